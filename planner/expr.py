@@ -1,0 +1,44 @@
+"""Symbolic shape expressions such as `(nh + nkvh + nkvh) * dh`, evaluated without eval()."""
+import ast
+import operator
+
+_BINARY = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul,
+           ast.FloorDiv: operator.floordiv}
+
+
+class ExprError(ValueError):
+    pass
+
+
+def parse(text: str) -> ast.expr:
+    try:
+        tree = ast.parse(str(text).strip(), mode="eval").body
+    except SyntaxError:
+        raise ExprError(f"cannot read the expression '{text}'") from None
+    for node in ast.walk(tree):
+        ok = isinstance(node, (ast.BinOp, ast.Name, ast.Load, ast.UnaryOp, ast.USub) + tuple(_BINARY)) \
+            or (isinstance(node, ast.Constant) and type(node.value) is int)
+        if not ok:
+            raise ExprError(f"'{text}' may use only dimension names, integers, + - * // and parentheses")
+    return tree
+
+
+def names(text: str) -> set[str]:
+    return {n.id for n in ast.walk(parse(text)) if isinstance(n, ast.Name)}
+
+
+def evaluate(text, dims: dict[str, int]) -> int:
+    """Value of the expression with every name bound in `dims`; KeyError names an unbound one."""
+    if isinstance(text, int):
+        return text
+
+    def value(node):
+        if isinstance(node, ast.Constant):
+            return node.value
+        if isinstance(node, ast.Name):
+            return dims[node.id]
+        if isinstance(node, ast.UnaryOp):
+            return -value(node.operand)
+        return _BINARY[type(node.op)](value(node.left), value(node.right))
+
+    return value(parse(text))

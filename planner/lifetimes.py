@@ -1,0 +1,197 @@
+"""Unroll a Schedule and bind its dimensions: one Instance per lifetime of a tensor.
+
+Semantics (docs/schedule-format.md):
+- steps are numbered in execution order after repeat blocks are unrolled;
+- `+` starts a new instance of the tensor; it lives on the closed interval [first, last],
+  where `last` is the step whose cell holds `x`, or the last step if none does;
+- a blank cell on a live tensor means `o` (stays alive, untouched);
+- `+m` instances live in host memory and take no place in the arena;
+- persistent tensors (KV cache) are live before step 0 and are never destroyed.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+
+from . import expr
+from .errors import ArenaError, where
+from .schedule import ACT, ELEMENT_BYTES, Repeat, Schedule, StepRow
+
+DEFAULT_ALIGN = 256   # bytes: the CUDA allocation granule
+MAX_FAULTS = 20
+
+
+@dataclass
+class Step:
+    index: int
+    name: str            # unique after unrolling: "attn_norm.3" is attn_norm of layer 3
+    op: str              # the row name in the table, which the executor dispatches on
+    layer: int | None    # index within its repeat block, None outside one
+    kind: str | None     # "kernel", "graph" or None
+    cells: dict[str, str]
+
+
+@dataclass
+class Instance:
+    name: str            # "x_#1": the second instance of tensor x_
+    tensor: str
+    first: int
+    last: int
+    shape: list[int]
+    dtype: str           # element type, e.g. "f16"
+    nbytes: int          # exact bytes
+    size: int            # bytes rounded up to the alignment: what the arena holds
+    memory: str          # "device" or "host"
+    persistent: bool = False
+
+
+@dataclass
+class Lifetimes:
+    schedule: str
+    dims: dict[str, int]
+    align: int
+    steps: list[Step]
+    instances: list[Instance]
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Lifetimes":
+        return cls(d["schedule"], d["dims"], d["align"], [Step(**s) for s in d["steps"]],
+                   [Instance(**i) for i in d["instances"]])
+
+    def live_at(self, step: int) -> list[Instance]:
+        return [i for i in self.instances if i.first <= step <= i.last]
+
+
+def align_up(nbytes: int, align: int) -> int:
+    return -(-nbytes // align) * align
+
+
+def bind(schedule: Schedule, dims: dict[str, int], dtype: str = "f32", align: int = DEFAULT_ALIGN) -> Lifetimes:
+    """Unroll and bind `schedule`; every fault is an ArenaError naming step and tensor."""
+    if dtype not in ELEMENT_BYTES:
+        raise ArenaError(f"--dtype: unknown element type '{dtype}' (known: f32, f16, bf16)")
+    if align < 1:
+        raise ArenaError(f"--align must be a positive number of bytes, not {align}")
+    dims = {k: v for k, v in dims.items() if k in schedule.dims}
+    shapes = _bind_shapes(schedule, dims)
+    steps = _unroll(schedule, dims)
+    return _Walk(schedule, steps).instances(shapes, dtype, align, dims)
+
+
+def _needed(schedule: Schedule) -> set[str]:
+    names = {n for t in schedule.tensors.values() for axis in t.shape for n in expr.names(axis)}
+    return names | {r.count for r in schedule.steps if isinstance(r, Repeat) and not r.count.isdigit()}
+
+
+def _bind_shapes(schedule: Schedule, dims: dict[str, int]) -> dict[str, list[int]]:
+    unbound = sorted(_needed(schedule) - set(dims))
+    if unbound:
+        raise ArenaError(*[f"{schedule.file}: dimension '{d}' ({schedule.dims[d]}) is not bound: "
+                           f"pass --set {d}=N or a --model that has it" for d in unbound])
+    shapes, faults = {}, []
+    for t in schedule.tensors.values():
+        shape = [expr.evaluate(axis, dims) for axis in t.shape]
+        if any(s <= 0 for s in shape):
+            faults.append(f"{where(schedule.file, t.line, tensor=t.name)}shape {t.spec()} evaluates to "
+                          f"{tuple(shape)}: every dimension must be positive")
+        shapes[t.name] = shape
+    if faults:
+        raise ArenaError(*faults)
+    return shapes
+
+
+def _unroll(schedule: Schedule, dims: dict[str, int]) -> list[tuple[Step, int | None]]:
+    """Steps in execution order, each with the line of its row for fault messages."""
+    steps = []
+
+    def add(row: StepRow, layer):
+        name = row.name if layer is None else f"{row.name}.{layer}"
+        steps.append((Step(len(steps), name, row.name, layer, row.kind, dict(row.cells)), row.line))
+
+    for r in schedule.steps:
+        if isinstance(r, Repeat):
+            count = int(r.count) if r.count.isdigit() else dims[r.count]
+            for layer in range(count):
+                for row in r.steps:
+                    add(row, layer)
+        else:
+            add(r, None)
+    if not steps:
+        raise ArenaError(f"{schedule.file}: the schedule has no steps")
+    return steps
+
+
+class _Walk:
+    """Walk the unrolled steps, tracking which instance of each tensor is live."""
+
+    def __init__(self, schedule: Schedule, steps):
+        self.schedule, self.steps = schedule, steps
+        self.faults: list[str] = []
+
+    def fault(self, line, step, tensor, message):
+        self.faults.append(where(self.schedule.file, line, step, tensor) + message)
+
+    def instances(self, shapes, dtype, align, dims) -> Lifetimes:
+        last_step = len(self.steps) - 1
+        live: dict[str, dict] = {}        # tensor -> the open instance
+        ended: dict[str, str] = {}        # tensor -> name of the step that destroyed it
+        spans: list[dict] = []
+        counts: dict[str, int] = {}
+
+        def open_instance(tensor, first, host=False, persistent=False):
+            k = counts.get(tensor, 0)
+            counts[tensor] = k + 1
+            live[tensor] = {"tensor": tensor, "k": k, "first": first, "last": last_step,
+                            "host": host, "persistent": persistent}
+            spans.append(live[tensor])
+
+        for t in self.schedule.tensors.values():
+            if t.persistent:
+                open_instance(t.name, 0, persistent=True)
+
+        for step, line in self.steps:
+            for tensor, symbols in step.cells.items():
+                decl = self.schedule.tensors[tensor]
+                if symbols.startswith("+"):
+                    if decl.persistent:
+                        self.fault(line, step.name, tensor, "a persistent tensor is live before step 0 and is never created")
+                    elif tensor in live:
+                        first = self.steps[live[tensor]["first"]][0].name
+                        self.fault(line, step.name, tensor, f"'{symbols}' creates the tensor while its instance "
+                                   f"created at step '{first}' is still live (destroy it with 'x' first)")
+                    else:
+                        open_instance(tensor, step.index, host="m" in symbols)
+                elif tensor not in live:
+                    use = "reads" if "r" in symbols else "writes" if "w" in symbols else "uses"
+                    if tensor in ended:
+                        self.fault(line, step.name, tensor, f"'{symbols}' {use} the tensor after it was "
+                                   f"destroyed at step '{ended[tensor]}'")
+                    else:
+                        self.fault(line, step.name, tensor, f"'{symbols}' {use} the tensor before it is created ('+')")
+                    continue
+                if symbols.endswith("x") and tensor in live:
+                    if decl.persistent:
+                        self.fault(line, step.name, tensor, "a persistent tensor is never destroyed")
+                        continue
+                    live.pop(tensor)["last"] = step.index
+                    ended[tensor] = step.name
+            if len(self.faults) >= MAX_FAULTS:
+                break
+        if self.faults:
+            raise ArenaError(*self.faults[:MAX_FAULTS])
+
+        instances = []
+        for s in spans:
+            decl = self.schedule.tensors[s["tensor"]]
+            elem = self.schedule.types[decl.type]
+            elem = dtype if elem == ACT else elem
+            shape = shapes[s["tensor"]]
+            nbytes = math.prod(shape) * ELEMENT_BYTES[elem]
+            instances.append(Instance(f"{s['tensor']}#{s['k']}", s["tensor"], s["first"], s["last"], shape, elem,
+                                      nbytes, align_up(nbytes, align), "host" if s["host"] else "device",
+                                      s["persistent"]))
+        return Lifetimes(self.schedule.name, dims, align, [s for s, _ in self.steps], instances)

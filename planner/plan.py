@@ -1,0 +1,108 @@
+"""The Plan: every buffer instance with its offset in one arena, checked before anyone sees it.
+
+Persistent tensors (the KV cache) are placed first, at the bottom of the arena in
+declaration order: they are live at every step, so this costs nothing, and it keeps
+their offsets the same in every plan of the schedule (prefill and decode share them).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+
+from .check import check
+from .errors import ArenaError
+from .lifetimes import Lifetimes
+from .strategies import STRATEGIES, lower_bound
+
+CHOICES = ["auto", *STRATEGIES]
+
+
+@dataclass
+class Buffer:
+    name: str
+    tensor: str
+    first: int                 # index into Plan.steps (closed interval)
+    last: int
+    size: int                  # aligned bytes
+    offset: int | None         # None for host memory
+    memory: str = "device"     # "device" or "host"
+    shape: list[int] | None = None
+    dtype: str | None = None
+    nbytes: int | None = None  # exact bytes before alignment
+    persistent: bool = False
+
+
+@dataclass
+class Plan:
+    arena: int
+    lower_bound: int
+    align: int
+    strategy: str
+    steps: list[str]
+    buffers: list[Buffer]
+    optimal: bool = False      # the arena is proven minimal
+    bound: int = 0             # the best proven lower bound on any arena
+    no_reuse: int = 0          # bytes without any reuse (the naive arena)
+    host_bytes: int = 0
+    schedule: str = ""
+    dims: dict[str, int] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=1)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Plan":
+        return cls(**{**d, "buffers": [Buffer(**b) for b in d["buffers"]]})
+
+    def device(self) -> list[Buffer]:
+        return [b for b in self.buffers if b.memory == "device"]
+
+
+def plan_lifetimes(lifetimes: Lifetimes, strategy: str = "auto") -> Plan:
+    buffers = [Buffer(i.name, i.tensor, i.first, i.last, i.size, None, i.memory, i.shape, i.dtype,
+                      i.nbytes, i.persistent) for i in lifetimes.instances]
+    plan = place(buffers, strategy, lifetimes.align, [s.name for s in lifetimes.steps])
+    plan.schedule, plan.dims = lifetimes.schedule, dict(lifetimes.dims)
+    return plan
+
+
+def place(buffers: list[Buffer], strategy: str, align: int, steps: list[str]) -> Plan:
+    """Give every device buffer an offset with `strategy`, then check the result."""
+    if strategy not in CHOICES:
+        raise ArenaError(f"--strategy: unknown strategy '{strategy}' (choose from {', '.join(CHOICES)})")
+    persistent = [b for b in buffers if b.memory == "device" and b.persistent]
+    transient = [b for b in buffers if b.memory == "device" and not b.persistent]
+    base = 0
+    for b in persistent:
+        b.offset, base = base, base + b.size
+    blocks = [(b.first, b.last, b.size) for b in transient]
+    name, offsets = _search(blocks, strategy)
+    for b, offset in zip(transient, offsets):
+        b.offset = base + offset
+    device = persistent + transient
+    arena = max((b.offset + b.size for b in device), default=0)
+    bound = lower_bound([(b.first, b.last, b.size) for b in device])
+    check([b.name for b in device], [(b.first, b.last, b.size) for b in device],
+          [b.offset for b in device], arena, align)
+    return Plan(arena, bound, align, name, steps, buffers, optimal=arena == bound, bound=bound,
+                no_reuse=sum(b.size for b in device),
+                host_bytes=sum(b.size for b in buffers if b.memory == "host"))
+
+
+def _search(blocks, strategy: str) -> tuple[str, list[int]]:
+    if strategy != "auto":
+        return strategy, STRATEGIES[strategy](blocks)
+    bound = lower_bound(blocks)
+    best = None
+    for name in ("best-fit", "greedy-size"):
+        offsets = STRATEGIES[name](blocks)
+        arena = max((o + b[2] for o, b in zip(offsets, blocks)), default=0)
+        if best is None or arena < best[0]:
+            best = (arena, name, offsets)
+        if arena == bound:
+            break
+    return f"auto:{best[1]}", best[2]

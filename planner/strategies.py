@@ -1,0 +1,98 @@
+"""Offset assignment: blocks (first, last, size) in, one offset per block out.
+
+Each strategy is a plain function `place(blocks) -> offsets`. Sizes arrive already
+aligned, so every offset that is a sum of sizes is aligned too.
+"""
+from __future__ import annotations
+
+import bisect
+import heapq
+
+from .graph import Block, conflicts
+
+
+def lower_bound(blocks: list[Block]) -> int:
+    """Max over time of the summed sizes of the blocks live then; no placement beats it."""
+    events = sorted([(b[0], 1, b[2]) for b in blocks] + [(b[1] + 1, 0, -b[2]) for b in blocks])
+    live = best = 0
+    for _, _, delta in events:          # at equal times, ends (0) sort before starts (1)
+        live += delta
+        best = max(best, live)
+    return best
+
+
+def naive(blocks: list[Block]) -> list[int]:
+    """No reuse: every block gets bytes of its own, in order of first use."""
+    offsets, top = [0] * len(blocks), 0
+    for i in sorted(range(len(blocks)), key=lambda i: (blocks[i][0], i)):
+        offsets[i], top = top, top + blocks[i][2]
+    return offsets
+
+
+def greedy_size(blocks: list[Block]) -> list[int]:
+    """TensorFlow Lite's greedy by size: largest first, into the smallest gap among the
+    already placed blocks that conflict with it, else on top of them."""
+    neighbours: list[list[int]] = [[] for _ in blocks]
+    for a, b in conflicts(blocks):
+        neighbours[a].append(b)
+        neighbours[b].append(a)
+    offsets: list[int | None] = [None] * len(blocks)
+    order = sorted(range(len(blocks)), key=lambda i: (-blocks[i][2], blocks[i][0] - blocks[i][1], blocks[i][0]))
+    for i in order:
+        size = blocks[i][2]
+        placed = sorted((offsets[j], offsets[j] + blocks[j][2]) for j in neighbours[i] if offsets[j] is not None)
+        best, best_gap, top = None, None, 0
+        for start, end in placed:
+            gap = start - top
+            if gap >= size and (best_gap is None or gap < best_gap):
+                best, best_gap = top, gap
+            top = max(top, end)
+        offsets[i] = top if best is None else best
+    return offsets
+
+
+def best_fit(blocks: list[Block]) -> list[int]:
+    """A free list walked in step order, as llama.cpp's graph allocator does: at each start
+    time release what ended before it, then give each new block (largest first) the
+    smallest free hole that holds it, else grow the arena at its top."""
+    offsets = [0] * len(blocks)
+    starts = sorted(range(len(blocks)), key=lambda i: (blocks[i][0], -blocks[i][2]))
+    ending: list[tuple[int, int]] = []       # heap of (last, index) of allocated blocks
+    free: list[list[int]] = []               # sorted, merged [offset, size] holes below `top`
+    top = 0
+    for i in starts:
+        first, _, size = blocks[i]
+        while ending and ending[0][0] < first:
+            _, j = heapq.heappop(ending)
+            _release(free, offsets[j], blocks[j][2])
+        offsets[i], top = _allocate(free, size, top)
+        heapq.heappush(ending, (blocks[i][1], i))
+    return offsets
+
+
+def _allocate(free: list[list[int]], size: int, top: int) -> tuple[int, int]:
+    fits = [k for k, (_, s) in enumerate(free) if s >= size]
+    if fits:
+        k = min(fits, key=lambda k: (free[k][1], free[k][0]))
+        offset = free[k][0]
+        free[k][0] += size
+        free[k][1] -= size
+        if free[k][1] == 0:
+            del free[k]
+        return offset, top
+    if free and free[-1][0] + free[-1][1] == top:   # the last hole touches the top: grow it
+        offset = free.pop()[0]
+        return offset, offset + size
+    return top, top + size
+
+
+def _release(free: list[list[int]], offset: int, size: int) -> None:
+    k = bisect.bisect(free, [offset, size])
+    free.insert(k, [offset, size])
+    if k + 1 < len(free) and offset + size == free[k + 1][0]:   # merge with the hole above
+        free[k][1] += free.pop(k + 1)[1]
+    if k > 0 and free[k - 1][0] + free[k - 1][1] == offset:     # merge with the hole below
+        free[k - 1][1] += free.pop(k)[1]
+
+
+STRATEGIES = {"naive": naive, "greedy-size": greedy_size, "best-fit": best_fit}
