@@ -62,16 +62,17 @@ class Plan:
         return [b for b in self.buffers if b.memory == "device"]
 
 
-def plan_lifetimes(lifetimes: Lifetimes, strategy: str = "auto") -> Plan:
+def plan_lifetimes(lifetimes: Lifetimes, strategy: str = "auto", time_limit: float = 10.0) -> Plan:
     buffers = [Buffer(i.name, i.tensor, i.first, i.last, i.size, None, i.memory, i.shape, i.dtype,
                       i.nbytes, i.persistent) for i in lifetimes.instances]
-    plan = place(buffers, strategy, lifetimes.align, [s.name for s in lifetimes.steps])
+    plan = place(buffers, strategy, lifetimes.align, [s.name for s in lifetimes.steps], time_limit)
     plan.schedule, plan.dims = lifetimes.schedule, dict(lifetimes.dims)
     return plan
 
 
-def place(buffers: list[Buffer], strategy: str, align: int, steps: list[str]) -> Plan:
-    """Give every device buffer an offset with `strategy`, then check the result."""
+def place(buffers: list[Buffer], strategy: str, align: int, steps: list[str], time_limit: float = 10.0) -> Plan:
+    """Give every device buffer an offset with `strategy`, then check the result.
+    `time_limit` (seconds) bounds the search of strategies that search."""
     if strategy not in CHOICES:
         raise ArenaError(f"--strategy: unknown strategy '{strategy}' (choose from {', '.join(CHOICES)})")
     persistent = [b for b in buffers if b.memory == "device" and b.persistent]
@@ -80,23 +81,25 @@ def place(buffers: list[Buffer], strategy: str, align: int, steps: list[str]) ->
     for b in persistent:
         b.offset, base = base, base + b.size
     blocks = [(b.first, b.last, b.size) for b in transient]
-    name, offsets = _search(blocks, strategy)
+    name, offsets, proven = _search(blocks, strategy, time_limit)
     for b, offset in zip(transient, offsets):
         b.offset = base + offset
     device = persistent + transient
     arena = max((b.offset + b.size for b in device), default=0)
-    bound = lower_bound([(b.first, b.last, b.size) for b in device])
+    lower = lower_bound([(b.first, b.last, b.size) for b in device])
+    bound = max(lower, base + proven)
     check([b.name for b in device], [(b.first, b.last, b.size) for b in device],
           [b.offset for b in device], arena, align)
-    return Plan(arena, bound, align, name, steps, buffers, optimal=arena == bound, bound=bound,
+    return Plan(arena, lower, align, name, steps, buffers, optimal=arena == bound, bound=bound,
                 no_reuse=sum(b.size for b in device),
                 host_bytes=sum(b.size for b in buffers if b.memory == "host"))
 
 
-def _search(blocks, strategy: str) -> tuple[str, list[int]]:
-    if strategy != "auto":
-        return strategy, STRATEGIES[strategy](blocks)
+def _search(blocks, strategy: str, time_limit: float) -> tuple[str, list[int], int]:
+    """(strategy used, offsets, best proven lower bound on the arena of these blocks)."""
     bound = lower_bound(blocks)
+    if strategy != "auto":
+        return strategy, STRATEGIES[strategy](blocks), bound
     best = None
     for name in ("best-fit", "greedy-size"):
         offsets = STRATEGIES[name](blocks)
@@ -105,4 +108,4 @@ def _search(blocks, strategy: str) -> tuple[str, list[int]]:
             best = (arena, name, offsets)
         if arena == bound:
             break
-    return f"auto:{best[1]}", best[2]
+    return f"auto:{best[1]}", best[2], bound

@@ -1,0 +1,81 @@
+"""Read the seed's own markdown lifetime table into a Schedule (what `arena convert` does).
+
+The table has a header row of tensor names (the second column is `graph`), a row of
+types and shapes such as `Ta (n, (nh + nkvh + nkvh) x dh)`, then one row per step.
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from . import expr
+from .errors import ArenaError, where
+from .schedule import KINDS, Schedule, StepRow, TensorDecl, symbol_problem
+
+_SHAPE = re.compile(r"^\s*([A-Za-z_]\w*)\s*\((.*)\)\s*$")
+
+
+def convert(path) -> Schedule:
+    path = Path(path)
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as e:
+        raise ArenaError(f"{path}: cannot read the table: {e.strerror}") from None
+    rows = _table_with_graph_column(path, lines)
+    (header_line, header), (shape_line, shapes), body = rows[0], rows[1], rows[2:]
+    names = header[2:]
+    tensors, dims, types, faults = {}, {}, {}, []
+    for name, spec in zip(names, shapes[2:]):
+        match = _SHAPE.match(spec)
+        if not match:
+            faults.append(f"{where(path, shape_line, tensor=name)}cannot read the shape '{spec}'")
+            continue
+        type_, axes = match.group(1), _axes(match.group(2))
+        types.setdefault(type_, "act" if type_ == "Ta" else "i32")
+        try:
+            for axis in axes:
+                dims.update({d: d for d in sorted(expr.names(axis)) if d not in dims})
+        except expr.ExprError as e:
+            faults.append(f"{where(path, shape_line, tensor=name)}{e}")
+        tensors[name] = TensorDecl(name, type_, axes, line=shape_line)
+    steps = []
+    for line, cells in body:
+        step, kind = cells[0], cells[1] or None
+        if kind not in (None,) + KINDS:
+            faults.append(f"{where(path, line, step)}graph column must be 'kernel' or 'graph', not '{kind}'")
+        row = {}
+        for name, symbols in zip(names, cells[2:]):
+            problem = symbols and symbol_problem(symbols)
+            if problem:
+                faults.append(f"{where(path, line, step, name)}{problem}")
+            elif symbols:
+                row[name] = symbols
+        steps.append(StepRow(step, kind, row, line))
+    if faults:
+        raise ArenaError(*faults)
+    return Schedule(path.stem, dims, types, tensors, steps, str(path))
+
+
+def _table_with_graph_column(path, lines) -> list[tuple[int, list[str]]]:
+    """The rows (line number, cells) of the first table whose second column is `graph`."""
+    table: list[tuple[int, list[str]]] = []
+    for number, text in enumerate(lines, start=1):
+        if text.strip().startswith("|"):
+            cells = [c.strip().strip("`") for c in text.strip().strip("|").split("|")]
+            if not all(re.fullmatch(r":?-+:?", c) for c in cells):   # skip the |:--:| rule
+                table.append((number, cells))
+            continue
+        if table and len(table[0][1]) > 1 and table[0][1][1] == "graph":
+            break
+        table = []
+    if not table or len(table[0][1]) < 3 or table[0][1][1] != "graph" or len(table) < 2:
+        raise ArenaError(f"{path}: no lifetime table found (a markdown table whose columns are "
+                         f"'tensor | graph | <tensor names>...', then a row of shapes, then the steps)")
+    width = len(table[0][1])
+    return [(n, (cells + [""] * width)[:width]) for n, cells in table]
+
+
+def _axes(text: str) -> list[str]:
+    """'n, (nh + nkvh + nkvh) x dh' -> ['n', '(nh + nkvh + nkvh) * dh']: the seed writes x for times."""
+    from .schedule import _split_axes
+    return [re.sub(r"\s+x\s+", " * ", a.strip()) for a in _split_axes(text)]

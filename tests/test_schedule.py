@@ -1,0 +1,165 @@
+"""The lifetime table: each symbol's meaning, the seed's two x_ instances, and every fault."""
+import pytest
+
+from planner.errors import ArenaError
+from planner.lifetimes import bind
+from planner.models import PRESETS
+from planner.plan import plan_lifetimes
+from planner.schedule import load, loads
+
+SMOL = PRESETS["smollm2-135m"]
+
+HEAD = """
+schedule: t
+dims: {n: tokens, d: width}
+types: {Ta: act, Ti: i32}
+tensors:
+  a: Ta[n, d]
+  b: Ta[n, d]
+  h: Ti[n]
+steps:
+"""
+
+
+def lifetimes(steps: str, **dims):
+    return bind(loads(HEAD + steps, "t.yaml"), {"n": 2, "d": 64, **dims}, "f32", 256)
+
+
+def fault(steps: str, **dims) -> str:
+    """The message of a table that fails when read (structure) or when unrolled (meaning)."""
+    with pytest.raises(ArenaError) as e:
+        lifetimes(steps, **dims)
+    return str(e.value)
+
+
+def test_seed_layer_has_two_instances_of_x_():
+    lt = bind(load("schedules/llama-layer.yaml"), {**SMOL, "n": 7})
+    names = [s.name for s in lt.steps]
+    x_ = [i for i in lt.instances if i.tensor == "x_"]
+    assert [(names[i.first], names[i.last]) for i in x_] == [("attn_norm", "attn_qkv"), ("ffn_norm", "ffn_up")]
+
+
+def test_second_x_lands_where_attn_was():
+    lt = bind(load("schedules/llama-layer.yaml"), {**SMOL, "n": 7})
+    plan = plan_lifetimes(lt)
+    by_name = {b.name: b for b in plan.buffers}
+    attn, x2 = by_name["attn#0"], by_name["x_#1"]
+    assert attn.last < x2.first
+    # the second x_ reuses bytes that held attn or the first x_: no byte of the arena is new
+    assert plan.arena == plan.lower_bound < plan.no_reuse
+
+
+def test_plus_starts_x_ends_and_closed_interval():
+    lt = lifetimes("""
+  - s0: {a: +w}
+  - s1: {a: r, b: +w}
+  - s2: {a: rx, b: r}
+  - s3: {b: rx}
+""")
+    a, b = lt.instances
+    assert (a.first, a.last) == (0, 2) and (b.first, b.last) == (1, 3)
+    assert a.size == b.size == 512  # 2 * 64 * 4 bytes, already a multiple of 256
+
+
+def test_never_destroyed_lives_to_the_last_step():
+    lt = lifetimes("""
+  - s0: {a: +w}
+  - s1: {b: +w}
+  - s2: {b: x}
+""")
+    assert [(i.first, i.last) for i in lt.instances] == [(0, 2), (1, 2)]
+
+
+def test_m_is_host_memory_and_takes_no_arena():
+    lt = lifetimes("""
+  - s0: {h: +m, a: +w}
+  - s1: {h: rx, a: r}
+""")
+    h = lt.instances[0]
+    assert h.memory == "host" and h.dtype == "i32" and h.nbytes == 8 and h.size == 256
+    plan = plan_lifetimes(lt)
+    assert plan.arena == 512 and plan.host_bytes == 256
+    assert [b.offset for b in plan.buffers if b.memory == "host"] == [None]
+
+
+def test_blank_cell_and_o_mean_stays_alive():
+    lt = lifetimes("""
+  - s0: {a: +w}
+  - s1: {a: o}
+  - s2: {}
+  - s3: {a: rx}
+""")
+    assert (lt.instances[0].first, lt.instances[0].last) == (0, 3)
+
+
+def test_repeat_unrolls_with_layer_names_and_new_instances():
+    lt = lifetimes("""
+  - s0: {a: +w}
+  - repeat: 3
+    steps:
+      - f: {a: r, b: +w}
+      - g: {a: w, b: rx}
+""")
+    assert [s.name for s in lt.steps] == ["s0", "f.0", "g.0", "f.1", "g.1", "f.2", "g.2"]
+    assert [s.layer for s in lt.steps] == [None, 0, 0, 1, 1, 2, 2]
+    assert [i.name for i in lt.instances if i.tensor == "b"] == ["b#0", "b#1", "b#2"]
+
+
+def test_dtype_sets_ta_and_alignment_rounds_up():
+    lt = bind(loads(HEAD + "  - s0: {a: +w}\n", "t.yaml"), {"n": 3, "d": 5}, "bf16", 64)
+    assert lt.instances[0].nbytes == 30 and lt.instances[0].size == 64
+
+
+@pytest.mark.parametrize("steps, message", [
+    ("  - s0: {a: r}\n", "step 's0': tensor 'a': 'r' reads the tensor before it is created"),
+    ("  - s0: {a: w}\n", "'w' writes the tensor before it is created"),
+    ("  - s0: {a: +w}\n  - s1: {a: +w}\n", "step 's1': tensor 'a': '+w' creates the tensor while its instance"),
+    ("  - s0: {a: +w}\n  - s1: {a: rx}\n  - s2: {a: r}\n", "step 's2': tensor 'a': 'r' reads the tensor after it was destroyed at step 's1'"),
+    ("  - s0: {a: +q}\n", "t.yaml:10: step 's0': tensor 'a': unknown symbol 'q'"),
+    ("  - s0: {a: xr}\n", "'x' (destroy) comes last"),
+    ("  - s0: {a: w+}\n", "'+' (create) comes first"),
+    ("  - s0: {a: +wo}\n", "'o' (stays alive) stands alone"),
+    ("  - s0: {a: rm}\n", "'m' (mapped from host) marks a creation"),
+    ("  - s0: {zz: +w}\n", "step 's0': tensor 'zz': unknown tensor"),
+    ("  - s0: {graph: kern, a: +w}\n", "graph column must be 'kernel' or 'graph'"),
+])
+def test_faults_name_their_location(steps, message):
+    assert message in fault(steps)
+
+
+def test_every_fault_is_reported_not_only_the_first():
+    text = fault("  - s0: {a: r}\n  - s1: {b: w}\n")
+    assert "step 's0': tensor 'a'" in text and "step 's1': tensor 'b'" in text
+
+
+def test_unknown_dimension_in_a_shape():
+    with pytest.raises(ArenaError, match="tensor 'a': unknown dimension 'q'"):
+        loads(HEAD.replace("Ta[n, d]", "Ta[n, q]", 1) + "  - s0: {a: +w}\n", "t.yaml")
+
+
+def test_unbound_dimension():
+    with pytest.raises(ArenaError, match="dimension 'd' \\(width\\) is not bound: pass --set d=N"):
+        bind(loads(HEAD + "  - s0: {a: +w}\n", "t.yaml"), {"n": 2})
+
+
+@pytest.mark.parametrize("n", [0, -3])
+def test_shape_that_is_not_positive(n):
+    with pytest.raises(ArenaError, match=r"tensor 'a': shape Ta\[n, d\] evaluates to \(%d, 64\)" % n):
+        lifetimes("  - s0: {a: +w}\n", n=n)
+
+
+def test_malformed_yaml_names_the_line():
+    with pytest.raises(ArenaError, match=r"t.yaml:3: malformed YAML"):
+        loads("schedule: t\ndims: {n: a\ntypes: [\n", "t.yaml")
+
+
+def test_persistent_tensor_is_live_throughout_and_never_created():
+    text = HEAD.replace("  h: Ti[n]", "  h: Ti[n]\n  kv: {shape: 'Ta[d]', persistent: true}")
+    lt = bind(loads(text + "  - s0: {a: +w}\n  - s1: {kv: rw}\n  - s2: {a: rx}\n", "t.yaml"), {"n": 2, "d": 64})
+    kv = next(i for i in lt.instances if i.tensor == "kv")
+    assert (kv.first, kv.last, kv.persistent) == (0, 2, True)
+    assert plan_lifetimes(lt).buffers[0].offset == 0   # bottom of the arena
+    with pytest.raises(ArenaError, match="persistent tensor is live before step 0"):
+        bind(loads(text + "  - s0: {kv: +w}\n", "t.yaml"), {"n": 2, "d": 64})
+    with pytest.raises(ArenaError, match="persistent tensor is never destroyed"):
+        bind(loads(text + "  - s0: {kv: rx}\n", "t.yaml"), {"n": 2, "d": 64})
