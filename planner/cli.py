@@ -85,12 +85,12 @@ def plan_from_args(args) -> tuple[Lifetimes | None, Plan]:
     if args.csv and args.schedule:
         raise ArenaError("give a SCHEDULE or --csv PROBLEM.csv, not both")
     if args.csv:
-        align = args.align or 1
+        align = 1 if args.align is None else args.align
         return None, place(csvio.read_problem(args.csv, align), args.strategy, align, [], args.time_limit)
     if not args.schedule:
         raise ArenaError("say what to plan: a SCHEDULE (e.g. schedules/llama.yaml) or --csv PROBLEM.csv")
     lifetimes = bind(load_schedule(args.schedule), {**model_dims(args.model), **parse_sets(args.set)},
-                     args.dtype, args.align or DEFAULT_ALIGN)
+                     args.dtype, DEFAULT_ALIGN if args.align is None else args.align)
     _check_sets(args, lifetimes)
     return lifetimes, plan_lifetimes(lifetimes, args.strategy, args.time_limit)
 

@@ -18,6 +18,8 @@ COLUMNS = ["id", "lower", "upper", "size"]
 
 def read_problem(path, align: int = 1) -> list[Buffer]:
     path = Path(path)
+    if align < 1:
+        raise ArenaError(f"--align must be a positive number of bytes, not {align}")
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as e:

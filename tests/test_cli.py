@@ -1,0 +1,106 @@
+"""`arena plan` and `arena convert` as a user runs them: output, files, exit codes."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import networkx as nx
+import pytest
+
+from planner.cli import main
+
+SEED = Path(__file__).resolve().parents[2] / "shared" / "seeds" / "000_a1c78c6a9d0b085a.txt"
+
+
+def arena(*args):
+    """Run the real command line in a subprocess: (exit code, stdout, stderr)."""
+    p = subprocess.run([sys.executable, "-m", "planner.cli", *args], capture_output=True, text=True)
+    return p.returncode, p.stdout, p.stderr
+
+
+def test_plan_json_has_the_documented_keys(capsys):
+    assert main(["plan", "schedules/llama.yaml", "--set", "n=7", "--json"]) == 0
+    plan = json.loads(capsys.readouterr().out)
+    assert {"arena", "lower_bound", "align", "strategy", "steps", "buffers", "optimal", "bound"} <= set(plan)
+    assert plan["arena"] == plan["lower_bound"] and plan["align"] == 256 and plan["optimal"] is True
+    for b in plan["buffers"]:
+        assert {"name", "tensor", "first", "last", "size", "offset", "memory"} <= set(b)
+        assert 0 <= b["first"] <= b["last"] < len(plan["steps"]) and b["size"] % 256 == 0
+        assert (b["offset"] is None) == (b["memory"] == "host")
+    assert plan["steps"][:3] == ["setup", "embedding", "attn_norm.0"]
+
+
+def test_plan_table_shows_instances_and_summary(capsys):
+    assert main(["plan", "llama-layer", "--model", "open_llama_3b", "--set", "n=6", "--dtype", "f16"]) == 0
+    out = capsys.readouterr().out
+    for word in ("x_#1", "attn#0", "f16[6, 9600]", "arena", "lower bound", "arena / lower bound", "1.000",
+                 "no-reuse total", "bytes saved", "host bytes", "host"):
+        assert word in out
+
+
+def test_plan_from_gguf_and_config_json(tmp_path, capsys):
+    cfg = tmp_path / "config.json"
+    cfg.write_text(json.dumps(dict(hidden_size=64, num_attention_heads=4, num_key_value_heads=2,
+                                   intermediate_size=96, num_hidden_layers=3, vocab_size=100,
+                                   max_position_embeddings=32)))
+    assert main(["plan", "llama", "--model", str(cfg), "--set", "n=5", "--json"]) == 0
+    plan = json.loads(capsys.readouterr().out)
+    assert plan["dims"] == dict(n=5, d=64, nh=4, nkvh=2, dh=16, di=96, nlayers=3, vocab=100, nctx=32)
+
+
+def test_plan_out_and_graph_files(tmp_path, capsys):
+    out, graphml = tmp_path / "plan.json", tmp_path / "g.graphml"
+    assert main(["plan", "llama-layer", "--set", "n=7", "--out", str(out), "--graph", str(graphml)]) == 0
+    assert json.loads(out.read_text())["arena"] > 0
+    g = nx.read_graphml(graphml)
+    assert g.has_edge("x_#0", "attn#0") and not g.has_edge("attn#0", "x_#1")
+
+
+def test_csv_plan_and_solution(tmp_path, capsys):
+    problem = tmp_path / "p.csv"
+    problem.write_text("id,lower,upper,size\nb1,0,3,4\nb2,3,9,4\nb3,0,9,4\nb4,9,21,4\nb5,0,21,4\n")
+    solution = tmp_path / "s.csv"
+    assert main(["plan", "--csv", str(problem), "--out", str(solution), "--json"]) == 0
+    plan = json.loads(capsys.readouterr().out)
+    assert plan["arena"] == 12 and plan["align"] == 1 and plan["steps"] == []
+    assert solution.read_text().splitlines()[0] == "id,lower,upper,size,offset"
+
+
+def test_convert_prints_yaml_that_plans_like_the_layer(tmp_path, capsys):
+    assert main(["convert", str(SEED)]) == 0
+    converted = tmp_path / "seed.yaml"
+    converted.write_text(capsys.readouterr().out)
+    main(["plan", str(converted), "--set", "n=7", "--json"])
+    a = json.loads(capsys.readouterr().out)
+    main(["plan", "llama-layer", "--set", "n=7", "--json"])
+    b = json.loads(capsys.readouterr().out)
+    assert (a["arena"], a["buffers"]) == (b["arena"], b["buffers"])
+
+
+@pytest.mark.parametrize("args, message", [
+    (["plan", "nope.yaml", "--set", "n=1"], "nope.yaml: cannot read the schedule"),
+    (["plan", "llama", "--model", "no-such-model"], "--model: 'no-such-model' is neither a preset"),
+    (["plan", "llama"], "dimension 'n' (tokens in this call) is not bound: pass --set n=N"),
+    (["plan", "llama", "--set", "n=0"], "evaluates to (0, 576)"),
+    (["plan", "llama", "--set", "n=x"], "--set n=x: expected NAME=INTEGER"),
+    (["plan", "llama", "--set", "n=2", "--set", "q=3"], "--set q: the schedule has no dimension 'q'"),
+    (["plan", "llama", "--set", "n=2", "--align", "0"], "--align must be a positive number"),
+    (["plan", "--csv", "missing.csv"], "missing.csv: cannot read the CSV"),
+    (["plan"], "say what to plan"),
+    (["convert", "missing.md"], "missing.md: cannot read the table"),
+])
+def test_bad_input_is_one_clear_line_and_exit_2(args, message):
+    code, out, err = arena(*args)
+    assert code == 2, err
+    assert message in " ".join(err.split()) and "Traceback" not in err
+
+
+def test_unwritable_output_leaves_no_file(tmp_path):
+    code, _, err = arena("plan", "llama-layer", "--set", "n=7", "--out", str(tmp_path / "no" / "dir" / "p.json"))
+    assert code == 2 and "--out" in err and "cannot write" in err
+    assert not (tmp_path / "no").exists()
+
+
+def test_bad_option_value_is_exit_2():
+    code, _, err = arena("plan", "llama", "--dtype", "f8")
+    assert code == 2 and "invalid choice: 'f8'" in err

@@ -1,0 +1,64 @@
+"""minimalloc's CSV interchange: read, plan, write, read back."""
+import csv
+
+import pytest
+
+from planner.check import check
+from planner.csvio import read_problem, solution_csv
+from planner.errors import ArenaError
+from planner.plan import CHOICES, place
+
+README_EXAMPLE = "id,lower,upper,size\nb1,0,3,4\nb2,3,9,4\nb3,0,9,4\nb4,9,21,4\nb5,0,21,4\n"
+
+
+def write(tmp_path, text, name="problem.csv"):
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize("strategy", [s for s in CHOICES if s != "naive"])
+def test_minimalloc_readme_example_plans_at_12(tmp_path, strategy):
+    plan = place(read_problem(write(tmp_path, README_EXAMPLE)), strategy, 1, [])
+    assert plan.arena == 12 == plan.lower_bound
+    b1 = plan.buffers[0]
+    assert (b1.first, b1.last) == (0, 2)   # upper is exclusive
+
+
+def test_round_trip_keeps_times_sizes_and_offsets(tmp_path):
+    plan = place(read_problem(write(tmp_path, README_EXAMPLE)), "auto", 1, [])
+    out = write(tmp_path, solution_csv(plan), "solution.csv")
+    rows = list(csv.DictReader(out.open()))
+    assert [(r["id"], r["lower"], r["upper"], r["size"]) for r in rows] == \
+        [tuple(line.split(",")) for line in README_EXAMPLE.split()[1:]]
+    again = read_problem(out)
+    offsets = [int(r["offset"]) for r in rows]
+    check([b.name for b in again], [(b.first, b.last, b.size) for b in again], offsets, 12, 1)
+
+
+@pytest.mark.parametrize("strategy", CHOICES)
+def test_large_time_values_plan_like_small_ones(tmp_path, strategy):
+    def offsets(scale):
+        rows = [f"b{i},{i * scale},{(i + 2 + i % 3) * scale},{100 + i}" for i in range(300)]
+        plan = place(read_problem(write(tmp_path, "id,lower,upper,size\n" + "\n".join(rows))), strategy, 1, [])
+        return [b.offset for b in plan.buffers]
+    assert offsets(10**12) == offsets(1)
+
+
+def test_alignment_rounds_csv_sizes(tmp_path):
+    buffers = read_problem(write(tmp_path, "id,lower,upper,size\na,0,2,5\n"), align=8)
+    assert buffers[0].size == 8 and buffers[0].nbytes == 5
+
+
+@pytest.mark.parametrize("text, message", [
+    ("lower,upper\n", "problem.csv:1: expected the header 'id,lower,upper,size'"),
+    ("id,lower,upper,size\na,0,x,4\n", "problem.csv:2: expected id,lower,upper,size with integers"),
+    ("id,lower,upper,size\na,3,3,4\n", "problem.csv:2: buffer 'a' has upper 3 <= lower 3"),
+    ("id,lower,upper,size\na,0,3,0\n", "problem.csv:2: buffer 'a' has size 0"),
+    ("id,lower,upper,size\na,0,3,4\na,1,2,4\n", "problem.csv:3: buffer 'a' appears twice"),
+    ("id,lower,upper,size\n", "lists no buffers"),
+])
+def test_bad_csv(tmp_path, text, message):
+    with pytest.raises(ArenaError) as e:
+        read_problem(write(tmp_path, text))
+    assert message in str(e.value)

@@ -1,0 +1,51 @@
+"""The seed's own markdown table reads as the same lifetimes as schedules/llama-layer.yaml."""
+from pathlib import Path
+
+import pytest
+
+from planner.errors import ArenaError
+from planner.lifetimes import bind
+from planner.markdown import convert
+from planner.models import PRESETS
+from planner.schedule import load, loads, to_yaml
+
+SEED = Path(__file__).resolve().parents[2] / "shared" / "seeds" / "000_a1c78c6a9d0b085a.txt"
+
+
+def comparable(lifetimes):
+    return ([(s.name, s.kind, s.cells) for s in lifetimes.steps],
+            [(i.name, i.first, i.last, i.shape, i.dtype, i.size, i.memory) for i in lifetimes.instances])
+
+
+@pytest.mark.parametrize("n", [1, 7, 512])
+def test_seed_table_converted_gives_the_layer_lifetimes(n):
+    dims = {**PRESETS["open_llama_3b"], "n": n}
+    from_seed = bind(convert(SEED), dims, "f16")
+    from_yaml = bind(load("schedules/llama-layer.yaml"), dims, "f16")
+    assert comparable(from_seed) == comparable(from_yaml)
+
+
+def test_printed_yaml_reads_back_to_the_same_lifetimes():
+    dims = {**PRESETS["smollm2-135m"], "n": 7}
+    seed = convert(SEED)
+    assert comparable(bind(loads(to_yaml(seed), "converted.yaml"), dims)) == comparable(bind(seed, dims))
+
+
+def test_seed_shape_row_reads_x_as_times():
+    attn = convert(SEED).tensors["attn"]
+    assert attn.shape == ["n", "(nh + nkvh + nkvh) * dh"]
+
+
+def test_bad_symbol_in_a_table_names_step_and_tensor(tmp_path):
+    bad = tmp_path / "bad.md"
+    bad.write_text(SEED.read_text(encoding="utf-8").replace("| rope           | kernel |          | r  ",
+                                                            "| rope           | kernel |          | q  "),
+                   encoding="utf-8")
+    with pytest.raises(ArenaError, match=r"bad.md:\d+: step 'rope': tensor 'pos': unknown symbol 'q'"):
+        convert(bad)
+
+
+def test_file_without_a_table(tmp_path):
+    (tmp_path / "empty.md").write_text("# nothing here\n")
+    with pytest.raises(ArenaError, match="no lifetime table found"):
+        convert(tmp_path / "empty.md")

@@ -1,0 +1,97 @@
+"""Plans of the llama schedules, and random valid tables: always checked, within their bounds."""
+import time
+
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from planner.check import PlanInvalid, check
+from planner.graph import interference_graph
+from planner.lifetimes import bind
+from planner.models import PRESETS
+from planner.plan import Plan, plan_lifetimes
+from planner.schedule import load, loads
+from planner.strategies import STRATEGIES
+
+
+@pytest.mark.parametrize("model", PRESETS)
+@pytest.mark.parametrize("n", [1, 7, 512, 4096])
+def test_llama_reaches_the_lower_bound_fast(model, n):
+    start = time.perf_counter()
+    plan = plan_lifetimes(bind(load("schedules/llama.yaml"), {**PRESETS[model], "n": n}, "f16"))
+    assert time.perf_counter() - start < 1.0
+    assert plan.arena == plan.lower_bound and plan.optimal
+    kv = next(b for b in plan.buffers if b.tensor == "kv")
+    assert kv.offset == 0 and kv.size == PRESETS[model]["nlayers"] * 2 * PRESETS[model]["nctx"] * \
+        PRESETS[model]["nkvh"] * PRESETS[model]["dh"] * 2
+
+
+def test_lower_bound_is_the_peak_of_live_device_bytes():
+    lt = bind(load("schedules/llama.yaml"), {**PRESETS["smollm2-135m"], "n": 7})
+    peak = max(sum(i.size for i in lt.live_at(s.index) if i.memory == "device") for s in lt.steps)
+    assert plan_lifetimes(lt).lower_bound == peak
+
+
+def test_naive_plan_is_the_no_reuse_total():
+    lt = bind(load("schedules/llama.yaml"), {**PRESETS["smollm2-135m"], "n": 7})
+    naive = plan_lifetimes(lt, "naive")
+    assert naive.arena == naive.no_reuse > plan_lifetimes(lt).arena
+
+
+def test_plan_json_round_trip():
+    plan = plan_lifetimes(bind(load("schedules/llama-layer.yaml"), {**PRESETS["llama-3-8b"], "n": 3}))
+    again = Plan.from_dict(__import__("json").loads(plan.to_json()))
+    assert again == plan
+
+
+def test_interference_graph_edges_are_conflicts():
+    lt = bind(load("schedules/llama-layer.yaml"), {**PRESETS["smollm2-135m"], "n": 7})
+    g = interference_graph(lt.instances)
+    assert set(g.nodes) == {i.name for i in lt.instances if i.memory == "device"}
+    assert g.has_edge("x_#0", "attn#0")       # attn_qkv reads x_ and creates attn
+    assert not g.has_edge("attn#0", "x_#1")   # attn is gone before the second x_
+    assert g.degree("x#0") == len(g) - 1      # x lives throughout
+
+
+def test_checker_rejects_overlap_misalignment_and_overflow():
+    blocks = [(0, 2, 256), (1, 3, 256)]
+    check(["a", "b"], blocks, [0, 256], 512, 256)
+    for offsets, arena, align in (([0, 0], 512, 256), ([0, 128], 512, 128), ([0, 256], 256, 256), ([0, 100], 512, 256)):
+        with pytest.raises(PlanInvalid):
+            check(["a", "b"], blocks, offsets, arena, align)
+
+
+TENSORS = ["a", "b", "c", "d", "e"]
+
+
+@st.composite
+def valid_tables(draw):
+    """A random lifetime table that obeys the symbol rules, built by simulating liveness."""
+    sizes = {t: draw(st.integers(1, 40)) for t in TENSORS}
+    host = {t: draw(st.booleans()) and draw(st.booleans()) for t in TENSORS}
+    live, rows = set(), []
+    for k in range(draw(st.integers(1, 14))):
+        cells = {}
+        for t in TENSORS:
+            if t in live:
+                cells[t] = draw(st.sampled_from(["o", "r", "w", "rw", "x", "rx", ""]))
+                if cells[t].endswith("x"):
+                    live.discard(t)
+            elif draw(st.booleans()):
+                cells[t] = draw(st.sampled_from(["+w", "+", "+wx"])) if not host[t] else "+m"
+                if not cells[t].endswith("x"):
+                    live.add(t)
+        rows.append(f"  - s{k}: {{{', '.join(f'{t}: {v}' for t, v in cells.items() if v)}}}")
+    text = ("schedule: random\ndims: {u: unit}\ntypes: {Ta: act}\ntensors:\n"
+            + "".join(f"  {t}: Ta[{sizes[t]} * u]\n" for t in TENSORS) + "steps:\n" + "\n".join(rows) + "\n")
+    return text, draw(st.sampled_from([1, 8, 256])), draw(st.sampled_from([*STRATEGIES, "auto"]))
+
+
+@settings(max_examples=300, deadline=None)
+@given(valid_tables())
+def test_random_valid_tables_give_checked_plans_within_bounds(case):
+    text, align, strategy = case
+    plan = plan_lifetimes(bind(loads(text, "random.yaml"), {"u": 3}, "f16", align), strategy)
+    device = plan.device()
+    check([b.name for b in device], [(b.first, b.last, b.size) for b in device],
+          [b.offset for b in device], plan.arena, align)
+    assert plan.lower_bound <= plan.arena <= plan.no_reuse
