@@ -95,3 +95,13 @@ def test_random_valid_tables_give_checked_plans_within_bounds(case):
     check([b.name for b in device], [(b.first, b.last, b.size) for b in device],
           [b.offset for b in device], plan.arena, align)
     assert plan.lower_bound <= plan.arena <= plan.no_reuse
+
+
+def test_schedule_and_lifetimes_round_trip_through_json():
+    import json
+    from planner.lifetimes import Lifetimes
+    from planner.schedule import Schedule
+    schedule = load("schedules/llama.yaml")
+    assert Schedule.from_dict(json.loads(json.dumps(schedule.to_dict()))) == schedule
+    lt = bind(schedule, {**PRESETS["smollm2-135m"], "n": 4})
+    assert Lifetimes.from_dict(json.loads(json.dumps(lt.to_dict()))) == lt
