@@ -1,0 +1,56 @@
+"""`arena viz`: the plan of a schedule (or a minimalloc CSV) as a terminal view, pictures, a trace."""
+from __future__ import annotations
+
+import re
+
+from rich.console import Console
+
+from planner.cli import add_plan_inputs, plan_from_args
+from planner.errors import ArenaError
+from planner.output import write_atomic
+
+from . import terminal, trace
+
+
+def add_parser(sub) -> None:
+    viz = sub.add_parser("viz", help="draw a plan: lifetime table and arena map, PNG/SVG/HTML, trace JSON",
+                         description="Draw the plan of a schedule or a minimalloc CSV. Without a file option "
+                                     "it prints the lifetime table and the arena map; with any, it writes them.")
+    add_plan_inputs(viz)
+    viz.add_argument("--layers", metavar="A-B",
+                     help="show these layers in the terminal, fold the others (default: the first and the last)")
+    viz.add_argument("--width", type=int, metavar="COLUMNS", help="terminal width to draw for (default: detected)")
+    viz.add_argument("--png", metavar="FILE", help="write the arena map as a PNG picture")
+    viz.add_argument("--svg", metavar="FILE", help="write the arena map as an SVG picture")
+    viz.add_argument("--html", metavar="FILE", help="write a self-contained page: the map with a tooltip per instance")
+    viz.add_argument("--trace", metavar="FILE.json", help="write the plan as Chrome trace events (Perfetto)")
+    viz.set_defaults(handler=run)
+
+
+def run(args) -> int:
+    layers = parse_layers(args.layers) if args.layers else None
+    if args.width is not None and args.width < 20:
+        raise ArenaError(f"--width {args.width}: draw for at least 20 columns")
+    lifetimes, plan = plan_from_args(args)
+    files = {"--png": args.png, "--svg": args.svg, "--html": args.html, "--trace": args.trace}
+    if not any(files.values()):
+        terminal.render(Console(width=args.width), plan, lifetimes, layers)
+        return 0
+    if args.png or args.svg or args.html:
+        from . import picture   # matplotlib loads only when a picture is asked for
+        for option, draw in (("--png", picture.png), ("--svg", picture.svg), ("--html", picture.html)):
+            if files[option]:
+                write_atomic(files[option], draw(plan), option)
+    if args.trace:
+        write_atomic(args.trace, trace.plan_trace(plan), "--trace")
+    for option, path in files.items():
+        if path:
+            print(f"wrote {path} ({option[2:]})")
+    return 0
+
+
+def parse_layers(text: str) -> range:
+    m = re.fullmatch(r"\s*(\d+)\s*(?:-\s*(\d+)\s*)?", text)
+    if not m or (m[2] and int(m[2]) < int(m[1])):
+        raise ArenaError(f"--layers '{text}': expected a layer or a range such as 0-1")
+    return range(int(m[1]), int(m[2] or m[1]) + 1)

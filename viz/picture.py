@@ -1,0 +1,147 @@
+"""The arena map as a picture: steps on x, offset on y, one rectangle per device instance.
+
+Persistent instances (the KV cache) sit at the bottom of the arena and can be a thousand
+times larger than the activations; to one scale they would flatten the rest to a line.
+So a plan that has them is drawn in two panels sharing x, each to its own scale: the
+persistent region below, the rest of the arena above.
+
+Each rectangle's SVG group has the id `inst-<i>`, i its index in `plan.buffers`, and a
+`<title>` that browsers show on hover. matplotlib's Figure is used without pyplot, so
+nothing depends on a display: PNG goes through Agg.
+"""
+from __future__ import annotations
+
+import html as html_escape
+import io
+import re
+
+import matplotlib
+from matplotlib.figure import Figure
+from matplotlib.patches import Patch, Rectangle
+from matplotlib.ticker import FuncFormatter, MaxNLocator
+
+from planner.plan import Buffer, Plan
+
+from .timeline import colors, ink, live_bytes, peaks, spans
+
+DPI = 100
+FONT = 8                       # points, the labels inside rectangles
+NAMED_STEPS = 60               # up to this many steps, the x axis names each one
+
+
+def png(plan: Plan) -> bytes:
+    buf = io.BytesIO()
+    figure(plan).savefig(buf, format="png", dpi=DPI)
+    return buf.getvalue()
+
+
+def svg(plan: Plan) -> str:
+    """The SVG, with a hover title in each instance's group."""
+    buf = io.StringIO()
+    with matplotlib.rc_context({"svg.hashsalt": "llama-arena"}):   # stable ids: same plan, same file
+        figure(plan).savefig(buf, format="svg", metadata={"Date": None})
+    titles = {f"inst-{i}": tooltip(plan, b) for i, b in enumerate(plan.buffers) if b.memory == "device"}
+    return re.sub(r'(<g id="(inst-\d+)">)', lambda m: f"{m[1]}<title>{html_escape.escape(titles[m[2]])}</title>",
+                  buf.getvalue())
+
+
+def html(plan: Plan) -> str:
+    """One page, nothing to fetch: the SVG inline, a tooltip per instance on hover."""
+    picture = svg(plan)
+    picture = picture[picture.index("<svg"):]     # drop the XML prolog and doctype
+    name = html_escape.escape(plan.schedule or "CSV problem")
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>arena plan: {name}</title>
+<style>
+body {{ font-family: sans-serif; margin: 1.5em; }}
+svg {{ max-width: 100%; height: auto; }}
+g[id^="inst-"]:hover path {{ stroke: black; stroke-width: 2; }}
+</style></head>
+<body>
+<h1>arena plan: {name}</h1>
+<p>arena {plan.arena:,} bytes, lower bound {plan.lower_bound:,} bytes, strategy {html_escape.escape(plan.strategy)};
+{len(plan.device())} instances in the arena, {len(plan.buffers) - len(plan.device())} in host memory.
+Hover over an instance for its offset, bytes and steps.</p>
+{picture}
+</body></html>
+"""
+
+
+def tooltip(plan: Plan, b: Buffer) -> str:
+    steps = f"steps {b.first}..{b.last}" + (f" ({plan.steps[b.first]} .. {plan.steps[b.last]})" if plan.steps else "")
+    shape = f"\n{b.dtype}[{', '.join(map(str, b.shape))}]" if b.shape else ""
+    return f"{b.name} (tensor {b.tensor})\noffset {b.offset:,}, {b.size:,} bytes\n{steps}{shape}"
+
+
+def figure(plan: Plan) -> Figure:
+    time = spans(plan)
+    x0, x1 = time[0].first, time[-1].last + 1
+    device = [(i, b) for i, b in enumerate(plan.buffers) if b.memory == "device"]
+    base = max((b.offset + b.size for _, b in device if b.persistent), default=0)
+    split = 0 < base < plan.arena
+    fig = Figure(figsize=(min(24, max(8, 4 + 0.4 * len(time))), 6), dpi=DPI, layout="constrained")
+    if split:
+        top, bottom = fig.subplots(2, 1, sharex=True, height_ratios=[3, 1])
+        panels = [(top, base, plan.arena), (bottom, 0, base)]
+    else:
+        top = fig.subplots()
+        panels = [(top, 0, plan.arena)]
+    palette = colors(plan)
+    for ax, lo, hi in panels:
+        ax.set_xlim(x0, x1)
+        ax.set_ylim(lo, hi + (hi - lo) * 0.04)
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda y, _: f"{int(y):,}"))   # exact, like the plan
+        ax.set_ylabel("offset (bytes)" if ax is top else "persistent")
+    for i, b in device:
+        ax = top if not (split and b.persistent) else panels[1][0]
+        ax.add_patch(Rectangle((b.first, b.offset), b.last - b.first + 1, b.size, facecolor=palette[b.tensor],
+                               edgecolor="white", linewidth=0.8, gid=f"inst-{i}"))
+    _mark_bounds(plan, top, [ax for ax, _, _ in panels], time)
+    _axes_text(plan, fig, top, panels[-1][0])
+    fig.draw_without_rendering()     # lay out first: whether a label fits depends on the final sizes
+    for ax, _, _ in panels:
+        _label(ax, {f"inst-{i}": b for i, b in device})
+    return fig
+
+
+def _mark_bounds(plan: Plan, top, axes, time) -> None:
+    """The lower-bound line, and the peak steps shaded, with a marker over each."""
+    top.axhline(plan.lower_bound, color="black", linestyle="--", linewidth=1,
+                label=f"lower bound {plan.lower_bound:,} B")
+    if plan.arena != plan.lower_bound:
+        top.axhline(plan.arena, color="dimgray", linestyle=":", linewidth=1, label=f"arena {plan.arena:,} B")
+    live = [live_bytes(plan, s) for s in time]
+    for k in peaks(live):
+        for ax in axes:
+            ax.axvspan(time[k].first, time[k].last + 1, color="red", alpha=0.12, zorder=0, linewidth=0)
+        top.plot((time[k].first + time[k].last + 1) / 2, 1, marker="v", color="red", clip_on=False,
+                 transform=top.get_xaxis_transform(), linestyle="none")
+    top.plot([], [], marker="v", color="red", linestyle="none", label=f"peak: {max(live, default=0):,} B live")
+
+
+def _axes_text(plan: Plan, fig: Figure, top, bottom) -> None:
+    if plan.steps and len(plan.steps) <= NAMED_STEPS:
+        bottom.set_xticks([i + 0.5 for i in range(len(plan.steps))], plan.steps, rotation=90, fontsize=7)
+    else:
+        bottom.xaxis.set_major_locator(MaxNLocator(integer=True))
+    bottom.set_xlabel("step" if plan.steps else "time (the CSV's units)")
+    ratio = plan.arena / plan.lower_bound if plan.lower_bound else 1.0
+    top.set_title(f"arena map of {plan.schedule or 'the CSV problem'}: {plan.arena:,} bytes, "
+                  f"{ratio:.3f} x the lower bound ({plan.strategy})")
+    handles = [Patch(color=c, label=t) for t, c in colors(plan).items()
+               if any(b.tensor == t for b in plan.device())]
+    handles += top.get_legend_handles_labels()[0]
+    fig.legend(handles=handles, loc="outside right upper", fontsize=8)
+
+
+def _label(ax, buffers: dict[str, Buffer]) -> None:
+    """Name each rectangle where its name fits, across it or else along it."""
+    for patch in [p for p in ax.patches if p.get_gid() in buffers]:
+        b = buffers[patch.get_gid()]
+        box = patch.get_window_extent()
+        need_w, need_h = len(b.name) * FONT * 0.62 * DPI / 72 + 4, FONT * 1.3 * DPI / 72
+        rotation = 0 if box.width >= need_w and box.height >= need_h else \
+            90 if box.height >= need_w and box.width >= need_h else None
+        if rotation is not None:
+            ax.text(b.first + (b.last - b.first + 1) / 2, b.offset + b.size / 2, b.name, rotation=rotation,
+                    ha="center", va="center", fontsize=FONT, color=ink(patch.get_facecolor()), clip_on=True)

@@ -1,0 +1,246 @@
+"""The plan in the terminal: the lifetime table in the seed's form, then the arena map.
+
+Both share one list of rows: a row per step (or per section of a CSV problem). Layers
+outside the ones shown are folded, each run of them into one row, so a 30-layer model
+reads in one screen; the map wraps into several chunks when its columns do not fit.
+"""
+from __future__ import annotations
+
+import bisect
+from dataclasses import dataclass, field
+
+from rich import box
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from planner.cli import summary
+from planner.errors import ArenaError
+from planner.lifetimes import Lifetimes
+from planner.plan import Plan
+
+from .timeline import Span, colors, ink, live_bytes, spans, tensors
+
+SYMBOL_STYLES = {"+": "bold green", "o": "dim", "m": "magenta", "r": "cyan", "w": "yellow", "x": "bold red"}
+FOLDED = "⋮"
+MIXED = -1            # a map cell of a folded row that several instances share over time
+CELL_WIDTH = (2, 8)   # characters per map column, fewest and most
+
+
+@dataclass
+class Row:
+    span: Span
+    label: str
+    live: int                      # bytes live; the most over the steps of a folded row
+    kind: str | None = None        # "kernel" or "graph"
+    cells: dict[str, str] = field(default_factory=dict)
+    layer: int | None = None
+    folded: int = 0                # steps folded into this row
+
+
+def render(console: Console, plan: Plan, lifetimes: Lifetimes | None, layers: range | None = None) -> None:
+    all_rows = step_rows(plan, lifetimes)
+    rows = fold(all_rows, shown_layers(lifetimes, layers))
+    top = max((r.live for r in all_rows), default=0)
+    console.print(lifetime_table(plan, rows, top, console.width))
+    console.print()
+    console.print(Text(f"arena map of {plan.schedule or 'the CSV problem'}: offset (y) over "
+                       f"{'steps' if plan.steps else 'time'} (x)", style="bold"))
+    for line in arena_map(plan, rows, top, console.width):
+        console.print(line, no_wrap=True, overflow="crop")
+    console.print(legend(plan))
+    console.print(summary(plan))
+
+
+def step_rows(plan: Plan, lifetimes: Lifetimes | None) -> list[Row]:
+    """One row per span. Cells of a schedule are as written, plus `o` where an instance is
+    live but its cell is blank (the table's own rule), so every lifetime reads unbroken."""
+    rows = []
+    for span in spans(plan):
+        live = [b for b in plan.buffers if b.first <= span.last and b.last >= span.first]
+        if lifetimes is None:
+            cells = {b.tensor: ("+" if b.first >= span.first else "") + ("x" if b.last <= span.last else "")
+                     or "o" for b in live}
+            rows.append(Row(span, span.label, live_bytes(plan, span), cells=cells))
+        else:
+            step = lifetimes.steps[span.first]
+            cells = {**{b.tensor: "o" for b in live}, **step.cells}
+            rows.append(Row(span, span.label, live_bytes(plan, span), step.kind, cells, step.layer))
+    return rows
+
+
+def shown_layers(lifetimes: Lifetimes | None, layers: range | None) -> set[int] | None:
+    """The layers to show (None: all). By default the first and the last of a long repeat."""
+    present = sorted({s.layer for s in lifetimes.steps if s.layer is not None}) if lifetimes else []
+    if layers is None:
+        return {present[0], present[-1]} if len(present) > 2 else None
+    if not present:
+        raise ArenaError("--layers: this plan has no repeated layers (nothing to fold)")
+    if layers.start < present[0] or layers.stop - 1 > present[-1]:
+        raise ArenaError(f"--layers {layers.start}-{layers.stop - 1}: the schedule has layers "
+                         f"{present[0]}-{present[-1]}")
+    return set(layers)
+
+
+def fold(rows: list[Row], keep: set[int] | None) -> list[Row]:
+    """Each run of rows of layers not in `keep` becomes one folded row."""
+    if keep is None:
+        return rows
+    out, run = [], []
+    for row in rows + [None]:
+        if row is not None and row.layer is not None and row.layer not in keep:
+            run.append(row)
+            continue
+        if run:
+            lo, hi = run[0].layer, run[-1].layer
+            label = f"{FOLDED} layers {lo}-{hi}" if hi != lo else f"{FOLDED} layer {lo}"
+            live = {t for r in run for t in r.cells}
+            out.append(Row(Span(run[0].span.first, run[-1].span.last, label), label, max(r.live for r in run),
+                           cells={t: FOLDED for t in live}, folded=len(run)))
+            run = []
+        if row is not None:
+            out.append(row)
+    return out
+
+
+def lifetime_table(plan: Plan, rows: list[Row], top: int, width: int) -> Table:
+    names = tensors(plan.buffers)
+    kinds = any(r.kind for r in rows)
+    fixed = 40 + max((len(r.label) for r in rows), default=0)
+    fits = fixed + 4 * len(names) <= width   # a tensor column takes 2 symbols and its padding
+    title = (f"lifetime table of {plan.schedule} ({len(plan.steps)} steps)" if plan.steps
+             else f"lifetime table of the CSV problem ({len(rows)} sections of time)")
+    caption = None if fits else f"{len(names)} tensors do not fit in {width} columns: see the arena map"
+    table = Table(title=title, caption=caption, box=box.SIMPLE_HEAD, pad_edge=False)
+    if plan.steps:
+        table.add_column("#", justify="right", style="dim", no_wrap=True)
+    table.add_column("step" if plan.steps else "time", no_wrap=True)
+    if kinds:
+        table.add_column("graph", no_wrap=True)
+    for t in names if fits else []:
+        table.add_column(t, justify="center", overflow="fold")
+    table.add_column("live bytes", justify="right", no_wrap=True)
+    for r in rows:
+        peak = r.live == top and top > 0
+        cells = [Text(r.label, style="bold red" if peak else "dim italic" if r.folded else "")]
+        if plan.steps:
+            cells.insert(0, Text(f"{r.span.first}-{r.span.last}" if r.folded else str(r.span.first)))
+        if kinds:
+            cells.append(Text(r.kind or "", style="dim" if r.kind == "kernel" else "bold"))
+        cells += [symbols(r.cells.get(t, "")) for t in (names if fits else [])]
+        cells.append(Text(f"{r.live:,}" + (" ◀ peak" if peak else ""), style="bold red" if peak else ""))
+        table.add_row(*cells)
+    return table
+
+
+def symbols(cell: str) -> Text:
+    text = Text()
+    for s in cell:
+        text.append(s, SYMBOL_STYLES.get(s, "dim"))
+    return text
+
+
+def arena_map(plan: Plan, rows: list[Row], top: int, width: int) -> list[Text]:
+    """Offset bands (y, highest on top) over rows (x): each instance a colored, labeled block."""
+    device = plan.device()
+    if not device:
+        return [Text("no instance lives in the arena", style="dim")]
+    edges = sorted({b.offset for b in device} | {b.offset + b.size for b in device})
+    grid = _grid(device, rows, edges)
+    margin = len(f"{edges[-1]:,}") + 1
+    cell = max(CELL_WIDTH[0], min(CELL_WIDTH[1], (width - margin) // len(rows)))
+    per_chunk = max(1, (width - margin) // cell)
+    lines = []
+    for start in range(0, len(rows), per_chunk):
+        columns = range(start, min(start + per_chunk, len(rows)))
+        labels = _labels(device, grid, edges, columns, cell)
+        lines.append(Text(f"{edges[-1]:,}".rjust(margin - 1) + " ┬ arena", style="dim"))
+        for j in reversed(range(len(edges) - 1)):
+            lines.append(_band(j, edges, grid, columns, cell, margin, device, labels, colors(plan)))
+        lines.append(_axis(rows, columns, cell, margin))
+        if any(rows[k].live == top for k in columns):
+            lines.append(Text(" " * margin + "".join(("▲" if rows[k].live == top else " ").ljust(cell)
+                                                     for k in columns) + " peak", style="bold red"))
+    return lines
+
+
+def _grid(device, rows: list[Row], edges: list[int]) -> list[list[int | None]]:
+    """grid[band][column]: the index of the device instance there, None (free) or MIXED."""
+    grid = [[None] * len(rows) for _ in edges[:-1]]
+    firsts, lasts = [r.span.first for r in rows], [r.span.last for r in rows]
+    for i, b in enumerate(device):
+        bands = range(bisect.bisect_left(edges, b.offset), bisect.bisect_left(edges, b.offset + b.size))
+        for k in range(bisect.bisect_left(lasts, b.first), bisect.bisect_right(firsts, b.last)):
+            whole = b.first <= rows[k].span.first and rows[k].span.last <= b.last
+            for j in bands:
+                if whole or grid[j][k] is None:
+                    grid[j][k] = i if whole else MIXED
+    return grid
+
+
+def _labels(device, grid, edges, columns: range, cell: int) -> dict[tuple[int, int], str]:
+    """{(band, column): text}: each instance's name once, on its middle band, where it fits."""
+    labels = {}
+    for i, b in enumerate(device):
+        lo, hi = bisect.bisect_left(edges, b.offset), bisect.bisect_left(edges, b.offset + b.size)
+        j = (lo + hi) // 2
+        run = [k for k in columns if grid[j][k] == i]
+        if not run:
+            continue
+        room = len(run) * cell
+        name = b.name if len(b.name) <= room else b.name[:room - 1] + "…" if room >= 3 else ""
+        labels[(j, run[0])] = name.center(room) if name else ""
+    return labels
+
+
+def _band(j, edges, grid, columns, cell, margin, device, labels, palette) -> Text:
+    line = Text(f"{edges[j]:,}".rjust(margin - 1) + " ", style="dim")
+    k = columns.start
+    while k < columns.stop:
+        i = grid[j][k]
+        if i is None or i == MIXED:
+            line.append((" " if i is None else "┆").center(cell), style="dim")
+            k += 1
+            continue
+        run = 1
+        while k + run < columns.stop and grid[j][k + run] == i:
+            run += 1
+        text = labels.get((j, k), "").ljust(run * cell)
+        line.append(text, style=_block_style(palette[device[i].tensor]))
+        k += run
+    return line
+
+
+def _block_style(color: str) -> str:
+    return f"{ink(color)} on {color}"
+
+
+def _axis(rows: list[Row], columns: range, cell: int, margin: int) -> Text:
+    """Step numbers (or section start times) under the columns, wherever they fit."""
+    chars = [" "] * (len(columns) * cell)
+    free = 0
+    for n, k in enumerate(columns):
+        mark = FOLDED if rows[k].folded else str(rows[k].span.first)
+        at = n * cell
+        if at >= free and at + len(mark) <= len(chars):
+            chars[at:at + len(mark)] = mark
+            free = at + len(mark) + 1
+    return Text(" " * margin + "".join(chars), style="dim")
+
+
+def legend(plan: Plan) -> Text:
+    """Each tensor's color, shape and memory: the seed's type row, which the table leaves out."""
+    text = Text()
+    first = {}
+    for b in plan.buffers:
+        first.setdefault(b.tensor, b)
+    for tensor, color in colors(plan).items():
+        b = first[tensor]
+        text.append("  ")
+        text.append("  ", style=f"on {color}")
+        text.append(f" {tensor}")
+        if b.shape:
+            text.append(f" {b.dtype}[{','.join(map(str, b.shape))}]", style="dim")
+        if b.memory == "host":
+            text.append(" host", style="magenta")
+    return text

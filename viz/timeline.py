@@ -1,0 +1,57 @@
+"""The time axis every view shares: spans, the bytes live in each, the peak, tensor colors.
+
+A plan from a schedule has one span per step. A minimalloc CSV plan has no steps and its
+times are the file's own units, possibly large, so its axis is cut into sections at every
+instance's first and last + 1 time: within a section the live instances do not change.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from planner.plan import Buffer, Plan
+
+# matplotlib's tab20 in an order that puts dark and light shades apart: the terminal and
+# the pictures give a tensor the same color.
+PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
+           "#bcbd22", "#17becf", "#aec7e8", "#ffbb78", "#98df8a", "#ff9896", "#c5b0d5", "#c49c94",
+           "#f7b6d2", "#c7c7c7", "#dbdb8d", "#9edae5"]
+
+
+@dataclass(frozen=True)
+class Span:
+    first: int
+    last: int      # closed, like an instance's interval
+    label: str     # the step name, or the section's times
+
+
+def spans(plan: Plan) -> list[Span]:
+    if plan.steps:
+        return [Span(i, i, name) for i, name in enumerate(plan.steps)]
+    cuts = sorted({b.first for b in plan.buffers} | {b.last + 1 for b in plan.buffers})
+    return [Span(a, b - 1, str(a) if a == b - 1 else f"{a}..{b - 1}") for a, b in zip(cuts, cuts[1:])]
+
+
+def live_bytes(plan: Plan, span: Span) -> int:
+    """Arena bytes live during `span` (constant over it: a step, or a section)."""
+    return sum(b.size for b in plan.device() if b.first <= span.last and b.last >= span.first)
+
+
+def peaks(live: list[int]) -> list[int]:
+    """Indices of the spans where the most bytes are live: the lower bound."""
+    top = max(live, default=0)
+    return [i for i, n in enumerate(live) if n == top and top > 0]
+
+
+def tensors(buffers: list[Buffer]) -> list[str]:
+    """Tensor names in order of first appearance (the schedule's column order)."""
+    return list(dict.fromkeys(b.tensor for b in buffers))
+
+
+def colors(plan: Plan) -> dict[str, str]:
+    return {t: PALETTE[i % len(PALETTE)] for i, t in enumerate(tensors(plan.buffers))}
+
+
+def ink(color) -> str:
+    """Black or white, whichever reads better on `color` (a "#rrggbb" or an RGBA tuple of floats)."""
+    r, g, b = ([int(color[i:i + 2], 16) / 255 for i in (1, 3, 5)] if isinstance(color, str) else color[:3])
+    return "black" if 0.299 * r + 0.587 * g + 0.114 * b > 0.55 else "white"
