@@ -1,0 +1,15 @@
+"""llama-arena executor: a real Llama forward pass with every scheduled tensor inside one planned arena.
+
+One module per job:
+    source.py      which file or folder --model names (the embedded SmolLM2 by default)
+    gguf_file.py   GGUF metadata and tensors (dequantized with the gguf package)
+    checkpoint.py  Hugging Face folders: config.json + safetensors
+    weights.py     the weights a kernel reads, fused and cast to the run dtype
+    tokenizer.py   text <-> token ids with the `tokenizers` library, chat templates
+    model.py       one kernel function per step op of schedules/llama.yaml
+    session.py     the arena, one plan per call size, the step walk, the persistent KV cache
+    sampling.py    greedy / temperature / top-k / top-p choice of the next token
+    generate.py    the token loop, streaming text, speed
+    cli.py         `arena run`
+The planner decides every offset; the executor only turns offsets into typed views.
+"""

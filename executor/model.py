@@ -1,0 +1,188 @@
+"""One kernel per step op of schedules/llama.yaml.
+
+A kernel is `kernel(t, m, layer, call)`:
+    t      the step's tensors: t.x, t.attn, ... are typed views of the arena at the planned
+           offsets (host tensors for `+m` instances); a kernel writes only into these views,
+           with `out=` and in-place ops, never rebinding a name to a new tensor
+    m      the Model: weights, RoPE tables and shapes (constants, not arena tensors)
+    layer  the layer index of the step, None outside the repeat block
+    call   what changes per call: token ids, first position, RoPE rows, sampler
+Scratch the schedule does not name (attention scores, the swapped halves in rope) is
+temporary inside the kernel. The layout follows transformers' Llama, so logits compare.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from planner.errors import ArenaError
+
+from .sampling import Sampler
+from .weights import Weights
+
+
+@dataclass
+class Model:
+    weights: Weights
+    nh: int
+    nkvh: int
+    dh: int
+    di: int
+    eps: float
+    cos: torch.Tensor   # (nctx, dh): cos of each position's angles, both halves
+    sin: torch.Tensor   # (nctx, dh): sin, first half negated (rotate_half's sign)
+
+
+@dataclass
+class Call:
+    ids: list[int]          # the tokens of this call
+    start: int              # their first position; a call's positions are consecutive
+    cos: torch.Tensor       # (n, 1, 2, dh/2): RoPE rows of this call's positions
+    sin: torch.Tensor
+    causal: bool            # several tokens from position 0: the plain causal mask
+    mask: torch.Tensor | None   # several tokens after earlier ones: an explicit mask
+    sampler: Sampler
+
+    @property
+    def n(self) -> int:
+        return len(self.ids)
+
+
+def build_model(weights: Weights, nctx: int) -> Model:
+    c = weights.config
+    cos, sin = rope_tables(c.dh, nctx, c.rope_theta, c.rope_scaling, weights.rope_factors)
+    half = c.dh // 2
+    sin[:, :half].neg_()
+    device, dtype = weights.embedding.device, weights.dtype
+    return Model(weights, c.nh, c.nkvh, c.dh, c.di, c.eps, cos.to(device, dtype), sin.to(device, dtype))
+
+
+def rope_tables(dh: int, nctx: int, theta: float, scaling: dict | None, factors: torch.Tensor | None):
+    """(cos, sin), each (nctx, dh), computed in float32 exactly as transformers computes them."""
+    inv_freq = 1.0 / theta ** (torch.arange(0, dh, 2, dtype=torch.int64).float() / dh)
+    if factors is not None:
+        inv_freq = inv_freq / factors.float().cpu()
+    if scaling is not None:
+        inv_freq = _scaled(inv_freq, scaling)
+    angles = torch.outer(torch.arange(nctx, dtype=torch.float32), inv_freq)
+    angles = torch.cat((angles, angles), dim=-1)
+    return angles.cos(), angles.sin()
+
+
+def _scaled(inv_freq: torch.Tensor, s: dict) -> torch.Tensor:
+    """transformers' 'linear' and 'llama3' RoPE scaling of the frequencies."""
+    if s["rope_type"] == "linear":
+        return inv_freq / s["factor"]
+    if s["rope_type"] == "llama3":
+        factor, low, high = s["factor"], s["low_freq_factor"], s["high_freq_factor"]
+        old_ctx = s["original_max_position_embeddings"]
+        wavelen = 2 * torch.pi / inv_freq
+        scaled = torch.where(wavelen > old_ctx / low, inv_freq / factor, inv_freq)
+        smooth = (old_ctx / wavelen - low) / (high - low)
+        smoothed = (1 - smooth) * scaled / factor + smooth * scaled
+        medium = (wavelen >= old_ctx / high) & (wavelen <= old_ctx / low)
+        return torch.where(medium, smoothed, scaled)
+    raise ArenaError(f"RoPE scaling '{s['rope_type']}' is not supported (linear, llama3)")
+
+
+def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float, out: torch.Tensor) -> None:
+    """out = x / sqrt(mean(x^2) + eps) * weight. The statistic is float32 for any dtype, and
+    x times it is rounded once to the run dtype before the weight, as in transformers."""
+    scale = torch.linalg.vector_norm(x, dim=-1, keepdim=True, dtype=torch.float32)
+    scale.square_().div_(x.shape[-1]).add_(eps).rsqrt_()
+    torch.mul(x, scale, out=out).mul_(weight)
+
+
+def all_reduce(x: torch.Tensor) -> None:
+    """Where tensor-parallel ranks would sum their partial x (Megatron style, heads and FFN
+    columns split across ranks). This executor holds all weights on one rank, so x is
+    already the full sum and there is nothing to do."""
+
+
+# --- the kernels, in the order of the schedule ---
+
+def setup(t, m: Model, layer, call: Call):
+    t.tokens.copy_(torch.tensor(call.ids, dtype=t.tokens.dtype))
+    torch.arange(call.start, call.start + call.n, out=t.pos)
+
+
+def embedding(t, m: Model, layer, call: Call):
+    tokens = t.tokens.to(t.x.device, non_blocking=True)   # host -> device; the same tensor on CPU
+    torch.index_select(m.weights.embedding, 0, tokens, out=t.x)
+
+
+def attn_norm(t, m: Model, layer, call: Call):
+    rms_norm(t.x, m.weights.layers[layer].attn_norm, m.eps, out=t.x_)
+
+
+def attn_qkv(t, m: Model, layer, call: Call):
+    torch.mm(t.x_, m.weights.layers[layer].wqkv.t(), out=t.attn)
+
+
+def rope(t, m: Model, layer, call: Call):
+    """Rotate each Q and K head in place: (x1, x2) -> (x1 cos - x2 sin, x2 cos + x1 sin)."""
+    qk = t.attn[:, :(m.nh + m.nkvh) * m.dh].view(call.n, m.nh + m.nkvh, 2, m.dh // 2)
+    swapped = qk.flip(2)   # (x2, x1), a copy: the halves are overwritten next
+    qk.mul_(call.cos).addcmul_(swapped, call.sin)
+
+
+def attention(t, m: Model, layer, call: Call):
+    """Append this call's K and V to the cache at their positions, attend over the cache,
+    and write the heads' output over Q (attn's Q part), which nothing reads afterwards."""
+    n, end, q_width = call.n, call.start + call.n, m.nh * m.dh
+    cache = t.kv[layer]                                   # (2, nctx, nkvh dh): keys, values
+    cache[:, call.start:end].copy_(t.attn[:, q_width:].view(n, 2, -1).transpose(0, 1))
+    keys = cache[0, :end].view(end, m.nkvh, m.dh).transpose(0, 1)
+    values = cache[1, :end].view(end, m.nkvh, m.dh).transpose(0, 1)
+    q = t.attn[:, :q_width].view(n, m.nh, m.dh)
+    out = F.scaled_dot_product_attention(q.transpose(0, 1), keys, values, attn_mask=call.mask,
+                                         is_causal=call.causal, enable_gqa=True)
+    q.copy_(out.transpose(0, 1))
+
+
+def attn_output(t, m: Model, layer, call: Call):
+    t.x.addmm_(t.attn[:, :m.nh * m.dh], m.weights.layers[layer].wo.t())
+
+
+def attn_allreduce(t, m: Model, layer, call: Call):
+    all_reduce(t.x)
+
+
+def ffn_norm(t, m: Model, layer, call: Call):
+    rms_norm(t.x, m.weights.layers[layer].ffn_norm, m.eps, out=t.x_)
+
+
+def ffn_up(t, m: Model, layer, call: Call):
+    torch.mm(t.x_, m.weights.layers[layer].w_gate_up.t(), out=t.ffn)
+
+
+def activation(t, m: Model, layer, call: Call):
+    """SwiGLU: silu(gate) * up, written into the gate half."""
+    F.silu(t.ffn[:, :m.di], inplace=True).mul_(t.ffn[:, m.di:])
+
+
+def ffn_down(t, m: Model, layer, call: Call):
+    t.x.addmm_(t.ffn[:, :m.di], m.weights.layers[layer].w_down.t())
+
+
+def ffn_allreduce(t, m: Model, layer, call: Call):
+    all_reduce(t.x)
+
+
+def output_norm(t, m: Model, layer, call: Call):
+    rms_norm(t.x[-1:], m.weights.output_norm, m.eps, out=t.out_norm)   # only the last token is sampled
+
+
+def logits(t, m: Model, layer, call: Call):
+    torch.mm(t.out_norm, m.weights.output.t(), out=t.logits)
+
+
+def sample(t, m: Model, layer, call: Call):
+    call.sampler.choose(t.logits, out=t.next_tokens)
+
+
+KERNELS = {f.__name__: f for f in (setup, embedding, attn_norm, attn_qkv, rope, attention, attn_output,
+                                   attn_allreduce, ffn_norm, ffn_up, activation, ffn_down, ffn_allreduce,
+                                   output_norm, logits, sample)}

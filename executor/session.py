@@ -1,0 +1,145 @@
+"""A session: one arena for every tensor the schedule names, a plan per call size, the step walk.
+
+The planner gives, for a call of n tokens, the offset of every buffer instance. The session
+allocates the arena once, for the largest plan it will run (the prompt's prefill, n = prompt
+length, and decode, n = 1), turns each instance into a typed view of the arena at its offset,
+and walks the steps in order, each step dispatching to its kernel. The KV cache is a
+persistent instance the planner puts at offset 0 in every plan of the schedule, so it
+survives from one call to the next; `length` counts the positions it holds.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from types import SimpleNamespace
+
+import torch
+
+from planner.errors import ArenaError
+from planner.lifetimes import Step, bind
+from planner.plan import Buffer, Plan, plan_lifetimes
+from planner.schedule import load
+
+from .model import KERNELS, Call, Model
+from .sampling import Sampler
+
+SCHEDULE = Path(__file__).resolve().parent.parent / "schedules" / "llama.yaml"
+TORCH_DTYPES = {"f32": torch.float32, "f16": torch.float16, "bf16": torch.bfloat16,
+                "i32": torch.int32, "i64": torch.int64, "i8": torch.int8, "u8": torch.uint8}
+PLAN_DTYPES = {torch.float32: "f32", torch.float16: "f16", torch.bfloat16: "bf16"}
+
+
+def allocate_arena(nbytes: int, device: torch.device) -> torch.Tensor:
+    """The one allocation behind every device tensor the schedule names, made once per session."""
+    return torch.empty(nbytes, dtype=torch.uint8, device=device)
+
+
+@dataclass
+class BoundStep:
+    step: Step
+    kernel: object           # model.KERNELS[step.op]
+    tensors: SimpleNamespace  # tensor name -> view of the instance live at this step
+
+
+@dataclass
+class BoundPlan:
+    plan: Plan
+    steps: list[BoundStep]
+
+
+class Session:
+    def __init__(self, model: Model, nctx: int, max_tokens: int, strategy: str = "auto", trace: bool = False):
+        """A session for calls of at most `max_tokens` tokens, and at most `nctx` positions in all."""
+        self.model, self.nctx, self.max_tokens, self.strategy = model, nctx, max_tokens, strategy
+        self.device, self.dtype = model.weights.embedding.device, model.weights.dtype
+        self.schedule = load(SCHEDULE)
+        self.length = 0                               # positions held by the KV cache
+        self._plans: dict[int, tuple[Plan, list[Step]]] = {}
+        self._bound: dict[int, BoundPlan] = {}
+        sizes = {n: self.plan(n) for n in sorted({max_tokens, 1})}
+        self.arena = allocate_arena(max(p.arena for p in sizes.values()), self.device)
+        self.host = {b.name: self._host_buffer(b.size) for b in self.plan(max_tokens).buffers if b.memory == "host"}
+        self.trace: list[tuple[Plan, list[float]]] | None = [] if trace else None
+
+    def plan(self, n: int) -> Plan:
+        """The plan of the schedule bound to this model, nctx and n tokens (made once per n)."""
+        if n not in self._plans:
+            dims = {**self.model.weights.config.dims(), "nctx": self.nctx, "n": n}
+            lifetimes = bind(self.schedule, dims, PLAN_DTYPES[self.dtype])
+            self._plans[n] = plan_lifetimes(lifetimes, self.strategy), lifetimes.steps
+        return self._plans[n][0]
+
+    def forward(self, ids: list[int], sampler: Sampler) -> int:
+        """Run one call over `ids` (the prompt, or the last token) and return the next token."""
+        n = len(ids)
+        if not 1 <= n <= self.max_tokens:
+            raise ArenaError(f"a call of {n} tokens: this session runs calls of 1 to {self.max_tokens} tokens")
+        if self.length + n > self.nctx:
+            raise ArenaError(f"--nctx: {self.length} positions used plus {n} new exceed the context of {self.nctx}")
+        bound = self._last = self._bind(n)
+        call = self._call(ids, sampler)
+        if self.trace is None:
+            for s in bound.steps:
+                s.kernel(s.tensors, self.model, s.step.layer, call)
+        else:
+            self.trace.append((bound.plan, self._timed_walk(bound, call)))
+        self.length += n
+        return int(bound.steps[-1].tensors.next_tokens[0])
+
+    def logits(self) -> torch.Tensor:
+        """A float32 copy of the last call's logits (1, vocab), read from the arena."""
+        return self._last.steps[-1].tensors.logits.float().clone()
+
+    def reset(self) -> None:
+        """Forget the cached positions; the next call starts a new sequence in the same arena."""
+        self.length = 0
+
+    def _call(self, ids: list[int], sampler: Sampler) -> Call:
+        n, start = len(ids), self.length
+        m, half = self.model, self.model.dh // 2
+        mask = None
+        if n > 1 and start > 0:   # query i sees every earlier position and itself
+            mask = torch.ones(n, start + n, dtype=torch.bool, device=self.device).tril_(start)
+        return Call(list(ids), start, m.cos[start:start + n].view(n, 1, 2, half),
+                    m.sin[start:start + n].view(n, 1, 2, half), causal=n > 1 and start == 0, mask=mask,
+                    sampler=sampler)
+
+    def _bind(self, n: int) -> BoundPlan:
+        """Views of the arena for every step of the plan for n tokens (made once per n)."""
+        if n in self._bound:
+            return self._bound[n]
+        plan, schedule_steps = self.plan(n), self._plans[n][1]
+        if plan.arena > self.arena.numel():
+            raise ArenaError(f"the plan for {n} tokens needs an arena of {plan.arena} bytes; "
+                             f"this session's holds {self.arena.numel()}")
+        views = {b.name: self._view(b) for b in plan.buffers}
+        steps = []
+        for step in schedule_steps:
+            live = {b.tensor: views[b.name] for b in plan.buffers
+                    if b.tensor in step.cells and b.first <= step.index <= b.last}
+            steps.append(BoundStep(step, KERNELS[step.op], SimpleNamespace(**live)))
+        self._bound[n] = BoundPlan(plan, steps)
+        return self._bound[n]
+
+    def _view(self, b: Buffer) -> torch.Tensor:
+        """The instance's typed view: arena bytes at its offset, or its host tensor."""
+        dtype = TORCH_DTYPES[b.dtype]
+        if b.memory == "host":
+            return self.host[b.name][:b.nbytes].view(dtype).view(b.shape)
+        return self.arena[b.offset:b.offset + b.nbytes].view(dtype).view(b.shape)
+
+    def _host_buffer(self, nbytes: int) -> torch.Tensor:
+        pin = self.device.type == "cuda"   # pinned, so host -> device copies run asynchronously
+        return torch.empty(nbytes, dtype=torch.uint8, pin_memory=pin)
+
+    def _timed_walk(self, bound: BoundPlan, call: Call) -> list[float]:
+        """The step walk, timing each step (synchronizing the device so the time is the step's)."""
+        sync = torch.cuda.synchronize if self.device.type == "cuda" else (lambda: None)
+        seconds = []
+        for s in bound.steps:
+            start = time.perf_counter()
+            s.kernel(s.tensors, self.model, s.step.layer, call)
+            sync()
+            seconds.append(time.perf_counter() - start)
+        return seconds

