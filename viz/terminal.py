@@ -147,7 +147,7 @@ def arena_map(plan: Plan, rows: list[Row], top: int, width: int) -> list[Text]:
         return [Text("no instance lives in the arena", style="dim")]
     edges = sorted({b.offset for b in device} | {b.offset + b.size for b in device})
     grid = _grid(device, rows, edges)
-    margin = len(f"{edges[-1]:,}") + 1
+    margin = max(len(f"{edges[-1]:,}"), 4) + 1
     cell = max(CELL_WIDTH[0], min(CELL_WIDTH[1], (width - margin) // len(rows)))
     per_chunk = max(1, (width - margin) // cell)
     lines = []
@@ -157,7 +157,7 @@ def arena_map(plan: Plan, rows: list[Row], top: int, width: int) -> list[Text]:
         lines.append(Text(f"{edges[-1]:,}".rjust(margin - 1) + " ┬ arena", style="dim"))
         for j in reversed(range(len(edges) - 1)):
             lines.append(_band(j, edges, grid, columns, cell, margin, device, labels, colors(plan)))
-        lines.append(_axis(rows, columns, cell, margin))
+        lines.append(_axis(rows, columns, cell, margin, "step" if plan.steps else "time"))
         if any(rows[k].live == top for k in columns):
             lines.append(Text(" " * margin + "".join(("▲" if rows[k].live == top else " ").ljust(cell)
                                                      for k in columns) + " peak", style="bold red"))
@@ -215,7 +215,7 @@ def _block_style(color: str) -> str:
     return f"{ink(color)} on {color}"
 
 
-def _axis(rows: list[Row], columns: range, cell: int, margin: int) -> Text:
+def _axis(rows: list[Row], columns: range, cell: int, margin: int, unit: str) -> Text:
     """Step numbers (or section start times) under the columns, wherever they fit."""
     chars = [" "] * (len(columns) * cell)
     free = 0
@@ -225,7 +225,7 @@ def _axis(rows: list[Row], columns: range, cell: int, margin: int) -> Text:
         if at >= free and at + len(mark) <= len(chars):
             chars[at:at + len(mark)] = mark
             free = at + len(mark) + 1
-    return Text(" " * margin + "".join(chars), style="dim")
+    return Text(unit.rjust(margin - 1) + " " + "".join(chars), style="dim")
 
 
 def legend(plan: Plan) -> Text:

@@ -1,0 +1,278 @@
+"""`arena viz` and the run trace: every output rendered for the seed layer, the SmolLM2 model
+and minimalloc's example, and checked for what it shows, not only that it exists."""
+import argparse
+import io
+import json
+import re
+import xml.etree.ElementTree as ET
+
+import matplotlib.image
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from rich.console import Console
+
+from planner.cli import plan_from_args
+from planner.errors import ArenaError
+from planner.plan import Buffer, place
+from viz import cli, picture, terminal, trace
+
+MINIMALLOC = "id,lower,upper,size\nb1,0,3,4\nb2,3,9,4\nb3,0,9,4\nb4,9,21,4\nb5,0,21,4\n"
+SEED_STEPS = ["setup", "embedding", "attn_norm", "attn_qkv", "rope", "attention", "attn_output",
+              "attn_allreduce", "ffn_norm", "ffn_up", "activation", "ffn_down", "ffn_allreduce"]
+
+
+def args(*argv):
+    parser = argparse.ArgumentParser(prog="arena")
+    cli.add_parser(parser.add_subparsers())
+    return parser.parse_args(["viz", *argv])
+
+
+@pytest.fixture(scope="module")
+def minimalloc(tmp_path_factory):
+    path = tmp_path_factory.mktemp("csv") / "minimalloc.csv"
+    path.write_text(MINIMALLOC)
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def seed():
+    return plan_from_args(args("llama-layer", "--set", "n=7"))
+
+
+@pytest.fixture(scope="module")
+def smollm2():
+    return plan_from_args(args("llama", "--model", "smollm2-135m", "--set", "n=7"))
+
+
+@pytest.fixture(scope="module")
+def plans(seed, smollm2, minimalloc):
+    return {"seed": seed[1], "smollm2": smollm2[1], "minimalloc": plan_from_args(args("--csv", minimalloc))[1]}
+
+
+def screen(plan, lifetimes, width=160, layers=None) -> list[str]:
+    console = Console(record=True, width=width, file=io.StringIO())
+    terminal.render(console, plan, lifetimes, layers)
+    return console.export_text().splitlines()
+
+
+def table_rows(lines) -> list[str]:
+    """The table's body lines: they begin with a step number."""
+    end = lines.index(next(line for line in lines if line.startswith("arena map")))
+    return [line for line in lines[:end] if re.match(r"\s*\d+(-\d+)?\s{2,}\S", line)]
+
+
+# --- terminal -------------------------------------------------------------------------------
+
+def test_table_has_one_row_per_step_with_the_seed_cells(seed):
+    lifetimes, plan = seed
+    rows = table_rows(screen(plan, lifetimes))
+    assert [row.split()[1] for row in rows] == SEED_STEPS
+    qkv = rows[3].split()
+    assert qkv[2:] == ["kernel", "o", "o", "rx", "+w", "59,136"]   # pos o, x o, x_ rx, attn +w
+    assert rows[5].split()[2] == "graph"
+    peak = [row for row in rows if "peak" in row]
+    assert len(peak) == 1 and peak[0].split()[1] == "ffn_up" and "75,264" in peak[0]
+
+
+def test_whole_model_table_folds_the_middle_layers_unless_asked(smollm2):
+    lifetimes, plan = smollm2
+    assert len(table_rows(screen(plan, lifetimes, layers=range(0, 30)))) == len(plan.steps) == 335
+    rows = table_rows(screen(plan, lifetimes))
+    assert len(rows) == 2 + 11 + 1 + 11 + 3
+    fold = [row for row in rows if "layers 1-28" in row]
+    assert len(fold) == 1 and fold[0].split()[0] == "13-320"
+    picked = table_rows(screen(plan, lifetimes, layers=range(3, 5)))
+    assert [r.split()[1] for r in picked[:5]] == ["setup", "embedding", "⋮", "attn_norm.3", "attn_qkv.3"]
+    assert len(picked) == 2 + 1 + 22 + 1 + 3
+
+
+def test_csv_table_has_one_row_per_section_of_time(plans):
+    lines = screen(plans["minimalloc"], None)
+    rows = [line.split() for line in lines if re.match(r"\s*\d+\.\.\d+ ", line)]
+    assert [r[0] for r in rows] == ["0..2", "3..8", "9..20"]
+    assert rows[1][:5] == ["3..8", "+x", "x", "o", "12"]       # b2 lives and dies, b3 dies, b5 lives on
+
+
+def test_arena_map_draws_each_instance_in_its_bands_and_steps(seed):
+    lifetimes, plan = seed
+    lines = screen(plan, lifetimes, width=120)
+    lines = lines[lines.index(next(line for line in lines if line.startswith("arena map"))):]
+    bands = {int(m[1].replace(",", "")): line for line in lines if (m := re.match(r"\s*([\d,]+) (?!┬)", line))}
+    margin, cell = len("75,264") + 1, (120 - 7) // 13      # the map's offset labels, then 8 characters a step
+    for b in plan.device():
+        where = [(o, line.index(b.name)) for o, line in bands.items() if b.name in line]
+        assert len(where) == 1, b.name
+        offset, column = where[0]
+        assert b.offset <= offset < b.offset + b.size, b.name
+        assert margin + b.first * cell <= column < margin + (b.last + 1) * cell, b.name
+    peak = next(line for line in lines if "▲" in line)
+    assert peak.index("▲") == margin + SEED_STEPS.index("ffn_up") * cell
+
+
+def test_arena_map_wraps_to_the_terminal_width(smollm2):
+    lifetimes, plan = smollm2
+    lines = screen(plan, lifetimes, width=60)
+    start = lines.index(next(line for line in lines if line.startswith("arena map")))
+    chunks = [line for line in lines[start:] if "┬ arena" in line]
+    assert len(chunks) > 1
+    assert all(len(line) <= 60 for line in lines[start + 1:] if "┬" in line or "▲" in line)
+    assert sum("kv#0" in line for line in lines) == len(chunks)    # the KV cache spans every chunk
+
+
+# --- pictures -------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", ["seed", "smollm2", "minimalloc"])
+def test_figure_has_one_rectangle_per_device_instance_at_its_offset(plans, name):
+    plan = plans[name]
+    fig = picture.figure(plan)
+    rects = {p.get_gid(): p for ax in fig.axes for p in ax.patches if p.get_gid()}
+    device = {f"inst-{i}": b for i, b in enumerate(plan.buffers) if b.memory == "device"}
+    assert rects.keys() == device.keys()
+    for gid, b in device.items():
+        r = rects[gid]
+        assert (r.get_x(), r.get_y(), r.get_width(), r.get_height()) == (b.first, b.offset, b.last - b.first + 1,
+                                                                         b.size)
+    lines = [line for ax in fig.axes for line in ax.get_lines() if line.get_linestyle() == "--"]
+    assert [line.get_ydata()[0] for line in lines] == [plan.lower_bound]
+
+
+@pytest.mark.parametrize("name", ["seed", "smollm2", "minimalloc"])
+def test_svg_has_a_titled_group_per_device_instance(plans, name):
+    plan = plans[name]
+    root = ET.fromstring(picture.svg(plan))
+    ns = {"s": "http://www.w3.org/2000/svg"}
+    groups = {g.get("id"): g for g in root.iter(f"{{{ns['s']}}}g") if g.get("id", "").startswith("inst-")}
+    device = {f"inst-{i}": b for i, b in enumerate(plan.buffers) if b.memory == "device"}
+    assert groups.keys() == device.keys()
+    for gid, b in device.items():
+        title = groups[gid].find("s:title", ns).text
+        assert title.startswith(f"{b.name} (tensor {b.tensor})") and f"offset {b.offset:,}, {b.size:,} bytes" in title
+        assert groups[gid].find("s:path", ns) is not None
+
+
+def test_png_shows_every_tensor_color(plans):
+    plan = plans["seed"]
+    pixels = matplotlib.image.imread(io.BytesIO(picture.png(plan)), format="png")[..., :3]
+    seen = set(map(tuple, (pixels.reshape(-1, 3) * 255).round().astype(int).tolist()))
+    for b in plan.device():
+        color = picture.colors(plan)[b.tensor]
+        assert tuple(int(color[i:i + 2], 16) for i in (1, 3, 5)) in seen, b.tensor
+
+
+def test_html_is_one_self_contained_page(plans):
+    page = picture.html(plans["smollm2"])
+    assert page.startswith("<!DOCTYPE html>") and page.count("<svg") == 1
+    assert not re.search(r"""(src|href)=["'](https?:|//)""", page)       # nothing to fetch
+    assert page.count("<title>") == 1 + len(plans["smollm2"].device())   # the page's, one per instance
+
+
+# --- traces ---------------------------------------------------------------------------------
+
+def slices(events, category):
+    return [e for e in events if e["ph"] == "X" and e["cat"] == category]
+
+
+@pytest.mark.parametrize("name", ["seed", "smollm2", "minimalloc"])
+def test_plan_trace_has_a_slice_per_instance_and_peaks_at_the_lower_bound(plans, name):
+    plan = plans[name]
+    events = json.loads(trace.plan_trace(plan))["traceEvents"]
+    instances = {e["name"]: e for e in slices(events, "instance")}
+    assert len(slices(events, "instance")) == len(plan.buffers) and instances.keys() == {b.name for b in plan.buffers}
+    for b in plan.buffers:
+        e = instances[b.name]
+        assert (e["args"]["offset"], e["args"]["bytes"]) == (b.offset, b.size)
+        assert (e["ts"], e["dur"]) == (b.first * trace.PLANNED_STEP_US, (b.last - b.first + 1) * trace.PLANNED_STEP_US)
+    counter = [e["args"]["arena bytes"] for e in events if e["ph"] == "C"]
+    assert max(counter) == plan.lower_bound and counter[-1] == 0
+    assert len(slices(events, "step")) == len(plan.steps)
+    names = {e["args"]["name"] for e in events if e["name"] == "thread_name"}
+    assert {b.tensor for b in plan.buffers} <= names
+
+
+def toy_plan(n):
+    """Three steps: a#0 over 0-1, b#0 over 1-2, a#1 at 2; 768 bytes live at most."""
+    buffers = [Buffer("a#0", "a", 0, 1, 256, None), Buffer("b#0", "b", 1, 2, 512, None),
+               Buffer("a#1", "a", 2, 2, 256, None)]
+    plan = place(buffers, "auto", 256, ["s0", "s1", "s2"])
+    plan.schedule, plan.dims = "toy", {"n": n}
+    return plan
+
+
+def test_run_trace_lays_calls_end_to_end_with_measured_steps(tmp_path):
+    path = tmp_path / "run.json"
+    trace.write_run_trace(path, [(toy_plan(7), [0.5, 0.25, 0.125]), (toy_plan(1), [0.001, 0.002, 0.004])])
+    events = json.loads(path.read_text())["traceEvents"]
+    assert [(e["name"], e["ts"], e["dur"]) for e in slices(events, "call")] == [
+        ("call 0 (n=7)", 0, 875_000), ("call 1 (n=1)", 875_000, pytest.approx(7_000))]
+    steps = [(e["name"], e["ts"], e["dur"]) for e in slices(events, "step")]
+    assert steps[:3] == [("s0", 0, 500_000), ("s1", 500_000, 250_000), ("s2", 750_000, 125_000)]
+    assert [s[0] for s in steps[3:]] == ["s0", "s1", "s2"] and steps[3][1] == 875_000
+    b0 = [e for e in slices(events, "instance") if e["name"] == "b#0"]
+    assert [(e["ts"], e["dur"]) for e in b0][0] == (500_000, 375_000)
+    assert b0[1]["ts"] == pytest.approx(876_000) and b0[1]["dur"] == pytest.approx(6_000)
+    counter = [(e["ts"], e["args"]["arena bytes"]) for e in events if e["ph"] == "C"]
+    assert counter[:4] == [(0, 256), (500_000, 768), (750_000, 768), (875_000, 0)]
+    assert max(v for _, v in counter) == 768 == toy_plan(1).lower_bound
+
+
+def test_run_trace_needs_one_time_per_step(tmp_path):
+    with pytest.raises(ValueError, match="needs 3 non-negative step times, got 2"):
+        trace.write_run_trace(tmp_path / "run.json", [(toy_plan(1), [0.1, 0.2])])
+    assert not list(tmp_path.iterdir())
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 30), st.integers(1, 10), st.integers(1, 64)), min_size=1, max_size=25))
+def test_random_problems_map_and_trace(blocks):
+    plan = place([Buffer(f"b{i}", f"b{i}", lo, lo + span - 1, size, None) for i, (lo, span, size) in
+                  enumerate(blocks)], "auto", 1, [])
+    events = json.loads(trace.plan_trace(plan))["traceEvents"]
+    assert max(e["args"]["arena bytes"] for e in events if e["ph"] == "C") == plan.lower_bound
+    lines = screen(plan, None, width=50)
+    assert all(len(line) <= 50 for line in lines if "┬" in line)
+
+
+# --- the command ----------------------------------------------------------------------------
+
+def test_viz_writes_every_file_it_is_asked_for(tmp_path, minimalloc, capsys):
+    out = {ext: tmp_path / f"plan.{ext}" for ext in ("png", "svg", "html", "json")}
+    assert cli.run(args("--csv", minimalloc, "--png", str(out["png"]), "--svg", str(out["svg"]),
+                        "--html", str(out["html"]), "--trace", str(out["json"]))) == 0
+    assert out["png"].read_bytes().startswith(b"\x89PNG")
+    assert ET.parse(out["svg"]).getroot().tag.endswith("svg")
+    assert "<svg" in out["html"].read_text()
+    assert len(slices(json.loads(out["json"].read_text())["traceEvents"], "instance")) == 5
+    assert capsys.readouterr().out.count("wrote ") == 4
+
+
+def test_viz_prints_the_terminal_view_without_file_options(capsys):
+    assert cli.run(args("llama-layer", "--set", "n=7", "--width", "120")) == 0
+    out = capsys.readouterr().out
+    assert "lifetime table of llama-layer (13 steps)" in out and "arena map of llama-layer" in out
+
+
+@pytest.mark.parametrize("option", ["--png", "--svg", "--html", "--trace"])
+def test_an_unwritable_path_is_a_clear_error_and_leaves_no_file(tmp_path, option):
+    missing = tmp_path / "no-such-dir" / "out"
+    with pytest.raises(ArenaError, match=f"{option} .*cannot write there"):
+        cli.run(args("llama-layer", "--set", "n=7", option, str(missing)))
+    target = tmp_path / "a-dir"
+    target.mkdir()
+    with pytest.raises(ArenaError, match="cannot write there"):
+        cli.run(args("llama-layer", "--set", "n=7", option, str(target)))
+    assert [p.name for p in tmp_path.iterdir()] == ["a-dir"] and not list(target.iterdir())
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["llama", "--set", "n=7", "--layers", "2-x"], "--layers '2-x': expected a layer or a range"),
+    (["llama", "--set", "n=7", "--layers", "5-3"], "--layers '5-3'"),
+    (["llama", "--set", "n=7", "--layers", "28-30"], "--layers 28-30: the schedule has layers 0-29"),
+    (["llama-layer", "--set", "n=7", "--layers", "0"], "--layers: this plan has no repeated layers"),
+    (["llama-layer", "--set", "n=7", "--width", "5"], "--width 5"),
+    (["llama-layer"], "dimension 'n'"),
+    (["no-such-schedule.yaml", "--set", "n=7"], "no-such-schedule.yaml"),
+])
+def test_bad_input_is_an_arena_error(argv, message):
+    with pytest.raises(ArenaError, match=re.escape(message)):
+        cli.run(args(*argv))
