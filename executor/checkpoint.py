@@ -24,8 +24,8 @@ class Checkpoint:
         self.config = ModelConfig(**config_dims(self.path / "config.json"), eps=cfg.get("rms_norm_eps", 1e-6),
                                   rope_theta=theta, rope_scaling=scaling,
                                   tied=bool(cfg.get("tie_word_embeddings", False)))
-        self.files = self._weight_map()
         self._open: dict[Path, object] = {}
+        self.files = self._weight_map()
 
     def has(self, name: str) -> bool:
         return name in self.files

@@ -12,6 +12,7 @@ temporary inside the kernel. The layout follows transformers' Llama, so logits c
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -30,7 +31,7 @@ class Model:
     nkvh: int
     dh: int
     di: int
-    eps: float
+    eps: torch.Tensor   # RMSNorm epsilon as a 0-d float32 tensor: sqrt(eps) for hypot
     cos: torch.Tensor   # (nctx, dh): cos of each position's angles, both halves
     sin: torch.Tensor   # (nctx, dh): sin, first half negated (rotate_half's sign)
 
@@ -56,7 +57,8 @@ def build_model(weights: Weights, nctx: int) -> Model:
     half = c.dh // 2
     sin[:, :half].neg_()
     device, dtype = weights.embedding.device, weights.dtype
-    return Model(weights, c.nh, c.nkvh, c.dh, c.di, c.eps, cos.to(device, dtype), sin.to(device, dtype))
+    root_eps = torch.tensor(math.sqrt(c.eps), device=device)
+    return Model(weights, c.nh, c.nkvh, c.dh, c.di, root_eps, cos.to(device, dtype), sin.to(device, dtype))
 
 
 def rope_tables(dh: int, nctx: int, theta: float, scaling: dict | None, factors: torch.Tensor | None):
@@ -87,12 +89,36 @@ def _scaled(inv_freq: torch.Tensor, s: dict) -> torch.Tensor:
     raise ArenaError(f"RoPE scaling '{s['rope_type']}' is not supported (linear, llama3)")
 
 
-def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float, out: torch.Tensor) -> None:
-    """out = x / sqrt(mean(x^2) + eps) * weight. The statistic is float32 for any dtype, and
-    x times it is rounded once to the run dtype before the weight, as in transformers."""
-    scale = torch.linalg.vector_norm(x, dim=-1, keepdim=True, dtype=torch.float32)
-    scale.square_().div_(x.shape[-1]).add_(eps).rsqrt_()
-    torch.mul(x, scale, out=out).mul_(weight)
+def rms_norm(x: torch.Tensor, weight: torch.Tensor, root_eps: torch.Tensor, out: torch.Tensor) -> None:
+    """out = x / sqrt(mean(x^2) + eps) * weight, in five ops on this row-sized statistic: the
+    root mean square is float32 for any dtype, and x over it is rounded once to the run dtype
+    before the weight multiplies it, as in transformers."""
+    rms = torch.linalg.vector_norm(x, dim=-1, keepdim=True, dtype=torch.float32)   # sqrt(sum x^2)
+    torch.hypot(rms.mul_(x.shape[-1] ** -0.5), root_eps, out=rms)                  # sqrt(mean x^2 + eps)
+    torch.div(x, rms, out=out).mul_(weight)
+
+
+def step_views(tensors: dict[str, torch.Tensor], m: Model, layer: int | None) -> dict[str, torch.Tensor]:
+    """A step's tensors plus the parts of them its kernel uses, made once per plan so a kernel
+    slices nothing per call: all are views of the same instances at the same offsets."""
+    views = dict(tensors)
+    q_width = m.nh * m.dh
+    if "attn" in tensors:
+        attn = tensors["attn"]
+        n = attn.shape[0]
+        views["q"] = attn[:, :q_width]
+        views["q_heads"] = views["q"].view(n, m.nh, m.dh).transpose(0, 1)                  # (nh, n, dh)
+        views["q_groups"] = attn[0, :q_width].view(m.nkvh, m.nh // m.nkvh, m.dh)            # n = 1: heads by K/V head
+        views["qk"] = attn[:, :q_width + m.nkvh * m.dh].view(n, m.nh + m.nkvh, 2, m.dh // 2)   # RoPE halves
+        views["new_kv"] = attn[:, q_width:].view(n, 2, -1).transpose(0, 1)                 # (2, n, nkvh dh)
+    if "ffn" in tensors:
+        views["gate"], views["up"] = tensors["ffn"][:, :m.di], tensors["ffn"][:, m.di:]
+    if "x" in tensors:
+        views["last"] = tensors["x"][-1:]
+    if "kv" in tensors and layer is not None:
+        cache = views["cache"] = tensors["kv"][layer]                                        # (2, nctx, nkvh dh)
+        views["keys"], views["values"] = (c.view(c.shape[0], m.nkvh, m.dh).transpose(0, 1) for c in cache)
+    return views
 
 
 def all_reduce(x: torch.Tensor) -> None:
@@ -123,27 +149,28 @@ def attn_qkv(t, m: Model, layer, call: Call):
 
 def rope(t, m: Model, layer, call: Call):
     """Rotate each Q and K head in place: (x1, x2) -> (x1 cos - x2 sin, x2 cos + x1 sin)."""
-    qk = t.attn[:, :(m.nh + m.nkvh) * m.dh].view(call.n, m.nh + m.nkvh, 2, m.dh // 2)
-    swapped = qk.flip(2)   # (x2, x1), a copy: the halves are overwritten next
-    qk.mul_(call.cos).addcmul_(swapped, call.sin)
+    swapped = t.qk.flip(2)   # (x2, x1), a copy: the halves are overwritten next
+    t.qk.mul_(call.cos).addcmul_(swapped, call.sin)
 
 
 def attention(t, m: Model, layer, call: Call):
     """Append this call's K and V to the cache at their positions, attend over the cache,
     and write the heads' output over Q (attn's Q part), which nothing reads afterwards."""
-    n, end, q_width = call.n, call.start + call.n, m.nh * m.dh
-    cache = t.kv[layer]                                   # (2, nctx, nkvh dh): keys, values
-    cache[:, call.start:end].copy_(t.attn[:, q_width:].view(n, 2, -1).transpose(0, 1))
-    keys = cache[0, :end].view(end, m.nkvh, m.dh).transpose(0, 1)
-    values = cache[1, :end].view(end, m.nkvh, m.dh).transpose(0, 1)
-    q = t.attn[:, :q_width].view(n, m.nh, m.dh)
-    out = F.scaled_dot_product_attention(q.transpose(0, 1), keys, values, attn_mask=call.mask,
-                                         is_causal=call.causal, enable_gqa=True)
-    q.copy_(out.transpose(0, 1))
+    end = call.start + call.n
+    t.cache[:, call.start:end].copy_(t.new_kv)
+    keys, values = t.keys[:, :end], t.values[:, :end]     # (nkvh, end, dh)
+    if call.n == 1:
+        # one token: the query heads sharing a K/V head form that head's batch of queries,
+        # so attention needs neither a mask nor K/V repeated per query head
+        t.q_groups.copy_(F.scaled_dot_product_attention(t.q_groups, keys, values))
+    else:
+        out = F.scaled_dot_product_attention(t.q_heads, keys, values, attn_mask=call.mask,
+                                             is_causal=call.causal, enable_gqa=True)
+        t.q_heads.copy_(out)
 
 
 def attn_output(t, m: Model, layer, call: Call):
-    t.x.addmm_(t.attn[:, :m.nh * m.dh], m.weights.layers[layer].wo.t())
+    t.x.addmm_(t.q, m.weights.layers[layer].wo.t())
 
 
 def attn_allreduce(t, m: Model, layer, call: Call):
@@ -160,11 +187,11 @@ def ffn_up(t, m: Model, layer, call: Call):
 
 def activation(t, m: Model, layer, call: Call):
     """SwiGLU: silu(gate) * up, written into the gate half."""
-    F.silu(t.ffn[:, :m.di], inplace=True).mul_(t.ffn[:, m.di:])
+    F.silu(t.gate, inplace=True).mul_(t.up)
 
 
 def ffn_down(t, m: Model, layer, call: Call):
-    t.x.addmm_(t.ffn[:, :m.di], m.weights.layers[layer].w_down.t())
+    t.x.addmm_(t.gate, m.weights.layers[layer].w_down.t())
 
 
 def ffn_allreduce(t, m: Model, layer, call: Call):
@@ -172,7 +199,7 @@ def ffn_allreduce(t, m: Model, layer, call: Call):
 
 
 def output_norm(t, m: Model, layer, call: Call):
-    rms_norm(t.x[-1:], m.weights.output_norm, m.eps, out=t.out_norm)   # only the last token is sampled
+    rms_norm(t.last, m.weights.output_norm, m.eps, out=t.out_norm)   # only the last token is sampled
 
 
 def logits(t, m: Model, layer, call: Call):

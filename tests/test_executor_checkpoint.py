@@ -1,0 +1,109 @@
+"""Tiny random Llama checkpoints written by transformers: our logits against transformers', on
+prefill, on decode with the persistent KV cache, and on a second multi-token call."""
+import json
+
+import pytest
+import torch
+
+from executor.sampling import Sampler
+from executor.source import Source, open_source
+from tests.executor_fixtures import TINY, checkpoint_to_gguf, hf_model, needs_cuda, our_session, tiny_checkpoint
+
+SEQUENCE = [5, 17, 3, 99, 42, 8, 61, 23, 77, 14, 2, 90]   # ids below every tiny vocabulary
+PROMPT = 7
+
+
+def reference_logits(folder) -> torch.Tensor:
+    """transformers' logits (len(SEQUENCE), vocab) for the whole sequence in one pass."""
+    with torch.no_grad():
+        return hf_model(folder)(torch.tensor([SEQUENCE])).logits[0]
+
+
+def teacher_forced(session) -> torch.Tensor:
+    """Our last-token logits after the prompt, then after each further token of SEQUENCE fed one at a time."""
+    rows = []
+    session.forward(SEQUENCE[:PROMPT], Sampler())
+    rows.append(session.logits()[0])
+    for token in SEQUENCE[PROMPT:]:
+        session.forward([token], Sampler())
+        rows.append(session.logits()[0])
+    return torch.stack(rows)
+
+
+@pytest.fixture(scope="module", params=sorted(TINY))
+def tiny(request, tmp_path_factory):
+    folder = tiny_checkpoint(tmp_path_factory.mktemp(request.param), request.param)
+    return folder, reference_logits(folder)
+
+
+def test_prefill_and_decode_logits_match_transformers(tiny):
+    folder, expected = tiny
+    with torch.inference_mode():
+        ours = teacher_forced(our_session(folder, "checkpoint", nctx=len(SEQUENCE), max_tokens=PROMPT))
+    torch.testing.assert_close(ours, expected[PROMPT - 1:], atol=1e-4, rtol=1e-4)
+    assert expected.std() > 0.5   # logits that differ visibly: the comparison means something
+
+
+def test_a_second_multi_token_call_attends_to_the_cache(tiny):
+    """A call of several tokens after earlier ones uses the explicit causal mask."""
+    folder, expected = tiny
+    with torch.inference_mode():
+        session = our_session(folder, "checkpoint", nctx=len(SEQUENCE), max_tokens=PROMPT)
+        session.forward(SEQUENCE[:5], Sampler())
+        session.forward(SEQUENCE[5:], Sampler())
+        torch.testing.assert_close(session.logits()[0], expected[-1], atol=1e-4, rtol=1e-4)
+
+
+def test_the_same_weights_from_gguf_give_the_same_logits(tiny, tmp_path):
+    """GGUF path: llama.cpp's Q/K permutation undone on load, tied and untied outputs."""
+    folder, expected = tiny
+    path = checkpoint_to_gguf(folder, tmp_path / "tiny.gguf")
+    with torch.inference_mode():
+        ours = teacher_forced(our_session(path, "gguf", nctx=len(SEQUENCE), max_tokens=PROMPT))
+    torch.testing.assert_close(ours, expected[PROMPT - 1:], atol=1e-4, rtol=1e-4)
+
+
+def test_sharded_checkpoint_loads_like_a_single_file(tmp_path):
+    whole = tiny_checkpoint(tmp_path / "whole", "gqa-tied")
+    sharded = tiny_checkpoint(tmp_path / "sharded", "gqa-tied", shard_bytes=60_000)
+    index = json.loads((sharded / "model.safetensors.index.json").read_text())
+    assert len(set(index["weight_map"].values())) > 1
+    a, b = (open_source(Source(folder, "checkpoint")) for folder in (whole, sharded))
+    assert sorted(a.files) == sorted(b.files)
+    for name in a.files:
+        assert torch.equal(a.get(name), b.get(name)), name
+
+
+def test_bf16_is_as_close_to_float32_as_transformers_bf16(tiny):
+    folder, expected = tiny
+    with torch.inference_mode():
+        ours = teacher_forced(our_session(folder, "checkpoint", len(SEQUENCE), PROMPT, dtype=torch.bfloat16))
+        theirs = hf_model(folder).to(torch.bfloat16)(torch.tensor([SEQUENCE])).logits[0].float()
+    our_error = (ours - expected[PROMPT - 1:]).abs().mean()
+    their_error = (theirs - expected).abs()[PROMPT - 1:].mean()
+    assert our_error < 1.5 * their_error
+
+
+def test_sampling_is_reproducible_with_a_seed_and_varies_without(tiny):
+    from executor.generate import generate
+    folder, _ = tiny
+
+    def sample(seed, temperature=1.5, top_k=0, top_p=1.0):
+        with torch.inference_mode():
+            session = our_session(folder, "checkpoint", nctx=32, max_tokens=PROMPT)
+            return generate(session, SEQUENCE[:PROMPT], 20, Sampler(temperature, top_k, top_p, seed)).tokens
+
+    assert sample(1) == sample(1)
+    assert len({tuple(sample(seed)) for seed in range(4)}) > 1
+    # top-k 1 and a tiny top-p both leave only the likeliest token: greedy
+    greedy = sample(None, temperature=0)
+    assert sample(3, top_k=1) == greedy
+    assert sample(3, top_p=1e-6) == greedy
+
+
+@needs_cuda
+def test_cuda_matches_cpu(tiny):
+    folder, expected = tiny
+    with torch.inference_mode():
+        ours = teacher_forced(our_session(folder, "checkpoint", len(SEQUENCE), PROMPT, device="cuda"))
+    torch.testing.assert_close(ours.cpu(), expected[PROMPT - 1:], atol=1e-3, rtol=1e-3)
