@@ -126,8 +126,8 @@ def _axes_text(plan: Plan, fig: Figure, top, bottom) -> None:
         bottom.xaxis.set_major_locator(MaxNLocator(integer=True))
     bottom.set_xlabel("step" if plan.steps else "time (the CSV's units)")
     ratio = plan.arena / plan.lower_bound if plan.lower_bound else 1.0
-    top.set_title(f"arena map of {plan.schedule or 'the CSV problem'}: {plan.arena:,} bytes, "
-                  f"{ratio:.3f} x the lower bound ({plan.strategy})")
+    top.set_title(f"arena map of {plan.schedule or 'the CSV problem'}\n{plan.arena:,} bytes, "
+                  f"{ratio:.3f} x the lower bound ({plan.strategy})", fontsize=10)
     handles = [Patch(color=c, label=t) for t, c in colors(plan).items()
                if any(b.tensor == t for b in plan.device())]
     handles += top.get_legend_handles_labels()[0]

@@ -106,19 +106,18 @@ def fold(rows: list[Row], keep: set[int] | None) -> list[Row]:
 def lifetime_table(plan: Plan, rows: list[Row], top: int, width: int) -> Table:
     names = tensors(plan.buffers)
     kinds = any(r.kind for r in rows)
-    fixed = 40 + max((len(r.label) for r in rows), default=0)
-    fits = fixed + 4 * len(names) <= width   # a tensor column takes 2 symbols and its padding
+    headers = _headers(names, width - _fixed_width(rows, kinds, bool(plan.steps)))
     title = (f"lifetime table of {plan.schedule} ({len(plan.steps)} steps)" if plan.steps
              else f"lifetime table of the CSV problem ({len(rows)} sections of time)")
-    caption = None if fits else f"{len(names)} tensors do not fit in {width} columns: see the arena map"
-    table = Table(title=title, caption=caption, box=box.SIMPLE_HEAD, pad_edge=False)
+    caption = None if headers else f"{len(names)} tensors do not fit in {width} columns: see the arena map"
+    table = Table(title=title, caption=caption, box=box.SIMPLE_HEAD, padding=0)
     if plan.steps:
         table.add_column("#", justify="right", style="dim", no_wrap=True)
     table.add_column("step" if plan.steps else "time", no_wrap=True)
     if kinds:
         table.add_column("graph", no_wrap=True)
-    for t in names if fits else []:
-        table.add_column(t, justify="center", overflow="fold")
+    for header in headers or []:
+        table.add_column(header, justify="center", no_wrap=True, min_width=_header_width(header) + 2)
     table.add_column("live bytes", justify="right", no_wrap=True)
     for r in rows:
         peak = r.live == top and top > 0
@@ -127,10 +126,32 @@ def lifetime_table(plan: Plan, rows: list[Row], top: int, width: int) -> Table:
             cells.insert(0, Text(f"{r.span.first}-{r.span.last}" if r.folded else str(r.span.first)))
         if kinds:
             cells.append(Text(r.kind or "", style="dim" if r.kind == "kernel" else "bold"))
-        cells += [symbols(r.cells.get(t, "")) for t in (names if fits else [])]
+        cells += [symbols(r.cells.get(t, "")) for t in (names if headers else [])]
         cells.append(Text(f"{r.live:,}" + (" ◀ peak" if peak else ""), style="bold red" if peak else ""))
         table.add_row(*cells)
     return table
+
+
+def _fixed_width(rows: list[Row], kinds: bool, numbered: bool) -> int:
+    """Columns taken by all but the tensors (#, step, graph, live bytes) and the box's edges
+    and separators, one each."""
+    number = max(len(f"{r.span.first}-{r.span.last}" if r.folded else str(r.span.first)) + 1 for r in rows)
+    step = max(len(r.label) for r in rows) + 1
+    live = len(f"{max(r.live for r in rows):,} ◀ peak") + 2
+    return (number if numbered else 0) + step + (len("kernel") + 1 if kinds else 0) + live + 1
+
+
+def _headers(names: list[str], room: int) -> list[str] | None:
+    """Tensor column headers that fit in `room` columns: the names, else the names broken
+    after each '_' (next_ / tokens), else None (the table leaves the tensors out)."""
+    for headers in (names, [t[:-1].replace("_", "_\n") + t[-1] for t in names]):
+        if sum(_header_width(h) + 3 for h in headers) <= room:
+            return headers
+    return None
+
+
+def _header_width(header: str) -> int:
+    return max(2, *map(len, header.split("\n")))     # cells hold up to 2 symbols
 
 
 def symbols(cell: str) -> Text:
@@ -150,17 +171,18 @@ def arena_map(plan: Plan, rows: list[Row], top: int, width: int) -> list[Text]:
     margin = max(len(f"{edges[-1]:,}"), 4) + 1
     cell = max(CELL_WIDTH[0], min(CELL_WIDTH[1], (width - margin) // len(rows)))
     per_chunk = max(1, (width - margin) // cell)
-    lines = []
+    palette, lines = colors(plan), []
     for start in range(0, len(rows), per_chunk):
         columns = range(start, min(start + per_chunk, len(rows)))
         labels = _labels(device, grid, edges, columns, cell)
         lines.append(Text(f"{edges[-1]:,}".rjust(margin - 1) + " ┬ arena", style="dim"))
-        for j in reversed(range(len(edges) - 1)):
-            lines.append(_band(j, edges, grid, columns, cell, margin, device, labels, colors(plan)))
-        lines.append(_axis(rows, columns, cell, margin, "step" if plan.steps else "time"))
+        lines += [_band(j, edges, grid, columns, cell, margin, device, labels, palette)
+                  for j in reversed(range(len(edges) - 1))]
+        lines.append(_ruler(margin, "step" if plan.steps else "time", cell,
+                            [FOLDED if rows[k].folded else str(rows[k].span.first) for k in columns], "dim"))
         if any(rows[k].live == top for k in columns):
-            lines.append(Text(" " * margin + "".join(("▲" if rows[k].live == top else " ").ljust(cell)
-                                                     for k in columns) + " peak", style="bold red"))
+            lines.append(_ruler(margin, "peak", cell, ["▲" if rows[k].live == top else "" for k in columns],
+                                "bold red"))
     return lines
 
 
@@ -215,17 +237,16 @@ def _block_style(color: str) -> str:
     return f"{ink(color)} on {color}"
 
 
-def _axis(rows: list[Row], columns: range, cell: int, margin: int, unit: str) -> Text:
-    """Step numbers (or section start times) under the columns, wherever they fit."""
-    chars = [" "] * (len(columns) * cell)
+def _ruler(margin: int, name: str, cell: int, marks: list[str], style: str) -> Text:
+    """A line under the map: `name` in the margin, then each column's mark wherever it fits."""
+    chars = [" "] * (len(marks) * cell)
     free = 0
-    for n, k in enumerate(columns):
-        mark = FOLDED if rows[k].folded else str(rows[k].span.first)
+    for n, mark in enumerate(marks):
         at = n * cell
-        if at >= free and at + len(mark) <= len(chars):
+        if mark and at >= free and at + len(mark) <= len(chars):
             chars[at:at + len(mark)] = mark
             free = at + len(mark) + 1
-    return Text(unit.rjust(margin - 1) + " " + "".join(chars), style="dim")
+    return Text(name.rjust(margin - 1) + " " + "".join(chars), style=style)
 
 
 def legend(plan: Plan) -> Text:
