@@ -52,7 +52,7 @@ def plans(seed, smollm2, minimalloc):
 
 def screen(plan, lifetimes, width=160, layers=None) -> list[str]:
     console = Console(record=True, width=width, file=io.StringIO())
-    terminal.render(console, plan, lifetimes, layers)
+    terminal.render(console, plan, lifetimes, terminal.shown_layers(lifetimes, layers))
     return console.export_text().splitlines()
 
 

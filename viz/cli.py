@@ -32,9 +32,10 @@ def run(args) -> int:
     if args.width is not None and args.width < 20:
         raise ArenaError(f"--width {args.width}: draw for at least 20 columns")
     lifetimes, plan = plan_from_args(args)
+    keep = terminal.shown_layers(lifetimes, layers)
     files = {"--png": args.png, "--svg": args.svg, "--html": args.html, "--trace": args.trace}
     if not any(files.values()):
-        terminal.render(Console(width=args.width), plan, lifetimes, layers)
+        terminal.render(Console(width=args.width), plan, lifetimes, keep)
         return 0
     if args.png or args.svg or args.html:
         from . import picture   # matplotlib loads only when a picture is asked for

@@ -22,7 +22,7 @@ from matplotlib.ticker import FuncFormatter, MaxNLocator
 
 from planner.plan import Buffer, Plan
 
-from .timeline import colors, ink, live_bytes, peaks, spans
+from .timeline import PALETTE, colors, ink, live_bytes, peaks, spans
 
 DPI = 100
 FONT = 8                       # points, the labels inside rectangles
@@ -84,8 +84,8 @@ def figure(plan: Plan) -> Figure:
         top, bottom = fig.subplots(2, 1, sharex=True, height_ratios=[3, 1])
         panels = [(top, base, plan.arena), (bottom, 0, base)]
     else:
-        top = fig.subplots()
-        panels = [(top, 0, plan.arena)]
+        top = bottom = fig.subplots()
+        panels = [(top, 0, max(plan.arena, 1))]
     palette = colors(plan)
     for ax, lo, hi in panels:
         ax.set_xlim(x0, x1)
@@ -93,11 +93,11 @@ def figure(plan: Plan) -> Figure:
         ax.yaxis.set_major_formatter(FuncFormatter(lambda y, _: f"{int(y):,}"))   # exact, like the plan
         ax.set_ylabel("offset (bytes)" if ax is top else "persistent")
     for i, b in device:
-        ax = top if not (split and b.persistent) else panels[1][0]
+        ax = bottom if split and b.persistent else top
         ax.add_patch(Rectangle((b.first, b.offset), b.last - b.first + 1, b.size, facecolor=palette[b.tensor],
                                edgecolor="white", linewidth=0.8, gid=f"inst-{i}"))
     _mark_bounds(plan, top, [ax for ax, _, _ in panels], time)
-    _axes_text(plan, fig, top, panels[-1][0])
+    _axes_text(plan, fig, top, bottom)
     fig.draw_without_rendering()     # lay out first: whether a label fits depends on the final sizes
     for ax, _, _ in panels:
         _label(ax, {f"inst-{i}": b for i, b in device})
@@ -130,6 +130,8 @@ def _axes_text(plan: Plan, fig: Figure, top, bottom) -> None:
                   f"{ratio:.3f} x the lower bound ({plan.strategy})", fontsize=10)
     handles = [Patch(color=c, label=t) for t, c in colors(plan).items()
                if any(b.tensor == t for b in plan.device())]
+    if len(handles) > len(PALETTE):   # colors repeat: the labels inside the rectangles say which is which
+        handles = []
     handles += top.get_legend_handles_labels()[0]
     fig.legend(handles=handles, loc="outside right upper", fontsize=8)
 

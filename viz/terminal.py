@@ -29,8 +29,7 @@ CELL_WIDTH = (2, 8)   # characters per map column, fewest and most
 
 @dataclass
 class Row:
-    span: Span
-    label: str
+    span: Span                     # the times it covers, and its label
     live: int                      # bytes live; the most over the steps of a folded row
     kind: str | None = None        # "kernel" or "graph"
     cells: dict[str, str] = field(default_factory=dict)
@@ -38,9 +37,10 @@ class Row:
     folded: int = 0                # steps folded into this row
 
 
-def render(console: Console, plan: Plan, lifetimes: Lifetimes | None, layers: range | None = None) -> None:
+def render(console: Console, plan: Plan, lifetimes: Lifetimes | None, keep: set[int] | None = None) -> None:
+    """Print the table and the map; `keep`: the layers to show unfolded (None: all)."""
     all_rows = step_rows(plan, lifetimes)
-    rows = fold(all_rows, shown_layers(lifetimes, layers))
+    rows = fold(all_rows, keep)
     top = max((r.live for r in all_rows), default=0)
     console.print(lifetime_table(plan, rows, top, console.width))
     console.print()
@@ -59,13 +59,13 @@ def step_rows(plan: Plan, lifetimes: Lifetimes | None) -> list[Row]:
     for span in spans(plan):
         live = [b for b in plan.buffers if b.first <= span.last and b.last >= span.first]
         if lifetimes is None:
-            cells = {b.tensor: ("+" if b.first >= span.first else "") + ("x" if b.last <= span.last else "")
+            cells = {b.tensor: (("+" if b.first >= span.first else "") + ("x" if b.last <= span.last else ""))
                      or "o" for b in live}
-            rows.append(Row(span, span.label, live_bytes(plan, span), cells=cells))
+            rows.append(Row(span, live_bytes(plan, span), cells=cells))
         else:
             step = lifetimes.steps[span.first]
             cells = {**{b.tensor: "o" for b in live}, **step.cells}
-            rows.append(Row(span, span.label, live_bytes(plan, span), step.kind, cells, step.layer))
+            rows.append(Row(span, live_bytes(plan, span), step.kind, cells, step.layer))
     return rows
 
 
@@ -95,7 +95,7 @@ def fold(rows: list[Row], keep: set[int] | None) -> list[Row]:
             lo, hi = run[0].layer, run[-1].layer
             label = f"{FOLDED} layers {lo}-{hi}" if hi != lo else f"{FOLDED} layer {lo}"
             live = {t for r in run for t in r.cells}
-            out.append(Row(Span(run[0].span.first, run[-1].span.last, label), label, max(r.live for r in run),
+            out.append(Row(Span(run[0].span.first, run[-1].span.last, label), max(r.live for r in run),
                            cells={t: FOLDED for t in live}, folded=len(run)))
             run = []
         if row is not None:
@@ -121,7 +121,7 @@ def lifetime_table(plan: Plan, rows: list[Row], top: int, width: int) -> Table:
     table.add_column("live bytes", justify="right", no_wrap=True)
     for r in rows:
         peak = r.live == top and top > 0
-        cells = [Text(r.label, style="bold red" if peak else "dim italic" if r.folded else "")]
+        cells = [Text(r.span.label, style="bold red" if peak else "dim italic" if r.folded else "")]
         if plan.steps:
             cells.insert(0, Text(f"{r.span.first}-{r.span.last}" if r.folded else str(r.span.first)))
         if kinds:
@@ -136,7 +136,7 @@ def _fixed_width(rows: list[Row], kinds: bool, numbered: bool) -> int:
     """Columns taken by all but the tensors (#, step, graph, live bytes) and the box's edges
     and separators, one each."""
     number = max(len(f"{r.span.first}-{r.span.last}" if r.folded else str(r.span.first)) + 1 for r in rows)
-    step = max(len(r.label) for r in rows) + 1
+    step = max(len(r.span.label) for r in rows) + 1
     live = len(f"{max(r.live for r in rows):,} ◀ peak") + 2
     return (number if numbered else 0) + step + (len("kernel") + 1 if kinds else 0) + live + 1
 
