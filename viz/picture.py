@@ -55,7 +55,7 @@ def html(plan: Plan) -> str:
 <style>
 body {{ font-family: sans-serif; margin: 1.5em; }}
 svg {{ max-width: 100%; height: auto; }}
-g[id^="inst-"]:hover path {{ stroke: black; stroke-width: 2; }}
+g[id^="inst-"]:hover path {{ stroke: black !important; stroke-width: 2 !important; }}  /* over the inline style */
 </style></head>
 <body>
 <h1>arena plan: {name}</h1>

@@ -92,6 +92,8 @@ def _slice(name: str, begin: float, end: float, tid: int, category: str, args: d
 
 
 def _dump(events: list[dict], plans: list[Plan]) -> str:
+    # metadata first, then by time, longer slices first at a tie: the order older viewers need
+    events = sorted(events, key=lambda e: (e["ph"] != "M", e.get("ts", 0), -e.get("dur", 0)))
     summary = {"schedule": plans[0].schedule, "arena": max(p.arena for p in plans),
                "lower_bound": max(p.lower_bound for p in plans), "strategy": plans[0].strategy}
     return json.dumps({"traceEvents": events, "displayTimeUnit": "ms", "otherData": summary}) + "\n"
