@@ -70,6 +70,11 @@ class Session:
             self._plans[n] = plan_lifetimes(lifetimes, self.strategy), lifetimes.steps
         return self._plans[n][0]
 
+    def steps(self, n: int) -> list[Step]:
+        """The schedule's steps as the plan for n tokens numbers them (each with its cells)."""
+        self.plan(n)
+        return self._plans[n][1]
+
     def forward(self, ids: list[int], sampler: Sampler) -> int:
         """Run one call over `ids` (the prompt, or the last token) and return the next token."""
         n = len(ids)
@@ -109,13 +114,13 @@ class Session:
         """Views of the arena for every step of the plan for n tokens (made once per n)."""
         if n in self._bound:
             return self._bound[n]
-        plan, schedule_steps = self.plan(n), self._plans[n][1]
+        plan = self.plan(n)
         if plan.arena > self.arena.numel():
             raise ArenaError(f"the plan for {n} tokens needs an arena of {plan.arena} bytes; "
                              f"this session's holds {self.arena.numel()}")
         views = {b.name: self._view(b) for b in plan.buffers}
         steps = []
-        for step in schedule_steps:
+        for step in self.steps(n):
             live = {b.tensor: views[b.name] for b in plan.buffers
                     if b.tensor in step.cells and b.first <= step.index <= b.last}
             tensors = SimpleNamespace(**step_views(live, self.model, step.layer))

@@ -1,0 +1,106 @@
+"""GGUF reading: every supported tensor type dequantized as the gguf package does, the Q/K
+permutation undone, and clear errors for files we cannot run."""
+import gguf
+import numpy as np
+import pytest
+import torch
+from gguf import GGMLQuantizationType as Q
+
+from executor.gguf_file import GGUFFile
+from planner.errors import ArenaError
+from tests.executor_fixtures import checkpoint_to_gguf, our_session, tiny_checkpoint
+
+QUANTIZABLE = [Q.F16, Q.BF16, Q.Q8_0, Q.Q4_0, Q.Q4_1, Q.Q5_0, Q.Q5_1]
+K_QUANTS = [Q.Q2_K, Q.Q3_K, Q.Q4_K, Q.Q5_K, Q.Q6_K]   # the gguf package dequantizes these only
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    return tiny_checkpoint(tmp_path_factory.mktemp("mha"), "mha-untied")   # sizes are multiples of 32
+
+
+def minimal_gguf(path, arch="llama", extra=None, drop=()):
+    """Llama metadata, a token embedding, and the `extra` tensors {name: (array, raw type or None)}."""
+    w = gguf.GGUFWriter(path, arch)
+    meta = {"block_count": 1, "embedding_length": 256, "feed_forward_length": 256,
+            "attention.head_count": 4, "context_length": 64}
+    for key, value in meta.items():
+        if key not in drop:
+            w.add_uint32(f"{arch}.{key}", value)
+    w.add_tensor("token_embd.weight", np.ones((8, 256), dtype=np.float32))
+    for name, (array, raw) in (extra or {}).items():
+        w.add_tensor(name, array, raw_dtype=raw)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    return path
+
+
+@pytest.mark.parametrize("qtype", QUANTIZABLE, ids=lambda q: q.name)
+def test_quantized_weights_dequantize_like_gguf(checkpoint, tmp_path, qtype):
+    path = checkpoint_to_gguf(checkpoint, tmp_path / "q.gguf", qtype)
+    file = GGUFFile(path)
+    raw = next(t for t in file.reader.tensors if t.name == "blk.0.ffn_up.weight")
+    assert raw.tensor_type == qtype
+    expected = torch.from_numpy(gguf.quants.dequantize(raw.data, qtype).copy())
+    assert torch.equal(file.get("model.layers.0.mlp.up_proj.weight"), expected)
+    from safetensors.torch import load_file
+    original = load_file(checkpoint / "model.safetensors")
+    for name in ("model.layers.0.mlp.up_proj.weight", "model.layers.1.self_attn.q_proj.weight",
+                 "model.layers.1.self_attn.k_proj.weight"):
+        w = original[name]
+        assert (file.get(name) - w).abs().max() < 0.15 * w.abs().max(), name   # the quantization error
+
+
+def test_q8_0_model_logits_stay_near_float32(checkpoint, tmp_path):
+    from tests.test_executor_checkpoint import PROMPT, SEQUENCE, teacher_forced
+    with torch.inference_mode():
+        exact = teacher_forced(our_session(checkpoint, "checkpoint", len(SEQUENCE), PROMPT))
+        path = checkpoint_to_gguf(checkpoint, tmp_path / "q8.gguf", Q.Q8_0)
+        q8 = teacher_forced(our_session(path, "gguf", len(SEQUENCE), PROMPT))
+    assert (q8 - exact).abs().max() < 0.05 * exact.abs().max()
+
+
+@pytest.mark.parametrize("qtype", K_QUANTS, ids=lambda q: q.name)
+def test_k_quants_dequantize_like_gguf(tmp_path, qtype):
+    block, size = gguf.GGML_QUANT_SIZES[qtype]
+    data = np.random.default_rng(0).integers(0, 256, (4, 256 // block * size), dtype=np.uint8)
+    path = minimal_gguf(tmp_path / "k.gguf", extra={"output.weight": (data, qtype)})
+    expected = torch.from_numpy(gguf.quants.dequantize(data, qtype).copy())
+    torch.testing.assert_close(GGUFFile(path).get("lm_head.weight"), expected, equal_nan=True, atol=0, rtol=0)
+
+
+@pytest.mark.parametrize("array, raw", [(np.ones(256, dtype=np.float64), None),
+                                        (np.zeros((1, 18 * 8), dtype=np.uint8), Q.IQ4_NL)],
+                         ids=["F64", "IQ4_NL"])
+def test_unsupported_quantization_is_named(tmp_path, array, raw):
+    path = minimal_gguf(tmp_path / "u.gguf", extra={"blk.0.attn_norm.weight": (array, raw)})
+    with pytest.raises(ArenaError, match=r"tensor 'blk.0.attn_norm.weight' has quantization \w+, which is not supported"):
+        GGUFFile(path)
+
+
+def test_unsupported_architecture(tmp_path):
+    with pytest.raises(ArenaError, match="architecture 'gpt2' is not supported"):
+        GGUFFile(minimal_gguf(tmp_path / "a.gguf", arch="gpt2"))
+
+
+def test_missing_metadata_is_named(tmp_path):
+    with pytest.raises(ArenaError, match="lacks 'llama.feed_forward_length'"):
+        GGUFFile(minimal_gguf(tmp_path / "m.gguf", drop=("feed_forward_length",)))
+
+
+@pytest.mark.parametrize("keep", [0.01, 0.5, 0.999])
+def test_truncated_file(checkpoint, tmp_path, keep):
+    whole = checkpoint_to_gguf(checkpoint, tmp_path / "whole.gguf").read_bytes()
+    cut = tmp_path / "cut.gguf"
+    cut.write_bytes(whole[:int(len(whole) * keep)])
+    with pytest.raises(ArenaError, match="truncated"):
+        GGUFFile(cut)
+
+
+def test_not_a_gguf_file(tmp_path):
+    path = tmp_path / "text.gguf"
+    path.write_text("hello")
+    with pytest.raises(ArenaError, match="not a readable GGUF file"):
+        GGUFFile(path)

