@@ -10,8 +10,8 @@ from dataclasses import dataclass
 
 from planner.plan import Buffer, Plan
 
-# matplotlib's tab20 in an order that puts dark and light shades apart: the terminal and
-# the pictures give a tensor the same color.
+# matplotlib's tab20, its ten dark shades first: neighbouring tensors get distinct colors.
+# The terminal and the pictures give a tensor the same one.
 PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
            "#bcbd22", "#17becf", "#aec7e8", "#ffbb78", "#98df8a", "#ff9896", "#c5b0d5", "#c49c94",
            "#f7b6d2", "#c7c7c7", "#dbdb8d", "#9edae5"]
