@@ -19,6 +19,9 @@ def write_atomic(path, data: str | bytes, option: str = "--out") -> None:
     try:
         with os.fdopen(fd, mode) as f:
             f.write(data)
+        umask = os.umask(0)   # mkstemp makes the file private; give it the mode a plain open() would
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
     except OSError as e:
         os.unlink(tmp)
