@@ -10,12 +10,13 @@ import dataclasses
 import json
 from dataclasses import dataclass, field
 
+from . import exact
 from .check import check
 from .errors import ArenaError
 from .lifetimes import Lifetimes
 from .strategies import STRATEGIES, lower_bound
 
-CHOICES = ["auto", *STRATEGIES]
+CHOICES = ["auto", *STRATEGIES, "exact"]
 
 
 @dataclass
@@ -96,16 +97,28 @@ def place(buffers: list[Buffer], strategy: str, align: int, steps: list[str], ti
 
 
 def _search(blocks, strategy: str, time_limit: float) -> tuple[str, list[int], int]:
-    """(strategy used, offsets, best proven lower bound on the arena of these blocks)."""
+    """(strategy used, offsets, best proven lower bound on the arena of these blocks).
+    `auto` takes the better heuristic plan when it meets the lower bound, and otherwise
+    hands it to the exact search as its starting point; so does `exact`."""
     bound = lower_bound(blocks)
-    if strategy != "auto":
+    if strategy in STRATEGIES:
         return strategy, STRATEGIES[strategy](blocks), bound
     best = None
     for name in ("best-fit", "greedy-size"):
         offsets = STRATEGIES[name](blocks)
-        arena = max((o + b[2] for o, b in zip(offsets, blocks)), default=0)
+        arena = _arena(blocks, offsets)
         if best is None or arena < best[0]:
             best = (arena, name, offsets)
         if arena == bound:
             break
-    return f"auto:{best[1]}", best[2], bound
+    arena, name, offsets = best
+    if strategy == "auto" and arena == bound:
+        return f"auto:{name}", offsets, bound
+    result = exact.solve(blocks, offsets, time_limit)
+    if strategy == "auto" and _arena(blocks, result.offsets) == arena:
+        return f"auto:{name}", offsets, result.bound     # the search found nothing better
+    return ("exact" if strategy == "exact" else "auto:exact"), result.offsets, result.bound
+
+
+def _arena(blocks, offsets) -> int:
+    return max((o + b[2] for o, b in zip(offsets, blocks)), default=0)

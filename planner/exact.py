@@ -1,0 +1,359 @@
+"""Exact offset placement: the minimum arena for given lifetimes, with a proof of it.
+
+Kept apart, as in google/minimalloc's solver:
+- the problem: blocks split into independent components, time cut into sections;
+- the search: does a component fit under a capacity? Buffers are dropped bottom-up
+  onto a skyline of per-section floors (minimalloc's canonical solutions), pruned by
+  spatial inference, failed states remembered;
+- the minimization: capacities from the lower bound up, each failed search naming the
+  next capacity worth trying (as IDA* does), until one fits or the time runs out.
+
+Why this search is complete. Any valid plan can be pushed down until every buffer sits
+at offset 0 or on top of a buffer it conflicts with. Take such a plan that agrees with
+the buffers placed so far, and the lowest floor m, leftmost, at section s. Either a
+buffer of the plan covers byte m of s: it starts at s (the sections left of s are
+higher) and every section under it is at m, so it is one of the candidates tried. Or
+byte m of s stays empty: then the next buffer over s sits at its floor, if that is
+above m, or rests on an unplaced buffer, at least m + the smallest unplaced size;
+`_raise` lifts s to the least of these and loses no plan.
+"""
+from __future__ import annotations
+
+import bisect
+import math
+import sys
+import time
+from dataclasses import dataclass
+
+from .graph import Block
+
+
+@dataclass
+class Component:
+    """Blocks whose lifetimes chain into one span of time; no block outside crosses it.
+    Blocks are renumbered 0..n-1 here, in order of start; time is cut into sections wherever a block starts
+    or ends, so block k covers sections [lo[k], hi[k])."""
+    blocks: list[int]               # index of each local block in the caller's list
+    size: list[int]
+    lo: list[int]
+    hi: list[int]
+    starts: list[list[int]]         # per section: the blocks starting there, in trial order
+    covers: list[list[int]]         # per section: the blocks over it
+    load: list[int]                 # per section: summed sizes of the blocks over it
+    first_block: list[int]          # per section and one past the end: the first block starting there or later
+
+    @property
+    def lower(self) -> int:
+        return max(self.load)
+
+
+def components(blocks: list[Block]) -> list[Component]:
+    """Split the blocks of nonzero size into components: where no block crosses a point
+    in time, the two sides are independent problems."""
+    order = sorted((i for i, b in enumerate(blocks) if b[2] > 0), key=lambda i: blocks[i][0])
+    groups, end = [], None
+    for i in order:
+        if end is None or blocks[i][0] > end:
+            groups.append([])
+            end = blocks[i][1]
+        groups[-1].append(i)
+        end = max(end, blocks[i][1])
+    return [_component(blocks, g) for g in groups]
+
+
+def _component(blocks: list[Block], indices: list[int]) -> Component:
+    """`indices` in order of first step."""
+    cuts = sorted({blocks[i][0] for i in indices} | {blocks[i][1] + 1 for i in indices})
+    section = {t: s for s, t in enumerate(cuts)}
+    size = [blocks[i][2] for i in indices]
+    lo = [section[blocks[i][0]] for i in indices]
+    hi = [section[blocks[i][1] + 1] for i in indices]
+    sections = len(cuts) - 1
+    starts: list[list[int]] = [[] for _ in range(sections)]
+    covers: list[list[int]] = [[] for _ in range(sections)]
+    load = [0] * sections
+    # Trial order: the longest block first, then the largest; long blocks shape the
+    # skyline for everyone after them, short ones fill what is left.
+    for k in sorted(range(len(indices)), key=lambda k: (lo[k] - hi[k], -size[k])):
+        starts[lo[k]].append(k)
+        for s in range(lo[k], hi[k]):
+            covers[s].append(k)
+            load[s] += size[k]
+    first_block = [bisect.bisect_left(lo, s) for s in range(sections + 1)]
+    return Component(indices, size, lo, hi, starts, covers, load, first_block)
+
+
+class Timeout(Exception):
+    pass
+
+
+class Search:
+    """Decide whether a component fits under `capacity`; on success `offsets` holds a plan.
+
+    State: `floor[s]`, the lowest byte of section s still free to the unplaced blocks,
+    and `slack[s] = capacity - floor[s] - (sizes of unplaced blocks over s)`. Placing a
+    block on the floor moves floor and unplaced sizes by the same amount, so only
+    leaving space empty spends slack; when slack would go negative, the branch fails
+    (spatial inference). `short` records by how much the least-short failure missed:
+    no capacity below `capacity + short` can succeed, since the same tree would fail.
+    Every change goes on `trail`, so backtracking is popping it to a mark.
+    """
+
+    def __init__(self, comp: Component, capacity: int, deadline: float):
+        self.comp, self.capacity, self.deadline = comp, capacity, deadline
+        self.floor = [0] * len(comp.load)
+        self.slack = [capacity - load for load in comp.load]
+        self.offsets: list[int | None] = [None] * len(comp.size)
+        self.placed_mask = 0
+        self.trail: list[tuple[int, int, int]] = []    # (block, offset, -1) or (-1, section, old floor)
+        self.failed: set[tuple] = set()
+        self.short: int | None = None
+        self.nodes = 0
+
+    def run(self) -> bool:
+        if min(self.slack) < 0:
+            self.short = -min(self.slack)
+            return False
+        return self._fits(0, len(self.floor))
+
+    def _fits(self, a: int, b: int) -> bool:
+        """Place the unplaced blocks of sections [a, b), none of which crosses a or b.
+        Parts that no unplaced block joins are independent: when one fails, no choice
+        made in another can save it (minimalloc's dynamic decomposition)."""
+        return all(self._fits_part(c, d) for c, d in self._parts(a, b))
+
+    def _fits_part(self, a: int, b: int) -> bool:
+        key = (a, tuple(self.floor[a:b]), self._unplaced_key(a, b))
+        if key in self.failed:
+            return False
+        mark = len(self.trail)
+        while True:
+            self._tick()
+            m = min(self.floor[a:b])
+            s = self.floor.index(m, a, b)
+            for k in self._candidates(s, m):
+                undo = len(self.trail)
+                self._place(k, m)
+                if self._supported(k) and self._fits(a, b):
+                    return True
+                self._undo(undo)
+            up = self._raise(a, b, s, m)
+            if up > self.slack[s]:
+                self._missed(up - self.slack[s])
+                self._undo(mark)
+                self.failed.add(key)
+                return False
+            self._lift(s, up)
+
+    def _supported(self, k: int) -> bool:
+        """Spatial inference after placing block k. An unplaced block sits at or above its
+        floor (the highest floor under it), so the bytes [floor[s], x) of a section s hold
+        only blocks whose floor is below x, or else stay empty, which costs slack. Only
+        sections under unplaced blocks that share a section with k can have changed."""
+        comp, floor, slack = self.comp, self.floor, self.slack
+        a, b = comp.lo[k], comp.hi[k]
+        for s in range(comp.lo[k], comp.hi[k]):
+            for j in comp.covers[s]:
+                if self.offsets[j] is None:
+                    a, b = min(a, comp.lo[j]), max(b, comp.hi[j])
+        lowest: dict[int, int] = {}
+        for s in range(a, b):
+            over = []
+            for j in comp.covers[s]:
+                if self.offsets[j] is None:
+                    if j not in lowest:
+                        lowest[j] = max(floor[comp.lo[j]:comp.hi[j]])
+                    over.append((lowest[j], comp.size[j]))
+            over.sort()
+            below = 0                      # summed sizes of the blocks with a lower floor
+            for x, size in over:
+                missing = x - floor[s] - slack[s] - below
+                if missing > 0:
+                    self._missed(missing)
+                    return False
+                below += size
+        return True
+
+    def _parts(self, a: int, b: int) -> list[tuple[int, int]]:
+        """The maximal ranges of sections in [a, b) chained together by unplaced blocks."""
+        comp, parts = self.comp, []
+        for s in range(a, b):
+            end = max((comp.hi[k] for k in comp.starts[s] if self.offsets[k] is None), default=s)
+            if parts and s < parts[-1][1]:
+                parts[-1][1] = max(parts[-1][1], end)
+            elif end > s:
+                parts.append([s, end])
+        return parts
+
+    def _unplaced_key(self, a: int, b: int) -> int:
+        """Which blocks starting in [a, b) are still unplaced: blocks are numbered by start."""
+        i, j = self.comp.first_block[a], self.comp.first_block[b]
+        return (self.placed_mask >> i) & ((1 << (j - i)) - 1)
+
+    def _candidates(self, s: int, m: int) -> list[int]:
+        """Unplaced blocks starting at s whose sections are all at floor m; of blocks
+        alike in span and size only the first, since the others lead to the same states.
+        Blocks whose edges come flush with the skyline around them go first."""
+        comp, floor, seen, found = self.comp, self.floor, set(), []
+        left = floor[s - 1] if s > 0 else None
+        for k in comp.starts[s]:
+            hi = comp.hi[k]
+            if self.offsets[k] is None and max(floor[s:hi]) == m:
+                key = (hi, comp.size[k])
+                if key not in seen:
+                    seen.add(key)
+                    top = m + comp.size[k]
+                    right = floor[hi] if hi < len(floor) else None
+                    found.append((-(top == left) - (top == right), len(found), k))
+        return [k for *_, k in sorted(found)]
+
+    def _raise(self, a: int, b: int, s: int, m: int) -> int:
+        """How far section s rises when byte m of it stays empty (see the module doc)."""
+        comp, floor = self.comp, self.floor
+        least, smallest = None, None
+        for k in comp.covers[s]:
+            if self.offsets[k] is None:
+                top = max(floor[comp.lo[k]:comp.hi[k]])
+                if top == m:
+                    smallest = smallest or min(comp.size[j] for j in range(comp.first_block[a], comp.first_block[b])
+                                               if self.offsets[j] is None)
+                    top = m + smallest
+                least = top - m if least is None else min(least, top - m)
+        return least
+
+    def _place(self, k: int, m: int) -> None:
+        comp = self.comp
+        self.trail.append((k, m, -1))
+        self.offsets[k] = m
+        self.floor[comp.lo[k]:comp.hi[k]] = [m + comp.size[k]] * (comp.hi[k] - comp.lo[k])
+        self.placed_mask ^= 1 << k
+
+    def _lift(self, s: int, up: int) -> None:
+        self.trail.append((-1, s, self.floor[s]))
+        self.floor[s] += up
+        self.slack[s] -= up
+
+    def _undo(self, mark: int) -> None:
+        comp = self.comp
+        while len(self.trail) > mark:
+            k, x, old = self.trail.pop()
+            if k >= 0:
+                self.offsets[k] = None
+                self.floor[comp.lo[k]:comp.hi[k]] = [x] * (comp.hi[k] - comp.lo[k])
+                self.placed_mask ^= 1 << k
+            else:
+                self.slack[x] += self.floor[x] - old
+                self.floor[x] = old
+
+    def _missed(self, by: int) -> None:
+        self.short = by if self.short is None else min(self.short, by)
+
+    def _tick(self) -> None:
+        self.nodes += 1
+        if self.nodes % 256 == 0 and time.monotonic() > self.deadline:
+            raise Timeout
+
+
+@dataclass
+class Result:
+    offsets: list[int]
+    bound: int            # proven: no arena below it exists
+    optimal: bool
+
+
+def solve(blocks: list[Block], start: list[int], time_limit: float, search_share: float = 0.2,
+          workers: int = 2) -> Result:
+    """Minimize the arena of `blocks`, starting from the plan `start` (a heuristic's).
+    Returns the best plan found and the best proven bound when `time_limit` runs out."""
+    deadline = time.monotonic() + time_limit
+    sys.setrecursionlimit(max(sys.getrecursionlimit(), len(blocks) + 1000))   # one frame per placed block
+    offsets = [0 if b[2] == 0 else o for o, b in zip(start, blocks)]
+    bound = 0
+    for comp in sorted(components(blocks), key=lambda c: -c.lower):
+        plan = [offsets[i] for i in comp.blocks]
+        low = min(plan)
+        plan = [o - low for o in plan]          # a heuristic may float a component; sit it on 0
+        bound = max(bound, comp.lower)
+        if _arena(comp, plan) > bound:
+            share = time.monotonic() + search_share * (deadline - time.monotonic())
+            found, bound = _search(comp, bound, share)
+            if found is None:
+                found, bound = _cpsat(comp, plan, bound, deadline, workers)
+            if found is not None and _arena(comp, found) < _arena(comp, plan):
+                plan = found
+        for i, o in zip(comp.blocks, plan):
+            offsets[i] = o
+    arena = max((o + b[2] for o, b in zip(offsets, blocks)), default=0)
+    return Result(offsets, min(bound, arena), arena <= bound)
+
+
+def _arena(comp: Component, plan: list[int]) -> int:
+    return max(o + size for o, size in zip(plan, comp.size))
+
+
+def _search(comp: Component, bound: int, deadline: float) -> tuple[list[int] | None, int]:
+    """Capacities from `bound` up, each failure naming the next one worth trying, until a
+    plan fits or the deadline passes: (plan or None, proven bound)."""
+    while True:
+        search = Search(comp, bound, deadline)
+        try:
+            if search.run():
+                return search.offsets, bound
+        except Timeout:
+            return None, bound
+        bound += search.short
+
+
+def _cpsat(comp: Component, plan: list[int], bound: int, deadline: float, workers: int):
+    """OR-Tools CP-SAT on the same component: one rectangle per block, sections by bytes,
+    no two overlapping (no_overlap_2d). First at the bound alone, where tight offset
+    domains let the constraint propagate hard; if that fails, minimizing the capacity
+    from the plan down. (plan or None, proven bound)."""
+    from ortools.sat.python import cp_model
+    unit = 0
+    for size in comp.size:                  # sizes in units of their gcd: smaller domains
+        unit = math.gcd(unit, size)
+    lowest, upper = -(-bound // unit), _arena(comp, plan) // unit
+    halfway = (time.monotonic() + deadline) / 2
+    status, found, _ = _cpsat_run(comp, unit, lowest, lowest, None, halfway, workers)
+    if found is not None:
+        return found, bound
+    if status == cp_model.INFEASIBLE:
+        lowest += 1
+    status, found, proven = _cpsat_run(comp, unit, lowest, upper, plan, deadline, workers)
+    return found, max(bound, lowest * unit, proven * unit)
+
+
+def _cpsat_run(comp: Component, unit: int, lowest: int, highest: int, hint: list[int] | None,
+               deadline: float, workers: int):
+    """Minimize the capacity within [lowest, highest] units: (status, plan or None,
+    proven lower bound in units)."""
+    from ortools.sat.python import cp_model
+    model = cp_model.CpModel()
+    capacity = model.new_int_var(lowest, highest, "capacity")
+    xs, ys, offsets = [], [], []
+    for k, size in enumerate(comp.size):
+        size //= unit
+        y = model.new_int_var(0, highest - size, f"y{k}")
+        model.add(y + size <= capacity)
+        if hint is not None:
+            model.add_hint(y, hint[k] // unit)
+        xs.append(model.new_fixed_size_interval_var(comp.lo[k], comp.hi[k] - comp.lo[k], f"x{k}"))
+        ys.append(model.new_fixed_size_interval_var(y, size, f"b{k}"))
+        offsets.append(y)
+    model.add_no_overlap_2d(xs, ys)
+    twins: dict[tuple, int] = {}
+    for k in range(len(comp.size)):            # interchangeable blocks: keep them in order
+        key = (comp.lo[k], comp.hi[k], comp.size[k])
+        if key in twins:
+            model.add(offsets[twins[key]] < offsets[k])
+        twins[key] = k
+    model.minimize(capacity)
+    solver = cp_model.CpSolver()
+    solver.parameters.max_time_in_seconds = max(0.01, deadline - time.monotonic())
+    solver.parameters.num_workers = workers
+    status = solver.solve(model)
+    proven = lowest if status == cp_model.INFEASIBLE else int(solver.best_objective_bound)
+    if status in (cp_model.OPTIMAL, cp_model.FEASIBLE):
+        return status, [solver.value(y) * unit for y in offsets], proven
+    return status, None, proven
