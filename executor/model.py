@@ -31,7 +31,7 @@ class Model:
     nkvh: int
     dh: int
     di: int
-    eps: torch.Tensor   # RMSNorm epsilon as a 0-d float32 tensor: sqrt(eps) for hypot
+    root_eps: torch.Tensor   # sqrt of the RMSNorm epsilon, a 0-d float32 tensor (see rms_norm)
     cos: torch.Tensor   # (nctx, dh): cos of each position's angles, both halves
     sin: torch.Tensor   # (nctx, dh): sin, first half negated (rotate_half's sign)
 
@@ -90,9 +90,9 @@ def _scaled(inv_freq: torch.Tensor, s: dict) -> torch.Tensor:
 
 
 def rms_norm(x: torch.Tensor, weight: torch.Tensor, root_eps: torch.Tensor, out: torch.Tensor) -> None:
-    """out = x / sqrt(mean(x^2) + eps) * weight, in five ops on this row-sized statistic: the
-    root mean square is float32 for any dtype, and x over it is rounded once to the run dtype
-    before the weight multiplies it, as in transformers."""
+    """out = x / sqrt(mean(x^2) + eps) * weight, in five ops (each op costs microseconds of
+    dispatch, 60 norms a token). The root mean square is float32 for any dtype, and x over it
+    is rounded once to the run dtype before the weight multiplies it, as in transformers."""
     rms = torch.linalg.vector_norm(x, dim=-1, keepdim=True, dtype=torch.float32)   # sqrt(sum x^2)
     torch.hypot(rms.mul_(x.shape[-1] ** -0.5), root_eps, out=rms)                  # sqrt(mean x^2 + eps)
     torch.div(x, rms, out=out).mul_(weight)
@@ -107,8 +107,9 @@ def step_views(tensors: dict[str, torch.Tensor], m: Model, layer: int | None) ->
         attn = tensors["attn"]
         n = attn.shape[0]
         views["q"] = attn[:, :q_width]
-        views["q_heads"] = views["q"].view(n, m.nh, m.dh).transpose(0, 1)                  # (nh, n, dh)
-        views["q_groups"] = attn[0, :q_width].view(m.nkvh, m.nh // m.nkvh, m.dh)            # n = 1: heads by K/V head
+        # attention takes 4-d (batch, heads, tokens, dh): only then can torch pick its flash kernel on CPU
+        views["q_heads"] = views["q"].view(n, m.nh, m.dh).transpose(0, 1)[None]              # (1, nh, n, dh)
+        views["q_groups"] = attn[0, :q_width].view(1, m.nkvh, m.nh // m.nkvh, m.dh)          # n = 1: heads by K/V head
         views["qk"] = attn[:, :q_width + m.nkvh * m.dh].view(n, m.nh + m.nkvh, 2, m.dh // 2)   # RoPE halves
         views["new_kv"] = attn[:, q_width:].view(n, 2, -1).transpose(0, 1)                 # (2, n, nkvh dh)
     if "ffn" in tensors:
@@ -117,7 +118,7 @@ def step_views(tensors: dict[str, torch.Tensor], m: Model, layer: int | None) ->
         views["last"] = tensors["x"][-1:]
     if "kv" in tensors and layer is not None:
         cache = views["cache"] = tensors["kv"][layer]                                        # (2, nctx, nkvh dh)
-        views["keys"], views["values"] = (c.view(c.shape[0], m.nkvh, m.dh).transpose(0, 1) for c in cache)
+        views["keys"], views["values"] = (c.view(c.shape[0], m.nkvh, m.dh).transpose(0, 1)[None] for c in cache)
     return views
 
 
@@ -140,7 +141,7 @@ def embedding(t, m: Model, layer, call: Call):
 
 
 def attn_norm(t, m: Model, layer, call: Call):
-    rms_norm(t.x, m.weights.layers[layer].attn_norm, m.eps, out=t.x_)
+    rms_norm(t.x, m.weights.layers[layer].attn_norm, m.root_eps, out=t.x_)
 
 
 def attn_qkv(t, m: Model, layer, call: Call):
@@ -158,7 +159,7 @@ def attention(t, m: Model, layer, call: Call):
     and write the heads' output over Q (attn's Q part), which nothing reads afterwards."""
     end = call.start + call.n
     t.cache[:, call.start:end].copy_(t.new_kv)
-    keys, values = t.keys[:, :end], t.values[:, :end]     # (nkvh, end, dh)
+    keys, values = t.keys[:, :, :end], t.values[:, :, :end]     # (1, nkvh, end, dh)
     if call.n == 1:
         # one token: the query heads sharing a K/V head form that head's batch of queries,
         # so attention needs neither a mask nor K/V repeated per query head
@@ -178,7 +179,7 @@ def attn_allreduce(t, m: Model, layer, call: Call):
 
 
 def ffn_norm(t, m: Model, layer, call: Call):
-    rms_norm(t.x, m.weights.layers[layer].ffn_norm, m.eps, out=t.x_)
+    rms_norm(t.x, m.weights.layers[layer].ffn_norm, m.root_eps, out=t.x_)
 
 
 def ffn_up(t, m: Model, layer, call: Call):
@@ -199,7 +200,7 @@ def ffn_allreduce(t, m: Model, layer, call: Call):
 
 
 def output_norm(t, m: Model, layer, call: Call):
-    rms_norm(t.last, m.weights.output_norm, m.eps, out=t.out_norm)   # only the last token is sampled
+    rms_norm(t.last, m.weights.output_norm, m.root_eps, out=t.out_norm)   # only the last token is sampled
 
 
 def logits(t, m: Model, layer, call: Call):

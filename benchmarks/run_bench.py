@@ -1,0 +1,215 @@
+"""Ours against transformers' `generate` on the same model, prompt and dtype, in one run.
+
+    python benchmarks/run_bench.py --dtype f32 --tokens 64
+
+Each engine runs in its own fresh interpreter (so peak resident memory is its own) on the same
+prompt ids, greedy, never stopping early. Measured per engine: prefill tokens/s, decode
+tokens/s (best of --repeats runs after a warm-up), peak resident memory, and activation bytes:
+ours is the arena (KV cache included) plus any scratch allocated outside it; transformers' is
+the peak of its allocations during generate, above its weights. Also measured: the machine's
+limit for decode, one matrix-vector pass over every weight matrix of the model (the matrices
+the executor multiplies) in the same dtype and threads, since decode on CPU streams every
+weight once per token.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+DEFAULT_PROMPT = "Write a short story about a robot who learns to paint, in simple words."
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", help="a .gguf file or a Hugging Face folder (default: the embedded SmolLM2)")
+    p.add_argument("--prompt", default=DEFAULT_PROMPT)
+    p.add_argument("--tokens", type=int, default=64, help="new tokens per run (64)")
+    p.add_argument("--dtype", choices=["f32", "f16", "bf16"], default="f32")
+    p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    p.add_argument("--threads", type=int, help="torch threads (default: torch's own choice)")
+    p.add_argument("--repeats", type=int, default=3, help="measured runs per engine; the best counts (3)")
+    p.add_argument("--json", action="store_true", help="print the results as JSON")
+    p.add_argument("--engine", choices=["ours", "transformers"], help=argparse.SUPPRESS)   # a child run
+    p.add_argument("--ids", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.engine:
+        print(json.dumps(run_engine(args)))
+        return 0
+    results = {engine: child(args, engine, prompt_ids(args)) for engine in ("ours", "transformers")}
+    if args.json:
+        print(json.dumps(results, indent=1))
+    else:
+        report(results, args)
+    return 0
+
+
+def prompt_ids(args) -> list[int]:
+    from executor.source import open_source, resolve
+    from executor.tokenizer import from_folder, from_gguf
+    source = resolve(args.model)
+    tokenizer = from_folder(source.path) if source.kind == "checkpoint" else from_gguf(open_source(source))
+    return tokenizer.encode(args.prompt)
+
+
+def child(args, engine: str, ids: list[int]) -> dict:
+    argv = [sys.executable, __file__, "--engine", engine, "--ids", ",".join(map(str, ids)),
+            "--tokens", str(args.tokens), "--dtype", args.dtype, "--device", args.device,
+            "--repeats", str(args.repeats)]
+    argv += ["--model", args.model] if args.model else []
+    argv += ["--threads", str(args.threads)] if args.threads else []
+    done = subprocess.run(argv, capture_output=True, text=True)
+    if done.returncode != 0:
+        sys.exit(f"run_bench: the {engine} run failed:\n{done.stderr[-3000:]}")
+    return json.loads(next(line for line in reversed(done.stdout.splitlines()) if line.startswith("{")))
+
+
+def run_engine(args) -> dict:
+    import torch
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    ids = [int(i) for i in args.ids.split(",")]
+    with torch.inference_mode():
+        result = (ours if args.engine == "ours" else transformers_generate)(args, ids, torch)
+    result["peak_rss"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024   # Linux: KiB
+    result["threads"] = torch.get_num_threads()
+    return result
+
+
+def ours(args, ids, torch) -> dict:
+    from executor.generate import generate
+    from executor.model import build_model
+    from executor.sampling import Sampler
+    from executor.session import Session
+    from executor.source import open_source, resolve
+    from executor.weights import DTYPES, assemble
+
+    weights = assemble(open_source(resolve(args.model)), DTYPES[args.dtype], torch.device(args.device))
+    nctx = len(ids) + args.tokens
+    session = Session(build_model(weights, nctx), nctx, len(ids))
+
+    def once():
+        session.reset()   # the same arena and KV cache region, a new sequence
+        return generate(session, ids, args.tokens, Sampler(), ignore_eos=True)
+
+    once()   # warm-up
+    runs = [once() for _ in range(args.repeats)]
+    scratch = allocated_during(once, torch, args.device)
+    return {"engine": "ours", "prefill_tok_s": max(r.prefill_tok_s for r in runs),
+            "decode_tok_s": max(r.decode_tok_s for r in runs), "tokens": runs[-1].tokens,
+            "arena": session.arena.numel(), "scratch": scratch, "activation_bytes": session.arena.numel() + scratch,
+            "weight_bytes": weights.nbytes, "limit_tok_s": matvec_limit(weights, torch, args.repeats)}
+
+
+def transformers_generate(args, ids, torch) -> dict:
+    from transformers import AutoModelForCausalLM
+    from transformers.generation.streamers import BaseStreamer
+
+    from executor.source import resolve
+    from executor.weights import DTYPES
+
+    source = resolve(args.model)
+    where = dict(gguf_file=source.path.name) if source.kind == "gguf" else {}
+    folder = source.path.parent if source.kind == "gguf" else source.path
+    model = AutoModelForCausalLM.from_pretrained(folder, dtype=DTYPES[args.dtype], **where).to(args.device).eval()
+    prompt = torch.tensor([ids], device=args.device)
+
+    class Clock(BaseStreamer):
+        """Times the first new token (the end of prefill) and the last."""
+        def __init__(self):
+            self.times = []
+
+        def put(self, value):
+            self.times.append(time.perf_counter())
+
+        def end(self):
+            pass
+
+    def once():
+        clock = Clock()
+        start = time.perf_counter()
+        out = model.generate(prompt, max_new_tokens=args.tokens, min_new_tokens=args.tokens, do_sample=False,
+                             streamer=clock)
+        prefill, decode = clock.times[1] - start, clock.times[-1] - clock.times[1]   # times[0]: the prompt
+        return len(ids) / prefill, (args.tokens - 1) / decode, out[0, len(ids):].tolist()
+
+    once()
+    runs = [once() for _ in range(args.repeats)]
+    peak = allocated_during(once, torch, args.device)
+    return {"engine": "transformers", "prefill_tok_s": max(r[0] for r in runs),
+            "decode_tok_s": max(r[1] for r in runs), "tokens": runs[-1][2], "activation_bytes": peak,
+            "weight_bytes": sum(p.nbytes for p in model.parameters())}
+
+
+def allocated_during(run, torch, device: str) -> int:
+    """Peak bytes allocated by tensors during `run`, above what was allocated before it."""
+    if device == "cuda":
+        torch.cuda.synchronize()
+        base = torch.cuda.memory_allocated()
+        torch.cuda.reset_peak_memory_stats()
+        run()
+        return torch.cuda.max_memory_allocated() - base
+    from torch.profiler import ProfilerActivity, profile
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        run()
+    live = peak = 0   # each op's own allocations net of frees, and the frees outside ops, in time order
+    for event in sorted(prof.events(), key=lambda e: e.time_range.start):
+        live += event.self_cpu_memory_usage
+        peak = max(peak, live)
+    return peak
+
+
+def matvec_limit(weights, torch, repeats: int) -> float:
+    """Tokens/s of one matrix-vector product with every weight matrix the executor multiplies per
+    token (fused Q|K|V, output, fused gate|up, down, per layer; then the output projection)."""
+    mats = [w for layer in weights.layers for w in (layer.wqkv, layer.wo, layer.w_gate_up, layer.w_down)]
+    mats.append(weights.output)
+    xs = {m.shape[1]: torch.randn(1, m.shape[1], dtype=m.dtype, device=m.device) for m in mats}
+    ys = [torch.empty(1, m.shape[0], dtype=m.dtype, device=m.device) for m in mats]
+    sync = torch.cuda.synchronize if mats[0].is_cuda else (lambda: None)
+    best = float("inf")
+    for _ in range(max(5, 3 * repeats)):
+        sync()
+        start = time.perf_counter()
+        for m, y in zip(mats, ys):
+            torch.mm(xs[m.shape[1]], m.t(), out=y)
+        sync()
+        best = min(best, time.perf_counter() - start)
+    return 1 / best
+
+
+def report(results: dict, args) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    a, b = results["ours"], results["transformers"]
+    mib = lambda n: f"{n / 2**20:,.1f} MiB"
+    rate = lambda x: f"{x:,.1f}"
+    table = Table(title=f"arena run vs transformers generate: {args.dtype}, {args.device}, {a['threads']} threads, "
+                        f"{args.tokens} new tokens")
+    for column in ("", "ours", "transformers", "ours / transformers"):
+        table.add_column(column, justify="right" if column else "left")
+    table.add_row("prefill tok/s", rate(a["prefill_tok_s"]), rate(b["prefill_tok_s"]),
+                  f"{a['prefill_tok_s'] / b['prefill_tok_s']:.2f}x")
+    table.add_row("decode tok/s", rate(a["decode_tok_s"]), rate(b["decode_tok_s"]),
+                  f"{a['decode_tok_s'] / b['decode_tok_s']:.2f}x")
+    table.add_row("peak resident memory", mib(a["peak_rss"]), mib(b["peak_rss"]), f"{a['peak_rss'] / b['peak_rss']:.2f}x")
+    table.add_row("activation bytes", f"{mib(a['activation_bytes'])} (arena {mib(a['arena'])})",
+                  mib(b["activation_bytes"]), f"{a['activation_bytes'] / b['activation_bytes']:.2f}x")
+    table.add_row("weights", mib(a["weight_bytes"]), mib(b["weight_bytes"]), "")
+    Console().print(table)
+    limit = a["limit_tok_s"]
+    print(f"machine limit (one matrix-vector pass over the weights): {limit:.1f} tok/s; "
+          f"decode at {a['decode_tok_s'] / limit:.0%} of it (transformers {b['decode_tok_s'] / limit:.0%})")
+    same = a["tokens"] == b["tokens"]
+    print(f"greedy tokens {'identical' if same else 'differ'} ({len(a['tokens'])} new tokens)")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
