@@ -32,22 +32,29 @@ def naive(blocks: list[Block]) -> list[int]:
 def greedy_size(blocks: list[Block]) -> list[int]:
     """TensorFlow Lite's greedy by size: largest first, into the smallest gap among the
     already placed blocks that conflict with it, else on top of them."""
-    neighbours: list[list[int]] = [[] for _ in blocks]
-    for a, b in conflicts(blocks):
-        neighbours[a].append(b)
-        neighbours[b].append(a)
-    offsets: list[int | None] = [None] * len(blocks)
     order = sorted(range(len(blocks)), key=lambda i: (-blocks[i][2], blocks[i][0] - blocks[i][1], blocks[i][0]))
+    rank = [0] * len(blocks)
+    for r, i in enumerate(order):
+        rank[i] = r
+    earlier: list[list[int]] = [[] for _ in blocks]     # conflicting blocks placed before each one
+    for a, b in conflicts(blocks):
+        if rank[a] < rank[b]:
+            earlier[b].append(a)
+        else:
+            earlier[a].append(b)
+    offsets = [0] * len(blocks)
+    ends = [0] * len(blocks)
     for i in order:
         size = blocks[i][2]
-        placed = sorted((offsets[j], offsets[j] + blocks[j][2]) for j in neighbours[i] if offsets[j] is not None)
         best, best_gap, top = None, None, 0
-        for start, end in placed:
+        for start, end in sorted([(offsets[j], ends[j]) for j in earlier[i]]):
             gap = start - top
             if gap >= size and (best_gap is None or gap < best_gap):
                 best, best_gap = top, gap
-            top = max(top, end)
+            if end > top:
+                top = end
         offsets[i] = top if best is None else best
+        ends[i] = offsets[i] + size
     return offsets
 
 
