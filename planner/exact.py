@@ -250,7 +250,7 @@ class Search:
 
     def _tick(self) -> None:
         self.nodes += 1
-        if self.nodes % 256 == 0 and time.monotonic() > self.deadline:
+        if time.monotonic() > self.deadline:
             raise Timeout
 
 
@@ -261,8 +261,13 @@ class Result:
     optimal: bool
 
 
-def solve(blocks: list[Block], start: list[int], time_limit: float, search_share: float = 0.2,
-          workers: int = 2) -> Result:
+# Of the time left, the share the skyline search gets before CP-SAT takes over: where it
+# succeeds it does so in well under a second (docs/exact.md); where it thrashes, CP-SAT
+# usually does better.
+SEARCH_SHARE = 0.1
+
+
+def solve(blocks: list[Block], start: list[int], time_limit: float) -> Result:
     """Minimize the arena of `blocks`, starting from the plan `start` (a heuristic's).
     Returns the best plan found and the best proven bound when `time_limit` runs out."""
     deadline = time.monotonic() + time_limit
@@ -275,10 +280,10 @@ def solve(blocks: list[Block], start: list[int], time_limit: float, search_share
         plan = [o - low for o in plan]          # a heuristic may float a component; sit it on 0
         bound = max(bound, comp.lower)
         if _arena(comp, plan) > bound:
-            share = time.monotonic() + search_share * (deadline - time.monotonic())
+            share = time.monotonic() + SEARCH_SHARE * (deadline - time.monotonic())
             found, bound = _search(comp, bound, share)
             if found is None:
-                found, bound = _cpsat(comp, plan, bound, deadline, workers)
+                found, bound = _cpsat(comp, plan, bound, deadline)
             if found is not None and _arena(comp, found) < _arena(comp, plan):
                 plan = found
         for i, o in zip(comp.blocks, plan):
@@ -304,7 +309,7 @@ def _search(comp: Component, bound: int, deadline: float) -> tuple[list[int] | N
         bound += search.short
 
 
-def _cpsat(comp: Component, plan: list[int], bound: int, deadline: float, workers: int):
+def _cpsat(comp: Component, plan: list[int], bound: int, deadline: float):
     """OR-Tools CP-SAT on the same component: one rectangle per block, sections by bytes,
     no two overlapping (no_overlap_2d). First at the bound alone, where tight offset
     domains let the constraint propagate hard; if that fails, minimizing the capacity
@@ -315,17 +320,17 @@ def _cpsat(comp: Component, plan: list[int], bound: int, deadline: float, worker
         unit = math.gcd(unit, size)
     lowest, upper = -(-bound // unit), _arena(comp, plan) // unit
     halfway = (time.monotonic() + deadline) / 2
-    status, found, _ = _cpsat_run(comp, unit, lowest, lowest, None, halfway, workers)
+    status, found, _ = _cpsat_run(comp, unit, lowest, lowest, None, halfway)
     if found is not None:
         return found, bound
     if status == cp_model.INFEASIBLE:
         lowest += 1
-    status, found, proven = _cpsat_run(comp, unit, lowest, upper, plan, deadline, workers)
+    status, found, proven = _cpsat_run(comp, unit, lowest, upper, plan, deadline)
     return found, max(bound, lowest * unit, proven * unit)
 
 
 def _cpsat_run(comp: Component, unit: int, lowest: int, highest: int, hint: list[int] | None,
-               deadline: float, workers: int):
+               deadline: float):
     """Minimize the capacity within [lowest, highest] units: (status, plan or None,
     proven lower bound in units)."""
     from ortools.sat.python import cp_model
@@ -351,7 +356,6 @@ def _cpsat_run(comp: Component, unit: int, lowest: int, highest: int, hint: list
     model.minimize(capacity)
     solver = cp_model.CpSolver()
     solver.parameters.max_time_in_seconds = max(0.01, deadline - time.monotonic())
-    solver.parameters.num_workers = workers
     status = solver.solve(model)
     proven = lowest if status == cp_model.INFEASIBLE else int(solver.best_objective_bound)
     if status in (cp_model.OPTIMAL, cp_model.FEASIBLE):

@@ -1,0 +1,160 @@
+"""The planner benchmark: every strategy side by side on seeded instance families.
+
+    python benchmarks/plan_bench.py            # the full table (tens of minutes)
+    python benchmarks/plan_bench.py --quick    # a CI-sized run
+
+Each cell is `mean arena/reference (worst) · proven optimal/instances · mean (max) seconds`.
+The reference is the optimum where it is known by construction (cut-*, readme), else
+the lower bound (max live bytes). Every plan goes through `planner.plan.place`, hence
+through the independent checker; times are of that call and so include the check.
+"""
+from __future__ import annotations
+
+import argparse
+import random
+import statistics
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from planner.lifetimes import bind  # noqa: E402
+from planner.models import PRESETS  # noqa: E402
+from planner.plan import CHOICES, Buffer, place, plan_lifetimes  # noqa: E402
+from planner.schedule import load  # noqa: E402
+
+ALIGN = 256
+STRATEGIES = ["naive", "greedy-size", "best-fit", "auto", "exact"]
+assert set(STRATEGIES) == set(CHOICES)
+
+
+@dataclass
+class Instance:
+    family: str
+    blocks: list[tuple[int, int, int]] | None     # (first, last, size); None for a schedule
+    optimum: int | None = None                    # known by construction
+    schedule: tuple[str, int] | None = None       # (preset, n) of schedules/llama.yaml
+
+
+def spread(n: int, seed: int) -> list[tuple[int, int, int]]:
+    """Lifetimes scattered over n/2 steps, sizes log-uniform over four orders of magnitude."""
+    rng = random.Random(seed)
+    steps = max(2, n // 2)
+    blocks = []
+    for _ in range(n):
+        first = rng.randrange(steps)
+        blocks.append((first, min(steps - 1, first + int(rng.expovariate(8 / steps))), int(2 ** rng.uniform(0, 14)) * ALIGN))
+    return blocks
+
+
+def dense(n: int, seed: int) -> list[tuple[int, int, int]]:
+    """Many overlapping lifetimes: each lives a third of the horizon on average, so about
+    n/3 are live at once; sizes over two orders of magnitude."""
+    rng = random.Random(seed)
+    steps = max(2, n // 4)
+    blocks = []
+    for _ in range(n):
+        first = rng.randrange(steps)
+        blocks.append((first, min(steps - 1, first + rng.randrange(steps * 2 // 3 + 1)), rng.randint(1, 100) * ALIGN))
+    return blocks
+
+
+def cut(n: int, seed: int, units: int = 4096) -> tuple[list[tuple[int, int, int]], int]:
+    """Cut a units x n/4-steps rectangle into n buffers (guillotine cuts, each piece cut
+    at random across bytes or across time), then shuffle: every step is full, so the
+    optimum is the rectangle's height, and the sizes spread over orders of magnitude."""
+    rng = random.Random(seed)
+    rects = [(0, max(2, n // 4), 0, units)]
+    while len(rects) < n:
+        i = rng.randrange(len(rects))
+        t0, t1, b0, b1 = rects[i]
+        if t1 - t0 > 1 and (b1 - b0 == 1 or rng.random() < 0.5):
+            c = rng.randrange(t0 + 1, t1)
+            rects[i:i + 1] = [(t0, c, b0, b1), (c, t1, b0, b1)]
+        elif b1 - b0 > 1:
+            c = rng.randrange(b0 + 1, b1)
+            rects[i:i + 1] = [(t0, t1, b0, c), (t0, t1, c, b1)]
+    rng.shuffle(rects)
+    return [(t0, t1 - 1, (b1 - b0) * ALIGN) for t0, t1, b0, b1 in rects], units * ALIGN
+
+
+def table(n: int, seed: int) -> list[tuple[int, int, int]]:
+    """A large computation graph's lifetimes: four buffers born per step, nine in ten read
+    within a few steps, the rest kept long; sizes over four orders of magnitude."""
+    rng = random.Random(seed)
+    blocks = []
+    for i in range(n):
+        life = rng.expovariate(1 / 3) if rng.random() < 0.9 else rng.expovariate(1 / 200)
+        blocks.append((i // 4, i // 4 + int(life), int(2 ** rng.uniform(0, 14)) * ALIGN))
+    return blocks
+
+
+# minimalloc's README example, id,lower,upper(exclusive),size; its optimum is 12
+README = [(0, 2, 4), (3, 8, 4), (0, 8, 4), (9, 20, 4), (0, 20, 4)]
+
+
+def instances(quick: bool) -> list[Instance]:
+    seeds = range(3 if quick else 10)
+    out = [Instance("readme", README, 12)]
+    for preset in PRESETS:
+        for n in ([1, 512] if quick else [1, 7, 512, 4096]):
+            out.append(Instance(f"llama {preset} n={n}", None, schedule=(preset, n)))
+    for n in ([50, 100] if quick else [50, 100, 200]):
+        out += [Instance(f"spread-{n}", spread(n, s)) for s in seeds]
+        out += [Instance(f"dense-{n}", dense(n, s)) for s in seeds]
+    for n in ([150, 300] if quick else [150, 300, 500, 1000]):
+        out += [Instance(f"cut-{n}", *cut(n, s)) for s in seeds]
+    for n in ([1000, 10_000] if quick else [1000, 10_000, 100_000]):
+        out.append(Instance(f"table-{n}", table(n, 0)))
+    return out
+
+
+def run(inst: Instance, strategy: str, time_limit: float):
+    """(arena / reference, proven optimal, seconds)"""
+    start = time.perf_counter()
+    if inst.schedule:
+        preset, n = inst.schedule
+        plan = plan_lifetimes(bind(load("schedules/llama.yaml"), {**PRESETS[preset], "n": n}, "f16"),
+                              strategy, time_limit)
+    else:
+        buffers = [Buffer(f"b{i}", "b", f, l, s, None) for i, (f, l, s) in enumerate(inst.blocks)]
+        plan = place(buffers, strategy, 1, [], time_limit)
+    seconds = time.perf_counter() - start
+    reference = inst.optimum or plan.lower_bound
+    return plan.arena / reference, plan.optimal, seconds
+
+
+def cell(results) -> str:
+    ratios, proven, seconds = zip(*results)
+    mean_ratio, worst = statistics.mean(ratios), max(ratios)
+    ratio = f"{mean_ratio:.3f}" + (f" ({worst:.3f})" if worst - mean_ratio >= 0.0005 else "")
+    timing = f"{statistics.mean(seconds):.2f}" + (f" ({max(seconds):.2f})" if len(seconds) > 1 else "")
+    return f"{ratio} · {sum(proven)}/{len(proven)} · {timing}s"
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true", help="fewer and smaller instances (CI)")
+    ap.add_argument("--time-limit", type=float, default=None,
+                    help="seconds for auto/exact per instance (default 10, 2 with --quick)")
+    args = ap.parse_args(argv)
+    time_limit = args.time_limit if args.time_limit is not None else (2.0 if args.quick else 10.0)
+    rows: dict[str, dict[str, list]] = {}
+    for inst in instances(args.quick):
+        row = rows.setdefault(inst.family, {s: [] for s in STRATEGIES})
+        for strategy in STRATEGIES:
+            row[strategy].append(run(inst, strategy, time_limit))
+        print(f"  {inst.family}: " + " | ".join(f"{s} {row[s][-1][0]:.3f}" for s in STRATEGIES),
+              file=sys.stderr, flush=True)
+    print(f"time limit {time_limit:g} s; cells: mean arena/reference (worst) · proven optimal · mean (max) time\n")
+    print("| family | n | " + " | ".join(STRATEGIES) + " |")
+    print("|---|---|" + "---|" * len(STRATEGIES))
+    for family, row in rows.items():
+        count = len(row[STRATEGIES[0]])
+        print(f"| {family} | {count} | " + " | ".join(cell(row[s]) for s in STRATEGIES) + " |")
+
+
+if __name__ == "__main__":
+    main()
