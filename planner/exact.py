@@ -6,7 +6,9 @@ Kept apart, as in google/minimalloc's solver:
   onto a skyline of per-section floors (minimalloc's canonical solutions), pruned by
   spatial inference, failed states remembered;
 - the minimization: capacities from the lower bound up, each failed search naming the
-  next capacity worth trying (as IDA* does), until one fits or the time runs out.
+  next capacity worth trying (as IDA* does), until one fits; when this search has used
+  its share of the time limit, OR-Tools CP-SAT (no_overlap_2d) takes over the component,
+  since each does well where the other thrashes (docs/exact.md has the measurements).
 
 Why this search is complete. Any valid plan can be pushed down until every buffer sits
 at offset 0 or on top of a buffer it conflicts with. Take such a plan that agrees with
@@ -31,8 +33,8 @@ from .graph import Block
 @dataclass
 class Component:
     """Blocks whose lifetimes chain into one span of time; no block outside crosses it.
-    Blocks are renumbered 0..n-1 here, in order of start; time is cut into sections wherever a block starts
-    or ends, so block k covers sections [lo[k], hi[k])."""
+    Blocks are renumbered 0..n-1 here, in order of start; time is cut into sections
+    wherever a block starts or ends, so block k covers sections [lo[k], hi[k])."""
     blocks: list[int]               # index of each local block in the caller's list
     size: list[int]
     lo: list[int]
@@ -40,7 +42,7 @@ class Component:
     starts: list[list[int]]         # per section: the blocks starting there, in trial order
     covers: list[list[int]]         # per section: the blocks over it
     load: list[int]                 # per section: summed sizes of the blocks over it
-    first_block: list[int]          # per section and one past the end: the first block starting there or later
+    first_block: list[int]          # per section, and one past the last: the first block starting there or later
 
     @property
     def lower(self) -> int:
@@ -108,7 +110,6 @@ class Search:
         self.trail: list[tuple[int, int, int]] = []    # (block, offset, -1) or (-1, section, old floor)
         self.failed: set[tuple] = set()
         self.short: int | None = None
-        self.nodes = 0
 
     def run(self) -> bool:
         if min(self.slack) < 0:
@@ -120,7 +121,10 @@ class Search:
         """Place the unplaced blocks of sections [a, b), none of which crosses a or b.
         Parts that no unplaced block joins are independent: when one fails, no choice
         made in another can save it (minimalloc's dynamic decomposition)."""
-        return all(self._fits_part(c, d) for c, d in self._parts(a, b))
+        for c, d in self._parts(a, b):      # a plain loop: all() would recurse through C frames
+            if not self._fits_part(c, d):
+                return False
+        return True
 
     def _fits_part(self, a: int, b: int) -> bool:
         key = (a, tuple(self.floor[a:b]), self._unplaced_key(a, b))
@@ -128,7 +132,8 @@ class Search:
             return False
         mark = len(self.trail)
         while True:
-            self._tick()
+            if time.monotonic() > self.deadline:
+                raise Timeout
             m = min(self.floor[a:b])
             s = self.floor.index(m, a, b)
             for k in self._candidates(s, m):
@@ -248,11 +253,6 @@ class Search:
     def _missed(self, by: int) -> None:
         self.short = by if self.short is None else min(self.short, by)
 
-    def _tick(self) -> None:
-        self.nodes += 1
-        if time.monotonic() > self.deadline:
-            raise Timeout
-
 
 @dataclass
 class Result:
@@ -271,35 +271,42 @@ def solve(blocks: list[Block], start: list[int], time_limit: float) -> Result:
     """Minimize the arena of `blocks`, starting from the plan `start` (a heuristic's).
     Returns the best plan found and the best proven bound when `time_limit` runs out."""
     deadline = time.monotonic() + time_limit
-    sys.setrecursionlimit(max(sys.getrecursionlimit(), len(blocks) + 1000))   # one frame per placed block
+    sys.setrecursionlimit(max(sys.getrecursionlimit(), 2 * len(blocks) + 1000))   # two frames a placed block
     offsets = [0 if b[2] == 0 else o for o, b in zip(start, blocks)]
     bound = 0
     for comp in sorted(components(blocks), key=lambda c: -c.lower):
         plan = [offsets[i] for i in comp.blocks]
         low = min(plan)
-        plan = [o - low for o in plan]          # a heuristic may float a component; sit it on 0
         bound = max(bound, comp.lower)
-        if _arena(comp, plan) > bound:
-            share = time.monotonic() + SEARCH_SHARE * (deadline - time.monotonic())
-            found, bound = _search(comp, bound, share)
-            if found is None:
-                found, bound = _cpsat(comp, plan, bound, deadline)
-            if found is not None and _arena(comp, found) < _arena(comp, plan):
-                plan = found
+        plan, bound = _minimize(comp, [o - low for o in plan], bound, deadline)   # a heuristic may float a component
         for i, o in zip(comp.blocks, plan):
             offsets[i] = o
     arena = max((o + b[2] for o, b in zip(offsets, blocks)), default=0)
     return Result(offsets, min(bound, arena), arena <= bound)
 
 
+def _minimize(comp: Component, plan: list[int], bound: int, deadline: float) -> tuple[list[int], int]:
+    """The best plan of one component and a proven bound: no arena below it fits."""
+    upper = _arena(comp, plan)
+    if upper <= bound or time.monotonic() >= deadline:
+        return plan, bound
+    found, bound = _search(comp, bound, upper, time.monotonic() + SEARCH_SHARE * (deadline - time.monotonic()))
+    if found is None and bound < upper:
+        found, bound = _cpsat(comp, plan, bound, deadline)
+    if found is not None and _arena(comp, found) < upper:
+        return found, bound
+    return plan, bound
+
+
 def _arena(comp: Component, plan: list[int]) -> int:
     return max(o + size for o, size in zip(plan, comp.size))
 
 
-def _search(comp: Component, bound: int, deadline: float) -> tuple[list[int] | None, int]:
-    """Capacities from `bound` up, each failure naming the next one worth trying, until a
-    plan fits or the deadline passes: (plan or None, proven bound)."""
-    while True:
+def _search(comp: Component, bound: int, upper: int, deadline: float) -> tuple[list[int] | None, int]:
+    """Capacities from `bound` up to `upper` (which a plan already meets), each failure
+    naming the next one worth trying, until a plan fits or the deadline passes:
+    (plan or None, proven bound)."""
+    while bound < upper:
         search = Search(comp, bound, deadline)
         try:
             if search.run():
@@ -307,6 +314,7 @@ def _search(comp: Component, bound: int, deadline: float) -> tuple[list[int] | N
         except Timeout:
             return None, bound
         bound += search.short
+    return None, upper
 
 
 def _cpsat(comp: Component, plan: list[int], bound: int, deadline: float):
@@ -334,6 +342,12 @@ def _cpsat_run(comp: Component, unit: int, lowest: int, highest: int, hint: list
     """Minimize the capacity within [lowest, highest] units: (status, plan or None,
     proven lower bound in units)."""
     from ortools.sat.python import cp_model
+    twins = _twins(comp)
+    if hint is not None:
+        hint = list(hint)
+        for group in twins:                     # swapping interchangeable blocks keeps a plan valid
+            for k, o in zip(group, sorted(hint[k] for k in group)):
+                hint[k] = o
     model = cp_model.CpModel()
     capacity = model.new_int_var(lowest, highest, "capacity")
     xs, ys, offsets = [], [], []
@@ -347,12 +361,9 @@ def _cpsat_run(comp: Component, unit: int, lowest: int, highest: int, hint: list
         ys.append(model.new_fixed_size_interval_var(y, size, f"b{k}"))
         offsets.append(y)
     model.add_no_overlap_2d(xs, ys)
-    twins: dict[tuple, int] = {}
-    for k in range(len(comp.size)):            # interchangeable blocks: keep them in order
-        key = (comp.lo[k], comp.hi[k], comp.size[k])
-        if key in twins:
-            model.add(offsets[twins[key]] < offsets[k])
-        twins[key] = k
+    for group in twins:                         # break their symmetry: keep them in order
+        for k, j in zip(group, group[1:]):
+            model.add(offsets[k] < offsets[j])
     model.minimize(capacity)
     solver = cp_model.CpSolver()
     solver.parameters.max_time_in_seconds = max(0.01, deadline - time.monotonic())
@@ -361,3 +372,11 @@ def _cpsat_run(comp: Component, unit: int, lowest: int, highest: int, hint: list
     if status in (cp_model.OPTIMAL, cp_model.FEASIBLE):
         return status, [solver.value(y) * unit for y in offsets], proven
     return status, None, proven
+
+
+def _twins(comp: Component) -> list[list[int]]:
+    """Groups of interchangeable blocks: the same sections, the same size."""
+    groups: dict[tuple, list[int]] = {}
+    for k, size in enumerate(comp.size):
+        groups.setdefault((comp.lo[k], comp.hi[k], size), []).append(k)
+    return [g for g in groups.values() if len(g) > 1]
