@@ -57,9 +57,10 @@ class Session:
         self.length = 0                               # positions held by the KV cache
         self._plans: dict[int, tuple[Plan, list[Step]]] = {}
         self._bound: dict[int, BoundPlan] = {}
-        sizes = {n: self.plan(n) for n in sorted({max_tokens, 1})}
-        self.arena = allocate_arena(max(p.arena for p in sizes.values()), self.device)
+        self._last: BoundPlan | None = None
+        self.arena = allocate_arena(max(self.plan(n).arena for n in {max_tokens, 1}), self.device)
         self.host = {b.name: self._host_buffer(b.size) for b in self.plan(max_tokens).buffers if b.memory == "host"}
+        self.persistent = _persistent(self.plan(max_tokens))
         self.trace: list[tuple[Plan, list[float]]] | None = [] if trace else None
 
     def plan(self, n: int) -> Plan:
@@ -118,6 +119,9 @@ class Session:
         if plan.arena > self.arena.numel():
             raise ArenaError(f"the plan for {n} tokens needs an arena of {plan.arena} bytes; "
                              f"this session's holds {self.arena.numel()}")
+        if _persistent(plan) != self.persistent:   # the KV cache would not survive between calls
+            raise RuntimeError(f"the plans place persistent tensors differently: {_persistent(plan)} "
+                               f"for {n} tokens, {self.persistent} for {self.max_tokens}")
         views = {b.name: self._view(b) for b in plan.buffers}
         steps = []
         for step in self.steps(n):
@@ -149,3 +153,8 @@ class Session:
             sync()
             seconds.append(time.perf_counter() - start)
         return seconds
+
+
+def _persistent(plan: Plan) -> dict[str, int]:
+    """Offsets of the persistent instances (the KV cache): the same in every plan of a session."""
+    return {b.tensor: b.offset for b in plan.buffers if b.persistent}
