@@ -149,7 +149,7 @@ def main(argv=None) -> None:
         print(f"  {inst.family}: " + " | ".join(f"{s} {row[s][-1][0]:.3f}" for s in STRATEGIES),
               file=sys.stderr, flush=True)
     print(f"time limit {time_limit:g} s; cells: mean arena/reference (worst) · proven optimal · mean (max) time\n")
-    print("| family | n | " + " | ".join(STRATEGIES) + " |")
+    print("| family | instances | " + " | ".join(STRATEGIES) + " |")
     print("|---|---|" + "---|" * len(STRATEGIES))
     for family, row in rows.items():
         count = len(row[STRATEGIES[0]])
