@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import time
 from dataclasses import dataclass, field
 
 from . import exact
@@ -96,15 +97,32 @@ def place(buffers: list[Buffer], strategy: str, align: int, steps: list[str], ti
                 host_bytes=sum(b.size for b in buffers if b.memory == "host"))
 
 
+# The time budget of `auto` and `exact`, all in one place. The heuristics run cheapest
+# first; `skyline` is skipped above SKYLINE_MAX blocks (its skyline scans grow with the
+# number of sections: 6 s at 10^4 buffers), and any heuristic once HEURISTIC_SHARE of the
+# time limit is spent. The exact search is skipped above EXACT_MAX blocks (building the
+# CP-SAT model alone overran a 10 s limit at 10^5) or when less than EXACT_MIN_S remains;
+# the strategy name then ends in ":no-search".
+HEURISTICS = ("best-fit", "greedy-size", "skyline")
+SKYLINE_MAX = 5_000
+HEURISTIC_SHARE = 0.5
+EXACT_MAX = 20_000
+EXACT_MIN_S = 0.5
+
+
 def _search(blocks, strategy: str, time_limit: float) -> tuple[str, list[int], int]:
     """(strategy used, offsets, best proven lower bound on the arena of these blocks).
-    `auto` takes the better heuristic plan when it meets the lower bound, and otherwise
+    `auto` takes the best heuristic plan when it meets the lower bound, and otherwise
     hands it to the exact search as its starting point; so does `exact`."""
     bound = lower_bound(blocks)
     if strategy in STRATEGIES:
         return strategy, STRATEGIES[strategy](blocks), bound
+    deadline = time.monotonic() + time_limit
     best = None
-    for name in ("best-fit", "greedy-size"):
+    for name in HEURISTICS:
+        if best is not None and (time.monotonic() > deadline - (1 - HEURISTIC_SHARE) * time_limit
+                                 or name == "skyline" and len(blocks) > SKYLINE_MAX):
+            continue
         offsets = STRATEGIES[name](blocks)
         arena = _arena(blocks, offsets)
         if best is None or arena < best[0]:
@@ -114,7 +132,10 @@ def _search(blocks, strategy: str, time_limit: float) -> tuple[str, list[int], i
     arena, name, offsets = best
     if strategy == "auto" and arena == bound:
         return f"auto:{name}", offsets, bound
-    result = exact.solve(blocks, offsets, time_limit)
+    left = deadline - time.monotonic()
+    if len(blocks) > EXACT_MAX or left < EXACT_MIN_S:
+        return f"{'auto:' + name if strategy == 'auto' else 'exact'}:no-search", offsets, bound
+    result = exact.solve(blocks, offsets, left)
     if strategy == "auto" and _arena(blocks, result.offsets) == arena:
         return f"auto:{name}", offsets, result.bound     # the search found nothing better
     return ("exact" if strategy == "exact" else "auto:exact"), result.offsets, result.bound

@@ -102,4 +102,90 @@ def _release(free: list[list[int]], offset: int, size: int) -> None:
         free[k - 1][1] += free.pop(k)[1]
 
 
-STRATEGIES = {"naive": naive, "greedy-size": greedy_size, "best-fit": best_fit}
+# Candidate orders of `skyline`, best of all kept: (top flush with a neighbour, size,
+# length), (flush, area), (size, length), (flush, length, size). Each wins on some
+# instances; together they cost four passes (docs/exact.md has the measurements).
+SKYLINE_RULES = (
+    lambda flush, length, size: (-flush, -size, -length),
+    lambda flush, length, size: (-flush, -size * length),
+    lambda flush, length, size: (-size, -length),
+    lambda flush, length, size: (-flush, -length, -size),
+)
+
+
+def skyline(blocks: list[Block]) -> list[int]:
+    """Bottom-left skyline placement, best of a few candidate orders (SKYLINE_RULES).
+    Time is cut into sections at every start and end; each section has a floor. At the
+    lowest floor, leftmost, place a block starting there whose sections are all at that
+    floor (preferring one whose top comes flush with a neighbouring floor); if none
+    fits, raise the section to its next neighbouring level and leave the gap empty."""
+    best = None
+    for rule in SKYLINE_RULES:
+        offsets = _skyline(blocks, rule)
+        arena = max((o + b[2] for o, b in zip(offsets, blocks)), default=0)
+        if best is None or arena < best[0]:
+            best = (arena, offsets)
+    return best[1] if best else []
+
+
+def _skyline(blocks: list[Block], rule) -> list[int]:
+    live = [i for i, b in enumerate(blocks) if b[2] > 0]
+    cuts = sorted({blocks[i][0] for i in live} | {blocks[i][1] + 1 for i in live})
+    section = {t: s for s, t in enumerate(cuts)}
+    count = len(cuts) - 1
+    hi = {i: section[blocks[i][1] + 1] for i in live}
+    starts: list[list[int]] = [[] for _ in range(count)]
+    over = [0] * count                       # unplaced blocks over each section
+    for i in live:
+        lo = section[blocks[i][0]]
+        starts[lo].append(i)
+        for s in range(lo, hi[i]):
+            over[s] += 1
+    floor = [0] * count
+    heap = [(0, s) for s in range(count) if over[s]]
+    offsets = [0] * len(blocks)
+    while heap:
+        m, s = heapq.heappop(heap)
+        if floor[s] != m or not over[s]:
+            continue                          # a stale entry
+        left = floor[s - 1] if s > 0 else None
+        best = None
+        for k in starts[s]:
+            end = hi[k]
+            if max(floor[s:end]) == m:
+                top = m + blocks[k][2]
+                flush = (top == left) + (end < count and top == floor[end])
+                key = rule(flush, end - s, blocks[k][2])
+                if best is None or key < best[0]:
+                    best = (key, k)
+        if best is not None:
+            k = best[1]
+            starts[s].remove(k)
+            offsets[k], top = m, m + blocks[k][2]
+            for t in range(s, hi[k]):
+                floor[t] = top
+                over[t] -= 1
+                heapq.heappush(heap, (top, t))
+        else:
+            floor[s] = _next_level(floor, over, s, m, starts, hi)
+            heapq.heappush(heap, (floor[s], s))
+    return offsets
+
+
+def _next_level(floor: list[int], over: list[int], s: int, m: int, starts, hi) -> int:
+    """Where section s goes when nothing fits at floor m there: the lower of its left
+    neighbour and the first other level to its right, past the run at m (above m)."""
+    levels = [floor[s - 1]] if s > 0 else []
+    for t in range(s + 1, len(floor)):
+        if floor[t] != m:
+            if over[t]:
+                levels.append(floor[t])
+            break
+    levels = [x for x in levels if x > m]
+    if levels:
+        return min(levels)
+    # no block from the left crosses s: each left over starts here and reaches higher
+    return min(max(floor[s:hi[k]]) for k in starts[s])
+
+
+STRATEGIES = {"naive": naive, "greedy-size": greedy_size, "best-fit": best_fit, "skyline": skyline}

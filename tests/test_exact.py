@@ -5,7 +5,7 @@ import time
 from planner.check import check
 from planner.exact import Search, components, solve
 from planner.plan import Buffer, _search, place
-from planner.strategies import best_fit, greedy_size, lower_bound
+from planner.strategies import best_fit, greedy_size, lower_bound, skyline
 
 # minimalloc's README example, id,lower,upper(exclusive),size: the optimum is 12
 README = [(0, 2, 4), (3, 8, 4), (0, 8, 4), (9, 20, 4), (0, 20, 4)]
@@ -87,8 +87,8 @@ def test_independent_parts_in_time_are_planned_separately():
 def test_auto_falls_back_to_exact_only_when_the_heuristics_miss():
     easy = [(0, 1, 256), (1, 2, 256)]
     assert _search(easy, "auto", 10)[0].startswith("auto:") and _search(easy, "auto", 10)[0] != "auto:exact"
-    blocks = next(b for b in map(cut_rectangle, [30] * 20, range(20)) if arena(b, greedy_size(b)) > 64 and
-                  arena(b, best_fit(b)) > 64)
+    blocks = next(b for b in (cut_rectangle(60, seed, steps=20) for seed in range(40))
+                  if all(arena(b, heuristic(b)) > 64 for heuristic in (greedy_size, best_fit, skyline)))
     name, offsets, bound = _search(blocks, "auto", 10)
     assert (name, arena(blocks, offsets), bound) == ("auto:exact", 64, 64)
 
@@ -100,3 +100,11 @@ def test_plan_reports_proof_with_persistent_buffers_below():
     assert plan.arena == 512 + 12 * 256 == plan.bound and plan.optimal
     plan = place(buffers, "naive", 256, [str(i) for i in range(21)])
     assert plan.arena > plan.bound and not plan.optimal
+
+
+def test_auto_skips_the_search_when_too_little_time_is_left():
+    blocks = cut_rectangle(300, 1, steps=60, capacity=4096)
+    start = time.monotonic()
+    name, offsets, bound = _search(blocks, "auto", 0.01)
+    assert time.monotonic() - start < 1 and name.endswith(":no-search")
+    assert arena(blocks, offsets) >= bound == lower_bound(blocks)
