@@ -9,7 +9,7 @@ ours is the arena (KV cache included) plus any scratch allocated outside it; tra
 the peak of its allocations during generate, above its weights. Also measured: the machine's
 limit for decode, one matrix-vector pass over every weight matrix of the model (the matrices
 the executor multiplies) in the same dtype and threads, since decode on CPU streams every
-weight once per token.
+weight once per token; timed like decode (--tokens - 1 passes in a row, best of --repeats).
 """
 from __future__ import annotations
 
@@ -77,7 +77,6 @@ def run_engine(args) -> dict:
     ids = [int(i) for i in args.ids.split(",")]
     with torch.inference_mode():
         result = (ours if args.engine == "ours" else transformers_generate)(args, ids, torch)
-    result["peak_rss"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024   # Linux: KiB
     result["threads"] = torch.get_num_threads()
     return result
 
@@ -100,11 +99,13 @@ def ours(args, ids, torch) -> dict:
 
     once()   # warm-up
     runs = [once() for _ in range(args.repeats)]
+    peak_rss = resident_peak()
     scratch = allocated_during(once, torch, args.device)
     return {"engine": "ours", "prefill_tok_s": max(r.prefill_tok_s for r in runs),
             "decode_tok_s": max(r.decode_tok_s for r in runs), "tokens": runs[-1].tokens,
-            "arena": session.arena.numel(), "scratch": scratch, "activation_bytes": session.arena.numel() + scratch,
-            "weight_bytes": weights.nbytes, "limit_tok_s": matvec_limit(weights, torch, args.repeats)}
+            "peak_rss": peak_rss, "arena": session.arena.numel(), "scratch": scratch,
+            "activation_bytes": session.arena.numel() + scratch,
+            "weight_bytes": weights.nbytes, "limit_tok_s": matvec_limit(weights, torch, args.tokens - 1, args.repeats)}
 
 
 def transformers_generate(args, ids, torch) -> dict:
@@ -119,6 +120,7 @@ def transformers_generate(args, ids, torch) -> dict:
     folder = source.path.parent if source.kind == "gguf" else source.path
     model = AutoModelForCausalLM.from_pretrained(folder, dtype=DTYPES[args.dtype], **where).to(args.device).eval()
     prompt = torch.tensor([ids], device=args.device)
+    model.generation_config.eos_token_id = None   # never stop early, like our --ignore-eos
 
     class Clock(BaseStreamer):
         """Times the first new token (the end of prefill) and the last."""
@@ -134,17 +136,23 @@ def transformers_generate(args, ids, torch) -> dict:
     def once():
         clock = Clock()
         start = time.perf_counter()
-        out = model.generate(prompt, max_new_tokens=args.tokens, min_new_tokens=args.tokens, do_sample=False,
-                             streamer=clock)
+        out = model.generate(prompt, max_new_tokens=args.tokens, do_sample=False, streamer=clock)
         prefill, decode = clock.times[1] - start, clock.times[-1] - clock.times[1]   # times[0]: the prompt
         return len(ids) / prefill, (args.tokens - 1) / decode, out[0, len(ids):].tolist()
 
     once()
     runs = [once() for _ in range(args.repeats)]
+    peak_rss = resident_peak()
     peak = allocated_during(once, torch, args.device)
     return {"engine": "transformers", "prefill_tok_s": max(r[0] for r in runs),
             "decode_tok_s": max(r[1] for r in runs), "tokens": runs[-1][2], "activation_bytes": peak,
+            "peak_rss": peak_rss,
             "weight_bytes": sum(p.nbytes for p in model.parameters())}
+
+
+def resident_peak() -> int:
+    """Peak resident memory of this process so far, in bytes (taken before the profiled run)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024   # Linux reports KiB
 
 
 def allocated_during(run, torch, device: str) -> int:
@@ -165,22 +173,35 @@ def allocated_during(run, torch, device: str) -> int:
     return peak
 
 
-def matvec_limit(weights, torch, repeats: int) -> float:
+def matvec_limit(weights, torch, passes: int, repeats: int) -> dict[str, float]:
     """Tokens/s of one matrix-vector product with every weight matrix the executor multiplies per
-    token (fused Q|K|V, output, fused gate|up, down, per layer; then the output projection)."""
-    mats = [w for layer in weights.layers for w in (layer.wqkv, layer.wo, layer.w_gate_up, layer.w_down)]
-    mats.append(weights.output)
-    xs = {m.shape[1]: torch.randn(1, m.shape[1], dtype=m.dtype, device=m.device) for m in mats}
-    ys = [torch.empty(1, m.shape[0], dtype=m.dtype, device=m.device) for m in mats]
+    token (fused Q|K|V, output, fused gate|up, down, per layer; then the output projection),
+    timed like decode: `passes` passes in a row, the best of `repeats` runs. Measured for the
+    layout we store and for the other one ((in, out) rows or (out, in) rows): the machine's
+    limit is the faster."""
+    ours = [w for layer in weights.layers for w in (layer.wqkv, layer.wo, layer.w_gate_up, layer.w_down)]
+    ours.append(weights.output)
+    return {"our layout": _passes(ours, torch, passes, repeats),
+            "other layout": _passes([_other_layout(w) for w in ours], torch, passes, repeats)}
+
+
+def _other_layout(w):
+    return w.contiguous() if not w.is_contiguous() else w.t().contiguous().t()
+
+
+def _passes(mats, torch, passes: int, repeats: int) -> float:
+    xs = {m.shape[0]: torch.randn(1, m.shape[0], dtype=m.dtype, device=m.device) for m in mats}
+    ys = [torch.empty(1, m.shape[1], dtype=m.dtype, device=m.device) for m in mats]
     sync = torch.cuda.synchronize if mats[0].is_cuda else (lambda: None)
     best = float("inf")
-    for _ in range(max(5, 3 * repeats)):
+    for _ in range(repeats + 1):   # the first is a warm-up
         sync()
         start = time.perf_counter()
-        for m, y in zip(mats, ys):
-            torch.mm(xs[m.shape[1]], m.t(), out=y)
+        for _ in range(passes):
+            for m, y in zip(mats, ys):
+                torch.mm(xs[m.shape[0]], m, out=y)
         sync()
-        best = min(best, time.perf_counter() - start)
+        best = min(best, (time.perf_counter() - start) / passes)
     return 1 / best
 
 
@@ -200,15 +221,17 @@ def report(results: dict, args) -> None:
     table.add_row("decode tok/s", rate(a["decode_tok_s"]), rate(b["decode_tok_s"]),
                   f"{a['decode_tok_s'] / b['decode_tok_s']:.2f}x")
     table.add_row("peak resident memory", mib(a["peak_rss"]), mib(b["peak_rss"]), f"{a['peak_rss'] / b['peak_rss']:.2f}x")
-    table.add_row("activation bytes", f"{mib(a['activation_bytes'])} (arena {mib(a['arena'])})",
+    table.add_row("activation bytes", f"{mib(a['activation_bytes'])} (arena + {a['scratch'] / 2**10:,.0f} KiB scratch)",
                   mib(b["activation_bytes"]), f"{a['activation_bytes'] / b['activation_bytes']:.2f}x")
     table.add_row("weights", mib(a["weight_bytes"]), mib(b["weight_bytes"]), "")
     Console().print(table)
-    limit = a["limit_tok_s"]
-    print(f"machine limit (one matrix-vector pass over the weights): {limit:.1f} tok/s; "
-          f"decode at {a['decode_tok_s'] / limit:.0%} of it (transformers {b['decode_tok_s'] / limit:.0%})")
-    same = a["tokens"] == b["tokens"]
-    print(f"greedy tokens {'identical' if same else 'differ'} ({len(a['tokens'])} new tokens)")
+    layouts = a["limit_tok_s"]
+    limit = max(layouts.values())
+    print("machine limit, one matrix-vector pass over the weights: "
+          + ", ".join(f"{rate:.1f} tok/s in {name}" for name, rate in layouts.items()))
+    print(f"decode at {a['decode_tok_s'] / limit:.0%} of the faster (transformers at {b['decode_tok_s'] / limit:.0%})")
+    same = next((i for i, (x, y) in enumerate(zip(a["tokens"], b["tokens"])) if x != y), len(a["tokens"]))
+    print(f"greedy tokens: the first {same} of {len(a['tokens'])} identical")
 
 
 if __name__ == "__main__":

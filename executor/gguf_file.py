@@ -80,8 +80,8 @@ class GGUFFile:
         if gguf_name not in self.tensors:
             raise ArenaError(f"{self.path}: the file has no tensor '{gguf_name}'")
         t = self.tensors[gguf_name]
-        # a float32 copy: the memory map is read-only, and F32 tensors come back as views of it
-        w = np.array(dequantize(t.data, t.tensor_type), dtype=np.float32)
+        # F32 tensors come back as read-only views of the memory map: those alone are copied
+        w = np.require(dequantize(t.data, t.tensor_type), dtype=np.float32, requirements=["W"])
         w = torch.from_numpy(w).reshape(tuple(int(s) for s in reversed(t.shape)))  # GGUF lists dims innermost first
         if name.endswith("q_proj.weight"):
             w = unpermute(w, self.config.nh)

@@ -145,7 +145,7 @@ def attn_norm(t, m: Model, layer, call: Call):
 
 
 def attn_qkv(t, m: Model, layer, call: Call):
-    torch.mm(t.x_, m.weights.layers[layer].wqkv.t(), out=t.attn)
+    torch.mm(t.x_, m.weights.layers[layer].wqkv, out=t.attn)
 
 
 def rope(t, m: Model, layer, call: Call):
@@ -171,7 +171,7 @@ def attention(t, m: Model, layer, call: Call):
 
 
 def attn_output(t, m: Model, layer, call: Call):
-    t.x.addmm_(t.q, m.weights.layers[layer].wo.t())
+    t.x.addmm_(t.q, m.weights.layers[layer].wo)
 
 
 def attn_allreduce(t, m: Model, layer, call: Call):
@@ -183,7 +183,7 @@ def ffn_norm(t, m: Model, layer, call: Call):
 
 
 def ffn_up(t, m: Model, layer, call: Call):
-    torch.mm(t.x_, m.weights.layers[layer].w_gate_up.t(), out=t.ffn)
+    torch.mm(t.x_, m.weights.layers[layer].w_gate_up, out=t.ffn)
 
 
 def activation(t, m: Model, layer, call: Call):
@@ -192,7 +192,7 @@ def activation(t, m: Model, layer, call: Call):
 
 
 def ffn_down(t, m: Model, layer, call: Call):
-    t.x.addmm_(t.gate, m.weights.layers[layer].w_down.t())
+    t.x.addmm_(t.gate, m.weights.layers[layer].w_down)
 
 
 def ffn_allreduce(t, m: Model, layer, call: Call):
@@ -204,7 +204,7 @@ def output_norm(t, m: Model, layer, call: Call):
 
 
 def logits(t, m: Model, layer, call: Call):
-    torch.mm(t.out_norm, m.weights.output.t(), out=t.logits)
+    torch.mm(t.out_norm, m.weights.output, out=t.logits)
 
 
 def sample(t, m: Model, layer, call: Call):
