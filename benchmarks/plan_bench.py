@@ -139,10 +139,14 @@ def main(argv=None) -> None:
     ap.add_argument("--quick", action="store_true", help="fewer and smaller instances (CI)")
     ap.add_argument("--time-limit", type=float, default=None,
                     help="seconds for auto/exact per instance (default 10, 2 with --quick)")
+    ap.add_argument("--only", nargs="*", default=None, metavar="PREFIX",
+                    help="run only the families whose name starts with one of these")
     args = ap.parse_args(argv)
     time_limit = args.time_limit if args.time_limit is not None else (2.0 if args.quick else 10.0)
     rows: dict[str, dict[str, list]] = {}
     for inst in instances(args.quick):
+        if args.only is not None and not inst.family.startswith(tuple(args.only)):
+            continue
         row = rows.setdefault(inst.family, {s: [] for s in STRATEGIES})
         for strategy in STRATEGIES:
             row[strategy].append(run(inst, strategy, time_limit))
