@@ -41,6 +41,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true",
                    help="print one JSON object (prompt_tokens, tokens, text, arena, speeds) instead of text")
     p.add_argument("--trace", metavar="FILE.json", help="time every step and write a Chrome trace of the calls")
+    p.set_defaults(handler=run)
     return p
 
 

@@ -1,4 +1,4 @@
-"""Builders for the executor tests: tiny random Llama checkpoints written by transformers, the
+"""Builders for the executor tests (imported as `executor_fixtures`: pytest puts tests/ on the path): tiny random Llama checkpoints written by transformers, the
 same weights as GGUF files (Q/K permuted the way llama.cpp's converter does), our session on
 any of them, and a spy that checks the arena at every step."""
 from __future__ import annotations
@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from executor.model import build_model
+from executor.sampling import Sampler
 from executor.session import Session
 from executor.source import Source, open_source
 from executor.weights import assemble
@@ -23,6 +24,20 @@ TINY = {
     "odd-mqa": dict(hidden_size=30, num_attention_heads=3, num_key_value_heads=1, intermediate_size=37,
                     num_hidden_layers=2, vocab_size=101, tie_word_embeddings=False),
 }
+
+SEQUENCE = [5, 17, 3, 99, 42, 8, 61, 23, 77, 14, 2, 90]   # ids below every tiny vocabulary
+PROMPT = 7
+
+
+def teacher_forced(session: Session) -> torch.Tensor:
+    """Our last-token logits after SEQUENCE[:PROMPT], then after each further token fed one at a time."""
+    rows = []
+    session.forward(SEQUENCE[:PROMPT], Sampler())
+    rows.append(session.logits()[0])
+    for token in SEQUENCE[PROMPT:]:
+        session.forward([token], Sampler())
+        rows.append(session.logits()[0])
+    return torch.stack(rows)
 
 
 def tiny_checkpoint(folder: Path, name: str, shard_bytes: int | None = None, **overrides) -> Path:

@@ -7,27 +7,13 @@ import torch
 
 from executor.sampling import Sampler
 from executor.source import Source, open_source
-from tests.executor_fixtures import TINY, checkpoint_to_gguf, hf_model, needs_cuda, our_session, tiny_checkpoint
-
-SEQUENCE = [5, 17, 3, 99, 42, 8, 61, 23, 77, 14, 2, 90]   # ids below every tiny vocabulary
-PROMPT = 7
-
+from executor_fixtures import (PROMPT, SEQUENCE, TINY, checkpoint_to_gguf, hf_model, needs_cuda, our_session,
+                               teacher_forced, tiny_checkpoint)
 
 def reference_logits(folder) -> torch.Tensor:
     """transformers' logits (len(SEQUENCE), vocab) for the whole sequence in one pass."""
     with torch.no_grad():
         return hf_model(folder)(torch.tensor([SEQUENCE])).logits[0]
-
-
-def teacher_forced(session) -> torch.Tensor:
-    """Our last-token logits after the prompt, then after each further token of SEQUENCE fed one at a time."""
-    rows = []
-    session.forward(SEQUENCE[:PROMPT], Sampler())
-    rows.append(session.logits()[0])
-    for token in SEQUENCE[PROMPT:]:
-        session.forward([token], Sampler())
-        rows.append(session.logits()[0])
-    return torch.stack(rows)
 
 
 @pytest.fixture(scope="module", params=sorted(TINY))

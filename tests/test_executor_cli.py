@@ -4,11 +4,12 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 
 from executor.cli import main
-from tests.executor_fixtures import tiny_checkpoint
+from executor_fixtures import checkpoint_to_gguf, needs_cuda, tiny_checkpoint
 
 WORDS = [f"w{i}" for i in range(126)]
 
@@ -132,3 +133,28 @@ def test_broken_file_from_the_command_line(tmp_path, content, message):
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 2
     assert message in done.stderr and "Traceback" not in done.stderr
+
+
+def test_truncated_and_unsupported_gguf(folder, tmp_path, capsys):
+    import gguf
+    whole = checkpoint_to_gguf(folder, tmp_path / "whole.gguf").read_bytes()
+    (tmp_path / "cut.gguf").write_bytes(whole[:len(whole) * 3 // 4])
+    assert main(["run", "--model", str(tmp_path / "cut.gguf"), "--prompt", "hi"]) == 2
+    assert "truncated" in capsys.readouterr().err
+    w = gguf.GGUFWriter(tmp_path / "f64.gguf", "llama")
+    w.add_uint32("llama.block_count", 1)
+    w.add_tensor("token_embd.weight", np.ones((4, 8), dtype=np.float64))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    assert main(["run", "--model", str(tmp_path / "f64.gguf"), "--prompt", "hi"]) == 2
+    assert "quantization F64, which is not supported" in capsys.readouterr().err
+
+
+@needs_cuda
+def test_cuda_run(folder, capsys):
+    out = run_json(capsys, "--model", str(folder), "--prompt", "w5 w6 w7", "--max-new-tokens", "6",
+                   "--ignore-eos", "--device", "cuda", "--dtype", "f32")
+    cpu = run_json(capsys, "--model", str(folder), "--prompt", "w5 w6 w7", "--max-new-tokens", "6", "--ignore-eos")
+    assert out["device"].startswith("cuda") and out["tokens"] == cpu["tokens"]

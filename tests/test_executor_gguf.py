@@ -8,7 +8,7 @@ from gguf import GGMLQuantizationType as Q
 
 from executor.gguf_file import GGUFFile
 from planner.errors import ArenaError
-from tests.executor_fixtures import checkpoint_to_gguf, our_session, tiny_checkpoint
+from executor_fixtures import PROMPT, SEQUENCE, checkpoint_to_gguf, our_session, teacher_forced, tiny_checkpoint
 
 QUANTIZABLE = [Q.F16, Q.BF16, Q.Q8_0, Q.Q4_0, Q.Q4_1, Q.Q5_0, Q.Q5_1]
 K_QUANTS = [Q.Q2_K, Q.Q3_K, Q.Q4_K, Q.Q5_K, Q.Q6_K]   # the gguf package dequantizes these only
@@ -54,7 +54,6 @@ def test_quantized_weights_dequantize_like_gguf(checkpoint, tmp_path, qtype):
 
 
 def test_q8_0_model_logits_stay_near_float32(checkpoint, tmp_path):
-    from tests.test_executor_checkpoint import PROMPT, SEQUENCE, teacher_forced
     with torch.inference_mode():
         exact = teacher_forced(our_session(checkpoint, "checkpoint", len(SEQUENCE), PROMPT))
         path = checkpoint_to_gguf(checkpoint, tmp_path / "q8.gguf", Q.Q8_0)
