@@ -28,6 +28,7 @@ import time
 from dataclasses import dataclass
 
 from .graph import Block
+from .strategies import arena as arena_of
 
 
 @dataclass
@@ -281,7 +282,7 @@ def solve(blocks: list[Block], start: list[int], time_limit: float) -> Result:
         plan, bound = _minimize(comp, [o - low for o in plan], bound, deadline)   # a heuristic may float a component
         for i, o in zip(comp.blocks, plan):
             offsets[i] = o
-    arena = max((o + b[2] for o, b in zip(offsets, blocks)), default=0)
+    arena = arena_of(blocks, offsets)
     return Result(offsets, min(bound, arena), arena <= bound)
 
 

@@ -15,7 +15,7 @@ from . import exact
 from .check import check
 from .errors import ArenaError
 from .lifetimes import Lifetimes
-from .strategies import STRATEGIES, lower_bound
+from .strategies import STRATEGIES, arena, lower_bound
 
 CHOICES = ["auto", *STRATEGIES, "exact"]
 
@@ -87,12 +87,13 @@ def place(buffers: list[Buffer], strategy: str, align: int, steps: list[str], ti
     for b, offset in zip(transient, offsets):
         b.offset = base + offset
     device = persistent + transient
-    arena = max((b.offset + b.size for b in device), default=0)
-    lower = lower_bound([(b.first, b.last, b.size) for b in device])
+    device_blocks = [(b.first, b.last, b.size) for b in device]
+    device_offsets = [b.offset for b in device]
+    total = arena(device_blocks, device_offsets)
+    lower = lower_bound(device_blocks)
     bound = max(lower, base + proven)
-    check([b.name for b in device], [(b.first, b.last, b.size) for b in device],
-          [b.offset for b in device], arena, align)
-    return Plan(arena, lower, align, name, steps, buffers, optimal=arena == bound, bound=bound,
+    check([b.name for b in device], device_blocks, device_offsets, total, align)
+    return Plan(total, lower, align, name, steps, buffers, optimal=total == bound, bound=bound,
                 no_reuse=sum(b.size for b in device),
                 host_bytes=sum(b.size for b in buffers if b.memory == "host"))
 
@@ -124,22 +125,18 @@ def _search(blocks, strategy: str, time_limit: float) -> tuple[str, list[int], i
                                  or name == "skyline" and len(blocks) > SKYLINE_MAX):
             continue
         offsets = STRATEGIES[name](blocks)
-        arena = _arena(blocks, offsets)
-        if best is None or arena < best[0]:
-            best = (arena, name, offsets)
-        if arena == bound:
+        size = arena(blocks, offsets)
+        if best is None or size < best[0]:
+            best = (size, name, offsets)
+        if size == bound:
             break
-    arena, name, offsets = best
-    if strategy == "auto" and arena == bound:
+    size, name, offsets = best
+    if strategy == "auto" and size == bound:
         return f"auto:{name}", offsets, bound
     left = deadline - time.monotonic()
     if len(blocks) > EXACT_MAX or left < EXACT_MIN_S:
         return f"{'auto:' + name if strategy == 'auto' else 'exact'}:no-search", offsets, bound
     result = exact.solve(blocks, offsets, left)
-    if strategy == "auto" and _arena(blocks, result.offsets) == arena:
+    if strategy == "auto" and arena(blocks, result.offsets) == size:
         return f"auto:{name}", offsets, result.bound     # the search found nothing better
     return ("exact" if strategy == "exact" else "auto:exact"), result.offsets, result.bound
-
-
-def _arena(blocks, offsets) -> int:
-    return max((o + b[2] for o, b in zip(offsets, blocks)), default=0)

@@ -21,6 +21,11 @@ def lower_bound(blocks: list[Block]) -> int:
     return best
 
 
+def arena(blocks: list[Block], offsets: list[int]) -> int:
+    """Bytes a placement needs: the highest end of any block."""
+    return max((o + b[2] for o, b in zip(offsets, blocks)), default=0)
+
+
 def naive(blocks: list[Block]) -> list[int]:
     """No reuse: every block gets bytes of its own, in order of first use."""
     offsets, top = [0] * len(blocks), 0
@@ -122,9 +127,8 @@ def skyline(blocks: list[Block]) -> list[int]:
     best = None
     for rule in SKYLINE_RULES:
         offsets = _skyline(blocks, rule)
-        arena = max((o + b[2] for o, b in zip(offsets, blocks)), default=0)
-        if best is None or arena < best[0]:
-            best = (arena, offsets)
+        if best is None or arena(blocks, offsets) < best[0]:
+            best = (arena(blocks, offsets), offsets)
     return best[1] if best else []
 
 

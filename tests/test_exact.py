@@ -5,14 +5,10 @@ import time
 from planner.check import check
 from planner.exact import Search, components, solve
 from planner.plan import Buffer, _search, place
-from planner.strategies import best_fit, greedy_size, lower_bound, skyline
+from planner.strategies import arena, best_fit, greedy_size, lower_bound, skyline
 
 # minimalloc's README example, id,lower,upper(exclusive),size: the optimum is 12
 README = [(0, 2, 4), (3, 8, 4), (0, 8, 4), (9, 20, 4), (0, 20, 4)]
-
-
-def arena(blocks, offsets):
-    return max((o + b[2] for o, b in zip(offsets, blocks)), default=0)
 
 
 def cut_rectangle(pieces, seed, steps=12, capacity=64):
