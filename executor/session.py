@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from types import SimpleNamespace
 
 import torch
@@ -19,15 +18,15 @@ import torch
 from planner.errors import ArenaError
 from planner.lifetimes import Step, bind
 from planner.plan import Buffer, Plan, plan_lifetimes
-from planner.schedule import load
+from planner.schedule import SCHEDULES, load
 
 from .model import KERNELS, Call, Model, step_views
 from .sampling import Sampler
+from .weights import DTYPES
 
-SCHEDULE = Path(__file__).resolve().parent.parent / "schedules" / "llama.yaml"
-TORCH_DTYPES = {"f32": torch.float32, "f16": torch.float16, "bf16": torch.bfloat16,
-                "i32": torch.int32, "i64": torch.int64, "i8": torch.int8, "u8": torch.uint8}
-PLAN_DTYPES = {torch.float32: "f32", torch.float16: "f16", torch.bfloat16: "bf16"}
+SCHEDULE = SCHEDULES / "llama.yaml"
+TORCH_DTYPES = {**DTYPES, "i32": torch.int32, "i64": torch.int64, "i8": torch.int8, "u8": torch.uint8}
+PLAN_DTYPES = {torch_dtype: name for name, torch_dtype in DTYPES.items()}   # the run dtype as the planner's --dtype
 
 
 def allocate_arena(nbytes: int, device: torch.device) -> torch.Tensor:

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -17,7 +16,6 @@ from .models import PRESETS, model_dims, parse_sets
 from .output import write_atomic
 from .plan import CHOICES, Plan, place, plan_lifetimes
 
-SCHEDULES = Path(__file__).resolve().parent.parent / "schedules"
 DTYPES = ["f32", "f16", "bf16"]
 
 
@@ -65,7 +63,7 @@ def add_plan_inputs(parser: argparse.ArgumentParser) -> None:
     """The options that say what to plan, shared by `plan` and `viz`."""
     parser.add_argument("schedule", nargs="?", metavar="SCHEDULE",
                         help="a schedule YAML, a markdown lifetime table (.md/.txt), or the name of one in "
-                             f"schedules/ ({', '.join(sorted(p.stem for p in SCHEDULES.glob('*.yaml')))})")
+                             f"schedules/ ({', '.join(sorted(p.stem for p in schedule.SCHEDULES.glob('*.yaml')))})")
     parser.add_argument("--csv", metavar="PROBLEM.csv", help="plan minimalloc's id,lower,upper,size instead")
     parser.add_argument("--model", default="smollm2-135m",
                         help=f"dimensions from a preset ({', '.join(PRESETS)}), a config.json or a .gguf "
@@ -97,8 +95,8 @@ def plan_from_args(args) -> tuple[Lifetimes | None, Plan]:
 
 def load_schedule(name: str) -> schedule.Schedule:
     path = Path(name)
-    if not path.exists() and (SCHEDULES / f"{name}.yaml").exists():
-        path = SCHEDULES / f"{name}.yaml"
+    if not path.exists() and (schedule.SCHEDULES / f"{name}.yaml").exists():
+        path = schedule.SCHEDULES / f"{name}.yaml"
     if path.suffix in (".md", ".txt"):
         return markdown.convert(path)
     return schedule.load(path)
@@ -112,14 +110,9 @@ def _check_sets(args, lifetimes: Lifetimes) -> None:
 
 
 def cmd_plan(args) -> int:
-    lifetimes, plan = plan_from_args(args)
+    _, plan = plan_from_args(args)
     if args.graph:
-        g = graph.interference_graph(plan.buffers)
-        import io
-        import networkx as nx
-        buf = io.BytesIO()
-        nx.write_graphml(g, buf)
-        write_atomic(args.graph, buf.getvalue(), "--graph")
+        write_atomic(args.graph, graph.graphml(graph.interference_graph(plan.buffers)), "--graph")
     if args.out:
         write_atomic(args.out, csvio.solution_csv(plan) if args.csv else plan.to_json() + "\n")
     if args.json:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import heapq
+import io
 from typing import Iterator
 
 import networkx as nx
@@ -33,5 +34,8 @@ def interference_graph(instances) -> nx.Graph:
     return g
 
 
-def write_graphml(graph: nx.Graph, path) -> None:
-    nx.write_graphml(graph, path)
+def graphml(graph: nx.Graph) -> bytes:
+    """The graph as GraphML, as bytes, so the caller can write the file whole or not at all."""
+    buf = io.BytesIO()
+    nx.write_graphml(graph, buf)
+    return buf.getvalue()

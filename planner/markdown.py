@@ -10,7 +10,7 @@ from pathlib import Path
 
 from . import expr
 from .errors import ArenaError, where
-from .schedule import KINDS, Schedule, StepRow, TensorDecl, symbol_problem
+from .schedule import KINDS, Schedule, StepRow, TensorDecl, split_axes, symbol_problem
 
 _SHAPE = re.compile(r"^\s*([A-Za-z_]\w*)\s*\((.*)\)\s*$")
 
@@ -22,7 +22,7 @@ def convert(path) -> Schedule:
     except OSError as e:
         raise ArenaError(f"{path}: cannot read the table: {e.strerror}") from None
     rows = _table_with_graph_column(path, lines)
-    (header_line, header), (shape_line, shapes), body = rows[0], rows[1], rows[2:]
+    (_, header), (shape_line, shapes), body = rows[0], rows[1], rows[2:]
     names = header[2:]
     tensors, dims, types, faults = {}, {}, {}, []
     for name, spec in zip(names, shapes[2:]):
@@ -77,5 +77,4 @@ def _table_with_graph_column(path, lines) -> list[tuple[int, list[str]]]:
 
 def _axes(text: str) -> list[str]:
     """'n, (nh + nkvh + nkvh) x dh' -> ['n', '(nh + nkvh + nkvh) * dh']: the seed writes x for times."""
-    from .schedule import _split_axes
-    return [re.sub(r"\s+x\s+", " * ", a.strip()) for a in _split_axes(text)]
+    return [re.sub(r"\s+x\s+", " * ", a.strip()) for a in split_axes(text)]

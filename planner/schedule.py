@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
@@ -34,6 +34,7 @@ SYMBOLS = "+omrwx"
 KINDS = ("kernel", "graph")
 ELEMENT_BYTES = {"i8": 1, "u8": 1, "i32": 4, "i64": 8, "f32": 4, "f16": 2, "bf16": 2}
 ACT = "act"  # the element type bound by --dtype
+SCHEDULES = Path(__file__).resolve().parent.parent / "schedules"   # the schedules that ship with the project
 _SHAPE = re.compile(r"^\s*([A-Za-z_]\w*)\s*\[(.*)\]\s*$")
 
 
@@ -169,7 +170,7 @@ class _Reader:
             if not match:
                 self.fault(f"shape '{spec}' is not of the form Type[dim, dim, ...]", line, tensor=name)
                 continue
-            type_, axes = match.group(1), [a.strip() for a in _split_axes(match.group(2))]
+            type_, axes = match.group(1), [a.strip() for a in split_axes(match.group(2))]
             if type_ not in types:
                 self.fault(f"unknown type '{type_}' (declared: {', '.join(types)})", line, tensor=name)
             for axis in axes:
@@ -249,7 +250,7 @@ def symbol_problem(symbols: str) -> str | None:
     return None
 
 
-def _split_axes(text: str) -> list[str]:
+def split_axes(text: str) -> list[str]:
     """Split 'n, (a + b) * c' at top-level commas."""
     axes, depth, start = [], 0, 0
     for i, ch in enumerate(text):
