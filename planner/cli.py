@@ -80,6 +80,8 @@ def add_plan_inputs(parser: argparse.ArgumentParser) -> None:
 
 def plan_from_args(args) -> tuple[Lifetimes | None, Plan]:
     """The plan the options ask for; Lifetimes too when it comes from a schedule."""
+    if args.time_limit <= 0:
+        raise ArenaError(f"--time-limit must be a positive number of seconds, not {args.time_limit:g}")
     if args.csv and args.schedule:
         raise ArenaError("give a SCHEDULE or --csv PROBLEM.csv, not both")
     if args.csv:

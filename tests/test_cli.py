@@ -87,6 +87,7 @@ def test_convert_prints_yaml_that_plans_like_the_layer(tmp_path, capsys):
     (["plan", "llama", "--set", "n=2", "--align", "0"], "--align must be a positive number"),
     (["plan", "--csv", "missing.csv"], "missing.csv: cannot read the CSV"),
     (["plan"], "say what to plan"),
+    (["plan", "llama", "--set", "n=2", "--time-limit", "-1"], "--time-limit must be a positive number of seconds, not -1"),
     (["convert", "missing.md"], "missing.md: cannot read the table"),
 ])
 def test_bad_input_is_one_clear_line_and_exit_2(args, message):
