@@ -148,6 +148,7 @@ def _skyline(blocks: list[Block], rule) -> list[int]:
     floor = [0] * count
     heap = [(0, s) for s in range(count) if over[s]]
     offsets = [0] * len(blocks)
+    run = _Run()
     while heap:
         m, s = heapq.heappop(heap)
         if floor[s] != m or not over[s]:
@@ -171,20 +172,31 @@ def _skyline(blocks: list[Block], rule) -> list[int]:
                 over[t] -= 1
                 heapq.heappush(heap, (top, t))
         else:
-            floor[s] = _next_level(floor, over, s, m, starts, hi)
+            floor[s] = _next_level(floor, over, s, m, starts, hi, run)
             heapq.heappush(heap, (floor[s], s))
     return offsets
 
 
-def _next_level(floor: list[int], over: list[int], s: int, m: int, starts, hi) -> int:
+class _Run:
+    """The end of the last run of sections found at a level: see _next_level."""
+    level, end = None, 0
+
+
+def _next_level(floor: list[int], over: list[int], s: int, m: int, starts, hi, run: _Run) -> int:
     """Where section s goes when nothing fits at floor m there: the lower of its left
-    neighbour and the first other level to its right, past the run at m (above m)."""
+    neighbour and the first other level to its right, past the run at m (above m).
+    Sections at the lowest level are visited left to right, and a visit changes only
+    its own section and those a block placed there covers, so the end of the run found
+    from an earlier section at m still holds: each run is scanned once, not once per
+    section in it (which made this scan most of the time on large tables)."""
     levels = [floor[s - 1]] if s > 0 else []
-    for t in range(s + 1, len(floor)):
-        if floor[t] != m:
-            if over[t]:
-                levels.append(floor[t])
-            break
+    if run.level != m or run.end <= s:
+        t = s + 1
+        while t < len(floor) and floor[t] == m:
+            t += 1
+        run.level, run.end = m, t
+    if run.end < len(floor) and over[run.end]:
+        levels.append(floor[run.end])
     levels = [x for x in levels if x > m]
     if levels:
         return min(levels)
