@@ -31,7 +31,9 @@ class Model:
     nkvh: int
     dh: int
     di: int
-    root_eps: torch.Tensor   # sqrt of the RMSNorm epsilon, a 0-d float32 tensor (see rms_norm)
+    eps: float               # the RMSNorm epsilon
+    root_eps: torch.Tensor   # its square root, a 0-d float32 tensor (see rms_norm)
+    zero: torch.Tensor       # 0-d zero in the run dtype (see rms_norm)
     cos: torch.Tensor   # (nctx, dh): cos of each position's angles, both halves
     sin: torch.Tensor   # (nctx, dh): sin, first half negated (rotate_half's sign)
 
@@ -58,7 +60,8 @@ def build_model(weights: Weights, nctx: int) -> Model:
     sin[:, :half].neg_()
     device, dtype = weights.embedding.device, weights.dtype
     root_eps = torch.tensor(math.sqrt(c.eps), device=device)
-    return Model(weights, c.nh, c.nkvh, c.dh, c.di, root_eps, cos.to(device, dtype), sin.to(device, dtype))
+    zero = torch.zeros((), dtype=dtype, device=device)
+    return Model(weights, c.nh, c.nkvh, c.dh, c.di, c.eps, root_eps, zero, cos.to(device, dtype), sin.to(device, dtype))
 
 
 def rope_tables(dh: int, nctx: int, theta: float, scaling: dict | None, factors: torch.Tensor | None):
@@ -89,12 +92,32 @@ def _scaled(inv_freq: torch.Tensor, s: dict) -> torch.Tensor:
     raise ArenaError(f"RoPE scaling '{s['rope_type']}' is not supported (linear, llama3)")
 
 
-def rms_norm(x: torch.Tensor, weight: torch.Tensor, root_eps: torch.Tensor, out: torch.Tensor) -> None:
-    """out = x / sqrt(mean(x^2) + eps) * weight, in five ops (each op costs microseconds of
-    dispatch, 60 norms a token). The root mean square is float32 for any dtype, and x over it
-    is rounded once to the run dtype before the weight multiplies it, as in transformers."""
+def rms_norm(x: torch.Tensor, m: Model, weight: torch.Tensor, out: torch.Tensor) -> None:
+    """out = x / sqrt(mean(x^2) + eps) * weight, the root mean square taken in float32 for any
+    dtype, as in transformers. Each torch op costs microseconds of dispatch (more in place,
+    where the weight stream has evicted its code), at 60 norms a token, so a single row on the
+    CPU takes the fewest ops; several rows, or a GPU (where .item() would wait for the
+    device), take the tensor ops."""
+    if x.shape[0] == 1 and x.device.type == "cpu":
+        _rms_norm_row(x, m, weight, out)
+    else:
+        _rms_norm_rows(x, m, weight, out)
+
+
+def _rms_norm_row(x: torch.Tensor, m: Model, weight: torch.Tensor, out: torch.Tensor) -> None:
+    """One row in two ops: the float32 norm, read as a Python number, then one addcmul that
+    computes 0 + x * weight * (1 / rms) in float32 and rounds once to the run dtype
+    (transformers rounds x / rms first, then the product with the weight: the same to within
+    a rounding, and the same in float32)."""
+    norm = torch.linalg.vector_norm(x, dtype=torch.float32).item()   # sqrt(sum x^2)
+    torch.addcmul(m.zero, x, weight, value=1 / math.sqrt(norm * norm / x.shape[-1] + m.eps), out=out)
+
+
+def _rms_norm_rows(x: torch.Tensor, m: Model, weight: torch.Tensor, out: torch.Tensor) -> None:
+    """Every row in five ops and no host round trip; x over the root mean square is rounded to
+    the run dtype before the weight multiplies it, as in transformers."""
     rms = torch.linalg.vector_norm(x, dim=-1, keepdim=True, dtype=torch.float32)   # sqrt(sum x^2)
-    torch.hypot(rms.mul_(x.shape[-1] ** -0.5), root_eps, out=rms)                  # sqrt(mean x^2 + eps)
+    torch.hypot(rms.mul_(x.shape[-1] ** -0.5), m.root_eps, out=rms)                # sqrt(mean x^2 + eps)
     torch.div(x, rms, out=out).mul_(weight)
 
 
@@ -141,7 +164,7 @@ def embedding(t, m: Model, layer, call: Call):
 
 
 def attn_norm(t, m: Model, layer, call: Call):
-    rms_norm(t.x, m.weights.layers[layer].attn_norm, m.root_eps, out=t.x_)
+    rms_norm(t.x, m, m.weights.layers[layer].attn_norm, out=t.x_)
 
 
 def attn_qkv(t, m: Model, layer, call: Call):
@@ -179,7 +202,7 @@ def attn_allreduce(t, m: Model, layer, call: Call):
 
 
 def ffn_norm(t, m: Model, layer, call: Call):
-    rms_norm(t.x, m.weights.layers[layer].ffn_norm, m.root_eps, out=t.x_)
+    rms_norm(t.x, m, m.weights.layers[layer].ffn_norm, out=t.x_)
 
 
 def ffn_up(t, m: Model, layer, call: Call):
@@ -200,7 +223,7 @@ def ffn_allreduce(t, m: Model, layer, call: Call):
 
 
 def output_norm(t, m: Model, layer, call: Call):
-    rms_norm(t.last, m.weights.output_norm, m.root_eps, out=t.out_norm)   # only the last token is sampled
+    rms_norm(t.last, m, m.weights.output_norm, out=t.out_norm)   # only the last token is sampled
 
 
 def logits(t, m: Model, layer, call: Call):
