@@ -2,11 +2,13 @@
 
 A kernel is `kernel(t, m, layer, call)`:
     t      the step's tensors: t.x, t.attn, ... are typed views of the arena at the planned
-           offsets (host tensors for `+m` instances); a kernel writes only into these views,
-           with `out=` and in-place ops, never rebinding a name to a new tensor
+           offsets (host tensors for `+m` instances); a kernel writes only into these views
+           (attention also into call.cache, views of t.kv), with `out=` and in-place ops,
+           never rebinding a name to a new tensor
     m      the Model: weights, RoPE tables and shapes (constants, not arena tensors)
     layer  the layer index of the step, None outside the repeat block
-    call   what changes per call: token ids, first position, RoPE rows, sampler
+    call   what changes per call: token ids, first position, RoPE rows, sampler, and the
+           views of the KV cache (the arena's kv) at this call's positions, made once per call
 Scratch the schedule does not name (attention scores, the swapped halves in rope) is
 temporary inside the kernel. The layout follows transformers' Llama, so logits compare.
 """
@@ -39,6 +41,24 @@ class Model:
 
 
 @dataclass
+class CacheViews:
+    """Views of the KV cache instance `kv` (nlayers, 2, nctx, nkvh dh) for one call, per layer:
+    where the call's K and V go, and the keys and values of every position it attends to.
+    Made once per call for all layers in a few ops: sliced in each attention step instead,
+    they cost three view ops there (microseconds each, 30 layers a token)."""
+    slots: tuple[torch.Tensor, ...]    # (2, n, nkvh dh): the rows of this call's positions
+    keys: tuple[torch.Tensor, ...]     # (1, nkvh, start + n, dh): positions 0 .. start + n
+    values: tuple[torch.Tensor, ...]
+
+
+def cache_views(kv: torch.Tensor, m: Model, start: int, end: int) -> CacheViews:
+    """The views of a call over positions start .. end (kv's layer and K/V dimensions merged,
+    so one unbind gives every layer's keys and values, alternately)."""
+    heads = kv[:, :, :end].view(-1, end, m.nkvh, m.dh).transpose(1, 2).unsqueeze(1).unbind(0)
+    return CacheViews(kv[:, :, start:end].unbind(0), heads[0::2], heads[1::2])
+
+
+@dataclass
 class Call:
     ids: list[int]          # the tokens of this call
     start: int              # their first position; a call's positions are consecutive
@@ -47,6 +67,7 @@ class Call:
     causal: bool            # several tokens from position 0: the plain causal mask
     mask: torch.Tensor | None   # several tokens after earlier ones: an explicit mask
     sampler: Sampler
+    cache: CacheViews       # the parts of the KV cache (the arena's kv) this call's attention uses
 
     @property
     def n(self) -> int:
@@ -139,9 +160,6 @@ def step_views(tensors: dict[str, torch.Tensor], m: Model, layer: int | None) ->
         views["gate"], views["up"] = tensors["ffn"][:, :m.di], tensors["ffn"][:, m.di:]
     if "x" in tensors:
         views["last"] = tensors["x"][-1:]
-    if "kv" in tensors and layer is not None:
-        cache = views["cache"] = tensors["kv"][layer]                                        # (2, nctx, nkvh dh)
-        views["keys"], views["values"] = (c.view(c.shape[0], m.nkvh, m.dh).transpose(0, 1)[None] for c in cache)
     return views
 
 
@@ -180,9 +198,8 @@ def rope(t, m: Model, layer, call: Call):
 def attention(t, m: Model, layer, call: Call):
     """Append this call's K and V to the cache at their positions, attend over the cache,
     and write the heads' output over Q (attn's Q part), which nothing reads afterwards."""
-    end = call.start + call.n
-    t.cache[:, call.start:end].copy_(t.new_kv)
-    keys, values = t.keys[:, :, :end], t.values[:, :, :end]     # (1, nkvh, end, dh)
+    call.cache.slots[layer].copy_(t.new_kv)
+    keys, values = call.cache.keys[layer], call.cache.values[layer]    # (1, nkvh, end, dh)
     if call.n == 1:
         # one token: the query heads sharing a K/V head form that head's batch of queries,
         # so attention needs neither a mask nor K/V repeated per query head

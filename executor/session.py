@@ -20,7 +20,7 @@ from planner.lifetimes import Step, bind
 from planner.plan import Buffer, Plan, plan_lifetimes
 from planner.schedule import SCHEDULES, load
 
-from .model import KERNELS, Call, Model, step_views
+from .model import KERNELS, Call, Model, cache_views, step_views
 from .sampling import Sampler
 from .weights import DTYPES
 
@@ -60,6 +60,7 @@ class Session:
         self.arena = allocate_arena(max(self.plan(n).arena for n in {max_tokens, 1}), self.device)
         self.host = {b.name: self._host_buffer(b.size) for b in self.plan(max_tokens).buffers if b.memory == "host"}
         self.persistent = _persistent(self.plan(max_tokens))
+        self.kv = next(self._view(b) for b in self.plan(max_tokens).buffers if b.tensor == "kv")   # at 0 in every plan
         self.trace: list[tuple[Plan, list[float]]] | None = [] if trace else None
 
     def plan(self, n: int) -> Plan:
@@ -108,7 +109,7 @@ class Session:
             mask = torch.ones(n, start + n, dtype=torch.bool, device=self.device).tril_(start)
         return Call(list(ids), start, m.cos[start:start + n].view(n, 1, 2, half),
                     m.sin[start:start + n].view(n, 1, 2, half), causal=n > 1 and start == 0, mask=mask,
-                    sampler=sampler)
+                    sampler=sampler, cache=cache_views(self.kv, m, start, start + n))
 
     def _bind(self, n: int) -> BoundPlan:
         """Views of the arena for every step of the plan for n tokens (made once per n)."""
