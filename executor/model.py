@@ -35,7 +35,7 @@ class Model:
     di: int
     eps: float               # the RMSNorm epsilon
     root_eps: torch.Tensor   # its square root, a 0-d float32 tensor (see rms_norm)
-    zero: torch.Tensor       # 0-d zero in the run dtype (see rms_norm)
+    zero: torch.Tensor       # (1, 1) zero in the run dtype: rms_norm of a row (d,) writes out (1, d)
     cos: torch.Tensor   # (nctx, dh): cos of each position's angles, both halves
     sin: torch.Tensor   # (nctx, dh): sin, first half negated (rotate_half's sign)
 
@@ -81,7 +81,7 @@ def build_model(weights: Weights, nctx: int) -> Model:
     sin[:, :half].neg_()
     device, dtype = weights.embedding.device, weights.dtype
     root_eps = torch.tensor(math.sqrt(c.eps), device=device)
-    zero = torch.zeros((), dtype=dtype, device=device)
+    zero = torch.zeros(1, 1, dtype=dtype, device=device)
     return Model(weights, c.nh, c.nkvh, c.dh, c.di, c.eps, root_eps, zero, cos.to(device, dtype), sin.to(device, dtype))
 
 
@@ -114,24 +114,35 @@ def _scaled(inv_freq: torch.Tensor, s: dict) -> torch.Tensor:
 
 
 def rms_norm(x: torch.Tensor, m: Model, weight: torch.Tensor, out: torch.Tensor) -> None:
-    """out = x / sqrt(mean(x^2) + eps) * weight, the root mean square taken in float32 for any
-    dtype, as in transformers. Each torch op costs microseconds of dispatch (more in place,
-    where the weight stream has evicted its code), at 60 norms a token, so a single row on the
-    CPU takes the fewest ops; several rows, or a GPU (where .item() would wait for the
-    device), take the tensor ops."""
-    if x.shape[0] == 1 and x.device.type == "cpu":
+    """out (n, d) = x / sqrt(mean(x^2) + eps) * weight, for x (n, d) or one row x (d,); the mean
+    square accumulates in float32 for any dtype, as in transformers (for one row, see
+    _sum_of_squares for its rounding). Each torch op costs
+    microseconds of dispatch (more in place, where the weight stream has evicted its code),
+    at 60 norms a token, so one row on the CPU takes the fewest ops; several rows, or a GPU
+    (where .item() would wait for the device), take tensor ops."""
+    if x.dim() == 1 and x.device.type == "cpu":
         _rms_norm_row(x, m, weight, out)
     else:
-        _rms_norm_rows(x, m, weight, out)
+        _rms_norm_rows(x.view(out.shape), m, weight, out)
 
 
 def _rms_norm_row(x: torch.Tensor, m: Model, weight: torch.Tensor, out: torch.Tensor) -> None:
-    """One row in two ops: the float32 norm, read as a Python number, then one addcmul that
+    """One row in two ops: the sum of squares, read as a Python number, then one addcmul that
     computes 0 + x * weight * (1 / rms) in float32 and rounds once to the run dtype
     (transformers rounds x / rms first, then the product with the weight: the same to within
     a rounding, and the same in float32)."""
-    norm = torch.linalg.vector_norm(x, dtype=torch.float32).item()   # sqrt(sum x^2)
-    torch.addcmul(m.zero, x, weight, value=1 / math.sqrt(norm * norm / x.shape[-1] + m.eps), out=out)
+    squares = _sum_of_squares(x)
+    torch.addcmul(m.zero, x, weight, value=1 / math.sqrt(squares / x.shape[-1] + m.eps), out=out)
+
+
+def _sum_of_squares(x: torch.Tensor) -> float:
+    """torch.dot accumulates in float32 and rounds the sum to x's dtype: in bf16 the rms is then
+    within 2^-10 (SmolLM2's bf16 logits stay as close to float32 as transformers' bf16), and
+    it costs half of vector_norm(dtype=float32), which first copies x to float32. The sum
+    would overflow f16's range (65504), so f16 takes the copy."""
+    if x.dtype == torch.float16:
+        return torch.linalg.vector_norm(x, dtype=torch.float32).item() ** 2
+    return torch.dot(x, x).item()
 
 
 def _rms_norm_rows(x: torch.Tensor, m: Model, weight: torch.Tensor, out: torch.Tensor) -> None:
@@ -159,7 +170,9 @@ def step_views(tensors: dict[str, torch.Tensor], m: Model, layer: int | None) ->
     if "ffn" in tensors:
         views["gate"], views["up"] = tensors["ffn"][:, :m.di], tensors["ffn"][:, m.di:]
     if "x" in tensors:
-        views["last"] = tensors["x"][-1:]
+        x = tensors["x"]
+        views["x_in"] = x[0] if len(x) == 1 else x   # rms_norm's input: one token's row 1-d (fewer ops)
+        views["last"] = x[-1]                         # only the last token is sampled
     return views
 
 
@@ -182,7 +195,7 @@ def embedding(t, m: Model, layer, call: Call):
 
 
 def attn_norm(t, m: Model, layer, call: Call):
-    rms_norm(t.x, m, m.weights.layers[layer].attn_norm, out=t.x_)
+    rms_norm(t.x_in, m, m.weights.layers[layer].attn_norm, out=t.x_)
 
 
 def attn_qkv(t, m: Model, layer, call: Call):
@@ -219,7 +232,7 @@ def attn_allreduce(t, m: Model, layer, call: Call):
 
 
 def ffn_norm(t, m: Model, layer, call: Call):
-    rms_norm(t.x, m, m.weights.layers[layer].ffn_norm, out=t.x_)
+    rms_norm(t.x_in, m, m.weights.layers[layer].ffn_norm, out=t.x_)
 
 
 def ffn_up(t, m: Model, layer, call: Call):
@@ -240,7 +253,7 @@ def ffn_allreduce(t, m: Model, layer, call: Call):
 
 
 def output_norm(t, m: Model, layer, call: Call):
-    rms_norm(t.last, m, m.weights.output_norm, out=t.out_norm)   # only the last token is sampled
+    rms_norm(t.last, m, m.weights.output_norm, out=t.out_norm)
 
 
 def logits(t, m: Model, layer, call: Call):
