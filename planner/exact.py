@@ -4,7 +4,9 @@ Kept apart, as in google/minimalloc's solver:
 - the problem: blocks split into independent components, time cut into sections;
 - the search: does a component fit under a capacity? Buffers are dropped bottom-up
   onto a skyline of per-section floors (minimalloc's canonical solutions), pruned by
-  spatial inference, failed states remembered;
+  spatial inference, failed states remembered; every so often CP-SAT is asked whether
+  the placements so far can be completed at all, and the search jumps back past the
+  first one it refutes;
 - the minimization: capacities from the lower bound up, each failed search naming the
   next capacity worth trying (as IDA* does), until one fits; when this search has used
   its share of the time limit, OR-Tools CP-SAT (no_overlap_2d) takes over the component,
@@ -22,6 +24,7 @@ above m, or rests on an unplaced buffer, at least m + the smallest unplaced size
 from __future__ import annotations
 
 import bisect
+import functools
 import math
 import sys
 import time
@@ -48,6 +51,11 @@ class Component:
     @property
     def lower(self) -> int:
         return max(self.load)
+
+    @property
+    def unit(self) -> int:
+        """The gcd of the sizes: a canonical plan's offsets and arena are multiples of it."""
+        return functools.reduce(math.gcd, self.size)
 
 
 def components(blocks: list[Block]) -> list[Component]:
@@ -90,6 +98,63 @@ class Timeout(Exception):
     pass
 
 
+class Solved(Exception):
+    """The oracle completed the plan: `offsets`."""
+    def __init__(self, offsets: list[int]):
+        self.offsets = offsets
+
+
+class Refuted(Exception):
+    """The first `depth` placements cannot be completed: unwind to the frame that made
+    the last of them, which tries its next candidate."""
+    def __init__(self, depth: int):
+        self.depth = depth
+
+
+class Oracle:
+    """CP-SAT asked whether blocks placed at given offsets can be completed under the
+    capacity. The search cannot refute some wrong placements without enumerating every
+    arrangement of the blocks above them; CP-SAT's propagation often does it in
+    milliseconds (docs/exact.md). The model is built once, at the first question; a
+    question fixes the offsets by narrowing domains, and widens them back after."""
+
+    LIMIT = 0.1     # seconds a question: the answers that help come in milliseconds
+
+    def __init__(self, comp: Component, capacity: int):
+        self.comp, self.capacity = comp, capacity
+        self.model = None
+
+    def ask(self, placed: list[tuple[int, int]], deadline: float) -> list[int] | bool | None:
+        """A completed plan, False when there is none, None when undecided in time."""
+        from ortools.sat.python import cp_model
+        if self.model is None:
+            self._build()
+        unit, domains = self.comp.unit, self.model.proto.variables
+        widths = [(domains[k].domain[0], domains[k].domain[1]) for k, _ in placed]
+        for k, offset in placed:
+            domains[k].domain[0] = domains[k].domain[1] = offset // unit
+        solver = cp_model.CpSolver()
+        solver.parameters.max_time_in_seconds = max(0.01, min(self.LIMIT, deadline - time.monotonic()))
+        status = solver.solve(self.model)
+        for (k, _), (low, high) in zip(placed, widths):
+            domains[k].domain[0], domains[k].domain[1] = low, high
+        if status in (cp_model.OPTIMAL, cp_model.FEASIBLE):
+            return [solver.value(y) * unit for y in self.offsets]
+        return False if status == cp_model.INFEASIBLE else None
+
+    def _build(self) -> None:
+        from ortools.sat.python import cp_model
+        comp, unit = self.comp, self.comp.unit
+        model, times, spaces, self.offsets = cp_model.CpModel(), [], [], []
+        for k, size in enumerate(comp.size):     # variable k is block k's offset
+            y = model.new_int_var(0, self.capacity // unit - size // unit, f"y{k}")
+            times.append(model.new_fixed_size_interval_var(comp.lo[k], comp.hi[k] - comp.lo[k], f"x{k}"))
+            spaces.append(model.new_fixed_size_interval_var(y, size // unit, f"b{k}"))
+            self.offsets.append(y)
+        model.add_no_overlap_2d(times, spaces)
+        self.model = model
+
+
 class Search:
     """Decide whether a component fits under `capacity`; on success `offsets` holds a plan.
 
@@ -100,10 +165,24 @@ class Search:
     (spatial inference). `short` records by how much the least-short failure missed:
     no capacity below `capacity + short` can succeed, since the same tree would fail.
     Every change goes on `trail`, so backtracking is popping it to a mark.
+
+    Every `ask_every` placements the oracle is asked about the placements so far; when
+    it refutes them, bisection finds the first placement it refutes, and the search
+    unwinds to the frame that made it (`live` holds the depths of the frames on the
+    stack). A state is remembered as failed only when its subtree failed with no
+    refutation in it: a refutation speaks of all placements, not of one part.
     """
 
     def __init__(self, comp: Component, capacity: int, deadline: float):
         self.comp, self.capacity, self.deadline = comp, capacity, deadline
+        self.oracle = Oracle(comp, capacity)
+        self.ask_every = max(64, len(comp.size) // 2)
+        self.placements = 0                 # made so far, undone or not
+        self.depth = 0                      # blocks placed now
+        self.undecided = 0                  # the oracle could not refute the first this many placements,
+        self.kept = 0                       # and the first this many have not moved since it was asked
+        self.live: list[int] = []           # the depth each frame on the stack placed at
+        self.refutations = 0
         self.floor = [0] * len(comp.load)
         self.slack = [capacity - load for load in comp.load]
         self.offsets: list[int | None] = [None] * len(comp.size)
@@ -116,7 +195,11 @@ class Search:
         if min(self.slack) < 0:
             self.short = -min(self.slack)
             return False
-        return self._fits(0, len(self.floor))
+        try:
+            return self._fits(0, len(self.floor))
+        except Solved as solved:
+            self.offsets = solved.offsets
+            return True
 
     def _fits(self, a: int, b: int) -> bool:
         """Place the unplaced blocks of sections [a, b), none of which crosses a or b.
@@ -131,7 +214,7 @@ class Search:
         key = (a, tuple(self.floor[a:b]), self._unplaced_key(a, b))
         if key in self.failed:
             return False
-        mark = len(self.trail)
+        mark, refutations = len(self.trail), self.refutations
         while True:
             if time.monotonic() > self.deadline:
                 raise Timeout
@@ -140,16 +223,61 @@ class Search:
             for k in self._candidates(s, m):
                 undo = len(self.trail)
                 self._place(k, m)
-                if self._supported(k) and self._fits(a, b):
-                    return True
+                self.live.append(self.depth)
+                try:
+                    self._consult()
+                    if self._supported(k) and self._fits(a, b):
+                        return True
+                except Refuted as refuted:
+                    if refuted.depth != self.live[-1]:
+                        self._undo(undo)
+                        raise
+                finally:
+                    self.live.pop()
                 self._undo(undo)
             up = self._raise(a, b, s, m)
             if up > self.slack[s]:
                 self._missed(up - self.slack[s])
                 self._undo(mark)
-                self.failed.add(key)
+                if self.refutations == refutations:
+                    self.failed.add(key)
                 return False
             self._lift(s, up)
+
+    def _consult(self) -> None:
+        """Every `ask_every` placements, ask the oracle about all of them: raise Solved
+        with its plan, or Refuted at the first placement it refutes (by bisection,
+        between a prefix it could not refute and one it did)."""
+        self.placements += 1
+        if self.placements % self.ask_every:
+            return
+        placed = self.placed
+        answer = self.oracle.ask(placed, self.deadline)
+        if answer is None:
+            self.undecided, self.kept = len(placed), self.depth
+            return
+        if answer:
+            raise Solved(answer)
+        low, high = min(self.undecided, self.kept), len(placed)   # placed[:low] not refuted, [:high] refuted
+        while high - low > 1:
+            mid = (low + high) // 2
+            answer = self.oracle.ask(placed[:mid], self.deadline)
+            if answer is None:
+                low = mid
+            elif answer is False:
+                high = mid
+            else:
+                raise Solved(answer)
+        self.undecided, self.kept = low, self.depth
+        self.refutations += 1
+        step = -(-(self.capacity + 1) // self.comp.unit) * self.comp.unit - self.capacity
+        self._missed(step)       # a refuted branch might fit one step up: claim no more
+        raise Refuted(next(depth for depth in self.live if depth >= high))
+
+    @property
+    def placed(self) -> list[tuple[int, int]]:
+        """(block, offset) of the placements on the trail, in order."""
+        return [(k, x) for k, x, _ in self.trail if k >= 0]
 
     def _supported(self, k: int) -> bool:
         """Spatial inference after placing block k. An unplaced block sits at or above its
@@ -230,6 +358,7 @@ class Search:
     def _place(self, k: int, m: int) -> None:
         comp = self.comp
         self.trail.append((k, m, -1))
+        self.depth += 1
         self.offsets[k] = m
         self.floor[comp.lo[k]:comp.hi[k]] = [m + comp.size[k]] * (comp.hi[k] - comp.lo[k])
         self.placed_mask ^= 1 << k
@@ -244,6 +373,8 @@ class Search:
         while len(self.trail) > mark:
             k, x, old = self.trail.pop()
             if k >= 0:
+                self.depth -= 1
+                self.kept = min(self.kept, self.depth)
                 self.offsets[k] = None
                 self.floor[comp.lo[k]:comp.hi[k]] = [x] * (comp.hi[k] - comp.lo[k])
                 self.placed_mask ^= 1 << k
@@ -262,10 +393,11 @@ class Result:
     optimal: bool
 
 
-# Of the time left, the share the skyline search gets before CP-SAT takes over: where it
-# succeeds it does so in well under a second (docs/exact.md); where it thrashes, CP-SAT
-# usually does better.
-SEARCH_SHARE = 0.1
+# Of the time left, the share the skyline search (with its oracle) gets before CP-SAT
+# takes over alone: on cut families `auto` reached the optimum on 8/9/5 of 10 at 150/300/
+# 500 buffers with 0.5, 10/9/5 with 0.3 (docs/exact.md); CP-SAT alone still solves some
+# instances the search does not.
+SEARCH_SHARE = 0.3
 
 
 def solve(blocks: list[Block], start: list[int], time_limit: float) -> Result:

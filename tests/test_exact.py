@@ -2,10 +2,13 @@
 import random
 import time
 
+from hypothesis import given, settings, strategies as st
+
 from planner.check import check
-from planner.exact import Search, components, solve
+from planner.exact import Oracle, Search, components, solve
 from planner.plan import Buffer, _search, place
 from planner.strategies import arena, best_fit, greedy_size, lower_bound, skyline
+from test_strategies_property import block, brute_force
 
 # minimalloc's README example, id,lower,upper(exclusive),size: the optimum is 12
 README = [(0, 2, 4), (3, 8, 4), (0, 8, 4), (9, 20, 4), (0, 20, 4)]
@@ -104,3 +107,33 @@ def test_auto_skips_the_search_when_too_little_time_is_left():
     name, offsets, bound = _search(blocks, "auto", 0.01)
     assert time.monotonic() - start < 1 and name.endswith(":no-search")
     assert arena(blocks, offsets) >= bound == lower_bound(blocks)
+
+
+def test_oracle_completes_a_plan_or_refutes_a_placement():
+    # a block lifted by one byte leaves a gap under it that only a 1-byte block over its
+    # first step could fill; with none there, every step being full, nothing completes it
+    def liftable(comp):
+        return [k for k in range(len(comp.size)) if comp.size[k] < 64
+                and all(comp.size[j] > 1 for j in comp.covers[comp.lo[k]])]
+    blocks, comp = next((b, c) for b in (cut_rectangle(40, seed) for seed in range(50))
+                        for c in components(b) if len(c.size) > 10 and liftable(c))
+    deadline = time.monotonic() + 10
+    plan = Oracle(comp, 64).ask([], deadline)
+    check([str(k) for k in comp.blocks], [blocks[i] for i in comp.blocks], plan, 64, 1)
+    k = liftable(comp)[0]
+    assert Oracle(comp, 64).ask([(k, 1)], deadline) is False
+    assert Oracle(comp, 64).ask([(k, plan[k])], deadline)
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.lists(block, min_size=1, max_size=8))
+def test_search_asking_the_oracle_at_every_placement_still_decides_exactly(blocks):
+    for comp in components(blocks):
+        optimum = brute_force([blocks[i] for i in comp.blocks])
+        below = Search(comp, optimum - 1, time.monotonic() + 10)
+        below.ask_every = 1             # refutations, jumps and bisection on every placement
+        assert not below.run() and optimum - 1 + below.short <= optimum
+        at = Search(comp, optimum, time.monotonic() + 10)
+        at.ask_every = 1
+        assert at.run()
+        check([str(i) for i in comp.blocks], [blocks[i] for i in comp.blocks], at.offsets, optimum, 1)
