@@ -10,7 +10,7 @@ survives from one call to the next; `length` counts the positions it holds.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import SimpleNamespace
 
 import torch
@@ -45,6 +45,12 @@ class BoundStep:
 class BoundPlan:
     plan: Plan
     steps: list[BoundStep]
+    # (kernel, tensors, layer) per step, the walk's arguments unpacked once: a token walks
+    # over 300 steps, and their attribute lookups took 0.1 ms of it (bf16 SmolLM2)
+    calls: list[tuple] = field(init=False)
+
+    def __post_init__(self):
+        self.calls = [(s.kernel, s.tensors, s.step.layer) for s in self.steps]
 
 
 class Session:
@@ -86,8 +92,9 @@ class Session:
         bound = self._last = self._bind(n)
         call = self._call(ids, sampler)
         if self.trace is None:
-            for s in bound.steps:
-                s.kernel(s.tensors, self.model, s.step.layer, call)
+            model = self.model
+            for kernel, tensors, layer in bound.calls:
+                kernel(tensors, model, layer, call)
         else:
             self.trace.append((bound.plan, self._timed_walk(bound, call)))
         self.length += n
