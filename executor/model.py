@@ -34,8 +34,10 @@ class Model:
     dh: int
     di: int
     eps: float               # the RMSNorm epsilon
-    root_eps: torch.Tensor   # its square root, a 0-d float32 tensor (see rms_norm)
+    root_eps: torch.Tensor   # its square root, a 0-d float32 tensor (see _rms_norm_rows)
     zero: torch.Tensor       # (1, 1) zero in the run dtype: rms_norm of a row (d,) writes out (1, d)
+    one_row_norm: bool       # rms_norm of one row in two ops: not on a GPU (.item() would wait for
+                             # it), not in f16 (the sum of squares would overflow its range)
     cos: torch.Tensor   # (nctx, dh): cos of each position's angles, both halves
     sin: torch.Tensor   # (nctx, dh): sin, first half negated (rotate_half's sign)
 
@@ -61,6 +63,7 @@ def cache_views(kv: torch.Tensor, m: Model, start: int, end: int) -> CacheViews:
 @dataclass
 class Call:
     ids: list[int]          # the tokens of this call
+    n: int                  # their number (a field, not a property: kernels read it on every step)
     start: int              # their first position; a call's positions are consecutive
     cos: torch.Tensor       # (n, 1, 2, dh/2): RoPE rows of this call's positions
     sin: torch.Tensor
@@ -68,10 +71,6 @@ class Call:
     mask: torch.Tensor | None   # several tokens after earlier ones: an explicit mask
     sampler: Sampler
     cache: CacheViews       # the parts of the KV cache (the arena's kv) this call's attention uses
-
-    @property
-    def n(self) -> int:
-        return len(self.ids)
 
 
 def build_model(weights: Weights, nctx: int) -> Model:
@@ -82,7 +81,9 @@ def build_model(weights: Weights, nctx: int) -> Model:
     device, dtype = weights.embedding.device, weights.dtype
     root_eps = torch.tensor(math.sqrt(c.eps), device=device)
     zero = torch.zeros(1, 1, dtype=dtype, device=device)
-    return Model(weights, c.nh, c.nkvh, c.dh, c.di, c.eps, root_eps, zero, cos.to(device, dtype), sin.to(device, dtype))
+    one_row_norm = device.type == "cpu" and dtype != torch.float16
+    return Model(weights, c.nh, c.nkvh, c.dh, c.di, c.eps, root_eps, zero, one_row_norm,
+                 cos.to(device, dtype), sin.to(device, dtype))
 
 
 def rope_tables(dh: int, nctx: int, theta: float, scaling: dict | None, factors: torch.Tensor | None):
@@ -114,35 +115,22 @@ def _scaled(inv_freq: torch.Tensor, s: dict) -> torch.Tensor:
 
 
 def rms_norm(x: torch.Tensor, m: Model, weight: torch.Tensor, out: torch.Tensor) -> None:
-    """out (n, d) = x / sqrt(mean(x^2) + eps) * weight, for x (n, d) or one row x (d,); the mean
-    square accumulates in float32 for any dtype, as in transformers (for one row, see
-    _sum_of_squares for its rounding). Each torch op costs
-    microseconds of dispatch (more in place, where the weight stream has evicted its code),
-    at 60 norms a token, so one row on the CPU takes the fewest ops; several rows, or a GPU
-    (where .item() would wait for the device), take tensor ops."""
-    if x.dim() == 1 and x.device.type == "cpu":
-        _rms_norm_row(x, m, weight, out)
-    else:
-        _rms_norm_rows(x.view(out.shape), m, weight, out)
+    """out (n, d) = x / sqrt(mean(x^2) + eps) * weight, for x (n, d) or one row x (d,).
 
-
-def _rms_norm_row(x: torch.Tensor, m: Model, weight: torch.Tensor, out: torch.Tensor) -> None:
-    """One row in two ops: the sum of squares, read as a Python number, then one addcmul that
-    computes 0 + x * weight * (1 / rms) in float32 and rounds once to the run dtype
+    One row (decode) takes two torch ops where m.one_row_norm (see build_model), written out
+    here without helper calls: in place, with the weight stream evicting their code, every
+    op and every Python call costs microseconds, at 60 norms a token. The sum of squares
+    comes from torch.dot, which accumulates in float32 but rounds the sum to x's dtype: in
+    bf16 the rms is then within 2^-10, and SmolLM2's bf16 logits as close to float32 as
+    transformers' bf16 (vector_norm(dtype=float32) would copy x to float32 first, twice the
+    time). One addcmul then computes 0 + x * weight / rms in float32 and rounds once
     (transformers rounds x / rms first, then the product with the weight: the same to within
     a rounding, and the same in float32)."""
-    squares = _sum_of_squares(x)
-    torch.addcmul(m.zero, x, weight, value=1 / math.sqrt(squares / x.shape[-1] + m.eps), out=out)
-
-
-def _sum_of_squares(x: torch.Tensor) -> float:
-    """torch.dot accumulates in float32 and rounds the sum to x's dtype: in bf16 the rms is then
-    within 2^-10 (SmolLM2's bf16 logits stay as close to float32 as transformers' bf16), and
-    it costs half of vector_norm(dtype=float32), which first copies x to float32. The sum
-    would overflow f16's range (65504), so f16 takes the copy."""
-    if x.dtype == torch.float16:
-        return torch.linalg.vector_norm(x, dtype=torch.float32).item() ** 2
-    return torch.dot(x, x).item()
+    if x.dim() == 1 and m.one_row_norm:
+        squares = torch.dot(x, x).item()
+        torch.addcmul(m.zero, x, weight, value=1 / math.sqrt(squares / x.shape[-1] + m.eps), out=out)
+    else:
+        _rms_norm_rows(x.view(out.shape), m, weight, out)
 
 
 def _rms_norm_rows(x: torch.Tensor, m: Model, weight: torch.Tensor, out: torch.Tensor) -> None:

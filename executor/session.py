@@ -114,7 +114,7 @@ class Session:
         mask = None
         if n > 1 and start > 0:   # query i sees every earlier position and itself
             mask = torch.ones(n, start + n, dtype=torch.bool, device=self.device).tril_(start)
-        return Call(list(ids), start, m.cos[start:start + n].view(n, 1, 2, half),
+        return Call(list(ids), n, start, m.cos[start:start + n].view(n, 1, 2, half),
                     m.sin[start:start + n].view(n, 1, 2, half), causal=n > 1 and start == 0, mask=mask,
                     sampler=sampler, cache=cache_views(self.kv, m, start, start + n))
 
