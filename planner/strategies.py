@@ -107,29 +107,41 @@ def _release(free: list[list[int]], offset: int, size: int) -> None:
         free[k - 1][1] += free.pop(k)[1]
 
 
-# Candidate orders of `skyline`, best of all kept: (top flush with a neighbour, size,
-# length), (flush, area), (size, length), (flush, length, size). Each wins on some
-# instances; together they cost four passes (docs/exact.md has the measurements).
+# Candidate orders of `skyline`, best of all kept. A candidate's key sees whether its top
+# comes flush with a neighbouring floor (`flush`, 0-2), whether it ends where the run of
+# sections at the floor ends and so fills the run's width (`fills`), its length in
+# sections and its size. Each order wins on some instances; these four (of eleven
+# measured) gave the lowest mean on the cut, dense, spread and table families together
+# (docs/exact.md has the measurements).
 SKYLINE_RULES = (
-    lambda flush, length, size: (-flush, -size, -length),
-    lambda flush, length, size: (-flush, -size * length),
-    lambda flush, length, size: (-size, -length),
-    lambda flush, length, size: (-flush, -length, -size),
+    lambda flush, fills, length, size: (-flush, -size * length),
+    lambda flush, fills, length, size: (-fills, -flush, -size, -length),
+    lambda flush, fills, length, size: (-flush - fills, -size * length),
+    lambda flush, fills, length, size: (-fills, -length, -size),
 )
 
 
 def skyline(blocks: list[Block]) -> list[int]:
-    """Bottom-left skyline placement, best of a few candidate orders (SKYLINE_RULES).
-    Time is cut into sections at every start and end; each section has a floor. At the
-    lowest floor, leftmost, place a block starting there whose sections are all at that
-    floor (preferring one whose top comes flush with a neighbouring floor); if none
-    fits, raise the section to its next neighbouring level and leave the gap empty."""
+    """Bottom-left skyline placement, best of a few candidate orders (SKYLINE_RULES), run
+    forward in time and then, unless a plan already meets the lower bound, backward
+    (the same blocks with time reversed: a placement valid one way is valid the other,
+    and each direction wins on some instances). Time is cut into sections at every start
+    and end; each section has a floor. At the lowest floor, leftmost, place a block
+    starting there whose sections are all at that floor (preferring one that fills the
+    run of sections at that floor, or whose top comes flush with a neighbouring floor);
+    if none fits, raise the section to its next neighbouring level and leave the gap empty."""
+    if not blocks:
+        return []
+    bound, end = lower_bound(blocks), max(b[1] for b in blocks)
     best = None
-    for rule in SKYLINE_RULES:
-        offsets = _skyline(blocks, rule)
-        if best is None or arena(blocks, offsets) < best[0]:
-            best = (arena(blocks, offsets), offsets)
-    return best[1] if best else []
+    for timeline in (blocks, [(end - last, end - first, size) for first, last, size in blocks]):
+        for rule in SKYLINE_RULES:
+            offsets = _skyline(timeline, rule)
+            if best is None or arena(blocks, offsets) < best[0]:
+                best = (arena(blocks, offsets), offsets)
+            if best[0] == bound:
+                return best[1]
+    return best[1]
 
 
 def _skyline(blocks: list[Block], rule) -> list[int]:
@@ -154,13 +166,14 @@ def _skyline(blocks: list[Block], rule) -> list[int]:
         if floor[s] != m or not over[s]:
             continue                          # a stale entry
         left = floor[s - 1] if s > 0 else None
+        run_end = run.end_at(floor, s, m)
         best = None
         for k in starts[s]:
             end = hi[k]
-            if max(floor[s:end]) == m:
+            if end <= run_end:                # every section under it is at m
                 top = m + blocks[k][2]
                 flush = (top == left) + (end < count and top == floor[end])
-                key = rule(flush, end - s, blocks[k][2])
+                key = rule(flush, end == run_end, end - s, blocks[k][2])
                 if best is None or key < best[0]:
                     best = (key, k)
         if best is not None:
@@ -172,31 +185,35 @@ def _skyline(blocks: list[Block], rule) -> list[int]:
                 over[t] -= 1
                 heapq.heappush(heap, (top, t))
         else:
-            floor[s] = _next_level(floor, over, s, m, starts, hi, run)
+            floor[s] = _next_level(floor, over, s, m, starts, hi, run_end)
             heapq.heappush(heap, (floor[s], s))
     return offsets
 
 
 class _Run:
-    """The end of the last run of sections found at a level: see _next_level."""
+    """The end of the last run of sections found at the lowest level. Sections at the
+    lowest level are visited left to right, and a visit changes only its own section and
+    those a block placed there covers, so the end of the run found from an earlier
+    section at that level still holds: each run is scanned once, not once per section in
+    it (which made this scan most of the time on large tables)."""
     level, end = None, 0
 
+    def end_at(self, floor: list[int], s: int, m: int) -> int:
+        """One past the last section of the run at level m that holds section s."""
+        if self.level != m or self.end <= s:
+            t = s + 1
+            while t < len(floor) and floor[t] == m:
+                t += 1
+            self.level, self.end = m, t
+        return self.end
 
-def _next_level(floor: list[int], over: list[int], s: int, m: int, starts, hi, run: _Run) -> int:
+
+def _next_level(floor: list[int], over: list[int], s: int, m: int, starts, hi, run_end: int) -> int:
     """Where section s goes when nothing fits at floor m there: the lower of its left
-    neighbour and the first other level to its right, past the run at m (above m).
-    Sections at the lowest level are visited left to right, and a visit changes only
-    its own section and those a block placed there covers, so the end of the run found
-    from an earlier section at m still holds: each run is scanned once, not once per
-    section in it (which made this scan most of the time on large tables)."""
+    neighbour and the first level to the right of its run at m (above m)."""
     levels = [floor[s - 1]] if s > 0 else []
-    if run.level != m or run.end <= s:
-        t = s + 1
-        while t < len(floor) and floor[t] == m:
-            t += 1
-        run.level, run.end = m, t
-    if run.end < len(floor) and over[run.end]:
-        levels.append(floor[run.end])
+    if run_end < len(floor) and over[run_end]:
+        levels.append(floor[run_end])
     levels = [x for x in levels if x > m]
     if levels:
         return min(levels)
