@@ -52,7 +52,7 @@ class Component:
     def lower(self) -> int:
         return max(self.load)
 
-    @property
+    @functools.cached_property
     def unit(self) -> int:
         """The gcd of the sizes: a canonical plan's offsets and arena are multiples of it."""
         return functools.reduce(math.gcd, self.size)
@@ -144,15 +144,8 @@ class Oracle:
 
     def _build(self) -> None:
         from ortools.sat.python import cp_model
-        comp, unit = self.comp, self.comp.unit
-        model, times, spaces, self.offsets = cp_model.CpModel(), [], [], []
-        for k, size in enumerate(comp.size):     # variable k is block k's offset
-            y = model.new_int_var(0, self.capacity // unit - size // unit, f"y{k}")
-            times.append(model.new_fixed_size_interval_var(comp.lo[k], comp.hi[k] - comp.lo[k], f"x{k}"))
-            spaces.append(model.new_fixed_size_interval_var(y, size // unit, f"b{k}"))
-            self.offsets.append(y)
-        model.add_no_overlap_2d(times, spaces)
-        self.model = model
+        self.model = cp_model.CpModel()
+        self.offsets = _rectangles(self.model, self.comp, self.capacity // self.comp.unit)   # variable k: block k
 
 
 class Search:
@@ -456,9 +449,7 @@ def _cpsat(comp: Component, plan: list[int], bound: int, deadline: float):
     domains let the constraint propagate hard; if that fails, minimizing the capacity
     from the plan down. (plan or None, proven bound)."""
     from ortools.sat.python import cp_model
-    unit = 0
-    for size in comp.size:                  # sizes in units of their gcd: smaller domains
-        unit = math.gcd(unit, size)
+    unit = comp.unit                        # sizes in units of their gcd: smaller domains
     lowest, upper = -(-bound // unit), _arena(comp, plan) // unit
     halfway = (time.monotonic() + deadline) / 2
     status, found, _ = _cpsat_run(comp, unit, lowest, lowest, None, halfway)
@@ -483,17 +474,11 @@ def _cpsat_run(comp: Component, unit: int, lowest: int, highest: int, hint: list
                 hint[k] = o
     model = cp_model.CpModel()
     capacity = model.new_int_var(lowest, highest, "capacity")
-    xs, ys, offsets = [], [], []
-    for k, size in enumerate(comp.size):
-        size //= unit
-        y = model.new_int_var(0, highest - size, f"y{k}")
-        model.add(y + size <= capacity)
+    offsets = _rectangles(model, comp, highest)
+    for k, y in enumerate(offsets):
+        model.add(y + comp.size[k] // unit <= capacity)
         if hint is not None:
             model.add_hint(y, hint[k] // unit)
-        xs.append(model.new_fixed_size_interval_var(comp.lo[k], comp.hi[k] - comp.lo[k], f"x{k}"))
-        ys.append(model.new_fixed_size_interval_var(y, size, f"b{k}"))
-        offsets.append(y)
-    model.add_no_overlap_2d(xs, ys)
     for group in twins:                         # break their symmetry: keep them in order
         for k, j in zip(group, group[1:]):
             model.add(offsets[k] < offsets[j])
@@ -505,6 +490,19 @@ def _cpsat_run(comp: Component, unit: int, lowest: int, highest: int, hint: list
     if status in (cp_model.OPTIMAL, cp_model.FEASIBLE):
         return status, [solver.value(y) * unit for y in offsets], proven
     return status, None, proven
+
+
+def _rectangles(model, comp: Component, top: int) -> list:
+    """One rectangle per block in `model` (sections by bytes, in units of comp.unit), no two
+    overlapping (no_overlap_2d); returns block k's offset variable, in [0, top - size]."""
+    unit, offsets, times, spaces = comp.unit, [], [], []
+    for k, size in enumerate(comp.size):
+        y = model.new_int_var(0, top - size // unit, f"y{k}")
+        times.append(model.new_fixed_size_interval_var(comp.lo[k], comp.hi[k] - comp.lo[k], f"x{k}"))
+        spaces.append(model.new_fixed_size_interval_var(y, size // unit, f"b{k}"))
+        offsets.append(y)
+    model.add_no_overlap_2d(times, spaces)
+    return offsets
 
 
 def _twins(comp: Component) -> list[list[int]]:

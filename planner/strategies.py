@@ -137,8 +137,9 @@ def skyline(blocks: list[Block]) -> list[int]:
     for timeline in (blocks, [(end - last, end - first, size) for first, last, size in blocks]):
         for rule in SKYLINE_RULES:
             offsets = _skyline(timeline, rule)
-            if best is None or arena(blocks, offsets) < best[0]:
-                best = (arena(blocks, offsets), offsets)
+            size = arena(blocks, offsets)
+            if best is None or size < best[0]:
+                best = (size, offsets)
             if best[0] == bound:
                 return best[1]
     return best[1]
