@@ -399,12 +399,22 @@ def solve(blocks: list[Block], start: list[int], time_limit: float) -> Result:
     deadline = time.monotonic() + time_limit
     sys.setrecursionlimit(max(sys.getrecursionlimit(), 2 * len(blocks) + 1000))   # two frames a placed block
     offsets = [0 if b[2] == 0 else o for o, b in zip(start, blocks)]
-    bound = 0
-    for comp in sorted(components(blocks), key=lambda c: -c.lower):
-        plan = [offsets[i] for i in comp.blocks]
-        low = min(plan)
-        bound = max(bound, comp.lower)
-        plan, bound = _minimize(comp, [o - low for o in plan], bound, deadline)   # a heuristic may float a component
+    plans = []
+    for comp in components(blocks):
+        low = min(offsets[i] for i in comp.blocks)          # a heuristic may float a component
+        plans.append((comp, [offsets[i] - low for i in comp.blocks]))
+    bound = max((comp.lower for comp, _ in plans), default=0)
+    # The components the heuristic left above the bound share the time, the smallest first,
+    # each taking an equal part of what is left: one hard component must not starve the
+    # rest, and what a small one leaves goes to the larger ones.
+    todo = sorted((k for k, (comp, plan) in enumerate(plans) if _arena(comp, plan) > bound),
+                  key=lambda k: len(plans[k][0].size))
+    for done, k in enumerate(todo):
+        comp, plan = plans[k]
+        share = (deadline - time.monotonic()) / (len(todo) - done)
+        plan, bound = _minimize(comp, plan, bound, time.monotonic() + share)
+        plans[k] = comp, plan
+    for comp, plan in plans:
         for i, o in zip(comp.blocks, plan):
             offsets[i] = o
     arena = arena_of(blocks, offsets)

@@ -7,7 +7,7 @@ from hypothesis import given, settings, strategies as st
 from planner.check import check
 from planner.exact import Oracle, Search, components, solve
 from planner.plan import Buffer, _search, place
-from planner.strategies import arena, best_fit, greedy_size, lower_bound, skyline
+from planner.strategies import arena, best_fit, greedy_size, lower_bound, naive, skyline
 from test_strategies_property import block, brute_force
 
 # minimalloc's README example, id,lower,upper(exclusive),size: the optimum is 12
@@ -81,6 +81,16 @@ def test_independent_parts_in_time_are_planned_separately():
     result = solve(blocks, greedy_size(blocks), 5)
     assert arena(blocks, result.offsets) == 24 == result.bound and result.optimal
     assert min(result.offsets[5:10]) == 0
+
+
+def test_a_hard_component_does_not_take_the_time_of_the_others():
+    hard = cut_rectangle(400, 0, steps=100, capacity=4096)          # not solved in seconds
+    easy = [(first + 200, last + 200, size) for first, last, size in cut_rectangle(30, 1, capacity=4096)]
+    blocks = hard + easy
+    start = skyline(hard) + naive(easy)          # the easy part starts far above the bound
+    result = solve(blocks, start, 2)
+    check([str(i) for i in range(len(blocks))], blocks, result.offsets, arena(blocks, result.offsets), 1)
+    assert arena(easy, result.offsets[len(hard):]) == 4096
 
 
 def test_auto_falls_back_to_exact_only_when_the_heuristics_miss():
