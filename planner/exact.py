@@ -31,7 +31,8 @@ import time
 from dataclasses import dataclass
 
 from .graph import Block
-from .strategies import arena as arena_of
+from .layers import Layers
+from .strategies import arena as arena_of, lower_bound, skyline
 
 
 @dataclass
@@ -386,11 +387,12 @@ class Result:
     optimal: bool
 
 
-# Of the time left, the share the skyline search (with its oracle) gets before CP-SAT
-# takes over alone: on cut families `auto` reached the optimum on 8/9/5 of 10 at 150/300/
-# 500 buffers with 0.5, 10/9/5 with 0.3 (docs/exact.md); CP-SAT alone still solves some
-# instances the search does not.
-SEARCH_SHARE = 0.3
+# Of the time left, the share the skyline search (with its oracle) gets first: on cut
+# families `auto` reached the optimum on 8/9/5 of 10 at 150/300/500 buffers with 0.5,
+# 10/9/5 with 0.3 (docs/exact.md). Of what is left then, the share of the layer splits
+# (`stack`); CP-SAT alone takes the rest, as it still solves some instances neither does.
+SEARCH_SHARE = 0.1
+STACK_SHARE = 0.8
 
 
 def solve(blocks: list[Block], start: list[int], time_limit: float) -> Result:
@@ -428,6 +430,8 @@ def _minimize(comp: Component, plan: list[int], bound: int, deadline: float) -> 
         return plan, bound
     found, bound = _search(comp, bound, upper, time.monotonic() + SEARCH_SHARE * (deadline - time.monotonic()))
     if found is None and bound < upper:
+        found = _stacked(comp, bound, time.monotonic() + STACK_SHARE * (deadline - time.monotonic()))
+    if found is None and bound < upper:
         found, bound = _cpsat(comp, plan, bound, deadline)
     if found is not None and _arena(comp, found) < upper:
         return found, bound
@@ -451,6 +455,103 @@ def _search(comp: Component, bound: int, upper: int, deadline: float) -> tuple[l
             return None, bound
         bound += search.short
     return None, upper
+
+
+class Stuck(Exception):
+    """No plan was found for `blocks` (indices into the caller's list) under `capacity`:
+    the search proved there is none, or the layer splits ran out of splits or of time."""
+    def __init__(self, blocks: list[int], capacity: int):
+        self.blocks, self.capacity = blocks, capacity
+
+
+# The kinds of split tried, in order: (layers, whether every layer must fall apart in
+# time). Two layers that both fall apart leave only small pieces; when a component has
+# no such split, one layer that falls apart is peeled off and the rest split again.
+SPLITS = ((2, True), (2, False))
+# Of the time left at a split, the share its layers get: a wrong split is seldom refuted
+# quickly (the groups look plannable until deep down), so it is given up when this runs out.
+LAYER_SHARE = 0.4
+
+
+def _stacked(comp: Component, capacity: int, deadline: float) -> list[int] | None:
+    """A plan of the component under `capacity` from layer splits, or None."""
+    blocks = [(lo, hi - 1, size) for lo, hi, size in zip(comp.lo, comp.hi, comp.size)]
+    try:
+        return Stacking().plan(blocks, capacity, deadline)
+    except Stuck:
+        return None
+
+
+class Stacking:
+    """Plans found by splitting blocks into layers (planner/layers.py), each layer into
+    its pieces in time, and so on down to pieces that the skyline heuristic or the search
+    plans alone. The same piece comes up under many splits, so what found no plan is
+    remembered: blocks -> the highest capacity they failed under."""
+
+    def __init__(self):
+        self.failed: dict[tuple, int] = {}
+
+    def plan(self, blocks: list[Block], capacity: int, deadline: float) -> list[int]:
+        """A plan of `blocks` under `capacity`, or Stuck."""
+        key = tuple(sorted(blocks))
+        if lower_bound(blocks) > capacity or self.failed.get(key, -1) >= capacity:
+            raise Stuck(list(range(len(blocks))), capacity)
+        offsets = skyline(blocks)
+        if arena_of(blocks, offsets) <= capacity:
+            return offsets
+        offsets = [0] * len(blocks)
+        for comp in sorted(components(blocks), key=lambda comp: len(comp.size)):
+            try:
+                plan = self._component(comp, [blocks[i] for i in comp.blocks], capacity, deadline)
+            except Stuck as stuck:
+                self.failed[key] = max(capacity, self.failed.get(key, -1))
+                raise Stuck([comp.blocks[k] for k in stuck.blocks], stuck.capacity)
+            for i, o in zip(comp.blocks, plan):
+                offsets[i] = o
+        return offsets
+
+    def _component(self, comp: Component, blocks: list[Block], capacity: int, deadline: float) -> list[int]:
+        """`blocks` are the component's, in its order."""
+        # A block live over the whole component conflicts with every other: any plan can
+        # be rearranged to put it at the bottom.
+        span = (min(b[0] for b in blocks), max(b[1] for b in blocks))
+        whole = [k for k, b in enumerate(blocks) if (b[0], b[1]) == span]
+        if whole:
+            below = sum(blocks[k][2] for k in whole)
+            return self._layers(blocks, [(whole, below), ([k for k in range(len(blocks)) if k not in whole],
+                                                           capacity - below)], deadline)
+        # A moment of the search: it plans or refutes most small pieces in milliseconds.
+        search = Search(comp, capacity, min(deadline, time.monotonic() + 0.01 + 1e-4 * len(blocks)))
+        try:
+            if search.run():
+                return search.offsets
+            raise Stuck(list(range(len(blocks))), capacity)
+        except Timeout:
+            pass
+        for count, every_cut in SPLITS:
+            layers = Layers(comp, capacity, count, every_cut)
+            while (split := layers.next(deadline)) is not None:
+                now = time.monotonic()
+                try:
+                    return self._layers(blocks, split, now + LAYER_SHARE * (deadline - now))
+                except Stuck as stuck:
+                    layers.forbid(stuck.blocks, stuck.capacity)
+            if time.monotonic() >= deadline:
+                break
+        raise Stuck(list(range(len(blocks))), capacity)
+
+    def _layers(self, blocks: list[Block], split: list[tuple[list[int], int]], deadline: float) -> list[int]:
+        """Each layer planned under its height, stacked bottom first."""
+        offsets, base = [0] * len(blocks), 0
+        for group, height in split:
+            try:
+                plan = self.plan([blocks[k] for k in group], height, deadline)
+            except Stuck as stuck:
+                raise Stuck([group[i] for i in stuck.blocks], stuck.capacity)
+            for k, o in zip(group, plan):
+                offsets[k] = base + o
+            base += height
+        return offsets
 
 
 def _cpsat(comp: Component, plan: list[int], bound: int, deadline: float):
