@@ -2,10 +2,12 @@
 import random
 import time
 
+import pytest
 from hypothesis import given, settings, strategies as st
 
 from planner.check import check
-from planner.exact import Oracle, Search, components, solve
+from planner.exact import Oracle, Search, Stacking, Stuck, components, solve
+from planner.layers import Layers
 from planner.plan import Buffer, _search, place
 from planner.strategies import arena, best_fit, greedy_size, lower_bound, naive, skyline
 from test_strategies_property import block, brute_force
@@ -84,7 +86,7 @@ def test_independent_parts_in_time_are_planned_separately():
 
 
 def test_a_hard_component_does_not_take_the_time_of_the_others():
-    hard = cut_rectangle(400, 0, steps=100, capacity=4096)          # not solved in seconds
+    hard = cut_rectangle(400, 3, steps=100, capacity=4096)          # not solved in seconds
     easy = [(first + 200, last + 200, size) for first, last, size in cut_rectangle(30, 1, capacity=4096)]
     blocks = hard + easy
     start = skyline(hard) + naive(easy)          # the easy part starts far above the bound
@@ -147,3 +149,37 @@ def test_search_asking_the_oracle_at_every_placement_still_decides_exactly(block
         at.ask_every = 1
         assert at.run()
         check([str(i) for i in comp.blocks], [blocks[i] for i in comp.blocks], at.offsets, optimum, 1)
+
+
+def test_layer_splits_plan_cut_rectangles_the_search_alone_does_not_in_seconds():
+    for seed in (0, 9):
+        blocks = cut_rectangle(400, seed, steps=100, capacity=4096)
+        assert len(components(blocks)) == 1 and arena(blocks, skyline(blocks)) > 4096
+        offsets = Stacking().plan(blocks, 4096, time.monotonic() + 30)
+        check([str(i) for i in range(len(blocks))], blocks, offsets, 4096, 1)
+
+
+def test_layers_split_within_their_heights_and_forbidden_groups_stay_apart():
+    blocks = next(b for b in (cut_rectangle(60, seed, steps=20) for seed in range(40)) if len(components(b)) == 1)
+    (comp,) = components(blocks)
+    layers = Layers(comp, 64, 2, every_cut=True)
+    split = layers.next(time.monotonic() + 10)
+    assert sum(height for _, height in split) == 64
+    assert sorted(k for group, _ in split for k in group) == list(range(len(blocks)))
+    for group, height in split:
+        layer = [blocks[comp.blocks[k]] for k in group]
+        assert lower_bound(layer) <= height and len(components(layer)) > 1
+    for group, height in split:                 # each layer, once forbidden, is not split off again
+        layers.forbid(group, height)
+        split = layers.next(time.monotonic() + 10)
+        assert split is None or not any(h <= height and set(group) <= set(g) for g, h in split)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(block, min_size=1, max_size=7))
+def test_layer_splits_plan_at_the_optimum_and_never_below_it(blocks):
+    optimum = brute_force(blocks)
+    offsets = Stacking().plan(blocks, optimum, time.monotonic() + 10)
+    check([str(i) for i in range(len(blocks))], blocks, offsets, optimum, 1)
+    with pytest.raises(Stuck):
+        Stacking().plan(blocks, optimum - 1, time.monotonic() + 10)
