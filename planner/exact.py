@@ -9,8 +9,9 @@ Kept apart, as in google/minimalloc's solver:
   first one it refutes;
 - the minimization: capacities from the lower bound up, each failed search naming the
   next capacity worth trying (as IDA* does), until one fits; when this search has used
-  its share of the time limit, OR-Tools CP-SAT (no_overlap_2d) takes over the component,
-  since each does well where the other thrashes (docs/exact.md has the measurements).
+  its share of the time limit, layer splits (`Stacking`, planner/layers.py) look for a
+  plan at the bound, and then OR-Tools CP-SAT (no_overlap_2d) takes over the component,
+  since each does well where the others thrash (docs/exact.md has the measurements).
 
 Why this search is complete. Any valid plan can be pushed down until every buffer sits
 at offset 0 or on top of a buffer it conflicts with. Take such a plan that agrees with
@@ -389,9 +390,14 @@ class Result:
 
 # Of the time left, the share the skyline search (with its oracle) gets first: on cut
 # families `auto` reached the optimum on 8/9/5 of 10 at 150/300/500 buffers with 0.5,
-# 10/9/5 with 0.3 (docs/exact.md). Of what is left then, the share of the layer splits
-# (`stack`); CP-SAT alone takes the rest, as it still solves some instances neither does.
-SEARCH_SHARE = 0.1
+# 10/9/5 with 0.3 (docs/exact.md). Where layer splits (`Stacking`) follow, it gets less
+# (what it solves there it mostly solves in milliseconds) and they take STACK_SHARE of the
+# rest. They follow only where at least half the sections are full at the bound: where
+# sections have room to spare, layers can share it out in countless ways and the splits
+# found mean nothing (on dense-200 they used all their share and found no plan).
+# CP-SAT takes the rest, as it still solves some instances the others do not.
+SEARCH_SHARE = 0.3
+SEARCH_SHARE_LAYERED = 0.1
 STACK_SHARE = 0.8
 
 
@@ -428,8 +434,10 @@ def _minimize(comp: Component, plan: list[int], bound: int, deadline: float) -> 
     upper = _arena(comp, plan)
     if upper <= bound or time.monotonic() >= deadline:
         return plan, bound
-    found, bound = _search(comp, bound, upper, time.monotonic() + SEARCH_SHARE * (deadline - time.monotonic()))
-    if found is None and bound < upper:
+    layered = 2 * sum(load == bound for load in comp.load) >= len(comp.load)
+    share = SEARCH_SHARE_LAYERED if layered else SEARCH_SHARE
+    found, bound = _search(comp, bound, upper, time.monotonic() + share * (deadline - time.monotonic()))
+    if found is None and bound < upper and layered:
         found = _stacked(comp, bound, time.monotonic() + STACK_SHARE * (deadline - time.monotonic()))
     if found is None and bound < upper:
         found, bound = _cpsat(comp, plan, bound, deadline)
