@@ -5,7 +5,7 @@ h_j summing to the capacity, then each group can be planned alone under its own 
 and the plans stacked: a plan of the whole. Such a split is worth having when each group
 also falls apart in time (no block of it crosses some point), since each piece is then a
 far smaller problem. This module holds only the question "which split?", as an OR-Tools
-CP-SAT model; `exact.stack` tries the splits it gives, and when a group cannot be
+CP-SAT model; `exact.Stacking` tries the splits it gives, and when a group cannot be
 planned, tells it here (`forbid`), so the next split avoids that group.
 
 Not every plan is a stack of layers, so no split proves anything about the capacity: a
