@@ -526,8 +526,11 @@ class Stacking:
         whole = [k for k, b in enumerate(blocks) if (b[0], b[1]) == span]
         if whole:
             below = sum(blocks[k][2] for k in whole)
-            return self._layers(blocks, [(whole, below), ([k for k in range(len(blocks)) if k not in whole],
-                                                           capacity - below)], deadline)
+            rest = [k for k in range(len(blocks)) if k not in whole]
+            try:
+                return self._layers(blocks, [(whole, below), (rest, capacity - below)], deadline)
+            except Stuck:       # then no plan of the whole fits: say so, for the caller forbids what is named
+                raise Stuck(list(range(len(blocks))), capacity) from None
         # A moment of the search: it plans or refutes most small pieces in milliseconds.
         search = Search(comp, capacity, min(deadline, time.monotonic() + 0.01 + 1e-4 * len(blocks)))
         try:

@@ -159,6 +159,21 @@ def test_layer_splits_plan_cut_rectangles_the_search_alone_does_not_in_seconds()
         check([str(i) for i in range(len(blocks))], blocks, offsets, 4096, 1)
 
 
+def test_blocks_over_whole_span_blocks_fail_as_the_whole_component():
+    """Any plan can put blocks live over the whole span at the bottom, so when the rest
+    does not fit over them, the whole component does not fit under the capacity; that,
+    not the rest under a lower one, is what a layer split must forbid, or it finds the
+    same split again."""
+    first, last = min(b[0] for b in ABOVE_BOUND), max(b[1] for b in ABOVE_BOUND)
+    blocks = ABOVE_BOUND + [(first, last, 5)]
+    assert lower_bound(blocks) == 13 and len(components(blocks)) == 1
+    with pytest.raises(Stuck) as stuck:
+        Stacking().plan(blocks, 13, time.monotonic() + 10)
+    assert sorted(stuck.value.blocks) == list(range(len(blocks))) and stuck.value.capacity == 13
+    offsets = Stacking().plan(blocks, 14, time.monotonic() + 10)
+    check([str(i) for i in range(len(blocks))], blocks, offsets, 14, 1)
+
+
 def test_layers_split_within_their_heights_and_forbidden_groups_stay_apart():
     blocks = next(b for b in (cut_rectangle(60, seed, steps=20) for seed in range(40)) if len(components(b)) == 1)
     (comp,) = components(blocks)
