@@ -57,9 +57,8 @@ class Layers:
         comp, literals = self.comp, []
         for t in range(1, len(comp.load)):
             literal = self.model.new_bool_var(f"cut{j}_{t}")
-            for k in range(len(comp.size)):
-                if comp.lo[k] < t < comp.hi[k]:
-                    self.model.add_implication(literal, ~self.member[k][j])
+            for k in sorted(k for k in comp.covers[t] if comp.lo[k] < t):      # over t - 1 and t
+                self.model.add_implication(literal, ~self.member[k][j])
             literals.append(literal)
         return literals
 
