@@ -473,9 +473,12 @@ class Stuck(Exception):
 
 
 # The kinds of split tried, in order: (layers, whether every layer must fall apart in
-# time). Two layers that both fall apart leave only small pieces; when a component has
-# no such split, one layer that falls apart is peeled off and the rest split again.
-SPLITS = ((2, True), (2, False))
+# time), fewest layers first. Layers that all fall apart leave only small pieces, and the
+# fewest such layers is a strong hint: on cut instances it is often the construction's
+# own count, whose splits plan at once, where a peel finds wrong layers (docs/exact.md).
+# When a component has no such split, one layer that falls apart is peeled off and the
+# rest split again.
+SPLITS = tuple((count, True) for count in range(2, 9)) + ((2, False),)
 # Of the time left at a split, the share its layers get: a wrong split is seldom refuted
 # quickly (the groups look plannable until deep down), so it is given up when this runs out.
 LAYER_SHARE = 0.4
@@ -493,8 +496,9 @@ def _stacked(comp: Component, capacity: int, deadline: float) -> list[int] | Non
 class Stacking:
     """Plans found by splitting blocks into layers (planner/layers.py), each layer into
     its pieces in time, and so on down to pieces that the skyline heuristic or the search
-    plans alone. The same piece comes up under many splits, so what found no plan is
-    remembered: blocks -> the highest capacity they failed under."""
+    plans alone. The same piece comes up under many splits, so what found no plan with
+    time to spare is remembered: blocks -> the highest capacity they failed under. (What
+    ran out of its share of the time is not: under another split it may get more.)"""
 
     def __init__(self):
         self.failed: dict[tuple, int] = {}
@@ -512,7 +516,8 @@ class Stacking:
             try:
                 plan = self._component(comp, [blocks[i] for i in comp.blocks], capacity, deadline)
             except Stuck as stuck:
-                self.failed[key] = max(capacity, self.failed.get(key, -1))
+                if time.monotonic() < deadline:
+                    self.failed[key] = max(capacity, self.failed.get(key, -1))
                 raise Stuck([comp.blocks[k] for k in stuck.blocks], stuck.capacity)
             for i, o in zip(comp.blocks, plan):
                 offsets[i] = o

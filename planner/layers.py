@@ -36,8 +36,11 @@ class Layers:
             m.add_exactly_one(self.member[k])
         for j in range(count):
             m.add_bool_or([self.member[k][j] for k in range(n)])
-            for over in comp.covers:
-                m.add(sum(comp.size[k] // unit * self.member[k][j] for k in over) <= self.height[j])
+            for over, load in zip(comp.covers, comp.load):
+                layer = sum(comp.size[k] // unit * self.member[k][j] for k in over)
+                # Where a section is full, every layer is full there too (the heights sum
+                # to the capacity): equal, not only at most, which propagates far better.
+                m.add(layer == self.height[j] if load == capacity else layer <= self.height[j])
         # Redundant but a large speed-up: where two neighbouring sections are both full,
         # what a layer loses at the boundary it must regain there.
         for t in range(1, sections):

@@ -159,6 +159,15 @@ def test_layer_splits_plan_cut_rectangles_the_search_alone_does_not_in_seconds()
         check([str(i) for i in range(len(blocks))], blocks, offsets, 4096, 1)
 
 
+def test_a_piece_that_ran_out_of_time_is_tried_again_with_more():
+    blocks = cut_rectangle(400, 0, steps=100, capacity=4096)
+    stacking = Stacking()
+    with pytest.raises(Stuck):
+        stacking.plan(blocks, 4096, time.monotonic())           # no time at all
+    offsets = stacking.plan(blocks, 4096, time.monotonic() + 30)
+    check([str(i) for i in range(len(blocks))], blocks, offsets, 4096, 1)
+
+
 def test_blocks_over_whole_span_blocks_fail_as_the_whole_component():
     """Any plan can put blocks live over the whole span at the bottom, so when the rest
     does not fit over them, the whole component does not fit under the capacity; that,
@@ -188,6 +197,18 @@ def test_layers_split_within_their_heights_and_forbidden_groups_stay_apart():
         layers.forbid(group, height)
         split = layers.next(time.monotonic() + 10)
         assert split is None or not any(h <= height and set(group) <= set(g) for g, h in split)
+
+
+def test_layers_that_all_fall_apart_may_need_more_than_two():
+    """Three strips, each cut in time at a point of its own: two layers cannot both fall
+    apart (one would hold two strips, crossing both their cut points), three can."""
+    strips = [(0, 3, 9, 9), (0, 5, 9, 3), (0, 7, 9, 5)]      # (first, cut, last, height)
+    blocks = [b for first, c, last, size in strips for b in ((first, c - 1, size), (c, last, size))]
+    (comp,) = components(blocks)
+    assert Layers(comp, 17, 2, every_cut=True).next(time.monotonic() + 10) is None
+    split = Layers(comp, 17, 3, every_cut=True).next(time.monotonic() + 10)
+    assert sorted(sorted(comp.size[k] for k in group) + [height] for group, height in split) == \
+        [[3, 3, 3], [5, 5, 5], [9, 9, 9]]
 
 
 @settings(max_examples=60, deadline=None)
