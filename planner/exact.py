@@ -479,6 +479,11 @@ class Stuck(Exception):
 # When a component has no such split, one layer that falls apart is peeled off and the
 # rest split again.
 SPLITS = tuple((count, True) for count in range(2, 9)) + ((2, False),)
+# What the rest of a peel tries: only peels. The peel is tried when the piece had no split
+# into layers that all fall apart, and a split of the rest into k such layers would be,
+# with the peeled layer, a split of the piece into k + 1 (each rest proving that again cost
+# about 0.7 s on a 300-block piece).
+PEELS = ((2, False),)
 # Of the time left at a split, the share its layers get: a wrong split is seldom refuted
 # quickly (the groups look plannable until deep down), so it is given up when this runs out.
 LAYER_SHARE = 0.4
@@ -503,8 +508,9 @@ class Stacking:
     def __init__(self):
         self.failed: dict[tuple, int] = {}
 
-    def plan(self, blocks: list[Block], capacity: int, deadline: float) -> list[int]:
-        """A plan of `blocks` under `capacity`, or Stuck."""
+    def plan(self, blocks: list[Block], capacity: int, deadline: float, splits=SPLITS) -> list[int]:
+        """A plan of `blocks` under `capacity`, or Stuck; `splits` are the kinds of split
+        tried, in order."""
         key = tuple(sorted(blocks))
         if lower_bound(blocks) > capacity or self.failed.get(key, -1) >= capacity:
             raise Stuck(list(range(len(blocks))), capacity)
@@ -514,7 +520,7 @@ class Stacking:
         offsets = [0] * len(blocks)
         for comp in sorted(components(blocks), key=lambda comp: len(comp.size)):
             try:
-                plan = self._component(comp, [blocks[i] for i in comp.blocks], capacity, deadline)
+                plan = self._component(comp, [blocks[i] for i in comp.blocks], capacity, deadline, splits)
             except Stuck as stuck:
                 if time.monotonic() < deadline:
                     self.failed[key] = max(capacity, self.failed.get(key, -1))
@@ -523,7 +529,8 @@ class Stacking:
                 offsets[i] = o
         return offsets
 
-    def _component(self, comp: Component, blocks: list[Block], capacity: int, deadline: float) -> list[int]:
+    def _component(self, comp: Component, blocks: list[Block], capacity: int, deadline: float,
+                   splits) -> list[int]:
         """`blocks` are the component's, in its order."""
         # A block live over the whole component conflicts with every other: any plan can
         # be rearranged to put it at the bottom.
@@ -533,7 +540,7 @@ class Stacking:
             below = sum(blocks[k][2] for k in whole)
             rest = [k for k in range(len(blocks)) if k not in whole]
             try:
-                return self._layers(blocks, [(whole, below), (rest, capacity - below)], deadline)
+                return self._layers(blocks, [(whole, below), (rest, capacity - below)], deadline, splits)
             except Stuck:       # then no plan of the whole fits: say so, for the caller forbids what is named
                 raise Stuck(list(range(len(blocks))), capacity) from None
         # A moment of the search: it plans or refutes most small pieces in milliseconds.
@@ -544,24 +551,28 @@ class Stacking:
             raise Stuck(list(range(len(blocks))), capacity)
         except Timeout:
             pass
-        for count, every_cut in SPLITS:
+        for count, every_cut in splits:
             layers = Layers(comp, capacity, count, every_cut)
             while (split := layers.next(deadline)) is not None:
                 now = time.monotonic()
                 try:
-                    return self._layers(blocks, split, now + LAYER_SHARE * (deadline - now))
+                    return self._layers(blocks, split, now + LAYER_SHARE * (deadline - now),
+                                        SPLITS if every_cut else PEELS)
                 except Stuck as stuck:
                     layers.forbid(stuck.blocks, stuck.capacity)
             if time.monotonic() >= deadline:
                 break
         raise Stuck(list(range(len(blocks))), capacity)
 
-    def _layers(self, blocks: list[Block], split: list[tuple[list[int], int]], deadline: float) -> list[int]:
-        """Each layer planned under its height, stacked bottom first."""
+    def _layers(self, blocks: list[Block], split: list[tuple[list[int], int]], deadline: float,
+                rest) -> list[int]:
+        """Each layer planned under its height, stacked bottom first; the last with the
+        kinds of split `rest`, the others with all."""
         offsets, base = [0] * len(blocks), 0
         for group, height in split:
             try:
-                plan = self.plan([blocks[k] for k in group], height, deadline)
+                plan = self.plan([blocks[k] for k in group], height, deadline,
+                                 rest if group is split[-1][0] else SPLITS)
             except Stuck as stuck:
                 raise Stuck([group[i] for i in stuck.blocks], stuck.capacity)
             for k, o in zip(group, plan):
