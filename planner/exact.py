@@ -479,10 +479,11 @@ class Stuck(Exception):
 # When a component has no such split, one layer that falls apart is peeled off and the
 # rest split again.
 SPLITS = tuple((count, True) for count in range(2, 9)) + ((2, False),)
-# What the rest of a peel tries: only peels. The peel is tried when the piece had no split
-# into layers that all fall apart, and a split of the rest into k such layers would be,
-# with the peeled layer, a split of the piece into k + 1 (each rest proving that again cost
-# about 0.7 s on a 300-block piece).
+# What the rest of a peel tries: only peels. The peel is tried once no split into layers
+# that all fall apart has planned the piece; where the piece had none, a split of the rest
+# into k such layers would be, with the peeled layer, a split of the piece into k + 1, so
+# the rest has none either (each rest proving that again cost about 0.7 s on a 300-block
+# piece). Where the piece had some that failed, the rest may have one: not tried.
 PEELS = ((2, False),)
 # Of the time left at a split, the share its layers get: a wrong split is seldom refuted
 # quickly (the groups look plannable until deep down), so it is given up when this runs out.
@@ -569,10 +570,10 @@ class Stacking:
         """Each layer planned under its height, stacked bottom first; the last with the
         kinds of split `rest`, the others with all."""
         offsets, base = [0] * len(blocks), 0
-        for group, height in split:
+        for j, (group, height) in enumerate(split):
             try:
                 plan = self.plan([blocks[k] for k in group], height, deadline,
-                                 rest if group is split[-1][0] else SPLITS)
+                                 rest if j == len(split) - 1 else SPLITS)
             except Stuck as stuck:
                 raise Stuck([group[i] for i in stuck.blocks], stuck.capacity)
             for k, o in zip(group, plan):
