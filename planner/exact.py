@@ -27,6 +27,8 @@ from __future__ import annotations
 import bisect
 import functools
 import math
+import multiprocessing.connection
+import os
 import sys
 import time
 from dataclasses import dataclass
@@ -487,16 +489,56 @@ SPLITS = tuple((count, True) for count in range(2, 9)) + ((2, False),)
 PEELS = ((2, False),)
 # Of the time left at a split, the share its layers get: a wrong split is seldom refuted
 # quickly (the groups look plannable until deep down), so it is given up when this runs out.
-LAYER_SHARE = 0.4
+LAYER_SHARE = 0.5
+# How long `Stacking` takes varies widely with the splits CP-SAT happens to find first, and
+# a slow run is seldom slow for another seed. So where the machine has the cores, these
+# members run at once, each in its own process, and the first plan wins: (seed of the
+# split models, share of a split's layers). The second gives deep chains of splits more
+# time, which some pieces need (docs/exact.md).
+MEMBERS = ((0, LAYER_SHARE), (1000, 0.7))
 
 
 def _stacked(comp: Component, capacity: int, deadline: float) -> list[int] | None:
     """A plan of the component under `capacity` from layer splits, or None."""
     blocks = [(lo, hi - 1, size) for lo, hi, size in zip(comp.lo, comp.hi, comp.size)]
+    members = [Stacking(seed, share) for seed, share in MEMBERS]
+    if len(os.sched_getaffinity(0)) < 2 or "fork" not in multiprocessing.get_all_start_methods():
+        return _member(members[0], blocks, capacity, deadline)
+    context = multiprocessing.get_context("fork")      # the blocks and the module as they are, at once
+    pipes, processes = [], []
+    for member in members:
+        receive, send = context.Pipe(duplex=False)
+        process = context.Process(target=_send, args=(send, member, blocks, capacity, deadline), daemon=True)
+        process.start()
+        send.close()
+        pipes.append(receive)
+        processes.append(process)
     try:
-        return Stacking().plan(blocks, capacity, deadline)
+        while pipes and (left := deadline - time.monotonic()) > 0:
+            for pipe in multiprocessing.connection.wait(pipes, left):
+                pipes.remove(pipe)
+                try:
+                    plan = pipe.recv()
+                except EOFError:        # the member died
+                    plan = None
+                if plan is not None:
+                    return plan
+        return None
+    finally:
+        for process in processes:
+            process.kill()
+            process.join()
+
+
+def _member(stacking: Stacking, blocks: list[Block], capacity: int, deadline: float) -> list[int] | None:
+    try:
+        return stacking.plan(blocks, capacity, deadline)
     except Stuck:
         return None
+
+
+def _send(pipe, stacking: Stacking, blocks: list[Block], capacity: int, deadline: float) -> None:
+    pipe.send(_member(stacking, blocks, capacity, deadline))
 
 
 class Stacking:
@@ -506,7 +548,8 @@ class Stacking:
     time to spare is remembered: blocks -> the highest capacity they failed under. (What
     ran out of its share of the time is not: under another split it may get more.)"""
 
-    def __init__(self):
+    def __init__(self, seed: int = 0, layer_share: float = LAYER_SHARE):
+        self.seed, self.layer_share = seed, layer_share
         self.failed: dict[tuple, int] = {}
 
     def plan(self, blocks: list[Block], capacity: int, deadline: float, splits=SPLITS) -> list[int]:
@@ -553,11 +596,11 @@ class Stacking:
         except Timeout:
             pass
         for count, every_cut in splits:
-            layers = Layers(comp, capacity, count, every_cut)
+            layers = Layers(comp, capacity, count, every_cut, self.seed)
             while (split := layers.next(deadline)) is not None:
                 now = time.monotonic()
                 try:
-                    return self._layers(blocks, split, now + LAYER_SHARE * (deadline - now),
+                    return self._layers(blocks, split, now + self.layer_share * (deadline - now),
                                         SPLITS if every_cut else PEELS)
                 except Stuck as stuck:
                     layers.forbid(stuck.blocks, stuck.capacity)

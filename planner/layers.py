@@ -24,7 +24,7 @@ class Layers:
     later splits work on it again. (A block over the whole span would keep its layer
     whole; `exact.Stacking` puts such blocks at the bottom before asking.)"""
 
-    def __init__(self, comp, capacity: int, count: int, every_cut: bool):
+    def __init__(self, comp, capacity: int, count: int, every_cut: bool, seed: int = 0):
         unit = comp.unit
         self.comp, self.unit, self.count = comp, unit, count
         n, sections, cap = len(comp.size), len(comp.load), capacity // unit
@@ -53,7 +53,7 @@ class Layers:
             m.add_bool_or(self._cuts(j))
         for j in range(cut - 1):           # those layers are interchangeable: keep them in order
             m.add(self.height[j] <= self.height[j + 1])
-        self.tries = 0
+        self.tries = seed               # CP-SAT's seed for the next split
 
     def _cuts(self, j: int) -> list:
         """One literal per inner section boundary: true only if no block of layer j crosses it."""

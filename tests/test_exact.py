@@ -1,4 +1,5 @@
 """The exact strategy: proven optima on known cases, bounds kept honest, auto falls back to it."""
+import os
 import random
 import time
 
@@ -6,6 +7,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from planner.check import check
+from planner import exact
 from planner.exact import Oracle, Search, Stacking, Stuck, components, solve
 from planner.layers import Layers
 from planner.plan import Buffer, _search, place
@@ -166,6 +168,33 @@ def test_a_piece_that_ran_out_of_time_is_tried_again_with_more():
         stacking.plan(blocks, 4096, time.monotonic())           # no time at all
     offsets = stacking.plan(blocks, 4096, time.monotonic() + 30)
     check([str(i) for i in range(len(blocks))], blocks, offsets, 4096, 1)
+
+
+two_cores = pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="one core: only the first member runs")
+
+
+@two_cores
+def test_the_members_race_and_one_that_dies_costs_nothing(monkeypatch):
+    """The first member's process dies at once; the plan comes from the second."""
+    send = exact._send
+    def dying(pipe, stacking, *args):
+        if stacking.seed == exact.MEMBERS[0][0]:
+            os._exit(1)
+        send(pipe, stacking, *args)
+    monkeypatch.setattr(exact, "_send", dying)
+    blocks = cut_rectangle(400, 0, steps=100, capacity=4096)
+    (comp,) = components(blocks)
+    offsets = exact._stacked(comp, 4096, time.monotonic() + 30)
+    check([str(i) for i in comp.blocks], [blocks[i] for i in comp.blocks], offsets, 4096, 1)
+
+
+@two_cores
+def test_the_members_are_not_waited_for_once_all_have_given_up():
+    blocks = cut_rectangle(400, 0, steps=100, capacity=4096)
+    (comp,) = components(blocks)
+    start = time.monotonic()
+    assert exact._stacked(comp, 4095, start + 30) is None      # under the lower bound: Stuck at once
+    assert time.monotonic() - start < 5
 
 
 def test_blocks_over_whole_span_blocks_fail_as_the_whole_component():
