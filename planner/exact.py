@@ -502,9 +502,11 @@ def _stacked(comp: Component, capacity: int, deadline: float) -> list[int] | Non
     """A plan of the component under `capacity` from layer splits, or None."""
     blocks = [(lo, hi - 1, size) for lo, hi, size in zip(comp.lo, comp.hi, comp.size)]
     members = [Stacking(seed, share) for seed, share in MEMBERS]
-    if len(os.sched_getaffinity(0)) < 2 or "fork" not in multiprocessing.get_all_start_methods():
+    # Members at once need a second core, and fork (the blocks and the module as they are,
+    # at once), which is safe on Linux, where alone os.sched_getaffinity exists.
+    if not hasattr(os, "sched_getaffinity") or len(os.sched_getaffinity(0)) < 2:
         return _member(members[0], blocks, capacity, deadline)
-    context = multiprocessing.get_context("fork")      # the blocks and the module as they are, at once
+    context = multiprocessing.get_context("fork")
     pipes, processes = [], []
     for member in members:
         receive, send = context.Pipe(duplex=False)
