@@ -26,7 +26,7 @@ from planner.plan import CHOICES, Buffer, place, plan_lifetimes  # noqa: E402
 from planner.schedule import load  # noqa: E402
 
 ALIGN = 256
-STRATEGIES = ["naive", "greedy-size", "best-fit", "skyline", "auto", "exact"]
+STRATEGIES = ["naive", "greedy-size", "best-fit", "skyline", "layered", "auto", "exact"]
 assert set(STRATEGIES) == set(CHOICES)
 
 

@@ -56,6 +56,12 @@ class Component:
     def lower(self) -> int:
         return max(self.load)
 
+    def mostly_full(self, capacity: int) -> bool:
+        """Whether at least half the sections hold `capacity`: only then do layer splits
+        mean something. Where sections have room to spare, layers can share it out in
+        countless ways (on dense-200 the splits found no plan in all their time)."""
+        return 2 * sum(load == capacity for load in self.load) >= len(self.load)
+
     @functools.cached_property
     def unit(self) -> int:
         """The gcd of the sizes: a canonical plan's offsets and arena are multiples of it."""
@@ -394,9 +400,7 @@ class Result:
 # families `auto` reached the optimum on 8/9/5 of 10 at 150/300/500 buffers with 0.5,
 # 10/9/5 with 0.3 (docs/exact.md). Where layer splits (`Stacking`) follow, it gets less
 # (what it solves there it mostly solves in milliseconds) and they take STACK_SHARE of the
-# rest. They follow only where at least half the sections are full at the bound: where
-# sections have room to spare, layers can share it out in countless ways and the splits
-# found mean nothing (on dense-200 they used all their share and found no plan).
+# rest. They follow only where the component is mostly full at the bound (`mostly_full`).
 # CP-SAT takes the rest, as it still solves some instances the others do not.
 SEARCH_SHARE = 0.3
 SEARCH_SHARE_LAYERED = 0.1
@@ -436,7 +440,7 @@ def _minimize(comp: Component, plan: list[int], bound: int, deadline: float) -> 
     upper = _arena(comp, plan)
     if upper <= bound or time.monotonic() >= deadline:
         return plan, bound
-    layered = 2 * sum(load == bound for load in comp.load) >= len(comp.load)
+    layered = comp.mostly_full(bound)
     share = SEARCH_SHARE_LAYERED if layered else SEARCH_SHARE
     found, bound = _search(comp, bound, upper, time.monotonic() + share * (deadline - time.monotonic()))
     if found is None and bound < upper and layered:

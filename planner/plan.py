@@ -11,12 +11,14 @@ import json
 import time
 from dataclasses import dataclass, field
 
-from . import exact
+from . import exact, strategies
 from .check import check
 from .errors import ArenaError
+from .layered import layered
 from .lifetimes import Lifetimes
-from .strategies import STRATEGIES, arena, lower_bound
+from .strategies import arena, lower_bound
 
+STRATEGIES = {**strategies.STRATEGIES, "layered": layered}      # the heuristics: no proof, no clock
 CHOICES = ["auto", *STRATEGIES, "exact"]
 
 
@@ -99,12 +101,12 @@ def place(buffers: list[Buffer], strategy: str, align: int, steps: list[str], ti
 
 
 # The time budget of `auto` and `exact`, all in one place. The heuristics run cheapest
-# first; `skyline` is skipped above SKYLINE_MAX blocks (its raises grow with the number
-# of sections: 0.56 s at 10^4 buffers, 66 s at 10^5), and any heuristic once
-# HEURISTIC_SHARE of the time limit is spent. The exact search is skipped above EXACT_MAX
+# first; `layered` (which starts with `skyline`) is skipped above SKYLINE_MAX blocks
+# (skyline's raises grow with the number of sections: 0.56 s at 10^4 buffers, 66 s at
+# 10^5), and any heuristic once HEURISTIC_SHARE of the time limit is spent. The exact search is skipped above EXACT_MAX
 # blocks (building the CP-SAT model alone overran a 10 s limit at 10^5) or when less than
 # EXACT_MIN_S remains; the strategy name then ends in ":no-search".
-HEURISTICS = ("best-fit", "greedy-size", "skyline")
+HEURISTICS = ("best-fit", "greedy-size", "layered")
 SKYLINE_MAX = 10_000
 HEURISTIC_SHARE = 0.5
 EXACT_MAX = 20_000
@@ -122,7 +124,7 @@ def _search(blocks, strategy: str, time_limit: float) -> tuple[str, list[int], i
     best = None
     for name in HEURISTICS:
         if best is not None and (time.monotonic() > deadline - (1 - HEURISTIC_SHARE) * time_limit
-                                 or name == "skyline" and len(blocks) > SKYLINE_MAX):
+                                 or name == "layered" and len(blocks) > SKYLINE_MAX):
             continue
         offsets = STRATEGIES[name](blocks)
         size = arena(blocks, offsets)

@@ -9,6 +9,7 @@ from hypothesis import given, settings, strategies as st
 from planner.check import check
 from planner import exact
 from planner.exact import Oracle, Search, Stacking, Stuck, components, solve
+from planner.layered import layered
 from planner.layers import Layers
 from planner.plan import Buffer, _search, place
 from planner.strategies import arena, best_fit, greedy_size, lower_bound, naive, skyline
@@ -100,10 +101,10 @@ def test_a_hard_component_does_not_take_the_time_of_the_others():
 def test_auto_falls_back_to_exact_only_when_the_heuristics_miss():
     easy = [(0, 1, 256), (1, 2, 256)]
     assert _search(easy, "auto", 10)[0].startswith("auto:") and _search(easy, "auto", 10)[0] != "auto:exact"
-    blocks = next(b for b in (cut_rectangle(60, seed, steps=20) for seed in range(40))
-                  if all(arena(b, heuristic(b)) > 64 for heuristic in (greedy_size, best_fit, skyline)))
+    blocks = cut_rectangle(150, 16, steps=40, capacity=4096)      # every heuristic misses it
+    assert all(arena(blocks, heuristic(blocks)) > 4096 for heuristic in (greedy_size, best_fit, skyline, layered))
     name, offsets, bound = _search(blocks, "auto", 10)
-    assert (name, arena(blocks, offsets), bound) == ("auto:exact", 64, 64)
+    assert (name, arena(blocks, offsets), bound) == ("auto:exact", 4096, 4096)
 
 
 def test_plan_reports_proof_with_persistent_buffers_below():
@@ -116,7 +117,7 @@ def test_plan_reports_proof_with_persistent_buffers_below():
 
 
 def test_auto_skips_the_search_when_too_little_time_is_left():
-    blocks = cut_rectangle(300, 1, steps=60, capacity=4096)
+    blocks = cut_rectangle(300, 0, steps=60, capacity=4096)     # every heuristic misses it
     start = time.monotonic()
     name, offsets, bound = _search(blocks, "auto", 0.01)
     assert time.monotonic() - start < 1 and name.endswith(":no-search")

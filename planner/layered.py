@@ -1,0 +1,99 @@
+"""The `layered` heuristic: layer splits without backtracking, `skyline` on the pieces.
+
+`skyline` places blocks greedily, and on a component that is a stack of layers it mixes
+the layers and leaves slivers no later block fills. Here the split model of
+planner/layers.py peels off a component one layer that falls apart in time (a layer of
+blocks whose load is flat at the layer's height wherever the component is full), each
+of the two parts is planned the same way, and the plans are stacked at the arenas they
+came out at. A piece `skyline` plans at its lower bound is not split, and a split whose
+stack comes out higher than `skyline`'s plan is dropped. No search, no proof: the first
+split found is taken.
+
+The split model is bounded by CP-SAT's deterministic time, its own count of work, not by
+the clock: the same blocks give the same plan on any machine.
+"""
+from __future__ import annotations
+
+import math
+
+from .exact import Component, components
+from .graph import Block
+from .layers import Layers
+from .strategies import arena, lower_bound, skyline
+
+# CP-SAT's deterministic seconds for one split, and for all of them together. On the cut
+# families (docs/exact.md) a split takes 0.2 at most, and 0.3 in all keeps 1,000 blocks
+# near a second; larger pieces below the top are split without trying `skyline` first.
+SPLIT_WORK = 0.2
+WORK = 0.3
+SKYLINE_PIECES = 150
+
+
+def layered(blocks: list[Block]) -> list[int]:
+    offsets = skyline(blocks)
+    if arena(blocks, offsets) == lower_bound(blocks):
+        return offsets
+    work = [WORK]                                   # what is left of it, shared by all splits
+    for comp in components(blocks):
+        own = [blocks[i] for i in comp.blocks]
+        low = min(offsets[i] for i in comp.blocks)  # skyline may float a component
+        plan = _better(comp, own, [offsets[i] - low for i in comp.blocks], work)
+        for i, o in zip(comp.blocks, plan):
+            offsets[i] = o
+    return offsets
+
+
+def _plan(blocks: list[Block], work: list[float]) -> list[int]:
+    """Each component of `blocks` planned on its own, at offset 0."""
+    offsets = [0] * len(blocks)
+    for comp in components(blocks):
+        own = [blocks[i] for i in comp.blocks]
+        plan = skyline(own) if len(own) <= SKYLINE_PIECES else None
+        for i, o in zip(comp.blocks, _better(comp, own, plan, work)):
+            offsets[i] = o
+    return offsets
+
+
+def _better(comp: Component, blocks: list[Block], plan: list[int] | None, work: list[float]) -> list[int]:
+    """`plan` (skyline's, or None where not tried) if it meets the component's lower
+    bound, else the lower of it and a split's stack."""
+    if plan is not None and arena(blocks, plan) <= comp.lower:
+        return plan
+    stacked = _split(comp, blocks, work)
+    if stacked is None:
+        return plan if plan is not None else skyline(blocks)
+    return stacked if plan is None or arena(blocks, stacked) < arena(blocks, plan) else plan
+
+
+def _split(comp: Component, blocks: list[Block], work: list[float]) -> list[int] | None:
+    """The component as a stack: blocks over its whole span at the bottom, one on another
+    (any plan can be rearranged that way, see `exact.Stacking`), else a peeled layer under
+    the rest; None when there is no split or no work left to find one."""
+    span = (min(b[0] for b in blocks), max(b[1] for b in blocks))
+    whole = {k for k, b in enumerate(blocks) if (b[0], b[1]) == span}
+    offsets, base = [0] * len(blocks), 0
+    if whole:
+        for k in sorted(whole):
+            offsets[k], base = base, base + blocks[k][2]
+        return _stack(blocks, [[k for k in range(len(blocks)) if k not in whole]], work, offsets, base)
+    if not comp.mostly_full(comp.lower) or work[0] <= 0:
+        return None
+    layers = Layers(comp, comp.lower, 2, every_cut=False)
+    split = layers.next(math.inf, min(SPLIT_WORK, work[0]))
+    work[0] -= layers.work
+    if split is None:
+        return None
+    return _stack(blocks, [group for group, _ in split], work, offsets, base)
+
+
+def _stack(blocks: list[Block], groups: list[list[int]], work: list[float], offsets: list[int],
+           base: int) -> list[int]:
+    """`offsets` with each group planned by `_plan` and put on the one below it, from
+    `base` up, at the arena its plan came out at."""
+    for group in groups:
+        own = [blocks[k] for k in group]
+        plan = _plan(own, work)
+        for k, o in zip(group, plan):
+            offsets[k] = base + o
+        base += arena(own, plan)
+    return offsets
