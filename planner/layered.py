@@ -10,7 +10,7 @@ stack comes out higher than `skyline`'s plan is dropped. No search, no proof: th
 split found is taken.
 
 The split model is bounded by CP-SAT's deterministic time, its own count of work, not by
-the clock: the same blocks give the same plan on any machine.
+the clock: the same blocks give the same plan however fast or busy the machine is.
 """
 from __future__ import annotations
 

@@ -76,8 +76,8 @@ class Layers:
     def next(self, deadline: float, work: float | None = None) -> list[tuple[list[int], int]] | None:
         """The next split, as (blocks, height) per layer, bottom first; None when there is
         none left or the deadline passed first. `work` bounds CP-SAT's deterministic time
-        too (its own measure of work, the same on any machine); what was spent is added
-        to `self.work`."""
+        too (its own measure of work, which does not depend on the clock); what was spent
+        is added to `self.work`."""
         solver = cp_model.CpSolver()
         solver.parameters.max_time_in_seconds = max(0.01, deadline - time.monotonic())
         if work is not None:

@@ -103,9 +103,10 @@ def place(buffers: list[Buffer], strategy: str, align: int, steps: list[str], ti
 # The time budget of `auto` and `exact`, all in one place. The heuristics run cheapest
 # first; `layered` (which starts with `skyline`) is skipped above SKYLINE_MAX blocks
 # (skyline's raises grow with the number of sections: 0.56 s at 10^4 buffers, 66 s at
-# 10^5), and any heuristic once HEURISTIC_SHARE of the time limit is spent. The exact search is skipped above EXACT_MAX
-# blocks (building the CP-SAT model alone overran a 10 s limit at 10^5) or when less than
-# EXACT_MIN_S remains; the strategy name then ends in ":no-search".
+# 10^5), and any heuristic once HEURISTIC_SHARE of the time limit is spent. The exact
+# search is skipped above EXACT_MAX blocks (building the CP-SAT model alone overran a
+# 10 s limit at 10^5) or when less than EXACT_MIN_S remains; the strategy name then ends
+# in ":no-search".
 HEURISTICS = ("best-fit", "greedy-size", "layered")
 SKYLINE_MAX = 10_000
 HEURISTIC_SHARE = 0.5

@@ -6,8 +6,8 @@ import time
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from planner.check import check
 from planner import exact
+from planner.check import check
 from planner.exact import Oracle, Search, Stacking, Stuck, components, solve
 from planner.layered import layered
 from planner.layers import Layers

@@ -1,11 +1,11 @@
 """The layered heuristic: layer splits without backtracking, on cut rectangles and off them."""
+from hypothesis import given, settings, strategies as st
+
 from planner.check import check
 from planner.layered import layered
 from planner.strategies import arena, skyline
 from test_exact import cut_rectangle
 from test_strategies_property import block, brute_force
-
-from hypothesis import given, settings, strategies as st
 
 
 def test_layered_plans_cut_rectangles_skyline_leaves_slivers_in():
