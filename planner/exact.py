@@ -502,6 +502,13 @@ LAYER_SHARE = 0.5
 MEMBERS = ((0, LAYER_SHARE), (1000, 0.7))
 
 
+def whole_span(blocks: list[Block]) -> list[int]:
+    """The blocks live over the whole span of `blocks` (one component). Each conflicts
+    with every other block, so any plan can be rearranged to put them at the bottom."""
+    span = (min(b[0] for b in blocks), max(b[1] for b in blocks))
+    return [k for k, b in enumerate(blocks) if (b[0], b[1]) == span]
+
+
 def _stacked(comp: Component, capacity: int, deadline: float) -> list[int] | None:
     """A plan of the component under `capacity` from layer splits, or None."""
     blocks = [(lo, hi - 1, size) for lo, hi, size in zip(comp.lo, comp.hi, comp.size)]
@@ -582,10 +589,7 @@ class Stacking:
     def _component(self, comp: Component, blocks: list[Block], capacity: int, deadline: float,
                    splits) -> list[int]:
         """`blocks` are the component's, in its order."""
-        # A block live over the whole component conflicts with every other: any plan can
-        # be rearranged to put it at the bottom.
-        span = (min(b[0] for b in blocks), max(b[1] for b in blocks))
-        whole = [k for k, b in enumerate(blocks) if (b[0], b[1]) == span]
+        whole = whole_span(blocks)
         if whole:
             below = sum(blocks[k][2] for k in whole)
             rest = [k for k in range(len(blocks)) if k not in whole]

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 
-from .exact import Component, components
+from .exact import Component, components, whole_span
 from .graph import Block
 from .layers import Layers
 from .strategies import arena, lower_bound, skyline
@@ -33,22 +33,20 @@ def layered(blocks: list[Block]) -> list[int]:
     offsets = skyline(blocks)
     if arena(blocks, offsets) == lower_bound(blocks):
         return offsets
-    work = [WORK]                                   # what is left of it, shared by all splits
-    for comp in components(blocks):
-        own = [blocks[i] for i in comp.blocks]
-        low = min(offsets[i] for i in comp.blocks)  # skyline may float a component
-        plan = _better(comp, own, [offsets[i] - low for i in comp.blocks], work)
-        for i, o in zip(comp.blocks, plan):
-            offsets[i] = o
-    return offsets
+    return _plan(blocks, [WORK], offsets)       # WORK: what is left of it, shared by all splits
 
 
-def _plan(blocks: list[Block], work: list[float]) -> list[int]:
-    """Each component of `blocks` planned on its own, at offset 0."""
+def _plan(blocks: list[Block], work: list[float], start: list[int] | None = None) -> list[int]:
+    """Each component of `blocks` planned on its own, at offset 0. `start` is skyline's
+    plan of all of them, where it was made already."""
     offsets = [0] * len(blocks)
     for comp in components(blocks):
         own = [blocks[i] for i in comp.blocks]
-        plan = skyline(own) if len(own) <= SKYLINE_PIECES else None
+        if start is not None:
+            low = min(start[i] for i in comp.blocks)    # skyline may float a component
+            plan = [start[i] - low for i in comp.blocks]
+        else:
+            plan = skyline(own) if len(own) <= SKYLINE_PIECES else None
         for i, o in zip(comp.blocks, _better(comp, own, plan, work)):
             offsets[i] = o
     return offsets
@@ -67,15 +65,15 @@ def _better(comp: Component, blocks: list[Block], plan: list[int] | None, work: 
 
 def _split(comp: Component, blocks: list[Block], work: list[float]) -> list[int] | None:
     """The component as a stack: blocks over its whole span at the bottom, one on another
-    (any plan can be rearranged that way, see `exact.Stacking`), else a peeled layer under
+    (any plan can be rearranged that way, see `exact.whole_span`), else a peeled layer under
     the rest; None when there is no split or no work left to find one."""
-    span = (min(b[0] for b in blocks), max(b[1] for b in blocks))
-    whole = {k for k, b in enumerate(blocks) if (b[0], b[1]) == span}
+    whole = whole_span(blocks)
     offsets, base = [0] * len(blocks), 0
     if whole:
-        for k in sorted(whole):
+        for k in whole:
             offsets[k], base = base, base + blocks[k][2]
-        return _stack(blocks, [[k for k in range(len(blocks)) if k not in whole]], work, offsets, base)
+        rest = set(range(len(blocks))) - set(whole)
+        return _stack(blocks, [sorted(rest)], work, offsets, base)
     if not comp.mostly_full(comp.lower) or work[0] <= 0:
         return None
     layers = Layers(comp, comp.lower, 2, every_cut=False)
