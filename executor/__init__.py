@@ -10,6 +10,6 @@ One module per job:
     session.py     the arena, one plan per call size, the step walk, the persistent KV cache
     sampling.py    greedy / temperature / top-k / top-p choice of the next token
     generate.py    the token loop, streaming text, speed
-    cli.py         `arena run`
+    cli.py         the `arena run` subcommand (llama_arena.cli registers it)
 The planner decides every offset; the executor only turns offsets into typed views.
 """

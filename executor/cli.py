@@ -1,7 +1,7 @@
 """`arena run`: generate text with every scheduled tensor inside one planned arena.
 
-torch is imported inside run(), not here: the planner's CLI imports this module to register
-the subcommand, and `arena plan` should not pay for torch.
+torch is imported inside run(), not here: the `arena` root (llama_arena.cli) imports this module
+to register the subcommand, and `arena plan` should not pay for torch.
 """
 from __future__ import annotations
 
@@ -154,18 +154,3 @@ def _write(text: str) -> None:
     sys.stdout.write(text)
     sys.stdout.flush()
 
-
-def main(argv=None) -> int:
-    """`python -m executor.cli run ...`, until the planner's CLI registers the subcommand."""
-    parser = argparse.ArgumentParser(prog="arena")
-    add_parser(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    try:
-        return run(args)
-    except ArenaError as e:
-        print(f"arena: error: {e}", file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -7,5 +7,8 @@ The pipeline, one module per arrow:
     strategies.py blocks -> offsets          (naive, greedy-size, best-fit, auto)
     check.py      independent validity check of any placement
     plan.py       Lifetimes -> Plan          (the JSON-able result)
+    options.py    command-line options -> Plan (shared by `arena plan` and `arena viz`)
+    report.py     Plan -> the table and summary a terminal shows
+    cli.py        the `arena plan` and `arena convert` subcommands
 The planner never imports torch.
 """

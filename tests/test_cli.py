@@ -1,21 +1,28 @@
-"""`arena plan` and `arena convert` as a user runs them: output, files, exit codes."""
+"""`arena`, `arena plan` and `arena convert` as a user runs them: output, files, exit codes."""
 import json
 import subprocess
 import sys
+from importlib.metadata import version
 from pathlib import Path
 
 import networkx as nx
 import pytest
 
-from planner.cli import main
+from llama_arena.cli import main
 
 SEED = Path(__file__).resolve().parents[2] / "shared" / "seeds" / "000_a1c78c6a9d0b085a.txt"
 
 
 def arena(*args):
     """Run the real command line in a subprocess: (exit code, stdout, stderr)."""
-    p = subprocess.run([sys.executable, "-m", "planner.cli", *args], capture_output=True, text=True)
+    p = subprocess.run([sys.executable, "-m", "llama_arena", *args], capture_output=True, text=True)
     return p.returncode, p.stdout, p.stderr
+
+
+def test_version_is_the_installed_distributions():
+    code, out, err = arena("--version")
+    assert code == 0, err
+    assert out == f"arena {version('llama-arena')}\n"
 
 
 def test_plan_json_has_the_documented_keys(capsys):

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from executor.cli import main
+from llama_arena.cli import main
 from executor_fixtures import checkpoint_to_gguf, needs_cuda, tiny_checkpoint
 
 WORDS = [f"w{i}" for i in range(126)]
@@ -129,7 +129,7 @@ def test_broken_file_from_the_command_line(tmp_path, content, message):
     """End to end in a fresh interpreter: exit code 2 and one line, no traceback."""
     path = tmp_path / "broken.gguf"
     path.write_bytes(content)
-    done = subprocess.run([sys.executable, "-m", "executor.cli", "run", "--model", str(path), "--prompt", "hi"],
+    done = subprocess.run([sys.executable, "-m", "llama_arena", "run", "--model", str(path), "--prompt", "hi"],
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 2
     assert message in done.stderr and "Traceback" not in done.stderr

@@ -182,7 +182,7 @@ def extent(view: torch.Tensor) -> tuple[int, int]:
 
 
 def test_cli_json_with_the_default_model(reference, capsys):
-    from executor.cli import main
+    from llama_arena.cli import main
     prompt, expected = reference["plain"]
     text, _ = PROMPTS["plain"]
     assert main(["run", "--prompt", text, "--max-new-tokens", "8", "--json"]) == 0

@@ -12,8 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from rich.console import Console
 
-from planner.cli import plan_from_args
 from planner.errors import ArenaError
+from planner.options import plan_from_args
 from planner.plan import Buffer, place
 from viz import cli, picture, terminal, trace
 

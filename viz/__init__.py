@@ -5,5 +5,5 @@
     picture.py   the arena map as PNG, SVG and a self-contained HTML page (matplotlib)
     trace.py     Chrome trace event JSON (Perfetto, chrome://tracing), planned or measured
     cli.py       the `arena viz` subcommand
-The planner never imports this package; matplotlib is imported only to draw a picture.
+The planner imports neither this package nor the executor; matplotlib is imported only to draw a picture.
 """

@@ -5,8 +5,8 @@ import re
 
 from rich.console import Console
 
-from planner.cli import add_plan_inputs, plan_from_args
 from planner.errors import ArenaError
+from planner.options import add_plan_inputs, plan_from_args
 from planner.output import write_atomic
 
 from . import terminal, trace

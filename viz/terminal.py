@@ -14,10 +14,10 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from planner.cli import summary
 from planner.errors import ArenaError
 from planner.lifetimes import Lifetimes
 from planner.plan import Plan
+from planner.report import summary
 
 from .timeline import Span, colors, ink, live_bytes, spans, tensors
 

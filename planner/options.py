@@ -1,0 +1,65 @@
+"""The options that say what to plan, shared by `arena plan` and `arena viz`, and the plan they ask for."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from . import csvio, markdown, schedule
+from .errors import ArenaError
+from .lifetimes import DEFAULT_ALIGN, Lifetimes, bind
+from .models import PRESETS, model_dims, parse_sets
+from .plan import CHOICES, Plan, place, plan_lifetimes
+
+DTYPES = ["f32", "f16", "bf16"]
+
+
+def add_plan_inputs(parser: argparse.ArgumentParser) -> None:
+    """The options that say what to plan, shared by `plan` and `viz`."""
+    parser.add_argument("schedule", nargs="?", metavar="SCHEDULE",
+                        help="a schedule YAML, a markdown lifetime table (.md/.txt), or the name of one in "
+                             f"schedules/ ({', '.join(sorted(p.stem for p in schedule.SCHEDULES.glob('*.yaml')))})")
+    parser.add_argument("--csv", metavar="PROBLEM.csv", help="plan minimalloc's id,lower,upper,size instead")
+    parser.add_argument("--model", default="smollm2-135m",
+                        help=f"dimensions from a preset ({', '.join(PRESETS)}), a config.json or a .gguf "
+                             "(default: smollm2-135m)")
+    parser.add_argument("--set", action="append", default=[], metavar="DIM=N",
+                        help="bind a dimension, e.g. --set n=512 --set nctx=4096 (repeatable)")
+    parser.add_argument("--dtype", choices=DTYPES, default="f32", help="element type of Ta activations (default f32)")
+    parser.add_argument("--align", type=int, default=None,
+                        help=f"byte alignment of every offset (default {DEFAULT_ALIGN}; 1 for --csv)")
+    parser.add_argument("--strategy", choices=CHOICES, default="auto", help="offset assignment (default auto)")
+    parser.add_argument("--time-limit", type=float, default=10.0, metavar="S",
+                        help="seconds a searching strategy may take (default 10)")
+
+
+def plan_from_args(args) -> tuple[Lifetimes | None, Plan]:
+    """The plan the options ask for; Lifetimes too when it comes from a schedule."""
+    if args.time_limit <= 0:
+        raise ArenaError(f"--time-limit must be a positive number of seconds, not {args.time_limit:g}")
+    if args.csv and args.schedule:
+        raise ArenaError("give a SCHEDULE or --csv PROBLEM.csv, not both")
+    if args.csv:
+        align = 1 if args.align is None else args.align
+        return None, place(csvio.read_problem(args.csv, align), args.strategy, align, [], args.time_limit)
+    if not args.schedule:
+        raise ArenaError("say what to plan: a SCHEDULE (e.g. schedules/llama.yaml) or --csv PROBLEM.csv")
+    lifetimes = bind(load_schedule(args.schedule), {**model_dims(args.model), **parse_sets(args.set)},
+                     args.dtype, DEFAULT_ALIGN if args.align is None else args.align)
+    _check_sets(args, lifetimes)
+    return lifetimes, plan_lifetimes(lifetimes, args.strategy, args.time_limit)
+
+
+def load_schedule(name: str) -> schedule.Schedule:
+    path = Path(name)
+    if not path.exists() and (schedule.SCHEDULES / f"{name}.yaml").exists():
+        path = schedule.SCHEDULES / f"{name}.yaml"
+    if path.suffix in (".md", ".txt"):
+        return markdown.convert(path)
+    return schedule.load(path)
+
+
+def _check_sets(args, lifetimes: Lifetimes) -> None:
+    unknown = sorted(set(parse_sets(args.set)) - set(lifetimes.dims))
+    if unknown:
+        raise ArenaError(*[f"--set {d}: the schedule has no dimension '{d}' "
+                           f"(it has {', '.join(lifetimes.dims)})" for d in unknown])

@@ -1,0 +1,43 @@
+"""A plan as a terminal shows it: one row per buffer instance, then the summary."""
+from __future__ import annotations
+
+from rich.console import Console
+from rich.table import Table
+
+from .plan import Plan
+
+
+def print_plan(plan: Plan, console: Console) -> None:
+    table = Table(title=f"plan of {plan.schedule or 'CSV problem'}  ({plan.strategy})", show_lines=False)
+    for column in ("instance", "tensor", "shape", "bytes", "offset", "steps", "memory"):
+        table.add_column(column, justify="right" if column in ("bytes", "offset") else "left")
+    for b in sorted(plan.buffers, key=lambda b: (b.memory != "device", b.first, b.name)):
+        steps = (f"{plan.steps[b.first]}..{plan.steps[b.last]}" if plan.steps else f"{b.first}..{b.last}")
+        shape = f"{b.dtype}[{', '.join(map(str, b.shape))}]" if b.shape else ""
+        offset = "-" if b.offset is None else f"{b.offset:,}"
+        table.add_row(b.name, b.tensor, shape, f"{b.size:,}", offset, steps,
+                      "[cyan]host[/]" if b.memory == "host" else "device")
+    console.print(table)
+    console.print(summary(plan))
+
+
+def summary(plan: Plan) -> Table:
+    t = Table.grid(padding=(0, 2))
+    t.add_column(justify="left")
+    t.add_column(justify="right")
+    ratio = plan.arena / plan.lower_bound if plan.lower_bound else 1.0
+    rows = [("arena", _bytes(plan.arena)), ("lower bound", _bytes(plan.lower_bound)),
+            ("arena / lower bound", f"{ratio:.3f}"),
+            ("proven optimal", "yes" if plan.optimal else f"no (best bound {_bytes(plan.bound)})"),
+            ("no-reuse total", _bytes(plan.no_reuse)), ("bytes saved", _bytes(plan.no_reuse - plan.arena)),
+            ("host bytes", _bytes(plan.host_bytes))]
+    for k, v in rows:
+        t.add_row(k, v)
+    return t
+
+
+def _bytes(n: int) -> str:
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n >= scale:
+            return f"{n:,} ({n / scale:.2f} {unit})"
+    return f"{n:,}"

@@ -1,0 +1,52 @@
+"""The layering of the packages, read from their source with `ast` (nothing is imported): the
+planner at the bottom, viz on it, the executor on both, and llama_arena, the `arena` command,
+on top of all three. Imports inside functions count: a lazy import is still a dependency."""
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# the packages each one may import, itself included
+ALLOWED = {
+    "planner": {"planner"},
+    "viz": {"planner", "viz"},
+    "executor": {"planner", "viz", "executor"},   # viz.trace writes the trace of `arena run --trace`
+    "llama_arena": {"planner", "viz", "executor", "llama_arena"},
+}
+
+
+def imports(package: str) -> list[tuple[str, str, str]]:
+    """(file:line, imported top-level module, the statement) for every import in the package;
+    a relative import names the package it lives in."""
+    files = sorted((ROOT / package).rglob("*.py"))
+    assert files, f"no modules found in {ROOT / package}"
+    found = []
+    for path in files:
+        where = path.relative_to(ROOT).as_posix()
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                names = [package if node.level else node.module]
+            else:
+                continue
+            found += [(f"{where}:{node.lineno}", name.split(".")[0], ast.unparse(node)) for name in names]
+    return found
+
+
+def offending(package: str, forbidden) -> list[str]:
+    return [f"{where}: {statement}" for where, top, statement in imports(package) if forbidden(top)]
+
+
+@pytest.mark.parametrize("package", sorted(ALLOWED))
+def test_package_imports_only_the_packages_below_it(package):
+    others = set(ALLOWED) - ALLOWED[package]
+    bad = offending(package, lambda top: top in others)
+    assert not bad, f"{package} may import only {sorted(ALLOWED[package])}, but:\n" + "\n".join(bad)
+
+
+def test_planner_never_imports_torch():
+    bad = offending("planner", lambda top: top == "torch")
+    assert not bad, "the planner must run without torch, but:\n" + "\n".join(bad)
