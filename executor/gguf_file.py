@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from planner.errors import ArenaError
+from planner.models import gguf_dims
 
 from .weights import ModelConfig
 
@@ -107,26 +108,16 @@ class GGUFFile:
                                  f"the file is truncated")
 
     def _config(self) -> ModelConfig:
-        arch = self.meta("general.architecture")
-        if arch != "llama":
-            raise ArenaError(f"{self.path}: architecture '{arch}' is not supported (only llama)")
-        d, nh = self.meta("llama.embedding_length"), self.meta("llama.attention.head_count")
-        dh = self.meta("llama.attention.key_length", d // nh)
-        rotated = self.meta("llama.rope.dimension_count", dh)
-        if rotated != dh:
-            raise ArenaError(f"{self.path}: RoPE over {rotated} of {dh} head dimensions is not supported")
+        dims = gguf_dims(self.reader, self.path)
+        rotated = self.meta("llama.rope.dimension_count", dims["dh"])
+        if rotated != dims["dh"]:
+            raise ArenaError(f"{self.path}: RoPE over {rotated} of {dims['dh']} head dimensions is not supported")
+        if "token_embd.weight" not in self.tensors:   # the planner may do without it, a forward pass cannot
+            raise ArenaError(f"{self.path}: the file has no tensor 'token_embd.weight'")
         return ModelConfig(
-            d=d, nh=nh, nkvh=self.meta("llama.attention.head_count_kv", nh), dh=dh,
-            di=self.meta("llama.feed_forward_length"), nlayers=self.meta("llama.block_count"),
-            vocab=self._vocab(), nctx=self.meta("llama.context_length", 2048),
-            eps=self.meta("llama.attention.layer_norm_rms_epsilon", 1e-5),
+            **dims, eps=self.meta("llama.attention.layer_norm_rms_epsilon", 1e-5),
             rope_theta=self.meta("llama.rope.freq_base", 10000.0), rope_scaling=self._rope_scaling(),
             tied="output.weight" not in self.tensors)
-
-    def _vocab(self) -> int:
-        if "token_embd.weight" not in self.tensors:
-            raise ArenaError(f"{self.path}: the file has no tensor 'token_embd.weight'")
-        return int(self.tensors["token_embd.weight"].shape[-1])   # (d, vocab), innermost first
 
     def _rope_scaling(self) -> dict | None:
         kind = self.meta("llama.rope.scaling.type", "none")

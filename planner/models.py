@@ -6,9 +6,14 @@ dh (head size), di (FFN width), nlayers, vocab, nctx (context length).
 from __future__ import annotations
 
 import json
+from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .errors import ArenaError
+
+if TYPE_CHECKING:
+    from gguf import GGUFReader
 
 PRESETS: dict[str, dict[str, int]] = {
     "smollm2-135m": dict(d=576, nh=9, nkvh=3, dh=64, di=1536, nlayers=30, vocab=49152, nctx=8192),
@@ -17,6 +22,8 @@ PRESETS: dict[str, dict[str, int]] = {
     "llama-2-7b": dict(d=4096, nh=32, nkvh=32, dh=128, di=11008, nlayers=32, vocab=32000, nctx=4096),
     "llama-3-8b": dict(d=4096, nh=32, nkvh=8, dh=128, di=14336, nlayers=32, vocab=128256, nctx=8192),
 }
+
+_REQUIRED = object()
 
 
 def model_dims(model: str | None) -> dict[str, int]:
@@ -31,7 +38,7 @@ def model_dims(model: str | None) -> dict[str, int]:
     if not path.exists():
         raise ArenaError(f"--model: '{model}' is neither a preset ({', '.join(PRESETS)}) nor an existing file")
     if path.suffix == ".gguf":
-        return gguf_dims(path)
+        return gguf_dims(_read_gguf(path), path)
     return config_dims(path)
 
 
@@ -49,32 +56,48 @@ def config_dims(path: Path) -> dict[str, int]:
         raise ArenaError(f"{path}: config.json lacks {e}") from None
 
 
-def gguf_dims(path: Path) -> dict[str, int]:
-    meta = gguf_metadata(path)
-    arch = meta.get("general.architecture")
+def gguf_dims(reader: GGUFReader, path: Path) -> dict[str, int]:
+    """The dimensions of a llama GGUF file, from its metadata and its token embedding."""
+    meta = partial(_gguf_meta, reader, path)
+    arch = meta("general.architecture")
     if arch != "llama":
         raise ArenaError(f"{path}: architecture '{arch}' is not supported (only llama)")
-    try:
-        d, nh = meta["llama.embedding_length"], meta["llama.attention.head_count"]
-        return dict(d=d, nh=nh, nkvh=meta.get("llama.attention.head_count_kv", nh),
-                    dh=meta.get("llama.attention.key_length", d // nh), di=meta["llama.feed_forward_length"],
-                    nlayers=meta["llama.block_count"],
-                    vocab=meta.get("llama.vocab_size") or meta["tokenizer.ggml.tokens"],
-                    nctx=meta.get("llama.context_length", 2048))
-    except KeyError as e:
-        raise ArenaError(f"{path}: GGUF metadata lacks {e}") from None
+    d, nh = meta("llama.embedding_length"), meta("llama.attention.head_count")
+    return dict(d=d, nh=nh, nkvh=meta("llama.attention.head_count_kv", nh),
+                dh=meta("llama.attention.key_length", d // nh), di=meta("llama.feed_forward_length"),
+                nlayers=meta("llama.block_count"), vocab=_gguf_vocab(reader, path),
+                nctx=meta("llama.context_length", 2048))
 
 
-def gguf_metadata(path: Path) -> dict:
-    """GGUF key/value metadata as plain Python values; long arrays (the tokenizer's
-    vocabulary and merges) are given as their length only, since decoding them is slow."""
+def _gguf_vocab(reader: GGUFReader, path: Path) -> int:
+    # the embedding's rows are the vocabulary the model computes with (the metadata may count
+    # fewer when the embedding is padded); the metadata serves files without the tensor
+    embedding = next((t for t in reader.tensors if t.name == "token_embd.weight"), None)
+    if embedding is not None:
+        return int(embedding.shape[-1])   # (d, vocab), innermost first
+    if "llama.vocab_size" in reader.fields:
+        return _gguf_meta(reader, path, "llama.vocab_size")
+    tokens = reader.fields.get("tokenizer.ggml.tokens")
+    if tokens is None:
+        raise ArenaError(f"{path}: GGUF metadata lacks 'tokenizer.ggml.tokens'")
+    return len(tokens.data)   # the list's length only: decoding its strings is slow
+
+
+def _gguf_meta(reader: GGUFReader, path: Path, key: str, default=_REQUIRED):
+    field = reader.fields.get(key)
+    if field is not None:
+        return field.contents()
+    if default is _REQUIRED:
+        raise ArenaError(f"{path}: GGUF metadata lacks '{key}'")
+    return default
+
+
+def _read_gguf(path: Path) -> GGUFReader:
     from gguf import GGUFReader
     try:
-        reader = GGUFReader(path)
+        return GGUFReader(path)
     except Exception as e:  # the gguf package raises many kinds on truncated or foreign files
         raise ArenaError(f"{path}: not a readable GGUF file ({type(e).__name__}: {e})") from None
-    return {key: len(field.data) if len(field.data) > 1024 else field.contents()
-            for key, field in reader.fields.items()}
 
 
 def parse_sets(items: list[str]) -> dict[str, int]:

@@ -8,6 +8,7 @@ from gguf import GGMLQuantizationType as Q
 
 from executor.gguf_file import GGUFFile
 from planner.errors import ArenaError
+from planner.models import model_dims
 from executor_fixtures import PROMPT, SEQUENCE, checkpoint_to_gguf, our_session, teacher_forced, tiny_checkpoint
 
 QUANTIZABLE = [Q.F16, Q.BF16, Q.Q8_0, Q.Q4_0, Q.Q4_1, Q.Q5_0, Q.Q5_1]
@@ -19,15 +20,19 @@ def checkpoint(tmp_path_factory):
     return tiny_checkpoint(tmp_path_factory.mktemp("mha"), "mha-untied")   # sizes are multiples of 32
 
 
-def minimal_gguf(path, arch="llama", extra=None, drop=()):
-    """Llama metadata, a token embedding, and the `extra` tensors {name: (array, raw type or None)}."""
+def minimal_gguf(path, arch="llama", extra=None, drop=(), embedding=True, tokens=None, **more):
+    """Llama metadata (and the `more` keys), a token embedding of 8 rows unless `embedding` is
+    false, a token list, and the `extra` tensors {name: (array, raw type or None)}."""
     w = gguf.GGUFWriter(path, arch)
     meta = {"block_count": 1, "embedding_length": 256, "feed_forward_length": 256,
-            "attention.head_count": 4, "context_length": 64}
+            "attention.head_count": 4, "context_length": 64, **more}
     for key, value in meta.items():
         if key not in drop:
             w.add_uint32(f"{arch}.{key}", value)
-    w.add_tensor("token_embd.weight", np.ones((8, 256), dtype=np.float32))
+    if tokens:
+        w.add_token_list(tokens)
+    if embedding:
+        w.add_tensor("token_embd.weight", np.ones((8, 256), dtype=np.float32))
     for name, (array, raw) in (extra or {}).items():
         w.add_tensor(name, array, raw_dtype=raw)
     w.write_header_to_file()
@@ -77,6 +82,30 @@ def test_unsupported_quantization_is_named(tmp_path, array, raw):
     path = minimal_gguf(tmp_path / "u.gguf", extra={"blk.0.attn_norm.weight": (array, raw)})
     with pytest.raises(ArenaError, match=r"tensor 'blk.0.attn_norm.weight' has quantization \w+, which is not supported"):
         GGUFFile(path)
+
+
+def test_planner_and_executor_read_the_same_dims(tmp_path):
+    path = minimal_gguf(tmp_path / "d.gguf")
+    dims = dict(d=256, nh=4, nkvh=4, dh=64, di=256, nlayers=1, vocab=8, nctx=64)
+    assert model_dims(str(path)) == GGUFFile(path).config.dims() == dims
+
+
+@pytest.mark.parametrize("embedding, more, vocab", [
+    (True, dict(vocab_size=6, tokens=list("abcde")), 8),   # the embedding's rows win
+    (False, dict(vocab_size=6, tokens=list("abcde")), 6),
+    (False, dict(tokens=list("abcde")), 5),
+], ids=["embedding", "vocab_size", "tokens"])
+def test_vocab_is_the_embeddings_rows_else_the_metadata(tmp_path, embedding, more, vocab):
+    path = minimal_gguf(tmp_path / "v.gguf", embedding=embedding, **more)
+    assert model_dims(str(path))["vocab"] == vocab
+
+
+def test_gguf_without_vocabulary_is_named(tmp_path):
+    path = minimal_gguf(tmp_path / "n.gguf", embedding=False)
+    with pytest.raises(ArenaError, match="lacks 'tokenizer.ggml.tokens'"):
+        model_dims(str(path))
+    with pytest.raises(ArenaError, match="has no tensor 'token_embd.weight'"):
+        GGUFFile(minimal_gguf(tmp_path / "t.gguf", embedding=False, vocab_size=6))
 
 
 def test_unsupported_architecture(tmp_path):
