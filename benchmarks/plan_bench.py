@@ -11,7 +11,7 @@ through the independent checker; times are of that call and so include the check
 from __future__ import annotations
 
 import argparse
-import random
+import json
 import statistics
 import sys
 import time
@@ -20,12 +20,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from benchmarks.families import ALIGN, README, aligned, cut, dense, spread, table  # noqa: E402
 from planner.lifetimes import bind  # noqa: E402
 from planner.models import PRESETS  # noqa: E402
+from planner.place import Block  # noqa: E402
 from planner.plan import CHOICES, Buffer, place, plan_lifetimes  # noqa: E402
 from planner.schedule import load  # noqa: E402
 
-ALIGN = 256
 STRATEGIES = ["naive", "greedy-size", "best-fit", "skyline", "layered", "auto", "exact"]
 assert set(STRATEGIES) == set(CHOICES)
 
@@ -33,66 +34,9 @@ assert set(STRATEGIES) == set(CHOICES)
 @dataclass
 class Instance:
     family: str
-    blocks: list[tuple[int, int, int]] | None     # (first, last, size); None for a schedule
+    blocks: list[Block] | None                    # None for a schedule
     optimum: int | None = None                    # known by construction
     schedule: tuple[str, int] | None = None       # (preset, n) of schedules/llama.yaml
-
-
-def spread(n: int, seed: int) -> list[tuple[int, int, int]]:
-    """Lifetimes scattered over n/2 steps, sizes log-uniform over four orders of magnitude."""
-    rng = random.Random(seed)
-    steps = max(2, n // 2)
-    blocks = []
-    for _ in range(n):
-        first = rng.randrange(steps)
-        blocks.append((first, min(steps - 1, first + int(rng.expovariate(8 / steps))), int(2 ** rng.uniform(0, 14)) * ALIGN))
-    return blocks
-
-
-def dense(n: int, seed: int) -> list[tuple[int, int, int]]:
-    """Many overlapping lifetimes: each lives a third of the horizon on average, so about
-    n/3 are live at once; sizes over two orders of magnitude."""
-    rng = random.Random(seed)
-    steps = max(2, n // 4)
-    blocks = []
-    for _ in range(n):
-        first = rng.randrange(steps)
-        blocks.append((first, min(steps - 1, first + rng.randrange(steps * 2 // 3 + 1)), rng.randint(1, 100) * ALIGN))
-    return blocks
-
-
-def cut(n: int, seed: int, units: int = 4096) -> tuple[list[tuple[int, int, int]], int]:
-    """Cut a units x n/4-steps rectangle into n buffers (guillotine cuts, each piece cut
-    at random across bytes or across time), then shuffle: every step is full, so the
-    optimum is the rectangle's height, and the sizes spread over orders of magnitude."""
-    rng = random.Random(seed)
-    rects = [(0, max(2, n // 4), 0, units)]
-    while len(rects) < n:
-        i = rng.randrange(len(rects))
-        t0, t1, b0, b1 = rects[i]
-        if t1 - t0 > 1 and (b1 - b0 == 1 or rng.random() < 0.5):
-            c = rng.randrange(t0 + 1, t1)
-            rects[i:i + 1] = [(t0, c, b0, b1), (c, t1, b0, b1)]
-        elif b1 - b0 > 1:
-            c = rng.randrange(b0 + 1, b1)
-            rects[i:i + 1] = [(t0, t1, b0, c), (t0, t1, c, b1)]
-    rng.shuffle(rects)
-    return [(t0, t1 - 1, (b1 - b0) * ALIGN) for t0, t1, b0, b1 in rects], units * ALIGN
-
-
-def table(n: int, seed: int) -> list[tuple[int, int, int]]:
-    """A large computation graph's lifetimes: four buffers born per step, nine in ten read
-    within a few steps, the rest kept long; sizes over four orders of magnitude."""
-    rng = random.Random(seed)
-    blocks = []
-    for i in range(n):
-        life = rng.expovariate(1 / 3) if rng.random() < 0.9 else rng.expovariate(1 / 200)
-        blocks.append((i // 4, i // 4 + int(life), int(2 ** rng.uniform(0, 14)) * ALIGN))
-    return blocks
-
-
-# minimalloc's README example, id,lower,upper(exclusive),size; its optimum is 12
-README = [(0, 2, 4), (3, 8, 4), (0, 8, 4), (9, 20, 4), (0, 20, 4)]
 
 
 def instances(quick: bool) -> list[Instance]:
@@ -105,14 +49,14 @@ def instances(quick: bool) -> list[Instance]:
         out += [Instance(f"spread-{n}", spread(n, s)) for s in seeds]
         out += [Instance(f"dense-{n}", dense(n, s)) for s in seeds]
     for n in ([150, 300] if quick else [150, 300, 500, 1000]):
-        out += [Instance(f"cut-{n}", *cut(n, s)) for s in seeds]
+        out += [Instance(f"cut-{n}", aligned(cut(n, s, max(2, n // 4), 4096)), 4096 * ALIGN) for s in seeds]
     for n in ([1000, 10_000] if quick else [1000, 10_000, 100_000]):
         out.append(Instance(f"table-{n}", table(n, 0)))
     return out
 
 
 def run(inst: Instance, strategy: str, time_limit: float):
-    """(arena / reference, proven optimal, seconds)"""
+    """(arena / reference, proven optimal, seconds, arena)"""
     start = time.perf_counter()
     if inst.schedule:
         preset, n = inst.schedule
@@ -123,11 +67,11 @@ def run(inst: Instance, strategy: str, time_limit: float):
         plan = place(buffers, strategy, 1, [], time_limit)
     seconds = time.perf_counter() - start
     reference = inst.optimum or plan.lower_bound
-    return plan.arena / reference, plan.optimal, seconds
+    return plan.arena / reference, plan.optimal, seconds, plan.arena
 
 
 def cell(results) -> str:
-    ratios, proven, seconds = zip(*results)
+    ratios, proven, seconds, _ = zip(*results)
     mean_ratio, worst = statistics.mean(ratios), max(ratios)
     ratio = f"{mean_ratio:.3f}" + (f" ({worst:.3f})" if worst - mean_ratio >= 0.0005 else "")
     timing = f"{statistics.mean(seconds):.2f}" + (f" ({max(seconds):.2f})" if len(seconds) > 1 else "")
@@ -141,6 +85,8 @@ def main(argv=None) -> None:
                     help="seconds for auto/exact per instance (default 10, 2 with --quick)")
     ap.add_argument("--only", nargs="*", default=None, metavar="PREFIX",
                     help="run only the families whose name starts with one of these")
+    ap.add_argument("--arenas", metavar="FILE.json",
+                    help="also write every instance's arena per strategy, to compare two runs exactly")
     args = ap.parse_args(argv)
     time_limit = args.time_limit if args.time_limit is not None else (2.0 if args.quick else 10.0)
     rows: dict[str, dict[str, list]] = {}
@@ -158,6 +104,9 @@ def main(argv=None) -> None:
     for family, row in rows.items():
         count = len(row[STRATEGIES[0]])
         print(f"| {family} | {count} | " + " | ".join(cell(row[s]) for s in STRATEGIES) + " |")
+    if args.arenas:
+        arenas = {family: {s: [r[3] for r in row[s]] for s in STRATEGIES} for family, row in rows.items()}
+        Path(args.arenas).write_text(json.dumps(arenas, indent=1) + "\n")
 
 
 if __name__ == "__main__":

@@ -8,18 +8,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import time
 from dataclasses import dataclass, field
 
-from . import exact, strategies
 from .check import check
 from .errors import ArenaError
-from .layered import layered
 from .lifetimes import Lifetimes
-from .strategies import arena, lower_bound
-
-STRATEGIES = {**strategies.STRATEGIES, "layered": layered}      # the heuristics: no proof, no clock
-CHOICES = ["auto", *STRATEGIES, "exact"]
+from .place import CHOICES, Block, assign, extent, lower_bound
 
 
 @dataclass
@@ -70,76 +64,33 @@ def plan_lifetimes(lifetimes: Lifetimes, strategy: str = "auto", time_limit: flo
     buffers = [Buffer(i.name, i.tensor, i.first, i.last, i.size, None, i.memory, i.shape, i.dtype,
                       i.nbytes, i.persistent) for i in lifetimes.instances]
     plan = place(buffers, strategy, lifetimes.align, [s.name for s in lifetimes.steps], time_limit)
-    plan.schedule, plan.dims = lifetimes.schedule, dict(lifetimes.dims)
-    return plan
+    return dataclasses.replace(plan, schedule=lifetimes.schedule, dims=dict(lifetimes.dims))
 
 
 def place(buffers: list[Buffer], strategy: str, align: int, steps: list[str], time_limit: float = 10.0) -> Plan:
-    """Give every device buffer an offset with `strategy`, then check the result.
-    `time_limit` (seconds) bounds the search of strategies that search."""
+    """A checked Plan of `buffers` (whose offsets are ignored): every device buffer gets an
+    offset by `strategy`; `time_limit` (seconds) bounds the search of strategies that search."""
     if strategy not in CHOICES:
         raise ArenaError(f"--strategy: unknown strategy '{strategy}' (choose from {', '.join(CHOICES)})")
-    persistent = [b for b in buffers if b.memory == "device" and b.persistent]
-    transient = [b for b in buffers if b.memory == "device" and not b.persistent]
+    device = [k for k, b in enumerate(buffers) if b.memory == "device"]
+    transient = [k for k in device if not buffers[k].persistent]
+    offsets: dict[int, int] = {}               # index into buffers -> offset
     base = 0
-    for b in persistent:
-        b.offset, base = base, base + b.size
-    blocks = [(b.first, b.last, b.size) for b in transient]
-    name, offsets, proven = _search(blocks, strategy, time_limit)
-    for b, offset in zip(transient, offsets):
-        b.offset = base + offset
-    device = persistent + transient
-    device_blocks = [(b.first, b.last, b.size) for b in device]
-    device_offsets = [b.offset for b in device]
-    total = arena(device_blocks, device_offsets)
-    lower = lower_bound(device_blocks)
-    bound = max(lower, base + proven)
-    check([b.name for b in device], device_blocks, device_offsets, total, align)
-    return Plan(total, lower, align, name, steps, buffers, optimal=total == bound, bound=bound,
-                no_reuse=sum(b.size for b in device),
+    for k in device:
+        if buffers[k].persistent:
+            offsets[k], base = base, base + buffers[k].size
+    assignment = assign([_block(buffers[k]) for k in transient], strategy, time_limit)
+    for k, offset in zip(transient, assignment.offsets):
+        offsets[k] = base + offset
+    placed = [dataclasses.replace(b, offset=offsets.get(k)) for k, b in enumerate(buffers)]
+    blocks = [_block(buffers[k]) for k in device]
+    total, lower = extent(blocks, [offsets[k] for k in device]), lower_bound(blocks)
+    bound = max(lower, base + assignment.bound)
+    check([buffers[k].name for k in device], blocks, [offsets[k] for k in device], total, align)
+    return Plan(total, lower, align, assignment.strategy, steps, placed, optimal=total == bound, bound=bound,
+                no_reuse=sum(b.size for b in blocks),
                 host_bytes=sum(b.size for b in buffers if b.memory == "host"))
 
 
-# The time budget of `auto` and `exact`, all in one place. The heuristics run cheapest
-# first; `layered` (which starts with `skyline`) is skipped above SKYLINE_MAX blocks
-# (skyline's raises grow with the number of sections: 0.56 s at 10^4 buffers, 66 s at
-# 10^5), and any heuristic once HEURISTIC_SHARE of the time limit is spent. The exact
-# search is skipped above EXACT_MAX blocks (building the CP-SAT model alone overran a
-# 10 s limit at 10^5) or when less than EXACT_MIN_S remains; the strategy name then ends
-# in ":no-search".
-HEURISTICS = ("best-fit", "greedy-size", "layered")
-SKYLINE_MAX = 10_000
-HEURISTIC_SHARE = 0.5
-EXACT_MAX = 20_000
-EXACT_MIN_S = 0.5
-
-
-def _search(blocks, strategy: str, time_limit: float) -> tuple[str, list[int], int]:
-    """(strategy used, offsets, best proven lower bound on the arena of these blocks).
-    `auto` takes the best heuristic plan when it meets the lower bound, and otherwise
-    hands it to the exact search as its starting point; so does `exact`."""
-    bound = lower_bound(blocks)
-    if strategy in STRATEGIES:
-        return strategy, STRATEGIES[strategy](blocks), bound
-    deadline = time.monotonic() + time_limit
-    best = None
-    for name in HEURISTICS:
-        if best is not None and (time.monotonic() > deadline - (1 - HEURISTIC_SHARE) * time_limit
-                                 or name == "layered" and len(blocks) > SKYLINE_MAX):
-            continue
-        offsets = STRATEGIES[name](blocks)
-        size = arena(blocks, offsets)
-        if best is None or size < best[0]:
-            best = (size, name, offsets)
-        if size == bound:
-            break
-    size, name, offsets = best
-    if strategy == "auto" and size == bound:
-        return f"auto:{name}", offsets, bound
-    left = deadline - time.monotonic()
-    if len(blocks) > EXACT_MAX or left < EXACT_MIN_S:
-        return f"{'auto:' + name if strategy == 'auto' else 'exact'}:no-search", offsets, bound
-    result = exact.solve(blocks, offsets, left)
-    if strategy == "auto" and arena(blocks, result.offsets) == size:
-        return f"auto:{name}", offsets, result.bound     # the search found nothing better
-    return ("exact" if strategy == "exact" else "auto:exact"), result.offsets, result.bound
+def _block(b: Buffer) -> Block:
+    return Block(b.first, b.last, b.size)

@@ -39,13 +39,15 @@ def test_seed_layer_has_two_instances_of_x_():
     assert [(names[i.first], names[i.last]) for i in x_] == [("attn_norm", "attn_qkv"), ("ffn_norm", "ffn_up")]
 
 
-def test_second_x_lands_where_attn_was():
+def test_second_x_lands_on_bytes_freed_before_it_and_the_layer_needs_no_more_than_its_peak():
     lt = bind(load("schedules/llama-layer.yaml"), {**SMOL, "n": 7})
     plan = plan_lifetimes(lt)
-    by_name = {b.name: b for b in plan.buffers}
-    attn, x2 = by_name["attn#0"], by_name["x_#1"]
-    assert attn.last < x2.first
-    # the second x_ reuses bytes that held attn or the first x_: no byte of the arena is new
+    x2 = next(b for b in plan.buffers if b.name == "x_#1")
+    freed = [b for b in plan.device() if b.last < x2.first]
+    assert {b.name for b in freed} >= {"attn#0", "x_#0"}
+    # every byte of the second x_ held an instance released before it was created
+    assert all(any(b.offset <= byte < b.offset + b.size for b in freed)
+               for byte in range(x2.offset, x2.offset + x2.size))
     assert plan.arena == plan.lower_bound < plan.no_reuse
 
 

@@ -1,13 +1,14 @@
 """The time axis every view shares: spans, the bytes live in each, the peak, tensor colors.
 
 A plan from a schedule has one span per step. A minimalloc CSV plan has no steps and its
-times are the file's own units, possibly large, so its axis is cut into sections at every
-instance's first and last + 1 time: within a section the live instances do not change.
+times are the file's own units, possibly large, so its axis is cut into the planner's
+sections (planner/place/problem.py): within a section the live instances do not change.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from planner.place.problem import Sections
 from planner.plan import Buffer, Plan
 
 # matplotlib's tab20, its ten dark shades first: neighbouring tensors get distinct colors.
@@ -27,7 +28,7 @@ class Span:
 def spans(plan: Plan) -> list[Span]:
     if plan.steps:
         return [Span(i, i, name) for i, name in enumerate(plan.steps)]
-    cuts = sorted({b.first for b in plan.buffers} | {b.last + 1 for b in plan.buffers})
+    cuts = Sections(plan.buffers).cuts
     return [Span(a, b - 1, str(a) if a == b - 1 else f"{a}..{b - 1}") for a, b in zip(cuts, cuts[1:])]
 
 

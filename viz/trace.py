@@ -15,6 +15,7 @@ import json
 from typing import Callable
 
 from planner.output import write_atomic
+from planner.place.problem import Sections
 from planner.plan import Plan
 
 from .timeline import tensors
@@ -80,7 +81,7 @@ def _call_events(plan: Plan, at: Callable[[int], float], tids: dict[str, int]) -
                              {"tensor": b.tensor, "offset": b.offset, "bytes": b.size, "nbytes": b.nbytes,
                               "shape": b.shape, "dtype": b.dtype, "memory": b.memory, "steps": where}))
     device = plan.device()
-    for t in sorted({b.first for b in device} | {b.last + 1 for b in device}):
+    for t in Sections(device).cuts:
         live = sum(b.size for b in device if b.first <= t <= b.last)
         events.append({"ph": "C", "pid": PID, "name": "live bytes", "ts": at(t), "args": {"arena bytes": live}})
     return events

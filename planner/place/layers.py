@@ -5,7 +5,7 @@ h_j summing to the capacity, then each group can be planned alone under its own 
 and the plans stacked: a plan of the whole. Such a split is worth having when each group
 also falls apart in time (no block of it crosses some point), since each piece is then a
 far smaller problem. This module holds only the question "which split?", as an OR-Tools
-CP-SAT model; `exact.Stacking` tries the splits it gives, and when a group cannot be
+CP-SAT model; `stacking.Stacking` tries the splits it gives, and when a group cannot be
 planned, tells it here (`forbid`), so the next split avoids that group.
 
 Not every plan is a stack of layers, so no split proves anything about the capacity: a
@@ -17,14 +17,16 @@ import time
 
 from ortools.sat.python import cp_model
 
+from .problem import Component
+
 
 class Layers:
     """Splits of a component's blocks into `count` layers under `capacity`. With
     `every_cut` each layer must fall apart in time; otherwise the last layer is free, and
     later splits work on it again. (A block over the whole span would keep its layer
-    whole; `exact.Stacking` puts such blocks at the bottom before asking.)"""
+    whole; `stacking.Stacking` puts such blocks at the bottom before asking.)"""
 
-    def __init__(self, comp, capacity: int, count: int, every_cut: bool, seed: int = 0):
+    def __init__(self, comp: Component, capacity: int, count: int, every_cut: bool, random_seed: int = 0):
         unit = comp.unit
         self.comp, self.unit, self.count = comp, unit, count
         n, sections, cap = len(comp.size), len(comp.load), capacity // unit
@@ -53,13 +55,13 @@ class Layers:
             m.add_bool_or(self._cuts(j))
         for j in range(cut - 1):           # those layers are interchangeable: keep them in order
             m.add(self.height[j] <= self.height[j + 1])
-        self.tries = seed               # CP-SAT's seed for the next split
+        self.tries = random_seed        # CP-SAT's random seed for the next split
         self.work = 0.0
 
     def _sum(self, members: list[tuple[int, int, int]], more=()):
         """Sum over (k, j, sign) of sign * block k's size in units if it is in layer j, plus
-        (variable, coefficient) terms. One weighted sum: Python's sum() of products made
-        building the model a third of a split's time on 1,000 blocks."""
+        (variable, coefficient) terms, as one weighted sum: Python's sum() of products
+        builds the model far slower (docs/measurements.md)."""
         terms = [(self.member[k][j], sign * self.comp.size[k] // self.unit) for k, j, sign in members] + list(more)
         return cp_model.LinearExpr.weighted_sum([v for v, _ in terms], [c for _, c in terms])
 
@@ -82,8 +84,8 @@ class Layers:
         solver.parameters.max_time_in_seconds = max(0.01, deadline - time.monotonic())
         if work is not None:
             solver.parameters.max_deterministic_time = work
-            # One presolve pass: on 1,000 blocks the default passes took longer than the
-            # search itself (a split in 0.25 s, 0.14 s with one pass).
+            # One presolve pass: on large pieces the default passes take longer than the
+            # search itself (docs/measurements.md).
             solver.parameters.max_presolve_iterations = 1
         solver.parameters.num_workers = 1
         solver.parameters.random_seed = self.tries      # another split, not the same one again

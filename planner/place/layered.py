@@ -1,8 +1,8 @@
 """The `layered` heuristic: layer splits without backtracking, `skyline` on the pieces.
 
 `skyline` places blocks greedily, and on a component that is a stack of layers it mixes
-the layers and leaves slivers no later block fills. Here the split model of
-planner/layers.py peels off a component one layer that falls apart in time (a layer of
+the layers and leaves slivers no later block fills. Here the split model of layers.py
+peels off a component one layer that falls apart in time (a layer of
 blocks whose load is flat at the layer's height wherever the component is full), each
 of the two parts is planned the same way, and the plans are stacked at the arenas they
 came out at. A piece `skyline` plans at its lower bound is not split, and a split whose
@@ -15,28 +15,35 @@ the clock: the same blocks give the same plan however fast or busy the machine i
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
-from .exact import Component, components, whole_span
-from .graph import Block
 from .layers import Layers
-from .strategies import arena, lower_bound, skyline
+from .problem import Block, Component, components, extent, lower_bound, whole_span
+from .skyline import skyline
 
-# CP-SAT's deterministic seconds for one split, and for all of them together. On the cut
-# families (docs/exact.md) a split takes 0.2 at most, and 0.3 in all keeps 1,000 blocks
-# near a second; larger pieces below the top are split without trying `skyline` first.
+# CP-SAT's deterministic seconds for one split, and for all of them together: enough for
+# the splits of the benchmark families, and a bound that keeps the largest near a second
+# (docs/measurements.md). Pieces above SKYLINE_PIECES blocks below the top are split
+# without trying `skyline` first.
 SPLIT_WORK = 0.2
 WORK = 0.3
 SKYLINE_PIECES = 150
 
 
+@dataclass
+class Work:
+    """CP-SAT's deterministic seconds left to all splits of one plan."""
+    left: float
+
+
 def layered(blocks: list[Block]) -> list[int]:
     offsets = skyline(blocks)
-    if arena(blocks, offsets) == lower_bound(blocks):
+    if extent(blocks, offsets) == lower_bound(blocks):
         return offsets
-    return _plan(blocks, [WORK], offsets)       # WORK: what is left of it, shared by all splits
+    return _plan(blocks, Work(WORK), offsets)
 
 
-def _plan(blocks: list[Block], work: list[float], start: list[int] | None = None) -> list[int]:
+def _plan(blocks: list[Block], work: Work, start: list[int] | None = None) -> list[int]:
     """Each component of `blocks` planned on its own, at offset 0. `start` is skyline's
     plan of all of them, where it was made already."""
     offsets = [0] * len(blocks)
@@ -52,39 +59,39 @@ def _plan(blocks: list[Block], work: list[float], start: list[int] | None = None
     return offsets
 
 
-def _better(comp: Component, blocks: list[Block], plan: list[int] | None, work: list[float]) -> list[int]:
+def _better(comp: Component, blocks: list[Block], plan: list[int] | None, work: Work) -> list[int]:
     """`plan` (skyline's, or None where not tried) if it meets the component's lower
     bound, else the lower of it and a split's stack."""
-    if plan is not None and arena(blocks, plan) <= comp.lower:
+    if plan is not None and extent(blocks, plan) <= comp.lower:
         return plan
     stacked = _split(comp, blocks, work)
     if stacked is None:
         return plan if plan is not None else skyline(blocks)
-    return stacked if plan is None or arena(blocks, stacked) < arena(blocks, plan) else plan
+    return stacked if plan is None or extent(blocks, stacked) < extent(blocks, plan) else plan
 
 
-def _split(comp: Component, blocks: list[Block], work: list[float]) -> list[int] | None:
+def _split(comp: Component, blocks: list[Block], work: Work) -> list[int] | None:
     """The component as a stack: blocks over its whole span at the bottom, one on another
-    (any plan can be rearranged that way, see `exact.whole_span`), else a peeled layer under
+    (any plan can be rearranged that way, see `problem.whole_span`), else a peeled layer under
     the rest; None when there is no split or no work left to find one."""
     whole = whole_span(blocks)
     offsets, base = [0] * len(blocks), 0
     if whole:
         for k in whole:
-            offsets[k], base = base, base + blocks[k][2]
+            offsets[k], base = base, base + blocks[k].size
         rest = set(range(len(blocks))) - set(whole)
         return _stack(blocks, [sorted(rest)], work, offsets, base)
-    if not comp.mostly_full(comp.lower) or work[0] <= 0:
+    if not comp.mostly_full(comp.lower) or work.left <= 0:
         return None
     layers = Layers(comp, comp.lower, 2, every_cut=False)
-    split = layers.next(math.inf, min(SPLIT_WORK, work[0]))
-    work[0] -= layers.work
+    split = layers.next(math.inf, min(SPLIT_WORK, work.left))
+    work.left -= layers.work
     if split is None:
         return None
     return _stack(blocks, [group for group, _ in split], work, offsets, base)
 
 
-def _stack(blocks: list[Block], groups: list[list[int]], work: list[float], offsets: list[int],
+def _stack(blocks: list[Block], groups: list[list[int]], work: Work, offsets: list[int],
            base: int) -> list[int]:
     """`offsets` with each group planned by `_plan` and put on the one below it, from
     `base` up, at the arena its plan came out at."""
@@ -93,5 +100,5 @@ def _stack(blocks: list[Block], groups: list[list[int]], work: list[float], offs
         plan = _plan(own, work)
         for k, o in zip(group, plan):
             offsets[k] = base + o
-        base += arena(own, plan)
+        base += extent(own, plan)
     return offsets

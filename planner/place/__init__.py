@@ -1,0 +1,18 @@
+"""Placement: blocks (a lifetime and a size) in, one offset per block out.
+
+    problem.py     blocks, sections (the one place time is cut), lower bound, components
+    heuristics.py  naive, greedy-size, best-fit
+    skyline.py     skyline: bottom-left on a skyline of per-section floors
+    layered.py     layered: skyline on layers peeled off by the split model
+    layers.py      the split model (CP-SAT): which blocks form layers stacked one on another
+    search.py      the search that decides whether a component fits under a capacity
+    cpsat.py       CP-SAT's no_overlap_2d model: the search's oracle, and the fallback
+    stacking.py    plans from layer splits, differently seeded members racing
+    exact.py       the exact strategy: capacities from the lower bound up, with a proof
+    auto.py        the strategies by name, and the `auto` policy within one time limit
+docs/placement.md explains the ideas; docs/measurements.md holds the figures.
+"""
+from .auto import CHOICES, HEURISTICS, Assignment, assign
+from .problem import Block, extent, lower_bound
+
+__all__ = ["CHOICES", "HEURISTICS", "Assignment", "assign", "Block", "extent", "lower_bound"]

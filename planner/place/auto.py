@@ -1,0 +1,67 @@
+"""The strategies by name, and `auto`: the heuristics first, the exact search only where
+they miss the lower bound, all within one time limit."""
+from __future__ import annotations
+
+import time
+from typing import NamedTuple
+
+from . import exact
+from .heuristics import best_fit, greedy_size, naive
+from .layered import layered
+from .problem import Block, extent, lower_bound
+from .skyline import skyline
+
+# The heuristics: no proof, no clock.
+HEURISTICS = {"naive": naive, "greedy-size": greedy_size, "best-fit": best_fit, "skyline": skyline,
+              "layered": layered}
+CHOICES = ["auto", *HEURISTICS, "exact"]
+
+# The time budget of `auto` and `exact`, all in one place. The heuristics run cheapest
+# first (AUTO_HEURISTICS); `layered` (which starts with `skyline`) is skipped above
+# SKYLINE_MAX blocks, where skyline's raises take longer than a plan is worth, and any
+# heuristic once HEURISTIC_SHARE of the time limit is spent. The exact search is skipped
+# above EXACT_MAX blocks (building its CP-SAT model alone overruns a 10 s limit) or when
+# less than EXACT_MIN_S remains; the strategy name then ends in ":no-search".
+# (docs/measurements.md has the figures.)
+AUTO_HEURISTICS = ("best-fit", "greedy-size", "layered")
+SKYLINE_MAX = 10_000
+HEURISTIC_SHARE = 0.5
+EXACT_MAX = 20_000
+EXACT_MIN_S = 0.5
+
+
+class Assignment(NamedTuple):
+    strategy: str          # the strategy that made the offsets, e.g. "auto:best-fit"
+    offsets: list[int]
+    bound: int             # the best proven lower bound on the arena of these blocks
+
+
+def assign(blocks: list[Block], strategy: str, time_limit: float) -> Assignment:
+    """Offsets for `blocks` by `strategy` (one of CHOICES). `auto` takes the best heuristic
+    plan when it meets the lower bound, and otherwise hands it to the exact search as its
+    starting point; so does `exact`."""
+    bound = lower_bound(blocks)
+    if strategy in HEURISTICS:
+        return Assignment(strategy, HEURISTICS[strategy](blocks), bound)
+    deadline = time.monotonic() + time_limit
+    best = None
+    for name in AUTO_HEURISTICS:
+        if best is not None and (time.monotonic() > deadline - (1 - HEURISTIC_SHARE) * time_limit
+                                 or name == "layered" and len(blocks) > SKYLINE_MAX):
+            continue
+        offsets = HEURISTICS[name](blocks)
+        size = extent(blocks, offsets)
+        if best is None or size < best[0]:
+            best = (size, name, offsets)
+        if size == bound:
+            break
+    size, name, offsets = best
+    if strategy == "auto" and size == bound:
+        return Assignment(f"auto:{name}", offsets, bound)
+    left = deadline - time.monotonic()
+    if len(blocks) > EXACT_MAX or left < EXACT_MIN_S:
+        return Assignment(f"{'auto:' + name if strategy == 'auto' else 'exact'}:no-search", offsets, bound)
+    result = exact.solve(blocks, offsets, left)
+    if strategy == "auto" and extent(blocks, result.offsets) == size:
+        return Assignment(f"auto:{name}", offsets, result.bound)     # the search found nothing better
+    return Assignment("exact" if strategy == "exact" else "auto:exact", result.offsets, result.bound)

@@ -1,0 +1,109 @@
+"""OR-Tools CP-SAT on one component: one rectangle per block (sections by bytes, in units
+of the sizes' gcd), no two overlapping (no_overlap_2d). Two uses: the search's oracle,
+and the fallback that minimizes the capacity where the other methods stall."""
+from __future__ import annotations
+
+import time
+
+from ortools.sat.python import cp_model
+
+from .problem import Component
+
+
+def rectangles(model: cp_model.CpModel, comp: Component, top: int) -> list:
+    """One rectangle per block in `model`, no two overlapping; returns block k's offset
+    variable (in units of comp.unit), in [0, top - size]."""
+    unit, offsets, times, spaces = comp.unit, [], [], []
+    for k, size in enumerate(comp.size):
+        y = model.new_int_var(0, top - size // unit, f"y{k}")
+        times.append(model.new_fixed_size_interval_var(comp.lo[k], comp.hi[k] - comp.lo[k], f"x{k}"))
+        spaces.append(model.new_fixed_size_interval_var(y, size // unit, f"b{k}"))
+        offsets.append(y)
+    model.add_no_overlap_2d(times, spaces)
+    return offsets
+
+
+class Oracle:
+    """CP-SAT asked whether blocks placed at given offsets can be completed under the
+    capacity. The search cannot refute some wrong placements without enumerating every
+    arrangement of the blocks above them; CP-SAT's propagation often does it in
+    milliseconds. The model is built once, at the first question; a question fixes the
+    offsets by narrowing domains, and widens them back after."""
+
+    LIMIT = 0.1     # seconds a question: the answers that help come in milliseconds
+
+    def __init__(self, comp: Component, capacity: int):
+        self.comp, self.capacity = comp, capacity
+        self.model = None
+
+    def ask(self, placed: list[tuple[int, int]], deadline: float) -> list[int] | bool | None:
+        """Given (block, offset) placements: a completed plan, False when there is none,
+        None when undecided in time."""
+        if self.model is None:
+            self.model = cp_model.CpModel()
+            self.offsets = rectangles(self.model, self.comp, self.capacity // self.comp.unit)
+        unit, domains = self.comp.unit, self.model.proto.variables
+        widths = [(domains[k].domain[0], domains[k].domain[1]) for k, _ in placed]
+        for k, offset in placed:
+            domains[k].domain[0] = domains[k].domain[1] = offset // unit
+        solver = cp_model.CpSolver()
+        solver.parameters.max_time_in_seconds = max(0.01, min(self.LIMIT, deadline - time.monotonic()))
+        status = solver.solve(self.model)
+        for (k, _), (low, high) in zip(placed, widths):
+            domains[k].domain[0], domains[k].domain[1] = low, high
+        if status in (cp_model.OPTIMAL, cp_model.FEASIBLE):
+            return [solver.value(y) * unit for y in self.offsets]
+        return False if status == cp_model.INFEASIBLE else None
+
+
+def minimize(comp: Component, plan: list[int], bound: int, deadline: float) -> tuple[list[int] | None, int]:
+    """First at the bound alone, where tight offset domains let the constraint propagate
+    hard; if that fails, minimizing the capacity from `plan`'s down. (plan or None,
+    proven bound)."""
+    unit = comp.unit                        # sizes in units of their gcd: smaller domains
+    lowest, upper = -(-bound // unit), comp.extent(plan) // unit
+    halfway = (time.monotonic() + deadline) / 2
+    status, found, _ = _run(comp, lowest, lowest, None, halfway)
+    if found is not None:
+        return found, bound
+    if status == cp_model.INFEASIBLE:
+        lowest += 1
+    status, found, proven = _run(comp, lowest, upper, plan, deadline)
+    return found, max(bound, lowest * unit, proven * unit)
+
+
+def _run(comp: Component, lowest: int, highest: int, hint: list[int] | None, deadline: float):
+    """Minimize the capacity within [lowest, highest] units: (status, plan or None,
+    proven lower bound in units)."""
+    unit, twins = comp.unit, _twins(comp)
+    if hint is not None:
+        hint = list(hint)
+        for group in twins:                     # swapping interchangeable blocks keeps a plan valid
+            for k, o in zip(group, sorted(hint[k] for k in group)):
+                hint[k] = o
+    model = cp_model.CpModel()
+    capacity = model.new_int_var(lowest, highest, "capacity")
+    offsets = rectangles(model, comp, highest)
+    for k, y in enumerate(offsets):
+        model.add(y + comp.size[k] // unit <= capacity)
+        if hint is not None:
+            model.add_hint(y, hint[k] // unit)
+    for group in twins:                         # break their symmetry: keep them in order
+        for k, j in zip(group, group[1:]):
+            model.add(offsets[k] < offsets[j])
+    model.minimize(capacity)
+    solver = cp_model.CpSolver()
+    solver.parameters.max_time_in_seconds = max(0.01, deadline - time.monotonic())
+    status = solver.solve(model)
+    proven = lowest if status == cp_model.INFEASIBLE else int(solver.best_objective_bound)
+    if status in (cp_model.OPTIMAL, cp_model.FEASIBLE):
+        return status, [solver.value(y) * unit for y in offsets], proven
+    return status, None, proven
+
+
+def _twins(comp: Component) -> list[list[int]]:
+    """Groups of interchangeable blocks: the same sections, the same size."""
+    groups: dict[tuple, list[int]] = {}
+    for k, size in enumerate(comp.size):
+        groups.setdefault((comp.lo[k], comp.hi[k], size), []).append(k)
+    return [g for g in groups.values() if len(g) > 1]

@@ -1,0 +1,95 @@
+"""The exact strategy: the minimum arena for given lifetimes, with a proof of it.
+
+Kept apart, as in google/minimalloc's solver: the problem (problem.py: components and
+their sections), the decision "does a component fit under a capacity?" (search.py), and
+here the minimization: capacities from the lower bound up, each failed search naming the
+next capacity worth trying (as IDA* does), until one fits. When the search has used its
+share of the time, layer splits (stacking.py) look for a plan at the bound, and then
+CP-SAT (cpsat.py) takes over the component, since each does well where the others thrash.
+"""
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass
+
+from . import cpsat
+from .problem import Block, Component, components, extent
+from .search import Search, Timeout
+from .stacking import stacked
+
+# Of the time left, the share the search (with its oracle) gets first. Where layer splits
+# follow, it gets less (what it solves there it mostly solves in milliseconds) and they
+# take STACK_SHARE of the rest; they follow only where the component is mostly full at the
+# bound. CP-SAT takes the rest, as it still solves some instances the others do not.
+# (The shares were tuned on the benchmark families: docs/measurements.md.)
+SEARCH_SHARE = 0.3
+SEARCH_SHARE_LAYERED = 0.1
+STACK_SHARE = 0.8
+
+
+@dataclass
+class Result:
+    offsets: list[int]
+    bound: int            # proven: no arena below it exists
+    optimal: bool
+
+
+def solve(blocks: list[Block], start: list[int], time_limit: float) -> Result:
+    """Minimize the arena of `blocks`, starting from the plan `start` (a heuristic's).
+    Returns the best plan found and the best proven bound when `time_limit` runs out."""
+    deadline = time.monotonic() + time_limit
+    sys.setrecursionlimit(max(sys.getrecursionlimit(), 2 * len(blocks) + 1000))   # two frames a placed block
+    offsets = [0 if b.size == 0 else o for o, b in zip(start, blocks)]
+    plans = []
+    for comp in components(blocks):
+        low = min(offsets[i] for i in comp.blocks)          # a heuristic may float a component
+        plans.append((comp, [offsets[i] - low for i in comp.blocks]))
+    bound = max((comp.lower for comp, _ in plans), default=0)
+    # The components the heuristic left above the bound share the time, the smallest first,
+    # each taking an equal part of what is left: one hard component must not starve the
+    # rest, and what a small one leaves goes to the larger ones.
+    todo = sorted((k for k, (comp, plan) in enumerate(plans) if comp.extent(plan) > bound),
+                  key=lambda k: len(plans[k][0].size))
+    for done, k in enumerate(todo):
+        comp, plan = plans[k]
+        share = (deadline - time.monotonic()) / (len(todo) - done)
+        plan, bound = _minimize(comp, plan, bound, time.monotonic() + share)
+        plans[k] = comp, plan
+    for comp, plan in plans:
+        for i, o in zip(comp.blocks, plan):
+            offsets[i] = o
+    arena = extent(blocks, offsets)
+    return Result(offsets, min(bound, arena), arena <= bound)
+
+
+def _minimize(comp: Component, plan: list[int], bound: int, deadline: float) -> tuple[list[int], int]:
+    """The best plan of one component and a proven bound: no arena below it fits."""
+    upper = comp.extent(plan)
+    if upper <= bound or time.monotonic() >= deadline:
+        return plan, bound
+    layered = comp.mostly_full(bound)
+    share = SEARCH_SHARE_LAYERED if layered else SEARCH_SHARE
+    found, bound = _climb(comp, bound, upper, time.monotonic() + share * (deadline - time.monotonic()))
+    if found is None and bound < upper and layered:
+        found = stacked(comp, bound, time.monotonic() + STACK_SHARE * (deadline - time.monotonic()))
+    if found is None and bound < upper:
+        found, bound = cpsat.minimize(comp, plan, bound, deadline)
+    if found is not None and comp.extent(found) < upper:
+        return found, bound
+    return plan, bound
+
+
+def _climb(comp: Component, bound: int, upper: int, deadline: float) -> tuple[list[int] | None, int]:
+    """Capacities from `bound` up to `upper` (which a plan already meets), each failure
+    naming the next one worth trying, until a plan fits or the deadline passes:
+    (plan or None, proven bound)."""
+    while bound < upper:
+        search = Search(comp, bound, deadline)
+        try:
+            if search.run():
+                return search.offsets, bound
+        except Timeout:
+            return None, bound
+        bound += search.short
+    return None, upper

@@ -1,0 +1,140 @@
+"""The placement problem: blocks (a lifetime and a size), the sections time is cut into,
+and the components that can be planned apart.
+
+Every strategy, the exact search and the views cut time the same way, here (`Sections`):
+wherever a block starts or ends, so that within a section the live blocks stay the same.
+"""
+from __future__ import annotations
+
+import bisect
+import functools
+import heapq
+import math
+from dataclasses import dataclass
+from typing import Iterator, NamedTuple
+
+
+class Block(NamedTuple):
+    first: int     # first step it is live at
+    last: int      # last step it is live at (a closed interval)
+    size: int      # aligned bytes
+
+
+def lower_bound(blocks: list[Block]) -> int:
+    """Max over time of the summed sizes of the blocks live then; no placement beats it."""
+    events = sorted([(b.first, 1, b.size) for b in blocks] + [(b.last + 1, 0, -b.size) for b in blocks])
+    live = best = 0
+    for _, _, delta in events:          # at equal times, ends (0) sort before starts (1)
+        live += delta
+        best = max(best, live)
+    return best
+
+
+def extent(blocks: list[Block], offsets: list[int]) -> int:
+    """The bytes a placement needs: the highest end of any block."""
+    return max((o + b.size for o, b in zip(offsets, blocks)), default=0)
+
+
+def conflicts(blocks: list[Block]) -> Iterator[tuple[int, int]]:
+    """Every pair (i, j) of blocks whose closed intervals intersect, by one sweep over start times."""
+    order = sorted(range(len(blocks)), key=lambda i: blocks[i].first)
+    live: list[tuple[int, int]] = []        # heap of (last, index)
+    for i in order:
+        while live and live[0][0] < blocks[i].first:
+            heapq.heappop(live)
+        for _, j in live:
+            yield j, i
+        heapq.heappush(live, (blocks[i].last, i))
+
+
+class Sections:
+    """Time cut at every first step and every last + 1 of some intervals (anything with
+    `first` and `last`): section s runs from cuts[s] to cuts[s + 1] - 1."""
+
+    def __init__(self, intervals):
+        self.cuts = sorted({b.first for b in intervals} | {b.last + 1 for b in intervals})
+        self._index = {t: s for s, t in enumerate(self.cuts)}
+
+    def __len__(self) -> int:
+        return max(0, len(self.cuts) - 1)
+
+    def span(self, interval) -> tuple[int, int]:
+        """The sections [lo, hi) an interval covers."""
+        return self._index[interval.first], self._index[interval.last + 1]
+
+
+@dataclass
+class Component:
+    """Blocks whose lifetimes chain into one span of time; no block outside crosses it.
+    Blocks are renumbered 0..n-1 here, in order of start, and cover sections [lo[k], hi[k])."""
+    blocks: list[int]               # index of each local block in the caller's list
+    size: list[int]
+    lo: list[int]
+    hi: list[int]
+    starts: list[list[int]]         # per section: the blocks starting there, in trial order
+    covers: list[list[int]]         # per section: the blocks over it
+    load: list[int]                 # per section: summed sizes of the blocks over it
+    first_block: list[int]          # per section, and one past the last: the first block starting there or later
+
+    @property
+    def lower(self) -> int:
+        return max(self.load)
+
+    def mostly_full(self, capacity: int) -> bool:
+        """Whether at least half the sections hold `capacity`: only then do layer splits
+        mean something. Where sections have room to spare, layers can share it out in
+        countless ways, and the splits seldom find a plan (docs/measurements.md)."""
+        return 2 * sum(load == capacity for load in self.load) >= len(self.load)
+
+    @functools.cached_property
+    def unit(self) -> int:
+        """The gcd of the sizes: a canonical plan's offsets and arena are multiples of it."""
+        return functools.reduce(math.gcd, self.size)
+
+    def blocks_of(self, plan_blocks: list[Block]) -> list[Block]:
+        """The component's own blocks, in its order, from the caller's list."""
+        return [plan_blocks[i] for i in self.blocks]
+
+    def extent(self, offsets: list[int]) -> int:
+        return max(o + size for o, size in zip(offsets, self.size))
+
+
+def components(blocks: list[Block]) -> list[Component]:
+    """Split the blocks of nonzero size into components: where no block crosses a point
+    in time, the two sides are independent problems."""
+    order = sorted((i for i, b in enumerate(blocks) if b.size > 0), key=lambda i: blocks[i].first)
+    groups, end = [], None
+    for i in order:
+        if end is None or blocks[i].first > end:
+            groups.append([])
+            end = blocks[i].last
+        groups[-1].append(i)
+        end = max(end, blocks[i].last)
+    return [_component(blocks, g) for g in groups]
+
+
+def _component(blocks: list[Block], indices: list[int]) -> Component:
+    """`indices` in order of first step."""
+    own = [blocks[i] for i in indices]
+    sections = Sections(own)
+    size = [b.size for b in own]
+    lo, hi = map(list, zip(*(sections.span(b) for b in own)))
+    starts: list[list[int]] = [[] for _ in range(len(sections))]
+    covers: list[list[int]] = [[] for _ in range(len(sections))]
+    load = [0] * len(sections)
+    # Trial order: the longest block first, then the largest; long blocks shape the
+    # skyline for everyone after them, short ones fill what is left.
+    for k in sorted(range(len(own)), key=lambda k: (lo[k] - hi[k], -size[k])):
+        starts[lo[k]].append(k)
+        for s in range(lo[k], hi[k]):
+            covers[s].append(k)
+            load[s] += size[k]
+    first_block = [bisect.bisect_left(lo, s) for s in range(len(sections) + 1)]
+    return Component(indices, size, lo, hi, starts, covers, load, first_block)
+
+
+def whole_span(blocks: list[Block]) -> list[int]:
+    """The blocks live over the whole span of `blocks` (one component). Each conflicts
+    with every other block, so any plan can be rearranged to put them at the bottom."""
+    span = (min(b.first for b in blocks), max(b.last for b in blocks))
+    return [k for k, b in enumerate(blocks) if (b.first, b.last) == span]

@@ -1,0 +1,38 @@
+"""The heuristics on hand-checked instances."""
+from planner.check import check
+from planner.place import Block, extent, lower_bound
+from planner.place.heuristics import best_fit, greedy_size, naive
+from planner.place.skyline import SKYLINE_RULES, skyline, skyline_pass
+
+from instances import names
+
+# Forward in time every skyline order leaves a gap (arena 14); backward one order tiles
+# the peak exactly (13, the lower bound).
+BACKWARD_WINS = [Block(2, 4, 3), Block(4, 6, 4), Block(1, 4, 6), Block(5, 8, 4), Block(0, 1, 5)]
+
+
+def test_skyline_runs_backward_in_time_when_forward_misses_the_bound():
+    assert lower_bound(BACKWARD_WINS) == 13
+    assert min(extent(BACKWARD_WINS, skyline_pass(BACKWARD_WINS, rule)) for rule in SKYLINE_RULES) == 14
+    offsets = skyline(BACKWARD_WINS)
+    check(names(BACKWARD_WINS), BACKWARD_WINS, offsets, 13, 1)
+
+
+def test_naive_gives_every_block_bytes_of_its_own_in_order_of_first_use():
+    blocks = [Block(3, 4, 2), Block(0, 1, 5), Block(0, 9, 1)]
+    assert naive(blocks) == [6, 0, 5]
+
+
+def test_best_fit_reuses_the_smallest_hole_that_holds_a_block():
+    # at step 2 the 4-byte and the 2-byte block have ended, leaving holes [0, 4) and
+    # [7, 9) around the 3-byte one; the 2-byte block born then takes the smaller hole
+    blocks = [Block(0, 1, 4), Block(0, 9, 3), Block(0, 1, 2), Block(2, 9, 2)]
+    offsets = best_fit(blocks)
+    assert offsets == [0, 4, 7, 7] and extent(blocks, offsets) == 9
+
+
+def test_greedy_size_fills_the_smallest_gap_between_larger_blocks():
+    blocks = [Block(0, 9, 4), Block(0, 2, 3), Block(5, 9, 3), Block(3, 4, 3), Block(0, 9, 2)]
+    offsets = greedy_size(blocks)
+    check(names(blocks), blocks, offsets, extent(blocks, offsets), 1)
+    assert extent(blocks, offsets) == lower_bound(blocks) == 9

@@ -1,0 +1,48 @@
+"""The search that decides one capacity, and its CP-SAT oracle."""
+import time
+
+from hypothesis import given, settings, strategies as st
+
+from planner.check import check
+from planner.place.cpsat import Oracle
+from planner.place.problem import components
+from planner.place.search import Search
+
+from instances import ABOVE_BOUND, block, brute_force, cut
+
+
+def test_failed_search_names_the_next_capacity_worth_trying():
+    (comp,) = components(ABOVE_BOUND)
+    search = Search(comp, 8, time.monotonic() + 5)
+    assert not search.run() and search.short == 1
+    assert Search(comp, 9, time.monotonic() + 5).run()
+
+
+def test_oracle_completes_a_plan_or_refutes_a_placement():
+    # a block lifted by one byte leaves a gap under it that only a 1-byte block over its
+    # first step could fill; with none there, every step being full, nothing completes it
+    def liftable(comp):
+        return [k for k in range(len(comp.size)) if comp.size[k] < 64
+                and all(comp.size[j] > 1 for j in comp.covers[comp.lo[k]])]
+    blocks, comp = next((b, c) for b in (cut(40, seed, 12, 64) for seed in range(50))
+                        for c in components(b) if len(c.size) > 10 and liftable(c))
+    deadline = time.monotonic() + 10
+    plan = Oracle(comp, 64).ask([], deadline)
+    check([str(k) for k in comp.blocks], [blocks[i] for i in comp.blocks], plan, 64, 1)
+    k = liftable(comp)[0]
+    assert Oracle(comp, 64).ask([(k, 1)], deadline) is False
+    assert Oracle(comp, 64).ask([(k, plan[k])], deadline)
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.lists(block, min_size=1, max_size=8))
+def test_search_asking_the_oracle_at_every_placement_still_decides_exactly(blocks):
+    for comp in components(blocks):
+        optimum = brute_force([blocks[i] for i in comp.blocks])
+        below = Search(comp, optimum - 1, time.monotonic() + 10)
+        below.ask_every = 1             # refutations, jumps and bisection on every placement
+        assert not below.run() and optimum - 1 + below.short <= optimum
+        at = Search(comp, optimum, time.monotonic() + 10)
+        at.ask_every = 1
+        assert at.run()
+        check([str(i) for i in comp.blocks], [blocks[i] for i in comp.blocks], at.offsets, optimum, 1)
