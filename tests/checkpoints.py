@@ -1,12 +1,11 @@
-"""Builders for the executor tests (imported as `executor_fixtures`: pytest puts tests/ on the path): tiny random Llama checkpoints written by transformers, the
-same weights as GGUF files (Q/K permuted the way llama.cpp's converter does), our session on
-any of them, and a spy that checks the arena at every step."""
+"""Tiny random Llama checkpoints written by transformers, the same weights as GGUF files (Q/K
+permuted the way llama.cpp's converter does), and our session on any of them. Plain helpers for
+the executor tests (pytest puts tests/ on the path); the fixtures built from them are in conftest.py."""
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
-import pytest
 import torch
 
 from executor.model import build_model
@@ -121,6 +120,3 @@ def our_session(path: Path, kind: str, nctx: int, max_tokens: int, dtype=torch.f
     weights = assemble(open_source(Source(Path(path), kind)), dtype, torch.device(device))
     return Session(build_model(weights, nctx), nctx, max_tokens)
 
-
-def needs_cuda(f):
-    return pytest.mark.gpu(pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")(f))

@@ -7,8 +7,10 @@ import torch
 
 from executor.sampling import Sampler
 from executor.source import Source, open_source
-from executor_fixtures import (PROMPT, SEQUENCE, TINY, checkpoint_to_gguf, hf_model, needs_cuda, our_session,
-                               teacher_forced, tiny_checkpoint)
+
+from checkpoints import (PROMPT, SEQUENCE, TINY, checkpoint_to_gguf, hf_model, our_session, teacher_forced,
+                         tiny_checkpoint)
+
 
 def reference_logits(folder) -> torch.Tensor:
     """transformers' logits (len(SEQUENCE), vocab) for the whole sequence in one pass."""
@@ -17,8 +19,9 @@ def reference_logits(folder) -> torch.Tensor:
 
 
 @pytest.fixture(scope="module", params=sorted(TINY))
-def tiny(request, tmp_path_factory):
-    folder = tiny_checkpoint(tmp_path_factory.mktemp(request.param), request.param)
+def tiny(request, tiny_folder):
+    """Each tiny checkpoint with transformers' logits for it."""
+    folder = tiny_folder(request.param)
     return folder, reference_logits(folder)
 
 
@@ -87,8 +90,8 @@ def test_sampling_is_reproducible_with_a_seed_and_varies_without(tiny):
     assert sample(3, top_p=1e-6) == greedy
 
 
-@needs_cuda
-def test_cuda_matches_cpu(tiny):
+@pytest.mark.gpu
+def test_cuda_logits_match_transformers(tiny):
     folder, expected = tiny
     with torch.inference_mode():
         ours = teacher_forced(our_session(folder, "checkpoint", len(SEQUENCE), PROMPT, device="cuda"))

@@ -9,14 +9,15 @@ import pytest
 import torch
 
 from llama_arena.cli import main
-from executor_fixtures import checkpoint_to_gguf, needs_cuda, tiny_checkpoint
+
+from checkpoints import checkpoint_to_gguf, tiny_checkpoint
 
 WORDS = [f"w{i}" for i in range(126)]
 
 
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory):
-    """The tiny GQA checkpoint with a word-level tokenizer of exactly its vocabulary and a chat template."""
+    """The tiny MHA checkpoint with a word-level tokenizer of exactly its vocabulary and a chat template."""
     from tokenizers import Tokenizer, models, pre_tokenizers
     folder = tiny_checkpoint(tmp_path_factory.mktemp("cli"), "mha-untied", eos_token_id=1)
     vocab = {"[UNK]": 0, "</s>": 1, **{w: i + 2 for i, w in enumerate(WORDS)}}
@@ -33,7 +34,7 @@ def run_json(capsys, *argv) -> dict:
     return json.loads(capsys.readouterr().out)
 
 
-def test_json_output(folder, capsys):
+def test_json_output_has_tokens_plans_and_speeds(folder, capsys):
     out = run_json(capsys, "--model", str(folder), "--prompt", "w5 w6 w7", "--max-new-tokens", "6", "--ignore-eos")
     assert out["prompt_tokens"] == [7, 8, 9]
     assert len(out["tokens"]) == 6 and out["stop"] == "length"
@@ -79,29 +80,29 @@ def test_trace_has_one_call_per_forward(folder, tmp_path, capsys):
     (["--top-p", "0"], "--top-p"),
     (["--top-k", "-2"], "--top-k"),
 ])
-def test_bad_options(argv, message, capsys):
+def test_bad_model_or_sampling_option_is_exit_2(argv, message, capsys):
     assert main(["run", "--prompt", "hi", *argv]) == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
 
 
-def test_prompt_longer_than_nctx(folder, capsys):
+def test_prompt_longer_than_nctx_is_exit_2(folder, capsys):
     assert main(["run", "--model", str(folder), "--prompt", "w5 w6 w7 w8", "--nctx", "3"]) == 2
     assert "--nctx: the prompt (4 tokens) plus --max-new-tokens 64 exceed the context of 3" in capsys.readouterr().err
 
 
-def test_new_tokens_beyond_the_models_context(folder, capsys):
+def test_new_tokens_beyond_the_models_context_are_exit_2(folder, capsys):
     assert main(["run", "--model", str(folder), "--prompt", "w5", "--max-new-tokens", "100"]) == 2
     assert "exceed the model's context of 64" in capsys.readouterr().err
 
 
-def test_folder_without_tokenizer(tmp_path, capsys):
+def test_folder_without_tokenizer_is_exit_2(tmp_path, capsys):
     bare = tiny_checkpoint(tmp_path / "bare", "odd-mqa")
     assert main(["run", "--model", str(bare), "--prompt", "hi"]) == 2
     assert "no tokenizer.json" in capsys.readouterr().err
 
 
-def test_unsupported_architecture_in_config(folder, tmp_path, capsys):
+def test_unsupported_architecture_in_config_is_exit_2(folder, tmp_path, capsys):
     other = tmp_path / "other"
     other.mkdir()
     config = json.loads((folder / "config.json").read_text())
@@ -118,14 +119,14 @@ def test_default_model_missing_says_how_to_install(monkeypatch, capsys):
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
-def test_cuda_requested_without_cuda(capsys):
+def test_cuda_requested_without_cuda_is_exit_2(capsys):
     assert main(["run", "--prompt", "hi", "--device", "cuda"]) == 2
     assert "--device cuda: no CUDA device is available" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("content, message", [(b"GGUF" + b"\0" * 20, "not a readable GGUF file"),
                                               (b"", "not a readable GGUF file")])
-def test_broken_file_from_the_command_line(tmp_path, content, message):
+def test_broken_file_is_exit_2_without_traceback(tmp_path, content, message):
     """End to end in a fresh interpreter: exit code 2 and one line, no traceback."""
     path = tmp_path / "broken.gguf"
     path.write_bytes(content)
@@ -135,7 +136,7 @@ def test_broken_file_from_the_command_line(tmp_path, content, message):
     assert message in done.stderr and "Traceback" not in done.stderr
 
 
-def test_truncated_and_unsupported_gguf(folder, tmp_path, capsys):
+def test_truncated_or_unsupported_gguf_is_exit_2(folder, tmp_path, capsys):
     import gguf
     whole = checkpoint_to_gguf(folder, tmp_path / "whole.gguf").read_bytes()
     (tmp_path / "cut.gguf").write_bytes(whole[:len(whole) * 3 // 4])
@@ -152,8 +153,8 @@ def test_truncated_and_unsupported_gguf(folder, tmp_path, capsys):
     assert "quantization F64, which is not supported" in capsys.readouterr().err
 
 
-@needs_cuda
-def test_cuda_run(folder, capsys):
+@pytest.mark.gpu
+def test_cuda_run_gives_the_cpu_tokens(folder, capsys):
     out = run_json(capsys, "--model", str(folder), "--prompt", "w5 w6 w7", "--max-new-tokens", "6",
                    "--ignore-eos", "--device", "cuda", "--dtype", "f32")
     cpu = run_json(capsys, "--model", str(folder), "--prompt", "w5 w6 w7", "--max-new-tokens", "6", "--ignore-eos")

@@ -9,15 +9,16 @@ from gguf import GGMLQuantizationType as Q
 from executor.gguf_file import GGUFFile
 from planner.errors import ArenaError
 from planner.models import model_dims
-from executor_fixtures import PROMPT, SEQUENCE, checkpoint_to_gguf, our_session, teacher_forced, tiny_checkpoint
+
+from checkpoints import PROMPT, SEQUENCE, checkpoint_to_gguf, our_session, teacher_forced
 
 QUANTIZABLE = [Q.F16, Q.BF16, Q.Q8_0, Q.Q4_0, Q.Q4_1, Q.Q5_0, Q.Q5_1]
 K_QUANTS = [Q.Q2_K, Q.Q3_K, Q.Q4_K, Q.Q5_K, Q.Q6_K]   # the gguf package dequantizes these only
 
 
 @pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
-    return tiny_checkpoint(tmp_path_factory.mktemp("mha"), "mha-untied")   # sizes are multiples of 32
+def checkpoint(tiny_folder):
+    return tiny_folder("mha-untied")   # sizes are multiples of 32
 
 
 def minimal_gguf(path, arch="llama", extra=None, drop=(), embedding=True, tokens=None, **more):
@@ -108,7 +109,7 @@ def test_gguf_without_vocabulary_is_named(tmp_path):
         GGUFFile(minimal_gguf(tmp_path / "t.gguf", embedding=False, vocab_size=6))
 
 
-def test_unsupported_architecture(tmp_path):
+def test_unsupported_architecture_is_named(tmp_path):
     with pytest.raises(ArenaError, match="architecture 'gpt2' is not supported"):
         GGUFFile(minimal_gguf(tmp_path / "a.gguf", arch="gpt2"))
 
@@ -119,7 +120,7 @@ def test_missing_metadata_is_named(tmp_path):
 
 
 @pytest.mark.parametrize("keep", [0.01, 0.5, 0.999])
-def test_truncated_file(checkpoint, tmp_path, keep):
+def test_truncated_file_is_named_truncated(checkpoint, tmp_path, keep):
     whole = checkpoint_to_gguf(checkpoint, tmp_path / "whole.gguf").read_bytes()
     cut = tmp_path / "cut.gguf"
     cut.write_bytes(whole[:int(len(whole) * keep)])
@@ -127,7 +128,7 @@ def test_truncated_file(checkpoint, tmp_path, keep):
         GGUFFile(cut)
 
 
-def test_not_a_gguf_file(tmp_path):
+def test_not_a_gguf_file_is_named(tmp_path):
     path = tmp_path / "text.gguf"
     path.write_text("hello")
     with pytest.raises(ArenaError, match="not a readable GGUF file"):

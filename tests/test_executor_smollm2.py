@@ -181,7 +181,7 @@ def extent(view: torch.Tensor) -> tuple[int, int]:
     return view.data_ptr(), last + view.element_size() - 1
 
 
-def test_cli_json_with_the_default_model(reference, capsys):
+def test_cli_json_with_the_default_model_matches_transformers(reference, capsys):
     from llama_arena.cli import main
     prompt, expected = reference["plain"]
     text, _ = PROMPTS["plain"]
