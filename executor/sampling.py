@@ -25,7 +25,7 @@ class Sampler:
     def choose(self, logits: torch.Tensor, out: torch.Tensor) -> None:
         """Write the chosen token id of `logits` (1, vocab) into `out` (1,)."""
         if self.greedy:
-            # max's indices are argmax's (the first maximum), and 4x faster on bf16 CPU tensors
+            # max's indices are argmax's (the first maximum), and faster on bf16 CPU tensors
             out.copy_(torch.max(logits, dim=-1).indices)
             return
         scores = logits.float() / self.temperature

@@ -46,7 +46,7 @@ class BoundPlan:
     plan: Plan
     steps: list[BoundStep]
     # (kernel, tensors, layer) per step, the walk's arguments unpacked once: a token walks
-    # over 300 steps, and their attribute lookups took 0.1 ms of it (bf16 SmolLM2)
+    # hundreds of steps, and attribute lookups per step add up (docs/executor.md)
     calls: list[tuple] = field(init=False)
 
     def __post_init__(self):
