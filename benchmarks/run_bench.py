@@ -103,8 +103,8 @@ def ours(args, ids, torch) -> dict:
     scratch = allocated_during(once, torch, args.device)
     return {"engine": "ours", "prefill_tok_s": max(r.prefill_tok_s for r in runs),
             "decode_tok_s": max(r.decode_tok_s for r in runs), "tokens": runs[-1].tokens,
-            "peak_rss": peak_rss, "arena": session.arena.numel(), "scratch": scratch,
-            "activation_bytes": session.arena.numel() + scratch,
+            "peak_rss": peak_rss, "arena": session.backing.numel(), "scratch": scratch,
+            "activation_bytes": session.backing.numel() + scratch,
             "weight_bytes": weights.nbytes, "limit_tok_s": matvec_limit(weights, torch, args.tokens - 1, args.repeats)}
 
 

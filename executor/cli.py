@@ -132,7 +132,7 @@ def _summary(session, weights, result, text: str, source, dtype: str) -> dict:
     kv = next(b for b in plans["decode"].buffers if b.persistent)
     return {
         "prompt_tokens": result.prompt_tokens, "tokens": result.tokens, "text": text, "stop": result.stop,
-        "arena": session.arena.numel(), "lower_bound": max(p.lower_bound for p in plans.values()),
+        "arena": session.backing.numel(), "lower_bound": max(p.lower_bound for p in plans.values()),
         "kv_bytes": kv.size, "nctx": session.nctx, "weight_bytes": weights.nbytes,
         "prefill_tok_s": result.prefill_tok_s, "decode_tok_s": result.decode_tok_s,
         "model": str(source.path), "device": str(session.device), "dtype": dtype,

@@ -63,7 +63,8 @@ class Session:
         self._plans: dict[int, tuple[Plan, list[Step]]] = {}
         self._bound: dict[int, BoundPlan] = {}
         self._last: BoundPlan | None = None
-        self.arena = allocate_arena(max(self.plan(n).arena for n in {max_tokens, 1}), self.device)
+        # the arena's bytes, in one tensor: every view of a planned instance is a slice of it
+        self.backing = allocate_arena(max(self.plan(n).arena for n in {max_tokens, 1}), self.device)
         self.host = {b.name: self._host_buffer(b.size) for b in self.plan(max_tokens).buffers if b.memory == "host"}
         self.persistent = _persistent(self.plan(max_tokens))
         self.kv = next(self._view(b) for b in self.plan(max_tokens).buffers if b.tensor == "kv")   # at 0 in every plan
@@ -123,9 +124,9 @@ class Session:
         if n in self._bound:
             return self._bound[n]
         plan = self.plan(n)
-        if plan.arena > self.arena.numel():
+        if plan.arena > self.backing.numel():
             raise ArenaError(f"the plan for {n} tokens needs an arena of {plan.arena} bytes; "
-                             f"this session's holds {self.arena.numel()}")
+                             f"this session's holds {self.backing.numel()}")
         if _persistent(plan) != self.persistent:   # the KV cache would not survive between calls
             raise RuntimeError(f"the plans place persistent tensors differently: {_persistent(plan)} "
                                f"for {n} tokens, {self.persistent} for {self.max_tokens}")
@@ -144,7 +145,7 @@ class Session:
         dtype = TORCH_DTYPES[b.dtype]
         if b.memory == "host":
             return self.host[b.name][:b.nbytes].view(dtype).view(b.shape)
-        return self.arena[b.offset:b.offset + b.nbytes].view(dtype).view(b.shape)
+        return self.backing[b.offset:b.offset + b.nbytes].view(dtype).view(b.shape)
 
     def _host_buffer(self, nbytes: int) -> torch.Tensor:
         pin = self.device.type == "cuda"   # pinned, so host -> device copies run asynchronously

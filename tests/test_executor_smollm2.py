@@ -133,10 +133,10 @@ def test_every_scheduled_tensor_lives_in_the_arena_at_its_planned_offset(ours, r
         result = generate(session, prompt, NEW_TOKENS, Sampler(), tokenizer.eos_ids)
     assert result.tokens == expected
 
-    assert allocations == [session.arena.numel()]    # one arena per session, not per call or token
+    assert allocations == [session.backing.numel()]    # one arena per session, not per call or token
     assert [len(r) for r in records] == [len(session.plan(len(prompt)).steps)] + \
         [len(session.plan(1).steps)] * (len(result.tokens) - 1)
-    base = session.arena.data_ptr()
+    base = session.backing.data_ptr()
     for call, views in enumerate(records):
         n = len(prompt) if call == 0 else 1
         plan, steps = session.plan(n), session.steps(n)
@@ -149,9 +149,9 @@ def test_every_scheduled_tensor_lives_in_the_arena_at_its_planned_offset(ours, r
                 if b.memory == "device":
                     assert view.data_ptr() == base + b.offset, (step.name, tensor)
                 else:
-                    assert not base <= view.data_ptr() < base + session.arena.numel(), (step.name, tensor)
+                    assert not base <= view.data_ptr() < base + session.backing.numel(), (step.name, tensor)
             for name, view in seen.items():   # the parts kernels use lie inside a live instance
-                if view.device.type == "cpu" and base <= view.data_ptr() < base + session.arena.numel():
+                if view.device.type == "cpu" and base <= view.data_ptr() < base + session.backing.numel():
                     first, last = extent(view)
                     assert any(base + b.offset <= first and last < base + b.offset + b.size
                                for b in live if b.memory == "device"), (step.name, name)
@@ -170,9 +170,9 @@ def poison_free_bytes(session, n: int, step: int) -> None:
             if start > end:
                 gaps.append((end, start))
             end = max(end, stop)
-        _free[key] = gaps + ([(end, session.arena.numel())] if end < session.arena.numel() else [])
+        _free[key] = gaps + ([(end, session.backing.numel())] if end < session.backing.numel() else [])
     for start, stop in _free[key]:
-        session.arena[start:stop].view(torch.float32).fill_(float("nan"))
+        session.backing[start:stop].view(torch.float32).fill_(float("nan"))
 
 
 def extent(view: torch.Tensor) -> tuple[int, int]:
