@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 
 from rich.console import Console
+from rich.text import Text
 
 from executor import cli as run_cli
 from planner import cli as plan_cli
@@ -13,19 +14,25 @@ from viz import cli as viz_cli
 
 from . import __version__
 
+SHOWN_FAULTS = 20      # one screen; the count of the rest follows
+
 
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    err = Console(stderr=True)
+    # markup off: messages quote the user's names, and `[x]` in a name is not a style
+    err = Console(stderr=True, markup=False, highlight=False, soft_wrap=True)
     try:
         return args.handler(args)
     except ArenaError as e:
-        for fault in e.faults:
-            err.print(f"[bold red]arena: error:[/] {fault}", highlight=False, markup=True, soft_wrap=True)
+        for fault in e.faults[:SHOWN_FAULTS]:
+            err.print(Text.assemble(("arena: error: ", "bold red"), fault))
+        if len(e.faults) > SHOWN_FAULTS:
+            err.print(Text.assemble(("arena: error: ", "bold red"),
+                                    f"... and {len(e.faults) - SHOWN_FAULTS} more faults"))
         return 2
     except PlanInvalid as e:   # a planner bug, never the user's input: say so plainly
-        err.print(f"[bold red]arena: internal error, the plan failed its check:[/] {e}")
+        err.print(Text.assemble(("arena: internal error, the plan failed its check: ", "bold red"), str(e)))
         return 1
     except KeyboardInterrupt:
         return 130

@@ -7,7 +7,7 @@ from rich.console import Console
 
 from . import csvio, graph, markdown, schedule
 from .options import add_plan_inputs, plan_from_args
-from .output import write_atomic
+from .output import check_target, write_atomic
 from .report import print_plan
 
 
@@ -26,6 +26,9 @@ def add_parsers(sub) -> None:
 
 
 def cmd_plan(args) -> int:
+    for path, option in ((args.out, "--out"), (args.graph, "--graph")):
+        if path is not None:
+            check_target(path, option)          # before any planning or writing
     _, plan = plan_from_args(args)
     if args.graph:
         write_atomic(args.graph, graph.graphml(graph.interference_graph(plan.buffers)), "--graph")
@@ -35,7 +38,7 @@ def cmd_plan(args) -> int:
         print(plan.to_json())
     else:
         # piped output keeps whole rows rather than folding them to 80 columns
-        print_plan(plan, Console(width=None if sys.stdout.isatty() else 160))
+        print_plan(plan, Console(width=None if sys.stdout.isatty() else 160, markup=False))
     return 0
 
 

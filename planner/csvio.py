@@ -7,13 +7,17 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from pathlib import Path
 
-from .errors import ArenaError
+from .errors import ArenaError, show
 from .lifetimes import align_up
 from .plan import Buffer, Plan
+from .schedule import name_problem
 
 COLUMNS = ["id", "lower", "upper", "size"]
+MAX_ROWS = 1_000_000       # as many instances as a schedule may have (lifetimes.MAX_INSTANCES)
+_INTEGER = re.compile(r"\s*-?[0-9]+\s*", re.ASCII)
 
 
 def read_problem(path, align: int = 1) -> list[Buffer]:
@@ -21,34 +25,55 @@ def read_problem(path, align: int = 1) -> list[Buffer]:
     if align < 1:
         raise ArenaError(f"--align must be a positive number of bytes, not {align}")
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_bytes().decode("utf-8")
     except OSError as e:
         raise ArenaError(f"{path}: cannot read the CSV: {e.strerror}") from None
-    rows = list(csv.reader(io.StringIO(text)))
+    except UnicodeDecodeError as e:
+        raise ArenaError(f"{path}: not UTF-8 text (byte 0x{e.object[e.start]:02x} at offset {e.start}); "
+                         "save the CSV as UTF-8") from None
+    try:
+        rows = list(csv.reader(io.StringIO(text)))
+    except csv.Error as e:
+        raise ArenaError(f"{path}: not a readable CSV ({e})") from None
     if not rows or [c.strip() for c in rows[0][:4]] != COLUMNS:
         raise ArenaError(f"{path}:1: expected the header 'id,lower,upper,size' (minimalloc's format)")
+    if len(rows) - 1 > MAX_ROWS:
+        raise ArenaError(f"{path}: {len(rows) - 1:,} rows; at most {MAX_ROWS:,} buffers are planned")
     buffers, seen, faults = [], set(), []
     for number, row in enumerate(rows[1:], start=2):
         if not row or not "".join(row).strip():
             continue
-        try:
-            name, lower, upper, size = row[0].strip(), int(row[1]), int(row[2]), int(row[3])
-        except (ValueError, IndexError):
-            faults.append(f"{path}:{number}: expected id,lower,upper,size with integers, got '{','.join(row)}'")
+        fault = _row_fault(row, len(rows[0]), seen)
+        if fault:
+            faults.append(f"{path}:{number}: {fault}")
             continue
-        if name in seen:
-            faults.append(f"{path}:{number}: buffer '{name}' appears twice")
-        elif upper <= lower:
-            faults.append(f"{path}:{number}: buffer '{name}' has upper {upper} <= lower {lower} (upper is exclusive)")
-        elif size <= 0:
-            faults.append(f"{path}:{number}: buffer '{name}' has size {size}; sizes are positive")
+        name, lower, upper, size = row[0].strip(), int(row[1]), int(row[2]), int(row[3])
         seen.add(name)
         buffers.append(Buffer(name, name, lower, upper - 1, align_up(size, align), None, nbytes=size))
     if faults:
-        raise ArenaError(*faults[:20])
+        raise ArenaError(*faults)
     if not buffers:
         raise ArenaError(f"{path}: the CSV lists no buffers")
     return buffers
+
+
+def _row_fault(row: list[str], width: int, seen: set[str]) -> str | None:
+    """Why a row is not a buffer, or None."""
+    shown = show(",".join(row))
+    if len(row) < 4 or not all(_INTEGER.fullmatch(c) for c in row[1:4]):
+        return f"expected id,lower,upper,size with integers, got '{shown}'"
+    if len(row) > width:
+        return f"{len(row)} fields where the header has {width}: '{shown}'"
+    name, lower, upper, size = row[0].strip(), int(row[1]), int(row[2]), int(row[3])
+    if name_problem(name, "buffer"):
+        return name_problem(name, "buffer")
+    if name in seen:
+        return f"buffer '{name}' appears twice"
+    if upper <= lower:
+        return f"buffer '{name}' has upper {upper} <= lower {lower} (upper is exclusive)"
+    if size <= 0:
+        return f"buffer '{name}' has size {size}; sizes are positive"
+    return None
 
 
 def solution_csv(plan: Plan) -> str:

@@ -19,3 +19,9 @@ def where(file=None, line=None, step=None, tensor=None) -> str:
     if tensor is not None:
         parts.append(f"tensor '{tensor}'")
     return ": ".join(parts) + ": " if parts else ""
+
+
+def show(value, width: int = 60) -> str:
+    """A value from the user's file as a message quotes it: one line, at most `width` characters."""
+    text = " ".join(str(value).split())
+    return text if len(text) <= width else text[:width - 3] + "..."

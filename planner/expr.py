@@ -28,7 +28,8 @@ def names(text: str) -> set[str]:
 
 
 def evaluate(text, dims: dict[str, int]) -> int:
-    """Value of the expression with every name bound in `dims`; KeyError names an unbound one."""
+    """Value of the expression with every name bound in `dims`; KeyError names an unbound
+    one, ExprError a division by zero."""
     if isinstance(text, int):
         return text
 
@@ -41,4 +42,7 @@ def evaluate(text, dims: dict[str, int]) -> int:
             return -value(node.operand)
         return _BINARY[type(node.op)](value(node.left), value(node.right))
 
-    return value(parse(text))
+    try:
+        return value(parse(text))
+    except ZeroDivisionError:
+        raise ExprError(f"'{text}' divides by zero with {', '.join(f'{k}={v}' for k, v in sorted(dims.items()) if k in names(text))}") from None

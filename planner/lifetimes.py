@@ -16,10 +16,13 @@ from dataclasses import dataclass
 
 from . import expr
 from .errors import ArenaError, where
-from .schedule import ACT, ELEMENT_BYTES, Repeat, Schedule, StepRow
+from .schedule import ACT, ELEMENT_BYTES, Repeat, Schedule, StepRow, is_count
 
 DEFAULT_ALIGN = 256   # bytes: the CUDA allocation granule
-MAX_FAULTS = 20
+# Far beyond any model (a 100-layer model has a few thousand steps), but below what a
+# typo such as `--set nlayers=1000000000` would ask this machine to hold.
+MAX_STEPS = 1_000_000
+MAX_INSTANCES = 1_000_000
 
 
 @dataclass
@@ -84,7 +87,7 @@ def bind(schedule: Schedule, dims: dict[str, int], dtype: str = "f32", align: in
 
 def _needed(schedule: Schedule) -> set[str]:
     names = {n for t in schedule.tensors.values() for axis in t.shape for n in expr.names(axis)}
-    return names | {r.count for r in schedule.steps if isinstance(r, Repeat) and not r.count.isdigit()}
+    return names | {r.count for r in schedule.steps if isinstance(r, Repeat) and not is_count(r.count)}
 
 
 def _bind_shapes(schedule: Schedule, dims: dict[str, int]) -> dict[str, list[int]]:
@@ -94,7 +97,11 @@ def _bind_shapes(schedule: Schedule, dims: dict[str, int]) -> dict[str, list[int
                            f"pass --set {d}=N or a --model that has it" for d in unbound])
     shapes, faults = {}, []
     for t in schedule.tensors.values():
-        shape = [expr.evaluate(axis, dims) for axis in t.shape]
+        try:
+            shape = [expr.evaluate(axis, dims) for axis in t.shape]
+        except expr.ExprError as e:
+            faults.append(f"{where(schedule.file, t.line, tensor=t.name)}shape {t.spec()}: {e}")
+            continue
         if any(s <= 0 for s in shape):
             faults.append(f"{where(schedule.file, t.line, tensor=t.name)}shape {t.spec()} evaluates to "
                           f"{tuple(shape)}: every dimension must be positive")
@@ -106,6 +113,18 @@ def _bind_shapes(schedule: Schedule, dims: dict[str, int]) -> dict[str, list[int
 
 def _unroll(schedule: Schedule, dims: dict[str, int]) -> list[tuple[Step, int | None]]:
     """Steps in execution order, each with the line of its row for fault messages."""
+    counts = {id(r): int(r.count) if is_count(r.count) else dims[r.count]
+              for r in schedule.steps if isinstance(r, Repeat)}
+    for r in schedule.steps:
+        if isinstance(r, Repeat) and counts[id(r)] < 0:
+            raise ArenaError(f"{where(schedule.file, r.line)}repeat count {r.count} = {counts[id(r)]}: "
+                             "a block repeats 0 times or more")
+    total = sum(counts[id(r)] * len(r.steps) if isinstance(r, Repeat) else 1 for r in schedule.steps)
+    if total > MAX_STEPS:
+        repeats = ", ".join(f"repeat {r.count} = {counts[id(r)]:,} at line {r.line}"
+                            for r in schedule.steps if isinstance(r, Repeat))
+        raise ArenaError(f"{schedule.file}: the schedule unrolls to {total:,} steps ({repeats}); "
+                         f"at most {MAX_STEPS:,} are planned")
     steps = []
 
     def add(row: StepRow, layer):
@@ -114,8 +133,7 @@ def _unroll(schedule: Schedule, dims: dict[str, int]) -> list[tuple[Step, int | 
 
     for r in schedule.steps:
         if isinstance(r, Repeat):
-            count = int(r.count) if r.count.isdigit() else dims[r.count]
-            for layer in range(count):
+            for layer in range(counts[id(r)]):
                 for row in r.steps:
                     add(row, layer)
         else:
@@ -143,6 +161,9 @@ class _Walk:
         counts: dict[str, int] = {}
 
         def open_instance(tensor, first, host=False, persistent=False):
+            if len(spans) == MAX_INSTANCES:
+                raise ArenaError(f"{self.schedule.file}: the schedule has more than {MAX_INSTANCES:,} instances; "
+                                 f"at most {MAX_INSTANCES:,} are planned")
             k = counts.get(tensor, 0)
             counts[tensor] = k + 1
             live[tensor] = {"tensor": tensor, "k": k, "first": first, "last": last_step,
@@ -179,10 +200,8 @@ class _Walk:
                         continue
                     live.pop(tensor)["last"] = step.index
                     ended[tensor] = step.name
-            if len(self.faults) >= MAX_FAULTS:
-                break
         if self.faults:
-            raise ArenaError(*self.faults[:MAX_FAULTS])
+            raise ArenaError(*self.faults)
 
         instances = []
         for s in spans:

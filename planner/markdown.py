@@ -10,7 +10,7 @@ from pathlib import Path
 
 from . import expr
 from .errors import ArenaError, where
-from .schedule import KINDS, Schedule, StepRow, TensorDecl, split_axes, symbol_problem
+from .schedule import KINDS, Schedule, StepRow, TensorDecl, name_problem, split_axes, symbol_problem
 
 _SHAPE = re.compile(r"^\s*([A-Za-z_]\w*)\s*\((.*)\)\s*$")
 
@@ -18,13 +18,18 @@ _SHAPE = re.compile(r"^\s*([A-Za-z_]\w*)\s*\((.*)\)\s*$")
 def convert(path) -> Schedule:
     path = Path(path)
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        lines = path.read_bytes().decode("utf-8").splitlines()
     except OSError as e:
         raise ArenaError(f"{path}: cannot read the table: {e.strerror}") from None
+    except UnicodeDecodeError as e:
+        raise ArenaError(f"{path}: not UTF-8 text (byte 0x{e.object[e.start]:02x} at offset {e.start}); "
+                         "a lifetime table is a markdown text file") from None
     rows = _table_with_graph_column(path, lines)
-    (_, header), (shape_line, shapes), body = rows[0], rows[1], rows[2:]
+    (header_line, header), (shape_line, shapes), body = rows[0], rows[1], rows[2:]
     names = header[2:]
-    tensors, dims, types, faults = {}, {}, {}, []
+    tensors, dims, types = {}, {}, {}
+    faults = [f"{where(path, header_line)}{name_problem(name, 'tensor')}" for name in names
+              if name_problem(name, "tensor")]
     for name, spec in zip(names, shapes[2:]):
         match = _SHAPE.match(spec)
         if not match:
@@ -41,6 +46,8 @@ def convert(path) -> Schedule:
     steps = []
     for line, cells in body:
         step, kind = cells[0], cells[1] or None
+        if name_problem(step, "step"):
+            faults.append(f"{where(path, line)}{name_problem(step, 'step')}")
         if kind not in (None,) + KINDS:
             faults.append(f"{where(path, line, step)}graph column must be 'kernel' or 'graph', not '{kind}'")
         row = {}

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 
 from . import csvio, markdown, schedule
@@ -34,7 +35,7 @@ def add_plan_inputs(parser: argparse.ArgumentParser) -> None:
 
 def plan_from_args(args) -> tuple[Lifetimes | None, Plan]:
     """The plan the options ask for; Lifetimes too when it comes from a schedule."""
-    if args.time_limit <= 0:
+    if not math.isfinite(args.time_limit) or args.time_limit <= 0:
         raise ArenaError(f"--time-limit must be a positive number of seconds, not {args.time_limit:g}")
     if args.csv and args.schedule:
         raise ArenaError("give a SCHEDULE or --csv PROBLEM.csv, not both")

@@ -3,21 +3,31 @@ from __future__ import annotations
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from .plan import Plan
 
+# Rows a terminal table shows at most: past this it is no longer read, only waited for
+# (rich lays out the whole table first). --json and --out hold every instance.
+SHOWN_ROWS = 1000
+
 
 def print_plan(plan: Plan, console: Console) -> None:
+    """The plan's instances as a table (the first SHOWN_ROWS in step order), then its
+    summary. Names are the user's: print them with a console whose markup is off."""
     table = Table(title=f"plan of {plan.schedule or 'CSV problem'}  ({plan.strategy})", show_lines=False)
     for column in ("instance", "tensor", "shape", "bytes", "offset", "steps", "memory"):
         table.add_column(column, justify="right" if column in ("bytes", "offset") else "left")
-    for b in sorted(plan.buffers, key=lambda b: (b.memory != "device", b.first, b.name)):
+    rows = sorted(plan.buffers, key=lambda b: (b.memory != "device", b.first, b.name))
+    for b in rows[:SHOWN_ROWS]:
         steps = (f"{plan.steps[b.first]}..{plan.steps[b.last]}" if plan.steps else f"{b.first}..{b.last}")
         shape = f"{b.dtype}[{', '.join(map(str, b.shape))}]" if b.shape else ""
         offset = "-" if b.offset is None else f"{b.offset:,}"
         table.add_row(b.name, b.tensor, shape, f"{b.size:,}", offset, steps,
-                      "[cyan]host[/]" if b.memory == "host" else "device")
+                      Text("host", style="cyan") if b.memory == "host" else "device")
     console.print(table)
+    if len(rows) > SHOWN_ROWS:
+        console.print(f"... {len(rows) - SHOWN_ROWS:,} more instances: --json or --out FILE lists them all")
     console.print(summary(plan))
 
 

@@ -22,13 +22,15 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import unicodedata
+from collections.abc import Hashable
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
 from . import expr
-from .errors import ArenaError, where
+from .errors import ArenaError, show, where
 
 SYMBOLS = "+omrwx"
 KINDS = ("kernel", "graph")
@@ -88,33 +90,96 @@ class Schedule:
                    [row(r) for r in d["steps"]], d.get("file"))
 
 
+# Limits no real schedule comes near: a few hundred bytes of YAML aliases can otherwise
+# expand to billions of nodes (a "billion laughs"), and nested brackets can exhaust the stack.
+MAX_YAML_NODES = 100_000
+
+
 class _LineLoader(yaml.SafeLoader):
-    """A SafeLoader that remembers the line of every mapping, so faults can point at it."""
+    """A SafeLoader that remembers the line of every mapping and of each key in it, so
+    faults can point at them, and refuses what YAML allows but a table never means:
+    a key given twice in one mapping, and aliases that expand past MAX_YAML_NODES."""
+
+    def __init__(self, text: str, file: str):
+        super().__init__(text)
+        self.file = file
+
+    def get_single_node(self):
+        node = super().get_single_node()
+        if node is not None and _expanded_size(node, {}) > MAX_YAML_NODES:
+            raise ArenaError(f"{self.file}: the YAML expands to more than {MAX_YAML_NODES:,} values "
+                             "(through its aliases); a schedule needs far fewer")
+        return node
 
     def construct_mapping(self, node, deep=False):
+        lines = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":     # `<<: *base` merges, and may override
+                continue
+            key = self.construct_object(key_node, deep=True)
+            if isinstance(key, Hashable) and key in lines:
+                raise ArenaError(f"{where(self.file, key_node.start_mark.line + 1)}key '{show(key)}' "
+                                 f"appears twice in one mapping (line {lines[key]} has it first)")
+            if isinstance(key, Hashable):
+                lines[key] = key_node.start_mark.line + 1
         mapping = super().construct_mapping(node, deep=deep)
         mapping["__line__"] = node.start_mark.line + 1
+        mapping["__lines__"] = lines
         return mapping
+
+
+def _expanded_size(node, sizes: dict[int, int]) -> int:
+    """Values in the document once every alias is expanded (`sizes` memoizes shared nodes)."""
+    if id(node) not in sizes:
+        if isinstance(node, yaml.MappingNode):
+            children = [n for pair in node.value for n in pair]
+        elif isinstance(node, yaml.SequenceNode):
+            children = node.value
+        else:
+            children = []
+        sizes[id(node)] = 1 + sum(_expanded_size(child, sizes) for child in children)
+    return sizes[id(node)]
 
 
 def load(path) -> Schedule:
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_bytes().decode("utf-8")
     except OSError as e:
         raise ArenaError(f"{path}: cannot read the schedule: {e.strerror}") from None
+    except UnicodeDecodeError as e:
+        raise ArenaError(f"{path}: not UTF-8 text (byte 0x{e.object[e.start]:02x} at offset {e.start}); "
+                         "a schedule is a YAML text file") from None
     return loads(text, str(path))
 
 
 def loads(text: str, file: str = "<schedule>") -> Schedule:
     try:
-        doc = yaml.load(text, Loader=_LineLoader)
+        loader = _LineLoader(text, file)         # reading starts here: it may refuse a character
+        try:
+            doc = loader.get_single_data()
+        finally:
+            loader.dispose()
+    except yaml.reader.ReaderError as e:
+        line = text.count("\n", 0, e.position) + 1
+        raise ArenaError(f"{where(file, line)}character U+{e.character:04X} is not allowed in YAML") from None
     except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        line = mark.line + 1 if mark else None
-        problem = getattr(e, "problem", None) or str(e)
-        raise ArenaError(f"{where(file, line)}malformed YAML: {problem}") from None
+        raise ArenaError(_yaml_fault(e, file)) from None
+    except RecursionError:
+        raise ArenaError(f"{file}: the YAML nests too deeply to read") from None
     return _Reader(file).schedule(doc)
+
+
+def _yaml_fault(e: yaml.YAMLError, file: str) -> str:
+    """One line for a YAML syntax error, at the line that holds the mistake: an unclosed
+    bracket or quote is where it opens, not where the reader noticed."""
+    problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+    mark, context = getattr(e, "problem_mark", None), getattr(e, "context", None)
+    context_mark = getattr(e, "context_mark", None)
+    if context_mark and context and ("flow" in context or "quoted" in context):
+        return (f"{where(file, context_mark.line + 1)}malformed YAML: {context} that starts here: {problem}"
+                + (f" (line {mark.line + 1})" if mark else ""))
+    return f"{where(file, mark.line + 1 if mark else None)}malformed YAML: {problem}"
 
 
 class _Reader:
@@ -128,47 +193,68 @@ class _Reader:
     def schedule(self, doc) -> Schedule:
         if not isinstance(doc, dict):
             raise ArenaError(f"{self.file}: a schedule is a mapping with keys schedule, dims, types, tensors, steps")
-        line = doc.pop("__line__", None)
+        line = doc.get("__line__")
         for key in ("dims", "types", "tensors", "steps"):
             if key not in doc:
                 self.fault(f"missing key '{key}'", line)
-        unknown = set(doc) - {"schedule", "dims", "types", "tensors", "steps"}
+        unknown = set(_plain(doc)) - {"schedule", "dims", "types", "tensors", "steps"}
         if unknown:
-            self.fault(f"unknown key(s) {sorted(unknown)}", line)
+            self.fault(f"unknown key(s) {', '.join(sorted(show(k) for k in unknown))} "
+                       "(known: schedule, dims, types, tensors, steps)", line)
+        for key in ("dims", "types", "tensors"):
+            if key in doc and not isinstance(doc[key], dict):
+                self.fault(f"'{key}' must be a mapping (name: value), not {_kind(doc[key])}", _key_line(doc, key))
         if self.faults:
             raise ArenaError(*self.faults)
-        dims = {str(k): str(v) for k, v in _plain(doc["dims"]).items()}
+        dims = {self.name(k, "dimension", _key_line(doc["dims"], k)): str(v) for k, v in _plain(doc["dims"]).items()}
         types = self.types(doc["types"])
         tensors = self.tensors(doc["tensors"], dims, types)
-        steps = self.steps(doc["steps"], tensors, dims, nested=False)
+        steps = self.steps(doc["steps"], tensors, dims, nested=False, line=_key_line(doc, "steps"))
+        name = self.name(doc.get("schedule", Path(self.file).stem), "schedule", _key_line(doc, "schedule"))
         if self.faults:
             raise ArenaError(*self.faults)
-        return Schedule(str(doc.get("schedule", Path(self.file).stem)), dims, types, tensors, steps, self.file)
+        return Schedule(name, dims, types, tensors, steps, self.file)
+
+    def name(self, key, what: str, line) -> str:
+        """A name from the table as text; one with a control character is a fault, since
+        no output format (GraphML, YAML, a terminal) carries it faithfully."""
+        text = str(key)
+        problem = name_problem(text, what)
+        if problem:
+            self.fault(problem, line)
+        return text
 
     def types(self, node) -> dict[str, str]:
         types = {}
-        for name, elem in _plain(node).items():
+        for key, elem in _plain(node).items():
+            name = self.name(key, "type", _key_line(node, key))
             if elem != ACT and elem not in ELEMENT_BYTES:
-                self.fault(f"type '{name}' has unknown element type '{elem}' "
-                           f"(known: {', '.join(ELEMENT_BYTES)}, or '{ACT}' for the --dtype)", _line(node))
-            types[str(name)] = str(elem)
+                self.fault(f"type '{name}' has unknown element type '{show(elem)}' "
+                           f"(known: {', '.join(ELEMENT_BYTES)}, or '{ACT}' for the --dtype)", _key_line(node, key))
+            types[name] = str(elem)
         return types
 
     def tensors(self, node, dims, types) -> dict[str, TensorDecl]:
         tensors = {}
-        line = _line(node)
-        for name, spec in _plain(node).items():
+        for key, spec in _plain(node).items():
+            line = _key_line(node, key)
+            name = self.name(key, "tensor", line)
             persistent = False
             if isinstance(spec, dict):
-                line = spec.get("__line__", line)
-                persistent = bool(spec.get("persistent", False))
+                unknown = set(_plain(spec)) - {"shape", "persistent"}
+                if unknown:
+                    self.fault(f"unknown key(s) {', '.join(sorted(show(k) for k in unknown))} "
+                               "(a tensor has: shape, persistent)", line, tensor=name)
+                persistent = spec.get("persistent", False)
+                if not isinstance(persistent, bool):
+                    self.fault(f"persistent must be true or false, not '{show(persistent)}'", line, tensor=name)
                 spec = spec.get("shape")
             if name == "graph":
                 self.fault("'graph' names the kernel/graph column and cannot be a tensor", line, tensor=name)
                 continue
-            match = _SHAPE.match(str(spec))
+            match = _SHAPE.match(str(spec)) if isinstance(spec, str) else None
             if not match:
-                self.fault(f"shape '{spec}' is not of the form Type[dim, dim, ...]", line, tensor=name)
+                self.fault(f"shape '{show(spec)}' is not of the form Type[dim, dim, ...]", line, tensor=name)
                 continue
             type_, axes = match.group(1), [a.strip() for a in split_axes(match.group(2))]
             if type_ not in types:
@@ -182,53 +268,67 @@ class _Reader:
                 for dim in sorted(unknown):
                     self.fault(f"unknown dimension '{dim}' in shape '{spec}' (declared dims: {', '.join(dims)})",
                                line, tensor=name)
-            tensors[str(name)] = TensorDecl(str(name), type_, axes, persistent, line)
+            tensors[name] = TensorDecl(name, type_, axes, persistent is True, line)
         return tensors
 
-    def steps(self, node, tensors, dims, nested) -> list:
+    def steps(self, node, tensors, dims, nested, line=None) -> list:
         if not isinstance(node, list):
-            self.fault("'steps' must be a list of rows", _line(node))
+            self.fault(f"'steps' must be a list of rows, not {_kind(node)}", line)
             return []
         rows = []
         for item in node:
             if not isinstance(item, dict):
-                self.fault(f"a step row must be a mapping 'name: {{tensor: symbols}}', not '{item}'")
+                self.fault(f"a step row must be a mapping 'name: {{tensor: symbols}}', not '{show(item)}'", line)
                 continue
-            line = item.pop("__line__", None)
-            if "repeat" in item:
+            line = item.get("__line__")
+            keys = _plain(item)
+            if "repeat" in keys:
                 rows.append(self.repeat(item, line, tensors, dims, nested))
-            elif len(item) != 1:
-                self.fault(f"a step row is one mapping 'name: {{tensor: symbols}}', got keys {sorted(item)}", line)
+            elif len(keys) != 1:
+                self.fault(f"a step row is one mapping 'name: {{tensor: symbols}}', "
+                           f"got keys {', '.join(show(k) for k in keys)}", line)
             else:
-                (name, cells), = item.items()
-                rows.append(self.row(str(name), cells, line, tensors))
+                (name, cells), = keys.items()
+                rows.append(self.row(self.name(name, "step", line), cells, line, tensors))
         return rows
 
     def repeat(self, item, line, tensors, dims, nested) -> Repeat:
-        count = str(item["repeat"])
+        count = show(item["repeat"])
+        unknown = set(_plain(item)) - {"repeat", "steps"}
+        if unknown:
+            self.fault(f"unknown key(s) {', '.join(sorted(show(k) for k in unknown))} "
+                       "(a repeat block has: repeat, steps)", line)
         if nested:
             self.fault("repeat blocks do not nest", line)
-        elif not count.isdigit() and count not in dims:
+        elif not is_count(count) and count not in dims:
             self.fault(f"repeat count '{count}' is neither an integer nor a declared dimension", line)
-        return Repeat(count, self.steps(item.get("steps"), tensors, dims, nested=True), line)
+        return Repeat(count, self.steps(item.get("steps"), tensors, dims, nested=True, line=line), line)
 
     def row(self, name, cells, line, tensors) -> StepRow:
+        if cells is not None and not isinstance(cells, dict):
+            self.fault(f"the cells of a step are a mapping {{tensor: symbols}}, not '{show(cells)}'", line, step=name)
+            return StepRow(name, None, {}, line)
+        lines = (cells or {}).get("__lines__", {})
         cells = _plain(cells if cells is not None else {})
         kind = cells.pop("graph", None)
         if kind not in (None,) + KINDS:
-            self.fault(f"graph column must be 'kernel' or 'graph', not '{kind}'", line, step=name)
+            self.fault(f"graph column must be 'kernel' or 'graph', not '{show(kind)}'", line, step=name)
         clean = {}
-        for tensor, symbols in cells.items():
-            symbols = "" if symbols is None else str(symbols)
+        for key, symbols in cells.items():
+            tensor, cell_line = str(key), lines.get(key, line)
             if tensor not in tensors:
-                self.fault(f"unknown tensor (declared: {', '.join(tensors)})", line, name, tensor)
+                self.fault(f"unknown tensor (declared: {', '.join(tensors)})", cell_line, name, tensor)
                 continue
+            if isinstance(symbols, (dict, list)):
+                self.fault(f"a cell holds symbols such as '+w' or 'rx', not '{show(symbols)}'", cell_line, name, tensor)
+                continue
+            symbols = "" if symbols is None else str(symbols)
             problem = symbol_problem(symbols)
             if problem:
-                self.fault(problem, line, name, tensor)
+                self.fault(problem, cell_line, name, tensor)
                 continue
             if symbols:
-                clean[str(tensor)] = symbols
+                clean[tensor] = symbols
         return StepRow(name, kind, clean, line)
 
 
@@ -263,36 +363,69 @@ def split_axes(text: str) -> list[str]:
     return [a for a in axes if a.strip()]
 
 
+def name_problem(text: str, what: str) -> str | None:
+    """Why `text` cannot name a tensor, step, dimension or buffer, or None: it is empty or
+    holds a control character, which no output format (GraphML, YAML, a terminal) carries."""
+    bad = next((c for c in text if unicodedata.category(c)[0] == "C"), None)
+    if bad is not None:
+        return f"{what} name {ascii(text)} holds a control character (U+{ord(bad):04X})"
+    if not text.strip():
+        return f"{what} name is empty"
+    return None
+
+
+def is_count(text: str) -> bool:
+    """Whether `text` is a non-negative integer written in ASCII digits (what int() and a
+    reader take the same way)."""
+    return re.fullmatch(r"[0-9]+", text, re.ASCII) is not None
+
+
 def _plain(node) -> dict:
+    """A mapping without the line numbers the loader adds."""
     if not isinstance(node, dict):
         return {}
-    return {k: v for k, v in node.items() if k != "__line__"}
+    return {k: v for k, v in node.items() if k not in ("__line__", "__lines__")}
 
 
-def _line(node):
-    return node.get("__line__") if isinstance(node, dict) else None
+def _key_line(node, key):
+    """The line of `key` in a mapping, else of the mapping itself."""
+    if not isinstance(node, dict):
+        return None
+    return node.get("__lines__", {}).get(key, node.get("__line__"))
+
+
+def _kind(value) -> str:
+    return {list: "a list", dict: "a mapping", type(None): "empty"}.get(type(value), f"'{show(value)}'")
 
 
 def to_yaml(schedule: Schedule) -> str:
-    """The YAML text of a schedule, one step row per line (what `arena convert` prints)."""
-    out = [f"schedule: {schedule.name}", "dims:"]
-    out += [f"  {k}: {v}" for k, v in schedule.dims.items()]
+    """The YAML text of a schedule, one step row per line (what `arena convert` prints).
+    Every name goes through YAML's own quoting, so the text reads back as the same table."""
+    q = _scalar
+    out = [f"schedule: {q(schedule.name)}", "dims:"]
+    out += [f"  {q(k)}: {q(v)}" for k, v in schedule.dims.items()]
     out.append("types:")
-    out += [f"  {k}: {v}" for k, v in schedule.types.items()]
+    out += [f"  {q(k)}: {q(v)}" for k, v in schedule.types.items()]
     out.append("tensors:")
     for t in schedule.tensors.values():
-        spec = t.spec()
-        out.append(f"  {t.name}: {{shape: \"{spec}\", persistent: true}}" if t.persistent
-                   else f"  {t.name}: \"{spec}\"")
+        spec = q(t.spec())
+        out.append(f"  {q(t.name)}: {{shape: {spec}, persistent: true}}" if t.persistent else f"  {q(t.name)}: {spec}")
     out.append("steps:")
 
     def row(r: StepRow, indent: str):
-        cells = ([f"graph: {r.kind}"] if r.kind else []) + [f"{k}: {v}" for k, v in r.cells.items()]
-        return f"{indent}- {r.name}: {{{', '.join(cells)}}}"
+        cells = ([f"graph: {r.kind}"] if r.kind else []) + [f"{q(k)}: {q(v)}" for k, v in r.cells.items()]
+        return f"{indent}- {q(r.name)}: {{{', '.join(cells)}}}"
 
     for r in schedule.steps:
         if isinstance(r, Repeat):
-            out += [f"  - repeat: {r.count}", "    steps:"] + [row(s, "      ") for s in r.steps]
+            out += [f"  - repeat: {q(r.count)}", "    steps:"] + [row(s, "      ") for s in r.steps]
         else:
             out.append(row(r, "  "))
     return "\n".join(out) + "\n"
+
+
+def _scalar(text: str) -> str:
+    """`text` as a YAML string inside a flow mapping: plain where YAML reads it back as
+    the same string, quoted where it would not (`*pos`, `1`, `a: b`, `[x]`)."""
+    flow = yaml.safe_dump([str(text)], default_flow_style=True, allow_unicode=True, width=float("inf"))
+    return flow.strip()[1:-1]          # the one item of `[item]`, quoted as a flow context needs

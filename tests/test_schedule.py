@@ -150,9 +150,11 @@ def test_shape_that_is_not_positive(n):
         lifetimes("  - s0: {a: +w}\n", n=n)
 
 
-def test_malformed_yaml_names_the_line():
-    with pytest.raises(ArenaError, match=r"t.yaml:3: malformed YAML"):
-        loads("schedule: t\ndims: {n: a\ntypes: [\n", "t.yaml")
+def test_malformed_yaml_names_the_line_that_holds_the_mistake():
+    with pytest.raises(ArenaError, match=r"t.yaml:2: malformed YAML: while parsing a flow mapping that starts here"):
+        loads("schedule: t\ndims: {n: a\ntypes: [\n", "t.yaml")        # the '{' of line 2 is never closed
+    with pytest.raises(ArenaError, match=r"t.yaml:4: malformed YAML"):
+        loads("schedule: t\ndims:\n  n: a\n d: b\n", "t.yaml")             # line 4 is indented out of place
 
 
 def test_persistent_tensor_is_live_throughout_and_never_created():

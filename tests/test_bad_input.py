@@ -1,0 +1,193 @@
+"""Bad and odd input, one class per case: exit code 2 and one clear line naming the file,
+line, step, tensor or option; never a traceback, a blow-up or a wrong file. Fuzzing the
+YAML and CSV readers: nothing but the project's own error ever comes out of them."""
+import os
+import stat
+import string
+
+import pytest
+import yaml
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+from llama_arena.cli import main
+from planner.csvio import read_problem
+from planner.errors import ArenaError
+from planner.schedule import load, loads, to_yaml
+
+TABLE = """schedule: t
+dims: {n: tokens, d: width}
+types: {Ta: act}
+tensors:
+  a: Ta[n, d]
+steps:
+  - s0: {a: +w}
+  - s1: {a: rx}
+"""
+BOMB = "\n".join(["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"] +
+                 [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]" for i in range(1, 9)]) + "\n"
+MANY_FAULTS = TABLE.replace("  - s0: {a: +w}\n  - s1: {a: rx}\n", "".join(f"  - s{i}: {{a: r}}\n" for i in range(100)))
+
+
+def edit(old, new, text=TABLE):
+    assert old in text
+    return text.replace(old, new)
+
+
+# (file name, its content, the command's arguments after `arena`, a fragment of the message)
+CASES = [
+    # names a user wrote are never read as rich markup
+    ("t.yaml", edit("a: Ta[n, d]", "a: Ta[n, zz]"), ["plan", "t.yaml"], "unknown dimension 'zz' in shape 'Ta[n, zz]'"),
+    # files that are not UTF-8
+    ("t.yaml", b"schedule: t\n\xff\xfe", ["plan", "t.yaml"], "t.yaml: not UTF-8 text (byte 0xff at offset 12)"),
+    ("t.md", b"| tensor | graph | a |\n|\xe9", ["plan", "t.md"], "t.md: not UTF-8 text"),
+    ("t.csv", b"id,lower,upper,size\nb\xe91,0,3,4\n", ["plan", "--csv", "t.csv"], "t.csv: not UTF-8 text"),
+    # arithmetic and integers Python's int() refuses
+    ("t.yaml", edit("a: Ta[n, d]", "a: Ta[d // (n - n)]"), ["plan", "t.yaml"], "'d // (n - n)' divides by zero"),
+    ("t.yaml", edit("  - s0: {a: +w}\n  - s1: {a: rx}\n", "  - repeat: ²\n    steps:\n      - s0: {a: +wx}\n"),
+     ["plan", "t.yaml"], "t.yaml:7: repeat count '²' is neither an integer nor a declared dimension"),
+    ("t.yaml", TABLE, ["plan", "t.yaml", "--time-limit", "nan"], "--time-limit must be a positive number"),
+    # limits on what a small input may ask
+    ("t.yaml", BOMB, ["plan", "t.yaml"], "t.yaml: the YAML expands to more than 100,000 values"),
+    ("t.yaml", "a: " + "[" * 5000 + "]" * 5000 + "\n", ["plan", "t.yaml"], "t.yaml: the YAML nests too deeply"),
+    ("t.yaml", edit("  - s0: {a: +w}\n  - s1: {a: rx}\n", "  - repeat: 1000000000\n    steps:\n      - s0: {a: +wx}\n"),
+     ["plan", "t.yaml"], "unrolls to 1,000,000,000 steps (repeat 1000000000 = 1,000,000,000 at line 7)"),
+    ("t.yaml", TABLE, ["plan", "llama", "--set", "nlayers=1000000000"], "at most 1,000,000 are planned"),
+    # what YAML accepts but a table never means
+    ("t.yaml", edit("d: width}", "d: width, n: again}"), ["plan", "t.yaml"], "t.yaml:2: key 'n' appears twice"),
+    ("t.yaml", edit("a: Ta[n, d]", "a: {shape: 'Ta[n, d]', persistant: true}"), ["plan", "t.yaml"],
+     "t.yaml:5: tensor 'a': unknown key(s) persistant (a tensor has: shape, persistent)"),
+    ("t.yaml", edit("a: Ta[n, d]", "a: {shape: 'Ta[n, d]', persistent: 'false'}"), ["plan", "t.yaml"],
+     "tensor 'a': persistent must be true or false, not 'false'"),
+    ("t.yaml", edit("- s1: {a: rx}", "- s1: 5"), ["plan", "t.yaml"],
+     "t.yaml:8: step 's1': the cells of a step are a mapping"),
+    ("t.yaml", edit("dims: {n: tokens, d: width}", "dims: [n, d]"), ["plan", "t.yaml"],
+     "t.yaml:2: 'dims' must be a mapping (name: value), not a list"),
+    ("t.yaml", edit("a: Ta[n, d]", "a: Ta[n, d]\n  \"b\\x07\": Ta[n]"), ["plan", "t.yaml"],
+     "tensor name 'b\\x07' holds a control character (U+0007)"),
+    ("t.csv", "id,lower,upper,size\nb1,0,3,4,9\n", ["plan", "--csv", "t.csv"], "t.csv:2: 5 fields where the header has 4"),
+    ("t.csv", "id,lower,upper,size\nb1,0,3,٣\n", ["plan", "--csv", "t.csv"], "t.csv:2: expected id,lower,upper,size"),
+    ("t.yaml", TABLE, ["plan", "t.yaml", "--out", ""], "--out: the path is empty"),
+    # messages that name the right place
+    ("t.yaml", edit("types: {Ta: act}", "types: {Ta: act"), ["plan", "t.yaml"],
+     "t.yaml:3: malformed YAML: while parsing a flow mapping that starts here"),
+    ("t.yaml", edit("a: Ta[n, d]", "1: Ta[n, d]").replace("{a: +w}", "{1: r}").replace("{a: rx}", "{1: +w}"),
+     ["plan", "t.yaml"], "t.yaml:7: step 's0': tensor '1': 'r' reads the tensor before it is created"),
+    ("t.yaml", MANY_FAULTS, ["plan", "t.yaml"], "... and 80 more faults"),
+]
+
+
+@pytest.mark.parametrize("name, content, args, message", CASES, ids=[c[3][:40] for c in CASES])
+def test_bad_input_is_one_clear_message_and_exit_2(tmp_path, monkeypatch, capsys, name, content, args, message):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / name).write_bytes(content if isinstance(content, bytes) else content.encode())
+    code = main([*args, "--set", "n=2"] if args[1] != "--csv" else args)
+    out, err = capsys.readouterr()
+    assert code == 2, out + err
+    assert message in " ".join(err.split()), err
+    assert "Traceback" not in err and len(err.splitlines()) <= 21
+
+
+def plan_args(tmp_path, *more):
+    (tmp_path / "t.yaml").write_text(TABLE)
+    return ["plan", str(tmp_path / "t.yaml"), "--set", "n=2", "--set", "d=4", *more]
+
+
+def test_names_with_brackets_print_as_written(tmp_path, capsys):
+    table = edit("a: Ta[n, d]", "a: Ta[n, d]\n  '[/x]': Ta[n]\n  '[red]': Ta[n]").replace(
+        "{a: +w}", "{a: +w, '[/x]': +w, '[red]': +w}")
+    (tmp_path / "t.yaml").write_text(table)
+    assert main(["plan", str(tmp_path / "t.yaml"), "--set", "n=2", "--set", "d=4"]) == 0
+    out = capsys.readouterr().out
+    assert "[/x]#0" in out and "[red]#0" in out
+
+
+def test_out_through_a_symbolic_link_writes_its_target_and_keeps_the_link(tmp_path):
+    target = tmp_path / "plan.json"
+    target.write_text("old")
+    (tmp_path / "link.json").symlink_to(target)
+    assert main(plan_args(tmp_path, "--json", "--out", str(tmp_path / "link.json"))) == 0
+    assert (tmp_path / "link.json").is_symlink() and target.read_text().startswith("{")
+
+
+def test_out_onto_a_fifo_writes_through_it_and_leaves_it_a_fifo(tmp_path):
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)      # a reader, so the write does not block
+    try:
+        assert main(plan_args(tmp_path, "--out", str(fifo))) == 0
+        assert os.read(reader, 1 << 20).startswith(b"{")
+    finally:
+        os.close(reader)
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode)
+
+
+def test_one_unwritable_output_means_no_output_at_all(tmp_path):
+    out, graph = tmp_path / "plan.json", tmp_path / "missing" / "g.graphml"
+    assert main(plan_args(tmp_path, "--out", str(out), "--graph", str(graph))) == 2
+    assert not out.exists()
+
+
+def test_convert_quotes_names_so_the_yaml_reads_back(tmp_path, capsys):
+    table = ("| tensor | graph | *pos | a: b | x |\n|---|---|---|---|---|\n"
+             "| | | Ti (n) | Ta (n, d) | Ta (n) |\n| s0 | kernel | +w | +w | +w |\n| s1 | | rx | rx | rx |\n")
+    (tmp_path / "t.md").write_text(table)
+    assert main(["convert", str(tmp_path / "t.md")]) == 0
+    again = loads(capsys.readouterr().out, "again.yaml")
+    assert list(again.tensors) == ["*pos", "a: b", "x"] and again.steps[0].cells == {"*pos": "+w", "a: b": "+w", "x": "+w"}
+
+
+# Fuzzing: random bytes, and valid files with random edits, through the readers.
+
+VALID_TABLE = (load("schedules/llama-layer.yaml").file, open("schedules/llama-layer.yaml", encoding="utf-8").read())
+VALID_CSV = "id,lower,upper,size\nb1,0,3,4\nb2,3,9,4\nb3,0,9,4\nb4,9,21,4\nb5,0,21,4\n"
+
+
+def mutated(text: str):
+    """`text` with a few characters replaced, inserted or deleted at random places."""
+    alphabet = st.sampled_from(list(string.printable) + ["\x00", "é", "²", "&", "*", "[", "{", "\t"])
+    edits = st.lists(st.tuples(st.integers(0, len(text)), st.integers(0, 2), alphabet), min_size=1, max_size=6)
+
+    def apply(changes):
+        out = text
+        for at, kind, char in changes:
+            at = min(at, len(out))
+            out = out[:at] + char + out[at + 1:] if kind == 0 else out[:at] + char + out[at:] if kind == 1 \
+                else out[:at] + out[at + 1:]
+        return out
+    return edits.map(apply)
+
+
+def only_our_error(call):
+    try:
+        call()
+    except ArenaError:
+        pass
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.one_of(st.binary(max_size=300), mutated(VALID_TABLE[1]).map(str.encode)))
+def test_the_yaml_reader_raises_nothing_but_its_own_error(tmp_path_factory, data):
+    path = tmp_path_factory.mktemp("fuzz") / "t.yaml"
+    path.write_bytes(data)
+    only_our_error(lambda: load(path))
+    only_our_error(lambda: to_yaml(load(path)))
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.one_of(st.binary(max_size=200), mutated(VALID_CSV).map(str.encode)))
+def test_the_csv_reader_raises_nothing_but_its_own_error(tmp_path_factory, data):
+    path = tmp_path_factory.mktemp("fuzz") / "t.csv"
+    path.write_bytes(data)
+    only_our_error(lambda: read_problem(path))
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.text(min_size=1, max_size=12))
+def test_convert_output_carries_any_name_a_table_accepts(name):
+    schedule = loads(TABLE)
+    try:
+        schedule = loads(to_yaml(schedule).replace("  a: ", f"  {yaml.safe_dump([name], default_flow_style=True)[1:-2]}: ", 1)
+                         .replace("{a: ", "{" + yaml.safe_dump([name], default_flow_style=True)[1:-2] + ": "))
+    except ArenaError:
+        return                                     # a name the reader refuses, with a message
+    assert loads(to_yaml(schedule)) == schedule
