@@ -8,22 +8,28 @@ from pathlib import Path
 import torch
 
 from planner.errors import ArenaError
-from planner.models import config_dims
+from planner.models import config_dims, positive
 
-from .weights import ModelConfig
+from .weights import ModelConfig, check_head_size
 
 INDEX = "model.safetensors.index.json"
+# the numbers each supported RoPE scaling reads (executor.model._scaled), and their kinds
+ROPE_NUMBERS = {"linear": {"factor": float},
+                "llama3": {"factor": float, "low_freq_factor": float, "high_freq_factor": float,
+                           "original_max_position_embeddings": int}}
 
 
 class Checkpoint:
     def __init__(self, folder: Path):
         self.path = Path(folder)
-        cfg = _read_json(self.path / "config.json")
-        _check_architecture(self.path / "config.json", cfg)
-        theta, scaling = _rope(cfg)
-        self.config = ModelConfig(**config_dims(self.path / "config.json"), eps=cfg.get("rms_norm_eps", 1e-6),
-                                  rope_theta=theta, rope_scaling=scaling,
-                                  tied=bool(cfg.get("tie_word_embeddings", False)))
+        config = self.path / "config.json"
+        cfg = _read_json(config)
+        _check_architecture(config, cfg)
+        dims = config_dims(config)
+        check_head_size(config, dims["dh"])
+        theta, scaling = _rope(config, cfg)
+        self.config = ModelConfig(**dims, eps=positive(config, "rms_norm_eps", cfg.get("rms_norm_eps", 1e-6), float),
+                                  rope_theta=theta, rope_scaling=scaling, tied=_tied(config, cfg))
         self._open: dict[Path, object] = {}
         self.files = self._weight_map()
 
@@ -49,8 +55,8 @@ class Checkpoint:
         index = self.path / INDEX
         if index.exists():
             weight_map = _read_json(index).get("weight_map")
-            if not isinstance(weight_map, dict):
-                raise ArenaError(f"{index}: no 'weight_map'")
+            if not isinstance(weight_map, dict) or not all(isinstance(f, str) for f in weight_map.values()):
+                raise ArenaError(f"{index}: no 'weight_map' from tensor names to file names")
             files = {name: self.path / file for name, file in weight_map.items()}
             for file in sorted(set(files.values())):
                 if not file.is_file():
@@ -83,9 +89,32 @@ def _check_architecture(path: Path, cfg: dict) -> None:
             raise ArenaError(f"{path}: {key}={cfg[key]!r} is not supported (only {ok!r})")
 
 
-def _rope(cfg: dict) -> tuple[float, dict | None]:
-    """(base, scaling) from transformers 5's rope_parameters or 4's rope_theta + rope_scaling."""
-    params = dict(cfg.get("rope_parameters") or cfg.get("rope_scaling") or {})
-    theta = params.pop("rope_theta", cfg.get("rope_theta", 10000.0))
+def _tied(path: Path, cfg: dict) -> bool:
+    tied = cfg.get("tie_word_embeddings", False)
+    if not isinstance(tied, bool):   # bool("false") is True: a string would silently tie
+        raise ArenaError(f"{path}: tie_word_embeddings is {json.dumps(tied)}; it must be true or false")
+    return tied
+
+
+def _rope(path: Path, cfg: dict) -> tuple[float, dict | None]:
+    """(base, scaling) from transformers 5's rope_parameters or 4's rope_theta + rope_scaling,
+    each number checked here: the RoPE tables are built only after the weights are loaded."""
+    key = "rope_parameters" if cfg.get("rope_parameters") else "rope_scaling"
+    params = cfg.get(key) or {}
+    if not isinstance(params, dict):
+        raise ArenaError(f"{path}: {key} is {json.dumps(params)[:40]}; it must be a JSON object")
+    params = dict(params)
+    theta_key = f"{key}.rope_theta" if "rope_theta" in params else "rope_theta"
+    theta = positive(path, theta_key, params.pop("rope_theta", cfg.get("rope_theta", 10000.0)), float)
     kind = params.get("rope_type", params.get("type", "default"))
-    return float(theta), None if kind == "default" else {**params, "rope_type": kind}
+    if kind == "default":
+        return theta, None
+    if not isinstance(kind, str) or kind not in ROPE_NUMBERS:
+        raise ArenaError(f"{path}: {key}: RoPE scaling {json.dumps(kind)} is not supported "
+                         f"(default, {', '.join(ROPE_NUMBERS)})")
+    for name, kind_of in ROPE_NUMBERS[kind].items():
+        params[name] = positive(path, f"{key}.{name}", params.get(name), kind_of)
+    if kind == "llama3" and params["high_freq_factor"] <= params["low_freq_factor"]:
+        raise ArenaError(f"{path}: {key}: high_freq_factor ({params['high_freq_factor']}) must be above "
+                         f"low_freq_factor ({params['low_freq_factor']})")
+    return theta, {**params, "rope_type": kind}

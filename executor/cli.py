@@ -7,11 +7,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 
 from planner.errors import ArenaError
+from planner.output import check_target
 
 DEFAULT_DTYPE = {"cpu": "f32", "cuda": "bf16"}
+SEEDS = (-2**63, 2**64 - 1)   # what torch.Generator.manual_seed takes
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -57,6 +60,9 @@ def run(args) -> int:
     from .weights import DTYPES
 
     sampler = _sampler(args, Sampler)
+    _check_lengths(args)
+    if args.trace:
+        check_target(args.trace, "--trace")   # before the run, not after it
     device = _device(args.device, torch)
     dtype = args.dtype or DEFAULT_DTYPE[device.type]
     source = resolve(args.model)
@@ -87,13 +93,24 @@ def run(args) -> int:
 
 
 def _sampler(args, Sampler):
-    if args.temperature < 0:
-        raise ArenaError(f"--temperature: must be 0 (greedy) or more, not {args.temperature}")
+    # argparse's float() takes 'nan' and 'inf', which torch would meet mid-run
+    if not 0 <= args.temperature < math.inf:
+        raise ArenaError(f"--temperature: must be a finite number, 0 (greedy) or more, not {args.temperature}")
     if args.top_k < 0:
         raise ArenaError(f"--top-k: must be 0 (off) or more, not {args.top_k}")
     if not 0 < args.top_p <= 1:
         raise ArenaError(f"--top-p: must be in (0, 1], not {args.top_p}")
+    if args.seed is not None and not SEEDS[0] <= args.seed <= SEEDS[1]:
+        raise ArenaError(f"--seed: must fit in 64 bits ({SEEDS[0]} to {SEEDS[1]}), not {args.seed}")
     return Sampler(args.temperature, args.top_k, args.top_p, args.seed)
+
+
+def _check_lengths(args) -> None:
+    """The token counts that need no model; _nctx compares them with the model's context."""
+    if args.max_new_tokens < 1:
+        raise ArenaError(f"--max-new-tokens: must be at least 1, not {args.max_new_tokens}")
+    if args.nctx is not None and args.nctx < 1:
+        raise ArenaError(f"--nctx: must be at least 1, not {args.nctx}")
 
 
 def _device(name: str, torch):
@@ -108,8 +125,8 @@ def _nctx(args, prompt_len: int, model_nctx: int) -> int:
             raise ArenaError(f"--max-new-tokens: the prompt ({prompt_len} tokens) plus {args.max_new_tokens} "
                              f"new tokens exceed the model's context of {model_nctx} positions")
         return prompt_len + args.max_new_tokens
-    if args.nctx < 1:
-        raise ArenaError(f"--nctx: must be at least 1, not {args.nctx}")
+    if args.nctx > model_nctx:   # positions past it are untrained, and the cache grows with them
+        raise ArenaError(f"--nctx {args.nctx}: more than the model's context of {model_nctx} positions")
     return args.nctx
 
 
@@ -120,9 +137,10 @@ def _load(file, dtype, device):
 
     from .weights import assemble
     steps = file.config.nlayers + 2
-    columns = [TextColumn("loading {task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-               TimeElapsedColumn()]
-    with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
+    # the description is the file's name: plain text, never markup
+    columns = [TextColumn("loading {task.description}", markup=False), BarColumn(),
+               TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn()]
+    with Progress(*columns, console=Console(stderr=True, markup=False), transient=True) as bar:
         task = bar.add_task(file.path.name, total=steps)
         return assemble(file, dtype, device, advance=lambda: bar.advance(task))
 

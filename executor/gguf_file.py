@@ -15,11 +15,9 @@ import numpy as np
 import torch
 
 from planner.errors import ArenaError
-from planner.models import gguf_dims
+from planner.models import gguf_dims, gguf_meta, positive
 
-from .weights import ModelConfig
-
-_MISSING = object()
+from .weights import ModelConfig, check_head_size
 
 # transformers name -> GGUF name, for the tensors outside the layers
 GLOBAL_NAMES = {
@@ -63,14 +61,13 @@ class GGUFFile:
         self._check_tensors()
         self.config = self._config()
 
-    def meta(self, key: str, default=_MISSING):
+    def meta(self, key: str, *default):
         """The metadata value under `key`; an ArenaError when it is missing and no default is given."""
-        field = self.reader.fields.get(key)
-        if field is None:
-            if default is _MISSING:
-                raise ArenaError(f"{self.path}: GGUF metadata lacks '{key}'")
-            return default
-        return field.contents()
+        return gguf_meta(self.reader, self.path, key, *default)
+
+    def number(self, key: str, *default: float) -> float:
+        """The positive number under `key` (or `default`), an ArenaError when it is anything else."""
+        return positive(self.path, key, self.meta(key, *default), float)
 
     def has(self, name: str) -> bool:
         return self._gguf_name(name) in self.tensors
@@ -84,10 +81,10 @@ class GGUFFile:
         # F32 tensors come back as read-only views of the memory map: those alone are copied
         w = np.require(dequantize(t.data, t.tensor_type), dtype=np.float32, requirements=["W"])
         w = torch.from_numpy(w).reshape(tuple(int(s) for s in reversed(t.shape)))  # GGUF lists dims innermost first
-        if name.endswith("q_proj.weight"):
-            w = unpermute(w, self.config.nh)
-        elif name.endswith("k_proj.weight"):
-            w = unpermute(w, self.config.nkvh)
+        if name.endswith(("q_proj.weight", "k_proj.weight")):
+            heads = self.config.nh if name.endswith("q_proj.weight") else self.config.nkvh
+            if w.shape[0] == heads * self.config.dh:   # else the caller's shape check names the tensor
+                w = unpermute(w, heads)
         return w
 
     def _gguf_name(self, name: str) -> str:
@@ -112,11 +109,12 @@ class GGUFFile:
         rotated = self.meta("llama.rope.dimension_count", dims["dh"])
         if rotated != dims["dh"]:
             raise ArenaError(f"{self.path}: RoPE over {rotated} of {dims['dh']} head dimensions is not supported")
+        check_head_size(self.path, dims["dh"])
         if "token_embd.weight" not in self.tensors:   # the planner may do without it, a forward pass cannot
             raise ArenaError(f"{self.path}: the file has no tensor 'token_embd.weight'")
         return ModelConfig(
-            **dims, eps=self.meta("llama.attention.layer_norm_rms_epsilon", 1e-5),
-            rope_theta=self.meta("llama.rope.freq_base", 10000.0), rope_scaling=self._rope_scaling(),
+            **dims, eps=self.number("llama.attention.layer_norm_rms_epsilon", 1e-5),
+            rope_theta=self.number("llama.rope.freq_base", 10000.0), rope_scaling=self._rope_scaling(),
             tied="output.weight" not in self.tensors)
 
     def _rope_scaling(self) -> dict | None:
@@ -124,7 +122,7 @@ class GGUFFile:
         if kind == "none":
             return None   # Llama 3's scaling, when present, is the rope_freqs tensor
         if kind == "linear":
-            return {"rope_type": "linear", "factor": self.meta("llama.rope.scaling.factor")}
+            return {"rope_type": "linear", "factor": self.number("llama.rope.scaling.factor")}
         raise ArenaError(f"{self.path}: RoPE scaling '{kind}' is not supported (none, linear)")
 
 

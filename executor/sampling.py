@@ -28,7 +28,11 @@ class Sampler:
             # max's indices are argmax's (the first maximum), and faster on bf16 CPU tensors
             out.copy_(torch.max(logits, dim=-1).indices)
             return
-        scores = logits.float() / self.temperature
+        # any positive temperature works: in float64 none rounds to 0 (float32 loses those below
+        # 1e-45), and with the likeliest score shifted to 0 a tiny one sends the others to -inf,
+        # where dividing the raw scores gives inf and softmax nan
+        scores = logits.double()
+        scores = (scores - scores.amax(-1, keepdim=True)) / self.temperature
         if self.top_k > 0:
             kth = torch.topk(scores, min(self.top_k, scores.shape[-1])).values[..., -1:]
             scores.masked_fill_(scores < kth, float("-inf"))

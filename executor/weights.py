@@ -38,6 +38,12 @@ class ModelConfig:
                     nlayers=self.nlayers, vocab=self.vocab, nctx=self.nctx)
 
 
+def check_head_size(path, dh: int) -> None:
+    """RoPE turns the two halves of each head against each other: an odd head size has no halves."""
+    if dh % 2:
+        raise ArenaError(f"{path}: the head size is {dh}; RoPE needs an even one")
+
+
 class TensorFile(Protocol):
     """What a reader offers: its config and float tensors by transformers name, layout included."""
     path: object
@@ -110,7 +116,7 @@ def assemble(file: TensorFile, dtype: torch.dtype, device: torch.device,
             w_down=operand(put(get(p + "mlp.down_proj.weight", c.d, c.di)))))
         advance()
     output_norm = put(get("model.norm.weight", c.d))
-    rope_factors = file.get("rope_freqs.weight").float().to(device) if file.has("rope_freqs.weight") else None
+    rope_factors = get("rope_freqs.weight", c.dh // 2).float().to(device) if file.has("rope_freqs.weight") else None
     advance()
     weights = Weights(c, embedding, layers, output_norm, output, rope_factors)
     weights.nbytes = _storage_bytes(weights)

@@ -1,11 +1,14 @@
 """Model dimensions for binding a schedule: presets, Hugging Face config.json, GGUF metadata.
 
 The names are the schedule's: d (hidden size), nh / nkvh (query / key-value heads),
-dh (head size), di (FFN width), nlayers, vocab, nctx (context length).
+dh (head size), di (FFN width), nlayers, vocab, nctx (context length). Both file formats
+go through one check (`_checked`), which the executor's readers rely on as well.
 """
 from __future__ import annotations
 
 import json
+import re
+import sys
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -22,6 +25,17 @@ PRESETS: dict[str, dict[str, int]] = {
     "llama-2-7b": dict(d=4096, nh=32, nkvh=32, dh=128, di=11008, nlayers=32, vocab=32000, nctx=4096),
     "llama-3-8b": dict(d=4096, nh=32, nkvh=8, dh=128, di=14336, nlayers=32, vocab=128256, nctx=8192),
 }
+DIMS = ("d", "nh", "nkvh", "dh", "di", "nlayers", "vocab", "nctx")
+OPTIONAL = {"nkvh", "dh", "nctx"}   # nkvh defaults to nh, dh to d / nh, nctx to DEFAULT_NCTX
+DEFAULT_NCTX = 2048
+CONFIG_KEYS = dict(d="hidden_size", nh="num_attention_heads", nkvh="num_key_value_heads", dh="head_dim",
+                   di="intermediate_size", nlayers="num_hidden_layers", vocab="vocab_size",
+                   nctx="max_position_embeddings")
+GGUF_KEYS = dict(d="llama.embedding_length", nh="llama.attention.head_count",
+                 nkvh="llama.attention.head_count_kv", dh="llama.attention.key_length",
+                 di="llama.feed_forward_length", nlayers="llama.block_count", nctx="llama.context_length")
+_SET = re.compile(r"\s*([^=]*?)\s*=\s*(-?[0-9]+)\s*", re.ASCII)   # ASCII: int() never sees '٣' or '²'
+_SET_DIGITS = 18   # any value below 10**18 fits the 64-bit integers the placers compute with
 
 _REQUIRED = object()
 
@@ -45,51 +59,92 @@ def model_dims(model: str | None) -> dict[str, int]:
 def config_dims(path: Path) -> dict[str, int]:
     try:
         cfg = json.loads(path.read_text())
-        nh = cfg["num_attention_heads"]
-        return dict(d=cfg["hidden_size"], nh=nh, nkvh=cfg.get("num_key_value_heads") or nh,
-                    dh=cfg.get("head_dim") or cfg["hidden_size"] // nh, di=cfg["intermediate_size"],
-                    nlayers=cfg["num_hidden_layers"], vocab=cfg["vocab_size"],
-                    nctx=cfg.get("max_position_embeddings", 2048))
     except (OSError, ValueError) as e:
         raise ArenaError(f"{path}: not a readable config.json ({e})") from None
-    except KeyError as e:
-        raise ArenaError(f"{path}: config.json lacks {e}") from None
+    if not isinstance(cfg, dict):
+        raise ArenaError(f"{path}: config.json is not a JSON object")
+    for dim, key in CONFIG_KEYS.items():
+        if dim not in OPTIONAL and key not in cfg:
+            raise ArenaError(f"{path}: config.json lacks '{key}'")
+    # transformers reads null as absent for the optional keys (num_key_value_heads: null is MHA)
+    return _checked(path, {dim: (key, cfg[key]) for dim, key in CONFIG_KEYS.items()
+                           if key in cfg and not (dim in OPTIONAL and cfg[key] is None)})
 
 
 def gguf_dims(reader: GGUFReader, path: Path) -> dict[str, int]:
     """The dimensions of a llama GGUF file, from its metadata and its token embedding."""
-    meta = partial(_gguf_meta, reader, path)
+    meta = partial(gguf_meta, reader, path)
     arch = meta("general.architecture")
     if arch != "llama":
         raise ArenaError(f"{path}: architecture '{arch}' is not supported (only llama)")
-    d, nh = meta("llama.embedding_length"), meta("llama.attention.head_count")
-    return dict(d=d, nh=nh, nkvh=meta("llama.attention.head_count_kv", nh),
-                dh=meta("llama.attention.key_length", d // nh), di=meta("llama.feed_forward_length"),
-                nlayers=meta("llama.block_count"), vocab=_gguf_vocab(reader, path),
-                nctx=meta("llama.context_length", 2048))
+    found = {dim: (key, meta(key)) for dim, key in GGUF_KEYS.items() if dim not in OPTIONAL or key in reader.fields}
+    return _checked(path, {**found, "vocab": _gguf_vocab(reader, path)})
 
 
-def _gguf_vocab(reader: GGUFReader, path: Path) -> int:
-    # the embedding's rows are the vocabulary the model computes with (the metadata may count
-    # fewer when the embedding is padded); the metadata serves files without the tensor
+def _checked(path: Path, found: dict[str, tuple[str, object]]) -> dict[str, int]:
+    """The dims of `found` ({dim: (the key it was read under, its value)}) once each is a positive
+    integer and the heads fit together, the optional ones absent from `found` filled in."""
+    dims = {dim: positive(path, key, value, int) for dim, (key, value) in found.items()}
+    key = {dim: k for dim, (k, _) in found.items()}
+    dims.setdefault("nkvh", dims["nh"])
+    dims.setdefault("nctx", DEFAULT_NCTX)
+    if dims["nh"] % dims["nkvh"]:
+        raise ArenaError(f"{path}: {key['nh']} ({dims['nh']}) is not a multiple of {key['nkvh']} "
+                         f"({dims['nkvh']}): grouped-query attention gives each key-value head "
+                         f"the same number of query heads")
+    if "dh" not in dims:
+        if dims["d"] % dims["nh"]:
+            raise ArenaError(f"{path}: {key['d']} ({dims['d']}) is not a multiple of {key['nh']} "
+                             f"({dims['nh']}), and the file gives no head size")
+        dims["dh"] = dims["d"] // dims["nh"]
+    return {dim: dims[dim] for dim in DIMS}
+
+
+def positive(path: Path, key: str, value, kind: type = int):
+    """`value` once it is a positive int (kind int: 576.0 is not one) or a positive finite number
+    (kind float: an int will do); never a bool, which JSON and GGUF keep apart from numbers."""
+    if kind is int:
+        ok = isinstance(value, int) and not isinstance(value, bool) and value > 0
+    else:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value <= sys.float_info.max
+    if not ok:
+        wanted = "a positive integer" if kind is int else "a positive number"
+        raise ArenaError(f"{path}: {key} is {_shown(value)}; it must be {wanted}")
+    return kind(value)
+
+
+def _shown(value) -> str:
+    """`value` as the file writes it (null, "576", 576.0), cut short when it is long."""
+    text = json.dumps(value, default=repr)
+    return text if len(text) <= 40 else text[:39] + "…"
+
+
+def _gguf_vocab(reader: GGUFReader, path: Path) -> tuple[str, object]:
+    """(where it comes from, the vocabulary size). The embedding's rows are the vocabulary the
+    model computes with (the metadata may count fewer when the embedding is padded); the metadata
+    serves files without the tensor."""
     embedding = next((t for t in reader.tensors if t.name == "token_embd.weight"), None)
     if embedding is not None:
-        return int(embedding.shape[-1])   # (d, vocab), innermost first
+        return "the rows of token_embd.weight", int(embedding.shape[-1])   # (d, vocab), innermost first
     if "llama.vocab_size" in reader.fields:
-        return _gguf_meta(reader, path, "llama.vocab_size")
+        return "llama.vocab_size", gguf_meta(reader, path, "llama.vocab_size")
     tokens = reader.fields.get("tokenizer.ggml.tokens")
     if tokens is None:
         raise ArenaError(f"{path}: GGUF metadata lacks 'tokenizer.ggml.tokens'")
-    return len(tokens.data)   # the list's length only: decoding its strings is slow
+    return "the length of tokenizer.ggml.tokens", len(tokens.data)   # decoding its strings is slow
 
 
-def _gguf_meta(reader: GGUFReader, path: Path, key: str, default=_REQUIRED):
+def gguf_meta(reader: GGUFReader, path: Path, key: str, default=_REQUIRED):
+    """The metadata value under `key`; an ArenaError when it is missing and no default is given."""
     field = reader.fields.get(key)
-    if field is not None:
+    if field is None:
+        if default is _REQUIRED:
+            raise ArenaError(f"{path}: GGUF metadata lacks '{key}'")
+        return default
+    try:
         return field.contents()
-    if default is _REQUIRED:
-        raise ArenaError(f"{path}: GGUF metadata lacks '{key}'")
-    return default
+    except UnicodeDecodeError:
+        raise ArenaError(f"{path}: GGUF metadata '{key}' is not valid UTF-8") from None
 
 
 def _read_gguf(path: Path) -> GGUFReader:
@@ -104,8 +159,11 @@ def parse_sets(items: list[str]) -> dict[str, int]:
     """--set n=512 --set nctx=4096 -> {"n": 512, "nctx": 4096}"""
     dims = {}
     for item in items or []:
-        name, _, value = item.partition("=")
-        if not name.strip() or not value.strip().lstrip("-").isdigit():
+        match = _SET.fullmatch(item)
+        if not match or not match[1]:
             raise ArenaError(f"--set {item}: expected NAME=INTEGER, e.g. --set n=512")
-        dims[name.strip()] = int(value)
+        name, value = match[1], match[2]
+        if len(value.lstrip("-")) > _SET_DIGITS:
+            raise ArenaError(f"--set {item}: too large, {_SET_DIGITS} digits at most")
+        dims[name] = int(value)
     return dims

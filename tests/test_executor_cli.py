@@ -76,14 +76,35 @@ def test_trace_has_one_call_per_forward(folder, tmp_path, capsys):
 
 @pytest.mark.parametrize("argv, message", [
     (["--model", "/no/such/model.gguf"], "--model /no/such/model.gguf: no such file or folder"),
-    (["--temperature", "-1"], "--temperature"),
-    (["--top-p", "0"], "--top-p"),
-    (["--top-k", "-2"], "--top-k"),
+    (["--temperature", "-1"], "--temperature: must be a finite number, 0 (greedy) or more, not -1.0"),
+    (["--temperature", "nan"], "--temperature: must be a finite number, 0 (greedy) or more, not nan"),
+    (["--temperature", "inf"], "--temperature: must be a finite number, 0 (greedy) or more, not inf"),
+    (["--top-p", "0"], "--top-p: must be in (0, 1], not 0.0"),
+    (["--top-p", "nan"], "--top-p: must be in (0, 1], not nan"),
+    (["--top-p", "inf"], "--top-p: must be in (0, 1], not inf"),
+    (["--top-k", "-2"], "--top-k: must be 0 (off) or more, not -2"),
+    (["--seed", str(2**64)], f"--seed: must fit in 64 bits (-{2**63} to {2**64 - 1}), not {2**64}"),
+    (["--max-new-tokens", "0"], "--max-new-tokens: must be at least 1, not 0"),
+    (["--nctx", "-5"], "--nctx: must be at least 1, not -5"),
+    (["--trace", "/no/such/dir/t.json"], "--trace /no/such/dir/t.json: the folder /no/such/dir does not exist"),
 ])
-def test_bad_model_or_sampling_option_is_exit_2(argv, message, capsys):
+def test_bad_option_is_exit_2_before_any_model_is_read(argv, message, capsys):
+    """The options come first: these fail the same with a model or without one."""
     assert main(["run", "--prompt", "hi", *argv]) == 2
-    err = capsys.readouterr().err
+    err = " ".join(capsys.readouterr().err.split())
     assert message in err and "Traceback" not in err
+
+
+def test_nctx_beyond_the_models_context_is_exit_2(folder, capsys):
+    assert main(["run", "--model", str(folder), "--prompt", "w5", "--nctx", "100000000"]) == 2
+    assert "--nctx 100000000: more than the model's context of 64 positions" in capsys.readouterr().err
+
+
+def test_a_tiny_temperature_samples_the_greedy_tokens(folder, capsys):
+    run = ["--model", str(folder), "--prompt", "w5 w9", "--ignore-eos", "--max-new-tokens", "6"]
+    greedy = run_json(capsys, *run)["tokens"]
+    for temperature in ("1e-30", "1e-300", "5e-324"):   # below float32's range: no inf - inf in softmax
+        assert run_json(capsys, *run, "--temperature", temperature, "--seed", "1")["tokens"] == greedy
 
 
 def test_prompt_longer_than_nctx_is_exit_2(folder, capsys):
@@ -109,6 +130,40 @@ def test_unsupported_architecture_in_config_is_exit_2(folder, tmp_path, capsys):
     (other / "config.json").write_text(json.dumps({**config, "model_type": "gpt2"}))
     assert main(["run", "--model", str(other), "--prompt", "hi"]) == 2
     assert "architecture 'gpt2' is not supported" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (dict(num_attention_heads=0), "num_attention_heads is 0; it must be a positive integer"),
+    (dict(hidden_size=64.0), "hidden_size is 64.0; it must be a positive integer"),
+    (dict(num_key_value_heads=3), "num_attention_heads (4) is not a multiple of num_key_value_heads (3)"),
+    (dict(head_dim=15), "the head size is 15; RoPE needs an even one"),
+    (dict(rms_norm_eps="1e-5"), 'rms_norm_eps is "1e-5"; it must be a positive number'),
+    (dict(rms_norm_eps=-1e-5), "rms_norm_eps is -1e-05; it must be a positive number"),
+    (dict(tie_word_embeddings="false"), 'tie_word_embeddings is "false"; it must be true or false'),
+    (dict(rope_parameters={"rope_theta": None}), "rope_parameters.rope_theta is null; it must be a positive number"),
+    (dict(rope_parameters=None, rope_theta="1e4"), 'rope_theta is "1e4"; it must be a positive number'),
+    (dict(rope_parameters=None, rope_scaling="linear"), 'rope_scaling is "linear"; it must be a JSON object'),
+    (dict(rope_parameters={"rope_type": "linear"}), "rope_parameters.factor is null; it must be a positive number"),
+    (dict(rope_parameters={"rope_type": "linear", "factor": "2"}), 'rope_parameters.factor is "2"'),
+    (dict(rope_parameters={"rope_type": "yarn", "factor": 2.0}),
+     'rope_parameters: RoPE scaling "yarn" is not supported (default, linear, llama3)'),
+    (dict(rope_parameters={"rope_type": ["linear"]}), 'rope_parameters: RoPE scaling ["linear"] is not supported'),
+    (dict(rope_parameters={"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 4.0, "high_freq_factor": 1.0,
+                           "original_max_position_embeddings": 8192}),
+     "rope_parameters: high_freq_factor (1.0) must be above low_freq_factor (4.0)"),
+    (dict(rope_parameters={"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+                           "original_max_position_embeddings": 8192.0}),
+     "rope_parameters.original_max_position_embeddings is 8192.0; it must be a positive integer"),
+], ids=lambda v: json.dumps(v)[:50] if isinstance(v, dict) else None)
+def test_bad_config_value_is_exit_2_naming_key_and_value(folder, tmp_path, overrides, message, capsys):
+    """Every number the forward pass reads from config.json is checked before a weight is loaded."""
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    config = json.loads((folder / "config.json").read_text())
+    (bad / "config.json").write_text(json.dumps({**config, **overrides}))
+    assert main(["run", "--model", str(bad), "--prompt", "w5"]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert f"config.json: {message}" in err and "Traceback" not in err
 
 
 def test_default_model_missing_says_how_to_install(monkeypatch, capsys):

@@ -1,5 +1,7 @@
 """GGUF reading: every supported tensor type dequantized as the gguf package does, the Q/K
 permutation undone, and clear errors for files we cannot run."""
+import re
+
 import gguf
 import numpy as np
 import pytest
@@ -7,6 +9,7 @@ import torch
 from gguf import GGMLQuantizationType as Q
 
 from executor.gguf_file import GGUFFile
+from llama_arena.cli import main
 from planner.errors import ArenaError
 from planner.models import model_dims
 
@@ -21,6 +24,10 @@ def checkpoint(tiny_folder):
     return tiny_folder("mha-untied")   # sizes are multiples of 32
 
 
+# how a metadata value of each Python type is written (an int as uint32, as converters write dims)
+ADD = {int: "add_uint32", float: "add_float32", str: "add_string", bool: "add_bool", list: "add_array"}
+
+
 def minimal_gguf(path, arch="llama", extra=None, drop=(), embedding=True, tokens=None, **more):
     """Llama metadata (and the `more` keys), a token embedding of 8 rows unless `embedding` is
     false, a token list, and the `extra` tensors {name: (array, raw type or None)}."""
@@ -29,7 +36,7 @@ def minimal_gguf(path, arch="llama", extra=None, drop=(), embedding=True, tokens
             "attention.head_count": 4, "context_length": 64, **more}
     for key, value in meta.items():
         if key not in drop:
-            w.add_uint32(f"{arch}.{key}", value)
+            getattr(w, ADD[type(value)])(f"{arch}.{key}", value)
     if tokens:
         w.add_token_list(tokens)
     if embedding:
@@ -112,6 +119,50 @@ def test_gguf_without_vocabulary_is_named(tmp_path):
 def test_unsupported_architecture_is_named(tmp_path):
     with pytest.raises(ArenaError, match="architecture 'gpt2' is not supported"):
         GGUFFile(minimal_gguf(tmp_path / "a.gguf", arch="gpt2"))
+
+
+DIMS_FAULTS = [
+    ({"attention.head_count": 0}, "llama.attention.head_count is 0; it must be a positive integer"),
+    ({"attention.head_count": 3}, "llama.embedding_length (256) is not a multiple of llama.attention.head_count (3), "
+                                  "and the file gives no head size"),
+    ({"attention.head_count_kv": 3}, "llama.attention.head_count (4) is not a multiple of "
+                                     "llama.attention.head_count_kv (3)"),
+    ({"attention.head_count_kv": 0}, "llama.attention.head_count_kv is 0; it must be a positive integer"),
+    ({"embedding_length": 256.0}, "llama.embedding_length is 256.0; it must be a positive integer"),
+    ({"feed_forward_length": "256"}, 'llama.feed_forward_length is "256"; it must be a positive integer'),
+    ({"block_count": True}, "llama.block_count is true; it must be a positive integer"),
+    ({"attention.head_count": [4, 4]}, "llama.attention.head_count is [4, 4]; it must be a positive integer"),
+    ({"attention.key_length": 0}, "llama.attention.key_length is 0; it must be a positive integer"),
+    ({"context_length": 0}, "llama.context_length is 0; it must be a positive integer"),
+]
+RUN_FAULTS = [   # what only a forward pass needs
+    ({"attention.key_length": 63, "rope.dimension_count": 63}, "the head size is 63; RoPE needs an even one"),
+    ({"attention.layer_norm_rms_epsilon": "1e-5"},
+     'llama.attention.layer_norm_rms_epsilon is "1e-5"; it must be a positive number'),
+    ({"rope.freq_base": 0.0}, "llama.rope.freq_base is 0.0; it must be a positive number"),
+    ({"rope.freq_base": float("inf")}, "llama.rope.freq_base is Infinity; it must be a positive number"),
+    ({"rope.scaling.type": "linear"}, "GGUF metadata lacks 'llama.rope.scaling.factor'"),
+    ({"rope.scaling.type": "linear", "rope.scaling.factor": "2"},
+     'llama.rope.scaling.factor is "2"; it must be a positive number'),
+]
+
+
+def metadata_id(value):
+    return ",".join(f"{k}={v}" for k, v in value.items()) if isinstance(value, dict) else None
+
+
+@pytest.mark.parametrize("more, message", DIMS_FAULTS + RUN_FAULTS, ids=metadata_id)
+def test_bad_metadata_is_exit_2_naming_key_and_value(tmp_path, capsys, more, message):
+    path = minimal_gguf(tmp_path / "bad.gguf", **more)
+    assert main(["run", "--model", str(path), "--prompt", "hi"]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert f"bad.gguf: {message}" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("more, message", DIMS_FAULTS, ids=metadata_id)
+def test_the_planner_refuses_the_same_dims(tmp_path, more, message):
+    with pytest.raises(ArenaError, match=re.escape(message)):
+        model_dims(str(minimal_gguf(tmp_path / "bad.gguf", **more)))
 
 
 def test_missing_metadata_is_named(tmp_path):

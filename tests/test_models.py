@@ -1,0 +1,83 @@
+"""Model dimensions from config.json and --set: every dim a positive integer, the heads fitting
+together, and one clear line (exit 2) naming the file, key and value when they do not."""
+import json
+
+import pytest
+
+from llama_arena.cli import main
+from planner.errors import ArenaError
+from planner.models import config_dims, parse_sets
+
+SMOLLM2 = dict(hidden_size=576, num_attention_heads=9, num_key_value_heads=3, intermediate_size=1536,
+               num_hidden_layers=30, vocab_size=49152, max_position_embeddings=8192)
+DROP = object()   # an override that removes the key
+
+
+def write_config(tmp_path, **overrides):
+    cfg = {**SMOLLM2, **overrides}
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps({k: v for k, v in cfg.items() if v is not DROP}))
+    return path
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (dict(hidden_size=576.0), "config.json: hidden_size is 576.0; it must be a positive integer"),
+    (dict(hidden_size="576"), 'config.json: hidden_size is "576"; it must be a positive integer'),
+    (dict(hidden_size=None), "config.json: hidden_size is null; it must be a positive integer"),
+    (dict(hidden_size=True), "config.json: hidden_size is true; it must be a positive integer"),
+    (dict(num_attention_heads=0), "config.json: num_attention_heads is 0; it must be a positive integer"),
+    (dict(num_attention_heads=[9]), "config.json: num_attention_heads is [9]; it must be a positive integer"),
+    (dict(num_key_value_heads=0), "config.json: num_key_value_heads is 0; it must be a positive integer"),
+    (dict(head_dim=-64), "config.json: head_dim is -64; it must be a positive integer"),
+    (dict(intermediate_size={"a": 1}), 'config.json: intermediate_size is {"a": 1}; it must be a positive integer'),
+    (dict(num_hidden_layers=30.5), "config.json: num_hidden_layers is 30.5; it must be a positive integer"),
+    (dict(vocab_size=-1), "config.json: vocab_size is -1; it must be a positive integer"),
+    (dict(max_position_embeddings="8k"), 'config.json: max_position_embeddings is "8k"; it must be a positive'),
+    (dict(num_key_value_heads=4),
+     "config.json: num_attention_heads (9) is not a multiple of num_key_value_heads (4)"),
+    (dict(num_key_value_heads=18), "num_attention_heads (9) is not a multiple of num_key_value_heads (18)"),
+    (dict(num_attention_heads=7, num_key_value_heads=DROP),
+     "config.json: hidden_size (576) is not a multiple of num_attention_heads (7), and the file gives no head size"),
+    (dict(intermediate_size=DROP), "config.json lacks 'intermediate_size'"),
+], ids=lambda v: json.dumps(v, default=str)[:40] if isinstance(v, dict) else None)
+def test_bad_config_json_is_one_line_naming_key_and_value(tmp_path, capsys, overrides, message):
+    cfg = write_config(tmp_path, **overrides)
+    assert main(["plan", "llama", "--model", str(cfg), "--set", "n=5"]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert message in err and "Traceback" not in err
+
+
+def test_a_config_json_that_is_not_an_object_is_named(tmp_path):
+    path = tmp_path / "config.json"
+    path.write_text("[576, 9]")
+    with pytest.raises(ArenaError, match="config.json is not a JSON object"):
+        config_dims(path)
+
+
+@pytest.mark.parametrize("overrides, dims", [
+    # null is absent for the optional keys, as transformers reads it
+    (dict(num_key_value_heads=None, head_dim=None, max_position_embeddings=None), dict(nkvh=9, dh=64, nctx=2048)),
+    # a head size given makes any hidden size fit the heads
+    (dict(num_attention_heads=7, num_key_value_heads=1, head_dim=80), dict(nh=7, nkvh=1, dh=80)),
+])
+def test_optional_keys_default_and_come_back_as_ints(tmp_path, overrides, dims):
+    got = config_dims(write_config(tmp_path, **overrides))
+    assert {k: got[k] for k in dims} == dims
+    assert all(type(v) is int for v in got.values())
+
+
+@pytest.mark.parametrize("item", ["n=--5", "n=²", "n=٣", "n=1.5", "n=1_000", "n=", "=5", "n", "n=5=6", "n=0x10"])
+def test_set_takes_ascii_integers_only(item, capsys):
+    assert main(["plan", "llama", "--set", item]) == 2
+    err = capsys.readouterr().err
+    assert f"--set {item}: expected NAME=INTEGER, e.g. --set n=512" in err and "Traceback" not in err
+
+
+def test_set_refuses_a_number_too_long_for_the_placers(capsys):
+    item = "n=" + "9" * 5000   # int() itself refuses numbers this long
+    assert main(["plan", "llama", "--set", item]) == 2
+    assert "too large, 18 digits at most" in capsys.readouterr().err
+
+
+def test_set_parses_signs_and_spaces():
+    assert parse_sets([" n = 7 ", "d=-3", "nctx=0512"]) == {"n": 7, "d": -3, "nctx": 512}
