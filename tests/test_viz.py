@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from rich.console import Console
 
+from llama_arena.cli import main
 from planner.errors import ArenaError
 from planner.options import plan_from_args
 from planner.plan import Buffer, place
@@ -255,13 +256,63 @@ def test_viz_prints_the_terminal_view_without_file_options(capsys):
 @pytest.mark.parametrize("option", ["--png", "--svg", "--html", "--trace"])
 def test_an_unwritable_path_is_a_clear_error_and_leaves_no_file(tmp_path, option):
     missing = tmp_path / "no-such-dir" / "out"
-    with pytest.raises(ArenaError, match=f"{option} .*cannot write there"):
+    with pytest.raises(ArenaError, match=f"{option} .*out: the folder .*no-such-dir does not exist"):
         cli.run(args("llama-layer", "--set", "n=7", option, str(missing)))
     target = tmp_path / "a-dir"
     target.mkdir()
-    with pytest.raises(ArenaError, match="cannot write there"):
+    with pytest.raises(ArenaError, match=f"{option} .*a-dir: is a folder, not a file"):
         cli.run(args("llama-layer", "--set", "n=7", option, str(target)))
     assert [p.name for p in tmp_path.iterdir()] == ["a-dir"] and not list(target.iterdir())
+
+
+@pytest.mark.parametrize("good, bad, path, message", [
+    ("--png", "--svg", "missing/a.svg", "--svg missing/a.svg: the folder"),
+    ("--svg", "--png", "missing/a.png", "--png missing/a.png: the folder"),
+    ("--trace", "--html", "", "--html: the path is empty"),
+    ("--png", "--trace", ".", "--trace .: is a folder, not a file"),
+    ("--png", "--svg", "a.png", "--svg a.png: the same file as --png"),
+])
+def test_one_bad_output_path_writes_no_file_at_all(tmp_path, monkeypatch, capsys, good, bad, path, message):
+    """Every path is checked before anything is drawn: a good --png does not outlive a bad --svg."""
+    monkeypatch.chdir(tmp_path)
+    assert main(["viz", "llama-layer", "--set", "n=7", good, "a.png", bad, path]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert message in err and "Traceback" not in err
+    assert list(tmp_path.iterdir()) == []
+
+
+MARKUP_SCHEDULE = """\
+schedule: "[bold]odd[/]"
+dims:
+  n: tokens
+  d: width
+types:
+  Ta: act
+tensors:
+  "[/x]": "Ta[n, d]"
+  "[red]": "Ta[n, d]"
+  ":x:": "Ta[n, d]"
+steps:
+  - "[b]make": {"[/x]": +w, ":x:": +w}
+  - "[/]use": {"[/x]": rx, "[red]": +w}
+  - "end": {"[red]": rx, ":x:": rx}
+"""
+
+
+def test_names_that_look_like_markup_are_shown_as_written(tmp_path, capsys):
+    """Rich reads '[red]' as a style and '[/x]' as a broken closing tag: the view shows them literally."""
+    path = tmp_path / "markup.yaml"
+    path.write_text(MARKUP_SCHEDULE)
+    assert main(["viz", str(path), "--set", "n=2", "--set", "d=4", "--width", "120"]) == 0
+    out = capsys.readouterr().out
+    header = next(line for line in out.splitlines() if "[/x]" in line and "[red]" in line)
+    assert header.split()[:5] == ["#", "step", "[/x]", ":x:", "[red]"]
+    for text in ("lifetime table of [bold]odd[/]", "[b]make", "[/]use", "[/x]#0", "[red]#0", ":x:#0",
+                 "[/x] f32[2,4]", "[red] f32[2,4]"):
+        assert text in out
+    # the terminal view alone, on a console that reads markup, shows them as well
+    lifetimes, plan = plan_from_args(args(str(path), "--set", "n=2", "--set", "d=4"))
+    assert "[red]" in "\n".join(screen(plan, lifetimes))
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -272,6 +323,9 @@ def test_an_unwritable_path_is_a_clear_error_and_leaves_no_file(tmp_path, option
     (["llama-layer", "--set", "n=7", "--width", "5"], "--width 5"),
     (["llama-layer"], "dimension 'n'"),
     (["no-such-schedule.yaml", "--set", "n=7"], "no-such-schedule.yaml"),
+    (["llama", "--set", "n=7", "--layers", "٣"], "--layers '٣': expected a layer or a range"),
+    (["llama", "--set", "n=7", "--layers", "9" * 5000], "expected a layer or a range"),
+    (["llama", "--set", "n=7", "--layers", ""], "--layers '': expected a layer or a range"),
 ])
 def test_bad_input_is_an_arena_error(argv, message):
     with pytest.raises(ArenaError, match=re.escape(message)):

@@ -7,7 +7,7 @@ from rich.console import Console
 
 from planner.errors import ArenaError
 from planner.options import add_plan_inputs, plan_from_args
-from planner.output import write_atomic
+from planner.output import check_target, write_atomic
 
 from . import terminal, trace
 
@@ -28,30 +28,44 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    layers = parse_layers(args.layers) if args.layers else None
+    layers = parse_layers(args.layers) if args.layers is not None else None
     if args.width is not None and args.width < 20:
         raise ArenaError(f"--width {args.width}: draw for at least 20 columns")
+    files = output_files(args)
     lifetimes, plan = plan_from_args(args)
     keep = terminal.shown_layers(lifetimes, layers)
-    files = {"--png": args.png, "--svg": args.svg, "--html": args.html, "--trace": args.trace}
-    if not any(files.values()):
-        terminal.render(Console(width=args.width), plan, lifetimes, keep)
+    if not files:
+        terminal.render(Console(width=args.width, markup=False), plan, lifetimes, keep)
         return 0
-    if args.png or args.svg or args.html:
+    if files.keys() - {"--trace"}:
         from . import picture   # matplotlib loads only when a picture is asked for
         for option, draw in (("--png", picture.png), ("--svg", picture.svg), ("--html", picture.html)):
-            if files[option]:
+            if option in files:
                 write_atomic(files[option], draw(plan), option)
-    if args.trace:
-        write_atomic(args.trace, trace.plan_trace(plan), "--trace")
+    if "--trace" in files:
+        write_atomic(files["--trace"], trace.plan_trace(plan), "--trace")
     for option, path in files.items():
-        if path:
-            print(f"wrote {path} ({option[2:]})")
+        print(f"wrote {path} ({option[2:]})")
     return 0
 
 
+def output_files(args) -> dict[str, str]:
+    """{option: path} of the files asked for, each checked before any is drawn or written,
+    so that one bad path leaves no file at all."""
+    files = {option: path for option, path in (("--png", args.png), ("--svg", args.svg), ("--html", args.html),
+                                                ("--trace", args.trace)) if path is not None}
+    seen = {}
+    for option, path in files.items():
+        target = check_target(path, option)
+        if target in seen:
+            raise ArenaError(f"{option} {path}: the same file as {seen[target]}; one would overwrite the other")
+        seen[target] = option
+    return files
+
+
 def parse_layers(text: str) -> range:
-    m = re.fullmatch(r"\s*(\d+)\s*(?:-\s*(\d+)\s*)?", text)
+    # ASCII digits, few enough for int(): '٣' and a 5000-digit number are no layer
+    m = re.fullmatch(r"\s*([0-9]{1,9})\s*(?:-\s*([0-9]{1,9})\s*)?", text, re.ASCII)
     if not m or (m[2] and int(m[2]) < int(m[1])):
         raise ArenaError(f"--layers '{text}': expected a layer or a range such as 0-1")
     return range(int(m[1]), int(m[2] or m[1]) + 1)

@@ -109,15 +109,17 @@ def lifetime_table(plan: Plan, rows: list[Row], top: int, width: int) -> Table:
     headers = _headers(names, width - _fixed_width(rows, kinds, bool(plan.steps)))
     title = (f"lifetime table of {plan.schedule} ({len(plan.steps)} steps)" if plan.steps
              else f"lifetime table of the CSV problem ({len(rows)} sections of time)")
-    caption = None if headers else f"{len(names)} tensors do not fit in {width} columns: see the arena map"
-    table = Table(title=title, caption=caption, box=box.SIMPLE_HEAD, padding=0)
+    caption = None if headers else Text(f"{len(names)} tensors do not fit in {width} columns: see the arena map",
+                                        style="table.caption")
+    # names are the user's: rich reads a plain string as markup ('[red]') and emoji codes (':x:'), a Text never
+    table = Table(title=Text(title, style="table.title"), caption=caption, box=box.SIMPLE_HEAD, padding=0)
     if plan.steps:
         table.add_column("#", justify="right", style="dim", no_wrap=True)
     table.add_column("step" if plan.steps else "time", no_wrap=True)
     if kinds:
         table.add_column("graph", no_wrap=True)
     for header in headers or []:
-        table.add_column(header, justify="center", no_wrap=True, min_width=_header_width(header) + 2)
+        table.add_column(Text(header), justify="center", no_wrap=True, min_width=_header_width(header) + 2)
     table.add_column("live bytes", justify="right", no_wrap=True)
     for r in rows:
         peak = r.live == top and top > 0
