@@ -1,14 +1,16 @@
 """Seeded instance families of the placement problem, shared by the benchmark and the tests.
 
-Each is a proxy: random lifetimes (spread, dense), a computation graph's table, and
-rectangles cut by guillotine cuts, whose optimum is known. None is a production model's
-allocation problem; docs/measurements.md says what that leaves out.
+Each is a proxy: random lifetimes (spread, dense), a computation graph's table,
+rectangles cut by guillotine cuts, whose optimum is known, and production-like packings
+filled by an allocator's sweep (`production`). None is a production model's allocation
+problem; docs/measurements.md says what that leaves out.
 """
 from __future__ import annotations
 
 import random
 
-from planner.place import Block
+from planner.place import Block, lower_bound
+from planner.place.problem import components
 
 ALIGN = 256
 
@@ -76,3 +78,147 @@ def table(n: int, seed: int) -> list[Block]:
 def aligned(blocks: list[Block]) -> list[Block]:
     """The blocks with sizes in units of ALIGN bytes."""
     return [Block(b.first, b.last, b.size * ALIGN) for b in blocks]
+
+
+KIB = 1024
+UNITS = 1024        # the production capacity in KiB: 1 MiB, as in minimalloc's production set
+
+
+def production(n: int, seed: int, slack: float = 0.0) -> tuple[list[Block], list[int], int]:
+    """(blocks, a plan of them within the capacity, the capacity): `n` buffers packed by
+    an allocator's sweep over time (`_Fill`), sizes and times in multiples of 1 KiB. With
+    no slack the capacity is the peak live bytes; with slack, every size is scaled down
+    until the peak is that fraction below the capacity (the plan still fits)."""
+    rng = random.Random(seed)
+    while True:
+        packing = _Fill(n, rng).run()
+        if not _has_cut(packing):
+            break
+    if slack:
+        packing = _shrunk(packing, slack)
+    blocks = [Block(f * KIB, (l + 1) * KIB - 1, s * KIB) for f, l, _, s in packing]
+    return blocks, [o * KIB for _, _, o, _ in packing], UNITS * KIB
+
+
+class _Fill:
+    """A sweep over time that allocates buffers in the free bytes of a capacity-by-time
+    rectangle as a program's allocator would, into holes left by buffers that ended, not
+    by cuts: whole-span buffers at the bottom, a few large ones (the largest 60-85% of the
+    capacity) booked ahead (buffers under them end before they start), and the rest
+    heavy-tailed in size, born a few a step, more while more than `loose` bytes are free.
+    Lifetimes: a third end within three steps, most are exponential with a mean of a tenth
+    of the horizon, one in twenty lives a quarter of it or more."""
+
+    def __init__(self, n: int, rng: random.Random):
+        self.n, self.rng = n, rng
+        self.per_step = rng.uniform(1.5, 4)
+        self.horizon = n / self.per_step
+        self.loose = rng.uniform(0.05, 0.2) * UNITS
+        self.made: list[list[int]] = []         # [first, last, offset, size]; last may shrink
+        self.live: list[list[int]] = []
+        self.booked: list[list[int]] = []       # large buffers not started yet
+        self.base = 0                           # the top of the whole-span buffers
+
+    def run(self) -> list[tuple[int, int, int, int]]:
+        for _ in range(self.rng.randint(1, 3)):
+            self._make([0, 1 << 30, self.base, self.rng.randint(4, 40)])
+            self.base = self.made[-1][2] + self.made[-1][3]
+        large = sorted(self.rng.sample(range(self.n // 5, 4 * self.n // 5), self.rng.randint(3, 6)))
+        shares = [self.rng.uniform(0.60, 0.85)] + [self.rng.uniform(0.1, 0.45) for _ in large[1:]]
+        t = 0
+        while len(self.made) < self.n:
+            self.live = [p for p in self.live if p[1] >= t]
+            while large and len(self.made) >= large[0]:
+                large.pop(0)
+                self._book(t, int(UNITS * shares.pop(0)))
+            for p in [p for p in self.booked if p[0] == t]:
+                self.booked.remove(p)
+                if len(self.made) < self.n:
+                    self._make(p)
+            self._fill(t)
+            t += 1
+        end = max(p[0] for p in self.made)
+        return [(f, min(l, end), o, s) for f, l, o, s in self.made]
+
+    def _make(self, p: list[int]) -> None:
+        self.made.append(p)
+        self.live.append(p)
+
+    def _book(self, t: int, size: int) -> None:
+        """Book a large buffer to start in 1-3 steps, unless it would meet one booked."""
+        rng = self.rng
+        o, start = rng.randrange(self.base, UNITS - size + 1), t + rng.randint(1, 3)
+        p = [start, start + rng.randint(0, max(1, int(self.horizon * 0.1))), o, size]
+        if any(_meet(p, q) for q in self.booked):
+            return
+        for q in self.live:
+            if q[2] < o + size and o < q[2] + q[3] and q[1] >= start:
+                q[1] = start - 1           # shortening a lifetime never breaks a packing
+        self.booked.append(p)
+
+    def _fill(self, t: int) -> None:
+        """Buffers born at t: a few, then more while more than `loose` bytes are free (none
+        at t = 0 and at one step in ten, so the peak is the capacity)."""
+        count = int(self.per_step) + (self.rng.random() < self.per_step % 1)
+        loose = 0 if t == 0 or self.rng.random() < 0.1 else self.loose
+        while len(self.made) < self.n:
+            holes = _holes(self.live)
+            if not holes or count <= 0 and sum(hi - lo for lo, hi in holes) <= loose:
+                return
+            count -= 1
+            self._make(self._buffer(t, *self.rng.choices(holes, [hi - lo for lo, hi in holes])[0]))
+
+    def _buffer(self, t: int, lo: int, hi: int) -> list[int]:
+        """A buffer born at t at the bottom or the top of the hole [lo, hi)."""
+        rng = self.rng
+        size = max(1, min(hi - lo, int(2 ** rng.uniform(0, 8.5))))
+        if hi - lo - size < 4:
+            size = hi - lo              # no sliver left behind
+        o = hi - size if rng.random() < 0.5 else lo
+        r = rng.random()
+        life = (rng.randint(1, 3) if r < 0.3 else int(rng.expovariate(10 / self.horizon)) + 1 if r < 0.95
+                else rng.randint(int(self.horizon) // 4, int(self.horizon) + 1))
+        last = t + life - 1
+        for q in self.booked:
+            if q[2] < o + size and o < q[2] + q[3]:
+                last = min(last, q[0] - 1)
+        return [t, last, o, size]
+
+
+def _meet(p: list[int], q: list[int]) -> bool:
+    """Whether two packed buffers share a step and a byte."""
+    return p[0] <= q[1] and q[0] <= p[1] and p[2] < q[2] + q[3] and q[2] < p[2] + p[3]
+
+
+def _holes(live: list[list[int]]) -> list[tuple[int, int]]:
+    """The free byte ranges [lo, hi) among the live buffers."""
+    holes, top = [], 0
+    for lo, hi in sorted((p[2], p[2] + p[3]) for p in live):
+        if lo > top:
+            holes.append((top, lo))
+        top = max(top, hi)
+    return holes + [(top, UNITS)] * (top < UNITS)
+
+
+def _has_cut(packing: list[tuple[int, int, int, int]]) -> bool:
+    """Whether the packing, above its whole-span buffers, can be cut across bytes at
+    some offset no buffer crosses, or across time where no buffer crosses (then its
+    layers or time slices would be easier problems than the whole)."""
+    end = max(p[1] for p in packing)
+    rest = [p for p in packing if (p[0], p[1]) != (0, end)]
+    base = min(p[2] for p in rest)
+    crossed = [False] * (UNITS + 1)
+    for _, _, o, s in rest:
+        crossed[o + 1:o + s] = [True] * (s - 1)
+    return not all(crossed[base + 1:UNITS]) or len(components([Block(f, l, s) for f, l, _, s in rest])) > 1
+
+
+def _shrunk(packing: list[tuple[int, int, int, int]], slack: float) -> list[tuple[int, int, int, int]]:
+    """The packing with every size scaled down (in whole KiB, at least one) until the
+    peak live bytes are at most the capacity / (1 + slack)."""
+    scale = 1.0
+    while True:
+        shrunk = [(f, l, o, max(1, int(s * scale))) for f, l, o, s in packing]
+        if lower_bound([Block(f, l, s) for f, l, _, s in shrunk]) * (1 + slack) <= UNITS:
+            return shrunk
+        scale -= 0.002

@@ -2,10 +2,11 @@
 
     python benchmarks/plan_bench.py            # the full table (tens of minutes)
     python benchmarks/plan_bench.py --quick    # a CI-sized run
+    python benchmarks/plan_bench.py --only prod    # the production-like family alone
 
 Each cell is `mean arena/reference (worst) · proven optimal/instances · mean (max) seconds`.
-The reference is the optimum where it is known by construction (cut-*, readme), else
-the lower bound (max live bytes). Every plan goes through `planner.plan.place`, hence
+The reference is the optimum where it is known by construction (cut-*, readme, prod-N
+without slack), else the lower bound (max live bytes). Every plan goes through `planner.plan.place`, hence
 through the independent checker; times are of that call and so include the check.
 """
 from __future__ import annotations
@@ -20,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.families import ALIGN, README, aligned, cut, dense, spread, table  # noqa: E402
+from benchmarks.families import ALIGN, README, aligned, cut, dense, production, spread, table  # noqa: E402
 from planner.lifetimes import bind  # noqa: E402
 from planner.models import PRESETS  # noqa: E402
 from planner.place import Block  # noqa: E402
@@ -50,6 +51,12 @@ def instances(quick: bool) -> list[Instance]:
         out += [Instance(f"dense-{n}", dense(n, s)) for s in seeds]
     for n in ([150, 300] if quick else [150, 300, 500, 1000]):
         out += [Instance(f"cut-{n}", aligned(cut(n, s, max(2, n // 4), 4096)), 4096 * ALIGN) for s in seeds]
+    for n in ([150] if quick else [150, 300, 450]):
+        for slack in (0, 0.02, 0.06):
+            family = f"prod-{n}" + (f"-slack{round(100 * slack)}" if slack else "")
+            for seed in range(3 if quick else 20):
+                blocks, _, capacity = production(n, seed, slack)
+                out.append(Instance(family, blocks, None if slack else capacity))
     for n in ([1000, 10_000] if quick else [1000, 10_000, 100_000]):
         out.append(Instance(f"table-{n}", table(n, 0)))
     return out

@@ -1,0 +1,48 @@
+"""The production-like family: a known plan at the capacity, the traits it is built to
+have, and no cut that would make it easier than the whole."""
+import pytest
+
+from benchmarks.families import KIB, production
+from planner.check import check
+from planner.place import lower_bound
+from planner.place.problem import components, whole_span
+
+from instances import names
+
+
+@pytest.mark.parametrize("n, seed", [(150, 0), (150, 7), (300, 3), (450, 1)])
+def test_known_plan_fits_at_the_peak(n, seed):
+    blocks, offsets, capacity = production(n, seed)
+    assert len(blocks) == n and capacity == 1024 * KIB
+    check(names(blocks), blocks, offsets, capacity, KIB)
+    assert lower_bound(blocks) == capacity
+    assert all(b.size % KIB == 0 and b.first % KIB == 0 and (b.last + 1) % KIB == 0 for b in blocks)
+
+
+@pytest.mark.parametrize("slack", [0.02, 0.06])
+def test_slack_lowers_the_peak_and_keeps_the_plan(slack):
+    tight, _, _ = production(150, 4)
+    blocks, offsets, capacity = production(150, 4, slack)
+    check(names(blocks), blocks, offsets, capacity, KIB)
+    assert 1 + slack <= capacity / lower_bound(blocks) < 1 + slack + 0.01
+    assert [(b.first, b.last) for b in blocks] == [(b.first, b.last) for b in tight]
+
+
+def test_sizes_are_heavy_tailed_and_lifetimes_of_every_length():
+    blocks, _, capacity = production(300, 5)
+    sizes = sorted(b.size for b in blocks)
+    assert sizes[0] == KIB and 0.6 <= sizes[-1] / capacity <= 0.85 and sizes[len(sizes) // 2] < capacity / 50
+    horizon = max(b.last for b in blocks) + 1
+    lives = sorted((b.last - b.first + 1) / horizon for b in blocks)
+    assert 0.02 <= lives[len(lives) // 2] <= 0.25 and lives[-1] == 1 and lives[0] < 0.02
+
+
+def test_the_known_plan_has_no_cut_across_bytes_or_time():
+    for seed in range(5):
+        blocks, offsets, capacity = production(150, seed)
+        whole = set(whole_span(blocks))
+        rest = [k for k in range(len(blocks)) if k not in whole]
+        assert len(components([blocks[k] for k in rest])) == 1
+        base = min(offsets[k] for k in rest)
+        crossed = {y for k in rest for y in range(offsets[k] + KIB, offsets[k] + blocks[k].size, KIB)}
+        assert crossed == set(range(base + KIB, capacity, KIB))
