@@ -4,7 +4,9 @@
     python benchmarks/plan_bench.py --quick    # a CI-sized run
     python benchmarks/plan_bench.py --only prod    # the production-like family alone
 
-Each cell is `mean arena/reference (worst) · proven optimal/instances · mean (max) seconds`.
+Each cell is `mean arena/reference (worst) · proven optimal/instances · mean (max) seconds`;
+where a family has a capacity (prod-*), the last column is `auto --capacity`: `plans
+within it/instances · median (max) seconds`.
 The reference is the optimum where it is known by construction (cut-*, readme, prod-N
 without slack), else the lower bound (max live bytes). Every plan goes through `planner.plan.place`, hence
 through the independent checker; times are of that call and so include the check.
@@ -23,12 +25,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.families import ALIGN, README, aligned, cut, dense, production, spread, table  # noqa: E402
 from planner.lifetimes import bind  # noqa: E402
+from planner.errors import CapacityMissed  # noqa: E402
 from planner.models import PRESETS  # noqa: E402
 from planner.place import Block  # noqa: E402
 from planner.plan import CHOICES, Buffer, place, plan_lifetimes  # noqa: E402
 from planner.schedule import load  # noqa: E402
 
 STRATEGIES = ["naive", "greedy-size", "best-fit", "skyline", "layered", "auto", "exact"]
+FIT = "auto --capacity"
 assert set(STRATEGIES) == set(CHOICES)
 
 
@@ -38,6 +42,7 @@ class Instance:
     blocks: list[Block] | None                    # None for a schedule
     optimum: int | None = None                    # known by construction
     schedule: tuple[str, int] | None = None       # (preset, n) of schedules/llama.yaml
+    capacity: int | None = None                   # a plan is known to fit within it
 
 
 def instances(quick: bool) -> list[Instance]:
@@ -56,7 +61,7 @@ def instances(quick: bool) -> list[Instance]:
             family = f"prod-{n}" + (f"-slack{round(100 * slack)}" if slack else "")
             for seed in range(3 if quick else 20):
                 blocks, _, capacity = production(n, seed, slack)
-                out.append(Instance(family, blocks, None if slack else capacity))
+                out.append(Instance(family, blocks, None if slack else capacity, capacity=capacity))
     for n in ([1000, 10_000] if quick else [1000, 10_000, 100_000]):
         out.append(Instance(f"table-{n}", table(n, 0)))
     return out
@@ -75,6 +80,25 @@ def run(inst: Instance, strategy: str, time_limit: float):
     seconds = time.perf_counter() - start
     reference = inst.optimum or plan.lower_bound
     return plan.arena / reference, plan.optimal, seconds, plan.arena
+
+
+def decide(inst: Instance, time_limit: float):
+    """(a plan within the capacity was found, seconds), by `auto --capacity`."""
+    start = time.perf_counter()
+    buffers = [Buffer(f"b{i}", "b", f, l, s, None) for i, (f, l, s) in enumerate(inst.blocks)]
+    try:
+        place(buffers, "auto", 1, [], time_limit, inst.capacity)
+        fits = True
+    except CapacityMissed:
+        fits = False
+    return fits, time.perf_counter() - start
+
+
+def fit_cell(results) -> str:
+    if not results:
+        return ""
+    fits, seconds = zip(*results)
+    return f"{sum(fits)}/{len(fits)} · {statistics.median(seconds):.2f} ({max(seconds):.2f})s"
 
 
 def cell(results) -> str:
@@ -100,17 +124,20 @@ def main(argv=None) -> None:
     for inst in instances(args.quick):
         if args.only is not None and not inst.family.startswith(tuple(args.only)):
             continue
-        row = rows.setdefault(inst.family, {s: [] for s in STRATEGIES})
+        row = rows.setdefault(inst.family, {s: [] for s in STRATEGIES + [FIT]})
         for strategy in STRATEGIES:
             row[strategy].append(run(inst, strategy, time_limit))
-        print(f"  {inst.family}: " + " | ".join(f"{s} {row[s][-1][0]:.3f}" for s in STRATEGIES),
-              file=sys.stderr, flush=True)
-    print(f"time limit {time_limit:g} s; cells: mean arena/reference (worst) · proven optimal · mean (max) time\n")
-    print("| family | instances | " + " | ".join(STRATEGIES) + " |")
-    print("|---|---|" + "---|" * len(STRATEGIES))
+        if inst.capacity is not None:
+            row[FIT].append(decide(inst, time_limit))
+        print(f"  {inst.family}: " + " | ".join(f"{s} {row[s][-1][0]:.3f}" for s in STRATEGIES) +
+              (f" | fits {row[FIT][-1][0]} in {row[FIT][-1][1]:.2f}s" if row[FIT] else ""), file=sys.stderr, flush=True)
+    print(f"time limit {time_limit:g} s; cells: mean arena/reference (worst) · proven optimal · mean (max) time; "
+          f"{FIT}: within the capacity · median (max) time\n")
+    print("| family | instances | " + " | ".join(STRATEGIES + [FIT]) + " |")
+    print("|---|---|" + "---|" * (len(STRATEGIES) + 1))
     for family, row in rows.items():
         count = len(row[STRATEGIES[0]])
-        print(f"| {family} | {count} | " + " | ".join(cell(row[s]) for s in STRATEGIES) + " |")
+        print(f"| {family} | {count} | " + " | ".join(cell(row[s]) for s in STRATEGIES) + f" | {fit_cell(row[FIT])} |")
     if args.arenas:
         arenas = {family: {s: [r[3] for r in row[s]] for s in STRATEGIES} for family, row in rows.items()}
         Path(args.arenas).write_text(json.dumps(arenas, indent=1) + "\n")

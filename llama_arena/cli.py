@@ -9,7 +9,7 @@ from rich.text import Text
 from executor import cli as run_cli
 from planner import cli as plan_cli
 from planner.check import PlanInvalid
-from planner.errors import ArenaError
+from planner.errors import ArenaError, CapacityMissed
 from viz import cli as viz_cli
 
 from . import __version__
@@ -31,6 +31,9 @@ def main(argv=None) -> int:
             err.print(Text.assemble(("arena: error: ", "bold red"),
                                     f"... and {len(e.faults) - SHOWN_FAULTS} more faults"))
         return 2
+    except CapacityMissed as e:
+        err.print(Text.assemble(("arena: ", "bold red"), str(e)))
+        return 3
     except PlanInvalid as e:   # a planner bug, never the user's input: say so plainly
         err.print(Text.assemble(("arena: internal error, the plan failed its check: ", "bold red"), str(e)))
         return 1

@@ -1,4 +1,5 @@
-"""The one exception the CLI turns into a clear message and exit code 2."""
+"""The exceptions the CLI turns into a clear message: a fault in the input (exit code 2), and
+a capacity no plan was found within (exit code 3)."""
 
 
 class ArenaError(Exception):
@@ -7,6 +8,21 @@ class ArenaError(Exception):
     def __init__(self, *faults: str):
         self.faults = list(faults)
         super().__init__("\n".join(self.faults))
+
+
+class CapacityMissed(Exception):
+    """No plan within `capacity` bytes: proven impossible when `bound` (the least arena any
+    plan can have) is above it, else only not found within the time limit."""
+
+    def __init__(self, capacity: int, bound: int, best: int, searched: str):
+        """`searched` says how plans were looked for, e.g. 'in 10 s' or 'by skyline'."""
+        self.capacity, self.bound, self.best = capacity, bound, best
+        self.proven = bound > capacity
+        super().__init__(
+            f"no plan fits in {capacity:,} bytes: proven impossible, every plan needs at least {bound:,}"
+            if self.proven else
+            f"no plan within {capacity:,} bytes found {searched}, and none proven impossible "
+            f"(the best plan found needs {best:,} bytes)")
 
 
 def where(file=None, line=None, step=None, tensor=None) -> str:

@@ -31,23 +31,29 @@ def add_plan_inputs(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--strategy", choices=CHOICES, default="auto", help="offset assignment (default auto)")
     parser.add_argument("--time-limit", type=float, default=10.0, metavar="S",
                         help="seconds a searching strategy may take (default 10)")
+    parser.add_argument("--capacity", type=int, default=None, metavar="BYTES",
+                        help="find a plan within this many bytes, the first one found, instead of the "
+                             "least arena; exit code 3 if none is found")
 
 
 def plan_from_args(args) -> tuple[Lifetimes | None, Plan]:
     """The plan the options ask for; Lifetimes too when it comes from a schedule."""
     if not math.isfinite(args.time_limit) or args.time_limit <= 0:
         raise ArenaError(f"--time-limit must be a positive number of seconds, not {args.time_limit:g}")
+    if args.capacity is not None and args.capacity <= 0:
+        raise ArenaError(f"--capacity must be a positive number of bytes, not {args.capacity}")
     if args.csv and args.schedule:
         raise ArenaError("give a SCHEDULE or --csv PROBLEM.csv, not both")
     if args.csv:
         align = 1 if args.align is None else args.align
-        return None, place(csvio.read_problem(args.csv, align), args.strategy, align, [], args.time_limit)
+        return None, place(csvio.read_problem(args.csv, align), args.strategy, align, [], args.time_limit,
+                           args.capacity)
     if not args.schedule:
         raise ArenaError("say what to plan: a SCHEDULE (e.g. schedules/llama.yaml) or --csv PROBLEM.csv")
     lifetimes = bind(load_schedule(args.schedule), {**model_dims(args.model), **parse_sets(args.set)},
                      args.dtype, DEFAULT_ALIGN if args.align is None else args.align)
     _check_sets(args, lifetimes)
-    return lifetimes, plan_lifetimes(lifetimes, args.strategy, args.time_limit)
+    return lifetimes, plan_lifetimes(lifetimes, args.strategy, args.time_limit, args.capacity)
 
 
 def load_schedule(name: str) -> schedule.Schedule:

@@ -11,9 +11,9 @@ import json
 from dataclasses import dataclass, field
 
 from .check import check
-from .errors import ArenaError
+from .errors import ArenaError, CapacityMissed
 from .lifetimes import Lifetimes
-from .place import CHOICES, Block, assign, extent, lower_bound
+from .place import CHOICES, HEURISTICS, Block, assign, extent, lower_bound
 
 
 @dataclass
@@ -60,16 +60,19 @@ class Plan:
         return [b for b in self.buffers if b.memory == "device"]
 
 
-def plan_lifetimes(lifetimes: Lifetimes, strategy: str = "auto", time_limit: float = 10.0) -> Plan:
+def plan_lifetimes(lifetimes: Lifetimes, strategy: str = "auto", time_limit: float = 10.0,
+                   capacity: int | None = None) -> Plan:
     buffers = [Buffer(i.name, i.tensor, i.first, i.last, i.size, None, i.memory, i.shape, i.dtype,
                       i.nbytes, i.persistent) for i in lifetimes.instances]
-    plan = place(buffers, strategy, lifetimes.align, [s.name for s in lifetimes.steps], time_limit)
+    plan = place(buffers, strategy, lifetimes.align, [s.name for s in lifetimes.steps], time_limit, capacity)
     return dataclasses.replace(plan, schedule=lifetimes.schedule, dims=dict(lifetimes.dims))
 
 
-def place(buffers: list[Buffer], strategy: str, align: int, steps: list[str], time_limit: float = 10.0) -> Plan:
+def place(buffers: list[Buffer], strategy: str, align: int, steps: list[str], time_limit: float = 10.0,
+          capacity: int | None = None) -> Plan:
     """A checked Plan of `buffers` (whose offsets are ignored): every device buffer gets an
-    offset by `strategy`; `time_limit` (seconds) bounds the search of strategies that search."""
+    offset by `strategy`; `time_limit` (seconds) bounds the search of strategies that search.
+    With `capacity` (bytes), the first plan found within it, or CapacityMissed."""
     if strategy not in CHOICES:
         raise ArenaError(f"--strategy: unknown strategy '{strategy}' (choose from {', '.join(CHOICES)})")
     device = [k for k, b in enumerate(buffers) if b.memory == "device"]
@@ -79,7 +82,8 @@ def place(buffers: list[Buffer], strategy: str, align: int, steps: list[str], ti
     for k in device:
         if buffers[k].persistent:
             offsets[k], base = base, base + buffers[k].size
-    assignment = assign([_block(buffers[k]) for k in transient], strategy, time_limit)
+    assignment = assign([_block(buffers[k]) for k in transient], strategy, time_limit,
+                        None if capacity is None else capacity - base)
     for k, offset in zip(transient, assignment.offsets):
         offsets[k] = base + offset
     placed = [dataclasses.replace(b, offset=offsets.get(k)) for k, b in enumerate(buffers)]
@@ -87,6 +91,9 @@ def place(buffers: list[Buffer], strategy: str, align: int, steps: list[str], ti
     total, lower = extent(blocks, [offsets[k] for k in device]), lower_bound(blocks)
     bound = max(lower, base + assignment.bound)
     check([buffers[k].name for k in device], blocks, [offsets[k] for k in device], total, align)
+    if capacity is not None and total > capacity:
+        searched = f"by {strategy}" if strategy in HEURISTICS else f"in {time_limit:g} s"
+        raise CapacityMissed(capacity, bound, total, searched)
     return Plan(total, lower, align, assignment.strategy, steps, placed, optimal=total == bound, bound=bound,
                 no_reuse=sum(b.size for b in blocks),
                 host_bytes=sum(b.size for b in buffers if b.memory == "host"))

@@ -73,6 +73,22 @@ def test_csv_plan_and_solution(tmp_path, capsys):
     assert solution.read_text().splitlines()[0] == "id,lower,upper,size,offset"
 
 
+def test_capacity_met_prints_a_plan_within_it(capsys):
+    assert main(["plan", "--csv", "docs/unreachable.csv", "--capacity", "6", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["arena"] <= 6
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--capacity", "4"], "no plan fits in 4 bytes: proven impossible, every plan needs at least 5"),
+    (["--capacity", "5", "--strategy", "naive"],
+     "no plan within 5 bytes found by naive, and none proven impossible (the best plan found needs 12 bytes)"),
+])
+def test_capacity_missed_is_one_line_and_exit_3(args, message):
+    code, out, err = arena("plan", "--csv", "docs/unreachable.csv", *args)
+    assert code == 3 and out == ""
+    assert err.strip() == f"arena: {message}"
+
+
 def test_convert_prints_yaml_that_plans_like_the_layer(tmp_path, capsys):
     assert main(["convert", str(SEED)]) == 0
     converted = tmp_path / "seed.yaml"
@@ -95,6 +111,7 @@ def test_convert_prints_yaml_that_plans_like_the_layer(tmp_path, capsys):
     (["plan", "--csv", "missing.csv"], "missing.csv: cannot read the CSV"),
     (["plan"], "say what to plan"),
     (["plan", "llama", "--set", "n=2", "--time-limit", "-1"], "--time-limit must be a positive number of seconds, not -1"),
+    (["plan", "--csv", "docs/minimalloc.csv", "--capacity", "0"], "--capacity must be a positive number of bytes"),
     (["convert", "missing.md"], "missing.md: cannot read the table"),
 ])
 def test_bad_input_is_one_clear_line_and_exit_2(args, message):

@@ -1,8 +1,11 @@
 """The exact strategy and `auto`: proven optima on known cases, bounds kept honest, and the
 exact search only where the heuristics miss the lower bound."""
+import pytest
 from hypothesis import given, settings, strategies as st
 
+from benchmarks.families import KIB, production
 from planner.check import check
+from planner.errors import CapacityMissed
 from planner.place import Block, assign, extent, lower_bound
 from planner.place.exact import solve
 from planner.place.heuristics import best_fit, greedy_size, naive
@@ -112,3 +115,54 @@ def test_every_strategy_gives_a_checked_plan_within_its_bounds(blocks):
 def test_exact_equals_brute_force(blocks):
     plan = place(buffers(blocks), "exact", 256, [], time_limit=10)
     assert plan.optimal and plan.arena == plan.bound == brute_force(blocks)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(block, min_size=1, max_size=8), st.sampled_from(["auto", "exact"]))
+def test_capacity_is_met_at_the_optimum_and_proven_impossible_below_it(blocks, strategy):
+    optimum = brute_force(blocks)
+    plan = place(buffers(blocks), strategy, 256, [], time_limit=10, capacity=optimum)   # checked
+    assert plan.arena <= optimum
+    with pytest.raises(CapacityMissed) as missed:
+        place(buffers(blocks), strategy, 256, [], time_limit=10, capacity=optimum - 1)
+    assert missed.value.proven and optimum - 1 < missed.value.bound <= optimum
+
+
+def test_capacity_above_the_bound_needs_the_search_to_prove_it_impossible():
+    assert lower_bound(ABOVE_BOUND) == 8
+    with pytest.raises(CapacityMissed) as missed:
+        place(buffers(ABOVE_BOUND), "exact", 1, [], capacity=8)
+    assert missed.value.proven and missed.value.bound == 9
+    assert place(buffers(ABOVE_BOUND), "exact", 1, [], capacity=9).arena == 9
+
+
+def test_capacity_takes_the_first_plan_within_it_not_the_least():
+    blocks = cut(150, 2, 40, 4096)                  # every heuristic misses the optimum, 4096
+    roomy = extent(blocks, best_fit(blocks))     # the first heuristic auto runs
+    plan = place(buffers(blocks), "auto", 1, [], capacity=roomy)
+    assert plan.strategy == "auto:best-fit" and plan.arena == roomy
+    assert place(buffers(blocks), "auto", 1, [], capacity=4096).arena == 4096
+
+
+def test_capacity_counts_the_persistent_buffers_below():
+    plan_buffers = [Buffer("kv", "kv", 0, 20, 5, None, persistent=True)] + buffers(README)
+    assert place(plan_buffers, "auto", 1, [], capacity=17).arena == 17
+    with pytest.raises(CapacityMissed) as missed:
+        place(plan_buffers, "auto", 1, [], capacity=16)
+    assert missed.value.proven and missed.value.bound == 17
+
+
+def test_capacity_not_reached_in_time_is_not_called_impossible():
+    blocks = cut(300, 2, 60, 4096)                  # every heuristic misses it
+    with pytest.raises(CapacityMissed) as missed:
+        place(buffers(blocks), "auto", 1, [], time_limit=0.01, capacity=4096)
+    assert not missed.value.proven and missed.value.best > 4096 and "in 0.01 s" in str(missed.value)
+    with pytest.raises(CapacityMissed) as missed:
+        place(buffers(blocks), "skyline", 1, [], capacity=4096)
+    assert not missed.value.proven and "by skyline" in str(missed.value)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_production_like_instance_fits_at_its_peak(seed):
+    blocks, _, capacity = production(150, seed)
+    assert place(buffers(blocks), "auto", KIB, [], capacity=capacity).arena == capacity

@@ -36,13 +36,15 @@ class Assignment(NamedTuple):
     bound: int             # the best proven lower bound on the arena of these blocks
 
 
-def assign(blocks: list[Block], strategy: str, time_limit: float) -> Assignment:
+def assign(blocks: list[Block], strategy: str, time_limit: float, capacity: int | None = None) -> Assignment:
     """Offsets for `blocks` by `strategy` (one of CHOICES). `auto` takes the best heuristic
     plan when it meets the lower bound, and otherwise hands it to the exact search as its
-    starting point; so does `exact`."""
+    starting point; so does `exact`. With `capacity`, the goal is a plan within it, not
+    the least arena: the first such plan is taken, and a bound above it says none exists."""
     bound = lower_bound(blocks)
-    if strategy in HEURISTICS:
-        return Assignment(strategy, HEURISTICS[strategy](blocks), bound)
+    goal = bound if capacity is None else capacity
+    if strategy in HEURISTICS or bound > goal:
+        return Assignment(strategy, HEURISTICS.get(strategy, best_fit)(blocks), bound)
     deadline = time.monotonic() + time_limit
     best = None
     for name in AUTO_HEURISTICS:
@@ -53,15 +55,15 @@ def assign(blocks: list[Block], strategy: str, time_limit: float) -> Assignment:
         size = extent(blocks, offsets)
         if best is None or size < best[0]:
             best = (size, name, offsets)
-        if size == bound:
+        if size <= goal:
             break
     size, name, offsets = best
-    if strategy == "auto" and size == bound:
+    if strategy == "auto" and size <= goal:
         return Assignment(f"auto:{name}", offsets, bound)
     left = deadline - time.monotonic()
     if len(blocks) > EXACT_MAX or left < EXACT_MIN_S:
         return Assignment(f"{'auto:' + name if strategy == 'auto' else 'exact'}:no-search", offsets, bound)
-    result = exact.solve(blocks, offsets, left)
+    result = exact.solve(blocks, offsets, left, capacity)
     if strategy == "auto" and extent(blocks, result.offsets) == size:
         return Assignment(f"auto:{name}", offsets, result.bound)     # the search found nothing better
     return Assignment("exact" if strategy == "exact" else "auto:exact", result.offsets, result.bound)

@@ -72,6 +72,13 @@ def minimize(comp: Component, plan: list[int], bound: int, deadline: float) -> t
     return found, max(bound, lowest * unit, proven * unit)
 
 
+def decide(comp: Component, capacity: int, deadline: float) -> tuple[list[int] | None, int]:
+    """(a plan within `capacity` or None, a proven bound: above `capacity` where none fits)."""
+    top = capacity // comp.unit
+    status, found, _ = _run(comp, top, top, None, deadline)
+    return found, (top + 1) * comp.unit if status == cp_model.INFEASIBLE else comp.lower
+
+
 def _run(comp: Component, lowest: int, highest: int, hint: list[int] | None, deadline: float):
     """Minimize the capacity within [lowest, highest] units: (status, plan or None,
     proven lower bound in units)."""

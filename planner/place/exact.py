@@ -6,6 +6,8 @@ here the minimization: capacities from the lower bound up, each failed search na
 next capacity worth trying (as IDA* does), until one fits. When the search has used its
 share of the time, layer splits (stacking.py) look for a plan at the bound, and then
 CP-SAT (cpsat.py) takes over the component, since each does well where the others thrash.
+Given a capacity, the same methods in the same order decide that capacity alone, and stop
+at the first plan within it.
 """
 from __future__ import annotations
 
@@ -35,9 +37,11 @@ class Result:
     optimal: bool
 
 
-def solve(blocks: list[Block], start: list[int], time_limit: float) -> Result:
+def solve(blocks: list[Block], start: list[int], time_limit: float, capacity: int | None = None) -> Result:
     """Minimize the arena of `blocks`, starting from the plan `start` (a heuristic's).
-    Returns the best plan found and the best proven bound when `time_limit` runs out."""
+    Returns the best plan found and the best proven bound when `time_limit` runs out.
+    With `capacity`, stop at the first plan within it instead; a bound above it proves
+    that none exists."""
     deadline = time.monotonic() + time_limit
     sys.setrecursionlimit(max(sys.getrecursionlimit(), 2 * len(blocks) + 1000))   # two frames a placed block
     offsets = [0 if b.size == 0 else o for o, b in zip(start, blocks)]
@@ -46,16 +50,23 @@ def solve(blocks: list[Block], start: list[int], time_limit: float) -> Result:
         low = min(offsets[i] for i in comp.blocks)          # a heuristic may float a component
         plans.append((comp, [offsets[i] - low for i in comp.blocks]))
     bound = max((comp.lower for comp, _ in plans), default=0)
-    # The components the heuristic left above the bound share the time, the smallest first,
+    goal = bound if capacity is None else capacity
+    # The components the heuristic left above the goal share the time, the smallest first,
     # each taking an equal part of what is left: one hard component must not starve the
     # rest, and what a small one leaves goes to the larger ones.
-    todo = sorted((k for k, (comp, plan) in enumerate(plans) if comp.extent(plan) > bound),
+    todo = sorted((k for k, (comp, plan) in enumerate(plans) if comp.extent(plan) > goal),
                   key=lambda k: len(plans[k][0].size))
     for done, k in enumerate(todo):
         comp, plan = plans[k]
-        share = (deadline - time.monotonic()) / (len(todo) - done)
-        plan, bound = _minimize(comp, plan, bound, time.monotonic() + share)
+        share_end = time.monotonic() + (deadline - time.monotonic()) / (len(todo) - done)
+        if capacity is None:
+            plan, bound = _minimize(comp, plan, bound, share_end)
+        else:
+            plan, proven = _decide(comp, plan, capacity, share_end)
+            bound = max(bound, proven)
         plans[k] = comp, plan
+        if bound > goal:
+            break               # no plan fits the capacity: the others cannot change that
     for comp, plan in plans:
         for i, o in zip(comp.blocks, plan):
             offsets[i] = o
@@ -78,6 +89,27 @@ def _minimize(comp: Component, plan: list[int], bound: int, deadline: float) -> 
     if found is not None and comp.extent(found) < upper:
         return found, bound
     return plan, bound
+
+
+def _decide(comp: Component, plan: list[int], capacity: int, deadline: float) -> tuple[list[int], int]:
+    """A plan of one component within `capacity` if one is found, else `plan`; and a
+    proven bound, above `capacity` where no plan fits it."""
+    if comp.lower > capacity:
+        return plan, comp.lower
+    layered = comp.mostly_full(capacity)
+    share = SEARCH_SHARE_LAYERED if layered else SEARCH_SHARE
+    search = Search(comp, capacity, time.monotonic() + share * (deadline - time.monotonic()))
+    try:
+        return (search.offsets, comp.lower) if search.run() else (plan, capacity + search.short)
+    except Timeout:
+        pass
+    found = stacked(comp, capacity, time.monotonic() + STACK_SHARE * (deadline - time.monotonic())) \
+        if layered else None
+    if found is None:
+        found, proven = cpsat.decide(comp, capacity, deadline)
+        if found is None:
+            return plan, proven
+    return found, comp.lower
 
 
 def _climb(comp: Component, bound: int, upper: int, deadline: float) -> tuple[list[int] | None, int]:
