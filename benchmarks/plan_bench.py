@@ -45,8 +45,9 @@ class Instance:
     capacity: int | None = None                   # a plan is known to fit within it
 
 
-def instances(quick: bool) -> list[Instance]:
-    seeds = range(3 if quick else 10)
+def instances(quick: bool, most_seeds: int | None = None) -> list[Instance]:
+    """The families' instances; at most `most_seeds` seeds of each seeded family."""
+    seeds = range(min(3 if quick else 10, most_seeds or 10))
     out = [Instance("readme", README, 12)]
     for preset in PRESETS:
         for n in ([1, 512] if quick else [1, 7, 512, 4096]):
@@ -59,7 +60,7 @@ def instances(quick: bool) -> list[Instance]:
     for n in ([150] if quick else [150, 300, 450]):
         for slack in (0, 0.02, 0.06):
             family = f"prod-{n}" + (f"-slack{round(100 * slack)}" if slack else "")
-            for seed in range(3 if quick else 20):
+            for seed in range(min(3 if quick else 20, most_seeds or 20)):
                 blocks, _, capacity = production(n, seed, slack)
                 out.append(Instance(family, blocks, None if slack else capacity, capacity=capacity))
     for n in ([1000, 10_000] if quick else [1000, 10_000, 100_000]):
@@ -116,30 +117,37 @@ def main(argv=None) -> None:
                     help="seconds for auto/exact per instance (default 10, 2 with --quick)")
     ap.add_argument("--only", nargs="*", default=None, metavar="PREFIX",
                     help="run only the families whose name starts with one of these")
+    ap.add_argument("--seeds", type=int, default=None, metavar="N", help="at most N seeds of each family")
+    ap.add_argument("--strategies", nargs="*", default=STRATEGIES + [FIT], metavar="NAME",
+                    help=f"only these columns (of {', '.join(STRATEGIES)} and '{FIT}')")
     ap.add_argument("--arenas", metavar="FILE.json",
                     help="also write every instance's arena per strategy, to compare two runs exactly")
     args = ap.parse_args(argv)
     time_limit = args.time_limit if args.time_limit is not None else (2.0 if args.quick else 10.0)
     rows: dict[str, dict[str, list]] = {}
-    for inst in instances(args.quick):
+    strategies = [s for s in STRATEGIES if s in args.strategies]
+    fit = FIT in args.strategies
+    for inst in instances(args.quick, args.seeds):
         if args.only is not None and not inst.family.startswith(tuple(args.only)):
             continue
-        row = rows.setdefault(inst.family, {s: [] for s in STRATEGIES + [FIT]})
-        for strategy in STRATEGIES:
+        row = rows.setdefault(inst.family, {s: [] for s in strategies + [FIT]})
+        for strategy in strategies:
             row[strategy].append(run(inst, strategy, time_limit))
-        if inst.capacity is not None:
+        if fit and inst.capacity is not None:
             row[FIT].append(decide(inst, time_limit))
-        print(f"  {inst.family}: " + " | ".join(f"{s} {row[s][-1][0]:.3f}" for s in STRATEGIES) +
+        print(f"  {inst.family}: " + " | ".join(f"{s} {row[s][-1][0]:.3f}" for s in strategies) +
               (f" | fits {row[FIT][-1][0]} in {row[FIT][-1][1]:.2f}s" if row[FIT] else ""), file=sys.stderr, flush=True)
+    columns = strategies + [FIT] * fit
     print(f"time limit {time_limit:g} s; cells: mean arena/reference (worst) · proven optimal · mean (max) time; "
           f"{FIT}: within the capacity · median (max) time\n")
-    print("| family | instances | " + " | ".join(STRATEGIES + [FIT]) + " |")
-    print("|---|---|" + "---|" * (len(STRATEGIES) + 1))
+    print("| family | instances | " + " | ".join(columns) + " |")
+    print("|---|---|" + "---|" * len(columns))
     for family, row in rows.items():
-        count = len(row[STRATEGIES[0]])
-        print(f"| {family} | {count} | " + " | ".join(cell(row[s]) for s in STRATEGIES) + f" | {fit_cell(row[FIT])} |")
+        count = max(len(results) for results in row.values())
+        cells = [cell(row[s]) for s in strategies] + [fit_cell(row[FIT])] * fit
+        print(f"| {family} | {count} | " + " | ".join(cells) + " |")
     if args.arenas:
-        arenas = {family: {s: [r[3] for r in row[s]] for s in STRATEGIES} for family, row in rows.items()}
+        arenas = {family: {s: [r[3] for r in row[s]] for s in strategies} for family, row in rows.items()}
         Path(args.arenas).write_text(json.dumps(arenas, indent=1) + "\n")
 
 
