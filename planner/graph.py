@@ -1,15 +1,18 @@
-"""The interference graph: nodes are device instances, edges join instances live at a common step."""
+"""The interference graph: nodes are device instances, edges join instances live at a common step.
+
+networkx is imported where a graph is made, not with this module: it is slow to import, and
+only `--graph` needs it (docs/measurements.md).
+"""
 from __future__ import annotations
 
 import io
 
-import networkx as nx
-
 from .place.problem import Block, conflicts
 
 
-def interference_graph(instances) -> nx.Graph:
+def interference_graph(instances):
     """networkx graph of the device instances (objects with name, first, last, size, ...)."""
+    import networkx as nx
     device = [i for i in instances if i.memory == "device"]
     g = nx.Graph()
     for inst in device:
@@ -19,8 +22,9 @@ def interference_graph(instances) -> nx.Graph:
     return g
 
 
-def graphml(graph: nx.Graph) -> bytes:
+def graphml(graph) -> bytes:
     """The graph as GraphML, as bytes, so the caller can write the file whole or not at all."""
+    import networkx as nx
     buf = io.BytesIO()
     nx.write_graphml(graph, buf)
     return buf.getvalue()

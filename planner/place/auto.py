@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 from typing import NamedTuple
 
-from . import exact
 from .heuristics import best_fit, greedy_size, naive
 from .layered import layered
 from .problem import Block, extent, lower_bound
@@ -63,6 +62,7 @@ def assign(blocks: list[Block], strategy: str, time_limit: float, capacity: int 
     left = deadline - time.monotonic()
     if len(blocks) > EXACT_MAX or left < EXACT_MIN_S:
         return Assignment(f"{'auto:' + name if strategy == 'auto' else 'exact'}:no-search", offsets, bound)
+    from . import exact     # here: it imports OR-Tools, slow to import, which plans without a search never need
     result = exact.solve(blocks, offsets, left, capacity)
     if strategy == "auto" and extent(blocks, result.offsets) == size:
         return Assignment(f"auto:{name}", offsets, result.bound)     # the search found nothing better

@@ -17,7 +17,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from .layers import Layers
 from .problem import Block, Component, components, extent, lower_bound, whole_span
 from .skyline import skyline
 
@@ -83,6 +82,7 @@ def _split(comp: Component, blocks: list[Block], work: Work) -> list[int] | None
         return _stack(blocks, [sorted(rest)], work, offsets, base)
     if not comp.mostly_full(comp.lower) or work.left <= 0:
         return None
+    from .layers import Layers      # here: it imports OR-Tools, slow to import, which most plans never need
     layers = Layers(comp, comp.lower, 2, every_cut=False)
     split = layers.next(math.inf, min(SPLIT_WORK, work.left))
     work.left -= layers.work
