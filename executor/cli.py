@@ -44,12 +44,53 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true",
                    help="print one JSON object (prompt_tokens, tokens, text, arena, speeds) instead of text")
     p.add_argument("--trace", metavar="FILE.json", help="time every step and write a Chrome trace of the calls")
+    p.add_argument("--tp", type=int, default=1, metavar="N",
+                   help="tensor parallelism: split the model over N local processes (ranks), each with its "
+                        "share of heads and FFN columns and its own arena; under torchrun, the ranks it starts")
     p.set_defaults(handler=run)
     return p
 
 
 def run(args) -> int:
+    from .parallel import launch, launched
+
+    _check_options(args)
+    if args.tp > 1 and not launched():
+        return launch(args.tp, rank_main, args)
+    return _generate(args)
+
+
+def rank_main(args) -> None:
+    """One of the ranks `arena run --tp N` starts: run, print its faults, exit with the code."""
+    try:
+        code = _generate(args)
+    except ArenaError as e:
+        for fault in e.faults:
+            print(f"arena: error: {fault}", file=sys.stderr)
+        code = 2
+    if code:
+        sys.exit(code)
+
+
+def _generate(args) -> int:
+    """The run, as the only rank or as one of several (a launcher's environment says which)."""
     import torch
+
+    from .parallel import join, launched, leave
+
+    group = join(args.device) if launched() else None
+    try:
+        return _generate_in(args, group, torch)
+    except ArenaError as e:
+        if group is None:
+            raise
+        raise ArenaError(*[f"rank {group.rank}: {fault}" for fault in e.faults]) from None
+    finally:
+        leave()
+
+
+def _generate_in(args, group, torch) -> int:
+    from planner.shards import shards
 
     from .generate import TextStream, check_context, generate
     from .model import build_model
@@ -59,37 +100,55 @@ def run(args) -> int:
     from .tokenizer import from_folder, from_gguf
     from .weights import DTYPES
 
+    first = group is None or group.rank == 0
+    if group is not None and args.tp not in (1, group.size):
+        raise ArenaError(f"--tp {args.tp}: the launcher started {group.size} ranks")
     sampler = _sampler(args, Sampler)
-    _check_lengths(args)
-    if args.trace:
-        check_target(args.trace, "--trace")   # before the run, not after it
-    device = _device(args.device, torch)
+    device = group.device if group is not None else _device(args.device, torch)
     dtype = args.dtype or DEFAULT_DTYPE[device.type]
     source = resolve(args.model)
     file = open_source(source)
+    c = file.config
+    shard = shards(c.nh, c.nkvh, c.di, group.size)[group.rank] if group is not None else None
     tokenizer = from_folder(source.path) if source.kind == "checkpoint" else from_gguf(file)
     prompt = tokenizer.encode_chat(args.prompt) if args.chat else tokenizer.encode(args.prompt)
-    nctx = _nctx(args, len(prompt), file.config.nctx)
+    nctx = _nctx(args, len(prompt), c.nctx)
     check_context(len(prompt), args.max_new_tokens, nctx)
 
     with torch.inference_mode():
-        weights = _load(file, DTYPES[dtype], device)
-        session = Session(build_model(weights, nctx), nctx, len(prompt), trace=args.trace is not None)
+        weights = _load(file, DTYPES[dtype], device, shard, bar=first)
+        session = Session(build_model(weights, nctx, group), nctx, len(prompt), trace=args.trace is not None)
         stream = TextStream(tokenizer.decode)
-        echo = (lambda token: None) if args.json else (lambda token: _write(stream.push(token)))
+        echo = (lambda token: _write(stream.push(token))) if first and not args.json else (lambda token: None)
         result = generate(session, prompt, args.max_new_tokens, sampler, tokenizer.eos_ids,
                           args.ignore_eos, echo)
 
+    summary = _summary(session, weights, result, tokenizer.decode(result.tokens), source, dtype)
+    if group is not None:
+        summary["ranks"] = group.gather({k: summary[k] for k in ("arena", "kv_bytes", "weight_bytes")})
+    if not first:
+        return 0
     if args.trace:
         from viz.trace import write_run_trace
         write_run_trace(args.trace, session.trace)
-    summary = _summary(session, weights, result, tokenizer.decode(result.tokens), source, dtype)
     if args.json:
         print(json.dumps(summary))
     else:
         _write("\n")
         _print_summary(summary)
     return 0
+
+
+def _check_options(args) -> None:
+    """What can be checked before any process starts or any file opens."""
+    from .sampling import Sampler
+
+    _sampler(args, Sampler)
+    _check_lengths(args)
+    if args.tp < 1:
+        raise ArenaError(f"--tp: must be 1 or more ranks, not {args.tp}")
+    if args.trace:
+        check_target(args.trace, "--trace")   # before the run, not after it
 
 
 def _sampler(args, Sampler):
@@ -130,8 +189,9 @@ def _nctx(args, prompt_len: int, model_nctx: int) -> int:
     return args.nctx
 
 
-def _load(file, dtype, device):
-    """The weights, with a progress bar on stderr (it vanishes when done)."""
+def _load(file, dtype, device, shard, bar: bool):
+    """The weights (a rank's `shard` of them), with a progress bar on stderr that vanishes
+    when done (`bar`: on one rank only)."""
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -140,9 +200,9 @@ def _load(file, dtype, device):
     # the description is the file's name: plain text, never markup
     columns = [TextColumn("loading {task.description}", markup=False), BarColumn(),
                TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn()]
-    with Progress(*columns, console=Console(stderr=True, markup=False), transient=True) as bar:
-        task = bar.add_task(file.path.name, total=steps)
-        return assemble(file, dtype, device, advance=lambda: bar.advance(task))
+    with Progress(*columns, console=Console(stderr=True, markup=False), transient=True, disable=not bar) as progress:
+        task = progress.add_task(file.path.name, total=steps)
+        return assemble(file, dtype, device, advance=lambda: progress.advance(task), shard=shard)
 
 
 def _summary(session, weights, result, text: str, source, dtype: str) -> dict:
@@ -166,6 +226,8 @@ def _print_summary(s: dict) -> None:
           f"KV cache {mb(s['kv_bytes'])} ({s['nctx']} positions), weights {mb(s['weight_bytes'])} {s['dtype']}")
     print(f"speed   prefill {len(s['prompt_tokens'])} tokens at {s['prefill_tok_s']:.1f} tok/s, "
           f"decode {len(s['tokens']) - 1} tokens at {s['decode_tok_s']:.1f} tok/s ({s['device']}, stop: {s['stop']})")
+    for rank, r in enumerate(s.get("ranks", [])):
+        print(f"rank {rank}  arena {mb(r['arena'])}, KV cache {mb(r['kv_bytes'])}, weights {mb(r['weight_bytes'])}")
 
 
 def _write(text: str) -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -24,6 +25,9 @@ from planner.errors import ArenaError
 
 from .sampling import Sampler
 from .weights import Weights
+
+if TYPE_CHECKING:
+    from .parallel import Group
 
 
 @dataclass
@@ -40,6 +44,14 @@ class Model:
                              # it), not in f16 (the sum of squares would overflow its range)
     cos: torch.Tensor   # (nctx, dh): cos of each position's angles, both halves
     sin: torch.Tensor   # (nctx, dh): sin, first half negated (rotate_half's sign)
+    group: Group | None = None    # the tensor-parallel ranks, None when this is the only one
+
+    @property
+    def first_rank(self) -> bool:
+        """Rank 0, or the only rank. It adds its attn_output and ffn_down products to x (the
+        residual) where the others write theirs over x, so the all-reduce counts the
+        residual once; and it alone samples the next token, which it then broadcasts."""
+        return self.group is None or self.group.rank == 0
 
 
 @dataclass
@@ -73,7 +85,7 @@ class Call:
     cache: CacheViews       # the parts of the KV cache (the arena's kv) this call's attention uses
 
 
-def build_model(weights: Weights, nctx: int) -> Model:
+def build_model(weights: Weights, nctx: int, group: Group | None = None) -> Model:
     c = weights.config
     cos, sin = rope_tables(c.dh, nctx, c.rope_theta, c.rope_scaling, weights.rope_factors)
     half = c.dh // 2
@@ -82,8 +94,9 @@ def build_model(weights: Weights, nctx: int) -> Model:
     root_eps = torch.tensor(math.sqrt(c.eps), device=device)
     zero = torch.zeros(1, 1, dtype=dtype, device=device)
     one_row_norm = device.type == "cpu" and dtype != torch.float16
-    return Model(weights, c.nh, c.nkvh, c.dh, c.di, c.eps, root_eps, zero, one_row_norm,
-                 cos.to(device, dtype), sin.to(device, dtype))
+    dims = weights.dims()
+    return Model(weights, dims["nh"], dims["nkvh"], c.dh, dims["di"], c.eps, root_eps, zero, one_row_norm,
+                 cos.to(device, dtype), sin.to(device, dtype), group)
 
 
 def rope_tables(dh: int, nctx: int, theta: float, scaling: dict | None, factors: torch.Tensor | None):
@@ -164,12 +177,6 @@ def step_views(tensors: dict[str, torch.Tensor], m: Model, layer: int | None) ->
     return views
 
 
-def all_reduce(x: torch.Tensor) -> None:
-    """Where tensor-parallel ranks would sum their partial x (Megatron style, heads and FFN
-    columns split across ranks). This executor holds all weights on one rank, so x is
-    already the full sum and there is nothing to do."""
-
-
 # --- the kernels, in the order of the schedule ---
 
 def setup(t, m: Model, layer, call: Call):
@@ -216,11 +223,16 @@ def attention(t, m: Model, layer, call: Call):
 
 
 def attn_output(t, m: Model, layer, call: Call):
-    t.x.addmm_(t.q, m.weights.layers[layer].wo)
+    if m.first_rank:
+        t.x.addmm_(t.q, m.weights.layers[layer].wo)
+    else:
+        torch.mm(t.q, m.weights.layers[layer].wo, out=t.x)
 
 
 def attn_allreduce(t, m: Model, layer, call: Call):
-    all_reduce(t.x)
+    """The ranks' partial x (each from its own heads), summed in place in every rank's arena."""
+    if m.group is not None:
+        m.group.all_reduce(t.x)
 
 
 def ffn_norm(t, m: Model, layer, call: Call):
@@ -237,11 +249,16 @@ def activation(t, m: Model, layer, call: Call):
 
 
 def ffn_down(t, m: Model, layer, call: Call):
-    t.x.addmm_(t.gate, m.weights.layers[layer].w_down)
+    if m.first_rank:
+        t.x.addmm_(t.gate, m.weights.layers[layer].w_down)
+    else:
+        torch.mm(t.gate, m.weights.layers[layer].w_down, out=t.x)
 
 
 def ffn_allreduce(t, m: Model, layer, call: Call):
-    all_reduce(t.x)
+    """The ranks' partial x (each from its own FFN columns), summed in place."""
+    if m.group is not None:
+        m.group.all_reduce(t.x)
 
 
 def output_norm(t, m: Model, layer, call: Call):
@@ -253,7 +270,11 @@ def logits(t, m: Model, layer, call: Call):
 
 
 def sample(t, m: Model, layer, call: Call):
-    call.sampler.choose(t.logits, out=t.next_tokens)
+    """Every rank has the same logits; rank 0 chooses, so a seeded sampler's stream is one."""
+    if m.first_rank:
+        call.sampler.choose(t.logits, out=t.next_tokens)
+    if m.group is not None:
+        m.group.broadcast(t.next_tokens)
 
 
 KERNELS = {f.__name__: f for f in (setup, embedding, attn_norm, attn_qkv, rope, attention, attn_output,

@@ -73,7 +73,7 @@ class Session:
     def plan(self, n: int) -> Plan:
         """The plan of the schedule bound to this model, nctx and n tokens (made once per n)."""
         if n not in self._plans:
-            dims = {**self.model.weights.config.dims(), "nctx": self.nctx, "n": n}
+            dims = {**self.model.weights.dims(), "nctx": self.nctx, "n": n}
             lifetimes = bind(self.schedule, dims, PLAN_DTYPES[self.dtype])
             self._plans[n] = plan_lifetimes(lifetimes, self.strategy), lifetimes.steps
         return self._plans[n][0]

@@ -13,6 +13,7 @@ from typing import Callable, Protocol
 import torch
 
 from planner.errors import ArenaError
+from planner.shards import Shard
 
 DTYPES = {"f32": torch.float32, "f16": torch.float16, "bf16": torch.bfloat16}
 
@@ -74,6 +75,11 @@ class Weights:
     output: torch.Tensor         # (d, vocab), the right operand of the logits
     rope_factors: torch.Tensor | None = None   # GGUF rope_freqs: per-frequency divisors (Llama 3)
     nbytes: int = field(default=0)
+    shard: Shard | None = None    # the heads and FFN columns these weights hold (all of them on one rank)
+
+    def dims(self) -> dict[str, int]:
+        """The schedule's dims for these weights: the model's, with this rank's heads and FFN width."""
+        return self.shard.dims(self.config.dims())
 
     @property
     def dtype(self) -> torch.dtype:
@@ -81,11 +87,15 @@ class Weights:
 
 
 def assemble(file: TensorFile, dtype: torch.dtype, device: torch.device,
-             advance: Callable[[], None] = lambda: None) -> Weights:
+             advance: Callable[[], None] = lambda: None, shard: Shard | None = None) -> Weights:
     """Read every weight from `file`, check its shape, fuse Q|K|V and gate|up, cast and move.
-    `advance` is called once per layer (and for the embedding and output), for a progress bar."""
+    `advance` is called once per layer (and for the embedding and output), for a progress bar.
+    A tensor-parallel rank's `shard` keeps its heads' rows of Q, K and V and columns of the
+    output projection, and its FFN columns; the rest is replicated."""
     c = file.config
     q_rows, kv_rows = c.nh * c.dh, c.nkvh * c.dh
+    shard = shard or Shard(0, list(range(c.nh)), list(range(c.nkvh)), (0, c.di))
+    q_part, kv_part, ffn_part = _rows(shard.q_heads, c.dh), _rows(shard.kv_heads, c.dh), slice(*shard.ffn)
 
     def get(name: str, *shape: int) -> torch.Tensor:
         w = file.get(name)
@@ -106,21 +116,26 @@ def assemble(file: TensorFile, dtype: torch.dtype, device: torch.device,
         p = f"model.layers.{i}."
         layers.append(LayerWeights(
             attn_norm=put(get(p + "input_layernorm.weight", c.d)),
-            wqkv=operand(put(get(p + "self_attn.q_proj.weight", q_rows, c.d),
-                             get(p + "self_attn.k_proj.weight", kv_rows, c.d),
-                             get(p + "self_attn.v_proj.weight", kv_rows, c.d))),
-            wo=operand(put(get(p + "self_attn.o_proj.weight", c.d, q_rows))),
+            wqkv=operand(put(get(p + "self_attn.q_proj.weight", q_rows, c.d)[q_part],
+                             get(p + "self_attn.k_proj.weight", kv_rows, c.d)[kv_part],
+                             get(p + "self_attn.v_proj.weight", kv_rows, c.d)[kv_part])),
+            wo=operand(put(get(p + "self_attn.o_proj.weight", c.d, q_rows)[:, q_part])),
             ffn_norm=put(get(p + "post_attention_layernorm.weight", c.d)),
-            w_gate_up=operand(put(get(p + "mlp.gate_proj.weight", c.di, c.d),
-                                  get(p + "mlp.up_proj.weight", c.di, c.d))),
-            w_down=operand(put(get(p + "mlp.down_proj.weight", c.d, c.di)))))
+            w_gate_up=operand(put(get(p + "mlp.gate_proj.weight", c.di, c.d)[ffn_part],
+                                  get(p + "mlp.up_proj.weight", c.di, c.d)[ffn_part])),
+            w_down=operand(put(get(p + "mlp.down_proj.weight", c.d, c.di)[:, ffn_part]))))
         advance()
     output_norm = put(get("model.norm.weight", c.d))
     rope_factors = get("rope_freqs.weight", c.dh // 2).float().to(device) if file.has("rope_freqs.weight") else None
     advance()
-    weights = Weights(c, embedding, layers, output_norm, output, rope_factors)
+    weights = Weights(c, embedding, layers, output_norm, output, rope_factors, shard=shard)
     weights.nbytes = _storage_bytes(weights)
     return weights
+
+
+def _rows(heads: list[int], dh: int) -> slice:
+    """The rows of a projection that belong to `heads` (dh rows each; a shard's heads are consecutive)."""
+    return slice(heads[0] * dh, (heads[-1] + 1) * dh)
 
 
 def operand(w: torch.Tensor) -> torch.Tensor:

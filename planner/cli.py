@@ -1,13 +1,20 @@
 """`arena plan` and `arena convert`: print memory plans, convert seed tables."""
 from __future__ import annotations
 
+import argparse
+import json
 import sys
 
 from rich.console import Console
+from rich.text import Text
 
 from . import csvio, graph, markdown, schedule
 from .options import add_plan_inputs, plan_from_args
+from .errors import ArenaError
+from .models import model_dims, parse_sets
 from .output import check_target, write_atomic
+from .plan import Plan
+from .shards import shards
 from .report import print_plan
 
 
@@ -18,6 +25,8 @@ def add_parsers(sub) -> None:
     plan.add_argument("--json", action="store_true", help="print the plan as JSON instead of tables")
     plan.add_argument("--out", metavar="FILE", help="also save the plan: JSON, or id,lower,upper,size,offset for --csv")
     plan.add_argument("--graph", metavar="FILE.graphml", help="write the interference graph (networkx GraphML)")
+    plan.add_argument("--tp", type=int, default=1, metavar="N",
+                      help="tensor parallelism: plan each of N ranks, with its share of heads and FFN columns")
     plan.set_defaults(handler=cmd_plan)
 
     convert = sub.add_parser("convert", help="print the YAML of a markdown lifetime table (the seed's form)")
@@ -29,6 +38,8 @@ def cmd_plan(args) -> int:
     for path, option in ((args.out, "--out"), (args.graph, "--graph")):
         if path is not None:
             check_target(path, option)          # before any planning or writing
+    if args.tp != 1:
+        return _plan_ranks(args)
     _, plan = plan_from_args(args)
     if args.graph:
         write_atomic(args.graph, graph.graphml(graph.interference_graph(plan.buffers)), "--graph")
@@ -40,6 +51,40 @@ def cmd_plan(args) -> int:
         # piped output keeps whole rows rather than folding them to 80 columns
         print_plan(plan, Console(width=None if sys.stdout.isatty() else 160, markup=False))
     return 0
+
+
+def _plan_ranks(args) -> int:
+    """`--tp N`: one plan per rank, each binding the schedule with its own heads and FFN width."""
+    if args.csv or args.graph:
+        raise ArenaError(f"--tp: plans a schedule's ranks; {'--csv' if args.csv else '--graph'} takes one plan")
+    if args.tp < 1:
+        raise ArenaError(f"--tp must be 1 or more ranks, not {args.tp}")
+    dims = {**model_dims(args.model), **parse_sets(args.set)}
+    missing = [d for d in ("nh", "nkvh", "di") if d not in dims]
+    if missing:
+        raise ArenaError(f"--tp: splitting needs the dims nh, nkvh and di; give {', '.join(missing)} by --model or --set")
+    ranks = [_rank_plan(args, shard.dims(dims)) for shard in shards(dims["nh"], dims["nkvh"], dims["di"], args.tp)]
+    totals = {key: sum(getattr(p, key) for p in ranks) for key in ("arena", "lower_bound", "no_reuse", "host_bytes")}
+    text = json.dumps({"ranks": [p.to_dict() for p in ranks], "totals": totals}, indent=1)
+    if args.out:
+        write_atomic(args.out, text + "\n")
+    if args.json:
+        print(text)
+        return 0
+    console = Console(width=None if sys.stdout.isatty() else 160, markup=False)
+    for rank, plan in enumerate(ranks):
+        console.print(Text(f"rank {rank} of {args.tp}: nh={plan.dims['nh']} nkvh={plan.dims['nkvh']} "
+                           f"di={plan.dims['di']}", style="bold"))
+        print_plan(plan, console)
+    console.print(Text(f"all {args.tp} ranks: arena {totals['arena']:,} bytes, lower bound "
+                       f"{totals['lower_bound']:,}, host {totals['host_bytes']:,}", style="bold"))
+    return 0
+
+
+def _rank_plan(args, dims: dict[str, int]) -> Plan:
+    """The plan of one rank: the options as given, its heads and FFN width set over the model's."""
+    split = [f"{k}={dims[k]}" for k in ("nh", "nkvh", "di")]
+    return plan_from_args(argparse.Namespace(**{**vars(args), "set": [*args.set, *split]}))[1]
 
 
 def cmd_convert(args) -> int:

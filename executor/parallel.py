@@ -1,0 +1,116 @@
+"""Tensor parallelism across processes: the process group, and launching N local ranks.
+
+Every rank runs the same command on its own slice of the weights (planner/shards.py),
+with its own plan, arena and KV cache; the schedule's two all-reduce steps sum the
+ranks' partial x, and rank 0's sampled token is broadcast to the others. A rank joins
+the group from the environment torch's launchers set (RANK, WORLD_SIZE, MASTER_ADDR,
+...), so `arena run --tp N` (which starts N local ranks through torch's elastic launcher)
+and `torchrun ... arena run` (one machine or several) take the same path.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import signal
+import socket
+import sys
+import tempfile
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torch.distributed as dist
+
+from planner.errors import ArenaError
+
+# How often the launcher looks at its ranks: a rank that dies stops the others within about this.
+MONITOR_SECONDS = 0.2
+
+
+@dataclass
+class Group:
+    """This process's place among the ranks, and the two collectives a forward pass uses."""
+    rank: int
+    size: int
+    device: torch.device
+
+    def all_reduce(self, x: torch.Tensor) -> None:
+        dist.all_reduce(x)
+
+    def broadcast(self, x: torch.Tensor) -> None:
+        """Rank 0's `x` to every rank, in place."""
+        dist.broadcast(x, 0)
+
+    def gather(self, value) -> list:
+        """Every rank's `value` (any picklable object), in rank order, on every rank."""
+        out = [None] * self.size
+        dist.all_gather_object(out, value)
+        return out
+
+
+def launched() -> bool:
+    """Whether a launcher started this process as one rank of several."""
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+def join(device_type: str) -> Group:
+    """Join the group the environment describes: gloo on CPU, NCCL on CUDA (one GPU a rank)."""
+    rank, size = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+    if device_type == "cuda":
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        if local >= torch.cuda.device_count():
+            raise ArenaError(f"rank {rank}: local rank {local} has no GPU ({torch.cuda.device_count()} on this machine)")
+        device = torch.device("cuda", local)
+        torch.cuda.set_device(device)
+    else:
+        device = torch.device("cpu")
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo", rank=rank, world_size=size,
+                                device_id=device if device.type == "cuda" else None)
+    return Group(rank, size, device)
+
+
+def leave() -> None:
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def launch(ranks: int, entry: Callable, *args) -> int:
+    """Run `entry(*args)` in `ranks` local processes through torch's elastic launcher and
+    wait: 0 when all succeed, else the exit code of the rank that failed first (the
+    launcher has then stopped the others). Rank 0 writes to this terminal; the others'
+    stderr goes to files, shown only when one of them failed and rank 0 had nothing to say."""
+    from torch.distributed.elastic.multiprocessing import DefaultLogsSpecs, Std
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.launcher.api import LaunchConfig, elastic_launch
+
+    for name in ("torch.distributed.elastic", "torch.multiprocessing"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)   # a failure is reported below, in one line
+    logs = Path(tempfile.mkdtemp(prefix="arena-ranks-"))
+    config = LaunchConfig(min_nodes=1, max_nodes=1, nproc_per_node=ranks, run_id=uuid.uuid4().hex,
+                          rdzv_backend="c10d", rdzv_endpoint=f"localhost:{_free_port()}", max_restarts=0,
+                          monitor_interval=MONITOR_SECONDS, start_method="spawn",
+                          logs_specs=DefaultLogsSpecs(log_dir=str(logs), redirects={r: Std.ERR for r in range(1, ranks)}))
+    try:
+        elastic_launch(config, entry)(*args)
+        return 0
+    except ChildFailedError as e:
+        rank, failure = min(e.failures.items(), key=lambda item: item[1].timestamp)
+        if rank != 0 and e.failures.get(0, failure).exitcode <= 0:
+            for log in logs.glob(f"*/attempt_*/{rank}/stderr.log"):
+                sys.stderr.write(log.read_text(errors="replace")[-4000:])
+        code = failure.exitcode
+        cause = f"was killed by {signal.Signals(-code).name}" if code < 0 else f"exited with code {code}"
+        print(f"arena: error: rank {rank} of {ranks} {cause}; the other ranks were stopped", file=sys.stderr)
+        return code if code > 0 else 1
+    finally:
+        shutil.rmtree(logs, ignore_errors=True)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        return s.getsockname()[1]
