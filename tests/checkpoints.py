@@ -24,6 +24,7 @@ TINY = {
                     num_hidden_layers=2, vocab_size=101, tie_word_embeddings=False),
 }
 
+WORDS = [f"w{i}" for i in range(126)]    # the word-level vocabulary of `word_folder` (conftest.py)
 SEQUENCE = [5, 17, 3, 99, 42, 8, 61, 23, 77, 14, 2, 90]   # ids below every tiny vocabulary
 PROMPT = 7
 

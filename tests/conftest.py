@@ -22,3 +22,21 @@ def tiny_folder(tmp_path_factory):
             folders[name] = tiny_checkpoint(tmp_path_factory.mktemp(name), name)
         return folders[name]
     return folder
+
+
+@pytest.fixture(scope="session")
+def word_folder(tmp_path_factory):
+    """The tiny MHA checkpoint with a word-level tokenizer of exactly its vocabulary and a chat template."""
+    import json
+
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    from checkpoints import WORDS, tiny_checkpoint
+    folder = tiny_checkpoint(tmp_path_factory.mktemp("words"), "mha-untied", eos_token_id=1)
+    vocab = {"[UNK]": 0, "</s>": 1, **{w: i + 2 for i, w in enumerate(WORDS)}}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    tok.save(str(folder / "tokenizer.json"))
+    template = "{% for m in messages %}w1 {{ m['content'] }} w2 {% endfor %}{% if add_generation_prompt %}w3{% endif %}"
+    (folder / "tokenizer_config.json").write_text(json.dumps({"chat_template": template, "eos_token": "</s>"}))
+    return folder

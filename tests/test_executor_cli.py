@@ -10,23 +10,11 @@ import torch
 
 from llama_arena.cli import main
 
-from checkpoints import checkpoint_to_gguf, tiny_checkpoint
-
-WORDS = [f"w{i}" for i in range(126)]
-
+from checkpoints import WORDS, checkpoint_to_gguf, tiny_checkpoint
 
 @pytest.fixture(scope="module")
-def folder(tmp_path_factory):
-    """The tiny MHA checkpoint with a word-level tokenizer of exactly its vocabulary and a chat template."""
-    from tokenizers import Tokenizer, models, pre_tokenizers
-    folder = tiny_checkpoint(tmp_path_factory.mktemp("cli"), "mha-untied", eos_token_id=1)
-    vocab = {"[UNK]": 0, "</s>": 1, **{w: i + 2 for i, w in enumerate(WORDS)}}
-    tok = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
-    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    tok.save(str(folder / "tokenizer.json"))
-    template = "{% for m in messages %}w1 {{ m['content'] }} w2 {% endfor %}{% if add_generation_prompt %}w3{% endif %}"
-    (folder / "tokenizer_config.json").write_text(json.dumps({"chat_template": template, "eos_token": "</s>"}))
-    return folder
+def folder(word_folder):
+    return word_folder
 
 
 def run_json(capsys, *argv) -> dict:

@@ -15,6 +15,8 @@ from executor.tokenizer import from_gguf
 from executor.weights import assemble
 from planner.errors import ArenaError
 
+from arena_checks import check_views, spying
+
 pytestmark = pytest.mark.slow
 
 PROMPTS = {
@@ -117,68 +119,13 @@ def test_every_scheduled_tensor_lives_in_the_arena_at_its_planned_offset(ours, r
     monkeypatch.setattr(session_module, "allocate_arena",
                         lambda nbytes, device: allocations.append(nbytes) or real_allocate(nbytes, device))
 
-    def spy(kernel):
-        def run(t, m, layer, call):
-            if kernel.__name__ == "setup":
-                records.append([])
-            step = len(records[-1])
-            poison_free_bytes(session, call.n, step)
-            records[-1].append(dict(vars(t)))
-            kernel(t, m, layer, call)
-        return run
-
-    monkeypatch.setattr(session_module, "KERNELS", {op: spy(kernel) for op, kernel in KERNELS.items()})
+    monkeypatch.setattr(session_module, "KERNELS", spying(KERNELS, records, lambda: session))
     with torch.inference_mode():
         session = session_for(weights, len(prompt))
         result = generate(session, prompt, NEW_TOKENS, Sampler(), tokenizer.eos_ids)
     assert result.tokens == expected
-
     assert allocations == [session.backing.numel()]    # one arena per session, not per call or token
-    assert [len(r) for r in records] == [len(session.plan(len(prompt)).steps)] + \
-        [len(session.plan(1).steps)] * (len(result.tokens) - 1)
-    base = session.backing.data_ptr()
-    for call, views in enumerate(records):
-        n = len(prompt) if call == 0 else 1
-        plan, steps = session.plan(n), session.steps(n)
-        for step, seen in zip(steps, views):
-            live = [b for b in plan.buffers if b.first <= step.index <= b.last]
-            for tensor in step.cells:
-                b = next(b for b in live if b.tensor == tensor)
-                view = seen[tensor]
-                assert list(view.shape) == b.shape and view.dtype == TORCH_DTYPES[b.dtype], (step.name, tensor)
-                if b.memory == "device":
-                    assert view.data_ptr() == base + b.offset, (step.name, tensor)
-                else:
-                    assert not base <= view.data_ptr() < base + session.backing.numel(), (step.name, tensor)
-            for name, view in seen.items():   # the parts kernels use lie inside a live instance
-                if view.device.type == "cpu" and base <= view.data_ptr() < base + session.backing.numel():
-                    first, last = extent(view)
-                    assert any(base + b.offset <= first and last < base + b.offset + b.size
-                               for b in live if b.memory == "device"), (step.name, name)
-
-
-_free: dict[tuple[int, int], list[tuple[int, int]]] = {}
-
-
-def poison_free_bytes(session, n: int, step: int) -> None:
-    key = (n, step)
-    if key not in _free:
-        kept = sorted((b.offset, b.offset + b.size) for b in session.plan(n).device()
-                      if b.first <= step <= b.last and (b.first < step or b.persistent))
-        gaps, end = [], 0
-        for start, stop in kept:
-            if start > end:
-                gaps.append((end, start))
-            end = max(end, stop)
-        _free[key] = gaps + ([(end, session.backing.numel())] if end < session.backing.numel() else [])
-    for start, stop in _free[key]:
-        session.backing[start:stop].view(torch.float32).fill_(float("nan"))
-
-
-def extent(view: torch.Tensor) -> tuple[int, int]:
-    """First and last byte address a strided view touches."""
-    last = view.data_ptr() + sum((size - 1) * stride for size, stride in zip(view.shape, view.stride())) * view.element_size()
-    return view.data_ptr(), last + view.element_size() - 1
+    check_views(session, records, len(prompt), len(result.tokens), TORCH_DTYPES)
 
 
 def test_cli_json_with_the_default_model_matches_transformers(reference, capsys):

@@ -1,0 +1,51 @@
+"""What each rank runs in the tensor-parallel tests: `run(spec)` is started in every rank
+by the launcher (`executor.parallel.launch`), joins the group, loads its shard of the
+weights, runs the spec's prompts and saves what it saw for the test to compare."""
+from __future__ import annotations
+
+import torch
+
+import executor.session as session_module
+from executor.model import KERNELS, build_model
+from executor.parallel import join, leave
+from executor.sampling import Sampler
+from executor.session import TORCH_DTYPES, Session
+from executor.source import Source, open_source
+from executor.weights import DTYPES, assemble
+from planner.shards import shards
+
+from arena_checks import check_views, spying
+
+
+def run(spec: dict) -> None:
+    """spec: model path and kind, dtype, prompts (token ids), new tokens, feed (ids to feed
+    after the prompt instead of sampling: teacher forcing), whether to check the arena, out."""
+    group = join("cpu")
+    try:
+        file = open_source(Source(spec["path"], spec["kind"]))
+        c = file.config
+        shard = shards(c.nh, c.nkvh, c.di, group.size)[group.rank]
+        with torch.inference_mode():
+            weights = assemble(file, DTYPES[spec["dtype"]], torch.device("cpu"), shard=shard)
+            results = [_generate(weights, group, prompt, spec) for prompt in spec["prompts"]]
+        torch.save({"results": results, "dims": weights.dims()}, f"{spec['out']}.{group.rank}")
+    finally:
+        leave()
+
+
+def _generate(weights, group, prompt: list[int], spec: dict) -> dict:
+    """Greedy tokens (or, with spec['feed'], the fed ones) and the logits after each call."""
+    nctx = len(prompt) + spec["new_tokens"]
+    records: list = []
+    if spec.get("check_arena"):
+        session_module.KERNELS = spying(KERNELS, records, lambda: session)
+    session = Session(build_model(weights, nctx, group), nctx, len(prompt))
+    tokens, logits = [session.forward(prompt, Sampler())], [session.logits()[0]]
+    feed = spec.get("feed")
+    while len(tokens) < spec["new_tokens"]:
+        tokens.append(session.forward([feed[len(tokens) - 1] if feed else tokens[-1]], Sampler()))
+        logits.append(session.logits()[0])
+    if spec.get("check_arena"):
+        session_module.KERNELS = KERNELS
+        check_views(session, records, len(prompt), len(tokens), TORCH_DTYPES)
+    return {"tokens": tokens, "logits": torch.stack(logits)}

@@ -1,0 +1,203 @@
+"""Tensor parallelism on CPU (gloo): the split rules, per-rank plans, logits and tokens equal
+to one rank's and to transformers', the arena discipline on every rank, both launch forms
+(`arena run --tp N` and torchrun, across two "machines" on localhost), and failing ranks."""
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+
+import psutil
+import pytest
+import torch
+
+from executor.parallel import launch
+from executor.source import default_model
+from executor.tokenizer import from_gguf
+from llama_arena.cli import main
+from planner.errors import ArenaError
+from planner.shards import shards, valid_ranks
+
+import ranks
+from checkpoints import PROMPT, SEQUENCE, hf_model, tiny_checkpoint
+
+ARENA = [sys.executable, "-m", "llama_arena"]
+
+
+# --- the split --------------------------------------------------------------------------
+
+def test_smollm2_splits_unevenly_over_two_ranks():
+    a, b = shards(9, 3, 1536, 2)
+    assert (a.q_heads, a.kv_heads, a.ffn) == ([0, 1, 2, 3, 4, 5], [0, 1], (0, 768))
+    assert (b.q_heads, b.kv_heads, b.ffn) == ([6, 7, 8], [2], (768, 1536))
+
+
+@pytest.mark.parametrize("nh, nkvh, di", [(9, 3, 1536), (8, 2, 98), (8, 1, 37), (32, 8, 14336), (4, 4, 96)])
+def test_every_valid_count_covers_each_head_and_column_once(nh, nkvh, di):
+    for n in valid_ranks(nh, nkvh):
+        split = shards(nh, nkvh, di, n)
+        assert sorted(h for s in split for h in s.q_heads) == list(range(nh))
+        assert [c for s in split for c in range(*s.ffn)] == list(range(di))
+        group = nh // nkvh
+        for s in split:             # a rank's query heads are the groups of its K/V heads
+            assert all(h // group in s.kv_heads for h in s.q_heads) and len(s.q_heads) % len(s.kv_heads) == 0
+        assert max(len(s.q_heads) for s in split) - min(len(s.q_heads) for s in split) <= group
+
+
+def test_a_count_that_does_not_split_names_those_that_do():
+    with pytest.raises(ArenaError, match=r"--tp 4: .* splits over 1, 2, 3, 6 or 9 ranks"):
+        shards(9, 3, 1536, 4)
+
+
+def test_plan_json_has_one_plan_per_rank_and_totals(capsys):
+    assert main(["plan", "llama", "--set", "n=4", "--tp", "2", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    first, second = out["ranks"]
+    assert (first["dims"]["nh"], first["dims"]["nkvh"], first["dims"]["di"]) == (6, 2, 768)
+    assert (second["dims"]["nh"], second["dims"]["nkvh"], second["dims"]["di"]) == (3, 1, 768)
+    kv = [next(b for b in p["buffers"] if b["tensor"] == "kv")["size"] for p in out["ranks"]]
+    assert kv[0] == 2 * kv[1]                   # each rank's cache holds its own K/V heads
+    assert out["totals"]["arena"] == first["arena"] + second["arena"]
+
+
+# --- logits and tokens ------------------------------------------------------------------
+
+def run_ranks(n: int, tmp_path, **spec) -> list[dict]:
+    """Launch `ranks.run` on n ranks; what each rank saved."""
+    spec = {"dtype": "f32", "check_arena": False, **spec, "out": str(tmp_path / f"tp{n}")}
+    assert launch(n, ranks.run, spec) == 0
+    return [torch.load(f"{spec['out']}.{r}") for r in range(n)]
+
+
+TINY_TP = {1: dict(num_key_value_heads=1), 2: dict(num_key_value_heads=2), 4: dict(num_key_value_heads=4)}
+
+
+@pytest.mark.parametrize("n", [2, 4])
+def test_tiny_checkpoints_split_over_ranks_give_transformers_logits(n, tmp_path_factory, tmp_path):
+    """1, 2 and 4 key-value heads over 2 and 4 ranks: whole groups, uneven groups and replicated
+    K/V heads; FFN width 98 splits unevenly over 4."""
+    for kv, overrides in TINY_TP.items():
+        folder = tiny_checkpoint(tmp_path_factory.mktemp(f"kv{kv}"), "gqa-tied", num_attention_heads=8,
+                                 intermediate_size=98, **overrides)
+        with torch.no_grad():
+            expected = hf_model(folder)(torch.tensor([SEQUENCE])).logits[0, PROMPT - 1:]
+        seen = run_ranks(n, tmp_path, path=str(folder), kind="checkpoint", prompts=[SEQUENCE[:PROMPT]],
+                         new_tokens=len(SEQUENCE) - PROMPT + 1, feed=SEQUENCE[PROMPT:])
+        for rank in seen:
+            torch.testing.assert_close(rank["results"][0]["logits"], expected, atol=1e-4, rtol=1e-4)
+
+
+@pytest.fixture(scope="module")
+def smollm2():
+    try:
+        path = default_model()
+    except ArenaError as e:
+        pytest.skip(str(e))
+    from executor.source import Source, open_source
+    tokenizer = from_gguf(open_source(Source(path, "gguf")))
+    prompts = [tokenizer.encode("The capital of France is"), tokenizer.encode("def fibonacci(n):"),
+               tokenizer.encode_chat("What is the tallest mountain in the world?")]
+    return path, prompts
+
+
+@pytest.fixture(scope="module")
+def one_rank(smollm2, tmp_path_factory):
+    """SmolLM2 in f32 on one rank (the launcher with N = 1): tokens and logits per prompt."""
+    path, prompts = smollm2
+    return run_ranks(1, tmp_path_factory.mktemp("tp1"), path=str(path), kind="gguf", prompts=prompts,
+                     new_tokens=32)[0]["results"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("n", [2, 3])
+def test_smollm2_on_n_ranks_gives_one_ranks_tokens_and_logits(smollm2, one_rank, n, tmp_path):
+    path, prompts = smollm2
+    seen = run_ranks(n, tmp_path, path=str(path), kind="gguf", prompts=prompts, new_tokens=32,
+                     check_arena=n == 2)                  # free bytes poisoned, views at their offsets
+    for rank in seen:
+        for got, want in zip(rank["results"], one_rank):
+            assert got["tokens"] == want["tokens"]
+            # the partial sums add up in another order: 1e-4 absolute plus 1e-4 of the logit
+            torch.testing.assert_close(got["logits"][0], want["logits"][0], atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.slow
+def test_smollm2_in_bf16_on_two_ranks_matches_one_or_parts_at_a_near_tie(smollm2, tmp_path):
+    path, prompts = smollm2
+    spec = dict(path=str(path), kind="gguf", prompts=prompts[:2], new_tokens=32, dtype="bf16")
+    one, two = run_ranks(1, tmp_path, **spec), run_ranks(2, tmp_path, **spec)
+    for a, b in zip(one[0]["results"], two[0]["results"]):
+        if a["tokens"] != b["tokens"]:
+            k = next(i for i, (x, y) in enumerate(zip(a["tokens"], b["tokens"])) if x != y)
+            assert b["tokens"][k] in a["logits"][k].topk(5).indices and a["tokens"][k] in b["logits"][k].topk(5).indices
+
+
+# --- the command line -------------------------------------------------------------------
+
+PROMPT_WORDS = ["--prompt", "w5 w6 w7 w8", "--max-new-tokens", "12", "--ignore-eos"]
+
+
+def arena_run(*args, timeout=600) -> subprocess.CompletedProcess:
+    return subprocess.run([*ARENA, "run", *args], capture_output=True, text=True, timeout=timeout)
+
+
+def test_run_on_two_and_three_ranks_prints_one_ranks_tokens_and_each_ranks_bytes(word_folder):
+    """4 heads over 3 ranks: 2, 1 and 1."""
+    outputs = {}
+    for n in (1, 2, 3):
+        p = arena_run("--model", str(word_folder), *PROMPT_WORDS, "--tp", str(n), "--json")
+        assert p.returncode == 0, p.stderr
+        outputs[n] = json.loads(p.stdout)          # one JSON object: rank 0 alone prints
+    assert outputs[1]["tokens"] == outputs[2]["tokens"] == outputs[3]["tokens"]
+    kv = [r["kv_bytes"] for r in outputs[3]["ranks"]]
+    assert len(outputs[2]["ranks"]) == 2 and kv[0] == 2 * kv[1] == 2 * kv[2]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        return s.getsockname()[1]
+
+
+def test_torchrun_across_two_machines_meeting_at_localhost(word_folder):
+    torchrun = shutil.which("torchrun", path=os.path.dirname(sys.executable)) or shutil.which("torchrun")
+    endpoint = f"localhost:{free_port()}"
+    nodes = [subprocess.Popen([torchrun, "--nnodes", "2", "--nproc-per-node", "1", "--rdzv-backend", "c10d",
+                               "--rdzv-endpoint", endpoint, "--rdzv-id", "arena-test", "-m", "llama_arena", "run",
+                               "--model", str(word_folder), *PROMPT_WORDS, "--json"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    results = [node.communicate(timeout=600) for node in nodes]
+    assert [node.returncode for node in nodes] == [0, 0], [err[-2000:] for _, err in results]
+    printed = [json.loads(out) for out, _ in results if out.strip()]
+    one = json.loads(arena_run("--model", str(word_folder), *PROMPT_WORDS, "--json").stdout)
+    assert len(printed) == 1 and printed[0]["tokens"] == one["tokens"] and len(printed[0]["ranks"]) == 2
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--tp", "0"], "--tp: must be 1 or more ranks, not 0"),
+    (["--tp", "5"], "--tp 5: a model with 4 query and 4 key-value heads splits over 1, 2, 3 or 4 ranks"),
+])
+def test_bad_tp_is_exit_2_with_one_clear_message(word_folder, args, message):
+    p = arena_run("--model", str(word_folder), *PROMPT_WORDS, *args)
+    assert p.returncode == 2 and message in p.stderr and "Traceback" not in p.stderr, p.stderr
+
+
+@pytest.mark.slow
+def test_a_rank_that_dies_stops_every_rank_and_is_named(smollm2):
+    """Kill one rank mid-run: the command ends with a message naming it, and no process is left."""
+    p = subprocess.Popen([*ARENA, "run", "--prompt", "Once upon a time", "--max-new-tokens", "4000", "--ignore-eos",
+                          "--nctx", "4096", "--tp", "2"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    launcher = psutil.Process(p.pid)
+    workers = []
+    while len(workers) < 2 and p.poll() is None:
+        workers = sorted((c for c in launcher.children(recursive=True) if "spawn_main" in " ".join(c.cmdline())
+                          and "resource_tracker" not in " ".join(c.cmdline())), key=lambda c: c.pid)
+        time.sleep(0.2)
+    assert p.stdout.read(1)                   # rank 0 streams its first character: generation is under way
+    workers[1].kill()
+    _, err = p.communicate(timeout=120)       # a hang fails here, not in the suite's own time
+    assert p.returncode != 0
+    assert "rank 1 of 2 was killed by SIGKILL; the other ranks were stopped" in err and "Traceback" not in err
+    assert not [w for w in workers if w.is_running() and w.status() != psutil.STATUS_ZOMBIE]
