@@ -1,6 +1,7 @@
 """Ours against transformers' `generate` on the same model, prompt and dtype, in one run.
 
     python benchmarks/run_bench.py --dtype f32 --tokens 64
+    python benchmarks/run_bench.py --tp 1 2 3      # tensor parallelism instead: benchmarks/tp_bench.py
 
 Each engine runs in its own fresh interpreter (so peak resident memory is its own) on the same
 prompt ids, greedy, never stopping early. Measured per engine: prefill tokens/s, decode
@@ -36,11 +37,17 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, help="torch threads (default: torch's own choice)")
     p.add_argument("--repeats", type=int, default=3, help="measured runs per engine; the best counts (3)")
     p.add_argument("--json", action="store_true", help="print the results as JSON")
+    p.add_argument("--tp", type=int, nargs="+", metavar="N",
+                   help="instead: arena run --tp N for each N side by side (benchmarks/tp_bench.py)")
     p.add_argument("--engine", choices=["ours", "transformers"], help=argparse.SUPPRESS)   # a child run
     p.add_argument("--ids", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.engine:
         print(json.dumps(run_engine(args)))
+        return 0
+    if args.tp:
+        from benchmarks.tp_bench import tp_table
+        tp_table(args)
         return 0
     results = {engine: child(args, engine, prompt_ids(args)) for engine in ("ours", "transformers")}
     if args.json:
