@@ -29,7 +29,7 @@ from planner.errors import CapacityMissed  # noqa: E402
 from planner.models import PRESETS  # noqa: E402
 from planner.place import Block  # noqa: E402
 from planner.plan import CHOICES, Buffer, place, plan_lifetimes  # noqa: E402
-from planner.schedule import load  # noqa: E402
+from planner.reader import load  # noqa: E402
 
 STRATEGIES = ["naive", "greedy-size", "best-fit", "skyline", "layered", "auto", "exact"]
 FIT = "auto --capacity"

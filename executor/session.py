@@ -18,7 +18,8 @@ import torch
 from planner.errors import ArenaError
 from planner.lifetimes import Step, bind
 from planner.plan import Buffer, Plan, plan_lifetimes
-from planner.schedule import SCHEDULES, load
+from planner.reader import load
+from planner.schedule import SCHEDULES
 
 from .model import KERNELS, Call, Model, cache_views, step_views
 from .sampling import Sampler

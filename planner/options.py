@@ -5,7 +5,7 @@ import argparse
 import math
 from pathlib import Path
 
-from . import csvio, markdown, schedule
+from . import csvio, markdown, reader, schedule
 from .errors import ArenaError
 from .lifetimes import DEFAULT_ALIGN, Lifetimes, bind
 from .models import PRESETS, model_dims, parse_sets
@@ -62,7 +62,7 @@ def load_schedule(name: str) -> schedule.Schedule:
         path = schedule.SCHEDULES / f"{name}.yaml"
     if path.suffix in (".md", ".txt"):
         return markdown.convert(path)
-    return schedule.load(path)
+    return reader.load(path)
 
 
 def _check_sets(args, lifetimes: Lifetimes) -> None:

@@ -12,7 +12,8 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 from llama_arena.cli import main
 from planner.csvio import read_problem
 from planner.errors import ArenaError
-from planner.schedule import load, loads, to_yaml
+from planner.reader import load, loads
+from planner.schedule import to_yaml
 
 TABLE = """schedule: t
 dims: {n: tokens, d: width}

@@ -7,7 +7,8 @@ from planner.errors import ArenaError
 from planner.lifetimes import bind
 from planner.markdown import convert
 from planner.models import PRESETS
-from planner.schedule import load, loads, to_yaml
+from planner.reader import load, loads
+from planner.schedule import to_yaml
 
 SEED = Path(__file__).resolve().parents[2] / "shared" / "seeds" / "000_a1c78c6a9d0b085a.txt"
 

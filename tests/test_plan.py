@@ -7,7 +7,7 @@ from planner.graph import interference_graph
 from planner.lifetimes import bind
 from planner.models import PRESETS
 from planner.plan import Plan, plan_lifetimes
-from planner.schedule import load, loads
+from planner.reader import load, loads
 from planner.place import HEURISTICS
 
 

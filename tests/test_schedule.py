@@ -5,7 +5,7 @@ from planner.errors import ArenaError
 from planner.lifetimes import bind
 from planner.models import PRESETS
 from planner.plan import plan_lifetimes
-from planner.schedule import load, loads
+from planner.reader import load, loads
 
 SMOL = PRESETS["smollm2-135m"]
 

@@ -1,0 +1,281 @@
+"""Read a lifetime table (YAML) into a Schedule, checking its structure as it goes.
+
+Every fault names its place and all are reported at once; names, symbols and shapes that
+parse are checked here, and the meaning of the symbols over time when the table is
+unrolled (lifetimes.py). YAML allows more than a table ever means, and a small file can ask
+for unbounded work: both are refused here (the limits, duplicate keys).
+"""
+from __future__ import annotations
+
+import re
+from collections.abc import Hashable
+from pathlib import Path
+
+import yaml
+
+from . import expr
+from .errors import ArenaError, show, where
+from .schedule import ACT, ELEMENT_BYTES, KINDS, Repeat, Schedule, StepRow, TensorDecl, is_count, name_problem, \
+    split_axes, symbol_problem
+
+_SHAPE = re.compile(r"^\s*([A-Za-z_]\w*)\s*\[(.*)\]\s*$")
+
+
+# Limits no real schedule comes near: a few hundred bytes of YAML aliases can otherwise
+# expand to billions of nodes (a "billion laughs"), and nested brackets can exhaust the stack.
+MAX_YAML_NODES = 100_000
+
+
+class _LineLoader(yaml.SafeLoader):
+    """A SafeLoader that remembers the line of every mapping and of each key in it, so
+    faults can point at them, and refuses what YAML allows but a table never means:
+    a key given twice in one mapping, and aliases that expand past MAX_YAML_NODES."""
+
+    def __init__(self, text: str, file: str):
+        super().__init__(text)
+        self.file = file
+
+    def get_single_node(self):
+        node = super().get_single_node()
+        if node is not None and _expanded_size(node, {}) > MAX_YAML_NODES:
+            raise ArenaError(f"{self.file}: the YAML expands to more than {MAX_YAML_NODES:,} values "
+                             "(through its aliases); a schedule needs far fewer")
+        return node
+
+    def construct_mapping(self, node, deep=False):
+        lines = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":     # `<<: *base` merges, and may override
+                continue
+            key = self.construct_object(key_node, deep=True)
+            if isinstance(key, Hashable) and key in lines:
+                raise ArenaError(f"{where(self.file, key_node.start_mark.line + 1)}key '{show(key)}' "
+                                 f"appears twice in one mapping (line {lines[key]} has it first)")
+            if isinstance(key, Hashable):
+                lines[key] = key_node.start_mark.line + 1
+        mapping = super().construct_mapping(node, deep=deep)
+        mapping["__line__"] = node.start_mark.line + 1
+        mapping["__lines__"] = lines
+        return mapping
+
+
+def _expanded_size(node, sizes: dict[int, int]) -> int:
+    """Values in the document once every alias is expanded (`sizes` memoizes shared nodes)."""
+    if id(node) not in sizes:
+        if isinstance(node, yaml.MappingNode):
+            children = [n for pair in node.value for n in pair]
+        elif isinstance(node, yaml.SequenceNode):
+            children = node.value
+        else:
+            children = []
+        sizes[id(node)] = 1 + sum(_expanded_size(child, sizes) for child in children)
+    return sizes[id(node)]
+
+
+def load(path) -> Schedule:
+    path = Path(path)
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except OSError as e:
+        raise ArenaError(f"{path}: cannot read the schedule: {e.strerror}") from None
+    except UnicodeDecodeError as e:
+        raise ArenaError(f"{path}: not UTF-8 text (byte 0x{e.object[e.start]:02x} at offset {e.start}); "
+                         "a schedule is a YAML text file") from None
+    return loads(text, str(path))
+
+
+def loads(text: str, file: str = "<schedule>") -> Schedule:
+    try:
+        loader = _LineLoader(text, file)         # reading starts here: it may refuse a character
+        try:
+            doc = loader.get_single_data()
+        finally:
+            loader.dispose()
+    except yaml.reader.ReaderError as e:
+        line = text.count("\n", 0, e.position) + 1
+        raise ArenaError(f"{where(file, line)}character U+{e.character:04X} is not allowed in YAML") from None
+    except yaml.YAMLError as e:
+        raise ArenaError(_yaml_fault(e, file)) from None
+    except RecursionError:
+        raise ArenaError(f"{file}: the YAML nests too deeply to read") from None
+    return _Reader(file).schedule(doc)
+
+
+def _yaml_fault(e: yaml.YAMLError, file: str) -> str:
+    """One line for a YAML syntax error, at the line that holds the mistake: an unclosed
+    bracket or quote is where it opens, not where the reader noticed."""
+    problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+    mark, context = getattr(e, "problem_mark", None), getattr(e, "context", None)
+    context_mark = getattr(e, "context_mark", None)
+    if context_mark and context and ("flow" in context or "quoted" in context):
+        return (f"{where(file, context_mark.line + 1)}malformed YAML: {context} that starts here: {problem}"
+                + (f" (line {mark.line + 1})" if mark else ""))
+    return f"{where(file, mark.line + 1 if mark else None)}malformed YAML: {problem}"
+
+
+class _Reader:
+    def __init__(self, file: str):
+        self.file = file
+        self.faults: list[str] = []
+
+    def fault(self, message, line=None, step=None, tensor=None):
+        self.faults.append(where(self.file, line, step, tensor) + message)
+
+    def schedule(self, doc) -> Schedule:
+        if not isinstance(doc, dict):
+            raise ArenaError(f"{self.file}: a schedule is a mapping with keys schedule, dims, types, tensors, steps")
+        line = doc.get("__line__")
+        for key in ("dims", "types", "tensors", "steps"):
+            if key not in doc:
+                self.fault(f"missing key '{key}'", line)
+        unknown = set(_plain(doc)) - {"schedule", "dims", "types", "tensors", "steps"}
+        if unknown:
+            self.fault(f"unknown key(s) {', '.join(sorted(show(k) for k in unknown))} "
+                       "(known: schedule, dims, types, tensors, steps)", line)
+        for key in ("dims", "types", "tensors"):
+            if key in doc and not isinstance(doc[key], dict):
+                self.fault(f"'{key}' must be a mapping (name: value), not {_kind(doc[key])}", _key_line(doc, key))
+        if self.faults:
+            raise ArenaError(*self.faults)
+        dims = {self.name(k, "dimension", _key_line(doc["dims"], k)): str(v) for k, v in _plain(doc["dims"]).items()}
+        types = self.types(doc["types"])
+        tensors = self.tensors(doc["tensors"], dims, types)
+        steps = self.steps(doc["steps"], tensors, dims, nested=False, line=_key_line(doc, "steps"))
+        name = self.name(doc.get("schedule", Path(self.file).stem), "schedule", _key_line(doc, "schedule"))
+        if self.faults:
+            raise ArenaError(*self.faults)
+        return Schedule(name, dims, types, tensors, steps, self.file)
+
+    def name(self, key, what: str, line) -> str:
+        """A name from the table as text; one with a control character is a fault, since
+        no output format (GraphML, YAML, a terminal) carries it faithfully."""
+        text = str(key)
+        problem = name_problem(text, what)
+        if problem:
+            self.fault(problem, line)
+        return text
+
+    def types(self, node) -> dict[str, str]:
+        types = {}
+        for key, elem in _plain(node).items():
+            name = self.name(key, "type", _key_line(node, key))
+            if elem != ACT and elem not in ELEMENT_BYTES:
+                self.fault(f"type '{name}' has unknown element type '{show(elem)}' "
+                           f"(known: {', '.join(ELEMENT_BYTES)}, or '{ACT}' for the --dtype)", _key_line(node, key))
+            types[name] = str(elem)
+        return types
+
+    def tensors(self, node, dims, types) -> dict[str, TensorDecl]:
+        tensors = {}
+        for key, spec in _plain(node).items():
+            line = _key_line(node, key)
+            name = self.name(key, "tensor", line)
+            persistent = False
+            if isinstance(spec, dict):
+                unknown = set(_plain(spec)) - {"shape", "persistent"}
+                if unknown:
+                    self.fault(f"unknown key(s) {', '.join(sorted(show(k) for k in unknown))} "
+                               "(a tensor has: shape, persistent)", line, tensor=name)
+                persistent = spec.get("persistent", False)
+                if not isinstance(persistent, bool):
+                    self.fault(f"persistent must be true or false, not '{show(persistent)}'", line, tensor=name)
+                spec = spec.get("shape")
+            if name == "graph":
+                self.fault("'graph' names the kernel/graph column and cannot be a tensor", line, tensor=name)
+                continue
+            match = _SHAPE.match(str(spec)) if isinstance(spec, str) else None
+            if not match:
+                self.fault(f"shape '{show(spec)}' is not of the form Type[dim, dim, ...]", line, tensor=name)
+                continue
+            type_, axes = match.group(1), [a.strip() for a in split_axes(match.group(2))]
+            if type_ not in types:
+                self.fault(f"unknown type '{type_}' (declared: {', '.join(types)})", line, tensor=name)
+            for axis in axes:
+                try:
+                    unknown = expr.names(axis) - set(dims)
+                except expr.ExprError as e:
+                    self.fault(str(e), line, tensor=name)
+                    continue
+                for dim in sorted(unknown):
+                    self.fault(f"unknown dimension '{dim}' in shape '{spec}' (declared dims: {', '.join(dims)})",
+                               line, tensor=name)
+            tensors[name] = TensorDecl(name, type_, axes, persistent is True, line)
+        return tensors
+
+    def steps(self, node, tensors, dims, nested, line=None) -> list:
+        if not isinstance(node, list):
+            self.fault(f"'steps' must be a list of rows, not {_kind(node)}", line)
+            return []
+        rows = []
+        for item in node:
+            if not isinstance(item, dict):
+                self.fault(f"a step row must be a mapping 'name: {{tensor: symbols}}', not '{show(item)}'", line)
+                continue
+            line = item.get("__line__")
+            keys = _plain(item)
+            if "repeat" in keys:
+                rows.append(self.repeat(item, line, tensors, dims, nested))
+            elif len(keys) != 1:
+                self.fault(f"a step row is one mapping 'name: {{tensor: symbols}}', "
+                           f"got keys {', '.join(show(k) for k in keys)}", line)
+            else:
+                (name, cells), = keys.items()
+                rows.append(self.row(self.name(name, "step", line), cells, line, tensors))
+        return rows
+
+    def repeat(self, item, line, tensors, dims, nested) -> Repeat:
+        count = show(item["repeat"])
+        unknown = set(_plain(item)) - {"repeat", "steps"}
+        if unknown:
+            self.fault(f"unknown key(s) {', '.join(sorted(show(k) for k in unknown))} "
+                       "(a repeat block has: repeat, steps)", line)
+        if nested:
+            self.fault("repeat blocks do not nest", line)
+        elif not is_count(count) and count not in dims:
+            self.fault(f"repeat count '{count}' is neither an integer nor a declared dimension", line)
+        return Repeat(count, self.steps(item.get("steps"), tensors, dims, nested=True, line=line), line)
+
+    def row(self, name, cells, line, tensors) -> StepRow:
+        if cells is not None and not isinstance(cells, dict):
+            self.fault(f"the cells of a step are a mapping {{tensor: symbols}}, not '{show(cells)}'", line, step=name)
+            return StepRow(name, None, {}, line)
+        lines = (cells or {}).get("__lines__", {})
+        cells = _plain(cells if cells is not None else {})
+        kind = cells.pop("graph", None)
+        if kind not in (None,) + KINDS:
+            self.fault(f"graph column must be 'kernel' or 'graph', not '{show(kind)}'", line, step=name)
+        clean = {}
+        for key, symbols in cells.items():
+            tensor, cell_line = str(key), lines.get(key, line)
+            if tensor not in tensors:
+                self.fault(f"unknown tensor (declared: {', '.join(tensors)})", cell_line, name, tensor)
+                continue
+            if isinstance(symbols, (dict, list)):
+                self.fault(f"a cell holds symbols such as '+w' or 'rx', not '{show(symbols)}'", cell_line, name, tensor)
+                continue
+            symbols = "" if symbols is None else str(symbols)
+            problem = symbol_problem(symbols)
+            if problem:
+                self.fault(problem, cell_line, name, tensor)
+                continue
+            if symbols:
+                clean[tensor] = symbols
+        return StepRow(name, kind, clean, line)
+
+
+def _plain(node) -> dict:
+    """A mapping without the line numbers the loader adds."""
+    if not isinstance(node, dict):
+        return {}
+    return {k: v for k, v in node.items() if k not in ("__line__", "__lines__")}
+
+
+def _key_line(node, key):
+    """The line of `key` in a mapping, else of the mapping itself."""
+    if not isinstance(node, dict):
+        return None
+    return node.get("__lines__", {}).get(key, node.get("__line__"))
+
+
+def _kind(value) -> str:
+    return {list: "a list", dict: "a mapping", type(None): "empty"}.get(type(value), f"'{show(value)}'")
