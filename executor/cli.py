@@ -114,6 +114,9 @@ def _generate_in(args, group, torch) -> int:
     prompt = tokenizer.encode_chat(args.prompt) if args.chat else tokenizer.encode(args.prompt)
     nctx = _nctx(args, len(prompt), c.nctx)
     check_context(len(prompt), args.max_new_tokens, nctx)
+    cost = _preflight(c, shard, dtype, len(prompt), nctx)
+    if first:
+        _print_estimate(cost, dtype, device)
 
     with torch.inference_mode():
         weights = _load(file, DTYPES[dtype], device, shard, bar=first)
@@ -124,8 +127,9 @@ def _generate_in(args, group, torch) -> int:
                           args.ignore_eos, echo)
 
     summary = _summary(session, weights, result, tokenizer.decode(result.tokens), source, dtype)
+    summary["estimate"] = cost
     if group is not None:
-        summary["ranks"] = group.gather({k: summary[k] for k in ("arena", "kv_bytes", "weight_bytes")})
+        summary["ranks"] = group.gather({k: summary[k] for k in ("arena", "kv_bytes", "weight_bytes", "total_bytes")})
     if not first:
         return 0
     if args.trace:
@@ -189,6 +193,24 @@ def _nctx(args, prompt_len: int, model_nctx: int) -> int:
     return args.nctx
 
 
+def _preflight(c, shard, dtype: str, prompt_len: int, nctx: int) -> dict[str, int]:
+    """Weights, KV cache and arena bytes of this run (of this rank's share), from the model's
+    dimensions alone: known before anything heavy is read or allocated."""
+    from planner.estimate import estimate, run_plans
+
+    dims = {**(shard.dims(c.dims()) if shard is not None else c.dims()), "nctx": nctx}
+    return estimate(run_plans(dims, dtype, {prompt_len, 1}), dtype, c.tied)
+
+
+def _print_estimate(cost: dict[str, int], dtype: str, device) -> None:
+    print(f"estimate  weights {_mib(cost['weight_bytes'])} {dtype} + arena {_mib(cost['arena'])} "
+          f"(KV cache {_mib(cost['kv_bytes'])}) = {_mib(cost['total_bytes'])} on {device}", file=sys.stderr)
+
+
+def _mib(n: int) -> str:
+    return f"{n / 2**20:.2f} MiB"
+
+
 def _load(file, dtype, device, shard, bar: bool):
     """The weights (a rank's `shard` of them), with a progress bar on stderr that vanishes
     when done (`bar`: on one rank only)."""
@@ -212,6 +234,7 @@ def _summary(session, weights, result, text: str, source, dtype: str) -> dict:
         "prompt_tokens": result.prompt_tokens, "tokens": result.tokens, "text": text, "stop": result.stop,
         "arena": session.backing.numel(), "lower_bound": max(p.lower_bound for p in plans.values()),
         "kv_bytes": kv.size, "nctx": session.nctx, "weight_bytes": weights.nbytes,
+        "total_bytes": weights.nbytes + session.backing.numel(),
         "prefill_tok_s": result.prefill_tok_s, "decode_tok_s": result.decode_tok_s,
         "model": str(source.path), "device": str(session.device), "dtype": dtype,
         "plans": {name: {"n": p.dims["n"], "arena": p.arena, "lower_bound": p.lower_bound, "strategy": p.strategy}
@@ -220,14 +243,13 @@ def _summary(session, weights, result, text: str, source, dtype: str) -> dict:
 
 
 def _print_summary(s: dict) -> None:
-    mb = lambda n: f"{n / 2**20:.2f} MiB"
     ratio = s["arena"] / s["lower_bound"]
-    print(f"plan    arena {mb(s['arena'])} (lower bound {mb(s['lower_bound'])}, {ratio:.3f}x), "
-          f"KV cache {mb(s['kv_bytes'])} ({s['nctx']} positions), weights {mb(s['weight_bytes'])} {s['dtype']}")
+    print(f"plan    arena {_mib(s['arena'])} (lower bound {_mib(s['lower_bound'])}, {ratio:.3f}x), "
+          f"KV cache {_mib(s['kv_bytes'])} ({s['nctx']} positions), weights {_mib(s['weight_bytes'])} {s['dtype']}")
     print(f"speed   prefill {len(s['prompt_tokens'])} tokens at {s['prefill_tok_s']:.1f} tok/s, "
           f"decode {len(s['tokens']) - 1} tokens at {s['decode_tok_s']:.1f} tok/s ({s['device']}, stop: {s['stop']})")
     for rank, r in enumerate(s.get("ranks", [])):
-        print(f"rank {rank}  arena {mb(r['arena'])}, KV cache {mb(r['kv_bytes'])}, weights {mb(r['weight_bytes'])}")
+        print(f"rank {rank}  arena {_mib(r['arena'])}, KV cache {_mib(r['kv_bytes'])}, weights {_mib(r['weight_bytes'])}")
 
 
 def _write(text: str) -> None:

@@ -11,11 +11,12 @@ from rich.text import Text
 from . import csvio, graph, markdown, schedule
 from .options import add_plan_inputs, plan_from_args
 from .errors import ArenaError
-from .models import model_dims, parse_sets
+from .estimate import estimate
+from .models import model_dims, parse_sets, tied_output
 from .output import check_target, write_atomic
 from .plan import Plan
 from .shards import shards
-from .report import print_plan
+from .report import estimate_table, print_plan
 
 
 def add_parsers(sub) -> None:
@@ -25,6 +26,8 @@ def add_parsers(sub) -> None:
     plan.add_argument("--json", action="store_true", help="print the plan as JSON instead of tables")
     plan.add_argument("--out", metavar="FILE", help="also save the plan: JSON, or id,lower,upper,size,offset for --csv")
     plan.add_argument("--graph", metavar="FILE.graphml", help="write the interference graph (networkx GraphML)")
+    plan.add_argument("--nctx", type=int, metavar="N",
+                      help="KV cache positions (--set nctx=N); a call then prefills all N unless --set n= says less")
     plan.add_argument("--tp", type=int, default=1, metavar="N",
                       help="tensor parallelism: plan each of N ranks, with its share of heads and FFN columns")
     plan.set_defaults(handler=cmd_plan)
@@ -38,19 +41,41 @@ def cmd_plan(args) -> int:
     for path, option in ((args.out, "--out"), (args.graph, "--graph")):
         if path is not None:
             check_target(path, option)          # before any planning or writing
+    _set_nctx(args)
     if args.tp != 1:
         return _plan_ranks(args)
     _, plan = plan_from_args(args)
+    cost = run_estimate(args, plan)
     if args.graph:
         write_atomic(args.graph, graph.graphml(graph.interference_graph(plan.buffers)), "--graph")
     if args.out:
         write_atomic(args.out, csvio.solution_csv(plan) if args.csv else plan.to_json() + "\n")
     if args.json:
-        print(plan.to_json())
+        print(json.dumps({**plan.to_dict(), **cost}, indent=1))
     else:
         # piped output keeps whole rows rather than folding them to 80 columns
-        print_plan(plan, Console(width=None if sys.stdout.isatty() else 160, markup=False))
+        console = Console(width=None if sys.stdout.isatty() else 160, markup=False)
+        print_plan(plan, console)
+        if cost:
+            console.print(estimate_table(cost, args.dtype))
     return 0
+
+
+def _set_nctx(args) -> None:
+    """--nctx N is --set nctx=N, and the call size n = N unless --set gives n."""
+    if args.nctx is None:
+        return
+    if args.nctx < 1:
+        raise ArenaError(f"--nctx must be at least 1 position, not {args.nctx}")
+    sets = parse_sets(args.set)
+    args.set = [*args.set, f"nctx={args.nctx}"] + ([] if "n" in sets else [f"n={args.nctx}"])
+
+
+def run_estimate(args, plan: Plan) -> dict[str, int]:
+    """Weights, KV cache, arena and their total for a plan of the Llama schedule; {} for others."""
+    if plan.schedule != "llama":
+        return {}
+    return estimate([plan], args.dtype, tied_output(args.model))
 
 
 def _plan_ranks(args) -> int:

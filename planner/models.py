@@ -25,6 +25,7 @@ PRESETS: dict[str, dict[str, int]] = {
     "llama-2-7b": dict(d=4096, nh=32, nkvh=32, dh=128, di=11008, nlayers=32, vocab=32000, nctx=4096),
     "llama-3-8b": dict(d=4096, nh=32, nkvh=8, dh=128, di=14336, nlayers=32, vocab=128256, nctx=8192),
 }
+TIED_PRESETS = {"smollm2-135m"}   # presets whose output head is the token embedding
 DIMS = ("d", "nh", "nkvh", "dh", "di", "nlayers", "vocab", "nctx")
 OPTIONAL = {"nkvh", "dh", "nctx"}   # nkvh defaults to nh, dh to d / nh, nctx to DEFAULT_NCTX
 DEFAULT_NCTX = 2048
@@ -54,6 +55,19 @@ def model_dims(model: str | None) -> dict[str, int]:
     if path.suffix == ".gguf":
         return gguf_dims(_read_gguf(path), path)
     return config_dims(path)
+
+
+def tied_output(model: str) -> bool:
+    """Whether the model's output head is its token embedding: a preset's known answer,
+    config.json's tie_word_embeddings (transformers' default: false), a GGUF file without
+    output.weight."""
+    if model in PRESETS:
+        return model in TIED_PRESETS
+    path = Path(model)
+    if path.suffix == ".gguf":
+        return not any(t.name == "output.weight" for t in _read_gguf(path).tensors)
+    cfg = json.loads((path / "config.json" if path.is_dir() else path).read_text())
+    return cfg.get("tie_word_embeddings") is True
 
 
 def config_dims(path: Path) -> dict[str, int]:

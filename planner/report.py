@@ -46,6 +46,17 @@ def summary(plan: Plan) -> Table:
     return t
 
 
+def estimate_table(cost: dict[str, int], dtype: str) -> Table:
+    """What the run allocates in all: the weights, and the arena that holds the KV cache."""
+    t = Table.grid(padding=(0, 2))
+    t.add_column(justify="left")
+    t.add_column(justify="right")
+    for k, v in ((f"weights ({dtype})", cost["weight_bytes"]), ("KV cache (in the arena)", cost["kv_bytes"]),
+                 ("arena", cost["arena"]), ("total (weights + arena)", cost["total_bytes"])):
+        t.add_row(k, _bytes(v))
+    return t
+
+
 def _bytes(n: int) -> str:
     for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
         if n >= scale:

@@ -55,6 +55,29 @@ def test_plan_from_gguf_and_config_json(tmp_path, capsys):
     assert plan["dims"] == dict(n=5, d=64, nh=4, nkvh=2, dh=16, di=96, nlayers=3, vocab=100, nctx=32)
 
 
+def test_plan_estimate_counts_weights_kv_cache_and_arena(capsys):
+    assert main(["plan", "llama", "--model", "smollm2-135m", "--nctx", "512", "--json"]) == 0
+    plan = json.loads(capsys.readouterr().out)
+    assert plan["dims"]["nctx"] == plan["dims"]["n"] == 512
+    assert plan["kv_bytes"] == 30 * 2 * 512 * 3 * 64 * 4
+    assert plan["weight_bytes"] == 538_060_032   # what executor.weights.assemble holds for SmolLM2 in f32
+    assert plan["total_bytes"] == plan["weight_bytes"] + plan["arena"]
+    assert main(["plan", "llama", "--nctx", "512", "--set", "n=16", "--dtype", "bf16"]) == 0
+    out = capsys.readouterr().out
+    assert "weights (bf16)" in out and "269,030,016" in out and "total (weights + arena)" in out
+
+
+@pytest.mark.parametrize("tied", [True, False])
+def test_plan_estimate_counts_an_untied_output_head(tied, tmp_path, capsys):
+    cfg = tmp_path / "config.json"
+    cfg.write_text(json.dumps(dict(hidden_size=64, num_attention_heads=4, intermediate_size=96,
+                                   num_hidden_layers=3, vocab_size=100, tie_word_embeddings=tied)))
+    assert main(["plan", "llama", "--model", str(cfg), "--nctx", "8", "--json"]) == 0
+    layer = 64 * 3 * 64 + 64 * 64 + 3 * 64 * 96 + 2 * 64
+    table = 100 * 64
+    assert json.loads(capsys.readouterr().out)["weight_bytes"] == 4 * ((1 if tied else 2) * table + 3 * layer + 64)
+
+
 def test_plan_out_and_graph_files(tmp_path, capsys):
     out, graphml = tmp_path / "plan.json", tmp_path / "g.graphml"
     assert main(["plan", "llama-layer", "--set", "n=7", "--out", str(out), "--graph", str(graphml)]) == 0
@@ -108,6 +131,7 @@ def test_convert_prints_yaml_that_plans_like_the_layer(tmp_path, capsys):
     (["plan", "llama", "--set", "n=x"], "--set n=x: expected NAME=INTEGER"),
     (["plan", "llama", "--set", "n=2", "--set", "q=3"], "--set q: the schedule has no dimension 'q'"),
     (["plan", "llama", "--set", "n=2", "--align", "0"], "--align must be a positive number"),
+    (["plan", "llama", "--nctx", "0"], "--nctx must be at least 1 position, not 0"),
     (["plan", "--csv", "missing.csv"], "missing.csv: cannot read the CSV"),
     (["plan"], "say what to plan"),
     (["plan", "llama", "--set", "n=2", "--time-limit", "-1"], "--time-limit must be a positive number of seconds, not -1"),

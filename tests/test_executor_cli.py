@@ -31,6 +31,17 @@ def test_json_output_has_tokens_plans_and_speeds(folder, capsys):
     assert out["plans"]["prefill"]["n"] == 3 and out["plans"]["decode"]["n"] == 1
 
 
+def test_preflight_estimate_is_what_the_run_allocates(folder, capsys):
+    """Printed on stderr before the weights load, and equal to the bytes the run then holds
+    (an untied output head: the embedding and the head both counted)."""
+    assert main(["run", "--model", str(folder), "--prompt", "w5 w6 w7", "--max-new-tokens", "4", "--json"]) == 0
+    captured = capsys.readouterr()
+    out = json.loads(captured.out)
+    assert out["estimate"] == {k: out[k] for k in ("weight_bytes", "kv_bytes", "arena", "total_bytes")}
+    assert out["total_bytes"] == out["weight_bytes"] + out["arena"]
+    assert captured.err.startswith("estimate  weights ") and " on cpu" in captured.err
+
+
 def test_greedy_runs_repeat_and_seeded_sampling_repeats(folder, capsys):
     greedy = [run_json(capsys, "--model", str(folder), "--prompt", "w5 w9", "--ignore-eos",
                        "--max-new-tokens", "12")["tokens"] for _ in range(2)]

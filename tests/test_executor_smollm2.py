@@ -139,3 +139,22 @@ def test_cli_json_with_the_default_model_matches_transformers(reference, capsys)
     assert out["text"] and out["prefill_tok_s"] > 0 and out["decode_tok_s"] > 0
     assert out["arena"] >= out["lower_bound"] > out["kv_bytes"] > 0
     assert out["nctx"] == len(prompt) + 8
+
+
+def test_the_planners_weight_bytes_are_the_loaded_weights(ours):
+    """The pre-flight estimate counts, from the dims alone, the bytes assemble() then holds."""
+    from planner.estimate import weight_bytes
+    from planner.models import PRESETS, tied_output
+    _, weights = ours
+    assert weight_bytes(weights.config.dims(), "f32", weights.config.tied) == weights.nbytes
+    assert weight_bytes(PRESETS["smollm2-135m"], "f32", tied_output("smollm2-135m")) == weights.nbytes
+
+
+def test_cli_estimate_is_what_the_run_allocates(capsys):
+    from llama_arena.cli import main
+    assert main(["run", "--prompt", "The capital of France is", "--max-new-tokens", "3", "--json"]) == 0
+    captured = capsys.readouterr()
+    out = json.loads(captured.out)
+    assert out["estimate"] == {k: out[k] for k in ("weight_bytes", "kv_bytes", "arena", "total_bytes")}
+    assert out["total_bytes"] == out["weight_bytes"] + out["arena"]
+    assert captured.err.startswith("estimate  weights 513.13 MiB f32 + arena ")
