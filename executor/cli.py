@@ -40,7 +40,12 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="KV cache positions (default: prompt + --max-new-tokens, at most the model's context)")
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="cpu (default) or cuda")
     p.add_argument("--dtype", choices=["f32", "f16", "bf16"],
-                   help="run dtype of weights and arena (default: f32 on cpu, bf16 on cuda)")
+                   help="run dtype of the arena, and of the weights unless native (default: the --weights dtype; "
+                        "bf16 with native weights on cpu; else f32 on cpu, bf16 on cuda)")
+    p.add_argument("--weights", choices=["native", "f32", "bf16", "f16"],
+                   help="native (default for GGUF files): Q4_0, Q4_1 and Q8_0 matrices stay 4- and 8-bit and "
+                        "the products run on them (on cpu; elsewhere, and for other types, dequantized to "
+                        "--dtype); f32, bf16, f16: every weight dequantized to that dtype")
     p.add_argument("--json", action="store_true",
                    help="print one JSON object (prompt_tokens, tokens, text, arena, speeds) instead of text")
     p.add_argument("--trace", metavar="FILE.json", help="time every step and write a Chrome trace of the calls")
@@ -105,8 +110,8 @@ def _generate_in(args, group, torch) -> int:
         raise ArenaError(f"--tp {args.tp}: the launcher started {group.size} ranks")
     sampler = _sampler(args, Sampler)
     device = group.device if group is not None else _device(args.device, torch)
-    dtype = args.dtype or DEFAULT_DTYPE[device.type]
     source = resolve(args.model)
+    native, dtype = _weights_and_dtype(args, source.kind, device.type)
     file = open_source(source)
     c = file.config
     shard = shards(c.nh, c.nkvh, c.di, group.size)[group.rank] if group is not None else None
@@ -115,11 +120,14 @@ def _generate_in(args, group, torch) -> int:
     nctx = _nctx(args, len(prompt), c.nctx)
     check_context(len(prompt), args.max_new_tokens, nctx)
     cost = _preflight(c, shard, dtype, len(prompt), nctx)
+    if native and shard is None:   # the file's blocks, not the dims, say what packed weights hold
+        cost = {**cost, "weight_bytes": file.native_nbytes(DTYPES[dtype])}
+        cost["total_bytes"] = cost["weight_bytes"] + cost["arena"]
     if first:
-        _print_estimate(cost, dtype, device)
+        _print_estimate(cost, "native" if native else dtype, device)
 
     with torch.inference_mode():
-        weights = _load(file, DTYPES[dtype], device, shard, bar=first)
+        weights = _load(file, DTYPES[dtype], device, shard, native, bar=first)
         session = Session(build_model(weights, nctx, group), nctx, len(prompt), trace=args.trace is not None)
         stream = TextStream(tokenizer.decode)
         echo = (lambda token: _write(stream.push(token))) if first and not args.json else (lambda token: None)
@@ -127,6 +135,7 @@ def _generate_in(args, group, torch) -> int:
                           args.ignore_eos, echo)
 
     summary = _summary(session, weights, result, tokenizer.decode(result.tokens), source, dtype)
+    summary["weights"] = "native" if native else dtype
     summary["estimate"] = cost
     if group is not None:
         summary["ranks"] = group.gather({k: summary[k] for k in ("arena", "kv_bytes", "weight_bytes", "total_bytes")})
@@ -176,6 +185,22 @@ def _check_lengths(args) -> None:
         raise ArenaError(f"--nctx: must be at least 1, not {args.nctx}")
 
 
+def _weights_and_dtype(args, kind: str, device_type: str) -> tuple[bool, str]:
+    """(native, run dtype). --weights f32|bf16|f16 dequantizes every weight to the run dtype, so
+    --dtype may only repeat it. native keeps a GGUF file's blocks packed on cpu and runs in --dtype,
+    by default bf16: torch's int4 kernel is vectorized for bf16 and holds its scales in the run
+    dtype (f32 scales would be exact, but cost 4 bytes more per 32 weights and run far slower).
+    A checkpoint has no blocks: its weights take --dtype, as they always have."""
+    weights = args.weights or ("native" if kind == "gguf" else None)
+    if weights in ("f32", "bf16", "f16"):
+        if args.dtype not in (None, weights):
+            raise ArenaError(f"--weights {weights} --dtype {args.dtype}: dequantized weights run in their own "
+                             f"dtype; give one of the two")
+        return False, weights
+    native = weights == "native" and kind == "gguf" and device_type == "cpu"
+    return native, args.dtype or ("bf16" if native else DEFAULT_DTYPE[device_type])
+
+
 def _device(name: str, torch):
     if name == "cuda" and not torch.cuda.is_available():
         raise ArenaError("--device cuda: no CUDA device is available")
@@ -211,7 +236,7 @@ def _mib(n: int) -> str:
     return f"{n / 2**20:.2f} MiB"
 
 
-def _load(file, dtype, device, shard, bar: bool):
+def _load(file, dtype, device, shard, native: bool, bar: bool):
     """The weights (a rank's `shard` of them), with a progress bar on stderr that vanishes
     when done (`bar`: on one rank only)."""
     from rich.console import Console
@@ -224,7 +249,7 @@ def _load(file, dtype, device, shard, bar: bool):
                TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn()]
     with Progress(*columns, console=Console(stderr=True, markup=False), transient=True, disable=not bar) as progress:
         task = progress.add_task(file.path.name, total=steps)
-        return assemble(file, dtype, device, advance=lambda: progress.advance(task), shard=shard)
+        return assemble(file, dtype, device, advance=lambda: progress.advance(task), shard=shard, native=native)
 
 
 def _summary(session, weights, result, text: str, source, dtype: str) -> dict:

@@ -17,6 +17,7 @@ import torch
 from planner.errors import ArenaError
 from planner.models import gguf_dims, gguf_meta, positive
 
+from .quant import GROUP, Blocks, packed_nbytes
 from .weights import ModelConfig, check_head_size
 
 # transformers name -> GGUF name, for the tensors outside the layers
@@ -81,11 +82,45 @@ class GGUFFile:
         # F32 tensors come back as read-only views of the memory map: those alone are copied
         w = np.require(dequantize(t.data, t.tensor_type), dtype=np.float32, requirements=["W"])
         w = torch.from_numpy(w).reshape(tuple(int(s) for s in reversed(t.shape)))  # GGUF lists dims innermost first
-        if name.endswith(("q_proj.weight", "k_proj.weight")):
-            heads = self.config.nh if name.endswith("q_proj.weight") else self.config.nkvh
-            if w.shape[0] == heads * self.config.dh:   # else the caller's shape check names the tensor
-                w = unpermute(w, heads)
+        heads = self._heads(name)
+        if heads is not None and w.shape[0] == heads * self.config.dh:   # else the caller's shape check names it
+            w = unpermute(w, heads)
         return w
+
+    def blocks(self, name: str) -> Blocks | None:
+        """The tensor's GGUF blocks as values and scales (quant.Blocks), undequantized, in the
+        layout get() returns; None when its type has no native form (F32, F16, K-quants...)."""
+        t = self.tensors[self._gguf_name(name)]
+        read = _BLOCK_READERS.get(t.tensor_type.name)
+        if read is None:
+            return None
+        rows = int(np.prod([int(s) for s in t.shape[1:]]))
+        b = read(np.asarray(t.data, dtype=np.uint8).reshape(rows, -1, _BLOCK_BYTES[t.tensor_type.name]))
+        heads = self._heads(name)
+        if heads is not None and rows == heads * self.config.dh:
+            b = Blocks(b.kind, unpermute(b.q, heads), unpermute(b.d, heads),
+                       None if b.m is None else unpermute(b.m, heads))
+        return b
+
+    def native_nbytes(self, dtype: torch.dtype) -> int:
+        """The bytes weights.assemble(native=True) holds for this file on CPU, from the tensor
+        types alone: Q4_0, Q4_1 and Q8_0 matrices packed, every other tensor in `dtype`."""
+        total = 0
+        for t in self.reader.tensors:
+            rows, cols = int(np.prod([int(s) for s in t.shape[1:]])), int(t.shape[0])
+            if t.name == "rope_freqs.weight":
+                continue   # RoPE tables are built from it, not kept among the weights
+            if t.tensor_type.name in _BLOCK_READERS and rows % GROUP == 0 and t.shape.size == 2:
+                total += packed_nbytes(t.tensor_type.name, rows, cols, dtype)
+            else:
+                total += int(t.n_elements) * dtype.itemsize
+        return total
+
+    def _heads(self, name: str) -> int | None:
+        """Q's or K's head count for their projections (whose rows llama.cpp permuted), else None."""
+        if name.endswith("q_proj.weight"):
+            return self.config.nh
+        return self.config.nkvh if name.endswith("k_proj.weight") else None
 
     def _gguf_name(self, name: str) -> str:
         match = _LAYER.fullmatch(name)
@@ -130,3 +165,33 @@ def unpermute(w: torch.Tensor, heads: int) -> torch.Tensor:
     """Undo llama.cpp's Q/K row permutation: per head, rows (pairs, 2) back to (2, halves)."""
     rows = w.shape[0]
     return w.reshape(heads, rows // heads // 2, 2, -1).transpose(1, 2).reshape(rows, -1)
+
+
+# GGUF's blocks of 32 weights: an f16 scale d, for Q4_1 an f16 offset m, then the values
+_BLOCK_BYTES = {"Q4_0": 18, "Q4_1": 20, "Q8_0": 34}
+
+
+def _nibbles(qs: np.ndarray) -> torch.Tensor:
+    """16 bytes per block -> 32 values: the low nibbles are values 0..15, the high 16..31."""
+    q = np.concatenate((qs & 15, qs >> 4), axis=-1)
+    return torch.from_numpy(q.reshape(q.shape[0], -1).astype(np.int16))
+
+
+def _f16(raw: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(raw).view(np.float16)[..., 0].astype(np.float32))
+
+
+def _q4_0(raw: np.ndarray) -> Blocks:
+    return Blocks("Q4_0", _nibbles(raw[..., 2:]) - 8, _f16(raw[..., 0:2]), None)
+
+
+def _q4_1(raw: np.ndarray) -> Blocks:
+    return Blocks("Q4_1", _nibbles(raw[..., 4:]), _f16(raw[..., 0:2]), _f16(raw[..., 2:4]))
+
+
+def _q8_0(raw: np.ndarray) -> Blocks:
+    q = np.ascontiguousarray(raw[..., 2:]).view(np.int8).reshape(raw.shape[0], -1)
+    return Blocks("Q8_0", torch.from_numpy(q.astype(np.int16)), _f16(raw[..., 0:2]), None)
+
+
+_BLOCK_READERS = {"Q4_0": _q4_0, "Q4_1": _q4_1, "Q8_0": _q8_0}

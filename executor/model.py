@@ -23,6 +23,7 @@ import torch.nn.functional as F
 
 from planner.errors import ArenaError
 
+from .quant import lookup, matmul
 from .sampling import Sampler
 from .weights import Weights
 
@@ -190,7 +191,7 @@ def setup(t, m: Model, layer, call: Call):
 
 def embedding(t, m: Model, layer, call: Call):
     tokens = t.tokens.to(t.x.device, non_blocking=True)   # host -> device; the same tensor on CPU
-    torch.index_select(m.weights.embedding, 0, tokens, out=t.x)
+    lookup(m.weights.embedding, tokens, out=t.x)
 
 
 def attn_norm(t, m: Model, layer, call: Call):
@@ -198,7 +199,7 @@ def attn_norm(t, m: Model, layer, call: Call):
 
 
 def attn_qkv(t, m: Model, layer, call: Call):
-    torch.mm(t.x_, m.weights.layers[layer].wqkv, out=t.attn)
+    matmul(t.x_, m.weights.layers[layer].wqkv, out=t.attn)
 
 
 def rope(t, m: Model, layer, call: Call):
@@ -223,10 +224,7 @@ def attention(t, m: Model, layer, call: Call):
 
 
 def attn_output(t, m: Model, layer, call: Call):
-    if m.first_rank:
-        t.x.addmm_(t.q, m.weights.layers[layer].wo)
-    else:
-        torch.mm(t.q, m.weights.layers[layer].wo, out=t.x)
+    matmul(t.q, m.weights.layers[layer].wo, out=t.x, accumulate=m.first_rank)
 
 
 def attn_allreduce(t, m: Model, layer, call: Call):
@@ -240,7 +238,7 @@ def ffn_norm(t, m: Model, layer, call: Call):
 
 
 def ffn_up(t, m: Model, layer, call: Call):
-    torch.mm(t.x_, m.weights.layers[layer].w_gate_up, out=t.ffn)
+    matmul(t.x_, m.weights.layers[layer].w_gate_up, out=t.ffn)
 
 
 def activation(t, m: Model, layer, call: Call):
@@ -249,10 +247,7 @@ def activation(t, m: Model, layer, call: Call):
 
 
 def ffn_down(t, m: Model, layer, call: Call):
-    if m.first_rank:
-        t.x.addmm_(t.gate, m.weights.layers[layer].w_down)
-    else:
-        torch.mm(t.gate, m.weights.layers[layer].w_down, out=t.x)
+    matmul(t.gate, m.weights.layers[layer].w_down, out=t.x, accumulate=m.first_rank)
 
 
 def ffn_allreduce(t, m: Model, layer, call: Call):
@@ -266,7 +261,7 @@ def output_norm(t, m: Model, layer, call: Call):
 
 
 def logits(t, m: Model, layer, call: Call):
-    torch.mm(t.out_norm, m.weights.output, out=t.logits)
+    matmul(t.out_norm, m.weights.output, out=t.logits)
 
 
 def sample(t, m: Model, layer, call: Call):

@@ -15,6 +15,8 @@ import torch
 from planner.errors import ArenaError
 from planner.shards import Shard
 
+from .quant import Packed, cat_rows, pack, packable
+
 DTYPES = {"f32": torch.float32, "f16": torch.float16, "bf16": torch.bfloat16}
 
 
@@ -55,24 +57,27 @@ class TensorFile(Protocol):
     def get(self, name: str) -> torch.Tensor: ...
 
 
+Operand = torch.Tensor | Packed   # a float tensor, or native GGUF blocks (quant.matmul takes both)
+
+
 @dataclass
 class LayerWeights:
     """Projections are right operands, (in, out): a kernel computes x @ w (see `operand`)."""
     attn_norm: torch.Tensor   # (d,)
-    wqkv: torch.Tensor        # (d, (nh + 2 nkvh) dh): Q, K and V projections side by side, one matmul
-    wo: torch.Tensor          # (nh dh, d)
+    wqkv: Operand             # (d, (nh + 2 nkvh) dh): Q, K and V projections side by side, one matmul
+    wo: Operand               # (nh dh, d)
     ffn_norm: torch.Tensor    # (d,)
-    w_gate_up: torch.Tensor   # (d, 2 di): gate and up side by side, one matmul
-    w_down: torch.Tensor      # (di, d)
+    w_gate_up: Operand        # (d, 2 di): gate and up side by side, one matmul
+    w_down: Operand           # (di, d)
 
 
 @dataclass
 class Weights:
     config: ModelConfig
-    embedding: torch.Tensor      # (vocab, d), rows are tokens; a view of `output` when tied
+    embedding: Operand           # (vocab, d), rows are tokens (quant.lookup); `output` itself, or a view of it, when tied
     layers: list[LayerWeights]
     output_norm: torch.Tensor    # (d,)
-    output: torch.Tensor         # (d, vocab), the right operand of the logits
+    output: Operand              # (d, vocab), the right operand of the logits
     rope_factors: torch.Tensor | None = None   # GGUF rope_freqs: per-frequency divisors (Llama 3)
     nbytes: int = field(default=0)
     shard: Shard | None = None    # the heads and FFN columns these weights hold (all of them on one rank)
@@ -87,11 +92,14 @@ class Weights:
 
 
 def assemble(file: TensorFile, dtype: torch.dtype, device: torch.device,
-             advance: Callable[[], None] = lambda: None, shard: Shard | None = None) -> Weights:
+             advance: Callable[[], None] = lambda: None, shard: Shard | None = None,
+             native: bool = False) -> Weights:
     """Read every weight from `file`, check its shape, fuse Q|K|V and gate|up, cast and move.
     `advance` is called once per layer (and for the embedding and output), for a progress bar.
     A tensor-parallel rank's `shard` keeps its heads' rows of Q, K and V and columns of the
-    output projection, and its FFN columns; the rest is replicated."""
+    output projection, and its FFN columns; the rest is replicated. `native` keeps the GGUF
+    matrices quant.pack takes as 4-bit (scales in `dtype`), sliced before packing; the rest,
+    and any slice that would split a group of 32, is dequantized to `dtype`."""
     c = file.config
     q_rows, kv_rows = c.nh * c.dh, c.nkvh * c.dh
     shard = shard or Shard(0, list(range(c.nh)), list(range(c.nkvh)), (0, c.di))
@@ -107,23 +115,33 @@ def assemble(file: TensorFile, dtype: torch.dtype, device: torch.device,
         w = torch.cat(parts) if len(parts) > 1 else parts[0]
         return w.to(device=device, dtype=dtype).contiguous()
 
-    table = put(get("model.embed_tokens.weight", c.vocab, c.d))
-    output = operand(table if c.tied else put(get("lm_head.weight", c.vocab, c.d)))
-    embedding = output.t() if c.tied else table
+    def matrix(*parts: tuple[str, tuple[int, int], slice, slice]):
+        """The (in, out) operand of the parts (name, (out, in) shape, rows, columns) stacked
+        along out: packed when native allows, else a float tensor."""
+        packed = _packed(file, parts, dtype, device) if native else None
+        return packed or operand(put(*(get(name, *shape)[rows, cols] for name, shape, rows, cols in parts)))
+
+    whole = slice(None)
+    embed = ("model.embed_tokens.weight", (c.vocab, c.d), whole, whole)
+    output = matrix(embed if c.tied else ("lm_head.weight", (c.vocab, c.d), whole, whole))
+    if c.tied:
+        embedding = output if isinstance(output, Packed) else output.t()
+    else:
+        embedding = (_packed(file, [embed], dtype, device) if native else None) or put(get(embed[0], *embed[1]))
     advance()
     layers = []
     for i in range(c.nlayers):
         p = f"model.layers.{i}."
         layers.append(LayerWeights(
             attn_norm=put(get(p + "input_layernorm.weight", c.d)),
-            wqkv=operand(put(get(p + "self_attn.q_proj.weight", q_rows, c.d)[q_part],
-                             get(p + "self_attn.k_proj.weight", kv_rows, c.d)[kv_part],
-                             get(p + "self_attn.v_proj.weight", kv_rows, c.d)[kv_part])),
-            wo=operand(put(get(p + "self_attn.o_proj.weight", c.d, q_rows)[:, q_part])),
+            wqkv=matrix((p + "self_attn.q_proj.weight", (q_rows, c.d), q_part, whole),
+                        (p + "self_attn.k_proj.weight", (kv_rows, c.d), kv_part, whole),
+                        (p + "self_attn.v_proj.weight", (kv_rows, c.d), kv_part, whole)),
+            wo=matrix((p + "self_attn.o_proj.weight", (c.d, q_rows), whole, q_part)),
             ffn_norm=put(get(p + "post_attention_layernorm.weight", c.d)),
-            w_gate_up=operand(put(get(p + "mlp.gate_proj.weight", c.di, c.d)[ffn_part],
-                                  get(p + "mlp.up_proj.weight", c.di, c.d)[ffn_part])),
-            w_down=operand(put(get(p + "mlp.down_proj.weight", c.d, c.di)[:, ffn_part]))))
+            w_gate_up=matrix((p + "mlp.gate_proj.weight", (c.di, c.d), ffn_part, whole),
+                             (p + "mlp.up_proj.weight", (c.di, c.d), ffn_part, whole)),
+            w_down=matrix((p + "mlp.down_proj.weight", (c.d, c.di), whole, ffn_part))))
         advance()
     output_norm = put(get("model.norm.weight", c.d))
     rope_factors = get("rope_freqs.weight", c.dh // 2).float().to(device) if file.has("rope_freqs.weight") else None
@@ -131,6 +149,24 @@ def assemble(file: TensorFile, dtype: torch.dtype, device: torch.device,
     weights = Weights(c, embedding, layers, output_norm, output, rope_factors, shard=shard)
     weights.nbytes = _storage_bytes(weights)
     return weights
+
+
+def _packed(file: TensorFile, parts, dtype: torch.dtype, device: torch.device) -> Packed | None:
+    """The parts' GGUF blocks, sliced, stacked and packed; None where any part has no native
+    form (a checkpoint, F32, a K-quant), the kinds differ, or a slice would split a group."""
+    if not hasattr(file, "blocks"):
+        return None
+    got = []
+    for name, shape, rows, cols in parts:
+        b = file.blocks(name) if file.has(name) else None
+        if b is None or tuple(b.q.shape) != shape:   # a wrong shape: get() names it
+            return None
+        b = b.rows(rows).cols(cols)
+        if b is None:
+            return None
+        got.append(b)
+    b = cat_rows(got)
+    return pack(b, dtype) if b is not None and packable(b, device) else None
 
 
 def _rows(heads: list[int], dh: int) -> slice:
@@ -153,5 +189,7 @@ def _storage_bytes(w: Weights) -> int:
     tensors = [w.embedding, w.output, w.output_norm]
     for layer in w.layers:
         tensors += [layer.attn_norm, layer.wqkv, layer.wo, layer.ffn_norm, layer.w_gate_up, layer.w_down]
-    storages = {t.untyped_storage().data_ptr(): t.untyped_storage().nbytes() for t in tensors}
+    storages = {id(t): t.nbytes() for t in tensors if isinstance(t, Packed)}
+    storages.update({t.untyped_storage().data_ptr(): t.untyped_storage().nbytes()
+                     for t in tensors if not isinstance(t, Packed)})
     return sum(storages.values())

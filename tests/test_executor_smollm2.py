@@ -152,7 +152,7 @@ def test_the_planners_weight_bytes_are_the_loaded_weights(ours):
 
 def test_cli_estimate_is_what_the_run_allocates(capsys):
     from llama_arena.cli import main
-    assert main(["run", "--prompt", "The capital of France is", "--max-new-tokens", "3", "--json"]) == 0
+    assert main(["run", "--prompt", "The capital of France is", "--max-new-tokens", "3", "--weights", "f32", "--json"]) == 0
     captured = capsys.readouterr()
     out = json.loads(captured.out)
     assert out["estimate"] == {k: out[k] for k in ("weight_bytes", "kv_bytes", "arena", "total_bytes")}

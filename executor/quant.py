@@ -1,0 +1,146 @@
+"""Native GGUF weights: 4-bit matrices in torch's int4 layout, and the one matrix product the kernels call.
+
+torch's CPU int4 kernel computes x @ w for w[n, k] = (q - 8) * scale + zero, q in 0..15, one
+scale and zero per 32 consecutive k of a row n, the scales in x's dtype. GGUF's blocks map onto it:
+    Q4_0  w = d (q - 8)        scale d, zero 0
+    Q4_1  w = d q + m          scale d, zero m + 8d
+    Q8_0  w = d q, q in -128..127: q = 16 hi + lo with hi in -8..7 and lo in 0..15, so
+          w = (hi + 8 - 8) 16d + (lo - 8) d + 8d: two 4-bit matrices whose products are summed
+Each is exact in float32; scales in bf16 keep 8 of f16's 11 significant bits (docs/executor.md).
+A weight is either a plain tensor, the (in, out) operand of weights.operand, or a Packed.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+GROUP = 32   # GGUF's block length, and the kernel's group size
+
+
+@dataclass
+class Blocks:
+    """A GGUF matrix (out, in) as its block values: w = d * q + m per group of 32 along `in`."""
+    kind: str                 # "Q4_0", "Q4_1" or "Q8_0"
+    q: torch.Tensor           # (out, in) int16: -8..7 (Q4_0), 0..15 (Q4_1) or -128..127 (Q8_0)
+    d: torch.Tensor           # (out, in / 32) float32 scales
+    m: torch.Tensor | None    # (out, in / 32) float32 offsets (Q4_1), else None
+
+    def rows(self, part: slice) -> Blocks:
+        return Blocks(self.kind, self.q[part], self.d[part], None if self.m is None else self.m[part])
+
+    def cols(self, part: slice) -> Blocks | None:
+        """Columns start .. stop of `in`, or None where the slice would split a group of 32."""
+        start, stop = part.start or 0, self.q.shape[1] if part.stop is None else part.stop
+        if start % GROUP or stop % GROUP:
+            return None
+        groups = slice(start // GROUP, stop // GROUP)
+        return Blocks(self.kind, self.q[:, start:stop], self.d[:, groups], None if self.m is None else self.m[:, groups])
+
+    def dequantize(self) -> torch.Tensor:
+        w = self.q.float() * self.d.repeat_interleave(GROUP, 1)
+        return w if self.m is None else w + self.m.repeat_interleave(GROUP, 1)
+
+
+def cat_rows(parts: list[Blocks]) -> Blocks | None:
+    """Blocks stacked along `out` (fused Q|K|V, gate|up), or None when their kinds differ."""
+    if len({p.kind for p in parts}) != 1:
+        return None
+    m = None if parts[0].m is None else torch.cat([p.m for p in parts])
+    return Blocks(parts[0].kind, torch.cat([p.q for p in parts]), torch.cat([p.d for p in parts]), m)
+
+
+@dataclass
+class Int4:
+    packed: torch.Tensor   # torch's int4pack of q (out, in): rows in blocks of 32, see _unpack_rows
+    scales: torch.Tensor   # (in / 32, out, 2): scale and zero of each group, in the activation dtype
+
+
+@dataclass
+class Packed:
+    """The (in, out) right operand of x @ w, held as 4-bit parts whose products add up to x @ w."""
+    parts: tuple[Int4, ...]
+    shape: tuple[int, int]   # (in, out), as the plain operand's
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.parts[0].scales.dtype
+
+    @property
+    def device(self) -> torch.device:
+        return self.parts[0].packed.device
+
+    def nbytes(self) -> int:
+        return sum(p.packed.nbytes + p.scales.nbytes for p in self.parts)
+
+
+def packable(b: Blocks, device: torch.device) -> bool:
+    """torch's int4 kernel runs on CPU here; its row blocks are 32 rows (lookups unpack them)."""
+    return device.type == "cpu" and b.q.shape[0] % GROUP == 0 and b.q.shape[1] % GROUP == 0
+
+
+def pack(b: Blocks, dtype: torch.dtype) -> Packed:
+    """The blocks as 4-bit parts (one, or two for Q8_0), scales and zeros rounded to `dtype`."""
+    if b.kind == "Q8_0":
+        hi, lo = b.q >> 4, b.q & 15
+        parts = (_int4(hi + 8, 16 * b.d, torch.zeros_like(b.d), dtype), _int4(lo, b.d, 8 * b.d, dtype))
+    elif b.kind == "Q4_1":
+        parts = (_int4(b.q, b.d, b.m + 8 * b.d, dtype),)
+    else:
+        parts = (_int4(b.q + 8, b.d, torch.zeros_like(b.d), dtype),)
+    return Packed(parts, (b.q.shape[1], b.q.shape[0]))
+
+
+def packed_nbytes(kind: str, rows: int, cols: int, dtype: torch.dtype) -> int:
+    """What pack() holds for a (rows, cols) matrix: half a byte per weight, a scale and a zero per 32."""
+    parts = 2 if kind == "Q8_0" else 1
+    return parts * (rows * cols // 2 + cols // GROUP * rows * 2 * dtype.itemsize)
+
+
+def _int4(q: torch.Tensor, scale: torch.Tensor, zero: torch.Tensor, dtype: torch.dtype) -> Int4:
+    packed = torch.ops.aten._convert_weight_to_int4pack_for_cpu(q.to(torch.int32).contiguous(), 1)
+    scales = torch.stack((scale, zero), dim=-1).transpose(0, 1).to(dtype).contiguous()
+    return Int4(packed, scales)
+
+
+def matmul(x: torch.Tensor, w, out: torch.Tensor, accumulate: bool = False) -> None:
+    """out = x @ w, or out += x @ w: x (n, in), w a plain (in, out) operand or a Packed.
+    The int4 kernel returns a new tensor, so a Packed product is copied (or added) into `out`."""
+    if isinstance(w, torch.Tensor):
+        if accumulate:
+            out.addmm_(x, w)
+        else:
+            torch.mm(x, w, out=out)
+        return
+    x = x.contiguous()   # attention's Q part and the FFN's gate half are strided views
+    y = torch.ops.aten._weight_int4pack_mm_for_cpu(x, w.parts[0].packed, GROUP, w.parts[0].scales)
+    for part in w.parts[1:]:
+        y += torch.ops.aten._weight_int4pack_mm_for_cpu(x, part.packed, GROUP, part.scales)
+    if accumulate:
+        out.add_(y)
+    else:
+        out.copy_(y)
+
+
+def lookup(table, tokens: torch.Tensor, out: torch.Tensor) -> None:
+    """out[i] = row tokens[i] of the embedding: a (vocab, d) tensor, or a Packed (d, vocab) operand
+    (a tied output head), whose column is rebuilt from the packed rows in float32, rounded once."""
+    if isinstance(table, torch.Tensor):
+        torch.index_select(table, 0, tokens, out=out)
+        return
+    rows = tokens.long()
+    total = sum(_unpack_rows(part, rows) for part in table.parts)
+    out.copy_(total)
+
+
+def _unpack_rows(part: Int4, rows: torch.Tensor) -> torch.Tensor:
+    """Rows `rows` of (q - 8) * scale + zero, float32. torch's CPU int4pack holds 32 rows of q
+    in k-major order, 16 bytes per k: byte j has row j in its low nibble, row 16 + j in its high
+    (checked against the packer in tests/test_executor_gguf.py)."""
+    n, half = part.packed.shape
+    k = 2 * half
+    blocks = part.packed.view(n // GROUP, k, GROUP // 2)
+    bytes_ = blocks[rows // GROUP, :, rows % 16].to(torch.int32)                       # (tokens, k)
+    q = (bytes_ >> (4 * ((rows % GROUP) // 16))[:, None]) & 15
+    scale, zero = part.scales[:, rows].float().repeat_interleave(GROUP, 0).unbind(-1)    # (k, tokens) each
+    return (q - 8) * scale.t() + zero.t()
