@@ -11,6 +11,7 @@ from executor.parallel import join, leave
 from executor.sampling import Sampler
 from executor.session import TORCH_DTYPES, Session
 from executor.source import Source, open_source
+from executor.quant import Packed
 from executor.weights import DTYPES, assemble
 from planner.shards import shards
 
@@ -18,7 +19,7 @@ from arena_checks import check_views, spying
 
 
 def run(spec: dict) -> None:
-    """spec: model path and kind, dtype, prompts (token ids), new tokens, feed (ids to feed
+    """spec: model path and kind, dtype, native, prompts (token ids), new tokens, feed (ids to feed
     after the prompt instead of sampling: teacher forcing), whether to check the arena, out."""
     group = join("cpu")
     try:
@@ -26,9 +27,11 @@ def run(spec: dict) -> None:
         c = file.config
         shard = shards(c.nh, c.nkvh, c.di, group.size)[group.rank]
         with torch.inference_mode():
-            weights = assemble(file, DTYPES[spec["dtype"]], torch.device("cpu"), shard=shard)
+            weights = assemble(file, DTYPES[spec["dtype"]], torch.device("cpu"), shard=shard,
+                               native=spec.get("native", False))
             results = [_generate(weights, group, prompt, spec) for prompt in spec["prompts"]]
-        torch.save({"results": results, "dims": weights.dims()}, f"{spec['out']}.{group.rank}")
+        packed = all(isinstance(w, Packed) for w in (weights.layers[0].wqkv, weights.layers[0].w_down))
+        torch.save({"results": results, "dims": weights.dims(), "packed": packed}, f"{spec['out']}.{group.rank}")
     finally:
         leave()
 
