@@ -1,6 +1,7 @@
 """Ours against transformers' `generate` on the same model, prompt and dtype, in one run.
 
     python benchmarks/run_bench.py --dtype f32 --tokens 64
+    python benchmarks/run_bench.py --weights native bf16 f32   # ours per kind of weights, one table
     python benchmarks/run_bench.py --tp 1 2 3      # tensor parallelism instead: benchmarks/tp_bench.py
 
 Each engine runs in its own fresh interpreter (so peak resident memory is its own) on the same
@@ -11,6 +12,10 @@ the peak of its allocations during generate, above its weights. Also measured: t
 limit for decode, one matrix-vector pass over every weight matrix of the model (the matrices
 the executor multiplies) in the same dtype and threads, since decode on CPU streams every
 weight once per token; timed like decode (--tokens - 1 passes in a row, best of --repeats).
+
+With --weights, ours runs once per kind of weights (native: GGUF blocks packed, bf16
+activations; f32, bf16, f16: dequantized) beside transformers in --dtype, and llama.cpp
+(llama-cpp-python) has no column yet: the table says whether it is installed.
 """
 from __future__ import annotations
 
@@ -39,7 +44,10 @@ def main(argv=None) -> int:
     p.add_argument("--json", action="store_true", help="print the results as JSON")
     p.add_argument("--tp", type=int, nargs="+", metavar="N",
                    help="instead: arena run --tp N for each N side by side (benchmarks/tp_bench.py)")
+    p.add_argument("--weights", nargs="+", choices=["native", "f32", "bf16", "f16"],
+                   help="instead: ours with each kind of weights side by side, and transformers in --dtype")
     p.add_argument("--engine", choices=["ours", "transformers"], help=argparse.SUPPRESS)   # a child run
+    p.add_argument("--kind", help=argparse.SUPPRESS)   # the child's weights
     p.add_argument("--ids", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.engine:
@@ -48,6 +56,9 @@ def main(argv=None) -> int:
     if args.tp:
         from benchmarks.tp_bench import tp_table
         tp_table(args)
+        return 0
+    if args.weights:
+        weights_table(args, prompt_ids(args))
         return 0
     results = {engine: child(args, engine, prompt_ids(args)) for engine in ("ours", "transformers")}
     if args.json:
@@ -65,10 +76,11 @@ def prompt_ids(args) -> list[int]:
     return tokenizer.encode(args.prompt)
 
 
-def child(args, engine: str, ids: list[int]) -> dict:
+def child(args, engine: str, ids: list[int], kind: str | None = None) -> dict:
     argv = [sys.executable, __file__, "--engine", engine, "--ids", ",".join(map(str, ids)),
             "--tokens", str(args.tokens), "--dtype", args.dtype, "--device", args.device,
             "--repeats", str(args.repeats)]
+    argv += ["--kind", kind] if kind else []
     argv += ["--model", args.model] if args.model else []
     argv += ["--threads", str(args.threads)] if args.threads else []
     done = subprocess.run(argv, capture_output=True, text=True)
@@ -96,7 +108,10 @@ def ours(args, ids, torch) -> dict:
     from executor.source import open_source, resolve
     from executor.weights import DTYPES, assemble
 
-    weights = assemble(open_source(resolve(args.model)), DTYPES[args.dtype], torch.device(args.device))
+    kind = args.kind or args.dtype
+    native = kind == "native"
+    weights = assemble(open_source(resolve(args.model)), DTYPES["bf16" if native else kind],
+                       torch.device(args.device), native=native)
     nctx = len(ids) + args.tokens
     session = Session(build_model(weights, nctx), nctx, len(ids))
 
@@ -112,7 +127,8 @@ def ours(args, ids, torch) -> dict:
             "decode_tok_s": max(r.decode_tok_s for r in runs), "tokens": runs[-1].tokens,
             "peak_rss": peak_rss, "arena": session.backing.numel(), "scratch": scratch,
             "activation_bytes": session.backing.numel() + scratch,
-            "weight_bytes": weights.nbytes, "limit_tok_s": matvec_limit(weights, torch, args.tokens - 1, args.repeats)}
+            "weight_bytes": weights.nbytes,
+            "limit_tok_s": None if native else matvec_limit(weights, torch, args.tokens - 1, args.repeats)}
 
 
 def transformers_generate(args, ids, torch) -> dict:
@@ -239,6 +255,39 @@ def report(results: dict, args) -> None:
     print(f"decode at {a['decode_tok_s'] / limit:.0%} of the faster (transformers at {b['decode_tok_s'] / limit:.0%})")
     same = next((i for i, (x, y) in enumerate(zip(a["tokens"], b["tokens"])) if x != y), len(a["tokens"]))
     print(f"greedy tokens: the first {same} of {len(a['tokens'])} identical")
+
+
+def weights_table(args, ids: list[int]) -> None:
+    """Ours per kind of weights and transformers, each in its own interpreter, then llama.cpp's
+    place in the table: its figure where llama-cpp-python is installed, else the missing peer."""
+    import importlib.util
+
+    from rich.console import Console
+    from rich.table import Table
+
+    runs = {f"ours {kind}": child(args, "ours", ids, kind) for kind in args.weights}
+    runs[f"transformers {args.dtype}"] = child(args, "transformers", ids)
+    first = runs[f"ours {args.weights[-1]}"]["tokens"]
+    threads = next(iter(runs.values()))["threads"]
+    table = Table(title=f"decode on {args.device}, {threads} threads, "
+                        f"{len(ids)}-token prompt, {args.tokens} new tokens")
+    table.add_column("")
+    for name in runs:
+        table.add_column(name, justify="right")
+    table.add_row("decode tok/s", *(f"{r['decode_tok_s']:.1f}" for r in runs.values()))
+    table.add_row("prefill tok/s", *(f"{r['prefill_tok_s']:.1f}" for r in runs.values()))
+    table.add_row("weights", *(f"{r['weight_bytes'] / 2**20:.1f} MiB" for r in runs.values()))
+    table.add_row("peak resident", *(f"{r['peak_rss'] / 2**20:.1f} MiB" for r in runs.values()))
+    table.add_row(f"tokens as ours {args.weights[-1]}",
+                  *(f"{_same_prefix(r['tokens'], first)}/{len(first)}" for r in runs.values()))
+    Console().print(table)
+    installed = importlib.util.find_spec("llama_cpp") is not None
+    print("llama.cpp: no figure, " + ("this table does not run llama-cpp-python yet" if installed
+                                       else "llama-cpp-python is not installed here"))
+
+
+def _same_prefix(a: list[int], b: list[int]) -> int:
+    return next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
 
 
 if __name__ == "__main__":
