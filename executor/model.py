@@ -9,8 +9,9 @@ A kernel is `kernel(t, m, layer, call)`:
     layer  the layer index of the step, None outside the repeat block
     call   what changes per call: token ids, first position, RoPE rows, sampler, and the
            views of the KV cache (the arena's kv) at this call's positions, made once per call
-Scratch the schedule does not name (attention scores, the swapped halves in rope) is
-temporary inside the kernel. The layout follows transformers' Llama, so logits compare.
+Kernels allocate nothing: their scratch is named in the schedule too (rope's swapped halves,
+attention's scores, mask, running output and statistics), so the arena holds every
+activation byte. The layout follows transformers' Llama, so logits compare.
 """
 from __future__ import annotations
 
@@ -39,12 +40,16 @@ class Model:
     dh: int
     di: int
     eps: float               # the RMSNorm epsilon
-    root_eps: torch.Tensor   # its square root, a 0-d float32 tensor (see _rms_norm_rows)
+    root_eps: torch.Tensor   # its square root, a (1, 1) float32 tensor (see _rms_norm_rows)
+    root_d: torch.Tensor     # 1 / sqrt(d), (1, 1) float32 too: a Python number or a 0-d tensor as an
+                             # operand is copied into a new tensor on every op
     zero: torch.Tensor       # (1, 1) zero in the run dtype: rms_norm of a row (d,) writes out (1, d)
     one_row_norm: bool       # rms_norm of one row in two ops: not on a GPU (.item() would wait for
                              # it), not in f16 (the sum of squares would overflow its range)
     cos: torch.Tensor   # (nctx, dh): cos of each position's angles, both halves
     sin: torch.Tensor   # (nctx, dh): sin, first half negated (rotate_half's sign)
+    swap: torch.Tensor  # [1, 0]: the halves of a head in swapped order, for rope's index_select
+    scale: float        # 1 / sqrt(dh), the scores' scale
     group: Group | None = None    # the tensor-parallel ranks, None when this is the only one
 
     @property
@@ -62,14 +67,14 @@ class CacheViews:
     Made once per call for all layers in a few ops: sliced in each attention step instead,
     they cost three view ops there (microseconds each, 30 layers a token)."""
     slots: tuple[torch.Tensor, ...]    # (2, n, nkvh dh): the rows of this call's positions
-    keys: tuple[torch.Tensor, ...]     # (1, nkvh, start + n, dh): positions 0 .. start + n
+    keys: tuple[torch.Tensor, ...]     # (nkvh, start + n, dh): positions 0 .. start + n
     values: tuple[torch.Tensor, ...]
 
 
 def cache_views(kv: torch.Tensor, m: Model, start: int, end: int) -> CacheViews:
     """The views of a call over positions start .. end (kv's layer and K/V dimensions merged,
     so one unbind gives every layer's keys and values, alternately)."""
-    heads = kv[:, :, :end].view(-1, end, m.nkvh, m.dh).transpose(1, 2).unsqueeze(1).unbind(0)
+    heads = kv[:, :, :end].view(-1, end, m.nkvh, m.dh).transpose(1, 2).unbind(0)
     return CacheViews(kv[:, :, start:end].unbind(0), heads[0::2], heads[1::2])
 
 
@@ -80,8 +85,6 @@ class Call:
     start: int              # their first position; a call's positions are consecutive
     cos: torch.Tensor       # (n, 1, 2, dh/2): RoPE rows of this call's positions
     sin: torch.Tensor
-    causal: bool            # several tokens from position 0: the plain causal mask
-    mask: torch.Tensor | None   # several tokens after earlier ones: an explicit mask
     sampler: Sampler
     cache: CacheViews       # the parts of the KV cache (the arena's kv) this call's attention uses
 
@@ -92,12 +95,14 @@ def build_model(weights: Weights, nctx: int, group: Group | None = None) -> Mode
     half = c.dh // 2
     sin[:, :half].neg_()
     device, dtype = weights.embedding.device, weights.dtype
-    root_eps = torch.tensor(math.sqrt(c.eps), device=device)
+    root_eps = torch.tensor([[math.sqrt(c.eps)]], device=device)
+    root_d = torch.tensor([[c.d ** -0.5]], device=device)
     zero = torch.zeros(1, 1, dtype=dtype, device=device)
     one_row_norm = device.type == "cpu" and dtype != torch.float16
     dims = weights.dims()
-    return Model(weights, dims["nh"], dims["nkvh"], c.dh, dims["di"], c.eps, root_eps, zero, one_row_norm,
-                 cos.to(device, dtype), sin.to(device, dtype), group)
+    swap = torch.tensor([1, 0], device=device)
+    return Model(weights, dims["nh"], dims["nkvh"], c.dh, dims["di"], c.eps, root_eps, root_d, zero, one_row_norm,
+                 cos.to(device, dtype), sin.to(device, dtype), swap, c.dh ** -0.5, group)
 
 
 def rope_tables(dh: int, nctx: int, theta: float, scaling: dict | None, factors: torch.Tensor | None):
@@ -128,7 +133,8 @@ def _scaled(inv_freq: torch.Tensor, s: dict) -> torch.Tensor:
     raise ArenaError(f"RoPE scaling '{s['rope_type']}' is not supported (linear, llama3)")
 
 
-def rms_norm(x: torch.Tensor, m: Model, weight: torch.Tensor, out: torch.Tensor) -> None:
+def rms_norm(x: torch.Tensor, m: Model, weight: torch.Tensor, out: torch.Tensor, rms: torch.Tensor,
+             rms_one: torch.Tensor) -> None:
     """out (n, d) = x / sqrt(mean(x^2) + eps) * weight, for x (n, d) or one row x (d,).
 
     One row (decode) takes two torch ops where m.one_row_norm (see build_model), written out
@@ -141,17 +147,17 @@ def rms_norm(x: torch.Tensor, m: Model, weight: torch.Tensor, out: torch.Tensor)
     (transformers rounds x / rms first, then the product with the weight: the same to within
     a rounding, and the same in float32)."""
     if x.dim() == 1 and m.one_row_norm:
-        squares = torch.dot(x, x).item()
+        squares = torch.mm(x[None], x[:, None], out=rms_one).item()   # the dot product, into rms
         torch.addcmul(m.zero, x, weight, value=1 / math.sqrt(squares / x.shape[-1] + m.eps), out=out)
     else:
-        _rms_norm_rows(x.view(out.shape), m, weight, out)
+        _rms_norm_rows(x.view(out.shape), m, weight, out, rms)
 
 
-def _rms_norm_rows(x: torch.Tensor, m: Model, weight: torch.Tensor, out: torch.Tensor) -> None:
+def _rms_norm_rows(x: torch.Tensor, m: Model, weight: torch.Tensor, out: torch.Tensor, rms: torch.Tensor) -> None:
     """Every row in five ops and no host round trip; x over the root mean square is rounded to
     the run dtype before the weight multiplies it, as in transformers."""
-    rms = torch.linalg.vector_norm(x, dim=-1, keepdim=True, dtype=torch.float32)   # sqrt(sum x^2)
-    torch.hypot(rms.mul_(x.shape[-1] ** -0.5), m.root_eps, out=rms)                # sqrt(mean x^2 + eps)
+    torch.linalg.vector_norm(x, dim=-1, keepdim=True, dtype=torch.float32, out=rms)  # sqrt(sum x^2)
+    torch.hypot(rms.mul_(m.root_d), m.root_eps, out=rms)                           # sqrt(mean x^2 + eps)
     torch.div(x, rms, out=out).mul_(weight)
 
 
@@ -160,15 +166,28 @@ def step_views(tensors: dict[str, torch.Tensor], m: Model, layer: int | None) ->
     slices nothing per call: all are views of the same instances at the same offsets."""
     views = dict(tensors)
     q_width = m.nh * m.dh
+    group = m.nh // m.nkvh   # query heads per K/V head
     if "attn" in tensors:
         attn = tensors["attn"]
         n = attn.shape[0]
         views["q"] = attn[:, :q_width]
-        # attention takes 4-d (batch, heads, tokens, dh): only then can torch pick its flash kernel on CPU
-        views["q_heads"] = views["q"].view(n, m.nh, m.dh).transpose(0, 1)[None]              # (1, nh, n, dh)
-        views["q_groups"] = attn[0, :q_width].view(1, m.nkvh, m.nh // m.nkvh, m.dh)          # n = 1: heads by K/V head
+        views["q_kv"] = views["q"].view(n, m.nkvh, group, m.dh).permute(1, 2, 0, 3)          # (nkvh, group, n, dh)
+        views["q_groups"] = attn[0, :q_width].view(m.nkvh, group, m.dh)                     # n = 1: heads by K/V head
         views["qk"] = attn[:, :q_width + m.nkvh * m.dh].view(n, m.nh + m.nkvh, 2, m.dh // 2)   # RoPE halves
         views["new_kv"] = attn[:, q_width:].view(n, 2, -1).transpose(0, 1)                 # (2, n, nkvh dh)
+    if "rot" in tensors:
+        views["rot_halves"] = tensors["rot"].view(views["qk"].shape)
+    if "scores" in tensors:
+        # scores and mask hold tiles of any width up to the tile, each contiguous from the start
+        views["scores_flat"], views["mask_flat"] = tensors["scores"].view(-1), tensors["mask"].view(-1)
+        n = tensors["acc"].shape[1]
+        views["acc_kv"] = tensors["acc"].view(m.nkvh, group, n, m.dh)
+        stats = tensors["stats"].view(4, m.nkvh, group, n, 1)
+        views["run_max"], views["run_sum"], views["tile_max"], views["tile_sum"] = stats
+    if "rms" in tensors:
+        rms = tensors["rms"]   # float32 (n, 1); one row's sum of squares is in the run dtype, in its bytes
+        views["rms_rows"] = rms[:1] if "out_norm" in tensors else rms   # the output norm's one row
+        views["rms_one"] = rms.view(tensors["x"].dtype)[:1, :1]
     if "ffn" in tensors:
         views["gate"], views["up"] = tensors["ffn"][:, :m.di], tensors["ffn"][:, m.di:]
     if "x" in tensors:
@@ -185,7 +204,7 @@ def setup(t, m: Model, layer, call: Call):
         t.tokens.fill_(call.ids[0])
         t.pos.fill_(call.start)
         return
-    t.tokens.copy_(torch.tensor(call.ids, dtype=t.tokens.dtype))
+    t.tokens.numpy()[:] = call.ids   # host memory: written in place, no tensor made from the list
     torch.arange(call.start, call.start + call.n, out=t.pos)
 
 
@@ -195,7 +214,7 @@ def embedding(t, m: Model, layer, call: Call):
 
 
 def attn_norm(t, m: Model, layer, call: Call):
-    rms_norm(t.x_in, m, m.weights.layers[layer].attn_norm, out=t.x_)
+    rms_norm(t.x_in, m, m.weights.layers[layer].attn_norm, t.x_, t.rms_rows, t.rms_one)
 
 
 def attn_qkv(t, m: Model, layer, call: Call):
@@ -203,24 +222,78 @@ def attn_qkv(t, m: Model, layer, call: Call):
 
 
 def rope(t, m: Model, layer, call: Call):
-    """Rotate each Q and K head in place: (x1, x2) -> (x1 cos - x2 sin, x2 cos + x1 sin)."""
-    swapped = t.qk.flip(2)   # (x2, x1), a copy: the halves are overwritten next
-    t.qk.mul_(call.cos).addcmul_(swapped, call.sin)
+    """Rotate each Q and K head in place: (x1, x2) -> (x1 cos - x2 sin, x2 cos + x1 sin), reading
+    the swapped halves (x2, x1) from rot, since the halves in attn are overwritten."""
+    torch.index_select(t.qk, 2, m.swap, out=t.rot_halves)
+    t.qk.mul_(call.cos).addcmul_(t.rot_halves, call.sin)
 
 
 def attention(t, m: Model, layer, call: Call):
     """Append this call's K and V to the cache at their positions, attend over the cache,
-    and write the heads' output over Q (attn's Q part), which nothing reads afterwards."""
+    and write the heads' output over Q (attn's Q part), which nothing reads afterwards.
+    Keys come a tile at a time (t.scores' width); a call whose keys fit one tile takes a
+    plain softmax, the others keep a running max and sum per query (flash attention)."""
     call.cache.slots[layer].copy_(t.new_kv)
-    keys, values = call.cache.keys[layer], call.cache.values[layer]    # (1, nkvh, end, dh)
-    if call.n == 1:
-        # one token: the query heads sharing a K/V head form that head's batch of queries,
-        # so attention needs neither a mask nor K/V repeated per query head
-        t.q_groups.copy_(F.scaled_dot_product_attention(t.q_groups, keys, values))
+    keys, values = call.cache.keys[layer], call.cache.values[layer]    # (nkvh, end, dh)
+    end = call.start + call.n
+    if end > t.scores.shape[-1]:
+        _attend_tiled(t, m, keys, values, call)
+    elif call.n == 1:
+        _attend_one(t, m, keys, values, end)
     else:
-        out = F.scaled_dot_product_attention(t.q_heads, keys, values, attn_mask=call.mask,
-                                             is_causal=call.causal, enable_gqa=True)
-        t.q_heads.copy_(out)
+        s = _scores(t, m, keys, call, 0, end)
+        torch.softmax(s, -1, out=s)
+        for h in range(m.nkvh):
+            torch.bmm(s[h], values[h].expand(s.shape[1], end, m.dh), out=t.q_kv[h])
+
+
+def _attend_one(t, m: Model, keys: torch.Tensor, values: torch.Tensor, end: int) -> None:
+    """One token: the query heads sharing a K/V head form that head's batch of queries, so
+    attention takes three ops and no mask."""
+    s = t.scores_flat[:m.nh * end].view(m.nkvh, m.nh // m.nkvh, end)
+    torch.baddbmm(s, t.q_groups, keys.transpose(1, 2), beta=0, alpha=m.scale, out=s)
+    torch.softmax(s, -1, out=s)
+    torch.bmm(s, values, out=t.q_groups)
+
+
+def _scores(t, m: Model, keys: torch.Tensor, call: Call, k0: int, k1: int) -> torch.Tensor:
+    """The scaled scores (nkvh, group, n, k1 - k0) of the call's queries against keys k0 .. k1,
+    in t.scores, with the keys after each query's position at -inf."""
+    group, width = m.nh // m.nkvh, k1 - k0
+    s = t.scores_flat[:m.nh * call.n * width].view(m.nkvh, group, call.n, width)
+    for h in range(m.nkvh):
+        tile = keys[h, k0:k1].transpose(0, 1).expand(group, m.dh, width)
+        torch.baddbmm(s[h], t.q_kv[h], tile, beta=0, alpha=m.scale, out=s[h])
+    if k1 - 1 > call.start:   # some key of the tile comes after the first query
+        mask = t.mask_flat[:call.n * width].view(call.n, width)
+        s.add_(mask.fill_(float("-inf")).triu_(call.start - k0 + 1))
+    return s
+
+
+def _attend_tiled(t, m: Model, keys: torch.Tensor, values: torch.Tensor, call: Call) -> None:
+    """Tile by tile: each tile's scores are shifted by the running max, the running sum and
+    output rescaled to it. The first tile holds key 0, which every query sees, so the running
+    max is finite from then on (a query's masked tile adds exp(-inf) = 0)."""
+    run_max, run_sum, tile_max, tile_sum = t.run_max, t.run_sum, t.tile_max, t.tile_sum
+    acc, end, tile = t.acc_kv, call.start + call.n, t.scores.shape[-1]
+    for k0 in range(0, end, tile):
+        k1 = min(k0 + tile, end)
+        s = _scores(t, m, keys, call, k0, k1)
+        torch.amax(s, -1, keepdim=True, out=tile_max)
+        if k0:
+            torch.maximum(run_max, tile_max, out=tile_max)
+            run_max.sub_(tile_max).exp_()    # exp(old max - new max): the rescaling of what came before
+            run_sum.mul_(run_max)
+            acc.mul_(run_max)
+        else:
+            run_sum.zero_()
+            acc.zero_()
+        run_max.copy_(tile_max)
+        s.sub_(run_max).exp_()
+        run_sum.add_(torch.sum(s, -1, keepdim=True, out=tile_sum))
+        for h in range(m.nkvh):
+            acc[h].baddbmm_(s[h], values[h, k0:k1].expand(s.shape[1], k1 - k0, m.dh))
+    torch.div(acc, run_sum, out=t.q_kv)
 
 
 def attn_output(t, m: Model, layer, call: Call):
@@ -234,7 +307,7 @@ def attn_allreduce(t, m: Model, layer, call: Call):
 
 
 def ffn_norm(t, m: Model, layer, call: Call):
-    rms_norm(t.x_in, m, m.weights.layers[layer].ffn_norm, out=t.x_)
+    rms_norm(t.x_in, m, m.weights.layers[layer].ffn_norm, t.x_, t.rms_rows, t.rms_one)
 
 
 def ffn_up(t, m: Model, layer, call: Call):
@@ -257,7 +330,7 @@ def ffn_allreduce(t, m: Model, layer, call: Call):
 
 
 def output_norm(t, m: Model, layer, call: Call):
-    rms_norm(t.last, m, m.weights.output_norm, out=t.out_norm)
+    rms_norm(t.last, m, m.weights.output_norm, t.out_norm, t.rms_rows, t.rms_one)
 
 
 def logits(t, m: Model, layer, call: Call):
@@ -267,7 +340,7 @@ def logits(t, m: Model, layer, call: Call):
 def sample(t, m: Model, layer, call: Call):
     """Every rank has the same logits; rank 0 chooses, so a seeded sampler's stream is one."""
     if m.first_rank:
-        call.sampler.choose(t.logits, out=t.next_tokens)
+        call.sampler.choose(t.logits, out=t.next_tokens, best=t.best)
     if m.group is not None:
         m.group.broadcast(t.next_tokens)
 

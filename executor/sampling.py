@@ -22,11 +22,12 @@ class Sampler:
     def greedy(self) -> bool:
         return self.temperature == 0
 
-    def choose(self, logits: torch.Tensor, out: torch.Tensor) -> None:
-        """Write the chosen token id of `logits` (1, vocab) into `out` (1,)."""
+    def choose(self, logits: torch.Tensor, out: torch.Tensor, best: torch.Tensor) -> None:
+        """Write the chosen token id of `logits` (1, vocab) into `out` (1,) (int64); greedy
+        choice writes the largest logit into `best` (1,), so it allocates nothing."""
         if self.greedy:
             # max's indices are argmax's (the first maximum), and faster on bf16 CPU tensors
-            out.copy_(torch.max(logits, dim=-1).indices)
+            torch.max(logits, dim=-1, out=(best, out))
             return
         # any positive temperature works: in float64 none rounds to 0 (float32 loses those below
         # 1e-45), and with the likeliest score shifted to 0 a tiny one sends the others to -inf,

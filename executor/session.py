@@ -15,6 +15,7 @@ from types import SimpleNamespace
 
 import torch
 
+from planner.calls import with_tile
 from planner.errors import ArenaError
 from planner.lifetimes import Step, bind
 from planner.plan import Buffer, Plan, plan_lifetimes
@@ -55,9 +56,12 @@ class BoundPlan:
 
 
 class Session:
-    def __init__(self, model: Model, nctx: int, max_tokens: int, strategy: str = "auto", trace: bool = False):
-        """A session for calls of at most `max_tokens` tokens, and at most `nctx` positions in all."""
+    def __init__(self, model: Model, nctx: int, max_tokens: int, strategy: str = "auto", trace: bool = False,
+                 tile: int | None = None):
+        """A session for calls of at most `max_tokens` tokens, and at most `nctx` positions in all;
+        calls of several tokens attend to `tile` keys at a time (default: planner.calls.key_tile)."""
         self.model, self.nctx, self.max_tokens, self.strategy = model, nctx, max_tokens, strategy
+        self.tile = tile
         self.device, self.dtype = model.weights.embedding.device, model.weights.dtype
         self.schedule = load(SCHEDULE)
         self.length = 0                               # positions held by the KV cache
@@ -74,7 +78,7 @@ class Session:
     def plan(self, n: int) -> Plan:
         """The plan of the schedule bound to this model, nctx and n tokens (made once per n)."""
         if n not in self._plans:
-            dims = {**self.model.weights.dims(), "nctx": self.nctx, "n": n}
+            dims = with_tile({**self.model.weights.dims(), "nctx": self.nctx, "n": n}, self.tile)
             lifetimes = bind(self.schedule, dims, PLAN_DTYPES[self.dtype])
             self._plans[n] = plan_lifetimes(lifetimes, self.strategy), lifetimes.steps
         return self._plans[n][0]
@@ -113,12 +117,9 @@ class Session:
     def _call(self, ids: list[int], sampler: Sampler) -> Call:
         n, start = len(ids), self.length
         m, half = self.model, self.model.dh // 2
-        mask = None
-        if n > 1 and start > 0:   # query i sees every earlier position and itself
-            mask = torch.ones(n, start + n, dtype=torch.bool, device=self.device).tril_(start)
         return Call(list(ids), n, start, m.cos[start:start + n].view(n, 1, 2, half),
-                    m.sin[start:start + n].view(n, 1, 2, half), causal=n > 1 and start == 0, mask=mask,
-                    sampler=sampler, cache=cache_views(self.kv, m, start, start + n))
+                    m.sin[start:start + n].view(n, 1, 2, half), sampler=sampler,
+                    cache=cache_views(self.kv, m, start, start + n))
 
     def _bind(self, n: int) -> BoundPlan:
         """Views of the arena for every step of the plan for n tokens (made once per n)."""

@@ -6,6 +6,7 @@ total is known before anything is read or allocated.
 """
 from __future__ import annotations
 
+from .calls import with_tile
 from .lifetimes import bind
 from .options import load_schedule
 from .plan import Plan, plan_lifetimes
@@ -38,4 +39,4 @@ def estimate(plans: list[Plan], dtype: str, tied: bool) -> dict[str, int]:
 def run_plans(dims: dict[str, int], dtype: str, calls: set[int], strategy: str = "auto") -> list[Plan]:
     """The plans of the Llama schedule for calls of each size in `calls` (tokens per call)."""
     schedule = load_schedule("llama")
-    return [plan_lifetimes(bind(schedule, {**dims, "n": n}, dtype), strategy) for n in sorted(calls)]
+    return [plan_lifetimes(bind(schedule, with_tile({**dims, "n": n}), dtype), strategy) for n in sorted(calls)]

@@ -6,6 +6,7 @@ import math
 from pathlib import Path
 
 from . import csvio, markdown, reader, schedule
+from .calls import with_tile
 from .errors import ArenaError
 from .lifetimes import DEFAULT_ALIGN, Lifetimes, bind
 from .models import PRESETS, model_dims, parse_sets
@@ -50,7 +51,7 @@ def plan_from_args(args) -> tuple[Lifetimes | None, Plan]:
                            args.capacity)
     if not args.schedule:
         raise ArenaError("say what to plan: a SCHEDULE (e.g. schedules/llama.yaml) or --csv PROBLEM.csv")
-    lifetimes = bind(load_schedule(args.schedule), {**model_dims(args.model), **parse_sets(args.set)},
+    lifetimes = bind(load_schedule(args.schedule), with_tile({**model_dims(args.model), **parse_sets(args.set)}),
                      args.dtype, DEFAULT_ALIGN if args.align is None else args.align)
     _check_sets(args, lifetimes)
     return lifetimes, plan_lifetimes(lifetimes, args.strategy, args.time_limit, args.capacity)

@@ -68,3 +68,12 @@ def check_views(session, records: list, prompt_len: int, tokens: int, dtypes: di
                     first, last = extent(view)
                     assert any(base + b.offset <= first and last < base + b.offset + b.size
                                for b in live if b.memory == "device"), (step.name, name)
+
+
+def bytes_allocated(run) -> list[tuple[str, int]]:
+    """The ops that allocated memory while `run()` ran, and their bytes (torch's profiler sees
+    every allocation of torch's CPU allocator, temporaries freed within an op included)."""
+    from torch.profiler import ProfilerActivity, profile
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        run()
+    return [(e.name, e.cpu_memory_usage) for e in prof.events() if e.cpu_memory_usage > 0]

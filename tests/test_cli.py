@@ -52,7 +52,7 @@ def test_plan_from_gguf_and_config_json(tmp_path, capsys):
                                    max_position_embeddings=32)))
     assert main(["plan", "llama", "--model", str(cfg), "--set", "n=5", "--json"]) == 0
     plan = json.loads(capsys.readouterr().out)
-    assert plan["dims"] == dict(n=5, d=64, nh=4, nkvh=2, dh=16, di=96, nlayers=3, vocab=100, nctx=32)
+    assert plan["dims"] == dict(n=5, d=64, nh=4, nkvh=2, dh=16, di=96, nlayers=3, vocab=100, nctx=32, tile=32)
 
 
 def test_plan_estimate_counts_weights_kv_cache_and_arena(capsys):

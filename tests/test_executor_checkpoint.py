@@ -5,9 +5,13 @@ import json
 import pytest
 import torch
 
+from executor.model import build_model
 from executor.sampling import Sampler
+from executor.session import Session
 from executor.source import Source, open_source
+from executor.weights import assemble
 
+from arena_checks import bytes_allocated
 from checkpoints import (PROMPT, SEQUENCE, TINY, checkpoint_to_gguf, hf_model, our_session, teacher_forced,
                          tiny_checkpoint)
 
@@ -41,6 +45,37 @@ def test_a_second_multi_token_call_attends_to_the_cache(tiny):
         session.forward(SEQUENCE[:5], Sampler())
         session.forward(SEQUENCE[5:], Sampler())
         torch.testing.assert_close(session.logits()[0], expected[-1], atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("tile", [3, 4])
+def test_attention_over_key_tiles_gives_the_same_logits(tiny, tile):
+    """Keys a few at a time (running max and sum per query), with the causal mask inside tiles,
+    in one prefill, in two multi-token calls, and in decode."""
+    folder, expected = tiny
+    with torch.inference_mode():
+        weights = assemble(open_source(Source(folder, "checkpoint")), torch.float32, torch.device("cpu"))
+        session = Session(build_model(weights, len(SEQUENCE)), len(SEQUENCE), PROMPT, tile=tile)
+        assert session.plan(PROMPT).dims["tile"] == tile
+        torch.testing.assert_close(teacher_forced(session), expected[PROMPT - 1:], atol=1e-4, rtol=1e-4)
+        session.reset()
+        session.forward(SEQUENCE[:5], Sampler())
+        session.forward(SEQUENCE[5:], Sampler())
+        torch.testing.assert_close(session.logits()[0], expected[-1], atol=1e-4, rtol=1e-4)
+
+
+def test_decode_and_a_prefill_chunk_allocate_nothing_outside_the_arena(tiny_folder):
+    """After a warm-up (the arena, each call size's views), a decode step and a multi-token
+    call after earlier ones, over several key tiles, allocate no byte: every activation,
+    scratch included, is a view of the arena."""
+    with torch.inference_mode():
+        weights = assemble(open_source(Source(tiny_folder("gqa-tied"), "checkpoint")), torch.float32,
+                           torch.device("cpu"))
+        session = Session(build_model(weights, 32), 32, 6, tile=4)
+        for ids in (SEQUENCE[:6], [3], SEQUENCE[:5]):
+            session.forward(ids, Sampler())
+        assert bytes_allocated(lambda: session.forward([3], Sampler())) == []
+        assert bytes_allocated(lambda: session.forward(SEQUENCE[:6], Sampler())) == []
+        assert session.length == 19
 
 
 def test_the_same_weights_from_gguf_give_the_same_logits(tiny, tmp_path):

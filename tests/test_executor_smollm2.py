@@ -15,7 +15,7 @@ from executor.tokenizer import from_gguf
 from executor.weights import assemble
 from planner.errors import ArenaError
 
-from arena_checks import check_views, spying
+from arena_checks import bytes_allocated, check_views, spying
 
 pytestmark = pytest.mark.slow
 
@@ -126,6 +126,20 @@ def test_every_scheduled_tensor_lives_in_the_arena_at_its_planned_offset(ours, r
     assert result.tokens == expected
     assert allocations == [session.backing.numel()]    # one arena per session, not per call or token
     check_views(session, records, len(prompt), len(result.tokens), TORCH_DTYPES)
+
+
+def test_decode_and_prefill_allocate_nothing_outside_the_arena(ours, reference):
+    """SmolLM2 in float32: after one generation (the warm-up), a prefill of the prompt and a
+    decode step allocate no byte outside the arena; the tokens stay transformers'."""
+    tokenizer, weights = ours
+    prompt, expected = reference["plain"]
+    with torch.inference_mode():
+        session = session_for(weights, len(prompt))
+        generate(session, prompt, 2, Sampler())
+        session.reset()
+        assert bytes_allocated(lambda: session.forward(prompt, Sampler())) == []
+        assert bytes_allocated(lambda: session.forward(expected[:1], Sampler())) == []
+        assert session.forward(expected[1:2], Sampler()) == expected[2]
 
 
 def test_cli_json_with_the_default_model_matches_transformers(reference, capsys):

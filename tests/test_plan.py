@@ -2,6 +2,7 @@
 import pytest
 from hypothesis import given, settings, strategies as st
 
+from planner.calls import with_tile
 from planner.check import PlanInvalid, check
 from planner.graph import interference_graph
 from planner.lifetimes import bind
@@ -14,7 +15,7 @@ from planner.place import HEURISTICS
 @pytest.mark.parametrize("model", PRESETS)
 @pytest.mark.parametrize("n", [1, 7, 512, 4096])
 def test_llama_plans_at_the_lower_bound_with_the_kv_cache_at_offset_0(model, n):
-    plan = plan_lifetimes(bind(load("schedules/llama.yaml"), {**PRESETS[model], "n": n}, "f16"))
+    plan = plan_lifetimes(bind(load("schedules/llama.yaml"), with_tile({**PRESETS[model], "n": n}), "f16"))
     assert plan.arena == plan.lower_bound and plan.optimal
     kv = next(b for b in plan.buffers if b.tensor == "kv")
     assert kv.offset == 0 and kv.size == PRESETS[model]["nlayers"] * 2 * PRESETS[model]["nctx"] * \
@@ -22,13 +23,13 @@ def test_llama_plans_at_the_lower_bound_with_the_kv_cache_at_offset_0(model, n):
 
 
 def test_lower_bound_is_the_peak_of_live_device_bytes():
-    lt = bind(load("schedules/llama.yaml"), {**PRESETS["smollm2-135m"], "n": 7})
+    lt = bind(load("schedules/llama.yaml"), with_tile({**PRESETS["smollm2-135m"], "n": 7}))
     peak = max(sum(i.size for i in lt.live_at(s.index) if i.memory == "device") for s in lt.steps)
     assert plan_lifetimes(lt).lower_bound == peak
 
 
 def test_naive_plan_is_the_no_reuse_total():
-    lt = bind(load("schedules/llama.yaml"), {**PRESETS["smollm2-135m"], "n": 7})
+    lt = bind(load("schedules/llama.yaml"), with_tile({**PRESETS["smollm2-135m"], "n": 7}))
     naive = plan_lifetimes(lt, "naive")
     assert naive.arena == naive.no_reuse > plan_lifetimes(lt).arena
 
@@ -99,5 +100,5 @@ def test_schedule_and_lifetimes_round_trip_through_json():
     from planner.schedule import Schedule
     schedule = load("schedules/llama.yaml")
     assert Schedule.from_dict(json.loads(json.dumps(schedule.to_dict()))) == schedule
-    lt = bind(schedule, {**PRESETS["smollm2-135m"], "n": 4})
+    lt = bind(schedule, with_tile({**PRESETS["smollm2-135m"], "n": 4}))
     assert Lifetimes.from_dict(json.loads(json.dumps(lt.to_dict()))) == lt

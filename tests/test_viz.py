@@ -60,7 +60,7 @@ def screen(plan, lifetimes, width=160, layers=None) -> list[str]:
 def table_rows(lines) -> list[str]:
     """The table's body lines: they begin with a step number."""
     end = lines.index(next(line for line in lines if line.startswith("arena map")))
-    return [line for line in lines[:end] if re.match(r"\s*\d+(-\d+)? \S", line)]
+    return [line for line in lines[:end] if re.match(r"\s*\d+(-\d+)? \S", line) and "do not fit" not in line]
 
 
 # --- terminal -------------------------------------------------------------------------------

@@ -1,0 +1,26 @@
+"""The dimensions one call of the Llama schedule binds beyond the model's: its tokens `n`
+and the attention key tile `tile`."""
+from __future__ import annotations
+
+# Scores a key tile may hold per head, n x tile elements (with SmolLM2's 9 heads in f32,
+# 36 MiB): a call whose scores over the whole context stay within it takes one tile, which
+# costs the fewest ops (decode always does); a longer prefill takes tiles of keys.
+TILE_ELEMENTS = 2**20
+TILE_STEP = 16   # a tile is the whole context or a multiple of this many keys
+
+
+def key_tile(n: int, nctx: int) -> int:
+    """The default key tile of a call of n tokens in a context of nctx positions."""
+    if n * nctx <= TILE_ELEMENTS:
+        return nctx
+    return min(nctx, max(TILE_STEP, TILE_ELEMENTS // n // TILE_STEP * TILE_STEP))
+
+
+def with_tile(dims: dict[str, int], tile: int | None = None) -> dict[str, int]:
+    """`dims` with the key tile where they bind n and nctx but no tile: `tile` keys (at most
+    nctx) for a call of several tokens, else the default. Decode always takes the whole
+    context: its scores are one row per head."""
+    if "tile" in dims or "n" not in dims or "nctx" not in dims:
+        return dims
+    n, nctx = dims["n"], dims["nctx"]
+    return {**dims, "tile": min(tile, nctx) if tile and n > 1 else key_tile(n, nctx)}
