@@ -10,7 +10,7 @@ import io
 import re
 from pathlib import Path
 
-from .errors import ArenaError, show
+from .errors import ArenaError, read_text, show
 from .lifetimes import align_up
 from .plan import Buffer, Plan
 from .schedule import name_problem
@@ -24,13 +24,7 @@ def read_problem(path, align: int = 1) -> list[Buffer]:
     path = Path(path)
     if align < 1:
         raise ArenaError(f"--align must be a positive number of bytes, not {align}")
-    try:
-        text = path.read_bytes().decode("utf-8")
-    except OSError as e:
-        raise ArenaError(f"{path}: cannot read the CSV: {e.strerror}") from None
-    except UnicodeDecodeError as e:
-        raise ArenaError(f"{path}: not UTF-8 text (byte 0x{e.object[e.start]:02x} at offset {e.start}); "
-                         "save the CSV as UTF-8") from None
+    text = read_text(path, "CSV", "save the CSV as UTF-8")
     try:
         rows = list(csv.reader(io.StringIO(text)))
     except csv.Error as e:

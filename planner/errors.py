@@ -1,5 +1,7 @@
 """The exceptions the CLI turns into a clear message: a fault in the input (exit code 2), and
-a capacity no plan was found within (exit code 3)."""
+a capacity no plan was found within (exit code 3); and the helpers that phrase the user's
+input in a message."""
+from pathlib import Path
 
 
 class ArenaError(Exception):
@@ -41,3 +43,15 @@ def show(value, width: int = 60) -> str:
     """A value from the user's file as a message quotes it: one line, at most `width` characters."""
     text = " ".join(str(value).split())
     return text if len(text) <= width else text[:width - 3] + "..."
+
+
+def read_text(path, what: str, hint: str) -> str:
+    """The UTF-8 text of a user's file; an ArenaError naming the file (`what` it should be)
+    when it cannot be read, or the first byte that is not UTF-8 and `hint` when it is not text."""
+    try:
+        return Path(path).read_bytes().decode("utf-8")
+    except OSError as e:
+        raise ArenaError(f"{path}: cannot read the {what}: {e.strerror}") from None
+    except UnicodeDecodeError as e:
+        raise ArenaError(f"{path}: not UTF-8 text (byte 0x{e.object[e.start]:02x} at offset {e.start}); "
+                         f"{hint}") from None

@@ -9,7 +9,7 @@ import re
 from pathlib import Path
 
 from . import expr
-from .errors import ArenaError, where
+from .errors import ArenaError, read_text, where
 from .schedule import KINDS, Schedule, StepRow, TensorDecl, name_problem, split_axes, symbol_problem
 
 _SHAPE = re.compile(r"^\s*([A-Za-z_]\w*)\s*\((.*)\)\s*$")
@@ -17,13 +17,7 @@ _SHAPE = re.compile(r"^\s*([A-Za-z_]\w*)\s*\((.*)\)\s*$")
 
 def convert(path) -> Schedule:
     path = Path(path)
-    try:
-        lines = path.read_bytes().decode("utf-8").splitlines()
-    except OSError as e:
-        raise ArenaError(f"{path}: cannot read the table: {e.strerror}") from None
-    except UnicodeDecodeError as e:
-        raise ArenaError(f"{path}: not UTF-8 text (byte 0x{e.object[e.start]:02x} at offset {e.start}); "
-                         "a lifetime table is a markdown text file") from None
+    lines = read_text(path, "table", "a lifetime table is a markdown text file").splitlines()
     rows = _table_with_graph_column(path, lines)
     (header_line, header), (shape_line, shapes), body = rows[0], rows[1], rows[2:]
     names = header[2:]

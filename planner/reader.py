@@ -14,7 +14,7 @@ from pathlib import Path
 import yaml
 
 from . import expr
-from .errors import ArenaError, show, where
+from .errors import ArenaError, read_text, show, where
 from .schedule import ACT, ELEMENT_BYTES, KINDS, Repeat, Schedule, StepRow, TensorDecl, is_count, name_problem, \
     split_axes, symbol_problem
 
@@ -73,14 +73,7 @@ def _expanded_size(node, sizes: dict[int, int]) -> int:
 
 
 def load(path) -> Schedule:
-    path = Path(path)
-    try:
-        text = path.read_bytes().decode("utf-8")
-    except OSError as e:
-        raise ArenaError(f"{path}: cannot read the schedule: {e.strerror}") from None
-    except UnicodeDecodeError as e:
-        raise ArenaError(f"{path}: not UTF-8 text (byte 0x{e.object[e.start]:02x} at offset {e.start}); "
-                         "a schedule is a YAML text file") from None
+    text = read_text(path, "schedule", "a schedule is a YAML text file")
     return loads(text, str(path))
 
 
