@@ -1,7 +1,6 @@
 """`arena plan` and `arena convert`: print memory plans, convert seed tables."""
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 
@@ -88,7 +87,9 @@ def _plan_ranks(args) -> int:
     missing = [d for d in ("nh", "nkvh", "di") if d not in dims]
     if missing:
         raise ArenaError(f"--tp: splitting needs the dims nh, nkvh and di; give {', '.join(missing)} by --model or --set")
-    ranks = [_rank_plan(args, shard.dims(dims)) for shard in shards(dims["nh"], dims["nkvh"], dims["di"], args.tp)]
+    # the model's dims are read once (a GGUF file takes seconds), each rank binds its share of them
+    ranks = [plan_from_args(args, shard.dims(dims))[1]
+             for shard in shards(dims["nh"], dims["nkvh"], dims["di"], args.tp)]
     totals = {key: sum(getattr(p, key) for p in ranks) for key in ("arena", "lower_bound", "no_reuse", "host_bytes")}
     text = json.dumps({"ranks": [p.to_dict() for p in ranks], "totals": totals}, indent=1)
     if args.out:
@@ -104,12 +105,6 @@ def _plan_ranks(args) -> int:
     console.print(Text(f"all {args.tp} ranks: arena {totals['arena']:,} bytes, lower bound "
                        f"{totals['lower_bound']:,}, host {totals['host_bytes']:,}", style="bold"))
     return 0
-
-
-def _rank_plan(args, dims: dict[str, int]) -> Plan:
-    """The plan of one rank: the options as given, its heads and FFN width set over the model's."""
-    split = [f"{k}={dims[k]}" for k in ("nh", "nkvh", "di")]
-    return plan_from_args(argparse.Namespace(**{**vars(args), "set": [*args.set, *split]}))[1]
 
 
 def cmd_convert(args) -> int:

@@ -37,8 +37,9 @@ def add_plan_inputs(parser: argparse.ArgumentParser) -> None:
                              "least arena; exit code 3 if none is found")
 
 
-def plan_from_args(args) -> tuple[Lifetimes | None, Plan]:
-    """The plan the options ask for; Lifetimes too when it comes from a schedule."""
+def plan_from_args(args, dims: dict[str, int] | None = None) -> tuple[Lifetimes | None, Plan]:
+    """The plan the options ask for; Lifetimes too when it comes from a schedule. `dims`, when
+    given, are the model's with the --set values already over them (a tensor-parallel rank's)."""
     if not math.isfinite(args.time_limit) or args.time_limit <= 0:
         raise ArenaError(f"--time-limit must be a positive number of seconds, not {args.time_limit:g}")
     if args.capacity is not None and args.capacity <= 0:
@@ -51,7 +52,9 @@ def plan_from_args(args) -> tuple[Lifetimes | None, Plan]:
                            args.capacity)
     if not args.schedule:
         raise ArenaError("say what to plan: a SCHEDULE (e.g. schedules/llama.yaml) or --csv PROBLEM.csv")
-    lifetimes = bind(load_schedule(args.schedule), with_tile({**model_dims(args.model), **parse_sets(args.set)}),
+    if dims is None:
+        dims = {**model_dims(args.model), **parse_sets(args.set)}
+    lifetimes = bind(load_schedule(args.schedule), with_tile(dims),
                      args.dtype, DEFAULT_ALIGN if args.align is None else args.align)
     _check_sets(args, lifetimes)
     return lifetimes, plan_lifetimes(lifetimes, args.strategy, args.time_limit, args.capacity)
