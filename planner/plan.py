@@ -88,9 +88,10 @@ def place(buffers: list[Buffer], strategy: str, align: int, steps: list[str], ti
         offsets[k] = base + offset
     placed = [dataclasses.replace(b, offset=offsets.get(k)) for k, b in enumerate(buffers)]
     blocks = [_block(buffers[k]) for k in device]
-    total, lower = extent(blocks, [offsets[k] for k in device]), lower_bound(blocks)
+    device_offsets = [offsets[k] for k in device]
+    total, lower = extent(blocks, device_offsets), lower_bound(blocks)
     bound = max(lower, base + assignment.bound)
-    check([buffers[k].name for k in device], blocks, [offsets[k] for k in device], total, align)
+    check([buffers[k].name for k in device], blocks, device_offsets, total, align)
     if capacity is not None and total > capacity:
         searched = f"by {strategy}" if strategy in HEURISTICS else f"in {time_limit:g} s"
         raise CapacityMissed(capacity, bound, total, searched)
