@@ -46,6 +46,11 @@ def main(argv=None) -> int:
                    help="instead: arena run --tp N for each N side by side (benchmarks/tp_bench.py)")
     p.add_argument("--weights", nargs="+", choices=["native", "f32", "bf16", "f16"],
                    help="instead: ours with each kind of weights side by side, and transformers in --dtype")
+    p.add_argument("--budget", nargs="+", metavar="SIZE",
+                   help="instead: prefill under each byte budget beside the unbudgeted run and transformers, "
+                        "f32 and bf16 (benchmarks/budget_bench.py)")
+    p.add_argument("--prompt-tokens", type=int, default=8192, metavar="N",
+                   help="with --budget: the prompt's length in tokens (8192)")
     p.add_argument("--engine", choices=["ours", "transformers"], help=argparse.SUPPRESS)   # a child run
     p.add_argument("--kind", help=argparse.SUPPRESS)   # the child's weights
     p.add_argument("--ids", help=argparse.SUPPRESS)
@@ -53,6 +58,9 @@ def main(argv=None) -> int:
     if args.engine:
         print(json.dumps(run_engine(args)))
         return 0
+    if args.budget:
+        from benchmarks.budget_bench import budget_table
+        return budget_table(args)
     if args.tp:
         from benchmarks.tp_bench import tp_table
         tp_table(args)
