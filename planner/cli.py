@@ -8,7 +8,8 @@ from rich.console import Console
 from rich.text import Text
 
 from . import csvio, graph, markdown, schedule
-from .options import add_plan_inputs, plan_from_args
+from .budget import Fitter, choose, describe, parse_size
+from .options import add_plan_inputs, load_schedule, plan_from_args
 from .errors import ArenaError
 from .estimate import estimate
 from .models import model_dims, parse_sets, tied_output
@@ -29,6 +30,10 @@ def add_parsers(sub) -> None:
                       help="KV cache positions (--set nctx=N); a call then prefills all N unless --set n= says less")
     plan.add_argument("--tp", type=int, default=1, metavar="N",
                       help="tensor parallelism: plan each of N ranks, with its share of heads and FFN columns")
+    plan.add_argument("--budget", metavar="BYTES",
+                      help="fit the llama schedule's run (weights + arena) in BYTES (e.g. 512MiB, 24GiB, 1.5GB): "
+                           "the prompt of n tokens is prefilled in the largest chunk, with the largest key tile, "
+                           "that fits; the plan shown is the chunk's")
     plan.set_defaults(handler=cmd_plan)
 
     convert = sub.add_parser("convert", help="print the YAML of a markdown lifetime table (the seed's form)")
@@ -43,14 +48,17 @@ def cmd_plan(args) -> int:
     _set_nctx(args)
     if args.tp != 1:
         return _plan_ranks(args)
-    _, plan = plan_from_args(args)
-    cost = run_estimate(args, plan)
+    budget = parse_size(args.budget) if args.budget is not None else None
+    choice, dims = _fit(args, budget) if budget is not None else (None, None)
+    _, plan = plan_from_args(args, dims)
+    cost = choice.cost if choice else run_estimate(args, plan)
     if args.graph:
         write_atomic(args.graph, graph.graphml(graph.interference_graph(plan.buffers)), "--graph")
     if args.out:
         write_atomic(args.out, csvio.solution_csv(plan) if args.csv else plan.to_json() + "\n")
     if args.json:
-        print(json.dumps({**plan.to_dict(), **cost}, indent=1))
+        chosen = {"budget": budget, "chunk": choice.chunk, "tile": choice.tile} if choice else {}
+        print(json.dumps({**plan.to_dict(), **cost, **chosen}, indent=1))
     else:
         # piped output keeps whole rows rather than folding them to 80 columns
         console = Console(width=None if sys.stdout.isatty() else 160, markup=False)
@@ -68,6 +76,23 @@ def _set_nctx(args) -> None:
         raise ArenaError(f"--nctx must be at least 1 position, not {args.nctx}")
     sets = parse_sets(args.set)
     args.set = [*args.set, f"nctx={args.nctx}"] + ([] if "n" in sets else [f"n={args.nctx}"])
+
+
+def _fit(args, budget: int):
+    """--budget: the chunk and tile of the llama schedule's run that fit, and the dims that plan
+    the chunk (n = the chunk, tile = the tile); the prompt is n (--nctx or --set n=)."""
+    if args.csv or args.tp != 1 or not args.schedule or load_schedule(args.schedule).name != "llama":
+        raise ArenaError("--budget: fits a run of the llama schedule on one device (no --csv, no --tp)")
+    dims = {**model_dims(args.model), **parse_sets(args.set)}
+    if "n" not in dims:
+        raise ArenaError("--budget: say the prompt's tokens with --nctx N or --set n=N")
+    if "tile" in dims:
+        raise ArenaError("--budget chooses the key tile: give --budget or --set tile=, not both")
+    # the plans `arena run` makes (strategy auto): the estimate is of what it allocates
+    fitter = Fitter({k: v for k, v in dims.items() if k != "n"}, args.dtype, tied_output(args.model))
+    choice = choose(fitter, budget, dims["n"])
+    print(describe(choice, budget, dims["n"]), file=sys.stderr)
+    return choice, {**dims, "n": choice.chunk, "tile": choice.tile}
 
 
 def run_estimate(args, plan: Plan) -> dict[str, int]:

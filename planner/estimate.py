@@ -36,7 +36,9 @@ def estimate(plans: list[Plan], dtype: str, tied: bool) -> dict[str, int]:
     return {"weight_bytes": weights, "kv_bytes": kv, "arena": arena, "total_bytes": weights + arena}
 
 
-def run_plans(dims: dict[str, int], dtype: str, calls: set[int], strategy: str = "auto") -> list[Plan]:
-    """The plans of the Llama schedule for calls of each size in `calls` (tokens per call)."""
+def run_plans(dims: dict[str, int], dtype: str, calls: set[int], strategy: str = "auto",
+              tile: int | None = None) -> list[Plan]:
+    """The plans of the Llama schedule for calls of each size in `calls` (tokens per call),
+    attending to `tile` keys at a time (default: calls.key_tile), as a session binds them."""
     schedule = load_schedule("llama")
-    return [plan_lifetimes(bind(schedule, with_tile({**dims, "n": n}), dtype), strategy) for n in sorted(calls)]
+    return [plan_lifetimes(bind(schedule, with_tile({**dims, "n": n}, tile), dtype), strategy) for n in sorted(calls)]

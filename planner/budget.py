@@ -1,0 +1,158 @@
+"""A run that fits a byte budget: the prefill chunk (tokens per call) and the attention key
+tile, chosen from the Llama schedule's real plans, or one line saying what does not fit.
+
+The budget covers what a run allocates: the weights and one arena (the KV cache and every
+activation). The arena of a run is the largest plan among its calls: a chunk, the prompt's
+last, shorter chunk, and decode (one token). Both knobs only shrink the activations: a chunk
+of c tokens holds c rows of every activation, and a tile of t keys holds c x t scores per
+head; the KV cache is fixed by --nctx, the weights by the model and dtype.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from decimal import Decimal
+
+from .calls import TILE_STEP, key_tile
+from .errors import ArenaError
+from .estimate import estimate, run_plans, weight_bytes
+
+CHUNK_STEP = 16   # a chunk is the whole prompt or a multiple of this many tokens
+UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
+         "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
+SIZE = re.compile(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*([a-zA-Z]*)\s*")
+
+
+def parse_size(text: str, option: str = "--budget") -> int:
+    """Bytes from '1073741824', '512MiB', '24GiB' or '1.5GB' (units: B, KB, MB, GB, TB in
+    powers of 1000, KiB, MiB, GiB, TiB in powers of 1024; any case)."""
+    match = SIZE.fullmatch(text)
+    unit = UNITS.get(match.group(2).lower()) if match else None
+    if unit is None:
+        raise ArenaError(f"{option} {text!r}: not a size; give bytes, e.g. 1073741824, 512MiB, 24GiB or 1.5GB")
+    nbytes = int(Decimal(match.group(1)) * unit)   # exact: 1.5GB is 1,500,000,000 bytes
+    if nbytes < 1:
+        raise ArenaError(f"{option} {text!r}: must be at least 1 byte")
+    return nbytes
+
+
+def mib(n: int) -> str:
+    return f"{n / 2**20:.2f} MiB"
+
+
+@dataclass(frozen=True)
+class Choice:
+    chunk: int                 # prompt tokens per prefill call
+    tile: int                  # keys per attention tile of a call of several tokens
+    cost: dict[str, int]       # estimate.estimate of the run's plans
+
+
+class Fitter:
+    """The plans of one run's calls, bound once per (nctx, tokens, tile), and what fits."""
+
+    def __init__(self, dims: dict[str, int], dtype: str, tied: bool, weights: int | None = None,
+                 strategy: str = "auto"):
+        """`dims`: the model's, nctx included; `weights`: the weights' bytes when they are not
+        the model's at `dtype` (packed GGUF blocks)."""
+        self.dims, self.dtype, self.tied, self.strategy = dims, dtype, tied, strategy
+        self.weights = weight_bytes(dims, dtype, tied) if weights is None else weights
+        self._plans = {}
+
+    def cost(self, prompt: int, chunk: int, tile: int, nctx: int | None = None) -> dict[str, int]:
+        """The estimate of a run prefilling `prompt` tokens `chunk` at a time, then decoding."""
+        nctx = self.dims["nctx"] if nctx is None else nctx
+        plans = [self._plan(nctx, n, tile) for n in {chunk, prompt % chunk or chunk, 1}]
+        cost = estimate(plans, self.dtype, self.tied)
+        return {**cost, "weight_bytes": self.weights, "total_bytes": self.weights + cost["arena"]}
+
+    def fits(self, budget: int, prompt: int, chunk: int, tile: int) -> bool:
+        """Whether the run fits `budget`, in an arena sized by the chunk and decode (as a
+        session sizes it: the last, shorter chunk must not need more)."""
+        nctx = self.dims["nctx"]
+        sized = max(self._plan(nctx, chunk, tile).arena, self._plan(nctx, 1, tile).arena)
+        return self._plan(nctx, prompt % chunk or chunk, tile).arena <= sized and \
+            self.weights + sized <= budget
+
+    def _plan(self, nctx: int, n: int, tile: int):
+        key = nctx, n, tile if n > 1 else None   # decode takes the whole context
+        if key not in self._plans:
+            dims = {**self.dims, "nctx": nctx}
+            self._plans[key] = run_plans(dims, self.dtype, {n}, self.strategy, tile=tile)[0]
+        return self._plans[key]
+
+
+def choose(fitter: Fitter, budget: int, prompt: int, option: str = "--budget") -> Choice:
+    """The largest chunk, then the largest tile, whose run fits `budget` bytes; an ArenaError
+    naming what does not fit when none does. Smaller chunks and tiles never need more bytes,
+    so each is found by bisection over the candidates."""
+    chunks = chunk_sizes(prompt)
+    nctx = fitter.dims["nctx"]
+    chunk = _last_true(chunks, lambda c: fitter.fits(budget, prompt, c, _tiles(c, nctx)[0]))
+    if chunk is None:
+        raise ArenaError(_nothing_fits(fitter, budget, prompt, option))
+    tiles = _tiles(chunk, nctx)
+    tile = _last_true(tiles, lambda t: fitter.fits(budget, prompt, chunk, t))
+    return Choice(chunk, tile, fitter.cost(prompt, chunk, tile))
+
+
+def chunk_sizes(prompt: int) -> list[int]:
+    """Chunk candidates, smallest first: multiples of CHUNK_STEP below the prompt, then the prompt."""
+    return [*range(CHUNK_STEP, prompt, CHUNK_STEP), prompt]
+
+
+def _tiles(chunk: int, nctx: int) -> list[int]:
+    """Tile candidates of a chunk, smallest first, up to its default tile (calls.key_tile):
+    beyond it a tile holds more scores without saving work."""
+    top = key_tile(chunk, nctx) if chunk > 1 else nctx
+    return [*range(TILE_STEP, top, TILE_STEP), top] if top > TILE_STEP else [top]
+
+
+def _last_true(candidates: list[int], ok) -> int | None:
+    """The last candidate for which `ok` holds, when it holds for a prefix of them."""
+    lo, hi = 0, len(candidates)   # ok holds below lo, fails from hi
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if ok(candidates[mid]):
+            lo = mid + 1
+        else:
+            hi = mid
+    return candidates[lo - 1] if lo else None
+
+
+def _least(fitter: Fitter, prompt: int, nctx: int | None = None) -> dict[str, int]:
+    """The cost of the smallest run: the smallest chunk and tile."""
+    nctx = fitter.dims["nctx"] if nctx is None else nctx
+    chunk = min(CHUNK_STEP, prompt)
+    return fitter.cost(prompt, chunk, _tiles(chunk, nctx)[0], nctx)
+
+
+def _nothing_fits(fitter: Fitter, budget: int, prompt: int, option: str) -> str:
+    """One line: the weights alone, or the KV cache at this nctx, or the activations of the
+    smallest chunk, beyond the budget; with the largest --nctx or the smallest budget that fits."""
+    least = _least(fitter, prompt)
+    head = f"{option} {mib(budget)}:"
+    if fitter.weights > budget:
+        return (f"{head} the weights alone take {mib(fitter.weights)} ({fitter.dtype}), "
+                f"{mib(fitter.weights - budget)} more; the smallest budget for this run is {mib(least['total_bytes'])}")
+    nctx = fitter.dims["nctx"]
+    largest = _last_true(list(range(1, nctx)),
+                         lambda m: _least(fitter, min(prompt, m), m)["total_bytes"] <= budget)
+    instead = "no --nctx fits" if largest is None else f"the largest --nctx that fits is {largest}" + (
+        f", fewer positions than the prompt's {prompt} tokens" if largest < prompt else "")
+    if fitter.weights + least["kv_bytes"] > budget:
+        return (f"{head} the KV cache at --nctx {nctx} takes {mib(least['kv_bytes'])} beside the weights' "
+                f"{mib(fitter.weights)}; {instead} (the smallest budget at --nctx {nctx} is "
+                f"{mib(least['total_bytes'])})")
+    return (f"{head} the weights ({mib(fitter.weights)}) and the arena of {min(CHUNK_STEP, prompt)}-token "
+            f"chunks ({mib(least['arena'])}) exceed it; the smallest budget for this run is "
+            f"{mib(least['total_bytes'])}, or {instead}")
+
+
+def describe(choice: Choice, budget: int, prompt: int) -> str:
+    """The choice in one line, as `arena plan` and `arena run` print it."""
+    calls = -(-prompt // choice.chunk)
+    last = prompt - (calls - 1) * choice.chunk
+    split = (f"in one call" if calls == 1 else
+             f"in {calls} calls of {choice.chunk}" + (f" (the last {last})" if last != choice.chunk else ""))
+    return (f"budget    {mib(budget)}: prefill {prompt} tokens {split}, attention over tiles of {choice.tile} "
+            f"keys; total {mib(choice.cost['total_bytes'])}")
