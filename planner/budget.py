@@ -37,13 +37,17 @@ def parse_size(text: str, option: str = "--budget") -> int:
 
 
 def mib(n: int) -> str:
-    return f"{n / 2**20:.2f} MiB"
+    """Bytes in the largest binary unit they fill: 256.00 MiB, 1.50 GiB, 12 bytes."""
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n >= scale:
+            return f"{n / scale:.2f} {unit}"
+    return f"{n} bytes"
 
 
 @dataclass(frozen=True)
 class Choice:
     chunk: int                 # prompt tokens per prefill call
-    tile: int                  # keys per attention tile of a call of several tokens
+    tile: int | None           # keys per attention tile of a call of several tokens (None: calls.key_tile's)
     cost: dict[str, int]       # estimate.estimate of the run's plans
 
 
@@ -58,7 +62,7 @@ class Fitter:
         self.weights = weight_bytes(dims, dtype, tied) if weights is None else weights
         self._plans = {}
 
-    def cost(self, prompt: int, chunk: int, tile: int, nctx: int | None = None) -> dict[str, int]:
+    def cost(self, prompt: int, chunk: int, tile: int | None, nctx: int | None = None) -> dict[str, int]:
         """The estimate of a run prefilling `prompt` tokens `chunk` at a time, then decoding."""
         nctx = self.dims["nctx"] if nctx is None else nctx
         plans = [self._plan(nctx, n, tile) for n in {chunk, prompt % chunk or chunk, 1}]
@@ -73,7 +77,7 @@ class Fitter:
         return self._plan(nctx, prompt % chunk or chunk, tile).arena <= sized and \
             self.weights + sized <= budget
 
-    def _plan(self, nctx: int, n: int, tile: int):
+    def _plan(self, nctx: int, n: int, tile: int | None):
         key = nctx, n, tile if n > 1 else None   # decode takes the whole context
         if key not in self._plans:
             dims = {**self.dims, "nctx": nctx}

@@ -46,10 +46,10 @@ def cmd_plan(args) -> int:
         if path is not None:
             check_target(path, option)          # before any planning or writing
     _set_nctx(args)
-    if args.tp != 1:
-        return _plan_ranks(args)
     budget = parse_size(args.budget) if args.budget is not None else None
     choice, dims = _fit(args, budget) if budget is not None else (None, None)
+    if args.tp != 1:
+        return _plan_ranks(args)
     _, plan = plan_from_args(args, dims)
     cost = choice.cost if choice else run_estimate(args, plan)
     if args.graph:

@@ -1,0 +1,163 @@
+"""Runs that fit a byte budget: sizes, the scheduler's choice of prefill chunk and key tile
+(planner/budget.py), its errors, chunked prefill on the real SmolLM2 against one call, and
+`arena run` / `arena plan llama` with --budget and --prompt-file."""
+import io
+import json
+
+import pytest
+
+from llama_arena.cli import main
+from planner.budget import Fitter, _tiles, chunk_sizes, choose, mib, parse_size
+from planner.calls import key_tile
+from planner.errors import ArenaError
+from planner.estimate import estimate, run_plans
+from planner.models import PRESETS, model_dims, tied_output
+
+SMOL = PRESETS["smollm2-135m"]
+
+
+@pytest.mark.parametrize("text, nbytes", [
+    ("1073741824", 2**30), ("512MiB", 512 * 2**20), ("24GiB", 24 * 2**30), ("1.5GB", 1_500_000_000),
+    ("64 kib", 64 * 1024), ("2TB", 2 * 10**12), ("100B", 100), (".5KiB", 512)])
+def test_sizes_parse(text, nbytes):
+    assert parse_size(text) == nbytes
+
+
+@pytest.mark.parametrize("text, message", [
+    ("", "not a size"), ("lots", "not a size"), ("-5MiB", "not a size"), ("1e9", "not a size"),
+    ("5 XB", "not a size"), ("nan", "not a size"), ("0", "at least 1 byte"), ("0.1B", "at least 1 byte")])
+def test_bad_sizes_name_the_option_and_value(text, message):
+    with pytest.raises(ArenaError, match=message) as e:
+        parse_size(text)
+    assert str(e.value).startswith(f"--budget {text!r}: ")
+
+
+def smol(nctx: int, dtype: str = "f32") -> Fitter:
+    return Fitter({**SMOL, "nctx": nctx}, dtype, tied=True)
+
+
+@pytest.mark.parametrize("dtype, budget", [("f32", "900MiB"), ("f32", "950MiB"), ("bf16", "470MiB"),
+                                            ("bf16", "500MiB")])
+def test_choice_fits_and_is_the_largest(dtype, budget):
+    prompt, nctx = 8192, 8256
+    fitter, budget = smol(nctx, dtype), parse_size(budget)
+    choice = choose(fitter, budget, prompt)
+    assert choice.chunk % 16 == 0 and choice.chunk < prompt
+    assert choice.cost["total_bytes"] <= budget
+    # the session's binding: plans of the chunk, the last chunk and decode with this tile
+    plans = run_plans({**SMOL, "nctx": nctx}, dtype, {choice.chunk, prompt % choice.chunk, 1}, tile=choice.tile)
+    assert estimate(plans, dtype, True)["arena"] == choice.cost["arena"]
+    bigger = next(c for c in chunk_sizes(prompt) if c > choice.chunk)
+    assert fitter.cost(prompt, bigger, 16)["total_bytes"] > budget   # no larger chunk fits, even with 16 keys
+    tiles = _tiles(choice.chunk, nctx)
+    if choice.tile != tiles[-1]:
+        assert fitter.cost(prompt, choice.chunk, choice.tile + 16)["total_bytes"] > budget
+
+
+def test_a_budget_that_fits_one_call_keeps_one_call_and_the_default_tile():
+    fitter = smol(8192)
+    whole = fitter.cost(8192, 8192, None)["total_bytes"]
+    choice = choose(fitter, whole, 8192)
+    assert (choice.chunk, choice.tile, choice.cost["total_bytes"]) == (8192, key_tile(8192, 8192), whole)
+    assert choose(fitter, whole - 1, 8192).chunk < 8192
+
+
+def test_too_small_for_the_weights_says_by_how_much():
+    with pytest.raises(ArenaError, match=r"--budget 256\.00 MiB: the weights alone take 513\.13 MiB \(f32\), "
+                                         r"257\.13 MiB more; the smallest budget for this run is 8\d\d\.\d\d MiB"):
+        choose(smol(8192), parse_size("256MiB"), 8192)
+
+
+def test_too_small_for_the_kv_cache_names_the_largest_nctx_that_fits():
+    fitter, budget = smol(8192), parse_size("800MiB")
+    with pytest.raises(ArenaError, match="the KV cache at --nctx 8192 takes 360.00 MiB") as e:
+        choose(fitter, budget, 1000)
+    largest = int(str(e.value).split("the largest --nctx that fits is ")[1].split()[0])
+    assert choose(smol(largest), budget, 1000).cost["total_bytes"] <= budget
+    with pytest.raises(ArenaError):
+        choose(smol(largest + 1), budget, 1000)
+
+
+def test_plan_budget_json_plans_the_chosen_chunk(capsys):
+    assert main(["plan", "llama", "--nctx", "8192", "--dtype", "bf16", "--budget", "470MiB", "--json"]) == 0
+    captured = capsys.readouterr()
+    out = json.loads(captured.out)
+    assert out["budget"] == 470 * 2**20 and out["total_bytes"] <= out["budget"]
+    assert out["dims"]["n"] == out["chunk"] < 8192 and out["dims"]["tile"] == out["tile"]
+    assert captured.err.startswith(f"budget    470.00 MiB: prefill 8192 tokens in {-(-8192 // out['chunk'])} calls")
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--budget", "600MiB"], "--budget 600.00 MiB: the KV cache at --nctx 8192 takes 360.00 MiB beside the "
+                             "weights' 513.13 MiB; the largest --nctx that fits is 1970"),
+    (["--budget", "12 bytes"], "--budget '12 bytes': not a size"),
+    (["--budget", "1GiB", "--tp", "2"], "--budget: fits a run of the llama schedule on one device")])
+def test_plan_budget_errors_are_one_line(argv, message, capsys):
+    assert main(["plan", "llama", "--nctx", "8192", *argv]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"arena: error: {message}") and err.count("\n") == 1
+
+
+# arena run on the tiny word-level checkpoint: 40 words are 40 tokens
+
+
+PROMPT = " ".join(f"w{5 + i % 100}" for i in range(40))
+
+
+def run_json(capsys, *argv) -> tuple[dict, str]:
+    assert main(["run", *argv, "--max-new-tokens", "6", "--ignore-eos", "--json"]) == 0
+    captured = capsys.readouterr()
+    return json.loads(captured.out), captured.err
+
+
+def test_run_under_a_budget_prefills_in_chunks_and_stays_within_it(word_folder, capsys):
+    whole, _ = run_json(capsys, "--model", str(word_folder), "--prompt", PROMPT)
+    fitter = Fitter({**model_dims(str(word_folder)), "nctx": 46}, "f32", tied_output(str(word_folder)))
+    budget = fitter.cost(40, 40, 16)["total_bytes"] - 1   # one call no longer fits, whatever its tile
+    out, err = run_json(capsys, "--model", str(word_folder), "--prompt", PROMPT, "--budget", str(budget))
+    assert (out["budget"], out["chunk"]) == (budget, 32) and out["tile"] >= 16
+    assert out["total_bytes"] == out["estimate"]["total_bytes"] <= budget < whole["total_bytes"]
+    assert out["plans"]["prefill"]["n"] == 32
+    assert out["tokens"] == whole["tokens"]
+    assert f"budget    {mib(budget)}: prefill 40 tokens in 2 calls of 32 (the last 8)" in err
+
+
+def test_run_budget_too_small_is_exit_2_before_loading(word_folder, capsys):
+    assert main(["run", "--model", str(word_folder), "--prompt", PROMPT, "--max-new-tokens", "6",
+                 "--budget", "1KiB"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("arena: error: --budget 1.00 KiB: the weights alone take ") and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--budget", "lots"], "--budget 'lots': not a size"),
+    (["--budget", "1GiB", "--tp", "2"], "--budget: fits a run on one device; --tp 2 runs on 2")])
+def test_run_bad_budget_is_exit_2(argv, message, capsys):
+    assert main(["run", "--prompt", "hi", *argv]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"arena: error: {message}") and err.count("\n") == 1
+
+
+def test_prompt_file_and_stdin_give_the_prompt_s_tokens(word_folder, tmp_path, capsys, monkeypatch):
+    path = tmp_path / "prompt.txt"
+    path.write_text(PROMPT + "\n")
+    from_text, _ = run_json(capsys, "--model", str(word_folder), "--prompt", PROMPT)
+    from_file, _ = run_json(capsys, "--model", str(word_folder), "--prompt-file", str(path))
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(path.read_bytes())))
+    from_stdin, _ = run_json(capsys, "--model", str(word_folder), "--prompt-file", "-")
+    assert from_file["prompt_tokens"] == from_stdin["prompt_tokens"] == from_text["prompt_tokens"]
+    assert from_file["tokens"] == from_text["tokens"]
+
+
+def test_prompt_file_faults_are_exit_2_naming_the_file(tmp_path, capsys):
+    empty, binary = tmp_path / "empty.txt", tmp_path / "binary.txt"
+    empty.write_text(" \n")
+    binary.write_bytes(b"\xff\xfe")
+    for path, message in ((tmp_path / "missing.txt", "cannot read the prompt"), (empty, "the prompt is empty"),
+                          (binary, "not UTF-8 text")):
+        assert main(["run", "--prompt-file", str(path)]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"arena: error: --prompt-file {path}") and message in err, err
+    with pytest.raises(SystemExit) as e:   # argparse: one of the two, not both
+        main(["run", "--prompt", "hi", "--prompt-file", str(empty)])
+    assert e.value.code == 2
