@@ -161,3 +161,61 @@ def test_prompt_file_faults_are_exit_2_naming_the_file(tmp_path, capsys):
     with pytest.raises(SystemExit) as e:   # argparse: one of the two, not both
         main(["run", "--prompt", "hi", "--prompt-file", str(empty)])
     assert e.value.code == 2
+
+
+# chunked prefill on the real SmolLM2 (f32): the same logits and tokens as one call
+
+
+LONG, NEW = 2048, 32
+
+
+@pytest.fixture(scope="module")
+def smollm2():
+    """(tokenizer, file config, f32 weights) of the embedded SmolLM2, or a skip without it."""
+    import torch
+
+    from executor.source import Source, default_model, open_source
+    from executor.tokenizer import from_gguf
+    from executor.weights import assemble
+    try:
+        path = default_model()
+    except ArenaError as e:
+        pytest.skip(str(e))
+    file = open_source(Source(path, "gguf"))
+    with torch.inference_mode():
+        return from_gguf(file), file.config, assemble(file, torch.float32, torch.device("cpu"))
+
+
+def greedy_after_prefill(session, ids, prefill):
+    """The last prompt position's logits and the NEW greedy tokens after `prefill` fed the prompt."""
+    from executor.sampling import Sampler
+    tokens = [prefill(session, ids, Sampler())]
+    logits = session.logits()
+    while len(tokens) < NEW:
+        tokens.append(session.forward(tokens[-1:], Sampler()))
+    return logits, tokens
+
+
+@pytest.mark.slow
+def test_chunked_prefill_of_2048_tokens_matches_one_call(smollm2):
+    import torch
+
+    from executor.generate import prefill_chunks
+    from executor.model import build_model
+    from executor.session import Session
+    tokenizer, config, weights = smollm2
+    ids = tokenizer.encode("The memory of a long prompt is planned before it is read. " * 200)[:LONG]
+    assert len(ids) == LONG
+    nctx = LONG + NEW
+    fitter = Fitter({**config.dims(), "nctx": nctx}, "f32", config.tied)
+    budget = fitter.cost(LONG, 272, 16)["total_bytes"] - 1   # chunks of 272 no longer fit, whatever the tile
+    choice = choose(fitter, budget, LONG)
+    assert choice.chunk == 256
+    with torch.inference_mode():
+        model = build_model(weights, nctx)
+        whole = greedy_after_prefill(Session(model, nctx, LONG), ids, lambda s, p, sampler: s.forward(p, sampler))
+        session = Session(model, nctx, choice.chunk, tile=choice.tile)
+        chunked = greedy_after_prefill(session, ids, prefill_chunks)
+    assert weights.nbytes + session.backing.numel() == choice.cost["total_bytes"] <= budget
+    assert (chunked[0] - whole[0]).abs().max().item() < 1e-4
+    assert chunked[1] == whole[1]
