@@ -62,20 +62,26 @@ class Model:
 
 @dataclass
 class CacheViews:
-    """Views of the KV cache instance `kv` (nlayers, 2, nctx, nkvh dh) for one call, per layer:
-    where the call's K and V go, and the keys and values of every position it attends to.
+    """Views of the KV cache instance `kv` for one call, per layer: where the call's K and V go,
+    and the keys and values of every position it attends to. The executor lays each layer's
+    keys and values out head by head and transposed, (nkvh, dh, nctx), in kv's bytes: a head's
+    keys then are the (dh, positions) right operand of the scores' product and its values the
+    transposed (positions, dh) operand of the output's, the layouts torch's products stream
+    fastest (a position's row of all heads would make every product read strided rows).
     Made once per call for all layers in a few ops: sliced in each attention step instead,
     they cost three view ops there (microseconds each, 30 layers a token)."""
-    slots: tuple[torch.Tensor, ...]    # (2, n, nkvh dh): the rows of this call's positions
-    keys: tuple[torch.Tensor, ...]     # (nkvh, start + n, dh): positions 0 .. start + n
-    values: tuple[torch.Tensor, ...]
+    slots: tuple[torch.Tensor, ...]    # (2, nkvh, dh, n): the columns of this call's positions
+    keys: tuple[torch.Tensor, ...]     # (nkvh, dh, start + n): positions 0 .. start + n
+    values: tuple[torch.Tensor, ...]   # (nkvh, dh, start + n)
 
 
 def cache_views(kv: torch.Tensor, m: Model, start: int, end: int) -> CacheViews:
     """The views of a call over positions start .. end (kv's layer and K/V dimensions merged,
     so one unbind gives every layer's keys and values, alternately)."""
-    heads = kv[:, :, :end].view(-1, end, m.nkvh, m.dh).transpose(1, 2).unbind(0)
-    return CacheViews(kv[:, :, start:end].unbind(0), heads[0::2], heads[1::2])
+    layers, nctx = kv.shape[0], kv.shape[2]
+    heads = kv.view(layers, 2, m.nkvh, m.dh, nctx)
+    both = heads[..., :end].flatten(0, 1).unbind(0)
+    return CacheViews(heads[..., start:end].unbind(0), both[0::2], both[1::2])
 
 
 @dataclass
@@ -174,7 +180,7 @@ def step_views(tensors: dict[str, torch.Tensor], m: Model, layer: int | None) ->
         views["q_kv"] = views["q"].view(n, m.nkvh, group, m.dh).permute(1, 2, 0, 3)          # (nkvh, group, n, dh)
         views["q_groups"] = attn[0, :q_width].view(m.nkvh, group, m.dh)                     # n = 1: heads by K/V head
         views["qk"] = attn[:, :q_width + m.nkvh * m.dh].view(n, m.nh + m.nkvh, 2, m.dh // 2)   # RoPE halves
-        views["new_kv"] = attn[:, q_width:].view(n, 2, -1).transpose(0, 1)                 # (2, n, nkvh dh)
+        views["new_kv"] = attn[:, q_width:].view(n, 2, m.nkvh, m.dh).permute(1, 2, 3, 0)   # (2, nkvh, dh, n), as slots
     if "rot" in tensors:
         views["rot_halves"] = tensors["rot"].view(views["qk"].shape)
     if "scores" in tensors:
@@ -234,7 +240,7 @@ def attention(t, m: Model, layer, call: Call):
     Keys come a tile at a time (t.scores' width); a call whose keys fit one tile takes a
     plain softmax, the others keep a running max and sum per query (flash attention)."""
     call.cache.slots[layer].copy_(t.new_kv)
-    keys, values = call.cache.keys[layer], call.cache.values[layer]    # (nkvh, end, dh)
+    keys, values = call.cache.keys[layer], call.cache.values[layer]    # (nkvh, dh, end)
     end = call.start + call.n
     if end > t.scores.shape[-1]:
         _attend_tiled(t, m, keys, values, call)
@@ -244,16 +250,16 @@ def attention(t, m: Model, layer, call: Call):
         s = _scores(t, m, keys, call, 0, end)
         torch.softmax(s, -1, out=s)
         for h in range(m.nkvh):
-            torch.bmm(s[h], values[h].expand(s.shape[1], end, m.dh), out=t.q_kv[h])
+            torch.bmm(s[h], values[h].t().expand(s.shape[1], end, m.dh), out=t.q_kv[h])
 
 
 def _attend_one(t, m: Model, keys: torch.Tensor, values: torch.Tensor, end: int) -> None:
     """One token: the query heads sharing a K/V head form that head's batch of queries, so
     attention takes three ops and no mask."""
     s = t.scores_flat[:m.nh * end].view(m.nkvh, m.nh // m.nkvh, end)
-    torch.baddbmm(s, t.q_groups, keys.transpose(1, 2), beta=0, alpha=m.scale, out=s)
+    torch.baddbmm(s, t.q_groups, keys, beta=0, alpha=m.scale, out=s)
     torch.softmax(s, -1, out=s)
-    torch.bmm(s, values, out=t.q_groups)
+    torch.bmm(s, values.transpose(1, 2), out=t.q_groups)
 
 
 def _scores(t, m: Model, keys: torch.Tensor, call: Call, k0: int, k1: int) -> torch.Tensor:
@@ -262,7 +268,7 @@ def _scores(t, m: Model, keys: torch.Tensor, call: Call, k0: int, k1: int) -> to
     group, width = m.nh // m.nkvh, k1 - k0
     s = t.scores_flat[:m.nh * call.n * width].view(m.nkvh, group, call.n, width)
     for h in range(m.nkvh):
-        tile = keys[h, k0:k1].transpose(0, 1).expand(group, m.dh, width)
+        tile = keys[h, :, k0:k1].expand(group, m.dh, width)
         torch.baddbmm(s[h], t.q_kv[h], tile, beta=0, alpha=m.scale, out=s[h])
     if k1 - 1 > call.start:   # some key of the tile comes after the first query
         mask = t.mask_flat[:call.n * width].view(call.n, width)
@@ -292,7 +298,7 @@ def _attend_tiled(t, m: Model, keys: torch.Tensor, values: torch.Tensor, call: C
         s.sub_(run_max).exp_()
         run_sum.add_(torch.sum(s, -1, keepdim=True, out=tile_sum))
         for h in range(m.nkvh):
-            acc[h].baddbmm_(s[h], values[h, k0:k1].expand(s.shape[1], k1 - k0, m.dh))
+            acc[h].baddbmm_(s[h], values[h, :, k0:k1].t().expand(s.shape[1], k1 - k0, m.dh))
     torch.div(acc, run_sum, out=t.q_kv)
 
 
