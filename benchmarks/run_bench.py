@@ -8,10 +8,12 @@ Each engine runs in its own fresh interpreter (so peak resident memory is its ow
 prompt ids, greedy, never stopping early. Measured per engine: prefill tokens/s, decode
 tokens/s (best of --repeats runs after a warm-up), peak resident memory, and activation bytes:
 ours is the arena (KV cache included) plus any scratch allocated outside it; transformers' is
-the peak of its allocations during generate, above its weights. Also measured: the machine's
-limit for decode, one matrix-vector pass over every weight matrix of the model (the matrices
-the executor multiplies) in the same dtype and threads, since decode on CPU streams every
-weight once per token; timed like decode (--tokens - 1 passes in a row, best of --repeats).
+the peak of its allocations during generate, above its weights. Also measured, in ours'
+interpreter right after its runs: the read bandwidth (a `sum` over 512 MiB) and torch's f32
+and bf16 vector-matrix streaming rates (benchmarks/decode_bench.py). Decode reads every
+weight and the KV cache once per token, so each engine's memory bound is the bandwidth over
+its weight bytes plus the KV bytes of the run's middle position, and decode is reported as a
+fraction of it.
 
 With --weights, ours runs once per kind of weights (native: GGUF blocks packed, bf16
 activations; f32, bf16, f16: dequantized) beside transformers in --dtype, and llama.cpp
@@ -109,6 +111,7 @@ def run_engine(args) -> dict:
 
 
 def ours(args, ids, torch) -> dict:
+    from benchmarks.decode_bench import read_rates
     from executor.generate import generate
     from executor.model import build_model
     from executor.sampling import Sampler
@@ -135,8 +138,8 @@ def ours(args, ids, torch) -> dict:
             "decode_tok_s": max(r.decode_tok_s for r in runs), "tokens": runs[-1].tokens,
             "peak_rss": peak_rss, "arena": session.backing.numel(), "scratch": scratch,
             "activation_bytes": session.backing.numel() + scratch,
-            "weight_bytes": weights.nbytes,
-            "limit_tok_s": None if native else matvec_limit(weights, torch, args.tokens - 1, args.repeats)}
+            "weight_bytes": weights.nbytes, "kv_bytes": _kv_read(session.kv.nbytes // nctx, len(ids), args.tokens),
+            "rates": read_rates(torch)}
 
 
 def transformers_generate(args, ids, torch) -> dict:
@@ -177,8 +180,18 @@ def transformers_generate(args, ids, torch) -> dict:
     peak = allocated_during(once, torch, args.device)
     return {"engine": "transformers", "prefill_tok_s": max(r[0] for r in runs),
             "decode_tok_s": max(r[1] for r in runs), "tokens": runs[-1][2], "activation_bytes": peak,
-            "peak_rss": peak_rss,
-            "weight_bytes": sum(p.nbytes for p in model.parameters())}
+            "peak_rss": peak_rss, "weight_bytes": sum(p.nbytes for p in model.parameters()),
+            "kv_bytes": _kv_read(_kv_position_bytes(model.config, DTYPES[args.dtype]), len(ids), args.tokens)}
+
+
+def _kv_position_bytes(c, dtype) -> int:
+    """Keys and values of one position in every layer of transformers' cache."""
+    return 2 * c.num_hidden_layers * c.num_key_value_heads * (c.hidden_size // c.num_attention_heads) * dtype.itemsize
+
+
+def _kv_read(position_bytes: int, prompt: int, tokens: int) -> int:
+    """KV bytes a decode token reads at the run's middle position (decode reads every earlier one)."""
+    return position_bytes * (prompt + tokens // 2)
 
 
 def resident_peak() -> int:
@@ -204,36 +217,14 @@ def allocated_during(run, torch, device: str) -> int:
     return peak
 
 
-def matvec_limit(weights, torch, passes: int, repeats: int) -> dict[str, float]:
-    """Tokens/s of one matrix-vector product with every weight matrix the executor multiplies per
-    token (fused Q|K|V, output, fused gate|up, down, per layer; then the output projection),
-    timed like decode: `passes` passes in a row, the best of `repeats` runs. Measured for the
-    layout we store and, to show the choice was right, for the other one ((in, out) rows or
-    (out, in) rows): the machine's limit is the faster."""
-    ours = [w for layer in weights.layers for w in (layer.wqkv, layer.wo, layer.w_gate_up, layer.w_down)]
-    ours.append(weights.output)
-    return {"our layout": _passes(ours, torch, passes, repeats),
-            "other layout": _passes([_other_layout(w) for w in ours], torch, 4, 1)}   # a shorter timing: it is slow
+def decode_bound(result: dict, rates: dict) -> float:
+    """The engine's memory bound, tok/s: read bandwidth / (weight bytes + KV bytes) per token."""
+    return rates["sum"] / (result["weight_bytes"] + result["kv_bytes"])
 
 
-def _other_layout(w):
-    return w.contiguous() if not w.is_contiguous() else w.t().contiguous().t()
-
-
-def _passes(mats, torch, passes: int, repeats: int) -> float:
-    xs = {m.shape[0]: torch.randn(1, m.shape[0], dtype=m.dtype, device=m.device) for m in mats}
-    ys = [torch.empty(1, m.shape[1], dtype=m.dtype, device=m.device) for m in mats]
-    sync = torch.cuda.synchronize if mats[0].is_cuda else (lambda: None)
-    best = float("inf")
-    for _ in range(repeats + 1):   # the first is a warm-up
-        sync()
-        start = time.perf_counter()
-        for _ in range(passes):
-            for m, y in zip(mats, ys):
-                torch.mm(xs[m.shape[0]], m, out=y)
-        sync()
-        best = min(best, (time.perf_counter() - start) / passes)
-    return 1 / best
+def _rates_line(rates: dict) -> str:
+    return (f"read bandwidth (sum over 512 MiB) {rates['sum'] / 1e9:.1f} GB/s; torch's vector-matrix "
+            f"products stream {rates['f32 mv'] / 1e9:.1f} GB/s in f32, {rates['bf16 mv'] / 1e9:.1f} GB/s in bf16")
 
 
 def report(results: dict, args) -> None:
@@ -255,12 +246,11 @@ def report(results: dict, args) -> None:
     table.add_row("activation bytes", f"{mib(a['activation_bytes'])} (arena + {a['scratch'] / 2**10:,.0f} KiB scratch)",
                   mib(b["activation_bytes"]), f"{a['activation_bytes'] / b['activation_bytes']:.2f}x")
     table.add_row("weights", mib(a["weight_bytes"]), mib(b["weight_bytes"]), "")
+    bounds = [decode_bound(r, a["rates"]) for r in (a, b)]
+    table.add_row("memory bound tok/s", *(rate(x) for x in bounds), "")
+    table.add_row("decode / memory bound", *(f"{r['decode_tok_s'] / x:.0%}" for r, x in zip((a, b), bounds)), "")
     Console().print(table)
-    layouts = a["limit_tok_s"]
-    limit = max(layouts.values())
-    print("machine limit, one matrix-vector pass over the weights: "
-          + ", ".join(f"{rate:.1f} tok/s in {name}" for name, rate in layouts.items()))
-    print(f"decode at {a['decode_tok_s'] / limit:.0%} of the faster (transformers at {b['decode_tok_s'] / limit:.0%})")
+    print(_rates_line(a["rates"]))
     same = next((i for i, (x, y) in enumerate(zip(a["tokens"], b["tokens"])) if x != y), len(a["tokens"]))
     print(f"greedy tokens: the first {same} of {len(a['tokens'])} identical")
 
@@ -284,11 +274,15 @@ def weights_table(args, ids: list[int]) -> None:
         table.add_column(name, justify="right")
     table.add_row("decode tok/s", *(f"{r['decode_tok_s']:.1f}" for r in runs.values()))
     table.add_row("prefill tok/s", *(f"{r['prefill_tok_s']:.1f}" for r in runs.values()))
+    rates = runs[f"ours {args.weights[-1]}"]["rates"]   # the last measured, nearest the transformers run
+    table.add_row("memory bound tok/s", *(f"{decode_bound(r, rates):.1f}" for r in runs.values()))
+    table.add_row("decode / memory bound", *(f"{r['decode_tok_s'] / decode_bound(r, rates):.0%}" for r in runs.values()))
     table.add_row("weights", *(f"{r['weight_bytes'] / 2**20:.1f} MiB" for r in runs.values()))
     table.add_row("peak resident", *(f"{r['peak_rss'] / 2**20:.1f} MiB" for r in runs.values()))
     table.add_row(f"tokens as ours {args.weights[-1]}",
                   *(f"{_same_prefix(r['tokens'], first)}/{len(first)}" for r in runs.values()))
     Console().print(table)
+    print(_rates_line(rates))
     installed = importlib.util.find_spec("llama_cpp") is not None
     print("llama.cpp: no figure, " + ("this table does not run llama-cpp-python yet" if installed
                                        else "llama-cpp-python is not installed here"))
