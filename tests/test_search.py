@@ -1,12 +1,14 @@
 """The search that decides one capacity, and its CP-SAT oracle."""
 import time
 
+import pytest
 from hypothesis import given, settings, strategies as st
 
+from benchmarks.families import production
 from planner.check import check
 from planner.place.cpsat import Oracle
 from planner.place.problem import components
-from planner.place.search import Search
+from planner.place.search import Search, Timeout
 
 from instances import ABOVE_BOUND, block, brute_force, cut
 
@@ -46,3 +48,33 @@ def test_search_asking_the_oracle_at_every_placement_still_decides_exactly(block
         at.ask_every = 1
         assert at.run()
         check([str(i) for i in comp.blocks], [blocks[i] for i in comp.blocks], at.offsets, optimum, 1)
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.lists(block, min_size=1, max_size=8))
+def test_search_without_the_oracle_decides_exactly(blocks):
+    for comp in components(blocks):
+        optimum = brute_force([blocks[i] for i in comp.blocks])
+        below = Search(comp, optimum - 1, time.monotonic() + 10)
+        below.ask_every = 10 ** 9       # the search alone: the oracle is never asked
+        assert not below.run() and optimum - 1 + below.short <= optimum
+        at = Search(comp, optimum, time.monotonic() + 10)
+        at.ask_every = 10 ** 9
+        assert at.run()
+        check([str(i) for i in comp.blocks], [blocks[i] for i in comp.blocks], at.offsets, optimum, 1)
+
+
+def test_search_out_of_time_raises_instead_of_answering():
+    blocks, _, capacity = production(450, 0)
+    comp = max(components(blocks), key=lambda c: len(c.size))
+    with pytest.raises(Timeout):
+        Search(comp, capacity, time.monotonic() + 0.05).run()
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_search_with_its_oracle_plans_production_like_instances_at_their_peak(seed):
+    blocks, _, capacity = production(150, seed)
+    (comp,) = components(blocks)
+    search = Search(comp, capacity, time.monotonic() + 30)
+    assert search.run()
+    check([str(i) for i in comp.blocks], [blocks[i] for i in comp.blocks], search.offsets, capacity, 1)
