@@ -130,7 +130,7 @@ def _generate_in(args, group, torch) -> int:
     # the file's blocks, not the dims, say what packed weights hold
     packed = file.native_nbytes(DTYPES[dtype]) if native and shard is None else None
     budget = _budget(args)
-    choice = _preflight(c, shard, dtype, len(prompt), nctx, packed, budget)
+    choice = preflight(c, shard, dtype, len(prompt), nctx, packed, budget)
     cost = choice.cost
     if first:
         if budget is not None:
@@ -254,7 +254,7 @@ def _nctx(args, prompt_len: int, model_nctx: int) -> int:
     return args.nctx
 
 
-def _preflight(c, shard, dtype: str, prompt_len: int, nctx: int, packed: int | None, budget: int | None):
+def preflight(c, shard, dtype: str, prompt_len: int, nctx: int, packed: int | None, budget: int | None):
     """The prefill chunk, key tile and cost (weights, KV cache and arena bytes) of this run (of
     this rank's share), from the model's dimensions alone: known before anything heavy is read or
     allocated. Without a budget, one call prefills the prompt with the default tiles (tile None).
