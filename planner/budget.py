@@ -54,11 +54,10 @@ class Choice:
 class Fitter:
     """The plans of one run's calls, bound once per (nctx, tokens, tile), and what fits."""
 
-    def __init__(self, dims: dict[str, int], dtype: str, tied: bool, weights: int | None = None,
-                 strategy: str = "auto"):
+    def __init__(self, dims: dict[str, int], dtype: str, tied: bool, weights: int | None = None):
         """`dims`: the model's, nctx included; `weights`: the weights' bytes when they are not
-        the model's at `dtype` (packed GGUF blocks)."""
-        self.dims, self.dtype, self.tied, self.strategy = dims, dtype, tied, strategy
+        the model's at `dtype` (packed GGUF blocks). Plans are a session's (strategy auto)."""
+        self.dims, self.dtype, self.tied = dims, dtype, tied
         self.weights = weight_bytes(dims, dtype, tied) if weights is None else weights
         self._plans = {}
 
@@ -81,11 +80,11 @@ class Fitter:
         key = nctx, n, tile if n > 1 else None   # decode takes the whole context
         if key not in self._plans:
             dims = {**self.dims, "nctx": nctx}
-            self._plans[key] = run_plans(dims, self.dtype, {n}, self.strategy, tile=tile)[0]
+            self._plans[key] = run_plans(dims, self.dtype, {n}, tile=tile)[0]
         return self._plans[key]
 
 
-def choose(fitter: Fitter, budget: int, prompt: int, option: str = "--budget") -> Choice:
+def choose(fitter: Fitter, budget: int, prompt: int) -> Choice:
     """The largest chunk, then the largest tile, whose run fits `budget` bytes; an ArenaError
     naming what does not fit when none does. Smaller chunks and tiles never need more bytes,
     so each is found by bisection over the candidates."""
@@ -93,7 +92,7 @@ def choose(fitter: Fitter, budget: int, prompt: int, option: str = "--budget") -
     nctx = fitter.dims["nctx"]
     chunk = _last_true(chunks, lambda c: fitter.fits(budget, prompt, c, _tiles(c, nctx)[0]))
     if chunk is None:
-        raise ArenaError(_nothing_fits(fitter, budget, prompt, option))
+        raise ArenaError(_nothing_fits(fitter, budget, prompt))
     tiles = _tiles(chunk, nctx)
     tile = _last_true(tiles, lambda t: fitter.fits(budget, prompt, chunk, t))
     return Choice(chunk, tile, fitter.cost(prompt, chunk, tile))
@@ -130,11 +129,11 @@ def _least(fitter: Fitter, prompt: int, nctx: int | None = None) -> dict[str, in
     return fitter.cost(prompt, chunk, _tiles(chunk, nctx)[0], nctx)
 
 
-def _nothing_fits(fitter: Fitter, budget: int, prompt: int, option: str) -> str:
+def _nothing_fits(fitter: Fitter, budget: int, prompt: int) -> str:
     """One line: the weights alone, or the KV cache at this nctx, or the activations of the
     smallest chunk, beyond the budget; with the largest --nctx or the smallest budget that fits."""
     least = _least(fitter, prompt)
-    head = f"{option} {mib(budget)}:"
+    head = f"--budget {mib(budget)}:"
     if fitter.weights > budget:
         return (f"{head} the weights alone take {mib(fitter.weights)} ({fitter.dtype}), "
                 f"{mib(fitter.weights - budget)} more; the smallest budget for this run is {mib(least['total_bytes'])}")
