@@ -64,24 +64,22 @@ class Model:
 class CacheViews:
     """Views of the KV cache instance `kv` for one call, per layer: where the call's K and V go,
     and the keys and values of every position it attends to. The executor lays each layer's
-    keys and values out head by head and transposed, (nkvh, dh, nctx), in kv's bytes: a head's
-    keys then are the (dh, positions) right operand of the scores' product and its values the
-    transposed (positions, dh) operand of the output's, the layouts torch's products stream
-    fastest (a position's row of all heads would make every product read strided rows).
-    Made once per call for all layers in a few ops: sliced in each attention step instead,
-    they cost three view ops there (microseconds each, 30 layers a token)."""
+    keys and values out head by head and transposed, (nkvh, dh, nctx), in kv's bytes, so a
+    head's keys are the (dh, positions) right operand of the scores' product and its values,
+    transposed, the (positions, dh) one of the output's: the layouts torch's products stream
+    fastest (a position's row of all heads, the schedule's shape, would make both products
+    read strided rows). Made once per call for all layers in a few ops: sliced in each
+    attention step instead, they cost three view ops there (microseconds each, 30 layers a token)."""
     slots: tuple[torch.Tensor, ...]    # (2, nkvh, dh, n): the columns of this call's positions
     keys: tuple[torch.Tensor, ...]     # (nkvh, dh, start + n): positions 0 .. start + n
-    values: tuple[torch.Tensor, ...]   # (nkvh, dh, start + n)
+    values: tuple[torch.Tensor, ...]   # (nkvh, start + n, dh), a transposed view
 
 
 def cache_views(kv: torch.Tensor, m: Model, start: int, end: int) -> CacheViews:
-    """The views of a call over positions start .. end (kv's layer and K/V dimensions merged,
-    so one unbind gives every layer's keys and values, alternately)."""
-    layers, nctx = kv.shape[0], kv.shape[2]
-    heads = kv.view(layers, 2, m.nkvh, m.dh, nctx)
-    both = heads[..., :end].flatten(0, 1).unbind(0)
-    return CacheViews(heads[..., start:end].unbind(0), both[0::2], both[1::2])
+    """The views of a call over positions start .. end."""
+    heads = kv.view(kv.shape[0], 2, m.nkvh, m.dh, kv.shape[2])
+    return CacheViews(heads[..., start:end].unbind(0), heads[:, 0, ..., :end].unbind(0),
+                      heads[:, 1, ..., :end].transpose(-1, -2).unbind(0))
 
 
 @dataclass
@@ -139,9 +137,10 @@ def _scaled(inv_freq: torch.Tensor, s: dict) -> torch.Tensor:
     raise ArenaError(f"RoPE scaling '{s['rope_type']}' is not supported (linear, llama3)")
 
 
-def rms_norm(x: torch.Tensor, m: Model, weight: torch.Tensor, out: torch.Tensor, rms: torch.Tensor,
-             rms_one: torch.Tensor) -> None:
-    """out (n, d) = x / sqrt(mean(x^2) + eps) * weight, for x (n, d) or one row x (d,).
+def rms_norm(x: torch.Tensor, x_t: torch.Tensor, m: Model, weight: torch.Tensor, out: torch.Tensor,
+             rms: torch.Tensor, rms_one: torch.Tensor) -> None:
+    """out (n, d) = x / sqrt(mean(x^2) + eps) * weight, for x (n, d); x_t is x transposed, made
+    once per plan, so one row's sum of squares x x_t takes no view op per call.
 
     One row (decode) takes two torch ops where m.one_row_norm (see build_model), written out
     here without helper calls: in place, with the weight stream evicting their code, every
@@ -152,11 +151,11 @@ def rms_norm(x: torch.Tensor, m: Model, weight: torch.Tensor, out: torch.Tensor,
     time). One addcmul then computes 0 + x * weight / rms in float32 and rounds once
     (transformers rounds x / rms first, then the product with the weight: the same to within
     a rounding, and the same in float32)."""
-    if x.dim() == 1 and m.one_row_norm:
-        squares = torch.mm(x[None], x[:, None], out=rms_one).item()   # the dot product, into rms
+    if len(x) == 1 and m.one_row_norm:
+        squares = torch.mm(x, x_t, out=rms_one).item()   # the dot product, into rms
         torch.addcmul(m.zero, x, weight, value=1 / math.sqrt(squares / x.shape[-1] + m.eps), out=out)
     else:
-        _rms_norm_rows(x.view(out.shape), m, weight, out, rms)
+        _rms_norm_rows(x, m, weight, out, rms)
 
 
 def _rms_norm_rows(x: torch.Tensor, m: Model, weight: torch.Tensor, out: torch.Tensor, rms: torch.Tensor) -> None:
@@ -198,8 +197,9 @@ def step_views(tensors: dict[str, torch.Tensor], m: Model, layer: int | None) ->
         views["gate"], views["up"] = tensors["ffn"][:, :m.di], tensors["ffn"][:, m.di:]
     if "x" in tensors:
         x = tensors["x"]
-        views["x_in"] = x[0] if len(x) == 1 else x   # rms_norm's input: one token's row 1-d (fewer ops)
-        views["last"] = x[-1]                         # only the last token is sampled
+        views["x_t"] = x.t()                           # see rms_norm
+        views["last"] = x[-1:]                         # only the last token is sampled
+        views["last_t"] = views["last"].t()
     return views
 
 
@@ -220,7 +220,7 @@ def embedding(t, m: Model, layer, call: Call):
 
 
 def attn_norm(t, m: Model, layer, call: Call):
-    rms_norm(t.x_in, m, m.weights.layers[layer].attn_norm, t.x_, t.rms_rows, t.rms_one)
+    rms_norm(t.x, t.x_t, m, m.weights.layers[layer].attn_norm, t.x_, t.rms_rows, t.rms_one)
 
 
 def attn_qkv(t, m: Model, layer, call: Call):
@@ -240,7 +240,7 @@ def attention(t, m: Model, layer, call: Call):
     Keys come a tile at a time (t.scores' width); a call whose keys fit one tile takes a
     plain softmax, the others keep a running max and sum per query (flash attention)."""
     call.cache.slots[layer].copy_(t.new_kv)
-    keys, values = call.cache.keys[layer], call.cache.values[layer]    # (nkvh, dh, end)
+    keys, values = call.cache.keys[layer], call.cache.values[layer]    # (nkvh, dh, end), (nkvh, end, dh)
     end = call.start + call.n
     if end > t.scores.shape[-1]:
         _attend_tiled(t, m, keys, values, call)
@@ -250,7 +250,7 @@ def attention(t, m: Model, layer, call: Call):
         s = _scores(t, m, keys, call, 0, end)
         torch.softmax(s, -1, out=s)
         for h in range(m.nkvh):
-            torch.bmm(s[h], values[h].t().expand(s.shape[1], end, m.dh), out=t.q_kv[h])
+            torch.bmm(s[h], values[h].expand(s.shape[1], end, m.dh), out=t.q_kv[h])
 
 
 def _attend_one(t, m: Model, keys: torch.Tensor, values: torch.Tensor, end: int) -> None:
@@ -259,7 +259,7 @@ def _attend_one(t, m: Model, keys: torch.Tensor, values: torch.Tensor, end: int)
     s = t.scores_flat[:m.nh * end].view(m.nkvh, m.nh // m.nkvh, end)
     torch.baddbmm(s, t.q_groups, keys, beta=0, alpha=m.scale, out=s)
     torch.softmax(s, -1, out=s)
-    torch.bmm(s, values.transpose(1, 2), out=t.q_groups)
+    torch.bmm(s, values, out=t.q_groups)
 
 
 def _scores(t, m: Model, keys: torch.Tensor, call: Call, k0: int, k1: int) -> torch.Tensor:
@@ -298,7 +298,7 @@ def _attend_tiled(t, m: Model, keys: torch.Tensor, values: torch.Tensor, call: C
         s.sub_(run_max).exp_()
         run_sum.add_(torch.sum(s, -1, keepdim=True, out=tile_sum))
         for h in range(m.nkvh):
-            acc[h].baddbmm_(s[h], values[h, :, k0:k1].t().expand(s.shape[1], k1 - k0, m.dh))
+            acc[h].baddbmm_(s[h], values[h, k0:k1].expand(s.shape[1], k1 - k0, m.dh))
     torch.div(acc, run_sum, out=t.q_kv)
 
 
@@ -313,7 +313,7 @@ def attn_allreduce(t, m: Model, layer, call: Call):
 
 
 def ffn_norm(t, m: Model, layer, call: Call):
-    rms_norm(t.x_in, m, m.weights.layers[layer].ffn_norm, t.x_, t.rms_rows, t.rms_one)
+    rms_norm(t.x, t.x_t, m, m.weights.layers[layer].ffn_norm, t.x_, t.rms_rows, t.rms_one)
 
 
 def ffn_up(t, m: Model, layer, call: Call):
@@ -336,7 +336,7 @@ def ffn_allreduce(t, m: Model, layer, call: Call):
 
 
 def output_norm(t, m: Model, layer, call: Call):
-    rms_norm(t.last, m, m.weights.output_norm, t.out_norm, t.rms_rows, t.rms_one)
+    rms_norm(t.last, t.last_t, m, m.weights.output_norm, t.out_norm, t.rms_rows, t.rms_one)
 
 
 def logits(t, m: Model, layer, call: Call):
