@@ -9,8 +9,9 @@ interpreter, so its memory is its own. Two peaks, both above the process's resid
 right before it loads the model: the process's peak (getrusage's ru_maxrss), which counts
 the loading (the GGUF file's mapped pages and the reader's arrays, gone once the model is
 loaded), and the run's peak, from the high-water mark reset after loading
-(/proc/self/clear_refs), which counts what the run holds: the weights, the arena, and
-anything else it allocates. The estimate (`total_bytes`) sits beside the run's peak, and
+(/proc/self/clear_refs) and after the heap that loading freed is handed back to the system
+(malloc_trim: glibc keeps it otherwise, about 50 MiB on SmolLM2), which counts what the run
+holds: the weights, the arena, and anything else it allocates. The estimate (`total_bytes`) sits beside the run's peak, and
 the budget is checked against it. A run generates one token after the prompt (the
 prefill's); the prefill speed is the best of --repeats runs (an 8,192-token prefill on CPU
 takes minutes: --repeats 1 there). A budget applies to both dtypes, or to one as
@@ -20,6 +21,7 @@ dtype, as transformers holds them.
 from __future__ import annotations
 
 import argparse
+import ctypes
 import json
 import resource
 import subprocess
@@ -59,8 +61,10 @@ def prompt_ids(model: str | None, count: int) -> list[int]:
     from executor.tokenizer import from_folder, from_gguf
     source = resolve(model)
     tokenizer = from_folder(source.path) if source.kind == "checkpoint" else from_gguf(open_source(source))
-    text = FILLER * (count // len(tokenizer.encode(FILLER)) + 1)
-    return tokenizer.encode(text)[:count]
+    text = FILLER * (2 * count // len(tokenizer.encode(FILLER)) + 1)   # repeats merge tokens at the seams
+    ids = tokenizer.encode(text)[:count]
+    assert len(ids) == count, len(ids)
+    return ids
 
 
 def run(args, dtype: str, engine: str, budget: str | None, ids_file: str) -> dict:
@@ -166,8 +170,10 @@ def peak() -> int:
 
 
 def reset_peak() -> int:
-    """The peak so far, then the high-water mark reset to the resident memory now (Linux 4.0 on)."""
+    """The peak so far; then the freed heap handed back and the high-water mark reset to the
+    resident memory now (glibc, Linux 4.0 on)."""
     before = peak()
+    ctypes.CDLL("libc.so.6").malloc_trim(0)
     Path("/proc/self/clear_refs").write_text("5")
     return before
 
