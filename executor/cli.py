@@ -308,10 +308,15 @@ def _summary(session, weights, result, text: str, source, dtype: str) -> dict:
     }
 
 
+def _kind(s: dict) -> str:
+    """The weights as held: 'native' packed blocks (with the dtype they run in), or the dtype."""
+    return f"native, run in {s['dtype']}" if s["weights"] == "native" else s["dtype"]
+
+
 def _print_summary(s: dict) -> None:
     ratio = s["arena"] / s["lower_bound"]
     print(f"plan    arena {_mib(s['arena'])} (lower bound {_mib(s['lower_bound'])}, {ratio:.3f}x), "
-          f"KV cache {_mib(s['kv_bytes'])} ({s['nctx']} positions), weights {_mib(s['weight_bytes'])} {s['dtype']}")
+          f"KV cache {_mib(s['kv_bytes'])} ({s['nctx']} positions), weights {_mib(s['weight_bytes'])} {_kind(s)}")
     print(f"speed   prefill {len(s['prompt_tokens'])} tokens at {s['prefill_tok_s']:.1f} tok/s, "
           f"decode {len(s['tokens']) - 1} tokens at {s['decode_tok_s']:.1f} tok/s ({s['device']}, stop: {s['stop']})")
     for rank, r in enumerate(s.get("ranks", [])):

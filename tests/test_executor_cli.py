@@ -63,6 +63,15 @@ def test_text_streams_then_plan_and_speed(folder, capsys):
     assert out[-1].startswith("speed   prefill 2 tokens") and "decode 3 tokens" in out[-1]
 
 
+@pytest.mark.parametrize("weights, kind", [("native", "native, run in f32"), ("f32", "f32")])
+def test_summary_names_the_weights_as_held(folder, weights, kind, capsys):
+    from executor.cli import _print_summary
+    summary = run_json(capsys, "--model", str(folder), "--prompt", "w5 w6", "--max-new-tokens", "2")
+    _print_summary({**summary, "weights": weights})
+    plan = capsys.readouterr().out.splitlines()[0]
+    assert plan.endswith(f" {kind}"), plan
+
+
 def test_trace_has_one_call_per_forward(folder, tmp_path, capsys):
     trace = tmp_path / "run.json"
     run_json(capsys, "--model", str(folder), "--prompt", "w5 w6", "--max-new-tokens", "3", "--ignore-eos",
