@@ -5,6 +5,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from .budget import mib
 from .plan import Plan
 
 # Rows a terminal table shows at most: past this it is no longer read, only waited for
@@ -58,7 +59,4 @@ def estimate_table(cost: dict[str, int], dtype: str) -> Table:
 
 
 def _bytes(n: int) -> str:
-    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
-        if n >= scale:
-            return f"{n:,} ({n / scale:.2f} {unit})"
-    return f"{n:,}"
+    return f"{n:,} ({mib(n)})" if n >= 2**10 else f"{n:,}"
