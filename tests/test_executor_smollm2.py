@@ -10,10 +10,7 @@ from executor.generate import generate
 from executor.model import KERNELS, build_model
 from executor.sampling import Sampler
 from executor.session import TORCH_DTYPES, Session
-from executor.source import DEFAULT_FILE, default_model, open_source, Source
-from executor.tokenizer import from_gguf
-from executor.weights import assemble
-from planner.errors import ArenaError
+from executor.source import DEFAULT_FILE
 
 from arena_checks import bytes_allocated, check_views, spying
 
@@ -28,26 +25,17 @@ NEW_TOKENS = 32
 
 
 @pytest.fixture(scope="module")
-def path():
-    try:
-        return default_model()
-    except ArenaError as e:
-        pytest.skip(str(e))
-
-
-@pytest.fixture(scope="module")
-def hf(path):
+def hf(smollm2_path):
     from transformers import AutoModelForCausalLM, AutoTokenizer
-    folder = str(path.parent)
+    folder = str(smollm2_path.parent)
     model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=DEFAULT_FILE, dtype=torch.float32).eval()
     return model, AutoTokenizer.from_pretrained(folder, gguf_file=DEFAULT_FILE)
 
 
 @pytest.fixture(scope="module")
-def ours(path):
-    file = open_source(Source(path, "gguf"))
-    with torch.inference_mode():
-        return from_gguf(file), assemble(file, torch.float32, torch.device("cpu"))
+def ours(smollm2_f32):
+    tokenizer, _, weights = smollm2_f32
+    return tokenizer, weights
 
 
 @pytest.fixture(scope="module")

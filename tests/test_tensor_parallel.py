@@ -14,7 +14,6 @@ import pytest
 import torch
 
 from executor.parallel import launch
-from executor.source import default_model
 from executor.tokenizer import from_gguf
 from llama_arena.cli import main
 from planner.errors import ArenaError
@@ -90,16 +89,12 @@ def test_tiny_checkpoints_split_over_ranks_give_transformers_logits(n, tmp_path_
 
 
 @pytest.fixture(scope="module")
-def smollm2():
-    try:
-        path = default_model()
-    except ArenaError as e:
-        pytest.skip(str(e))
+def smollm2(smollm2_path):
     from executor.source import Source, open_source
-    tokenizer = from_gguf(open_source(Source(path, "gguf")))
+    tokenizer = from_gguf(open_source(Source(smollm2_path, "gguf")))
     prompts = [tokenizer.encode("The capital of France is"), tokenizer.encode("def fibonacci(n):"),
                tokenizer.encode_chat("What is the tallest mountain in the world?")]
-    return path, prompts
+    return smollm2_path, prompts
 
 
 @pytest.fixture(scope="module")
