@@ -16,13 +16,14 @@ from dataclasses import dataclass
 import torch
 
 GROUP = 32   # GGUF's block length, and the kernel's group size
+SLAB = 2048  # rows packed at a time (a multiple of the kernel's 32-row blocks, whose packings concatenate)
 
 
 @dataclass
 class Blocks:
     """A GGUF matrix (out, in) as its block values: w = d * q + m per group of 32 along `in`."""
     kind: str                 # "Q4_0", "Q4_1" or "Q8_0"
-    q: torch.Tensor           # (out, in) int16: -8..7 (Q4_0), 0..15 (Q4_1) or -128..127 (Q8_0)
+    q: torch.Tensor           # (out, in) int8: -8..7 (Q4_0), 0..15 (Q4_1) or -128..127 (Q8_0)
     d: torch.Tensor           # (out, in / 32) float32 scales
     m: torch.Tensor | None    # (out, in / 32) float32 offsets (Q4_1), else None
 
@@ -80,15 +81,28 @@ def packable(b: Blocks, device: torch.device) -> bool:
 
 
 def pack(b: Blocks, dtype: torch.dtype) -> Packed:
-    """The blocks as 4-bit parts (one, or two for Q8_0), scales and zeros rounded to `dtype`."""
+    """The blocks as 4-bit parts (one, or two for Q8_0), scales and zeros rounded to `dtype`.
+    Packed a slab of rows at a time into the parts: the kernel's int32 input for all of a
+    49,152-row output head at once would be 113 MB of temporaries beside the weights."""
+    rows, parts = b.q.shape[0], None
+    for i in range(0, rows, SLAB):
+        slab = _parts(b.rows(slice(i, i + SLAB)), dtype)
+        if parts is None:
+            parts = tuple(Int4(s.packed.new_empty(rows, s.packed.shape[1]), s.scales.new_empty(s.scales.shape[0], rows, 2))
+                          for s in slab)
+        for part, s in zip(parts, slab):
+            part.packed[i:i + SLAB] = s.packed
+            part.scales[:, i:i + SLAB] = s.scales
+    return Packed(parts, (b.q.shape[1], rows))
+
+
+def _parts(b: Blocks, dtype: torch.dtype) -> tuple[Int4, ...]:
     if b.kind == "Q8_0":
         hi, lo = b.q >> 4, b.q & 15
-        parts = (_int4(hi + 8, 16 * b.d, torch.zeros_like(b.d), dtype), _int4(lo, b.d, 8 * b.d, dtype))
-    elif b.kind == "Q4_1":
-        parts = (_int4(b.q, b.d, b.m + 8 * b.d, dtype),)
-    else:
-        parts = (_int4(b.q + 8, b.d, torch.zeros_like(b.d), dtype),)
-    return Packed(parts, (b.q.shape[1], b.q.shape[0]))
+        return _int4(hi + 8, 16 * b.d, torch.zeros_like(b.d), dtype), _int4(lo, b.d, 8 * b.d, dtype)
+    if b.kind == "Q4_1":
+        return (_int4(b.q, b.d, b.m + 8 * b.d, dtype),)
+    return (_int4(b.q + 8, b.d, torch.zeros_like(b.d), dtype),)
 
 
 def packed_nbytes(kind: str, rows: int, cols: int, dtype: torch.dtype) -> int:

@@ -73,7 +73,7 @@ def test_native_products_and_rows_equal_the_dequantized_ones(files, qtype):
 
 def test_q8_0_is_two_exact_4_bit_halves():
     """q = 16 hi + lo for every int8 value: the two parts sum to d q exactly in float32."""
-    q = torch.arange(-128, 128, dtype=torch.int16).repeat(32, 1)   # (32, 256)
+    q = torch.arange(-128, 128, dtype=torch.int8).repeat(32, 1)   # (32, 256)
     b = Blocks("Q8_0", q, torch.full((32, 8), 0.5), None)
     packed = pack(b, torch.float32)
     assert len(packed.parts) == 2
@@ -96,7 +96,7 @@ def test_native_model_logits_equal_the_dequantized_model(files, qtype):
 
 
 def test_slices_keep_whole_groups_or_fall_back():
-    b = Blocks("Q4_1", torch.zeros(32, 128, dtype=torch.int16), torch.ones(32, 4), torch.zeros(32, 4))
+    b = Blocks("Q4_1", torch.zeros(32, 128, dtype=torch.int8), torch.ones(32, 4), torch.zeros(32, 4))
     assert b.cols(slice(32, 96)).q.shape == (32, 64) and b.cols(slice(32, 96)).d.shape == (32, 2)
     assert b.cols(slice(16, 96)) is None
 
