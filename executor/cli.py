@@ -109,7 +109,7 @@ def _generate_in(args, group, torch) -> int:
     from .session import Session
     from .source import open_source, resolve
     from .tokenizer import from_folder, from_gguf
-    from .weights import DTYPES
+    from .weights import DTYPES, hand_back_heap
 
     from planner.budget import describe
 
@@ -142,7 +142,7 @@ def _generate_in(args, group, torch) -> int:
     with torch.inference_mode():
         weights = _load(file, DTYPES[dtype], device, shard, native, bar=first)
         del file
-        _hand_back_heap()
+        hand_back_heap()
         session = Session(build_model(weights, nctx, group), nctx, choice.chunk, tile=choice.tile,
                           trace=args.trace is not None)
         stream = TextStream(tokenizer.decode)
@@ -295,17 +295,6 @@ def _load(file, dtype, device, shard, native: bool, bar: bool):
     with Progress(*columns, console=Console(stderr=True, markup=False), transient=True, disable=not bar) as progress:
         task = progress.add_task(file.path.name, total=steps)
         return assemble(file, dtype, device, advance=lambda: progress.advance(task), shard=shard, native=native)
-
-
-def _hand_back_heap() -> None:
-    """Return the heap that loading freed to the system. glibc keeps freed memory for reuse,
-    and after a load most of it is the dequantization's temporaries, which the run never
-    reuses: 40-70 MiB on the embedded model. Elsewhere than glibc, nothing to do."""
-    import ctypes
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
 
 
 def _summary(session, weights, result, text: str, source, dtype: str) -> dict:

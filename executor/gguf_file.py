@@ -11,11 +11,13 @@ from __future__ import annotations
 import mmap
 import re
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
 
 from planner.errors import ArenaError
+from planner.gguf_header import read_header
 from planner.models import gguf_dims, gguf_meta, positive
 
 from .quant import GROUP, Blocks, packed_nbytes
@@ -48,32 +50,39 @@ def _supported():
             Q.Q2_K, Q.Q3_K, Q.Q4_K, Q.Q5_K, Q.Q6_K}
 
 
+class Tensor(NamedTuple):
+    """Where a tensor's bytes lie in the file, and what they hold."""
+    name: str
+    kind: object            # gguf's GGMLQuantizationType
+    shape: tuple[int, ...]  # GGUF's order: innermost dimension first
+    offset: int
+    nbytes: int
+
+    @property
+    def rows(self) -> int:
+        return int(np.prod(self.shape[1:]))
+
+
 class GGUFFile:
     """One open GGUF file (memory-mapped): metadata by key, tensors by transformers name."""
 
     def __init__(self, path: Path):
-        from gguf import GGUFReader
         self.path = Path(path)
-        try:
-            self.reader = GGUFReader(self.path)
-        except Exception as e:  # the gguf package raises many kinds on truncated or foreign files
-            raise ArenaError(f"{self.path}: not a readable GGUF file, truncated or corrupt "
-                             f"({type(e).__name__}: {e})") from None
-        self.tensors = {t.name: t for t in self.reader.tensors}
-        self._check_tensors()
+        self.header = read_header(self.path)
+        self.tensors = self._tensors(self.header)
+        self.data = np.memmap(self.path, mode="r")     # the whole file; pages are read when touched
         self.config = self._config()
 
     def meta(self, key: str, *default):
         """The metadata value under `key`; an ArenaError when it is missing and no default is given."""
-        if self.reader.fields is None:
+        if self.header is None:
             raise RuntimeError(f"{self.path}: metadata read after forget_metadata()")
-        return gguf_meta(self.reader, self.path, key, *default)
+        return gguf_meta(self.header, self.path, key, *default)
 
     def forget_metadata(self) -> None:
-        """Drop the parsed metadata once the config and the tokenizer are made: the reader keeps
-        every vocabulary entry as numpy arrays, about 100 MiB of Python objects for 49,152 tokens,
-        which would otherwise sit beside the weights while they load. Tensors stay readable."""
-        self.reader.fields = None
+        """Drop the metadata once the config and the tokenizer are made: the vocabulary alone is
+        about 10 MiB of Python objects on SmolLM2, not needed while the weights load."""
+        self.header = None
 
     def number(self, key: str, *default: float) -> float:
         """The positive number under `key` (or `default`), an ArenaError when it is anything else."""
@@ -89,9 +98,9 @@ class GGUFFile:
             raise ArenaError(f"{self.path}: the file has no tensor '{gguf_name}'")
         t = self.tensors[gguf_name]
         # F32 tensors come back as read-only views of the memory map: those alone are copied
-        w = np.require(dequantize(t.data, t.tensor_type), dtype=np.float32, requirements=["W"])
+        w = np.require(dequantize(self._bytes(t).reshape(t.rows, -1), t.kind), dtype=np.float32, requirements=["W"])
         self._drop_pages(t)
-        w = torch.from_numpy(w).reshape(tuple(int(s) for s in reversed(t.shape)))  # GGUF lists dims innermost first
+        w = torch.from_numpy(w).reshape(tuple(reversed(t.shape)))  # GGUF lists dims innermost first
         heads = self._heads(name)
         if heads is not None and w.shape[0] == heads * self.config.dh:   # else the caller's shape check names it
             w = unpermute(w, heads)
@@ -101,14 +110,13 @@ class GGUFFile:
         """The tensor's GGUF blocks as values and scales (quant.Blocks), undequantized, in the
         layout get() returns; None when its type has no native form (F32, F16, K-quants...)."""
         t = self.tensors[self._gguf_name(name)]
-        read = _BLOCK_READERS.get(t.tensor_type.name)
+        read = _BLOCK_READERS.get(t.kind.name)
         if read is None:
             return None
-        rows = int(np.prod([int(s) for s in t.shape[1:]]))
-        b = read(np.asarray(t.data, dtype=np.uint8).reshape(rows, -1, _BLOCK_BYTES[t.tensor_type.name]))
+        b = read(self._bytes(t).reshape(t.rows, -1, _BLOCK_BYTES[t.kind.name]))
         self._drop_pages(t)
         heads = self._heads(name)
-        if heads is not None and rows == heads * self.config.dh:
+        if heads is not None and t.rows == heads * self.config.dh:
             b = Blocks(b.kind, unpermute(b.q, heads), unpermute(b.d, heads),
                        None if b.m is None else unpermute(b.m, heads))
         return b
@@ -117,22 +125,24 @@ class GGUFFile:
         """The bytes weights.assemble(native=True) holds for this file on CPU, from the tensor
         types alone: Q4_0, Q4_1 and Q8_0 matrices packed, every other tensor in `dtype`."""
         total = 0
-        for t in self.reader.tensors:
-            rows, cols = int(np.prod([int(s) for s in t.shape[1:]])), int(t.shape[0])
+        for t in self.tensors.values():
             if t.name == "rope_freqs.weight":
                 continue   # RoPE tables are built from it, not kept among the weights
-            if t.tensor_type.name in _BLOCK_READERS and rows % GROUP == 0 and t.shape.size == 2:
-                total += packed_nbytes(t.tensor_type.name, rows, cols, dtype)
+            if t.kind.name in _BLOCK_READERS and t.rows % GROUP == 0 and len(t.shape) == 2:
+                total += packed_nbytes(t.kind.name, t.rows, t.shape[0], dtype)
             else:
-                total += int(t.n_elements) * dtype.itemsize
+                total += t.rows * t.shape[0] * dtype.itemsize
         return total
 
-    def _drop_pages(self, t) -> None:
+    def _bytes(self, t: Tensor) -> np.ndarray:
+        return self.data[t.offset:t.offset + t.nbytes]
+
+    def _drop_pages(self, t: Tensor) -> None:
         """Unmap the pages tensor `t` was copied out of: pages of the memory-mapped file count in
         the process's resident memory for as long as they stay mapped, 93 MB over a whole load of
         the embedded model. Dropping clean file pages is always safe: a later read maps them again."""
-        start = t.data_offset // mmap.PAGESIZE * mmap.PAGESIZE
-        self.reader.data._mmap.madvise(mmap.MADV_DONTNEED, start, t.data_offset + t.n_bytes - start)
+        start = t.offset // mmap.PAGESIZE * mmap.PAGESIZE
+        self.data._mmap.madvise(mmap.MADV_DONTNEED, start, t.offset + t.nbytes - start)
 
     def _heads(self, name: str) -> int | None:
         """Q's or K's head count for their projections (whose rows llama.cpp permuted), else None."""
@@ -146,19 +156,26 @@ class GGUFFile:
             return f"blk.{match.group(1)}.{LAYER_NAMES[match.group(2)]}"
         return GLOBAL_NAMES.get(name, name)
 
-    def _check_tensors(self) -> None:
-        supported = _supported()
-        for t in self.reader.tensors:
-            if t.tensor_type not in supported:
+    def _tensors(self, header) -> dict[str, Tensor]:
+        """The header's tensors, each of a supported type and whole in the file."""
+        from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
+        supported, tensors = _supported(), {}
+        for t in header.tensors.values():
+            kind = GGMLQuantizationType(t.type) if t.type in GGMLQuantizationType._value2member_map_ else None
+            if kind not in supported:
                 names = ", ".join(sorted(q.name for q in supported))
-                raise ArenaError(f"{self.path}: tensor '{t.name}' has quantization {t.tensor_type.name}, "
-                                 f"which is not supported (supported: {names})")
-            if t.data.nbytes != t.n_bytes:
-                raise ArenaError(f"{self.path}: tensor '{t.name}' has {t.data.nbytes} of its {t.n_bytes} bytes: "
-                                 f"the file is truncated")
+                raise ArenaError(f"{self.path}: tensor '{t.name}' has quantization "
+                                 f"{kind.name if kind else f'type {t.type}'}, which is not supported (supported: {names})")
+            block, size = GGML_QUANT_SIZES[kind]
+            nbytes = int(np.prod(t.shape)) // block * size
+            if t.offset + nbytes > header.size:
+                raise ArenaError(f"{self.path}: tensor '{t.name}' has {max(0, header.size - t.offset)} of its "
+                                 f"{nbytes} bytes: the file is truncated")
+            tensors[t.name] = Tensor(t.name, kind, t.shape, t.offset, nbytes)
+        return tensors
 
     def _config(self) -> ModelConfig:
-        dims = gguf_dims(self.reader, self.path)
+        dims = gguf_dims(self.header, self.path)
         rotated = self.meta("llama.rope.dimension_count", dims["dh"])
         if rotated != dims["dh"]:
             raise ArenaError(f"{self.path}: RoPE over {rotated} of {dims['dh']} head dimensions is not supported")

@@ -7,6 +7,8 @@ tensors: the schedule never names them.
 """
 from __future__ import annotations
 
+import ctypes
+
 from dataclasses import dataclass, field
 from typing import Callable, Protocol
 
@@ -142,6 +144,7 @@ def assemble(file: TensorFile, dtype: torch.dtype, device: torch.device,
             w_gate_up=matrix((p + "mlp.gate_proj.weight", (c.di, c.d), ffn_part, whole),
                              (p + "mlp.up_proj.weight", (c.di, c.d), ffn_part, whole)),
             w_down=matrix((p + "mlp.down_proj.weight", (c.d, c.di), whole, ffn_part))))
+        hand_back_heap()
         advance()
     output_norm = put(get("model.norm.weight", c.d))
     rope_factors = get("rope_freqs.weight", c.dh // 2).float().to(device) if file.has("rope_freqs.weight") else None
@@ -149,6 +152,17 @@ def assemble(file: TensorFile, dtype: torch.dtype, device: torch.device,
     weights = Weights(c, embedding, layers, output_norm, output, rope_factors, shard=shard)
     weights.nbytes = _storage_bytes(weights)
     return weights
+
+
+def hand_back_heap() -> None:
+    """Return freed heap to the system. glibc keeps freed memory for reuse, and while weights
+    load most of it is dequantization's temporaries, interleaved with the weights kept: without
+    this a load of the embedded model in f32 ends about 60 MiB above its weights. Elsewhere
+    than glibc there is nothing to do."""
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
 
 
 def _packed(file: TensorFile, parts, dtype: torch.dtype, device: torch.device) -> Packed | None:

@@ -11,12 +11,9 @@ import re
 import sys
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from .errors import ArenaError
-
-if TYPE_CHECKING:
-    from gguf import GGUFReader
+from .gguf_header import Header, read_header, text
 
 PRESETS: dict[str, dict[str, int]] = {
     "smollm2-135m": dict(d=576, nh=9, nkvh=3, dh=64, di=1536, nlayers=30, vocab=49152, nctx=8192),
@@ -53,7 +50,7 @@ def model_dims(model: str | None) -> dict[str, int]:
     if not path.exists():
         raise ArenaError(f"--model: '{model}' is neither a preset ({', '.join(PRESETS)}) nor an existing file")
     if path.suffix == ".gguf":
-        return gguf_dims(_read_gguf(path), path)
+        return gguf_dims(read_header(path), path)
     return config_dims(path)
 
 
@@ -65,7 +62,7 @@ def tied_output(model: str) -> bool:
         return model in TIED_PRESETS
     path = Path(model)
     if path.suffix == ".gguf":
-        return not any(t.name == "output.weight" for t in _read_gguf(path).tensors)
+        return "output.weight" not in read_header(path).tensors
     cfg = json.loads((path / "config.json" if path.is_dir() else path).read_text())
     return cfg.get("tie_word_embeddings") is True
 
@@ -85,14 +82,14 @@ def config_dims(path: Path) -> dict[str, int]:
                            if key in cfg and not (dim in OPTIONAL and cfg[key] is None)})
 
 
-def gguf_dims(reader: GGUFReader, path: Path) -> dict[str, int]:
+def gguf_dims(header: Header, path: Path) -> dict[str, int]:
     """The dimensions of a llama GGUF file, from its metadata and its token embedding."""
-    meta = partial(gguf_meta, reader, path)
+    meta = partial(gguf_meta, header, path)
     arch = meta("general.architecture")
     if arch != "llama":
         raise ArenaError(f"{path}: architecture '{arch}' is not supported (only llama)")
-    found = {dim: (key, meta(key)) for dim, key in GGUF_KEYS.items() if dim not in OPTIONAL or key in reader.fields}
-    return _checked(path, {**found, "vocab": _gguf_vocab(reader, path)})
+    found = {dim: (key, meta(key)) for dim, key in GGUF_KEYS.items() if dim not in OPTIONAL or key in header.fields}
+    return _checked(path, {**found, "vocab": _gguf_vocab(header, path)})
 
 
 def _checked(path: Path, found: dict[str, tuple[str, object]]) -> dict[str, int]:
@@ -133,40 +130,31 @@ def _shown(value) -> str:
     return text if len(text) <= 40 else text[:39] + "…"
 
 
-def _gguf_vocab(reader: GGUFReader, path: Path) -> tuple[str, object]:
+def _gguf_vocab(header: Header, path: Path) -> tuple[str, object]:
     """(where it comes from, the vocabulary size). The embedding's rows are the vocabulary the
     model computes with (the metadata may count fewer when the embedding is padded); the metadata
     serves files without the tensor."""
-    embedding = next((t for t in reader.tensors if t.name == "token_embd.weight"), None)
+    embedding = header.tensors.get("token_embd.weight")
     if embedding is not None:
-        return "the rows of token_embd.weight", int(embedding.shape[-1])   # (d, vocab), innermost first
-    if "llama.vocab_size" in reader.fields:
-        return "llama.vocab_size", gguf_meta(reader, path, "llama.vocab_size")
-    tokens = reader.fields.get("tokenizer.ggml.tokens")
+        return "the rows of token_embd.weight", embedding.shape[-1]   # (d, vocab), innermost first
+    if "llama.vocab_size" in header.fields:
+        return "llama.vocab_size", gguf_meta(header, path, "llama.vocab_size")
+    tokens = header.fields.get("tokenizer.ggml.tokens")
     if tokens is None:
         raise ArenaError(f"{path}: GGUF metadata lacks 'tokenizer.ggml.tokens'")
-    return "the length of tokenizer.ggml.tokens", len(tokens.data)   # decoding its strings is slow
+    return "the length of tokenizer.ggml.tokens", len(tokens)
 
 
-def gguf_meta(reader: GGUFReader, path: Path, key: str, default=_REQUIRED):
+def gguf_meta(header: Header, path: Path, key: str, default=_REQUIRED):
     """The metadata value under `key`; an ArenaError when it is missing and no default is given."""
-    field = reader.fields.get(key)
-    if field is None:
+    if key not in header.fields:
         if default is _REQUIRED:
             raise ArenaError(f"{path}: GGUF metadata lacks '{key}'")
         return default
     try:
-        return field.contents()
+        return text(header.fields[key])
     except UnicodeDecodeError:
         raise ArenaError(f"{path}: GGUF metadata '{key}' is not valid UTF-8") from None
-
-
-def _read_gguf(path: Path) -> GGUFReader:
-    from gguf import GGUFReader
-    try:
-        return GGUFReader(path)
-    except Exception as e:  # the gguf package raises many kinds on truncated or foreign files
-        raise ArenaError(f"{path}: not a readable GGUF file ({type(e).__name__}: {e})") from None
 
 
 def parse_sets(items: list[str]) -> dict[str, int]:

@@ -54,7 +54,7 @@ def minimal_gguf(path, arch="llama", extra=None, drop=(), embedding=True, tokens
 def test_quantized_weights_dequantize_like_gguf(checkpoint, tmp_path, qtype):
     path = checkpoint_to_gguf(checkpoint, tmp_path / "q.gguf", qtype)
     file = GGUFFile(path)
-    raw = next(t for t in file.reader.tensors if t.name == "blk.0.ffn_up.weight")
+    raw = next(t for t in gguf.GGUFReader(path).tensors if t.name == "blk.0.ffn_up.weight")
     assert raw.tensor_type == qtype
     expected = torch.from_numpy(gguf.quants.dequantize(raw.data, qtype).copy())
     assert torch.equal(file.get("model.layers.0.mlp.up_proj.weight"), expected)

@@ -164,7 +164,7 @@ def test_smollm2_native_tokens_hold(smollm2):
 @pytest.mark.slow
 def test_smollm2_native_weights_fit_the_file(smollm2):
     file, _, native, _ = smollm2
-    tensor_bytes = sum(int(t.n_bytes) for t in file.reader.tensors)
+    tensor_bytes = sum(t.nbytes for t in file.tensors.values())
     assert native.nbytes <= 1.15 * tensor_bytes
     assert file.native_nbytes(torch.bfloat16) == native.nbytes   # arena run's pre-flight estimate
     assert isinstance(native.output, Packed) and native.embedding is native.output   # tied, held once

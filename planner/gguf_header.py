@@ -1,0 +1,116 @@
+"""The header of a GGUF file: its metadata and where its tensors lie, read without the tensors.
+
+gguf's own reader makes a numpy array of every part of every metadata value: on SmolLM2's
+vocabulary (49,152 tokens, 48,900 merges) that is about 500,000 objects, 6 s and 150 MiB.
+This reads the same header into plain Python values in a fraction of a second. The layout
+(GGUF versions 2 and 3, little-endian):
+
+    "GGUF", version u32, tensor count u64, metadata count u64
+    metadata: key (string), value type u32, value
+    tensor infos: name (string), dimension count u32, dimensions u64 each (innermost first),
+                  type u32, offset u64 (from the start of the data)
+    the data, at the next multiple of general.alignment (32 when absent)
+
+A string is its byte length u64 and its bytes; an array is its element type u32, its length
+u64 and its elements. Strings stay bytes here: they are decoded when read (`text`), so a key
+that is not UTF-8 is an error only for the one who asks for it.
+"""
+from __future__ import annotations
+
+import mmap
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import ArenaError
+
+_SCALARS = {0: "B", 1: "b", 2: "H", 3: "h", 4: "I", 5: "i", 6: "f", 7: "?", 10: "Q", 11: "q", 12: "d"}
+_STRING, _ARRAY = 8, 9
+
+
+@dataclass
+class TensorInfo:
+    name: str
+    shape: tuple[int, ...]   # GGUF's order: innermost dimension first
+    type: int                # ggml's type number (gguf.GGMLQuantizationType)
+    offset: int              # from the start of the file
+
+
+@dataclass
+class Header:
+    fields: dict[str, object]        # values as stored: numbers, bools, bytes, lists of them
+    tensors: dict[str, TensorInfo]
+    size: int                        # the file's length in bytes
+
+
+def read_header(path: Path) -> Header:
+    """The header of the GGUF file at `path`; an ArenaError when it is not one."""
+    try:
+        with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
+            return _Parser(data).header()
+    except (ValueError, OSError, struct.error, OverflowError, KeyError) as e:
+        raise ArenaError(f"{path}: not a readable GGUF file, truncated or corrupt ({type(e).__name__}: {e})") from None
+
+
+def text(value: object) -> object:
+    """A value with its strings decoded as UTF-8 (UnicodeDecodeError when one is not)."""
+    if isinstance(value, bytes):
+        return value.decode("utf-8")
+    if isinstance(value, list):
+        return [text(v) for v in value]
+    return value
+
+
+class _Parser:
+    def __init__(self, data: mmap.mmap):
+        self.data, self.pos = data, 0
+
+    def header(self) -> Header:
+        if self.take(4) != b"GGUF":
+            raise ValueError("no GGUF magic number")
+        version = self.scalar("I")
+        if version not in (2, 3):
+            raise ValueError(f"version {version} (2 and 3 are read)")
+        count, keys = self.scalar("Q"), self.scalar("Q")
+        fields = {}
+        for _ in range(keys):
+            key = self.string().decode("utf-8")
+            fields[key] = self.value(self.scalar("I"))
+        infos = [self.tensor_info() for _ in range(count)]
+        alignment = fields.get("general.alignment", 32)
+        start = -(-self.pos // alignment) * alignment
+        tensors = {t.name: TensorInfo(t.name, t.shape, t.type, start + t.offset) for t in infos}
+        return Header(fields, tensors, len(self.data))
+
+    def tensor_info(self) -> TensorInfo:
+        name = self.string().decode("utf-8")
+        shape = tuple(self.scalar("Q") for _ in range(self.scalar("I")))
+        return TensorInfo(name, shape, self.scalar("I"), self.scalar("Q"))
+
+    def value(self, kind: int) -> object:
+        if kind == _STRING:
+            return self.string()
+        if kind == _ARRAY:
+            kind, length = self.scalar("I"), self.scalar("Q")
+            if kind in _SCALARS:    # one unpack for the whole array
+                return list(self.unpack(f"<{length}{_SCALARS[kind]}"))
+            return [self.value(kind) for _ in range(length)]
+        return self.scalar(_SCALARS[kind])   # KeyError: an unknown type
+
+    def string(self) -> bytes:
+        return self.take(self.scalar("Q"))
+
+    def scalar(self, code: str):
+        return self.unpack("<" + code)[0]
+
+    def unpack(self, layout: str) -> tuple:
+        values = struct.unpack_from(layout, self.data, self.pos)
+        self.pos += struct.calcsize(layout)
+        return values
+
+    def take(self, length: int) -> bytes:
+        if self.pos + length > len(self.data):
+            raise ValueError(f"{length} bytes asked at offset {self.pos}, past the end of the file")
+        chunk = self.data[self.pos:self.pos + length]
+        self.pos += length
+        return chunk

@@ -1,0 +1,58 @@
+"""planner.gguf_header against gguf's own reader: the same metadata and the same tensors, on the
+embedded SmolLM2 file and on files the gguf package writes with every kind of value."""
+import gguf
+import numpy as np
+import pytest
+
+from planner.errors import ArenaError
+from planner.gguf_header import read_header, text
+
+
+def same_as_gguf(path):
+    ours, theirs = read_header(path), gguf.GGUFReader(path)
+    assert set(ours.fields) == {key for key in theirs.fields if not key.startswith("GGUF.")}   # its own counts
+    for key in ours.fields:
+        field = theirs.fields[key]
+        assert text(ours.fields[key]) == field.contents(), key
+    assert [t.name for t in theirs.tensors] == list(ours.tensors)
+    for t in theirs.tensors:
+        mine = ours.tensors[t.name]
+        assert (mine.shape, mine.type, mine.offset) == (tuple(int(s) for s in t.shape), int(t.tensor_type), t.data_offset)
+
+
+def test_the_embedded_model_reads_as_gguf_reads_it(smollm2_path):
+    same_as_gguf(smollm2_path)
+
+
+def test_every_value_type_and_the_alignment(tmp_path):
+    path = tmp_path / "all.gguf"
+    w = gguf.GGUFWriter(path, "llama")
+    w.add_uint8("u8", 200), w.add_int8("i8", -5), w.add_uint16("u16", 60000), w.add_int16("i16", -300)
+    w.add_uint32("u32", 4_000_000_000), w.add_int32("i32", -7), w.add_float32("f32", 0.5), w.add_bool("b", True)
+    w.add_uint64("u64", 2**63), w.add_int64("i64", -2**40), w.add_float64("f64", 1e-300)
+    w.add_string("s", "héllo"), w.add_array("words", ["a", "bé", ""]), w.add_array("ints", [1, 2, 3])
+    w.add_array("floats", [0.25, -1.5])
+    w.add_custom_alignment(64)
+    w.add_tensor("a", np.arange(6, dtype=np.float32).reshape(2, 3))
+    w.add_tensor("b", np.ones((5,), dtype=np.float16))
+    w.write_header_to_file(), w.write_kv_data_to_file(), w.write_tensors_to_file(), w.close()
+    same_as_gguf(path)
+    assert read_header(path).tensors["b"].offset % 64 == 0
+
+
+def test_nested_arrays_keep_their_nesting(tmp_path):
+    path = tmp_path / "nested.gguf"   # gguf's reader flattens them; the layout nests them
+    w = gguf.GGUFWriter(path, "llama")
+    w.add_array("nested", [[1, 2], [3]]), w.add_array("texts", [["a"], ["b", "c"]])
+    w.write_header_to_file(), w.write_kv_data_to_file(), w.write_tensors_to_file(), w.close()
+    fields = read_header(path).fields
+    assert fields["nested"] == [[1, 2], [3]] and text(fields["texts"]) == [["a"], ["b", "c"]]
+
+
+@pytest.mark.parametrize("content", [b"", b"GGUF", b"GGUF" + b"\0" * 20, b"GGUF\x03\0\0\0" + b"\xff" * 16,
+                                     b"GGML" + b"\0" * 20, b"GGUF\x03\0\0\0\0\0\0\0\0\0\0\0\1\0\0\0\0\0\0\0\5\0\0\0\0\0\0\0k"])
+def test_what_is_not_a_gguf_header_is_named(tmp_path, content):
+    path = tmp_path / "bad.gguf"
+    path.write_bytes(content)
+    with pytest.raises(ArenaError, match=f"{path}: not a readable GGUF file"):
+        read_header(path)
