@@ -24,6 +24,9 @@ _SHAPE = re.compile(r"^\s*([A-Za-z_]\w*)\s*\[(.*)\]\s*$")
 # Limits no real schedule comes near: a few hundred bytes of YAML aliases can otherwise
 # expand to billions of nodes (a "billion laughs"), and nested brackets can exhaust the stack.
 MAX_YAML_NODES = 100_000
+# the keys under which the loader keeps each mapping's line and its keys' lines: objects, not
+# strings, so that no key of a schedule (a tensor named __line__) can meet them
+LINE, LINES = object(), object()
 
 
 class _LineLoader(yaml.SafeLoader):
@@ -54,8 +57,8 @@ class _LineLoader(yaml.SafeLoader):
             if isinstance(key, Hashable):
                 lines[key] = key_node.start_mark.line + 1
         mapping = super().construct_mapping(node, deep=deep)
-        mapping["__line__"] = node.start_mark.line + 1
-        mapping["__lines__"] = lines
+        mapping[LINE] = node.start_mark.line + 1
+        mapping[LINES] = lines
         return mapping
 
 
@@ -117,7 +120,7 @@ class _Reader:
     def schedule(self, doc) -> Schedule:
         if not isinstance(doc, dict):
             raise ArenaError(f"{self.file}: a schedule is a mapping with keys schedule, dims, types, tensors, steps")
-        line = doc.get("__line__")
+        line = doc.get(LINE)
         for key in ("dims", "types", "tensors", "steps"):
             if key not in doc:
                 self.fault(f"missing key '{key}'", line)
@@ -204,7 +207,7 @@ class _Reader:
             if not isinstance(item, dict):
                 self.fault(f"a step row must be a mapping 'name: {{tensor: symbols}}', not '{show(item)}'", line)
                 continue
-            line = item.get("__line__")
+            line = item.get(LINE)
             keys = _plain(item)
             if "repeat" in keys:
                 rows.append(self.repeat(item, line, tensors, dims, nested))
@@ -232,7 +235,7 @@ class _Reader:
         if cells is not None and not isinstance(cells, dict):
             self.fault(f"the cells of a step are a mapping {{tensor: symbols}}, not '{show(cells)}'", line, step=name)
             return StepRow(name, None, {}, line)
-        lines = (cells or {}).get("__lines__", {})
+        lines = (cells or {}).get(LINES, {})
         cells = _plain(cells if cells is not None else {})
         kind = cells.pop("graph", None)
         if kind not in (None,) + KINDS:
@@ -260,14 +263,14 @@ def _plain(node) -> dict:
     """A mapping without the line numbers the loader adds."""
     if not isinstance(node, dict):
         return {}
-    return {k: v for k, v in node.items() if k not in ("__line__", "__lines__")}
+    return {k: v for k, v in node.items() if k is not LINE and k is not LINES}
 
 
 def _key_line(node, key):
     """The line of `key` in a mapping, else of the mapping itself."""
     if not isinstance(node, dict):
         return None
-    return node.get("__lines__", {}).get(key, node.get("__line__"))
+    return node.get(LINES, {}).get(key, node.get(LINE))
 
 
 def _kind(value) -> str:
