@@ -50,6 +50,7 @@ class Model:
     sin: torch.Tensor   # (nctx, dh): sin, first half negated (rotate_half's sign)
     swap: torch.Tensor  # [1, 0]: the halves of a head in swapped order, for rope's index_select
     scale: float        # 1 / sqrt(dh), the scores' scale
+    keys_by_position: bool   # the KV cache's keys position by position (CacheViews): on CPU, not in float32
     group: Group | None = None    # the tensor-parallel ranks, None when this is the only one
 
     @property
@@ -64,22 +65,27 @@ class Model:
 class CacheViews:
     """Views of the KV cache instance `kv` for one call, per layer: where the call's K and V go,
     and the keys and values of every position it attends to. The executor lays each layer's
-    keys and values out head by head and transposed, (nkvh, dh, nctx), in kv's bytes, so a
-    head's keys are the (dh, positions) right operand of the scores' product and its values,
-    transposed, the (positions, dh) one of the output's: the layouts torch's products stream
-    fastest (a position's row of all heads, the schedule's shape, would make both products
-    read strided rows). Made once per call for all layers in a few ops: sliced in each
-    attention step instead, they cost three view ops there (microseconds each, 30 layers a token)."""
-    slots: tuple[torch.Tensor, ...]    # (2, nkvh, dh, n): the columns of this call's positions
-    keys: tuple[torch.Tensor, ...]     # (nkvh, dh, start + n): positions 0 .. start + n
-    values: tuple[torch.Tensor, ...]   # (nkvh, start + n, dh), a transposed view
+    values out head by head and transposed, (nkvh, dh, nctx), in kv's bytes, so a head's values,
+    transposed, are the (positions, dh) right operand of the output's product. Keys are laid out
+    the same way in float32, so a head's keys are the (dh, positions) operand of the scores'
+    product as MKL streams it fastest; in bf16 and f16, whose CPU products are fast only on the
+    transpose of a contiguous operand, position by position, (nkvh, nctx, dh), and `keys` is the
+    transposed view (measured: docs/executor.md). Made once per call for all layers in a few
+    ops: sliced in each attention step instead, they cost three view ops there (microseconds
+    each, 30 layers a token)."""
+    key_slots: tuple[torch.Tensor, ...]     # (nkvh, dh, n): this call's positions
+    value_slots: tuple[torch.Tensor, ...]   # (nkvh, dh, n)
+    keys: tuple[torch.Tensor, ...]          # (nkvh, dh, start + n): positions 0 .. start + n
+    values: tuple[torch.Tensor, ...]        # (nkvh, start + n, dh), a transposed view
 
 
 def cache_views(kv: torch.Tensor, m: Model, start: int, end: int) -> CacheViews:
     """The views of a call over positions start .. end."""
-    heads = kv.view(kv.shape[0], 2, m.nkvh, m.dh, kv.shape[2])
-    return CacheViews(heads[..., start:end].unbind(0), heads[:, 0, ..., :end].unbind(0),
-                      heads[:, 1, ..., :end].transpose(-1, -2).unbind(0))
+    layers, nctx = kv.shape[0], kv.shape[2]
+    heads = kv.view(layers, 2, m.nkvh, m.dh, nctx)
+    keys = kv.view(layers, 2, m.nkvh, nctx, m.dh)[:, 0].transpose(-1, -2) if m.keys_by_position else heads[:, 0]
+    return CacheViews(keys[..., start:end].unbind(0), heads[:, 1, ..., start:end].unbind(0),
+                      keys[..., :end].unbind(0), heads[:, 1, ..., :end].transpose(-1, -2).unbind(0))
 
 
 @dataclass
@@ -105,8 +111,9 @@ def build_model(weights: Weights, nctx: int, group: Group | None = None) -> Mode
     one_row_norm = device.type == "cpu" and dtype != torch.float16
     dims = weights.dims()
     swap = torch.tensor([1, 0], device=device)
+    keys_by_position = device.type == "cpu" and dtype != torch.float32
     return Model(weights, dims["nh"], dims["nkvh"], c.dh, dims["di"], c.eps, root_eps, root_d, zero, one_row_norm,
-                 cos.to(device, dtype), sin.to(device, dtype), swap, c.dh ** -0.5, group)
+                 cos.to(device, dtype), sin.to(device, dtype), swap, c.dh ** -0.5, keys_by_position, group)
 
 
 def rope_tables(dh: int, nctx: int, theta: float, scaling: dict | None, factors: torch.Tensor | None):
@@ -239,7 +246,8 @@ def attention(t, m: Model, layer, call: Call):
     and write the heads' output over Q (attn's Q part), which nothing reads afterwards.
     Keys come a tile at a time (t.scores' width); a call whose keys fit one tile takes a
     plain softmax, the others keep a running max and sum per query (flash attention)."""
-    call.cache.slots[layer].copy_(t.new_kv)
+    call.cache.key_slots[layer].copy_(t.new_kv[0])
+    call.cache.value_slots[layer].copy_(t.new_kv[1])
     keys, values = call.cache.keys[layer], call.cache.values[layer]    # (nkvh, dh, end), (nkvh, end, dh)
     end = call.start + call.n
     if end > t.scores.shape[-1]:
