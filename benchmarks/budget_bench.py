@@ -111,16 +111,20 @@ def ours(args, ids: list[int], torch) -> dict:
     from planner.budget import parse_size
     from planner.errors import ArenaError
 
+    import gguf  # noqa: F401  (the reader's code, imported before the baseline: not the run's memory)
+
     budget = parse_size(args.budget) if args.budget else None
-    base = resident()   # before the file is opened: its reader is loading's, freed below
+    base = resident()   # before the file is opened
     file = open_source(resolve(args.model))
     nctx = len(ids) + 1
     try:
         choice = preflight(file.config, None, args.dtype, len(ids), nctx, None, budget)
     except ArenaError as e:
         return {"budget": budget, "error": str(e)}
+    if hasattr(file, "forget_metadata"):
+        file.forget_metadata()   # as arena run does once its tokenizer is made
     weights = assemble(file, TORCH[args.dtype], torch.device("cpu"))
-    del file   # the reader's mapped pages and arrays: loading's, not the run's
+    del file
     session = Session(build_model(weights, nctx), nctx, choice.chunk, tile=choice.tile)
     loading = reset_peak()
 
