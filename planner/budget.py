@@ -155,7 +155,7 @@ def describe(choice: Choice, budget: int, prompt: int) -> str:
     """The choice in one line, as `arena plan` and `arena run` print it."""
     calls = -(-prompt // choice.chunk)
     last = prompt - (calls - 1) * choice.chunk
-    split = (f"in one call" if calls == 1 else
+    split = ("in one call" if calls == 1 else
              f"in {calls} calls of {choice.chunk}" + (f" (the last {last})" if last != choice.chunk else ""))
     return (f"budget    {mib(budget)}: prefill {prompt} tokens {split}, attention over tiles of {choice.tile} "
             f"keys; total {mib(choice.cost['total_bytes'])}")

@@ -10,7 +10,7 @@ import torch
 
 from llama_arena.cli import main
 
-from checkpoints import WORDS, checkpoint_to_gguf, tiny_checkpoint
+from checkpoints import checkpoint_to_gguf, tiny_checkpoint
 
 @pytest.fixture(scope="module")
 def folder(word_folder):
