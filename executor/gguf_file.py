@@ -141,8 +141,9 @@ class GGUFFile:
         """Unmap the pages tensor `t` was copied out of: pages of the memory-mapped file count in
         the process's resident memory for as long as they stay mapped, 93 MB over a whole load of
         the embedded model. Dropping clean file pages is always safe: a later read maps them again."""
-        start = t.offset // mmap.PAGESIZE * mmap.PAGESIZE
-        self.data._mmap.madvise(mmap.MADV_DONTNEED, start, t.offset + t.nbytes - start)
+        if hasattr(mmap, "MADV_DONTNEED"):   # not on Windows
+            start = t.offset // mmap.PAGESIZE * mmap.PAGESIZE
+            self.data._mmap.madvise(mmap.MADV_DONTNEED, start, t.offset + t.nbytes - start)
 
     def _heads(self, name: str) -> int | None:
         """Q's or K's head count for their projections (whose rows llama.cpp permuted), else None."""

@@ -78,6 +78,8 @@ class _Parser:
             fields[key] = self.value(self.scalar("I"))
         infos = [self.tensor_info() for _ in range(count)]
         alignment = fields.get("general.alignment", 32)
+        if type(alignment) is not int or alignment <= 0:
+            raise ValueError(f"general.alignment is {alignment!r}, not a positive integer")
         start = -(-self.pos // alignment) * alignment
         tensors = {t.name: TensorInfo(t.name, t.shape, t.type, start + t.offset) for t in infos}
         return Header(fields, tensors, len(self.data))

@@ -40,6 +40,15 @@ def test_every_value_type_and_the_alignment(tmp_path):
     assert read_header(path).tensors["b"].offset % 64 == 0
 
 
+def test_an_alignment_of_zero_is_named(tmp_path):
+    path = tmp_path / "zero.gguf"
+    w = gguf.GGUFWriter(path, "llama")
+    w.add_uint32("general.alignment", 0)
+    w.write_header_to_file(), w.write_kv_data_to_file(), w.write_tensors_to_file(), w.close()
+    with pytest.raises(ArenaError, match="general.alignment is 0"):
+        read_header(path)
+
+
 def test_nested_arrays_keep_their_nesting(tmp_path):
     path = tmp_path / "nested.gguf"   # gguf's reader flattens them; the layout nests them
     w = gguf.GGUFWriter(path, "llama")
