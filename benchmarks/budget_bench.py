@@ -77,6 +77,7 @@ def run(args, dtype: str, engine: str, budget: str | None, ids_file: str) -> dic
     if done.returncode != 0:
         sys.exit(f"budget_bench: the {engine} {dtype} run failed:\n{done.stderr[-3000:]}")
     row = json.loads(done.stdout.splitlines()[-1])
+    print(f"budget_bench: {dtype} {engine} {budget or 'unbudgeted'}: {json.dumps(row)}", file=sys.stderr)  # runs take minutes
     return {"dtype": dtype, "engine": engine, "budget_option": budget, **row}
 
 
