@@ -1,5 +1,5 @@
 """Prefill of one long prompt under byte budgets, side by side: ours without a budget, ours
-with each --budget, and transformers, in f32 and in bf16.
+with each --budget, and transformers, in f32 and in bf16 (or the --dtypes given).
 
     python benchmarks/run_bench.py --budget 256MiB f32=620MiB bf16=310MiB --prompt-tokens 2048
     python benchmarks/run_bench.py --budget 256MiB f32=900MiB bf16=470MiB --prompt-tokens 8192
@@ -30,7 +30,6 @@ import tempfile
 import time
 from pathlib import Path
 
-DTYPES = ("f32", "bf16")
 FILLER = ("The arena holds every activation of the model, and the planner places each one before the run "
           "starts, so the memory a long prompt needs is known in advance. ")
 
@@ -41,7 +40,7 @@ def budget_table(args) -> int:
         json.dump(ids, f)
         f.flush()
         rows = [run(args, dtype, engine, budget, f.name)
-                for dtype in DTYPES
+                for dtype in args.dtypes
                 for engine, budget in [("ours", None), *(("ours", b) for b in budgets(args.budget, dtype)),
                                        ("transformers", None)]]
     if args.json:
@@ -190,7 +189,7 @@ def print_table(rows: list[dict], args) -> None:
     print("| dtype | engine | budget | chunk / tile | prefill tok/s | vs unbudgeted | peak, loading included | "
           "run's peak | estimate | run's peak / estimate | within budget | token as unbudgeted |")
     print("|---|---|---:|---|---:|---:|---:|---:|---:|---:|---|---|")
-    for dtype in DTYPES:
+    for dtype in args.dtypes:
         base = next(r for r in rows if r["dtype"] == dtype and r["engine"] == "ours" and not r["budget_option"])
         for r in (r for r in rows if r["dtype"] == dtype):
             budget = r["budget_option"] or "-"

@@ -53,6 +53,8 @@ def main(argv=None) -> int:
                         "f32 and bf16 (benchmarks/budget_bench.py)")
     p.add_argument("--prompt-tokens", type=int, default=8192, metavar="N",
                    help="with --budget: the prompt's length in tokens (8192)")
+    p.add_argument("--dtypes", nargs="+", choices=["f32", "bf16"], default=["f32", "bf16"],
+                   help="with --budget: the dtypes measured (f32 bf16)")
     p.add_argument("--engine", choices=["ours", "transformers"], help=argparse.SUPPRESS)   # a child run
     p.add_argument("--kind", help=argparse.SUPPRESS)   # the child's weights
     p.add_argument("--ids", help=argparse.SUPPRESS)
