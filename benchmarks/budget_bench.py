@@ -115,13 +115,14 @@ def ours(args, ids: list[int], torch) -> dict:
 
     budget = parse_size(args.budget) if args.budget else None
     base = resident()   # before the file is opened
-    file = open_source(resolve(args.model))
+    source = resolve(args.model)
+    file = open_source(source)
     nctx = len(ids) + 1
     try:
         choice = preflight(file.config, None, args.dtype, len(ids), nctx, None, budget)
     except ArenaError as e:
         return {"budget": budget, "error": str(e)}
-    if hasattr(file, "forget_metadata"):
+    if source.kind == "gguf":
         file.forget_metadata()   # as arena run does once its tokenizer is made
     weights = assemble(file, TORCH[args.dtype], torch.device("cpu"))
     del file

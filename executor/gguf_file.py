@@ -162,7 +162,10 @@ class GGUFFile:
         from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
         supported, tensors = _supported(), {}
         for t in header.tensors.values():
-            kind = GGMLQuantizationType(t.type) if t.type in GGMLQuantizationType._value2member_map_ else None
+            try:
+                kind = GGMLQuantizationType(t.type)
+            except ValueError:   # a type number gguf does not know
+                kind = None
             if kind not in supported:
                 names = ", ".join(sorted(q.name for q in supported))
                 raise ArenaError(f"{self.path}: tensor '{t.name}' has quantization "

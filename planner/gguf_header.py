@@ -12,7 +12,7 @@ This reads the same header into plain Python values in a fraction of a second. T
     the data, at the next multiple of general.alignment (32 when absent)
 
 A string is its byte length u64 and its bytes; an array is its element type u32, its length
-u64 and its elements. Strings stay bytes here: they are decoded when read (`text`), so a key
+u64 and its elements. Strings stay bytes here: they are decoded when read (`decoded`), so a key
 that is not UTF-8 is an error only for the one who asks for it.
 """
 from __future__ import annotations
@@ -52,12 +52,12 @@ def read_header(path: Path) -> Header:
         raise ArenaError(f"{path}: not a readable GGUF file, truncated or corrupt ({type(e).__name__}: {e})") from None
 
 
-def text(value: object) -> object:
+def decoded(value: object) -> object:
     """A value with its strings decoded as UTF-8 (UnicodeDecodeError when one is not)."""
     if isinstance(value, bytes):
         return value.decode("utf-8")
     if isinstance(value, list):
-        return [text(v) for v in value]
+        return [decoded(v) for v in value]
     return value
 
 

@@ -13,7 +13,7 @@ from functools import partial
 from pathlib import Path
 
 from .errors import ArenaError
-from .gguf_header import Header, read_header, text
+from .gguf_header import Header, decoded, read_header
 
 PRESETS: dict[str, dict[str, int]] = {
     "smollm2-135m": dict(d=576, nh=9, nkvh=3, dh=64, di=1536, nlayers=30, vocab=49152, nctx=8192),
@@ -152,7 +152,7 @@ def gguf_meta(header: Header, path: Path, key: str, default=_REQUIRED):
             raise ArenaError(f"{path}: GGUF metadata lacks '{key}'")
         return default
     try:
-        return text(header.fields[key])
+        return decoded(header.fields[key])
     except UnicodeDecodeError:
         raise ArenaError(f"{path}: GGUF metadata '{key}' is not valid UTF-8") from None
 

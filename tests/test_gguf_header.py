@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from planner.errors import ArenaError
-from planner.gguf_header import read_header, text
+from planner.gguf_header import decoded, read_header
 
 
 def same_as_gguf(path):
@@ -13,7 +13,7 @@ def same_as_gguf(path):
     assert set(ours.fields) == {key for key in theirs.fields if not key.startswith("GGUF.")}   # its own counts
     for key in ours.fields:
         field = theirs.fields[key]
-        assert text(ours.fields[key]) == field.contents(), key
+        assert decoded(ours.fields[key]) == field.contents(), key
     assert [t.name for t in theirs.tensors] == list(ours.tensors)
     for t in theirs.tensors:
         mine = ours.tensors[t.name]
@@ -55,7 +55,7 @@ def test_nested_arrays_keep_their_nesting(tmp_path):
     w.add_array("nested", [[1, 2], [3]]), w.add_array("texts", [["a"], ["b", "c"]])
     w.write_header_to_file(), w.write_kv_data_to_file(), w.write_tensors_to_file(), w.close()
     fields = read_header(path).fields
-    assert fields["nested"] == [[1, 2], [3]] and text(fields["texts"]) == [["a"], ["b", "c"]]
+    assert fields["nested"] == [[1, 2], [3]] and decoded(fields["texts"]) == [["a"], ["b", "c"]]
 
 
 @pytest.mark.parametrize("content", [b"", b"GGUF", b"GGUF" + b"\0" * 20, b"GGUF\x03\0\0\0" + b"\xff" * 16,
