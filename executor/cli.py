@@ -105,6 +105,7 @@ def _generate_in(args, group, torch) -> int:
 
     from .generate import TextStream, check_context, generate
     from .model import build_model
+    from .quant import workspace_nbytes
     from .sampling import Sampler
     from .session import Session
     from .source import open_source, resolve
@@ -129,10 +130,11 @@ def _generate_in(args, group, torch) -> int:
     check_context(len(prompt), args.max_new_tokens, nctx)
     # the file's blocks, not the dims, say what packed weights hold
     packed = file.native_nbytes(DTYPES[dtype]) if native and shard is None else None
+    workspace = workspace_nbytes(c.dims(), DTYPES[dtype]) if native else 0
     if source.kind == "gguf":
         file.forget_metadata()
     budget = _budget(args)
-    choice = preflight(c, shard, dtype, len(prompt), nctx, packed, budget)
+    choice = preflight(c, shard, dtype, len(prompt), nctx, packed, budget, workspace)
     cost = choice.cost
     if first:
         if budget is not None:
@@ -150,7 +152,8 @@ def _generate_in(args, group, torch) -> int:
         result = generate(session, prompt, args.max_new_tokens, sampler, tokenizer.eos_ids,
                           args.ignore_eos, echo)
 
-    summary = _summary(session, weights, result, tokenizer.decode(result.tokens), source, dtype)
+    summary = _summary(session, weights, result, tokenizer.decode(result.tokens), source, dtype,
+                       cost["workspace_bytes"])
     summary["weights"] = "native" if native else dtype
     summary["estimate"] = cost
     if budget is not None:
@@ -258,23 +261,26 @@ def _nctx(args, prompt_len: int, model_nctx: int) -> int:
     return args.nctx
 
 
-def preflight(c, shard, dtype: str, prompt_len: int, nctx: int, packed: int | None, budget: int | None):
+def preflight(c, shard, dtype: str, prompt_len: int, nctx: int, packed: int | None, budget: int | None,
+              workspace: int = 0):
     """The prefill chunk, key tile and cost (weights, KV cache and arena bytes) of this run (of
     this rank's share), from the model's dimensions alone: known before anything heavy is read or
     allocated. Without a budget, one call prefills the prompt with the default tiles (tile None).
-    `packed`: the bytes of packed weights, which the dims do not say."""
+    `packed`: the bytes of packed weights, which the dims do not say; `workspace`: what their
+    products hold outside the arena (quant.workspace_nbytes)."""
     from planner.budget import Choice, Fitter, choose
 
     dims = {**(shard.dims(c.dims()) if shard is not None else c.dims()), "nctx": nctx}
-    fitter = Fitter(dims, dtype, c.tied, packed)
+    fitter = Fitter(dims, dtype, c.tied, packed, workspace)
     if budget is None:
         return Choice(prompt_len, None, fitter.cost(prompt_len, prompt_len, None))
     return choose(fitter, budget, prompt_len)
 
 
 def _print_estimate(cost: dict[str, int], dtype: str, device) -> None:
+    workspace = f" + int4 kernels' workspace {_mib(cost['workspace_bytes'])}" if cost["workspace_bytes"] else ""
     print(f"estimate  weights {_mib(cost['weight_bytes'])} {dtype} + arena {_mib(cost['arena'])} "
-          f"(KV cache {_mib(cost['kv_bytes'])}) = {_mib(cost['total_bytes'])} on {device}", file=sys.stderr)
+          f"(KV cache {_mib(cost['kv_bytes'])}){workspace} = {_mib(cost['total_bytes'])} on {device}", file=sys.stderr)
 
 
 def _mib(n: int) -> str:
@@ -297,14 +303,16 @@ def _load(file, dtype, device, shard, native: bool, bar: bool):
         return assemble(file, dtype, device, advance=lambda: progress.advance(task), shard=shard, native=native)
 
 
-def _summary(session, weights, result, text: str, source, dtype: str) -> dict:
+def _summary(session, weights, result, text: str, source, dtype: str, workspace: int) -> dict:
+    """What the run did and held; `workspace` is the bound on what packed weights' products hold
+    outside the arena (counted, not measured)."""
     plans = {"prefill": session.plan(session.max_tokens), "decode": session.plan(1)}
     kv = next(b for b in plans["decode"].buffers if b.persistent)
     return {
         "prompt_tokens": result.prompt_tokens, "tokens": result.tokens, "text": text, "stop": result.stop,
         "arena": session.backing.numel(), "lower_bound": max(p.lower_bound for p in plans.values()),
-        "kv_bytes": kv.size, "nctx": session.nctx, "weight_bytes": weights.nbytes,
-        "total_bytes": weights.nbytes + session.backing.numel(),
+        "kv_bytes": kv.size, "nctx": session.nctx, "weight_bytes": weights.nbytes, "workspace_bytes": workspace,
+        "total_bytes": weights.nbytes + session.backing.numel() + workspace,
         "prefill_tok_s": result.prefill_tok_s, "decode_tok_s": result.decode_tok_s,
         "model": str(source.path), "device": str(session.device), "dtype": dtype,
         "plans": {name: {"n": p.dims["n"], "arena": p.arena, "lower_bound": p.lower_bound, "strategy": p.strategy}

@@ -145,7 +145,7 @@ def _scaled(inv_freq: torch.Tensor, s: dict) -> torch.Tensor:
 
 
 def rms_norm(x: torch.Tensor, x_t: torch.Tensor, m: Model, weight: torch.Tensor, out: torch.Tensor,
-             rms: torch.Tensor, rms_one: torch.Tensor) -> None:
+             rms: torch.Tensor, rms_one: torch.Tensor, normed: torch.Tensor) -> None:
     """out (n, d) = x / sqrt(mean(x^2) + eps) * weight, for x (n, d); x_t is x transposed, made
     once per plan, so one row's sum of squares x x_t takes no view op per call.
 
@@ -162,15 +162,19 @@ def rms_norm(x: torch.Tensor, x_t: torch.Tensor, m: Model, weight: torch.Tensor,
         squares = torch.mm(x, x_t, out=rms_one).item()   # the dot product, into rms
         torch.addcmul(m.zero, x, weight, value=1 / math.sqrt(squares / x.shape[-1] + m.eps), out=out)
     else:
-        _rms_norm_rows(x, m, weight, out, rms)
+        _rms_norm_rows(x, m, weight, out, rms, normed)
 
 
-def _rms_norm_rows(x: torch.Tensor, m: Model, weight: torch.Tensor, out: torch.Tensor, rms: torch.Tensor) -> None:
-    """Every row in five ops and no host round trip; x over the root mean square is rounded to
-    the run dtype before the weight multiplies it, as in transformers."""
-    torch.linalg.vector_norm(x, dim=-1, keepdim=True, dtype=torch.float32, out=rms)  # sqrt(sum x^2)
-    torch.hypot(rms.mul_(m.root_d), m.root_eps, out=rms)                           # sqrt(mean x^2 + eps)
-    torch.div(x, rms, out=out).mul_(weight)
+def _rms_norm_rows(x: torch.Tensor, m: Model, weight: torch.Tensor, out: torch.Tensor, rms: torch.Tensor,
+                   normed: torch.Tensor) -> None:
+    """Every row in float32 in `normed` and no host round trip; x over the root mean square is
+    rounded to the run dtype before the weight multiplies it, as in transformers. The rows
+    are copied first: given bf16 rows, vector_norm(dtype=float32) and a division by the
+    float32 rms would each convert them into a tensor of their own."""
+    normed.copy_(x)
+    torch.linalg.vector_norm(normed, dim=-1, keepdim=True, out=rms)   # sqrt(sum x^2)
+    torch.hypot(rms.mul_(m.root_d), m.root_eps, out=rms)              # sqrt(mean x^2 + eps)
+    out.copy_(normed.div_(rms)).mul_(weight)
 
 
 def step_views(tensors: dict[str, torch.Tensor], m: Model, layer: int | None) -> dict[str, torch.Tensor]:
@@ -198,7 +202,9 @@ def step_views(tensors: dict[str, torch.Tensor], m: Model, layer: int | None) ->
         views["run_max"], views["run_sum"], views["tile_max"], views["tile_sum"] = stats
     if "rms" in tensors:
         rms = tensors["rms"]   # float32 (n, 1); one row's sum of squares is in the run dtype, in its bytes
-        views["rms_rows"] = rms[:1] if "out_norm" in tensors else rms   # the output norm's one row
+        last = "out_norm" in tensors   # the output norm's one row
+        views["rms_rows"] = rms[:1] if last else rms
+        views["normed_rows"] = tensors["normed"][:1] if last else tensors["normed"]
         views["rms_one"] = rms.view(tensors["x"].dtype)[:1, :1]
     if "ffn" in tensors:
         views["gate"], views["up"] = tensors["ffn"][:, :m.di], tensors["ffn"][:, m.di:]
@@ -227,7 +233,7 @@ def embedding(t, m: Model, layer, call: Call):
 
 
 def attn_norm(t, m: Model, layer, call: Call):
-    rms_norm(t.x, t.x_t, m, m.weights.layers[layer].attn_norm, t.x_, t.rms_rows, t.rms_one)
+    rms_norm(t.x, t.x_t, m, m.weights.layers[layer].attn_norm, t.x_, t.rms_rows, t.rms_one, t.normed_rows)
 
 
 def attn_qkv(t, m: Model, layer, call: Call):
@@ -321,7 +327,7 @@ def attn_allreduce(t, m: Model, layer, call: Call):
 
 
 def ffn_norm(t, m: Model, layer, call: Call):
-    rms_norm(t.x, t.x_t, m, m.weights.layers[layer].ffn_norm, t.x_, t.rms_rows, t.rms_one)
+    rms_norm(t.x, t.x_t, m, m.weights.layers[layer].ffn_norm, t.x_, t.rms_rows, t.rms_one, t.normed_rows)
 
 
 def ffn_up(t, m: Model, layer, call: Call):
@@ -344,7 +350,7 @@ def ffn_allreduce(t, m: Model, layer, call: Call):
 
 
 def output_norm(t, m: Model, layer, call: Call):
-    rms_norm(t.last, t.last_t, m, m.weights.output_norm, t.out_norm, t.rms_rows, t.rms_one)
+    rms_norm(t.last, t.last_t, m, m.weights.output_norm, t.out_norm, t.rms_rows, t.rms_one, t.normed_rows)
 
 
 def logits(t, m: Model, layer, call: Call):

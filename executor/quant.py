@@ -16,6 +16,8 @@ from dataclasses import dataclass
 import torch
 
 GROUP = 32   # GGUF's block length, and the kernel's group size
+LOOKUP_BYTES = 20  # a lookup's temporaries per element: a uint8 gather, int32 nibbles, float32 values (1 + 4 + 4) and scales, for up to two parts
+ROWS = 64    # rows per product or lookup of packed weights: what they hold outside the arena grows with it
 SLAB = 2048  # rows packed at a time (a multiple of the kernel's 32-row blocks, whose packings concatenate)
 
 
@@ -118,15 +120,22 @@ def _int4(q: torch.Tensor, scale: torch.Tensor, zero: torch.Tensor, dtype: torch
 
 
 def matmul(x: torch.Tensor, w, out: torch.Tensor, accumulate: bool = False) -> None:
-    """out = x @ w, or out += x @ w: x (n, in), w a plain (in, out) operand or a Packed.
-    The int4 kernel returns a new tensor, so a Packed product is copied (or added) into `out`."""
+    """out = x @ w, or out += x @ w: x (n, in), w a plain (in, out) operand or a Packed."""
     if isinstance(w, torch.Tensor):
         if accumulate:
             out.addmm_(x, w)
         else:
             torch.mm(x, w, out=out)
         return
-    x = x.contiguous()   # attention's Q part and the FFN's gate half are strided views
+    for i in range(0, len(x), ROWS):
+        _packed_matmul(x[i:i + ROWS], w, out[i:i + ROWS], accumulate)
+
+
+def _packed_matmul(x: torch.Tensor, w: Packed, out: torch.Tensor, accumulate: bool) -> None:
+    """The int4 kernel returns a new tensor (it has no out= form), so a Packed product is
+    copied (or added) into `out`; x is copied too where it is a strided view (attention's Q
+    part, the FFN's gate half)."""
+    x = x.contiguous()
     y = torch.ops.aten._weight_int4pack_mm_for_cpu(x, w.parts[0].packed, GROUP, w.parts[0].scales)
     for part in w.parts[1:]:
         y += torch.ops.aten._weight_int4pack_mm_for_cpu(x, part.packed, GROUP, part.scales)
@@ -142,19 +151,42 @@ def lookup(table, tokens: torch.Tensor, out: torch.Tensor) -> None:
     if isinstance(table, torch.Tensor):
         torch.index_select(table, 0, tokens, out=out)
         return
-    rows = tokens.long()
-    total = sum(_unpack_rows(part, rows) for part in table.parts)
+    for i in range(0, len(tokens), ROWS):
+        _packed_lookup(table, tokens[i:i + ROWS], out[i:i + ROWS])
+
+
+def _packed_lookup(table: Packed, tokens: torch.Tensor, out: torch.Tensor) -> None:
+    total = _unpack_rows(table.parts[0], tokens)
+    for part in table.parts[1:]:
+        total += _unpack_rows(part, tokens)
     out.copy_(total)
+
+
+def workspace_nbytes(dims: dict[str, int], dtype: torch.dtype) -> int:
+    """The most bytes a product or a lookup of packed weights holds outside the arena at once,
+    for a model of `dims` run in `dtype`: what the int4 kernel returns and the copy of a strided
+    x, for ROWS rows (one row of the output head); or what a lookup's rebuilt rows take in
+    float32 and int32 temporaries (_unpack_rows), for ROWS tokens. A bound: it adds up every
+    tensor the call makes, as if none were freed before it returns."""
+    d, e = dims["d"], dtype.itemsize
+    widths = [(d, (dims["nh"] + 2 * dims["nkvh"]) * dims["dh"]), (dims["nh"] * dims["dh"], d),
+              (d, 2 * dims["di"]), (dims["di"], d)]
+    product = max(ROWS * (k + 2 * o) * e for k, o in widths)
+    head = (d + 2 * dims["vocab"]) * e
+    rows = ROWS * d * LOOKUP_BYTES
+    return max(product, head, rows)
 
 
 def _unpack_rows(part: Int4, rows: torch.Tensor) -> torch.Tensor:
     """Rows `rows` of (q - 8) * scale + zero, float32. torch's CPU int4pack holds 32 rows of q
     in k-major order, 16 bytes per k: byte j has row j in its low nibble, row 16 + j in its high
-    (checked against the packer in tests/test_executor_gguf.py)."""
+    (checked against the packer in tests/test_executor_gguf.py). In place where it can be: the
+    temporaries are what a lookup holds outside the arena (workspace_nbytes)."""
     n, half = part.packed.shape
     k = 2 * half
     blocks = part.packed.view(n // GROUP, k, GROUP // 2)
-    bytes_ = blocks[rows // GROUP, :, rows % 16].to(torch.int32)                       # (tokens, k)
-    q = (bytes_ >> (4 * ((rows % GROUP) // 16))[:, None]) & 15
-    scale, zero = part.scales[:, rows].float().repeat_interleave(GROUP, 0).unbind(-1)    # (k, tokens) each
-    return (q - 8) * scale.t() + zero.t()
+    q = blocks[rows // GROUP, :, rows % 16].to(torch.int32)                             # (tokens, k)
+    q.bitwise_right_shift_((4 * ((rows % GROUP) // 16))[:, None]).bitwise_and_(15).sub_(8)   # rows int32, as q
+    scale, zero = part.scales[:, rows].float().unbind(-1)                              # (k / 32, tokens) each
+    w = q.view(len(rows), k // GROUP, GROUP) * scale.t()[..., None]
+    return w.add_(zero.t()[..., None]).view(len(rows), k)

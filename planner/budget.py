@@ -54,11 +54,14 @@ class Choice:
 class Fitter:
     """The plans of one run's calls, bound once per (nctx, tokens, tile), and what fits."""
 
-    def __init__(self, dims: dict[str, int], dtype: str, tied: bool, weights: int | None = None):
+    def __init__(self, dims: dict[str, int], dtype: str, tied: bool, weights: int | None = None,
+                 workspace: int = 0):
         """`dims`: the model's, nctx included; `weights`: the weights' bytes when they are not
-        the model's at `dtype` (packed GGUF blocks). Plans are a session's (strategy auto)."""
+        the model's at `dtype` (packed GGUF blocks); `workspace`: what kernels hold outside the
+        arena (packed weights' products). Plans are a session's (strategy auto)."""
         self.dims, self.dtype, self.tied = dims, dtype, tied
         self.weights = weight_bytes(dims, dtype, tied) if weights is None else weights
+        self.workspace = workspace
         self._plans = {}
 
     def cost(self, prompt: int, chunk: int, tile: int | None, nctx: int | None = None) -> dict[str, int]:
@@ -66,7 +69,8 @@ class Fitter:
         nctx = self.dims["nctx"] if nctx is None else nctx
         plans = [self._plan(nctx, n, tile) for n in {chunk, prompt % chunk or chunk, 1}]
         cost = estimate(plans, self.dtype, self.tied)
-        return {**cost, "weight_bytes": self.weights, "total_bytes": self.weights + cost["arena"]}
+        return {**cost, "weight_bytes": self.weights, "workspace_bytes": self.workspace,
+                "total_bytes": self.weights + cost["arena"] + self.workspace}
 
     def fits(self, budget: int, prompt: int, chunk: int, tile: int) -> bool:
         """Whether the run fits `budget`, in an arena sized by the chunk and decode (as a
@@ -74,7 +78,7 @@ class Fitter:
         nctx = self.dims["nctx"]
         sized = max(self._plan(nctx, chunk, tile).arena, self._plan(nctx, 1, tile).arena)
         return self._plan(nctx, prompt % chunk or chunk, tile).arena <= sized and \
-            self.weights + sized <= budget
+            self.weights + self.workspace + sized <= budget
 
     def _plan(self, nctx: int, n: int, tile: int | None):
         key = nctx, n, tile if n > 1 else None   # decode takes the whole context
@@ -142,7 +146,7 @@ def _nothing_fits(fitter: Fitter, budget: int, prompt: int) -> str:
                          lambda m: _least(fitter, min(prompt, m), m)["total_bytes"] <= budget)
     instead = "no --nctx fits" if largest is None else f"the largest --nctx that fits is {largest}" + (
         f", fewer positions than the prompt's {prompt} tokens" if largest < prompt else "")
-    if fitter.weights + least["kv_bytes"] > budget:
+    if fitter.weights + fitter.workspace + least["kv_bytes"] > budget:
         return (f"{head} the KV cache at --nctx {nctx} takes {mib(least['kv_bytes'])} beside the weights' "
                 f"{mib(fitter.weights)}; {instead} (the smallest budget at --nctx {nctx} is "
                 f"{mib(least['total_bytes'])})")

@@ -63,12 +63,14 @@ def test_attention_over_key_tiles_gives_the_same_logits(tiny, tile):
         torch.testing.assert_close(session.logits()[0], expected[-1], atol=1e-4, rtol=1e-4)
 
 
-def test_decode_and_a_prefill_chunk_allocate_nothing_outside_the_arena(tiny_folder):
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16], ids=str)
+def test_decode_and_a_prefill_chunk_allocate_nothing_outside_the_arena(tiny_folder, dtype):
     """After a warm-up (the arena, each call size's views), a decode step and a multi-token
     call after earlier ones, over several key tiles, allocate no byte: every activation,
-    scratch included, is a view of the arena."""
+    scratch included, is a view of the arena. In bf16 and f16 too, where torch converts rows
+    to float32 in ops of mixed dtypes (the norms')."""
     with torch.inference_mode():
-        weights = assemble(open_source(Source(tiny_folder("gqa-tied"), "checkpoint")), torch.float32,
+        weights = assemble(open_source(Source(tiny_folder("gqa-tied"), "checkpoint")), dtype,
                            torch.device("cpu"))
         session = Session(build_model(weights, 32), 32, 6, tile=4)
         for ids in (SEQUENCE[:6], [3], SEQUENCE[:5]):

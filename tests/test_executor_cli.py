@@ -37,8 +37,8 @@ def test_preflight_estimate_is_what_the_run_allocates(folder, capsys):
     assert main(["run", "--model", str(folder), "--prompt", "w5 w6 w7", "--max-new-tokens", "4", "--json"]) == 0
     captured = capsys.readouterr()
     out = json.loads(captured.out)
-    assert out["estimate"] == {k: out[k] for k in ("weight_bytes", "kv_bytes", "arena", "total_bytes")}
-    assert out["total_bytes"] == out["weight_bytes"] + out["arena"]
+    assert out["estimate"] == {k: out[k] for k in ("weight_bytes", "kv_bytes", "arena", "workspace_bytes", "total_bytes")}
+    assert out["total_bytes"] == out["weight_bytes"] + out["arena"] and out["workspace_bytes"] == 0
     assert captured.err.startswith("estimate  weights ") and " on cpu" in captured.err
 
 

@@ -8,13 +8,15 @@ import torch
 from gguf import GGMLQuantizationType as Q
 
 from executor.gguf_file import GGUFFile
-from executor.quant import GROUP, Blocks, Int4, Packed, _unpack_rows, lookup, matmul, pack
+import executor.quant as quant
+from executor.quant import GROUP, ROWS, Blocks, Int4, Packed, _unpack_rows, lookup, matmul, pack, workspace_nbytes
 from executor.weights import assemble
 from llama_arena.cli import main
 from planner.shards import shards
 
 from checkpoints import PROMPT, SEQUENCE, checkpoint_to_gguf, teacher_forced
 from executor.model import build_model
+from executor.sampling import Sampler
 from executor.session import Session
 
 NATIVE = [Q.Q4_0, Q.Q4_1, Q.Q8_0]
@@ -55,20 +57,21 @@ def test_native_products_and_rows_equal_the_dequantized_ones(files, qtype):
     bf16 scales and activations: within 1% of the largest product (scales keep 8 bits)."""
     b = files[qtype].blocks("model.layers.0.mlp.up_proj.weight")    # (96, 64)
     w = b.dequantize()
-    x = torch.randn(3, 80, generator=torch.Generator().manual_seed(1))[:, :64]   # a strided view, like t.q
-    tokens = torch.tensor([0, 31, 32, 95])
+    n = 2 * ROWS + 3   # the products and lookups go ROWS rows at a time
+    x = torch.randn(n, 80, generator=torch.Generator().manual_seed(1))[:, :64]   # a strided view, like t.q
+    tokens = torch.arange(96, dtype=torch.int32).repeat(3)[:n].flip(0)
     for dtype, tolerance in ((torch.float32, 1e-5), (torch.bfloat16, 1e-2)):
         packed = pack(b, dtype)
         assert packed.shape == (64, 96) and packed.dtype == dtype
         expected = x @ w.t()
-        out = torch.full((3, 96), 1.0, dtype=dtype)
+        out = torch.full((n, 96), 1.0, dtype=dtype)
         matmul(x.to(dtype), packed, out, accumulate=True)
         assert (out.float() - 1 - expected).abs().max() <= tolerance * expected.abs().max()
         matmul(x.to(dtype), packed, out)
         assert (out.float() - expected).abs().max() <= tolerance * expected.abs().max()
-        rows = torch.empty(4, 64, dtype=dtype)
+        rows = torch.empty(n, 64, dtype=dtype)
         lookup(packed, tokens, rows)
-        torch.testing.assert_close(rows, w[tokens].to(dtype), rtol=0, atol=1e-6 if dtype == torch.float32 else 0.01)
+        torch.testing.assert_close(rows, w[tokens.long()].to(dtype), rtol=0, atol=1e-6 if dtype == torch.float32 else 0.01)
 
 
 def test_q8_0_is_two_exact_4_bit_halves():
@@ -93,6 +96,43 @@ def test_native_model_logits_equal_the_dequantized_model(files, qtype):
         got, expected = (teacher_forced(Session(build_model(w, len(SEQUENCE)), len(SEQUENCE), PROMPT))
                          for w in (native, plain))
     assert (got - expected).abs().max() <= 1e-4 * expected.abs().max()
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
+def test_native_kernels_hold_at_most_the_workspace_outside_the_arena(files, dtype, monkeypatch):
+    """Packed weights: torch's int4 kernel returns new tensors, so products (and the lookups of a
+    packed embedding) hold memory outside the arena. Every byte a prefill of 2 ROWS + 5 tokens and
+    a decode step allocate is made inside one ROWS-row product or lookup, and no such call
+    makes more than workspace_nbytes, which the estimate adds to the total."""
+    from torch.profiler import ProfilerActivity, profile, record_function
+
+    def labelled(f):
+        def run(*args):
+            with record_function("packed"):
+                f(*args)
+        return run
+    for name in ("_packed_matmul", "_packed_lookup"):
+        monkeypatch.setattr(quant, name, labelled(getattr(quant, name)))
+    prompt = torch.randint(0, 128, (2 * ROWS + 5,), generator=torch.Generator().manual_seed(2)).tolist()
+    with torch.inference_mode():
+        weights = assemble(files[Q.Q8_0], dtype, CPU, native=True)
+        session = Session(build_model(weights, len(prompt) + 1), len(prompt) + 1, len(prompt))
+        session.forward(SEQUENCE, Sampler())
+        session.reset()
+        with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+            session.forward(prompt, Sampler())
+            session.forward([3], Sampler())
+    calls = {}
+    for e in prof.events():
+        if e.self_cpu_memory_usage > 0 and e.name != "[memory]":
+            call = e
+            while call is not None and call.name != "packed":
+                call = call.cpu_parent
+            assert call is not None, f"{e.name} allocated outside a packed product or lookup"
+            calls[id(call)] = calls.get(id(call), 0) + e.self_cpu_memory_usage
+    layers = weights.dims()["nlayers"]   # prefill: 3 chunks of 4 products a layer and a lookup, one head; decode
+    assert len(calls) == 3 * (4 * layers + 1) + 1 + (4 * layers + 2)
+    assert max(calls.values()) <= workspace_nbytes(weights.dims(), dtype)
 
 
 def test_slices_keep_whole_groups_or_fall_back():
@@ -177,9 +217,12 @@ def test_cli_weights_option(capsys):
     native = json.loads(capsys.readouterr().out)    # native is the default for GGUF files
     assert native["weights"] == "native" and native["dtype"] == "bf16"
     assert native["estimate"]["weight_bytes"] == native["weight_bytes"]
+    assert native["estimate"]["total_bytes"] == native["total_bytes"] == \
+        native["weight_bytes"] + native["arena"] + native["workspace_bytes"]
+    assert native["workspace_bytes"] > 0
     assert main([*run, "--weights", "f32"]) == 0
     plain = json.loads(capsys.readouterr().out)
-    assert plain["weights"] == "f32" and plain["dtype"] == "f32"
+    assert plain["weights"] == "f32" and plain["dtype"] == "f32" and plain["workspace_bytes"] == 0
     assert native["weight_bytes"] < plain["weight_bytes"] / 5
     assert main([*run, "--weights", "f32", "--dtype", "bf16"]) == 2
     assert capsys.readouterr().err.strip() == ("arena: error: --weights f32 --dtype bf16: dequantized weights run "
