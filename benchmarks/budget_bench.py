@@ -109,6 +109,7 @@ def ours(args, ids: list[int], torch) -> dict:
     from executor.weights import DTYPES as TORCH
     from executor.weights import assemble
     from planner.budget import parse_size
+    from planner.estimate import RUNTIME_BYTES
     from planner.errors import ArenaError
 
     import gguf  # noqa: F401  (the reader's code, imported before the baseline: not the run's memory)
@@ -119,7 +120,7 @@ def ours(args, ids: list[int], torch) -> dict:
     file = open_source(source)
     nctx = len(ids) + 1
     try:
-        choice = preflight(file.config, None, args.dtype, len(ids), nctx, None, budget)
+        choice = preflight(file.config, None, args.dtype, len(ids), nctx, None, budget, runtime=RUNTIME_BYTES)
     except ArenaError as e:
         return {"budget": budget, "error": str(e)}
     if source.kind == "gguf":

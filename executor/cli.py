@@ -113,6 +113,7 @@ def _generate_in(args, group, torch) -> int:
     from .weights import DTYPES, hand_back_heap
 
     from planner.budget import describe
+    from planner.estimate import RUNTIME_BYTES
 
     first = group is None or group.rank == 0
     if group is not None and args.tp not in (1, group.size):
@@ -131,10 +132,11 @@ def _generate_in(args, group, torch) -> int:
     # the file's blocks, not the dims, say what packed weights hold
     packed = file.native_nbytes(DTYPES[dtype]) if native and shard is None else None
     workspace = workspace_nbytes(c.dims(), DTYPES[dtype]) if native else 0
+    runtime = RUNTIME_BYTES if device.type == "cpu" else 0   # a GPU's budget is its own memory
     if source.kind == "gguf":
         file.forget_metadata()
     budget = _budget(args)
-    choice = preflight(c, shard, dtype, len(prompt), nctx, packed, budget, workspace)
+    choice = preflight(c, shard, dtype, len(prompt), nctx, packed, budget, workspace, runtime)
     cost = choice.cost
     if first:
         if budget is not None:
@@ -152,8 +154,8 @@ def _generate_in(args, group, torch) -> int:
         result = generate(session, prompt, args.max_new_tokens, sampler, tokenizer.eos_ids,
                           args.ignore_eos, echo)
 
-    summary = _summary(session, weights, result, tokenizer.decode(result.tokens), source, dtype,
-                       cost["workspace_bytes"])
+    outside = {k: cost[k] for k in ("workspace_bytes", "runtime_bytes")}
+    summary = _summary(session, weights, result, tokenizer.decode(result.tokens), source, dtype, outside)
     summary["weights"] = "native" if native else dtype
     summary["estimate"] = cost
     if budget is not None:
@@ -262,25 +264,26 @@ def _nctx(args, prompt_len: int, model_nctx: int) -> int:
 
 
 def preflight(c, shard, dtype: str, prompt_len: int, nctx: int, packed: int | None, budget: int | None,
-              workspace: int = 0):
+              workspace: int = 0, runtime: int = 0):
     """The prefill chunk, key tile and cost (weights, KV cache and arena bytes) of this run (of
     this rank's share), from the model's dimensions alone: known before anything heavy is read or
     allocated. Without a budget, one call prefills the prompt with the default tiles (tile None).
-    `packed`: the bytes of packed weights, which the dims do not say; `workspace`: what their
-    products hold outside the arena (quant.workspace_nbytes)."""
+    `packed`: the bytes of packed weights, which the dims do not say; `workspace` and `runtime`:
+    what the run holds outside the arena (planner.estimate.estimate)."""
     from planner.budget import Choice, Fitter, choose
 
     dims = {**(shard.dims(c.dims()) if shard is not None else c.dims()), "nctx": nctx}
-    fitter = Fitter(dims, dtype, c.tied, packed, workspace)
+    fitter = Fitter(dims, dtype, c.tied, packed, workspace, runtime)
     if budget is None:
         return Choice(prompt_len, None, fitter.cost(prompt_len, prompt_len, None))
     return choose(fitter, budget, prompt_len)
 
 
 def _print_estimate(cost: dict[str, int], dtype: str, device) -> None:
-    workspace = f" + int4 kernels' workspace {_mib(cost['workspace_bytes'])}" if cost["workspace_bytes"] else ""
+    outside = "".join(f" + {name} {_mib(cost[key])}" for key, name in
+                      (("workspace_bytes", "int4 workspace"), ("runtime_bytes", "torch and session")) if cost[key])
     print(f"estimate  weights {_mib(cost['weight_bytes'])} {dtype} + arena {_mib(cost['arena'])} "
-          f"(KV cache {_mib(cost['kv_bytes'])}){workspace} = {_mib(cost['total_bytes'])} on {device}", file=sys.stderr)
+          f"(KV cache {_mib(cost['kv_bytes'])}){outside} = {_mib(cost['total_bytes'])} on {device}", file=sys.stderr)
 
 
 def _mib(n: int) -> str:
@@ -303,16 +306,16 @@ def _load(file, dtype, device, shard, native: bool, bar: bool):
         return assemble(file, dtype, device, advance=lambda: progress.advance(task), shard=shard, native=native)
 
 
-def _summary(session, weights, result, text: str, source, dtype: str, workspace: int) -> dict:
-    """What the run did and held; `workspace` is the bound on what packed weights' products hold
-    outside the arena (counted, not measured)."""
+def _summary(session, weights, result, text: str, source, dtype: str, outside: dict[str, int]) -> dict:
+    """What the run did and held; `outside`: the estimate's bytes held outside the arena
+    (workspace_bytes, runtime_bytes: bounds and reserves, not measured)."""
     plans = {"prefill": session.plan(session.max_tokens), "decode": session.plan(1)}
     kv = next(b for b in plans["decode"].buffers if b.persistent)
     return {
         "prompt_tokens": result.prompt_tokens, "tokens": result.tokens, "text": text, "stop": result.stop,
         "arena": session.backing.numel(), "lower_bound": max(p.lower_bound for p in plans.values()),
-        "kv_bytes": kv.size, "nctx": session.nctx, "weight_bytes": weights.nbytes, "workspace_bytes": workspace,
-        "total_bytes": weights.nbytes + session.backing.numel() + workspace,
+        "kv_bytes": kv.size, "nctx": session.nctx, "weight_bytes": weights.nbytes, **outside,
+        "total_bytes": weights.nbytes + session.backing.numel() + sum(outside.values()),
         "prefill_tok_s": result.prefill_tok_s, "decode_tok_s": result.decode_tok_s,
         "model": str(source.path), "device": str(session.device), "dtype": dtype,
         "plans": {name: {"n": p.dims["n"], "arena": p.arena, "lower_bound": p.lower_bound, "strategy": p.strategy}

@@ -1,8 +1,8 @@
 """A run that fits a byte budget: the prefill chunk (tokens per call) and the attention key
 tile, chosen from the Llama schedule's real plans, or one line saying what does not fit.
 
-The budget covers what a run allocates: the weights and one arena (the KV cache and every
-activation). The arena of a run is the largest plan among its calls: a chunk, the prompt's
+The budget covers what a run allocates: the weights, one arena (the KV cache and every
+activation), and what it holds outside the arena (estimate.estimate). The arena of a run is the largest plan among its calls: a chunk, the prompt's
 last, shorter chunk, and decode (one token). Both knobs only shrink the activations: a chunk
 of c tokens holds c rows of every activation, and a tile of t keys holds c x t scores per
 head; the KV cache is fixed by --nctx, the weights by the model and dtype.
@@ -15,7 +15,7 @@ from decimal import Decimal
 
 from .calls import TILE_STEP, key_tile
 from .errors import ArenaError
-from .estimate import estimate, run_plans, weight_bytes
+from .estimate import RUNTIME_BYTES, estimate, run_plans, weight_bytes
 
 CHUNK_STEP = 16   # a chunk is the whole prompt or a multiple of this many tokens
 UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
@@ -55,22 +55,21 @@ class Fitter:
     """The plans of one run's calls, bound once per (nctx, tokens, tile), and what fits."""
 
     def __init__(self, dims: dict[str, int], dtype: str, tied: bool, weights: int | None = None,
-                 workspace: int = 0):
+                 workspace: int = 0, runtime: int = RUNTIME_BYTES):
         """`dims`: the model's, nctx included; `weights`: the weights' bytes when they are not
-        the model's at `dtype` (packed GGUF blocks); `workspace`: what kernels hold outside the
-        arena (packed weights' products). Plans are a session's (strategy auto)."""
+        the model's at `dtype` (packed GGUF blocks); `workspace` and `runtime`: what a run holds
+        outside the arena (estimate.estimate). Plans are a session's (strategy auto)."""
         self.dims, self.dtype, self.tied = dims, dtype, tied
         self.weights = weight_bytes(dims, dtype, tied) if weights is None else weights
-        self.workspace = workspace
+        self.outside = {"workspace": workspace, "runtime": runtime}
+        self.fixed = self.weights + workspace + runtime   # what no chunk or tile changes, but nctx
         self._plans = {}
 
     def cost(self, prompt: int, chunk: int, tile: int | None, nctx: int | None = None) -> dict[str, int]:
         """The estimate of a run prefilling `prompt` tokens `chunk` at a time, then decoding."""
         nctx = self.dims["nctx"] if nctx is None else nctx
         plans = [self._plan(nctx, n, tile) for n in {chunk, prompt % chunk or chunk, 1}]
-        cost = estimate(plans, self.dtype, self.tied)
-        return {**cost, "weight_bytes": self.weights, "workspace_bytes": self.workspace,
-                "total_bytes": self.weights + cost["arena"] + self.workspace}
+        return estimate(plans, self.dtype, self.tied, self.weights, **self.outside)
 
     def fits(self, budget: int, prompt: int, chunk: int, tile: int) -> bool:
         """Whether the run fits `budget`, in an arena sized by the chunk and decode (as a
@@ -78,7 +77,7 @@ class Fitter:
         nctx = self.dims["nctx"]
         sized = max(self._plan(nctx, chunk, tile).arena, self._plan(nctx, 1, tile).arena)
         return self._plan(nctx, prompt % chunk or chunk, tile).arena <= sized and \
-            self.weights + self.workspace + sized <= budget
+            self.fixed + sized <= budget
 
     def _plan(self, nctx: int, n: int, tile: int | None):
         key = nctx, n, tile if n > 1 else None   # decode takes the whole context
@@ -134,25 +133,31 @@ def _least(fitter: Fitter, prompt: int, nctx: int | None = None) -> dict[str, in
 
 
 def _nothing_fits(fitter: Fitter, budget: int, prompt: int) -> str:
-    """One line: the weights alone, or the KV cache at this nctx, or the activations of the
-    smallest chunk, beyond the budget; with the largest --nctx or the smallest budget that fits."""
+    """One line: the weights alone (and what the run holds outside the arena), or the KV cache
+    at this nctx, or the activations of the smallest chunk, beyond the budget; with the largest
+    --nctx or the smallest budget that fits."""
     least = _least(fitter, prompt)
     head = f"--budget {mib(budget)}:"
+    smallest = f"the smallest budget for this run is {mib(least['total_bytes'])}"
+    outside = fitter.fixed - fitter.weights
+    beside = f" and the {mib(outside)} the run holds outside the arena" if outside else ""
     if fitter.weights > budget:
         return (f"{head} the weights alone take {mib(fitter.weights)} ({fitter.dtype}), "
-                f"{mib(fitter.weights - budget)} more; the smallest budget for this run is {mib(least['total_bytes'])}")
+                f"{mib(fitter.weights - budget)} more; {smallest}")
+    if fitter.fixed > budget:
+        return (f"{head} the weights ({mib(fitter.weights)}, {fitter.dtype}){beside} take "
+                f"{mib(fitter.fixed)}, {mib(fitter.fixed - budget)} more; {smallest}")
     nctx = fitter.dims["nctx"]
     largest = _last_true(list(range(1, nctx)),
                          lambda m: _least(fitter, min(prompt, m), m)["total_bytes"] <= budget)
     instead = "no --nctx fits" if largest is None else f"the largest --nctx that fits is {largest}" + (
         f", fewer positions than the prompt's {prompt} tokens" if largest < prompt else "")
-    if fitter.weights + fitter.workspace + least["kv_bytes"] > budget:
+    if fitter.fixed + least["kv_bytes"] > budget:
         return (f"{head} the KV cache at --nctx {nctx} takes {mib(least['kv_bytes'])} beside the weights' "
-                f"{mib(fitter.weights)}; {instead} (the smallest budget at --nctx {nctx} is "
+                f"{mib(fitter.weights)}{beside}; {instead} (the smallest budget at --nctx {nctx} is "
                 f"{mib(least['total_bytes'])})")
     return (f"{head} the weights ({mib(fitter.weights)}) and the arena of {min(CHUNK_STEP, prompt)}-token "
-            f"chunks ({mib(least['arena'])}) exceed it; the smallest budget for this run is "
-            f"{mib(least['total_bytes'])}, or {instead}")
+            f"chunks ({mib(least['arena'])}) exceed it; {smallest}, or {instead}")
 
 
 def describe(choice: Choice, budget: int, prompt: int) -> str:

@@ -2,7 +2,9 @@
 
 The weights are the executor's constants (executor/weights.py stores exactly these tensors,
 in the run dtype); the KV cache and every activation are the arena of the plan. So the
-total is known before anything is read or allocated.
+total is known before anything is read or allocated. Beside them a run holds two things no
+plan places: the workspace of packed weights' products (the executor bounds it), and what a
+CPU process holds for the run itself (RUNTIME_BYTES).
 """
 from __future__ import annotations
 
@@ -27,13 +29,25 @@ def weight_bytes(dims: dict[str, int], dtype: str, tied: bool) -> int:
     return weight_elements(dims, tied) * ELEMENT_BYTES[dtype]
 
 
-def estimate(plans: list[Plan], dtype: str, tied: bool) -> dict[str, int]:
-    """Bytes of a run whose calls follow `plans` (one arena holds the largest)."""
+# What a CPU process holds for a run beyond its weights, arena and workspace: the session's
+# plans and views (Python objects), and the code and state of torch's kernels that its first
+# call brings in. Measured 10-17 MiB on SmolLM2 from the weights' load to the end of a run,
+# and 17-33 MiB of peak above the rest in the budget benchmark (docs/executor.md); reserved
+# so that a budget holds the resident peak. On a GPU the budget is the device's memory,
+# which these do not take (0).
+RUNTIME_BYTES = 32 * 2**20
+
+
+def estimate(plans: list[Plan], dtype: str, tied: bool, weights: int | None = None, workspace: int = 0,
+             runtime: int = RUNTIME_BYTES) -> dict[str, int]:
+    """Bytes of a run whose calls follow `plans` (one arena holds the largest); `weights`:
+    the weights' bytes when they are not the model's at `dtype` (packed GGUF blocks)."""
     dims = plans[0].dims
     kv = sum(b.size for b in plans[0].buffers if b.persistent and b.memory == "device")
     arena = max(p.arena for p in plans)
-    weights = weight_bytes(dims, dtype, tied)
-    return {"weight_bytes": weights, "kv_bytes": kv, "arena": arena, "total_bytes": weights + arena}
+    weights = weight_bytes(dims, dtype, tied) if weights is None else weights
+    return {"weight_bytes": weights, "kv_bytes": kv, "arena": arena, "workspace_bytes": workspace,
+            "runtime_bytes": runtime, "total_bytes": weights + arena + workspace + runtime}
 
 
 def run_plans(dims: dict[str, int], dtype: str, calls: set[int], strategy: str = "auto",

@@ -48,13 +48,17 @@ def summary(plan: Plan) -> Table:
 
 
 def estimate_table(cost: dict[str, int], dtype: str) -> Table:
-    """What the run allocates in all: the weights, and the arena that holds the KV cache."""
+    """What the run allocates in all: the weights, the arena that holds the KV cache, and what
+    it holds outside the arena."""
     t = Table.grid(padding=(0, 2))
     t.add_column(justify="left")
     t.add_column(justify="right")
-    for k, v in ((f"weights ({dtype})", cost["weight_bytes"]), ("KV cache (in the arena)", cost["kv_bytes"]),
-                 ("arena", cost["arena"]), ("total (weights + arena)", cost["total_bytes"])):
-        t.add_row(k, _bytes(v))
+    rows = [(f"weights ({dtype})", cost["weight_bytes"]), ("KV cache (in the arena)", cost["kv_bytes"]),
+            ("arena", cost["arena"]), ("int4 products' workspace", cost["workspace_bytes"]),
+            ("torch and the session (CPU)", cost["runtime_bytes"]), ("total", cost["total_bytes"])]
+    for k, v in rows:
+        if v or k == "total":
+            t.add_row(k, _bytes(v))
     return t
 
 

@@ -9,6 +9,7 @@ import networkx as nx
 import pytest
 
 from llama_arena.cli import main
+from planner.estimate import RUNTIME_BYTES
 
 SEED = Path(__file__).resolve().parents[2] / "shared" / "seeds" / "000_a1c78c6a9d0b085a.txt"
 
@@ -61,10 +62,11 @@ def test_plan_estimate_counts_weights_kv_cache_and_arena(capsys):
     assert plan["dims"]["nctx"] == plan["dims"]["n"] == 512
     assert plan["kv_bytes"] == 30 * 2 * 512 * 3 * 64 * 4
     assert plan["weight_bytes"] == 538_060_032   # what executor.weights.assemble holds for SmolLM2 in f32
-    assert plan["total_bytes"] == plan["weight_bytes"] + plan["arena"]
+    assert plan["total_bytes"] == plan["weight_bytes"] + plan["arena"] + plan["runtime_bytes"]
+    assert plan["runtime_bytes"] == RUNTIME_BYTES and plan["workspace_bytes"] == 0
     assert main(["plan", "llama", "--nctx", "512", "--set", "n=16", "--dtype", "bf16"]) == 0
     out = capsys.readouterr().out
-    assert "weights (bf16)" in out and "269,030,016" in out and "total (weights + arena)" in out
+    assert "weights (bf16)" in out and "269,030,016" in out and "torch and the session (CPU)" in out and "\ntotal " in out
 
 
 @pytest.mark.parametrize("tied", [True, False])

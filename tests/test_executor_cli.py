@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from llama_arena.cli import main
+from planner.estimate import RUNTIME_BYTES
 
 from checkpoints import checkpoint_to_gguf, tiny_checkpoint
 
@@ -37,8 +38,10 @@ def test_preflight_estimate_is_what_the_run_allocates(folder, capsys):
     assert main(["run", "--model", str(folder), "--prompt", "w5 w6 w7", "--max-new-tokens", "4", "--json"]) == 0
     captured = capsys.readouterr()
     out = json.loads(captured.out)
-    assert out["estimate"] == {k: out[k] for k in ("weight_bytes", "kv_bytes", "arena", "workspace_bytes", "total_bytes")}
-    assert out["total_bytes"] == out["weight_bytes"] + out["arena"] and out["workspace_bytes"] == 0
+    outside = ("workspace_bytes", "runtime_bytes")
+    assert out["estimate"] == {k: out[k] for k in ("weight_bytes", "kv_bytes", "arena", *outside, "total_bytes")}
+    assert out["total_bytes"] == out["weight_bytes"] + out["arena"] + out["runtime_bytes"]
+    assert out["workspace_bytes"] == 0 and out["runtime_bytes"] == RUNTIME_BYTES   # dequantized weights, on CPU
     assert captured.err.startswith("estimate  weights ") and " on cpu" in captured.err
 
 
