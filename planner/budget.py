@@ -2,10 +2,11 @@
 tile, chosen from the Llama schedule's real plans, or one line saying what does not fit.
 
 The budget covers what a run allocates: the weights, one arena (the KV cache and every
-activation), and what it holds outside the arena (estimate.estimate). The arena of a run is the largest plan among its calls: a chunk, the prompt's
-last, shorter chunk, and decode (one token). Both knobs only shrink the activations: a chunk
-of c tokens holds c rows of every activation, and a tile of t keys holds c x t scores per
-head; the KV cache is fixed by --nctx, the weights by the model and dtype.
+activation), and what it holds outside the arena (estimate.estimate). The arena of a run is
+the largest plan among its calls: a chunk, the prompt's last, shorter chunk, and decode (one
+token). Both knobs only shrink the activations: a chunk of c tokens holds c rows of every
+activation, and a tile of t keys holds c x t scores per head; the KV cache is fixed by
+--nctx, the weights by the model and dtype.
 """
 from __future__ import annotations
 
@@ -62,7 +63,7 @@ class Fitter:
         self.dims, self.dtype, self.tied = dims, dtype, tied
         self.weights = weight_bytes(dims, dtype, tied) if weights is None else weights
         self.outside = {"workspace": workspace, "runtime": runtime}
-        self.fixed = self.weights + workspace + runtime   # what no chunk or tile changes, but nctx
+        self.fixed = self.weights + workspace + runtime   # what no chunk, tile or nctx changes
         self._plans = {}
 
     def cost(self, prompt: int, chunk: int, tile: int | None, nctx: int | None = None) -> dict[str, int]:
