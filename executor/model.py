@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from planner.errors import ArenaError
 
 from .quant import lookup, matmul
-from .sampling import Sampler
+from .sampling import Sampler, Scratch
 from .weights import Weights
 
 if TYPE_CHECKING:
@@ -206,6 +206,9 @@ def step_views(tensors: dict[str, torch.Tensor], m: Model, layer: int | None) ->
         views["rms_rows"] = rms[:1] if last else rms
         views["normed_rows"] = tensors["normed"][:1] if last else tensors["normed"]
         views["rms_one"] = rms.view(tensors["x"].dtype)[:1, :1]
+    if "probs" in tensors:
+        drop = tensors["drop"].view(torch.bool)
+        views["scratch"] = Scratch(tensors["probs"][:1], tensors["probs"][1:], tensors["order"], drop[:1], drop[1:])
     if "ffn" in tensors:
         views["gate"], views["up"] = tensors["ffn"][:, :m.di], tensors["ffn"][:, m.di:]
     if "x" in tensors:
@@ -360,7 +363,7 @@ def logits(t, m: Model, layer, call: Call):
 def sample(t, m: Model, layer, call: Call):
     """Every rank has the same logits; rank 0 chooses, so a seeded sampler's stream is one."""
     if m.first_rank:
-        call.sampler.choose(t.logits, out=t.next_tokens, best=t.best)
+        call.sampler.choose(t.logits, out=t.next_tokens, best=t.best, scratch=t.scratch)
     if m.group is not None:
         m.group.broadcast(t.next_tokens)
 

@@ -11,20 +11,31 @@ import torch
 
 
 @dataclass
+class Scratch:
+    """Random sampling's working tensors, views of the arena (the schedule's probs, order, drop)."""
+    scores: torch.Tensor    # (1, vocab) float64: the scores, then the probabilities
+    ordered: torch.Tensor   # (1, vocab) float64: the scores in order, then cumulative probabilities
+    order: torch.Tensor     # (1, vocab) int64: the tokens of `ordered`
+    drop: torch.Tensor      # (1, vocab) bool: a filter's tokens to drop, in the order of `ordered`
+    dropped: torch.Tensor   # (1, vocab) bool: the same, by token
+
+
+@dataclass
 class Sampler:
     temperature: float = 0.0   # 0: greedy (argmax)
     top_k: int = 0             # 0: no top-k filter
     top_p: float = 1.0         # 1: no nucleus filter
     seed: int | None = None
     _generator: torch.Generator | None = field(default=None, repr=False)
+    _temperature_tensor: torch.Tensor | None = field(default=None, repr=False)
 
     @property
     def greedy(self) -> bool:
         return self.temperature == 0
 
-    def choose(self, logits: torch.Tensor, out: torch.Tensor, best: torch.Tensor) -> None:
-        """Write the chosen token id of `logits` (1, vocab) into `out` (1,) (int64); greedy
-        choice writes the largest logit into `best` (1,), so it allocates nothing."""
+    def choose(self, logits: torch.Tensor, out: torch.Tensor, best: torch.Tensor, scratch: Scratch) -> None:
+        """Write the chosen token id of `logits` (1, vocab) into `out` (1,) (int64). Greedy choice
+        writes the largest logit into `best` (1,); sampling works in `scratch`: neither allocates."""
         if self.greedy:
             # max's indices are argmax's (the first maximum), and faster on bf16 CPU tensors
             torch.max(logits, dim=-1, out=(best, out))
@@ -32,18 +43,33 @@ class Sampler:
         # any positive temperature works: in float64 none rounds to 0 (float32 loses those below
         # 1e-45), and with the likeliest score shifted to 0 a tiny one sends the others to -inf,
         # where dividing the raw scores gives inf and softmax nan
-        scores = logits.double()
-        scores = (scores - scores.amax(-1, keepdim=True)) / self.temperature
+        scores, ordered, order = scratch.scores, scratch.ordered, scratch.order
+        scores.copy_(logits)
+        torch.max(scores, -1, keepdim=True, out=(ordered[:, :1], order[:, :1]))
+        scores.sub_(ordered[:, :1]).div_(self._temperature(scores.device))
         if self.top_k > 0:
-            kth = torch.topk(scores, min(self.top_k, scores.shape[-1])).values[..., -1:]
-            scores.masked_fill_(scores < kth, float("-inf"))
+            k = min(self.top_k, scores.shape[-1])
+            torch.topk(scores, k, out=(ordered[:, :k], order[:, :k]))
+            scores.masked_fill_(torch.lt(scores, ordered[:, k - 1:k], out=scratch.drop), float("-inf"))
         if self.top_p < 1.0:
-            # drop the least likely tokens whose total probability stays within 1 - top_p
-            ordered, order = torch.sort(scores, descending=False)
-            drop = ordered.softmax(-1).cumsum(-1) <= 1 - self.top_p
-            drop[..., -1] = False   # always keep the most likely token
-            scores.masked_fill_(drop.scatter(-1, order, drop), float("-inf"))
-        out.copy_(torch.multinomial(scores.softmax(-1), 1, generator=self._rng(scores.device))[:, 0])
+            # drop the least likely tokens whose total probability stays within 1 - top_p; all of
+            # them in ascending order by topk, since sort allocates beside its out= tensors
+            torch.topk(scores, scores.shape[-1], largest=False, out=(ordered, order))
+            drop = torch.le(torch.softmax(ordered, -1, out=ordered).cumsum_(-1), 1 - self.top_p, out=scratch.drop)
+            drop[:, -1:].fill_(False)   # always keep the most likely token
+            scores.masked_fill_(scratch.dropped.scatter_(-1, order, drop), float("-inf"))
+        # inverse transform sampling: the first token whose cumulative probability exceeds u
+        cumulative = ordered.copy_(torch.softmax(scores, -1, out=scores)).cumsum_(-1)
+        u = scores[:, :1].uniform_(0, 1, generator=self._rng(scores.device)).mul_(cumulative[:, -1:])
+        torch.searchsorted(cumulative, u, right=True, out=out.view(1, 1))
+
+    def _temperature(self, device: torch.device) -> torch.Tensor:
+        """The temperature as a (1, 1) float64 tensor, made once: a Python number as an operand
+        is copied into a new tensor on every op. (Dividing, not multiplying by its inverse:
+        1 / 5e-324 is inf, and the likeliest score, 0, times inf is nan.)"""
+        if self._temperature_tensor is None:
+            self._temperature_tensor = torch.tensor([[self.temperature]], dtype=torch.float64, device=device)
+        return self._temperature_tensor
 
     def _rng(self, device: torch.device) -> torch.Generator:
         if self._generator is None:

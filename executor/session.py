@@ -27,7 +27,8 @@ from .sampling import Sampler
 from .weights import DTYPES
 
 SCHEDULE = SCHEDULES / "llama.yaml"
-TORCH_DTYPES = {**DTYPES, "i32": torch.int32, "i64": torch.int64, "i8": torch.int8, "u8": torch.uint8}
+TORCH_DTYPES = {**DTYPES, "i32": torch.int32, "i64": torch.int64, "i8": torch.int8, "u8": torch.uint8,
+                "f64": torch.float64}
 PLAN_DTYPES = {torch_dtype: name for name, torch_dtype in DTYPES.items()}   # the run dtype as the planner's --dtype
 
 

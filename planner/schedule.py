@@ -30,7 +30,7 @@ import yaml
 
 SYMBOLS = "+omrwx"
 KINDS = ("kernel", "graph")
-ELEMENT_BYTES = {"i8": 1, "u8": 1, "i32": 4, "i64": 8, "f32": 4, "f16": 2, "bf16": 2}
+ELEMENT_BYTES = {"i8": 1, "u8": 1, "i32": 4, "i64": 8, "f64": 8, "f32": 4, "f16": 2, "bf16": 2}
 ACT = "act"  # the element type bound by --dtype
 SCHEDULES = Path(__file__).resolve().parent.parent / "schedules"   # the schedules that ship with the project
 

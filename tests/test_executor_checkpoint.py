@@ -68,7 +68,7 @@ def test_decode_and_a_prefill_chunk_allocate_nothing_outside_the_arena(tiny_fold
     """After a warm-up (the arena, each call size's views), a decode step and a multi-token
     call after earlier ones, over several key tiles, allocate no byte: every activation,
     scratch included, is a view of the arena. In bf16 and f16 too, where torch converts rows
-    to float32 in ops of mixed dtypes (the norms')."""
+    to float32 in ops of mixed dtypes (the norms'), and with random sampling."""
     with torch.inference_mode():
         weights = assemble(open_source(Source(tiny_folder("gqa-tied"), "checkpoint")), dtype,
                            torch.device("cpu"))
@@ -77,7 +77,10 @@ def test_decode_and_a_prefill_chunk_allocate_nothing_outside_the_arena(tiny_fold
             session.forward(ids, Sampler())
         assert bytes_allocated(lambda: session.forward([3], Sampler())) == []
         assert bytes_allocated(lambda: session.forward(SEQUENCE[:6], Sampler())) == []
-        assert session.length == 19
+        sampler = Sampler(0.8, 20, 0.9, seed=1)   # random sampling works in the arena too
+        session.forward([4], sampler)
+        assert bytes_allocated(lambda: session.forward([5], sampler)) == []
+        assert session.length == 21
 
 
 def test_the_same_weights_from_gguf_give_the_same_logits(tiny, tmp_path):

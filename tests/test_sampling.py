@@ -1,0 +1,56 @@
+"""The sampler against transformers' logits processors: the same filters in the same order
+(temperature, top-k, top-p) give the same distribution, drawn without allocating."""
+import pytest
+import torch
+
+from executor.sampling import Sampler, Scratch
+
+from arena_checks import bytes_allocated
+
+LOGITS = torch.tensor([[2.0, 1.5, 1.4, 0.3, -0.2, 0.0, 2.2, -3.0, 1.0, 0.9]])
+
+
+def scratch(vocab: int) -> Scratch:
+    probs, order, drop = torch.empty(2, vocab, dtype=torch.float64), torch.empty(1, vocab, dtype=torch.int64), \
+        torch.empty(2, vocab, dtype=torch.bool)
+    return Scratch(probs[:1], probs[1:], order, drop[:1], drop[1:])
+
+
+def reference(temperature: float, top_k: int, top_p: float) -> torch.Tensor:
+    """transformers' probabilities after its warpers, in its order."""
+    from transformers.generation.logits_process import (TemperatureLogitsWarper, TopKLogitsWarper,
+                                                        TopPLogitsWarper)
+    scores = LOGITS.double()
+    for warper, on in ((TemperatureLogitsWarper(temperature), True), (TopKLogitsWarper(max(top_k, 1)), top_k > 0),
+                       (TopPLogitsWarper(top_p), top_p < 1)):
+        if on:
+            scores = warper(None, scores)
+    return scores.softmax(-1)[0]
+
+
+@pytest.mark.parametrize("temperature, top_k, top_p", [(1.0, 0, 1.0), (0.7, 0, 1.0), (1.3, 4, 1.0),
+                                                       (1.0, 0, 0.8), (0.8, 6, 0.7)])
+def test_draws_follow_transformers_distribution(temperature, top_k, top_p):
+    expected = reference(temperature, top_k, top_p)
+    sampler, work = Sampler(temperature, top_k, top_p, seed=0), scratch(LOGITS.shape[-1])
+    out, draws = torch.empty(1, dtype=torch.int64), 10_000
+    counts = torch.zeros_like(expected)
+    for _ in range(draws):
+        sampler.choose(LOGITS, out, torch.empty(1), work)
+        counts[out[0]] += 1
+    assert torch.all(counts[expected == 0] == 0)   # what the filters drop is never drawn
+    assert (counts / draws - expected).abs().max() < 0.02   # 4 standard deviations at p = 0.5
+
+
+def test_a_draw_allocates_nothing():
+    sampler, work = Sampler(0.8, 6, 0.7, seed=0), scratch(LOGITS.shape[-1])
+    out, best = torch.empty(1, dtype=torch.int64), torch.empty(1)
+    sampler.choose(LOGITS, out, best, work)   # the first draw makes the generator and the temperature's tensor
+    assert bytes_allocated(lambda: sampler.choose(LOGITS, out, best, work)) == []
+
+
+@pytest.mark.parametrize("temperature", [1e-300, 5e-324])
+def test_a_tiny_temperature_is_greedy(temperature):
+    out = torch.empty(1, dtype=torch.int64)
+    Sampler(temperature, seed=0).choose(LOGITS, out, torch.empty(1), scratch(LOGITS.shape[-1]))
+    assert out[0] == LOGITS.argmax()
