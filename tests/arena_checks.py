@@ -64,10 +64,11 @@ def check_views(session, records: list, prompt_len: int, tokens: int, dtypes: di
                 else:
                     assert not base <= view.data_ptr() < base + size, (step.name, tensor)
             for name, view in seen.items():
-                if view.device.type == "cpu" and base <= view.data_ptr() < base + size:
-                    first, last = extent(view)
-                    assert any(base + b.offset <= first and last < base + b.offset + b.size
-                               for b in live if b.memory == "device"), (step.name, name)
+                for part in [view] if isinstance(view, torch.Tensor) else vars(view).values():   # a Scratch's views
+                    if part.device.type == "cpu" and base <= part.data_ptr() < base + size:
+                        first, last = extent(part)
+                        assert any(base + b.offset <= first and last < base + b.offset + b.size
+                                   for b in live if b.memory == "device"), (step.name, name)
 
 
 def bytes_allocated(run) -> list[tuple[str, int]]:
