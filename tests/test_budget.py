@@ -90,7 +90,7 @@ def test_plan_budget_json_plans_the_chosen_chunk(capsys):
 @pytest.mark.parametrize("argv, message", [
     (["--budget", "600MiB"], "--budget 600.00 MiB: the KV cache at --nctx 8192 takes 360.00 MiB beside the "
                              "weights' 513.13 MiB and the 40.00 MiB the run holds outside the arena; "
-                             "the largest --nctx that fits is 1060"),
+                             "the largest --nctx that fits is 1034"),
     (["--budget", "12 bytes"], "--budget '12 bytes': not a size"),
     (["--budget", "1GiB", "--tp", "2"], "--budget: fits a run of the llama schedule on one device")])
 def test_plan_budget_errors_are_one_line(argv, message, capsys):
