@@ -120,7 +120,7 @@ def ours(args, ids: list[int], torch) -> dict:
     file = open_source(source)
     nctx = len(ids) + 1
     try:
-        choice = preflight(file.config, None, args.dtype, len(ids), nctx, None, budget, runtime=RUNTIME_BYTES)
+        choice = preflight(file.config, None, args.dtype, len(ids), nctx, None, budget, 0, RUNTIME_BYTES)
     except ArenaError as e:
         return {"budget": budget, "error": str(e)}
     if source.kind == "gguf":

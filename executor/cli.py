@@ -264,7 +264,7 @@ def _nctx(args, prompt_len: int, model_nctx: int) -> int:
 
 
 def preflight(c, shard, dtype: str, prompt_len: int, nctx: int, packed: int | None, budget: int | None,
-              workspace: int = 0, runtime: int = 0):
+              workspace: int, runtime: int):
     """The prefill chunk, key tile and cost (weights, KV cache and arena bytes) of this run (of
     this rank's share), from the model's dimensions alone: known before anything heavy is read or
     allocated. Without a budget, one call prefills the prompt with the default tiles (tile None).

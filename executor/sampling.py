@@ -16,8 +16,8 @@ class Scratch:
     scores: torch.Tensor    # (1, vocab) float64: the scores, then the probabilities
     ordered: torch.Tensor   # (1, vocab) float64: the scores in order, then cumulative probabilities
     order: torch.Tensor     # (1, vocab) int64: the tokens of `ordered`
-    drop: torch.Tensor      # (1, vocab) bool: a filter's tokens to drop, in the order of `ordered`
-    dropped: torch.Tensor   # (1, vocab) bool: the same, by token
+    drop: torch.Tensor      # (1, vocab) bool: a filter's tokens to drop (top-k's by token, top-p's in `ordered`'s order)
+    dropped: torch.Tensor   # (1, vocab) bool: top-p's, by token
 
 
 @dataclass
