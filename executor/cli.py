@@ -232,9 +232,9 @@ def _check_lengths(args) -> None:
 
 def _weights_and_dtype(args, kind: str, device_type: str) -> tuple[bool, str]:
     """(native, run dtype). --weights f32|bf16|f16 dequantizes every weight to the run dtype, so
-    --dtype may only repeat it. native keeps a GGUF file's blocks packed on cpu and runs in --dtype,
-    by default bf16: torch's int4 kernel is vectorized for bf16 and holds its scales in the run
-    dtype (f32 scales would be exact, but cost 4 bytes more per 32 weights and run far slower).
+    --dtype may only repeat it. native keeps a GGUF file's blocks as they are on cpu and runs in
+    --dtype, by default f32: the kernels read and write float32 rows (other dtypes go through
+    copies), and this CPU's bf16 arithmetic is slower than its float32.
     A checkpoint has no blocks: its weights take --dtype, as they always have."""
     weights = args.weights or ("native" if kind == "gguf" else None)
     if weights in ("f32", "bf16", "f16"):
@@ -243,7 +243,7 @@ def _weights_and_dtype(args, kind: str, device_type: str) -> tuple[bool, str]:
                              f"dtype; give one of the two")
         return False, weights
     native = weights == "native" and kind == "gguf" and device_type == "cpu"
-    return native, args.dtype or ("bf16" if native else DEFAULT_DTYPE[device_type])
+    return native, args.dtype or ("f32" if native else DEFAULT_DTYPE[device_type])
 
 
 def _device(name: str, torch):

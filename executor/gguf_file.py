@@ -20,7 +20,7 @@ from planner.errors import ArenaError
 from planner.gguf_header import read_header
 from planner.models import gguf_dims, gguf_meta, positive
 
-from .quant import GROUP, Blocks, packed_nbytes
+from .quant import BLOCK_BYTES, Packed
 from .weights import ModelConfig, check_head_size
 
 # transformers name -> GGUF name, for the tensors outside the layers
@@ -106,30 +106,29 @@ class GGUFFile:
             w = unpermute(w, heads)
         return w
 
-    def blocks(self, name: str) -> Blocks | None:
-        """The tensor's GGUF blocks as values and scales (quant.Blocks), undequantized, in the
-        layout get() returns; None when its type has no native form (F32, F16, K-quants...)."""
+    def blocks(self, name: str, dtype: torch.dtype) -> Packed | None:
+        """The tensor's GGUF blocks as they lie in the file (quant.Packed, run in `dtype`), rows
+        in the order get() returns them (Q and K unpermuted); None when its type has no native
+        form (F32, F16, K-quants...)."""
         t = self.tensors[self._gguf_name(name)]
-        read = _BLOCK_READERS.get(t.kind.name)
-        if read is None:
+        if t.kind.name not in BLOCK_BYTES or len(t.shape) != 2:
             return None
-        b = read(self._bytes(t).reshape(t.rows, -1, _BLOCK_BYTES[t.kind.name]))
+        blocks = torch.from_numpy(np.array(self._bytes(t).reshape(t.rows, -1)))
         self._drop_pages(t)
         heads = self._heads(name)
         if heads is not None and t.rows == heads * self.config.dh:
-            b = Blocks(b.kind, unpermute(b.q, heads), unpermute(b.d, heads),
-                       None if b.m is None else unpermute(b.m, heads))
-        return b
+            blocks = unpermute(blocks, heads)
+        return Packed(t.kind.name, blocks, dtype)
 
     def native_nbytes(self, dtype: torch.dtype) -> int:
         """The bytes weights.assemble(native=True) holds for this file on CPU, from the tensor
-        types alone: Q4_0, Q4_1 and Q8_0 matrices packed, every other tensor in `dtype`."""
+        types alone: Q4_0, Q4_1 and Q8_0 matrices as their blocks, every other tensor in `dtype`."""
         total = 0
         for t in self.tensors.values():
             if t.name == "rope_freqs.weight":
                 continue   # RoPE tables are built from it, not kept among the weights
-            if t.kind.name in _BLOCK_READERS and t.rows % GROUP == 0 and len(t.shape) == 2:
-                total += packed_nbytes(t.kind.name, t.rows, t.shape[0], dtype)
+            if t.kind.name in BLOCK_BYTES and len(t.shape) == 2:
+                total += t.nbytes
             else:
                 total += t.rows * t.shape[0] * dtype.itemsize
         return total
@@ -206,31 +205,3 @@ def unpermute(w: torch.Tensor, heads: int) -> torch.Tensor:
     return w.reshape(heads, rows // heads // 2, 2, -1).transpose(1, 2).reshape(rows, -1)
 
 
-# GGUF's blocks of 32 weights: an f16 scale d, for Q4_1 an f16 offset m, then the values
-_BLOCK_BYTES = {"Q4_0": 18, "Q4_1": 20, "Q8_0": 34}
-
-
-def _nibbles(qs: np.ndarray) -> torch.Tensor:
-    """16 bytes per block -> 32 values: the low nibbles are values 0..15, the high 16..31."""
-    q = np.concatenate((qs & 15, qs >> 4), axis=-1)
-    return torch.from_numpy(q.reshape(q.shape[0], -1).astype(np.int8))
-
-
-def _f16(raw: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(raw).view(np.float16)[..., 0].astype(np.float32))
-
-
-def _q4_0(raw: np.ndarray) -> Blocks:
-    return Blocks("Q4_0", _nibbles(raw[..., 2:]) - 8, _f16(raw[..., 0:2]), None)
-
-
-def _q4_1(raw: np.ndarray) -> Blocks:
-    return Blocks("Q4_1", _nibbles(raw[..., 4:]), _f16(raw[..., 0:2]), _f16(raw[..., 2:4]))
-
-
-def _q8_0(raw: np.ndarray) -> Blocks:
-    q = np.ascontiguousarray(raw[..., 2:]).view(np.int8).reshape(raw.shape[0], -1)
-    return Blocks("Q8_0", torch.from_numpy(q), _f16(raw[..., 0:2]), None)
-
-
-_BLOCK_READERS = {"Q4_0": _q4_0, "Q4_1": _q4_1, "Q8_0": _q8_0}

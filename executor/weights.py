@@ -17,7 +17,7 @@ import torch
 from planner.errors import ArenaError
 from planner.shards import Shard
 
-from .quant import Packed, cat_rows, pack, packable
+from .quant import Packed, cat_rows, packable
 
 DTYPES = {"f32": torch.float32, "f16": torch.float16, "bf16": torch.bfloat16}
 
@@ -100,8 +100,8 @@ def assemble(file: TensorFile, dtype: torch.dtype, device: torch.device,
     `advance` is called once per layer (and for the embedding and output), for a progress bar.
     A tensor-parallel rank's `shard` keeps its heads' rows of Q, K and V and columns of the
     output projection, and its FFN columns; the rest is replicated. `native` keeps the GGUF
-    matrices quant.pack takes as 4-bit (scales in `dtype`), sliced before packing; the rest,
-    and any slice that would split a group of 32, is dequantized to `dtype`."""
+    Q4_0, Q4_1 and Q8_0 matrices as their GGUF blocks (quant.Packed), sliced; the rest, and any
+    slice that would split a block of 32 inputs, is dequantized to `dtype`."""
     c = file.config
     q_rows, kv_rows = c.nh * c.dh, c.nkvh * c.dh
     shard = shard or Shard(0, list(range(c.nh)), list(range(c.nkvh)), (0, c.di))
@@ -166,21 +166,21 @@ def hand_back_heap() -> None:
 
 
 def _packed(file: TensorFile, parts, dtype: torch.dtype, device: torch.device) -> Packed | None:
-    """The parts' GGUF blocks, sliced, stacked and packed; None where any part has no native
+    """The parts' GGUF blocks, sliced and stacked; None where any part has no native
     form (a checkpoint, F32, a K-quant), the kinds differ, or a slice would split a group."""
     if not hasattr(file, "blocks"):
         return None
     got = []
     for name, shape, rows, cols in parts:
-        b = file.blocks(name) if file.has(name) else None
-        if b is None or tuple(b.q.shape) != shape:   # a wrong shape: get() names it
+        b = file.blocks(name, dtype) if file.has(name) else None
+        if b is None or b.shape != shape[::-1]:   # a wrong shape: get() names it
             return None
         b = b.rows(rows).cols(cols)
         if b is None:
             return None
         got.append(b)
     b = cat_rows(got)
-    return pack(b, dtype) if b is not None and packable(b, device) else None
+    return b if b is not None and packable(b, device) else None
 
 
 def _rows(heads: list[int], dh: int) -> slice:

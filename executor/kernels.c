@@ -1,0 +1,291 @@
+/* GGUF block kernels: matrix products and row lookups that read Q4_0, Q4_1 and Q8_0 weights as
+ * the file stores them.
+ *
+ * A weight row is a run of blocks of 32 weights; each block is an f16 scale d (and for Q4_1 an
+ * f16 offset m) followed by its values, as ggml lays them out:
+ *     Q4_0  18 bytes  w[j] = d (lo_j - 8),  w[16 + j] = d (hi_j - 8)   lo/hi: byte j's nibbles
+ *     Q4_1  20 bytes  w[j] = d lo_j + m,    w[16 + j] = d hi_j + m
+ *     Q8_0  34 bytes  w[j] = d q_j, q_j a signed byte
+ *
+ * Products take llama.cpp's arithmetic: each row of x is first quantized to 8 bits per block of
+ * 32 (scale e = max |x| / 127, q = x / e rounded to nearest, and the block's sum of q), so a
+ * block's dot product is integer: d e sum(w_q x_q) (+ m e sum(x_q) for Q4_1). The integer dot
+ * takes one byte-pair multiply-add per 32 weights, where float32 arithmetic would first widen
+ * every weight to a float: on AVX2 about half the instructions per weight.
+ *
+ * quantize(x, n, k, x_stride, xq)   x (n, k) float32 rows -> xq: n rows of k / 32 XBlocks
+ * matmul(kind, w, rows, blocks, xq, n, y, y_stride, accumulate)
+ *     y[i, r] (+)= sum_k x[i, k] w[r, k] for i < n, r < rows, x as quantize() left it; y float32.
+ * lookup(kind, w, blocks, ids, n, rows, y, y_stride)
+ *     y[i] = row ids[i] of w, float32, exact (d q is exact in float32); ids int64, checked.
+ * Addresses are integers (torch's data_ptr()). Rows are split among OpenMP threads; with torch
+ * imported first, its libgomp is the one loaded, so torch.set_num_threads() sets both. AVX2 code
+ * is chosen at run time where the CPU has it; elsewhere plain C does the same integer arithmetic. */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+enum { Q4_0 = 2, Q4_1 = 3, Q8_0 = 8 };   /* ggml's type numbers */
+enum { GROUP = 32, TILE = 4 };            /* weights per block; rows of x that share a block's unpacking */
+
+typedef struct {   /* 32 values of a row of x, quantized */
+    float e;       /* scale: x ~ e q */
+    int32_t sum;   /* sum of q */
+    int8_t q[GROUP];
+} XBlock;
+
+static int block_bytes(int kind) {
+    return kind == Q4_0 ? 18 : kind == Q4_1 ? 20 : kind == Q8_0 ? 34 : 0;
+}
+
+static float half_to_float(const uint8_t *p) {
+    uint16_t h;
+    memcpy(&h, p, 2);
+    uint32_t sign = (uint32_t)(h >> 15) << 31, exp = (h >> 10) & 31, mant = h & 1023, bits;
+    if (exp == 31) {
+        bits = sign | 0x7f800000u | mant << 13;                  /* inf, nan */
+    } else if (exp) {
+        bits = sign | (exp + 112) << 23 | mant << 13;            /* normal: rebias 15 -> 127 */
+    } else if (mant) {                                           /* subnormal: normalize */
+        int shift = 0;
+        while (!(mant & 1024)) { mant <<= 1; shift++; }
+        bits = sign | (uint32_t)(113 - shift) << 23 | (mant & 1023) << 13;
+    } else {
+        bits = sign;
+    }
+    float f;
+    memcpy(&f, &bits, 4);
+    return f;
+}
+
+/* ---- plain C ---- */
+
+static void quantize_block(const float *x, XBlock *out) {
+    float amax = 0;
+    for (int j = 0; j < GROUP; j++) amax = fmaxf(amax, fabsf(x[j]));
+    float e = amax / 127, inv = amax ? 127 / amax : 0;
+    int32_t sum = 0;
+    for (int j = 0; j < GROUP; j++) {
+        out->q[j] = (int8_t)nearbyintf(x[j] * inv);   /* the default rounding: to nearest, ties to even */
+        sum += out->q[j];
+    }
+    out->e = e;
+    out->sum = sum;
+}
+
+static void block_values(int kind, const uint8_t *b, float *w) {
+    float d = half_to_float(b);
+    if (kind == Q8_0) {
+        for (int j = 0; j < GROUP; j++) w[j] = d * (float)(int8_t)b[2 + j];
+        return;
+    }
+    float m = kind == Q4_1 ? half_to_float(b + 2) : -8 * d;
+    const uint8_t *q = b + (kind == Q4_1 ? 4 : 2);
+    for (int j = 0; j < 16; j++) {
+        w[j] = d * (float)(q[j] & 15) + m;
+        w[16 + j] = d * (float)(q[j] >> 4) + m;
+    }
+}
+
+/* d e sum(w_q x_q) + (Q4_1: m e sum(x_q); Q4_0: -8 d e sum(x_q)), w_q the stored values */
+static void dot_tile_c(int kind, const uint8_t *row, long blocks, const XBlock *x, long xs, int n, float *out) {
+    float acc[TILE] = {0};
+    int size = block_bytes(kind);
+    for (long b = 0; b < blocks; b++) {
+        const uint8_t *blk = row + b * size;
+        float d = half_to_float(blk), m = kind == Q4_1 ? half_to_float(blk + 2) : -8 * d;
+        int8_t w[GROUP];
+        if (kind == Q8_0) {
+            memcpy(w, blk + 2, GROUP);
+        } else {
+            const uint8_t *q = blk + (kind == Q4_1 ? 4 : 2);
+            for (int j = 0; j < 16; j++) { w[j] = q[j] & 15; w[16 + j] = q[j] >> 4; }
+        }
+        for (int i = 0; i < n; i++) {
+            const XBlock *xb = x + i * xs + b;
+            int32_t s = 0;
+            for (int j = 0; j < GROUP; j++) s += w[j] * xb->q[j];
+            acc[i] += d * xb->e * (float)s + (kind == Q8_0 ? 0 : m * xb->e * (float)xb->sum);
+        }
+    }
+    memcpy(out, acc, sizeof acc);
+}
+
+/* ---- AVX2: the same integer dots, 32 byte pairs to an instruction ---- */
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define AVX2 __attribute__((target("avx2,fma,f16c")))
+
+AVX2 static inline float f16(const uint8_t *p) { return _cvtsh_ss(*(const uint16_t *)p); }
+
+AVX2 static void quantize_block_avx2(const float *x, XBlock *out) {
+    __m256 v[4], amax = _mm256_setzero_ps(), sign = _mm256_set1_ps(-0.0f);
+    for (int j = 0; j < 4; j++) {
+        v[j] = _mm256_loadu_ps(x + 8 * j);
+        amax = _mm256_max_ps(amax, _mm256_andnot_ps(sign, v[j]));
+    }
+    __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(amax), _mm256_extractf128_ps(amax, 1));
+    m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+    float a = _mm_cvtss_f32(_mm_max_ss(m4, _mm_movehdup_ps(m4)));
+    __m256 inv = _mm256_set1_ps(a ? 127 / a : 0);
+    __m256i q[4];
+    for (int j = 0; j < 4; j++)
+        q[j] = _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(v[j], inv), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+    /* packs interleave 128-bit lanes; the permute puts the 32 values back in order */
+    __m256i q16 = _mm256_packs_epi32(q[0], q[1]), r16 = _mm256_packs_epi32(q[2], q[3]);
+    __m256i q8 = _mm256_permutevar8x32_epi32(_mm256_packs_epi16(q16, r16), _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+    _mm256_storeu_si256((__m256i *)out->q, q8);
+    __m256i s = _mm256_add_epi32(_mm256_add_epi32(q[0], q[1]), _mm256_add_epi32(q[2], q[3]));
+    __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
+    s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0x4e));
+    out->sum = _mm_cvtsi128_si32(_mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0xb1)));
+    out->e = a / 127;
+}
+
+AVX2 static inline float sum8(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    return _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)));
+}
+
+/* The kind is a constant in each caller below, so the compiler drops the other kinds' code. */
+AVX2 static inline void dot_tile(int kind, const uint8_t *row, long blocks, const XBlock *x, long xs, int n, float *out) {
+    __m256 acc[TILE];
+    float extra[TILE] = {0};
+    const __m256i ones = _mm256_set1_epi16(1), low4 = _mm256_set1_epi8(15);
+    int size = block_bytes(kind);
+    for (int i = 0; i < TILE; i++) acc[i] = _mm256_setzero_ps();
+    for (long b = 0; b < blocks; b++) {
+        const uint8_t *blk = row + b * size;
+        float d = f16(blk), m = kind == Q4_1 ? f16(blk + 2) : -8 * d;
+        __m256i w;   /* the 32 stored values: unsigned nibbles, or Q8_0's signed bytes as |w| */
+        __m256i sign = _mm256_setzero_si256();
+        if (kind == Q8_0) {
+            sign = _mm256_loadu_si256((const __m256i *)(blk + 2));
+            w = _mm256_sign_epi8(sign, sign);
+        } else {
+            __m128i q = _mm_loadu_si128((const __m128i *)(blk + (kind == Q4_1 ? 4 : 2)));
+            w = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(q, 4), q), low4);
+        }
+        for (int i = 0; i < n; i++) {
+            const XBlock *xb = x + i * xs + b;
+            __m256i xq = _mm256_loadu_si256((const __m256i *)xb->q);
+            if (kind == Q8_0) xq = _mm256_sign_epi8(xq, sign);   /* |w| x sign(w): the byte multiply takes unsigned w */
+            __m256i pairs = _mm256_madd_epi16(_mm256_maddubs_epi16(w, xq), ones);
+            acc[i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(pairs), _mm256_set1_ps(d * xb->e), acc[i]);
+            if (kind != Q8_0) extra[i] += m * xb->e * (float)xb->sum;
+        }
+    }
+    for (int i = 0; i < n; i++) out[i] = sum8(acc[i]) + extra[i];
+}
+
+AVX2 static void dot_tile_q4_0(const uint8_t *r, long bl, const XBlock *x, long xs, int n, float *o) { dot_tile(Q4_0, r, bl, x, xs, n, o); }
+AVX2 static void dot_tile_q4_1(const uint8_t *r, long bl, const XBlock *x, long xs, int n, float *o) { dot_tile(Q4_1, r, bl, x, xs, n, o); }
+AVX2 static void dot_tile_q8_0(const uint8_t *r, long bl, const XBlock *x, long xs, int n, float *o) { dot_tile(Q8_0, r, bl, x, xs, n, o); }
+
+static int has_avx2(void) {
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+}
+#else
+static int has_avx2(void) { return 0; }
+#endif
+
+typedef void (*dot_fn)(const uint8_t *, long, const XBlock *, long, int, float *);
+static int avx2;
+
+static void dot(int kind, const uint8_t *row, long blocks, const XBlock *x, long xs, int n, float *out) {
+#if defined(__x86_64__) || defined(__i386__)
+    if (avx2) {
+        dot_fn f = kind == Q4_0 ? dot_tile_q4_0 : kind == Q4_1 ? dot_tile_q4_1 : dot_tile_q8_0;
+        f(row, blocks, x, xs, n, out);
+        return;
+    }
+#endif
+    dot_tile_c(kind, row, blocks, x, xs, n, out);
+}
+
+/* ---- the Python functions ---- */
+
+static PyObject *quantize(PyObject *self, PyObject *args) {
+    unsigned long long x_addr, xq_addr;
+    long n, k, xs;
+    if (!PyArg_ParseTuple(args, "KlllK", &x_addr, &n, &k, &xs, &xq_addr))
+        return NULL;
+    if (k % GROUP) return PyErr_Format(PyExc_ValueError, "rows of %ld values are not whole blocks of %d", k, GROUP);
+    const float *x = (const float *)(uintptr_t)x_addr;
+    XBlock *xq = (XBlock *)(uintptr_t)xq_addr;
+    for (long i = 0; i < n; i++)
+        for (long b = 0; b < k / GROUP; b++) {
+#if defined(__x86_64__) || defined(__i386__)
+            if (avx2) { quantize_block_avx2(x + i * xs + b * GROUP, xq + i * (k / GROUP) + b); continue; }
+#endif
+            quantize_block(x + i * xs + b * GROUP, xq + i * (k / GROUP) + b);
+        }
+    Py_RETURN_NONE;
+}
+
+static PyObject *matmul(PyObject *self, PyObject *args) {
+    int kind, accumulate;
+    unsigned long long w_addr, xq_addr, y_addr;
+    long rows, blocks, n, ys;
+    if (!PyArg_ParseTuple(args, "iKllKlKlp", &kind, &w_addr, &rows, &blocks, &xq_addr, &n, &y_addr, &ys, &accumulate))
+        return NULL;
+    if (!block_bytes(kind)) return PyErr_Format(PyExc_ValueError, "no kernel for GGUF type %d", kind);
+    const uint8_t *w = (const uint8_t *)(uintptr_t)w_addr;
+    const XBlock *x = (const XBlock *)(uintptr_t)xq_addr;
+    float *y = (float *)(uintptr_t)y_addr;
+    long size = blocks * block_bytes(kind);
+    Py_BEGIN_ALLOW_THREADS
+    #pragma omp parallel for schedule(static)
+    for (long r = 0; r < rows; r++) {
+        for (long i = 0; i < n; i += TILE) {
+            float out[TILE];
+            int t = n - i < TILE ? (int)(n - i) : TILE;
+            dot(kind, w + r * size, blocks, x + i * blocks, blocks, t, out);
+            for (int j = 0; j < t; j++) y[(i + j) * ys + r] = accumulate ? y[(i + j) * ys + r] + out[j] : out[j];
+        }
+    }
+    Py_END_ALLOW_THREADS
+    Py_RETURN_NONE;
+}
+
+static PyObject *lookup(PyObject *self, PyObject *args) {
+    int kind;
+    unsigned long long w_addr, ids_addr, y_addr;
+    long blocks, n, rows, ys;
+    if (!PyArg_ParseTuple(args, "iKlKllKl", &kind, &w_addr, &blocks, &ids_addr, &n, &rows, &y_addr, &ys))
+        return NULL;
+    if (!block_bytes(kind)) return PyErr_Format(PyExc_ValueError, "no kernel for GGUF type %d", kind);
+    const int64_t *ids = (const int64_t *)(uintptr_t)ids_addr;
+    for (long i = 0; i < n; i++)
+        if (ids[i] < 0 || ids[i] >= rows)
+            return PyErr_Format(PyExc_IndexError, "token id %lld is outside the %ld rows", (long long)ids[i], rows);
+    long size = blocks * block_bytes(kind);
+    for (long i = 0; i < n; i++)
+        for (long b = 0; b < blocks; b++)
+            block_values(kind, (const uint8_t *)(uintptr_t)w_addr + ids[i] * size + b * block_bytes(kind),
+                         (float *)(uintptr_t)y_addr + i * ys + b * GROUP);
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef methods[] = {
+    {"quantize", quantize, METH_VARARGS, "rows of float32 x as 8-bit blocks for matmul (see kernels.c)"},
+    {"matmul", matmul, METH_VARARGS, "y (+)= x @ w.T for w in GGUF blocks, x quantized (see kernels.c)"},
+    {"lookup", lookup, METH_VARARGS, "rows of w in GGUF blocks as float32 (see kernels.c)"},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_kernels", NULL, -1, methods};
+
+PyMODINIT_FUNC PyInit__kernels(void) {
+    avx2 = has_avx2();
+    PyObject *m = PyModule_Create(&module);
+    if (m) {
+        PyModule_AddIntConstant(m, "avx2", avx2);
+        PyModule_AddIntConstant(m, "XBLOCK_BYTES", sizeof(XBlock));
+    }
+    return m;
+}
