@@ -1,9 +1,9 @@
 """Native GGUF weights: Q4_0, Q4_1 and Q8_0 matrices held as the file's blocks, and the matrix
 products and embedding lookups run on them by the compiled kernels (executor/kernels.c).
 
-A product first quantizes its rows of x to 8 bits per block of 32 (scale max |x| / 127) and then
-multiplies integers, as llama.cpp's CPU kernels do: x moves by at most half a step per value, the
-weights not at all. A lookup's rows are the dequantized weights exactly.
+A product first quantizes its rows of x to 16 bits per block of 32 (scale max |x| / 32767) and
+then multiplies integers, as llama.cpp's CPU kernels do with 8 bits: x moves by at most half a
+step per value, the weights not at all. A lookup's rows are the dequantized weights exactly.
 A weight is either a plain tensor, the (in, out) operand of weights.operand, or a Packed.
 """
 from __future__ import annotations
@@ -17,7 +17,7 @@ from . import _kernels
 GROUP = 32    # GGUF's block length
 BLOCK_BYTES = {"Q4_0": 18, "Q4_1": 20, "Q8_0": 34}
 _TYPES = {"Q4_0": 2, "Q4_1": 3, "Q8_0": 8}   # ggml's type numbers, as the kernels take them
-XBLOCK_BYTES = _kernels.XBLOCK_BYTES         # a quantized block of x: scale, sum and 32 bytes
+XBLOCK_BYTES = _kernels.XBLOCK_BYTES         # a quantized block of x: scale, sum and 32 16-bit values
 ROWS = 64     # rows of x per product or lookup: what they hold outside the arena grows with it
 
 

@@ -1,5 +1,5 @@
 """Native GGUF weights: Q4_0, Q4_1 and Q8_0 blocks held as the file stores them, the kernels'
-8-bit rows of x, their products and embedding rows against the dequantized weights, tensor-
+16-bit rows of x, their products and embedding rows against the dequantized weights, tensor-
 parallel slices, and `arena run --weights`."""
 import json
 
@@ -45,12 +45,12 @@ def test_blocks_are_the_dequantized_tensor(files, qtype):
 
 
 def quantized_rows(x: torch.Tensor):
-    """llama.cpp's 8-bit rows, computed with torch: per block of 32, e = max |x| / 127 and
-    q = x 127 / max |x| rounded to nearest (ties to even)."""
+    """The kernels' 16-bit rows, computed with torch: per block of 32, e = max |x| / 32767 and
+    q = x 32767 / max |x| rounded to nearest (ties to even)."""
     blocks = x.reshape(len(x), -1, GROUP)
     amax = blocks.abs().amax(-1, keepdim=True)
-    q = torch.round(blocks * torch.where(amax > 0, 127 / amax, 0)).to(torch.int8)
-    return amax / 127, q
+    q = torch.round(blocks * torch.where(amax > 0, 32767 / amax, 0)).to(torch.int16)
+    return amax / 32767, q
 
 
 def kernel_rows(x: torch.Tensor):
@@ -58,13 +58,13 @@ def kernel_rows(x: torch.Tensor):
     _kernels.quantize(x.data_ptr(), len(x), x.shape[1], x.stride(0), xq.data_ptr())
     blocks = xq.view(len(x), -1, XBLOCK_BYTES)
     e, total = blocks[..., 0:4].contiguous().view(torch.float32), blocks[..., 4:8].contiguous().view(torch.int32)
-    return e, total, blocks[..., 8:].contiguous().view(torch.int8)
+    return e, total, blocks[..., 8:].contiguous().view(torch.int16)
 
 
-def test_rows_of_x_are_quantized_as_llama_cpp_does():
+def test_rows_of_x_are_quantized_to_16_bits():
     x = torch.randn(5, 128, generator=torch.Generator().manual_seed(3)) * torch.logspace(-3, 2, 128)
     x[1, 32:64] = 0   # an all-zero block: scale 0, values 0
-    x[2, :32] = torch.arange(32) - 15.5   # ties at the half steps
+    x[2, :32] = (torch.arange(32) - 16) / 32 * 2 ** 15 / 32767   # ties at the half steps
     e, total, q = kernel_rows(x)
     e_ref, q_ref = quantized_rows(x)
     assert torch.equal(e, e_ref) and torch.equal(q, q_ref)
@@ -72,8 +72,8 @@ def test_rows_of_x_are_quantized_as_llama_cpp_does():
 
 
 @pytest.mark.parametrize("qtype", NATIVE, ids=lambda q: q.name)
-def test_native_products_are_the_weights_times_the_8_bit_rows(files, qtype):
-    """A product equals the dequantized weights times x as its 8-bit rows stand for it, within
+def test_native_products_are_the_weights_times_the_16_bit_rows(files, qtype):
+    """A product equals the dequantized weights times x as its 16-bit rows stand for it, within
     float32 rounding, so it is off x @ w by at most half a step of x per value; f32 and bf16 runs,
     written or added, x a strided view, more than ROWS rows. Lookups return exact rows."""
     b = files[qtype].blocks("model.layers.0.mlp.up_proj.weight", torch.float32)    # (96, 64)
@@ -107,32 +107,23 @@ def test_lookup_names_a_token_outside_the_table(files):
 
 
 @pytest.mark.parametrize("qtype", NATIVE, ids=lambda q: q.name)
-def test_native_model_logits_are_the_dequantized_model_on_8_bit_rows(files, qtype, monkeypatch):
-    """The whole model: native logits equal those of the dequantized model whose weight products
-    see x as 8-bit rows (made with torch), within 1e-4 of the largest; and off the plain
-    dequantized model's by the 8-bit rows' error alone (a few percent on this random model)."""
-    import executor.model as model
+def test_native_model_logits_equal_the_dequantized_model(files, qtype):
+    """The whole model: every logit within 1e-3 of the dequantized run's largest (measured:
+    2-3e-4 on this random model; 8-bit rows of x, as llama.cpp takes them, moved it by 4-5%)."""
     file = files[qtype]
     with torch.inference_mode():
         native = assemble(file, torch.float32, CPU, native=True)
         plain = assemble(file, torch.float32, CPU)
         assert isinstance(native.layers[0].wqkv, Packed) and isinstance(native.embedding, Packed)
         assert native.nbytes < plain.nbytes
-        got, exact = (teacher_forced(Session(build_model(w, len(SEQUENCE)), len(SEQUENCE), PROMPT))
-                      for w in (native, plain))
-
-        def on_8_bit_rows(x, w, out, accumulate=False):
-            e, q = quantized_rows(x.float())
-            quant.matmul((e * q).reshape(x.shape).to(x.dtype), w, out, accumulate)
-        monkeypatch.setattr(model, "matmul", on_8_bit_rows)
-        expected = teacher_forced(Session(build_model(plain, len(SEQUENCE)), len(SEQUENCE), PROMPT))
-    assert (got - expected).abs().max() <= 1e-4 * expected.abs().max()
-    assert (got - exact).abs().max() <= 0.1 * exact.abs().max()
+        got, expected = (teacher_forced(Session(build_model(w, len(SEQUENCE)), len(SEQUENCE), PROMPT))
+                         for w in (native, plain))
+    assert (got - expected).abs().max() <= 1e-3 * expected.abs().max()
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
 def test_native_kernels_hold_at_most_the_workspace_outside_the_arena(files, dtype, monkeypatch):
-    """Packed weights: a product holds its 8-bit rows of x outside the arena (and, outside
+    """Packed weights: a product holds its 16-bit rows of x outside the arena (and, outside
     float32, float32 copies; so may a lookup). Every byte a prefill of 2 ROWS + 5 tokens and a
     decode step allocate is made inside one ROWS-row product or lookup, every product makes
     some, and no call makes more than workspace_nbytes, which the estimate adds to the total."""
@@ -197,7 +188,7 @@ def test_tensor_parallel_ranks_pack_what_their_slices_allow(tiny_folder, tmp_pat
         parts.append(out)
     expected = torch.empty(2, c.d)
     matmul(x, whole.layers[0].wo, expected)
-    torch.testing.assert_close(parts[0] + parts[1], expected, rtol=0, atol=1e-5)   # whole blocks: the same 8-bit rows
+    torch.testing.assert_close(parts[0] + parts[1], expected, rtol=0, atol=1e-5)   # whole blocks: the same 16-bit rows
 
 
 @pytest.fixture(scope="module")
@@ -232,7 +223,7 @@ def test_smollm2_native_tokens_hold(smollm2):
                     differing += 1
                     assert all(near_tie(s.logits()[0], ours, reference) for s in sessions), (text, call)
                 call = [reference]
-    assert differing <= 3   # measured: docs/executor.md
+    assert differing <= 1   # measured: none of the 96 (docs/executor.md)
 
 
 @pytest.mark.slow
