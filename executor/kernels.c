@@ -15,9 +15,9 @@
  * not 2^-8: products within about 1e-5 of the dequantized weights', where 8 bits moved a small
  * model's logits by 5%.
  *
- * quantize(x, n, k, x_stride, xq)   x (n, k) float32 rows -> xq: n rows of k / 32 XBlocks
- * matmul(kind, w, rows, blocks, xq, n, y, y_stride, accumulate)
- *     y[i, r] (+)= sum_k x[i, k] w[r, k] for i < n, r < rows, x as quantize() left it; y float32.
+ * matmul(kind, w, rows, blocks, x, n, x_stride, y, y_stride, accumulate)
+ *     y[i, r] (+)= sum_k x[i, k] w[r, k] for i < n, r < rows: x (n, 32 blocks) and y (n, rows)
+ *     float32 rows. x's quantized rows, n * blocks * XBLOCK_BYTES, are held for the call.
  * lookup(kind, w, blocks, ids, n, rows, y, y_stride)
  *     y[i] = row ids[i] of w, float32, exact (d q is exact in float32); ids int64, checked.
  * Addresses are integers (torch's data_ptr()). Rows are split among OpenMP threads; with torch
@@ -154,7 +154,61 @@ AVX2 static inline float sum8(__m256 v) {
 }
 
 /* The kind is a constant in each caller below, so the compiler drops the other kinds' code. */
+/* The 32 stored values of a block as 16-bit integers: values 0..15 in lo, 16..31 in hi. */
+AVX2 static inline void block_ints(int kind, const uint8_t *blk, __m256i *lo, __m256i *hi) {
+    if (kind == Q8_0) {
+        *lo = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(blk + 2)));
+        *hi = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(blk + 18)));
+    } else {
+        __m128i q = _mm_loadu_si128((const __m128i *)(blk + (kind == Q4_1 ? 4 : 2))), low4 = _mm_set1_epi8(15);
+        *lo = _mm256_cvtepu8_epi16(_mm_and_si128(q, low4));
+        *hi = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(q, 4), low4));
+    }
+}
+
+/* sum(w_q x_q) over a block, as 8 float partial sums: |sums| < 4 * 128 * 32767 < 2^24, so exact
+ * in int32 and in float32 */
+AVX2 static inline __m256 block_dot(__m256i lo, __m256i hi, const XBlock *xb) {
+    __m256i sums = _mm256_add_epi32(_mm256_madd_epi16(lo, _mm256_loadu_si256((const __m256i *)xb->q)),
+                                    _mm256_madd_epi16(hi, _mm256_loadu_si256((const __m256i *)(xb->q + 16))));
+    return _mm256_cvtepi32_ps(sums);
+}
+
+/* One row of x (decode): two accumulators, so consecutive blocks' multiply-adds overlap. */
+AVX2 static inline float dot_one(int kind, const uint8_t *row, long blocks, const XBlock *x) {
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    float extra = 0;
+    int size = block_bytes(kind);
+    long b = 0;
+    for (; b + 1 < blocks; b += 2) {
+        const uint8_t *b0 = row + b * size, *b1 = b0 + size;
+        __m256i lo0, hi0, lo1, hi1;
+        block_ints(kind, b0, &lo0, &hi0);
+        block_ints(kind, b1, &lo1, &hi1);
+        float d0 = f16(b0), d1 = f16(b1);
+        acc0 = _mm256_fmadd_ps(block_dot(lo0, hi0, x + b), _mm256_set1_ps(d0 * x[b].e), acc0);
+        acc1 = _mm256_fmadd_ps(block_dot(lo1, hi1, x + b + 1), _mm256_set1_ps(d1 * x[b + 1].e), acc1);
+        if (kind != Q8_0) {
+            float m0 = kind == Q4_1 ? f16(b0 + 2) : -8 * d0, m1 = kind == Q4_1 ? f16(b1 + 2) : -8 * d1;
+            extra += m0 * x[b].e * (float)x[b].sum + m1 * x[b + 1].e * (float)x[b + 1].sum;
+        }
+    }
+    for (; b < blocks; b++) {
+        const uint8_t *b0 = row + b * size;
+        __m256i lo0, hi0;
+        block_ints(kind, b0, &lo0, &hi0);
+        float d0 = f16(b0);
+        acc0 = _mm256_fmadd_ps(block_dot(lo0, hi0, x + b), _mm256_set1_ps(d0 * x[b].e), acc0);
+        if (kind != Q8_0) extra += (kind == Q4_1 ? f16(b0 + 2) : -8 * d0) * x[b].e * (float)x[b].sum;
+    }
+    return sum8(_mm256_add_ps(acc0, acc1)) + extra;
+}
+
 AVX2 static inline void dot_tile(int kind, const uint8_t *row, long blocks, const XBlock *x, long xs, int n, float *out) {
+    if (n == 1) {
+        out[0] = dot_one(kind, row, blocks, x);
+        return;
+    }
     __m256 acc[TILE];
     float extra[TILE] = {0};
     int size = block_bytes(kind);
@@ -162,21 +216,11 @@ AVX2 static inline void dot_tile(int kind, const uint8_t *row, long blocks, cons
     for (long b = 0; b < blocks; b++) {
         const uint8_t *blk = row + b * size;
         float d = f16(blk), m = kind == Q4_1 ? f16(blk + 2) : -8 * d;
-        __m256i lo, hi;   /* the 32 stored values as 16-bit integers: values 0..15, then 16..31 */
-        if (kind == Q8_0) {
-            lo = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(blk + 2)));
-            hi = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(blk + 18)));
-        } else {
-            __m128i q = _mm_loadu_si128((const __m128i *)(blk + (kind == Q4_1 ? 4 : 2))), low4 = _mm_set1_epi8(15);
-            lo = _mm256_cvtepu8_epi16(_mm_and_si128(q, low4));
-            hi = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(q, 4), low4));
-        }
+        __m256i lo, hi;
+        block_ints(kind, blk, &lo, &hi);
         for (int i = 0; i < n; i++) {
             const XBlock *xb = x + i * xs + b;
-            /* |sums| < 4 * 128 * 32767 < 2^24: exact as int32, and as float32 */
-            __m256i sums = _mm256_add_epi32(_mm256_madd_epi16(lo, _mm256_loadu_si256((const __m256i *)xb->q)),
-                                            _mm256_madd_epi16(hi, _mm256_loadu_si256((const __m256i *)(xb->q + 16))));
-            acc[i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums), _mm256_set1_ps(d * xb->e), acc[i]);
+            acc[i] = _mm256_fmadd_ps(block_dot(lo, hi, xb), _mm256_set1_ps(d * xb->e), acc[i]);
             if (kind != Q8_0) extra[i] += m * xb->e * (float)xb->sum;
         }
     }
@@ -210,46 +254,41 @@ static void dot(int kind, const uint8_t *row, long blocks, const XBlock *x, long
 
 /* ---- the Python functions ---- */
 
-static PyObject *quantize(PyObject *self, PyObject *args) {
-    unsigned long long x_addr, xq_addr;
-    long n, k, xs;
-    if (!PyArg_ParseTuple(args, "KlllK", &x_addr, &n, &k, &xs, &xq_addr))
-        return NULL;
-    if (k % GROUP) return PyErr_Format(PyExc_ValueError, "rows of %ld values are not whole blocks of %d", k, GROUP);
-    const float *x = (const float *)(uintptr_t)x_addr;
-    XBlock *xq = (XBlock *)(uintptr_t)xq_addr;
-    for (long i = 0; i < n; i++)
-        for (long b = 0; b < k / GROUP; b++) {
+static void quantize_row(const float *x, long blocks, XBlock *out) {
+    for (long b = 0; b < blocks; b++) {
 #if defined(__x86_64__) || defined(__i386__)
-            if (avx2) { quantize_block_avx2(x + i * xs + b * GROUP, xq + i * (k / GROUP) + b); continue; }
+        if (avx2) { quantize_block_avx2(x + b * GROUP, out + b); continue; }
 #endif
-            quantize_block(x + i * xs + b * GROUP, xq + i * (k / GROUP) + b);
-        }
-    Py_RETURN_NONE;
+        quantize_block(x + b * GROUP, out + b);
+    }
 }
 
 static PyObject *matmul(PyObject *self, PyObject *args) {
     int kind, accumulate;
-    unsigned long long w_addr, xq_addr, y_addr;
-    long rows, blocks, n, ys;
-    if (!PyArg_ParseTuple(args, "iKllKlKlp", &kind, &w_addr, &rows, &blocks, &xq_addr, &n, &y_addr, &ys, &accumulate))
+    unsigned long long w_addr, x_addr, y_addr;
+    long rows, blocks, n, xs, ys;
+    if (!PyArg_ParseTuple(args, "iKllKllKlp", &kind, &w_addr, &rows, &blocks, &x_addr, &n, &xs, &y_addr, &ys, &accumulate))
         return NULL;
     if (!block_bytes(kind)) return PyErr_Format(PyExc_ValueError, "no kernel for GGUF type %d", kind);
+    XBlock *xq = PyMem_RawMalloc(n * blocks * sizeof(XBlock));   /* x's rows quantized: 2.25 bytes a value */
+    if (!xq) return PyErr_NoMemory();
     const uint8_t *w = (const uint8_t *)(uintptr_t)w_addr;
-    const XBlock *x = (const XBlock *)(uintptr_t)xq_addr;
+    const float *x = (const float *)(uintptr_t)x_addr;
     float *y = (float *)(uintptr_t)y_addr;
     long size = blocks * block_bytes(kind);
     Py_BEGIN_ALLOW_THREADS
+    for (long i = 0; i < n; i++) quantize_row(x + i * xs, blocks, xq + i * blocks);
     #pragma omp parallel for schedule(static)
     for (long r = 0; r < rows; r++) {
         for (long i = 0; i < n; i += TILE) {
             float out[TILE];
             int t = n - i < TILE ? (int)(n - i) : TILE;
-            dot(kind, w + r * size, blocks, x + i * blocks, blocks, t, out);
+            dot(kind, w + r * size, blocks, xq + i * blocks, blocks, t, out);
             for (int j = 0; j < t; j++) y[(i + j) * ys + r] = accumulate ? y[(i + j) * ys + r] + out[j] : out[j];
         }
     }
     Py_END_ALLOW_THREADS
+    PyMem_RawFree(xq);
     Py_RETURN_NONE;
 }
 
@@ -273,8 +312,7 @@ static PyObject *lookup(PyObject *self, PyObject *args) {
 }
 
 static PyMethodDef methods[] = {
-    {"quantize", quantize, METH_VARARGS, "rows of float32 x as 16-bit blocks for matmul (see kernels.c)"},
-    {"matmul", matmul, METH_VARARGS, "y (+)= x @ w.T for w in GGUF blocks, x quantized (see kernels.c)"},
+    {"matmul", matmul, METH_VARARGS, "y (+)= x @ w.T for w in GGUF blocks (see kernels.c)"},
     {"lookup", lookup, METH_VARARGS, "rows of w in GGUF blocks as float32 (see kernels.c)"},
     {NULL, NULL, 0, NULL},
 };
@@ -286,7 +324,7 @@ PyMODINIT_FUNC PyInit__kernels(void) {
     PyObject *m = PyModule_Create(&module);
     if (m) {
         PyModule_AddIntConstant(m, "avx2", avx2);
-        PyModule_AddIntConstant(m, "XBLOCK_BYTES", sizeof(XBlock));
+        PyModule_AddIntConstant(m, "XBLOCK_BYTES", sizeof(XBlock));   /* what matmul holds per 32 values of x */
     }
     return m;
 }

@@ -17,7 +17,7 @@ from . import _kernels
 GROUP = 32    # GGUF's block length
 BLOCK_BYTES = {"Q4_0": 18, "Q4_1": 20, "Q8_0": 34}
 _TYPES = {"Q4_0": 2, "Q4_1": 3, "Q8_0": 8}   # ggml's type numbers, as the kernels take them
-XBLOCK_BYTES = _kernels.XBLOCK_BYTES         # a quantized block of x: scale, sum and 32 16-bit values
+XBLOCK_BYTES = _kernels.XBLOCK_BYTES         # what a product holds per 32 values of x: scale, sum, 32 16-bit values
 ROWS = 64     # rows of x per product or lookup: what they hold outside the arena grows with it
 
 
@@ -32,6 +32,10 @@ class Packed:
 
     def __post_init__(self):
         self.blocks = self.blocks.contiguous()   # the kernels step from row to row by its length
+        # the kernels' first arguments, made once: at 120 products a token, every attribute
+        # read of a tensor costs (about a microsecond each here)
+        self.args = (_TYPES[self.kind], self.blocks.data_ptr(), len(self.blocks),
+                     self.blocks.shape[1] // BLOCK_BYTES[self.kind])
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -82,22 +86,23 @@ def matmul(x: torch.Tensor, w, out: torch.Tensor, accumulate: bool = False) -> N
             out.addmm_(x, w)
         else:
             torch.mm(x, w, out=out)
-        return
-    for i in range(0, len(x), ROWS):
-        _packed_matmul(x[i:i + ROWS], w, out[i:i + ROWS], accumulate)
+    elif len(x) <= ROWS:   # decode: no slices to make
+        _packed_matmul(x, w, out, accumulate)
+    else:
+        for i in range(0, len(x), ROWS):
+            _packed_matmul(x[i:i + ROWS], w, out[i:i + ROWS], accumulate)
 
 
 def _packed_matmul(x: torch.Tensor, w: Packed, out: torch.Tensor, accumulate: bool) -> None:
-    """x's rows quantized into a workspace, then the kernel writes out. The kernels read and
-    write float32 rows: in other dtypes x and out go through float32 copies."""
-    n, (k, rows) = len(x), w.shape
-    x, y = _float_rows(x), _float_rows(out, keep=accumulate)
-    xq = torch.empty(n * k // GROUP * XBLOCK_BYTES, dtype=torch.uint8)
-    _kernels.quantize(x.data_ptr(), n, k, x.stride(0), xq.data_ptr())
-    _kernels.matmul(_TYPES[w.kind], w.blocks.data_ptr(), rows, k // GROUP, xq.data_ptr(), n, y.data_ptr(),
-                    y.stride(0), accumulate)
-    if y is not out:
-        out.copy_(y)
+    """The kernel quantizes x's rows and writes out. It reads and writes float32 rows of unit
+    stride: otherwise x and out go through float32 copies."""
+    (x_rows, x_col), (y_rows, y_col) = x.stride(), out.stride()
+    if x.dtype == torch.float32 == out.dtype and x_col == 1 == y_col:
+        _kernels.matmul(*w.args, x.data_ptr(), len(x), x_rows, out.data_ptr(), y_rows, accumulate)
+        return
+    x, y = x.float().contiguous(), out.float().contiguous() if accumulate else torch.empty(out.shape)
+    _kernels.matmul(*w.args, x.data_ptr(), len(x), x.stride(0), y.data_ptr(), y.stride(0), accumulate)
+    out.copy_(y)
 
 
 def lookup(table, tokens: torch.Tensor, out: torch.Tensor) -> None:
@@ -111,27 +116,21 @@ def lookup(table, tokens: torch.Tensor, out: torch.Tensor) -> None:
 
 
 def _packed_lookup(table: Packed, tokens: torch.Tensor, out: torch.Tensor) -> None:
-    (d, vocab), y = table.shape, _float_rows(out)
+    """The kernel writes float32 rows of unit stride: otherwise through a float32 copy."""
+    kind, blocks, vocab, groups = table.args
     ids = tokens.to(torch.int64).contiguous()
-    _kernels.lookup(_TYPES[table.kind], table.blocks.data_ptr(), d // GROUP, ids.data_ptr(), len(ids), vocab,
-                    y.data_ptr(), y.stride(0))
+    y = out if out.dtype == torch.float32 and out.stride(-1) == 1 else torch.empty(out.shape)
+    _kernels.lookup(kind, blocks, groups, ids.data_ptr(), len(ids), vocab, y.data_ptr(), y.stride(0))
     if y is not out:
         out.copy_(y)
 
 
-def _float_rows(t: torch.Tensor, keep: bool = True) -> torch.Tensor:
-    """t itself where the kernels can use it (float32 rows of unit stride), else a float32 copy
-    (its values only where `keep`)."""
-    if t.dtype == torch.float32 and t.stride(-1) == 1:
-        return t
-    return t.float().contiguous() if keep else torch.empty(t.shape)
-
-
 def workspace_nbytes(dims: dict[str, int], dtype: torch.dtype) -> int:
     """The most bytes a product or a lookup of packed weights holds outside the arena at once, for
-    a model of `dims` run in `dtype`: a product's quantized rows, and outside float32 its float32
-    copies of x and out, for ROWS rows (one row of the output head); a lookup's token ids and,
-    outside float32, its float32 rows. A bound: it adds up every tensor the call makes."""
+    a model of `dims` run in `dtype`: a product's quantized rows (the kernel's, not torch's), and
+    outside float32 its float32 copies of x and out, for ROWS rows (one row of the output head);
+    a lookup's token ids and, outside float32, its float32 rows. A bound: it adds up every
+    buffer the call makes."""
     d = dims["d"]
     copies = 0 if dtype == torch.float32 else 4
     widths = [(d, (dims["nh"] + 2 * dims["nkvh"]) * dims["dh"]), (dims["nh"] * dims["dh"], d),

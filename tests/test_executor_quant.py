@@ -7,10 +7,9 @@ import pytest
 import torch
 from gguf import GGMLQuantizationType as Q
 
-from executor import _kernels
 from executor.gguf_file import GGUFFile
 import executor.quant as quant
-from executor.quant import GROUP, ROWS, XBLOCK_BYTES, Packed, lookup, matmul, workspace_nbytes
+from executor.quant import GROUP, ROWS, Packed, lookup, matmul, workspace_nbytes
 from executor.weights import assemble
 from llama_arena.cli import main
 from planner.shards import shards
@@ -51,24 +50,6 @@ def quantized_rows(x: torch.Tensor):
     amax = blocks.abs().amax(-1, keepdim=True)
     q = torch.round(blocks * torch.where(amax > 0, 32767 / amax, 0)).to(torch.int16)
     return amax / 32767, q
-
-
-def kernel_rows(x: torch.Tensor):
-    xq = torch.empty(len(x) * x.shape[1] // GROUP * XBLOCK_BYTES, dtype=torch.uint8)
-    _kernels.quantize(x.data_ptr(), len(x), x.shape[1], x.stride(0), xq.data_ptr())
-    blocks = xq.view(len(x), -1, XBLOCK_BYTES)
-    e, total = blocks[..., 0:4].contiguous().view(torch.float32), blocks[..., 4:8].contiguous().view(torch.int32)
-    return e, total, blocks[..., 8:].contiguous().view(torch.int16)
-
-
-def test_rows_of_x_are_quantized_to_16_bits():
-    x = torch.randn(5, 128, generator=torch.Generator().manual_seed(3)) * torch.logspace(-3, 2, 128)
-    x[1, 32:64] = 0   # an all-zero block: scale 0, values 0
-    x[2, :32] = (torch.arange(32) - 16) / 32 * 2 ** 15 / 32767   # ties at the half steps
-    e, total, q = kernel_rows(x)
-    e_ref, q_ref = quantized_rows(x)
-    assert torch.equal(e, e_ref) and torch.equal(q, q_ref)
-    assert torch.equal(total[..., 0], q.sum(-1, dtype=torch.int32))
 
 
 @pytest.mark.parametrize("qtype", NATIVE, ids=lambda q: q.name)
@@ -123,10 +104,11 @@ def test_native_model_logits_equal_the_dequantized_model(files, qtype):
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
 def test_native_kernels_hold_at_most_the_workspace_outside_the_arena(files, dtype, monkeypatch):
-    """Packed weights: a product holds its 16-bit rows of x outside the arena (and, outside
-    float32, float32 copies; so may a lookup). Every byte a prefill of 2 ROWS + 5 tokens and a
-    decode step allocate is made inside one ROWS-row product or lookup, every product makes
-    some, and no call makes more than workspace_nbytes, which the estimate adds to the total."""
+    """Packed weights: outside float32, products and lookups go through float32 copies outside
+    the arena (in float32, none: the kernel's own rows of x are not torch's). Every byte a
+    prefill of 2 ROWS + 5 tokens and a decode step allocate with torch is made inside one
+    ROWS-row product or lookup, every product makes some outside float32, and no call makes more
+    than workspace_nbytes, which the estimate adds to the total."""
     from torch.profiler import ProfilerActivity, profile, record_function
 
     def labelled(f, label):
@@ -154,8 +136,9 @@ def test_native_kernels_hold_at_most_the_workspace_outside_the_arena(files, dtyp
             assert call is not None, f"{e.name} allocated outside a packed product or lookup"
             calls[id(call)] = (call.name, calls.get(id(call), ("", 0))[1] + e.self_cpu_memory_usage)
     layers = weights.dims()["nlayers"]   # prefill: 3 chunks of 4 products a layer, one head; decode
-    assert sum(name == "product" for name, _ in calls.values()) == 3 * 4 * layers + 1 + 4 * layers + 1
-    assert max(nbytes for _, nbytes in calls.values()) <= workspace_nbytes(weights.dims(), dtype)
+    products = sum(name == "product" for name, _ in calls.values())
+    assert products == (0 if dtype == torch.float32 else 3 * 4 * layers + 1 + 4 * layers + 1)
+    assert max((nbytes for _, nbytes in calls.values()), default=0) <= workspace_nbytes(weights.dims(), dtype)
 
 
 def test_slices_keep_whole_blocks_or_fall_back(files):
