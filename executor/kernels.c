@@ -35,7 +35,7 @@ enum { GROUP = 32, TILE = 4 };            /* weights per block; rows of x that s
 
 typedef struct {   /* 32 values of a row of x, quantized */
     float e;       /* scale: x ~ e q */
-    int32_t sum;   /* sum of q */
+    float s;       /* e * sum of q */
     int16_t q[GROUP];
 } XBlock;
 
@@ -75,7 +75,7 @@ static void quantize_block(const float *x, XBlock *out) {
         sum += out->q[j];
     }
     out->e = e;
-    out->sum = sum;
+    out->s = e * (float)sum;
 }
 
 static void block_values(int kind, const uint8_t *b, float *w) {
@@ -110,7 +110,7 @@ static void dot_tile_c(int kind, const uint8_t *row, long blocks, const XBlock *
             const XBlock *xb = x + i * xs + b;
             int32_t s = 0;
             for (int j = 0; j < GROUP; j++) s += w[j] * xb->q[j];
-            acc[i] += d * xb->e * (float)s + (kind == Q8_0 ? 0 : m * xb->e * (float)xb->sum);
+            acc[i] += d * xb->e * (float)s + (kind == Q8_0 ? 0 : m * xb->s);
         }
     }
     memcpy(out, acc, sizeof acc);
@@ -143,8 +143,8 @@ AVX2 static void quantize_block_avx2(const float *x, XBlock *out) {
     __m256i s = _mm256_add_epi32(_mm256_add_epi32(q[0], q[1]), _mm256_add_epi32(q[2], q[3]));
     __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
     s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0x4e));
-    out->sum = _mm_cvtsi128_si32(_mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0xb1)));
     out->e = a / QMAX;
+    out->s = out->e * (float)_mm_cvtsi128_si32(_mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0xb1)));
 }
 
 AVX2 static inline float sum8(__m256 v) {
@@ -160,9 +160,10 @@ AVX2 static inline void block_ints(int kind, const uint8_t *blk, __m256i *lo, __
         *lo = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(blk + 2)));
         *hi = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(blk + 18)));
     } else {
-        __m128i q = _mm_loadu_si128((const __m128i *)(blk + (kind == Q4_1 ? 4 : 2))), low4 = _mm_set1_epi8(15);
-        *lo = _mm256_cvtepu8_epi16(_mm_and_si128(q, low4));
-        *hi = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(q, 4), low4));
+        /* a byte widened to 16 bits holds both nibbles: the low one is v & 15, the high one v >> 4 */
+        __m256i v = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(blk + (kind == Q4_1 ? 4 : 2))));
+        *lo = _mm256_and_si256(v, _mm256_set1_epi16(15));
+        *hi = _mm256_srli_epi16(v, 4);
     }
 }
 
@@ -190,7 +191,7 @@ AVX2 static inline float dot_one(int kind, const uint8_t *row, long blocks, cons
         acc1 = _mm256_fmadd_ps(block_dot(lo1, hi1, x + b + 1), _mm256_set1_ps(d1 * x[b + 1].e), acc1);
         if (kind != Q8_0) {
             float m0 = kind == Q4_1 ? f16(b0 + 2) : -8 * d0, m1 = kind == Q4_1 ? f16(b1 + 2) : -8 * d1;
-            extra += m0 * x[b].e * (float)x[b].sum + m1 * x[b + 1].e * (float)x[b + 1].sum;
+            extra += m0 * x[b].s + m1 * x[b + 1].s;
         }
     }
     for (; b < blocks; b++) {
@@ -199,7 +200,7 @@ AVX2 static inline float dot_one(int kind, const uint8_t *row, long blocks, cons
         block_ints(kind, b0, &lo0, &hi0);
         float d0 = f16(b0);
         acc0 = _mm256_fmadd_ps(block_dot(lo0, hi0, x + b), _mm256_set1_ps(d0 * x[b].e), acc0);
-        if (kind != Q8_0) extra += (kind == Q4_1 ? f16(b0 + 2) : -8 * d0) * x[b].e * (float)x[b].sum;
+        if (kind != Q8_0) extra += (kind == Q4_1 ? f16(b0 + 2) : -8 * d0) * x[b].s;
     }
     return sum8(_mm256_add_ps(acc0, acc1)) + extra;
 }
@@ -221,7 +222,7 @@ AVX2 static inline void dot_tile(int kind, const uint8_t *row, long blocks, cons
         for (int i = 0; i < n; i++) {
             const XBlock *xb = x + i * xs + b;
             acc[i] = _mm256_fmadd_ps(block_dot(lo, hi, xb), _mm256_set1_ps(d * xb->e), acc[i]);
-            if (kind != Q8_0) extra[i] += m * xb->e * (float)xb->sum;
+            if (kind != Q8_0) extra[i] += m * xb->s;
         }
     }
     for (int i = 0; i < n; i++) out[i] = sum8(acc[i]) + extra[i];
