@@ -16,7 +16,7 @@ values for that many positions (decode's work does not depend on their values, a
 8,000-token prefill takes minutes on a 2-core CPU), then --tokens tokens are decoded one at
 a time, best of --repeats runs. Ours: the session's arena kv and its length. transformers:
 a DynamicCache of that length (cropped back after each run), its model called one token at a
-time as `generate` does, in the kind's dtype (bf16 beside native).
+time as `generate` does, in the kind's dtype (f32 beside native).
 """
 from __future__ import annotations
 
@@ -50,7 +50,7 @@ def main(argv=None) -> int:
         for kind in args.weights:
             nctx = max(args.context) + args.tokens
             ours = Ours(kind, nctx, torch)
-            theirs = None if args.no_transformers else Transformers("bf16" if kind == "native" else kind, torch)
+            theirs = None if args.no_transformers else Transformers("f32" if kind == "native" else kind, torch)
             for context in args.context:
                 rates = read_rates(torch)
                 row = [ours.rate(context, args.tokens, args.repeats)]
@@ -100,7 +100,7 @@ class Ours:
         from executor.source import open_source, resolve
         from executor.weights import DTYPES, assemble
         native = kind == "native"
-        weights = assemble(open_source(resolve(None)), DTYPES["bf16" if native else kind],
+        weights = assemble(open_source(resolve(None)), DTYPES["f32" if native else kind],
                            torch.device("cpu"), native=native)
         self.session = Session(build_model(weights, nctx), nctx, 1)
         self.session.kv.normal_()   # random keys and values for every position

@@ -15,9 +15,12 @@ weight and the KV cache once per token, so each engine's memory bound is the ban
 its weight bytes plus the KV bytes of the run's middle position, and decode is reported as a
 fraction of it.
 
-With --weights, ours runs once per kind of weights (native: GGUF blocks packed, bf16
-activations; f32, bf16, f16: dequantized) beside transformers in --dtype, and llama.cpp
-(llama-cpp-python) has no column yet: the table says whether it is installed.
+With --weights, ours runs once per kind of weights (native: the GGUF blocks as the file has
+them, float32 activations; f32, bf16, f16: dequantized) beside transformers in --dtype and
+llama.cpp on the same file where llama-cpp-python is installed (the `bench` extra; without it
+the table says the peer is missing). --rounds N runs them all N times in turn and keeps each
+one's best: on a shared machine the speed drifts over minutes, and turns give each engine the
+same drift.
 """
 from __future__ import annotations
 
@@ -55,7 +58,10 @@ def main(argv=None) -> int:
                    help="with --budget: the prompt's length in tokens (8192)")
     p.add_argument("--dtypes", nargs="+", choices=["f32", "bf16"], default=["f32", "bf16"],
                    help="with --budget: the dtypes measured (f32 bf16)")
-    p.add_argument("--engine", choices=["ours", "transformers"], help=argparse.SUPPRESS)   # a child run
+    p.add_argument("--rounds", type=int, default=1,
+                   help="with --weights: run every engine this many times, in turn, and keep each one's best "
+                        "(on a shared machine, speed drifts over minutes; 1)")
+    p.add_argument("--engine", choices=["ours", "transformers", "llama.cpp"], help=argparse.SUPPRESS)   # a child run
     p.add_argument("--kind", help=argparse.SUPPRESS)   # the child's weights
     p.add_argument("--ids", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -106,8 +112,9 @@ def run_engine(args) -> dict:
     if args.threads:
         torch.set_num_threads(args.threads)
     ids = [int(i) for i in args.ids.split(",")]
+    engine = {"ours": ours, "transformers": transformers_generate, "llama.cpp": llama_cpp}[args.engine]
     with torch.inference_mode():
-        result = (ours if args.engine == "ours" else transformers_generate)(args, ids, torch)
+        result = engine(args, ids, torch)
     result["threads"] = torch.get_num_threads()
     return result
 
@@ -123,7 +130,7 @@ def ours(args, ids, torch) -> dict:
 
     kind = args.kind or args.dtype
     native = kind == "native"
-    weights = assemble(open_source(resolve(args.model)), DTYPES["bf16" if native else kind],
+    weights = assemble(open_source(resolve(args.model)), DTYPES["f32" if native else kind],
                        torch.device(args.device), native=native)
     nctx = len(ids) + args.tokens
     session = Session(build_model(weights, nctx), nctx, len(ids))
@@ -184,6 +191,45 @@ def transformers_generate(args, ids, torch) -> dict:
             "decode_tok_s": max(r[1] for r in runs), "tokens": runs[-1][2], "activation_bytes": peak,
             "peak_rss": peak_rss, "weight_bytes": sum(p.nbytes for p in model.parameters()),
             "kv_bytes": _kv_read(_kv_position_bytes(model.config, DTYPES[args.dtype]), len(ids), args.tokens)}
+
+
+def llama_cpp(args, ids, torch) -> dict:
+    """llama.cpp (llama-cpp-python) on the same GGUF file, prompt ids and thread count: greedy
+    (the argmax of its logits), never stopping early. Its KV cache is f16, its weights the file's."""
+    import numpy as np
+    from llama_cpp import Llama
+
+    from executor.source import open_source, resolve
+
+    source = resolve(args.model)
+    if source.kind != "gguf":
+        sys.exit("run_bench: llama.cpp runs GGUF files only")
+    file = open_source(source)
+    threads = torch.get_num_threads()
+    llm = Llama(model_path=str(source.path), n_ctx=len(ids) + args.tokens, n_threads=threads,
+                n_threads_batch=threads, verbose=False)
+
+    def greedy() -> int:   # the last position's logits, which llm.scores keeps only with logits_all
+        return int(np.argmax(np.ctypeslib.as_array(llm._ctx.get_logits(), shape=(llm.n_vocab(),))))
+
+    def once():
+        llm.reset()
+        start = time.perf_counter()
+        llm.eval(ids)
+        tokens = [greedy()]
+        prefilled = time.perf_counter()
+        for _ in range(args.tokens - 1):
+            llm.eval(tokens[-1:])
+            tokens.append(greedy())
+        return len(ids) / (prefilled - start), (args.tokens - 1) / (time.perf_counter() - prefilled), tokens
+
+    once()
+    runs = [once() for _ in range(args.repeats)]
+    c = file.config
+    return {"engine": "llama.cpp", "prefill_tok_s": max(r[0] for r in runs),
+            "decode_tok_s": max(r[1] for r in runs), "tokens": runs[-1][2], "peak_rss": resident_peak(),
+            "weight_bytes": sum(t.nbytes for t in file.tensors.values()),
+            "kv_bytes": _kv_read(2 * c.nlayers * c.nkvh * c.dh * 2, len(ids), args.tokens)}
 
 
 def _kv_position_bytes(c, dtype) -> int:
@@ -258,23 +304,36 @@ def report(results: dict, args) -> None:
 
 
 def weights_table(args, ids: list[int]) -> None:
-    """Ours per kind of weights and transformers, each in its own interpreter, then llama.cpp's
-    place in the table: its figure where llama-cpp-python is installed, else the missing peer."""
+    """Ours per kind of weights, transformers and, where llama-cpp-python is installed and the
+    model is a GGUF file, llama.cpp: each in its own interpreter, all of them --rounds times in
+    turn, each engine's best round kept."""
     import importlib.util
 
     from rich.console import Console
     from rich.table import Table
 
-    runs = {f"ours {kind}": child(args, "ours", ids, kind) for kind in args.weights}
-    runs[f"transformers {args.dtype}"] = child(args, "transformers", ids)
+    from executor.source import resolve
+
+    engines = [(f"ours {kind}", "ours", kind) for kind in args.weights] + [(f"transformers {args.dtype}", "transformers", None)]
+    peer = importlib.util.find_spec("llama_cpp") is not None and resolve(args.model).kind == "gguf"
+    engines += [("llama.cpp", "llama.cpp", None)] if peer else []
+    runs = {}
+    for _ in range(args.rounds):
+        for name, engine, kind in engines:
+            run = child(args, engine, ids, kind)
+            if name not in runs or run["decode_tok_s"] > runs[name]["decode_tok_s"]:
+                runs[name] = run
     first = runs[f"ours {args.weights[-1]}"]["tokens"]
     threads = next(iter(runs.values()))["threads"]
-    table = Table(title=f"decode on {args.device}, {threads} threads, "
-                        f"{len(ids)}-token prompt, {args.tokens} new tokens")
+    table = Table(title=f"decode on {args.device}, {threads} threads, {len(ids)}-token prompt, "
+                        f"{args.tokens} new tokens, best of {args.rounds} round(s) of {args.repeats}")
     table.add_column("")
     for name in runs:
         table.add_column(name, justify="right")
     table.add_row("decode tok/s", *(f"{r['decode_tok_s']:.1f}" for r in runs.values()))
+    if peer:
+        table.add_row("decode / llama.cpp's", *(f"{r['decode_tok_s'] / runs['llama.cpp']['decode_tok_s']:.2f}"
+                                                 for r in runs.values()))
     table.add_row("prefill tok/s", *(f"{r['prefill_tok_s']:.1f}" for r in runs.values()))
     rates = runs[f"ours {args.weights[-1]}"]["rates"]   # the last measured, nearest the transformers run
     table.add_row("memory bound tok/s", *(f"{decode_bound(r, rates):.1f}" for r in runs.values()))
@@ -285,9 +344,9 @@ def weights_table(args, ids: list[int]) -> None:
                   *(f"{_same_prefix(r['tokens'], first)}/{len(first)}" for r in runs.values()))
     Console().print(table)
     print(_rates_line(rates))
-    installed = importlib.util.find_spec("llama_cpp") is not None
-    print("llama.cpp: no figure, " + ("this table does not run llama-cpp-python yet" if installed
-                                       else "llama-cpp-python is not installed here"))
+    if not peer:
+        print("llama.cpp: no figure, " + ("llama-cpp-python is not installed here (pip install -e '.[bench]')"
+                                         if importlib.util.find_spec("llama_cpp") is None else "the model is not a GGUF file"))
 
 
 def _same_prefix(a: list[int], b: list[int]) -> int:
