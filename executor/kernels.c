@@ -312,9 +312,149 @@ static PyObject *lookup(PyObject *self, PyObject *args) {
     Py_RETURN_NONE;
 }
 
+/* ---- the small ops of a float32 step on the CPU (executor/model.py): one call each, where
+ * torch takes two to five ops (microseconds each at a few hundred values). Plain loops; on x86
+ * the compiler also makes an AVX2 copy of each, chosen when the library loads. ---- */
+
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define VECTOR __attribute__((target_clones("arch=haswell", "default")))
+#else
+#define VECTOR
+#endif
+
+/* e^x to within 2 ulp for |x| < 88 (Cephes' expf: 2^k e^r, r = x - k ln 2 in two parts, e^r a
+ * polynomial), written so that a loop of it vectorizes, where libm's expf would not */
+static inline __attribute__((always_inline)) float exp_approx(float x) {
+    x = x < -87.0f ? -87.0f : x > 88.0f ? 88.0f : x;   /* comparisons, not fminf: they vectorize */
+    float k = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;   /* rounded to nearest: 1.5 * 2^23 */
+    float r = x - k * 0.693359375f + k * 2.12194440e-4f;
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * r * r + r + 1.0f;
+    int32_t bits = ((int32_t)k + 127) << 23;
+    float scale;
+    memcpy(&scale, &bits, 4);
+    return p * scale;
+}
+
+/* y = x / sqrt(mean(x^2) + eps) * w, row by row, as transformers' LlamaRMSNorm in float32 */
+VECTOR static void rms_norm_rows(const float *x, long n, long xs, const float *w, float *y, long ys, long d, float eps) {
+    for (long i = 0; i < n; i++) {
+        const float *xi = x + i * xs;
+        float *yi = y + i * ys, squares = 0;
+        #pragma omp simd reduction(+:squares)
+        for (long j = 0; j < d; j++) squares += xi[j] * xi[j];
+        float r = 1.0f / sqrtf(squares / (float)d + eps);
+        for (long j = 0; j < d; j++) yi[j] = w[j] * (xi[j] * r);
+    }
+}
+
+/* Each head's halves (x1, x2) -> (x1 cos - x2 sin, x2 cos + x1 sin), in place: rows of `heads`
+ * heads of dh values, cos and sin (n, dh) with sin's first half negated (model.rope_tables) */
+VECTOR static void rope_rows(float *x, long n, long xs, long heads, long dh, const float *cos, const float *sin) {
+    long half = dh / 2;
+    for (long i = 0; i < n; i++) {
+        const float *c = cos + i * dh, *s = sin + i * dh;
+        for (long h = 0; h < heads; h++) {
+            float *x1 = x + i * xs + h * dh, *x2 = x1 + half;
+            for (long j = 0; j < half; j++) {
+                float a = x1[j], b = x2[j];
+                x1[j] = a * c[j] + b * s[j];
+                x2[j] = b * c[half + j] + a * s[half + j];
+            }
+        }
+    }
+}
+
+/* SwiGLU: gate = silu(gate) * up, rows of gate (di) then up (di) */
+VECTOR static void swiglu_rows(float *ffn, long n, long stride, long di) {
+    for (long i = 0; i < n; i++) {
+        float *g = ffn + i * stride, *u = g + di;
+        #pragma omp simd
+        for (long j = 0; j < di; j++) g[j] = g[j] / (1.0f + exp_approx(-g[j])) * u[j];
+    }
+}
+
+/* One query per head over positions 0 .. end of a layer's cache: q (nkvh * group, dh), heads
+ * grouped by K/V head; keys and values (nkvh, dh, nctx), positions last; scores (heads, end).
+ * Each head's output overwrites its query, which its scores no longer need. */
+VECTOR static void attend_one_head(float *q, const float *k, const float *v, long nctx, long end, long dh,
+                                   float scale, float *s) {
+    for (long p = 0; p < end; p++) s[p] = 0;
+    for (long j = 0; j < dh; j++) {
+        float qj = q[j] * scale;
+        const float *kj = k + j * nctx;
+        for (long p = 0; p < end; p++) s[p] += qj * kj[p];
+    }
+    float top = s[0], total = 0;
+    #pragma omp simd reduction(max:top)
+    for (long p = 0; p < end; p++) top = s[p] > top ? s[p] : top;
+    #pragma omp simd
+    for (long p = 0; p < end; p++) s[p] = exp_approx(s[p] - top);
+    #pragma omp simd reduction(+:total)
+    for (long p = 0; p < end; p++) total += s[p];
+    for (long j = 0; j < dh; j++) {
+        const float *vj = v + j * nctx;
+        float out = 0;
+        #pragma omp simd reduction(+:out)
+        for (long p = 0; p < end; p++) out += s[p] * vj[p];
+        q[j] = out / total;
+    }
+}
+
+#define F(addr) ((float *)(uintptr_t)(addr))
+
+static PyObject *rms_norm(PyObject *self, PyObject *args) {
+    unsigned long long x, w, y;
+    long n, xs, ys, d;
+    float eps;
+    if (!PyArg_ParseTuple(args, "KllKKllf", &x, &n, &xs, &w, &y, &ys, &d, &eps)) return NULL;
+    rms_norm_rows(F(x), n, xs, F(w), F(y), ys, d, eps);
+    Py_RETURN_NONE;
+}
+
+static PyObject *rope(PyObject *self, PyObject *args) {
+    unsigned long long x, cos, sin;
+    long n, xs, heads, dh;
+    if (!PyArg_ParseTuple(args, "KllllKK", &x, &n, &xs, &heads, &dh, &cos, &sin)) return NULL;
+    rope_rows(F(x), n, xs, heads, dh, F(cos), F(sin));
+    Py_RETURN_NONE;
+}
+
+static PyObject *swiglu(PyObject *self, PyObject *args) {
+    unsigned long long ffn;
+    long n, stride, di;
+    if (!PyArg_ParseTuple(args, "Klll", &ffn, &n, &stride, &di)) return NULL;
+    swiglu_rows(F(ffn), n, stride, di);
+    Py_RETURN_NONE;
+}
+
+static PyObject *attend_one(PyObject *self, PyObject *args) {
+    unsigned long long q, k, v, scores;
+    long nkvh, group, dh, nctx, end;
+    float scale;
+    if (!PyArg_ParseTuple(args, "KKKlllllfK", &q, &k, &v, &nkvh, &group, &dh, &nctx, &end, &scale, &scores)) return NULL;
+    Py_BEGIN_ALLOW_THREADS
+    #pragma omp parallel for schedule(static) if (end * nkvh * group > 4096)
+    for (long h = 0; h < nkvh * group; h++)
+        attend_one_head(F(q) + h * dh, F(k) + h / group * dh * nctx, F(v) + h / group * dh * nctx, nctx, end, dh,
+                        scale, F(scores) + h * end);
+    Py_END_ALLOW_THREADS
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef methods[] = {
     {"matmul", matmul, METH_VARARGS, "y (+)= x @ w.T for w in GGUF blocks (see kernels.c)"},
     {"lookup", lookup, METH_VARARGS, "rows of w in GGUF blocks as float32 (see kernels.c)"},
+    {"rms_norm", rms_norm, METH_VARARGS, "rms_norm(x, n, x_stride, w, y, y_stride, d, eps), float32 rows"},
+    {"rope", rope, METH_VARARGS, "rope(x, n, x_stride, heads, dh, cos, sin): rotate heads in place"},
+    {"swiglu", swiglu, METH_VARARGS, "swiglu(ffn, n, stride, di): gate = silu(gate) * up in place"},
+    {"attend_one", attend_one, METH_VARARGS,
+     "attend_one(q, keys, values, nkvh, group, dh, nctx, end, scale, scores): decode attention, output over q"},
     {NULL, NULL, 0, NULL},
 };
 

@@ -24,6 +24,7 @@ import torch.nn.functional as F
 
 from planner.errors import ArenaError
 
+from . import _kernels
 from .quant import lookup, matmul
 from .sampling import Sampler, Scratch
 from .weights import Weights
@@ -51,6 +52,8 @@ class Model:
     swap: torch.Tensor  # [1, 0]: the halves of a head in swapped order, for rope's index_select
     scale: float        # 1 / sqrt(dh), the scores' scale
     keys_by_position: bool   # the KV cache's keys position by position (CacheViews): on CPU, not in float32
+    compiled: bool      # float32 on the CPU: norms, RoPE, SwiGLU and decode attention are one call each
+                        # to executor/kernels.c, where torch takes two to five ops (and Python calls)
     group: Group | None = None    # the tensor-parallel ranks, None when this is the only one
 
     @property
@@ -112,8 +115,9 @@ def build_model(weights: Weights, nctx: int, group: Group | None = None) -> Mode
     dims = weights.dims()
     swap = torch.tensor([1, 0], device=device)
     keys_by_position = device.type == "cpu" and dtype != torch.float32
+    compiled = device.type == "cpu" and dtype == torch.float32
     return Model(weights, dims["nh"], dims["nkvh"], c.dh, dims["di"], c.eps, root_eps, root_d, zero, one_row_norm,
-                 cos.to(device, dtype), sin.to(device, dtype), swap, c.dh ** -0.5, keys_by_position, group)
+                 cos.to(device, dtype), sin.to(device, dtype), swap, c.dh ** -0.5, keys_by_position, compiled, group)
 
 
 def rope_tables(dh: int, nctx: int, theta: float, scaling: dict | None, factors: torch.Tensor | None):
@@ -158,7 +162,10 @@ def rms_norm(x: torch.Tensor, x_t: torch.Tensor, m: Model, weight: torch.Tensor,
     time). One addcmul then computes 0 + x * weight / rms in float32 and rounds once
     (transformers rounds x / rms first, then the product with the weight: the same to within
     a rounding, and the same in float32)."""
-    if len(x) == 1 and m.one_row_norm:
+    if m.compiled:
+        _kernels.rms_norm(x.data_ptr(), len(x), x.stride(0), weight.data_ptr(), out.data_ptr(), out.stride(0),
+                          x.shape[1], m.eps)
+    elif len(x) == 1 and m.one_row_norm:
         squares = torch.mm(x, x_t, out=rms_one).item()   # the dot product, into rms
         torch.addcmul(m.zero, x, weight, value=1 / math.sqrt(squares / x.shape[-1] + m.eps), out=out)
     else:
@@ -246,6 +253,10 @@ def attn_qkv(t, m: Model, layer, call: Call):
 def rope(t, m: Model, layer, call: Call):
     """Rotate each Q and K head in place: (x1, x2) -> (x1 cos - x2 sin, x2 cos + x1 sin), reading
     the swapped halves (x2, x1) from rot, since the halves in attn are overwritten."""
+    if m.compiled:
+        _kernels.rope(t.attn.data_ptr(), call.n, t.attn.stride(0), m.nh + m.nkvh, m.dh, call.cos.data_ptr(),
+                      call.sin.data_ptr())
+        return
     torch.index_select(t.qk, 2, m.swap, out=t.rot_halves)
     t.qk.mul_(call.cos).addcmul_(t.rot_halves, call.sin)
 
@@ -272,7 +283,11 @@ def attention(t, m: Model, layer, call: Call):
 
 def _attend_one(t, m: Model, keys: torch.Tensor, values: torch.Tensor, end: int) -> None:
     """One token: the query heads sharing a K/V head form that head's batch of queries, so
-    attention takes three ops and no mask."""
+    attention takes three ops and no mask (one call where m.compiled)."""
+    if m.compiled:   # keys and values (nkvh, dh, nctx) per layer, positions last
+        _kernels.attend_one(t.attn.data_ptr(), keys.data_ptr(), values.data_ptr(), m.nkvh, m.nh // m.nkvh, m.dh,
+                            keys.stride(1), end, m.scale, t.scores.data_ptr())
+        return
     s = t.scores_flat[:m.nh * end].view(m.nkvh, m.nh // m.nkvh, end)
     torch.baddbmm(s, t.q_groups, keys, beta=0, alpha=m.scale, out=s)
     torch.softmax(s, -1, out=s)
@@ -339,6 +354,9 @@ def ffn_up(t, m: Model, layer, call: Call):
 
 def activation(t, m: Model, layer, call: Call):
     """SwiGLU: silu(gate) * up, written into the gate half."""
+    if m.compiled:
+        _kernels.swiglu(t.ffn.data_ptr(), call.n, t.ffn.stride(0), m.di)
+        return
     F.silu(t.gate, inplace=True).mul_(t.up)
 
 
