@@ -438,6 +438,12 @@ static PyObject *attend_one(PyObject *self, PyObject *args) {
     long nkvh, group, dh, nctx, end;
     float scale;
     if (!PyArg_ParseTuple(args, "KKKlllllfK", &q, &k, &v, &nkvh, &group, &dh, &nctx, &end, &scale, &scores)) return NULL;
+    /* the token's keys and values, which follow the queries in q's row, go to position end - 1 */
+    const float *new_k = F(q) + nkvh * group * dh, *new_v = new_k + nkvh * dh;
+    for (long j = 0; j < nkvh * dh; j++) {
+        F(k)[j * nctx + end - 1] = new_k[j];
+        F(v)[j * nctx + end - 1] = new_v[j];
+    }
     Py_BEGIN_ALLOW_THREADS
     #pragma omp parallel for schedule(static) if (end * nkvh * group > 4096)
     for (long h = 0; h < nkvh * group; h++)
@@ -454,7 +460,8 @@ static PyMethodDef methods[] = {
     {"rope", rope, METH_VARARGS, "rope(x, n, x_stride, heads, dh, cos, sin): rotate heads in place"},
     {"swiglu", swiglu, METH_VARARGS, "swiglu(ffn, n, stride, di): gate = silu(gate) * up in place"},
     {"attend_one", attend_one, METH_VARARGS,
-     "attend_one(q, keys, values, nkvh, group, dh, nctx, end, scale, scores): decode attention, output over q"},
+     "attend_one(q, keys, values, nkvh, group, dh, nctx, end, scale, scores): decode attention over a layer's "
+     "cache, the token's K and V (after q in its row) appended first; the output over q"},
     {NULL, NULL, 0, NULL},
 };
 

@@ -266,10 +266,14 @@ def attention(t, m: Model, layer, call: Call):
     and write the heads' output over Q (attn's Q part), which nothing reads afterwards.
     Keys come a tile at a time (t.scores' width); a call whose keys fit one tile takes a
     plain softmax, the others keep a running max and sum per query (flash attention)."""
-    call.cache.key_slots[layer].copy_(t.new_kv[0])
-    call.cache.value_slots[layer].copy_(t.new_kv[1])
     keys, values = call.cache.keys[layer], call.cache.values[layer]    # (nkvh, dh, end), (nkvh, end, dh)
     end = call.start + call.n
+    if m.compiled and call.n == 1 and end <= t.scores.shape[-1]:   # the append too, keys and values (nkvh, dh, nctx)
+        _kernels.attend_one(t.attn.data_ptr(), keys.data_ptr(), values.data_ptr(), m.nkvh, m.nh // m.nkvh, m.dh,
+                            keys.stride(1), end, m.scale, t.scores.data_ptr())
+        return
+    call.cache.key_slots[layer].copy_(t.new_kv[0])
+    call.cache.value_slots[layer].copy_(t.new_kv[1])
     if end > t.scores.shape[-1]:
         _attend_tiled(t, m, keys, values, call)
     elif call.n == 1:
@@ -283,11 +287,7 @@ def attention(t, m: Model, layer, call: Call):
 
 def _attend_one(t, m: Model, keys: torch.Tensor, values: torch.Tensor, end: int) -> None:
     """One token: the query heads sharing a K/V head form that head's batch of queries, so
-    attention takes three ops and no mask (one call where m.compiled)."""
-    if m.compiled:   # keys and values (nkvh, dh, nctx) per layer, positions last
-        _kernels.attend_one(t.attn.data_ptr(), keys.data_ptr(), values.data_ptr(), m.nkvh, m.nh // m.nkvh, m.dh,
-                            keys.stride(1), end, m.scale, t.scores.data_ptr())
-        return
+    attention takes three ops and no mask."""
     s = t.scores_flat[:m.nh * end].view(m.nkvh, m.nh // m.nkvh, end)
     torch.baddbmm(s, t.q_groups, keys, beta=0, alpha=m.scale, out=s)
     torch.softmax(s, -1, out=s)
