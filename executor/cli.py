@@ -281,7 +281,7 @@ def preflight(c, shard, dtype: str, prompt_len: int, nctx: int, packed: int | No
 
 def _print_estimate(cost: dict[str, int], dtype: str, device) -> None:
     outside = "".join(f" + {name} {_mib(cost[key])}" for key, name in
-                      (("workspace_bytes", "int4 workspace"), ("runtime_bytes", "torch and session")) if cost[key])
+                      (("workspace_bytes", "native workspace"), ("runtime_bytes", "torch and session")) if cost[key])
     print(f"estimate  weights {_mib(cost['weight_bytes'])} {dtype} + arena {_mib(cost['arena'])} "
           f"(KV cache {_mib(cost['kv_bytes'])}){outside} = {_mib(cost['total_bytes'])} on {device}", file=sys.stderr)
 

@@ -453,7 +453,16 @@ static PyObject *attend_one(PyObject *self, PyObject *args) {
     Py_RETURN_NONE;
 }
 
+static PyObject *use_avx2(PyObject *self, PyObject *arg) {
+    int flag = PyObject_IsTrue(arg), previous = avx2;
+    if (flag < 0) return NULL;
+    avx2 = flag && has_avx2();
+    return PyBool_FromLong(previous);
+}
+
 static PyMethodDef methods[] = {
+    {"use_avx2", use_avx2, METH_O, "use_avx2(flag) -> the previous setting: the products' and lookups' AVX2 code "
+     "where the CPU has it (the default), else their plain C (which tests compare)"},
     {"matmul", matmul, METH_VARARGS, "y (+)= x @ w.T for w in GGUF blocks (see kernels.c)"},
     {"lookup", lookup, METH_VARARGS, "rows of w in GGUF blocks as float32 (see kernels.c)"},
     {"rms_norm", rms_norm, METH_VARARGS, "rms_norm(x, n, x_stride, w, y, y_stride, d, eps), float32 rows"},

@@ -9,6 +9,7 @@ from gguf import GGMLQuantizationType as Q
 
 from executor.gguf_file import GGUFFile
 import executor.quant as quant
+from executor import _kernels
 from executor.quant import GROUP, ROWS, Packed, lookup, matmul, workspace_nbytes
 from executor.weights import assemble
 from llama_arena.cli import main
@@ -56,13 +57,15 @@ def quantized_rows(x: torch.Tensor):
 def test_native_products_are_the_weights_times_the_16_bit_rows(files, qtype):
     """A product equals the dequantized weights times x as its 16-bit rows stand for it, within
     float32 rounding, so it is off x @ w by at most half a step of x per value; f32 and bf16 runs,
-    written or added, x a strided view, more than ROWS rows. Lookups return exact rows."""
+    written or added, x a strided view, more than ROWS rows, with the AVX2 code and with the
+    plain C that other CPUs run. Lookups return exact rows."""
     b = files[qtype].blocks("model.layers.0.mlp.up_proj.weight", torch.float32)    # (96, 64)
     w = b.dequantize()
     n = 2 * ROWS + 3   # the products and lookups go ROWS rows at a time
     x = torch.randn(n, 80, generator=torch.Generator().manual_seed(1))[:, :64]   # a strided view, like t.q
     tokens = torch.arange(96, dtype=torch.int32).repeat(3)[:n].flip(0)
-    for dtype in (torch.float32, torch.bfloat16):
+    for dtype, avx2 in ((torch.float32, True), (torch.bfloat16, True), (torch.float32, False)):
+        previous = _kernels.use_avx2(avx2)
         packed = Packed(b.kind, b.blocks, dtype)
         assert packed.shape == (64, 96) and packed.dtype == dtype
         xd = x.to(dtype)
@@ -78,6 +81,7 @@ def test_native_products_are_the_weights_times_the_16_bit_rows(files, qtype):
         assert (out.double() - expected).abs().max() <= tolerance
         rows = torch.empty(n, 64, dtype=dtype)
         lookup(packed, tokens, rows)
+        _kernels.use_avx2(previous)
         assert torch.equal(rows, w[tokens.long()].to(dtype))
 
 
