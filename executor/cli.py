@@ -47,7 +47,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="cpu (default) or cuda")
     p.add_argument("--dtype", choices=["f32", "f16", "bf16"],
                    help="run dtype of the arena, and of the weights unless native (default: the --weights dtype; "
-                        "bf16 with native weights on cpu; else f32 on cpu, bf16 on cuda)")
+                        "else f32 on cpu, native weights included, and bf16 on cuda)")
     p.add_argument("--weights", choices=["native", "f32", "bf16", "f16"],
                    help="native (default for GGUF files): Q4_0, Q4_1 and Q8_0 matrices stay 4- and 8-bit and "
                         "the products run on them (on cpu; elsewhere, and for other types, dequantized to "
