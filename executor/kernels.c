@@ -16,7 +16,7 @@
  * model's logits by 5%.
  *
  * matmul(kind, w, rows, blocks, x, n, x_stride, y, y_stride, accumulate)
- *     y[i, r] (+)= sum_k x[i, k] w[r, k] for i < n, r < rows: x (n, 32 blocks) and y (n, rows)
+ *     y[i, r] (+)= sum_k x[i, k] w[r, k] for i < n, r < rows: x (n, 32 * blocks) and y (n, rows)
  *     float32 rows. x's quantized rows, n * blocks * XBLOCK_BYTES, are held for the call.
  * lookup(kind, w, blocks, ids, n, rows, y, y_stride)
  *     y[i] = row ids[i] of w, float32, exact (d q is exact in float32); ids int64, checked.
