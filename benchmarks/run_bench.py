@@ -65,6 +65,8 @@ def main(argv=None) -> int:
     p.add_argument("--kind", help=argparse.SUPPRESS)   # the child's weights
     p.add_argument("--ids", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    if args.rounds < 1:
+        p.error(f"--rounds: must be at least 1, not {args.rounds}")
     if args.engine:
         print(json.dumps(run_engine(args)))
         return 0

@@ -153,7 +153,6 @@ AVX2 static inline float sum8(__m256 v) {
     return _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)));
 }
 
-/* The kind is a constant in each caller below, so the compiler drops the other kinds' code. */
 /* The 32 stored values of a block as 16-bit integers: values 0..15 in lo, 16..31 in hi. */
 AVX2 static inline void block_ints(int kind, const uint8_t *blk, __m256i *lo, __m256i *hi) {
     if (kind == Q8_0) {
@@ -228,6 +227,7 @@ AVX2 static inline void dot_tile(int kind, const uint8_t *row, long blocks, cons
     for (int i = 0; i < n; i++) out[i] = sum8(acc[i]) + extra[i];
 }
 
+/* The kind is a constant in each of these, so the compiler drops the other kinds' code. */
 AVX2 static void dot_tile_q4_0(const uint8_t *r, long bl, const XBlock *x, long xs, int n, float *o) { dot_tile(Q4_0, r, bl, x, xs, n, o); }
 AVX2 static void dot_tile_q4_1(const uint8_t *r, long bl, const XBlock *x, long xs, int n, float *o) { dot_tile(Q4_1, r, bl, x, xs, n, o); }
 AVX2 static void dot_tile_q8_0(const uint8_t *r, long bl, const XBlock *x, long xs, int n, float *o) { dot_tile(Q8_0, r, bl, x, xs, n, o); }

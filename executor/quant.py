@@ -74,11 +74,6 @@ def cat_rows(parts: list[Packed]) -> Packed | None:
     return Packed(parts[0].kind, torch.cat([p.blocks for p in parts]), parts[0].dtype)
 
 
-def packable(w: Packed, device: torch.device) -> bool:
-    """The kernels run on the CPU."""
-    return device.type == "cpu"
-
-
 def matmul(x: torch.Tensor, w, out: torch.Tensor, accumulate: bool = False) -> None:
     """out = x @ w, or out += x @ w: x (n, in), w a plain (in, out) operand or a Packed."""
     if isinstance(w, torch.Tensor):

@@ -17,7 +17,7 @@ import torch
 from planner.errors import ArenaError
 from planner.shards import Shard
 
-from .quant import Packed, cat_rows, packable
+from .quant import Packed, cat_rows
 
 DTYPES = {"f32": torch.float32, "f16": torch.float16, "bf16": torch.bfloat16}
 
@@ -166,9 +166,10 @@ def hand_back_heap() -> None:
 
 
 def _packed(file: TensorFile, parts, dtype: torch.dtype, device: torch.device) -> Packed | None:
-    """The parts' GGUF blocks, sliced and stacked; None where any part has no native
-    form (a checkpoint, F32, a K-quant), the kinds differ, or a slice would split a group."""
-    if not hasattr(file, "blocks"):
+    """The parts' GGUF blocks, sliced and stacked; None off the CPU (where the kernels run), or
+    where any part has no native form (a checkpoint, F32, a K-quant), the kinds differ, or a
+    slice would split a group."""
+    if not hasattr(file, "blocks") or device.type != "cpu":
         return None
     got = []
     for name, shape, rows, cols in parts:
@@ -179,8 +180,7 @@ def _packed(file: TensorFile, parts, dtype: torch.dtype, device: torch.device) -
         if b is None:
             return None
         got.append(b)
-    b = cat_rows(got)
-    return b if b is not None and packable(b, device) else None
+    return cat_rows(got)
 
 
 def _rows(heads: list[int], dh: int) -> slice:
