@@ -1,11 +1,12 @@
 """The exact strategy: the minimum arena for given lifetimes, with a proof of it.
 
 Kept apart, as in google/minimalloc's solver: the problem (problem.py: components and
-their sections), the decision "does a component fit under a capacity?" (search.py), and
-here the minimization: capacities from the lower bound up, each failed search naming the
-next capacity worth trying (as IDA* does), until one fits. When the search has used its
-share of the time, layer splits (stacking.py) look for a plan at the bound, and then
-CP-SAT (cpsat.py) takes over the component, since each does well where the others thrash.
+their sections), the decision "does a component fit under a capacity?" (canonical.c, then
+search.py), and here the minimization: first the compiled canonical search at the lower
+bound, then capacities from the bound up, each failed search naming the next capacity
+worth trying (as IDA* does), until one fits. When the search has used its share of the
+time, layer splits (stacking.py) look for a plan at the bound, and then CP-SAT (cpsat.py)
+takes over the component, since each does well where the others thrash.
 Given a capacity, the same methods in the same order decide that capacity alone, and stop
 at the first plan within it.
 """
@@ -15,16 +16,19 @@ import sys
 import time
 from dataclasses import dataclass
 
-from . import cpsat
+from . import canonical, cpsat
 from .problem import Block, Component, components, extent
 from .search import Search, Timeout
 from .stacking import stacked
 
-# Of the time left, the share the search (with its oracle) gets first. Where layer splits
+# Of the time left, the share the compiled canonical search gets first: what it plans, it
+# mostly plans in milliseconds, and it proves some capacities too small that the Python
+# search does not. Then the share of the Python search (with its oracle). Where layer splits
 # follow, it gets less (what it solves there it mostly solves in milliseconds) and they
 # take STACK_SHARE of the rest; they follow only where the component is mostly full at the
 # bound. CP-SAT takes the rest, as it still solves some instances the others do not.
 # (The shares were tuned on the benchmark families: docs/measurements.md.)
+CANONICAL_SHARE = 0.2
 SEARCH_SHARE = 0.3
 SEARCH_SHARE_LAYERED = 0.1
 STACK_SHARE = 0.8
@@ -79,6 +83,11 @@ def _minimize(comp: Component, plan: list[int], bound: int, deadline: float) -> 
     upper = comp.extent(plan)
     if upper <= bound or time.monotonic() >= deadline:
         return plan, bound
+    found, proven = canonical.search(comp, bound, _share_end(CANONICAL_SHARE, deadline))
+    if found is not None:
+        return found, bound
+    if proven:
+        bound = comp.step_above(bound)
     layered = comp.mostly_full(bound)
     share = SEARCH_SHARE_LAYERED if layered else SEARCH_SHARE
     found, bound = _climb(comp, bound, upper, time.monotonic() + share * (deadline - time.monotonic()))
@@ -96,6 +105,9 @@ def _decide(comp: Component, plan: list[int], capacity: int, deadline: float) ->
     proven bound, above `capacity` where no plan fits it."""
     if comp.lower > capacity:
         return plan, comp.lower
+    found, proven = canonical.search(comp, capacity, _share_end(CANONICAL_SHARE, deadline))
+    if found is not None or proven:
+        return (found, comp.lower) if found is not None else (plan, comp.step_above(capacity))
     layered = comp.mostly_full(capacity)
     share = SEARCH_SHARE_LAYERED if layered else SEARCH_SHARE
     search = Search(comp, capacity, time.monotonic() + share * (deadline - time.monotonic()))
@@ -125,3 +137,9 @@ def _climb(comp: Component, bound: int, upper: int, deadline: float) -> tuple[li
             return None, bound
         bound += search.short
     return None, upper
+
+
+def _share_end(share: float, deadline: float) -> float:
+    now = time.monotonic()
+    return now + share * (deadline - now)
+

@@ -91,6 +91,11 @@ class Component:
         """The gcd of the sizes: a canonical plan's offsets and arena are multiples of it."""
         return functools.reduce(math.gcd, self.size)
 
+    def step_above(self, capacity: int) -> int:
+        """The least arena a plan can have when none fits `capacity`: a plan pushed down to
+        canonical form has an extent that is a sum of sizes, so a multiple of `unit`."""
+        return -(-(capacity + 1) // self.unit) * self.unit
+
     def blocks_of(self, plan_blocks: list[Block]) -> list[Block]:
         """The component's own blocks, in its order, from the caller's list."""
         return [plan_blocks[i] for i in self.blocks]

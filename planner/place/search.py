@@ -167,8 +167,8 @@ class Search:
                 raise Solved(answer)
         self.undecided, self.kept = low, self.depth
         self.refutations += 1
-        step = -(-(self.capacity + 1) // self.comp.unit) * self.comp.unit - self.capacity
-        self._missed(step)       # a refuted branch might fit one step up: claim no more
+        # a refuted branch might fit one step up: claim no more
+        self._missed(self.comp.step_above(self.capacity) - self.capacity)
         raise Refuted(next(depth for depth in self.live if depth >= high))
 
     @property

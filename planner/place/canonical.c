@@ -1,0 +1,417 @@
+/* The canonical search, compiled: does a component fit under a capacity?
+ *
+ * google/minimalloc's search (Moffitt, ASPLOS 2023), written from its paper. Any plan can be
+ * pushed down until every buffer rests on offset 0 or on a buffer it conflicts with; read in
+ * order of offset, such a plan places each buffer at its floor, the highest top of the placed
+ * buffers it conflicts with (`floor[k]`). So the search places one buffer at a time at its
+ * floor, offsets never decreasing (`base`, the last offset placed, is a floor for all).
+ *
+ * Why each rule below loses no plan: take, of the plans that extend the placements so far with
+ * every later offset >= base, one with the least sum of offsets, and let x be its lowest
+ * unplaced buffer. x sits at floor[x] (else it could drop), and floor[x] < floor[y] + size[y]
+ * for every other unplaced y (else y could drop to its floor, under everything unplaced).
+ *   - canonical order: only buffers with base <= floor < the lowest floor + size of any
+ *     unplaced buffer are tried, lowest floor first;
+ *   - section inference: over each section, the unplaced buffers whose floor is >= t must fit
+ *     in [t, capacity), for every t (the floors counted from at least base);
+ *   - a buffer x whose top is at or under the floor of every unplaced buffer it conflicts with
+ *     ("hatless") can drop to its floor in any plan that places a later candidate first: when
+ *     x first fails, so do they;
+ *   - dynamic decomposition: where no unplaced buffer crosses a section boundary, the two sides
+ *     are solved apart, and when one fails the node fails;
+ *   - failed states are remembered: the unplaced buffers of a part, their floors and base fully
+ *     decide it (a 128-bit hash of them);
+ *   - buffers alike in span, size and floor lead to the same states: only the first is tried.
+ * The search restarts with another order of the buffers (the caller's `ranks`) each time it
+ * spends its node budget, which grows by half every round; remembered failures stay valid.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+enum { FOUND = 1, FAILED = 0, STOPPED = -1 };
+
+typedef struct { int buffer; int64_t old; } Entry;   /* old == -1: the buffer was placed */
+typedef struct { uint64_t a, b; } Key;
+
+typedef struct {
+    int n, nsec, nranks;
+    int64_t capacity;
+    int64_t *size;
+    int *lo, *hi;                        /* buffer k covers sections [lo[k], hi[k]) */
+    int *conflict_at, *conflict;         /* CSR: the buffers sharing a section with k */
+    int *start_at, *start;               /* CSR: the buffers starting at section s */
+    int *cover_at, *cover;               /* CSR: the buffers over section s */
+    int *ranks, *rank;                   /* nranks orders; rank: the one in use */
+    int64_t *floor, *offset, *left;      /* left[s]: sizes of the unplaced buffers over s */
+    char *placed;
+    Entry *trail;
+    int ntrail;
+    uint64_t *zobrist;
+    Key *failed;
+    size_t failed_mask, failed_count;
+    long long nodes, budget;
+    double deadline;
+    int stopped, timed_out;
+    int64_t *scratch_l;                  /* section inference's (floor, size) pairs */
+    long long *checked, stamp;           /* sections already checked in this inference: stamp */
+} Search;
+
+static double now(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec + 1e-9 * t.tv_nsec;
+}
+
+static uint64_t mix(uint64_t x) {        /* splitmix64's finalizer */
+    x += 0x9e3779b97f4a7c15ULL;
+    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
+    return x ^ (x >> 31);
+}
+
+static int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
+
+static size_t slot(const Search *S, Key key) { return (size_t)(key.a ^ (key.b >> 7)) & S->failed_mask; }
+
+static int known_failed(const Search *S, Key key) {
+    for (size_t i = slot(S, key);; i = (i + 1) & S->failed_mask) {
+        if (S->failed[i].a == 0) return 0;
+        if (S->failed[i].a == key.a && S->failed[i].b == key.b) return 1;
+    }
+}
+
+static void remember_failed(Search *S, Key key) {
+    if (4 * (S->failed_count + 1) > 3 * (S->failed_mask + 1)) return;    /* full: forget nothing, add nothing */
+    size_t i = slot(S, key);
+    while (S->failed[i].a != 0) i = (i + 1) & S->failed_mask;
+    S->failed[i] = key;
+    S->failed_count++;
+}
+
+static void place(Search *S, int k) {
+    int64_t top = S->floor[k] + S->size[k];
+    S->trail[S->ntrail++] = (Entry){k, -1};
+    S->placed[k] = 1;
+    S->offset[k] = S->floor[k];
+    for (int s = S->lo[k]; s < S->hi[k]; s++) S->left[s] -= S->size[k];
+    for (int i = S->conflict_at[k]; i < S->conflict_at[k + 1]; i++) {
+        int y = S->conflict[i];
+        if (!S->placed[y] && S->floor[y] < top) {
+            S->trail[S->ntrail++] = (Entry){y, S->floor[y]};
+            S->floor[y] = top;
+        }
+    }
+}
+
+static void undo(Search *S, int mark) {
+    while (S->ntrail > mark) {
+        Entry e = S->trail[--S->ntrail];
+        if (e.old >= 0) {
+            S->floor[e.buffer] = e.old;
+        } else {
+            int k = e.buffer;
+            S->placed[k] = 0;
+            for (int s = S->lo[k]; s < S->hi[k]; s++) S->left[s] += S->size[k];
+        }
+    }
+}
+
+/* Section inference over section s: the unplaced buffers whose floor (at least base) is >= t
+ * fit in [t, capacity), for each floor t among them. t = base is inferred_fit's first test, so
+ * only the buffers with floors above base are sorted (usually a few). */
+static int section_fits(Search *S, int s, int64_t base) {
+    int64_t *pairs = S->scratch_l;
+    int m = 0;
+    for (int i = S->cover_at[s]; i < S->cover_at[s + 1]; i++) {
+        int j = S->cover[i];
+        if (!S->placed[j] && S->floor[j] > base) {
+            pairs[2 * m] = S->floor[j];
+            pairs[2 * m + 1] = S->size[j];
+            m++;
+        }
+    }
+    for (int i = 1; i < m; i++) {          /* insertion sort, highest floor first: m is small */
+        int64_t l = pairs[2 * i], size = pairs[2 * i + 1];
+        int j = i;
+        for (; j > 0 && pairs[2 * (j - 1)] < l; j--) {
+            pairs[2 * j] = pairs[2 * (j - 1)];
+            pairs[2 * j + 1] = pairs[2 * (j - 1) + 1];
+        }
+        pairs[2 * j] = l;
+        pairs[2 * j + 1] = size;
+    }
+    int64_t above = 0;
+    for (int i = 0; i < m; i++) {
+        above += pairs[2 * i + 1];
+        if (pairs[2 * i] + above > S->capacity) return 0;
+    }
+    return 1;
+}
+
+/* After placing k at base (its floor changes on the trail from `mark` on): every section of the
+ * part holds its unplaced bytes above base, and the sections under the buffers whose floors rose
+ * pass section_fits (elsewhere base rising only moves floors under base, which the first test
+ * covers). */
+static int inferred_fit(Search *S, int mark, int a, int b, int64_t base) {
+    for (int s = a; s < b; s++)
+        if (S->left[s] > 0 && base + S->left[s] > S->capacity) return 0;
+    S->stamp++;
+    for (int e = mark + 1; e < S->ntrail; e++) {
+        int y = S->trail[e].buffer;
+        for (int s = S->lo[y]; s < S->hi[y]; s++) {
+            if (S->checked[s] == S->stamp) continue;
+            S->checked[s] = S->stamp;
+            if (!section_fits(S, s, base)) return 0;
+        }
+    }
+    return 1;
+}
+
+static int hatless(const Search *S, int k) {
+    int64_t top = S->floor[k] + S->size[k];
+    for (int i = S->conflict_at[k]; i < S->conflict_at[k + 1]; i++) {
+        int y = S->conflict[i];
+        if (!S->placed[y] && S->floor[y] < top) return 0;
+    }
+    return 1;
+}
+
+static int fit(Search *S, int a, int b, int64_t base);
+
+static const Search *sorting;      /* for the candidates' comparator */
+
+static int by_floor_then_rank(const void *p, const void *q) {
+    int x = *(const int *)p, y = *(const int *)q;
+    if (sorting->floor[x] != sorting->floor[y]) return sorting->floor[x] < sorting->floor[y] ? -1 : 1;
+    return sorting->rank[x] - sorting->rank[y];
+}
+
+static int alike(const Search *S, int x, int y) {
+    return S->lo[x] == S->lo[y] && S->hi[x] == S->hi[y] && S->size[x] == S->size[y] && S->floor[x] == S->floor[y];
+}
+
+/* One part: sections [a, b), which no unplaced buffer crosses. */
+static int fit_part(Search *S, int a, int b, int64_t base) {
+    if (S->stopped) return STOPPED;
+    if (++S->nodes >= S->budget) { S->stopped = 1; return STOPPED; }
+    if ((S->nodes & 255) == 0 && now() > S->deadline) { S->stopped = S->timed_out = 1; return STOPPED; }
+    int count = 0, *candidates = malloc(sizeof(int) * (S->start_at[b] - S->start_at[a] + 1));
+    int64_t lowest_top = INT64_MAX;
+    Key key = {mix((uint64_t)base), mix((uint64_t)base ^ 0x5851f42d4c957f2dULL)};
+    for (int i = S->start_at[a]; i < S->start_at[b]; i++) {
+        int k = S->start[i];
+        if (S->placed[k]) continue;
+        int64_t top = S->floor[k] + S->size[k];
+        if (max64(S->floor[k], base) + S->size[k] > S->capacity) { free(candidates); return FAILED; }
+        if (top < lowest_top) lowest_top = top;
+        key.a += mix(S->zobrist[k] ^ (uint64_t)S->floor[k]);
+        key.b += mix(S->zobrist[k] + 0x632be59bd9b4e019ULL * (uint64_t)S->floor[k]);
+        if (S->floor[k] >= base) candidates[count++] = k;
+    }
+    key.a |= 1;
+    if (lowest_top <= base || known_failed(S, key)) { free(candidates); return FAILED; }
+    int kept = 0;
+    for (int c = 0; c < count; c++)
+        if (S->floor[candidates[c]] < lowest_top) candidates[kept++] = candidates[c];
+    sorting = S;
+    qsort(candidates, kept, sizeof(int), by_floor_then_rank);
+    int result = FAILED;
+    for (int c = 0; c < kept; c++) {
+        int k = candidates[c], twin = 0;
+        for (int d = 0; d < c && !twin; d++) twin = alike(S, k, candidates[d]);
+        if (twin) continue;
+        int mark = S->ntrail;
+        int64_t at = S->floor[k];
+        place(S, k);
+        result = inferred_fit(S, mark, a, b, at) ? fit(S, a, b, at) : FAILED;
+        if (result == FOUND) break;
+        undo(S, mark);
+        if (result == STOPPED || hatless(S, k)) break;
+    }
+    free(candidates);
+    if (result == FAILED) remember_failed(S, key);
+    return result;
+}
+
+/* Sections [a, b): split into the parts the unplaced buffers chain together, each solved apart. */
+static int fit(Search *S, int a, int b, int64_t base) {
+    int mark = S->ntrail;
+    int s = a;
+    while (s < b) {
+        int end = s;
+        for (int t = s; t < b && (t < end || t == s); t++)
+            for (int i = S->start_at[t]; i < S->start_at[t + 1]; i++)
+                if (!S->placed[S->start[i]] && S->hi[S->start[i]] > end) end = S->hi[S->start[i]];
+        if (end == s) { s++; continue; }    /* nothing unplaced starts here */
+        int result = fit_part(S, s, end, base);
+        if (result != FOUND) { undo(S, mark); return result; }
+        s = end;
+    }
+    return FOUND;
+}
+
+/* CSR of lists given as (owner, item) pairs, owners in [0, m). */
+static void csr(int m, int count, const int *owner, const int *item, int **at_out, int **items_out) {
+    int *at = calloc(m + 1, sizeof(int)), *items = malloc(sizeof(int) * (count + 1)), *fill = malloc(sizeof(int) * (m + 1));
+    for (int i = 0; i < count; i++) at[owner[i] + 1]++;
+    for (int s = 0; s < m; s++) at[s + 1] += at[s];
+    memcpy(fill, at, sizeof(int) * (m + 1));
+    for (int i = 0; i < count; i++) items[fill[owner[i]]++] = item[i];
+    free(fill);
+    *at_out = at;
+    *items_out = items;
+}
+
+static int read_ints(PyObject *seq, int n, int64_t *out, const char *what) {
+    PyObject *fast = PySequence_Fast(seq, what);
+    if (!fast) return 0;
+    if (PySequence_Fast_GET_SIZE(fast) != n) {
+        Py_DECREF(fast);
+        PyErr_Format(PyExc_ValueError, "%s: expected %d values", what, n);
+        return 0;
+    }
+    for (int i = 0; i < n; i++) out[i] = PyLong_AsLongLong(PySequence_Fast_GET_ITEM(fast, i));
+    Py_DECREF(fast);
+    return !PyErr_Occurred();
+}
+
+static void setup_lists(Search *S) {
+    int n = S->n, m = S->nsec;
+    long cover_count = 0;
+    for (int k = 0; k < n; k++) cover_count += S->hi[k] - S->lo[k];
+    int *owner = malloc(sizeof(int) * (cover_count + n)), *item = malloc(sizeof(int) * (cover_count + n));
+    for (int k = 0; k < n; k++) { owner[k] = S->lo[k]; item[k] = k; }
+    csr(m, n, owner, item, &S->start_at, &S->start);
+    long c = 0;
+    for (int k = 0; k < n; k++)
+        for (int s = S->lo[k]; s < S->hi[k]; s++) { owner[c] = s; item[c] = k; c++; }
+    csr(m, (int)c, owner, item, &S->cover_at, &S->cover);
+    free(owner);
+    free(item);
+    /* conflicts: for each k, the distinct buffers over its sections */
+    int *seen = malloc(sizeof(int) * n);
+    for (int k = 0; k < n; k++) seen[k] = -1;
+    long total = 0;
+    for (int k = 0; k < n; k++)
+        for (int s = S->lo[k]; s < S->hi[k]; s++)
+            for (int i = S->cover_at[s]; i < S->cover_at[s + 1]; i++)
+                if (S->cover[i] != k && seen[S->cover[i]] != k) { seen[S->cover[i]] = k; total++; }
+    S->conflict_at = malloc(sizeof(int) * (n + 1));
+    S->conflict = malloc(sizeof(int) * (total + 1));
+    for (int k = 0; k < n; k++) seen[k] = -1;
+    long at = 0;
+    for (int k = 0; k < n; k++) {
+        S->conflict_at[k] = (int)at;
+        for (int s = S->lo[k]; s < S->hi[k]; s++)
+            for (int i = S->cover_at[s]; i < S->cover_at[s + 1]; i++) {
+                int y = S->cover[i];
+                if (y != k && seen[y] != k) { seen[y] = k; S->conflict[at++] = y; }
+            }
+    }
+    S->conflict_at[n] = (int)at;
+    free(seen);
+}
+
+static void release(Search *S) {
+    free(S->size); free(S->lo); free(S->hi); free(S->ranks);
+    free(S->conflict_at); free(S->conflict); free(S->start_at); free(S->start);
+    free(S->cover_at); free(S->cover); free(S->floor); free(S->offset); free(S->left);
+    free(S->placed); free(S->trail); free(S->zobrist); free(S->failed); free(S->scratch_l); free(S->checked);
+}
+
+/* fit(size, lo, hi, sections, capacity, ranks, seconds, first_budget)
+ *   -> (status, offsets or None, nodes): status 1 a plan, 0 proven none, -1 out of time */
+static PyObject *py_fit(PyObject *self, PyObject *args) {
+    PyObject *size_obj, *lo_obj, *hi_obj, *ranks_obj;
+    int nsec;
+    long long capacity, first_budget;
+    double seconds;
+    if (!PyArg_ParseTuple(args, "OOOiLOdL", &size_obj, &lo_obj, &hi_obj, &nsec, &capacity, &ranks_obj,
+                          &seconds, &first_budget))
+        return NULL;
+    Search S;
+    memset(&S, 0, sizeof S);
+    Py_ssize_t n = PySequence_Size(size_obj), nranks = PySequence_Size(ranks_obj);
+    if (n < 0 || nranks < 1) {
+        if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "ranks: at least one order");
+        return NULL;
+    }
+    S.n = (int)n; S.nsec = nsec; S.nranks = (int)nranks; S.capacity = capacity;
+    S.size = malloc(sizeof(int64_t) * (n + 1));
+    int64_t *tmp = malloc(sizeof(int64_t) * (n + 1));
+    S.lo = malloc(sizeof(int) * (n + 1)); S.hi = malloc(sizeof(int) * (n + 1));
+    S.ranks = malloc(sizeof(int) * (n * nranks + 1));
+    int ok = read_ints(size_obj, S.n, S.size, "size");
+    ok = ok && read_ints(lo_obj, S.n, tmp, "lo");
+    for (int k = 0; ok && k < n; k++) S.lo[k] = (int)tmp[k];
+    ok = ok && read_ints(hi_obj, S.n, tmp, "hi");
+    for (int k = 0; ok && k < n; k++) S.hi[k] = (int)tmp[k];
+    for (int r = 0; ok && r < nranks; r++) {
+        PyObject *order = PySequence_GetItem(ranks_obj, r);
+        ok = order && read_ints(order, S.n, tmp, "ranks");
+        Py_XDECREF(order);
+        for (int k = 0; ok && k < n; k++) S.ranks[r * n + k] = (int)tmp[k];
+    }
+    for (int k = 0; ok && k < n; k++)
+        if (S.lo[k] < 0 || S.hi[k] > nsec || S.lo[k] >= S.hi[k] || S.size[k] <= 0) {
+            PyErr_Format(PyExc_ValueError, "buffer %d: sections [%d, %d) of %d, size %lld", k, S.lo[k], S.hi[k],
+                         nsec, (long long)S.size[k]);
+            ok = 0;
+        }
+    free(tmp);
+    if (!ok) { release(&S); return NULL; }
+    setup_lists(&S);
+    S.floor = calloc(n + 1, sizeof(int64_t));
+    S.offset = calloc(n + 1, sizeof(int64_t));
+    S.left = calloc(nsec + 1, sizeof(int64_t));
+    S.placed = calloc(n + 1, 1);
+    long conflicts = S.conflict_at[n];
+    S.trail = malloc(sizeof(Entry) * (n + conflicts + 1));
+    S.zobrist = malloc(sizeof(uint64_t) * (n + 1));
+    S.scratch_l = malloc(sizeof(int64_t) * 2 * (n + 1));
+    S.checked = calloc(nsec + 1, sizeof(long long));
+    for (int k = 0; k < n; k++) {
+        S.zobrist[k] = mix(0x2545f4914f6cdd1dULL * (k + 1));
+        for (int s = S.lo[k]; s < S.hi[k]; s++) S.left[s] += S.size[k];
+    }
+    S.failed_mask = (1u << 20) - 1;
+    S.failed = calloc(S.failed_mask + 1, sizeof(Key));
+    S.deadline = now() + seconds;
+
+    int result = FAILED;
+    for (int s = 0; s < nsec; s++)
+        if (S.left[s] > capacity) goto done;           /* FAILED: a section's bytes alone exceed it */
+    double budget = (double)first_budget;
+    for (int round = 0;; round++) {
+        S.rank = S.ranks + (round % S.nranks) * n;
+        S.budget = S.nodes + (long long)budget;
+        S.stopped = 0;
+        result = fit(&S, 0, nsec, 0);
+        if (result != STOPPED || S.timed_out) break;
+        if (round % S.nranks == S.nranks - 1) budget *= 1.5;
+    }
+done:;
+    PyObject *offsets = Py_None;
+    Py_INCREF(Py_None);
+    if (result == FOUND) {
+        Py_DECREF(Py_None);
+        offsets = PyList_New(n);
+        for (int k = 0; k < n; k++) PyList_SET_ITEM(offsets, k, PyLong_FromLongLong(S.offset[k]));
+    }
+    long long nodes = S.nodes;
+    release(&S);
+    return Py_BuildValue("(iNL)", result, offsets, nodes);
+}
+
+static PyMethodDef methods[] = {
+    {"fit", py_fit, METH_VARARGS, "Canonical search: (status, offsets or None, nodes); see canonical.c."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_canonical", NULL, -1, methods};
+
+PyMODINIT_FUNC PyInit__canonical(void) { return PyModule_Create(&module); }

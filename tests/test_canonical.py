@@ -1,0 +1,52 @@
+"""The compiled canonical search (planner/place/canonical.c) and its Python entry."""
+import time
+
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from benchmarks.families import production
+from planner.check import check
+from planner.place import canonical
+from planner.place.problem import components
+
+from instances import ABOVE_BOUND, block, brute_force
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(block, min_size=1, max_size=8))
+def test_canonical_search_plans_at_the_optimum_and_proves_nothing_fits_below(blocks):
+    for comp in components(blocks):
+        own = comp.blocks_of(blocks)
+        optimum = brute_force(own)
+        plan, _ = canonical.search(comp, optimum, time.monotonic() + 10)
+        check([str(i) for i in comp.blocks], own, plan, optimum, 1)
+        assert canonical.search(comp, optimum - 1, time.monotonic() + 10) == (None, True)
+
+
+def test_canonical_search_proves_a_capacity_above_every_step_too_small():
+    (comp,) = components(ABOVE_BOUND)      # every step but one holds 8 bytes; the optimum is 9
+    assert comp.lower == 8
+    assert canonical.search(comp, 8, time.monotonic() + 5) == (None, True)
+    plan, _ = canonical.search(comp, 9, time.monotonic() + 5)
+    check([str(i) for i in comp.blocks], comp.blocks_of(ABOVE_BOUND), plan, 9, 1)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_canonical_search_plans_production_like_instances_with_slack(seed):
+    blocks, _, capacity = production(150, seed, 0.06)
+    (comp,) = components(blocks)
+    plan, _ = canonical.search(comp, capacity, time.monotonic() + 10)
+    check([str(i) for i in comp.blocks], comp.blocks_of(blocks), plan, capacity, 1)
+
+
+def test_canonical_search_out_of_time_answers_undecided():
+    blocks, _, capacity = production(450, 0)
+    comp = max(components(blocks), key=lambda c: len(c.size))
+    start = time.monotonic()
+    assert canonical.search(comp, capacity, start + 0.2) == (None, False)
+    assert time.monotonic() - start < 1
+
+
+def test_canonical_search_rejects_a_block_outside_the_sections():
+    with pytest.raises(ValueError, match="buffer 0: sections"):
+        canonical.fit([4], [0], [3], 2, 8, [[0]], 1.0, 100)
