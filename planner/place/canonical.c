@@ -283,7 +283,7 @@ static void setup_lists(Search *S) {
     int n = S->n, m = S->nsec;
     long cover_count = 0;
     for (int k = 0; k < n; k++) cover_count += S->hi[k] - S->lo[k];
-    int *owner = malloc(sizeof(int) * (cover_count + n)), *item = malloc(sizeof(int) * (cover_count + n));
+    int *owner = calloc(cover_count + n, sizeof(int)), *item = calloc(cover_count + n, sizeof(int));
     for (int k = 0; k < n; k++) { owner[k] = S->lo[k]; item[k] = k; }
     csr(m, n, owner, item, &S->start_at, &S->start);
     long c = 0;
