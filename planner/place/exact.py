@@ -21,14 +21,15 @@ from .problem import Block, Component, components, extent
 from .search import Search, Timeout
 from .stacking import stacked
 
-# Of the time left, the share the compiled canonical search gets first: what it plans, it
-# mostly plans in milliseconds, and it proves some capacities too small that the Python
-# search does not. Then the share of the Python search (with its oracle). Where layer splits
+# Of the time left, the share the compiled canonical search gets first (less where layer
+# splits follow, which need the time on the cut families): what it plans, it mostly plans in
+# milliseconds. Then the share of the Python search (with its oracle). Where layer splits
 # follow, it gets less (what it solves there it mostly solves in milliseconds) and they
 # take STACK_SHARE of the rest; they follow only where the component is mostly full at the
 # bound. CP-SAT takes the rest, as it still solves some instances the others do not.
 # (The shares were tuned on the benchmark families: docs/measurements.md.)
 CANONICAL_SHARE = 0.2
+CANONICAL_SHARE_LAYERED = 0.05
 SEARCH_SHARE = 0.3
 SEARCH_SHARE_LAYERED = 0.1
 STACK_SHARE = 0.8
@@ -83,12 +84,12 @@ def _minimize(comp: Component, plan: list[int], bound: int, deadline: float) -> 
     upper = comp.extent(plan)
     if upper <= bound or time.monotonic() >= deadline:
         return plan, bound
-    found, proven = canonical.search(comp, bound, _share_end(CANONICAL_SHARE, deadline))
+    layered = comp.mostly_full(bound)
+    found, proven = canonical.search(comp, bound, _share_end(_canonical_share(layered), deadline))
     if found is not None:
         return found, bound
     if proven:
         bound = comp.step_above(bound)
-    layered = comp.mostly_full(bound)
     share = SEARCH_SHARE_LAYERED if layered else SEARCH_SHARE
     found, bound = _climb(comp, bound, upper, time.monotonic() + share * (deadline - time.monotonic()))
     if found is None and bound < upper and layered:
@@ -105,10 +106,10 @@ def _decide(comp: Component, plan: list[int], capacity: int, deadline: float) ->
     proven bound, above `capacity` where no plan fits it."""
     if comp.lower > capacity:
         return plan, comp.lower
-    found, proven = canonical.search(comp, capacity, _share_end(CANONICAL_SHARE, deadline))
+    layered = comp.mostly_full(capacity)
+    found, proven = canonical.search(comp, capacity, _share_end(_canonical_share(layered), deadline))
     if found is not None or proven:
         return (found, comp.lower) if found is not None else (plan, comp.step_above(capacity))
-    layered = comp.mostly_full(capacity)
     share = SEARCH_SHARE_LAYERED if layered else SEARCH_SHARE
     search = Search(comp, capacity, time.monotonic() + share * (deadline - time.monotonic()))
     try:
@@ -143,3 +144,6 @@ def _share_end(share: float, deadline: float) -> float:
     now = time.monotonic()
     return now + share * (deadline - now)
 
+
+def _canonical_share(layered: bool) -> float:
+    return CANONICAL_SHARE_LAYERED if layered else CANONICAL_SHARE
