@@ -5,6 +5,7 @@
     skyline.py     skyline: bottom-left on a skyline of per-section floors
     layered.py     layered: skyline on layers peeled off by the split model
     layers.py      the split model (CP-SAT): which blocks form layers stacked one on another
+    canonical.py   minimalloc's canonical search, compiled (canonical.c): the first to decide a capacity
     search.py      the search that decides whether a component fits under a capacity
     cpsat.py       CP-SAT's no_overlap_2d model: the search's oracle, and the fallback
     stacking.py    plans from layer splits, differently seeded members racing
