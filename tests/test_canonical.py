@@ -50,3 +50,10 @@ def test_canonical_search_out_of_time_answers_undecided():
 def test_canonical_search_rejects_a_block_outside_the_sections():
     with pytest.raises(ValueError, match="buffer 0: sections"):
         canonical.fit([4], [0], [3], 2, 8, [[0]], 1.0, 100)
+
+
+def test_canonical_search_leaves_a_component_with_too_many_conflicts_undecided(monkeypatch):
+    blocks, _, capacity = production(150, 0, 0.06)
+    (comp,) = components(blocks)
+    monkeypatch.setattr(canonical, "MAX_PAIRS", 100)
+    assert canonical.search(comp, capacity, time.monotonic() + 10) == (None, False)

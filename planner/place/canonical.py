@@ -10,6 +10,9 @@ from ._canonical import fit
 from .problem import Component
 
 FIRST_BUDGET = 2_000    # nodes before the first restart; each round of orders gets 1.5 times more
+# The search keeps every pair of conflicting blocks; past this many (pairs over a section,
+# counted for each section) a component is left to the other methods: 10^7 is about 80 MB.
+MAX_PAIRS = 10_000_000
 
 
 def orders(comp: Component) -> list[list[int]]:
@@ -32,6 +35,8 @@ def orders(comp: Component) -> list[list[int]]:
 
 def search(comp: Component, capacity: int, deadline: float) -> tuple[list[int] | None, bool]:
     """(a plan within `capacity` or None, whether None is proven: no plan exists)."""
+    if sum(len(over) ** 2 for over in comp.covers) > MAX_PAIRS:
+        return None, False
     status, offsets, _ = fit(comp.size, comp.lo, comp.hi, len(comp.load), capacity, orders(comp),
                              max(0.0, deadline - time.monotonic()), FIRST_BUDGET)
     return offsets, status == 0
