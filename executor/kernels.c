@@ -316,8 +316,10 @@ static PyObject *lookup(PyObject *self, PyObject *args) {
  * torch takes two to five ops (microseconds each at a few hundred values). Plain loops; on x86
  * the compiler also makes an AVX2 copy of each, chosen when the library loads. ---- */
 
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define VECTOR __attribute__((target_clones("arch=haswell", "default")))
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 12
+/* x86-64-v3 (AVX2, FMA) is chosen by the CPU's features; "arch=haswell" was chosen by the CPU's
+ * model, so AMD CPUs and later Intel ones ran the plain copy */
+#define VECTOR __attribute__((target_clones("arch=x86-64-v3", "default")))
 #else
 #define VECTOR
 #endif

@@ -239,3 +239,21 @@ def test_cli_weights_option(capsys):
     assert main([*run, "--weights", "f32", "--dtype", "bf16"]) == 2
     assert capsys.readouterr().err.strip() == ("arena: error: --weights f32 --dtype bf16: dequantized weights run "
                                                "in their own dtype; give one of the two")
+
+
+@pytest.mark.parametrize("end", [1, 127, 129, 700, 3000])
+def test_compiled_decode_attention_is_softmax_attention_with_the_append(end):
+    nkvh, group, dh, nctx = 3, 3, 64, 3072
+    gen = torch.Generator().manual_seed(end)
+    row = torch.randn(nkvh * group * dh + 2 * nkvh * dh, generator=gen)        # q, then the token's K and V
+    keys, values = torch.randn(nkvh, dh, nctx, generator=gen), torch.randn(nkvh, dh, nctx, generator=gen)
+    q, new_k, new_v = row.split([nkvh * group * dh, nkvh * dh, nkvh * dh])
+    k, v = keys.clone(), values.clone()
+    k[:, :, end - 1], v[:, :, end - 1] = new_k.view(nkvh, dh), new_v.view(nkvh, dh)
+    logits = torch.einsum("hgd,hdp->hgp", q.view(nkvh, group, dh), k[:, :, :end]) * dh ** -0.5
+    want = torch.einsum("hgp,hdp->hgd", logits.softmax(-1), v[:, :, :end]).reshape(-1)
+    scores = torch.empty(nkvh * group * end)
+    _kernels.attend_one(row.data_ptr(), keys.data_ptr(), values.data_ptr(), nkvh, group, dh, nctx, end, dh ** -0.5,
+                        scores.data_ptr())
+    assert torch.equal(keys, k) and torch.equal(values, v)
+    torch.testing.assert_close(row[:nkvh * group * dh], want, rtol=1e-5, atol=1e-5)
