@@ -114,8 +114,9 @@ def test_smollm2_on_n_ranks_gives_one_ranks_tokens_and_logits(smollm2, one_rank,
     for rank in seen:
         for got, want in zip(rank["results"], one_rank):
             assert got["tokens"] == want["tokens"]
-            # the partial sums add up in another order: 1e-4 absolute plus 1e-4 of the logit
-            torch.testing.assert_close(got["logits"][0], want["logits"][0], atol=1e-4, rtol=1e-4)
+            # the partial sums add up in another order: 2e-4 absolute plus 1e-4 of the logit (with
+            # the small ops' AVX2 copies, FMA's rounding, 5 of 49,152 logits were 1.0-1.2e-4 apart)
+            torch.testing.assert_close(got["logits"][0], want["logits"][0], atol=2e-4, rtol=1e-4)
 
 
 @pytest.mark.slow
