@@ -46,7 +46,8 @@ typedef struct {
     int *start_at, *start;               /* CSR: the buffers starting at section s */
     int *cover_at, *cover;               /* CSR: the buffers over section s */
     int *ranks, *rank;                   /* nranks orders; rank: the one in use */
-    int64_t *floor, *offset, *left;      /* left[s]: sizes of the unplaced buffers over s */
+    int64_t *floor, *left;               /* a placed buffer's floor is its offset; left[s]: sizes of the
+                                          * unplaced buffers over s */
     char *placed;
     Entry *trail;
     int ntrail;
@@ -56,7 +57,7 @@ typedef struct {
     long long nodes, budget;
     double deadline;
     int stopped, timed_out;
-    int64_t *scratch_l;                  /* section inference's (floor, size) pairs */
+    int64_t *pairs;                      /* section inference's (floor, size) pairs */
     long long *checked, stamp;           /* sections already checked in this inference: stamp */
 } Search;
 
@@ -96,7 +97,6 @@ static void place(Search *S, int k) {
     int64_t top = S->floor[k] + S->size[k];
     S->trail[S->ntrail++] = (Entry){k, -1};
     S->placed[k] = 1;
-    S->offset[k] = S->floor[k];
     for (int s = S->lo[k]; s < S->hi[k]; s++) S->left[s] -= S->size[k];
     for (int i = S->conflict_at[k]; i < S->conflict_at[k + 1]; i++) {
         int y = S->conflict[i];
@@ -124,7 +124,7 @@ static void undo(Search *S, int mark) {
  * fit in [t, capacity), for each floor t among them. t = base is inferred_fit's first test, so
  * only the buffers with floors above base are sorted (usually a few). */
 static int section_fits(Search *S, int s, int64_t base) {
-    int64_t *pairs = S->scratch_l;
+    int64_t *pairs = S->pairs;
     int m = 0;
     for (int i = S->cover_at[s]; i < S->cover_at[s + 1]; i++) {
         int j = S->cover[i];
@@ -319,12 +319,12 @@ static void setup_lists(Search *S) {
 static void release(Search *S) {
     free(S->size); free(S->lo); free(S->hi); free(S->ranks);
     free(S->conflict_at); free(S->conflict); free(S->start_at); free(S->start);
-    free(S->cover_at); free(S->cover); free(S->floor); free(S->offset); free(S->left);
-    free(S->placed); free(S->trail); free(S->zobrist); free(S->failed); free(S->scratch_l); free(S->checked);
+    free(S->cover_at); free(S->cover); free(S->floor); free(S->left);
+    free(S->placed); free(S->trail); free(S->zobrist); free(S->failed); free(S->pairs); free(S->checked);
 }
 
 /* fit(size, lo, hi, sections, capacity, ranks, seconds, first_budget)
- *   -> (status, offsets or None, nodes): status 1 a plan, 0 proven none, -1 out of time */
+ *   -> (status, offsets or None): status 1 a plan, 0 proven none, -1 out of time */
 static PyObject *py_fit(PyObject *self, PyObject *args) {
     PyObject *size_obj, *lo_obj, *hi_obj, *ranks_obj;
     int nsec;
@@ -366,13 +366,12 @@ static PyObject *py_fit(PyObject *self, PyObject *args) {
     if (!ok) { release(&S); return NULL; }
     setup_lists(&S);
     S.floor = calloc(n + 1, sizeof(int64_t));
-    S.offset = calloc(n + 1, sizeof(int64_t));
     S.left = calloc(nsec + 1, sizeof(int64_t));
     S.placed = calloc(n + 1, 1);
     long conflicts = S.conflict_at[n];
     S.trail = malloc(sizeof(Entry) * (n + conflicts + 1));
     S.zobrist = malloc(sizeof(uint64_t) * (n + 1));
-    S.scratch_l = malloc(sizeof(int64_t) * 2 * (n + 1));
+    S.pairs = malloc(sizeof(int64_t) * 2 * (n + 1));
     S.checked = calloc(nsec + 1, sizeof(long long));
     for (int k = 0; k < n; k++) {
         S.zobrist[k] = mix(0x2545f4914f6cdd1dULL * (k + 1));
@@ -400,15 +399,14 @@ done:;
     if (result == FOUND) {
         Py_DECREF(Py_None);
         offsets = PyList_New(n);
-        for (int k = 0; k < n; k++) PyList_SET_ITEM(offsets, k, PyLong_FromLongLong(S.offset[k]));
+        for (int k = 0; k < n; k++) PyList_SET_ITEM(offsets, k, PyLong_FromLongLong(S.floor[k]));
     }
-    long long nodes = S.nodes;
     release(&S);
-    return Py_BuildValue("(iNL)", result, offsets, nodes);
+    return Py_BuildValue("(iN)", result, offsets);
 }
 
 static PyMethodDef methods[] = {
-    {"fit", py_fit, METH_VARARGS, "Canonical search: (status, offsets or None, nodes); see canonical.c."},
+    {"fit", py_fit, METH_VARARGS, "Canonical search: (status, offsets or None); see canonical.c."},
     {NULL, NULL, 0, NULL},
 };
 

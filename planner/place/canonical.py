@@ -37,6 +37,6 @@ def search(comp: Component, capacity: int, deadline: float) -> tuple[list[int] |
     """(a plan within `capacity` or None, whether None is proven: no plan exists)."""
     if sum(len(over) ** 2 for over in comp.covers) > MAX_PAIRS:
         return None, False
-    status, offsets, _ = fit(comp.size, comp.lo, comp.hi, len(comp.load), capacity, orders(comp),
-                             max(0.0, deadline - time.monotonic()), FIRST_BUDGET)
+    status, offsets = fit(comp.size, comp.lo, comp.hi, len(comp.load), capacity, orders(comp),
+                          max(0.0, deadline - time.monotonic()), FIRST_BUDGET)
     return offsets, status == 0

@@ -63,7 +63,7 @@ def solve(blocks: list[Block], start: list[int], time_limit: float, capacity: in
                   key=lambda k: len(plans[k][0].size))
     for done, k in enumerate(todo):
         comp, plan = plans[k]
-        share_end = time.monotonic() + (deadline - time.monotonic()) / (len(todo) - done)
+        share_end = _share_end(1 / (len(todo) - done), deadline)
         if capacity is None:
             plan, bound = _minimize(comp, plan, bound, share_end)
         else:
@@ -85,15 +85,16 @@ def _minimize(comp: Component, plan: list[int], bound: int, deadline: float) -> 
     if upper <= bound or time.monotonic() >= deadline:
         return plan, bound
     layered = comp.mostly_full(bound)
-    found, proven = canonical.search(comp, bound, _share_end(_canonical_share(layered), deadline))
+    canonical_end = _share_end(CANONICAL_SHARE_LAYERED if layered else CANONICAL_SHARE, deadline)
+    found, proven = canonical.search(comp, bound, canonical_end)
     if found is not None:
         return found, bound
     if proven:
         bound = comp.step_above(bound)
     share = SEARCH_SHARE_LAYERED if layered else SEARCH_SHARE
-    found, bound = _climb(comp, bound, upper, time.monotonic() + share * (deadline - time.monotonic()))
+    found, bound = _climb(comp, bound, upper, _share_end(share, deadline))
     if found is None and bound < upper and layered:
-        found = stacked(comp, bound, time.monotonic() + STACK_SHARE * (deadline - time.monotonic()))
+        found = stacked(comp, bound, _share_end(STACK_SHARE, deadline))
     if found is None and bound < upper:
         found, bound = cpsat.minimize(comp, plan, bound, deadline)
     if found is not None and comp.extent(found) < upper:
@@ -107,17 +108,19 @@ def _decide(comp: Component, plan: list[int], capacity: int, deadline: float) ->
     if comp.lower > capacity:
         return plan, comp.lower
     layered = comp.mostly_full(capacity)
-    found, proven = canonical.search(comp, capacity, _share_end(_canonical_share(layered), deadline))
-    if found is not None or proven:
-        return (found, comp.lower) if found is not None else (plan, comp.step_above(capacity))
+    canonical_end = _share_end(CANONICAL_SHARE_LAYERED if layered else CANONICAL_SHARE, deadline)
+    found, proven = canonical.search(comp, capacity, canonical_end)
+    if found is not None:
+        return found, comp.lower
+    if proven:
+        return plan, comp.step_above(capacity)
     share = SEARCH_SHARE_LAYERED if layered else SEARCH_SHARE
-    search = Search(comp, capacity, time.monotonic() + share * (deadline - time.monotonic()))
+    search = Search(comp, capacity, _share_end(share, deadline))
     try:
         return (search.offsets, comp.lower) if search.run() else (plan, capacity + search.short)
     except Timeout:
         pass
-    found = stacked(comp, capacity, time.monotonic() + STACK_SHARE * (deadline - time.monotonic())) \
-        if layered else None
+    found = stacked(comp, capacity, _share_end(STACK_SHARE, deadline)) if layered else None
     if found is None:
         found, proven = cpsat.decide(comp, capacity, deadline)
         if found is None:
@@ -141,9 +144,6 @@ def _climb(comp: Component, bound: int, upper: int, deadline: float) -> tuple[li
 
 
 def _share_end(share: float, deadline: float) -> float:
+    """When `share` of the time left before `deadline` will have passed."""
     now = time.monotonic()
     return now + share * (deadline - now)
-
-
-def _canonical_share(layered: bool) -> float:
-    return CANONICAL_SHARE_LAYERED if layered else CANONICAL_SHARE
