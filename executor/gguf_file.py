@@ -107,7 +107,7 @@ class GGUFFile:
         return w
 
     def blocks(self, name: str, dtype: torch.dtype) -> Packed | None:
-        """The tensor's GGUF blocks as they lie in the file (quant.Packed, run in `dtype`), rows
+        """The tensor's GGUF blocks (quant.Packed in the kernels' groups, run in `dtype`), rows
         in the order get() returns them (Q and K unpermuted); None when its type has no native
         form (F32, F16, K-quants...)."""
         t = self.tensors[self._gguf_name(name)]
@@ -118,7 +118,7 @@ class GGUFFile:
         heads = self._heads(name)
         if heads is not None and t.rows == heads * self.config.dh:
             blocks = unpermute(blocks, heads)
-        return Packed(t.kind.name, blocks, dtype)
+        return Packed.from_file(t.kind.name, blocks, dtype)
 
     def native_nbytes(self, dtype: torch.dtype) -> int:
         """The bytes weights.assemble(native=True) holds for this file on CPU, from the tensor

@@ -7,6 +7,16 @@
  *     Q4_1  20 bytes  w[j] = d lo_j + m,    w[16 + j] = d hi_j + m
  *     Q8_0  34 bytes  w[j] = d q_j, q_j a signed byte
  *
+ * The kernels hold each row's blocks in groups of 8 (GROUP_BLOCKS), the same bytes reordered so that
+ * one 16-bit multiply-add serves 8 blocks at once (group() converts, in place):
+ *     8 scales d (f16), for Q4_1 8 offsets m (f16), then the values in chunks of 16 bytes: byte 2k + t
+ *     of chunk c is block k's value byte 2c + t (Q4: the byte holding values 2c + t and 16 + 2c + t;
+ *     Q8_0: value 2c + t). A row's last blocks % 8 blocks stay as the file has them.
+ * Widened to 16 bits, a chunk's pair of values 2k, 2k + 1 belongs to block k, so a multiply-add
+ * against x's matching pairs leaves block k's partial sum in 32-bit lane k: a group's 8 dot products
+ * come out side by side, scaled by its 8 d at once, with no sum across lanes and no f16 conversion
+ * per block. Against the file's order, about 1.5x fewer instructions and 1.5x the speed here.
+ *
  * A product first quantizes each row of x to 16 bits per block of 32 (scale e = max |x| / 32767,
  * q = x / e rounded to nearest, and the block's sum of q), so that a block's dot product is
  * integer: d e sum(w_q x_q) (+ m e sum(x_q) for Q4_1, - 8 d e sum(x_q) for Q4_0). llama.cpp
@@ -15,6 +25,8 @@
  * not 2^-8: products within about 1e-5 of the dequantized weights', where 8 bits moved a small
  * model's logits by 5%.
  *
+ * group(kind, w, rows, blocks, to_groups)
+ *     w's rows from the file's order to groups (to_groups true) or back, in place.
  * matmul(kind, w, rows, blocks, x, n, x_stride, y, y_stride, accumulate)
  *     y[i, r] (+)= sum_k x[i, k] w[r, k] for i < n, r < rows: x (n, 32 * blocks) and y (n, rows)
  *     float32 rows. x's quantized rows, n * blocks * XBLOCK_BYTES, are held for the call.
@@ -26,11 +38,13 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <math.h>
+#include <omp.h>
 #include <stdint.h>
 #include <string.h>
 
 enum { Q4_0 = 2, Q4_1 = 3, Q8_0 = 8 };   /* ggml's type numbers */
 enum { GROUP = 32, TILE = 4 };            /* weights per block; rows of x that share a block's unpacking */
+enum { GROUP_BLOCKS = 8 };                /* blocks per group: one 32-bit lane each in a 256-bit register */
 #define QMAX 32767.0f                     /* x's largest value in a block, as a 16-bit integer */
 
 typedef struct {   /* 32 values of a row of x, quantized */
@@ -39,8 +53,60 @@ typedef struct {   /* 32 values of a row of x, quantized */
     int16_t q[GROUP];
 } XBlock;
 
+/* x's quantized row holds its groups in the weights' order, each exactly 8 XBlocks long, so the
+ * row stays an array of XBlocks and its last blocks % 8 are XBlocks as before */
+typedef struct {
+    float e[GROUP_BLOCKS], s[GROUP_BLOCKS];
+    int16_t q[GROUP_BLOCKS * GROUP];   /* q[16c + 2k + t] = block k's value 2c + t */
+} XGroup;
+_Static_assert(sizeof(XGroup) == GROUP_BLOCKS * sizeof(XBlock), "a group of x takes 8 blocks' bytes");
+
 static int block_bytes(int kind) {
     return kind == Q4_0 ? 18 : kind == Q4_1 ? 20 : kind == Q8_0 ? 34 : 0;
+}
+
+static int scale_bytes(int kind) { return kind == Q4_1 ? 4 : 2; }   /* d, and Q4_1's m */
+
+/* where block k's value byte j lies in its group */
+static int group_offset(int kind, int k, int j) {
+    return GROUP_BLOCKS * scale_bytes(kind) + 16 * (j / 2) + 2 * k + j % 2;
+}
+
+/* Block k of a group in the file's layout, into blk */
+static void block_from_group(int kind, const uint8_t *group, int k, uint8_t *blk) {
+    int sb = scale_bytes(kind);
+    memcpy(blk, group + 2 * k, 2);
+    if (sb == 4) memcpy(blk + 2, group + 2 * GROUP_BLOCKS + 2 * k, 2);
+    for (int j = 0; j < block_bytes(kind) - sb; j++) blk[sb + j] = group[group_offset(kind, k, j)];
+}
+
+/* Block b of a row of `blocks` blocks in the file's layout: in place after the groups, else
+ * gathered into tmp */
+static const uint8_t *block_at(int kind, const uint8_t *row, long blocks, long b, uint8_t *tmp) {
+    int size = block_bytes(kind);
+    if (b >= blocks / GROUP_BLOCKS * GROUP_BLOCKS) return row + b * size;
+    block_from_group(kind, row + b / GROUP_BLOCKS * GROUP_BLOCKS * size, (int)(b % GROUP_BLOCKS), tmp);
+    return tmp;
+}
+
+/* The same for a quantized row of x */
+static const XBlock *xblock_at(const XBlock *x, long blocks, long b, XBlock *tmp) {
+    if (b >= blocks / GROUP_BLOCKS * GROUP_BLOCKS) return x + b;
+    const XGroup *g = (const XGroup *)(x + b / GROUP_BLOCKS * GROUP_BLOCKS);
+    int k = (int)(b % GROUP_BLOCKS);
+    tmp->e = g->e[k];
+    tmp->s = g->s[k];
+    for (int j = 0; j < GROUP; j++) tmp->q[j] = g->q[16 * (j / 2) + 2 * k + j % 2];
+    return tmp;
+}
+
+/* 8 quantized blocks of x into a group */
+static void xgroup_from_blocks(const XBlock *blocks, XGroup *g) {
+    for (int k = 0; k < GROUP_BLOCKS; k++) {
+        g->e[k] = blocks[k].e;
+        g->s[k] = blocks[k].s;
+        for (int j = 0; j < GROUP; j++) g->q[16 * (j / 2) + 2 * k + j % 2] = blocks[k].q[j];
+    }
 }
 
 static float half_to_float(const uint8_t *p) {
@@ -95,9 +161,10 @@ static void block_values(int kind, const uint8_t *b, float *w) {
 /* d e sum(w_q x_q) + (Q4_1: m e sum(x_q); Q4_0: -8 d e sum(x_q)), w_q the stored values */
 static void dot_tile_c(int kind, const uint8_t *row, long blocks, const XBlock *x, long xs, int n, float *out) {
     float acc[TILE] = {0};
-    int size = block_bytes(kind);
+    uint8_t tmp[34];
+    XBlock xtmp;
     for (long b = 0; b < blocks; b++) {
-        const uint8_t *blk = row + b * size;
+        const uint8_t *blk = block_at(kind, row, blocks, b, tmp);
         float d = half_to_float(blk), m = kind == Q4_1 ? half_to_float(blk + 2) : -8 * d;
         int8_t w[GROUP];
         if (kind == Q8_0) {
@@ -107,7 +174,7 @@ static void dot_tile_c(int kind, const uint8_t *row, long blocks, const XBlock *
             for (int j = 0; j < 16; j++) { w[j] = q[j] & 15; w[16 + j] = q[j] >> 4; }
         }
         for (int i = 0; i < n; i++) {
-            const XBlock *xb = x + i * xs + b;
+            const XBlock *xb = xblock_at(x + i * xs, blocks, b, &xtmp);
             int32_t s = 0;
             for (int j = 0; j < GROUP; j++) s += w[j] * xb->q[j];
             acc[i] += d * xb->e * (float)s + (kind == Q8_0 ? 0 : m * xb->s);
@@ -174,46 +241,61 @@ AVX2 static inline __m256 block_dot(__m256i lo, __m256i hi, const XBlock *xb) {
     return _mm256_cvtepi32_ps(sums);
 }
 
-/* One row of x (decode): two accumulators, so consecutive blocks' multiply-adds overlap. */
-AVX2 static inline float dot_one(int kind, const uint8_t *row, long blocks, const XBlock *x) {
-    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
-    float extra = 0;
-    int size = block_bytes(kind);
-    long b = 0;
-    for (; b + 1 < blocks; b += 2) {
-        const uint8_t *b0 = row + b * size, *b1 = b0 + size;
-        __m256i lo0, hi0, lo1, hi1;
-        block_ints(kind, b0, &lo0, &hi0);
-        block_ints(kind, b1, &lo1, &hi1);
-        float d0 = f16(b0), d1 = f16(b1);
-        acc0 = _mm256_fmadd_ps(block_dot(lo0, hi0, x + b), _mm256_set1_ps(d0 * x[b].e), acc0);
-        acc1 = _mm256_fmadd_ps(block_dot(lo1, hi1, x + b + 1), _mm256_set1_ps(d1 * x[b + 1].e), acc1);
-        if (kind != Q8_0) {
-            float m0 = kind == Q4_1 ? f16(b0 + 2) : -8 * d0, m1 = kind == Q4_1 ? f16(b1 + 2) : -8 * d1;
-            extra += m0 * x[b].s + m1 * x[b + 1].s;
+/* The groups of a row against n rows of x, added to acc[i]: each group's 8 integer dots side by
+ * side (lane k block k's), then scaled by its 8 d e at once. Q4's byte chunk c holds values 2c + t
+ * in its low nibbles and 16 + 2c + t in its high ones, x's pairs c and 8 + c. A lane sums 32
+ * products: exact in float32 for Q4 (< 32 * 15 * 32767 < 2^24); Q8_0's reach 2^27 and round by at
+ * most 2^-24 of themselves. */
+AVX2 static inline void dot_groups(int kind, const uint8_t *row, long groups, const XBlock *x, long xs, int n, __m256 *acc) {
+    int size = block_bytes(kind) * GROUP_BLOCKS;
+    const __m256i low = _mm256_set1_epi16(15);
+    for (long g = 0; g < groups; g++) {
+        const uint8_t *grp = row + g * size, *v = grp + GROUP_BLOCKS * scale_bytes(kind);
+        const XGroup *xg[TILE];
+        __m256i sums[TILE];
+        for (int i = 0; i < n; i++) {
+            xg[i] = (const XGroup *)(x + i * xs + g * GROUP_BLOCKS);
+            sums[i] = _mm256_setzero_si256();
+        }
+        if (kind == Q8_0) {
+            for (int c = 0; c < 16; c++) {
+                __m256i w = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(v + 16 * c)));
+                for (int i = 0; i < n; i++)
+                    sums[i] = _mm256_add_epi32(sums[i], _mm256_madd_epi16(w, _mm256_loadu_si256((const __m256i *)xg[i]->q + c)));
+            }
+        } else {
+            for (int c = 0; c < 8; c++) {
+                __m256i w = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(v + 16 * c)));
+                __m256i lo = _mm256_and_si256(w, low), hi = _mm256_srli_epi16(w, 4);
+                for (int i = 0; i < n; i++) {
+                    const __m256i *xq = (const __m256i *)xg[i]->q;
+                    sums[i] = _mm256_add_epi32(sums[i], _mm256_add_epi32(_mm256_madd_epi16(lo, _mm256_loadu_si256(xq + c)),
+                                                                         _mm256_madd_epi16(hi, _mm256_loadu_si256(xq + 8 + c))));
+                }
+            }
+        }
+        __m256 d = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)grp));
+        __m256 m = kind == Q4_1 ? _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(grp + 2 * GROUP_BLOCKS)))
+                                : _mm256_mul_ps(d, _mm256_set1_ps(-8));
+        for (int i = 0; i < n; i++) {
+            acc[i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums[i]), _mm256_mul_ps(d, _mm256_loadu_ps(xg[i]->e)), acc[i]);
+            if (kind != Q8_0) acc[i] = _mm256_fmadd_ps(m, _mm256_loadu_ps(xg[i]->s), acc[i]);
         }
     }
-    for (; b < blocks; b++) {
-        const uint8_t *b0 = row + b * size;
-        __m256i lo0, hi0;
-        block_ints(kind, b0, &lo0, &hi0);
-        float d0 = f16(b0);
-        acc0 = _mm256_fmadd_ps(block_dot(lo0, hi0, x + b), _mm256_set1_ps(d0 * x[b].e), acc0);
-        if (kind != Q8_0) extra += (kind == Q4_1 ? f16(b0 + 2) : -8 * d0) * x[b].s;
-    }
-    return sum8(_mm256_add_ps(acc0, acc1)) + extra;
 }
 
+/* A row's groups, then its last blocks % 8 one block at a time (the file's layout) */
 AVX2 static inline void dot_tile(int kind, const uint8_t *row, long blocks, const XBlock *x, long xs, int n, float *out) {
-    if (n == 1) {
-        out[0] = dot_one(kind, row, blocks, x);
-        return;
-    }
+    long done = blocks / GROUP_BLOCKS * GROUP_BLOCKS;
+    int size = block_bytes(kind);
     __m256 acc[TILE];
     float extra[TILE] = {0};
-    int size = block_bytes(kind);
     for (int i = 0; i < TILE; i++) acc[i] = _mm256_setzero_ps();
-    for (long b = 0; b < blocks; b++) {
+    if (n == 1)
+        dot_groups(kind, row, done / GROUP_BLOCKS, x, xs, 1, acc);   /* decode: one row, its loops unrolled */
+    else
+        dot_groups(kind, row, done / GROUP_BLOCKS, x, xs, n, acc);
+    for (long b = done; b < blocks; b++) {
         const uint8_t *blk = row + b * size;
         float d = f16(blk), m = kind == Q4_1 ? f16(blk + 2) : -8 * d;
         __m256i lo, hi;
@@ -227,10 +309,31 @@ AVX2 static inline void dot_tile(int kind, const uint8_t *row, long blocks, cons
     for (int i = 0; i < n; i++) out[i] = sum8(acc[i]) + extra[i];
 }
 
+#endif
+
+/* y (+)= a product's row tile: out[j] belongs to row i + j of x */
+static inline void store(float *y, long ys, long i, int t, const float *out, int accumulate) {
+    for (int j = 0; j < t; j++) y[(i + j) * ys] = accumulate ? y[(i + j) * ys] + out[j] : out[j];
+}
+
+#if defined(__x86_64__) || defined(__i386__)
+/* A run of weight rows against every row of x, TILE rows of x at a time */
+AVX2 static inline void rows_avx2(int kind, const uint8_t *w, long rows, long blocks, const XBlock *xq, long n,
+                                  float *y, long ys, int accumulate) {
+    long size = blocks * block_bytes(kind);
+    for (long r = 0; r < rows; r++)
+        for (long i = 0; i < n; i += TILE) {
+            float out[TILE];
+            int t = n - i < TILE ? (int)(n - i) : TILE;
+            dot_tile(kind, w + r * size, blocks, xq + i * blocks, blocks, t, out);
+            store(y + r, ys, i, t, out, accumulate);
+        }
+}
+
 /* The kind is a constant in each of these, so the compiler drops the other kinds' code. */
-AVX2 static void dot_tile_q4_0(const uint8_t *r, long bl, const XBlock *x, long xs, int n, float *o) { dot_tile(Q4_0, r, bl, x, xs, n, o); }
-AVX2 static void dot_tile_q4_1(const uint8_t *r, long bl, const XBlock *x, long xs, int n, float *o) { dot_tile(Q4_1, r, bl, x, xs, n, o); }
-AVX2 static void dot_tile_q8_0(const uint8_t *r, long bl, const XBlock *x, long xs, int n, float *o) { dot_tile(Q8_0, r, bl, x, xs, n, o); }
+AVX2 static void rows_q4_0(const uint8_t *w, long r, long b, const XBlock *x, long n, float *y, long ys, int a) { rows_avx2(Q4_0, w, r, b, x, n, y, ys, a); }
+AVX2 static void rows_q4_1(const uint8_t *w, long r, long b, const XBlock *x, long n, float *y, long ys, int a) { rows_avx2(Q4_1, w, r, b, x, n, y, ys, a); }
+AVX2 static void rows_q8_0(const uint8_t *w, long r, long b, const XBlock *x, long n, float *y, long ys, int a) { rows_avx2(Q8_0, w, r, b, x, n, y, ys, a); }
 
 static int has_avx2(void) {
     return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
@@ -239,29 +342,47 @@ static int has_avx2(void) {
 static int has_avx2(void) { return 0; }
 #endif
 
-typedef void (*dot_fn)(const uint8_t *, long, const XBlock *, long, int, float *);
+typedef void (*rows_fn)(const uint8_t *, long, long, const XBlock *, long, float *, long, int);
 static int avx2;
 
-static void dot(int kind, const uint8_t *row, long blocks, const XBlock *x, long xs, int n, float *out) {
+/* y[:, :rows] (+)= x @ w[:rows].T for a run of rows of w, one thread's share */
+static void product_rows(int kind, const uint8_t *w, long rows, long blocks, const XBlock *xq, long n,
+                         float *y, long ys, int accumulate) {
 #if defined(__x86_64__) || defined(__i386__)
     if (avx2) {
-        dot_fn f = kind == Q4_0 ? dot_tile_q4_0 : kind == Q4_1 ? dot_tile_q4_1 : dot_tile_q8_0;
-        f(row, blocks, x, xs, n, out);
+        rows_fn f = kind == Q4_0 ? rows_q4_0 : kind == Q4_1 ? rows_q4_1 : rows_q8_0;
+        f(w, rows, blocks, xq, n, y, ys, accumulate);
         return;
     }
 #endif
-    dot_tile_c(kind, row, blocks, x, xs, n, out);
+    long size = blocks * block_bytes(kind);
+    for (long r = 0; r < rows; r++)
+        for (long i = 0; i < n; i += TILE) {
+            float out[TILE];
+            int t = n - i < TILE ? (int)(n - i) : TILE;
+            dot_tile_c(kind, w + r * size, blocks, xq + i * blocks, blocks, t, out);
+            store(y + r, ys, i, t, out, accumulate);
+        }
 }
 
 /* ---- the Python functions ---- */
 
-static void quantize_row(const float *x, long blocks, XBlock *out) {
-    for (long b = 0; b < blocks; b++) {
+static void quantize_one(const float *x, XBlock *out) {
 #if defined(__x86_64__) || defined(__i386__)
-        if (avx2) { quantize_block_avx2(x + b * GROUP, out + b); continue; }
+    if (avx2) { quantize_block_avx2(x, out); return; }
 #endif
-        quantize_block(x + b * GROUP, out + b);
+    quantize_block(x, out);
+}
+
+/* A row of x as XBlocks, its groups as the weights' (XGroup) */
+static void quantize_row(const float *x, long blocks, XBlock *out) {
+    long done = blocks / GROUP_BLOCKS * GROUP_BLOCKS;
+    XBlock tmp[GROUP_BLOCKS];
+    for (long b = 0; b < done; b += GROUP_BLOCKS) {
+        for (int k = 0; k < GROUP_BLOCKS; k++) quantize_one(x + (b + k) * GROUP, tmp + k);
+        xgroup_from_blocks(tmp, (XGroup *)(out + b));
     }
+    for (long b = done; b < blocks; b++) quantize_one(x + b * GROUP, out + b);
 }
 
 static PyObject *matmul(PyObject *self, PyObject *args) {
@@ -279,14 +400,11 @@ static PyObject *matmul(PyObject *self, PyObject *args) {
     long size = blocks * block_bytes(kind);
     Py_BEGIN_ALLOW_THREADS
     for (long i = 0; i < n; i++) quantize_row(x + i * xs, blocks, xq + i * blocks);
-    #pragma omp parallel for schedule(static)
-    for (long r = 0; r < rows; r++) {
-        for (long i = 0; i < n; i += TILE) {
-            float out[TILE];
-            int t = n - i < TILE ? (int)(n - i) : TILE;
-            dot(kind, w + r * size, blocks, xq + i * blocks, blocks, t, out);
-            for (int j = 0; j < t; j++) y[(i + j) * ys + r] = accumulate ? y[(i + j) * ys + r] + out[j] : out[j];
-        }
+    #pragma omp parallel
+    {   /* one call per thread: a function call per row cost about a tenth of a decode product */
+        long t = omp_get_thread_num(), threads = omp_get_num_threads();
+        long r0 = rows * t / threads, r1 = rows * (t + 1) / threads;
+        product_rows(kind, w + r0 * size, r1 - r0, blocks, xq, n, y + r0, ys, accumulate);
     }
     Py_END_ALLOW_THREADS
     PyMem_RawFree(xq);
@@ -305,10 +423,37 @@ static PyObject *lookup(PyObject *self, PyObject *args) {
         if (ids[i] < 0 || ids[i] >= rows)
             return PyErr_Format(PyExc_IndexError, "token id %lld is outside the %ld rows", (long long)ids[i], rows);
     long size = blocks * block_bytes(kind);
-    for (long i = 0; i < n; i++)
+    uint8_t tmp[34];
+    for (long i = 0; i < n; i++) {
+        const uint8_t *row = (const uint8_t *)(uintptr_t)w_addr + ids[i] * size;
         for (long b = 0; b < blocks; b++)
-            block_values(kind, (const uint8_t *)(uintptr_t)w_addr + ids[i] * size + b * block_bytes(kind),
-                         (float *)(uintptr_t)y_addr + i * ys + b * GROUP);
+            block_values(kind, block_at(kind, row, blocks, b, tmp), (float *)(uintptr_t)y_addr + i * ys + b * GROUP);
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *group(PyObject *self, PyObject *args) {
+    int kind, to_groups;
+    unsigned long long w_addr;
+    long rows, blocks;
+    if (!PyArg_ParseTuple(args, "iKllp", &kind, &w_addr, &rows, &blocks, &to_groups)) return NULL;
+    if (!block_bytes(kind)) return PyErr_Format(PyExc_ValueError, "no kernel for GGUF type %d", kind);
+    int size = block_bytes(kind), sb = scale_bytes(kind);
+    uint8_t tmp[GROUP_BLOCKS * 34];
+    for (long r = 0; r < rows; r++) {
+        uint8_t *row = (uint8_t *)(uintptr_t)w_addr + r * blocks * size;
+        for (long b = 0; b + GROUP_BLOCKS <= blocks; b += GROUP_BLOCKS) {
+            uint8_t *grp = row + b * size;
+            memcpy(tmp, grp, GROUP_BLOCKS * size);
+            for (int k = 0; k < GROUP_BLOCKS; k++) {
+                if (!to_groups) { block_from_group(kind, tmp, k, grp + k * size); continue; }
+                const uint8_t *blk = tmp + k * size;
+                memcpy(grp + 2 * k, blk, 2);
+                if (sb == 4) memcpy(grp + 2 * GROUP_BLOCKS + 2 * k, blk + 2, 2);
+                for (int j = 0; j < size - sb; j++) grp[group_offset(kind, k, j)] = blk[sb + j];
+            }
+        }
+    }
     Py_RETURN_NONE;
 }
 
@@ -465,8 +610,10 @@ static PyObject *use_avx2(PyObject *self, PyObject *arg) {
 static PyMethodDef methods[] = {
     {"use_avx2", use_avx2, METH_O, "use_avx2(flag) -> the previous setting: the products' and lookups' AVX2 code "
      "where the CPU has it (the default), else their plain C (which tests compare)"},
-    {"matmul", matmul, METH_VARARGS, "y (+)= x @ w.T for w in GGUF blocks (see kernels.c)"},
-    {"lookup", lookup, METH_VARARGS, "rows of w in GGUF blocks as float32 (see kernels.c)"},
+    {"group", group, METH_VARARGS, "group(kind, w, rows, blocks, to_groups): GGUF rows to the kernels' groups of 8 "
+     "blocks, or back, in place (see kernels.c)"},
+    {"matmul", matmul, METH_VARARGS, "y (+)= x @ w.T for w in the kernels' groups (see kernels.c)"},
+    {"lookup", lookup, METH_VARARGS, "rows of w in the kernels' groups as float32 (see kernels.c)"},
     {"rms_norm", rms_norm, METH_VARARGS, "rms_norm(x, n, x_stride, w, y, y_stride, d, eps), float32 rows"},
     {"rope", rope, METH_VARARGS, "rope(x, n, x_stride, heads, dh, cos, sin): rotate heads in place"},
     {"swiglu", swiglu, METH_VARARGS, "swiglu(ffn, n, stride, di): gate = silu(gate) * up in place"},

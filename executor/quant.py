@@ -24,10 +24,11 @@ ROWS = 64     # rows of x per product or lookup: what they hold outside the aren
 @dataclass
 class Packed:
     """The (in, out) right operand of x @ w as GGUF blocks: row r of `blocks` is output r's
-    in / 32 blocks, byte for byte as the file stores them. `dtype` is the run's: what products
-    and lookups return."""
+    in / 32 blocks, the file's bytes with each run of 8 blocks reordered into the kernels' group
+    (executor/kernels.c; from_file makes one, file_blocks undoes it). `dtype` is the run's: what
+    products and lookups return."""
     kind: str              # "Q4_0", "Q4_1" or "Q8_0"
-    blocks: torch.Tensor   # (out, in / 32 * BLOCK_BYTES[kind]) uint8
+    blocks: torch.Tensor   # (out, in / 32 * BLOCK_BYTES[kind]) uint8, in groups
     dtype: torch.dtype
 
     def __post_init__(self):
@@ -36,6 +37,19 @@ class Packed:
         # read of a tensor costs (about a microsecond each here)
         self.args = (_TYPES[self.kind], self.blocks.data_ptr(), len(self.blocks),
                      self.blocks.shape[1] // BLOCK_BYTES[self.kind])
+
+    @classmethod
+    def from_file(cls, kind: str, blocks: torch.Tensor, dtype: torch.dtype) -> Packed:
+        """From (out, in / 32 * BLOCK_BYTES) blocks as the file stores them, which it leaves alone."""
+        grouped = blocks.clone(memory_format=torch.contiguous_format)
+        _kernels.group(_TYPES[kind], grouped.data_ptr(), len(grouped), grouped.shape[1] // BLOCK_BYTES[kind], True)
+        return cls(kind, grouped, dtype)
+
+    def file_blocks(self) -> torch.Tensor:
+        """The blocks as the file stores them, a copy."""
+        out = self.blocks.clone()
+        _kernels.group(*self.args[:1], out.data_ptr(), *self.args[2:], False)
+        return out
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -57,8 +71,10 @@ class Packed:
         start, stop = part.start or 0, self.shape[0] if part.stop is None else part.stop
         if start % GROUP or stop % GROUP:
             return None
-        size = BLOCK_BYTES[self.kind]
-        return Packed(self.kind, self.blocks[:, start // GROUP * size:stop // GROUP * size], self.dtype)
+        if (start, stop) == (0, self.shape[0]):
+            return self
+        size = BLOCK_BYTES[self.kind]   # groups are regrouped from the slice's own first block
+        return Packed.from_file(self.kind, self.file_blocks()[:, start // GROUP * size:stop // GROUP * size], self.dtype)
 
     def dequantize(self) -> torch.Tensor:
         """The (out, in) weights in float32, exactly."""
@@ -81,22 +97,25 @@ def matmul(x: torch.Tensor, w, out: torch.Tensor, accumulate: bool = False) -> N
             out.addmm_(x, w)
         else:
             torch.mm(x, w, out=out)
-    elif len(x) <= ROWS:   # decode: no slices to make
-        _packed_matmul(x, w, out, accumulate)
+        return
+    n = x.shape[0]   # not len(x): a microsecond here, at 120 products a token
+    if n <= ROWS:    # decode: no slices to make
+        _packed_matmul(x, n, w, out, accumulate)
     else:
-        for i in range(0, len(x), ROWS):
-            _packed_matmul(x[i:i + ROWS], w, out[i:i + ROWS], accumulate)
+        for i in range(0, n, ROWS):
+            part = x[i:i + ROWS]
+            _packed_matmul(part, part.shape[0], w, out[i:i + ROWS], accumulate)
 
 
-def _packed_matmul(x: torch.Tensor, w: Packed, out: torch.Tensor, accumulate: bool) -> None:
-    """The kernel quantizes x's rows and writes out. It reads and writes float32 rows of unit
+def _packed_matmul(x: torch.Tensor, n: int, w: Packed, out: torch.Tensor, accumulate: bool) -> None:
+    """The kernel quantizes x's n rows and writes out. It reads and writes float32 rows of unit
     stride: otherwise x and out go through float32 copies."""
     (x_rows, x_col), (y_rows, y_col) = x.stride(), out.stride()
     if x.dtype == torch.float32 == out.dtype and x_col == 1 == y_col:
-        _kernels.matmul(*w.args, x.data_ptr(), len(x), x_rows, out.data_ptr(), y_rows, accumulate)
+        _kernels.matmul(*w.args, x.data_ptr(), n, x_rows, out.data_ptr(), y_rows, accumulate)
         return
     x, y = x.float().contiguous(), out.float().contiguous() if accumulate else torch.empty(out.shape)
-    _kernels.matmul(*w.args, x.data_ptr(), len(x), x.stride(0), y.data_ptr(), y.stride(0), accumulate)
+    _kernels.matmul(*w.args, x.data_ptr(), n, x.stride(0), y.data_ptr(), y.stride(0), accumulate)
     out.copy_(y)
 
 

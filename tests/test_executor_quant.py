@@ -66,7 +66,7 @@ def test_native_products_are_the_weights_times_the_16_bit_rows(files, qtype):
     tokens = torch.arange(96, dtype=torch.int32).repeat(3)[:n].flip(0)
     for dtype, avx2 in ((torch.float32, True), (torch.bfloat16, True), (torch.float32, False)):
         previous = _kernels.use_avx2(avx2)
-        packed = Packed(b.kind, b.blocks, dtype)
+        packed = Packed(b.kind, b.blocks, dtype)   # b.blocks: already in groups
         assert packed.shape == (64, 96) and packed.dtype == dtype
         xd = x.to(dtype)
         e, q = quantized_rows(xd.float())
@@ -83,6 +83,36 @@ def test_native_products_are_the_weights_times_the_16_bit_rows(files, qtype):
         lookup(packed, tokens, rows)
         _kernels.use_avx2(previous)
         assert torch.equal(rows, w[tokens.long()].to(dtype))
+
+
+@pytest.mark.parametrize("qtype", NATIVE, ids=lambda q: q.name)
+@pytest.mark.parametrize("width", [256, 288, 576, 1536])
+def test_grouped_blocks_hold_the_file_blocks_and_their_products(qtype, width):
+    """Widths of whole groups of 8 blocks and with blocks left over (288 = 8 + 1 blocks, SmolLM2's
+    576 = 2 groups + 2): the kernels' groups give the file's blocks back byte for byte and the
+    dequantized tensor exactly, and the products, with AVX2 and in plain C, equal the dequantized
+    weights times x's 16-bit rows within float32 rounding, at 1 row (decode) and at 6 (tiles of 4)."""
+    import numpy as np
+    from gguf import quants
+    rng = np.random.default_rng(width)
+    file_blocks = torch.from_numpy(quants.quantize(rng.standard_normal((40, width), dtype=np.float32), qtype))
+    w = torch.from_numpy(quants.dequantize(file_blocks.numpy(), qtype))
+    packed = Packed.from_file(qtype.name, file_blocks, torch.float32)
+    if width >= 256:
+        assert not torch.equal(packed.blocks, file_blocks)   # reordered, the file's tensor untouched
+    assert torch.equal(packed.file_blocks(), file_blocks) and torch.equal(packed.dequantize(), w)
+    part = packed.rows(slice(3, 30)).cols(slice(32, width))   # regrouped from the slice's first block
+    assert torch.equal(part.dequantize(), w[3:30, 32:])
+    for n in (1, 6):
+        x = torch.randn(n, width, generator=torch.Generator().manual_seed(n))
+        e, q = quantized_rows(x)
+        expected = (e * q).reshape(n, width).double() @ w.double().t()
+        for avx2 in (True, False):
+            previous = _kernels.use_avx2(avx2)
+            out = torch.empty(n, 40)
+            matmul(x, packed, out)
+            _kernels.use_avx2(previous)
+            assert (out.double() - expected).abs().max() <= 1e-5 * expected.abs().max(), (n, avx2)
 
 
 def test_lookup_names_a_token_outside_the_table(files):
