@@ -553,6 +553,110 @@ VECTOR static void attend_one_head(float *q, const float *k, const float *v, lon
     }
 }
 
+/* e^(s - max) in place over a row of scores; returns their sum */
+VECTOR static float softmax_numerators(float *s, long end) {
+    float top = s[0], total = 0;
+    #pragma omp simd reduction(max:top)
+    for (long p = 0; p < end; p++) top = s[p] > top ? s[p] : top;
+    #pragma omp simd
+    for (long p = 0; p < end; p++) s[p] = exp_approx(s[p] - top);
+    #pragma omp simd reduction(+:total)
+    for (long p = 0; p < end; p++) total += s[p];
+    return total;
+}
+
+#if defined(__x86_64__) || defined(__i386__)
+/* Decode attention with AVX2, for any length: each K/V head's keys and values are read once for
+ * all the query heads that share them, up to 3 heads x 4 vectors of 8 = 12 accumulators in
+ * registers, so the multiply-adds do not wait on each other (one accumulator per head chained
+ * them, and left this slower than torch's batched products past a few hundred positions). */
+enum { SPAN = 32, QHEADS = 3, PREFETCH = 4 * SPAN };   /* positions per scores task; query heads per pass over a K/V head */
+
+/* Scores of nq query heads (rows dh apart, already scaled) at positions p .. p + width (at most
+ * SPAN) of one K/V head's keys (dh rows of nctx positions), into their score rows (end apart).
+ * A span under SPAN (the last) masks its loads and stores. */
+AVX2 static inline __attribute__((always_inline)) void scores_span(const float *q, int nq, const float *k, long nctx,
+                                                                    long p, long width, long dh, float *s, long end) {
+    __m256 acc[QHEADS][4];
+    __m256i mask[4];
+    for (int i = 0; i < 4; i++) {
+        mask[i] = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)(width - 8 * i)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+        for (int h = 0; h < nq; h++) acc[h][i] = _mm256_setzero_ps();
+    }
+    for (long j = 0; j < dh; j++) {
+        const float *kj = k + j * nctx + p;
+        /* rows nctx apart, two cache lines each: too many streams for the prefetcher to follow */
+        _mm_prefetch((const char *)(kj + PREFETCH), _MM_HINT_T0);
+        _mm_prefetch((const char *)(kj + PREFETCH + 16), _MM_HINT_T0);
+        __m256 kv[4];
+        for (int i = 0; i < 4; i++) kv[i] = width == SPAN ? _mm256_loadu_ps(kj + 8 * i) : _mm256_maskload_ps(kj + 8 * i, mask[i]);
+        for (int h = 0; h < nq; h++) {
+            __m256 qj = _mm256_broadcast_ss(q + h * dh + j);
+            for (int i = 0; i < 4; i++) acc[h][i] = _mm256_fmadd_ps(qj, kv[i], acc[h][i]);
+        }
+    }
+    for (int h = 0; h < nq; h++)
+        for (int i = 0; i < 4; i++) {
+            if (width == SPAN) _mm256_storeu_ps(s + h * end + p + 8 * i, acc[h][i]);
+            else _mm256_maskstore_ps(s + h * end + p + 8 * i, mask[i], acc[h][i]);
+        }
+}
+
+/* Rows j .. j + 4 of nq heads' outputs: sum over positions of their softmax numerators (rows
+ * end apart) times the values (rows nctx apart), over total */
+AVX2 static inline __attribute__((always_inline)) void values_rows(const float *s, int nq, const float *v, long nctx,
+                                                                    long end, const float *total, float *out, long dh) {
+    __m256 acc[QHEADS][4];
+    for (int h = 0; h < nq; h++)
+        for (int i = 0; i < 4; i++) acc[h][i] = _mm256_setzero_ps();
+    long p = 0;
+    for (; p + 8 <= end; p += 8) {
+        __m256 vv[4] = {_mm256_loadu_ps(v + p), _mm256_loadu_ps(v + nctx + p), _mm256_loadu_ps(v + 2 * nctx + p),
+                        _mm256_loadu_ps(v + 3 * nctx + p)};
+        for (int h = 0; h < nq; h++) {
+            __m256 sh = _mm256_loadu_ps(s + h * end + p);
+            for (int i = 0; i < 4; i++) acc[h][i] = _mm256_fmadd_ps(sh, vv[i], acc[h][i]);
+        }
+    }
+    for (int h = 0; h < nq; h++)
+        for (int i = 0; i < 4; i++) {
+            float sum = sum8(acc[h][i]);
+            for (long r = p; r < end; r++) sum += s[h * end + r] * v[i * nctx + r];
+            out[h * dh + i] = sum / total[h];
+        }
+}
+
+/* nq a constant in each call, so the accumulators stay in registers */
+#define BY_HEADS(nq, call) do { if ((nq) >= 3) { enum { NQ = 3 }; call; } else if ((nq) == 2) { enum { NQ = 2 }; call; } \
+                                else { enum { NQ = 1 }; call; } } while (0)
+
+AVX2 static void attend_avx2(float *q, const float *k, const float *v, long nkvh, long group, long dh, long nctx,
+                             long end, float scale, float *s) {
+    long nh = nkvh * group, spans = (end + SPAN - 1) / SPAN;
+    int parallel = end * nh > 4096;
+    float total[nh];
+    for (long i = 0; i < nh * dh; i++) q[i] *= scale;
+    #pragma omp parallel for schedule(static) if (parallel)
+    for (long t = 0; t < spans; t++) {
+        long width = end - t * SPAN < SPAN ? end - t * SPAN : SPAN;
+        for (long g = 0; g < nkvh; g++)
+            for (long h = 0; h < group; h += QHEADS)
+                BY_HEADS(group - h, scores_span(q + (g * group + h) * dh, NQ, k + g * dh * nctx, nctx, t * SPAN, width,
+                                               dh, s + (g * group + h) * end, end));
+    }
+    #pragma omp parallel for schedule(static) if (parallel)
+    for (long h = 0; h < nh; h++) total[h] = softmax_numerators(s + h * end, end);
+    /* the outputs overwrite the queries, which the scores no longer need */
+    #pragma omp parallel for schedule(static) if (parallel)
+    for (long t = 0; t < nkvh * (dh / 4); t++) {
+        long g = t / (dh / 4), j = t % (dh / 4) * 4;
+        for (long h = 0; h < group; h += QHEADS)
+            BY_HEADS(group - h, values_rows(s + (g * group + h) * end, NQ, v + (g * dh + j) * nctx, nctx, end,
+                                            total + g * group + h, q + (g * group + h) * dh + j, dh));
+    }
+}
+#endif
+
 #define F(addr) ((float *)(uintptr_t)(addr))
 
 static PyObject *rms_norm(PyObject *self, PyObject *args) {
@@ -592,10 +696,17 @@ static PyObject *attend_one(PyObject *self, PyObject *args) {
         F(v)[j * nctx + end - 1] = new_v[j];
     }
     Py_BEGIN_ALLOW_THREADS
+#if defined(__x86_64__) || defined(__i386__)
+    if (avx2 && dh % 4 == 0) {
+        attend_avx2(F(q), F(k), F(v), nkvh, group, dh, nctx, end, scale, F(scores));
+        goto done;
+    }
+#endif
     #pragma omp parallel for schedule(static) if (end * nkvh * group > 4096)
     for (long h = 0; h < nkvh * group; h++)
         attend_one_head(F(q) + h * dh, F(k) + h / group * dh * nctx, F(v) + h / group * dh * nctx, nctx, end, dh,
                         scale, F(scores) + h * end);
+done:
     Py_END_ALLOW_THREADS
     Py_RETURN_NONE;
 }

@@ -261,11 +261,6 @@ def rope(t, m: Model, layer, call: Call):
     t.qk.mul_(call.cos).addcmul_(t.rot_halves, call.sin)
 
 
-COMPILED_ATTENTION = 1024  # the most positions decode attends over in one kernels.c call: past about that,
-                          # torch's batched products (which read K and V once per group of heads, with
-                          # MKL's blocking) take less time than its simple loops (measured: docs/executor.md)
-
-
 def attention(t, m: Model, layer, call: Call):
     """Append this call's K and V to the cache at their positions, attend over the cache,
     and write the heads' output over Q (attn's Q part), which nothing reads afterwards.
@@ -273,7 +268,7 @@ def attention(t, m: Model, layer, call: Call):
     plain softmax, the others keep a running max and sum per query (flash attention)."""
     keys, values = call.cache.keys[layer], call.cache.values[layer]    # (nkvh, dh, end), (nkvh, end, dh)
     end = call.start + call.n
-    if m.compiled and call.n == 1 and end <= min(COMPILED_ATTENTION, t.scores.shape[-1]):   # the append too
+    if m.compiled and call.n == 1 and end <= t.scores.shape[-1]:   # the append too
         _kernels.attend_one(t.attn.data_ptr(), keys.data_ptr(), values.data_ptr(), m.nkvh, m.nh // m.nkvh, m.dh,
                             keys.stride(1), end, m.scale, t.scores.data_ptr())
         return

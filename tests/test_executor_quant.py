@@ -271,9 +271,14 @@ def test_cli_weights_option(capsys):
                                                "in their own dtype; give one of the two")
 
 
-@pytest.mark.parametrize("end", [1, 127, 129, 700, 3000])
-def test_compiled_decode_attention_is_softmax_attention_with_the_append(end):
-    nkvh, group, dh, nctx = 3, 3, 64, 3072
+@pytest.mark.parametrize("avx2", [True, False], ids=["avx2", "plain"])
+@pytest.mark.parametrize("nkvh, group, dh", [(3, 3, 64), (2, 4, 64), (1, 7, 32), (4, 1, 64), (2, 2, 30)])
+@pytest.mark.parametrize("end", [1, 31, 129, 700, 3000])
+def test_compiled_decode_attention_is_softmax_attention_with_the_append(end, nkvh, group, dh, avx2):
+    """Groups of 1 to 7 query heads a K/V head (the AVX2 code takes them 3 at a time), lengths
+    under and over its spans of 32 positions, and a head size it leaves to the plain loops."""
+    nctx = 3072
+    previous = _kernels.use_avx2(avx2)
     gen = torch.Generator().manual_seed(end)
     row = torch.randn(nkvh * group * dh + 2 * nkvh * dh, generator=gen)        # q, then the token's K and V
     keys, values = torch.randn(nkvh, dh, nctx, generator=gen), torch.randn(nkvh, dh, nctx, generator=gen)
@@ -285,5 +290,6 @@ def test_compiled_decode_attention_is_softmax_attention_with_the_append(end):
     scores = torch.empty(nkvh * group * end)
     _kernels.attend_one(row.data_ptr(), keys.data_ptr(), values.data_ptr(), nkvh, group, dh, nctx, end, dh ** -0.5,
                         scores.data_ptr())
+    _kernels.use_avx2(previous)
     assert torch.equal(keys, k) and torch.equal(values, v)
     torch.testing.assert_close(row[:nkvh * group * dh], want, rtol=1e-5, atol=1e-5)
