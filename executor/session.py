@@ -9,6 +9,9 @@ survives from one call to the next; `length` counts the positions it holds.
 """
 from __future__ import annotations
 
+import ctypes
+import mmap
+import sys
 import time
 from dataclasses import dataclass, field
 from types import SimpleNamespace
@@ -34,7 +37,23 @@ PLAN_DTYPES = {torch_dtype: name for name, torch_dtype in DTYPES.items()}   # th
 
 def allocate_arena(nbytes: int, device: torch.device) -> torch.Tensor:
     """The one allocation behind every device tensor the schedule names, made once per session."""
-    return torch.empty(nbytes, dtype=torch.uint8, device=device)
+    arena = torch.empty(nbytes, dtype=torch.uint8, device=device)
+    if device.type == "cpu":
+        _huge_pages(arena)
+    return arena
+
+
+def _huge_pages(t: torch.Tensor) -> None:
+    """Ask Linux for 2 MiB pages behind t's whole 2 MiB pages, before anything touches them.
+    Decode attention reads each K/V row of the cache (nctx positions apart) a few lines at a
+    time: with 4 KiB pages nearly every row is a TLB miss (about 30% of a layer's attention at
+    16 positions, measured). Elsewhere, or where the kernel declines, pages stay as they are."""
+    if not sys.platform.startswith("linux") or not hasattr(mmap, "MADV_HUGEPAGE"):
+        return
+    huge = 1 << 21
+    start, end = -(-t.data_ptr() // huge) * huge, (t.data_ptr() + t.nbytes) // huge * huge
+    if end > start:
+        ctypes.CDLL(None).madvise(ctypes.c_void_p(start), ctypes.c_size_t(end - start), mmap.MADV_HUGEPAGE)
 
 
 @dataclass
