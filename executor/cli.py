@@ -105,7 +105,7 @@ def _generate_in(args, group, torch) -> int:
 
     from .generate import TextStream, check_context, generate
     from .model import build_model
-    from .quant import workspace_nbytes
+    from .quant import float_workspace_nbytes, workspace_nbytes
     from .sampling import Sampler
     from .session import Session
     from .source import open_source, resolve
@@ -132,6 +132,8 @@ def _generate_in(args, group, torch) -> int:
     # the file's blocks, not the dims, say what packed weights hold
     packed = file.native_nbytes(DTYPES[dtype]) if native and shard is None else None
     workspace = workspace_nbytes(c.dims(), DTYPES[dtype]) if native else 0
+    if device.type == "cpu":   # dequantized weights, all of them or those a split left
+        workspace = max(workspace, float_workspace_nbytes(c.dims(), DTYPES[dtype]))
     runtime = RUNTIME_BYTES if device.type == "cpu" else 0   # a GPU's budget is its own memory
     if source.kind == "gguf":
         file.forget_metadata()
@@ -281,7 +283,7 @@ def preflight(c, shard, dtype: str, prompt_len: int, nctx: int, packed: int | No
 
 def _print_estimate(cost: dict[str, int], dtype: str, device) -> None:
     outside = "".join(f" + {name} {_mib(cost[key])}" for key, name in
-                      (("workspace_bytes", "native workspace"), ("runtime_bytes", "torch and session")) if cost[key])
+                      (("workspace_bytes", "kernel workspace"), ("runtime_bytes", "torch and session")) if cost[key])
     print(f"estimate  weights {_mib(cost['weight_bytes'])} {dtype} + arena {_mib(cost['arena'])} "
           f"(KV cache {_mib(cost['kv_bytes'])}){outside} = {_mib(cost['total_bytes'])} on {device}", file=sys.stderr)
 

@@ -19,6 +19,11 @@ BLOCK_BYTES = {"Q4_0": 18, "Q4_1": 20, "Q8_0": 34}
 _TYPES = {"Q4_0": 2, "Q4_1": 3, "Q8_0": 8}   # ggml's type numbers, as the kernels take them
 XBLOCK_BYTES = _kernels.XBLOCK_BYTES         # what a product holds per 32 values of x: scale, sum, 32 16-bit values
 ROWS = 64     # rows of x per product or lookup: what they hold outside the arena grows with it
+FLOAT_ROWS = 4   # rows of x (decode's one, a few) up to which float weights take kernels.c's matvec:
+                 # torch's f32 vector-matrix product reads about 2/3, its bf16 one under 1/2, of
+                 # what a sum over memory reads on this 2-core AVX2 machine; past a few rows, its
+                 # matrix products reuse each weight in cache, which matvec does not try to
+_FLOAT_KERNELS = (torch.float32, torch.bfloat16)
 
 
 @dataclass
@@ -93,7 +98,10 @@ def cat_rows(parts: list[Packed]) -> Packed | None:
 def matmul(x: torch.Tensor, w, out: torch.Tensor, accumulate: bool = False) -> None:
     """out = x @ w, or out += x @ w: x (n, in), w a plain (in, out) operand or a Packed."""
     if isinstance(w, torch.Tensor):
-        if accumulate:
+        if x.shape[0] <= FLOAT_ROWS and _streams(x, w, out):
+            _kernels.matvec(w.dtype == torch.bfloat16, w.data_ptr(), w.shape[1], w.shape[0], x.data_ptr(), x.shape[0],
+                            x.stride(0), out.data_ptr(), out.stride(0), accumulate)
+        elif accumulate:
             out.addmm_(x, w)
         else:
             torch.mm(x, w, out=out)
@@ -105,6 +113,13 @@ def matmul(x: torch.Tensor, w, out: torch.Tensor, accumulate: bool = False) -> N
         for i in range(0, n, ROWS):
             part = x[i:i + ROWS]
             _packed_matmul(part, part.shape[0], w, out[i:i + ROWS], accumulate)
+
+
+def _streams(x: torch.Tensor, w: torch.Tensor, out: torch.Tensor) -> bool:
+    """Whether the float kernel takes this product: float32 or bf16 on the CPU throughout, w the
+    transposed view of contiguous (out, in) rows (weights.operand), x and out of unit stride."""
+    return (w.is_cpu and w.dtype in _FLOAT_KERNELS and x.dtype == w.dtype == out.dtype
+            and w.stride() == (1, w.shape[0]) and x.stride(1) == 1 == out.stride(1))
 
 
 def _packed_matmul(x: torch.Tensor, n: int, w: Packed, out: torch.Tensor, accumulate: bool) -> None:
@@ -153,3 +168,11 @@ def workspace_nbytes(dims: dict[str, int], dtype: torch.dtype) -> int:
     head = d // GROUP * XBLOCK_BYTES + copies * (d + dims["vocab"])
     rows = ROWS * (8 + copies * d)
     return max(product, head, rows)
+
+
+def float_workspace_nbytes(dims: dict[str, int], dtype: torch.dtype) -> int:
+    """What a product of float weights holds outside the arena on the CPU: in bf16, matvec's
+    float32 copy of up to FLOAT_ROWS rows of x (the widest input: d, the heads' width or di)."""
+    if dtype != torch.bfloat16:
+        return 0
+    return FLOAT_ROWS * max(dims["d"], dims["nh"] * dims["dh"], dims["di"]) * 4

@@ -189,12 +189,11 @@ def _rows(heads: list[int], dh: int) -> slice:
 
 
 def operand(w: torch.Tensor) -> torch.Tensor:
-    """The (in, out) right operand of x @ w for a (out, in) projection. Measured on CPU: MKL's
-    float32 matrix-vector product streams contiguous (in, out) rows about a third faster than
-    (out, in), while torch's bf16/f16 kernel is fast only on (out, in) and ten times slower on
-    (in, out). So float32 on CPU is stored transposed; everything else is a transposed view."""
-    if w.dtype == torch.float32 and w.device.type == "cpu":
-        return w.t().contiguous()
+    """The (in, out) right operand of x @ w for a (out, in) projection: the transposed view of
+    its contiguous rows. Decode's products on the CPU (quant.matmul: kernels.c's matvec) stream
+    those rows; torch's bf16/f16 kernel is fast only on them too (ten times slower on (in, out)).
+    Until the matvec kernel, float32 on the CPU was stored transposed, where MKL's vector-matrix
+    product streams about a third faster."""
     return w.t()
 
 

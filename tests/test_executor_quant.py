@@ -115,6 +115,29 @@ def test_grouped_blocks_hold_the_file_blocks_and_their_products(qtype, width):
             assert (out.double() - expected).abs().max() <= 1e-5 * expected.abs().max(), (n, avx2)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
+@pytest.mark.parametrize("n", [1, 3, 4, 5])
+def test_float_products_of_a_few_rows_equal_torch(dtype, n):
+    """Decode's products on float weights (kernels.c's matvec up to FLOAT_ROWS = 4 rows of x;
+    5 rows take torch's path): x @ w within float32 rounding of the exact product, and within
+    two bf16 roundings in bf16; written or added, x a strided view, widths that are and are not
+    multiples of 32."""
+    from executor.weights import operand
+    gen = torch.Generator().manual_seed(n)
+    for rows, cols in ((96, 64), (70, 200), (33, 1000)):
+        w = operand(torch.randn(rows, cols, generator=gen).to(dtype))
+        x = torch.randn(n, cols + 7, generator=gen)[:, :cols].to(dtype)
+        base = torch.randn(n, rows, generator=gen).to(dtype)
+        for accumulate in (False, True):
+            out = base.clone()
+            matmul(x, w, out, accumulate)
+            added = base.double() if accumulate else 0
+            exact = x.double() @ w.double() + added
+            size = x.double().abs() @ w.double().abs() + abs(added)   # what rounding errors scale with
+            step = 2 ** -7 if dtype == torch.bfloat16 else 1e-5
+            assert ((out.double() - exact).abs() <= step * size).all(), (rows, cols, accumulate)
+
+
 def test_lookup_names_a_token_outside_the_table(files):
     b = files[Q.Q4_1].blocks("model.layers.0.mlp.up_proj.weight", torch.float32)
     with pytest.raises(IndexError, match="token id 96 is outside the 96 rows"):
