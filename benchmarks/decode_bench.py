@@ -62,7 +62,7 @@ def main(argv=None) -> int:
 
 def read_rates(torch) -> dict[str, float]:
     """Bytes per second read by a `sum` over 512 MiB of float32, and streamed by one-row products
-    with a 256 MiB matrix in f32 ((in, out) rows, weights.operand's layout) and in bf16 ((out,
+    with a 256 MiB matrix in f32 ((in, out) rows, where torch's is fastest) and in bf16 ((out,
     in) rows, transposed): the best of five each."""
     a = torch.ones(2**27)
     rates = {"sum": a.nbytes / _best(lambda: a.sum(), 5)}

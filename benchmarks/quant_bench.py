@@ -4,9 +4,11 @@
 
 For each matrix the executor multiplies (Q, output, gate, down, and the tied output head; the
 fused matrices are these stacked), microseconds per product of one token row with: the
-dequantized weight in f32 and bf16 (torch.mm into `out`), the native GGUF blocks
-(quant.matmul: executor/kernels.c), and torch's int4 kernel on the same weights (what native
-weights ran on before: `_weight_int4pack_mm_for_cpu`, bf16 scales; Q8_0 as two 4-bit halves).
+dequantized weight in f32 by torch.mm ((in, out) rows, its fastest layout), the same in f32 and
+bf16 as the executor runs them (quant.matmul on weights.operand: executor/kernels.c's matvec),
+the native GGUF blocks (quant.matmul: executor/kernels.c), and torch's int4 kernel on the same
+weights (what native weights ran on before: `_weight_int4pack_mm_for_cpu`, bf16 scales; Q8_0 as
+two 4-bit halves).
 """
 from __future__ import annotations
 
@@ -25,6 +27,7 @@ def main(argv=None) -> int:
     import torch
 
     from executor.quant import matmul
+    from executor.weights import operand
     from executor.source import Source, default_model, open_source
 
     file = open_source(Source(default_model(), "gguf"))
@@ -32,17 +35,18 @@ def main(argv=None) -> int:
              "w_gate_up (gate)": "model.layers.0.mlp.gate_proj.weight", "w_down": "model.layers.0.mlp.down_proj.weight",
              "output (embedding)": "model.embed_tokens.weight"}
     print(f"{torch.get_num_threads()} threads; microseconds per one-token product")
-    print(f"{'matrix':20} {'kind':5} {'out x in':>12} {'f32 mm':>8} {'bf16 mm':>8} {'native':>8} {'int4':>8}")
+    print(f"{'matrix':20} {'kind':5} {'out x in':>12} {'f32 mm':>8} {'f32':>8} {'bf16':>8} {'native':>8} {'int4':>8}")
     with torch.inference_mode():
         for label, name in names.items():
             b = file.blocks(name, torch.float32)
             w = b.dequantize()
             x32, x16 = torch.randn(1, w.shape[1]), torch.randn(1, w.shape[1], dtype=torch.bfloat16)
             out32, out16 = torch.empty(1, w.shape[0]), torch.empty(1, w.shape[0], dtype=torch.bfloat16)
-            w32, w16 = w.t().contiguous(), w.to(torch.bfloat16).t()   # weights.operand's layouts
+            w_mm, w32, w16 = w.t().contiguous(), operand(w), operand(w.to(torch.bfloat16))
             int4 = _int4_parts(w, b.kind, torch)
-            times = [_time(lambda: torch.mm(x32, w32, out=out32), args.repeats),
-                     _time(lambda: torch.mm(x16, w16, out=out16), args.repeats),
+            times = [_time(lambda: torch.mm(x32, w_mm, out=out32), args.repeats),
+                     _time(lambda: matmul(x32, w32, out32), args.repeats),
+                     _time(lambda: matmul(x16, w16, out16), args.repeats),
                      _time(lambda: matmul(x32, b, out32), args.repeats),
                      _time(lambda: [torch.ops.aten._weight_int4pack_mm_for_cpu(x16, q, 32, s) for q, s in int4],
                            args.repeats)]
