@@ -319,18 +319,21 @@ static inline void store(float *y, long ys, long i, int t, const float *out, int
     for (int j = 0; j < t; j++) y[(i + j) * ys] = accumulate ? y[(i + j) * ys] + out[j] : out[j];
 }
 
+/* A run of weight rows against every row of x, TILE rows of x at a time, with DOT (dot_tile or
+ * dot_tile_c), in a function that has w, rows, blocks, xq, n, y, ys and accumulate */
+#define ROW_TILES(DOT)                                                                              \
+    for (long r = 0; r < rows; r++)                                                                 \
+        for (long i = 0; i < n; i += TILE) {                                                        \
+            float out[TILE];                                                                        \
+            int t = n - i < TILE ? (int)(n - i) : TILE;                                             \
+            DOT(kind, w + r * blocks * block_bytes(kind), blocks, xq + i * blocks, blocks, t, out); \
+            store(y + r, ys, i, t, out, accumulate);                                                \
+        }
+
 #if defined(__x86_64__) || defined(__i386__)
-/* A run of weight rows against every row of x, TILE rows of x at a time */
 AVX2 static inline void rows_avx2(int kind, const uint8_t *w, long rows, long blocks, const XBlock *xq, long n,
                                   float *y, long ys, int accumulate) {
-    long size = blocks * block_bytes(kind);
-    for (long r = 0; r < rows; r++)
-        for (long i = 0; i < n; i += TILE) {
-            float out[TILE];
-            int t = n - i < TILE ? (int)(n - i) : TILE;
-            dot_tile(kind, w + r * size, blocks, xq + i * blocks, blocks, t, out);
-            store(y + r, ys, i, t, out, accumulate);
-        }
+    ROW_TILES(dot_tile)
 }
 
 /* The kind is a constant in each of these, so the compiler drops the other kinds' code. */
@@ -358,14 +361,7 @@ static void product_rows(int kind, const uint8_t *w, long rows, long blocks, con
         return;
     }
 #endif
-    long size = blocks * block_bytes(kind);
-    for (long r = 0; r < rows; r++)
-        for (long i = 0; i < n; i += TILE) {
-            float out[TILE];
-            int t = n - i < TILE ? (int)(n - i) : TILE;
-            dot_tile_c(kind, w + r * size, blocks, xq + i * blocks, blocks, t, out);
-            store(y + r, ys, i, t, out, accumulate);
-        }
+    ROW_TILES(dot_tile_c)
 }
 
 /* ---- the Python functions ---- */

@@ -52,8 +52,9 @@ class Packed:
 
     def file_blocks(self) -> torch.Tensor:
         """The blocks as the file stores them, a copy."""
+        kind, _, rows, blocks = self.args
         out = self.blocks.clone()
-        _kernels.group(*self.args[:1], out.data_ptr(), *self.args[2:], False)
+        _kernels.group(kind, out.data_ptr(), rows, blocks, False)
         return out
 
     @property
