@@ -49,6 +49,7 @@ enum { Q4_0 = 2, Q4_1 = 3, Q8_0 = 8 };   /* ggml's type numbers */
 enum { GROUP = 32, TILE = 4 };            /* weights per block; rows of x that share a block's unpacking */
 enum { GROUP_BLOCKS = 8 };                /* blocks per group: one 32-bit lane each in a 256-bit register */
 #define QMAX 32767.0f                     /* x's largest value in a block, as a 16-bit integer */
+enum { AHEAD = 1024 };   /* bytes of weights prefetched ahead of a product: without it float rows streamed at 70 - 80% of a sum's rate */
 
 typedef struct {   /* 32 values of a row of x, quantized */
     float e;       /* scale: x ~ e q */
@@ -254,6 +255,7 @@ AVX2 static inline void dot_groups(int kind, const uint8_t *row, long groups, co
     const __m256i low = _mm256_set1_epi16(15);
     for (long g = 0; g < groups; g++) {
         const uint8_t *grp = row + g * size, *v = grp + GROUP_BLOCKS * scale_bytes(kind);
+        for (int c = 0; c < size; c += 64) _mm_prefetch((const char *)grp + AHEAD + c, _MM_HINT_T0);
         const XGroup *xg[TILE];
         __m256i sums[TILE];
         for (int i = 0; i < n; i++) {
@@ -487,43 +489,79 @@ static inline __attribute__((always_inline)) float exp_approx(float x) {
     return p * scale;
 }
 
+static inline float bf16_float(uint16_t h) {
+    uint32_t bits = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &bits, 4);
+    return f;
+}
+
+static inline uint16_t float_bf16(float f) {   /* rounded to nearest, ties to even, as torch does */
+    uint32_t bits;
+    memcpy(&bits, &f, 4);
+    if ((bits & 0x7fffffffu) > 0x7f800000u) return (uint16_t)(bits >> 16 | 64);   /* NaN stays NaN */
+    return (uint16_t)((bits + 0x7fffu + (bits >> 16 & 1)) >> 16);
+}
+
+/* The small ops take float32 rows, or bf16 rows whose values are widened to float32 and whose
+ * results are rounded once (torch rounds after each of its ops): each is written once for either,
+ * with `bf16` a constant where it is inlined, and compiled twice. */
+static inline __attribute__((always_inline)) float get(const void *p, long i, int bf16) {
+    return bf16 ? bf16_float(((const uint16_t *)p)[i]) : ((const float *)p)[i];
+}
+
+static inline __attribute__((always_inline)) void put(void *p, long i, float f, int bf16) {
+    if (bf16) ((uint16_t *)p)[i] = float_bf16(f);
+    else ((float *)p)[i] = f;
+}
+
+#define BOTH(name, params, ...) \
+    VECTOR static void name##_f32 params { name(__VA_ARGS__, 0); } \
+    VECTOR static void name##_bf16 params { name(__VA_ARGS__, 1); }
+
 /* y = x / sqrt(mean(x^2) + eps) * w, row by row, as transformers' LlamaRMSNorm in float32 */
-VECTOR static void rms_norm_rows(const float *x, long n, long xs, const float *w, float *y, long ys, long d, float eps) {
+static inline __attribute__((always_inline)) void rms_norm_rows(const void *x, long n, long xs, const void *w, void *y,
+                                                                 long ys, long d, float eps, int bf16) {
     for (long i = 0; i < n; i++) {
-        const float *xi = x + i * xs;
-        float *yi = y + i * ys, squares = 0;
+        float squares = 0;
         #pragma omp simd reduction(+:squares)
-        for (long j = 0; j < d; j++) squares += xi[j] * xi[j];
+        for (long j = 0; j < d; j++) squares += get(x, i * xs + j, bf16) * get(x, i * xs + j, bf16);
         float r = 1.0f / sqrtf(squares / (float)d + eps);
-        for (long j = 0; j < d; j++) yi[j] = w[j] * (xi[j] * r);
+        for (long j = 0; j < d; j++) put(y, i * ys + j, get(w, j, bf16) * (get(x, i * xs + j, bf16) * r), bf16);
     }
 }
+BOTH(rms_norm_rows, (const void *x, long n, long xs, const void *w, void *y, long ys, long d, float eps),
+     x, n, xs, w, y, ys, d, eps)
 
 /* Each head's halves (x1, x2) -> (x1 cos - x2 sin, x2 cos + x1 sin), in place: rows of `heads`
  * heads of dh values, cos and sin (n, dh) with sin's first half negated (model.rope_tables) */
-VECTOR static void rope_rows(float *x, long n, long xs, long heads, long dh, const float *cos, const float *sin) {
+static inline __attribute__((always_inline)) void rope_rows(void *x, long n, long xs, long heads, long dh,
+                                                             const void *cos, const void *sin, int bf16) {
     long half = dh / 2;
-    for (long i = 0; i < n; i++) {
-        const float *c = cos + i * dh, *s = sin + i * dh;
+    for (long i = 0; i < n; i++)
         for (long h = 0; h < heads; h++) {
-            float *x1 = x + i * xs + h * dh, *x2 = x1 + half;
+            long x1 = i * xs + h * dh, x2 = x1 + half, c = i * dh;
             for (long j = 0; j < half; j++) {
-                float a = x1[j], b = x2[j];
-                x1[j] = a * c[j] + b * s[j];
-                x2[j] = b * c[half + j] + a * s[half + j];
+                float a = get(x, x1 + j, bf16), b = get(x, x2 + j, bf16);
+                put(x, x1 + j, a * get(cos, c + j, bf16) + b * get(sin, c + j, bf16), bf16);
+                put(x, x2 + j, b * get(cos, c + half + j, bf16) + a * get(sin, c + half + j, bf16), bf16);
             }
+        }
+}
+BOTH(rope_rows, (void *x, long n, long xs, long heads, long dh, const void *cos, const void *sin),
+     x, n, xs, heads, dh, cos, sin)
+
+/* SwiGLU: gate = silu(gate) * up, rows of gate (di) then up (di) */
+static inline __attribute__((always_inline)) void swiglu_rows(void *ffn, long n, long stride, long di, int bf16) {
+    for (long i = 0; i < n; i++) {
+        #pragma omp simd
+        for (long j = 0; j < di; j++) {
+            float g = get(ffn, i * stride + j, bf16);
+            put(ffn, i * stride + j, g / (1.0f + exp_approx(-g)) * get(ffn, i * stride + di + j, bf16), bf16);
         }
     }
 }
-
-/* SwiGLU: gate = silu(gate) * up, rows of gate (di) then up (di) */
-VECTOR static void swiglu_rows(float *ffn, long n, long stride, long di) {
-    for (long i = 0; i < n; i++) {
-        float *g = ffn + i * stride, *u = g + di;
-        #pragma omp simd
-        for (long j = 0; j < di; j++) g[j] = g[j] / (1.0f + exp_approx(-g[j])) * u[j];
-    }
-}
+BOTH(swiglu_rows, (void *ffn, long n, long stride, long di), ffn, n, stride, di)
 
 /* e^(s - max) in place over a row of scores; returns their sum */
 VECTOR static float softmax_numerators(float *s, long end) {
@@ -537,27 +575,36 @@ VECTOR static float softmax_numerators(float *s, long end) {
     return total;
 }
 
-/* One query per head over positions 0 .. end of a layer's cache: q (nkvh * group, dh), heads
- * grouped by K/V head; keys and values (nkvh, dh, nctx), positions last; scores (heads, end).
- * Each head's output overwrites its query, which its scores no longer need. The plain loops,
- * one head at a time; attend_avx2 below does the same with AVX2. */
-VECTOR static void attend_one_head(float *q, const float *k, const float *v, long nctx, long end, long dh,
-                                   float scale, float *s) {
+/* Decode attention: one query per head over positions 0 .. end of a layer's cache. q (nkvh * group,
+ * dh) float32, heads grouped by K/V head; values (nkvh, dh, nctx), positions last; keys laid out
+ * the same in float32, and position by position (nkvh, nctx, dh) in bf16 (model.CacheViews); the
+ * scores (heads, end) float32. The queries come scaled. Each head's output overwrites its query,
+ * which its scores no longer need. The plain loops, one head at a time; attend_heads below does the same with AVX2. */
+static inline __attribute__((always_inline)) void attend_head(float *q, const void *k, const void *v, long nctx,
+                                                               long end, long dh, float *s, int bf16) {
     for (long p = 0; p < end; p++) s[p] = 0;
-    for (long j = 0; j < dh; j++) {
-        float qj = q[j] * scale;
-        const float *kj = k + j * nctx;
-        for (long p = 0; p < end; p++) s[p] += qj * kj[p];
-    }
+    if (bf16)
+        for (long p = 0; p < end; p++) {
+            float dot = 0;
+            for (long j = 0; j < dh; j++) dot += q[j] * get(k, p * dh + j, 1);
+            s[p] = dot;
+        }
+    else
+        for (long j = 0; j < dh; j++) {
+            float qj = q[j];
+            const float *kj = (const float *)k + j * nctx;
+            for (long p = 0; p < end; p++) s[p] += qj * kj[p];
+        }
     float total = softmax_numerators(s, end);
     for (long j = 0; j < dh; j++) {
-        const float *vj = v + j * nctx;
         float out = 0;
         #pragma omp simd reduction(+:out)
-        for (long p = 0; p < end; p++) out += s[p] * vj[p];
+        for (long p = 0; p < end; p++) out += s[p] * get(v, j * nctx + p, bf16);
         q[j] = out / total;
     }
 }
+BOTH(attend_head, (float *q, const void *k, const void *v, long nctx, long end, long dh, float *s),
+     q, k, v, nctx, end, dh, s)
 
 #if defined(__x86_64__) || defined(__i386__)
 /* Decode attention with AVX2, for any length: each K/V head's keys and values are read once for
@@ -566,9 +613,16 @@ VECTOR static void attend_one_head(float *q, const float *k, const float *v, lon
  * them, and left this slower than torch's batched products past a few hundred positions). */
 enum { SPAN = 32, QHEADS = 3, PREFETCH = 4 * SPAN };   /* positions per scores task; query heads per pass over a K/V head */
 
+/* 8 values of a float32 or bf16 row from i, as float32 */
+AVX2 static inline __attribute__((always_inline)) __m256 load8(const void *p, long i, int bf16) {
+    if (!bf16) return _mm256_loadu_ps((const float *)p + i);
+    __m256i h = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)((const uint16_t *)p + i)));
+    return _mm256_castsi256_ps(_mm256_slli_epi32(h, 16));
+}
+
 /* Scores of nq query heads (rows dh apart, already scaled) at positions p .. p + width (at most
- * SPAN) of one K/V head's keys (dh rows of nctx positions), into their score rows (end apart).
- * A span under SPAN (the last) masks its loads and stores. */
+ * SPAN) of one K/V head's float32 keys (dh rows of nctx positions), into their score rows (end
+ * apart). A span under SPAN (the last) masks its loads and stores. */
 AVX2 static inline __attribute__((always_inline)) void scores_span(const float *q, int nq, const float *k, long nctx,
                                                                     long p, long width, long dh, float *s, long end) {
     __m256 acc[QHEADS][4];
@@ -596,17 +650,54 @@ AVX2 static inline __attribute__((always_inline)) void scores_span(const float *
         }
 }
 
+/* The same for bf16 keys stored by position (rows of dh), 4 positions at a time: a 32-bit lane of
+ * 16 loaded values holds values 2l and 2l + 1, made float32 by a shift and a mask, against the
+ * queries with each 16 values stored evens first (pairs_of); dh % 16 == 0. Each head's 4 sums of
+ * 8 lanes then fold into 4 scores with three horizontal adds. */
+AVX2 static inline __attribute__((always_inline)) void scores_by_position(const float *q, int nq, const uint16_t *k,
+                                                                           long p, long width, long dh, float *s, long end) {
+    const __m256i high = _mm256_set1_epi32((int)0xffff0000u);
+    for (long p0 = p; p0 < p + width; p0 += 4) {
+        __m256 acc[QHEADS][4];
+        const uint16_t *kp[4];
+        for (int i = 0; i < 4; i++) {   /* past the end, position end - 1 again, not stored */
+            kp[i] = k + (p0 + i < end ? p0 + i : end - 1) * dh;
+            for (int h = 0; h < nq; h++) acc[h][i] = _mm256_setzero_ps();
+        }
+        for (long j = 0; j < dh; j += 16) {
+            __m256 even[4], odd[4];
+            for (int i = 0; i < 4; i++) {
+                __m256i v = _mm256_loadu_si256((const __m256i *)(kp[i] + j));
+                even[i] = _mm256_castsi256_ps(_mm256_slli_epi32(v, 16));
+                odd[i] = _mm256_castsi256_ps(_mm256_and_si256(v, high));
+            }
+            for (int h = 0; h < nq; h++) {
+                __m256 qe = _mm256_loadu_ps(q + h * dh + j), qo = _mm256_loadu_ps(q + h * dh + j + 8);
+                for (int i = 0; i < 4; i++) acc[h][i] = _mm256_fmadd_ps(qo, odd[i], _mm256_fmadd_ps(qe, even[i], acc[h][i]));
+            }
+        }
+        for (int h = 0; h < nq; h++) {
+            __m256 folded = _mm256_hadd_ps(_mm256_hadd_ps(acc[h][0], acc[h][1]), _mm256_hadd_ps(acc[h][2], acc[h][3]));
+            __m128 four = _mm_add_ps(_mm256_castps256_ps128(folded), _mm256_extractf128_ps(folded, 1));
+            float out[4];
+            _mm_storeu_ps(out, four);
+            for (int i = 0; i < 4 && p0 + i < end; i++) s[h * end + p0 + i] = out[i];
+        }
+    }
+}
+
 /* Rows j .. j + 4 of nq heads' outputs: sum over positions of their softmax numerators (rows
- * end apart) times the values (rows nctx apart), over total */
-AVX2 static inline __attribute__((always_inline)) void values_rows(const float *s, int nq, const float *v, long nctx,
-                                                                    long end, const float *total, float *out, long dh) {
+ * end apart) times the values (rows nctx apart, float32 or bf16), over total */
+AVX2 static inline __attribute__((always_inline)) void values_rows(const float *s, int nq, const void *v, long nctx,
+                                                                    long end, const float *total, float *out, long dh,
+                                                                    int bf16) {
     __m256 acc[QHEADS][4];
     for (int h = 0; h < nq; h++)
         for (int i = 0; i < 4; i++) acc[h][i] = _mm256_setzero_ps();
     long p = 0;
     for (; p + 8 <= end; p += 8) {
-        __m256 vv[4] = {_mm256_loadu_ps(v + p), _mm256_loadu_ps(v + nctx + p), _mm256_loadu_ps(v + 2 * nctx + p),
-                        _mm256_loadu_ps(v + 3 * nctx + p)};
+        __m256 vv[4] = {load8(v, p, bf16), load8(v, nctx + p, bf16), load8(v, 2 * nctx + p, bf16),
+                        load8(v, 3 * nctx + p, bf16)};
         for (int h = 0; h < nq; h++) {
             __m256 sh = _mm256_loadu_ps(s + h * end + p);
             for (int i = 0; i < 4; i++) acc[h][i] = _mm256_fmadd_ps(sh, vv[i], acc[h][i]);
@@ -615,7 +706,7 @@ AVX2 static inline __attribute__((always_inline)) void values_rows(const float *
     for (int h = 0; h < nq; h++)
         for (int i = 0; i < 4; i++) {
             float sum = sum8(acc[h][i]);
-            for (long r = p; r < end; r++) sum += s[h * end + r] * v[i * nctx + r];
+            for (long r = p; r < end; r++) sum += s[h * end + r] * get(v, i * nctx + r, bf16);
             out[h * dh + i] = sum / total[h];
         }
 }
@@ -624,30 +715,49 @@ AVX2 static inline __attribute__((always_inline)) void values_rows(const float *
 #define BY_HEADS(nq, call) do { if ((nq) >= 3) { enum { NQ = 3 }; call; } else if ((nq) == 2) { enum { NQ = 2 }; call; } \
                                 else { enum { NQ = 1 }; call; } } while (0)
 
-AVX2 static void attend_avx2(float *q, const float *k, const float *v, long nkvh, long group, long dh, long nctx,
-                             long end, float scale, float *s) {
-    long nh = nkvh * group, spans = (end + SPAN - 1) / SPAN;
+/* K/V heads g0 .. g1 (their queries already scaled, and in bf16 stored as pairs_of): scores, the
+ * softmax numerators, then the outputs over the queries */
+AVX2 static inline __attribute__((always_inline)) void attend_heads(float *q, const void *k, const void *v, long g0,
+                                                                     long g1, long group, long dh, long nctx, long end,
+                                                                     float *s, int bf16) {
+    long nh = (g1 - g0) * group, spans = (end + SPAN - 1) / SPAN;
     int parallel = end * nh > 4096;
     float total[nh];
-    for (long i = 0; i < nh * dh; i++) q[i] *= scale;
     #pragma omp parallel for schedule(static) if (parallel)
     for (long t = 0; t < spans; t++) {
         long width = end - t * SPAN < SPAN ? end - t * SPAN : SPAN;
-        for (long g = 0; g < nkvh; g++)
-            for (long h = 0; h < group; h += QHEADS)
-                BY_HEADS(group - h, scores_span(q + (g * group + h) * dh, NQ, k + g * dh * nctx, nctx, t * SPAN, width,
-                                               dh, s + (g * group + h) * end, end));
+        for (long g = g0; g < g1; g++)
+            for (long h = 0; h < group; h += QHEADS) {
+                const float *qh = q + (g * group + h) * dh;
+                float *sh = s + ((g - g0) * group + h) * end;
+                if (bf16)
+                    BY_HEADS(group - h, scores_by_position(qh, NQ, (const uint16_t *)k + g * nctx * dh, t * SPAN, width,
+                                                           dh, sh, end));
+                else
+                    BY_HEADS(group - h, scores_span(qh, NQ, (const float *)k + g * dh * nctx, nctx, t * SPAN, width,
+                                                    dh, sh, end));
+            }
     }
     #pragma omp parallel for schedule(static) if (parallel)
     for (long h = 0; h < nh; h++) total[h] = softmax_numerators(s + h * end, end);
-    /* the outputs overwrite the queries, which the scores no longer need */
     #pragma omp parallel for schedule(static) if (parallel)
-    for (long t = 0; t < nkvh * (dh / 4); t++) {
-        long g = t / (dh / 4), j = t % (dh / 4) * 4;
+    for (long t = 0; t < (g1 - g0) * (dh / 4); t++) {
+        long g = g0 + t / (dh / 4), j = t % (dh / 4) * 4;
+        const void *vj = bf16 ? (const void *)((const uint16_t *)v + (g * dh + j) * nctx)
+                              : (const void *)((const float *)v + (g * dh + j) * nctx);
         for (long h = 0; h < group; h += QHEADS)
-            BY_HEADS(group - h, values_rows(s + (g * group + h) * end, NQ, v + (g * dh + j) * nctx, nctx, end,
-                                            total + g * group + h, q + (g * group + h) * dh + j, dh));
+            BY_HEADS(group - h, values_rows(s + ((g - g0) * group + h) * end, NQ, vj, nctx, end,
+                                            total + (g - g0) * group + h, q + (g * group + h) * dh + j, dh, bf16));
     }
+}
+
+AVX2 static void attend_heads_f32(float *q, const void *k, const void *v, long g0, long g1, long group, long dh,
+                                  long nctx, long end, float *s) {
+    attend_heads(q, k, v, g0, g1, group, dh, nctx, end, s, 0);
+}
+AVX2 static void attend_heads_bf16(float *q, const void *k, const void *v, long g0, long g1, long group, long dh,
+                                   long nctx, long end, float *s) {
+    attend_heads(q, k, v, g0, g1, group, dh, nctx, end, s, 1);
 }
 #endif
 
@@ -656,20 +766,6 @@ AVX2 static void attend_avx2(float *q, const float *k, const float *v, long nkvh
  * cache; four chains of sums, so the multiply-adds do not wait on each other. torch's f32
  * vector-matrix product read about two thirds of what a sum over memory reads here, its bf16
  * one under half. */
-static inline float bf16_float(uint16_t h) {
-    uint32_t bits = (uint32_t)h << 16;
-    float f;
-    memcpy(&f, &bits, 4);
-    return f;
-}
-
-static inline uint16_t float_bf16(float f) {   /* rounded to nearest, ties to even, as torch does */
-    uint32_t bits;
-    memcpy(&bits, &f, 4);
-    if ((bits & 0x7fffffffu) > 0x7f800000u) return (uint16_t)(bits >> 16 | 64);   /* NaN stays NaN */
-    return (uint16_t)((bits + 0x7fffu + (bits >> 16 & 1)) >> 16);
-}
-
 /* Rows of w against n float32 rows of x. T, w's and y's type, is float or uint16_t (bf16);
  * WIDEN(v) is its value as a float, STORE(f) a float as a T. */
 #define FLOAT_ROWS(name, T, WIDEN, STORE)                                                            \
@@ -681,8 +777,11 @@ VECTOR static void name(const T *w, long rows, long cols, const float *x, long n
             const float *b = x + i * xs;                                                              \
             float s[32] = {0}, sum;   /* 32 partial sums: four vectors of 8 with AVX2 */              \
             long j = 0;                                                                               \
-            for (; j + 32 <= cols; j += 32)                                                           \
+            for (; j + 32 <= cols; j += 32) {                                                         \
+                for (int c = 0; c < 32 * (int)sizeof(T); c += 64)                                     \
+                    __builtin_prefetch((const char *)(a + j) + AHEAD + c);                            \
                 for (int k = 0; k < 32; k++) s[k] += WIDEN(a[j + k]) * b[j + k];                      \
+            }                                                                                         \
             for (int h = 16; h; h /= 2)   /* a tree: 32 adds in a row took longer than the row */    \
                 for (int k = 0; k < h; k++) s[k] += s[k + h];                                         \
             sum = s[0];                                                                               \
@@ -695,57 +794,143 @@ VECTOR static void name(const T *w, long rows, long cols, const float *x, long n
 FLOAT_ROWS(rows_f32, float, SAME, SAME)
 FLOAT_ROWS(rows_bf16, uint16_t, bf16_float, float_bf16)
 
+#if defined(__x86_64__) || defined(__i386__)
+/* bf16 rows with AVX2. A 32-bit lane of 16 loaded values holds value 2l in its low half and 2l + 1
+ * in its high half, so a shift and a mask make float32 of both, with no widening loads (2 - 3
+ * times the instructions a byte of float32, which left the plain loop at the CPU's limit, not
+ * memory's); x comes with each 16 values of its first cols / 32 * 32 stored evens first (x_pairs). */
+AVX2 static void rows_bf16_avx2(const uint16_t *w, long rows, long cols, const float *x, long n, long xs, uint16_t *y,
+                                long ys, int accumulate) {
+    const __m256i high = _mm256_set1_epi32((int)0xffff0000u);
+    long full = cols / 32 * 32;
+    for (long r = 0; r < rows; r++)
+        for (long i = 0; i < n; i++) {
+            const uint16_t *a = w + r * cols;
+            const float *b = x + i * xs;
+            __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+            long j = 0;
+            for (; j < full; j += 32) {
+                _mm_prefetch((const char *)(a + j) + AHEAD, _MM_HINT_T0);
+                for (int k = 0; k < 2; k++) {
+                    __m256i v = _mm256_loadu_si256((const __m256i *)(a + j + 16 * k));
+                    acc[2 * k] = _mm256_fmadd_ps(_mm256_castsi256_ps(_mm256_slli_epi32(v, 16)),
+                                                 _mm256_loadu_ps(b + j + 16 * k), acc[2 * k]);
+                    acc[2 * k + 1] = _mm256_fmadd_ps(_mm256_castsi256_ps(_mm256_and_si256(v, high)),
+                                                     _mm256_loadu_ps(b + j + 16 * k + 8), acc[2 * k + 1]);
+                }
+            }
+            float sum = sum8(_mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3])));
+            for (; j < cols; j++) sum += bf16_float(a[j]) * b[j];
+            if (accumulate) sum += bf16_float(y[i * ys + r]);
+            y[i * ys + r] = float_bf16(sum);
+        }
+}
+#endif
+
+/* n rows of bf16 x as float32 rows of cols, in xf; the first `paired` values of each row (a
+ * multiple of 16) with each 16 stored evens first, then odds (see rows_bf16_avx2) */
+static void widen_rows(const uint16_t *x, long n, long xs, long cols, long paired, float *xf) {
+    for (long i = 0; i < n; i++) {
+        const uint16_t *xi = x + i * xs;
+        float *out = xf + i * cols;
+        for (long j = 0; j < paired; j += 16)
+            for (int k = 0; k < 8; k++) {
+                out[j + k] = bf16_float(xi[j + 2 * k]);
+                out[j + 8 + k] = bf16_float(xi[j + 2 * k + 1]);
+            }
+        for (long j = paired; j < cols; j++) out[j] = bf16_float(xi[j]);
+    }
+}
+
 #define F(addr) ((float *)(uintptr_t)(addr))
 
+#define P(addr) ((void *)(uintptr_t)(addr))
+
 static PyObject *rms_norm(PyObject *self, PyObject *args) {
+    int bf16;
     unsigned long long x, w, y;
     long n, xs, ys, d;
     float eps;
-    if (!PyArg_ParseTuple(args, "KllKKllf", &x, &n, &xs, &w, &y, &ys, &d, &eps)) return NULL;
-    rms_norm_rows(F(x), n, xs, F(w), F(y), ys, d, eps);
+    if (!PyArg_ParseTuple(args, "pKllKKllf", &bf16, &x, &n, &xs, &w, &y, &ys, &d, &eps)) return NULL;
+    (bf16 ? rms_norm_rows_bf16 : rms_norm_rows_f32)(P(x), n, xs, P(w), P(y), ys, d, eps);
     Py_RETURN_NONE;
 }
 
 static PyObject *rope(PyObject *self, PyObject *args) {
+    int bf16;
     unsigned long long x, cos, sin;
     long n, xs, heads, dh;
-    if (!PyArg_ParseTuple(args, "KllllKK", &x, &n, &xs, &heads, &dh, &cos, &sin)) return NULL;
-    rope_rows(F(x), n, xs, heads, dh, F(cos), F(sin));
+    if (!PyArg_ParseTuple(args, "pKllllKK", &bf16, &x, &n, &xs, &heads, &dh, &cos, &sin)) return NULL;
+    (bf16 ? rope_rows_bf16 : rope_rows_f32)(P(x), n, xs, heads, dh, P(cos), P(sin));
     Py_RETURN_NONE;
 }
 
 static PyObject *swiglu(PyObject *self, PyObject *args) {
+    int bf16;
     unsigned long long ffn;
     long n, stride, di;
-    if (!PyArg_ParseTuple(args, "Klll", &ffn, &n, &stride, &di)) return NULL;
-    swiglu_rows(F(ffn), n, stride, di);
+    if (!PyArg_ParseTuple(args, "pKlll", &bf16, &ffn, &n, &stride, &di)) return NULL;
+    (bf16 ? swiglu_rows_bf16 : swiglu_rows_f32)(P(ffn), n, stride, di);
     Py_RETURN_NONE;
 }
 
-static PyObject *attend_one(PyObject *self, PyObject *args) {
-    unsigned long long q, k, v, scores;
-    long nkvh, group, dh, nctx, end;
-    float scale;
-    if (!PyArg_ParseTuple(args, "KKKlllllfK", &q, &k, &v, &nkvh, &group, &dh, &nctx, &end, &scale, &scores)) return NULL;
-    /* the token's keys and values, which follow the queries in q's row, go to position end - 1 */
-    const float *new_k = F(q) + nkvh * group * dh, *new_v = new_k + nkvh * dh;
+/* The token's keys and values, which follow the queries in q's row, go to position end - 1 */
+static void append(int bf16, void *q, void *k, void *v, long nh, long nkvh, long dh, long nctx, long end) {
     for (long j = 0; j < nkvh * dh; j++) {
-        F(k)[j * nctx + end - 1] = new_k[j];
-        F(v)[j * nctx + end - 1] = new_v[j];
+        long key = bf16 ? (j / dh * nctx + end - 1) * dh + j % dh : j * nctx + end - 1;   /* by position in bf16 */
+        if (bf16) {
+            const uint16_t *new_k = (const uint16_t *)q + nh * dh;
+            ((uint16_t *)k)[key] = new_k[j];
+            ((uint16_t *)v)[j * nctx + end - 1] = new_k[nkvh * dh + j];
+        } else {
+            const float *new_k = (const float *)q + nh * dh;
+            ((float *)k)[key] = new_k[j];
+            ((float *)v)[j * nctx + end - 1] = new_k[nkvh * dh + j];
+        }
     }
+}
+
+static PyObject *attend_one(PyObject *self, PyObject *args) {
+    int bf16;
+    unsigned long long q, k, v, scores;
+    long nkvh, group, dh, nctx, end, room;
+    float scale;
+    if (!PyArg_ParseTuple(args, "pKKKlllllfKl", &bf16, &q, &k, &v, &nkvh, &group, &dh, &nctx, &end, &scale, &scores,
+                          &room)) return NULL;
+    long nh = nkvh * group, at_once = room / (group * end), size = bf16 ? 2 : 4;
+    if (at_once < 1) {
+        PyErr_Format(PyExc_ValueError, "attend_one: %ld floats of scores, under one K/V head's %ld", room, group * end);
+        return NULL;
+    }
+    append(bf16, P(q), P(k), P(v), nh, nkvh, dh, nctx, end);
+    int fast = avx2 && dh % (bf16 ? 16 : 4) == 0;
+    float *qf = F(q);   /* the queries as float32, scaled; in bf16 a copy, paired for the AVX2 scores */
+    if (bf16) {
+        if (!(qf = PyMem_RawMalloc(nh * dh * sizeof(float)))) return PyErr_NoMemory();
+        widen_rows(P(q), nh, dh, dh, fast ? dh : 0, qf);
+    }
+    for (long i = 0; i < nh * dh; i++) qf[i] *= scale;
     Py_BEGIN_ALLOW_THREADS
+    for (long g0 = 0; g0 < nkvh; g0 += at_once) {   /* as many K/V heads at a time as their scores fit */
+        long g1 = g0 + at_once < nkvh ? g0 + at_once : nkvh;
 #if defined(__x86_64__) || defined(__i386__)
-    if (avx2 && dh % 4 == 0) {
-        attend_avx2(F(q), F(k), F(v), nkvh, group, dh, nctx, end, scale, F(scores));
-        goto done;
-    }
+        if (fast) {
+            (bf16 ? attend_heads_bf16 : attend_heads_f32)(qf, P(k), P(v), g0, g1, group, dh, nctx, end, F(scores));
+            continue;
+        }
 #endif
-    #pragma omp parallel for schedule(static) if (end * nkvh * group > 4096)
-    for (long h = 0; h < nkvh * group; h++)
-        attend_one_head(F(q) + h * dh, F(k) + h / group * dh * nctx, F(v) + h / group * dh * nctx, nctx, end, dh,
-                        scale, F(scores) + h * end);
-done:
+        #pragma omp parallel for schedule(static) if (end * (g1 - g0) * group > 4096)
+        for (long h = g0 * group; h < g1 * group; h++) {
+            long head = h / group * dh * nctx * size;   /* bytes to the K/V head's keys and values */
+            (bf16 ? attend_head_bf16 : attend_head_f32)(qf + h * dh, (char *)P(k) + head, (char *)P(v) + head, nctx,
+                                                        end, dh, F(scores) + (h - g0 * group) * end);
+        }
+    }
     Py_END_ALLOW_THREADS
+    if (bf16) {
+        for (long i = 0; i < nh * dh; i++) ((uint16_t *)P(q))[i] = float_bf16(qf[i]);
+        PyMem_RawFree(qf);
+    }
     Py_RETURN_NONE;
 }
 
@@ -757,8 +942,7 @@ static PyObject *matvec(PyObject *self, PyObject *args) {
     float *xf = F(x);
     if (bf16) {   /* x widened once, not once per row of w: n * cols floats held for the call */
         if (!(xf = PyMem_RawMalloc(n * cols * sizeof(float)))) return PyErr_NoMemory();
-        for (long i = 0; i < n; i++)
-            for (long j = 0; j < cols; j++) xf[i * cols + j] = bf16_float(((const uint16_t *)(uintptr_t)x)[i * xs + j]);
+        widen_rows((const uint16_t *)(uintptr_t)x, n, xs, cols, avx2 ? cols / 32 * 32 : 0, xf);
         xs = cols;
     }
     Py_BEGIN_ALLOW_THREADS
@@ -766,9 +950,15 @@ static PyObject *matvec(PyObject *self, PyObject *args) {
     {
         long t = omp_get_thread_num(), threads = omp_get_num_threads();
         long r0 = rows * t / threads, r1 = rows * (t + 1) / threads;
+        const uint16_t *w16 = (const uint16_t *)(uintptr_t)w + r0 * cols;
+        uint16_t *y16 = (uint16_t *)(uintptr_t)y + r0;
+#if defined(__x86_64__) || defined(__i386__)
+        if (bf16 && avx2)
+            rows_bf16_avx2(w16, r1 - r0, cols, xf, n, xs, y16, ys, accumulate);
+        else
+#endif
         if (bf16)
-            rows_bf16((const uint16_t *)(uintptr_t)w + r0 * cols, r1 - r0, cols, xf, n, xs,
-                      (uint16_t *)(uintptr_t)y + r0, ys, accumulate);
+            rows_bf16(w16, r1 - r0, cols, xf, n, xs, y16, ys, accumulate);
         else
             rows_f32(F(w) + r0 * cols, r1 - r0, cols, xf, n, xs, F(y) + r0, ys, accumulate);
     }
@@ -793,12 +983,13 @@ static PyMethodDef methods[] = {
     {"lookup", lookup, METH_VARARGS, "rows of w in the kernels' groups as float32 (see kernels.c)"},
     {"matvec", matvec, METH_VARARGS, "matvec(bf16, w, rows, cols, x, n, x_stride, y, y_stride, accumulate): y (+)= x @ w.T "
      "for float32 (or bf16) rows of w, contiguous (rows, cols); a few rows of x"},
-    {"rms_norm", rms_norm, METH_VARARGS, "rms_norm(x, n, x_stride, w, y, y_stride, d, eps), float32 rows"},
-    {"rope", rope, METH_VARARGS, "rope(x, n, x_stride, heads, dh, cos, sin): rotate heads in place"},
-    {"swiglu", swiglu, METH_VARARGS, "swiglu(ffn, n, stride, di): gate = silu(gate) * up in place"},
+    {"rms_norm", rms_norm, METH_VARARGS, "rms_norm(bf16, x, n, x_stride, w, y, y_stride, d, eps): float32 (or bf16) rows"},
+    {"rope", rope, METH_VARARGS, "rope(bf16, x, n, x_stride, heads, dh, cos, sin): rotate heads in place"},
+    {"swiglu", swiglu, METH_VARARGS, "swiglu(bf16, ffn, n, stride, di): gate = silu(gate) * up in place"},
     {"attend_one", attend_one, METH_VARARGS,
-     "attend_one(q, keys, values, nkvh, group, dh, nctx, end, scale, scores): decode attention over a layer's "
-     "cache, the token's K and V (after q in its row) appended first; the output over q"},
+     "attend_one(bf16, q, keys, values, nkvh, group, dh, nctx, end, scale, scores, room): decode attention over a "
+     "layer's cache, the token's K and V (after q in its row) appended first; the output over q; scores has room "
+     "for `room` float32"},
     {NULL, NULL, 0, NULL},
 };
 

@@ -52,8 +52,9 @@ class Model:
     swap: torch.Tensor  # [1, 0]: the halves of a head in swapped order, for rope's index_select
     scale: float        # 1 / sqrt(dh), the scores' scale
     keys_by_position: bool   # the KV cache's keys position by position (CacheViews): on CPU, not in float32
-    compiled: bool      # float32 on the CPU: norms, RoPE, SwiGLU and decode attention are one call each
-                        # to executor/kernels.c, where torch takes two to five ops (and Python calls)
+    compiled: bool      # float32 or bf16 on the CPU: norms, RoPE, SwiGLU and decode attention are one call
+                        # each to executor/kernels.c, where torch takes two to five ops (and Python calls)
+    bf16: bool          # the run dtype is bf16 (the compiled kernels' flag)
     group: Group | None = None    # the tensor-parallel ranks, None when this is the only one
 
     @property
@@ -115,9 +116,10 @@ def build_model(weights: Weights, nctx: int, group: Group | None = None) -> Mode
     dims = weights.dims()
     swap = torch.tensor([1, 0], device=device)
     keys_by_position = device.type == "cpu" and dtype != torch.float32
-    compiled = device.type == "cpu" and dtype == torch.float32
+    compiled = device.type == "cpu" and dtype in (torch.float32, torch.bfloat16)
     return Model(weights, dims["nh"], dims["nkvh"], c.dh, dims["di"], c.eps, root_eps, root_d, zero, one_row_norm,
-                 cos.to(device, dtype), sin.to(device, dtype), swap, c.dh ** -0.5, keys_by_position, compiled, group)
+                 cos.to(device, dtype), sin.to(device, dtype), swap, c.dh ** -0.5, keys_by_position, compiled,
+                 dtype == torch.bfloat16, group)
 
 
 def rope_tables(dh: int, nctx: int, theta: float, scaling: dict | None, factors: torch.Tensor | None):
@@ -163,7 +165,7 @@ def rms_norm(x: torch.Tensor, x_t: torch.Tensor, m: Model, weight: torch.Tensor,
     (transformers rounds x / rms first, then the product with the weight: the same to within
     a rounding, and the same in float32)."""
     if m.compiled:
-        _kernels.rms_norm(x.data_ptr(), len(x), x.stride(0), weight.data_ptr(), out.data_ptr(), out.stride(0),
+        _kernels.rms_norm(m.bf16, x.data_ptr(), len(x), x.stride(0), weight.data_ptr(), out.data_ptr(), out.stride(0),
                           x.shape[1], m.eps)
     elif len(x) == 1 and m.one_row_norm:
         squares = torch.mm(x, x_t, out=rms_one).item()   # the dot product, into rms
@@ -254,7 +256,7 @@ def rope(t, m: Model, layer, call: Call):
     """Rotate each Q and K head in place: (x1, x2) -> (x1 cos - x2 sin, x2 cos + x1 sin), reading
     the swapped halves (x2, x1) from rot, since the halves in attn are overwritten."""
     if m.compiled:
-        _kernels.rope(t.attn.data_ptr(), call.n, t.attn.stride(0), m.nh + m.nkvh, m.dh, call.cos.data_ptr(),
+        _kernels.rope(m.bf16, t.attn.data_ptr(), call.n, t.attn.stride(0), m.nh + m.nkvh, m.dh, call.cos.data_ptr(),
                       call.sin.data_ptr())
         return
     torch.index_select(t.qk, 2, m.swap, out=t.rot_halves)
@@ -268,9 +270,10 @@ def attention(t, m: Model, layer, call: Call):
     plain softmax, the others keep a running max and sum per query (flash attention)."""
     keys, values = call.cache.keys[layer], call.cache.values[layer]    # (nkvh, dh, end), (nkvh, end, dh)
     end = call.start + call.n
-    if m.compiled and call.n == 1 and end <= t.scores.shape[-1]:   # the append too
-        _kernels.attend_one(t.attn.data_ptr(), keys.data_ptr(), values.data_ptr(), m.nkvh, m.nh // m.nkvh, m.dh,
-                            keys.stride(1), end, m.scale, t.scores.data_ptr())
+    room = t.scores.nbytes // 4   # float32 scores the kernel can hold: the K/V heads go in turn if need be
+    if m.compiled and call.n == 1 and end * (m.nh // m.nkvh) <= room:   # the append too
+        _kernels.attend_one(m.bf16, t.attn.data_ptr(), keys.data_ptr(), values.data_ptr(), m.nkvh, m.nh // m.nkvh,
+                            m.dh, values.stride(2), end, m.scale, t.scores.data_ptr(), room)
         return
     call.cache.key_slots[layer].copy_(t.new_kv[0])
     call.cache.value_slots[layer].copy_(t.new_kv[1])
@@ -355,7 +358,7 @@ def ffn_up(t, m: Model, layer, call: Call):
 def activation(t, m: Model, layer, call: Call):
     """SwiGLU: silu(gate) * up, written into the gate half."""
     if m.compiled:
-        _kernels.swiglu(t.ffn.data_ptr(), call.n, t.ffn.stride(0), m.di)
+        _kernels.swiglu(m.bf16, t.ffn.data_ptr(), call.n, t.ffn.stride(0), m.di)
         return
     F.silu(t.gate, inplace=True).mul_(t.up)
 

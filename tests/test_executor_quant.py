@@ -115,9 +115,10 @@ def test_grouped_blocks_hold_the_file_blocks_and_their_products(qtype, width):
             assert (out.double() - expected).abs().max() <= 1e-5 * expected.abs().max(), (n, avx2)
 
 
+@pytest.mark.parametrize("avx2", [True, False], ids=["avx2", "plain"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
 @pytest.mark.parametrize("n", [1, 3, 4, 5])
-def test_float_products_of_a_few_rows_equal_torch(dtype, n):
+def test_float_products_of_a_few_rows_equal_torch(dtype, n, avx2):
     """Decode's products on float weights (kernels.c's matvec up to FLOAT_ROWS = 4 rows of x;
     5 rows take torch's path): x @ w within float32 rounding of the exact product, and within
     two bf16 roundings in bf16; written or added, x a strided view, widths that are and are not
@@ -130,7 +131,9 @@ def test_float_products_of_a_few_rows_equal_torch(dtype, n):
         base = torch.randn(n, rows, generator=gen).to(dtype)
         for accumulate in (False, True):
             out = base.clone()
+            previous = _kernels.use_avx2(avx2)
             matmul(x, w, out, accumulate)
+            _kernels.use_avx2(previous)
             added = base.double() if accumulate else 0
             exact = x.double() @ w.double() + added
             size = x.double().abs() @ w.double().abs() + abs(added)   # what rounding errors scale with
@@ -294,25 +297,38 @@ def test_cli_weights_option(capsys):
                                                "in their own dtype; give one of the two")
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
 @pytest.mark.parametrize("avx2", [True, False], ids=["avx2", "plain"])
-@pytest.mark.parametrize("nkvh, group, dh", [(3, 3, 64), (2, 4, 64), (1, 7, 32), (4, 1, 64), (2, 2, 30)])
+@pytest.mark.parametrize("nkvh, group, dh", [(3, 3, 64), (2, 4, 64), (1, 7, 32), (4, 1, 64), (2, 2, 30), (2, 3, 48)])
 @pytest.mark.parametrize("end", [1, 31, 129, 700, 3000])
-def test_compiled_decode_attention_is_softmax_attention_with_the_append(end, nkvh, group, dh, avx2):
+def test_compiled_decode_attention_is_softmax_attention_with_the_append(end, nkvh, group, dh, avx2, dtype):
     """Groups of 1 to 7 query heads a K/V head (the AVX2 code takes them 3 at a time), lengths
-    under and over its spans of 32 positions, and a head size it leaves to the plain loops."""
+    under and over its spans of 32 positions, head sizes it leaves to the plain loops (30; 48 in
+    bf16), and scores with room for every head or (bf16's bytes) for fewer K/V heads at a time.
+    In bf16 the keys lie position by position and the output is rounded to bf16."""
     nctx = 3072
     previous = _kernels.use_avx2(avx2)
     gen = torch.Generator().manual_seed(end)
-    row = torch.randn(nkvh * group * dh + 2 * nkvh * dh, generator=gen)        # q, then the token's K and V
-    keys, values = torch.randn(nkvh, dh, nctx, generator=gen), torch.randn(nkvh, dh, nctx, generator=gen)
-    q, new_k, new_v = row.split([nkvh * group * dh, nkvh * dh, nkvh * dh])
+    row = torch.randn(nkvh * group * dh + 2 * nkvh * dh, generator=gen).to(dtype)   # q, then the token's K and V
+    keys, values = torch.randn(nkvh, dh, nctx, generator=gen).to(dtype), torch.randn(nkvh, dh, nctx, generator=gen).to(dtype)
+    if dtype == torch.bfloat16:
+        keys = keys.transpose(1, 2).contiguous().transpose(1, 2)   # (nkvh, dh, nctx) over (nkvh, nctx, dh) bytes
+    q, new_k, new_v = row.float().split([nkvh * group * dh, nkvh * dh, nkvh * dh])
     k, v = keys.clone(), values.clone()
-    k[:, :, end - 1], v[:, :, end - 1] = new_k.view(nkvh, dh), new_v.view(nkvh, dh)
-    logits = torch.einsum("hgd,hdp->hgp", q.view(nkvh, group, dh), k[:, :, :end]) * dh ** -0.5
-    want = torch.einsum("hgp,hdp->hgd", logits.softmax(-1), v[:, :, :end]).reshape(-1)
-    scores = torch.empty(nkvh * group * end)
-    _kernels.attend_one(row.data_ptr(), keys.data_ptr(), values.data_ptr(), nkvh, group, dh, nctx, end, dh ** -0.5,
-                        scores.data_ptr())
+    k[:, :, end - 1], v[:, :, end - 1] = new_k.view(nkvh, dh).to(dtype), new_v.view(nkvh, dh).to(dtype)
+    logits = torch.einsum("hgd,hdp->hgp", q.view(nkvh, group, dh), k[:, :, :end].float()) * dh ** -0.5
+    want = torch.einsum("hgp,hdp->hgd", logits.softmax(-1), v[:, :, :end].float()).reshape(-1)
+    scores = torch.empty(max(nkvh, 2) * group * end, dtype=dtype)   # bf16: room for half the K/V heads' scores
+    _kernels.attend_one(dtype == torch.bfloat16, row.data_ptr(), keys.data_ptr(), values.data_ptr(), nkvh, group, dh,
+                        nctx, end, dh ** -0.5, scores.data_ptr(), scores.nbytes // 4)
     _kernels.use_avx2(previous)
     assert torch.equal(keys, k) and torch.equal(values, v)
-    torch.testing.assert_close(row[:nkvh * group * dh], want, rtol=1e-5, atol=1e-5)
+    tolerance = 1e-5 if dtype == torch.float32 else 2 ** -8
+    torch.testing.assert_close(row[:nkvh * group * dh].float(), want, rtol=tolerance, atol=tolerance)
+
+
+def test_compiled_decode_attention_needs_room_for_one_head_of_scores():
+    row, cache = torch.zeros(3 * 64 + 2 * 64), torch.zeros(64, 100)
+    with pytest.raises(ValueError, match="attend_one: 20 floats of scores, under one K/V head's 30"):
+        _kernels.attend_one(False, row.data_ptr(), cache.data_ptr(), cache.data_ptr(), 1, 3, 64, 100, 10, 0.125,
+                            torch.empty(20).data_ptr(), 20)
