@@ -664,18 +664,15 @@ AVX2 static inline __attribute__((always_inline)) void scores_by_position(const 
             kp[i] = k + (p0 + i < end ? p0 + i : end - 1) * dh;
             for (int h = 0; h < nq; h++) acc[h][i] = _mm256_setzero_ps();
         }
-        for (long j = 0; j < dh; j += 16) {
-            __m256 even[4], odd[4];
-            for (int i = 0; i < 4; i++) {
+        for (long c = 0; c < 4 * dh * 2; c += 64) _mm_prefetch((const char *)kp[0] + 2 * AHEAD + c, _MM_HINT_T0);
+        for (long j = 0; j < dh; j += 16)
+            for (int i = 0; i < 4; i++) {   /* one key at a time, the queries from L1: 12 accumulators, 3 registers more */
                 __m256i v = _mm256_loadu_si256((const __m256i *)(kp[i] + j));
-                even[i] = _mm256_castsi256_ps(_mm256_slli_epi32(v, 16));
-                odd[i] = _mm256_castsi256_ps(_mm256_and_si256(v, high));
+                __m256 even = _mm256_castsi256_ps(_mm256_slli_epi32(v, 16)), odd = _mm256_castsi256_ps(_mm256_and_si256(v, high));
+                for (int h = 0; h < nq; h++)
+                    acc[h][i] = _mm256_fmadd_ps(_mm256_loadu_ps(q + h * dh + j + 8), odd,
+                                                _mm256_fmadd_ps(_mm256_loadu_ps(q + h * dh + j), even, acc[h][i]));
             }
-            for (int h = 0; h < nq; h++) {
-                __m256 qe = _mm256_loadu_ps(q + h * dh + j), qo = _mm256_loadu_ps(q + h * dh + j + 8);
-                for (int i = 0; i < 4; i++) acc[h][i] = _mm256_fmadd_ps(qo, odd[i], _mm256_fmadd_ps(qe, even[i], acc[h][i]));
-            }
-        }
         for (int h = 0; h < nq; h++) {
             __m256 folded = _mm256_hadd_ps(_mm256_hadd_ps(acc[h][0], acc[h][1]), _mm256_hadd_ps(acc[h][2], acc[h][3]));
             __m128 four = _mm_add_ps(_mm256_castps256_ps128(folded), _mm256_extractf128_ps(folded, 1));
@@ -715,32 +712,47 @@ AVX2 static inline __attribute__((always_inline)) void values_rows(const float *
 #define BY_HEADS(nq, call) do { if ((nq) >= 3) { enum { NQ = 3 }; call; } else if ((nq) == 2) { enum { NQ = 2 }; call; } \
                                 else { enum { NQ = 1 }; call; } } while (0)
 
-/* K/V heads g0 .. g1 (their queries already scaled, and in bf16 stored as pairs_of): scores, the
- * softmax numerators, then the outputs over the queries */
+/* K/V heads g0 .. g1 (their queries already scaled, and in bf16 stored as pairs_of), inside a
+ * parallel region whose threads share out each loop: the scores span by span, with each head's
+ * largest (top); the softmax numerators span by span, with their sums (total); then the outputs
+ * over the queries, 4 value rows a task. */
 AVX2 static inline __attribute__((always_inline)) void attend_heads(float *q, const void *k, const void *v, long g0,
                                                                      long g1, long group, long dh, long nctx, long end,
-                                                                     float *s, int bf16) {
+                                                                     float *s, float *top, float *total, int bf16) {
     long nh = (g1 - g0) * group, spans = (end + SPAN - 1) / SPAN;
-    int parallel = end * nh > 4096;
-    float total[nh];
-    #pragma omp parallel for schedule(static) if (parallel)
+    #pragma omp single
+    for (long h = 0; h < nh; h++) {
+        top[h] = -INFINITY;
+        total[h] = 0;
+    }
+    #pragma omp for schedule(static) reduction(max: top[:nh])
     for (long t = 0; t < spans; t++) {
-        long width = end - t * SPAN < SPAN ? end - t * SPAN : SPAN;
+        long p = t * SPAN, width = end - p < SPAN ? end - p : SPAN;
         for (long g = g0; g < g1; g++)
             for (long h = 0; h < group; h += QHEADS) {
                 const float *qh = q + (g * group + h) * dh;
                 float *sh = s + ((g - g0) * group + h) * end;
                 if (bf16)
-                    BY_HEADS(group - h, scores_by_position(qh, NQ, (const uint16_t *)k + g * nctx * dh, t * SPAN, width,
-                                                           dh, sh, end));
+                    BY_HEADS(group - h, scores_by_position(qh, NQ, (const uint16_t *)k + g * nctx * dh, p, width, dh, sh,
+                                                           end));
                 else
-                    BY_HEADS(group - h, scores_span(qh, NQ, (const float *)k + g * dh * nctx, nctx, t * SPAN, width,
-                                                    dh, sh, end));
+                    BY_HEADS(group - h, scores_span(qh, NQ, (const float *)k + g * dh * nctx, nctx, p, width, dh, sh,
+                                                    end));
             }
+        for (long h = 0; h < nh; h++)
+            for (long i = p; i < p + width; i++) top[h] = s[h * end + i] > top[h] ? s[h * end + i] : top[h];
     }
-    #pragma omp parallel for schedule(static) if (parallel)
-    for (long h = 0; h < nh; h++) total[h] = softmax_numerators(s + h * end, end);
-    #pragma omp parallel for schedule(static) if (parallel)
+    #pragma omp for schedule(static) reduction(+: total[:nh])
+    for (long t = 0; t < spans; t++) {
+        long p = t * SPAN, width = end - p < SPAN ? end - p : SPAN;
+        for (long h = 0; h < nh; h++) {
+            float *sh = s + h * end, sum = 0;
+            #pragma omp simd reduction(+:sum)
+            for (long i = p; i < p + width; i++) sum += sh[i] = exp_approx(sh[i] - top[h]);
+            total[h] += sum;
+        }
+    }
+    #pragma omp for schedule(static)
     for (long t = 0; t < (g1 - g0) * (dh / 4); t++) {
         long g = g0 + t / (dh / 4), j = t % (dh / 4) * 4;
         const void *vj = bf16 ? (const void *)((const uint16_t *)v + (g * dh + j) * nctx)
@@ -751,13 +763,22 @@ AVX2 static inline __attribute__((always_inline)) void attend_heads(float *q, co
     }
 }
 
-AVX2 static void attend_heads_f32(float *q, const void *k, const void *v, long g0, long g1, long group, long dh,
-                                  long nctx, long end, float *s) {
-    attend_heads(q, k, v, g0, g1, group, dh, nctx, end, s, 0);
+/* Every K/V head, at_once of them at a time (as many as their scores fit), in one parallel region */
+AVX2 static inline __attribute__((always_inline)) void attend_avx2(float *q, const void *k, const void *v, long nkvh,
+                                                                    long group, long dh, long nctx, long end, float *s,
+                                                                    long at_once, int bf16) {
+    float top[at_once * group], total[at_once * group];
+    #pragma omp parallel if (end * nkvh * group > 4096)
+    for (long g = 0; g < nkvh; g += at_once)
+        attend_heads(q, k, v, g, g + at_once < nkvh ? g + at_once : nkvh, group, dh, nctx, end, s, top, total, bf16);
 }
-AVX2 static void attend_heads_bf16(float *q, const void *k, const void *v, long g0, long g1, long group, long dh,
-                                   long nctx, long end, float *s) {
-    attend_heads(q, k, v, g0, g1, group, dh, nctx, end, s, 1);
+AVX2 static void attend_avx2_f32(float *q, const void *k, const void *v, long nkvh, long group, long dh, long nctx,
+                                 long end, float *s, long at_once) {
+    attend_avx2(q, k, v, nkvh, group, dh, nctx, end, s, at_once, 0);
+}
+AVX2 static void attend_avx2_bf16(float *q, const void *k, const void *v, long nkvh, long group, long dh, long nctx,
+                                  long end, float *s, long at_once) {
+    attend_avx2(q, k, v, nkvh, group, dh, nctx, end, s, at_once, 1);
 }
 #endif
 
@@ -911,14 +932,14 @@ static PyObject *attend_one(PyObject *self, PyObject *args) {
     }
     for (long i = 0; i < nh * dh; i++) qf[i] *= scale;
     Py_BEGIN_ALLOW_THREADS
+#if defined(__x86_64__) || defined(__i386__)
+    if (fast) {
+        (bf16 ? attend_avx2_bf16 : attend_avx2_f32)(qf, P(k), P(v), nkvh, group, dh, nctx, end, F(scores), at_once);
+        goto done;
+    }
+#endif
     for (long g0 = 0; g0 < nkvh; g0 += at_once) {   /* as many K/V heads at a time as their scores fit */
         long g1 = g0 + at_once < nkvh ? g0 + at_once : nkvh;
-#if defined(__x86_64__) || defined(__i386__)
-        if (fast) {
-            (bf16 ? attend_heads_bf16 : attend_heads_f32)(qf, P(k), P(v), g0, g1, group, dh, nctx, end, F(scores));
-            continue;
-        }
-#endif
         #pragma omp parallel for schedule(static) if (end * (g1 - g0) * group > 4096)
         for (long h = g0 * group; h < g1 * group; h++) {
             long head = h / group * dh * nctx * size;   /* bytes to the K/V head's keys and values */
@@ -926,6 +947,7 @@ static PyObject *attend_one(PyObject *self, PyObject *args) {
                                                         end, dh, F(scores) + (h - g0 * group) * end);
         }
     }
+done:
     Py_END_ALLOW_THREADS
     if (bf16) {
         for (long i = 0; i < nh * dh; i++) ((uint16_t *)P(q))[i] = float_bf16(qf[i]);
