@@ -172,8 +172,10 @@ def workspace_nbytes(dims: dict[str, int], dtype: torch.dtype) -> int:
 
 
 def float_workspace_nbytes(dims: dict[str, int], dtype: torch.dtype) -> int:
-    """What a product of float weights holds outside the arena on the CPU: in bf16, matvec's
-    float32 copy of up to FLOAT_ROWS rows of x (the widest input: d, the heads' width or di)."""
+    """What the float kernels hold outside the arena on the CPU: in bf16, matvec's float32 copy
+    of up to FLOAT_ROWS rows of x (the widest input: d, the heads' width or di), which also
+    covers decode attention's float32 copy of the queries (the heads' width), held at another
+    time."""
     if dtype != torch.bfloat16:
         return 0
     return FLOAT_ROWS * max(dims["d"], dims["nh"] * dims["dh"], dims["di"]) * 4
