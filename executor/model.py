@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from planner.errors import ArenaError
 
 from . import _kernels
-from .quant import lookup, matmul
+from .quant import bind, lookup
 from .sampling import Sampler, Scratch
 from .weights import Weights
 
@@ -228,6 +228,15 @@ def step_views(tensors: dict[str, torch.Tensor], m: Model, layer: int | None) ->
     return views
 
 
+def product(t, x: torch.Tensor, w, out: torch.Tensor, accumulate: bool = False) -> None:
+    """out (+)= x @ w, bound on a step's first call (quant.bind) and kept in its tensors: a
+    plan's step always multiplies the same views by the same weight."""
+    bound = getattr(t, "_bound_product", None)
+    if bound is None:
+        bound = t._bound_product = bind(x, w, out, accumulate)
+    bound()
+
+
 # --- the kernels, in the order of the schedule ---
 
 def setup(t, m: Model, layer, call: Call):
@@ -249,7 +258,7 @@ def attn_norm(t, m: Model, layer, call: Call):
 
 
 def attn_qkv(t, m: Model, layer, call: Call):
-    matmul(t.x_, m.weights.layers[layer].wqkv, out=t.attn)
+    product(t, t.x_, m.weights.layers[layer].wqkv, t.attn)
 
 
 def rope(t, m: Model, layer, call: Call):
@@ -338,7 +347,7 @@ def _attend_tiled(t, m: Model, keys: torch.Tensor, values: torch.Tensor, call: C
 
 
 def attn_output(t, m: Model, layer, call: Call):
-    matmul(t.q, m.weights.layers[layer].wo, out=t.x, accumulate=m.first_rank)
+    product(t, t.q, m.weights.layers[layer].wo, t.x, accumulate=m.first_rank)
 
 
 def attn_allreduce(t, m: Model, layer, call: Call):
@@ -352,7 +361,7 @@ def ffn_norm(t, m: Model, layer, call: Call):
 
 
 def ffn_up(t, m: Model, layer, call: Call):
-    matmul(t.x_, m.weights.layers[layer].w_gate_up, out=t.ffn)
+    product(t, t.x_, m.weights.layers[layer].w_gate_up, t.ffn)
 
 
 def activation(t, m: Model, layer, call: Call):
@@ -364,7 +373,7 @@ def activation(t, m: Model, layer, call: Call):
 
 
 def ffn_down(t, m: Model, layer, call: Call):
-    matmul(t.gate, m.weights.layers[layer].w_down, out=t.x, accumulate=m.first_rank)
+    product(t, t.gate, m.weights.layers[layer].w_down, t.x, accumulate=m.first_rank)
 
 
 def ffn_allreduce(t, m: Model, layer, call: Call):
@@ -378,7 +387,7 @@ def output_norm(t, m: Model, layer, call: Call):
 
 
 def logits(t, m: Model, layer, call: Call):
-    matmul(t.out_norm, m.weights.output, out=t.logits)
+    product(t, t.out_norm, m.weights.output, t.logits)
 
 
 def sample(t, m: Model, layer, call: Call):

@@ -9,6 +9,8 @@ A weight is either a plain tensor, the (in, out) operand of weights.operand, or 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
+from typing import Callable
 
 import torch
 
@@ -114,6 +116,21 @@ def matmul(x: torch.Tensor, w, out: torch.Tensor, accumulate: bool = False) -> N
         for i in range(0, n, ROWS):
             part = x[i:i + ROWS]
             _packed_matmul(part, part.shape[0], w, out[i:i + ROWS], accumulate)
+
+
+def bind(x: torch.Tensor, w, out: torch.Tensor, accumulate: bool = False) -> Callable[[], None]:
+    """matmul(x, w, out, accumulate) as a call with no arguments: where a compiled kernel takes
+    the product, its arguments (shapes, strides, pointers) are looked up once, not on every
+    call (about 6 us a product, 150 products a decode token). x, w and out must outlive it and
+    keep their storage: a plan's views of the arena and the model's weights do."""
+    if isinstance(w, torch.Tensor):
+        if x.shape[0] <= FLOAT_ROWS and _streams(x, w, out):
+            return partial(_kernels.matvec, w.dtype == torch.bfloat16, w.data_ptr(), w.shape[1], w.shape[0],
+                           x.data_ptr(), x.shape[0], x.stride(0), out.data_ptr(), out.stride(0), accumulate)
+    elif x.shape[0] <= ROWS and x.dtype == torch.float32 == out.dtype and x.stride(1) == 1 == out.stride(1):
+        return partial(_kernels.matmul, *w.args, x.data_ptr(), x.shape[0], x.stride(0), out.data_ptr(), out.stride(0),
+                       accumulate)
+    return partial(matmul, x, w, out, accumulate)
 
 
 def _streams(x: torch.Tensor, w: torch.Tensor, out: torch.Tensor) -> bool:
