@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from functools import partial
+from typing import TYPE_CHECKING, Callable
 
 import torch
 import torch.nn.functional as F
@@ -150,10 +151,10 @@ def _scaled(inv_freq: torch.Tensor, s: dict) -> torch.Tensor:
     raise ArenaError(f"RoPE scaling '{s['rope_type']}' is not supported (linear, llama3)")
 
 
-def rms_norm(x: torch.Tensor, x_t: torch.Tensor, m: Model, weight: torch.Tensor, out: torch.Tensor,
-             rms: torch.Tensor, rms_one: torch.Tensor, normed: torch.Tensor) -> None:
+def rms_norm(t, x: torch.Tensor, x_t: torch.Tensor, m: Model, weight: torch.Tensor, out: torch.Tensor) -> None:
     """out (n, d) = x / sqrt(mean(x^2) + eps) * weight, for x (n, d); x_t is x transposed, made
-    once per plan, so one row's sum of squares x x_t takes no view op per call.
+    once per plan, so one row's sum of squares x x_t takes no view op per call; t, the step's
+    tensors, has the scratch (rms, normed) and keeps the compiled call (bound).
 
     One row (decode) takes two torch ops where m.one_row_norm (see build_model), written out
     here without helper calls: in place, with the weight stream evicting their code, every
@@ -165,13 +166,13 @@ def rms_norm(x: torch.Tensor, x_t: torch.Tensor, m: Model, weight: torch.Tensor,
     (transformers rounds x / rms first, then the product with the weight: the same to within
     a rounding, and the same in float32)."""
     if m.compiled:
-        _kernels.rms_norm(m.bf16, x.data_ptr(), len(x), x.stride(0), weight.data_ptr(), out.data_ptr(), out.stride(0),
-                          x.shape[1], m.eps)
+        bound(t, lambda: partial(_kernels.rms_norm, m.bf16, x.data_ptr(), x.shape[0], x.stride(0), weight.data_ptr(),
+                                 out.data_ptr(), out.stride(0), x.shape[1], m.eps))()
     elif len(x) == 1 and m.one_row_norm:
-        squares = torch.mm(x, x_t, out=rms_one).item()   # the dot product, into rms
+        squares = torch.mm(x, x_t, out=t.rms_one).item()   # the dot product, into rms
         torch.addcmul(m.zero, x, weight, value=1 / math.sqrt(squares / x.shape[-1] + m.eps), out=out)
     else:
-        _rms_norm_rows(x, m, weight, out, rms, normed)
+        _rms_norm_rows(x, m, weight, out, t.rms_rows, t.normed_rows)
 
 
 def _rms_norm_rows(x: torch.Tensor, m: Model, weight: torch.Tensor, out: torch.Tensor, rms: torch.Tensor,
@@ -228,13 +229,20 @@ def step_views(tensors: dict[str, torch.Tensor], m: Model, layer: int | None) ->
     return views
 
 
+def bound(t, make: Callable[[], Callable]) -> Callable:
+    """The step's compiled call with its arguments looked up once: made by make() on the step's
+    first call of a plan and kept in its tensors, since a plan's step always passes the same
+    views and weights. Looking up shapes, strides and pointers cost microseconds a call, several
+    hundred calls a decode token (docs/executor.md)."""
+    call = getattr(t, "_bound", None)
+    if call is None:
+        call = t._bound = make()
+    return call
+
+
 def product(t, x: torch.Tensor, w, out: torch.Tensor, accumulate: bool = False) -> None:
-    """out (+)= x @ w, bound on a step's first call (quant.bind) and kept in its tensors: a
-    plan's step always multiplies the same views by the same weight."""
-    bound = getattr(t, "_bound_product", None)
-    if bound is None:
-        bound = t._bound_product = bind(x, w, out, accumulate)
-    bound()
+    """out (+)= x @ w (quant.bind)"""
+    bound(t, lambda: bind(x, w, out, accumulate))()
 
 
 # --- the kernels, in the order of the schedule ---
@@ -254,7 +262,7 @@ def embedding(t, m: Model, layer, call: Call):
 
 
 def attn_norm(t, m: Model, layer, call: Call):
-    rms_norm(t.x, t.x_t, m, m.weights.layers[layer].attn_norm, t.x_, t.rms_rows, t.rms_one, t.normed_rows)
+    rms_norm(t, t.x, t.x_t, m, m.weights.layers[layer].attn_norm, t.x_)
 
 
 def attn_qkv(t, m: Model, layer, call: Call):
@@ -357,7 +365,7 @@ def attn_allreduce(t, m: Model, layer, call: Call):
 
 
 def ffn_norm(t, m: Model, layer, call: Call):
-    rms_norm(t.x, t.x_t, m, m.weights.layers[layer].ffn_norm, t.x_, t.rms_rows, t.rms_one, t.normed_rows)
+    rms_norm(t, t.x, t.x_t, m, m.weights.layers[layer].ffn_norm, t.x_)
 
 
 def ffn_up(t, m: Model, layer, call: Call):
@@ -367,7 +375,7 @@ def ffn_up(t, m: Model, layer, call: Call):
 def activation(t, m: Model, layer, call: Call):
     """SwiGLU: silu(gate) * up, written into the gate half."""
     if m.compiled:
-        _kernels.swiglu(m.bf16, t.ffn.data_ptr(), call.n, t.ffn.stride(0), m.di)
+        bound(t, lambda: partial(_kernels.swiglu, m.bf16, t.ffn.data_ptr(), call.n, t.ffn.stride(0), m.di))()
         return
     F.silu(t.gate, inplace=True).mul_(t.up)
 
@@ -383,7 +391,7 @@ def ffn_allreduce(t, m: Model, layer, call: Call):
 
 
 def output_norm(t, m: Model, layer, call: Call):
-    rms_norm(t.last, t.last_t, m, m.weights.output_norm, t.out_norm, t.rms_rows, t.rms_one, t.normed_rows)
+    rms_norm(t, t.last, t.last_t, m, m.weights.output_norm, t.out_norm)
 
 
 def logits(t, m: Model, layer, call: Call):
