@@ -880,9 +880,10 @@ static PyObject *rms_norm(PyObject *self, PyObject *args) {
 static PyObject *rope(PyObject *self, PyObject *args) {
     int bf16;
     unsigned long long x, cos, sin;
-    long n, xs, heads, dh;
-    if (!PyArg_ParseTuple(args, "pKllllKK", &bf16, &x, &n, &xs, &heads, &dh, &cos, &sin)) return NULL;
-    (bf16 ? rope_rows_bf16 : rope_rows_f32)(P(x), n, xs, heads, dh, P(cos), P(sin));
+    long n, xs, heads, dh, start;
+    if (!PyArg_ParseTuple(args, "pKllllKKl", &bf16, &x, &n, &xs, &heads, &dh, &cos, &sin, &start)) return NULL;
+    long row = start * dh * (bf16 ? 2 : 4);   /* bytes to the tables' row of position start */
+    (bf16 ? rope_rows_bf16 : rope_rows_f32)(P(x), n, xs, heads, dh, (char *)P(cos) + row, (char *)P(sin) + row);
     Py_RETURN_NONE;
 }
 
@@ -916,8 +917,8 @@ static PyObject *attend_one(PyObject *self, PyObject *args) {
     unsigned long long q, k, v, scores;
     long nkvh, group, dh, nctx, end, room;
     float scale;
-    if (!PyArg_ParseTuple(args, "pKKKlllllfKl", &bf16, &q, &k, &v, &nkvh, &group, &dh, &nctx, &end, &scale, &scores,
-                          &room)) return NULL;
+    if (!PyArg_ParseTuple(args, "pKKKllllfKll", &bf16, &q, &k, &v, &nkvh, &group, &dh, &nctx, &scale, &scores, &room,
+                          &end)) return NULL;
     long nh = nkvh * group, at_once = room / (group * end), size = bf16 ? 2 : 4;
     if (at_once < 1) {
         PyErr_Format(PyExc_ValueError, "attend_one: %ld floats of scores, under one K/V head's %ld", room, group * end);
@@ -1006,12 +1007,13 @@ static PyMethodDef methods[] = {
     {"matvec", matvec, METH_VARARGS, "matvec(bf16, w, rows, cols, x, n, x_stride, y, y_stride, accumulate): y (+)= x @ w.T "
      "for float32 (or bf16) rows of w, contiguous (rows, cols); a few rows of x"},
     {"rms_norm", rms_norm, METH_VARARGS, "rms_norm(bf16, x, n, x_stride, w, y, y_stride, d, eps): float32 (or bf16) rows"},
-    {"rope", rope, METH_VARARGS, "rope(bf16, x, n, x_stride, heads, dh, cos, sin): rotate heads in place"},
+    {"rope", rope, METH_VARARGS, "rope(bf16, x, n, x_stride, heads, dh, cos, sin, start): rotate heads in place at "
+     "positions start .. start + n of the cos and sin tables"},
     {"swiglu", swiglu, METH_VARARGS, "swiglu(bf16, ffn, n, stride, di): gate = silu(gate) * up in place"},
     {"attend_one", attend_one, METH_VARARGS,
-     "attend_one(bf16, q, keys, values, nkvh, group, dh, nctx, end, scale, scores, room): decode attention over a "
-     "layer's cache, the token's K and V (after q in its row) appended first; the output over q; scores has room "
-     "for `room` float32"},
+     "attend_one(bf16, q, keys, values, nkvh, group, dh, nctx, scale, scores, room, end): decode attention over "
+     "positions 0 .. end of a layer's cache, the token's K and V (after q in its row) appended at end - 1 first; the "
+     "output over q; scores has room for `room` float32"},
     {NULL, NULL, 0, NULL},
 };
 

@@ -273,8 +273,8 @@ def rope(t, m: Model, layer, call: Call):
     """Rotate each Q and K head in place: (x1, x2) -> (x1 cos - x2 sin, x2 cos + x1 sin), reading
     the swapped halves (x2, x1) from rot, since the halves in attn are overwritten."""
     if m.compiled:
-        _kernels.rope(m.bf16, t.attn.data_ptr(), call.n, t.attn.stride(0), m.nh + m.nkvh, m.dh, call.cos.data_ptr(),
-                      call.sin.data_ptr())
+        bound(t, lambda: partial(_kernels.rope, m.bf16, t.attn.data_ptr(), call.n, t.attn.stride(0), m.nh + m.nkvh,
+                                 m.dh, m.cos.data_ptr(), m.sin.data_ptr()))(call.start)
         return
     torch.index_select(t.qk, 2, m.swap, out=t.rot_halves)
     t.qk.mul_(call.cos).addcmul_(t.rot_halves, call.sin)
@@ -287,11 +287,11 @@ def attention(t, m: Model, layer, call: Call):
     plain softmax, the others keep a running max and sum per query (flash attention)."""
     keys, values = call.cache.keys[layer], call.cache.values[layer]    # (nkvh, dh, end), (nkvh, end, dh)
     end = call.start + call.n
-    room = t.scores.nbytes // 4   # float32 scores the kernel can hold: the K/V heads go in turn if need be
-    if m.compiled and call.n == 1 and end * (m.nh // m.nkvh) <= room:   # the append too
-        _kernels.attend_one(m.bf16, t.attn.data_ptr(), keys.data_ptr(), values.data_ptr(), m.nkvh, m.nh // m.nkvh,
-                            m.dh, values.stride(2), end, m.scale, t.scores.data_ptr(), room)
-        return
+    if m.compiled and call.n == 1:   # the append too
+        longest, attend = bound(t, lambda: _attend_one_compiled(t, m, keys, values))
+        if end <= longest:
+            attend(end)
+            return
     call.cache.key_slots[layer].copy_(t.new_kv[0])
     call.cache.value_slots[layer].copy_(t.new_kv[1])
     if end > t.scores.shape[-1]:
@@ -303,6 +303,15 @@ def attention(t, m: Model, layer, call: Call):
         torch.softmax(s, -1, out=s)
         for h in range(m.nkvh):
             torch.bmm(s[h], values[h].expand(s.shape[1], end, m.dh), out=t.q_kv[h])
+
+
+def _attend_one_compiled(t, m: Model, keys: torch.Tensor, values: torch.Tensor) -> tuple[int, Callable]:
+    """kernels.c's decode attention for this layer, as a call taking the end of the context,
+    and the longest context it takes: one K/V head's float32 scores must fit t.scores (the K/V
+    heads go in turn where all do not). The cache's views start at position 0 in every call."""
+    room, group = t.scores.nbytes // 4, m.nh // m.nkvh
+    return room // group, partial(_kernels.attend_one, m.bf16, t.attn.data_ptr(), keys.data_ptr(), values.data_ptr(),
+                                  m.nkvh, group, m.dh, values.stride(2), m.scale, t.scores.data_ptr(), room)
 
 
 def _attend_one(t, m: Model, keys: torch.Tensor, values: torch.Tensor, end: int) -> None:

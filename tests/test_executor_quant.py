@@ -320,7 +320,7 @@ def test_compiled_decode_attention_is_softmax_attention_with_the_append(end, nkv
     want = torch.einsum("hgp,hdp->hgd", logits.softmax(-1), v[:, :, :end].float()).reshape(-1)
     scores = torch.empty(max(nkvh, 2) * group * end, dtype=dtype)   # bf16: room for half the K/V heads' scores
     _kernels.attend_one(dtype == torch.bfloat16, row.data_ptr(), keys.data_ptr(), values.data_ptr(), nkvh, group, dh,
-                        nctx, end, dh ** -0.5, scores.data_ptr(), scores.nbytes // 4)
+                        nctx, dh ** -0.5, scores.data_ptr(), scores.nbytes // 4, end)
     _kernels.use_avx2(previous)
     assert torch.equal(keys, k) and torch.equal(values, v)
     tolerance = 1e-5 if dtype == torch.float32 else 2 ** -8
@@ -330,5 +330,5 @@ def test_compiled_decode_attention_is_softmax_attention_with_the_append(end, nkv
 def test_compiled_decode_attention_needs_room_for_one_head_of_scores():
     row, cache = torch.zeros(3 * 64 + 2 * 64), torch.zeros(64, 100)
     with pytest.raises(ValueError, match="attend_one: 20 floats of scores, under one K/V head's 30"):
-        _kernels.attend_one(False, row.data_ptr(), cache.data_ptr(), cache.data_ptr(), 1, 3, 64, 100, 10, 0.125,
-                            torch.empty(20).data_ptr(), 20)
+        _kernels.attend_one(False, row.data_ptr(), cache.data_ptr(), cache.data_ptr(), 1, 3, 64, 100, 0.125,
+                            torch.empty(20).data_ptr(), 20, 10)
