@@ -60,7 +60,8 @@ def _huge_pages(t: torch.Tensor) -> None:
 class BoundStep:
     step: Step
     kernel: object           # model.KERNELS[step.op]
-    tensors: SimpleNamespace  # tensor name -> view of the instance live at this step, and its parts
+    tensors: SimpleNamespace  # tensor name -> view of the instance live at this step, and its parts;
+                              # after the first call, `_bound`: the step's compiled call (model.bound)
 
 
 @dataclass
