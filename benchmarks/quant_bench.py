@@ -5,8 +5,8 @@
 For each matrix the executor multiplies (Q, output, gate, down, and the tied output head; the
 fused matrices are these stacked), microseconds per product of one token row with: the
 dequantized weight in f32 by torch.mm ((in, out) rows, its fastest layout), the same in f32 and
-bf16 as the executor runs them (quant.matmul on weights.operand: executor/kernels.c's matvec),
-the native GGUF blocks (quant.matmul: executor/kernels.c), and torch's int4 kernel on the same
+bf16 as the executor runs them (quant.bind on weights.operand, bound once as a decode step binds
+it: executor/kernels.c's matvec), the native GGUF blocks (quant.bind: executor/kernels.c), and torch's int4 kernel on the same
 weights (what native weights ran on before: `_weight_int4pack_mm_for_cpu`, bf16 scales; Q8_0 as
 two 4-bit halves).
 """
@@ -26,7 +26,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     import torch
 
-    from executor.quant import matmul
+    from executor.quant import bind
     from executor.weights import operand
     from executor.source import Source, default_model, open_source
 
@@ -45,9 +45,9 @@ def main(argv=None) -> int:
             w_mm, w32, w16 = w.t().contiguous(), operand(w), operand(w.to(torch.bfloat16))
             int4 = _int4_parts(w, b.kind, torch)
             times = [_time(lambda: torch.mm(x32, w_mm, out=out32), args.repeats),
-                     _time(lambda: matmul(x32, w32, out32), args.repeats),
-                     _time(lambda: matmul(x16, w16, out16), args.repeats),
-                     _time(lambda: matmul(x32, b, out32), args.repeats),
+                     _time(bind(x32, w32, out32), args.repeats),
+                     _time(bind(x16, w16, out16), args.repeats),
+                     _time(bind(x32, b, out32), args.repeats),
                      _time(lambda: [torch.ops.aten._weight_int4pack_mm_for_cpu(x16, q, 32, s) for q, s in int4],
                            args.repeats)]
             print(f"{label:20} {b.kind:5} {f'{w.shape[0]} x {w.shape[1]}':>12} " + " ".join(f"{t:8.0f}" for t in times))

@@ -652,7 +652,7 @@ AVX2 static inline __attribute__((always_inline)) void scores_span(const float *
 
 /* The same for bf16 keys stored by position (rows of dh), 4 positions at a time: a 32-bit lane of
  * 16 loaded values holds values 2l and 2l + 1, made float32 by a shift and a mask, against the
- * queries with each 16 values stored evens first (pairs_of); dh % 16 == 0. Each head's 4 sums of
+ * queries with each 16 values stored evens first (widen_rows); dh % 16 == 0. Each head's 4 sums of
  * 8 lanes then fold into 4 scores with three horizontal adds. */
 AVX2 static inline __attribute__((always_inline)) void scores_by_position(const float *q, int nq, const uint16_t *k,
                                                                            long p, long width, long dh, float *s, long end) {
@@ -712,7 +712,7 @@ AVX2 static inline __attribute__((always_inline)) void values_rows(const float *
 #define BY_HEADS(nq, call) do { if ((nq) >= 3) { enum { NQ = 3 }; call; } else if ((nq) == 2) { enum { NQ = 2 }; call; } \
                                 else { enum { NQ = 1 }; call; } } while (0)
 
-/* K/V heads g0 .. g1 (their queries already scaled, and in bf16 stored as pairs_of), inside a
+/* K/V heads g0 .. g1 (their queries already scaled, and in bf16 paired by widen_rows), inside a
  * parallel region whose threads share out each loop: the scores span by span, with each head's
  * largest (top); the softmax numerators span by span, with their sums (total); then the outputs
  * over the queries, 4 value rows a task. */
@@ -819,7 +819,7 @@ FLOAT_ROWS(rows_bf16, uint16_t, bf16_float, float_bf16)
 /* bf16 rows with AVX2. A 32-bit lane of 16 loaded values holds value 2l in its low half and 2l + 1
  * in its high half, so a shift and a mask make float32 of both, with no widening loads (2 - 3
  * times the instructions a byte of float32, which left the plain loop at the CPU's limit, not
- * memory's); x comes with each 16 values of its first cols / 32 * 32 stored evens first (x_pairs). */
+ * memory's); x comes with each 16 values of its first cols / 32 * 32 stored evens first (widen_rows). */
 AVX2 static void rows_bf16_avx2(const uint16_t *w, long rows, long cols, const float *x, long n, long xs, uint16_t *y,
                                 long ys, int accumulate) {
     const __m256i high = _mm256_set1_epi32((int)0xffff0000u);
@@ -900,15 +900,8 @@ static PyObject *swiglu(PyObject *self, PyObject *args) {
 static void append(int bf16, void *q, void *k, void *v, long nh, long nkvh, long dh, long nctx, long end) {
     for (long j = 0; j < nkvh * dh; j++) {
         long key = bf16 ? (j / dh * nctx + end - 1) * dh + j % dh : j * nctx + end - 1;   /* by position in bf16 */
-        if (bf16) {
-            const uint16_t *new_k = (const uint16_t *)q + nh * dh;
-            ((uint16_t *)k)[key] = new_k[j];
-            ((uint16_t *)v)[j * nctx + end - 1] = new_k[nkvh * dh + j];
-        } else {
-            const float *new_k = (const float *)q + nh * dh;
-            ((float *)k)[key] = new_k[j];
-            ((float *)v)[j * nctx + end - 1] = new_k[nkvh * dh + j];
-        }
+        put(k, key, get(q, nh * dh + j, bf16), bf16);   /* a bf16 value comes back the same from float32 */
+        put(v, j * nctx + end - 1, get(q, (nh + nkvh) * dh + j, bf16), bf16);
     }
 }
 

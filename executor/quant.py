@@ -100,22 +100,7 @@ def cat_rows(parts: list[Packed]) -> Packed | None:
 
 def matmul(x: torch.Tensor, w, out: torch.Tensor, accumulate: bool = False) -> None:
     """out = x @ w, or out += x @ w: x (n, in), w a plain (in, out) operand or a Packed."""
-    if isinstance(w, torch.Tensor):
-        if x.shape[0] <= FLOAT_ROWS and _streams(x, w, out):
-            _kernels.matvec(w.dtype == torch.bfloat16, w.data_ptr(), w.shape[1], w.shape[0], x.data_ptr(), x.shape[0],
-                            x.stride(0), out.data_ptr(), out.stride(0), accumulate)
-        elif accumulate:
-            out.addmm_(x, w)
-        else:
-            torch.mm(x, w, out=out)
-        return
-    n = x.shape[0]   # not len(x): a microsecond here, at 120 products a token
-    if n <= ROWS:    # decode: no slices to make
-        _packed_matmul(x, n, w, out, accumulate)
-    else:
-        for i in range(0, n, ROWS):
-            part = x[i:i + ROWS]
-            _packed_matmul(part, part.shape[0], w, out[i:i + ROWS], accumulate)
+    bind(x, w, out, accumulate)()
 
 
 def bind(x: torch.Tensor, w, out: torch.Tensor, accumulate: bool = False) -> Callable[[], None]:
@@ -123,14 +108,21 @@ def bind(x: torch.Tensor, w, out: torch.Tensor, accumulate: bool = False) -> Cal
     the product, its arguments (shapes, strides, pointers) are looked up once, not on every
     call (about 6 us a product, 150 products a decode token). x, w and out must outlive it and
     keep their storage: a plan's views of the arena and the model's weights do."""
+    n = x.shape[0]   # not len(x): a microsecond
     if isinstance(w, torch.Tensor):
-        if x.shape[0] <= FLOAT_ROWS and _streams(x, w, out):
+        if n <= FLOAT_ROWS and _streams(x, w, out):
             return partial(_kernels.matvec, w.dtype == torch.bfloat16, w.data_ptr(), w.shape[1], w.shape[0],
-                           x.data_ptr(), x.shape[0], x.stride(0), out.data_ptr(), out.stride(0), accumulate)
-    elif x.shape[0] <= ROWS and x.dtype == torch.float32 == out.dtype and x.stride(1) == 1 == out.stride(1):
-        return partial(_kernels.matmul, *w.args, x.data_ptr(), x.shape[0], x.stride(0), out.data_ptr(), out.stride(0),
-                       accumulate)
-    return partial(matmul, x, w, out, accumulate)
+                           x.data_ptr(), n, x.stride(0), out.data_ptr(), out.stride(0), accumulate)
+        return partial(out.addmm_, x, w) if accumulate else partial(torch.mm, x, w, out=out)
+    if n <= ROWS:    # decode: no slices to make
+        return _packed_call(x, n, w, out, accumulate)
+    return partial(_in_turn, [_packed_call(x[i:i + ROWS], min(ROWS, n - i), w, out[i:i + ROWS], accumulate)
+                              for i in range(0, n, ROWS)])
+
+
+def _in_turn(calls: list[Callable[[], None]]) -> None:
+    for call in calls:
+        call()
 
 
 def _streams(x: torch.Tensor, w: torch.Tensor, out: torch.Tensor) -> bool:
@@ -140,13 +132,17 @@ def _streams(x: torch.Tensor, w: torch.Tensor, out: torch.Tensor) -> bool:
             and w.stride() == (1, w.shape[0]) and x.stride(1) == 1 == out.stride(1))
 
 
-def _packed_matmul(x: torch.Tensor, n: int, w: Packed, out: torch.Tensor, accumulate: bool) -> None:
+def _packed_call(x: torch.Tensor, n: int, w: Packed, out: torch.Tensor, accumulate: bool) -> Callable[[], None]:
     """The kernel quantizes x's n rows and writes out. It reads and writes float32 rows of unit
-    stride: otherwise x and out go through float32 copies."""
+    stride: otherwise x and out go through float32 copies, on every call (_packed_matmul)."""
     (x_rows, x_col), (y_rows, y_col) = x.stride(), out.stride()
     if x.dtype == torch.float32 == out.dtype and x_col == 1 == y_col:
-        _kernels.matmul(*w.args, x.data_ptr(), n, x_rows, out.data_ptr(), y_rows, accumulate)
-        return
+        return partial(_kernels.matmul, *w.args, x.data_ptr(), n, x_rows, out.data_ptr(), y_rows, accumulate)
+    return partial(_packed_matmul, x, n, w, out, accumulate)
+
+
+def _packed_matmul(x: torch.Tensor, n: int, w: Packed, out: torch.Tensor, accumulate: bool) -> None:
+    """The product through float32 copies of x and out, outside the arena (workspace_nbytes)."""
     x, y = x.float().contiguous(), out.float().contiguous() if accumulate else torch.empty(out.shape)
     _kernels.matmul(*w.args, x.data_ptr(), n, x.stride(0), y.data_ptr(), y.stride(0), accumulate)
     out.copy_(y)
