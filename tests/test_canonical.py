@@ -1,4 +1,5 @@
 """The compiled canonical search (planner/place/canonical.c) and its Python entry."""
+import threading
 import time
 
 import pytest
@@ -49,7 +50,7 @@ def test_canonical_search_out_of_time_answers_undecided():
 
 def test_canonical_search_rejects_a_block_outside_the_sections():
     with pytest.raises(ValueError, match="buffer 0: sections"):
-        canonical.fit([4], [0], [3], 2, 8, [[0]], 1.0, 100)
+        canonical.fit([4], [0], [3], 2, 8, [[0]], 1.0, 100, bytearray(1))
 
 
 def test_canonical_search_leaves_a_component_with_too_many_conflicts_undecided(monkeypatch):
@@ -57,3 +58,42 @@ def test_canonical_search_leaves_a_component_with_too_many_conflicts_undecided(m
     (comp,) = components(blocks)
     monkeypatch.setattr(canonical, "MAX_PAIRS", 100)
     assert canonical.search(comp, capacity, time.monotonic() + 10) == (None, False)
+
+
+def _hard():
+    """prod-450 seed 0 at its capacity: no method here decides it in seconds."""
+    blocks, _, capacity = production(450, 0)
+    return max(components(blocks), key=lambda c: len(c.size)), capacity
+
+
+def test_canonical_search_stops_when_its_flag_is_set():
+    comp, capacity = _hard()
+    stop = bytearray(1)
+    threading.Timer(0.2, stop.__setitem__, (0, 1)).start()
+    start = time.monotonic()
+    assert canonical.search(comp, capacity, start + 30, stop) == (None, False)
+    assert time.monotonic() - start < 2
+
+
+def test_background_search_leaves_the_interpreter_free_while_it_runs():
+    comp, capacity = _hard()
+    with canonical.Background(comp, capacity, time.monotonic() + 3) as background:
+        time.sleep(0.1)                     # the thread is in the search by now
+        start = time.monotonic()
+        sum(range(100_000))                 # needs the GIL: would wait 3 s if the search held it
+        assert time.monotonic() - start < 1
+        assert not background.answered.is_set()
+    assert (background.found, background.proven) == (None, False)
+
+
+def test_background_search_answers_with_a_plan_or_a_proof():
+    blocks, _, capacity = production(150, 0, 0.06)
+    (comp,) = components(blocks)
+    with canonical.Background(comp, capacity, time.monotonic() + 10) as background:
+        assert background.answered.wait(10)
+    assert background.planned.is_set()
+    check([str(i) for i in comp.blocks], comp.blocks_of(blocks), background.found, capacity, 1)
+    (comp,) = components(ABOVE_BOUND)
+    with canonical.Background(comp, 8, time.monotonic() + 5) as background:
+        assert background.answered.wait(5)
+    assert background.proven and not background.planned.is_set()

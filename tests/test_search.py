@@ -1,4 +1,5 @@
 """The search that decides one capacity, and its CP-SAT oracle."""
+import threading
 import time
 
 import pytest
@@ -6,6 +7,7 @@ from hypothesis import given, settings, strategies as st
 
 from benchmarks.families import production
 from planner.check import check
+from planner.place import cpsat
 from planner.place.cpsat import Oracle
 from planner.place.problem import components
 from planner.place.search import Search, Timeout
@@ -69,6 +71,22 @@ def test_search_out_of_time_raises_instead_of_answering():
     comp = max(components(blocks), key=lambda c: len(c.size))
     with pytest.raises(Timeout):
         Search(comp, capacity, time.monotonic() + 0.05).run()
+
+
+def test_search_and_cpsat_stop_when_told_to():
+    blocks, _, capacity = production(450, 0)
+    comp = max(components(blocks), key=lambda c: len(c.size))
+    stop = threading.Event()
+    threading.Timer(0.3, stop.set).start()
+    start = time.monotonic()
+    with pytest.raises(Timeout):
+        Search(comp, capacity, start + 30, stop).run()
+    assert time.monotonic() - start < 3
+    stop.clear()
+    threading.Timer(0.3, stop.set).start()
+    start = time.monotonic()
+    assert cpsat.decide(comp, capacity, start + 30, stop) == (None, comp.lower)
+    assert time.monotonic() - start < 3
 
 
 @pytest.mark.parametrize("seed", [1, 2])

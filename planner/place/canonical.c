@@ -24,6 +24,8 @@
  *   - buffers alike in span, size and floor lead to the same states: only the first is tried.
  * The search restarts with another order of the buffers (the caller's `ranks`) each time it
  * spends its node budget, which grows by half every round; remembered failures stay valid.
+ * It runs without the GIL, so a caller can run it on a thread of its own beside other work, and
+ * stops it early by setting the first byte of `stop`.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -56,6 +58,7 @@ typedef struct {
     size_t failed_mask, failed_count;
     long long nodes, budget;
     double deadline;
+    volatile const char *stop;           /* the caller's flag: nonzero stops the search */
     int stopped, timed_out;
     int64_t *pairs;                      /* section inference's (floor, size) pairs */
     long long *checked, stamp;           /* sections already checked in this inference: stamp */
@@ -182,7 +185,7 @@ static int hatless(const Search *S, int k) {
 
 static int fit(Search *S, int a, int b, int64_t base);
 
-static const Search *sorting;      /* for the candidates' comparator */
+static _Thread_local const Search *sorting;      /* for the candidates' comparator */
 
 static int by_floor_then_rank(const void *p, const void *q) {
     int x = *(const int *)p, y = *(const int *)q;
@@ -198,7 +201,7 @@ static int alike(const Search *S, int x, int y) {
 static int fit_part(Search *S, int a, int b, int64_t base) {
     if (S->stopped) return STOPPED;
     if (++S->nodes >= S->budget) { S->stopped = 1; return STOPPED; }
-    if ((S->nodes & 255) == 0 && now() > S->deadline) { S->stopped = S->timed_out = 1; return STOPPED; }
+    if ((S->nodes & 255) == 0 && (now() > S->deadline || *S->stop)) { S->stopped = S->timed_out = 1; return STOPPED; }
     int count = 0, *candidates = malloc(sizeof(int) * (S->start_at[b] - S->start_at[a] + 1));
     int64_t lowest_top = INT64_MAX;
     Key key = {mix((uint64_t)base), mix((uint64_t)base ^ 0x5851f42d4c957f2dULL)};
@@ -323,21 +326,29 @@ static void release(Search *S) {
     free(S->placed); free(S->trail); free(S->zobrist); free(S->failed); free(S->pairs); free(S->checked);
 }
 
-/* fit(size, lo, hi, sections, capacity, ranks, seconds, first_budget)
- *   -> (status, offsets or None): status 1 a plan, 0 proven none, -1 out of time */
+/* fit(size, lo, hi, sections, capacity, ranks, seconds, first_budget, stop)
+ *   -> (status, offsets or None): status 1 a plan, 0 proven none, -1 out of time or stopped;
+ * stop: a writable buffer whose first byte stops the search when set */
 static PyObject *py_fit(PyObject *self, PyObject *args) {
     PyObject *size_obj, *lo_obj, *hi_obj, *ranks_obj;
     int nsec;
     long long capacity, first_budget;
     double seconds;
-    if (!PyArg_ParseTuple(args, "OOOiLOdL", &size_obj, &lo_obj, &hi_obj, &nsec, &capacity, &ranks_obj,
-                          &seconds, &first_budget))
+    Py_buffer stop;
+    if (!PyArg_ParseTuple(args, "OOOiLOdLw*", &size_obj, &lo_obj, &hi_obj, &nsec, &capacity, &ranks_obj,
+                          &seconds, &first_budget, &stop))
         return NULL;
+    if (stop.len < 1) {
+        PyBuffer_Release(&stop);
+        PyErr_SetString(PyExc_ValueError, "stop: at least one byte");
+        return NULL;
+    }
     Search S;
     memset(&S, 0, sizeof S);
     Py_ssize_t n = PySequence_Size(size_obj), nranks = PySequence_Size(ranks_obj);
     if (n < 0 || nranks < 1) {
         if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "ranks: at least one order");
+        PyBuffer_Release(&stop);
         return NULL;
     }
     S.n = (int)n; S.nsec = nsec; S.nranks = (int)nranks; S.capacity = capacity;
@@ -363,7 +374,7 @@ static PyObject *py_fit(PyObject *self, PyObject *args) {
             ok = 0;
         }
     free(tmp);
-    if (!ok) { release(&S); return NULL; }
+    if (!ok) { release(&S); PyBuffer_Release(&stop); return NULL; }
     setup_lists(&S);
     S.floor = calloc(n + 1, sizeof(int64_t));
     S.left = calloc(nsec + 1, sizeof(int64_t));
@@ -380,8 +391,10 @@ static PyObject *py_fit(PyObject *self, PyObject *args) {
     S.failed_mask = (1u << 20) - 1;
     S.failed = calloc(S.failed_mask + 1, sizeof(Key));
     S.deadline = now() + seconds;
+    S.stop = stop.buf;
 
     int result = FAILED;
+    Py_BEGIN_ALLOW_THREADS
     for (int s = 0; s < nsec; s++)
         if (S.left[s] > capacity) goto done;           /* FAILED: a section's bytes alone exceed it */
     double budget = (double)first_budget;
@@ -394,6 +407,8 @@ static PyObject *py_fit(PyObject *self, PyObject *args) {
         if (round % S.nranks == S.nranks - 1) budget *= 1.5;
     }
 done:;
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&stop);
     PyObject *offsets = Py_None;
     Py_INCREF(Py_None);
     if (result == FOUND) {

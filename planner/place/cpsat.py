@@ -3,6 +3,7 @@ of the sizes' gcd), no two overlapping (no_overlap_2d). Two uses: the search's o
 and the fallback that minimizes the capacity where the other methods stall."""
 from __future__ import annotations
 
+import threading
 import time
 
 from ortools.sat.python import cp_model
@@ -56,32 +57,38 @@ class Oracle:
         return False if status == cp_model.INFEASIBLE else None
 
 
-def minimize(comp: Component, plan: list[int], bound: int, deadline: float) -> tuple[list[int] | None, int]:
+def minimize(comp: Component, plan: list[int], bound: int, deadline: float,
+             stop: threading.Event | None = None) -> tuple[list[int] | None, int]:
     """First at the bound alone, where tight offset domains let the constraint propagate
     hard; if that fails, minimizing the capacity from `plan`'s down. (plan or None,
-    proven bound)."""
+    proven bound); undecided at once when `stop` is set."""
     unit = comp.unit                        # sizes in units of their gcd: smaller domains
     lowest, upper = -(-bound // unit), comp.extent(plan) // unit
     halfway = (time.monotonic() + deadline) / 2
-    status, found, _ = _run(comp, lowest, lowest, None, halfway)
+    status, found, _ = _run(comp, lowest, lowest, None, halfway, stop)
     if found is not None:
         return found, bound
     if status == cp_model.INFEASIBLE:
         lowest += 1
-    status, found, proven = _run(comp, lowest, upper, plan, deadline)
+    status, found, proven = _run(comp, lowest, upper, plan, deadline, stop)
     return found, max(bound, lowest * unit, proven * unit)
 
 
-def decide(comp: Component, capacity: int, deadline: float) -> tuple[list[int] | None, int]:
-    """(a plan within `capacity` or None, a proven bound: above `capacity` where none fits)."""
+def decide(comp: Component, capacity: int, deadline: float,
+           stop: threading.Event | None = None) -> tuple[list[int] | None, int]:
+    """(a plan within `capacity` or None, a proven bound: above `capacity` where none fits);
+    undecided at once when `stop` is set."""
     top = capacity // comp.unit
-    status, found, _ = _run(comp, top, top, None, deadline)
+    status, found, _ = _run(comp, top, top, None, deadline, stop)
     return found, (top + 1) * comp.unit if status == cp_model.INFEASIBLE else comp.lower
 
 
-def _run(comp: Component, lowest: int, highest: int, hint: list[int] | None, deadline: float):
+def _run(comp: Component, lowest: int, highest: int, hint: list[int] | None, deadline: float,
+         stop: threading.Event | None):
     """Minimize the capacity within [lowest, highest] units: (status, plan or None,
     proven lower bound in units)."""
+    if stop is not None and stop.is_set():
+        return cp_model.UNKNOWN, None, lowest
     unit, twins = comp.unit, _twins(comp)
     if hint is not None:
         hint = list(hint)
@@ -101,11 +108,33 @@ def _run(comp: Component, lowest: int, highest: int, hint: list[int] | None, dea
     model.minimize(capacity)
     solver = cp_model.CpSolver()
     solver.parameters.max_time_in_seconds = max(0.01, deadline - time.monotonic())
-    status = solver.solve(model)
+    status = _solve(solver, model, stop)
     proven = lowest if status == cp_model.INFEASIBLE else int(solver.best_objective_bound)
     if status in (cp_model.OPTIMAL, cp_model.FEASIBLE):
         return status, [solver.value(y) * unit for y in offsets], proven
     return status, None, proven
+
+
+def _solve(solver: cp_model.CpSolver, model: cp_model.CpModel, stop: threading.Event | None):
+    """solver.solve(model), stopped early (UNKNOWN) once `stop` is set: a watcher thread
+    stops it, as CP-SAT searches without the GIL."""
+    if stop is None:
+        return solver.solve(model)
+    solved = threading.Event()
+
+    def watch():
+        while not solved.wait(0.02):
+            if stop.is_set():
+                solver.stop_search()
+                return
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    try:
+        return solver.solve(model)
+    finally:
+        solved.set()
+        watcher.join()
 
 
 def _twins(comp: Component) -> list[list[int]]:

@@ -21,15 +21,13 @@ from .problem import Block, Component, components, extent
 from .search import Search, Timeout
 from .stacking import stacked
 
-# Of the time left, the share the compiled canonical search gets first (less where layer
-# splits follow, which need the time on the cut families): what it plans, it mostly plans in
-# milliseconds. Then the share of the Python search (with its oracle). Where layer splits
-# follow, it gets less (what it solves there it mostly solves in milliseconds) and they
-# take STACK_SHARE of the rest; they follow only where the component is mostly full at the
-# bound. CP-SAT takes the rest, as it still solves some instances the others do not.
-# (The shares were tuned on the benchmark families: docs/measurements.md.)
-CANONICAL_SHARE = 0.2
-CANONICAL_SHARE_LAYERED = 0.05
+# The compiled canonical search runs on a thread of its own all along (until layer splits
+# start, which race on every core). Meanwhile, of the time left: the share of the Python
+# search (with its oracle). Where layer splits follow, it gets less (what it solves there it
+# mostly solves in milliseconds) and they take STACK_SHARE of the rest; they follow only
+# where the component is mostly full at the bound. CP-SAT takes the rest, as it still solves
+# some instances the others do not. (The shares were tuned on the benchmark families:
+# docs/measurements.md.)
 SEARCH_SHARE = 0.3
 SEARCH_SHARE_LAYERED = 0.1
 STACK_SHARE = 0.8
@@ -80,67 +78,97 @@ def solve(blocks: list[Block], start: list[int], time_limit: float, capacity: in
 
 
 def _minimize(comp: Component, plan: list[int], bound: int, deadline: float) -> tuple[list[int], int]:
-    """The best plan of one component and a proven bound: no arena below it fits."""
+    """The best plan of one component and a proven bound: no arena below it fits. The
+    canonical search decides the bound on its own thread all along; the other methods
+    climb from the bound meanwhile."""
     upper = comp.extent(plan)
     if upper <= bound or time.monotonic() >= deadline:
         return plan, bound
-    layered = comp.mostly_full(bound)
-    canonical_end = _share_end(CANONICAL_SHARE_LAYERED if layered else CANONICAL_SHARE, deadline)
-    found, proven = canonical.search(comp, bound, canonical_end)
-    if found is not None:
-        return found, bound
-    if proven:
-        bound = comp.step_above(bound)
-    share = SEARCH_SHARE_LAYERED if layered else SEARCH_SHARE
-    found, bound = _climb(comp, bound, upper, _share_end(share, deadline))
-    if found is None and bound < upper and layered:
-        found = stacked(comp, bound, _share_end(STACK_SHARE, deadline))
-    if found is None and bound < upper:
-        found, bound = cpsat.minimize(comp, plan, bound, deadline)
+    with canonical.Background(comp, bound, deadline) as background:
+        found, bound = _minimize_beside(comp, plan, bound, upper, deadline, background)
+    if background.found is not None:
+        return background.found, background.capacity
+    if background.proven:
+        bound = max(bound, comp.step_above(background.capacity))
     if found is not None and comp.extent(found) < upper:
         return found, bound
     return plan, bound
 
 
+def _minimize_beside(comp: Component, plan: list[int], bound: int, upper: int, deadline: float,
+                     background: canonical.Background) -> tuple[list[int] | None, int]:
+    """The skyline search climbing from the bound, then layer splits and CP-SAT, until
+    `background` finds a plan at the bound: (plan or None, proven bound)."""
+    layered = comp.mostly_full(bound)
+    found, bound = _climb(comp, bound, upper, _share_end(SEARCH_SHARE_LAYERED if layered else SEARCH_SHARE, deadline),
+                          background)
+    if found is not None or background.planned.is_set():
+        return found, bound
+    if bound < upper and layered:
+        background.stop()                   # the layer splits race on every core
+        found = stacked(comp, bound, _share_end(STACK_SHARE, deadline))
+    if found is None and bound < upper:
+        found, bound = cpsat.minimize(comp, plan, bound, deadline, background.planned)
+    return found, bound
+
+
 def _decide(comp: Component, plan: list[int], capacity: int, deadline: float) -> tuple[list[int], int]:
     """A plan of one component within `capacity` if one is found, else `plan`; and a
-    proven bound, above `capacity` where no plan fits it."""
+    proven bound, above `capacity` where no plan fits it. The canonical search decides on
+    its own thread all along; the other methods try meanwhile, and stop when it answers."""
     if comp.lower > capacity:
         return plan, comp.lower
+    with canonical.Background(comp, capacity, deadline) as background:
+        found, bound = _decide_beside(comp, capacity, deadline, background)
+    if found is None and background.found is not None:
+        found, bound = background.found, comp.lower
+    elif found is None and background.proven:
+        bound = comp.step_above(capacity)
+    return (plan if found is None else found), bound
+
+
+def _decide_beside(comp: Component, capacity: int, deadline: float,
+                   background: canonical.Background) -> tuple[list[int] | None, int]:
+    """The skyline search, then layer splits and CP-SAT, until `background` answers:
+    (plan or None, proven bound)."""
     layered = comp.mostly_full(capacity)
-    canonical_end = _share_end(CANONICAL_SHARE_LAYERED if layered else CANONICAL_SHARE, deadline)
-    found, proven = canonical.search(comp, capacity, canonical_end)
-    if found is not None:
-        return found, comp.lower
-    if proven:
-        return plan, comp.step_above(capacity)
-    share = SEARCH_SHARE_LAYERED if layered else SEARCH_SHARE
-    search = Search(comp, capacity, _share_end(share, deadline))
+    stop = background.answered
+    search = Search(comp, capacity, _share_end(SEARCH_SHARE_LAYERED if layered else SEARCH_SHARE, deadline), stop)
     try:
-        return (search.offsets, comp.lower) if search.run() else (plan, capacity + search.short)
+        return (search.offsets, comp.lower) if search.run() else (None, capacity + search.short)
     except Timeout:
         pass
-    found = stacked(comp, capacity, _share_end(STACK_SHARE, deadline)) if layered else None
-    if found is None:
-        found, proven = cpsat.decide(comp, capacity, deadline)
-        if found is None:
-            return plan, proven
+    found = None
+    if layered and not stop.is_set():
+        background.stop()                   # the layer splits race on every core
+        found = stacked(comp, capacity, _share_end(STACK_SHARE, deadline))
+    if found is None and not stop.is_set():
+        return cpsat.decide(comp, capacity, deadline, stop)
     return found, comp.lower
 
 
-def _climb(comp: Component, bound: int, upper: int, deadline: float) -> tuple[list[int] | None, int]:
+def _climb(comp: Component, bound: int, upper: int, deadline: float,
+           background: canonical.Background) -> tuple[list[int] | None, int]:
     """Capacities from `bound` up to `upper` (which a plan already meets), each failure
-    naming the next one worth trying, until a plan fits or the deadline passes:
-    (plan or None, proven bound)."""
-    while bound < upper:
-        search = Search(comp, bound, deadline)
+    naming the next one worth trying, until a plan fits, the deadline passes or
+    `background` (deciding the first capacity) finds a plan: (plan or None, proven bound).
+    Its proof that the first capacity fails moves the bound up too."""
+    while bound < upper and not background.planned.is_set():
+        if background.proven:
+            bound = max(bound, comp.step_above(background.capacity))
+        deciding = bound == background.capacity and not background.answered.is_set()
+        search = Search(comp, bound, deadline, background.answered if deciding else background.planned)
         try:
             if search.run():
                 return search.offsets, bound
         except Timeout:
-            return None, bound
+            if time.monotonic() >= deadline:
+                return None, bound
+            continue                        # the background answered: look again
         bound += search.short
-    return None, upper
+        if bound > background.capacity:
+            background.stop()               # its capacity is settled: the core is free
+    return None, min(bound, upper)
 
 
 def _share_end(share: float, deadline: float) -> float:

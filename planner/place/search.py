@@ -16,6 +16,7 @@ above m, or rests on an unplaced buffer, at least m + the smallest unplaced size
 """
 from __future__ import annotations
 
+import threading
 import time
 from typing import NamedTuple
 
@@ -24,7 +25,7 @@ from .problem import Component
 
 
 class Timeout(Exception):
-    pass
+    """The deadline passed, or the caller's `stop` was set."""
 
 
 class Solved(Exception):
@@ -70,8 +71,9 @@ class Search:
     refutation in it: a refutation speaks of all placements, not of one part.
     """
 
-    def __init__(self, comp: Component, capacity: int, deadline: float):
+    def __init__(self, comp: Component, capacity: int, deadline: float, stop: threading.Event | None = None):
         self.comp, self.capacity, self.deadline = comp, capacity, deadline
+        self.stop = stop or threading.Event()
         self.oracle = Oracle(comp, capacity)
         self.ask_every = max(64, len(comp.size) // 2)
         self.placements = 0                 # made so far, undone or not
@@ -113,7 +115,7 @@ class Search:
             return False
         mark, refutations = len(self.trail), self.refutations
         while True:
-            if time.monotonic() > self.deadline:
+            if time.monotonic() > self.deadline or self.stop.is_set():
                 raise Timeout
             m = min(self.floor[a:b])
             s = self.floor.index(m, a, b)
