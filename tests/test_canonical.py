@@ -8,7 +8,8 @@ from hypothesis import given, settings, strategies as st
 from benchmarks.families import production
 from planner.check import check
 from planner.place import canonical
-from planner.place.problem import components
+from planner.place.problem import components, extent
+from planner.place.skyline import skyline
 
 from instances import ABOVE_BOUND, block, brute_force
 
@@ -77,7 +78,7 @@ def test_canonical_search_stops_when_its_flag_is_set():
 
 def test_background_search_leaves_the_interpreter_free_while_it_runs():
     comp, capacity = _hard()
-    with canonical.Background(comp, capacity, time.monotonic() + 3) as background:
+    with canonical.Decision(comp, capacity, time.monotonic() + 3) as background:
         time.sleep(0.1)                     # the thread is in the search by now
         start = time.monotonic()
         sum(range(100_000))                 # needs the GIL: would wait 3 s if the search held it
@@ -89,11 +90,41 @@ def test_background_search_leaves_the_interpreter_free_while_it_runs():
 def test_background_search_answers_with_a_plan_or_a_proof():
     blocks, _, capacity = production(150, 0, 0.06)
     (comp,) = components(blocks)
-    with canonical.Background(comp, capacity, time.monotonic() + 10) as background:
+    with canonical.Decision(comp, capacity, time.monotonic() + 10) as background:
         assert background.answered.wait(10)
     assert background.planned.is_set()
     check([str(i) for i in comp.blocks], comp.blocks_of(blocks), background.found, capacity, 1)
     (comp,) = components(ABOVE_BOUND)
-    with canonical.Background(comp, 8, time.monotonic() + 5) as background:
+    with canonical.Decision(comp, 8, time.monotonic() + 5) as background:
         assert background.answered.wait(5)
     assert background.proven and not background.planned.is_set()
+
+
+def test_descent_finds_the_optimum_above_the_lower_bound_and_proves_it():
+    (comp,) = components(ABOVE_BOUND)      # lower bound 8, optimum 9
+    upper = sum(comp.size)
+    with canonical.Descent(comp, 8, upper, time.monotonic() + 10) as descent:
+        assert descent.settled.wait(10)
+    assert (descent.bound, descent.upper) == (9, 9)
+    check([str(i) for i in comp.blocks], comp.blocks_of(ABOVE_BOUND), descent.best, 9, 1)
+
+
+def test_descent_plans_a_production_like_instance_with_slack_at_its_peak():
+    blocks, _, _ = production(150, 0, 0.06)
+    (comp,) = components(blocks)
+    upper = extent(blocks, skyline(blocks))
+    with canonical.Descent(comp, comp.lower, upper, time.monotonic() + 10) as descent:
+        assert descent.settled.wait(10)
+    check([str(i) for i in comp.blocks], comp.blocks_of(blocks), descent.best, comp.lower, 1)
+
+
+def test_descent_stops_deciding_a_capacity_the_caller_proved_too_small():
+    comp, capacity = _hard()
+    with canonical.Descent(comp, comp.lower, 2 * capacity, time.monotonic() + 30) as descent:
+        watch = descent.deciding(comp.lower)
+        time.sleep(0.3)
+        assert not watch.is_set()
+        descent.lift(descent.upper)         # as if the caller had proven its best plan optimal
+        assert watch.is_set() and descent.settled.is_set()
+        start = time.monotonic()
+    assert time.monotonic() - start < 1     # leaving stopped it at once

@@ -2,7 +2,7 @@
 whether a component fits under a capacity by placing buffers at their floors in order of
 offset. It restarts with another order of the buffers whenever it spends its node budget;
 the orders are minimalloc's preorderings (docs/placement.md). It runs without the GIL, so
-`Background` runs it on a thread of its own beside the other methods."""
+`Decision` and `Descent` run it on a thread of their own beside the other methods."""
 from __future__ import annotations
 
 import threading
@@ -46,12 +46,48 @@ def search(comp: Component, capacity: int, deadline: float,
     return offsets, status == 0
 
 
-class Background:
-    """The canonical search deciding `capacity` on a thread of its own until `deadline`, while
-    the caller tries other methods: the methods do well on different instances, and with a
-    core each neither waits for the other. `answered` is set when it has decided (a plan, or
-    the proof that none exists), `planned` when it found a plan; `found` and `proven` are its
-    answer. Used as a context manager, it is stopped on leaving."""
+class _Background:
+    """Canonical searches on a thread of their own until `deadline`, while the caller tries
+    other methods: the methods do well on different instances, and with a core each neither
+    waits for the other. Used as a context manager, the thread is stopped on leaving."""
+
+    def __init__(self, comp: Component, deadline: float):
+        self._flag = bytearray(1)           # the running search's stop flag
+        self._stopping = False
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._guarded, args=(comp, deadline), daemon=True)
+        self._thread.start()
+
+    def _guarded(self, comp: Component, deadline: float) -> None:
+        try:
+            self._work(comp, deadline)
+        except BaseException as error:          # raised again in the caller's thread, by stop()
+            self._error = error
+
+    def _work(self, comp: Component, deadline: float) -> None:
+        raise NotImplementedError
+
+    def _search(self, comp: Component, capacity: int, deadline: float) -> tuple[list[int] | None, bool]:
+        self._flag = bytearray([self._stopping])
+        return search(comp, capacity, deadline, self._flag)
+
+    def stop(self) -> None:
+        self._stopping = True
+        self._flag[0] = 1
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+class Decision(_Background):
+    """Decides `capacity`. `answered` is set when it has (a plan, or the proof that none
+    exists), `planned` when it found a plan; `found` and `proven` are its answer."""
 
     def __init__(self, comp: Component, capacity: int, deadline: float):
         self.capacity = capacity
@@ -59,29 +95,82 @@ class Background:
         self.proven = False
         self.answered = threading.Event()
         self.planned = threading.Event()
-        self._stop = bytearray(1)
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, args=(comp, deadline), daemon=True)
-        self._thread.start()
+        super().__init__(comp, deadline)
 
-    def _run(self, comp: Component, deadline: float) -> None:
-        try:
-            self.found, self.proven = search(comp, self.capacity, deadline, self._stop)
-        except BaseException as error:          # raised again in the caller's thread, by stop()
-            self._error = error
+    def _work(self, comp: Component, deadline: float) -> None:
+        self.found, self.proven = self._search(comp, self.capacity, deadline)
         if self.found is not None:
             self.planned.set()
         if self.found is not None or self.proven:
             self.answered.set()
 
-    def stop(self) -> None:
-        self._stop[0] = 1
-        self._thread.join()
-        if self._error is not None:
-            raise self._error
 
-    def __enter__(self) -> Background:
-        return self
+# Of its time, the share a Descent spends on capacities between the bound and the best plan
+# first, and the most one of them may take: where there is room, plans come in milliseconds.
+DESCENT_SHARE = 0.2
+PROBE_SHARE = 0.02
 
-    def __exit__(self, *exc) -> None:
-        self.stop()
+
+class Descent(_Background):
+    """The least arena from above, between `bound` (proven: no plan below it) and `upper`
+    (a plan's arena). First, for DESCENT_SHARE of the time, capacities halfway between
+    the two, each for at most PROBE_SHARE of it: each plan found lowers `upper`, each proof
+    raises `bound`, and a capacity not decided in its time leaves the ones above it to try
+    next. Then the bound itself with all the time left, each proof moving it up a step.
+    `best` is the best plan found; the caller's own proofs come in by `lift`. `settled` is
+    set once the best plan meets the bound."""
+
+    def __init__(self, comp: Component, bound: int, upper: int, deadline: float):
+        self.bound, self.upper = bound, upper
+        self.best: list[int] | None = None
+        self.settled = threading.Event()
+        self._capacity = bound                  # the capacity being decided
+        super().__init__(comp, deadline)
+
+    def lift(self, bound: int) -> None:
+        """The caller proved that nothing fits below `bound`."""
+        self.bound = max(self.bound, bound)
+        if self._capacity < self.bound:
+            self._flag[0] = 1                   # its question is settled
+        self._settle()
+
+    def deciding(self, capacity: int) -> "_Watch":
+        """Something with `is_set()`, true once `capacity` is decided here or the best plan
+        meets the bound: for a method deciding `capacity` beside this one, as its stop."""
+        return _Watch(self, capacity)
+
+    def _settle(self) -> None:
+        if self.upper <= self.bound:
+            self.settled.set()
+            self._flag[0] = 1
+
+    def _work(self, comp: Component, deadline: float) -> None:
+        start = time.monotonic()
+        descent_end = start + DESCENT_SHARE * (deadline - start)
+        probe = PROBE_SHARE * (deadline - start)
+        untried = self.bound                    # capacities below it were left undecided
+        while not self._stopping and self.bound < self.upper and time.monotonic() < deadline:
+            descending = time.monotonic() < descent_end and max(untried, self.bound) < self.upper
+            if descending:
+                low = max(untried, self.bound)
+                self._capacity = low + (self.upper - low) // 2
+            else:
+                self._capacity = self.bound
+            capacity = self._capacity
+            found, proven = self._search(comp, capacity, min(deadline, time.monotonic() + probe) if descending
+                                         else deadline)
+            if found is not None:
+                self.best, self.upper = found, comp.extent(found)
+            elif proven:
+                self.bound = max(self.bound, comp.step_above(capacity))
+            elif descending:
+                untried = capacity + 1
+            self._settle()
+
+
+class _Watch:
+    def __init__(self, descent: Descent, capacity: int):
+        self.descent, self.capacity = descent, capacity
+
+    def is_set(self) -> bool:
+        return self.descent.settled.is_set() or self.descent.bound > self.capacity

@@ -79,36 +79,37 @@ def solve(blocks: list[Block], start: list[int], time_limit: float, capacity: in
 
 def _minimize(comp: Component, plan: list[int], bound: int, deadline: float) -> tuple[list[int], int]:
     """The best plan of one component and a proven bound: no arena below it fits. The
-    canonical search decides the bound on its own thread all along; the other methods
-    climb from the bound meanwhile."""
+    canonical search descends from above on its own thread all along (`canonical.Descent`);
+    the other methods climb from the bound meanwhile, and each side's findings stop the
+    other's work that they settle."""
     upper = comp.extent(plan)
     if upper <= bound or time.monotonic() >= deadline:
         return plan, bound
-    with canonical.Background(comp, bound, deadline) as background:
-        found, bound = _minimize_beside(comp, plan, bound, upper, deadline, background)
-    if background.found is not None:
-        return background.found, background.capacity
-    if background.proven:
-        bound = max(bound, comp.step_above(background.capacity))
-    if found is not None and comp.extent(found) < upper:
-        return found, bound
+    with canonical.Descent(comp, bound, upper, deadline) as descent:
+        found, bound = _minimize_beside(comp, plan, bound, upper, deadline, descent)
+    bound = max(bound, descent.bound)
+    best = min((p for p in (found, descent.best) if p is not None), key=comp.extent, default=None)
+    if best is not None and comp.extent(best) < upper:
+        return best, bound
     return plan, bound
 
 
 def _minimize_beside(comp: Component, plan: list[int], bound: int, upper: int, deadline: float,
-                     background: canonical.Background) -> tuple[list[int] | None, int]:
+                     descent: canonical.Descent) -> tuple[list[int] | None, int]:
     """The skyline search climbing from the bound, then layer splits and CP-SAT, until
-    `background` finds a plan at the bound: (plan or None, proven bound)."""
+    `descent`'s best plan meets the bound: (plan or None, proven bound)."""
     layered = comp.mostly_full(bound)
     found, bound = _climb(comp, bound, upper, _share_end(SEARCH_SHARE_LAYERED if layered else SEARCH_SHARE, deadline),
-                          background)
-    if found is not None or background.planned.is_set():
+                          descent)
+    bound = max(bound, descent.bound)
+    if found is not None or descent.settled.is_set():
         return found, bound
     if bound < upper and layered:
-        background.stop()                   # the layer splits race on every core
+        descent.stop()                      # the layer splits race on every core
         found = stacked(comp, bound, _share_end(STACK_SHARE, deadline))
     if found is None and bound < upper:
-        found, bound = cpsat.minimize(comp, plan, bound, deadline, background.planned)
+        found, bound = cpsat.minimize(comp, descent.best or plan, bound, deadline, descent.settled)
+        descent.lift(bound)
     return found, bound
 
 
@@ -118,7 +119,7 @@ def _decide(comp: Component, plan: list[int], capacity: int, deadline: float) ->
     its own thread all along; the other methods try meanwhile, and stop when it answers."""
     if comp.lower > capacity:
         return plan, comp.lower
-    with canonical.Background(comp, capacity, deadline) as background:
+    with canonical.Decision(comp, capacity, deadline) as background:
         found, bound = _decide_beside(comp, capacity, deadline, background)
     if found is None and background.found is not None:
         found, bound = background.found, comp.lower
@@ -128,7 +129,7 @@ def _decide(comp: Component, plan: list[int], capacity: int, deadline: float) ->
 
 
 def _decide_beside(comp: Component, capacity: int, deadline: float,
-                   background: canonical.Background) -> tuple[list[int] | None, int]:
+                   background: canonical.Decision) -> tuple[list[int] | None, int]:
     """The skyline search, then layer splits and CP-SAT, until `background` answers:
     (plan or None, proven bound)."""
     layered = comp.mostly_full(capacity)
@@ -148,27 +149,24 @@ def _decide_beside(comp: Component, capacity: int, deadline: float,
 
 
 def _climb(comp: Component, bound: int, upper: int, deadline: float,
-           background: canonical.Background) -> tuple[list[int] | None, int]:
+           descent: canonical.Descent) -> tuple[list[int] | None, int]:
     """Capacities from `bound` up to `upper` (which a plan already meets), each failure
-    naming the next one worth trying, until a plan fits, the deadline passes or
-    `background` (deciding the first capacity) finds a plan: (plan or None, proven bound).
-    Its proof that the first capacity fails moves the bound up too."""
-    while bound < upper and not background.planned.is_set():
-        if background.proven:
-            bound = max(bound, comp.step_above(background.capacity))
-        deciding = bound == background.capacity and not background.answered.is_set()
-        search = Search(comp, bound, deadline, background.answered if deciding else background.planned)
+    naming the next one worth trying, until a plan fits, the deadline passes or `descent`
+    meets the bound: (plan or None, proven bound). Each side's proofs move the other's bound."""
+    while not descent.settled.is_set():
+        bound = max(bound, descent.bound)
+        if bound >= min(upper, descent.upper):
+            break
+        search = Search(comp, bound, deadline, descent.deciding(bound))
         try:
             if search.run():
                 return search.offsets, bound
         except Timeout:
             if time.monotonic() >= deadline:
-                return None, bound
-            continue                        # the background answered: look again
-        bound += search.short
-        if bound > background.capacity:
-            background.stop()               # its capacity is settled: the core is free
-    return None, min(bound, upper)
+                break
+            continue                        # the descent decided `bound`: look again
+        descent.lift(bound + search.short)
+    return None, bound
 
 
 def _share_end(share: float, deadline: float) -> float:

@@ -69,9 +69,12 @@ class Search:
     unwinds to the frame that made it (`live` holds the depths of the frames on the
     stack). A state is remembered as failed only when its subtree failed with no
     refutation in it: a refutation speaks of all placements, not of one part.
+
+    `stop` (anything with `is_set()`, such as a threading.Event) ends the search with
+    Timeout once it is set: another method has settled the question.
     """
 
-    def __init__(self, comp: Component, capacity: int, deadline: float, stop: threading.Event | None = None):
+    def __init__(self, comp: Component, capacity: int, deadline: float, stop=None):
         self.comp, self.capacity, self.deadline = comp, capacity, deadline
         self.stop = stop or threading.Event()
         self.oracle = Oracle(comp, capacity)
