@@ -128,3 +128,16 @@ def test_descent_stops_deciding_a_capacity_the_caller_proved_too_small():
         assert watch.is_set() and descent.settled.is_set()
         start = time.monotonic()
     assert time.monotonic() - start < 1     # leaving stopped it at once
+
+
+def test_background_searches_leave_a_component_with_too_many_conflicts_alone(monkeypatch):
+    blocks, _, capacity = production(150, 0, 0.06)
+    (comp,) = components(blocks)
+    monkeypatch.setattr(canonical, "MAX_PAIRS", 100)
+    start = time.monotonic()
+    with canonical.Decision(comp, capacity, start + 10) as decision, \
+            canonical.Descent(comp, comp.lower, 2 * capacity, start + 10) as descent:
+        time.sleep(0.2)
+    assert time.monotonic() - start < 1
+    assert (decision.found, decision.proven) == (None, False)
+    assert descent.best is None and (descent.bound, descent.upper) == (comp.lower, 2 * capacity)

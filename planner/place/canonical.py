@@ -35,11 +35,15 @@ def orders(comp: Component) -> list[list[int]]:
     return ranks
 
 
+def too_large(comp: Component) -> bool:
+    return sum(len(over) ** 2 for over in comp.covers) > MAX_PAIRS
+
+
 def search(comp: Component, capacity: int, deadline: float,
            stop: bytearray | None = None) -> tuple[list[int] | None, bool]:
     """(a plan within `capacity` or None, whether None is proven: no plan exists). Setting
     `stop[0]` from another thread stops the search, undecided."""
-    if sum(len(over) ** 2 for over in comp.covers) > MAX_PAIRS:
+    if too_large(comp):
         return None, False
     status, offsets = fit(comp.size, comp.lo, comp.hi, len(comp.load), capacity, orders(comp),
                           max(0.0, deadline - time.monotonic()), FIRST_BUDGET, stop or bytearray(1))
@@ -60,7 +64,8 @@ class _Background:
 
     def _guarded(self, comp: Component, deadline: float) -> None:
         try:
-            self._work(comp, deadline)
+            if not too_large(comp):             # else it would answer nothing, at once, again and again
+                self._work(comp, deadline)
         except BaseException as error:          # raised again in the caller's thread, by stop()
             self._error = error
 
