@@ -73,8 +73,14 @@ class _Background:
         raise NotImplementedError
 
     def _search(self, comp: Component, capacity: int, deadline: float) -> tuple[list[int] | None, bool]:
-        self._flag = bytearray([self._stopping])
-        return search(comp, capacity, deadline, self._flag)
+        self._flag = flag = bytearray(1)
+        if not self._open(capacity):            # settled before this flag was there to be set
+            flag[0] = 1
+        return search(comp, capacity, deadline, flag)
+
+    def _open(self, capacity: int) -> bool:
+        """Whether deciding `capacity` still tells the caller anything."""
+        return not self._stopping
 
     def stop(self) -> None:
         self._stopping = True
@@ -135,19 +141,21 @@ class Descent(_Background):
     def lift(self, bound: int) -> None:
         """The caller proved that nothing fits below `bound`."""
         self.bound = max(self.bound, bound)
-        if self._capacity < self.bound:
-            self._flag[0] = 1                   # its question is settled
         self._settle()
+        if not self._open(self._capacity):
+            self._flag[0] = 1                   # its question is settled
 
-    def deciding(self, capacity: int) -> "_Watch":
+    def deciding(self, capacity: int) -> _Watch:
         """Something with `is_set()`, true once `capacity` is decided here or the best plan
         meets the bound: for a method deciding `capacity` beside this one, as its stop."""
         return _Watch(self, capacity)
 
+    def _open(self, capacity: int) -> bool:
+        return super()._open(capacity) and capacity >= self.bound and not self.settled.is_set()
+
     def _settle(self) -> None:
         if self.upper <= self.bound:
             self.settled.set()
-            self._flag[0] = 1
 
     def _work(self, comp: Component, deadline: float) -> None:
         start = time.monotonic()
@@ -155,13 +163,9 @@ class Descent(_Background):
         probe = PROBE_SHARE * (deadline - start)
         untried = self.bound                    # capacities below it were left undecided
         while not self._stopping and self.bound < self.upper and time.monotonic() < deadline:
-            descending = time.monotonic() < descent_end and max(untried, self.bound) < self.upper
-            if descending:
-                low = max(untried, self.bound)
-                self._capacity = low + (self.upper - low) // 2
-            else:
-                self._capacity = self.bound
-            capacity = self._capacity
+            low = max(untried, self.bound)
+            descending = time.monotonic() < descent_end and low < self.upper
+            capacity = self._capacity = low + (self.upper - low) // 2 if descending else self.bound
             found, proven = self._search(comp, capacity, min(deadline, time.monotonic() + probe) if descending
                                          else deadline)
             if found is not None:
