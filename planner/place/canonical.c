@@ -21,9 +21,16 @@
  *     are solved apart, and when one fails the node fails;
  *   - failed states are remembered: the unplaced buffers of a part, their floors and base fully
  *     decide it (a 128-bit hash of them);
- *   - buffers alike in span, size and floor lead to the same states: only the first is tried.
+ *   - buffers alike in span, size and floor lead to the same states: only the first is tried;
+ *   - a section with no slack left whose lowest free byte is at base must have that byte covered
+ *     now, by one of its buffers whose floor is base: of such sections, the one with the fewest of
+ *     them narrows the candidates to those (`forced`).
  * The search restarts with another order of the buffers (the caller's `ranks`) each time it
- * spends its node budget, which grows by half every round; remembered failures stay valid.
+ * spends its node budget, which grows by half every round of orders; after the first round the
+ * candidates' order is also shaken at a few nodes (NOISE_PER_MILLE). Where plans are many (slack,
+ * or a few hundred buffers), one search either finds one in milliseconds or wanders for seconds
+ * below a wrong early choice; restarts that differ early find the quick ones. Remembered failures
+ * stay valid across restarts.
  * It runs without the GIL, so a caller can run it on a thread of its own beside other work, and
  * stops it early by setting the first byte of `stop`.
  */
@@ -35,8 +42,13 @@
 #include <time.h>
 
 enum { FOUND = 1, FAILED = 0, STOPPED = -1 };
+/* After the first pass over the orders, at NOISE_PER_MILLE of the nodes the first candidate trades
+ * places with one of the next NOISE_WIDTH - 1: restarts that differ high in the tree, not only where
+ * the orders break ties. */
+enum { NOISE_PER_MILLE = 20, NOISE_WIDTH = 3 };
 
-typedef struct { int buffer; int64_t old; } Entry;   /* old == -1: the buffer was placed */
+typedef struct { int buffer; int64_t old; } Entry;   /* old == -1: the buffer was placed; buffer < 0: section
+                                                       * -1 - buffer's top was old */
 typedef struct { uint64_t a, b; } Key;
 
 typedef struct {
@@ -50,6 +62,7 @@ typedef struct {
     int *ranks, *rank;                   /* nranks orders; rank: the one in use */
     int64_t *floor, *left;               /* a placed buffer's floor is its offset; left[s]: sizes of the
                                           * unplaced buffers over s */
+    int64_t *top;                        /* top[s]: the highest top of the placed buffers over s */
     char *placed;
     Entry *trail;
     int ntrail;
@@ -62,6 +75,8 @@ typedef struct {
     int stopped, timed_out;
     int64_t *pairs;                      /* section inference's (floor, size) pairs */
     long long *checked, stamp;           /* sections already checked in this inference: stamp */
+    uint64_t rng;                        /* the candidates' noise: its counter, and whether it is on */
+    int noisy;
 } Search;
 
 static double now(void) {
@@ -100,7 +115,11 @@ static void place(Search *S, int k) {
     int64_t top = S->floor[k] + S->size[k];
     S->trail[S->ntrail++] = (Entry){k, -1};
     S->placed[k] = 1;
-    for (int s = S->lo[k]; s < S->hi[k]; s++) S->left[s] -= S->size[k];
+    for (int s = S->lo[k]; s < S->hi[k]; s++) {
+        S->left[s] -= S->size[k];
+        S->trail[S->ntrail++] = (Entry){-1 - s, S->top[s]};
+        S->top[s] = top;
+    }
     for (int i = S->conflict_at[k]; i < S->conflict_at[k + 1]; i++) {
         int y = S->conflict[i];
         if (!S->placed[y] && S->floor[y] < top) {
@@ -113,7 +132,9 @@ static void place(Search *S, int k) {
 static void undo(Search *S, int mark) {
     while (S->ntrail > mark) {
         Entry e = S->trail[--S->ntrail];
-        if (e.old >= 0) {
+        if (e.buffer < 0) {
+            S->top[-1 - e.buffer] = e.old;
+        } else if (e.old >= 0) {
             S->floor[e.buffer] = e.old;
         } else {
             int k = e.buffer;
@@ -165,6 +186,7 @@ static int inferred_fit(Search *S, int mark, int a, int b, int64_t base) {
     S->stamp++;
     for (int e = mark + 1; e < S->ntrail; e++) {
         int y = S->trail[e].buffer;
+        if (y < 0) continue;
         for (int s = S->lo[y]; s < S->hi[y]; s++) {
             if (S->checked[s] == S->stamp) continue;
             S->checked[s] = S->stamp;
@@ -197,6 +219,30 @@ static int alike(const Search *S, int x, int y) {
     return S->lo[x] == S->lo[y] && S->hi[x] == S->hi[y] && S->size[x] == S->size[y] && S->floor[x] == S->floor[y];
 }
 
+/* A section with no slack at base, whose byte at base is free, must have it covered by a buffer
+ * placed there now: by one of its unplaced buffers whose floor is base. Of such sections, the
+ * one with the fewest of them narrows the candidates to those (-1: one has none). */
+static int forced(Search *S, int a, int b, int64_t base, int *candidates, int kept) {
+    int best = -1, fewest = kept + 1;
+    for (int s = a; s < b && fewest > 0; s++) {
+        if (S->left[s] == 0 || S->top[s] > base || base + S->left[s] != S->capacity) continue;
+        int count = 0;
+        for (int i = S->cover_at[s]; i < S->cover_at[s + 1]; i++) {
+            int y = S->cover[i];
+            count += !S->placed[y] && S->floor[y] == base;
+        }
+        if (count < fewest) { fewest = count; best = s; }
+    }
+    if (best < 0) return kept;
+    if (fewest == 0) return -1;
+    int count = 0;
+    for (int c = 0; c < kept; c++) {
+        int k = candidates[c];
+        if (S->floor[k] == base && S->lo[k] <= best && best < S->hi[k]) candidates[count++] = k;
+    }
+    return count;
+}
+
 /* One part: sections [a, b), which no unplaced buffer crosses. */
 static int fit_part(Search *S, int a, int b, int64_t base) {
     if (S->stopped) return STOPPED;
@@ -220,8 +266,19 @@ static int fit_part(Search *S, int a, int b, int64_t base) {
     int kept = 0;
     for (int c = 0; c < count; c++)
         if (S->floor[candidates[c]] < lowest_top) candidates[kept++] = candidates[c];
+    kept = forced(S, a, b, base, candidates, kept);
+    if (kept < 0) { free(candidates); remember_failed(S, key); return FAILED; }
     sorting = S;
     qsort(candidates, kept, sizeof(int), by_floor_then_rank);
+    if (S->noisy && kept > 1) {
+        uint64_t r = mix(S->rng++);         /* splitmix64 */
+        if (r % 1000 < NOISE_PER_MILLE) {
+            int j = 1 + (int)((r >> 32) % (uint64_t)((kept < NOISE_WIDTH ? kept : NOISE_WIDTH) - 1));
+            int first = candidates[0];
+            candidates[0] = candidates[j];
+            candidates[j] = first;
+        }
+    }
     int result = FAILED;
     for (int c = 0; c < kept; c++) {
         int k = candidates[c], twin = 0;
@@ -323,7 +380,7 @@ static void release(Search *S) {
     free(S->size); free(S->lo); free(S->hi); free(S->ranks);
     free(S->conflict_at); free(S->conflict); free(S->start_at); free(S->start);
     free(S->cover_at); free(S->cover); free(S->floor); free(S->left);
-    free(S->placed); free(S->trail); free(S->zobrist); free(S->failed); free(S->pairs); free(S->checked);
+    free(S->placed); free(S->trail); free(S->zobrist); free(S->failed); free(S->pairs); free(S->checked); free(S->top);
 }
 
 /* fit(size, lo, hi, sections, capacity, ranks, seconds, first_budget, stop)
@@ -380,7 +437,10 @@ static PyObject *py_fit(PyObject *self, PyObject *args) {
     S.left = calloc(nsec + 1, sizeof(int64_t));
     S.placed = calloc(n + 1, 1);
     long conflicts = S.conflict_at[n];
-    S.trail = malloc(sizeof(Entry) * (n + conflicts + 1));
+    long spans = 0;
+    for (int k = 0; k < n; k++) spans += S.hi[k] - S.lo[k];
+    S.trail = malloc(sizeof(Entry) * (n + conflicts + spans + 1));
+    S.top = calloc(nsec + 1, sizeof(int64_t));
     S.zobrist = malloc(sizeof(uint64_t) * (n + 1));
     S.pairs = malloc(sizeof(int64_t) * 2 * (n + 1));
     S.checked = calloc(nsec + 1, sizeof(long long));
@@ -400,6 +460,8 @@ static PyObject *py_fit(PyObject *self, PyObject *args) {
     double budget = (double)first_budget;
     for (int round = 0;; round++) {
         S.rank = S.ranks + (round % S.nranks) * n;
+        S.noisy = round >= S.nranks;
+        S.rng = (uint64_t)round << 40;
         S.budget = S.nodes + (long long)budget;
         S.stopped = 0;
         result = fit(&S, 0, nsec, 0);

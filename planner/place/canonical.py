@@ -5,34 +5,46 @@ the orders are minimalloc's preorderings (docs/placement.md). It runs without th
 `Decision` and `Descent` run it on a thread of their own beside the other methods."""
 from __future__ import annotations
 
+import random
 import threading
 import time
 
 from ._canonical import fit
 from .problem import Component
 
-FIRST_BUDGET = 2_000    # nodes before the first restart; each round of orders gets 1.5 times more
+FIRST_BUDGET = 500      # nodes before the first restart; each round of orders gets 1.5 times more
+# Restarts with more orders than minimalloc's three: where plans are many, one order finds one
+# in milliseconds and another wanders for seconds (docs/measurements.md, "Restarts that differ").
+PERTURBED = 100
+NOISE = 0.3
 # The search keeps every pair of conflicting blocks; past this many (pairs over a section,
 # counted for each section) a component is left to the other methods: 10^7 is about 80 MB.
 MAX_PAIRS = 10_000_000
 
 
 def orders(comp: Component) -> list[list[int]]:
-    """Each block's rank in three orders, by width (sections spanned), area and the largest
-    load over its sections, in minimalloc's combinations WAT, TAW and TWA, larger first."""
+    """Each block's rank in minimalloc's three orders, by width (sections spanned), area
+    and the largest load over its sections, in its combinations WAT, TAW and TWA, larger
+    first; then PERTURBED more, each one of them with its first key scaled by a random
+    factor per block (seeded: the same component gets the same orders)."""
     width = [h - l for l, h in zip(comp.lo, comp.hi)]
     area = [w * s for w, s in zip(width, comp.size)]
     total = [max(comp.load[l:h]) for l, h in zip(comp.lo, comp.hi)]
-    keys = [lambda k: (-width[k], -area[k], -total[k]),
-            lambda k: (-total[k], -area[k], -width[k]),
-            lambda k: (-total[k], -width[k], -area[k])]
-    ranks = []
-    for key in keys:
-        rank = [0] * len(comp.size)
-        for r, k in enumerate(sorted(range(len(comp.size)), key=key)):
-            rank[k] = r
-        ranks.append(rank)
-    return ranks
+    combinations = [(width, area, total), (total, area, width), (total, width, area)]
+    rng = random.Random(len(comp.size))
+    keyed = list(combinations)
+    for _ in range(PERTURBED):
+        first, second, third = rng.choice(combinations)
+        keyed.append(([x * rng.uniform(1 - NOISE, 1 + NOISE) for x in first], second, third))
+    return [_ranks(keys) for keys in keyed]
+
+
+def _ranks(keys: tuple[list, list, list]) -> list[int]:
+    first, second, third = keys
+    rank = [0] * len(first)
+    for r, k in enumerate(sorted(range(len(first)), key=lambda k: (-first[k], -second[k], -third[k]))):
+        rank[k] = r
+    return rank
 
 
 def too_large(comp: Component) -> bool:
