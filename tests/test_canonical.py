@@ -41,6 +41,26 @@ def test_canonical_search_plans_production_like_instances_with_slack(seed):
     check([str(i) for i in comp.blocks], comp.blocks_of(blocks), plan, capacity, 1)
 
 
+@pytest.mark.parametrize("seed", [1, 7])
+def test_canonical_search_plans_450_buffers_with_slack_where_three_orders_wander(seed):
+    """With minimalloc's three orders alone, these ran 5 s without a plan; the restarts over
+    perturbed orders and shaken candidates plan them in well under a second."""
+    blocks, _, capacity = production(450, seed, 0.06)
+    (comp,) = components(blocks)
+    plan, _ = canonical.search(comp, capacity, time.monotonic() + 10)
+    check([str(i) for i in comp.blocks], comp.blocks_of(blocks), plan, capacity, 1)
+
+
+def test_orders_are_permutations_the_same_each_time():
+    blocks, _, _ = production(150, 0)
+    (comp,) = components(blocks)
+    ranks = canonical.orders(comp)
+    assert len(ranks) == 3 + canonical.PERTURBED
+    assert all(sorted(rank) == list(range(len(comp.size))) for rank in ranks)
+    assert len({tuple(rank) for rank in ranks}) > len(ranks) // 2
+    assert ranks == canonical.orders(comp)
+
+
 def test_canonical_search_out_of_time_answers_undecided():
     blocks, _, capacity = production(450, 0)
     comp = max(components(blocks), key=lambda c: len(c.size))
