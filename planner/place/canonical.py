@@ -17,6 +17,7 @@ FIRST_BUDGET = 500      # nodes before the first restart; each round of orders g
 # in milliseconds and another wanders for seconds (docs/measurements.md, "Restarts that differ").
 PERTURBED = 100
 NOISE = 0.3
+MAX_RANKS = 2_000_000   # fewer perturbed orders for a large component: 16 MB of ranks at most
 # The search keeps every pair of conflicting blocks; past this many (pairs over a section,
 # counted for each section) a component is left to the other methods: 10^7 is about 80 MB.
 MAX_PAIRS = 10_000_000
@@ -25,15 +26,16 @@ MAX_PAIRS = 10_000_000
 def orders(comp: Component) -> list[list[int]]:
     """Each block's rank in minimalloc's three orders, by width (sections spanned), area
     and the largest load over its sections, in its combinations WAT, TAW and TWA, larger
-    first; then PERTURBED more, each one of them with its first key scaled by a random
-    factor per block (seeded: the same component gets the same orders)."""
+    first; then PERTURBED more (fewer past MAX_RANKS ranks in all), each one of them with
+    its first key scaled by a random factor per block (seeded: the same component gets the
+    same orders)."""
     width = [h - l for l, h in zip(comp.lo, comp.hi)]
     area = [w * s for w, s in zip(width, comp.size)]
     total = [max(comp.load[l:h]) for l, h in zip(comp.lo, comp.hi)]
     combinations = [(width, area, total), (total, area, width), (total, width, area)]
     rng = random.Random(len(comp.size))
     keyed = list(combinations)
-    for _ in range(PERTURBED):
+    for _ in range(min(PERTURBED, MAX_RANKS // len(comp.size) - len(combinations))):
         first, second, third = rng.choice(combinations)
         keyed.append(([x * rng.uniform(1 - NOISE, 1 + NOISE) for x in first], second, third))
     return [_ranks(keys) for keys in keyed]
@@ -51,13 +53,14 @@ def too_large(comp: Component) -> bool:
     return sum(len(over) ** 2 for over in comp.covers) > MAX_PAIRS
 
 
-def search(comp: Component, capacity: int, deadline: float,
-           stop: bytearray | None = None) -> tuple[list[int] | None, bool]:
+def search(comp: Component, capacity: int, deadline: float, stop: bytearray | None = None,
+           ranks: list[list[int]] | None = None) -> tuple[list[int] | None, bool]:
     """(a plan within `capacity` or None, whether None is proven: no plan exists). Setting
-    `stop[0]` from another thread stops the search, undecided."""
+    `stop[0]` from another thread stops the search, undecided. `ranks`: `orders(comp)`, made
+    once by a caller that searches the component again and again."""
     if too_large(comp):
         return None, False
-    status, offsets = fit(comp.size, comp.lo, comp.hi, len(comp.load), capacity, orders(comp),
+    status, offsets = fit(comp.size, comp.lo, comp.hi, len(comp.load), capacity, ranks or orders(comp),
                           max(0.0, deadline - time.monotonic()), FIRST_BUDGET, stop or bytearray(1))
     return offsets, status == 0
 
@@ -77,6 +80,7 @@ class _Background:
     def _guarded(self, comp: Component, deadline: float) -> None:
         try:
             if not too_large(comp):             # else it would answer nothing, at once, again and again
+                self._ranks = orders(comp)
                 self._work(comp, deadline)
         except BaseException as error:          # raised again in the caller's thread, by stop()
             self._error = error
@@ -88,7 +92,7 @@ class _Background:
         self._flag = flag = bytearray(1)
         if not self._open(capacity):            # settled before this flag was there to be set
             flag[0] = 1
-        return search(comp, capacity, deadline, flag)
+        return search(comp, capacity, deadline, flag, self._ranks)
 
     def _open(self, capacity: int) -> bool:
         """Whether deciding `capacity` still tells the caller anything."""
