@@ -29,19 +29,18 @@ def read_problem(path, align: int = 1) -> list[Buffer]:
         rows = list(csv.reader(io.StringIO(text)))
     except csv.Error as e:
         raise ArenaError(f"{path}: not a readable CSV ({e})") from None
-    if not rows or [c.strip() for c in rows[0][:4]] != COLUMNS:
-        raise ArenaError(f"{path}:1: expected the header 'id,lower,upper,size' (minimalloc's format)")
+    columns = _columns(path, rows[0] if rows else [])
     if len(rows) - 1 > MAX_ROWS:
         raise ArenaError(f"{path}: {len(rows) - 1:,} rows; at most {MAX_ROWS:,} buffers are planned")
     buffers, seen, faults = [], set(), []
     for number, row in enumerate(rows[1:], start=2):
         if not row or not "".join(row).strip():
             continue
-        fault = _row_fault(row, len(rows[0]), seen)
+        fault = _row_fault(row, columns, len(rows[0]), seen)
         if fault:
             faults.append(f"{path}:{number}: {fault}")
             continue
-        name, lower, upper, size = row[0].strip(), int(row[1]), int(row[2]), int(row[3])
+        name, lower, upper, size = _fields(row, columns)
         seen.add(name)
         buffers.append(Buffer(name, name, lower, upper - 1, align_up(size, align), None, nbytes=size))
     if faults:
@@ -51,14 +50,33 @@ def read_problem(path, align: int = 1) -> list[Buffer]:
     return buffers
 
 
-def _row_fault(row: list[str], width: int, seen: set[str]) -> str | None:
+def _columns(path: Path, header: list[str]) -> list[int]:
+    """Where id, lower, upper and size are in the header: in any order, as minimalloc reads
+    them; other columns (an `offset` of a plan) are left alone."""
+    names = [c.strip() for c in header]
+    missing = [c for c in COLUMNS if c not in names]
+    if missing:
+        raise ArenaError(f"{path}:1: expected the header 'id,lower,upper,size' (minimalloc's format); "
+                         f"no column {', '.join(repr(c) for c in missing)}")
+    twice = sorted({c for c in COLUMNS if names.count(c) > 1})
+    if twice:
+        raise ArenaError(f"{path}:1: the header names column {', '.join(repr(c) for c in twice)} twice")
+    return [names.index(c) for c in COLUMNS]
+
+
+def _fields(row: list[str], columns: list[int]) -> tuple[str, int, int, int]:
+    name, lower, upper, size = (row[i] for i in columns)
+    return name.strip(), int(lower), int(upper), int(size)
+
+
+def _row_fault(row: list[str], columns: list[int], width: int, seen: set[str]) -> str | None:
     """Why a row is not a buffer, or None."""
     shown = show(",".join(row))
-    if len(row) < 4 or not all(_INTEGER.fullmatch(c) for c in row[1:4]):
+    if len(row) <= max(columns) or not all(_INTEGER.fullmatch(row[i]) for i in columns[1:]):
         return f"expected id,lower,upper,size with integers, got '{shown}'"
     if len(row) > width:
         return f"{len(row)} fields where the header has {width}: '{shown}'"
-    name, lower, upper, size = row[0].strip(), int(row[1]), int(row[2]), int(row[3])
+    name, lower, upper, size = _fields(row, columns)
     if name_problem(name, "buffer"):
         return name_problem(name, "buffer")
     if name in seen:

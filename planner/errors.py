@@ -46,10 +46,11 @@ def show(value, width: int = 60) -> str:
 
 
 def read_text(path, what: str, hint: str) -> str:
-    """The UTF-8 text of a user's file; an ArenaError naming the file (`what` it should be)
-    when it cannot be read, or the first byte that is not UTF-8 and `hint` when it is not text."""
+    """The UTF-8 text of a user's file, less the byte-order mark some editors write first; an
+    ArenaError naming the file (`what` it should be) when it cannot be read, or the first byte
+    that is not UTF-8 and `hint` when it is not text."""
     try:
-        return Path(path).read_bytes().decode("utf-8")
+        return Path(path).read_bytes().decode("utf-8-sig")
     except OSError as e:
         raise ArenaError(f"{path}: cannot read the {what}: {e.strerror}") from None
     except UnicodeDecodeError as e:

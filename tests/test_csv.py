@@ -50,8 +50,21 @@ def test_alignment_rounds_csv_sizes(tmp_path):
     assert buffers[0].size == 8 and buffers[0].nbytes == 5
 
 
+def test_columns_in_any_order_a_byte_order_mark_and_a_plan_column_read_the_same(tmp_path):
+    """minimalloc finds its columns by name; spreadsheets save a byte-order mark first."""
+    expected = [(b.name, b.first, b.last, b.size) for b in read_problem(write(tmp_path, README_EXAMPLE))]
+    rows = [line.split(",") for line in README_EXAMPLE.split()]
+    shuffled = "\n".join(",".join([r[3], r[0], "7", r[2], r[1]]) for r in rows)
+    path = tmp_path / "other.csv"
+    path.write_bytes(b"\xef\xbb\xbf" + shuffled.replace("7", "offset", 1).encode())
+    assert [(b.name, b.first, b.last, b.size) for b in read_problem(path)] == expected
+
+
 @pytest.mark.parametrize("text, message", [
-    ("lower,upper\n", "problem.csv:1: expected the header 'id,lower,upper,size'"),
+    ("lower,upper\n", "problem.csv:1: expected the header 'id,lower,upper,size' (minimalloc's format); "
+                      "no column 'id', 'size'"),
+    ("id,lower,upper,size,size\na,0,3,4,4\n", "problem.csv:1: the header names column 'size' twice"),
+    ("size,id,lower,upper\n4,a,0\n", "problem.csv:2: expected id,lower,upper,size with integers, got '4,a,0'"),
     ("id,lower,upper,size\na,0,x,4\n", "problem.csv:2: expected id,lower,upper,size with integers"),
     ("id,lower,upper,size\na,3,3,4\n", "problem.csv:2: buffer 'a' has upper 3 <= lower 3"),
     ("id,lower,upper,size\na,0,3,0\n", "problem.csv:2: buffer 'a' has size 0"),
