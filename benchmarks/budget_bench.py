@@ -108,7 +108,7 @@ def ours(args, ids: list[int], torch) -> dict:
     from executor.source import open_source, resolve
     from executor.weights import DTYPES as TORCH
     from executor.weights import assemble
-    from planner.budget import parse_size
+    from planner.sizes import parse_size
     from planner.estimate import RUNTIME_BYTES
     from planner.errors import ArenaError
 

@@ -194,7 +194,7 @@ def _check_options(args) -> None:
 
 
 def _budget(args) -> int | None:
-    from planner.budget import parse_size
+    from planner.sizes import parse_size
     return None if args.budget is None else parse_size(args.budget)
 
 

@@ -8,7 +8,7 @@ from rich.console import Console
 from rich.text import Text
 
 from . import csvio, graph, markdown, schedule
-from .budget import Fitter, choose, describe, parse_size
+from .budget import Fitter, choose, describe
 from .options import add_plan_inputs, load_schedule, plan_from_args
 from .errors import ArenaError
 from .estimate import estimate
@@ -16,6 +16,7 @@ from .models import model_dims, parse_sets, tied_output
 from .output import check_target, write_atomic
 from .plan import Plan
 from .shards import shards
+from .sizes import parse_size
 from .report import estimate_table, print_plan
 
 

@@ -11,6 +11,7 @@ from .errors import ArenaError
 from .lifetimes import DEFAULT_ALIGN, Lifetimes, bind
 from .models import PRESETS, model_dims, parse_sets
 from .plan import CHOICES, Plan, place, plan_lifetimes
+from .sizes import parse_size
 
 DTYPES = ["f32", "f16", "bf16"]
 
@@ -32,9 +33,9 @@ def add_plan_inputs(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--strategy", choices=CHOICES, default="auto", help="offset assignment (default auto)")
     parser.add_argument("--time-limit", type=float, default=10.0, metavar="S",
                         help="seconds a searching strategy may take (default 10)")
-    parser.add_argument("--capacity", type=int, default=None, metavar="BYTES",
-                        help="find a plan within this many bytes, the first one found, instead of the "
-                             "least arena; exit code 3 if none is found")
+    parser.add_argument("--capacity", default=None, metavar="BYTES",
+                        help="find a plan within this many bytes (e.g. 1048576 or 1MiB), the first one "
+                             "found, instead of the least arena; exit code 3 if none is found")
 
 
 def plan_from_args(args, dims: dict[str, int] | None = None) -> tuple[Lifetimes | None, Plan]:
@@ -42,14 +43,13 @@ def plan_from_args(args, dims: dict[str, int] | None = None) -> tuple[Lifetimes 
     given, are the model's with the --set values already over them (a tensor-parallel rank's)."""
     if not math.isfinite(args.time_limit) or args.time_limit <= 0:
         raise ArenaError(f"--time-limit must be a positive number of seconds, not {args.time_limit:g}")
-    if args.capacity is not None and args.capacity <= 0:
-        raise ArenaError(f"--capacity must be a positive number of bytes, not {args.capacity}")
+    capacity = None if args.capacity is None else parse_size(str(args.capacity), "--capacity")
     if args.csv and args.schedule:
         raise ArenaError("give a SCHEDULE or --csv PROBLEM.csv, not both")
     if args.csv:
         align = 1 if args.align is None else args.align
         return None, place(csvio.read_problem(args.csv, align), args.strategy, align, [], args.time_limit,
-                           args.capacity)
+                           capacity)
     if not args.schedule:
         raise ArenaError("say what to plan: a SCHEDULE (e.g. schedules/llama.yaml) or --csv PROBLEM.csv")
     if dims is None:
@@ -57,7 +57,7 @@ def plan_from_args(args, dims: dict[str, int] | None = None) -> tuple[Lifetimes 
     lifetimes = bind(load_schedule(args.schedule), with_tile(dims),
                      args.dtype, DEFAULT_ALIGN if args.align is None else args.align)
     _check_sets(args, lifetimes)
-    return lifetimes, plan_lifetimes(lifetimes, args.strategy, args.time_limit, args.capacity)
+    return lifetimes, plan_lifetimes(lifetimes, args.strategy, args.time_limit, capacity)
 
 
 def load_schedule(name: str) -> schedule.Schedule:

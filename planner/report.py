@@ -5,7 +5,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from .budget import mib
+from .sizes import mib
 from .plan import Plan
 
 # Rows a terminal table shows at most: past this it is no longer read, only waited for

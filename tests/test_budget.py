@@ -7,7 +7,8 @@ import json
 import pytest
 
 from llama_arena.cli import main
-from planner.budget import Fitter, _tiles, chunk_sizes, choose, mib, parse_size
+from planner.budget import Fitter, _tiles, chunk_sizes, choose
+from planner.sizes import mib, parse_size
 from planner.calls import key_tile
 from planner.errors import ArenaError
 from planner.estimate import estimate, run_plans

@@ -103,6 +103,15 @@ def test_capacity_met_prints_a_plan_within_it(capsys):
     assert json.loads(capsys.readouterr().out)["arena"] <= 6
 
 
+def test_capacity_reads_units_as_budget_does(capsys):
+    """Sizes with units, as --budget reads them: minimalloc's README example plans within
+    0.012KB (its optimum, 12 bytes), and not within 0.011KB."""
+    assert main(["plan", "--csv", "docs/minimalloc.csv", "--capacity", "0.012KB", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["arena"] == 12
+    code, _, err = arena("plan", "--csv", "docs/minimalloc.csv", "--capacity", "0.011KB")
+    assert code == 3 and "no plan fits in 11 bytes" in err
+
+
 @pytest.mark.parametrize("args, message", [
     (["--capacity", "4"], "no plan fits in 4 bytes: proven impossible, every plan needs at least 5"),
     (["--capacity", "5", "--strategy", "naive"],
@@ -137,7 +146,8 @@ def test_convert_prints_yaml_that_plans_like_the_layer(tmp_path, capsys):
     (["plan", "--csv", "missing.csv"], "missing.csv: cannot read the CSV"),
     (["plan"], "say what to plan"),
     (["plan", "llama", "--set", "n=2", "--time-limit", "-1"], "--time-limit must be a positive number of seconds, not -1"),
-    (["plan", "--csv", "docs/minimalloc.csv", "--capacity", "0"], "--capacity must be a positive number of bytes"),
+    (["plan", "--csv", "docs/minimalloc.csv", "--capacity", "0"], "--capacity '0': must be at least 1 byte"),
+    (["plan", "--csv", "docs/minimalloc.csv", "--capacity", "1e3"], "--capacity '1e3': not a size"),
     (["convert", "missing.md"], "missing.md: cannot read the table"),
 ])
 def test_bad_input_is_one_clear_line_and_exit_2(args, message):

@@ -1,0 +1,32 @@
+"""Byte counts as people write and read them: 512MiB, 1.5GB, 24 GiB."""
+from __future__ import annotations
+
+import re
+from decimal import Decimal
+
+from .errors import ArenaError
+
+UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
+         "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
+SIZE = re.compile(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*([a-zA-Z]*)\s*")
+
+
+def parse_size(text: str, option: str = "--budget") -> int:
+    """Bytes from '1073741824', '512MiB', '24GiB' or '1.5GB' (units: B, KB, MB, GB, TB in
+    powers of 1000, KiB, MiB, GiB, TiB in powers of 1024; any case)."""
+    match = SIZE.fullmatch(text)
+    unit = UNITS.get(match.group(2).lower()) if match else None
+    if unit is None:
+        raise ArenaError(f"{option} {text!r}: not a size; give bytes, e.g. 1073741824, 512MiB, 24GiB or 1.5GB")
+    nbytes = int(Decimal(match.group(1)) * unit)   # exact: 1.5GB is 1,500,000,000 bytes
+    if nbytes < 1:
+        raise ArenaError(f"{option} {text!r}: must be at least 1 byte")
+    return nbytes
+
+
+def mib(n: int) -> str:
+    """Bytes in the largest binary unit they fill: 256.00 MiB, 1.50 GiB, 12 bytes."""
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n >= scale:
+            return f"{n / scale:.2f} {unit}"
+    return f"{n} bytes"
