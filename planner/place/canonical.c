@@ -11,7 +11,8 @@
  * unplaced buffer. x sits at floor[x] (else it could drop), and floor[x] < floor[y] + size[y]
  * for every other unplaced y (else y could drop to its floor, under everything unplaced).
  *   - canonical order: only buffers with base <= floor < the lowest floor + size of any
- *     unplaced buffer are tried, lowest floor first;
+ *     unplaced buffer are tried, lowest floor first (at one floor, those whose tops line up
+ *     with the sections beside them first: a choice of order only, which loses nothing);
  *   - section inference: over each section, the unplaced buffers whose floor is >= t must fit
  *     in [t, capacity), for every t (the floors counted from at least base);
  *   - a buffer x whose top is at or under the floor of every unplaced buffer it conflicts with
@@ -209,9 +210,20 @@ static int fit(Search *S, int a, int b, int64_t base);
 
 static _Thread_local const Search *sorting;      /* for the candidates' comparator */
 
-static int by_floor_then_rank(const void *p, const void *q) {
+/* How many of the sections beside k's span have their top where k's would be (and whether that is
+ * the capacity): a candidate that lines up with its neighbours leaves the skyline flat, as
+ * skyline's flush term prefers, and fewer slivers to fill later. */
+static int flush(const Search *S, int k) {
+    int64_t t = S->floor[k] + S->size[k];
+    return (S->lo[k] > 0 && S->top[S->lo[k] - 1] == t) + (S->hi[k] < S->nsec && S->top[S->hi[k]] == t) + (t == S->capacity);
+}
+
+/* The candidates' order: lowest floor first, then the flushest, then the order's rank. */
+static int candidate_order(const void *p, const void *q) {
     int x = *(const int *)p, y = *(const int *)q;
     if (sorting->floor[x] != sorting->floor[y]) return sorting->floor[x] < sorting->floor[y] ? -1 : 1;
+    int fx = flush(sorting, x), fy = flush(sorting, y);
+    if (fx != fy) return fy - fx;
     return sorting->rank[x] - sorting->rank[y];
 }
 
@@ -269,7 +281,7 @@ static int fit_part(Search *S, int a, int b, int64_t base) {
     kept = forced(S, a, b, base, candidates, kept);
     if (kept < 0) { free(candidates); remember_failed(S, key); return FAILED; }
     sorting = S;
-    qsort(candidates, kept, sizeof(int), by_floor_then_rank);
+    qsort(candidates, kept, sizeof(int), candidate_order);
     if (S->noisy && kept > 1) {
         uint64_t r = mix(S->rng++);         /* splitmix64 */
         if (r % 1000 < NOISE_PER_MILLE) {
