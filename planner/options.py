@@ -43,7 +43,7 @@ def plan_from_args(args, dims: dict[str, int] | None = None) -> tuple[Lifetimes 
     given, are the model's with the --set values already over them (a tensor-parallel rank's)."""
     if not math.isfinite(args.time_limit) or args.time_limit <= 0:
         raise ArenaError(f"--time-limit must be a positive number of seconds, not {args.time_limit:g}")
-    capacity = None if args.capacity is None else parse_size(str(args.capacity), "--capacity")
+    capacity = None if args.capacity is None else parse_size(args.capacity, "--capacity")
     if args.csv and args.schedule:
         raise ArenaError("give a SCHEDULE or --csv PROBLEM.csv, not both")
     if args.csv:
