@@ -2,12 +2,18 @@
 
 In our plans `first = lower` and `last = upper - 1` (closed interval), in the file's own
 time units; the strategies only ever compare times, so large values cost nothing.
+minimalloc's optional columns: `alignment` (a buffer's offset is a multiple of it) is kept
+by `--align` when that is a multiple of every buffer's, and refused otherwise; `gaps`
+(times within a lifetime when a buffer's bytes are free) are not used: each buffer is
+planned as live from lower to upper, which a plan with its gaps also allows.
 """
 from __future__ import annotations
 
 import csv
 import io
+import math
 import re
+import sys
 from pathlib import Path
 
 from .errors import ArenaError, read_text, show
@@ -16,6 +22,7 @@ from .plan import Buffer, Plan
 from .schedule import name_problem
 
 COLUMNS = ["id", "lower", "upper", "size"]
+OPTIONAL = ["alignment", "gaps"]
 MAX_ROWS = 1_000_000       # as many instances as a schedule may have (lifetimes.MAX_INSTANCES)
 _INTEGER = re.compile(r"\s*-?[0-9]+\s*", re.ASCII)
 
@@ -32,7 +39,8 @@ def read_problem(path, align: int = 1) -> list[Buffer]:
     columns = _columns(path, rows[0] if rows else [])
     if len(rows) - 1 > MAX_ROWS:
         raise ArenaError(f"{path}: {len(rows) - 1:,} rows; at most {MAX_ROWS:,} buffers are planned")
-    buffers, seen, faults = [], set(), []
+    header = [c.strip() for c in rows[0]]
+    buffers, seen, faults, alignments, gaps = [], set(), [], [], 0
     for number, row in enumerate(rows[1:], start=2):
         if not row or not "".join(row).strip():
             continue
@@ -43,10 +51,16 @@ def read_problem(path, align: int = 1) -> list[Buffer]:
         name, lower, upper, size = _fields(row, columns)
         seen.add(name)
         buffers.append(Buffer(name, name, lower, upper - 1, align_up(size, align), None, nbytes=size))
+        alignments.append((number, name, _alignment(row, header)))
+        gaps += bool(_cell(row, header, "gaps"))
+    faults += _unkept(path, alignments, align)
     if faults:
         raise ArenaError(*faults)
     if not buffers:
         raise ArenaError(f"{path}: the CSV lists no buffers")
+    if gaps:
+        print(f"note: {path}: the gaps of {gaps} buffer(s) are not used; each buffer is planned as live "
+              f"from lower to upper", file=sys.stderr)
     return buffers
 
 
@@ -58,7 +72,7 @@ def _columns(path: Path, header: list[str]) -> list[int]:
     if missing:
         raise ArenaError(f"{path}:1: expected the header 'id,lower,upper,size' (minimalloc's format); "
                          f"no column {', '.join(repr(c) for c in missing)}")
-    twice = sorted({c for c in COLUMNS if names.count(c) > 1})
+    twice = sorted({c for c in COLUMNS + OPTIONAL if names.count(c) > 1})
     if twice:
         raise ArenaError(f"{path}:1: the header names column {', '.join(repr(c) for c in twice)} twice")
     return [names.index(c) for c in COLUMNS]
@@ -67,6 +81,28 @@ def _columns(path: Path, header: list[str]) -> list[int]:
 def _fields(row: list[str], columns: list[int]) -> tuple[str, int, int, int]:
     name, lower, upper, size = (row[i] for i in columns)
     return name.strip(), int(lower), int(upper), int(size)
+
+
+def _cell(row: list[str], header: list[str], column: str) -> str:
+    """The row's value of an optional column, '' where the header has none."""
+    return row[header.index(column)].strip() if column in header and header.index(column) < len(row) else ""
+
+
+def _alignment(row: list[str], header: list[str]) -> int | str:
+    """The row's `alignment` (1 where none is given), or the text that is not one."""
+    text = _cell(row, header, "alignment")
+    return int(text) if _INTEGER.fullmatch(text) and int(text) >= 1 else text or 1
+
+
+def _unkept(path: Path, alignments: list[tuple[int, str, int | str]], align: int) -> list[str]:
+    """Faults for alignments that are not positive integers or that `align` does not keep."""
+    bad = [f"{path}:{number}: buffer '{name}' has alignment '{show(a)}'; alignments are positive integers"
+           for number, name, a in alignments if isinstance(a, str)]
+    if bad:
+        return bad
+    least = math.lcm(align, *(a for _, _, a in alignments))
+    return [f"{path}:{number}: buffer '{name}' asks for alignment {a}, which --align {align} does not keep; "
+            f"--align {least} keeps every buffer's" for number, name, a in alignments if align % a]
 
 
 def _row_fault(row: list[str], columns: list[int], width: int, seen: set[str]) -> str | None:

@@ -70,8 +70,27 @@ def test_columns_in_any_order_a_byte_order_mark_and_a_plan_column_read_the_same(
     ("id,lower,upper,size\na,0,3,0\n", "problem.csv:2: buffer 'a' has size 0"),
     ("id,lower,upper,size\na,0,3,4\na,1,2,4\n", "problem.csv:3: buffer 'a' appears twice"),
     ("id,lower,upper,size\n", "lists no buffers"),
+    ("id,lower,upper,size,alignment\na,0,3,4,1\nb,0,3,4,16\nc,1,2,4,24\n",
+     "problem.csv:3: buffer 'b' asks for alignment 16, which --align 1 does not keep; --align 48 keeps every buffer's"),
+    ("id,lower,upper,size,alignment\na,0,3,4,0\n", "problem.csv:2: buffer 'a' has alignment '0'; alignments are"),
+    ("id,lower,upper,size,alignment,alignment\na,0,3,4,1,1\n", "the header names column 'alignment' twice"),
 ])
 def test_bad_csv(tmp_path, text, message):
     with pytest.raises(ArenaError) as e:
         read_problem(write(tmp_path, text))
     assert message in str(e.value)
+
+
+def test_alignments_that_align_keeps_plan_at_multiples_of_them(tmp_path):
+    """minimalloc's optional `alignment` column: --align a multiple of every one keeps them."""
+    text = "id,lower,upper,size,alignment\na,0,3,5,2\nb,1,4,3,4\nc,2,6,7,\n"
+    plan = place(read_problem(write(tmp_path, text), align=4), "auto", 4, [])
+    assert [b.offset % 4 for b in plan.buffers] == [0, 0, 0]
+
+
+def test_gaps_are_planned_through_with_a_note(tmp_path, capsys):
+    """A buffer live throughout its gaps is a stricter problem: its plan is valid either way."""
+    text = "id,lower,upper,size,gaps\na,0,10,4,2-5\nb,3,4,4,\n"
+    plan = place(read_problem(write(tmp_path, text)), "auto", 1, [])
+    assert plan.arena == 8          # b overlaps a's gap, and still gets bytes of its own
+    assert "the gaps of 1 buffer(s) are not used" in capsys.readouterr().err
