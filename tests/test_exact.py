@@ -1,5 +1,9 @@
 """The exact strategy and `auto`: proven optima on known cases, bounds kept honest, and the
 exact search only where the heuristics miss the lower bound."""
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 from hypothesis import given, settings, strategies as st
 
@@ -166,3 +170,16 @@ def test_capacity_not_reached_in_time_is_not_called_impossible():
 def test_production_like_instance_fits_at_its_peak(seed):
     blocks, _, capacity = production(150, seed)
     assert place(buffers(blocks), "auto", KIB, [], capacity=capacity).arena == capacity
+
+
+@pytest.mark.parametrize("capacity", [True, False])
+def test_a_plan_the_canonical_search_answers_alone_leaves_or_tools_unloaded(capacity):
+    """Importing OR-Tools takes about 0.4 s: the methods beside the canonical search wait a
+    moment before they start, and most production-like plans at 150 buffers come in that moment."""
+    code = ("import sys; from benchmarks.families import production, KIB; from tests.instances import buffers; "
+            "from planner.plan import place; blocks, _, c = production(150, 0); "
+            f"plan = place(buffers(blocks), 'auto', KIB, [], 30, capacity=c if {capacity} else None); "
+            "print(plan.strategy, plan.arena == c, 'ortools' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).parent.parent).stdout.split()
+    assert out == ["auto:exact", "True", "False"]

@@ -16,10 +16,9 @@ import sys
 import time
 from dataclasses import dataclass
 
-from . import canonical, cpsat
+from . import canonical
 from .problem import Block, Component, components, extent
 from .search import Search, Timeout
-from .stacking import stacked
 
 # The compiled canonical search runs on a thread of its own all along (until layer splits
 # start, which race on every core). Meanwhile, of the time left: the share of the Python
@@ -29,6 +28,10 @@ from .stacking import stacked
 # some instances the others do not. (The shares were tuned on the benchmark families:
 # docs/measurements.md.)
 SEARCH_SHARE = 0.3
+# The canonical search answers many components in milliseconds: the others wait this share
+# of the time before they start, rather than compete with it for the interpreter and import
+# OR-Tools (0.4 s) for nothing.
+HEAD_START_SHARE = 0.02
 SEARCH_SHARE_LAYERED = 0.1
 STACK_SHARE = 0.8
 
@@ -86,6 +89,7 @@ def _minimize(comp: Component, plan: list[int], bound: int, deadline: float) -> 
     if upper <= bound or time.monotonic() >= deadline:
         return plan, bound
     with canonical.Descent(comp, bound, upper, deadline) as descent:
+        descent.settled.wait(HEAD_START_SHARE * (deadline - time.monotonic()))
         found, bound = _minimize_beside(comp, plan, bound, upper, deadline, descent)
     bound = max(bound, descent.bound)
     best = min((p for p in (found, descent.best) if p is not None), key=comp.extent, default=None)
@@ -104,6 +108,8 @@ def _minimize_beside(comp: Component, plan: list[int], bound: int, upper: int, d
     bound = max(bound, descent.bound)
     if found is not None or descent.settled.is_set():
         return found, bound
+    from . import cpsat                     # OR-Tools takes 0.4 s to import: only for the searches that get here
+    from .stacking import stacked
     if bound < upper and layered:
         descent.stop()                      # the layer splits race on every core
         found = stacked(comp, bound, _share_end(STACK_SHARE, deadline))
@@ -120,6 +126,7 @@ def _decide(comp: Component, plan: list[int], capacity: int, deadline: float) ->
     if comp.lower > capacity:
         return plan, comp.lower
     with canonical.Decision(comp, capacity, deadline) as background:
+        background.answered.wait(HEAD_START_SHARE * (deadline - time.monotonic()))
         found, bound = _decide_beside(comp, capacity, deadline, background)
     if found is None and background.found is not None:
         found, bound = background.found, comp.lower
@@ -139,8 +146,12 @@ def _decide_beside(comp: Component, capacity: int, deadline: float,
         return (search.offsets, comp.lower) if search.run() else (None, capacity + search.short)
     except Timeout:
         pass
+    if stop.is_set():
+        return None, comp.lower
+    from . import cpsat                     # OR-Tools takes 0.4 s to import: only for the searches that get here
+    from .stacking import stacked
     found = None
-    if layered and not stop.is_set():
+    if layered:
         background.stop()                   # the layer splits race on every core
         found = stacked(comp, capacity, _share_end(STACK_SHARE, deadline))
     if found is None and not stop.is_set():

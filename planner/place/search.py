@@ -20,7 +20,6 @@ import threading
 import time
 from typing import NamedTuple
 
-from .cpsat import Oracle
 from .problem import Component
 
 
@@ -77,7 +76,7 @@ class Search:
     def __init__(self, comp: Component, capacity: int, deadline: float, stop=None):
         self.comp, self.capacity, self.deadline = comp, capacity, deadline
         self.stop = stop or threading.Event()
-        self.oracle = Oracle(comp, capacity)
+        self.oracle = None                  # CP-SAT, at the first question (OR-Tools is slow to import)
         self.ask_every = max(64, len(comp.size) // 2)
         self.placements = 0                 # made so far, undone or not
         self.depth = 0                      # blocks placed now
@@ -153,6 +152,9 @@ class Search:
         self.placements += 1
         if self.placements % self.ask_every:
             return
+        if self.oracle is None:
+            from .cpsat import Oracle
+            self.oracle = Oracle(self.comp, self.capacity)
         placed = self.placed
         answer = self.oracle.ask(placed, self.deadline)
         if answer is None:
