@@ -15,7 +15,6 @@ from .estimate import estimate
 from .models import model_dims, parse_sets, tied_output
 from .output import check_target, write_atomic
 from .plan import Plan
-from .progress import Waiting
 from .shards import shards
 from .sizes import parse_size
 from .report import estimate_table, print_plan
@@ -52,8 +51,7 @@ def cmd_plan(args) -> int:
     choice, dims = _fit(args, budget) if budget is not None else (None, None)
     if args.tp != 1:
         return _plan_ranks(args)
-    with Waiting("planning", args.time_limit):
-        _, plan = plan_from_args(args, dims)
+    _, plan = plan_from_args(args, dims)
     cost = choice.cost if choice else run_estimate(args, plan)
     if args.graph:
         write_atomic(args.graph, graph.graphml(graph.interference_graph(plan.buffers)), "--graph")
@@ -116,9 +114,8 @@ def _plan_ranks(args) -> int:
     if missing:
         raise ArenaError(f"--tp: splitting needs the dims nh, nkvh and di; give {', '.join(missing)} by --model or --set")
     # the model's dims are read once (a GGUF file takes seconds), each rank binds its share of them
-    with Waiting(f"planning {args.tp} ranks", args.tp * args.time_limit):
-        ranks = [plan_from_args(args, shard.dims(dims))[1]
-                 for shard in shards(dims["nh"], dims["nkvh"], dims["di"], args.tp)]
+    ranks = [plan_from_args(args, shard.dims(dims))[1]
+             for shard in shards(dims["nh"], dims["nkvh"], dims["di"], args.tp)]
     totals = {key: sum(getattr(p, key) for p in ranks) for key in ("arena", "lower_bound", "no_reuse", "host_bytes")}
     text = json.dumps({"ranks": [p.to_dict() for p in ranks], "totals": totals}, indent=1)
     if args.out:

@@ -11,6 +11,7 @@ from .errors import ArenaError
 from .lifetimes import DEFAULT_ALIGN, Lifetimes, bind
 from .models import PRESETS, model_dims, parse_sets
 from .plan import CHOICES, Plan, place, plan_lifetimes
+from .progress import Waiting
 from .sizes import parse_size
 
 DTYPES = ["f32", "f16", "bf16"]
@@ -48,8 +49,9 @@ def plan_from_args(args, dims: dict[str, int] | None = None) -> tuple[Lifetimes 
         raise ArenaError("give a SCHEDULE or --csv PROBLEM.csv, not both")
     if args.csv:
         align = 1 if args.align is None else args.align
-        return None, place(csvio.read_problem(args.csv, align), args.strategy, align, [], args.time_limit,
-                           capacity)
+        buffers = csvio.read_problem(args.csv, align)
+        with Waiting(f"planning {Path(args.csv).name}", args.time_limit):
+            return None, place(buffers, args.strategy, align, [], args.time_limit, capacity)
     if not args.schedule:
         raise ArenaError("say what to plan: a SCHEDULE (e.g. schedules/llama.yaml) or --csv PROBLEM.csv")
     if dims is None:
@@ -57,7 +59,8 @@ def plan_from_args(args, dims: dict[str, int] | None = None) -> tuple[Lifetimes 
     lifetimes = bind(load_schedule(args.schedule), with_tile(dims),
                      args.dtype, DEFAULT_ALIGN if args.align is None else args.align)
     _check_sets(args, lifetimes)
-    return lifetimes, plan_lifetimes(lifetimes, args.strategy, args.time_limit, capacity)
+    with Waiting(f"planning {lifetimes.schedule}", args.time_limit):
+        return lifetimes, plan_lifetimes(lifetimes, args.strategy, args.time_limit, capacity)
 
 
 def load_schedule(name: str) -> schedule.Schedule:
