@@ -138,6 +138,19 @@ def test_descent_plans_a_production_like_instance_with_slack_at_its_peak():
     check([str(i) for i in comp.blocks], comp.blocks_of(blocks), descent.best, comp.lower, 1)
 
 
+def test_descent_looks_at_the_bound_first_then_halfway_down(monkeypatch):
+    """Where the bound is the optimum (most production problems), a plan there comes sooner
+    than by the steps down to it; the steps follow when the bound is not decided at once."""
+    comp, capacity = _hard()
+    asked = []
+    search = canonical.search
+    monkeypatch.setattr(canonical, "search", lambda comp, c, *rest: asked.append(c) or search(comp, c, *rest))
+    upper = 2 * capacity
+    with canonical.Descent(comp, comp.lower, upper, time.monotonic() + 2) as descent:
+        time.sleep(0.5)
+    assert asked[0] == comp.lower and asked[1] == comp.lower + (upper - comp.lower) // 2, asked[:2]
+
+
 def test_descent_stops_deciding_a_capacity_the_caller_proved_too_small():
     comp, capacity = _hard()
     with canonical.Descent(comp, comp.lower, 2 * capacity, time.monotonic() + 30) as descent:
