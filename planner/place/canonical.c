@@ -78,6 +78,11 @@ typedef struct {
     long long *checked, stamp;           /* sections already checked in this inference: stamp */
     uint64_t rng;                        /* the candidates' noise: its counter, and whether it is on */
     int noisy;
+    int depth, *path;                    /* the buffers placed, in order */
+    volatile int64_t *deepest;           /* the caller's window on the deepest path (NULL: none), see py_fit */
+    int deep_depth, deep_valid, *deep_path; /* the deepest path since the caller last asked; deep_path[:deep_valid]
+                                          * is also path[:deep_valid] */
+    int64_t *deep_offset;
 } Search;
 
 static double now(void) {
@@ -116,6 +121,7 @@ static void place(Search *S, int k) {
     int64_t top = S->floor[k] + S->size[k];
     S->trail[S->ntrail++] = (Entry){k, -1};
     S->placed[k] = 1;
+    S->path[S->depth++] = k;
     for (int s = S->lo[k]; s < S->hi[k]; s++) {
         S->left[s] -= S->size[k];
         S->trail[S->ntrail++] = (Entry){-1 - s, S->top[s]};
@@ -128,6 +134,26 @@ static void place(Search *S, int k) {
             S->floor[y] = top;
         }
     }
+    if (S->deepest && S->depth > S->deep_depth) {
+        for (int d = S->deep_valid; d < S->depth; d++) {
+            S->deep_path[d] = S->path[d];
+            S->deep_offset[d] = S->floor[S->path[d]];
+        }
+        S->deep_depth = S->deep_valid = S->depth;
+    }
+}
+
+/* The caller asked (deepest[0] set): the deepest path since it last asked goes to deepest[3:], as
+ * (buffer, offset) pairs, its length to deepest[2], and deepest[1] counts the answers. */
+static void answer_deepest(Search *S) {
+    for (int d = 0; d < S->deep_depth; d++) {
+        S->deepest[3 + 2 * d] = S->deep_path[d];
+        S->deepest[4 + 2 * d] = S->deep_offset[d];
+    }
+    S->deepest[2] = S->deep_depth;
+    S->deepest[0] = 0;
+    __atomic_fetch_add((int64_t *)&S->deepest[1], 1, __ATOMIC_RELEASE);
+    S->deep_depth = 0;
 }
 
 static void undo(Search *S, int mark) {
@@ -140,6 +166,7 @@ static void undo(Search *S, int mark) {
         } else {
             int k = e.buffer;
             S->placed[k] = 0;
+            if (--S->depth < S->deep_valid) S->deep_valid = S->depth;
             for (int s = S->lo[k]; s < S->hi[k]; s++) S->left[s] += S->size[k];
         }
     }
@@ -260,6 +287,7 @@ static int fit_part(Search *S, int a, int b, int64_t base) {
     if (S->stopped) return STOPPED;
     if (++S->nodes >= S->budget) { S->stopped = 1; return STOPPED; }
     if ((S->nodes & 255) == 0 && (now() > S->deadline || *S->stop)) { S->stopped = S->timed_out = 1; return STOPPED; }
+    if (S->deepest && S->deepest[0]) answer_deepest(S);
     int count = 0, *candidates = malloc(sizeof(int) * (S->start_at[b] - S->start_at[a] + 1));
     int64_t lowest_top = INT64_MAX;
     Key key = {mix((uint64_t)base), mix((uint64_t)base ^ 0x5851f42d4c957f2dULL)};
@@ -393,31 +421,37 @@ static void release(Search *S) {
     free(S->conflict_at); free(S->conflict); free(S->start_at); free(S->start);
     free(S->cover_at); free(S->cover); free(S->floor); free(S->left);
     free(S->placed); free(S->trail); free(S->zobrist); free(S->failed); free(S->pairs); free(S->checked); free(S->top);
+    free(S->path); free(S->deep_path); free(S->deep_offset);
 }
 
-/* fit(size, lo, hi, sections, capacity, ranks, seconds, first_budget, stop)
+/* fit(size, lo, hi, sections, capacity, ranks, seconds, first_budget, stop, deepest)
  *   -> (status, offsets or None): status 1 a plan, 0 proven none, -1 out of time or stopped;
- * stop: a writable buffer whose first byte stops the search when set */
+ * stop: a writable buffer whose first byte stops the search when set;
+ * deepest: empty, or 3 + 2 * len(size) writable int64s through which the caller asks for the
+ * deepest path since it last asked (answer_deepest) while the search runs */
 static PyObject *py_fit(PyObject *self, PyObject *args) {
     PyObject *size_obj, *lo_obj, *hi_obj, *ranks_obj;
     int nsec;
     long long capacity, first_budget;
     double seconds;
-    Py_buffer stop;
-    if (!PyArg_ParseTuple(args, "OOOiLOdLw*", &size_obj, &lo_obj, &hi_obj, &nsec, &capacity, &ranks_obj,
-                          &seconds, &first_budget, &stop))
+    Py_buffer stop, deepest;
+    if (!PyArg_ParseTuple(args, "OOOiLOdLw*w*", &size_obj, &lo_obj, &hi_obj, &nsec, &capacity, &ranks_obj,
+                          &seconds, &first_budget, &stop, &deepest))
         return NULL;
-    if (stop.len < 1) {
+    Py_ssize_t n = PySequence_Size(size_obj);
+    if (stop.len < 1 || (deepest.len != 0 && deepest.len != (Py_ssize_t)sizeof(int64_t) * (3 + 2 * n))) {
         PyBuffer_Release(&stop);
-        PyErr_SetString(PyExc_ValueError, "stop: at least one byte");
+        PyBuffer_Release(&deepest);
+        PyErr_SetString(PyExc_ValueError, "stop: at least one byte; deepest: none, or 3 + 2n int64s");
         return NULL;
     }
     Search S;
     memset(&S, 0, sizeof S);
-    Py_ssize_t n = PySequence_Size(size_obj), nranks = PySequence_Size(ranks_obj);
+    Py_ssize_t nranks = PySequence_Size(ranks_obj);
     if (n < 0 || nranks < 1) {
         if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "ranks: at least one order");
         PyBuffer_Release(&stop);
+        PyBuffer_Release(&deepest);
         return NULL;
     }
     S.n = (int)n; S.nsec = nsec; S.nranks = (int)nranks; S.capacity = capacity;
@@ -443,7 +477,7 @@ static PyObject *py_fit(PyObject *self, PyObject *args) {
             ok = 0;
         }
     free(tmp);
-    if (!ok) { release(&S); PyBuffer_Release(&stop); return NULL; }
+    if (!ok) { release(&S); PyBuffer_Release(&stop); PyBuffer_Release(&deepest); return NULL; }
     setup_lists(&S);
     S.floor = calloc(n + 1, sizeof(int64_t));
     S.left = calloc(nsec + 1, sizeof(int64_t));
@@ -460,6 +494,10 @@ static PyObject *py_fit(PyObject *self, PyObject *args) {
         S.zobrist[k] = mix(0x2545f4914f6cdd1dULL * (k + 1));
         for (int s = S.lo[k]; s < S.hi[k]; s++) S.left[s] += S.size[k];
     }
+    S.path = malloc(sizeof(int) * (n + 1));
+    S.deep_path = malloc(sizeof(int) * (n + 1));
+    S.deep_offset = malloc(sizeof(int64_t) * (n + 1));
+    S.deepest = deepest.len ? (volatile int64_t *)deepest.buf : NULL;
     S.failed_mask = (1u << 20) - 1;
     S.failed = calloc(S.failed_mask + 1, sizeof(Key));
     S.deadline = now() + seconds;
@@ -483,6 +521,7 @@ static PyObject *py_fit(PyObject *self, PyObject *args) {
 done:;
     Py_END_ALLOW_THREADS
     PyBuffer_Release(&stop);
+    PyBuffer_Release(&deepest);
     PyObject *offsets = Py_None;
     Py_INCREF(Py_None);
     if (result == FOUND) {

@@ -8,6 +8,7 @@ from __future__ import annotations
 import random
 import threading
 import time
+from array import array
 
 from ._canonical import fit
 from .problem import Component
@@ -54,14 +55,16 @@ def too_large(comp: Component) -> bool:
 
 
 def search(comp: Component, capacity: int, deadline: float, stop: bytearray | None = None,
-           ranks: list[list[int]] | None = None) -> tuple[list[int] | None, bool]:
+           ranks: list[list[int]] | None = None, deepest: array | None = None) -> tuple[list[int] | None, bool]:
     """(a plan within `capacity` or None, whether None is proven: no plan exists). Setting
     `stop[0]` from another thread stops the search, undecided. `ranks`: `orders(comp)`, made
-    once by a caller that searches the component again and again."""
+    once by a caller that searches the component again and again. `deepest`: 3 + 2n int64s
+    through which another thread asks for the search's deepest path (`Decision.deepest`)."""
     if too_large(comp):
         return None, False
     status, offsets = fit(comp.size, comp.lo, comp.hi, len(comp.load), capacity, ranks or orders(comp),
-                          max(0.0, deadline - time.monotonic()), FIRST_BUDGET, stop or bytearray(1))
+                          max(0.0, deadline - time.monotonic()), FIRST_BUDGET, stop or bytearray(1),
+                          deepest if deepest is not None else array("q"))
     return offsets, status == 0
 
 
@@ -72,6 +75,7 @@ class _Background:
 
     def __init__(self, comp: Component, deadline: float):
         self._flag = bytearray(1)           # the running search's stop flag
+        self._deepest = array("q", bytes(8 * (3 + 2 * len(comp.size))))
         self._stopping = False
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._guarded, args=(comp, deadline), daemon=True)
@@ -92,7 +96,7 @@ class _Background:
         self._flag = flag = bytearray(1)
         if not self._open(capacity):            # settled before this flag was there to be set
             flag[0] = 1
-        return search(comp, capacity, deadline, flag, self._ranks)
+        return search(comp, capacity, deadline, flag, self._ranks, self._deepest)
 
     def _open(self, capacity: int) -> bool:
         """Whether deciding `capacity` still tells the caller anything."""
@@ -130,6 +134,19 @@ class Decision(_Background):
             self.planned.set()
         if self.found is not None or self.proven:
             self.answered.set()
+
+    def deepest(self, wait: float = 0.1) -> list[tuple[int, int]]:
+        """The deepest path of the search since the last call: its placements in order, as
+        (block, offset); [] if the search does not answer within `wait` seconds."""
+        channel = self._deepest
+        answers = channel[1]
+        channel[0] = 1
+        end = time.monotonic() + wait
+        while channel[1] == answers:
+            if time.monotonic() > end or not self._thread.is_alive():
+                return []
+            time.sleep(0.001)
+        return [(channel[3 + 2 * d], channel[4 + 2 * d]) for d in range(channel[2])]
 
 
 # Of its time, the share a Descent spends on capacities between the bound and the best plan

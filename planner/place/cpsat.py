@@ -37,9 +37,9 @@ class Oracle:
         self.comp, self.capacity = comp, capacity
         self.model = None
 
-    def ask(self, placed: list[tuple[int, int]], deadline: float) -> list[int] | bool | None:
+    def ask(self, placed: list[tuple[int, int]], deadline: float, limit: float = LIMIT) -> list[int] | bool | None:
         """Given (block, offset) placements: a completed plan, False when there is none,
-        None when undecided in time."""
+        None when undecided in `limit` seconds (or by the deadline)."""
         if self.model is None:
             self.model = cp_model.CpModel()
             self.offsets = rectangles(self.model, self.comp, self.capacity // self.comp.unit)
@@ -48,7 +48,7 @@ class Oracle:
         for k, offset in placed:
             domains[k].domain[0] = domains[k].domain[1] = offset // unit
         solver = cp_model.CpSolver()
-        solver.parameters.max_time_in_seconds = max(0.01, min(self.LIMIT, deadline - time.monotonic()))
+        solver.parameters.max_time_in_seconds = max(0.01, min(limit, deadline - time.monotonic()))
         status = solver.solve(self.model)
         for (k, _), (low, high) in zip(placed, widths):
             domains[k].domain[0], domains[k].domain[1] = low, high

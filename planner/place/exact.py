@@ -34,6 +34,14 @@ SEARCH_SHARE = 0.3
 HEAD_START_SHARE = 0.02
 SEARCH_SHARE_LAYERED = 0.1
 STACK_SHARE = 0.8
+# Deciding a capacity where layer splits do not follow, after the Python search: the share of
+# the time left in which CP-SAT completes the canonical search's deepest paths, cut back to
+# each of PREFIXES of their length in turn until it is not refuted, each question for at
+# most COMPLETION_LIMIT seconds. A path the search cannot extend is often completed by
+# placing the last buffers below its offset (docs/measurements.md, "Completed paths").
+COMPLETION_SHARE = 0.7
+PREFIXES = (0.95, 0.9, 0.85, 0.8, 0.75, 0.7, 0.6, 0.5)
+COMPLETION_LIMIT = 0.5
 
 
 @dataclass
@@ -137,8 +145,8 @@ def _decide(comp: Component, plan: list[int], capacity: int, deadline: float) ->
 
 def _decide_beside(comp: Component, capacity: int, deadline: float,
                    background: canonical.Decision) -> tuple[list[int] | None, int]:
-    """The skyline search, then layer splits and CP-SAT, until `background` answers:
-    (plan or None, proven bound)."""
+    """The skyline search, then layer splits (or CP-SAT completing the canonical search's
+    deepest paths) and CP-SAT, until `background` answers: (plan or None, proven bound)."""
     layered = comp.mostly_full(capacity)
     stop = background.answered
     search = Search(comp, capacity, _share_end(SEARCH_SHARE_LAYERED if layered else SEARCH_SHARE, deadline), stop)
@@ -150,13 +158,32 @@ def _decide_beside(comp: Component, capacity: int, deadline: float,
         return None, comp.lower
     from . import cpsat                     # OR-Tools takes 0.4 s to import: only for the searches that get here
     from .stacking import stacked
-    found = None
     if layered:
         background.stop()                   # the layer splits race on every core
         found = stacked(comp, capacity, _share_end(STACK_SHARE, deadline))
+    else:
+        found = _completed(comp, capacity, _share_end(COMPLETION_SHARE, deadline), background)
     if found is None and not stop.is_set():
         return cpsat.decide(comp, capacity, deadline, stop)
     return found, comp.lower
+
+
+def _completed(comp: Component, capacity: int, deadline: float, background: canonical.Decision) -> list[int] | None:
+    """A plan within `capacity` that CP-SAT completes from the first placements of one of the
+    canonical search's deepest paths, or None by `deadline` or once `background` answers."""
+    from .cpsat import Oracle
+    ask = Oracle(comp, capacity).ask
+    while time.monotonic() < deadline and not background.answered.is_set():
+        path = background.deepest()
+        if not path:
+            background.answered.wait(0.01)
+        for share in PREFIXES if path else ():
+            answer = ask(path[:int(share * len(path))], deadline, COMPLETION_LIMIT)
+            if answer:
+                return answer
+            if answer is None or time.monotonic() >= deadline:
+                break                       # undecided: a fresh path
+    return None
 
 
 def _climb(comp: Component, bound: int, upper: int, deadline: float,
