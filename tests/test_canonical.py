@@ -71,7 +71,9 @@ def test_canonical_search_out_of_time_answers_undecided():
 
 def test_canonical_search_rejects_a_block_outside_the_sections():
     with pytest.raises(ValueError, match="buffer 0: sections"):
-        canonical.fit([4], [0], [3], 2, 8, [[0]], 1.0, 100, bytearray(1))
+        canonical.fit([4], [0], [3], 2, 8, [[0]], 1.0, 100, bytearray(1), bytearray())
+    with pytest.raises(ValueError, match="deepest: none, or 3 \\+ 2n int64s"):
+        canonical.fit([4], [0], [1], 2, 8, [[0]], 1.0, 100, bytearray(1), bytearray(8))
 
 
 def test_canonical_search_leaves_a_component_with_too_many_conflicts_undecided(monkeypatch):
@@ -120,6 +122,22 @@ def test_background_search_answers_with_a_plan_or_a_proof():
     assert background.proven and not background.planned.is_set()
 
 
+def test_deepest_paths_are_placements_the_search_made_in_order():
+    """What CP-SAT is asked to complete: the search's deepest path since the last call, each
+    buffer at its floor under the capacity, offsets never decreasing, never overlapping."""
+    comp, capacity = _hard()
+    with canonical.Decision(comp, capacity, time.monotonic() + 30) as background:
+        paths = [time.sleep(0.2) or background.deepest(wait=5) for _ in range(3)]
+    for path in paths:
+        assert len(path) > 10 and len({k for k, _ in path}) == len(path)
+        assert [o for _, o in path] == sorted(o for _, o in path)
+        placed = {}
+        for k, offset in path:
+            under = [placed[j] + comp.size[j] for j in placed if comp.lo[j] < comp.hi[k] and comp.lo[k] < comp.hi[j]]
+            assert offset == max(under, default=0) and offset + comp.size[k] <= capacity
+            placed[k] = offset
+
+
 def test_descent_finds_the_optimum_above_the_lower_bound_and_proves_it():
     (comp,) = components(ABOVE_BOUND)      # lower bound 8, optimum 9
     upper = sum(comp.size)
@@ -146,7 +164,7 @@ def test_descent_looks_at_the_bound_first_then_halfway_down(monkeypatch):
     search = canonical.search
     monkeypatch.setattr(canonical, "search", lambda comp, c, *rest: asked.append(c) or search(comp, c, *rest))
     upper = 2 * capacity
-    with canonical.Descent(comp, comp.lower, upper, time.monotonic() + 2) as descent:
+    with canonical.Descent(comp, comp.lower, upper, time.monotonic() + 2):
         time.sleep(0.5)
     assert asked[0] == comp.lower and asked[1] == comp.lower + (upper - comp.lower) // 2, asked[:2]
 

@@ -2,6 +2,7 @@
 exact search only where the heuristics miss the lower bound."""
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ from benchmarks.families import KIB, production
 from planner.check import check
 from planner.errors import CapacityMissed
 from planner.place import Block, assign, extent, lower_bound
+from planner.place import canonical, exact
 from planner.place.exact import solve
 from planner.place.heuristics import best_fit, greedy_size, naive
 from planner.place.layered import layered
@@ -183,3 +185,15 @@ def test_a_plan_the_canonical_search_answers_alone_leaves_or_tools_unloaded(capa
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=Path(__file__).parent.parent).stdout.split()
     assert out == ["auto:exact", "True", "False"]
+
+
+def test_cp_sat_completes_a_path_the_canonical_search_cannot_extend():
+    """prod-450 seed 5 with 2% slack: the canonical search alone does not plan it in 10 s;
+    CP-SAT completes the first placements of its deepest paths within seconds."""
+    blocks, _, capacity = production(450, 5, 0.02)
+    (comp,) = components(blocks)
+    start = time.monotonic()
+    with canonical.Decision(comp, capacity, start + 30) as background:
+        plan = exact._completed(comp, capacity, start + 30, background)
+        assert background.found is None
+    check([str(k) for k in comp.blocks], comp.blocks_of(blocks), plan, capacity, 1)

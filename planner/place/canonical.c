@@ -143,8 +143,9 @@ static void place(Search *S, int k) {
     }
 }
 
-/* The caller asked (deepest[0] set): the deepest path since it last asked goes to deepest[3:], as
- * (buffer, offset) pairs, its length to deepest[2], and deepest[1] counts the answers. */
+/* The caller asked (deepest[0] set), and a buffer was placed since it last asked: the deepest path
+ * since then goes to deepest[3:], as (buffer, offset) pairs, its length to deepest[2], and
+ * deepest[1] counts the answers. */
 static void answer_deepest(Search *S) {
     for (int d = 0; d < S->deep_depth; d++) {
         S->deepest[3 + 2 * d] = S->deep_path[d];
@@ -287,7 +288,7 @@ static int fit_part(Search *S, int a, int b, int64_t base) {
     if (S->stopped) return STOPPED;
     if (++S->nodes >= S->budget) { S->stopped = 1; return STOPPED; }
     if ((S->nodes & 255) == 0 && (now() > S->deadline || *S->stop)) { S->stopped = S->timed_out = 1; return STOPPED; }
-    if (S->deepest && S->deepest[0]) answer_deepest(S);
+    if (S->deepest && S->deepest[0] && S->deep_depth > 0) answer_deepest(S);
     int count = 0, *candidates = malloc(sizeof(int) * (S->start_at[b] - S->start_at[a] + 1));
     int64_t lowest_top = INT64_MAX;
     Key key = {mix((uint64_t)base), mix((uint64_t)base ^ 0x5851f42d4c957f2dULL)};

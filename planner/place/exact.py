@@ -21,27 +21,26 @@ from .problem import Block, Component, components, extent
 from .search import Search, Timeout
 
 # The compiled canonical search runs on a thread of its own all along (until layer splits
-# start, which race on every core). Meanwhile, of the time left: the share of the Python
-# search (with its oracle). Where layer splits follow, it gets less (what it solves there it
-# mostly solves in milliseconds) and they take STACK_SHARE of the rest; they follow only
-# where the component is mostly full at the bound. CP-SAT takes the rest, as it still solves
-# some instances the others do not. (The shares were tuned on the benchmark families:
+# start, which race on every core). The others wait HEAD_START_SHARE of the time first: the
+# canonical search answers many components in milliseconds, and they would only compete with
+# it for the interpreter and import OR-Tools (0.4 s) for nothing. Then, of the time left:
+# the share of the Python search (with its oracle). Where layer splits follow, it gets less
+# (what it solves there it mostly solves in milliseconds) and they take STACK_SHARE of the
+# rest; they follow only where the component is mostly full at the bound. Deciding a
+# capacity elsewhere, it gets as little, and CP-SAT completes the canonical search's deepest
+# paths for COMPLETION_SHARE of the rest: each path cut back to each of PREFIXES of its
+# length in turn until CP-SAT does not refute it, each question for at most COMPLETION_LIMIT
+# seconds (a path the search cannot extend is often completed by placing some of the
+# buffers after it below its offset). CP-SAT alone takes the rest, as it still solves some
+# instances the others do not. (The shares were tuned on the benchmark families:
 # docs/measurements.md.)
-SEARCH_SHARE = 0.3
-# The canonical search answers many components in milliseconds: the others wait this share
-# of the time before they start, rather than compete with it for the interpreter and import
-# OR-Tools (0.4 s) for nothing.
 HEAD_START_SHARE = 0.02
-SEARCH_SHARE_LAYERED = 0.1
+SEARCH_SHARE = 0.3
+SEARCH_SHARE_BRIEF = 0.1
 STACK_SHARE = 0.8
-# Deciding a capacity where layer splits do not follow, after the Python search: the share of
-# the time left in which CP-SAT completes the canonical search's deepest paths, cut back to
-# each of PREFIXES of their length in turn until it is not refuted, each question for at
-# most COMPLETION_LIMIT seconds. A path the search cannot extend is often completed by
-# placing the last buffers below its offset (docs/measurements.md, "Completed paths").
-COMPLETION_SHARE = 0.7
+COMPLETION_SHARE = 0.9
 PREFIXES = (0.95, 0.9, 0.85, 0.8, 0.75, 0.7, 0.6, 0.5)
-COMPLETION_LIMIT = 0.5
+COMPLETION_LIMIT = 1.0
 
 
 @dataclass
@@ -111,7 +110,7 @@ def _minimize_beside(comp: Component, plan: list[int], bound: int, upper: int, d
     """The skyline search climbing from the bound, then layer splits and CP-SAT, until
     `descent`'s best plan meets the bound: (plan or None, proven bound)."""
     layered = comp.mostly_full(bound)
-    found, bound = _climb(comp, bound, upper, _share_end(SEARCH_SHARE_LAYERED if layered else SEARCH_SHARE, deadline),
+    found, bound = _climb(comp, bound, upper, _share_end(SEARCH_SHARE_BRIEF if layered else SEARCH_SHARE, deadline),
                           descent)
     bound = max(bound, descent.bound)
     if found is not None or descent.settled.is_set():
@@ -149,7 +148,7 @@ def _decide_beside(comp: Component, capacity: int, deadline: float,
     deepest paths) and CP-SAT, until `background` answers: (plan or None, proven bound)."""
     layered = comp.mostly_full(capacity)
     stop = background.answered
-    search = Search(comp, capacity, _share_end(SEARCH_SHARE_LAYERED if layered else SEARCH_SHARE, deadline), stop)
+    search = Search(comp, capacity, _share_end(SEARCH_SHARE_BRIEF, deadline), stop)
     try:
         return (search.offsets, comp.lower) if search.run() else (None, capacity + search.short)
     except Timeout:
