@@ -194,6 +194,6 @@ def test_cp_sat_completes_a_path_the_canonical_search_cannot_extend():
     (comp,) = components(blocks)
     start = time.monotonic()
     with canonical.Decision(comp, capacity, start + 30) as background:
-        plan = exact._completed(comp, capacity, start + 30, background)
+        plan = exact._completed(comp, start + 30, background, background.answered)
         assert background.found is None
     check([str(k) for k in comp.blocks], comp.blocks_of(blocks), plan, capacity, 1)

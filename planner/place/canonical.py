@@ -75,6 +75,7 @@ class _Background:
 
     def __init__(self, comp: Component, deadline: float):
         self._flag = bytearray(1)           # the running search's stop flag
+        self.asked: int | None = None       # the capacity it decides
         self._deepest = array("q", bytes(8 * (3 + 2 * len(comp.size))))
         self._stopping = False
         self._error: BaseException | None = None
@@ -94,6 +95,7 @@ class _Background:
 
     def _search(self, comp: Component, capacity: int, deadline: float) -> tuple[list[int] | None, bool]:
         self._flag = flag = bytearray(1)
+        self.asked = capacity
         if not self._open(capacity):            # settled before this flag was there to be set
             flag[0] = 1
         return search(comp, capacity, deadline, flag, self._ranks, self._deepest)
@@ -101,6 +103,19 @@ class _Background:
     def _open(self, capacity: int) -> bool:
         """Whether deciding `capacity` still tells the caller anything."""
         return not self._stopping
+
+    def deepest(self, wait: float = 0.1) -> list[tuple[int, int]]:
+        """The deepest path of the search (deciding `asked`) since the last call: its
+        placements in order, as (block, offset); [] if it does not answer within `wait` s."""
+        channel = self._deepest
+        answers = channel[1]
+        channel[0] = 1
+        end = time.monotonic() + wait
+        while channel[1] == answers:
+            if time.monotonic() > end or not self._thread.is_alive():
+                return []
+            time.sleep(0.001)
+        return [(channel[3 + 2 * d], channel[4 + 2 * d]) for d in range(channel[2])]
 
     def stop(self) -> None:
         self._stopping = True
@@ -135,20 +150,6 @@ class Decision(_Background):
         if self.found is not None or self.proven:
             self.answered.set()
 
-    def deepest(self, wait: float = 0.1) -> list[tuple[int, int]]:
-        """The deepest path of the search since the last call: its placements in order, as
-        (block, offset); [] if the search does not answer within `wait` seconds."""
-        channel = self._deepest
-        answers = channel[1]
-        channel[0] = 1
-        end = time.monotonic() + wait
-        while channel[1] == answers:
-            if time.monotonic() > end or not self._thread.is_alive():
-                return []
-            time.sleep(0.001)
-        return [(channel[3 + 2 * d], channel[4 + 2 * d]) for d in range(channel[2])]
-
-
 # Of its time, the share a Descent spends on capacities between the bound and the best plan
 # first, and the most one of them may take: where there is room, plans come in milliseconds.
 DESCENT_SHARE = 0.2
@@ -163,21 +164,35 @@ class Descent(_Background):
     the two, each for at most PROBE_SHARE of it: each plan found lowers `upper`, each proof
     raises `bound`, and a capacity not decided in its time leaves the ones above it to try
     next. Then the bound itself with all the time left, each proof moving it up a step.
-    `best` is the best plan found; the caller's own proofs come in by `lift`. `settled` is
-    set once the best plan meets the bound."""
+    `best` is the best plan found; the caller's own proofs come in by `lift`, its plans by
+    `offer`. `settled` is set once the best plan meets the bound."""
 
     def __init__(self, comp: Component, bound: int, upper: int, deadline: float):
         self.bound, self.upper = bound, upper
         self.best: list[int] | None = None
         self.settled = threading.Event()
-        self._capacity = bound                  # the capacity being decided
+        self._extent = comp.extent
+        self._lock = threading.Lock()           # `best` and `upper` change together, from two threads
         super().__init__(comp, deadline)
+
+    def offer(self, plan: list[int]) -> None:
+        """A plan the caller found: the best if it is better; a capacity it meets is not
+        worth deciding any more."""
+        self._improve(plan)
+        if self.asked is not None and self.asked >= self.upper:
+            self._flag[0] = 1
+
+    def _improve(self, plan: list[int]) -> None:
+        with self._lock:
+            if self._extent(plan) < self.upper:
+                self.best, self.upper = plan, self._extent(plan)
+        self._settle()
 
     def lift(self, bound: int) -> None:
         """The caller proved that nothing fits below `bound`."""
         self.bound = max(self.bound, bound)
         self._settle()
-        if not self._open(self._capacity):
+        if self.asked is not None and not self._open(self.asked):
             self._flag[0] = 1                   # its question is settled
 
     def deciding(self, capacity: int) -> _Watch:
@@ -201,15 +216,15 @@ class Descent(_Background):
         while not self._stopping and self.bound < self.upper and time.monotonic() < deadline:
             low = max(untried, self.bound)
             descending = looked and time.monotonic() < descent_end and low < self.upper
-            capacity = self._capacity = low + (self.upper - low) // 2 if descending else self.bound
+            capacity = low + (self.upper - low) // 2 if descending else self.bound
             found, proven = self._search(comp, capacity, min(deadline, time.monotonic() + probe)
                                          if descending or not looked else deadline)
             looked = True
             if found is not None:
-                self.best, self.upper = found, comp.extent(found)
+                self._improve(found)
             elif proven:
                 self.bound = max(self.bound, comp.step_above(capacity))
-            elif descending:
+            elif descending and capacity < self.upper:     # (else the caller's plan stopped it)
                 untried = capacity + 1
             self._settle()
 

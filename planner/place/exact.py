@@ -107,8 +107,9 @@ def _minimize(comp: Component, plan: list[int], bound: int, deadline: float) -> 
 
 def _minimize_beside(comp: Component, plan: list[int], bound: int, upper: int, deadline: float,
                      descent: canonical.Descent) -> tuple[list[int] | None, int]:
-    """The skyline search climbing from the bound, then layer splits and CP-SAT, until
-    `descent`'s best plan meets the bound: (plan or None, proven bound)."""
+    """The skyline search climbing from the bound, then layer splits (or CP-SAT completing
+    the descent's deepest paths, each plan offered to it) and CP-SAT, until `descent`'s
+    best plan meets the bound: (plan or None, proven bound)."""
     layered = comp.mostly_full(bound)
     found, bound = _climb(comp, bound, upper, _share_end(SEARCH_SHARE_BRIEF if layered else SEARCH_SHARE, deadline),
                           descent)
@@ -117,6 +118,12 @@ def _minimize_beside(comp: Component, plan: list[int], bound: int, upper: int, d
         return found, bound
     from . import cpsat                     # OR-Tools takes 0.4 s to import: only for the searches that get here
     from .stacking import stacked
+    if not layered:
+        end = _share_end(COMPLETION_SHARE, deadline)
+        while (completed := _completed(comp, end, descent, descent.settled)) is not None:
+            descent.offer(completed)
+        if descent.settled.is_set():
+            return None, max(bound, descent.bound)
     if bound < upper and layered:
         descent.stop()                      # the layer splits race on every core
         found = stacked(comp, bound, _share_end(STACK_SHARE, deadline))
@@ -161,23 +168,29 @@ def _decide_beside(comp: Component, capacity: int, deadline: float,
         background.stop()                   # the layer splits race on every core
         found = stacked(comp, capacity, _share_end(STACK_SHARE, deadline))
     else:
-        found = _completed(comp, capacity, _share_end(COMPLETION_SHARE, deadline), background)
+        found = _completed(comp, _share_end(COMPLETION_SHARE, deadline), background, stop)
     if found is None and not stop.is_set():
         return cpsat.decide(comp, capacity, deadline, stop)
     return found, comp.lower
 
 
-def _completed(comp: Component, capacity: int, deadline: float, background: canonical.Decision) -> list[int] | None:
-    """A plan within `capacity` that CP-SAT completes from the first placements of one of the
-    canonical search's deepest paths, or None by `deadline` or once `background` answers."""
+def _completed(comp: Component, deadline: float, background: canonical.Decision | canonical.Descent,
+               until) -> list[int] | None:
+    """A plan that CP-SAT completes from the first placements of one of the canonical
+    search's deepest paths, within the capacity that search decides (`background.asked`);
+    None by `deadline` or once `until` is set."""
     from .cpsat import Oracle
-    ask = Oracle(comp, capacity).ask
-    while time.monotonic() < deadline and not background.answered.is_set():
+    asks = {}                               # a model for each capacity
+    while time.monotonic() < deadline and not until.is_set():
+        capacity = background.asked
         path = background.deepest()
-        if not path:
-            background.answered.wait(0.01)
-        for share in PREFIXES if path else ():
-            answer = ask(path[:int(share * len(path))], deadline, COMPLETION_LIMIT)
+        if not path or background.asked != capacity:
+            until.wait(0.01)
+            continue
+        if capacity not in asks:
+            asks[capacity] = Oracle(comp, capacity).ask
+        for share in PREFIXES:
+            answer = asks[capacity](path[:int(share * len(path))], deadline, COMPLETION_LIMIT)
             if answer:
                 return answer
             if answer is None or time.monotonic() >= deadline:
