@@ -169,6 +169,19 @@ def test_descent_looks_at_the_bound_first_then_halfway_down(monkeypatch):
     assert asked[0] == comp.lower and asked[1] == comp.lower + (upper - comp.lower) // 2, asked[:2]
 
 
+def test_descent_keeps_a_better_plan_offered_and_settles_when_it_meets_the_bound():
+    blocks, known, capacity = production(450, 0)        # a plan at the peak, which the search lacks
+    (comp,) = components(blocks)
+    with canonical.Descent(comp, comp.lower, 2 * capacity, time.monotonic() + 30) as descent:
+        time.sleep(0.3)
+        assert not descent.settled.is_set() and descent.upper > capacity
+        descent.offer([known[k] + capacity for k in comp.blocks])     # no better than its own: ignored
+        assert descent.upper > capacity and descent.best != [known[k] + capacity for k in comp.blocks]
+        descent.offer([known[k] for k in comp.blocks])
+        assert descent.settled.is_set() and descent.upper == capacity == comp.lower
+        assert descent.best == [known[k] for k in comp.blocks]
+
+
 def test_descent_stops_deciding_a_capacity_the_caller_proved_too_small():
     comp, capacity = _hard()
     with canonical.Descent(comp, comp.lower, 2 * capacity, time.monotonic() + 30) as descent:
