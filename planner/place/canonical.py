@@ -2,7 +2,8 @@
 whether a component fits under a capacity by placing buffers at their floors in order of
 offset. It restarts with another order of the buffers whenever it spends its node budget;
 the orders are minimalloc's preorderings (docs/placement.md). It runs without the GIL, so
-`Decision` and `Descent` run it on a thread of their own beside the other methods."""
+`Decision` and `Descent` run it on a thread of their own beside the other methods, which
+may ask it for its deepest paths as it goes (`deepest`) for CP-SAT to complete."""
 from __future__ import annotations
 
 import random
@@ -59,7 +60,7 @@ def search(comp: Component, capacity: int, deadline: float, stop: bytearray | No
     """(a plan within `capacity` or None, whether None is proven: no plan exists). Setting
     `stop[0]` from another thread stops the search, undecided. `ranks`: `orders(comp)`, made
     once by a caller that searches the component again and again. `deepest`: 3 + 2n int64s
-    through which another thread asks for the search's deepest path (`Decision.deepest`)."""
+    through which another thread asks for the search's deepest path (`_Background.deepest`)."""
     if too_large(comp):
         return None, False
     status, offsets = fit(comp.size, comp.lo, comp.hi, len(comp.load), capacity, ranks or orders(comp),
@@ -149,6 +150,7 @@ class Decision(_Background):
             self.planned.set()
         if self.found is not None or self.proven:
             self.answered.set()
+
 
 # Of its time, the share a Descent spends on capacities between the bound and the best plan
 # first, and the most one of them may take: where there is room, plans come in milliseconds.
