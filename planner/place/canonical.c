@@ -33,7 +33,9 @@
  * below a wrong early choice; restarts that differ early find the quick ones. Remembered failures
  * stay valid across restarts.
  * It runs without the GIL, so a caller can run it on a thread of its own beside other work, and
- * stops it early by setting the first byte of `stop`.
+ * stops it early by setting the first byte of `stop`. Meanwhile the caller may ask for the deepest
+ * path since it last asked (`deepest`, answered at the next node): the search could not extend it,
+ * but CP-SAT often completes most of it by putting the buffers after it below its last offset.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
