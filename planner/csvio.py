@@ -36,10 +36,10 @@ def read_problem(path, align: int = 1) -> list[Buffer]:
         rows = list(csv.reader(io.StringIO(text)))
     except csv.Error as e:
         raise ArenaError(f"{path}: not a readable CSV ({e})") from None
-    columns = _columns(path, rows[0] if rows else [])
+    header = [c.strip() for c in rows[0]] if rows else []
+    columns = _columns(path, header)
     if len(rows) - 1 > MAX_ROWS:
         raise ArenaError(f"{path}: {len(rows) - 1:,} rows; at most {MAX_ROWS:,} buffers are planned")
-    header = [c.strip() for c in rows[0]]
     buffers, seen, faults, alignments, gaps = [], set(), [], [], 0
     for number, row in enumerate(rows[1:], start=2):
         if not row or not "".join(row).strip():
@@ -65,17 +65,16 @@ def read_problem(path, align: int = 1) -> list[Buffer]:
 
 
 def _columns(path: Path, header: list[str]) -> list[int]:
-    """Where id, lower, upper and size are in the header: in any order, as minimalloc reads
-    them; other columns (an `offset` of a plan) are left alone."""
-    names = [c.strip() for c in header]
-    missing = [c for c in COLUMNS if c not in names]
+    """Where id, lower, upper and size are in the (stripped) header: in any order, as
+    minimalloc reads them; other columns (an `offset` of a plan) are left alone."""
+    missing = [c for c in COLUMNS if c not in header]
     if missing:
         raise ArenaError(f"{path}:1: expected the header 'id,lower,upper,size' (minimalloc's format); "
                          f"no column {', '.join(repr(c) for c in missing)}")
-    twice = sorted({c for c in COLUMNS + OPTIONAL if names.count(c) > 1})
+    twice = sorted({c for c in COLUMNS + OPTIONAL if header.count(c) > 1})
     if twice:
         raise ArenaError(f"{path}:1: the header names column {', '.join(repr(c) for c in twice)} twice")
-    return [names.index(c) for c in COLUMNS]
+    return [header.index(c) for c in COLUMNS]
 
 
 def _fields(row: list[str], columns: list[int]) -> tuple[str, int, int, int]:
