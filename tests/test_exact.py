@@ -105,6 +105,23 @@ def test_auto_skips_the_search_when_too_little_time_is_left():
     assert extent(blocks, offsets) >= bound == lower_bound(blocks)
 
 
+def test_auto_gives_layered_half_the_time_and_goes_on_without_it(monkeypatch):
+    """`layered` is None when skyline does not finish a pass in auto's share of the
+    heuristics (jagged skylines of thousands of blocks); the search starts from the others."""
+    deadlines = []
+
+    def late(blocks, deadline):
+        deadlines.append(deadline)
+        return None
+
+    monkeypatch.setattr("planner.place.auto.layered", late)
+    blocks = cut(150, 2, 40, 4096)               # every heuristic misses it
+    start = time.monotonic()
+    strategy, offsets, bound = assign(blocks, "auto", 10)
+    assert deadlines and deadlines[0] <= start + 5.01
+    assert strategy == "auto:exact" and extent(blocks, offsets) == bound == 4096
+
+
 @settings(max_examples=60, deadline=None)
 @given(st.lists(block, max_size=40))
 def test_every_strategy_gives_a_checked_plan_within_its_bounds(blocks):

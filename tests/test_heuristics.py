@@ -1,7 +1,11 @@
 """The heuristics on hand-checked instances."""
+import random
+import time
+
 from planner.check import check
 from planner.place import Block, extent, lower_bound
 from planner.place.heuristics import best_fit, greedy_size, naive
+from planner.place.layered import layered
 from planner.place.skyline import SKYLINE_RULES, skyline, skyline_pass
 
 from instances import names
@@ -36,3 +40,26 @@ def test_greedy_size_fills_the_smallest_gap_between_larger_blocks():
     offsets = greedy_size(blocks)
     check(names(blocks), blocks, offsets, extent(blocks, offsets), 1)
     assert extent(blocks, offsets) == lower_bound(blocks) == 9
+
+
+def _jagged(n: int, seed: int) -> list[Block]:
+    """Blocks of unrelated sizes over a long span: a skyline of many levels, which skyline
+    raises one section at a time."""
+    rng = random.Random(seed)
+    blocks = []
+    for _ in range(n):
+        first = rng.randrange(5 * n // 3)
+        blocks.append(Block(first, first + int(rng.expovariate(12 / n)), rng.randint(1, 65536)))
+    return blocks
+
+
+def test_skyline_stops_its_passes_at_a_deadline():
+    blocks = _jagged(300, 0)
+    first = skyline_pass(blocks, SKYLINE_RULES[0])
+    assert extent(blocks, skyline(blocks)) < extent(blocks, first)     # the other passes do better here
+    assert skyline(blocks, deadline=time.monotonic() + 60) == skyline(blocks)
+    assert skyline(BACKWARD_WINS, deadline=time.monotonic() - 1) == skyline_pass(BACKWARD_WINS, SKYLINE_RULES[0])
+    # a pass still running at the deadline is dropped: none done, no plan
+    assert skyline_pass(blocks, SKYLINE_RULES[0], deadline=time.monotonic() - 1) is None
+    assert skyline(blocks, deadline=time.monotonic() - 1) is None
+    assert layered(blocks, deadline=time.monotonic() - 1) is None

@@ -10,7 +10,7 @@ from .layered import layered
 from .problem import Block, extent, lower_bound
 from .skyline import skyline
 
-# The heuristics: no proof, no clock.
+# The heuristics: no proof, no clock (but in `auto`, see below).
 HEURISTICS = {"naive": naive, "greedy-size": greedy_size, "best-fit": best_fit, "skyline": skyline,
               "layered": layered}
 CHOICES = ["auto", *HEURISTICS, "exact"]
@@ -18,7 +18,9 @@ CHOICES = ["auto", *HEURISTICS, "exact"]
 # The time budget of `auto` and `exact`, all in one place. The heuristics run cheapest
 # first (AUTO_HEURISTICS); `layered` (which starts with `skyline`) is skipped above
 # SKYLINE_MAX blocks, where skyline's raises take longer than a plan is worth, and any
-# heuristic once HEURISTIC_SHARE of the time limit is spent. The exact search is skipped
+# heuristic once HEURISTIC_SHARE of the time limit is spent; `skyline`'s passes stop
+# there too, and `layered` is dropped if not even one is done (a jagged skyline of a few
+# thousand blocks can take seconds a pass). The exact search is skipped
 # above EXACT_MAX blocks (building its CP-SAT model alone overruns a 10 s limit) or when
 # less than EXACT_MIN_S remains; the strategy name then ends in ":no-search".
 # (docs/measurements.md has the figures.)
@@ -45,12 +47,14 @@ def assign(blocks: list[Block], strategy: str, time_limit: float, capacity: int 
     if strategy in HEURISTICS or bound > goal:
         return Assignment(strategy, HEURISTICS.get(strategy, best_fit)(blocks), bound)
     deadline = time.monotonic() + time_limit
+    share_end = deadline - (1 - HEURISTIC_SHARE) * time_limit
     best = None
     for name in AUTO_HEURISTICS:
-        if best is not None and (time.monotonic() > deadline - (1 - HEURISTIC_SHARE) * time_limit
-                                 or name == "layered" and len(blocks) > SKYLINE_MAX):
+        if best is not None and (time.monotonic() > share_end or name == "layered" and len(blocks) > SKYLINE_MAX):
             continue
-        offsets = HEURISTICS[name](blocks)
+        offsets = layered(blocks, share_end) if name == "layered" else HEURISTICS[name](blocks)
+        if offsets is None:
+            continue
         size = extent(blocks, offsets)
         if best is None or size < best[0]:
             best = (size, name, offsets)

@@ -35,8 +35,11 @@ class Work:
     left: float
 
 
-def layered(blocks: list[Block]) -> list[int]:
-    offsets = skyline(blocks)
+def layered(blocks: list[Block], deadline: float | None = None) -> list[int] | None:
+    """With a `deadline`, None if `skyline` makes no plan by then (see `skyline`)."""
+    offsets = skyline(blocks, deadline)
+    if offsets is None:
+        return None
     if extent(blocks, offsets) == lower_bound(blocks):
         return offsets
     return _plan(blocks, Work(WORK), offsets)

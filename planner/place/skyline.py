@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import heapq
+import time
 
 from .problem import Block, Sections, extent, lower_bound
 
@@ -18,7 +19,7 @@ SKYLINE_RULES = (
 )
 
 
-def skyline(blocks: list[Block]) -> list[int]:
+def skyline(blocks: list[Block], deadline: float | None = None) -> list[int] | None:
     """Bottom-left skyline placement, best of a few candidate orders (SKYLINE_RULES), run
     forward in time and then, unless a plan already meets the lower bound, backward
     (the same blocks with time reversed: a placement valid one way is valid the other,
@@ -26,24 +27,29 @@ def skyline(blocks: list[Block]) -> list[int]:
     block starting there whose sections are all at that floor (preferring one that fills
     the run of sections at that floor, or whose top comes flush with a neighbouring
     floor); if none fits, raise the section to its next neighbouring level and leave the
-    gap empty."""
+    gap empty. With a `deadline` (time.monotonic()), the passes stop once it passes, and
+    None means that not even the first was done by then: on jagged skylines (thousands
+    of blocks of unrelated sizes) the raises make a pass take seconds."""
     if not blocks:
         return []
     bound, end = lower_bound(blocks), max(b.last for b in blocks)
     best = None
     for timeline in (blocks, [Block(end - b.last, end - b.first, b.size) for b in blocks]):
         for rule in SKYLINE_RULES:
-            offsets = skyline_pass(timeline, rule)
+            offsets = skyline_pass(timeline, rule, deadline)
+            if offsets is None:
+                return None if best is None else best[1]
             size = extent(blocks, offsets)
             if best is None or size < best[0]:
                 best = (size, offsets)
-            if best[0] == bound:
+            if best[0] == bound or deadline is not None and time.monotonic() > deadline:
                 return best[1]
     return best[1]
 
 
-def skyline_pass(blocks: list[Block], rule) -> list[int]:
-    """One pass of the skyline placement with one candidate order."""
+def skyline_pass(blocks: list[Block], rule, deadline: float | None = None) -> list[int] | None:
+    """One pass of the skyline placement with one candidate order; None if `deadline`
+    passes first."""
     live = [i for i, b in enumerate(blocks) if b.size > 0]
     sections = Sections([blocks[i] for i in live])
     count = len(sections)
@@ -59,7 +65,11 @@ def skyline_pass(blocks: list[Block], rule) -> list[int]:
     heap = [(0, s) for s in range(count) if over[s]]
     offsets = [0] * len(blocks)
     run = _Run()
+    steps = 0
     while heap:
+        steps += 1
+        if deadline is not None and steps % 4096 == 0 and time.monotonic() > deadline:
+            return None
         m, s = heapq.heappop(heap)
         if floor[s] != m or not over[s]:
             continue                          # a stale entry
