@@ -26,9 +26,10 @@ from .search import Search, Timeout
 # it for the interpreter and import OR-Tools (0.4 s) for nothing. Then, of the time left:
 # the share of the Python search (with its oracle). Where layer splits follow, it gets less
 # (what it solves there it mostly solves in milliseconds) and they take STACK_SHARE of the
-# rest; they follow only where the component is mostly full at the bound. Deciding a
-# capacity elsewhere, it gets as little, and CP-SAT completes the canonical search's deepest
-# paths for COMPLETION_SHARE of the rest: each path cut back to each of PREFIXES of its
+# rest; they follow only where the component is mostly full at the bound. Elsewhere, after
+# the Python search when minimizing and at once when deciding a capacity (the completions
+# plan what it would, sooner), CP-SAT completes the canonical search's deepest paths for
+# COMPLETION_SHARE of the time left: each path cut back to each of PREFIXES of its
 # length in turn until CP-SAT does not refute it, each question for at most COMPLETION_LIMIT
 # seconds (a path the search cannot extend is often completed by placing some of the
 # buffers after it below its offset). CP-SAT alone takes the rest, as it still solves some
@@ -151,25 +152,25 @@ def _decide(comp: Component, plan: list[int], capacity: int, deadline: float) ->
 
 def _decide_beside(comp: Component, capacity: int, deadline: float,
                    background: canonical.Decision) -> tuple[list[int] | None, int]:
-    """The skyline search, then layer splits (or CP-SAT completing the canonical search's
-    deepest paths) and CP-SAT, until `background` answers: (plan or None, proven bound)."""
-    layered = comp.mostly_full(capacity)
+    """Where layer splits follow, the skyline search, then layer splits; elsewhere CP-SAT
+    completing the canonical search's deepest paths; then CP-SAT alone, until `background`
+    answers: (plan or None, proven bound)."""
     stop = background.answered
-    search = Search(comp, capacity, _share_end(SEARCH_SHARE_BRIEF, deadline), stop)
-    try:
-        return (search.offsets, comp.lower) if search.run() else (None, capacity + search.short)
-    except Timeout:
-        pass
-    if stop.is_set():
-        return None, comp.lower
-    from . import cpsat                     # OR-Tools takes 0.4 s to import: only for the searches that get here
-    from .stacking import stacked
-    if layered:
+    if comp.mostly_full(capacity):
+        search = Search(comp, capacity, _share_end(SEARCH_SHARE_BRIEF, deadline), stop)
+        try:
+            return (search.offsets, comp.lower) if search.run() else (None, capacity + search.short)
+        except Timeout:
+            pass
+        if stop.is_set():
+            return None, comp.lower
+        from .stacking import stacked       # OR-Tools takes 0.4 s to import: only for the searches that get here
         background.stop()                   # the layer splits race on every core
         found = stacked(comp, capacity, _share_end(STACK_SHARE, deadline))
     else:
         found = _completed(comp, _share_end(COMPLETION_SHARE, deadline), background, stop)
     if found is None and not stop.is_set():
+        from . import cpsat
         return cpsat.decide(comp, capacity, deadline, stop)
     return found, comp.lower
 
@@ -179,7 +180,6 @@ def _completed(comp: Component, deadline: float, background: canonical.Decision 
     """A plan that CP-SAT completes from the first placements of one of the canonical
     search's deepest paths, within the capacity that search decides (`background.asked`);
     None by `deadline` or once `until` is set."""
-    from .cpsat import Oracle
     asks = {}                               # a model for each capacity
     while time.monotonic() < deadline and not until.is_set():
         capacity = background.asked
@@ -188,6 +188,7 @@ def _completed(comp: Component, deadline: float, background: canonical.Decision 
             until.wait(0.01)
             continue
         if capacity not in asks:
+            from .cpsat import Oracle       # (not before: the search may have answered)
             asks[capacity] = Oracle(comp, capacity).ask
         for share in PREFIXES:
             answer = asks[capacity](path[:int(share * len(path))], deadline, COMPLETION_LIMIT)
