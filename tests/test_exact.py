@@ -118,7 +118,7 @@ def test_auto_gives_layered_half_the_time_and_goes_on_without_it(monkeypatch):
     blocks = cut(150, 2, 40, 4096)               # every heuristic misses it
     start = time.monotonic()
     strategy, offsets, bound = assign(blocks, "auto", 10)
-    assert deadlines and deadlines[0] <= start + 5.01
+    assert deadlines and deadlines[0] < start + 6          # half the limit, not all of it
     assert strategy == "auto:exact" and extent(blocks, offsets) == bound == 4096
 
 
