@@ -130,6 +130,8 @@ def main(argv=None) -> None:
     for inst in instances(args.quick, args.seeds):
         if args.only is not None and not inst.family.startswith(tuple(args.only)):
             continue
+        if not strategies and inst.capacity is None:
+            continue                        # only `auto --capacity` asked, and no capacity known
         row = rows.setdefault(inst.family, {s: [] for s in strategies + [FIT]})
         for strategy in strategies:
             row[strategy].append(run(inst, strategy, time_limit))
