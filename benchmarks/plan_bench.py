@@ -24,6 +24,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.families import ALIGN, README, aligned, cut, dense, production, spread, table  # noqa: E402
+from planner.calls import with_tile  # noqa: E402
 from planner.lifetimes import bind  # noqa: E402
 from planner.errors import CapacityMissed  # noqa: E402
 from planner.models import PRESETS  # noqa: E402
@@ -73,7 +74,7 @@ def run(inst: Instance, strategy: str, time_limit: float):
     start = time.perf_counter()
     if inst.schedule:
         preset, n = inst.schedule
-        plan = plan_lifetimes(bind(load("schedules/llama.yaml"), {**PRESETS[preset], "n": n}, "f16"),
+        plan = plan_lifetimes(bind(load("schedules/llama.yaml"), with_tile({**PRESETS[preset], "n": n}), "f16"),
                               strategy, time_limit)
     else:
         buffers = [Buffer(f"b{i}", "b", f, l, s, None) for i, (f, l, s) in enumerate(inst.blocks)]

@@ -15,6 +15,10 @@ from .errors import ArenaError, CapacityMissed
 from .lifetimes import Lifetimes
 from .place import CHOICES, HEURISTICS, Block, assign, extent, lower_bound
 
+# The compiled placers and CP-SAT compute offsets in 64-bit integers: the device buffers may
+# add up to this many bytes at most, so that no offset or sum of sizes overflows.
+MAX_BYTES = 2 ** 62
+
 
 @dataclass
 class Buffer:
@@ -76,6 +80,7 @@ def place(buffers: list[Buffer], strategy: str, align: int, steps: list[str], ti
     if strategy not in CHOICES:
         raise ArenaError(f"--strategy: unknown strategy '{strategy}' (choose from {', '.join(CHOICES)})")
     device = [k for k, b in enumerate(buffers) if b.memory == "device"]
+    _check_total(buffers, device)
     transient = [k for k in device if not buffers[k].persistent]
     offsets: dict[int, int] = {}               # index into buffers -> offset
     base = 0
@@ -98,6 +103,14 @@ def place(buffers: list[Buffer], strategy: str, align: int, steps: list[str], ti
     return Plan(total, lower, align, assignment.strategy, steps, placed, optimal=total == bound, bound=bound,
                 no_reuse=sum(b.size for b in blocks),
                 host_bytes=sum(b.size for b in buffers if b.memory == "host"))
+
+
+def _check_total(buffers: list[Buffer], device: list[int]) -> None:
+    total = sum(buffers[k].size for k in device)
+    if total > MAX_BYTES:
+        largest = buffers[max(device, key=lambda k: buffers[k].size)]
+        raise ArenaError(f"the device buffers add up to {total:,} bytes (the largest, '{largest.name}', "
+                         f"{largest.size:,}); at most 2^62 = {MAX_BYTES:,} bytes are planned")
 
 
 def _block(b: Buffer) -> Block:

@@ -53,6 +53,10 @@ CASES = [
     ("t.yaml", edit("  - s0: {a: +w}\n  - s1: {a: rx}\n", "  - repeat: 1000000000\n    steps:\n      - s0: {a: +wx}\n"),
      ["plan", "t.yaml"], "unrolls to 1,000,000,000 steps (repeat 1000000000 = 1,000,000,000 at line 7)"),
     ("t.yaml", TABLE, ["plan", "llama", "--set", "nlayers=1000000000"], "at most 1,000,000 are planned"),
+    # more bytes than 64-bit offsets hold: a search would overflow
+    ("t.csv", "id,lower,upper,size\nb1,0,3,4\nb2,1,4,10000000000000000000\n", ["plan", "--csv", "t.csv"],
+     "the device buffers add up to 10,000,000,000,000,000,004 bytes (the largest, 'b2',"),
+    ("t.yaml", TABLE, ["plan", "llama", "--set", "d=999999999999999999"], "at most 2^62 = 4,611,686,018,427,387,904 bytes"),
     # what YAML accepts but a table never means
     ("t.yaml", edit("d: width}", "d: width, n: again}"), ["plan", "t.yaml"], "t.yaml:2: key 'n' appears twice"),
     ("t.yaml", edit("a: Ta[n, d]", "a: {shape: 'Ta[n, d]', persistant: true}"), ["plan", "t.yaml"],

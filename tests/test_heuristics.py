@@ -8,6 +8,8 @@ from planner.place.heuristics import best_fit, greedy_size, naive
 from planner.place.layered import layered
 from planner.place.skyline import SKYLINE_RULES, skyline, skyline_pass
 
+import skyline_reference
+from benchmarks.families import aligned, cut, production, table
 from instances import names
 
 # Forward in time every skyline order leaves a gap (arena 14); backward one order tiles
@@ -17,7 +19,7 @@ BACKWARD_WINS = [Block(2, 4, 3), Block(4, 6, 4), Block(1, 4, 6), Block(5, 8, 4),
 
 def test_skyline_runs_backward_in_time_when_forward_misses_the_bound():
     assert lower_bound(BACKWARD_WINS) == 13
-    assert min(extent(BACKWARD_WINS, skyline_pass(BACKWARD_WINS, rule)) for rule in SKYLINE_RULES) == 14
+    assert min(extent(BACKWARD_WINS, skyline_pass(BACKWARD_WINS, rule)) for rule in range(len(SKYLINE_RULES))) == 14
     offsets = skyline(BACKWARD_WINS)
     check(names(BACKWARD_WINS), BACKWARD_WINS, offsets, 13, 1)
 
@@ -55,11 +57,30 @@ def _jagged(n: int, seed: int) -> list[Block]:
 
 def test_skyline_stops_its_passes_at_a_deadline():
     blocks = _jagged(300, 0)
-    first = skyline_pass(blocks, SKYLINE_RULES[0])
+    first = skyline_pass(blocks, 0)
     assert extent(blocks, skyline(blocks)) < extent(blocks, first)     # the other passes do better here
     assert skyline(blocks, deadline=time.monotonic() + 60) == skyline(blocks)
-    assert skyline(BACKWARD_WINS, deadline=time.monotonic() - 1) == skyline_pass(BACKWARD_WINS, SKYLINE_RULES[0])
+    assert skyline(BACKWARD_WINS, deadline=time.monotonic() - 1) == skyline_pass(BACKWARD_WINS, 0)
     # a pass still running at the deadline is dropped: none done, no plan
-    assert skyline_pass(blocks, SKYLINE_RULES[0], deadline=time.monotonic() - 1) is None
+    assert skyline_pass(blocks, 0, deadline=time.monotonic() - 1) is None
     assert skyline(blocks, deadline=time.monotonic() - 1) is None
     assert layered(blocks, deadline=time.monotonic() - 1) is None
+
+
+def _small(seed: int) -> list[Block]:
+    """A few blocks over a short span: sizes that repeat, zero sizes, blocks of one step."""
+    rng = random.Random(seed)
+    blocks = []
+    for _ in range(rng.randint(1, 40)):
+        first = rng.randrange(20)
+        blocks.append(Block(first, first + rng.randrange(8), rng.choice([0, 1, 2, 3, 8, rng.randrange(1, 100)])))
+    return blocks
+
+
+def test_the_compiled_skyline_pass_plans_as_the_python_one_did():
+    instances = ([_small(seed) for seed in range(200)] + [_jagged(400, seed) for seed in range(3)]
+                 + [production(150, seed, slack)[0] for seed in range(3) for slack in (0, 0.06)]
+                 + [aligned(cut(150, seed, 37, 4096)) for seed in range(3)] + [table(2000, 0)])
+    for blocks in instances:
+        for rule, key in enumerate(skyline_reference.SKYLINE_RULES):
+            assert skyline_pass(blocks, rule) == skyline_reference.skyline_pass(blocks, key), (blocks, rule)

@@ -16,16 +16,14 @@ HEURISTICS = {"naive": naive, "greedy-size": greedy_size, "best-fit": best_fit, 
 CHOICES = ["auto", *HEURISTICS, "exact"]
 
 # The time budget of `auto` and `exact`, all in one place. The heuristics run cheapest
-# first (AUTO_HEURISTICS); `layered` (which starts with `skyline`) is skipped above
-# SKYLINE_MAX blocks, where skyline's raises take longer than a plan is worth, and any
-# heuristic once HEURISTIC_SHARE of the time limit is spent; `skyline`'s passes stop
-# there too, and `layered` is dropped if not even one is done (a jagged skyline of a few
-# thousand blocks can take seconds a pass). The exact search is skipped
+# first (AUTO_HEURISTICS; on 10^5 blocks greedy-size's conflict lists take 6 s, `layered`
+# one pass of `skyline` in under one), any of them skipped once HEURISTIC_SHARE of the
+# time limit is spent; `skyline`'s passes stop there too, and `layered` is dropped if not
+# even one is done. The exact search is skipped
 # above EXACT_MAX blocks (building its CP-SAT model alone overruns a 10 s limit) or when
 # less than EXACT_MIN_S remains; the strategy name then ends in ":no-search".
 # (docs/measurements.md has the figures.)
-AUTO_HEURISTICS = ("best-fit", "greedy-size", "layered")
-SKYLINE_MAX = 10_000
+AUTO_HEURISTICS = ("best-fit", "layered", "greedy-size")
 HEURISTIC_SHARE = 0.5
 EXACT_MAX = 20_000
 EXACT_MIN_S = 0.5
@@ -50,7 +48,7 @@ def assign(blocks: list[Block], strategy: str, time_limit: float, capacity: int 
     share_end = deadline - (1 - HEURISTIC_SHARE) * time_limit
     best = None
     for name in AUTO_HEURISTICS:
-        if best is not None and (time.monotonic() > share_end or name == "layered" and len(blocks) > SKYLINE_MAX):
+        if best is not None and time.monotonic() > share_end:
             continue
         offsets = layered(blocks, share_end) if name == "layered" else HEURISTICS[name](blocks)
         if offsets is None:

@@ -1,0 +1,263 @@
+/* One pass of the skyline heuristic, compiled (skyline.py says what the heuristic does and why).
+ *
+ * Blocks cover sections [lo[k], hi[k]); each section has a floor, the top of what is placed over
+ * it. The lowest floor, leftmost, is taken from a heap of (floor, section) entries, stale ones
+ * skipped. There a block is placed that starts at the section and whose sections are all at that
+ * floor (the run of sections at the floor), the best by the pass's candidate order (`rule`, ties
+ * to the first in the caller's order); if none fits, the section is raised to its next
+ * neighbouring level and the gap is left empty.
+ *
+ * Compiled because the raises are many where the skyline is jagged: thousands of blocks of
+ * unrelated sizes, or 10^5 blocks of a long program, take hundreds of thousands of raises a pass
+ * (seconds to a minute a pass in Python, the same plans: docs/measurements.md).
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+typedef __int128 wide;                     /* size x length overflows 64 bits on huge inputs */
+typedef struct { int64_t level; int section; } Entry;
+enum { RULES = 4, KEYS = 4, CLOCK_EVERY = 4096 };
+
+typedef struct {
+    int n, count;
+    const int64_t *size;
+    const int *lo, *hi;
+    int *start_at, *start_len, *start;     /* per section: the unplaced blocks starting there, in order */
+    int *over;                             /* per section: the unplaced blocks over it */
+    int64_t *floor, *offsets;
+    Entry *heap;
+    long heap_len, heap_cap;
+    int run_valid, run_end;                /* the run of sections at the lowest level, as in _Run */
+    int64_t run_level;
+} Pass;
+
+static double now(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);    /* the clock of Python's time.monotonic() */
+    return t.tv_sec + 1e-9 * t.tv_nsec;
+}
+
+static int before(Entry a, Entry b) { return a.level < b.level || (a.level == b.level && a.section < b.section); }
+
+static int push(Pass *P, int64_t level, int section) {
+    if (P->heap_len == P->heap_cap) {
+        long cap = 2 * P->heap_cap + 16;
+        Entry *grown = realloc(P->heap, sizeof(Entry) * cap);
+        if (!grown) return 0;
+        P->heap = grown;
+        P->heap_cap = cap;
+    }
+    Entry e = {level, section};
+    long i = P->heap_len++;
+    while (i > 0 && before(e, P->heap[(i - 1) / 2])) {
+        P->heap[i] = P->heap[(i - 1) / 2];
+        i = (i - 1) / 2;
+    }
+    P->heap[i] = e;
+    return 1;
+}
+
+static Entry pop(Pass *P) {
+    Entry top = P->heap[0], last = P->heap[--P->heap_len];
+    long i = 0, n = P->heap_len;
+    for (;;) {
+        long c = 2 * i + 1;
+        if (c >= n) break;
+        if (c + 1 < n && before(P->heap[c + 1], P->heap[c])) c++;
+        if (!before(P->heap[c], last)) break;
+        P->heap[i] = P->heap[c];
+        i = c;
+    }
+    if (n) P->heap[i] = last;
+    return top;
+}
+
+/* One past the last section of the run at level m that holds section s. Sections at the lowest
+ * level are visited left to right and a visit changes only sections from s on, so the end found
+ * from an earlier section of the run still holds: each run is scanned once. */
+static int run_end_at(Pass *P, int s, int64_t m) {
+    if (!P->run_valid || P->run_level != m || P->run_end <= s) {
+        int t = s + 1;
+        while (t < P->count && P->floor[t] == m) t++;
+        P->run_valid = 1;
+        P->run_level = m;
+        P->run_end = t;
+    }
+    return P->run_end;
+}
+
+/* The candidate order's key of a block that fits (skyline.py's SKYLINE_RULES), smaller first. */
+static void key_of(int rule, int flush, int fills, int64_t length, int64_t size, wide key[KEYS]) {
+    wide area = (wide)size * length;
+    wide keys[RULES][KEYS] = {
+        {-flush, -area, 0, 0},
+        {-fills, -flush, -size, -length},
+        {-flush - fills, -area, 0, 0},
+        {-fills, -length, -size, 0},
+    };
+    memcpy(key, keys[rule], sizeof keys[rule]);
+}
+
+static int less_key(const wide a[KEYS], const wide b[KEYS]) {
+    for (int i = 0; i < KEYS; i++)
+        if (a[i] != b[i]) return a[i] < b[i];
+    return 0;
+}
+
+/* Where section s goes when nothing fits at floor m there: the lower of its left neighbour and the
+ * first level right of its run at m (above m); else (no block from the left crosses s: each one left
+ * starts here and reaches higher) the lowest of their highest floors. -1 if s has no such block. */
+static int64_t next_level(Pass *P, int s, int64_t m, int run_end) {
+    int64_t best = -1;
+    if (s > 0 && P->floor[s - 1] > m) best = P->floor[s - 1];
+    if (run_end < P->count && P->over[run_end] && P->floor[run_end] > m && (best < 0 || P->floor[run_end] < best))
+        best = P->floor[run_end];
+    if (best >= 0) return best;
+    for (int j = 0; j < P->start_len[s]; j++) {
+        int k = P->start[P->start_at[s] + j];
+        int64_t high = 0;
+        for (int t = s; t < P->hi[k]; t++)
+            if (P->floor[t] > high) high = P->floor[t];
+        if (best < 0 || high < best) best = high;
+    }
+    return best;
+}
+
+static void take(Pass *P, int s, int j) {
+    int *list = P->start + P->start_at[s];
+    memmove(list + j, list + j + 1, sizeof(int) * (P->start_len[s] - j - 1));
+    P->start_len[s]--;
+}
+
+enum { DONE = 1, LATE = 0, NO_MEMORY = -1, STUCK = -2 };
+
+/* DONE, LATE (the deadline passed), NO_MEMORY, or STUCK: a section with no level to rise to (a bug) */
+static int run(Pass *P, int rule, double deadline) {
+    for (int s = 0; s < P->count; s++)
+        if (P->over[s] && !push(P, 0, s)) return NO_MEMORY;
+    long steps = 0;
+    while (P->heap_len) {
+        if (++steps % CLOCK_EVERY == 0 && deadline >= 0 && now() > deadline) return LATE;
+        Entry e = pop(P);
+        int s = e.section;
+        int64_t m = e.level;
+        if (P->floor[s] != m || !P->over[s]) continue;        /* a stale entry */
+        int run_end = run_end_at(P, s, m);
+        int best = -1;
+        wide best_key[KEYS], key[KEYS];
+        for (int j = 0; j < P->start_len[s]; j++) {
+            int k = P->start[P->start_at[s] + j], end = P->hi[k];
+            if (end > run_end) continue;                        /* some section under it is higher */
+            int64_t top = m + P->size[k];
+            int flush = (s > 0 && top == P->floor[s - 1]) + (end < P->count && top == P->floor[end]);
+            key_of(rule, flush, end == run_end, end - s, P->size[k], key);
+            if (best < 0 || less_key(key, best_key)) {
+                best = j;
+                memcpy(best_key, key, sizeof key);
+            }
+        }
+        if (best >= 0) {
+            int k = P->start[P->start_at[s] + best];
+            take(P, s, best);
+            int64_t top = m + P->size[k];
+            P->offsets[k] = m;
+            for (int t = s; t < P->hi[k]; t++) {
+                P->floor[t] = top;
+                P->over[t]--;
+                if (!push(P, top, t)) return NO_MEMORY;
+            }
+        } else {
+            int64_t level = next_level(P, s, m, run_end);
+            if (level < 0) return STUCK;
+            P->floor[s] = level;
+            if (!push(P, level, s)) return NO_MEMORY;
+        }
+    }
+    return DONE;
+}
+
+static int read_array(PyObject *obj, Py_buffer *view, Py_ssize_t n, Py_ssize_t itemsize, const char *what) {
+    if (PyObject_GetBuffer(obj, view, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0) return 0;
+    if (view->itemsize != itemsize || view->len != n * itemsize) {
+        PyErr_Format(PyExc_ValueError, "%s: expected %zd items of %zd bytes", what, n, itemsize);
+        PyBuffer_Release(view);
+        return 0;
+    }
+    return 1;
+}
+
+/* skyline_pass(size, lo, hi, count, rule, deadline) -> offsets, or None if time.monotonic() passed
+ * `deadline` first (a negative deadline: none). size: array('q'); lo, hi: array('i') of sections
+ * [lo, hi) within `count`, every size positive. */
+static PyObject *py_skyline_pass(PyObject *self, PyObject *args) {
+    PyObject *size_obj, *lo_obj, *hi_obj;
+    int count, rule;
+    double deadline;
+    if (!PyArg_ParseTuple(args, "OOOiid", &size_obj, &lo_obj, &hi_obj, &count, &rule, &deadline)) return NULL;
+    if (rule < 0 || rule >= RULES) return PyErr_Format(PyExc_ValueError, "rule: 0 to %d", RULES - 1);
+    Py_buffer size_view, lo_view, hi_view;
+    Py_ssize_t n = PyObject_Length(size_obj);
+    if (n < 0 || !read_array(size_obj, &size_view, n, sizeof(int64_t), "size")) return NULL;
+    if (!read_array(lo_obj, &lo_view, n, sizeof(int), "lo")) { PyBuffer_Release(&size_view); return NULL; }
+    if (!read_array(hi_obj, &hi_view, n, sizeof(int), "hi")) {
+        PyBuffer_Release(&size_view); PyBuffer_Release(&lo_view); return NULL;
+    }
+    Pass P;
+    memset(&P, 0, sizeof P);
+    P.n = (int)n; P.count = count;
+    P.size = size_view.buf; P.lo = lo_view.buf; P.hi = hi_view.buf;
+    int ok = 1;
+    for (int k = 0; k < P.n && ok; k++)
+        if (P.lo[k] < 0 || P.hi[k] > count || P.lo[k] >= P.hi[k] || P.size[k] <= 0) {
+            PyErr_Format(PyExc_ValueError, "block %d: sections [%d, %d) of %d, size %lld", k, P.lo[k], P.hi[k],
+                         count, (long long)P.size[k]);
+            ok = 0;
+        }
+    int status = NO_MEMORY;
+    if (ok) {
+        P.start_at = calloc(count + 1, sizeof(int));
+        P.start_len = calloc(count + 1, sizeof(int));
+        P.start = malloc(sizeof(int) * (n + 1));
+        P.over = calloc(count + 1, sizeof(int));
+        P.floor = calloc(count + 1, sizeof(int64_t));
+        P.offsets = calloc(n + 1, sizeof(int64_t));
+        if (P.start_at && P.start_len && P.start && P.over && P.floor && P.offsets) {
+            for (int k = 0; k < P.n; k++) {
+                P.start_at[P.lo[k] + 1]++;
+                for (int t = P.lo[k]; t < P.hi[k]; t++) P.over[t]++;
+            }
+            for (int s = 0; s < count; s++) P.start_at[s + 1] += P.start_at[s];
+            for (int k = 0; k < P.n; k++) P.start[P.start_at[P.lo[k]] + P.start_len[P.lo[k]]++] = k;
+            Py_BEGIN_ALLOW_THREADS
+            status = run(&P, rule, deadline);
+            Py_END_ALLOW_THREADS
+        }
+    }
+    PyObject *result = NULL;
+    if (status == DONE) {
+        result = PyList_New(n);
+        for (Py_ssize_t k = 0; result && k < n; k++) PyList_SET_ITEM(result, k, PyLong_FromLongLong(P.offsets[k]));
+    } else if (status == LATE) {
+        result = Py_NewRef(Py_None);
+    } else if (status == STUCK) {
+        PyErr_SetString(PyExc_RuntimeError, "skyline: a section with no level to rise to");
+    } else if (ok) {
+        PyErr_NoMemory();
+    }
+    free(P.start_at); free(P.start_len); free(P.start); free(P.over); free(P.floor); free(P.offsets); free(P.heap);
+    PyBuffer_Release(&size_view); PyBuffer_Release(&lo_view); PyBuffer_Release(&hi_view);
+    return result;
+}
+
+static PyMethodDef methods[] = {
+    {"skyline_pass", py_skyline_pass, METH_VARARGS, "One skyline pass: offsets, or None past the deadline."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_skyline", NULL, -1, methods};
+
+PyMODINIT_FUNC PyInit__skyline(void) { return PyModule_Create(&module); }
