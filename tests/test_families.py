@@ -46,3 +46,11 @@ def test_the_known_plan_has_no_cut_across_bytes_or_time():
         base = min(offsets[k] for k in rest)
         crossed = {y for k in rest for y in range(offsets[k] + KIB, offsets[k] + blocks[k].size, KIB)}
         assert crossed == set(range(base + KIB, capacity, KIB))
+
+
+def test_the_benchmark_plans_the_llama_schedules_at_their_lower_bound(capsys):
+    """plan_bench's rows that need the schedule bound as a session binds it (its key tile)."""
+    from benchmarks.plan_bench import main
+    main(["--quick", "--only", "llama", "--strategies", "auto"])
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| llama")]
+    assert len(rows) == 8 and all("| 1.000 · 1/1 ·" in line for line in rows), rows
