@@ -11,17 +11,17 @@ from instances import block, brute_force, cut, names
 
 def test_layered_plans_cut_rectangles_skyline_leaves_slivers_in():
     """Each rectangle is filled exactly (the optimum is 4096). On those of the first twelve
-    that `skyline` misses, `layered` is never worse, reaches the optimum on most, and comes
-    within 2% on the rest."""
+    that `skyline`'s plain passes miss, `layered` is never worse, reaches the optimum on
+    most, and comes within 2% on the rest."""
     missed = at_optimum = 0
     for seed in range(12):
         blocks = cut(300, seed, 60, 4096)
-        if extent(blocks, skyline(blocks)) == 4096:
+        if extent(blocks, skyline(blocks, work=0)) == 4096:
             continue
         missed += 1
         offsets = layered(blocks)
         check(names(blocks), blocks, offsets, extent(blocks, offsets), 1)
-        assert extent(blocks, offsets) <= min(4096 * 1.02, extent(blocks, skyline(blocks)))
+        assert extent(blocks, offsets) <= min(4096 * 1.02, extent(blocks, skyline(blocks, work=0)))
         at_optimum += extent(blocks, offsets) == 4096
     assert missed >= 6 and at_optimum >= missed - 1
 

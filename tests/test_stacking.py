@@ -20,7 +20,7 @@ from instances import ABOVE_BOUND, block, brute_force, cut, names
 def test_layer_splits_plan_cut_rectangles_skyline_misses():
     for seed in (1, 9):
         blocks = cut(400, seed, 100, 4096)
-        assert len(components(blocks)) == 1 and extent(blocks, skyline(blocks)) > 4096
+        assert len(components(blocks)) == 1 and extent(blocks, skyline(blocks, work=0)) > 4096
         offsets = Stacking().plan(blocks, 4096, time.monotonic() + 30)
         check(names(blocks), blocks, offsets, 4096, 1)
 

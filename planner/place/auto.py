@@ -50,7 +50,7 @@ def assign(blocks: list[Block], strategy: str, time_limit: float, capacity: int 
     for name in AUTO_HEURISTICS:
         if best is not None and time.monotonic() > share_end:
             continue
-        offsets = layered(blocks, share_end) if name == "layered" else HEURISTICS[name](blocks)
+        offsets = layered(blocks, share_end, goal) if name == "layered" else HEURISTICS[name](blocks)
         if offsets is None:
             continue
         size = extent(blocks, offsets)

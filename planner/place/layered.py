@@ -35,12 +35,13 @@ class Work:
     left: float
 
 
-def layered(blocks: list[Block], deadline: float | None = None) -> list[int] | None:
-    """With a `deadline`, None if `skyline` makes no plan by then (see `skyline`)."""
-    offsets = skyline(blocks, deadline)
+def layered(blocks: list[Block], deadline: float | None = None, goal: int | None = None) -> list[int] | None:
+    """With a `deadline`, None if `skyline` makes no plan by then (see `skyline`). A plan
+    of `skyline` within `goal` (default: the lower bound) is taken as it is."""
+    offsets = skyline(blocks, deadline, goal)
     if offsets is None:
         return None
-    if extent(blocks, offsets) == lower_bound(blocks):
+    if extent(blocks, offsets) <= (lower_bound(blocks) if goal is None else goal):
         return offsets
     return _plan(blocks, Work(WORK), offsets)
 
@@ -55,7 +56,7 @@ def _plan(blocks: list[Block], work: Work, start: list[int] | None = None) -> li
             low = min(start[i] for i in comp.blocks)    # skyline may float a component
             plan = [start[i] - low for i in comp.blocks]
         else:
-            plan = skyline(own) if len(own) <= SKYLINE_PIECES else None
+            plan = skyline(own, work=0) if len(own) <= SKYLINE_PIECES else None
         for i, o in zip(comp.blocks, _better(comp, own, plan, work)):
             offsets[i] = o
     return offsets
@@ -68,7 +69,7 @@ def _better(comp: Component, blocks: list[Block], plan: list[int] | None, work: 
         return plan
     stacked = _split(comp, blocks, work)
     if stacked is None:
-        return plan if plan is not None else skyline(blocks)
+        return plan if plan is not None else skyline(blocks, work=0)
     return stacked if plan is None or extent(blocks, stacked) < extent(blocks, plan) else plan
 
 

@@ -1,4 +1,4 @@
-/* One pass of the skyline heuristic, compiled (skyline.py says what the heuristic does and why).
+/* The skyline heuristic's passes, compiled (skyline.py says what the heuristic does and why).
  *
  * Blocks cover sections [lo[k], hi[k]); each section has a floor, the top of what is placed over
  * it. The lowest floor, leftmost, is taken from a heap of (floor, section) entries, stale ones
@@ -6,6 +6,12 @@
  * floor (the run of sections at the floor), the best by the pass's candidate order (`rule`, ties
  * to the first in the caller's order); if none fits, the section is raised to its next
  * neighbouring level and the gap is left empty.
+ *
+ * Reweighed passes (`reweighed`): the candidate order compares each block's weight where it
+ * compared its size. From the best plain pass, each further pass redraws the weight of a tenth of
+ * the blocks at random, between 0 and twice the block's size, and now and then takes another
+ * order; a pass whose arena is no higher than the best so far becomes the one the next redraws
+ * from. A step of local search over candidate orders, made cheap by the compiled pass.
  *
  * Compiled because the raises are many where the skyline is jagged: thousands of blocks of
  * unrelated sizes, or 10^5 blocks of a long program, take hundreds of thousands of raises a pass
@@ -21,14 +27,20 @@
 typedef __int128 wide;                     /* size x length overflows 64 bits on huge inputs */
 typedef struct { int64_t level; int section; } Entry;
 enum { RULES = 4, KEYS = 4, CLOCK_EVERY = 4096 };
+/* A reweighed pass redraws REDRAW_PER_MILLE of the weights, and takes another order at
+ * OTHER_RULE_PER_MILLE of the passes (docs/measurements.md). */
+enum { REDRAW_PER_MILLE = 100, OTHER_RULE_PER_MILLE = 200 };
 
 typedef struct {
     int n, count;
     const int64_t *size;
     const int *lo, *hi;
+    const int64_t *weight;                 /* what the candidate order compares: the sizes, or redrawn */
     int *start_at, *start_len, *start;     /* per section: the unplaced blocks starting there, in order */
+    int *first_start, *first_over;         /* start and over before a pass */
     int *over;                             /* per section: the unplaced blocks over it */
     int64_t *floor, *offsets;
+    long steps;                            /* heap entries taken, over all passes: the work done */
     Entry *heap;
     long heap_len, heap_cap;
     int run_valid, run_end;                /* the run of sections at the lowest level, as in _Run */
@@ -135,13 +147,19 @@ static void take(Pass *P, int s, int j) {
 
 enum { DONE = 1, LATE = 0, NO_MEMORY = -1, STUCK = -2 };
 
-/* DONE, LATE (the deadline passed), NO_MEMORY, or STUCK: a section with no level to rise to (a bug) */
+/* One pass. DONE, LATE (the deadline passed), NO_MEMORY, or STUCK: a section with no level to rise to
+ * (a bug) */
 static int run(Pass *P, int rule, double deadline) {
+    memcpy(P->start, P->first_start, sizeof(int) * P->n);
+    memcpy(P->over, P->first_over, sizeof(int) * P->count);
+    memset(P->floor, 0, sizeof(int64_t) * P->count);
+    for (int s = 0; s < P->count; s++) P->start_len[s] = P->start_at[s + 1] - P->start_at[s];
+    P->heap_len = 0;
+    P->run_valid = 0;
     for (int s = 0; s < P->count; s++)
         if (P->over[s] && !push(P, 0, s)) return NO_MEMORY;
-    long steps = 0;
     while (P->heap_len) {
-        if (++steps % CLOCK_EVERY == 0 && deadline >= 0 && now() > deadline) return LATE;
+        if (++P->steps % CLOCK_EVERY == 0 && deadline >= 0 && now() > deadline) return LATE;
         Entry e = pop(P);
         int s = e.section;
         int64_t m = e.level;
@@ -154,7 +172,7 @@ static int run(Pass *P, int rule, double deadline) {
             if (end > run_end) continue;                        /* some section under it is higher */
             int64_t top = m + P->size[k];
             int flush = (s > 0 && top == P->floor[s - 1]) + (end < P->count && top == P->floor[end]);
-            key_of(rule, flush, end == run_end, end - s, P->size[k], key);
+            key_of(rule, flush, end == run_end, end - s, P->weight[k], key);
             if (best < 0 || less_key(key, best_key)) {
                 best = j;
                 memcpy(best_key, key, sizeof key);
@@ -180,6 +198,58 @@ static int run(Pass *P, int rule, double deadline) {
     return DONE;
 }
 
+/* The blocks' extent under the offsets of the last pass. */
+static int64_t extent(const Pass *P) {
+    int64_t top = 0;
+    for (int k = 0; k < P->n; k++)
+        if (P->offsets[k] + P->size[k] > top) top = P->offsets[k] + P->size[k];
+    return top;
+}
+
+static uint64_t splitmix(uint64_t *state) {
+    uint64_t z = (*state += 0x9e3779b97f4a7c15ULL);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+
+/* Reweighed passes from the plain pass of `rule` (see the header) until one's arena is at most
+ * `goal`, `work` heap steps are spent or the deadline passes; the best plan's offsets stay in
+ * `best`. The random draws are seeded by the count of blocks: the same blocks, the same plan
+ * (unless the deadline stops it). */
+static int reweigh(Pass *P, int rule, int64_t goal, long work, double deadline, int64_t *best) {
+    int64_t *weight = malloc(sizeof(int64_t) * (P->n + 1)), *trial = malloc(sizeof(int64_t) * (P->n + 1));
+    if (!weight || !trial) { free(weight); free(trial); return NO_MEMORY; }
+    memcpy(weight, P->size, sizeof(int64_t) * P->n);
+    P->weight = weight;
+    int status = run(P, rule, deadline);
+    if (status != DONE) { free(weight); free(trial); return status; }
+    int64_t best_extent = extent(P);
+    memcpy(best, P->offsets, sizeof(int64_t) * P->n);
+    uint64_t rng = (uint64_t)P->n;
+    while (status == DONE && best_extent > goal && P->steps < work) {
+        memcpy(trial, weight, sizeof(int64_t) * P->n);
+        for (int k = 0; k < P->n; k++)
+            if (splitmix(&rng) % 1000 < REDRAW_PER_MILLE) {
+                double u = (splitmix(&rng) >> 11) * 0x1.0p-53;
+                trial[k] = (int64_t)(2 * u * (double)P->size[k]);
+                if (trial[k] < 1) trial[k] = 1;
+            }
+        int trial_rule = splitmix(&rng) % 1000 < OTHER_RULE_PER_MILLE ? (int)(splitmix(&rng) % RULES) : rule;
+        P->weight = trial;
+        status = run(P, trial_rule, deadline);
+        if (status == DONE && extent(P) <= best_extent) {
+            best_extent = extent(P);
+            memcpy(best, P->offsets, sizeof(int64_t) * P->n);
+            memcpy(weight, trial, sizeof(int64_t) * P->n);
+            rule = trial_rule;
+        }
+    }
+    free(weight);
+    free(trial);
+    return status == LATE ? DONE : status;      /* past the deadline, the best plan so far */
+}
+
 static int read_array(PyObject *obj, Py_buffer *view, Py_ssize_t n, Py_ssize_t itemsize, const char *what) {
     if (PyObject_GetBuffer(obj, view, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0) return 0;
     if (view->itemsize != itemsize || view->len != n * itemsize) {
@@ -190,14 +260,18 @@ static int read_array(PyObject *obj, Py_buffer *view, Py_ssize_t n, Py_ssize_t i
     return 1;
 }
 
-/* skyline_pass(size, lo, hi, count, rule, deadline) -> offsets, or None if time.monotonic() passed
- * `deadline` first (a negative deadline: none). size: array('q'); lo, hi: array('i') of sections
- * [lo, hi) within `count`, every size positive. */
-static PyObject *py_skyline_pass(PyObject *self, PyObject *args) {
+/* The passes of `rule` over size, lo, hi (array('q'), array('i'), array('i'): sections [lo, hi)
+ * within `count`, every size positive): plain when `work` is 0, else reweighed (see reweigh).
+ * Offsets, or None if time.monotonic() passed `deadline` (negative: none) in the plain pass. */
+static PyObject *passes(PyObject *args, int reweighed) {
     PyObject *size_obj, *lo_obj, *hi_obj;
     int count, rule;
+    long long goal = 0, work = 0;
     double deadline;
-    if (!PyArg_ParseTuple(args, "OOOiid", &size_obj, &lo_obj, &hi_obj, &count, &rule, &deadline)) return NULL;
+    int parsed = reweighed ? PyArg_ParseTuple(args, "OOOiiLLd", &size_obj, &lo_obj, &hi_obj, &count, &rule, &goal,
+                                              &work, &deadline)
+                           : PyArg_ParseTuple(args, "OOOiid", &size_obj, &lo_obj, &hi_obj, &count, &rule, &deadline);
+    if (!parsed) return NULL;
     if (rule < 0 || rule >= RULES) return PyErr_Format(PyExc_ValueError, "rule: 0 to %d", RULES - 1);
     Py_buffer size_view, lo_view, hi_view;
     Py_ssize_t n = PyObject_Length(size_obj);
@@ -209,7 +283,7 @@ static PyObject *py_skyline_pass(PyObject *self, PyObject *args) {
     Pass P;
     memset(&P, 0, sizeof P);
     P.n = (int)n; P.count = count;
-    P.size = size_view.buf; P.lo = lo_view.buf; P.hi = hi_view.buf;
+    P.size = size_view.buf; P.lo = lo_view.buf; P.hi = hi_view.buf; P.weight = P.size;
     int ok = 1;
     for (int k = 0; k < P.n && ok; k++)
         if (P.lo[k] < 0 || P.hi[k] > count || P.lo[k] >= P.hi[k] || P.size[k] <= 0) {
@@ -218,29 +292,39 @@ static PyObject *py_skyline_pass(PyObject *self, PyObject *args) {
             ok = 0;
         }
     int status = NO_MEMORY;
+    int64_t *best = NULL;
     if (ok) {
         P.start_at = calloc(count + 1, sizeof(int));
         P.start_len = calloc(count + 1, sizeof(int));
         P.start = malloc(sizeof(int) * (n + 1));
+        P.first_start = malloc(sizeof(int) * (n + 1));
         P.over = calloc(count + 1, sizeof(int));
+        P.first_over = calloc(count + 1, sizeof(int));
         P.floor = calloc(count + 1, sizeof(int64_t));
         P.offsets = calloc(n + 1, sizeof(int64_t));
-        if (P.start_at && P.start_len && P.start && P.over && P.floor && P.offsets) {
+        best = calloc(n + 1, sizeof(int64_t));
+        if (P.start_at && P.start_len && P.start && P.first_start && P.over && P.first_over && P.floor && P.offsets
+            && best) {
             for (int k = 0; k < P.n; k++) {
                 P.start_at[P.lo[k] + 1]++;
-                for (int t = P.lo[k]; t < P.hi[k]; t++) P.over[t]++;
+                for (int t = P.lo[k]; t < P.hi[k]; t++) P.first_over[t]++;
             }
             for (int s = 0; s < count; s++) P.start_at[s + 1] += P.start_at[s];
-            for (int k = 0; k < P.n; k++) P.start[P.start_at[P.lo[k]] + P.start_len[P.lo[k]]++] = k;
+            for (int k = 0; k < P.n; k++) P.first_start[P.start_at[P.lo[k]] + P.start_len[P.lo[k]]++] = k;
             Py_BEGIN_ALLOW_THREADS
-            status = run(&P, rule, deadline);
+            if (reweighed) {
+                status = reweigh(&P, rule, goal, work, deadline, best);
+            } else {
+                status = run(&P, rule, deadline);
+                memcpy(best, P.offsets, sizeof(int64_t) * P.n);
+            }
             Py_END_ALLOW_THREADS
         }
     }
     PyObject *result = NULL;
     if (status == DONE) {
         result = PyList_New(n);
-        for (Py_ssize_t k = 0; result && k < n; k++) PyList_SET_ITEM(result, k, PyLong_FromLongLong(P.offsets[k]));
+        for (Py_ssize_t k = 0; result && k < n; k++) PyList_SET_ITEM(result, k, PyLong_FromLongLong(best[k]));
     } else if (status == LATE) {
         result = Py_NewRef(Py_None);
     } else if (status == STUCK) {
@@ -248,13 +332,21 @@ static PyObject *py_skyline_pass(PyObject *self, PyObject *args) {
     } else if (ok) {
         PyErr_NoMemory();
     }
-    free(P.start_at); free(P.start_len); free(P.start); free(P.over); free(P.floor); free(P.offsets); free(P.heap);
+    free(P.start_at); free(P.start_len); free(P.start); free(P.first_start); free(P.over); free(P.first_over);
+    free(P.floor); free(P.offsets); free(P.heap); free(best);
     PyBuffer_Release(&size_view); PyBuffer_Release(&lo_view); PyBuffer_Release(&hi_view);
     return result;
 }
 
+/* skyline_pass(size, lo, hi, count, rule, deadline) -> offsets or None */
+static PyObject *py_skyline_pass(PyObject *self, PyObject *args) { return passes(args, 0); }
+
+/* reweighed(size, lo, hi, count, rule, goal, work, deadline) -> offsets or None */
+static PyObject *py_reweighed(PyObject *self, PyObject *args) { return passes(args, 1); }
+
 static PyMethodDef methods[] = {
     {"skyline_pass", py_skyline_pass, METH_VARARGS, "One skyline pass: offsets, or None past the deadline."},
+    {"reweighed", py_reweighed, METH_VARARGS, "Reweighed skyline passes: the best plan's offsets."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import time
 from array import array
 
-from ._skyline import skyline_pass as compiled_pass
+from ._skyline import reweighed, skyline_pass as compiled_pass
 from .problem import Block, Sections, extent, lower_bound
 
 # Candidate orders, best of all kept (their keys are in skyline.c's key_of, smaller first).
@@ -21,7 +21,14 @@ SKYLINE_RULES = (
 )
 
 
-def skyline(blocks: list[Block], deadline: float | None = None) -> list[int] | None:
+# The reweighed passes' work: heap steps in all (skyline.c), which keeps the plan the same
+# from run to run (a clock would not) and the time near a second on 450 blocks of the
+# production-like family (docs/measurements.md).
+WORK = 8_000_000
+
+
+def skyline(blocks: list[Block], deadline: float | None = None, goal: int | None = None,
+            work: int = WORK) -> list[int] | None:
     """Bottom-left skyline placement, best of a few candidate orders (SKYLINE_RULES), run
     forward in time and then, unless a plan already meets the lower bound, backward
     (the same blocks with time reversed: a placement valid one way is valid the other,
@@ -29,41 +36,66 @@ def skyline(blocks: list[Block], deadline: float | None = None) -> list[int] | N
     block starting there whose sections are all at that floor (preferring one that fills
     the run of sections at that floor, or whose top comes flush with a neighbouring
     floor); if none fits, raise the section to its next neighbouring level and leave the
-    gap empty. With a `deadline` (time.monotonic()), the passes stop once it passes, and
-    None means that not even the first was done by then: on jagged skylines (thousands
-    of blocks of unrelated sizes) the raises make a pass take seconds."""
+    gap empty. Then, unless the best plan meets `goal` (default: the lower bound),
+    reweighed passes from it for at most `work` steps (skyline.c): the candidate orders
+    with the blocks' sizes redrawn at random, a few at a time, kept where no worse.
+    With a `deadline` (time.monotonic()), the passes stop once it passes, and None means
+    that not even the first was done by then: on jagged skylines (thousands of blocks of
+    unrelated sizes) the raises make a pass take seconds."""
     if not blocks:
         return []
-    bound, end = lower_bound(blocks), max(b.last for b in blocks)
-    best = None
+    goal = lower_bound(blocks) if goal is None else goal
+    end = max(b.last for b in blocks)
+    best = None                                # (arena, offsets, the timeline's arrays, rule)
     for timeline in (blocks, [Block(end - b.last, end - b.first, b.size) for b in blocks]):
+        arrays = _Arrays(timeline)
         for rule in range(len(SKYLINE_RULES)):
-            offsets = skyline_pass(timeline, rule, deadline)
+            offsets = arrays.offsets(compiled_pass(*arrays.compiled, rule, _clock(deadline)))
             if offsets is None:
                 return None if best is None else best[1]
             size = extent(blocks, offsets)
             if best is None or size < best[0]:
-                best = (size, offsets)
-            if best[0] == bound or deadline is not None and time.monotonic() > deadline:
+                best = (size, offsets, arrays, rule)
+            if best[0] <= goal or deadline is not None and time.monotonic() > deadline:
                 return best[1]
-    return best[1]
+    size, offsets, arrays, rule = best
+    if work:
+        tried = arrays.offsets(reweighed(*arrays.compiled, rule, goal, work, _clock(deadline)))
+        if tried is not None and extent(blocks, tried) < size:
+            return tried
+    return offsets
 
 
 def skyline_pass(blocks: list[Block], rule: int, deadline: float | None = None) -> list[int] | None:
     """One pass of the skyline placement (skyline.c) with candidate order SKYLINE_RULES[rule];
     None if `deadline` passes first."""
-    live = [i for i, b in enumerate(blocks) if b.size > 0]
-    sections = Sections([blocks[i] for i in live])
-    lo, hi = array("i"), array("i")
-    for i in live:
-        first, end = sections.span(blocks[i])
-        lo.append(first)
-        hi.append(end)
-    placed = compiled_pass(array("q", (blocks[i].size for i in live)), lo, hi, len(sections), rule,
-                           -1.0 if deadline is None else deadline)
-    if placed is None:
-        return None
-    offsets = [0] * len(blocks)
-    for i, offset in zip(live, placed):
-        offsets[i] = offset
-    return offsets
+    arrays = _Arrays(blocks)
+    return arrays.offsets(compiled_pass(*arrays.compiled, rule, _clock(deadline)))
+
+
+def _clock(deadline: float | None) -> float:
+    return -1.0 if deadline is None else deadline
+
+
+class _Arrays:
+    """The blocks of nonzero size as skyline.c takes them: sizes, sections [lo, hi), count."""
+
+    def __init__(self, blocks: list[Block]):
+        self.count = len(blocks)
+        self.live = [i for i, b in enumerate(blocks) if b.size > 0]
+        sections = Sections([blocks[i] for i in self.live])
+        lo, hi = array("i"), array("i")
+        for i in self.live:
+            first, end = sections.span(blocks[i])
+            lo.append(first)
+            hi.append(end)
+        self.compiled = (array("q", (blocks[i].size for i in self.live)), lo, hi, len(sections))
+
+    def offsets(self, placed: list[int] | None) -> list[int] | None:
+        """Offsets of all the blocks from those of the live ones (None stays None)."""
+        if placed is None:
+            return None
+        offsets = [0] * self.count
+        for i, offset in zip(self.live, placed):
+            offsets[i] = offset
+        return offsets

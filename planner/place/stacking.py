@@ -63,7 +63,7 @@ class Stacking:
         key = tuple(sorted(blocks))
         if lower_bound(blocks) > capacity or self.failed.get(key, -1) >= capacity:
             raise Stuck(list(range(len(blocks))), capacity)
-        offsets = skyline(blocks)
+        offsets = skyline(blocks, work=0)
         if extent(blocks, offsets) <= capacity:
             return offsets
         offsets = [0] * len(blocks)
