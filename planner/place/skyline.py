@@ -30,15 +30,16 @@ WORK = 8_000_000
 def skyline(blocks: list[Block], deadline: float | None = None, goal: int | None = None,
             work: int = WORK) -> list[int] | None:
     """Bottom-left skyline placement, best of a few candidate orders (SKYLINE_RULES), run
-    forward in time and then, unless a plan already meets the lower bound, backward
+    forward in time and then, unless a plan already meets `goal` (default: the lower
+    bound), backward
     (the same blocks with time reversed: a placement valid one way is valid the other,
     and each direction wins on some instances). At the lowest floor, leftmost, place a
     block starting there whose sections are all at that floor (preferring one that fills
     the run of sections at that floor, or whose top comes flush with a neighbouring
     floor); if none fits, raise the section to its next neighbouring level and leave the
-    gap empty. Then, unless the best plan meets `goal` (default: the lower bound),
-    reweighed passes from it for at most `work` steps (skyline.c): the candidate orders
-    with the blocks' sizes redrawn at random, a few at a time, kept where no worse.
+    gap empty. Then, unless the best plan meets `goal`, reweighed passes from it for at
+    most `work` steps (skyline.c): the candidate orders comparing weights, not sizes,
+    redrawn at random a few at a time and kept where no worse.
     With a `deadline` (time.monotonic()), the passes stop once it passes, and None means
     that not even the first was done by then: on jagged skylines (thousands of blocks of
     unrelated sizes) the raises make a pass take seconds."""
