@@ -75,7 +75,7 @@ def test_a_hard_component_does_not_take_the_time_of_the_others():
 def test_auto_falls_back_to_exact_only_when_the_heuristics_miss():
     easy = [Block(0, 1, 256), Block(1, 2, 256)]
     assert assign(easy, "auto", 10).strategy == "auto:best-fit"
-    blocks = cut(150, 2, 40, 4096)               # every heuristic misses it
+    blocks = cut(150, 3, 40, 4096)               # every heuristic misses it
     assert all(extent(blocks, heuristic(blocks)) > 4096 for heuristic in (greedy_size, best_fit, skyline, layered))
     strategy, offsets, bound = assign(blocks, "auto", 10)
     assert (strategy, extent(blocks, offsets), bound) == ("auto:exact", 4096, 4096)
@@ -110,12 +110,12 @@ def test_auto_gives_layered_half_the_time_and_goes_on_without_it(monkeypatch):
     heuristics (jagged skylines of thousands of blocks); the search starts from the others."""
     deadlines = []
 
-    def late(blocks, deadline):
+    def late(blocks, deadline, goal):
         deadlines.append(deadline)
         return None
 
     monkeypatch.setattr("planner.place.auto.layered", late)
-    blocks = cut(150, 2, 40, 4096)               # every heuristic misses it
+    blocks = cut(150, 3, 40, 4096)               # every heuristic misses it
     start = time.monotonic()
     strategy, offsets, bound = assign(blocks, "auto", 10)
     assert deadlines and deadlines[0] < start + 6          # half the limit, not all of it
@@ -194,9 +194,10 @@ def test_production_like_instance_fits_at_its_peak(seed):
 @pytest.mark.parametrize("capacity", [True, False])
 def test_a_plan_the_canonical_search_answers_alone_leaves_or_tools_unloaded(capacity):
     """Importing OR-Tools takes about 0.4 s: the methods beside the canonical search wait a
-    moment before they start, and most production-like plans at 150 buffers come in that moment."""
+    moment before they start, and many production-like plans at 150 buffers that the
+    heuristics miss (seed 19: `skyline` 2% above the peak) come in that moment."""
     code = ("import sys; from benchmarks.families import production, KIB; from tests.instances import buffers; "
-            "from planner.plan import place; blocks, _, c = production(150, 0); "
+            "from planner.plan import place; blocks, _, c = production(150, 19); "
             f"plan = place(buffers(blocks), 'auto', KIB, [], 30, capacity=c if {capacity} else None); "
             "print(plan.strategy, plan.arena == c, 'ortools' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,

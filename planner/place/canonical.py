@@ -52,7 +52,7 @@ def _ranks(keys: tuple[list, list, list]) -> list[int]:
 
 
 def too_large(comp: Component) -> bool:
-    return sum(len(over) ** 2 for over in comp.covers) > MAX_PAIRS
+    return sum(count ** 2 for count in comp.counts()) > MAX_PAIRS
 
 
 def search(comp: Component, capacity: int, deadline: float, stop: bytearray | None = None,

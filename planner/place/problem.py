@@ -9,6 +9,7 @@ from __future__ import annotations
 import bisect
 import functools
 import heapq
+import itertools
 import math
 from dataclasses import dataclass
 from typing import Iterator, NamedTuple
@@ -72,9 +73,22 @@ class Component:
     lo: list[int]
     hi: list[int]
     starts: list[list[int]]         # per section: the blocks starting there, in trial order
-    covers: list[list[int]]         # per section: the blocks over it
     load: list[int]                 # per section: summed sizes of the blocks over it
     first_block: list[int]          # per section, and one past the last: the first block starting there or later
+
+    @functools.cached_property
+    def covers(self) -> list[list[int]]:
+        """Per section: the blocks over it, in trial order. Built when a search asks: its
+        size is the sum of the blocks' spans, 10^7 on a long program of 10^4 blocks."""
+        covers: list[list[int]] = [[] for _ in self.load]
+        for k in _trial_order(self.lo, self.hi, self.size):
+            for s in range(self.lo[k], self.hi[k]):
+                covers[s].append(k)
+        return covers
+
+    def counts(self) -> list[int]:
+        """Per section: how many blocks are over it."""
+        return _over(self.lo, self.hi, [1] * len(self.lo), len(self.load))
 
     @property
     def lower(self) -> int:
@@ -125,17 +139,25 @@ def _component(blocks: list[Block], indices: list[int]) -> Component:
     size = [b.size for b in own]
     lo, hi = map(list, zip(*(sections.span(b) for b in own)))
     starts: list[list[int]] = [[] for _ in range(len(sections))]
-    covers: list[list[int]] = [[] for _ in range(len(sections))]
-    load = [0] * len(sections)
-    # Trial order: the longest block first, then the largest; long blocks shape the
-    # skyline for everyone after them, short ones fill what is left.
-    for k in sorted(range(len(own)), key=lambda k: (lo[k] - hi[k], -size[k])):
+    for k in _trial_order(lo, hi, size):
         starts[lo[k]].append(k)
-        for s in range(lo[k], hi[k]):
-            covers[s].append(k)
-            load[s] += size[k]
     first_block = [bisect.bisect_left(lo, s) for s in range(len(sections) + 1)]
-    return Component(indices, size, lo, hi, starts, covers, load, first_block)
+    return Component(indices, size, lo, hi, starts, _over(lo, hi, size, len(sections)), first_block)
+
+
+def _trial_order(lo: list[int], hi: list[int], size: list[int]) -> list[int]:
+    """The longest block first, then the largest: long blocks shape the skyline for
+    everyone after them, short ones fill what is left."""
+    return sorted(range(len(size)), key=lambda k: (lo[k] - hi[k], -size[k]))
+
+
+def _over(lo: list[int], hi: list[int], values: list[int], count: int) -> list[int]:
+    """Per section of `count`: the sum of `values` of the blocks over it [lo, hi)."""
+    change = [0] * (count + 1)
+    for first, end, value in zip(lo, hi, values):
+        change[first] += value
+        change[end] -= value
+    return list(itertools.accumulate(change))[:count]
 
 
 def whole_span(blocks: list[Block]) -> list[int]:
