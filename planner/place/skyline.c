@@ -105,13 +105,12 @@ static int run_end_at(Pass *P, int s, int64_t m) {
 /* The candidate order's key of a block that fits (skyline.py's SKYLINE_RULES), smaller first. */
 static void key_of(int rule, int flush, int fills, int64_t length, int64_t size, wide key[KEYS]) {
     wide area = (wide)size * length;
-    wide keys[RULES][KEYS] = {
-        {-flush, -area, 0, 0},
-        {-fills, -flush, -size, -length},
-        {-flush - fills, -area, 0, 0},
-        {-fills, -length, -size, 0},
-    };
-    memcpy(key, keys[rule], sizeof keys[rule]);
+    switch (rule) {
+    case 0: key[0] = -flush; key[1] = -area; key[2] = 0; key[3] = 0; break;
+    case 1: key[0] = -fills; key[1] = -flush; key[2] = -size; key[3] = -length; break;
+    case 2: key[0] = -flush - fills; key[1] = -area; key[2] = 0; key[3] = 0; break;
+    default: key[0] = -fills; key[1] = -length; key[2] = -size; key[3] = 0; break;
+    }
 }
 
 static int less_key(const wide a[KEYS], const wide b[KEYS]) {

@@ -51,7 +51,7 @@ def skyline(blocks: list[Block], deadline: float | None = None, goal: int | None
     for timeline in (blocks, [Block(end - b.last, end - b.first, b.size) for b in blocks]):
         arrays = _Arrays(timeline)
         for rule in range(len(SKYLINE_RULES)):
-            offsets = arrays.offsets(compiled_pass(*arrays.compiled, rule, _clock(deadline)))
+            offsets = arrays.passed(rule, deadline)
             if offsets is None:
                 return None if best is None else best[1]
             size = extent(blocks, offsets)
@@ -61,7 +61,7 @@ def skyline(blocks: list[Block], deadline: float | None = None, goal: int | None
                 return best[1]
     size, offsets, arrays, rule = best
     if work:
-        tried = arrays.offsets(reweighed(*arrays.compiled, rule, goal, work, _clock(deadline)))
+        tried = arrays.reweighed(rule, goal, work, deadline)
         if tried is not None and extent(blocks, tried) < size:
             return tried
     return offsets
@@ -70,12 +70,7 @@ def skyline(blocks: list[Block], deadline: float | None = None, goal: int | None
 def skyline_pass(blocks: list[Block], rule: int, deadline: float | None = None) -> list[int] | None:
     """One pass of the skyline placement (skyline.c) with candidate order SKYLINE_RULES[rule];
     None if `deadline` passes first."""
-    arrays = _Arrays(blocks)
-    return arrays.offsets(compiled_pass(*arrays.compiled, rule, _clock(deadline)))
-
-
-def _clock(deadline: float | None) -> float:
-    return -1.0 if deadline is None else deadline
+    return _Arrays(blocks).passed(rule, deadline)
 
 
 class _Arrays:
@@ -92,7 +87,15 @@ class _Arrays:
             hi.append(end)
         self.compiled = (array("q", (blocks[i].size for i in self.live)), lo, hi, len(sections))
 
-    def offsets(self, placed: list[int] | None) -> list[int] | None:
+    def passed(self, rule: int, deadline: float | None) -> list[int] | None:
+        """One plain pass (skyline.c's skyline_pass); None past the deadline."""
+        return self._offsets(compiled_pass(*self.compiled, rule, _clock(deadline)))
+
+    def reweighed(self, rule: int, goal: int, work: int, deadline: float | None) -> list[int] | None:
+        """Reweighed passes from the plain pass of `rule` (skyline.c's reweighed)."""
+        return self._offsets(reweighed(*self.compiled, rule, goal, work, _clock(deadline)))
+
+    def _offsets(self, placed: list[int] | None) -> list[int] | None:
         """Offsets of all the blocks from those of the live ones (None stays None)."""
         if placed is None:
             return None
@@ -100,3 +103,7 @@ class _Arrays:
         for i, offset in zip(self.live, placed):
             offsets[i] = offset
         return offsets
+
+
+def _clock(deadline: float | None) -> float:
+    return -1.0 if deadline is None else deadline
