@@ -27,11 +27,14 @@
  *     now, by one of its buffers whose floor is base: of such sections, the one with the fewest of
  *     them narrows the candidates to those (`forced`).
  * The search restarts with another order of the buffers (the caller's `ranks`) each time it
- * spends its node budget, which grows by half every round of orders; after the first round the
- * candidates' order is also shaken at a few nodes (NOISE_PER_MILLE). Where plans are many (slack,
- * or a few hundred buffers), one search either finds one in milliseconds or wanders for seconds
- * below a wrong early choice; restarts that differ early find the quick ones. Remembered failures
- * stay valid across restarts.
+ * spends its node budget, which grows by half every round of orders. After the first round over
+ * them the restarts are guided: each takes the order of the restart that placed the most (area:
+ * size x sections, at its deepest), moves a few buffers to random ranks (GUIDE_PER_MILLE), and
+ * becomes the one to follow if it places at least as much; and the candidates' order is shaken at
+ * a few nodes (NOISE_PER_MILLE). Where plans are many (slack, or a few hundred buffers), one
+ * search either finds one in milliseconds or wanders for seconds below a wrong early choice;
+ * restarts that differ early find the quick ones, and an order that got far is a better place to
+ * look near than one drawn afresh. Remembered failures stay valid across restarts.
  * It runs without the GIL, so a caller can run it on a thread of its own beside other work, and
  * stops it early by setting the first byte of `stop`. Meanwhile the caller may ask for the deepest
  * path since it last asked (`deepest`, answered at the next node): the search could not extend it,
@@ -49,6 +52,8 @@ enum { FOUND = 1, FAILED = 0, STOPPED = -1 };
  * places with one of the next NOISE_WIDTH - 1: restarts that differ high in the tree, not only where
  * the orders break ties. */
 enum { NOISE_PER_MILLE = 20, NOISE_WIDTH = 3 };
+/* A guided restart moves this many buffers in a thousand of its order to a random rank. */
+enum { GUIDE_PER_MILLE = 30 };
 
 typedef struct { int buffer; int64_t old; } Entry;   /* old == -1: the buffer was placed; buffer < 0: section
                                                        * -1 - buffer's top was old */
@@ -85,6 +90,7 @@ typedef struct {
     int deep_depth, deep_valid, *deep_path; /* the deepest path since the caller last asked; deep_path[:deep_valid]
                                           * is also path[:deep_valid] */
     int64_t *deep_offset;
+    double area, furthest;               /* size x sections of the placed buffers; the most in this restart */
 } Search;
 
 static double now(void) {
@@ -124,6 +130,8 @@ static void place(Search *S, int k) {
     S->trail[S->ntrail++] = (Entry){k, -1};
     S->placed[k] = 1;
     S->path[S->depth++] = k;
+    S->area += (double)S->size[k] * (S->hi[k] - S->lo[k]);
+    if (S->area > S->furthest) S->furthest = S->area;
     for (int s = S->lo[k]; s < S->hi[k]; s++) {
         S->left[s] -= S->size[k];
         S->trail[S->ntrail++] = (Entry){-1 - s, S->top[s]};
@@ -171,6 +179,7 @@ static void undo(Search *S, int mark) {
             S->placed[k] = 0;
             if (--S->depth < S->deep_valid) S->deep_valid = S->depth;
             for (int s = S->lo[k]; s < S->hi[k]; s++) S->left[s] += S->size[k];
+            S->area -= (double)S->size[k] * (S->hi[k] - S->lo[k]);
         }
     }
 }
@@ -357,6 +366,31 @@ static int fit(Search *S, int a, int b, int64_t base) {
     return FOUND;
 }
 
+static _Thread_local const double *drawn;         /* for guided_order's comparator */
+
+static int by_drawn(const void *p, const void *q) {
+    double x = drawn[*(const int *)p], y = drawn[*(const int *)q];
+    return (x > y) - (x < y);
+}
+
+/* A guided restart's order, in `trial`: the ranks of `guide` with GUIDE_PER_MILLE of the buffers
+ * moved to a random rank (between two others), drawn from the round's number. */
+static int *guided_order(int n, const int *guide, int *trial, int round) {
+    double *key = malloc(sizeof(double) * (n + 1));
+    int *order = malloc(sizeof(int) * (n + 1));
+    for (int k = 0; k < n; k++) {
+        uint64_t r = mix(((uint64_t)round << 32) + (uint64_t)k);
+        key[k] = r % 1000 < GUIDE_PER_MILLE ? (double)((r >> 16) % (uint64_t)n) + 0.5 : guide[k];
+        order[k] = k;
+    }
+    drawn = key;
+    qsort(order, n, sizeof(int), by_drawn);
+    for (int r = 0; r < n; r++) trial[order[r]] = r;
+    free(key);
+    free(order);
+    return trial;
+}
+
 /* CSR of lists given as (owner, item) pairs, owners in [0, m). */
 static void csr(int m, int count, const int *owner, const int *item, int **at_out, int **items_out) {
     int *at = calloc(m + 1, sizeof(int)), *items = malloc(sizeof(int) * (count + 1)), *fill = malloc(sizeof(int) * (m + 1));
@@ -507,22 +541,31 @@ static PyObject *py_fit(PyObject *self, PyObject *args) {
     S.stop = stop.buf;
 
     int result = FAILED;
+    int *guide = malloc(sizeof(int) * (n + 1)), *trial = malloc(sizeof(int) * (n + 1));
     Py_BEGIN_ALLOW_THREADS
     for (int s = 0; s < nsec; s++)
         if (S.left[s] > capacity) goto done;           /* FAILED: a section's bytes alone exceed it */
-    double budget = (double)first_budget;
+    double budget = (double)first_budget, furthest = -1;
     for (int round = 0;; round++) {
-        S.rank = S.ranks + (round % S.nranks) * n;
-        S.noisy = round >= S.nranks;
+        int guided = round >= S.nranks;
+        S.rank = guided ? guided_order(S.n, guide, trial, round) : S.ranks + round * n;
+        S.noisy = guided;
         S.rng = (uint64_t)round << 40;
         S.budget = S.nodes + (long long)budget;
         S.stopped = 0;
+        S.furthest = 0;
         result = fit(&S, 0, nsec, 0);
         if (result != STOPPED || S.timed_out) break;
+        if (S.furthest >= furthest) {
+            furthest = S.furthest;
+            memcpy(guide, S.rank, sizeof(int) * n);
+        }
         if (round % S.nranks == S.nranks - 1) budget *= 1.5;
     }
 done:;
     Py_END_ALLOW_THREADS
+    free(guide);
+    free(trial);
     PyBuffer_Release(&stop);
     PyBuffer_Release(&deepest);
     PyObject *offsets = Py_None;
