@@ -36,7 +36,9 @@ def read_problem(path, align: int = 1) -> list[Buffer]:
         rows = list(csv.reader(io.StringIO(text)))
     except csv.Error as e:
         raise ArenaError(f"{path}: not a readable CSV ({e})") from None
-    header = [c.strip() for c in rows[0]] if rows else []
+    if not any("".join(row).strip() for row in rows):
+        raise ArenaError(f"{path}: the file is empty; a CSV starts with the header 'id,lower,upper,size'")
+    header = [c.strip() for c in rows[0]]
     columns = _columns(path, header)
     if len(rows) - 1 > MAX_ROWS:
         raise ArenaError(f"{path}: {len(rows) - 1:,} rows; at most {MAX_ROWS:,} buffers are planned")

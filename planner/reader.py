@@ -62,6 +62,20 @@ class _LineLoader(yaml.SafeLoader):
         return mapping
 
 
+    def construct_number(self, node):
+        """PyYAML's int or float, whose patterns match some texts they cannot convert (`0x_`,
+        `._`): those are a fault at their line, not a ValueError."""
+        try:
+            return yaml.SafeLoader.yaml_constructors[node.tag](self, node)
+        except ValueError:
+            raise ArenaError(f"{where(self.file, node.start_mark.line + 1)}'{show(node.value)}' "
+                             "reads as a number in YAML but is not one; quote it if it is a name") from None
+
+
+for _tag in ("tag:yaml.org,2002:int", "tag:yaml.org,2002:float"):
+    _LineLoader.add_constructor(_tag, _LineLoader.construct_number)
+
+
 def _expanded_size(node, sizes: dict[int, int]) -> int:
     """Values in the document once every alias is expanded (`sizes` memoizes shared nodes)."""
     if id(node) not in sizes:

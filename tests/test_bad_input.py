@@ -70,6 +70,10 @@ CASES = [
     ("t.yaml", edit("a: Ta[n, d]", "a: Ta[n, d]\n  \"b\\x07\": Ta[n]"), ["plan", "t.yaml"],
      "tensor name 'b\\x07' holds a control character (U+0007)"),
     ("t.csv", "id,lower,upper,size\nb1,0,3,4,9\n", ["plan", "--csv", "t.csv"], "t.csv:2: 5 fields where the header has 4"),
+    ("t.yaml", edit("dims: {n: tokens, d: width}", "dims: {n: tokens, d: 0x_}"), ["plan", "t.yaml"],
+     "t.yaml:2: '0x_' reads as a number in YAML but is not one"),
+    ("t.csv", "", ["plan", "--csv", "t.csv"], "t.csv: the file is empty"),
+    ("t.csv", "\n \n", ["plan", "--csv", "t.csv"], "t.csv: the file is empty"),
     ("t.csv", "id,lower,upper,size\nb1,0,3,٣\n", ["plan", "--csv", "t.csv"], "t.csv:2: expected id,lower,upper,size"),
     ("t.yaml", TABLE, ["plan", "t.yaml", "--out", ""], "--out: the path is empty"),
     # messages that name the right place
