@@ -62,18 +62,18 @@ class _LineLoader(yaml.SafeLoader):
         return mapping
 
 
-    def construct_number(self, node):
-        """PyYAML's int or float, whose patterns match some texts they cannot convert (`0x_`,
-        `._`): those are a fault at their line, not a ValueError."""
-        try:
-            return yaml.SafeLoader.yaml_constructors[node.tag](self, node)
-        except ValueError:
-            raise ArenaError(f"{where(self.file, node.start_mark.line + 1)}'{show(node.value)}' "
-                             "reads as a number in YAML but is not one; quote it if it is a name") from None
+    def construct_object(self, node, deep=False):
+        self.node = node        # the value being built: PyYAML's own constructors fail without a line
+        waiting = len(self.state_generators)
+        data = super().construct_object(node, deep=deep)
+        self.state_generators[waiting:] = [self._resumed(node, g) for g in self.state_generators[waiting:]]
+        return data
 
-
-for _tag in ("tag:yaml.org,2002:int", "tag:yaml.org,2002:float"):
-    _LineLoader.add_constructor(_tag, _LineLoader.construct_number)
+    def _resumed(self, node, generator):
+        """`generator`, which builds the rest of `node`'s value later, with `node` as the value
+        being built again when it resumes."""
+        self.node = node
+        yield from generator
 
 
 def _expanded_size(node, sizes: dict[int, int]) -> int:
@@ -108,7 +108,19 @@ def loads(text: str, file: str = "<schedule>") -> Schedule:
         raise ArenaError(_yaml_fault(e, file)) from None
     except RecursionError:
         raise ArenaError(f"{file}: the YAML nests too deeply to read") from None
+    except (ValueError, TypeError, KeyError, AttributeError):
+        # a value that PyYAML's patterns or an explicit tag promise and its constructors
+        # cannot build: 2001-13-45 as a date, 0x_ as an int, !!bool x, !!set [1]
+        raise ArenaError(_unbuilt(loader.node, file)) from None
     return _Reader(file).schedule(doc)
+
+
+def _unbuilt(node, file: str) -> str:
+    kind = node.tag.rsplit(":", 1)[-1]
+    if isinstance(node, yaml.ScalarNode):
+        return (f"{where(file, node.start_mark.line + 1)}'{show(node.value)}' reads as a YAML {kind} but is "
+                "not one; quote it if it is a name")
+    return f"{where(file, node.start_mark.line + 1)}malformed YAML: this {node.id} is not a YAML {kind}"
 
 
 def _yaml_fault(e: yaml.YAMLError, file: str) -> str:
