@@ -36,7 +36,7 @@ def read_problem(path, align: int = 1) -> list[Buffer]:
         rows = list(csv.reader(io.StringIO(text)))
     except csv.Error as e:
         raise ArenaError(f"{path}: not a readable CSV ({e})") from None
-    if not any("".join(row).strip() for row in rows):
+    if all(_blank(row) for row in rows):
         raise ArenaError(f"{path}: the file is empty; a CSV starts with the header 'id,lower,upper,size'")
     header = [c.strip() for c in rows[0]]
     columns = _columns(path, header)
@@ -44,7 +44,7 @@ def read_problem(path, align: int = 1) -> list[Buffer]:
         raise ArenaError(f"{path}: {len(rows) - 1:,} rows; at most {MAX_ROWS:,} buffers are planned")
     buffers, seen, faults, alignments, gaps = [], set(), [], [], 0
     for number, row in enumerate(rows[1:], start=2):
-        if not row or not "".join(row).strip():
+        if _blank(row):
             continue
         fault = _row_fault(row, columns, len(rows[0]), seen)
         if fault:
@@ -64,6 +64,10 @@ def read_problem(path, align: int = 1) -> list[Buffer]:
         print(f"note: {path}: the gaps of {gaps} buffer(s) are not used; each buffer is planned as live "
               f"from lower to upper", file=sys.stderr)
     return buffers
+
+
+def _blank(row: list[str]) -> bool:
+    return not "".join(row).strip()
 
 
 def _columns(path: Path, header: list[str]) -> list[int]:

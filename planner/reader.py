@@ -37,6 +37,7 @@ class _LineLoader(yaml.SafeLoader):
     def __init__(self, text: str, file: str):
         super().__init__(text)
         self.file = file
+        self.node = None        # the value being built: PyYAML's own constructors fail without a line
 
     def get_single_node(self):
         node = super().get_single_node()
@@ -61,9 +62,8 @@ class _LineLoader(yaml.SafeLoader):
         mapping[LINES] = lines
         return mapping
 
-
     def construct_object(self, node, deep=False):
-        self.node = node        # the value being built: PyYAML's own constructors fail without a line
+        self.node = node
         waiting = len(self.state_generators)
         data = super().construct_object(node, deep=deep)
         self.state_generators[waiting:] = [self._resumed(node, g) for g in self.state_generators[waiting:]]
