@@ -8,7 +8,7 @@ from hypothesis import given, settings, strategies as st
 from benchmarks.families import production
 from planner.check import check
 from planner.place import canonical
-from planner.place.problem import components, extent
+from planner.place.problem import Block, components, extent
 from planner.place.skyline import skyline
 
 from instances import ABOVE_BOUND, block, brute_force
@@ -85,6 +85,41 @@ def test_canonical_search_rejects_a_block_outside_the_sections():
         canonical.fit([4], [0], [3], 2, 8, [[0]], 1.0, 100, bytearray(1), bytearray())
     with pytest.raises(ValueError, match="deepest: none, or 3 \\+ 2n int64s"):
         canonical.fit([4], [0], [1], 2, 8, [[0]], 1.0, 100, bytearray(1), bytearray(8))
+
+
+def test_canonical_search_rejects_tops_not_one_per_section():
+    with pytest.raises(ValueError, match="tops: expected 2 values"):
+        canonical.fit([4], [0], [1], 2, 8, [[0]], 1.0, 100, bytearray(1), bytearray(), [0])
+
+
+def test_completion_places_the_rest_below_the_paths_last_offset():
+    """w, b, e are a canonical path (offsets 0, 2, 8, each at its floor), which the search
+    cannot extend: c's floor is 2, under the last offset, and at 8 it would overrun the
+    capacity. The completion keeps the path and puts c at 2, on the skyline it leaves."""
+    blocks = [Block(0, 1, 2), Block(1, 1, 6), Block(1, 1, 2), Block(0, 0, 8)]     # w, b, e, c
+    (comp,) = components(blocks)
+    local = {i: k for k, i in enumerate(comp.blocks)}
+    path = [(local[0], 0), (local[1], 2), (local[2], 8)]
+    assert canonical.search(comp, 10, time.monotonic() + 5)[0] is not None      # a plan exists
+    plan = canonical.complete(comp, 10, path, time.monotonic() + 5, canonical.orders(comp))
+    check([str(i) for i in comp.blocks], comp.blocks_of(blocks), plan, 10, 1)
+    assert [plan[k] for k, _ in path] == [0, 2, 8] and plan[local[3]] == 2
+    assert canonical.complete(comp, 9, path, time.monotonic() + 5, canonical.orders(comp)) is None
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_completion_of_the_lowest_placements_of_a_known_plan_is_a_plan(seed):
+    """prod-300 at the peak, which the search alone seldom plans: given the lowest 80% of
+    the buffers of the family's known plan where that plan has them, the rest (which sits
+    above them there) is completed in well under a second."""
+    blocks, offsets, capacity = production(300, seed)
+    (comp,) = components(blocks)
+    known = [offsets[i] for i in comp.blocks]
+    lowest = sorted(range(len(known)), key=known.__getitem__)[:int(0.8 * len(known))]
+    path = [(k, known[k]) for k in lowest]
+    plan = canonical.complete(comp, capacity, path, time.monotonic() + 10, canonical.orders(comp))
+    check([str(i) for i in comp.blocks], comp.blocks_of(blocks), plan, capacity, 1)
+    assert all(plan[k] == offset for k, offset in path)
 
 
 def test_canonical_search_leaves_a_component_with_too_many_conflicts_undecided(monkeypatch):

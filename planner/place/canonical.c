@@ -39,6 +39,8 @@
  * stops it early by setting the first byte of `stop`. Meanwhile the caller may ask for the deepest
  * path since it last asked (`deepest`, answered at the next node): the search could not extend it,
  * but CP-SAT often completes most of it by putting the buffers after it below its last offset.
+ * So can this search, given a prefix's placements as a skyline to start from (`tops`): the
+ * buffers left then rest on it, as low as it lets them, wherever the prefix's last offset is.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -461,19 +463,20 @@ static void release(Search *S) {
     free(S->path); free(S->deep_path); free(S->deep_offset);
 }
 
-/* fit(size, lo, hi, sections, capacity, ranks, seconds, first_budget, stop, deepest)
+/* fit(size, lo, hi, sections, capacity, ranks, seconds, first_budget, stop, deepest[, tops])
  *   -> (status, offsets or None): status 1 a plan, 0 proven none, -1 out of time or stopped;
  * stop: a writable buffer whose first byte stops the search when set;
  * deepest: empty, or 3 + 2 * len(size) writable int64s through which the caller asks for the
- * deepest path since it last asked (answer_deepest) while the search runs */
+ * deepest path since it last asked (answer_deepest) while the search runs;
+ * tops (optional): per section, the top of what is already there: buffers go above it */
 static PyObject *py_fit(PyObject *self, PyObject *args) {
-    PyObject *size_obj, *lo_obj, *hi_obj, *ranks_obj;
+    PyObject *size_obj, *lo_obj, *hi_obj, *ranks_obj, *tops_obj = NULL;
     int nsec;
     long long capacity, first_budget;
     double seconds;
     Py_buffer stop, deepest;
-    if (!PyArg_ParseTuple(args, "OOOiLOdLw*w*", &size_obj, &lo_obj, &hi_obj, &nsec, &capacity, &ranks_obj,
-                          &seconds, &first_budget, &stop, &deepest))
+    if (!PyArg_ParseTuple(args, "OOOiLOdLw*w*|O", &size_obj, &lo_obj, &hi_obj, &nsec, &capacity, &ranks_obj,
+                          &seconds, &first_budget, &stop, &deepest, &tops_obj))
         return NULL;
     Py_ssize_t n = PySequence_Size(size_obj);
     if (stop.len < 1 || (deepest.len != 0 && deepest.len != (Py_ssize_t)sizeof(int64_t) * (3 + 2 * n))) {
@@ -513,6 +516,8 @@ static PyObject *py_fit(PyObject *self, PyObject *args) {
                          nsec, (long long)S.size[k]);
             ok = 0;
         }
+    S.top = calloc(nsec + 1, sizeof(int64_t));
+    ok = ok && (!tops_obj || read_ints(tops_obj, nsec, S.top, "tops"));
     free(tmp);
     if (!ok) { release(&S); PyBuffer_Release(&stop); PyBuffer_Release(&deepest); return NULL; }
     setup_lists(&S);
@@ -523,13 +528,15 @@ static PyObject *py_fit(PyObject *self, PyObject *args) {
     long spans = 0;
     for (int k = 0; k < n; k++) spans += S.hi[k] - S.lo[k];
     S.trail = malloc(sizeof(Entry) * (n + conflicts + spans + 1));
-    S.top = calloc(nsec + 1, sizeof(int64_t));
     S.zobrist = malloc(sizeof(uint64_t) * (n + 1));
     S.pairs = malloc(sizeof(int64_t) * 2 * (n + 1));
     S.checked = calloc(nsec + 1, sizeof(long long));
     for (int k = 0; k < n; k++) {
         S.zobrist[k] = mix(0x2545f4914f6cdd1dULL * (k + 1));
-        for (int s = S.lo[k]; s < S.hi[k]; s++) S.left[s] += S.size[k];
+        for (int s = S.lo[k]; s < S.hi[k]; s++) {
+            S.left[s] += S.size[k];
+            S.floor[k] = max64(S.floor[k], S.top[s]);
+        }
     }
     S.path = malloc(sizeof(int) * (n + 1));
     S.deep_path = malloc(sizeof(int) * (n + 1));
@@ -544,7 +551,7 @@ static PyObject *py_fit(PyObject *self, PyObject *args) {
     int *guide = malloc(sizeof(int) * (n + 1)), *trial = malloc(sizeof(int) * (n + 1));
     Py_BEGIN_ALLOW_THREADS
     for (int s = 0; s < nsec; s++)
-        if (S.left[s] > capacity) goto done;           /* FAILED: a section's bytes alone exceed it */
+        if (!section_fits(&S, s, -1)) goto done;    /* FAILED: a section's bytes over its top exceed it */
     double budget = (double)first_budget, furthest = -1;
     for (int round = 0;; round++) {
         int guided = round >= S.nranks;

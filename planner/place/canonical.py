@@ -69,6 +69,37 @@ def search(comp: Component, capacity: int, deadline: float, stop: bytearray | No
     return offsets, status == 0
 
 
+def complete(comp: Component, capacity: int, path: list[tuple[int, int]], deadline: float,
+             ranks: list[list[int]]) -> list[int] | None:
+    """A plan within `capacity` that keeps the placements of `path` ((block, offset) pairs)
+    and places the other blocks above their tops, by the canonical search started from
+    the skyline they leave; None if it finds none by `deadline`. Unlike the search that
+    made the path, the others may go below its last offset, wherever the skyline is low.
+    `ranks`: the component's orders, kept among the others."""
+    tops = [0] * len(comp.load)
+    for k, offset in path:
+        for s in range(comp.lo[k], comp.hi[k]):
+            tops[s] = max(tops[s], offset + comp.size[k])
+    placed = dict(path)
+    rest = [k for k in range(len(comp.size)) if k not in placed]
+    kept = [_kept(rank, rest) for rank in ranks]
+    status, offsets = fit([comp.size[k] for k in rest], [comp.lo[k] for k in rest], [comp.hi[k] for k in rest],
+                          len(comp.load), capacity, kept, max(0.0, deadline - time.monotonic()), FIRST_BUDGET,
+                          bytearray(1), array("q"), tops)
+    if offsets is None:
+        return None
+    placed.update(zip(rest, offsets))
+    return [placed[k] for k in range(len(comp.size))]
+
+
+def _kept(rank: list[int], rest: list[int]) -> list[int]:
+    """The order `rank` among the blocks `rest` alone, ranked from 0."""
+    kept = [0] * len(rest)
+    for r, i in enumerate(sorted(range(len(rest)), key=lambda i: rank[rest[i]])):
+        kept[i] = r
+    return kept
+
+
 class _Background:
     """Canonical searches on a thread of their own until `deadline`, while the caller tries
     other methods: the methods do well on different instances, and with a core each neither
@@ -86,7 +117,7 @@ class _Background:
     def _guarded(self, comp: Component, deadline: float) -> None:
         try:
             if not too_large(comp):             # else it would answer nothing, at once, again and again
-                self._ranks = orders(comp)
+                self.ranks = orders(comp)
                 self._work(comp, deadline)
         except BaseException as error:          # raised again in the caller's thread, by stop()
             self._error = error
@@ -99,7 +130,7 @@ class _Background:
         self.asked = capacity
         if not self._open(capacity):            # settled before this flag was there to be set
             flag[0] = 1
-        return search(comp, capacity, deadline, flag, self._ranks, self._deepest)
+        return search(comp, capacity, deadline, flag, self.ranks, self._deepest)
 
     def _open(self, capacity: int) -> bool:
         """Whether deciding `capacity` still tells the caller anything."""

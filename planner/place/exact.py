@@ -32,8 +32,11 @@ from .search import Search, Timeout
 # COMPLETION_SHARE of the time left: each path cut back to each of PREFIXES of its
 # length in turn until CP-SAT does not refute it, each question for at most COMPLETION_LIMIT
 # seconds (a path the search cannot extend is often completed by placing some of the
-# buffers after it below its offset). CP-SAT alone takes the rest, as it still solves some
-# instances the others do not. (The shares were tuned on the benchmark families:
+# buffers after it below its offset). Every other path, by time, goes instead to the
+# canonical search started from the skyline of each of its prefixes, CANONICAL_LIMIT seconds
+# each: it completes some paths in milliseconds that CP-SAT takes seconds over or leaves,
+# and misses others that CP-SAT completes. CP-SAT alone takes the rest, as it still solves
+# some instances the others do not. (The shares were tuned on the benchmark families:
 # docs/measurements.md.)
 HEAD_START_SHARE = 0.02
 SEARCH_SHARE = 0.3
@@ -42,6 +45,7 @@ STACK_SHARE = 0.8
 COMPLETION_SHARE = 0.9
 PREFIXES = (0.95, 0.9, 0.85, 0.8, 0.75, 0.7, 0.6, 0.5)
 COMPLETION_LIMIT = 1.0
+CANONICAL_LIMIT = 0.1
 
 
 @dataclass
@@ -177,25 +181,47 @@ def _decide_beside(comp: Component, capacity: int, deadline: float,
 
 def _completed(comp: Component, deadline: float, background: canonical.Decision | canonical.Descent,
                until) -> list[int] | None:
-    """A plan that CP-SAT completes from the first placements of one of the canonical
-    search's deepest paths, within the capacity that search decides (`background.asked`);
-    None by `deadline` or once `until` is set."""
+    """A plan completed from the first placements of one of the canonical search's deepest
+    paths, within the capacity that search decides (`background.asked`); None by
+    `deadline` or once `until` is set. Each path goes to the way of completing it that has
+    had less of the time so far: the canonical search from the skyline the placements
+    leave, or CP-SAT (each does well where the other does not)."""
     asks = {}                               # a model for each capacity
+    spent = {_canonical_completion: 0.0, _cpsat_completion: 0.0}
     while time.monotonic() < deadline and not until.is_set():
         capacity = background.asked
         path = background.deepest()
         if not path or background.asked != capacity:
             until.wait(0.01)
             continue
-        if capacity not in asks:
-            from .cpsat import Oracle       # (not before: the search may have answered)
-            asks[capacity] = Oracle(comp, capacity).ask
-        for share in PREFIXES:
-            answer = asks[capacity](path[:int(share * len(path))], deadline, COMPLETION_LIMIT)
-            if answer:
-                return answer
-            if answer is None or time.monotonic() >= deadline:
-                break                       # undecided: a fresh path
+        way = min(spent, key=spent.get)
+        start = time.monotonic()
+        found = way(comp, capacity, path, deadline, background, asks)
+        spent[way] += time.monotonic() - start
+        if found is not None:
+            return found
+    return None
+
+
+def _canonical_completion(comp, capacity, path, deadline, background, asks) -> list[int] | None:
+    for share in PREFIXES:
+        found = canonical.complete(comp, capacity, path[:int(share * len(path))],
+                                   min(deadline, time.monotonic() + CANONICAL_LIMIT), background.ranks)
+        if found is not None:
+            return found
+    return None
+
+
+def _cpsat_completion(comp, capacity, path, deadline, background, asks) -> list[int] | None:
+    if capacity not in asks:
+        from .cpsat import Oracle       # (not before: the search may have answered)
+        asks[capacity] = Oracle(comp, capacity).ask
+    for share in PREFIXES:
+        answer = asks[capacity](path[:int(share * len(path))], deadline, COMPLETION_LIMIT)
+        if answer:
+            return answer
+        if answer is None or time.monotonic() >= deadline:
+            break                       # undecided: a fresh path
     return None
 
 
