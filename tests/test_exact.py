@@ -219,7 +219,7 @@ def test_each_way_completes_paths_the_canonical_search_cannot_extend(way, seed):
     with canonical.Decision(comp, capacity, deadline) as background:
         while plan is None and time.monotonic() < deadline:
             path = background.deepest()
-            plan = getattr(exact, way)(comp, capacity, path, deadline, background, {}) if path else None
+            plan = getattr(exact, way)(comp, capacity, path, deadline, background.answered, background, {}) if path else None
         assert background.found is None
     check([str(k) for k in comp.blocks], comp.blocks_of(blocks), plan, capacity, 1)
 

@@ -196,15 +196,19 @@ def _completed(comp: Component, deadline: float, background: canonical.Decision 
             continue
         way = min(spent, key=spent.get)
         start = time.monotonic()
-        found = way(comp, capacity, path, deadline, background, asks)
+        found = way(comp, capacity, path, deadline, until, background, asks)
         spent[way] += time.monotonic() - start
         if found is not None:
             return found
     return None
 
 
-def _canonical_completion(comp, capacity, path, deadline, background, asks) -> list[int] | None:
+def _canonical_completion(comp: Component, capacity: int, path: list[tuple[int, int]], deadline: float, until,
+                          background: canonical.Decision | canonical.Descent, asks: dict) -> list[int] | None:
+    """The canonical search from the skyline of each of the path's PREFIXES in turn."""
     for share in PREFIXES:
+        if until.is_set():
+            break
         found = canonical.complete(comp, capacity, path[:int(share * len(path))],
                                    min(deadline, time.monotonic() + CANONICAL_LIMIT), background.ranks)
         if found is not None:
@@ -212,11 +216,16 @@ def _canonical_completion(comp, capacity, path, deadline, background, asks) -> l
     return None
 
 
-def _cpsat_completion(comp, capacity, path, deadline, background, asks) -> list[int] | None:
+def _cpsat_completion(comp: Component, capacity: int, path: list[tuple[int, int]], deadline: float, until,
+                      background: canonical.Decision | canonical.Descent, asks: dict) -> list[int] | None:
+    """CP-SAT (`asks`: its model for each capacity) on the path's PREFIXES in turn, while it
+    refutes them."""
     if capacity not in asks:
         from .cpsat import Oracle       # (not before: the search may have answered)
         asks[capacity] = Oracle(comp, capacity).ask
     for share in PREFIXES:
+        if until.is_set():
+            break
         answer = asks[capacity](path[:int(share * len(path))], deadline, COMPLETION_LIMIT)
         if answer:
             return answer
