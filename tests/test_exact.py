@@ -111,7 +111,7 @@ def test_auto_gives_layered_half_the_time_and_goes_on_without_it(monkeypatch):
     heuristics (jagged skylines of thousands of blocks); the search starts from the others."""
     deadlines = []
 
-    def late(blocks, deadline, goal):
+    def late(blocks, deadline, goal, stop):
         deadlines.append(deadline)
         return None
 
@@ -204,6 +204,31 @@ def test_a_plan_the_canonical_search_answers_alone_leaves_or_tools_unloaded(capa
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=Path(__file__).parent.parent).stdout.split()
     assert out == ["auto:exact", "True", "False"]
+
+
+def test_deciding_a_capacity_the_canonical_search_runs_beside_layered_and_solve_takes_it_over(monkeypatch):
+    """prod-150 seed 19 at the peak: `skyline` ends 2% above it, and the canonical search,
+    started before `layered`, answers while `layered` runs; `solve` then keeps its plan."""
+    from planner.place import auto
+    blocks, _, capacity = production(150, 19)
+    heads, answered = [], []
+    start_head = exact.head_start
+
+    def recorded(*args):
+        heads.append(start_head(*args))
+        return heads[-1]
+
+    def slow_layered(*args):
+        answered.append(heads[-1].answered.wait(10))
+        return layered(*args)
+
+    monkeypatch.setattr(exact, "head_start", recorded)
+    monkeypatch.setattr(auto, "layered", slow_layered)
+    result = assign(blocks, "auto", 30, capacity)
+    assert answered == [True] and heads[0].found is not None
+    assert result.strategy == "auto:exact"
+    (comp,) = components(blocks)
+    assert [result.offsets[i] for i in comp.blocks] == heads[0].found
 
 
 @pytest.mark.parametrize("way, seed", [("_cpsat_completion", 8), ("_canonical_completion", 7)])

@@ -1,5 +1,6 @@
 """The heuristics on hand-checked instances."""
 import random
+import threading
 import time
 
 from planner.check import check
@@ -97,6 +98,18 @@ def test_reweighed_passes_come_closer_to_the_capacity_the_same_way_every_time():
         assert skyline(blocks) == reweighed
     blocks, _, capacity = production(300, 2)
     assert extent(blocks, skyline(blocks)) == capacity
+
+
+def test_reweighed_passes_stop_when_their_flag_is_set():
+    """Set before they start, none runs: the plan is the plain passes' best; set from another
+    thread meanwhile, they stop within moments of it."""
+    blocks, _, _ = production(300, 0)
+    assert skyline(blocks, stop=bytearray(b"\x01")) == skyline(blocks, work=0) != skyline(blocks)
+    stop = bytearray(1)
+    threading.Timer(0.05, stop.__setitem__, (0, 1)).start()
+    start = time.monotonic()
+    skyline(blocks, work=10**12, stop=stop)                  # hours of passes without the flag
+    assert time.monotonic() - start < 2
 
 
 def test_reweighed_passes_stop_at_the_goal():

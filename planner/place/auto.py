@@ -2,6 +2,7 @@
 they miss the lower bound, all within one time limit."""
 from __future__ import annotations
 
+import contextlib
 import time
 from typing import NamedTuple
 
@@ -46,26 +47,33 @@ def assign(blocks: list[Block], strategy: str, time_limit: float, capacity: int 
         return Assignment(strategy, HEURISTICS.get(strategy, best_fit)(blocks), bound)
     deadline = time.monotonic() + time_limit
     share_end = deadline - (1 - HEURISTIC_SHARE) * time_limit
-    best = None
-    for name in AUTO_HEURISTICS:
-        if best is not None and time.monotonic() > share_end:
-            continue
-        offsets = layered(blocks, share_end, goal) if name == "layered" else HEURISTICS[name](blocks)
-        if offsets is None:
-            continue
-        size = extent(blocks, offsets)
-        if best is None or size < best[0]:
-            best = (size, name, offsets)
-        if size <= goal:
-            break
-    size, name, offsets = best
-    if strategy == "auto" and size <= goal:
-        return Assignment(f"auto:{name}", offsets, bound)
-    left = deadline - time.monotonic()
-    if len(blocks) > EXACT_MAX or left < EXACT_MIN_S:
-        return Assignment(f"{'auto:' + name if strategy == 'auto' else 'exact'}:no-search", offsets, bound)
-    from . import exact     # here: it imports OR-Tools, slow to import, which plans without a search never need
-    result = exact.solve(blocks, offsets, left, capacity)
+    from . import exact     # here: most plans never need it
+    best = head = None
+    with contextlib.ExitStack() as running:
+        for name in AUTO_HEURISTICS:
+            if best is not None and time.monotonic() > share_end:
+                continue
+            if name == "layered" and capacity is not None:
+                # deciding a capacity, the canonical search starts beside layered's half second
+                head = exact.head_start(blocks, capacity, deadline)
+                if head is not None:
+                    running.enter_context(head)
+            offsets = (layered(blocks, share_end, goal, head and head.found_flag) if name == "layered"
+                       else HEURISTICS[name](blocks))
+            if offsets is None:
+                continue
+            size = extent(blocks, offsets)
+            if best is None or size < best[0]:
+                best = (size, name, offsets)
+            if size <= goal:
+                break
+        size, name, offsets = best
+        if strategy == "auto" and size <= goal:
+            return Assignment(f"auto:{name}", offsets, bound)
+        left = deadline - time.monotonic()
+        if len(blocks) > EXACT_MAX or left < EXACT_MIN_S:
+            return Assignment(f"{'auto:' + name if strategy == 'auto' else 'exact'}:no-search", offsets, bound)
+        result = exact.solve(blocks, offsets, left, capacity, head)
     if strategy == "auto" and extent(blocks, result.offsets) == size:
         return Assignment(f"auto:{name}", offsets, result.bound)     # the search found nothing better
     return Assignment("exact" if strategy == "exact" else "auto:exact", result.offsets, result.bound)

@@ -106,6 +106,7 @@ class _Background:
     waits for the other. Used as a context manager, the thread is stopped on leaving."""
 
     def __init__(self, comp: Component, deadline: float):
+        self.comp = comp
         self._flag = bytearray(1)           # the running search's stop flag
         self.asked: int | None = None       # the capacity it decides
         self._deepest = array("q", bytes(8 * (3 + 2 * len(comp.size))))
@@ -170,6 +171,7 @@ class Decision(_Background):
     def __init__(self, comp: Component, capacity: int, deadline: float):
         self.capacity = capacity
         self.found: list[int] | None = None
+        self.found_flag = bytearray(1)      # set with `planned`: a stop flag for compiled work beside it
         self.proven = False
         self.answered = threading.Event()
         self.planned = threading.Event()
@@ -178,6 +180,7 @@ class Decision(_Background):
     def _work(self, comp: Component, deadline: float) -> None:
         self.found, self.proven = self._search(comp, self.capacity, deadline)
         if self.found is not None:
+            self.found_flag[0] = 1
             self.planned.set()
         if self.found is not None or self.proven:
             self.answered.set()

@@ -46,6 +46,7 @@ COMPLETION_SHARE = 0.9
 PREFIXES = (0.95, 0.9, 0.85, 0.8, 0.75, 0.7, 0.6, 0.5)
 COMPLETION_LIMIT = 1.0
 CANONICAL_LIMIT = 0.1
+HEAD_START_MAX = 2_000
 
 
 @dataclass
@@ -55,11 +56,25 @@ class Result:
     optimal: bool
 
 
-def solve(blocks: list[Block], start: list[int], time_limit: float, capacity: int | None = None) -> Result:
+def head_start(blocks: list[Block], capacity: int, deadline: float) -> canonical.Decision | None:
+    """The canonical search deciding `capacity` for the largest component of `blocks`,
+    started now on its own thread, for `solve` to take over: `auto` runs its heuristics
+    meanwhile (`layered` takes half a second on 450 blocks), and the search has often
+    answered by then. None above HEAD_START_MAX blocks, where making its orders in Python
+    would slow the heuristics down, or where the component cannot fit."""
+    comp = max(components(blocks), key=lambda c: len(c.size), default=None)
+    if comp is None or len(comp.size) > HEAD_START_MAX or comp.lower > capacity:
+        return None
+    return canonical.Decision(comp, capacity, deadline)
+
+
+def solve(blocks: list[Block], start: list[int], time_limit: float, capacity: int | None = None,
+          head: canonical.Decision | None = None) -> Result:
     """Minimize the arena of `blocks`, starting from the plan `start` (a heuristic's).
     Returns the best plan found and the best proven bound when `time_limit` runs out.
     With `capacity`, stop at the first plan within it instead; a bound above it proves
-    that none exists."""
+    that none exists. `head`: a search that `head_start` started on one component, taken
+    over there."""
     deadline = time.monotonic() + time_limit
     sys.setrecursionlimit(max(sys.getrecursionlimit(), 2 * len(blocks) + 1000))   # two frames a placed block
     offsets = [0 if b.size == 0 else o for o, b in zip(start, blocks)]
@@ -80,7 +95,8 @@ def solve(blocks: list[Block], start: list[int], time_limit: float, capacity: in
         if capacity is None:
             plan, bound = _minimize(comp, plan, bound, share_end)
         else:
-            plan, proven = _decide(comp, plan, capacity, share_end)
+            started = head if head is not None and head.comp.blocks == comp.blocks else None
+            plan, proven = _decide(comp, plan, capacity, share_end, started)
             bound = max(bound, proven)
         plans[k] = comp, plan
         if bound > goal:
@@ -138,13 +154,15 @@ def _minimize_beside(comp: Component, plan: list[int], bound: int, upper: int, d
     return found, bound
 
 
-def _decide(comp: Component, plan: list[int], capacity: int, deadline: float) -> tuple[list[int], int]:
+def _decide(comp: Component, plan: list[int], capacity: int, deadline: float,
+            started: canonical.Decision | None = None) -> tuple[list[int], int]:
     """A plan of one component within `capacity` if one is found, else `plan`; and a
     proven bound, above `capacity` where no plan fits it. The canonical search decides on
-    its own thread all along; the other methods try meanwhile, and stop when it answers."""
+    its own thread all along (`started`, where it is running already); the other methods
+    try meanwhile, and stop when it answers."""
     if comp.lower > capacity:
         return plan, comp.lower
-    with canonical.Decision(comp, capacity, deadline) as background:
+    with started or canonical.Decision(comp, capacity, deadline) as background:
         background.answered.wait(HEAD_START_SHARE * (deadline - time.monotonic()))
         found, bound = _decide_beside(comp, capacity, deadline, background)
     if found is None and background.found is not None:

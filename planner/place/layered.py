@@ -35,10 +35,12 @@ class Work:
     left: float
 
 
-def layered(blocks: list[Block], deadline: float | None = None, goal: int | None = None) -> list[int] | None:
+def layered(blocks: list[Block], deadline: float | None = None, goal: int | None = None,
+            stop: bytearray | None = None) -> list[int] | None:
     """With a `deadline`, None if `skyline` makes no plan by then (see `skyline`). A plan
-    of `skyline` within `goal` (default: the lower bound) is taken as it is."""
-    offsets = skyline(blocks, deadline, goal)
+    of `skyline` within `goal` (default: the lower bound) is taken as it is. `stop`: see
+    `skyline`."""
+    offsets = skyline(blocks, deadline, goal, stop=stop)
     if offsets is None:
         return None
     if extent(blocks, offsets) <= (lower_bound(blocks) if goal is None else goal):

@@ -213,10 +213,12 @@ static uint64_t splitmix(uint64_t *state) {
 }
 
 /* Reweighed passes from the plain pass of `rule` (see the header) until one's arena is at most
- * `goal`, `work` heap steps are spent or the deadline passes; the best plan's offsets stay in
- * `best`. The random draws are seeded by the count of blocks: the same blocks, the same plan
- * (unless the deadline stops it). */
-static int reweigh(Pass *P, int rule, int64_t goal, long work, double deadline, int64_t *best) {
+ * `goal`, `work` heap steps are spent, the deadline passes or the caller sets `stop[0]` (a
+ * search beside it has a plan); the best plan's offsets stay in `best`. The random draws are
+ * seeded by the count of blocks: the same blocks, the same plan (unless a deadline or stop
+ * ends it). */
+static int reweigh(Pass *P, int rule, int64_t goal, long work, double deadline, volatile const char *stop,
+                   int64_t *best) {
     int64_t *weight = malloc(sizeof(int64_t) * (P->n + 1)), *trial = malloc(sizeof(int64_t) * (P->n + 1));
     if (!weight || !trial) { free(weight); free(trial); return NO_MEMORY; }
     memcpy(weight, P->size, sizeof(int64_t) * P->n);
@@ -226,7 +228,7 @@ static int reweigh(Pass *P, int rule, int64_t goal, long work, double deadline, 
     int64_t best_extent = extent(P);
     memcpy(best, P->offsets, sizeof(int64_t) * P->n);
     uint64_t rng = (uint64_t)P->n;
-    while (status == DONE && best_extent > goal && P->steps < work) {
+    while (status == DONE && best_extent > goal && P->steps < work && !*stop) {
         memcpy(trial, weight, sizeof(int64_t) * P->n);
         for (int k = 0; k < P->n; k++)
             if (splitmix(&rng) % 1000 < REDRAW_PER_MILLE) {
@@ -262,15 +264,9 @@ static int read_array(PyObject *obj, Py_buffer *view, Py_ssize_t n, Py_ssize_t i
 /* The passes of `rule` over size, lo, hi (array('q'), array('i'), array('i'): sections [lo, hi)
  * within `count`, every size positive): plain when `work` is 0, else reweighed (see reweigh).
  * Offsets, or None if time.monotonic() passed `deadline` (negative: none) in the plain pass. */
-static PyObject *passes(PyObject *args, int reweighed) {
-    PyObject *size_obj, *lo_obj, *hi_obj;
-    int count, rule;
-    long long goal = 0, work = 0;
-    double deadline;
-    int parsed = reweighed ? PyArg_ParseTuple(args, "OOOiiLLd", &size_obj, &lo_obj, &hi_obj, &count, &rule, &goal,
-                                              &work, &deadline)
-                           : PyArg_ParseTuple(args, "OOOiid", &size_obj, &lo_obj, &hi_obj, &count, &rule, &deadline);
-    if (!parsed) return NULL;
+static PyObject *passes_stopped(PyObject *size_obj, PyObject *lo_obj, PyObject *hi_obj, int count, int rule,
+                                long long goal, long long work, double deadline, int reweighed,
+                                volatile const char *stop) {
     if (rule < 0 || rule >= RULES) return PyErr_Format(PyExc_ValueError, "rule: 0 to %d", RULES - 1);
     Py_buffer size_view, lo_view, hi_view;
     Py_ssize_t n = PyObject_Length(size_obj);
@@ -312,7 +308,7 @@ static PyObject *passes(PyObject *args, int reweighed) {
             for (int k = 0; k < P.n; k++) P.first_start[P.start_at[P.lo[k]] + P.start_len[P.lo[k]]++] = k;
             Py_BEGIN_ALLOW_THREADS
             if (reweighed) {
-                status = reweigh(&P, rule, goal, work, deadline, best);
+                status = reweigh(&P, rule, goal, work, deadline, stop, best);
             } else {
                 status = run(&P, rule, deadline);
                 memcpy(best, P.offsets, sizeof(int64_t) * P.n);
@@ -337,10 +333,28 @@ static PyObject *passes(PyObject *args, int reweighed) {
     return result;
 }
 
+/* The arguments of skyline_pass and reweighed (whose optional last one is `stop`, a writable
+ * buffer: see reweigh) to passes_stopped. */
+static PyObject *passes(PyObject *args, int reweighed) {
+    PyObject *size_obj, *lo_obj, *hi_obj;
+    int count, rule;
+    long long goal = 0, work = 0;
+    double deadline;
+    Py_buffer stop = {0};
+    int parsed = reweighed ? PyArg_ParseTuple(args, "OOOiiLLd|w*", &size_obj, &lo_obj, &hi_obj, &count, &rule, &goal,
+                                              &work, &deadline, &stop)
+                           : PyArg_ParseTuple(args, "OOOiid", &size_obj, &lo_obj, &hi_obj, &count, &rule, &deadline);
+    if (!parsed) return NULL;
+    PyObject *result = passes_stopped(size_obj, lo_obj, hi_obj, count, rule, goal, work, deadline, reweighed,
+                                      stop.buf && stop.len ? stop.buf : "");
+    if (stop.buf) PyBuffer_Release(&stop);
+    return result;
+}
+
 /* skyline_pass(size, lo, hi, count, rule, deadline) -> offsets or None */
 static PyObject *py_skyline_pass(PyObject *self, PyObject *args) { return passes(args, 0); }
 
-/* reweighed(size, lo, hi, count, rule, goal, work, deadline) -> offsets or None */
+/* reweighed(size, lo, hi, count, rule, goal, work, deadline[, stop]) -> offsets or None */
 static PyObject *py_reweighed(PyObject *self, PyObject *args) { return passes(args, 1); }
 
 static PyMethodDef methods[] = {

@@ -28,7 +28,7 @@ WORK = 8_000_000
 
 
 def skyline(blocks: list[Block], deadline: float | None = None, goal: int | None = None,
-            work: int = WORK) -> list[int] | None:
+            work: int = WORK, stop: bytearray | None = None) -> list[int] | None:
     """Bottom-left skyline placement, best of a few candidate orders (SKYLINE_RULES), run
     forward in time and then, unless a plan already meets `goal` (default: the lower
     bound), backward
@@ -42,7 +42,8 @@ def skyline(blocks: list[Block], deadline: float | None = None, goal: int | None
     redrawn at random a few at a time and kept where no worse.
     With a `deadline` (time.monotonic()), the passes stop once it passes, and None means
     that not even the first was done by then: on jagged skylines (thousands of blocks of
-    unrelated sizes) the raises make a pass take seconds."""
+    unrelated sizes) the raises make a pass take seconds. Setting `stop[0]` from another
+    thread ends the reweighed passes (a search beside them has a plan)."""
     if not blocks:
         return []
     goal = lower_bound(blocks) if goal is None else goal
@@ -61,7 +62,7 @@ def skyline(blocks: list[Block], deadline: float | None = None, goal: int | None
                 return best[1]
     size, offsets, arrays, rule = best
     if work:
-        tried = arrays.reweighed(rule, goal, work, deadline)
+        tried = arrays.reweighed(rule, goal, work, deadline, stop)
         if tried is not None and extent(blocks, tried) < size:
             return tried
     return offsets
@@ -91,9 +92,10 @@ class _Arrays:
         """One plain pass (skyline.c's skyline_pass); None past the deadline."""
         return self._offsets(compiled_pass(*self.compiled, rule, _clock(deadline)))
 
-    def reweighed(self, rule: int, goal: int, work: int, deadline: float | None) -> list[int] | None:
+    def reweighed(self, rule: int, goal: int, work: int, deadline: float | None,
+                  stop: bytearray | None = None) -> list[int] | None:
         """Reweighed passes from the plain pass of `rule` (skyline.c's reweighed)."""
-        return self._offsets(reweighed(*self.compiled, rule, goal, work, _clock(deadline)))
+        return self._offsets(reweighed(*self.compiled, rule, goal, work, _clock(deadline), stop or bytearray()))
 
     def _offsets(self, placed: list[int] | None) -> list[int] | None:
         """Offsets of all the blocks from those of the live ones (None stays None)."""
