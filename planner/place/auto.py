@@ -47,7 +47,6 @@ def assign(blocks: list[Block], strategy: str, time_limit: float, capacity: int 
         return Assignment(strategy, HEURISTICS.get(strategy, best_fit)(blocks), bound)
     deadline = time.monotonic() + time_limit
     share_end = deadline - (1 - HEURISTIC_SHARE) * time_limit
-    from . import exact     # here: most plans never need it
     best = head = None
     with contextlib.ExitStack() as running:
         for name in AUTO_HEURISTICS:
@@ -55,6 +54,7 @@ def assign(blocks: list[Block], strategy: str, time_limit: float, capacity: int 
                 continue
             if name == "layered" and capacity is not None:
                 # deciding a capacity, the canonical search starts beside layered's half second
+                from . import exact     # here and below: plans that meet the bound at once never need it
                 head = exact.head_start(blocks, capacity, deadline)
                 if head is not None:
                     running.enter_context(head)
@@ -73,6 +73,7 @@ def assign(blocks: list[Block], strategy: str, time_limit: float, capacity: int 
         left = deadline - time.monotonic()
         if len(blocks) > EXACT_MAX or left < EXACT_MIN_S:
             return Assignment(f"{'auto:' + name if strategy == 'auto' else 'exact'}:no-search", offsets, bound)
+        from . import exact
         result = exact.solve(blocks, offsets, left, capacity, head)
     if strategy == "auto" and extent(blocks, result.offsets) == size:
         return Assignment(f"auto:{name}", offsets, result.bound)     # the search found nothing better
