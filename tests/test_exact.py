@@ -231,31 +231,36 @@ def test_deciding_a_capacity_the_canonical_search_runs_beside_layered_and_solve_
     assert [result.offsets[i] for i in comp.blocks] == heads[0].found
 
 
-@pytest.mark.parametrize("way, seed", [("_cpsat_completion", 8), ("_canonical_completion", 7)])
-def test_each_way_completes_paths_the_canonical_search_cannot_extend(way, seed):
+@pytest.mark.parametrize("way, limit, seed", [("_cpsat_completion", "COMPLETION_LIMIT", 8),
+                                              ("_canonical_completion", "CANONICAL_LIMIT", 7)])
+def test_each_way_completes_paths_the_canonical_search_cannot_extend(way, limit, seed):
     """prod-450 with 2% slack, seeds 8 and 7: the canonical search alone does not plan them
     in 30 s. CP-SAT completes the first placements of its deepest paths on seed 8 within
     seconds (the canonical search from their skyline does not in 30 s); on seed 7, the
     canonical search from their skyline does so in seconds (CP-SAT takes about 15 s)."""
     blocks, _, capacity = production(450, seed, 0.02)
     (comp,) = components(blocks)
+    complete, limit = getattr(exact, way), getattr(exact, limit)
     deadline = time.monotonic() + 30
     plan = None
     with canonical.Decision(comp, capacity, deadline) as background:
         while plan is None and time.monotonic() < deadline:
             path = background.deepest()
-            plan = getattr(exact, way)(comp, capacity, path, deadline, background.answered, background, {}) if path else None
+            plan = complete(comp, capacity, path, deadline, background.answered, background, {}, limit) if path else None
         assert background.found is None
     check([str(k) for k in comp.blocks], comp.blocks_of(blocks), plan, capacity, 1)
 
 
 def test_completions_give_each_path_to_the_way_that_has_had_less_time(monkeypatch):
-    """A way that takes three times as long per path gets a third as many paths."""
+    """A way that takes three times as long per path gets a third as many paths; the canonical
+    way's questions get longer as it has more of the time, CP-SAT's stay as they are."""
     calls = {"cpsat": 0, "canonical": 0}
+    limits = {"cpsat": [], "canonical": []}
 
     def way(name, seconds):
         def complete(*args):
             calls[name] += 1
+            limits[name].append(args[-1])
             time.sleep(seconds)
         return complete
 
@@ -270,6 +275,9 @@ def test_completions_give_each_path_to_the_way_that_has_had_less_time(monkeypatc
 
     assert exact._completed(None, time.monotonic() + 1.2, Background(), threading.Event()) is None
     assert 2 <= calls["canonical"] / calls["cpsat"] <= 4.5
+    assert set(limits["cpsat"]) == {exact.COMPLETION_LIMIT}
+    assert limits["canonical"][0] == exact.CANONICAL_LIMIT < limits["canonical"][-1]
+    assert limits["canonical"] == sorted(limits["canonical"])
 
 
 def test_completions_plan_a_tight_instance_the_search_alone_does_not():

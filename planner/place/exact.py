@@ -33,9 +33,10 @@ from .search import Search, Timeout
 # length in turn until CP-SAT does not refute it, each question for at most COMPLETION_LIMIT
 # seconds (a path the search cannot extend is often completed by placing some of the
 # buffers after it below its offset). Every other path, by time, goes instead to the
-# canonical search started from the skyline of each of its prefixes, CANONICAL_LIMIT seconds
-# each: it completes some paths in milliseconds that CP-SAT takes seconds over or leaves,
-# and misses others that CP-SAT completes. CP-SAT alone takes the rest, as it still solves
+# canonical search started from the skyline of each of its prefixes, each for CANONICAL_LIMIT
+# seconds or CANONICAL_GROWTH of the time this way has had so far, whichever is more: it
+# completes some paths in milliseconds that CP-SAT takes seconds over or leaves, others only
+# given a few tenths of a second, and misses others that CP-SAT completes. CP-SAT alone takes the rest, as it still solves
 # some instances the others do not. (The shares were tuned on the benchmark families:
 # docs/measurements.md.)
 HEAD_START_SHARE = 0.02
@@ -46,6 +47,7 @@ COMPLETION_SHARE = 0.9
 PREFIXES = (0.95, 0.9, 0.85, 0.8, 0.75, 0.7, 0.6, 0.5)
 COMPLETION_LIMIT = 1.0
 CANONICAL_LIMIT = 0.1
+CANONICAL_GROWTH = 0.3
 HEAD_START_MAX = 2_000
 
 
@@ -213,8 +215,10 @@ def _completed(comp: Component, deadline: float, background: canonical.Decision 
             until.wait(0.01)
             continue
         way = min(spent, key=spent.get)
+        limit = (COMPLETION_LIMIT if way is _cpsat_completion
+                 else max(CANONICAL_LIMIT, CANONICAL_GROWTH * spent[way]))
         start = time.monotonic()
-        found = way(comp, capacity, path, deadline, until, background, asks)
+        found = way(comp, capacity, path, deadline, until, background, asks, limit)
         spent[way] += time.monotonic() - start
         if found is not None:
             return found
@@ -222,29 +226,32 @@ def _completed(comp: Component, deadline: float, background: canonical.Decision 
 
 
 def _canonical_completion(comp: Component, capacity: int, path: list[tuple[int, int]], deadline: float, until,
-                          background: canonical.Decision | canonical.Descent, asks: dict) -> list[int] | None:
-    """The canonical search from the skyline of each of the path's PREFIXES in turn."""
+                          background: canonical.Decision | canonical.Descent, asks: dict,
+                          limit: float) -> list[int] | None:
+    """The canonical search from the skyline of each of the path's PREFIXES in turn, for
+    `limit` seconds each."""
     for share in PREFIXES:
         if until.is_set():
             break
         found = canonical.complete(comp, capacity, path[:int(share * len(path))],
-                                   min(deadline, time.monotonic() + CANONICAL_LIMIT), background.ranks)
+                                   min(deadline, time.monotonic() + limit), background.ranks)
         if found is not None:
             return found
     return None
 
 
 def _cpsat_completion(comp: Component, capacity: int, path: list[tuple[int, int]], deadline: float, until,
-                      background: canonical.Decision | canonical.Descent, asks: dict) -> list[int] | None:
-    """CP-SAT (`asks`: its model for each capacity) on the path's PREFIXES in turn, while it
-    refutes them."""
+                      background: canonical.Decision | canonical.Descent, asks: dict,
+                      limit: float) -> list[int] | None:
+    """CP-SAT (`asks`: its model for each capacity) on the path's PREFIXES in turn while it
+    refutes them, for `limit` seconds each."""
     if capacity not in asks:
         from .cpsat import Oracle       # (not before: the search may have answered)
         asks[capacity] = Oracle(comp, capacity).ask
     for share in PREFIXES:
         if until.is_set():
             break
-        answer = asks[capacity](path[:int(share * len(path))], deadline, COMPLETION_LIMIT)
+        answer = asks[capacity](path[:int(share * len(path))], deadline, limit)
         if answer:
             return answer
         if answer is None or time.monotonic() >= deadline:
