@@ -246,7 +246,8 @@ def test_each_way_completes_paths_the_canonical_search_cannot_extend(way, limit,
     with canonical.Decision(comp, capacity, deadline) as background:
         while plan is None and time.monotonic() < deadline:
             path = background.deepest()
-            plan = complete(comp, capacity, path, deadline, background.answered, background, {}, limit) if path else None
+            if path:
+                plan = complete(comp, capacity, path, deadline, background.answered, background, {}, limit)
         assert background.found is None
     check([str(k) for k in comp.blocks], comp.blocks_of(blocks), plan, capacity, 1)
 

@@ -36,9 +36,11 @@ from .search import Search, Timeout
 # canonical search started from the skyline of each of its prefixes, each for CANONICAL_LIMIT
 # seconds or CANONICAL_GROWTH of the time this way has had so far, whichever is more: it
 # completes some paths in milliseconds that CP-SAT takes seconds over or leaves, others only
-# given a few tenths of a second, and misses others that CP-SAT completes. CP-SAT alone takes the rest, as it still solves
-# some instances the others do not. (The shares were tuned on the benchmark families:
-# docs/measurements.md.)
+# given a few tenths of a second, and misses others that CP-SAT completes. CP-SAT alone
+# takes the rest, as it still solves some instances the others do not. (The shares were
+# tuned on the benchmark families: docs/measurements.md.) Deciding a capacity, `auto` starts
+# the canonical search on the largest component before its heuristics are done
+# (`head_start`), up to HEAD_START_MAX blocks.
 HEAD_START_SHARE = 0.02
 SEARCH_SHARE = 0.3
 SEARCH_SHARE_BRIEF = 0.1
