@@ -231,15 +231,9 @@ def _canonical_completion(comp: Component, capacity: int, path: list[tuple[int, 
                           background: canonical.Decision | canonical.Descent, asks: dict,
                           limit: float) -> list[int] | None:
     """The canonical search from the skyline of each of the path's PREFIXES in turn, for
-    `limit` seconds each."""
-    for share in PREFIXES:
-        if until.is_set():
-            break
-        found = canonical.complete(comp, capacity, path[:int(share * len(path))],
-                                   min(deadline, time.monotonic() + limit), background.ranks)
-        if found is not None:
-            return found
-    return None
+    `limit` seconds each; it goes on to the next prefix whether it ran out of time or not."""
+    return _first_completed(path, deadline, until, lambda prefix: canonical.complete(
+        comp, capacity, prefix, min(deadline, time.monotonic() + limit), background.ranks) or False)
 
 
 def _cpsat_completion(comp: Component, capacity: int, path: list[tuple[int, int]], deadline: float, until,
@@ -250,10 +244,17 @@ def _cpsat_completion(comp: Component, capacity: int, path: list[tuple[int, int]
     if capacity not in asks:
         from .cpsat import Oracle       # (not before: the search may have answered)
         asks[capacity] = Oracle(comp, capacity).ask
+    return _first_completed(path, deadline, until, lambda prefix: asks[capacity](prefix, deadline, limit))
+
+
+def _first_completed(path: list[tuple[int, int]], deadline: float, until, ask) -> list[int] | None:
+    """The plan `ask` completes from the first of the path's PREFIXES it completes, asked in
+    turn while it answers False (none); None once it leaves one undecided (None), or by
+    `deadline`, or once `until` is set."""
     for share in PREFIXES:
         if until.is_set():
             break
-        answer = asks[capacity](path[:int(share * len(path))], deadline, limit)
+        answer = ask(path[:int(share * len(path))])
         if answer:
             return answer
         if answer is None or time.monotonic() >= deadline:
