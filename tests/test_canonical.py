@@ -215,6 +215,34 @@ def test_descent_looks_at_the_bound_first_then_halfway_down(monkeypatch):
     assert asked[0] == comp.lower and asked[1] == comp.lower + (upper - comp.lower) // 2, asked[:2]
 
 
+def test_descent_steps_down_from_its_best_plan_and_doubles_the_time_once_the_step_is_fine(monkeypatch):
+    """A fake search that plans any capacity from 1300 up at once (exactly at it) and never
+    decides one below: the steps halve from halfway down until they are finer than
+    FINEST_STEP, then start again, each capacity with twice the time."""
+    blocks = [Block(0, 9, 1) for _ in range(1000)]      # any plan's arena: its highest offset + 1
+    (comp,) = components(blocks)
+    asked = []
+
+    def search(comp, capacity, deadline, stop, *rest):
+        asked.append((capacity, deadline - time.monotonic()))
+        if capacity >= 1300:
+            return list(range(999)) + [capacity - 1], False
+        while time.monotonic() < deadline and not stop[0]:
+            time.sleep(0.001)
+        return None, False
+
+    monkeypatch.setattr(canonical, "search", search)
+    with canonical.Descent(comp, 1000, 2000, time.monotonic() + 2) as descent:
+        time.sleep(1.5)
+    capacities = [c for c, _ in asked]
+    # the bound, then halfway down (found: the same step from 1500), halving where nothing is
+    # decided, until the step under 1306 is finer than FINEST_STEP: then halfway, twice as long
+    assert capacities[:13] == [1000, 1500, 1000, 1250, 1375, 1250, 1313, 1251, 1282, 1298, 1306, 1299, 1153]
+    assert asked[12][1] == pytest.approx(2 * asked[11][1], rel=0.2)
+    assert 1300 <= descent.upper <= 1300 * (1 + canonical.FINEST_STEP) and descent.bound == 1000
+    assert capacities[-1] == 1000 and asked[-1][1] > 0.5      # the bound with the time left
+
+
 def test_descent_keeps_a_better_plan_offered_and_settles_when_it_meets_the_bound():
     blocks, known, capacity = production(450, 0)        # a plan at the peak, which the search lacks
     (comp,) = components(blocks)

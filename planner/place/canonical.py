@@ -187,19 +187,25 @@ class Decision(_Background):
 
 
 # Of its time, the share a Descent spends on capacities between the bound and the best plan
-# first, and the most one of them may take: where there is room, plans come in milliseconds.
-DESCENT_SHARE = 0.2
+# first; what one of them gets at first (each round of them gets twice as much); and the
+# least step down from the best plan, as a share of its arena. Where there is room, plans
+# come in milliseconds; where there is little, the steps down are what the time buys
+# (docs/measurements.md, "Minimizing by steps down").
+DESCENT_SHARE = 0.65
 PROBE_SHARE = 0.02
+FINEST_STEP = 0.005
 
 
 class Descent(_Background):
     """The least arena from above, between `bound` (proven: no plan below it) and `upper`
-    (a plan's arena). First the bound, for at most PROBE_SHARE of the time: where it is the
+    (a plan's arena). First the bound, for PROBE_SHARE of the time: where it is the
     optimum, a plan there often comes in milliseconds, sooner than by the steps down to
-    it. Then, for DESCENT_SHARE of the time, capacities halfway between
-    the two, each for at most PROBE_SHARE of it: each plan found lowers `upper`, each proof
-    raises `bound`, and a capacity not decided in its time leaves the ones above it to try
-    next. Then the bound itself with all the time left, each proof moving it up a step.
+    it. Then, for DESCENT_SHARE of the time, steps down from `upper`: halfway to the bound
+    first, each for PROBE_SHARE of the time; a plan found lowers `upper` and the same step
+    is taken from there, a capacity not decided in its time halves the step. Once the step
+    is under FINEST_STEP of `upper`, the steps start again from halfway, each with twice the
+    time: a capacity that takes seconds is worth more than the slivers under the best plan.
+    Then the bound itself with all the time left, each proof moving it up a step.
     `best` is the best plan found; the caller's own proofs come in by `lift`, its plans by
     `offer`. `settled` is set once the best plan meets the bound."""
 
@@ -247,22 +253,27 @@ class Descent(_Background):
         start = time.monotonic()
         descent_end = start + DESCENT_SHARE * (deadline - start)
         probe = PROBE_SHARE * (deadline - start)
-        untried = self.bound                    # capacities below it were left undecided
-        looked = False                          # at the bound, for a probe's time, first
+        self._probe(comp, self.bound, min(deadline, start + probe))
+        step = max(1, (self.upper - self.bound) // 2)
+        while not self._stopping and self.bound < self.upper and time.monotonic() < descent_end:
+            capacity = max(self.bound, self.upper - step)
+            decided = self._probe(comp, capacity, min(descent_end, time.monotonic() + probe))
+            if not decided and capacity < self.upper:       # (else the caller's plan stopped it)
+                step //= 2
+                if step < FINEST_STEP * self.upper:
+                    step, probe = max(1, (self.upper - self.bound) // 2), 2 * probe
         while not self._stopping and self.bound < self.upper and time.monotonic() < deadline:
-            low = max(untried, self.bound)
-            descending = looked and time.monotonic() < descent_end and low < self.upper
-            capacity = low + (self.upper - low) // 2 if descending else self.bound
-            found, proven = self._search(comp, capacity, min(deadline, time.monotonic() + probe)
-                                         if descending or not looked else deadline)
-            looked = True
-            if found is not None:
-                self._improve(found)
-            elif proven:
-                self.bound = max(self.bound, comp.step_above(capacity))
-            elif descending and capacity < self.upper:     # (else the caller's plan stopped it)
-                untried = capacity + 1
-            self._settle()
+            self._probe(comp, self.bound, deadline)
+
+    def _probe(self, comp: Component, capacity: int, deadline: float) -> bool:
+        """Decide `capacity` by `deadline`; whether it was decided."""
+        found, proven = self._search(comp, capacity, deadline)
+        if found is not None:
+            self._improve(found)
+        elif proven:
+            self.bound = max(self.bound, comp.step_above(capacity))
+        self._settle()
+        return found is not None or proven
 
 
 class _Watch:

@@ -167,7 +167,8 @@ def _decide(comp: Component, plan: list[int], capacity: int, deadline: float,
     if comp.lower > capacity:
         return plan, comp.lower
     with started or canonical.Decision(comp, capacity, deadline) as background:
-        background.answered.wait(HEAD_START_SHARE * (deadline - time.monotonic()))
+        if started is None:
+            background.answered.wait(HEAD_START_SHARE * (deadline - time.monotonic()))
         found, bound = _decide_beside(comp, capacity, deadline, background)
     if found is None and background.found is not None:
         found, bound = background.found, comp.lower
