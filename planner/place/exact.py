@@ -21,9 +21,10 @@ from .problem import Block, Component, components, extent
 from .search import Search, Timeout
 
 # The compiled canonical search runs on a thread of its own all along (until layer splits
-# start, which race on every core). The others wait HEAD_START_SHARE of the time first: the
-# canonical search answers many components in milliseconds, and they would only compete with
-# it for the interpreter and import OR-Tools (0.4 s) for nothing. Then, of the time left:
+# start, which race on every core). The others wait HEAD_START_SHARE of the time first
+# (unless it started beside `layered`, which was its head start): the canonical search
+# answers many components in milliseconds, and they would only compete with it for the
+# interpreter and import OR-Tools (0.4 s) for nothing. Then, of the time left:
 # the share of the Python search (with its oracle). Where layer splits follow, it gets less
 # (what it solves there it mostly solves in milliseconds) and they take STACK_SHARE of the
 # rest; they follow only where the component is mostly full at the bound. Elsewhere, after
