@@ -231,6 +231,27 @@ def test_deciding_a_capacity_the_canonical_search_runs_beside_layered_and_solve_
     assert [result.offsets[i] for i in comp.blocks] == heads[0].found
 
 
+def test_completions_start_at_once_after_a_head_start_and_wait_without_one(monkeypatch):
+    """prod-450 at the peak (the search alone does not answer): a search that `head_start`
+    started has had its head start, so the completions begin at once; one started by
+    `_decide` itself runs alone for HEAD_START_SHARE of the time first."""
+    blocks, known, capacity = production(450, 0)
+    (comp,) = components(blocks)
+    waited = []
+
+    def completed(comp, deadline, background, until):
+        waited.append(time.monotonic() - start)
+        return [known[k] for k in comp.blocks]
+
+    monkeypatch.setattr(exact, "_completed", completed)
+    for head in (exact.head_start(blocks, capacity, time.monotonic() + 30), None):
+        start = time.monotonic()
+        plan, _ = exact._decide(comp, [0] * len(comp.size), capacity, start + 30, head)
+        assert plan == [known[k] for k in comp.blocks]
+    share = exact.HEAD_START_SHARE * 30
+    assert waited[0] < share / 2 and waited[1] > share * 0.9, waited
+
+
 @pytest.mark.parametrize("way, limit, seed", [("_cpsat_completion", "COMPLETION_LIMIT", 8),
                                               ("_canonical_completion", "CANONICAL_LIMIT", 7)])
 def test_each_way_completes_paths_the_canonical_search_cannot_extend(way, limit, seed):
