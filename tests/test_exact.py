@@ -273,6 +273,28 @@ def test_each_way_completes_paths_the_canonical_search_cannot_extend(way, limit,
     check([str(k) for k in comp.blocks], comp.blocks_of(blocks), plan, capacity, 1)
 
 
+@pytest.mark.parametrize("way", ["_cpsat_completion", "_canonical_completion"])
+def test_a_completion_stops_soon_after_the_canonical_search_answers(way):
+    """prod-450 at the peak, which neither way plans from no placements in 30 s: once `until`
+    is set (the canonical search beside them has answered), the question ends, undecided,
+    well before its limit."""
+    blocks, _, capacity = production(450, 0)
+    (comp,) = components(blocks)
+    until = threading.Event()
+    start = time.monotonic()
+    threading.Timer(1.5, until.set).start()       # (after OR-Tools' import, once the question is asked)
+    answer = getattr(exact, way)(comp, capacity, [(0, 0)], start + 30, until,
+                                 _Ranks(canonical.orders(comp)), {}, 30)
+    assert answer is None and time.monotonic() - start < 6
+
+
+class _Ranks:
+    """What a completion reads of the canonical search beside it: its orders."""
+
+    def __init__(self, ranks):
+        self.ranks = ranks
+
+
 def test_completions_give_each_path_to_the_way_that_has_had_less_time(monkeypatch):
     """A way that takes three times as long per path gets a third as many paths; the canonical
     way's questions get longer as it has more of the time, CP-SAT's stay as they are."""

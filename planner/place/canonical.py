@@ -13,6 +13,7 @@ from array import array
 
 from ._canonical import fit
 from .problem import Component
+from .stopping import stopped_when
 
 FIRST_BUDGET = 500      # nodes before the first restart; each round of orders gets 1.5 times more
 # Restarts with more orders than minimalloc's three: where plans are many, one order finds one
@@ -70,10 +71,11 @@ def search(comp: Component, capacity: int, deadline: float, stop: bytearray | No
 
 
 def complete(comp: Component, capacity: int, path: list[tuple[int, int]], deadline: float,
-             ranks: list[list[int]]) -> list[int] | None:
+             ranks: list[list[int]], until=None) -> list[int] | None:
     """A plan within `capacity` that keeps the placements of `path` ((block, offset) pairs)
     and places the other blocks above their tops, by the canonical search started from
-    the skyline they leave; None if it finds none by `deadline`. Unlike the search that
+    the skyline they leave; None if it finds none by `deadline` (or once `until`, an event,
+    is set). Unlike the search that
     made the path, the others may go below its last offset, wherever the skyline is low.
     `ranks`: the component's orders, kept among the others."""
     tops = [0] * len(comp.load)
@@ -83,9 +85,11 @@ def complete(comp: Component, capacity: int, path: list[tuple[int, int]], deadli
     placed = dict(path)
     rest = [k for k in range(len(comp.size)) if k not in placed]
     kept = [_kept(rank, rest) for rank in ranks]
-    status, offsets = fit([comp.size[k] for k in rest], [comp.lo[k] for k in rest], [comp.hi[k] for k in rest],
-                          len(comp.load), capacity, kept, max(0.0, deadline - time.monotonic()), FIRST_BUDGET,
-                          bytearray(1), array("q"), tops)
+    flag = bytearray(1)
+    with stopped_when(until, lambda: flag.__setitem__(0, 1)):
+        status, offsets = fit([comp.size[k] for k in rest], [comp.lo[k] for k in rest], [comp.hi[k] for k in rest],
+                              len(comp.load), capacity, kept, max(0.0, deadline - time.monotonic()), FIRST_BUDGET,
+                              flag, array("q"), tops)
     if offsets is None:
         return None
     placed.update(zip(rest, offsets))

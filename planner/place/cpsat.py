@@ -9,6 +9,7 @@ import time
 from ortools.sat.python import cp_model
 
 from .problem import Component
+from .stopping import stopped_when
 
 
 def rectangles(model: cp_model.CpModel, comp: Component, top: int) -> list:
@@ -37,9 +38,10 @@ class Oracle:
         self.comp, self.capacity = comp, capacity
         self.model = None
 
-    def ask(self, placed: list[tuple[int, int]], deadline: float, limit: float = LIMIT) -> list[int] | bool | None:
+    def ask(self, placed: list[tuple[int, int]], deadline: float, limit: float = LIMIT,
+            until=None) -> list[int] | bool | None:
         """Given (block, offset) placements: a completed plan, False when there is none,
-        None when undecided in `limit` seconds (or by the deadline)."""
+        None when undecided in `limit` seconds (or by the deadline, or once `until` is set)."""
         if self.model is None:
             self.model = cp_model.CpModel()
             self.offsets = rectangles(self.model, self.comp, self.capacity // self.comp.unit)
@@ -49,7 +51,7 @@ class Oracle:
             domains[k].domain[0] = domains[k].domain[1] = offset // unit
         solver = cp_model.CpSolver()
         solver.parameters.max_time_in_seconds = max(0.01, min(limit, deadline - time.monotonic()))
-        status = solver.solve(self.model)
+        status = _solve(solver, self.model, until)
         for (k, _), (low, high) in zip(placed, widths):
             domains[k].domain[0], domains[k].domain[1] = low, high
         if status in (cp_model.OPTIMAL, cp_model.FEASIBLE):
@@ -115,26 +117,10 @@ def _run(comp: Component, lowest: int, highest: int, hint: list[int] | None, dea
     return status, None, proven
 
 
-def _solve(solver: cp_model.CpSolver, model: cp_model.CpModel, stop: threading.Event | None):
-    """solver.solve(model), stopped early (UNKNOWN) once `stop` is set: a watcher thread
-    stops it, as CP-SAT searches without the GIL."""
-    if stop is None:
+def _solve(solver: cp_model.CpSolver, model: cp_model.CpModel, stop):
+    """solver.solve(model), stopped early (UNKNOWN) once `stop` (an event or None) is set."""
+    with stopped_when(stop, solver.stop_search):
         return solver.solve(model)
-    solved = threading.Event()
-
-    def watch():
-        while not solved.wait(0.02):
-            if stop.is_set():
-                solver.stop_search()
-                return
-
-    watcher = threading.Thread(target=watch, daemon=True)
-    watcher.start()
-    try:
-        return solver.solve(model)
-    finally:
-        solved.set()
-        watcher.join()
 
 
 def _twins(comp: Component) -> list[list[int]]:

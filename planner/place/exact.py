@@ -235,7 +235,7 @@ def _canonical_completion(comp: Component, capacity: int, path: list[tuple[int, 
     """The canonical search from the skyline of each of the path's PREFIXES in turn, for
     `limit` seconds each; it goes on to the next prefix whether it ran out of time or not."""
     return _first_completed(path, deadline, until, lambda prefix: canonical.complete(
-        comp, capacity, prefix, min(deadline, time.monotonic() + limit), background.ranks) or False)
+        comp, capacity, prefix, min(deadline, time.monotonic() + limit), background.ranks, until) or False)
 
 
 def _cpsat_completion(comp: Component, capacity: int, path: list[tuple[int, int]], deadline: float, until,
@@ -246,7 +246,7 @@ def _cpsat_completion(comp: Component, capacity: int, path: list[tuple[int, int]
     if capacity not in asks:
         from .cpsat import Oracle       # (not before: the search may have answered)
         asks[capacity] = Oracle(comp, capacity).ask
-    return _first_completed(path, deadline, until, lambda prefix: asks[capacity](prefix, deadline, limit))
+    return _first_completed(path, deadline, until, lambda prefix: asks[capacity](prefix, deadline, limit, until))
 
 
 def _first_completed(path: list[tuple[int, int]], deadline: float, until, ask) -> list[int] | None:
