@@ -231,6 +231,28 @@ def test_deciding_a_capacity_the_canonical_search_runs_beside_layered_and_solve_
     assert [result.offsets[i] for i in comp.blocks] == heads[0].found
 
 
+def test_a_head_start_on_a_component_that_fits_already_stops_before_the_others_are_decided(monkeypatch):
+    """prod-450 at the peak (the canonical search does not answer) given its known plan,
+    beside prod-150 after it in time, given best-fit's plan (above the capacity): the
+    search that `head_start` started on the larger one stops before the other is decided."""
+    a, known, capacity = production(450, 0)
+    b, _, _ = production(150, 0)
+    end = max(x.last for x in a) + 1
+    blocks = a + [Block(x.first + end, x.last + end, x.size) for x in b]
+    head = exact.head_start(blocks, capacity, time.monotonic() + 30)
+    assert len(head.comp.size) == len(a)
+    alive = []
+
+    def decide(comp, plan, capacity, deadline, started):
+        alive.append(head._thread.is_alive())
+        return plan, comp.lower
+
+    monkeypatch.setattr(exact, "_decide", decide)
+    with head:
+        exact.solve(blocks, known + best_fit(b), 30, capacity, head)
+    assert alive == [False]
+
+
 def test_completions_start_at_once_after_a_head_start_and_wait_without_one(monkeypatch):
     """prod-450 at the peak (the search alone does not answer): a search that `head_start`
     started has had its head start, so the completions begin at once; one started by

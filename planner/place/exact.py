@@ -94,6 +94,8 @@ def solve(blocks: list[Block], start: list[int], time_limit: float, capacity: in
     # rest, and what a small one leaves goes to the larger ones.
     todo = sorted((k for k, (comp, plan) in enumerate(plans) if comp.extent(plan) > goal),
                   key=lambda k: len(plans[k][0].size))
+    if head is not None and all(plans[k][0].blocks != head.comp.blocks for k in todo):
+        head.stop()             # its component fits already: its core goes to the others
     for done, k in enumerate(todo):
         comp, plan = plans[k]
         share_end = _share_end(1 / (len(todo) - done), deadline)
