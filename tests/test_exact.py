@@ -5,6 +5,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from hypothesis import given, settings, strategies as st
@@ -305,16 +306,9 @@ def test_a_completion_stops_soon_after_the_canonical_search_answers(way):
     until = threading.Event()
     start = time.monotonic()
     threading.Timer(1.5, until.set).start()       # (after OR-Tools' import, once the question is asked)
-    answer = getattr(exact, way)(comp, capacity, [(0, 0)], start + 30, until,
-                                 _Ranks(canonical.orders(comp)), {}, 30)
+    background = SimpleNamespace(ranks=canonical.orders(comp))    # all a completion reads of it
+    answer = getattr(exact, way)(comp, capacity, [(0, 0)], start + 30, until, background, {}, 30)
     assert answer is None and time.monotonic() - start < 6
-
-
-class _Ranks:
-    """What a completion reads of the canonical search beside it: its orders."""
-
-    def __init__(self, ranks):
-        self.ranks = ranks
 
 
 def test_completions_give_each_path_to_the_way_that_has_had_less_time(monkeypatch):
