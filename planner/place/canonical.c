@@ -25,7 +25,13 @@
  *   - buffers alike in span, size and floor lead to the same states: only the first is tried;
  *   - a section with no slack left whose lowest free byte is at base must have that byte covered
  *     now, by one of its buffers whose floor is base: of such sections, the one with the fewest of
- *     them narrows the candidates to those (`forced`).
+ *     them narrows the candidates to those (`forced`);
+ *   - propagation: over one section, the unplaced buffers are the jobs of one machine, each between
+ *     a least offset (its floor, base, or `est`) and a greatest top (`lct`). Overload checks, edge
+ *     finding both ways and compulsory parts tighten these bounds (`propagate_section`), and a
+ *     buffer whose bounds moved has its sections looked at again. A buffer whose least offset is
+ *     above its floor cannot go there now. CP-SAT's presolve refutes the search's wrong early
+ *     placements by this reasoning and no other (docs/measurements.md, "Deadlines").
  * The search restarts with another order of the buffers (the caller's `ranks`) each time it
  * spends its node budget, which grows by half every round of orders. After the first round over
  * them the restarts are guided: each takes the order of the restart that placed the most (area:
@@ -56,9 +62,13 @@ enum { FOUND = 1, FAILED = 0, STOPPED = -1 };
 enum { NOISE_PER_MILLE = 20, NOISE_WIDTH = 3 };
 /* A guided restart moves this many buffers in a thousand of its order to a random rank. */
 enum { GUIDE_PER_MILLE = 30 };
+/* Rounds of the rules over one section before its tightened buffers' sections are queued. */
+enum { SECTION_ROUNDS = 4 };
 
 typedef struct { int buffer; int64_t old; } Entry;   /* old == -1: the buffer was placed; buffer < 0: section
-                                                       * -1 - buffer's top was old */
+                                                       * -1 - buffer's top was old; buffer in [n, 2n): est of
+                                                       * buffer - n was old; in [2n, 3n): lct of buffer - 2n;
+                                                       * else the buffer's floor was old */
 typedef struct { uint64_t a, b; } Key;
 
 typedef struct {
@@ -75,7 +85,7 @@ typedef struct {
     int64_t *top;                        /* top[s]: the highest top of the placed buffers over s */
     char *placed;
     Entry *trail;
-    int ntrail;
+    int ntrail, trail_size;
     uint64_t *zobrist;
     Key *failed;
     size_t failed_mask, failed_count;
@@ -93,6 +103,11 @@ typedef struct {
                                           * is also path[:deep_valid] */
     int64_t *deep_offset;
     double area, furthest;               /* size x sections of the placed buffers; the most in this restart */
+    int64_t *est, *lct;                  /* per buffer: propagation's least offset and greatest top */
+    int *queue;                          /* a ring of the sections left to propagate over */
+    long long *queued, queue_stamp;      /* queued[s] == queue_stamp: s is in the ring */
+    int *jobs, *order;                   /* propagate_section's scratch, n each */
+    int64_t *low, *high, *low_was, *high_was, *job_size;
 } Search;
 
 static double now(void) {
@@ -127,22 +142,30 @@ static void remember_failed(Search *S, Key key) {
     S->failed_count++;
 }
 
+static void log_entry(Search *S, int buffer, int64_t old) {
+    if (S->ntrail == S->trail_size) {        /* bounds may tighten many times on one path */
+        S->trail_size *= 2;
+        S->trail = realloc(S->trail, sizeof(Entry) * S->trail_size);
+    }
+    S->trail[S->ntrail++] = (Entry){buffer, old};
+}
+
 static void place(Search *S, int k) {
     int64_t top = S->floor[k] + S->size[k];
-    S->trail[S->ntrail++] = (Entry){k, -1};
+    log_entry(S, k, -1);
     S->placed[k] = 1;
     S->path[S->depth++] = k;
     S->area += (double)S->size[k] * (S->hi[k] - S->lo[k]);
     if (S->area > S->furthest) S->furthest = S->area;
     for (int s = S->lo[k]; s < S->hi[k]; s++) {
         S->left[s] -= S->size[k];
-        S->trail[S->ntrail++] = (Entry){-1 - s, S->top[s]};
+        log_entry(S, -1 - s, S->top[s]);
         S->top[s] = top;
     }
     for (int i = S->conflict_at[k]; i < S->conflict_at[k + 1]; i++) {
         int y = S->conflict[i];
         if (!S->placed[y] && S->floor[y] < top) {
-            S->trail[S->ntrail++] = (Entry){y, S->floor[y]};
+            log_entry(S, y, S->floor[y]);
             S->floor[y] = top;
         }
     }
@@ -174,6 +197,10 @@ static void undo(Search *S, int mark) {
         Entry e = S->trail[--S->ntrail];
         if (e.buffer < 0) {
             S->top[-1 - e.buffer] = e.old;
+        } else if (e.buffer >= 2 * S->n) {
+            S->lct[e.buffer - 2 * S->n] = e.old;
+        } else if (e.buffer >= S->n) {
+            S->est[e.buffer - S->n] = e.old;
         } else if (e.old >= 0) {
             S->floor[e.buffer] = e.old;
         } else {
@@ -234,6 +261,145 @@ static int inferred_fit(Search *S, int mark, int a, int b, int64_t base) {
             S->checked[s] = S->stamp;
             if (!section_fits(S, s, base)) return 0;
         }
+    }
+    return 1;
+}
+
+static _Thread_local const int64_t *sort_keys;     /* for the jobs' comparators */
+
+static int by_key_down(const void *p, const void *q) {
+    int64_t x = sort_keys[*(const int *)p], y = sort_keys[*(const int *)q];
+    return (x < y) - (x > y);
+}
+
+static int by_key_up(const void *p, const void *q) { return by_key_down(q, p); }
+
+static void queue_sections(Search *S, int k, int *tail) {
+    for (int s = S->lo[k]; s < S->hi[k]; s++)
+        if (S->queued[s] != S->queue_stamp) {
+            S->queued[s] = S->queue_stamp;
+            S->queue[*tail] = s;
+            *tail = (*tail + 1) % (S->nsec + 1);
+        }
+}
+
+/* The rules over one section, job j (of m) being an unplaced buffer of size w[j] with its offset in
+ * [low[j], high[j] - w[j]]; 0 where they show that no plan exists. Omega, the jobs whose low is at
+ * least a, go above a: more than fits under their highest top is an overload, and a job k below a
+ * that cannot go among them goes under them all (edge finding: high[k] <= their highest top - their
+ * sizes). Theta, the jobs whose high is at most b, mirror that. A job whose offset range is shorter
+ * than itself surely covers [high - w, low + w): no other job may cross that compulsory part. */
+static int section_rules(Search *S, int m, const int64_t *w) {
+    int64_t *low = S->low, *high = S->high;
+    int *order = S->order;
+    for (int round = 0; round < SECTION_ROUNDS; round++) {
+        int moved = 0;
+        for (int j = 0; j < m; j++) {
+            int64_t from = high[j] - w[j], to = low[j] + w[j];
+            if (from >= to) continue;
+            for (int k = 0; k < m; k++) {
+                if (k == j) continue;
+                if (from < low[k] + w[k] && low[k] < to) { low[k] = to; moved = 1; }
+                if (from < high[k] && high[k] - w[k] < to) { high[k] = from; moved = 1; }
+                if (low[k] + w[k] > high[k]) return 0;
+            }
+        }
+        for (int i = 0; i < m; i++) order[i] = i;
+        sort_keys = low;
+        qsort(order, m, sizeof(int), by_key_down);
+        int64_t sizes = 0, top = INT64_MIN;
+        for (int i = 0; i < m; i++) {
+            int j = order[i];
+            sizes += w[j];
+            top = max64(top, high[j]);
+            if (i + 1 < m && low[order[i + 1]] == low[j]) continue;
+            if (low[j] + sizes > top) return 0;
+            for (int r = i + 1; r < m; r++) {
+                int k = order[r];
+                if (low[j] + sizes + w[k] > max64(top, high[k]) && top - sizes < high[k]) {
+                    high[k] = top - sizes;
+                    moved = 1;
+                    if (low[k] + w[k] > high[k]) return 0;
+                }
+            }
+        }
+        for (int i = 0; i < m; i++) order[i] = i;
+        sort_keys = high;
+        qsort(order, m, sizeof(int), by_key_up);
+        int64_t bottom = INT64_MAX;
+        sizes = 0;
+        for (int i = 0; i < m; i++) {
+            int j = order[i];
+            sizes += w[j];
+            if (low[j] < bottom) bottom = low[j];
+            if (i + 1 < m && high[order[i + 1]] == high[j]) continue;
+            if (bottom + sizes > high[j]) return 0;
+            for (int r = i + 1; r < m; r++) {
+                int k = order[r];
+                if ((low[k] < bottom ? low[k] : bottom) + sizes + w[k] > high[j] && bottom + sizes > low[k]) {
+                    low[k] = bottom + sizes;
+                    moved = 1;
+                    if (low[k] + w[k] > high[k]) return 0;
+                }
+            }
+        }
+        for (int a = 0; a < m; a++) {           /* every window: from a job's low to another's high */
+            int64_t inside = 0;
+            for (int i = 0; i < m; i++) {
+                int j = order[i];
+                if (low[j] < low[a]) continue;
+                inside += w[j];
+                if (low[a] + inside > high[j]) return 0;
+            }
+        }
+        if (!moved) break;
+    }
+    return 1;
+}
+
+/* The rules over section s at `base`; bounds that tightened go on the trail, and the sections of
+ * their buffers into the ring. */
+static int propagate_section(Search *S, int s, int64_t base, int *tail) {
+    int m = 0;
+    for (int i = S->cover_at[s]; i < S->cover_at[s + 1]; i++) {
+        int k = S->cover[i];
+        if (S->placed[k]) continue;
+        S->jobs[m] = k;
+        S->low[m] = S->low_was[m] = max64(max64(S->est[k], S->floor[k]), base);
+        S->high[m] = S->high_was[m] = S->lct[k];
+        S->job_size[m] = S->size[k];
+        m++;
+    }
+    if (!section_rules(S, m, S->job_size)) return 0;
+    for (int j = 0; j < m; j++) {
+        int k = S->jobs[j];
+        if (S->low[j] > S->low_was[j]) {
+            log_entry(S, S->n + k, S->est[k]);
+            S->est[k] = S->low[j];
+            queue_sections(S, k, tail);
+        }
+        if (S->high[j] < S->high_was[j]) {
+            log_entry(S, 2 * S->n + k, S->lct[k]);
+            S->lct[k] = S->high[j];
+            queue_sections(S, k, tail);
+        }
+    }
+    return 1;
+}
+
+/* After placing a buffer at base (its floor changes on the trail from `mark` on): the rules over the
+ * sections of the buffers placed or raised, then over those of the buffers they tighten, until
+ * nothing moves. */
+static int propagated(Search *S, int mark, int64_t base) {
+    int head = 0, tail = 0, end = S->ntrail;
+    S->queue_stamp++;
+    for (int e = mark; e < end; e++)
+        if (S->trail[e].buffer >= 0 && S->trail[e].buffer < S->n) queue_sections(S, S->trail[e].buffer, &tail);
+    while (head != tail) {
+        int s = S->queue[head];
+        head = (head + 1) % (S->nsec + 1);
+        S->queued[s] = 0;
+        if (!propagate_section(S, s, base, &tail)) return 0;
     }
     return 1;
 }
@@ -341,7 +507,8 @@ static int fit_part(Search *S, int a, int b, int64_t base) {
         int mark = S->ntrail;
         int64_t at = S->floor[k];
         place(S, k);
-        result = inferred_fit(S, mark, a, b, at) ? fit(S, a, b, at) : FAILED;
+        int room = S->est[k] <= at && at + S->size[k] <= S->lct[k];
+        result = room && inferred_fit(S, mark, a, b, at) && propagated(S, mark, at) ? fit(S, a, b, at) : FAILED;
         if (result == FOUND) break;
         undo(S, mark);
         if (result == STOPPED || hatless(S, k)) break;
@@ -461,6 +628,8 @@ static void release(Search *S) {
     free(S->cover_at); free(S->cover); free(S->floor); free(S->left);
     free(S->placed); free(S->trail); free(S->zobrist); free(S->failed); free(S->pairs); free(S->checked); free(S->top);
     free(S->path); free(S->deep_path); free(S->deep_offset);
+    free(S->est); free(S->lct); free(S->queue); free(S->queued); free(S->jobs); free(S->order);
+    free(S->low); free(S->high); free(S->low_was); free(S->high_was); free(S->job_size);
 }
 
 /* fit(size, lo, hi, sections, capacity, ranks, seconds, first_budget, stop, deepest[, tops])
@@ -527,7 +696,20 @@ static PyObject *py_fit(PyObject *self, PyObject *args) {
     long conflicts = S.conflict_at[n];
     long spans = 0;
     for (int k = 0; k < n; k++) spans += S.hi[k] - S.lo[k];
-    S.trail = malloc(sizeof(Entry) * (n + conflicts + spans + 1));
+    S.trail_size = (int)(n + conflicts + spans + 1);
+    S.trail = malloc(sizeof(Entry) * S.trail_size);
+    S.est = calloc(n + 1, sizeof(int64_t));
+    S.lct = malloc(sizeof(int64_t) * (n + 1));
+    for (int k = 0; k < n; k++) S.lct[k] = capacity;
+    S.queue = malloc(sizeof(int) * (nsec + 1));
+    S.queued = calloc(nsec + 1, sizeof(long long));
+    S.jobs = malloc(sizeof(int) * (n + 1));
+    S.order = malloc(sizeof(int) * (n + 1));
+    S.low = malloc(sizeof(int64_t) * (n + 1));
+    S.high = malloc(sizeof(int64_t) * (n + 1));
+    S.low_was = malloc(sizeof(int64_t) * (n + 1));
+    S.high_was = malloc(sizeof(int64_t) * (n + 1));
+    S.job_size = malloc(sizeof(int64_t) * (n + 1));
     S.zobrist = malloc(sizeof(uint64_t) * (n + 1));
     S.pairs = malloc(sizeof(int64_t) * 2 * (n + 1));
     S.checked = calloc(nsec + 1, sizeof(long long));
