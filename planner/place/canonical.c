@@ -62,8 +62,6 @@ enum { FOUND = 1, FAILED = 0, STOPPED = -1 };
 enum { NOISE_PER_MILLE = 20, NOISE_WIDTH = 3 };
 /* A guided restart moves this many buffers in a thousand of its order to a random rank. */
 enum { GUIDE_PER_MILLE = 30 };
-/* Rounds of the rules over one section before its tightened buffers' sections are queued. */
-enum { SECTION_ROUNDS = 4 };
 
 typedef struct { int buffer; int64_t old; } Entry;   /* old == -1: the buffer was placed; buffer < 0: section
                                                        * -1 - buffer's top was old; buffer in [n, 2n): est of
@@ -284,75 +282,62 @@ static void queue_sections(Search *S, int k, int *tail) {
 }
 
 /* The rules over one section, job j (of m) being an unplaced buffer of size w[j] with its offset in
- * [low[j], high[j] - w[j]]; 0 where they show that no plan exists. Omega, the jobs whose low is at
- * least a, go above a: more than fits under their highest top is an overload, and a job k below a
- * that cannot go among them goes under them all (edge finding: high[k] <= their highest top - their
- * sizes). Theta, the jobs whose high is at most b, mirror that. A job whose offset range is shorter
- * than itself surely covers [high - w, low + w): no other job may cross that compulsory part. */
+ * [low[j], high[j] - w[j]]; 0 where they show that no plan exists. A job whose offset range is
+ * shorter than itself surely covers [high - w, low + w): no other job may cross that compulsory
+ * part. Omega, the jobs whose low is at least a, go above a: more than fits under their highest
+ * top is an overload, and a job k below a that cannot go among them goes under them all (edge
+ * finding: high[k] <= their highest top - their sizes). Theta, the jobs whose high is at most b,
+ * mirror that. A section whose bounds moved is queued again (with its buffers' other sections), so
+ * one pass of each rule here is enough. */
 static int section_rules(Search *S, int m, const int64_t *w) {
     int64_t *low = S->low, *high = S->high;
     int *order = S->order;
-    for (int round = 0; round < SECTION_ROUNDS; round++) {
-        int moved = 0;
-        for (int j = 0; j < m; j++) {
-            int64_t from = high[j] - w[j], to = low[j] + w[j];
-            if (from >= to) continue;
-            for (int k = 0; k < m; k++) {
-                if (k == j) continue;
-                if (from < low[k] + w[k] && low[k] < to) { low[k] = to; moved = 1; }
-                if (from < high[k] && high[k] - w[k] < to) { high[k] = from; moved = 1; }
+    for (int j = 0; j < m; j++) {
+        int64_t from = high[j] - w[j], to = low[j] + w[j];
+        if (from >= to) continue;
+        for (int k = 0; k < m; k++) {
+            if (k == j) continue;
+            if (from < low[k] + w[k] && low[k] < to) low[k] = to;
+            if (from < high[k] && high[k] - w[k] < to) high[k] = from;
+            if (low[k] + w[k] > high[k]) return 0;
+        }
+    }
+    for (int i = 0; i < m; i++) order[i] = i;
+    sort_keys = low;
+    qsort(order, m, sizeof(int), by_key_down);
+    int64_t sizes = 0, top = INT64_MIN;
+    for (int i = 0; i < m; i++) {
+        int j = order[i];
+        sizes += w[j];
+        top = max64(top, high[j]);
+        if (i + 1 < m && low[order[i + 1]] == low[j]) continue;
+        if (low[j] + sizes > top) return 0;
+        for (int r = i + 1; r < m; r++) {
+            int k = order[r];
+            if (low[j] + sizes + w[k] > max64(top, high[k]) && top - sizes < high[k]) {
+                high[k] = top - sizes;
                 if (low[k] + w[k] > high[k]) return 0;
             }
         }
-        for (int i = 0; i < m; i++) order[i] = i;
-        sort_keys = low;
-        qsort(order, m, sizeof(int), by_key_down);
-        int64_t sizes = 0, top = INT64_MIN;
-        for (int i = 0; i < m; i++) {
-            int j = order[i];
-            sizes += w[j];
-            top = max64(top, high[j]);
-            if (i + 1 < m && low[order[i + 1]] == low[j]) continue;
-            if (low[j] + sizes > top) return 0;
-            for (int r = i + 1; r < m; r++) {
-                int k = order[r];
-                if (low[j] + sizes + w[k] > max64(top, high[k]) && top - sizes < high[k]) {
-                    high[k] = top - sizes;
-                    moved = 1;
-                    if (low[k] + w[k] > high[k]) return 0;
-                }
+    }
+    for (int i = 0; i < m; i++) order[i] = i;
+    sort_keys = high;
+    qsort(order, m, sizeof(int), by_key_up);
+    int64_t bottom = INT64_MAX;
+    sizes = 0;
+    for (int i = 0; i < m; i++) {
+        int j = order[i];
+        sizes += w[j];
+        if (low[j] < bottom) bottom = low[j];
+        if (i + 1 < m && high[order[i + 1]] == high[j]) continue;
+        if (bottom + sizes > high[j]) return 0;
+        for (int r = i + 1; r < m; r++) {
+            int k = order[r];
+            if ((low[k] < bottom ? low[k] : bottom) + sizes + w[k] > high[j] && bottom + sizes > low[k]) {
+                low[k] = bottom + sizes;
+                if (low[k] + w[k] > high[k]) return 0;
             }
         }
-        for (int i = 0; i < m; i++) order[i] = i;
-        sort_keys = high;
-        qsort(order, m, sizeof(int), by_key_up);
-        int64_t bottom = INT64_MAX;
-        sizes = 0;
-        for (int i = 0; i < m; i++) {
-            int j = order[i];
-            sizes += w[j];
-            if (low[j] < bottom) bottom = low[j];
-            if (i + 1 < m && high[order[i + 1]] == high[j]) continue;
-            if (bottom + sizes > high[j]) return 0;
-            for (int r = i + 1; r < m; r++) {
-                int k = order[r];
-                if ((low[k] < bottom ? low[k] : bottom) + sizes + w[k] > high[j] && bottom + sizes > low[k]) {
-                    low[k] = bottom + sizes;
-                    moved = 1;
-                    if (low[k] + w[k] > high[k]) return 0;
-                }
-            }
-        }
-        for (int a = 0; a < m; a++) {           /* every window: from a job's low to another's high */
-            int64_t inside = 0;
-            for (int i = 0; i < m; i++) {
-                int j = order[i];
-                if (low[j] < low[a]) continue;
-                inside += w[j];
-                if (low[a] + inside > high[j]) return 0;
-            }
-        }
-        if (!moved) break;
     }
     return 1;
 }
