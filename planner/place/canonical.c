@@ -451,7 +451,8 @@ static int forced(Search *S, int a, int b, int64_t base, int *candidates, int ke
 static int fit_part(Search *S, int a, int b, int64_t base) {
     if (S->stopped) return STOPPED;
     if (++S->nodes >= S->budget) { S->stopped = 1; return STOPPED; }
-    if ((S->nodes & 255) == 0 && (now() > S->deadline || *S->stop)) { S->stopped = S->timed_out = 1; return STOPPED; }
+    /* the clock every 16 nodes: with propagation a node can take a millisecond on a large part */
+    if ((S->nodes & 15) == 0 && (now() > S->deadline || *S->stop)) { S->stopped = S->timed_out = 1; return STOPPED; }
     if (S->deepest && S->deepest[0] && S->deep_depth > 0) answer_deepest(S);
     int count = 0, *candidates = malloc(sizeof(int) * (S->start_at[b] - S->start_at[a] + 1));
     int64_t lowest_top = INT64_MAX;
