@@ -105,7 +105,7 @@ typedef struct {
     int *queue;                          /* a ring of the sections left to propagate over */
     long long *queued, queue_stamp;      /* queued[s] == queue_stamp: s is in the ring */
     int *jobs, *order;                   /* propagate_section's scratch, n each */
-    int64_t *low, *high, *low_was, *high_was, *job_size;
+    int64_t *low, *high, *low_was, *job_size;      /* low_was: low before the rules */
 } Search;
 
 static double now(void) {
@@ -351,7 +351,7 @@ static int propagate_section(Search *S, int s, int64_t base, int *tail) {
         if (S->placed[k]) continue;
         S->jobs[m] = k;
         S->low[m] = S->low_was[m] = max64(max64(S->est[k], S->floor[k]), base);
-        S->high[m] = S->high_was[m] = S->lct[k];
+        S->high[m] = S->lct[k];
         S->job_size[m] = S->size[k];
         m++;
     }
@@ -363,7 +363,7 @@ static int propagate_section(Search *S, int s, int64_t base, int *tail) {
             S->est[k] = S->low[j];
             queue_sections(S, k, tail);
         }
-        if (S->high[j] < S->high_was[j]) {
+        if (S->high[j] < S->lct[k]) {
             log_entry(S, 2 * S->n + k, S->lct[k]);
             S->lct[k] = S->high[j];
             queue_sections(S, k, tail);
@@ -615,7 +615,7 @@ static void release(Search *S) {
     free(S->placed); free(S->trail); free(S->zobrist); free(S->failed); free(S->pairs); free(S->checked); free(S->top);
     free(S->path); free(S->deep_path); free(S->deep_offset);
     free(S->est); free(S->lct); free(S->queue); free(S->queued); free(S->jobs); free(S->order);
-    free(S->low); free(S->high); free(S->low_was); free(S->high_was); free(S->job_size);
+    free(S->low); free(S->high); free(S->low_was); free(S->job_size);
 }
 
 /* fit(size, lo, hi, sections, capacity, ranks, seconds, first_budget, stop, deepest[, tops])
@@ -694,7 +694,6 @@ static PyObject *py_fit(PyObject *self, PyObject *args) {
     S.low = malloc(sizeof(int64_t) * (n + 1));
     S.high = malloc(sizeof(int64_t) * (n + 1));
     S.low_was = malloc(sizeof(int64_t) * (n + 1));
-    S.high_was = malloc(sizeof(int64_t) * (n + 1));
     S.job_size = malloc(sizeof(int64_t) * (n + 1));
     S.zobrist = malloc(sizeof(uint64_t) * (n + 1));
     S.pairs = malloc(sizeof(int64_t) * 2 * (n + 1));
