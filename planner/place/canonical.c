@@ -263,14 +263,15 @@ static int inferred_fit(Search *S, int mark, int a, int b, int64_t base) {
     return 1;
 }
 
-static _Thread_local const int64_t *sort_keys;     /* for the jobs' comparators */
-
-static int by_key_down(const void *p, const void *q) {
-    int64_t x = sort_keys[*(const int *)p], y = sort_keys[*(const int *)q];
-    return (x < y) - (x > y);
+/* The jobs 0..m-1 in `order`, by key, highest first (down) or lowest first: insertion sort, for
+ * a section holds tens of jobs and qsort's calls cost more than the sort itself. */
+static void sort_jobs(int *order, int m, const int64_t *key, int down) {
+    for (int i = 0; i < m; i++) {
+        int j = i;
+        for (; j > 0 && (down ? key[order[j - 1]] < key[i] : key[order[j - 1]] > key[i]); j--) order[j] = order[j - 1];
+        order[j] = i;
+    }
 }
-
-static int by_key_up(const void *p, const void *q) { return by_key_down(q, p); }
 
 static void queue_sections(Search *S, int k, int *tail) {
     for (int s = S->lo[k]; s < S->hi[k]; s++)
@@ -302,9 +303,7 @@ static int section_rules(Search *S, int m, const int64_t *w) {
             if (low[k] + w[k] > high[k]) return 0;
         }
     }
-    for (int i = 0; i < m; i++) order[i] = i;
-    sort_keys = low;
-    qsort(order, m, sizeof(int), by_key_down);
+    sort_jobs(order, m, low, 1);
     int64_t sizes = 0, top = INT64_MIN;
     for (int i = 0; i < m; i++) {
         int j = order[i];
@@ -320,9 +319,7 @@ static int section_rules(Search *S, int m, const int64_t *w) {
             }
         }
     }
-    for (int i = 0; i < m; i++) order[i] = i;
-    sort_keys = high;
-    qsort(order, m, sizeof(int), by_key_up);
+    sort_jobs(order, m, high, 0);
     int64_t bottom = INT64_MAX;
     sizes = 0;
     for (int i = 0; i < m; i++) {
