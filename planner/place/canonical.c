@@ -14,7 +14,8 @@
  *     unplaced buffer are tried, lowest floor first (at one floor, those whose tops line up
  *     with the sections beside them first: a choice of order only, which loses nothing);
  *   - section inference: over each section, the unplaced buffers whose floor is >= t must fit
- *     in [t, capacity), for every t (the floors counted from at least base);
+ *     in [t, capacity), for every t (the floors counted from at least base); after the first
+ *     placement, propagation's overload checks (below) are this rule;
  *   - a buffer x whose top is at or under the floor of every unplaced buffer it conflicts with
  *     ("hatless") can drop to its floor in any plan that places a later candidate first: when
  *     x first fails, so do they;
@@ -92,7 +93,6 @@ typedef struct {
     volatile const char *stop;           /* the caller's flag: nonzero stops the search */
     int stopped, timed_out;
     int64_t *pairs;                      /* section inference's (floor, size) pairs */
-    long long *checked, stamp;           /* sections already checked in this inference: stamp */
     uint64_t rng;                        /* the candidates' noise: its counter, and whether it is on */
     int noisy;
     int depth, *path;                    /* the buffers placed, in order */
@@ -212,8 +212,8 @@ static void undo(Search *S, int mark) {
 }
 
 /* Section inference over section s: the unplaced buffers whose floor (at least base) is >= t
- * fit in [t, capacity), for each floor t among them. t = base is inferred_fit's first test, so
- * only the buffers with floors above base are sorted (usually a few). */
+ * fit in [t, capacity), for each floor t among them. Only the buffers with floors above base
+ * are sorted (before any placement, base -1: all of them). */
 static int section_fits(Search *S, int s, int64_t base) {
     int64_t *pairs = S->pairs;
     int m = 0;
@@ -243,23 +243,12 @@ static int section_fits(Search *S, int s, int64_t base) {
     return 1;
 }
 
-/* After placing k at base (its floor changes on the trail from `mark` on): every section of the
- * part holds its unplaced bytes above base, and the sections under the buffers whose floors rose
- * pass section_fits (elsewhere base rising only moves floors under base, which the first test
- * covers). */
-static int inferred_fit(Search *S, int mark, int a, int b, int64_t base) {
+/* After placing a buffer at base: every section of the part holds its unplaced bytes above base.
+ * (Over the sections of the buffers placed or raised, propagation's overload checks then cover
+ * section_fits: each floor is a least offset there, each greatest top at most the capacity.) */
+static int room_above(const Search *S, int a, int b, int64_t base) {
     for (int s = a; s < b; s++)
         if (S->left[s] > 0 && base + S->left[s] > S->capacity) return 0;
-    S->stamp++;
-    for (int e = mark + 1; e < S->ntrail; e++) {
-        int y = S->trail[e].buffer;
-        if (y < 0) continue;
-        for (int s = S->lo[y]; s < S->hi[y]; s++) {
-            if (S->checked[s] == S->stamp) continue;
-            S->checked[s] = S->stamp;
-            if (!section_fits(S, s, base)) return 0;
-        }
-    }
     return 1;
 }
 
@@ -491,7 +480,7 @@ static int fit_part(Search *S, int a, int b, int64_t base) {
         int64_t at = S->floor[k];
         place(S, k);
         int room = S->est[k] <= at && at + S->size[k] <= S->lct[k];
-        result = room && inferred_fit(S, mark, a, b, at) && propagated(S, mark, at) ? fit(S, a, b, at) : FAILED;
+        result = room && room_above(S, a, b, at) && propagated(S, mark, at) ? fit(S, a, b, at) : FAILED;
         if (result == FOUND) break;
         undo(S, mark);
         if (result == STOPPED || hatless(S, k)) break;
@@ -609,7 +598,7 @@ static void release(Search *S) {
     free(S->size); free(S->lo); free(S->hi); free(S->ranks);
     free(S->conflict_at); free(S->conflict); free(S->start_at); free(S->start);
     free(S->cover_at); free(S->cover); free(S->floor); free(S->left);
-    free(S->placed); free(S->trail); free(S->zobrist); free(S->failed); free(S->pairs); free(S->checked); free(S->top);
+    free(S->placed); free(S->trail); free(S->zobrist); free(S->failed); free(S->pairs); free(S->top);
     free(S->path); free(S->deep_path); free(S->deep_offset);
     free(S->est); free(S->lct); free(S->queue); free(S->queued); free(S->jobs); free(S->order);
     free(S->low); free(S->high); free(S->low_was); free(S->job_size);
@@ -694,7 +683,6 @@ static PyObject *py_fit(PyObject *self, PyObject *args) {
     S.job_size = malloc(sizeof(int64_t) * (n + 1));
     S.zobrist = malloc(sizeof(uint64_t) * (n + 1));
     S.pairs = malloc(sizeof(int64_t) * 2 * (n + 1));
-    S.checked = calloc(nsec + 1, sizeof(long long));
     for (int k = 0; k < n; k++) {
         S.zobrist[k] = mix(0x2545f4914f6cdd1dULL * (k + 1));
         for (int s = S.lo[k]; s < S.hi[k]; s++) {
