@@ -64,6 +64,8 @@ enum { FOUND = 1, FAILED = 0, STOPPED = -1 };
 enum { NOISE_PER_MILLE = 20, NOISE_WIDTH = 3 };
 /* A guided restart moves this many buffers in a thousand of its order to a random rank. */
 enum { GUIDE_PER_MILLE = 30 };
+/* The longest queue of sections that propagation sorts by their failures. */
+enum { SORTED_QUEUE = 256 };
 
 typedef struct { int buffer; int64_t old; } Entry;   /* old == -1: the buffer was placed; buffer < 0: section
                                                        * -1 - buffer's top was old; buffer in [n, 2n): est of
@@ -368,7 +370,9 @@ static int propagated(Search *S, int mark, int64_t base) {
     S->queue_stamp++;
     for (int e = mark; e < end; e++)
         if (S->trail[e].buffer >= 0 && S->trail[e].buffer < S->n) queue_sections(S, S->trail[e].buffer, &tail);
-    for (int i = 1; i < tail; i++) {        /* the sections that failed most often first: most placements fail */
+    /* the sections that failed most often first, since most placements fail (by insertion: a queue
+     * of more than SORTED_QUEUE keeps the trail's order rather than cost more than it saves) */
+    for (int i = 1; i < tail && tail <= SORTED_QUEUE; i++) {
         int s = S->queue[i], j = i;
         for (; j > 0 && S->fails[S->queue[j - 1]] < S->fails[s]; j--) S->queue[j] = S->queue[j - 1];
         S->queue[j] = s;
