@@ -213,7 +213,8 @@ def _completed(comp: Component, deadline: float, background: canonical.Decision 
     had less of the time so far: the canonical search from the skyline the placements
     leave, or CP-SAT (each does well where the other does not)."""
     asks = {}                               # a model for each capacity
-    spent = {_cpsat_completion: 0.0, _canonical_completion: 0.0}     # CP-SAT first: it plans most
+    # the canonical search first: with its propagation it completes many paths in milliseconds
+    spent = {_canonical_completion: 0.0, _cpsat_completion: 0.0}
     while time.monotonic() < deadline and not until.is_set():
         capacity = background.asked
         path = background.deepest()
