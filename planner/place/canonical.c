@@ -107,7 +107,7 @@ typedef struct {
     int64_t *est, *lct;                  /* per buffer: propagation's least offset and greatest top */
     int *queue;                          /* a ring of the sections left to propagate over */
     long long *queued, queue_stamp;      /* queued[s] == queue_stamp: s is in the ring */
-    long long *fails;                    /* per section: how often the rules failed over it */
+    int64_t *fails;                      /* per section: how often the rules failed over it */
     int *jobs, *order;                   /* propagate_section's scratch, n each */
     int64_t *low, *high, *low_was, *job_size;      /* low_was: low before the rules */
 } Search;
@@ -256,13 +256,14 @@ static int room_above(const Search *S, int a, int b, int64_t base) {
     return 1;
 }
 
-/* The jobs 0..m-1 in `order`, by key, highest first (down) or lowest first: insertion sort, for
- * a section holds tens of jobs and qsort's calls cost more than the sort itself. */
-static void sort_jobs(int *order, int m, const int64_t *key, int down) {
-    for (int i = 0; i < m; i++) {
-        int j = i;
-        for (; j > 0 && (down ? key[order[j - 1]] < key[i] : key[order[j - 1]] > key[i]); j--) order[j] = order[j - 1];
-        order[j] = i;
+/* `items` (count of them) by key[item], highest first (down) or lowest first, ties as they were:
+ * insertion sort, for the lists are short (a section's tens of jobs, its queue) and qsort's calls
+ * cost more than the sort itself. */
+static void sort_by(int *items, int count, const int64_t *key, int down) {
+    for (int i = 1; i < count; i++) {
+        int x = items[i], j = i;
+        for (; j > 0 && (down ? key[items[j - 1]] < key[x] : key[items[j - 1]] > key[x]); j--) items[j] = items[j - 1];
+        items[j] = x;
     }
 }
 
@@ -296,7 +297,8 @@ static int section_rules(Search *S, int m, const int64_t *w) {
             if (low[k] + w[k] > high[k]) return 0;
         }
     }
-    sort_jobs(order, m, low, 1);
+    for (int i = 0; i < m; i++) order[i] = i;
+    sort_by(order, m, low, 1);
     int64_t sizes = 0, top = INT64_MIN;
     for (int i = 0; i < m; i++) {
         int j = order[i];
@@ -312,7 +314,8 @@ static int section_rules(Search *S, int m, const int64_t *w) {
             }
         }
     }
-    sort_jobs(order, m, high, 0);
+    for (int i = 0; i < m; i++) order[i] = i;
+    sort_by(order, m, high, 0);
     int64_t bottom = INT64_MAX;
     sizes = 0;
     for (int i = 0; i < m; i++) {
@@ -370,13 +373,9 @@ static int propagated(Search *S, int mark, int64_t base) {
     S->queue_stamp++;
     for (int e = mark; e < end; e++)
         if (S->trail[e].buffer >= 0 && S->trail[e].buffer < S->n) queue_sections(S, S->trail[e].buffer, &tail);
-    /* the sections that failed most often first, since most placements fail (by insertion: a queue
-     * of more than SORTED_QUEUE keeps the trail's order rather than cost more than it saves) */
-    for (int i = 1; i < tail && tail <= SORTED_QUEUE; i++) {
-        int s = S->queue[i], j = i;
-        for (; j > 0 && S->fails[S->queue[j - 1]] < S->fails[s]; j--) S->queue[j] = S->queue[j - 1];
-        S->queue[j] = s;
-    }
+    /* the sections that failed most often first, since most placements fail (a queue of more than
+     * SORTED_QUEUE keeps the trail's order: sorting it by insertion would cost more than it saves) */
+    if (tail <= SORTED_QUEUE) sort_by(S->queue, tail, S->fails, 1);
     while (head != tail) {
         int s = S->queue[head];
         head = (head + 1) % (S->nsec + 1);
@@ -686,7 +685,7 @@ static PyObject *py_fit(PyObject *self, PyObject *args) {
     for (int k = 0; k < n; k++) S.lct[k] = capacity;
     S.queue = malloc(sizeof(int) * (nsec + 1));
     S.queued = calloc(nsec + 1, sizeof(long long));
-    S.fails = calloc(nsec + 1, sizeof(long long));
+    S.fails = calloc(nsec + 1, sizeof(int64_t));
     S.jobs = malloc(sizeof(int) * (n + 1));
     S.order = malloc(sizeof(int) * (n + 1));
     S.low = malloc(sizeof(int64_t) * (n + 1));
