@@ -95,7 +95,6 @@ typedef struct {
     double deadline;
     volatile const char *stop;           /* the caller's flag: nonzero stops the search */
     int stopped, timed_out;
-    int64_t *pairs;                      /* section inference's (floor, size) pairs */
     uint64_t rng;                        /* the candidates' noise: its counter, and whether it is on */
     int noisy;
     int depth, *path;                    /* the buffers placed, in order */
@@ -215,41 +214,9 @@ static void undo(Search *S, int mark) {
     }
 }
 
-/* Section inference over section s: the unplaced buffers whose floor (at least base) is >= t
- * fit in [t, capacity), for each floor t among them. Only the buffers with floors above base
- * are sorted (before any placement, base -1: all of them). */
-static int section_fits(Search *S, int s, int64_t base) {
-    int64_t *pairs = S->pairs;
-    int m = 0;
-    for (int i = S->cover_at[s]; i < S->cover_at[s + 1]; i++) {
-        int j = S->cover[i];
-        if (!S->placed[j] && S->floor[j] > base) {
-            pairs[2 * m] = S->floor[j];
-            pairs[2 * m + 1] = S->size[j];
-            m++;
-        }
-    }
-    for (int i = 1; i < m; i++) {          /* insertion sort, highest floor first: m is small */
-        int64_t l = pairs[2 * i], size = pairs[2 * i + 1];
-        int j = i;
-        for (; j > 0 && pairs[2 * (j - 1)] < l; j--) {
-            pairs[2 * j] = pairs[2 * (j - 1)];
-            pairs[2 * j + 1] = pairs[2 * (j - 1) + 1];
-        }
-        pairs[2 * j] = l;
-        pairs[2 * j + 1] = size;
-    }
-    int64_t above = 0;
-    for (int i = 0; i < m; i++) {
-        above += pairs[2 * i + 1];
-        if (pairs[2 * i] + above > S->capacity) return 0;
-    }
-    return 1;
-}
-
 /* After placing a buffer at base: every section of the part holds its unplaced bytes above base.
- * (Over the sections of the buffers placed or raised, propagation's overload checks then cover
- * section_fits: each floor is a least offset there, each greatest top at most the capacity.) */
+ * (Over the sections of the buffers placed or raised, propagation's overload checks then are
+ * section inference: each floor is a least offset there, each greatest top at most the capacity.) */
 static int room_above(const Search *S, int a, int b, int64_t base) {
     for (int s = a; s < b; s++)
         if (S->left[s] > 0 && base + S->left[s] > S->capacity) return 0;
@@ -265,6 +232,20 @@ static void sort_by(int *items, int count, const int64_t *key, int down) {
         for (; j > 0 && (down ? key[items[j - 1]] < key[x] : key[items[j - 1]] > key[x]); j--) items[j] = items[j - 1];
         items[j] = x;
     }
+}
+
+/* Section inference over section s before any placement: its buffers whose floor (the top under
+ * them, from `tops`) is >= t fit in [t, capacity), for each floor t among them. */
+static int section_fits(Search *S, int s) {
+    int m = 0;
+    for (int i = S->cover_at[s]; i < S->cover_at[s + 1]; i++) S->jobs[m++] = S->cover[i];
+    sort_by(S->jobs, m, S->floor, 1);
+    int64_t above = 0;
+    for (int i = 0; i < m; i++) {
+        above += S->size[S->jobs[i]];
+        if (S->floor[S->jobs[i]] + above > S->capacity) return 0;
+    }
+    return 1;
 }
 
 static void queue_sections(Search *S, int k, int *tail) {
@@ -608,7 +589,7 @@ static void release(Search *S) {
     free(S->size); free(S->lo); free(S->hi); free(S->ranks);
     free(S->conflict_at); free(S->conflict); free(S->start_at); free(S->start);
     free(S->cover_at); free(S->cover); free(S->floor); free(S->left);
-    free(S->placed); free(S->trail); free(S->zobrist); free(S->failed); free(S->pairs); free(S->top);
+    free(S->placed); free(S->trail); free(S->zobrist); free(S->failed); free(S->top);
     free(S->path); free(S->deep_path); free(S->deep_offset);
     free(S->est); free(S->lct); free(S->queue); free(S->queued); free(S->fails); free(S->jobs); free(S->order);
     free(S->low); free(S->high); free(S->low_was); free(S->job_size);
@@ -693,7 +674,6 @@ static PyObject *py_fit(PyObject *self, PyObject *args) {
     S.low_was = malloc(sizeof(int64_t) * (n + 1));
     S.job_size = malloc(sizeof(int64_t) * (n + 1));
     S.zobrist = malloc(sizeof(uint64_t) * (n + 1));
-    S.pairs = malloc(sizeof(int64_t) * 2 * (n + 1));
     for (int k = 0; k < n; k++) {
         S.zobrist[k] = mix(0x2545f4914f6cdd1dULL * (k + 1));
         for (int s = S.lo[k]; s < S.hi[k]; s++) {
@@ -714,7 +694,7 @@ static PyObject *py_fit(PyObject *self, PyObject *args) {
     int *guide = malloc(sizeof(int) * (n + 1)), *trial = malloc(sizeof(int) * (n + 1));
     Py_BEGIN_ALLOW_THREADS
     for (int s = 0; s < nsec; s++)
-        if (!section_fits(&S, s, -1)) goto done;    /* FAILED: a section's bytes over its top exceed it */
+        if (!section_fits(&S, s)) goto done;    /* FAILED: a section's bytes over its top exceed it */
     double budget = (double)first_budget, furthest = -1;
     for (int round = 0;; round++) {
         int guided = round >= S.nranks;
