@@ -32,6 +32,14 @@ def test_layered_gives_the_same_plan_every_time():
     assert layered(blocks) == layered(blocks)
 
 
+def test_layered_stopped_takes_skylines_plan_without_a_split():
+    """Once the flag is set (by a search beside it that has a plan), no split is looked
+    for: skyline's plan comes back as it is, where unstopped a split plans lower."""
+    blocks = next(b for b in (cut(300, seed, 60, 4096) for seed in range(12))
+                  if extent(b, layered(b)) < extent(b, skyline(b, work=0)))
+    assert layered(blocks, stop=bytearray(b"\x01")) == skyline(blocks, work=0)
+
+
 @settings(max_examples=60, deadline=None)
 @given(st.lists(block, min_size=1, max_size=7))
 def test_layered_is_valid_never_worse_than_skyline_never_below_the_optimum(blocks):

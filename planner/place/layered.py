@@ -39,12 +39,12 @@ def layered(blocks: list[Block], deadline: float | None = None, goal: int | None
             stop: bytearray | None = None) -> list[int] | None:
     """With a `deadline`, None if `skyline` makes no plan by then (see `skyline`). A plan
     of `skyline` within `goal` (default: the lower bound) is taken as it is. `stop`: see
-    `skyline`."""
+    `skyline`; once it is set, skyline's plan is taken as it is, without splits."""
     offsets = skyline(blocks, deadline, goal, stop=stop)
     if offsets is None:
         return None
-    if extent(blocks, offsets) <= (lower_bound(blocks) if goal is None else goal):
-        return offsets
+    if extent(blocks, offsets) <= (lower_bound(blocks) if goal is None else goal) or stop is not None and stop[0]:
+        return offsets          # (stopped: the work beside it has a plan, no split can do better)
     return _plan(blocks, Work(WORK), offsets)
 
 
