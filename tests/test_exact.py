@@ -207,9 +207,21 @@ def test_a_plan_the_canonical_search_answers_alone_leaves_or_tools_unloaded(capa
     assert out == ["auto:exact", "True", "False"]
 
 
-def test_deciding_a_capacity_the_canonical_search_runs_beside_layered_and_solve_takes_it_over(monkeypatch):
+def test_no_search_starts_where_skylines_plain_passes_meet_the_goal(monkeypatch):
+    """Making the search's orders costs 65 µs a block: plans met at once do not pay it."""
+    blocks, _, capacity = production(150, 8)
+    assert extent(blocks, best_fit(blocks)) > capacity == extent(blocks, skyline(blocks, work=0))
+    started = []
+    monkeypatch.setattr(exact, "head_start", lambda *args: started.append(args))
+    assert [assign(blocks, "auto", 10, goal).strategy for goal in (capacity, None)] == ["auto:layered"] * 2
+    assert started == []
+
+
+@pytest.mark.parametrize("deciding", [True, False])
+def test_the_canonical_search_runs_beside_layered_and_solve_takes_it_over(monkeypatch, deciding):
     """prod-150 seed 19 at the peak: `skyline` ends 2% above it, and the canonical search,
-    started before `layered`, answers while `layered` runs; `solve` then keeps its plan."""
+    started before `layered` (deciding the capacity, or minimizing the lower bound, which
+    is the peak), answers while `layered` runs; `solve` then keeps its plan."""
     from planner.place import auto
     blocks, _, capacity = production(150, 19)
     heads, answered = [], []
@@ -225,8 +237,8 @@ def test_deciding_a_capacity_the_canonical_search_runs_beside_layered_and_solve_
 
     monkeypatch.setattr(exact, "head_start", recorded)
     monkeypatch.setattr(auto, "layered", slow_layered)
-    result = assign(blocks, "auto", 30, capacity)
-    assert answered == [True] and heads[0].found is not None
+    result = assign(blocks, "auto", 30, capacity if deciding else None)
+    assert answered == [True] and heads[0].found is not None and heads[0].capacity == capacity == lower_bound(blocks)
     assert result.strategy == "auto:exact"
     (comp,) = components(blocks)
     assert [result.offsets[i] for i in comp.blocks] == heads[0].found

@@ -39,9 +39,9 @@ from .search import Search, Timeout
 # completes some paths in milliseconds that CP-SAT takes seconds over or leaves, others only
 # given a few tenths of a second, and misses others that CP-SAT completes. CP-SAT alone
 # takes the rest, as it still solves some instances the others do not. (The shares were
-# tuned on the benchmark families: docs/measurements.md.) Deciding a capacity, `auto` starts
-# the canonical search on the largest component before its heuristics are done
-# (`head_start`), up to HEAD_START_MAX blocks.
+# tuned on the benchmark families: docs/measurements.md.) `auto` starts the canonical search
+# on the largest component, deciding the capacity or (minimizing) the lower bound, before its
+# heuristics are done (`head_start`), up to HEAD_START_MAX blocks.
 HEAD_START_SHARE = 0.02
 SEARCH_SHARE = 0.3
 SEARCH_SHARE_BRIEF = 0.1
@@ -79,7 +79,7 @@ def solve(blocks: list[Block], start: list[int], time_limit: float, capacity: in
     Returns the best plan found and the best proven bound when `time_limit` runs out.
     With `capacity`, stop at the first plan within it instead; a bound above it proves
     that none exists. `head`: a search that `head_start` started on one component, taken
-    over there."""
+    over there (minimizing, its answer at the bound is taken, and then it stops)."""
     deadline = time.monotonic() + time_limit
     sys.setrecursionlimit(max(sys.getrecursionlimit(), 2 * len(blocks) + 1000))   # two frames a placed block
     offsets = [0 if b.size == 0 else o for o, b in zip(start, blocks)]
@@ -99,10 +99,10 @@ def solve(blocks: list[Block], start: list[int], time_limit: float, capacity: in
     for done, k in enumerate(todo):
         comp, plan = plans[k]
         share_end = _share_end(1 / (len(todo) - done), deadline)
+        started = head if head is not None and head.comp.blocks == comp.blocks else None
         if capacity is None:
-            plan, bound = _minimize(comp, plan, bound, share_end)
+            plan, bound = _minimize(comp, plan, bound, share_end, started)
         else:
-            started = head if head is not None and head.comp.blocks == comp.blocks else None
             plan, proven = _decide(comp, plan, capacity, share_end, started)
             bound = max(bound, proven)
         plans[k] = comp, plan
@@ -115,11 +115,19 @@ def solve(blocks: list[Block], start: list[int], time_limit: float, capacity: in
     return Result(offsets, min(bound, arena), arena <= bound)
 
 
-def _minimize(comp: Component, plan: list[int], bound: int, deadline: float) -> tuple[list[int], int]:
+def _minimize(comp: Component, plan: list[int], bound: int, deadline: float,
+              started: canonical.Decision | None = None) -> tuple[list[int], int]:
     """The best plan of one component and a proven bound: no arena below it fits. The
     canonical search descends from above on its own thread all along (`canonical.Descent`);
     the other methods climb from the bound meanwhile, and each side's findings stop the
-    other's work that they settle."""
+    other's work that they settle. `started`: the canonical search that `head_start` ran
+    at the bound, whose answer comes first."""
+    if started is not None:
+        started.stop()
+        if started.found is not None:
+            return started.found, bound
+        if started.proven:
+            bound = max(bound, comp.step_above(started.capacity))
     upper = comp.extent(plan)
     if upper <= bound or time.monotonic() >= deadline:
         return plan, bound
