@@ -43,8 +43,9 @@ def layered(blocks: list[Block], deadline: float | None = None, goal: int | None
     offsets = skyline(blocks, deadline, goal, stop=stop)
     if offsets is None:
         return None
-    if extent(blocks, offsets) <= (lower_bound(blocks) if goal is None else goal) or stop is not None and stop[0]:
-        return offsets          # (stopped: the work beside it has a plan, no split can do better)
+    stopped = stop is not None and stop[0] != 0       # the work beside it has a plan: a split is not needed
+    if stopped or extent(blocks, offsets) <= (lower_bound(blocks) if goal is None else goal):
+        return offsets
     return _plan(blocks, Work(WORK), offsets)
 
 
