@@ -12,7 +12,7 @@ from planner.check import PlanInvalid
 from planner.errors import ArenaError, CapacityMissed
 from viz import cli as viz_cli
 
-from . import __version__
+from . import version
 
 SHOWN_FAULTS = 20      # one screen; the count of the rest follows
 
@@ -41,9 +41,21 @@ def main(argv=None) -> int:
         return 130
 
 
+class _Version(argparse.Action):
+    """`--version`, as argparse's own, but the version is read only when it is asked for."""
+
+    def __init__(self, option_strings, dest, **kwargs):
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS,
+                         help="show the program's version number and exit")
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(f"arena {version()}")
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="arena", description=__doc__)
-    parser.add_argument("--version", action="version", version=f"arena {__version__}")
+    parser.add_argument("--version", action=_Version)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     plan_cli.add_parsers(sub)
     run_cli.add_parser(sub)   # torch is imported only when `arena run` runs

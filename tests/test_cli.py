@@ -26,6 +26,16 @@ def test_version_is_the_installed_distributions():
     assert out == f"arena {version('llama-arena')}\n"
 
 
+def test_a_plan_loads_neither_or_tools_nor_the_package_metadata():
+    """Start-up: importlib.metadata (30 ms) only for --version, OR-Tools (0.4 s) only for
+    a search that needs it."""
+    code = ("import sys; from llama_arena.cli import main; main(['plan', '--csv', 'docs/minimalloc.csv']); "
+            "print('importlib.metadata' in sys.modules, 'ortools' in sys.modules, file=sys.stderr)")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                       cwd=Path(__file__).parent.parent)
+    assert p.stderr.split() == ["False", "False"]
+
+
 def test_plan_json_has_the_documented_keys(capsys):
     assert main(["plan", "schedules/llama.yaml", "--set", "n=7", "--json"]) == 0
     plan = json.loads(capsys.readouterr().out)
