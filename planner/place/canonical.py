@@ -29,16 +29,18 @@ MAX_PAIRS = 10_000_000
 def orders(comp: Component) -> list[list[int]]:
     """Each block's rank in minimalloc's three orders, by width (sections spanned), area
     and the largest load over its sections, in its combinations WAT, TAW and TWA, larger
-    first; then PERTURBED more (fewer past MAX_RANKS ranks in all), each one of them with
-    its first key scaled by a random factor per block (seeded: the same component gets the
-    same orders)."""
+    first; then by start, earliest first (then wider, then larger): at one floor the search
+    then fills the skyline from left to right, as `skyline` does, and plans some instances
+    that the other orders never do (docs/measurements.md); then PERTURBED more of
+    minimalloc's (fewer past MAX_RANKS ranks in all), each one of them with its first key
+    scaled by a random factor per block (seeded: the same component gets the same orders)."""
     width = [h - l for l, h in zip(comp.lo, comp.hi)]
     area = [w * s for w, s in zip(width, comp.size)]
     total = [max(comp.load[l:h]) for l, h in zip(comp.lo, comp.hi)]
     combinations = [(width, area, total), (total, area, width), (total, width, area)]
     rng = random.Random(len(comp.size))
-    keyed = list(combinations)
-    for _ in range(min(PERTURBED, MAX_RANKS // len(comp.size) - len(combinations))):
+    keyed = [*combinations, ([-lo for lo in comp.lo], width, comp.size)]
+    for _ in range(min(PERTURBED, MAX_RANKS // len(comp.size) - len(keyed))):
         first, second, third = rng.choice(combinations)
         keyed.append(([x * rng.uniform(1 - NOISE, 1 + NOISE) for x in first], second, third))
     return [_ranks(keys) for keys in keyed]
