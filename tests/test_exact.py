@@ -217,6 +217,19 @@ def test_no_search_starts_where_skylines_plain_passes_meet_the_goal(monkeypatch)
     assert started == []
 
 
+def test_above_exact_max_layered_runs_alone(monkeypatch):
+    """No search follows above EXACT_MAX blocks, so no search starts beside `layered`, and
+    skyline's plain passes (seconds at 10^5 blocks) are not run once more before it."""
+    from planner.place import auto
+    blocks, _, _ = production(150, 19)          # skyline's plain passes miss its bound
+    plain, started = [], []
+    monkeypatch.setattr(auto, "EXACT_MAX", len(blocks) - 1)
+    monkeypatch.setattr(auto, "skyline", lambda *args, **kwargs: plain.append(args))
+    monkeypatch.setattr(exact, "head_start", lambda *args: started.append(args))
+    assert assign(blocks, "auto", 10).strategy == "auto:layered:no-search"
+    assert plain == started == []
+
+
 @pytest.mark.parametrize("deciding", [True, False])
 def test_the_canonical_search_runs_beside_layered_and_solve_takes_it_over(monkeypatch, deciding):
     """prod-150 seed 19 at the peak: `skyline` ends 2% above it, and the canonical search,
