@@ -18,7 +18,7 @@ from pathlib import Path
 
 from .errors import ArenaError, read_text, show
 from .lifetimes import align_up
-from .plan import Buffer, Plan
+from .plan import MAX_BYTES, Buffer, Plan
 from .schedule import name_problem
 
 COLUMNS = ["id", "lower", "upper", "size"]
@@ -126,6 +126,8 @@ def _row_fault(row: list[str], columns: list[int], width: int, seen: set[str]) -
         return f"buffer '{name}' has upper {upper} <= lower {lower} (upper is exclusive)"
     if size <= 0:
         return f"buffer '{name}' has size {size}; sizes are positive"
+    if size > MAX_BYTES:
+        return f"buffer '{name}' has size {size:,}; at most 2^62 = {MAX_BYTES:,} bytes are planned"
     return None
 
 

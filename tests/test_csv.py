@@ -68,6 +68,8 @@ def test_columns_in_any_order_a_byte_order_mark_and_a_plan_column_read_the_same(
     ("id,lower,upper,size\na,0,x,4\n", "problem.csv:2: expected id,lower,upper,size with integers"),
     ("id,lower,upper,size\na,3,3,4\n", "problem.csv:2: buffer 'a' has upper 3 <= lower 3"),
     ("id,lower,upper,size\na,0,3,0\n", "problem.csv:2: buffer 'a' has size 0"),
+    ("id,lower,upper,size\na,0,3,4\nb,0,3,4611686018427387905\n",
+     "problem.csv:3: buffer 'b' has size 4,611,686,018,427,387,905; at most 2^62"),
     ("id,lower,upper,size\na,0,3,4\na,1,2,4\n", "problem.csv:3: buffer 'a' appears twice"),
     ("id,lower,upper,size\n", "lists no buffers"),
     ("id,lower,upper,size,alignment\na,0,3,4,1\nb,0,3,4,16\nc,1,2,4,24\n",
