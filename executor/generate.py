@@ -39,8 +39,9 @@ def check_context(prompt_len: int, max_new_tokens: int, nctx: int) -> None:
     if max_new_tokens < 1:
         raise ArenaError(f"--max-new-tokens: must be at least 1, not {max_new_tokens}")
     if prompt_len + max_new_tokens > nctx:
-        raise ArenaError(f"--nctx: the prompt ({prompt_len} tokens) plus --max-new-tokens {max_new_tokens} "
-                         f"exceed the context of {nctx} positions")
+        tokens = f"{prompt_len} token" + "s" * (prompt_len != 1)
+        raise ArenaError(f"--nctx: the prompt ({tokens}) plus --max-new-tokens {max_new_tokens} "
+                         f"exceed the context of {nctx} position" + "s" * (nctx != 1))
 
 
 def generate(session: Session, prompt: list[int], max_new_tokens: int, sampler: Sampler,

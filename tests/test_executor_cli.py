@@ -121,6 +121,8 @@ def test_a_tiny_temperature_samples_the_greedy_tokens(folder, capsys):
 def test_prompt_longer_than_nctx_is_exit_2(folder, capsys):
     assert main(["run", "--model", str(folder), "--prompt", "w5 w6 w7 w8", "--nctx", "3"]) == 2
     assert "--nctx: the prompt (4 tokens) plus --max-new-tokens 64 exceed the context of 3" in capsys.readouterr().err
+    assert main(["run", "--model", str(folder), "--prompt", "w5", "--nctx", "1"]) == 2
+    assert "the prompt (1 token) plus --max-new-tokens 64 exceed the context of 1 position\n" in capsys.readouterr().err
 
 
 def test_new_tokens_beyond_the_models_context_are_exit_2(folder, capsys):
