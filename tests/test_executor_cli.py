@@ -64,6 +64,8 @@ def test_text_streams_then_plan_and_speed(folder, capsys):
     out = capsys.readouterr().out.splitlines()
     assert out[-2].startswith("plan    arena ") and "lower bound" in out[-2] and "KV cache" in out[-2]
     assert out[-1].startswith("speed   prefill 2 tokens") and "decode 3 tokens" in out[-1]
+    assert main(["run", "--model", str(folder), "--prompt", "w5", "--max-new-tokens", "2", "--ignore-eos"]) == 0
+    assert capsys.readouterr().out.splitlines()[-1].startswith("speed   prefill 1 token at ")
 
 
 @pytest.mark.parametrize("weights, kind", [("native", "native, run in f32"), ("f32", "f32")])
