@@ -21,10 +21,14 @@ class CapacityMissed(Exception):
         self.capacity, self.bound, self.best = capacity, bound, best
         self.proven = bound > capacity
         super().__init__(
-            f"no plan fits in {capacity:,} bytes: proven impossible, every plan needs at least {bound:,}"
+            f"no plan fits in {_bytes(capacity)}: proven impossible, every plan needs at least {_bytes(bound)}"
             if self.proven else
-            f"no plan within {capacity:,} bytes found {searched}, and none proven impossible "
-            f"(the best plan found needs {best:,} bytes)")
+            f"no plan within {_bytes(capacity)} found {searched}, and none proven impossible "
+            f"(the best plan found needs {_bytes(best)})")
+
+
+def _bytes(count: int) -> str:
+    return f"{count:,} byte" + "s" * (count != 1)
 
 
 def where(file=None, line=None, step=None, tensor=None) -> str:

@@ -123,7 +123,8 @@ def test_capacity_reads_units_as_budget_does(capsys):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--capacity", "4"], "no plan fits in 4 bytes: proven impossible, every plan needs at least 5"),
+    (["--capacity", "4"], "no plan fits in 4 bytes: proven impossible, every plan needs at least 5 bytes"),
+    (["--capacity", "1"], "no plan fits in 1 byte: proven impossible, every plan needs at least 4 bytes"),
     (["--capacity", "5", "--strategy", "naive"],
      "no plan within 5 bytes found by naive, and none proven impossible (the best plan found needs 12 bytes)"),
 ])
