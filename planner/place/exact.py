@@ -44,7 +44,7 @@ from .search import Search, Timeout
 # heuristics are done (`head_start`), up to HEAD_START_MAX blocks.
 HEAD_START_SHARE = 0.02
 SEARCH_SHARE = 0.3
-SEARCH_SHARE_BRIEF = 0.1
+SEARCH_SHARE_BRIEF = 0.02
 STACK_SHARE = 0.8
 COMPLETION_SHARE = 0.9
 PREFIXES = (0.95, 0.9, 0.85, 0.8, 0.75, 0.7, 0.6, 0.5)
