@@ -10,7 +10,7 @@ import json
 import math
 import sys
 
-from planner.errors import ArenaError, read_text
+from planner.errors import ArenaError, plural, read_text
 from planner.output import check_target
 
 DEFAULT_DTYPE = {"cpu": "f32", "cuda": "bf16"}
@@ -334,14 +334,12 @@ def _print_summary(s: dict) -> None:
     ratio = s["arena"] / s["lower_bound"]
     print(f"plan    arena {_mib(s['arena'])} (lower bound {_mib(s['lower_bound'])}, {ratio:.3f}x), "
           f"KV cache {_mib(s['kv_bytes'])} ({s['nctx']} positions), weights {_mib(s['weight_bytes'])} {_kind(s)}")
-    print(f"speed   prefill {_tokens(len(s['prompt_tokens']))} at {s['prefill_tok_s']:.1f} tok/s, "
-          f"decode {_tokens(len(s['tokens']) - 1)} at {s['decode_tok_s']:.1f} tok/s ({s['device']}, stop: {s['stop']})")
+    prefilled, decoded = len(s["prompt_tokens"]), len(s["tokens"]) - 1
+    print(f"speed   prefill {prefilled} {plural(prefilled, 'token')} at {s['prefill_tok_s']:.1f} tok/s, "
+          f"decode {decoded} {plural(decoded, 'token')} at {s['decode_tok_s']:.1f} tok/s "
+          f"({s['device']}, stop: {s['stop']})")
     for rank, r in enumerate(s.get("ranks", [])):
         print(f"rank {rank}  arena {_mib(r['arena'])}, KV cache {_mib(r['kv_bytes'])}, weights {_mib(r['weight_bytes'])}")
-
-
-def _tokens(count: int) -> str:
-    return f"{count} token" + "s" * (count != 1)
 
 
 def _write(text: str) -> None:

@@ -6,7 +6,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
-from planner.errors import ArenaError
+from planner.errors import ArenaError, plural
 
 from .sampling import Sampler
 from .session import Session
@@ -39,9 +39,8 @@ def check_context(prompt_len: int, max_new_tokens: int, nctx: int) -> None:
     if max_new_tokens < 1:
         raise ArenaError(f"--max-new-tokens: must be at least 1, not {max_new_tokens}")
     if prompt_len + max_new_tokens > nctx:
-        tokens = f"{prompt_len} token" + "s" * (prompt_len != 1)
-        raise ArenaError(f"--nctx: the prompt ({tokens}) plus --max-new-tokens {max_new_tokens} "
-                         f"exceed the context of {nctx} position" + "s" * (nctx != 1))
+        raise ArenaError(f"--nctx: the prompt ({prompt_len} {plural(prompt_len, 'token')}) plus --max-new-tokens "
+                         f"{max_new_tokens} exceed the context of {nctx} {plural(nctx, 'position')}")
 
 
 def generate(session: Session, prompt: list[int], max_new_tokens: int, sampler: Sampler,

@@ -21,14 +21,16 @@ class CapacityMissed(Exception):
         self.capacity, self.bound, self.best = capacity, bound, best
         self.proven = bound > capacity
         super().__init__(
-            f"no plan fits in {_bytes(capacity)}: proven impossible, every plan needs at least {_bytes(bound)}"
+            f"no plan fits in {capacity:,} {plural(capacity, 'byte')}: proven impossible, "
+            f"every plan needs at least {bound:,} {plural(bound, 'byte')}"
             if self.proven else
-            f"no plan within {_bytes(capacity)} found {searched}, and none proven impossible "
-            f"(the best plan found needs {_bytes(best)})")
+            f"no plan within {capacity:,} {plural(capacity, 'byte')} found {searched}, and none proven impossible "
+            f"(the best plan found needs {best:,} {plural(best, 'byte')})")
 
 
-def _bytes(count: int) -> str:
-    return f"{count:,} byte" + "s" * (count != 1)
+def plural(count: int, noun: str) -> str:
+    """`noun` as it reads after `count`: 'byte' after 1, 'bytes' after any other count."""
+    return noun + "s" * (count != 1)
 
 
 def where(file=None, line=None, step=None, tensor=None) -> str:
