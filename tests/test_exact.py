@@ -193,6 +193,48 @@ def test_production_like_instance_fits_at_its_peak(seed):
     assert place(buffers(blocks), "auto", KIB, [], capacity=capacity).arena == capacity
 
 
+def test_minimizing_decides_the_lower_bound_first_and_keeps_a_plan_there(monkeypatch):
+    """prod-450 at the peak (under half its sections full: no layer splits follow), from
+    best-fit's plan: minimizing asks `_decide` for the lower bound, which is the peak, with
+    BOUND_SHARE of the time, and keeps the plan it finds there as the optimum; no descent."""
+    blocks, known, capacity = production(450, 0)
+    (comp,) = components(blocks)
+    assert lower_bound(blocks) == capacity and not comp.mostly_full(capacity)
+    asked = []
+
+    def decide(comp, plan, bound, deadline, started):
+        asked.append((bound, deadline - time.monotonic()))
+        return [known[k] for k in comp.blocks], comp.lower
+
+    monkeypatch.setattr(exact, "_decide", decide)
+    monkeypatch.setattr(canonical, "Descent", None)         # not called
+    result = solve(blocks, best_fit(blocks), 30)
+    assert result.optimal and extent(blocks, result.offsets) == capacity == result.bound
+    ((bound, seconds),) = asked
+    assert bound == capacity and 0.9 * exact.BOUND_SHARE * 30 < seconds <= exact.BOUND_SHARE * 30
+
+
+def test_minimizing_goes_on_from_a_bound_the_decision_proves_wrong():
+    """ABOVE_BOUND after two thin blocks (so that under half its sections are full):
+    its lower bound, 8, has no plan; deciding it proves that, and the steps after it find
+    and prove the optimum, 9 (brute force agrees)."""
+    blocks = [Block(0, 10, 1), Block(0, 6, 2)] + [Block(b.first + 10, b.last + 10, b.size) for b in ABOVE_BOUND]
+    (comp,) = components(blocks)
+    assert lower_bound(blocks) == 8 and not comp.mostly_full(8) and brute_force(blocks) == 9
+    assert exact._decide(comp, greedy_size(blocks), 8, time.monotonic() + 5)[1] == 9
+    result = solve(blocks, greedy_size(blocks), 5)
+    assert extent(blocks, result.offsets) == result.bound == 9 and result.optimal
+
+
+def test_where_layer_splits_follow_minimizing_does_not_decide_the_bound_first(monkeypatch):
+    """Cut rectangles are full at every step: the layer splits look for the plan at the
+    bound within the steps of minimizing, and no decision is asked first."""
+    blocks = cut(150, 3, 40, 4096)
+    monkeypatch.setattr(exact, "_decide", None)             # not called
+    result = solve(blocks, skyline(blocks), 10)
+    assert extent(blocks, result.offsets) == 4096 == result.bound and result.optimal
+
+
 @pytest.mark.parametrize("capacity", [True, False])
 def test_a_plan_the_canonical_search_answers_alone_leaves_or_tools_unloaded(capacity):
     """Importing OR-Tools takes about 0.4 s: the methods beside the canonical search wait a

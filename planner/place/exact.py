@@ -2,8 +2,9 @@
 
 Kept apart, as in google/minimalloc's solver: the problem (problem.py: components and
 their sections), the decision "does a component fit under a capacity?" (canonical.c, then
-search.py), and here the minimization: first the compiled canonical search at the lower
-bound, then capacities from the bound up, each failed search naming the next capacity
+search.py), and here the minimization: first the lower bound decided as a capacity (where
+no layer splits follow), then the compiled canonical search descending from above while
+capacities from the bound up are tried, each failed search naming the next capacity
 worth trying (as IDA* does), until one fits. When the search has used its share of the
 time, layer splits (stacking.py) look for a plan at the bound, and then CP-SAT (cpsat.py)
 takes over the component, since each does well where the others thrash.
@@ -41,8 +42,12 @@ from .search import Search, Timeout
 # takes the rest, as it still solves some instances the others do not. (The shares were
 # tuned on the benchmark families: docs/measurements.md.) `auto` starts the canonical search
 # on the largest component, deciding the capacity or (minimizing) the lower bound, before its
-# heuristics are done (`head_start`), up to HEAD_START_MAX blocks.
+# heuristics are done (`head_start`), up to HEAD_START_MAX blocks. Minimizing a component
+# that layer splits do not plan, all of that first decides the lower bound, as `--capacity`
+# would, for BOUND_SHARE of the time: production problems mostly have a plan there, and
+# deciding it with both cores finds more of them, and sooner, than descending to it does.
 HEAD_START_SHARE = 0.02
+BOUND_SHARE = 0.5
 SEARCH_SHARE = 0.3
 SEARCH_SHARE_BRIEF = 0.02
 STACK_SHARE = 0.95
@@ -117,12 +122,18 @@ def solve(blocks: list[Block], start: list[int], time_limit: float, capacity: in
 
 def _minimize(comp: Component, plan: list[int], bound: int, deadline: float,
               started: canonical.Decision | None = None) -> tuple[list[int], int]:
-    """The best plan of one component and a proven bound: no arena below it fits. The
-    canonical search descends from above on its own thread all along (`canonical.Descent`);
-    the other methods climb from the bound meanwhile, and each side's findings stop the
-    other's work that they settle. `started`: the canonical search that `head_start` ran
-    at the bound, whose answer comes first."""
-    if started is not None:
+    """The best plan of one component and a proven bound: no arena below it fits. Unless
+    layer splits follow, the bound is decided first for BOUND_SHARE of the time (`started`,
+    the canonical search that `head_start` ran at the bound, is taken over there). Then the
+    canonical search descends from above on its own thread (`canonical.Descent`); the
+    other methods climb from the bound meanwhile, and each side's findings stop the other's
+    work that they settle."""
+    if not comp.mostly_full(bound) and time.monotonic() < deadline:
+        found, proven = _decide(comp, plan, bound, _share_end(BOUND_SHARE, deadline), started)
+        if comp.extent(found) <= bound:
+            return found, bound
+        bound, started = max(bound, proven), None
+    if started is not None:                 # where layer splits follow: its answer comes first
         started.stop()
         if started.found is not None:
             return started.found, bound
