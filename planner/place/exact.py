@@ -43,8 +43,8 @@ from .search import Search, Timeout
 # tuned on the benchmark families: docs/measurements.md.) `auto` starts the canonical search
 # on the largest component, deciding the capacity or (minimizing) the lower bound, before its
 # heuristics are done (`head_start`), up to HEAD_START_MAX blocks. Minimizing a component
-# that layer splits do not plan, all of that first decides the lower bound, as `--capacity`
-# would, for BOUND_SHARE of the time: production problems mostly have a plan there, and
+# where no layer splits follow, the lower bound is first decided as `--capacity` would
+# decide it, for BOUND_SHARE of the time: production problems mostly have a plan there, and
 # deciding it with both cores finds more of them, and sooner, than descending to it does.
 HEAD_START_SHARE = 0.02
 BOUND_SHARE = 0.5
