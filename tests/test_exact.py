@@ -378,6 +378,18 @@ def test_a_completion_stops_soon_after_the_canonical_search_answers(way):
     assert answer is None and time.monotonic() - start < 6
 
 
+def test_minimizing_completes_a_path_a_step_down_from_the_best_plan(monkeypatch):
+    """A path the descent made deciding 80, with its best plan at 100, fits any capacity
+    from 80 up: it is completed within 95 (DESCENT_GAP of the way down), a step far likelier
+    to complete. Deciding a capacity, the path is completed within that capacity."""
+    asked = []
+    monkeypatch.setattr(exact, "_canonical_completion", lambda comp, capacity, *rest: asked.append(capacity) or [0])
+    for background in (SimpleNamespace(asked=80, upper=100), SimpleNamespace(asked=80), SimpleNamespace(asked=80, upper=81)):
+        background.deepest = lambda: [(0, 0)]
+        assert exact._completed(None, time.monotonic() + 5, background, threading.Event()) == [0]
+    assert exact.DESCENT_GAP == 0.25 and asked == [95, 80, 80]
+
+
 def test_completions_give_each_path_to_the_way_that_has_had_less_time(monkeypatch):
     """A way that takes three times as long per path gets a third as many paths; the canonical
     way's questions get longer as it has more of the time, CP-SAT's stay as they are."""

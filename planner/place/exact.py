@@ -34,7 +34,9 @@ from .search import Search, Timeout
 # COMPLETION_SHARE of the time left: each path cut back to each of PREFIXES of its
 # length in turn until CP-SAT does not refute it, each question for at most COMPLETION_LIMIT
 # seconds (a path the search cannot extend is often completed by placing some of the
-# buffers after it below its offset). Every other path, by time, goes instead to the
+# buffers after it below its offset). Minimizing, a path the descent made deciding a capacity fits any
+# capacity above it, so it is completed DESCENT_GAP of the way down from the best plan to
+# that capacity: a step down far likelier to complete than the whole way. Every other path, by time, goes instead to the
 # canonical search started from the skyline of each of its prefixes, each for CANONICAL_LIMIT
 # seconds or CANONICAL_GROWTH of the time this way has had so far, whichever is more: it
 # completes some paths in milliseconds that CP-SAT takes seconds over or leaves, others only
@@ -56,6 +58,7 @@ PREFIXES = (0.95, 0.9, 0.85, 0.8, 0.75, 0.7, 0.6, 0.5)
 COMPLETION_LIMIT = 1.0
 CANONICAL_LIMIT = 0.1
 CANONICAL_GROWTH = 0.3
+DESCENT_GAP = 0.25
 HEAD_START_MAX = 2_000
 
 
@@ -227,7 +230,8 @@ def _decide_beside(comp: Component, capacity: int, deadline: float,
 def _completed(comp: Component, deadline: float, background: canonical.Decision | canonical.Descent,
                until) -> list[int] | None:
     """A plan completed from the first placements of one of the canonical search's deepest
-    paths, within the capacity that search decides (`background.asked`); None by
+    paths, within the capacity that search decides (`background.asked`; minimizing, a
+    step down from the best plan towards it: `_completion_goal`); None by
     `deadline` or once `until` is set. Each path goes to the way of completing it that has
     had less of the time so far: the canonical search from the skyline the placements
     leave, or CP-SAT (each does well where the other does not)."""
@@ -244,11 +248,19 @@ def _completed(comp: Component, deadline: float, background: canonical.Decision 
         limit = (COMPLETION_LIMIT if way is _cpsat_completion
                  else max(CANONICAL_LIMIT, CANONICAL_GROWTH * spent[way]))
         start = time.monotonic()
-        found = way(comp, capacity, path, deadline, until, background, asks, limit)
+        found = way(comp, _completion_goal(background, capacity), path, deadline, until, background, asks, limit)
         spent[way] += time.monotonic() - start
         if found is not None:
             return found
     return None
+
+
+def _completion_goal(background: canonical.Decision | canonical.Descent, capacity: int) -> int:
+    """The capacity to complete a path within, made deciding `capacity`: that one when
+    deciding; minimizing (a Descent, with `upper`, its best plan's arena), DESCENT_GAP of
+    the way down from `upper` to it."""
+    upper = getattr(background, "upper", capacity)
+    return upper - max(1, int(DESCENT_GAP * (upper - capacity))) if upper > capacity else capacity
 
 
 def _canonical_completion(comp: Component, capacity: int, path: list[tuple[int, int]], deadline: float, until,
