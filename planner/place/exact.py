@@ -34,14 +34,15 @@ from .search import Search, Timeout
 # COMPLETION_SHARE of the time left: each path cut back to each of PREFIXES of its
 # length in turn until CP-SAT does not refute it, each question for at most COMPLETION_LIMIT
 # seconds (a path the search cannot extend is often completed by placing some of the
-# buffers after it below its offset). Minimizing, a path the descent made deciding a capacity fits any
-# capacity above it, so it is completed DESCENT_GAP of the way down from the best plan to
-# that capacity: a step down far likelier to complete than the whole way. Every other path, by time, goes instead to the
+# buffers after it below its offset). Every other path, by time, goes instead to the
 # canonical search started from the skyline of each of its prefixes, each for CANONICAL_LIMIT
 # seconds or CANONICAL_GROWTH of the time this way has had so far, whichever is more: it
 # completes some paths in milliseconds that CP-SAT takes seconds over or leaves, others only
 # given a few tenths of a second, and misses others that CP-SAT completes. CP-SAT alone
-# takes the rest, as it still solves some instances the others do not. (The shares were
+# takes the rest, as it still solves some instances the others do not. Minimizing, a path
+# the descent made deciding a capacity fits any capacity above it, so it is completed
+# DESCENT_GAP of the way down from the best plan to that capacity: a step far likelier to
+# complete than the whole way. (The shares were
 # tuned on the benchmark families: docs/measurements.md.) `auto` starts the canonical search
 # on the largest component, deciding the capacity or (minimizing) the lower bound, before its
 # heuristics are done (`head_start`), up to HEAD_START_MAX blocks. Minimizing a component
