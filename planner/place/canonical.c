@@ -109,6 +109,7 @@ typedef struct {
     int64_t *fails;                      /* per section: how often the rules failed over it */
     int *jobs, *order;                   /* propagate_section's scratch, n each */
     int64_t *low, *high, *low_was, *job_size;      /* low_was: low before the rules */
+    int64_t *widest;                     /* section_rules' scratch, n + 1 */
 } Search;
 
 static double now(void) {
@@ -262,7 +263,8 @@ static void queue_sections(Search *S, int k, int *tail) {
  * shorter than itself surely covers [high - w, low + w): no other job may cross that compulsory
  * part. Omega, the jobs whose low is at least a, go above a: more than fits under their highest
  * top is an overload, and a job k below a that cannot go among them goes under them all (edge
- * finding: high[k] <= their highest top - their sizes). Theta, the jobs whose high is at most b,
+ * finding: high[k] <= their highest top - their sizes; an Omega with room for the widest job
+ * below a moves none, and is passed at once). Theta, the jobs whose high is at most b,
  * mirror that. A section whose bounds moved is queued again (with its buffers' other sections), so
  * one pass of each rule here is enough. */
 static int section_rules(Search *S, int m, const int64_t *w) {
@@ -280,6 +282,9 @@ static int section_rules(Search *S, int m, const int64_t *w) {
     }
     for (int i = 0; i < m; i++) order[i] = i;
     sort_by(order, m, low, 1);
+    int64_t *widest = S->widest;         /* widest[i]: the largest job from the i-th on, in order */
+    widest[m] = 0;
+    for (int i = m - 1; i >= 0; i--) widest[i] = max64(widest[i + 1], w[order[i]]);
     int64_t sizes = 0, top = INT64_MIN;
     for (int i = 0; i < m; i++) {
         int j = order[i];
@@ -287,6 +292,7 @@ static int section_rules(Search *S, int m, const int64_t *w) {
         top = max64(top, high[j]);
         if (i + 1 < m && low[order[i + 1]] == low[j]) continue;
         if (low[j] + sizes > top) return 0;
+        if (low[j] + sizes + widest[i + 1] <= top) continue;     /* every job after fits among them */
         for (int r = i + 1; r < m; r++) {
             int k = order[r];
             if (low[j] + sizes + w[k] > max64(top, high[k]) && top - sizes < high[k]) {
@@ -297,6 +303,7 @@ static int section_rules(Search *S, int m, const int64_t *w) {
     }
     for (int i = 0; i < m; i++) order[i] = i;
     sort_by(order, m, high, 0);
+    for (int i = m - 1; i >= 0; i--) widest[i] = max64(widest[i + 1], w[order[i]]);
     int64_t bottom = INT64_MAX;
     sizes = 0;
     for (int i = 0; i < m; i++) {
@@ -305,6 +312,7 @@ static int section_rules(Search *S, int m, const int64_t *w) {
         if (low[j] < bottom) bottom = low[j];
         if (i + 1 < m && high[order[i + 1]] == high[j]) continue;
         if (bottom + sizes > high[j]) return 0;
+        if (bottom + sizes + widest[i + 1] <= high[j]) continue;
         for (int r = i + 1; r < m; r++) {
             int k = order[r];
             if ((low[k] < bottom ? low[k] : bottom) + sizes + w[k] > high[j] && bottom + sizes > low[k]) {
@@ -592,7 +600,7 @@ static void release(Search *S) {
     free(S->placed); free(S->trail); free(S->zobrist); free(S->failed); free(S->top);
     free(S->path); free(S->deep_path); free(S->deep_offset);
     free(S->est); free(S->lct); free(S->queue); free(S->queued); free(S->fails); free(S->jobs); free(S->order);
-    free(S->low); free(S->high); free(S->low_was); free(S->job_size);
+    free(S->low); free(S->high); free(S->low_was); free(S->job_size); free(S->widest);
 }
 
 /* fit(size, lo, hi, sections, capacity, ranks, seconds, first_budget, stop, deepest[, tops])
@@ -673,6 +681,7 @@ static PyObject *py_fit(PyObject *self, PyObject *args) {
     S.high = malloc(sizeof(int64_t) * (n + 1));
     S.low_was = malloc(sizeof(int64_t) * (n + 1));
     S.job_size = malloc(sizeof(int64_t) * (n + 1));
+    S.widest = malloc(sizeof(int64_t) * (n + 1));
     S.zobrist = malloc(sizeof(uint64_t) * (n + 1));
     for (int k = 0; k < n; k++) {
         S.zobrist[k] = mix(0x2545f4914f6cdd1dULL * (k + 1));
