@@ -1,5 +1,7 @@
 """The exact strategy and `auto`: proven optima on known cases, bounds kept honest, and the
 exact search only where the heuristics miss the lower bound."""
+import os
+import signal
 import subprocess
 import sys
 import threading
@@ -14,7 +16,7 @@ from benchmarks.families import KIB, production
 from planner.check import check
 from planner.errors import CapacityMissed
 from planner.place import Block, assign, extent, lower_bound
-from planner.place import canonical, exact
+from planner.place import canonical, cpsat, exact
 from planner.place.exact import solve
 from planner.place.heuristics import best_fit, greedy_size, naive
 from planner.place.layered import layered
@@ -428,3 +430,15 @@ def test_completions_plan_a_tight_instance_the_search_alone_does_not():
         plan = exact._completed(comp, start + 30, background, background.answered)
         assert background.found is None
     check([str(k) for k in comp.blocks], comp.blocks_of(blocks), plan, capacity, 1)
+
+
+def test_ctrl_c_reaches_the_command_during_a_cp_sat_solve():
+    """CP-SAT would catch Ctrl-C itself and end its solve quietly, and the command ran on
+    to its time limit; the interrupt must stop the solve and go on, at once."""
+    blocks, _, capacity = production(300, 1)
+    comp = max(components(blocks), key=lambda c: len(c.size))
+    start = time.monotonic()
+    threading.Timer(1.5, os.kill, (os.getpid(), signal.SIGINT)).start()    # the model is built by then
+    with pytest.raises(KeyboardInterrupt):
+        cpsat.decide(comp, capacity, start + 30)       # undecided in 30 s (docs/measurements.md)
+    assert time.monotonic() - start < 5

@@ -9,7 +9,7 @@ import time
 from ortools.sat.python import cp_model
 
 from .problem import Component
-from .stopping import stopped_when
+from .stopping import solve
 
 
 def rectangles(model: cp_model.CpModel, comp: Component, top: int) -> list:
@@ -51,7 +51,7 @@ class Oracle:
             domains[k].domain[0] = domains[k].domain[1] = offset // unit
         solver = cp_model.CpSolver()
         solver.parameters.max_time_in_seconds = max(0.01, min(limit, deadline - time.monotonic()))
-        status = _solve(solver, self.model, until)
+        status = solve(solver, self.model, until)
         for (k, _), (low, high) in zip(placed, widths):
             domains[k].domain[0], domains[k].domain[1] = low, high
         if status in (cp_model.OPTIMAL, cp_model.FEASIBLE):
@@ -110,17 +110,11 @@ def _run(comp: Component, lowest: int, highest: int, hint: list[int] | None, dea
     model.minimize(capacity)
     solver = cp_model.CpSolver()
     solver.parameters.max_time_in_seconds = max(0.01, deadline - time.monotonic())
-    status = _solve(solver, model, stop)
+    status = solve(solver, model, stop)
     proven = lowest if status == cp_model.INFEASIBLE else int(solver.best_objective_bound)
     if status in (cp_model.OPTIMAL, cp_model.FEASIBLE):
         return status, [solver.value(y) * unit for y in offsets], proven
     return status, None, proven
-
-
-def _solve(solver: cp_model.CpSolver, model: cp_model.CpModel, stop):
-    """solver.solve(model), stopped early (UNKNOWN) once `stop` (an event or None) is set."""
-    with stopped_when(stop, solver.stop_search):
-        return solver.solve(model)
 
 
 def _twins(comp: Component) -> list[list[int]]:

@@ -18,6 +18,7 @@ import time
 from ortools.sat.python import cp_model
 
 from .problem import Component
+from .stopping import solve
 
 
 class Layers:
@@ -90,7 +91,7 @@ class Layers:
         solver.parameters.num_workers = 1
         solver.parameters.random_seed = self.tries      # another split, not the same one again
         self.tries += 1
-        status = solver.solve(self.model)
+        status = solve(solver, self.model)
         self.work += solver.response_proto.deterministic_time
         if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
             return None

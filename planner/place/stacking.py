@@ -12,6 +12,7 @@ from __future__ import annotations
 import multiprocessing
 import multiprocessing.connection
 import os
+import signal
 import time
 
 from .layers import Layers
@@ -174,4 +175,5 @@ def _member(member: Stacking, blocks: list[Block], capacity: int, deadline: floa
 
 
 def _send(pipe, member: Stacking, blocks: list[Block], capacity: int, deadline: float) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)    # Ctrl-C is the parent's to answer: it kills the members
     pipe.send(_member(member, blocks, capacity, deadline))

@@ -1,5 +1,5 @@
 """Stopping work that cannot watch an event itself (a CP-SAT solve, the compiled search)
-once another thread has made its answer moot."""
+once another thread has made its answer moot, or the user pressed Ctrl-C."""
 from __future__ import annotations
 
 import contextlib
@@ -30,3 +30,23 @@ def stopped_when(event, stop: Callable[[], None]):
     finally:
         done.set()
         watcher.join()
+
+
+def solve(solver, model, stop=None):
+    """`solver.solve(model)` (CP-SAT), stopped early (UNKNOWN) once `stop` (an event or None)
+    is set. CP-SAT would catch Ctrl-C itself, end the solve and let the command run on, so
+    the solve runs on a thread of its own with that turned off while the main thread waits
+    where Ctrl-C reaches it: the solve is then stopped, and the interrupt goes on."""
+    solver.parameters.catch_sigint_signal = False
+    status = []
+    worker = threading.Thread(target=lambda: status.append(solver.solve(model)), daemon=True)
+    with stopped_when(stop, solver.stop_search):
+        worker.start()
+        try:
+            while worker.is_alive():
+                worker.join(0.05)
+        except KeyboardInterrupt:
+            solver.stop_search()
+            worker.join()
+            raise
+    return status[0]
