@@ -73,7 +73,7 @@ def _read_json(path: Path) -> dict:
         value = json.loads(path.read_text())
     except OSError as e:
         raise ArenaError(f"{path}: cannot read ({e.strerror})") from None
-    except ValueError as e:
+    except (ValueError, RecursionError) as e:   # RecursionError: lists or objects nested too deep
         raise ArenaError(f"{path}: not valid JSON ({e})") from None
     if not isinstance(value, dict):
         raise ArenaError(f"{path}: expected a JSON object")
@@ -82,6 +82,8 @@ def _read_json(path: Path) -> dict:
 
 def _check_architecture(path: Path, cfg: dict) -> None:
     model_type = cfg.get("model_type")
+    if model_type is None:
+        raise ArenaError(f"{path}: lacks 'model_type' (only llama is supported)")
     if model_type != "llama":
         raise ArenaError(f"{path}: architecture '{model_type}' is not supported (only llama)")
     for key, ok in (("hidden_act", "silu"), ("attention_bias", False), ("mlp_bias", False)):

@@ -8,6 +8,7 @@ GGUF files and checkpoints alike and our logits can be compared with transformer
 """
 from __future__ import annotations
 
+import math
 import mmap
 import re
 from pathlib import Path
@@ -130,7 +131,7 @@ class GGUFFile:
             if t.kind.name in BLOCK_BYTES and len(t.shape) == 2:
                 total += t.nbytes
             else:
-                total += t.rows * t.shape[0] * dtype.itemsize
+                total += math.prod(t.shape) * dtype.itemsize   # a scalar, shape (), is 1 value
         return total
 
     def _bytes(self, t: Tensor) -> np.ndarray:
@@ -170,12 +171,21 @@ class GGUFFile:
                 raise ArenaError(f"{self.path}: tensor '{t.name}' has quantization "
                                  f"{kind.name if kind else f'type {t.type}'}, which is not supported (supported: {names})")
             block, size = GGML_QUANT_SIZES[kind]
-            nbytes = int(np.prod(t.shape)) // block * size
+            self._check_shape(t, kind, block)
+            nbytes = math.prod(t.shape) // block * size   # exact: numpy's product wraps around at 2^64
             if t.offset + nbytes > header.size:
                 raise ArenaError(f"{self.path}: tensor '{t.name}' has {max(0, header.size - t.offset)} of its "
                                  f"{nbytes} bytes: the file is truncated")
             tensors[t.name] = Tensor(t.name, kind, t.shape, t.offset, nbytes)
         return tensors
+
+    def _check_shape(self, t, kind, block: int) -> None:
+        """Every dimension positive and the rows whole blocks: the reshapes of get() and blocks() rely on it."""
+        if 0 in t.shape:
+            raise ArenaError(f"{self.path}: tensor '{t.name}' has shape {list(t.shape)}, no values")
+        if t.shape and t.shape[0] % block:
+            raise ArenaError(f"{self.path}: tensor '{t.name}' has rows of {t.shape[0]} values, "
+                             f"not whole {kind.name} blocks of {block}")
 
     def _config(self) -> ModelConfig:
         dims = gguf_dims(self.header, self.path)

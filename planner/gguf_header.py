@@ -12,8 +12,9 @@ This reads the same header into plain Python values in a fraction of a second. T
     the data, at the next multiple of general.alignment (32 when absent)
 
 A string is its byte length u64 and its bytes; an array is its element type u32, its length
-u64 and its elements. Strings stay bytes here: they are decoded when read (`decoded`), so a key
-that is not UTF-8 is an error only for the one who asks for it.
+u64 and its elements (arrays too, nested at most `_NESTING` deep here). Strings stay bytes here:
+they are decoded when read (`decoded`), so a key that is not UTF-8 is an error only for the one
+who asks for it.
 """
 from __future__ import annotations
 
@@ -26,6 +27,9 @@ from .errors import ArenaError
 
 _SCALARS = {0: "B", 1: "b", 2: "H", 3: "h", 4: "I", 5: "i", 6: "f", 7: "?", 10: "Q", 11: "q", 12: "d"}
 _STRING, _ARRAY = 8, 9
+# arrays within arrays: llama.cpp reads none, gguf writes some; the reading recurses, and this
+# bound keeps a corrupt file far from Python's recursion limit
+_NESTING = 8
 
 
 @dataclass
@@ -47,7 +51,7 @@ def read_header(path: Path) -> Header:
     """The header of the GGUF file at `path`; an ArenaError when it is not one."""
     try:
         with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
-            return _Parser(data).header()
+            return _Parser(data, path).header()
     except (ValueError, OSError, struct.error, OverflowError, KeyError) as e:
         raise ArenaError(f"{path}: not a readable GGUF file, truncated or corrupt ({type(e).__name__}: {e})") from None
 
@@ -62,8 +66,8 @@ def decoded(value: object) -> object:
 
 
 class _Parser:
-    def __init__(self, data: mmap.mmap):
-        self.data, self.pos = data, 0
+    def __init__(self, data: mmap.mmap, path: Path):
+        self.data, self.path, self.pos = data, path, 0
 
     def header(self) -> Header:
         if self.take(4) != b"GGUF":
@@ -75,7 +79,7 @@ class _Parser:
         fields = {}
         for _ in range(keys):
             key = self.string().decode("utf-8")
-            fields[key] = self.value(self.scalar("I"))
+            fields[key] = self.value(self.scalar("I"), key)
         infos = [self.tensor_info() for _ in range(count)]
         alignment = fields.get("general.alignment", 32)
         if type(alignment) is not int or alignment <= 0:
@@ -89,14 +93,17 @@ class _Parser:
         shape = tuple(self.scalar("Q") for _ in range(self.scalar("I")))
         return TensorInfo(name, shape, self.scalar("I"), self.scalar("Q"))
 
-    def value(self, kind: int) -> object:
+    def value(self, kind: int, key: str, depth: int = 0) -> object:
+        """The value of metadata `key`, `depth` arrays down."""
         if kind == _STRING:
             return self.string()
         if kind == _ARRAY:
+            if depth == _NESTING:
+                raise ArenaError(f"{self.path}: GGUF metadata '{key}' nests arrays more than {_NESTING} deep")
             kind, length = self.scalar("I"), self.scalar("Q")
             if kind in _SCALARS:    # one unpack for the whole array
                 return list(self.unpack(f"<{length}{_SCALARS[kind]}"))
-            return [self.value(kind) for _ in range(length)]
+            return [self.value(kind, key, depth + 1) for _ in range(length)]
         return self.scalar(_SCALARS[kind])   # KeyError: an unknown type
 
     def string(self) -> bytes:

@@ -12,7 +12,7 @@ import sys
 from functools import partial
 from pathlib import Path
 
-from .errors import ArenaError
+from .errors import ArenaError, plural
 from .gguf_header import Header, decoded, read_header
 
 PRESETS: dict[str, dict[str, int]] = {
@@ -46,8 +46,10 @@ def model_dims(model: str | None) -> dict[str, int]:
         return dict(PRESETS[model])
     path = Path(model)
     if path.is_dir():
+        if not (path / "config.json").exists():
+            raise ArenaError(f"--model: the folder '{model}' has no config.json")
         path = path / "config.json"
-    if not path.exists():
+    elif not path.exists():
         raise ArenaError(f"--model: '{model}' is neither a preset ({', '.join(PRESETS)}) nor an existing file")
     if path.suffix == ".gguf":
         return gguf_dims(read_header(path), path)
@@ -70,7 +72,7 @@ def tied_output(model: str) -> bool:
 def config_dims(path: Path) -> dict[str, int]:
     try:
         cfg = json.loads(path.read_text())
-    except (OSError, ValueError) as e:
+    except (OSError, ValueError, RecursionError) as e:   # RecursionError: lists or objects nested too deep
         raise ArenaError(f"{path}: not a readable config.json ({e})") from None
     if not isinstance(cfg, dict):
         raise ArenaError(f"{path}: config.json is not a JSON object")
@@ -136,12 +138,18 @@ def _gguf_vocab(header: Header, path: Path) -> tuple[str, object]:
     serves files without the tensor."""
     embedding = header.tensors.get("token_embd.weight")
     if embedding is not None:
+        if len(embedding.shape) != 2:
+            count = len(embedding.shape)
+            raise ArenaError(f"{path}: tensor 'token_embd.weight' has {count} {plural(count, 'dimension')} "
+                             f"{_shown(list(embedding.shape))}; it must have 2 (hidden size, vocabulary)")
         return "the rows of token_embd.weight", embedding.shape[-1]   # (d, vocab), innermost first
     if "llama.vocab_size" in header.fields:
         return "llama.vocab_size", gguf_meta(header, path, "llama.vocab_size")
     tokens = header.fields.get("tokenizer.ggml.tokens")
     if tokens is None:
         raise ArenaError(f"{path}: GGUF metadata lacks 'tokenizer.ggml.tokens'")
+    if not isinstance(tokens, list):
+        raise ArenaError(f"{path}: GGUF metadata 'tokenizer.ggml.tokens' is not an array of the vocabulary's tokens")
     return "the length of tokenizer.ggml.tokens", len(tokens)
 
 

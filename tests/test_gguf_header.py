@@ -1,9 +1,13 @@
 """planner.gguf_header against gguf's own reader: the same metadata and the same tensors, on the
 embedded SmolLM2 file and on files the gguf package writes with every kind of value."""
+import re
+import struct
+
 import gguf
 import numpy as np
 import pytest
 
+from llama_arena.cli import main
 from planner.errors import ArenaError
 from planner.gguf_header import decoded, read_header
 
@@ -35,7 +39,10 @@ def test_every_value_type_and_the_alignment(tmp_path):
     w.add_custom_alignment(64)
     w.add_tensor("a", np.arange(6, dtype=np.float32).reshape(2, 3))
     w.add_tensor("b", np.ones((5,), dtype=np.float16))
-    w.write_header_to_file(), w.write_kv_data_to_file(), w.write_tensors_to_file(), w.close()
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
     same_as_gguf(path)
     assert read_header(path).tensors["b"].offset % 64 == 0
 
@@ -44,7 +51,10 @@ def test_an_alignment_of_zero_is_named(tmp_path):
     path = tmp_path / "zero.gguf"
     w = gguf.GGUFWriter(path, "llama")
     w.add_uint32("general.alignment", 0)
-    w.write_header_to_file(), w.write_kv_data_to_file(), w.write_tensors_to_file(), w.close()
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
     with pytest.raises(ArenaError, match="general.alignment is 0"):
         read_header(path)
 
@@ -53,7 +63,10 @@ def test_nested_arrays_keep_their_nesting(tmp_path):
     path = tmp_path / "nested.gguf"   # gguf's reader flattens them; the layout nests them
     w = gguf.GGUFWriter(path, "llama")
     w.add_array("nested", [[1, 2], [3]]), w.add_array("texts", [["a"], ["b", "c"]])
-    w.write_header_to_file(), w.write_kv_data_to_file(), w.write_tensors_to_file(), w.close()
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
     fields = read_header(path).fields
     assert fields["nested"] == [[1, 2], [3]] and decoded(fields["texts"]) == [["a"], ["b", "c"]]
 
@@ -65,3 +78,41 @@ def test_what_is_not_a_gguf_header_is_named(tmp_path, content):
     path.write_bytes(content)
     with pytest.raises(ArenaError, match=f"{path}: not a readable GGUF file"):
         read_header(path)
+
+
+def nested_arrays(path, depth):
+    """A GGUF file whose one metadata value, 'deep', is `depth` arrays one inside the other around a u32 7."""
+    array = struct.pack("<IQ", 9, 1)   # element type ARRAY, one element
+    value = array * (depth - 1) + struct.pack("<IQI", 4, 1, 7)
+    path.write_bytes(b"GGUF" + struct.pack("<IQQQ", 3, 0, 1, 4) + b"deep" + struct.pack("<I", 9) + value)
+    return path
+
+
+def test_arrays_nested_deeper_than_8_are_named(tmp_path, capsys):
+    """The reader recurses once per level: thousands of levels would reach Python's recursion limit."""
+    assert read_header(nested_arrays(tmp_path / "8.gguf", 8)).fields["deep"] == [[[[[[[[7]]]]]]]]
+    path = nested_arrays(tmp_path / "5000.gguf", 5000)
+    with pytest.raises(ArenaError, match=f"{path}: GGUF metadata 'deep' nests arrays more than 8 deep"):
+        read_header(path)
+    assert main(["plan", "llama", "--model", str(path), "--set", "n=5"]) == 2
+    assert capsys.readouterr().err.count("\n") == 1
+
+
+@pytest.mark.parametrize("qtype, dims, message", [
+    (gguf.GGMLQuantizationType.F32, (32, 0), "tensor 'w' has shape [32, 0], no values"),
+    (gguf.GGMLQuantizationType.Q4_0, (33, 2), "tensor 'w' has rows of 33 values, not whole Q4_0 blocks of 32"),
+])
+def test_tensors_the_loader_cannot_shape_are_named(tmp_path, qtype, dims, message):
+    from executor.gguf_file import GGUFFile
+    path = tmp_path / "w.gguf"
+    w = gguf.GGUFWriter(path, "llama")
+    block, size = gguf.GGML_QUANT_SIZES[qtype]
+    w.add_tensor("w", np.zeros((2, 32 // block * size), dtype=np.uint8), raw_dtype=qtype)   # dims (32, 2)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    # gguf writes no such tensor: its dims are changed in the file
+    path.write_bytes(path.read_bytes().replace(struct.pack("<2Q", 32, 2), struct.pack("<2Q", *dims), 1))
+    with pytest.raises(ArenaError, match=f"{path}: {re.escape(message)}"):
+        GGUFFile(path)

@@ -1,7 +1,9 @@
-"""Model dimensions from config.json and --set: every dim a positive integer, the heads fitting
-together, and one clear line (exit 2) naming the file, key and value when they do not."""
+"""Model dimensions from config.json, GGUF files and --set: every dim a positive integer, the heads
+fitting together, and one clear line (exit 2) naming the file, key and value when they do not."""
 import json
 
+import gguf
+import numpy as np
 import pytest
 
 from llama_arena.cli import main
@@ -81,3 +83,60 @@ def test_set_refuses_a_number_too_long_for_the_placers(capsys):
 
 def test_set_parses_signs_and_spaces():
     assert parse_sets([" n = 7 ", "d=-3", "nctx=0512"]) == {"n": 7, "d": -3, "nctx": 512}
+
+
+def test_a_config_json_nested_too_deep_is_named(tmp_path, capsys):
+    from executor.checkpoint import Checkpoint
+    path = tmp_path / "config.json"
+    path.write_text("[" * 100_000 + "]" * 100_000)   # json's reader recurses once per level
+    assert main(["plan", "llama", "--model", str(path), "--set", "n=5"]) == 2
+    err = capsys.readouterr().err
+    assert f"{path}: not a readable config.json (maximum recursion depth" in err and "Traceback" not in err
+    with pytest.raises(ArenaError, match="config.json: not valid JSON"):
+        Checkpoint(tmp_path)
+
+
+def write_gguf(path, embedding=None, tokens=None):
+    """A llama GGUF file with SmolLM2's dims but the vocabulary, a token embedding of shape
+    `embedding` (numpy's order) and a tokenizer.ggml.tokens of `tokens` when given."""
+    w = gguf.GGUFWriter(path, "llama")
+    for key, value in {"embedding_length": 576, "attention.head_count": 9, "feed_forward_length": 1536,
+                       "block_count": 30}.items():
+        w.add_uint32(f"llama.{key}", value)
+    if tokens is not None:
+        w.add_uint32("tokenizer.ggml.tokens", tokens)
+    if embedding is not None:
+        w.add_tensor("token_embd.weight", np.ones(embedding, dtype=np.float32))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    return path
+
+
+@pytest.mark.parametrize("embedding, tokens, message", [
+    ((), None, "tensor 'token_embd.weight' has 0 dimensions []; it must have 2 (hidden size, vocabulary)"),
+    ((576,), None, "tensor 'token_embd.weight' has 1 dimension [576]; it must have 2"),
+    ((2, 3, 576), None, "tensor 'token_embd.weight' has 3 dimensions [576, 3, 2]; it must have 2"),
+    (None, 49152, "GGUF metadata 'tokenizer.ggml.tokens' is not an array of the vocabulary's tokens"),
+])
+def test_a_gguf_vocabulary_of_the_wrong_shape_is_named(tmp_path, capsys, embedding, tokens, message):
+    path = write_gguf(tmp_path / "model.gguf", embedding, tokens)
+    assert main(["plan", "llama", "--model", str(path), "--set", "n=5"]) == 2
+    err = capsys.readouterr().err
+    assert f"{path}: {message}" in err and "Traceback" not in err
+
+
+def test_a_folder_without_config_json_is_named(tmp_path, capsys):
+    assert main(["plan", "llama", "--model", str(tmp_path), "--set", "n=5"]) == 2
+    assert f"--model: the folder '{tmp_path}' has no config.json" in capsys.readouterr().err
+
+
+def test_run_names_a_config_json_alone_and_one_without_model_type(tmp_path):
+    from executor.checkpoint import Checkpoint
+    from executor.source import resolve
+    cfg = write_config(tmp_path)   # `arena plan` reads it; a run needs weights
+    with pytest.raises(ArenaError, match=f"--model {cfg}: a .json file holds no weights; give a .gguf file or"):
+        resolve(str(cfg))
+    with pytest.raises(ArenaError, match=f"{cfg}: lacks 'model_type'"):
+        Checkpoint(tmp_path)
