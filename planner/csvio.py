@@ -1,7 +1,8 @@
 """minimalloc's CSV interchange: `id,lower,upper,size[,offset]`, where `upper` is exclusive.
 
 In our plans `first = lower` and `last = upper - 1` (closed interval), in the file's own
-time units; the strategies only ever compare times, so large values cost nothing.
+time units; the strategies only ever compare times, so large values cost nothing, up to
+the 64-bit integers the pictures draw them in.
 minimalloc's optional columns: `alignment` (a buffer's offset is a multiple of it) is kept
 by `--align` when that is a multiple of every buffer's, and refused otherwise; `gaps`
 (times within a lifetime when a buffer's bytes are free) are not used: each buffer is
@@ -24,6 +25,11 @@ from .schedule import name_problem
 COLUMNS = ["id", "lower", "upper", "size"]
 OPTIONAL = ["alignment", "gaps"]
 MAX_ROWS = 1_000_000       # as many instances as a schedule may have (lifetimes.MAX_INSTANCES)
+MAX_FILE_BYTES = 128 << 20     # a million rows of over a hundred characters each
+MIN_TIME, MAX_TIME = -2**63, 2**63   # lower and upper: first = lower and last = upper - 1 fit 64 bits
+_MAX_DIGITS = 50               # more than any time or size in range has; few enough for int() and a message
+_LIMITS = {"lower": f"lower is at least -2^63 = {MIN_TIME:,}", "upper": f"upper is at most 2^63 = {MAX_TIME:,}",
+           "size": f"at most 2^62 = {MAX_BYTES:,} bytes are planned"}
 _INTEGER = re.compile(r"\s*-?[0-9]+\s*", re.ASCII)
 
 
@@ -31,7 +37,7 @@ def read_problem(path, align: int = 1) -> list[Buffer]:
     path = Path(path)
     if align < 1:
         raise ArenaError(f"--align must be a positive number of bytes, not {align}")
-    text = read_text(path, "CSV", "save the CSV as UTF-8")
+    text = read_text(path, "CSV", "save the CSV as UTF-8", MAX_FILE_BYTES)
     try:
         rows = list(csv.reader(io.StringIO(text)))
     except csv.Error as e:
@@ -96,12 +102,13 @@ def _cell(row: list[str], header: list[str], column: str) -> str:
 def _alignment(row: list[str], header: list[str]) -> int | str:
     """The row's `alignment` (1 where none is given), or the text that is not one."""
     text = _cell(row, header, "alignment")
-    return int(text) if _INTEGER.fullmatch(text) and int(text) >= 1 else text or 1
+    return int(text) if _INTEGER.fullmatch(text) and len(text) <= _MAX_DIGITS and 1 <= int(text) <= MAX_BYTES \
+        else text or 1
 
 
 def _unkept(path: Path, alignments: list[tuple[int, str, int | str]], align: int) -> list[str]:
     """Faults for alignments that are not positive integers or that `align` does not keep."""
-    bad = [f"{path}:{number}: buffer '{name}' has alignment '{show(a)}'; alignments are positive integers"
+    bad = [f"{path}:{number}: buffer '{name}' has alignment '{show(a)}'; alignments are positive integers up to 2^62"
            for number, name, a in alignments if isinstance(a, str)]
     if bad:
         return bad
@@ -117,17 +124,24 @@ def _row_fault(row: list[str], columns: list[int], width: int, seen: set[str]) -
         return f"expected id,lower,upper,size with integers, got '{shown}'"
     if len(row) > width:
         return f"{len(row)} fields where the header has {width}: '{shown}'"
-    name, lower, upper, size = _fields(row, columns)
+    name = row[columns[0]].strip()
     if name_problem(name, "buffer"):
         return name_problem(name, "buffer")
     if name in seen:
         return f"buffer '{name}' appears twice"
+    for column, i in zip(COLUMNS[1:], columns[1:]):
+        digits = len(row[i].strip().lstrip("-"))
+        if digits > _MAX_DIGITS:
+            return f"buffer '{name}': its {column} has {digits:,} digits; {_LIMITS[column]}"
+    _, lower, upper, size = _fields(row, columns)
     if upper <= lower:
         return f"buffer '{name}' has upper {upper} <= lower {lower} (upper is exclusive)"
     if size <= 0:
         return f"buffer '{name}' has size {size}; sizes are positive"
-    if size > MAX_BYTES:
-        return f"buffer '{name}' has size {size:,}; at most 2^62 = {MAX_BYTES:,} bytes are planned"
+    for column, value, beyond in (("size", size, size > MAX_BYTES), ("lower", lower, lower < MIN_TIME),
+                                  ("upper", upper, upper > MAX_TIME)):
+        if beyond:
+            return f"buffer '{name}' has {column} {value:,}; {_LIMITS[column]}"
     return None
 
 

@@ -1,7 +1,11 @@
 """The exceptions the CLI turns into a clear message: a fault in the input (exit code 2), and
 a capacity no plan was found within (exit code 3); and the helpers that phrase the user's
 input in a message."""
+import os
+import stat
 from pathlib import Path
+
+MAX_FILE_BYTES = 4 << 20   # a schedule, table or prompt: a thousand times the largest that ships
 
 
 class ArenaError(Exception):
@@ -51,11 +55,19 @@ def show(value, width: int = 60) -> str:
     return text if len(text) <= width else text[:width - 3] + "..."
 
 
-def read_text(path, what: str, hint: str) -> str:
+def read_text(path, what: str, hint: str, most: int = MAX_FILE_BYTES) -> str:
     """The UTF-8 text of a user's file, less the byte-order mark some editors write first; an
     ArenaError naming the file (`what` it should be) when it cannot be read, or the first byte
-    that is not UTF-8 and `hint` when it is not text."""
+    that is not UTF-8 and `hint` when it is not text. Refused before a byte is read when it
+    is not a regular file (a device such as /dev/zero, or a pipe, may never end) or holds
+    more than `most` bytes."""
     try:
+        info = os.stat(path)
+        if not stat.S_ISREG(info.st_mode):
+            kind = "a folder" if stat.S_ISDIR(info.st_mode) else "a device or a pipe"
+            raise ArenaError(f"{path}: cannot read the {what}: it is {kind}, not a file")
+        if info.st_size > most:
+            raise ArenaError(f"{path}: the {what} is {info.st_size:,} bytes; at most {most:,} are read")
         return Path(path).read_bytes().decode("utf-8-sig")
     except OSError as e:
         raise ArenaError(f"{path}: cannot read the {what}: {e.strerror}") from None

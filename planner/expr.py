@@ -2,6 +2,11 @@
 import ast
 import operator
 
+from .errors import show
+
+# Far beyond any real shape (llama's longest is 23 characters), and short enough that
+# neither Python's parser nor evaluate() below nests near the interpreter's recursion limit.
+MAX_LENGTH = 200
 _BINARY = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul,
            ast.FloorDiv: operator.floordiv}
 
@@ -11,15 +16,19 @@ class ExprError(ValueError):
 
 
 def parse(text: str) -> ast.expr:
+    text = str(text).strip()
+    if len(text) > MAX_LENGTH:
+        raise ExprError(f"the expression '{show(text)}' is {len(text):,} characters long; "
+                        f"at most {MAX_LENGTH} are read")
     try:
-        tree = ast.parse(str(text).strip(), mode="eval").body
+        tree = ast.parse(text, mode="eval").body
     except SyntaxError:
-        raise ExprError(f"cannot read the expression '{text}'") from None
+        raise ExprError(f"cannot read the expression '{show(text)}'") from None
     for node in ast.walk(tree):
         ok = isinstance(node, (ast.BinOp, ast.Name, ast.Load, ast.UnaryOp, ast.USub) + tuple(_BINARY)) \
             or (isinstance(node, ast.Constant) and type(node.value) is int)
         if not ok:
-            raise ExprError(f"'{text}' may use only dimension names, integers, + - * // and parentheses")
+            raise ExprError(f"'{show(text)}' may use only dimension names, integers, + - * // and parentheses")
     return tree
 
 

@@ -9,8 +9,8 @@ import re
 from pathlib import Path
 
 from . import expr
-from .errors import ArenaError, read_text, where
-from .schedule import KINDS, Schedule, StepRow, TensorDecl, name_problem, split_axes, symbol_problem
+from .errors import ArenaError, read_text, show, where
+from .schedule import KINDS, Schedule, StepRow, TensorDecl, name_problem, quoted, split_axes, symbol_problem
 
 _SHAPE = re.compile(r"^\s*([A-Za-z_]\w*)\s*\((.*)\)\s*$")
 
@@ -24,10 +24,11 @@ def convert(path) -> Schedule:
     tensors, dims, types = {}, {}, {}
     faults = [f"{where(path, header_line)}{name_problem(name, 'tensor')}" for name in names
               if name_problem(name, "tensor")]
+    faults += _twice(path, header_line, names) + _extra_cells(path, rows)
     for name, spec in zip(names, shapes[2:]):
         match = _SHAPE.match(spec)
         if not match:
-            faults.append(f"{where(path, shape_line, tensor=name)}cannot read the shape '{spec}'")
+            faults.append(f"{where(path, shape_line, tensor=name)}cannot read the shape {quoted(show(spec))}")
             continue
         type_, axes = match.group(1), _axes(match.group(2))
         types.setdefault(type_, "act" if type_ == "Ta" else "i32")
@@ -43,7 +44,7 @@ def convert(path) -> Schedule:
         if name_problem(step, "step"):
             faults.append(f"{where(path, line)}{name_problem(step, 'step')}")
         if kind not in (None,) + KINDS:
-            faults.append(f"{where(path, line, step)}graph column must be 'kernel' or 'graph', not '{kind}'")
+            faults.append(f"{where(path, line, step)}graph column must be 'kernel' or 'graph', not {quoted(kind)}")
         row = {}
         for name, symbols in zip(names, cells[2:]):
             problem = symbols and symbol_problem(symbols)
@@ -73,7 +74,29 @@ def _table_with_graph_column(path, lines) -> list[tuple[int, list[str]]]:
         raise ArenaError(f"{path}: no lifetime table found (a markdown table whose columns are "
                          f"'tensor | graph | <tensor names>...', then a row of shapes, then the steps)")
     width = len(table[0][1])
-    return [(n, (cells + [""] * width)[:width]) for n, cells in table]
+    return [(n, cells + [""] * (width - len(cells))) for n, cells in table]   # short rows end in blank cells
+
+
+def _twice(path, line: int, names: list[str]) -> list[str]:
+    """Faults for tensors the header names more than once (a table has one column per tensor)."""
+    first, faults = {}, []
+    for column, name in enumerate(names, start=3):
+        if name in first:
+            faults.append(f"{where(path, line, tensor=name)}the header names the tensor twice "
+                          f"(columns {first[name]} and {column})")
+        first.setdefault(name, column)
+    return faults
+
+
+def _extra_cells(path, rows) -> list[str]:
+    """Faults for rows that hold something beyond the header's last column: cells of no tensor."""
+    width, faults = len(rows[0][1]), []
+    for number, (line, cells) in enumerate(rows):
+        if any(cells[width:]):
+            step = cells[0] if number > 1 else None        # rows 0 and 1 are the header and the shapes
+            faults.append(f"{where(path, line, step)}the row has {len(cells)} cells where the header has {width}; "
+                          f"'{show(' | '.join(cells[width:]))}' belongs to no tensor")
+    return faults
 
 
 def _axes(text: str) -> list[str]:

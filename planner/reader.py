@@ -16,7 +16,7 @@ import yaml
 from . import expr
 from .errors import ArenaError, read_text, show, where
 from .schedule import ACT, ELEMENT_BYTES, KINDS, Repeat, Schedule, StepRow, TensorDecl, is_count, name_problem, \
-    split_axes, symbol_problem
+    quoted, split_axes, symbol_problem
 
 _SHAPE = re.compile(r"^\s*([A-Za-z_]\w*)\s*\[(.*)\]\s*$")
 
@@ -202,12 +202,10 @@ class _Reader:
                 if not isinstance(persistent, bool):
                     self.fault(f"persistent must be true or false, not '{show(persistent)}'", line, tensor=name)
                 spec = spec.get("shape")
-            if name == "graph":
-                self.fault("'graph' names the kernel/graph column and cannot be a tensor", line, tensor=name)
-                continue
             match = _SHAPE.match(str(spec)) if isinstance(spec, str) else None
             if not match:
                 self.fault(f"shape '{show(spec)}' is not of the form Type[dim, dim, ...]", line, tensor=name)
+                tensors[name] = TensorDecl(name, "", [], persistent is True, line)   # its cells are not unknown
                 continue
             type_, axes = match.group(1), [a.strip() for a in split_axes(match.group(2))]
             if type_ not in types:
@@ -246,6 +244,10 @@ class _Reader:
         return rows
 
     def repeat(self, item, line, tensors, dims, nested) -> Repeat:
+        if isinstance(item["repeat"], (dict, list)):
+            self.fault(f"a repeat count is an integer or a declared dimension, not {_kind(item['repeat'])} "
+                       "('repeat' starts a repeat block, and names no step)", line)
+            return Repeat("", [], line)
         count = show(item["repeat"])
         unknown = set(_plain(item)) - {"repeat", "steps"}
         if unknown:
@@ -265,12 +267,12 @@ class _Reader:
         cells = _plain(cells if cells is not None else {})
         kind = cells.pop("graph", None)
         if kind not in (None,) + KINDS:
-            self.fault(f"graph column must be 'kernel' or 'graph', not '{show(kind)}'", line, step=name)
+            self.fault(f"graph column must be 'kernel' or 'graph', not {quoted(show(kind))}", line, step=name)
         clean = {}
         for key, symbols in cells.items():
             tensor, cell_line = str(key), lines.get(key, line)
             if tensor not in tensors:
-                self.fault(f"unknown tensor (declared: {', '.join(tensors)})", cell_line, name, tensor)
+                self.fault(f"unknown tensor (declared: {', '.join(tensors) or 'none'})", cell_line, name, tensor)
                 continue
             if isinstance(symbols, (dict, list)):
                 self.fault(f"a cell holds symbols such as '+w' or 'rx', not '{show(symbols)}'", cell_line, name, tensor)

@@ -33,6 +33,9 @@ KINDS = ("kernel", "graph")
 ELEMENT_BYTES = {"i8": 1, "u8": 1, "i32": 4, "i64": 8, "f64": 8, "f32": 4, "f16": 2, "bf16": 2}
 ACT = "act"  # the element type bound by --dtype
 SCHEDULES = Path(__file__).resolve().parent.parent / "schedules"   # the schedules that ship with the project
+# names a step row's keys give a meaning of their own, so that no tensor or step can have them
+RESERVED = {("tensor", "graph"): "a row's 'graph' is its kernel/graph column",
+            ("step", "repeat"): "a row 'repeat' starts a repeat block"}
 
 
 @dataclass
@@ -88,7 +91,7 @@ def symbol_problem(symbols: str) -> str | None:
     """Why a cell's symbols are malformed, or None: '+' first, 'm' right after '+', 'x' last, 'o' alone."""
     for s in symbols:
         if s not in SYMBOLS:
-            return f"unknown symbol '{s}' in '{symbols}' (known: + o m r w x)"
+            return f"unknown symbol {quoted(s)} in {quoted(symbols)} (known: + o m r w x)"
     if len(set(symbols)) != len(symbols):
         return f"repeated symbol in '{symbols}'"
     if "o" in symbols and symbols != "o":
@@ -116,14 +119,23 @@ def split_axes(text: str) -> list[str]:
 
 
 def name_problem(text: str, what: str) -> str | None:
-    """Why `text` cannot name a tensor, step, dimension or buffer, or None: it is empty or
-    holds a control character, which no output format (GraphML, YAML, a terminal) carries."""
+    """Why `text` cannot name a tensor, step, dimension or buffer, or None: it is empty,
+    holds a control character, which no output format (GraphML, YAML, a terminal) carries,
+    or is RESERVED, which the YAML of a table could not say."""
     bad = next((c for c in text if unicodedata.category(c)[0] == "C"), None)
     if bad is not None:
         return f"{what} name {ascii(text)} holds a control character (U+{ord(bad):04X})"
     if not text.strip():
         return f"{what} name is empty"
+    if (what, text) in RESERVED:
+        return f"{what} name '{text}' is reserved: {RESERVED[what, text]}"
     return None
+
+
+def quoted(text: str) -> str:
+    """`text` in quotes as a message shows it: escaped as Python writes it when it holds a
+    control character, which a terminal would act on rather than show."""
+    return ascii(text) if any(unicodedata.category(c)[0] == "C" for c in text) else f"'{text}'"
 
 
 def is_count(text: str) -> bool:

@@ -26,6 +26,8 @@ steps:
 """
 BOMB = "\n".join(["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"] +
                  [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]" for i in range(1, 9)]) + "\n"
+MARKDOWN = ("| tensor | graph | a | b |\n|---|---|---|---|\n| | | Ta (n) | Ta (n, n) |\n"
+            "| s0 | kernel | +w | +w |\n| s1 | kernel | rx | rx |\n")
 MANY_FAULTS = TABLE.replace("  - s0: {a: +w}\n  - s1: {a: rx}\n", "".join(f"  - s{i}: {{a: r}}\n" for i in range(100)))
 
 
@@ -88,6 +90,32 @@ CASES = [
     ("t.yaml", edit("a: Ta[n, d]", "1: Ta[n, d]").replace("{a: +w}", "{1: r}").replace("{a: rx}", "{1: +w}"),
      ["plan", "t.yaml"], "t.yaml:7: step 's0': tensor '1': 'r' reads the tensor before it is created"),
     ("t.yaml", MANY_FAULTS, ["plan", "t.yaml"], "... and 80 more faults"),
+    # expressions too long to parse or evaluate within Python's recursion limit
+    ("t.yaml", edit("a: Ta[n, d]", f"a: Ta[{'+'.join(['n'] * 1000)}]"), ["plan", "t.yaml"],
+     "t.yaml:5: tensor 'a': the expression 'n+n+n"),
+    ("t.yaml", edit("a: Ta[n, d]", f"a: Ta[{'-' * 1000}n]"), ["plan", "t.yaml"],
+     "is 1,001 characters long; at most 200 are read"),
+    ("t.md", edit("Ta (n)", f"Ta ({'*'.join(['n'] * 5000)})", MARKDOWN), ["plan", "t.md"],
+     "t.md:3: tensor 'a': the expression 'n*n*n"),
+    # CSV numbers beyond what is planned, however many digits
+    ("t.csv", f"id,lower,upper,size\nb1,0,3,{'9' * 5000}\n", ["plan", "--csv", "t.csv"],
+     "t.csv:2: buffer 'b1': its size has 5,000 digits; at most 2^62"),
+    ("t.csv", "id,lower,upper,size\nb1,0,9223372036854775809,4\n", ["plan", "--csv", "t.csv"],
+     "t.csv:2: buffer 'b1' has upper 9,223,372,036,854,775,809; upper is at most 2^63"),
+    ("t.csv", "id,lower,upper,size\nb1,-9223372036854775809,3,4\n", ["plan", "--csv", "t.csv"],
+     "t.csv:2: buffer 'b1' has lower -9,223,372,036,854,775,809; lower is at least -2^63"),
+    # markdown cells that would be lost, or that a terminal would act on
+    ("t.md", edit("| a | b |", "| a | a |", MARKDOWN), ["plan", "t.md"],
+     "t.md:1: tensor 'a': the header names the tensor twice (columns 3 and 4)"),
+    ("t.md", edit("| s0 | kernel | +w | +w |", "| s0 | kernel | +w | +w | +w | r |", MARKDOWN), ["plan", "t.md"],
+     "t.md:4: step 's0': the row has 6 cells where the header has 4; '+w | r' belongs to no tensor"),
+    ("t.md", edit("| s1 | kernel | rx |", "| s1 | kernel | r\x07x |", MARKDOWN), ["plan", "t.md"],
+     "t.md:5: step 's1': tensor 'a': unknown symbol '\\x07' in 'r\\x07x'"),
+    # names a table's YAML could not say
+    ("t.md", edit("| a | b |", "| graph | b |", MARKDOWN), ["plan", "t.md"],
+     "t.md:1: tensor name 'graph' is reserved: a row's 'graph' is its kernel/graph column"),
+    ("t.md", edit("| s1 |", "| repeat |", MARKDOWN), ["plan", "t.md"],
+     "t.md:5: step name 'repeat' is reserved: a row 'repeat' starts a repeat block"),
 ]
 
 
@@ -100,6 +128,44 @@ def test_bad_input_is_one_clear_message_and_exit_2(tmp_path, monkeypatch, capsys
     assert code == 2, out + err
     assert message in " ".join(err.split()), err
     assert "Traceback" not in err and len(err.splitlines()) <= 21
+
+
+def test_a_shape_that_is_not_one_leaves_its_tensor_declared(tmp_path, capsys):
+    (tmp_path / "t.yaml").write_text(edit("a: Ta[n, d]", "a: 5"))
+    assert main(["plan", str(tmp_path / "t.yaml"), "--set", "n=2"]) == 2
+    err = capsys.readouterr().err
+    assert "tensor 'a': shape '5' is not of the form" in err and "unknown tensor" not in err
+
+
+def test_a_step_named_repeat_is_told_apart_from_a_repeat_block(tmp_path, capsys):
+    (tmp_path / "t.yaml").write_text(edit("- s1: {a: rx}", "- repeat: {a: rx}"))
+    assert main(["plan", str(tmp_path / "t.yaml"), "--set", "n=2"]) == 2
+    err = capsys.readouterr().err
+    assert "t.yaml:8: a repeat count is an integer or a declared dimension, not a mapping ('repeat' starts a " \
+           "repeat block, and names no step)" in " ".join(err.split())
+    assert "object at" not in err and len(err.splitlines()) == 1
+
+
+def test_convert_refuses_a_name_its_yaml_could_not_say(tmp_path, capsys):
+    (tmp_path / "t.md").write_text(edit("| a | b |", "| graph | b |", MARKDOWN))
+    assert main(["convert", str(tmp_path / "t.md")]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and "tensor name 'graph' is reserved" in err
+
+
+# /dev/null is a device like /dev/zero, but one that ends: were it read, the test would fail, not hang
+@pytest.mark.parametrize("args, message", [
+    (["plan", "/dev/null"], "/dev/null: cannot read the schedule: it is a device or a pipe, not a file"),
+    (["convert", "/dev/null"], "/dev/null: cannot read the table: it is a device or a pipe, not a file"),
+    (["plan", "--csv", "/dev/null"], "/dev/null: cannot read the CSV: it is a device or a pipe, not a file"),
+    (["plan", "."], ".: cannot read the schedule: it is a folder, not a file"),
+    (["plan", "big.yaml"], "big.yaml: the schedule is 4,194,305 bytes; at most 4,194,304 are read"),
+])
+def test_files_that_may_never_end_are_refused_before_reading(tmp_path, monkeypatch, capsys, args, message):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "big.yaml").write_bytes(b"#" * ((4 << 20) + 1))
+    assert main(args) == 2
+    assert message in capsys.readouterr().err
 
 
 def plan_args(tmp_path, *more):

@@ -45,6 +45,11 @@ def test_large_time_values_plan_like_small_ones(tmp_path, strategy):
     assert offsets(10**12) == offsets(1)
 
 
+def test_times_at_the_ends_of_64_bits_are_planned(tmp_path):
+    buffers = read_problem(write(tmp_path, f"id,lower,upper,size\na,{-2**63},{2**63},4\nb,0,1,4\n"))
+    assert [(b.first, b.last) for b in buffers] == [(-2**63, 2**63 - 1), (0, 0)]
+
+
 def test_alignment_rounds_csv_sizes(tmp_path):
     buffers = read_problem(write(tmp_path, "id,lower,upper,size\na,0,2,5\n"), align=8)
     assert buffers[0].size == 8 and buffers[0].nbytes == 5
