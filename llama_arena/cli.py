@@ -41,6 +41,14 @@ def main(argv=None) -> int:
         return 130
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse's parser with errors of one line, as every other fault has (the usage it would
+    print first is in --help). add_subparsers makes the subcommands' parsers of this class too."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
 class _Version(argparse.Action):
     """`--version`, as argparse's own, but the version is read only when it is asked for."""
 
@@ -54,7 +62,7 @@ class _Version(argparse.Action):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="arena", description=__doc__)
+    parser = _Parser(prog="arena", description=__doc__)
     parser.add_argument("--version", action=_Version)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     plan_cli.add_parsers(sub)

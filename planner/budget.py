@@ -10,6 +10,7 @@ activation, and a tile of t keys holds c x t scores per head; the KV cache is fi
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from .calls import TILE_STEP, key_tile
@@ -75,19 +76,33 @@ def choose(fitter: Fitter, budget: int, prompt: int) -> Choice:
     return Choice(chunk, tile, fitter.cost(prompt, chunk, tile))
 
 
-def chunk_sizes(prompt: int) -> list[int]:
+class Multiples(Sequence):
+    """step, 2 step, 3 step ... below `top`, then `top`, smallest first; each computed when it
+    is read, as a prompt of 10^12 tokens has 6 x 10^10 chunk candidates."""
+
+    def __init__(self, step: int, top: int):
+        self.range = range(step, top + step, step)   # its last, top or above, stands for top
+        self.top = top
+
+    def __len__(self) -> int:
+        return len(self.range)
+
+    def __getitem__(self, k: int) -> int:
+        return min(self.range[k], self.top)
+
+
+def chunk_sizes(prompt: int) -> Multiples:
     """Chunk candidates, smallest first: multiples of CHUNK_STEP below the prompt, then the prompt."""
-    return [*range(CHUNK_STEP, prompt, CHUNK_STEP), prompt]
+    return Multiples(CHUNK_STEP, prompt)
 
 
-def _tiles(chunk: int, nctx: int) -> list[int]:
+def _tiles(chunk: int, nctx: int) -> Multiples:
     """Tile candidates of a chunk, smallest first, up to its default tile (calls.key_tile):
     beyond it a tile holds more scores without saving work."""
-    top = key_tile(chunk, nctx) if chunk > 1 else nctx
-    return [*range(TILE_STEP, top, TILE_STEP), top] if top > TILE_STEP else [top]
+    return Multiples(TILE_STEP, key_tile(chunk, nctx) if chunk > 1 else nctx)
 
 
-def _last_true(candidates: list[int], ok) -> int | None:
+def _last_true(candidates: Sequence[int], ok) -> int | None:
     """The last candidate for which `ok` holds, when it holds for a prefix of them."""
     lo, hi = 0, len(candidates)   # ok holds below lo, fails from hi
     while lo < hi:
@@ -122,7 +137,7 @@ def _nothing_fits(fitter: Fitter, budget: int, prompt: int) -> str:
         return (f"{head} the weights ({mib(fitter.weights)}, {fitter.dtype}){beside} take "
                 f"{mib(fitter.fixed)}, {mib(fitter.fixed - budget)} more; {smallest}")
     nctx = fitter.dims["nctx"]
-    largest = _last_true(list(range(1, nctx)),
+    largest = _last_true(range(1, nctx),
                          lambda m: _least(fitter, min(prompt, m), m)["total_bytes"] <= budget)
     instead = "no --nctx fits" if largest is None else f"the largest --nctx that fits is {largest}" + (
         f", fewer positions than the prompt's {prompt} tokens" if largest < prompt else "")

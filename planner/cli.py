@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 
 from rich.console import Console
@@ -9,10 +10,10 @@ from rich.text import Text
 
 from . import csvio, graph, markdown, schedule
 from .budget import Fitter, choose, describe
-from .options import add_plan_inputs, load_schedule, plan_from_args
+from .options import add_plan_inputs, load_schedule, plan_from_args, schedule_path
 from .errors import ArenaError
 from .estimate import estimate
-from .models import model_dims, parse_sets, tied_output
+from .models import SET_DIGITS, model_dims, parse_sets, tied_output
 from .output import check_target, write_atomic
 from .plan import Plan
 from .shards import shards
@@ -43,9 +44,7 @@ def add_parsers(sub) -> None:
 
 
 def cmd_plan(args) -> int:
-    for path, option in ((args.out, "--out"), (args.graph, "--graph")):
-        if path is not None:
-            check_target(path, option)          # before any planning or writing
+    _check_outputs(args)
     _set_nctx(args)
     budget = parse_size(args.budget) if args.budget is not None else None
     choice, dims = _fit(args, budget) if budget is not None else (None, None)
@@ -69,12 +68,27 @@ def cmd_plan(args) -> int:
     return 0
 
 
+def _check_outputs(args) -> None:
+    """--out and --graph, before any planning or writing: each writable, and neither the
+    same file as the other or as the input, which it would overwrite."""
+    inputs = (("the schedule", args.schedule and schedule_path(args.schedule)), ("--csv", args.csv))
+    seen = {os.path.realpath(path): f"{name} {path}, which the plan would overwrite" for name, path in inputs if path}
+    for option, path in (("--out", args.out), ("--graph", args.graph)):
+        if path is not None:
+            target = str(check_target(path, option))
+            if target in seen:
+                raise ArenaError(f"{option} {path}: the same file as {seen[target]}")
+            seen[target] = f"{option}; one would overwrite the other"
+
+
 def _set_nctx(args) -> None:
     """--nctx N is --set nctx=N, and the call size n = N unless --set gives n."""
     if args.nctx is None:
         return
     if args.nctx < 1:
         raise ArenaError(f"--nctx must be at least 1 position, not {args.nctx}")
+    if args.nctx >= 10**SET_DIGITS:   # as --set takes a dimension
+        raise ArenaError(f"--nctx {args.nctx}: too large, {SET_DIGITS} digits at most")
     sets = parse_sets(args.set)
     args.set = [*args.set, f"nctx={args.nctx}"] + ([] if "n" in sets else [f"n={args.nctx}"])
 
@@ -87,6 +101,8 @@ def _fit(args, budget: int):
     dims = {**model_dims(args.model), **parse_sets(args.set)}
     if "n" not in dims:
         raise ArenaError("--budget: say the prompt's tokens with --nctx N or --set n=N")
+    if dims["n"] < 1:
+        raise ArenaError(f"--budget: the prompt must have 1 or more tokens, not n={dims['n']}")
     if "tile" in dims:
         raise ArenaError("--budget chooses the key tile: give --budget or --set tile=, not both")
     # the plans `arena run` makes (strategy auto): the estimate is of what it allocates
@@ -109,28 +125,48 @@ def _plan_ranks(args) -> int:
         raise ArenaError(f"--tp: plans a schedule's ranks; {'--csv' if args.csv else '--graph'} takes one plan")
     if args.tp < 1:
         raise ArenaError(f"--tp must be 1 or more ranks, not {args.tp}")
+    if not args.schedule:
+        raise ArenaError(f"--tp {args.tp}: say which SCHEDULE's ranks to plan (e.g. llama)")
+    if not {"nh", "nkvh"} & set(load_schedule(args.schedule).dims):   # else every rank plans the whole
+        raise ArenaError(f"--tp {args.tp}: the schedule {args.schedule} has no heads to split over ranks "
+                         "(no dimension nh or nkvh)")
     dims = {**model_dims(args.model), **parse_sets(args.set)}
     missing = [d for d in ("nh", "nkvh", "di") if d not in dims]
     if missing:
         raise ArenaError(f"--tp: splitting needs the dims nh, nkvh and di; give {', '.join(missing)} by --model or --set")
     # the model's dims are read once (a GGUF file takes seconds), each rank binds its share of them
-    ranks = [plan_from_args(args, shard.dims(dims))[1]
-             for shard in shards(dims["nh"], dims["nkvh"], dims["di"], args.tp)]
+    shares = [shard.dims(dims) for shard in shards(dims["nh"], dims["nkvh"], dims["di"], args.tp)]
+    ranks = [_plan_rank(args, share, rank) for rank, share in enumerate(shares)]
     totals = {key: sum(getattr(p, key) for p in ranks) for key in ("arena", "lower_bound", "no_reuse", "host_bytes")}
     text = json.dumps({"ranks": [p.to_dict() for p in ranks], "totals": totals}, indent=1)
-    if args.out:
-        write_atomic(args.out, text + "\n")
     if args.json:
         print(text)
-        return 0
-    console = Console(width=None if sys.stdout.isatty() else 160, markup=False)
-    for rank, plan in enumerate(ranks):
-        console.print(Text(f"rank {rank} of {args.tp}: nh={plan.dims['nh']} nkvh={plan.dims['nkvh']} "
-                           f"di={plan.dims['di']}", style="bold"))
-        print_plan(plan, console)
-    console.print(Text(f"all {args.tp} ranks: arena {totals['arena']:,} bytes, lower bound "
-                       f"{totals['lower_bound']:,}, host {totals['host_bytes']:,}", style="bold"))
+    else:
+        _print_ranks(ranks, shares, totals)
+    if args.out:   # last: a fault before it leaves no file
+        write_atomic(args.out, text + "\n")
     return 0
+
+
+def _plan_rank(args, share: dict[str, int], rank: int) -> Plan:
+    """The plan of one rank; its faults say which rank, as its dims are not the ones given."""
+    try:
+        return plan_from_args(args, share)[1]
+    except ArenaError as e:
+        raise ArenaError(*[f"--tp {args.tp}, rank {rank} ({_split(share)}): {fault}" for fault in e.faults]) from None
+
+
+def _split(share: dict[str, int]) -> str:
+    return f"nh={share['nh']} nkvh={share['nkvh']} di={share['di']}"
+
+
+def _print_ranks(ranks: list[Plan], shares: list[dict[str, int]], totals: dict[str, int]) -> None:
+    console = Console(width=None if sys.stdout.isatty() else 160, markup=False)
+    for rank, (plan, share) in enumerate(zip(ranks, shares)):
+        console.print(Text(f"rank {rank} of {len(ranks)}: {_split(share)}", style="bold"))
+        print_plan(plan, console)
+    console.print(Text(f"all {len(ranks)} ranks: arena {totals['arena']:,} bytes, lower bound "
+                       f"{totals['lower_bound']:,}, host {totals['host_bytes']:,}", style="bold"))
 
 
 def cmd_convert(args) -> int:

@@ -33,7 +33,7 @@ GGUF_KEYS = dict(d="llama.embedding_length", nh="llama.attention.head_count",
                  nkvh="llama.attention.head_count_kv", dh="llama.attention.key_length",
                  di="llama.feed_forward_length", nlayers="llama.block_count", nctx="llama.context_length")
 _SET = re.compile(r"\s*([^=]*?)\s*=\s*(-?[0-9]+)\s*", re.ASCII)   # ASCII: int() never sees '٣' or '²'
-_SET_DIGITS = 18   # any value below 10**18 fits the 64-bit integers the placers compute with
+SET_DIGITS = 18   # any value below 10**18 fits the 64-bit integers the placers compute with
 
 _REQUIRED = object()
 
@@ -173,7 +173,8 @@ def parse_sets(items: list[str]) -> dict[str, int]:
         if not match or not match[1]:
             raise ArenaError(f"--set {item}: expected NAME=INTEGER, e.g. --set n=512")
         name, value = match[1], match[2]
-        if len(value.lstrip("-")) > _SET_DIGITS:
-            raise ArenaError(f"--set {item}: too large, {_SET_DIGITS} digits at most")
-        dims[name] = int(value)
+        digits = value.lstrip("-").lstrip("0")      # leading zeros add nothing (and int() counts them)
+        if len(digits) > SET_DIGITS:
+            raise ArenaError(f"--set {item}: too large, {SET_DIGITS} digits at most")
+        dims[name] = (-1 if value.startswith("-") else 1) * int(digits or "0")
     return dims

@@ -64,16 +64,27 @@ def plan_from_args(args, dims: dict[str, int] | None = None) -> tuple[Lifetimes 
 
 
 def load_schedule(name: str) -> schedule.Schedule:
-    path = Path(name)
-    if not path.exists() and (schedule.SCHEDULES / f"{name}.yaml").exists():
-        path = schedule.SCHEDULES / f"{name}.yaml"
+    path = schedule_path(name)
     if path.suffix in (".md", ".txt"):
         return markdown.convert(path)
     return reader.load(path)
 
 
+def schedule_path(name: str) -> Path:
+    """The file a SCHEDULE names: a path, or the name of one in schedules/."""
+    path = Path(name)
+    if not path.exists() and (schedule.SCHEDULES / f"{name}.yaml").exists():
+        return schedule.SCHEDULES / f"{name}.yaml"
+    return path
+
+
 def _check_sets(args, lifetimes: Lifetimes) -> None:
     unknown = sorted(set(parse_sets(args.set)) - set(lifetimes.dims))
     if unknown:
-        raise ArenaError(*[f"--set {d}: the schedule has no dimension '{d}' "
+        raise ArenaError(*[f"{_given(args, d)}: the schedule has no dimension '{d}' "
                            f"(it has {', '.join(lifetimes.dims)})" for d in unknown])
+
+
+def _given(args, dim: str) -> str:
+    """The option that bound `dim`: `arena plan --nctx N` binds nctx as --set nctx=N does."""
+    return f"--nctx {args.nctx}" if dim == "nctx" and getattr(args, "nctx", None) is not None else f"--set {dim}"

@@ -12,19 +12,25 @@ from pathlib import Path
 
 from .errors import ArenaError
 
+TEMPORARY_NAME = 32   # characters of the target's name in its temporary file's, at most 4 bytes each
+
 
 def check_target(path, option: str = "--out") -> Path:
     """The file `path` names, resolved through symbolic links, once it is known to be
     writable: its folder exists and lets us write, and it is not itself a folder."""
     if not str(path).strip():
         raise ArenaError(f"{option}: the path is empty")
-    target = Path(os.path.realpath(path))
-    if target.is_dir():
-        raise ArenaError(f"{option} {path}: is a folder, not a file")
-    if not target.parent.is_dir():
-        raise ArenaError(f"{option} {path}: the folder {target.parent} does not exist")
-    if target.exists() and not os.access(target, os.W_OK) or not os.access(target.parent, os.W_OK | os.X_OK):
-        raise ArenaError(f"{option} {path}: cannot write there: permission denied")
+    try:
+        target = Path(os.path.realpath(path))
+        if target.is_dir():
+            raise ArenaError(f"{option} {path}: is a folder, not a file")
+        if not target.parent.is_dir():
+            raise ArenaError(f"{option} {path}: {target.parent} is a file, not a folder" if target.parent.exists()
+                             else f"{option} {path}: the folder {target.parent} does not exist")
+        if target.exists() and not os.access(target, os.W_OK) or not os.access(target.parent, os.W_OK | os.X_OK):
+            raise ArenaError(f"{option} {path}: cannot write there: permission denied")
+    except OSError as e:   # a name too long, a loop of links: what the file system says
+        raise _unwritable(path, option, e) from None
     return target
 
 
@@ -34,17 +40,19 @@ def write_atomic(path, data: str | bytes, option: str = "--out") -> None:
     a device such as /dev/stdout) is written through, never replaced."""
     target = check_target(path, option)
     mode = "wb" if isinstance(data, bytes) else "w"
-    if target.exists() and not stat.S_ISREG(target.stat().st_mode):
-        try:
+    try:
+        if target.exists() and not stat.S_ISREG(target.stat().st_mode):
             with open(target, mode) as f:
                 f.write(data)
-        except OSError as e:
-            raise ArenaError(f"{option} {path}: cannot write there: {e.strerror}") from None
-        return
-    try:
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
+        else:
+            _replace(target, data, mode)
     except OSError as e:
-        raise ArenaError(f"{option} {path}: cannot write there: {e.strerror}") from None
+        raise _unwritable(path, option, e) from None
+
+
+def _replace(target: Path, data: str | bytes, mode: str) -> None:
+    # the temporary name holds the start of the target's: a name of 255 bytes has no room for more
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name[:TEMPORARY_NAME]}.")
     try:
         with os.fdopen(fd, mode) as f:
             f.write(data)
@@ -52,6 +60,10 @@ def write_atomic(path, data: str | bytes, option: str = "--out") -> None:
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, target)
-    except OSError as e:
+    except BaseException:     # whatever stopped the write, no half-written file stays behind
         os.unlink(tmp)
-        raise ArenaError(f"{option} {path}: cannot write there: {e.strerror}") from None
+        raise
+
+
+def _unwritable(path, option: str, e: OSError) -> ArenaError:
+    return ArenaError(f"{option} {path}: cannot write there: {e.strerror or e}")

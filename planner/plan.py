@@ -80,7 +80,7 @@ def place(buffers: list[Buffer], strategy: str, align: int, steps: list[str], ti
     if strategy not in CHOICES:
         raise ArenaError(f"--strategy: unknown strategy '{strategy}' (choose from {', '.join(CHOICES)})")
     device = [k for k, b in enumerate(buffers) if b.memory == "device"]
-    _check_total(buffers, device)
+    _check_total(buffers, device, align)
     transient = [k for k in device if not buffers[k].persistent]
     offsets: dict[int, int] = {}               # index into buffers -> offset
     base = 0
@@ -105,12 +105,17 @@ def place(buffers: list[Buffer], strategy: str, align: int, steps: list[str], ti
                 host_bytes=sum(b.size for b in buffers if b.memory == "host"))
 
 
-def _check_total(buffers: list[Buffer], device: list[int]) -> None:
+def _check_total(buffers: list[Buffer], device: list[int], align: int) -> None:
     total = sum(buffers[k].size for k in device)
-    if total > MAX_BYTES:
-        largest = buffers[max(device, key=lambda k: buffers[k].size)]
-        raise ArenaError(f"the device buffers add up to {total:,} bytes (the largest, '{largest.name}', "
-                         f"{largest.size:,}); at most 2^62 = {MAX_BYTES:,} bytes are planned")
+    if total <= MAX_BYTES:
+        return
+    limit = f"at most 2^62 = {MAX_BYTES:,} bytes are planned"
+    if sum(buffers[k].nbytes or buffers[k].size for k in device) <= MAX_BYTES:   # the alignment's doing
+        raise ArenaError(f"--align {align}: the device buffers, each rounded up to a multiple of it, "
+                         f"add up to {total:,} bytes; {limit}")
+    largest = buffers[max(device, key=lambda k: buffers[k].size)]
+    raise ArenaError(f"the device buffers add up to {total:,} bytes (the largest, '{largest.name}', "
+                     f"{largest.size:,}); {limit}")
 
 
 def _block(b: Buffer) -> Block:

@@ -14,6 +14,10 @@ from dataclasses import dataclass
 
 from .errors import ArenaError
 
+# Far beyond any model (the largest have 128 query heads), and few enough that a split lists
+# each rank's heads and plans up to this many ranks.
+MAX_HEADS = 1024
+
 
 @dataclass
 class Shard:
@@ -29,10 +33,7 @@ class Shard:
 
 def shards(nh: int, nkvh: int, di: int, ranks: int) -> list[Shard]:
     """The split of `nh` query heads, `nkvh` key-value heads and `di` FFN columns over `ranks`."""
-    if ranks not in valid_ranks(nh, nkvh):
-        raise ArenaError(f"--tp {ranks}: a model with {nh} query and {nkvh} key-value heads splits over "
-                         f"{_listed(valid_ranks(nh, nkvh))} ranks (whole key-value groups per rank, "
-                         "or each key-value head on the same number of ranks)")
+    _check_split(nh, nkvh, di, ranks)
     group = nh // nkvh
     columns = _even(di, ranks)
     if ranks <= nkvh:
@@ -45,6 +46,26 @@ def shards(nh: int, nkvh: int, di: int, ranks: int) -> list[Shard]:
         head, (start, stop) = r // copies, _even(group, copies)[r % copies]
         out.append(Shard(r, list(range(head * group + start, head * group + stop)), [head], columns[r]))
     return out
+
+
+def _check_split(nh: int, nkvh: int, di: int, ranks: int) -> None:
+    """What a split needs: positive counts, at most MAX_HEADS query heads in whole groups (as
+    many per key-value head), a count of ranks that splits the groups, and an FFN column for
+    every rank. A model file is checked for the groups when read; --set binds any numbers."""
+    for name, count in (("nh", nh), ("nkvh", nkvh), ("di", di)):
+        if count < 1:
+            raise ArenaError(f"--tp {ranks}: {name}={count}; the heads and FFN columns it splits must be positive")
+    if nh > MAX_HEADS:
+        raise ArenaError(f"--tp {ranks}: nh={nh} query heads; at most {MAX_HEADS:,} are split over ranks")
+    if nh % nkvh:
+        raise ArenaError(f"--tp {ranks}: nh={nh} query heads do not split into nkvh={nkvh} equal groups, "
+                         "one per key-value head")
+    if ranks not in valid_ranks(nh, nkvh):
+        raise ArenaError(f"--tp {ranks}: a model with {nh} query and {nkvh} key-value heads splits over "
+                         f"{_listed(valid_ranks(nh, nkvh))} ranks (whole key-value groups per rank, "
+                         "or each key-value head on the same number of ranks)")
+    if di < ranks:
+        raise ArenaError(f"--tp {ranks}: di={di} FFN columns leave a rank without one")
 
 
 def valid_ranks(nh: int, nkvh: int) -> list[int]:
@@ -64,4 +85,6 @@ def _even(count: int, parts: int) -> list[tuple[int, int]]:
 
 
 def _listed(numbers: list[int]) -> str:
+    if len(numbers) > 13:   # the rule shows in the first ten and the last two
+        numbers = [*numbers[:10], "...", *numbers[-2:]]
     return ", ".join(map(str, numbers[:-1])) + f" or {numbers[-1]}" if len(numbers) > 1 else str(numbers[0])

@@ -4,10 +4,11 @@ from __future__ import annotations
 import re
 from decimal import Decimal
 
-from .errors import ArenaError
+from .errors import ArenaError, show
 
 UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
          "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
+MAX_SIZE = 10**100   # far beyond any memory, and within what a float (mib) and JSON (int printing) take
 SIZE = re.compile(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*([a-zA-Z]*)\s*")
 
 
@@ -21,12 +22,15 @@ def parse_size(text: str, option: str = "--budget") -> int:
     nbytes = int(Decimal(match.group(1)) * unit)   # exact: 1.5GB is 1,500,000,000 bytes
     if nbytes < 1:
         raise ArenaError(f"{option} {text!r}: must be at least 1 byte")
+    if nbytes > MAX_SIZE:
+        raise ArenaError(f"{option} '{show(text)}': too large, at most 10^100 bytes")
     return nbytes
 
 
 def mib(n: int) -> str:
-    """Bytes in the largest binary unit they fill: 256.00 MiB, 1.50 GiB, 12 bytes."""
+    """Bytes in the largest binary unit they fill: 256.00 MiB, 1.50 GiB, 12 bytes; past 10^12 GiB,
+    more than any machine holds, in powers of ten: 9.31e+90 GiB."""
     for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
         if n >= scale:
-            return f"{n / scale:.2f} {unit}"
+            return f"{n / scale:.2f} {unit}" if n < 10**12 * scale else f"{n / scale:.2e} {unit}"
     return f"{n} bytes"

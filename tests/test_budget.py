@@ -204,3 +204,25 @@ def test_chunked_prefill_of_2048_tokens_matches_one_call(smollm2_f32):
     assert weights.nbytes + session.backing.numel() + choice.cost["runtime_bytes"] == choice.cost["total_bytes"] <= budget
     assert (chunked[0] - whole[0]).abs().max().item() < 1e-4
     assert chunked[1] == whole[1]
+
+
+def test_a_huge_prompt_or_context_is_searched_without_listing_its_candidates(capsys):
+    """A trillion-token prompt has 6 x 10^10 chunk candidates, a billion positions as many
+    --nctx: bisection reads some 40 of them."""
+    assert len(chunk_sizes(10**12)) == 62_500_000_000 and chunk_sizes(10**12)[-1] == 10**12
+    assert main(["plan", "llama", "--set", "n=1000000000000", "--budget", "100GiB", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["chunk"] % 16 == 0 and out["total_bytes"] <= out["budget"]
+    fitter, budget = smol(10**9), parse_size("100GiB")
+    with pytest.raises(ArenaError, match="the largest --nctx that fits is ") as e:
+        choose(fitter, budget, 1000)
+    largest = int(str(e.value).split("the largest --nctx that fits is ")[1].split()[0].rstrip(","))
+    assert choose(smol(largest), budget, 1000).cost["total_bytes"] <= budget
+
+
+def test_a_budget_past_any_memory_is_one_line(capsys):
+    assert mib(10**100) == "9.31e+90 GiB" and mib(2**62) == "4294967296.00 GiB"
+    assert main(["plan", "llama", "--set", "n=7", "--budget", "1" + "0" * 90, "--json"]) == 0
+    assert capsys.readouterr().err.startswith("budget    9.31e+80 GiB: prefill 7 tokens in one call")
+    assert main(["plan", "llama", "--set", "n=7", "--budget", "1" + "0" * 320]) == 2
+    assert capsys.readouterr().err == f"arena: error: --budget '1{'0' * 56}...': too large, at most 10^100 bytes\n"

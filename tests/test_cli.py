@@ -176,3 +176,65 @@ def test_unwritable_output_leaves_no_file(tmp_path):
 def test_bad_option_value_is_exit_2():
     code, _, err = arena("plan", "llama", "--dtype", "f8")
     assert code == 2 and "invalid choice: 'f8'" in err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["plan", "llama", "--align", "1.5"], "arena plan: error: argument --align: invalid int value: '1.5'"),
+    (["plan", "llama", "--time-limit", "abc"], "arena plan: error: argument --time-limit: invalid float value: 'abc'"),
+    (["viz", "llama", "--width", "abc"], "arena viz: error: argument --width: invalid int value: 'abc'"),
+    (["run", "--prompt", "hi", "--dtype", "f64"], "arena run: error: argument --dtype: invalid choice: 'f64'"),
+    (["convert"], "arena convert: error: the following arguments are required: TABLE.md"),
+    ([], "arena: error: the following arguments are required: COMMAND"),
+])
+def test_option_faults_argparse_finds_are_one_line_too(argv, message):
+    code, out, err = arena(*argv)
+    assert code == 2 and out == ""
+    assert err.startswith(message) and err.count("\n") == 1, err
+
+
+@pytest.mark.parametrize("length", [300, 250])
+def test_a_name_too_long_is_refused_and_one_that_fits_is_written(length, tmp_path, capsys):
+    """NAME_MAX is 255 bytes: the temporary file beside a 250-byte name has a shorter name."""
+    for option in ("--out", "--graph"):
+        path = tmp_path / ("b" * length)
+        code = main(["plan", "llama-layer", "--set", "n=7", option, str(path)])
+        err = capsys.readouterr().err
+        if length > 255:
+            assert code == 2 and err == f"arena: error: {option} {path}: cannot write there: File name too long\n"
+            assert list(tmp_path.iterdir()) == []
+        else:
+            assert code == 0 and [p.name for p in tmp_path.iterdir()] == [path.name]
+            path.unlink()
+
+
+def test_out_is_never_the_input_nor_the_graph(tmp_path, capsys):
+    schedule = tmp_path / "layer.yaml"
+    schedule.write_text(Path("schedules/llama-layer.yaml").read_text())
+    before = schedule.read_text()
+    assert main(["plan", str(schedule), "--set", "n=7", "--out", str(schedule)]) == 2
+    assert capsys.readouterr().err == (f"arena: error: --out {schedule}: the same file as the schedule {schedule}, "
+                                       "which the plan would overwrite\n")
+    assert schedule.read_text() == before
+    same = tmp_path / "same"
+    assert main(["plan", str(schedule), "--set", "n=7", "--out", str(same), "--graph", str(same)]) == 2
+    assert capsys.readouterr().err == f"arena: error: --graph {same}: the same file as --out; one would overwrite the other\n"
+    assert not same.exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["llama", "--nctx", "99999999999999999999"], "--nctx 99999999999999999999: too large, 18 digits at most"),
+    (["llama-layer", "--nctx", "5"], "--nctx 5: the schedule has no dimension 'nctx'"),
+    (["--csv", "docs/minimalloc.csv", "--align", str(2**62)],
+     f"--align {2**62}: the device buffers, each rounded up to a multiple of it, add up to"),
+])
+def test_messages_name_the_option_the_user_gave(args, message, capsys):
+    assert main(["plan", *args]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"arena: error: {message}") and err.count("\n") == 1, err
+
+
+def test_out_under_a_file_says_it_is_a_file(tmp_path, capsys):
+    (tmp_path / "afile").write_text("")
+    assert main(["plan", "llama-layer", "--set", "n=7", "--out", str(tmp_path / "afile" / "p.json")]) == 2
+    assert capsys.readouterr().err == (f"arena: error: --out {tmp_path / 'afile' / 'p.json'}: "
+                                       f"{tmp_path / 'afile'} is a file, not a folder\n")

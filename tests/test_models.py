@@ -140,3 +140,9 @@ def test_run_names_a_config_json_alone_and_one_without_model_type(tmp_path):
         resolve(str(cfg))
     with pytest.raises(ArenaError, match=f"{cfg}: lacks 'model_type'"):
         Checkpoint(tmp_path)
+
+
+def test_leading_zeros_do_not_make_a_set_too_large():
+    assert parse_sets(["n=" + "0" * 5000 + "7", "d=-007", "z=000"]) == {"n": 7, "d": -7, "z": 0}
+    with pytest.raises(ArenaError, match="too large, 18 digits at most"):
+        parse_sets(["n=0" + "9" * 19])

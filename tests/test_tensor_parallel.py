@@ -61,6 +61,43 @@ def test_plan_json_has_one_plan_per_rank_and_totals(capsys):
     assert out["totals"]["arena"] == first["arena"] + second["arena"]
 
 
+def test_a_schedule_without_heads_is_not_split_and_no_file_is_written(tmp_path, capsys):
+    table = tmp_path / "t.yaml"
+    table.write_text("schedule: t\ndims: {n: tokens, d: width}\ntypes: {Ta: act}\ntensors:\n  a: Ta[n, d]\n"
+                     "steps:\n  - s0: {a: +w}\n  - s1: {a: rx}\n")
+    out = tmp_path / "tp.json"
+    for more in ([], ["--json"]):
+        assert main(["plan", str(table), "--set", "n=7", "--set", "d=4", "--tp", "2", "--out", str(out), *more]) == 2
+        captured = capsys.readouterr()
+        assert captured.out == "" and not out.exists()
+        assert captured.err == (f"arena: error: --tp 2: the schedule {table} has no heads to split over ranks "
+                                "(no dimension nh or nkvh)\n")
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--set", "nh=7", "--tp", "2"], "--tp 2: nh=7 query heads do not split into nkvh=3 equal groups, one per key-value head"),
+    (["--set", "nkvh=2", "--tp", "3"], "--tp 3: nh=9 query heads do not split into nkvh=2 equal groups"),
+    (["--set", "nkvh=0", "--tp", "3"], "--tp 3: nkvh=0; the heads and FFN columns it splits must be positive"),
+    (["--set", "di=1", "--tp", "2"], "--tp 2: di=1 FFN columns leave a rank without one"),
+    (["--set", "nh=100000000000000000", "--set", "nkvh=1", "--tp", "2"],
+     "--tp 2: nh=100000000000000000 query heads; at most 1,024 are split over ranks"),
+])
+def test_heads_and_columns_that_do_not_split_are_named(args, message, capsys):
+    assert main(["plan", "llama", "--set", "n=7", *args]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"arena: error: {message}") and err.count("\n") == 1, err
+
+
+def test_a_fault_of_one_ranks_share_names_the_rank(tmp_path, capsys):
+    table = tmp_path / "t.yaml"
+    table.write_text("schedule: t\ndims: {n: tokens, nh: heads, nkvh: kv heads, di: ffn}\ntypes: {Ta: act}\n"
+                     "tensors:\n  a: Ta[n, nh - 4]\nsteps:\n  - s0: {a: +w}\n  - s1: {a: rx}\n")
+    assert main(["plan", str(table), "--set", "n=7", "--tp", "2"]) == 2   # SmolLM2's 9 heads: 6 and 3
+    err = capsys.readouterr().err
+    assert err == (f"arena: error: --tp 2, rank 1 (nh=3 nkvh=1 di=768): {table}:5: tensor 'a': shape Ta[n, nh - 4] "
+                   "evaluates to (7, -1): every dimension must be positive\n")
+
+
 # --- logits and tokens ------------------------------------------------------------------
 
 def run_ranks(n: int, tmp_path, **spec) -> list[dict]:
