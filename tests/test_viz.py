@@ -16,7 +16,7 @@ from llama_arena.cli import main
 from planner.errors import ArenaError
 from planner.options import plan_from_args
 from planner.plan import Buffer, place
-from viz import cli, picture, terminal, trace
+from viz import cli, picture, terminal, timeline, trace
 
 MINIMALLOC = "id,lower,upper,size\nb1,0,3,4\nb2,3,9,4\nb3,0,9,4\nb4,9,21,4\nb5,0,21,4\n"
 SEED_STEPS = ["setup", "embedding", "attn_norm", "attn_qkv", "rope", "attention", "attn_output",
@@ -93,6 +93,40 @@ def test_csv_table_has_one_row_per_section_of_time(plans):
     rows = [line.split() for line in lines if re.match(r"\s*\d+\.\.\d+ ", line)]
     assert [r[0] for r in rows] == ["0..2", "3..8", "9..20"]
     assert rows[1][:5] == ["3..8", "+x", "x", "o", "12"]       # b2 lives and dies, b3 dies, b5 lives on
+
+
+def rows_by_definition(plan, lifetimes) -> list[terminal.Row]:
+    """What step_rows returns, found the plain way: every instance checked at every span."""
+    rows = []
+    for span in timeline.spans(plan):
+        live = [b for b in plan.buffers if b.first <= span.last and b.last >= span.first]
+        used = sum(b.size for b in live if b.memory == "device")
+        if lifetimes is None:
+            cells = {b.tensor: ("+" if b.first >= span.first else "") + ("x" if b.last <= span.last else "") or "o"
+                     for b in live}
+            rows.append(terminal.Row(span, used, cells=cells))
+        else:
+            step = lifetimes.steps[span.first]
+            rows.append(terminal.Row(span, used, step.kind, {**{b.tensor: "o" for b in live}, **step.cells},
+                                     step.layer))
+    return rows
+
+
+def test_rows_of_a_whole_model_are_its_lifetimes_step_by_step(smollm2):
+    lifetimes, plan = smollm2
+    assert len(plan.steps) > 300
+    assert terminal.step_rows(plan, lifetimes) == rows_by_definition(plan, lifetimes)
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 3), st.integers(0, 20), st.integers(1, 8), st.integers(1, 64),
+                          st.booleans()), min_size=1, max_size=30), st.booleans())
+def test_rows_are_the_instances_live_in_each_span(blocks, steps):
+    """Tensors with several instances, host ones, and spans that are steps or sections."""
+    buffers = [Buffer(f"b{i}", f"t{tensor}", lo, lo + span - 1, size, None, "host" if host else "device")
+               for i, (tensor, lo, span, size, host) in enumerate(blocks)]
+    plan = place(buffers, "greedy-size", 1, [f"s{k}" for k in range(28)] if steps else [])
+    assert terminal.step_rows(plan, None) == rows_by_definition(plan, None)
 
 
 def test_arena_map_draws_each_instance_in_its_bands_and_steps(seed):
@@ -229,7 +263,11 @@ def test_random_problems_map_and_trace(blocks):
     plan = place([Buffer(f"b{i}", f"b{i}", lo, lo + span - 1, size, None) for i, (lo, span, size) in
                   enumerate(blocks)], "auto", 1, [])
     events = json.loads(trace.plan_trace(plan))["traceEvents"]
-    assert max(e["args"]["arena bytes"] for e in events if e["ph"] == "C") == plan.lower_bound
+    counter = [e for e in events if e["ph"] == "C"]
+    assert max(e["args"]["arena bytes"] for e in counter) == plan.lower_bound
+    for e in counter:
+        t = e["ts"] / trace.PLANNED_STEP_US
+        assert e["args"]["arena bytes"] == sum(b.size for b in plan.buffers if b.first <= t <= b.last)
     lines = screen(plan, None, width=50)
     assert all(len(line) <= 50 for line in lines if "┬" in line)
 

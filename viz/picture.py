@@ -110,7 +110,7 @@ def _mark_bounds(plan: Plan, top, axes, time) -> None:
                 label=f"lower bound {plan.lower_bound:,} B")
     if plan.arena != plan.lower_bound:
         top.axhline(plan.arena, color="dimgray", linestyle=":", linewidth=1, label=f"arena {plan.arena:,} B")
-    live = [live_bytes(plan, s) for s in time]
+    live = live_bytes(plan, time)
     for k in peaks(live):
         for ax in axes:
             ax.axvspan(time[k].first, time[k].last + 1, color="red", alpha=0.12, zorder=0, linewidth=0)
@@ -128,8 +128,8 @@ def _axes_text(plan: Plan, fig: Figure, top, bottom) -> None:
     ratio = plan.arena / plan.lower_bound if plan.lower_bound else 1.0
     top.set_title(f"arena map of {plan.schedule or 'the CSV problem'}\n{plan.arena:,} bytes, "
                   f"{ratio:.3f} x the lower bound ({plan.strategy})", fontsize=10)
-    handles = [Patch(color=c, label=t) for t, c in colors(plan).items()
-               if any(b.tensor == t for b in plan.device())]
+    drawn = {b.tensor for b in plan.device()}
+    handles = [Patch(color=c, label=t) for t, c in colors(plan).items() if t in drawn]
     if len(handles) > len(PALETTE):   # colors repeat: the labels inside the rectangles say which is which
         handles = []
     handles += top.get_legend_handles_labels()[0]

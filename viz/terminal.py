@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import bisect
 from dataclasses import dataclass, field
+from typing import Iterator
 
 from rich import box
 from rich.console import Console
@@ -16,10 +17,10 @@ from rich.text import Text
 
 from planner.errors import ArenaError
 from planner.lifetimes import Lifetimes
-from planner.plan import Plan
+from planner.plan import Buffer, Plan
 from planner.report import summary
 
-from .timeline import Span, colors, ink, live_bytes, spans, tensors
+from .timeline import Span, colors, ink, live_bytes, overlapped, spans, tensors
 
 SYMBOL_STYLES = {"+": "bold green", "o": "dim", "m": "magenta", "r": "cyan", "w": "yellow", "x": "bold red"}
 FOLDED = "⋮"
@@ -55,18 +56,44 @@ def render(console: Console, plan: Plan, lifetimes: Lifetimes | None, keep: set[
 def step_rows(plan: Plan, lifetimes: Lifetimes | None) -> list[Row]:
     """One row per span. Cells of a schedule are as written, plus `o` where an instance is
     live but its cell is blank (the table's own rule), so every lifetime reads unbroken."""
+    time = spans(plan)
     rows = []
-    for span in spans(plan):
-        live = [b for b in plan.buffers if b.first <= span.last and b.last >= span.first]
+    for span, live, instances in zip(time, live_bytes(plan, time), _live_by_tensor(plan.buffers, time)):
         if lifetimes is None:
-            cells = {b.tensor: (("+" if b.first >= span.first else "") + ("x" if b.last <= span.last else ""))
-                     or "o" for b in live}
-            rows.append(Row(span, live_bytes(plan, span), cells=cells))
+            # where several instances of a tensor are live, the last in the plan's order speaks
+            cells = {t: _csv_cell(group[max(group)], span) for t, group in instances.items()}
+            rows.append(Row(span, live, cells=cells))
         else:
             step = lifetimes.steps[span.first]
-            cells = {**{b.tensor: "o" for b in live}, **step.cells}
-            rows.append(Row(span, live_bytes(plan, span), step.kind, cells, step.layer))
+            cells = {**dict.fromkeys(instances, "o"), **step.cells}
+            rows.append(Row(span, live, step.kind, cells, step.layer))
     return rows
+
+
+def _live_by_tensor(buffers: list[Buffer], time: list[Span]) -> Iterator[dict[str, dict[int, Buffer]]]:
+    """For each span in turn, {tensor: {index in `buffers`: instance}} of the instances live
+    during it: one dict, updated in place before the next span. An instance joins at the
+    first span it overlaps and leaves after its last, so no span scans every instance."""
+    joins, leaves = [[] for _ in time], [[] for _ in time]
+    for i, covered in enumerate(overlapped(time, buffers)):
+        if covered:
+            joins[covered.start].append(i)
+            leaves[covered.stop - 1].append(i)
+    live: dict[str, dict[int, Buffer]] = {}
+    for k in range(len(time)):
+        for i in joins[k]:
+            live.setdefault(buffers[i].tensor, {})[i] = buffers[i]
+        yield live
+        for i in leaves[k]:
+            group = live[buffers[i].tensor]
+            del group[i]
+            if not group:
+                del live[buffers[i].tensor]
+
+
+def _csv_cell(b: Buffer, span: Span) -> str:
+    """`+` where the instance begins within the span, `x` where it ends, else `o`."""
+    return ("+" if b.first >= span.first else "") + ("x" if b.last <= span.last else "") or "o"
 
 
 def shown_layers(lifetimes: Lifetimes | None, layers: range | None) -> set[int] | None:
@@ -170,13 +197,15 @@ def arena_map(plan: Plan, rows: list[Row], top: int, width: int) -> list[Text]:
         return [Text("no instance lives in the arena", style="dim")]
     edges = sorted({b.offset for b in device} | {b.offset + b.size for b in device})
     grid = _grid(device, rows, edges)
+    middle = [(bisect.bisect_left(edges, b.offset) + bisect.bisect_left(edges, b.offset + b.size)) // 2
+              for b in device]
     margin = max(len(f"{edges[-1]:,}"), 4) + 1
     cell = max(CELL_WIDTH[0], min(CELL_WIDTH[1], (width - margin) // len(rows)))
     per_chunk = max(1, (width - margin) // cell)
     palette, lines = colors(plan), []
     for start in range(0, len(rows), per_chunk):
         columns = range(start, min(start + per_chunk, len(rows)))
-        labels = _labels(device, grid, edges, columns, cell)
+        labels = _labels(device, grid, middle, columns, cell)
         lines.append(Text(f"{edges[-1]:,}".rjust(margin - 1) + " ┬ arena", style="dim"))
         lines += [_band(j, edges, grid, columns, cell, margin, device, labels, palette)
                   for j in reversed(range(len(edges) - 1))]
@@ -202,18 +231,21 @@ def _grid(device, rows: list[Row], edges: list[int]) -> list[list[int | None]]:
     return grid
 
 
-def _labels(device, grid, edges, columns: range, cell: int) -> dict[tuple[int, int], str]:
-    """{(band, column): text}: each instance's name once, on its middle band, where it fits."""
+def _labels(device, grid, middle: list[int], columns: range, cell: int) -> dict[tuple[int, int], str]:
+    """{(band, column): text}: each instance's name once, on its middle band, where it fits.
+    The chunk's cells are walked once, rather than its columns for every instance: a map of
+    thousands of layers has thousands of both."""
+    runs: dict[int, list[int]] = {}     # instance -> [its first column here, its columns here]
+    for j, band in enumerate(grid):
+        for k in columns:
+            i = band[k]
+            if i is not None and i != MIXED and middle[i] == j:
+                runs.setdefault(i, [k, 0])[1] += 1
     labels = {}
-    for i, b in enumerate(device):
-        lo, hi = bisect.bisect_left(edges, b.offset), bisect.bisect_left(edges, b.offset + b.size)
-        j = (lo + hi) // 2
-        run = [k for k in columns if grid[j][k] == i]
-        if not run:
-            continue
-        room = len(run) * cell
-        name = b.name if len(b.name) <= room else b.name[:room - 1] + "…" if room >= 3 else ""
-        labels[(j, run[0])] = name.center(room) if name else ""
+    for i, (first, count) in runs.items():
+        name, room = device[i].name, count * cell
+        name = name if len(name) <= room else name[:room - 1] + "…" if room >= 3 else ""
+        labels[(middle[i], first)] = name.center(room) if name else ""
     return labels
 
 

@@ -10,6 +10,7 @@ lays its calls end to end and gives each step its measured time. Times are micro
 """
 from __future__ import annotations
 
+import collections
 import itertools
 import json
 from typing import Callable
@@ -80,9 +81,20 @@ def _call_events(plan: Plan, at: Callable[[int], float], tids: dict[str, int]) -
         events.append(_slice(b.name, at(b.first), at(b.last + 1), tids[b.tensor], "instance",
                              {"tensor": b.tensor, "offset": b.offset, "bytes": b.size, "nbytes": b.nbytes,
                               "shape": b.shape, "dtype": b.dtype, "memory": b.memory, "steps": where}))
-    device = plan.device()
+    events += _live_counter(plan, at)
+    return events
+
+
+def _live_counter(plan: Plan, at: Callable[[int], float]) -> list[dict]:
+    """The live-bytes counter, one value where any instance begins or ends: a running sum of
+    the sizes that begin minus those that ended, rather than a scan of all instances at each."""
+    device, change = plan.device(), collections.Counter()
+    for b in device:
+        change[b.first] += b.size
+        change[b.last + 1] -= b.size
+    events, live = [], 0
     for t in Sections(device).cuts:
-        live = sum(b.size for b in device if b.first <= t <= b.last)
+        live += change[t]
         events.append({"ph": "C", "pid": PID, "name": "live bytes", "ts": at(t), "args": {"arena bytes": live}})
     return events
 
