@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import argparse
+import os
+import sys
+import unicodedata
 
 from rich.console import Console
 from rich.text import Text
@@ -26,7 +29,7 @@ def main(argv=None) -> int:
         return args.handler(args)
     except ArenaError as e:
         for fault in e.faults[:SHOWN_FAULTS]:
-            err.print(Text.assemble(("arena: error: ", "bold red"), fault))
+            err.print(Text.assemble(("arena: error: ", "bold red"), _shown(fault)))
         if len(e.faults) > SHOWN_FAULTS:
             err.print(Text.assemble(("arena: error: ", "bold red"),
                                     f"... and {len(e.faults) - SHOWN_FAULTS} more faults"))
@@ -39,6 +42,16 @@ def main(argv=None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:     # `arena plan ... | head`: the reader left, nothing more to say
+        # Python flushes stdout again at exit: let that go nowhere rather than fail once more
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141              # as a process killed by SIGPIPE
+
+
+def _shown(fault: str) -> str:
+    """A fault as a terminal shows it: a control character quoted from the user's input (a
+    name, a cell) is escaped, never acted on."""
+    return "".join(ascii(c)[1:-1] if unicodedata.category(c) == "Cc" else c for c in fault)
 
 
 class _Parser(argparse.ArgumentParser):

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from . import expr
 from .errors import ArenaError, read_text, show, where
-from .schedule import KINDS, Schedule, StepRow, TensorDecl, name_problem, quoted, split_axes, symbol_problem
+from .schedule import KINDS, Schedule, StepRow, TensorDecl, name_problem, split_axes, symbol_problem
 
 _SHAPE = re.compile(r"^\s*([A-Za-z_]\w*)\s*\((.*)\)\s*$")
 
@@ -28,7 +28,7 @@ def convert(path) -> Schedule:
     for name, spec in zip(names, shapes[2:]):
         match = _SHAPE.match(spec)
         if not match:
-            faults.append(f"{where(path, shape_line, tensor=name)}cannot read the shape {quoted(show(spec))}")
+            faults.append(f"{where(path, shape_line, tensor=name)}cannot read the shape '{show(spec)}'")
             continue
         type_, axes = match.group(1), _axes(match.group(2))
         types.setdefault(type_, "act" if type_ == "Ta" else "i32")
@@ -44,7 +44,7 @@ def convert(path) -> Schedule:
         if name_problem(step, "step"):
             faults.append(f"{where(path, line)}{name_problem(step, 'step')}")
         if kind not in (None,) + KINDS:
-            faults.append(f"{where(path, line, step)}graph column must be 'kernel' or 'graph', not {quoted(kind)}")
+            faults.append(f"{where(path, line, step)}graph column must be 'kernel' or 'graph', not '{kind}'")
         row = {}
         for name, symbols in zip(names, cells[2:]):
             problem = symbols and symbol_problem(symbols)

@@ -16,7 +16,7 @@ import yaml
 from . import expr
 from .errors import ArenaError, read_text, show, where
 from .schedule import ACT, ELEMENT_BYTES, KINDS, Repeat, Schedule, StepRow, TensorDecl, is_count, name_problem, \
-    quoted, split_axes, symbol_problem
+    split_axes, symbol_problem
 
 _SHAPE = re.compile(r"^\s*([A-Za-z_]\w*)\s*\[(.*)\]\s*$")
 
@@ -267,7 +267,7 @@ class _Reader:
         cells = _plain(cells if cells is not None else {})
         kind = cells.pop("graph", None)
         if kind not in (None,) + KINDS:
-            self.fault(f"graph column must be 'kernel' or 'graph', not {quoted(show(kind))}", line, step=name)
+            self.fault(f"graph column must be 'kernel' or 'graph', not '{show(kind)}'", line, step=name)
         clean = {}
         for key, symbols in cells.items():
             tensor, cell_line = str(key), lines.get(key, line)

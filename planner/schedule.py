@@ -91,7 +91,7 @@ def symbol_problem(symbols: str) -> str | None:
     """Why a cell's symbols are malformed, or None: '+' first, 'm' right after '+', 'x' last, 'o' alone."""
     for s in symbols:
         if s not in SYMBOLS:
-            return f"unknown symbol {quoted(s)} in {quoted(symbols)} (known: + o m r w x)"
+            return f"unknown symbol '{s}' in '{symbols}' (known: + o m r w x)"
     if len(set(symbols)) != len(symbols):
         return f"repeated symbol in '{symbols}'"
     if "o" in symbols and symbols != "o":
@@ -130,12 +130,6 @@ def name_problem(text: str, what: str) -> str | None:
     if (what, text) in RESERVED:
         return f"{what} name '{text}' is reserved: {RESERVED[what, text]}"
     return None
-
-
-def quoted(text: str) -> str:
-    """`text` in quotes as a message shows it: escaped as Python writes it when it holds a
-    control character, which a terminal would act on rather than show."""
-    return ascii(text) if any(unicodedata.category(c)[0] == "C" for c in text) else f"'{text}'"
 
 
 def is_count(text: str) -> bool:

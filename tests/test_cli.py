@@ -238,3 +238,12 @@ def test_out_under_a_file_says_it_is_a_file(tmp_path, capsys):
     assert main(["plan", "llama-layer", "--set", "n=7", "--out", str(tmp_path / "afile" / "p.json")]) == 2
     assert capsys.readouterr().err == (f"arena: error: --out {tmp_path / 'afile' / 'p.json'}: "
                                        f"{tmp_path / 'afile'} is a file, not a folder\n")
+
+
+def test_a_reader_that_leaves_early_ends_the_command_quietly():
+    """`arena plan ... --json | head`: no traceback when the pipe closes."""
+    p = subprocess.Popen([sys.executable, "-m", "llama_arena", "plan", "llama", "--set", "n=7", "--json"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert p.stdout.read(10).startswith(b"{")
+    p.stdout.close()
+    assert p.stderr.read() == b"" and p.wait() == 141
