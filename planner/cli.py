@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 
 from rich.console import Console
@@ -10,11 +9,11 @@ from rich.text import Text
 
 from . import csvio, graph, markdown, schedule
 from .budget import Fitter, choose, describe
-from .options import add_plan_inputs, load_schedule, plan_from_args, schedule_path
+from .options import add_plan_inputs, input_files, load_schedule, plan_from_args
 from .errors import ArenaError
 from .estimate import estimate
 from .models import SET_DIGITS, model_dims, parse_sets, tied_output
-from .output import check_target, write_atomic
+from .output import check_targets, write_atomic
 from .plan import Plan
 from .shards import shards
 from .sizes import parse_size
@@ -70,15 +69,9 @@ def cmd_plan(args) -> int:
 
 def _check_outputs(args) -> None:
     """--out and --graph, before any planning or writing: each writable, and neither the
-    same file as the other or as the input, which it would overwrite."""
-    inputs = (("the schedule", args.schedule and schedule_path(args.schedule)), ("--csv", args.csv))
-    seen = {os.path.realpath(path): f"{name} {path}, which the plan would overwrite" for name, path in inputs if path}
-    for option, path in (("--out", args.out), ("--graph", args.graph)):
-        if path is not None:
-            target = str(check_target(path, option))
-            if target in seen:
-                raise ArenaError(f"{option} {path}: the same file as {seen[target]}")
-            seen[target] = f"{option}; one would overwrite the other"
+    same file as the other or as the input."""
+    outputs = {option: path for option, path in (("--out", args.out), ("--graph", args.graph)) if path is not None}
+    check_targets(outputs, input_files(args))
 
 
 def _set_nctx(args) -> None:

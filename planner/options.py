@@ -78,6 +78,11 @@ def schedule_path(name: str) -> Path:
     return path
 
 
+def input_files(args) -> dict[str, str | None]:
+    """The files `add_plan_inputs`' options read, as {what: path}: an output must not overwrite them."""
+    return {"the schedule": args.schedule and str(schedule_path(args.schedule)), "--csv": args.csv}
+
+
 def _check_sets(args, lifetimes: Lifetimes) -> None:
     unknown = sorted(set(parse_sets(args.set)) - set(lifetimes.dims))
     if unknown:

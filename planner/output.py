@@ -34,6 +34,17 @@ def check_target(path, option: str = "--out") -> Path:
     return target
 
 
+def check_targets(outputs: dict[str, str], inputs: dict[str, str | None]) -> None:
+    """Each of `outputs` ({option: path}) writable (check_target), and none the same file as
+    another or as one of `inputs` ({what: path}, e.g. the schedule), which it would overwrite."""
+    seen = {os.path.realpath(path): f"{what} {path}, which it would overwrite" for what, path in inputs.items() if path}
+    for option, path in outputs.items():
+        target = os.path.realpath(check_target(path, option))
+        if target in seen:
+            raise ArenaError(f"{option} {path}: the same file as {seen[target]}")
+        seen[target] = f"{option}; one would overwrite the other"
+
+
 def write_atomic(path, data: str | bytes, option: str = "--out") -> None:
     """Write `data` to a temporary file beside `path`, then rename it into place. A path
     through a symbolic link writes the link's target; an existing special file (a FIFO,

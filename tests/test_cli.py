@@ -213,7 +213,7 @@ def test_out_is_never_the_input_nor_the_graph(tmp_path, capsys):
     before = schedule.read_text()
     assert main(["plan", str(schedule), "--set", "n=7", "--out", str(schedule)]) == 2
     assert capsys.readouterr().err == (f"arena: error: --out {schedule}: the same file as the schedule {schedule}, "
-                                       "which the plan would overwrite\n")
+                                       "which it would overwrite\n")
     assert schedule.read_text() == before
     same = tmp_path / "same"
     assert main(["plan", str(schedule), "--set", "n=7", "--out", str(same), "--graph", str(same)]) == 2

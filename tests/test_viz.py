@@ -319,6 +319,14 @@ def test_one_bad_output_path_writes_no_file_at_all(tmp_path, monkeypatch, capsys
     assert list(tmp_path.iterdir()) == []
 
 
+def test_no_picture_overwrites_its_input(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "p.csv").write_text("id,lower,upper,size\nb0,0,2,4\n")
+    assert main(["viz", "--csv", "p.csv", "--trace", "./p.csv"]) == 2
+    assert "--trace ./p.csv: the same file as --csv p.csv, which it would overwrite" in capsys.readouterr().err
+    assert (tmp_path / "p.csv").read_text() == "id,lower,upper,size\nb0,0,2,4\n"
+
+
 MARKUP_SCHEDULE = """\
 schedule: "[bold]odd[/]"
 dims:

@@ -6,8 +6,8 @@ import re
 from rich.console import Console
 
 from planner.errors import ArenaError
-from planner.options import add_plan_inputs, plan_from_args
-from planner.output import check_target, write_atomic
+from planner.options import add_plan_inputs, input_files, plan_from_args
+from planner.output import check_targets, write_atomic
 
 from . import terminal, trace
 
@@ -54,12 +54,7 @@ def output_files(args) -> dict[str, str]:
     so that one bad path leaves no file at all."""
     files = {option: path for option, path in (("--png", args.png), ("--svg", args.svg), ("--html", args.html),
                                                 ("--trace", args.trace)) if path is not None}
-    seen = {}
-    for option, path in files.items():
-        target = check_target(path, option)
-        if target in seen:
-            raise ArenaError(f"{option} {path}: the same file as {seen[target]}; one would overwrite the other")
-        seen[target] = option
+    check_targets(files, input_files(args))
     return files
 
 
