@@ -65,8 +65,11 @@ def tied_output(model: str) -> bool:
     path = Path(model)
     if path.suffix == ".gguf":
         return "output.weight" not in read_header(path).tensors
-    cfg = json.loads((path / "config.json" if path.is_dir() else path).read_text())
-    return cfg.get("tie_word_embeddings") is True
+    path = path / "config.json" if path.is_dir() else path
+    tied = json.loads(path.read_text()).get("tie_word_embeddings", False)
+    if not isinstance(tied, bool):          # as `arena run` refuses it: "yes" is not a yes
+        raise ArenaError(f"{path}: tie_word_embeddings is {json.dumps(tied)}; it must be true or false")
+    return tied
 
 
 def config_dims(path: Path) -> dict[str, int]:

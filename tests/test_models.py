@@ -146,3 +146,9 @@ def test_leading_zeros_do_not_make_a_set_too_large():
     assert parse_sets(["n=" + "0" * 5000 + "7", "d=-007", "z=000"]) == {"n": 7, "d": -7, "z": 0}
     with pytest.raises(ArenaError, match="too large, 18 digits at most"):
         parse_sets(["n=0" + "9" * 19])
+
+
+def test_tie_word_embeddings_that_is_not_a_boolean_is_named(tmp_path, capsys):
+    cfg = write_config(tmp_path, tie_word_embeddings="yes")
+    assert main(["plan", "llama", "--model", str(cfg), "--set", "n=5"]) == 2
+    assert f'{cfg}: tie_word_embeddings is "yes"; it must be true or false' in capsys.readouterr().err
