@@ -9,7 +9,7 @@ from .errors import ArenaError, show
 UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
          "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
 MAX_SIZE = 10**100   # far beyond any memory, and within what a float (mib) and JSON (int printing) take
-SIZE = re.compile(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*([a-zA-Z]*)\s*")
+SIZE = re.compile(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*([a-zA-Z]*)\s*", re.ASCII)   # ASCII: '١٢' is no size
 
 
 def parse_size(text: str, option: str = "--budget") -> int:
@@ -19,7 +19,9 @@ def parse_size(text: str, option: str = "--budget") -> int:
     unit = UNITS.get(match.group(2).lower()) if match else None
     if unit is None:
         raise ArenaError(f"{option} {text!r}: not a size; give bytes, e.g. 1073741824, 512MiB, 24GiB or 1.5GB")
-    nbytes = int(Decimal(match.group(1)) * unit)   # exact: 1.5GB is 1,500,000,000 bytes
+    if unit == 1 and Decimal(match.group(1)) % 1:
+        raise ArenaError(f"{option} {text!r}: a fraction of a byte; bytes are whole")
+    nbytes = int(Decimal(match.group(1)) * unit)   # exact: 1.5GB is 1,500,000,000 bytes (1.3GiB rounds down)
     if nbytes < 1:
         raise ArenaError(f"{option} {text!r}: must be at least 1 byte")
     if nbytes > MAX_SIZE:

@@ -19,14 +19,15 @@ SMOL = PRESETS["smollm2-135m"]
 
 @pytest.mark.parametrize("text, nbytes", [
     ("1073741824", 2**30), ("512MiB", 512 * 2**20), ("24GiB", 24 * 2**30), ("1.5GB", 1_500_000_000),
-    ("64 kib", 64 * 1024), ("2TB", 2 * 10**12), ("100B", 100), (".5KiB", 512)])
+    ("64 kib", 64 * 1024), ("2TB", 2 * 10**12), ("100B", 100), (".5KiB", 512), ("1.3GiB", 1_395_864_371)])
 def test_sizes_parse(text, nbytes):
     assert parse_size(text) == nbytes
 
 
 @pytest.mark.parametrize("text, message", [
     ("", "not a size"), ("lots", "not a size"), ("-5MiB", "not a size"), ("1e9", "not a size"),
-    ("5 XB", "not a size"), ("nan", "not a size"), ("0", "at least 1 byte"), ("0.1B", "at least 1 byte")])
+    ("5 XB", "not a size"), ("nan", "not a size"), ("\u0661\u0662", "not a size"), ("0", "at least 1 byte"),
+    ("0.0KiB", "at least 1 byte"), ("0.1B", "a fraction of a byte"), ("1.5", "a fraction of a byte")])
 def test_bad_sizes_name_the_option_and_value(text, message):
     with pytest.raises(ArenaError, match=message) as e:
         parse_size(text)
