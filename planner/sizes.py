@@ -19,7 +19,7 @@ def parse_size(text: str, option: str = "--budget") -> int:
     unit = UNITS.get(match.group(2).lower()) if match else None
     if unit is None:
         raise ArenaError(f"{option} {text!r}: not a size; give bytes, e.g. 1073741824, 512MiB, 24GiB or 1.5GB")
-    if unit == 1 and Decimal(match.group(1)) % 1:
+    if unit == 1 and match.group(1).partition(".")[2].strip("0"):      # digits after the point
         raise ArenaError(f"{option} {text!r}: a fraction of a byte; bytes are whole")
     nbytes = int(Decimal(match.group(1)) * unit)   # exact: 1.5GB is 1,500,000,000 bytes (1.3GiB rounds down)
     if nbytes < 1:
