@@ -360,8 +360,13 @@ static int propagate_section(Search *S, int s, int64_t base, int *tail) {
 static int propagated(Search *S, int mark, int64_t base) {
     int head = 0, tail = 0, end = S->ntrail;
     S->queue_stamp++;
-    for (int e = mark; e < end; e++)
-        if (S->trail[e].buffer >= 0 && S->trail[e].buffer < S->n) queue_sections(S, S->trail[e].buffer, &tail);
+    for (int e = mark; e < end; e++) {
+        int k = S->trail[e].buffer;
+        /* a floor raised but still at or under the buffer's least offset changes nothing the
+         * rules read: that offset stays its least (base is under the floor) */
+        if (k < 0 || k >= S->n || (S->trail[e].old >= 0 && S->floor[k] <= S->est[k])) continue;
+        queue_sections(S, k, &tail);
+    }
     /* the sections that failed most often first, since most placements fail (a queue of more than
      * SORTED_QUEUE keeps the trail's order: sorting it by insertion would cost more than it saves) */
     if (tail <= SORTED_QUEUE) sort_by(S->queue, tail, S->fails, 1);
