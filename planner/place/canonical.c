@@ -355,8 +355,8 @@ static int propagate_section(Search *S, int s, int64_t base, int *tail) {
 }
 
 /* After placing a buffer at base (its floor changes on the trail from `mark` on): the rules over the
- * sections of the buffers placed or raised, then over those of the buffers they tighten, until
- * nothing moves. */
+ * sections of the buffers placed or raised above their least offsets, then over those of the buffers
+ * they tighten, until nothing moves. */
 static int propagated(Search *S, int mark, int64_t base) {
     int head = 0, tail = 0, end = S->ntrail;
     S->queue_stamp++;
