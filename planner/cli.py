@@ -83,6 +83,8 @@ def _set_nctx(args) -> None:
     if args.nctx >= 10**SET_DIGITS:   # as --set takes a dimension
         raise ArenaError(f"--nctx {args.nctx}: too large, {SET_DIGITS} digits at most")
     sets = parse_sets(args.set)
+    if "nctx" in sets:
+        raise ArenaError(f"--nctx {args.nctx} and --set nctx={sets['nctx']}: both bind nctx; give one")
     args.set = [*args.set, f"nctx={args.nctx}"] + ([] if "n" in sets else [f"n={args.nctx}"])
 
 

@@ -48,6 +48,9 @@ def plan_from_args(args, dims: dict[str, int] | None = None) -> tuple[Lifetimes 
     if args.csv and args.schedule:
         raise ArenaError("give a SCHEDULE or --csv PROBLEM.csv, not both")
     if args.csv:
+        if args.set:        # --nctx too, which `arena plan` passes on as --set
+            option = "--nctx" if getattr(args, "nctx", None) is not None else "--set"
+            raise ArenaError(f"{option}: binds a schedule's dimensions, and a --csv problem has none")
         align = 1 if args.align is None else args.align
         buffers = csvio.read_problem(args.csv, align)
         with Waiting(f"planning {Path(args.csv).name}", args.time_limit):

@@ -224,6 +224,9 @@ def test_out_is_never_the_input_nor_the_graph(tmp_path, capsys):
 @pytest.mark.parametrize("args, message", [
     (["llama", "--nctx", "99999999999999999999"], "--nctx 99999999999999999999: too large, 18 digits at most"),
     (["llama-layer", "--nctx", "5"], "--nctx 5: the schedule has no dimension 'nctx'"),
+    (["llama", "--nctx", "5", "--set", "nctx=7"], "--nctx 5 and --set nctx=7: both bind nctx; give one"),
+    (["--csv", "docs/minimalloc.csv", "--nctx", "5"], "--nctx: binds a schedule's dimensions, and a --csv problem"),
+    (["--csv", "docs/minimalloc.csv", "--set", "n=5"], "--set: binds a schedule's dimensions, and a --csv problem"),
     (["--csv", "docs/minimalloc.csv", "--align", str(2**62)],
      f"--align {2**62}: the device buffers, each rounded up to a multiple of it, add up to"),
 ])
