@@ -39,7 +39,7 @@ def check_targets(outputs: dict[str, str], inputs: dict[str, str | None]) -> Non
     another or as one of `inputs` ({what: path}, e.g. the schedule), which it would overwrite."""
     seen = {os.path.realpath(path): f"{what} {path}, which it would overwrite" for what, path in inputs.items() if path}
     for option, path in outputs.items():
-        target = os.path.realpath(check_target(path, option))
+        target = str(check_target(path, option))           # resolved through links already
         if target in seen:
             raise ArenaError(f"{option} {path}: the same file as {seen[target]}")
         seen[target] = f"{option}; one would overwrite the other"
