@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 
 from planner.errors import ArenaError
-from planner.models import config_dims, positive
+from planner.models import config_dims, positive, tied_embeddings
 
 from .weights import ModelConfig, check_head_size
 
@@ -29,7 +29,7 @@ class Checkpoint:
         check_head_size(config, dims["dh"])
         theta, scaling = _rope(config, cfg)
         self.config = ModelConfig(**dims, eps=positive(config, "rms_norm_eps", cfg.get("rms_norm_eps", 1e-6), float),
-                                  rope_theta=theta, rope_scaling=scaling, tied=_tied(config, cfg))
+                                  rope_theta=theta, rope_scaling=scaling, tied=tied_embeddings(config, cfg))
         self._open: dict[Path, object] = {}
         self.files = self._weight_map()
 
@@ -89,13 +89,6 @@ def _check_architecture(path: Path, cfg: dict) -> None:
     for key, ok in (("hidden_act", "silu"), ("attention_bias", False), ("mlp_bias", False)):
         if cfg.get(key, ok) != ok:
             raise ArenaError(f"{path}: {key}={cfg[key]!r} is not supported (only {ok!r})")
-
-
-def _tied(path: Path, cfg: dict) -> bool:
-    tied = cfg.get("tie_word_embeddings", False)
-    if not isinstance(tied, bool):   # bool("false") is True: a string would silently tie
-        raise ArenaError(f"{path}: tie_word_embeddings is {json.dumps(tied)}; it must be true or false")
-    return tied
 
 
 def _rope(path: Path, cfg: dict) -> tuple[float, dict | None]:

@@ -66,8 +66,13 @@ def tied_output(model: str) -> bool:
     if path.suffix == ".gguf":
         return "output.weight" not in read_header(path).tensors
     path = path / "config.json" if path.is_dir() else path
-    tied = json.loads(path.read_text()).get("tie_word_embeddings", False)
-    if not isinstance(tied, bool):          # as `arena run` refuses it: "yes" is not a yes
+    return tied_embeddings(path, json.loads(path.read_text()))
+
+
+def tied_embeddings(path: Path, cfg: dict) -> bool:
+    """config.json's tie_word_embeddings, which must be a JSON boolean when given."""
+    tied = cfg.get("tie_word_embeddings", False)
+    if not isinstance(tied, bool):   # bool("false") is True: a string would silently tie
         raise ArenaError(f"{path}: tie_word_embeddings is {json.dumps(tied)}; it must be true or false")
     return tied
 
