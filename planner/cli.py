@@ -9,7 +9,7 @@ from rich.text import Text
 
 from . import csvio, graph, markdown, schedule
 from .budget import Fitter, choose, describe
-from .options import add_plan_inputs, input_files, load_schedule, plan_from_args
+from .options import add_plan_inputs, input_files, load_schedule, plan_from_args, settle_inputs
 from .errors import ArenaError
 from .estimate import estimate
 from .models import SET_DIGITS, model_dims, parse_sets, tied_output
@@ -43,6 +43,7 @@ def add_parsers(sub) -> None:
 
 
 def cmd_plan(args) -> int:
+    settle_inputs(args)
     _check_outputs(args)
     _set_nctx(args)
     budget = parse_size(args.budget) if args.budget is not None else None

@@ -15,6 +15,7 @@ from .progress import Waiting
 from .sizes import parse_size
 
 DTYPES = ["f32", "f16", "bf16"]
+DEFAULT_MODEL, DEFAULT_DTYPE = "smollm2-135m", "f32"
 
 
 def add_plan_inputs(parser: argparse.ArgumentParser) -> None:
@@ -23,12 +24,11 @@ def add_plan_inputs(parser: argparse.ArgumentParser) -> None:
                         help="a schedule YAML, a markdown lifetime table (.md/.txt), or the name of one in "
                              f"schedules/ ({', '.join(sorted(p.stem for p in schedule.SCHEDULES.glob('*.yaml')))})")
     parser.add_argument("--csv", metavar="PROBLEM.csv", help="plan minimalloc's id,lower,upper,size instead")
-    parser.add_argument("--model", default="smollm2-135m",
-                        help=f"dimensions from a preset ({', '.join(PRESETS)}), a config.json or a .gguf "
-                             "(default: smollm2-135m)")
+    parser.add_argument("--model", help=f"dimensions from a preset ({', '.join(PRESETS)}), a config.json "
+                                        f"or a .gguf (default: {DEFAULT_MODEL})")
     parser.add_argument("--set", action="append", default=[], metavar="DIM=N",
                         help="bind a dimension, e.g. --set n=512 --set nctx=4096 (repeatable)")
-    parser.add_argument("--dtype", choices=DTYPES, default="f32", help="element type of Ta activations (default f32)")
+    parser.add_argument("--dtype", choices=DTYPES, help=f"element type of Ta activations (default {DEFAULT_DTYPE})")
     parser.add_argument("--align", type=int, default=None,
                         help=f"byte alignment of every offset (default {DEFAULT_ALIGN}; 1 for --csv)")
     parser.add_argument("--strategy", choices=CHOICES, default="auto", help="offset assignment (default auto)")
@@ -39,18 +39,30 @@ def add_plan_inputs(parser: argparse.ArgumentParser) -> None:
                              "found, instead of the least arena; exit code 3 if none is found")
 
 
+def settle_inputs(args) -> None:
+    """Refuse the options a --csv problem has no use for (they would be ignored without a
+    word), or fill in the defaults of --model and --dtype for a schedule. Settling twice
+    changes nothing."""
+    if args.csv:
+        given = [option for option, value in (("--model", args.model), ("--dtype", args.dtype), ("--set", args.set),
+                                              ("--nctx", getattr(args, "nctx", None))) if value]
+        if given:
+            raise ArenaError(f"{given[-1]}: is for a SCHEDULE; a --csv problem has no model, dimensions or element type")
+        return
+    args.model = args.model or DEFAULT_MODEL
+    args.dtype = args.dtype or DEFAULT_DTYPE
+
+
 def plan_from_args(args, dims: dict[str, int] | None = None) -> tuple[Lifetimes | None, Plan]:
     """The plan the options ask for; Lifetimes too when it comes from a schedule. `dims`, when
     given, are the model's with the --set values already over them (a tensor-parallel rank's)."""
+    settle_inputs(args)
     if not math.isfinite(args.time_limit) or args.time_limit <= 0:
         raise ArenaError(f"--time-limit must be a positive number of seconds, not {args.time_limit:g}")
     capacity = None if args.capacity is None else parse_size(args.capacity, "--capacity")
     if args.csv and args.schedule:
         raise ArenaError("give a SCHEDULE or --csv PROBLEM.csv, not both")
     if args.csv:
-        if args.set:        # --nctx too, which `arena plan` passes on as --set
-            option = "--nctx" if getattr(args, "nctx", None) is not None else "--set"
-            raise ArenaError(f"{option}: binds a schedule's dimensions, and a --csv problem has none")
         align = 1 if args.align is None else args.align
         buffers = csvio.read_problem(args.csv, align)
         with Waiting(f"planning {Path(args.csv).name}", args.time_limit):
@@ -83,7 +95,9 @@ def schedule_path(name: str) -> Path:
 
 def input_files(args) -> dict[str, str | None]:
     """The files `add_plan_inputs`' options read, as {what: path}: an output must not overwrite them."""
-    return {"the schedule": args.schedule and str(schedule_path(args.schedule)), "--csv": args.csv}
+    model = args.model and Path(args.model)
+    model = model / "config.json" if model and model.is_dir() else model
+    return {"the schedule": args.schedule and str(schedule_path(args.schedule)), "--csv": args.csv, "--model": model and str(model)}
 
 
 def _check_sets(args, lifetimes: Lifetimes) -> None:

@@ -221,12 +221,25 @@ def test_out_is_never_the_input_nor_the_graph(tmp_path, capsys):
     assert not same.exists()
 
 
+def test_out_never_overwrites_the_model(tmp_path, capsys):
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps(dict(hidden_size=64, num_attention_heads=4, intermediate_size=128,
+                                      num_hidden_layers=2, vocab_size=100)))
+    for out in ([str(tmp_path), "--out", str(config)], [str(config), "--graph", str(config)]):
+        assert main(["plan", "llama", "--set", "n=7", "--model", *out]) == 2
+        err = capsys.readouterr().err
+        assert err.endswith(f"the same file as --model {config}, which it would overwrite\n"), err
+    assert json.loads(config.read_text())["hidden_size"] == 64
+
+
 @pytest.mark.parametrize("args, message", [
     (["llama", "--nctx", "99999999999999999999"], "--nctx 99999999999999999999: too large, 18 digits at most"),
     (["llama-layer", "--nctx", "5"], "--nctx 5: the schedule has no dimension 'nctx'"),
     (["llama", "--nctx", "5", "--set", "nctx=7"], "--nctx 5 and --set nctx=7: both bind nctx; give one"),
-    (["--csv", "docs/minimalloc.csv", "--nctx", "5"], "--nctx: binds a schedule's dimensions, and a --csv problem"),
-    (["--csv", "docs/minimalloc.csv", "--set", "n=5"], "--set: binds a schedule's dimensions, and a --csv problem"),
+    (["--csv", "docs/minimalloc.csv", "--nctx", "5"], "--nctx: is for a SCHEDULE; a --csv problem has no model"),
+    (["--csv", "docs/minimalloc.csv", "--set", "n=5"], "--set: is for a SCHEDULE; a --csv problem has no model"),
+    (["--csv", "docs/minimalloc.csv", "--model", "llama-2-7b"], "--model: is for a SCHEDULE; a --csv problem"),
+    (["--csv", "docs/minimalloc.csv", "--dtype", "f16"], "--dtype: is for a SCHEDULE; a --csv problem"),
     (["--csv", "docs/minimalloc.csv", "--align", str(2**62)],
      f"--align {2**62}: the device buffers, each rounded up to a multiple of it, add up to"),
 ])
