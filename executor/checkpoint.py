@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from planner.errors import ArenaError
+from planner.errors import ArenaError, read_json_object, regular_file
 from planner.models import config_dims, positive, tied_embeddings
 
 from .weights import ModelConfig, check_head_size
@@ -23,9 +23,9 @@ class Checkpoint:
     def __init__(self, folder: Path):
         self.path = Path(folder)
         config = self.path / "config.json"
-        cfg = _read_json(config)
+        cfg = read_json_object(config, "config.json")
         _check_architecture(config, cfg)
-        dims = config_dims(config)
+        dims = config_dims(config, cfg)
         check_head_size(config, dims["dh"])
         theta, scaling = _rope(config, cfg)
         self.config = ModelConfig(**dims, eps=positive(config, "rms_norm_eps", cfg.get("rms_norm_eps", 1e-6), float),
@@ -44,6 +44,7 @@ class Checkpoint:
     def _handle(self, file: Path):
         from safetensors import safe_open
         if file not in self._open:
+            regular_file(file, "safetensors file")
             try:
                 self._open[file] = safe_open(str(file), framework="pt")
             except Exception as e:  # safetensors raises its own error type on a bad header
@@ -54,7 +55,7 @@ class Checkpoint:
         """Tensor name -> the file holding it, from the shard index or the files' own headers."""
         index = self.path / INDEX
         if index.exists():
-            weight_map = _read_json(index).get("weight_map")
+            weight_map = read_json_object(index, "shard index").get("weight_map")
             if not isinstance(weight_map, dict) or not all(isinstance(f, str) for f in weight_map.values()):
                 raise ArenaError(f"{index}: no 'weight_map' from tensor names to file names")
             files = {name: self.path / file for name, file in weight_map.items()}
@@ -66,18 +67,6 @@ class Checkpoint:
         if not files:
             raise ArenaError(f"{self.path}: no *.safetensors file next to config.json")
         return {name: file for file in files for name in self._handle(file).keys()}
-
-
-def _read_json(path: Path) -> dict:
-    try:
-        value = json.loads(path.read_text())
-    except OSError as e:
-        raise ArenaError(f"{path}: cannot read ({e.strerror})") from None
-    except (ValueError, RecursionError) as e:   # RecursionError: lists or objects nested too deep
-        raise ArenaError(f"{path}: not valid JSON ({e})") from None
-    if not isinstance(value, dict):
-        raise ArenaError(f"{path}: expected a JSON object")
-    return value
 
 
 def _check_architecture(path: Path, cfg: dict) -> None:

@@ -2,12 +2,11 @@
 and the model's chat template rendered with jinja2 as transformers renders it."""
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from planner.errors import ArenaError
+from planner.errors import ArenaError, read_json_object
 
 # llama.cpp's pre-tokenizer names (tokenizer.ggml.pre) -> how text is split before the merges.
 # "smollm" and its kin split every digit alone, then apply GPT-2's split (llama-vocab.cpp).
@@ -129,10 +128,7 @@ def _eos_ids(folder: Path, tok, eos_token: str | None) -> set[int]:
 
 
 def _json(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text()) if path.is_file() else {}
-    except ValueError as e:
-        raise ArenaError(f"{path}: not valid JSON ({e})") from None
+    return read_json_object(path, path.name) if path.is_file() else {}
 
 
 def _content(token) -> str:

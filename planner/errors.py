@@ -1,6 +1,7 @@
 """The exceptions the CLI turns into a clear message: a fault in the input (exit code 2), and
 a capacity no plan was found within (exit code 3); and the helpers that phrase the user's
 input in a message."""
+import json
 import os
 import stat
 from pathlib import Path
@@ -55,6 +56,31 @@ def show(value, width: int = 60) -> str:
     return text if len(text) <= width else text[:width - 3] + "..."
 
 
+def regular_file(path, what: str) -> os.stat_result:
+    """The stat of `path` when it is a regular file; else an ArenaError naming it and `what` it
+    should be. Opening a device such as /dev/zero, or a pipe, may never end, or block."""
+    try:
+        info = os.stat(path)
+    except OSError as e:
+        raise ArenaError(f"{path}: cannot read the {what}: {e.strerror}") from None
+    if not stat.S_ISREG(info.st_mode):
+        kind = "a folder" if stat.S_ISDIR(info.st_mode) else "a device or a pipe"
+        raise ArenaError(f"{path}: cannot read the {what}: it is {kind}, not a file")
+    return info
+
+
+def read_json_object(path, what: str) -> dict:
+    """The JSON object in a user's file (`what` it should be, as read_text takes it)."""
+    text = read_text(path, what, "a JSON file is UTF-8 text")
+    try:
+        value = json.loads(text)
+    except (ValueError, RecursionError) as e:   # RecursionError: lists or objects nested too deep
+        raise ArenaError(f"{path}: not valid JSON ({e})") from None
+    if not isinstance(value, dict):
+        raise ArenaError(f"{path}: the {what} is not a JSON object")
+    return value
+
+
 def read_text(path, what: str, hint: str, most: int = MAX_FILE_BYTES) -> str:
     """The UTF-8 text of a user's file, less the byte-order mark some editors write first; an
     ArenaError naming the file (`what` it should be) when it cannot be read, or the first byte
@@ -62,10 +88,7 @@ def read_text(path, what: str, hint: str, most: int = MAX_FILE_BYTES) -> str:
     is not a regular file (a device such as /dev/zero, or a pipe, may never end) or holds
     more than `most` bytes."""
     try:
-        info = os.stat(path)
-        if not stat.S_ISREG(info.st_mode):
-            kind = "a folder" if stat.S_ISDIR(info.st_mode) else "a device or a pipe"
-            raise ArenaError(f"{path}: cannot read the {what}: it is {kind}, not a file")
+        info = regular_file(path, what)
         if info.st_size > most:
             raise ArenaError(f"{path}: the {what} is {info.st_size:,} bytes; at most {most:,} are read")
         return Path(path).read_bytes().decode("utf-8-sig")

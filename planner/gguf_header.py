@@ -23,7 +23,7 @@ import struct
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import ArenaError
+from .errors import ArenaError, regular_file
 
 _SCALARS = {0: "B", 1: "b", 2: "H", 3: "h", 4: "I", 5: "i", 6: "f", 7: "?", 10: "Q", 11: "q", 12: "d"}
 _STRING, _ARRAY = 8, 9
@@ -49,6 +49,7 @@ class Header:
 
 def read_header(path: Path) -> Header:
     """The header of the GGUF file at `path`; an ArenaError when it is not one."""
+    regular_file(path, "GGUF file")
     try:
         with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
             return _Parser(data, path).header()

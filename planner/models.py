@@ -12,7 +12,7 @@ import sys
 from functools import partial
 from pathlib import Path
 
-from .errors import ArenaError, plural
+from .errors import ArenaError, plural, read_json_object
 from .gguf_header import Header, decoded, read_header
 
 PRESETS: dict[str, dict[str, int]] = {
@@ -66,7 +66,7 @@ def tied_output(model: str) -> bool:
     if path.suffix == ".gguf":
         return "output.weight" not in read_header(path).tensors
     path = path / "config.json" if path.is_dir() else path
-    return tied_embeddings(path, json.loads(path.read_text()))
+    return tied_embeddings(path, read_json_object(path, "config.json"))
 
 
 def tied_embeddings(path: Path, cfg: dict) -> bool:
@@ -77,13 +77,9 @@ def tied_embeddings(path: Path, cfg: dict) -> bool:
     return tied
 
 
-def config_dims(path: Path) -> dict[str, int]:
-    try:
-        cfg = json.loads(path.read_text())
-    except (OSError, ValueError, RecursionError) as e:   # RecursionError: lists or objects nested too deep
-        raise ArenaError(f"{path}: not a readable config.json ({e})") from None
-    if not isinstance(cfg, dict):
-        raise ArenaError(f"{path}: config.json is not a JSON object")
+def config_dims(path: Path, cfg: dict | None = None) -> dict[str, int]:
+    """The dimensions in a config.json (`cfg`, its object, when the caller has read it)."""
+    cfg = read_json_object(path, "config.json") if cfg is None else cfg
     for dim, key in CONFIG_KEYS.items():
         if dim not in OPTIONAL and key not in cfg:
             raise ArenaError(f"{path}: config.json lacks '{key}'")

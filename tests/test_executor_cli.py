@@ -206,6 +206,33 @@ def test_broken_file_is_exit_2_without_traceback(tmp_path, content, message):
     assert message in done.stderr and "Traceback" not in done.stderr
 
 
+def test_a_model_or_a_shard_that_is_a_pipe_is_exit_2_before_it_is_opened(folder, tmp_path, capsys):
+    import os
+    import shutil
+    pipe = tmp_path / "model.gguf"
+    os.mkfifo(pipe)
+    copy = tmp_path / "copy"
+    shutil.copytree(folder, copy)
+    shard = next(copy.glob("*.safetensors"))
+    shard.unlink()
+    os.mkfifo(shard)
+    for model, what in ((pipe, "GGUF file"), (copy, "safetensors file")):
+        path = pipe if model == pipe else shard
+        assert main(["run", "--model", str(model), "--prompt", "w5"]) == 2
+        err = capsys.readouterr().err
+        assert err == f"arena: error: {path}: cannot read the {what}: it is a device or a pipe, not a file\n"
+
+
+def test_a_tokenizer_config_that_is_not_an_object_is_exit_2(folder, tmp_path, capsys):
+    import shutil
+    copy = tmp_path / "copy"
+    shutil.copytree(folder, copy)
+    (copy / "tokenizer_config.json").write_text("[1, 2]")
+    assert main(["run", "--model", str(copy), "--prompt", "w5"]) == 2
+    err = capsys.readouterr().err
+    assert err == f"arena: error: {copy / 'tokenizer_config.json'}: the tokenizer_config.json is not a JSON object\n"
+
+
 def test_truncated_or_unsupported_gguf_is_exit_2(folder, tmp_path, capsys):
     import gguf
     whole = checkpoint_to_gguf(folder, tmp_path / "whole.gguf").read_bytes()

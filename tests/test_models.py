@@ -1,6 +1,7 @@
 """Model dimensions from config.json, GGUF files and --set: every dim a positive integer, the heads
 fitting together, and one clear line (exit 2) naming the file, key and value when they do not."""
 import json
+import os
 
 import gguf
 import numpy as np
@@ -52,8 +53,19 @@ def test_bad_config_json_is_one_line_naming_key_and_value(tmp_path, capsys, over
 def test_a_config_json_that_is_not_an_object_is_named(tmp_path):
     path = tmp_path / "config.json"
     path.write_text("[576, 9]")
-    with pytest.raises(ArenaError, match="config.json is not a JSON object"):
+    with pytest.raises(ArenaError, match="the config.json is not a JSON object"):
         config_dims(path)
+
+
+@pytest.mark.parametrize("name", ["config.json", "model.gguf"])
+def test_a_model_that_is_a_device_or_a_pipe_is_refused_before_it_is_read(tmp_path, capsys, name):
+    """/dev/zero was read until memory ran out, a pipe blocked forever."""
+    pipe = tmp_path / name
+    os.mkfifo(pipe)
+    for model in (str(pipe), "/dev/zero"):
+        assert main(["plan", "llama", "--model", model, "--set", "n=5"]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"arena: error: {model}: cannot read the ") and "it is a device or a pipe" in err, err
 
 
 @pytest.mark.parametrize("overrides, dims", [
@@ -91,7 +103,7 @@ def test_a_config_json_nested_too_deep_is_named(tmp_path, capsys):
     path.write_text("[" * 100_000 + "]" * 100_000)   # json's reader recurses once per level
     assert main(["plan", "llama", "--model", str(path), "--set", "n=5"]) == 2
     err = capsys.readouterr().err
-    assert f"{path}: not a readable config.json (maximum recursion depth" in err and "Traceback" not in err
+    assert f"{path}: not valid JSON (maximum recursion depth" in err and "Traceback" not in err
     with pytest.raises(ArenaError, match="config.json: not valid JSON"):
         Checkpoint(tmp_path)
 
