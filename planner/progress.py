@@ -1,12 +1,13 @@
 """A bar on stderr while a plan takes long: a search may use its whole time limit, and the
-limit is the one total it knows in advance, so the bar counts seconds against it."""
+limit is the one total it knows in advance, so the bar counts seconds against it. Work
+with no limit (drawing a picture) shows the seconds spent alone."""
 from __future__ import annotations
 
 import threading
 import time
 
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn
+from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn
 
 # A plan that answers sooner shows nothing: most plans take milliseconds.
 DELAY_S = 0.5
@@ -15,10 +16,10 @@ REFRESH_S = 0.1
 
 class Waiting:
     """`with Waiting("planning", limit):` shows, after DELAY_S, a bar of the seconds spent
-    of `limit`, and removes it on leaving; on a console that is not a terminal (a pipe, a
-    file, a test) it shows nothing."""
+    of `limit` (a spinner and the seconds, where `limit` is None), and removes it on leaving;
+    on a console that is not a terminal (a pipe, a file, a test) it shows nothing."""
 
-    def __init__(self, what: str, limit: float, console: Console | None = None):
+    def __init__(self, what: str, limit: float | None, console: Console | None = None):
         self.what, self.limit = what, limit
         self.console = console or Console(stderr=True, markup=False)
         self._done = threading.Event()
@@ -38,10 +39,14 @@ class Waiting:
     def _show(self) -> None:
         if self._done.wait(DELAY_S):
             return
-        columns = [TextColumn(self.what, markup=False), BarColumn(),
-                   TextColumn("{task.completed:.1f} s of {task.total:g} s")]
+        if self.limit is None:
+            columns = [SpinnerColumn(), TextColumn(self.what, markup=False), TextColumn("{task.completed:.1f} s")]
+        else:
+            columns = [TextColumn(self.what, markup=False), BarColumn(),
+                       TextColumn("{task.completed:.1f} s of {task.total:g} s")]
         with Progress(*columns, console=self.console, transient=True, auto_refresh=False) as progress:
             task = progress.add_task(self.what, total=self.limit)
             while not self._done.wait(REFRESH_S):
-                progress.update(task, completed=min(self.limit, time.monotonic() - self._start))
+                spent = time.monotonic() - self._start
+                progress.update(task, completed=spent if self.limit is None else min(self.limit, spent))
                 progress.refresh()

@@ -41,3 +41,11 @@ def test_the_bar_is_gone_when_the_plan_fails(capsys):
         time.sleep(0.1)
         raise ValueError("bad input")
     assert not w._thread.is_alive()
+
+
+def test_work_without_a_limit_shows_the_seconds_spent():
+    out = io.StringIO()
+    with Waiting("drawing the png", None, Console(file=out, force_terminal=True, width=100)):
+        time.sleep(0.3)
+    shown = out.getvalue()
+    assert "drawing the png" in shown and " s" in shown and " of " not in shown

@@ -8,6 +8,7 @@ from rich.console import Console
 from planner.errors import ArenaError
 from planner.options import add_plan_inputs, input_files, plan_from_args, settle_inputs
 from planner.output import check_targets, write_atomic
+from planner.progress import Waiting
 
 from . import terminal, trace
 
@@ -42,7 +43,9 @@ def run(args) -> int:
         from . import picture   # matplotlib loads only when a picture is asked for
         for option, draw in (("--png", picture.png), ("--svg", picture.svg), ("--html", picture.html)):
             if option in files:
-                write_atomic(files[option], draw(plan), option)
+                with Waiting(f"drawing the {option[2:]}", None):
+                    drawn = draw(plan)
+                write_atomic(files[option], drawn, option)
     if "--trace" in files:
         write_atomic(files["--trace"], trace.plan_trace(plan), "--trace")
     for option, path in files.items():
