@@ -67,8 +67,19 @@ def run(args) -> int:
 
     _check_options(args)
     if args.tp > 1 and not launched():
+        _check_split(args)
         return launch(args.tp, rank_main, args)
     return _generate(args)
+
+
+def _check_split(args) -> None:
+    """--tp N against the model's heads, before N processes start: each would open the model
+    only to refuse the split (and --tp 1000 would start a thousand)."""
+    from planner.shards import shards
+
+    from .source import open_source, resolve
+    c = open_source(resolve(args.model)).config
+    shards(c.nh, c.nkvh, c.di, args.tp)
 
 
 def rank_main(args) -> None:
@@ -257,7 +268,7 @@ def _device(name: str, torch):
 def _nctx(args, prompt_len: int, model_nctx: int) -> int:
     if args.nctx is None:
         if prompt_len + args.max_new_tokens > model_nctx:
-            raise ArenaError(f"--max-new-tokens: the prompt ({prompt_len} tokens) plus {args.max_new_tokens} "
+            raise ArenaError(f"--max-new-tokens: the prompt ({prompt_len} {plural(prompt_len, 'token')}) plus {args.max_new_tokens} "
                              f"new tokens exceed the model's context of {model_nctx} positions")
         return prompt_len + args.max_new_tokens
     if args.nctx > model_nctx:   # positions past it are untrained, and the cache grows with them

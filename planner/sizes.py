@@ -4,7 +4,7 @@ from __future__ import annotations
 import re
 from decimal import Decimal
 
-from .errors import ArenaError, show
+from .errors import ArenaError, plural, show
 
 UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
          "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
@@ -35,4 +35,4 @@ def mib(n: int) -> str:
     for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
         if n >= scale:
             return f"{n / scale:.2f} {unit}" if n < 10**12 * scale else f"{n / scale:.2e} {unit}"
-    return f"{n} bytes"
+    return f"{n} {plural(n, 'byte')}"
