@@ -365,6 +365,7 @@ def test_names_that_look_like_markup_are_shown_as_written(tmp_path, capsys):
     (["llama", "--set", "n=7", "--layers", "2-x"], "--layers '2-x': expected a layer or a range"),
     (["llama", "--set", "n=7", "--layers", "5-3"], "--layers '5-3'"),
     (["llama", "--set", "n=7", "--layers", "28-30"], "--layers 28-30: the schedule has layers 0-29"),
+    (["llama", "--set", "n=7", "--layers", "99"], "--layers 99: the schedule has layers 0-29"),
     (["llama-layer", "--set", "n=7", "--layers", "0"], "--layers: this plan has no repeated layers"),
     (["llama-layer", "--set", "n=7", "--width", "5"], "--width 5"),
     (["llama-layer"], "dimension 'n'"),

@@ -104,7 +104,8 @@ def shown_layers(lifetimes: Lifetimes | None, layers: range | None) -> set[int] 
     if not present:
         raise ArenaError("--layers: this plan has no repeated layers (nothing to fold)")
     if layers.start < present[0] or layers.stop - 1 > present[-1]:
-        raise ArenaError(f"--layers {layers.start}-{layers.stop - 1}: the schedule has layers "
+        asked = f"{layers.start}" if len(layers) == 1 else f"{layers.start}-{layers.stop - 1}"
+        raise ArenaError(f"--layers {asked}: the schedule has layers "
                          f"{present[0]}-{present[-1]}")
     return set(layers)
 
