@@ -223,6 +223,7 @@ def test_a_huge_prompt_or_context_is_searched_without_listing_its_candidates(cap
 
 def test_a_budget_past_any_memory_is_one_line(capsys):
     assert mib(10**100) == "9.31e+90 GiB" and mib(2**62) == "4294967296.00 GiB"
+    assert mib(1) == "1 byte" and mib(12) == "12 bytes"
     assert main(["plan", "llama", "--set", "n=7", "--budget", "1" + "0" * 90, "--json"]) == 0
     assert capsys.readouterr().err.startswith("budget    9.31e+80 GiB: prefill 7 tokens in one call")
     assert main(["plan", "llama", "--set", "n=7", "--budget", "1" + "0" * 320]) == 2

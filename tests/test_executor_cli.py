@@ -129,7 +129,7 @@ def test_prompt_longer_than_nctx_is_exit_2(folder, capsys):
 
 def test_new_tokens_beyond_the_models_context_are_exit_2(folder, capsys):
     assert main(["run", "--model", str(folder), "--prompt", "w5", "--max-new-tokens", "100"]) == 2
-    assert "exceed the model's context of 64" in capsys.readouterr().err
+    assert "the prompt (1 token) plus 100 new tokens exceed the model's context of 64" in capsys.readouterr().err
 
 
 def test_folder_without_tokenizer_is_exit_2(tmp_path, capsys):
