@@ -47,6 +47,29 @@ def test_a_second_multi_token_call_attends_to_the_cache(tiny):
         torch.testing.assert_close(session.logits()[0], expected[-1], atol=1e-4, rtol=1e-4)
 
 
+# RoPE scaled as Llama 3.1 and 3.2 scale it (original_max_position_embeddings small enough that
+# the scaled frequencies matter within SEQUENCE), linearly, and a head size other than d / nh
+VARIANTS = {
+    "llama3-rope": ("gqa-tied", dict(rope_parameters={
+        "rope_type": "llama3", "rope_theta": 5000.0, "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+        "original_max_position_embeddings": 16})),
+    "linear-rope": ("mha-untied", dict(rope_parameters={"rope_type": "linear", "rope_theta": 5000.0, "factor": 2.0})),
+    "wide-heads": ("mha-untied", dict(head_dim=32)),
+}
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_rope_scaling_and_head_size_match_transformers(variant, tmp_path, tiny_folder):
+    name, overrides = VARIANTS[variant]
+    folder = tiny_checkpoint(tmp_path, name, **overrides)
+    expected = reference_logits(folder)
+    plain = reference_logits(tiny_folder(name))
+    assert (expected - plain).abs().max() > 0.01     # the variant changes the logits: the comparison means something
+    with torch.inference_mode():
+        ours = teacher_forced(our_session(folder, "checkpoint", nctx=len(SEQUENCE), max_tokens=PROMPT))
+    torch.testing.assert_close(ours, expected[PROMPT - 1:], atol=1e-4, rtol=1e-4)
+
+
 @pytest.mark.parametrize("tile", [3, 4])
 def test_attention_over_key_tiles_gives_the_same_logits(tiny, tile):
     """Keys a few at a time (running max and sum per query), with the causal mask inside tiles,
