@@ -83,6 +83,16 @@ def checkpoint_to_gguf(folder: Path, path: Path, qtype=None) -> Path:
     w.add_uint32("llama.attention.head_count_kv", nkvh)
     w.add_float32("llama.rope.freq_base", cfg.rope_parameters["rope_theta"])
     w.add_float32("llama.attention.layer_norm_rms_epsilon", cfg.rms_norm_eps)
+    head = getattr(cfg, "head_dim", None) or cfg.hidden_size // nh
+    if head != cfg.hidden_size // nh:
+        w.add_uint32("llama.attention.key_length", head)
+        w.add_uint32("llama.attention.value_length", head)
+    rope = cfg.rope_parameters
+    if rope.get("rope_type") == "linear":
+        w.add_string("llama.rope.scaling.type", "linear")
+        w.add_float32("llama.rope.scaling.factor", rope["factor"])
+    elif rope.get("rope_type") == "llama3":
+        w.add_tensor("rope_freqs.weight", llama3_rope_factors(rope, head, rope["rope_theta"]))
     names = {"model.embed_tokens.weight": "token_embd.weight", "model.norm.weight": "output_norm.weight",
              "lm_head.weight": "output.weight"}
     parts = {"input_layernorm": "attn_norm", "self_attn.q_proj": "attn_q", "self_attn.k_proj": "attn_k",
@@ -110,6 +120,23 @@ def checkpoint_to_gguf(folder: Path, path: Path, qtype=None) -> Path:
     w.write_tensors_to_file()
     w.close()
     return path
+
+
+def llama3_rope_factors(rope: dict, head: int, theta: float) -> np.ndarray:
+    """Llama 3's RoPE scaling as llama.cpp's converter writes it: a divisor per frequency."""
+    factor, low, high = rope["factor"], rope["low_freq_factor"], rope["high_freq_factor"]
+    old = rope["original_max_position_embeddings"]
+    factors = []
+    for freq in 1.0 / theta ** (np.arange(0, head, 2, dtype=np.float32) / head):
+        wavelen = 2 * np.pi / freq
+        if wavelen < old / high:
+            factors.append(1.0)
+        elif wavelen > old / low:
+            factors.append(factor)
+        else:
+            smooth = (old / wavelen - low) / (high - low)
+            factors.append(1 / ((1 - smooth) / factor + smooth))
+    return np.array(factors, dtype=np.float32)
 
 
 def permute(w: np.ndarray, heads: int) -> np.ndarray:
