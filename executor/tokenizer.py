@@ -15,7 +15,7 @@ LLAMA3_SPLIT = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,
                 r"| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+")
 LLAMA3 = {"llama3", "llama-v3", "llama-bpe", "smaug-bpe", "dbrx", "falcon3"}
 GPT2 = {None, "default", "gpt2", "gpt-2"}
-CONTROL, USER_DEFINED = 3, 4   # GGUF token types
+NORMAL, CONTROL, USER_DEFINED = 1, 3, 4   # GGUF token types
 
 
 @dataclass
@@ -56,13 +56,40 @@ def render_chat(template: str, messages: list[dict], **special) -> str:
 
 
 def from_gguf(gguf) -> TextTokenizer:
-    """Byte-level BPE (tokenizer.ggml.model 'gpt2') from the vocabulary and merges in the metadata."""
-    from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, pre_tokenizers, processors
+    """The tokenizer in a GGUF file's metadata: byte-level BPE (tokenizer.ggml.model 'gpt2',
+    Llama 3, SmolLM) or SentencePiece's BPE ('llama': Llama 2, TinyLlama, Mistral)."""
+    from tokenizers import AddedToken, processors
 
     kind = gguf.meta("tokenizer.ggml.model")
-    if kind != "gpt2":
-        raise ArenaError(f"{gguf.path}: tokenizer model '{kind}' is not supported (only byte-level BPE, 'gpt2')")
     tokens = gguf.meta("tokenizer.ggml.tokens")
+    if kind == "gpt2":
+        tok = _byte_level_bpe(gguf, tokens)
+    elif kind == "llama":
+        tok = _sentencepiece_bpe(gguf, tokens)
+    else:
+        raise ArenaError(f"{gguf.path}: tokenizer model '{kind}' is not supported "
+                         "(byte-level BPE 'gpt2', SentencePiece 'llama')")
+
+    # control tokens (<|im_start|>...) are matched whole and hidden when decoding; user-defined ones are matched whole
+    types = gguf.meta("tokenizer.ggml.token_type", [])
+    tok.add_special_tokens([AddedToken(t, special=True, normalized=False)
+                            for t, type_ in zip(tokens, types) if type_ == CONTROL])
+    tok.add_tokens([AddedToken(t, special=False, normalized=False)
+                    for t, type_ in zip(tokens, types) if type_ == USER_DEFINED])
+
+    bos, eos = gguf.meta("tokenizer.ggml.bos_token_id", None), gguf.meta("tokenizer.ggml.eos_token_id", None)
+    if bos is not None and gguf.meta("tokenizer.ggml.add_bos_token", kind == "llama"):
+        tok.post_processor = processors.TemplateProcessing(single=f"{tokens[bos]}:0 $A:0",
+                                                           special_tokens=[(tokens[bos], bos)])
+    special = {name: tokens[i] for name, i in (("bos_token", bos), ("eos_token", eos)) if i is not None}
+    return TextTokenizer(tok, {eos} if eos is not None else set(), gguf.meta("tokenizer.chat_template", None), special)
+
+
+def _byte_level_bpe(gguf, tokens: list[str]):
+    """GPT-2's byte-level BPE from the vocabulary and merges, with the pre-tokenizer
+    tokenizer.ggml.pre names."""
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
+
     merges = [tuple(m.split(" ", 1)) for m in gguf.meta("tokenizer.ggml.merges")]
     tok = Tokenizer(models.BPE({t: i for i, t in enumerate(tokens)}, merges, fuse_unk=False))
 
@@ -79,20 +106,35 @@ def from_gguf(gguf) -> TextTokenizer:
         raise ArenaError(f"{gguf.path}: pre-tokenizer '{pre}' is not supported "
                          f"(known: {', '.join(sorted(DIGITS_THEN_GPT2 | LLAMA3 | {'gpt2'}))})")
     tok.decoder = decoders.ByteLevel()
+    return tok
 
-    # control tokens (<|im_start|>...) are matched whole and hidden when decoding; user-defined ones are matched whole
-    types = gguf.meta("tokenizer.ggml.token_type", [])
-    tok.add_special_tokens([AddedToken(t, special=True, normalized=False)
-                            for t, kind in zip(tokens, types) if kind == CONTROL])
-    tok.add_tokens([AddedToken(t, special=False, normalized=False)
-                    for t, kind in zip(tokens, types) if kind == USER_DEFINED])
 
-    bos, eos = gguf.meta("tokenizer.ggml.bos_token_id", None), gguf.meta("tokenizer.ggml.eos_token_id", None)
-    if bos is not None and gguf.meta("tokenizer.ggml.add_bos_token", False):
-        tok.post_processor = processors.TemplateProcessing(single=f"{tokens[bos]}:0 $A:0",
-                                                           special_tokens=[(tokens[bos], bos)])
-    special = {name: tokens[i] for name, i in (("bos_token", bos), ("eos_token", eos)) if i is not None}
-    return TextTokenizer(tok, {eos} if eos is not None else set(), gguf.meta("tokenizer.chat_template", None), special)
+def _sentencepiece_bpe(gguf, tokens: list[str]):
+    """SentencePiece's BPE as llama.cpp runs it: spaces become '▁' (one put in front, unless
+    tokenizer.ggml.add_space_prefix says not), the adjacent pair whose joined piece scores
+    highest merges first, and a character no piece covers falls back to its bytes (<0xXX>).
+    As a BPE model of `tokenizers`, the merges are every split of a piece into two pieces,
+    ordered by the joined piece's score (transformers' conversion of Llama's tokenizer)."""
+    from tokenizers import Tokenizer, decoders, models, normalizers
+
+    scores = gguf.meta("tokenizer.ggml.scores")
+    types = gguf.meta("tokenizer.ggml.token_type", [NORMAL] * len(tokens))
+    if not (len(scores) == len(types) == len(tokens)):
+        raise ArenaError(f"{gguf.path}: tokenizer.ggml.scores and token_type must have one entry per token "
+                         f"({len(tokens)}), not {len(scores)} and {len(types)}")
+    vocab = {t: i for i, t in enumerate(tokens)}
+    mergeable = {t: score for t, score, kind in zip(tokens, scores, types) if kind in (NORMAL, USER_DEFINED)}
+    merges = sorted(((t[:cut], t[cut:], score) for t, score in mergeable.items() for cut in range(1, len(t))
+                     if t[:cut] in mergeable and t[cut:] in mergeable),
+                    key=lambda m: (-m[2], vocab[m[0]], vocab[m[1]]))
+    unknown = gguf.meta("tokenizer.ggml.unknown_token_id", None)
+    tok = Tokenizer(models.BPE(vocab, [(a, b) for a, b, _ in merges], byte_fallback=True, fuse_unk=True,
+                               unk_token=tokens[unknown] if unknown is not None else None))
+    prefix = [normalizers.Prepend("▁")] if gguf.meta("tokenizer.ggml.add_space_prefix", True) else []
+    tok.normalizer = normalizers.Sequence([*prefix, normalizers.Replace(" ", "▁")])
+    tok.decoder = decoders.Sequence([decoders.Replace("▁", " "), decoders.ByteFallback(), decoders.Fuse(),
+                                     *([decoders.Strip(" ", 1, 0)] if prefix else [])])
+    return tok
 
 
 def from_folder(folder: Path) -> TextTokenizer:

@@ -61,9 +61,10 @@ def hf_model(folder: Path):
     return AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
 
 
-def checkpoint_to_gguf(folder: Path, path: Path, qtype=None) -> Path:
+def checkpoint_to_gguf(folder: Path, path: Path, qtype=None, metadata=None) -> Path:
     """The checkpoint's weights as a llama GGUF file: 2-D weights in `qtype` (F32 by default),
-    Q and K rows permuted for interleaved RoPE as llama.cpp's convert_hf_to_gguf.py does."""
+    Q and K rows permuted for interleaved RoPE as llama.cpp's convert_hf_to_gguf.py does;
+    `metadata(writer)`, when given, adds more (a tokenizer)."""
     import gguf
     from safetensors.torch import load_file
     from transformers import AutoConfig
@@ -83,6 +84,8 @@ def checkpoint_to_gguf(folder: Path, path: Path, qtype=None) -> Path:
     w.add_uint32("llama.attention.head_count_kv", nkvh)
     w.add_float32("llama.rope.freq_base", cfg.rope_parameters["rope_theta"])
     w.add_float32("llama.attention.layer_norm_rms_epsilon", cfg.rms_norm_eps)
+    if metadata is not None:
+        metadata(w)
     head = getattr(cfg, "head_dim", None) or cfg.hidden_size // nh
     if head != cfg.hidden_size // nh:
         w.add_uint32("llama.attention.key_length", head)

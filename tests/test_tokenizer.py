@@ -1,0 +1,81 @@
+"""SentencePiece vocabularies in GGUF files (Llama 2, TinyLlama, Mistral), tokenized as
+SentencePiece itself tokenizes: a BPE model trained here by the sentencepiece package, written
+into a GGUF file as llama.cpp's converter writes it, and our tokenizer against sentencepiece's
+on text with merges, digits, runs of spaces, accents, CJK and characters no piece covers."""
+import io
+import random
+
+import pytest
+import sentencepiece
+
+from checkpoints import checkpoint_to_gguf, tiny_checkpoint
+from executor.gguf_file import GGUFFile
+from executor.tokenizer import from_gguf
+from llama_arena.cli import main
+
+_SYLLABLES = "ka to ri mu sel an der ing tion pre fill ar en ob ly".split()
+_rng = random.Random(2)
+WORDS = ("the a of KV cache attention token layer arena offset plan buffer memory llama tensor step "
+         "lifetime model decode prefill 2024 3.14 café naïve Über straße 東京 データ").split() + [
+         "".join(_rng.choice(_SYLLABLES) for _ in range(_rng.randint(1, 4))) for _ in range(300)]
+# what a vocabulary trained on WORDS cannot all cover: other scripts and emoji go to bytes
+RARE = ["🦙", "Ωmega", "ß", "\t", "\n", "  ", "™", "ǅ", "日本語"]
+TEXTS = ["the KV cache", "  two  leading spaces", "trailing space ", "3.14159 and 2024-12-04", "café 東京 データ",
+         "emoji 🦙 in a llama", "", " ", "lines\nand\ttabs", "prefill the prefill of the prefilled arena"]
+
+
+@pytest.fixture(scope="module")
+def vocabulary(tmp_path_factory):
+    """(sentencepiece's processor, a GGUF model file with its vocabulary): Llama 2's settings,
+    byte fallback, digits split, no normalization, a space put in front."""
+    rng = random.Random(0)
+    lines = [" ".join(rng.choice(WORDS) for _ in range(12)) for _ in range(3000)]
+    model = io.BytesIO()
+    sentencepiece.SentencePieceTrainer.train(
+        sentence_iterator=iter(lines), model_writer=model, model_type="bpe", vocab_size=1000, byte_fallback=True,
+        split_digits=True, normalization_rule_name="identity", add_dummy_prefix=True, remove_extra_whitespaces=False,
+        character_coverage=1.0, unk_id=0, bos_id=1, eos_id=2, minloglevel=2)
+    sp = sentencepiece.SentencePieceProcessor(model_proto=model.getvalue())
+    folder = tiny_checkpoint(tmp_path_factory.mktemp("spm"), "mha-untied", vocab_size=sp.get_piece_size(),
+                             bos_token_id=sp.bos_id(), eos_token_id=sp.eos_id())
+    return sp, checkpoint_to_gguf(folder, folder / "spm.gguf", metadata=lambda w: _write_vocabulary(w, sp))
+
+
+def _write_vocabulary(w, sp) -> None:
+    """As llama.cpp's convert_hf_to_gguf.py writes a SentencePiece vocabulary."""
+    n = sp.get_piece_size()
+    kinds = [2 if sp.is_unknown(i) else 3 if sp.is_control(i) else 6 if sp.is_byte(i) else 5 if sp.is_unused(i)
+             else 1 for i in range(n)]
+    w.add_tokenizer_model("llama")
+    w.add_token_list([sp.id_to_piece(i) for i in range(n)])
+    w.add_token_scores([sp.get_score(i) for i in range(n)])
+    w.add_token_types(kinds)
+    w.add_bos_token_id(sp.bos_id())
+    w.add_eos_token_id(sp.eos_id())
+    w.add_unk_token_id(sp.unk_id())
+
+
+def _random_texts(count: int) -> list[str]:
+    rng = random.Random(1)
+    pieces = WORDS + RARE + [" ", " ", "0", "42", ".", "-"]
+    return ["".join(rng.choice(pieces) + rng.choice(["", " ", "  "]) for _ in range(rng.randint(1, 12)))
+            for _ in range(count)]
+
+
+def test_a_sentencepiece_vocabulary_tokenizes_as_sentencepiece_does(vocabulary):
+    sp, path = vocabulary
+    ours = from_gguf(GGUFFile(path))
+    merged = 0
+    for text in TEXTS + _random_texts(300):
+        want = sp.encode(text)
+        assert ours.encode(text) == [sp.bos_id()] + want, text
+        assert ours.decode([sp.bos_id()] + want) == sp.decode(want), text
+        merged += sum(len(sp.id_to_piece(i)) > 1 and not sp.is_byte(i) for i in want)
+    assert merged > 500     # the merges were exercised, not only single characters and bytes
+
+
+def test_a_model_with_a_sentencepiece_vocabulary_runs(vocabulary, capsys):
+    _, path = vocabulary
+    assert main(["run", "--model", str(path), "--prompt", "the KV cache", "--max-new-tokens", "4",
+                 "--ignore-eos", "--json"]) == 0
+    assert '"prompt_tokens": [1, ' in capsys.readouterr().out     # BOS first, as Llama 2 puts it
