@@ -70,11 +70,17 @@ class Checkpoint:
 
 
 def _check_architecture(path: Path, cfg: dict) -> None:
+    """Llama, or Mistral without its sliding attention window: then the two are the same
+    network, with the same weight names."""
     model_type = cfg.get("model_type")
+    supported = "only llama, and mistral without a sliding window"
     if model_type is None:
-        raise ArenaError(f"{path}: lacks 'model_type' (only llama is supported)")
-    if model_type != "llama":
-        raise ArenaError(f"{path}: architecture '{model_type}' is not supported (only llama)")
+        raise ArenaError(f"{path}: lacks 'model_type' ({supported})")
+    if model_type not in ("llama", "mistral"):
+        raise ArenaError(f"{path}: architecture '{model_type}' is not supported ({supported})")
+    if model_type == "mistral" and cfg.get("sliding_window") is not None:
+        raise ArenaError(f"{path}: sliding_window={cfg['sliding_window']!r} is not supported "
+                         "(attention here covers every position: null)")
     for key, ok in (("hidden_act", "silu"), ("attention_bias", False), ("mlp_bias", False)):
         if cfg.get(key, ok) != ok:
             raise ArenaError(f"{path}: {key}={cfg[key]!r} is not supported (only {ok!r})")

@@ -10,6 +10,7 @@ from executor.sampling import Sampler
 from executor.session import Session
 from executor.source import Source, open_source
 from executor.weights import assemble
+from planner.errors import ArenaError
 
 from arena_checks import bytes_allocated
 from checkpoints import (PROMPT, SEQUENCE, TINY, checkpoint_to_gguf, hf_model, our_session, teacher_forced,
@@ -70,6 +71,23 @@ def test_rope_scaling_and_head_size_match_transformers(variant, tmp_path, tiny_f
         with torch.inference_mode():
             ours = teacher_forced(our_session(path, kind, nctx=len(SEQUENCE), max_tokens=PROMPT))
         torch.testing.assert_close(ours, expected[PROMPT - 1:], atol=1e-4, rtol=1e-4)
+
+
+def test_mistral_without_a_sliding_window_matches_transformers(tmp_path, capsys):
+    """Mistral's network is Llama's where no sliding window limits attention."""
+    from transformers import MistralConfig, MistralForCausalLM
+    torch.manual_seed(3)
+    config = MistralConfig(**{**TINY["gqa-tied"], "max_position_embeddings": 64, "rope_theta": 5000.0,
+                              "initializer_range": 0.25, "sliding_window": None})
+    MistralForCausalLM(config).eval().save_pretrained(tmp_path)
+    expected = reference_logits(tmp_path)
+    with torch.inference_mode():
+        ours = teacher_forced(our_session(tmp_path, "checkpoint", nctx=len(SEQUENCE), max_tokens=PROMPT))
+    torch.testing.assert_close(ours, expected[PROMPT - 1:], atol=1e-4, rtol=1e-4)
+    windowed = json.loads((tmp_path / "config.json").read_text()) | {"sliding_window": 4096}
+    (tmp_path / "config.json").write_text(json.dumps(windowed))
+    with pytest.raises(ArenaError, match="sliding_window=4096 is not supported"):
+        open_source(Source(tmp_path, "checkpoint"))
 
 
 @pytest.mark.parametrize("tile", [3, 4])
