@@ -38,19 +38,24 @@ SET_DIGITS = 18   # any value below 10**18 fits the 64-bit integers the placers 
 _REQUIRED = object()
 
 
+def model_file(model: str) -> Path | None:
+    """The file --model names: None for a preset, a folder's config.json, else the path itself."""
+    if model in PRESETS:
+        return None
+    path = Path(model)
+    return path / "config.json" if path.is_dir() else path
+
+
 def model_dims(model: str | None) -> dict[str, int]:
     """Dimensions of a preset name, a config.json (or its folder), or a .gguf file."""
     if model is None:
         return {}
     if model in PRESETS:
         return dict(PRESETS[model])
-    path = Path(model)
-    if path.is_dir():
-        if not (path / "config.json").exists():
-            raise ArenaError(f"--model: the folder '{model}' has no config.json")
-        path = path / "config.json"
-    elif not path.exists():
-        raise ArenaError(f"--model: '{model}' is neither a preset ({', '.join(PRESETS)}) nor an existing file")
+    path = model_file(model)
+    if not path.exists():
+        raise ArenaError(f"--model: the folder '{model}' has no config.json" if Path(model).is_dir() else
+                         f"--model: '{model}' is neither a preset ({', '.join(PRESETS)}) nor an existing file")
     if path.suffix == ".gguf":
         return gguf_dims(read_header(path), path)
     return config_dims(path)
@@ -62,10 +67,9 @@ def tied_output(model: str) -> bool:
     output.weight."""
     if model in PRESETS:
         return model in TIED_PRESETS
-    path = Path(model)
+    path = model_file(model)
     if path.suffix == ".gguf":
         return "output.weight" not in read_header(path).tensors
-    path = path / "config.json" if path.is_dir() else path
     return tied_embeddings(path, read_json_object(path, "config.json"))
 
 
