@@ -6,7 +6,7 @@ import re
 from rich.console import Console
 
 from planner.errors import ArenaError
-from planner.options import add_plan_inputs, input_files, plan_from_args, settle_inputs
+from planner.options import add_plan_inputs, input_files, plan_from_args
 from planner.output import check_targets, write_atomic
 from planner.progress import Waiting
 
@@ -29,7 +29,6 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    settle_inputs(args)
     layers = parse_layers(args.layers) if args.layers is not None else None
     if args.width is not None and args.width < 20:
         raise ArenaError(f"--width {args.width}: draw for at least 20 columns")
