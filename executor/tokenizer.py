@@ -61,23 +61,24 @@ def from_gguf(gguf) -> TextTokenizer:
     from tokenizers import AddedToken, processors
 
     kind = gguf.meta("tokenizer.ggml.model")
-    tokens = gguf.meta("tokenizer.ggml.tokens")
+    tokens = _array(gguf, "tokenizer.ggml.tokens", gguf.meta("tokenizer.ggml.tokens"), str, "strings")
+    types = _array(gguf, "tokenizer.ggml.token_type", gguf.meta("tokenizer.ggml.token_type", [NORMAL] * len(tokens)),
+                   int, "integers", len(tokens))
     if kind == "gpt2":
         tok = _byte_level_bpe(gguf, tokens)
     elif kind == "llama":
-        tok = _sentencepiece_bpe(gguf, tokens)
+        tok = _sentencepiece_bpe(gguf, tokens, types)
     else:
         raise ArenaError(f"{gguf.path}: tokenizer model '{kind}' is not supported "
                          "(byte-level BPE 'gpt2', SentencePiece 'llama')")
 
     # control tokens (<|im_start|>...) are matched whole and hidden when decoding; user-defined ones are matched whole
-    types = gguf.meta("tokenizer.ggml.token_type", [])
     tok.add_special_tokens([AddedToken(t, special=True, normalized=False)
                             for t, type_ in zip(tokens, types) if type_ == CONTROL])
     tok.add_tokens([AddedToken(t, special=False, normalized=False)
                     for t, type_ in zip(tokens, types) if type_ == USER_DEFINED])
 
-    bos, eos = gguf.meta("tokenizer.ggml.bos_token_id", None), gguf.meta("tokenizer.ggml.eos_token_id", None)
+    bos, eos = (_token_id(gguf, f"tokenizer.ggml.{name}_token_id", len(tokens)) for name in ("bos", "eos"))
     if bos is not None and gguf.meta("tokenizer.ggml.add_bos_token", kind == "llama"):
         tok.post_processor = processors.TemplateProcessing(single=f"{tokens[bos]}:0 $A:0",
                                                            special_tokens=[(tokens[bos], bos)])
@@ -90,7 +91,11 @@ def _byte_level_bpe(gguf, tokens: list[str]):
     tokenizer.ggml.pre names."""
     from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
 
-    merges = [tuple(m.split(" ", 1)) for m in gguf.meta("tokenizer.ggml.merges")]
+    merges = [tuple(m.split(" ", 1)) for m in _array(gguf, "tokenizer.ggml.merges", gguf.meta("tokenizer.ggml.merges"),
+                                                      str, "strings")]
+    if any(len(m) != 2 for m in merges):
+        raise ArenaError(f"{gguf.path}: GGUF metadata 'tokenizer.ggml.merges' must be pairs of tokens, "
+                         "each written 'left right'")
     tok = Tokenizer(models.BPE({t: i for i, t in enumerate(tokens)}, merges, fuse_unk=False))
 
     pre = gguf.meta("tokenizer.ggml.pre", None)
@@ -109,7 +114,7 @@ def _byte_level_bpe(gguf, tokens: list[str]):
     return tok
 
 
-def _sentencepiece_bpe(gguf, tokens: list[str]):
+def _sentencepiece_bpe(gguf, tokens: list[str], types: list[int]):
     """SentencePiece's BPE as llama.cpp runs it: spaces become '▁' (one put in front, unless
     tokenizer.ggml.add_space_prefix says not), the adjacent pair whose joined piece scores
     highest merges first, and a character no piece covers falls back to its bytes (<0xXX>).
@@ -117,17 +122,14 @@ def _sentencepiece_bpe(gguf, tokens: list[str]):
     ordered by the joined piece's score (transformers' conversion of Llama's tokenizer)."""
     from tokenizers import Tokenizer, decoders, models, normalizers
 
-    scores = gguf.meta("tokenizer.ggml.scores")
-    types = gguf.meta("tokenizer.ggml.token_type", [NORMAL] * len(tokens))
-    if not (len(scores) == len(types) == len(tokens)):
-        raise ArenaError(f"{gguf.path}: tokenizer.ggml.scores and token_type must have one entry per token "
-                         f"({len(tokens)}), not {len(scores)} and {len(types)}")
+    scores = _array(gguf, "tokenizer.ggml.scores", gguf.meta("tokenizer.ggml.scores"), (int, float), "numbers",
+                    len(tokens))
     vocab = {t: i for i, t in enumerate(tokens)}
     mergeable = {t: score for t, score, kind in zip(tokens, scores, types) if kind in (NORMAL, USER_DEFINED)}
     merges = sorted(((t[:cut], t[cut:], score) for t, score in mergeable.items() for cut in range(1, len(t))
                      if t[:cut] in mergeable and t[cut:] in mergeable),
                     key=lambda m: (-m[2], vocab[m[0]], vocab[m[1]]))
-    unknown = gguf.meta("tokenizer.ggml.unknown_token_id", None)
+    unknown = _token_id(gguf, "tokenizer.ggml.unknown_token_id", len(tokens))
     tok = Tokenizer(models.BPE(vocab, [(a, b) for a, b, _ in merges], byte_fallback=True, fuse_unk=True,
                                unk_token=tokens[unknown] if unknown is not None else None))
     prefix = [normalizers.Prepend("▁")] if gguf.meta("tokenizer.ggml.add_space_prefix", True) else []
@@ -135,6 +137,26 @@ def _sentencepiece_bpe(gguf, tokens: list[str]):
     tok.decoder = decoders.Sequence([decoders.Replace("▁", " "), decoders.ByteFallback(), decoders.Fuse(),
                                      *([decoders.Strip(" ", 1, 0)] if prefix else [])])
     return tok
+
+
+def _array(gguf, key: str, value, kind, kinds: str, count: int | None = None) -> list:
+    """`value`, read under metadata `key`, once it is a list of `count` (any number when None)
+    values of `kind`; an ArenaError naming the key otherwise."""
+    if not isinstance(value, list) or not all(isinstance(v, kind) for v in value):
+        raise ArenaError(f"{gguf.path}: GGUF metadata '{key}' must be an array of {kinds}")
+    if count is not None and len(value) != count:
+        raise ArenaError(f"{gguf.path}: GGUF metadata '{key}' has {len(value):,} entries; "
+                         f"the vocabulary has {count:,} tokens")
+    return value
+
+
+def _token_id(gguf, key: str, count: int) -> int | None:
+    """The token id under metadata `key`, None when it is absent; an ArenaError when it is not
+    one of the `count` tokens."""
+    value = gguf.meta(key, None)
+    if value is not None and (type(value) is not int or not 0 <= value < count):
+        raise ArenaError(f"{gguf.path}: GGUF metadata '{key}' is {value!r}; it must be a token id below {count:,}")
+    return value
 
 
 def from_folder(folder: Path) -> TextTokenizer:

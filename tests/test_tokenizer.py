@@ -38,19 +38,20 @@ def vocabulary(tmp_path_factory):
     sp = sentencepiece.SentencePieceProcessor(model_proto=model.getvalue())
     folder = tiny_checkpoint(tmp_path_factory.mktemp("spm"), "mha-untied", vocab_size=sp.get_piece_size(),
                              bos_token_id=sp.bos_id(), eos_token_id=sp.eos_id())
-    return sp, checkpoint_to_gguf(folder, folder / "spm.gguf", metadata=lambda w: _write_vocabulary(w, sp))
+    return sp, folder, checkpoint_to_gguf(folder, folder / "spm.gguf", metadata=lambda w: _write_vocabulary(w, sp))
 
 
-def _write_vocabulary(w, sp) -> None:
-    """As llama.cpp's convert_hf_to_gguf.py writes a SentencePiece vocabulary."""
+def _write_vocabulary(w, sp, **broken) -> None:
+    """As llama.cpp's convert_hf_to_gguf.py writes a SentencePiece vocabulary (with the
+    `broken` values in place of its scores, types or BOS id)."""
     n = sp.get_piece_size()
     kinds = [2 if sp.is_unknown(i) else 3 if sp.is_control(i) else 6 if sp.is_byte(i) else 5 if sp.is_unused(i)
              else 1 for i in range(n)]
     w.add_tokenizer_model("llama")
     w.add_token_list([sp.id_to_piece(i) for i in range(n)])
-    w.add_token_scores([sp.get_score(i) for i in range(n)])
-    w.add_token_types(kinds)
-    w.add_bos_token_id(sp.bos_id())
+    w.add_token_scores(broken.get("scores", [sp.get_score(i) for i in range(n)]))
+    w.add_array("tokenizer.ggml.token_type", broken.get("types", kinds))
+    w.add_uint32("tokenizer.ggml.bos_token_id", broken.get("bos", sp.bos_id()))
     w.add_eos_token_id(sp.eos_id())
     w.add_unk_token_id(sp.unk_id())
 
@@ -63,7 +64,7 @@ def _random_texts(count: int) -> list[str]:
 
 
 def test_a_sentencepiece_vocabulary_tokenizes_as_sentencepiece_does(vocabulary):
-    sp, path = vocabulary
+    sp, _, path = vocabulary
     ours = from_gguf(GGUFFile(path))
     merged = 0
     for text in TEXTS + _random_texts(300):
@@ -75,7 +76,19 @@ def test_a_sentencepiece_vocabulary_tokenizes_as_sentencepiece_does(vocabulary):
 
 
 def test_a_model_with_a_sentencepiece_vocabulary_runs(vocabulary, capsys):
-    _, path = vocabulary
+    _, _, path = vocabulary
     assert main(["run", "--model", str(path), "--prompt", "the KV cache", "--max-new-tokens", "4",
                  "--ignore-eos", "--json"]) == 0
     assert '"prompt_tokens": [1, ' in capsys.readouterr().out     # BOS first, as Llama 2 puts it
+
+
+@pytest.mark.parametrize("broken, message", [
+    (dict(scores=[0.5]), "GGUF metadata 'tokenizer.ggml.scores' has 1 entries; the vocabulary has 1,000 tokens"),
+    (dict(types=["normal"] * 1000), "GGUF metadata 'tokenizer.ggml.token_type' must be an array of integers"),
+    (dict(bos=5000), "GGUF metadata 'tokenizer.ggml.bos_token_id' is 5000; it must be a token id below 1,000"),
+], ids=["scores", "types", "bos"])
+def test_a_broken_vocabulary_is_exit_2_naming_the_key(vocabulary, tmp_path, capsys, broken, message):
+    sp, folder, _ = vocabulary
+    path = checkpoint_to_gguf(folder, tmp_path / "broken.gguf", metadata=lambda w: _write_vocabulary(w, sp, **broken))
+    assert main(["run", "--model", str(path), "--prompt", "the KV cache"]) == 2
+    assert capsys.readouterr().err == f"arena: error: {path}: {message}\n"
