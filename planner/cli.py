@@ -86,6 +86,10 @@ def _set_nctx(args) -> None:
     sets = parse_sets(args.set)
     if "nctx" in sets:
         raise ArenaError(f"--nctx {args.nctx} and --set nctx={sets['nctx']}: both bind nctx; give one")
+    model_nctx = model_dims(args.model).get("nctx")
+    if model_nctx is not None and args.nctx > model_nctx:   # as `arena run --nctx` refuses it
+        raise ArenaError(f"--nctx {args.nctx}: more than the model's context of {model_nctx} positions "
+                         "(--set nctx= plans it anyway)")
     args.set = [*args.set, f"nctx={args.nctx}"] + ([] if "n" in sets else [f"n={args.nctx}"])
 
 

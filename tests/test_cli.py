@@ -235,6 +235,8 @@ def test_out_never_overwrites_the_model(tmp_path, capsys):
 @pytest.mark.parametrize("args, message", [
     (["llama", "--nctx", "99999999999999999999"], "--nctx 99999999999999999999: too large, 18 digits at most"),
     (["llama-layer", "--nctx", "5"], "--nctx 5: the schedule has no dimension 'nctx'"),
+    (["llama", "--nctx", "8193"], "--nctx 8193: more than the model's context of 8192 positions"),
+    (["llama", "--model", "llama-2-7b", "--nctx", "4097"], "--nctx 4097: more than the model's context of 4096"),
     (["llama", "--nctx", "5", "--set", "nctx=7"], "--nctx 5 and --set nctx=7: both bind nctx; give one"),
     (["--csv", "docs/minimalloc.csv", "--nctx", "5"], "--nctx: is for a SCHEDULE; a --csv problem has no model"),
     (["--csv", "docs/minimalloc.csv", "--set", "n=5"], "--set: is for a SCHEDULE; a --csv problem has no model"),
