@@ -13,6 +13,7 @@ from planner.models import config_dims, positive, tied_embeddings
 from .weights import ModelConfig, check_head_size
 
 INDEX = "model.safetensors.index.json"
+FLOATS = (torch.float32, torch.float16, torch.bfloat16)
 # the numbers each supported RoPE scaling reads (executor.model._scaled), and their kinds
 ROPE_NUMBERS = {"linear": {"factor": float},
                 "llama3": {"factor": float, "low_freq_factor": float, "high_freq_factor": float,
@@ -39,7 +40,15 @@ class Checkpoint:
     def get(self, name: str) -> torch.Tensor:
         if name not in self.files:
             raise ArenaError(f"{self.path}: no safetensors file holds tensor '{name}'")
-        return self._handle(self.files[name]).get_tensor(name)
+        file = self.files[name]
+        try:
+            w = self._handle(file).get_tensor(name)
+        except Exception as e:  # safetensors' own error type: the index names a shard without it
+            raise ArenaError(f"{file}: cannot read tensor '{name}' ({e})") from None
+        if w.dtype not in FLOATS:   # quantized or integer weights would be cast without their scales
+            raise ArenaError(f"{file}: tensor '{name}' is {str(w.dtype).removeprefix('torch.')}; "
+                             "only float32, float16 and bfloat16 weights are supported")
+        return w
 
     def _handle(self, file: Path):
         from safetensors import safe_open
@@ -81,8 +90,12 @@ def _check_architecture(path: Path, cfg: dict) -> None:
     if model_type == "mistral" and cfg.get("sliding_window") is not None:
         raise ArenaError(f"{path}: sliding_window={cfg['sliding_window']!r} is not supported "
                          "(attention here covers every position: null)")
+    if cfg.get("quantization_config"):   # its weights need scales and kernels of their own
+        method = cfg["quantization_config"].get("quant_method") if isinstance(cfg["quantization_config"], dict) else None
+        raise ArenaError(f"{path}: quantized checkpoints ({method or 'quantization_config'}) are not supported; "
+                         "use float weights, or a GGUF file")
     for key, ok in (("hidden_act", "silu"), ("attention_bias", False), ("mlp_bias", False)):
-        if cfg.get(key, ok) != ok:
+        if cfg.get(key) not in (None, ok):   # absent or null: transformers' default, which is `ok`
             raise ArenaError(f"{path}: {key}={cfg[key]!r} is not supported (only {ok!r})")
 
 

@@ -138,6 +138,7 @@ def _generate_in(args, group, torch) -> int:
     shard = shards(c.nh, c.nkvh, c.di, group.size)[group.rank] if group is not None else None
     tokenizer = from_folder(source.path) if source.kind == "checkpoint" else from_gguf(file)
     prompt = tokenizer.encode_chat(args.prompt) if args.chat else tokenizer.encode(args.prompt)
+    _check_vocabulary(prompt, c.vocab)
     nctx = _nctx(args, len(prompt), c.nctx)
     check_context(len(prompt), args.max_new_tokens, nctx)
     # the file's blocks, not the dims, say what packed weights hold
@@ -265,7 +266,18 @@ def _device(name: str, torch):
     return torch.device(name)
 
 
+def _check_vocabulary(prompt: list[int], vocab: int) -> None:
+    """A tokenizer with more tokens than the model's embedding has rows (a mismatched
+    tokenizer) gives ids the model cannot look up."""
+    past = [token for token in prompt if token >= vocab]
+    if past:
+        raise ArenaError(f"the prompt's token id {past[0]} is past the model's vocabulary of {vocab} tokens: "
+                         "the tokenizer does not match the model")
+
+
 def _nctx(args, prompt_len: int, model_nctx: int) -> int:
+    if args.nctx is None and prompt_len > model_nctx:
+        raise ArenaError(f"the prompt ({prompt_len} tokens) is longer than the model's context of {model_nctx} positions")
     if args.nctx is None:
         if prompt_len + args.max_new_tokens > model_nctx:
             raise ArenaError(f"--max-new-tokens: the prompt ({prompt_len} {plural(prompt_len, 'token')}) plus {args.max_new_tokens} "

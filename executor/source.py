@@ -33,6 +33,9 @@ def resolve(model: str | None) -> Source:
                          f"(a Hugging Face checkpoint) and not exactly one .gguf file")
     if not path.exists():
         raise ArenaError(f"--model {model}: no such file or folder")
+    if path.suffix == ".safetensors":
+        raise ArenaError(f"--model {model}: give the checkpoint's folder ({path.parent}), which holds its "
+                         "config.json and tokenizer beside the weights")
     if path.suffix == ".json":   # `arena plan` takes a config.json alone: it needs no weights
         raise ArenaError(f"--model {model}: a .json file holds no weights; give a .gguf file or "
                          f"a Hugging Face checkpoint's folder (config.json and *.safetensors)")

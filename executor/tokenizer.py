@@ -2,6 +2,7 @@
 and the model's chat template rendered with jinja2 as transformers renders it."""
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -96,7 +97,13 @@ def _byte_level_bpe(gguf, tokens: list[str]):
     if any(len(m) != 2 for m in merges):
         raise ArenaError(f"{gguf.path}: GGUF metadata 'tokenizer.ggml.merges' must be pairs of tokens, "
                          "each written 'left right'")
-    tok = Tokenizer(models.BPE({t: i for i, t in enumerate(tokens)}, merges, fuse_unk=False))
+    vocab = {t: i for i, t in enumerate(tokens)}
+    # the tokenizers library fails on such a merge with an error of its own, or a panic
+    stray = next((m for m in merges if m[0] not in vocab or m[1] not in vocab or m[0] + m[1] not in vocab), None)
+    if stray:
+        raise ArenaError(f"{gguf.path}: GGUF metadata 'tokenizer.ggml.merges' has '{' '.join(stray)}', "
+                         "whose tokens or their join are not in tokenizer.ggml.tokens")
+    tok = Tokenizer(models.BPE(vocab, merges, fuse_unk=False))
 
     pre = gguf.meta("tokenizer.ggml.pre", None)
     byte_level = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
@@ -186,7 +193,11 @@ def _eos_ids(folder: Path, tok, eos_token: str | None) -> set[int]:
     for name in ("generation_config.json", "config.json"):
         eos = _json(folder / name).get("eos_token_id")
         if eos is not None:
-            return set(eos) if isinstance(eos, list) else {eos}
+            ids = eos if isinstance(eos, list) else [eos]
+            if not all(isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in ids):
+                raise ArenaError(f"{folder / name}: eos_token_id is {json.dumps(eos)[:40]}; "
+                                 "it must be a token id or a list of them")
+            return set(ids)
     eos = tok.token_to_id(eos_token) if eos_token else None
     return {eos} if eos is not None else set()
 

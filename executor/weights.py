@@ -148,6 +148,11 @@ def assemble(file: TensorFile, dtype: torch.dtype, device: torch.device,
         advance()
     output_norm = put(get("model.norm.weight", c.d))
     rope_factors = get("rope_freqs.weight", c.dh // 2).float().to(device) if file.has("rope_freqs.weight") else None
+    if rope_factors is not None:
+        bad = rope_factors[~((rope_factors > 0) & rope_factors.isfinite())]
+        if len(bad):
+            raise ArenaError(f"{file.path}: tensor 'rope_freqs.weight' holds {bad[0].item():g}; "
+                             "RoPE's frequency divisors must be positive numbers")
     advance()
     weights = Weights(c, embedding, layers, output_norm, output, rope_factors, shard=shard)
     weights.nbytes = _storage_bytes(weights)

@@ -145,7 +145,7 @@ def _nothing_fits(fitter: Fitter, budget: int, prompt: int) -> str:
         return (f"{head} the KV cache at --nctx {nctx} takes {mib(least['kv_bytes'])} beside the weights' "
                 f"{mib(fitter.weights)}{beside}; {instead} (the smallest budget at --nctx {nctx} is "
                 f"{mib(least['total_bytes'])})")
-    return (f"{head} the weights ({mib(fitter.weights)}) and the arena of {min(CHUNK_STEP, prompt)}-token "
+    return (f"{head} the weights ({mib(fitter.weights)}){beside} and the arena of {min(CHUNK_STEP, prompt)}-token "
             f"chunks ({mib(least['arena'])}) exceed it; {smallest}, or {instead}")
 
 

@@ -70,6 +70,14 @@ def test_too_small_for_the_weights_says_by_how_much():
         choose(smol(8192), parse_size("256MiB"), 8192)
 
 
+def test_too_small_for_the_activations_counts_what_the_run_holds_outside_the_arena():
+    fitter = smol(64)
+    least = fitter.cost(64, 16, _tiles(16, 64)[0])["total_bytes"]
+    with pytest.raises(ArenaError, match=r"the weights \(513\.13 MiB\) and the 40\.00 MiB the run holds outside "
+                                         r"the arena and the arena of 16-token chunks \(\d+\.\d\d MiB\) exceed it"):
+        choose(fitter, least - 1, 64)
+
+
 def test_too_small_for_the_kv_cache_names_the_largest_nctx_that_fits():
     fitter, budget = smol(8192), parse_size("800MiB")
     with pytest.raises(ArenaError, match="the KV cache at --nctx 8192 takes 360.00 MiB") as e:

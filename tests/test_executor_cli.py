@@ -3,6 +3,7 @@ a message naming the file or option, no traceback) for everything a user can get
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -169,6 +170,8 @@ def test_unsupported_architecture_in_config_is_exit_2(folder, tmp_path, capsys):
     (dict(rope_parameters={"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
                            "original_max_position_embeddings": 8192.0}),
      "rope_parameters.original_max_position_embeddings is 8192.0; it must be a positive integer"),
+    (dict(quantization_config={"quant_method": "fp8", "fmt": "e4m3"}),
+     "quantized checkpoints (fp8) are not supported; use float weights, or a GGUF file"),
 ], ids=lambda v: json.dumps(v)[:50] if isinstance(v, dict) else None)
 def test_bad_config_value_is_exit_2_naming_key_and_value(folder, tmp_path, overrides, message, capsys):
     """Every number the forward pass reads from config.json is checked before a weight is loaded."""
@@ -256,3 +259,96 @@ def test_cuda_run_gives_the_cpu_tokens(folder, capsys):
                    "--ignore-eos", "--device", "cuda", "--dtype", "f32")
     cpu = run_json(capsys, "--model", str(folder), "--prompt", "w5 w6 w7", "--max-new-tokens", "6", "--ignore-eos")
     assert out["device"].startswith("cuda") and out["tokens"] == cpu["tokens"]
+
+
+def copy_of(folder, tmp_path):
+    import shutil
+    return Path(shutil.copytree(folder, tmp_path / "copy"))
+
+
+def edit_json(path, **changes):
+    path.write_text(json.dumps({**json.loads(path.read_text()), **changes}))
+
+
+def test_biases_given_as_null_are_transformers_default_and_run(folder, tmp_path, capsys):
+    copy = copy_of(folder, tmp_path)
+    edit_json(copy / "config.json", attention_bias=None, mlp_bias=None)
+    assert run_json(capsys, "--model", str(copy), "--prompt", "w5", "--max-new-tokens", "2")["tokens"] == \
+        run_json(capsys, "--model", str(folder), "--prompt", "w5", "--max-new-tokens", "2")["tokens"]
+
+
+@pytest.mark.parametrize("dtype", [torch.float8_e4m3fn, torch.int32, torch.bool])
+def test_weights_that_are_not_floats_are_exit_2_naming_the_tensor(folder, tmp_path, capsys, dtype):
+    """Cast to float, they would run without a word and give wrong tokens (an FP8 checkpoint's scales are
+    tensors of their own)."""
+    from safetensors.torch import load_file, save_file
+    copy = copy_of(folder, tmp_path)
+    file = next(copy.glob("*.safetensors"))
+    tensors = load_file(file)
+    name = "model.layers.0.mlp.up_proj.weight"
+    tensors[name] = tensors[name].to(dtype)
+    save_file(tensors, file, metadata={"format": "pt"})
+    assert main(["run", "--model", str(copy), "--prompt", "w5", "--max-new-tokens", "2"]) == 2
+    assert capsys.readouterr().err.endswith(f"\narena: error: {file}: tensor '{name}' is {str(dtype)[6:]}; "
+                                            "only float32, float16 and bfloat16 weights are supported\n")
+
+
+def test_a_shard_index_that_names_the_wrong_shard_is_refused_naming_both(tmp_path):
+    from executor.checkpoint import Checkpoint
+    from planner.errors import ArenaError
+    folder = tiny_checkpoint(tmp_path / "sharded", "mha-untied", shard_bytes=40_000)
+    index = folder / "model.safetensors.index.json"
+    weight_map = json.loads(index.read_text())["weight_map"]
+    wrong = next(s for s in sorted(set(weight_map.values())) if s != weight_map["model.norm.weight"])
+    edit_json(index, weight_map={**weight_map, "model.norm.weight": wrong})
+    with pytest.raises(ArenaError, match=f"{wrong}: cannot read tensor 'model.norm.weight'"):
+        Checkpoint(folder).get("model.norm.weight")
+
+
+def test_prompt_ids_past_the_models_vocabulary_are_exit_2_before_loading(folder, tmp_path, capsys):
+    """A tokenizer that is not the model's: its ids would index past the embedding."""
+    copy = copy_of(folder, tmp_path)
+    edit_json(copy / "config.json", vocab_size=8)   # "w5 w6 w7" are ids 7, 8, 9
+    assert main(["run", "--model", str(copy), "--prompt", "w5 w6 w7"]) == 2
+    assert capsys.readouterr().err == ("arena: error: the prompt's token id 8 is past the model's vocabulary of 8 "
+                                       "tokens: the tokenizer does not match the model\n")
+
+
+def test_a_prompt_longer_than_the_models_context_says_so(folder, capsys):
+    assert main(["run", "--model", str(folder), "--prompt", "w5 " * 65]) == 2
+    assert "the prompt (65 tokens) is longer than the model's context of 64 positions" in capsys.readouterr().err
+
+
+def test_an_eos_id_that_is_not_a_token_id_is_exit_2(folder, tmp_path, capsys):
+    copy = copy_of(folder, tmp_path)
+    (copy / "generation_config.json").write_text(json.dumps({"eos_token_id": "x"}))
+    assert main(["run", "--model", str(copy), "--prompt", "w5", "--max-new-tokens", "2"]) == 2
+    assert "generation_config.json: eos_token_id is \"x\"; it must be a token id" in capsys.readouterr().err
+
+
+def test_a_safetensors_file_as_model_asks_for_its_folder(folder, capsys):
+    file = next(folder.glob("*.safetensors"))
+    assert main(["run", "--model", str(file), "--prompt", "w5"]) == 2
+    assert f"give the checkpoint's folder ({folder})" in capsys.readouterr().err
+
+
+def test_gguf_merges_of_tokens_not_in_the_vocabulary_are_exit_2(folder, tmp_path, capsys):
+    def vocabulary(w):
+        w.add_tokenizer_model("gpt2")
+        w.add_token_list(["a", "b", "c"])
+        w.add_token_merges(["a b"])   # "ab" is no token
+    path = checkpoint_to_gguf(folder, tmp_path / "m.gguf", metadata=vocabulary)
+    assert main(["run", "--model", str(path), "--prompt", "a"]) == 2
+    assert capsys.readouterr().err == (f"arena: error: {path}: GGUF metadata 'tokenizer.ggml.merges' has 'a b', "
+                                       "whose tokens or their join are not in tokenizer.ggml.tokens\n")
+
+
+def test_gguf_rope_factors_that_are_not_positive_are_refused(folder, tmp_path):
+    from checkpoints import TINY, our_session
+    from planner.errors import ArenaError
+    head = TINY["mha-untied"]["hidden_size"] // TINY["mha-untied"]["num_attention_heads"]
+    factors = np.ones(head // 2, dtype=np.float32)
+    factors[3] = 0
+    path = checkpoint_to_gguf(folder, tmp_path / "r.gguf", metadata=lambda w: w.add_tensor("rope_freqs.weight", factors))
+    with pytest.raises(ArenaError, match="tensor 'rope_freqs.weight' holds 0; RoPE's frequency divisors must be positive"):
+        our_session(path, "gguf", 8, 4)

@@ -142,6 +142,7 @@ RUN_FAULTS = [   # what only a forward pass needs
     ({"rope.freq_base": 0.0}, "llama.rope.freq_base is 0.0; it must be a positive number"),
     ({"rope.freq_base": float("inf")}, "llama.rope.freq_base is Infinity; it must be a positive number"),
     ({"rope.scaling.type": "linear"}, "GGUF metadata lacks 'llama.rope.scaling.factor'"),
+    ({"expert_count": 8}, "llama.expert_count is 8: mixture-of-experts models are not supported"),
     ({"rope.scaling.type": "linear", "rope.scaling.factor": "2"},
      'llama.rope.scaling.factor is "2"; it must be a positive number'),
 ]
