@@ -66,6 +66,16 @@ def test_independent_parts_in_time_are_planned_separately():
     assert min(result.offsets[5:10]) == 0
 
 
+def test_a_part_whose_optimum_is_above_the_bound_does_not_end_the_minimizing():
+    """The smaller part is planned first and proves 9, above the lower bound of both (8); the
+    larger one, started far above, must still come down to 9 or less."""
+    chain = [Block(t + 20, t + 21, 4) for t in range(10)]
+    blocks = ABOVE_BOUND + chain
+    result = solve(blocks, naive(blocks), 5)
+    assert extent(blocks, result.offsets) == result.bound == 9 and result.optimal
+    assert extent(chain, result.offsets[len(ABOVE_BOUND):]) <= 9
+
+
 def test_a_hard_component_does_not_take_the_time_of_the_others():
     hard = cut(400, 3, 100, 4096)                # not solved in seconds
     easy = [Block(b.first + 200, b.last + 200, b.size) for b in cut(30, 1, 12, 4096)]

@@ -107,6 +107,8 @@ def solve(blocks: list[Block], start: list[int], time_limit: float, capacity: in
         head.stop()             # its component fits already: its core goes to the others
     for done, k in enumerate(todo):
         comp, plan = plans[k]
+        if comp.extent(plan) <= bound:
+            continue            # under the optimum an earlier component proved: nothing to gain here
         share_end = _share_end(1 / (len(todo) - done), deadline)
         started = head if head is not None and head.comp.blocks == comp.blocks else None
         if capacity is None:
@@ -115,7 +117,7 @@ def solve(blocks: list[Block], start: list[int], time_limit: float, capacity: in
             plan, proven = _decide(comp, plan, capacity, share_end, started)
             bound = max(bound, proven)
         plans[k] = comp, plan
-        if bound > goal:
+        if capacity is not None and bound > capacity:
             break               # no plan fits the capacity: the others cannot change that
     for comp, plan in plans:
         for i, o in zip(comp.blocks, plan):
