@@ -54,4 +54,5 @@ def evaluate(text, dims: dict[str, int]) -> int:
     try:
         return value(parse(text))
     except ZeroDivisionError:
-        raise ExprError(f"'{text}' divides by zero with {', '.join(f'{k}={v}' for k, v in sorted(dims.items()) if k in names(text))}") from None
+        bound = ', '.join(f'{k}={v}' for k, v in sorted(dims.items()) if k in names(text))
+        raise ExprError(f"'{text}' divides by zero" + (f" with {bound}" if bound else "")) from None

@@ -90,10 +90,15 @@ def _needed(schedule: Schedule) -> set[str]:
     return names | {r.count for r in schedule.steps if isinstance(r, Repeat) and not is_count(r.count)}
 
 
+def _described(dim: str, description: str) -> str:
+    """' (what it is)', unless the schedule says no more than the name (a markdown table's shapes)."""
+    return "" if description in ("", dim) else f" ({description})"
+
+
 def _bind_shapes(schedule: Schedule, dims: dict[str, int]) -> dict[str, list[int]]:
     unbound = sorted(_needed(schedule) - set(dims))
     if unbound:
-        raise ArenaError(*[f"{schedule.file}: dimension '{d}' ({schedule.dims[d]}) is not bound: "
+        raise ArenaError(*[f"{schedule.file}: dimension '{d}'{_described(d, schedule.dims[d])} is not bound: "
                            f"pass --set {d}=N or a --model that has it" for d in unbound])
     shapes, faults = {}, []
     for t in schedule.tensors.values():

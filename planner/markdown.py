@@ -10,9 +10,17 @@ from pathlib import Path
 
 from . import expr
 from .errors import ArenaError, read_text, show, where
-from .schedule import KINDS, Schedule, StepRow, TensorDecl, name_problem, split_axes, symbol_problem
+from .schedule import ACT, ELEMENT_BYTES, KINDS, Schedule, StepRow, TensorDecl, name_problem, split_axes, symbol_problem
 
 _SHAPE = re.compile(r"^\s*([A-Za-z_]\w*)\s*\((.*)\)\s*$")
+
+
+def _element(type_: str) -> str:
+    """`Ta`: activations, in the element type --dtype names; `T` and an element type (`Tf16`):
+    that one; any other (the seed's `Ttok` and `Tpos`, token ids and positions): int32."""
+    if type_ == "Ta":
+        return ACT
+    return type_[1:] if type_.startswith("T") and type_[1:] in ELEMENT_BYTES else "i32"
 
 
 def convert(path) -> Schedule:
@@ -31,7 +39,7 @@ def convert(path) -> Schedule:
             faults.append(f"{where(path, shape_line, tensor=name)}cannot read the shape '{show(spec)}'")
             continue
         type_, axes = match.group(1), _axes(match.group(2))
-        types.setdefault(type_, "act" if type_ == "Ta" else "i32")
+        types.setdefault(type_, _element(type_))
         try:
             for axis in axes:
                 dims.update({d: d for d in sorted(expr.names(axis)) if d not in dims})

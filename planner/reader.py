@@ -201,6 +201,10 @@ class _Reader:
                 persistent = spec.get("persistent", False)
                 if not isinstance(persistent, bool):
                     self.fault(f"persistent must be true or false, not '{show(persistent)}'", line, tensor=name)
+                if "shape" not in spec:
+                    self.fault("no shape (a tensor has: shape, persistent)", line, tensor=name)
+                    tensors[name] = TensorDecl(name, "", [], persistent is True, line)
+                    continue
                 spec = spec.get("shape")
             match = _SHAPE.match(str(spec)) if isinstance(spec, str) else None
             if not match:

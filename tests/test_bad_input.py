@@ -46,6 +46,11 @@ CASES = [
     ("t.csv", b"id,lower,upper,size\nb\xe91,0,3,4\n", ["plan", "--csv", "t.csv"], "t.csv: not UTF-8 text"),
     # arithmetic and integers Python's int() refuses
     ("t.yaml", edit("a: Ta[n, d]", "a: Ta[d // (n - n)]"), ["plan", "t.yaml"], "'d // (n - n)' divides by zero"),
+    ("t.yaml", edit("a: Ta[n, d]", "a: Ta[n, 2 // 0]"), ["plan", "t.yaml"],
+     "t.yaml:5: tensor 'a': shape Ta[n, 2 // 0]: '2 // 0' divides by zero"),
+    ("t.yaml", edit("a: Ta[n, d]", "a: {persistent: true}"), ["plan", "t.yaml"],
+     "t.yaml:5: tensor 'a': no shape (a tensor has: shape, persistent)"),
+    ("t.md", edit("Ta (n)", "Ta (q)", MARKDOWN), ["plan", "t.md"], "t.md: dimension 'q' is not bound: pass --set q=N"),
     ("t.yaml", edit("  - s0: {a: +w}\n  - s1: {a: rx}\n", "  - repeat: ²\n    steps:\n      - s0: {a: +wx}\n"),
      ["plan", "t.yaml"], "t.yaml:7: repeat count '²' is neither an integer nor a declared dimension"),
     ("t.yaml", TABLE, ["plan", "t.yaml", "--time-limit", "nan"], "--time-limit must be a positive number"),

@@ -50,3 +50,12 @@ def test_file_without_a_table(tmp_path):
     (tmp_path / "empty.md").write_text("# nothing here\n")
     with pytest.raises(ArenaError, match="no lifetime table found"):
         convert(tmp_path / "empty.md")
+
+
+def test_types_are_activations_an_element_type_or_int32(tmp_path):
+    table = ("| tensor | graph | a | b | c | d |\n|---|---|---|---|---|---|\n"
+             "| | | Ta (n) | Tpos (n) | Tf16 (n, 3) | Tmask (n) |\n"
+             "| s0 | kernel | +w | +w | +w | +w |\n| s1 | kernel | rx | rx | rx | rx |\n")
+    (tmp_path / "t.md").write_text(table)
+    lifetimes = bind(convert(tmp_path / "t.md"), {"n": 4}, "bf16", 1)
+    assert [(i.dtype, i.nbytes) for i in lifetimes.instances] == [("bf16", 8), ("i32", 16), ("f16", 24), ("i32", 16)]

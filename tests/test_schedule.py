@@ -167,3 +167,12 @@ def test_persistent_tensor_is_live_throughout_and_never_created():
         bind(loads(text + "  - s0: {kv: +w}\n", "t.yaml"), {"n": 2, "d": 64})
     with pytest.raises(ArenaError, match="persistent tensor is never destroyed"):
         bind(loads(text + "  - s0: {kv: rx}\n", "t.yaml"), {"n": 2, "d": 64})
+
+
+def test_a_division_by_zero_names_the_dimensions_that_made_it_and_no_others():
+    from planner import expr
+    with pytest.raises(expr.ExprError) as e:
+        expr.evaluate("2 // 0", {"n": 3})
+    assert str(e.value) == "'2 // 0' divides by zero"
+    with pytest.raises(expr.ExprError, match=r"^'d // \(n - 4\)' divides by zero with d=8, n=4$"):
+        expr.evaluate("d // (n - 4)", {"n": 4, "d": 8, "x": 1})
