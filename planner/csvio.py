@@ -149,6 +149,6 @@ def solution_csv(plan: Plan) -> str:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(COLUMNS + ["offset"])
-    for b in plan.buffers:
-        writer.writerow([b.name, b.first, b.last + 1, b.size, b.offset])
+    for b in plan.buffers:   # the problem's own sizes, not the ones --align rounded up: the rows read back as the problem
+        writer.writerow([b.name, b.first, b.last + 1, b.size if b.nbytes is None else b.nbytes, b.offset])
     return out.getvalue()

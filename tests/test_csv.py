@@ -36,6 +36,15 @@ def test_round_trip_keeps_times_sizes_and_offsets(tmp_path):
     check([b.name for b in again], [(b.first, b.last, b.size) for b in again], offsets, 12, 1)
 
 
+def test_round_trip_with_align_keeps_the_problems_sizes_and_aligned_offsets(tmp_path):
+    problem = "id,lower,upper,size\nb1,0,3,5\nb2,1,4,7\nb3,2,6,3\n"
+    plan = place(read_problem(write(tmp_path, problem), 8), "auto", 8, [])
+    rows = list(csv.DictReader(write(tmp_path, solution_csv(plan), "solution.csv").open()))
+    assert [(r["id"], r["lower"], r["upper"], r["size"]) for r in rows] == \
+        [tuple(line.split(",")) for line in problem.split()[1:]]
+    assert sorted(int(r["offset"]) for r in rows) == [0, 8, 16]
+
+
 @pytest.mark.parametrize("strategy", CHOICES)
 def test_large_time_values_plan_like_small_ones(tmp_path, strategy):
     def offsets(scale):
