@@ -184,7 +184,7 @@ def _generate_in(args, group, torch) -> int:
     if args.json:
         print(json.dumps(summary))
     else:
-        _write("\n")
+        _write(stream.flush() + "\n")
         _print_summary(summary)
     return 0
 

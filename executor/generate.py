@@ -74,16 +74,25 @@ def prefill_chunks(session: Session, prompt: list[int], sampler: Sampler) -> int
 
 
 class TextStream:
-    """Turns ids into printable text as they come: decodes everything so far and hands out the
-    new suffix, holding it back while it ends inside a multi-byte character."""
+    """Turns ids into printable text as they come, holding back text that ends inside a
+    multi-byte character. Each push decodes only the ids since the last text it handed out, with
+    the ids before that as context: a decoder may rewrite earlier text (byte fallback turns a
+    printed byte into U+FFFD once a stray byte follows it), and printed text cannot be taken back."""
 
     def __init__(self, decode: Callable[[list[int]], str]):
-        self.decode, self.ids, self.shown = decode, [], ""
+        self.decode, self.ids = decode, []
+        self.context = self.shown = 0          # ids[context:shown]: the last ids whose text was handed out
 
     def push(self, token: int) -> str:
         self.ids.append(token)
-        text = self.decode(self.ids)
-        if text.endswith("\ufffd") or not text.startswith(self.shown):
+        before = self.decode(self.ids[self.context:self.shown])
+        text = self.decode(self.ids[self.context:])
+        if len(text) <= len(before) or text.endswith("\ufffd"):
             return ""
-        new, self.shown = text[len(self.shown):], text
-        return new
+        self.context, self.shown = self.shown, len(self.ids)
+        return text[len(before):]
+
+    def flush(self) -> str:
+        """What was held back at the end: the text of the ids since the last text handed out."""
+        before = self.decode(self.ids[self.context:self.shown])
+        return self.decode(self.ids[self.context:])[len(before):]

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 
 from planner.errors import ArenaError, read_json_object
+
+from .chat import SPECIAL_TOKENS, folder_template, render_chat
 
 # llama.cpp's pre-tokenizer names (tokenizer.ggml.pre) -> how text is split before the merges.
 # "smollm" and its kin split every digit alone, then apply GPT-2's split (llama-vocab.cpp).
@@ -16,6 +17,12 @@ LLAMA3_SPLIT = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,
                 r"| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+")
 LLAMA3 = {"llama3", "llama-v3", "llama-bpe", "smaug-bpe", "dbrx", "falcon3"}
 GPT2 = {None, "default", "gpt2", "gpt-2"}
+# Llama 3's own vocabulary: its merges do not reach every token, so a word that is a token
+# is taken whole before any merge (ignore_merges), and BOS comes first unless the file says not.
+LLAMA3_VOCABULARY = {"llama3", "llama-v3", "llama-bpe", "falcon3"}
+# the special tokens a GGUF file names by id, as a chat template calls them
+GGUF_SPECIAL = {"unk_token": "unknown", "pad_token": "padding", "sep_token": "seperator",   # sic: llama.cpp's key
+                "mask_token": "mask"}
 NORMAL, CONTROL, USER_DEFINED = 1, 3, 4   # GGUF token types
 
 
@@ -24,7 +31,7 @@ class TextTokenizer:
     tokenizer: object                      # tokenizers.Tokenizer
     eos_ids: set[int]
     chat_template: str | None = None
-    special: dict[str, str] = field(default_factory=dict)   # bos_token, eos_token for the template
+    special: dict = field(default_factory=dict)   # bos_token, eos_token, ... for the template
 
     def encode(self, text: str, add_special_tokens: bool = True) -> list[int]:
         return self.tokenizer.encode(text, add_special_tokens=add_special_tokens).ids
@@ -36,24 +43,8 @@ class TextTokenizer:
         """The prompt as one user message in the model's chat template, ready for the reply."""
         if not self.chat_template:
             raise ArenaError("--chat: this model has no chat template")
-        text = render_chat(self.chat_template, [{"role": "user", "content": prompt}], **self.special)
+        text = render_chat(self.chat_template, [{"role": "user", "content": prompt}], self.special)
         return self.encode(text, add_special_tokens=False)   # the template writes any BOS itself
-
-
-def render_chat(template: str, messages: list[dict], **special) -> str:
-    """Render like transformers' apply_chat_template: sandboxed jinja2, trim_blocks, lstrip_blocks."""
-    from jinja2 import TemplateError
-    from jinja2.sandbox import ImmutableSandboxedEnvironment
-
-    def raise_exception(message):
-        raise TemplateError(message)
-
-    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
-    env.globals.update(raise_exception=raise_exception, strftime_now=lambda f: datetime.now().strftime(f))
-    try:
-        return env.from_string(template).render(messages=messages, add_generation_prompt=True, **special)
-    except TemplateError as e:
-        raise ArenaError(f"--chat: the model's chat template failed: {e}") from None
 
 
 def from_gguf(gguf) -> TextTokenizer:
@@ -80,10 +71,15 @@ def from_gguf(gguf) -> TextTokenizer:
                     for t, type_ in zip(tokens, types) if type_ == USER_DEFINED])
 
     bos, eos = (_token_id(gguf, f"tokenizer.ggml.{name}_token_id", len(tokens)) for name in ("bos", "eos"))
-    if bos is not None and gguf.meta("tokenizer.ggml.add_bos_token", kind == "llama"):
+    # the others only name tokens to a chat template: one out of range is left out, not refused
+    ids = {name: gguf.meta(f"tokenizer.ggml.{key}_token_id", None) for name, key in GGUF_SPECIAL.items()}
+    ids.update(bos_token=bos, eos_token=eos)
+    # llama.cpp's default: BOS first for SentencePiece and Llama 3's vocabularies
+    add_bos = kind == "llama" or gguf.meta("tokenizer.ggml.pre", None) in LLAMA3_VOCABULARY
+    if bos is not None and gguf.meta("tokenizer.ggml.add_bos_token", add_bos):
         tok.post_processor = processors.TemplateProcessing(single=f"{tokens[bos]}:0 $A:0",
                                                            special_tokens=[(tokens[bos], bos)])
-    special = {name: tokens[i] for name, i in (("bos_token", bos), ("eos_token", eos)) if i is not None}
+    special = {name: tokens[i] for name, i in ids.items() if type(i) is int and 0 <= i < len(tokens)}
     return TextTokenizer(tok, {eos} if eos is not None else set(), gguf.meta("tokenizer.chat_template", None), special)
 
 
@@ -103,9 +99,9 @@ def _byte_level_bpe(gguf, tokens: list[str]):
     if stray:
         raise ArenaError(f"{gguf.path}: GGUF metadata 'tokenizer.ggml.merges' has '{' '.join(stray)}', "
                          "whose tokens or their join are not in tokenizer.ggml.tokens")
-    tok = Tokenizer(models.BPE(vocab, merges, fuse_unk=False))
-
     pre = gguf.meta("tokenizer.ggml.pre", None)
+    tok = Tokenizer(models.BPE(vocab, merges, fuse_unk=False, ignore_merges=pre in LLAMA3_VOCABULARY))
+
     byte_level = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
     if pre in DIGITS_THEN_GPT2:
         tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Digits(individual_digits=True), byte_level])
@@ -179,13 +175,8 @@ def from_folder(folder: Path) -> TextTokenizer:
     except Exception as e:  # tokenizers raises a bare Exception on a bad file
         raise ArenaError(f"{path}: not a readable tokenizer ({e})") from None
     config = _json(Path(folder) / "tokenizer_config.json")
-    special = {name: _content(config[name]) for name in ("bos_token", "eos_token") if config.get(name)}
-    template = config.get("chat_template")
-    if isinstance(template, list):   # named templates: take the default one
-        template = next((t["template"] for t in template if t.get("name") == "default"), None)
-    jinja = Path(folder) / "chat_template.jinja"
-    if template is None and jinja.is_file():
-        template = jinja.read_text()
+    special = {name: _content(config[name]) for name in SPECIAL_TOKENS if config.get(name)}
+    template = folder_template(Path(folder), config)
     return TextTokenizer(tok, _eos_ids(Path(folder), tok, special.get("eos_token")), template, special)
 
 
@@ -206,5 +197,8 @@ def _json(path: Path) -> dict:
     return read_json_object(path, path.name) if path.is_file() else {}
 
 
-def _content(token) -> str:
-    return token["content"] if isinstance(token, dict) else str(token)
+def _content(token):
+    """A special token as tokenizer_config.json writes it: a string, an AddedToken's dict, or a list of them."""
+    if isinstance(token, list):
+        return [_content(t) for t in token]
+    return token.get("content") if isinstance(token, dict) else str(token)

@@ -72,6 +72,20 @@ def test_tokenizer_ids_match_transformers(hf, ours):
     assert tokenizer.eos_ids == {hf[0].generation_config.eos_token_id}
 
 
+def test_the_stream_prints_the_final_text(ours):
+    """Random ids, split UTF-8 characters and special ids among them: what the stream hands
+    out, and then flushes at the end, is the text of all the ids."""
+    import random
+
+    from executor.generate import TextStream
+    tokenizer, _ = ours
+    rng = random.Random(0)
+    for _ in range(300):
+        ids = [rng.randrange(tokenizer.tokenizer.get_vocab_size()) for _ in range(rng.randint(1, 12))]
+        stream = TextStream(tokenizer.decode)
+        assert "".join(stream.push(i) for i in ids) + stream.flush() == tokenizer.decode(ids), ids
+
+
 def test_prefill_logits_match_transformers(hf, ours):
     model, _ = hf
     tokenizer, weights = ours

@@ -92,3 +92,14 @@ def test_a_broken_vocabulary_is_exit_2_naming_the_key(vocabulary, tmp_path, caps
     path = checkpoint_to_gguf(folder, tmp_path / "broken.gguf", metadata=lambda w: _write_vocabulary(w, sp, **broken))
     assert main(["run", "--model", str(path), "--prompt", "the KV cache"]) == 2
     assert capsys.readouterr().err == f"arena: error: {path}: {message}\n"
+
+
+def test_the_stream_goes_on_after_a_stray_byte(vocabulary):
+    """Byte fallback rewrites a printed newline as U+FFFD once a stray byte follows it; the stream
+    must not fall silent there, and prints what sentencepiece decodes."""
+    from executor.generate import TextStream
+    sp, _, path = vocabulary
+    ids = [sp.piece_to_id("<0x0A>"), sp.piece_to_id("<0xF0>")] + sp.encode("the KV cache arena")
+    stream = TextStream(from_gguf(GGUFFile(path)).decode)
+    shown = "".join(stream.push(i) for i in ids) + stream.flush()
+    assert shown == sp.decode(ids) == "\n\ufffd the KV cache arena"

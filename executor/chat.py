@@ -1,0 +1,74 @@
+"""Chat templates: a model's jinja2 template rendered as transformers' apply_chat_template
+renders it (its sandbox, extensions, filters and variables), so the prompt ids are the same."""
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from pathlib import Path
+
+from planner.errors import ArenaError
+
+# the special tokens transformers passes to a template by name, beside messages
+SPECIAL_TOKENS = ("bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token", "mask_token",
+                  "additional_special_tokens")
+
+
+def render_chat(template: str, messages: list[dict], special: dict) -> str:
+    """The conversation `messages` in `template`, ready for the assistant's reply; `special`:
+    the special tokens by name (bos_token, eos_token, ...). Any failure of the template, not
+    only jinja2's own errors, is an ArenaError."""
+    try:
+        compiled = _environment().from_string(template)
+        return compiled.render(messages=messages, tools=None, documents=None, add_generation_prompt=True, **special)
+    except Exception as e:   # a template is code: TypeError, ZeroDivisionError, RecursionError...
+        from jinja2 import TemplateError
+        detail = str(e) if isinstance(e, TemplateError) else f"{type(e).__name__}: {e}"
+        raise ArenaError(f"--chat: the model's chat template failed: {detail}") from None
+
+
+def _environment():
+    """transformers' environment: sandboxed, trim_blocks and lstrip_blocks, `break` and
+    `continue`, the `generation` tag, and its raise_exception, strftime_now and tojson."""
+    from jinja2 import TemplateError, nodes
+    from jinja2.ext import Extension, loopcontrols
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+    class Generation(Extension):
+        """`{% generation %}...{% endgeneration %}` marks the assistant's tokens for training
+        masks; rendering keeps its body as it is."""
+        tags = {"generation"}
+
+        def parse(self, parser):
+            lineno = next(parser.stream).lineno
+            body = parser.parse_statements(("name:endgeneration",), drop_needle=True)
+            return nodes.CallBlock(self.call_method("_body"), [], [], body).set_lineno(lineno)
+
+        def _body(self, caller):
+            return caller()
+
+    def raise_exception(message):
+        raise TemplateError(message)
+
+    def tojson(x, ensure_ascii=False, indent=None, separators=None, sort_keys=False):
+        return json.dumps(x, ensure_ascii=ensure_ascii, indent=indent, separators=separators, sort_keys=sort_keys)
+
+    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True, extensions=[Generation, loopcontrols])
+    env.filters["tojson"] = tojson
+    env.globals.update(raise_exception=raise_exception, strftime_now=lambda f: datetime.now().strftime(f))
+    return env
+
+
+def folder_template(folder: Path, config: dict) -> str | None:
+    """The chat template of a checkpoint folder: chat_template.jinja, which transformers lets
+    win, else tokenizer_config.json's (a string, or a list of named ones: the default)."""
+    jinja = folder / "chat_template.jinja"
+    if jinja.is_file():
+        return jinja.read_text(encoding="utf-8", errors="replace")
+    template = config.get("chat_template")
+    if isinstance(template, list) and all(isinstance(t, dict) and isinstance(t.get("name"), str)
+                                          and isinstance(t.get("template"), str) for t in template):
+        return next((t["template"] for t in template if t["name"] == "default"), None)
+    if template is not None and not isinstance(template, str):
+        raise ArenaError(f"{folder / 'tokenizer_config.json'}: chat_template is {json.dumps(template)[:40]}; it must be "
+                         "a template or a list of {\"name\": ..., \"template\": ...}")
+    return template

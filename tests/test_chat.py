@@ -1,0 +1,64 @@
+"""Chat templates rendered as transformers' apply_chat_template renders them (the reference:
+transformers itself, on the same template and special tokens), and templates that fail."""
+import pytest
+from tokenizers import Tokenizer, models
+from transformers import PreTrainedTokenizerFast
+
+from executor.chat import folder_template, render_chat
+from planner.errors import ArenaError
+
+SPECIAL = dict(bos_token="<s>", eos_token="</s>", unk_token="<unk>", pad_token="<pad>")
+MESSAGES = [{"role": "user", "content": "日本語 <b>&'\"</b> 🦙 and a KV cache"}]
+TEMPLATES = {
+    "tojson as transformers writes it": "{{ messages | tojson }}{{ messages[0] | tojson(indent=2) }}",
+    "break and continue": "{% for m in messages + messages %}{% if loop.index == 1 %}{% continue %}{% endif %}"
+                          "{{ m['content'] }}{% break %}{% endfor %}",
+    "the generation tag": "{% for m in messages %}{% generation %}[{{ m['content'] }}]{% endgeneration %}{% endfor %}",
+    "every special token": "{{ bos_token }}|{{ pad_token }}|{{ unk_token }}|{{ eos_token }}",
+    "tools and documents": "{% if tools is none %}T{% endif %}{% if documents is none %}D{% endif %}"
+                           "{% if add_generation_prompt %}>{% endif %}",
+    "a system branch": "{% if messages[0]['role'] != 'system' %}<|system|>default\n{% endif %}"
+                       "{% for m in messages %}<|{{ m.role }}|>{{ m.content | trim }}\n{% endfor %}<|assistant|>",
+}
+
+
+@pytest.fixture(scope="module")
+def reference():
+    return PreTrainedTokenizerFast(tokenizer_object=Tokenizer(models.WordLevel({"<unk>": 0}, unk_token="<unk>")),
+                                   **SPECIAL)
+
+
+@pytest.mark.parametrize("template", TEMPLATES.values(), ids=TEMPLATES.keys())
+def test_a_template_renders_as_transformers_renders_it(reference, template):
+    expected = reference.apply_chat_template(MESSAGES, chat_template=template, tokenize=False,
+                                             add_generation_prompt=True)
+    assert render_chat(template, MESSAGES, SPECIAL) == expected
+
+
+@pytest.mark.parametrize("template, message", [
+    ("{{ raise_exception('no system role') }}", "failed: no system role"),
+    ("{% for m in messages %}", "failed: Unexpected end of template"),
+    ("{{ 1 + 'a' }}", "failed: TypeError: unsupported operand"),
+    ("{{ messages | length / 0 }}", "failed: ZeroDivisionError"),
+    ("{% macro f(n) %}{{ f(n) }}{% endmacro %}{{ f(1) }}", "failed: RecursionError"),
+    ("{% for i in range(10**9) %}x{% endfor %}", "failed: OverflowError"),
+])
+def test_a_failing_template_is_one_arena_error(template, message):
+    with pytest.raises(ArenaError, match=f"--chat: the model's chat template {message}"):
+        render_chat(template, MESSAGES, SPECIAL)
+
+
+def test_chat_template_jinja_wins_over_tokenizer_config(tmp_path):
+    """As transformers loads them."""
+    config = {"chat_template": "CONFIG"}
+    assert folder_template(tmp_path, config) == "CONFIG"
+    (tmp_path / "chat_template.jinja").write_text("JINJA")
+    assert folder_template(tmp_path, config) == "JINJA"
+
+
+def test_named_templates_take_the_default_and_malformed_ones_are_named(tmp_path):
+    named = [{"name": "tool_use", "template": "T"}, {"name": "default", "template": "D"}]
+    assert folder_template(tmp_path, {"chat_template": named}) == "D"
+    for bad in (5, [{"name": "default"}], [named[0], "bad"]):
+        with pytest.raises(ArenaError, match=r"tokenizer_config.json: chat_template is .*; it must be a template"):
+            folder_template(tmp_path, {"chat_template": bad})
