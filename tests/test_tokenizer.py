@@ -103,3 +103,21 @@ def test_the_stream_goes_on_after_a_stray_byte(vocabulary):
     stream = TextStream(from_gguf(GGUFFile(path)).decode)
     shown = "".join(stream.push(i) for i in ids) + stream.flush()
     assert shown == sp.decode(ids) == "\n\ufffd the KV cache arena"
+
+
+@pytest.mark.parametrize("pre, ids", [("llama-bpe", [6, 5]), ("gpt2", [0, 3])])
+def test_llama_3_vocabularies_take_whole_words_before_merges_and_bos_first(vocabulary, tmp_path, pre, ids):
+    """llama.cpp's rules for Llama 3's byte-level vocabulary (ignore_merges, and BOS unless
+    tokenizer.ggml.add_bos_token says not): 'xqz' is a token the merges never reach, since
+    'q z' merges first. GPT-2's own rules merge and add no BOS."""
+    _, folder, _ = vocabulary
+
+    def byte_level(w):
+        w.add_tokenizer_model("gpt2")
+        w.add_tokenizer_pre(pre)
+        w.add_token_list(["x", "q", "z", "qz", "xq", "xqz", "<s>"])
+        w.add_token_types([1] * 6 + [3])
+        w.add_token_merges(["q z", "x q", "xq z"])
+        w.add_bos_token_id(6)
+    path = checkpoint_to_gguf(folder, tmp_path / "bpe.gguf", metadata=byte_level)
+    assert from_gguf(GGUFFile(path)).encode("xqz") == ids
