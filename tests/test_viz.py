@@ -361,6 +361,20 @@ def test_names_that_look_like_markup_are_shown_as_written(tmp_path, capsys):
     assert "[red]" in "\n".join(screen(plan, lifetimes))
 
 
+def test_pictures_draw_dollar_signs_and_any_script_as_written(tmp_path, capsys):
+    """matplotlib reads '$...$' as a formula (an unknown command in one was a traceback), and warns
+    once per glyph its font lacks."""
+    path = tmp_path / "dollar.yaml"
+    path.write_text(MARKUP_SCHEDULE.replace('"[/x]"', "'$\\foo{$'").replace('"[red]"', '"東京"'))
+    out = {ext: tmp_path / f"d.{ext}" for ext in ("png", "svg", "html")}
+    assert main(["viz", str(path), "--set", "n=2", "--set", "d=4", *[x for ext, p in out.items()
+                                                                     for x in (f"--{ext}", str(p))]]) == 0
+    assert capsys.readouterr().err == ""
+    fig = picture.figure(plan_from_args(args(str(path), "--set", "n=2", "--set", "d=4"))[1])
+    labels = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert "$\\foo{$" in labels and "東京" in labels
+
+
 @pytest.mark.parametrize("argv, message", [
     (["llama", "--set", "n=7", "--layers", "2-x"], "--layers '2-x': expected a layer or a range"),
     (["llama", "--set", "n=7", "--layers", "5-3"], "--layers '5-3'"),

@@ -14,6 +14,7 @@ from __future__ import annotations
 import html as html_escape
 import io
 import re
+import warnings
 
 import matplotlib
 from matplotlib.figure import Figure
@@ -29,12 +30,27 @@ FONT = 8                       # points, the labels inside rectangles
 NAMED_STEPS = 60               # up to this many steps, the x axis names each one
 
 
+# Names are drawn as written: '$' does not start a formula. A name in a script the font lacks
+# is drawn with boxes, without a warning per missing glyph.
+DRAWING = {"text.parse_math": False}
+
+
+def _quiet_glyphs(draw):
+    def drawn(*args, **kwargs):
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Glyph .* missing from font")
+            return draw(*args, **kwargs)
+    return drawn
+
+
+@_quiet_glyphs
 def png(plan: Plan) -> bytes:
     buf = io.BytesIO()
     figure(plan).savefig(buf, format="png", dpi=DPI)
     return buf.getvalue()
 
 
+@_quiet_glyphs
 def svg(plan: Plan) -> str:
     """The SVG, with a hover title in each instance's group."""
     buf = io.StringIO()
@@ -73,6 +89,8 @@ def tooltip(plan: Plan, b: Buffer) -> str:
     return f"{b.name} (tensor {b.tensor})\noffset {b.offset:,}, {b.size:,} bytes\n{steps}{shape}"
 
 
+@_quiet_glyphs
+@matplotlib.rc_context(DRAWING)
 def figure(plan: Plan) -> Figure:
     time = spans(plan)
     x0, x1 = time[0].first, time[-1].last + 1
