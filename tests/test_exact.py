@@ -76,6 +76,21 @@ def test_a_part_whose_optimum_is_above_the_bound_does_not_end_the_minimizing():
     assert extent(chain, result.offsets[len(ABOVE_BOUND):]) <= 9
 
 
+@pytest.mark.parametrize("strategy", ["exact", "auto"])
+def test_a_search_started_at_the_lower_bound_proves_nothing_about_a_raised_one(strategy):
+    """The small part proves 18, above the lower bound (17) that a head start began deciding on
+    the large part; that search's proof that 17 does not fit must not become a proof for 18,
+    where the large part fits (it claimed 19, optimal)."""
+    small = [Block(0, 0, 2), Block(0, 1, 2), Block(1, 2, 1), Block(1, 3, 1), Block(2, 3, 1), Block(3, 4, 2),
+             Block(4, 4, 2), Block(0, 4, 13)]
+    large = [Block(10, 10, 4), Block(10, 11, 4), Block(11, 12, 2), Block(11, 13, 2), Block(12, 13, 2),
+             Block(13, 14, 4), Block(14, 14, 4), Block(10, 10, 6), Block(10, 10, 3), Block(11, 12, 9),
+             Block(13, 14, 9)]
+    blocks = [Block(b.first, b.last, b.size * 256) for b in small + large]
+    plan = place(buffers(blocks), strategy, 256, [], time_limit=10)
+    assert (plan.lower_bound, plan.arena, plan.bound, plan.optimal) == (17 * 256, 18 * 256, 18 * 256, True)
+
+
 def test_a_hard_component_does_not_take_the_time_of_the_others():
     hard = cut(400, 3, 100, 4096)                # not solved in seconds
     easy = [Block(b.first + 200, b.last + 200, b.size) for b in cut(30, 1, 12, 4096)]

@@ -194,6 +194,12 @@ def _decide(comp: Component, plan: list[int], capacity: int, deadline: float,
     try meanwhile, and stop when it answers."""
     if comp.lower > capacity:
         return plan, comp.lower
+    if started is not None and started.capacity != capacity:
+        # it decides the bound from before another component raised it: its plan fits, its proof says nothing
+        started.stop()
+        if started.found is not None and started.capacity <= capacity:
+            return started.found, comp.lower
+        started = None
     with started or canonical.Decision(comp, capacity, deadline) as background:
         if started is None:
             background.answered.wait(HEAD_START_SHARE * (deadline - time.monotonic()))
