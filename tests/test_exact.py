@@ -91,6 +91,12 @@ def test_a_search_started_at_the_lower_bound_proves_nothing_about_a_raised_one(s
     assert (plan.lower_bound, plan.arena, plan.bound, plan.optimal) == (17 * 256, 18 * 256, 18 * 256, True)
 
 
+def test_a_cp_sat_bound_past_2_53_units_never_rounds_above_the_whole_bound():
+    assert float(2**60 + 129) > 2**60 + 129                 # the double CP-SAT hands out rounds up
+    for whole in (2**60 + 129, 2**55 + 5, 2**53 + 1, 17):
+        assert whole - 2**10 <= cpsat._whole_bound(float(whole), 0) <= whole
+
+
 def test_a_hard_component_does_not_take_the_time_of_the_others():
     hard = cut(400, 3, 100, 4096)                # not solved in seconds
     easy = [Block(b.first + 200, b.last + 200, b.size) for b in cut(30, 1, 12, 4096)]

@@ -3,6 +3,7 @@ of the sizes' gcd), no two overlapping (no_overlap_2d). Two uses: the search's o
 and the fallback that minimizes the capacity where the other methods stall."""
 from __future__ import annotations
 
+import math
 import threading
 import time
 
@@ -111,10 +112,16 @@ def _run(comp: Component, lowest: int, highest: int, hint: list[int] | None, dea
     solver = cp_model.CpSolver()
     solver.parameters.max_time_in_seconds = max(0.01, deadline - time.monotonic())
     status = solve(solver, model, stop)
-    proven = lowest if status == cp_model.INFEASIBLE else int(solver.best_objective_bound)
+    proven = lowest if status == cp_model.INFEASIBLE else _whole_bound(solver.best_objective_bound, lowest)
     if status in (cp_model.OPTIMAL, cp_model.FEASIBLE):
         return status, [solver.value(y) * unit for y in offsets], proven
     return status, None, proven
+
+
+def _whole_bound(bound: float, lowest: int) -> int:
+    """CP-SAT's bound on the whole units, which it hands out as a double: above 2^53 the double
+    may have rounded up past the whole bound, so a unit in the last place is taken off there."""
+    return max(lowest, int(bound) - (int(math.ulp(bound)) if bound >= 2**53 else 0))
 
 
 def _twins(comp: Component) -> list[list[int]]:
