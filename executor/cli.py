@@ -116,7 +116,6 @@ def _generate_in(args, group, torch) -> int:
 
     from .generate import TextStream, check_context, generate
     from .model import build_model
-    from .quant import float_workspace_nbytes, workspace_nbytes
     from .sampling import Sampler
     from .session import Session
     from .source import open_source, resolve
@@ -124,7 +123,7 @@ def _generate_in(args, group, torch) -> int:
     from .weights import DTYPES, hand_back_heap
 
     from planner.budget import describe
-    from planner.estimate import RUNTIME_BYTES
+    from planner.estimate import RUNTIME_BYTES, workspace_bytes
 
     first = group is None or group.rank == 0
     if group is not None and args.tp not in (1, group.size):
@@ -142,10 +141,8 @@ def _generate_in(args, group, torch) -> int:
     nctx = _nctx(args, len(prompt), c.nctx)
     check_context(len(prompt), args.max_new_tokens, nctx)
     # the file's blocks, not the dims, say what packed weights hold
-    packed = file.native_nbytes(DTYPES[dtype]) if native and shard is None else None
-    workspace = workspace_nbytes(c.dims(), DTYPES[dtype]) if native else 0
-    if device.type == "cpu":   # dequantized weights, all of them or those a split left
-        workspace = max(workspace, float_workspace_nbytes(c.dims(), DTYPES[dtype]))
+    packed = file.native_nbytes(dtype) if native and shard is None else None
+    workspace = workspace_bytes(c.dims(), dtype, native) if device.type == "cpu" else 0
     runtime = RUNTIME_BYTES if device.type == "cpu" else 0   # a GPU's budget is its own memory
     if source.kind == "gguf":
         file.forget_metadata()

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from planner.errors import ArenaError
+from planner.estimate import native_weight_bytes
 from planner.gguf_header import read_header
 from planner.models import gguf_dims, gguf_meta, positive
 
@@ -123,18 +124,9 @@ class GGUFFile:
             blocks = unpermute(blocks, heads)
         return Packed.from_file(t.kind.name, blocks, dtype)
 
-    def native_nbytes(self, dtype: torch.dtype) -> int:
-        """The bytes weights.assemble(native=True) holds for this file on CPU, from the tensor
-        types alone: Q4_0, Q4_1 and Q8_0 matrices as their blocks, every other tensor in `dtype`."""
-        total = 0
-        for t in self.tensors.values():
-            if t.name == "rope_freqs.weight":
-                continue   # RoPE tables are built from it, not kept among the weights
-            if t.kind.name in BLOCK_BYTES and len(t.shape) == 2:
-                total += t.nbytes
-            else:
-                total += math.prod(t.shape) * dtype.itemsize   # a scalar, shape (), is 1 value
-        return total
+    def native_nbytes(self, dtype: str) -> int:
+        """The bytes weights.assemble(native=True) holds for this file on CPU in `dtype`."""
+        return native_weight_bytes([(t.name, t.shape, t.kind.value) for t in self.tensors.values()], dtype)
 
     def _bytes(self, t: Tensor) -> np.ndarray:
         return self.data[t.offset:t.offset + t.nbytes]

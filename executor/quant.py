@@ -14,17 +14,18 @@ from typing import Callable
 
 import torch
 
+from planner.estimate import BLOCK_BYTES, FLOAT_ROWS, GROUP, ROWS, XBLOCK_BYTES
+
 from . import _kernels
 
-GROUP = 32    # GGUF's block length
-BLOCK_BYTES = {"Q4_0": 18, "Q4_1": 20, "Q8_0": 34}
+# GROUP, BLOCK_BYTES: GGUF's block length and bytes. ROWS: the rows of x a product or lookup takes
+# at once (what it holds outside the arena grows with them). FLOAT_ROWS: the rows of x (decode's
+# one, a few) up to which float weights take kernels.c's matvec: torch's f32 vector-matrix product
+# reads about 2/3, its bf16 one under 1/2, of what a sum over memory reads on this 2-core AVX2
+# machine; past a few rows, its matrix products reuse each weight in cache, which matvec does not
+# try to. They live in planner/estimate.py, which bounds what the kernels hold without torch.
 _TYPES = {"Q4_0": 2, "Q4_1": 3, "Q8_0": 8}   # ggml's type numbers, as the kernels take them
-XBLOCK_BYTES = _kernels.XBLOCK_BYTES         # what a product holds per 32 values of x: scale, sum, 32 16-bit values
-ROWS = 64     # rows of x per product or lookup: what they hold outside the arena grows with it
-FLOAT_ROWS = 4   # rows of x (decode's one, a few) up to which float weights take kernels.c's matvec:
-                 # torch's f32 vector-matrix product reads about 2/3, its bf16 one under 1/2, of
-                 # what a sum over memory reads on this 2-core AVX2 machine; past a few rows, its
-                 # matrix products reuse each weight in cache, which matvec does not try to
+assert _kernels.XBLOCK_BYTES == XBLOCK_BYTES   # what a product holds per 32 values of x: scale, sum, 32 16-bit values
 _FLOAT_KERNELS = (torch.float32, torch.bfloat16)
 
 
@@ -166,29 +167,3 @@ def _packed_lookup(table: Packed, tokens: torch.Tensor, out: torch.Tensor) -> No
     _kernels.lookup(kind, blocks, groups, ids.data_ptr(), len(ids), vocab, y.data_ptr(), y.stride(0))
     if y is not out:
         out.copy_(y)
-
-
-def workspace_nbytes(dims: dict[str, int], dtype: torch.dtype) -> int:
-    """The most bytes a product or a lookup of packed weights holds outside the arena at once, for
-    a model of `dims` run in `dtype`: a product's quantized rows (the kernel's, not torch's), and
-    outside float32 its float32 copies of x and out, for ROWS rows (one row of the output head);
-    a lookup's token ids and, outside float32, its float32 rows. A bound: it adds up every
-    buffer the call makes."""
-    d = dims["d"]
-    copies = 0 if dtype == torch.float32 else 4
-    widths = [(d, (dims["nh"] + 2 * dims["nkvh"]) * dims["dh"]), (dims["nh"] * dims["dh"], d),
-              (d, 2 * dims["di"]), (dims["di"], d)]
-    product = max(ROWS * (k // GROUP * XBLOCK_BYTES + copies * (k + o)) for k, o in widths)
-    head = d // GROUP * XBLOCK_BYTES + copies * (d + dims["vocab"])
-    rows = ROWS * (8 + copies * d)
-    return max(product, head, rows)
-
-
-def float_workspace_nbytes(dims: dict[str, int], dtype: torch.dtype) -> int:
-    """What the float kernels hold outside the arena on the CPU: in bf16, matvec's float32 copy
-    of up to FLOAT_ROWS rows of x (the widest input: d, the heads' width or di), which also
-    covers decode attention's float32 copy of the queries (the heads' width), held at another
-    time."""
-    if dtype != torch.bfloat16:
-        return 0
-    return FLOAT_ROWS * max(dims["d"], dims["nh"] * dims["dh"], dims["di"]) * 4

@@ -11,8 +11,9 @@ from . import csvio, graph, markdown, schedule
 from .budget import Fitter, choose, describe
 from .options import add_plan_inputs, input_files, load_schedule, plan_from_args, settle_inputs
 from .errors import ArenaError
-from .estimate import estimate
-from .models import SET_DIGITS, model_dims, parse_sets, tied_output
+from .estimate import estimate, native_weight_bytes, workspace_bytes
+from .gguf_header import read_header
+from .models import SET_DIGITS, model_dims, model_file, parse_sets, tied_output
 from .output import check_targets, write_atomic
 from .plan import Plan
 from .shards import shards
@@ -64,7 +65,7 @@ def cmd_plan(args) -> int:
         console = Console(width=None if sys.stdout.isatty() else 160, markup=False)
         print_plan(plan, console)
         if cost:
-            console.print(estimate_table(cost, args.dtype))
+            console.print(estimate_table(cost, "native" if _gguf(args.model) else args.dtype))
     return 0
 
 
@@ -106,7 +107,8 @@ def _fit(args, budget: int):
     if "tile" in dims:
         raise ArenaError("--budget chooses the key tile: give --budget or --set tile=, not both")
     # the plans `arena run` makes (strategy auto): the estimate is of what it allocates
-    fitter = Fitter({k: v for k, v in dims.items() if k != "n"}, args.dtype, tied_output(args.model))
+    fitter = Fitter({k: v for k, v in dims.items() if k != "n"}, args.dtype, tied_output(args.model),
+                    *held_weights(args.model, dims, args.dtype))
     choice = choose(fitter, budget, dims["n"])
     print(describe(choice, budget, dims["n"]), file=sys.stderr)
     return choice, {**dims, "n": choice.chunk, "tile": choice.tile}
@@ -116,7 +118,24 @@ def run_estimate(args, plan: Plan) -> dict[str, int]:
     """Weights, KV cache, arena and their total for a plan of the Llama schedule; {} for others."""
     if plan.schedule != "llama":
         return {}
-    return estimate([plan], args.dtype, tied_output(args.model))
+    weights, workspace = held_weights(args.model, plan.dims, args.dtype)
+    return estimate([plan], args.dtype, tied_output(args.model), weights, workspace)
+
+
+def held_weights(model: str, dims: dict[str, int], dtype: str) -> tuple[int | None, int]:
+    """(the weights' bytes, None where they are the model's in `dtype`; what the kernels hold
+    outside the arena), as `arena run` holds the model on CPU by default: a GGUF file's Q4_0, Q4_1
+    and Q8_0 matrices as their blocks (native), anything else in `dtype`."""
+    path = _gguf(model)
+    if path is None:
+        return None, workspace_bytes(dims, dtype, native=False)
+    tensors = [(t.name, t.shape, t.type) for t in read_header(path).tensors.values()]
+    return native_weight_bytes(tensors, dtype), workspace_bytes(dims, dtype, native=True)
+
+
+def _gguf(model: str):
+    path = model_file(model)
+    return path if path is not None and path.suffix == ".gguf" else None
 
 
 def _plan_ranks(args) -> int:

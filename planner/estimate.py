@@ -38,6 +38,51 @@ def weight_bytes(dims: dict[str, int], dtype: str, tied: bool) -> int:
 RUNTIME_BYTES = 40 * 2**20
 
 
+# What the executor's kernels hold outside the arena (executor/quant.py, kernels.c), here without
+# torch so that `arena plan` estimates what `arena run` holds. Native GGUF products take x ROWS
+# rows at a time, each GROUP values of it quantized into XBLOCK_BYTES; float kernels copy up to
+# FLOAT_ROWS rows of x to float32. NATIVE: the ggml types kept as their blocks, by type number.
+GROUP, ROWS, FLOAT_ROWS, XBLOCK_BYTES = 32, 64, 4, 72
+NATIVE = {2: "Q4_0", 3: "Q4_1", 8: "Q8_0"}
+BLOCK_BYTES = {"Q4_0": 18, "Q4_1": 20, "Q8_0": 34}
+
+
+def native_weight_bytes(tensors, dtype: str) -> int:
+    """The bytes of a GGUF file's weights as `arena run --weights native` holds them on CPU:
+    Q4_0, Q4_1 and Q8_0 matrices as their blocks, every other tensor in `dtype`. `tensors`:
+    (name, shape innermost first, ggml type number) of each."""
+    total = 0
+    for name, shape, kind in tensors:
+        if name == "rope_freqs.weight":
+            continue   # RoPE tables are built from it, not kept among the weights
+        values = 1
+        for n in shape:
+            values *= n
+        native = kind in NATIVE and len(shape) == 2
+        total += values // GROUP * BLOCK_BYTES[NATIVE[kind]] if native else values * ELEMENT_BYTES[dtype]
+    return total
+
+
+def workspace_bytes(dims: dict[str, int], dtype: str, native: bool) -> int:
+    """The most bytes a run's kernels hold outside the arena at once on CPU. Native products (a
+    bound: every buffer a call makes, added up): a product's quantized rows of x and, outside
+    float32, its float32 copies of x and out, for ROWS rows (one row of the output head); a
+    lookup's token ids and, outside float32, its float32 rows. Float kernels, in bf16: matvec's
+    float32 copy of up to FLOAT_ROWS rows of x (the widest input), which also covers decode
+    attention's copy of the queries, held at another time."""
+    d = dims["d"]
+    floats = FLOAT_ROWS * max(d, dims["nh"] * dims["dh"], dims["di"]) * 4 if dtype == "bf16" else 0
+    if not native:
+        return floats
+    copies = 0 if dtype == "f32" else 4
+    widths = [(d, (dims["nh"] + 2 * dims["nkvh"]) * dims["dh"]), (dims["nh"] * dims["dh"], d),
+              (d, 2 * dims["di"]), (dims["di"], d)]
+    product = max(ROWS * (k // GROUP * XBLOCK_BYTES + copies * (k + o)) for k, o in widths)
+    head = d // GROUP * XBLOCK_BYTES + copies * (d + dims["vocab"])
+    rows = ROWS * (8 + copies * d)
+    return max(product, head, rows, floats)
+
+
 def estimate(plans: list[Plan], dtype: str, tied: bool, weights: int | None = None, workspace: int = 0,
              runtime: int = RUNTIME_BYTES) -> dict[str, int]:
     """Bytes of a run whose calls follow `plans` (one arena holds the largest); `weights`:

@@ -10,9 +10,10 @@ from gguf import GGMLQuantizationType as Q
 from executor.gguf_file import GGUFFile
 import executor.quant as quant
 from executor import _kernels
-from executor.quant import GROUP, ROWS, Packed, lookup, matmul, workspace_nbytes
+from executor.quant import GROUP, ROWS, Packed, lookup, matmul
 from executor.weights import assemble
 from llama_arena.cli import main
+from planner.estimate import workspace_bytes
 from planner.shards import shards
 
 from checkpoints import PROMPT, SEQUENCE, checkpoint_to_gguf, teacher_forced
@@ -24,6 +25,7 @@ NATIVE = [Q.Q4_0, Q.Q4_1, Q.Q8_0]
 NAMES = ["model.layers.0.mlp.up_proj.weight", "model.layers.1.self_attn.q_proj.weight",
          "model.layers.1.self_attn.k_proj.weight", "model.embed_tokens.weight"]
 CPU = torch.device("cpu")
+DTYPE_NAMES = {torch.float32: "f32", torch.bfloat16: "bf16"}
 
 
 @pytest.fixture(scope="module")
@@ -168,7 +170,7 @@ def test_native_kernels_hold_at_most_the_workspace_outside_the_arena(files, dtyp
     the arena (in float32, none: the kernel's own rows of x are not torch's). Every byte a
     prefill of 2 ROWS + 5 tokens and a decode step allocate with torch is made inside one
     ROWS-row product or lookup, every product makes some outside float32, and no call makes more
-    than workspace_nbytes, which the estimate adds to the total."""
+    than workspace_bytes, which the estimate adds to the total."""
     from torch.profiler import ProfilerActivity, profile, record_function
 
     def labelled(f, label):
@@ -198,7 +200,7 @@ def test_native_kernels_hold_at_most_the_workspace_outside_the_arena(files, dtyp
     layers = weights.dims()["nlayers"]   # prefill: 3 chunks of 4 products a layer, one head; decode
     products = sum(name == "product" for name, _ in calls.values())
     assert products == (0 if dtype == torch.float32 else 3 * 4 * layers + 1 + 4 * layers + 1)
-    assert max((nbytes for _, nbytes in calls.values()), default=0) <= workspace_nbytes(weights.dims(), dtype)
+    assert max((nbytes for _, nbytes in calls.values()), default=0) <= workspace_bytes(weights.dims(), DTYPE_NAMES[dtype], native=True)
 
 
 def test_slices_keep_whole_blocks_or_fall_back(files):
@@ -274,7 +276,7 @@ def test_smollm2_native_weights_fit_the_file(smollm2):
     file, _, native, _ = smollm2
     tensor_bytes = sum(t.nbytes for t in file.tensors.values())
     assert native.nbytes <= 1.15 * tensor_bytes
-    assert file.native_nbytes(torch.float32) == native.nbytes   # arena run's pre-flight estimate
+    assert file.native_nbytes("f32") == native.nbytes   # arena run's pre-flight estimate
     assert isinstance(native.output, Packed) and native.embedding is native.output   # tied, held once
 
 

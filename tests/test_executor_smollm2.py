@@ -177,3 +177,20 @@ def test_cli_estimate_is_what_the_run_allocates(capsys):
     assert out["total_bytes"] == out["weight_bytes"] + out["arena"] + out["runtime_bytes"]
     assert captured.err.startswith("estimate  weights 513.13 MiB f32 + arena ")
     assert f" + torch and session {RUNTIME_BYTES / 2**20:.2f} MiB = " in captured.err
+
+
+@pytest.mark.parametrize("dtype", ["f32", "bf16"])
+def test_plan_estimates_the_gguf_file_as_run_holds_it(smollm2_path, dtype, capsys):
+    """`arena run` keeps a GGUF file's blocks native by default: `arena plan` counts the same
+    weights and kernel workspace, and so the same total."""
+    from llama_arena.cli import main
+    assert main(["run", "--model", str(smollm2_path), "--prompt", "The capital of France is", "--max-new-tokens", "3",
+                 "--nctx", "64", "--dtype", dtype, "--json"]) == 0
+    run = json.loads(capsys.readouterr().out)
+    n = len(run["prompt_tokens"])
+    assert main(["plan", "llama", "--model", str(smollm2_path), "--nctx", "64", "--set", f"n={n}", "--dtype", dtype,
+                 "--json"]) == 0
+    plan = json.loads(capsys.readouterr().out)
+    assert run["weights"] == "native" and run["workspace_bytes"] > 0
+    for key in ("weight_bytes", "kv_bytes", "workspace_bytes", "runtime_bytes"):
+        assert plan[key] == run["estimate"][key], key
