@@ -99,11 +99,16 @@ def _fit(args, budget: int):
     the chunk (n = the chunk, tile = the tile); the prompt is n (--nctx or --set n=)."""
     if args.csv or args.tp != 1 or not args.schedule or load_schedule(args.schedule).name != "llama":
         raise ArenaError("--budget: fits a run of the llama schedule on one device (no --csv, no --tp)")
+    if args.strategy != "auto":   # the chunk and tile are chosen for the plans `arena run` makes
+        raise ArenaError(f"--budget fits the plans arena run makes (--strategy auto), not --strategy {args.strategy}")
     dims = {**model_dims(args.model), **parse_sets(args.set)}
     if "n" not in dims:
         raise ArenaError("--budget: say the prompt's tokens with --nctx N or --set n=N")
     if dims["n"] < 1:
         raise ArenaError(f"--budget: the prompt must have 1 or more tokens, not n={dims['n']}")
+    if dims["n"] > dims["nctx"]:
+        raise ArenaError(f"--budget: the prompt of n={dims['n']} tokens is longer than the KV cache's "
+                         f"nctx={dims['nctx']} positions")
     if "tile" in dims:
         raise ArenaError("--budget chooses the key tile: give --budget or --set tile=, not both")
     # the plans `arena run` makes (strategy auto): the estimate is of what it allocates

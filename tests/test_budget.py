@@ -102,7 +102,11 @@ def test_plan_budget_json_plans_the_chosen_chunk(capsys):
                              "weights' 513.13 MiB and the 40.00 MiB the run holds outside the arena; "
                              "the largest --nctx that fits is 1034"),
     (["--budget", "12 bytes"], "--budget '12 bytes': not a size"),
-    (["--budget", "1GiB", "--tp", "2"], "--budget: fits a run of the llama schedule on one device")])
+    (["--budget", "1GiB", "--tp", "2"], "--budget: fits a run of the llama schedule on one device"),
+    (["--budget", "2GiB", "--strategy", "naive"], "--budget fits the plans arena run makes (--strategy auto), "
+                                                  "not --strategy naive"),
+    (["--budget", "2GiB", "--set", "n=9000"],
+     "--budget: the prompt of n=9000 tokens is longer than the KV cache's nctx=8192 positions")])
 def test_plan_budget_errors_are_one_line(argv, message, capsys):
     assert main(["plan", "llama", "--nctx", "8192", *argv]) == 2
     err = capsys.readouterr().err
