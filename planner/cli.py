@@ -14,7 +14,7 @@ from .errors import ArenaError
 from .estimate import estimate, native_weight_bytes, workspace_bytes
 from .gguf_header import read_header
 from .models import SET_DIGITS, model_dims, model_file, parse_sets, tied_output
-from .output import check_targets, write_atomic
+from .output import check_targets, write_all, write_atomic
 from .plan import Plan
 from .shards import shards
 from .sizes import parse_size
@@ -53,10 +53,10 @@ def cmd_plan(args) -> int:
         return _plan_ranks(args)
     _, plan = plan_from_args(args, dims)
     cost = choice.cost if choice else run_estimate(args, plan)
-    if args.graph:
-        write_atomic(args.graph, graph.graphml(graph.interference_graph(plan.buffers)), "--graph")
+    outputs = [("--graph", args.graph, graph.graphml(graph.interference_graph(plan.buffers)))] if args.graph else []
     if args.out:
-        write_atomic(args.out, csvio.solution_csv(plan) if args.csv else plan.to_json() + "\n")
+        outputs.append(("--out", args.out, csvio.solution_csv(plan) if args.csv else plan.to_json() + "\n"))
+    write_all(outputs)
     if args.json:
         chosen = {"budget": budget, "chunk": choice.chunk, "tile": choice.tile} if choice else {}
         print(json.dumps({**plan.to_dict(), **cost, **chosen}, indent=1))

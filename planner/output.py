@@ -1,7 +1,7 @@
 """Write output files whole or not at all: a reader never finds half a plan.
 
-Every path is checked before anything is written (`check_target`), so a command with
-several outputs writes all of them or none when one cannot be written.
+Every path is checked before anything is written (`check_target`), and a command's outputs
+are written together (`write_all`): all of them or none.
 """
 from __future__ import annotations
 
@@ -46,34 +46,56 @@ def check_targets(outputs: dict[str, str], inputs: dict[str, str | None]) -> Non
 
 
 def write_atomic(path, data: str | bytes, option: str = "--out") -> None:
-    """Write `data` to a temporary file beside `path`, then rename it into place. A path
-    through a symbolic link writes the link's target; an existing special file (a FIFO,
-    a device such as /dev/stdout) is written through, never replaced."""
-    target = check_target(path, option)
-    mode = "wb" if isinstance(data, bytes) else "w"
+    """Write `data` to `path` whole (write_all)."""
+    write_all([(option, path, data)])
+
+
+def write_all(outputs: list[tuple[str, str, str | bytes]]) -> None:
+    """Write each (option, path, data) whole, and all of them or none: each goes to a temporary
+    file beside its path first, and only once every one is written are they renamed into place.
+    A path through a symbolic link writes the link's target; an existing special file (a FIFO, a
+    device such as /dev/stdout) is written through, never replaced, after the others are staged."""
+    staged: list[tuple[str, Path]] = []            # (temporary file, target), not yet renamed
     try:
-        if target.exists() and not stat.S_ISREG(target.stat().st_mode):
-            with open(target, mode) as f:
-                f.write(data)
-        else:
-            _replace(target, data, mode)
-    except OSError as e:
-        raise _unwritable(path, option, e) from None
+        through = []
+        for option, path, data in outputs:
+            target = check_target(path, option)
+            try:
+                if target.exists() and not stat.S_ISREG(target.stat().st_mode):
+                    through.append((option, path, target, data))
+                else:
+                    staged.append((_stage(target, data), target))
+            except OSError as e:
+                raise _unwritable(path, option, e) from None
+        for option, path, target, data in through:
+            try:
+                with open(target, "wb" if isinstance(data, bytes) else "w") as f:
+                    f.write(data)
+            except OSError as e:
+                raise _unwritable(path, option, e) from None
+        while staged:
+            tmp, target = staged[0]
+            os.replace(tmp, target)
+            staged.pop(0)
+    finally:   # whatever stopped the writes, no temporary file stays behind
+        for tmp, _ in staged:
+            os.unlink(tmp)
 
 
-def _replace(target: Path, data: str | bytes, mode: str) -> None:
+def _stage(target: Path, data: str | bytes) -> str:
+    """A temporary file beside `target` holding `data`, with the mode a plain open() would give."""
     # the temporary name holds the start of the target's: a name of 255 bytes has no room for more
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name[:TEMPORARY_NAME]}.")
     try:
-        with os.fdopen(fd, mode) as f:
+        with os.fdopen(fd, "wb" if isinstance(data, bytes) else "w") as f:
             f.write(data)
-        umask = os.umask(0)   # mkstemp makes the file private; give it the mode a plain open() would
+        umask = os.umask(0)   # mkstemp makes the file private
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, target)
-    except BaseException:     # whatever stopped the write, no half-written file stays behind
+    except BaseException:
         os.unlink(tmp)
         raise
+    return tmp
 
 
 def _unwritable(path, option: str, e: OSError) -> ArenaError:

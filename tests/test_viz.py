@@ -319,6 +319,25 @@ def test_one_bad_output_path_writes_no_file_at_all(tmp_path, monkeypatch, capsys
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_write_that_fails_after_the_checks_leaves_no_file_at_all(tmp_path, monkeypatch, capsys):
+    """A full disk on the second file: the first, written whole already, is not left behind."""
+    import errno
+
+    from planner import output
+    stage, calls = output._stage, []
+
+    def full_on_the_second(target, data):
+        calls.append(target)
+        if len(calls) == 2:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return stage(target, data)
+    monkeypatch.setattr(output, "_stage", full_on_the_second)
+    monkeypatch.chdir(tmp_path)
+    assert main(["viz", "llama-layer", "--set", "n=7", "--png", "a.png", "--svg", "b.svg"]) == 2
+    assert capsys.readouterr().err == "arena: error: --svg b.svg: cannot write there: No space left on device\n"
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_no_picture_overwrites_its_input(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "p.csv").write_text("id,lower,upper,size\nb0,0,2,4\n")

@@ -7,7 +7,7 @@ from rich.console import Console
 
 from planner.errors import ArenaError
 from planner.options import add_plan_inputs, input_files, plan_from_args
-from planner.output import check_targets, write_atomic
+from planner.output import check_targets, write_all
 from planner.progress import Waiting
 
 from . import terminal, trace
@@ -38,15 +38,16 @@ def run(args) -> int:
     if not files:
         terminal.render(Console(width=args.width, markup=False), plan, lifetimes, keep)
         return 0
+    outputs = []
     if files.keys() - {"--trace"}:
         from . import picture   # matplotlib loads only when a picture is asked for
         for option, draw in (("--png", picture.png), ("--svg", picture.svg), ("--html", picture.html)):
             if option in files:
                 with Waiting(f"drawing the {option[2:]}", None):
-                    drawn = draw(plan)
-                write_atomic(files[option], drawn, option)
+                    outputs.append((option, files[option], draw(plan)))
     if "--trace" in files:
-        write_atomic(files["--trace"], trace.plan_trace(plan), "--trace")
+        outputs.append(("--trace", files["--trace"], trace.plan_trace(plan)))
+    write_all(outputs)
     for option, path in files.items():
         print(f"wrote {path} ({option[2:]})")
     return 0
