@@ -22,6 +22,8 @@ def resolve(model: str | None) -> Source:
     """The model file or folder; an ArenaError names --model when it is not one we can read."""
     if model is None:
         return Source(default_model(), "gguf")
+    if not model.strip():
+        raise ArenaError("--model: the path is empty; give a .gguf file or a Hugging Face checkpoint's folder")
     path = Path(model)
     if path.is_dir():
         if (path / "config.json").is_file():

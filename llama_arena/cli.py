@@ -24,7 +24,7 @@ def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     # markup off: messages quote the user's names, and `[x]` in a name is not a style
-    err = Console(stderr=True, markup=False, highlight=False, soft_wrap=True)
+    err = Console(stderr=True, markup=False, emoji=False, highlight=False, soft_wrap=True)
     try:
         return args.handler(args)
     except ArenaError as e:

@@ -62,7 +62,7 @@ def cmd_plan(args) -> int:
         print(json.dumps({**plan.to_dict(), **cost, **chosen}, indent=1))
     else:
         # piped output keeps whole rows rather than folding them to 80 columns
-        console = Console(width=None if sys.stdout.isatty() else 160, markup=False)
+        console = Console(width=None if sys.stdout.isatty() else 160, markup=False, emoji=False)
         print_plan(plan, console)
         if cost:
             console.print(estimate_table(cost, "native" if _gguf(args.model) else args.dtype))
@@ -185,7 +185,7 @@ def _split(share: dict[str, int]) -> str:
 
 
 def _print_ranks(ranks: list[Plan], shares: list[dict[str, int]], totals: dict[str, int]) -> None:
-    console = Console(width=None if sys.stdout.isatty() else 160, markup=False)
+    console = Console(width=None if sys.stdout.isatty() else 160, markup=False, emoji=False)
     for rank, (plan, share) in enumerate(zip(ranks, shares)):
         console.print(Text(f"rank {rank} of {len(ranks)}: {_split(share)}", style="bold"))
         print_plan(plan, console)

@@ -52,6 +52,8 @@ def model_dims(model: str | None) -> dict[str, int]:
         return {}
     if model in PRESETS:
         return dict(PRESETS[model])
+    if not model.strip():
+        raise ArenaError("--model: the name is empty; give a preset, a config.json or a .gguf file")
     path = model_file(model)
     if not path.exists():
         raise ArenaError(f"--model: the folder '{model}' has no config.json" if Path(model).is_dir() else
@@ -181,6 +183,8 @@ def parse_sets(items: list[str]) -> dict[str, int]:
         if not match or not match[1]:
             raise ArenaError(f"--set {item}: expected NAME=INTEGER, e.g. --set n=512")
         name, value = match[1], match[2]
+        if name in dims:
+            raise ArenaError(f"--set {item}: {name} is bound twice (--set {name}={dims[name]} too); give it once")
         digits = value.lstrip("-").lstrip("0")      # leading zeros add nothing (and int() counts them)
         if len(digits) > SET_DIGITS:
             raise ArenaError(f"--set {item}: too large, {SET_DIGITS} digits at most")

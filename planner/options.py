@@ -49,7 +49,7 @@ def settle_inputs(args) -> None:
         if given:
             raise ArenaError(f"{given[-1]}: is for a SCHEDULE; a --csv problem has no model, dimensions or element type")
         return
-    args.model = args.model or DEFAULT_MODEL
+    args.model = DEFAULT_MODEL if args.model is None else args.model
     args.dtype = args.dtype or DEFAULT_DTYPE
 
 

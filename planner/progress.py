@@ -21,7 +21,7 @@ class Waiting:
 
     def __init__(self, what: str, limit: float | None, console: Console | None = None):
         self.what, self.limit = what, limit
-        self.console = console or Console(stderr=True, markup=False)
+        self.console = console or Console(stderr=True, markup=False, emoji=False)
         self._done = threading.Event()
         self._thread = threading.Thread(target=self._show, daemon=True)
 

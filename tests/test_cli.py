@@ -235,6 +235,8 @@ def test_out_never_overwrites_the_model(tmp_path, capsys):
 @pytest.mark.parametrize("args, message", [
     (["llama", "--nctx", "99999999999999999999"], "--nctx 99999999999999999999: too large, 18 digits at most"),
     (["llama-layer", "--nctx", "5"], "--nctx 5: the schedule has no dimension 'nctx'"),
+    (["llama", "--set", "n=7", "--set", "n=8"], "--set n=8: n is bound twice (--set n=7 too); give it once"),
+    (["llama", "--model", "", "--set", "n=3"], "--model: the name is empty"),
     (["llama", "--nctx", "8193"], "--nctx 8193: more than the model's context of 8192 positions"),
     (["llama", "--model", "llama-2-7b", "--nctx", "4097"], "--nctx 4097: more than the model's context of 4096"),
     (["llama", "--nctx", "5", "--set", "nctx=7"], "--nctx 5 and --set nctx=7: both bind nctx; give one"),
@@ -265,3 +267,10 @@ def test_a_reader_that_leaves_early_ends_the_command_quietly():
     assert p.stdout.read(10).startswith(b"{")
     p.stdout.close()
     assert p.stderr.read() == b"" and p.wait() == 141
+
+
+def test_names_that_are_emoji_codes_print_as_written(tmp_path, capsys):
+    (tmp_path / "e.csv").write_text("id,lower,upper,size\n:smile:,0,3,4\n")
+    assert main(["plan", "--csv", str(tmp_path / "e.csv")]) == 0
+    out = capsys.readouterr().out
+    assert ":smile:" in out and "\U0001f604" not in out

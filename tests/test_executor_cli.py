@@ -90,6 +90,7 @@ def test_trace_has_one_call_per_forward(folder, tmp_path, capsys):
 
 @pytest.mark.parametrize("argv, message", [
     (["--model", "/no/such/model.gguf"], "--model /no/such/model.gguf: no such file or folder"),
+    (["--model", ""], "--model: the path is empty"),
     (["--temperature", "-1"], "--temperature: must be a finite number, 0 (greedy) or more, not -1.0"),
     (["--temperature", "nan"], "--temperature: must be a finite number, 0 (greedy) or more, not nan"),
     (["--temperature", "inf"], "--temperature: must be a finite number, 0 (greedy) or more, not inf"),

@@ -36,7 +36,7 @@ def run(args) -> int:
     lifetimes, plan = plan_from_args(args)
     keep = terminal.shown_layers(lifetimes, layers)
     if not files:
-        terminal.render(Console(width=args.width, markup=False), plan, lifetimes, keep)
+        terminal.render(Console(width=args.width, markup=False, emoji=False), plan, lifetimes, keep)
         return 0
     outputs = []
     if files.keys() - {"--trace"}:
