@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from .calls import TILE_STEP, key_tile
-from .errors import ArenaError
+from .errors import ArenaError, plural
 from .estimate import RUNTIME_BYTES, estimate, run_plans, weight_bytes
 from .sizes import mib
 
@@ -155,5 +155,5 @@ def describe(choice: Choice, budget: int, prompt: int) -> str:
     last = prompt - (calls - 1) * choice.chunk
     split = ("in one call" if calls == 1 else
              f"in {calls} calls of {choice.chunk}" + (f" (the last {last})" if last != choice.chunk else ""))
-    return (f"budget    {mib(budget)}: prefill {prompt} tokens {split}, attention over tiles of {choice.tile} "
-            f"keys; total {mib(choice.cost['total_bytes'])}")
+    return (f"budget    {mib(budget)}: prefill {prompt} {plural(prompt, 'token')} {split}, attention over tiles of "
+            f"{choice.tile} {plural(choice.tile, 'key')}; total {mib(choice.cost['total_bytes'])}")

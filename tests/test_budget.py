@@ -240,3 +240,8 @@ def test_a_budget_past_any_memory_is_one_line(capsys):
     assert capsys.readouterr().err.startswith("budget    9.31e+80 GiB: prefill 7 tokens in one call")
     assert main(["plan", "llama", "--set", "n=7", "--budget", "1" + "0" * 320]) == 2
     assert capsys.readouterr().err == f"arena: error: --budget '1{'0' * 56}...': too large, at most 10^100 bytes\n"
+
+
+def test_a_one_token_prompt_reads_as_one_token(capsys):
+    assert main(["plan", "llama", "--set", "n=1", "--budget", "2GiB"]) == 0
+    assert capsys.readouterr().err.startswith("budget    2.00 GiB: prefill 1 token in one call, attention over tiles")
