@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 
 from planner.errors import ArenaError, read_json_object, regular_file
-from planner.models import config_dims, positive, tied_embeddings
+from planner.models import SUPPORTED, config_dims, positive, tied_embeddings
 
 from .weights import ModelConfig, check_head_size
 
@@ -25,7 +25,8 @@ class Checkpoint:
         self.path = Path(folder)
         config = self.path / "config.json"
         cfg = read_json_object(config, "config.json")
-        _check_architecture(config, cfg)
+        if cfg.get("model_type") is None:   # the planner takes dims alone; weights are read by Llama's names
+            raise ArenaError(f"{config}: lacks 'model_type' ({SUPPORTED})")
         dims = config_dims(config, cfg)
         check_head_size(config, dims["dh"])
         theta, scaling = _rope(config, cfg)
@@ -76,27 +77,6 @@ class Checkpoint:
         if not files:
             raise ArenaError(f"{self.path}: no *.safetensors file next to config.json")
         return {name: file for file in files for name in self._handle(file).keys()}
-
-
-def _check_architecture(path: Path, cfg: dict) -> None:
-    """Llama, or Mistral without its sliding attention window: then the two are the same
-    network, with the same weight names."""
-    model_type = cfg.get("model_type")
-    supported = "only llama, and mistral without a sliding window"
-    if model_type is None:
-        raise ArenaError(f"{path}: lacks 'model_type' ({supported})")
-    if model_type not in ("llama", "mistral"):
-        raise ArenaError(f"{path}: architecture '{model_type}' is not supported ({supported})")
-    if model_type == "mistral" and cfg.get("sliding_window") is not None:
-        raise ArenaError(f"{path}: sliding_window={cfg['sliding_window']!r} is not supported "
-                         "(attention here covers every position: null)")
-    if cfg.get("quantization_config"):   # its weights need scales and kernels of their own
-        method = cfg["quantization_config"].get("quant_method") if isinstance(cfg["quantization_config"], dict) else None
-        raise ArenaError(f"{path}: quantized checkpoints ({method or 'quantization_config'}) are not supported; "
-                         "use float weights, or a GGUF file")
-    for key, ok in (("hidden_act", "silu"), ("attention_bias", False), ("mlp_bias", False)):
-        if cfg.get(key) not in (None, ok):   # absent or null: transformers' default, which is `ok`
-            raise ArenaError(f"{path}: {key}={cfg[key]!r} is not supported (only {ok!r})")
 
 
 def _rope(path: Path, cfg: dict) -> tuple[float, dict | None]:

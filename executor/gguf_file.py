@@ -8,8 +8,6 @@ GGUF files and checkpoints alike and our logits can be compared with transformer
 """
 from __future__ import annotations
 
-import json
-
 import math
 import mmap
 import re
@@ -187,10 +185,6 @@ class GGUFFile:
         if rotated != dims["dh"]:
             raise ArenaError(f"{self.path}: RoPE over {rotated} of {dims['dh']} head dimensions is not supported")
         check_head_size(self.path, dims["dh"])
-        experts = self.meta("llama.expert_count", 0)
-        if experts != 0:   # Mixtral's files say llama too; their FFN tensors are per expert
-            raise ArenaError(f"{self.path}: llama.expert_count is {json.dumps(experts)}: mixture-of-experts models "
-                             "are not supported")
         if "token_embd.weight" not in self.tensors:   # the planner may do without it, a forward pass cannot
             raise ArenaError(f"{self.path}: the file has no tensor 'token_embd.weight'")
         return ModelConfig(

@@ -83,9 +83,34 @@ def tied_embeddings(path: Path, cfg: dict) -> bool:
     return tied
 
 
+SUPPORTED = "only llama, and mistral without a sliding window"
+
+
+def check_architecture(path: Path, cfg: dict) -> None:
+    """Llama, or Mistral without its sliding attention window (then the two are the same network,
+    with the same weight names), with float weights and no biases: what the llama schedule and
+    the executor compute. A config without model_type is taken for its dimensions."""
+    model_type = cfg.get("model_type")
+    if model_type is not None and model_type not in ("llama", "mistral"):
+        shown = f"'{model_type}'" if isinstance(model_type, str) else json.dumps(model_type)[:40]
+        raise ArenaError(f"{path}: architecture {shown} is not supported ({SUPPORTED})")
+    if model_type == "mistral" and cfg.get("sliding_window") is not None:
+        raise ArenaError(f"{path}: sliding_window={cfg['sliding_window']!r} is not supported "
+                         "(attention here covers every position: null)")
+    if cfg.get("quantization_config"):   # its weights need scales and kernels of their own
+        method = cfg["quantization_config"].get("quant_method") if isinstance(cfg["quantization_config"], dict) else None
+        raise ArenaError(f"{path}: quantized checkpoints ({method or 'quantization_config'}) are not supported; "
+                         "use float weights, or a GGUF file")
+    for key, ok in (("hidden_act", "silu"), ("attention_bias", False), ("mlp_bias", False)):
+        if cfg.get(key) not in (None, ok):   # absent or null: transformers' default, which is `ok`
+            raise ArenaError(f"{path}: {key}={cfg[key]!r} is not supported (only {ok!r})")
+
+
 def config_dims(path: Path, cfg: dict | None = None) -> dict[str, int]:
-    """The dimensions in a config.json (`cfg`, its object, when the caller has read it)."""
+    """The dimensions in a config.json (`cfg`, its object, when the caller has read it), of a
+    network the llama schedule computes (check_architecture)."""
     cfg = read_json_object(path, "config.json") if cfg is None else cfg
+    check_architecture(path, cfg)
     for dim, key in CONFIG_KEYS.items():
         if dim not in OPTIONAL and key not in cfg:
             raise ArenaError(f"{path}: config.json lacks '{key}'")
@@ -100,6 +125,10 @@ def gguf_dims(header: Header, path: Path) -> dict[str, int]:
     arch = meta("general.architecture")
     if arch != "llama":
         raise ArenaError(f"{path}: architecture '{arch}' is not supported (only llama)")
+    experts = meta("llama.expert_count", 0)
+    if experts != 0:   # Mixtral's files say llama too; their FFN tensors are per expert
+        raise ArenaError(f"{path}: llama.expert_count is {json.dumps(experts)}: mixture-of-experts models "
+                         "are not supported")
     found = {dim: (key, meta(key)) for dim, key in GGUF_KEYS.items() if dim not in OPTIONAL or key in header.fields}
     return _checked(path, {**found, "vocab": _gguf_vocab(header, path)})
 

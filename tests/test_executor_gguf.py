@@ -134,6 +134,7 @@ DIMS_FAULTS = [
     ({"attention.head_count": [4, 4]}, "llama.attention.head_count is [4, 4]; it must be a positive integer"),
     ({"attention.key_length": 0}, "llama.attention.key_length is 0; it must be a positive integer"),
     ({"context_length": 0}, "llama.context_length is 0; it must be a positive integer"),
+    ({"expert_count": 8}, "llama.expert_count is 8: mixture-of-experts models are not supported"),
 ]
 RUN_FAULTS = [   # what only a forward pass needs
     ({"attention.key_length": 63, "rope.dimension_count": 63}, "the head size is 63; RoPE needs an even one"),
@@ -142,7 +143,6 @@ RUN_FAULTS = [   # what only a forward pass needs
     ({"rope.freq_base": 0.0}, "llama.rope.freq_base is 0.0; it must be a positive number"),
     ({"rope.freq_base": float("inf")}, "llama.rope.freq_base is Infinity; it must be a positive number"),
     ({"rope.scaling.type": "linear"}, "GGUF metadata lacks 'llama.rope.scaling.factor'"),
-    ({"expert_count": 8}, "llama.expert_count is 8: mixture-of-experts models are not supported"),
     ({"rope.scaling.type": "linear", "rope.scaling.factor": "2"},
      'llama.rope.scaling.factor is "2"; it must be a positive number'),
 ]
