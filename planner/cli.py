@@ -33,7 +33,7 @@ def add_parsers(sub) -> None:
     plan.add_argument("--tp", type=int, default=1, metavar="N",
                       help="tensor parallelism: plan each of N ranks, with its share of heads and FFN columns")
     plan.add_argument("--budget", metavar="BYTES",
-                      help="fit the llama schedule's run (weights + arena) in BYTES (e.g. 512MiB, 24GiB, 1.5GB): "
+                      help="fit the llama schedule's run (weights, arena and what the run holds outside it) in BYTES (e.g. 512MiB, 24GiB, 1.5GB): "
                            "the prompt of n tokens is prefilled in the largest chunk, with the largest key tile, "
                            "that fits; the plan shown is the chunk's")
     plan.set_defaults(handler=cmd_plan)

@@ -33,6 +33,9 @@ def run(args) -> int:
     if args.width is not None and args.width < 20:
         raise ArenaError(f"--width {args.width}: draw for at least 20 columns")
     files = output_files(args)
+    shaping = [option for option, value in (("--layers", args.layers), ("--width", args.width)) if value is not None]
+    if files and shaping:   # else they would be ignored without a word
+        raise ArenaError(f"{shaping[0]} shapes the terminal view, which {next(iter(files))} replaces; give one or the other")
     lifetimes, plan = plan_from_args(args)
     keep = terminal.shown_layers(lifetimes, layers)
     if not files:
