@@ -10,7 +10,7 @@ from rich.text import Text
 from . import csvio, graph, markdown, schedule
 from .budget import Fitter, choose, describe
 from .options import add_plan_inputs, input_files, load_schedule, plan_from_args, settle_inputs
-from .errors import ArenaError
+from .errors import ArenaError, CapacityMissed
 from .estimate import estimate, native_weight_bytes, workspace_bytes
 from .gguf_header import read_header
 from .models import SET_DIGITS, model_dims, model_file, parse_sets, tied_output
@@ -174,10 +174,14 @@ def _plan_ranks(args) -> int:
 
 def _plan_rank(args, share: dict[str, int], rank: int) -> Plan:
     """The plan of one rank; its faults say which rank, as its dims are not the ones given."""
+    where = f"--tp {args.tp}, rank {rank} ({_split(share)})"
     try:
         return plan_from_args(args, share)[1]
     except ArenaError as e:
-        raise ArenaError(*[f"--tp {args.tp}, rank {rank} ({_split(share)}): {fault}" for fault in e.faults]) from None
+        raise ArenaError(*[f"{where}: {fault}" for fault in e.faults]) from None
+    except CapacityMissed as e:
+        e.args = (f"{where}: {e}",)
+        raise
 
 
 def _split(share: dict[str, int]) -> str:

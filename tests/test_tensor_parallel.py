@@ -251,3 +251,9 @@ def test_a_rank_that_dies_stops_every_rank_and_is_named(smollm2):
     assert p.returncode != 0
     assert "rank 1 of 2 was killed by SIGKILL; the other ranks were stopped" in err and "Traceback" not in err
     assert not [w for w in workers if w.is_running() and w.status() != psutil.STATUS_ZOMBIE]
+
+
+def test_a_rank_that_misses_the_capacity_is_named_and_exits_3(capsys):
+    from llama_arena.cli import main
+    assert main(["plan", "llama", "--set", "n=7", "--tp", "2", "--capacity", "52000"]) == 3
+    assert capsys.readouterr().err.startswith("arena: --tp 2, rank 0 (nh=6 nkvh=2 di=768): no plan fits in 52,000 bytes")
