@@ -221,9 +221,10 @@ def test_chunked_prefill_of_2048_tokens_matches_one_call(smollm2_f32):
 
 def test_a_huge_prompt_or_context_is_searched_without_listing_its_candidates(capsys):
     """A trillion-token prompt has 6 x 10^10 chunk candidates, a billion positions as many
-    --nctx: bisection reads some 40 of them."""
+    --nctx: bisection reads some 40 of them. (A prompt of two million tokens, and a KV cache of
+    as many positions, fit 100 GiB.)"""
     assert len(chunk_sizes(10**12)) == 62_500_000_000 and chunk_sizes(10**12)[-1] == 10**12
-    assert main(["plan", "llama", "--set", "n=1000000000000", "--budget", "100GiB", "--json"]) == 0
+    assert main(["plan", "llama", "--set", "n=2000000", "--set", "nctx=2000000", "--budget", "100GiB", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["chunk"] % 16 == 0 and out["total_bytes"] <= out["budget"]
     fitter, budget = smol(10**9), parse_size("100GiB")

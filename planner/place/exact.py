@@ -107,10 +107,12 @@ def solve(blocks: list[Block], start: list[int], time_limit: float, capacity: in
         head.stop()             # its component fits already: its core goes to the others
     for done, k in enumerate(todo):
         comp, plan = plans[k]
-        if comp.extent(plan) <= bound:
-            continue            # under the optimum an earlier component proved: nothing to gain here
-        share_end = _share_end(1 / (len(todo) - done), deadline)
         started = head if head is not None and head.comp.blocks == comp.blocks else None
+        if comp.extent(plan) <= bound:  # under the optimum an earlier component proved: nothing to gain here
+            if started is not None:
+                started.stop()
+            continue
+        share_end = _share_end(1 / (len(todo) - done), deadline)
         if capacity is None:
             plan, bound = _minimize(comp, plan, bound, share_end, started)
         else:
