@@ -76,6 +76,18 @@ class _LineLoader(yaml.SafeLoader):
         yield from generator
 
 
+# YAML 1.2's core schema for booleans and integers, not PyYAML's YAML 1.1: there `010` is the
+# octal 8 (a repeat count unrolled 8 times), `2:30` is 150, and `yes`, `on`, `no`, `off` are
+# booleans (a tensor named `on` became True). Here those are strings, and integers are decimal.
+_BOOL, _INT = "tag:yaml.org,2002:bool", "tag:yaml.org,2002:int"
+_LineLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag not in (_BOOL, _INT)]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+_LineLoader.add_implicit_resolver(_BOOL, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
+_LineLoader.add_implicit_resolver(_INT, re.compile(r"^[-+]?[0-9]+$"), list("-+0123456789"))
+_LineLoader.add_constructor(_INT, lambda loader, node: int(loader.construct_scalar(node), 10))
+
+
 def _expanded_size(node, sizes: dict[int, int]) -> int:
     """Values in the document once every alias is expanded (`sizes` memoizes shared nodes)."""
     if id(node) not in sizes:

@@ -141,9 +141,9 @@ def to_yaml(schedule: Schedule) -> str:
     """The YAML text of a schedule, one step row per line (what `arena convert` prints).
     Every name goes through YAML's own quoting, so the text reads back as the same table."""
     q = _scalar
-    out = [f"schedule: {q(schedule.name)}", "dims:"]
+    out = [f"schedule: {q(schedule.name)}", "dims:" if schedule.dims else "dims: {}"]   # `dims:` alone is null
     out += [f"  {q(k)}: {q(v)}" for k, v in schedule.dims.items()]
-    out.append("types:")
+    out.append("types:" if schedule.types else "types: {}")
     out += [f"  {q(k)}: {q(v)}" for k, v in schedule.types.items()]
     out.append("tensors:")
     for t in schedule.tensors.values():

@@ -176,3 +176,26 @@ def test_a_division_by_zero_names_the_dimensions_that_made_it_and_no_others():
     assert str(e.value) == "'2 // 0' divides by zero"
     with pytest.raises(expr.ExprError, match=r"^'d // \(n - 4\)' divides by zero with d=8, n=4$"):
         expr.evaluate("d // (n - 4)", {"n": 4, "d": 8, "x": 1})
+
+
+def test_values_read_as_yaml_1_2_reads_them():
+    """PyYAML's YAML 1.1 read `010` as the octal 8 and `on` as true: a repeat unrolled 8 times,
+    a tensor named True."""
+    table = HEAD.replace("  h: Ti[n]\n", "  on: Ti[n]\n") + "  - repeat: 010\n    steps:\n      - no: {on: +wx}\n"
+    unrolled = bind(loads(table, "t.yaml"), {"n": 2, "d": 64}, "f32", 256)
+    assert [s.name for s in unrolled.steps] == [f"no.{i}" for i in range(10)]
+    assert unrolled.instances[0].name == "on#0"
+    for value, message in (("yes", "persistent must be true or false, not 'yes'"),
+                           ("2:30", "repeat count '2:30' is neither an integer nor a declared dimension")):
+        text = (HEAD.replace("a: Ta[n, d]", "a: {shape: 'Ta[n, d]', persistent: yes}") + "  - s: {b: +wx}\n"
+                if value == "yes" else HEAD + "  - repeat: 2:30\n    steps:\n      - s: {b: +wx}\n")
+        with pytest.raises(ArenaError, match=message):
+            loads(text, "t.yaml")
+
+
+def test_a_table_without_dimensions_converts_to_yaml_that_reads_back(tmp_path):
+    from planner.markdown import convert
+    from planner.schedule import to_yaml
+    (tmp_path / "c.md").write_text("| tensor | graph | a |\n|---|---|---|\n| | | Ta (4) |\n| s0 | kernel | +wx |\n")
+    again = loads(to_yaml(convert(tmp_path / "c.md")), "c.yaml")
+    assert again.dims == {} and bind(again, {}, "f32", 1).instances[0].nbytes == 16
