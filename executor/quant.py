@@ -143,7 +143,7 @@ def _packed_call(x: torch.Tensor, n: int, w: Packed, out: torch.Tensor, accumula
 
 
 def _packed_matmul(x: torch.Tensor, n: int, w: Packed, out: torch.Tensor, accumulate: bool) -> None:
-    """The product through float32 copies of x and out, outside the arena (workspace_nbytes)."""
+    """The product through float32 copies of x and out, outside the arena (planner.estimate.workspace_bytes)."""
     x, y = x.float().contiguous(), out.float().contiguous() if accumulate else torch.empty(out.shape)
     _kernels.matmul(*w.args, x.data_ptr(), n, x.stride(0), y.data_ptr(), y.stride(0), accumulate)
     out.copy_(y)
