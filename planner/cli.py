@@ -88,9 +88,9 @@ def _set_nctx(args) -> None:
     if "nctx" in sets:
         raise ArenaError(f"--nctx {args.nctx} and --set nctx={sets['nctx']}: both bind nctx; give one")
     model_nctx = model_dims(args.model).get("nctx")
-    if model_nctx is not None and args.nctx > model_nctx:   # as `arena run --nctx` refuses it
-        raise ArenaError(f"--nctx {args.nctx}: more than the model's context of {model_nctx} positions "
-                         "(--set nctx= plans it anyway)")
+    if model_nctx is not None and args.nctx > model_nctx:   # an estimate still, of a run `arena run` refuses
+        print(f"note: --nctx {args.nctx} is more than the model's context of {model_nctx} positions, "
+              "which arena run refuses", file=sys.stderr)
     args.set = [*args.set, f"nctx={args.nctx}"] + ([] if "n" in sets else [f"n={args.nctx}"])
 
 
