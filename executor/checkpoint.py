@@ -25,9 +25,8 @@ class Checkpoint:
         self.path = Path(folder)
         config = self.path / "config.json"
         cfg = read_json_object(config, "config.json")
-        if cfg.get("model_type") is None:   # the planner takes dims alone; weights are read by Llama's names
-            raise ArenaError(f"{config}: lacks 'model_type' ({SUPPORTED})")
         dims = config_dims(config, cfg)
+        _check_network(config, cfg)
         check_head_size(config, dims["dh"])
         theta, scaling = _rope(config, cfg)
         self.config = ModelConfig(**dims, eps=positive(config, "rms_norm_eps", cfg.get("rms_norm_eps", 1e-6), float),
@@ -77,6 +76,19 @@ class Checkpoint:
         if not files:
             raise ArenaError(f"{self.path}: no *.safetensors file next to config.json")
         return {name: file for file in files for name in self._handle(file).keys()}
+
+
+def _check_network(path: Path, cfg: dict) -> None:
+    """What the forward pass computes, beyond what the planner checks: a named architecture (the
+    weights are read by Llama's names), attention over every position, SiLU, no biases."""
+    if cfg.get("model_type") is None:
+        raise ArenaError(f"{path}: lacks 'model_type' ({SUPPORTED})")
+    if cfg["model_type"] == "mistral" and cfg.get("sliding_window") is not None:
+        raise ArenaError(f"{path}: sliding_window={cfg['sliding_window']!r} is not supported "
+                         "(attention here covers every position: null)")
+    for key, ok in (("hidden_act", "silu"), ("attention_bias", False), ("mlp_bias", False)):
+        if cfg.get(key) not in (None, ok):   # absent or null: transformers' default, which is `ok`
+            raise ArenaError(f"{path}: {key}={cfg[key]!r} is not supported (only {ok!r})")
 
 
 def _rope(path: Path, cfg: dict) -> tuple[float, dict | None]:

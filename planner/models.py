@@ -87,23 +87,17 @@ SUPPORTED = "only llama, and mistral without a sliding window"
 
 
 def check_architecture(path: Path, cfg: dict) -> None:
-    """Llama, or Mistral without its sliding attention window (then the two are the same network,
-    with the same weight names), with float weights and no biases: what the llama schedule and
-    the executor compute. A config without model_type is taken for its dimensions."""
+    """Llama or Mistral (the same network, with the same weight names) with float weights: what
+    the model's dimensions describe to the llama schedule. A config without model_type is taken
+    for its dimensions. (The executor refuses more: what its forward pass does not compute.)"""
     model_type = cfg.get("model_type")
     if model_type is not None and model_type not in ("llama", "mistral"):
         shown = f"'{model_type}'" if isinstance(model_type, str) else json.dumps(model_type)[:40]
         raise ArenaError(f"{path}: architecture {shown} is not supported ({SUPPORTED})")
-    if model_type == "mistral" and cfg.get("sliding_window") is not None:
-        raise ArenaError(f"{path}: sliding_window={cfg['sliding_window']!r} is not supported "
-                         "(attention here covers every position: null)")
     if cfg.get("quantization_config"):   # its weights need scales and kernels of their own
         method = cfg["quantization_config"].get("quant_method") if isinstance(cfg["quantization_config"], dict) else None
         raise ArenaError(f"{path}: quantized checkpoints ({method or 'quantization_config'}) are not supported; "
                          "use float weights, or a GGUF file")
-    for key, ok in (("hidden_act", "silu"), ("attention_bias", False), ("mlp_bias", False)):
-        if cfg.get(key) not in (None, ok):   # absent or null: transformers' default, which is `ok`
-            raise ArenaError(f"{path}: {key}={cfg[key]!r} is not supported (only {ok!r})")
 
 
 def config_dims(path: Path, cfg: dict | None = None) -> dict[str, int]:

@@ -171,6 +171,8 @@ def test_unsupported_architecture_in_config_is_exit_2(folder, tmp_path, capsys):
     (dict(rope_parameters={"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
                            "original_max_position_embeddings": 8192.0}),
      "rope_parameters.original_max_position_embeddings is 8192.0; it must be a positive integer"),
+    (dict(attention_bias=True), "attention_bias=True is not supported (only False)"),
+    (dict(hidden_act="gelu"), "hidden_act='gelu' is not supported (only 'silu')"),
     (dict(quantization_config={"quant_method": "fp8", "fmt": "e4m3"}),
      "quantized checkpoints (fp8) are not supported; use float weights, or a GGUF file"),
 ], ids=lambda v: json.dumps(v)[:50] if isinstance(v, dict) else None)
