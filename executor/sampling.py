@@ -1,13 +1,19 @@
 """Choosing the next token from the logits: greedy, or sampling with temperature, top-k, top-p.
 
 The order of the filters is transformers' (temperature, then top-k, then top-p), so the same
-options mean the same distribution; the random stream is our own generator, seeded by --seed.
+options mean the same distribution, up to which of equally likely tokens straddling top-p's cut
+are kept (transformers keeps the highest ids; here topk's order among ties decides, since a
+stable sort would allocate outside the arena). The random stream is our own generator, seeded
+by --seed.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import torch
+
+from planner.errors import ArenaError
 
 
 @dataclass
@@ -46,6 +52,9 @@ class Sampler:
         scores, ordered, order = scratch.scores, scratch.ordered, scratch.order
         scores.copy_(logits)
         torch.max(scores, -1, keepdim=True, out=(ordered[:, :1], order[:, :1]))
+        if not math.isfinite(ordered[0, 0].item()):   # NaN or inf anywhere, or all -inf: no distribution
+            raise ArenaError("the logits are not finite (NaN or infinity): the model overflows in this dtype; "
+                             "try --dtype f32")
         scores.sub_(ordered[:, :1]).div_(self._temperature(scores.device))
         if self.top_k > 0:
             k = min(self.top_k, scores.shape[-1])
