@@ -10,7 +10,7 @@ import json
 import math
 import sys
 
-from planner.errors import ArenaError, plural, read_text
+from planner.errors import MAX_FILE_BYTES, ArenaError, plural, read_text
 from planner.output import check_target
 
 DEFAULT_DTYPE = {"cpu": "f32", "cuda": "bf16"}
@@ -210,7 +210,7 @@ def _budget(args) -> int | None:
 def _read_prompt(path: str) -> str:
     """The text of --prompt-file: a UTF-8 file, or standard input for '-'."""
     try:
-        text = sys.stdin.buffer.read().decode("utf-8") if path == "-" else read_text(path, "prompt", "give a text file")
+        text = _read_stdin() if path == "-" else read_text(path, "prompt", "give a text file")
     except UnicodeDecodeError as e:
         raise ArenaError(f"--prompt-file -: standard input is not UTF-8 text (at byte {e.start})") from None
     except ArenaError as e:
@@ -218,6 +218,17 @@ def _read_prompt(path: str) -> str:
     if not text.strip():
         raise ArenaError(f"--prompt-file {path}: the prompt is empty")
     return text
+
+
+def _read_stdin() -> str:
+    """Standard input, at most as many bytes as a file is read (MAX_FILE_BYTES)."""
+    if sys.stdin is None:   # closed: the process was started without one
+        raise ArenaError("-: there is no standard input")
+    data = sys.stdin.buffer.read(MAX_FILE_BYTES + 1)
+    if len(data) > MAX_FILE_BYTES:
+        raise ArenaError(f"-: standard input is more than {MAX_FILE_BYTES:,} bytes; at most "
+                         f"{MAX_FILE_BYTES:,} are read")
+    return data.decode("utf-8")
 
 
 def _sampler(args, Sampler):

@@ -178,6 +178,17 @@ def test_prompt_file_faults_are_exit_2_naming_the_file(tmp_path, capsys):
     assert e.value.code == 2
 
 
+def test_standard_input_is_read_with_the_files_cap_and_may_be_closed(monkeypatch, capsys):
+    from planner.errors import MAX_FILE_BYTES
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(b"a" * (MAX_FILE_BYTES + 1))))
+    assert main(["run", "--prompt-file", "-"]) == 2
+    assert capsys.readouterr().err == (f"arena: error: --prompt-file -: standard input is more than "
+                                       f"{MAX_FILE_BYTES:,} bytes; at most {MAX_FILE_BYTES:,} are read\n")
+    monkeypatch.setattr("sys.stdin", None)
+    assert main(["run", "--prompt-file", "-"]) == 2
+    assert capsys.readouterr().err == "arena: error: --prompt-file -: there is no standard input\n"
+
+
 # chunked prefill on the real SmolLM2 (f32): the same logits and tokens as one call
 
 
