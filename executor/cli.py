@@ -90,6 +90,8 @@ def rank_main(args) -> None:
         for fault in e.faults:
             print(f"arena: error: {fault}", file=sys.stderr)
         code = 2
+    except KeyboardInterrupt:   # Ctrl-C reaches every rank; the launcher says nothing more either
+        code = 130
     if code:
         sys.exit(code)
 

@@ -84,6 +84,7 @@ def launch(ranks: int, entry: Callable, *args) -> int:
     launcher has then stopped the others). Rank 0 writes to this terminal; the others'
     stderr goes to files, shown only when one of them failed and rank 0 had nothing to say."""
     from torch.distributed.elastic.multiprocessing import DefaultLogsSpecs, Std
+    from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
@@ -106,6 +107,8 @@ def launch(ranks: int, entry: Callable, *args) -> int:
         cause = f"was killed by {signal.Signals(-code).name}" if code < 0 else f"exited with code {code}"
         print(f"arena: error: rank {rank} of {ranks} {cause}; the other ranks were stopped", file=sys.stderr)
         return code if code > 0 else 1
+    except SignalException as e:   # the launcher's own handler: Ctrl-C or a kill stopped every rank
+        return 128 + e.sigval
     finally:
         shutil.rmtree(logs, ignore_errors=True)
 

@@ -253,6 +253,22 @@ def test_a_rank_that_dies_stops_every_rank_and_is_named(smollm2):
     assert not [w for w in workers if w.is_running() and w.status() != psutil.STATUS_ZOMBIE]
 
 
+@pytest.mark.slow
+def test_ctrl_c_mid_run_stops_every_rank_with_exit_130_and_no_traceback(smollm2):
+    """Ctrl-C reaches the launcher and every rank (the terminal's process group): the launcher's
+    own handler made it an exception the command did not catch, two tracebacks and exit 1."""
+    import signal
+    p = subprocess.Popen([*ARENA, "run", "--prompt", "Once upon a time", "--max-new-tokens", "4000", "--ignore-eos",
+                          "--nctx", "4096", "--tp", "2"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         start_new_session=True)
+    assert p.stdout.read(1)                   # rank 0 streams its first character: generation is under way
+    workers = [c for c in psutil.Process(p.pid).children(recursive=True) if "spawn_main" in " ".join(c.cmdline())]
+    os.killpg(p.pid, signal.SIGINT)
+    _, err = p.communicate(timeout=120)
+    assert p.returncode == 130 and "Traceback" not in err, err
+    assert not [w for w in workers if w.is_running() and w.status() != psutil.STATUS_ZOMBIE]
+
+
 def test_a_rank_that_misses_the_capacity_is_named_and_exits_3(capsys):
     from llama_arena.cli import main
     assert main(["plan", "llama", "--set", "n=7", "--tp", "2", "--capacity", "52000"]) == 3
