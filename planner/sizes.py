@@ -29,6 +29,11 @@ def parse_size(text: str, option: str = "--budget") -> int:
     return nbytes
 
 
+def mib_up(n: int) -> str:
+    """Bytes in MiB rounded up to the printed hundredth: a budget given as printed holds `n`."""
+    return f"{-(-n * 100 // 2**20) / 100:.2f} MiB"
+
+
 def mib(n: int) -> str:
     """Bytes in the largest binary unit they fill: 256.00 MiB, 1.50 GiB, 12 bytes; past 10^12 GiB,
     more than any machine holds, in powers of ten: 9.31e+90 GiB."""

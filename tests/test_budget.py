@@ -76,6 +76,10 @@ def test_too_small_for_the_activations_counts_what_the_run_holds_outside_the_are
     with pytest.raises(ArenaError, match=r"the weights \(513\.13 MiB\) and the 40\.00 MiB the run holds outside "
                                          r"the arena and the arena of 16-token chunks \(\d+\.\d\d MiB\) exceed it"):
         choose(fitter, least - 1, 64)
+    with pytest.raises(ArenaError, match="the smallest budget for this run is ") as e:
+        choose(fitter, least - 1, 64)
+    smallest = str(e.value).split("the smallest budget for this run is ")[1].split(",")[0]
+    assert choose(fitter, parse_size(smallest.replace(" ", "")), 64).cost["total_bytes"] <= parse_size(smallest.replace(" ", ""))
 
 
 def test_too_small_for_the_kv_cache_names_the_largest_nctx_that_fits():
