@@ -115,3 +115,32 @@ def test_layer_splits_plan_at_the_optimum_and_never_below_it(blocks):
     check(names(blocks), blocks, offsets, optimum, 1)
     with pytest.raises(Stuck):
         Stacking().plan(blocks, optimum - 1, time.monotonic() + 10)
+
+
+class Sleeps(Stacking):
+    """A member that reports its process id and searches on (sleeps) until it is ended."""
+    def plan(self, blocks, capacity, deadline):
+        print(os.getpid(), flush=True)
+        time.sleep(600)
+
+
+@two_cores
+def test_members_end_with_a_parent_killed_outright():
+    """SIGTERM or SIGKILL gives the parent no time to kill its members: they end with it rather than
+    search on at full speed for the rest of their share."""
+    import subprocess
+    import sys
+    code = ("import sys, time; sys.path[:0] = ['tests', '.']; import test_stacking as t; from instances import cut; "
+            "t.race([t.Sleeps()], cut(30, 1, 12, 64), 64, time.monotonic() + 600)")
+    parent = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    member = int(parent.stdout.readline())
+    parent.kill()
+    parent.wait()
+    for _ in range(50):
+        try:
+            os.kill(member, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.1)
+    os.kill(member, signal.SIGKILL)
+    pytest.fail("the member outlived its parent")

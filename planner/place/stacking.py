@@ -9,6 +9,7 @@ wins (`race`).
 """
 from __future__ import annotations
 
+import ctypes
 import multiprocessing
 import multiprocessing.connection
 import os
@@ -19,6 +20,9 @@ from .layers import Layers
 from .problem import Block, Component, components, extent, lower_bound, whole_span
 from .search import Search, Timeout
 from .skyline import skyline
+
+
+PR_SET_PDEATHSIG = 1   # prctl's request: the signal this process gets when its parent ends
 
 
 class Stuck(Exception):
@@ -145,7 +149,8 @@ def race(members: list[Stacking], blocks: list[Block], capacity: int, deadline: 
     pipes, processes = [], []
     for member in members:
         receive, send = context.Pipe(duplex=False)
-        process = context.Process(target=_send, args=(send, member, blocks, capacity, deadline), daemon=True)
+        process = context.Process(target=_send, args=(send, member, blocks, capacity, deadline, os.getpid()),
+                                  daemon=True)
         process.start()
         send.close()
         pipes.append(receive)
@@ -174,6 +179,15 @@ def _member(member: Stacking, blocks: list[Block], capacity: int, deadline: floa
         return None
 
 
-def _send(pipe, member: Stacking, blocks: list[Block], capacity: int, deadline: float) -> None:
+def _send(pipe, member: Stacking, blocks: list[Block], capacity: int, deadline: float, parent: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)    # Ctrl-C is the parent's to answer: it kills the members
+    _die_with(parent)
     pipe.send(_member(member, blocks, capacity, deadline))
+
+
+def _die_with(parent: int) -> None:
+    """End this member when `parent` ends: a parent killed outright (SIGTERM, SIGKILL) cannot kill
+    it, and it would search on at full speed for the rest of its share (Linux's PR_SET_PDEATHSIG)."""
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:     # it ended before the request was made
+        os._exit(0)
