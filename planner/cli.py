@@ -12,8 +12,7 @@ from .budget import Fitter, choose, describe
 from .options import add_plan_inputs, input_files, load_schedule, plan_from_args, settle_inputs
 from .errors import ArenaError, CapacityMissed
 from .estimate import estimate, native_weight_bytes, workspace_bytes
-from .gguf_header import read_header
-from .models import SET_DIGITS, model_dims, model_file, parse_sets, tied_output
+from .models import SET_DIGITS, model_dims, model_file, model_header, parse_sets, tied_output
 from .output import check_targets, write_all, write_atomic
 from .plan import Plan
 from .shards import shards
@@ -134,7 +133,7 @@ def held_weights(model: str, dims: dict[str, int], dtype: str) -> tuple[int | No
     path = _gguf(model)
     if path is None:
         return None, workspace_bytes(dims, dtype, native=False)
-    tensors = [(t.name, t.shape, t.type) for t in read_header(path).tensors.values()]
+    tensors = [(t.name, t.shape, t.type) for t in model_header(path).tensors.values()]
     return native_weight_bytes(tensors, dtype), workspace_bytes(dims, dtype, native=True)
 
 

@@ -178,3 +178,19 @@ def test_tie_word_embeddings_that_is_not_a_boolean_is_named(tmp_path, capsys):
     cfg = write_config(tmp_path, tie_word_embeddings="yes")
     assert main(["plan", "llama", "--model", str(cfg), "--set", "n=5"]) == 2
     assert f'{cfg}: tie_word_embeddings is "yes"; it must be true or false' in capsys.readouterr().err
+
+
+def test_a_plan_reads_a_gguf_header_once_until_the_file_changes(tmp_path, monkeypatch, capsys):
+    """Dimensions, the output head and the tensor types all come from the header (0.1 s a read on
+    SmolLM2); a file written anew is read anew."""
+    import planner.models as models
+    reads = []
+    real = models.read_header
+    monkeypatch.setattr(models, "read_header", lambda path: reads.append(path) or real(path))
+    path = write_gguf(tmp_path / "model.gguf", (64, 576))
+    assert main(["plan", "llama", "--model", str(path), "--nctx", "16", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["dims"]["vocab"] == 64 and len(reads) == 1
+    write_gguf(path, (80, 576))
+    os.utime(path, ns=(1, 1))   # a new time even where the clock is coarse
+    assert main(["plan", "llama", "--model", str(path), "--nctx", "16", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["dims"]["vocab"] == 80 and len(reads) == 2
