@@ -14,7 +14,7 @@ from typing import Callable
 
 import torch
 
-from planner.estimate import BLOCK_BYTES, FLOAT_ROWS, GROUP, ROWS, XBLOCK_BYTES
+from planner.estimate import BLOCK_BYTES, FLOAT_ROWS, GROUP, NATIVE, ROWS, XBLOCK_BYTES
 
 from . import _kernels
 
@@ -24,7 +24,7 @@ from . import _kernels
 # reads about 2/3, its bf16 one under 1/2, of what a sum over memory reads on this 2-core AVX2
 # machine; past a few rows, its matrix products reuse each weight in cache, which matvec does not
 # try to. They live in planner/estimate.py, which bounds what the kernels hold without torch.
-_TYPES = {"Q4_0": 2, "Q4_1": 3, "Q8_0": 8}   # ggml's type numbers, as the kernels take them
+_TYPES = {name: number for number, name in NATIVE.items()}   # ggml's type numbers, as the kernels take them
 assert _kernels.XBLOCK_BYTES == XBLOCK_BYTES   # what a product holds per 32 values of x: scale, sum, 32 16-bit values
 _FLOAT_KERNELS = (torch.float32, torch.bfloat16)
 

@@ -60,8 +60,7 @@ def cmd_plan(args) -> int:
         chosen = {"budget": budget, "chunk": choice.chunk, "tile": choice.tile} if choice else {}
         print(json.dumps({**plan.to_dict(), **cost, **chosen}, indent=1))
     else:
-        # piped output keeps whole rows rather than folding them to 80 columns
-        console = Console(width=None if sys.stdout.isatty() else 160, markup=False, emoji=False)
+        console = _console()
         print_plan(plan, console)
         if cost:
             console.print(estimate_table(cost, "native" if _gguf(args.model) else args.dtype))
@@ -137,6 +136,12 @@ def held_weights(model: str, dims: dict[str, int], dtype: str) -> tuple[int | No
     return native_weight_bytes(tensors, dtype), workspace_bytes(dims, dtype, native=True)
 
 
+def _console() -> Console:
+    """Standard output for tables: names print as written (no markup, no emoji codes), and piped
+    output keeps whole rows rather than folding them to 80 columns."""
+    return Console(width=None if sys.stdout.isatty() else 160, markup=False, emoji=False)
+
+
 def _gguf(model: str):
     path = model_file(model)
     return path if path is not None and path.suffix == ".gguf" else None
@@ -188,7 +193,7 @@ def _split(share: dict[str, int]) -> str:
 
 
 def _print_ranks(ranks: list[Plan], shares: list[dict[str, int]], totals: dict[str, int]) -> None:
-    console = Console(width=None if sys.stdout.isatty() else 160, markup=False, emoji=False)
+    console = _console()
     for rank, (plan, share) in enumerate(zip(ranks, shares)):
         console.print(Text(f"rank {rank} of {len(ranks)}: {_split(share)}", style="bold"))
         print_plan(plan, console)

@@ -8,6 +8,8 @@ CPU process holds for the run itself (RUNTIME_BYTES).
 """
 from __future__ import annotations
 
+import math
+
 from .calls import with_tile
 from .lifetimes import bind
 from .options import load_schedule
@@ -55,9 +57,7 @@ def native_weight_bytes(tensors, dtype: str) -> int:
     for name, shape, kind in tensors:
         if name == "rope_freqs.weight":
             continue   # RoPE tables are built from it, not kept among the weights
-        values = 1
-        for n in shape:
-            values *= n
+        values = math.prod(shape)   # a scalar, shape (), is 1 value
         native = kind in NATIVE and len(shape) == 2
         total += values // GROUP * BLOCK_BYTES[NATIVE[kind]] if native else values * ELEMENT_BYTES[dtype]
     return total

@@ -69,7 +69,7 @@ def write_all(outputs: list[tuple[str, str, str | bytes]]) -> None:
                 raise _unwritable(path, option, e) from None
         for option, path, target, data in through:
             try:
-                with open(target, "wb" if isinstance(data, bytes) else "w") as f:
+                with open(target, _mode(data)) as f:
                     f.write(data)
             except OSError as e:
                 raise _unwritable(path, option, e) from None
@@ -87,7 +87,7 @@ def _stage(target: Path, data: str | bytes) -> str:
     # the temporary name holds the start of the target's: a name of 255 bytes has no room for more
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name[:TEMPORARY_NAME]}.")
     try:
-        with os.fdopen(fd, "wb" if isinstance(data, bytes) else "w") as f:
+        with os.fdopen(fd, _mode(data)) as f:
             f.write(data)
         umask = os.umask(0)   # mkstemp makes the file private
         os.umask(umask)
@@ -96,6 +96,10 @@ def _stage(target: Path, data: str | bytes) -> str:
         os.unlink(tmp)
         raise
     return tmp
+
+
+def _mode(data: str | bytes) -> str:
+    return "wb" if isinstance(data, bytes) else "w"
 
 
 def _unwritable(path, option: str, e: OSError) -> ArenaError:
