@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from .calls import TILE_STEP, key_tile
 from .errors import ArenaError, plural
 from .estimate import RUNTIME_BYTES, estimate, run_plans, weight_bytes
-from .sizes import mib, mib_up
+from .sizes import mib
 
 CHUNK_STEP = 16   # a chunk is the whole prompt or a multiple of this many tokens
 @dataclass(frozen=True)
@@ -127,7 +127,7 @@ def _nothing_fits(fitter: Fitter, budget: int, prompt: int) -> str:
     --nctx or the smallest budget that fits."""
     least = _least(fitter, prompt)
     head = f"--budget {mib(budget)}:"
-    smallest = f"the smallest budget for this run is {mib_up(least['total_bytes'])}"
+    smallest = f"the smallest budget for this run is {mib(least['total_bytes'], up=True)}"
     outside = fitter.fixed - fitter.weights
     beside = f" and the {mib(outside)} the run holds outside the arena" if outside else ""
     if fitter.weights > budget:
@@ -144,7 +144,7 @@ def _nothing_fits(fitter: Fitter, budget: int, prompt: int) -> str:
     if fitter.fixed + least["kv_bytes"] > budget:
         return (f"{head} the KV cache at --nctx {nctx} takes {mib(least['kv_bytes'])} beside the weights' "
                 f"{mib(fitter.weights)}{beside}; {instead} (the smallest budget at --nctx {nctx} is "
-                f"{mib_up(least['total_bytes'])})")
+                f"{mib(least['total_bytes'], up=True)})")
     return (f"{head} the weights ({mib(fitter.weights)}){beside} and the arena of {min(CHUNK_STEP, prompt)}-token "
             f"chunks ({mib(least['arena'])}) exceed it; {smallest}, or {instead}")
 

@@ -29,15 +29,13 @@ def parse_size(text: str, option: str = "--budget") -> int:
     return nbytes
 
 
-def mib_up(n: int) -> str:
-    """Bytes in MiB rounded up to the printed hundredth: a budget given as printed holds `n`."""
-    return f"{-(-n * 100 // 2**20) / 100:.2f} MiB"
-
-
-def mib(n: int) -> str:
+def mib(n: int, up: bool = False) -> str:
     """Bytes in the largest binary unit they fill: 256.00 MiB, 1.50 GiB, 12 bytes; past 10^12 GiB,
-    more than any machine holds, in powers of ten: 9.31e+90 GiB."""
+    more than any machine holds, in powers of ten: 9.31e+90 GiB. `up`: rounded up to the printed
+    hundredth, so that a budget given as printed holds `n`."""
     for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
         if n >= scale:
-            return f"{n / scale:.2f} {unit}" if n < 10**12 * scale else f"{n / scale:.2e} {unit}"
+            if n >= 10**12 * scale:
+                return f"{n / scale:.2e} {unit}"
+            return f"{-(-n * 100 // scale) / 100 if up else n / scale:.2f} {unit}"
     return f"{n} {plural(n, 'byte')}"
