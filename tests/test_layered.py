@@ -40,6 +40,19 @@ def test_layered_stopped_takes_skylines_plan_without_a_split():
     assert layered(blocks, stop=bytearray(b"\x01")) == skyline(blocks, work=0)
 
 
+def test_layered_tries_no_split_it_has_no_time_to_build(monkeypatch):
+    """With a deadline (inside `auto`), a split whose model would take longer to build and
+    load than the time left is not tried: skyline's plan comes back, where with time
+    enough a split plans lower (cut-30000 took 15 s under a 5 s limit)."""
+    import time
+    from planner.place import layered as module
+    blocks = next(b for b in (cut(300, seed, 60, 4096) for seed in range(12))
+                  if extent(b, layered(b)) < extent(b, skyline(b, work=0)))
+    assert extent(blocks, layered(blocks, deadline=time.monotonic() + 60)) < extent(blocks, skyline(blocks))
+    monkeypatch.setattr(module, "ENTRY_S", 1.0)      # far more than the minute left
+    assert layered(blocks, deadline=time.monotonic() + 60) == skyline(blocks)
+
+
 @settings(max_examples=60, deadline=None)
 @given(st.lists(block, min_size=1, max_size=7))
 def test_layered_is_valid_never_worse_than_skyline_never_below_the_optimum(blocks):

@@ -10,11 +10,14 @@ stack comes out higher than `skyline`'s plan is dropped. No search, no proof: th
 split found is taken.
 
 The split model is bounded by CP-SAT's deterministic time, its own count of work, not by
-the clock: the same blocks give the same plan however fast or busy the machine is.
+the clock: the same blocks give the same plan however fast or busy the machine is. Only
+with a deadline (inside `auto`) does the clock count too: no split is tried once it has
+passed, nor one whose model would take longer to build and load than the time left.
 """
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass
 
 from .problem import Block, Component, components, extent, lower_bound, whole_span
@@ -27,12 +30,25 @@ from .skyline import skyline
 SPLIT_WORK = 0.2
 WORK = 0.3
 SKYLINE_PIECES = 150
+# Wall seconds per (block, section it is live over) to build a split model and load it
+# into CP-SAT, whatever its deterministic time: 24-57 µs on cut-2000 to cut-30000
+# (docs/measurements.md); the largest, with a margin.
+ENTRY_S = 60e-6
 
 
 @dataclass
 class Work:
-    """CP-SAT's deterministic seconds left to all splits of one plan."""
+    """CP-SAT's deterministic seconds left to all splits of one plan, and the clock's
+    deadline for them (None: no clock)."""
     left: float
+    deadline: float | None = None
+
+    def time_for(self, comp: Component) -> bool:
+        """Whether a split of `comp` can be built and loaded before the deadline."""
+        if self.deadline is None:
+            return True
+        entries = sum(len(over) for over in comp.covers)
+        return self.deadline - time.monotonic() > entries * ENTRY_S
 
 
 def layered(blocks: list[Block], deadline: float | None = None, goal: int | None = None,
@@ -46,7 +62,7 @@ def layered(blocks: list[Block], deadline: float | None = None, goal: int | None
     stopped = stop is not None and stop[0] != 0       # the work beside it has a plan: a split is not needed
     if stopped or extent(blocks, offsets) <= (lower_bound(blocks) if goal is None else goal):
         return offsets
-    return _plan(blocks, Work(WORK), offsets)
+    return _plan(blocks, Work(WORK, deadline), offsets)
 
 
 def _plan(blocks: list[Block], work: Work, start: list[int] | None = None) -> list[int]:
@@ -87,11 +103,11 @@ def _split(comp: Component, blocks: list[Block], work: Work) -> list[int] | None
             offsets[k], base = base, base + blocks[k].size
         rest = set(range(len(blocks))) - set(whole)
         return _stack(blocks, [sorted(rest)], work, offsets, base)
-    if not comp.mostly_full(comp.lower) or work.left <= 0:
+    if not comp.mostly_full(comp.lower) or work.left <= 0 or not work.time_for(comp):
         return None
     from .layers import Layers      # here: it imports OR-Tools, slow to import, which most plans never need
     layers = Layers(comp, comp.lower, 2, every_cut=False)
-    split = layers.next(math.inf, min(SPLIT_WORK, work.left))
+    split = layers.next(math.inf if work.deadline is None else work.deadline, min(SPLIT_WORK, work.left))
     work.left -= layers.work
     if split is None:
         return None
