@@ -5,7 +5,7 @@ import time
 
 from planner.check import check
 from planner.place import Block, extent, lower_bound
-from planner.place.heuristics import best_fit, greedy_size, naive
+from planner.place.heuristics import FreeList, best_fit, greedy_size, naive
 from planner.place.layered import layered
 from planner.place.skyline import SKYLINE_RULES, skyline, skyline_pass
 
@@ -36,6 +36,39 @@ def test_best_fit_reuses_the_smallest_hole_that_holds_a_block():
     blocks = [Block(0, 1, 4), Block(0, 9, 3), Block(0, 1, 2), Block(2, 9, 2)]
     offsets = best_fit(blocks)
     assert offsets == [0, 4, 7, 7] and extent(blocks, offsets) == 9
+
+
+def test_best_fits_free_list_matches_a_walk_over_every_hole():
+    """FreeList's two sorted views give what a walk over all holes gives: the smallest
+    hole that holds the bytes (the lowest of those), neighbours merged when freed."""
+    rng = random.Random(0)
+    for _ in range(200):
+        free, holes, used = FreeList(), {}, []        # holes: the reference, offset -> size
+        top = 0
+        for _ in range(60):
+            if used and rng.random() < 0.5:
+                offset, size = used.pop(rng.randrange(len(used)))
+                free.release(offset, size)
+                below = next((o for o, s in holes.items() if o + s == offset), None)
+                if offset + size in holes:
+                    size += holes.pop(offset + size)
+                if below is not None:
+                    offset, size = below, holes.pop(below) + size
+                holes[offset] = size
+            else:
+                size = rng.randint(1, 8)
+                fits = [(s, o) for o, s in holes.items() if s >= size]
+                want = min(fits)[1] if fits else None
+                assert free.take(size) == want
+                if want is None:
+                    used.append((top, size))
+                    top += size
+                    continue
+                hole = holes.pop(want)
+                if hole > size:
+                    holes[want + size] = hole - size
+                used.append((want, size))
+            assert free.sizes == holes
 
 
 def test_greedy_size_fills_the_smallest_gap_between_larger_blocks():
