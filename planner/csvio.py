@@ -119,14 +119,14 @@ def _unkept(path: Path, alignments: list[tuple[int, str, int | str]], align: int
 
 def _row_fault(row: list[str], columns: list[int], width: int, seen: set[str]) -> str | None:
     """Why a row is not a buffer, or None."""
-    shown = show(",".join(row))
     if len(row) <= max(columns) or not all(_INTEGER.fullmatch(row[i]) for i in columns[1:]):
-        return f"expected id,lower,upper,size with integers, got '{shown}'"
+        return f"expected id,lower,upper,size with integers, got '{show(','.join(row))}'"
     if len(row) > width:
-        return f"{len(row)} fields where the header has {width}: '{shown}'"
+        return f"{len(row)} fields where the header has {width}: '{show(','.join(row))}'"
     name = row[columns[0]].strip()
-    if name_problem(name, "buffer"):
-        return name_problem(name, "buffer")
+    problem = name_problem(name, "buffer")
+    if problem:
+        return problem
     if name in seen:
         return f"buffer '{name}' appears twice"
     for column, i in zip(COLUMNS[1:], columns[1:]):
