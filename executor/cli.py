@@ -143,8 +143,9 @@ def _generate_in(args, group, torch) -> int:
     nctx = _nctx(args, len(prompt), c.nctx)
     check_context(len(prompt), args.max_new_tokens, nctx)
     # the file's blocks, not the dims, say what packed weights hold
-    packed = file.native_nbytes(dtype) if native and shard is None else None
-    workspace = workspace_bytes(c.dims(), dtype, native) if device.type == "cpu" else 0
+    packed = file.native_nbytes(dtype, shard) if native else None
+    dims = shard.dims(c.dims()) if shard is not None else c.dims()
+    workspace = workspace_bytes(dims, dtype, native) if device.type == "cpu" else 0
     runtime = RUNTIME_BYTES if device.type == "cpu" else 0   # a GPU's budget is its own memory
     if source.kind == "gguf":
         file.forget_metadata()

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from planner.errors import ArenaError
-from planner.estimate import native_weight_bytes
+from planner.estimate import native_weight_bytes, shard_tensors
 from planner.gguf_header import read_header
 from planner.models import gguf_dims, gguf_meta, positive
 
@@ -122,9 +122,11 @@ class GGUFFile:
             blocks = unpermute(blocks, heads)
         return Packed.from_file(t.kind.name, blocks, dtype)
 
-    def native_nbytes(self, dtype: str) -> int:
-        """The bytes weights.assemble(native=True) holds for this file on CPU in `dtype`."""
-        return native_weight_bytes([(t.name, t.shape, t.kind.value) for t in self.tensors.values()], dtype)
+    def native_nbytes(self, dtype: str, shard=None) -> int:
+        """The bytes weights.assemble(native=True) holds for this file on CPU in `dtype` (a
+        tensor-parallel rank's `shard` of them)."""
+        tensors = [(t.name, t.shape, t.kind.value) for t in self.tensors.values()]
+        return native_weight_bytes(tensors if shard is None else shard_tensors(tensors, shard, self.config.dh), dtype)
 
     def _bytes(self, t: Tensor) -> np.ndarray:
         return self.data[t.offset:t.offset + t.nbytes]

@@ -67,10 +67,19 @@ def join(device_type: str) -> Group:
         torch.cuda.set_device(device)
     else:
         device = torch.device("cpu")
+        _share_cores(int(os.environ.get("LOCAL_WORLD_SIZE", size)))
     if not dist.is_initialized():
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo", rank=rank, world_size=size,
                                 device_id=device if device.type == "cuda" else None)
     return Group(rank, size, device)
+
+
+def _share_cores(local_ranks: int) -> None:
+    """Each of the ranks on this machine takes its share of the cores, unless the launcher or
+    the user said how many threads (torchrun sets OMP_NUM_THREADS=1): with every rank's
+    kernels on every core, SmolLM2 over 2 ranks on 2 cores decoded 1.3 tokens a second."""
+    if "OMP_NUM_THREADS" not in os.environ:
+        torch.set_num_threads(max(1, len(os.sched_getaffinity(0)) // local_ranks))
 
 
 def leave() -> None:

@@ -63,6 +63,33 @@ def native_weight_bytes(tensors, dtype: str) -> int:
     return total
 
 
+# A tensor-parallel rank's part of each layer matrix (weights.assemble): the output rows of its
+# query heads, its key-value heads or its FFN columns; the input columns of the attention
+# output and down projections. GGUF names, by the part that says which.
+SHARDED_ROWS = {"attn_q": "q", "attn_k": "kv", "attn_v": "kv", "ffn_gate": "ffn", "ffn_up": "ffn"}
+SHARDED_COLUMNS = {"attn_output": "q", "ffn_down": "ffn"}
+F32 = 0     # ggml's type number for float32: what native_weight_bytes counts in the run dtype
+
+
+def shard_tensors(tensors, shard, dh: int):
+    """`tensors` (as native_weight_bytes takes them) cut to the part a rank's `shard` holds. A
+    column slice that would split a block of GROUP inputs is held dequantized, as the executor
+    holds it (quant.Packed.cols)."""
+    spans = {"q": (shard.q_heads[0] * dh, (shard.q_heads[-1] + 1) * dh),
+             "kv": (shard.kv_heads[0] * dh, (shard.kv_heads[-1] + 1) * dh), "ffn": shard.ffn}
+    out = []
+    for name, shape, kind in tensors:
+        role = name.split(".")[-2] if name.startswith("blk.") else None
+        if role in SHARDED_ROWS:
+            lo, hi = spans[SHARDED_ROWS[role]]
+            shape = (shape[0], hi - lo)
+        elif role in SHARDED_COLUMNS:
+            lo, hi = spans[SHARDED_COLUMNS[role]]
+            shape, kind = (hi - lo, shape[1]), kind if lo % GROUP == hi % GROUP == 0 else F32
+        out.append((name, shape, kind))
+    return out
+
+
 def workspace_bytes(dims: dict[str, int], dtype: str, native: bool) -> int:
     """The most bytes a run's kernels hold outside the arena at once on CPU. Native products (a
     bound: every buffer a call makes, added up): a product's quantized rows of x and, outside

@@ -31,7 +31,8 @@ def run(spec: dict) -> None:
                                native=spec.get("native", False))
             results = [_generate(weights, group, prompt, spec) for prompt in spec["prompts"]]
         packed = all(isinstance(w, Packed) for w in (weights.layers[0].wqkv, weights.layers[0].w_down))
-        torch.save({"results": results, "dims": weights.dims(), "packed": packed}, f"{spec['out']}.{group.rank}")
+        torch.save({"results": results, "dims": weights.dims(), "packed": packed, "threads": torch.get_num_threads()},
+                   f"{spec['out']}.{group.rank}")
     finally:
         leave()
 

@@ -213,7 +213,8 @@ def test_slices_keep_whole_blocks_or_fall_back(files):
 def test_tensor_parallel_ranks_pack_what_their_slices_allow(tiny_folder, tmp_path):
     """gqa-tied over 2 ranks: each rank's FFN is 80 columns, which splits down's blocks of 32
     inputs: that is dequantized; Q|K|V, gate|up (rows anywhere), the output projection's 32
-    columns and the tied head keep their blocks. The ranks' products sum to the whole."""
+    columns and the tied head keep their blocks. The ranks' products sum to the whole, and
+    each rank holds what `arena run --tp`'s estimate says it will."""
     file = GGUFFile(checkpoint_to_gguf(tiny_folder("gqa-tied"), tmp_path / "g.gguf", Q.Q4_1))
     c = file.config
     with torch.inference_mode():
@@ -224,6 +225,7 @@ def test_tensor_parallel_ranks_pack_what_their_slices_allow(tiny_folder, tmp_pat
         assert isinstance(layer.wo, Packed) and isinstance(rank.output, Packed)
         assert isinstance(layer.wqkv, Packed) and isinstance(layer.w_gate_up, Packed)
         assert isinstance(layer.w_down, torch.Tensor)
+    assert [file.native_nbytes("f32", s) for s in shards(c.nh, c.nkvh, c.di, 2)] == [r.nbytes for r in ranks]
     x = torch.randn(2, c.nh * c.dh, generator=torch.Generator().manual_seed(2))
     parts = []
     for rank, s in zip(ranks, shards(c.nh, c.nkvh, c.di, 2)):

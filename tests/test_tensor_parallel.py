@@ -113,7 +113,8 @@ TINY_TP = {1: dict(num_key_value_heads=1), 2: dict(num_key_value_heads=2), 4: di
 @pytest.mark.parametrize("n", [2, 4])
 def test_tiny_checkpoints_split_over_ranks_give_transformers_logits(n, tmp_path_factory, tmp_path):
     """1, 2 and 4 key-value heads over 2 and 4 ranks: whole groups, uneven groups and replicated
-    K/V heads; FFN width 98 splits unevenly over 4."""
+    K/V heads; FFN width 98 splits unevenly over 4. The ranks share the cores (each with all of
+    them, two ranks on two cores decoded 20 times slower)."""
     for kv, overrides in TINY_TP.items():
         folder = tiny_checkpoint(tmp_path_factory.mktemp(f"kv{kv}"), "gqa-tied", num_attention_heads=8,
                                  intermediate_size=98, **overrides)
@@ -123,6 +124,8 @@ def test_tiny_checkpoints_split_over_ranks_give_transformers_logits(n, tmp_path_
                          new_tokens=len(SEQUENCE) - PROMPT + 1, feed=SEQUENCE[PROMPT:])
         for rank in seen:
             torch.testing.assert_close(rank["results"][0]["logits"], expected, atol=1e-4, rtol=1e-4)
+            share = max(1, len(os.sched_getaffinity(0)) // n)
+            assert rank["threads"] == int(os.environ.get("OMP_NUM_THREADS", share))
 
 
 @pytest.fixture(scope="module")
