@@ -33,6 +33,8 @@ class Checkpoint:
                                   rope_theta=theta, rope_scaling=scaling, tied=tied_embeddings(config, cfg))
         self._open: dict[Path, object] = {}
         self.files = self._weight_map()
+        # transformers ties the head to the embedding only where the file stores no head of its own
+        self.config.tied = self.config.tied and not self.has("lm_head.weight")
 
     def has(self, name: str) -> bool:
         return name in self.files
@@ -83,18 +85,22 @@ def _check_network(path: Path, cfg: dict) -> None:
     weights are read by Llama's names), attention over every position, SiLU, no biases."""
     if cfg.get("model_type") is None:
         raise ArenaError(f"{path}: lacks 'model_type' ({SUPPORTED})")
-    if cfg["model_type"] == "mistral" and cfg.get("sliding_window") is not None:
-        raise ArenaError(f"{path}: sliding_window={cfg['sliding_window']!r} is not supported "
-                         "(attention here covers every position: null)")
-    for key, ok in (("hidden_act", "silu"), ("attention_bias", False), ("mlp_bias", False)):
-        if cfg.get(key) not in (None, ok):   # absent or null: transformers' default, which is `ok`
-            raise ArenaError(f"{path}: {key}={cfg[key]!r} is not supported (only {ok!r})")
+    # transformers' MistralConfig windows attention at 4096 positions unless the file says null
+    window = cfg.get("sliding_window", 4096 if cfg["model_type"] == "mistral" else None)
+    if cfg["model_type"] == "mistral" and window is not None:
+        raise ArenaError(f"{path}: sliding_window={window!r}{'' if 'sliding_window' in cfg else ' (Mistral default)'} "
+                         "is not supported (attention here covers every position: null)")
+    if cfg.get("hidden_act") not in (None, "silu", "swish"):   # transformers' swish is SiLU
+        raise ArenaError(f"{path}: hidden_act={cfg['hidden_act']!r} is not supported (only 'silu')")
+    for key in ("attention_bias", "mlp_bias"):
+        if cfg.get(key) not in (None, False):   # absent or null: transformers' default, false
+            raise ArenaError(f"{path}: {key}={cfg[key]!r} is not supported (only False)")
 
 
 def _rope(path: Path, cfg: dict) -> tuple[float, dict | None]:
     """(base, scaling) from transformers 5's rope_parameters or 4's rope_theta + rope_scaling,
     each number checked here: the RoPE tables are built only after the weights are loaded."""
-    key = "rope_parameters" if cfg.get("rope_parameters") else "rope_scaling"
+    key = "rope_scaling" if cfg.get("rope_scaling") else "rope_parameters"   # transformers' priority
     params = cfg.get(key) or {}
     if not isinstance(params, dict):
         raise ArenaError(f"{path}: {key} is {json.dumps(params)[:40]}; it must be a JSON object")
@@ -107,6 +113,10 @@ def _rope(path: Path, cfg: dict) -> tuple[float, dict | None]:
     if not isinstance(kind, str) or kind not in ROPE_NUMBERS:
         raise ArenaError(f"{path}: {key}: RoPE scaling {json.dumps(kind)} is not supported "
                          f"(default, {', '.join(ROPE_NUMBERS)})")
+    if kind == "llama3":    # as transformers standardizes it: a top-level value wins, else the context
+        if "original_max_position_embeddings" in cfg:
+            params["original_max_position_embeddings"] = cfg["original_max_position_embeddings"]
+        params.setdefault("original_max_position_embeddings", cfg.get("max_position_embeddings"))
     for name, kind_of in ROPE_NUMBERS[kind].items():
         params[name] = positive(path, f"{key}.{name}", params.get(name), kind_of)
     if kind == "llama3" and params["high_freq_factor"] <= params["low_freq_factor"]:

@@ -289,11 +289,11 @@ def _check_vocabulary(prompt: list[int], vocab: int) -> None:
 def _nctx(args, prompt_len: int, model_nctx: int) -> int:
     if args.nctx is None and prompt_len > model_nctx:
         raise ArenaError(f"the prompt ({prompt_len} tokens) is longer than the model's context of {model_nctx} positions")
-    if args.nctx is None:
-        if prompt_len + args.max_new_tokens > model_nctx:
+    if args.nctx is None:   # the last new token takes no position (generate.check_context)
+        if prompt_len + args.max_new_tokens - 1 > model_nctx:
             raise ArenaError(f"--max-new-tokens: the prompt ({prompt_len} {plural(prompt_len, 'token')}) plus {args.max_new_tokens} "
                              f"new tokens exceed the model's context of {model_nctx} positions")
-        return prompt_len + args.max_new_tokens
+        return min(prompt_len + args.max_new_tokens, model_nctx)
     if args.nctx > model_nctx:   # positions past it are untrained, and the cache grows with them
         raise ArenaError(f"--nctx {args.nctx}: more than the model's context of {model_nctx} positions")
     return args.nctx

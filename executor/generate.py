@@ -38,9 +38,10 @@ def check_context(prompt_len: int, max_new_tokens: int, nctx: int) -> None:
         raise ArenaError("--prompt: the prompt has no tokens")
     if max_new_tokens < 1:
         raise ArenaError(f"--max-new-tokens: must be at least 1, not {max_new_tokens}")
-    if prompt_len + max_new_tokens > nctx:
+    if prompt_len + max_new_tokens - 1 > nctx:    # the last new token is never fed back: it takes no position
         raise ArenaError(f"--nctx: the prompt ({prompt_len} {plural(prompt_len, 'token')}) plus --max-new-tokens "
-                         f"{max_new_tokens} exceed the context of {nctx} {plural(nctx, 'position')}")
+                         f"{max_new_tokens} need {prompt_len + max_new_tokens - 1} positions (the last new token "
+                         f"takes none); the context has {nctx}")
 
 
 def generate(session: Session, prompt: list[int], max_new_tokens: int, sampler: Sampler,

@@ -156,6 +156,8 @@ class GGUFFile:
         from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
         supported, tensors = _supported(), {}
         for t in header.tensors.values():
+            if t.name.endswith(".bias"):     # llama.cpp adds them where present; this network has none
+                raise ArenaError(f"{self.path}: tensor '{t.name}' is a bias; layers with biases are not supported")
             try:
                 kind = GGMLQuantizationType(t.type)
             except ValueError:   # a type number gguf does not know

@@ -73,6 +73,38 @@ def test_rope_scaling_and_head_size_match_transformers(variant, tmp_path, tiny_f
         torch.testing.assert_close(ours, expected[PROMPT - 1:], atol=1e-4, rtol=1e-4)
 
 
+# config.json as transformers reads it, edited after save_pretrained: (checkpoint, edit, whether
+# the edit changes transformers' logits). The edits are read as transformers reads them: swish is
+# SiLU; a stored head is used though tie_word_embeddings is true; rope_scaling comes before
+# rope_parameters (its theta then the top level's, else 10,000); a top-level
+# original_max_position_embeddings comes before llama3's own, which defaults to the context.
+LLAMA3 = {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0}
+EDITS = {
+    "swish": ("mha-untied", {"hidden_act": "swish"}, False),
+    "tied-with-a-stored-head": ("mha-untied", {"tie_word_embeddings": True}, False),
+    "rope-scaling-first": ("mha-untied", {"rope_scaling": {"rope_type": "linear", "factor": 4.0}}, True),
+    "llama3-top-level-original": ("gqa-tied", {"rope_parameters": {**LLAMA3, "rope_theta": 5000.0,
+                                                                   "original_max_position_embeddings": 64},
+                                               "original_max_position_embeddings": 16}, True),
+    "llama3-original-from-the-context": ("gqa-tied", {"rope_parameters": {**LLAMA3, "rope_theta": 5000.0},
+                                                      "max_position_embeddings": 16}, True),
+}
+
+
+@pytest.mark.parametrize("edit", sorted(EDITS))
+def test_config_keys_read_as_transformers_reads_them(edit, tmp_path, tiny_folder):
+    name, keys, changes = EDITS[edit]
+    folder = tiny_folder(name)
+    for file in folder.iterdir():
+        (tmp_path / file.name).write_bytes(file.read_bytes())
+    (tmp_path / "config.json").write_text(json.dumps(json.loads((folder / "config.json").read_text()) | keys))
+    expected = reference_logits(tmp_path)
+    assert ((expected - reference_logits(folder)).abs().max() > 0.01) == changes
+    with torch.inference_mode():
+        ours = teacher_forced(our_session(tmp_path, "checkpoint", nctx=len(SEQUENCE), max_tokens=PROMPT))
+    torch.testing.assert_close(ours, expected[PROMPT - 1:], atol=1e-4, rtol=1e-4)
+
+
 def test_mistral_without_a_sliding_window_matches_transformers(tmp_path, capsys):
     """Mistral's network is Llama's where no sliding window limits attention."""
     from transformers import MistralConfig, MistralForCausalLM
@@ -87,6 +119,10 @@ def test_mistral_without_a_sliding_window_matches_transformers(tmp_path, capsys)
     windowed = json.loads((tmp_path / "config.json").read_text()) | {"sliding_window": 4096}
     (tmp_path / "config.json").write_text(json.dumps(windowed))
     with pytest.raises(ArenaError, match="sliding_window=4096 is not supported"):
+        open_source(Source(tmp_path, "checkpoint"))
+    del windowed["sliding_window"]          # transformers' MistralConfig then windows at 4096
+    (tmp_path / "config.json").write_text(json.dumps(windowed))
+    with pytest.raises(ArenaError, match=r"sliding_window=4096 \(Mistral default\) is not supported"):
         open_source(Source(tmp_path, "checkpoint"))
 
 

@@ -124,9 +124,19 @@ def test_a_tiny_temperature_samples_the_greedy_tokens(folder, capsys):
 
 def test_prompt_longer_than_nctx_is_exit_2(folder, capsys):
     assert main(["run", "--model", str(folder), "--prompt", "w5 w6 w7 w8", "--nctx", "3"]) == 2
-    assert "--nctx: the prompt (4 tokens) plus --max-new-tokens 64 exceed the context of 3" in capsys.readouterr().err
-    assert main(["run", "--model", str(folder), "--prompt", "w5", "--nctx", "1"]) == 2
-    assert "the prompt (1 token) plus --max-new-tokens 64 exceed the context of 1 position\n" in capsys.readouterr().err
+    assert ("--nctx: the prompt (4 tokens) plus --max-new-tokens 64 need 67 positions (the last new token "
+            "takes none); the context has 3\n") in capsys.readouterr().err
+
+
+def test_the_last_new_token_takes_no_position(folder, capsys):
+    """As in transformers, a prompt that fills the context still gets its next token: the last
+    token chosen is never fed back, so the cache needs prompt + new - 1 positions."""
+    full = run_json(capsys, "--model", str(folder), "--prompt", "w5 w6 w7 w8", "--nctx", "4", "--max-new-tokens", "1")
+    assert len(full["tokens"]) == 1 and full["nctx"] == 4
+    assert main(["run", "--model", str(folder), "--prompt", "w5 w6 w7 w8", "--nctx", "4", "--max-new-tokens", "2"]) == 2
+    capsys.readouterr()
+    last = run_json(capsys, "--model", str(folder), "--prompt", "w5", "--max-new-tokens", "64", "--ignore-eos")
+    assert len(last["tokens"]) == 64 and last["nctx"] == 64      # the model's whole context
 
 
 def test_new_tokens_beyond_the_models_context_are_exit_2(folder, capsys):

@@ -116,6 +116,15 @@ def test_gguf_without_vocabulary_is_named(tmp_path):
         GGUFFile(minimal_gguf(tmp_path / "t.gguf", embedding=False, vocab_size=6))
 
 
+def test_a_layer_bias_is_refused_not_dropped(checkpoint, tmp_path):
+    """llama.cpp's llama adds attention and FFN biases where a file has them; ours has none, so
+    such a file is refused rather than run without them."""
+    bias = lambda w: w.add_tensor("blk.0.attn_q.bias", np.ones(64, dtype=np.float32))
+    path = checkpoint_to_gguf(checkpoint, tmp_path / "b.gguf", metadata=bias)
+    with pytest.raises(ArenaError, match="tensor 'blk.0.attn_q.bias' is a bias; layers with biases are not supported"):
+        GGUFFile(path)
+
+
 def test_unsupported_architecture_is_named(tmp_path):
     with pytest.raises(ArenaError, match="architecture 'gpt2' is not supported"):
         GGUFFile(minimal_gguf(tmp_path / "a.gguf", arch="gpt2"))
