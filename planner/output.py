@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import stat
+import sys
 import tempfile
 from pathlib import Path
 
@@ -17,9 +18,14 @@ TEMPORARY_NAME = 32   # characters of the target's name in its temporary file's,
 
 def check_target(path, option: str = "--out") -> Path:
     """The file `path` names, resolved through symbolic links, once it is known to be
-    writable: its folder exists and lets us write, and it is not itself a folder."""
+    writable: its folder exists and lets us write, and it is not itself a folder. A device or
+    descriptor (/dev/stdout) is taken as named: resolved, it may be a pipe with no path."""
     if not str(path).strip():
         raise ArenaError(f"{option}: the path is empty")
+    if _device(path):
+        if not os.access(path, os.W_OK):
+            raise ArenaError(f"{option} {path}: cannot write there")
+        return Path(path)
     try:
         target = Path(os.path.realpath(path))
         if target.is_dir():
@@ -61,7 +67,7 @@ def write_all(outputs: list[tuple[str, str, str | bytes]]) -> None:
         for option, path, data in outputs:
             target = check_target(path, option)
             try:
-                if target.exists() and not stat.S_ISREG(target.stat().st_mode):
+                if _device(path) or target.exists() and not stat.S_ISREG(target.stat().st_mode):
                     through.append((option, path, target, data))
                 else:
                     staged.append((_stage(target, data), target))
@@ -69,8 +75,7 @@ def write_all(outputs: list[tuple[str, str, str | bytes]]) -> None:
                 raise _unwritable(path, option, e) from None
         for option, path, target, data in through:
             try:
-                with open(target, _mode(data)) as f:
-                    f.write(data)
+                _write_through(path, target, data)
             except OSError as e:
                 raise _unwritable(path, option, e) from None
         while staged:
@@ -96,6 +101,39 @@ def _stage(target: Path, data: str | bytes) -> str:
         os.unlink(tmp)
         raise
     return tmp
+
+
+def _write_through(path, target: Path, data: str | bytes) -> None:
+    """Write `data` into a special file. One of this process's descriptors (/dev/stdout) is
+    written on that descriptor, after what Python holds for it: opened anew, it would start at
+    the beginning of a file the shell redirected it to, and the command's printing would then
+    overwrite it."""
+    fd = _descriptor(path)
+    if fd is None:
+        with open(target, _mode(data)) as f:
+            f.write(data)
+        return
+    sys.stdout.flush()
+    sys.stderr.flush()
+    view = memoryview(data.encode() if isinstance(data, str) else data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def _descriptor(path) -> int | None:
+    """The descriptor number `path` names (/dev/stdout, /dev/fd/3, /proc/self/fd/1), or None."""
+    name = os.path.abspath(path)
+    named = {"/dev/stdin": 0, "/dev/stdout": 1, "/dev/stderr": 2}
+    for prefix in ("/dev/fd/", "/proc/self/fd/", f"/proc/{os.getpid()}/fd/"):
+        if name.startswith(prefix) and name[len(prefix):].isdigit():
+            return int(name[len(prefix):])
+    return named.get(name)
+
+
+def _device(path) -> bool:
+    """Whether `path` names a device or one of this process's descriptors (/dev/stdout,
+    /dev/fd/3, /proc/self/fd/1), which are written through as named."""
+    return os.path.abspath(path).startswith(("/dev/", "/proc/"))
 
 
 def _mode(data: str | bytes) -> str:

@@ -1,6 +1,7 @@
 """Bad and odd input, one class per case: exit code 2 and one clear line naming the file,
 line, step, tensor or option; never a traceback, a blow-up or a wrong file. Fuzzing the
 YAML and CSV readers: nothing but the project's own error ever comes out of them."""
+import json
 import os
 import stat
 import string
@@ -203,6 +204,26 @@ def test_out_onto_a_fifo_writes_through_it_and_leaves_it_a_fifo(tmp_path):
     finally:
         os.close(reader)
     assert stat.S_ISFIFO(os.stat(fifo).st_mode)
+
+
+@pytest.mark.parametrize("into", ["pipe", "file"])
+def test_out_dev_stdout_follows_what_the_command_prints(into, tmp_path):
+    """--out /dev/stdout writes on the command's own standard output, piped or redirected to a
+    file: the CSV and then the JSON, neither lost (it was a missing pipe path, or a file replaced)."""
+    import subprocess
+    import sys
+    problem = tmp_path / "p.csv"
+    problem.write_text("id,lower,upper,size\na,0,2,4\nb,1,3,4\n")
+    command = [sys.executable, "-m", "llama_arena", "plan", "--csv", str(problem), "--json", "--out", "/dev/stdout"]
+    if into == "pipe":
+        out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    else:
+        with open(tmp_path / "out.txt", "w") as f:
+            subprocess.run(command, stdout=f, check=True)
+        out = (tmp_path / "out.txt").read_text()
+    csv_text, json_text = out.split("{", 1)
+    assert csv_text == "id,lower,upper,size,offset\na,0,2,4,0\nb,1,3,4,4\n"
+    assert json.loads("{" + json_text)["arena"] == 8
 
 
 def test_one_unwritable_output_means_no_output_at_all(tmp_path):
