@@ -41,7 +41,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--nctx", type=int, metavar="N",
                    help="KV cache positions (default: prompt + --max-new-tokens, at most the model's context)")
     p.add_argument("--budget", metavar="BYTES",
-                   help="fit the run (weights + KV cache + activations) in BYTES, e.g. 512MiB, 24GiB, 1.5GB: "
+                   help="fit the run (weights, arena and what the run holds outside it) in BYTES, e.g. 512MiB, 24GiB, 1.5GB: "
                         "the prompt is prefilled in the largest chunk of tokens, attending to the largest tile "
                         "of keys, that fits; exit 2 naming what does not fit when none does")
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="cpu (default) or cuda")
@@ -194,6 +194,11 @@ def _check_options(args) -> None:
     from .sampling import Sampler
 
     _sampler(args, Sampler)
+    unused = [option for option, given in (("--top-k", args.top_k), ("--top-p", args.top_p != 1),
+                                           ("--seed", args.seed is not None)) if given]
+    if unused and args.temperature == 0:
+        print(f"note: {', '.join(unused)} take effect with --temperature above 0; at 0 (the default) "
+              "the likeliest token is taken", file=sys.stderr)
     _check_lengths(args)
     if args.tp < 1:
         raise ArenaError(f"--tp: must be 1 or more ranks, not {args.tp}")

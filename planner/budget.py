@@ -36,6 +36,7 @@ class Fitter:
         outside the arena (estimate.estimate). Plans are a session's (strategy auto)."""
         self.dims, self.dtype, self.tied = dims, dtype, tied
         self.weights = weight_bytes(dims, dtype, tied) if weights is None else weights
+        self.held = dtype if weights is None else "native"     # how messages name the weights
         self.outside = {"workspace": workspace, "runtime": runtime}
         self.fixed = self.weights + workspace + runtime   # what no chunk, tile or nctx changes
         self._plans = {}
@@ -131,10 +132,10 @@ def _nothing_fits(fitter: Fitter, budget: int, prompt: int) -> str:
     outside = fitter.fixed - fitter.weights
     beside = f" and the {mib(outside)} the run holds outside the arena" if outside else ""
     if fitter.weights > budget:
-        return (f"{head} the weights alone take {mib(fitter.weights)} ({fitter.dtype}), "
+        return (f"{head} the weights alone take {mib(fitter.weights)} ({fitter.held}), "
                 f"{mib(fitter.weights - budget)} more; {smallest}")
     if fitter.fixed > budget:
-        return (f"{head} the weights ({mib(fitter.weights)}, {fitter.dtype}){beside} take "
+        return (f"{head} the weights ({mib(fitter.weights)}, {fitter.held}){beside} take "
                 f"{mib(fitter.fixed)}, {mib(fitter.fixed - budget)} more; {smallest}")
     nctx = fitter.dims["nctx"]
     largest = _last_true(range(1, nctx),

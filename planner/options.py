@@ -28,7 +28,7 @@ def add_plan_inputs(parser: argparse.ArgumentParser) -> None:
                                         f"or a .gguf (default: {DEFAULT_MODEL})")
     parser.add_argument("--set", action="append", default=[], metavar="DIM=N",
                         help="bind a dimension, e.g. --set n=512 --set nctx=4096 (repeatable)")
-    parser.add_argument("--dtype", choices=DTYPES, help=f"element type of Ta activations, and of the estimate's float weights (default {DEFAULT_DTYPE})")
+    parser.add_argument("--dtype", choices=DTYPES, help=f"element type of Ta activations (and, in arena plan, of the estimate's float weights; default {DEFAULT_DTYPE})")
     parser.add_argument("--align", type=int, default=None,
                         help=f"byte alignment of every offset (default {DEFAULT_ALIGN}; 1 for --csv)")
     parser.add_argument("--strategy", choices=CHOICES, default="auto", help="offset assignment (default auto)")

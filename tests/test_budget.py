@@ -146,6 +146,13 @@ def test_run_budget_too_small_is_exit_2_before_loading(word_folder, capsys):
                  "--budget", "1KiB"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("arena: error: --budget 1.00 KiB: the weights alone take ") and err.count("\n") == 1
+    assert "(f32)" in err
+
+
+def test_a_budget_names_native_weights_native(smollm2_path, capsys):
+    """The embedded GGUF file's weights are held as their blocks, not in the run dtype."""
+    assert main(["run", "--model", str(smollm2_path), "--prompt", PROMPT, "--budget", "50MiB"]) == 2
+    assert "the weights alone take 92.10 MiB (native)" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("argv, message", [

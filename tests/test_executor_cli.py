@@ -122,6 +122,17 @@ def test_a_tiny_temperature_samples_the_greedy_tokens(folder, capsys):
         assert run_json(capsys, *run, "--temperature", temperature, "--seed", "1")["tokens"] == greedy
 
 
+def test_sampling_options_at_temperature_0_are_noted_unused(folder, capsys):
+    run = ["--model", str(folder), "--prompt", "w5 w9", "--max-new-tokens", "3"]
+    greedy = run_json(capsys, *run)["tokens"]
+    assert main(["run", *run, "--json", "--top-k", "5", "--seed", "3"]) == 0
+    out, err = capsys.readouterr()
+    assert json.loads(out)["tokens"] == greedy
+    assert "note: --top-k, --seed take effect with --temperature above 0" in err
+    assert main(["run", *run, "--json", "--temperature", "0.7", "--top-k", "5"]) == 0
+    assert "note:" not in capsys.readouterr().err
+
+
 def test_prompt_longer_than_nctx_is_exit_2(folder, capsys):
     assert main(["run", "--model", str(folder), "--prompt", "w5 w6 w7 w8", "--nctx", "3"]) == 2
     assert ("--nctx: the prompt (4 tokens) plus --max-new-tokens 64 need 67 positions (the last new token "
