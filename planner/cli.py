@@ -85,6 +85,9 @@ def _set_nctx(args) -> None:
     sets = parse_sets(args.set)
     if "nctx" in sets:
         raise ArenaError(f"--nctx {args.nctx} and --set nctx={sets['nctx']}: both bind nctx; give one")
+    if sets.get("n", 0) > args.nctx:
+        raise ArenaError(f"--set n={sets['n']}: a call of {sets['n']} tokens is longer than the context "
+                         f"(--nctx {args.nctx}), which holds every token a call attends to")
     model_nctx = model_dims(args.model).get("nctx")
     if model_nctx is not None and args.nctx > model_nctx:   # an estimate still, of a run `arena run` refuses
         print(f"note: --nctx {args.nctx} is more than the model's context of {model_nctx} positions, "

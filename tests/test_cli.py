@@ -238,6 +238,7 @@ def test_out_never_overwrites_the_model(tmp_path, capsys):
     (["llama", "--set", "n=7", "--set", "n=8"], "--set n=8: n is bound twice (--set n=7 too); give it once"),
     (["llama", "--model", "", "--set", "n=3"], "--model: the name is empty"),
     (["llama", "--nctx", "5", "--set", "nctx=7"], "--nctx 5 and --set nctx=7: both bind nctx; give one"),
+    (["llama", "--nctx", "16", "--set", "n=32"], "--set n=32: a call of 32 tokens is longer than the context (--nctx 16)"),
     (["--csv", "docs/minimalloc.csv", "--nctx", "5"], "--nctx: is for a SCHEDULE; a --csv problem has no model"),
     (["--csv", "docs/minimalloc.csv", "--set", "n=5"], "--set: is for a SCHEDULE; a --csv problem has no model"),
     (["--csv", "docs/minimalloc.csv", "--model", "llama-2-7b"], "--model: is for a SCHEDULE; a --csv problem"),
