@@ -21,7 +21,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+ROOT = Path(__file__).resolve().parent.parent      # the repository: runs from any folder
+sys.path.insert(0, str(ROOT))
 
 from benchmarks.families import ALIGN, README, aligned, cut, dense, production, spread, table  # noqa: E402
 from planner.calls import with_tile  # noqa: E402
@@ -74,7 +75,7 @@ def run(inst: Instance, strategy: str, time_limit: float):
     start = time.perf_counter()
     if inst.schedule:
         preset, n = inst.schedule
-        plan = plan_lifetimes(bind(load("schedules/llama.yaml"), with_tile({**PRESETS[preset], "n": n}), "f16"),
+        plan = plan_lifetimes(bind(load(ROOT / "schedules" / "llama.yaml"), with_tile({**PRESETS[preset], "n": n}), "f16"),
                               strategy, time_limit)
     else:
         buffers = [Buffer(f"b{i}", "b", f, l, s, None) for i, (f, l, s) in enumerate(inst.blocks)]
@@ -124,11 +125,22 @@ def main(argv=None) -> None:
     ap.add_argument("--arenas", metavar="FILE.json",
                     help="also write every instance's arena per strategy, to compare two runs exactly")
     args = ap.parse_args(argv)
+    if args.seeds is not None and args.seeds < 1:
+        ap.error(f"--seeds: at least 1, not {args.seeds}")
+    if args.time_limit is not None and not 0 < args.time_limit < float("inf"):
+        ap.error(f"--time-limit: a positive number of seconds, not {args.time_limit}")
+    unknown = [s for s in args.strategies if s not in STRATEGIES + [FIT]]
+    if unknown or not args.strategies:
+        ap.error(f"--strategies: {', '.join(unknown) or 'none given'}; choose among {', '.join(STRATEGIES)} and '{FIT}'")
     time_limit = args.time_limit if args.time_limit is not None else (2.0 if args.quick else 10.0)
     rows: dict[str, dict[str, list]] = {}
     strategies = [s for s in STRATEGIES if s in args.strategies]
     fit = FIT in args.strategies
-    for inst in instances(args.quick, args.seeds):
+    everything = instances(args.quick, args.seeds)
+    if args.only is not None and not any(inst.family.startswith(tuple(args.only)) for inst in everything):
+        families = ", ".join(dict.fromkeys(inst.family.split(" n=")[0] for inst in everything))
+        ap.error(f"--only {' '.join(args.only)}: no family starts so; the families: {families}")
+    for inst in everything:
         if args.only is not None and not inst.family.startswith(tuple(args.only)):
             continue
         if not strategies and inst.capacity is None:
