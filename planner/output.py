@@ -18,11 +18,11 @@ TEMPORARY_NAME = 32   # characters of the target's name in its temporary file's,
 
 def check_target(path, option: str = "--out") -> Path:
     """The file `path` names, resolved through symbolic links, once it is known to be
-    writable: its folder exists and lets us write, and it is not itself a folder. A device or
-    descriptor (/dev/stdout) is taken as named: resolved, it may be a pipe with no path."""
+    writable: its folder exists and lets us write, and it is not itself a folder. One of this
+    process's descriptors (/dev/stdout) is taken as named: resolved, it may be a pipe with no path."""
     if not str(path).strip():
         raise ArenaError(f"{option}: the path is empty")
-    if _device(path):
+    if _descriptor(path) is not None:
         if not os.access(path, os.W_OK):
             raise ArenaError(f"{option} {path}: cannot write there")
         return Path(path)
@@ -67,7 +67,7 @@ def write_all(outputs: list[tuple[str, str, str | bytes]]) -> None:
         for option, path, data in outputs:
             target = check_target(path, option)
             try:
-                if _device(path) or target.exists() and not stat.S_ISREG(target.stat().st_mode):
+                if _descriptor(path) is not None or target.exists() and not stat.S_ISREG(target.stat().st_mode):
                     through.append((option, path, target, data))
                 else:
                     staged.append((_stage(target, data), target))
@@ -128,12 +128,6 @@ def _descriptor(path) -> int | None:
         if name.startswith(prefix) and name[len(prefix):].isdigit():
             return int(name[len(prefix):])
     return named.get(name)
-
-
-def _device(path) -> bool:
-    """Whether `path` names a device or one of this process's descriptors (/dev/stdout,
-    /dev/fd/3, /proc/self/fd/1), which are written through as named."""
-    return os.path.abspath(path).startswith(("/dev/", "/proc/"))
 
 
 def _mode(data: str | bytes) -> str:

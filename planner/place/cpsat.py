@@ -61,18 +61,19 @@ class Oracle:
 
 
 def minimize(comp: Component, plan: list[int], bound: int, deadline: float,
-             stop: threading.Event | None = None) -> tuple[list[int] | None, int]:
-    """First at the bound alone, where tight offset domains let the constraint propagate
-    hard; if that fails, minimizing the capacity from `plan`'s down. (plan or None,
-    proven bound); undecided at once when `stop` is set."""
+             stop: threading.Event | None = None, bound_first: bool = True) -> tuple[list[int] | None, int]:
+    """First (`bound_first`) at the bound alone, where tight offset domains let the
+    constraint propagate hard; if that fails, minimizing the capacity from `plan`'s down.
+    (plan or None, proven bound); undecided at once when `stop` is set."""
     unit = comp.unit                        # sizes in units of their gcd: smaller domains
     lowest, upper = -(-bound // unit), comp.extent(plan) // unit
-    halfway = (time.monotonic() + deadline) / 2
-    status, found, _ = _run(comp, lowest, lowest, None, halfway, stop)
-    if found is not None:
-        return found, bound
-    if status == cp_model.INFEASIBLE:
-        lowest += 1
+    if bound_first:
+        halfway = (time.monotonic() + deadline) / 2
+        status, found, _ = _run(comp, lowest, lowest, None, halfway, stop)
+        if found is not None:
+            return found, bound
+        if status == cp_model.INFEASIBLE:
+            lowest += 1
     status, found, proven = _run(comp, lowest, upper, plan, deadline, stop)
     return found, max(bound, lowest * unit, proven * unit)
 

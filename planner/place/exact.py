@@ -61,6 +61,8 @@ CANONICAL_LIMIT = 0.1
 CANONICAL_GROWTH = 0.3
 DESCENT_GAP = 0.25
 HEAD_START_MAX = 2_000
+import os
+PROBE_SHARE = float(os.environ.get('PROBE', '0'))
 
 
 @dataclass
@@ -173,6 +175,15 @@ def _minimize_beside(comp: Component, plan: list[int], bound: int, upper: int, d
         return found, bound
     from . import cpsat                     # OR-Tools takes 0.4 s to import: only for the searches that get here
     from .stacking import stacked
+    if PROBE_SHARE:
+        probe, bound = cpsat.minimize(comp, descent.best or plan, bound, _share_end(PROBE_SHARE, deadline),
+                                      descent.settled, bound_first=False)
+        descent.lift(bound)
+        if probe is not None:
+            descent.offer(probe)
+        if descent.settled.is_set() or probe is not None and comp.extent(probe) <= bound:
+            return probe, bound
+        layered = comp.mostly_full(bound)   # a raised bound leaves the sections room: splits mean nothing there
     if not layered:
         end = _share_end(COMPLETION_SHARE, deadline)
         while (completed := _completed(comp, end, descent, descent.settled)) is not None:
@@ -205,7 +216,7 @@ def _decide(comp: Component, plan: list[int], capacity: int, deadline: float,
     with started or canonical.Decision(comp, capacity, deadline) as background:
         if started is None:
             background.answered.wait(HEAD_START_SHARE * (deadline - time.monotonic()))
-        found, bound = _decide_beside(comp, capacity, deadline, background)
+        found, bound = _decide_beside(comp, plan, capacity, deadline, background)
     if found is None and background.found is not None:
         found, bound = background.found, comp.lower
     elif found is None and background.proven:
@@ -213,12 +224,20 @@ def _decide(comp: Component, plan: list[int], capacity: int, deadline: float,
     return (plan if found is None else found), bound
 
 
-def _decide_beside(comp: Component, capacity: int, deadline: float,
+def _decide_beside(comp: Component, plan: list[int], capacity: int, deadline: float,
                    background: canonical.Decision) -> tuple[list[int] | None, int]:
     """Where layer splits follow, the skyline search, then layer splits; elsewhere CP-SAT
     completing the canonical search's deepest paths; then CP-SAT alone, until `background`
     answers: (plan or None, proven bound)."""
     stop = background.answered
+    if PROBE_SHARE:
+        from . import cpsat
+        probe, proven = cpsat.minimize(comp, plan, comp.lower, _share_end(PROBE_SHARE, deadline), stop,
+                                       bound_first=False)
+        if probe is not None and comp.extent(probe) <= capacity:
+            return probe, comp.lower
+        if proven > capacity or stop.is_set():
+            return None, max(proven, comp.lower)
     if comp.mostly_full(capacity):
         search = Search(comp, capacity, _share_end(SEARCH_SHARE_BRIEF, deadline), stop)
         try:
