@@ -75,6 +75,28 @@ def table(n: int, seed: int) -> list[Block]:
     return blocks
 
 
+def topup(n: int, seed: int) -> list[Block]:
+    """A program's lifetimes (a few buffers born a step, most living 1-8 steps, some 4-12) in
+    sizes of 1-8 units, then, over every step below the peak, one buffer of exactly the
+    missing bytes living that step only (a workspace): every step is at the peak, the sizes
+    are few and small, and the optimum is often a unit or two above the lower bound, which is
+    then hard to prove (a shape a user found, where CP-SAT alone beat the search)."""
+    rng = random.Random(seed)
+    blocks, t = [], 0
+    while len(blocks) < n:
+        if rng.random() < 0.15:
+            blocks.append(Block(t, t + rng.randint(3, 11), rng.choice([1, 2, 3, 5, 8]) * ALIGN))
+        for _ in range(rng.choice([1, 1, 2, 3])):
+            life = 1 if rng.random() < 0.3 else min(1 + int(rng.expovariate(0.5)), 8)
+            blocks.append(Block(t, t + life - 1, rng.choice([1, 2, 3, 5, 8]) * ALIGN))
+        t += 1
+    blocks = blocks[:n]
+    steps = max(b.last for b in blocks) + 1
+    live = [sum(b.size for b in blocks if b.first <= s <= b.last) for s in range(steps)]
+    peak = max(live)
+    return blocks + [Block(s, s, peak - load) for s, load in enumerate(live) if load < peak]
+
+
 def aligned(blocks: list[Block]) -> list[Block]:
     """The blocks with sizes in units of ALIGN bytes."""
     return [Block(b.first, b.last, b.size * ALIGN) for b in blocks]

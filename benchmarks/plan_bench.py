@@ -24,7 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent      # the repository: runs from any folder
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.families import ALIGN, README, aligned, cut, dense, production, spread, table  # noqa: E402
+from benchmarks.families import ALIGN, README, aligned, cut, dense, production, spread, table, topup  # noqa: E402
 from planner.calls import with_tile  # noqa: E402
 from planner.lifetimes import bind  # noqa: E402
 from planner.errors import CapacityMissed  # noqa: E402
@@ -57,6 +57,8 @@ def instances(quick: bool, most_seeds: int | None = None) -> list[Instance]:
     for n in ([50, 100] if quick else [50, 100, 200]):
         out += [Instance(f"spread-{n}", spread(n, s)) for s in seeds]
         out += [Instance(f"dense-{n}", dense(n, s)) for s in seeds]
+    for n in ([60] if quick else [60, 100]):
+        out += [Instance(f"topup-{n}", topup(n, s)) for s in seeds]
     for n in ([150, 300] if quick else [150, 300, 500, 1000]):
         out += [Instance(f"cut-{n}", aligned(cut(n, s, max(2, n // 4), 4096)), 4096 * ALIGN) for s in seeds]
     for n in ([150] if quick else [150, 300, 450]):

@@ -41,8 +41,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--nctx", type=int, metavar="N",
                    help="KV cache positions (default: prompt + --max-new-tokens, at most the model's context)")
     p.add_argument("--budget", metavar="BYTES",
-                   help="fit the run (weights, arena and what the run holds outside it) in BYTES, e.g. 512MiB, 24GiB, 1.5GB: "
-                        "the prompt is prefilled in the largest chunk of tokens, attending to the largest tile "
+                   help="fit the run (weights, arena and what the run holds outside it) in BYTES, e.g. "
+                        "512MiB, 24GiB, 1.5GB: the prompt is prefilled in the largest chunk of tokens, attending to the largest tile "
                         "of keys, that fits; exit 2 naming what does not fit when none does")
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="cpu (default) or cuda")
     p.add_argument("--dtype", choices=["f32", "f16", "bf16"],

@@ -12,7 +12,7 @@ from types import SimpleNamespace
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from benchmarks.families import KIB, production
+from benchmarks.families import KIB, production, topup
 from planner.check import check
 from planner.errors import CapacityMissed
 from planner.place import Block, assign, extent, lower_bound
@@ -479,3 +479,38 @@ def test_ctrl_c_reaches_the_command_during_a_cp_sat_solve():
         assert time.monotonic() - start < 5
     finally:
         signal.signal(signal.SIGINT, previous)
+
+
+def _cpsat_optimum(blocks: list[Block]) -> int:
+    """The minimum arena by a CP-SAT model of our own here (not cpsat.py's): one rectangle per
+    block, the arena minimized from the sum of sizes down."""
+    from ortools.sat.python import cp_model
+    model, top = cp_model.CpModel(), sum(b.size for b in blocks)
+    arena, times, spans = model.new_int_var(lower_bound(blocks), top, "arena"), [], []
+    for k, b in enumerate(blocks):
+        y = model.new_int_var(0, top, f"y{k}")
+        model.add(y + b.size <= arena)
+        times.append(model.new_fixed_size_interval_var(b.first, b.last - b.first + 1, f"t{k}"))
+        spans.append(model.new_fixed_size_interval_var(y, b.size, f"s{k}"))
+    model.add_no_overlap_2d(times, spans)
+    model.minimize(arena)
+    solver = cp_model.CpSolver()
+    solver.parameters.max_time_in_seconds = 60
+    assert solver.solve(model) == cp_model.OPTIMAL
+    return int(solver.objective_value)
+
+
+@pytest.mark.parametrize("seed", [1, 3, 6])
+def test_every_step_at_the_peak_and_the_optimum_above_it_is_proven(seed):
+    """The top-up family: every step at the peak, the optimum one or two units above it.
+    Minimizing proves that optimum, a capacity one byte under it is proven impossible, and
+    the optimum itself is planned, each as an independent CP-SAT model says."""
+    blocks = topup(40, seed)
+    optimum = _cpsat_optimum(blocks)
+    assert optimum > lower_bound(blocks)
+    result = assign(blocks, "exact", 20)
+    assert extent(blocks, result.offsets) == result.bound == optimum
+    assert assign(blocks, "auto", 20, optimum - 1).bound > optimum - 1
+    fit = assign(blocks, "auto", 20, optimum)
+    check(names(blocks), blocks, fit.offsets, extent(blocks, fit.offsets), 1)
+    assert extent(blocks, fit.offsets) <= optimum

@@ -1,8 +1,9 @@
 """The production-like family: a known plan at the capacity, the traits it is built to
-have, and no cut that would make it easier than the whole."""
+have, and no cut that would make it easier than the whole; the top-up family's steps all
+at the peak."""
 import pytest
 
-from benchmarks.families import KIB, production
+from benchmarks.families import ALIGN, KIB, production, topup
 from planner.check import check
 from planner.place import lower_bound
 from planner.place.problem import components, whole_span
@@ -46,6 +47,17 @@ def test_the_known_plan_has_no_cut_across_bytes_or_time():
         base = min(offsets[k] for k in rest)
         crossed = {y for k in rest for y in range(offsets[k] + KIB, offsets[k] + blocks[k].size, KIB)}
         assert crossed == set(range(base + KIB, capacity, KIB))
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_topup_fills_every_step_to_the_peak_with_small_sizes(seed):
+    blocks = topup(60, seed)
+    peak = lower_bound(blocks)
+    steps = max(b.last for b in blocks) + 1
+    assert all(sum(b.size for b in blocks if b.first <= s <= b.last) == peak for s in range(steps))
+    program = blocks[:60]
+    assert {b.size // ALIGN for b in program} <= {1, 2, 3, 5, 8}
+    assert all(b.first == b.last for b in blocks[60:])     # the fillers live one step each
 
 
 def test_the_benchmark_plans_the_llama_schedules_at_their_lower_bound(capsys):

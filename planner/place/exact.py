@@ -49,6 +49,11 @@ from .search import Search, Timeout
 # where no layer splits follow, the lower bound is first decided as `--capacity` would
 # decide it, for BOUND_SHARE of the time: production problems mostly have a plan there, and
 # deciding it with both cores finds more of them, and sooner, than descending to it does.
+# Before the completions or layer splits, on components of at most PROBE_MAX blocks, CP-SAT
+# minimizes from the best plan for PROBE_SHARE of the time: where every step is at the peak and
+# the optimum is a unit or two above it, it proves in a second what those methods never prove
+# (layer splits only look at the bound) or find late. On larger ones it seldom answers, and the
+# completions it delays plan production-like problems with slack later (docs/measurements.md).
 HEAD_START_SHARE = 0.02
 BOUND_SHARE = 0.5
 SEARCH_SHARE = 0.3
@@ -61,8 +66,8 @@ CANONICAL_LIMIT = 0.1
 CANONICAL_GROWTH = 0.3
 DESCENT_GAP = 0.25
 HEAD_START_MAX = 2_000
-import os
-PROBE_SHARE = float(os.environ.get('PROBE', '0'))
+PROBE_SHARE = 0.1
+PROBE_MAX = 200
 
 
 @dataclass
@@ -164,9 +169,10 @@ def _minimize(comp: Component, plan: list[int], bound: int, deadline: float,
 
 def _minimize_beside(comp: Component, plan: list[int], bound: int, upper: int, deadline: float,
                      descent: canonical.Descent) -> tuple[list[int] | None, int]:
-    """The skyline search climbing from the bound, then layer splits (or CP-SAT completing
-    the descent's deepest paths, each plan offered to it) and CP-SAT, until `descent`'s
-    best plan meets the bound: (plan or None, proven bound)."""
+    """The skyline search climbing from the bound, CP-SAT minimizing for PROBE_SHARE of the
+    time (up to PROBE_MAX blocks), then layer splits (or CP-SAT completing the descent's
+    deepest paths, each plan offered to it) and CP-SAT, until `descent`'s best plan meets the
+    bound: (plan or None, proven bound)."""
     layered = comp.mostly_full(bound)
     found, bound = _climb(comp, bound, upper, _share_end(SEARCH_SHARE_BRIEF if layered else SEARCH_SHARE, deadline),
                           descent)
@@ -175,7 +181,7 @@ def _minimize_beside(comp: Component, plan: list[int], bound: int, upper: int, d
         return found, bound
     from . import cpsat                     # OR-Tools takes 0.4 s to import: only for the searches that get here
     from .stacking import stacked
-    if PROBE_SHARE:
+    if len(comp.size) <= PROBE_MAX:
         probe, bound = cpsat.minimize(comp, descent.best or plan, bound, _share_end(PROBE_SHARE, deadline),
                                       descent.settled, bound_first=False)
         descent.lift(bound)
@@ -226,12 +232,15 @@ def _decide(comp: Component, plan: list[int], capacity: int, deadline: float,
 
 def _decide_beside(comp: Component, plan: list[int], capacity: int, deadline: float,
                    background: canonical.Decision) -> tuple[list[int] | None, int]:
-    """Where layer splits follow, the skyline search, then layer splits; elsewhere CP-SAT
-    completing the canonical search's deepest paths; then CP-SAT alone, until `background`
+    """CP-SAT minimizing from `plan` for PROBE_SHARE of the time (up to PROBE_MAX blocks);
+    then where layer splits follow, the skyline search, then layer splits; elsewhere CP-SAT
+    completing the canonical search's deepest paths; then CP-SAT deciding, until `background`
     answers: (plan or None, proven bound)."""
     stop = background.answered
-    if PROBE_SHARE:
-        from . import cpsat
+    if stop.is_set():
+        return None, comp.lower
+    from . import cpsat     # OR-Tools takes 0.4 s to import: only for the searches that get here
+    if len(comp.size) <= PROBE_MAX:
         probe, proven = cpsat.minimize(comp, plan, comp.lower, _share_end(PROBE_SHARE, deadline), stop,
                                        bound_first=False)
         if probe is not None and comp.extent(probe) <= capacity:
@@ -252,7 +261,6 @@ def _decide_beside(comp: Component, plan: list[int], capacity: int, deadline: fl
     else:
         found = _completed(comp, _share_end(COMPLETION_SHARE, deadline), background, stop)
     if found is None and not stop.is_set():
-        from . import cpsat
         return cpsat.decide(comp, capacity, deadline, stop)
     return found, comp.lower
 
