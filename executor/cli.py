@@ -139,7 +139,7 @@ def _generate_in(args, group, torch) -> int:
     shard = shards(c.nh, c.nkvh, c.di, group.size)[group.rank] if group is not None else None
     tokenizer = from_folder(source.path) if source.kind == "checkpoint" else from_gguf(file)
     prompt = tokenizer.encode_chat(args.prompt) if args.chat else tokenizer.encode(args.prompt)
-    _check_vocabulary(prompt, c.vocab)
+    _check_vocabulary(prompt, c.vocab, source.path)
     nctx = _nctx(args, len(prompt), c.nctx)
     check_context(len(prompt), args.max_new_tokens, nctx)
     # the file's blocks, not the dims, say what packed weights hold
@@ -282,13 +282,13 @@ def _device(name: str, torch):
     return torch.device(name)
 
 
-def _check_vocabulary(prompt: list[int], vocab: int) -> None:
+def _check_vocabulary(prompt: list[int], vocab: int, model) -> None:
     """A tokenizer with more tokens than the model's embedding has rows (a mismatched
     tokenizer) gives ids the model cannot look up."""
     past = [token for token in prompt if token >= vocab]
     if past:
-        raise ArenaError(f"the prompt's token id {past[0]} is past the model's vocabulary of {vocab} tokens: "
-                         "the tokenizer does not match the model")
+        raise ArenaError(f"{model}: the prompt's token id {past[0]} is past the model's vocabulary of {vocab} "
+                         "tokens: the tokenizer does not match the model")
 
 
 def _nctx(args, prompt_len: int, model_nctx: int) -> int:

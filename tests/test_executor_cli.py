@@ -334,8 +334,8 @@ def test_prompt_ids_past_the_models_vocabulary_are_exit_2_before_loading(folder,
     copy = copy_of(folder, tmp_path)
     edit_json(copy / "config.json", vocab_size=8)   # "w5 w6 w7" are ids 7, 8, 9
     assert main(["run", "--model", str(copy), "--prompt", "w5 w6 w7"]) == 2
-    assert capsys.readouterr().err == ("arena: error: the prompt's token id 8 is past the model's vocabulary of 8 "
-                                       "tokens: the tokenizer does not match the model\n")
+    assert capsys.readouterr().err == (f"arena: error: {copy}: the prompt's token id 8 is past the model's "
+                                       "vocabulary of 8 tokens: the tokenizer does not match the model\n")
 
 
 def test_a_prompt_longer_than_the_models_context_says_so(folder, capsys):
