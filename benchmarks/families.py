@@ -1,9 +1,10 @@
 """Seeded instance families of the placement problem, shared by the benchmark and the tests.
 
 Each is a proxy: random lifetimes (spread, dense), a computation graph's table,
-rectangles cut by guillotine cuts, whose optimum is known, and production-like packings
-filled by an allocator's sweep (`production`). None is a production model's allocation
-problem; docs/measurements.md says what that leaves out.
+rectangles cut by guillotine cuts, whose optimum is known, production-like packings
+filled by an allocator's sweep (`production`), and a program's lifetimes with every step
+topped up to the peak (`topup`). None is a production model's allocation problem;
+docs/measurements.md says what that leaves out.
 """
 from __future__ import annotations
 
