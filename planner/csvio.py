@@ -38,8 +38,13 @@ def read_problem(path, align: int = 1) -> list[Buffer]:
     if align < 1:
         raise ArenaError(f"--align must be a positive number of bytes, not {align}")
     text = read_text(path, "CSV", "save the CSV as UTF-8", MAX_FILE_BYTES)
+    rows, starts, last = [], [], 0      # each row, and the file line it starts on (a quoted field may span lines)
     try:
-        rows = list(csv.reader(io.StringIO(text)))
+        reader = csv.reader(io.StringIO(text))
+        for row in reader:
+            starts.append(last + 1)
+            rows.append(row)
+            last = reader.line_num
     except csv.Error as e:
         raise ArenaError(f"{path}: not a readable CSV ({e})") from None
     if all(_blank(row) for row in rows):
@@ -49,7 +54,7 @@ def read_problem(path, align: int = 1) -> list[Buffer]:
     if len(rows) - 1 > MAX_ROWS:
         raise ArenaError(f"{path}: {len(rows) - 1:,} rows; at most {MAX_ROWS:,} buffers are planned")
     buffers, seen, faults, alignments, gaps = [], set(), [], [], 0
-    for number, row in enumerate(rows[1:], start=2):
+    for number, row in zip(starts[1:], rows[1:]):
         if _blank(row):
             continue
         fault = _row_fault(row, columns, len(rows[0]), seen)

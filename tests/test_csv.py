@@ -110,3 +110,10 @@ def test_gaps_are_planned_through_with_a_note(tmp_path, capsys):
     plan = place(read_problem(write(tmp_path, text)), "auto", 1, [])
     assert plan.arena == 8          # b overlaps a's gap, and still gets bytes of its own
     assert "the gaps of 1 buffer(s) are not used" in capsys.readouterr().err
+
+
+def test_a_fault_names_the_line_its_row_starts_on_past_a_quoted_line_break(tmp_path):
+    path = write(tmp_path, 'id,lower,upper,size\na,0,2,4\n"b\nx",0,2,4\nc,5,4,4\n')
+    with pytest.raises(ArenaError) as e:
+        read_problem(path)
+    assert [fault.split(": ", 1)[0] for fault in e.value.faults] == [f"{path}:3", f"{path}:5"]
