@@ -46,6 +46,7 @@ def cmd_plan(args) -> int:
     settle_inputs(args)
     _check_outputs(args)
     _set_nctx(args)
+    _check_call(args)
     budget = parse_size(args.budget) if args.budget is not None else None
     choice, dims = _fit(args, budget) if budget is not None else (None, None)
     if args.tp != 1:
@@ -85,14 +86,20 @@ def _set_nctx(args) -> None:
     sets = parse_sets(args.set)
     if "nctx" in sets:
         raise ArenaError(f"--nctx {args.nctx} and --set nctx={sets['nctx']}: both bind nctx; give one")
-    if sets.get("n", 0) > args.nctx:
-        raise ArenaError(f"--set n={sets['n']}: a call of {sets['n']} tokens is longer than the context "
-                         f"(--nctx {args.nctx}), which holds every token a call attends to")
     model_nctx = model_dims(args.model).get("nctx")
     if model_nctx is not None and args.nctx > model_nctx:   # an estimate still, of a run `arena run` refuses
         print(f"note: --nctx {args.nctx} is more than the model's context of {model_nctx} positions, "
               "which arena run refuses", file=sys.stderr)
     args.set = [*args.set, f"nctx={args.nctx}"] + ([] if "n" in sets else [f"n={args.nctx}"])
+
+
+def _check_call(args) -> None:
+    """A call of n tokens attends to keys in the context: n above nctx (by --set or --nctx) has
+    no run behind it."""
+    sets = parse_sets(args.set)
+    if "n" in sets and "nctx" in sets and sets["n"] > sets["nctx"]:
+        raise ArenaError(f"--set n={sets['n']}: a call of {sets['n']} tokens is longer than the context "
+                         f"(nctx={sets['nctx']}), which holds every token a call attends to")
 
 
 def _fit(args, budget: int):

@@ -6,6 +6,7 @@ are written together (`write_all`): all of them or none.
 from __future__ import annotations
 
 import os
+import re
 import stat
 import sys
 import tempfile
@@ -43,12 +44,24 @@ def check_target(path, option: str = "--out") -> Path:
 def check_targets(outputs: dict[str, str], inputs: dict[str, str | None]) -> None:
     """Each of `outputs` ({option: path}) writable (check_target), and none the same file as
     another or as one of `inputs` ({what: path}, e.g. the schedule), which it would overwrite."""
-    seen = {os.path.realpath(path): f"{what} {path}, which it would overwrite" for what, path in inputs.items() if path}
+    seen = {_identity(path): f"{what} {path}, which it would overwrite" for what, path in inputs.items() if path}
     for option, path in outputs.items():
-        target = str(check_target(path, option))           # resolved through links already
-        if target in seen:
-            raise ArenaError(f"{option} {path}: the same file as {seen[target]}")
-        seen[target] = f"{option}; one would overwrite the other"
+        check_target(path, option)
+        key = _identity(path)
+        if key in seen:
+            raise ArenaError(f"{option} {path}: the same file as {seen[key]}")
+        seen[key] = f"{option}; one would overwrite the other"
+
+
+def _identity(path):
+    """What tells two paths to one file apart from others: an existing file's device and inode
+    (through links and descriptors: /dev/stdout redirected to a file is that file), else the
+    path resolved through links."""
+    try:
+        info = os.stat(path)
+        return info.st_dev, info.st_ino
+    except OSError:
+        return os.path.realpath(path)
 
 
 def write_atomic(path, data: str | bytes, option: str = "--out") -> None:
@@ -120,14 +133,25 @@ def _write_through(path, target: Path, data: str | bytes) -> None:
         view = view[os.write(fd, view):]
 
 
+DESCRIPTOR = re.compile(r"/dev/(?:stdin|stdout|stderr|fd/([0-9]+))|/proc/(?:self|thread-self|[0-9]+)/fd/([0-9]+)",
+                        re.ASCII)
+NAMED = {"/dev/stdin": 0, "/dev/stdout": 1, "/dev/stderr": 2}
+
+
 def _descriptor(path) -> int | None:
-    """The descriptor number `path` names (/dev/stdout, /dev/fd/3, /proc/self/fd/1), or None."""
+    """The descriptor number `path` names (/dev/stdout, /dev/fd/3, /proc/self/fd/1, or a link to
+    one of them), or None."""
     name = os.path.abspath(path)
-    named = {"/dev/stdin": 0, "/dev/stdout": 1, "/dev/stderr": 2}
-    for prefix in ("/dev/fd/", "/proc/self/fd/", f"/proc/{os.getpid()}/fd/"):
-        if name.startswith(prefix) and name[len(prefix):].isdigit():
-            return int(name[len(prefix):])
-    return named.get(name)
+    for _ in range(40):                     # the kernel's own limit on links followed
+        name = "/" + name.lstrip("/")       # //dev/stdout is /dev/stdout
+        match = DESCRIPTOR.fullmatch(name)
+        if match:
+            number = match[1] or match[2]
+            return int(number) if number else NAMED[name]
+        if not os.path.islink(name):
+            return None
+        name = os.path.normpath(os.path.join(os.path.dirname(name), os.readlink(name)))
+    return None
 
 
 def _mode(data: str | bytes) -> str:

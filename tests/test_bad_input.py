@@ -226,6 +226,35 @@ def test_out_dev_stdout_follows_what_the_command_prints(into, tmp_path):
     assert json.loads("{" + json_text)["arena"] == 8
 
 
+def test_descriptors_are_known_through_links_and_by_the_file_they_hold(tmp_path, capsys):
+    """A link to /dev/stdout writes on stdout too (redirected, the file is not replaced);
+    /dev/stdout and /dev/fd/1 are one file; a descriptor name with a non-ASCII digit is exit 2."""
+    import subprocess
+    import sys
+    problem = tmp_path / "p.csv"
+    problem.write_text("id,lower,upper,size\na,0,2,4\n")
+    (tmp_path / "out").symlink_to("/dev/stdout")
+    command = [sys.executable, "-m", "llama_arena", "plan", "--csv", str(problem), "--json"]
+    with open(tmp_path / "got.txt", "w") as f:
+        subprocess.run([*command, "--out", str(tmp_path / "out")], stdout=f, check=True)
+    text = (tmp_path / "got.txt").read_text()
+    assert text.startswith("id,lower,upper,size,offset\na,0,2,4,0\n{") and json.loads(text.split("\n", 2)[2])
+    both = subprocess.run([*command, "--out", "/dev/stdout", "--graph", "/dev/fd/1"], capture_output=True, text=True)
+    assert both.returncode == 2 and "--graph /dev/fd/1: the same file as --out" in both.stderr
+    assert main(["plan", "--csv", str(problem), "--out", "/dev/fd/\u00b2"]) == 2
+    assert capsys.readouterr().err.count("\n") == 1
+
+
+def test_viz_writes_its_notes_on_stderr_so_a_trace_on_stdout_stays_json(tmp_path):
+    import subprocess
+    import sys
+    problem = tmp_path / "p.csv"
+    problem.write_text("id,lower,upper,size\na,0,2,4\nb,1,3,4\n")
+    done = subprocess.run([sys.executable, "-m", "llama_arena", "viz", "--csv", str(problem), "--trace", "/dev/stdout"],
+                          capture_output=True, text=True, check=True)
+    assert json.loads(done.stdout) and "wrote /dev/stdout (trace)" in done.stderr
+
+
 def test_one_unwritable_output_means_no_output_at_all(tmp_path):
     out, graph = tmp_path / "plan.json", tmp_path / "missing" / "g.graphml"
     assert main(plan_args(tmp_path, "--out", str(out), "--graph", str(graph))) == 2

@@ -514,3 +514,12 @@ def test_every_step_at_the_peak_and_the_optimum_above_it_is_proven(seed):
     fit = assign(blocks, "auto", 20, optimum)
     check(names(blocks), blocks, fit.offsets, extent(blocks, fit.offsets), 1)
     assert extent(blocks, fit.offsets) <= optimum
+
+
+def test_cpsat_proves_no_bound_of_another_component_rounded_up_to_its_unit():
+    """Two 4-byte blocks at one step (optimum 8) asked to minimize from a bound of 10 that
+    another component proved: its models start at 12 (whole units), which proves nothing."""
+    comp = components([Block(0, 0, 4), Block(0, 0, 4)])[0]
+    for bound_first in (True, False):
+        plan, bound = cpsat.minimize(comp, [0, 8], 10, time.monotonic() + 5, bound_first=bound_first)
+        assert bound == 10 and comp.extent(plan) <= 12

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import re
+import sys
 
 from rich.console import Console
 
@@ -51,8 +52,8 @@ def run(args) -> int:
     if "--trace" in files:
         outputs.append(("--trace", files["--trace"], trace.plan_trace(plan)))
     write_all(outputs)
-    for option, path in files.items():
-        print(f"wrote {path} ({option[2:]})")
+    for option, path in files.items():     # on stderr: stdout may be one of the files (/dev/stdout)
+        print(f"wrote {path} ({option[2:]})", file=sys.stderr)
     return 0
 
 

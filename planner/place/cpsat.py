@@ -66,7 +66,8 @@ def minimize(comp: Component, plan: list[int], bound: int, deadline: float,
     constraint propagate hard; if that fails, minimizing the capacity from `plan`'s down.
     (plan or None, proven bound); undecided at once when `stop` is set."""
     unit = comp.unit                        # sizes in units of their gcd: smaller domains
-    lowest, upper = -(-bound // unit), comp.extent(plan) // unit
+    floor = lowest = -(-bound // unit)
+    upper = comp.extent(plan) // unit
     if bound_first:
         halfway = (time.monotonic() + deadline) / 2
         status, found, _ = _run(comp, lowest, lowest, None, halfway, stop)
@@ -75,7 +76,11 @@ def minimize(comp: Component, plan: list[int], bound: int, deadline: float,
         if status == cp_model.INFEASIBLE:
             lowest += 1
     status, found, proven = _run(comp, lowest, upper, plan, deadline, stop)
-    return found, max(bound, lowest * unit, proven * unit)
+    # The models hold no capacity under `floor`; a plan under it meets `floor` as well. So only a
+    # proof above `floor` says that no plan of the component meets it: `bound` may be another
+    # component's, above this one's optimum, and rounding it up to whole units proves nothing.
+    proven = max(lowest, proven)
+    return found, max(bound, proven * unit) if proven > floor else bound
 
 
 def decide(comp: Component, capacity: int, deadline: float,

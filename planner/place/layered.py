@@ -47,7 +47,7 @@ class Work:
         """Whether a split of `comp` can be built and loaded before the deadline."""
         if self.deadline is None:
             return True
-        entries = sum(len(over) for over in comp.covers)
+        entries = sum(hi - lo for lo, hi in zip(comp.lo, comp.hi))     # without building comp.covers
         return self.deadline - time.monotonic() > entries * ENTRY_S
 
 
