@@ -12,7 +12,7 @@ from types import SimpleNamespace
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from benchmarks.families import KIB, production, topup
+from benchmarks.families import KIB, dense, production, topup
 from planner.check import check
 from planner.errors import CapacityMissed
 from planner.place import Block, assign, extent, lower_bound
@@ -523,3 +523,17 @@ def test_cpsat_proves_no_bound_of_another_component_rounded_up_to_its_unit():
     for bound_first in (True, False):
         plan, bound = cpsat.minimize(comp, [0, 8], 10, time.monotonic() + 5, bound_first=bound_first)
         assert bound == 10 and comp.extent(plan) <= 12
+
+
+def test_no_python_search_on_components_above_its_limit(monkeypatch):
+    """Above SEARCH_MAX blocks the Python search is left out (its first inference alone can
+    outlast the time limit); below the limit the same problem gets it."""
+    blocks = dense(2_500, 0)
+    built = []
+    real = exact.Search
+    monkeypatch.setattr(exact, "Search", lambda *args: built.append(1) or real(*args))
+    solve(blocks, best_fit(blocks), 2)
+    assert not built
+    monkeypatch.setattr(exact, "SEARCH_MAX", 10**6)
+    solve(blocks, best_fit(blocks), 2)
+    assert built

@@ -66,6 +66,9 @@ CANONICAL_LIMIT = 0.1
 CANONICAL_GROWTH = 0.3
 DESCENT_GAP = 0.25
 HEAD_START_MAX = 2_000
+# The Python search only on components of up to SEARCH_MAX blocks: above, its first placement's
+# inference alone can take seconds (19 s on 10^4 long-lived blocks), and the compiled one runs.
+SEARCH_MAX = 2_000
 PROBE_SHARE = 0.1
 PROBE_MAX = 200
 
@@ -174,8 +177,10 @@ def _minimize_beside(comp: Component, plan: list[int], bound: int, upper: int, d
     deepest paths, each plan offered to it) and CP-SAT, until `descent`'s best plan meets the
     bound: (plan or None, proven bound)."""
     layered = comp.mostly_full(bound)
-    found, bound = _climb(comp, bound, upper, _share_end(SEARCH_SHARE_BRIEF if layered else SEARCH_SHARE, deadline),
-                          descent)
+    found = None
+    if len(comp.size) <= SEARCH_MAX:
+        found, bound = _climb(comp, bound, upper, _share_end(SEARCH_SHARE_BRIEF if layered else SEARCH_SHARE, deadline),
+                              descent)
     bound = max(bound, descent.bound)
     if found is not None or descent.settled.is_set():
         return found, bound
@@ -248,11 +253,12 @@ def _decide_beside(comp: Component, plan: list[int], capacity: int, deadline: fl
         if proven > capacity or stop.is_set():
             return None, max(proven, comp.lower)
     if comp.mostly_full(capacity):
-        search = Search(comp, capacity, _share_end(SEARCH_SHARE_BRIEF, deadline), stop)
-        try:
-            return (search.offsets, comp.lower) if search.run() else (None, capacity + search.short)
-        except Timeout:
-            pass
+        if len(comp.size) <= SEARCH_MAX:
+            search = Search(comp, capacity, _share_end(SEARCH_SHARE_BRIEF, deadline), stop)
+            try:
+                return (search.offsets, comp.lower) if search.run() else (None, capacity + search.short)
+            except Timeout:
+                pass
         if stop.is_set():
             return None, comp.lower
         from .stacking import stacked       # OR-Tools takes 0.4 s to import: only for the searches that get here
