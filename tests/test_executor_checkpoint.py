@@ -86,6 +86,8 @@ EDITS = {
     "llama3-top-level-original": ("gqa-tied", {"rope_parameters": {**LLAMA3, "rope_theta": 5000.0,
                                                                    "original_max_position_embeddings": 64},
                                                "original_max_position_embeddings": 16}, True),
+    "llama3-original-only-at-the-top-level": ("gqa-tied", {"rope_parameters": {**LLAMA3, "rope_theta": 5000.0},
+                                                           "original_max_position_embeddings": 16}, True),
     "llama3-original-from-the-context": ("gqa-tied", {"rope_parameters": {**LLAMA3, "rope_theta": 5000.0},
                                                       "max_position_embeddings": 16}, True),
 }
