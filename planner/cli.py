@@ -94,12 +94,14 @@ def _set_nctx(args) -> None:
 
 
 def _check_call(args) -> None:
-    """A call of n tokens attends to keys in the context: n above nctx (by --set or --nctx) has
-    no run behind it."""
+    """A call of n tokens attends to keys in the context, a tile of them at a time: n or tile
+    above nctx (by --set or --nctx) has no run behind it."""
     sets = parse_sets(args.set)
     if "n" in sets and "nctx" in sets and sets["n"] > sets["nctx"]:
         raise ArenaError(f"--set n={sets['n']}: a call of {sets['n']} tokens is longer than the context "
                          f"(nctx={sets['nctx']}), which holds every token a call attends to")
+    if "tile" in sets and "nctx" in sets and sets["tile"] > sets["nctx"]:
+        raise ArenaError(f"--set tile={sets['tile']}: a tile of keys longer than the context (nctx={sets['nctx']})")
 
 
 def _fit(args, budget: int):

@@ -240,6 +240,7 @@ def test_out_never_overwrites_the_model(tmp_path, capsys):
     (["llama", "--nctx", "5", "--set", "nctx=7"], "--nctx 5 and --set nctx=7: both bind nctx; give one"),
     (["llama", "--nctx", "16", "--set", "n=32"], "--set n=32: a call of 32 tokens is longer than the context (nctx=16)"),
     (["llama", "--set", "nctx=50", "--set", "n=100"], "--set n=100: a call of 100 tokens is longer than the context (nctx=50)"),
+    (["llama", "--nctx", "16", "--set", "tile=64"], "--set tile=64: a tile of keys longer than the context (nctx=16)"),
     (["--csv", "docs/minimalloc.csv", "--nctx", "5"], "--nctx: is for a SCHEDULE; a --csv problem has no model"),
     (["--csv", "docs/minimalloc.csv", "--set", "n=5"], "--set: is for a SCHEDULE; a --csv problem has no model"),
     (["--csv", "docs/minimalloc.csv", "--model", "llama-2-7b"], "--model: is for a SCHEDULE; a --csv problem"),
