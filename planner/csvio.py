@@ -78,7 +78,8 @@ def read_problem(path, align: int = 1) -> list[Buffer]:
 
 
 def _blank(row: list[str]) -> bool:
-    return not "".join(row).strip()
+    """A line with nothing on it but spaces; a row of empty fields (',,,') is a fault instead."""
+    return len(row) <= 1 and not "".join(row).strip()
 
 
 def _columns(path: Path, header: list[str]) -> list[int]:

@@ -117,3 +117,10 @@ def test_a_fault_names_the_line_its_row_starts_on_past_a_quoted_line_break(tmp_p
     with pytest.raises(ArenaError) as e:
         read_problem(path)
     assert [fault.split(": ", 1)[0] for fault in e.value.faults] == [f"{path}:3", f"{path}:5"]
+
+
+def test_a_row_of_empty_fields_is_a_fault_not_a_blank_line(tmp_path):
+    path = write(tmp_path, "id,lower,upper,size\na,0,2,4\n,,,\n\n   \nb,0,2,4\n")
+    with pytest.raises(ArenaError) as e:
+        read_problem(path)
+    assert e.value.faults == [f"{path}:3: expected id,lower,upper,size with integers, got ',,,'"]
