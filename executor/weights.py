@@ -105,7 +105,8 @@ def assemble(file: TensorFile, dtype: torch.dtype, device: torch.device,
     c = file.config
     q_rows, kv_rows = c.nh * c.dh, c.nkvh * c.dh
     shard = shard or Shard(0, list(range(c.nh)), list(range(c.nkvh)), (0, c.di))
-    q_part, kv_part, ffn_part = _rows(shard.q_heads, c.dh), _rows(shard.kv_heads, c.dh), slice(*shard.ffn)
+    spans = shard.spans(c.dh)
+    q_part, kv_part, ffn_part = (slice(*spans[part]) for part in ("q", "kv", "ffn"))
 
     def get(name: str, *shape: int) -> torch.Tensor:
         w = file.get(name)
@@ -186,11 +187,6 @@ def _packed(file: TensorFile, parts, dtype: torch.dtype, device: torch.device) -
             return None
         got.append(b)
     return cat_rows(got)
-
-
-def _rows(heads: list[int], dh: int) -> slice:
-    """The rows of a projection that belong to `heads` (dh rows each; a shard's heads are consecutive)."""
-    return slice(heads[0] * dh, (heads[-1] + 1) * dh)
 
 
 def operand(w: torch.Tensor) -> torch.Tensor:

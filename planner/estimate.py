@@ -75,9 +75,7 @@ def shard_tensors(tensors, shard, dh: int):
     """`tensors` (as native_weight_bytes takes them) cut to the part a rank's `shard` holds. A
     column slice that would split a block of GROUP inputs is held dequantized, as the executor
     holds it (quant.Packed.cols)."""
-    spans = {"q": (shard.q_heads[0] * dh, (shard.q_heads[-1] + 1) * dh),
-             "kv": (shard.kv_heads[0] * dh, (shard.kv_heads[-1] + 1) * dh), "ffn": shard.ffn}
-    out = []
+    spans, out = shard.spans(dh), []
     for name, shape, kind in tensors:
         role = name.split(".")[-2] if name.startswith("blk.") else None
         if role in SHARDED_ROWS:

@@ -30,6 +30,12 @@ class Shard:
         """The model's dims as this rank binds the schedule with them."""
         return {**dims, "nh": len(self.q_heads), "nkvh": len(self.kv_heads), "di": self.ffn[1] - self.ffn[0]}
 
+    def spans(self, dh: int) -> dict[str, tuple[int, int]]:
+        """[start, stop) of this rank's rows of Q ("q"), of K and V ("kv"), dh rows a head (its
+        heads are consecutive), and of the FFN's columns ("ffn")."""
+        return {"q": (self.q_heads[0] * dh, (self.q_heads[-1] + 1) * dh),
+                "kv": (self.kv_heads[0] * dh, (self.kv_heads[-1] + 1) * dh), "ffn": self.ffn}
+
 
 def shards(nh: int, nkvh: int, di: int, ranks: int) -> list[Shard]:
     """The split of `nh` query heads, `nkvh` key-value heads and `di` FFN columns over `ranks`."""
