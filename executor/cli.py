@@ -144,8 +144,7 @@ def _generate_in(args, group, torch) -> int:
     check_context(len(prompt), args.max_new_tokens, nctx)
     # the file's blocks, not the dims, say what packed weights hold
     packed = file.native_nbytes(dtype, shard) if native else None
-    dims = shard.dims(c.dims()) if shard is not None else c.dims()
-    workspace = workspace_bytes(dims, dtype, native) if device.type == "cpu" else 0
+    workspace = workspace_bytes(_rank_dims(c, shard), dtype, native) if device.type == "cpu" else 0
     runtime = RUNTIME_BYTES if device.type == "cpu" else 0   # a GPU's budget is its own memory
     if source.kind == "gguf":
         file.forget_metadata()
@@ -304,6 +303,11 @@ def _nctx(args, prompt_len: int, model_nctx: int) -> int:
     return args.nctx
 
 
+def _rank_dims(c, shard) -> dict[str, int]:
+    """The model's dims, or a tensor-parallel rank's `shard` of them."""
+    return shard.dims(c.dims()) if shard is not None else c.dims()
+
+
 def preflight(c, shard, dtype: str, prompt_len: int, nctx: int, packed: int | None, budget: int | None,
               workspace: int, runtime: int):
     """The prefill chunk, key tile and cost (weights, KV cache and arena bytes) of this run (of
@@ -313,8 +317,7 @@ def preflight(c, shard, dtype: str, prompt_len: int, nctx: int, packed: int | No
     what the run holds outside the arena (planner.estimate.estimate)."""
     from planner.budget import Choice, Fitter, choose
 
-    dims = {**(shard.dims(c.dims()) if shard is not None else c.dims()), "nctx": nctx}
-    fitter = Fitter(dims, dtype, c.tied, packed, workspace, runtime)
+    fitter = Fitter({**_rank_dims(c, shard), "nctx": nctx}, dtype, c.tied, packed, workspace, runtime)
     if budget is None:
         return Choice(prompt_len, None, fitter.cost(prompt_len, prompt_len, None))
     return choose(fitter, budget, prompt_len)

@@ -78,17 +78,17 @@ def write_all(outputs: list[tuple[str, str, str | bytes]]) -> None:
     try:
         through = []
         for option, path, data in outputs:
-            target = check_target(path, option)
+            target, fd = check_target(path, option), _descriptor(path)
             try:
-                if _descriptor(path) is not None or target.exists() and not stat.S_ISREG(target.stat().st_mode):
-                    through.append((option, path, target, data))
+                if fd is not None or target.exists() and not stat.S_ISREG(target.stat().st_mode):
+                    through.append((option, path, target, fd, data))
                 else:
                     staged.append((_stage(target, data), target))
             except OSError as e:
                 raise _unwritable(path, option, e) from None
-        for option, path, target, data in through:
+        for option, path, target, fd, data in through:
             try:
-                _write_through(path, target, data)
+                _write_through(target, fd, data)
             except OSError as e:
                 raise _unwritable(path, option, e) from None
         while staged:
@@ -116,12 +116,11 @@ def _stage(target: Path, data: str | bytes) -> str:
     return tmp
 
 
-def _write_through(path, target: Path, data: str | bytes) -> None:
-    """Write `data` into a special file. One of this process's descriptors (/dev/stdout) is
-    written on that descriptor, after what Python holds for it: opened anew, it would start at
+def _write_through(target: Path, fd: int | None, data: str | bytes) -> None:
+    """Write `data` into a special file. One of this process's descriptors (`fd`: /dev/stdout)
+    is written on that descriptor, after what Python holds for it: opened anew, it would start at
     the beginning of a file the shell redirected it to, and the command's printing would then
     overwrite it."""
-    fd = _descriptor(path)
     if fd is None:
         with open(target, _mode(data)) as f:
             f.write(data)

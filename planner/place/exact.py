@@ -244,8 +244,8 @@ def _decide_beside(comp: Component, plan: list[int], capacity: int, deadline: fl
     stop = background.answered
     if stop.is_set():
         return None, comp.lower
-    from . import cpsat     # OR-Tools takes 0.4 s to import: only for the searches that get here
     if len(comp.size) <= PROBE_MAX:
+        from . import cpsat     # OR-Tools takes 0.4 s to import: only for the searches that get here
         probe, proven = cpsat.minimize(comp, plan, comp.lower, _share_end(PROBE_SHARE, deadline), stop,
                                        bound_first=False)
         if probe is not None and comp.extent(probe) <= capacity:
@@ -267,6 +267,7 @@ def _decide_beside(comp: Component, plan: list[int], capacity: int, deadline: fl
     else:
         found = _completed(comp, _share_end(COMPLETION_SHARE, deadline), background, stop)
     if found is None and not stop.is_set():
+        from . import cpsat
         return cpsat.decide(comp, capacity, deadline, stop)
     return found, comp.lower
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import bisect
 import heapq
+
 from .problem import Block, conflicts
 
 

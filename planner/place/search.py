@@ -117,8 +117,7 @@ class Search:
             return False
         mark, refutations = len(self.trail), self.refutations
         while True:
-            if time.monotonic() > self.deadline or self.stop.is_set():
-                raise Timeout
+            self._on_time()
             m = min(self.floor[a:b])
             s = self.floor.index(m, a, b)
             for k in self._candidates(s, m):
@@ -183,6 +182,11 @@ class Search:
         """The placements on the trail, in order."""
         return [entry for entry in self.trail if type(entry) is Placed]
 
+    def _on_time(self) -> None:
+        """Timeout once the deadline has passed or the caller's `stop` is set."""
+        if time.monotonic() > self.deadline or self.stop.is_set():
+            raise Timeout
+
     def _supported(self, k: int) -> bool:
         """Spatial inference after placing block k. An unplaced block sits at or above its
         floor (the highest floor under it), so the bytes [floor[s], x) of a section s hold
@@ -191,15 +195,13 @@ class Search:
         comp, floor, slack = self.comp, self.floor, self.slack
         a, b = comp.lo[k], comp.hi[k]
         for s in range(comp.lo[k], comp.hi[k]):
-            if time.monotonic() > self.deadline:
-                raise Timeout
+            self._on_time()
             for j in comp.covers[s]:
                 if self.offsets[j] is None:
                     a, b = min(a, comp.lo[j]), max(b, comp.hi[j])
         lowest: dict[int, int] = {}
         for s in range(a, b):
-            if time.monotonic() > self.deadline:    # one call over 10^4 long blocks took 19 s
-                raise Timeout
+            self._on_time()                 # one call over 10^4 long blocks took 19 s
             over = []
             for j in comp.covers[s]:
                 if self.offsets[j] is None:
