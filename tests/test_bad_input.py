@@ -5,6 +5,8 @@ import json
 import os
 import stat
 import string
+import subprocess
+import sys
 
 import pytest
 import yaml
@@ -210,8 +212,6 @@ def test_out_onto_a_fifo_writes_through_it_and_leaves_it_a_fifo(tmp_path):
 def test_out_dev_stdout_follows_what_the_command_prints(into, tmp_path):
     """--out /dev/stdout writes on the command's own standard output, piped or redirected to a
     file: the CSV and then the JSON, neither lost (it was a missing pipe path, or a file replaced)."""
-    import subprocess
-    import sys
     problem = tmp_path / "p.csv"
     problem.write_text("id,lower,upper,size\na,0,2,4\nb,1,3,4\n")
     command = [sys.executable, "-m", "llama_arena", "plan", "--csv", str(problem), "--json", "--out", "/dev/stdout"]
@@ -229,8 +229,6 @@ def test_out_dev_stdout_follows_what_the_command_prints(into, tmp_path):
 def test_descriptors_are_known_through_links_and_by_the_file_they_hold(tmp_path, capsys):
     """A link to /dev/stdout writes on stdout too (redirected, the file is not replaced);
     /dev/stdout and /dev/fd/1 are one file; a descriptor name with a non-ASCII digit is exit 2."""
-    import subprocess
-    import sys
     problem = tmp_path / "p.csv"
     problem.write_text("id,lower,upper,size\na,0,2,4\n")
     (tmp_path / "out").symlink_to("/dev/stdout")
@@ -246,8 +244,6 @@ def test_descriptors_are_known_through_links_and_by_the_file_they_hold(tmp_path,
 
 
 def test_viz_writes_its_notes_on_stderr_so_a_trace_on_stdout_stays_json(tmp_path):
-    import subprocess
-    import sys
     problem = tmp_path / "p.csv"
     problem.write_text("id,lower,upper,size\na,0,2,4\nb,1,3,4\n")
     done = subprocess.run([sys.executable, "-m", "llama_arena", "viz", "--csv", str(problem), "--trace", "/dev/stdout"],
