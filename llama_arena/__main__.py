@@ -1,7 +1,7 @@
 """`python -m llama_arena`: the `arena` command without its installed script."""
 import sys
 
-from .cli import main
+from . import main
 
 if __name__ == "__main__":
     sys.exit(main())

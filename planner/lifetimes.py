@@ -95,10 +95,19 @@ def _described(dim: str, description: str) -> str:
     return "" if description in ("", dim) else f" ({description})"
 
 
+def _first_use(schedule: Schedule, dim: str) -> str:
+    """The place of the first tensor (or else repeat) that needs `dim`, as a fault's prefix."""
+    for t in schedule.tensors.values():
+        if any(dim in expr.names(axis) for axis in t.shape):
+            return where(schedule.file, t.line, tensor=t.name)
+    line = next(r.line for r in schedule.steps if isinstance(r, Repeat) and r.count == dim)
+    return where(schedule.file, line)
+
+
 def _bind_shapes(schedule: Schedule, dims: dict[str, int]) -> dict[str, list[int]]:
     unbound = sorted(_needed(schedule) - set(dims))
     if unbound:
-        raise ArenaError(*[f"{schedule.file}: dimension '{d}'{_described(d, schedule.dims[d])} is not bound: "
+        raise ArenaError(*[f"{_first_use(schedule, d)}dimension '{d}'{_described(d, schedule.dims[d])} is not bound: "
                            f"pass --set {d}=N or a --model that has it" for d in unbound])
     shapes, faults = {}, []
     for t in schedule.tensors.values():

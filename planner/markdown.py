@@ -71,7 +71,7 @@ def _table_with_graph_column(path, lines) -> list[tuple[int, list[str]]]:
     table: list[tuple[int, list[str]]] = []
     for number, text in enumerate(lines, start=1):
         if text.strip().startswith("|"):
-            cells = [c.strip().strip("`") for c in text.strip().strip("|").split("|")]
+            cells = _cells(text)
             if not all(re.fullmatch(r":?-+:?", c) for c in cells):   # skip the |:--:| rule
                 table.append((number, cells))
             continue
@@ -83,6 +83,15 @@ def _table_with_graph_column(path, lines) -> list[tuple[int, list[str]]]:
                          f"'tensor | graph | <tensor names>...', then a row of shapes, then the steps)")
     width = len(table[0][1])
     return [(n, cells + [""] * (width - len(cells))) for n, cells in table]   # short rows end in blank cells
+
+
+def _cells(text: str) -> list[str]:
+    """A table row's cells, split at each `|` but an escaped one: `\\|` is a `|` inside a
+    cell, as GitHub reads it."""
+    inner = text.strip()[1:]
+    if inner.endswith("|") and not inner.endswith("\\|"):
+        inner = inner[:-1]
+    return [c.strip().strip("`").replace("\\|", "|") for c in re.split(r"(?<!\\)\|", inner)]
 
 
 def _twice(path, line: int, names: list[str]) -> list[str]:

@@ -15,6 +15,9 @@ from .progress import Waiting
 from .sizes import parse_size
 
 DTYPES = ["f32", "f16", "bf16"]
+# The longest --time-limit: the searches wait on threads for shares of it, and a wait of
+# more than about 9e9 s overflows the platform's clock.
+MAX_TIME_LIMIT = 1e6
 DEFAULT_MODEL, DEFAULT_DTYPE = "smollm2-135m", "f32"
 
 
@@ -59,6 +62,8 @@ def plan_from_args(args, dims: dict[str, int] | None = None) -> tuple[Lifetimes 
     settle_inputs(args)
     if not math.isfinite(args.time_limit) or args.time_limit <= 0:
         raise ArenaError(f"--time-limit must be a positive number of seconds, not {args.time_limit:g}")
+    if args.time_limit > MAX_TIME_LIMIT:
+        raise ArenaError(f"--time-limit {args.time_limit:g}: at most {MAX_TIME_LIMIT:g} seconds (11 days)")
     capacity = None if args.capacity is None else parse_size(args.capacity, "--capacity")
     if args.csv and args.schedule:
         raise ArenaError("give a SCHEDULE or --csv PROBLEM.csv, not both")
@@ -80,7 +85,7 @@ def plan_from_args(args, dims: dict[str, int] | None = None) -> tuple[Lifetimes 
 
 def load_schedule(name: str) -> schedule.Schedule:
     path = schedule_path(name)
-    if path.suffix in (".md", ".txt"):
+    if path.suffix.lower() in (".md", ".txt"):
         return markdown.convert(path)
     return reader.load(path)
 

@@ -31,6 +31,8 @@ def check_target(path, option: str = "--out") -> Path:
         target = Path(os.path.realpath(path))
         if target.is_dir():
             raise ArenaError(f"{option} {path}: is a folder, not a file")
+        if str(path).endswith(os.sep):      # realpath drops the slash that names a folder
+            raise ArenaError(f"{option} {path}: names a folder, and there is none there; give a file's path")
         if not target.parent.is_dir():
             raise ArenaError(f"{option} {path}: {target.parent} is a file, not a folder" if target.parent.exists()
                              else f"{option} {path}: the folder {target.parent} does not exist")

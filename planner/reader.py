@@ -51,6 +51,8 @@ class _LineLoader(yaml.SafeLoader):
         for key_node, _ in node.value:
             if key_node.tag == "tag:yaml.org,2002:merge":     # `<<: *base` merges, and may override
                 continue
+            if isinstance(key_node, yaml.ScalarNode) and key_node.tag in _IMPLICIT:
+                key_node.tag = _STR     # a key is a name as written: `~`, `true`, `1.50` are not None, True, 1.5
             key = self.construct_object(key_node, deep=True)
             if isinstance(key, Hashable) and key in lines:
                 raise ArenaError(f"{where(self.file, key_node.start_mark.line + 1)}key '{show(key)}' "
@@ -80,6 +82,8 @@ class _LineLoader(yaml.SafeLoader):
 # octal 8 (a repeat count unrolled 8 times), `2:30` is 150, and `yes`, `on`, `no`, `off` are
 # booleans (a tensor named `on` became True). Here those are strings, and integers are decimal.
 _BOOL, _INT = "tag:yaml.org,2002:bool", "tag:yaml.org,2002:int"
+_STR = "tag:yaml.org,2002:str"
+_IMPLICIT = {_BOOL, _INT, "tag:yaml.org,2002:null", "tag:yaml.org,2002:float"}
 _LineLoader.yaml_implicit_resolvers = {
     first: [(tag, regexp) for tag, regexp in resolvers if tag not in (_BOOL, _INT)]
     for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}

@@ -145,7 +145,7 @@ def test_auto_gives_layered_half_the_time_and_goes_on_without_it(monkeypatch):
     heuristics (jagged skylines of thousands of blocks); the search starts from the others."""
     deadlines = []
 
-    def late(blocks, deadline, goal, stop):
+    def late(blocks, deadline, goal, stop, work=None):
         deadlines.append(deadline)
         return None
 

@@ -3,6 +3,7 @@ from pathlib import Path
 
 import pytest
 
+from llama_arena.cli import main
 from planner.errors import ArenaError
 from planner.lifetimes import bind
 from planner.markdown import convert
@@ -50,6 +51,14 @@ def test_file_without_a_table(tmp_path):
     (tmp_path / "empty.md").write_text("# nothing here\n")
     with pytest.raises(ArenaError, match="no lifetime table found"):
         convert(tmp_path / "empty.md")
+
+
+def test_an_escaped_pipe_is_part_of_its_cell_and_an_upper_case_suffix_is_markdown(tmp_path):
+    table = ("| tensor | graph | a\\|b | c |\n|---|---|---|---|\n| | | Ta (n) | Ta (n) |\n"
+             "| s0 | kernel | +w | +w |\n| s1 | kernel | rx | rx |\n")
+    (tmp_path / "t.MD").write_text(table)
+    assert list(convert(tmp_path / "t.MD").tensors) == ["a|b", "c"]
+    assert main(["plan", str(tmp_path / "t.MD"), "--set", "n=4"]) == 0
 
 
 def test_types_are_activations_an_element_type_or_int32(tmp_path):

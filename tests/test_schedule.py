@@ -193,6 +193,15 @@ def test_values_read_as_yaml_1_2_reads_them():
             loads(text, "t.yaml")
 
 
+def test_names_are_read_as_written():
+    """A key is a name: `~`, `true` and `1.50` are not None, True and 1.5."""
+    table = HEAD.replace("  h: Ti[n]\n", "  ~: Ti[n]\n  true: Ti[n]\n  1.50: Ti[n]\n") + \
+        "  - null: {~: +w, true: +w, 1.50: +w}\n  - 010: {~: rx, true: rx, 1.50: rx}\n"
+    unrolled = bind(loads(table, "t.yaml"), {"n": 2, "d": 64}, "f32", 256)
+    assert [s.name for s in unrolled.steps] == ["null", "010"]
+    assert sorted(i.tensor for i in unrolled.instances) == ["1.50", "true", "~"]
+
+
 def test_a_table_without_dimensions_converts_to_yaml_that_reads_back(tmp_path):
     from planner.markdown import convert
     from planner.schedule import to_yaml

@@ -113,6 +113,7 @@ class _Background:
 
     def __init__(self, comp: Component, deadline: float):
         self.comp = comp
+        self.began = time.monotonic()
         self._flag = bytearray(1)           # the running search's stop flag
         self.asked: int | None = None       # the capacity it decides
         self._deepest = array("q", bytes(8 * (3 + 2 * len(comp.size))))

@@ -22,8 +22,8 @@ from .problem import Block, Component, components, extent
 from .search import Search, Timeout
 
 # The compiled canonical search runs on a thread of its own all along (until layer splits
-# start, which race on every core). The others wait HEAD_START_SHARE of the time first
-# (unless it started beside `layered`, which was its head start): the canonical search
+# start, which race on every core). The others wait until it has run for HEAD_START_SHARE
+# of the time (deciding, counted from its start beside `layered` where it began there): the canonical search
 # answers many components in milliseconds, and they would only compete with it for the
 # interpreter and import OR-Tools (0.4 s) for nothing. Then, of the time left:
 # the share of the Python search (with its oracle). Where layer splits follow, it gets less
@@ -225,8 +225,8 @@ def _decide(comp: Component, plan: list[int], capacity: int, deadline: float,
             return started.found, comp.lower
         started = None
     with started or canonical.Decision(comp, capacity, deadline) as background:
-        if started is None:
-            background.answered.wait(HEAD_START_SHARE * (deadline - time.monotonic()))
+        head_start_end = background.began + HEAD_START_SHARE * (deadline - background.began)
+        background.answered.wait(max(0.0, head_start_end - time.monotonic()))
         found, bound = _decide_beside(comp, plan, capacity, deadline, background)
     if found is None and background.found is not None:
         found, bound = background.found, comp.lower
