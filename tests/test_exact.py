@@ -319,9 +319,9 @@ def test_the_canonical_search_runs_beside_layered_and_solve_takes_it_over(monkey
         heads.append(start_head(*args))
         return heads[-1]
 
-    def slow_layered(*args):
+    def slow_layered(*args, **kwargs):
         answered.append(heads[-1].answered.wait(10))
-        return layered(*args)
+        return layered(*args, **kwargs)
 
     monkeypatch.setattr(exact, "head_start", recorded)
     monkeypatch.setattr(auto, "layered", slow_layered)
@@ -356,8 +356,9 @@ def test_a_head_start_on_a_component_that_fits_already_stops_before_the_others_a
 
 def test_completions_start_at_once_after_a_head_start_and_wait_without_one(monkeypatch):
     """prod-450 at the peak (the search alone does not answer): a search that `head_start`
-    started has had its head start, so the completions begin at once; one started by
-    `_decide` itself runs alone for HEAD_START_SHARE of the time first."""
+    started and that has run for HEAD_START_SHARE of the time (beside `layered`) has had its
+    head start, so the completions begin at once; one started by `_decide` itself runs alone
+    that long first."""
     blocks, known, capacity = production(450, 0)
     (comp,) = components(blocks)
     waited = []
@@ -367,11 +368,13 @@ def test_completions_start_at_once_after_a_head_start_and_wait_without_one(monke
         return [known[k] for k in comp.blocks]
 
     monkeypatch.setattr(exact, "_completed", completed)
-    for head in (exact.head_start(blocks, capacity, time.monotonic() + 30), None):
-        start = time.monotonic()
-        plan, _ = exact._decide(comp, [0] * len(comp.size), capacity, start + 30, head)
-        assert plan == [known[k] for k in comp.blocks]
     share = exact.HEAD_START_SHARE * 30
+    head = exact.head_start(blocks, capacity, time.monotonic() + 30)
+    time.sleep(share)
+    for background in (head, None):
+        start = time.monotonic()
+        plan, _ = exact._decide(comp, [0] * len(comp.size), capacity, start + 30, background)
+        assert plan == [known[k] for k in comp.blocks]
     assert waited[0] < share / 2 and waited[1] > share * 0.9, waited
 
 

@@ -371,6 +371,8 @@ static int propagated(Search *S, int mark, int64_t base) {
      * SORTED_QUEUE keeps the trail's order: sorting it by insertion would cost more than it saves) */
     if (tail <= SORTED_QUEUE) sort_by(S->queue, tail, S->fails, 1);
     while (head != tail) {
+        /* the clock here too: on thousands of buffers one placement's propagation can take a second */
+        if (*S->stop || now() > S->deadline) { S->stopped = S->timed_out = 1; return 0; }
         int s = S->queue[head];
         head = (head + 1) % (S->nsec + 1);
         S->queued[s] = 0;
@@ -485,6 +487,7 @@ static int fit_part(Search *S, int a, int b, int64_t base) {
         place(S, k);
         int room = S->est[k] <= at && at + S->size[k] <= S->lct[k];
         result = room && room_above(S, a, b, at) && propagated(S, mark, at) ? fit(S, a, b, at) : FAILED;
+        if (S->stopped) result = STOPPED;       /* propagation stopped halfway: no failure to remember */
         if (result == FOUND) break;
         undo(S, mark);
         if (result == STOPPED || hatless(S, k)) break;

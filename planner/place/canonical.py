@@ -26,14 +26,15 @@ MAX_RANKS = 2_000_000   # fewer perturbed orders for a large component: 16 MB of
 MAX_PAIRS = 10_000_000
 
 
-def orders(comp: Component) -> list[list[int]]:
+def orders(comp: Component, stopping=lambda: False) -> list[list[int]]:
     """Each block's rank in minimalloc's three orders, by width (sections spanned), area
     and the largest load over its sections, in its combinations WAT, TAW and TWA, larger
     first; then by start, earliest first (then wider, then larger): at one floor the search
     then fills the skyline from left to right, as `skyline` does, and plans some instances
     that the other orders never do (docs/measurements.md); then PERTURBED more of
     minimalloc's (fewer past MAX_RANKS ranks in all), each one of them with its first key
-    scaled by a random factor per block (seeded: the same component gets the same orders)."""
+    scaled by a random factor per block (seeded: the same component gets the same orders).
+    Only those made before `stopping()` is true: on 10^4 blocks all of them take a second."""
     width = [h - l for l, h in zip(comp.lo, comp.hi)]
     area = [w * s for w, s in zip(width, comp.size)]
     total = [max(comp.load[l:h]) for l, h in zip(comp.lo, comp.hi)]
@@ -43,7 +44,12 @@ def orders(comp: Component) -> list[list[int]]:
     for _ in range(min(PERTURBED, MAX_RANKS // len(comp.size) - len(keyed))):
         first, second, third = rng.choice(combinations)
         keyed.append(([x * rng.uniform(1 - NOISE, 1 + NOISE) for x in first], second, third))
-    return [_ranks(keys) for keys in keyed]
+    ranks = []
+    for keys in keyed:
+        if stopping():
+            break
+        ranks.append(_ranks(keys))
+    return ranks
 
 
 def _ranks(keys: tuple[list, list, list]) -> list[int]:
@@ -86,7 +92,11 @@ def complete(comp: Component, capacity: int, path: list[tuple[int, int]], deadli
             tops[s] = max(tops[s], offset + comp.size[k])
     placed = dict(path)
     rest = [k for k in range(len(comp.size)) if k not in placed]
-    kept = [_kept(rank, rest) for rank in ranks]
+    kept = []
+    for rank in ranks:                      # a second on 10^4 blocks: the clock counts here too
+        if time.monotonic() > deadline:
+            return None
+        kept.append(_kept(rank, rest))
     flag = bytearray(1)
     with stopped_when(until, lambda: flag.__setitem__(0, 1)):
         status, offsets = fit([comp.size[k] for k in rest], [comp.lo[k] for k in rest], [comp.hi[k] for k in rest],
@@ -125,8 +135,9 @@ class _Background:
     def _guarded(self, comp: Component, deadline: float) -> None:
         try:
             if not too_large(comp):             # else it would answer nothing, at once, again and again
-                self.ranks = orders(comp)
-                self._work(comp, deadline)
+                self.ranks = orders(comp, lambda: self._stopping)
+                if not self._stopping:
+                    self._work(comp, deadline)
         except BaseException as error:          # raised again in the caller's thread, by stop()
             self._error = error
 
