@@ -145,7 +145,7 @@ def test_auto_gives_layered_half_the_time_and_goes_on_without_it(monkeypatch):
     heuristics (jagged skylines of thousands of blocks); the search starts from the others."""
     deadlines = []
 
-    def late(blocks, deadline, goal, stop, work=None):
+    def late(blocks, deadline, goal, stop):
         deadlines.append(deadline)
         return None
 
@@ -319,9 +319,9 @@ def test_the_canonical_search_runs_beside_layered_and_solve_takes_it_over(monkey
         heads.append(start_head(*args))
         return heads[-1]
 
-    def slow_layered(*args, **kwargs):
+    def slow_layered(*args):
         answered.append(heads[-1].answered.wait(10))
-        return layered(*args, **kwargs)
+        return layered(*args)
 
     monkeypatch.setattr(exact, "head_start", recorded)
     monkeypatch.setattr(auto, "layered", slow_layered)

@@ -9,7 +9,7 @@ from typing import NamedTuple
 from .heuristics import best_fit, greedy_size, naive
 from .layered import layered
 from .problem import Block, extent, lower_bound
-from .skyline import WORK as SKYLINE_WORK, skyline
+from .skyline import skyline
 
 # The heuristics: no proof, no clock (but in `auto`, see below).
 HEURISTICS = {"naive": naive, "greedy-size": greedy_size, "best-fit": best_fit, "skyline": skyline,
@@ -53,8 +53,7 @@ def assign(blocks: list[Block], strategy: str, time_limit: float, capacity: int 
             if best is not None and time.monotonic() > share_end:
                 continue
             if name == "layered":
-                offsets, head = _layered_beside_search(blocks, share_end, goal, deadline, running,
-                                                       capacity is not None)
+                offsets, head = _layered_beside_search(blocks, share_end, goal, deadline, running)
             else:
                 offsets = HEURISTICS[name](blocks)
             if offsets is None:
@@ -78,17 +77,14 @@ def assign(blocks: list[Block], strategy: str, time_limit: float, capacity: int 
 
 
 def _layered_beside_search(blocks: list[Block], deadline: float, goal: int, search_deadline: float,
-                           running: contextlib.ExitStack, deciding: bool):
+                           running: contextlib.ExitStack):
     """(`layered`'s plan, the canonical search started beside it or None). Where
     skyline's plain passes (milliseconds) miss `goal`, the search decides it (the
     capacity, or the lower bound when minimizing) on its own thread, entered in `running`,
     during `layered`'s half second: it often answers in milliseconds, and its plan stops
     `layered`. Its orders cost 65 µs a block to make, which plans met at once do not pay.
     Above EXACT_MAX blocks no search follows, so none starts (and the plain passes, seconds
-    at 10^5 blocks, are not run twice). Deciding a capacity (`deciding`) with the search
-    started, `layered` runs without skyline's reweighed passes: they take a second on 450
-    blocks and, on the production-like family with slack, never fit where the search and
-    the completions after `layered` do, sooner (docs/measurements.md)."""
+    at 10^5 blocks, are not run twice)."""
     if len(blocks) > EXACT_MAX:
         return layered(blocks, deadline, goal), None
     plain = skyline(blocks, deadline, goal, work=0)
@@ -96,7 +92,6 @@ def _layered_beside_search(blocks: list[Block], deadline: float, goal: int, sear
         return plain, None
     from . import exact         # here and below: plans that meet the goal at once never need it
     head = exact.head_start(blocks, goal, search_deadline)
-    if head is None:
-        return layered(blocks, deadline, goal), None
-    running.enter_context(head)
-    return layered(blocks, deadline, goal, head.found_flag, work=0 if deciding else SKYLINE_WORK), head
+    if head is not None:
+        running.enter_context(head)
+    return layered(blocks, deadline, goal, head and head.found_flag), head

@@ -21,7 +21,7 @@ import time
 from dataclasses import dataclass
 
 from .problem import Block, Component, components, extent, lower_bound, whole_span
-from .skyline import WORK as SKYLINE_WORK, skyline
+from .skyline import skyline
 
 # CP-SAT's deterministic seconds for one split, and for all of them together: enough for
 # the splits of the benchmark families, and a bound that keeps the largest near a second
@@ -52,12 +52,11 @@ class Work:
 
 
 def layered(blocks: list[Block], deadline: float | None = None, goal: int | None = None,
-            stop: bytearray | None = None, work: int = SKYLINE_WORK) -> list[int] | None:
+            stop: bytearray | None = None) -> list[int] | None:
     """With a `deadline`, None if `skyline` makes no plan by then (see `skyline`). A plan
-    of `skyline` within `goal` (default: the lower bound) is taken as it is. `stop` and
-    `work` (its reweighed passes): see `skyline`; once `stop` is set, skyline's plan is
-    taken as it is, without splits."""
-    offsets = skyline(blocks, deadline, goal, work, stop)
+    of `skyline` within `goal` (default: the lower bound) is taken as it is. `stop`: see
+    `skyline`; once it is set, skyline's plan is taken as it is, without splits."""
+    offsets = skyline(blocks, deadline, goal, stop=stop)
     if offsets is None:
         return None
     stopped = stop is not None and stop[0] != 0       # the work beside it has a plan: a split is not needed
