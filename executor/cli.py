@@ -198,6 +198,8 @@ def _check_options(args) -> None:
     if unused and args.temperature == 0:
         print(f"note: {', '.join(unused)} take effect with --temperature above 0; at 0 (the default) "
               "the likeliest token is taken", file=sys.stderr)
+    if args.weights == "native":
+        _note_native(args)
     _check_lengths(args)
     if args.tp < 1:
         raise ArenaError(f"--tp: must be 1 or more ranks, not {args.tp}")
@@ -207,6 +209,17 @@ def _check_options(args) -> None:
         args.prompt = _read_prompt(args.prompt_file)
     if args.trace:
         check_target(args.trace, "--trace")   # before the run, not after it
+
+
+def _note_native(args) -> None:
+    """--weights native where no block stays native says so (see _weights_and_dtype)."""
+    from .source import resolve
+    if resolve(args.model).kind == "checkpoint":
+        print("note: --weights native keeps a GGUF file's quantized blocks; a Hugging Face checkpoint has "
+              "none, and its weights run in --dtype", file=sys.stderr)
+    elif args.device != "cpu":
+        print(f"note: --weights native runs on cpu only; on {args.device} the weights are dequantized to --dtype",
+              file=sys.stderr)
 
 
 def _budget(args) -> int | None:
@@ -222,7 +235,7 @@ def _read_prompt(path: str) -> str:
         raise ArenaError(f"--prompt-file -: standard input is not UTF-8 text (at byte {e.start})") from None
     except ArenaError as e:
         raise ArenaError(f"--prompt-file {e}") from None
-    if not text.strip():
+    if not text:        # white space is text, as in --prompt: the tokenizer decides what it holds
         raise ArenaError(f"--prompt-file {path}: the prompt is empty")
     return text
 
@@ -235,7 +248,7 @@ def _read_stdin() -> str:
     if len(data) > MAX_FILE_BYTES:
         raise ArenaError(f"-: standard input is more than {MAX_FILE_BYTES:,} bytes; at most "
                          f"{MAX_FILE_BYTES:,} are read")
-    return data.decode("utf-8")
+    return data.decode("utf-8-sig")     # a byte-order mark is dropped, as from a file
 
 
 def _sampler(args, Sampler):

@@ -44,7 +44,10 @@ class TextTokenizer:
         if not self.chat_template:
             raise ArenaError("--chat: this model has no chat template")
         text = render_chat(self.chat_template, [{"role": "user", "content": prompt}], self.special)
-        return self.encode(text, add_special_tokens=False)   # the template writes any BOS itself
+        ids = self.encode(text, add_special_tokens=False)   # the template writes any BOS itself
+        if not ids:
+            raise ArenaError("--chat: the model's chat template renders the prompt as no tokens")
+        return ids
 
 
 def from_gguf(gguf) -> TextTokenizer:

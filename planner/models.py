@@ -87,7 +87,30 @@ def tied_output(model: str) -> bool:
     path = model_file(model)
     if path.suffix == ".gguf":
         return "output.weight" not in model_header(path).tensors
-    return tied_embeddings(path, read_json_object(path, "config.json"))
+    return tied_embeddings(path, read_json_object(path, "config.json")) and not _stores_head(path.parent)
+
+
+# A safetensors header is its file's first bytes: a length (8 bytes), then that much JSON.
+# Past this length the file is left to `arena run`, which reads it whole and says what is wrong.
+HEADER_MAX = 100 << 20
+
+
+def _stores_head(folder: Path) -> bool:
+    """Whether the checkpoint beside config.json stores an output head (lm_head.weight), which
+    transformers (and `arena run`) use even where tie_word_embeddings is true: from the shard
+    index, else from each safetensors file's header. A file that cannot be read counts as none."""
+    try:
+        index = folder / "model.safetensors.index.json"
+        if index.is_file():
+            return "lm_head.weight" in json.loads(index.read_text(encoding="utf-8"))["weight_map"]
+        for file in folder.glob("*.safetensors"):
+            with open(file, "rb") as f:
+                length = int.from_bytes(f.read(8), "little")
+                if length <= HEADER_MAX and "lm_head.weight" in json.loads(f.read(length)):
+                    return True
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    return False
 
 
 def tied_embeddings(path: Path, cfg: dict) -> bool:

@@ -172,7 +172,7 @@ def test_run_bad_budget_is_exit_2(argv, message, capsys):
 
 def test_prompt_file_and_stdin_give_the_prompt_s_tokens(word_folder, tmp_path, capsys, monkeypatch):
     path = tmp_path / "prompt.txt"
-    path.write_text(PROMPT + "\n")
+    path.write_bytes(b"\xef\xbb\xbf" + (PROMPT + "\n").encode())      # a byte-order mark, dropped from both
     from_text, _ = run_json(capsys, "--model", str(word_folder), "--prompt", PROMPT)
     from_file, _ = run_json(capsys, "--model", str(word_folder), "--prompt-file", str(path))
     monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(path.read_bytes())))
@@ -183,7 +183,7 @@ def test_prompt_file_and_stdin_give_the_prompt_s_tokens(word_folder, tmp_path, c
 
 def test_prompt_file_faults_are_exit_2_naming_the_file(tmp_path, capsys):
     empty, binary = tmp_path / "empty.txt", tmp_path / "binary.txt"
-    empty.write_text(" \n")
+    empty.write_text("")
     binary.write_bytes(b"\xff\xfe")
     for path, message in ((tmp_path / "missing.txt", "cannot read the prompt"), (empty, "the prompt is empty"),
                           (binary, "not UTF-8 text")):

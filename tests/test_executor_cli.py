@@ -1,6 +1,7 @@
 """`arena run`: output on a tiny checkpoint with its own tokenizer, and clear errors (exit 2,
 a message naming the file or option, no traceback) for everything a user can get wrong."""
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -44,6 +45,39 @@ def test_preflight_estimate_is_what_the_run_allocates(folder, capsys):
     assert out["total_bytes"] == out["weight_bytes"] + out["arena"] + out["runtime_bytes"]
     assert out["workspace_bytes"] == 0 and out["runtime_bytes"] == RUNTIME_BYTES   # dequantized weights, on CPU
     assert captured.err.startswith("estimate  weights ") and " on cpu" in captured.err
+
+
+def test_plan_counts_a_stored_head_where_the_config_ties_it_as_run_does(folder, tmp_path, capsys):
+    """transformers uses a stored lm_head.weight even where tie_word_embeddings is true; so do
+    `arena run` and the estimate `arena plan` prints (with a shard index, and without)."""
+    tied = tmp_path / "tied"
+    shutil.copytree(folder, tied)
+    cfg = json.loads((tied / "config.json").read_text())
+    (tied / "config.json").write_text(json.dumps({**cfg, "tie_word_embeddings": True}))
+    run = run_json(capsys, "--model", str(tied), "--prompt", "w5 w6 w7", "--max-new-tokens", "2")
+    plan = ["plan", "llama", "--model", str(tied), "--set", "n=3", "--nctx", str(run["nctx"]), "--json"]
+    assert main(plan) == 0 and json.loads(capsys.readouterr().out)["weight_bytes"] == run["weight_bytes"]
+    (tied / "model.safetensors").rename(tied / "model-00001-of-00001.safetensors")
+    index = {"weight_map": {name: "model-00001-of-00001.safetensors" for name in ("lm_head.weight", "model.norm.weight")}}
+    (tied / "model.safetensors.index.json").write_text(json.dumps(index))
+    assert main(plan) == 0 and json.loads(capsys.readouterr().out)["weight_bytes"] == run["weight_bytes"]
+    (tied / "model.safetensors.index.json").write_text(json.dumps({"weight_map": {}}))
+    assert main(plan) == 0 and json.loads(capsys.readouterr().out)["weight_bytes"] < run["weight_bytes"]
+
+
+def test_a_chat_template_that_renders_no_tokens_is_named(folder, tmp_path, capsys):
+    silent = tmp_path / "silent"
+    shutil.copytree(folder, silent)
+    template = "{% for m in messages if m['role'] == 'system' %}{{ m['content'] }}{% endfor %}"
+    (silent / "tokenizer_config.json").write_text(json.dumps({"chat_template": template, "eos_token": "</s>"}))
+    assert main(["run", "--model", str(silent), "--prompt", "w5", "--chat"]) == 2
+    assert capsys.readouterr().err == "arena: error: --chat: the model's chat template renders the prompt as no tokens\n"
+
+
+def test_native_weights_of_a_checkpoint_are_a_note_not_silence(folder, capsys):
+    assert main(["run", "--model", str(folder), "--prompt", "w5", "--max-new-tokens", "1", "--weights", "native"]) == 0
+    assert capsys.readouterr().err.startswith("note: --weights native keeps a GGUF file's quantized blocks; "
+                                              "a Hugging Face checkpoint has none")
 
 
 def test_greedy_runs_repeat_and_seeded_sampling_repeats(folder, capsys):

@@ -56,13 +56,15 @@ def test_a_tiny_temperature_is_greedy(temperature):
     assert out[0] == LOGITS.argmax()
 
 
+@pytest.mark.parametrize("temperature", [1.0, 0.0])
 @pytest.mark.parametrize("bad", [float("nan"), float("inf"), "all -inf"])
-def test_logits_that_are_not_finite_are_an_arena_error_never_an_id_past_the_vocabulary(bad):
-    """An f16 model that overflows: the cumulative sum was NaN and the draw the id `vocab`."""
+def test_logits_that_are_not_finite_are_an_arena_error_never_an_id_past_the_vocabulary(bad, temperature):
+    """An f16 model that overflows: the cumulative sum was NaN and the draw the id `vocab`;
+    greedy choice took token 0 without a word."""
     from planner.errors import ArenaError
     logits = torch.full_like(LOGITS, float("-inf")) if bad == "all -inf" else LOGITS.clone()
     if bad != "all -inf":
         logits[0, 3] = bad
     with pytest.raises(ArenaError, match="the logits are not finite"):
-        Sampler(1.0, seed=0).choose(logits, torch.empty(1, dtype=torch.int64), torch.empty(1),
+        Sampler(temperature, seed=0).choose(logits, torch.empty(1, dtype=torch.int64), torch.empty(1),
                                     scratch(LOGITS.shape[-1]))
