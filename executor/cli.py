@@ -67,19 +67,27 @@ def run(args) -> int:
 
     _check_options(args)
     if args.tp > 1 and not launched():
-        _check_split(args)
+        _check_ranks(args)
         return launch(args.tp, rank_main, args)
     return _generate(args)
 
 
-def _check_split(args) -> None:
-    """--tp N against the model's heads, before N processes start: each would open the model
-    only to refuse the split (and --tp 1000 would start a thousand)."""
+def _check_ranks(args) -> None:
+    """What every rank of --tp N would refuse alike, said once before N processes start
+    (--tp 1000 would start a thousand): the device, the split of the model's heads, the
+    prompt against the context."""
+    import torch
+
     from planner.shards import shards
 
     from .source import open_source, resolve
-    c = open_source(resolve(args.model)).config
-    shards(c.nh, c.nkvh, c.di, args.tp)
+    _device(args.device, torch)
+    if args.device == "cuda" and torch.cuda.device_count() < args.tp:
+        raise ArenaError(f"--tp {args.tp}: one GPU a rank, and this machine has {torch.cuda.device_count()}")
+    source = resolve(args.model)
+    file = open_source(source)
+    shards(file.config.nh, file.config.nkvh, file.config.di, args.tp)
+    _prompt_and_context(args, source, file)
 
 
 def rank_main(args) -> None:
@@ -116,12 +124,11 @@ def _generate(args) -> int:
 def _generate_in(args, group, torch) -> int:
     from planner.shards import shards
 
-    from .generate import TextStream, check_context, generate
+    from .generate import TextStream, generate
     from .model import build_model
     from .sampling import Sampler
     from .session import Session
     from .source import open_source, resolve
-    from .tokenizer import from_folder, from_gguf
     from .weights import DTYPES, hand_back_heap
 
     from planner.budget import describe
@@ -137,11 +144,7 @@ def _generate_in(args, group, torch) -> int:
     file = open_source(source)
     c = file.config
     shard = shards(c.nh, c.nkvh, c.di, group.size)[group.rank] if group is not None else None
-    tokenizer = from_folder(source.path) if source.kind == "checkpoint" else from_gguf(file)
-    prompt = tokenizer.encode_chat(args.prompt) if args.chat else tokenizer.encode(args.prompt)
-    _check_vocabulary(prompt, c.vocab, source.path)
-    nctx = _nctx(args, len(prompt), c.nctx)
-    check_context(len(prompt), args.max_new_tokens, nctx)
+    tokenizer, prompt, nctx = _prompt_and_context(args, source, file)
     # the file's blocks, not the dims, say what packed weights hold
     packed = file.native_nbytes(dtype, shard) if native else None
     workspace = workspace_bytes(_rank_dims(c, shard), dtype, native) if device.type == "cpu" else 0
@@ -301,6 +304,20 @@ def _check_vocabulary(prompt: list[int], vocab: int, model) -> None:
     if past:
         raise ArenaError(f"{model}: the prompt's token id {past[0]} is past the model's vocabulary of {vocab} "
                          "tokens: the tokenizer does not match the model")
+
+
+def _prompt_and_context(args, source, file):
+    """(the model's tokenizer, the prompt's ids, the context), the prompt checked against
+    the model's vocabulary and the context."""
+    from .generate import check_context
+    from .tokenizer import from_folder, from_gguf
+
+    tokenizer = from_folder(source.path) if source.kind == "checkpoint" else from_gguf(file)
+    prompt = tokenizer.encode_chat(args.prompt) if args.chat else tokenizer.encode(args.prompt)
+    _check_vocabulary(prompt, file.config.vocab, source.path)
+    nctx = _nctx(args, len(prompt), file.config.nctx)
+    check_context(len(prompt), args.max_new_tokens, nctx)
+    return tokenizer, prompt, nctx
 
 
 def _nctx(args, prompt_len: int, model_nctx: int) -> int:

@@ -230,9 +230,11 @@ def test_torchrun_across_two_machines_meeting_at_localhost(word_folder):
     (["--tp", "0"], "--tp: must be 1 or more ranks, not 0"),
     (["--tp", "5"], "--tp 5: a model with 4 query and 4 key-value heads splits over 1, 2, 3 or 4 ranks"),
     (["--tp", "1000"], "--tp 1000: a model with 4 query and 4 key-value heads splits over 1, 2, 3 or 4 ranks"),
+    (["--tp", "2", "--nctx", "3"], "--nctx: the prompt (4 tokens) plus --max-new-tokens 12 need 15 positions"),
 ])
 def test_bad_tp_is_exit_2_with_one_clear_message(word_folder, args, message):
-    """Refused before any rank starts (--tp 1000 started a thousand processes, each to refuse it)."""
+    """Refused before any rank starts (--tp 1000 started a thousand processes, each to refuse it;
+    each rank refused a prompt too long for the context, and the launcher named the first)."""
     p = arena_run("--model", str(word_folder), *PROMPT_WORDS, *args, timeout=60)
     assert p.returncode == 2 and p.stderr.startswith(f"arena: error: {message}") and p.stderr.count("\n") == 1, p.stderr
 
