@@ -71,6 +71,10 @@ def read_problem(path, align: int = 1) -> list[Buffer]:
         raise ArenaError(*faults)
     if not buffers:
         raise ArenaError(f"{path}: the CSV lists no buffers")
+    total = sum(b.nbytes for b in buffers)
+    if total > MAX_BYTES:       # so that no offset or sum of sizes overflows, whatever the lifetimes
+        raise ArenaError(f"{path}: the buffers add up to {total:,} bytes; at most 2^62 = {MAX_BYTES:,} bytes "
+                         "are planned, all buffers together")
     if gaps:
         print(f"note: {path}: the gaps of {gaps} buffer(s) are not used; each buffer is planned as live "
               f"from lower to upper", file=sys.stderr)

@@ -70,7 +70,7 @@ CASES = [
     ("t.csv", "id,lower,upper,size\nb1,0,3,4\nb2,1,4,10000000000000000000\n", ["plan", "--csv", "t.csv"],
      "t.csv:3: buffer 'b2' has size 10,000,000,000,000,000,000; at most 2^62 = 4,611,686,018,427,387,904 bytes"),
     ("t.csv", "id,lower,upper,size\nb1,0,3,3000000000000000000\nb2,1,4,3000000000000000001\n", ["plan", "--csv", "t.csv"],
-     "the device buffers add up to 6,000,000,000,000,000,001 bytes (the largest, 'b2',"),
+     "t.csv: the buffers add up to 6,000,000,000,000,000,001 bytes; at most 2^62"),
     ("t.yaml", TABLE, ["plan", "llama", "--set", "d=999999999999999999"], "at most 2^62 = 4,611,686,018,427,387,904 bytes"),
     # what YAML accepts but a table never means
     ("t.yaml", edit("d: width}", "d: width, n: again}"), ["plan", "t.yaml"], "t.yaml:2: key 'n' appears twice"),

@@ -155,7 +155,43 @@ def test_arena_map_wraps_to_the_terminal_width(smollm2):
     assert sum("kv#0" in line for line in lines) == len(chunks)    # the KV cache spans every chunk
 
 
+def test_a_map_past_map_lines_is_left_to_the_pictures(tmp_path):
+    """Each chunk of columns repeats every offset band: 10^4 buffers made a million lines."""
+    rows = "".join(f"b{i},{i},{i + 1 + i % 13},{1 + i * 37 % 101}\n" for i in range(600))
+    (tmp_path / "many.csv").write_text("id,lower,upper,size\n" + rows)
+    _, plan = plan_from_args(args("--csv", str(tmp_path / "many.csv"), "--strategy", "best-fit"))
+    lines = screen(plan, None, width=100)
+    start = lines.index(next(line for line in lines if line.startswith("arena map")))
+    note = " ".join(lines[start + 1:start + 3])
+    assert note.startswith("600 instances in ") and "--png, --svg or --html draw the map" in note
+    assert len(lines) < 1_000
+
+
+def test_labels_of_wide_characters_keep_the_map_rows_even(tmp_path):
+    """A CJK character or an emoji takes two cells of the terminal, not one."""
+    from rich.cells import cell_len
+    (tmp_path / "wide.csv").write_text("id,lower,upper,size\nκ™💾,0,3,4\nxy,1,2,4\n日本語テンソル,2,5,8\nab,0,2,3\n")
+    _, plan = plan_from_args(args("--csv", str(tmp_path / "wide.csv"), "--strategy", "best-fit"))
+    lines = screen(plan, None, width=60)
+    start = lines.index(next(line for line in lines if line.startswith("arena map")))
+    end = next(k for k in range(start, len(lines)) if lines[k].startswith("time"))
+    map_lines = lines[start + 2:end + 1]
+    assert len({cell_len(line) for line in map_lines}) == 1, map_lines
+    assert any("日本語" in line for line in map_lines)
+
+
 # --- pictures -------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("size", [1, 2, 3])
+def test_the_offset_axis_of_a_tiny_arena_names_each_byte_once(tmp_path, size):
+    """Fractional ticks printed as whole bytes read 0, 0, 0, 0, 0, 1."""
+    (tmp_path / "tiny.csv").write_text(f"id,lower,upper,size\na,0,2,{size}\n")
+    _, plan = plan_from_args(args("--csv", str(tmp_path / "tiny.csv")))
+    fig = picture.figure(plan)
+    fig.canvas.draw()
+    ax = fig.axes[0]
+    shown = [t.get_text() for t, y in zip(ax.get_yticklabels(), ax.get_yticks()) if ax.get_ylim()[0] <= y <= ax.get_ylim()[1]]
+    assert len(shown) == len(set(shown)) > 1, shown
 
 @pytest.mark.parametrize("name", ["seed", "smollm2", "minimalloc"])
 def test_figure_has_one_rectangle_per_device_instance_at_its_offset(plans, name):

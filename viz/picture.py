@@ -108,6 +108,7 @@ def figure(plan: Plan) -> Figure:
     for ax, lo, hi in panels:
         ax.set_xlim(x0, x1)
         ax.set_ylim(lo, hi + (hi - lo) * 0.04)
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))     # offsets are whole bytes, even in an arena of 2
         ax.yaxis.set_major_formatter(FuncFormatter(lambda y, _: f"{int(y):,}"))   # exact, like the plan
         ax.set_ylabel("offset (bytes)" if ax is top else "persistent")
     for i, b in device:

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Iterator
 
 from rich import box
+from rich.cells import cell_len, set_cell_size
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
@@ -26,6 +27,10 @@ SYMBOL_STYLES = {"+": "bold green", "o": "dim", "m": "magenta", "r": "cyan", "w"
 FOLDED = "⋮"
 MIXED = -1            # a map cell of a folded row that several instances share over time
 CELL_WIDTH = (2, 8)   # characters per map column, fewest and most
+# The most lines a map may take: each chunk of columns repeats every offset band, so a CSV
+# problem of 10^4 buffers made a million lines (and three minutes). Past it the pictures
+# draw the map; a 30-layer model with every layer unfolded takes under 200.
+MAP_LINES = 2_000
 
 
 @dataclass
@@ -48,7 +53,10 @@ def render(console: Console, plan: Plan, lifetimes: Lifetimes | None, keep: set[
     console.print(Text(f"arena map of {plan.schedule or 'the CSV problem'}: offset (y) over "
                        f"{'steps' if plan.steps else 'time'} (x)", style="bold"))
     for line in arena_map(plan, rows, top, console.width):
-        console.print(line, no_wrap=True, overflow="crop")
+        if line.no_wrap is False:       # a note in place of the map: it wraps, as prose does
+            console.print(line)
+        else:
+            console.print(line, no_wrap=True, overflow="crop")
     console.print(legend(plan))
     console.print(summary(plan))
 
@@ -197,12 +205,17 @@ def arena_map(plan: Plan, rows: list[Row], top: int, width: int) -> list[Text]:
     if not device:
         return [Text("no instance lives in the arena", style="dim")]
     edges = sorted({b.offset for b in device} | {b.offset + b.size for b in device})
-    grid = _grid(device, rows, edges)
-    middle = [(bisect.bisect_left(edges, b.offset) + bisect.bisect_left(edges, b.offset + b.size)) // 2
-              for b in device]
     margin = max(len(f"{edges[-1]:,}"), 4) + 1
     cell = max(CELL_WIDTH[0], min(CELL_WIDTH[1], (width - margin) // len(rows)))
     per_chunk = max(1, (width - margin) // cell)
+    size = -(-len(rows) // per_chunk) * (len(edges) + 2)
+    if size > MAP_LINES:
+        return [Text(f"{len(device):,} instances in {len(edges) - 1:,} offset bands over {len(rows):,} columns "
+                     f"would take {size:,} lines (at most {MAP_LINES:,} here); --png, --svg or --html draw "
+                     "the map", style="dim", no_wrap=False)]
+    grid = _grid(device, rows, edges)
+    middle = [(bisect.bisect_left(edges, b.offset) + bisect.bisect_left(edges, b.offset + b.size)) // 2
+              for b in device]
     palette, lines = colors(plan), []
     for start in range(0, len(rows), per_chunk):
         columns = range(start, min(start + per_chunk, len(rows)))
@@ -245,8 +258,10 @@ def _labels(device, grid, middle: list[int], columns: range, cell: int) -> dict[
     labels = {}
     for i, (first, count) in runs.items():
         name, room = device[i].name, count * cell
-        name = name if len(name) <= room else name[:room - 1] + "…" if room >= 3 else ""
-        labels[(middle[i], first)] = name.center(room) if name else ""
+        if cell_len(name) > room:     # counted in terminal cells: a CJK character or an emoji takes two
+            name = set_cell_size(name, room - 1).rstrip() + "…" if room >= 3 else ""
+        pad = room - cell_len(name)
+        labels[(middle[i], first)] = " " * (pad // 2) + name + " " * (pad - pad // 2) if name else ""
     return labels
 
 
@@ -262,8 +277,8 @@ def _band(j, edges, grid, columns, cell, margin, device, labels, palette) -> Tex
         run = 1
         while k + run < columns.stop and grid[j][k + run] == i:
             run += 1
-        text = labels.get((j, k), "").ljust(run * cell)
-        line.append(text, style=_block_style(palette[device[i].tensor]))
+        text = labels.get((j, k), "")
+        line.append(text + " " * (run * cell - cell_len(text)), style=_block_style(palette[device[i].tensor]))
         k += run
     return line
 
