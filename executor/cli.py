@@ -10,7 +10,7 @@ import json
 import math
 import sys
 
-from planner.errors import MAX_FILE_BYTES, ArenaError, plural, read_text
+from planner.errors import MAX_FILE_BYTES, ArenaError, plural, read_text, utf8_text
 from planner.output import check_target
 
 DEFAULT_DTYPE = {"cpu": "f32", "cuda": "bf16"}
@@ -74,8 +74,8 @@ def run(args) -> int:
 
 def _check_ranks(args) -> None:
     """What every rank of --tp N would refuse alike, said once before N processes start
-    (--tp 1000 would start a thousand): the device, the split of the model's heads, the
-    prompt against the context."""
+    (--tp 1000 would start a thousand): the device, --weights beside --dtype, the split of
+    the model's heads, the prompt against the context."""
     import torch
 
     from planner.shards import shards
@@ -85,6 +85,7 @@ def _check_ranks(args) -> None:
     if args.device == "cuda" and torch.cuda.device_count() < args.tp:
         raise ArenaError(f"--tp {args.tp}: one GPU a rank, and this machine has {torch.cuda.device_count()}")
     source = resolve(args.model)
+    _weights_and_dtype(args, source.kind, args.device)
     file = open_source(source)
     shards(file.config.nh, file.config.nkvh, file.config.di, args.tp)
     _prompt_and_context(args, source, file)
@@ -251,7 +252,7 @@ def _read_stdin() -> str:
     if len(data) > MAX_FILE_BYTES:
         raise ArenaError(f"-: standard input is more than {MAX_FILE_BYTES:,} bytes; at most "
                          f"{MAX_FILE_BYTES:,} are read")
-    return data.decode("utf-8-sig")     # a byte-order mark is dropped, as from a file
+    return utf8_text(data)              # a byte-order mark is dropped, as from a file
 
 
 def _sampler(args, Sampler):

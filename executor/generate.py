@@ -35,7 +35,7 @@ class Generation:
 
 def check_context(prompt_len: int, max_new_tokens: int, nctx: int) -> None:
     if prompt_len == 0:
-        raise ArenaError("--prompt: the prompt has no tokens")
+        raise ArenaError("the prompt has no tokens in this model's tokenizer")
     if max_new_tokens < 1:
         raise ArenaError(f"--max-new-tokens: must be at least 1, not {max_new_tokens}")
     if prompt_len + max_new_tokens - 1 > nctx:    # the last new token is never fed back: it takes no position

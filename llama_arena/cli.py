@@ -55,7 +55,7 @@ def interrupted():
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
-        except (OSError, ValueError):
+        except (AttributeError, OSError, ValueError):     # None where the process has no such stream
             pass
     os._exit(130)
 

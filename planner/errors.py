@@ -1,6 +1,7 @@
 """The exceptions the CLI turns into a clear message: a fault in the input (exit code 2), and
 a capacity no plan was found within (exit code 3); and the helpers that phrase the user's
 input in a message."""
+import codecs
 import json
 import os
 import stat
@@ -81,6 +82,17 @@ def read_json_object(path, what: str) -> dict:
     return value
 
 
+def utf8_text(data: bytes) -> str:
+    """`data` as UTF-8 text, less a byte-order mark; a UnicodeDecodeError counts its offset
+    from the first byte of `data`, the mark's too (utf-8-sig counts from after it)."""
+    body = data.removeprefix(codecs.BOM_UTF8)
+    try:
+        return body.decode("utf-8")
+    except UnicodeDecodeError as e:
+        skipped = len(data) - len(body)
+        raise UnicodeDecodeError("utf-8", data, e.start + skipped, e.end + skipped, e.reason) from None
+
+
 def read_text(path, what: str, hint: str, most: int = MAX_FILE_BYTES) -> str:
     """The UTF-8 text of a user's file, less the byte-order mark some editors write first; an
     ArenaError naming the file (`what` it should be) when it cannot be read, or the first byte
@@ -91,7 +103,7 @@ def read_text(path, what: str, hint: str, most: int = MAX_FILE_BYTES) -> str:
         info = regular_file(path, what)
         if info.st_size > most:
             raise ArenaError(f"{path}: the {what} is {info.st_size:,} bytes; at most {most:,} are read")
-        return Path(path).read_bytes().decode("utf-8-sig")
+        return utf8_text(Path(path).read_bytes())
     except OSError as e:
         raise ArenaError(f"{path}: cannot read the {what}: {e.strerror}") from None
     except UnicodeDecodeError as e:

@@ -91,7 +91,10 @@ def _cells(text: str) -> list[str]:
     inner = text.strip()[1:]
     if inner.endswith("|") and not inner.endswith("\\|"):
         inner = inner[:-1]
-    return [c.strip().strip("`").replace("\\|", "|") for c in re.split(r"(?<!\\)\|", inner)]
+    cells = [c.strip().strip("`").replace("\\|", "|") for c in re.split(r"(?<!\\)\|", inner)]
+    while cells and not cells[-1]:      # `| a | b ||`: a blank cell at the end says nothing
+        cells.pop()
+    return cells
 
 
 def _twice(path, line: int, names: list[str]) -> list[str]:

@@ -98,7 +98,8 @@ HEADER_MAX = 100 << 20
 def _stores_head(folder: Path) -> bool:
     """Whether the checkpoint beside config.json stores an output head (lm_head.weight), which
     transformers (and `arena run`) use even where tie_word_embeddings is true: from the shard
-    index, else from each safetensors file's header. A file that cannot be read counts as none."""
+    index, else from each safetensors file's header. Where one cannot be read, no head is
+    counted: `arena run` reads the files whole and says what is wrong with them."""
     try:
         index = folder / "model.safetensors.index.json"
         if index.is_file():

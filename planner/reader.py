@@ -47,22 +47,31 @@ class _LineLoader(yaml.SafeLoader):
         return node
 
     def construct_mapping(self, node, deep=False):
-        lines = {}
-        for key_node, _ in node.value:
-            if key_node.tag == "tag:yaml.org,2002:merge":     # `<<: *base` merges, and may override
-                continue
-            if isinstance(key_node, yaml.ScalarNode) and key_node.tag in _IMPLICIT:
-                key_node.tag = _STR     # a key is a name as written: `~`, `true`, `1.50` are not None, True, 1.5
-            key = self.construct_object(key_node, deep=True)
-            if isinstance(key, Hashable) and key in lines:
+        own = [(k, v) for k, v in node.value if k.tag != "tag:yaml.org,2002:merge"]
+        self.flatten_mapping(node)          # `<<: *base` merges: its pairs first, then `own` overriding them
+        merged = node.value[:len(node.value) - len(own)]
+        mapping, lines = {}, {}
+        for count, (key_node, value_node) in enumerate(merged + own):
+            key = self._key(key_node)
+            if count >= len(merged) and key in lines and lines[key][1]:
                 raise ArenaError(f"{where(self.file, key_node.start_mark.line + 1)}key '{show(key)}' "
-                                 f"appears twice in one mapping (line {lines[key]} has it first)")
-            if isinstance(key, Hashable):
-                lines[key] = key_node.start_mark.line + 1
-        mapping = super().construct_mapping(node, deep=deep)
+                                 f"appears twice in one mapping (line {lines[key][0]} has it first)")
+            lines[key] = (key_node.start_mark.line + 1, count >= len(merged))
+            mapping[key] = self.construct_object(value_node, deep=deep)
         mapping[LINE] = node.start_mark.line + 1
-        mapping[LINES] = lines
+        mapping[LINES] = {key: line for key, (line, _) in lines.items()}
         return mapping
+
+    def _key(self, key_node):
+        """A key is a name as written: `~`, `true`, `1.50` are not None, True, 1.5 (and the
+        text of a scalar is the same wherever an alias repeats it)."""
+        if isinstance(key_node, yaml.ScalarNode) and key_node.tag in _IMPLICIT:
+            return key_node.value
+        key = self.construct_object(key_node, deep=True)
+        if not isinstance(key, Hashable):
+            raise yaml.constructor.ConstructorError("while constructing a mapping", None, "found unhashable key",
+                                                    key_node.start_mark)
+        return key
 
     def construct_object(self, node, deep=False):
         self.node = node
@@ -82,8 +91,7 @@ class _LineLoader(yaml.SafeLoader):
 # octal 8 (a repeat count unrolled 8 times), `2:30` is 150, and `yes`, `on`, `no`, `off` are
 # booleans (a tensor named `on` became True). Here those are strings, and integers are decimal.
 _BOOL, _INT = "tag:yaml.org,2002:bool", "tag:yaml.org,2002:int"
-_STR = "tag:yaml.org,2002:str"
-_IMPLICIT = {_BOOL, _INT, "tag:yaml.org,2002:null", "tag:yaml.org,2002:float"}
+_IMPLICIT = {_BOOL, _INT, *(f"tag:yaml.org,2002:{tag}" for tag in ("null", "float", "timestamp"))}
 _LineLoader.yaml_implicit_resolvers = {
     first: [(tag, regexp) for tag, regexp in resolvers if tag not in (_BOOL, _INT)]
     for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}

@@ -182,11 +182,12 @@ def test_prompt_file_and_stdin_give_the_prompt_s_tokens(word_folder, tmp_path, c
 
 
 def test_prompt_file_faults_are_exit_2_naming_the_file(tmp_path, capsys):
-    empty, binary = tmp_path / "empty.txt", tmp_path / "binary.txt"
+    empty, binary, marked = tmp_path / "empty.txt", tmp_path / "binary.txt", tmp_path / "marked.txt"
     empty.write_text("")
     binary.write_bytes(b"\xff\xfe")
+    marked.write_bytes(b"\xef\xbb\xbfab\xff")      # the offset counts the byte-order mark
     for path, message in ((tmp_path / "missing.txt", "cannot read the prompt"), (empty, "the prompt is empty"),
-                          (binary, "not UTF-8 text")):
+                          (binary, "not UTF-8 text"), (marked, "(byte 0xff at offset 5)")):
         assert main(["run", "--prompt-file", str(path)]) == 2
         err = capsys.readouterr().err
         assert err.startswith(f"arena: error: --prompt-file {path}") and message in err, err

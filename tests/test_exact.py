@@ -448,11 +448,29 @@ def test_completions_give_each_path_to_the_way_that_has_had_less_time(monkeypatc
         def deepest(self):
             return [(0, 0)]
 
-    assert exact._completed(None, time.monotonic() + 1.2, Background(), threading.Event()) is None
+    assert exact._completed(SimpleNamespace(size=[1]), time.monotonic() + 1.2, Background(), threading.Event()) is None
     assert 2 <= calls["canonical"] / calls["cpsat"] <= 4.5
     assert set(limits["cpsat"]) == {exact.COMPLETION_LIMIT}
     assert limits["canonical"][0] == exact.CANONICAL_LIMIT < limits["canonical"][-1]
     assert limits["canonical"] == sorted(limits["canonical"])
+
+
+def test_completions_leave_cpsat_out_where_its_model_could_not_be_built_in_time(monkeypatch):
+    """It would answer None at once, charged nothing, and be chosen again and again."""
+    calls = {"cpsat": 0, "canonical": 0}
+
+    def way(name):
+        def complete(*args):
+            calls[name] += 1
+            time.sleep(0.01)
+        return complete
+
+    monkeypatch.setattr(exact, "_cpsat_completion", way("cpsat"))
+    monkeypatch.setattr(exact, "_canonical_completion", way("canonical"))
+    background = SimpleNamespace(asked=64, deepest=lambda: [(0, 0)])
+    big = SimpleNamespace(size=[1] * 20_000)         # a model of 0.8 s, and 0.3 s left
+    assert exact._completed(big, time.monotonic() + 0.3, background, threading.Event()) is None
+    assert calls["cpsat"] == 0 and calls["canonical"] > 10
 
 
 def test_completions_plan_a_tight_instance_the_search_alone_does_not():

@@ -35,21 +35,26 @@ def orders(comp: Component, stopping=lambda: False) -> list[list[int]]:
     minimalloc's (fewer past MAX_RANKS ranks in all), each one of them with its first key
     scaled by a random factor per block (seeded: the same component gets the same orders).
     Only those made before `stopping()` is true: on 10^4 blocks all of them take a second."""
-    width = [h - l for l, h in zip(comp.lo, comp.hi)]
-    area = [w * s for w, s in zip(width, comp.size)]
-    total = [max(comp.load[l:h]) for l, h in zip(comp.lo, comp.hi)]
-    combinations = [(width, area, total), (total, area, width), (total, width, area)]
-    rng = random.Random(len(comp.size))
-    keyed = [*combinations, ([-lo for lo in comp.lo], width, comp.size)]
-    for _ in range(min(PERTURBED, MAX_RANKS // len(comp.size) - len(keyed))):
-        first, second, third = rng.choice(combinations)
-        keyed.append(([x * rng.uniform(1 - NOISE, 1 + NOISE) for x in first], second, third))
     ranks = []
-    for keys in keyed:
+    for keys in _keys(comp):
         if stopping():
             break
         ranks.append(_ranks(keys))
     return ranks
+
+
+def _keys(comp: Component):
+    """The sort keys of each of `orders`, made one order at a time."""
+    width = [h - l for l, h in zip(comp.lo, comp.hi)]
+    area = [w * s for w, s in zip(width, comp.size)]
+    total = [max(comp.load[l:h]) for l, h in zip(comp.lo, comp.hi)]
+    combinations = [(width, area, total), (total, area, width), (total, width, area)]
+    fixed = [*combinations, ([-lo for lo in comp.lo], width, comp.size)]
+    yield from fixed
+    rng = random.Random(len(comp.size))
+    for _ in range(min(PERTURBED, MAX_RANKS // len(comp.size) - len(fixed))):
+        first, second, third = rng.choice(combinations)
+        yield [x * rng.uniform(1 - NOISE, 1 + NOISE) for x in first], second, third
 
 
 def _ranks(keys: tuple[list, list, list]) -> list[int]:

@@ -18,7 +18,7 @@ from .stopping import solve
 MODEL_BLOCK_S = 40e-6
 
 
-def _time_for(comp: Component, deadline: float) -> bool:
+def model_in_time(comp: Component, deadline: float) -> bool:
     return deadline - time.monotonic() > len(comp.size) * MODEL_BLOCK_S
 
 
@@ -53,7 +53,7 @@ class Oracle:
         """Given (block, offset) placements: a completed plan, False when there is none,
         None when undecided in `limit` seconds (or by the deadline, or once `until` is set)."""
         if self.model is None:
-            if not _time_for(self.comp, deadline):
+            if not model_in_time(self.comp, deadline):
                 return None
             self.model = cp_model.CpModel()
             self.offsets = rectangles(self.model, self.comp, self.capacity // self.comp.unit)
@@ -107,7 +107,7 @@ def _run(comp: Component, lowest: int, highest: int, hint: list[int] | None, dea
          stop: threading.Event | None):
     """Minimize the capacity within [lowest, highest] units: (status, plan or None,
     proven lower bound in units)."""
-    if stop is not None and stop.is_set() or not _time_for(comp, deadline):
+    if stop is not None and stop.is_set() or not model_in_time(comp, deadline):
         return cp_model.UNKNOWN, None, lowest
     unit, twins = comp.unit, _twins(comp)
     if hint is not None:

@@ -13,6 +13,7 @@ at the first plan within it.
 """
 from __future__ import annotations
 
+import math
 import sys
 import time
 from dataclasses import dataclass
@@ -290,6 +291,11 @@ def _completed(comp: Component, deadline: float, background: canonical.Decision 
             until.wait(0.01)
             continue
         way = min(spent, key=spent.get)
+        if way is _cpsat_completion:
+            from .cpsat import model_in_time
+            if not model_in_time(comp, deadline):     # it would answer at once, again and again, unasked
+                spent[way] = math.inf
+                continue
         limit = (COMPLETION_LIMIT if way is _cpsat_completion
                  else max(CANONICAL_LIMIT, CANONICAL_GROWTH * spent[way]))
         start = time.monotonic()
