@@ -72,6 +72,10 @@ HEAD_START_MAX = 2_000
 SEARCH_MAX = 2_000
 PROBE_SHARE = 0.1
 PROBE_MAX = 200
+# OR-Tools takes 0.4 s to import alone, and up to 2 s beside a search that makes its orders
+# in Python (2 x 10^4 blocks): the methods that need it start only with this much time left,
+# or once it is loaded (a limit of 1.5 s on 2 x 10^4 blocks ran 0.7-2.6 s over, importing it).
+OR_TOOLS_IMPORT_S = 1.0
 
 
 @dataclass
@@ -183,7 +187,7 @@ def _minimize_beside(comp: Component, plan: list[int], bound: int, upper: int, d
         found, bound = _climb(comp, bound, upper, _share_end(SEARCH_SHARE_BRIEF if layered else SEARCH_SHARE, deadline),
                               descent)
     bound = max(bound, descent.bound)
-    if found is not None or descent.settled.is_set():
+    if found is not None or descent.settled.is_set() or not _or_tools_in_time(deadline):
         return found, bound
     from . import cpsat                     # OR-Tools takes 0.4 s to import: only for the searches that get here
     from .stacking import stacked
@@ -245,7 +249,7 @@ def _decide_beside(comp: Component, plan: list[int], capacity: int, deadline: fl
     stop = background.answered
     if stop.is_set():
         return None, comp.lower
-    if len(comp.size) <= PROBE_MAX:
+    if len(comp.size) <= PROBE_MAX and _or_tools_in_time(deadline):
         from . import cpsat     # OR-Tools takes 0.4 s to import: only for the searches that get here
         probe, proven = cpsat.minimize(comp, plan, comp.lower, _share_end(PROBE_SHARE, deadline), stop,
                                        bound_first=False)
@@ -260,14 +264,14 @@ def _decide_beside(comp: Component, plan: list[int], capacity: int, deadline: fl
                 return (search.offsets, comp.lower) if search.run() else (None, capacity + search.short)
             except Timeout:
                 pass
-        if stop.is_set():
+        if stop.is_set() or not _or_tools_in_time(deadline):
             return None, comp.lower
         from .stacking import stacked       # OR-Tools takes 0.4 s to import: only for the searches that get here
         background.stop()                   # the layer splits race on every core
         found = stacked(comp, capacity, _share_end(STACK_SHARE, deadline))
     else:
         found = _completed(comp, _share_end(COMPLETION_SHARE, deadline), background, stop)
-    if found is None and not stop.is_set():
+    if found is None and not stop.is_set() and _or_tools_in_time(deadline):
         from . import cpsat
         return cpsat.decide(comp, capacity, deadline, stop)
     return found, comp.lower
@@ -291,6 +295,9 @@ def _completed(comp: Component, deadline: float, background: canonical.Decision 
             until.wait(0.01)
             continue
         way = min(spent, key=spent.get)
+        if way is _cpsat_completion and not _or_tools_in_time(deadline):
+            spent[way] = math.inf
+            continue
         if way is _cpsat_completion:
             from .cpsat import model_in_time
             if not model_in_time(comp, deadline):     # it would answer at once, again and again, unasked
@@ -368,6 +375,10 @@ def _climb(comp: Component, bound: int, upper: int, deadline: float,
             continue                        # the descent decided `bound`: look again
         descent.lift(bound + search.short)
     return None, bound
+
+
+def _or_tools_in_time(deadline: float) -> bool:
+    return "ortools.sat.python.cp_model" in sys.modules or deadline - time.monotonic() > OR_TOOLS_IMPORT_S
 
 
 def _share_end(share: float, deadline: float) -> float:
