@@ -40,24 +40,10 @@ def main(argv=None) -> int:
     except PlanInvalid as e:   # a planner bug, never the user's input: say so plainly
         err.print(Text.assemble(("arena: internal error, the plan failed its check: ", "bold red"), str(e)))
         return 1
-    except KeyboardInterrupt:
-        interrupted()
     except BrokenPipeError:     # `arena plan ... | head`: the reader left, nothing more to say
         # Python flushes stdout again at exit: let that go nowhere rather than fail once more
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141              # as a process killed by SIGPIPE
-
-
-def interrupted():
-    """Exit 130 at Ctrl-C, at once: OR-Tools' threads may still be solving, and a normal
-    exit destroys them running, which aborts the process ("terminate called without an
-    active exception", exit 134)."""
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except (AttributeError, OSError, ValueError):     # None where the process has no such stream
-            pass
-    os._exit(130)
 
 
 def _shown(fault: str) -> str:

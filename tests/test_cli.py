@@ -286,3 +286,26 @@ def test_nctx_beyond_the_models_context_is_planned_with_a_note(capsys):
                             "which arena run refuses\n")
     assert main(["plan", "llama", "--model", "llama-2-7b", "--nctx", "4096", "--json"]) == 0
     assert capsys.readouterr().err == ""
+
+
+@pytest.mark.parametrize("options", [["--strategy", "exact"], ["--capacity", "1048576"]])
+def test_ctrl_c_during_a_search_exits_130_at_once(tmp_path, options):
+    """OR-Tools' threads, still solving when the command returned 130, were destroyed running:
+    the process aborted (exit 134) in about a third of tries."""
+    import os
+    import signal
+    import time
+
+    from benchmarks.families import production
+    blocks, _, _ = production(450, 0)           # the search does not answer it in 30 s
+    rows = "".join(f"b{i},{b.first},{b.last + 1},{b.size}\n" for i, b in enumerate(blocks))
+    (tmp_path / "p.csv").write_text("id,lower,upper,size\n" + rows)
+    p = subprocess.Popen([sys.executable, "-m", "llama_arena", "plan", "--csv", str(tmp_path / "p.csv"),
+                          "--time-limit", "30", *options], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True, start_new_session=True, cwd=Path(__file__).parent.parent,
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    time.sleep(3.5)                             # CP-SAT is solving by then
+    os.killpg(p.pid, signal.SIGINT)
+    start = time.monotonic()
+    _, err = p.communicate(timeout=60)
+    assert p.returncode == 130 and err == "" and time.monotonic() - start < 2, err

@@ -295,14 +295,9 @@ def _completed(comp: Component, deadline: float, background: canonical.Decision 
             until.wait(0.01)
             continue
         way = min(spent, key=spent.get)
-        if way is _cpsat_completion and not _or_tools_in_time(deadline):
-            spent[way] = math.inf
+        if way is _cpsat_completion and not _cpsat_in_time(comp, deadline):
+            spent[way] = math.inf           # it would answer at once, again and again, unasked
             continue
-        if way is _cpsat_completion:
-            from .cpsat import model_in_time
-            if not model_in_time(comp, deadline):     # it would answer at once, again and again, unasked
-                spent[way] = math.inf
-                continue
         limit = (COMPLETION_LIMIT if way is _cpsat_completion
                  else max(CANONICAL_LIMIT, CANONICAL_GROWTH * spent[way]))
         start = time.monotonic()
@@ -379,6 +374,14 @@ def _climb(comp: Component, bound: int, upper: int, deadline: float,
 
 def _or_tools_in_time(deadline: float) -> bool:
     return "ortools.sat.python.cp_model" in sys.modules or deadline - time.monotonic() > OR_TOOLS_IMPORT_S
+
+
+def _cpsat_in_time(comp: Component, deadline: float) -> bool:
+    """Whether OR-Tools can be loaded (where it is not) and a model of `comp` built by `deadline`."""
+    if not _or_tools_in_time(deadline):
+        return False
+    from .cpsat import model_in_time
+    return model_in_time(comp, deadline)
 
 
 def _share_end(share: float, deadline: float) -> float:
