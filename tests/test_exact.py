@@ -559,3 +559,34 @@ def test_no_python_search_on_components_above_its_limit(monkeypatch):
     monkeypatch.setattr(exact, "SEARCH_MAX", 10**6)
     solve(blocks, best_fit(blocks), 2)
     assert built
+
+
+@pytest.mark.parametrize("deciding", [False, True])
+def test_time_a_component_leaves_goes_round_again_to_those_still_open(monkeypatch, deciding):
+    """The smaller component goes first with half the time and is not settled; the larger is
+    settled at once; the smaller is then given the time left, up to the deadline."""
+    hard = [Block(0, 1, 40), Block(1, 2, 40)]                       # bound 80, started at 120
+    easy = [Block(10, 11, 30), Block(11, 12, 30), Block(12, 13, 30)]  # bound 60, started at 90
+    asked = []
+
+    def settle(comp, plan, limit, deadline, started=None):
+        asked.append((len(comp.size), deadline - time.monotonic()))
+        if len(comp.size) == len(hard):
+            return plan, comp.lower             # not settled: the same plan, the bound below it
+        return [0, 30, 0], limit
+
+    monkeypatch.setattr(exact, "_decide" if deciding else "_minimize", settle)
+    result = solve(hard + easy, [0, 80, 0, 30, 60], 2, 80 if deciding else None)
+    assert [n for n, _ in asked] == [2, 3, 2]
+    assert asked[0][1] == pytest.approx(1.0, abs=0.1) and asked[2][1] == pytest.approx(2.0, abs=0.1)
+    assert result.offsets[2:] == [0, 30, 0]
+
+
+def test_a_component_that_settles_nothing_is_not_asked_again_at_once(monkeypatch):
+    """Where no component was settled in a turn, the time left is not theirs to spin on."""
+    hard = [Block(0, 1, 40), Block(1, 2, 40)]
+    asked = []
+    monkeypatch.setattr(exact, "_minimize", lambda comp, plan, bound, *rest: asked.append(1) or (plan, bound))
+    started = time.monotonic()
+    solve(hard, [0, 80], 5)
+    assert asked == [1] and time.monotonic() - started < 1

@@ -76,6 +76,8 @@ PROBE_MAX = 200
 # in Python (2 x 10^4 blocks): the methods that need it start only with this much time left,
 # or once it is loaded (a limit of 1.5 s on 2 x 10^4 blocks ran 0.7-2.6 s over, importing it).
 OR_TOOLS_IMPORT_S = 1.0
+# Components still open go round again only with this much time left.
+REPEAT_MIN_S = 0.1
 
 
 @dataclass
@@ -115,15 +117,37 @@ def solve(blocks: list[Block], start: list[int], time_limit: float, capacity: in
     goal = bound if capacity is None else capacity
     # The components the heuristic left above the goal share the time, the smallest first,
     # each taking an equal part of what is left: one hard component must not starve the
-    # rest, and what a small one leaves goes to the larger ones.
+    # rest, and what a small one leaves goes to the larger ones. What the last ones leave
+    # goes round again to those still open.
     todo = sorted((k for k, (comp, plan) in enumerate(plans) if comp.extent(plan) > goal),
                   key=lambda k: len(plans[k][0].size))
     if head is not None and all(plans[k][0].blocks != head.comp.blocks for k in todo):
         head.stop()             # its component fits already: its core goes to the others
+    while True:
+        bound = _round(plans, todo, bound, capacity, deadline, head)
+        head = None                         # taken over or stopped in the first round
+        still = [k for k in todo if plans[k][0].extent(plans[k][1]) > max(bound, goal)]
+        # time is left over only where a component was settled early; where none was, the
+        # ones still open returned early for want of anything to try, and would again
+        if len(still) in (0, len(todo)) or capacity is not None and bound > capacity \
+                or deadline - time.monotonic() < REPEAT_MIN_S:
+            break
+        todo = still
+    for comp, plan in plans:
+        for i, o in zip(comp.blocks, plan):
+            offsets[i] = o
+    arena = extent(blocks, offsets)
+    return Result(offsets, min(bound, arena), arena <= bound)
+
+
+def _round(plans: list[tuple[Component, list[int]]], todo: list[int], bound: int, capacity: int | None,
+           deadline: float, head: canonical.Decision | None) -> int:
+    """One turn of the components `todo` (indices into `plans`, whose plans it replaces),
+    each given an equal part of the time left; returns the proven bound."""
     for done, k in enumerate(todo):
         comp, plan = plans[k]
         started = head if head is not None and head.comp.blocks == comp.blocks else None
-        if comp.extent(plan) <= bound:  # under the optimum an earlier component proved: nothing to gain here
+        if comp.extent(plan) <= bound:      # under the optimum an earlier component proved: nothing to gain here
             if started is not None:
                 started.stop()
             continue
@@ -136,11 +160,7 @@ def solve(blocks: list[Block], start: list[int], time_limit: float, capacity: in
         plans[k] = comp, plan
         if capacity is not None and bound > capacity:
             break               # no plan fits the capacity: the others cannot change that
-    for comp, plan in plans:
-        for i, o in zip(comp.blocks, plan):
-            offsets[i] = o
-    arena = extent(blocks, offsets)
-    return Result(offsets, min(bound, arena), arena <= bound)
+    return bound
 
 
 def _minimize(comp: Component, plan: list[int], bound: int, deadline: float,
