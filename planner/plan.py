@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from .check import check
 from .errors import ArenaError, CapacityMissed
 from .lifetimes import Lifetimes
-from .place import CHOICES, HEURISTICS, Block, assign, extent, lower_bound
+from .place import CHOICES, HEURISTICS, Block, assign, auto, extent, lower_bound
 
 # The compiled placers and CP-SAT compute offsets in 64-bit integers: the device buffers may
 # add up to this many bytes at most, so that no offset or sum of sizes overflows.
@@ -98,11 +98,22 @@ def place(buffers: list[Buffer], strategy: str, align: int, steps: list[str], ti
     bound = max(lower, base + assignment.bound)
     check([buffers[k].name for k in device], blocks, device_offsets, total, align)
     if capacity is not None and total > capacity:
-        searched = f"by {strategy}" if strategy in HEURISTICS else f"in {time_limit:g} s"
-        raise CapacityMissed(capacity, bound, total, searched)
+        raise CapacityMissed(capacity, bound, total, _searched(strategy, assignment.strategy, len(transient), time_limit))
     return Plan(total, lower, align, assignment.strategy, steps, placed, optimal=total == bound, bound=bound,
                 no_reuse=sum(b.size for b in blocks),
                 host_bytes=sum(b.size for b in buffers if b.memory == "host"))
+
+
+def _searched(strategy: str, used: str, count: int, time_limit: float) -> str:
+    """How plans were looked for, as CapacityMissed says it: `used` is the strategy that
+    placed them (auto's say ':no-search' where no search followed the heuristics)."""
+    if strategy in HEURISTICS:
+        return f"by {strategy}"
+    if not used.endswith(":no-search"):
+        return f"in {time_limit:g} s"
+    if count > auto.EXACT_MAX:
+        return f"by the heuristics alone (no search runs on more than {auto.EXACT_MAX:,} buffers)"
+    return f"by the heuristics alone (they left too little of the {time_limit:g} s for a search)"
 
 
 def _check_total(buffers: list[Buffer], device: list[int], align: int) -> None:

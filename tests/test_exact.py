@@ -16,7 +16,7 @@ from benchmarks.families import KIB, dense, production, topup
 from planner.check import check
 from planner.errors import CapacityMissed
 from planner.place import Block, assign, extent, lower_bound
-from planner.place import canonical, cpsat, exact
+from planner.place import auto, canonical, cpsat, exact
 from planner.place.exact import solve
 from planner.place.heuristics import best_fit, greedy_size, naive
 from planner.place.layered import layered
@@ -214,10 +214,22 @@ def test_capacity_not_reached_in_time_is_not_called_impossible():
     blocks = cut(300, 2, 60, 4096)                  # every heuristic misses it
     with pytest.raises(CapacityMissed) as missed:
         place(buffers(blocks), "auto", 1, [], time_limit=0.01, capacity=4096)
-    assert not missed.value.proven and missed.value.best > 4096 and "in 0.01 s" in str(missed.value)
+    assert not missed.value.proven and missed.value.best > 4096
+    assert "by the heuristics alone (they left too little of the 0.01 s for a search)" in str(missed.value)
+    hard, _, capacity = production(450, 1)          # at its peak: not planned in seconds
+    with pytest.raises(CapacityMissed) as missed:
+        place(buffers(hard), "auto", 1, [], time_limit=2, capacity=capacity)
+    assert not missed.value.proven and "found in 2 s" in str(missed.value)
     with pytest.raises(CapacityMissed) as missed:
         place(buffers(blocks), "skyline", 1, [], capacity=4096)
     assert not missed.value.proven and "by skyline" in str(missed.value)
+
+
+def test_capacity_missed_without_a_search_says_why(monkeypatch):
+    monkeypatch.setattr(auto, "EXACT_MAX", 10)
+    with pytest.raises(CapacityMissed) as missed:
+        place(buffers(cut(300, 2, 60, 4096)), "exact", 1, [], time_limit=5, capacity=4096)
+    assert "by the heuristics alone (no search runs on more than 10 buffers)" in str(missed.value)
 
 
 @pytest.mark.parametrize("seed", [0, 1])
