@@ -193,6 +193,20 @@ def test_the_offset_axis_of_a_tiny_arena_names_each_byte_once(tmp_path, size):
     shown = [t.get_text() for t, y in zip(ax.get_yticklabels(), ax.get_yticks()) if ax.get_ylim()[0] <= y <= ax.get_ylim()[1]]
     assert len(shown) == len(set(shown)) > 1, shown
 
+@pytest.mark.parametrize("size", [4, 10 ** 18])
+def test_the_title_stays_clear_of_the_legend(tmp_path, size):
+    """19-digit offsets narrow the axes, and the title as wide as the arena's digits ran
+    under the legend."""
+    (tmp_path / "big.csv").write_text(f"id,lower,upper,size\na,0,3,{size}\nb,3,6,{size}\nc,0,6,{2 * size}\n")
+    _, plan = plan_from_args(args("--csv", str(tmp_path / "big.csv")))
+    fig = picture.figure(plan)
+    fig.canvas.draw()
+    title = fig._suptitle.get_window_extent()
+    legend = fig.legends[0].get_window_extent() if fig.legends else None
+    assert f"{plan.arena:,} bytes" in fig._suptitle.get_text()
+    assert legend is not None and title.x1 < legend.x0
+
+
 @pytest.mark.parametrize("name", ["seed", "smollm2", "minimalloc"])
 def test_figure_has_one_rectangle_per_device_instance_at_its_offset(plans, name):
     plan = plans[name]

@@ -18,7 +18,9 @@ import warnings
 
 import matplotlib
 from matplotlib.figure import Figure
+from matplotlib.legend import Legend
 from matplotlib.patches import Patch, Rectangle
+from matplotlib.text import Text
 from matplotlib.ticker import FuncFormatter, MaxNLocator
 
 from planner.plan import Buffer, Plan
@@ -116,8 +118,9 @@ def figure(plan: Plan) -> Figure:
         ax.add_patch(Rectangle((b.first, b.offset), b.last - b.first + 1, b.size, facecolor=palette[b.tensor],
                                edgecolor="white", linewidth=0.8, gid=f"inst-{i}"))
     _mark_bounds(plan, top, [ax for ax, _, _ in panels], time)
-    _axes_text(plan, fig, top, bottom)
+    legend, title = _axes_text(plan, fig, top, bottom)
     fig.draw_without_rendering()     # lay out first: whether a label fits depends on the final sizes
+    _widen_under_title(fig, legend, title)
     for ax, _, _ in panels:
         _label(ax, {f"inst-{i}": b for i, b in device})
     return fig
@@ -138,21 +141,31 @@ def _mark_bounds(plan: Plan, top, axes, time) -> None:
     top.plot([], [], marker="v", color="red", linestyle="none", label=f"peak: {max(live, default=0):,} B live")
 
 
-def _axes_text(plan: Plan, fig: Figure, top, bottom) -> None:
+def _axes_text(plan: Plan, fig: Figure, top, bottom) -> tuple[Legend, Text]:
+    """The axes' labels, and the legend and title (returned)."""
     if plan.steps and len(plan.steps) <= NAMED_STEPS:
         bottom.set_xticks([i + 0.5 for i in range(len(plan.steps))], plan.steps, rotation=90, fontsize=7)
     else:
         bottom.xaxis.set_major_locator(MaxNLocator(integer=True))
     bottom.set_xlabel("step" if plan.steps else "time (the CSV's units)")
     ratio = plan.arena / plan.lower_bound if plan.lower_bound else 1.0
-    top.set_title(f"arena map of {plan.schedule or 'the CSV problem'}\n{plan.arena:,} bytes, "
-                  f"{ratio:.3f} x the lower bound ({plan.strategy})", fontsize=10)
     drawn = {b.tensor for b in plan.device()}
     handles = [Patch(color=c, label=t) for t, c in colors(plan).items() if t in drawn]
     if len(handles) > len(PALETTE):   # colors repeat: the labels inside the rectangles say which is which
         handles = []
     handles += top.get_legend_handles_labels()[0]
-    fig.legend(handles=handles, loc="outside right upper", fontsize=8)
+    legend = fig.legend(handles=handles, loc="outside right upper", fontsize=8)
+    return legend, fig.suptitle(f"arena map of {plan.schedule or 'the CSV problem'}\n{plan.arena:,} bytes, "
+                                f"{ratio:.3f} x the lower bound ({plan.strategy})", fontsize=10, x=0.01, ha="left")
+
+
+def _widen_under_title(fig: Figure, legend: Legend, title: Text) -> None:
+    """Widen the figure where the title runs into the legend beside it (long offsets'
+    tick labels leave the axes narrow, and the title is as wide as the arena's digits)."""
+    overlap = title.get_window_extent().x1 + 10 - legend.get_window_extent().x0
+    if overlap > 0:
+        fig.set_figwidth(fig.get_figwidth() + overlap / fig.dpi)
+        fig.draw_without_rendering()
 
 
 def _label(ax, buffers: dict[str, Buffer]) -> None:
