@@ -1,6 +1,7 @@
 """Symbolic shape expressions such as `(nh + nkvh + nkvh) * dh`, evaluated without eval()."""
 import ast
 import operator
+import unicodedata
 
 from .errors import show
 
@@ -30,6 +31,12 @@ def parse(text: str) -> ast.expr:
         if not ok:
             raise ExprError(f"'{show(text)}' may use only dimension names, integers, + - * // and parentheses")
     return tree
+
+
+def identifier(name: str) -> str:
+    """A dimension's name as shapes name it: Python reads identifiers in NFKC form, so a
+    full-width 'ｎ' in a shape is 'n'; declared and --set names are read the same way."""
+    return unicodedata.normalize("NFKC", name)
 
 
 def names(text: str) -> set[str]:

@@ -15,7 +15,7 @@ import math
 from dataclasses import dataclass
 
 from . import expr
-from .errors import ArenaError, where
+from .errors import ArenaError, show, where
 from .schedule import ACT, ELEMENT_BYTES, Repeat, Schedule, StepRow, is_count
 
 DEFAULT_ALIGN = 256   # bytes: the CUDA allocation granule
@@ -23,6 +23,9 @@ DEFAULT_ALIGN = 256   # bytes: the CUDA allocation granule
 # typo such as `--set nlayers=1000000000` would ask this machine to hold.
 MAX_STEPS = 1_000_000
 MAX_INSTANCES = 1_000_000
+# The arena is planned in 64-bit integers (planner/plan.py: 2^62 bytes in all); a tensor
+# of more elements is a typo, and its bytes could not even be printed past 4,300 digits.
+MAX_ELEMENTS = 2 ** 62
 
 
 @dataclass
@@ -118,11 +121,19 @@ def _bind_shapes(schedule: Schedule, dims: dict[str, int]) -> dict[str, list[int
             continue
         if any(s <= 0 for s in shape):
             faults.append(f"{where(schedule.file, t.line, tensor=t.name)}shape {t.spec()} evaluates to "
-                          f"{tuple(shape)}: every dimension must be positive")
+                          f"({', '.join(map(_axis_text, shape))}): every dimension must be positive")
+        elif math.prod(shape) > MAX_ELEMENTS:
+            faults.append(f"{where(schedule.file, t.line, tensor=t.name)}shape {show(t.spec(), 100)} holds more "
+                          f"than 2^62 elements ({show(', '.join(map(_axis_text, shape)), 100)})")
         shapes[t.name] = shape
     if faults:
         raise ArenaError(*faults)
     return shapes
+
+
+def _axis_text(value: int) -> str:
+    """An axis as a fault quotes it: Python will not print an integer of over 4,300 digits."""
+    return str(value) if abs(value) <= MAX_ELEMENTS else f"{'-' if value < 0 else ''}over 2^62"
 
 
 def _unroll(schedule: Schedule, dims: dict[str, int]) -> list[tuple[Step, int | None]]:
@@ -147,7 +158,7 @@ def _unroll(schedule: Schedule, dims: dict[str, int]) -> list[tuple[Step, int | 
 
     for r in schedule.steps:
         if isinstance(r, Repeat):
-            for layer in range(counts[id(r)]):
+            for layer in range(counts[id(r)] if r.steps else 0):     # a count of 10^20 repeats nothing
                 for row in r.steps:
                     add(row, layer)
         else:

@@ -12,6 +12,7 @@ import sys
 from functools import lru_cache, partial
 from pathlib import Path
 
+from . import expr
 from .errors import ArenaError, plural, read_json_object
 from .gguf_header import Header, decoded, read_header
 
@@ -244,7 +245,7 @@ def parse_sets(items: list[str]) -> dict[str, int]:
         match = _SET.fullmatch(item)
         if not match or not match[1]:
             raise ArenaError(f"--set {item}: expected NAME=INTEGER, e.g. --set n=512")
-        name, value = match[1], match[2]
+        name, value = expr.identifier(match[1]), match[2]
         if name in dims:
             raise ArenaError(f"--set {item}: {name} is bound twice (--set {name}={dims[name]} too); give it once")
         digits = value.lstrip("-").lstrip("0")      # leading zeros add nothing (and int() counts them)

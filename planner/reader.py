@@ -183,7 +183,9 @@ class _Reader:
                 self.fault(f"'{key}' must be a mapping (name: value), not {_kind(doc[key])}", _key_line(doc, key))
         if self.faults:
             raise ArenaError(*self.faults)
-        dims = {self.name(k, "dimension", _key_line(doc["dims"], k)): str(v) for k, v in _plain(doc["dims"]).items()}
+        dims = {expr.identifier(self.name(k, "dimension", _key_line(doc["dims"], k))): self.text(v, "a dimension's description",
+                                                                            _key_line(doc["dims"], k))
+                for k, v in _plain(doc["dims"]).items()}
         types = self.types(doc["types"])
         tensors = self.tensors(doc["tensors"], dims, types)
         steps = self.steps(doc["steps"], tensors, dims, nested=False, line=_key_line(doc, "steps"))
@@ -195,19 +197,28 @@ class _Reader:
     def name(self, key, what: str, line) -> str:
         """A name from the table as text; one with a control character is a fault, since
         no output format (GraphML, YAML, a terminal) carries it faithfully."""
+        if isinstance(key, (dict, list, set)):
+            return self.text(key, f"a {what} name", line)
         text = str(key)
         problem = name_problem(text, what)
         if problem:
             self.fault(problem, line)
         return text
 
+    def text(self, value, what: str, line) -> str:
+        """A scalar from the table as text; a mapping, list or set is a fault."""
+        if isinstance(value, (dict, list, set)):
+            self.fault(f"{what} must be text, not {_kind(value)}", line)
+            return ""
+        return str(value)
+
     def types(self, node) -> dict[str, str]:
         types = {}
         for key, elem in _plain(node).items():
             name = self.name(key, "type", _key_line(node, key))
-            if elem != ACT and elem not in ELEMENT_BYTES:
-                self.fault(f"type '{name}' has unknown element type '{show(elem)}' "
-                           f"(known: {', '.join(ELEMENT_BYTES)}, or '{ACT}' for the --dtype)", _key_line(node, key))
+            if not isinstance(elem, str) or elem != ACT and elem not in ELEMENT_BYTES:
+                self.fault(f"type '{name}': the element type must be one of {', '.join(ELEMENT_BYTES)}, or '{ACT}' "
+                           f"for the --dtype, not {_kind(elem)}", _key_line(node, key))
             types[name] = str(elem)
         return types
 
@@ -272,11 +283,13 @@ class _Reader:
         return rows
 
     def repeat(self, item, line, tensors, dims, nested) -> Repeat:
-        if isinstance(item["repeat"], (dict, list)):
+        if isinstance(item["repeat"], (dict, list, set)):
             self.fault(f"a repeat count is an integer or a declared dimension, not {_kind(item['repeat'])} "
                        "('repeat' starts a repeat block, and names no step)", line)
             return Repeat("", [], line)
         count = show(item["repeat"])
+        if expr.identifier(count).isidentifier():
+            count = expr.identifier(count)          # as a shape would name it
         unknown = set(_plain(item)) - {"repeat", "steps"}
         if unknown:
             self.fault(f"unknown key(s) {', '.join(sorted(show(k) for k in unknown))} "
@@ -330,4 +343,4 @@ def _key_line(node, key):
 
 
 def _kind(value) -> str:
-    return {list: "a list", dict: "a mapping", type(None): "empty"}.get(type(value), f"'{show(value)}'")
+    return {list: "a list", dict: "a mapping", set: "a set", type(None): "empty"}.get(type(value), f"'{show(value)}'")

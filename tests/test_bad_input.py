@@ -125,6 +125,19 @@ CASES = [
      "t.md:1: tensor name 'graph' is reserved: a row's 'graph' is its kernel/graph column"),
     ("t.md", edit("| s1 |", "| repeat |", MARKDOWN), ["plan", "t.md"],
      "t.md:5: step name 'repeat' is reserved: a row 'repeat' starts a repeat block"),
+    # values where text belongs: the reader's line marks never show
+    ("t.yaml", edit("types: {Ta: act}", "types: {Ta: [f32]}"), ["plan", "t.yaml"],
+     "t.yaml:3: type 'Ta': the element type must be one of i8, u8, i32, i64, f64, f32, f16, bf16, or 'act' "
+     "for the --dtype, not a list"),
+    ("t.yaml", edit("dims: {n: tokens, d: width}", "dims: {n: tokens, d: {what: width}}"), ["plan", "t.yaml"],
+     "t.yaml:2: a dimension's description must be text, not a mapping"),
+    ("t.yaml", edit("schedule: t", "schedule: {a: 1}"), ["plan", "t.yaml"],
+     "t.yaml:1: a schedule name must be text, not a mapping"),
+    ("t.yaml", edit("  - s0: {a: +w}\n  - s1: {a: rx}\n", "  !!set {a}\n").replace("steps:\n", "steps:"),
+     ["plan", "t.yaml"], "'steps' must be a list of rows, not a set"),
+    # sizes past what 64-bit offsets (and Python's printing of integers) can hold
+    ("t.yaml", edit("a: Ta[n, d]", "a: Ta[" + ", ".join(["9" * 199] * 30) + "]"), ["plan", "t.yaml"],
+     "holds more than 2^62 elements (over 2^62, over 2^62"),
 ]
 
 

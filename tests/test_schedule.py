@@ -3,7 +3,7 @@ import pytest
 
 from planner.errors import ArenaError
 from planner.lifetimes import bind
-from planner.models import PRESETS
+from planner.models import PRESETS, parse_sets
 from planner.plan import plan_lifetimes
 from planner.reader import load, loads
 
@@ -105,6 +105,26 @@ def test_repeat_unrolls_with_layer_names_and_new_instances():
     assert [s.name for s in lt.steps] == ["s0", "f.0", "g.0", "f.1", "g.1", "f.2", "g.2"]
     assert [s.layer for s in lt.steps] == [None, 0, 0, 1, 1, 2, 2]
     assert [i.name for i in lt.instances if i.tensor == "b"] == ["b#0", "b#1", "b#2"]
+
+
+def test_a_repeat_of_no_rows_adds_no_steps_whatever_its_count():
+    lt = lifetimes("""
+  - s0: {a: +w}
+  - repeat: 100000000000000000000
+    steps: []
+  - s1: {a: rx}
+""")
+    assert [s.name for s in lt.steps] == ["s0", "s1"]
+
+
+def test_dimension_names_are_read_as_shapes_read_them():
+    """Python reads identifiers in NFKC form: a shape's full-width 'ｎ' is 'n', so the
+    declared 'ｎ' and --set ｎ=3 are 'n' too."""
+    schedule = loads(HEAD.replace("{n: tokens, d: width}", "{ｎ: tokens, d: width}").replace("Ta[n, d]", "Ta[ｎ, d]")
+                     .replace("Ti[n]", "Ti[ｎ]") + "  - s0: {a: +w, b: +w, h: +w}\n  - s1: {a: rx, b: rx, h: rx}\n",
+                     "t.yaml")
+    assert list(schedule.dims) == ["n", "d"]
+    assert [i.shape for i in bind(schedule, parse_sets(["ｎ=3", "d=4"]), "f32", 1).instances] == [[3, 4], [3, 4], [3]]
 
 
 def test_dtype_sets_ta_and_alignment_rounds_up():

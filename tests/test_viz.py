@@ -88,6 +88,19 @@ def test_whole_model_table_folds_the_middle_layers_unless_asked(smollm2):
     assert len(picked) == 2 + 1 + 22 + 1 + 3
 
 
+def test_a_fold_ends_where_the_next_repeat_block_begins(tmp_path):
+    """Two blocks of three layers each: the first's layer 2 and the second's layer 0 are
+    two folded rows, not one run labelled 'layers 2-0'."""
+    path = tmp_path / "two.yaml"
+    path.write_text("dims: {n: n}\ntypes: {Ta: act}\ntensors: {a: 'Ta[n]', b: 'Ta[n, 4]'}\nsteps:\n"
+                    "  - {repeat: 3, steps: [{enc: {a: +wx}}]}\n  - {repeat: 3, steps: [{dec: {b: +wx}}]}\n")
+    lifetimes, plan = plan_from_args(args(str(path), "--set", "n=2"))
+    rows = [row.split() for row in table_rows(screen(plan, lifetimes, layers=range(1, 2)))]
+    assert [row[:4] for row in rows] == [["0", "⋮", "layer", "0"], ["1", "enc.1", "+wx", "256"],
+                                         ["2", "⋮", "layer", "2"], ["3", "⋮", "layer", "0"],
+                                         ["4", "dec.1", "+wx", "256"], ["5", "⋮", "layer", "2"]]
+
+
 def test_csv_table_has_one_row_per_section_of_time(plans):
     lines = screen(plans["minimalloc"], None)
     rows = [line.split() for line in lines if re.match(r"\s*\d+\.\.\d+ ", line)]

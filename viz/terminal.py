@@ -118,23 +118,29 @@ def shown_layers(lifetimes: Lifetimes | None, layers: range | None) -> set[int] 
     return set(layers)
 
 
+def _numbers(row: Row) -> str:
+    """The step numbers a row covers: '7', or '3-29' for a folded run."""
+    return f"{row.span.first}-{row.span.last}" if row.span.last != row.span.first else str(row.span.first)
+
+
 def fold(rows: list[Row], keep: set[int] | None) -> list[Row]:
-    """Each run of rows of layers not in `keep` becomes one folded row."""
+    """Each run of rows of layers not in `keep` becomes one folded row. A run ends where
+    the layer number drops: the next repeat block has begun."""
     if keep is None:
         return rows
     out, run = [], []
     for row in rows + [None]:
-        if row is not None and row.layer is not None and row.layer not in keep:
-            run.append(row)
-            continue
-        if run:
+        foldable = row is not None and row.layer is not None and row.layer not in keep
+        if run and (not foldable or row.layer < run[-1].layer):
             lo, hi = run[0].layer, run[-1].layer
             label = f"{FOLDED} layers {lo}-{hi}" if hi != lo else f"{FOLDED} layer {lo}"
             live = {t for r in run for t in r.cells}
             out.append(Row(Span(run[0].span.first, run[-1].span.last, label), max(r.live for r in run),
                            cells={t: FOLDED for t in live}, folded=len(run)))
             run = []
-        if row is not None:
+        if foldable:
+            run.append(row)
+        elif row is not None:
             out.append(row)
     return out
 
@@ -161,7 +167,7 @@ def lifetime_table(plan: Plan, rows: list[Row], top: int, width: int) -> Table:
         peak = r.live == top and top > 0
         cells = [Text(r.span.label, style="bold red" if peak else "dim italic" if r.folded else "")]
         if plan.steps:
-            cells.insert(0, Text(f"{r.span.first}-{r.span.last}" if r.folded else str(r.span.first)))
+            cells.insert(0, Text(_numbers(r)))
         if kinds:
             cells.append(Text(r.kind or "", style="dim" if r.kind == "kernel" else "bold"))
         cells += [symbols(r.cells.get(t, "")) for t in (names if headers else [])]
@@ -173,7 +179,7 @@ def lifetime_table(plan: Plan, rows: list[Row], top: int, width: int) -> Table:
 def _fixed_width(rows: list[Row], kinds: bool, numbered: bool) -> int:
     """Columns taken by all but the tensors (#, step, graph, live bytes) and the box's edges
     and separators, one each."""
-    number = max(len(f"{r.span.first}-{r.span.last}" if r.folded else str(r.span.first)) + 1 for r in rows)
+    number = max(len(_numbers(r)) + 1 for r in rows)
     step = max(len(r.span.label) for r in rows) + 1
     live = len(f"{max(r.live for r in rows):,} ◀ peak") + 2
     return (number if numbered else 0) + step + (len("kernel") + 1 if kinds else 0) + live + 1
