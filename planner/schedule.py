@@ -28,6 +28,8 @@ from pathlib import Path
 
 import yaml
 
+from .errors import show
+
 SYMBOLS = "+omrwx"
 KINDS = ("kernel", "graph")
 ELEMENT_BYTES = {"i8": 1, "u8": 1, "i32": 4, "i64": 8, "f64": 8, "f32": 4, "f16": 2, "bf16": 2}
@@ -115,18 +117,25 @@ def split_axes(text: str) -> list[str]:
             axes.append(text[start:i])
             start = i + 1
     axes.append(text[start:])
-    return [a for a in axes if a.strip()]
+    return axes if text.strip() else []          # 'Ta[]' is a scalar; 'Ta[n,,n]' has an empty axis
+
+
+MAX_NAME = 1024
 
 
 def name_problem(text: str, what: str) -> str | None:
     """Why `text` cannot name a tensor, step, dimension or buffer, or None: it is empty,
     holds a control character, which no output format (GraphML, YAML, a terminal) carries,
+    or a line break (U+2028 and U+2029 end a line in YAML), is longer than YAML reads a key,
     or is RESERVED, which the YAML of a table could not say."""
-    bad = next((c for c in text if unicodedata.category(c)[0] == "C"), None)
+    bad = next((c for c in text if unicodedata.category(c)[0] == "C" or unicodedata.category(c) in ("Zl", "Zp")),
+               None)
     if bad is not None:
-        return f"{what} name {ascii(text)} holds a control character (U+{ord(bad):04X})"
+        return f"{what} name {show(ascii(text))} holds a control character (U+{ord(bad):04X})"
     if not text.strip():
         return f"{what} name is empty"
+    if len(text) > MAX_NAME:
+        return f"{what} name '{show(text)}' is {len(text):,} characters long; at most {MAX_NAME:,} (YAML reads no longer key)"
     if (what, text) in RESERVED:
         return f"{what} name '{text}' is reserved: {RESERVED[what, text]}"
     return None

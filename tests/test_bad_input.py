@@ -125,6 +125,14 @@ CASES = [
      "t.md:1: tensor name 'graph' is reserved: a row's 'graph' is its kernel/graph column"),
     ("t.md", edit("| s1 |", "| repeat |", MARKDOWN), ["plan", "t.md"],
      "t.md:5: step name 'repeat' is reserved: a row 'repeat' starts a repeat block"),
+    # line breaks other than \n: in a name they are refused, elsewhere they count no line
+    ("t.md", edit("| a | b |", "| a\u2028c | b |", MARKDOWN), ["plan", "t.md"],
+     "t.md:1: tensor name 'a\\u2028c' holds a control character (U+2028)"),
+    ("t.md", "prose with a form feed \x0c and a U+2028 \u2028 in it\n" + edit("| rx | rx |", "| rq | rx |", MARKDOWN),
+     ["plan", "t.md"], "t.md:6: step 's1': tensor 'a': unknown symbol 'q'"),
+    # names longer than YAML reads a key: `arena convert` could not write them
+    ("t.md", edit("| a | b |", f"| {'a' * 1100} | b |", MARKDOWN), ["plan", "t.md"],
+     "is 1,100 characters long; at most 1,024 (YAML reads no longer key)"),
     # values where text belongs: the reader's line marks never show
     ("t.yaml", edit("types: {Ta: act}", "types: {Ta: [f32]}"), ["plan", "t.yaml"],
      "t.yaml:3: type 'Ta': the element type must be one of i8, u8, i32, i64, f64, f32, f16, bf16, or 'act' "

@@ -220,6 +220,19 @@ def test_the_title_stays_clear_of_the_legend(tmp_path, size):
     assert legend is not None and title.x1 < legend.x0
 
 
+def test_long_names_are_cut_in_the_picture_and_leave_its_width_alone(tmp_path):
+    """A 1,000-character tensor and step name: the legend held the whole name, and the
+    figure grew with it (a 30,000-character one drew a PNG 120,411 pixels wide)."""
+    long = "t" * 1000
+    (tmp_path / "long.md").write_text(f"| tensor | graph | {long} | b |\n|---|---|---|---|\n| | | Ta (n) | Ta (n) |\n"
+                                      f"| {'s' * 1000} | kernel | +w | +wx |\n| s1 | kernel | rx | |\n")
+    _, plan = plan_from_args(args(str(tmp_path / "long.md"), "--set", "n=2"))
+    fig = picture.figure(plan)
+    labels = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert labels[0] == "t" * (picture.LEGEND_CHARS - 3) + "..." and labels[1] == "b"
+    assert fig.get_figwidth() <= picture.MAX_WIDTH
+
+
 @pytest.mark.parametrize("name", ["seed", "smollm2", "minimalloc"])
 def test_figure_has_one_rectangle_per_device_instance_at_its_offset(plans, name):
     plan = plans[name]

@@ -23,6 +23,7 @@ from matplotlib.patches import Patch, Rectangle
 from matplotlib.text import Text
 from matplotlib.ticker import FuncFormatter, MaxNLocator
 
+from planner.errors import show
 from planner.plan import Buffer, Plan
 
 from .timeline import PALETTE, colors, ink, live_bytes, peaks, spans
@@ -30,6 +31,8 @@ from .timeline import PALETTE, colors, ink, live_bytes, peaks, spans
 DPI = 100
 FONT = 8                       # points, the labels inside rectangles
 NAMED_STEPS = 60               # up to this many steps, the x axis names each one
+MAX_WIDTH = 24                 # inches: a figure of thousands of steps is no wider
+LEGEND_CHARS = 40              # a tensor's or step's name is cut to this many characters (the title's to twice)
 
 
 # Names are drawn as written: '$' does not start a formula. A name in a script the font lacks
@@ -99,7 +102,7 @@ def figure(plan: Plan) -> Figure:
     device = [(i, b) for i, b in enumerate(plan.buffers) if b.memory == "device"]
     base = max((b.offset + b.size for _, b in device if b.persistent), default=0)
     split = 0 < base < plan.arena
-    fig = Figure(figsize=(min(24, max(8, 4 + 0.4 * len(time))), 6), dpi=DPI, layout="constrained")
+    fig = Figure(figsize=(min(MAX_WIDTH, max(8, 4 + 0.4 * len(time))), 6), dpi=DPI, layout="constrained")
     if split:
         top, bottom = fig.subplots(2, 1, sharex=True, height_ratios=[3, 1])
         panels = [(top, base, plan.arena), (bottom, 0, base)]
@@ -144,18 +147,19 @@ def _mark_bounds(plan: Plan, top, axes, time) -> None:
 def _axes_text(plan: Plan, fig: Figure, top, bottom) -> tuple[Legend, Text]:
     """The axes' labels, and the legend and title (returned)."""
     if plan.steps and len(plan.steps) <= NAMED_STEPS:
-        bottom.set_xticks([i + 0.5 for i in range(len(plan.steps))], plan.steps, rotation=90, fontsize=7)
+        bottom.set_xticks([i + 0.5 for i in range(len(plan.steps))], [show(s, LEGEND_CHARS) for s in plan.steps],
+                          rotation=90, fontsize=7)
     else:
         bottom.xaxis.set_major_locator(MaxNLocator(integer=True))
     bottom.set_xlabel("step" if plan.steps else "time (the CSV's units)")
     ratio = plan.arena / plan.lower_bound if plan.lower_bound else 1.0
     drawn = {b.tensor for b in plan.device()}
-    handles = [Patch(color=c, label=t) for t, c in colors(plan).items() if t in drawn]
+    handles = [Patch(color=c, label=show(t, LEGEND_CHARS)) for t, c in colors(plan).items() if t in drawn]
     if len(handles) > len(PALETTE):   # colors repeat: the labels inside the rectangles say which is which
         handles = []
     handles += top.get_legend_handles_labels()[0]
     legend = fig.legend(handles=handles, loc="outside right upper", fontsize=8)
-    return legend, fig.suptitle(f"arena map of {plan.schedule or 'the CSV problem'}\n{plan.arena:,} bytes, "
+    return legend, fig.suptitle(f"arena map of {show(plan.schedule or 'the CSV problem', 2 * LEGEND_CHARS)}\n{plan.arena:,} bytes, "
                                 f"{ratio:.3f} x the lower bound ({plan.strategy})", fontsize=10, x=0.01, ha="left")
 
 
@@ -164,7 +168,7 @@ def _widen_under_title(fig: Figure, legend: Legend, title: Text) -> None:
     tick labels leave the axes narrow, and the title is as wide as the arena's digits)."""
     overlap = title.get_window_extent().x1 + 10 - legend.get_window_extent().x0
     if overlap > 0:
-        fig.set_figwidth(fig.get_figwidth() + overlap / fig.dpi)
+        fig.set_figwidth(min(MAX_WIDTH, fig.get_figwidth() + overlap / fig.dpi))
         fig.draw_without_rendering()
 
 
