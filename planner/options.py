@@ -108,7 +108,8 @@ def _check_sets(args, lifetimes: Lifetimes) -> None:
     unknown = sorted(set(parse_sets(args.set)) - set(lifetimes.dims))
     if unknown:
         raise ArenaError(*[f"{_given(args, d)}: the schedule has no dimension '{d}' "
-                           f"(it has {', '.join(lifetimes.dims)})" for d in unknown])
+                           f"({'it has ' + ', '.join(lifetimes.dims) if lifetimes.dims else 'it has none'})"
+                           for d in unknown])
 
 
 def _given(args, dim: str) -> str:

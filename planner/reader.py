@@ -42,8 +42,8 @@ class _LineLoader(yaml.SafeLoader):
     def get_single_node(self):
         node = super().get_single_node()
         if node is not None and _expanded_size(node, {}) > MAX_YAML_NODES:
-            raise ArenaError(f"{self.file}: the YAML expands to more than {MAX_YAML_NODES:,} values "
-                             "(through its aliases); a schedule needs far fewer")
+            raise ArenaError(f"{self.file}: the YAML holds more than {MAX_YAML_NODES:,} values "
+                             "(its aliases expanded); a schedule needs far fewer")
         return node
 
     def construct_mapping(self, node, deep=False):

@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from planner.errors import ArenaError
+from planner.errors import ArenaError, plural
 from planner.lifetimes import Lifetimes
 from planner.plan import Buffer, Plan
 from planner.report import summary
@@ -149,10 +149,11 @@ def lifetime_table(plan: Plan, rows: list[Row], top: int, width: int) -> Table:
     names = tensors(plan.buffers)
     kinds = any(r.kind for r in rows)
     headers = _headers(names, width - _fixed_width(rows, kinds, bool(plan.steps)))
-    title = (f"lifetime table of {plan.schedule} ({len(plan.steps)} steps)" if plan.steps
-             else f"lifetime table of the CSV problem ({len(rows)} sections of time)")
-    caption = None if headers else Text(f"{len(names)} tensors do not fit in {width} columns: see the arena map",
-                                        style="table.caption")
+    title = (f"lifetime table of {plan.schedule} ({len(plan.steps)} {plural(len(plan.steps), 'step')})" if plan.steps
+             else f"lifetime table of the CSV problem ({len(rows)} {plural(len(rows), 'section')} of time)")
+    caption = None if headers or not names else \
+        Text(f"{len(names)} {plural(len(names), 'tensor')} do not fit in {width} columns: see the arena map",
+             style="table.caption")
     # names are the user's: rich reads a plain string as markup ('[red]') and emoji codes (':x:'), a Text never
     table = Table(title=Text(title, style="table.title"), caption=caption, box=box.SIMPLE_HEAD, padding=0)
     if plan.steps:
