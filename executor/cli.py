@@ -12,6 +12,7 @@ import sys
 
 from planner.errors import MAX_FILE_BYTES, ArenaError, plural, read_text, utf8_text
 from planner.output import check_target
+from planner.sizes import mib
 
 DEFAULT_DTYPE = {"cpu": "f32", "cuda": "bf16"}
 SEEDS = (-2**63, 2**64 - 1)   # what torch.Generator.manual_seed takes
@@ -164,14 +165,22 @@ def _generate_in(args, group, torch) -> int:
         weights = _load(file, DTYPES[dtype], device, shard, native, bar=first)
         del file
         hand_back_heap()
-        session = Session(build_model(weights, nctx, group), nctx, choice.chunk, tile=choice.tile,
-                          trace=args.trace is not None)
+        try:
+            session = Session(build_model(weights, nctx, group), nctx, choice.chunk, tile=choice.tile,
+                              trace=args.trace is not None)
+        except (MemoryError, RuntimeError) as e:    # torch's allocators raise RuntimeError (OutOfMemoryError)
+            if "alloc" not in str(e) and "out of memory" not in str(e):
+                raise
+            raise ArenaError(f"--nctx {nctx}: the {device} could not hold the run's KV cache, arena and RoPE tables "
+                             f"({mib(cost['arena'] + cost['rope_bytes'])} beside the weights); a smaller --nctx, or "
+                             "--budget, fits") from None
         stream = TextStream(tokenizer.decode)
         echo = (lambda token: _write(stream.push(token))) if first and not args.json else (lambda token: None)
         result = generate(session, prompt, args.max_new_tokens, sampler, tokenizer.eos_ids,
                           args.ignore_eos, echo)
 
-    outside = {k: cost[k] for k in ("workspace_bytes", "runtime_bytes")}
+    outside = {"rope_bytes": session.model.cos.nbytes + session.model.sin.nbytes,
+               **{k: cost[k] for k in ("workspace_bytes", "runtime_bytes")}}
     summary = _summary(session, weights, result, tokenizer.decode(result.tokens), source, dtype, outside)
     summary["weights"] = "native" if native else dtype
     summary["estimate"] = cost
@@ -181,7 +190,7 @@ def _generate_in(args, group, torch) -> int:
         summary["ranks"] = group.gather({k: summary[k] for k in ("arena", "kv_bytes", "weight_bytes", "total_bytes")})
     if not first:
         return 0
-    if args.trace:
+    if args.trace is not None:
         from viz.trace import write_run_trace
         write_run_trace(args.trace, session.trace)
     if args.json:
@@ -211,7 +220,9 @@ def _check_options(args) -> None:
         raise ArenaError(f"--budget: fits a run on one device; --tp {args.tp} runs on {args.tp}")
     if args.prompt_file is not None:   # read once, here: the ranks --tp starts get the text
         args.prompt = _read_prompt(args.prompt_file)
-    if args.trace:
+    elif args.prompt is not None:
+        _check_utf8(args.prompt)
+    if args.trace is not None:
         check_target(args.trace, "--trace")   # before the run, not after it
 
 
@@ -229,6 +240,16 @@ def _note_native(args) -> None:
 def _budget(args) -> int | None:
     from planner.sizes import parse_size
     return None if args.budget is None else parse_size(args.budget)
+
+
+def _check_utf8(prompt: str) -> None:
+    """--prompt as UTF-8 text: Python hands an argument's bytes that are not UTF-8 over as
+    surrogates, which no tokenizer takes."""
+    try:
+        prompt.encode("utf-8")
+    except UnicodeEncodeError as e:
+        data = prompt[:e.start].encode("utf-8")
+        raise ArenaError(f"--prompt: not UTF-8 text (at byte {len(data)})") from None
 
 
 def _read_prompt(path: str) -> str:
@@ -356,7 +377,8 @@ def preflight(c, shard, dtype: str, prompt_len: int, nctx: int, packed: int | No
 
 def _print_estimate(cost: dict[str, int], dtype: str, device) -> None:
     outside = "".join(f" + {name} {_mib(cost[key])}" for key, name in
-                      (("workspace_bytes", "kernel workspace"), ("runtime_bytes", "torch and session")) if cost[key])
+                      (("rope_bytes", "RoPE tables"), ("workspace_bytes", "kernel workspace"),
+                       ("runtime_bytes", "torch and session")) if cost[key])
     print(f"estimate  weights {_mib(cost['weight_bytes'])} {dtype} + arena {_mib(cost['arena'])} "
           f"(KV cache {_mib(cost['kv_bytes'])}){outside} = {_mib(cost['total_bytes'])} on {device}", file=sys.stderr)
 
@@ -382,8 +404,8 @@ def _load(file, dtype, device, shard, native: bool, bar: bool):
 
 
 def _summary(session, weights, result, text: str, source, dtype: str, outside: dict[str, int]) -> dict:
-    """What the run did and held; `outside`: the estimate's bytes held outside the arena
-    (workspace_bytes, runtime_bytes: bounds and reserves, not measured)."""
+    """What the run did and held; `outside`: the bytes held outside the arena (rope_bytes,
+    measured; workspace_bytes, runtime_bytes: the estimate's bounds and reserves)."""
     plans = {"prefill": session.plan(session.max_tokens), "decode": session.plan(1)}
     kv = next(b for b in plans["decode"].buffers if b.persistent)
     return {

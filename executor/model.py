@@ -33,6 +33,8 @@ from .weights import Weights
 if TYPE_CHECKING:
     from .parallel import Group
 
+ROPE_ROWS = 4096        # positions of the RoPE tables computed at a time: 2 MiB of float32 at dh 128
+
 
 @dataclass
 class Model:
@@ -106,10 +108,10 @@ class Call:
 
 def build_model(weights: Weights, nctx: int, group: Group | None = None) -> Model:
     c = weights.config
-    cos, sin = rope_tables(c.dh, nctx, c.rope_theta, c.rope_scaling, weights.rope_factors)
+    device, dtype = weights.embedding.device, weights.dtype
+    cos, sin = rope_tables(c.dh, nctx, c.rope_theta, c.rope_scaling, weights.rope_factors, device, dtype)
     half = c.dh // 2
     sin[:, :half].neg_()
-    device, dtype = weights.embedding.device, weights.dtype
     root_eps = torch.tensor([[math.sqrt(c.eps)]], device=device)
     root_d = torch.tensor([[c.d ** -0.5]], device=device)
     zero = torch.zeros(1, 1, dtype=dtype, device=device)
@@ -119,20 +121,28 @@ def build_model(weights: Weights, nctx: int, group: Group | None = None) -> Mode
     keys_by_position = device.type == "cpu" and dtype != torch.float32
     compiled = device.type == "cpu" and dtype in (torch.float32, torch.bfloat16)
     return Model(weights, dims["nh"], dims["nkvh"], c.dh, dims["di"], c.eps, root_eps, root_d, zero, one_row_norm,
-                 cos.to(device, dtype), sin.to(device, dtype), swap, c.dh ** -0.5, keys_by_position, compiled,
+                 cos, sin, swap, c.dh ** -0.5, keys_by_position, compiled,
                  dtype == torch.bfloat16, group)
 
 
-def rope_tables(dh: int, nctx: int, theta: float, scaling: dict | None, factors: torch.Tensor | None):
-    """(cos, sin), each (nctx, dh), computed in float32 exactly as transformers computes them."""
+def rope_tables(dh: int, nctx: int, theta: float, scaling: dict | None, factors: torch.Tensor | None,
+                device, dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """(cos, sin), each (nctx, dh) at `dtype` on `device` (planner/estimate.py counts them),
+    computed in float32 exactly as transformers computes them, ROPE_ROWS positions at a time:
+    the float32 temporaries of a whole long context took as much again as the tables."""
     inv_freq = 1.0 / theta ** (torch.arange(0, dh, 2, dtype=torch.int64).float() / dh)
     if factors is not None:
         inv_freq = inv_freq / factors.float().cpu()
     if scaling is not None:
         inv_freq = _scaled(inv_freq, scaling)
-    angles = torch.outer(torch.arange(nctx, dtype=torch.float32), inv_freq)
-    angles = torch.cat((angles, angles), dim=-1)
-    return angles.cos(), angles.sin()
+    cos, sin = (torch.empty(nctx, dh, dtype=dtype, device=device) for _ in range(2))
+    for start in range(0, nctx, ROPE_ROWS):
+        positions = torch.arange(start, min(nctx, start + ROPE_ROWS), dtype=torch.int64).float()
+        angles = torch.outer(positions, inv_freq)
+        angles = torch.cat((angles, angles), dim=-1)
+        cos[start:start + len(positions)] = angles.cos()
+        sin[start:start + len(positions)] = angles.sin()
+    return cos, sin
 
 
 def _scaled(inv_freq: torch.Tensor, s: dict) -> torch.Tensor:

@@ -83,7 +83,11 @@ def from_gguf(gguf) -> TextTokenizer:
         tok.post_processor = processors.TemplateProcessing(single=f"{tokens[bos]}:0 $A:0",
                                                            special_tokens=[(tokens[bos], bos)])
     special = {name: tokens[i] for name, i in ids.items() if type(i) is int and 0 <= i < len(tokens)}
-    return TextTokenizer(tok, {eos} if eos is not None else set(), gguf.meta("tokenizer.chat_template", None), special)
+    # generation ends, as in llama.cpp, at the end of the text or of a turn (a chat model's EOS
+    # may be neither); an end-of-turn id out of range is left out, as above
+    turns = (gguf.meta(f"tokenizer.ggml.{key}_token_id", None) for key in ("eot", "eom"))
+    stops = {i for i in (eos, *turns) if type(i) is int and 0 <= i < len(tokens)}
+    return TextTokenizer(tok, stops, gguf.meta("tokenizer.chat_template", None), special)
 
 
 def _byte_level_bpe(gguf, tokens: list[str]):

@@ -41,9 +41,25 @@ def main(argv=None) -> int:
         err.print(Text.assemble(("arena: internal error, the plan failed its check: ", "bold red"), str(e)))
         return 1
     except BrokenPipeError:     # `arena plan ... | head`: the reader left, nothing more to say
-        # Python flushes stdout again at exit: let that go nowhere rather than fail once more
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        _drop_stdout()
         return 141              # as a process killed by SIGPIPE
+    except UnicodeEncodeError as e:     # PYTHONIOENCODING=ascii, say, and a reply in another script
+        _drop_stdout()
+        err.print(f"arena: error: the output's encoding ({e.encoding}) cannot write {ascii(e.object[e.start:e.end])}; "
+                  "set PYTHONIOENCODING=utf-8")
+        return 1
+    except OSError as e:        # the files the user names are checked first: mostly, the output failing
+        _drop_stdout()
+        err.print(f"arena: error: {e.strerror}" + (f": {e.filename}" if e.filename else " (writing the output)"))
+        return 1
+
+
+def _drop_stdout() -> None:
+    """Python flushes stdout again at exit: let that go nowhere rather than fail once more."""
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (AttributeError, OSError, ValueError):      # no stdout at all
+        pass
 
 
 def _shown(fault: str) -> str:

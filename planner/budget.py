@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from .calls import TILE_STEP, key_tile
 from .errors import ArenaError, plural
-from .estimate import RUNTIME_BYTES, estimate, run_plans, weight_bytes
+from .estimate import RUNTIME_BYTES, estimate, rope_bytes, run_plans, weight_bytes
 from .sizes import mib
 
 CHUNK_STEP = 16   # a chunk is the whole prompt or a multiple of this many tokens
@@ -39,6 +39,7 @@ class Fitter:
         self.held = dtype if weights is None else "native"     # how messages name the weights
         self.outside = {"workspace": workspace, "runtime": runtime}
         self.fixed = self.weights + workspace + runtime   # what no chunk, tile or nctx changes
+        self.rope = rope_bytes(dims, dtype)               # at this nctx, as the KV cache
         self._plans = {}
 
     def cost(self, prompt: int, chunk: int, tile: int | None, nctx: int | None = None) -> dict[str, int]:
@@ -53,7 +54,7 @@ class Fitter:
         nctx = self.dims["nctx"]
         sized = max(self._plan(nctx, chunk, tile).arena, self._plan(nctx, 1, tile).arena)
         return self._plan(nctx, prompt % chunk or chunk, tile).arena <= sized and \
-            self.fixed + sized <= budget
+            self.fixed + self.rope + sized <= budget
 
     def _plan(self, nctx: int, n: int, tile: int | None):
         key = nctx, n, tile if n > 1 else None   # decode takes the whole context
@@ -142,11 +143,13 @@ def _nothing_fits(fitter: Fitter, budget: int, prompt: int) -> str:
                          lambda m: _least(fitter, min(prompt, m), m)["total_bytes"] <= budget)
     instead = "no --nctx fits" if largest is None else f"the largest --nctx that fits is {largest}" + (
         f", fewer positions than the prompt's {prompt} tokens" if largest < prompt else "")
-    if fitter.fixed + least["kv_bytes"] > budget:
-        return (f"{head} the KV cache at --nctx {nctx} takes {mib(least['kv_bytes'])} beside the weights' "
+    context = least["kv_bytes"] + least["rope_bytes"]
+    if fitter.fixed + context > budget:
+        return (f"{head} the KV cache and RoPE tables at --nctx {nctx} take {mib(context)} beside the weights' "
                 f"{mib(fitter.weights)}{beside}; {instead} (the smallest budget at --nctx {nctx} is "
                 f"{mib(least['total_bytes'], up=True)})")
-    return (f"{head} the weights ({mib(fitter.weights)}){beside} and the arena of {min(CHUNK_STEP, prompt)}-token "
+    held = f" and the {mib(outside + fitter.rope)} the run holds outside the arena (its RoPE tables included)"
+    return (f"{head} the weights ({mib(fitter.weights)}){held} and the arena of {min(CHUNK_STEP, prompt)}-token "
             f"chunks ({mib(least['arena'])}) exceed it; {smallest}, or {instead}")
 
 

@@ -108,6 +108,12 @@ def workspace_bytes(dims: dict[str, int], dtype: str, native: bool) -> int:
     return max(product, head, rows, floats)
 
 
+def rope_bytes(dims: dict[str, int], dtype: str) -> int:
+    """The RoPE tables a run keeps beside the arena (executor/model.py): cos and sin, a row
+    of dh values for each of nctx positions, at the run's `dtype`."""
+    return 2 * dims["nctx"] * dims["dh"] * ELEMENT_BYTES[dtype]
+
+
 def estimate(plans: list[Plan], dtype: str, tied: bool, weights: int | None = None, workspace: int = 0,
              runtime: int = RUNTIME_BYTES) -> dict[str, int]:
     """Bytes of a run whose calls follow `plans` (one arena holds the largest); `weights`:
@@ -116,8 +122,9 @@ def estimate(plans: list[Plan], dtype: str, tied: bool, weights: int | None = No
     kv = sum(b.size for b in plans[0].buffers if b.persistent and b.memory == "device")
     arena = max(p.arena for p in plans)
     weights = weight_bytes(dims, dtype, tied) if weights is None else weights
-    return {"weight_bytes": weights, "kv_bytes": kv, "arena": arena, "workspace_bytes": workspace,
-            "runtime_bytes": runtime, "total_bytes": weights + arena + workspace + runtime}
+    rope = rope_bytes(dims, dtype)
+    return {"weight_bytes": weights, "kv_bytes": kv, "arena": arena, "rope_bytes": rope, "workspace_bytes": workspace,
+            "runtime_bytes": runtime, "total_bytes": weights + arena + rope + workspace + runtime}
 
 
 def run_plans(dims: dict[str, int], dtype: str, calls: set[int], strategy: str = "auto",

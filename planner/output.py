@@ -23,6 +23,9 @@ def check_target(path, option: str = "--out") -> Path:
     process's descriptors (/dev/stdout) is taken as named: resolved, it may be a pipe with no path."""
     if not str(path).strip():
         raise ArenaError(f"{option}: the path is empty")
+    if str(path) == "-":    # standard input to --prompt-file; here it would be a file named '-'
+        raise ArenaError(f"{option} -: give a file's path (./- for a file named '-'; standard output carries "
+                         "the command's own output)")
     if _descriptor(path) is not None:
         if not os.access(path, os.W_OK):
             raise ArenaError(f"{option} {path}: cannot write there")

@@ -73,8 +73,9 @@ def test_too_small_for_the_weights_says_by_how_much():
 def test_too_small_for_the_activations_counts_what_the_run_holds_outside_the_arena():
     fitter = smol(64)
     least = fitter.cost(64, 16, _tiles(16, 64)[0])["total_bytes"]
-    with pytest.raises(ArenaError, match=r"the weights \(513\.13 MiB\) and the 40\.00 MiB the run holds outside "
-                                         r"the arena and the arena of 16-token chunks \(\d+\.\d\d MiB\) exceed it"):
+    # outside the arena: 40 MiB of runtime, and the RoPE tables (2 x 64 positions x 64 x 4 bytes, 0.03 MiB)
+    with pytest.raises(ArenaError, match=r"the weights \(513\.13 MiB\) and the 40\.03 MiB the run holds outside "
+                                         r"the arena \(its RoPE tables included\) and the arena of 16-token chunks \(\d+\.\d\d MiB\) exceed it"):
         choose(fitter, least - 1, 64)
     with pytest.raises(ArenaError, match="the smallest budget for this run is ") as e:
         choose(fitter, least - 1, 64)
@@ -84,7 +85,7 @@ def test_too_small_for_the_activations_counts_what_the_run_holds_outside_the_are
 
 def test_too_small_for_the_kv_cache_names_the_largest_nctx_that_fits():
     fitter, budget = smol(8192), parse_size("800MiB")
-    with pytest.raises(ArenaError, match="the KV cache at --nctx 8192 takes 360.00 MiB") as e:
+    with pytest.raises(ArenaError, match="the KV cache and RoPE tables at --nctx 8192 take 364.00 MiB") as e:
         choose(fitter, budget, 1000)
     largest = int(str(e.value).split("the largest --nctx that fits is ")[1].split()[0])
     assert choose(smol(largest), budget, 1000).cost["total_bytes"] <= budget
@@ -102,9 +103,9 @@ def test_plan_budget_json_plans_the_chosen_chunk(capsys):
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--budget", "600MiB"], "--budget 600.00 MiB: the KV cache at --nctx 8192 takes 360.00 MiB beside the "
+    (["--budget", "600MiB"], "--budget 600.00 MiB: the KV cache and RoPE tables at --nctx 8192 take 364.00 MiB beside the "
                              "weights' 513.13 MiB and the 40.00 MiB the run holds outside the arena; "
-                             "the largest --nctx that fits is 1034"),
+                             "the largest --nctx that fits is 1023"),
     (["--budget", "12 bytes"], "--budget '12 bytes': not a size"),
     (["--budget", "1GiB", "--tp", "2"], "--budget: fits a run of the llama schedule on one device"),
     (["--budget", "2GiB", "--strategy", "naive"], "--budget fits the plans arena run makes (--strategy auto), "
@@ -243,7 +244,10 @@ def test_chunked_prefill_of_2048_tokens_matches_one_call(smollm2_f32):
         whole = greedy_after_prefill(Session(model, nctx, LONG), ids, lambda s, p, sampler: s.forward(p, sampler))
         session = Session(model, nctx, choice.chunk, tile=choice.tile)
         chunked = greedy_after_prefill(session, ids, prefill_chunks)
-    assert weights.nbytes + session.backing.numel() + choice.cost["runtime_bytes"] == choice.cost["total_bytes"] <= budget
+    tables = model.cos.nbytes + model.sin.nbytes
+    assert tables == choice.cost["rope_bytes"]
+    assert weights.nbytes + session.backing.numel() + tables + choice.cost["runtime_bytes"] == \
+        choice.cost["total_bytes"] <= budget
     assert (chunked[0] - whole[0]).abs().max().item() < 1e-4
     assert chunked[1] == whole[1]
 

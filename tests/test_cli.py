@@ -1,5 +1,6 @@
 """`arena`, `arena plan` and `arena convert` as a user runs them: output, files, exit codes."""
 import json
+import os
 import subprocess
 import sys
 from importlib.metadata import version
@@ -72,7 +73,8 @@ def test_plan_estimate_counts_weights_kv_cache_and_arena(capsys):
     assert plan["dims"]["nctx"] == plan["dims"]["n"] == 512
     assert plan["kv_bytes"] == 30 * 2 * 512 * 3 * 64 * 4
     assert plan["weight_bytes"] == 538_060_032   # what executor.weights.assemble holds for SmolLM2 in f32
-    assert plan["total_bytes"] == plan["weight_bytes"] + plan["arena"] + plan["runtime_bytes"]
+    assert plan["rope_bytes"] == 2 * 512 * 64 * 4          # cos and sin, a row of dh for each position
+    assert plan["total_bytes"] == plan["weight_bytes"] + plan["arena"] + plan["rope_bytes"] + plan["runtime_bytes"]
     assert plan["runtime_bytes"] == RUNTIME_BYTES and plan["workspace_bytes"] == 0
     assert main(["plan", "llama", "--nctx", "512", "--set", "n=16", "--dtype", "bf16"]) == 0
     out = capsys.readouterr().out
@@ -268,6 +270,24 @@ def test_a_reader_that_leaves_early_ends_the_command_quietly():
     assert p.stdout.read(10).startswith(b"{")
     p.stdout.close()
     assert p.stderr.read() == b"" and p.wait() == 141
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="no /dev/full")
+@pytest.mark.parametrize("json_option", [[], ["--json"]])
+def test_an_output_that_cannot_be_written_is_one_line(json_option):
+    """Standard output on a full disk: one line, exit 1, no traceback."""
+    with open("/dev/full", "w") as full:
+        p = subprocess.run([sys.executable, "-m", "llama_arena", "plan", "llama", "--set", "n=7", *json_option],
+                           stdout=full, stderr=subprocess.PIPE, text=True)
+    assert (p.returncode, p.stderr) == (1, "arena: error: No space left on device (writing the output)\n")
+
+
+def test_an_output_encoding_that_cannot_write_a_name_is_one_line(tmp_path):
+    (tmp_path / "u.csv").write_text("id,lower,upper,size\nä,0,3,4\n")
+    p = subprocess.run([sys.executable, "-m", "llama_arena", "plan", "--csv", str(tmp_path / "u.csv")],
+                       capture_output=True, text=True, env={**os.environ, "PYTHONIOENCODING": "ascii"})
+    assert (p.returncode, p.stderr) == (1, "arena: error: the output's encoding (ascii) cannot write '\\xe4'; "
+                                           "set PYTHONIOENCODING=utf-8\n")
 
 
 def test_names_that_are_emoji_codes_print_as_written(tmp_path, capsys):

@@ -40,9 +40,9 @@ def test_preflight_estimate_is_what_the_run_allocates(folder, capsys):
     assert main(["run", "--model", str(folder), "--prompt", "w5 w6 w7", "--max-new-tokens", "4", "--json"]) == 0
     captured = capsys.readouterr()
     out = json.loads(captured.out)
-    outside = ("workspace_bytes", "runtime_bytes")
+    outside = ("rope_bytes", "workspace_bytes", "runtime_bytes")
     assert out["estimate"] == {k: out[k] for k in ("weight_bytes", "kv_bytes", "arena", *outside, "total_bytes")}
-    assert out["total_bytes"] == out["weight_bytes"] + out["arena"] + out["runtime_bytes"]
+    assert out["total_bytes"] == out["weight_bytes"] + out["arena"] + out["rope_bytes"] + out["runtime_bytes"]
     assert out["workspace_bytes"] == 0 and out["runtime_bytes"] == RUNTIME_BYTES   # dequantized weights, on CPU
     assert captured.err.startswith("estimate  weights ") and " on cpu" in captured.err
 
@@ -136,6 +136,9 @@ def test_trace_has_one_call_per_forward(folder, tmp_path, capsys):
     (["--max-new-tokens", "0"], "--max-new-tokens: must be at least 1, not 0"),
     (["--nctx", "-5"], "--nctx: must be at least 1, not -5"),
     (["--trace", "/no/such/dir/t.json"], "--trace /no/such/dir/t.json: the folder /no/such/dir does not exist"),
+    (["--trace", ""], "--trace: the path is empty"),
+    (["--trace", "-"], "--trace -: give a file's path (./- for a file named '-'"),
+    (["--prompt", "Hello \udcff"], "--prompt: not UTF-8 text (at byte 6)"),    # argv's byte 0xff, as Python hands it over
 ])
 def test_bad_option_is_exit_2_before_any_model_is_read(argv, message, capsys):
     """The options come first: these fail the same with a model or without one."""
@@ -147,6 +150,19 @@ def test_bad_option_is_exit_2_before_any_model_is_read(argv, message, capsys):
 def test_nctx_beyond_the_models_context_is_exit_2(folder, capsys):
     assert main(["run", "--model", str(folder), "--prompt", "w5", "--nctx", "100000000"]) == 2
     assert "--nctx 100000000: more than the model's context of 64 positions" in capsys.readouterr().err
+
+
+def test_a_context_the_machine_cannot_hold_is_exit_2(folder, tmp_path, capsys):
+    """Within the model's context, but its RoPE tables alone would take terabytes."""
+    copy = tmp_path / "long"
+    shutil.copytree(folder, copy)
+    config = json.loads((copy / "config.json").read_text())
+    (copy / "config.json").write_text(json.dumps({**config, "max_position_embeddings": 10 ** 13}))
+    assert main(["run", "--model", str(copy), "--prompt", "w5", "--nctx", str(10 ** 12)]) == 2
+    estimate, error = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert estimate.startswith("estimate  weights ")
+    assert error.startswith(f"arena: error: --nctx {10 ** 12}: the cpu could not hold the run's KV cache, arena and "
+                            "RoPE tables (") and error.endswith("a smaller --nctx, or --budget, fits")
 
 
 def test_a_tiny_temperature_samples_the_greedy_tokens(folder, capsys):

@@ -290,7 +290,7 @@ def test_cli_weights_option(capsys):
     assert native["weights"] == "native" and native["dtype"] == "f32"
     assert native["estimate"]["weight_bytes"] == native["weight_bytes"]
     assert native["estimate"]["total_bytes"] == native["total_bytes"] == \
-        native["weight_bytes"] + native["arena"] + native["workspace_bytes"] + native["runtime_bytes"]
+        native["weight_bytes"] + native["arena"] + native["rope_bytes"] + native["workspace_bytes"] + native["runtime_bytes"]
     assert native["workspace_bytes"] > 0
     assert main([*run, "--weights", "f32"]) == 0
     plain = json.loads(capsys.readouterr().out)

@@ -75,6 +75,19 @@ def test_a_sentencepiece_vocabulary_tokenizes_as_sentencepiece_does(vocabulary):
     assert merged > 500     # the merges were exercised, not only single characters and bytes
 
 
+def test_generation_ends_at_the_end_of_a_turn_as_at_the_end_of_the_text(vocabulary, tmp_path):
+    """llama.cpp stops at EOS, EOT and EOM; an id out of the vocabulary is left out."""
+    sp, folder, _ = vocabulary
+
+    def metadata(w):
+        _write_vocabulary(w, sp)
+        w.add_uint32("tokenizer.ggml.eot_token_id", 7)
+        w.add_uint32("tokenizer.ggml.eom_token_id", 10 ** 6)
+
+    path = checkpoint_to_gguf(folder, tmp_path / "eot.gguf", metadata=metadata)
+    assert from_gguf(GGUFFile(path)).eos_ids == {sp.eos_id(), 7}
+
+
 def test_a_model_with_a_sentencepiece_vocabulary_runs(vocabulary, capsys):
     _, _, path = vocabulary
     assert main(["run", "--model", str(path), "--prompt", "the KV cache", "--max-new-tokens", "4",
