@@ -157,6 +157,29 @@ def test_auto_gives_layered_half_the_time_and_goes_on_without_it(monkeypatch):
     assert strategy == "auto:exact" and extent(blocks, offsets) == bound == 4096
 
 
+def test_where_layered_runs_out_of_time_auto_keeps_skylines_plain_passes(monkeypatch):
+    """The plain passes ran first, beside the search; their plan is not dropped with layered's."""
+    monkeypatch.setattr("planner.place.auto.layered", lambda *args: None)
+    monkeypatch.setattr(exact, "solve", lambda blocks, offsets, *rest: exact.Result(offsets, 0, False))
+    blocks = cut(150, 3, 40, 4096)
+    plain = skyline(blocks, time.monotonic() + 10, 4096, work=0)
+    assert extent(blocks, plain) < min(extent(blocks, best_fit(blocks)), extent(blocks, greedy_size(blocks)))
+    strategy, offsets, _ = assign(blocks, "auto", 10)
+    assert strategy == "auto:layered" and offsets == plain
+
+
+def test_without_time_to_load_or_tools_the_canonical_search_has_the_rest(monkeypatch):
+    """Under a second left, the methods that need OR-Tools stay out, and the compiled search,
+    which does not, runs to the deadline rather than stopping with them."""
+    monkeypatch.setattr(exact, "_or_tools_in_time", lambda deadline: False)    # never time enough to load it
+    blocks, _, capacity = production(450, 1)                     # at its peak: not planned in seconds
+    start = skyline(blocks)
+    for limit in (None, capacity):
+        began = time.monotonic()
+        assert not solve(blocks, start, 1.5, limit).optimal
+        assert time.monotonic() - began > 1.4                    # minimizing, it returned at 1.0 s
+
+
 @settings(max_examples=60, deadline=None)
 @given(st.lists(block, max_size=40))
 def test_every_strategy_gives_a_checked_plan_within_its_bounds(blocks):

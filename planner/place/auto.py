@@ -94,4 +94,5 @@ def _layered_beside_search(blocks: list[Block], deadline: float, goal: int, sear
     head = exact.head_start(blocks, goal, search_deadline)
     if head is not None:
         running.enter_context(head)
-    return layered(blocks, deadline, goal, head and head.found_flag), head
+    # layered runs those passes again first: where they took its time, theirs is the plan
+    return layered(blocks, deadline, goal, head and head.found_flag) or plain, head

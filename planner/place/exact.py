@@ -207,8 +207,11 @@ def _minimize_beside(comp: Component, plan: list[int], bound: int, upper: int, d
         found, bound = _climb(comp, bound, upper, _share_end(SEARCH_SHARE_BRIEF if layered else SEARCH_SHARE, deadline),
                               descent)
     bound = max(bound, descent.bound)
-    if found is not None or descent.settled.is_set() or not _or_tools_in_time(deadline):
+    if found is not None or descent.settled.is_set():
         return found, bound
+    if not _or_tools_in_time(deadline):     # the descent alone, to the end
+        descent.settled.wait(max(0.0, deadline - time.monotonic()))
+        return found, max(bound, descent.bound)
     from . import cpsat                     # OR-Tools takes 0.4 s to import: only for the searches that get here
     from .stacking import stacked
     if len(comp.size) <= PROBE_MAX:
@@ -285,15 +288,18 @@ def _decide_beside(comp: Component, plan: list[int], capacity: int, deadline: fl
             except Timeout:
                 pass
         if stop.is_set() or not _or_tools_in_time(deadline):
+            stop.wait(max(0.0, deadline - time.monotonic()))    # the canonical search alone, to the end
             return None, comp.lower
         from .stacking import stacked       # OR-Tools takes 0.4 s to import: only for the searches that get here
         background.stop()                   # the layer splits race on every core
         found = stacked(comp, capacity, _share_end(STACK_SHARE, deadline))
     else:
         found = _completed(comp, _share_end(COMPLETION_SHARE, deadline), background, stop)
-    if found is None and not stop.is_set() and _or_tools_in_time(deadline):
-        from . import cpsat
-        return cpsat.decide(comp, capacity, deadline, stop)
+    if found is None and not stop.is_set():
+        if _or_tools_in_time(deadline):
+            from . import cpsat
+            return cpsat.decide(comp, capacity, deadline, stop)
+        stop.wait(max(0.0, deadline - time.monotonic()))        # the canonical search alone, to the end
     return found, comp.lower
 
 
