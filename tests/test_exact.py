@@ -20,7 +20,7 @@ from planner.place import auto, canonical, cpsat, exact
 from planner.place.exact import solve
 from planner.place.heuristics import best_fit, greedy_size, naive
 from planner.place.layered import layered
-from planner.place.problem import components
+from planner.place.problem import components, stacked_components
 from planner.place.skyline import skyline
 from planner.plan import CHOICES, Buffer, place
 
@@ -199,6 +199,38 @@ def test_exact_equals_brute_force(blocks):
 
 
 @settings(max_examples=100, deadline=None)
+@given(st.lists(block, min_size=1, max_size=6), st.lists(st.integers(1, 6), min_size=1, max_size=2),
+       st.sampled_from([None, -1, 0]))
+def test_buffers_over_the_whole_time_go_under_the_rest_and_the_optimum_stays(blocks, spans, above):
+    """Blocks live over the whole span set at the bottom, the rest above them (apart, where
+    they fall apart without them): the same optimum as brute force, deciding and minimizing."""
+    first, last = min(b.first for b in blocks), max(b.last for b in blocks)
+    blocks = blocks + [Block(first, last, size * 256) for size in spans]
+    optimum = brute_force(blocks)
+    parts, under = stacked_components(blocks)
+    assert set(range(len(blocks) - len(spans), len(blocks))) <= set(under)
+    assert all(base >= sum(b.size for b in blocks[-len(spans):]) for _, base in parts)
+    capacity = None if above is None else optimum + above * 256
+    result = solve(blocks, naive(blocks), 10, capacity)
+    check(names(blocks), blocks, result.offsets, extent(blocks, result.offsets), 1)
+    if capacity is None:
+        assert result.optimal and extent(blocks, result.offsets) == result.bound == optimum
+    elif capacity < optimum:
+        assert result.bound > capacity
+    else:
+        assert extent(blocks, result.offsets) <= capacity
+
+
+def test_buffers_over_the_whole_time_split_what_is_above_them():
+    """A buffer over the whole time, and three groups apart above it: each group is its own
+    component at the buffer's top, and one over a group's own time goes under that group."""
+    blocks = [Block(0, 10, 12), Block(0, 2, 4), Block(1, 3, 4), Block(5, 7, 4), Block(6, 10, 8), Block(5, 10, 1)]
+    parts, under = stacked_components(blocks)
+    assert under == {0: 0, 5: 12}
+    assert sorted((p.blocks, base) for p, base in parts) == [([1, 2], 12), ([3, 4], 13)]
+
+
+@settings(max_examples=100, deadline=None)
 @given(st.lists(block, min_size=1, max_size=8), st.sampled_from(["auto", "exact"]))
 def test_capacity_is_met_at_the_optimum_and_proven_impossible_below_it(blocks, strategy):
     optimum = brute_force(blocks)
@@ -264,22 +296,24 @@ def test_production_like_instance_fits_at_its_peak(seed):
 def test_minimizing_decides_the_lower_bound_first_and_keeps_a_plan_there(monkeypatch):
     """prod-450 at the peak (under half its sections full: no layer splits follow), from
     best-fit's plan: minimizing asks `_decide` for the lower bound, which is the peak, with
-    BOUND_SHARE of the time, and keeps the plan it finds there as the optimum; no descent."""
+    BOUND_SHARE of the time, and keeps the plan it finds there as the optimum; no descent.
+    The buffers over the whole time lie under it, and it is decided above them."""
     blocks, known, capacity = production(450, 0)
-    (comp,) = components(blocks)
-    assert lower_bound(blocks) == capacity and not comp.mostly_full(capacity)
+    ((comp, base),), under = stacked_components(blocks)
+    assert under and base == sum(blocks[i].size for i in under) and all(known[i] == o for i, o in under.items())
+    assert lower_bound(blocks) == capacity and not comp.mostly_full(capacity - base)
     asked = []
 
     def decide(comp, plan, bound, deadline, started):
         asked.append((bound, deadline - time.monotonic()))
-        return [known[k] for k in comp.blocks], comp.lower
+        return [known[k] - base for k in comp.blocks], comp.lower
 
     monkeypatch.setattr(exact, "_decide", decide)
     monkeypatch.setattr(canonical, "Descent", None)         # not called
     result = solve(blocks, best_fit(blocks), 30)
     assert result.optimal and extent(blocks, result.offsets) == capacity == result.bound
     ((bound, seconds),) = asked
-    assert bound == capacity and 0.9 * exact.BOUND_SHARE * 30 < seconds <= exact.BOUND_SHARE * 30
+    assert bound == capacity - base and 0.9 * exact.BOUND_SHARE * 30 < seconds <= exact.BOUND_SHARE * 30
 
 
 def test_minimizing_goes_on_from_a_bound_the_decision_proves_wrong():
@@ -361,10 +395,11 @@ def test_the_canonical_search_runs_beside_layered_and_solve_takes_it_over(monkey
     monkeypatch.setattr(exact, "head_start", recorded)
     monkeypatch.setattr(auto, "layered", slow_layered)
     result = assign(blocks, "auto", 30, capacity if deciding else None)
-    assert answered == [True] and heads[0].found is not None and heads[0].capacity == capacity == lower_bound(blocks)
+    ((comp, base),), _ = stacked_components(blocks)         # above the buffers over the whole time
+    assert answered == [True] and heads[0].found is not None
+    assert heads[0].capacity == capacity - base and capacity == lower_bound(blocks)
     assert result.strategy == "auto:exact"
-    (comp,) = components(blocks)
-    assert [result.offsets[i] for i in comp.blocks] == heads[0].found
+    assert [result.offsets[i] - base for i in comp.blocks] == heads[0].found
 
 
 def test_a_head_start_on_a_component_that_fits_already_stops_before_the_others_are_decided(monkeypatch):
@@ -376,7 +411,7 @@ def test_a_head_start_on_a_component_that_fits_already_stops_before_the_others_a
     end = max(x.last for x in a) + 1
     blocks = a + [Block(x.first + end, x.last + end, x.size) for x in b]
     head = exact.head_start(blocks, capacity, time.monotonic() + 30)
-    assert len(head.comp.size) == len(a)
+    assert len(head.comp.size) > len(b) and max(head.comp.blocks) < len(a)
     alive = []
 
     def decide(comp, plan, capacity, deadline, started):
@@ -395,12 +430,12 @@ def test_completions_start_at_once_after_a_head_start_and_wait_without_one(monke
     head start, so the completions begin at once; one started by `_decide` itself runs alone
     that long first."""
     blocks, known, capacity = production(450, 0)
-    (comp,) = components(blocks)
+    ((comp, base),), _ = stacked_components(blocks)         # above the buffers over the whole time
     waited = []
 
     def completed(comp, deadline, background, until):
         waited.append(time.monotonic() - start)
-        return [known[k] for k in comp.blocks]
+        return [known[k] - base for k in comp.blocks]
 
     monkeypatch.setattr(exact, "_completed", completed)
     share = exact.HEAD_START_SHARE * 30
@@ -408,8 +443,8 @@ def test_completions_start_at_once_after_a_head_start_and_wait_without_one(monke
     time.sleep(share)
     for background in (head, None):
         start = time.monotonic()
-        plan, _ = exact._decide(comp, [0] * len(comp.size), capacity, start + 30, background)
-        assert plan == [known[k] for k in comp.blocks]
+        plan, _ = exact._decide(comp, [0] * len(comp.size), capacity - base, start + 30, background)
+        assert plan == [known[k] - base for k in comp.blocks]
     assert waited[0] < share / 2 and waited[1] > share * 0.9, waited
 
 

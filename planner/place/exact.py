@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass
 
 from . import canonical
-from .problem import Block, Component, components, extent
+from .problem import Block, Component, extent, stacked_components
 from .search import Search, Timeout
 
 # The compiled canonical search runs on a thread of its own all along (until layer splits
@@ -93,10 +93,10 @@ def head_start(blocks: list[Block], capacity: int, deadline: float) -> canonical
     meanwhile (`layered` takes half a second on 450 blocks), and the search has often
     answered by then. None above HEAD_START_MAX blocks, where making its orders in Python
     would slow the heuristics down, or where the component cannot fit."""
-    comp = max(components(blocks), key=lambda c: len(c.size), default=None)
-    if comp is None or len(comp.size) > HEAD_START_MAX or comp.lower > capacity:
+    comp, base = max(stacked_components(blocks)[0], key=lambda part: len(part[0].size), default=(None, 0))
+    if comp is None or len(comp.size) > HEAD_START_MAX or base + comp.lower > capacity:
         return None
-    return canonical.Decision(comp, capacity, deadline)
+    return canonical.Decision(comp, capacity - base, deadline)
 
 
 def solve(blocks: list[Block], start: list[int], time_limit: float, capacity: int | None = None,
@@ -109,55 +109,69 @@ def solve(blocks: list[Block], start: list[int], time_limit: float, capacity: in
     deadline = time.monotonic() + time_limit
     sys.setrecursionlimit(max(sys.getrecursionlimit(), 2 * len(blocks) + 1000))   # two frames a placed block
     offsets = [0 if b.size == 0 else o for o, b in zip(start, blocks)]
+    parts, fixed = stacked_components(blocks)
     plans = []
-    for comp in components(blocks):
+    for comp, base in parts:
         low = min(offsets[i] for i in comp.blocks)          # a heuristic may float a component
-        plans.append((comp, [offsets[i] - low for i in comp.blocks]))
-    bound = max((comp.lower for comp, _ in plans), default=0)
+        plans.append(_Part(comp, base, [offsets[i] - low for i in comp.blocks]))
+    bound = max([p.base + p.comp.lower for p in plans] + [o + blocks[i].size for i, o in fixed.items()], default=0)
     goal = bound if capacity is None else capacity
     # The components the heuristic left above the goal share the time, the smallest first,
     # each taking an equal part of what is left: one hard component must not starve the
     # rest, and what a small one leaves goes to the larger ones. What the last ones leave
     # goes round again to those still open.
-    todo = sorted((k for k, (comp, plan) in enumerate(plans) if comp.extent(plan) > goal),
-                  key=lambda k: len(plans[k][0].size))
-    if head is not None and all(plans[k][0].blocks != head.comp.blocks for k in todo):
+    todo = sorted((k for k, p in enumerate(plans) if p.top > goal), key=lambda k: len(plans[k].comp.size))
+    if head is not None and all(plans[k].comp.blocks != head.comp.blocks for k in todo):
         head.stop()             # its component fits already: its core goes to the others
     while True:
         bound = _round(plans, todo, bound, capacity, deadline, head)
         head = None                         # taken over or stopped in the first round
-        still = [k for k in todo if plans[k][0].extent(plans[k][1]) > max(bound, goal)]
+        still = [k for k in todo if plans[k].top > max(bound, goal)]
         # time is left over only where a component was settled early; where none was, the
         # ones still open returned early for want of anything to try, and would again
         if len(still) in (0, len(todo)) or capacity is not None and bound > capacity \
                 or deadline - time.monotonic() < REPEAT_MIN_S:
             break
         todo = still
-    for comp, plan in plans:
-        for i, o in zip(comp.blocks, plan):
-            offsets[i] = o
+    for p in plans:
+        for i, o in zip(p.comp.blocks, p.plan):
+            offsets[i] = p.base + o
+    for i, o in fixed.items():
+        offsets[i] = o
     arena = extent(blocks, offsets)
     return Result(offsets, min(bound, arena), arena <= bound)
 
 
-def _round(plans: list[tuple[Component, list[int]]], todo: list[int], bound: int, capacity: int | None,
+@dataclass
+class _Part:
+    """A component above its base (the blocks over its whole span, set below it), and its plan."""
+    comp: Component
+    base: int
+    plan: list[int]
+
+    @property
+    def top(self) -> int:
+        return self.base + self.comp.extent(self.plan)
+
+
+def _round(plans: list[_Part], todo: list[int], bound: int, capacity: int | None,
            deadline: float, head: canonical.Decision | None) -> int:
     """One turn of the components `todo` (indices into `plans`, whose plans it replaces),
     each given an equal part of the time left; returns the proven bound."""
     for done, k in enumerate(todo):
-        comp, plan = plans[k]
+        part = plans[k]
+        comp, base = part.comp, part.base
         started = head if head is not None and head.comp.blocks == comp.blocks else None
-        if comp.extent(plan) <= bound:      # under the optimum an earlier component proved: nothing to gain here
+        if part.top <= bound:               # under the optimum an earlier component proved: nothing to gain here
             if started is not None:
                 started.stop()
             continue
         share_end = _share_end(1 / (len(todo) - done), deadline)
         if capacity is None:
-            plan, bound = _minimize(comp, plan, bound, share_end, started)
+            part.plan, proven = _minimize(comp, part.plan, bound - base, share_end, started)
         else:
-            plan, proven = _decide(comp, plan, capacity, share_end, started)
-            bound = max(bound, proven)
-        plans[k] = comp, plan
+            part.plan, proven = _decide(comp, part.plan, capacity - base, share_end, started)
+        bound = max(bound, base + proven)
         if capacity is not None and bound > capacity:
             break               # no plan fits the capacity: the others cannot change that
     return bound

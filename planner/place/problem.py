@@ -11,7 +11,7 @@ import functools
 import heapq
 import itertools
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Iterator, NamedTuple
 
 
@@ -165,3 +165,27 @@ def whole_span(blocks: list[Block]) -> list[int]:
     with every other block, so any plan can be rearranged to put them at the bottom."""
     span = (min(b.first for b in blocks), max(b.last for b in blocks))
     return [k for k, b in enumerate(blocks) if (b.first, b.last) == span]
+
+
+def stacked_components(blocks: list[Block]) -> tuple[list[tuple[Component, int]], dict[int, int]]:
+    """The components of `blocks`, each above a base: the blocks live over a component's
+    whole span go at its bottom, one on another (`whole_span`), and the rest, above them,
+    may fall apart into components of their own, and so on up. (component, base) pairs,
+    and the offsets of the blocks set at the bottoms."""
+    parts, fixed = [], {}
+    todo = [(list(range(len(blocks))), 0)]
+    while todo:
+        indices, base = todo.pop()
+        for comp in components([blocks[i] for i in indices]):
+            own = [indices[j] for j in comp.blocks]
+            whole = {own[k] for k in whole_span([blocks[i] for i in own])}
+            if not whole:
+                parts.append((replace(comp, blocks=own), base))
+                continue
+            top = base
+            for i in sorted(whole):
+                fixed[i], top = top, top + blocks[i].size
+            rest = [i for i in own if i not in whole]
+            if rest:
+                todo.append((rest, top))
+    return parts, fixed
