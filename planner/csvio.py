@@ -40,7 +40,7 @@ def read_problem(path, align: int = 1) -> list[Buffer]:
     text = read_text(path, "CSV", "save the CSV as UTF-8", MAX_FILE_BYTES)
     rows, starts, last = [], [], 0      # each row, and the file line it starts on (a quoted field may span lines)
     try:
-        reader = csv.reader(io.StringIO(text))
+        reader = csv.reader(io.StringIO(text, newline=None))       # lines may end in \r alone, too
         for row in reader:
             starts.append(last + 1)
             rows.append(row)
@@ -49,15 +49,16 @@ def read_problem(path, align: int = 1) -> list[Buffer]:
         raise ArenaError(f"{path}: not a readable CSV ({e})") from None
     if all(_blank(row) for row in rows):
         raise ArenaError(f"{path}: the file is empty; a CSV starts with the header 'id,lower,upper,size'")
-    header = [c.strip() for c in rows[0]]
-    columns = _columns(path, header)
-    if len(rows) - 1 > MAX_ROWS:
-        raise ArenaError(f"{path}: {len(rows) - 1:,} rows; at most {MAX_ROWS:,} buffers are planned")
+    top = next(k for k, row in enumerate(rows) if not _blank(row))     # blank lines before the header
+    header = [c.strip() for c in rows[top]]
+    columns = _columns(path, header, starts[top])
+    if len(rows) - top - 1 > MAX_ROWS:
+        raise ArenaError(f"{path}: {len(rows) - top - 1:,} rows; at most {MAX_ROWS:,} buffers are planned")
     buffers, seen, faults, alignments, gaps = [], set(), [], [], 0
-    for number, row in zip(starts[1:], rows[1:]):
+    for number, row in zip(starts[top + 1:], rows[top + 1:]):
         if _blank(row):
             continue
-        fault = _row_fault(row, columns, len(rows[0]), seen)
+        fault = _row_fault(row, columns, len(header), seen)
         if fault:
             faults.append(f"{path}:{number}: {fault}")
             continue
@@ -86,16 +87,16 @@ def _blank(row: list[str]) -> bool:
     return len(row) <= 1 and not "".join(row).strip()
 
 
-def _columns(path: Path, header: list[str]) -> list[int]:
+def _columns(path: Path, header: list[str], line: int) -> list[int]:
     """Where id, lower, upper and size are in the (stripped) header: in any order, as
     minimalloc reads them; other columns (an `offset` of a plan) are left alone."""
     missing = [c for c in COLUMNS if c not in header]
     if missing:
-        raise ArenaError(f"{path}:1: expected the header 'id,lower,upper,size' (minimalloc's format); "
+        raise ArenaError(f"{path}:{line}: expected the header 'id,lower,upper,size' (minimalloc's format); "
                          f"no column {', '.join(repr(c) for c in missing)}")
     twice = sorted({c for c in COLUMNS + OPTIONAL if header.count(c) > 1})
     if twice:
-        raise ArenaError(f"{path}:1: the header names column {', '.join(repr(c) for c in twice)} twice")
+        raise ArenaError(f"{path}:{line}: the header names column {', '.join(repr(c) for c in twice)} twice")
     return [header.index(c) for c in COLUMNS]
 
 
@@ -140,7 +141,7 @@ def _row_fault(row: list[str], columns: list[int], width: int, seen: set[str]) -
     if name in seen:
         return f"buffer '{name}' appears twice"
     for column, i in zip(COLUMNS[1:], columns[1:]):
-        digits = len(row[i].strip().lstrip("-"))
+        digits = len(row[i].strip().lstrip("-").lstrip("0"))      # leading zeros count for nothing
         if digits > _MAX_DIGITS:
             return f"buffer '{name}': its {column} has {digits:,} digits; {_LIMITS[column]}"
     _, lower, upper, size = _fields(row, columns)

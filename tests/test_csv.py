@@ -78,6 +78,11 @@ def test_columns_in_any_order_a_byte_order_mark_and_a_plan_column_read_the_same(
     ("lower,upper\n", "problem.csv:1: expected the header 'id,lower,upper,size' (minimalloc's format); "
                       "no column 'id', 'size'"),
     ("id,lower,upper,size,size\na,0,3,4,4\n", "problem.csv:1: the header names column 'size' twice"),
+    ("\n\nid,lower,uper,size\na,0,3,4\n", "problem.csv:3: expected the header 'id,lower,upper,size'"),
+    ("\nid,lower,upper,size\na,0,3,4\n\nb,0,3,x\n", "problem.csv:5: expected id,lower,upper,size with integers"),
+    ("id,lower,upper,size\ra,0,3,4\rb,0,x,4\r", "problem.csv:3: expected id,lower,upper,size with integers"),
+    ("id,lower,upper,size\na,0,3," + "0" * 61 + "4611686018427387905\n",
+     "problem.csv:2: buffer 'a' has size 4,611,686,018,427,387,905; at most 2^62"),
     ("size,id,lower,upper\n4,a,0\n", "problem.csv:2: expected id,lower,upper,size with integers, got '4,a,0'"),
     ("id,lower,upper,size\na,0,x,4\n", "problem.csv:2: expected id,lower,upper,size with integers"),
     ("id,lower,upper,size\na,3,3,4\n", "problem.csv:2: buffer 'a' has upper 3 <= lower 3"),
@@ -95,6 +100,13 @@ def test_bad_csv(tmp_path, text, message):
     with pytest.raises(ArenaError) as e:
         read_problem(write(tmp_path, text))
     assert message in str(e.value)
+
+
+def test_blank_lines_before_the_header_and_lines_ending_in_cr_alone_read_as_any_other(tmp_path):
+    expected = [(b.name, b.first, b.last, b.size) for b in read_problem(write(tmp_path, README_EXAMPLE))]
+    for text in ("\n \n" + README_EXAMPLE, README_EXAMPLE.replace("\n", "\r")):
+        (tmp_path / "other.csv").write_text(text, newline="")
+        assert [(b.name, b.first, b.last, b.size) for b in read_problem(tmp_path / "other.csv")] == expected
 
 
 def test_alignments_that_align_keeps_plan_at_multiples_of_them(tmp_path):
