@@ -25,10 +25,10 @@ def _element(type_: str) -> str:
 
 def convert(path) -> Schedule:
     path = Path(path)
-    # lines end at \n (and \r\n) alone, as an editor counts them: splitlines() also breaks at
-    # form feeds and U+2028, and the faults' line numbers then drifted
+    # lines end at \n, \r\n or \r, as an editor counts them: splitlines() also breaks at form
+    # feeds and U+2028, and the faults' line numbers then drifted
     text = read_text(path, "table", "a lifetime table is a markdown text file")
-    lines = [line.removesuffix("\r") for line in text.split("\n")]
+    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
     rows = _table_with_graph_column(path, lines)
     (header_line, header), (shape_line, shapes), body = rows[0], rows[1], rows[2:]
     names = header[2:]

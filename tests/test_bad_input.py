@@ -130,6 +130,8 @@ CASES = [
      "t.md:1: tensor name 'a\\u2028c' holds a control character (U+2028)"),
     ("t.md", "prose with a form feed \x0c and a U+2028 \u2028 in it\n" + edit("| rx | rx |", "| rq | rx |", MARKDOWN),
      ["plan", "t.md"], "t.md:6: step 's1': tensor 'a': unknown symbol 'q'"),
+    ("t.md", edit("| rx | rx |", "| rq | rx |", MARKDOWN).replace("\n", "\r"), ["plan", "t.md"],
+     "t.md:5: step 's1': tensor 'a': unknown symbol 'q'"),
     # names longer than YAML reads a key: `arena convert` could not write them
     ("t.md", edit("| a | b |", f"| {'a' * 1100} | b |", MARKDOWN), ["plan", "t.md"],
      "is 1,100 characters long; at most 1,024 (YAML reads no longer key)"),
