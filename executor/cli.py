@@ -169,7 +169,7 @@ def _generate_in(args, group, torch) -> int:
             session = Session(build_model(weights, nctx, group), nctx, choice.chunk, tile=choice.tile,
                               trace=args.trace is not None)
         except (MemoryError, RuntimeError) as e:    # torch's allocators raise RuntimeError (OutOfMemoryError)
-            if "alloc" not in str(e) and "out of memory" not in str(e):
+            if isinstance(e, RuntimeError) and "alloc" not in str(e) and "out of memory" not in str(e):
                 raise
             raise ArenaError(f"--nctx {nctx}: the {device} could not hold the run's KV cache, arena and RoPE tables "
                              f"({mib(cost['arena'] + cost['rope_bytes'])} beside the weights); a smaller --nctx, or "
@@ -269,7 +269,10 @@ def _read_stdin() -> str:
     """Standard input, at most as many bytes as a file is read (MAX_FILE_BYTES)."""
     if sys.stdin is None:   # closed: the process was started without one
         raise ArenaError("-: there is no standard input")
-    data = sys.stdin.buffer.read(MAX_FILE_BYTES + 1)
+    try:
+        data = sys.stdin.buffer.read(MAX_FILE_BYTES + 1)
+    except OSError as e:    # opened for writing only, say
+        raise ArenaError(f"-: cannot read standard input: {e.strerror}") from None
     if len(data) > MAX_FILE_BYTES:
         raise ArenaError(f"-: standard input is more than {MAX_FILE_BYTES:,} bytes; at most "
                          f"{MAX_FILE_BYTES:,} are read")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import sys
 import unicodedata
@@ -48,9 +49,10 @@ def main(argv=None) -> int:
         err.print(f"arena: error: the output's encoding ({e.encoding}) cannot write {ascii(e.object[e.start:e.end])}; "
                   "set PYTHONIOENCODING=utf-8")
         return 1
-    except OSError as e:        # the files the user names are checked first: mostly, the output failing
+    except OSError as e:        # the files the user names are checked first: here, the system failing
         _drop_stdout()
-        err.print(f"arena: error: {e.strerror}" + (f": {e.filename}" if e.filename else " (writing the output)"))
+        err.print(f"arena: error: {e.strerror or e}" + (f": {e.filename}" if e.filename else
+                                                         " (writing the output)" if e.errno == errno.ENOSPC else ""))
         return 1
 
 

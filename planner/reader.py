@@ -183,9 +183,7 @@ class _Reader:
                 self.fault(f"'{key}' must be a mapping (name: value), not {_kind(doc[key])}", _key_line(doc, key))
         if self.faults:
             raise ArenaError(*self.faults)
-        dims = {expr.identifier(self.name(k, "dimension", _key_line(doc["dims"], k))): self.text(v, "a dimension's description",
-                                                                            _key_line(doc["dims"], k))
-                for k, v in _plain(doc["dims"]).items()}
+        dims = self.dims(doc["dims"])
         types = self.types(doc["types"])
         tensors = self.tensors(doc["tensors"], dims, types)
         steps = self.steps(doc["steps"], tensors, dims, nested=False, line=_key_line(doc, "steps"))
@@ -204,6 +202,17 @@ class _Reader:
         if problem:
             self.fault(problem, line)
         return text
+
+    def dims(self, node) -> dict[str, str]:
+        """Each dimension's name, as shapes read it (NFKC: 'ｎ' is 'n'), and its description."""
+        dims = {}
+        for key, value in _plain(node).items():
+            line = _key_line(node, key)
+            name = expr.identifier(self.name(key, "dimension", line))
+            if name in dims:
+                self.fault(f"dimension '{key}' is '{name}' as a shape reads it, which is declared already", line)
+            dims[name] = self.text(value, "a dimension's description", line)
+        return dims
 
     def text(self, value, what: str, line) -> str:
         """A scalar from the table as text; a mapping, list or set is a fault."""

@@ -117,6 +117,8 @@ def split_axes(text: str) -> list[str]:
             axes.append(text[start:i])
             start = i + 1
     axes.append(text[start:])
+    if len(axes) > 1 and not axes[-1].strip():
+        axes.pop()                              # 'Ta[n,]', as Python writes a tuple of one
     return axes if text.strip() else []          # 'Ta[]' is a scalar; 'Ta[n,,n]' has an empty axis
 
 

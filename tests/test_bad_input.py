@@ -145,6 +145,10 @@ CASES = [
      "t.yaml:1: a schedule name must be text, not a mapping"),
     ("t.yaml", edit("  - s0: {a: +w}\n  - s1: {a: rx}\n", "  !!set {a}\n").replace("steps:\n", "steps:"),
      ["plan", "t.yaml"], "'steps' must be a list of rows, not a set"),
+    ("t.yaml", edit("a: Ta[n, d]", "a: Ta[n,, d]"), ["plan", "t.yaml"],
+     "t.yaml:5: tensor 'a': an axis is empty (two commas with nothing between them)"),
+    ("t.yaml", edit("dims: {n: tokens, d: width}", "dims: {n: tokens, d: width, ｎ: more}"), ["plan", "t.yaml"],
+     "t.yaml:2: dimension 'ｎ' is 'n' as a shape reads it, which is declared already"),
     # sizes past what 64-bit offsets (and Python's printing of integers) can hold
     ("t.yaml", edit("a: Ta[n, d]", "a: Ta[" + ", ".join(["9" * 199] * 30) + "]"), ["plan", "t.yaml"],
      "holds more than 2^62 elements (over 2^62, over 2^62"),

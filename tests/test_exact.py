@@ -20,7 +20,7 @@ from planner.place import auto, canonical, cpsat, exact
 from planner.place.exact import solve
 from planner.place.heuristics import best_fit, greedy_size, naive
 from planner.place.layered import layered
-from planner.place.problem import components, stacked_components
+from planner.place.problem import MAX_LEVELS, components, stacked_components
 from planner.place.skyline import skyline
 from planner.plan import CHOICES, Buffer, place
 
@@ -209,7 +209,7 @@ def test_buffers_over_the_whole_time_go_under_the_rest_and_the_optimum_stays(blo
     optimum = brute_force(blocks)
     parts, under = stacked_components(blocks)
     assert set(range(len(blocks) - len(spans), len(blocks))) <= set(under)
-    assert all(base >= sum(b.size for b in blocks[-len(spans):]) for _, base in parts)
+    assert all(base >= sum(b.size for b in blocks[-len(spans):]) for _, base, _ in parts)
     capacity = None if above is None else optimum + above * 256
     result = solve(blocks, naive(blocks), 10, capacity)
     check(names(blocks), blocks, result.offsets, extent(blocks, result.offsets), 1)
@@ -227,7 +227,36 @@ def test_buffers_over_the_whole_time_split_what_is_above_them():
     blocks = [Block(0, 10, 12), Block(0, 2, 4), Block(1, 3, 4), Block(5, 7, 4), Block(6, 10, 8), Block(5, 10, 1)]
     parts, under = stacked_components(blocks)
     assert under == {0: 0, 5: 12}
-    assert sorted((p.blocks, base) for p, base in parts) == [([1, 2], 12), ([3, 4], 13)]
+    assert sorted((p.blocks, base, below) for p, base, below in parts) == [([1, 2], 12, [0]), ([3, 4], 13, [0, 5])]
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(block, min_size=1, max_size=7), st.lists(st.integers(1, 6), min_size=1, max_size=2),
+       st.randoms(use_true_random=False))
+def test_a_start_with_the_whole_span_blocks_anywhere_is_never_made_worse(blocks, spans, rng):
+    """The start plan is rearranged as the stacking is (those blocks taken out, the ones above
+    them moved down), so no plan `solve` returns is above it, whatever little time it has."""
+    first, last = min(b.first for b in blocks), max(b.last for b in blocks)
+    blocks = blocks + [Block(first, last, size * 256) for size in spans]
+    order = list(range(len(blocks)))
+    rng.shuffle(order)
+    start = [0] * len(blocks)
+    for k, i in enumerate(order):     # first fit in a random order: the spanning blocks land anywhere
+        start[i] = max([start[j] + blocks[j].size for j in order[:k]
+                        if blocks[j].first <= blocks[i].last and blocks[i].first <= blocks[j].last], default=0)
+    for capacity in (None, extent(blocks, start) - 256):
+        result = solve(blocks, start, 0.0, capacity)
+        assert extent(blocks, result.offsets) <= extent(blocks, start)
+
+
+def test_lifetimes_nested_thousands_deep_are_stacked_in_a_moment():
+    """Each level of whole-span blocks peeled sorts the rest again: 2,000 nested lifetimes
+    took 8 s; past MAX_LEVELS the rest is one component."""
+    blocks = [Block(i, 4000 - i, 256) for i in range(2000)]
+    began = time.monotonic()
+    parts, under = stacked_components(blocks)
+    assert time.monotonic() - began < 1
+    assert len(under) == MAX_LEVELS and [len(p.size) for p, _, _ in parts] == [2000 - MAX_LEVELS]
 
 
 @settings(max_examples=100, deadline=None)
@@ -299,7 +328,7 @@ def test_minimizing_decides_the_lower_bound_first_and_keeps_a_plan_there(monkeyp
     BOUND_SHARE of the time, and keeps the plan it finds there as the optimum; no descent.
     The buffers over the whole time lie under it, and it is decided above them."""
     blocks, known, capacity = production(450, 0)
-    ((comp, base),), under = stacked_components(blocks)
+    ((comp, base, _),), under = stacked_components(blocks)
     assert under and base == sum(blocks[i].size for i in under) and all(known[i] == o for i, o in under.items())
     assert lower_bound(blocks) == capacity and not comp.mostly_full(capacity - base)
     asked = []
@@ -395,7 +424,7 @@ def test_the_canonical_search_runs_beside_layered_and_solve_takes_it_over(monkey
     monkeypatch.setattr(exact, "head_start", recorded)
     monkeypatch.setattr(auto, "layered", slow_layered)
     result = assign(blocks, "auto", 30, capacity if deciding else None)
-    ((comp, base),), _ = stacked_components(blocks)         # above the buffers over the whole time
+    ((comp, base, _),), _ = stacked_components(blocks)      # above the buffers over the whole time
     assert answered == [True] and heads[0].found is not None
     assert heads[0].capacity == capacity - base and capacity == lower_bound(blocks)
     assert result.strategy == "auto:exact"
@@ -430,7 +459,7 @@ def test_completions_start_at_once_after_a_head_start_and_wait_without_one(monke
     head start, so the completions begin at once; one started by `_decide` itself runs alone
     that long first."""
     blocks, known, capacity = production(450, 0)
-    ((comp, base),), _ = stacked_components(blocks)         # above the buffers over the whole time
+    ((comp, base, _),), _ = stacked_components(blocks)      # above the buffers over the whole time
     waited = []
 
     def completed(comp, deadline, background, until):

@@ -152,6 +152,14 @@ def test_nctx_beyond_the_models_context_is_exit_2(folder, capsys):
     assert "--nctx 100000000: more than the model's context of 64 positions" in capsys.readouterr().err
 
 
+def test_a_standard_input_that_cannot_be_read_is_one_line(folder, tmp_path):
+    with open(tmp_path / "write-only", "w") as stdin:
+        p = subprocess.run([sys.executable, "-m", "llama_arena", "run", "--model", str(folder), "--prompt-file", "-"],
+                           stdin=stdin, capture_output=True, text=True)
+    assert (p.returncode, p.stderr) == (2, "arena: error: --prompt-file -: cannot read standard input: "
+                                           "Bad file descriptor\n")
+
+
 def test_a_context_the_machine_cannot_hold_is_exit_2(folder, tmp_path, capsys):
     """Within the model's context, but its RoPE tables alone would take terabytes."""
     copy = tmp_path / "long"

@@ -117,6 +117,11 @@ def test_a_repeat_of_no_rows_adds_no_steps_whatever_its_count():
     assert [s.name for s in lt.steps] == ["s0", "s1"]
 
 
+def test_a_comma_after_the_last_axis_adds_none():
+    schedule = loads(HEAD.replace("a: Ta[n, d]", "a: Ta[n, d,]") + "  - s0: {a: +wx}\n", "t.yaml")
+    assert schedule.tensors["a"].shape == ["n", "d"]
+
+
 def test_dimension_names_are_read_as_shapes_read_them():
     """Python reads identifiers in NFKC form: a shape's full-width 'ｎ' is 'n', so the
     declared 'ｎ' and --set ｎ=3 are 'n' too."""

@@ -93,7 +93,7 @@ def head_start(blocks: list[Block], capacity: int, deadline: float) -> canonical
     meanwhile (`layered` takes half a second on 450 blocks), and the search has often
     answered by then. None above HEAD_START_MAX blocks, where making its orders in Python
     would slow the heuristics down, or where the component cannot fit."""
-    comp, base = max(stacked_components(blocks)[0], key=lambda part: len(part[0].size), default=(None, 0))
+    comp, base, _ = max(stacked_components(blocks)[0], key=lambda part: len(part[0].size), default=(None, 0, []))
     if comp is None or len(comp.size) > HEAD_START_MAX or base + comp.lower > capacity:
         return None
     return canonical.Decision(comp, capacity - base, deadline)
@@ -111,9 +111,12 @@ def solve(blocks: list[Block], start: list[int], time_limit: float, capacity: in
     offsets = [0 if b.size == 0 else o for o, b in zip(start, blocks)]
     parts, fixed = stacked_components(blocks)
     plans = []
-    for comp, base in parts:
-        low = min(offsets[i] for i in comp.blocks)          # a heuristic may float a component
-        plans.append(_Part(comp, base, [offsets[i] - low for i in comp.blocks]))
+    for comp, base, under in parts:
+        # the start plan rearranged as the stacking is: each block over the whole span taken
+        # out from where it was, and the blocks above it moved down into its place
+        own = [offsets[i] - sum(blocks[u].size for u in under if offsets[u] < offsets[i]) for i in comp.blocks]
+        low = min(own)                                      # a heuristic may float a component
+        plans.append(_Part(comp, base, [o - low for o in own]))
     bound = max([p.base + p.comp.lower for p in plans] + [o + blocks[i].size for i, o in fixed.items()], default=0)
     goal = bound if capacity is None else capacity
     # The components the heuristic left above the goal share the time, the smallest first,
@@ -224,7 +227,7 @@ def _minimize_beside(comp: Component, plan: list[int], bound: int, upper: int, d
     if found is not None or descent.settled.is_set():
         return found, bound
     if not _or_tools_in_time(deadline):     # the descent alone, to the end
-        descent.settled.wait(max(0.0, deadline - time.monotonic()))
+        descent.run_until(deadline)
         return found, max(bound, descent.bound)
     from . import cpsat                     # OR-Tools takes 0.4 s to import: only for the searches that get here
     from .stacking import stacked
@@ -302,7 +305,7 @@ def _decide_beside(comp: Component, plan: list[int], capacity: int, deadline: fl
             except Timeout:
                 pass
         if stop.is_set() or not _or_tools_in_time(deadline):
-            stop.wait(max(0.0, deadline - time.monotonic()))    # the canonical search alone, to the end
+            background.run_until(deadline)      # the canonical search alone, to the end
             return None, comp.lower
         from .stacking import stacked       # OR-Tools takes 0.4 s to import: only for the searches that get here
         background.stop()                   # the layer splits race on every core
@@ -313,7 +316,7 @@ def _decide_beside(comp: Component, plan: list[int], capacity: int, deadline: fl
         if _or_tools_in_time(deadline):
             from . import cpsat
             return cpsat.decide(comp, capacity, deadline, stop)
-        stop.wait(max(0.0, deadline - time.monotonic()))        # the canonical search alone, to the end
+        background.run_until(deadline)          # the canonical search alone, to the end
     return found, comp.lower
 
 
