@@ -195,7 +195,7 @@ class _Reader:
     def name(self, key, what: str, line) -> str:
         """A name from the table as text; one with a control character is a fault, since
         no output format (GraphML, YAML, a terminal) carries it faithfully."""
-        if isinstance(key, (dict, list, set)):
+        if isinstance(key, _COLLECTIONS):
             return self.text(key, f"a {what} name", line)
         text = str(key)
         problem = name_problem(text, what)
@@ -216,7 +216,7 @@ class _Reader:
 
     def text(self, value, what: str, line) -> str:
         """A scalar from the table as text; a mapping, list or set is a fault."""
-        if isinstance(value, (dict, list, set)):
+        if isinstance(value, _COLLECTIONS):
             self.fault(f"{what} must be text, not {_kind(value)}", line)
             return ""
         return str(value)
@@ -292,13 +292,13 @@ class _Reader:
         return rows
 
     def repeat(self, item, line, tensors, dims, nested) -> Repeat:
-        if isinstance(item["repeat"], (dict, list, set)):
+        if isinstance(item["repeat"], _COLLECTIONS):
             self.fault(f"a repeat count is an integer or a declared dimension, not {_kind(item['repeat'])} "
                        "('repeat' starts a repeat block, and names no step)", line)
             return Repeat("", [], line)
         count = show(item["repeat"])
-        if expr.identifier(count).isidentifier():
-            count = expr.identifier(count)          # as a shape would name it
+        if (name := expr.identifier(count)).isidentifier():
+            count = name                            # as a shape would name it
         unknown = set(_plain(item)) - {"repeat", "steps"}
         if unknown:
             self.fault(f"unknown key(s) {', '.join(sorted(show(k) for k in unknown))} "
@@ -349,6 +349,10 @@ def _key_line(node, key):
     if not isinstance(node, dict):
         return None
     return node.get(LINES, {}).get(key, node.get(LINE))
+
+
+# What YAML builds beside scalars (`!!set` builds a set): never a name, a count or a description.
+_COLLECTIONS = (dict, list, set)
 
 
 def _kind(value) -> str:

@@ -11,7 +11,7 @@ import functools
 import heapq
 import itertools
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Iterator, NamedTuple
 
 
@@ -121,7 +121,13 @@ class Component:
 def components(blocks: list[Block]) -> list[Component]:
     """Split the blocks of nonzero size into components: where no block crosses a point
     in time, the two sides are independent problems."""
-    order = sorted((i for i, b in enumerate(blocks) if b.size > 0), key=lambda i: blocks[i].first)
+    return [_component(blocks, group) for group in _groups(blocks, range(len(blocks)))]
+
+
+def _groups(blocks: list[Block], indices) -> list[list[int]]:
+    """The `indices` of blocks of nonzero size, each group in order of first step, split
+    where none of them crosses a point in time."""
+    order = sorted((i for i in indices if blocks[i].size > 0), key=lambda i: blocks[i].first)
     groups, end = [], None
     for i in order:
         if end is None or blocks[i].first > end:
@@ -129,7 +135,7 @@ def components(blocks: list[Block]) -> list[Component]:
             end = blocks[i].last
         groups[-1].append(i)
         end = max(end, blocks[i].last)
-    return [_component(blocks, g) for g in groups]
+    return groups
 
 
 def _component(blocks: list[Block], indices: list[int]) -> Component:
@@ -167,7 +173,7 @@ def whole_span(blocks: list[Block]) -> list[int]:
     return [k for k, b in enumerate(blocks) if (b.first, b.last) == span]
 
 
-# Peeling one level of whole-span blocks sorts what is left again: lifetimes nested n deep
+# Peeling one level of whole-span blocks groups what is left again: lifetimes nested n deep
 # (block i over steps i..2n-i) took 8 s at n = 2,000. Below this many levels a component
 # is planned as it is.
 MAX_LEVELS = 8
@@ -180,19 +186,18 @@ def stacked_components(blocks: list[Block]) -> tuple[list[tuple[Component, int, 
     (component, base, the blocks under it) triples, and the offsets of the blocks set
     at the bottoms."""
     parts, fixed = [], {}
-    todo = [(list(range(len(blocks))), 0, [], 0)]      # blocks, their base, the blocks under them, levels
+    todo = [(range(len(blocks)), 0, [], 0)]            # blocks, their base, the blocks under them, levels
     while todo:
         indices, base, under, level = todo.pop()
-        for comp in components([blocks[i] for i in indices]):
-            own = [indices[j] for j in comp.blocks]
-            whole = {own[k] for k in whole_span([blocks[i] for i in own])} if level < MAX_LEVELS else set()
+        for group in _groups(blocks, indices):
+            whole = {group[k] for k in whole_span([blocks[i] for i in group])} if level < MAX_LEVELS else set()
             if not whole:
-                parts.append((replace(comp, blocks=own), base, under))
+                parts.append((_component(blocks, group), base, under))
                 continue
             top = base
             for i in sorted(whole):
                 fixed[i], top = top, top + blocks[i].size
-            rest = [i for i in own if i not in whole]
+            rest = [i for i in group if i not in whole]
             if rest:
                 todo.append((rest, top, under + sorted(whole), level + 1))
     return parts, fixed
