@@ -71,7 +71,7 @@ def plan_from_args(args, dims: dict[str, int] | None = None) -> tuple[Lifetimes 
         align = 1 if args.align is None else args.align
         buffers = csvio.read_problem(args.csv, align)
         with Waiting(f"planning {Path(args.csv).name}", args.time_limit):
-            return None, place(buffers, args.strategy, align, [], args.time_limit, capacity)
+            return None, place(buffers, args.strategy, align, [], args.time_limit, capacity, padded=True)
     if not args.schedule:
         raise ArenaError("say what to plan: a SCHEDULE (e.g. schedules/llama.yaml) or --csv PROBLEM.csv")
     if dims is None:

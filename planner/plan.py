@@ -75,10 +75,13 @@ def plan_lifetimes(lifetimes: Lifetimes, strategy: str = "auto", time_limit: flo
 
 
 def place(buffers: list[Buffer], strategy: str, align: int, steps: list[str], time_limit: float = 10.0,
-          capacity: int | None = None) -> Plan:
+          capacity: int | None = None, padded: bool = False) -> Plan:
     """A checked Plan of `buffers` (whose offsets are ignored): every device buffer gets an
     offset by `strategy`; `time_limit` (seconds) bounds the search of strategies that search.
-    With `capacity` (bytes), the first plan found within it, or CapacityMissed."""
+    With `capacity` (bytes), the first plan found within it, or CapacityMissed. `padded`:
+    each buffer takes only its `nbytes`, its `size` rounded up to `align` just so that the
+    strategies keep every offset a multiple of it (a CSV problem): the arena and the bounds
+    count `nbytes`."""
     if strategy not in CHOICES:
         raise ArenaError(f"--strategy: unknown strategy '{strategy}' (choose from {', '.join(CHOICES)})")
     device = [k for k, b in enumerate(buffers) if b.memory == "device"]
@@ -91,19 +94,37 @@ def place(buffers: list[Buffer], strategy: str, align: int, steps: list[str], ti
             offsets[k], base = base, base + buffers[k].size
     assignment = assign([_block(buffers[k]) for k in transient], strategy, time_limit,
                         None if capacity is None else capacity - base)
-    for k, offset in zip(transient, assignment.offsets):
+    transient_offsets = _lower_end_up(transient, assignment.offsets, buffers) if padded else assignment.offsets
+    for k, offset in zip(transient, transient_offsets):
         offsets[k] = base + offset
     placed = [dataclasses.replace(b, offset=offsets.get(k)) for k, b in enumerate(buffers)]
     blocks = [_block(buffers[k]) for k in device]
     device_offsets = [offsets[k] for k in device]
+    check([buffers[k].name for k in device], blocks, device_offsets, extent(blocks, device_offsets), align)
+    # Padded, the plans are those of the rounded sizes (no other offset lies between a
+    # buffer's end and its rounded end), but a buffer on top ends at its own size: an arena
+    # counts nbytes, and any arena is at least the rounded problem's bound less the largest padding.
+    padding = max((buffers[k].size - buffers[k].nbytes for k in transient), default=0) if padded else 0
+    if padded:
+        blocks = [Block(b.first, b.last, buffers[k].nbytes) for k, b in zip(device, blocks)]
     total, lower = extent(blocks, device_offsets), lower_bound(blocks)
-    bound = max(lower, base + assignment.bound)
-    check([buffers[k].name for k in device], blocks, device_offsets, total, align)
+    bound = max(lower, base + assignment.bound - padding)
     if capacity is not None and total > capacity:
         raise CapacityMissed(capacity, bound, total, _searched(strategy, assignment.strategy, len(transient), time_limit))
     return Plan(total, lower, align, assignment.strategy, steps, placed, optimal=total == bound, bound=bound,
-                no_reuse=sum(b.size for b in blocks),
+                no_reuse=sum(buffers[k].size for k in device) - padding,
                 host_bytes=sum(b.size for b in buffers if b.memory == "host"))
+
+
+def _lower_end_up(transient: list[int], offsets: list[int], buffers: list[Buffer]) -> list[int]:
+    """The plan, or the plan upside down where that ends lower: padded, the buffers on top
+    end at their own sizes, and turning the plan over puts others there (both keep every
+    offset a multiple of the alignment, the rounded sizes and so the top being multiples of it)."""
+    top = max((o + buffers[k].size for k, o in zip(transient, offsets)), default=0)
+    flipped = [top - o - buffers[k].size for k, o in zip(transient, offsets)]
+    def end(plan):
+        return max((o + buffers[k].nbytes for k, o in zip(transient, plan)), default=0)
+    return flipped if end(flipped) < end(offsets) else offsets
 
 
 def _searched(strategy: str, used: str, count: int, time_limit: float) -> str:

@@ -2,10 +2,11 @@
 import csv
 
 import pytest
+from hypothesis import given, settings, strategies as st
 
 from planner.check import check
 from planner.csvio import read_problem, solution_csv
-from planner.errors import ArenaError
+from planner.errors import ArenaError, CapacityMissed
 from planner.plan import CHOICES, place
 
 README_EXAMPLE = "id,lower,upper,size\nb1,0,3,4\nb2,3,9,4\nb3,0,9,4\nb4,9,21,4\nb5,0,21,4\n"
@@ -62,6 +63,60 @@ def test_times_at_the_ends_of_64_bits_are_planned(tmp_path):
 def test_alignment_rounds_csv_sizes(tmp_path):
     buffers = read_problem(write(tmp_path, "id,lower,upper,size\na,0,2,5\n"), align=8)
     assert buffers[0].size == 8 and buffers[0].nbytes == 5
+
+
+def least_aligned_arena(rows: list[tuple[int, int, int]], align: int) -> int:
+    """The least arena of (lower, upper, size) buffers at offsets that are multiples of
+    `align`, by every order: each buffer dropped onto the highest one placed that it meets,
+    at the next multiple (placing any plan's buffers by offset never raises one)."""
+    best = [sum(size for *_, size in rows) * align]
+
+    def extend(placed: list[tuple[int, int]], arena: int) -> None:
+        if arena >= best[0]:
+            return
+        if len(placed) == len(rows):
+            best[0] = arena
+        for i, (lower, upper, size) in enumerate(rows):
+            if all(i != j for j, _ in placed):
+                top = max((o + rows[j][2] for j, o in placed if rows[j][0] < upper and lower < rows[j][1]), default=0)
+                offset = -(-top // align) * align
+                extend(placed + [(i, offset)], max(arena, offset + size))
+
+    extend([], 0)
+    return best[0]
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.integers(2, 5), st.lists(st.tuples(st.integers(0, 4), st.integers(1, 3), st.integers(1, 9)),
+                                   min_size=1, max_size=6))
+def test_sizes_that_are_not_multiples_of_align_take_only_their_own_bytes(tmp_path_factory, align, spans):
+    """--align keeps offsets aligned; a buffer still takes only its size: the arena, the
+    bounds, 'proven' and the capacity answers hold for the problem as given (brute force)."""
+    rows = [(lower, lower + length, size) for lower, length, size in spans]
+    path = write(tmp_path_factory.mktemp("csv"),
+                 "id,lower,upper,size\n" + "".join(f"b{i},{r[0]},{r[1]},{r[2]}\n" for i, r in enumerate(rows)))
+    least = least_aligned_arena(rows, align)
+    plan = place(read_problem(path, align), "exact", align, [], 5, padded=True)
+    assert plan.bound <= least <= plan.arena == max(b.offset + b.nbytes for b in plan.buffers)
+    assert plan.optimal == (plan.arena == plan.bound)
+    with pytest.raises(CapacityMissed) as missed:
+        place(read_problem(path, align), "exact", align, [], 5, least - 1, padded=True)
+    assert missed.value.bound <= least
+    try:
+        assert place(read_problem(path, align), "exact", align, [], 5, least, padded=True).arena <= least
+    except CapacityMissed as e:
+        assert not e.proven
+
+
+def test_a_plan_turned_over_ends_lower_where_the_smaller_padding_is_on_top(tmp_path):
+    """3 and 5 bytes at offsets that are multiples of 4: 5 on top ends at 9, 3 on top at 11."""
+    path = write(tmp_path, "id,lower,upper,size\na,0,1,3\nb,0,1,5\n")
+    plan = place(read_problem(path, 4), "auto", 4, [], padded=True)
+    assert (plan.arena, plan.optimal, plan.no_reuse) == (9, True, 9)
+    assert place(read_problem(path, 4), "auto", 4, [], 10, 9, padded=True).arena == 9
+    with pytest.raises(CapacityMissed) as missed:
+        place(read_problem(path, 4), "auto", 4, [], 10, 8, padded=True)
+    assert missed.value.proven
 
 
 def test_columns_in_any_order_a_byte_order_mark_and_a_plan_column_read_the_same(tmp_path):
