@@ -4,7 +4,9 @@ In our plans `first = lower` and `last = upper - 1` (closed interval), in the fi
 time units; the strategies only ever compare times, so large values cost nothing, up to
 the 64-bit integers the pictures draw them in.
 minimalloc's optional columns: `alignment` (a buffer's offset is a multiple of it) is kept
-by `--align` when that is a multiple of every buffer's, and refused otherwise; `gaps`
+by `--align` when that is a multiple of every buffer's, and refused otherwise (a buffer's
+size is rounded up to `--align` for the strategies, and its own kept as `nbytes`: planned
+with `place(..., padded=True)`, it takes only those); `gaps`
 (times within a lifetime when a buffer's bytes are free) are not used: each buffer is
 planned as live from lower to upper, which a plan with its gaps also allows.
 """
