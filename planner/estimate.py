@@ -53,14 +53,29 @@ def native_weight_bytes(tensors, dtype: str) -> int:
     """The bytes of a GGUF file's weights as `arena run --weights native` holds them on CPU:
     Q4_0, Q4_1 and Q8_0 matrices as their blocks, every other tensor in `dtype`. `tensors`:
     (name, shape innermost first, ggml type number) of each."""
+    kinds = {name: kind if kind in NATIVE and len(shape) == 2 else None for name, shape, kind in tensors}
     total = 0
     for name, shape, kind in tensors:
         if name == "rope_freqs.weight":
             continue   # RoPE tables are built from it, not kept among the weights
         values = math.prod(shape)   # a scalar, shape (), is 1 value
-        native = kind in NATIVE and len(shape) == 2
+        native = kinds[name] is not None and len({kinds.get(part) for part in _fused_with(name)}) == 1
         total += values // GROUP * BLOCK_BYTES[NATIVE[kind]] if native else values * ELEMENT_BYTES[dtype]
     return total
+
+
+# The layer matrices the executor stacks into one (weights.assemble): Q|K|V and gate|up. Their
+# blocks are stacked only when all are native and of one kind; else the whole is dequantized.
+FUSED = (("attn_q", "attn_k", "attn_v"), ("ffn_gate", "ffn_up"))
+
+
+def _fused_with(name: str) -> list[str]:
+    """The GGUF names of the matrices `name` is stacked with, itself among them."""
+    parts = name.split(".")     # blk.<layer>.<role>.weight
+    if parts[0] != "blk" or len(parts) != 4:
+        return [name]
+    group = next((g for g in FUSED if parts[2] in g), (parts[2],))
+    return [f"blk.{parts[1]}.{role}.{parts[3]}" for role in group]
 
 
 # A tensor-parallel rank's part of each layer matrix (weights.assemble): the output rows of its

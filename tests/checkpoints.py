@@ -62,7 +62,8 @@ def hf_model(folder: Path):
 
 
 def checkpoint_to_gguf(folder: Path, path: Path, qtype=None, metadata=None) -> Path:
-    """The checkpoint's weights as a llama GGUF file: 2-D weights in `qtype` (F32 by default),
+    """The checkpoint's weights as a llama GGUF file: 2-D weights in `qtype` (F32 by default;
+    a function of the GGUF name gives each its own, as llama.cpp's quantizer mixes them),
     Q and K rows permuted for interleaved RoPE as llama.cpp's convert_hf_to_gguf.py does;
     `metadata(writer)`, when given, adds more (a tokenizer)."""
     import gguf
@@ -114,8 +115,9 @@ def checkpoint_to_gguf(folder: Path, path: Path, qtype=None, metadata=None) -> P
             name = f"blk.{layer}.{parts[part]}.weight"
         else:
             name = names[name]
-        if t.ndim == 2 and qtype != gguf.GGMLQuantizationType.F32:
-            w.add_tensor(name, gguf.quants.quantize(t, qtype), raw_dtype=qtype)
+        kind = qtype(name) if callable(qtype) else qtype
+        if t.ndim == 2 and kind != gguf.GGMLQuantizationType.F32:
+            w.add_tensor(name, gguf.quants.quantize(t, kind), raw_dtype=kind)
         else:
             w.add_tensor(name, t)
     w.write_header_to_file()

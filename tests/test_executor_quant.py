@@ -203,6 +203,19 @@ def test_native_kernels_hold_at_most_the_workspace_outside_the_arena(files, dtyp
     assert max((nbytes for _, nbytes in calls.values()), default=0) <= workspace_bytes(weights.dims(), DTYPE_NAMES[dtype], native=True)
 
 
+def test_fused_matrices_of_mixed_kinds_are_held_and_counted_dequantized(tiny_folder, tmp_path):
+    """V in Q8_0 beside Q and K in Q4_1 (llama.cpp's quantizer mixes kinds so): Q|K|V cannot
+    be stacked as blocks, so the run holds it dequantized, and the estimate counts it so."""
+    path = checkpoint_to_gguf(tiny_folder("mha-untied"), tmp_path / "mixed.gguf",
+                              lambda name: Q.Q8_0 if "attn_v" in name else Q.Q4_1)
+    file = GGUFFile(path)
+    with torch.inference_mode():
+        held = assemble(file, torch.float32, CPU, native=True)
+    layer = held.layers[0]
+    assert isinstance(layer.wqkv, torch.Tensor) and isinstance(layer.w_gate_up, Packed)
+    assert file.native_nbytes("f32") == held.nbytes
+
+
 def test_slices_keep_whole_blocks_or_fall_back(files):
     b = files[Q.Q4_1].blocks("model.layers.0.mlp.up_proj.weight", torch.float32)    # (96, 64)
     part = b.rows(slice(8, 40)).cols(slice(32, 64))
