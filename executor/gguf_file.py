@@ -197,7 +197,13 @@ class GGUFFile:
             tied="output.weight" not in self.tensors)
 
     def _rope_scaling(self) -> dict | None:
-        kind = self.meta("llama.rope.scaling.type", "none")
+        """Linear scaling by rope.scaling.factor, or by the older rope.scale_linear; as in
+        llama.cpp, a file that gives a factor and no type means linear."""
+        kind = self.meta("llama.rope.scaling.type", None)
+        if kind is None:
+            key = next((k for k in ("llama.rope.scaling.factor", "llama.rope.scale_linear")
+                        if self.meta(k, None) is not None), None)
+            return None if key is None else {"rope_type": "linear", "factor": self.number(key)}
         if kind == "none":
             return None   # Llama 3's scaling, when present, is the rope_freqs tensor
         if kind == "linear":

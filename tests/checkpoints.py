@@ -61,11 +61,13 @@ def hf_model(folder: Path):
     return AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
 
 
-def checkpoint_to_gguf(folder: Path, path: Path, qtype=None, metadata=None) -> Path:
+def checkpoint_to_gguf(folder: Path, path: Path, qtype=None, metadata=None, linear_rope="typed") -> Path:
     """The checkpoint's weights as a llama GGUF file: 2-D weights in `qtype` (F32 by default;
     a function of the GGUF name gives each its own, as llama.cpp's quantizer mixes them),
     Q and K rows permuted for interleaved RoPE as llama.cpp's convert_hf_to_gguf.py does;
-    `metadata(writer)`, when given, adds more (a tokenizer)."""
+    `metadata(writer)`, when given, adds more (a tokenizer). Linear RoPE scaling is written
+    as today's converter writes it (`linear_rope` "typed": a type and a factor), as a factor
+    alone ("factor"), or under the older key alone ("scale_linear"); llama.cpp reads each so."""
     import gguf
     from safetensors.torch import load_file
     from transformers import AutoConfig
@@ -93,8 +95,10 @@ def checkpoint_to_gguf(folder: Path, path: Path, qtype=None, metadata=None) -> P
         w.add_uint32("llama.attention.value_length", head)
     rope = cfg.rope_parameters
     if rope.get("rope_type") == "linear":
-        w.add_string("llama.rope.scaling.type", "linear")
-        w.add_float32("llama.rope.scaling.factor", rope["factor"])
+        if linear_rope == "typed":
+            w.add_string("llama.rope.scaling.type", "linear")
+        key = "llama.rope.scale_linear" if linear_rope == "scale_linear" else "llama.rope.scaling.factor"
+        w.add_float32(key, rope["factor"])
     elif rope.get("rope_type") == "llama3":
         w.add_tensor("rope_freqs.weight", llama3_rope_factors(rope, head, rope["rope_theta"]))
     names = {"model.embed_tokens.weight": "token_embd.weight", "model.norm.weight": "output_norm.weight",

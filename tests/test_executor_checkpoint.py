@@ -66,8 +66,9 @@ def test_rope_scaling_and_head_size_match_transformers(variant, tmp_path, tiny_f
     expected = reference_logits(folder)
     plain = reference_logits(tiny_folder(name))
     assert (expected - plain).abs().max() > 0.01     # the variant changes the logits: the comparison means something
-    gguf = checkpoint_to_gguf(folder, tmp_path / "variant.gguf")     # scaling as llama.cpp's converter writes it
-    for path, kind in ((folder, "checkpoint"), (gguf, "gguf")):
+    ggufs = [checkpoint_to_gguf(folder, tmp_path / f"{keys}.gguf", linear_rope=keys)   # each way llama.cpp reads
+             for keys in (("typed", "factor", "scale_linear") if variant == "linear-rope" else ("typed",))]
+    for path, kind in ((folder, "checkpoint"), *((gguf, "gguf") for gguf in ggufs)):
         with torch.inference_mode():
             ours = teacher_forced(our_session(path, kind, nctx=len(SEQUENCE), max_tokens=PROMPT))
         torch.testing.assert_close(ours, expected[PROMPT - 1:], atol=1e-4, rtol=1e-4)
