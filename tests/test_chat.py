@@ -62,3 +62,24 @@ def test_named_templates_take_the_default_and_malformed_ones_are_named(tmp_path)
     for bad in (5, [{"name": "default"}], [named[0], "bad"]):
         with pytest.raises(ArenaError, match=r"tokenizer_config.json: chat_template is .*; it must be a template"):
             folder_template(tmp_path, {"chat_template": bad})
+
+
+def test_special_tokens_map_gives_the_templates_special_tokens_as_in_transformers(tmp_path):
+    """special_tokens_map.json adds special tokens tokenizer_config.json lacks, and wins where
+    both name one, as transformers loads them."""
+    import json
+
+    from transformers import AutoTokenizer
+
+    from executor.tokenizer import from_folder
+    vocab = {"<unk>": 0, "<s>": 1, "</s>": 2, "<pad>": 3}
+    Tokenizer(models.WordLevel(vocab, unk_token="<unk>")).save(str(tmp_path / "tokenizer.json"))
+    template = "{{ bos_token }}|{{ eos_token }}|{{ pad_token }}|{% for m in messages %}{{ m['content'] }}{% endfor %}"
+    (tmp_path / "tokenizer_config.json").write_text(json.dumps(
+        {"chat_template": template, "tokenizer_class": "PreTrainedTokenizerFast", "eos_token": "<pad>"}))
+    (tmp_path / "special_tokens_map.json").write_text(json.dumps(
+        {"bos_token": {"content": "<s>", "special": True}, "eos_token": "</s>"}))
+    ours = from_folder(tmp_path)
+    expected = AutoTokenizer.from_pretrained(tmp_path).apply_chat_template(MESSAGES, tokenize=False)
+    assert render_chat(ours.chat_template, MESSAGES, ours.special) == expected
+    assert expected.startswith("<s>|</s>|")
