@@ -1,5 +1,5 @@
-"""Hugging Face checkpoints: a folder with config.json and *.safetensors (one file, or shards
-listed in model.safetensors.index.json). Tensors are already in transformers' layout."""
+"""Hugging Face checkpoints: a folder with config.json and *.safetensors (model.safetensors, or
+shards listed in model.safetensors.index.json). Tensors are already in transformers' layout."""
 from __future__ import annotations
 
 import json
@@ -12,6 +12,7 @@ from planner.models import SUPPORTED, config_dims, positive, tied_embeddings
 
 from .weights import ModelConfig, check_head_size
 
+SINGLE = "model.safetensors"
 INDEX = "model.safetensors.index.json"
 FLOATS = (torch.float32, torch.float16, torch.bfloat16)
 # the numbers each supported RoPE scaling reads (executor.model._scaled), and their kinds
@@ -63,7 +64,11 @@ class Checkpoint:
         return self._open[file]
 
     def _weight_map(self) -> dict[str, Path]:
-        """Tensor name -> the file holding it, from the shard index or the files' own headers."""
+        """Tensor name -> the file holding it. As transformers looks: model.safetensors alone
+        where it exists, else the shards the index lists; failing both, the headers of every
+        *.safetensors file, none of whose tensors may be in two of them."""
+        if (self.path / SINGLE).is_file():
+            return dict.fromkeys(self._handle(self.path / SINGLE).keys(), self.path / SINGLE)
         index = self.path / INDEX
         if index.exists():
             weight_map = read_json_object(index, "shard index").get("weight_map")
@@ -77,7 +82,13 @@ class Checkpoint:
         files = sorted(self.path.glob("*.safetensors"))
         if not files:
             raise ArenaError(f"{self.path}: no *.safetensors file next to config.json")
-        return {name: file for file in files for name in self._handle(file).keys()}
+        found: dict[str, Path] = {}
+        for file in files:
+            for name in self._handle(file).keys():
+                if found.setdefault(name, file) != file:
+                    raise ArenaError(f"{self.path}: tensor '{name}' is in both {found[name].name} and {file.name}, "
+                                     f"and neither {SINGLE} nor {INDEX} says which to read")
+        return found
 
 
 def _check_network(path: Path, cfg: dict) -> None:

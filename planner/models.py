@@ -98,14 +98,16 @@ HEADER_MAX = 100 << 20
 
 def _stores_head(folder: Path) -> bool:
     """Whether the checkpoint beside config.json stores an output head (lm_head.weight), which
-    transformers (and `arena run`) use even where tie_word_embeddings is true: from the shard
-    index, else from each safetensors file's header. Where one cannot be read, no head is
-    counted: `arena run` reads the files whole and says what is wrong with them."""
+    transformers (and `arena run`) use even where tie_word_embeddings is true: from the header
+    of model.safetensors, else from the shard index, else from every safetensors file's header
+    (the files transformers reads). Where one cannot be read, no head is counted: `arena run`
+    reads the files whole and says what is wrong with them."""
     try:
         index = folder / "model.safetensors.index.json"
-        if index.is_file():
+        if index.is_file() and not (folder / "model.safetensors").is_file():
             return "lm_head.weight" in json.loads(index.read_text(encoding="utf-8"))["weight_map"]
-        for file in folder.glob("*.safetensors"):
+        single = [folder / "model.safetensors"] if (folder / "model.safetensors").is_file() else []
+        for file in single or folder.glob("*.safetensors"):
             with open(file, "rb") as f:
                 length = int.from_bytes(f.read(8), "little")
                 if length <= HEADER_MAX and "lm_head.weight" in json.loads(f.read(length)):

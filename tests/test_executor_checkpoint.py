@@ -1,6 +1,7 @@
 """Tiny random Llama checkpoints written by transformers: our logits against transformers', on
 prefill, on decode with the persistent KV cache, and on a second multi-token call."""
 import json
+import shutil
 
 import pytest
 import torch
@@ -183,6 +184,22 @@ def test_sharded_checkpoint_loads_like_a_single_file(tmp_path):
     assert sorted(a.files) == sorted(b.files)
     for name in a.files:
         assert torch.equal(a.get(name), b.get(name)), name
+
+
+def test_other_safetensors_files_beside_model_safetensors_are_left_alone(tiny_folder, tmp_path):
+    """As transformers loads a folder: model.safetensors, not another file of the same tensors
+    (an EMA copy); with neither it nor an index, a tensor in two files is refused by name."""
+    from safetensors.torch import load_file, save_file
+    folder = tmp_path / "two"
+    shutil.copytree(tiny_folder("mha-untied"), folder)
+    weights = load_file(folder / "model.safetensors")
+    save_file({k: -v for k, v in weights.items()}, folder / "model_ema.safetensors")
+    with torch.inference_mode():
+        ours = teacher_forced(our_session(folder, "checkpoint", nctx=len(SEQUENCE), max_tokens=PROMPT))
+    torch.testing.assert_close(ours, reference_logits(folder)[PROMPT - 1:], atol=1e-4, rtol=1e-4)
+    (folder / "model.safetensors").rename(folder / "weights.safetensors")
+    with pytest.raises(ArenaError, match="tensor '.*' is in both model_ema.safetensors and weights.safetensors"):
+        open_source(Source(folder, "checkpoint"))
 
 
 def test_bf16_is_as_close_to_float32_as_transformers_bf16(tiny):
