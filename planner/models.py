@@ -26,7 +26,8 @@ PRESETS: dict[str, dict[str, int]] = {
 TIED_PRESETS = {"smollm2-135m"}   # presets whose output head is the token embedding
 DIMS = ("d", "nh", "nkvh", "dh", "di", "nlayers", "vocab", "nctx")
 OPTIONAL = {"nkvh", "dh", "nctx"}   # nkvh defaults to nh, dh to d / nh, nctx to DEFAULT_NCTX
-DEFAULT_NCTX = 2048
+DEFAULT_NCTX = 2048   # LlamaConfig's max_position_embeddings, when config.json gives none
+CONFIG_NCTX = {"mistral": 4096 * 32}   # other configs' defaults (MistralConfig's)
 CONFIG_KEYS = dict(d="hidden_size", nh="num_attention_heads", nkvh="num_key_value_heads", dh="head_dim",
                    di="intermediate_size", nlayers="num_hidden_layers", vocab="vocab_size",
                    nctx="max_position_embeddings")
@@ -151,8 +152,11 @@ def config_dims(path: Path, cfg: dict | None = None) -> dict[str, int]:
         if dim not in OPTIONAL and key not in cfg:
             raise ArenaError(f"{path}: config.json lacks '{key}'")
     # transformers reads null as absent for the optional keys (num_key_value_heads: null is MHA)
-    return _checked(path, {dim: (key, cfg[key]) for dim, key in CONFIG_KEYS.items()
-                           if key in cfg and not (dim in OPTIONAL and cfg[key] is None)})
+    found = {dim: (key, cfg[key]) for dim, key in CONFIG_KEYS.items()
+             if key in cfg and not (dim in OPTIONAL and cfg[key] is None)}
+    if "nctx" not in found and cfg.get("model_type") in CONFIG_NCTX:
+        found["nctx"] = (CONFIG_KEYS["nctx"], CONFIG_NCTX[cfg["model_type"]])
+    return _checked(path, found)
 
 
 def gguf_dims(header: Header, path: Path) -> dict[str, int]:

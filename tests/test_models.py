@@ -80,6 +80,13 @@ def test_optional_keys_default_and_come_back_as_ints(tmp_path, overrides, dims):
     assert all(type(v) is int for v in got.values())
 
 
+@pytest.mark.parametrize("model_type", ["llama", "mistral"])
+def test_a_context_the_config_leaves_out_is_its_config_classs_default(tmp_path, model_type):
+    from transformers import AutoConfig
+    path = write_config(tmp_path, model_type=model_type, max_position_embeddings=DROP, sliding_window=None)
+    assert config_dims(path)["nctx"] == AutoConfig.from_pretrained(tmp_path).max_position_embeddings
+
+
 @pytest.mark.parametrize("item", ["n=--5", "n=²", "n=٣", "n=1.5", "n=1_000", "n=", "=5", "n", "n=5=6", "n=0x10"])
 def test_set_takes_ascii_integers_only(item, capsys):
     assert main(["plan", "llama", "--set", item]) == 2
