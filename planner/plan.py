@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import time
 from dataclasses import dataclass, field
 
+from . import padding
 from .check import check
 from .errors import ArenaError, CapacityMissed
 from .lifetimes import Lifetimes
@@ -18,6 +20,8 @@ from .place import CHOICES, HEURISTICS, Block, assign, auto, extent, lower_bound
 # The compiled placers and CP-SAT compute offsets in 64-bit integers: the device buffers may
 # add up to this many bytes at most, so that no offset or sum of sizes overflows.
 MAX_BYTES = 2 ** 62
+# The least time a second turn at a padded capacity gets (padding.rounded_capacities).
+MIN_TURN_S = 0.1
 
 
 @dataclass
@@ -92,39 +96,36 @@ def place(buffers: list[Buffer], strategy: str, align: int, steps: list[str], ti
     for k in device:
         if buffers[k].persistent:
             offsets[k], base = base, base + buffers[k].size
-    assignment = assign([_block(buffers[k]) for k in transient], strategy, time_limit,
-                        None if capacity is None else capacity - base)
-    transient_offsets = _lower_end_up(transient, assignment.offsets, buffers) if padded else assignment.offsets
+    rounded = [_block(buffers[k]) for k in transient]
+    most_padding = max((buffers[k].size - buffers[k].nbytes for k in transient), default=0) if padded else 0
+    room = None if capacity is None else capacity - base
+    goals = padding.rounded_capacities(rounded, room, align) if most_padding and room is not None else [room]
+    deadline = time.monotonic() + time_limit
+    for goal in goals:
+        assignment = assign(rounded, strategy, max(MIN_TURN_S, deadline - time.monotonic()), goal)
+        transient_offsets = assignment.offsets
+        if most_padding:
+            nbytes = [buffers[k].nbytes for k in transient]
+            transient_offsets = padding.settled(rounded, transient_offsets, nbytes)
+            if goal is None or assignment.bound <= goal or max(o + n for o, n in zip(transient_offsets, nbytes)) <= room:
+                break       # a plan, or none ruled out at this goal: no reason to go on
     for k, offset in zip(transient, transient_offsets):
         offsets[k] = base + offset
-    placed = [dataclasses.replace(b, offset=offsets.get(k)) for k, b in enumerate(buffers)]
     blocks = [_block(buffers[k]) for k in device]
     device_offsets = [offsets[k] for k in device]
     check([buffers[k].name for k in device], blocks, device_offsets, extent(blocks, device_offsets), align)
-    # Padded, the plans are those of the rounded sizes (no other offset lies between a
-    # buffer's end and its rounded end), but a buffer on top ends at its own size: an arena
-    # counts nbytes, and any arena is at least the rounded problem's bound less the largest padding.
-    padding = max((buffers[k].size - buffers[k].nbytes for k in transient), default=0) if padded else 0
-    if padded:
-        blocks = [Block(b.first, b.last, buffers[k].nbytes) for k, b in zip(device, blocks)]
+    if padded:      # from here on a buffer is its own size (padding.py)
+        buffers = [dataclasses.replace(b, size=b.nbytes) for b in buffers]
+        blocks = [_block(buffers[k]) for k in device]
+    placed = [dataclasses.replace(b, offset=offsets.get(k)) for k, b in enumerate(buffers)]
     total, lower = extent(blocks, device_offsets), lower_bound(blocks)
-    bound = max(lower, base + assignment.bound - padding)
+    # any plan's rounded sizes end at most the largest padding above its own
+    bound = max(lower, base + assignment.bound - most_padding)
     if capacity is not None and total > capacity:
         raise CapacityMissed(capacity, bound, total, _searched(strategy, assignment.strategy, len(transient), time_limit))
     return Plan(total, lower, align, assignment.strategy, steps, placed, optimal=total == bound, bound=bound,
-                no_reuse=sum(buffers[k].size for k in device) - padding,
+                no_reuse=sum(b.size for b in rounded) + base - most_padding,
                 host_bytes=sum(b.size for b in buffers if b.memory == "host"))
-
-
-def _lower_end_up(transient: list[int], offsets: list[int], buffers: list[Buffer]) -> list[int]:
-    """The plan, or the plan upside down where that ends lower: padded, the buffers on top
-    end at their own sizes, and turning the plan over puts others there (both keep every
-    offset a multiple of the alignment, the rounded sizes and so the top being multiples of it)."""
-    top = max((o + buffers[k].size for k, o in zip(transient, offsets)), default=0)
-    flipped = [top - o - buffers[k].size for k, o in zip(transient, offsets)]
-    def end(plan):
-        return max((o + buffers[k].nbytes for k, o in zip(transient, plan)), default=0)
-    return flipped if end(flipped) < end(offsets) else offsets
 
 
 def _searched(strategy: str, used: str, count: int, time_limit: float) -> str:

@@ -119,6 +119,17 @@ def test_a_plan_turned_over_ends_lower_where_the_smaller_padding_is_on_top(tmp_p
     assert missed.value.proven
 
 
+def test_a_capacity_between_multiples_of_align_is_decided_with_the_padding_on_top(tmp_path):
+    """12 and 17 bytes at a common step need 29 bytes at --align 4, with 17 on top: the
+    rounded sizes (12 and 20) fit only in 32, so 32 is decided, and the plan settled."""
+    path = write(tmp_path, "id,lower,upper,size\na,3,4,3\nb,4,5,12\nc,4,5,17\n")
+    plan = place(read_problem(path, 4), "auto", 4, [], 10, padded=True)
+    assert (plan.arena, plan.optimal) == (29, True)
+    assert {b.name: b.offset for b in place(read_problem(path, 4), "exact", 4, [], 10, 29, padded=True).buffers} == \
+        {"a": 0, "b": 0, "c": 12}
+    assert [b.size for b in plan.buffers] == [3, 12, 17]     # the sizes as given, for the table and JSON
+
+
 def test_columns_in_any_order_a_byte_order_mark_and_a_plan_column_read_the_same(tmp_path):
     """minimalloc finds its columns by name; spreadsheets save a byte-order mark first."""
     expected = [(b.name, b.first, b.last, b.size) for b in read_problem(write(tmp_path, README_EXAMPLE))]
