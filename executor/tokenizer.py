@@ -170,8 +170,8 @@ def _token_id(gguf, key: str, count: int) -> int | None:
 
 
 def from_folder(folder: Path) -> TextTokenizer:
-    """tokenizer.json, with the chat template and special tokens of tokenizer_config.json (and
-    special_tokens_map.json) and the end-of-sequence ids of generation_config.json (or config.json)."""
+    """tokenizer.json, with the chat template and special tokens of tokenizer_config.json (and,
+    for an older config, special_tokens_map.json) and the end-of-sequence ids of generation_config.json (or config.json)."""
     from tokenizers import Tokenizer
 
     path = Path(folder) / "tokenizer.json"
@@ -182,8 +182,10 @@ def from_folder(folder: Path) -> TextTokenizer:
     except Exception as e:  # tokenizers raises a bare Exception on a bad file
         raise ArenaError(f"{path}: not a readable tokenizer ({e})") from None
     config = _json(Path(folder) / "tokenizer_config.json")
-    special = {name: _content(source[name])        # special_tokens_map.json's win, as in transformers
-               for source in (config, _json(Path(folder) / "special_tokens_map.json"))
+    # As transformers reads a folder: special_tokens_map.json's win, but only where the config
+    # is of the kind written before added_tokens_decoder (which save_pretrained now always writes)
+    legacy = [] if "added_tokens_decoder" in config else [_json(Path(folder) / "special_tokens_map.json")]
+    special = {name: _content(source[name]) for source in (config, *legacy)
                for name in SPECIAL_TOKENS if source.get(name)}
     template = folder_template(Path(folder), config)
     return TextTokenizer(tok, _eos_ids(Path(folder), tok, special.get("eos_token")), template, special)

@@ -66,7 +66,7 @@ def test_named_templates_take_the_default_and_malformed_ones_are_named(tmp_path)
 
 def test_special_tokens_map_gives_the_templates_special_tokens_as_in_transformers(tmp_path):
     """special_tokens_map.json adds special tokens tokenizer_config.json lacks, and wins where
-    both name one, as transformers loads them."""
+    both name one, as transformers loads them; unless the config has added_tokens_decoder."""
     import json
 
     from transformers import AutoTokenizer
@@ -83,3 +83,11 @@ def test_special_tokens_map_gives_the_templates_special_tokens_as_in_transformer
     expected = AutoTokenizer.from_pretrained(tmp_path).apply_chat_template(MESSAGES, tokenize=False)
     assert render_chat(ours.chat_template, MESSAGES, ours.special) == expected
     assert expected.startswith("<s>|</s>|")
+    # a config with added_tokens_decoder (as save_pretrained writes them) is read alone
+    config = json.loads((tmp_path / "tokenizer_config.json").read_text())
+    config["added_tokens_decoder"] = {"3": {"content": "<pad>", "special": True}}
+    (tmp_path / "tokenizer_config.json").write_text(json.dumps(config))
+    ours = from_folder(tmp_path)
+    expected = AutoTokenizer.from_pretrained(tmp_path).apply_chat_template(MESSAGES, tokenize=False)
+    assert render_chat(ours.chat_template, MESSAGES, ours.special) == expected
+    assert expected.startswith("|<pad>|")
