@@ -27,7 +27,7 @@ TIED_PRESETS = {"smollm2-135m"}   # presets whose output head is the token embed
 DIMS = ("d", "nh", "nkvh", "dh", "di", "nlayers", "vocab", "nctx")
 OPTIONAL = {"nkvh", "dh", "nctx"}   # nkvh defaults to nh, dh to d / nh, nctx to DEFAULT_NCTX
 DEFAULT_NCTX = 2048   # LlamaConfig's max_position_embeddings, when config.json gives none
-CONFIG_NCTX = {"mistral": 4096 * 32}   # other configs' defaults (MistralConfig's)
+CONFIG_DEFAULTS = {"mistral": dict(nkvh=8, nctx=4096 * 32)}   # other config classes' own (MistralConfig's)
 CONFIG_KEYS = dict(d="hidden_size", nh="num_attention_heads", nkvh="num_key_value_heads", dh="head_dim",
                    di="intermediate_size", nlayers="num_hidden_layers", vocab="vocab_size",
                    nctx="max_position_embeddings")
@@ -154,8 +154,8 @@ def config_dims(path: Path, cfg: dict | None = None) -> dict[str, int]:
     # transformers reads null as absent for the optional keys (num_key_value_heads: null is MHA)
     found = {dim: (key, cfg[key]) for dim, key in CONFIG_KEYS.items()
              if key in cfg and not (dim in OPTIONAL and cfg[key] is None)}
-    if "nctx" not in found and cfg.get("model_type") in CONFIG_NCTX:
-        found["nctx"] = (CONFIG_KEYS["nctx"], CONFIG_NCTX[cfg["model_type"]])
+    for dim, value in CONFIG_DEFAULTS.get(cfg.get("model_type"), {}).items():
+        found.setdefault(dim, (CONFIG_KEYS[dim], value))
     return _checked(path, found)
 
 

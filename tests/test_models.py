@@ -81,10 +81,13 @@ def test_optional_keys_default_and_come_back_as_ints(tmp_path, overrides, dims):
 
 
 @pytest.mark.parametrize("model_type", ["llama", "mistral"])
-def test_a_context_the_config_leaves_out_is_its_config_classs_default(tmp_path, model_type):
+def test_keys_the_config_leaves_out_are_its_config_classs_defaults(tmp_path, model_type):
     from transformers import AutoConfig
-    path = write_config(tmp_path, model_type=model_type, max_position_embeddings=DROP, sliding_window=None)
-    assert config_dims(path)["nctx"] == AutoConfig.from_pretrained(tmp_path).max_position_embeddings
+    path = write_config(tmp_path, model_type=model_type, max_position_embeddings=DROP, num_key_value_heads=DROP,
+                        num_attention_heads=16, sliding_window=None)
+    reference = AutoConfig.from_pretrained(tmp_path)
+    assert (config_dims(path)["nctx"], config_dims(path)["nkvh"]) == \
+        (reference.max_position_embeddings, reference.num_key_value_heads)
 
 
 @pytest.mark.parametrize("item", ["n=--5", "n=²", "n=٣", "n=1.5", "n=1_000", "n=", "=5", "n", "n=5=6", "n=0x10"])
