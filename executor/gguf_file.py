@@ -197,18 +197,18 @@ class GGUFFile:
             tied="output.weight" not in self.tensors)
 
     def _rope_scaling(self) -> dict | None:
-        """Linear scaling by rope.scaling.factor, or by the older rope.scale_linear; as in
-        llama.cpp, a file that gives a factor and no type means linear."""
-        kind = self.meta("llama.rope.scaling.type", None)
-        if kind is None:
-            key = next((k for k in ("llama.rope.scaling.factor", "llama.rope.scale_linear")
-                        if self.meta(k, None) is not None), None)
-            return None if key is None else {"rope_type": "linear", "factor": self.number(key)}
+        """As llama.cpp reads it: the type linear unless given, the factor from
+        rope.scaling.factor or else the older rope.scale_linear, and none or 0 no scaling."""
+        kind = self.meta("llama.rope.scaling.type", "linear")
         if kind == "none":
             return None   # Llama 3's scaling, when present, is the rope_freqs tensor
-        if kind == "linear":
-            return {"rope_type": "linear", "factor": self.number("llama.rope.scaling.factor")}
-        raise ArenaError(f"{self.path}: RoPE scaling '{kind}' is not supported (none, linear)")
+        if kind != "linear":
+            raise ArenaError(f"{self.path}: RoPE scaling '{kind}' is not supported (none, linear)")
+        key = next((k for k in ("llama.rope.scaling.factor", "llama.rope.scale_linear")
+                    if self.meta(k, None) is not None), None)
+        if key is None or self.meta(key) == 0:
+            return None
+        return {"rope_type": "linear", "factor": self.number(key)}
 
 
 def unpermute(w: torch.Tensor, heads: int) -> torch.Tensor:

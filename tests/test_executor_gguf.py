@@ -151,7 +151,7 @@ RUN_FAULTS = [   # what only a forward pass needs
      'llama.attention.layer_norm_rms_epsilon is "1e-5"; it must be a positive number'),
     ({"rope.freq_base": 0.0}, "llama.rope.freq_base is 0.0; it must be a positive number"),
     ({"rope.freq_base": float("inf")}, "llama.rope.freq_base is Infinity; it must be a positive number"),
-    ({"rope.scaling.type": "linear"}, "GGUF metadata lacks 'llama.rope.scaling.factor'"),
+    ({"rope.scaling.factor": -2.0}, "llama.rope.scaling.factor is -2.0; it must be a positive number"),
     ({"rope.scaling.type": "linear", "rope.scaling.factor": "2"},
      'llama.rope.scaling.factor is "2"; it must be a positive number'),
 ]
@@ -159,6 +159,20 @@ RUN_FAULTS = [   # what only a forward pass needs
 
 def metadata_id(value):
     return ",".join(f"{k}={v}" for k, v in value.items()) if isinstance(value, dict) else None
+
+
+@pytest.mark.parametrize("more, scaling", [
+    ({}, None),
+    ({"rope.scaling.type": "linear"}, None),                      # no factor: none
+    ({"rope.scaling.factor": 0.0}, None),                         # 0: none
+    ({"rope.scaling.type": "none", "rope.scaling.factor": 4.0}, None),
+    ({"rope.scaling.factor": 4.0}, 4.0),                          # the type defaults to linear
+    ({"rope.scaling.type": "linear", "rope.scale_linear": 2.0}, 2.0),   # the older key
+    ({"rope.scaling.factor": 3.0, "rope.scale_linear": 2.0}, 3.0),
+], ids=metadata_id)
+def test_rope_scaling_metadata_reads_as_llama_cpp_reads_it(tmp_path, more, scaling):
+    config = GGUFFile(minimal_gguf(tmp_path / "r.gguf", **more)).config
+    assert (config.rope_scaling and config.rope_scaling["factor"]) == scaling
 
 
 @pytest.mark.parametrize("more, message", DIMS_FAULTS + RUN_FAULTS, ids=metadata_id)
