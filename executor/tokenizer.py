@@ -23,7 +23,12 @@ LLAMA3_VOCABULARY = {"llama3", "llama-v3", "llama-bpe", "falcon3"}
 # the special tokens a GGUF file names by id, as a chat template calls them
 GGUF_SPECIAL = {"unk_token": "unknown", "pad_token": "padding", "sep_token": "seperator",   # sic: llama.cpp's key
                 "mask_token": "mask"}
-NORMAL, CONTROL, USER_DEFINED = 1, 3, 4   # GGUF token types
+NORMAL, UNKNOWN, CONTROL, USER_DEFINED = 1, 2, 3, 4   # GGUF token types
+SPM_BOS, SPM_EOS = 1, 2     # llama.cpp's ids for a SentencePiece vocabulary that names none
+# Tokens that end generation by their text alone, as llama.cpp finds them (llama-vocab.cpp):
+# chat models' ends of turn, which the files often do not name by id.
+END_TEXTS = {"<|eot_id|>", "<|im_end|>", "<|end|>", "<|return|>", "<|call|>", "<end_of_turn>", "<|endoftext|>",
+             "<|eom_id|>", "<EOT>", "_<EOT>", "<|end_of_text|>", "<end_of_utterance>"}
 
 
 @dataclass
@@ -67,27 +72,38 @@ def from_gguf(gguf) -> TextTokenizer:
         raise ArenaError(f"{gguf.path}: tokenizer model '{kind}' is not supported "
                          "(byte-level BPE 'gpt2', SentencePiece 'llama')")
 
-    # control tokens (<|im_start|>...) are matched whole and hidden when decoding; user-defined ones are matched whole
+    # control and unknown tokens (<|im_start|>, <unk>) are matched whole in a prompt and hidden
+    # when decoding; user-defined ones are matched whole
     tok.add_special_tokens([AddedToken(t, special=True, normalized=False)
-                            for t, type_ in zip(tokens, types) if type_ == CONTROL])
+                            for t, type_ in zip(tokens, types) if type_ in (CONTROL, UNKNOWN)])
     tok.add_tokens([AddedToken(t, special=False, normalized=False)
                     for t, type_ in zip(tokens, types) if type_ == USER_DEFINED])
 
-    bos, eos = (_token_id(gguf, f"tokenizer.ggml.{name}_token_id", len(tokens)) for name in ("bos", "eos"))
+    defaults = (SPM_BOS, SPM_EOS) if kind == "llama" else (None, None)
+    bos, eos = (_token_id(gguf, f"tokenizer.ggml.{name}_token_id", len(tokens), default)
+                for name, default in zip(("bos", "eos"), defaults))
     # the others only name tokens to a chat template: one out of range is left out, not refused
     ids = {name: gguf.meta(f"tokenizer.ggml.{key}_token_id", None) for name, key in GGUF_SPECIAL.items()}
     ids.update(bos_token=bos, eos_token=eos)
-    # llama.cpp's default: BOS first for SentencePiece and Llama 3's vocabularies
-    add_bos = kind == "llama" or gguf.meta("tokenizer.ggml.pre", None) in LLAMA3_VOCABULARY
-    if bos is not None and gguf.meta("tokenizer.ggml.add_bos_token", add_bos):
-        tok.post_processor = processors.TemplateProcessing(single=f"{tokens[bos]}:0 $A:0",
-                                                           special_tokens=[(tokens[bos], bos)])
+    # llama.cpp's defaults: BOS first for SentencePiece and Llama 3's vocabularies, no EOS last
+    add_bos = bos is not None and bool(gguf.meta("tokenizer.ggml.add_bos_token", kind == "llama" or
+                                                 gguf.meta("tokenizer.ggml.pre", None) in LLAMA3_VOCABULARY))
+    add_eos = eos is not None and bool(gguf.meta("tokenizer.ggml.add_eos_token", False))
+    if add_bos or add_eos:
+        first, last = [bos] if add_bos else [], [eos] if add_eos else []
+        tok.post_processor = processors.TemplateProcessing(
+            single=" ".join([f"{tokens[i]}:0" for i in first] + ["$A:0"] + [f"{tokens[i]}:0" for i in last]),
+            special_tokens=list({tokens[i]: i for i in first + last}.items()))
     special = {name: tokens[i] for name, i in ids.items() if type(i) is int and 0 <= i < len(tokens)}
-    # generation ends, as in llama.cpp, at the end of the text or of a turn (a chat model's EOS
-    # may be neither); an end-of-turn id out of range is left out, as above
+    return TextTokenizer(tok, _gguf_stops(gguf, tokens, eos), gguf.meta("tokenizer.chat_template", None), special)
+
+
+def _gguf_stops(gguf, tokens: list[str], eos: int | None) -> set[int]:
+    """The ids generation ends at, as llama.cpp's: EOS, the end-of-turn ids the file names (one
+    out of range left out, as a chat template's), and every token whose text marks an end."""
     turns = (gguf.meta(f"tokenizer.ggml.{key}_token_id", None) for key in ("eot", "eom"))
     stops = {i for i in (eos, *turns) if type(i) is int and 0 <= i < len(tokens)}
-    return TextTokenizer(tok, stops, gguf.meta("tokenizer.chat_template", None), special)
+    return stops | {i for i, t in enumerate(tokens) if t in END_TEXTS}
 
 
 def _byte_level_bpe(gguf, tokens: list[str]):
@@ -160,10 +176,12 @@ def _array(gguf, key: str, value, kind, kinds: str, count: int | None = None) ->
     return value
 
 
-def _token_id(gguf, key: str, count: int) -> int | None:
-    """The token id under metadata `key`, None when it is absent; an ArenaError when it is not
-    one of the `count` tokens."""
+def _token_id(gguf, key: str, count: int, default: int | None = None) -> int | None:
+    """The token id under metadata `key`, `default` when it is absent (None when that is not a
+    token either); an ArenaError when it is not one of the `count` tokens."""
     value = gguf.meta(key, None)
+    if value is None:
+        return default if default is not None and default < count else None
     if value is not None and (type(value) is not int or not 0 <= value < count):
         raise ArenaError(f"{gguf.path}: GGUF metadata '{key}' is {value!r}; it must be a token id below {count:,}")
     return value

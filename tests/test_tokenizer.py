@@ -48,12 +48,13 @@ def _write_vocabulary(w, sp, **broken) -> None:
     kinds = [2 if sp.is_unknown(i) else 3 if sp.is_control(i) else 6 if sp.is_byte(i) else 5 if sp.is_unused(i)
              else 1 for i in range(n)]
     w.add_tokenizer_model("llama")
-    w.add_token_list([sp.id_to_piece(i) for i in range(n)])
+    w.add_token_list(broken.get("tokens", [sp.id_to_piece(i) for i in range(n)]))
     w.add_token_scores(broken.get("scores", [sp.get_score(i) for i in range(n)]))
     w.add_array("tokenizer.ggml.token_type", broken.get("types", kinds))
-    w.add_uint32("tokenizer.ggml.bos_token_id", broken.get("bos", sp.bos_id()))
-    w.add_eos_token_id(sp.eos_id())
-    w.add_unk_token_id(sp.unk_id())
+    if broken.get("ids", True):
+        w.add_uint32("tokenizer.ggml.bos_token_id", broken.get("bos", sp.bos_id()))
+        w.add_eos_token_id(sp.eos_id())
+        w.add_unk_token_id(sp.unk_id())
 
 
 def _random_texts(count: int) -> list[str]:
@@ -86,6 +87,45 @@ def test_generation_ends_at_the_end_of_a_turn_as_at_the_end_of_the_text(vocabula
 
     path = checkpoint_to_gguf(folder, tmp_path / "eot.gguf", metadata=metadata)
     assert from_gguf(GGUFFile(path)).eos_ids == {sp.eos_id(), 7}
+
+
+def test_generation_ends_at_tokens_llama_cpp_knows_as_ends_by_their_text(vocabulary, tmp_path):
+    """Chat models' ends of turn that a file does not name by id (early Llama 3 files)."""
+    sp, folder, _ = vocabulary
+    tokens = [sp.id_to_piece(i) for i in range(sp.get_piece_size())]
+    tokens[7], tokens[8] = "<|eot_id|>", "<|im_end|>"
+    path = checkpoint_to_gguf(folder, tmp_path / "ends.gguf", metadata=lambda w: _write_vocabulary(w, sp, tokens=tokens))
+    assert from_gguf(GGUFFile(path)).eos_ids == {sp.eos_id(), 7, 8}
+
+
+@pytest.mark.parametrize("bos, eos", [(True, True), (False, True), (False, False)])
+def test_bos_and_eos_are_added_as_the_file_says(vocabulary, tmp_path, bos, eos):
+    sp, folder, _ = vocabulary
+
+    def metadata(w):
+        _write_vocabulary(w, sp)
+        w.add_add_bos_token(bos)
+        w.add_add_eos_token(eos)
+
+    ours = from_gguf(GGUFFile(checkpoint_to_gguf(folder, tmp_path / "flags.gguf", metadata=metadata)))
+    for text in TEXTS[:4]:
+        assert ours.encode(text) == sp.encode(text, add_bos=bos, add_eos=eos), text
+        assert ours.encode(text, add_special_tokens=False) == sp.encode(text)
+
+
+def test_an_unknown_token_typed_in_a_prompt_is_that_token(vocabulary):
+    """As llama.cpp parses a prompt: <unk> is matched whole, as a control token is, and the
+    text after it gets a space in front."""
+    sp, _, path = vocabulary
+    ids = from_gguf(GGUFFile(path)).encode("a <unk> b")
+    assert ids == [sp.bos_id()] + sp.encode("a ") + [sp.unk_id()] + sp.encode(" b")
+
+
+def test_a_sentencepiece_vocabulary_without_ids_has_llama_cpps_bos_and_eos(vocabulary, tmp_path):
+    sp, folder, _ = vocabulary
+    path = checkpoint_to_gguf(folder, tmp_path / "noids.gguf", metadata=lambda w: _write_vocabulary(w, sp, ids=False))
+    ours = from_gguf(GGUFFile(path))
+    assert (ours.encode("the KV cache"), ours.eos_ids) == ([1] + sp.encode("the KV cache"), {2})
 
 
 def test_a_model_with_a_sentencepiece_vocabulary_runs(vocabulary, capsys):
