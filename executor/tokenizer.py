@@ -25,10 +25,18 @@ GGUF_SPECIAL = {"unk_token": "unknown", "pad_token": "padding", "sep_token": "se
                 "mask_token": "mask"}
 NORMAL, UNKNOWN, CONTROL, USER_DEFINED = 1, 2, 3, 4   # GGUF token types
 SPM_BOS, SPM_EOS = 1, 2     # llama.cpp's ids for a SentencePiece vocabulary that names none
-# Tokens that end generation by their text alone, as llama.cpp finds them (llama-vocab.cpp):
-# chat models' ends of turn, which the files often do not name by id.
-END_TEXTS = {"<|eot_id|>", "<|im_end|>", "<|end|>", "<|return|>", "<|call|>", "<end_of_turn>", "<|endoftext|>",
-             "<|eom_id|>", "<EOT>", "_<EOT>", "<|end_of_text|>", "<end_of_utterance>"}
+# Tokens that end generation by their text alone, as llama.cpp finds them (llama-vocab.cpp, as
+# llama-cpp-python 0.3.36 ships it; not its workarounds for single models): chat models' ends
+# of turn, which files often do not name by id ...
+END_TEXTS = {"<|eot_id|>", "<|im_end|>", "<|end|>", "<|return|>", "<|call|>", "<|flush|>", "<|calls|>",
+             "<end_of_turn>", "<|endoftext|>", "</s>", "<|eom_id|>", "<EOT>", "_<EOT>", "[EOT]", "[EOS]",
+             "<|end_of_text|>", "<end_of_utterance>", "<eos>", "<turn|>", "<|tool_response>",
+             "<｜end▁of▁sentence｜>", "[e~["}
+# ... and fill-in-the-middle's padding, repository and file separator tokens: by id where the
+# file names one, else by these texts.
+FIM_ENDS = {"fim_pad": {"<|fim_pad|>", "<fim-pad>", "<fim_pad>", "<PAD>", "[PAD]"},
+            "fim_rep": {"<|fim_repo|>", "<|repo_name|>", "<fim-repo>", "<REPO>", "<reponame>"},
+            "fim_sep": {"<|file_sep|>"}}
 
 
 @dataclass
@@ -72,10 +80,12 @@ def from_gguf(gguf) -> TextTokenizer:
         raise ArenaError(f"{gguf.path}: tokenizer model '{kind}' is not supported "
                          "(byte-level BPE 'gpt2', SentencePiece 'llama')")
 
-    # control and unknown tokens (<|im_start|>, <unk>) are matched whole in a prompt and hidden
-    # when decoding; user-defined ones are matched whole
-    tok.add_special_tokens([AddedToken(t, special=True, normalized=False)
-                            for t, type_ in zip(tokens, types) if type_ in (CONTROL, UNKNOWN)])
+    # control and unknown tokens (<|im_start|>, <unk>), and those llama.cpp takes for control
+    # tokens by the ends they mark, are matched whole in a prompt and hidden when decoding;
+    # user-defined ones are matched whole
+    ends = _ends(gguf, tokens)
+    tok.add_special_tokens([AddedToken(t, special=True, normalized=False) for i, (t, type_) in enumerate(zip(tokens, types))
+                            if type_ in (CONTROL, UNKNOWN) or i in ends])
     tok.add_tokens([AddedToken(t, special=False, normalized=False)
                     for t, type_ in zip(tokens, types) if type_ == USER_DEFINED])
 
@@ -95,15 +105,22 @@ def from_gguf(gguf) -> TextTokenizer:
             single=" ".join([f"{tokens[i]}:0" for i in first] + ["$A:0"] + [f"{tokens[i]}:0" for i in last]),
             special_tokens=list({tokens[i]: i for i in first + last}.items()))
     special = {name: tokens[i] for name, i in ids.items() if type(i) is int and 0 <= i < len(tokens)}
-    return TextTokenizer(tok, _gguf_stops(gguf, tokens, eos), gguf.meta("tokenizer.chat_template", None), special)
+    stops = ends | {eos} if eos is not None else ends
+    return TextTokenizer(tok, stops, gguf.meta("tokenizer.chat_template", None), special)
 
 
-def _gguf_stops(gguf, tokens: list[str], eos: int | None) -> set[int]:
-    """The ids generation ends at, as llama.cpp's: EOS, the end-of-turn ids the file names (one
-    out of range left out, as a chat template's), and every token whose text marks an end."""
-    turns = (gguf.meta(f"tokenizer.ggml.{key}_token_id", None) for key in ("eot", "eom"))
-    stops = {i for i in (eos, *turns) if type(i) is int and 0 <= i < len(tokens)}
-    return stops | {i for i, t in enumerate(tokens) if t in END_TEXTS}
+def _ends(gguf, tokens: list[str]) -> set[int]:
+    """The ids generation ends at besides EOS, as llama.cpp's: the end-of-turn and -message ids
+    the file names (one out of range left out, as a chat template's), fill-in-the-middle's by
+    id or by text (FIM_ENDS), and every token whose text marks an end (END_TEXTS)."""
+    def named(key: str) -> int | None:
+        i = gguf.meta(f"tokenizer.ggml.{key}_token_id", None)
+        return i if type(i) is int and 0 <= i < len(tokens) else None
+
+    ends = {i for i in map(named, ("eot", "eom")) if i is not None}
+    for key, texts in FIM_ENDS.items():
+        ends |= {named(key)} if named(key) is not None else {i for i, t in enumerate(tokens) if t in texts}
+    return ends | {i for i, t in enumerate(tokens) if t in END_TEXTS}
 
 
 def _byte_level_bpe(gguf, tokens: list[str]):

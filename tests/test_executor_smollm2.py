@@ -69,8 +69,10 @@ def test_tokenizer_ids_match_transformers(hf, ours):
     messages = [{"role": "user", "content": "Hello there"}]
     expected = hf_tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True, return_dict=False)
     assert tokenizer.encode_chat("Hello there") == list(expected)
-    # transformers' EOS, and what llama.cpp also ends at by its text (this GGUF file's <|endoftext|>)
-    assert tokenizer.eos_ids == {hf[0].generation_config.eos_token_id, hf_tokenizer.convert_tokens_to_ids("<|endoftext|>")}
+    # transformers' EOS, and what llama.cpp also ends at by its text (this GGUF file's
+    # <|endoftext|>, and <reponame>, fill-in-the-middle's repository token)
+    assert tokenizer.eos_ids == {hf[0].generation_config.eos_token_id,
+                                 *hf_tokenizer.convert_tokens_to_ids(["<|endoftext|>", "<reponame>"])}
 
 
 def test_the_stream_prints_the_final_text(ours):

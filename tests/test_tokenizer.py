@@ -93,9 +93,15 @@ def test_generation_ends_at_tokens_llama_cpp_knows_as_ends_by_their_text(vocabul
     """Chat models' ends of turn that a file does not name by id (early Llama 3 files)."""
     sp, folder, _ = vocabulary
     tokens = [sp.id_to_piece(i) for i in range(sp.get_piece_size())]
-    tokens[7], tokens[8] = "<|eot_id|>", "<|im_end|>"
-    path = checkpoint_to_gguf(folder, tmp_path / "ends.gguf", metadata=lambda w: _write_vocabulary(w, sp, tokens=tokens))
-    assert from_gguf(GGUFFile(path)).eos_ids == {sp.eos_id(), 7, 8}
+    tokens[7:11] = "<|eot_id|>", "<|im_end|>", "<|fim_pad|>", "<|file_sep|>"
+
+    def metadata(w):
+        _write_vocabulary(w, sp, tokens=tokens)
+        w.add_uint32("tokenizer.ggml.fim_sep_token_id", 12)    # named: its text is not looked for
+
+    ours = from_gguf(GGUFFile(checkpoint_to_gguf(folder, tmp_path / "ends.gguf", metadata=metadata)))
+    assert ours.eos_ids == {sp.eos_id(), 7, 8, 9, 12}
+    assert ours.encode("a<|im_end|>", add_special_tokens=False)[-1] == 8     # matched whole, as a control token
 
 
 @pytest.mark.parametrize("bos, eos", [(True, True), (False, True), (False, False)])
