@@ -155,7 +155,8 @@ def config_dims(path: Path, cfg: dict | None = None) -> dict[str, int]:
     found = {dim: (key, cfg[key]) for dim, key in CONFIG_KEYS.items()
              if key in cfg and not (dim in OPTIONAL and cfg[key] is None)}
     for dim, value in CONFIG_DEFAULTS.get(cfg.get("model_type"), {}).items():
-        found.setdefault(dim, (CONFIG_KEYS[dim], value))
+        if CONFIG_KEYS[dim] not in cfg:     # absent; null stays as above (null heads are MHA)
+            found[dim] = (CONFIG_KEYS[dim], value)
     return _checked(path, found)
 
 

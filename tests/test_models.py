@@ -88,6 +88,8 @@ def test_keys_the_config_leaves_out_are_its_config_classs_defaults(tmp_path, mod
     reference = AutoConfig.from_pretrained(tmp_path)
     assert (config_dims(path)["nctx"], config_dims(path)["nkvh"]) == \
         (reference.max_position_embeddings, reference.num_key_value_heads)
+    assert config_dims(write_config(tmp_path, model_type=model_type, num_key_value_heads=None,
+                                    num_attention_heads=16))["nkvh"] == 16     # null is MHA, as transformers 4 reads it
 
 
 @pytest.mark.parametrize("item", ["n=--5", "n=²", "n=٣", "n=1.5", "n=1_000", "n=", "=5", "n", "n=5=6", "n=0x10"])
