@@ -52,7 +52,7 @@ def instances(quick: bool, most_seeds: int | None = None) -> list[Instance]:
     seeds = range(min(3 if quick else 10, most_seeds or 10))
     out = [Instance("readme", README, 12)]
     for preset in PRESETS:
-        for n in ([1, 512] if quick else [1, 7, 512, 4096]):
+        for n in [n for n in ([1, 512] if quick else [1, 7, 512, 4096]) if n <= PRESETS[preset]["nctx"]]:
             out.append(Instance(f"llama {preset} n={n}", None, schedule=(preset, n)))
     for n in ([50, 100] if quick else [50, 100, 200]):
         out += [Instance(f"spread-{n}", spread(n, s)) for s in seeds]

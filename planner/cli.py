@@ -46,7 +46,6 @@ def cmd_plan(args) -> int:
     settle_inputs(args)
     _check_outputs(args)
     _set_nctx(args)
-    _check_call(args)
     budget = parse_size(args.budget) if args.budget is not None else None
     choice, dims = _fit(args, budget) if budget is not None else (None, None)
     if args.tp != 1:
@@ -91,17 +90,6 @@ def _set_nctx(args) -> None:
         print(f"note: --nctx {args.nctx} is more than the model's context of {model_nctx} positions, "
               "which arena run refuses", file=sys.stderr)
     args.set = [*args.set, f"nctx={args.nctx}"] + ([] if "n" in sets else [f"n={args.nctx}"])
-
-
-def _check_call(args) -> None:
-    """A call of n tokens attends to keys in the context, a tile of them at a time: n or tile
-    above nctx (by --set or --nctx) has no run behind it."""
-    sets = parse_sets(args.set)
-    if "n" in sets and "nctx" in sets and sets["n"] > sets["nctx"]:
-        raise ArenaError(f"--set n={sets['n']}: a call of {sets['n']} tokens is longer than the context "
-                         f"(nctx={sets['nctx']}), which holds every token a call attends to")
-    if "tile" in sets and "nctx" in sets and sets["tile"] > sets["nctx"]:
-        raise ArenaError(f"--set tile={sets['tile']}: a tile of keys longer than the context (nctx={sets['nctx']})")
 
 
 def _fit(args, budget: int):

@@ -79,6 +79,7 @@ def plan_from_args(args, dims: dict[str, int] | None = None) -> tuple[Lifetimes 
     lifetimes = bind(load_schedule(args.schedule), with_tile(dims),
                      args.dtype, DEFAULT_ALIGN if args.align is None else args.align)
     _check_sets(args, lifetimes)
+    _check_call(args, lifetimes.dims)
     with Waiting(f"planning {lifetimes.schedule}", args.time_limit):
         return lifetimes, plan_lifetimes(lifetimes, args.strategy, args.time_limit, capacity)
 
@@ -110,6 +111,26 @@ def _check_sets(args, lifetimes: Lifetimes) -> None:
         raise ArenaError(*[f"{_given(args, d)}: the schedule has no dimension '{d}' "
                            f"({'it has ' + ', '.join(lifetimes.dims) if lifetimes.dims else 'it has none'})"
                            for d in unknown])
+
+
+def _check_call(args, dims: dict[str, int]) -> None:
+    """A call of n tokens attends to keys in the context, a tile of them at a time: n or tile
+    above nctx (by --set, --nctx or the model) has no run behind it."""
+    sets = parse_sets(args.set)
+
+    def said(dim: str) -> str:
+        if dim not in sets:
+            return f"the model's {dim}={dims[dim]}"
+        given = _given(args, dim)
+        return f"{given}={dims[dim]}" if given == f"--set {dim}" else given
+
+    if "nctx" not in dims:
+        return
+    if dims.get("n", 0) > dims["nctx"]:
+        raise ArenaError(f"{said('n')}: a call of {dims['n']} tokens is longer than the context "
+                         f"({said('nctx')}), which holds every token a call attends to")
+    if dims.get("tile", 0) > dims["nctx"]:
+        raise ArenaError(f"{said('tile')}: a tile of keys longer than the context ({said('nctx')})")
 
 
 def _given(args, dim: str) -> str:

@@ -111,7 +111,7 @@ def test_plan_budget_json_plans_the_chosen_chunk(capsys):
     (["--budget", "2GiB", "--strategy", "naive"], "--budget fits the plans arena run makes (--strategy auto), "
                                                   "not --strategy naive"),
     (["--budget", "2GiB", "--set", "n=9000"],
-     "--set n=9000: a call of 9000 tokens is longer than the context (nctx=8192)")])
+     "--budget: the prompt of n=9000 tokens is longer than the KV cache's nctx=8192 positions")])
 def test_plan_budget_errors_are_one_line(argv, message, capsys):
     assert main(["plan", "llama", "--nctx", "8192", *argv]) == 2
     err = capsys.readouterr().err

@@ -485,6 +485,7 @@ def test_pictures_draw_dollar_signs_and_any_script_as_written(tmp_path, capsys):
     (["llama", "--set", "n=7", "--layers", "٣"], "--layers '٣': expected a layer or a range"),
     (["llama", "--set", "n=7", "--layers", "9" * 5000], "expected a layer or a range"),
     (["llama", "--set", "n=7", "--layers", ""], "--layers '': expected a layer or a range"),
+    (["llama", "--set", "n=4096", "--set", "nctx=2048"], "--set n=4096: a call of 4096 tokens is longer than the context"),
 ])
 def test_bad_input_is_an_arena_error(argv, message):
     with pytest.raises(ArenaError, match=re.escape(message)):
