@@ -73,7 +73,7 @@ def _table_with_graph_column(path, lines) -> list[tuple[int, list[str]]]:
     """The rows (line number, cells) of the first table whose second column is `graph`."""
     table: list[tuple[int, list[str]]] = []
     for number, text in enumerate(lines, start=1):
-        if text.strip().startswith("|"):
+        if re.search(r"(?<!\\)\|", text):       # the outer pipes are optional, as in GitHub's tables
             cells = _cells(text)
             if not all(re.fullmatch(r":?-+:?", c) for c in cells):   # skip the |:--:| rule
                 table.append((number, cells))
@@ -91,7 +91,7 @@ def _table_with_graph_column(path, lines) -> list[tuple[int, list[str]]]:
 def _cells(text: str) -> list[str]:
     """A table row's cells, split at each `|` but an escaped one: `\\|` is a `|` inside a
     cell, as GitHub reads it."""
-    inner = text.strip()[1:]
+    inner = text.strip().removeprefix("|")
     if inner.endswith("|") and not inner.endswith("\\|"):
         inner = inner[:-1]
     cells = [c.strip().strip("`").replace("\\|", "|") for c in re.split(r"(?<!\\)\|", inner)]

@@ -33,6 +33,18 @@ def test_printed_yaml_reads_back_to_the_same_lifetimes():
     assert comparable(bind(loads(to_yaml(seed), "converted.yaml"), dims)) == comparable(bind(seed, dims))
 
 
+@pytest.mark.parametrize("strip", ["outer pipes", "leading pipes"])
+def test_a_table_without_outer_pipes_reads_as_with_them(tmp_path, strip):
+    """GitHub's tables may leave out the pipes at either end of a row."""
+    lines = SEED.read_text(encoding="utf-8").split("\n")
+    cut = [line.strip().removeprefix("|") for line in lines]
+    if strip == "outer pipes":
+        cut = [line.removesuffix("|") for line in cut]
+    (tmp_path / "bare.md").write_text("\n".join(cut), encoding="utf-8")
+    dims = {**PRESETS["open_llama_3b"], "n": 6}
+    assert comparable(bind(convert(tmp_path / "bare.md"), dims)) == comparable(bind(convert(SEED), dims))
+
+
 def test_seed_shape_row_reads_x_as_times():
     attn = convert(SEED).tensors["attn"]
     assert attn.shape == ["n", "(nh + nkvh + nkvh) * dh"]
