@@ -11,7 +11,7 @@ import math
 import sys
 
 from planner.errors import MAX_FILE_BYTES, ArenaError, plural, read_text, utf8_text
-from planner.output import check_target
+from planner.output import check_target, check_targets
 from planner.sizes import mib
 
 DEFAULT_DTYPE = {"cpu": "f32", "cuda": "bf16"}
@@ -222,8 +222,20 @@ def _check_options(args) -> None:
         args.prompt = _read_prompt(args.prompt_file)
     elif args.prompt is not None:
         _check_utf8(args.prompt)
-    if args.trace is not None:
-        check_target(args.trace, "--trace")   # before the run, not after it
+    if args.trace is not None:   # before the run, not after it; writable before any model is looked for
+        check_target(args.trace, "--trace")
+        check_targets({"--trace": args.trace}, _inputs(args))
+
+
+def _inputs(args) -> dict[str, str | None]:
+    """The files a run reads, as {what: path}: the prompt file, the GGUF file or every file of
+    the checkpoint's folder (its weights, config and tokenizer), which --trace must not overwrite."""
+    from .source import resolve
+    source = resolve(args.model)
+    files = {"--prompt-file": args.prompt_file if args.prompt_file != "-" else None}
+    if source.kind == "gguf":
+        return {**files, "--model": str(source.path)}
+    return {**files, **{f"--model's {p.name}": str(p) for p in source.path.iterdir() if p.is_file()}}
 
 
 def _note_native(args) -> None:

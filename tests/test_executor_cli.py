@@ -122,6 +122,18 @@ def test_trace_has_one_call_per_forward(folder, tmp_path, capsys):
     assert [c["name"] for c in calls] == ["call 0 (n=2)", "call 1 (n=1)", "call 2 (n=1)"]
 
 
+def test_a_trace_never_overwrites_what_the_run_reads(folder, tmp_path, capsys):
+    """The model's files and the prompt file, refused before anything is written."""
+    prompt = tmp_path / "prompt.txt"
+    prompt.write_text("w5 w6")
+    for target, what in ((prompt, "--prompt-file"), (folder / "config.json", "--model's config.json"),
+                         (folder / "tokenizer.json", "--model's tokenizer.json")):
+        before = target.read_bytes()
+        assert main(["run", "--model", str(folder), "--prompt-file", str(prompt), "--trace", str(target)]) == 2
+        assert f"--trace {target}: the same file as {what} {target}" in capsys.readouterr().err
+        assert target.read_bytes() == before
+
+
 @pytest.mark.parametrize("argv, message", [
     (["--model", "/no/such/model.gguf"], "--model /no/such/model.gguf: no such file or folder"),
     (["--model", ""], "--model: the path is empty"),
