@@ -271,6 +271,21 @@ def test_png_shows_every_tensor_color(plans):
         assert tuple(int(color[i:i + 2], 16) for i in (1, 3, 5)) in seen, b.tensor
 
 
+def test_offsets_too_wide_for_the_width_say_so_rather_than_draw_nothing(tmp_path):
+    path = tmp_path / "huge.csv"
+    path.write_text("id,lower,upper,size\na,0,2,1000000000000000\nb,1,3,1\n")
+    lifetimes, plan = plan_from_args(args("--csv", str(path)))
+    text = " ".join(" ".join(screen(plan, lifetimes, width=20)).split())
+    assert "leave no room for the map in 20 columns (it needs 24)" in text
+
+
+def test_the_arenas_tensors_have_colors_of_their_own(plans):
+    """llama.yaml has 19 device tensors and two host ones: all 19 colors differ."""
+    plan = plans["smollm2"]
+    drawn = {b.tensor for b in plan.device()}
+    assert len({picture.colors(plan)[t] for t in drawn}) == len(drawn) <= len(timeline.PALETTE)
+
+
 def test_html_is_one_self_contained_page(plans):
     page = picture.html(plans["smollm2"])
     assert page.startswith("<!DOCTYPE html>") and page.count("<svg") == 1

@@ -213,6 +213,9 @@ def arena_map(plan: Plan, rows: list[Row], top: int, width: int) -> list[Text]:
         return [Text("no instance lives in the arena", style="dim")]
     edges = sorted({b.offset for b in device} | {b.offset + b.size for b in device})
     margin = max(len(f"{edges[-1]:,}"), 4) + 1
+    if width - margin < CELL_WIDTH[0]:
+        return [Text(f"offsets up to {edges[-1]:,} leave no room for the map in {width} columns (it needs "
+                     f"{margin + CELL_WIDTH[0]}); --png, --svg or --html draw it", style="dim", no_wrap=False)]
     cell = max(CELL_WIDTH[0], min(CELL_WIDTH[1], (width - margin) // len(rows)))
     per_chunk = max(1, (width - margin) // cell)
     size = -(-len(rows) // per_chunk) * (len(edges) + 2)

@@ -65,7 +65,11 @@ def tensors(buffers: list[Buffer]) -> list[str]:
 
 
 def colors(plan: Plan) -> dict[str, str]:
-    return {t: PALETTE[i % len(PALETTE)] for i, t in enumerate(tensors(plan.buffers))}
+    """A color per tensor, the arena's tensors first: host-only ones are drawn in no map, and
+    counted first they made the colors of the tensors drawn repeat sooner."""
+    drawn = tensors(plan.device())
+    order = drawn + [t for t in tensors(plan.buffers) if t not in set(drawn)]
+    return {t: PALETTE[i % len(PALETTE)] for i, t in enumerate(order)}
 
 
 def ink(color) -> str:
