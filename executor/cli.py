@@ -227,15 +227,21 @@ def _check_options(args) -> None:
         check_targets({"--trace": args.trace}, _inputs(args))
 
 
+# What a checkpoint's folder is read for beside its *.safetensors (checkpoint.py, tokenizer.py, chat.py).
+CHECKPOINT_FILES = ("config.json", "model.safetensors.index.json", "generation_config.json", "tokenizer.json",
+                    "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja")
+
+
 def _inputs(args) -> dict[str, str | None]:
-    """The files a run reads, as {what: path}: the prompt file, the GGUF file or every file of
-    the checkpoint's folder (its weights, config and tokenizer), which --trace must not overwrite."""
+    """The files a run reads, as {what: path}: the prompt file, the GGUF file or the files of
+    the checkpoint's folder it reads (weights, config and tokenizer), which --trace must not overwrite."""
     from .source import resolve
     source = resolve(args.model)
     files = {"--prompt-file": args.prompt_file if args.prompt_file != "-" else None}
     if source.kind == "gguf":
         return {**files, "--model": str(source.path)}
-    return {**files, **{f"--model's {p.name}": str(p) for p in source.path.iterdir() if p.is_file()}}
+    read = [*CHECKPOINT_FILES, *(p.name for p in source.path.glob("*.safetensors"))]
+    return {**files, **{f"--model's {name}": str(source.path / name) for name in read if (source.path / name).is_file()}}
 
 
 def _note_native(args) -> None:

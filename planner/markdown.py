@@ -72,20 +72,32 @@ def convert(path) -> Schedule:
 def _table_with_graph_column(path, lines) -> list[tuple[int, list[str]]]:
     """The rows (line number, cells) of the first table whose second column is `graph`."""
     table: list[tuple[int, list[str]]] = []
+    bare = False        # a table whose rows need not start with a pipe: its header did not
     for number, text in enumerate(lines, start=1):
-        if re.search(r"(?<!\\)\|", text):       # the outer pipes are optional, as in GitHub's tables
+        if not table and not text.strip().startswith("|") and _PIPE.search(text):
+            bare = number < len(lines) and bool(_PIPE.search(lines[number])) and _rule(_cells(lines[number]))
+        if text.strip().startswith("|") or bare and _PIPE.search(text):
             cells = _cells(text)
-            if not all(re.fullmatch(r":?-+:?", c) for c in cells):   # skip the |:--:| rule
+            if not _rule(cells):   # skip the |:--:| rule
                 table.append((number, cells))
             continue
         if table and len(table[0][1]) > 1 and table[0][1][1] == "graph":
             break
-        table = []
+        table, bare = [], False
     if not table or len(table[0][1]) < 3 or table[0][1][1] != "graph" or len(table) < 2:
         raise ArenaError(f"{path}: no lifetime table found (a markdown table whose columns are "
                          f"'tensor | graph | <tensor names>...', then a row of shapes, then the steps)")
     width = len(table[0][1])
     return [(n, cells + [""] * (width - len(cells))) for n, cells in table]   # short rows end in blank cells
+
+
+_PIPE = re.compile(r"(?<!\\)\|")     # a cell boundary: a pipe not escaped
+
+
+def _rule(cells: list[str]) -> bool:
+    """Whether a row is the rule under a header (`|:---:|---|`): GitHub's tables may leave out
+    the pipes at the ends of their rows only where such a rule follows the header."""
+    return all(re.fullmatch(r":?-+:?", c) for c in cells)
 
 
 def _cells(text: str) -> list[str]:
@@ -94,7 +106,7 @@ def _cells(text: str) -> list[str]:
     inner = text.strip().removeprefix("|")
     if inner.endswith("|") and not inner.endswith("\\|"):
         inner = inner[:-1]
-    cells = [c.strip().strip("`").replace("\\|", "|") for c in re.split(r"(?<!\\)\|", inner)]
+    cells = [c.strip().strip("`").replace("\\|", "|") for c in _PIPE.split(inner)]
     while cells and not cells[-1]:      # `| a | b ||`: a blank cell at the end says nothing
         cells.pop()
     return cells

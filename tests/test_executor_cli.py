@@ -132,6 +132,10 @@ def test_a_trace_never_overwrites_what_the_run_reads(folder, tmp_path, capsys):
         assert main(["run", "--model", str(folder), "--prompt-file", str(prompt), "--trace", str(target)]) == 2
         assert f"--trace {target}: the same file as {what} {target}" in capsys.readouterr().err
         assert target.read_bytes() == before
+    trace = folder / "trace.json"       # beside the model's files, not one of them: written, and again
+    for _ in range(2):
+        assert main(["run", "--model", str(folder), "--prompt", "w5", "--max-new-tokens", "1", "--trace", str(trace)]) == 0
+    trace.unlink()
 
 
 @pytest.mark.parametrize("argv, message", [

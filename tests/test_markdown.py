@@ -45,6 +45,19 @@ def test_a_table_without_outer_pipes_reads_as_with_them(tmp_path, strip):
     assert comparable(bind(convert(tmp_path / "bare.md"), dims)) == comparable(bind(convert(SEED), dims))
 
 
+def test_lines_with_pipes_beside_the_table_are_prose(tmp_path):
+    """Only a line over a |---| rule starts a table whose rows need no leading pipe: a heading
+    or a sentence with a pipe just before or after the seed's table is not one of its rows."""
+    lines = SEED.read_text(encoding="utf-8").split("\n")
+    header = next(i for i, line in enumerate(lines) if line.startswith("| tensor"))
+    end = max(i for i, line in enumerate(lines) if line.startswith("|")) + 1
+    lines[end:end] = ["Note: `x|x_` are the residual and its norm."]
+    lines[header:header] = ["# Lifetimes | LLaMA", "The table (`a|b` means either):"]
+    (tmp_path / "prose.md").write_text("\n".join(lines), encoding="utf-8")
+    dims = {**PRESETS["open_llama_3b"], "n": 6}
+    assert comparable(bind(convert(tmp_path / "prose.md"), dims)) == comparable(bind(convert(SEED), dims))
+
+
 def test_seed_shape_row_reads_x_as_times():
     attn = convert(SEED).tensors["attn"]
     assert attn.shape == ["n", "(nh + nkvh + nkvh) * dh"]

@@ -68,8 +68,9 @@ def colors(plan: Plan) -> dict[str, str]:
     """A color per tensor, the arena's tensors first: host-only ones are drawn in no map, and
     counted first they made the colors of the tensors drawn repeat sooner."""
     drawn = tensors(plan.device())
-    order = drawn + [t for t in tensors(plan.buffers) if t not in set(drawn)]
-    return {t: PALETTE[i % len(PALETTE)] for i, t in enumerate(order)}
+    shown = set(drawn)
+    index = {t: i for i, t in enumerate(drawn + [t for t in tensors(plan.buffers) if t not in shown])}
+    return {t: PALETTE[index[t] % len(PALETTE)] for t in tensors(plan.buffers)}   # in the schedule's order
 
 
 def ink(color) -> str:
