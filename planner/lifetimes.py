@@ -165,7 +165,19 @@ def _unroll(schedule: Schedule, dims: dict[str, int]) -> list[tuple[Step, int | 
             add(r, None)
     if not steps:
         raise ArenaError(f"{schedule.file}: the schedule has no steps")
+    _check_unrolled_names(schedule, steps)
     return steps
+
+
+def _check_unrolled_names(schedule: Schedule, steps: list[tuple[Step, int]]) -> None:
+    """A row named as an unrolled step is (`a.1` beside a repeated `a`) would make the plan's
+    step names say two steps at once: refused, naming both rows."""
+    unrolled = {step.name: line for step, line in steps if step.layer is not None}
+    faults = [f"{where(schedule.file, line, step.name)}a repeat block's row at line {unrolled[step.name]} "
+              f"unrolls to a step of this name too; give this row another"
+              for step, line in steps if step.layer is None and step.name in unrolled]
+    if faults:
+        raise ArenaError(*faults)
 
 
 class _Walk:

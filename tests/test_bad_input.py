@@ -60,6 +60,9 @@ CASES = [
     ("t.yaml", edit("  - s0: {a: +w}\n  - s1: {a: rx}\n", "  - repeat: ²\n    steps:\n      - s0: {a: +wx}\n"),
      ["plan", "t.yaml"], "t.yaml:7: repeat count '²' is neither an integer nor a declared dimension"),
     ("t.yaml", TABLE, ["plan", "t.yaml", "--time-limit", "nan"], "--time-limit must be a positive number"),
+    ("t.yaml", edit("  - s0: {a: +w}\n  - s1: {a: rx}\n",
+                    "  - s.1: {a: +w}\n  - repeat: 2\n    steps:\n      - s: {a: r}\n  - s2: {a: rx}\n"),
+     ["plan", "t.yaml"], "t.yaml:7: step 's.1': a repeat block's row at line 10 unrolls to a step of this name too"),
     # limits on what a small input may ask
     ("t.yaml", BOMB, ["plan", "t.yaml"], "t.yaml: the YAML holds more than 100,000 values (its aliases expanded)"),
     ("t.yaml", "a: " + "[" * 5000 + "]" * 5000 + "\n", ["plan", "t.yaml"], "t.yaml: the YAML nests too deeply"),
