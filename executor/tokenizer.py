@@ -119,7 +119,8 @@ def _ends(gguf, tokens: list[str]) -> set[int]:
 
     ends = {i for i in map(named, ("eot", "eom")) if i is not None}
     for key, texts in FIM_ENDS.items():
-        ends |= {named(key)} if named(key) is not None else {i for i, t in enumerate(tokens) if t in texts}
+        i = named(key)
+        ends |= {i} if i is not None else {k for k, t in enumerate(tokens) if t in texts}
     return ends | {i for i, t in enumerate(tokens) if t in END_TEXTS}
 
 
@@ -199,14 +200,15 @@ def _token_id(gguf, key: str, count: int, default: int | None = None) -> int | N
     value = gguf.meta(key, None)
     if value is None:
         return default if default is not None and default < count else None
-    if value is not None and (type(value) is not int or not 0 <= value < count):
+    if type(value) is not int or not 0 <= value < count:
         raise ArenaError(f"{gguf.path}: GGUF metadata '{key}' is {value!r}; it must be a token id below {count:,}")
     return value
 
 
 def from_folder(folder: Path) -> TextTokenizer:
     """tokenizer.json, with the chat template and special tokens of tokenizer_config.json (and,
-    for an older config, special_tokens_map.json) and the end-of-sequence ids of generation_config.json (or config.json)."""
+    for an older config, special_tokens_map.json) and the end-of-sequence ids of
+    generation_config.json (or config.json)."""
     from tokenizers import Tokenizer
 
     path = Path(folder) / "tokenizer.json"

@@ -104,11 +104,10 @@ def _stores_head(folder: Path) -> bool:
     (the files transformers reads). Where one cannot be read, no head is counted: `arena run`
     reads the files whole and says what is wrong with them."""
     try:
-        index = folder / "model.safetensors.index.json"
-        if index.is_file() and not (folder / "model.safetensors").is_file():
+        index, single = folder / "model.safetensors.index.json", folder / "model.safetensors"
+        if index.is_file() and not single.is_file():
             return "lm_head.weight" in json.loads(index.read_text(encoding="utf-8"))["weight_map"]
-        single = [folder / "model.safetensors"] if (folder / "model.safetensors").is_file() else []
-        for file in single or folder.glob("*.safetensors"):
+        for file in [single] if single.is_file() else folder.glob("*.safetensors"):
             with open(file, "rb") as f:
                 length = int.from_bytes(f.read(8), "little")
                 if length <= HEADER_MAX and "lm_head.weight" in json.loads(f.read(length)):

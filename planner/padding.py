@@ -8,8 +8,28 @@ ends as low as it can with the buffers in the same order.
 """
 from __future__ import annotations
 
-from .place import Block, lower_bound
+import time
+
+from .place import Block, assign, lower_bound
 from .place.problem import Sections
+
+# The least time a second turn at a capacity gets (rounded_capacities).
+MIN_TURN_S = 0.1
+
+
+def assigned(rounded: list[Block], nbytes: list[int], align: int, strategy: str, time_limit: float,
+             capacity: int | None):
+    """(`assign`'s answer, the offsets settled) for blocks whose sizes `rounded` up from
+    `nbytes` to `align`: minimizing, or deciding `capacity` at rounded_capacities in turn,
+    all within `time_limit` seconds."""
+    goals = [None] if capacity is None else rounded_capacities(rounded, capacity, align)
+    deadline = time.monotonic() + time_limit
+    for goal in goals:
+        assignment = assign(rounded, strategy, max(MIN_TURN_S, deadline - time.monotonic()), goal)
+        offsets = settled(rounded, assignment.offsets, nbytes)
+        if goal is None or assignment.bound <= goal or max(o + n for o, n in zip(offsets, nbytes)) <= capacity:
+            break       # a plan, or none ruled out at this goal: no reason to go on
+    return assignment, offsets
 
 
 def rounded_capacities(blocks: list[Block], capacity: int, align: int) -> list[int]:

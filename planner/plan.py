@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import time
 from dataclasses import dataclass, field
 
 from . import padding
@@ -20,8 +19,6 @@ from .place import CHOICES, HEURISTICS, Block, assign, auto, extent, lower_bound
 # The compiled placers and CP-SAT compute offsets in 64-bit integers: the device buffers may
 # add up to this many bytes at most, so that no offset or sum of sizes overflows.
 MAX_BYTES = 2 ** 62
-# The least time a second turn at a padded capacity gets (padding.rounded_capacities).
-MIN_TURN_S = 0.1
 
 
 @dataclass
@@ -99,16 +96,12 @@ def place(buffers: list[Buffer], strategy: str, align: int, steps: list[str], ti
     rounded = [_block(buffers[k]) for k in transient]
     most_padding = max((buffers[k].size - buffers[k].nbytes for k in transient), default=0) if padded else 0
     room = None if capacity is None else capacity - base
-    goals = padding.rounded_capacities(rounded, room, align) if most_padding and room is not None else [room]
-    deadline = time.monotonic() + time_limit
-    for goal in goals:
-        assignment = assign(rounded, strategy, max(MIN_TURN_S, deadline - time.monotonic()), goal)
+    if most_padding:
+        assignment, transient_offsets = padding.assigned(rounded, [buffers[k].nbytes for k in transient], align,
+                                                         strategy, time_limit, room)
+    else:
+        assignment = assign(rounded, strategy, time_limit, room)
         transient_offsets = assignment.offsets
-        if most_padding:
-            nbytes = [buffers[k].nbytes for k in transient]
-            transient_offsets = padding.settled(rounded, transient_offsets, nbytes)
-            if goal is None or assignment.bound <= goal or max(o + n for o, n in zip(transient_offsets, nbytes)) <= room:
-                break       # a plan, or none ruled out at this goal: no reason to go on
     for k, offset in zip(transient, transient_offsets):
         offsets[k] = base + offset
     blocks = [_block(buffers[k]) for k in device]
