@@ -11,6 +11,7 @@ import math
 import sys
 
 from planner.errors import MAX_FILE_BYTES, ArenaError, plural, read_text, utf8_text
+from planner.models import model_files
 from planner.output import check_target, check_targets
 from planner.sizes import mib
 
@@ -128,7 +129,7 @@ def _generate_in(args, group, torch) -> int:
 
     from .generate import TextStream, generate
     from .model import build_model
-    from .sampling import Sampler
+    from .sampling import NotFinite, Sampler
     from .session import Session
     from .source import open_source, resolve
     from .weights import DTYPES, hand_back_heap
@@ -176,8 +177,11 @@ def _generate_in(args, group, torch) -> int:
                              "--budget, fits") from None
         stream = TextStream(tokenizer.decode)
         echo = (lambda token: _write(stream.push(token))) if first and not args.json else (lambda token: None)
-        result = generate(session, prompt, args.max_new_tokens, sampler, tokenizer.eos_ids,
-                          args.ignore_eos, echo)
+        try:
+            result = generate(session, prompt, args.max_new_tokens, sampler, tokenizer.eos_ids,
+                              args.ignore_eos, echo)
+        except NotFinite as e:
+            raise ArenaError(_why_not_finite(e, weights, source.path, dtype)) from None
 
     outside = {"rope_bytes": session.model.cos.nbytes + session.model.sin.nbytes,
                **{k: cost[k] for k in ("workspace_bytes", "runtime_bytes")}}
@@ -199,6 +203,18 @@ def _generate_in(args, group, torch) -> int:
         _write(stream.flush() + "\n")
         _print_summary(summary)
     return 0
+
+
+def _why_not_finite(e, weights, path, dtype: str) -> str:
+    """The logits' fault with its cause: a weight that holds NaN or infinity, else the dtype."""
+    from .weights import not_finite
+
+    culprit = not_finite(weights)
+    if culprit is not None:
+        return f"{path}: {culprit} holds NaN or infinity, so {e}"
+    if dtype != "f32":
+        return f"{e}: the model overflows in {dtype}; try --dtype f32"
+    return f"{e}, though every weight is finite: the model overflows even in f32 (see its norm and RoPE settings)"
 
 
 def _check_options(args) -> None:
@@ -227,21 +243,12 @@ def _check_options(args) -> None:
         check_targets({"--trace": args.trace}, _inputs(args))
 
 
-# What a checkpoint's folder is read for beside its *.safetensors (checkpoint.py, tokenizer.py, chat.py).
-CHECKPOINT_FILES = ("config.json", "model.safetensors.index.json", "generation_config.json", "tokenizer.json",
-                    "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja")
-
-
 def _inputs(args) -> dict[str, str | None]:
     """The files a run reads, as {what: path}: the prompt file, the GGUF file or the files of
     the checkpoint's folder it reads (weights, config and tokenizer), which --trace must not overwrite."""
     from .source import resolve
-    source = resolve(args.model)
-    files = {"--prompt-file": args.prompt_file if args.prompt_file != "-" else None}
-    if source.kind == "gguf":
-        return {**files, "--model": str(source.path)}
-    read = [*CHECKPOINT_FILES, *(p.name for p in source.path.glob("*.safetensors"))]
-    return {**files, **{f"--model's {name}": str(source.path / name) for name in read if (source.path / name).is_file()}}
+    return {"--prompt-file": args.prompt_file if args.prompt_file != "-" else None,
+            **model_files(str(resolve(args.model).path))}
 
 
 def _note_native(args) -> None:

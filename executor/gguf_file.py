@@ -99,8 +99,11 @@ class GGUFFile:
         if gguf_name not in self.tensors:
             raise ArenaError(f"{self.path}: the file has no tensor '{gguf_name}'")
         t = self.tensors[gguf_name]
-        # F32 tensors come back as read-only views of the memory map: those alone are copied
-        w = np.require(dequantize(self._bytes(t).reshape(t.rows, -1), t.kind), dtype=np.float32, requirements=["W"])
+        # F32 tensors come back as read-only views of the memory map: those alone are copied. A
+        # NaN or infinity dequantized says nothing here: it shows in the logits, which name it
+        with np.errstate(all="ignore"):
+            w = np.require(dequantize(self._bytes(t).reshape(t.rows, -1), t.kind), dtype=np.float32,
+                           requirements=["W"])
         self._drop_pages(t)
         w = torch.from_numpy(w).reshape(tuple(reversed(t.shape)))  # GGUF lists dims innermost first
         heads = self._heads(name)

@@ -151,7 +151,7 @@ def _scaled(inv_freq: torch.Tensor, s: dict) -> torch.Tensor:
         return inv_freq / s["factor"]
     if s["rope_type"] == "llama3":
         factor, low, high = s["factor"], s["low_freq_factor"], s["high_freq_factor"]
-        old_ctx = s["original_max_position_embeddings"]
+        old_ctx = float(s["original_max_position_embeddings"])   # a Python int past int64 is no tensor scalar
         wavelen = 2 * torch.pi / inv_freq
         scaled = torch.where(wavelen > old_ctx / low, inv_freq / factor, inv_freq)
         smooth = (old_ctx / wavelen - low) / (high - low)

@@ -26,7 +26,11 @@ class Scratch:
     dropped: torch.Tensor   # (1, vocab) bool: top-p's, by token
 
 
-NOT_FINITE = "the logits are not finite (NaN or infinity): the model overflows in this dtype; try --dtype f32"
+class NotFinite(ArenaError):
+    """The logits hold NaN or infinity: the run says why (a weight, or the dtype's range)."""
+
+    def __init__(self):
+        super().__init__("the logits are not finite (NaN or infinity)")
 
 
 @dataclass
@@ -49,7 +53,7 @@ class Sampler:
             # max's indices are argmax's (the first maximum), and faster on bf16 CPU tensors
             torch.max(logits, dim=-1, out=(best, out))
             if not math.isfinite(best.item()):      # max passes a NaN on: any NaN, an inf, or all -inf
-                raise ArenaError(NOT_FINITE)
+                raise NotFinite()
             return
         # any positive temperature works: in float64 none rounds to 0 (float32 loses those below
         # 1e-45), and with the likeliest score shifted to 0 a tiny one sends the others to -inf,
@@ -58,7 +62,7 @@ class Sampler:
         scores.copy_(logits)
         torch.max(scores, -1, keepdim=True, out=(ordered[:, :1], order[:, :1]))
         if not math.isfinite(ordered[0, 0].item()):   # NaN or inf anywhere, or all -inf: no distribution
-            raise ArenaError(NOT_FINITE)
+            raise NotFinite()
         scores.sub_(ordered[:, :1]).div_(self._temperature(scores.device))
         if self.top_k > 0:
             k = min(self.top_k, scores.shape[-1])

@@ -160,6 +160,22 @@ def assemble(file: TensorFile, dtype: torch.dtype, device: torch.device,
     return weights
 
 
+def not_finite(w: Weights) -> str | None:
+    """The first weight holding NaN or infinity, named by its role (GGUF and transformers name
+    them differently), or None."""
+    named = [("the token embedding", w.embedding), ("the output projection", w.output), ("the output norm", w.output_norm)]
+    for i, layer in enumerate(w.layers):
+        named += [(f"layer {i}'s {role}", t) for role, t in (
+            ("attention norm", layer.attn_norm), ("Q, K or V projection", layer.wqkv),
+            ("attention output projection", layer.wo), ("FFN norm", layer.ffn_norm),
+            ("FFN gate or up projection", layer.w_gate_up), ("FFN down projection", layer.w_down))]
+    for name, t in named:
+        values = t.dequantize() if isinstance(t, Packed) else t
+        if not values.isfinite().all():
+            return name
+    return None
+
+
 def hand_back_heap() -> None:
     """Return freed heap to the system. glibc keeps freed memory for reuse, and while weights
     load most of it is dequantization's temporaries, interleaved with the weights kept: without

@@ -13,7 +13,7 @@ from rich.text import Text
 from executor import cli as run_cli
 from planner import cli as plan_cli
 from planner.check import PlanInvalid
-from planner.errors import ArenaError, CapacityMissed
+from planner.errors import ArenaError, CapacityMissed, WriteFailed
 from viz import cli as viz_cli
 
 from . import version
@@ -22,11 +22,14 @@ SHOWN_FAULTS = 20      # one screen; the count of the rest follows
 
 
 def main(argv=None) -> int:
+    if sys.stdout is None:      # started with standard output closed: every command prints there
+        print("arena: error: standard output is closed", file=sys.stderr)
+        return 1
     parser = build_parser()
-    args = parser.parse_args(argv)
     # markup off: messages quote the user's names, and `[x]` in a name is not a style
     err = Console(stderr=True, markup=False, emoji=False, highlight=False, soft_wrap=True)
     try:
+        args = parser.parse_args(argv)      # --help and --version print here
         return args.handler(args)
     except ArenaError as e:
         for fault in e.faults[:SHOWN_FAULTS]:
@@ -35,6 +38,9 @@ def main(argv=None) -> int:
             err.print(Text.assemble(("arena: error: ", "bold red"),
                                     f"... and {len(e.faults) - SHOWN_FAULTS} more faults"))
         return 2
+    except WriteFailed as e:
+        err.print(Text.assemble(("arena: error: ", "bold red"), _shown(str(e))))
+        return 1
     except CapacityMissed as e:
         err.print(Text.assemble(("arena: ", "bold red"), str(e)))
         return 3
@@ -65,9 +71,9 @@ def _drop_stdout() -> None:
 
 
 def _shown(fault: str) -> str:
-    """A fault as a terminal shows it: a control character quoted from the user's input (a
-    name, a cell) is escaped, never acted on."""
-    return "".join(ascii(c)[1:-1] if unicodedata.category(c) == "Cc" else c for c in fault)
+    """A fault as a terminal shows it: a control character or line separator quoted from the
+    user's input (a name, a cell) is escaped, never acted on."""
+    return "".join(ascii(c)[1:-1] if unicodedata.category(c) in ("Cc", "Zl", "Zp") else c for c in fault)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -76,6 +82,17 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message):
         self.exit(2, f"{self.prog}: error: {message}\n")
+
+    def exit(self, status=0, message=None):
+        if status == 0:         # after --help or --version: their text is the output, and may fail
+            sys.stdout.flush()
+        super().exit(status, message)
+
+    def _print_message(self, message, file=None):
+        # argparse's own lets a failed write pass: --help into a full disk would exit 0
+        file = file or sys.stderr
+        if message and file is not None:
+            file.write(message)
 
 
 class _Version(argparse.Action):

@@ -48,7 +48,7 @@ def read_problem(path, align: int = 1) -> list[Buffer]:
             rows.append(row)
             last = reader.line_num
     except csv.Error as e:
-        raise ArenaError(f"{path}: not a readable CSV ({e})") from None
+        raise ArenaError(f"{path}:{last + 1}: not a readable CSV ({e})") from None
     if all(_blank(row) for row in rows):
         raise ArenaError(f"{path}: the file is empty; a CSV starts with the header 'id,lower,upper,size'")
     top = next(k for k, row in enumerate(rows) if not _blank(row))     # blank lines before the header

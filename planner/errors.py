@@ -1,5 +1,6 @@
-"""The exceptions the CLI turns into a clear message: a fault in the input (exit code 2), and
-a capacity no plan was found within (exit code 3); and the helpers that phrase the user's
+"""The exceptions the CLI turns into a clear message: a fault in the input (exit code 2), a
+capacity no plan was found within (exit code 3), and an output the system failed to write
+(exit code 1); and the helpers that phrase the user's
 input in a message."""
 import codecs
 import json
@@ -16,6 +17,11 @@ class ArenaError(Exception):
     def __init__(self, *faults: str):
         self.faults = list(faults)
         super().__init__("\n".join(self.faults))
+
+
+class WriteFailed(Exception):
+    """An output file whose path was fine but whose writing failed (a full disk): the system's
+    fault, not the input's, as when standard output fails."""
 
 
 class CapacityMissed(Exception):

@@ -64,6 +64,8 @@ def convert(path) -> Schedule:
             elif symbols:
                 row[name] = symbols
         steps.append(StepRow(step, kind, row, line))
+    if not body:        # convert's YAML would then be refused by plan
+        faults.append(f"{path}: the table has no steps (rows below its shapes)")
     if faults:
         raise ArenaError(*faults)
     return Schedule(path.stem, dims, types, tensors, steps, str(path))

@@ -48,6 +48,25 @@ def model_file(model: str) -> Path | None:
     return path / "config.json" if path.is_dir() else path
 
 
+# What a checkpoint's folder is read for beside its *.safetensors: here (config and head), and by
+# `arena run` (executor: checkpoint.py, tokenizer.py, chat.py). No output may overwrite them.
+CHECKPOINT_FILES = ("config.json", "model.safetensors.index.json", "generation_config.json", "tokenizer.json",
+                    "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja")
+
+
+def model_files(model: str | None) -> dict[str, str]:
+    """The files of --model as {what: path}: a GGUF or config file itself, or every file of a
+    checkpoint's folder that is read (CHECKPOINT_FILES and the weights)."""
+    path = model_file(model) if model else None
+    if path is None:
+        return {}
+    if path.name != "config.json" or not Path(model).is_dir():
+        return {"--model": str(path)}
+    folder = path.parent
+    read = [*CHECKPOINT_FILES, *(p.name for p in folder.glob("*.safetensors"))]
+    return {f"--model's {name}": str(folder / name) for name in read if (folder / name).is_file()}
+
+
 def model_dims(model: str | None) -> dict[str, int]:
     """Dimensions of a preset name, a config.json (or its folder), or a .gguf file."""
     if model is None:
@@ -112,7 +131,7 @@ def _stores_head(folder: Path) -> bool:
                 length = int.from_bytes(f.read(8), "little")
                 if length <= HEADER_MAX and "lm_head.weight" in json.loads(f.read(length)):
                     return True
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, ValueError, KeyError, TypeError, RecursionError):   # RecursionError: JSON nested too deep
         pass
     return False
 

@@ -9,7 +9,7 @@ from . import csvio, markdown, reader, schedule
 from .calls import with_tile
 from .errors import ArenaError
 from .lifetimes import DEFAULT_ALIGN, Lifetimes, bind
-from .models import PRESETS, model_dims, model_file, parse_sets
+from .models import PRESETS, model_dims, model_files, parse_sets
 from .plan import CHOICES, Plan, place, plan_lifetimes
 from .progress import Waiting
 from .sizes import parse_size
@@ -101,8 +101,8 @@ def schedule_path(name: str) -> Path:
 
 def input_files(args) -> dict[str, str | None]:
     """The files `add_plan_inputs`' options read, as {what: path}: an output must not overwrite them."""
-    model = args.model and model_file(args.model)
-    return {"the schedule": args.schedule and str(schedule_path(args.schedule)), "--csv": args.csv, "--model": model and str(model)}
+    return {"the schedule": args.schedule and str(schedule_path(args.schedule)), "--csv": args.csv,
+            **model_files(args.model)}
 
 
 def _check_sets(args, lifetimes: Lifetimes) -> None:

@@ -5,6 +5,7 @@ are written together (`write_all`): all of them or none.
 """
 from __future__ import annotations
 
+import errno
 import os
 import re
 import stat
@@ -12,7 +13,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from .errors import ArenaError
+from .errors import ArenaError, WriteFailed
 
 TEMPORARY_NAME = 32   # characters of the target's name in its temporary file's, at most 4 bytes each
 
@@ -32,6 +33,8 @@ def check_target(path, option: str = "--out") -> Path:
         return Path(path)
     try:
         target = Path(os.path.realpath(path))
+        if target.is_symlink():             # what realpath leaves of a loop of links
+            raise OSError(errno.ELOOP, os.strerror(errno.ELOOP))
         if target.is_dir():
             raise ArenaError(f"{option} {path}: is a folder, not a file")
         if str(path).endswith(os.sep):      # realpath drops the slash that names a folder
@@ -42,7 +45,7 @@ def check_target(path, option: str = "--out") -> Path:
         if target.exists() and not os.access(target, os.W_OK) or not os.access(target.parent, os.W_OK | os.X_OK):
             raise ArenaError(f"{option} {path}: cannot write there: permission denied")
     except OSError as e:   # a name too long, a loop of links: what the file system says
-        raise _unwritable(path, option, e) from None
+        raise ArenaError(_unwritable(path, option, e)) from None
     return target
 
 
@@ -90,12 +93,12 @@ def write_all(outputs: list[tuple[str, str, str | bytes]]) -> None:
                 else:
                     staged.append((_stage(target, data), target))
             except OSError as e:
-                raise _unwritable(path, option, e) from None
+                raise _failed(path, option, e) from None
         for option, path, target, fd, data in through:
             try:
                 _write_through(target, fd, data)
             except OSError as e:
-                raise _unwritable(path, option, e) from None
+                raise _failed(path, option, e) from None
         while staged:
             tmp, target = staged[0]
             os.replace(tmp, target)
@@ -162,5 +165,15 @@ def _mode(data: str | bytes) -> str:
     return "wb" if isinstance(data, bytes) else "w"
 
 
-def _unwritable(path, option: str, e: OSError) -> ArenaError:
-    return ArenaError(f"{option} {path}: cannot write there: {e.strerror or e}")
+# Write errors that are the system's (exit code 1, as when standard output fails), not the path's (2).
+SYSTEM_FAULTS = (errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EFBIG)
+
+
+def _failed(path, option: str, e: OSError) -> Exception:
+    """The error a write that failed raises: WriteFailed for a full disk or a failing device,
+    else ArenaError (a path the checks let through, such as /dev/fd/9 with no descriptor 9)."""
+    return (WriteFailed if e.errno in SYSTEM_FAULTS else ArenaError)(_unwritable(path, option, e))
+
+
+def _unwritable(path, option: str, e: OSError) -> str:
+    return f"{option} {path}: cannot write there: {e.strerror or e}"

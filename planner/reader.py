@@ -14,7 +14,8 @@ from pathlib import Path
 import yaml
 
 from . import expr
-from .errors import ArenaError, read_text, show, where
+from . import errors
+from .errors import ArenaError, read_text, where
 from .schedule import ACT, ELEMENT_BYTES, KINDS, Repeat, Schedule, StepRow, TensorDecl, is_count, name_problem, \
     split_axes, symbol_problem
 
@@ -27,6 +28,19 @@ MAX_YAML_NODES = 100_000
 # the keys under which the loader keeps each mapping's line and its keys' lines: objects, not
 # strings, so that no key of a schedule (a tensor named __line__) can meet them
 LINE, LINES = object(), object()
+
+
+def show(value) -> str:
+    """errors.show of a value as the file wrote it: without the lines the loader keeps."""
+    return errors.show(_written(value))
+
+
+def _written(value):
+    if isinstance(value, dict):
+        return {k: _written(v) for k, v in value.items() if k is not LINE and k is not LINES}
+    if isinstance(value, set):      # a !!set is a mapping, and has its lines too
+        return {k for k in value if k is not LINE and k is not LINES}
+    return [_written(v) for v in value] if isinstance(value, list) else value
 
 
 class _LineLoader(yaml.SafeLoader):

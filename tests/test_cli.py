@@ -224,14 +224,38 @@ def test_out_is_never_the_input_nor_the_graph(tmp_path, capsys):
 
 
 def test_out_never_overwrites_the_model(tmp_path, capsys):
+    """Nor any file of its folder that a run reads: its weights (whose header plan reads) too."""
     config = tmp_path / "config.json"
     config.write_text(json.dumps(dict(hidden_size=64, num_attention_heads=4, intermediate_size=128,
-                                      num_hidden_layers=2, vocab_size=100)))
-    for out in ([str(tmp_path), "--out", str(config)], [str(config), "--graph", str(config)]):
-        assert main(["plan", "llama", "--set", "n=7", "--model", *out]) == 2
+                                      num_hidden_layers=2, vocab_size=100, tie_word_embeddings=True)))
+    weights = tmp_path / "model.safetensors"
+    weights.write_bytes(b"weights")
+    for model, option, target, what in ((config, "--graph", config, "--model"),
+                                        (tmp_path, "--out", config, "--model's config.json"),
+                                        (tmp_path, "--out", weights, "--model's model.safetensors")):
+        assert main(["plan", "llama", "--set", "n=7", "--model", str(model), option, str(target)]) == 2
         err = capsys.readouterr().err
-        assert err.endswith(f"the same file as --model {config}, which it would overwrite\n"), err
-    assert json.loads(config.read_text())["hidden_size"] == 64
+        assert err.endswith(f"the same file as {what} {target}, which it would overwrite\n"), err
+    assert json.loads(config.read_text())["hidden_size"] == 64 and weights.read_bytes() == b"weights"
+
+
+def test_a_weights_header_nested_too_deep_is_no_traceback(tmp_path, capsys):
+    """plan reads the safetensors header for a stored head; one it cannot read counts none."""
+    (tmp_path / "config.json").write_text(json.dumps(dict(hidden_size=64, num_attention_heads=4, intermediate_size=128,
+                                                          num_hidden_layers=2, vocab_size=100,
+                                                          tie_word_embeddings=True)))
+    header = b"[" * 100_000
+    (tmp_path / "model.safetensors").write_bytes(len(header).to_bytes(8, "little") + header)
+    assert main(["plan", "llama", "--set", "n=7", "--model", str(tmp_path), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["arena"] > 0
+
+
+def test_an_output_through_a_loop_of_links_is_refused(tmp_path, capsys):
+    (tmp_path / "a").symlink_to(tmp_path / "b")
+    (tmp_path / "b").symlink_to(tmp_path / "a")
+    assert main(["plan", "llama-layer", "--set", "n=7", "--out", str(tmp_path / "a")]) == 2
+    assert capsys.readouterr().err == f"arena: error: --out {tmp_path / 'a'}: cannot write there: Too many levels of symbolic links\n"
+    assert (tmp_path / "a").is_symlink() and (tmp_path / "b").is_symlink()
 
 
 @pytest.mark.parametrize("args, message", [
@@ -285,6 +309,23 @@ def test_an_output_that_cannot_be_written_is_one_line(json_option):
         p = subprocess.run([sys.executable, "-m", "llama_arena", "plan", "llama", "--set", "n=7", *json_option],
                            stdout=full, stderr=subprocess.PIPE, text=True)
     assert (p.returncode, p.stderr) == (1, "arena: error: No space left on device (writing the output)\n")
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="no /dev/full")
+@pytest.mark.parametrize("argv", [["--help"], ["--version"], ["plan", "--help"],
+                                  ["plan", "llama-layer", "--set", "n=7", "--out", "/dev/full"]])
+def test_help_version_and_files_that_cannot_be_written_are_exit_1(argv):
+    """As standard output on a full disk: the system failed, not the input (a bad path is exit 2)."""
+    with open("/dev/full", "w") as full:
+        p = subprocess.run([sys.executable, "-m", "llama_arena", *argv], stdout=full, stderr=subprocess.PIPE, text=True)
+    assert p.returncode == 1 and p.stderr.count("\n") == 1 and "No space left on device" in p.stderr, p.stderr
+
+
+def test_a_closed_standard_output_is_exit_1():
+    p = subprocess.run([sys.executable, "-m", "llama_arena", "plan", "llama-layer", "--set", "n=7", "--json"],
+                       stderr=subprocess.PIPE, text=True, pass_fds=(), stdin=subprocess.DEVNULL,
+                       preexec_fn=lambda: os.close(1))
+    assert (p.returncode, p.stderr) == (1, "arena: error: standard output is closed\n")
 
 
 def test_an_output_encoding_that_cannot_write_a_name_is_one_line(tmp_path):

@@ -161,6 +161,7 @@ def test_columns_in_any_order_a_byte_order_mark_and_a_plan_column_read_the_same(
      "problem.csv:3: buffer 'b' asks for alignment 16, which --align 1 does not keep; --align 48 keeps every buffer's"),
     ("id,lower,upper,size,alignment\na,0,3,4,0\n", "problem.csv:2: buffer 'a' has alignment '0'; alignments are"),
     ("id,lower,upper,size,alignment,alignment\na,0,3,4,1,1\n", "the header names column 'alignment' twice"),
+    ("id,lower,upper,size\na,0,3,4\nb," + "1" * 200_000 + "\n", "problem.csv:3: not a readable CSV (field larger than"),
 ])
 def test_bad_csv(tmp_path, text, message):
     with pytest.raises(ArenaError) as e:

@@ -450,3 +450,41 @@ def test_gguf_rope_factors_that_are_not_positive_are_refused(folder, tmp_path):
     path = checkpoint_to_gguf(folder, tmp_path / "r.gguf", metadata=lambda w: w.add_tensor("rope_freqs.weight", factors))
     with pytest.raises(ArenaError, match="tensor 'rope_freqs.weight' holds 0; RoPE's frequency divisors must be positive"):
         our_session(path, "gguf", 8, 4)
+
+
+@pytest.mark.parametrize("tensor, role", [("model.norm.weight", "the output norm"),
+                                          ("model.layers.1.mlp.down_proj.weight", "layer 1's FFN down projection")])
+@pytest.mark.parametrize("kind", ["checkpoint", "gguf"])
+def test_logits_that_are_not_finite_name_the_weight_that_holds_nan(folder, tmp_path, capsys, tensor, role, kind):
+    """Not 'try --dtype f32' for a run that is in f32 already: the weight at fault, by its role."""
+    from safetensors.torch import load_file, save_file
+    copy = copy_of(folder, tmp_path)
+    file = next(copy.glob("*.safetensors"))
+    tensors = load_file(file)
+    tensors[tensor][0] = float("nan")
+    save_file(tensors, file, metadata={"format": "pt"})
+    def vocabulary(w):      # printable ASCII, one token each, "w5", then fillers to the model's vocabulary
+        w.add_tokenizer_model("gpt2")
+        w.add_token_list([chr(c) for c in range(33, 127)] + ["w5"] + [f"<{i}>" for i in range(128 - 95)])
+        w.add_token_merges(["w 5"])
+    model = copy if kind == "checkpoint" else checkpoint_to_gguf(copy, tmp_path / "nan.gguf", metadata=vocabulary)
+    assert main(["run", "--model", str(model), "--prompt", "w5", "--max-new-tokens", "2"]) == 2
+    assert capsys.readouterr().err.endswith(f"\narena: error: {model}: {role} holds NaN or infinity, so the logits "
+                                            "are not finite (NaN or infinity)\n")
+
+
+def test_logits_that_overflow_in_f32_from_finite_weights_say_so(folder, tmp_path, capsys):
+    copy = copy_of(folder, tmp_path)
+    edit_json(copy / "config.json", rope_parameters={"rope_type": "default", "rope_theta": 1e-308})   # RoPE overflows
+    assert main(["run", "--model", str(copy), "--prompt", "w5 w6", "--max-new-tokens", "2"]) == 2
+    assert capsys.readouterr().err.endswith("\narena: error: the logits are not finite (NaN or infinity), though every "
+                                            "weight is finite: the model overflows even in f32 (see its norm and "
+                                            "RoPE settings)\n")
+
+
+def test_a_llama3_original_context_past_int64_runs(folder, tmp_path, capsys):
+    """It was an OverflowError traceback where the RoPE tables are built."""
+    copy = copy_of(folder, tmp_path)
+    edit_json(copy / "config.json", rope_scaling={"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
+                                                  "high_freq_factor": 4.0, "original_max_position_embeddings": 10**30})
+    assert len(run_json(capsys, "--model", str(copy), "--prompt", "w5", "--max-new-tokens", "2")["tokens"]) == 2
