@@ -3,14 +3,17 @@
 The strategies plan each size rounded up to the alignment. That allows exactly the offsets
 the buffers themselves allow (no other aligned offset lies between a buffer's end and its
 rounded end), but a buffer on top of the arena ends at its own size, so which buffers end on
-top matters. Here: the capacity the strategies are given, and their plan settled so that it
-ends as low as it can with the buffers in the same order.
+top matters, and the rounded plans the strategies find equal may differ here. So: the
+capacity the strategies are given, and their plan settled so that it ends as low as it can;
+`auto` and `exact` also settle the plans of the cheap heuristics and keep the lowest.
+`naive` stacks the buffer with the most padding last, as the no-reuse total counts it.
 """
 from __future__ import annotations
 
 import time
 
 from .place import Block, assign, lower_bound
+from .place.auto import HEURISTICS
 from .place.problem import Sections
 
 # The least time a second turn at a capacity gets (rounded_capacities).
@@ -26,10 +29,46 @@ def assigned(rounded: list[Block], nbytes: list[int], align: int, strategy: str,
     deadline = time.monotonic() + time_limit
     for goal in goals:
         assignment = assign(rounded, strategy, max(MIN_TURN_S, deadline - time.monotonic()), goal)
+        if strategy == "naive":
+            return assignment, _stacked(rounded, assignment.offsets, nbytes)
         offsets = settled(rounded, assignment.offsets, nbytes)
-        if goal is None or assignment.bound <= goal or max(o + n for o, n in zip(offsets, nbytes)) <= capacity:
+        if strategy not in HEURISTICS:
+            assignment, offsets = _lowest(rounded, nbytes, assignment, offsets, deadline)
+        if goal is None or assignment.bound <= goal or _top(offsets, nbytes) <= capacity:
             break       # a plan, or none ruled out at this goal: no reason to go on
     return assignment, offsets
+
+
+# The heuristics whose plans `auto` and `exact` settle beside their own, cheapest first; each
+# only while time is left and up to DROP_MAX blocks (greedy-size takes seconds on 10^5).
+CHEAP = ("best-fit", "greedy-size", "skyline")
+
+
+def _lowest(blocks: list[Block], nbytes: list[int], assignment, offsets: list[int], deadline: float):
+    """(assignment, offsets) of the plan that ends lowest: the strategy's, or a cheap
+    heuristic's, each settled."""
+    best = (_top(offsets, nbytes), assignment, offsets)
+    for name in CHEAP:
+        if len(blocks) > DROP_MAX or time.monotonic() > deadline:
+            break
+        plan = settled(blocks, HEURISTICS[name](blocks), nbytes)
+        if _top(plan, nbytes) < best[0]:
+            best = (_top(plan, nbytes), assignment._replace(strategy=f"{assignment.strategy.split(':')[0]}:{name}"), plan)
+    return best[1], best[2]
+
+
+def _top(offsets: list[int], nbytes: list[int]) -> int:
+    return max((o + n for o, n in zip(offsets, nbytes)), default=0)
+
+
+def _stacked(blocks: list[Block], offsets: list[int], nbytes: list[int]) -> list[int]:
+    """`naive`'s stack (`offsets`) with the buffer of most padding moved to its top."""
+    last = max(range(len(blocks)), key=lambda k: blocks[k].size - nbytes[k])
+    order = sorted((k for k in range(len(blocks)) if k != last), key=offsets.__getitem__) + [last]
+    stacked, top = [0] * len(blocks), 0
+    for k in order:
+        stacked[k], top = top, top + blocks[k].size
+    return stacked
 
 
 def rounded_capacities(blocks: list[Block], capacity: int, align: int) -> list[int]:
@@ -46,9 +85,10 @@ def rounded_capacities(blocks: list[Block], capacity: int, align: int) -> list[i
 def settled(blocks: list[Block], offsets: list[int], nbytes: list[int]) -> list[int]:
     """The plan of the rounded `blocks`, or the plan upside down, whichever ends lower by
     `nbytes`, once each of its blocks has dropped, in order of offset, onto the highest block
-    below it live at a common step. Dropping keeps the plan valid and aligned (each rounded
-    top is a multiple of the alignment), and turning it over puts other buffers on top.
-    Past DROP_MAX blocks or DROP_MAX_SPANS sections spanned in all, the blocks do not drop."""
+    below it live at a common step; or the blocks dropped in order of padding, least first
+    (the most padded on top). Dropping keeps a plan valid and aligned (each rounded top is a
+    multiple of the alignment), and turning it over puts other buffers on top. Past DROP_MAX
+    blocks or DROP_MAX_SPANS sections spanned in all, the blocks do not drop."""
     if not blocks:
         return offsets
     top = max(o + b.size for o, b in zip(offsets, blocks))
@@ -56,8 +96,10 @@ def settled(blocks: list[Block], offsets: list[int], nbytes: list[int]) -> list[
     sections = Sections(blocks)
     spans = [sections.span(b) for b in blocks]
     if len(blocks) <= DROP_MAX and sum(hi - lo for lo, hi in spans) <= DROP_MAX_SPANS:
-        plans = [_dropped(spans, [b.size for b in blocks], plan, len(sections)) for plan in plans]
-    return min(plans, key=lambda plan: max(o + n for o, n in zip(plan, nbytes)))
+        sizes = [b.size for b in blocks]
+        padded_last = [(b.size - n, -b.size) for b, n in zip(blocks, nbytes)]
+        plans = [_dropped(spans, sizes, order, len(sections)) for order in (*plans, padded_last)]
+    return min(plans, key=lambda plan: _top(plan, nbytes))
 
 
 # A drop costs a numpy call for each block and a step for each section it spans: these keep
@@ -66,12 +108,13 @@ DROP_MAX = 20_000
 DROP_MAX_SPANS = 20_000_000
 
 
-def _dropped(spans: list[tuple[int, int]], sizes: list[int], offsets: list[int], count: int) -> list[int]:
+def _dropped(spans: list[tuple[int, int]], sizes: list[int], order: list, count: int) -> list[int]:
+    """Each block dropped, in order of its key in `order` (a plan's offsets, say), onto the blocks before it."""
     import numpy as np      # only here: a plain plan never loads it
 
     tops = np.zeros(count, dtype=np.int64)      # per section, the highest rounded top so far
-    dropped = list(offsets)
-    for k in sorted(range(len(spans)), key=offsets.__getitem__):
+    dropped = [0] * len(spans)
+    for k in sorted(range(len(spans)), key=order.__getitem__):
         lo, hi = spans[k]
         dropped[k] = int(tops[lo:hi].max())
         tops[lo:hi] = dropped[k] + sizes[k]     # at or above every top there

@@ -115,7 +115,9 @@ def place(buffers: list[Buffer], strategy: str, align: int, steps: list[str], ti
     # any plan's rounded sizes end at most the largest padding above its own
     bound = max(lower, base + assignment.bound - most_padding)
     if capacity is not None and total > capacity:
-        raise CapacityMissed(capacity, bound, total, _searched(strategy, assignment.strategy, len(transient), time_limit))
+        searched = (f"by planning the sizes rounded up to multiples of {align}" if most_padding else
+                    _searched(strategy, assignment.strategy, len(transient), time_limit))
+        raise CapacityMissed(capacity, bound, total, searched)
     return Plan(total, lower, align, assignment.strategy, steps, placed, optimal=total == bound, bound=bound,
                 no_reuse=sum(b.size for b in rounded) + base - most_padding,
                 host_bytes=sum(b.size for b in buffers if b.memory == "host"))

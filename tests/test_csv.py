@@ -130,6 +130,37 @@ def test_a_capacity_between_multiples_of_align_is_decided_with_the_padding_on_to
     assert [b.size for b in plan.buffers] == [3, 12, 17]     # the sizes as given, for the table and JSON
 
 
+@pytest.mark.parametrize("sizes, align, least", [((5, 1, 6), 8, 17), ((3, 4, 2), 3, 10), ((8, 1, 2), 16, 33)])
+@pytest.mark.parametrize("strategy", ["auto", "exact"])
+def test_plans_equal_when_rounded_are_told_apart_by_what_ends_on_top(tmp_path, sizes, align, least, strategy):
+    """Buffers at one step: every rounded plan is optimal, and only the most padded on top
+    meets `least`. `auto` stopped at best-fit's (21 of 17), `exact` turned its start over
+    (11 of 10), and a capacity of `least` was missed with a search said to take the time limit."""
+    path = write(tmp_path, "id,lower,upper,size\n" + "".join(f"b{i},0,1,{n}\n" for i, n in enumerate(sizes)))
+    plan = place(read_problem(path, align), strategy, align, [], 10, padded=True)
+    assert (plan.arena, plan.optimal) == (least, True)
+    assert place(read_problem(path, align), strategy, align, [], 10, least, padded=True).arena == least
+
+
+def test_naive_stacks_the_most_padded_buffer_last_so_nothing_is_saved_below_zero(tmp_path):
+    path = write(tmp_path, "id,lower,upper,size\na,0,1,3\nb,0,1,4\nc,0,1,2\n")
+    plan = place(read_problem(path, 3), "naive", 3, [], padded=True)
+    assert (plan.arena, plan.no_reuse) == (10, 10)
+    assert {b.name: b.offset for b in plan.buffers} == {"a": 0, "c": 3, "b": 6}
+
+
+def test_a_capacity_missed_between_multiples_says_how_plans_were_looked_for(tmp_path):
+    """Not 'in 10 s' after a quarter of a second: the rounded sizes' plans were all it had.
+    (50 bytes hold these, by brute force; the rounded plans settled end at 53.)"""
+    rows = [(0, 2, 1), (0, 1, 13), (2, 5, 8), (0, 3, 11), (2, 3, 17), (2, 3, 12)]
+    assert least_aligned_arena(rows, 6) == 50
+    path = write(tmp_path, "id,lower,upper,size\n" + "".join(f"b{i},{r[0]},{r[1]},{r[2]}\n" for i, r in enumerate(rows)))
+    try:
+        assert place(read_problem(path, 6), "auto", 6, [], 10, 50, padded=True).arena <= 50
+    except CapacityMissed as missed:
+        assert "found by planning the sizes rounded up to multiples of 6, and none proven" in str(missed)
+
+
 def test_columns_in_any_order_a_byte_order_mark_and_a_plan_column_read_the_same(tmp_path):
     """minimalloc finds its columns by name; spreadsheets save a byte-order mark first."""
     expected = [(b.name, b.first, b.last, b.size) for b in read_problem(write(tmp_path, README_EXAMPLE))]
