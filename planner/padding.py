@@ -32,7 +32,7 @@ def assigned(rounded: list[Block], nbytes: list[int], align: int, strategy: str,
         if strategy == "naive":
             return assignment, _stacked(rounded, assignment.offsets, nbytes)
         offsets = settled(rounded, assignment.offsets, nbytes)
-        if strategy not in HEURISTICS:
+        if strategy not in HEURISTICS and _top(offsets, nbytes) > (capacity or _least(rounded, nbytes, assignment.bound)):
             assignment, offsets = _lowest(rounded, nbytes, assignment, offsets, deadline)
         if goal is None or assignment.bound <= goal or _top(offsets, nbytes) <= capacity:
             break       # a plan, or none ruled out at this goal: no reason to go on
@@ -55,6 +55,12 @@ def _lowest(blocks: list[Block], nbytes: list[int], assignment, offsets: list[in
         if _top(plan, nbytes) < best[0]:
             best = (_top(plan, nbytes), assignment._replace(strategy=f"{assignment.strategy.split(':')[0]}:{name}"), plan)
     return best[1], best[2]
+
+
+def _least(blocks: list[Block], nbytes: list[int], bound: int) -> int:
+    """A bound on the arena of the sizes as given, from `bound` on the rounded ones (as plan.py's)."""
+    padding = max(b.size - n for b, n in zip(blocks, nbytes))
+    return max(bound - padding, lower_bound([b._replace(size=n) for b, n in zip(blocks, nbytes)]))
 
 
 def _top(offsets: list[int], nbytes: list[int]) -> int:
