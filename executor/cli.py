@@ -11,7 +11,7 @@ import math
 import sys
 
 from planner.errors import MAX_FILE_BYTES, ArenaError, plural, read_text, utf8_text
-from planner.models import model_files
+from planner.models import files_of
 from planner.output import check_target, check_targets
 from planner.sizes import mib
 
@@ -181,7 +181,7 @@ def _generate_in(args, group, torch) -> int:
             result = generate(session, prompt, args.max_new_tokens, sampler, tokenizer.eos_ids,
                               args.ignore_eos, echo)
         except NotFinite as e:
-            raise ArenaError(_why_not_finite(e, weights, source.path, dtype)) from None
+            raise ArenaError(_why_not_finite(e, weights, source.path, dtype, group is not None)) from None
 
     outside = {"rope_bytes": session.model.cos.nbytes + session.model.sin.nbytes,
                **{k: cost[k] for k in ("workspace_bytes", "runtime_bytes")}}
@@ -205,13 +205,16 @@ def _generate_in(args, group, torch) -> int:
     return 0
 
 
-def _why_not_finite(e, weights, path, dtype: str) -> str:
-    """The logits' fault with its cause: a weight that holds NaN or infinity, else the dtype."""
+def _why_not_finite(e, weights, path, dtype: str, ranks: bool) -> str:
+    """The logits' fault with its cause: a weight that holds NaN or infinity, else the dtype.
+    Under --tp a rank holds a share of the weights, and only the sampling rank's is checked."""
     from .weights import not_finite
 
     culprit = not_finite(weights)
     if culprit is not None:
         return f"{path}: {culprit} holds NaN or infinity, so {e}"
+    if ranks:
+        return f"{e}; this rank's share of the weights is finite (the other ranks' are not checked here)"
     if dtype != "f32":
         return f"{e}: the model overflows in {dtype}; try --dtype f32"
     return f"{e}, though every weight is finite: the model overflows even in f32 (see its norm and RoPE settings)"
@@ -248,7 +251,7 @@ def _inputs(args) -> dict[str, str | None]:
     the checkpoint's folder it reads (weights, config and tokenizer), which --trace must not overwrite."""
     from .source import resolve
     return {"--prompt-file": args.prompt_file if args.prompt_file != "-" else None,
-            **model_files(str(resolve(args.model).path))}
+            **files_of(resolve(args.model).path)}
 
 
 def _note_native(args) -> None:

@@ -22,14 +22,14 @@ SHOWN_FAULTS = 20      # one screen; the count of the rest follows
 
 
 def main(argv=None) -> int:
-    if sys.stdout is None:      # started with standard output closed: every command prints there
-        print("arena: error: standard output is closed", file=sys.stderr)
-        return 1
     parser = build_parser()
     # markup off: messages quote the user's names, and `[x]` in a name is not a style
     err = Console(stderr=True, markup=False, emoji=False, highlight=False, soft_wrap=True)
     try:
         args = parser.parse_args(argv)      # --help and --version print here
+        if sys.stdout is None:      # started with standard output closed: every command prints there
+            err.print("arena: error: standard output is closed")
+            return 1
         return args.handler(args)
     except ArenaError as e:
         for fault in e.faults[:SHOWN_FAULTS]:
@@ -89,10 +89,14 @@ class _Parser(argparse.ArgumentParser):
         super().exit(status, message)
 
     def _print_message(self, message, file=None):
-        # argparse's own lets a failed write pass: --help into a full disk would exit 0
-        file = file or sys.stderr
-        if message and file is not None:
-            file.write(message)
+        # argparse's own lets a failed write pass: --help into a full disk would exit 0 (an
+        # error's message failing on stderr still leaves its exit code 2)
+        try:
+            if message:
+                (file or sys.stderr).write(message)
+        except (AttributeError, OSError):
+            if file is sys.stdout:
+                raise
 
 
 class _Version(argparse.Action):

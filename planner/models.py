@@ -55,14 +55,18 @@ CHECKPOINT_FILES = ("config.json", "model.safetensors.index.json", "generation_c
 
 
 def model_files(model: str | None) -> dict[str, str]:
-    """The files of --model as {what: path}: a GGUF or config file itself, or every file of a
-    checkpoint's folder that is read (CHECKPOINT_FILES and the weights)."""
+    """The files of --model as {what: path} (none for a preset): see files_of."""
     path = model_file(model) if model else None
-    if path is None:
-        return {}
-    if path.name != "config.json" or not Path(model).is_dir():
+    return {} if path is None else files_of(path)
+
+
+def files_of(path: Path) -> dict[str, str]:
+    """The files read from a model at `path`, as {what: path}: a GGUF file itself, or every
+    file of a checkpoint's folder that is read (CHECKPOINT_FILES and the weights), given the
+    folder or its config.json (whose folder's weights say whether a head is stored)."""
+    folder = path if path.is_dir() else path.parent if path.name == "config.json" else None
+    if folder is None:
         return {"--model": str(path)}
-    folder = path.parent
     read = [*CHECKPOINT_FILES, *(p.name for p in folder.glob("*.safetensors"))]
     return {f"--model's {name}": str(folder / name) for name in read if (folder / name).is_file()}
 

@@ -230,7 +230,8 @@ def test_out_never_overwrites_the_model(tmp_path, capsys):
                                       num_hidden_layers=2, vocab_size=100, tie_word_embeddings=True)))
     weights = tmp_path / "model.safetensors"
     weights.write_bytes(b"weights")
-    for model, option, target, what in ((config, "--graph", config, "--model"),
+    for model, option, target, what in ((config, "--graph", config, "--model's config.json"),
+                                        (config, "--out", weights, "--model's model.safetensors"),
                                         (tmp_path, "--out", config, "--model's config.json"),
                                         (tmp_path, "--out", weights, "--model's model.safetensors")):
         assert main(["plan", "llama", "--set", "n=7", "--model", str(model), option, str(target)]) == 2
@@ -319,6 +320,14 @@ def test_help_version_and_files_that_cannot_be_written_are_exit_1(argv):
     with open("/dev/full", "w") as full:
         p = subprocess.run([sys.executable, "-m", "llama_arena", *argv], stdout=full, stderr=subprocess.PIPE, text=True)
     assert p.returncode == 1 and p.stderr.count("\n") == 1 and "No space left on device" in p.stderr, p.stderr
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="no /dev/full")
+def test_an_option_fault_stays_exit_2_when_its_message_cannot_be_written():
+    with open("/dev/full", "w") as full:
+        assert subprocess.run([sys.executable, "-m", "llama_arena", "--bogus"], stderr=full).returncode == 2
+    assert subprocess.run([sys.executable, "-m", "llama_arena", "--bogus"], capture_output=True,
+                          preexec_fn=lambda: os.close(1)).returncode == 2
 
 
 def test_a_closed_standard_output_is_exit_1():

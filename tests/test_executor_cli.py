@@ -122,7 +122,7 @@ def test_trace_has_one_call_per_forward(folder, tmp_path, capsys):
     assert [c["name"] for c in calls] == ["call 0 (n=2)", "call 1 (n=1)", "call 2 (n=1)"]
 
 
-def test_a_trace_never_overwrites_what_the_run_reads(folder, tmp_path, capsys):
+def test_a_trace_never_overwrites_what_the_run_reads(folder, tmp_path, capsys, monkeypatch):
     """The model's files and the prompt file, refused before anything is written."""
     prompt = tmp_path / "prompt.txt"
     prompt.write_text("w5 w6")
@@ -132,6 +132,12 @@ def test_a_trace_never_overwrites_what_the_run_reads(folder, tmp_path, capsys):
         assert main(["run", "--model", str(folder), "--prompt-file", str(prompt), "--trace", str(target)]) == 2
         assert f"--trace {target}: the same file as {what} {target}" in capsys.readouterr().err
         assert target.read_bytes() == before
+    named = Path(shutil.copytree(folder, tmp_path / "smollm2-135m"))    # a folder named as a preset is a folder
+    weights = next(named.glob("*.safetensors"))
+    before = weights.read_bytes()
+    monkeypatch.chdir(tmp_path)
+    assert main(["run", "--model", "smollm2-135m", "--prompt", "w5", "--trace", str(weights)]) == 2
+    assert f"the same file as --model's {weights.name}" in capsys.readouterr().err and weights.read_bytes() == before
     trace = folder / "trace.json"       # beside the model's files, not one of them: written, and again
     for _ in range(2):
         assert main(["run", "--model", str(folder), "--prompt", "w5", "--max-new-tokens", "1", "--trace", str(trace)]) == 0
