@@ -85,16 +85,19 @@ class _Parser(argparse.ArgumentParser):
 
     def exit(self, status=0, message=None):
         if status == 0:         # after --help or --version: their text is the output, and may fail
+            if sys.stdout is None:
+                raise OSError(errno.EBADF, "standard output is closed")
             sys.stdout.flush()
         super().exit(status, message)
 
     def _print_message(self, message, file=None):
         # argparse's own lets a failed write pass: --help into a full disk would exit 0 (an
-        # error's message failing on stderr still leaves its exit code 2)
+        # error's message failing on stderr still leaves its exit code 2). No file: stdout is
+        # closed, and exit() says so.
         try:
-            if message:
-                (file or sys.stderr).write(message)
-        except (AttributeError, OSError):
+            if message and file is not None:
+                file.write(message)
+        except OSError:
             if file is sys.stdout:
                 raise
 

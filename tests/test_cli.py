@@ -330,8 +330,9 @@ def test_an_option_fault_stays_exit_2_when_its_message_cannot_be_written():
                           preexec_fn=lambda: os.close(1)).returncode == 2
 
 
-def test_a_closed_standard_output_is_exit_1():
-    p = subprocess.run([sys.executable, "-m", "llama_arena", "plan", "llama-layer", "--set", "n=7", "--json"],
+@pytest.mark.parametrize("argv", [["plan", "llama-layer", "--set", "n=7", "--json"], ["--help"], ["--version"]])
+def test_a_closed_standard_output_is_exit_1(argv):
+    p = subprocess.run([sys.executable, "-m", "llama_arena", *argv],
                        stderr=subprocess.PIPE, text=True, pass_fds=(), stdin=subprocess.DEVNULL,
                        preexec_fn=lambda: os.close(1))
     assert (p.returncode, p.stderr) == (1, "arena: error: standard output is closed\n")
