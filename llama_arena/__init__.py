@@ -18,7 +18,10 @@ def main(argv=None) -> int:
     try:
         from .cli import main as run
         return run(argv)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, ImportError) as e:
+        # Ctrl-C while a compiled module initializes (OR-Tools') comes out as its ImportError
+        if isinstance(e, ImportError) and not isinstance(e.__cause__, KeyboardInterrupt):
+            raise
         for stream in (sys.stdout, sys.stderr):
             try:
                 stream.flush()

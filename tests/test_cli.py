@@ -385,3 +385,14 @@ def test_ctrl_c_during_a_search_exits_130_at_once(tmp_path, options):
     start = time.monotonic()
     _, err = p.communicate(timeout=60)
     assert p.returncode == 130 and err == "" and time.monotonic() - start < 2, err
+
+
+def test_ctrl_c_while_a_compiled_module_loads_exits_130():
+    """OR-Tools' module, interrupted while it initializes, raises ImportError from the KeyboardInterrupt."""
+    code = ("import llama_arena, llama_arena.cli as cli\n"
+            "def interrupted(argv):\n"
+            "    raise ImportError('initialization failed') from KeyboardInterrupt()\n"
+            "cli.main = interrupted\n"
+            "llama_arena.main()\n")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert (p.returncode, p.stderr) == (130, "")
