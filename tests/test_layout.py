@@ -50,3 +50,18 @@ def test_package_imports_only_the_packages_below_it(package):
 def test_planner_never_imports_torch():
     bad = offending("planner", lambda top: top == "torch")
     assert not bad, "the planner must run without torch, but:\n" + "\n".join(bad)
+
+
+def test_a_wheel_holds_the_schedules_and_the_compiled_parts(tmp_path):
+    """A plain `pip install .` (not -e) runs from site-packages: the schedules that plan and
+    run read must be installed beside the packages, where planner/schedule.py finds them."""
+    import subprocess
+    import sys
+    import zipfile
+    built = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(tmp_path), str(ROOT)],
+                           capture_output=True, text=True)
+    assert built.returncode == 0, built.stderr
+    names = zipfile.ZipFile(next(tmp_path.glob("*.whl"))).namelist()
+    assert {f"schedules/{p.name}" for p in (ROOT / "schedules").glob("*.yaml")} <= set(names)
+    for extension in ("executor/_kernels", "planner/place/_canonical", "planner/place/_skyline"):
+        assert any(n.startswith(extension) and n.endswith(".so") for n in names), extension
