@@ -10,13 +10,18 @@ from planner.errors import ArenaError, read_json_object
 
 from .chat import SPECIAL_TOKENS, folder_template, render_chat
 
-# llama.cpp's pre-tokenizer names (tokenizer.ggml.pre) -> how text is split before the merges.
-# "smollm" and its kin split every digit alone, then apply GPT-2's split (llama-vocab.cpp).
-DIGITS_THEN_GPT2 = {"smollm", "starcoder", "refact", "codeshell", "command-r", "exaone", "minerva"}
+# llama.cpp's pre-tokenizer names (tokenizer.ggml.pre) -> how text is split before the merges
+# (llama-vocab.cpp). "smollm" and its kin split every digit alone, then apply GPT-2's split.
+DIGITS_THEN_GPT2 = {"smollm", "starcoder", "refact", "codeshell", "command-r", "exaone", "minerva-7b"}
 LLAMA3_SPLIT = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}"
                 r"| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+")
 LLAMA3 = {"llama3", "llama-v3", "llama-bpe", "smaug-bpe", "dbrx", "falcon3"}
-GPT2 = {None, "default", "gpt2", "gpt-2"}
+GPT2 = {"gpt-2"}
+# A file that names none (converted before the names were written), or "default": runs of
+# punctuation split off first, then GPT-2's split, then runs of digits, then three digits at a time.
+DEFAULT = {None, "default"}
+GPT2_SPLIT = r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)"
+DEFAULT_SPLITS = (r"[\p{P}\$\+<=>\^~\|]+", GPT2_SPLIT, r"\p{N}+", r"[0-9][0-9][0-9]")
 # Llama 3's own vocabulary: its merges do not reach every token, so a word that is a token
 # is taken whole before any merge (ignore_merges), and BOS comes first unless the file says not.
 LLAMA3_VOCABULARY = {"llama3", "llama-v3", "llama-bpe", "falcon3"}
@@ -144,16 +149,19 @@ def _byte_level_bpe(gguf, tokens: list[str]):
     tok = Tokenizer(models.BPE(vocab, merges, fuse_unk=False, ignore_merges=pre in LLAMA3_VOCABULARY))
 
     byte_level = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    bytes_alone = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
     if pre in DIGITS_THEN_GPT2:
         tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Digits(individual_digits=True), byte_level])
     elif pre in LLAMA3:
-        tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Split(Regex(LLAMA3_SPLIT), "isolated"),
-                                                     pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
+        tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Split(Regex(LLAMA3_SPLIT), "isolated"), bytes_alone])
     elif pre in GPT2:
         tok.pre_tokenizer = byte_level
+    elif pre in DEFAULT:
+        tok.pre_tokenizer = pre_tokenizers.Sequence([*(pre_tokenizers.Split(Regex(split), "isolated")
+                                                       for split in DEFAULT_SPLITS), bytes_alone])
     else:
         raise ArenaError(f"{gguf.path}: pre-tokenizer '{pre}' is not supported "
-                         f"(known: {', '.join(sorted(DIGITS_THEN_GPT2 | LLAMA3 | {'gpt2'}))})")
+                         f"(known: {', '.join(sorted(DIGITS_THEN_GPT2 | LLAMA3 | GPT2 | {'default'}))})")
     tok.decoder = decoders.ByteLevel()
     return tok
 

@@ -164,7 +164,7 @@ def test_the_stream_goes_on_after_a_stray_byte(vocabulary):
     assert shown == sp.decode(ids) == "\n\ufffd the KV cache arena"
 
 
-@pytest.mark.parametrize("pre, ids", [("llama-bpe", [6, 5]), ("gpt2", [0, 3])])
+@pytest.mark.parametrize("pre, ids", [("llama-bpe", [6, 5]), ("gpt-2", [0, 3])])
 def test_llama_3_vocabularies_take_whole_words_before_merges_and_bos_first(vocabulary, tmp_path, pre, ids):
     """llama.cpp's rules for Llama 3's byte-level vocabulary (ignore_merges, and BOS unless
     tokenizer.ggml.add_bos_token says not): 'xqz' is a token the merges never reach, since
@@ -180,3 +180,21 @@ def test_llama_3_vocabularies_take_whole_words_before_merges_and_bos_first(vocab
         w.add_bos_token_id(6)
     path = checkpoint_to_gguf(folder, tmp_path / "bpe.gguf", metadata=byte_level)
     assert from_gguf(GGUFFile(path)).encode("xqz") == ids
+
+
+@pytest.mark.parametrize("pre, pieces", [("gpt-2", ["'re", "1234"]), ("default", ["'", "re", "123", "4"]),
+                                         (None, ["'", "re", "123", "4"])])
+def test_a_file_naming_no_pre_tokenizer_splits_as_llama_cpp_s_default(vocabulary, tmp_path, pre, pieces):
+    """llama.cpp's default (a file converted before the names, or 'default'): runs of punctuation
+    split off first, then GPT-2's split, runs of digits, and three digits at a time."""
+    _, folder, _ = vocabulary
+    tokens = ["'", "r", "e", "re", "'re", "1", "2", "3", "4", "12", "123", "1234"]
+
+    def byte_level(w):
+        w.add_tokenizer_model("gpt2")
+        if pre is not None:
+            w.add_tokenizer_pre(pre)
+        w.add_token_list(tokens)
+        w.add_token_merges(["r e", "' re", "1 2", "12 3", "123 4"])
+    path = checkpoint_to_gguf(folder, tmp_path / "bpe.gguf", metadata=byte_level)
+    assert from_gguf(GGUFFile(path)).encode("'re1234") == [tokens.index(p) for p in pieces]
