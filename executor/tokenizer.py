@@ -232,8 +232,36 @@ def from_folder(folder: Path) -> TextTokenizer:
     legacy = [] if "added_tokens_decoder" in config else [_json(Path(folder) / "special_tokens_map.json")]
     special = {name: _content(source[name]) for source in (config, *legacy)
                for name in SPECIAL_TOKENS if source.get(name)}
+    _add_config_tokens(tok, config, special)
     template = folder_template(Path(folder), config)
     return TextTokenizer(tok, _eos_ids(Path(folder), tok, special.get("eos_token")), template, special)
+
+
+FLAGS = ("single_word", "lstrip", "rstrip", "normalized", "special")
+
+
+def _add_config_tokens(tok, config: dict, special: dict) -> None:
+    """What transformers 5 adds to tokenizer.json's tokenizer from tokenizer_config.json: each
+    token of its added_tokens_decoder with the flags written there (where tokenizer.json has it
+    otherwise, or not at all), and each special token it names (extra ones too) that the
+    tokenizer lacks."""
+    from tokenizers import AddedToken
+
+    have = {str(t): t for t in tok.get_added_tokens_decoder().values()}
+    adding = []
+    for entry in (config.get("added_tokens_decoder") or {}).values():
+        if isinstance(entry, dict) and isinstance(entry.get("content"), str):
+            token = AddedToken(entry["content"], **{flag: bool(entry[flag]) for flag in FLAGS if flag in entry})
+            if repr(have.get(token.content)) != repr(token):
+                adding.append(token)
+    extra = config.get("extra_special_tokens")          # a list, or a dict of them by name
+    extra = list(extra.values()) if isinstance(extra, dict) else extra if isinstance(extra, list) else []
+    named = [*special.values(), *map(_content, extra)]
+    for content in (c for value in named for c in (value if isinstance(value, list) else [value])):
+        if isinstance(content, str) and tok.token_to_id(content) is None and all(t.content != content for t in adding):
+            adding.append(AddedToken(content, special=True))
+    if adding:
+        tok.add_tokens(adding)
 
 
 def _eos_ids(folder: Path, tok, eos_token: str | None) -> set[int]:

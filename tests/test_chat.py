@@ -91,3 +91,29 @@ def test_special_tokens_map_gives_the_templates_special_tokens_as_in_transformer
     expected = AutoTokenizer.from_pretrained(tmp_path).apply_chat_template(MESSAGES, tokenize=False)
     assert render_chat(ours.chat_template, MESSAGES, ours.special) == expected
     assert expected.startswith("|<pad>|")
+
+
+def test_tokens_only_tokenizer_config_names_are_added_as_transformers_adds_them(tmp_path):
+    """added_tokens_decoder entries (flags included) and named or extra special tokens that
+    tokenizer.json lacks: transformers adds them to the tokenizer, and so prompts split at them."""
+    import json
+
+    from tokenizers import AddedToken, pre_tokenizers
+    from transformers import AutoTokenizer
+
+    from executor.tokenizer import from_folder
+    vocab = {"<unk>": 0, "<s>": 1, "</s>": 2, "a": 3, "b": 4}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    tok.add_special_tokens([AddedToken("<s>", special=True)])
+    tok.save(str(tmp_path / "tokenizer.json"))
+    (tmp_path / "tokenizer_config.json").write_text(json.dumps({
+        "tokenizer_class": "PreTrainedTokenizerFast", "bos_token": "<s>", "eos_token": "</s>",
+        "added_tokens_decoder": {"1": {"content": "<s>", "special": True, "lstrip": True, "rstrip": True},
+                                 "5": {"content": "<|new|>", "special": True}},
+        "extra_special_tokens": ["<tool>"]}))
+    reference = AutoTokenizer.from_pretrained(tmp_path)
+    ours = from_folder(tmp_path)
+    for text in ["a<|new|>b", "a <s> b", "b<tool>a </s>", "a b"]:
+        assert ours.encode(text) == reference(text)["input_ids"], text
+    assert ours.encode("a<|new|>b<tool>") != [3, 0, 4, 0]       # not read as unknown words
