@@ -233,8 +233,21 @@ def from_folder(folder: Path) -> TextTokenizer:
     special = {name: _content(source[name]) for source in (config, *legacy)
                for name in SPECIAL_TOKENS if source.get(name)}
     _add_config_tokens(tok, config, special)
+    if config.get("split_special_tokens") is True:      # special tokens typed in a prompt are plain text
+        tok.encode_special_tokens = True
     template = folder_template(Path(folder), config)
-    return TextTokenizer(tok, _eos_ids(Path(folder), tok, special.get("eos_token")), template, special)
+    return TextTokenizer(tok, _eos_ids(Path(folder), tok, special.get("eos_token")), template,
+                         _template_tokens(config, special))
+
+
+def _template_tokens(config: dict, special: dict) -> dict:
+    """The special tokens a chat template sees, as transformers 5 passes them: by name, the
+    extra ones named in extra_special_tokens too, but no additional_special_tokens."""
+    named = {name: value for name, value in special.items() if name != "additional_special_tokens"}
+    extra = config.get("extra_special_tokens")
+    if isinstance(extra, dict):
+        named.update({name: _content(token) for name, token in extra.items() if name not in named})
+    return named
 
 
 FLAGS = ("single_word", "lstrip", "rstrip", "normalized", "special")

@@ -117,3 +117,33 @@ def test_tokens_only_tokenizer_config_names_are_added_as_transformers_adds_them(
     for text in ["a<|new|>b", "a <s> b", "b<tool>a </s>", "a b"]:
         assert ours.encode(text) == reference(text)["input_ids"], text
     assert ours.encode("a<|new|>b<tool>") != [3, 0, 4, 0]       # not read as unknown words
+
+
+def test_template_tokens_and_split_special_tokens_as_transformers_5(tmp_path):
+    """A chat template sees extra_special_tokens by name but no additional_special_tokens; with
+    split_special_tokens a special token typed in the prompt is plain text."""
+    import json
+
+    from tokenizers import AddedToken, pre_tokenizers
+    from transformers import AutoTokenizer
+
+    from executor.tokenizer import from_folder
+    vocab = {"<unk>": 0, "<s>": 1, "</s>": 2, "a": 3, "b": 4, "<img>": 5}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    tok.add_special_tokens([AddedToken("<s>", special=True), AddedToken("<img>", special=True)])
+    tok.save(str(tmp_path / "tokenizer.json"))
+    config = {"tokenizer_class": "PreTrainedTokenizerFast", "bos_token": "<s>", "eos_token": "</s>",
+              "additional_special_tokens": ["<img>"], "extra_special_tokens": {"image_token": "<img>"},
+              "chat_template": "[{{ additional_special_tokens }}][{{ image_token }}]"
+                               "{% for m in messages %}{{ m['content'] }}{% endfor %}"}
+    encoded = []
+    for split in (False, True):
+        (tmp_path / "tokenizer_config.json").write_text(json.dumps({**config, "split_special_tokens": split}))
+        reference, ours = AutoTokenizer.from_pretrained(tmp_path), from_folder(tmp_path)
+        expected = reference.apply_chat_template(MESSAGES, tokenize=False)
+        assert render_chat(ours.chat_template, MESSAGES, ours.special) == expected == "[][<img>]" + "".join(
+            m["content"] for m in MESSAGES)
+        encoded.append(ours.encode("a<s>b"))
+        assert encoded[-1] == reference("a<s>b")["input_ids"]
+    assert encoded[0] != encoded[1]
