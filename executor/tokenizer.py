@@ -256,8 +256,8 @@ FLAGS = ("single_word", "lstrip", "rstrip", "normalized", "special")
 def _add_config_tokens(tok, config: dict, special: dict) -> None:
     """What transformers 5 adds to tokenizer.json's tokenizer from tokenizer_config.json: each
     token of its added_tokens_decoder with the flags written there (where tokenizer.json has it
-    otherwise, or not at all), and each special token it names (extra ones too) that the
-    tokenizer lacks."""
+    otherwise, or not at all), and each special token it names (extra ones too) that is not an
+    added token yet (in the vocabulary or not: typed in a prompt, it is then that token)."""
     from tokenizers import AddedToken
 
     have = {str(t): t for t in tok.get_added_tokens_decoder().values()}
@@ -271,7 +271,7 @@ def _add_config_tokens(tok, config: dict, special: dict) -> None:
     extra = list(extra.values()) if isinstance(extra, dict) else extra if isinstance(extra, list) else []
     named = [*special.values(), *map(_content, extra)]
     for content in (c for value in named for c in (value if isinstance(value, list) else [value])):
-        if isinstance(content, str) and tok.token_to_id(content) is None and all(t.content != content for t in adding):
+        if isinstance(content, str) and content not in have and all(t.content != content for t in adding):
             adding.append(AddedToken(content, special=True))
     if adding:
         tok.add_tokens(adding)
