@@ -232,49 +232,78 @@ def from_folder(folder: Path) -> TextTokenizer:
     legacy = [] if "added_tokens_decoder" in config else [_json(Path(folder) / "special_tokens_map.json")]
     special = {name: _content(source[name]) for source in (config, *legacy)
                for name in SPECIAL_TOKENS if source.get(name)}
-    _add_config_tokens(tok, config, special)
-    if config.get("split_special_tokens") is True:      # special tokens typed in a prompt are plain text
-        tok.encode_special_tokens = True
+    config_path = Path(folder) / "tokenizer_config.json"
+    _add_config_tokens(tok, config, special, config_path)
+    split = config.get("split_special_tokens", False)   # true: special tokens typed in a prompt are plain text
+    if not isinstance(split, bool):
+        raise ArenaError(f"{config_path}: split_special_tokens is {json.dumps(split)[:40]}; it must be true or false")
+    tok.encode_special_tokens = split
     template = folder_template(Path(folder), config)
     return TextTokenizer(tok, _eos_ids(Path(folder), tok, special.get("eos_token")), template,
-                         _template_tokens(config, special))
+                         _special_tokens(config, special)[0])
 
 
-def _template_tokens(config: dict, special: dict) -> dict:
-    """The special tokens a chat template sees, as transformers 5 passes them: by name, the
-    extra ones named in extra_special_tokens too, but no additional_special_tokens."""
+def _special_tokens(config: dict, special: dict) -> tuple[dict, list]:
+    """(named special tokens, extra ones) as transformers 5 reads tokenizer_config.json: the
+    standard names of `special`, then any other key ending in _token and the names of an
+    extra_special_tokens mapping; and the extra_special_tokens list, or where there is none,
+    additional_special_tokens (the older name, ignored beside a list)."""
     named = {name: value for name, value in special.items() if name != "additional_special_tokens"}
+    named.update({key: _content(value) for key, value in config.items() if key.endswith("_token")
+                  and key not in SPECIAL_TOKENS and isinstance(value, (str, dict))})
     extra = config.get("extra_special_tokens")
     if isinstance(extra, dict):
         named.update({name: _content(token) for name, token in extra.items() if name not in named})
-    return named
+    elif isinstance(extra, list) and extra:
+        return named, [_content(t) for t in extra]
+    additional = special.get("additional_special_tokens") or []
+    return named, additional if isinstance(additional, list) else [additional]
 
 
 FLAGS = ("single_word", "lstrip", "rstrip", "normalized", "special")
 
 
-def _add_config_tokens(tok, config: dict, special: dict) -> None:
-    """What transformers 5 adds to tokenizer.json's tokenizer from tokenizer_config.json: each
-    token of its added_tokens_decoder with the flags written there (where tokenizer.json has it
-    otherwise, or not at all), and each special token it names (extra ones too) that is not an
-    added token yet (in the vocabulary or not: typed in a prompt, it is then that token)."""
+def _add_config_tokens(tok, config: dict, special: dict, path: Path) -> None:
+    """What transformers 5 adds to tokenizer.json's tokenizer from tokenizer_config.json (`path`):
+    the tokens of its added_tokens_decoder by id, with the flags written there (where
+    tokenizer.json has them otherwise, or not at all), then each special token it names
+    (_special_tokens) that is not an added token yet (in the vocabulary or not: typed in a
+    prompt, it is then that token). A named token is special whatever its flags say."""
     from tokenizers import AddedToken
 
+    named, extra = _special_tokens(config, special)
+    contents = [c for value in [*named.values(), *extra] for c in (value if isinstance(value, list) else [value])
+                if isinstance(c, str)]
     have = {str(t): t for t in tok.get_added_tokens_decoder().values()}
-    adding = []
-    for entry in (config.get("added_tokens_decoder") or {}).values():
-        if isinstance(entry, dict) and isinstance(entry.get("content"), str):
-            token = AddedToken(entry["content"], **{flag: bool(entry[flag]) for flag in FLAGS if flag in entry})
-            if repr(have.get(token.content)) != repr(token):
-                adding.append(token)
-    extra = config.get("extra_special_tokens")          # a list, or a dict of them by name
-    extra = list(extra.values()) if isinstance(extra, dict) else extra if isinstance(extra, list) else []
-    named = [*special.values(), *map(_content, extra)]
-    for content in (c for value in named for c in (value if isinstance(value, list) else [value])):
-        if isinstance(content, str) and content not in have and all(t.content != content for t in adding):
-            adding.append(AddedToken(content, special=True))
+    adding = {}
+    for entry in _decoder_entries(config, path):
+        flags = {flag: entry[flag] for flag in FLAGS if flag in entry}
+        token = AddedToken(entry["content"], **{**flags, **({"special": True} if entry["content"] in contents else {})})
+        if repr(have.get(token.content)) != repr(token):
+            adding.setdefault(token.content, token)    # a content given twice: its first entry, by id
+    for content in contents:
+        if content not in have and content not in adding:
+            adding[content] = AddedToken(content, special=True)
     if adding:
-        tok.add_tokens(adding)
+        tok.add_tokens(list(adding.values()))
+
+
+def _decoder_entries(config: dict, path: Path) -> list[dict]:
+    """added_tokens_decoder's entries in order of id, each with a text `content` and true or false flags."""
+    decoder = config.get("added_tokens_decoder") or {}
+    if not isinstance(decoder, dict):
+        raise ArenaError(f"{path}: added_tokens_decoder is {json.dumps(decoder)[:40]}; it must be a JSON object")
+    entries = []
+    for key, entry in decoder.items():
+        if not key.isdecimal() or not isinstance(entry, dict) or not isinstance(entry.get("content"), str):
+            raise ArenaError(f"{path}: added_tokens_decoder has {json.dumps({key: entry})[:60]}; each entry must be "
+                             "a token id and an object with its text as 'content'")
+        bad = next((flag for flag in FLAGS if flag in entry and not isinstance(entry[flag], bool)), None)
+        if bad:
+            raise ArenaError(f"{path}: added_tokens_decoder['{key}'].{bad} is {json.dumps(entry[bad])[:40]}; "
+                             "it must be true or false")
+        entries.append((int(key), entry))
+    return [entry for _, entry in sorted(entries, key=lambda e: e[0])]
 
 
 def _eos_ids(folder: Path, tok, eos_token: str | None) -> set[int]:

@@ -93,9 +93,17 @@ def test_special_tokens_map_gives_the_templates_special_tokens_as_in_transformer
     assert expected.startswith("|<pad>|")
 
 
-def test_tokens_only_tokenizer_config_names_are_added_as_transformers_adds_them(tmp_path):
-    """added_tokens_decoder entries (flags included) and named or extra special tokens that
-    tokenizer.json lacks: transformers adds them to the tokenizer, and so prompts split at them."""
+@pytest.mark.parametrize("names", [
+    {"added_tokens_decoder": {"5": {"content": "<|new|>", "special": True},
+                              "1": {"content": "<s>", "special": True, "lstrip": True, "rstrip": True}},
+     "extra_special_tokens": ["<p>"]},
+    {"additional_special_tokens": ["<p>"], "extra_special_tokens": {"image_token": "<q>"}},  # both read
+    {"additional_special_tokens": ["<p>"], "extra_special_tokens": ["<q>"]},                 # the list alone
+    {"additional_special_tokens": ["<p>", "<q>"], "image_token": "<|new|>"},
+], ids=["decoder", "additional-and-a-mapping", "additional-beside-a-list", "a-named-key"])
+def test_tokens_only_tokenizer_config_names_are_added_as_transformers_adds_them(tmp_path, names):
+    """added_tokens_decoder entries (by id, flags included) and named or extra special tokens
+    that are not added tokens yet: transformers 5 adds them, so prompts split at them, in its order."""
     import json
 
     from tokenizers import AddedToken, pre_tokenizers
@@ -108,15 +116,31 @@ def test_tokens_only_tokenizer_config_names_are_added_as_transformers_adds_them(
     tok.add_special_tokens([AddedToken("<s>", special=True)])
     tok.save(str(tmp_path / "tokenizer.json"))
     (tmp_path / "tokenizer_config.json").write_text(json.dumps({
-        "tokenizer_class": "PreTrainedTokenizerFast", "bos_token": "<s>", "eos_token": "</s>",
-        "added_tokens_decoder": {"1": {"content": "<s>", "special": True, "lstrip": True, "rstrip": True},
-                                 "5": {"content": "<|new|>", "special": True}},
-        "extra_special_tokens": ["<tool>"]}))
+        "tokenizer_class": "PreTrainedTokenizerFast", "bos_token": "<s>", "eos_token": "</s>", **names}))
     reference = AutoTokenizer.from_pretrained(tmp_path)
     ours = from_folder(tmp_path)
-    for text in ["a<|new|>b", "a <s> b", "b<tool>a </s>", "a</s>b", "a b"]:     # </s>: in the vocabulary, not added
-        assert ours.encode(text) == reference(text)["input_ids"], text
-    assert ours.encode("a<|new|>b<tool>") != [3, 0, 4, 0]       # not read as unknown words
+    texts = ["a<|new|>b", "a <s> b", "b<p>a </s>", "a</s>b", "a<q>b<p>", "a b"]     # </s>: in the vocabulary, not added
+    assert [ours.encode(t) for t in texts] == [reference(t)["input_ids"] for t in texts]
+    assert [ours.decode(ours.encode(t)) for t in texts] == [reference.decode(reference(t)["input_ids"],
+                                                                              skip_special_tokens=True) for t in texts]
+
+
+@pytest.mark.parametrize("config, message", [
+    ({"added_tokens_decoder": ["<x>"]}, 'added_tokens_decoder is ["<x>"]; it must be a JSON object'),
+    ({"added_tokens_decoder": {"5": "<x>"}}, 'added_tokens_decoder has {"5": "<x>"}; each entry must be a token id'),
+    ({"added_tokens_decoder": {"5": {"content": "<x>", "lstrip": "false"}}},
+     "added_tokens_decoder['5'].lstrip is \"false\"; it must be true or false"),
+    ({"split_special_tokens": "yes"}, 'split_special_tokens is "yes"; it must be true or false'),
+])
+def test_a_malformed_tokenizer_config_is_refused_naming_the_key(tmp_path, config, message):
+    import json
+
+    from executor.tokenizer import from_folder
+    Tokenizer(models.WordLevel({"<unk>": 0}, unk_token="<unk>")).save(str(tmp_path / "tokenizer.json"))
+    (tmp_path / "tokenizer_config.json").write_text(json.dumps(config))
+    with pytest.raises(ArenaError) as e:
+        from_folder(tmp_path)
+    assert str(e.value).startswith(f"{tmp_path / 'tokenizer_config.json'}: {message}")
 
 
 def test_template_tokens_and_split_special_tokens_as_transformers_5(tmp_path):
