@@ -274,11 +274,12 @@ def _add_config_tokens(tok, config: dict, special: dict, path: Path) -> None:
     named, extra = _special_tokens(config, special)
     contents = [c for value in [*named.values(), *extra] for c in (value if isinstance(value, list) else [value])
                 if isinstance(c, str)]
+    special_ones = set(contents)
     have = {str(t): t for t in tok.get_added_tokens_decoder().values()}
     adding = {}
     for entry in _decoder_entries(config, path):
         flags = {flag: entry[flag] for flag in FLAGS if flag in entry}
-        token = AddedToken(entry["content"], **{**flags, **({"special": True} if entry["content"] in contents else {})})
+        token = AddedToken(entry["content"], **{**flags, **({"special": True} if entry["content"] in special_ones else {})})
         if repr(have.get(token.content)) != repr(token):
             adding.setdefault(token.content, token)    # a content given twice: its first entry, by id
     for content in contents:
