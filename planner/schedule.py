@@ -34,7 +34,10 @@ SYMBOLS = "+omrwx"
 KINDS = ("kernel", "graph")
 ELEMENT_BYTES = {"i8": 1, "u8": 1, "i32": 4, "i64": 8, "f64": 8, "f32": 4, "f16": 2, "bf16": 2}
 ACT = "act"  # the element type bound by --dtype
-SCHEDULES = Path(__file__).resolve().parent.parent / "schedules"   # the schedules that ship with the project
+# the schedules that ship with the project: planner/schedules/ once installed (pyproject.toml),
+# schedules/ beside the packages in the source tree
+_HERE = Path(__file__).resolve().parent
+SCHEDULES = _HERE / "schedules" if (_HERE / "schedules").is_dir() else _HERE.parent / "schedules"
 # names a step row's keys give a meaning of their own, so that no tensor or step can have them
 RESERVED = {("tensor", "graph"): "a row's 'graph' is its kernel/graph column",
             ("step", "repeat"): "a row 'repeat' starts a repeat block"}

@@ -62,6 +62,7 @@ def test_a_wheel_holds_the_schedules_and_the_compiled_parts(tmp_path):
                            capture_output=True, text=True)
     assert built.returncode == 0, built.stderr
     names = zipfile.ZipFile(next(tmp_path.glob("*.whl"))).namelist()
-    assert {f"schedules/{p.name}" for p in (ROOT / "schedules").glob("*.yaml")} <= set(names)
+    assert {f"planner/schedules/{p.name}" for p in (ROOT / "schedules").glob("*.yaml")} <= set(names)
+    assert not any(n.startswith("schedules/") for n in names)      # no top-level folder of that name
     for extension in ("executor/_kernels", "planner/place/_canonical", "planner/place/_skyline"):
         assert any(n.startswith(extension) and n.endswith(".so") for n in names), extension
