@@ -226,21 +226,21 @@ def from_folder(folder: Path) -> TextTokenizer:
         tok = Tokenizer.from_file(str(path))
     except Exception as e:  # tokenizers raises a bare Exception on a bad file
         raise ArenaError(f"{path}: not a readable tokenizer ({e})") from None
-    config = _json(Path(folder) / "tokenizer_config.json")
+    config_path = Path(folder) / "tokenizer_config.json"
+    config = _json(config_path)
     # As transformers reads a folder: special_tokens_map.json's win, but only where the config
     # is of the kind written before added_tokens_decoder (which save_pretrained now always writes)
     legacy = [] if "added_tokens_decoder" in config else [_json(Path(folder) / "special_tokens_map.json")]
     special = {name: _content(source[name]) for source in (config, *legacy)
                for name in SPECIAL_TOKENS if source.get(name)}
-    config_path = Path(folder) / "tokenizer_config.json"
-    _add_config_tokens(tok, config, special, config_path)
+    named, extra = _special_tokens(config, special)
+    _add_config_tokens(tok, config, [*named.values(), *extra], config_path)
     split = config.get("split_special_tokens", False)   # true: special tokens typed in a prompt are plain text
     if not isinstance(split, bool):
         raise ArenaError(f"{config_path}: split_special_tokens is {json.dumps(split)[:40]}; it must be true or false")
     tok.encode_special_tokens = split
     template = folder_template(Path(folder), config)
-    return TextTokenizer(tok, _eos_ids(Path(folder), tok, special.get("eos_token")), template,
-                         _special_tokens(config, special)[0])
+    return TextTokenizer(tok, _eos_ids(Path(folder), tok, special.get("eos_token")), template, named)
 
 
 def _special_tokens(config: dict, special: dict) -> tuple[dict, list]:
@@ -263,17 +263,15 @@ def _special_tokens(config: dict, special: dict) -> tuple[dict, list]:
 FLAGS = ("single_word", "lstrip", "rstrip", "normalized", "special")
 
 
-def _add_config_tokens(tok, config: dict, special: dict, path: Path) -> None:
+def _add_config_tokens(tok, config: dict, special: list, path: Path) -> None:
     """What transformers 5 adds to tokenizer.json's tokenizer from tokenizer_config.json (`path`):
     the tokens of its added_tokens_decoder by id, with the flags written there (where
-    tokenizer.json has them otherwise, or not at all), then each special token it names
-    (_special_tokens) that is not an added token yet (in the vocabulary or not: typed in a
-    prompt, it is then that token). A named token is special whatever its flags say."""
+    tokenizer.json has them otherwise, or not at all), then each of the special tokens it names
+    (`special`, from _special_tokens) that is not an added token yet (in the vocabulary or not:
+    typed in a prompt, it is then that token). A named token is special whatever its flags say."""
     from tokenizers import AddedToken
 
-    named, extra = _special_tokens(config, special)
-    contents = [c for value in [*named.values(), *extra] for c in (value if isinstance(value, list) else [value])
-                if isinstance(c, str)]
+    contents = [c for value in special for c in (value if isinstance(value, list) else [value]) if isinstance(c, str)]
     special_ones = set(contents)
     have = {str(t): t for t in tok.get_added_tokens_decoder().values()}
     adding = {}
