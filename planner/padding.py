@@ -48,12 +48,12 @@ def _lowest(blocks: list[Block], nbytes: list[int], assignment, offsets: list[in
     """(assignment, offsets) of the plan that ends lowest: the strategy's, or a cheap
     heuristic's, each settled."""
     best = (_top(offsets, nbytes), assignment, offsets)
-    for name in CHEAP:
-        if len(blocks) > DROP_MAX or time.monotonic() > deadline:
+    for name in CHEAP if len(blocks) <= DROP_MAX else ():
+        if time.monotonic() > deadline:
             break
         plan = settled(blocks, HEURISTICS[name](blocks), nbytes)
-        if _top(plan, nbytes) < best[0]:
-            best = (_top(plan, nbytes), assignment._replace(strategy=f"{assignment.strategy.split(':')[0]}:{name}"), plan)
+        if (top := _top(plan, nbytes)) < best[0]:
+            best = (top, assignment._replace(strategy=f"{assignment.strategy.split(':')[0]}:{name}"), plan)
     return best[1], best[2]
 
 
