@@ -91,7 +91,7 @@ typedef struct {
     uint64_t *zobrist;
     Key *failed;
     size_t failed_mask, failed_count;
-    long long nodes, budget;
+    long long nodes, budget, calls;        /* calls: of the rules over a section */
     double deadline;
     volatile const char *stop;           /* the caller's flag: nonzero stops the search */
     int stopped, timed_out;
@@ -301,8 +301,14 @@ static int section_rules(Search *S, int m, const int64_t *w) {
             }
         }
     }
-    for (int i = 0; i < m; i++) order[i] = i;
-    sort_by(order, m, high, 0);
+    /* by high, lowest first: most jobs' greatest top is the capacity, the highest there is, so
+     * only the others need sorting (the same order as sorting them all, ties as they were) */
+    int below = 0;
+    for (int i = 0; i < m; i++)
+        if (high[i] < S->capacity) order[below++] = i;
+    sort_by(order, below, high, 0);
+    for (int i = 0, r = below; i < m; i++)
+        if (high[i] >= S->capacity) order[r++] = i;
     for (int i = m - 1; i >= 0; i--) widest[i] = max64(widest[i + 1], w[order[i]]);
     int64_t bottom = INT64_MAX;
     sizes = 0;
@@ -371,8 +377,9 @@ static int propagated(Search *S, int mark, int64_t base) {
      * SORTED_QUEUE keeps the trail's order: sorting it by insertion would cost more than it saves) */
     if (tail <= SORTED_QUEUE) sort_by(S->queue, tail, S->fails, 1);
     while (head != tail) {
-        /* the clock here too: on thousands of buffers one placement's propagation can take a second */
-        if (*S->stop || now() > S->deadline) { S->stopped = S->timed_out = 1; return 0; }
+        /* the clock here too, every 16 sections: on thousands of buffers one placement's propagation
+         * can take a second */
+        if ((++S->calls & 15) == 0 && (*S->stop || now() > S->deadline)) { S->stopped = S->timed_out = 1; return 0; }
         int s = S->queue[head];
         head = (head + 1) % (S->nsec + 1);
         S->queued[s] = 0;
