@@ -77,8 +77,8 @@ class _LineLoader(yaml.SafeLoader):
         return mapping
 
     def _key(self, key_node):
-        """A key is a name as written: `~`, `true`, `1.50` are not None, True, 1.5 (and the
-        text of a scalar is the same wherever an alias repeats it)."""
+        """A key is a name as written (and the text of a scalar is the same wherever an alias
+        repeats it); an empty key is the empty name."""
         if isinstance(key_node, yaml.ScalarNode) and key_node.tag in _IMPLICIT:
             return key_node.value
         key = self.construct_object(key_node, deep=True)
@@ -88,6 +88,8 @@ class _LineLoader(yaml.SafeLoader):
         return key
 
     def construct_object(self, node, deep=False):
+        if isinstance(node, yaml.ScalarNode) and node.tag in _IMPLICIT:     # as written
+            return Truth(node.value) if node.tag == _BOOL and node.value in _TRUE + _FALSE else node.value or None
         self.node = node
         waiting = len(self.state_generators)
         data = super().construct_object(node, deep=deep)
@@ -101,17 +103,21 @@ class _LineLoader(yaml.SafeLoader):
         yield from generator
 
 
-# YAML 1.2's core schema for booleans and integers, not PyYAML's YAML 1.1: there `010` is the
-# octal 8 (a repeat count unrolled 8 times), `2:30` is 150, and `yes`, `on`, `no`, `off` are
-# booleans (a tensor named `on` became True). Here those are strings, and integers are decimal.
-_BOOL, _INT = "tag:yaml.org,2002:bool", "tag:yaml.org,2002:int"
-_IMPLICIT = {_BOOL, _INT, *(f"tag:yaml.org,2002:{tag}" for tag in ("null", "float", "timestamp"))}
-_LineLoader.yaml_implicit_resolvers = {
-    first: [(tag, regexp) for tag, regexp in resolvers if tag not in (_BOOL, _INT)]
-    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
-_LineLoader.add_implicit_resolver(_BOOL, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
-_LineLoader.add_implicit_resolver(_INT, re.compile(r"^[-+]?[0-9]+$"), list("-+0123456789"))
-_LineLoader.add_constructor(_INT, lambda loader, node: int(loader.construct_scalar(node), 10))
+# The tags PyYAML gives a plain scalar by its look (YAML 1.1: `010` the octal 8, `2:30` the
+# number 150, `yes`, `on` and `~` booleans and none, `1.50` the float 1.5). A table means none of
+# them: a name, a shape, a cell or a count is the text as written. Only `true` and `false` (YAML
+# 1.2's spellings) are booleans, for `persistent`, and they too keep their text (Truth). An empty
+# value is no value (None).
+_BOOL = "tag:yaml.org,2002:bool"
+_IMPLICIT = {_BOOL, *(f"tag:yaml.org,2002:{tag}" for tag in ("int", "null", "float", "timestamp"))}
+_TRUE, _FALSE = ("true", "True", "TRUE"), ("false", "False", "FALSE")
+
+
+class Truth(str):
+    """`true` or `false` as written in the table."""
+
+    def __bool__(self) -> bool:
+        return self in _TRUE
 
 
 def _expanded_size(node, sizes: dict[int, int]) -> int:
@@ -147,18 +153,14 @@ def loads(text: str, file: str = "<schedule>") -> Schedule:
     except RecursionError:
         raise ArenaError(f"{file}: the YAML nests too deeply to read") from None
     except (ValueError, TypeError, KeyError, AttributeError):
-        # a value that PyYAML's patterns or an explicit tag promise and its constructors
-        # cannot build: 2001-13-45 as a date, 0x_ as an int, !!bool x, !!set [1]
+        # a collection that an explicit tag promises and its constructor cannot build: !!set [1]
+        # (a scalar's tag by its look is read as written; a bad !!binary is a YAMLError)
         raise ArenaError(_unbuilt(loader.node, file)) from None
     return _Reader(file).schedule(doc)
 
 
 def _unbuilt(node, file: str) -> str:
-    kind = node.tag.rsplit(":", 1)[-1]
-    if isinstance(node, yaml.ScalarNode):
-        return (f"{where(file, node.start_mark.line + 1)}'{show(node.value)}' reads as a YAML {kind} but is "
-                "not one; quote it if it is a name")
-    return f"{where(file, node.start_mark.line + 1)}malformed YAML: this {node.id} is not a YAML {kind}"
+    return f"{where(file, node.start_mark.line + 1)}malformed YAML: this {node.id} is not a YAML {node.tag.rsplit(':', 1)[-1]}"
 
 
 def _yaml_fault(e: yaml.YAMLError, file: str) -> str:
@@ -201,7 +203,8 @@ class _Reader:
         types = self.types(doc["types"])
         tensors = self.tensors(doc["tensors"], dims, types)
         steps = self.steps(doc["steps"], tensors, dims, nested=False, line=_key_line(doc, "steps"))
-        name = self.name(doc.get("schedule", Path(self.file).stem), "schedule", _key_line(doc, "schedule"))
+        name = doc.get("schedule")
+        name = self.name(Path(self.file).stem if name is None else name, "schedule", _key_line(doc, "schedule"))
         if self.faults:
             raise ArenaError(*self.faults)
         return Schedule(name, dims, types, tensors, steps, self.file)
@@ -256,18 +259,19 @@ class _Reader:
                 if unknown:
                     self.fault(f"unknown key(s) {', '.join(sorted(show(k) for k in unknown))} "
                                "(a tensor has: shape, persistent)", line, tensor=name)
-                persistent = spec.get("persistent", False)
-                if not isinstance(persistent, bool):
-                    self.fault(f"persistent must be true or false, not '{show(persistent)}'", line, tensor=name)
+                persistent = spec.get("persistent", Truth("false"))
+                if not isinstance(persistent, Truth):
+                    self.fault(f"persistent must be true or false, not {_kind(persistent)}", line, tensor=name)
+                persistent = isinstance(persistent, Truth) and bool(persistent)
                 if "shape" not in spec:
                     self.fault("no shape (a tensor has: shape, persistent)", line, tensor=name)
-                    tensors[name] = TensorDecl(name, "", [], persistent is True, line)
+                    tensors[name] = TensorDecl(name, "", [], persistent, line)
                     continue
                 spec = spec.get("shape")
             match = _SHAPE.match(str(spec)) if isinstance(spec, str) else None
             if not match:
                 self.fault(f"shape '{show(spec)}' is not of the form Type[dim, dim, ...]", line, tensor=name)
-                tensors[name] = TensorDecl(name, "", [], persistent is True, line)   # its cells are not unknown
+                tensors[name] = TensorDecl(name, "", [], persistent, line)   # its cells are not unknown
                 continue
             type_, axes = match.group(1), [a.strip() for a in split_axes(match.group(2))]
             if type_ not in types:
@@ -281,7 +285,7 @@ class _Reader:
                 for dim in sorted(unknown):
                     self.fault(f"unknown dimension '{dim}' in shape '{spec}' (declared dims: {', '.join(dims)})",
                                line, tensor=name)
-            tensors[name] = TensorDecl(name, type_, axes, persistent is True, line)
+            tensors[name] = TensorDecl(name, type_, axes, persistent, line)
         return tensors
 
     def steps(self, node, tensors, dims, nested, line=None) -> list:

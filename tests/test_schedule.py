@@ -1,4 +1,6 @@
 """The lifetime table: each symbol's meaning, the seed's two x_ instances, and every fault."""
+import re
+
 import pytest
 
 from planner.errors import ArenaError
@@ -216,6 +218,20 @@ def test_values_read_as_yaml_1_2_reads_them():
                 if value == "yes" else HEAD + "  - repeat: 2:30\n    steps:\n      - s: {b: +wx}\n")
         with pytest.raises(ArenaError, match=message):
             loads(text, "t.yaml")
+
+
+def test_values_are_read_as_written():
+    """Not as YAML 1.1 builds them: a schedule `010` is not 10, a cell `true` not True, a shape
+    `~` not None, a repeat `1:30.0` not 90.0; an empty schedule name is no name."""
+    named = {value: loads(HEAD.replace("schedule: t", f"schedule: {value}") + "  - s: {b: +wx}\n", "t.yaml").name
+             for value in ("010", "1.50", "true", "~", "")}
+    assert named == {"010": "010", "1.50": "1.50", "true": "true", "~": "~", "": "t"}
+    for edited, message in ((HEAD + "  - s: {b: true}\n", "unknown symbol 't' in 'true'"),
+                            (HEAD.replace("a: Ta[n, d]", "a: ~") + "  - s: {b: +wx}\n", "shape '~' is not"),
+                            (HEAD + "  - repeat: 1:30.0\n    steps:\n      - s: {b: +wx}\n",
+                             "repeat count '1:30.0' is neither")):
+        with pytest.raises(ArenaError, match=re.escape(message)):
+            loads(edited, "t.yaml")
 
 
 def test_names_are_read_as_written():
