@@ -12,7 +12,7 @@ from . import expr
 from .errors import ArenaError, read_text, show, where
 from .schedule import ACT, ELEMENT_BYTES, KINDS, Schedule, StepRow, TensorDecl, name_problem, split_axes, symbol_problem
 
-_SHAPE = re.compile(r"^\s*([A-Za-z_]\w*)\s*\((.*)\)\s*$")
+_SHAPE = re.compile(r"^\s*([^\W\d]\w*)\s*\((.*)\)\s*$")
 
 
 def _element(type_: str) -> str:
@@ -66,16 +66,27 @@ def convert(path) -> Schedule:
         steps.append(StepRow(step, kind, row, line))
     if not body:        # convert's YAML would then be refused by plan
         faults.append(f"{path}: the table has no steps (rows below its shapes)")
+    if name_problem(path.stem, "schedule"):     # the name convert's YAML gives it: read back, it is checked
+        faults.append(f"{path}: {name_problem(path.stem, 'schedule')}")
     if faults:
         raise ArenaError(*faults)
     return Schedule(path.stem, dims, types, tensors, steps, str(path))
 
 
 def _table_with_graph_column(path, lines) -> list[tuple[int, list[str]]]:
-    """The rows (line number, cells) of the first table whose second column is `graph`."""
+    """The rows (line number, cells) of the first table whose second column is `graph`,
+    outside fenced code (which markdown shows as it is, an example table included)."""
     table: list[tuple[int, list[str]]] = []
     bare = False        # a table whose rows need not start with a pipe: its header did not
+    fence = None        # the fence of the code block the line is in
     for number, text in enumerate(lines, start=1):
+        run = _FENCE.match(text)
+        if fence:
+            if run and run[1][0] == fence[0] and len(run[1]) >= len(fence) and not text[run.end():].strip():
+                fence = None
+            continue
+        if run and not (run[1][0] == "`" and "`" in text[run.end():]):     # CommonMark's info string
+            fence, text = run[1], ""        # a fence line ends a table as any other line
         if not table and not text.strip().startswith("|") and _PIPE.search(text):
             bare = number < len(lines) and bool(_PIPE.search(lines[number])) and _rule(_cells(lines[number]))
         if text.strip().startswith("|") or bare and _PIPE.search(text):
@@ -94,6 +105,7 @@ def _table_with_graph_column(path, lines) -> list[tuple[int, list[str]]]:
 
 
 _PIPE = re.compile(r"(?<!\\)\|")     # a cell boundary: a pipe not escaped
+_FENCE = re.compile(r" {0,3}(`{3,}|~{3,})")
 
 
 def _rule(cells: list[str]) -> bool:

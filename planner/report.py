@@ -22,7 +22,7 @@ def print_plan(plan: Plan, console: Console) -> None:
     rows = sorted(plan.buffers, key=lambda b: (b.memory != "device", b.first, b.name))
     for b in rows[:SHOWN_ROWS]:
         steps = (f"{plan.steps[b.first]}..{plan.steps[b.last]}" if plan.steps else f"{b.first}..{b.last}")
-        shape = f"{b.dtype}[{', '.join(map(str, b.shape))}]" if b.shape else ""
+        shape = f"{b.dtype}[{', '.join(map(str, b.shape))}]" if b.shape is not None else ""
         offset = "-" if b.offset is None else f"{b.offset:,}"
         table.add_row(b.name, b.tensor, shape, f"{b.size:,}", offset, steps,
                       Text("host", style="cyan") if b.memory == "host" else "device")

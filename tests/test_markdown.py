@@ -93,3 +93,31 @@ def test_types_are_activations_an_element_type_or_int32(tmp_path):
     (tmp_path / "t.md").write_text(table)
     lifetimes = bind(convert(tmp_path / "t.md"), {"n": 4}, "bf16", 1)
     assert [(i.dtype, i.nbytes) for i in lifetimes.instances] == [("bf16", 8), ("i32", 16), ("f16", 24), ("i32", 16)]
+
+
+def test_a_table_in_fenced_code_is_an_example_not_the_table(tmp_path):
+    """Markdown shows fenced code as it is: an example table there is not the lifetime table
+    (nor is one in a ~~~ fence, or in a longer fence that a shorter run does not close)."""
+    lines = SEED.read_text(encoding="utf-8").split("\n")
+    header = next(i for i, line in enumerate(lines) if line.startswith("| tensor"))
+    example = ["| tensor | graph | e |", "|---|---|---|", "| | | Ta (n) |", "| s0 | kernel | +wx |"]
+    lines[header:header] = ["````markdown", *example, "```", "````", "~~~", *example, "~~~"]
+    (tmp_path / "fenced.md").write_text("\n".join(lines), encoding="utf-8")
+    dims = {**PRESETS["open_llama_3b"], "n": 6}
+    assert comparable(bind(convert(tmp_path / "fenced.md"), dims)) == comparable(bind(convert(SEED), dims))
+
+
+def test_a_file_name_that_convert_could_not_print_back_is_refused(tmp_path):
+    """The table is named after its file, and convert's YAML must read back: a name with a
+    control character is refused here as the YAML reader refuses it."""
+    (tmp_path / "tab\there.md").write_text(SEED.read_text(encoding="utf-8"), encoding="utf-8")
+    with pytest.raises(ArenaError, match=r"schedule name 'tab\\there' holds a control character \(U\+0009\)"):
+        convert(tmp_path / "tab\there.md")
+
+
+def test_a_type_may_be_named_in_any_script(tmp_path):
+    """As tensors and dimensions may: a type declared `张` is one a shape can use."""
+    (tmp_path / "t.md").write_text("| tensor | graph | a |\n|---|---|---|\n| | | 张 (n) |\n| s0 | kernel | +wx |\n")
+    assert [i.dtype for i in bind(convert(tmp_path / "t.md"), {"n": 4}).instances] == ["i32"]
+    table = "schedule: t\ndims: {n: tokens}\ntypes: {张: f16}\ntensors: {a: '张[n]'}\nsteps:\n  - s0: {a: +wx}\n"
+    assert [(i.dtype, i.nbytes) for i in bind(loads(table, "t.yaml"), {"n": 4}, "f32", 1).instances] == [("f16", 8)]

@@ -505,3 +505,17 @@ def test_pictures_draw_dollar_signs_and_any_script_as_written(tmp_path, capsys):
 def test_bad_input_is_an_arena_error(argv, message):
     with pytest.raises(ArenaError, match=re.escape(message)):
         cli.run(args(*argv))
+
+
+def test_a_scalar_tensor_shows_its_type_and_empty_shape(tmp_path, capsys):
+    """`Ta[]` is a shape too: the plan's table, the terminal legend and the pictures' titles
+    show `f32[]` (only a minimalloc CSV's buffers have no shape to show)."""
+    (tmp_path / "s.yaml").write_text("schedule: s\ndims: {n: tokens}\ntypes: {Ta: act}\n"
+                                     "tensors: {s: 'Ta[]', a: 'Ta[n]'}\nsteps:\n  - s0: {s: +w, a: +w}\n"
+                                     "  - s1: {s: rx, a: rx}\n")
+    assert main(["plan", str(tmp_path / "s.yaml"), "--set", "n=4"]) == 0
+    assert re.search(r"│ s#0 +│ s +│ f32\[\] +│", capsys.readouterr().out)
+    plan = plan_from_args(args(str(tmp_path / "s.yaml"), "--set", "n=4"))[1]
+    scalar = next(b for b in plan.buffers if b.tensor == "s")
+    assert picture.tooltip(plan, scalar).endswith("\nf32[]")
+    assert "s f32[]" in terminal.legend(plan).plain

@@ -90,7 +90,7 @@ Hover over an instance for its offset, bytes and steps.</p>
 
 def tooltip(plan: Plan, b: Buffer) -> str:
     steps = f"steps {b.first}..{b.last}" + (f" ({plan.steps[b.first]} .. {plan.steps[b.last]})" if plan.steps else "")
-    shape = f"\n{b.dtype}[{', '.join(map(str, b.shape))}]" if b.shape else ""
+    shape = f"\n{b.dtype}[{', '.join(map(str, b.shape))}]" if b.shape is not None else ""
     return f"{b.name} (tensor {b.tensor})\noffset {b.offset:,}, {b.size:,} bytes\n{steps}{shape}"
 
 

@@ -320,7 +320,7 @@ def legend(plan: Plan) -> Text:
         text.append("  ")
         text.append("  ", style=f"on {color}")
         text.append(f" {tensor}")
-        if b.shape:
+        if b.shape is not None:
             text.append(f" {b.dtype}[{','.join(map(str, b.shape))}]", style="dim")
         if b.memory == "host":
             text.append(" host", style="magenta")
