@@ -53,7 +53,7 @@ def plans(seed, smollm2, minimalloc):
 
 def screen(plan, lifetimes, width=160, layers=None) -> list[str]:
     console = Console(record=True, width=width, file=io.StringIO())
-    terminal.render(console, plan, lifetimes, terminal.shown_layers(lifetimes, layers))
+    terminal.render(console, plan, lifetimes, terminal.shown_steps(lifetimes, layers))
     return console.export_text().splitlines()
 
 
@@ -99,6 +99,18 @@ def test_a_fold_ends_where_the_next_repeat_block_begins(tmp_path):
     assert [row[:4] for row in rows] == [["0", "⋮", "layer", "0"], ["1", "enc.1", "+wx", "256"],
                                          ["2", "⋮", "layer", "2"], ["3", "⋮", "layer", "0"],
                                          ["4", "dec.1", "+wx", "256"], ["5", "⋮", "layer", "2"]]
+
+
+def test_each_repeat_block_shows_its_own_first_and_last_layer(tmp_path):
+    """By default a block of five layers folds layers 1-3, and a later block of two shows
+    both of its layers: its last is layer 1, not the first block's last."""
+    path = tmp_path / "two.yaml"
+    path.write_text("dims: {n: n}\ntypes: {Ta: act}\ntensors: {a: 'Ta[n]', b: 'Ta[n, 4]'}\nsteps:\n"
+                    "  - {repeat: 5, steps: [{enc: {a: +wx}}]}\n  - {repeat: 2, steps: [{dec: {b: +wx}}]}\n")
+    lifetimes, plan = plan_from_args(args(str(path), "--set", "n=2"))
+    rows = [row.split()[:3] for row in table_rows(screen(plan, lifetimes))]
+    assert rows == [["0", "enc.0", "+wx"], ["1-3", "⋮", "layers"], ["4", "enc.4", "+wx"],
+                    ["5", "dec.0", "+wx"], ["6", "dec.1", "+wx"]]
 
 
 def test_csv_table_has_one_row_per_section_of_time(plans):

@@ -38,7 +38,7 @@ def run(args) -> int:
     if files and shaping:   # else they would be ignored without a word
         raise ArenaError(f"{shaping[0]} shapes the terminal view, which {next(iter(files))} replaces; give one or the other")
     lifetimes, plan = plan_from_args(args)
-    keep = terminal.shown_layers(lifetimes, layers)
+    keep = terminal.shown_steps(lifetimes, layers)
     if not files:
         terminal.render(Console(width=args.width, markup=False, emoji=False), plan, lifetimes, keep)
         return 0

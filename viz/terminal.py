@@ -44,7 +44,7 @@ class Row:
 
 
 def render(console: Console, plan: Plan, lifetimes: Lifetimes | None, keep: set[int] | None = None) -> None:
-    """Print the table and the map; `keep`: the layers to show unfolded (None: all)."""
+    """Print the table and the map; `keep`: the repeated steps to show unfolded (None: all)."""
     all_rows = step_rows(plan, lifetimes)
     rows = fold(all_rows, keep)
     top = max((r.live for r in all_rows), default=0)
@@ -104,18 +104,36 @@ def _csv_cell(b: Buffer, span: Span) -> str:
     return ("+" if b.first >= span.first else "") + ("x" if b.last <= span.last else "") or "o"
 
 
-def shown_layers(lifetimes: Lifetimes | None, layers: range | None) -> set[int] | None:
-    """The layers to show (None: all). By default the first and the last of a long repeat."""
-    present = sorted({s.layer for s in lifetimes.steps if s.layer is not None}) if lifetimes else []
+def shown_steps(lifetimes: Lifetimes | None, layers: range | None) -> set[int] | None:
+    """The steps to show unfolded (None: all): by default the first and the last layer of each
+    long repeat block; with `layers`, those layers of every block."""
+    blocks = _repeat_blocks(lifetimes.steps) if lifetimes else []
+    present = sorted({s.layer for block in blocks for s in block})
     if layers is None:
-        return {present[0], present[-1]} if len(present) > 2 else None
+        if all(block[-1].layer < 2 for block in blocks):
+            return None
+        return {s.index for block in blocks for s in block if s.layer in (0, block[-1].layer)}
     if not present:
         raise ArenaError("--layers: this plan has no repeated layers (nothing to fold)")
     if layers.start < present[0] or layers.stop - 1 > present[-1]:
         asked = f"{layers.start}" if len(layers) == 1 else f"{layers.start}-{layers.stop - 1}"
         raise ArenaError(f"--layers {asked}: the schedule has layers "
                          f"{present[0]}-{present[-1]}")
-    return set(layers)
+    return {s.index for block in blocks for s in block if s.layer in layers}
+
+
+def _repeat_blocks(steps) -> list[list]:
+    """The unrolled steps of each repeat block, in order: a block's layers count up from 0, so
+    a layer number that drops starts the next one (two blocks of one layer each may read as
+    one, which folds the same)."""
+    blocks: list[list] = []
+    for step in steps:
+        if step.layer is None:
+            continue
+        if not blocks or step.layer < blocks[-1][-1].layer:
+            blocks.append([])
+        blocks[-1].append(step)
+    return blocks
 
 
 def _numbers(row: Row) -> str:
@@ -124,13 +142,13 @@ def _numbers(row: Row) -> str:
 
 
 def fold(rows: list[Row], keep: set[int] | None) -> list[Row]:
-    """Each run of rows of layers not in `keep` becomes one folded row. A run ends where
-    the layer number drops: the next repeat block has begun."""
+    """Each run of rows of repeated steps not in `keep` (step numbers) becomes one folded row.
+    A run ends where the layer number drops: the next repeat block has begun."""
     if keep is None:
         return rows
     out, run = [], []
     for row in rows + [None]:
-        foldable = row is not None and row.layer is not None and row.layer not in keep
+        foldable = row is not None and row.layer is not None and row.span.first not in keep
         if run and (not foldable or row.layer < run[-1].layer):
             lo, hi = run[0].layer, run[-1].layer
             label = f"{FOLDED} layers {lo}-{hi}" if hi != lo else f"{FOLDED} layer {lo}"
