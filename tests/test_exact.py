@@ -132,12 +132,39 @@ def test_place_leaves_the_buffers_it_is_given_as_they_were():
     assert all(b.offset is None for b in given_buffers) and all(b.offset is not None for b in plan.buffers)
 
 
-def test_auto_skips_the_search_when_too_little_time_is_left():
+def test_auto_skips_the_search_when_too_little_time_is_left(monkeypatch):
+    """Where none started beside `layered` (over HEAD_START_MAX blocks, say)."""
     blocks = cut(300, 2, 60, 4096)               # every heuristic misses it
     assert all(extent(blocks, heuristic(blocks)) > 4096 for heuristic in (greedy_size, best_fit, layered))
+    monkeypatch.setattr(exact, "head_start", lambda *args: None)
     strategy, offsets, bound = assign(blocks, "auto", 0.01)
     assert strategy.endswith(":no-search")
     assert extent(blocks, offsets) >= bound == lower_bound(blocks)
+
+
+UNREACHABLE = [Block(0, 0, 2), Block(0, 1, 2), Block(1, 2, 1), Block(1, 3, 1), Block(2, 2, 1), Block(2, 3, 1),
+               Block(3, 4, 2), Block(4, 4, 2)]         # docs/unreachable.csv: its bound is 4, its optimum 5
+
+
+@pytest.mark.parametrize("capacity, strategy", [(4, "auto"), (None, "exact")])
+def test_the_search_beside_layered_answers_however_little_time_is_left(capacity, strategy):
+    """Under EXACT_MIN_S no other search starts, but the canonical search started beside
+    `layered` has often answered in milliseconds: its proof or plan is taken, not dropped."""
+    assert lower_bound(UNREACHABLE) == 4 < extent(UNREACHABLE, skyline(UNREACHABLE, work=0))
+    result = assign(UNREACHABLE, strategy, 0.4, capacity)
+    assert result.bound == 5 and not result.strategy.endswith(":no-search")
+    if capacity is None:
+        assert extent(UNREACHABLE, result.offsets) == 5
+
+
+def test_a_proof_that_the_capacity_is_out_of_reach_stops_the_heuristics(monkeypatch):
+    """Deciding a capacity, the search's proof ends `layered`'s passes, as its plan would, and
+    greedy-size is not tried: no heuristic can meet a capacity no plan meets."""
+    flags, tried = [], []
+    monkeypatch.setattr(auto, "layered", lambda blocks, deadline, goal, stop: flags.append(stop) or skyline(blocks))
+    monkeypatch.setitem(auto.HEURISTICS, "greedy-size", lambda blocks: tried.append(blocks) or greedy_size(blocks))
+    assert assign(UNREACHABLE, "auto", 10, 4).bound == 5
+    assert flags[0][0] == 1 and tried == []
 
 
 def test_auto_gives_layered_half_the_time_and_goes_on_without_it(monkeypatch):
@@ -171,7 +198,7 @@ def test_where_layered_runs_out_of_time_auto_keeps_skylines_plain_passes(monkeyp
 def test_without_time_to_load_or_tools_the_canonical_search_has_the_rest(monkeypatch):
     """Under a second left, the methods that need OR-Tools stay out, and the compiled search,
     which does not, runs to the deadline rather than stopping with them."""
-    monkeypatch.setattr(exact, "_or_tools_in_time", lambda deadline: False)    # never time enough to load it
+    monkeypatch.setattr(exact, "or_tools_in_time", lambda deadline: False)    # never time enough to load it
     blocks, _, capacity = production(450, 1)                     # at its peak: not planned in seconds
     start = skyline(blocks)
     for limit in (None, capacity):
@@ -294,11 +321,16 @@ def test_capacity_counts_the_persistent_buffers_below():
     assert missed.value.proven and missed.value.bound == 17
 
 
-def test_capacity_not_reached_in_time_is_not_called_impossible():
+def test_capacity_not_reached_in_time_is_not_called_impossible(monkeypatch):
     blocks = cut(300, 2, 60, 4096)                  # every heuristic misses it
     with pytest.raises(CapacityMissed) as missed:
         place(buffers(blocks), "auto", 1, [], time_limit=0.01, capacity=4096)
     assert not missed.value.proven and missed.value.best > 4096
+    assert "found in 0.01 s, and none proven impossible" in str(missed.value)
+    with monkeypatch.context() as patched:          # no search beside `layered`, none after it
+        patched.setattr(exact, "head_start", lambda *args: None)
+        with pytest.raises(CapacityMissed) as missed:
+            place(buffers(blocks), "auto", 1, [], time_limit=0.01, capacity=4096)
     assert "by the heuristics alone (they left too little of the 0.01 s for a search)" in str(missed.value)
     hard, _, capacity = production(450, 1)          # at its peak: not planned in seconds
     with pytest.raises(CapacityMissed) as missed:

@@ -22,7 +22,8 @@ CHOICES = ["auto", *HEURISTICS, "exact"]
 # time limit is spent; `skyline`'s passes stop there too, and `layered` is dropped if not
 # even one is done. The exact search is skipped
 # above EXACT_MAX blocks (building its CP-SAT model alone overruns a 10 s limit) or when
-# less than EXACT_MIN_S remains; the strategy name then ends in ":no-search".
+# less than EXACT_MIN_S remains and no canonical search was started beside `layered` (one
+# that was is given what is left); the strategy name then ends in ":no-search".
 # (docs/measurements.md has the figures.)
 AUTO_HEURISTICS = ("best-fit", "layered", "greedy-size")
 HEURISTIC_SHARE = 0.5
@@ -53,7 +54,8 @@ def assign(blocks: list[Block], strategy: str, time_limit: float, capacity: int 
             if best is not None and time.monotonic() > share_end:
                 continue
             if name == "layered":
-                offsets, head = _layered_beside_search(blocks, share_end, goal, deadline, running)
+                offsets, head = _layered_beside_search(blocks, share_end, goal, capacity is not None, deadline,
+                                                       running)
             else:
                 offsets = HEURISTICS[name](blocks)
             if offsets is None:
@@ -61,13 +63,14 @@ def assign(blocks: list[Block], strategy: str, time_limit: float, capacity: int 
             size = extent(blocks, offsets)
             if best is None or size < best[0]:
                 best = (size, name, offsets)
-            if size <= goal:
-                break
+            if size <= goal or capacity is not None and head is not None and head.proven:
+                break           # (a capacity the search proved out of reach: no heuristic's plan can meet it)
         size, name, offsets = best
         if strategy == "auto" and size <= goal:
             return Assignment(f"auto:{name}", offsets, bound)
         left = deadline - time.monotonic()
-        if len(blocks) > EXACT_MAX or left < EXACT_MIN_S:
+        # the search started beside `layered` is worth its answer however little time is left
+        if len(blocks) > EXACT_MAX or left < EXACT_MIN_S and head is None:
             return Assignment(f"{'auto:' + name if strategy == 'auto' else 'exact'}:no-search", offsets, bound)
         from . import exact
         result = exact.solve(blocks, offsets, left, capacity, head)
@@ -76,13 +79,13 @@ def assign(blocks: list[Block], strategy: str, time_limit: float, capacity: int 
     return Assignment("exact" if strategy == "exact" else "auto:exact", result.offsets, result.bound)
 
 
-def _layered_beside_search(blocks: list[Block], deadline: float, goal: int, search_deadline: float,
-                           running: contextlib.ExitStack):
+def _layered_beside_search(blocks: list[Block], deadline: float, goal: int, deciding: bool,
+                           search_deadline: float, running: contextlib.ExitStack):
     """(`layered`'s plan, the canonical search started beside it or None). Where
     skyline's plain passes (milliseconds) miss `goal`, the search decides it (the
     capacity, or the lower bound when minimizing) on its own thread, entered in `running`,
     during `layered`'s half second: it often answers in milliseconds, and its plan stops
-    `layered`. Its orders cost 65 µs a block to make, which plans met at once do not pay.
+    `layered`; so does its proof that a capacity (`deciding`) is out of reach. Its orders cost 65 µs a block to make, which plans met at once do not pay.
     Above EXACT_MAX blocks no search follows, so none starts (and the plain passes, seconds
     at 10^5 blocks, are not run twice)."""
     if len(blocks) > EXACT_MAX:
@@ -95,4 +98,5 @@ def _layered_beside_search(blocks: list[Block], deadline: float, goal: int, sear
     if head is not None:
         running.enter_context(head)
     # layered runs those passes again first: where they took its time, theirs is the plan
-    return layered(blocks, deadline, goal, head and head.found_flag) or plain, head
+    flag = head and (head.answered_flag if deciding else head.found_flag)
+    return layered(blocks, deadline, goal, flag) or plain, head

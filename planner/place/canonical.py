@@ -199,7 +199,8 @@ class Decision(_Background):
     def __init__(self, comp: Component, capacity: int, deadline: float):
         self.capacity = capacity
         self.found: list[int] | None = None
-        self.found_flag = bytearray(1)      # set with `planned`: a stop flag for compiled work beside it
+        self.found_flag = bytearray(1)      # set with `planned`, and `answered_flag` with `answered`: stop
+        self.answered_flag = bytearray(1)   # flags for compiled work beside it
         self.proven = False
         self.answered = threading.Event()
         self.planned = threading.Event()
@@ -211,6 +212,7 @@ class Decision(_Background):
             self.found_flag[0] = 1
             self.planned.set()
         if self.found is not None or self.proven:
+            self.answered_flag[0] = 1
             self.answered.set()
 
 

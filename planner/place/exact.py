@@ -19,6 +19,7 @@ import time
 from dataclasses import dataclass
 
 from . import canonical
+from .loading import or_tools_in_time
 from .problem import Block, Component, extent, stacked_components
 from .search import Search, Timeout
 
@@ -72,10 +73,6 @@ HEAD_START_MAX = 2_000
 SEARCH_MAX = 2_000
 PROBE_SHARE = 0.1
 PROBE_MAX = 200
-# OR-Tools takes 0.4 s to import alone, and up to 2 s beside a search that makes its orders
-# in Python (2 x 10^4 blocks): the methods that need it start only with this much time left,
-# or once it is loaded (a limit of 1.5 s on 2 x 10^4 blocks ran 0.7-2.6 s over, importing it).
-OR_TOOLS_IMPORT_S = 1.0
 # Components still open go round again only with this much time left.
 REPEAT_MIN_S = 0.1
 
@@ -226,7 +223,7 @@ def _minimize_beside(comp: Component, plan: list[int], bound: int, upper: int, d
     bound = max(bound, descent.bound)
     if found is not None or descent.settled.is_set():
         return found, bound
-    if not _or_tools_in_time(deadline):     # the descent alone, to the end
+    if not or_tools_in_time(deadline):     # the descent alone, to the end
         descent.run_until(deadline)
         return found, max(bound, descent.bound)
     from . import cpsat                     # OR-Tools takes 0.4 s to import: only for the searches that get here
@@ -289,7 +286,7 @@ def _decide_beside(comp: Component, plan: list[int], capacity: int, deadline: fl
     stop = background.answered
     if stop.is_set():
         return None, comp.lower
-    if len(comp.size) <= PROBE_MAX and _or_tools_in_time(deadline):
+    if len(comp.size) <= PROBE_MAX and or_tools_in_time(deadline):
         from . import cpsat     # OR-Tools takes 0.4 s to import: only for the searches that get here
         probe, proven = cpsat.minimize(comp, plan, comp.lower, _share_end(PROBE_SHARE, deadline), stop,
                                        bound_first=False)
@@ -304,7 +301,7 @@ def _decide_beside(comp: Component, plan: list[int], capacity: int, deadline: fl
                 return (search.offsets, comp.lower) if search.run() else (None, capacity + search.short)
             except Timeout:
                 pass
-        if stop.is_set() or not _or_tools_in_time(deadline):
+        if stop.is_set() or not or_tools_in_time(deadline):
             background.run_until(deadline)      # the canonical search alone, to the end
             return None, comp.lower
         from .stacking import stacked       # OR-Tools takes 0.4 s to import: only for the searches that get here
@@ -313,7 +310,7 @@ def _decide_beside(comp: Component, plan: list[int], capacity: int, deadline: fl
     else:
         found = _completed(comp, _share_end(COMPLETION_SHARE, deadline), background, stop)
     if found is None and not stop.is_set():
-        if _or_tools_in_time(deadline):
+        if or_tools_in_time(deadline):
             from . import cpsat
             return cpsat.decide(comp, capacity, deadline, stop)
         background.run_until(deadline)          # the canonical search alone, to the end
@@ -415,13 +412,9 @@ def _climb(comp: Component, bound: int, upper: int, deadline: float,
     return None, bound
 
 
-def _or_tools_in_time(deadline: float) -> bool:
-    return "ortools.sat.python.cp_model" in sys.modules or deadline - time.monotonic() > OR_TOOLS_IMPORT_S
-
-
 def _cpsat_in_time(comp: Component, deadline: float) -> bool:
     """Whether OR-Tools can be loaded (where it is not) and a model of `comp` built by `deadline`."""
-    if not _or_tools_in_time(deadline):
+    if not or_tools_in_time(deadline):
         return False
     from .cpsat import model_in_time
     return model_in_time(comp, deadline)

@@ -20,6 +20,7 @@ import math
 import time
 from dataclasses import dataclass
 
+from .loading import or_tools_in_time
 from .problem import Block, Component, components, extent, lower_bound, whole_span
 from .skyline import skyline
 
@@ -44,11 +45,11 @@ class Work:
     deadline: float | None = None
 
     def time_for(self, comp: Component) -> bool:
-        """Whether a split of `comp` can be built and loaded before the deadline."""
+        """Whether OR-Tools can be loaded and a split of `comp` built and loaded before the deadline."""
         if self.deadline is None:
             return True
         entries = sum(hi - lo for lo, hi in zip(comp.lo, comp.hi))     # without building comp.covers
-        return self.deadline - time.monotonic() > entries * ENTRY_S
+        return self.deadline - time.monotonic() > entries * ENTRY_S and or_tools_in_time(self.deadline - entries * ENTRY_S)
 
 
 def layered(blocks: list[Block], deadline: float | None = None, goal: int | None = None,
