@@ -25,7 +25,7 @@ def add_parsers(sub) -> None:
                           description="Place every buffer instance of a lifetime table in one arena.")
     add_plan_inputs(plan)
     plan.add_argument("--json", action="store_true", help="print the plan as JSON instead of tables")
-    plan.add_argument("--out", metavar="FILE", help="also save the plan: JSON, or id,lower,upper,size,offset for --csv")
+    plan.add_argument("--out", metavar="FILE", help="also save the plan: JSON, or for --csv the problem's rows with an offset column")
     plan.add_argument("--graph", metavar="FILE.graphml", help="write the interference graph (networkx GraphML)")
     plan.add_argument("--nctx", type=int, metavar="N",
                       help="KV cache positions (--set nctx=N); a call then prefills all N unless --set n= says less")
@@ -54,7 +54,8 @@ def cmd_plan(args) -> int:
     cost = choice.cost if choice else run_estimate(args, plan)
     outputs = [("--graph", args.graph, graph.graphml(graph.interference_graph(plan.buffers)))] if args.graph else []
     if args.out:
-        outputs.append(("--out", args.out, csvio.solution_csv(plan) if args.csv else plan.to_json() + "\n"))
+        outputs.append(("--out", args.out, csvio.solution_csv(plan, csvio.optional_columns(args.csv)) if args.csv
+                        else plan.to_json() + "\n"))
     write_all(outputs)
     if args.json:
         chosen = {"budget": budget, "chunk": choice.chunk, "tile": choice.tile} if choice else {}

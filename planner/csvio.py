@@ -1,4 +1,5 @@
-"""minimalloc's CSV interchange: `id,lower,upper,size[,offset]`, where `upper` is exclusive.
+"""minimalloc's CSV interchange: `id,lower,upper,size[,alignment][,gaps]`, where `upper` is exclusive;
+a solution has the same rows and an `offset` column.
 
 In our plans `first = lower` and `last = upper - 1` (closed interval), in the file's own
 time units; the strategies only ever compare times, so large values cost nothing, up to
@@ -39,19 +40,7 @@ def read_problem(path, align: int = 1) -> list[Buffer]:
     path = Path(path)
     if align < 1:
         raise ArenaError(f"--align must be a positive number of bytes, not {align}")
-    text = read_text(path, "CSV", "save the CSV as UTF-8", MAX_FILE_BYTES)
-    rows, starts, last = [], [], 0      # each row, and the file line it starts on (a quoted field may span lines)
-    try:
-        reader = csv.reader(io.StringIO(text, newline=None))       # lines may end in \r alone, too
-        for row in reader:
-            starts.append(last + 1)
-            rows.append(row)
-            last = reader.line_num
-    except csv.Error as e:
-        raise ArenaError(f"{path}:{last + 1}: not a readable CSV ({e})") from None
-    if all(_blank(row) for row in rows):
-        raise ArenaError(f"{path}: the file is empty; a CSV starts with the header 'id,lower,upper,size'")
-    top = next(k for k, row in enumerate(rows) if not _blank(row))     # blank lines before the header
+    rows, starts, top = _rows(path)
     header = [c.strip() for c in rows[top]]
     columns = _columns(path, header, starts[top])
     if len(rows) - top - 1 > MAX_ROWS:
@@ -82,6 +71,34 @@ def read_problem(path, align: int = 1) -> list[Buffer]:
         print(f"note: {path}: the gaps of {gaps} buffer(s) are not used; each buffer is planned as live "
               f"from lower to upper", file=sys.stderr)
     return buffers
+
+
+def optional_columns(path) -> dict[str, dict[str, str]]:
+    """minimalloc's optional columns that a problem `read_problem` took has, as written:
+    column -> buffer id -> text, for its solution to keep."""
+    rows, _, top = _rows(Path(path))
+    header = [c.strip() for c in rows[top]]
+    columns = _columns(path, header, 0)
+    return {column: {_fields(row, columns)[0]: _cell(row, header, column) for row in rows[top + 1:] if not _blank(row)}
+            for column in OPTIONAL if column in header}
+
+
+def _rows(path: Path) -> tuple[list[list[str]], list[int], int]:
+    """The file's rows, the line each starts on (a quoted field may span lines), and where
+    the header is (blank lines may come before it)."""
+    text = read_text(path, "CSV", "save the CSV as UTF-8", MAX_FILE_BYTES)
+    rows, starts, last = [], [], 0
+    try:
+        reader = csv.reader(io.StringIO(text, newline=None))       # lines may end in \r alone, too
+        for row in reader:
+            starts.append(last + 1)
+            rows.append(row)
+            last = reader.line_num
+    except csv.Error as e:
+        raise ArenaError(f"{path}:{last + 1}: not a readable CSV ({e})") from None
+    if all(_blank(row) for row in rows):
+        raise ArenaError(f"{path}: the file is empty; a CSV starts with the header 'id,lower,upper,size'")
+    return rows, starts, next(k for k, row in enumerate(rows) if not _blank(row))
 
 
 def _blank(row: list[str]) -> bool:
@@ -126,8 +143,10 @@ def _unkept(path: Path, alignments: list[tuple[int, str, int | str]], align: int
     if bad:
         return bad
     least = math.lcm(align, *(a for _, _, a in alignments))
-    return [f"{path}:{number}: buffer '{name}' asks for alignment {a}, which --align {align} does not keep; "
-            f"--align {least} keeps every buffer's" for number, name, a in alignments if align % a]
+    keeps = (f"--align {least} keeps every buffer's" if least <= MAX_BYTES else
+             f"the --align that keeps every buffer's, {least:,}, is past the 2^62 bytes planned")
+    return [f"{path}:{number}: buffer '{name}' asks for alignment {a}, which --align {align} does not keep; {keeps}"
+            for number, name, a in alignments if align % a]
 
 
 def _row_fault(row: list[str], columns: list[int], width: int, seen: set[str]) -> str | None:
@@ -158,10 +177,15 @@ def _row_fault(row: list[str], columns: list[int], width: int, seen: set[str]) -
     return None
 
 
-def solution_csv(plan: Plan) -> str:
+def solution_csv(plan: Plan, optional: dict[str, dict[str, str]] | None = None) -> str:
+    """The plan as minimalloc's solution: the problem's rows, their `optional_columns` too, and
+    an offset each. The rows read back as the problem: its own sizes, not the ones --align
+    rounded up, and its alignments."""
+    optional = optional or {}
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(COLUMNS + ["offset"])
-    for b in plan.buffers:   # the problem's own sizes, not the ones --align rounded up: the rows read back as the problem
-        writer.writerow([b.name, b.first, b.last + 1, b.size if b.nbytes is None else b.nbytes, b.offset])
+    writer.writerow(COLUMNS + list(optional) + ["offset"])
+    for b in plan.buffers:
+        writer.writerow([b.name, b.first, b.last + 1, b.size if b.nbytes is None else b.nbytes,
+                         *(values[b.name] for values in optional.values()), b.offset])
     return out.getvalue()

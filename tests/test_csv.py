@@ -4,6 +4,7 @@ import csv
 import pytest
 from hypothesis import given, settings, strategies as st
 
+from llama_arena.cli import main
 from planner.check import check
 from planner.csvio import read_problem, solution_csv
 from planner.errors import ArenaError, CapacityMissed
@@ -212,6 +213,25 @@ def test_alignments_that_align_keeps_plan_at_multiples_of_them(tmp_path):
     text = "id,lower,upper,size,alignment\na,0,3,5,2\nb,1,4,3,4\nc,2,6,7,\n"
     plan = place(read_problem(write(tmp_path, text), align=4), "auto", 4, [])
     assert [b.offset % 4 for b in plan.buffers] == [0, 0, 0]
+
+
+def test_a_solution_keeps_the_problems_alignments_and_gaps(tmp_path):
+    """Its rows read back as the problem: read with --align 1, a solution without the
+    alignment column would be another, unaligned problem."""
+    text = "id,gaps,lower,upper,size,alignment\na,2-5,0,10,4,8\nb,,3,4,3,2\n"
+    assert main(["plan", "--csv", str(write(tmp_path, text)), "--align", "8", "--out", str(tmp_path / "s.csv")]) == 0
+    rows = list(csv.DictReader((tmp_path / "s.csv").open()))
+    assert [list(r) for r in rows[:1]] == [["id", "lower", "upper", "size", "alignment", "gaps", "offset"]]
+    assert [(r["id"], r["alignment"], r["gaps"]) for r in rows] == [("a", "8", "2-5"), ("b", "2", "")]
+    with pytest.raises(ArenaError, match="which --align 1 does not keep; --align 8 keeps every buffer's"):
+        read_problem(tmp_path / "s.csv")
+
+
+def test_alignments_no_align_keeps_are_refused_without_suggesting_one(tmp_path):
+    path = write(tmp_path, f"id,lower,upper,size,alignment\na,0,1,4,{2**61}\nb,0,1,4,3\n")
+    with pytest.raises(ArenaError, match=r"the --align that keeps every buffer's, 6,917,529,027,641,081,856, "
+                                         r"is past the 2\^62 bytes planned"):
+        read_problem(path)
 
 
 def test_gaps_are_planned_through_with_a_note(tmp_path, capsys):
