@@ -228,6 +228,8 @@ def from_folder(folder: Path) -> TextTokenizer:
         raise ArenaError(f"{path}: not a readable tokenizer ({e})") from None
     config_path = Path(folder) / "tokenizer_config.json"
     config = _json(config_path)
+    _rebuild_as_class(tok, path, config.get("tokenizer_class") or _json(Path(folder) / "config.json").get("tokenizer_class"),
+                      config)
     # As transformers reads a folder: special_tokens_map.json's win, but only where the config
     # is of the kind written before added_tokens_decoder (which save_pretrained now always writes)
     legacy = [] if "added_tokens_decoder" in config else [_json(Path(folder) / "special_tokens_map.json")]
@@ -241,6 +243,43 @@ def from_folder(folder: Path) -> TextTokenizer:
     tok.encode_special_tokens = split
     template = folder_template(Path(folder), config)
     return TextTokenizer(tok, _eos_ids(Path(folder), tok, special.get("eos_token")), template, named)
+
+
+def _rebuild_as_class(tok, path: Path, name, config: dict) -> None:
+    """tokenizer.json's pipeline as transformers 5 rebuilds it for the class the folder names:
+    LlamaTokenizer (Llama 1 and 2, Mistral, TinyLlama) keeps only the vocabulary and merges, and
+    splits with Metaspace, which puts one "▁" before the text (before its first part only, unless
+    `legacy`; none with add_prefix_space false) where the file's normalizer put one before every
+    part between special tokens and before a leading space too; unless the file is byte-level,
+    as Llama 3's is. GPT2Tokenizer (SmolLM2) keeps them too, with ByteLevel around them. Any other
+    class, or none, reads the file as it is."""
+    from tokenizers import decoders, pre_tokenizers
+    from tokenizers.models import BPE
+
+    name = name.removesuffix("Fast") if isinstance(name, str) else None
+    if name not in ("LlamaTokenizer", "GPT2Tokenizer"):
+        return
+    text = path.read_text(encoding="utf-8")
+    if name == "LlamaTokenizer" and '"ByteLevel"' in text:
+        return
+    model = json.loads(text).get("model") or {}
+    if model.get("type") != "BPE":          # as the file's (transformers makes the class's BPE of a BPE's parts)
+        return
+    vocab, merges = model["vocab"], [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in model["merges"]]
+    prefix = config.get("add_prefix_space")
+    tok.normalizer = None
+    if name == "LlamaTokenizer":
+        prefix = True if prefix is None else bool(prefix)
+        scheme = ("always" if config.get("legacy", False) else "first") if prefix else "never"
+        tok.model = BPE(vocab=vocab, merges=merges, fuse_unk=True, byte_fallback=True, dropout=None)
+        tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme=scheme, split=False)
+        tok.decoder = decoders.Sequence([decoders.Replace("▁", " "), decoders.ByteFallback(), decoders.Fuse()]
+                                        + [decoders.Strip(content=" ", left=1)] * prefix)
+    else:
+        tok.model = BPE(vocab=vocab, merges=merges, dropout=None, continuing_subword_prefix="", end_of_word_suffix="",
+                        fuse_unk=False)
+        tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=bool(prefix))
+        tok.decoder = decoders.ByteLevel()
 
 
 def _special_tokens(config: dict, special: dict) -> tuple[dict, list]:

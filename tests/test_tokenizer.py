@@ -1,7 +1,8 @@
 """SentencePiece vocabularies in GGUF files (Llama 2, TinyLlama, Mistral), tokenized as
 SentencePiece itself tokenizes: a BPE model trained here by the sentencepiece package, written
 into a GGUF file as llama.cpp's converter writes it, and our tokenizer against sentencepiece's
-on text with merges, digits, runs of spaces, accents, CJK and characters no piece covers."""
+on text with merges, digits, runs of spaces, accents, CJK and characters no piece covers; and
+the same vocabulary as a Llama 2 folder's tokenizer.json, against transformers."""
 import io
 import random
 
@@ -198,3 +199,41 @@ def test_a_file_naming_no_pre_tokenizer_splits_as_llama_cpp_s_default(vocabulary
         w.add_token_merges(["r e", "' re", "1 2", "12 3", "123 4"])
     path = checkpoint_to_gguf(folder, tmp_path / "bpe.gguf", metadata=byte_level)
     assert from_gguf(GGUFFile(path)).encode("'re1234") == [tokens.index(p) for p in pieces]
+
+
+@pytest.mark.parametrize("config", [{"legacy": False}, {"legacy": True}, {"add_prefix_space": False}, {}])
+def test_a_llama_2_folder_tokenizes_as_transformers_rebuilds_it(vocabulary, tmp_path, config):
+    """A Llama 2 folder: tokenizer.json as transformers' LlamaConverter wrote Llama 2's (a
+    normalizer that puts "▁" before every part between special tokens), tokenizer_class
+    LlamaTokenizer. transformers 5 keeps only its vocabulary and merges and splits with
+    Metaspace: one "▁" before the text, none before a leading space, none after a special token."""
+    import json
+    import shutil
+
+    from tokenizers import Tokenizer, decoders, normalizers, processors
+    from tokenizers.models import BPE
+    from transformers import AutoTokenizer
+    from transformers.tokenization_utils_base import generate_merges
+
+    from executor.tokenizer import from_folder
+
+    sp, folder, _ = vocabulary
+    vocab = {sp.id_to_piece(i): i for i in range(sp.get_piece_size())}
+    merges = generate_merges(vocab, {piece: sp.get_score(i) for piece, i in vocab.items()})
+    tok = Tokenizer(BPE(vocab, merges, unk_token="<unk>", fuse_unk=True, byte_fallback=True))
+    tok.normalizer = normalizers.Sequence([normalizers.Prepend("▁"), normalizers.Replace(" ", "▁")])
+    tok.decoder = decoders.Sequence([decoders.Replace("▁", " "), decoders.ByteFallback(), decoders.Fuse(),
+                                     decoders.Strip(" ", 1, 0)])
+    tok.post_processor = processors.TemplateProcessing(single="<s> $A", pair="<s> $A <s> $B", special_tokens=[("<s>", 1)])
+    tok.add_special_tokens(["<unk>", "<s>", "</s>"])
+    model = tmp_path / "model"
+    shutil.copytree(folder, model, ignore=shutil.ignore_patterns("*.gguf"))
+    tok.save(str(model / "tokenizer.json"))
+    (model / "tokenizer_config.json").write_text(json.dumps({
+        "tokenizer_class": "LlamaTokenizer", "bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>",
+        "add_bos_token": True, **config}))
+    ours, theirs = from_folder(model), AutoTokenizer.from_pretrained(str(model))
+    for text in TEXTS + RARE + [" the cache", "the</s> cache", "<s>arena", "a  </s>  b"]:
+        ids = theirs(text)["input_ids"]
+        assert ours.encode(text) == ids, text
+        assert ours.decode(ids) == theirs.decode(ids, skip_special_tokens=True), text
