@@ -113,8 +113,9 @@ def launch(ranks: int, entry: Callable, *args) -> int:
             for log in logs.glob(f"*/attempt_*/{rank}/stderr.log"):
                 sys.stderr.write(log.read_text(errors="replace")[-4000:])
         code = failure.exitcode
-        cause = f"was killed by {signal.Signals(-code).name}" if code < 0 else f"exited with code {code}"
-        print(f"arena: error: rank {rank} of {ranks} {cause}; the other ranks were stopped", file=sys.stderr)
+        if code != 2:       # (2: bad input, which the rank has named in its one line)
+            cause = f"was killed by {signal.Signals(-code).name}" if code < 0 else f"exited with code {code}"
+            print(f"arena: error: rank {rank} of {ranks} {cause}; the other ranks were stopped", file=sys.stderr)
         return code if code > 0 else 1
     except SignalException as e:   # the launcher's own handler: Ctrl-C or a kill stopped every rank
         return 128 + e.sigval

@@ -278,3 +278,20 @@ def test_a_rank_that_misses_the_capacity_is_named_and_exits_3(capsys):
     from llama_arena.cli import main
     assert main(["plan", "llama", "--set", "n=7", "--tp", "2", "--capacity", "52000"]) == 3
     assert capsys.readouterr().err.startswith("arena: --tp 2, rank 0 (nh=6 nkvh=2 di=768): no plan fits in 52,000 bytes")
+
+
+def test_a_ranks_bad_input_is_its_one_line_and_exit_2(word_folder, tmp_path):
+    """A weight holding NaN in a rank's share: that rank names it, and the launcher adds no
+    second line about the rank's exit."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+    copy = tmp_path / "nan"
+    shutil.copytree(word_folder, copy)
+    file = next(copy.glob("*.safetensors"))
+    tensors = load_file(file)
+    tensors["model.norm.weight"][0] = float("nan")
+    save_file(tensors, file, metadata={"format": "pt"})
+    p = arena_run("--model", str(copy), *PROMPT_WORDS, "--tp", "2", timeout=120)
+    assert p.returncode == 2 and p.stderr.count("arena: error:") == 1, p.stderr
+    assert "rank 0: " in p.stderr and "the output norm holds NaN or infinity" in p.stderr and "Traceback" not in p.stderr
