@@ -50,12 +50,12 @@ def cmd_plan(args) -> int:
     choice, dims = _fit(args, budget) if budget is not None else (None, None)
     if args.tp != 1:
         return _plan_ranks(args)
-    _, plan = plan_from_args(args, dims)
+    optional = {}
+    _, plan = plan_from_args(args, dims, optional)
     cost = choice.cost if choice else run_estimate(args, plan)
     outputs = [("--graph", args.graph, graph.graphml(graph.interference_graph(plan.buffers)))] if args.graph else []
     if args.out:
-        outputs.append(("--out", args.out, csvio.solution_csv(plan, csvio.optional_columns(args.csv)) if args.csv
-                        else plan.to_json() + "\n"))
+        outputs.append(("--out", args.out, csvio.solution_csv(plan, optional) if args.csv else plan.to_json() + "\n"))
     write_all(outputs)
     if args.json:
         chosen = {"budget": budget, "chunk": choice.chunk, "tile": choice.tile} if choice else {}

@@ -36,7 +36,9 @@ _LIMITS = {"lower": f"lower is at least -2^63 = {MIN_TIME:,}", "upper": f"upper 
 _INTEGER = re.compile(r"\s*-?[0-9]+\s*", re.ASCII)
 
 
-def read_problem(path, align: int = 1) -> list[Buffer]:
+def read_problem(path, align: int = 1, optional: dict | None = None) -> list[Buffer]:
+    """The buffers of a problem; `optional`, where given, gets minimalloc's optional columns
+    the file has, as written (column -> buffer id -> text), for its solution to keep."""
     path = Path(path)
     if align < 1:
         raise ArenaError(f"--align must be a positive number of bytes, not {align}")
@@ -57,6 +59,9 @@ def read_problem(path, align: int = 1) -> list[Buffer]:
         seen.add(name)
         buffers.append(Buffer(name, name, lower, upper - 1, align_up(size, align), None, nbytes=size))
         alignments.append((number, name, _alignment(row, header)))
+        for column in OPTIONAL if optional is not None else ():
+            if column in header:
+                optional.setdefault(column, {})[name] = _cell(row, header, column)
         gaps += bool(_cell(row, header, "gaps"))
     faults += _unkept(path, alignments, align)
     if faults:
@@ -71,16 +76,6 @@ def read_problem(path, align: int = 1) -> list[Buffer]:
         print(f"note: {path}: the gaps of {gaps} buffer(s) are not used; each buffer is planned as live "
               f"from lower to upper", file=sys.stderr)
     return buffers
-
-
-def optional_columns(path) -> dict[str, dict[str, str]]:
-    """minimalloc's optional columns that a problem `read_problem` took has, as written:
-    column -> buffer id -> text, for its solution to keep."""
-    rows, _, top = _rows(Path(path))
-    header = [c.strip() for c in rows[top]]
-    columns = _columns(path, header, 0)
-    return {column: {_fields(row, columns)[0]: _cell(row, header, column) for row in rows[top + 1:] if not _blank(row)}
-            for column in OPTIONAL if column in header}
 
 
 def _rows(path: Path) -> tuple[list[list[str]], list[int], int]:
@@ -178,8 +173,8 @@ def _row_fault(row: list[str], columns: list[int], width: int, seen: set[str]) -
 
 
 def solution_csv(plan: Plan, optional: dict[str, dict[str, str]] | None = None) -> str:
-    """The plan as minimalloc's solution: the problem's rows, their `optional_columns` too, and
-    an offset each. The rows read back as the problem: its own sizes, not the ones --align
+    """The plan as minimalloc's solution: the problem's rows, their `optional` columns too (from
+    `read_problem`), and an offset each. The rows read back as the problem: its own sizes, not the ones --align
     rounded up, and its alignments."""
     optional = optional or {}
     out = io.StringIO()

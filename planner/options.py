@@ -56,9 +56,10 @@ def settle_inputs(args) -> None:
     args.dtype = args.dtype or DEFAULT_DTYPE
 
 
-def plan_from_args(args, dims: dict[str, int] | None = None) -> tuple[Lifetimes | None, Plan]:
+def plan_from_args(args, dims: dict[str, int] | None = None, optional: dict | None = None) -> tuple[Lifetimes | None, Plan]:
     """The plan the options ask for; Lifetimes too when it comes from a schedule. `dims`, when
-    given, are the model's with the --set values already over them (a tensor-parallel rank's)."""
+    given, are the model's with the --set values already over them (a tensor-parallel rank's);
+    `optional` gets a CSV problem's optional columns (csvio.read_problem)."""
     settle_inputs(args)
     if not math.isfinite(args.time_limit) or args.time_limit <= 0:
         raise ArenaError(f"--time-limit must be a positive number of seconds, not {args.time_limit:g}")
@@ -69,7 +70,7 @@ def plan_from_args(args, dims: dict[str, int] | None = None) -> tuple[Lifetimes 
         raise ArenaError("give a SCHEDULE or --csv PROBLEM.csv, not both")
     if args.csv:
         align = 1 if args.align is None else args.align
-        buffers = csvio.read_problem(args.csv, align)
+        buffers = csvio.read_problem(args.csv, align, optional)
         with Waiting(f"planning {Path(args.csv).name}", args.time_limit):
             return None, place(buffers, args.strategy, align, [], args.time_limit, capacity, padded=True)
     if not args.schedule:

@@ -87,9 +87,14 @@ class _LineLoader(yaml.SafeLoader):
                                                     key_node.start_mark)
         return key
 
+    def resolve(self, kind, value, implicit):
+        """A plain scalar's tag, by YAML 1.2's nulls and booleans alone: any other is text as
+        written (an explicit tag is not resolved here, nor `<<`, which merges a mapping)."""
+        if kind is yaml.ScalarNode and implicit[0] and value != "<<":
+            return _NULL if value in _NULLS else _BOOL if value in _TRUE + _FALSE else _STR
+        return super().resolve(kind, value, implicit)
+
     def construct_object(self, node, deep=False):
-        if isinstance(node, yaml.ScalarNode) and node.tag in _IMPLICIT:     # as written
-            return Truth(node.value) if node.tag == _BOOL and node.value in _TRUE + _FALSE else node.value or None
         self.node = node
         waiting = len(self.state_generators)
         data = super().construct_object(node, deep=deep)
@@ -103,13 +108,14 @@ class _LineLoader(yaml.SafeLoader):
         yield from generator
 
 
-# The tags PyYAML gives a plain scalar by its look (YAML 1.1: `010` the octal 8, `2:30` the
-# number 150, `yes`, `on` and `~` booleans and none, `1.50` the float 1.5). A table means none of
-# them: a name, a shape, a cell or a count is the text as written. Only `true` and `false` (YAML
-# 1.2's spellings) are booleans, for `persistent`, and they too keep their text (Truth). An empty
-# value is no value (None).
-_BOOL = "tag:yaml.org,2002:bool"
-_IMPLICIT = {_BOOL, *(f"tag:yaml.org,2002:{tag}" for tag in ("int", "null", "float", "timestamp"))}
+# A plain scalar is what YAML 1.2 reads it as, not PyYAML's YAML 1.1: there `010` is the octal 8
+# (a repeat unrolled 8 times), `2:30` is 150, `1.50` is 1.5 and `yes`, `on`, `no`, `off` are
+# booleans (a tensor named `on` became True). Here a plain scalar is text as written, but for
+# `~`, `null` and an empty value (none) and `true` and `false`, which keep their text too
+# (Truth: a cell `true` is quoted as written). A key is a name: none of them (`_key`).
+_STR, _NULL, _BOOL = (f"tag:yaml.org,2002:{tag}" for tag in ("str", "null", "bool"))
+_IMPLICIT = {_NULL, _BOOL, *(f"tag:yaml.org,2002:{tag}" for tag in ("int", "float", "timestamp"))}
+_NULLS = ("", "~", "null", "Null", "NULL")
 _TRUE, _FALSE = ("true", "True", "TRUE"), ("false", "False", "FALSE")
 
 
@@ -118,6 +124,10 @@ class Truth(str):
 
     def __bool__(self) -> bool:
         return self in _TRUE
+
+
+_LineLoader.add_constructor(_BOOL, lambda loader, node: Truth(node.value) if node.value in _TRUE + _FALSE
+                            else yaml.SafeLoader.construct_yaml_bool(loader, node))     # `!!bool yes`: True
 
 
 def _expanded_size(node, sizes: dict[int, int]) -> int:
@@ -153,14 +163,16 @@ def loads(text: str, file: str = "<schedule>") -> Schedule:
     except RecursionError:
         raise ArenaError(f"{file}: the YAML nests too deeply to read") from None
     except (ValueError, TypeError, KeyError, AttributeError):
-        # a collection that an explicit tag promises and its constructor cannot build: !!set [1]
-        # (a scalar's tag by its look is read as written; a bad !!binary is a YAMLError)
+        # a value that an explicit tag promises and its constructor cannot build: !!int x, !!set [1]
         raise ArenaError(_unbuilt(loader.node, file)) from None
     return _Reader(file).schedule(doc)
 
 
 def _unbuilt(node, file: str) -> str:
-    return f"{where(file, node.start_mark.line + 1)}malformed YAML: this {node.id} is not a YAML {node.tag.rsplit(':', 1)[-1]}"
+    kind = node.tag.rsplit(":", 1)[-1]
+    if isinstance(node, yaml.ScalarNode):
+        return f"{where(file, node.start_mark.line + 1)}'{show(node.value)}' is tagged !!{kind} but is not one"
+    return f"{where(file, node.start_mark.line + 1)}malformed YAML: this {node.id} is not a YAML {kind}"
 
 
 def _yaml_fault(e: yaml.YAMLError, file: str) -> str:
@@ -232,11 +244,11 @@ class _Reader:
         return dims
 
     def text(self, value, what: str, line) -> str:
-        """A scalar from the table as text; a mapping, list or set is a fault."""
+        """A scalar from the table as text (none: empty); a mapping, list or set is a fault."""
         if isinstance(value, _COLLECTIONS):
             self.fault(f"{what} must be text, not {_kind(value)}", line)
             return ""
-        return str(value)
+        return "" if value is None else str(value)
 
     def types(self, node) -> dict[str, str]:
         types = {}
@@ -259,10 +271,10 @@ class _Reader:
                 if unknown:
                     self.fault(f"unknown key(s) {', '.join(sorted(show(k) for k in unknown))} "
                                "(a tensor has: shape, persistent)", line, tensor=name)
-                persistent = spec.get("persistent", Truth("false"))
-                if not isinstance(persistent, Truth):
+                persistent = spec.get("persistent", False)
+                if not isinstance(persistent, (Truth, bool)):
                     self.fault(f"persistent must be true or false, not {_kind(persistent)}", line, tensor=name)
-                persistent = isinstance(persistent, Truth) and bool(persistent)
+                persistent = isinstance(persistent, (Truth, bool)) and bool(persistent)
                 if "shape" not in spec:
                     self.fault("no shape (a tensor has: shape, persistent)", line, tensor=name)
                     tensors[name] = TensorDecl(name, "", [], persistent, line)
@@ -270,7 +282,8 @@ class _Reader:
                 spec = spec.get("shape")
             match = _SHAPE.match(str(spec)) if isinstance(spec, str) else None
             if not match:
-                self.fault(f"shape '{show(spec)}' is not of the form Type[dim, dim, ...]", line, tensor=name)
+                shape = "an empty shape" if spec is None else f"shape '{show(spec)}'"
+                self.fault(f"{shape} is not of the form Type[dim, dim, ...]", line, tensor=name)
                 tensors[name] = TensorDecl(name, "", [], persistent, line)   # its cells are not unknown
                 continue
             type_, axes = match.group(1), [a.strip() for a in split_axes(match.group(2))]
@@ -310,11 +323,12 @@ class _Reader:
         return rows
 
     def repeat(self, item, line, tensors, dims, nested) -> Repeat:
-        if isinstance(item["repeat"], _COLLECTIONS):
+        if item["repeat"] is None or isinstance(item["repeat"], _COLLECTIONS):
             self.fault(f"a repeat count is an integer or a declared dimension, not {_kind(item['repeat'])} "
                        "('repeat' starts a repeat block, and names no step)", line)
             return Repeat("", [], line)
         count = show(item["repeat"])
+        count = count.removeprefix("+") if is_count(count.removeprefix("+")) else count     # YAML's +3 is 3
         if (name := expr.identifier(count)).isidentifier():
             count = name                            # as a shape would name it
         unknown = set(_plain(item)) - {"repeat", "steps"}

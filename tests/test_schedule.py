@@ -221,17 +221,34 @@ def test_values_read_as_yaml_1_2_reads_them():
 
 
 def test_values_are_read_as_written():
-    """Not as YAML 1.1 builds them: a schedule `010` is not 10, a cell `true` not True, a shape
-    `~` not None, a repeat `1:30.0` not 90.0; an empty schedule name is no name."""
+    """As YAML 1.2 reads them, not 1.1: a schedule `010` is not 10, a cell `true` not True, a
+    repeat `1:30.0` not 90.0; `~`, `null` and an empty value are none (an empty cell, a schedule
+    named after its file), and `+3` is 3. An explicit tag is YAML's own."""
     named = {value: loads(HEAD.replace("schedule: t", f"schedule: {value}") + "  - s: {b: +wx}\n", "t.yaml").name
-             for value in ("010", "1.50", "true", "~", "")}
-    assert named == {"010": "010", "1.50": "1.50", "true": "true", "~": "~", "": "t"}
+             for value in ("010", "1.50", "true", "~", "", "null", "2001-13-45")}
+    assert named == {"010": "010", "1.50": "1.50", "true": "true", "~": "t", "": "t", "null": "t",
+                     "2001-13-45": "2001-13-45"}
+    table = HEAD.replace("a: Ta[n, d]", "a: {shape: 'Ta[n, d]', persistent: !!bool yes}") + \
+        "  - repeat: +3\n    steps:\n      - s: {a: w, b: +wx, h: ~}\n  - e: {b: +wx, h: null}\n"
+    unrolled = bind(loads(table, "t.yaml"), {"n": 2, "d": 64}, "f32", 256)
+    assert [s.name for s in unrolled.steps] == ["s.0", "s.1", "s.2", "e"]
+    assert sorted((i.tensor, i.persistent) for i in unrolled.instances) == [("a", True)] + [("b", False)] * 4
     for edited, message in ((HEAD + "  - s: {b: true}\n", "unknown symbol 't' in 'true'"),
-                            (HEAD.replace("a: Ta[n, d]", "a: ~") + "  - s: {b: +wx}\n", "shape '~' is not"),
+                            (HEAD.replace("a: Ta[n, d]", "a: ~") + "  - s: {b: +wx}\n", "an empty shape is not"),
                             (HEAD + "  - repeat: 1:30.0\n    steps:\n      - s: {b: +wx}\n",
-                             "repeat count '1:30.0' is neither")):
+                             "repeat count '1:30.0' is neither"),
+                            (HEAD.replace("Ti: i32", "Ti: !!int i32") + "  - s: {b: +wx}\n",
+                             "t.yaml:4: 'i32' is tagged !!int but is not one")):
         with pytest.raises(ArenaError, match=re.escape(message)):
             loads(edited, "t.yaml")
+
+
+def test_a_merge_key_takes_the_anchored_mapping_and_overrides_it():
+    """`<<: *base` is YAML's merge, not a key named '<<'."""
+    table = HEAD.replace("  a: Ta[n, d]\n  b: Ta[n, d]\n", "  a: &base {shape: 'Ta[n, d]', persistent: true}\n"
+                         "  b: {<<: *base, persistent: false}\n") + "  - s: {a: w, b: +wx}\n"
+    tensors = loads(table, "t.yaml").tensors
+    assert [(t.shape, t.persistent) for t in (tensors["a"], tensors["b"])] == [(["n", "d"], True), (["n", "d"], False)]
 
 
 def test_names_are_read_as_written():

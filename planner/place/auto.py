@@ -70,6 +70,8 @@ def assign(blocks: list[Block], strategy: str, time_limit: float, capacity: int 
             return Assignment(f"auto:{name}", offsets, bound)
         left = deadline - time.monotonic()
         # the search started beside `layered` is worth its answer however little time is left
+        if left < EXACT_MIN_S and head is not None and not head.answered.wait(left):
+            head = None
         if len(blocks) > EXACT_MAX or left < EXACT_MIN_S and head is None:
             return Assignment(f"{'auto:' + name if strategy == 'auto' else 'exact'}:no-search", offsets, bound)
         from . import exact

@@ -166,6 +166,8 @@ def _round(plans: list[_Part], todo: list[int], bound: int, capacity: int | None
             if started is not None:
                 started.stop()
             continue
+        if started is None and time.monotonic() >= deadline:
+            continue                        # out of time (`auto` gives the search it started what is left)
         share_end = _share_end(1 / (len(todo) - done), deadline)
         if capacity is None:
             part.plan, proven = _minimize(comp, part.plan, bound - base, share_end, started)
