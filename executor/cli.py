@@ -41,7 +41,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="sample among the likeliest tokens of total probability P (1: all)")
     p.add_argument("--seed", type=int, metavar="S", help="seed of the sampler's random stream")
     p.add_argument("--nctx", type=int, metavar="N",
-                   help="KV cache positions (default: prompt + --max-new-tokens, at most the model's context)")
+                   help="KV cache positions (default: prompt + --max-new-tokens - 1, the last new token taking none; at most the model's context)")
     p.add_argument("--budget", metavar="BYTES",
                    help="fit the run (weights, arena and what the run holds outside it) in BYTES, e.g. "
                         "512MiB, 24GiB, 1.5GB: the prompt is prefilled in the largest chunk of tokens, attending to the largest tile "
@@ -155,7 +155,7 @@ def _generate_in(args, group, torch) -> int:
     if source.kind == "gguf":
         file.forget_metadata()
     budget = _budget(args)
-    choice = preflight(c, shard, dtype, len(prompt), nctx, packed, budget, workspace, runtime)
+    choice = preflight(c, shard, dtype, len(prompt), nctx, packed, budget, workspace, runtime, args.max_new_tokens)
     cost = choice.cost
     if first:
         if budget is not None:
@@ -380,7 +380,7 @@ def _nctx(args, prompt_len: int, model_nctx: int) -> int:
         if prompt_len + args.max_new_tokens - 1 > model_nctx:
             raise ArenaError(f"--max-new-tokens: the prompt ({prompt_len} {plural(prompt_len, 'token')}) plus {args.max_new_tokens} "
                              f"new tokens exceed the model's context of {model_nctx} positions")
-        return min(prompt_len + args.max_new_tokens, model_nctx)
+        return min(prompt_len + max(args.max_new_tokens, 1) - 1, model_nctx)
     if args.nctx > model_nctx:   # positions past it are untrained, and the cache grows with them
         raise ArenaError(f"--nctx {args.nctx}: more than the model's context of {model_nctx} positions")
     return args.nctx
@@ -392,7 +392,7 @@ def _rank_dims(c, shard) -> dict[str, int]:
 
 
 def preflight(c, shard, dtype: str, prompt_len: int, nctx: int, packed: int | None, budget: int | None,
-              workspace: int, runtime: int):
+              workspace: int, runtime: int, new_tokens: int | None = None):
     """The prefill chunk, key tile and cost (weights, KV cache and arena bytes) of this run (of
     this rank's share), from the model's dimensions alone: known before anything heavy is read or
     allocated. Without a budget, one call prefills the prompt with the default tiles (tile None).
@@ -403,7 +403,7 @@ def preflight(c, shard, dtype: str, prompt_len: int, nctx: int, packed: int | No
     fitter = Fitter({**_rank_dims(c, shard), "nctx": nctx}, dtype, c.tied, packed, workspace, runtime)
     if budget is None:
         return Choice(prompt_len, None, fitter.cost(prompt_len, prompt_len, None))
-    return choose(fitter, budget, prompt_len)
+    return choose(fitter, budget, prompt_len, new_tokens)
 
 
 def _print_estimate(cost: dict[str, int], dtype: str, device) -> None:

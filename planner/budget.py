@@ -64,15 +64,16 @@ class Fitter:
         return self._plans[key]
 
 
-def choose(fitter: Fitter, budget: int, prompt: int) -> Choice:
+def choose(fitter: Fitter, budget: int, prompt: int, new_tokens: int | None = None) -> Choice:
     """The largest chunk, then the largest tile, whose run fits `budget` bytes; an ArenaError
-    naming what does not fit when none does. Smaller chunks and tiles never need more bytes,
-    so each is found by bisection over the candidates."""
+    naming what does not fit when none does (and, given the run's `new_tokens`, how many a
+    smaller context leaves room for). Smaller chunks and tiles never need more bytes, so each
+    is found by bisection over the candidates."""
     chunks = chunk_sizes(prompt)
     nctx = fitter.dims["nctx"]
     chunk = _last_true(chunks, lambda c: fitter.fits(budget, prompt, c, _tiles(c, nctx)[0]))
     if chunk is None:
-        raise ArenaError(_nothing_fits(fitter, budget, prompt))
+        raise ArenaError(_nothing_fits(fitter, budget, prompt, new_tokens))
     tiles = _tiles(chunk, nctx)
     tile = _last_true(tiles, lambda t: fitter.fits(budget, prompt, chunk, t))
     return Choice(chunk, tile, fitter.cost(prompt, chunk, tile))
@@ -123,7 +124,7 @@ def _least(fitter: Fitter, prompt: int, nctx: int | None = None) -> dict[str, in
     return fitter.cost(prompt, chunk, _tiles(chunk, nctx)[0], nctx)
 
 
-def _nothing_fits(fitter: Fitter, budget: int, prompt: int) -> str:
+def _nothing_fits(fitter: Fitter, budget: int, prompt: int, new_tokens: int | None) -> str:
     """One line: the weights alone (and what the run holds outside the arena), or the KV cache
     at this nctx, or the activations of the smallest chunk, beyond the budget; with the largest
     --nctx or the smallest budget that fits."""
@@ -142,7 +143,9 @@ def _nothing_fits(fitter: Fitter, budget: int, prompt: int) -> str:
     largest = _last_true(range(1, nctx),
                          lambda m: _least(fitter, min(prompt, m), m)["total_bytes"] <= budget)
     instead = "no --nctx fits" if largest is None else f"the largest --nctx that fits is {largest}" + (
-        f", fewer positions than the prompt's {prompt} tokens" if largest < prompt else "")
+        f", fewer positions than the prompt's {prompt} tokens" if largest < prompt else
+        f", which leaves room for --max-new-tokens {largest - prompt + 1} after the prompt's {prompt} tokens"
+        if new_tokens is not None and largest < prompt + new_tokens - 1 else "")
     context = least["kv_bytes"] + least["rope_bytes"]
     if fitter.fixed + context > budget:
         return (f"{head} the KV cache and RoPE tables at --nctx {nctx} take {mib(context)} beside the weights' "

@@ -138,7 +138,7 @@ def run_json(capsys, *argv) -> tuple[dict, str]:
 
 def test_run_under_a_budget_prefills_in_chunks_and_stays_within_it(word_folder, capsys):
     whole, _ = run_json(capsys, "--model", str(word_folder), "--prompt", PROMPT)
-    fitter = Fitter({**model_dims(str(word_folder)), "nctx": 46}, "f32", tied_output(str(word_folder)))
+    fitter = Fitter({**model_dims(str(word_folder)), "nctx": 45}, "f32", tied_output(str(word_folder)))
     budget = fitter.cost(40, 40, 16)["total_bytes"] - 1   # one call no longer fits, whatever its tile
     out, err = run_json(capsys, "--model", str(word_folder), "--prompt", PROMPT, "--budget", str(budget))
     assert (out["budget"], out["chunk"]) == (budget, 32) and out["tile"] >= 16
@@ -250,6 +250,19 @@ def test_chunked_prefill_of_2048_tokens_matches_one_call(smollm2_f32):
         choice.cost["total_bytes"] <= budget
     assert (chunked[0] - whole[0]).abs().max().item() < 1e-4
     assert chunked[1] == whole[1]
+
+
+def test_a_context_too_short_for_the_new_tokens_says_how_many_fit():
+    """The largest --nctx that fits holds the prompt but not --max-new-tokens 64 after it: the
+    message says how many new tokens it leaves room for, and a run asking that many fits."""
+    from planner.budget import _least
+    prompt, new = 761, 64
+    budget = _least(smol(prompt + new // 2), prompt)["total_bytes"]       # the least run at that context
+    with pytest.raises(ArenaError, match="which leaves room for --max-new-tokens ") as e:
+        choose(smol(prompt + new - 1), budget, prompt, new)
+    fewer = int(str(e.value).split("--max-new-tokens ")[1].split()[0])
+    assert 1 <= fewer < new
+    assert choose(smol(prompt + fewer - 1), budget, prompt, fewer).cost["total_bytes"] <= budget
 
 
 def test_a_huge_prompt_or_context_is_searched_without_listing_its_candidates(capsys):

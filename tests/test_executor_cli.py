@@ -29,7 +29,7 @@ def test_json_output_has_tokens_plans_and_speeds(folder, capsys):
     out = run_json(capsys, "--model", str(folder), "--prompt", "w5 w6 w7", "--max-new-tokens", "6", "--ignore-eos")
     assert out["prompt_tokens"] == [7, 8, 9]
     assert len(out["tokens"]) == 6 and out["stop"] == "length"
-    assert out["nctx"] == 9 and out["arena"] >= out["lower_bound"] > out["kv_bytes"] > 0
+    assert out["nctx"] == 8 and out["arena"] >= out["lower_bound"] > out["kv_bytes"] > 0
     assert out["prefill_tok_s"] > 0 and out["decode_tok_s"] > 0
     assert out["plans"]["prefill"]["n"] == 3 and out["plans"]["decode"]["n"] == 1
 
@@ -494,3 +494,14 @@ def test_a_llama3_original_context_past_int64_runs(folder, tmp_path, capsys):
     edit_json(copy / "config.json", rope_scaling={"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
                                                   "high_freq_factor": 4.0, "original_max_position_embeddings": 10**30})
     assert len(run_json(capsys, "--model", str(copy), "--prompt", "w5", "--max-new-tokens", "2")["tokens"]) == 2
+
+
+def test_the_default_context_is_the_positions_the_run_feeds(folder, capsys):
+    """The prompt and every new token but the last, which is never fed back: a budget pays for
+    no position the run does not use."""
+    runs = []
+    for nctx in ([], ["--nctx", "15"], ["--nctx", "16"]):
+        assert main(["run", "--model", str(folder), "--prompt", "w5 w6 w7 w8", "--max-new-tokens", "12",
+                     "--ignore-eos", "--budget", "1GiB", *nctx]) == 0
+        runs.append(next(line for line in capsys.readouterr().err.splitlines() if line.startswith("estimate")))
+    assert runs[0] == runs[1] != runs[2]
