@@ -41,7 +41,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="sample among the likeliest tokens of total probability P (1: all)")
     p.add_argument("--seed", type=int, metavar="S", help="seed of the sampler's random stream")
     p.add_argument("--nctx", type=int, metavar="N",
-                   help="KV cache positions (default: prompt + --max-new-tokens - 1, the last new token taking none; at most the model's context)")
+                   help="KV cache positions (default: prompt + --max-new-tokens - 1, the last new token "
+                        "taking none; at most the model's context)")
     p.add_argument("--budget", metavar="BYTES",
                    help="fit the run (weights, arena and what the run holds outside it) in BYTES, e.g. "
                         "512MiB, 24GiB, 1.5GB: the prompt is prefilled in the largest chunk of tokens, attending to the largest tile "

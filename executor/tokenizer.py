@@ -228,8 +228,8 @@ def from_folder(folder: Path) -> TextTokenizer:
         raise ArenaError(f"{path}: not a readable tokenizer ({e})") from None
     config_path = Path(folder) / "tokenizer_config.json"
     config = _json(config_path)
-    _rebuild_as_class(tok, path, config.get("tokenizer_class") or _json(Path(folder) / "config.json").get("tokenizer_class"),
-                      config)
+    named_class = config.get("tokenizer_class") or _json(Path(folder) / "config.json").get("tokenizer_class")
+    _rebuild_as_class(tok, path, named_class, config)
     # As transformers reads a folder: special_tokens_map.json's win, but only where the config
     # is of the kind written before added_tokens_decoder (which save_pretrained now always writes)
     legacy = [] if "added_tokens_decoder" in config else [_json(Path(folder) / "special_tokens_map.json")]

@@ -25,7 +25,8 @@ def add_parsers(sub) -> None:
                           description="Place every buffer instance of a lifetime table in one arena.")
     add_plan_inputs(plan)
     plan.add_argument("--json", action="store_true", help="print the plan as JSON instead of tables")
-    plan.add_argument("--out", metavar="FILE", help="also save the plan: JSON, or for --csv the problem's rows with an offset column")
+    plan.add_argument("--out", metavar="FILE",
+                      help="also save the plan: JSON, or for --csv the problem's rows with an offset column")
     plan.add_argument("--graph", metavar="FILE.graphml", help="write the interference graph (networkx GraphML)")
     plan.add_argument("--nctx", type=int, metavar="N",
                       help="KV cache positions (--set nctx=N); a call then prefills all N unless --set n= says less")

@@ -174,8 +174,8 @@ def _row_fault(row: list[str], columns: list[int], width: int, seen: set[str]) -
 
 def solution_csv(plan: Plan, optional: dict[str, dict[str, str]] | None = None) -> str:
     """The plan as minimalloc's solution: the problem's rows, their `optional` columns too (from
-    `read_problem`), and an offset each. The rows read back as the problem: its own sizes, not the ones --align
-    rounded up, and its alignments."""
+    `read_problem`), and an offset each. The rows read back as the problem: its own sizes, not
+    the ones --align rounded up, and its alignments."""
     optional = optional or {}
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")

@@ -77,8 +77,8 @@ class _LineLoader(yaml.SafeLoader):
         return mapping
 
     def _key(self, key_node):
-        """A key is a name as written (and the text of a scalar is the same wherever an alias
-        repeats it); an empty key is the empty name."""
+        """A key is a name as written: `~` and `true` are not None and True (and the text of a
+        scalar is the same wherever an alias repeats it)."""
         if isinstance(key_node, yaml.ScalarNode) and key_node.tag in _IMPLICIT:
             return key_node.value
         key = self.construct_object(key_node, deep=True)

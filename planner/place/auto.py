@@ -87,7 +87,8 @@ def _layered_beside_search(blocks: list[Block], deadline: float, goal: int, deci
     skyline's plain passes (milliseconds) miss `goal`, the search decides it (the
     capacity, or the lower bound when minimizing) on its own thread, entered in `running`,
     during `layered`'s half second: it often answers in milliseconds, and its plan stops
-    `layered`; so does its proof that a capacity (`deciding`) is out of reach. Its orders cost 65 µs a block to make, which plans met at once do not pay.
+    `layered`; so does its proof that a capacity (`deciding`) is out of reach. Its orders
+    cost 65 µs a block to make, which plans met at once do not pay.
     Above EXACT_MAX blocks no search follows, so none starts (and the plain passes, seconds
     at 10^5 blocks, are not run twice)."""
     if len(blocks) > EXACT_MAX:
