@@ -228,8 +228,11 @@ def from_folder(folder: Path) -> TextTokenizer:
         raise ArenaError(f"{path}: not a readable tokenizer ({e})") from None
     config_path = Path(folder) / "tokenizer_config.json"
     config = _json(config_path)
-    named_class = config.get("tokenizer_class") or _json(Path(folder) / "config.json").get("tokenizer_class")
-    _rebuild_as_class(tok, path, named_class, config)
+    model_config = _json(Path(folder) / "config.json")
+    # transformers 5 reads a Mistral folder's file as it is: its model type has a tokenizer class of its own
+    if model_config.get("model_type") != "mistral":
+        tok = _rebuilt_as_class(tok, path, config.get("tokenizer_class") or model_config.get("tokenizer_class"),
+                                config)
     # As transformers reads a folder: special_tokens_map.json's win, but only where the config
     # is of the kind written before added_tokens_decoder (which save_pretrained now always writes)
     legacy = [] if "added_tokens_decoder" in config else [_json(Path(folder) / "special_tokens_map.json")]
@@ -245,41 +248,46 @@ def from_folder(folder: Path) -> TextTokenizer:
     return TextTokenizer(tok, _eos_ids(Path(folder), tok, special.get("eos_token")), template, named)
 
 
-def _rebuild_as_class(tok, path: Path, name, config: dict) -> None:
-    """tokenizer.json's pipeline as transformers 5 rebuilds it for the class the folder names:
-    LlamaTokenizer (Llama 1 and 2, Mistral, TinyLlama) keeps only the vocabulary and merges, and
-    splits with Metaspace, which puts one "▁" before the text (before its first part only, unless
-    `legacy`; none with add_prefix_space false) where the file's normalizer put one before every
-    part between special tokens and before a leading space too; unless the file is byte-level,
-    as Llama 3's is. GPT2Tokenizer (SmolLM2) keeps them too, with ByteLevel around them. Any other
-    class, or none, reads the file as it is."""
-    from tokenizers import decoders, pre_tokenizers
+def _rebuilt_as_class(tok, path: Path, name, config: dict):
+    """tokenizer.json's tokenizer (`tok`) as transformers 5 rebuilds it for the class a Llama
+    folder names: a new tokenizer of the file's vocabulary, merges and post-processor alone,
+    whose added tokens are then the config's (_add_config_tokens), or where the config is of the
+    kind without added_tokens_decoder, the file's. LlamaTokenizer (Llama 1
+    and 2, TinyLlama) splits with Metaspace, which puts one "▁" before the text (before its
+    first part only, unless `legacy`; none with add_prefix_space false) where the file's
+    normalizer put one before every part between special tokens and before a leading space
+    too; unless the file is byte-level, as Llama 3's is. GPT2Tokenizer (SmolLM2) splits with
+    ByteLevel alone. Any other class, or none, reads the file as it is: `tok` itself."""
+    from tokenizers import Tokenizer, decoders, pre_tokenizers
     from tokenizers.models import BPE
 
     name = name.removesuffix("Fast") if isinstance(name, str) else None
     if name not in ("LlamaTokenizer", "GPT2Tokenizer"):
-        return
+        return tok
     text = path.read_text(encoding="utf-8")
     if name == "LlamaTokenizer" and '"ByteLevel"' in text:
-        return
+        return tok
     model = json.loads(text).get("model") or {}
     if model.get("type") != "BPE":          # as the file's (transformers makes the class's BPE of a BPE's parts)
-        return
+        return tok
     vocab, merges = model["vocab"], [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in model["merges"]]
     prefix = config.get("add_prefix_space")
-    tok.normalizer = None
     if name == "LlamaTokenizer":
         prefix = True if prefix is None else bool(prefix)
         scheme = ("always" if config.get("legacy", False) else "first") if prefix else "never"
-        tok.model = BPE(vocab=vocab, merges=merges, fuse_unk=True, byte_fallback=True, dropout=None)
-        tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme=scheme, split=False)
-        tok.decoder = decoders.Sequence([decoders.Replace("▁", " "), decoders.ByteFallback(), decoders.Fuse()]
-                                        + [decoders.Strip(content=" ", left=1)] * prefix)
+        rebuilt = Tokenizer(BPE(vocab=vocab, merges=merges, fuse_unk=True, byte_fallback=True, dropout=None))
+        rebuilt.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme=scheme, split=False)
+        rebuilt.decoder = decoders.Sequence([decoders.Replace("▁", " "), decoders.ByteFallback(), decoders.Fuse()]
+                                            + [decoders.Strip(content=" ", left=1)] * prefix)
     else:
-        tok.model = BPE(vocab=vocab, merges=merges, dropout=None, continuing_subword_prefix="", end_of_word_suffix="",
-                        fuse_unk=False)
-        tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=bool(prefix))
-        tok.decoder = decoders.ByteLevel()
+        rebuilt = Tokenizer(BPE(vocab=vocab, merges=merges, dropout=None, continuing_subword_prefix="",
+                                end_of_word_suffix="", fuse_unk=False))
+        rebuilt.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=bool(prefix))
+        rebuilt.decoder = decoders.ByteLevel()
+    rebuilt.post_processor = tok.post_processor
+    if "added_tokens_decoder" not in config:    # an older config: the file's added tokens are the ones
+        rebuilt.add_tokens([token for _, token in sorted(tok.get_added_tokens_decoder().items())])
+    return rebuilt
 
 
 def _special_tokens(config: dict, special: dict) -> tuple[dict, list]:

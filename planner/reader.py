@@ -162,8 +162,8 @@ def loads(text: str, file: str = "<schedule>") -> Schedule:
         raise ArenaError(_yaml_fault(e, file)) from None
     except RecursionError:
         raise ArenaError(f"{file}: the YAML nests too deeply to read") from None
-    except (ValueError, TypeError, KeyError, AttributeError):
-        # a value that an explicit tag promises and its constructor cannot build: !!int x, !!set [1]
+    except (ValueError, TypeError, KeyError, AttributeError, IndexError):
+        # a value that an explicit tag promises and its constructor cannot build: !!int x, !!int _, !!set [1]
         raise ArenaError(_unbuilt(loader.node, file)) from None
     return _Reader(file).schedule(doc)
 

@@ -238,7 +238,8 @@ def test_values_are_read_as_written():
                             (HEAD + "  - repeat: 1:30.0\n    steps:\n      - s: {b: +wx}\n",
                              "repeat count '1:30.0' is neither"),
                             (HEAD.replace("Ti: i32", "Ti: !!int i32") + "  - s: {b: +wx}\n",
-                             "t.yaml:4: 'i32' is tagged !!int but is not one")):
+                             "t.yaml:4: 'i32' is tagged !!int but is not one"),
+                            (HEAD + "  - s: {b: !!int _}\n", "t.yaml:10: '_' is tagged !!int but is not one")):
         with pytest.raises(ArenaError, match=re.escape(message)):
             loads(edited, "t.yaml")
 

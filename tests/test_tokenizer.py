@@ -201,16 +201,20 @@ def test_a_file_naming_no_pre_tokenizer_splits_as_llama_cpp_s_default(vocabulary
     assert from_gguf(GGUFFile(path)).encode("'re1234") == [tokens.index(p) for p in pieces]
 
 
-@pytest.mark.parametrize("config", [{"legacy": False}, {"legacy": True}, {"add_prefix_space": False}, {}])
-def test_a_llama_2_folder_tokenizes_as_transformers_rebuilds_it(vocabulary, tmp_path, config):
+@pytest.mark.parametrize("config, model_type", [({"legacy": False}, "llama"), ({"legacy": True}, "llama"),
+                                                ({"add_prefix_space": False}, "llama"), ({}, "llama"),
+                                                ({"added_tokens_decoder": {}}, "llama"), ({}, "mistral")])
+def test_a_llama_2_folder_tokenizes_as_transformers_rebuilds_it(vocabulary, tmp_path, config, model_type):
     """A Llama 2 folder: tokenizer.json as transformers' LlamaConverter wrote Llama 2's (a
     normalizer that puts "▁" before every part between special tokens), tokenizer_class
     LlamaTokenizer. transformers 5 keeps only its vocabulary and merges and splits with
-    Metaspace: one "▁" before the text, none before a leading space, none after a special token."""
+    Metaspace: one "▁" before the text, none before a leading space, none after a special token;
+    its added tokens are the config's added_tokens_decoder where it has one (`<extra>`, only in
+    the file, is then text). A Mistral folder's file is read as it is."""
     import json
     import shutil
 
-    from tokenizers import Tokenizer, decoders, normalizers, processors
+    from tokenizers import AddedToken, Tokenizer, decoders, normalizers, processors
     from tokenizers.models import BPE
     from transformers import AutoTokenizer
     from transformers.tokenization_utils_base import generate_merges
@@ -226,14 +230,18 @@ def test_a_llama_2_folder_tokenizes_as_transformers_rebuilds_it(vocabulary, tmp_
                                      decoders.Strip(" ", 1, 0)])
     tok.post_processor = processors.TemplateProcessing(single="<s> $A", pair="<s> $A <s> $B", special_tokens=[("<s>", 1)])
     tok.add_special_tokens(["<unk>", "<s>", "</s>"])
+    tok.add_tokens([AddedToken("<extra>", normalized=False)])
     model = tmp_path / "model"
     shutil.copytree(folder, model, ignore=shutil.ignore_patterns("*.gguf"))
     tok.save(str(model / "tokenizer.json"))
     (model / "tokenizer_config.json").write_text(json.dumps({
         "tokenizer_class": "LlamaTokenizer", "bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>",
         "add_bos_token": True, **config}))
+    if model_type != "llama":
+        (model / "config.json").write_text(json.dumps({**json.loads((model / "config.json").read_text()),
+                                                       "model_type": model_type, "sliding_window": None}))
     ours, theirs = from_folder(model), AutoTokenizer.from_pretrained(str(model))
-    for text in TEXTS + RARE + [" the cache", "the</s> cache", "<s>arena", "a  </s>  b"]:
+    for text in TEXTS + RARE + [" the cache", "the</s> cache", "<s>arena", "a  </s>  b", "the<extra> cache"]:
         ids = theirs(text)["input_ids"]
         assert ours.encode(text) == ids, text
         assert ours.decode(ids) == theirs.decode(ids, skip_special_tokens=True), text

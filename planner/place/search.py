@@ -20,6 +20,7 @@ import threading
 import time
 from typing import NamedTuple
 
+from .loading import or_tools_in_time
 from .problem import Component
 
 
@@ -152,6 +153,8 @@ class Search:
         if self.placements % self.ask_every:
             return
         if self.oracle is None:
+            if not or_tools_in_time(self.deadline):     # the search goes on alone
+                return
             from .cpsat import Oracle
             self.oracle = Oracle(self.comp, self.capacity)
         placed = self.placed
