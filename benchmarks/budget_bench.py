@@ -118,7 +118,7 @@ def ours(args, ids: list[int], torch) -> dict:
     base = resident()   # before the file is opened
     source = resolve(args.model)
     file = open_source(source)
-    nctx = len(ids) + 1
+    nctx = len(ids)     # its one new token takes no position, as in arena run
     try:
         choice = preflight(file.config, None, args.dtype, len(ids), nctx, None, budget, 0, RUNTIME_BYTES)
     except ArenaError as e:

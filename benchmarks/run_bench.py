@@ -134,7 +134,7 @@ def ours(args, ids, torch) -> dict:
     native = kind == "native"
     weights = assemble(open_source(resolve(args.model)), DTYPES["f32" if native else kind],
                        torch.device(args.device), native=native)
-    nctx = len(ids) + args.tokens
+    nctx = len(ids) + args.tokens - 1      # the last new token takes no position, as in arena run
     session = Session(build_model(weights, nctx), nctx, len(ids))
 
     def once():
