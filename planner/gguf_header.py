@@ -30,6 +30,7 @@ _STRING, _ARRAY = 8, 9
 # arrays within arrays: llama.cpp reads none, gguf writes some; the reading recurses, and this
 # bound keeps a corrupt file far from Python's recursion limit
 _NESTING = 8
+_MAX_DIMS = 4           # ggml's GGML_MAX_DIMS
 
 
 @dataclass
@@ -80,18 +81,29 @@ class _Parser:
         fields = {}
         for _ in range(keys):
             key = self.string().decode("utf-8")
+            if key in fields:       # which of the two counts? llama.cpp refuses the file, as here
+                raise ValueError(f"metadata key '{key}' appears twice")
             fields[key] = self.value(self.scalar("I"), key)
         infos = [self.tensor_info() for _ in range(count)]
         alignment = fields.get("general.alignment", 32)
-        if type(alignment) is not int or alignment <= 0:
-            raise ValueError(f"general.alignment is {alignment!r}, not a positive integer")
+        if type(alignment) is not int or alignment <= 0 or alignment & (alignment - 1):
+            raise ValueError(f"general.alignment is {alignment!r}, not a power of two")
         start = -(-self.pos // alignment) * alignment
-        tensors = {t.name: TensorInfo(t.name, t.shape, t.type, start + t.offset) for t in infos}
+        tensors = {}
+        for t in infos:
+            if t.name in tensors:
+                raise ValueError(f"tensor '{t.name}' appears twice")
+            if t.offset % alignment:
+                raise ValueError(f"tensor '{t.name}' starts at {t.offset}, not a multiple of the alignment {alignment}")
+            tensors[t.name] = TensorInfo(t.name, t.shape, t.type, start + t.offset)
         return Header(fields, tensors, len(self.data))
 
     def tensor_info(self) -> TensorInfo:
         name = self.string().decode("utf-8")
-        shape = tuple(self.scalar("Q") for _ in range(self.scalar("I")))
+        count = self.scalar("I")
+        if count > _MAX_DIMS:
+            raise ValueError(f"tensor '{name}' has {count} dimensions; GGUF's have at most {_MAX_DIMS}")
+        shape = tuple(self.scalar("Q") for _ in range(count))
         return TensorInfo(name, shape, self.scalar("I"), self.scalar("Q"))
 
     def value(self, kind: int, key: str, depth: int = 0) -> object:

@@ -505,3 +505,13 @@ def test_the_default_context_is_the_positions_the_run_feeds(folder, capsys):
                      "--ignore-eos", "--budget", "1GiB", *nctx]) == 0
         runs.append(next(line for line in capsys.readouterr().err.splitlines() if line.startswith("estimate")))
     assert runs[0] == runs[1] != runs[2]
+
+
+def test_a_layer_count_past_the_files_layers_is_refused_before_planning(folder, tmp_path, capsys):
+    """60,000 layers in config.json over a file of two: refused at its last layer's weights, not
+    after seconds of planning 60,000 layers (then failing at layer 2)."""
+    copy = copy_of(folder, tmp_path)
+    config = json.loads((copy / "config.json").read_text())
+    (copy / "config.json").write_text(json.dumps({**config, "num_hidden_layers": 60000}))
+    assert main(["run", "--model", str(copy), "--prompt", "w5", "--max-new-tokens", "2"]) == 2
+    assert "tensor 'model.layers.59999.input_layernorm.weight'" in capsys.readouterr().err

@@ -116,3 +116,32 @@ def test_tensors_the_loader_cannot_shape_are_named(tmp_path, qtype, dims, messag
     path.write_bytes(path.read_bytes().replace(struct.pack("<2Q", 32, 2), struct.pack("<2Q", *dims), 1))
     with pytest.raises(ArenaError, match=f"{path}: {re.escape(message)}"):
         GGUFFile(path)
+
+
+def raw_gguf(path, keys, tensors):
+    """A GGUF file byte by byte: `keys` as (name, u32 value), `tensors` as (name, dims, offset),
+    each an F32 tensor, the data zeros enough for them all."""
+    def string(text):
+        return struct.pack("<Q", len(text.encode())) + text.encode()
+    out = b"GGUF" + struct.pack("<IQQ", 3, len(tensors), len(keys))
+    for key, value in keys:
+        out += string(key) + struct.pack("<II", 4, value)
+    for name, dims, offset in tensors:
+        out += string(name) + struct.pack(f"<I{len(dims)}QIQ", len(dims), *dims, 0, offset)
+    path.write_bytes(out + bytes(-len(out) % 32) + bytes(4096))
+    return path
+
+
+@pytest.mark.parametrize("keys, tensors, message", [
+    ([("general.alignment", 32), ("general.alignment", 64)], [], "metadata key 'general.alignment' appears twice"),
+    ([], [("w", [8], 0), ("w", [8], 32)], "tensor 'w' appears twice"),
+    ([], [("w", [8], 0), ("v", [8], 36)], "tensor 'v' starts at 36, not a multiple of the alignment 32"),
+    ([("general.alignment", 3)], [], "general.alignment is 3, not a power of two"),
+    ([], [("w", [1] * 5, 0)], "tensor 'w' has 5 dimensions; GGUF's have at most 4"),
+])
+def test_what_llama_cpp_refuses_in_a_header_is_named(tmp_path, keys, tensors, message):
+    """Read as written, a second key or tensor of one name silently replaced the first, and a
+    tensor off the alignment was read from the wrong bytes: llama.cpp refuses these files."""
+    with pytest.raises(ArenaError, match=re.escape(message)):
+        read_header(raw_gguf(tmp_path / "bad.gguf", keys, tensors))
+    assert read_header(raw_gguf(tmp_path / "good.gguf", [], [("w", [8], 0), ("v", [8], 32)])).tensors["v"].shape == (8,)
