@@ -176,6 +176,10 @@ class GGUFFile:
                 raise ArenaError(f"{self.path}: tensor '{t.name}' has {max(0, header.size - t.offset)} of its "
                                  f"{nbytes} bytes: the file is truncated")
             tensors[t.name] = Tensor(t.name, kind, t.shape, t.offset, nbytes)
+        ends = sorted((t.offset, t.offset + t.nbytes, t.name) for t in tensors.values())
+        for (_, end, before), (start, _, name) in zip(ends, ends[1:]):
+            if start < end:     # two tensors sharing bytes: a corrupt offset, read as weights all the same
+                raise ArenaError(f"{self.path}: tensor '{name}' starts inside tensor '{before}'")
         return tensors
 
     def _check_shape(self, t, kind, block: int) -> None:

@@ -208,3 +208,17 @@ def test_not_a_gguf_file_is_named(tmp_path):
     path.write_text("hello")
     with pytest.raises(ArenaError, match="not a readable GGUF file"):
         GGUFFile(path)
+
+
+def test_tensors_that_share_bytes_are_refused(tmp_path):
+    """A second tensor at the first one's offset (a corrupt file) was read as weights."""
+    w = gguf.GGUFWriter(tmp_path / "s.gguf", "llama")
+    w.add_tensor("a", np.ones(8, dtype=np.float32))
+    w.add_tensor("b", np.zeros(8, dtype=np.float32))
+    w.write_header_to_file(), w.write_kv_data_to_file(), w.write_tensors_to_file(), w.close()
+    data = bytearray((tmp_path / "s.gguf").read_bytes())
+    at = data.index(b"\x01\x00\x00\x00\x00\x00\x00\x00b") + 9 + 4 + 8 + 4      # b's name, dims, shape, type
+    data[at:at + 8] = (0).to_bytes(8, "little")                                 # b's offset: a's
+    (tmp_path / "s.gguf").write_bytes(data)
+    with pytest.raises(ArenaError, match="tensor 'b' starts inside tensor 'a'"):
+        GGUFFile(tmp_path / "s.gguf")
