@@ -13,17 +13,18 @@ SPECIAL_TOKENS = ("bos_token", "eos_token", "unk_token", "sep_token", "pad_token
                   "additional_special_tokens")
 
 
-def render_chat(template: str, messages: list[dict], special: dict) -> str:
+def render_chat(template: str, messages: list[dict], special: dict, source: str | None = None) -> str:
     """The conversation `messages` in `template`, ready for the assistant's reply; `special`:
     the special tokens by name (bos_token, eos_token, ...). Any failure of the template, not
-    only jinja2's own errors, is an ArenaError."""
+    only jinja2's own errors, is an ArenaError, naming where the template came from (`source`)."""
     try:
         compiled = _environment().from_string(template)
         return compiled.render(messages=messages, tools=None, documents=None, add_generation_prompt=True, **special)
     except Exception as e:   # a template is code: TypeError, ZeroDivisionError, RecursionError...
         from jinja2 import TemplateError
         detail = str(e) if isinstance(e, TemplateError) else f"{type(e).__name__}: {e}"
-        raise ArenaError(f"--chat: the model's chat template failed: {detail}") from None
+        where = f"the chat template in {source}" if source else "the model's chat template"
+        raise ArenaError(f"--chat: {where} failed: {detail}") from None
 
 
 def _environment():
@@ -58,17 +59,19 @@ def _environment():
     return env
 
 
-def folder_template(folder: Path, config: dict) -> str | None:
-    """The chat template of a checkpoint folder: chat_template.jinja, which transformers lets
-    win, else tokenizer_config.json's (a string, or a list of named ones: the default)."""
+def folder_template(folder: Path, config: dict) -> tuple[str | None, str]:
+    """The chat template of a checkpoint folder, and where it is: chat_template.jinja, which
+    transformers lets win, else tokenizer_config.json's (a string, or a list of named ones: the
+    default)."""
     jinja = folder / "chat_template.jinja"
     if jinja.is_file():
-        return jinja.read_text(encoding="utf-8", errors="replace")
+        return jinja.read_text(encoding="utf-8", errors="replace"), str(jinja)
+    source = f"{folder / 'tokenizer_config.json'}"
     template = config.get("chat_template")
     if isinstance(template, list) and all(isinstance(t, dict) and isinstance(t.get("name"), str)
                                           and isinstance(t.get("template"), str) for t in template):
-        return next((t["template"] for t in template if t["name"] == "default"), None)
+        return next((t["template"] for t in template if t["name"] == "default"), None), source
     if template is not None and not isinstance(template, str):
-        raise ArenaError(f"{folder / 'tokenizer_config.json'}: chat_template is {json.dumps(template)[:40]}; it must be "
+        raise ArenaError(f"{source}: chat_template is {json.dumps(template)[:40]}; it must be "
                          "a template or a list of {\"name\": ..., \"template\": ...}")
-    return template
+    return template, source

@@ -50,6 +50,7 @@ class TextTokenizer:
     eos_ids: set[int]
     chat_template: str | None = None
     special: dict = field(default_factory=dict)   # bos_token, eos_token, ... for the template
+    template_source: str | None = None            # the file (and key) it came from, for its faults
 
     def encode(self, text: str, add_special_tokens: bool = True) -> list[int]:
         return self.tokenizer.encode(text, add_special_tokens=add_special_tokens).ids
@@ -61,7 +62,8 @@ class TextTokenizer:
         """The prompt as one user message in the model's chat template, ready for the reply."""
         if not self.chat_template:
             raise ArenaError("--chat: this model has no chat template")
-        text = render_chat(self.chat_template, [{"role": "user", "content": prompt}], self.special)
+        text = render_chat(self.chat_template, [{"role": "user", "content": prompt}], self.special,
+                           self.template_source)
         ids = self.encode(text, add_special_tokens=False)   # the template writes any BOS itself
         if not ids:
             raise ArenaError("--chat: the model's chat template renders the prompt as no tokens")
@@ -111,7 +113,10 @@ def from_gguf(gguf) -> TextTokenizer:
             special_tokens=list({tokens[i]: i for i in first + last}.items()))
     special = {name: tokens[i] for name, i in ids.items() if type(i) is int and 0 <= i < len(tokens)}
     stops = ends | {eos} if eos is not None else ends
-    return TextTokenizer(tok, stops, gguf.meta("tokenizer.chat_template", None), special)
+    template = gguf.meta("tokenizer.chat_template", None)
+    if template is not None and not isinstance(template, str):
+        raise ArenaError(f"{gguf.path}: tokenizer.chat_template is {json.dumps(template)[:40]}; it must be a template")
+    return TextTokenizer(tok, stops, template, special, f"{gguf.path} (tokenizer.chat_template)")
 
 
 def _ends(gguf, tokens: list[str]) -> set[int]:
@@ -244,8 +249,8 @@ def from_folder(folder: Path) -> TextTokenizer:
     if not isinstance(split, bool):
         raise ArenaError(f"{config_path}: split_special_tokens is {json.dumps(split)[:40]}; it must be true or false")
     tok.encode_special_tokens = split
-    template = folder_template(Path(folder), config)
-    return TextTokenizer(tok, _eos_ids(Path(folder), tok, special.get("eos_token")), template, named)
+    template, source = folder_template(Path(folder), config)
+    return TextTokenizer(tok, _eos_ids(Path(folder), tok, special.get("eos_token")), template, named, source)
 
 
 def _rebuilt_as_class(tok, path: Path, name, config: dict):

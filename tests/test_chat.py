@@ -51,14 +51,14 @@ def test_a_failing_template_is_one_arena_error(template, message):
 def test_chat_template_jinja_wins_over_tokenizer_config(tmp_path):
     """As transformers loads them."""
     config = {"chat_template": "CONFIG"}
-    assert folder_template(tmp_path, config) == "CONFIG"
+    assert folder_template(tmp_path, config) == ("CONFIG", str(tmp_path / "tokenizer_config.json"))
     (tmp_path / "chat_template.jinja").write_text("JINJA")
-    assert folder_template(tmp_path, config) == "JINJA"
+    assert folder_template(tmp_path, config) == ("JINJA", str(tmp_path / "chat_template.jinja"))
 
 
 def test_named_templates_take_the_default_and_malformed_ones_are_named(tmp_path):
     named = [{"name": "tool_use", "template": "T"}, {"name": "default", "template": "D"}]
-    assert folder_template(tmp_path, {"chat_template": named}) == "D"
+    assert folder_template(tmp_path, {"chat_template": named})[0] == "D"
     for bad in (5, [{"name": "default"}], [named[0], "bad"]):
         with pytest.raises(ArenaError, match=r"tokenizer_config.json: chat_template is .*; it must be a template"):
             folder_template(tmp_path, {"chat_template": bad})

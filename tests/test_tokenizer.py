@@ -5,7 +5,9 @@ on text with merges, digits, runs of spaces, accents, CJK and characters no piec
 the same vocabulary as a Llama 2 folder's tokenizer.json, against transformers."""
 import io
 import random
+import re
 
+import gguf
 import pytest
 import sentencepiece
 
@@ -13,6 +15,7 @@ from checkpoints import checkpoint_to_gguf, tiny_checkpoint
 from executor.gguf_file import GGUFFile
 from executor.tokenizer import from_gguf
 from llama_arena.cli import main
+from planner.errors import ArenaError
 
 _SYLLABLES = "ka to ri mu sel an der ing tion pre fill ar en ob ly".split()
 _rng = random.Random(2)
@@ -245,3 +248,19 @@ def test_a_llama_2_folder_tokenizes_as_transformers_rebuilds_it(vocabulary, tmp_
         ids = theirs(text)["input_ids"]
         assert ours.encode(text) == ids, text
         assert ours.decode(ids) == theirs.decode(ids, skip_special_tokens=True), text
+
+
+def test_a_failing_chat_template_names_its_file_and_key(vocabulary, tmp_path):
+    """One that raises names the file and key it came from; one that is no text is refused."""
+    sp, folder, _ = vocabulary
+
+    def with_template(value, kind):
+        return lambda w: (_write_vocabulary(w, sp), w.add_key_value("tokenizer.chat_template", value, kind))
+    path = checkpoint_to_gguf(folder, tmp_path / "t.gguf",
+                              metadata=with_template("{{ raise_exception('no') }}", gguf.GGUFValueType.STRING))
+    with pytest.raises(ArenaError, match=re.escape(f"--chat: the chat template in {path} (tokenizer.chat_template) "
+                                                   "failed: no")):
+        from_gguf(GGUFFile(path)).encode_chat("hi")
+    path = checkpoint_to_gguf(folder, tmp_path / "n.gguf", metadata=with_template(5, gguf.GGUFValueType.UINT32))
+    with pytest.raises(ArenaError, match=re.escape(f"{path}: tokenizer.chat_template is 5; it must be a template")):
+        from_gguf(GGUFFile(path))
