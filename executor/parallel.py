@@ -89,8 +89,8 @@ def leave() -> None:
 
 def launch(ranks: int, entry: Callable, *args) -> int:
     """Run `entry(*args)` in `ranks` local processes through torch's elastic launcher and
-    wait: 0 when all succeed, else the exit code of the rank that failed first (the
-    launcher has then stopped the others). Rank 0 writes to this terminal; the others'
+    wait: 0 when all succeed, else the exit code of the rank that failed first, a rank's bad
+    input (2) before any other (the launcher has then stopped the others). Rank 0 writes to this terminal; the others'
     stderr goes to files, shown only when one of them failed and rank 0 had nothing to say."""
     from torch.distributed.elastic.multiprocessing import DefaultLogsSpecs, Std
     from torch.distributed.elastic.multiprocessing.api import SignalException
@@ -108,7 +108,8 @@ def launch(ranks: int, entry: Callable, *args) -> int:
         elastic_launch(config, entry)(*args)
         return 0
     except ChildFailedError as e:
-        rank, failure = min(e.failures.items(), key=lambda item: item[1].timestamp)
+        # a rank's bad input (exit 2) first: the others then fail in its wake, at about the same moment
+        rank, failure = min(e.failures.items(), key=lambda item: (item[1].exitcode != 2, item[1].timestamp))
         if rank != 0 and e.failures.get(0, failure).exitcode <= 0:
             for log in logs.glob(f"*/attempt_*/{rank}/stderr.log"):
                 sys.stderr.write(log.read_text(errors="replace")[-4000:])
