@@ -90,8 +90,9 @@ def leave() -> None:
 def launch(ranks: int, entry: Callable, *args) -> int:
     """Run `entry(*args)` in `ranks` local processes through torch's elastic launcher and
     wait: 0 when all succeed, else the exit code of the rank that failed first, a rank's bad
-    input (2) before any other (the launcher has then stopped the others). Rank 0 writes to this terminal; the others'
-    stderr goes to files, shown only when one of them failed and rank 0 had nothing to say."""
+    input (2) before any other (the launcher has then stopped the others). Rank 0 writes to
+    this terminal; the others' stderr goes to files, shown only when one of them failed and
+    rank 0 had nothing to say."""
     from torch.distributed.elastic.multiprocessing import DefaultLogsSpecs, Std
     from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError

@@ -228,7 +228,8 @@ def from_folder(folder: Path) -> TextTokenizer:
     if not path.is_file():
         raise ArenaError(f"{folder}: no tokenizer.json, so prompts cannot be tokenized")
     try:
-        tok = Tokenizer.from_file(str(path))
+        text = path.read_text(encoding="utf-8")     # read once: a class's rebuild takes its parts from it too
+        tok = Tokenizer.from_str(text)
     except Exception as e:  # tokenizers raises a bare Exception on a bad file
         raise ArenaError(f"{path}: not a readable tokenizer ({e})") from None
     config_path = Path(folder) / "tokenizer_config.json"
@@ -236,7 +237,7 @@ def from_folder(folder: Path) -> TextTokenizer:
     model_config = _json(Path(folder) / "config.json")
     # transformers 5 reads a Mistral folder's file as it is: its model type has a tokenizer class of its own
     if model_config.get("model_type") != "mistral":
-        tok = _rebuilt_as_class(tok, path, config.get("tokenizer_class") or model_config.get("tokenizer_class"),
+        tok = _rebuilt_as_class(tok, text, config.get("tokenizer_class") or model_config.get("tokenizer_class"),
                                 config)
     # As transformers reads a folder: special_tokens_map.json's win, but only where the config
     # is of the kind written before added_tokens_decoder (which save_pretrained now always writes)
@@ -253,8 +254,8 @@ def from_folder(folder: Path) -> TextTokenizer:
     return TextTokenizer(tok, _eos_ids(Path(folder), tok, special.get("eos_token")), template, named, source)
 
 
-def _rebuilt_as_class(tok, path: Path, name, config: dict):
-    """tokenizer.json's tokenizer (`tok`) as transformers 5 rebuilds it for the class a Llama
+def _rebuilt_as_class(tok, text: str, name, config: dict):
+    """tokenizer.json's tokenizer (`tok`, from the file's `text`) as transformers 5 rebuilds it for the class a Llama
     folder names: a new tokenizer of the file's vocabulary, merges and post-processor alone,
     whose added tokens are then the config's (_add_config_tokens), or where the config is of the
     kind without added_tokens_decoder, the file's. LlamaTokenizer (Llama 1
@@ -269,7 +270,6 @@ def _rebuilt_as_class(tok, path: Path, name, config: dict):
     name = name.removesuffix("Fast") if isinstance(name, str) else None
     if name not in ("LlamaTokenizer", "GPT2Tokenizer"):
         return tok
-    text = path.read_text(encoding="utf-8")
     if name == "LlamaTokenizer" and '"ByteLevel"' in text:
         return tok
     model = json.loads(text).get("model") or {}

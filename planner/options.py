@@ -56,7 +56,8 @@ def settle_inputs(args) -> None:
     args.dtype = args.dtype or DEFAULT_DTYPE
 
 
-def plan_from_args(args, dims: dict[str, int] | None = None, optional: dict | None = None) -> tuple[Lifetimes | None, Plan]:
+def plan_from_args(args, dims: dict[str, int] | None = None,
+                   optional: dict | None = None) -> tuple[Lifetimes | None, Plan]:
     """The plan the options ask for; Lifetimes too when it comes from a schedule. `dims`, when
     given, are the model's with the --set values already over them (a tensor-parallel rank's);
     `optional` gets a CSV problem's optional columns (csvio.read_problem)."""

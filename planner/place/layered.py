@@ -49,7 +49,8 @@ class Work:
         if self.deadline is None:
             return True
         entries = sum(hi - lo for lo, hi in zip(comp.lo, comp.hi))     # without building comp.covers
-        return self.deadline - time.monotonic() > entries * ENTRY_S and or_tools_in_time(self.deadline - entries * ENTRY_S)
+        built = self.deadline - entries * ENTRY_S                        # when the model must start building
+        return time.monotonic() < built and or_tools_in_time(built)
 
 
 def layered(blocks: list[Block], deadline: float | None = None, goal: int | None = None,
