@@ -75,7 +75,8 @@ def convert(path) -> Schedule:
 
 def _table_with_graph_column(path, lines) -> list[tuple[int, list[str]]]:
     """The rows (line number, cells) of the first table whose second column is `graph`,
-    outside fenced code (which markdown shows as it is, an example table included)."""
+    outside code blocks, fenced or indented (which markdown shows as they are, an example
+    table included)."""
     table: list[tuple[int, list[str]]] = []
     bare = False        # a table whose rows need not start with a pipe: its header did not
     fence = None        # the fence of the code block the line is in
@@ -87,6 +88,8 @@ def _table_with_graph_column(path, lines) -> list[tuple[int, list[str]]]:
             continue
         if run and not (run[1][0] == "`" and "`" in text[run.end():]):     # CommonMark's info string
             fence, text = run[1], ""        # a fence line ends a table as any other line
+        if not table and _INDENTED.match(text):
+            continue        # an indented code block: an example, as a fenced one is
         if not table and not text.strip().startswith("|") and _PIPE.search(text):
             bare = number < len(lines) and bool(_PIPE.search(lines[number])) and _rule(_cells(lines[number]))
         if text.strip().startswith("|") or bare and _PIPE.search(text):
@@ -106,6 +109,7 @@ def _table_with_graph_column(path, lines) -> list[tuple[int, list[str]]]:
 
 _PIPE = re.compile(r"(?<!\\)\|")     # a cell boundary: a pipe not escaped
 _FENCE = re.compile(r" {0,3}(`{3,}|~{3,})")
+_INDENTED = re.compile(r" {0,3}\t| {4}")
 
 
 def _rule(cells: list[str]) -> bool:

@@ -97,11 +97,13 @@ def test_types_are_activations_an_element_type_or_int32(tmp_path):
 
 def test_a_table_in_fenced_code_is_an_example_not_the_table(tmp_path):
     """Markdown shows fenced code as it is: an example table there is not the lifetime table
-    (nor is one in a ~~~ fence, or in a longer fence that a shorter run does not close)."""
+    (nor is one in a ~~~ fence, in a longer fence that a shorter run does not close, or in
+    a block indented by four spaces or a tab)."""
     lines = SEED.read_text(encoding="utf-8").split("\n")
     header = next(i for i, line in enumerate(lines) if line.startswith("| tensor"))
     example = ["| tensor | graph | e |", "|---|---|---|", "| | | Ta (n) |", "| s0 | kernel | +wx |"]
-    lines[header:header] = ["````markdown", *example, "```", "````", "~~~", *example, "~~~"]
+    lines[header:header] = ["````markdown", *example, "```", "````", "~~~", *example, "~~~", "",
+                            *("    " + row for row in example), "", *("\t" + row for row in example), ""]
     (tmp_path / "fenced.md").write_text("\n".join(lines), encoding="utf-8")
     dims = {**PRESETS["open_llama_3b"], "n": 6}
     assert comparable(bind(convert(tmp_path / "fenced.md"), dims)) == comparable(bind(convert(SEED), dims))
