@@ -71,9 +71,13 @@ def choose(fitter: Fitter, budget: int, prompt: int, new_tokens: int | None = No
     is found by bisection over the candidates."""
     chunks = chunk_sizes(prompt)
     nctx = fitter.dims["nctx"]
-    chunk = _last_true(chunks, lambda c: fitter.fits(budget, prompt, c, _tiles(c, nctx)[0]))
-    if chunk is None:
+
+    def fits(chunk: int) -> bool:
+        return fitter.fits(budget, prompt, chunk, _tiles(chunk, nctx)[0])
+
+    if not fits(chunks[0]):     # first, so that a shape too large is named at the smallest chunk
         raise ArenaError(_nothing_fits(fitter, budget, prompt, new_tokens))
+    chunk = _last_true(chunks, fits)
     tiles = _tiles(chunk, nctx)
     tile = _last_true(tiles, lambda t: fitter.fits(budget, prompt, chunk, t))
     return Choice(chunk, tile, fitter.cost(prompt, chunk, tile))

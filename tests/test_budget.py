@@ -124,6 +124,14 @@ def test_a_budgeted_prompt_longer_than_the_cache_is_one_line(capsys):
                                        "KV cache's nctx=8192 positions\n")
 
 
+def test_a_cache_past_any_shape_is_named_once_at_the_smallest_chunk(capsys):
+    """The smallest run is tried first: a KV cache too large to hold is the one fault, not
+    the activations of a chunk of half the context that the search would try."""
+    assert main(["plan", "llama", "--nctx", str(10 ** 17), "--budget", "16GiB"]) == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("arena: error:")]
+    assert len(errors) == 1 and "tensor 'kv'" in errors[0] and "100000000000000000" in errors[0]
+
+
 # arena run on the tiny word-level checkpoint: 40 words are 40 tokens
 
 
