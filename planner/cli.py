@@ -11,11 +11,11 @@ from . import csvio, graph, markdown, schedule
 from .budget import Fitter, choose, describe
 from .options import add_plan_inputs, input_files, load_schedule, plan_from_args, settle_inputs
 from .errors import ArenaError, CapacityMissed
-from .estimate import estimate, native_weight_bytes, workspace_bytes
+from .estimate import estimate, native_weight_bytes, shard_tensors, workspace_bytes
 from .models import SET_DIGITS, model_dims, model_file, model_header, parse_sets, tied_output
 from .output import check_targets, write_all, write_atomic
 from .plan import Plan
-from .shards import shards
+from .shards import Shard, shards
 from .sizes import parse_size
 from .report import estimate_table, print_plan
 
@@ -119,22 +119,26 @@ def _fit(args, budget: int):
     return choice, {**dims, "n": choice.chunk, "tile": choice.tile}
 
 
-def run_estimate(args, plan: Plan) -> dict[str, int]:
-    """Weights, KV cache, arena and their total for a plan of the Llama schedule; {} for others."""
+def run_estimate(args, plan: Plan, shard: Shard | None = None) -> dict[str, int]:
+    """Weights, KV cache, arena and their total for a plan of the Llama schedule (of one
+    tensor-parallel rank's `shard`, whose dims the plan binds); {} for other schedules."""
     if plan.schedule != "llama":
         return {}
-    weights, workspace = held_weights(args.model, plan.dims, args.dtype)
+    weights, workspace = held_weights(args.model, plan.dims, args.dtype, shard)
     return estimate([plan], args.dtype, tied_output(args.model), weights, workspace)
 
 
-def held_weights(model: str, dims: dict[str, int], dtype: str) -> tuple[int | None, int]:
+def held_weights(model: str, dims: dict[str, int], dtype: str, shard: Shard | None = None) -> tuple[int | None, int]:
     """(the weights' bytes, None where they are the model's in `dtype`; what the kernels hold
     outside the arena), as `arena run` holds the model on CPU by default: a GGUF file's Q4_0, Q4_1
-    and Q8_0 matrices as their blocks (native), anything else in `dtype`."""
+    and Q8_0 matrices as their blocks (native), anything else in `dtype`. With a `shard`, the
+    part of a GGUF file's matrices that rank holds (`dims` are already the rank's)."""
     path = _gguf(model)
     if path is None:
         return None, workspace_bytes(dims, dtype, native=False)
     tensors = [(t.name, t.shape, t.type) for t in model_header(path).tensors.values()]
+    if shard is not None:
+        tensors = shard_tensors(tensors, shard, dims["dh"])
     return native_weight_bytes(tensors, dtype), workspace_bytes(dims, dtype, native=True)
 
 
@@ -165,14 +169,19 @@ def _plan_ranks(args) -> int:
     if missing:
         raise ArenaError(f"--tp: splitting needs the dims nh, nkvh and di; give {', '.join(missing)} by --model or --set")
     # the model's dims are read once (a GGUF file takes seconds), each rank binds its share of them
-    shares = [shard.dims(dims) for shard in shards(dims["nh"], dims["nkvh"], dims["di"], args.tp)]
+    split = shards(dims["nh"], dims["nkvh"], dims["di"], args.tp)
+    shares = [shard.dims(dims) for shard in split]
     ranks = [_plan_rank(args, share, rank) for rank, share in enumerate(shares)]
-    totals = {key: sum(getattr(p, key) for p in ranks) for key in ("arena", "lower_bound", "no_reuse", "host_bytes")}
-    text = json.dumps({"ranks": [p.to_dict() for p in ranks], "totals": totals}, indent=1)
+    costs = [run_estimate(args, plan, shard) for plan, shard in zip(ranks, split)]
+    summed = ("arena", "lower_bound", "no_reuse", "host_bytes")
+    totals = {key: sum(getattr(p, key) for p in ranks) for key in summed}
+    if costs[0]:
+        totals["total_bytes"] = sum(cost["total_bytes"] for cost in costs)
+    text = json.dumps({"ranks": [{**p.to_dict(), **cost} for p, cost in zip(ranks, costs)], "totals": totals}, indent=1)
     if args.json:
         print(text)
     else:
-        _print_ranks(ranks, shares, totals)
+        _print_ranks(ranks, shares, costs, totals, "native" if _gguf(args.model) else args.dtype)
     if args.out:   # last: a fault before it leaves no file
         write_atomic(args.out, text + "\n")
     return 0
@@ -194,13 +203,17 @@ def _split(share: dict[str, int]) -> str:
     return f"nh={share['nh']} nkvh={share['nkvh']} di={share['di']}"
 
 
-def _print_ranks(ranks: list[Plan], shares: list[dict[str, int]], totals: dict[str, int]) -> None:
+def _print_ranks(ranks: list[Plan], shares: list[dict[str, int]], costs: list[dict[str, int]],
+                 totals: dict[str, int], held: str) -> None:
     console = _console()
-    for rank, (plan, share) in enumerate(zip(ranks, shares)):
+    for rank, (plan, share, cost) in enumerate(zip(ranks, shares, costs)):
         console.print(Text(f"rank {rank} of {len(ranks)}: {_split(share)}", style="bold"))
         print_plan(plan, console)
+        if cost:
+            console.print(estimate_table(cost, held))
+    run = f", a run {totals['total_bytes']:,}" if "total_bytes" in totals else ""
     console.print(Text(f"all {len(ranks)} ranks: arena {totals['arena']:,} bytes, lower bound "
-                       f"{totals['lower_bound']:,}, host {totals['host_bytes']:,}", style="bold"))
+                       f"{totals['lower_bound']:,}, host {totals['host_bytes']:,}{run}", style="bold"))
 
 
 def cmd_convert(args) -> int:

@@ -61,6 +61,16 @@ def test_plan_json_has_one_plan_per_rank_and_totals(capsys):
     assert out["totals"]["arena"] == first["arena"] + second["arena"]
 
 
+def test_plan_of_a_gguf_file_estimates_each_ranks_blocks(smollm2_path, capsys):
+    """Each rank holds its slices of the packed matrices and the whole embedding and norms:
+    less than the whole model, more than a third of it."""
+    assert main(["plan", "llama", "--model", str(smollm2_path), "--set", "n=4", "--json"]) == 0
+    whole = json.loads(capsys.readouterr().out)["weight_bytes"]
+    assert main(["plan", "llama", "--model", str(smollm2_path), "--set", "n=4", "--tp", "3", "--json"]) == 0
+    ranks = json.loads(capsys.readouterr().out)["ranks"]
+    assert all(whole / 3 < rank["weight_bytes"] < whole for rank in ranks)
+
+
 def test_a_schedule_without_heads_is_not_split_and_no_file_is_written(tmp_path, capsys):
     table = tmp_path / "t.yaml"
     table.write_text("schedule: t\ndims: {n: tokens, d: width}\ntypes: {Ta: act}\ntensors:\n  a: Ta[n, d]\n"
@@ -204,6 +214,12 @@ def test_run_on_two_and_three_ranks_prints_one_ranks_tokens_and_each_ranks_bytes
     assert outputs[1]["tokens"] == outputs[2]["tokens"] == outputs[3]["tokens"]
     kv = [r["kv_bytes"] for r in outputs[3]["ranks"]]
     assert len(outputs[2]["ranks"]) == 2 and kv[0] == 2 * kv[1] == 2 * kv[2]
+    # the weights each rank holds are the ones `arena plan --tp` estimates for it
+    plan = subprocess.run([*ARENA, "plan", "llama", "--model", str(word_folder), "--set", "n=4", "--tp", "3", "--json"],
+                          capture_output=True, text=True, timeout=600)
+    estimated = json.loads(plan.stdout)
+    assert [r["weight_bytes"] for r in estimated["ranks"]] == [r["weight_bytes"] for r in outputs[3]["ranks"]]
+    assert estimated["totals"]["total_bytes"] == sum(r["total_bytes"] for r in estimated["ranks"])
 
 
 def free_port() -> int:
