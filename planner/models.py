@@ -178,7 +178,7 @@ def config_dims(path: Path, cfg: dict | None = None) -> dict[str, int]:
              if key in cfg and not (dim in OPTIONAL and cfg[key] is None)}
     for dim, value in CONFIG_DEFAULTS.get(cfg.get("model_type"), {}).items():
         if CONFIG_KEYS[dim] not in cfg:     # absent; null stays as above (null heads are MHA)
-            found[dim] = (CONFIG_KEYS[dim], value)
+            found[dim] = (f"MistralConfig's default {CONFIG_KEYS[dim]}", value)     # as messages name it
     return _checked(path, found)
 
 

@@ -159,13 +159,14 @@ def test_a_folder_without_config_json_is_named(tmp_path, capsys):
 @pytest.mark.parametrize("overrides, message", [
     (dict(model_type="gpt2"), "architecture 'gpt2' is not supported (only llama, and mistral without a sliding window)"),
     (dict(quantization_config={"quant_method": "gptq", "bits": 4}), "quantized checkpoints (gptq) are not supported"),
+    (dict(model_type="mistral", num_key_value_heads=DROP),      # SmolLM2's 9 heads, MistralConfig's 8
+     "num_attention_heads (9) is not a multiple of MistralConfig's default num_key_value_heads (8)"),
 ])
 def test_plan_refuses_networks_its_dimensions_do_not_describe(tmp_path, capsys, overrides, message):
     """An estimate of another network, or of float weights for quantized ones, would be a wrong
     answer. (A Mistral with a sliding window is planned: the same weights, attention over every
     position at most; arena run refuses it.)"""
-    cfg = tmp_path / "config.json"
-    cfg.write_text(json.dumps({**SMOLLM2, **overrides}))
+    cfg = write_config(tmp_path, **overrides)
     assert main(["plan", "llama", "--model", str(cfg), "--set", "n=5"]) == 2
     assert f"{cfg}: {message}" in capsys.readouterr().err
 
