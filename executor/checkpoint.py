@@ -8,9 +8,9 @@ from pathlib import Path
 import torch
 
 from planner.errors import ArenaError, read_json_object, regular_file
-from planner.models import SUPPORTED, config_dims, positive, tied_embeddings
+from planner.models import config_dims, positive, run_refusal, tied_embeddings
 
-from .weights import ModelConfig, check_head_size
+from .weights import ModelConfig
 
 SINGLE = "model.safetensors"
 INDEX = "model.safetensors.index.json"
@@ -27,8 +27,9 @@ class Checkpoint:
         config = self.path / "config.json"
         cfg = read_json_object(config, "config.json")
         dims = config_dims(config, cfg)
-        _check_network(config, cfg)
-        check_head_size(config, dims["dh"])
+        refusal = run_refusal(cfg, dims["dh"])
+        if refusal:
+            raise ArenaError(f"{config}: {refusal}")
         theta, scaling = _rope(config, cfg)
         self.config = ModelConfig(**dims, eps=positive(config, "rms_norm_eps", cfg.get("rms_norm_eps", 1e-6), float),
                                   rope_theta=theta, rope_scaling=scaling, tied=tied_embeddings(config, cfg))
@@ -89,23 +90,6 @@ class Checkpoint:
                     raise ArenaError(f"{self.path}: tensor '{name}' is in both {found[name].name} and {file.name}, "
                                      f"and neither {SINGLE} nor {INDEX} says which to read")
         return found
-
-
-def _check_network(path: Path, cfg: dict) -> None:
-    """What the forward pass computes, beyond what the planner checks: a named architecture (the
-    weights are read by Llama's names), attention over every position, SiLU, no biases."""
-    if cfg.get("model_type") is None:
-        raise ArenaError(f"{path}: lacks 'model_type' ({SUPPORTED})")
-    # transformers' MistralConfig windows attention at 4096 positions unless the file says null
-    window = cfg.get("sliding_window", 4096 if cfg["model_type"] == "mistral" else None)
-    if cfg["model_type"] == "mistral" and window is not None:
-        raise ArenaError(f"{path}: sliding_window={window!r}{'' if 'sliding_window' in cfg else ' (Mistral default)'} "
-                         "is not supported (attention here covers every position: null)")
-    if cfg.get("hidden_act") not in (None, "silu", "swish"):   # transformers' swish is SiLU
-        raise ArenaError(f"{path}: hidden_act={cfg['hidden_act']!r} is not supported (only 'silu')")
-    for key in ("attention_bias", "mlp_bias"):
-        if cfg.get(key) not in (None, False):   # absent or null: transformers' default, false
-            raise ArenaError(f"{path}: {key}={cfg[key]!r} is not supported (only False)")
 
 
 def _rope(path: Path, cfg: dict) -> tuple[float, dict | None]:

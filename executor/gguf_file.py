@@ -20,10 +20,10 @@ import torch
 from planner.errors import ArenaError
 from planner.estimate import native_weight_bytes, shard_tensors
 from planner.gguf_header import read_header
-from planner.models import gguf_dims, gguf_meta, positive
+from planner.models import gguf_dims, gguf_meta, odd_head, positive
 
 from .quant import BLOCK_BYTES, Packed
-from .weights import ModelConfig, check_head_size
+from .weights import ModelConfig
 
 # transformers name -> GGUF name, for the tensors outside the layers
 GLOBAL_NAMES = {
@@ -195,7 +195,8 @@ class GGUFFile:
         rotated = self.meta("llama.rope.dimension_count", dims["dh"])
         if rotated != dims["dh"]:
             raise ArenaError(f"{self.path}: RoPE over {rotated} of {dims['dh']} head dimensions is not supported")
-        check_head_size(self.path, dims["dh"])
+        if odd_head(dims["dh"]):
+            raise ArenaError(f"{self.path}: {odd_head(dims['dh'])}")
         if "token_embd.weight" not in self.tensors:   # the planner may do without it, a forward pass cannot
             raise ArenaError(f"{self.path}: the file has no tensor 'token_embd.weight'")
         return ModelConfig(

@@ -43,10 +43,6 @@ class ModelConfig:
                     nlayers=self.nlayers, vocab=self.vocab, nctx=self.nctx)
 
 
-def check_head_size(path, dh: int) -> None:
-    """RoPE turns the two halves of each head against each other: an odd head size has no halves."""
-    if dh % 2:
-        raise ArenaError(f"{path}: the head size is {dh}; RoPE needs an even one")
 
 
 class TensorFile(Protocol):

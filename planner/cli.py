@@ -10,9 +10,9 @@ from rich.text import Text
 from . import csvio, graph, markdown, schedule
 from .budget import Fitter, choose, describe
 from .options import add_plan_inputs, input_files, load_schedule, plan_from_args, settle_inputs
-from .errors import ArenaError, CapacityMissed
+from .errors import ArenaError, CapacityMissed, read_json_object
 from .estimate import estimate, native_weight_bytes, shard_tensors, workspace_bytes
-from .models import SET_DIGITS, model_dims, model_file, model_header, parse_sets, tied_output
+from .models import SET_DIGITS, model_dims, model_file, model_header, odd_head, parse_sets, run_refusal, tied_output
 from .output import check_targets, write_all, write_atomic
 from .plan import Plan
 from .shards import Shard, shards
@@ -47,6 +47,7 @@ def cmd_plan(args) -> int:
     settle_inputs(args)
     _check_outputs(args)
     _set_nctx(args)
+    _note_refusal(args.model)
     budget = parse_size(args.budget) if args.budget is not None else None
     choice, dims = _fit(args, budget) if budget is not None else (None, None)
     if args.tp != 1:
@@ -92,6 +93,17 @@ def _set_nctx(args) -> None:
         print(f"note: --nctx {args.nctx} is more than the model's context of {model_nctx} positions, "
               "which arena run refuses", file=sys.stderr)
     args.set = [*args.set, f"nctx={args.nctx}"] + ([] if "n" in sets else [f"n={args.nctx}"])
+
+
+def _note_refusal(model: str | None) -> None:
+    """A plan of a model that `arena run` refuses is still an estimate; a note says so."""
+    path = model_file(model) if model else None
+    if path is None:
+        return
+    dh = model_dims(model)["dh"]
+    refusal = odd_head(dh) if path.suffix == ".gguf" else run_refusal(read_json_object(path, "config.json"), dh)
+    if refusal:
+        print(f"note: arena run refuses {path}: {refusal}", file=sys.stderr)
 
 
 def _fit(args, budget: int):

@@ -165,6 +165,30 @@ def check_architecture(path: Path, cfg: dict) -> None:
                          "use float weights, or a GGUF file")
 
 
+def run_refusal(cfg: dict, dh: int) -> str | None:
+    """What `arena run` refuses in a config.json the planner reads (None: nothing): its forward
+    pass computes a named architecture (the weights are read by Llama's names), attention over
+    every position, SiLU, no biases and an even head size."""
+    if cfg.get("model_type") is None:
+        return f"lacks 'model_type' ({SUPPORTED})"
+    # transformers' MistralConfig windows attention at 4096 positions unless the file says null
+    window = cfg.get("sliding_window", 4096 if cfg["model_type"] == "mistral" else None)
+    if cfg["model_type"] == "mistral" and window is not None:
+        return (f"sliding_window={window!r}{'' if 'sliding_window' in cfg else ' (Mistral default)'} "
+                "is not supported (attention here covers every position: null)")
+    if cfg.get("hidden_act") not in (None, "silu", "swish"):   # transformers' swish is SiLU
+        return f"hidden_act={cfg['hidden_act']!r} is not supported (only 'silu')"
+    for key in ("attention_bias", "mlp_bias"):
+        if cfg.get(key) not in (None, False):   # absent or null: transformers' default, false
+            return f"{key}={cfg[key]!r} is not supported (only False)"
+    return odd_head(dh)
+
+
+def odd_head(dh: int) -> str | None:
+    """RoPE turns the two halves of each head against each other: an odd head size has no halves."""
+    return f"the head size is {dh}; RoPE needs an even one" if dh % 2 else None
+
+
 def config_dims(path: Path, cfg: dict | None = None) -> dict[str, int]:
     """The dimensions in a config.json (`cfg`, its object, when the caller has read it), of a
     network the llama schedule computes (check_architecture)."""

@@ -171,6 +171,20 @@ def test_plan_refuses_networks_its_dimensions_do_not_describe(tmp_path, capsys, 
     assert f"{cfg}: {message}" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("overrides, refusal", [
+    (dict(model_type="mistral", sliding_window=DROP), "sliding_window=4096 (Mistral default) is not supported"),
+    (dict(model_type="llama", mlp_bias=True), "mlp_bias=True is not supported (only False)"),
+    (dict(model_type="llama", head_dim=63), "the head size is 63; RoPE needs an even one"),
+    (dict(), "lacks 'model_type'"),
+])
+def test_plan_notes_what_arena_run_refuses(tmp_path, capsys, overrides, refusal):
+    """The estimate is still printed; the note says a run of the model will be refused, and why."""
+    cfg = write_config(tmp_path, **overrides)
+    assert main(["plan", "llama", "--model", str(cfg), "--set", "n=5", "--json"]) == 0
+    err = capsys.readouterr().err
+    assert err.startswith(f"note: arena run refuses {cfg}: {refusal}") and err.count("\n") == 1
+
+
 def test_run_names_a_config_json_alone_and_one_without_model_type(tmp_path):
     from executor.checkpoint import Checkpoint
     from executor.source import resolve
