@@ -370,6 +370,9 @@ def _prompt_and_context(args, source, file):
 
     tokenizer = from_folder(source.path) if source.kind == "checkpoint" else from_gguf(file)
     prompt = tokenizer.encode_chat(args.prompt) if args.chat else tokenizer.encode(args.prompt)
+    if not prompt:
+        given = "--prompt" if args.prompt_file is None else f"--prompt-file {args.prompt_file}"
+        raise ArenaError(f"{given}: the prompt has no tokens in this model's tokenizer")
     _check_vocabulary(prompt, file.config.vocab, source.path)
     nctx = _nctx(args, len(prompt), file.config.nctx)
     check_context(len(prompt), args.max_new_tokens, nctx)

@@ -169,6 +169,12 @@ def test_bad_option_is_exit_2_before_any_model_is_read(argv, message, capsys):
     assert message in err and "Traceback" not in err
 
 
+def test_a_prompt_without_tokens_names_where_it_came_from(smollm2_path, tmp_path, capsys):
+    """SmolLM2 adds no start token: an empty prompt has no tokens to prefill."""
+    assert main(["run", "--model", str(smollm2_path), "--prompt", ""]) == 2
+    assert capsys.readouterr().err == "arena: error: --prompt: the prompt has no tokens in this model's tokenizer\n"
+
+
 def test_nctx_beyond_the_models_context_is_exit_2(folder, capsys):
     assert main(["run", "--model", str(folder), "--prompt", "w5", "--nctx", "100000000"]) == 2
     assert "--nctx 100000000: more than the model's context of 64 positions" in capsys.readouterr().err
