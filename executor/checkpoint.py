@@ -75,6 +75,9 @@ class Checkpoint:
             weight_map = read_json_object(index, "shard index").get("weight_map")
             if not isinstance(weight_map, dict) or not all(isinstance(f, str) for f in weight_map.values()):
                 raise ArenaError(f"{index}: no 'weight_map' from tensor names to file names")
+            for file in set(weight_map.values()):    # as transformers checks: shards in the Hub's cache are links
+                if Path(file).anchor or ".." in Path(file).parts:
+                    raise ArenaError(f"{index}: lists shard '{file}', which is outside the checkpoint's folder")
             files = {name: self.path / file for name, file in weight_map.items()}
             for file in sorted(set(files.values())):
                 if not file.is_file():

@@ -415,6 +415,19 @@ def test_a_shard_index_that_names_the_wrong_shard_is_refused_naming_both(tmp_pat
         Checkpoint(folder).get("model.norm.weight")
 
 
+@pytest.mark.parametrize("outside", ["../other/model.safetensors", "/tmp/model.safetensors"])
+def test_a_shard_index_that_points_outside_the_folder_is_refused(tmp_path, outside):
+    """As transformers refuses it: the index comes with the model, and must not read other files."""
+    from executor.checkpoint import Checkpoint
+    from planner.errors import ArenaError
+    folder = tiny_checkpoint(tmp_path / "sharded", "mha-untied", shard_bytes=40_000)
+    index = folder / "model.safetensors.index.json"
+    weight_map = json.loads(index.read_text())["weight_map"]
+    edit_json(index, weight_map={**weight_map, "model.norm.weight": outside})
+    with pytest.raises(ArenaError, match=f"lists shard '{outside}', which is outside the checkpoint's folder"):
+        Checkpoint(folder)
+
+
 def test_prompt_ids_past_the_models_vocabulary_are_exit_2_before_loading(folder, tmp_path, capsys):
     """A tokenizer that is not the model's: its ids would index past the embedding."""
     copy = copy_of(folder, tmp_path)
