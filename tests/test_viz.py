@@ -394,6 +394,15 @@ def test_viz_prints_the_terminal_view_without_file_options(capsys):
     assert "lifetime table of llama-layer (13 steps)" in out and "arena map of llama-layer" in out
 
 
+@pytest.mark.parametrize("columns", ["0", "5"])
+def test_a_terminal_narrower_than_the_view_gets_the_narrowest_view(capsys, monkeypatch, columns):
+    """As --width is at least 20 columns, so is a detected width (COLUMNS=0 drew nothing)."""
+    monkeypatch.setenv("COLUMNS", columns)
+    assert cli.run(args("llama-layer", "--set", "n=7")) == 0
+    out = capsys.readouterr().out
+    assert "lifetime table of" in out and max(len(line) for line in out.splitlines()) == 20
+
+
 @pytest.mark.parametrize("option", ["--png", "--svg", "--html", "--trace"])
 def test_an_unwritable_path_is_a_clear_error_and_leaves_no_file(tmp_path, option):
     missing = tmp_path / "no-such-dir" / "out"

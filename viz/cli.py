@@ -14,6 +14,9 @@ from planner.progress import Waiting
 from . import terminal, trace
 
 
+MIN_WIDTH = 20     # columns: the narrowest view drawn
+
+
 def add_parser(sub) -> None:
     viz = sub.add_parser("viz", help="draw a plan: lifetime table and arena map, PNG/SVG/HTML, trace JSON",
                          description="Draw the plan of a schedule or a minimalloc CSV. Without a file option "
@@ -31,8 +34,8 @@ def add_parser(sub) -> None:
 
 def run(args) -> int:
     layers = parse_layers(args.layers) if args.layers is not None else None
-    if args.width is not None and args.width < 20:
-        raise ArenaError(f"--width {args.width}: draw for at least 20 columns")
+    if args.width is not None and args.width < MIN_WIDTH:
+        raise ArenaError(f"--width {args.width}: draw for at least {MIN_WIDTH} columns")
     files = output_files(args)
     shaping = [option for option, value in (("--layers", args.layers), ("--width", args.width)) if value is not None]
     if files and shaping:   # else they would be ignored without a word
@@ -40,7 +43,9 @@ def run(args) -> int:
     lifetimes, plan = plan_from_args(args)
     keep = terminal.shown_steps(lifetimes, layers)
     if not files:
-        terminal.render(Console(width=args.width, markup=False, emoji=False), plan, lifetimes, keep)
+        console = Console(width=args.width, markup=False, emoji=False)
+        console.width = max(console.width, MIN_WIDTH)     # a narrower terminal (or COLUMNS=0) wraps the lines
+        terminal.render(console, plan, lifetimes, keep)
         return 0
     outputs = []
     if files.keys() - {"--trace"}:
