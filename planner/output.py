@@ -80,8 +80,9 @@ def write_atomic(path, data: str | bytes, option: str = "--out") -> None:
 def write_all(outputs: list[tuple[str, str, str | bytes]]) -> None:
     """Write each (option, path, data) whole, and all of them or none: each goes to a temporary
     file beside its path first, and only once every one is written are they renamed into place.
-    A path through a symbolic link writes the link's target; an existing special file (a FIFO, a
-    device such as /dev/stdout) is written through, never replaced, after the others are staged."""
+    A path through a symbolic link writes the link's target; an existing file keeps its mode, but
+    its other hard links keep the old content; an existing special file (a FIFO, a device such as
+    /dev/stdout) is written through, never replaced, after the others are staged."""
     staged: list[tuple[str, Path]] = []            # (temporary file, target), not yet renamed
     try:
         through = []
@@ -109,15 +110,24 @@ def write_all(outputs: list[tuple[str, str, str | bytes]]) -> None:
 
 
 def _stage(target: Path, data: str | bytes) -> str:
-    """A temporary file beside `target` holding `data`, with the mode a plain open() would give."""
+    """A temporary file beside `target` holding `data`, with the mode a plain open() would give:
+    an existing target's own (and its owner and group, where this process may give them)."""
     # the temporary name holds the start of the target's: a name of 255 bytes has no room for more
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name[:TEMPORARY_NAME]}.")
     try:
         with os.fdopen(fd, _mode(data)) as f:
             f.write(data)
-        umask = os.umask(0)   # mkstemp makes the file private
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
+        if target.exists():
+            old = target.stat()
+            try:
+                os.chown(tmp, old.st_uid, old.st_gid)
+            except PermissionError:     # another user's file in a folder we may write: ours now
+                pass
+            os.chmod(tmp, stat.S_IMODE(old.st_mode))
+        else:
+            umask = os.umask(0)   # mkstemp makes the file private
+            os.umask(umask)
+            os.chmod(tmp, 0o666 & ~umask)
     except BaseException:
         os.unlink(tmp)
         raise

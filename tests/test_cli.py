@@ -1,6 +1,7 @@
 """`arena`, `arena plan` and `arena convert` as a user runs them: output, files, exit codes."""
 import json
 import os
+import stat
 import subprocess
 import sys
 from importlib.metadata import version
@@ -98,6 +99,15 @@ def test_plan_out_and_graph_files(tmp_path, capsys):
     assert json.loads(out.read_text())["arena"] > 0
     g = nx.read_graphml(graphml)
     assert g.has_edge("x_#0", "attn#0") and not g.has_edge("attn#0", "x_#1")
+
+
+def test_an_output_that_replaces_a_file_keeps_its_mode(tmp_path, capsys):
+    """The file is replaced whole, yet a private plan stays private."""
+    out = tmp_path / "plan.json"
+    out.write_text("old")
+    out.chmod(0o600)
+    assert main(["plan", "llama-layer", "--set", "n=7", "--out", str(out)]) == 0
+    assert json.loads(out.read_text())["arena"] > 0 and stat.S_IMODE(out.stat().st_mode) == 0o600
 
 
 def test_csv_plan_and_solution(tmp_path, capsys):
