@@ -17,7 +17,7 @@ from .output import check_targets, write_all, write_atomic
 from .plan import Plan
 from .shards import Shard, shards
 from .sizes import parse_size
-from .report import estimate_table, print_plan
+from .report import OutputConsole, estimate_table, print_plan
 
 
 def add_parsers(sub) -> None:
@@ -157,7 +157,7 @@ def held_weights(model: str, dims: dict[str, int], dtype: str, shard: Shard | No
 def _console() -> Console:
     """Standard output for tables: names print as written (no markup, no emoji codes), and piped
     output keeps whole rows rather than folding them to 80 columns."""
-    return Console(width=None if sys.stdout.isatty() else 160, markup=False, emoji=False)
+    return OutputConsole(width=None if sys.stdout.isatty() else 160, markup=False, emoji=False)
 
 
 def _gguf(model: str):

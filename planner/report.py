@@ -13,6 +13,16 @@ from .plan import Plan
 SHOWN_ROWS = 1000
 
 
+class OutputConsole(Console):
+    """The console of standard output. A reader that leaves early (`arena plan | head`) ends
+    the command as any other print does, with BrokenPipeError (exit 141, llama_arena/cli.py);
+    rich's own handler would exit 1."""
+
+    def on_broken_pipe(self) -> None:
+        self.quiet = True
+        raise BrokenPipeError
+
+
 def print_plan(plan: Plan, console: Console) -> None:
     """The plan's instances as a table (the first SHOWN_ROWS in step order), then its
     summary. Names are the user's: print them with a console whose markup is off."""

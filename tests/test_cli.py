@@ -303,11 +303,13 @@ def test_out_under_a_file_says_it_is_a_file(tmp_path, capsys):
                                        f"{tmp_path / 'afile'} is a file, not a folder\n")
 
 
-def test_a_reader_that_leaves_early_ends_the_command_quietly():
-    """`arena plan ... --json | head`: no traceback when the pipe closes."""
-    p = subprocess.Popen([sys.executable, "-m", "llama_arena", "plan", "llama", "--set", "n=7", "--json"],
+@pytest.mark.parametrize("form, start", [(["--json"], b"{"), (["--tp", "3"], b"rank 0")])
+def test_a_reader_that_leaves_early_ends_the_command_quietly(form, start):
+    """`arena plan ... | head`: no traceback when the pipe closes, and the same exit code for
+    a table as for JSON (each over the pipe's 64 KiB buffer)."""
+    p = subprocess.Popen([sys.executable, "-m", "llama_arena", "plan", "llama", "--set", "n=7", *form],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    assert p.stdout.read(10).startswith(b"{")
+    assert p.stdout.read(10).startswith(start)
     p.stdout.close()
     assert p.stderr.read() == b"" and p.wait() == 141
 

@@ -4,12 +4,11 @@ from __future__ import annotations
 import re
 import sys
 
-from rich.console import Console
-
 from planner.errors import ArenaError
 from planner.options import add_plan_inputs, input_files, plan_from_args
 from planner.output import check_targets, write_all
 from planner.progress import Waiting
+from planner.report import OutputConsole
 
 from . import terminal, trace
 
@@ -43,7 +42,7 @@ def run(args) -> int:
     lifetimes, plan = plan_from_args(args)
     keep = terminal.shown_steps(lifetimes, layers)
     if not files:
-        console = Console(width=args.width, markup=False, emoji=False)
+        console = OutputConsole(width=args.width, markup=False, emoji=False)
         console.width = max(console.width, MIN_WIDTH)     # a narrower terminal (or COLUMNS=0) wraps the lines
         terminal.render(console, plan, lifetimes, keep)
         return 0
