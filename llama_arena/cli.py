@@ -22,44 +22,48 @@ SHOWN_FAULTS = 20      # one screen; the count of the rest follows
 
 
 def main(argv=None) -> int:
-    parser = build_parser()
+    code, lines = _run(build_parser(), argv)
     # markup off: messages quote the user's names, and `[x]` in a name is not a style
     err = Console(stderr=True, markup=False, emoji=False, highlight=False, soft_wrap=True)
     try:
+        for line in lines:
+            err.print(line)
+    except (OSError, ValueError):   # standard error full or closed: the exit code still tells
+        pass
+    return code
+
+
+def _run(parser: argparse.ArgumentParser, argv) -> tuple[int, list[Text]]:
+    """The command's exit code, and the lines that say why it failed."""
+    def error(text: str, head: str = "arena: error: ") -> Text:
+        return Text.assemble((head, "bold red"), text)
+
+    try:
         args = parser.parse_args(argv)      # --help and --version print here
         if sys.stdout is None:      # started with standard output closed: every command prints there
-            err.print("arena: error: standard output is closed")
-            return 1
-        return args.handler(args)
+            return 1, [error("standard output is closed")]
+        return args.handler(args), []
     except ArenaError as e:
-        for fault in e.faults[:SHOWN_FAULTS]:
-            err.print(Text.assemble(("arena: error: ", "bold red"), _shown(fault)))
-        if len(e.faults) > SHOWN_FAULTS:
-            err.print(Text.assemble(("arena: error: ", "bold red"),
-                                    f"... and {len(e.faults) - SHOWN_FAULTS} more faults"))
-        return 2
+        more = len(e.faults) - SHOWN_FAULTS
+        return 2, [error(_shown(fault)) for fault in e.faults[:SHOWN_FAULTS]] + \
+            [error(f"... and {more} more faults")] * (more > 0)
     except WriteFailed as e:
-        err.print(Text.assemble(("arena: error: ", "bold red"), _shown(str(e))))
-        return 1
+        return 1, [error(_shown(str(e)))]
     except CapacityMissed as e:
-        err.print(Text.assemble(("arena: ", "bold red"), str(e)))
-        return 3
+        return 3, [error(str(e), "arena: ")]
     except PlanInvalid as e:   # a planner bug, never the user's input: say so plainly
-        err.print(Text.assemble(("arena: internal error, the plan failed its check: ", "bold red"), str(e)))
-        return 1
+        return 1, [error(str(e), "arena: internal error, the plan failed its check: ")]
     except BrokenPipeError:     # `arena plan ... | head`: the reader left, nothing more to say
         _drop_stdout()
-        return 141              # as a process killed by SIGPIPE
+        return 141, []          # as a process killed by SIGPIPE
     except UnicodeEncodeError as e:     # PYTHONIOENCODING=ascii, say, and a reply in another script
         _drop_stdout()
-        err.print(f"arena: error: the output's encoding ({e.encoding}) cannot write {ascii(e.object[e.start:e.end])}; "
-                  "set PYTHONIOENCODING=utf-8")
-        return 1
+        return 1, [error(f"the output's encoding ({e.encoding}) cannot write {ascii(e.object[e.start:e.end])}; "
+                         "set PYTHONIOENCODING=utf-8")]
     except OSError as e:        # the files the user names are checked first: here, the system failing
         _drop_stdout()
-        err.print(f"arena: error: {e.strerror or e}" + (f": {e.filename}" if e.filename else
-                                                         " (writing the output)" if e.errno == errno.ENOSPC else ""))
-        return 1
+        return 1, [error(f"{e.strerror or e}" + (f": {e.filename}" if e.filename else
+                                                 " (writing the output)" if e.errno == errno.ENOSPC else ""))]
 
 
 def _drop_stdout() -> None:

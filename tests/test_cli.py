@@ -335,9 +335,16 @@ def test_help_version_and_files_that_cannot_be_written_are_exit_1(argv):
 
 
 @pytest.mark.skipif(not os.path.exists("/dev/full"), reason="no /dev/full")
-def test_an_option_fault_stays_exit_2_when_its_message_cannot_be_written():
+@pytest.mark.parametrize("argv, code", [(["--bogus"], 2), (["plan", "no-such.yaml"], 2),
+                                        (["plan", "llama-layer", "--set", "n=7", "--capacity", "1"], 3)])
+def test_a_fault_keeps_its_exit_code_when_its_message_cannot_be_written(argv, code):
     with open("/dev/full", "w") as full:
-        assert subprocess.run([sys.executable, "-m", "llama_arena", "--bogus"], stderr=full).returncode == 2
+        assert subprocess.run([sys.executable, "-m", "llama_arena", *argv], stderr=full).returncode == code
+    assert subprocess.run([sys.executable, "-m", "llama_arena", *argv], stdout=subprocess.DEVNULL,
+                          preexec_fn=lambda: os.close(2)).returncode == code      # standard error closed
+
+
+def test_an_option_fault_stays_exit_2_with_standard_output_closed():
     assert subprocess.run([sys.executable, "-m", "llama_arena", "--bogus"], capture_output=True,
                           preexec_fn=lambda: os.close(1)).returncode == 2
 
