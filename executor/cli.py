@@ -12,6 +12,7 @@ import sys
 
 from planner.errors import MAX_FILE_BYTES, ArenaError, plural, read_text, utf8_text
 from planner.models import files_of
+from planner.options import integer, number
 from planner.output import check_target, check_targets
 from planner.sizes import mib
 
@@ -33,14 +34,14 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     prompt.add_argument("--prompt", metavar="TEXT", help="the prompt")
     prompt.add_argument("--prompt-file", metavar="PATH", help="the prompt from a UTF-8 file (- for standard input)")
     p.add_argument("--chat", action="store_true", help="wrap the prompt in the model's chat template")
-    p.add_argument("--max-new-tokens", type=int, default=64, metavar="N", help="tokens to generate at most (64)")
+    p.add_argument("--max-new-tokens", type=integer, default=64, metavar="N", help="tokens to generate at most (64)")
     p.add_argument("--ignore-eos", action="store_true", help="do not stop at end-of-sequence (benchmarks)")
-    p.add_argument("--temperature", type=float, default=0.0, metavar="T", help="0 is greedy (default)")
-    p.add_argument("--top-k", type=int, default=0, metavar="K", help="sample among the K likeliest (0: all)")
-    p.add_argument("--top-p", type=float, default=1.0, metavar="P",
+    p.add_argument("--temperature", type=number, default=0.0, metavar="T", help="0 is greedy (default)")
+    p.add_argument("--top-k", type=integer, default=0, metavar="K", help="sample among the K likeliest (0: all)")
+    p.add_argument("--top-p", type=number, default=1.0, metavar="P",
                    help="sample among the likeliest tokens of total probability P (1: all)")
-    p.add_argument("--seed", type=int, metavar="S", help="seed of the sampler's random stream")
-    p.add_argument("--nctx", type=int, metavar="N",
+    p.add_argument("--seed", type=integer, metavar="S", help="seed of the sampler's random stream")
+    p.add_argument("--nctx", type=integer, metavar="N",
                    help="KV cache positions (default: prompt + --max-new-tokens - 1, the last new token "
                         "taking none; at most the model's context)")
     p.add_argument("--budget", metavar="BYTES",
@@ -58,7 +59,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true",
                    help="print one JSON object (prompt_tokens, tokens, text, arena, speeds) instead of text")
     p.add_argument("--trace", metavar="FILE.json", help="time every step and write a Chrome trace of the calls")
-    p.add_argument("--tp", type=int, default=1, metavar="N",
+    p.add_argument("--tp", type=integer, default=1, metavar="N",
                    help="tensor parallelism: split the model over N local processes (ranks), each with its "
                         "share of heads and FFN columns and its own arena; under torchrun, the ranks it starts")
     p.set_defaults(handler=run)

@@ -9,7 +9,7 @@ from rich.text import Text
 
 from . import csvio, graph, markdown, schedule
 from .budget import Fitter, choose, describe
-from .options import add_plan_inputs, input_files, load_schedule, plan_from_args, settle_inputs
+from .options import add_plan_inputs, input_files, integer, load_schedule, plan_from_args, settle_inputs
 from .errors import ArenaError, CapacityMissed, read_json_object
 from .estimate import estimate, native_weight_bytes, shard_tensors, workspace_bytes
 from .models import SET_DIGITS, model_dims, model_file, model_header, odd_head, parse_sets, run_refusal, tied_output
@@ -28,9 +28,9 @@ def add_parsers(sub) -> None:
     plan.add_argument("--out", metavar="FILE",
                       help="also save the plan: JSON, or for --csv the problem's rows with an offset column")
     plan.add_argument("--graph", metavar="FILE.graphml", help="write the interference graph (networkx GraphML)")
-    plan.add_argument("--nctx", type=int, metavar="N",
+    plan.add_argument("--nctx", type=integer, metavar="N",
                       help="KV cache positions (--set nctx=N); a call then prefills all N unless --set n= says less")
-    plan.add_argument("--tp", type=int, default=1, metavar="N",
+    plan.add_argument("--tp", type=integer, default=1, metavar="N",
                       help="tensor parallelism: plan each of N ranks, with its share of heads and FFN columns")
     plan.add_argument("--budget", metavar="BYTES",
                       help="fit the llama schedule's run (weights, arena and what the run holds outside it) in BYTES (e.g. 512MiB, 24GiB, 1.5GB): "

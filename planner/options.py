@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import re
 from pathlib import Path
 
 from . import csvio, markdown, reader, schedule
@@ -21,6 +22,27 @@ MAX_TIME_LIMIT = 1e6
 DEFAULT_MODEL, DEFAULT_DTYPE = "smollm2-135m", "f32"
 
 
+_INTEGER = re.compile(r"\s*[-+]?[0-9]+\s*", re.ASCII)
+_NUMBER = re.compile(r"\s*[-+]?(?:(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:e[-+]?[0-9]+)?|inf|infinity|nan)\s*",
+                     re.ASCII | re.IGNORECASE)
+
+
+def integer(text: str) -> int:
+    """An option's integer, in ASCII digits: int() alone also takes 1_000 and '٢٥٦', which
+    --set refuses."""
+    if not _INTEGER.fullmatch(text):
+        raise argparse.ArgumentTypeError(f"invalid integer: {text!r}")
+    return int(text)
+
+
+def number(text: str) -> float:
+    """An option's number, as `integer` in ASCII (nan and inf are read: each option says why
+    it refuses them)."""
+    if not _NUMBER.fullmatch(text):
+        raise argparse.ArgumentTypeError(f"invalid number: {text!r}")
+    return float(text)
+
+
 def add_plan_inputs(parser: argparse.ArgumentParser) -> None:
     """The options that say what to plan, shared by `plan` and `viz`."""
     parser.add_argument("schedule", nargs="?", metavar="SCHEDULE",
@@ -32,10 +54,10 @@ def add_plan_inputs(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--set", action="append", default=[], metavar="DIM=N",
                         help="bind a dimension, e.g. --set n=512 --set nctx=4096 (repeatable)")
     parser.add_argument("--dtype", choices=DTYPES, help=f"element type of Ta activations (and, in arena plan, of the estimate's float weights; default {DEFAULT_DTYPE})")
-    parser.add_argument("--align", type=int, default=None,
+    parser.add_argument("--align", type=integer, default=None,
                         help=f"byte alignment of every offset (default {DEFAULT_ALIGN}; 1 for --csv)")
     parser.add_argument("--strategy", choices=CHOICES, default="auto", help="offset assignment (default auto)")
-    parser.add_argument("--time-limit", type=float, default=10.0, metavar="S",
+    parser.add_argument("--time-limit", type=number, default=10.0, metavar="S",
                         help="seconds a searching strategy may take (default 10)")
     parser.add_argument("--capacity", default=None, metavar="BYTES",
                         help="find a plan within this many bytes (e.g. 1048576 or 1MiB), the first one "

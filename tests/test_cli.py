@@ -191,9 +191,14 @@ def test_bad_option_value_is_exit_2():
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["plan", "llama", "--align", "1.5"], "arena plan: error: argument --align: invalid int value: '1.5'"),
-    (["plan", "llama", "--time-limit", "abc"], "arena plan: error: argument --time-limit: invalid float value: 'abc'"),
-    (["viz", "llama", "--width", "abc"], "arena viz: error: argument --width: invalid int value: 'abc'"),
+    (["plan", "llama", "--align", "1.5"], "arena plan: error: argument --align: invalid integer: '1.5'"),
+    (["plan", "llama", "--time-limit", "abc"], "arena plan: error: argument --time-limit: invalid number: 'abc'"),
+    (["viz", "llama", "--width", "abc"], "arena viz: error: argument --width: invalid integer: 'abc'"),
+    # ASCII digits only, as --set takes them: int() and float() also read these
+    (["plan", "llama", "--align", "1_024"], "arena plan: error: argument --align: invalid integer: '1_024'"),
+    (["plan", "llama", "--nctx", "\uff17"], "arena plan: error: argument --nctx: invalid integer: '\uff17'"),
+    (["run", "--prompt", "hi", "--temperature", "\u0663"],
+     "arena run: error: argument --temperature: invalid number: '\u0663'"),
     (["run", "--prompt", "hi", "--dtype", "f64"], "arena run: error: argument --dtype: invalid choice: 'f64'"),
     (["convert"], "arena convert: error: the following arguments are required: TABLE.md"),
     ([], "arena: error: the following arguments are required: COMMAND"),

@@ -5,7 +5,7 @@ import re
 import sys
 
 from planner.errors import ArenaError
-from planner.options import add_plan_inputs, input_files, plan_from_args
+from planner.options import add_plan_inputs, input_files, integer, plan_from_args
 from planner.output import check_targets, write_all
 from planner.progress import Waiting
 from planner.report import OutputConsole
@@ -23,7 +23,7 @@ def add_parser(sub) -> None:
     add_plan_inputs(viz)
     viz.add_argument("--layers", metavar="A-B",
                      help="show these layers in the terminal, fold the others (default: the first and the last)")
-    viz.add_argument("--width", type=int, metavar="COLUMNS", help="terminal width to draw for (default: detected)")
+    viz.add_argument("--width", type=integer, metavar="COLUMNS", help="terminal width to draw for (default: detected)")
     viz.add_argument("--png", metavar="FILE", help="write the arena map as a PNG picture")
     viz.add_argument("--svg", metavar="FILE", help="write the arena map as an SVG picture")
     viz.add_argument("--html", metavar="FILE", help="write a self-contained page: the map with a tooltip per instance")
