@@ -229,5 +229,7 @@ def _print_ranks(ranks: list[Plan], shares: list[dict[str, int]], costs: list[di
 
 
 def cmd_convert(args) -> int:
+    if not args.table.strip():      # Path("") is the current folder
+        raise ArenaError("TABLE.md: the path is empty")
     print(schedule.to_yaml(markdown.convert(args.table)), end="")
     return 0

@@ -6,6 +6,7 @@ import codecs
 import json
 import os
 import stat
+import sys
 from pathlib import Path
 
 MAX_FILE_BYTES = 4 << 20   # a schedule, table or prompt: a thousand times the largest that ships
@@ -80,12 +81,22 @@ def read_json_object(path, what: str) -> dict:
     """The JSON object in a user's file (`what` it should be, as read_text takes it)."""
     text = read_text(path, what, "a JSON file is UTF-8 text")
     try:
-        value = json.loads(text)
+        value = json.loads(text, parse_int=_json_int)
     except (ValueError, RecursionError) as e:   # RecursionError: lists or objects nested too deep
         raise ArenaError(f"{path}: not valid JSON ({e})") from None
     if not isinstance(value, dict):
         raise ArenaError(f"{path}: the {what} is not a JSON object")
     return value
+
+
+def _json_int(text: str) -> int:
+    """A JSON integer as json reads it; one past Python's limit on digits is named plainly,
+    without int()'s advice on raising that limit."""
+    try:
+        return int(text)
+    except ValueError:
+        raise ValueError(f"an integer of {len(text.lstrip('-')):,} digits, more than "
+                         f"{sys.get_int_max_str_digits():,} are read") from None
 
 
 def utf8_text(data: bytes) -> str:

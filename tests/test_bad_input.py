@@ -162,6 +162,11 @@ CASES = [
     # sizes past what 64-bit offsets (and Python's printing of integers) can hold
     ("t.yaml", edit("a: Ta[n, d]", "a: Ta[" + ", ".join(["9" * 199] * 30) + "]"), ["plan", "t.yaml"],
      "holds more than 2^62 elements (over 2^62, over 2^62"),
+    ("config.json", '{"model_type": "llama", "hidden_size": ' + "9" * 5000 + "}", ["plan", "llama", "--model", "config.json"],
+     "config.json: not valid JSON (an integer of 5,000 digits, more than 4,300 are read)"),
+    # an empty path is not the current folder, nor no path at all
+    ("t.yaml", "", ["plan", ""], "SCHEDULE: the path is empty"),
+    ("t.csv", "", ["plan", "--csv", ""], "--csv: the path is empty"),
 ]
 
 
@@ -174,6 +179,11 @@ def test_bad_input_is_one_clear_message_and_exit_2(tmp_path, monkeypatch, capsys
     assert code == 2, out + err
     assert message in " ".join(err.split()), err
     assert "Traceback" not in err and len(err.splitlines()) <= 21
+
+
+def test_convert_of_an_empty_path_says_so(capsys):
+    assert main(["convert", ""]) == 2
+    assert capsys.readouterr().err == "arena: error: TABLE.md: the path is empty\n"
 
 
 def test_a_shape_that_is_not_one_leaves_its_tensor_declared(tmp_path, capsys):
