@@ -40,6 +40,8 @@ def _written(value):
         return {k: _written(v) for k, v in value.items() if k is not LINE and k is not LINES}
     if isinstance(value, set):      # a !!set is a mapping, and has its lines too
         return {k for k in value if k is not LINE and k is not LINES}
+    if isinstance(value, tuple):    # a !!omap or !!pairs entry
+        return tuple(_written(v) for v in value)
     return [_written(v) for v in value] if isinstance(value, list) else value
 
 
@@ -356,10 +358,10 @@ class _Reader:
             if tensor not in tensors:
                 self.fault(f"unknown tensor (declared: {', '.join(tensors) or 'none'})", cell_line, name, tensor)
                 continue
-            if isinstance(symbols, (dict, list)):
-                self.fault(f"a cell holds symbols such as '+w' or 'rx', not '{show(symbols)}'", cell_line, name, tensor)
+            if symbols is not None and not isinstance(symbols, str):   # an explicit tag: !!int 5, !!binary
+                self.fault(f"a cell holds symbols such as '+w' or 'rx', not {_kind(symbols)}", cell_line, name, tensor)
                 continue
-            symbols = "" if symbols is None else str(symbols)
+            symbols = symbols or ""
             problem = symbol_problem(symbols)
             if problem:
                 self.fault(problem, cell_line, name, tensor)
@@ -388,4 +390,5 @@ _COLLECTIONS = (dict, list, set)
 
 
 def _kind(value) -> str:
-    return {list: "a list", dict: "a mapping", set: "a set", type(None): "empty"}.get(type(value), f"'{show(value)}'")
+    return {list: "a list", dict: "a mapping", set: "a set", type(None): "empty",
+            bytes: "bytes (!!binary)"}.get(type(value), f"'{show(value)}'")

@@ -164,6 +164,13 @@ CASES = [
      "holds more than 2^62 elements (over 2^62, over 2^62"),
     ("config.json", '{"model_type": "llama", "hidden_size": ' + "9" * 5000 + "}", ["plan", "llama", "--model", "config.json"],
      "config.json: not valid JSON (an integer of 5,000 digits, more than 4,300 are read)"),
+    # explicit tags build what a plain cell or row never is
+    ("t.yaml", edit("{a: rx}", "{a: !!binary cng=}"), ["plan", "t.yaml"],
+     "step 's1': tensor 'a': a cell holds symbols such as '+w' or 'rx', not bytes (!!binary)"),
+    ("t.yaml", edit("{a: rx}", "{a: [r, x]}"), ["plan", "t.yaml"],
+     "step 's1': tensor 'a': a cell holds symbols such as '+w' or 'rx', not a list"),
+    ("t.yaml", edit("steps:", "steps: !!omap"), ["plan", "t.yaml"],
+     "a step row must be a mapping 'name: {tensor: symbols}', not '('s0', {'a': '+w'})'"),
     # an empty path is not the current folder, nor no path at all
     ("t.yaml", "", ["plan", ""], "SCHEDULE: the path is empty"),
     ("t.csv", "", ["plan", "--csv", ""], "--csv: the path is empty"),
