@@ -27,8 +27,11 @@ def assigned(rounded: list[Block], nbytes: list[int], align: int, strategy: str,
     all within `time_limit` seconds."""
     goals = [None] if capacity is None else rounded_capacities(rounded, capacity, align)
     deadline = time.monotonic() + time_limit
+    proven = 0      # the best bound of the turns so far: a later turn's own may be weaker
     for goal in goals:
         assignment = assign(rounded, strategy, max(MIN_TURN_S, deadline - time.monotonic()), goal)
+        proven = max(proven, assignment.bound)
+        assignment = assignment._replace(bound=proven)
         if strategy == "naive":
             return assignment, _stacked(rounded, assignment.offsets, nbytes)
         offsets = settled(rounded, assignment.offsets, nbytes)

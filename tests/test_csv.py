@@ -131,6 +131,21 @@ def test_a_capacity_between_multiples_of_align_is_decided_with_the_padding_on_to
     assert [b.size for b in plan.buffers] == [3, 12, 17]     # the sizes as given, for the table and JSON
 
 
+@pytest.mark.parametrize("capacity", [16, 17, 18])
+def test_a_proof_at_the_lower_multiple_of_align_stands_for_the_capacity(tmp_path, capacity):
+    """docs/unreachable.csv's sizes x4, the 8s shortened to 7: the optimum is 19. At 17 and 18
+    the rounded sizes are decided at 16 (proven too small: they need 20, so the sizes 19) and
+    then at 20; the second turn's own bound (the peak) must not replace the first's proof."""
+    sizes = [7, 7, 4, 4, 4, 4, 7, 7]
+    spans = [(0, 1), (0, 2), (1, 3), (1, 4), (2, 3), (2, 4), (3, 5), (4, 5)]
+    path = write(tmp_path, "id,lower,upper,size\n" + "".join(f"u{k},{lo},{hi},{n}\n"
+                                                              for k, ((lo, hi), n) in enumerate(zip(spans, sizes))))
+    with pytest.raises(CapacityMissed) as missed:
+        place(read_problem(path, 4), "exact", 4, [], 10, capacity, padded=True)
+    assert missed.value.proven and missed.value.bound == 19
+    assert place(read_problem(path, 4), "exact", 4, [], 10, 19, padded=True).arena == 19
+
+
 @pytest.mark.parametrize("sizes, align, least", [((5, 1, 6), 8, 17), ((3, 4, 2), 3, 10), ((8, 1, 2), 16, 33)])
 @pytest.mark.parametrize("strategy", ["auto", "exact"])
 def test_plans_equal_when_rounded_are_told_apart_by_what_ends_on_top(tmp_path, sizes, align, least, strategy):
