@@ -195,8 +195,9 @@ class GGUFFile:
         rotated = self.meta("llama.rope.dimension_count", dims["dh"])
         if rotated != dims["dh"]:
             raise ArenaError(f"{self.path}: RoPE over {rotated} of {dims['dh']} head dimensions is not supported")
-        if odd_head(dims["dh"]):
-            raise ArenaError(f"{self.path}: {odd_head(dims['dh'])}")
+        refusal = odd_head(dims["dh"])
+        if refusal:
+            raise ArenaError(f"{self.path}: {refusal}")
         if "token_embd.weight" not in self.tensors:   # the planner may do without it, a forward pass cannot
             raise ArenaError(f"{self.path}: the file has no tensor 'token_embd.weight'")
         return ModelConfig(

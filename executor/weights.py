@@ -43,8 +43,6 @@ class ModelConfig:
                     nlayers=self.nlayers, vocab=self.vocab, nctx=self.nctx)
 
 
-
-
 class TensorFile(Protocol):
     """What a reader offers: its config and float tensors by transformers name, layout included."""
     path: object
