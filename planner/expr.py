@@ -1,6 +1,7 @@
 """Symbolic shape expressions such as `(nh + nkvh + nkvh) * dh`, evaluated without eval()."""
 import ast
 import operator
+import re
 import unicodedata
 
 from .errors import show
@@ -23,16 +24,23 @@ def parse(text: str) -> ast.expr:
     if len(text) > MAX_LENGTH:
         raise ExprError(f"the expression '{show(text)}' is {len(text):,} characters long; "
                         f"at most {MAX_LENGTH} are read")
+    source = _LEADING_ZEROS.sub("", text)     # 010 is ten, as a repeat count reads it; Python refuses it
     try:
-        tree = ast.parse(text, mode="eval").body
+        tree = ast.parse(source, mode="eval").body
     except SyntaxError:
         raise ExprError(f"cannot read the expression '{show(text)}'") from None
     for node in ast.walk(tree):
-        ok = isinstance(node, (ast.BinOp, ast.Name, ast.Load, ast.UnaryOp, ast.USub) + tuple(_BINARY)) \
+        ok = isinstance(node, (ast.BinOp, ast.Name, ast.Load, ast.UnaryOp, ast.USub, ast.UAdd) + tuple(_BINARY)) \
             or (isinstance(node, ast.Constant) and type(node.value) is int)
         if not ok:
             raise ExprError(f"'{show(text)}' may use only dimension names, integers, + - * // and parentheses")
+        if isinstance(node, ast.Constant) and not _DECIMAL.fullmatch(ast.get_source_segment(source, node)):
+            raise ExprError(f"'{show(text)}': integers are decimal digits (Python's 0x10, 0b1 and 1_0 are not read)")
     return tree
+
+
+_LEADING_ZEROS = re.compile(r"\b0+(?=[0-9])")     # \b in Unicode: the zeros of n010, a name, stay
+_DECIMAL = re.compile(r"[0-9]+", re.ASCII)
 
 
 def identifier(name: str) -> str:
@@ -57,7 +65,7 @@ def evaluate(text, dims: dict[str, int]) -> int:
         if isinstance(node, ast.Name):
             return dims[node.id]
         if isinstance(node, ast.UnaryOp):
-            return -value(node.operand)
+            return -value(node.operand) if isinstance(node.op, ast.USub) else value(node.operand)
         return _BINARY[type(node.op)](value(node.left), value(node.right))
 
     try:

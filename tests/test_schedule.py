@@ -205,6 +205,17 @@ def test_a_division_by_zero_names_the_dimensions_that_made_it_and_no_others():
         expr.evaluate("d // (n - 4)", {"n": 4, "d": 8, "x": 1})
 
 
+def test_a_shapes_integers_are_decimal_digits_as_a_repeat_counts_are():
+    """010 is ten (Python's parser refused it), n010 stays a name; Python's other
+    spellings of integers are refused; a unary plus is read as a minus is."""
+    from planner import expr
+    dims = {"n": 5, "n010": 7}
+    assert [expr.evaluate(t, dims) for t in ("010", "n010", "(n + 010) * 2", "+n", "-n + 20")] == [10, 7, 30, 5, 15]
+    for text in ("1_0", "0x10", "0b1", "0o7"):
+        with pytest.raises(expr.ExprError, match="integers are decimal digits"):
+            expr.evaluate(text, dims)
+
+
 def test_values_read_as_yaml_1_2_reads_them():
     """PyYAML's YAML 1.1 read `010` as the octal 8 and `on` as true: a repeat unrolled 8 times,
     a tensor named True."""
