@@ -60,12 +60,15 @@ def _environment():
 
 
 def folder_template(folder: Path, config: dict) -> tuple[str | None, str]:
-    """The chat template of a checkpoint folder, and where it is: chat_template.jinja, which
-    transformers lets win, else tokenizer_config.json's (a string, or a list of named ones: the
-    default)."""
-    jinja = folder / "chat_template.jinja"
-    if jinja.is_file():
-        return jinja.read_text(encoding="utf-8", errors="replace"), str(jinja)
+    """The chat template of a checkpoint folder, and where it is. As transformers reads them:
+    template files, where there are any, replace tokenizer_config.json's; the default is
+    additional_chat_templates/default.jinja, else chat_template.jinja (None where the files
+    name only other templates). Else tokenizer_config.json's (a string, or a list of named
+    ones: the default)."""
+    files = [folder / "additional_chat_templates" / "default.jinja", folder / "chat_template.jinja"]
+    if any(path.is_file() for path in files) or any((folder / "additional_chat_templates").glob("*.jinja")):
+        jinja = next((path for path in files if path.is_file()), None)
+        return (jinja.read_text(encoding="utf-8", errors="replace"), str(jinja)) if jinja else (None, str(folder))
     source = f"{folder / 'tokenizer_config.json'}"
     template = config.get("chat_template")
     if isinstance(template, list) and all(isinstance(t, dict) and isinstance(t.get("name"), str)

@@ -51,7 +51,8 @@ def model_file(model: str) -> Path | None:
 # What a checkpoint's folder is read for beside its *.safetensors: here (config and head), and by
 # `arena run` (executor: checkpoint.py, tokenizer.py, chat.py). No output may overwrite them.
 CHECKPOINT_FILES = ("config.json", "model.safetensors.index.json", "generation_config.json", "tokenizer.json",
-                    "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja")
+                    "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja",
+                    "additional_chat_templates/default.jinja")
 
 
 def model_files(model: str | None) -> dict[str, str]:

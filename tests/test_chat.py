@@ -56,6 +56,29 @@ def test_chat_template_jinja_wins_over_tokenizer_config(tmp_path):
     assert folder_template(tmp_path, config) == ("JINJA", str(tmp_path / "chat_template.jinja"))
 
 
+@pytest.mark.parametrize("files", [["config", "jinja", "default"], ["config", "default"], ["jinja", "default"],
+                                   ["config", "tool_use"], ["config", "jinja", "tool_use"]])
+def test_template_files_win_as_transformers_reads_them(tmp_path, files):
+    """additional_chat_templates/default.jinja before chat_template.jinja, either before the
+    config's; files naming only other templates leave no default (transformers: a dict of them)."""
+    import json
+
+    from transformers import AutoTokenizer
+    Tokenizer(models.WordLevel({"<unk>": 0}, unk_token="<unk>")).save(str(tmp_path / "tokenizer.json"))
+    config = {"tokenizer_class": "PreTrainedTokenizerFast"}
+    if "config" in files:
+        config["chat_template"] = "CONFIG"
+    (tmp_path / "tokenizer_config.json").write_text(json.dumps(config))
+    if "jinja" in files:
+        (tmp_path / "chat_template.jinja").write_text("JINJA")
+    for name in {"default", "tool_use"} & set(files):
+        (tmp_path / "additional_chat_templates").mkdir(exist_ok=True)
+        (tmp_path / "additional_chat_templates" / f"{name}.jinja").write_text(name.upper())
+    expected = AutoTokenizer.from_pretrained(tmp_path).chat_template
+    template, _ = folder_template(tmp_path, config)
+    assert template == (expected.get("default") if isinstance(expected, dict) else expected)
+
+
 def test_named_templates_take_the_default_and_malformed_ones_are_named(tmp_path):
     named = [{"name": "tool_use", "template": "T"}, {"name": "default", "template": "D"}]
     assert folder_template(tmp_path, {"chat_template": named})[0] == "D"
