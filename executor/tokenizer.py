@@ -235,17 +235,19 @@ def from_folder(folder: Path) -> TextTokenizer:
     config_path = Path(folder) / "tokenizer_config.json"
     config = _json(config_path)
     model_config = _json(Path(folder) / "config.json")
+    cls = config.get("tokenizer_class") or model_config.get("tokenizer_class")
+    cls = cls.removesuffix("Fast") if isinstance(cls, str) else None
     # transformers 5 reads a Mistral folder's file as it is: its model type has a tokenizer class of its own
     if model_config.get("model_type") != "mistral":
-        tok = _rebuilt_as_class(tok, text, config.get("tokenizer_class") or model_config.get("tokenizer_class"),
-                                config)
+        tok = _rebuilt_as_class(tok, text, cls, config)
     # As transformers reads a folder: special_tokens_map.json's win, but only where the config
-    # is of the kind written before added_tokens_decoder (which save_pretrained now always writes)
+    # is of the kind written before added_tokens_decoder (which save_pretrained now always writes);
+    # a token neither names is the class's default
     legacy = [] if "added_tokens_decoder" in config else [_json(Path(folder) / "special_tokens_map.json")]
-    special = {name: _content(source[name]) for source in (config, *legacy)
+    special = {name: _content(source[name]) for source in (CLASS_SPECIAL.get(cls, {}), config, *legacy)
                for name in SPECIAL_TOKENS if source.get(name)}
     named, extra = _special_tokens(config, special)
-    _add_config_tokens(tok, config, [*named.values(), *extra], config_path)
+    _add_config_tokens(tok, config, [*named.values(), *extra], config_path, _written_flags(config, *legacy))
     split = config.get("split_special_tokens", False)   # true: special tokens typed in a prompt are plain text
     if not isinstance(split, bool):
         raise ArenaError(f"{config_path}: split_special_tokens is {json.dumps(split)[:40]}; it must be true or false")
@@ -254,7 +256,12 @@ def from_folder(folder: Path) -> TextTokenizer:
     return TextTokenizer(tok, _eos_ids(Path(folder), tok, special.get("eos_token")), template, named, source)
 
 
-def _rebuilt_as_class(tok, text: str, name, config: dict):
+# The special tokens of the classes transformers 5 rebuilds (_rebuilt_as_class), where a folder names none
+CLASS_SPECIAL = {"LlamaTokenizer": {"bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>"},
+                 "GPT2Tokenizer": dict.fromkeys(("bos_token", "eos_token", "unk_token"), "<|endoftext|>")}
+
+
+def _rebuilt_as_class(tok, text: str, name: str | None, config: dict):
     """tokenizer.json's tokenizer (`tok`, from the file's `text`) as transformers 5 rebuilds it for the class a Llama
     folder names: a new tokenizer of the file's vocabulary, merges and post-processor alone,
     whose added tokens are then the config's (_add_config_tokens), or where the config is of the
@@ -267,8 +274,7 @@ def _rebuilt_as_class(tok, text: str, name, config: dict):
     from tokenizers import Tokenizer, decoders, pre_tokenizers
     from tokenizers.models import BPE
 
-    name = name.removesuffix("Fast") if isinstance(name, str) else None
-    if name not in ("LlamaTokenizer", "GPT2Tokenizer"):
+    if name not in CLASS_SPECIAL:
         return tok
     if name == "LlamaTokenizer" and '"ByteLevel"' in text:
         return tok
@@ -315,12 +321,13 @@ def _special_tokens(config: dict, special: dict) -> tuple[dict, list]:
 FLAGS = ("single_word", "lstrip", "rstrip", "normalized", "special")
 
 
-def _add_config_tokens(tok, config: dict, special: list, path: Path) -> None:
+def _add_config_tokens(tok, config: dict, special: list, path: Path, written: dict[str, dict]) -> None:
     """What transformers 5 adds to tokenizer.json's tokenizer from tokenizer_config.json (`path`):
     the tokens of its added_tokens_decoder by id, with the flags written there (where
     tokenizer.json has them otherwise, or not at all), then each of the special tokens it names
     (`special`, from _special_tokens) that is not an added token yet (in the vocabulary or not:
-    typed in a prompt, it is then that token). A named token is special whatever its flags say."""
+    typed in a prompt, it is then that token), with the flags its entry wrote (`written`, _written_flags).
+    A named token is special whatever its flags say."""
     from tokenizers import AddedToken
 
     contents = [c for value in special for c in (value if isinstance(value, list) else [value]) if isinstance(c, str)]
@@ -334,9 +341,25 @@ def _add_config_tokens(tok, config: dict, special: list, path: Path) -> None:
             adding.setdefault(token.content, token)    # a content given twice: its first entry, by id
     for content in contents:
         if content not in have and content not in adding:
-            adding[content] = AddedToken(content, special=True)
+            adding[content] = AddedToken(content, **{**written.get(content, {}), "special": True})
     if adding:
         tok.add_tokens(list(adding.values()))
+
+
+def _written_flags(*sources: dict) -> dict[str, dict]:
+    """content -> the AddedToken flags that the special-token entries of `sources` (tokenizer_config.json,
+    special_tokens_map.json) write for it, the first entry's where several do: a token, a list
+    of them, or a mapping of names to them."""
+    found: dict[str, dict] = {}
+    for source in sources:
+        for value in source.values():
+            entries = value if isinstance(value, list) else [value]
+            if isinstance(value, dict) and "content" not in value:
+                entries = list(value.values())
+            for entry in entries:
+                if isinstance(entry, dict) and isinstance(entry.get("content"), str):
+                    found.setdefault(entry["content"], {f: entry[f] for f in FLAGS if isinstance(entry.get(f), bool)})
+    return found
 
 
 def _decoder_entries(config: dict, path: Path) -> list[dict]:

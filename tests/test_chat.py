@@ -194,3 +194,48 @@ def test_template_tokens_and_split_special_tokens_as_transformers_5(tmp_path):
         encoded.append(ours.encode("a<s>b"))
         assert encoded[-1] == reference("a<s>b")["input_ids"]
     assert encoded[0] != encoded[1]
+
+
+@pytest.mark.parametrize("cls", ["LlamaTokenizerFast", "GPT2TokenizerFast"])
+def test_a_class_gives_the_special_tokens_a_folder_does_not_name(tmp_path, cls):
+    """transformers 5's LlamaTokenizer names <s>, </s> and <unk>, GPT2Tokenizer <|endoftext|>
+    for all three, where tokenizer_config.json names none: the template renders them, and
+    one the vocabulary lacks is added, so a prompt that types it gets its id."""
+    import json
+
+    from tokenizers import pre_tokenizers
+    from transformers import AutoTokenizer
+
+    from executor.tokenizer import from_folder
+    space = "▁" if cls.startswith("Llama") else "Ġ"
+    vocab = {"<unk>": 0, "<s>": 1, "</s>": 2, space: 3, "a": 4, "b": 5, space + "a": 6, space + "b": 7}
+    tok = Tokenizer(models.BPE(vocab, [(space, "a"), (space, "b")], unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Metaspace() if space == "▁" else pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.save(str(tmp_path / "tokenizer.json"))
+    template = "{{ bos_token }}{% for m in messages %}{{ m['content'] }}{% endfor %}{{ eos_token }}|{{ unk_token }}"
+    (tmp_path / "tokenizer_config.json").write_text(json.dumps({"tokenizer_class": cls, "chat_template": template}))
+    reference, ours = AutoTokenizer.from_pretrained(tmp_path), from_folder(tmp_path)
+    texts = ["a b", "a <s> b", "a <|endoftext|>b"]
+    assert [ours.encode(t) for t in texts] == [reference(t)["input_ids"] for t in texts]
+    message = [{"role": "user", "content": "a b"}]
+    assert ours.encode_chat("a b") == reference.apply_chat_template(message, add_generation_prompt=True,
+                                                                     tokenize=True, return_dict=False)
+
+
+def test_a_named_special_token_the_vocabulary_lacks_keeps_its_flags(tmp_path):
+    """An AddedToken's dict in tokenizer_config.json: its lstrip holds when the token is added."""
+    import json
+
+    from tokenizers import pre_tokenizers
+    from transformers import AutoTokenizer
+
+    from executor.tokenizer import from_folder
+    tok = Tokenizer(models.WordLevel({"<unk>": 0, "a": 1, "b": 2}, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Split(" ", "isolated")
+    tok.save(str(tmp_path / "tokenizer.json"))
+    eos = {"__type": "AddedToken", "content": "<|end|>", "lstrip": True, "rstrip": False, "normalized": False}
+    (tmp_path / "tokenizer_config.json").write_text(json.dumps({"tokenizer_class": "PreTrainedTokenizerFast",
+                                                                "eos_token": eos}))
+    reference, ours = AutoTokenizer.from_pretrained(tmp_path), from_folder(tmp_path)
+    texts = ["a   <|end|> b", "a<|end|>  b"]
+    assert [ours.encode(t) for t in texts] == [reference(t)["input_ids"] for t in texts]
