@@ -253,7 +253,7 @@ def from_folder(folder: Path) -> TextTokenizer:
         raise ArenaError(f"{config_path}: split_special_tokens is {json.dumps(split)[:40]}; it must be true or false")
     tok.encode_special_tokens = split
     template, source = folder_template(Path(folder), config)
-    return TextTokenizer(tok, _eos_ids(Path(folder), tok, special.get("eos_token")), template, named, source)
+    return TextTokenizer(tok, _eos_ids(Path(folder)), template, named, source)
 
 
 # The special tokens of the classes transformers 5 rebuilds (_rebuilt_as_class), where a folder names none
@@ -380,17 +380,16 @@ def _decoder_entries(config: dict, path: Path) -> list[dict]:
     return [entry for _, entry in sorted(entries, key=lambda e: e[0])]
 
 
-def _eos_ids(folder: Path, tok, eos_token: str | None) -> set[int]:
-    for name in ("generation_config.json", "config.json"):
-        eos = _json(folder / name).get("eos_token_id")
-        if eos is not None:
-            ids = eos if isinstance(eos, list) else [eos]
-            if not all(isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in ids):
-                raise ArenaError(f"{folder / name}: eos_token_id is {json.dumps(eos)[:40]}; "
-                                 "it must be a token id or a list of them")
-            return set(ids)
-    eos = tok.token_to_id(eos_token) if eos_token else None
-    return {eos} if eos is not None else set()
+def _eos_ids(folder: Path) -> set[int]:
+    """The ids transformers' generate stops at: generation_config.json's eos_token_id where that
+    file is (none where it names none), else config.json's; never the tokenizer's eos_token."""
+    path = folder / "generation_config.json"
+    path = path if path.is_file() else folder / "config.json"
+    eos = _json(path).get("eos_token_id")
+    ids = [] if eos is None else eos if isinstance(eos, list) else [eos]
+    if not all(isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in ids):
+        raise ArenaError(f"{path}: eos_token_id is {json.dumps(eos)[:40]}; it must be a token id or a list of them")
+    return set(ids)
 
 
 def _json(path: Path) -> dict:

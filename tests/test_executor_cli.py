@@ -449,6 +449,23 @@ def test_an_eos_id_that_is_not_a_token_id_is_exit_2(folder, tmp_path, capsys):
     assert "generation_config.json: eos_token_id is \"x\"; it must be a token id" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("generation", [None, {}, {"eos_token_id": None}, {"eos_token_id": [3, 4]}, {"eos_token_id": 4}])
+@pytest.mark.parametrize("config_eos", [2, None])
+def test_the_end_ids_are_the_ones_transformers_generate_stops_at(folder, tmp_path, generation, config_eos):
+    """generation_config.json's eos_token_id where that file is, even none; else config.json's;
+    never the tokenizer's eos_token."""
+    from transformers import AutoModelForCausalLM
+
+    from executor.tokenizer import from_folder
+    copy = copy_of(folder, tmp_path)
+    edit_json(copy / "config.json", eos_token_id=config_eos)
+    (copy / "generation_config.json").unlink(missing_ok=True)
+    if generation is not None:
+        (copy / "generation_config.json").write_text(json.dumps(generation))
+    eos = AutoModelForCausalLM.from_pretrained(copy).generation_config.eos_token_id
+    assert from_folder(copy).eos_ids == set([] if eos is None else eos if isinstance(eos, list) else [eos])
+
+
 def test_a_safetensors_file_as_model_asks_for_its_folder(folder, capsys):
     file = next(folder.glob("*.safetensors"))
     assert main(["run", "--model", str(file), "--prompt", "w5"]) == 2
