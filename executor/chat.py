@@ -29,8 +29,11 @@ def render_chat(template: str, messages: list[dict], special: dict, source: str 
 
 def _environment():
     """transformers' environment: sandboxed, trim_blocks and lstrip_blocks, `break` and
-    `continue`, the `generation` tag, and its raise_exception, strftime_now and tojson."""
+    `continue`, the `generation` tag, and its raise_exception, strftime_now, tojson, dict and
+    namespace."""
     from jinja2 import TemplateError, nodes
+    from jinja2.exceptions import SecurityError
+    from jinja2.utils import Namespace
     from jinja2.ext import Extension, loopcontrols
     from jinja2.sandbox import ImmutableSandboxedEnvironment
 
@@ -53,9 +56,36 @@ def _environment():
     def tojson(x, ensure_ascii=False, indent=None, separators=None, sort_keys=False):
         return json.dumps(x, ensure_ascii=ensure_ascii, indent=indent, separators=separators, sort_keys=sort_keys)
 
+    class TemplateDict:
+        """dict(...) and dict.fromkeys(...), and no more of the type."""
+        def __call__(self, *args, **kwargs):
+            return dict(*args, **kwargs)
+
+        def fromkeys(self, *args, **kwargs):
+            return dict.fromkeys(*args, **kwargs)
+
+    class TemplateNamespace(Namespace):
+        """A namespace that refuses attributes named with a leading underscore."""
+        def __init__(*args, **kwargs):      # Namespace's signature: namespace(self=...) works
+            self, attrs = args[0], dict(*args[1:], **kwargs)
+            for name in attrs:
+                TemplateNamespace.check(name)
+            Namespace.__init__(self, attrs)
+
+        def __setitem__(self, name, value):
+            TemplateNamespace.check(name)
+            Namespace.__setitem__(self, name, value)
+
+        @staticmethod
+        def check(name):
+            if isinstance(name, str) and name.startswith("_"):
+                raise SecurityError(f"Chat templates cannot store underscore-prefixed attributes on a namespace, "
+                                    f"but got {name!r}")
+
     env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True, extensions=[Generation, loopcontrols])
     env.filters["tojson"] = tojson
-    env.globals.update(raise_exception=raise_exception, strftime_now=lambda f: datetime.now().strftime(f))
+    env.globals.update(raise_exception=raise_exception, strftime_now=lambda f: datetime.now().strftime(f),
+                       dict=TemplateDict(), namespace=TemplateNamespace)
     return env
 
 

@@ -42,6 +42,8 @@ def test_a_template_renders_as_transformers_renders_it(reference, template):
     ("{{ messages | length / 0 }}", "failed: ZeroDivisionError"),
     ("{% macro f(n) %}{{ f(n) }}{% endmacro %}{{ f(1) }}", "failed: RecursionError"),
     ("{% for i in range(10**9) %}x{% endfor %}", "failed: OverflowError"),
+    ("{% set ns = namespace(_x='A') %}{{ ns._x }}", "failed: Chat templates cannot store underscore-prefixed"),
+    ("{% set ns = namespace(a=1) %}{% set ns._b = 2 %}", "failed: Chat templates cannot store underscore-prefixed"),
 ])
 def test_a_failing_template_is_one_arena_error(template, message):
     with pytest.raises(ArenaError, match=f"--chat: the model's chat template {message}"):
