@@ -10,7 +10,7 @@ import json
 import math
 import sys
 
-from planner.errors import MAX_FILE_BYTES, ArenaError, plural, read_text, utf8_text
+from planner.errors import MAX_FILE_BYTES, ArenaError, note, plural, read_text, utf8_text
 from planner.models import files_of
 from planner.options import integer, number
 from planner.output import check_target, check_targets
@@ -163,7 +163,7 @@ def _generate_in(args, group, torch) -> int:
     cost = choice.cost
     if first:
         if budget is not None:
-            print(describe(choice, budget, len(prompt)), file=sys.stderr)
+            note(describe(choice, budget, len(prompt)))
         _print_estimate(cost, "native" if native else dtype, device)
 
     with torch.inference_mode():
@@ -232,8 +232,8 @@ def _check_options(args) -> None:
     unused = [option for option, given in (("--top-k", args.top_k), ("--top-p", args.top_p != 1),
                                            ("--seed", args.seed is not None)) if given]
     if unused and args.temperature == 0:
-        print(f"note: {', '.join(unused)} take effect with --temperature above 0; at 0 (the default) "
-              "the likeliest token is taken", file=sys.stderr)
+        note(f"note: {', '.join(unused)} take effect with --temperature above 0; at 0 (the default) "
+             "the likeliest token is taken")
     if args.weights == "native":
         _note_native(args)
     _check_lengths(args)
@@ -262,11 +262,10 @@ def _note_native(args) -> None:
     """--weights native where no block stays native says so (see _weights_and_dtype)."""
     from .source import resolve
     if resolve(args.model).kind == "checkpoint":
-        print("note: --weights native keeps a GGUF file's quantized blocks; a Hugging Face checkpoint has "
-              "none, and its weights run in --dtype", file=sys.stderr)
+        note("note: --weights native keeps a GGUF file's quantized blocks; a Hugging Face checkpoint has "
+             "none, and its weights run in --dtype")
     elif args.device != "cpu":
-        print(f"note: --weights native runs on cpu only; on {args.device} the weights are dequantized to --dtype",
-              file=sys.stderr)
+        note(f"note: --weights native runs on cpu only; on {args.device} the weights are dequantized to --dtype")
 
 
 def _budget(args) -> int | None:
@@ -417,8 +416,8 @@ def _print_estimate(cost: dict[str, int], dtype: str, device) -> None:
     outside = "".join(f" + {name} {_mib(cost[key])}" for key, name in
                       (("rope_bytes", "RoPE tables"), ("workspace_bytes", "kernel workspace"),
                        ("runtime_bytes", "torch and session")) if cost[key])
-    print(f"estimate  weights {_mib(cost['weight_bytes'])} {dtype} + arena {_mib(cost['arena'])} "
-          f"(KV cache {_mib(cost['kv_bytes'])}){outside} = {_mib(cost['total_bytes'])} on {device}", file=sys.stderr)
+    note(f"estimate  weights {_mib(cost['weight_bytes'])} {dtype} + arena {_mib(cost['arena'])} "
+         f"(KV cache {_mib(cost['kv_bytes'])}){outside} = {_mib(cost['total_bytes'])} on {device}")
 
 
 def _mib(n: int) -> str:

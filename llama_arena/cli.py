@@ -7,13 +7,13 @@ import os
 import sys
 import unicodedata
 
-from rich.console import Console
 from rich.text import Text
 
 from executor import cli as run_cli
 from planner import cli as plan_cli
 from planner.check import PlanInvalid
 from planner.errors import ArenaError, CapacityMissed, WriteFailed
+from planner.report import OutputConsole
 from viz import cli as viz_cli
 
 from . import version
@@ -24,7 +24,7 @@ SHOWN_FAULTS = 20      # one screen; the count of the rest follows
 def main(argv=None) -> int:
     code, lines = _run(build_parser(), argv)
     # markup off: messages quote the user's names, and `[x]` in a name is not a style
-    err = Console(stderr=True, markup=False, emoji=False, highlight=False, soft_wrap=True)
+    err = OutputConsole(stderr=True, markup=False, emoji=False, highlight=False, soft_wrap=True)
     try:
         for line in lines:
             err.print(line)

@@ -10,7 +10,7 @@ from rich.text import Text
 from . import csvio, graph, markdown, schedule
 from .budget import Fitter, choose, describe
 from .options import add_plan_inputs, input_files, integer, load_schedule, plan_from_args, settle_inputs
-from .errors import ArenaError, CapacityMissed, read_json_object
+from .errors import ArenaError, CapacityMissed, note, read_json_object
 from .estimate import estimate, native_weight_bytes, shard_tensors, workspace_bytes
 from .models import SET_DIGITS, model_dims, model_file, model_header, odd_head, parse_sets, run_refusal, tied_output
 from .output import check_targets, write_all, write_atomic
@@ -90,8 +90,8 @@ def _set_nctx(args) -> None:
         raise ArenaError(f"--nctx {args.nctx} and --set nctx={sets['nctx']}: both bind nctx; give one")
     model_nctx = model_dims(args.model).get("nctx")
     if model_nctx is not None and args.nctx > model_nctx:   # an estimate still, of a run `arena run` refuses
-        print(f"note: --nctx {args.nctx} is more than the model's context of {model_nctx} positions, "
-              "which arena run refuses", file=sys.stderr)
+        note(f"note: --nctx {args.nctx} is more than the model's context of {model_nctx} positions, "
+             "which arena run refuses")
     args.set = [*args.set, f"nctx={args.nctx}"] + ([] if "n" in sets else [f"n={args.nctx}"])
 
 
@@ -103,7 +103,7 @@ def _note_refusal(model: str | None) -> None:
     dh = model_dims(model)["dh"]
     refusal = odd_head(dh) if path.suffix == ".gguf" else run_refusal(read_json_object(path, "config.json"), dh)
     if refusal:
-        print(f"note: arena run refuses {path}: {refusal}", file=sys.stderr)
+        note(f"note: arena run refuses {path}: {refusal}")
 
 
 def _fit(args, budget: int):
@@ -127,7 +127,7 @@ def _fit(args, budget: int):
     fitter = Fitter({k: v for k, v in dims.items() if k != "n"}, args.dtype, tied_output(args.model),
                     *held_weights(args.model, dims, args.dtype))
     choice = choose(fitter, budget, dims["n"])
-    print(describe(choice, budget, dims["n"]), file=sys.stderr)
+    note(describe(choice, budget, dims["n"]))
     return choice, {**dims, "n": choice.chunk, "tile": choice.tile}
 
 

@@ -17,10 +17,9 @@ import csv
 import io
 import math
 import re
-import sys
 from pathlib import Path
 
-from .errors import ArenaError, read_text, show
+from .errors import ArenaError, note, read_text, show
 from .lifetimes import align_up
 from .plan import MAX_BYTES, Buffer, Plan
 from .schedule import name_problem
@@ -73,8 +72,8 @@ def read_problem(path, align: int = 1, optional: dict | None = None) -> list[Buf
         raise ArenaError(f"{path}: the buffers add up to {total:,} bytes; at most 2^62 = {MAX_BYTES:,} bytes "
                          "are planned, all buffers together")
     if gaps:
-        print(f"note: {path}: the gaps of {gaps} buffer(s) are not used; each buffer is planned as live "
-              f"from lower to upper", file=sys.stderr)
+        note(f"note: {path}: the gaps of {gaps} buffer(s) are not used; each buffer is planned as live "
+             f"from lower to upper")
     return buffers
 
 

@@ -89,6 +89,17 @@ def read_json_object(path, what: str) -> dict:
     return value
 
 
+def note(text: str) -> None:
+    """One line on standard error beside the command's output. A full or closed standard error
+    loses the line, never the output or the exit code (print(file=None) would write to stdout)."""
+    if sys.stderr is None:
+        return
+    try:
+        print(text, file=sys.stderr)
+    except (OSError, ValueError):
+        pass
+
+
 def _json_int(text: str) -> int:
     """A JSON integer as json reads it; one past Python's limit on digits is named plainly,
     without int()'s advice on raising that limit."""

@@ -14,9 +14,9 @@ SHOWN_ROWS = 1000
 
 
 class OutputConsole(Console):
-    """The console of standard output. A reader that leaves early (`arena plan | head`) ends
-    the command as any other print does, with BrokenPipeError (exit 141, llama_arena/cli.py);
-    rich's own handler would exit 1."""
+    """A console of standard output or error. A reader that leaves early (`arena plan | head`)
+    ends the printing as any other print does, with BrokenPipeError (on standard output, exit
+    141: llama_arena/cli.py); rich's own handler would exit 1."""
 
     def on_broken_pipe(self) -> None:
         self.quiet = True

@@ -347,6 +347,24 @@ def test_a_fault_keeps_its_exit_code_when_its_message_cannot_be_written(argv, co
         assert subprocess.run([sys.executable, "-m", "llama_arena", *argv], stderr=full).returncode == code
     assert subprocess.run([sys.executable, "-m", "llama_arena", *argv], stdout=subprocess.DEVNULL,
                           preexec_fn=lambda: os.close(2)).returncode == code      # standard error closed
+    read, write = os.pipe()
+    os.close(read)      # a reader that left: rich's own handler would exit 1
+    try:
+        assert subprocess.run([sys.executable, "-m", "llama_arena", *argv], stdout=subprocess.DEVNULL,
+                              stderr=write).returncode == code
+    finally:
+        os.close(write)
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="no /dev/full")
+def test_a_note_that_cannot_be_written_leaves_the_output_whole():
+    """A note goes to standard error: full, it is lost; closed, it must not land in the JSON."""
+    argv = [sys.executable, "-m", "llama_arena", "plan", "llama", "--nctx", "9000", "--json"]   # a note: past 8192
+    with open("/dev/full", "w") as full:
+        p = subprocess.run(argv, stdout=subprocess.PIPE, stderr=full, text=True)
+    assert p.returncode == 0 and json.loads(p.stdout)["arena"] > 0
+    p = subprocess.run(argv, stdout=subprocess.PIPE, text=True, preexec_fn=lambda: os.close(2))
+    assert p.returncode == 0 and json.loads(p.stdout)["arena"] > 0
 
 
 def test_an_option_fault_stays_exit_2_with_standard_output_closed():

@@ -2,9 +2,8 @@
 from __future__ import annotations
 
 import re
-import sys
 
-from planner.errors import ArenaError
+from planner.errors import ArenaError, note
 from planner.options import add_plan_inputs, input_files, integer, plan_from_args
 from planner.output import check_targets, write_all
 from planner.progress import Waiting
@@ -57,7 +56,7 @@ def run(args) -> int:
         outputs.append(("--trace", files["--trace"], trace.plan_trace(plan)))
     write_all(outputs)
     for option, path in files.items():     # on stderr: stdout may be one of the files (/dev/stdout)
-        print(f"wrote {path} ({option[2:]})", file=sys.stderr)
+        note(f"wrote {path} ({option[2:]})")
     return 0
 
 
