@@ -24,7 +24,7 @@ def parse(text: str) -> ast.expr:
     if len(text) > MAX_LENGTH:
         raise ExprError(f"the expression '{show(text)}' is {len(text):,} characters long; "
                         f"at most {MAX_LENGTH} are read")
-    source = _LEADING_ZEROS.sub("", text)     # 010 is ten, as a repeat count reads it; Python refuses it
+    source = _LEADING_ZEROS.sub(_number_start, text)     # 010 is ten, as a repeat count reads it; Python refuses it
     try:
         tree = ast.parse(source, mode="eval").body
     except SyntaxError:
@@ -39,8 +39,15 @@ def parse(text: str) -> ast.expr:
     return tree
 
 
-_LEADING_ZEROS = re.compile(r"\b0+(?=[0-9])")     # \b in Unicode: the zeros of n010, a name, stay
+_LEADING_ZEROS = re.compile(r"0+(?=[0-9])")
 _DECIMAL = re.compile(r"[0-9]+", re.ASCII)
+
+
+def _number_start(zeros: re.Match) -> str:
+    """Leading zeros dropped where they start a number; kept within a name (n010, सीमा010: any
+    character a Python name may continue with, marks included, comes before them there)."""
+    before = zeros.string[zeros.start() - 1] if zeros.start() else " "
+    return zeros[0] if ("a" + before).isidentifier() else ""
 
 
 def identifier(name: str) -> str:

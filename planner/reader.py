@@ -361,7 +361,7 @@ class _Reader:
             if symbols is not None and not isinstance(symbols, str):   # an explicit tag: !!int 5, !!binary
                 self.fault(f"a cell holds symbols such as '+w' or 'rx', not {_kind(symbols)}", cell_line, name, tensor)
                 continue
-            symbols = symbols or ""
+            symbols = "" if symbols is None else str(symbols)    # str(): a plain `false` is a false Truth
             problem = symbol_problem(symbols)
             if problem:
                 self.fault(problem, cell_line, name, tensor)

@@ -167,6 +167,8 @@ CASES = [
     # explicit tags build what a plain cell or row never is
     ("t.yaml", edit("{a: rx}", "{a: !!binary cng=}"), ["plan", "t.yaml"],
      "step 's1': tensor 'a': a cell holds symbols such as '+w' or 'rx', not bytes (!!binary)"),
+    ("t.yaml", edit("{a: rx}", "{a: false}"), ["plan", "t.yaml"],
+     "step 's1': tensor 'a': unknown symbol 'f' in 'false'"),
     ("t.yaml", edit("{a: rx}", "{a: [r, x]}"), ["plan", "t.yaml"],
      "step 's1': tensor 'a': a cell holds symbols such as '+w' or 'rx', not a list"),
     ("t.yaml", edit("steps:", "steps: !!omap"), ["plan", "t.yaml"],

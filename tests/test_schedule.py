@@ -209,8 +209,10 @@ def test_a_shapes_integers_are_decimal_digits_as_a_repeat_counts_are():
     """010 is ten (Python's parser refused it), n010 stays a name; Python's other
     spellings of integers are refused; a unary plus is read as a minus is."""
     from planner import expr
-    dims = {"n": 5, "n010": 7}
-    assert [expr.evaluate(t, dims) for t in ("010", "n010", "(n + 010) * 2", "+n", "-n + 20")] == [10, 7, 30, 5, 15]
+    dims = {"n": 5, "n010": 7, "सीमा010": 3, "a·010": 2}
+    assert [expr.evaluate(t, dims) for t in ("010", "n010", "(n + 010) * 2", "+n", "-n + 20", "1000 // 010")] == \
+        [10, 7, 30, 5, 15, 100]
+    assert expr.names("सीमा010 * a·010") == {"सीमा010", "a·010"}     # a vowel sign, a middle dot: still names
     for text in ("1_0", "0x10", "0b1", "0o7"):
         with pytest.raises(expr.ExprError, match="integers are decimal digits"):
             expr.evaluate(text, dims)
