@@ -80,6 +80,9 @@ def _table_with_graph_column(path, lines) -> list[tuple[int, list[str]]]:
     table: list[tuple[int, list[str]]] = []
     bare = False        # a table whose rows need not start with a pipe: its header did not
     fence = None        # the fence of the code block the line is in
+    code = False        # in an indented code block
+    in_list = False     # in a list item, whose indented lines are its content, not code
+    after_blank = True  # the line before was blank (or there was none): code may start here
     for number, text in enumerate(lines, start=1):
         run = _FENCE.match(text)
         if fence:
@@ -88,7 +91,11 @@ def _table_with_graph_column(path, lines) -> list[tuple[int, list[str]]]:
             continue
         if run and not (run[1][0] == "`" and "`" in text[run.end():]):     # CommonMark's info string
             fence, text = run[1], ""        # a fence line ends a table as any other line
-        if not table and _INDENTED.match(text):
+        blank, indented = not text.strip(), bool(_INDENTED.match(text))
+        code = not table and (code and (blank or indented) or indented and not blank and after_blank and not in_list)
+        in_list = bool(_LIST_ITEM.match(text)) or in_list and (blank or text[:1].isspace())
+        after_blank = blank
+        if code:
             continue        # an indented code block: an example, as a fenced one is
         if not table and not text.strip().startswith("|") and _PIPE.search(text):
             bare = number < len(lines) and bool(_PIPE.search(lines[number])) and _rule(_cells(lines[number]))
@@ -110,6 +117,7 @@ def _table_with_graph_column(path, lines) -> list[tuple[int, list[str]]]:
 _PIPE = re.compile(r"(?<!\\)\|")     # a cell boundary: a pipe not escaped
 _FENCE = re.compile(r" {0,3}(`{3,}|~{3,})")
 _INDENTED = re.compile(r" {0,3}\t| {4}")
+_LIST_ITEM = re.compile(r" {0,3}(?:[-+*]|[0-9]{1,9}[.)])(?:[ \t]|$)")
 
 
 def _rule(cells: list[str]) -> bool:

@@ -109,6 +109,17 @@ def test_a_table_in_fenced_code_is_an_example_not_the_table(tmp_path):
     assert comparable(bind(convert(tmp_path / "fenced.md"), dims)) == comparable(bind(convert(SEED), dims))
 
 
+@pytest.mark.parametrize("item, indent", [("1. The lifetime table:", "    "), ("- The table:", "\t")])
+def test_a_table_indented_in_a_list_item_is_the_items_content(tmp_path, item, indent):
+    """Indented under a list item, the table is no code block: markdown shows it as a table."""
+    lines = SEED.read_text(encoding="utf-8").split("\n")
+    rows = [i for i, line in enumerate(lines) if line.startswith("|")]
+    table = lines[rows[0]:rows[-1] + 1]
+    (tmp_path / "listed.md").write_text("\n".join([item, "", *(indent + row for row in table)]), encoding="utf-8")
+    dims = {**PRESETS["open_llama_3b"], "n": 6}
+    assert comparable(bind(convert(tmp_path / "listed.md"), dims)) == comparable(bind(convert(SEED), dims))
+
+
 def test_a_file_name_that_convert_could_not_print_back_is_refused(tmp_path):
     """The table is named after its file, and convert's YAML must read back: a name with a
     control character is refused here as the YAML reader refuses it."""
