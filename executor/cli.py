@@ -285,6 +285,8 @@ def _check_utf8(prompt: str) -> None:
 
 def _read_prompt(path: str) -> str:
     """The text of --prompt-file: a UTF-8 file, or standard input for '-'."""
+    if path == "":
+        raise ArenaError("--prompt-file: the path is empty")
     try:
         text = _read_stdin() if path == "-" else read_text(path, "prompt", "give a text file")
     except UnicodeDecodeError as e:

@@ -17,7 +17,7 @@ from .output import check_targets, write_all, write_atomic
 from .plan import Plan
 from .shards import Shard, shards
 from .sizes import parse_size
-from .report import OutputConsole, estimate_table, print_plan
+from .report import MIN_WIDTH, OutputConsole, estimate_table, print_plan
 
 
 def add_parsers(sub) -> None:
@@ -157,7 +157,9 @@ def held_weights(model: str, dims: dict[str, int], dtype: str, shard: Shard | No
 def _console() -> Console:
     """Standard output for tables: names print as written (no markup, no emoji codes), and piped
     output keeps whole rows rather than folding them to 80 columns."""
-    return OutputConsole(width=None if sys.stdout.isatty() else 160, markup=False, emoji=False)
+    console = OutputConsole(width=None if sys.stdout.isatty() else 160, markup=False, emoji=False)
+    console.width = max(console.width, MIN_WIDTH)     # a narrower terminal (or COLUMNS=0) wraps the lines
+    return console
 
 
 def _gguf(model: str):
@@ -229,7 +231,7 @@ def _print_ranks(ranks: list[Plan], shares: list[dict[str, int]], costs: list[di
 
 
 def cmd_convert(args) -> int:
-    if not args.table.strip():      # Path("") is the current folder
+    if args.table == "":      # Path("") is the current folder
         raise ArenaError("TABLE.md: the path is empty")
     print(schedule.to_yaml(markdown.convert(args.table)), end="")
     return 0

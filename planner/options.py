@@ -90,7 +90,7 @@ def plan_from_args(args, dims: dict[str, int] | None = None,
         raise ArenaError(f"--time-limit {args.time_limit:g}: at most {MAX_TIME_LIMIT:g} seconds (11 days)")
     capacity = None if args.capacity is None else parse_size(args.capacity, "--capacity")
     for what, path in (("SCHEDULE", args.schedule), ("--csv", args.csv)):
-        if path is not None and not path.strip():   # else read as "." or as not given
+        if path == "":      # else read as "." or as not given
             raise ArenaError(f"{what}: the path is empty")
     if args.csv and args.schedule:
         raise ArenaError("give a SCHEDULE or --csv PROBLEM.csv, not both")

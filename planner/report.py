@@ -13,6 +13,9 @@ from .plan import Plan
 SHOWN_ROWS = 1000
 
 
+MIN_WIDTH = 20     # columns: the narrowest view drawn
+
+
 class OutputConsole(Console):
     """A console of standard output or error. A reader that leaves early (`arena plan | head`)
     ends the printing as any other print does, with BrokenPipeError (on standard output, exit

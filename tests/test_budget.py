@@ -200,6 +200,8 @@ def test_prompt_file_faults_are_exit_2_naming_the_file(tmp_path, capsys):
         assert main(["run", "--prompt-file", str(path)]) == 2
         err = capsys.readouterr().err
         assert err.startswith(f"arena: error: --prompt-file {path}") and message in err, err
+    assert main(["run", "--prompt-file", ""]) == 2
+    assert capsys.readouterr().err == "arena: error: --prompt-file: the path is empty\n"
     with pytest.raises(SystemExit) as e:   # argparse: one of the two, not both
         main(["run", "--prompt", "hi", "--prompt-file", str(empty)])
     assert e.value.code == 2

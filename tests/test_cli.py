@@ -1,6 +1,7 @@
 """`arena`, `arena plan` and `arena convert` as a user runs them: output, files, exit codes."""
 import json
 import os
+import re
 import stat
 import subprocess
 import sys
@@ -108,6 +109,30 @@ def test_an_output_that_replaces_a_file_keeps_its_mode(tmp_path, capsys):
     out.chmod(0o600)
     assert main(["plan", "llama-layer", "--set", "n=7", "--out", str(out)]) == 0
     assert json.loads(out.read_text())["arena"] > 0 and stat.S_IMODE(out.stat().st_mode) == 0o600
+
+
+def test_a_plan_on_a_terminal_narrower_than_the_view_is_drawn_at_the_narrowest(tmp_path):
+    """On a terminal (a pseudo-terminal here) COLUMNS=0 drew nothing: the table takes 20 columns."""
+    import threading
+    main_end, child_end = os.openpty()
+    chunks = []
+    reader = threading.Thread(target=lambda: chunks.extend(iter(lambda: _read_pty(main_end), b"")))
+    reader.start()
+    p = subprocess.run([sys.executable, "-m", "llama_arena", "plan", "llama-layer", "--set", "n=3"],
+                       stdout=child_end, stderr=subprocess.PIPE, env={**os.environ, "COLUMNS": "0"})
+    os.close(child_end)
+    reader.join(timeout=60)
+    os.close(main_end)
+    lines = re.sub(r"\x1b\[[0-9;]*m", "", b"".join(chunks).decode()).splitlines()     # less the styles
+    assert p.returncode == 0 and any("arena" in line for line in lines)
+    assert max(len(line) for line in lines) == 20
+
+
+def _read_pty(fd: int) -> bytes:
+    try:
+        return os.read(fd, 65536)
+    except OSError:         # EIO: the child's end closed
+        return b""
 
 
 def test_csv_plan_and_solution(tmp_path, capsys):

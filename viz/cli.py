@@ -7,12 +7,9 @@ from planner.errors import ArenaError, note
 from planner.options import add_plan_inputs, input_files, integer, plan_from_args
 from planner.output import check_targets, write_all
 from planner.progress import Waiting
-from planner.report import OutputConsole
+from planner.report import MIN_WIDTH, OutputConsole
 
 from . import terminal, trace
-
-
-MIN_WIDTH = 20     # columns: the narrowest view drawn
 
 
 def add_parser(sub) -> None:
