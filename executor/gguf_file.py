@@ -20,7 +20,7 @@ import torch
 from planner.errors import ArenaError
 from planner.estimate import native_weight_bytes, shard_tensors
 from planner.gguf_header import read_header
-from planner.models import gguf_dims, gguf_meta, odd_head, positive
+from planner.models import gguf_dims, gguf_meta, gguf_refusal, positive
 
 from .quant import BLOCK_BYTES, Packed
 from .weights import ModelConfig
@@ -159,8 +159,6 @@ class GGUFFile:
         from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
         supported, tensors = _supported(), {}
         for t in header.tensors.values():
-            if t.name.endswith(".bias"):     # llama.cpp adds them where present; this network has none
-                raise ArenaError(f"{self.path}: tensor '{t.name}' is a bias; layers with biases are not supported")
             try:
                 kind = GGMLQuantizationType(t.type)
             except ValueError:   # a type number gguf does not know
@@ -192,14 +190,9 @@ class GGUFFile:
 
     def _config(self) -> ModelConfig:
         dims = gguf_dims(self.header, self.path)
-        rotated = self.meta("llama.rope.dimension_count", dims["dh"])
-        if rotated != dims["dh"]:
-            raise ArenaError(f"{self.path}: RoPE over {rotated} of {dims['dh']} head dimensions is not supported")
-        refusal = odd_head(dims["dh"])
+        refusal = gguf_refusal(self.header, self.path, dims["dh"])
         if refusal:
             raise ArenaError(f"{self.path}: {refusal}")
-        if "token_embd.weight" not in self.tensors:   # the planner may do without it, a forward pass cannot
-            raise ArenaError(f"{self.path}: the file has no tensor 'token_embd.weight'")
         return ModelConfig(
             **dims, eps=self.number("llama.attention.layer_norm_rms_epsilon", 1e-5),
             rope_theta=self.number("llama.rope.freq_base", 10000.0), rope_scaling=self._rope_scaling(),

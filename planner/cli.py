@@ -12,7 +12,7 @@ from .budget import Fitter, choose, describe
 from .options import add_plan_inputs, input_files, integer, load_schedule, plan_from_args, settle_inputs
 from .errors import ArenaError, CapacityMissed, note, read_json_object
 from .estimate import estimate, native_weight_bytes, shard_tensors, workspace_bytes
-from .models import SET_DIGITS, model_dims, model_file, model_header, odd_head, parse_sets, run_refusal, tied_output
+from .models import SET_DIGITS, model_dims, model_file, model_header, gguf_refusal, parse_sets, run_refusal, tied_output
 from .output import check_targets, write_all, write_atomic
 from .plan import Plan
 from .shards import Shard, shards
@@ -101,7 +101,8 @@ def _note_refusal(model: str | None) -> None:
     if path is None:
         return
     dh = model_dims(model)["dh"]
-    refusal = odd_head(dh) if path.suffix == ".gguf" else run_refusal(read_json_object(path, "config.json"), dh)
+    refusal = gguf_refusal(model_header(path), path, dh) if path.suffix == ".gguf" else \
+        run_refusal(read_json_object(path, "config.json"), dh)
     if refusal:
         note(f"note: arena run refuses {path}: {refusal}")
 

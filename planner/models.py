@@ -185,6 +185,23 @@ def run_refusal(cfg: dict, dh: int) -> str | None:
     return odd_head(dh)
 
 
+def gguf_refusal(header: Header, path: Path, dh: int) -> str | None:
+    """What `arena run` refuses in a llama GGUF file the planner reads (None: nothing): biases,
+    which llama.cpp adds where present, RoPE over part of a head, an odd head size, no token
+    embedding."""
+    bias = next((name for name in header.tensors if name.endswith(".bias")), None)
+    if bias:
+        return f"tensor '{bias}' is a bias; layers with biases are not supported"
+    rotated = gguf_meta(header, path, "llama.rope.dimension_count", dh)
+    if rotated != dh:
+        return f"RoPE over {rotated} of {dh} head dimensions is not supported"
+    if odd_head(dh):
+        return odd_head(dh)
+    if "token_embd.weight" not in header.tensors:   # the planner may do without it, a forward pass cannot
+        return "the file has no tensor 'token_embd.weight'"
+    return None
+
+
 def odd_head(dh: int) -> str | None:
     """RoPE turns the two halves of each head against each other: an odd head size has no halves."""
     return f"the head size is {dh}; RoPE needs an even one" if dh % 2 else None

@@ -125,6 +125,16 @@ def test_a_layer_bias_is_refused_not_dropped(checkpoint, tmp_path):
         GGUFFile(path)
 
 
+def test_plan_estimates_a_gguf_file_run_refuses_with_a_note(checkpoint, tmp_path, capsys):
+    """The same refusal, as a note beside the estimate."""
+    from llama_arena.cli import main
+    bias = lambda w: w.add_tensor("blk.0.attn_q.bias", np.ones(64, dtype=np.float32))
+    path = checkpoint_to_gguf(checkpoint, tmp_path / "b.gguf", metadata=bias)
+    assert main(["plan", "llama", "--model", str(path), "--set", "n=2", "--json"]) == 0
+    assert capsys.readouterr().err == (f"note: arena run refuses {path}: tensor 'blk.0.attn_q.bias' is a bias; "
+                                       "layers with biases are not supported\n")
+
+
 def test_unsupported_architecture_is_named(tmp_path):
     with pytest.raises(ArenaError, match="architecture 'gpt2' is not supported"):
         GGUFFile(minimal_gguf(tmp_path / "a.gguf", arch="gpt2"))
