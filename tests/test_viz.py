@@ -368,11 +368,24 @@ def test_random_problems_map_and_trace(blocks):
     events = json.loads(trace.plan_trace(plan))["traceEvents"]
     counter = [e for e in events if e["ph"] == "C"]
     assert max(e["args"]["arena bytes"] for e in counter) == plan.lower_bound
+    origin = min(b.first for b in plan.buffers)      # a CSV's times are traced from the first
     for e in counter:
-        t = e["ts"] / trace.PLANNED_STEP_US
+        t = origin + e["ts"] // trace.PLANNED_STEP_US
         assert e["args"]["arena bytes"] == sum(b.size for b in plan.buffers if b.first <= t <= b.last)
     lines = screen(plan, None, width=50)
     assert all(len(line) <= 50 for line in lines if "┬" in line)
+
+
+def test_times_near_2_to_the_62_are_traced_and_drawn_exactly():
+    """As floats, times this large lose their units: slices of one unit lasted 0 or 2."""
+    from viz import picture
+    base = 2 ** 62
+    plan = place([Buffer("a", "a", base, base, 4, None), Buffer("b", "b", base, base + 1, 8, None),
+                  Buffer("c", "c", base + 1, base + 2, 2, None)], "auto", 1, [])
+    events = {e["name"]: e for e in slices(json.loads(trace.plan_trace(plan))["traceEvents"], "instance")}
+    assert [(events[n]["ts"], events[n]["dur"]) for n in "abc"] == [(0, 1000), (0, 2000), (1000, 2000)]
+    patches = {p.get_gid(): p for ax in picture.figure(plan).axes for p in ax.patches if p.get_gid()}
+    assert sorted((p.get_x(), p.get_width()) for p in patches.values()) == [(0, 1), (0, 2), (1, 2)]
 
 
 # --- the command ----------------------------------------------------------------------------

@@ -98,7 +98,7 @@ def tooltip(plan: Plan, b: Buffer) -> str:
 @matplotlib.rc_context(DRAWING)
 def figure(plan: Plan) -> Figure:
     time = spans(plan)
-    x0, x1 = time[0].first, time[-1].last + 1
+    origin = time[0].first      # x is time less this: a CSV's times near 2^62 are exact only as integers
     device = [(i, b) for i, b in enumerate(plan.buffers) if b.memory == "device"]
     base = max((b.offset + b.size for _, b in device if b.persistent), default=0)
     split = 0 < base < plan.arena
@@ -111,26 +111,26 @@ def figure(plan: Plan) -> Figure:
         panels = [(top, 0, max(plan.arena, 1))]
     palette = colors(plan)
     for ax, lo, hi in panels:
-        ax.set_xlim(x0, x1)
+        ax.set_xlim(0, time[-1].last + 1 - origin)
         ax.set_ylim(lo, hi + (hi - lo) * 0.04)
         ax.yaxis.set_major_locator(MaxNLocator(integer=True))     # offsets are whole bytes, even in an arena of 2
         ax.yaxis.set_major_formatter(FuncFormatter(lambda y, _: f"{int(y):,}"))   # exact, like the plan
         ax.set_ylabel("offset (bytes)" if ax is top else "persistent")
     for i, b in device:
         ax = bottom if split and b.persistent else top
-        ax.add_patch(Rectangle((b.first, b.offset), b.last - b.first + 1, b.size, facecolor=palette[b.tensor],
+        ax.add_patch(Rectangle((b.first - origin, b.offset), b.last - b.first + 1, b.size, facecolor=palette[b.tensor],
                                edgecolor="white", linewidth=0.8, gid=f"inst-{i}"))
-    _mark_bounds(plan, top, [ax for ax, _, _ in panels], time)
-    legend, title = _axes_text(plan, fig, top, bottom)
+    _mark_bounds(plan, top, [ax for ax, _, _ in panels], time, origin)
+    legend, title = _axes_text(plan, fig, top, bottom, origin)
     fig.draw_without_rendering()     # lay out first: whether a label fits depends on the final sizes
     _widen_under_title(fig, legend, title)
     for ax, _, _ in panels:
-        _label(ax, {f"inst-{i}": b for i, b in device})
+        _label(ax, {f"inst-{i}": b for i, b in device}, origin)
     return fig
 
 
-def _mark_bounds(plan: Plan, top, axes, time) -> None:
-    """The lower-bound line, and the peak steps shaded, with a marker over each."""
+def _mark_bounds(plan: Plan, top, axes, time, origin: int) -> None:
+    """The lower-bound line, and the peak steps shaded, with a marker over each (x: time less `origin`)."""
     top.axhline(plan.lower_bound, color="black", linestyle="--", linewidth=1,
                 label=f"lower bound {plan.lower_bound:,} B")
     if plan.arena != plan.lower_bound:
@@ -138,19 +138,20 @@ def _mark_bounds(plan: Plan, top, axes, time) -> None:
     live = live_bytes(plan, time)
     for k in peaks(live):
         for ax in axes:
-            ax.axvspan(time[k].first, time[k].last + 1, color="red", alpha=0.12, zorder=0, linewidth=0)
-        top.plot((time[k].first + time[k].last + 1) / 2, 1, marker="v", color="red", clip_on=False,
+            ax.axvspan(time[k].first - origin, time[k].last + 1 - origin, color="red", alpha=0.12, zorder=0, linewidth=0)
+        top.plot((time[k].first + time[k].last + 1) / 2 - origin, 1, marker="v", color="red", clip_on=False,
                  transform=top.get_xaxis_transform(), linestyle="none")
     top.plot([], [], marker="v", color="red", linestyle="none", label=f"peak: {max(live, default=0):,} B live")
 
 
-def _axes_text(plan: Plan, fig: Figure, top, bottom) -> tuple[Legend, Text]:
-    """The axes' labels, and the legend and title (returned)."""
+def _axes_text(plan: Plan, fig: Figure, top, bottom, origin: int) -> tuple[Legend, Text]:
+    """The axes' labels (times as the plan has them, `origin` added back), and the legend and title (returned)."""
     if plan.steps and len(plan.steps) <= NAMED_STEPS:
         bottom.set_xticks([i + 0.5 for i in range(len(plan.steps))], [show(s, LEGEND_CHARS) for s in plan.steps],
                           rotation=90, fontsize=7)
     else:
         bottom.xaxis.set_major_locator(MaxNLocator(integer=True))
+        bottom.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{round(x) + origin:,}"))
     bottom.set_xlabel("step" if plan.steps else "time (the CSV's units)")
     ratio = plan.arena / plan.lower_bound if plan.lower_bound else 1.0
     drawn = {b.tensor for b in plan.device()}
@@ -172,8 +173,8 @@ def _widen_under_title(fig: Figure, legend: Legend, title: Text) -> None:
         fig.draw_without_rendering()
 
 
-def _label(ax, buffers: dict[str, Buffer]) -> None:
-    """Name each rectangle where its name fits, across it or else along it."""
+def _label(ax, buffers: dict[str, Buffer], origin: int) -> None:
+    """Name each rectangle where its name fits, across it or else along it (x: time less `origin`)."""
     for patch in [p for p in ax.patches if p.get_gid() in buffers]:
         b = buffers[patch.get_gid()]
         box = patch.get_window_extent()
@@ -181,5 +182,5 @@ def _label(ax, buffers: dict[str, Buffer]) -> None:
         rotation = 0 if box.width >= need_w and box.height >= need_h else \
             90 if box.height >= need_w and box.width >= need_h else None
         if rotation is not None:
-            ax.text(b.first + (b.last - b.first + 1) / 2, b.offset + b.size / 2, b.name, rotation=rotation,
+            ax.text(b.first - origin + (b.last - b.first + 1) / 2, b.offset + b.size / 2, b.name, rotation=rotation,
                     ha="center", va="center", fontsize=FONT, color=ink(patch.get_facecolor()), clip_on=True)

@@ -21,16 +21,18 @@ from planner.plan import Plan
 
 from .timeline import tensors
 
-PLANNED_STEP_US = 1000.0   # a planned step (or CSV time unit) is drawn 1 ms long
+PLANNED_STEP_US = 1000     # a planned step (or CSV time unit) is drawn 1 ms long
 PID = 1
 CALLS_TID, STEPS_TID = 1, 2
 
 
 def plan_trace(plan: Plan) -> str:
-    """The planned trace: time is step order, one step (or CSV time unit) per millisecond."""
+    """The planned trace: time is step order, one step (or CSV time unit, from the first) per millisecond."""
     tids = _tracks([plan])
     events = _metadata(f"arena plan: {plan.schedule or 'CSV problem'}", tids, calls=False, steps=bool(plan.steps))
-    events += _call_events(plan, lambda t: t * PLANNED_STEP_US, tids)
+    origin = min((b.first for b in plan.buffers), default=0) if not plan.steps else 0
+    # from the first time, in integers: a CSV's times near 2^62 lose their units as floats
+    events += _call_events(plan, lambda t: (t - origin) * PLANNED_STEP_US, tids)
     return _dump(events, [plan])
 
 
