@@ -36,6 +36,7 @@ class Step:
     layer: int | None    # index within its repeat block, None outside one
     kind: str | None     # "kernel", "graph" or None
     cells: dict[str, str]
+    block: int | None = None     # which repeat block it was unrolled from, counted from 0; None outside one
 
 
 @dataclass
@@ -152,15 +153,16 @@ def _unroll(schedule: Schedule, dims: dict[str, int]) -> list[tuple[Step, int | 
                          f"at most {MAX_STEPS:,} are planned")
     steps = []
 
-    def add(row: StepRow, layer):
+    def add(row: StepRow, layer, block=None):
         name = row.name if layer is None else f"{row.name}.{layer}"
-        steps.append((Step(len(steps), name, row.name, layer, row.kind, dict(row.cells)), row.line))
+        steps.append((Step(len(steps), name, row.name, layer, row.kind, dict(row.cells), block), row.line))
 
+    blocks = [r for r in schedule.steps if isinstance(r, Repeat)]
     for r in schedule.steps:
         if isinstance(r, Repeat):
             for layer in range(counts[id(r)] if r.steps else 0):     # a count of 10^20 repeats nothing
                 for row in r.steps:
-                    add(row, layer)
+                    add(row, layer, blocks.index(r))
         else:
             add(r, None)
     if not steps:

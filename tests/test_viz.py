@@ -101,6 +101,18 @@ def test_a_fold_ends_where_the_next_repeat_block_begins(tmp_path):
                                          ["4", "dec.1", "+wx", "256"], ["5", "⋮", "layer", "2"]]
 
 
+def test_a_block_of_one_layer_folds_apart_from_the_next(tmp_path):
+    """A block of one layer, then one of five: layer 0 of each is its own folded row, and the
+    second block's run is labelled by its own layers."""
+    path = tmp_path / "adjacent.yaml"
+    path.write_text("dims: {n: n}\ntypes: {Ta: act}\ntensors: {a: 'Ta[n]', b: 'Ta[n, 4]'}\nsteps:\n"
+                    "  - {repeat: 1, steps: [{one: {a: +wx}}]}\n  - {repeat: 5, steps: [{five: {b: +wx}}]}\n")
+    lifetimes, plan = plan_from_args(args(str(path), "--set", "n=2"))
+    rows = [row.split()[:4] for row in table_rows(screen(plan, lifetimes, layers=range(3, 4)))]
+    assert rows == [["0", "⋮", "layer", "0"], ["1-3", "⋮", "layers", "0-2"], ["4", "five.3", "+wx", "256"],
+                    ["5", "⋮", "layer", "4"]]
+
+
 def test_each_repeat_block_shows_its_own_first_and_last_layer(tmp_path):
     """By default a block of five layers folds layers 1-3, and a later block of two shows
     both of its layers: its last is layer 1, not the first block's last."""
@@ -133,7 +145,7 @@ def rows_by_definition(plan, lifetimes) -> list[terminal.Row]:
         else:
             step = lifetimes.steps[span.first]
             rows.append(terminal.Row(span, used, step.kind, {**{b.tensor: "o" for b in live}, **step.cells},
-                                     step.layer))
+                                     step.layer, step.block))
     return rows
 
 

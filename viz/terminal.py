@@ -40,6 +40,7 @@ class Row:
     kind: str | None = None        # "kernel" or "graph"
     cells: dict[str, str] = field(default_factory=dict)
     layer: int | None = None
+    block: int | None = None       # the repeat block of its layer
     folded: int = 0                # steps folded into this row
 
 
@@ -74,7 +75,7 @@ def step_rows(plan: Plan, lifetimes: Lifetimes | None) -> list[Row]:
         else:
             step = lifetimes.steps[span.first]
             cells = {**dict.fromkeys(instances, "o"), **step.cells}
-            rows.append(Row(span, live, step.kind, cells, step.layer))
+            rows.append(Row(span, live, step.kind, cells, step.layer, step.block))
     return rows
 
 
@@ -123,17 +124,12 @@ def shown_steps(lifetimes: Lifetimes | None, layers: range | None) -> set[int] |
 
 
 def _repeat_blocks(steps) -> list[list]:
-    """The unrolled steps of each repeat block, in order: a block's layers count up from 0, so
-    a layer number that drops starts the next one (two blocks of one layer each may read as
-    one, which folds the same)."""
-    blocks: list[list] = []
+    """The unrolled steps of each repeat block, in order."""
+    blocks: dict[int, list] = {}
     for step in steps:
-        if step.layer is None:
-            continue
-        if not blocks or step.layer < blocks[-1][-1].layer:
-            blocks.append([])
-        blocks[-1].append(step)
-    return blocks
+        if step.block is not None:
+            blocks.setdefault(step.block, []).append(step)
+    return list(blocks.values())
 
 
 def _numbers(row: Row) -> str:
@@ -143,13 +139,13 @@ def _numbers(row: Row) -> str:
 
 def fold(rows: list[Row], keep: set[int] | None) -> list[Row]:
     """Each run of rows of repeated steps not in `keep` (step numbers) becomes one folded row.
-    A run ends where the layer number drops: the next repeat block has begun."""
+    A run ends where the next repeat block begins."""
     if keep is None:
         return rows
     out, run = [], []
     for row in rows + [None]:
         foldable = row is not None and row.layer is not None and row.span.first not in keep
-        if run and (not foldable or row.layer < run[-1].layer):
+        if run and (not foldable or row.block != run[-1].block):
             lo, hi = run[0].layer, run[-1].layer
             label = f"{FOLDED} layers {lo}-{hi}" if hi != lo else f"{FOLDED} layer {lo}"
             live = {t for r in run for t in r.cells}
