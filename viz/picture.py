@@ -32,6 +32,8 @@ DPI = 100
 FONT = 8                       # points, the labels inside rectangles
 NAMED_STEPS = 60               # up to this many steps, the x axis names each one
 MAX_WIDTH = 24                 # inches: a figure of thousands of steps is no wider
+AXES_SHARE = 0.75              # of the figure's width: the axes, beside the labels and legend
+MIN_OUTLINED_PX = 4            # narrower rectangles go without their white outline, which would hide them
 LEGEND_CHARS = 40              # a tensor's or step's name is cut to this many characters (the title's to twice)
 
 
@@ -116,10 +118,12 @@ def figure(plan: Plan) -> Figure:
         ax.yaxis.set_major_locator(MaxNLocator(integer=True))     # offsets are whole bytes, even in an arena of 2
         ax.yaxis.set_major_formatter(FuncFormatter(lambda y, _: f"{int(y):,}"))   # exact, like the plan
         ax.set_ylabel("offset (bytes)" if ax is top else "persistent")
+    unit_px = fig.get_figwidth() * DPI * AXES_SHARE / (time[-1].last + 1 - origin)   # about, before the layout
     for i, b in device:
         ax = bottom if split and b.persistent else top
+        outline = 0.8 if (b.last - b.first + 1) * unit_px >= MIN_OUTLINED_PX else 0    # else the white covers it
         ax.add_patch(Rectangle((b.first - origin, b.offset), b.last - b.first + 1, b.size, facecolor=palette[b.tensor],
-                               edgecolor="white", linewidth=0.8, gid=f"inst-{i}"))
+                               edgecolor="white", linewidth=outline, gid=f"inst-{i}"))
     _mark_bounds(plan, top, [ax for ax, _, _ in panels], time, origin)
     legend, title = _axes_text(plan, fig, top, bottom, origin)
     fig.draw_without_rendering()     # lay out first: whether a label fits depends on the final sizes
