@@ -235,19 +235,18 @@ def from_folder(folder: Path) -> TextTokenizer:
     config_path = Path(folder) / "tokenizer_config.json"
     config = _json(config_path)
     model_config = _json(Path(folder) / "config.json")
-    cls = config.get("tokenizer_class") or model_config.get("tokenizer_class")
-    cls = cls.removesuffix("Fast") if isinstance(cls, str) else None
-    # transformers 5 reads a Mistral folder's file as it is: its model type has a tokenizer class of its own
-    if model_config.get("model_type") != "mistral":
-        tok = _rebuilt_as_class(tok, text, cls, config)
+    cls = _built_as(config.get("tokenizer_class") or model_config.get("tokenizer_class"), text, model_config)
+    tok = _rebuilt_as_class(tok, text, cls, config)
     # As transformers reads a folder: special_tokens_map.json's win, but only where the config
     # is of the kind written before added_tokens_decoder (which save_pretrained now always writes);
-    # a token neither names is the class's default
+    # a token neither names (nor names null) is the class's default
     legacy = [] if "added_tokens_decoder" in config else [_json(Path(folder) / "special_tokens_map.json")]
-    special = {name: _content(source[name]) for source in (CLASS_SPECIAL.get(cls, {}), config, *legacy)
-               for name in SPECIAL_TOKENS if source.get(name)}
+    special = {name: _content(source[name]) for source in (config, *legacy) for name in SPECIAL_TOKENS
+               if source.get(name)}
+    named_null = {name for source in (config, *legacy) for name in SPECIAL_TOKENS if name in source}
+    special = {**{k: v for k, v in CLASS_SPECIAL.get(cls, {}).items() if k not in named_null}, **special}
     named, extra = _special_tokens(config, special)
-    _add_config_tokens(tok, config, [*named.values(), *extra], config_path, _written_flags(config, *legacy))
+    _add_config_tokens(tok, config, [*named.values(), *extra], config_path, _written_flags(*legacy, config))
     split = config.get("split_special_tokens", False)   # true: special tokens typed in a prompt are plain text
     if not isinstance(split, bool):
         raise ArenaError(f"{config_path}: split_special_tokens is {json.dumps(split)[:40]}; it must be true or false")
@@ -256,27 +255,36 @@ def from_folder(folder: Path) -> TextTokenizer:
     return TextTokenizer(tok, _eos_ids(Path(folder)), template, named, source)
 
 
-# The special tokens of the classes transformers 5 rebuilds (_rebuilt_as_class), where a folder names none
+# The special tokens of the classes transformers 5 builds a folder's tokenizer as (_built_as),
+# where the folder names none
 CLASS_SPECIAL = {"LlamaTokenizer": {"bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>"},
                  "GPT2Tokenizer": dict.fromkeys(("bos_token", "eos_token", "unk_token"), "<|endoftext|>")}
 
 
+def _built_as(name, text: str, model_config: dict) -> str | None:
+    """The class of CLASS_SPECIAL that transformers 5 builds the folder's tokenizer as, from the
+    tokenizer_class it names (`name`), or None where it reads tokenizer.json (`text`) as it is:
+    another class or none, a Mistral folder (its model type has a tokenizer class of its own),
+    or a byte-level file under LlamaTokenizer (Llama 3's)."""
+    name = name.removesuffix("Fast") if isinstance(name, str) else None
+    if name not in CLASS_SPECIAL or model_config.get("model_type") == "mistral":
+        return None
+    return None if name == "LlamaTokenizer" and '"ByteLevel"' in text else name
+
+
 def _rebuilt_as_class(tok, text: str, name: str | None, config: dict):
-    """tokenizer.json's tokenizer (`tok`, from the file's `text`) as transformers 5 rebuilds it for the class a Llama
-    folder names: a new tokenizer of the file's vocabulary, merges and post-processor alone,
-    whose added tokens are then the config's (_add_config_tokens), or where the config is of the
-    kind without added_tokens_decoder, the file's. LlamaTokenizer (Llama 1
-    and 2, TinyLlama) splits with Metaspace, which puts one "▁" before the text (before its
-    first part only, unless `legacy`; none with add_prefix_space false) where the file's
+    """tokenizer.json's tokenizer (`tok`, from the file's `text`) as transformers 5 rebuilds it for
+    the class it builds it as (`name`, _built_as): a new tokenizer of the file's vocabulary, merges
+    and post-processor alone, whose added tokens are then the config's (_add_config_tokens), or
+    where the config is of the kind without added_tokens_decoder, the file's. LlamaTokenizer
+    (Llama 1 and 2, TinyLlama) splits with Metaspace, which puts one "▁" before the text (before
+    its first part only, unless `legacy`; none with add_prefix_space false) where the file's
     normalizer put one before every part between special tokens and before a leading space
-    too; unless the file is byte-level, as Llama 3's is. GPT2Tokenizer (SmolLM2) splits with
-    ByteLevel alone. Any other class, or none, reads the file as it is: `tok` itself."""
+    too. GPT2Tokenizer (SmolLM2) splits with ByteLevel alone. None: `tok` itself."""
     from tokenizers import Tokenizer, decoders, pre_tokenizers
     from tokenizers.models import BPE
 
-    if name not in CLASS_SPECIAL:
-        return tok
-    if name == "LlamaTokenizer" and '"ByteLevel"' in text:
+    if name is None:
         return tok
     model = json.loads(text).get("model") or {}
     if model.get("type") != "BPE":          # as the file's (transformers makes the class's BPE of a BPE's parts)

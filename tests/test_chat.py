@@ -198,24 +198,34 @@ def test_template_tokens_and_split_special_tokens_as_transformers_5(tmp_path):
     assert encoded[0] != encoded[1]
 
 
-@pytest.mark.parametrize("cls", ["LlamaTokenizerFast", "GPT2TokenizerFast"])
-def test_a_class_gives_the_special_tokens_a_folder_does_not_name(tmp_path, cls):
+@pytest.mark.parametrize("cls, pre, config, model_type", [
+    ("LlamaTokenizerFast", "metaspace", {}, "llama"),
+    ("GPT2TokenizerFast", "bytelevel", {}, "llama"),
+    ("LlamaTokenizerFast", "metaspace", {"bos_token": None}, "llama"),     # null: none, not the class's
+    ("GPT2TokenizerFast", "bytelevel", {"unk_token": None}, "llama"),
+    ("LlamaTokenizerFast", "bytelevel", {}, "llama"),        # Llama 3's file: read as it is, no class
+    ("LlamaTokenizerFast", "metaspace", {}, "mistral"),      # a Mistral folder: read as it is, no class
+], ids=["llama", "gpt2", "llama-null-bos", "gpt2-null-unk", "llama-byte-level", "mistral"])
+def test_a_class_gives_the_special_tokens_a_folder_does_not_name(tmp_path, cls, pre, config, model_type):
     """transformers 5's LlamaTokenizer names <s>, </s> and <unk>, GPT2Tokenizer <|endoftext|>
     for all three, where tokenizer_config.json names none: the template renders them, and
-    one the vocabulary lacks is added, so a prompt that types it gets its id."""
+    one the vocabulary lacks is added, so a prompt that types it gets its id. Where
+    transformers reads the file as it is, no class names any."""
     import json
 
     from tokenizers import pre_tokenizers
     from transformers import AutoTokenizer
 
     from executor.tokenizer import from_folder
-    space = "▁" if cls.startswith("Llama") else "Ġ"
+    space = "▁" if pre == "metaspace" else "Ġ"
     vocab = {"<unk>": 0, "<s>": 1, "</s>": 2, space: 3, "a": 4, "b": 5, space + "a": 6, space + "b": 7}
     tok = Tokenizer(models.BPE(vocab, [(space, "a"), (space, "b")], unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.Metaspace() if space == "▁" else pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.save(str(tmp_path / "tokenizer.json"))
     template = "{{ bos_token }}{% for m in messages %}{{ m['content'] }}{% endfor %}{{ eos_token }}|{{ unk_token }}"
-    (tmp_path / "tokenizer_config.json").write_text(json.dumps({"tokenizer_class": cls, "chat_template": template}))
+    (tmp_path / "tokenizer_config.json").write_text(json.dumps({"tokenizer_class": cls, "chat_template": template,
+                                                                **config}))
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": model_type}))
     reference, ours = AutoTokenizer.from_pretrained(tmp_path), from_folder(tmp_path)
     texts = ["a b", "a <s> b", "a <|endoftext|>b"]
     assert [ours.encode(t) for t in texts] == [reference(t)["input_ids"] for t in texts]
@@ -240,4 +250,10 @@ def test_a_named_special_token_the_vocabulary_lacks_keeps_its_flags(tmp_path):
                                                                 "eos_token": eos}))
     reference, ours = AutoTokenizer.from_pretrained(tmp_path), from_folder(tmp_path)
     texts = ["a   <|end|> b", "a<|end|>  b"]
+    assert [ours.encode(t) for t in texts] == [reference(t)["input_ids"] for t in texts]
+    # an older config beside special_tokens_map.json: the map's entry and its flags win
+    (tmp_path / "tokenizer_config.json").write_text(json.dumps({"tokenizer_class": "PreTrainedTokenizerFast",
+                                                                "eos_token": {**eos, "lstrip": False, "rstrip": True}}))
+    (tmp_path / "special_tokens_map.json").write_text(json.dumps({"eos_token": eos}))
+    reference, ours = AutoTokenizer.from_pretrained(tmp_path), from_folder(tmp_path)
     assert [ours.encode(t) for t in texts] == [reference(t)["input_ids"] for t in texts]
