@@ -157,12 +157,13 @@ def _unroll(schedule: Schedule, dims: dict[str, int]) -> list[tuple[Step, int | 
         name = row.name if layer is None else f"{row.name}.{layer}"
         steps.append((Step(len(steps), name, row.name, layer, row.kind, dict(row.cells), block), row.line))
 
-    blocks = [r for r in schedule.steps if isinstance(r, Repeat)]
+    blocks = 0      # repeat blocks so far (two may be equal: a YAML alias repeats one)
     for r in schedule.steps:
         if isinstance(r, Repeat):
             for layer in range(counts[id(r)] if r.steps else 0):     # a count of 10^20 repeats nothing
                 for row in r.steps:
-                    add(row, layer, blocks.index(r))
+                    add(row, layer, blocks)
+            blocks += 1
         else:
             add(r, None)
     if not steps:

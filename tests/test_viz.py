@@ -113,6 +113,17 @@ def test_a_block_of_one_layer_folds_apart_from_the_next(tmp_path):
                     ["5", "⋮", "layer", "4"]]
 
 
+def test_two_equal_repeat_blocks_fold_apart(tmp_path):
+    """A YAML alias repeats one block: the two are still two blocks."""
+    path = tmp_path / "alias.yaml"
+    path.write_text("dims: {n: n}\ntypes: {Ta: act}\ntensors: {a: 'Ta[n]'}\nsteps:\n"
+                    "  - &block {repeat: 3, steps: [{enc: {a: +wx}}]}\n  - *block\n")
+    lifetimes, plan = plan_from_args(args(str(path), "--set", "n=2"))
+    assert [s.block for s in lifetimes.steps] == [0, 0, 0, 1, 1, 1]
+    rows = [row.split()[:4] for row in table_rows(screen(plan, lifetimes, layers=range(1, 2)))]
+    assert [r[2:4] for r in rows if r[1] == "⋮"] == [["layer", "0"], ["layer", "2"], ["layer", "0"], ["layer", "2"]]
+
+
 def test_each_repeat_block_shows_its_own_first_and_last_layer(tmp_path):
     """By default a block of five layers folds layers 1-3, and a later block of two shows
     both of its layers: its last is layer 1, not the first block's last."""
@@ -396,8 +407,11 @@ def test_times_near_2_to_the_62_are_traced_and_drawn_exactly():
                   Buffer("c", "c", base + 1, base + 2, 2, None)], "auto", 1, [])
     events = {e["name"]: e for e in slices(json.loads(trace.plan_trace(plan))["traceEvents"], "instance")}
     assert [(events[n]["ts"], events[n]["dur"]) for n in "abc"] == [(0, 1000), (0, 2000), (1000, 2000)]
-    patches = {p.get_gid(): p for ax in picture.figure(plan).axes for p in ax.patches if p.get_gid()}
+    fig = picture.figure(plan)
+    patches = {p.get_gid(): p for ax in fig.axes for p in ax.patches if p.get_gid()}
     assert sorted((p.get_x(), p.get_width()) for p in patches.values()) == [(0, 1), (0, 2), (1, 2)]
+    peaks = [x for line in fig.axes[0].lines if line.get_marker() == "v" for x in line.get_xdata()]
+    assert peaks == [0.5]       # the middle of the first time, the peak (a and b: 12 bytes)
 
 
 # --- the command ----------------------------------------------------------------------------

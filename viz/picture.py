@@ -118,10 +118,14 @@ def figure(plan: Plan) -> Figure:
         ax.yaxis.set_major_locator(MaxNLocator(integer=True))     # offsets are whole bytes, even in an arena of 2
         ax.yaxis.set_major_formatter(FuncFormatter(lambda y, _: f"{int(y):,}"))   # exact, like the plan
         ax.set_ylabel("offset (bytes)" if ax is top else "persistent")
-    unit_px = fig.get_figwidth() * DPI * AXES_SHARE / (time[-1].last + 1 - origin)   # about, before the layout
+    # the pixels a time unit and a byte of each panel take, about (before the layout): a rectangle
+    # narrower or lower than MIN_OUTLINED_PX goes without its white outline, which would cover it
+    unit_px = fig.get_figwidth() * DPI * AXES_SHARE / (time[-1].last + 1 - origin)
+    heights = [0.75, 0.25] if split else [1.0]      # the panels' height ratios
+    byte_px = {ax: fig.get_figheight() * DPI * AXES_SHARE * h / (hi - lo) for (ax, lo, hi), h in zip(panels, heights)}
     for i, b in device:
         ax = bottom if split and b.persistent else top
-        outline = 0.8 if (b.last - b.first + 1) * unit_px >= MIN_OUTLINED_PX else 0    # else the white covers it
+        outline = 0.8 if min((b.last - b.first + 1) * unit_px, b.size * byte_px[ax]) >= MIN_OUTLINED_PX else 0
         ax.add_patch(Rectangle((b.first - origin, b.offset), b.last - b.first + 1, b.size, facecolor=palette[b.tensor],
                                edgecolor="white", linewidth=outline, gid=f"inst-{i}"))
     _mark_bounds(plan, top, [ax for ax, _, _ in panels], time, origin)
@@ -143,7 +147,7 @@ def _mark_bounds(plan: Plan, top, axes, time, origin: int) -> None:
     for k in peaks(live):
         for ax in axes:
             ax.axvspan(time[k].first - origin, time[k].last + 1 - origin, color="red", alpha=0.12, zorder=0, linewidth=0)
-        top.plot((time[k].first + time[k].last + 1) / 2 - origin, 1, marker="v", color="red", clip_on=False,
+        top.plot(time[k].first - origin + (time[k].last + 1 - time[k].first) / 2, 1, marker="v", color="red", clip_on=False,
                  transform=top.get_xaxis_transform(), linestyle="none")
     top.plot([], [], marker="v", color="red", linestyle="none", label=f"peak: {max(live, default=0):,} B live")
 
