@@ -76,13 +76,12 @@ def convert(path) -> Schedule:
 def _table_with_graph_column(path, lines) -> list[tuple[int, list[str]]]:
     """The rows (line number, cells) of the first table whose second column is `graph`,
     outside code blocks, fenced or indented (which markdown shows as they are, an example
-    table included)."""
+    table included). Indented four columns past its container (the page, or the content of
+    the list item it is in), a line is code or a paragraph's, never a table's first row."""
     table: list[tuple[int, list[str]]] = []
     bare = False        # a table whose rows need not start with a pipe: its header did not
     fence = None        # the fence of the code block the line is in
-    code = False        # in an indented code block
-    in_list = False     # in a list item, whose indented lines are its content, not code
-    after_blank = True  # the line before was blank (or there was none): code may start here
+    item = 0            # the content column of the list item the lines are in (0: none)
     for number, text in enumerate(lines, start=1):
         run = _FENCE.match(text)
         if fence:
@@ -91,12 +90,16 @@ def _table_with_graph_column(path, lines) -> list[tuple[int, list[str]]]:
             continue
         if run and not (run[1][0] == "`" and "`" in text[run.end():]):     # CommonMark's info string
             fence, text = run[1], ""        # a fence line ends a table as any other line
-        blank, indented = not text.strip(), bool(_INDENTED.match(text))
-        code = not table and (code and (blank or indented) or indented and not blank and after_blank and not in_list)
-        in_list = bool(_LIST_ITEM.match(text)) or in_list and (blank or text[:1].isspace())
-        after_blank = blank
-        if code:
-            continue        # an indented code block: an example, as a fenced one is
+        expanded = text.expandtabs(4)
+        indent = len(expanded) - len(expanded.lstrip(" "))
+        marker = None if _THEMATIC.fullmatch(expanded) else _LIST_ITEM.match(expanded)
+        if marker:
+            spaces = len(marker[2])
+            item = marker.end(1) + (spaces if 1 <= spaces <= 4 else 1)
+        elif text.strip() and indent < item:
+            item = 0        # a line left of the item's content: the list has ended
+        if not table and text.strip() and indent - (0 if marker else item) >= 4:
+            continue        # indented code (an example, as fenced code is) or a paragraph's line: no table
         if not table and not text.strip().startswith("|") and _PIPE.search(text):
             bare = number < len(lines) and bool(_PIPE.search(lines[number])) and _rule(_cells(lines[number]))
         if text.strip().startswith("|") or bare and _PIPE.search(text):
@@ -116,8 +119,8 @@ def _table_with_graph_column(path, lines) -> list[tuple[int, list[str]]]:
 
 _PIPE = re.compile(r"(?<!\\)\|")     # a cell boundary: a pipe not escaped
 _FENCE = re.compile(r" {0,3}(`{3,}|~{3,})")
-_INDENTED = re.compile(r" {0,3}\t| {4}")
-_LIST_ITEM = re.compile(r" {0,3}(?:[-+*]|[0-9]{1,9}[.)])(?:[ \t]|$)")
+_LIST_ITEM = re.compile(r" {0,3}([-+*]|[0-9]{1,9}[.)])( *)(?=[^ ]|$)")    # tabs expanded: the marker, its spaces
+_THEMATIC = re.compile(r" {0,3}([-*_])(?: *\1){2,} *")
 
 
 def _rule(cells: list[str]) -> bool:

@@ -109,6 +109,21 @@ def test_a_table_in_fenced_code_is_an_example_not_the_table(tmp_path):
     assert comparable(bind(convert(tmp_path / "fenced.md"), dims)) == comparable(bind(convert(SEED), dims))
 
 
+@pytest.mark.parametrize("before, indent", [(["# Example"], "    "), (["- - -", ""], "    "), (["- item", ""], "        "),
+                                            (["- item", ""], "\t  ")],
+                         ids=["after-a-heading", "after-a-rule", "code-in-a-list-item", "tab-in-a-list-item"])
+def test_an_example_table_indented_as_code_is_not_the_table(tmp_path, before, indent):
+    """Indented four columns past the page (after a heading or a rule: code needs no blank line
+    there) or past a list item's content: an example, as markdown shows it."""
+    lines = SEED.read_text(encoding="utf-8").split("\n")
+    header = next(i for i, line in enumerate(lines) if line.startswith("| tensor"))
+    example = ["| tensor | graph | e |", "|---|---|---|", "| | | Ta (n) |", "| s0 | kernel | +wx |"]
+    lines[header:header] = [*before, *(indent + row for row in example), "", "Text.", ""]
+    (tmp_path / "indented.md").write_text("\n".join(lines), encoding="utf-8")
+    dims = {**PRESETS["open_llama_3b"], "n": 6}
+    assert comparable(bind(convert(tmp_path / "indented.md"), dims)) == comparable(bind(convert(SEED), dims))
+
+
 @pytest.mark.parametrize("item, indent", [("1. The lifetime table:", "    "), ("- The table:", "\t")])
 def test_a_table_indented_in_a_list_item_is_the_items_content(tmp_path, item, indent):
     """Indented under a list item, the table is no code block: markdown shows it as a table."""
