@@ -22,7 +22,7 @@ def check_target(path, option: str = "--out") -> Path:
     """The file `path` names, resolved through symbolic links, once it is known to be
     writable: its folder exists and lets us write, and it is not itself a folder. One of this
     process's descriptors (/dev/stdout) is taken as named: resolved, it may be a pipe with no path."""
-    if not str(path).strip():
+    if str(path) == "":     # a name of spaces is a file's name, as it is for an input
         raise ArenaError(f"{option}: the path is empty")
     if str(path) == "-":    # standard input to --prompt-file; here it would be a file named '-'
         raise ArenaError(f"{option} -: give a file's path (./- for a file named '-'; standard output carries "
@@ -143,8 +143,9 @@ def _write_through(target: Path, fd: int | None, data: str | bytes) -> None:
         with open(target, _mode(data)) as f:
             f.write(data)
         return
-    sys.stdout.flush()
-    sys.stderr.flush()
+    for stream in (sys.stdout, sys.stderr):
+        if stream is not None:      # None: the process started with it closed
+            stream.flush()
     view = memoryview(data.encode() if isinstance(data, str) else data)
     while view:
         view = view[os.write(fd, view):]
@@ -180,8 +181,11 @@ SYSTEM_FAULTS = (errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EFBIG)
 
 
 def _failed(path, option: str, e: OSError) -> Exception:
-    """The error a write that failed raises: WriteFailed for a full disk or a failing device,
-    else ArenaError (a path the checks let through, such as /dev/fd/9 with no descriptor 9)."""
+    """The error a write that failed raises: a pipe's reader that left, as every print does
+    (BrokenPipeError); WriteFailed for a full disk or a failing device; else ArenaError (a path
+    the checks let through, such as /dev/fd/9 with no descriptor 9)."""
+    if isinstance(e, BrokenPipeError):
+        return e
     return (WriteFailed if e.errno in SYSTEM_FAULTS else ArenaError)(_unwritable(path, option, e))
 
 

@@ -333,7 +333,8 @@ def test_out_under_a_file_says_it_is_a_file(tmp_path, capsys):
                                        f"{tmp_path / 'afile'} is a file, not a folder\n")
 
 
-@pytest.mark.parametrize("form, start", [(["--json"], b"{"), (["--tp", "3"], b"rank 0")])
+@pytest.mark.parametrize("form, start", [(["--json"], b"{"), (["--tp", "3"], b"rank 0"),
+                                         (["--json", "--out", "/dev/stdout"], b"{")])
 def test_a_reader_that_leaves_early_ends_the_command_quietly(form, start):
     """`arena plan ... | head`: no traceback when the pipe closes, and the same exit code for
     a table as for JSON (each over the pipe's 64 KiB buffer)."""
@@ -390,6 +391,9 @@ def test_a_note_that_cannot_be_written_leaves_the_output_whole():
     assert p.returncode == 0 and json.loads(p.stdout)["arena"] > 0
     p = subprocess.run(argv, stdout=subprocess.PIPE, text=True, preexec_fn=lambda: os.close(2))
     assert p.returncode == 0 and json.loads(p.stdout)["arena"] > 0
+    p = subprocess.run([*argv[:-1], "--out", "/dev/stdout"], stdout=subprocess.PIPE, text=True,
+                       preexec_fn=lambda: os.close(2))     # written through: standard error is flushed first
+    assert p.returncode == 0 and json.JSONDecoder().raw_decode(p.stdout)[0]["arena"] > 0     # then the table
 
 
 def test_an_option_fault_stays_exit_2_with_standard_output_closed():
