@@ -243,8 +243,8 @@ def from_folder(folder: Path) -> TextTokenizer:
     legacy = [] if "added_tokens_decoder" in config else [_json(Path(folder) / "special_tokens_map.json")]
     special = {name: _content(source[name]) for source in (config, *legacy) for name in SPECIAL_TOKENS
                if source.get(name)}
-    named_null = {name for source in (config, *legacy) for name in SPECIAL_TOKENS if name in source}
-    special = {**{k: v for k, v in CLASS_SPECIAL.get(cls, {}).items() if k not in named_null}, **special}
+    given = {name for source in (config, *legacy) for name in SPECIAL_TOKENS if name in source}   # null too
+    special = {**{k: v for k, v in CLASS_SPECIAL.get(cls, {}).items() if k not in given}, **special}
     named, extra = _special_tokens(config, special)
     _add_config_tokens(tok, config, [*named.values(), *extra], config_path, _written_flags(*legacy, config))
     split = config.get("split_special_tokens", False)   # true: special tokens typed in a prompt are plain text
