@@ -81,24 +81,17 @@ def _table_with_graph_column(path, lines) -> list[tuple[int, list[str]]]:
     table: list[tuple[int, list[str]]] = []
     bare = False        # a table whose rows need not start with a pipe: its header did not
     fence = None        # the fence of the code block the line is in
-    item = 0            # the content column of the list item the lines are in (0: none)
+    container = _Container()
     for number, text in enumerate(lines, start=1):
         run = _FENCE.match(text)
         if fence:
             if run and run[1][0] == fence[0] and len(run[1]) >= len(fence) and not text[run.end():].strip():
                 fence = None
             continue
+        past = container.indented_past(text)
         if run and not (run[1][0] == "`" and "`" in text[run.end():]):     # CommonMark's info string
             fence, text = run[1], ""        # a fence line ends a table as any other line
-        expanded = text.expandtabs(4)
-        indent = len(expanded) - len(expanded.lstrip(" "))
-        marker = None if _THEMATIC.fullmatch(expanded) else _LIST_ITEM.match(expanded)
-        if marker:
-            spaces = len(marker[2])
-            item = marker.end(1) + (spaces if 1 <= spaces <= 4 else 1)
-        elif text.strip() and indent < item:
-            item = 0        # a line left of the item's content: the list has ended
-        if not table and text.strip() and indent - (0 if marker else item) >= 4:
+        if not table and past:
             continue        # indented code (an example, as fenced code is) or a paragraph's line: no table
         if not table and not text.strip().startswith("|") and _PIPE.search(text):
             bare = number < len(lines) and bool(_PIPE.search(lines[number])) and _rule(_cells(lines[number]))
@@ -119,8 +112,42 @@ def _table_with_graph_column(path, lines) -> list[tuple[int, list[str]]]:
 
 _PIPE = re.compile(r"(?<!\\)\|")     # a cell boundary: a pipe not escaped
 _FENCE = re.compile(r" {0,3}(`{3,}|~{3,})")
-_LIST_ITEM = re.compile(r" {0,3}([-+*]|[0-9]{1,9}[.)])( *)(?=[^ ]|$)")    # tabs expanded: the marker, its spaces
+# tabs expanded: a list item's marker (its number), and the spaces before its content (None: it has none)
+_LIST_ITEM = re.compile(r" {0,3}([-+*]|([0-9]{1,9})[.)])(?:( +)(?=[^ ])| *$)")
 _THEMATIC = re.compile(r" {0,3}([-*_])(?: *\1){2,} *")
+_BLOCK_START = re.compile(r" {0,3}(?:#{1,6}(?: |$)|`{3,}|~{3,}|\|)")     # a heading, a fence, a table's row
+
+
+class _Container:
+    """The container of a markdown line, as far as tables care: the page, or the content of the
+    list item it is in, as CommonMark reads them (less block quotes and lazy continuation lines)."""
+
+    def __init__(self):
+        self.column = 0             # the content column of the list item the lines are in (0: the page)
+        self.empty_item = False     # that item's first line had no content: a blank line then ends it
+        self.paragraph = False      # the line before was a paragraph's: not every item may interrupt it
+
+    def indented_past(self, text: str) -> bool:
+        """Whether `text` is indented four columns past its container, where it is code or a
+        paragraph's line, never a table's first row; the container moves on with it."""
+        expanded = text.expandtabs(4)
+        blank = not expanded.strip()
+        indent = len(expanded) - len(expanded.lstrip(" "))
+        inner = expanded[self.column:] if indent >= self.column else expanded
+        item = None if _THEMATIC.fullmatch(inner) else _LIST_ITEM.match(inner)
+        if item and self.paragraph and (item[3] is None or item[2] not in (None, "1")):
+            item = None     # an empty item (a setext `-`), or a list from 2, cannot interrupt a paragraph
+        if item:
+            base = self.column if inner is not expanded else 0
+            spaces = len(item[3] or " ")
+            self.column, self.empty_item = base + item.end(1) + (spaces if spaces <= 4 else 1), item[3] is None
+        elif blank and self.empty_item or not blank and indent < self.column:
+            self.column, self.empty_item = 0, False      # the item has ended
+        elif not blank:
+            self.empty_item = False
+        past = not blank and not item and indent - self.column >= 4
+        self.paragraph = not blank and not past and not _BLOCK_START.match(inner) and not _THEMATIC.fullmatch(inner)
+        return past
 
 
 def _rule(cells: list[str]) -> bool:

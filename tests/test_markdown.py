@@ -109,9 +109,15 @@ def test_a_table_in_fenced_code_is_an_example_not_the_table(tmp_path):
     assert comparable(bind(convert(tmp_path / "fenced.md"), dims)) == comparable(bind(convert(SEED), dims))
 
 
-@pytest.mark.parametrize("before, indent", [(["# Example"], "    "), (["- - -", ""], "    "), (["- item", ""], "        "),
-                                            (["- item", ""], "\t  ")],
-                         ids=["after-a-heading", "after-a-rule", "code-in-a-list-item", "tab-in-a-list-item"])
+@pytest.mark.parametrize("before, indent", [
+    (["# Example"], "    "), (["- - -", ""], "    "), (["- item", ""], "        "), (["- item", ""], "\t  "),
+    (["**Example:**", ""], "    "), (["2.5 GB here", ""], "    "),       # no space after the marker: no item
+    (["Title", "-", ""], "    "), (["text", "2. item", ""], "    "),     # a setext underline; no list from 2 here
+    (["-", ""], "    "),                                                   # an empty item ends at a blank line
+    (["- item", "```", "x", "```"], "    "),                               # a fence at the margin ends the list
+], ids=["after-a-heading", "after-a-rule", "code-in-a-list-item", "tab-in-a-list-item", "after-bold",
+        "after-a-number", "after-a-setext-heading", "after-a-paragraph-and-2.", "after-an-empty-item",
+        "after-a-fence-ending-a-list"])
 def test_an_example_table_indented_as_code_is_not_the_table(tmp_path, before, indent):
     """Indented four columns past the page (after a heading or a rule: code needs no blank line
     there) or past a list item's content: an example, as markdown shows it."""
