@@ -241,10 +241,12 @@ def from_folder(folder: Path) -> TextTokenizer:
     # is of the kind written before added_tokens_decoder (which save_pretrained now always writes);
     # a token neither names (nor names null) is the class's default
     legacy = [] if "added_tokens_decoder" in config else [_json(Path(folder) / "special_tokens_map.json")]
-    special = {name: _content(source[name]) for source in (config, *legacy) for name in SPECIAL_TOKENS
-               if source.get(name)}
-    given = {name for source in (config, *legacy) for name in SPECIAL_TOKENS if name in source}   # null too
-    special = {**{k: v for k, v in CLASS_SPECIAL.get(cls, {}).items() if k not in given}, **special}
+    special = dict(CLASS_SPECIAL.get(cls, {}))
+    for source in (config, *legacy):
+        for name in SPECIAL_TOKENS:
+            if name in source:      # null (or empty): none, over the class's or the config's
+                special[name] = _content(source[name]) if source[name] else None
+    special = {name: token for name, token in special.items() if token}
     named, extra = _special_tokens(config, special)
     _add_config_tokens(tok, config, [*named.values(), *extra], config_path, _written_flags(*legacy, config))
     split = config.get("split_special_tokens", False)   # true: special tokens typed in a prompt are plain text

@@ -257,3 +257,25 @@ def test_a_named_special_token_the_vocabulary_lacks_keeps_its_flags(tmp_path):
     (tmp_path / "special_tokens_map.json").write_text(json.dumps({"eos_token": eos}))
     reference, ours = AutoTokenizer.from_pretrained(tmp_path), from_folder(tmp_path)
     assert [ours.encode(t) for t in texts] == [reference(t)["input_ids"] for t in texts]
+
+
+def test_special_tokens_map_null_takes_the_configs_token_away(tmp_path):
+    """An older config (no added_tokens_decoder) names bos_token; special_tokens_map.json names
+    it null: transformers has no BOS then, and neither the template nor a prompt sees one."""
+    import json
+
+    from tokenizers import pre_tokenizers
+    from transformers import AutoTokenizer
+
+    from executor.tokenizer import from_folder
+    tok = Tokenizer(models.WordLevel({"<unk>": 0, "a": 1, "b": 2}, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    tok.save(str(tmp_path / "tokenizer.json"))
+    template = "[{{ bos_token }}]{% for m in messages %}{{ m['content'] }}{% endfor %}"
+    (tmp_path / "tokenizer_config.json").write_text(json.dumps({
+        "tokenizer_class": "PreTrainedTokenizerFast", "bos_token": "<|start|>", "chat_template": template}))
+    (tmp_path / "special_tokens_map.json").write_text(json.dumps({"bos_token": None}))
+    reference, ours = AutoTokenizer.from_pretrained(tmp_path), from_folder(tmp_path)
+    assert render_chat(ours.chat_template, MESSAGES, ours.special) == \
+        reference.apply_chat_template(MESSAGES, tokenize=False) == "[]" + MESSAGES[0]["content"]
+    assert ours.encode("a <|start|> b") == reference("a <|start|> b")["input_ids"]
