@@ -26,7 +26,7 @@ def add_parsers(sub) -> None:
     add_plan_inputs(plan)
     plan.add_argument("--json", action="store_true", help="print the plan as JSON instead of tables")
     plan.add_argument("--out", metavar="FILE",
-                      help="also save the plan: JSON, or for --csv the problem's rows with an offset column")
+                      help="also save the plan: the JSON --json prints, or for --csv the problem's rows with an offset column")
     plan.add_argument("--graph", metavar="FILE.graphml", help="write the interference graph (networkx GraphML)")
     plan.add_argument("--nctx", type=integer, metavar="N",
                       help="KV cache positions (--set nctx=N); a call then prefills all N unless --set n= says less")
@@ -55,13 +55,14 @@ def cmd_plan(args) -> int:
     optional = {}
     _, plan = plan_from_args(args, dims, optional)
     cost = choice.cost if choice else run_estimate(args, plan)
+    chosen = {"budget": budget, "chunk": choice.chunk, "tile": choice.tile} if choice else {}
+    text = json.dumps({**plan.to_dict(), **cost, **chosen}, indent=1)      # --json's, and --out's (as --tp's)
     outputs = [("--graph", args.graph, graph.graphml(graph.interference_graph(plan.buffers)))] if args.graph else []
     if args.out:
-        outputs.append(("--out", args.out, csvio.solution_csv(plan, optional) if args.csv else plan.to_json() + "\n"))
+        outputs.append(("--out", args.out, csvio.solution_csv(plan, optional) if args.csv else text + "\n"))
     write_all(outputs)
     if args.json:
-        chosen = {"budget": budget, "chunk": choice.chunk, "tile": choice.tile} if choice else {}
-        print(json.dumps({**plan.to_dict(), **cost, **chosen}, indent=1))
+        print(text)
     else:
         console = _console()
         print_plan(plan, console)

@@ -62,7 +62,9 @@ class Plan:
 
     @classmethod
     def from_dict(cls, d: dict) -> "Plan":
-        return cls(**{**d, "buffers": [Buffer(**b) for b in d["buffers"]]})
+        """A plan from its JSON, or from `arena plan --json`'s, whose estimate beside it is left out."""
+        own = {f.name for f in dataclasses.fields(cls)} - {"buffers"}
+        return cls(**{k: v for k, v in d.items() if k in own}, buffers=[Buffer(**b) for b in d["buffers"]])
 
     def device(self) -> list[Buffer]:
         return [b for b in self.buffers if b.memory == "device"]

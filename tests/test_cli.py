@@ -135,6 +135,23 @@ def _read_pty(fd: int) -> bytes:
         return b""
 
 
+@pytest.mark.parametrize("more", [[], ["--tp", "2"]])
+def test_out_saves_what_json_prints_and_reads_back_as_a_plan(tmp_path, capsys, more):
+    """One rank or several: the estimate is in the file, as --json prints it, and a plan's
+    JSON reads back as the plan (its estimate left out)."""
+    from planner.plan import Plan
+    out = tmp_path / "plan.json"
+    assert main(["plan", "llama", "--set", "n=7", "--json", "--out", str(out), *more]) == 0
+    printed = capsys.readouterr().out
+    assert out.read_text() == printed
+    saved = json.loads(printed)
+    plans = saved["ranks"] if more else [saved]
+    for p in plans:
+        assert p["total_bytes"] > p["weight_bytes"] > 0
+        again = json.loads(Plan.from_dict(p).to_json())
+        assert again == {key: p[key] for key in again} and "total_bytes" not in again
+
+
 def test_csv_plan_and_solution(tmp_path, capsys):
     problem = tmp_path / "p.csv"
     problem.write_text("id,lower,upper,size\nb1,0,3,4\nb2,3,9,4\nb3,0,9,4\nb4,9,21,4\nb5,0,21,4\n")
