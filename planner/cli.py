@@ -26,7 +26,8 @@ def add_parsers(sub) -> None:
     add_plan_inputs(plan)
     plan.add_argument("--json", action="store_true", help="print the plan as JSON instead of tables")
     plan.add_argument("--out", metavar="FILE",
-                      help="also save the plan: the JSON --json prints, or for --csv the problem's rows with an offset column")
+                      help="also save the plan: the JSON --json prints, or for --csv the problem's rows "
+                           "with an offset column")
     plan.add_argument("--graph", metavar="FILE.graphml", help="write the interference graph (networkx GraphML)")
     plan.add_argument("--nctx", type=integer, metavar="N",
                       help="KV cache positions (--set nctx=N); a call then prefills all N unless --set n= says less")
@@ -193,7 +194,8 @@ def _plan_ranks(args) -> int:
     totals = {key: sum(getattr(p, key) for p in ranks) for key in summed}
     if costs[0]:
         totals["total_bytes"] = sum(cost["total_bytes"] for cost in costs)
-    text = json.dumps({"ranks": [{**p.to_dict(), **cost} for p, cost in zip(ranks, costs)], "totals": totals}, indent=1)
+    text = json.dumps({"ranks": [{**p.to_dict(), **cost} for p, cost in zip(ranks, costs)], "totals": totals},
+                      indent=1)
     if args.json:
         print(text)
     else:

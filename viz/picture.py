@@ -146,8 +146,10 @@ def _mark_bounds(plan: Plan, top, axes, time, origin: int) -> None:
     live = live_bytes(plan, time)
     for k in peaks(live):
         for ax in axes:
-            ax.axvspan(time[k].first - origin, time[k].last + 1 - origin, color="red", alpha=0.12, zorder=0, linewidth=0)
-        top.plot(time[k].first - origin + (time[k].last + 1 - time[k].first) / 2, 1, marker="v", color="red", clip_on=False,
+            ax.axvspan(time[k].first - origin, time[k].last + 1 - origin, color="red", alpha=0.12, zorder=0,
+                       linewidth=0)
+        middle = time[k].first - origin + (time[k].last + 1 - time[k].first) / 2
+        top.plot(middle, 1, marker="v", color="red", clip_on=False,
                  transform=top.get_xaxis_transform(), linestyle="none")
     top.plot([], [], marker="v", color="red", linestyle="none", label=f"peak: {max(live, default=0):,} B live")
 
