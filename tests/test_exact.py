@@ -507,10 +507,11 @@ def test_completions_start_at_once_after_a_head_start_and_wait_without_one(monke
 @pytest.mark.parametrize("way, limit, seed", [("_cpsat_completion", "COMPLETION_LIMIT", 8),
                                               ("_canonical_completion", "CANONICAL_LIMIT", 7)])
 def test_each_way_completes_paths_the_canonical_search_cannot_extend(way, limit, seed):
-    """prod-450 with 2% slack, seeds 8 and 7: the canonical search alone does not plan them
-    in 30 s. CP-SAT completes the first placements of its deepest paths on seed 8 within
-    seconds (the canonical search from their skyline does not in 30 s); on seed 7, the
-    canonical search from their skyline does so in seconds (CP-SAT takes about 15 s)."""
+    """prod-450 with 2% slack, seeds 8 and 7: the canonical search alone did not plan them in
+    30 s when measured (on a busy machine it has, once). CP-SAT completes the first placements
+    of its deepest paths on seed 8 within seconds (the canonical search from their skyline does
+    not in 30 s); on seed 7, the canonical search from their skyline does so in seconds (CP-SAT
+    takes about 15 s). A plan the search finds first does not stop the completion here."""
     blocks, _, capacity = production(450, seed, 0.02)
     (comp,) = components(blocks)
     complete, limit = getattr(exact, way), getattr(exact, limit)
@@ -520,8 +521,7 @@ def test_each_way_completes_paths_the_canonical_search_cannot_extend(way, limit,
         while plan is None and time.monotonic() < deadline:
             path = background.deepest()
             if path:
-                plan = complete(comp, capacity, path, deadline, background.answered, background, {}, limit)
-        assert background.found is None
+                plan = complete(comp, capacity, path, deadline, threading.Event(), background, {}, limit)
     check([str(k) for k in comp.blocks], comp.blocks_of(blocks), plan, capacity, 1)
 
 
