@@ -508,7 +508,7 @@ def test_completions_start_at_once_after_a_head_start_and_wait_without_one(monke
                                               ("_canonical_completion", "CANONICAL_LIMIT", 7)])
 def test_each_way_completes_paths_the_canonical_search_cannot_extend(way, limit, seed):
     """prod-450 with 2% slack, seeds 8 and 7: the canonical search alone did not plan them in
-    30 s when measured (on a busy machine it has, once). CP-SAT completes the first placements
+    30 s when measured (in one later run it did). CP-SAT completes the first placements
     of its deepest paths on seed 8 within seconds (the canonical search from their skyline does
     not in 30 s); on seed 7, the canonical search from their skyline does so in seconds (CP-SAT
     takes about 15 s). A plan the search finds first does not stop the completion here."""
