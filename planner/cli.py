@@ -17,7 +17,7 @@ from .output import check_targets, write_all, write_atomic
 from .plan import Plan
 from .shards import Shard, shards
 from .sizes import parse_size
-from .report import MIN_WIDTH, OutputConsole, estimate_table, print_plan
+from .report import estimate_table, output_console, print_plan
 
 
 def add_parsers(sub) -> None:
@@ -57,7 +57,9 @@ def cmd_plan(args) -> int:
     _, plan = plan_from_args(args, dims, optional)
     cost = choice.cost if choice else run_estimate(args, plan)
     chosen = {"budget": budget, "chunk": choice.chunk, "tile": choice.tile} if choice else {}
-    text = json.dumps({**plan.to_dict(), **cost, **chosen}, indent=1)      # --json's, and --out's (as --tp's)
+    # --json's, and --out's (as --tp's); not made for a table alone: 10^5 buffers take a while
+    text = json.dumps({**plan.to_dict(), **cost, **chosen}, indent=1) if args.json or args.out and not args.csv \
+        else None
     outputs = [("--graph", args.graph, graph.graphml(graph.interference_graph(plan.buffers)))] if args.graph else []
     if args.out:
         outputs.append(("--out", args.out, csvio.solution_csv(plan, optional) if args.csv else text + "\n"))
@@ -158,11 +160,8 @@ def held_weights(model: str, dims: dict[str, int], dtype: str, shard: Shard | No
 
 
 def _console() -> Console:
-    """Standard output for tables: names print as written (no markup, no emoji codes), and piped
-    output keeps whole rows rather than folding them to 80 columns."""
-    console = OutputConsole(width=None if sys.stdout.isatty() else 160, markup=False, emoji=False)
-    console.width = max(console.width, MIN_WIDTH)     # a narrower terminal (or COLUMNS=0) wraps the lines
-    return console
+    """Standard output for tables: piped output keeps whole rows rather than folding them to 80 columns."""
+    return output_console(None if sys.stdout.isatty() else 160)
 
 
 def _gguf(model: str):

@@ -195,11 +195,9 @@ def gguf_refusal(header: Header, path: Path, dh: int) -> str | None:
     rotated = gguf_meta(header, path, "llama.rope.dimension_count", dh)
     if rotated != dh:
         return f"RoPE over {rotated} of {dh} head dimensions is not supported"
-    if odd_head(dh):
-        return odd_head(dh)
-    if "token_embd.weight" not in header.tensors:   # the planner may do without it, a forward pass cannot
-        return "the file has no tensor 'token_embd.weight'"
-    return None
+    # the planner may do without a token embedding, a forward pass cannot
+    missing = None if "token_embd.weight" in header.tensors else "the file has no tensor 'token_embd.weight'"
+    return odd_head(dh) or missing
 
 
 def odd_head(dh: int) -> str | None:

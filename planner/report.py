@@ -16,6 +16,15 @@ SHOWN_ROWS = 1000
 MIN_WIDTH = 20     # columns: the narrowest view drawn
 
 
+def output_console(width: int | None) -> OutputConsole:
+    """Standard output's console for tables and maps: names print as written (no markup, no
+    emoji codes), `width` columns (None: the terminal's), never fewer than MIN_WIDTH (a
+    narrower terminal, or COLUMNS=0, wraps the lines)."""
+    console = OutputConsole(width=width, markup=False, emoji=False)
+    console.width = max(console.width, MIN_WIDTH)
+    return console
+
+
 class OutputConsole(Console):
     """A console of standard output or error. A reader that leaves early (`arena plan | head`)
     ends the printing as any other print does, with BrokenPipeError (on standard output, exit

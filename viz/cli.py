@@ -7,7 +7,7 @@ from planner.errors import ArenaError, note
 from planner.options import add_plan_inputs, input_files, integer, plan_from_args
 from planner.output import check_targets, write_all
 from planner.progress import Waiting
-from planner.report import MIN_WIDTH, OutputConsole
+from planner.report import MIN_WIDTH, output_console
 
 from . import terminal, trace
 
@@ -38,9 +38,7 @@ def run(args) -> int:
     lifetimes, plan = plan_from_args(args)
     keep = terminal.shown_steps(lifetimes, layers)
     if not files:
-        console = OutputConsole(width=args.width, markup=False, emoji=False)
-        console.width = max(console.width, MIN_WIDTH)     # a narrower terminal (or COLUMNS=0) wraps the lines
-        terminal.render(console, plan, lifetimes, keep)
+        terminal.render(output_console(args.width), plan, lifetimes, keep)
         return 0
     outputs = []
     if files.keys() - {"--trace"}:

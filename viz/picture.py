@@ -32,6 +32,7 @@ DPI = 100
 FONT = 8                       # points, the labels inside rectangles
 NAMED_STEPS = 60               # up to this many steps, the x axis names each one
 MAX_WIDTH = 24                 # inches: a figure of thousands of steps is no wider
+PANEL_HEIGHTS = [3, 1]         # the arena above the persistent tensors, where both are drawn
 AXES_SHARE = 0.75              # of the figure's width: the axes, beside the labels and legend
 MIN_OUTLINED_PX = 4            # narrower rectangles go without their white outline, which would hide them
 LEGEND_CHARS = 40              # a tensor's or step's name is cut to this many characters (the title's to twice)
@@ -106,7 +107,7 @@ def figure(plan: Plan) -> Figure:
     split = 0 < base < plan.arena
     fig = Figure(figsize=(min(MAX_WIDTH, max(8, 4 + 0.4 * len(time))), 6), dpi=DPI, layout="constrained")
     if split:
-        top, bottom = fig.subplots(2, 1, sharex=True, height_ratios=[3, 1])
+        top, bottom = fig.subplots(2, 1, sharex=True, height_ratios=PANEL_HEIGHTS)
         panels = [(top, base, plan.arena), (bottom, 0, base)]
     else:
         top = bottom = fig.subplots()
@@ -121,8 +122,8 @@ def figure(plan: Plan) -> Figure:
     # the pixels a time unit and a byte of each panel take, about (before the layout): a rectangle
     # narrower or lower than MIN_OUTLINED_PX goes without its white outline, which would cover it
     unit_px = fig.get_figwidth() * DPI * AXES_SHARE / (time[-1].last + 1 - origin)
-    heights = [0.75, 0.25] if split else [1.0]      # the panels' height ratios
-    byte_px = {ax: fig.get_figheight() * DPI * AXES_SHARE * h / (hi - lo) for (ax, lo, hi), h in zip(panels, heights)}
+    shares = [h / sum(PANEL_HEIGHTS) for h in PANEL_HEIGHTS] if split else [1.0]
+    byte_px = {ax: fig.get_figheight() * DPI * AXES_SHARE * h / (hi - lo) for (ax, lo, hi), h in zip(panels, shares)}
     for i, b in device:
         ax = bottom if split and b.persistent else top
         outline = 0.8 if min((b.last - b.first + 1) * unit_px, b.size * byte_px[ax]) >= MIN_OUTLINED_PX else 0
