@@ -97,12 +97,11 @@ def _check_ranks(args) -> None:
 
 def rank_main(args) -> None:
     """One of the ranks `arena run --tp N` starts: run, print its faults, exit with the code."""
+    from .parallel import bad_input
     try:
         code = _generate(args)
-    except ArenaError as e:
-        for fault in e.faults:
-            print(f"arena: error: {fault}", file=sys.stderr)
-        code = 2
+    except ArenaError as e:     # before the rank joined the group
+        code = bad_input(e.faults)
     except KeyboardInterrupt:   # Ctrl-C reaches every rank; the launcher says nothing more either
         code = 130
     if code:
@@ -113,7 +112,7 @@ def _generate(args) -> int:
     """The run, as the only rank or as one of several (a launcher's environment says which)."""
     import torch
 
-    from .parallel import join, launched, leave
+    from .parallel import bad_input, join, launched, leave
 
     group = join(args.device) if launched() else None
     try:
@@ -121,7 +120,9 @@ def _generate(args) -> int:
     except ArenaError as e:
         if group is None:
             raise
-        raise ArenaError(*[f"rank {group.rank}: {fault}" for fault in e.faults]) from None
+        # said before the group is left: the other ranks fail as soon as it is, and the
+        # launcher may stop this one before it could say anything after
+        return bad_input([f"rank {group.rank}: {fault}" for fault in e.faults])
     finally:
         leave()
 

@@ -24,10 +24,12 @@ from typing import Callable
 import torch
 import torch.distributed as dist
 
-from planner.errors import ArenaError
+from planner.errors import ArenaError, shown
 
 # How often the launcher looks at its ranks: a rank that dies stops the others within about this.
 MONITOR_SECONDS = 0.2
+# The folder where a rank with bad input leaves its mark for the launcher (see bad_input).
+BAD_INPUT = "ARENA_BAD_INPUT_DIR"
 
 
 @dataclass
@@ -87,10 +89,20 @@ def leave() -> None:
         dist.destroy_process_group()
 
 
+def bad_input(faults: list[str]) -> int:
+    """Print a rank's faults, and mark the run as failed on bad input for `launch`, which may
+    see another rank fail first: the one whose group this rank left. Returns the exit code, 2."""
+    for fault in faults:
+        print(f"arena: error: {shown(fault)}", file=sys.stderr, flush=True)
+    if BAD_INPUT in os.environ:     # (absent under torchrun)
+        Path(os.environ[BAD_INPUT], os.environ["RANK"]).touch()
+    return 2
+
+
 def launch(ranks: int, entry: Callable, *args) -> int:
     """Run `entry(*args)` in `ranks` local processes through torch's elastic launcher and
-    wait: 0 when all succeed, else the exit code of the rank that failed first, a rank's bad
-    input (2) before any other (the launcher has then stopped the others). Rank 0 writes to
+    wait: 0 when all succeed, 2 when a rank had bad input (which it has said), else the exit
+    code of the rank that failed first (the launcher has then stopped the others). Rank 0 writes to
     this terminal; the others' stderr goes to files, shown only when one of them failed and
     rank 0 had nothing to say."""
     from torch.distributed.elastic.multiprocessing import DefaultLogsSpecs, Std
@@ -101,6 +113,8 @@ def launch(ranks: int, entry: Callable, *args) -> int:
     for name in ("torch.distributed.elastic", "torch.multiprocessing"):
         logging.getLogger(name).setLevel(logging.CRITICAL)   # a failure is reported below, in one line
     logs = Path(tempfile.mkdtemp(prefix="arena-ranks-"))
+    os.environ[BAD_INPUT] = str(logs / "bad-input")     # the spawned ranks inherit it
+    (logs / "bad-input").mkdir()
     config = LaunchConfig(min_nodes=1, max_nodes=1, nproc_per_node=ranks, run_id=uuid.uuid4().hex,
                           rdzv_backend="c10d", rdzv_endpoint=f"localhost:{_free_port()}", max_restarts=0,
                           monitor_interval=MONITOR_SECONDS, start_method="spawn",
@@ -109,20 +123,29 @@ def launch(ranks: int, entry: Callable, *args) -> int:
         elastic_launch(config, entry)(*args)
         return 0
     except ChildFailedError as e:
-        # a rank's bad input (exit 2) first: the others then fail in its wake, at about the same moment
-        rank, failure = min(e.failures.items(), key=lambda item: (item[1].exitcode != 2, item[1].timestamp))
+        bad = sorted(int(mark.name) for mark in (logs / "bad-input").iterdir())
+        if bad:         # the other ranks failed in its wake; rank 0 said its faults here
+            if bad[0] != 0:
+                _show_log(logs, bad[0])
+            return 2
+        rank, failure = min(e.failures.items(), key=lambda item: item[1].timestamp)
         if rank != 0 and e.failures.get(0, failure).exitcode <= 0:
-            for log in logs.glob(f"*/attempt_*/{rank}/stderr.log"):
-                sys.stderr.write(log.read_text(errors="replace")[-4000:])
+            _show_log(logs, rank)
         code = failure.exitcode
-        if code != 2:       # (2: bad input, which the rank has named in its one line)
-            cause = f"was killed by {signal.Signals(-code).name}" if code < 0 else f"exited with code {code}"
-            print(f"arena: error: rank {rank} of {ranks} {cause}; the other ranks were stopped", file=sys.stderr)
+        cause = f"was killed by {signal.Signals(-code).name}" if code < 0 else f"exited with code {code}"
+        print(f"arena: error: rank {rank} of {ranks} {cause}; the other ranks were stopped", file=sys.stderr)
         return code if code > 0 else 1
     except SignalException as e:   # the launcher's own handler: Ctrl-C or a kill stopped every rank
         return 128 + e.sigval
     finally:
+        del os.environ[BAD_INPUT]
         shutil.rmtree(logs, ignore_errors=True)
+
+
+def _show_log(logs: Path, rank: int) -> None:
+    """What a rank other than 0 wrote to its standard error (a file, see launch)."""
+    for log in logs.glob(f"*/attempt_*/{rank}/stderr.log"):
+        sys.stderr.write(log.read_text(errors="replace")[-4000:])
 
 
 def _free_port() -> int:

@@ -5,14 +5,13 @@ import argparse
 import errno
 import os
 import sys
-import unicodedata
 
 from rich.text import Text
 
 from executor import cli as run_cli
 from planner import cli as plan_cli
 from planner.check import PlanInvalid
-from planner.errors import ArenaError, CapacityMissed, WriteFailed
+from planner.errors import ArenaError, CapacityMissed, WriteFailed, shown
 from planner.report import OutputConsole
 from viz import cli as viz_cli
 
@@ -45,10 +44,10 @@ def _run(parser: argparse.ArgumentParser, argv) -> tuple[int, list[Text]]:
         return args.handler(args), []
     except ArenaError as e:
         more = len(e.faults) - SHOWN_FAULTS
-        return 2, [error(_shown(fault)) for fault in e.faults[:SHOWN_FAULTS]] + \
+        return 2, [error(shown(fault)) for fault in e.faults[:SHOWN_FAULTS]] + \
             [error(f"... and {more} more faults")] * (more > 0)
     except WriteFailed as e:
-        return 1, [error(_shown(str(e)))]
+        return 1, [error(shown(str(e)))]
     except CapacityMissed as e:
         return 3, [error(str(e), "arena: ")]
     except PlanInvalid as e:   # a planner bug, never the user's input: say so plainly
@@ -72,12 +71,6 @@ def _drop_stdout() -> None:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     except (AttributeError, OSError, ValueError):      # no stdout at all
         pass
-
-
-def _shown(fault: str) -> str:
-    """A fault as a terminal shows it: a control character or line separator quoted from the
-    user's input (a name, a cell) is escaped, never acted on."""
-    return "".join(ascii(c)[1:-1] if unicodedata.category(c) in ("Cc", "Zl", "Zp") else c for c in fault)
 
 
 class _Parser(argparse.ArgumentParser):

@@ -7,6 +7,7 @@ import json
 import os
 import stat
 import sys
+import unicodedata
 from pathlib import Path
 
 MAX_FILE_BYTES = 4 << 20   # a schedule, table or prompt: a thousand times the largest that ships
@@ -39,6 +40,12 @@ class CapacityMissed(Exception):
             if self.proven else
             f"no plan within {capacity:,} {plural(capacity, 'byte')} found {searched}, and none proven impossible "
             f"(the best plan found needs {best:,} {plural(best, 'byte')})")
+
+
+def shown(fault: str) -> str:
+    """A fault as a terminal shows it: a control character or line separator quoted from the
+    user's input (a name, a cell) is escaped, never acted on."""
+    return "".join(ascii(c)[1:-1] if unicodedata.category(c) in ("Cc", "Zl", "Zp") else c for c in fault)
 
 
 def plural(count: int, noun: str) -> str:

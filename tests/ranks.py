@@ -53,3 +53,21 @@ def _generate(weights, group, prompt: list[int], spec: dict) -> dict:
         session_module.KERNELS = KERNELS
         check_views(session, records, len(prompt), len(tokens), TORCH_DTYPES)
     return {"tokens": tokens, "logits": torch.stack(logits)}
+
+
+def bad_input_then_linger() -> None:
+    """The race `launch` must read right: rank 0 says a fault in the input and is slow to exit
+    (leaving its group, say); rank 1 fails in its wake, and the launcher sees it fail first."""
+    import os
+    import sys
+    import time
+    from pathlib import Path
+
+    from executor.parallel import BAD_INPUT, bad_input
+    if os.environ["RANK"] == "0":
+        bad_input(["the table's fault"])
+        time.sleep(5)
+        sys.exit(2)
+    while not any(Path(os.environ[BAD_INPUT]).iterdir()):
+        time.sleep(0.01)
+    sys.exit(1)

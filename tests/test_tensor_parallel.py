@@ -296,6 +296,14 @@ def test_a_rank_that_misses_the_capacity_is_named_and_exits_3(capsys):
     assert capsys.readouterr().err.startswith("arena: --tp 2, rank 0 (nh=6 nkvh=2 di=768): no plan fits in 52,000 bytes")
 
 
+def test_bad_input_is_exit_2_when_another_rank_is_seen_failing_first(capfd):
+    """One clean-clone run exited 1: rank 1 failed as soon as rank 0 left the group, and the
+    launcher saw it before rank 0's own exit 2, then stopped rank 0."""
+    assert launch(2, ranks.bad_input_then_linger) == 2
+    err = capfd.readouterr().err
+    assert err.count("arena: error:") == 1 and "arena: error: the table's fault" in err, err
+
+
 def test_a_ranks_bad_input_is_its_one_line_and_exit_2(word_folder, tmp_path):
     """A weight holding NaN in a rank's share: that rank names it, and the launcher adds no
     second line about the rank's exit."""
