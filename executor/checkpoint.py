@@ -8,17 +8,13 @@ from pathlib import Path
 import torch
 
 from planner.errors import ArenaError, read_json_object, regular_file
-from planner.models import config_dims, positive, run_refusal, tied_embeddings
+from planner.models import ROPE_NUMBERS, config_dims, positive, rope_parameters, run_refusal, tied_embeddings
 
 from .weights import ModelConfig
 
 SINGLE = "model.safetensors"
 INDEX = "model.safetensors.index.json"
 FLOATS = (torch.float32, torch.float16, torch.bfloat16)
-# the numbers each supported RoPE scaling reads (executor.model._scaled), and their kinds
-ROPE_NUMBERS = {"linear": {"factor": float},
-                "llama3": {"factor": float, "low_freq_factor": float, "high_freq_factor": float,
-                           "original_max_position_embeddings": int}}
 
 
 class Checkpoint:
@@ -27,7 +23,7 @@ class Checkpoint:
         config = self.path / "config.json"
         cfg = read_json_object(config, "config.json")
         dims = config_dims(config, cfg)
-        refusal = run_refusal(cfg, dims["dh"])
+        refusal = run_refusal(cfg, dims)
         if refusal:
             raise ArenaError(f"{config}: {refusal}")
         theta, scaling = _rope(config, cfg)
@@ -97,9 +93,9 @@ class Checkpoint:
 
 def _rope(path: Path, cfg: dict) -> tuple[float, dict | None]:
     """(base, scaling) from transformers 5's rope_parameters or 4's rope_theta + rope_scaling,
-    each number checked here: the RoPE tables are built only after the weights are loaded."""
-    key = "rope_scaling" if cfg.get("rope_scaling") else "rope_parameters"   # transformers' priority
-    params = cfg.get(key) or {}
+    each number checked here: the RoPE tables are built only after the weights are loaded (the
+    kind was checked with the rest of what a run refuses, `run_refusal`)."""
+    key, params = rope_parameters(cfg)
     if not isinstance(params, dict):
         raise ArenaError(f"{path}: {key} is {json.dumps(params)[:40]}; it must be a JSON object")
     params = dict(params)
@@ -108,9 +104,6 @@ def _rope(path: Path, cfg: dict) -> tuple[float, dict | None]:
     kind = params.get("rope_type", params.get("type", "default"))
     if kind == "default":
         return theta, None
-    if not isinstance(kind, str) or kind not in ROPE_NUMBERS:
-        raise ArenaError(f"{path}: {key}: RoPE scaling {json.dumps(kind)} is not supported "
-                         f"(default, {', '.join(ROPE_NUMBERS)})")
     if kind == "llama3":    # as transformers standardizes it: a top-level value wins, else the context
         if "original_max_position_embeddings" in cfg:
             params["original_max_position_embeddings"] = cfg["original_max_position_embeddings"]

@@ -104,9 +104,9 @@ def _note_refusal(model: str | None) -> None:
     path = model_file(model) if model else None
     if path is None:
         return
-    dh = model_dims(model)["dh"]
-    refusal = gguf_refusal(model_header(path), path, dh) if path.suffix == ".gguf" else \
-        run_refusal(read_json_object(path, "config.json"), dh)
+    dims = model_dims(model)
+    refusal = gguf_refusal(model_header(path), path, dims["dh"]) if path.suffix == ".gguf" else \
+        run_refusal(read_json_object(path, "config.json"), dims)
     if refusal:
         note(f"note: arena run refuses {path}: {refusal}")
 

@@ -150,6 +150,10 @@ def tied_embeddings(path: Path, cfg: dict) -> bool:
 
 
 SUPPORTED = "only llama, and mistral without a sliding window"
+# the numbers each supported RoPE scaling reads (executor.model._scaled), and their kinds
+ROPE_NUMBERS = {"linear": {"factor": float},
+                "llama3": {"factor": float, "low_freq_factor": float, "high_freq_factor": float,
+                           "original_max_position_embeddings": int}}
 
 
 def check_architecture(path: Path, cfg: dict) -> None:
@@ -166,23 +170,37 @@ def check_architecture(path: Path, cfg: dict) -> None:
                          "use float weights, or a GGUF file")
 
 
-def run_refusal(cfg: dict, dh: int) -> str | None:
-    """What `arena run` refuses in a config.json the planner reads (None: nothing): its forward
-    pass computes a named architecture (the weights are read by Llama's names), attention over
-    every position, SiLU, no biases and an even head size."""
+def run_refusal(cfg: dict, dims: dict[str, int]) -> str | None:
+    """What `arena run` refuses in a config.json the planner reads (None: nothing), given the
+    model's `dims` (config_dims): its forward pass computes a named architecture (the weights
+    are read by Llama's names), attention over every position of the context, SiLU, no biases,
+    RoPE unscaled or scaled as `ROPE_NUMBERS` names, and an even head size."""
     if cfg.get("model_type") is None:
         return f"lacks 'model_type' ({SUPPORTED})"
-    # transformers' MistralConfig windows attention at 4096 positions unless the file says null
+    # transformers' MistralConfig windows attention at 4096 positions unless the file says null;
+    # a window as long as the context never leaves a position out
     window = cfg.get("sliding_window", 4096 if cfg["model_type"] == "mistral" else None)
-    if cfg["model_type"] == "mistral" and window is not None:
+    if cfg["model_type"] == "mistral" and window is not None and not (type(window) is int and window >= dims["nctx"]):
         return (f"sliding_window={window!r}{'' if 'sliding_window' in cfg else ' (Mistral default)'} "
-                "is not supported (attention here covers every position: null)")
+                f"is not supported: it is shorter than the context of {dims['nctx']} positions, and attention "
+                "here covers every position (null)")
     if cfg.get("hidden_act") not in (None, "silu", "swish"):   # transformers' swish is SiLU
         return f"hidden_act={cfg['hidden_act']!r} is not supported (only 'silu')"
     for key in ("attention_bias", "mlp_bias"):
         if cfg.get(key) not in (None, False):   # absent or null: transformers' default, false
             return f"{key}={cfg[key]!r} is not supported (only False)"
-    return odd_head(dh)
+    key, params = rope_parameters(cfg)
+    kind = params.get("rope_type", params.get("type", "default")) if isinstance(params, dict) else "default"
+    if kind != "default" and (not isinstance(kind, str) or kind not in ROPE_NUMBERS):
+        return f"{key}: RoPE scaling {json.dumps(kind)[:40]} is not supported (default, {', '.join(ROPE_NUMBERS)})"
+    return odd_head(dims["dh"])
+
+
+def rope_parameters(cfg: dict) -> tuple[str, object]:
+    """(key, value) of the RoPE settings as transformers reads them: 4's rope_scaling where set,
+    else 5's rope_parameters ({} where neither is)."""
+    key = "rope_scaling" if cfg.get("rope_scaling") else "rope_parameters"
+    return key, cfg.get(key) or {}
 
 
 def gguf_refusal(header: Header, path: Path, dh: int) -> str | None:

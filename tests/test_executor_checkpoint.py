@@ -110,7 +110,8 @@ def test_config_keys_read_as_transformers_reads_them(edit, tmp_path, tiny_folder
 
 
 def test_mistral_without_a_sliding_window_matches_transformers(tmp_path, capsys):
-    """Mistral's network is Llama's where no sliding window limits attention."""
+    """Mistral's network is Llama's where no sliding window limits attention: none, or one as
+    long as the context."""
     from transformers import MistralConfig, MistralForCausalLM
     torch.manual_seed(3)
     config = MistralConfig(**{**TINY["gqa-tied"], "max_position_embeddings": 64, "rope_theta": 5000.0,
@@ -120,12 +121,18 @@ def test_mistral_without_a_sliding_window_matches_transformers(tmp_path, capsys)
     with torch.inference_mode():
         ours = teacher_forced(our_session(tmp_path, "checkpoint", nctx=len(SEQUENCE), max_tokens=PROMPT))
     torch.testing.assert_close(ours, expected[PROMPT - 1:], atol=1e-4, rtol=1e-4)
-    windowed = json.loads((tmp_path / "config.json").read_text()) | {"sliding_window": 4096}
-    (tmp_path / "config.json").write_text(json.dumps(windowed))
-    with pytest.raises(ArenaError, match="sliding_window=4096 is not supported"):
+    config = tmp_path / "config.json"
+    windowed = json.loads(config.read_text())
+    for window in (64, 4096):       # the context is 64 positions: no position falls outside
+        config.write_text(json.dumps(windowed | {"sliding_window": window}))
+        torch.testing.assert_close(reference_logits(tmp_path), expected, atol=0, rtol=0)
+        open_source(Source(tmp_path, "checkpoint"))
+    config.write_text(json.dumps(windowed | {"sliding_window": 4}))
+    assert (reference_logits(tmp_path) - expected).abs().max() > 1e-3
+    with pytest.raises(ArenaError, match="sliding_window=4 is not supported: it is shorter than the context of 64"):
         open_source(Source(tmp_path, "checkpoint"))
     del windowed["sliding_window"]          # transformers' MistralConfig then windows at 4096
-    (tmp_path / "config.json").write_text(json.dumps(windowed))
+    config.write_text(json.dumps(windowed | {"max_position_embeddings": 8192}))
     with pytest.raises(ArenaError, match=r"sliding_window=4096 \(Mistral default\) is not supported"):
         open_source(Source(tmp_path, "checkpoint"))
 

@@ -176,6 +176,10 @@ def test_plan_refuses_networks_its_dimensions_do_not_describe(tmp_path, capsys, 
     (dict(model_type="llama", mlp_bias=True), "mlp_bias=True is not supported (only False)"),
     (dict(model_type="llama", head_dim=63), "the head size is 63; RoPE needs an even one"),
     (dict(), "lacks 'model_type'"),
+    (dict(model_type="llama", rope_scaling={"rope_type": "yarn", "factor": 4.0}),
+     'rope_scaling: RoPE scaling "yarn" is not supported (default, linear, llama3)'),
+    (dict(model_type="llama", rope_parameters={"rope_type": "dynamic", "factor": 2.0, "rope_theta": 1e4}),
+     'rope_parameters: RoPE scaling "dynamic" is not supported'),
 ])
 def test_plan_notes_what_arena_run_refuses(tmp_path, capsys, overrides, refusal):
     """The estimate is still printed; the note says a run of the model will be refused, and why."""
@@ -183,6 +187,12 @@ def test_plan_notes_what_arena_run_refuses(tmp_path, capsys, overrides, refusal)
     assert main(["plan", "llama", "--model", str(cfg), "--set", "n=5", "--json"]) == 0
     err = capsys.readouterr().err
     assert err.startswith(f"note: arena run refuses {cfg}: {refusal}") and err.count("\n") == 1
+
+
+def test_a_sliding_window_as_long_as_the_context_is_no_refusal(tmp_path, capsys):
+    cfg = write_config(tmp_path, model_type="mistral", sliding_window=4096, max_position_embeddings=4096)
+    assert main(["plan", "llama", "--model", str(cfg), "--set", "n=5", "--json"]) == 0
+    assert capsys.readouterr().err == ""
 
 
 def test_run_names_a_config_json_alone_and_one_without_model_type(tmp_path):
