@@ -414,6 +414,16 @@ def test_times_near_2_to_the_62_are_traced_and_drawn_exactly():
     assert peaks == [0.5]       # the middle of the first time, the peak (a and b: 12 bytes)
 
 
+
+def test_times_over_the_whole_csv_range_are_drawn(tmp_path):
+    """A CSV's lower may be -2^63 and its upper 2^63: a span of 2^64 time units, which no
+    integer array of matplotlib's holds (a traceback before)."""
+    problem = tmp_path / "wide.csv"
+    problem.write_text(f"id,lower,upper,size\nb1,{-2**63},{2**63},4\nb2,0,1,8\n")
+    assert cli.run(args("--csv", str(problem), "--png", str(tmp_path / "wide.png"))) == 0
+    assert (tmp_path / "wide.png").read_bytes().startswith(b"\x89PNG")
+
+
 # --- the command ----------------------------------------------------------------------------
 
 def test_viz_writes_every_file_it_is_asked_for(tmp_path, minimalloc, capsys):

@@ -101,7 +101,9 @@ def tooltip(plan: Plan, b: Buffer) -> str:
 @matplotlib.rc_context(DRAWING)
 def figure(plan: Plan) -> Figure:
     time = spans(plan)
-    origin = time[0].first      # x is time less this: a CSV's times near 2^62 are exact only as integers
+    # x is time less this: a CSV's times near 2^62 are exact only as integers; and as floats, for
+    # a span of time past 2^64 is no integer matplotlib's arrays hold
+    origin = time[0].first
     device = [(i, b) for i, b in enumerate(plan.buffers) if b.memory == "device"]
     base = max((b.offset + b.size for _, b in device if b.persistent), default=0)
     split = 0 < base < plan.arena
@@ -114,7 +116,7 @@ def figure(plan: Plan) -> Figure:
         panels = [(top, 0, max(plan.arena, 1))]
     palette = colors(plan)
     for ax, lo, hi in panels:
-        ax.set_xlim(0, time[-1].last + 1 - origin)
+        ax.set_xlim(0, float(time[-1].last + 1 - origin))
         ax.set_ylim(lo, hi + (hi - lo) * 0.04)
         ax.yaxis.set_major_locator(MaxNLocator(integer=True))     # offsets are whole bytes, even in an arena of 2
         ax.yaxis.set_major_formatter(FuncFormatter(lambda y, _: f"{int(y):,}"))   # exact, like the plan
@@ -127,7 +129,7 @@ def figure(plan: Plan) -> Figure:
     for i, b in device:
         ax = bottom if split and b.persistent else top
         outline = 0.8 if min((b.last - b.first + 1) * unit_px, b.size * byte_px[ax]) >= MIN_OUTLINED_PX else 0
-        ax.add_patch(Rectangle((b.first - origin, b.offset), b.last - b.first + 1, b.size, facecolor=palette[b.tensor],
+        ax.add_patch(Rectangle((float(b.first - origin), b.offset), float(b.last - b.first + 1), b.size, facecolor=palette[b.tensor],
                                edgecolor="white", linewidth=outline, gid=f"inst-{i}"))
     _mark_bounds(plan, top, [ax for ax, _, _ in panels], time, origin)
     legend, title = _axes_text(plan, fig, top, bottom, origin)
@@ -147,7 +149,7 @@ def _mark_bounds(plan: Plan, top, axes, time, origin: int) -> None:
     live = live_bytes(plan, time)
     for k in peaks(live):
         for ax in axes:
-            ax.axvspan(time[k].first - origin, time[k].last + 1 - origin, color="red", alpha=0.12, zorder=0,
+            ax.axvspan(float(time[k].first - origin), float(time[k].last + 1 - origin), color="red", alpha=0.12, zorder=0,
                        linewidth=0)
         middle = time[k].first - origin + (time[k].last + 1 - time[k].first) / 2
         top.plot(middle, 1, marker="v", color="red", clip_on=False,
