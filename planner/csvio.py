@@ -41,7 +41,7 @@ def read_problem(path, align: int = 1, optional: dict | None = None) -> list[Buf
     path = Path(path)
     if align < 1:
         raise ArenaError(f"--align must be a positive number of bytes, not {align}")
-    rows, starts, top = _rows(path)
+    rows, starts, top, broken = _rows(path)
     header = [c.strip() for c in rows[top]]
     columns = _columns(path, header, starts[top])
     if len(rows) - top - 1 > MAX_ROWS:
@@ -50,7 +50,7 @@ def read_problem(path, align: int = 1, optional: dict | None = None) -> list[Buf
     for number, row in zip(starts[top + 1:], rows[top + 1:]):
         if _blank(row):
             continue
-        fault = _row_fault(row, columns, len(header), seen)
+        fault = broken.get(number) or _row_fault(row, columns, len(header), seen)
         if fault:
             faults.append(f"{path}:{number}: {fault}")
             continue
@@ -77,22 +77,32 @@ def read_problem(path, align: int = 1, optional: dict | None = None) -> list[Buf
     return buffers
 
 
-def _rows(path: Path) -> tuple[list[list[str]], list[int], int]:
-    """The file's rows, the line each starts on (a quoted field may span lines), and where
-    the header is (blank lines may come before it)."""
+def _rows(path: Path) -> tuple[list[list[str]], list[int], int, dict[int, str]]:
+    """The file's rows, the line each starts on (a quoted field may span lines), where the
+    header is (blank lines may come before it), and the fault of each row that spans lines,
+    by the line it starts on."""
     text = read_text(path, "CSV", "save the CSV as UTF-8", MAX_FILE_BYTES)
-    rows, starts, last = [], [], 0
+    rows, starts, broken, last = [], [], {}, 0
+    lines = io.StringIO(text, newline=None).read().split("\n")     # as the reader counts them
     try:
-        reader = csv.reader(io.StringIO(text, newline=None))       # lines may end in \r alone, too
+        # lines may end in \r alone, too; strict: a quote closed in the middle of a field is a fault
+        reader = csv.reader(io.StringIO(text, newline=None), strict=True)
         for row in reader:
+            if reader.line_num > last + 1:      # no field of this format holds a line break
+                broken[last + 1] = (f"a quote opens a field that runs to line {reader.line_num}; is its closing "
+                                    f"quote missing? '{show(lines[last])}'")
             starts.append(last + 1)
             rows.append(row)
             last = reader.line_num
-    except csv.Error as e:
-        raise ArenaError(f"{path}:{last + 1}: not a readable CSV ({e})") from None
+    except csv.Error as e:      # (the reader stops at the file's end inside a quoted field)
+        why = "a quote opens a field that is never closed" if "end of data" in str(e) else f"not a readable CSV ({e})"
+        raise ArenaError(f"{path}:{last + 1}: {why}: '{show(lines[last])}'") from None
     if all(_blank(row) for row in rows):
         raise ArenaError(f"{path}: the file is empty; a CSV starts with the header 'id,lower,upper,size'")
-    return rows, starts, next(k for k, row in enumerate(rows) if not _blank(row))
+    top = next(k for k, row in enumerate(rows) if not _blank(row))
+    if starts[top] in broken:
+        raise ArenaError(f"{path}:{starts[top]}: {broken[starts[top]]}")
+    return rows, starts, top, broken
 
 
 def _blank(row: list[str]) -> bool:

@@ -261,7 +261,24 @@ def test_a_fault_names_the_line_its_row_starts_on_past_a_quoted_line_break(tmp_p
     path = write(tmp_path, 'id,lower,upper,size\na,0,2,4\n"b\nx",0,2,4\nc,5,4,4\n')
     with pytest.raises(ArenaError) as e:
         read_problem(path)
-    assert [fault.split(": ", 1)[0] for fault in e.value.faults] == [f"{path}:3", f"{path}:5"]
+    assert e.value.faults == [f"{path}:3: a quote opens a field that runs to line 4; is its closing quote missing? "
+                              "'\"b'", f"{path}:5: buffer 'c' has upper 4 <= lower 5 (upper is exclusive)"]
+
+
+@pytest.mark.parametrize("text, message", [
+    ('id,lower,upper,size\na,0,3,4\n"b,0,3,4\nc,0,3,4\n', "problem.csv:3: a quote opens a field that is never closed: "
+                                                          "'\"b,0,3,4'"),
+    ('id,lower,upper,"size\na,0,3,4\n', "problem.csv:1: a quote opens a field that is never closed"),
+    ('id,lower,upper,size\r\na,0,3,"4"x\r\n', "problem.csv:2: not a readable CSV (',' expected after '\"'): "
+                                              "'a,0,3,\"4\"x'"),
+    ('"id,lower",upper,size\na,0,3,4\n', "no column 'id', 'lower'"),
+])
+def test_a_stray_quote_is_named_with_its_line_as_written(tmp_path, text, message):
+    """Read on, a quote left open glues the rows after it into one field, and the fault
+    showed that field: a row that looked right."""
+    with pytest.raises(ArenaError) as e:
+        read_problem(write(tmp_path, text))
+    assert message in str(e.value)
 
 
 def test_a_row_of_empty_fields_is_a_fault_not_a_blank_line(tmp_path):
