@@ -115,6 +115,9 @@ def load_schedule(name: str) -> schedule.Schedule:
     path = schedule_path(name)
     if path.suffix.lower() in (".md", ".txt"):
         return markdown.convert(path)
+    if path.suffix.lower() == ".csv":   # an allocation problem given where a schedule goes
+        raise ArenaError(f"{path}: a CSV is an allocation problem, read with --csv {name}; SCHEDULE is a "
+                         "lifetime table (YAML, or markdown in a .md or .txt file)")
     return reader.load(path)
 
 

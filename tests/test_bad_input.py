@@ -41,6 +41,9 @@ def edit(old, new, text=TABLE):
 
 # (file name, its content, the command's arguments after `arena`, a fragment of the message)
 CASES = [
+    # a CSV problem where a schedule goes: --csv was forgotten
+    ("t.csv", "id,lower,upper,size\nb1,0,3,4\n", ["plan", "t.csv"],
+     "t.csv: a CSV is an allocation problem, read with --csv t.csv"),
     # names a user wrote are never read as rich markup
     ("t.yaml", edit("a: Ta[n, d]", "a: Ta[n, zz]"), ["plan", "t.yaml"], "unknown dimension 'zz' in shape 'Ta[n, zz]'"),
     # files that are not UTF-8
