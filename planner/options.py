@@ -103,9 +103,14 @@ def plan_from_args(args, dims: dict[str, int] | None = None,
         raise ArenaError("say what to plan: a SCHEDULE (e.g. schedules/llama.yaml) or --csv PROBLEM.csv")
     if dims is None:
         dims = {**model_dims(args.model), **parse_sets(args.set)}
-    lifetimes = bind(load_schedule(args.schedule), with_tile(dims),
-                     args.dtype, DEFAULT_ALIGN if args.align is None else args.align)
-    _check_sets(args, lifetimes)
+    table = load_schedule(args.schedule)
+    unknown = _unknown_sets(args, list(table.dims))
+    try:    # a --set N=7 meant for n: its fault beside n's, which binding finds unbound
+        lifetimes = bind(table, with_tile(dims), args.dtype, DEFAULT_ALIGN if args.align is None else args.align)
+    except ArenaError as e:
+        raise ArenaError(*unknown, *e.faults) from None
+    if unknown:
+        raise ArenaError(*unknown)
     _check_call(args, lifetimes.dims)
     with Waiting(f"planning {lifetimes.schedule}", args.time_limit):
         return lifetimes, plan_lifetimes(lifetimes, args.strategy, args.time_limit, capacity)
@@ -135,12 +140,11 @@ def input_files(args) -> dict[str, str | None]:
             **model_files(args.model)}
 
 
-def _check_sets(args, lifetimes: Lifetimes) -> None:
-    unknown = sorted(set(parse_sets(args.set)) - set(lifetimes.dims))
-    if unknown:
-        raise ArenaError(*[f"{_given(args, d)}: the schedule has no dimension '{d}' "
-                           f"({'it has ' + ', '.join(lifetimes.dims) if lifetimes.dims else 'it has none'})"
-                           for d in unknown])
+def _unknown_sets(args, names: list[str]) -> list[str]:
+    """A fault for each --set of a dimension the schedule does not declare (`names`)."""
+    return [f"{_given(args, d)}: the schedule has no dimension '{d}' "
+            f"({'it has ' + ', '.join(names) if names else 'it has none'})"
+            for d in sorted(set(parse_sets(args.set)) - set(names))]
 
 
 def _check_call(args, dims: dict[str, int]) -> None:

@@ -221,6 +221,12 @@ def test_bad_input_is_one_clear_line_and_exit_2(args, message):
     assert message in " ".join(err.split()) and "Traceback" not in err
 
 
+def test_a_set_of_a_misspelt_dimension_is_named_beside_the_dimension_left_unbound():
+    code, _, err = arena("plan", "llama-layer", "--set", "N=7")
+    assert code == 2 and err.count("arena: error:") == 2, err
+    assert "--set N: the schedule has no dimension 'N'" in err and "dimension 'n' (tokens in this call) is not bound" in err
+
+
 def test_unwritable_output_leaves_no_file(tmp_path):
     code, _, err = arena("plan", "llama-layer", "--set", "n=7", "--out", str(tmp_path / "no" / "dir" / "p.json"))
     assert code == 2 and "--out" in err and "does not exist" in err
