@@ -45,15 +45,27 @@ def _written(value):
     return [_written(v) for v in value] if isinstance(value, list) else value
 
 
+_YAML11_BREAKS = "\x85\u2028\u2029"
+
+
 class _LineLoader(yaml.SafeLoader):
     """A SafeLoader that remembers the line of every mapping and of each key in it, so
     faults can point at them, and refuses what YAML allows but a table never means:
     a key given twice in one mapping, and aliases that expand past MAX_YAML_NODES."""
 
     def __init__(self, text: str, file: str):
-        super().__init__(text)
+        # YAML 1.2 breaks lines at LF and CR alone; PyYAML (1.1) also at NEL, U+2028 and U+2029,
+        # which broke a comment or a value in two and put every later line off by one. Each is
+        # read as a stand-in that the text lacks, and is put back in every scalar.
+        stand_ins = (chr(c) for c in range(0xE000, 0xF900) if chr(c) not in text)
+        swaps = {ord(c): next(stand_ins) for c in _YAML11_BREAKS if c in text}
+        super().__init__(text.translate(swaps))
+        self.back = {ord(stand_in): c for c, stand_in in swaps.items()}
         self.file = file
         self.node = None        # the value being built: PyYAML's own constructors fail without a line
+
+    def construct_scalar(self, node):
+        return super().construct_scalar(node).translate(self.back)
 
     def get_single_node(self):
         node = super().get_single_node()
@@ -82,7 +94,7 @@ class _LineLoader(yaml.SafeLoader):
         """A key is a name as written: `~` and `true` are not None and True (and the text of a
         scalar is the same wherever an alias repeats it)."""
         if isinstance(key_node, yaml.ScalarNode) and key_node.tag in _IMPLICIT:
-            return key_node.value
+            return key_node.value.translate(self.back)
         key = self.construct_object(key_node, deep=True)
         if not isinstance(key, Hashable):
             raise yaml.constructor.ConstructorError("while constructing a mapping", None, "found unhashable key",

@@ -233,6 +233,18 @@ def test_values_read_as_yaml_1_2_reads_them():
             loads(text, "t.yaml")
 
 
+def test_line_separators_break_no_line_as_in_yaml_1_2():
+    """PyYAML's YAML 1.1 broke lines at NEL, U+2028 and U+2029 too: a comment holding one was
+    a syntax error, a line later than the one that held it."""
+    table = (HEAD.replace("dims: {", "dims: # tokens\u2029and width\n  {", 1)
+             .replace("n: tokens", "n: 'tokens\u2028\x85u'") + "  - s: {b: +q}\n")
+    with pytest.raises(ArenaError) as e:
+        loads(table, "t.yaml")
+    lines = table.split("\n")
+    assert str(e.value).startswith(f"t.yaml:{len(lines) - 1}: step 's': tensor 'b': unknown symbol 'q'")
+    assert loads(table.replace("+q", "+wx"), "t.yaml").dims["n"] == "tokens\u2028\x85u"
+
+
 def test_values_are_read_as_written():
     """As YAML 1.2 reads them, not 1.1: a schedule `010` is not 10, a cell `true` not True, a
     repeat `1:30.0` not 90.0; `~`, `null` and an empty value are none (an empty cell, a schedule
