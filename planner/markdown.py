@@ -106,7 +106,10 @@ def _table_with_graph_column(path, lines) -> list[tuple[int, list[str]]]:
     if not table or len(table[0][1]) < 3 or table[0][1][1] != "graph" or len(table) < 2:
         raise ArenaError(f"{path}: no lifetime table found (a markdown table whose columns are "
                          f"'tensor | graph | <tensor names>...', then a row of shapes, then the steps)")
-    width = len(table[0][1])
+    # the rule under the header counts its columns, as markdown's tables do: a header's cells at
+    # the end that are blank are columns without a name (a `| a | b ||` row ends in no column)
+    rule = _cells(lines[table[0][0]]) if table[0][0] < len(lines) else []
+    width = max(len(table[0][1]), len(rule) if _rule(rule) else 0)
     return [(n, cells + [""] * (width - len(cells))) for n, cells in table]   # short rows end in blank cells
 
 

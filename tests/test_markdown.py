@@ -72,6 +72,20 @@ def test_bad_symbol_in_a_table_names_step_and_tensor(tmp_path):
         convert(bad)
 
 
+def test_a_blank_name_at_the_end_of_the_header_is_one_fault_at_the_header(tmp_path):
+    """The rule under the header counts the columns: the last column's shape and cells were
+    four faults of cells beyond the header before."""
+    table = ("| tensor | graph | a |  |\n|---|---|---|---|\n| | | Ta (n) | Ta (n) |\n"
+             "| s0 | kernel | +w | +w |\n| s1 | kernel | rx | rx |\n")
+    (tmp_path / "t.md").write_text(table)
+    with pytest.raises(ArenaError) as e:
+        convert(tmp_path / "t.md")
+    assert e.value.faults == [f"{tmp_path / 't.md'}:1: tensor name is empty"]
+    (tmp_path / "t.md").write_text(table.replace("|  |\n|---|---|---|---|", "||\n|---|---|---|"))
+    with pytest.raises(ArenaError, match=r"t.md:3: the row has 4 cells where the header has 3; 'Ta \(n\)'"):
+        convert(tmp_path / "t.md")
+
+
 def test_file_without_a_table(tmp_path):
     (tmp_path / "empty.md").write_text("# nothing here\n")
     with pytest.raises(ArenaError, match="no lifetime table found"):
