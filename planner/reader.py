@@ -17,7 +17,7 @@ from . import expr
 from . import errors
 from .errors import ArenaError, read_text, where
 from .schedule import ACT, ELEMENT_BYTES, KINDS, Repeat, Schedule, StepRow, TensorDecl, is_count, name_problem, \
-    split_axes, symbol_problem
+    split_axes, symbol_problem, MAX_NAME
 
 _SHAPE = re.compile(r"^\s*([^\W\d]\w*)\s*\[(.*)\]\s*$")
 
@@ -173,7 +173,7 @@ def loads(text: str, file: str = "<schedule>") -> Schedule:
         line = text.count("\n", 0, e.position) + 1
         raise ArenaError(f"{where(file, line)}character U+{e.character:04X} is not allowed in YAML") from None
     except yaml.YAMLError as e:
-        raise ArenaError(_yaml_fault(e, file)) from None
+        raise ArenaError(_long_key(text, e, file) or _yaml_fault(e, file)) from None
     except RecursionError:
         raise ArenaError(f"{file}: the YAML nests too deeply to read") from None
     except (ValueError, TypeError, KeyError, AttributeError, IndexError):
@@ -187,6 +187,22 @@ def _unbuilt(node, file: str) -> str:
     if isinstance(node, yaml.ScalarNode):
         return f"{where(file, node.start_mark.line + 1)}'{show(node.value)}' is tagged !!{kind} but is not one"
     return f"{where(file, node.start_mark.line + 1)}malformed YAML: this {node.id} is not a YAML {kind}"
+
+
+# a key of more than 1,024 characters, which YAML does not read as one (a `name: ...` line)
+_LONG_KEY = re.compile(r"[^\s:{}\[\],#'\"][^:{}\[\],#]{%d,}(?=:(\s|$))" % MAX_NAME)
+
+
+def _long_key(text: str, e: yaml.YAMLError, file: str) -> str | None:
+    """The fault of a name too long to be a key, at or before the line of the syntax error it
+    makes (PyYAML stops being sure a key is one past 1,024 characters)."""
+    mark = getattr(e, "problem_mark", None)
+    lines = text.split("\n")[:mark.line + 1] if mark else []
+    for number, line in enumerate(lines, start=1):
+        key = _LONG_KEY.search(line)
+        if key:
+            return f"{where(file, number)}{name_problem(key[0].strip(), 'a')}"
+    return None
 
 
 def _yaml_fault(e: yaml.YAMLError, file: str) -> str:

@@ -233,6 +233,18 @@ def test_values_read_as_yaml_1_2_reads_them():
             loads(text, "t.yaml")
 
 
+@pytest.mark.parametrize("layout", ["block", "flow"])
+def test_a_name_too_long_to_be_a_yaml_key_is_named_as_such(layout):
+    """Past 1,024 characters PyYAML reads no key: the fault was a syntax error ('could not find
+    expected :', 'mapping values are not allowed here'), a line or more later."""
+    name = "t" * 1025
+    steps = f"  - s0:\n      {name}: +wx\n  - s1: {{b: +wx}}\n" if layout == "block" else f"  - s0: {{{name}: +wx}}\n"
+    with pytest.raises(ArenaError) as e:
+        loads(HEAD + steps, "t.yaml")
+    assert e.value.faults == [f"t.yaml:{HEAD.count(chr(10)) + 1 + (layout == 'block')}: a name '{'t' * 57}...' "
+                              "is 1,025 characters long; at most 1,024 (YAML reads no longer key)"]
+
+
 def test_line_separators_break_no_line_as_in_yaml_1_2():
     """PyYAML's YAML 1.1 broke lines at NEL, U+2028 and U+2029 too: a comment holding one was
     a syntax error, a line later than the one that held it."""
