@@ -37,6 +37,9 @@ class Checkpoint:
     def has(self, name: str) -> bool:
         return name in self.files
 
+    def stored_name(self, name: str) -> str:
+        return name
+
     def get(self, name: str) -> torch.Tensor:
         if name not in self.files:
             raise ArenaError(f"{self.path}: no safetensors file holds tensor '{name}'")

@@ -438,7 +438,9 @@ def _load(file, dtype, device, shard, native: bool, bar: bool):
     # the description is the file's name: plain text, never markup
     columns = [TextColumn("loading {task.description}", markup=False), BarColumn(),
                TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn()]
-    with Progress(*columns, console=Console(stderr=True, markup=False, emoji=False), transient=True, disable=not bar) as progress:
+    console = Console(stderr=True, markup=False, emoji=False)
+    # off a terminal, rich's bar would leave a blank line where it was
+    with Progress(*columns, console=console, transient=True, disable=not (bar and console.is_terminal)) as progress:
         task = progress.add_task(file.path.name, total=steps)
         return assemble(file, dtype, device, advance=lambda: progress.advance(task), shard=shard, native=native)
 

@@ -91,11 +91,11 @@ class GGUFFile:
         return positive(self.path, key, self.meta(key, *default), float)
 
     def has(self, name: str) -> bool:
-        return self._gguf_name(name) in self.tensors
+        return self.stored_name(name) in self.tensors
 
     def get(self, name: str) -> torch.Tensor:
         from gguf.quants import dequantize
-        gguf_name = self._gguf_name(name)
+        gguf_name = self.stored_name(name)
         if gguf_name not in self.tensors:
             raise ArenaError(f"{self.path}: the file has no tensor '{gguf_name}'")
         t = self.tensors[gguf_name]
@@ -115,7 +115,7 @@ class GGUFFile:
         """The tensor's GGUF blocks (quant.Packed in the kernels' groups, run in `dtype`), rows
         in the order get() returns them (Q and K unpermuted); None when its type has no native
         form (F32, F16, K-quants...)."""
-        t = self.tensors[self._gguf_name(name)]
+        t = self.tensors[self.stored_name(name)]
         if t.kind.name not in BLOCK_BYTES or len(t.shape) != 2:
             return None
         blocks = torch.from_numpy(np.array(self._bytes(t).reshape(t.rows, -1)))
@@ -148,7 +148,8 @@ class GGUFFile:
             return self.config.nh
         return self.config.nkvh if name.endswith("k_proj.weight") else None
 
-    def _gguf_name(self, name: str) -> str:
+    def stored_name(self, name: str) -> str:
+        """The GGUF name (llama.cpp's) of the tensor transformers names `name`."""
         match = _LAYER.fullmatch(name)
         if match and match.group(2) in LAYER_NAMES:
             return f"blk.{match.group(1)}.{LAYER_NAMES[match.group(2)]}"

@@ -52,6 +52,9 @@ class TensorFile(Protocol):
 
     def get(self, name: str) -> torch.Tensor: ...
 
+    def stored_name(self, name: str) -> str:
+        """The tensor's name as the file writes it, for messages."""
+
 
 Operand = torch.Tensor | Packed   # a float tensor, or native GGUF blocks (quant.matmul takes both)
 
@@ -105,7 +108,8 @@ def assemble(file: TensorFile, dtype: torch.dtype, device: torch.device,
     def get(name: str, *shape: int) -> torch.Tensor:
         w = file.get(name)
         if tuple(w.shape) != shape:
-            raise ArenaError(f"{file.path}: tensor '{name}' has shape {tuple(w.shape)}, expected {shape}")
+            raise ArenaError(f"{file.path}: tensor '{file.stored_name(name)}' has shape {tuple(w.shape)}, "
+                             f"expected {shape} (as transformers lays it out)")
         return w
 
     def put(*parts: torch.Tensor) -> torch.Tensor:

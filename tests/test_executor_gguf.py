@@ -135,6 +135,14 @@ def test_plan_estimates_a_gguf_file_run_refuses_with_a_note(checkpoint, tmp_path
                                        "layers with biases are not supported\n")
 
 
+def test_a_tensor_of_the_wrong_shape_is_named_as_the_file_names_it(tmp_path):
+    from executor.weights import assemble
+    norm = {"blk.0.attn_norm.weight": (np.ones(255, dtype=np.float32), None)}
+    file = GGUFFile(minimal_gguf(tmp_path / "t.gguf", extra=norm, tokens=[f"t{i}" for i in range(8)]))
+    with pytest.raises(ArenaError, match=re.escape("tensor 'blk.0.attn_norm.weight' has shape (255,), expected (256,)")):
+        assemble(file, torch.float32, torch.device("cpu"))
+
+
 def test_unsupported_architecture_is_named(tmp_path):
     with pytest.raises(ArenaError, match="architecture 'gpt2' is not supported"):
         GGUFFile(minimal_gguf(tmp_path / "a.gguf", arch="gpt2"))

@@ -42,7 +42,7 @@ def test_blocks_are_the_dequantized_tensor(files, qtype):
     file = files[qtype]
     for name in NAMES:
         b = file.blocks(name, torch.float32)
-        assert b.kind == qtype.name and b.nbytes() == file.tensors[file._gguf_name(name)].nbytes
+        assert b.kind == qtype.name and b.nbytes() == file.tensors[file.stored_name(name)].nbytes
         assert torch.equal(b.dequantize(), file.get(name)), name
 
 
