@@ -43,7 +43,8 @@ def check_target(path, option: str = "--out") -> Path:
             raise ArenaError(f"{option} {path}: {target.parent} is a file, not a folder" if target.parent.exists()
                              else f"{option} {path}: the folder {target.parent} does not exist")
         if target.exists() and not os.access(target, os.W_OK) or not os.access(target.parent, os.W_OK | os.X_OK):
-            raise ArenaError(f"{option} {path}: cannot write there: permission denied")
+            why = "read-only file system" if os.statvfs(target.parent).f_flag & os.ST_RDONLY else "permission denied"
+            raise ArenaError(f"{option} {path}: cannot write there: {why}")
     except OSError as e:   # a name too long, a loop of links: what the file system says
         raise ArenaError(_unwritable(path, option, e)) from None
     return target

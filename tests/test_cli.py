@@ -314,6 +314,19 @@ def test_a_weights_header_nested_too_deep_is_no_traceback(tmp_path, capsys):
     assert json.loads(capsys.readouterr().out)["arena"] > 0
 
 
+def test_an_output_on_a_read_only_file_system_says_so(tmp_path, capsys, monkeypatch):
+    """Mounted read-only, a folder refuses writing to root too: 'permission denied' sent the user
+    to the folder's mode. (A read-only mount needs root, so the file system's answer is given.)"""
+    import types
+    folder = str(tmp_path)
+    real_access, real_statvfs = os.access, os.statvfs
+    monkeypatch.setattr(os, "access", lambda p, mode: False if str(p) == folder else real_access(p, mode))
+    monkeypatch.setattr(os, "statvfs", lambda p: types.SimpleNamespace(f_flag=os.ST_RDONLY) if str(p) == folder
+                        else real_statvfs(p))
+    assert main(["plan", "llama-layer", "--set", "n=7", "--out", str(tmp_path / "p.json")]) == 2
+    assert capsys.readouterr().err == f"arena: error: --out {tmp_path / 'p.json'}: cannot write there: read-only file system\n"
+
+
 def test_an_output_through_a_loop_of_links_is_refused(tmp_path, capsys):
     (tmp_path / "a").symlink_to(tmp_path / "b")
     (tmp_path / "b").symlink_to(tmp_path / "a")
