@@ -338,7 +338,7 @@ class _Reader:
         rows = []
         for item in node:
             if not isinstance(item, dict):
-                self.fault(f"a step row must be a mapping 'name: {{tensor: symbols}}', not '{show(item)}'", line)
+                self.fault(f"a step row must be a mapping 'name: {{tensor: symbols}}', not {_kind(item)}", line)
                 continue
             line = item.get(LINE)
             keys = _plain(item)

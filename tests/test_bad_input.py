@@ -174,6 +174,7 @@ CASES = [
      "step 's1': tensor 'a': unknown symbol 'f' in 'false'"),
     ("t.yaml", edit("{a: rx}", "{a: [r, x]}"), ["plan", "t.yaml"],
      "step 's1': tensor 'a': a cell holds symbols such as '+w' or 'rx', not a list"),
+    ("t.yaml", TABLE + "  -\n", ["plan", "t.yaml"], "a step row must be a mapping 'name: {tensor: symbols}', not empty"),
     ("t.yaml", edit("steps:", "steps: !!omap"), ["plan", "t.yaml"],
      "a step row must be a mapping 'name: {tensor: symbols}', not '('s0', {'a': '+w'})'"),
     # an empty path is not the current folder, nor no path at all
