@@ -58,14 +58,23 @@ class _LineLoader(yaml.SafeLoader):
         # which broke a comment or a value in two and put every later line off by one. Each is
         # read as a stand-in that the text lacks, and is put back in every scalar.
         stand_ins = (chr(c) for c in range(0xE000, 0xF900) if chr(c) not in text)
-        swaps = {ord(c): next(stand_ins) for c in _YAML11_BREAKS if c in text}
+        swaps = {ord(c): next(stand_ins, None) for c in _YAML11_BREAKS if c in text}
+        if None in swaps.values():
+            raise ArenaError(f"{file}: holds every private-use character, and NEL, U+2028 or U+2029 beside them")
         super().__init__(text.translate(swaps))
-        self.back = {ord(stand_in): c for c, stand_in in swaps.items()}
+        self.back = {ord(stand_in): chr(c) for c, stand_in in swaps.items()}
         self.file = file
         self.node = None        # the value being built: PyYAML's own constructors fail without a line
 
     def construct_scalar(self, node):
         return super().construct_scalar(node).translate(self.back)
+
+    def restored(self, message: str) -> str:
+        """`message` with the file's own characters where it quotes stand-ins (as they are, or
+        escaped as PyYAML quotes them)."""
+        for stand_in, c in self.back.items():
+            message = message.replace(chr(stand_in), c).replace(ascii(chr(stand_in))[1:-1], ascii(c)[1:-1])
+        return message
 
     def get_single_node(self):
         node = super().get_single_node()
@@ -173,12 +182,12 @@ def loads(text: str, file: str = "<schedule>") -> Schedule:
         line = text.count("\n", 0, e.position) + 1
         raise ArenaError(f"{where(file, line)}character U+{e.character:04X} is not allowed in YAML") from None
     except yaml.YAMLError as e:
-        raise ArenaError(_long_key(text, e, file) or _yaml_fault(e, file)) from None
+        raise ArenaError(loader.restored(_long_key(text, e, file) or _yaml_fault(e, file))) from None
     except RecursionError:
         raise ArenaError(f"{file}: the YAML nests too deeply to read") from None
     except (ValueError, TypeError, KeyError, AttributeError, IndexError):
         # a value that an explicit tag promises and its constructor cannot build: !!int x, !!int _, !!set [1]
-        raise ArenaError(_unbuilt(loader.node, file)) from None
+        raise ArenaError(loader.restored(_unbuilt(loader.node, file))) from None
     return _Reader(file).schedule(doc)
 
 
@@ -189,19 +198,24 @@ def _unbuilt(node, file: str) -> str:
     return f"{where(file, node.start_mark.line + 1)}malformed YAML: this {node.id} is not a YAML {kind}"
 
 
-# a key of more than 1,024 characters, which YAML does not read as one (a `name: ...` line)
-_LONG_KEY = re.compile(r"[^\s:{}\[\],#'\"][^:{}\[\],#]{%d,}(?=:(\s|$))" % MAX_NAME)
+# A plain key (at a line's start, after `- ` or `? `, or after `{` or `,` in a flow) up to its ':',
+# and the errors PyYAML gives where such a key is longer than it reads one (MAX_NAME characters)
+_KEY = re.compile(r"(?:^\s*(?:[-?]\s+)*|[{,]\s*)([^\s:{}\[\],#'\"][^:{}\[\],#'\"]*):(?=\s|$)")
+_KEY_ERRORS = ("could not find expected ':'", "mapping values are not allowed here", "expected ',' or '}', but got ':'")
 
 
 def _long_key(text: str, e: yaml.YAMLError, file: str) -> str | None:
-    """The fault of a name too long to be a key, at or before the line of the syntax error it
-    makes (PyYAML stops being sure a key is one past 1,024 characters)."""
+    """The fault of a key too long for YAML to read as one, on the line of the syntax error it
+    makes or the line before."""
     mark = getattr(e, "problem_mark", None)
-    lines = text.split("\n")[:mark.line + 1] if mark else []
-    for number, line in enumerate(lines, start=1):
-        key = _LONG_KEY.search(line)
-        if key:
-            return f"{where(file, number)}{name_problem(key[0].strip(), 'a')}"
+    if mark is None or getattr(e, "problem", None) not in _KEY_ERRORS:
+        return None
+    lines = re.split(r"\r\n|\r|\n", text)       # as PyYAML counts them (NEL and U+2028 were stood in for)
+    for number in (mark.line, mark.line + 1):   # counted from 1: the line before the error's, then its own
+        for key in _KEY.finditer(lines[number - 1]) if 0 < number <= len(lines) else ():
+            if len(key[1]) > MAX_NAME:
+                return (f"{where(file, number)}a key of {len(key[1]):,} characters up to its ':' ('{show(key[1])}'); "
+                        f"YAML reads a key of at most {MAX_NAME:,}")
     return None
 
 

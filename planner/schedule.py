@@ -136,7 +136,8 @@ def name_problem(text: str, what: str) -> str | None:
     bad = next((c for c in text if unicodedata.category(c)[0] == "C" or unicodedata.category(c) in ("Zl", "Zp")),
                None)
     if bad is not None:
-        return f"{what} name {show(ascii(text))} holds a control character (U+{ord(bad):04X})"
+        kind = "a line separator" if unicodedata.category(bad) in ("Zl", "Zp") else "a control character"
+        return f"{what} name {show(ascii(text))} holds {kind} (U+{ord(bad):04X})"
     if not text.strip():
         return f"{what} name is empty"
     if len(text) > MAX_NAME:

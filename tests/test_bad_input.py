@@ -133,7 +133,7 @@ CASES = [
      "t.md:5: step name 'repeat' is reserved: a row 'repeat' starts a repeat block"),
     # line breaks other than \n: in a name they are refused, elsewhere they count no line
     ("t.md", edit("| a | b |", "| a\u2028c | b |", MARKDOWN), ["plan", "t.md"],
-     "t.md:1: tensor name 'a\\u2028c' holds a control character (U+2028)"),
+     "t.md:1: tensor name 'a\\u2028c' holds a line separator (U+2028)"),
     ("t.md", "prose with a form feed \x0c and a U+2028 \u2028 in it\n" + edit("| rx | rx |", "| rq | rx |", MARKDOWN),
      ["plan", "t.md"], "t.md:6: step 's1': tensor 'a': unknown symbol 'q'"),
     ("t.md", edit("| rx | rx |", "| rq | rx |", MARKDOWN).replace("\n", "\r"), ["plan", "t.md"],

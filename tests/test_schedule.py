@@ -241,8 +241,8 @@ def test_a_name_too_long_to_be_a_yaml_key_is_named_as_such(layout):
     steps = f"  - s0:\n      {name}: +wx\n  - s1: {{b: +wx}}\n" if layout == "block" else f"  - s0: {{{name}: +wx}}\n"
     with pytest.raises(ArenaError) as e:
         loads(HEAD + steps, "t.yaml")
-    assert e.value.faults == [f"t.yaml:{HEAD.count(chr(10)) + 1 + (layout == 'block')}: a name '{'t' * 57}...' "
-                              "is 1,025 characters long; at most 1,024 (YAML reads no longer key)"]
+    assert e.value.faults == [f"t.yaml:{HEAD.count(chr(10)) + 1 + (layout == 'block')}: a key of 1,025 characters "
+                              f"up to its ':' ('{'t' * 57}...'); YAML reads a key of at most 1,024"]
 
 
 def test_line_separators_break_no_line_as_in_yaml_1_2():
@@ -255,6 +255,26 @@ def test_line_separators_break_no_line_as_in_yaml_1_2():
     lines = table.split("\n")
     assert str(e.value).startswith(f"t.yaml:{len(lines) - 1}: step 's': tensor 'b': unknown symbol 'q'")
     assert loads(table.replace("+q", "+wx"), "t.yaml").dims["n"] == "tokens\u2028\x85u"
+    for changed, message in ((table.replace("schedule: t", "schedule: !!int x\u2028y"),
+                              "t.yaml:2: 'x\u2028y' is tagged !!int but is not one"),
+                             (table.replace("a: Ta", "a: &x\u2028y Ta"),      # the file's own character, quoted
+                              "malformed YAML: expected alphabetic or numeric character, but found '\\u2028'")):
+        with pytest.raises(ArenaError) as e:
+            loads(changed, "t.yaml")
+        assert message in str(e.value)
+
+
+@pytest.mark.parametrize("key", [" " * 40, None])
+def test_only_a_key_yaml_cannot_read_is_called_too_long(key):
+    """A key is counted to its ':', spaces too; a long comment beside a syntax error elsewhere
+    leaves that error as it is."""
+    if key is None:
+        text, message = f"# {'c' * 1100}: note\n" + HEAD + "  - s: {b: +wx\n", "while parsing a flow mapping that starts here"
+    else:
+        text, message = HEAD.replace("  a: Ta[n, d]", f"  {'k' * 1000 + key}: Ta[n, d]"), "t.yaml:6: a key of 1,040 characters up to its ':'"
+    with pytest.raises(ArenaError) as e:
+        loads(text, "t.yaml")
+    assert message in str(e.value)
 
 
 def test_values_are_read_as_written():
