@@ -18,6 +18,7 @@ import io
 import math
 import re
 from pathlib import Path
+from typing import NamedTuple
 
 from .errors import ArenaError, note, read_text, show
 from .lifetimes import align_up
@@ -41,16 +42,19 @@ def read_problem(path, align: int = 1, optional: dict | None = None) -> list[Buf
     path = Path(path)
     if align < 1:
         raise ArenaError(f"--align must be a positive number of bytes, not {align}")
-    rows, starts, top, broken = _rows(path)
-    header = [c.strip() for c in rows[top]]
-    columns = _columns(path, header, starts[top])
+    rows = _rows(path)
+    top = next(k for k, row in enumerate(rows) if not _blank(row.cells))
+    header = [c.strip() for c in rows[top].cells]
+    if rows[top].broken:
+        raise ArenaError(f"{path}:{rows[top].number}: {rows[top].broken}")
+    columns = _columns(path, header, rows[top].number)
     if len(rows) - top - 1 > MAX_ROWS:
         raise ArenaError(f"{path}: {len(rows) - top - 1:,} rows; at most {MAX_ROWS:,} buffers are planned")
     buffers, seen, faults, alignments, gaps = [], set(), [], [], 0
-    for number, row in zip(starts[top + 1:], rows[top + 1:]):
+    for number, row, line, broken in rows[top + 1:]:
         if _blank(row):
             continue
-        fault = broken.get(number) or _row_fault(row, columns, len(header), seen)
+        fault = broken or _row_fault(row, line, columns, len(header), seen)
         if fault:
             faults.append(f"{path}:{number}: {fault}")
             continue
@@ -77,32 +81,30 @@ def read_problem(path, align: int = 1, optional: dict | None = None) -> list[Buf
     return buffers
 
 
-def _rows(path: Path) -> tuple[list[list[str]], list[int], int, dict[int, str]]:
-    """The file's rows, the line each starts on (a quoted field may span lines), where the
-    header is (blank lines may come before it), and the fault of each row that spans lines,
-    by the line it starts on."""
+class _Row(NamedTuple):
+    number: int             # the line it starts on (a quoted field may span lines)
+    cells: list[str]
+    line: str               # that line, as written
+    broken: str | None      # a row that spans lines: its fault (no field of this format holds a line break)
+
+
+def _rows(path: Path) -> list[_Row]:
+    """The file's rows (blank lines may come before the header)."""
     text = read_text(path, "CSV", "save the CSV as UTF-8", MAX_FILE_BYTES)
-    rows, starts, broken, last = [], [], {}, 0
     lines = io.StringIO(text, newline=None).read().split("\n")     # as the reader counts them
+    rows, last = [], 0
     try:
-        # lines may end in \r alone, too; strict: a quote closed in the middle of a field is a fault
-        reader = csv.reader(io.StringIO(text, newline=None), strict=True)
-        for row in reader:
-            if reader.line_num > last + 1:      # no field of this format holds a line break
-                broken[last + 1] = (f"a quote opens a field that runs to line {reader.line_num}; is its closing "
-                                    f"quote missing? '{show(lines[last])}'")
-            starts.append(last + 1)
-            rows.append(row)
+        reader = csv.reader(io.StringIO(text, newline=None))       # lines may end in \r alone, too
+        for cells in reader:
+            broken = (f"a quote opens a field that runs to line {reader.line_num}; is its closing quote missing? "
+                      f"'{show(lines[last])}'") if reader.line_num > last + 1 else None
+            rows.append(_Row(last + 1, cells, lines[last], broken))
             last = reader.line_num
-    except csv.Error as e:      # (the reader stops at the file's end inside a quoted field)
-        why = "a quote opens a field that is never closed" if "end of data" in str(e) else f"not a readable CSV ({e})"
-        raise ArenaError(f"{path}:{last + 1}: {why}: '{show(lines[last])}'") from None
-    if all(_blank(row) for row in rows):
+    except csv.Error as e:
+        raise ArenaError(f"{path}:{last + 1}: not a readable CSV ({e})") from None
+    if all(_blank(row.cells) for row in rows):
         raise ArenaError(f"{path}: the file is empty; a CSV starts with the header 'id,lower,upper,size'")
-    top = next(k for k, row in enumerate(rows) if not _blank(row))
-    if starts[top] in broken:
-        raise ArenaError(f"{path}:{starts[top]}: {broken[starts[top]]}")
-    return rows, starts, top, broken
+    return rows
 
 
 def _blank(row: list[str]) -> bool:
@@ -153,12 +155,12 @@ def _unkept(path: Path, alignments: list[tuple[int, str, int | str]], align: int
             for number, name, a in alignments if align % a]
 
 
-def _row_fault(row: list[str], columns: list[int], width: int, seen: set[str]) -> str | None:
-    """Why a row is not a buffer, or None."""
+def _row_fault(row: list[str], line: str, columns: list[int], width: int, seen: set[str]) -> str | None:
+    """Why a row (read from `line`, as written) is not a buffer, or None."""
     if len(row) <= max(columns) or not all(_INTEGER.fullmatch(row[i]) for i in columns[1:]):
-        return f"expected id,lower,upper,size with integers, got '{show(','.join(row))}'"
+        return f"expected id,lower,upper,size with integers, got '{show(line)}'"
     if len(row) > width:
-        return f"{len(row)} fields where the header has {width}: '{show(','.join(row))}'"
+        return f"{len(row)} fields where the header has {width}: '{show(line)}'"
     name = row[columns[0]].strip()
     problem = name_problem(name, "buffer")
     if problem:

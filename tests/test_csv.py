@@ -266,11 +266,11 @@ def test_a_fault_names_the_line_its_row_starts_on_past_a_quoted_line_break(tmp_p
 
 
 @pytest.mark.parametrize("text, message", [
-    ('id,lower,upper,size\na,0,3,4\n"b,0,3,4\nc,0,3,4\n', "problem.csv:3: a quote opens a field that is never closed: "
-                                                          "'\"b,0,3,4'"),
-    ('id,lower,upper,"size\na,0,3,4\n', "problem.csv:1: a quote opens a field that is never closed"),
-    ('id,lower,upper,size\r\na,0,3,"4"x\r\n', "problem.csv:2: not a readable CSV (',' expected after '\"'): "
-                                              "'a,0,3,\"4\"x'"),
+    ('id,lower,upper,size\na,0,3,4\n"b,0,3,4\nc,0,3,4\n', "problem.csv:3: a quote opens a field that runs to line 4; "
+                                                          "is its closing quote missing? '\"b,0,3,4'"),
+    ('id,lower,upper,"size\na,0,3,4\n', "problem.csv:1: a quote opens a field that runs to line 2"),
+    ('id,lower,upper,size\r\na,0,3,"4"x\r\n', "problem.csv:2: expected id,lower,upper,size with integers, "
+                                              "got 'a,0,3,\"4\"x'"),
     ('"id,lower",upper,size\na,0,3,4\n', "no column 'id', 'lower'"),
 ])
 def test_a_stray_quote_is_named_with_its_line_as_written(tmp_path, text, message):
@@ -279,6 +279,11 @@ def test_a_stray_quote_is_named_with_its_line_as_written(tmp_path, text, message
     with pytest.raises(ArenaError) as e:
         read_problem(write(tmp_path, text))
     assert message in str(e.value)
+
+
+def test_spaces_beside_a_quoted_field_are_read_as_beside_any_other(tmp_path):
+    buffers = read_problem(write(tmp_path, 'id,lower,upper,size\n"b1" ,0,"3" ,4\n'))
+    assert [(b.name, b.first, b.last, b.size) for b in buffers] == [("b1", 0, 2, 4)]
 
 
 def test_a_row_of_empty_fields_is_a_fault_not_a_blank_line(tmp_path):
