@@ -182,8 +182,8 @@ def run_refusal(cfg: dict, dims: dict[str, int]) -> str | None:
     window = cfg.get("sliding_window", 4096 if cfg["model_type"] == "mistral" else None)
     if cfg["model_type"] == "mistral" and window is not None and not (type(window) is int and window >= dims["nctx"]):
         return (f"sliding_window={window!r}{'' if 'sliding_window' in cfg else ' (Mistral default)'} "
-                f"is not supported: it is shorter than the context of {dims['nctx']} positions, and attention "
-                "here covers every position (null)")
+                f"is not supported: attention here covers every position, so the window must be null or a "
+                f"whole number of at least the context's {dims['nctx']} positions")
     if cfg.get("hidden_act") not in (None, "silu", "swish"):   # transformers' swish is SiLU
         return f"hidden_act={cfg['hidden_act']!r} is not supported (only 'silu')"
     for key in ("attention_bias", "mlp_bias"):

@@ -129,7 +129,7 @@ def test_mistral_without_a_sliding_window_matches_transformers(tmp_path, capsys)
         open_source(Source(tmp_path, "checkpoint"))
     config.write_text(json.dumps(windowed | {"sliding_window": 4}))
     assert (reference_logits(tmp_path) - expected).abs().max() > 1e-3
-    with pytest.raises(ArenaError, match="sliding_window=4 is not supported: it is shorter than the context of 64"):
+    with pytest.raises(ArenaError, match="sliding_window=4 is not supported: attention here covers every position, so the window must be null or a whole number of at least the context.s 64 positions"):
         open_source(Source(tmp_path, "checkpoint"))
     del windowed["sliding_window"]          # transformers' MistralConfig then windows at 4096
     config.write_text(json.dumps(windowed | {"max_position_embeddings": 8192}))

@@ -193,6 +193,11 @@ def test_a_sliding_window_as_long_as_the_context_is_no_refusal(tmp_path, capsys)
     cfg = write_config(tmp_path, model_type="mistral", sliding_window=4096, max_position_embeddings=4096)
     assert main(["plan", "llama", "--model", str(cfg), "--set", "n=5", "--json"]) == 0
     assert capsys.readouterr().err == ""
+    cfg = write_config(tmp_path, model_type="mistral", sliding_window=8192.0, max_position_embeddings=4096)
+    assert main(["plan", "llama", "--model", str(cfg), "--set", "n=5", "--json"]) == 0
+    assert capsys.readouterr().err.endswith("sliding_window=8192.0 is not supported: attention here covers every "
+                                            "position, so the window must be null or a whole number of at least "
+                                            "the context's 4096 positions\n")
 
 
 def test_run_names_a_config_json_alone_and_one_without_model_type(tmp_path):
