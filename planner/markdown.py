@@ -106,10 +106,12 @@ def _table_with_graph_column(path, lines) -> list[tuple[int, list[str]]]:
     if not table or len(table[0][1]) < 3 or table[0][1][1] != "graph" or len(table) < 2:
         raise ArenaError(f"{path}: no lifetime table found (a markdown table whose columns are "
                          f"'tensor | graph | <tensor names>...', then a row of shapes, then the steps)")
-    # the rule under the header counts its columns, as markdown's tables do: a header's cells at
-    # the end that are blank are columns without a name (a `| a | b ||` row ends in no column)
+    # the rule under the header counts its columns, as markdown's tables do: blank cells at the
+    # header's end that the rule has columns for are columns without a name (elsewhere a blank
+    # cell at a row's end says nothing)
     rule = _cells(lines[table[0][0]]) if table[0][0] < len(lines) else []
-    width = max(len(table[0][1]), len(rule) if _rule(rule) else 0)
+    header_line = lines[table[0][0] - 1]
+    width = max(len(table[0][1]), min(len(rule), len(_split(header_line))) if _rule(rule) else 0)
     return [(n, cells + [""] * (width - len(cells))) for n, cells in table]   # short rows end in blank cells
 
 
@@ -160,15 +162,20 @@ def _rule(cells: list[str]) -> bool:
 
 
 def _cells(text: str) -> list[str]:
+    """A table row's cells, but blank ones at its end: `| a | b ||` says nothing more than `| a | b |`."""
+    cells = _split(text)
+    while cells and not cells[-1]:
+        cells.pop()
+    return cells
+
+
+def _split(text: str) -> list[str]:
     """A table row's cells, split at each `|` but an escaped one: `\\|` is a `|` inside a
     cell, as GitHub reads it."""
     inner = text.strip().removeprefix("|")
     if inner.endswith("|") and not inner.endswith("\\|"):
         inner = inner[:-1]
-    cells = [c.strip().strip("`").replace("\\|", "|") for c in _PIPE.split(inner)]
-    while cells and not cells[-1]:      # `| a | b ||`: a blank cell at the end says nothing
-        cells.pop()
-    return cells
+    return [c.strip().strip("`").replace("\\|", "|") for c in _PIPE.split(inner)]
 
 
 def _twice(path, line: int, names: list[str]) -> list[str]:

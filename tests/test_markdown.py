@@ -84,6 +84,9 @@ def test_a_blank_name_at_the_end_of_the_header_is_one_fault_at_the_header(tmp_pa
     (tmp_path / "t.md").write_text(table.replace("|  |\n|---|---|---|---|", "||\n|---|---|---|"))
     with pytest.raises(ArenaError, match=r"t.md:3: the row has 4 cells where the header has 3; 'Ta \(n\)'"):
         convert(tmp_path / "t.md")
+    wider = "| tensor | graph | a |\n|---|---|---|---|\n| | | Ta (n) |\n| s0 | kernel | +wx |\n"
+    (tmp_path / "t.md").write_text(wider)       # a rule wider than the header adds no column
+    assert list(convert(tmp_path / "t.md").tensors) == ["a"]
 
 
 def test_file_without_a_table(tmp_path):
