@@ -95,7 +95,10 @@ def bad_input(faults: list[str]) -> int:
     for fault in faults:
         print(f"arena: error: {shown(fault)}", file=sys.stderr, flush=True)
     if BAD_INPUT in os.environ:     # (absent under torchrun)
-        Path(os.environ[BAD_INPUT], os.environ["RANK"]).touch()
+        try:
+            Path(os.environ[BAD_INPUT], os.environ["RANK"]).touch()
+        except OSError:             # the folder was removed: the launcher names the rank's exit instead
+            pass
     return 2
 
 
@@ -123,7 +126,8 @@ def launch(ranks: int, entry: Callable, *args) -> int:
         elastic_launch(config, entry)(*args)
         return 0
     except ChildFailedError as e:
-        bad = sorted(int(mark.name) for mark in (logs / "bad-input").iterdir())
+        marks = logs / "bad-input"
+        bad = sorted(int(mark.name) for mark in marks.iterdir()) if marks.is_dir() else []
         if bad:         # the other ranks failed in its wake; rank 0 said its faults here
             if bad[0] != 0:
                 _show_log(logs, bad[0])
