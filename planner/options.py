@@ -103,6 +103,7 @@ def plan_from_args(args, dims: dict[str, int] | None = None,
         raise ArenaError("say what to plan: a SCHEDULE (e.g. schedules/llama.yaml) or --csv PROBLEM.csv")
     if dims is None:
         dims = {**model_dims(args.model), **parse_sets(args.set)}
+        _check_heads(args, dims)
     table = load_schedule(args.schedule)
     unknown = _unknown_sets(args, list(table.dims))
     try:    # a --set N=7 meant for n: its fault beside n's, which binding finds unbound
@@ -165,6 +166,16 @@ def _check_call(args, dims: dict[str, int]) -> None:
                          f"({said('nctx')}), which holds every token a call attends to")
     if dims.get("tile", 0) > dims["nctx"]:
         raise ArenaError(f"{said('tile')}: a tile of keys longer than the context ({said('nctx')})")
+
+
+def _check_heads(args, dims: dict[str, int]) -> None:
+    """Query heads set by --set in groups over the key-value heads, as a model's file must have them."""
+    sets = parse_sets(args.set)
+    if ("nh" in sets or "nkvh" in sets) and dims.get("nh", 0) > 0 and dims.get("nkvh", 0) > 0 \
+            and dims["nh"] % dims["nkvh"]:
+        said = [f"--set {d}={dims[d]}" if d in sets else f"the model's {d}={dims[d]}" for d in ("nh", "nkvh")]
+        raise ArenaError(f"{said[0]} is not a multiple of {said[1]}: grouped-query attention gives each key-value "
+                         "head the same number of query heads")
 
 
 def _given(args, dim: str) -> str:
