@@ -294,8 +294,6 @@ def _read_prompt(path: str) -> str:
         raise ArenaError(f"--prompt-file -: standard input is not UTF-8 text (at byte {e.start})") from None
     except ArenaError as e:
         raise ArenaError(f"--prompt-file {e}") from None
-    if not text:        # white space is text, as in --prompt: the tokenizer decides what it holds
-        raise ArenaError(f"--prompt-file {path}: the prompt is empty")
     return text
 
 
@@ -373,9 +371,10 @@ def _prompt_and_context(args, source, file):
 
     tokenizer = from_folder(source.path) if source.kind == "checkpoint" else from_gguf(file)
     prompt = tokenizer.encode_chat(args.prompt) if args.chat else tokenizer.encode(args.prompt)
-    if not prompt:
+    if not prompt:      # (with --chat, an empty message is the template's tokens, as from either option)
         given = "--prompt" if args.prompt_file is None else f"--prompt-file {args.prompt_file}"
-        raise ArenaError(f"{given}: the prompt has no tokens in this model's tokenizer")
+        raise ArenaError(f"{given}: the prompt is empty" if args.prompt == "" else
+                         f"{given}: the prompt has no tokens in this model's tokenizer")
     _check_vocabulary(prompt, file.config.vocab, source.path)
     nctx = _nctx(args, len(prompt), file.config.nctx)
     check_context(len(prompt), args.max_new_tokens, nctx)

@@ -169,10 +169,19 @@ def test_bad_option_is_exit_2_before_any_model_is_read(argv, message, capsys):
     assert message in err and "Traceback" not in err
 
 
-def test_a_prompt_without_tokens_names_where_it_came_from(smollm2_path, tmp_path, capsys):
-    """SmolLM2 adds no start token: an empty prompt has no tokens to prefill."""
-    assert main(["run", "--model", str(smollm2_path), "--prompt", ""]) == 2
-    assert capsys.readouterr().err == "arena: error: --prompt: the prompt has no tokens in this model's tokenizer\n"
+def test_an_empty_prompt_is_the_same_from_either_option(smollm2_path, tmp_path, capsys):
+    """SmolLM2 adds no start token: an empty prompt has no tokens to prefill, and is named as
+    empty; with --chat it is an empty message in the template, from a file as from --prompt."""
+    empty = tmp_path / "empty.txt"
+    empty.write_text("")
+    for given in (["--prompt", ""], ["--prompt-file", str(empty)]):
+        assert main(["run", "--model", str(smollm2_path), *given]) == 2
+        assert capsys.readouterr().err == f"arena: error: {' '.join(given).strip()}: the prompt is empty\n"
+    chats = []
+    for given in (["--prompt", ""], ["--prompt-file", str(empty)]):
+        assert main(["run", "--model", str(smollm2_path), *given, "--chat", "--max-new-tokens", "1", "--json"]) == 0
+        chats.append(json.loads(capsys.readouterr().out)["prompt_tokens"])
+    assert chats[0] == chats[1] and len(chats[0]) > 5
 
 
 def test_nctx_beyond_the_models_context_is_exit_2(folder, capsys):
