@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 from rich.console import Console
 from rich.text import Text
@@ -236,5 +237,8 @@ def _print_ranks(ranks: list[Plan], shares: list[dict[str, int]], costs: list[di
 def cmd_convert(args) -> int:
     if args.table == "":      # Path("") is the current folder
         raise ArenaError("TABLE.md: the path is empty")
+    if Path(args.table).suffix.lower() in (".yaml", ".yml"):
+        raise ArenaError(f"{args.table}: convert reads a markdown table and prints its YAML; a YAML schedule is "
+                         "planned as it is (arena plan)")
     print(schedule.to_yaml(markdown.convert(args.table)), end="")
     return 0

@@ -219,7 +219,8 @@ class _Walk:
                 decl = self.schedule.tensors[tensor]
                 if symbols.startswith("+"):
                     if decl.persistent:
-                        self.fault(line, step.name, tensor, "a persistent tensor is live before step 0 and is never created")
+                        self.fault(line, step.name, tensor, "a persistent tensor is live before step 0 and is never "
+                                   "created (persistent tensors are in the arena; a host-mapped one is created with '+m')")
                     elif tensor in live:
                         first = self.steps[live[tensor]["first"]][0].name
                         self.fault(line, step.name, tensor, f"'{symbols}' creates the tensor while its instance "

@@ -101,11 +101,18 @@ def _table_with_graph_column(path, lines) -> list[tuple[int, list[str]]]:
                 table.append((number, cells))
             continue
         if table and len(table[0][1]) > 1 and table[0][1][1] == "graph":
+            lost = _lost_row(lines, number, len(_split(lines[table[0][0] - 1])))
+            if lost:
+                raise ArenaError(f"{path}:{lost}: a row of the lifetime table's columns, after line {number} "
+                                 "ended the table (a blank line, or a line that is not a row): its steps would be "
+                                 "lost; join the rows")
             break
         table, bare = [], False
     if not table or len(table[0][1]) < 3 or table[0][1][1] != "graph" or len(table) < 2:
-        raise ArenaError(f"{path}: no lifetime table found (a markdown table whose columns are "
-                         f"'tensor | graph | <tensor names>...', then a row of shapes, then the steps)")
+        near = next((n for n, text in enumerate(lines, start=1)
+                     if _PIPE.search(text) and _cells(text)[:1] == ["tensor"]), None)
+        raise ArenaError(f"{path}{f':{near}' if near else ''}: no lifetime table found (a markdown table whose "
+                         f"columns are 'tensor | graph | <tensor names>...', then a row of shapes, then the steps)")
     # the rule under the header counts its columns, as markdown's tables do: blank cells at the
     # header's end that the rule has columns for are columns without a name (elsewhere a blank
     # cell at a row's end says nothing)
@@ -153,6 +160,21 @@ class _Container:
         past = not blank and not item and indent - self.column >= 4
         self.paragraph = not blank and not past and not _BLOCK_START.match(inner) and not _THEMATIC.fullmatch(inner)
         return past
+
+
+def _lost_row(lines: list[str], end: int, width: int) -> int | None:
+    """The line of the first row after a table that ended at line `end`, when it has the table's
+    `width` of cells and no rule under it (it starts no table of its own): a blank line or a
+    line of prose between a table's rows. None where a heading or a fence comes first."""
+    for number in range(end, len(lines) + 1):
+        text = lines[number - 1].strip()
+        if text.startswith("#") or _FENCE.match(lines[number - 1]):
+            return None
+        if text.startswith("|"):
+            below = lines[number] if number < len(lines) else ""
+            starts_table = _PIPE.search(below) and _rule(_cells(below))
+            return number if len(_split(text)) == width and not starts_table else None
+    return None
 
 
 def _rule(cells: list[str]) -> bool:

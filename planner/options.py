@@ -46,7 +46,7 @@ def number(text: str) -> float:
 def add_plan_inputs(parser: argparse.ArgumentParser) -> None:
     """The options that say what to plan, shared by `plan` and `viz`."""
     parser.add_argument("schedule", nargs="?", metavar="SCHEDULE",
-                        help="a schedule YAML, a markdown lifetime table (.md/.txt), or the name of one in "
+                        help="a schedule YAML, a markdown lifetime table (.md/.markdown/.txt), or the name of one in "
                              f"schedules/ ({', '.join(sorted(p.stem for p in schedule.SCHEDULES.glob('*.yaml')))})")
     parser.add_argument("--csv", metavar="PROBLEM.csv", help="plan minimalloc's id,lower,upper,size instead")
     parser.add_argument("--model", help=f"dimensions from a preset ({', '.join(PRESETS)}), a config.json "
@@ -117,13 +117,16 @@ def plan_from_args(args, dims: dict[str, int] | None = None,
         return lifetimes, plan_lifetimes(lifetimes, args.strategy, args.time_limit, capacity)
 
 
+MARKDOWN_SUFFIXES = (".md", ".markdown", ".txt")
+
+
 def load_schedule(name: str) -> schedule.Schedule:
     path = schedule_path(name)
-    if path.suffix.lower() in (".md", ".txt"):
+    if path.suffix.lower() in MARKDOWN_SUFFIXES:
         return markdown.convert(path)
     if path.suffix.lower() == ".csv":   # an allocation problem given where a schedule goes
         raise ArenaError(f"{path}: a CSV is an allocation problem, read with --csv {name}; SCHEDULE is a "
-                         "lifetime table (YAML, or markdown in a .md or .txt file)")
+                         "lifetime table (YAML, or markdown in a .md, .markdown or .txt file)")
     return reader.load(path)
 
 

@@ -41,6 +41,8 @@ def edit(old, new, text=TABLE):
 
 # (file name, its content, the command's arguments after `arena`, a fragment of the message)
 CASES = [
+    # a markdown table in a .markdown file
+    ("t.markdown", MARKDOWN, ["plan", "t.markdown", "--set", "q=1"], "--set q: the schedule has no dimension 'q'"),
     # a CSV problem where a schedule goes: --csv was forgotten
     ("t.csv", "id,lower,upper,size\nb1,0,3,4\n", ["plan", "t.csv"],
      "t.csv: a CSV is an allocation problem, read with --csv t.csv"),
@@ -194,9 +196,11 @@ def test_bad_input_is_one_clear_message_and_exit_2(tmp_path, monkeypatch, capsys
     assert "Traceback" not in err and len(err.splitlines()) <= 21
 
 
-def test_convert_of_an_empty_path_says_so(capsys):
+def test_convert_of_an_empty_path_or_a_yaml_schedule_says_so(capsys):
     assert main(["convert", ""]) == 2
     assert capsys.readouterr().err == "arena: error: TABLE.md: the path is empty\n"
+    assert main(["convert", "schedules/llama.yaml"]) == 2
+    assert capsys.readouterr().err.startswith("arena: error: schedules/llama.yaml: convert reads a markdown table")
 
 
 def test_a_shape_that_is_not_one_leaves_its_tensor_declared(tmp_path, capsys):

@@ -89,6 +89,27 @@ def test_a_blank_name_at_the_end_of_the_header_is_one_fault_at_the_header(tmp_pa
     assert list(convert(tmp_path / "t.md").tensors) == ["a"]
 
 
+def test_rows_after_a_blank_line_are_a_fault_not_steps_left_out(tmp_path):
+    """A blank line ends a markdown table: the steps after one were dropped without a word."""
+    table = ("| tensor | graph | a |\n|---|---|---|\n| | | Ta (n) |\n| s0 | kernel | +w |\n\n"
+             "| s1 | kernel | rx |\n")
+    (tmp_path / "t.md").write_text(table)
+    with pytest.raises(ArenaError, match=r"t.md:6: a row of the lifetime table's columns, after line 5 ended the table"):
+        convert(tmp_path / "t.md")
+    (tmp_path / "t.md").write_text(table.replace("\n\n|", "\n|"))
+    assert [step.name for step in convert(tmp_path / "t.md").steps] == ["s0", "s1"]
+    second = "\n# another table\n\n| x | y | z |\n|---|---|---|\n| 1 | 2 | 3 |\n"    # a table of its own
+    (tmp_path / "t.md").write_text(table.replace("\n\n| s1 | kernel | rx |\n", "\n| s1 | kernel | rx |\n") + second)
+    assert [step.name for step in convert(tmp_path / "t.md").steps] == ["s0", "s1"]
+
+
+def test_a_table_without_its_graph_column_is_named_at_its_line(tmp_path):
+    (tmp_path / "t.md").write_text("# notes\n\n| tensor | a |\n|---|---|\n| | Ta (n) |\n| s0 | +wx |\n")
+    with pytest.raises(ArenaError, match=r"t.md:3: no lifetime table found \(a markdown table whose columns are "
+                                         r"'tensor \| graph"):
+        convert(tmp_path / "t.md")
+
+
 def test_file_without_a_table(tmp_path):
     (tmp_path / "empty.md").write_text("# nothing here\n")
     with pytest.raises(ArenaError, match="no lifetime table found"):
