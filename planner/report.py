@@ -42,8 +42,11 @@ def print_plan(plan: Plan, console: Console) -> None:
     for column in ("instance", "tensor", "shape", "bytes", "offset", "steps", "memory"):
         table.add_column(column, justify="right" if column in ("bytes", "offset") else "left")
     rows = sorted(plan.buffers, key=lambda b: (b.memory != "device", b.first, b.name))
+    # rows written out twice may share a step's name: then the steps' numbers tell them apart
+    numbered = len(set(plan.steps)) < len(plan.steps)
     for b in rows[:SHOWN_ROWS]:
-        steps = (f"{plan.steps[b.first]}..{plan.steps[b.last]}" if plan.steps else f"{b.first}..{b.last}")
+        steps = (f"{plan.steps[b.first]}..{plan.steps[b.last]}" if plan.steps else f"{b.first}..{b.last}") + \
+            (f" ({b.first}..{b.last})" if numbered else "")
         shape = f"{b.dtype}[{', '.join(map(str, b.shape))}]" if b.shape is not None else ""
         offset = "-" if b.offset is None else f"{b.offset:,}"
         table.add_row(b.name, b.tensor, shape, f"{b.size:,}", offset, steps,

@@ -223,6 +223,19 @@ def test_bad_input_is_one_clear_line_and_exit_2(args, message):
     assert message in " ".join(err.split()) and "Traceback" not in err
 
 
+def test_steps_of_the_same_name_are_told_apart_by_number_in_the_table(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "150")
+    table = ("schedule: t\ndims: {n: rows}\ntypes: {Ta: act}\ntensors:\n  x: Ta[n]\n  h: Ta[n, 4]\nsteps:\n"
+             "  - in: {x: +w}\n  - norm: {x: r, h: +w}\n  - mlp: {x: rw, h: rx}\n  - norm: {x: r, h: +w}\n"
+             "  - mlp: {x: rw, h: rx}\n  - out: {x: rx}\n")
+    (tmp_path / "t.yaml").write_text(table)
+    assert main(["plan", str(tmp_path / "t.yaml"), "--set", "n=100"]) == 0
+    out = capsys.readouterr().out
+    assert "norm..mlp (1..2)" in out and "norm..mlp (3..4)" in out and "in..out (0..5)" in out
+    assert main(["plan", "llama-layer", "--set", "n=7"]) == 0
+    assert "attn_norm..attn_qkv " in capsys.readouterr().out      # names alone where each is one step's
+
+
 def test_a_set_of_a_misspelt_dimension_is_named_beside_the_dimension_left_unbound():
     code, _, err = arena("plan", "llama-layer", "--set", "N=7")
     assert code == 2 and err.count("arena: error:") == 2, err
