@@ -511,17 +511,23 @@ def test_each_way_completes_paths_the_canonical_search_cannot_extend(way, limit,
     30 s when measured (in one later run it did). CP-SAT completes the first placements
     of its deepest paths on seed 8 within seconds (the canonical search from their skyline does
     not in 30 s); on seed 7, the canonical search from their skyline does so in seconds (CP-SAT
-    takes about 15 s). A plan the search finds first does not stop the completion here."""
+    takes about 15 s). A plan the search finds first does not stop the completion here. The
+    paths offered depend on when they are asked: usually the first are completed in about a
+    second, but in one clean-clone run none was in 30 s, so a fresh search is tried, three at
+    most."""
     blocks, _, capacity = production(450, seed, 0.02)
     (comp,) = components(blocks)
     complete, limit = getattr(exact, way), getattr(exact, limit)
-    deadline = time.monotonic() + 30
     plan = None
-    with canonical.Decision(comp, capacity, deadline) as background:
-        while plan is None and time.monotonic() < deadline:
-            path = background.deepest()
-            if path:
-                plan = complete(comp, capacity, path, deadline, threading.Event(), background, {}, limit)
+    for _ in range(3):
+        deadline = time.monotonic() + 20
+        with canonical.Decision(comp, capacity, deadline) as background:
+            while plan is None and time.monotonic() < deadline:
+                path = background.deepest()
+                if path:
+                    plan = complete(comp, capacity, path, deadline, threading.Event(), background, {}, limit)
+        if plan is not None:
+            break
     check([str(k) for k in comp.blocks], comp.blocks_of(blocks), plan, capacity, 1)
 
 
