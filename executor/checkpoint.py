@@ -98,13 +98,12 @@ def _rope(path: Path, cfg: dict) -> tuple[float, dict | None]:
     """(base, scaling) from transformers 5's rope_parameters or 4's rope_theta + rope_scaling,
     each number checked here: the RoPE tables are built only after the weights are loaded (the
     kind was checked with the rest of what a run refuses, `run_refusal`)."""
-    key, params = rope_parameters(cfg)
+    key, params, kind = rope_parameters(cfg)
     if not isinstance(params, dict):
         raise ArenaError(f"{path}: {key} is {json.dumps(params)[:40]}; it must be a JSON object")
     params = dict(params)
     theta_key = f"{key}.rope_theta" if "rope_theta" in params else "rope_theta"
     theta = positive(path, theta_key, params.pop("rope_theta", cfg.get("rope_theta", 10000.0)), float)
-    kind = params.get("rope_type", params.get("type", "default"))
     if kind == "default":
         return theta, None
     if kind == "llama3":    # as transformers standardizes it: a top-level value wins, else the context

@@ -189,18 +189,20 @@ def run_refusal(cfg: dict, dims: dict[str, int]) -> str | None:
     for key in ("attention_bias", "mlp_bias"):
         if cfg.get(key) not in (None, False):   # absent or null: transformers' default, false
             return f"{key}={cfg[key]!r} is not supported (only False)"
-    key, params = rope_parameters(cfg)
-    kind = params.get("rope_type", params.get("type", "default")) if isinstance(params, dict) else "default"
+    key, _, kind = rope_parameters(cfg)
     if kind != "default" and (not isinstance(kind, str) or kind not in ROPE_NUMBERS):
         return f"{key}: RoPE scaling {json.dumps(kind)[:40]} is not supported (default, {', '.join(ROPE_NUMBERS)})"
     return odd_head(dims["dh"])
 
 
-def rope_parameters(cfg: dict) -> tuple[str, object]:
-    """(key, value) of the RoPE settings as transformers reads them: 4's rope_scaling where set,
-    else 5's rope_parameters ({} where neither is)."""
+def rope_parameters(cfg: dict) -> tuple[str, object, object]:
+    """(key, value, kind) of the RoPE settings as transformers reads them: 4's rope_scaling where
+    set, else 5's rope_parameters ({} where neither is); its rope_type, else type, else "default"
+    (also where the value is not a JSON object, which the run names)."""
     key = "rope_scaling" if cfg.get("rope_scaling") else "rope_parameters"
-    return key, cfg.get(key) or {}
+    params = cfg.get(key) or {}
+    kind = params.get("rope_type", params.get("type", "default")) if isinstance(params, dict) else "default"
+    return key, params, kind
 
 
 def gguf_refusal(header: Header, path: Path, dh: int) -> str | None:
@@ -262,15 +264,19 @@ def _checked(path: Path, found: dict[str, tuple[str, object]]) -> dict[str, int]
     dims.setdefault("nkvh", dims["nh"])
     dims.setdefault("nctx", DEFAULT_NCTX)
     if dims["nh"] % dims["nkvh"]:
-        raise ArenaError(f"{path}: {key['nh']} ({dims['nh']}) is not a multiple of {key['nkvh']} "
-                         f"({dims['nkvh']}): grouped-query attention gives each key-value head "
-                         f"the same number of query heads")
+        raise ArenaError(f"{path}: " + uneven_heads(f"{key['nh']} ({dims['nh']})", f"{key['nkvh']} ({dims['nkvh']})"))
     if "dh" not in dims:
         if dims["d"] % dims["nh"]:
             raise ArenaError(f"{path}: {key['d']} ({dims['d']}) is not a multiple of {key['nh']} "
                              f"({dims['nh']}), and the file gives no head size")
         dims["dh"] = dims["d"] // dims["nh"]
     return {dim: dims[dim] for dim in DIMS}
+
+
+def uneven_heads(nh: str, nkvh: str) -> str:
+    """The fault of query heads (`nh`, as said) that are no multiple of the key-value heads."""
+    return f"{nh} is not a multiple of {nkvh}: grouped-query attention gives each key-value head the same " \
+        "number of query heads"
 
 
 def positive(path: Path, key: str, value, kind: type = int):

@@ -10,7 +10,7 @@ from . import csvio, markdown, reader, schedule
 from .calls import with_tile
 from .errors import ArenaError
 from .lifetimes import DEFAULT_ALIGN, Lifetimes, bind
-from .models import PRESETS, model_dims, model_files, parse_sets
+from .models import PRESETS, model_dims, model_files, parse_sets, uneven_heads
 from .plan import CHOICES, Plan, place, plan_lifetimes
 from .progress import Waiting
 from .sizes import parse_size
@@ -177,8 +177,7 @@ def _check_heads(args, dims: dict[str, int]) -> None:
     if ("nh" in sets or "nkvh" in sets) and dims.get("nh", 0) > 0 and dims.get("nkvh", 0) > 0 \
             and dims["nh"] % dims["nkvh"]:
         said = [f"--set {d}={dims[d]}" if d in sets else f"the model's {d}={dims[d]}" for d in ("nh", "nkvh")]
-        raise ArenaError(f"{said[0]} is not a multiple of {said[1]}: grouped-query attention gives each key-value "
-                         "head the same number of query heads")
+        raise ArenaError(uneven_heads(*said))
 
 
 def _given(args, dim: str) -> str:
