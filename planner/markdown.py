@@ -82,6 +82,7 @@ def _table_with_graph_column(path, lines) -> list[tuple[int, list[str]]]:
     bare = False        # a table whose rows need not start with a pipe: its header did not
     fence = None        # the fence of the code block the line is in
     container = _Container()
+    end = None          # the line that ended the table, where one did before the file's end
     for number, text in enumerate(lines, start=1):
         run = _FENCE.match(text)
         if fence:
@@ -101,11 +102,7 @@ def _table_with_graph_column(path, lines) -> list[tuple[int, list[str]]]:
                 table.append((number, cells))
             continue
         if table and len(table[0][1]) > 1 and table[0][1][1] == "graph":
-            lost = _lost_row(lines, number, len(_split(lines[table[0][0] - 1])))
-            if lost:
-                raise ArenaError(f"{path}:{lost}: a row of the lifetime table's columns, after line {number} "
-                                 "ended the table (a blank line, or a line that is not a row): its steps would be "
-                                 "lost; join the rows")
+            end = number
             break
         table, bare = [], False
     if not table or len(table[0][1]) < 3 or table[0][1][1] != "graph" or len(table) < 2:
@@ -113,12 +110,16 @@ def _table_with_graph_column(path, lines) -> list[tuple[int, list[str]]]:
                      if _PIPE.search(text) and _cells(text)[:1] == ["tensor"]), None)
         raise ArenaError(f"{path}{f':{near}' if near else ''}: no lifetime table found (a markdown table whose "
                          f"columns are 'tensor | graph | <tensor names>...', then a row of shapes, then the steps)")
+    header_cells = len(_split(lines[table[0][0] - 1]))
+    lost = _lost_row(lines, end, header_cells) if end else None
+    if lost:
+        raise ArenaError(f"{path}:{lost}: a row of the lifetime table's columns, after line {end} ended the table "
+                         "(a blank line, or a line that is not a row): its steps would be lost; join the rows")
     # the rule under the header counts its columns, as markdown's tables do: blank cells at the
     # header's end that the rule has columns for are columns without a name (elsewhere a blank
     # cell at a row's end says nothing)
     rule = _cells(lines[table[0][0]]) if table[0][0] < len(lines) else []
-    header_line = lines[table[0][0] - 1]
-    width = max(len(table[0][1]), min(len(rule), len(_split(header_line))) if _rule(rule) else 0)
+    width = max(len(table[0][1]), min(len(rule), header_cells) if _rule(rule) else 0)
     return [(n, cells + [""] * (width - len(cells))) for n, cells in table]   # short rows end in blank cells
 
 
