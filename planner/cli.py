@@ -178,10 +178,14 @@ def _plan_ranks(args) -> int:
         raise ArenaError(f"--tp must be 1 or more ranks, not {args.tp}")
     if not args.schedule:
         raise ArenaError(f"--tp {args.tp}: say which SCHEDULE's ranks to plan (e.g. llama)")
-    if not {"nh", "nkvh"} & set(load_schedule(args.schedule).dims):   # else every rank plans the whole
+    declared = set(load_schedule(args.schedule).dims)
+    if not {"nh", "nkvh"} & declared:   # else every rank plans the whole
         raise ArenaError(f"--tp {args.tp}: the schedule {args.schedule} has no heads to split over ranks "
                          "(no dimension nh or nkvh)")
     dims = {**model_dims(args.model), **parse_sets(args.set)}
+    for absent, present in (("nkvh", "nh"), ("nh", "nkvh")):
+        if absent not in declared and present in dims:  # heads without groups: each one its own
+            dims[absent] = dims[present]
     missing = [d for d in ("nh", "nkvh", "di") if d not in dims]
     if missing:
         raise ArenaError(f"--tp: splitting needs the dims nh, nkvh and di; give {', '.join(missing)} by --model or --set")

@@ -101,10 +101,12 @@ def plan_from_args(args, dims: dict[str, int] | None = None,
             return None, place(buffers, args.strategy, align, [], args.time_limit, capacity, padded=True)
     if not args.schedule:
         raise ArenaError("say what to plan: a SCHEDULE (e.g. schedules/llama.yaml) or --csv PROBLEM.csv")
-    if dims is None:
+    rank = dims is not None     # a rank's heads are checked by its split
+    if not rank:
         dims = {**model_dims(args.model), **parse_sets(args.set)}
-        _check_heads(args, dims)
     table = load_schedule(args.schedule)
+    if not rank:
+        _check_heads(args, dims, table.dims)
     unknown = _unknown_sets(args, list(table.dims))
     try:    # a --set N=7 meant for n: its fault beside n's, which binding finds unbound
         lifetimes = bind(table, with_tile(dims), args.dtype, DEFAULT_ALIGN if args.align is None else args.align)
@@ -171,10 +173,12 @@ def _check_call(args, dims: dict[str, int]) -> None:
         raise ArenaError(f"{said('tile')}: a tile of keys longer than the context ({said('nctx')})")
 
 
-def _check_heads(args, dims: dict[str, int]) -> None:
-    """Query heads set by --set in groups over the key-value heads, as a model's file must have them."""
+def _check_heads(args, dims: dict[str, int], declared) -> None:
+    """Query heads set by --set in groups over the key-value heads, as a model's file must have them,
+    where the table has both (a table without nkvh has no groups to break)."""
     sets = parse_sets(args.set)
-    if ("nh" in sets or "nkvh" in sets) and dims.get("nh", 0) > 0 and dims.get("nkvh", 0) > 0 \
+    if ("nh" in sets or "nkvh" in sets) and {"nh", "nkvh"} <= set(declared) \
+            and dims.get("nh", 0) > 0 and dims.get("nkvh", 0) > 0 \
             and dims["nh"] % dims["nkvh"]:
         said = [f"--set {d}={dims[d]}" if d in sets else f"the model's {d}={dims[d]}" for d in ("nh", "nkvh")]
         raise ArenaError(uneven_heads(*said))

@@ -84,6 +84,24 @@ def test_a_schedule_without_heads_is_not_split_and_no_file_is_written(tmp_path, 
                                 "(no dimension nh or nkvh)\n")
 
 
+MHA_TABLE = ("schedule: mha\ndims: {n: tokens, d: width, nh: heads}\ntypes: {Ta: act}\n"
+             "tensors:\n  h: Ta[n, d]\n  scores: Ta[nh, n, n]\nsteps:\n  - s0: {h: +w}\n"
+             "  - s1: {h: r, scores: +wx}\n  - s2: {h: rx}\n")
+
+
+def test_a_table_without_key_value_heads_has_no_groups_to_break(tmp_path, capsys):
+    """Attention without grouped heads (no nkvh in the table): any nh is planned, whatever the
+    model's nkvh, and --tp splits the heads evenly, each one its own group."""
+    table = tmp_path / "mha.yaml"
+    table.write_text(MHA_TABLE)
+    assert main(["plan", str(table), "--set", "n=4", "--set", "d=8", "--set", "nh=16", "--json"]) == 0
+    assert {b["tensor"]: b["size"] for b in json.loads(capsys.readouterr().out)["buffers"]}["scores"] == 16 * 4 * 4 * 4
+    assert main(["plan", str(table), "--set", "n=4", "--set", "d=8", "--set", "nh=12", "--tp", "2",
+                 "--json", "--align", "1"]) == 0
+    ranks = json.loads(capsys.readouterr().out)["ranks"]
+    assert [[b["size"] for b in r["buffers"] if b["tensor"] == "scores"] for r in ranks] == [[6 * 4 * 4 * 4]] * 2
+
+
 @pytest.mark.parametrize("args, message", [
     (["--set", "nh=7", "--tp", "2"], "--tp 2: nh=7 query heads do not split into nkvh=3 equal groups, one per key-value head"),
     (["--set", "nkvh=2", "--tp", "3"], "--tp 3: nh=9 query heads do not split into nkvh=2 equal groups"),

@@ -589,3 +589,14 @@ def test_a_scalar_tensor_shows_its_type_and_empty_shape(tmp_path, capsys):
     scalar = next(b for b in plan.buffers if b.tensor == "s")
     assert picture.tooltip(plan, scalar).endswith("\nf32[]")
     assert "s f32[]" in terminal.legend(plan).plain
+
+
+@pytest.mark.parametrize("cells, memory", [(("+m", "+w"), " host and arena"), (("+w", "+m"), " host and arena"),
+                                           (("+m", "+m"), " host"), (("+w", "+w"), "")])
+def test_the_legend_names_host_memory_for_every_instance_of_a_tensor(tmp_path, cells, memory):
+    """A tensor created again after `x` may take the other memory: the legend says so either way."""
+    (tmp_path / "h.yaml").write_text(f"schedule: h\ndims: {{n: tokens}}\ntypes: {{Ta: act}}\ntensors: {{h: 'Ta[n]'}}\n"
+                                     f"steps:\n  - s0: {{h: '{cells[0]}'}}\n  - s1: {{h: x}}\n"
+                                     f"  - s2: {{h: '{cells[1]}'}}\n  - s3: {{h: rx}}\n")
+    plan = plan_from_args(args(str(tmp_path / "h.yaml"), "--set", "n=4"))[1]
+    assert terminal.legend(plan).plain.rstrip().endswith(f"h f32[4]{memory}")

@@ -326,9 +326,10 @@ def _ruler(margin: int, name: str, cell: int, marks: list[str], style: str) -> T
 def legend(plan: Plan) -> Text:
     """Each tensor's color, shape and memory: the seed's type row, which the table leaves out."""
     text = Text()
-    first = {}
+    first, memories = {}, {}
     for b in plan.buffers:
         first.setdefault(b.tensor, b)
+        memories.setdefault(b.tensor, set()).add(b.memory)
     for tensor, color in colors(plan).items():
         b = first[tensor]
         text.append("  ")
@@ -336,6 +337,6 @@ def legend(plan: Plan) -> Text:
         text.append(f" {tensor}")
         if b.shape is not None:
             text.append(f" {b.dtype}[{','.join(map(str, b.shape))}]", style="dim")
-        if b.memory == "host":
-            text.append(" host", style="magenta")
+        if "host" in memories[tensor]:  # a tensor created again (`+` after `x`) may change memory
+            text.append(" host" if memories[tensor] == {"host"} else " host and arena", style="magenta")
     return text
