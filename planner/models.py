@@ -284,6 +284,8 @@ def positive(path: Path, key: str, value, kind: type = int):
     (kind float: an int will do); never a bool, which JSON and GGUF keep apart from numbers."""
     if kind is int:
         ok = isinstance(value, int) and not isinstance(value, bool) and value > 0
+        if ok and value >= 10**SET_DIGITS:      # else blamed later on a schedule's shape that holds it
+            raise ArenaError(f"{path}: {key} is {_shown(value)}; too large, {SET_DIGITS} digits at most")
     else:
         ok = isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value <= sys.float_info.max
     if not ok:

@@ -129,13 +129,15 @@ def load_schedule(name: str) -> schedule.Schedule:
     if path.suffix.lower() == ".csv":   # an allocation problem given where a schedule goes
         raise ArenaError(f"{path}: a CSV is an allocation problem, read with --csv {name}; SCHEDULE is a "
                          "lifetime table (YAML, or markdown in a .md, .markdown or .txt file)")
+    if not path.exists() and path.name != name and (schedule.SCHEDULES / f"{path.name}.yaml").exists():
+        raise ArenaError(f"{name}: no such file; the schedule {path.name} that ships is named without a path")
     return reader.load(path)
 
 
 def schedule_path(name: str) -> Path:
-    """The file a SCHEDULE names: a path, or the name of one in schedules/."""
+    """The file a SCHEDULE names: a path, or the bare name of one in schedules/ (`./llama` is a path)."""
     path = Path(name)
-    if not path.exists() and (schedule.SCHEDULES / f"{name}.yaml").exists():
+    if not path.exists() and path.name == name and (schedule.SCHEDULES / f"{name}.yaml").exists():
         return schedule.SCHEDULES / f"{name}.yaml"
     return path
 

@@ -427,8 +427,9 @@ def _key_line(node, key):
     return node.get(LINES, {}).get(key, node.get(LINE))
 
 
-# What YAML builds beside scalars (`!!set` builds a set): never a name, a count or a description.
-_COLLECTIONS = (dict, list, set)
+# What YAML builds beside text and numbers (`!!set` builds a set, `!!binary` bytes): never a
+# name, a count or a description.
+_COLLECTIONS = (dict, list, set, bytes)
 
 
 def _kind(value) -> str:

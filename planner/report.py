@@ -20,15 +20,18 @@ def output_console(width: int | None) -> OutputConsole:
     """Standard output's console for tables and maps: names print as written (no markup, no
     emoji codes), `width` columns (None: the terminal's), never fewer than MIN_WIDTH (a
     narrower terminal, or COLUMNS=0, wraps the lines)."""
-    console = OutputConsole(width=width, markup=False, emoji=False)
-    console.width = max(console.width, MIN_WIDTH)
-    return console
+    return OutputConsole(width=width, markup=False, emoji=False)
 
 
 class OutputConsole(Console):
-    """A console of standard output or error. A reader that leaves early (`arena plan | head`)
-    ends the printing as any other print does, with BrokenPipeError (on standard output, exit
-    141: llama_arena/cli.py); rich's own handler would exit 1."""
+    """A console of standard output or error, never narrower than MIN_WIDTH (at COLUMNS=0 rich
+    would print nothing at all). A reader that leaves early (`arena plan | head`) ends the
+    printing as any other print does, with BrokenPipeError (on standard output, exit 141:
+    llama_arena/cli.py); rich's own handler would exit 1."""
+
+    def __init__(self, **options):
+        super().__init__(**options)
+        self.width = max(self.width, MIN_WIDTH)
 
     def on_broken_pipe(self) -> None:
         self.quiet = True

@@ -151,6 +151,8 @@ CASES = [
      "t.yaml:2: a dimension's description must be text, not a mapping"),
     ("t.yaml", edit("schedule: t", "schedule: {a: 1}"), ["plan", "t.yaml"],
      "t.yaml:1: a schedule name must be text, not a mapping"),
+    ("t.yaml", edit("schedule: t", "schedule: !!binary 3q2+7w=="), ["plan", "t.yaml"],
+     "t.yaml:1: a schedule name must be text, not bytes (!!binary)"),
     ("t.yaml", edit("  - s0: {a: +w}\n  - s1: {a: rx}\n", "  !!set {a}\n").replace("steps:\n", "steps:"),
      ["plan", "t.yaml"], "'steps' must be a list of rows, not a set"),
     ("t.yaml", edit("a: Ta[n, d]", "a: {shape: {x: 1}}"), ["plan", "t.yaml"],

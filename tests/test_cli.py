@@ -216,11 +216,19 @@ def test_convert_prints_yaml_that_plans_like_the_layer(tmp_path, capsys):
     (["plan", "--csv", "docs/minimalloc.csv", "--capacity", "0"], "--capacity '0': must be at least 1 byte"),
     (["plan", "--csv", "docs/minimalloc.csv", "--capacity", "1e3"], "--capacity '1e3': not a size"),
     (["convert", "missing.md"], "missing.md: cannot read the table"),
+    (["plan", "./llama", "--set", "n=2"], "./llama: no such file; the schedule llama that ships is named without a path"),
 ])
 def test_bad_input_is_one_clear_line_and_exit_2(args, message):
     code, out, err = arena(*args)
     assert code == 2, err
     assert message in " ".join(err.split()) and "Traceback" not in err
+
+
+def test_errors_are_printed_at_columns_0(monkeypatch):
+    """rich prints nothing at all on a console 0 columns wide."""
+    monkeypatch.setenv("COLUMNS", "0")
+    code, _, err = arena("plan", "nope.yaml")
+    assert code == 2 and "nope.yaml: cannot read the schedule" in err
 
 
 def test_steps_of_the_same_name_are_told_apart_by_number_in_the_table(tmp_path, capsys, monkeypatch):

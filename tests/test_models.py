@@ -35,6 +35,7 @@ def write_config(tmp_path, **overrides):
     (dict(intermediate_size={"a": 1}), 'config.json: intermediate_size is {"a": 1}; it must be a positive integer'),
     (dict(num_hidden_layers=30.5), "config.json: num_hidden_layers is 30.5; it must be a positive integer"),
     (dict(vocab_size=-1), "config.json: vocab_size is -1; it must be a positive integer"),
+    (dict(hidden_size=10**30), "config.json: hidden_size is 1000000000000000000000000000000; too large, 18 digits"),
     (dict(max_position_embeddings="8k"), 'config.json: max_position_embeddings is "8k"; it must be a positive'),
     (dict(num_key_value_heads=4),
      "config.json: num_attention_heads (9) is not a multiple of num_key_value_heads (4)"),
