@@ -24,6 +24,10 @@ def parse(text: str) -> ast.expr:
     if len(text) > MAX_LENGTH:
         raise ExprError(f"the expression '{show(text)}' is {len(text):,} characters long; "
                         f"at most {MAX_LENGTH} are read")
+    if found := _NOT_READ.search(text):      # Python would read a comment, or lines joined
+        what = f"'{found[0]}'" if found[0] in "#\\" else "a line break"
+        raise ExprError(f"'{show(text)}' holds {what}; a shape has dimension names, integers, + - * // "
+                        "and parentheses")
     source = _LEADING_ZEROS.sub(_number_start, text)     # 010 is ten, as a repeat count reads it; Python refuses it
     try:
         tree = ast.parse(source, mode="eval").body
@@ -39,6 +43,7 @@ def parse(text: str) -> ast.expr:
     return tree
 
 
+_NOT_READ = re.compile(r"[#\\\n\r\v\f]")
 _LEADING_ZEROS = re.compile(r"0+(?=[0-9])")
 _DECIMAL = re.compile(r"[0-9]+", re.ASCII)
 

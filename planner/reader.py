@@ -19,7 +19,7 @@ from .errors import ArenaError, read_text, where
 from .schedule import ACT, ELEMENT_BYTES, KINDS, Repeat, Schedule, StepRow, TensorDecl, is_count, name_problem, \
     split_axes, symbol_problem, MAX_NAME
 
-_SHAPE = re.compile(r"^\s*([^\W\d]\w*)\s*\[(.*)\]\s*$")
+_SHAPE = re.compile(r"^\s*([^\W\d]\w*)\s*\[(.*)\]\s*$", re.DOTALL)   # a line break is whitespace between axes
 
 
 # Limits no real schedule comes near: a few hundred bytes of YAML aliases can otherwise

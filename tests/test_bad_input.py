@@ -153,6 +153,13 @@ CASES = [
      "t.yaml:1: a schedule name must be text, not a mapping"),
     ("t.yaml", edit("schedule: t", "schedule: !!binary 3q2+7w=="), ["plan", "t.yaml"],
      "t.yaml:1: a schedule name must be text, not bytes (!!binary)"),
+    # what Python would read past: a comment, and lines joined within an axis
+    ("t.yaml", edit("a: Ta[n, d]", "a: 'Ta[n, d #x]'"), ["plan", "t.yaml"],
+     "t.yaml:5: tensor 'a': 'd #x' holds '#'; a shape has dimension names, integers"),
+    ("t.yaml", edit("a: Ta[n, d]", r"a: 'Ta[n, d \ + 1]'"), ["plan", "t.yaml"],
+     r"t.yaml:5: tensor 'a': 'd \ + 1' holds '\'"),
+    ("t.yaml", edit("a: Ta[n, d]", r'a: "Ta[n, d\n+ 1]"'), ["plan", "t.yaml"],
+     "t.yaml:5: tensor 'a': 'd + 1' holds a line break"),
     ("t.yaml", edit("  - s0: {a: +w}\n  - s1: {a: rx}\n", "  !!set {a}\n").replace("steps:\n", "steps:"),
      ["plan", "t.yaml"], "'steps' must be a list of rows, not a set"),
     ("t.yaml", edit("a: Ta[n, d]", "a: {shape: {x: 1}}"), ["plan", "t.yaml"],
