@@ -261,6 +261,9 @@ def _checked(path: Path, found: dict[str, tuple[str, object]]) -> dict[str, int]
     integer and the heads fit together, the optional ones absent from `found` filled in."""
     dims = {dim: positive(path, key, value, int) for dim, (key, value) in found.items()}
     key = {dim: k for dim, (k, _) in found.items()}
+    for dim, value in dims.items():     # as --set binds them; else blamed on a schedule's shape that holds it
+        if value >= 10**SET_DIGITS:
+            raise ArenaError(f"{path}: {key[dim]} is {value}; too large, {SET_DIGITS} digits at most")
     dims.setdefault("nkvh", dims["nh"])
     dims.setdefault("nctx", DEFAULT_NCTX)
     if dims["nh"] % dims["nkvh"]:
@@ -284,8 +287,6 @@ def positive(path: Path, key: str, value, kind: type = int):
     (kind float: an int will do); never a bool, which JSON and GGUF keep apart from numbers."""
     if kind is int:
         ok = isinstance(value, int) and not isinstance(value, bool) and value > 0
-        if ok and value >= 10**SET_DIGITS:      # else blamed later on a schedule's shape that holds it
-            raise ArenaError(f"{path}: {key} is {_shown(value)}; too large, {SET_DIGITS} digits at most")
     else:
         ok = isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value <= sys.float_info.max
     if not ok:
