@@ -722,3 +722,16 @@ def test_a_component_that_settles_nothing_is_not_asked_again_at_once(monkeypatch
     started = time.monotonic()
     solve(hard, [0, 80], 5)
     assert asked == [1] and time.monotonic() - started < 1
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 50), st.integers(1, 9)), min_size=1, max_size=12), st.data())
+def test_blocks_taken_out_from_under_move_the_rest_down_by_their_sizes(plan, data):
+    """What solve does to a heuristic's plan before searching a component: each block moves down
+    by the sizes of the whole-span blocks under its offset (ties do not count)."""
+    blocks = [Block(0, 1, size) for _, size in plan]
+    offsets = [offset for offset, _ in plan]
+    under = data.draw(st.lists(st.sampled_from(range(len(plan))), unique=True))
+    members = [i for i in range(len(plan)) if i not in under]
+    expected = [offsets[i] - sum(blocks[u].size for u in under if offsets[u] < offsets[i]) for i in members]
+    assert exact._taken_out(blocks, offsets, under, members) == expected

@@ -13,6 +13,8 @@ at the first plan within it.
 """
 from __future__ import annotations
 
+import bisect
+import itertools
 import math
 import sys
 import time
@@ -96,6 +98,14 @@ def head_start(blocks: list[Block], capacity: int, deadline: float) -> canonical
     return canonical.Decision(comp, capacity - base, deadline)
 
 
+def _taken_out(blocks: list[Block], offsets: list[int], under: list[int], members: list[int]) -> list[int]:
+    """The offsets of `members` with the blocks `under` taken out of the plan: each moves down by
+    the sizes of those below it (sorted, summed once: thousands of each on large tables)."""
+    below = sorted((offsets[u], blocks[u].size) for u in under)
+    starts, sums = [o for o, _ in below], list(itertools.accumulate((s for _, s in below), initial=0))
+    return [offsets[i] - sums[bisect.bisect_left(starts, offsets[i])] for i in members]
+
+
 def solve(blocks: list[Block], start: list[int], time_limit: float, capacity: int | None = None,
           head: canonical.Decision | None = None) -> Result:
     """Minimize the arena of `blocks`, starting from the plan `start` (a heuristic's).
@@ -111,7 +121,7 @@ def solve(blocks: list[Block], start: list[int], time_limit: float, capacity: in
     for comp, base, under in parts:
         # the start plan rearranged as the stacking is: each block over the whole span taken
         # out from where it was, and the blocks above it moved down into its place
-        own = [offsets[i] - sum(blocks[u].size for u in under if offsets[u] < offsets[i]) for i in comp.blocks]
+        own = _taken_out(blocks, offsets, under, comp.blocks)
         low = min(own)                                      # a heuristic may float a component
         plans.append(_Part(comp, base, [o - low for o in own]))
     bound = max([p.base + p.comp.lower for p in plans] + [o + blocks[i].size for i, o in fixed.items()], default=0)
