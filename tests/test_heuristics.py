@@ -1,7 +1,11 @@
 """The heuristics on hand-checked instances."""
+import os
 import random
+import signal
 import threading
 import time
+
+import pytest
 
 from planner.check import check
 from planner.place import Block, extent, lower_bound
@@ -151,3 +155,21 @@ def test_reweighed_passes_stop_at_the_goal():
     offsets = skyline(blocks, goal=goal)
     check(names(blocks), blocks, offsets, goal, 1)
     assert extent(blocks, offsets) > extent(blocks, skyline(blocks))     # it stopped there
+
+
+def test_ctrl_c_ends_a_compiled_skyline_pass_at_once():
+    """A pass runs without the GIL, and over 60,000 jagged blocks it takes seconds (a minute at
+    10^5): Ctrl-C waited for it to end."""
+    rng = random.Random(0)
+    steps = 30_000
+    blocks = [Block(lo, min(steps - 1, lo + int(rng.expovariate(50 / steps))), max(1, int(64 * rng.paretovariate(1.2))))
+              for lo in (rng.randrange(steps) for _ in range(2 * steps))]
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)   # as a terminal's command has it
+    try:
+        start = time.monotonic()
+        threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGINT)).start()
+        with pytest.raises(KeyboardInterrupt):
+            skyline_pass(blocks, 0)         # 6 s to its end here
+        assert time.monotonic() - start < 2
+    finally:
+        signal.signal(signal.SIGINT, previous)

@@ -27,6 +27,9 @@
 typedef __int128 wide;                     /* size x length overflows 64 bits on huge inputs */
 typedef struct { int64_t level; int section; } Entry;
 enum { RULES = 4, KEYS = 4, CLOCK_EVERY = 4096 };
+/* A pass runs without the GIL, so Ctrl-C's handler runs only when the pass asks for it: every
+ * SIGNALS_EVERY_S (a pass over 10^5 blocks can take minutes). */
+#define SIGNALS_EVERY_S 0.1
 /* A reweighed pass redraws REDRAW_PER_MILLE of the weights, and takes another order at
  * OTHER_RULE_PER_MILLE of the passes (docs/measurements.md). */
 enum { REDRAW_PER_MILLE = 100, OTHER_RULE_PER_MILLE = 200 };
@@ -45,6 +48,7 @@ typedef struct {
     long heap_len, heap_cap;
     int run_valid, run_end;                /* the run of sections at the lowest level, as in _Run */
     int64_t run_level;
+    double signals_at;                     /* when to let Python's signal handlers run next */
 } Pass;
 
 static double now(void) {
@@ -144,10 +148,27 @@ static void take(Pass *P, int s, int j) {
     P->start_len[s]--;
 }
 
-enum { DONE = 1, LATE = 0, NO_MEMORY = -1, STUCK = -2 };
+enum { DONE = 1, LATE = 0, NO_MEMORY = -1, STUCK = -2, INTERRUPTED = -3 };
 
-/* One pass. DONE, LATE (the deadline passed), NO_MEMORY, or STUCK: a section with no level to rise to
- * (a bug) */
+/* Whether a signal handler raised (KeyboardInterrupt), its exception then set. */
+static int signalled(void) {
+    PyGILState_STATE gil = PyGILState_Ensure();
+    int raised = PyErr_CheckSignals() < 0;
+    PyGILState_Release(gil);
+    return raised;
+}
+
+/* Whether the pass must end now: LATE past the deadline, INTERRUPTED by a signal, else DONE. */
+static int due(Pass *P, double deadline) {
+    double t = now();
+    if (deadline >= 0 && t > deadline) return LATE;
+    if (t < P->signals_at) return DONE;
+    P->signals_at = t + SIGNALS_EVERY_S;
+    return signalled() ? INTERRUPTED : DONE;
+}
+
+/* One pass. DONE, LATE (the deadline passed), INTERRUPTED, NO_MEMORY, or STUCK: a section with no
+ * level to rise to (a bug) */
 static int run(Pass *P, int rule, double deadline) {
     memcpy(P->start, P->first_start, sizeof(int) * P->n);
     memcpy(P->over, P->first_over, sizeof(int) * P->count);
@@ -158,7 +179,8 @@ static int run(Pass *P, int rule, double deadline) {
     for (int s = 0; s < P->count; s++)
         if (P->over[s] && !push(P, 0, s)) return NO_MEMORY;
     while (P->heap_len) {
-        if (++P->steps % CLOCK_EVERY == 0 && deadline >= 0 && now() > deadline) return LATE;
+        int status;
+        if (++P->steps % CLOCK_EVERY == 0 && (status = due(P, deadline)) != DONE) return status;
         Entry e = pop(P);
         int s = e.section;
         int64_t m = e.level;
@@ -324,7 +346,7 @@ static PyObject *passes_stopped(PyObject *size_obj, PyObject *lo_obj, PyObject *
         result = Py_NewRef(Py_None);
     } else if (status == STUCK) {
         PyErr_SetString(PyExc_RuntimeError, "skyline: a section with no level to rise to");
-    } else if (ok) {
+    } else if (ok && status != INTERRUPTED) {     /* (interrupted: the handler's exception is set) */
         PyErr_NoMemory();
     }
     free(P.start_at); free(P.start_len); free(P.start); free(P.first_start); free(P.over); free(P.first_over);
