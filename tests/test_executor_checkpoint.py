@@ -1,6 +1,7 @@
 """Tiny random Llama checkpoints written by transformers: our logits against transformers', on
 prefill, on decode with the persistent KV cache, and on a second multi-token call."""
 import json
+import os
 import shutil
 
 import pytest
@@ -242,3 +243,20 @@ def test_cuda_logits_match_transformers(tiny):
     with torch.inference_mode():
         ours = teacher_forced(our_session(folder, "checkpoint", len(SEQUENCE), PROMPT, device="cuda"))
     torch.testing.assert_close(ours.cpu(), expected[PROMPT - 1:], atol=1e-3, rtol=1e-3)
+
+
+def _rss_file_bytes() -> int:
+    status = open("/proc/self/status").read()
+    return int(next(line.split()[1] for line in status.splitlines() if line.startswith("RssFile:"))) * 1024
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="reads Linux's /proc")
+def test_loaded_weights_leave_no_pages_of_the_file_resident(tmp_path):
+    """Views of safe_open's memory map kept the whole file in the process's resident memory beside
+    the fused and cast copies made of it: runs of checkpoint folders went past their --budget."""
+    folder = tiny_checkpoint(tmp_path / "wide", "gqa-tied", intermediate_size=16384, num_hidden_layers=1)
+    size = (folder / "model.safetensors").stat().st_size
+    source = open_source(Source(folder, "checkpoint"))
+    before = _rss_file_bytes()
+    weights = assemble(source, torch.float32, torch.device("cpu"))
+    assert weights.nbytes > size / 2 and _rss_file_bytes() - before < size / 10
