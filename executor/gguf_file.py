@@ -43,6 +43,7 @@ LAYER_NAMES = {
     "mlp.up_proj.weight": "ffn_up.weight",
     "mlp.down_proj.weight": "ffn_down.weight",
 }
+READ_BYTES = 16 << 20     # a float tensor is read this many bytes of the file at a time (get)
 _LAYER = re.compile(r"model\.layers\.(\d+)\.(.+)")
 
 
@@ -99,12 +100,20 @@ class GGUFFile:
         if gguf_name not in self.tensors:
             raise ArenaError(f"{self.path}: the file has no tensor '{gguf_name}'")
         t = self.tensors[gguf_name]
-        # F32 tensors come back as read-only views of the memory map: those alone are copied. A
-        # NaN or infinity dequantized says nothing here: it shows in the logits, which name it
-        with np.errstate(all="ignore"):
-            w = np.require(dequantize(self._bytes(t).reshape(t.rows, -1), t.kind), dtype=np.float32,
-                           requirements=["W"])
-        self._drop_pages(t)
+        rows = self._bytes(t).reshape(t.rows, -1)
+        step = max(1, READ_BYTES // max(1, rows.shape[1]))
+        w = None
+        # rows a few MiB at a time, each run's pages dropped once read: a whole embedding's pages
+        # stayed resident beside its copy (97 MiB over a --budget). A NaN or infinity dequantized
+        # says nothing here: it shows in the logits, which name it
+        for start in range(0, t.rows, step):
+            with np.errstate(all="ignore"):
+                part = dequantize(rows[start:start + step], t.kind)
+            if w is None:
+                w = np.empty((t.rows, part.shape[1]), np.float32)
+            w[start:start + step] = part
+            self._drop_pages(t.offset + start * rows.shape[1], min(step, t.rows - start) * rows.shape[1])
+        w = np.zeros(0, np.float32) if w is None else w         # a tensor of no rows
         w = torch.from_numpy(w).reshape(tuple(reversed(t.shape)))  # GGUF lists dims innermost first
         heads = self._heads(name)
         if heads is not None and w.shape[0] == heads * self.config.dh:   # else the caller's shape check names it
@@ -119,7 +128,7 @@ class GGUFFile:
         if t.kind.name not in BLOCK_BYTES or len(t.shape) != 2:
             return None
         blocks = torch.from_numpy(np.array(self._bytes(t).reshape(t.rows, -1)))
-        self._drop_pages(t)
+        self._drop_pages(t.offset, t.nbytes)
         heads = self._heads(name)
         if heads is not None and t.rows == heads * self.config.dh:
             blocks = unpermute(blocks, heads)
@@ -134,13 +143,14 @@ class GGUFFile:
     def _bytes(self, t: Tensor) -> np.ndarray:
         return self.data[t.offset:t.offset + t.nbytes]
 
-    def _drop_pages(self, t: Tensor) -> None:
-        """Unmap the pages tensor `t` was copied out of: pages of the memory-mapped file count in
-        the process's resident memory for as long as they stay mapped, 93 MB over a whole load of
-        the embedded model. Dropping clean file pages is always safe: a later read maps them again."""
+    def _drop_pages(self, offset: int, nbytes: int) -> None:
+        """Unmap the pages of the file's bytes [offset, offset + nbytes), once copied out: pages of
+        the memory-mapped file count in the process's resident memory for as long as they stay
+        mapped, 93 MB over a whole load of the embedded model. Dropping clean file pages is always
+        safe: a later read maps them again."""
         if hasattr(mmap, "MADV_DONTNEED"):   # not on Windows
-            start = t.offset // mmap.PAGESIZE * mmap.PAGESIZE
-            self.data._mmap.madvise(mmap.MADV_DONTNEED, start, t.offset + t.nbytes - start)
+            start = offset // mmap.PAGESIZE * mmap.PAGESIZE
+            self.data._mmap.madvise(mmap.MADV_DONTNEED, start, offset + nbytes - start)
 
     def _heads(self, name: str) -> int | None:
         """Q's or K's head count for their projections (whose rows llama.cpp permuted), else None."""

@@ -1,5 +1,6 @@
 """GGUF reading: every supported tensor type dequantized as the gguf package does, the Q/K
 permutation undone, and clear errors for files we cannot run."""
+import os
 import re
 
 import gguf
@@ -240,3 +241,25 @@ def test_tensors_that_share_bytes_are_refused(tmp_path):
     (tmp_path / "s.gguf").write_bytes(data)
     with pytest.raises(ArenaError, match="tensor 'b' starts inside tensor 'a'"):
         GGUFFile(tmp_path / "s.gguf")
+
+
+def _status_bytes(key: str) -> int:
+    return int(next(line.split()[1] for line in open("/proc/self/status") if line.startswith(key))) * 1024
+
+
+@pytest.mark.skipif(not os.access("/proc/self/clear_refs", os.W_OK), reason="resets Linux's peak resident memory")
+def test_a_float_tensor_is_read_a_few_pages_at_a_time(tmp_path, monkeypatch):
+    """A whole tensor's pages of the file stayed resident beside its copy until it was read: the
+    load's peak went past the weights by the largest tensor (97 MiB over a --budget)."""
+    from executor import gguf_file
+    from executor.source import Source, open_source
+    from executor.weights import assemble
+    from checkpoints import tiny_checkpoint
+    folder = tiny_checkpoint(tmp_path / "wide", "mha-untied", vocab_size=65536)   # 16 MiB embedding and head
+    source = open_source(Source(checkpoint_to_gguf(folder, tmp_path / "wide.gguf"), "gguf"))
+    monkeypatch.setattr(gguf_file, "READ_BYTES", 1 << 20, raising=False)
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+    before = _status_bytes("VmRSS:")
+    weights = assemble(source, torch.float32, torch.device("cpu"))
+    assert _status_bytes("VmHWM:") - before < weights.nbytes + (4 << 20)
