@@ -183,9 +183,8 @@ def _plan_ranks(args) -> int:
         raise ArenaError(f"--tp {args.tp}: the schedule {args.schedule} has no heads to split over ranks "
                          "(no dimension nh or nkvh)")
     dims = {**model_dims(args.model), **parse_sets(args.set)}
-    for absent, present in (("nkvh", "nh"), ("nh", "nkvh")):
-        if absent not in declared and present in dims:  # heads without groups: each one its own
-            dims[absent] = dims[present]
+    if "nkvh" not in declared and dims.get("nh", 0) > 0 and dims.get("nkvh", 0) > 0 and dims["nh"] % dims["nkvh"]:
+        dims["nkvh"] = dims["nh"]   # heads set apart from the model's groups (the table has none): each its own
     missing = [d for d in ("nh", "nkvh", "di") if d not in dims]
     if missing:
         raise ArenaError(f"--tp: splitting needs the dims nh, nkvh and di; give {', '.join(missing)} by --model or --set")

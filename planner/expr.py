@@ -43,7 +43,7 @@ def parse(text: str) -> ast.expr:
     return tree
 
 
-_NOT_READ = re.compile(r"[#\\\n\r\v\f]")
+_NOT_READ = re.compile(r"[#\\\n\r]")
 _LEADING_ZEROS = re.compile(r"0+(?=[0-9])")
 _DECIMAL = re.compile(r"[0-9]+", re.ASCII)
 

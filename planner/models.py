@@ -262,7 +262,7 @@ def _checked(path: Path, found: dict[str, tuple[str, object]]) -> dict[str, int]
     dims = {dim: positive(path, key, value, int) for dim, (key, value) in found.items()}
     key = {dim: k for dim, (k, _) in found.items()}
     for dim, value in dims.items():     # as --set binds them; else blamed on a schedule's shape that holds it
-        if value >= 10**SET_DIGITS:
+        if value >= 10**SET_DIGITS and dim != "nctx":     # (the context is a default --nctx replaces)
             raise ArenaError(f"{path}: {key[dim]} is {value}; too large, {SET_DIGITS} digits at most")
     dims.setdefault("nkvh", dims["nh"])
     dims.setdefault("nctx", DEFAULT_NCTX)

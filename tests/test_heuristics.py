@@ -167,9 +167,11 @@ def test_ctrl_c_ends_a_compiled_skyline_pass_at_once():
     previous = signal.signal(signal.SIGINT, signal.default_int_handler)   # as a terminal's command has it
     try:
         start = time.monotonic()
-        threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGINT)).start()
+        timer = threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT))
+        timer.start()
         with pytest.raises(KeyboardInterrupt):
             skyline_pass(blocks, 0)         # 6 s to its end here
         assert time.monotonic() - start < 2
     finally:
+        timer.cancel()                      # (a pass ended first: no Ctrl-C later in the session)
         signal.signal(signal.SIGINT, previous)

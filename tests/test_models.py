@@ -51,6 +51,11 @@ def test_bad_config_json_is_one_line_naming_key_and_value(tmp_path, capsys, over
     assert message in err and "Traceback" not in err
 
 
+def test_a_context_past_18_digits_is_a_default_that_nctx_replaces(tmp_path, capsys):
+    cfg = write_config(tmp_path, max_position_embeddings=10**20)
+    assert main(["plan", "llama", "--model", str(cfg), "--set", "n=5", "--nctx", "64"]) == 0
+
+
 def test_a_config_json_that_is_not_an_object_is_named(tmp_path):
     path = tmp_path / "config.json"
     path.write_text("[576, 9]")

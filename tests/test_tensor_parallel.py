@@ -89,17 +89,29 @@ MHA_TABLE = ("schedule: mha\ndims: {n: tokens, d: width, nh: heads}\ntypes: {Ta:
              "  - s1: {h: r, scores: +wx}\n  - s2: {h: rx}\n")
 
 
-def test_a_table_without_key_value_heads_has_no_groups_to_break(tmp_path, capsys):
-    """Attention without grouped heads (no nkvh in the table): any nh is planned, whatever the
-    model's nkvh, and --tp splits the heads evenly, each one its own group."""
+@pytest.mark.parametrize("nh, split", [(12, [8, 4]), (16, [8, 8])])
+def test_a_table_without_key_value_heads_has_no_groups_to_break(tmp_path, capsys, nh, split):
+    """A table without nkvh plans any nh, whatever the model's nkvh (SmolLM2's 3). --tp splits its
+    heads as a run splits the model's, by the model's key-value groups (12 heads: 8 and 4), and,
+    where --set nh breaks those groups, each head its own (16: 8 and 8)."""
     table = tmp_path / "mha.yaml"
     table.write_text(MHA_TABLE)
-    assert main(["plan", str(table), "--set", "n=4", "--set", "d=8", "--set", "nh=16", "--json"]) == 0
-    assert {b["tensor"]: b["size"] for b in json.loads(capsys.readouterr().out)["buffers"]}["scores"] == 16 * 4 * 4 * 4
-    assert main(["plan", str(table), "--set", "n=4", "--set", "d=8", "--set", "nh=12", "--tp", "2",
-                 "--json", "--align", "1"]) == 0
+    sets = ["--set", "n=4", "--set", "d=8", "--set", f"nh={nh}", "--align", "1"]
+    assert main(["plan", str(table), *sets, "--json"]) == 0
+    assert {b["tensor"]: b["size"] for b in json.loads(capsys.readouterr().out)["buffers"]}["scores"] == nh * 4 * 4 * 4
+    assert main(["plan", str(table), *sets, "--tp", "2", "--json"]) == 0
     ranks = json.loads(capsys.readouterr().out)["ranks"]
-    assert [[b["size"] for b in r["buffers"] if b["tensor"] == "scores"] for r in ranks] == [[6 * 4 * 4 * 4]] * 2
+    assert [b["size"] for r in ranks for b in r["buffers"] if b["tensor"] == "scores"] == [h * 4 * 4 * 4 for h in split]
+
+
+def test_a_table_without_query_heads_splits_the_models_key_value_heads(tmp_path, capsys):
+    """SmolLM2's 3 key-value heads over 6 ranks: each on two ranks, as a run holds them."""
+    table = tmp_path / "kv.yaml"
+    table.write_text("schedule: kv\ndims: {n: tokens, nkvh: kv heads, dh: head width}\ntypes: {Ta: act}\n"
+                     "tensors: {k: 'Ta[nkvh, n, dh]'}\nsteps:\n  - s0: {k: +w}\n  - s1: {k: rx}\n")
+    assert main(["plan", str(table), "--set", "n=4", "--tp", "6", "--align", "1", "--json"]) == 0
+    ranks = json.loads(capsys.readouterr().out)["ranks"]
+    assert [r["buffers"][0]["size"] for r in ranks] == [1 * 4 * 64 * 4] * 6
 
 
 @pytest.mark.parametrize("args, message", [
