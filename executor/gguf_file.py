@@ -101,19 +101,16 @@ class GGUFFile:
             raise ArenaError(f"{self.path}: the file has no tensor '{gguf_name}'")
         t = self.tensors[gguf_name]
         rows = self._bytes(t).reshape(t.rows, -1)
-        step = max(1, READ_BYTES // max(1, rows.shape[1]))
-        w = None
+        row_bytes = rows.shape[1]
+        step = max(1, READ_BYTES // max(1, row_bytes))
+        w = np.empty((t.rows, t.shape[0]), np.float32)
         # rows a few MiB at a time, each run's pages dropped once read: a whole embedding's pages
         # stayed resident beside its copy (97 MiB over a --budget). A NaN or infinity dequantized
         # says nothing here: it shows in the logits, which name it
         for start in range(0, t.rows, step):
             with np.errstate(all="ignore"):
-                part = dequantize(rows[start:start + step], t.kind)
-            if w is None:
-                w = np.empty((t.rows, part.shape[1]), np.float32)
-            w[start:start + step] = part
-            self._drop_pages(t.offset + start * rows.shape[1], min(step, t.rows - start) * rows.shape[1])
-        w = np.zeros(0, np.float32) if w is None else w         # a tensor of no rows
+                w[start:start + step] = dequantize(rows[start:start + step], t.kind)
+            self._drop_pages(t.offset + start * row_bytes, min(step, t.rows - start) * row_bytes)
         w = torch.from_numpy(w).reshape(tuple(reversed(t.shape)))  # GGUF lists dims innermost first
         heads = self._heads(name)
         if heads is not None and w.shape[0] == heads * self.config.dh:   # else the caller's shape check names it
