@@ -7,27 +7,40 @@
 The packages import downwards only: planner <- viz <- executor <- here (tests/test_layout.py).
 """
 import os
+import signal
 import sys
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (`kill`, `timeout`), stopped as Ctrl-C is: the `with` blocks unwind, so a
+    progress bar gives the terminal its cursor back and no output is left half written."""
+
+
+def _terminate(signum, frame):
+    raise Terminated
 
 
 def main(argv=None) -> int:
     """The `arena` command (cli.main). Ctrl-C anywhere in it, while its modules load too,
-    exits 130 at once, with no traceback. At once: OR-Tools' threads may still be solving,
-    and a normal exit destroys them running, which aborts the process ("terminate called
-    without an active exception", exit 134)."""
+    exits 130 at once, with no traceback, and SIGTERM 143. At once: OR-Tools' threads may
+    still be solving, and a normal exit destroys them running, which aborts the process
+    ("terminate called without an active exception", exit 134)."""
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:     # one that is ignored stays so
+        signal.signal(signal.SIGTERM, _terminate)
     try:
         from .cli import main as run
         return run(argv)
     except (KeyboardInterrupt, ImportError) as e:
         # Ctrl-C while a compiled module initializes (OR-Tools') comes out as its ImportError
-        if isinstance(e, ImportError) and not isinstance(e.__cause__, KeyboardInterrupt):
+        stop = e.__cause__ if isinstance(e, ImportError) else e
+        if not isinstance(stop, KeyboardInterrupt):
             raise
         for stream in (sys.stdout, sys.stderr):
             try:
                 stream.flush()
             except (AttributeError, OSError, ValueError):     # None where the process has no such stream
                 pass
-        os._exit(130)
+        os._exit(143 if isinstance(stop, Terminated) else 130)
 
 
 def version() -> str:

@@ -1,4 +1,5 @@
 """`arena`, `arena plan` and `arena convert` as a user runs them: output, files, exit codes."""
+import contextlib
 import json
 import os
 import re
@@ -515,6 +516,36 @@ def test_ctrl_c_during_a_search_exits_130_at_once(tmp_path, options):
     start = time.monotonic()
     _, err = p.communicate(timeout=60)
     assert p.returncode == 130 and err == "" and time.monotonic() - start < 2, err
+
+
+def test_sigterm_on_a_terminal_exits_143_with_the_cursor_shown(tmp_path):
+    """`timeout` and `kill` send SIGTERM: it used to end the process where it stood, leaving a
+    terminal's cursor hidden by the progress bar (and a temporary file beside --out)."""
+    import os
+    import pty
+    import signal
+    import time
+
+    from benchmarks.families import production
+    blocks, _, _ = production(450, 0)
+    rows = "".join(f"b{i},{b.first},{b.last + 1},{b.size}\n" for i, b in enumerate(blocks))
+    (tmp_path / "p.csv").write_text("id,lower,upper,size\n" + rows)
+    leader, follower = pty.openpty()
+    p = subprocess.Popen([sys.executable, "-m", "llama_arena", "plan", "--csv", str(tmp_path / "p.csv"),
+                          "--capacity", "1048576", "--time-limit", "30", "--out", str(tmp_path / "s.csv")],
+                         stdout=subprocess.DEVNULL, stderr=follower, cwd=Path(__file__).parent.parent)
+    os.close(follower)
+    time.sleep(3)                               # the bar is up by then
+    p.send_signal(signal.SIGTERM)
+    start = time.monotonic()
+    assert p.wait(timeout=60) == 143 and time.monotonic() - start < 2
+    shown = b""
+    with contextlib.suppress(OSError):         # the terminal's other side reads EIO once the writer is gone
+        while chunk := os.read(leader, 65536):
+            shown += chunk
+    os.close(leader)
+    assert b"\x1b[?25l" in shown and shown.rindex(b"\x1b[?25h") > shown.rindex(b"\x1b[?25l"), shown
+    assert b"Traceback" not in shown and os.listdir(tmp_path) == ["p.csv"]
 
 
 def test_ctrl_c_while_a_compiled_module_loads_exits_130():
