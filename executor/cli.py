@@ -371,19 +371,19 @@ def _prompt_and_context(args, source, file):
 
     tokenizer = from_folder(source.path) if source.kind == "checkpoint" else from_gguf(file)
     prompt = tokenizer.encode_chat(args.prompt) if args.chat else tokenizer.encode(args.prompt)
+    given = "--prompt" if args.prompt_file is None else f"--prompt-file {args.prompt_file}"
     if not prompt:      # (with --chat, an empty message is the template's tokens, as from either option)
-        given = "--prompt" if args.prompt_file is None else f"--prompt-file {args.prompt_file}"
         raise ArenaError(f"{given}: the prompt is empty" if args.prompt == "" else
                          f"{given}: the prompt has no tokens in this model's tokenizer")
     _check_vocabulary(prompt, file.config.vocab, source.path)
-    nctx = _nctx(args, len(prompt), file.config.nctx)
+    nctx = _nctx(args, given, len(prompt), file.config.nctx)
     check_context(len(prompt), args.max_new_tokens, nctx)
     return tokenizer, prompt, nctx
 
 
-def _nctx(args, prompt_len: int, model_nctx: int) -> int:
+def _nctx(args, given: str, prompt_len: int, model_nctx: int) -> int:
     if args.nctx is None and prompt_len > model_nctx:
-        raise ArenaError(f"the prompt ({prompt_len} tokens) is longer than the model's context of {model_nctx} positions")
+        raise ArenaError(f"{given}: the prompt ({prompt_len} tokens) is longer than the model's context of {model_nctx} positions")
     if args.nctx is None:   # the last new token takes no position (generate.check_context)
         if prompt_len + args.max_new_tokens - 1 > model_nctx:
             raise ArenaError(f"--max-new-tokens: the prompt ({prompt_len} {plural(prompt_len, 'token')}) plus {args.max_new_tokens} "

@@ -232,6 +232,8 @@ def from_folder(folder: Path) -> TextTokenizer:
         tok = Tokenizer.from_str(text)
     except Exception as e:  # tokenizers raises a bare Exception on a bad file
         raise ArenaError(f"{path}: not a readable tokenizer ({e})") from None
+    tok.no_padding()        # a prompt is one sequence, whole, as transformers encodes it
+    tok.no_truncation()
     config_path = Path(folder) / "tokenizer_config.json"
     config = _json(config_path)
     model_config = _json(Path(folder) / "config.json")
@@ -243,7 +245,7 @@ def from_folder(folder: Path) -> TextTokenizer:
     legacy = [] if "added_tokens_decoder" in config else [_json(Path(folder) / "special_tokens_map.json")]
     special = dict(CLASS_SPECIAL.get(cls, {}))
     for source in (config, *legacy):
-        for name in SPECIAL_TOKENS:
+        for name in (*SPECIAL_TOKENS, *special):
             if name in source:      # null (or empty): none, over the class's or the config's
                 special[name] = _content(source[name]) if source[name] else None
     special = {name: token for name, token in special.items() if token}
@@ -259,8 +261,16 @@ def from_folder(folder: Path) -> TextTokenizer:
 
 # The special tokens of the classes transformers 5 builds a folder's tokenizer as (_built_as),
 # where the folder names none
-CLASS_SPECIAL = {"LlamaTokenizer": {"bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>"},
-                 "GPT2Tokenizer": dict.fromkeys(("bos_token", "eos_token", "unk_token"), "<|endoftext|>")}
+LLAMA_SPECIAL = {"bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>"}
+CLASS_SPECIAL = {"LlamaTokenizer": LLAMA_SPECIAL,
+                 "CodeLlamaTokenizer": {**LLAMA_SPECIAL, "prefix_token": "▁<PRE>", "middle_token": "▁<MID>",
+                                        "suffix_token": "▁<SUF>", "eot_token": "▁<EOT>", "fill_token": "<FILL_ME>"},
+                 "GPT2Tokenizer": dict.fromkeys(("bos_token", "eos_token", "unk_token"), "<|endoftext|>"),
+                 "Qwen2Tokenizer": dict.fromkeys(("eos_token", "unk_token", "pad_token"), "<|endoftext|>")}
+METASPACE = {"LlamaTokenizer", "CodeLlamaTokenizer"}     # the classes of sentencepiece's BPE
+# Qwen2Tokenizer's split, before ByteLevel
+QWEN2_SPLIT = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+"
+               r"|\s+(?!\S)|\s+")
 
 
 def _built_as(name, text: str, model_config: dict) -> str | None:
@@ -271,7 +281,7 @@ def _built_as(name, text: str, model_config: dict) -> str | None:
     name = name.removesuffix("Fast") if isinstance(name, str) else None
     if name not in CLASS_SPECIAL or model_config.get("model_type") == "mistral":
         return None
-    return None if name == "LlamaTokenizer" and '"ByteLevel"' in text else name
+    return None if name in METASPACE and '"ByteLevel"' in text else name
 
 
 def _rebuilt_as_class(tok, text: str, name: str | None, config: dict):
@@ -282,8 +292,9 @@ def _rebuilt_as_class(tok, text: str, name: str | None, config: dict):
     (Llama 1 and 2, TinyLlama) splits with Metaspace, which puts one "▁" before the text (before
     its first part only, unless `legacy`; none with add_prefix_space false) where the file's
     normalizer put one before every part between special tokens and before a leading space
-    too. GPT2Tokenizer (SmolLM2) splits with ByteLevel alone. None: `tok` itself."""
-    from tokenizers import Tokenizer, decoders, pre_tokenizers
+    too; CodeLlamaTokenizer the same, without `legacy`. GPT2Tokenizer (SmolLM2) splits with
+    ByteLevel alone, Qwen2Tokenizer with its own split (QWEN2_SPLIT) first. None: `tok` itself."""
+    from tokenizers import Regex, Tokenizer, decoders, normalizers, pre_tokenizers
     from tokenizers.models import BPE
 
     if name is None:
@@ -293,17 +304,25 @@ def _rebuilt_as_class(tok, text: str, name: str | None, config: dict):
         return tok
     vocab, merges = model["vocab"], [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in model["merges"]]
     prefix = config.get("add_prefix_space")
-    if name == "LlamaTokenizer":
+    if name in METASPACE:
         prefix = True if prefix is None else bool(prefix)
-        scheme = ("always" if config.get("legacy", False) else "first") if prefix else "never"
-        rebuilt = Tokenizer(BPE(vocab=vocab, merges=merges, fuse_unk=True, byte_fallback=True, dropout=None))
+        legacy = name == "LlamaTokenizer" and config.get("legacy", False)
+        scheme = ("always" if legacy else "first") if prefix else "never"
+        unk = {"unk_token": _content(config.get("unk_token") or "<unk>")} if name == "CodeLlamaTokenizer" else {}
+        rebuilt = Tokenizer(BPE(vocab=vocab, merges=merges, fuse_unk=True, byte_fallback=True, dropout=None, **unk))
         rebuilt.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme=scheme, split=False)
+        strip = prefix or name == "CodeLlamaTokenizer"
         rebuilt.decoder = decoders.Sequence([decoders.Replace("▁", " "), decoders.ByteFallback(), decoders.Fuse()]
-                                            + [decoders.Strip(content=" ", left=1)] * prefix)
+                                            + [decoders.Strip(content=" ", left=1)] * strip)
     else:
         rebuilt = Tokenizer(BPE(vocab=vocab, merges=merges, dropout=None, continuing_subword_prefix="",
                                 end_of_word_suffix="", fuse_unk=False))
-        rebuilt.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=bool(prefix))
+        byte_level = pre_tokenizers.ByteLevel(add_prefix_space=bool(prefix), use_regex=name == "GPT2Tokenizer")
+        rebuilt.pre_tokenizer = byte_level
+        if name == "Qwen2Tokenizer":
+            rebuilt.normalizer = normalizers.NFC()
+            rebuilt.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Split(Regex(QWEN2_SPLIT), "isolated"),
+                                                             byte_level])
         rebuilt.decoder = decoders.ByteLevel()
     rebuilt.post_processor = tok.post_processor
     if "added_tokens_decoder" not in config:    # an older config: the file's added tokens are the ones

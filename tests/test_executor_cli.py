@@ -446,9 +446,14 @@ def test_prompt_ids_past_the_models_vocabulary_are_exit_2_before_loading(folder,
                                        "vocabulary of 8 tokens: the tokenizer does not match the model\n")
 
 
-def test_a_prompt_longer_than_the_models_context_says_so(folder, capsys):
+def test_a_prompt_longer_than_the_models_context_says_so(folder, tmp_path, capsys):
+    """Naming the option (and file) the prompt came from."""
     assert main(["run", "--model", str(folder), "--prompt", "w5 " * 65]) == 2
-    assert "the prompt (65 tokens) is longer than the model's context of 64 positions" in capsys.readouterr().err
+    assert capsys.readouterr().err == ("arena: error: --prompt: the prompt (65 tokens) is longer than the model's "
+                                       "context of 64 positions\n")
+    (tmp_path / "p.txt").write_text("w5 " * 65)
+    assert main(["run", "--model", str(folder), "--prompt-file", str(tmp_path / "p.txt")]) == 2
+    assert capsys.readouterr().err.startswith(f"arena: error: --prompt-file {tmp_path / 'p.txt'}: the prompt (65 tokens)")
 
 
 def test_an_eos_id_that_is_not_a_token_id_is_exit_2(folder, tmp_path, capsys):

@@ -206,14 +206,18 @@ def test_a_file_naming_no_pre_tokenizer_splits_as_llama_cpp_s_default(vocabulary
 
 @pytest.mark.parametrize("config, model_type", [({"legacy": False}, "llama"), ({"legacy": True}, "llama"),
                                                 ({"add_prefix_space": False}, "llama"), ({}, "llama"),
-                                                ({"added_tokens_decoder": {}}, "llama"), ({}, "mistral")])
+                                                ({"added_tokens_decoder": {}}, "llama"), ({}, "mistral"),
+                                                ({"tokenizer_class": "CodeLlamaTokenizer"}, "llama"),
+                                                ({"tokenizer_class": "CodeLlamaTokenizer", "legacy": True,
+                                                  "add_prefix_space": False}, "llama")])
 def test_a_llama_2_folder_tokenizes_as_transformers_rebuilds_it(vocabulary, tmp_path, config, model_type):
     """A Llama 2 folder: tokenizer.json as transformers' LlamaConverter wrote Llama 2's (a
     normalizer that puts "▁" before every part between special tokens), tokenizer_class
     LlamaTokenizer. transformers 5 keeps only its vocabulary and merges and splits with
     Metaspace: one "▁" before the text, none before a leading space, none after a special token;
     its added tokens are the config's added_tokens_decoder where it has one (`<extra>`, only in
-    the file, is then text). A Mistral folder's file is read as it is."""
+    the file, is then text). A Mistral folder's file is read as it is. CodeLlamaTokenizer is
+    rebuilt the same way (it has no `legacy`), and names its infilling tokens."""
     import json
     import shutil
 
@@ -244,7 +248,8 @@ def test_a_llama_2_folder_tokenizes_as_transformers_rebuilds_it(vocabulary, tmp_
         (model / "config.json").write_text(json.dumps({**json.loads((model / "config.json").read_text()),
                                                        "model_type": model_type, "sliding_window": None}))
     ours, theirs = from_folder(model), AutoTokenizer.from_pretrained(str(model))
-    for text in TEXTS + RARE + [" the cache", "the</s> cache", "<s>arena", "a  </s>  b", "the<extra> cache"]:
+    for text in TEXTS + RARE + [" the cache", "the</s> cache", "<s>arena", "a  </s>  b", "the<extra> cache",
+                                "a ▁<SUF>b"]:
         ids = theirs(text)["input_ids"]
         assert ours.encode(text) == ids, text
         assert ours.decode(ids) == theirs.decode(ids, skip_special_tokens=True), text
