@@ -27,8 +27,8 @@ def add_parsers(sub) -> None:
     add_plan_inputs(plan)
     plan.add_argument("--json", action="store_true", help="print the plan as JSON instead of tables")
     plan.add_argument("--out", metavar="FILE",
-                      help="also save the plan: the JSON --json prints, or for --csv the problem's rows "
-                           "with an offset column")
+                      help="also save the plan: the JSON --json prints, or for --csv minimalloc's solution "
+                           "(id,lower,upper,size, alignment and gaps where the problem has them, offset)")
     plan.add_argument("--graph", metavar="FILE.graphml", help="write the interference graph (networkx GraphML)")
     plan.add_argument("--nctx", type=integer, metavar="N",
                       help="KV cache positions (--set nctx=N); a call then prefills all N unless --set n= says less")
