@@ -162,7 +162,7 @@ def test_a_proof_that_the_capacity_is_out_of_reach_stops_the_heuristics(monkeypa
     greedy-size is not tried: no heuristic can meet a capacity no plan meets."""
     flags, tried = [], []
     monkeypatch.setattr(auto, "layered", lambda blocks, deadline, goal, stop: flags.append(stop) or skyline(blocks))
-    monkeypatch.setitem(auto.HEURISTICS, "greedy-size", lambda blocks: tried.append(blocks) or greedy_size(blocks))
+    monkeypatch.setitem(auto.HEURISTICS, "greedy-size", lambda blocks, deadline: tried.append(blocks) or greedy_size(blocks))
     assert assign(UNREACHABLE, "auto", 10, 4).bound == 5
     assert flags[0][0] == 1 and tried == []
 
@@ -182,6 +182,27 @@ def test_auto_gives_layered_half_the_time_and_goes_on_without_it(monkeypatch):
     strategy, offsets, bound = assign(blocks, "auto", 10)
     assert deadlines and deadlines[0] < start + 6          # half the limit, not all of it
     assert strategy == "auto:exact" and extent(blocks, offsets) == bound == 4096
+
+
+def test_above_exact_max_the_heuristics_have_the_whole_limit(monkeypatch):
+    """No search follows there, so `layered` and greedy-size may take all of it: cut at half,
+    `layered` missed plans it makes in 60% of the limit (a 21,208-buffer training graph: the
+    lower bound in 5.8 s, or best-fit's arena 0.4% above it, run by run)."""
+    deadlines = []
+
+    def timed(name, plan):
+        return lambda blocks, deadline, *rest: deadlines.append((name, deadline)) or plan(blocks)
+
+    monkeypatch.setattr(auto, "EXACT_MAX", 100)
+    monkeypatch.setattr(auto, "layered", timed("layered", lambda blocks: None))
+    monkeypatch.setitem(auto.HEURISTICS, "greedy-size", timed("greedy-size", greedy_size))
+    blocks = cut(150, 3, 40, 4096)
+    start = time.monotonic()
+    strategy, offsets, _ = assign(blocks, "auto", 10)
+    assert [name for name, _ in deadlines] == ["layered", "greedy-size"]
+    assert all(start + 9.9 < deadline < start + 10.1 for _, deadline in deadlines)
+    assert strategy.endswith(":no-search") and extent(blocks, offsets) == min(
+        extent(blocks, best_fit(blocks)), extent(blocks, greedy_size(blocks)))
 
 
 def test_where_layered_runs_out_of_time_auto_keeps_skylines_plain_passes(monkeypatch):

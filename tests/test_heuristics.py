@@ -14,7 +14,7 @@ from planner.place.layered import layered
 from planner.place.skyline import SKYLINE_RULES, skyline, skyline_pass
 
 import skyline_reference
-from benchmarks.families import aligned, cut, production, table
+from benchmarks.families import aligned, cut, dense, production, table
 from instances import names
 
 # Forward in time every skyline order leaves a gap (arena 14); backward one order tiles
@@ -80,6 +80,13 @@ def test_greedy_size_fills_the_smallest_gap_between_larger_blocks():
     offsets = greedy_size(blocks)
     check(names(blocks), blocks, offsets, extent(blocks, offsets), 1)
     assert extent(blocks, offsets) == lower_bound(blocks) == 9
+
+
+def test_greedy_size_gives_up_at_its_deadline():
+    """`auto` gives it one: its conflict lists alone take seconds on 10^4 long lifetimes."""
+    blocks = dense(300, 0)
+    assert greedy_size(blocks, time.monotonic() - 1) is None
+    assert greedy_size(blocks, time.monotonic() + 60) == greedy_size(blocks)
 
 
 def _jagged(n: int, seed: int) -> list[Block]:

@@ -19,8 +19,9 @@ CHOICES = ["auto", *HEURISTICS, "exact"]
 # The time budget of `auto` and `exact`, all in one place. The heuristics run cheapest
 # first (AUTO_HEURISTICS; on 10^5 blocks greedy-size's conflict lists take 6 s, `layered`
 # one pass of `skyline` in under one), any of them skipped once HEURISTIC_SHARE of the
-# time limit is spent; `skyline`'s passes stop there too, and `layered` is dropped if not
-# even one is done. The exact search is skipped
+# time limit is spent (the whole limit above EXACT_MAX blocks, where no search follows);
+# `skyline`'s passes stop there too, and so does greedy-size; `layered` is dropped if not
+# even one pass is done. The exact search is skipped
 # above EXACT_MAX blocks (building its CP-SAT model alone overruns a 10 s limit) or when
 # less than EXACT_MIN_S remains and no canonical search was started beside `layered` (one
 # that was is given what is left); the strategy name then ends in ":no-search".
@@ -47,7 +48,7 @@ def assign(blocks: list[Block], strategy: str, time_limit: float, capacity: int 
     if strategy in HEURISTICS or bound > goal:
         return Assignment(strategy, HEURISTICS.get(strategy, best_fit)(blocks), bound)
     deadline = time.monotonic() + time_limit
-    share_end = deadline - (1 - HEURISTIC_SHARE) * time_limit
+    share_end = deadline - (1 - HEURISTIC_SHARE) * time_limit * (len(blocks) <= EXACT_MAX)
     best = head = None
     with contextlib.ExitStack() as running:
         for name in AUTO_HEURISTICS:
@@ -56,6 +57,8 @@ def assign(blocks: list[Block], strategy: str, time_limit: float, capacity: int 
             if name == "layered":
                 offsets, head = _layered_beside_search(blocks, share_end, goal, capacity is not None, deadline,
                                                        running)
+            elif name == "greedy-size":
+                offsets = HEURISTICS[name](blocks, share_end)
             else:
                 offsets = HEURISTICS[name](blocks)
             if offsets is None:
