@@ -8,7 +8,8 @@ Each cell is `mean arena/reference (worst) · proven optimal/instances · mean (
 where a family has a capacity (prod-*), the last column is `auto --capacity`: `plans
 within it/instances · median (max) seconds`.
 The reference is the optimum where it is known by construction (cut-*, readme, prod-N
-without slack), else the lower bound (max live bytes). Every plan goes through `planner.plan.place`, hence
+without slack), else the lower bound (max live bytes). graph-* are steps of real models
+(benchmarks/graphs.py), traced when their rows run (seconds each). Every plan goes through `planner.plan.place`, hence
 through the independent checker; times are of that call and so include the check.
 """
 from __future__ import annotations
@@ -20,10 +21,12 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 ROOT = Path(__file__).resolve().parent.parent      # the repository: runs from any folder
 sys.path.insert(0, str(ROOT))
 
+from benchmarks import graphs  # noqa: E402
 from benchmarks.families import ALIGN, README, aligned, cut, dense, production, spread, table, topup  # noqa: E402
 from planner.calls import with_tile  # noqa: E402
 from planner.lifetimes import bind  # noqa: E402
@@ -45,6 +48,12 @@ class Instance:
     optimum: int | None = None                    # known by construction
     schedule: tuple[str, int] | None = None       # (preset, n) of schedules/llama.yaml
     capacity: int | None = None                   # a plan is known to fit within it
+    build: Callable[[], list[Block]] | None = None    # the blocks, made only when the family runs
+
+
+# Steps of real models (benchmarks/graphs.py): (architecture, layers, batch, tokens, training)
+GRAPHS = [("gpt2", 4, 2, 128, False), ("llama", 4, 2, 128, False), ("llama", 4, 2, 128, True),
+          ("llama", 16, 1, 256, True), ("bert", 4, 4, 128, True), ("t5", 6, 2, 128, True)]
 
 
 def instances(quick: bool, most_seeds: int | None = None) -> list[Instance]:
@@ -69,6 +78,9 @@ def instances(quick: bool, most_seeds: int | None = None) -> list[Instance]:
                 out.append(Instance(family, blocks, None if slack else capacity, capacity=capacity))
     for n in ([1000, 10_000] if quick else [1000, 10_000, 100_000]):
         out.append(Instance(f"table-{n}", table(n, 0)))
+    for arch, layers, batch, tokens, train in GRAPHS[:2] if quick else GRAPHS:
+        out.append(Instance(f"graph-{arch}-L{layers}-{'train' if train else 'infer'}", None,
+                            build=lambda args=(arch, layers, batch, tokens, train): graphs.graph(*args)))
     return out
 
 
@@ -147,6 +159,8 @@ def main(argv=None) -> None:
             continue
         if not strategies and inst.capacity is None:
             continue                        # only `auto --capacity` asked, and no capacity known
+        if inst.build:
+            inst.blocks = inst.build()
         row = rows.setdefault(inst.family, {s: [] for s in strategies + [FIT]})
         for strategy in strategies:
             row[strategy].append(run(inst, strategy, time_limit))

@@ -1,6 +1,6 @@
 """The production-like family: a known plan at the capacity, the traits it is built to
 have, and no cut that would make it easier than the whole; the top-up family's steps all
-at the peak."""
+at the peak; the buffers of a real model's step."""
 import pytest
 
 from benchmarks.families import ALIGN, KIB, production, topup
@@ -66,3 +66,17 @@ def test_the_benchmark_plans_the_llama_schedules_at_their_lower_bound(capsys):
     main(["--quick", "--only", "llama", "--strategies", "auto"])
     rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| llama")]
     assert len(rows) == 8 and all("| 1.000 · 1/1 ·" in line for line in rows), rows
+
+
+def test_a_traced_step_has_a_buffer_per_result_and_views_share_it():
+    """GPT-2's forward pass: the logits (batch x tokens x vocabulary floats) live to the end;
+    a view is no buffer of its own, so every buffer is read by a later call or is the result."""
+    from benchmarks.graphs import graph, model
+    blocks = graph("gpt2", 1, 2, 16, False)
+    end = max(b.last for b in blocks)
+    assert [b.size for b in blocks if b.last == end] == [2 * 16 * 5000 * 4]
+    assert all(b.size % 64 == 0 and b.first < b.last for b in blocks if b.last != end)
+    training = graph("gpt2", 1, 2, 16, True)
+    weights = sum(w.numel() * 4 for w in model("gpt2", 1).parameters())
+    end = max(b.last for b in training)
+    assert sum(b.size for b in training if b.last == end) >= weights     # the step's results: every gradient
