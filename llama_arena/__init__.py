@@ -9,6 +9,7 @@ The packages import downwards only: planner <- viz <- executor <- here (tests/te
 import os
 import signal
 import sys
+import threading
 
 
 class Terminated(KeyboardInterrupt):
@@ -25,7 +26,10 @@ def main(argv=None) -> int:
     exits 130 at once, with no traceback, and SIGTERM 143. At once: OR-Tools' threads may
     still be solving, and a normal exit destroys them running, which aborts the process
     ("terminate called without an active exception", exit 134)."""
-    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:     # one that is ignored stays so
+    previous = signal.getsignal(signal.SIGTERM)
+    # one that is ignored stays so; only the main thread may set one
+    ours = previous is signal.SIG_DFL and threading.current_thread() is threading.main_thread()
+    if ours:
         signal.signal(signal.SIGTERM, _terminate)
     try:
         from .cli import main as run
@@ -41,6 +45,9 @@ def main(argv=None) -> int:
             except (AttributeError, OSError, ValueError):     # None where the process has no such stream
                 pass
         os._exit(143 if isinstance(stop, Terminated) else 130)
+    finally:
+        if ours:        # main() called inside a longer process: its SIGTERM is its own again
+            signal.signal(signal.SIGTERM, previous)
 
 
 def version() -> str:

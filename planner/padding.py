@@ -54,7 +54,10 @@ def _lowest(blocks: list[Block], nbytes: list[int], assignment, offsets: list[in
     for name in CHEAP if len(blocks) <= DROP_MAX else ():
         if time.monotonic() > deadline:
             break
-        plan = settled(blocks, HEURISTICS[name](blocks), nbytes)
+        plan = HEURISTICS[name](blocks, deadline) if name == "greedy-size" else HEURISTICS[name](blocks)
+        if plan is None:        # greedy-size out of time
+            break
+        plan = settled(blocks, plan, nbytes)
         if (top := _top(plan, nbytes)) < best[0]:
             best = (top, assignment._replace(strategy=f"{assignment.strategy.split(':')[0]}:{name}"), plan)
     return best[1], best[2]

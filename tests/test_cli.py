@@ -548,6 +548,24 @@ def test_sigterm_on_a_terminal_exits_143_with_the_cursor_shown(tmp_path):
     assert b"Traceback" not in shown and os.listdir(tmp_path) == ["p.csv"]
 
 
+def test_the_command_called_in_a_process_leaves_its_sigterm_as_it_was(tmp_path, capsys):
+    """llama_arena.main() sets a SIGTERM handler for its run only, and where it may: from
+    another thread Python refuses one, which made the call fail."""
+    import signal
+    import threading
+
+    import llama_arena
+    (tmp_path / "p.csv").write_text("id,lower,upper,size\nb,0,1,8\n")
+    before = signal.getsignal(signal.SIGTERM)
+    assert llama_arena.main(["plan", "--csv", str(tmp_path / "p.csv")]) == 0
+    assert signal.getsignal(signal.SIGTERM) is before
+    codes = []
+    thread = threading.Thread(target=lambda: codes.append(llama_arena.main(["plan", "--csv", str(tmp_path / "p.csv")])))
+    thread.start()
+    thread.join()
+    assert codes == [0]
+
+
 def test_ctrl_c_while_a_compiled_module_loads_exits_130():
     """OR-Tools' module, interrupted while it initializes, raises ImportError from the KeyboardInterrupt."""
     code = ("import llama_arena, llama_arena.cli as cli\n"

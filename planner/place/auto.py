@@ -43,11 +43,11 @@ def assign(blocks: list[Block], strategy: str, time_limit: float, capacity: int 
     plan when it meets the lower bound, and otherwise hands it to the exact search as its
     starting point; so does `exact`. With `capacity`, the goal is a plan within it, not
     the least arena: the first such plan is taken, and a bound above it says none exists."""
+    deadline = time.monotonic() + time_limit      # (the bound takes 0.4 s on 10^5 blocks)
     bound = lower_bound(blocks)
     goal = bound if capacity is None else capacity
     if strategy in HEURISTICS or bound > goal:
         return Assignment(strategy, HEURISTICS.get(strategy, best_fit)(blocks), bound)
-    deadline = time.monotonic() + time_limit
     share_end = deadline - (1 - HEURISTIC_SHARE) * time_limit * (len(blocks) <= EXACT_MAX)
     best = head = None
     with contextlib.ExitStack() as running:
