@@ -573,7 +573,8 @@ def test_minimizing_completes_a_path_a_step_down_from_the_best_plan(monkeypatch)
     to complete. Deciding a capacity, the path is completed within that capacity."""
     asked = []
     monkeypatch.setattr(exact, "_canonical_completion", lambda comp, capacity, *rest: asked.append(capacity) or [0])
-    for background in (SimpleNamespace(asked=80, upper=100), SimpleNamespace(asked=80), SimpleNamespace(asked=80, upper=81)):
+    for background in (SimpleNamespace(asked=80, upper=100, searching=True), SimpleNamespace(asked=80, searching=True),
+                       SimpleNamespace(asked=80, upper=81, searching=True)):
         background.deepest = lambda: [(0, 0)]
         assert exact._completed(None, time.monotonic() + 5, background, threading.Event()) == [0]
     assert exact.DESCENT_GAP == 0.25 and asked == [95, 80, 80]
@@ -598,6 +599,7 @@ def test_completions_give_each_path_to_the_way_that_has_had_less_time(monkeypatc
 
     class Background:
         asked = 64
+        searching = True
 
         def deepest(self):
             return [(0, 0)]
@@ -621,7 +623,7 @@ def test_completions_leave_cpsat_out_where_its_model_could_not_be_built_in_time(
 
     monkeypatch.setattr(exact, "_cpsat_completion", way("cpsat"))
     monkeypatch.setattr(exact, "_canonical_completion", way("canonical"))
-    background = SimpleNamespace(asked=64, deepest=lambda: [(0, 0)])
+    background = SimpleNamespace(asked=64, deepest=lambda: [(0, 0)], searching=True)
     big = SimpleNamespace(size=[1] * 20_000)         # a model of 0.8 s, and 0.3 s left
     assert exact._completed(big, time.monotonic() + 0.3, background, threading.Event()) is None
     assert calls["cpsat"] == 0 and calls["canonical"] > 10
@@ -756,3 +758,16 @@ def test_blocks_taken_out_from_under_move_the_rest_down_by_their_sizes(plan, dat
     members = [i for i in range(len(plan)) if i not in under]
     expected = [offsets[i] - sum(blocks[u].size for u in under if offsets[u] < offsets[i]) for i in members]
     assert exact._taken_out(blocks, offsets, under, members) == expected
+
+
+def test_completions_do_not_wait_on_a_component_too_large_for_the_canonical_search(monkeypatch):
+    """Its thread ends at once there (past MAX_PAIRS), and no path to complete will come: the
+    completions waited for one to 90% of the time, and a 1,854-buffer T5 training step spent
+    8 s of 10 idle."""
+    monkeypatch.setattr(canonical, "MAX_PAIRS", 0)
+    blocks, _, capacity = production(150, 1)
+    ((comp, base, _),), _ = stacked_components(blocks)
+    with canonical.Decision(comp, capacity - base, time.monotonic() + 30) as background:
+        start = time.monotonic()
+        assert exact._completed(comp, start + 20, background, background.answered) is None
+        assert time.monotonic() - start < 5

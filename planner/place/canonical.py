@@ -173,6 +173,11 @@ class _Background:
             time.sleep(0.001)
         return [(channel[3 + 2 * d], channel[4 + 2 * d]) for d in range(channel[2])]
 
+    @property
+    def searching(self) -> bool:
+        """Whether its thread still runs: it ends at once on a component too large for it."""
+        return self._thread.is_alive()
+
     def run_until(self, deadline: float) -> None:
         """Wait while it searches, up to `deadline`: until it answers, runs out of time, or
         gives up (a component too large for it ends it at once)."""

@@ -91,9 +91,10 @@ def head_start(blocks: list[Block], capacity: int, deadline: float) -> canonical
     started now on its own thread, for `solve` to take over: `auto` runs its heuristics
     meanwhile (`layered` takes half a second on 450 blocks), and the search has often
     answered by then. None above HEAD_START_MAX blocks, where making its orders in Python
-    would slow the heuristics down, or where the component cannot fit."""
+    would slow the heuristics down, where the component cannot fit, or where it is too large
+    for the search (which would answer nothing)."""
     comp, base, _ = max(stacked_components(blocks)[0], key=lambda part: len(part[0].size), default=(None, 0, []))
-    if comp is None or len(comp.size) > HEAD_START_MAX or base + comp.lower > capacity:
+    if comp is None or len(comp.size) > HEAD_START_MAX or base + comp.lower > capacity or canonical.too_large(comp):
         return None
     return canonical.Decision(comp, capacity - base, deadline)
 
@@ -336,11 +337,12 @@ def _completed(comp: Component, deadline: float, background: canonical.Decision 
     step down from the best plan towards it: `_completion_goal`); None by
     `deadline` or once `until` is set. Each path goes to the way of completing it that has
     had less of the time so far: the canonical search from the skyline the placements
-    leave, or CP-SAT (each does well where the other does not)."""
+    leave, or CP-SAT (each does well where the other does not). None at once where that
+    search has ended: no path will come."""
     asks = {}                               # a model for each capacity
     # the canonical search first: with its propagation it completes many paths in milliseconds
     spent = {_canonical_completion: 0.0, _cpsat_completion: 0.0}
-    while time.monotonic() < deadline and not until.is_set():
+    while time.monotonic() < deadline and not until.is_set() and background.searching:
         capacity = background.asked
         path = background.deepest()
         if not path or background.asked != capacity:
