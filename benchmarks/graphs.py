@@ -41,7 +41,6 @@ def graph(arch: str, layers: int, batch: int, seq: int, train: bool) -> list[Blo
     from torch.fx.experimental.proxy_tensor import make_fx
     from torch.func import functional_call
 
-    warnings.filterwarnings("ignore")
     torch.manual_seed(0)
     net = model(arch, layers).train(train)
     net.config._attn_implementation = "eager"
@@ -56,7 +55,8 @@ def graph(arch: str, layers: int, batch: int, seq: int, train: bool) -> list[Blo
         out = functional_call(net, {**dict(zip(weights, values)), **dict(zip(constants, buffers))}, (), inputs)
         return torch.autograd.grad(out.loss, values) if train else out.logits
 
-    with torch.set_grad_enabled(train):
+    with torch.set_grad_enabled(train), warnings.catch_warnings():
+        warnings.simplefilter("ignore")     # transformers' notes on tracing
         traced = make_fx(step, tracing_mode="fake")(list(weights.values()), list(constants.values()), inputs)
     return _buffers(list(traced.graph.nodes))
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 
 from .place import Block, assign, lower_bound
-from .place.auto import HEURISTICS
+from .place.auto import HEURISTICS, heuristic
 from .place.problem import Sections
 
 # The least time a second turn at a capacity gets (rounded_capacities).
@@ -54,7 +54,7 @@ def _lowest(blocks: list[Block], nbytes: list[int], assignment, offsets: list[in
     for name in CHEAP if len(blocks) <= DROP_MAX else ():
         if time.monotonic() > deadline:
             break
-        plan = HEURISTICS[name](blocks, deadline) if name == "greedy-size" else HEURISTICS[name](blocks)
+        plan = heuristic(name, blocks, deadline)
         if plan is None:        # greedy-size out of time
             break
         plan = settled(blocks, plan, nbytes)
