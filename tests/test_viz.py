@@ -228,6 +228,69 @@ def test_labels_of_wide_characters_keep_the_map_rows_even(tmp_path):
     assert any("日本語" in line for line in map_lines)
 
 
+def test_without_colour_each_block_is_filled_with_its_tensors_shade(seed):
+    """Piped output (or NO_COLOR) has no background colours: a block drawn only as one would
+    read as free bytes, all but the band with its name."""
+    lifetimes, plan = seed
+    lines = screen(plan, lifetimes, width=120)
+    lines = lines[lines.index(next(line for line in lines if line.startswith("arena map"))):]
+    bands = {int(m[1].replace(",", "")): line for line in lines if (m := re.match(r"\s*([\d,]+) (?!┬)", line))}
+    margin, cell, shades = len("75,264") + 1, (120 - 7) // 13, terminal.fills(plan)
+    for b in plan.device():
+        for offset, line in bands.items():
+            if b.offset <= offset < b.offset + b.size:
+                drawn = line[margin + b.first * cell:margin + (b.last + 1) * cell].replace(f" {b.name} ", "")
+                assert set(drawn) == {shades[b.tensor]}, (b.name, offset, line)
+    assert len(set(shades.values())) == len(terminal.SHADES)
+    legend = terminal.legend(plan, shades).plain
+    assert all(f"{shades[b.tensor] * 2} {b.tensor} " in legend for b in plan.device())
+
+
+def test_with_colour_blocks_are_coloured_not_shaded(seed):
+    lifetimes, plan = seed
+    console = Console(record=True, width=120, file=io.StringIO(), force_terminal=True, color_system="truecolor")
+    terminal.render(console, plan, lifetimes)
+    assert not set(console.export_text()) & set(terminal.SHADES)
+
+
+@pytest.mark.parametrize("width", [85, 200])
+def test_wide_tensor_names_fit_the_table_or_leave_it(tmp_path, width):
+    """Headers are measured in terminal cells: counted in characters, eight CJK names seemed to
+    fit in 85 columns and were all cut to the same '推理张 …'."""
+    names = [f"推理张量{i}" for i in range(8)]
+    (tmp_path / "cjk.csv").write_text("id,lower,upper,size\n" + "".join(f"{n},{i},{i + 3},{i + 10}\n"
+                                                                         for i, n in enumerate(names)))
+    _, plan = plan_from_args(args("--csv", str(tmp_path / "cjk.csv")))
+    lines = screen(plan, None, width=width)
+    table = lines[:lines.index(next(line for line in lines if line.startswith("arena map")))]
+    header = next(line for line in table if "live bytes" in line)
+    assert "…" not in header and "time" in header
+    assert all(n in header for n in names) if width == 200 else not any(n in header for n in names)
+
+
+def test_the_step_ruler_keeps_the_mark_of_a_folded_run(smollm2):
+    """With two-character columns the step numbers around a folded run took its mark's place."""
+    lifetimes, plan = smollm2
+    lines = screen(plan, lifetimes, width=80)
+    ruler = next(line for line in lines if line.lstrip().startswith("step "))
+    assert terminal.FOLDED in ruler
+
+
+def test_long_tables_and_legends_are_cut_with_a_note(tmp_path, monkeypatch):
+    """A CSV problem of 10^5 buffers printed 140,000 table rows and a legend naming each buffer."""
+    rows = "".join(f"b{i},{i},{i + 2},{1 + i % 5}\n" for i in range(8))
+    (tmp_path / "long.csv").write_text("id,lower,upper,size\n" + rows)
+    _, plan = plan_from_args(args("--csv", str(tmp_path / "long.csv")))
+    monkeypatch.setattr(terminal, "TABLE_ROWS", 5)
+    monkeypatch.setattr(terminal, "LEGEND_TENSORS", 4)
+    lines = screen(plan, None, width=200)
+    table = lines[:lines.index(next(line for line in lines if line.startswith("arena map")))]
+    assert [line.split()[0] for line in table if re.match(r" \d+ ", line)] == ["0", "1", "2", "3", "4"]
+    assert "the first 5 rows of 9" in " ".join(table)
+    legend = terminal.legend(plan).plain
+    assert "b3 " in legend and "b4 " not in legend and "… and 4 more tensors" in legend
+
+
 # --- pictures -------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("size", [1, 2, 3])

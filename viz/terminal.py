@@ -31,6 +31,13 @@ CELL_WIDTH = (2, 8)   # characters per map column, fewest and most
 # problem of 10^4 buffers made a million lines (and three minutes). Past it the pictures
 # draw the map; a 30-layer model with every layer unfolded takes under 200.
 MAP_LINES = 2_000
+# The most rows the lifetime table prints (a CSV problem of 10^5 buffers has 140,000 sections of
+# time), and the most tensors its legend names; the pictures and the trace show them all.
+TABLE_ROWS = 2_000
+LEGEND_TENSORS = 200
+# Without colour (a pipe, a file, NO_COLOR) a block is drawn with a shade per tensor, in the
+# palette's order, so that neighbouring tensors differ; a blank block would read as free bytes.
+SHADES = "░▒▓"
 
 
 @dataclass
@@ -49,17 +56,23 @@ def render(console: Console, plan: Plan, lifetimes: Lifetimes | None, keep: set[
     all_rows = step_rows(plan, lifetimes)
     rows = fold(all_rows, keep)
     top = max((r.live for r in all_rows), default=0)
+    shades = None if console.color_system and not console.no_color else fills(plan)
     console.print(lifetime_table(plan, rows, top, console.width))
     console.print()
     console.print(Text(f"arena map of {plan.schedule or 'the CSV problem'}: offset (y) over "
                        f"{'steps' if plan.steps else 'time'} (x)", style="bold"))
-    for line in arena_map(plan, rows, top, console.width):
+    for line in arena_map(plan, rows, top, console.width, shades):
         if line.no_wrap is False:       # a note in place of the map: it wraps, as prose does
             console.print(line)
         else:
             console.print(line, no_wrap=True, overflow="crop")
-    console.print(legend(plan))
+    console.print(legend(plan, shades))
     console.print(summary(plan))
+
+
+def fills(plan: Plan) -> dict[str, str]:
+    """A shade character per tensor, for a map drawn without colour."""
+    return {t: SHADES[k % len(SHADES)] for k, t in enumerate(colors(plan))}
 
 
 def step_rows(plan: Plan, lifetimes: Lifetimes | None) -> list[Row]:
@@ -165,9 +178,12 @@ def lifetime_table(plan: Plan, rows: list[Row], top: int, width: int) -> Table:
     headers = _headers(names, width - _fixed_width(rows, kinds, bool(plan.steps)))
     title = (f"lifetime table of {plan.schedule} ({len(plan.steps)} {plural(len(plan.steps), 'step')})" if plan.steps
              else f"lifetime table of the CSV problem ({len(rows)} {plural(len(rows), 'section')} of time)")
-    caption = None if headers or not names else \
-        Text(f"{len(names)} {plural(len(names), 'tensor')} do not fit in {width} columns: see the arena map",
-             style="table.caption")
+    notes = [] if headers or not names else [f"{len(names)} {plural(len(names), 'tensor')} do not fit in {width} "
+                                             "columns: see the arena map"]
+    if len(rows) > TABLE_ROWS:
+        notes.append(f"the first {TABLE_ROWS:,} rows of {len(rows):,}: --html, --svg or --trace show them all")
+        rows = rows[:TABLE_ROWS]
+    caption = Text("; ".join(notes), style="table.caption") if notes else None
     # names are the user's: rich reads a plain string as markup ('[red]') and emoji codes (':x:'), a Text never
     table = Table(title=Text(title, style="table.title"), caption=caption, box=box.SIMPLE_HEAD, padding=0)
     if plan.steps:
@@ -195,7 +211,7 @@ def _fixed_width(rows: list[Row], kinds: bool, numbered: bool) -> int:
     """Columns taken by all but the tensors (#, step, graph, live bytes) and the box's edges
     and separators, one each."""
     number = max(len(_numbers(r)) + 1 for r in rows)
-    step = max(len(r.span.label) for r in rows) + 1
+    step = max(cell_len(r.span.label) for r in rows) + 1
     live = len(f"{max(r.live for r in rows):,} ◀ peak") + 2
     return (number if numbered else 0) + step + (len("kernel") + 1 if kinds else 0) + live + 1
 
@@ -210,7 +226,7 @@ def _headers(names: list[str], room: int) -> list[str] | None:
 
 
 def _header_width(header: str) -> int:
-    return max(2, *map(len, header.split("\n")))     # cells hold up to 2 symbols
+    return max(2, *map(cell_len, header.split("\n")))     # cells hold up to 2 symbols; CJK takes 2 cells a character
 
 
 def symbols(cell: str) -> Text:
@@ -220,8 +236,9 @@ def symbols(cell: str) -> Text:
     return text
 
 
-def arena_map(plan: Plan, rows: list[Row], top: int, width: int) -> list[Text]:
-    """Offset bands (y, highest on top) over rows (x): each instance a colored, labeled block."""
+def arena_map(plan: Plan, rows: list[Row], top: int, width: int, shades: dict[str, str] | None = None) -> list[Text]:
+    """Offset bands (y, highest on top) over rows (x): each instance a labeled block, colored,
+    or filled with its tensor's character of `shades` (without colour)."""
     device = plan.device()
     if not device:
         return [Text("no instance lives in the arena", style="dim")]
@@ -245,7 +262,7 @@ def arena_map(plan: Plan, rows: list[Row], top: int, width: int) -> list[Text]:
         columns = range(start, min(start + per_chunk, len(rows)))
         labels = _labels(device, grid, middle, columns, cell)
         lines.append(Text(f"{edges[-1]:,}".rjust(margin - 1) + " ┬ arena", style="dim"))
-        lines += [_band(j, edges, grid, columns, cell, margin, device, labels, palette)
+        lines += [_band(j, edges, grid, columns, cell, margin, device, labels, palette, shades)
                   for j in reversed(range(len(edges) - 1))]
         lines.append(_ruler(margin, "step" if plan.steps else "time", cell,
                             [FOLDED if rows[k].folded else str(rows[k].span.first) for k in columns], "dim"))
@@ -270,7 +287,7 @@ def _grid(device, rows: list[Row], edges: list[int]) -> list[list[int | None]]:
 
 
 def _labels(device, grid, middle: list[int], columns: range, cell: int) -> dict[tuple[int, int], str]:
-    """{(band, column): text}: each instance's name once, on its middle band, where it fits.
+    """{(band, column): name}: each instance's name once, on its middle band, cut to fit.
     The chunk's cells are walked once, rather than its columns for every instance: a map of
     thousands of layers has thousands of both."""
     runs: dict[int, list[int]] = {}     # instance -> [its first column here, its columns here]
@@ -284,12 +301,11 @@ def _labels(device, grid, middle: list[int], columns: range, cell: int) -> dict[
         name, room = device[i].name, count * cell
         if cell_len(name) > room:     # counted in terminal cells: a CJK character or an emoji takes two
             name = set_cell_size(name, room - 1).rstrip() + "…" if room >= 3 else ""
-        pad = room - cell_len(name)
-        labels[(middle[i], first)] = " " * (pad // 2) + name + " " * (pad - pad // 2) if name else ""
+        labels[(middle[i], first)] = name
     return labels
 
 
-def _band(j, edges, grid, columns, cell, margin, device, labels, palette) -> Text:
+def _band(j, edges, grid, columns, cell, margin, device, labels, palette, shades) -> Text:
     line = Text(f"{edges[j]:,}".rjust(margin - 1) + " ", style="dim")
     k = columns.start
     while k < columns.stop:
@@ -301,8 +317,13 @@ def _band(j, edges, grid, columns, cell, margin, device, labels, palette) -> Tex
         run = 1
         while k + run < columns.stop and grid[j][k + run] == i:
             run += 1
-        text = labels.get((j, k), "")
-        line.append(text + " " * (run * cell - cell_len(text)), style=_block_style(palette[device[i].tensor]))
+        tensor, name = device[i].tensor, labels.get((j, k), "")
+        fill = shades[tensor] if shades else " "
+        pad = run * cell - cell_len(name)
+        if name:        # a space each side, so the name reads apart from the fill
+            name, pad = f" {name} " if pad >= 2 else name, pad - 2 if pad >= 2 else pad
+        line.append(fill * (pad // 2) + name + fill * (pad - pad // 2),
+                    style=None if shades else _block_style(palette[tensor]))
         k += run
     return line
 
@@ -312,31 +333,37 @@ def _block_style(color: str) -> str:
 
 
 def _ruler(margin: int, name: str, cell: int, marks: list[str], style: str) -> Text:
-    """A line under the map: `name` in the margin, then each column's mark wherever it fits."""
+    """A line under the map: `name` in the margin, then each column's mark wherever it fits,
+    a space apart. One-character marks (a folded run, a peak) go first: they always fit."""
     chars = [" "] * (len(marks) * cell)
-    free = 0
-    for n, mark in enumerate(marks):
-        at = n * cell
-        if mark and at >= free and at + len(mark) <= len(chars):
-            chars[at:at + len(mark)] = mark
-            free = at + len(mark) + 1
+    taken = [False] * (len(chars) + 1)
+    for n in sorted(range(len(marks)), key=lambda n: (len(marks[n]) > 1, n)):
+        at, mark = n * cell, marks[n]
+        end = at + len(mark)
+        if mark and end <= len(chars) and not any(taken[max(0, at - 1):end + 1]):
+            chars[at:end] = mark
+            taken[at:end] = [True] * len(mark)
     return Text(name.rjust(margin - 1) + " " + "".join(chars), style=style)
 
 
-def legend(plan: Plan) -> Text:
-    """Each tensor's color, shape and memory: the seed's type row, which the table leaves out."""
+def legend(plan: Plan, shades: dict[str, str] | None = None) -> Text:
+    """Each tensor's color (or shade), shape and memory: the seed's type row, which the table
+    leaves out. The first LEGEND_TENSORS tensors, then how many more."""
     text = Text()
     first, memories = {}, {}
     for b in plan.buffers:
         first.setdefault(b.tensor, b)
         memories.setdefault(b.tensor, set()).add(b.memory)
-    for tensor, color in colors(plan).items():
+    palette = colors(plan)
+    for tensor, color in list(palette.items())[:LEGEND_TENSORS]:
         b = first[tensor]
         text.append("  ")
-        text.append("  ", style=f"on {color}")
+        text.append(shades[tensor] * 2 if shades else "  ", style=None if shades else f"on {color}")
         text.append(f" {tensor}")
         if b.shape is not None:
             text.append(f" {b.dtype}[{','.join(map(str, b.shape))}]", style="dim")
         if "host" in memories[tensor]:  # a tensor created again (`+` after `x`) may change memory
             text.append(" host" if memories[tensor] == {"host"} else " host and arena", style="magenta")
+    if len(palette) > LEGEND_TENSORS:
+        text.append(f"  … and {len(palette) - LEGEND_TENSORS:,} more tensors", style="dim")
     return text
