@@ -126,17 +126,22 @@ def figure(plan: Plan) -> Figure:
     unit_px = fig.get_figwidth() * DPI * AXES_SHARE / (time[-1].last + 1 - origin)
     shares = [h / sum(PANEL_HEIGHTS) for h in PANEL_HEIGHTS] if split else [1.0]
     byte_px = {ax: fig.get_figheight() * DPI * AXES_SHARE * h / (hi - lo) for (ax, lo, hi), h in zip(panels, shares)}
+    _mark_bounds(plan, top, [ax for ax, _, _ in panels], time, origin)
+    legend, title = _axes_text(plan, fig, top, bottom, origin)
+    # lay out before the rectangles are added: whether a label fits depends on the final sizes, the
+    # rectangles do not change them, and each draw of 10^4 rectangles took seconds
+    fig.draw_without_rendering()
+    _widen_under_title(fig, legend, title)
+    drawn = {ax: [] for ax, _, _ in panels}
     for i, b in device:
         ax = bottom if split and b.persistent else top
         outline = 0.8 if min((b.last - b.first + 1) * unit_px, b.size * byte_px[ax]) >= MIN_OUTLINED_PX else 0
-        ax.add_patch(Rectangle((float(b.first - origin), b.offset), float(b.last - b.first + 1), b.size, facecolor=palette[b.tensor],
-                               edgecolor="white", linewidth=outline, gid=f"inst-{i}"))
-    _mark_bounds(plan, top, [ax for ax, _, _ in panels], time, origin)
-    legend, title = _axes_text(plan, fig, top, bottom, origin)
-    fig.draw_without_rendering()     # lay out first: whether a label fits depends on the final sizes
-    _widen_under_title(fig, legend, title)
-    for ax, _, _ in panels:
-        _label(ax, {f"inst-{i}": b for i, b in device}, origin)
+        # add_artist, not add_patch: the limits are set, and updating them took most of the time at 10^4
+        ax.add_artist(Rectangle((float(b.first - origin), b.offset), float(b.last - b.first + 1), b.size,
+                                facecolor=palette[b.tensor], edgecolor="white", linewidth=outline, gid=f"inst-{i}"))
+        drawn[ax].append(b)
+    for ax, buffers in drawn.items():
+        _label(ax, buffers, palette, origin)
     return fig
 
 
@@ -186,14 +191,20 @@ def _widen_under_title(fig: Figure, legend: Legend, title: Text) -> None:
         fig.draw_without_rendering()
 
 
-def _label(ax, buffers: dict[str, Buffer], origin: int) -> None:
-    """Name each rectangle where its name fits, across it or else along it (x: time less `origin`)."""
-    for patch in [p for p in ax.patches if p.get_gid() in buffers]:
-        b = buffers[patch.get_gid()]
-        box = patch.get_window_extent()
-        need_w, need_h = len(b.name) * FONT * 0.62 * DPI / 72 + 4, FONT * 1.3 * DPI / 72
-        rotation = 0 if box.width >= need_w and box.height >= need_h else \
-            90 if box.height >= need_w and box.width >= need_h else None
+def _label(ax, buffers: list[Buffer], palette: dict[str, str], origin: int) -> None:
+    """Name each rectangle where its name fits, across it or else along it (x: time less `origin`).
+    The rectangles' sizes in pixels come from one transform of all their corners."""
+    if not buffers:
+        return
+    low = ax.transData.transform([(float(b.first - origin), float(b.offset)) for b in buffers])
+    high = ax.transData.transform([(float(b.last + 1 - origin), float(b.offset + b.size)) for b in buffers])
+    need_h = FONT * 1.3 * DPI / 72
+    for b, (x0, y0), (x1, y1) in zip(buffers, low, high):
+        width, height = x1 - x0, y1 - y0
+        if min(width, height) < need_h:
+            continue
+        need_w = len(b.name) * FONT * 0.62 * DPI / 72 + 4
+        rotation = 0 if width >= need_w else 90 if height >= need_w else None
         if rotation is not None:
             ax.text(b.first - origin + (b.last - b.first + 1) / 2, b.offset + b.size / 2, b.name, rotation=rotation,
-                    ha="center", va="center", fontsize=FONT, color=ink(patch.get_facecolor()), clip_on=True)
+                    ha="center", va="center", fontsize=FONT, color=ink(palette[b.tensor]), clip_on=True)
