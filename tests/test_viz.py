@@ -478,6 +478,18 @@ def test_times_near_2_to_the_62_are_traced_and_drawn_exactly():
 
 
 
+def test_a_trace_of_a_span_past_2_to_the_53_is_drawn_shorter(tmp_path):
+    """At a millisecond a unit, a CSV spanning 2^62 units traced times past what viewers hold
+    (doubles exact to 2^53, nanoseconds in 64 bits)."""
+    problem = tmp_path / "long.csv"
+    problem.write_text(f"id,lower,upper,size\nb1,0,{2**62},4\nb2,{2**61},{2**61 + 1},8\nb3,{2**61 + 1},{2**62},2\n")
+    _, plan = plan_from_args(args("--csv", str(problem)))
+    events = json.loads(trace.plan_trace(plan))["traceEvents"]
+    assert max(e["ts"] + e.get("dur", 0) for e in events if "ts" in e) == trace.MAX_TRACE_US
+    spans = {e["name"]: (e["ts"], e["dur"]) for e in slices(events, "instance")}
+    assert spans == {"b1": (0, 2**53), "b2": (2**52, 0), "b3": (2**52, 2**52)}     # one unit is 1/512 us
+
+
 def test_times_over_the_whole_csv_range_are_drawn(tmp_path):
     """A CSV's lower may be -2^63 and its upper 2^63: a span of 2^64 time units, which no
     integer array of matplotlib's holds (a traceback before)."""

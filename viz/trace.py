@@ -22,17 +22,25 @@ from planner.plan import Plan
 from .timeline import tensors
 
 PLANNED_STEP_US = 1000     # a planned step (or CSV time unit) is drawn 1 ms long
+# The longest trace, in microseconds: viewers read times as doubles (exact to 2^53) and keep
+# nanoseconds in 64 bits (2^63, about 9.2e15 us); a CSV spanning more time units is drawn shorter.
+MAX_TRACE_US = 2 ** 53
 PID = 1
 CALLS_TID, STEPS_TID = 1, 2
 
 
 def plan_trace(plan: Plan) -> str:
-    """The planned trace: time is step order, one step (or CSV time unit, from the first) per millisecond."""
+    """The planned trace: time is step order, one step (or CSV time unit, from the first) per
+    millisecond, or less where a CSV's span of time would pass MAX_TRACE_US."""
     tids = _tracks([plan])
     events = _metadata(f"arena plan: {plan.schedule or 'CSV problem'}", tids, calls=False, steps=bool(plan.steps))
     origin = min((b.first for b in plan.buffers), default=0) if not plan.steps else 0
+    span = max((b.last + 1 for b in plan.buffers), default=origin) - origin
     # from the first time, in integers: a CSV's times near 2^62 lose their units as floats
-    events += _call_events(plan, lambda t: (t - origin) * PLANNED_STEP_US, tids)
+    if span * PLANNED_STEP_US <= MAX_TRACE_US:
+        events += _call_events(plan, lambda t: (t - origin) * PLANNED_STEP_US, tids)
+    else:
+        events += _call_events(plan, lambda t: (t - origin) * MAX_TRACE_US // span, tids)
     return _dump(events, [plan])
 
 
