@@ -233,8 +233,8 @@ def _check_options(args) -> None:
     unused = [option for option, given in (("--top-k", args.top_k), ("--top-p", args.top_p != 1),
                                            ("--seed", args.seed is not None)) if given]
     if unused and args.temperature == 0:
-        note(f"note: {', '.join(unused)} take effect with --temperature above 0; at 0 (the default) "
-             "the likeliest token is taken")
+        note(f"note: {', '.join(unused)} {'take' if len(unused) > 1 else 'takes'} effect with --temperature above 0; "
+             "at 0 (the default) the likeliest token is taken")
     if args.weights == "native":
         _note_native(args)
     _check_lengths(args)
@@ -291,7 +291,8 @@ def _read_prompt(path: str) -> str:
     try:
         text = _read_stdin() if path == "-" else read_text(path, "prompt", "give a text file")
     except UnicodeDecodeError as e:
-        raise ArenaError(f"--prompt-file -: standard input is not UTF-8 text (at byte {e.start})") from None
+        raise ArenaError(f"--prompt-file -: standard input is not UTF-8 text (byte 0x{e.object[e.start]:02x} at "
+                         f"offset {e.start})") from None
     except ArenaError as e:
         raise ArenaError(f"--prompt-file {e}") from None
     return text

@@ -207,6 +207,13 @@ def test_prompt_file_faults_are_exit_2_naming_the_file(tmp_path, capsys):
     assert e.value.code == 2
 
 
+def test_standard_input_that_is_not_utf8_is_named_as_a_file_is(monkeypatch, capsys):
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(b"abc\xff\xfedef")))
+    assert main(["run", "--prompt-file", "-"]) == 2
+    assert capsys.readouterr().err == ("arena: error: --prompt-file -: standard input is not UTF-8 text "
+                                       "(byte 0xff at offset 3)\n")
+
+
 def test_standard_input_is_read_with_the_files_cap_and_may_be_closed(monkeypatch, capsys):
     from planner.errors import MAX_FILE_BYTES
     monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(b"a" * (MAX_FILE_BYTES + 1))))

@@ -224,6 +224,8 @@ def test_sampling_options_at_temperature_0_are_noted_unused(folder, capsys):
     out, err = capsys.readouterr()
     assert json.loads(out)["tokens"] == greedy
     assert "note: --top-k, --seed take effect with --temperature above 0" in err
+    assert main(["run", *run, "--json", "--seed", "3"]) == 0
+    assert "note: --seed takes effect with --temperature above 0" in capsys.readouterr().err
     assert main(["run", *run, "--json", "--temperature", "0.7", "--top-k", "5"]) == 0
     assert "note:" not in capsys.readouterr().err
 
