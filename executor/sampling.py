@@ -40,7 +40,7 @@ class Sampler:
     top_p: float = 1.0         # 1: no nucleus filter
     seed: int | None = None
     _generator: torch.Generator | None = field(default=None, repr=False)
-    _temperature_tensor: torch.Tensor | None = field(default=None, repr=False)
+    _constants: torch.Tensor | None = field(default=None, repr=False)
 
     @property
     def greedy(self) -> bool:
@@ -63,7 +63,8 @@ class Sampler:
         torch.max(scores, -1, keepdim=True, out=(ordered[:, :1], order[:, :1]))
         if not math.isfinite(ordered[0, 0].item()):   # NaN or inf anywhere, or all -inf: no distribution
             raise NotFinite()
-        scores.sub_(ordered[:, :1]).div_(self._temperature(scores.device))
+        temperature, kept = self._operands(scores.device)
+        scores.sub_(ordered[:, :1]).div_(temperature)
         if self.top_k > 0:
             k = min(self.top_k, scores.shape[-1])
             torch.topk(scores, k, out=(ordered[:, :k], order[:, :k]))
@@ -72,7 +73,7 @@ class Sampler:
             # drop the least likely tokens whose total probability stays within 1 - top_p; all of
             # them in ascending order by topk, since sort allocates beside its out= tensors
             torch.topk(scores, scores.shape[-1], largest=False, out=(ordered, order))
-            drop = torch.le(torch.softmax(ordered, -1, out=ordered).cumsum_(-1), 1 - self.top_p, out=scratch.drop)
+            drop = torch.le(torch.softmax(ordered, -1, out=ordered).cumsum_(-1), kept, out=scratch.drop)
             drop[:, -1:].fill_(False)   # always keep the most likely token
             scores.masked_fill_(scratch.dropped.scatter_(-1, order, drop), float("-inf"))
         # inverse transform sampling: the first token whose cumulative probability exceeds u
@@ -80,13 +81,13 @@ class Sampler:
         u = scores[:, :1].uniform_(0, 1, generator=self._rng(scores.device)).mul_(cumulative[:, -1:])
         torch.searchsorted(cumulative, u, right=True, out=out.view(1, 1))
 
-    def _temperature(self, device: torch.device) -> torch.Tensor:
-        """The temperature as a (1, 1) float64 tensor, made once: a Python number as an operand
-        is copied into a new tensor on every op. (Dividing, not multiplying by its inverse:
-        1 / 5e-324 is inf, and the likeliest score, 0, times inf is nan.)"""
-        if self._temperature_tensor is None:
-            self._temperature_tensor = torch.tensor([[self.temperature]], dtype=torch.float64, device=device)
-        return self._temperature_tensor
+    def _operands(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """The temperature and 1 - top_p as (1, 1) float64 tensors, made once: a Python number as
+        an operand is copied into a new tensor on every op. (Dividing by the temperature, not
+        multiplying by its inverse: 1 / 5e-324 is inf, and the likeliest score, 0, times inf is nan.)"""
+        if self._constants is None:
+            self._constants = torch.tensor([[self.temperature, 1 - self.top_p]], dtype=torch.float64, device=device)
+        return self._constants[:, :1], self._constants[:, 1:]
 
     def _rng(self, device: torch.device) -> torch.Generator:
         if self._generator is None:

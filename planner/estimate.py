@@ -109,7 +109,8 @@ def workspace_bytes(dims: dict[str, int], dtype: str, native: bool) -> int:
     float32, its float32 copies of x and out, for ROWS rows (one row of the output head); a
     lookup's token ids and, outside float32, its float32 rows. Float kernels, in bf16: matvec's
     float32 copy of up to FLOAT_ROWS rows of x (the widest input), which also covers decode
-    attention's copy of the queries, held at another time."""
+    attention's copy of the queries, held at another time. (Not the scratch torch's own bf16
+    matrix products allocate within each call: RUNTIME_BYTES holds it, docs/executor.md.)"""
     d = dims["d"]
     floats = FLOAT_ROWS * max(d, dims["nh"] * dims["dh"], dims["di"]) * 4 if dtype == "bf16" else 0
     if not native:

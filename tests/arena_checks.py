@@ -1,7 +1,14 @@
 """Checks that a session keeps every tensor inside its arena: poison the bytes no live
 instance holds, and find the bytes a view touches. Shared by the single-rank and the
 tensor-parallel tests."""
+import collections
+
 import torch
+
+# torch's matrix products on CPU in bf16 (oneDNN's) allocate scratch of their own inside each call
+# and free it before they return: 0.1-0.4 MB a thread on SmolLM2's products, up to 1.7 MB at 4096 x
+# 4096 (docs/executor.md); no out= tensor avoids it
+PRODUCTS = ("aten::mm", "aten::addmm", "aten::addmm_", "aten::bmm", "aten::baddbmm")
 
 _free: dict[tuple[int, int], list[tuple[int, int]]] = {}
 
@@ -73,10 +80,39 @@ def check_views(session, records: list, prompt_len: int, tokens: int, dtypes: di
                                    for b in live if b.memory == "device"), (step.name, name)
 
 
-def bytes_allocated(run) -> list[tuple[str, int]]:
-    """The ops that allocated memory while `run()` ran, and their bytes (torch's profiler sees
-    every allocation of torch's CPU allocator, temporaries freed within an op included)."""
+def allocations(run) -> list[tuple[tuple[tuple[str, int], ...], int]]:
+    """Every allocation (bytes > 0) and free (< 0) of torch's CPU allocator while `run()` ran: (the
+    ops around it, outermost first, each as (name, start time in ns)), bytes). Read one by one
+    from the profiler's event tree: its per-op totals net out a temporary that an op frees before
+    it returns."""
     from torch.profiler import ProfilerActivity, profile
     with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
         run()
-    return [(e.name, e.cpu_memory_usage) for e in prof.events() if e.cpu_memory_usage > 0]
+    found = []
+
+    def walk(node, ops):
+        if node.name == "[memory]":
+            found.append((ops, node.extra_fields.alloc_size))
+            return
+        ops += ((node.name, node.start_time_ns),)
+        for child in node.children:
+            walk(child, ops)
+    for root in prof.profiler.kineto_results.experimental_event_tree():
+        walk(root, ())
+    return found
+
+
+def bytes_allocated(run) -> list[tuple[str, int]]:
+    """The ops that allocated memory while `run()` ran, and the bytes of each allocation."""
+    return [(ops[-1][0] if ops else "", size) for ops, size in allocations(run) if size > 0]
+
+
+def outside_products(made) -> list:
+    """`made` (as allocations() gives it) less the scratch torch's matrix products allocate and
+    free within one call; a product that keeps any fails the check."""
+    held = collections.Counter()
+    for ops, size in made:
+        if ops and ops[-1][0] in PRODUCTS:
+            held[ops[-1]] += size
+    assert set(held.values()) <= {0}, f"a matrix product kept scratch after it returned: {held}"
+    return [(ops, size) for ops, size in made if not (ops and ops[-1][0] in PRODUCTS)]

@@ -14,7 +14,7 @@ from executor.source import Source, open_source
 from executor.weights import assemble
 from planner.errors import ArenaError
 
-from arena_checks import bytes_allocated
+from arena_checks import allocations, bytes_allocated, outside_products
 from checkpoints import (PROMPT, SEQUENCE, TINY, checkpoint_to_gguf, hf_model, our_session, teacher_forced,
                          tiny_checkpoint)
 
@@ -159,7 +159,8 @@ def test_decode_and_a_prefill_chunk_allocate_nothing_outside_the_arena(tiny_fold
     """After a warm-up (the arena, each call size's views), a decode step and a multi-token
     call after earlier ones, over several key tiles, allocate no byte: every activation,
     scratch included, is a view of the arena. In bf16 and f16 too, where torch converts rows
-    to float32 in ops of mixed dtypes (the norms'), and with random sampling."""
+    to float32 in ops of mixed dtypes (the norms'), and with random sampling. The one exception:
+    in bf16, a multi-token call's matrix products (oneDNN's) allocate scratch within each call."""
     with torch.inference_mode():
         weights = assemble(open_source(Source(tiny_folder("gqa-tied"), "checkpoint")), dtype,
                            torch.device("cpu"))
@@ -167,7 +168,8 @@ def test_decode_and_a_prefill_chunk_allocate_nothing_outside_the_arena(tiny_fold
         for ids in (SEQUENCE[:6], [3], SEQUENCE[:5]):
             session.forward(ids, Sampler())
         assert bytes_allocated(lambda: session.forward([3], Sampler())) == []
-        assert bytes_allocated(lambda: session.forward(SEQUENCE[:6], Sampler())) == []
+        made = allocations(lambda: session.forward(SEQUENCE[:6], Sampler()))
+        assert outside_products(made) == [] and (dtype == torch.bfloat16 or made == [])
         sampler = Sampler(0.8, 20, 0.9, seed=1)   # random sampling works in the arena too
         session.forward([4], sampler)
         assert bytes_allocated(lambda: session.forward([5], sampler)) == []

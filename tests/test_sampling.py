@@ -45,7 +45,7 @@ def test_draws_follow_transformers_distribution(temperature, top_k, top_p):
 def test_a_draw_allocates_nothing():
     sampler, work = Sampler(0.8, 6, 0.7, seed=0), scratch(LOGITS.shape[-1])
     out, best = torch.empty(1, dtype=torch.int64), torch.empty(1)
-    sampler.choose(LOGITS, out, best, work)   # the first draw makes the generator and the temperature's tensor
+    sampler.choose(LOGITS, out, best, work)   # the first draw makes the generator and the operands' tensor
     assert bytes_allocated(lambda: sampler.choose(LOGITS, out, best, work)) == []
 
 
