@@ -201,10 +201,9 @@ def _label(ax, buffers: list[Buffer], palette: dict[str, str], origin: int) -> N
     need_h = FONT * 1.3 * DPI / 72
     for b, (x0, y0), (x1, y1) in zip(buffers, low, high):
         width, height = x1 - x0, y1 - y0
-        if min(width, height) < need_h:
-            continue
         need_w = len(b.name) * FONT * 0.62 * DPI / 72 + 4
-        rotation = 0 if width >= need_w else 90 if height >= need_w else None
+        rotation = 0 if width >= need_w and height >= need_h else \
+            90 if height >= need_w and width >= need_h else None
         if rotation is not None:
             ax.text(b.first - origin + (b.last - b.first + 1) / 2, b.offset + b.size / 2, b.name, rotation=rotation,
                     ha="center", va="center", fontsize=FONT, color=ink(palette[b.tensor]), clip_on=True)

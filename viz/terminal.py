@@ -35,9 +35,9 @@ MAP_LINES = 2_000
 # time), and the most tensors its legend names; the pictures and the trace show them all.
 TABLE_ROWS = 2_000
 LEGEND_TENSORS = 200
-# Without colour (a pipe, a file, NO_COLOR) a block is drawn with a shade per tensor, in the
-# palette's order, so that neighbouring tensors differ; a blank block would read as free bytes.
-SHADES = "░▒▓"
+# Without colour (a pipe, a file, NO_COLOR) a block is filled with a shade, each unlike the
+# shades of the blocks it touches where four allow it: a blank block would read as free bytes.
+SHADES = "░▒▓█"
 
 
 @dataclass
@@ -56,23 +56,18 @@ def render(console: Console, plan: Plan, lifetimes: Lifetimes | None, keep: set[
     all_rows = step_rows(plan, lifetimes)
     rows = fold(all_rows, keep)
     top = max((r.live for r in all_rows), default=0)
-    shades = None if console.color_system and not console.no_color else fills(plan)
+    plain = not console.color_system or console.no_color
     console.print(lifetime_table(plan, rows, top, console.width))
     console.print()
     console.print(Text(f"arena map of {plan.schedule or 'the CSV problem'}: offset (y) over "
                        f"{'steps' if plan.steps else 'time'} (x)", style="bold"))
-    for line in arena_map(plan, rows, top, console.width, shades):
+    for line in arena_map(plan, rows, top, console.width, plain):
         if line.no_wrap is False:       # a note in place of the map: it wraps, as prose does
             console.print(line)
         else:
             console.print(line, no_wrap=True, overflow="crop")
-    console.print(legend(plan, shades))
+    console.print(legend(plan, plain))
     console.print(summary(plan))
-
-
-def fills(plan: Plan) -> dict[str, str]:
-    """A shade character per tensor, for a map drawn without colour."""
-    return {t: SHADES[k % len(SHADES)] for k, t in enumerate(colors(plan))}
 
 
 def step_rows(plan: Plan, lifetimes: Lifetimes | None) -> list[Row]:
@@ -236,9 +231,9 @@ def symbols(cell: str) -> Text:
     return text
 
 
-def arena_map(plan: Plan, rows: list[Row], top: int, width: int, shades: dict[str, str] | None = None) -> list[Text]:
+def arena_map(plan: Plan, rows: list[Row], top: int, width: int, plain: bool = False) -> list[Text]:
     """Offset bands (y, highest on top) over rows (x): each instance a labeled block, colored,
-    or filled with its tensor's character of `shades` (without colour)."""
+    or (`plain`: without colour) filled with a shade."""
     device = plan.device()
     if not device:
         return [Text("no instance lives in the arena", style="dim")]
@@ -255,6 +250,7 @@ def arena_map(plan: Plan, rows: list[Row], top: int, width: int, shades: dict[st
                      f"would take {size:,} lines (at most {MAP_LINES:,} here); --png, --svg or --html draw "
                      "the map", style="dim", no_wrap=False)]
     grid = _grid(device, rows, edges)
+    shades = _shades(grid, len(device)) if plain else None
     middle = [(bisect.bisect_left(edges, b.offset) + bisect.bisect_left(edges, b.offset + b.size)) // 2
               for b in device]
     palette, lines = colors(plan), []
@@ -318,14 +314,33 @@ def _band(j, edges, grid, columns, cell, margin, device, labels, palette, shades
         while k + run < columns.stop and grid[j][k + run] == i:
             run += 1
         tensor, name = device[i].tensor, labels.get((j, k), "")
-        fill = shades[tensor] if shades else " "
+        fill = shades[i] if shades else " "
         pad = run * cell - cell_len(name)
-        if name:        # a space each side, so the name reads apart from the fill
-            name, pad = f" {name} " if pad >= 2 else name, pad - 2 if pad >= 2 else pad
+        if name and pad >= (4 if shades else 2):    # a space each side, and some fill beside it
+            name, pad = f" {name} ", pad - 2
         line.append(fill * (pad // 2) + name + fill * (pad - pad // 2),
                     style=None if shades else _block_style(palette[tensor]))
         k += run
     return line
+
+
+def _shades(grid, count: int) -> list[str]:
+    """A shade per instance, unlike those of the instances it touches on the map (above, below,
+    beside) where SHADES allow it: each takes the first its neighbours so far do not have."""
+    touching: list[set[int]] = [set() for _ in range(count)]
+    for j, band in enumerate(grid):
+        for k, i in enumerate(band):
+            if i is None or i == MIXED:
+                continue
+            for other in (band[k + 1] if k + 1 < len(band) else None, grid[j + 1][k] if j + 1 < len(grid) else None):
+                if other is not None and other != MIXED and other != i:
+                    touching[i].add(other)
+                    touching[other].add(i)
+    shades: list[str] = []
+    for i in range(count):
+        taken = {shades[o] for o in touching[i] if o < i}
+        shades.append(next((s for s in SHADES if s not in taken), SHADES[i % len(SHADES)]))
+    return shades
 
 
 def _block_style(color: str) -> str:
@@ -346,9 +361,9 @@ def _ruler(margin: int, name: str, cell: int, marks: list[str], style: str) -> T
     return Text(name.rjust(margin - 1) + " " + "".join(chars), style=style)
 
 
-def legend(plan: Plan, shades: dict[str, str] | None = None) -> Text:
-    """Each tensor's color (or shade), shape and memory: the seed's type row, which the table
-    leaves out. The first LEGEND_TENSORS tensors, then how many more."""
+def legend(plan: Plan, plain: bool = False) -> Text:
+    """Each tensor's color (none when `plain`), shape and memory: the seed's type row, which the
+    table leaves out. The first LEGEND_TENSORS tensors, then how many more."""
     text = Text()
     first, memories = {}, {}
     for b in plan.buffers:
@@ -358,8 +373,10 @@ def legend(plan: Plan, shades: dict[str, str] | None = None) -> Text:
     for tensor, color in list(palette.items())[:LEGEND_TENSORS]:
         b = first[tensor]
         text.append("  ")
-        text.append(shades[tensor] * 2 if shades else "  ", style=None if shades else f"on {color}")
-        text.append(f" {tensor}")
+        if not plain:
+            text.append("  ", style=f"on {color}")
+            text.append(" ")
+        text.append(tensor)
         if b.shape is not None:
             text.append(f" {b.dtype}[{','.join(map(str, b.shape))}]", style="dim")
         if "host" in memories[tensor]:  # a tensor created again (`+` after `x`) may change memory
