@@ -8,9 +8,10 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 
-from planner.errors import MAX_FILE_BYTES, ArenaError, note, plural, read_text, utf8_text
+from planner.errors import MAX_FILE_BYTES, ArenaError, note, out_of_memory, plural, read_text, utf8_text
 from planner.models import files_of
 from planner.options import integer, number
 from planner.output import check_target, check_targets
@@ -97,13 +98,23 @@ def _check_ranks(args) -> None:
 
 def rank_main(args) -> None:
     """One of the ranks `arena run --tp N` starts: run, print its faults, exit with the code."""
-    from .parallel import bad_input
+    from .parallel import bad_input, said
+    rank = os.environ["RANK"]
     try:
         code = _generate(args)
     except ArenaError as e:     # before the rank joined the group
         code = bad_input(e.faults)
     except KeyboardInterrupt:   # Ctrl-C reaches every rank; the launcher says nothing more either
         code = 130
+    except BrokenPipeError:     # rank 0's reader left (| head): quietly, as a single process does
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())     # (Python flushes again at exit)
+        code = said([], 141)
+    except (MemoryError, RuntimeError) as e:
+        if not out_of_memory(e):
+            raise
+        code = said([f"rank {rank}: out of memory: the system refused an allocation"], 1)
+    except OSError as e:        # rank 0 writing the output: a full disk, say
+        code = said([f"rank {rank}: {e.strerror or e} (writing the output)"], 1)
     if code:
         sys.exit(code)
 
@@ -112,7 +123,7 @@ def _generate(args) -> int:
     """The run, as the only rank or as one of several (a launcher's environment says which)."""
     import torch
 
-    from .parallel import bad_input, join, launched, leave
+    from .parallel import bad_input, join, launched, leave, own_launch, said
 
     group = join(args.device) if launched() else None
     try:
@@ -123,6 +134,12 @@ def _generate(args) -> int:
         # said before the group is left: the other ranks fail as soon as it is, and the
         # launcher may stop this one before it could say anything after
         return bad_input([f"rank {group.rank}: {fault}" for fault in e.faults])
+    except RuntimeError as e:
+        if group is None or own_launch():     # (--tp's launcher names the rank that failed first)
+            raise
+        # under torchrun: a peer that died or left fails every collective of the others, each
+        # with gloo's error and its C++ frames; one line a rank instead
+        return said([f"rank {group.rank}: {(str(e).strip().splitlines() or [type(e).__name__])[0][:300]}"], 1)
     finally:
         leave()
 
@@ -226,22 +243,29 @@ def _why_not_finite(e, weights, path, dtype: str, ranks: bool) -> str:
 
 
 def _check_options(args) -> None:
-    """What can be checked before any process starts or any file opens."""
+    """What can be checked before any process starts or any file opens. (Under torchrun every
+    rank checks them: rank 0 alone prints the notes.)"""
+    from .parallel import first_rank, launched, launched_ranks
     from .sampling import Sampler
 
     _sampler(args, Sampler)
     unused = [option for option, given in (("--top-k", args.top_k), ("--top-p", args.top_p != 1),
                                            ("--seed", args.seed is not None)) if given]
-    if unused and args.temperature == 0:
+    if unused and args.temperature == 0 and first_rank():
         note(f"note: {', '.join(unused)} {'take' if len(unused) > 1 else 'takes'} effect with --temperature above 0; "
              "at 0 (the default) the likeliest token is taken")
-    if args.weights == "native":
+    if args.weights == "native" and first_rank():
         _note_native(args)
     _check_lengths(args)
     if args.tp < 1:
         raise ArenaError(f"--tp: must be 1 or more ranks, not {args.tp}")
-    if _budget(args) is not None and args.tp > 1:
-        raise ArenaError(f"--budget: fits a run on one device; --tp {args.tp} runs on {args.tp}")
+    if _budget(args) is not None and max(args.tp, launched_ranks()) > 1:
+        # (under torchrun each rank would fit its own share, and pick a chunk the others do not)
+        ranks = f"--tp {args.tp} runs" if args.tp > 1 else f"the launcher's {launched_ranks()} ranks run"
+        raise ArenaError(f"--budget: fits a run on one device; {ranks} on {max(args.tp, launched_ranks())}")
+    if args.prompt_file == "-" and launched():
+        raise ArenaError("--prompt-file -: under torchrun every rank would read standard input, which one rank "
+                         "is given; give a file")
     if args.prompt_file is not None:   # read once, here: the ranks --tp starts get the text
         args.prompt = _read_prompt(args.prompt_file)
     elif args.prompt is not None:

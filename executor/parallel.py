@@ -14,7 +14,6 @@ import os
 import shutil
 import signal
 import socket
-import sys
 import tempfile
 import uuid
 from dataclasses import dataclass
@@ -24,12 +23,13 @@ from typing import Callable
 import torch
 import torch.distributed as dist
 
-from planner.errors import ArenaError, shown
+from planner.errors import ArenaError, note, shown
 
 # How often the launcher looks at its ranks: a rank that dies stops the others within about this.
 MONITOR_SECONDS = 0.2
-# The folder where a rank with bad input leaves its mark for the launcher (see bad_input).
-BAD_INPUT = "ARENA_BAD_INPUT_DIR"
+# The folder where a rank that has said why it fails leaves its mark, its exit code, for the
+# launcher (see said).
+SAID = "ARENA_SAID_DIR"
 
 
 @dataclass
@@ -54,8 +54,33 @@ class Group:
 
 
 def launched() -> bool:
-    """Whether a launcher started this process as one rank of several."""
-    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+    """Whether a launcher started this process as one rank of several. A WORLD_SIZE left in the
+    environment without the rest of a launcher's variables is refused, not half obeyed."""
+    size = os.environ.get("WORLD_SIZE", "1")
+    if not size.isdigit():
+        raise ArenaError(f"WORLD_SIZE={size!r} in the environment: a launcher sets it to the number of ranks")
+    if int(size) <= 1:
+        return False
+    missing = [name for name in ("RANK", "MASTER_ADDR", "MASTER_PORT") if name not in os.environ]
+    if missing or not os.environ["RANK"].isdigit():
+        raise ArenaError(f"WORLD_SIZE={size} in the environment, but {'no ' + ', '.join(missing) if missing else 'RANK is not a number'}: "
+                         "run under torchrun (or arena run --tp N), or unset WORLD_SIZE")
+    return True
+
+
+def launched_ranks() -> int:
+    """How many ranks a launcher started (1: none)."""
+    return int(os.environ["WORLD_SIZE"]) if launched() else 1
+
+
+def first_rank() -> bool:
+    """Whether this process speaks for the run: the only one, or rank 0 of a launcher's."""
+    return not launched() or os.environ["RANK"] == "0"
+
+
+def own_launch() -> bool:
+    """Whether `launch` (arena run --tp N) started this rank, rather than torchrun."""
+    return SAID in os.environ
 
 
 def join(device_type: str) -> Group:
@@ -89,22 +114,29 @@ def leave() -> None:
         dist.destroy_process_group()
 
 
-def bad_input(faults: list[str]) -> int:
-    """Print a rank's faults, and mark the run as failed on bad input for `launch`, which may
-    see another rank fail first: the one whose group this rank left. Returns the exit code, 2."""
+def said(faults: list[str], code: int) -> int:
+    """Print a rank's faults (one line each), and mark the run as failed for a reason said, for
+    `launch`, which may see another rank fail first: the one whose group this rank left.
+    Returns `code`, the exit code."""
     for fault in faults:
-        print(f"arena: error: {shown(fault)}", file=sys.stderr, flush=True)
-    if BAD_INPUT in os.environ:     # (absent under torchrun)
-        try:
-            Path(os.environ[BAD_INPUT], os.environ["RANK"]).touch()
+        note(f"arena: error: {shown(fault)}")
+    if SAID in os.environ:     # (absent under torchrun)
+        mark = Path(os.environ[SAID], os.environ["RANK"])
+        try:        # whole or not at all: the launcher may read the folder at any time
+            mark.with_suffix(".part").write_text(str(code))
+            mark.with_suffix(".part").replace(mark)
         except OSError:             # the folder was removed: the launcher names the rank's exit instead
             pass
-    return 2
+    return code
+
+
+def bad_input(faults: list[str]) -> int:
+    return said(faults, 2)
 
 
 def launch(ranks: int, entry: Callable, *args) -> int:
     """Run `entry(*args)` in `ranks` local processes through torch's elastic launcher and
-    wait: 0 when all succeed, 2 when a rank had bad input (which it has said), else the exit
+    wait: 0 when all succeed, the exit code a rank gave with its reason (bad input: 2), else the exit
     code of the rank that failed first (the launcher has then stopped the others). Rank 0 writes to
     this terminal; the others' stderr goes to files, shown only when one of them failed and
     rank 0 had nothing to say."""
@@ -113,11 +145,14 @@ def launch(ranks: int, entry: Callable, *args) -> int:
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
-    for name in ("torch.distributed.elastic", "torch.multiprocessing"):
-        logging.getLogger(name).setLevel(logging.CRITICAL)   # a failure is reported below, in one line
+    # a failure is reported below, in one line; torch's elastic modules set their loggers' own
+    # levels, so the parent's does not reach them ("Received 2 death signal" on every Ctrl-C)
+    for name in list(logging.Logger.manager.loggerDict):
+        if name.startswith(("torch.distributed.elastic", "torch.multiprocessing")):
+            logging.getLogger(name).setLevel(logging.CRITICAL)
     logs = Path(tempfile.mkdtemp(prefix="arena-ranks-"))
-    os.environ[BAD_INPUT] = str(logs / "bad-input")     # the spawned ranks inherit it
-    (logs / "bad-input").mkdir()
+    os.environ[SAID] = str(logs / "said")     # the spawned ranks inherit it
+    (logs / "said").mkdir()
     config = LaunchConfig(min_nodes=1, max_nodes=1, nproc_per_node=ranks, run_id=uuid.uuid4().hex,
                           rdzv_backend="c10d", rdzv_endpoint=f"localhost:{_free_port()}", max_restarts=0,
                           monitor_interval=MONITOR_SECONDS, start_method="spawn",
@@ -126,30 +161,39 @@ def launch(ranks: int, entry: Callable, *args) -> int:
         elastic_launch(config, entry)(*args)
         return 0
     except ChildFailedError as e:
-        marks = logs / "bad-input"
-        bad = sorted(int(mark.name) for mark in marks.iterdir()) if marks.is_dir() else []
-        if bad:         # the other ranks failed in its wake; rank 0 said its faults here
-            if bad[0] != 0:
-                _show_log(logs, bad[0])
-            return 2
+        marks = sorted(_marks(logs / "said").items())
+        if marks:       # the other ranks failed in its wake; rank 0 said its faults here
+            rank, code = marks[0]
+            if rank != 0:
+                _show_log(logs, rank)
+            return code
         rank, failure = min(e.failures.items(), key=lambda item: item[1].timestamp)
         if rank != 0 and e.failures.get(0, failure).exitcode <= 0:
             _show_log(logs, rank)
         code = failure.exitcode
         cause = f"was killed by {signal.Signals(-code).name}" if code < 0 else f"exited with code {code}"
-        print(f"arena: error: rank {rank} of {ranks} {cause}; the other ranks were stopped", file=sys.stderr)
+        note(f"arena: error: rank {rank} of {ranks} {cause}; the other ranks were stopped")
         return code if code > 0 else 1
     except SignalException as e:   # the launcher's own handler: Ctrl-C or a kill stopped every rank
         return 128 + e.sigval
     finally:
-        del os.environ[BAD_INPUT]
+        del os.environ[SAID]
         shutil.rmtree(logs, ignore_errors=True)
+
+
+def _marks(folder: Path) -> dict[int, int]:
+    """{rank: exit code} of the ranks that said why they failed (see said)."""
+    marks = {}
+    for mark in folder.glob("[0-9]*") if folder.is_dir() else []:
+        if mark.name.isdigit():     # not a mark still being written (.part)
+            marks[int(mark.name)] = int(mark.read_text())
+    return marks
 
 
 def _show_log(logs: Path, rank: int) -> None:
     """What a rank other than 0 wrote to its standard error (a file, see launch)."""
     for log in logs.glob(f"*/attempt_*/{rank}/stderr.log"):
-        sys.stderr.write(log.read_text(errors="replace")[-4000:])
+        note(log.read_text(errors="replace")[-4000:].rstrip("\n"))
 
 
 def _free_port() -> int:

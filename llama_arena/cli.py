@@ -11,7 +11,7 @@ from rich.text import Text
 from executor import cli as run_cli
 from planner import cli as plan_cli
 from planner.check import PlanInvalid
-from planner.errors import ArenaError, CapacityMissed, WriteFailed, shown
+from planner.errors import ArenaError, CapacityMissed, WriteFailed, out_of_memory, shown
 from planner.report import OutputConsole
 from viz import cli as viz_cli
 
@@ -59,6 +59,10 @@ def _run(parser: argparse.ArgumentParser, argv) -> tuple[int, list[Text]]:
         _drop_stdout()
         return 1, [error(f"the output's encoding ({e.encoding}) cannot write {ascii(e.object[e.start:e.end])}; "
                          "set PYTHONIOENCODING=utf-8")]
+    except (MemoryError, RuntimeError) as e:
+        if not out_of_memory(e):
+            raise
+        return 1, [error("out of memory: the system refused an allocation (arena run --budget fits a run in a size)")]
     except OSError as e:        # the files the user names are checked first: here, the system failing
         _drop_stdout()
         return 1, [error(f"{e.strerror or e}" + (f": {e.filename}" if e.filename else

@@ -96,6 +96,12 @@ def read_json_object(path, what: str) -> dict:
     return value
 
 
+def out_of_memory(e: Exception) -> bool:
+    """Whether `e` is an allocation the system refused (a ulimit, a small machine): Python's
+    MemoryError, or torch's allocators' RuntimeError, which says so in its message."""
+    return isinstance(e, MemoryError) or "can't allocate memory" in str(e) or "out of memory" in str(e).lower()
+
+
 def note(text: str) -> None:
     """One line on standard error beside the command's output. A full or closed standard error
     loses the line, never the output or the exit code (print(file=None) would write to stdout)."""

@@ -63,11 +63,11 @@ def bad_input_then_linger() -> None:
     import time
     from pathlib import Path
 
-    from executor.parallel import BAD_INPUT, bad_input
+    from executor.parallel import SAID, bad_input
     if os.environ["RANK"] == "0":
         bad_input(["the table's fault"])
         time.sleep(5)
         sys.exit(2)
-    while not any(Path(os.environ[BAD_INPUT]).iterdir()):
+    while not Path(os.environ[SAID], "0").exists():
         time.sleep(0.01)
     sys.exit(1)

@@ -317,6 +317,7 @@ def test_ctrl_c_mid_run_stops_every_rank_with_exit_130_and_no_traceback(smollm2)
     os.killpg(p.pid, signal.SIGINT)
     _, err = p.communicate(timeout=120)
     assert p.returncode == 130 and "Traceback" not in err, err
+    assert "death signal" not in err, err     # torch's elastic agent's warning, its logger's own level
     assert not [w for w in workers if w.is_running() and w.status() != psutil.STATUS_ZOMBIE]
 
 
@@ -349,3 +350,92 @@ def test_a_ranks_bad_input_is_its_one_line_and_exit_2(word_folder, tmp_path):
     p = arena_run("--model", str(copy), *PROMPT_WORDS, "--tp", "2", timeout=120)
     assert p.returncode == 2 and p.stderr.count("arena: error:") == 1, p.stderr
     assert "rank 0: " in p.stderr and "the output norm holds NaN or infinity" in p.stderr and "Traceback" not in p.stderr
+
+
+# --- a launcher's environment ------------------------------------------------------------
+
+def torchrun_env(monkeypatch, rank="0", **more):
+    for name, value in {"WORLD_SIZE": "2", "RANK": rank, "MASTER_ADDR": "localhost", "MASTER_PORT": "1", **more}.items():
+        monkeypatch.setenv(name, value)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--budget", "200MiB"], "--budget: fits a run on one device; the launcher's 2 ranks run on 2"),
+    (["--prompt-file", "-"], "--prompt-file -: under torchrun every rank would read standard input"),
+])
+def test_what_ranks_under_torchrun_cannot_share_is_refused_before_they_meet(monkeypatch, capsys, argv, message):
+    """--budget: each rank fitted its own share and picked a prefill chunk the other did not,
+    and gloo aborted; --prompt-file -: one rank got the text, the other an empty prompt."""
+    torchrun_env(monkeypatch)
+    prompt = [] if "--prompt-file" in argv else ["--prompt", "Hi"]
+    assert main(["run", *prompt, *argv]) == 2
+    assert capsys.readouterr().err.startswith(f"arena: error: {message}")
+
+
+@pytest.mark.parametrize("env, message", [
+    ({"WORLD_SIZE": "2"}, "WORLD_SIZE=2 in the environment, but no RANK, MASTER_ADDR, MASTER_PORT"),
+    ({"WORLD_SIZE": "two"}, "WORLD_SIZE='two' in the environment"),
+    ({"WORLD_SIZE": "2", "RANK": "x", "MASTER_ADDR": "localhost", "MASTER_PORT": "1"}, "RANK is not a number"),
+])
+def test_a_partial_launcher_environment_is_one_line_and_exit_2(monkeypatch, capsys, env, message):
+    """A WORLD_SIZE left in the shell gave KeyError: 'RANK' and a traceback."""
+    for name in ("WORLD_SIZE", "RANK", "MASTER_ADDR", "MASTER_PORT"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert main(["run", "--prompt", "Hi"]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1, err
+
+
+def test_under_torchrun_only_rank_0_notes(monkeypatch, capsys):
+    """Every rank checks the options; each printed the same note."""
+    from executor import cli as executor_cli
+    args = executor_cli.add_parser(__import__("argparse").ArgumentParser().add_subparsers()).parse_args(
+        ["--prompt", "Hi", "--seed", "3"])
+    for rank, noted in (("0", True), ("1", False)):
+        torchrun_env(monkeypatch, rank)
+        executor_cli._check_options(args)
+        assert ("--seed takes effect" in capsys.readouterr().err) == noted
+
+
+def test_a_rank_losing_its_peers_under_torchrun_says_one_line(monkeypatch, capsys):
+    """gloo's error when a peer dies comes with its C++ frames, on every rank left; under
+    `arena run --tp N` the launcher names the rank that failed first instead."""
+    from executor import cli as executor_cli
+    from executor import parallel
+
+    def lost(args, group, torch):
+        raise RuntimeError("[../third_party/gloo/gloo/transport/tcp/pair.cc:534] Connection closed by peer\n frame #0")
+    monkeypatch.setattr(parallel, "join", lambda device: parallel.Group(1, 2, torch.device("cpu")))
+    monkeypatch.setattr(executor_cli, "_generate_in", lost)
+    torchrun_env(monkeypatch, "1")
+    args = executor_cli.add_parser(__import__("argparse").ArgumentParser().add_subparsers()).parse_args(["--prompt", "Hi"])
+    assert executor_cli._generate(args) == 1
+    assert capsys.readouterr().err == "arena: error: rank 1: [../third_party/gloo/gloo/transport/tcp/pair.cc:534] Connection closed by peer\n"
+    monkeypatch.setenv(parallel.SAID, "/nonexistent")
+    with pytest.raises(RuntimeError):
+        executor_cli._generate(args)
+
+
+def test_out_of_memory_is_one_line_and_exit_1(monkeypatch, capsys):
+    """torch's allocator raises RuntimeError; a ulimit made it a traceback."""
+    from executor import cli as executor_cli
+
+    def refused(args):
+        raise RuntimeError("[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't allocate memory")
+    monkeypatch.setattr(executor_cli, "_generate", refused)
+    assert main(["run", "--prompt", "Hi"]) == 1
+    assert capsys.readouterr().err == ("arena: error: out of memory: the system refused an allocation "
+                                       "(arena run --budget fits a run in a size)\n")
+
+
+@pytest.mark.slow
+def test_a_reader_that_leaves_ends_two_ranks_quietly_with_141(smollm2):
+    """rank 0's BrokenPipeError was a traceback in the rank and 'rank 0 of 2 exited with code 1'."""
+    p = subprocess.Popen([*ARENA, "run", "--prompt", "Once upon a time", "--max-new-tokens", "4000", "--ignore-eos",
+                          "--nctx", "4096", "--tp", "2"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert p.stdout.read(1)
+    p.stdout.close()
+    err = p.stderr.read()
+    assert p.wait(timeout=120) == 141 and "error" not in err and "Traceback" not in err, err
