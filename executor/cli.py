@@ -113,8 +113,9 @@ def rank_main(args) -> None:
         if not out_of_memory(e):
             raise
         code = said([f"rank {rank}: out of memory: the system refused an allocation"], 1)
-    except OSError as e:        # rank 0 writing the output: a full disk, say
-        code = said([f"rank {rank}: {e.strerror or e} (writing the output)"], 1)
+    except OSError as e:        # the system failing, as llama_arena.cli says it: rank 0 writing the output, say
+        where = f": {e.filename}" if e.filename else " (writing the output)"
+        code = said([f"rank {rank}: {e.strerror or e}{where}"], 1)
     if code:
         sys.exit(code)
 
@@ -123,7 +124,7 @@ def _generate(args) -> int:
     """The run, as the only rank or as one of several (a launcher's environment says which)."""
     import torch
 
-    from .parallel import bad_input, join, launched, leave, own_launch, said
+    from .parallel import PeerLost, bad_input, join, launched, leave, own_launch, said
 
     group = join(args.device) if launched() else None
     try:
@@ -134,12 +135,12 @@ def _generate(args) -> int:
         # said before the group is left: the other ranks fail as soon as it is, and the
         # launcher may stop this one before it could say anything after
         return bad_input([f"rank {group.rank}: {fault}" for fault in e.faults])
-    except RuntimeError as e:
-        if group is None or own_launch():     # (--tp's launcher names the rank that failed first)
+    except PeerLost as e:
+        if own_launch():     # (--tp's launcher names the rank that failed first)
             raise
-        # under torchrun: a peer that died or left fails every collective of the others, each
-        # with gloo's error and its C++ frames; one line a rank instead
-        return said([f"rank {group.rank}: {(str(e).strip().splitlines() or [type(e).__name__])[0][:300]}"], 1)
+        # under torchrun: a peer that died or left fails every collective of the others; one
+        # line a rank, not gloo's C++ frames
+        return said([f"rank {group.rank}: {e}"], 1)
     finally:
         leave()
 

@@ -32,6 +32,11 @@ MONITOR_SECONDS = 0.2
 SAID = "ARENA_SAID_DIR"
 
 
+class PeerLost(Exception):
+    """A collective failed: another rank died or left. gloo says so in a RuntimeError, with its
+    C++ frames; this carries the first line."""
+
+
 @dataclass
 class Group:
     """This process's place among the ranks, and the two collectives a forward pass uses."""
@@ -40,32 +45,52 @@ class Group:
     device: torch.device
 
     def all_reduce(self, x: torch.Tensor) -> None:
-        dist.all_reduce(x)
+        try:
+            dist.all_reduce(x)
+        except RuntimeError as e:
+            raise PeerLost(_first_line(e)) from e
 
     def broadcast(self, x: torch.Tensor) -> None:
         """Rank 0's `x` to every rank, in place."""
-        dist.broadcast(x, 0)
+        try:
+            dist.broadcast(x, 0)
+        except RuntimeError as e:
+            raise PeerLost(_first_line(e)) from e
 
     def gather(self, value) -> list:
         """Every rank's `value` (any picklable object), in rank order, on every rank."""
         out = [None] * self.size
-        dist.all_gather_object(out, value)
+        try:
+            dist.all_gather_object(out, value)
+        except RuntimeError as e:
+            raise PeerLost(_first_line(e)) from e
         return out
+
+
+def _first_line(e: Exception) -> str:
+    return (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
 
 
 def launched() -> bool:
     """Whether a launcher started this process as one rank of several. A WORLD_SIZE left in the
     environment without the rest of a launcher's variables is refused, not half obeyed."""
     size = os.environ.get("WORLD_SIZE", "1")
-    if not size.isdigit():
+    if not _whole(size):
         raise ArenaError(f"WORLD_SIZE={size!r} in the environment: a launcher sets it to the number of ranks")
     if int(size) <= 1:
         return False
     missing = [name for name in ("RANK", "MASTER_ADDR", "MASTER_PORT") if name not in os.environ]
-    if missing or not os.environ["RANK"].isdigit():
-        raise ArenaError(f"WORLD_SIZE={size} in the environment, but {'no ' + ', '.join(missing) if missing else 'RANK is not a number'}: "
-                         "run under torchrun (or arena run --tp N), or unset WORLD_SIZE")
+    wrong = [name for name in ("RANK", "MASTER_PORT") if name not in missing and not _whole(os.environ[name])]
+    if missing or wrong:
+        why = f"no {', '.join(missing)}" if missing else f"{wrong[0]}={os.environ[wrong[0]]!r} is not a number"
+        raise ArenaError(f"WORLD_SIZE={size} in the environment, but {why}: run under torchrun (or arena run "
+                         "--tp N), or unset WORLD_SIZE")
     return True
+
+
+def _whole(text: str) -> bool:
+    """Whether `text` is a whole number as int() reads it in ASCII digits ('²' is a digit to isdigit)."""
+    return text.isascii() and text.isdecimal()
 
 
 def launched_ranks() -> int:
@@ -75,7 +100,7 @@ def launched_ranks() -> int:
 
 def first_rank() -> bool:
     """Whether this process speaks for the run: the only one, or rank 0 of a launcher's."""
-    return not launched() or os.environ["RANK"] == "0"
+    return not launched() or int(os.environ["RANK"]) == 0
 
 
 def own_launch() -> bool:

@@ -62,7 +62,7 @@ def _run(parser: argparse.ArgumentParser, argv) -> tuple[int, list[Text]]:
     except (MemoryError, RuntimeError) as e:
         if not out_of_memory(e):
             raise
-        return 1, [error("out of memory: the system refused an allocation (arena run --budget fits a run in a size)")]
+        return 1, [error("out of memory: the system refused an allocation")]
     except OSError as e:        # the files the user names are checked first: here, the system failing
         _drop_stdout()
         return 1, [error(f"{e.strerror or e}" + (f": {e.filename}" if e.filename else
