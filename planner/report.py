@@ -30,6 +30,8 @@ class OutputConsole(Console):
     llama_arena/cli.py); rich's own handler would exit 1."""
 
     def __init__(self, **options):
+        if options.get("width") is not None:    # rich drops a width of its own on a dumb terminal (TERM=dumb)
+            options.setdefault("height", 25)    # unless given a height too; nothing here pages
         super().__init__(**options)
         self.width = max(self.width, MIN_WIDTH)
 

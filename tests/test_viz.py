@@ -193,6 +193,15 @@ def test_arena_map_draws_each_instance_in_its_bands_and_steps(seed):
     assert peak.index("▲") == margin + SEED_STEPS.index("ffn_up") * cell
 
 
+def test_width_holds_on_a_dumb_terminal(monkeypatch):
+    """rich sizes a dumb terminal (TERM=dumb) at 80 columns whatever width it was given."""
+    from planner.report import output_console
+    monkeypatch.setenv("TERM", "dumb")
+    monkeypatch.setattr("sys.stdout.isatty", lambda: True)
+    assert output_console(60).is_dumb_terminal and output_console(60).width == 60
+    assert output_console(None).width == 80
+
+
 def test_arena_map_wraps_to_the_terminal_width(smollm2):
     lifetimes, plan = smollm2
     lines = screen(plan, lifetimes, width=60)
