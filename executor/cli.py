@@ -11,7 +11,7 @@ import math
 import os
 import sys
 
-from planner.errors import MAX_FILE_BYTES, ArenaError, note, out_of_memory, plural, read_text, utf8_text
+from planner.errors import MAX_FILE_BYTES, ArenaError, note, out_of_memory, plural, read_text, system_failure, utf8_text
 from planner.models import files_of
 from planner.options import integer, number
 from planner.output import check_target, check_targets
@@ -109,13 +109,11 @@ def rank_main(args) -> None:
     except BrokenPipeError:     # rank 0's reader left (| head): quietly, as a single process does
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())     # (Python flushes again at exit)
         code = said([], 141)
-    except (MemoryError, RuntimeError) as e:
-        if not out_of_memory(e):
+    except (MemoryError, RuntimeError, OSError) as e:     # out of memory; rank 0 writing the output
+        line = system_failure(e)
+        if line is None:
             raise
-        code = said([f"rank {rank}: out of memory: the system refused an allocation"], 1)
-    except OSError as e:        # the system failing, as llama_arena.cli says it: rank 0 writing the output, say
-        where = f": {e.filename}" if e.filename else " (writing the output)"
-        code = said([f"rank {rank}: {e.strerror or e}{where}"], 1)
+        code = said([f"rank {rank}: {line}"], 1)
     if code:
         sys.exit(code)
 
@@ -193,7 +191,7 @@ def _generate_in(args, group, torch) -> int:
             session = Session(build_model(weights, nctx, group), nctx, choice.chunk, tile=choice.tile,
                               trace=args.trace is not None)
         except (MemoryError, RuntimeError) as e:    # torch's allocators raise RuntimeError (OutOfMemoryError)
-            if isinstance(e, RuntimeError) and "alloc" not in str(e) and "out of memory" not in str(e):
+            if not out_of_memory(e):
                 raise
             raise ArenaError(f"--nctx {nctx}: the {device} could not hold the run's KV cache, arena and RoPE tables "
                              f"({mib(cost['arena'] + cost['rope_bytes'])} beside the weights); a smaller --nctx, or "

@@ -9,6 +9,7 @@ and `torchrun ... arena run` (one machine or several) take the same path.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -45,30 +46,29 @@ class Group:
     device: torch.device
 
     def all_reduce(self, x: torch.Tensor) -> None:
-        try:
+        with _collective():
             dist.all_reduce(x)
-        except RuntimeError as e:
-            raise PeerLost(_first_line(e)) from e
 
     def broadcast(self, x: torch.Tensor) -> None:
         """Rank 0's `x` to every rank, in place."""
-        try:
+        with _collective():
             dist.broadcast(x, 0)
-        except RuntimeError as e:
-            raise PeerLost(_first_line(e)) from e
 
     def gather(self, value) -> list:
         """Every rank's `value` (any picklable object), in rank order, on every rank."""
         out = [None] * self.size
-        try:
+        with _collective():
             dist.all_gather_object(out, value)
-        except RuntimeError as e:
-            raise PeerLost(_first_line(e)) from e
         return out
 
 
-def _first_line(e: Exception) -> str:
-    return (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
+@contextlib.contextmanager
+def _collective():
+    """A collective's RuntimeError (gloo's, a peer gone) as PeerLost, with its first line."""
+    try:
+        yield
+    except RuntimeError as e:
+        raise PeerLost((str(e).strip().splitlines() or [type(e).__name__])[0][:300]) from e
 
 
 def launched() -> bool:

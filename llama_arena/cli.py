@@ -11,7 +11,7 @@ from rich.text import Text
 from executor import cli as run_cli
 from planner import cli as plan_cli
 from planner.check import PlanInvalid
-from planner.errors import ArenaError, CapacityMissed, WriteFailed, out_of_memory, shown
+from planner.errors import ArenaError, CapacityMissed, WriteFailed, shown, system_failure
 from planner.report import OutputConsole
 from viz import cli as viz_cli
 
@@ -59,14 +59,13 @@ def _run(parser: argparse.ArgumentParser, argv) -> tuple[int, list[Text]]:
         _drop_stdout()
         return 1, [error(f"the output's encoding ({e.encoding}) cannot write {ascii(e.object[e.start:e.end])}; "
                          "set PYTHONIOENCODING=utf-8")]
-    except (MemoryError, RuntimeError) as e:
-        if not out_of_memory(e):
+    except (MemoryError, RuntimeError, OSError) as e:
+        line = system_failure(e)
+        if line is None:
             raise
-        return 1, [error("out of memory: the system refused an allocation")]
-    except OSError as e:        # the files the user names are checked first: here, the system failing
-        _drop_stdout()
-        return 1, [error(f"{e.strerror or e}" + (f": {e.filename}" if e.filename else
-                                                 " (writing the output)" if e.errno == errno.ENOSPC else ""))]
+        if isinstance(e, OSError):
+            _drop_stdout()
+        return 1, [error(line)]
 
 
 def _drop_stdout() -> None:

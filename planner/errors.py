@@ -3,6 +3,7 @@ capacity no plan was found within (exit code 3), and an output the system failed
 (exit code 1); and the helpers that phrase the user's
 input in a message."""
 import codecs
+import errno
 import json
 import os
 import stat
@@ -99,7 +100,19 @@ def read_json_object(path, what: str) -> dict:
 def out_of_memory(e: Exception) -> bool:
     """Whether `e` is an allocation the system refused (a ulimit, a small machine): Python's
     MemoryError, or torch's allocators' RuntimeError, which says so in its message."""
-    return isinstance(e, MemoryError) or "can't allocate memory" in str(e) or "out of memory" in str(e).lower()
+    text = str(e).lower()
+    return isinstance(e, MemoryError) or any(words in text for words in
+                                             ("can't allocate memory", "not enough memory", "out of memory"))
+
+
+def system_failure(e: Exception) -> str | None:
+    """The line that says how the system failed a command, None where `e` is no such failure:
+    an allocation it refused, or an OSError (the files the user names are checked first, so
+    what is left is writing the output)."""
+    if isinstance(e, OSError):
+        where = f": {e.filename}" if e.filename else " (writing the output)" if e.errno == errno.ENOSPC else ""
+        return f"{e.strerror or e}{where}"
+    return "out of memory: the system refused an allocation" if out_of_memory(e) else None
 
 
 def note(text: str) -> None:
