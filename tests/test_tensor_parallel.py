@@ -1,6 +1,7 @@
 """Tensor parallelism on CPU (gloo): the split rules, per-rank plans, logits and tokens equal
 to one rank's and to transformers', the arena discipline on every rank, both launch forms
 (`arena run --tp N` and torchrun, across two "machines" on localhost), and failing ranks."""
+import argparse
 import json
 import os
 import shutil
@@ -354,9 +355,15 @@ def test_a_ranks_bad_input_is_its_one_line_and_exit_2(word_folder, tmp_path):
 
 # --- a launcher's environment ------------------------------------------------------------
 
-def torchrun_env(monkeypatch, rank="0", **more):
-    for name, value in {"WORLD_SIZE": "2", "RANK": rank, "MASTER_ADDR": "localhost", "MASTER_PORT": "1", **more}.items():
+def torchrun_env(monkeypatch, rank="0"):
+    for name, value in {"WORLD_SIZE": "2", "RANK": rank, "MASTER_ADDR": "localhost", "MASTER_PORT": "1"}.items():
         monkeypatch.setenv(name, value)
+
+
+def run_args(*argv):
+    """`arena run`'s options, parsed."""
+    from executor import cli as executor_cli
+    return executor_cli.add_parser(argparse.ArgumentParser().add_subparsers()).parse_args(list(argv))
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -393,8 +400,7 @@ def test_a_partial_launcher_environment_is_one_line_and_exit_2(monkeypatch, caps
 def test_under_torchrun_only_rank_0_notes(monkeypatch, capsys):
     """Every rank checks the options; each printed the same note."""
     from executor import cli as executor_cli
-    args = executor_cli.add_parser(__import__("argparse").ArgumentParser().add_subparsers()).parse_args(
-        ["--prompt", "Hi", "--seed", "3"])
+    args = run_args("--prompt", "Hi", "--seed", "3")
     for rank, noted in (("0", True), ("1", False)):
         torchrun_env(monkeypatch, rank)
         executor_cli._check_options(args)
@@ -419,7 +425,7 @@ def test_a_rank_losing_its_peers_under_torchrun_says_one_line(monkeypatch, capsy
     monkeypatch.setattr(parallel.dist, "broadcast", lost)
     monkeypatch.setattr(executor_cli, "_generate_in", broadcast_then(None))
     torchrun_env(monkeypatch, "1")
-    args = executor_cli.add_parser(__import__("argparse").ArgumentParser().add_subparsers()).parse_args(["--prompt", "Hi"])
+    args = run_args("--prompt", "Hi")
     assert executor_cli._generate(args) == 1
     assert capsys.readouterr().err == "arena: error: rank 1: [../third_party/gloo/gloo/transport/tcp/pair.cc:534] Connection closed by peer\n"
     monkeypatch.setattr(parallel.dist, "broadcast", lambda *args: None)     # a bug of our own keeps its traceback

@@ -37,10 +37,8 @@ def plan_trace(plan: Plan) -> str:
     origin = min((b.first for b in plan.buffers), default=0) if not plan.steps else 0
     span = max((b.last + 1 for b in plan.buffers), default=origin) - origin
     # from the first time, in integers: a CSV's times near 2^62 lose their units as floats
-    if span * PLANNED_STEP_US <= MAX_TRACE_US:
-        events += _call_events(plan, lambda t: (t - origin) * PLANNED_STEP_US, tids)
-    else:
-        events += _call_events(plan, lambda t: (t - origin) * MAX_TRACE_US // span, tids)
+    per, units = (PLANNED_STEP_US, 1) if span * PLANNED_STEP_US <= MAX_TRACE_US else (MAX_TRACE_US, span)
+    events += _call_events(plan, lambda t: (t - origin) * per // units, tids)
     return _dump(events, [plan])
 
 
