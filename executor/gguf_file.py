@@ -8,11 +8,9 @@ GGUF files and checkpoints alike and our logits can be compared with transformer
 """
 from __future__ import annotations
 
-import math
 import mmap
 import re
 from pathlib import Path
-from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -20,6 +18,7 @@ import torch
 from planner.errors import ArenaError
 from planner.estimate import native_weight_bytes, shard_tensors
 from planner.gguf_header import read_header
+from planner.gguf_tensors import Tensor, tensors
 from planner.models import gguf_dims, gguf_meta, gguf_refusal, positive
 
 from .quant import BLOCK_BYTES, Packed
@@ -47,32 +46,13 @@ READ_BYTES = 16 << 20     # a float tensor is read this many bytes of the file a
 _LAYER = re.compile(r"model\.layers\.(\d+)\.(.+)")
 
 
-def _supported():
-    from gguf import GGMLQuantizationType as Q
-    return {Q.F32, Q.F16, Q.BF16, Q.Q8_0, Q.Q4_0, Q.Q4_1, Q.Q5_0, Q.Q5_1,
-            Q.Q2_K, Q.Q3_K, Q.Q4_K, Q.Q5_K, Q.Q6_K}
-
-
-class Tensor(NamedTuple):
-    """Where a tensor's bytes lie in the file, and what they hold."""
-    name: str
-    kind: object            # gguf's GGMLQuantizationType
-    shape: tuple[int, ...]  # GGUF's order: innermost dimension first
-    offset: int
-    nbytes: int
-
-    @property
-    def rows(self) -> int:
-        return int(np.prod(self.shape[1:]))
-
-
 class GGUFFile:
     """One open GGUF file (memory-mapped): metadata by key, tensors by transformers name."""
 
     def __init__(self, path: Path):
         self.path = Path(path)
         self.header = read_header(self.path)
-        self.tensors = self._tensors(self.header)
+        self.tensors = tensors(self.header, self.path)
         self.data = np.memmap(self.path, mode="r")     # the whole file; pages are read when touched
         self.config = self._config()
 
@@ -162,43 +142,9 @@ class GGUFFile:
             return f"blk.{match.group(1)}.{LAYER_NAMES[match.group(2)]}"
         return GLOBAL_NAMES.get(name, name)
 
-    def _tensors(self, header) -> dict[str, Tensor]:
-        """The header's tensors, each of a supported type and whole in the file."""
-        from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
-        supported, tensors = _supported(), {}
-        for t in header.tensors.values():
-            try:
-                kind = GGMLQuantizationType(t.type)
-            except ValueError:   # a type number gguf does not know
-                kind = None
-            if kind not in supported:
-                names = ", ".join(sorted(q.name for q in supported))
-                raise ArenaError(f"{self.path}: tensor '{t.name}' has quantization "
-                                 f"{kind.name if kind else f'type {t.type}'}, which is not supported (supported: {names})")
-            block, size = GGML_QUANT_SIZES[kind]
-            self._check_shape(t, kind, block)
-            nbytes = math.prod(t.shape) // block * size   # exact: numpy's product wraps around at 2^64
-            if t.offset + nbytes > header.size:
-                raise ArenaError(f"{self.path}: tensor '{t.name}' has {max(0, header.size - t.offset)} of its "
-                                 f"{nbytes} bytes: the file is truncated")
-            tensors[t.name] = Tensor(t.name, kind, t.shape, t.offset, nbytes)
-        ends = sorted((t.offset, t.offset + t.nbytes, t.name) for t in tensors.values())
-        for (_, end, before), (start, _, name) in zip(ends, ends[1:]):
-            if start < end:     # two tensors sharing bytes: a corrupt offset, read as weights all the same
-                raise ArenaError(f"{self.path}: tensor '{name}' starts inside tensor '{before}'")
-        return tensors
-
-    def _check_shape(self, t, kind, block: int) -> None:
-        """Every dimension positive and the rows whole blocks: the reshapes of get() and blocks() rely on it."""
-        if 0 in t.shape:
-            raise ArenaError(f"{self.path}: tensor '{t.name}' has shape {list(t.shape)}, no values")
-        if t.shape and t.shape[0] % block:
-            raise ArenaError(f"{self.path}: tensor '{t.name}' has rows of {t.shape[0]} values, "
-                             f"not whole {kind.name} blocks of {block}")
-
     def _config(self) -> ModelConfig:
         dims = gguf_dims(self.header, self.path)
-        refusal = gguf_refusal(self.header, self.path, dims["dh"])
+        refusal = gguf_refusal(self.header, self.path, dims)
         if refusal:
             raise ArenaError(f"{self.path}: {refusal}")
         return ModelConfig(

@@ -13,6 +13,7 @@ from .budget import Fitter, choose, describe
 from .options import add_plan_inputs, input_files, integer, load_schedule, plan_from_args, settle_inputs
 from .errors import ArenaError, CapacityMissed, note, read_json_object
 from .estimate import estimate, native_weight_bytes, shard_tensors, workspace_bytes
+from .gguf_tensors import tensors
 from .models import SET_DIGITS, model_dims, model_file, model_header, gguf_refusal, parse_sets, run_refusal, tied_output
 from .output import check_targets, write_all, write_atomic
 from .plan import Plan
@@ -106,7 +107,13 @@ def _note_refusal(model: str | None) -> None:
     if path is None:
         return
     dims = model_dims(model)
-    refusal = gguf_refusal(model_header(path), path, dims["dh"]) if path.suffix == ".gguf" else \
+    if path.suffix == ".gguf":
+        try:        # its tensors' types and bytes, which the estimate only counts
+            tensors(model_header(path), path)
+        except ArenaError as e:
+            note(f"note: arena run refuses {e}")
+            return
+    refusal = gguf_refusal(model_header(path), path, dims) if path.suffix == ".gguf" else \
         run_refusal(read_json_object(path, "config.json"), dims)
     if refusal:
         note(f"note: arena run refuses {path}: {refusal}")

@@ -15,6 +15,7 @@ from pathlib import Path
 from . import expr
 from .errors import ArenaError, plural, read_json_object
 from .gguf_header import Header, decoded, read_header
+from .gguf_tensors import unread
 
 PRESETS: dict[str, dict[str, int]] = {
     "smollm2-135m": dict(d=576, nh=9, nkvh=3, dh=64, di=1536, nlayers=30, vocab=49152, nctx=8192),
@@ -205,19 +206,18 @@ def rope_parameters(cfg: dict) -> tuple[str, object, object]:
     return key, params, kind
 
 
-def gguf_refusal(header: Header, path: Path, dh: int) -> str | None:
+def gguf_refusal(header: Header, path: Path, dims: dict[str, int]) -> str | None:
     """What `arena run` refuses in a llama GGUF file the planner reads (None: nothing): biases,
-    which llama.cpp adds where present, RoPE over part of a head, an odd head size, no token
-    embedding."""
+    which llama.cpp adds where present, RoPE over part of a head, an odd head size, a tensor
+    missing or left unread (gguf_tensors.unread)."""
     bias = next((name for name in header.tensors if name.endswith(".bias")), None)
     if bias:
         return f"tensor '{bias}' is a bias; layers with biases are not supported"
-    rotated = gguf_meta(header, path, "llama.rope.dimension_count", dh)
-    if rotated != dh:
-        return f"RoPE over {rotated} of {dh} head dimensions is not supported"
-    # the planner may do without a token embedding, a forward pass cannot
-    missing = None if "token_embd.weight" in header.tensors else "the file has no tensor 'token_embd.weight'"
-    return odd_head(dh) or missing
+    rotated = gguf_meta(header, path, "llama.rope.dimension_count", dims["dh"])
+    if rotated != dims["dh"]:
+        return f"RoPE over {rotated} of {dims['dh']} head dimensions is not supported"
+    # the planner does without a token embedding or a layer's tensor; a forward pass cannot
+    return odd_head(dims["dh"]) or unread(header, dims["nlayers"])
 
 
 def odd_head(dh: int) -> str | None:

@@ -29,9 +29,17 @@ def checkpoint(tiny_folder):
 ADD = {int: "add_uint32", float: "add_float32", str: "add_string", bool: "add_bool", list: "add_array"}
 
 
-def minimal_gguf(path, arch="llama", extra=None, drop=(), embedding=True, tokens=None, **more):
-    """Llama metadata (and the `more` keys), a token embedding of 8 rows unless `embedding` is
-    false, a token list, and the `extra` tensors {name: (array, raw type or None)}."""
+# the tensors a layer of minimal_gguf's reads, as numpy lays them out (out, in)
+LAYER_SHAPES = {"attn_norm": (256,), "attn_q": (256, 256), "attn_k": (256, 256), "attn_v": (256, 256),
+                "attn_output": (256, 256), "ffn_norm": (256,), "ffn_gate": (256, 256), "ffn_up": (256, 256),
+                "ffn_down": (256, 256)}
+
+
+def minimal_gguf(path, arch="llama", extra=None, drop=(), embedding=True, tokens=None, omit=(), **more):
+    """Llama metadata (and the `more` keys), a token list, and a tensor of ones for each that
+    one layer reads (a token embedding of 8 rows unless `embedding` is false; none named in
+    `omit`), those of the `extra` tensors {name: (array, raw type or None)} in their place, the
+    others after them."""
     w = gguf.GGUFWriter(path, arch)
     meta = {"block_count": 1, "embedding_length": 256, "feed_forward_length": 256,
             "attention.head_count": 4, "context_length": 64, **more}
@@ -40,9 +48,11 @@ def minimal_gguf(path, arch="llama", extra=None, drop=(), embedding=True, tokens
             getattr(w, ADD[type(value)])(f"{arch}.{key}", value)
     if tokens:
         w.add_token_list(tokens)
-    if embedding:
-        w.add_tensor("token_embd.weight", np.ones((8, 256), dtype=np.float32))
-    for name, (array, raw) in (extra or {}).items():
+    tensors = {"token_embd.weight": (8, 256)} if embedding else {}
+    tensors |= {"output_norm.weight": (256,), **{f"blk.0.{role}.weight": s for role, s in LAYER_SHAPES.items()}}
+    tensors = {name: (np.ones(shape, dtype=np.float32), None) for name, shape in tensors.items()
+               if name not in omit} | (extra or {})
+    for name, (array, raw) in tensors.items():
         w.add_tensor(name, array, raw_dtype=raw)
     w.write_header_to_file()
     w.write_kv_data_to_file()
@@ -134,6 +144,26 @@ def test_plan_estimates_a_gguf_file_run_refuses_with_a_note(checkpoint, tmp_path
     assert main(["plan", "llama", "--model", str(path), "--set", "n=2", "--json"]) == 0
     assert capsys.readouterr().err == (f"note: arena run refuses {path}: tensor 'blk.0.attn_q.bias' is a bias; "
                                        "layers with biases are not supported\n")
+
+
+@pytest.mark.parametrize("extra, omit, fault", [
+    ({"blk.1.attn_norm.weight": (np.ones(256, dtype=np.float32), None)}, (),
+     "tensor 'blk.1.attn_norm.weight' is not one that a llama model of 1 layer (llama.block_count) reads"),
+    ({"blk.0.attn_q_norm.weight": (np.ones(64, dtype=np.float32), None)}, (),
+     "tensor 'blk.0.attn_q_norm.weight' is not one that a llama model of 1 layer (llama.block_count) reads"),
+    ({}, ("blk.0.ffn_up.weight",), "the file has no tensor 'blk.0.ffn_up.weight'"),
+    ({"blk.0.ffn_down.weight": (np.zeros((1, 18 * 8), dtype=np.uint8), Q.IQ4_NL)}, (),
+     "tensor 'blk.0.ffn_down.weight' has quantization IQ4_NL, which is not supported"),
+], ids=["layer-past-block-count", "other-architecture", "missing", "unsupported-type"])
+def test_tensors_the_forward_pass_cannot_read_or_leaves_unread(tmp_path, capsys, extra, omit, fault):
+    """Refused by the run, as llama.cpp refuses them (a layer past llama.block_count ran as a
+    network of one layer, its output wrong); noted by the plan, which estimates them all the same."""
+    path = minimal_gguf(tmp_path / "x.gguf", extra=extra, omit=omit)
+    with pytest.raises(ArenaError, match=re.escape(fault)):
+        GGUFFile(path)
+    assert main(["plan", "llama", "--model", str(path), "--set", "n=2", "--json"]) == 0
+    err = capsys.readouterr().err
+    assert err.startswith(f"note: arena run refuses {path}: {fault}") and err.count("\n") == 1, err
 
 
 def test_a_tensor_of_the_wrong_shape_is_named_as_the_file_names_it(tmp_path):
