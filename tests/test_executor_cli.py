@@ -531,6 +531,20 @@ def test_logits_that_are_not_finite_name_the_weight_that_holds_nan(folder, tmp_p
                                             "are not finite (NaN or infinity)\n")
 
 
+def test_a_weight_past_f16s_range_is_blamed_on_f16_not_the_file(folder, tmp_path, capsys):
+    """Finite in the file, infinite once cast to f16: the file is not at fault."""
+    from safetensors.torch import load_file, save_file
+    copy = copy_of(folder, tmp_path)
+    file = next(copy.glob("*.safetensors"))
+    tensors = load_file(file)
+    tensors["model.norm.weight"][0] = 1e6
+    save_file(tensors, file, metadata={"format": "pt"})
+    assert main(["run", "--model", str(copy), "--prompt", "w5", "--max-new-tokens", "2", "--dtype", "f16"]) == 2
+    assert capsys.readouterr().err.endswith(f"\narena: error: {copy}: the output norm holds NaN or infinity in f16 "
+                                            "(65504 at most: run in f32 or bf16), so the logits are not finite (NaN "
+                                            "or infinity)\n")
+
+
 def test_logits_that_overflow_in_f32_from_finite_weights_say_so(folder, tmp_path, capsys):
     copy = copy_of(folder, tmp_path)
     edit_json(copy / "config.json", rope_parameters={"rope_type": "default", "rope_theta": 1e-308})   # RoPE overflows
