@@ -23,8 +23,8 @@
  * q = x / e rounded to nearest, and the block's sum of q), so that a block's dot product is
  * integer: d e sum(w_q x_q) (+ m e sum(x_q) for Q4_1, - 8 d e sum(x_q) for Q4_0). llama.cpp
  * does the same with 8 bits; 16 cost about as few instructions (one 16-bit multiply-add per
- * pair of weights, no float per weight) and move x by at most 2^-16 of its block's largest value,
- * not 2^-8: products within about 1e-5 of the dequantized weights', where 8 bits moved a small
+ * pair of weights, no float per weight) and move x by at most 2^-16 of its block's largest value
+ * (blocks under about 1e-34: block_scale), not 2^-8: products within about 1e-5 of the dequantized weights', where 8 bits moved a small
  * model's logits by 5%.
  *
  * group(kind, w, rows, blocks, to_groups)
@@ -40,6 +40,7 @@
  * integer arithmetic. */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <float.h>
 #include <math.h>
 #include <omp.h>
 #include <stdint.h>
@@ -135,10 +136,22 @@ static float half_to_float(const uint8_t *p) {
 
 /* ---- plain C ---- */
 
+/* A block's scale e = amax / 32767 and its inverse, by which x is multiplied. Where 32767 / amax
+ * overflows (amax under about 1e-34), the block goes in steps of 1 / FLT_MAX instead, its values
+ * all within 32767: an infinite inverse made every q garbage (an infinity is no integer). */
+static inline void block_scale(float amax, float *e, float *inv) {
+    *e = amax / QMAX;
+    *inv = amax ? QMAX / amax : 0;
+    if (isinf(*inv)) {
+        *inv = FLT_MAX;
+        *e = 1 / FLT_MAX;
+    }
+}
+
 static void quantize_block(const float *x, XBlock *out) {
-    float amax = 0;
+    float amax = 0, e, inv;
     for (int j = 0; j < GROUP; j++) amax = fmaxf(amax, fabsf(x[j]));
-    float e = amax / QMAX, inv = amax ? QMAX / amax : 0;
+    block_scale(amax, &e, &inv);
     int32_t sum = 0;
     for (int j = 0; j < GROUP; j++) {
         out->q[j] = (int16_t)nearbyintf(x[j] * inv);   /* the default rounding: to nearest, ties to even */
@@ -154,11 +167,14 @@ static void block_values(int kind, const uint8_t *b, float *w) {
         for (int j = 0; j < GROUP; j++) w[j] = d * (float)(int8_t)b[2 + j];
         return;
     }
-    float m = kind == Q4_1 ? half_to_float(b + 2) : -8 * d;
+    /* Q4_0's d (q - 8), as gguf and llama.cpp compute it: d q - 8 d is the same number (both
+     * products exact), except that an infinite d made every value NaN rather than infinite */
+    float m = kind == Q4_1 ? half_to_float(b + 2) : 0;
+    int zero = kind == Q4_1 ? 0 : 8;
     const uint8_t *q = b + (kind == Q4_1 ? 4 : 2);
     for (int j = 0; j < 16; j++) {
-        w[j] = d * (float)(q[j] & 15) + m;
-        w[16 + j] = d * (float)(q[j] >> 4) + m;
+        w[j] = d * (float)((q[j] & 15) - zero) + m;
+        w[16 + j] = d * (float)((q[j] >> 4) - zero) + m;
     }
 }
 
@@ -203,8 +219,9 @@ AVX2 static void quantize_block_avx2(const float *x, XBlock *out) {
     }
     __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(amax), _mm256_extractf128_ps(amax, 1));
     m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
-    float a = _mm_cvtss_f32(_mm_max_ss(m4, _mm_movehdup_ps(m4)));
-    __m256 inv = _mm256_set1_ps(a ? QMAX / a : 0);
+    float e, inv_scalar;
+    block_scale(_mm_cvtss_f32(_mm_max_ss(m4, _mm_movehdup_ps(m4))), &e, &inv_scalar);
+    __m256 inv = _mm256_set1_ps(inv_scalar);
     __m256i q[4];
     for (int j = 0; j < 4; j++)
         q[j] = _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(v[j], inv), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
@@ -214,8 +231,8 @@ AVX2 static void quantize_block_avx2(const float *x, XBlock *out) {
     __m256i s = _mm256_add_epi32(_mm256_add_epi32(q[0], q[1]), _mm256_add_epi32(q[2], q[3]));
     __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
     s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0x4e));
-    out->e = a / QMAX;
-    out->s = out->e * (float)_mm_cvtsi128_si32(_mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0xb1)));
+    out->e = e;
+    out->s = e * (float)_mm_cvtsi128_si32(_mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0xb1)));
 }
 
 AVX2 static inline float sum8(__m256 v) {

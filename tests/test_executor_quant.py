@@ -144,6 +144,41 @@ def test_float_products_of_a_few_rows_equal_torch(dtype, n, avx2):
             assert ((out.double() - exact).abs() <= step * size).all(), (rows, cols, accumulate)
 
 
+@pytest.mark.parametrize("qtype", NATIVE, ids=lambda q: q.name)
+def test_lookups_of_blocks_with_infinite_or_nan_scales_are_gguf_values(qtype):
+    """Q4_0's values are d (q - 8), as gguf's: d q - 8 d made an infinite scale's values NaN."""
+    import numpy as np
+    from gguf import quants
+    blocks = quants.quantize(np.random.default_rng(0).standard_normal((3, 64), dtype=np.float32), qtype)
+    for row, scale in enumerate((0x7C00, 0xFC00, 0x7E00)):      # f16 +inf, -inf, NaN, on a block of each row
+        blocks[row, :2] = np.frombuffer(scale.to_bytes(2, "little"), np.uint8)
+    expected = torch.from_numpy(quants.dequantize(blocks, qtype))
+    packed = Packed.from_file(qtype.name, torch.from_numpy(blocks), torch.float32)
+    for avx2 in (True, False):
+        previous = _kernels.use_avx2(avx2)
+        rows = torch.empty(3, 64)
+        lookup(packed, torch.arange(3, dtype=torch.int32), rows)
+        _kernels.use_avx2(previous)
+        torch.testing.assert_close(rows, expected, equal_nan=True, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("qtype", NATIVE, ids=lambda q: q.name)
+def test_products_of_rows_too_small_for_a_16_bit_scale_stay_near_the_weights_times_x(qtype):
+    """A block of x under about 1e-34, where 32767 / max |x| overflows: every q was garbage."""
+    import numpy as np
+    from gguf import quants
+    file_blocks = torch.from_numpy(quants.quantize(np.random.default_rng(1).standard_normal((8, 256), dtype=np.float32), qtype))
+    packed = Packed.from_file(qtype.name, file_blocks, torch.float32)
+    x = torch.randn(2, 256, generator=torch.Generator().manual_seed(0)) * 1e-36
+    expected = x.double() @ packed.dequantize().double().t()
+    for avx2 in (True, False):
+        previous = _kernels.use_avx2(avx2)
+        out = torch.empty(2, 8)
+        matmul(x, packed, out)
+        _kernels.use_avx2(previous)
+        assert (out.double() - expected).abs().max() <= 1e-2 * expected.abs().max(), avx2
+
+
 def test_lookup_names_a_token_outside_the_table(files):
     b = files[Q.Q4_1].blocks("model.layers.0.mlp.up_proj.weight", torch.float32)
     with pytest.raises(IndexError, match="token id 96 is outside the 96 rows"):
