@@ -22,24 +22,49 @@ MIN_TURN_S = 0.1
 
 def assigned(rounded: list[Block], nbytes: list[int], align: int, strategy: str, time_limit: float,
              capacity: int | None):
-    """(`assign`'s answer, the offsets settled) for blocks whose sizes `rounded` up from
-    `nbytes` to `align`: minimizing, or deciding `capacity` at rounded_capacities in turn,
-    all within `time_limit` seconds."""
+    """`assign`'s answer for blocks whose sizes `rounded` up from `nbytes` to `align`, with its
+    offsets settled and its bound that of the sizes as given: minimizing, or deciding `capacity`
+    at rounded_capacities in turn, all within `time_limit` seconds; then, on small problems
+    where that plan ends above the bound (or the capacity), CP-SAT on the sizes as given."""
     goals = [None] if capacity is None else rounded_capacities(rounded, capacity, align)
     deadline = time.monotonic() + time_limit
     proven = 0      # the best bound of the turns so far: a later turn's own may be weaker
     for goal in goals:
         assignment = assign(rounded, strategy, max(MIN_TURN_S, deadline - time.monotonic()), goal)
         proven = max(proven, assignment.bound)
-        assignment = assignment._replace(bound=proven)
         if strategy == "naive":
-            return assignment, _stacked(rounded, assignment.offsets, nbytes)
+            return assignment._replace(offsets=_stacked(rounded, assignment.offsets, nbytes),
+                                       bound=_least(rounded, nbytes, proven))
         offsets = settled(rounded, assignment.offsets, nbytes)
-        if strategy not in HEURISTICS and _top(offsets, nbytes) > (capacity or _least(rounded, nbytes, assignment.bound)):
+        if strategy not in HEURISTICS and _top(offsets, nbytes) > (capacity or _least(rounded, nbytes, proven)):
             assignment, offsets = _lowest(rounded, nbytes, assignment, offsets, deadline)
-        if goal is None or assignment.bound <= goal or _top(offsets, nbytes) <= capacity:
+        if goal is None or proven <= goal or _top(offsets, nbytes) <= capacity:
             break       # a plan, or none ruled out at this goal: no reason to go on
-    return assignment, offsets
+    assignment = assignment._replace(offsets=offsets, bound=_least(rounded, nbytes, proven))
+    if strategy in HEURISTICS or len(rounded) > EXACT_MAX:
+        return assignment
+    return _exact(rounded, nbytes, assignment, capacity, deadline)
+
+
+# The most blocks _exact hands to CP-SAT: the rounded plans' bound is loose by up to the largest
+# padding, and on a few blocks CP-SAT proves the least arena of the sizes as given at once.
+EXACT_MAX = 64
+
+
+def _exact(blocks: list[Block], nbytes: list[int], assignment, capacity: int | None, deadline: float):
+    """`assignment` (of the sizes as given), or CP-SAT's better plan or bound, where its plan ends
+    above its bound (minimizing) or above the capacity that its bound leaves possible."""
+    top = _top(assignment.offsets, nbytes)
+    highest = top - 1 if capacity is None else capacity
+    if not assignment.bound <= highest < top:
+        return assignment
+    from .place import cpsat    # only here: a plain plan never loads OR-Tools
+    offsets, bound = cpsat.padded(blocks, nbytes, assignment.bound, highest, deadline)
+    named = assignment.strategy.split(":")[0]
+    if offsets is None:
+        return assignment._replace(bound=bound)
+    return assignment._replace(strategy="exact" if named == "exact" else f"{named}:exact", offsets=offsets,
+                               bound=bound)
 
 
 # The heuristics whose plans `auto` and `exact` settle beside their own, cheapest first; each

@@ -99,13 +99,12 @@ def place(buffers: list[Buffer], strategy: str, align: int, steps: list[str], ti
     rounded = [_block(buffers[k]) for k in transient]
     most_padding = max((buffers[k].size - buffers[k].nbytes for k in transient), default=0) if padded else 0
     room = None if capacity is None else capacity - base
-    if most_padding:
-        assignment, transient_offsets = padding.assigned(rounded, [buffers[k].nbytes for k in transient], align,
-                                                         strategy, time_limit, room)
+    if most_padding:        # (its bound is that of the sizes as given)
+        assignment = padding.assigned(rounded, [buffers[k].nbytes for k in transient], align, strategy, time_limit,
+                                      room)
     else:
         assignment = assign(rounded, strategy, time_limit, room)
-        transient_offsets = assignment.offsets
-    for k, offset in zip(transient, transient_offsets):
+    for k, offset in zip(transient, assignment.offsets):
         offsets[k] = base + offset
     blocks = [_block(buffers[k]) for k in device]
     device_offsets = [offsets[k] for k in device]
@@ -115,8 +114,7 @@ def place(buffers: list[Buffer], strategy: str, align: int, steps: list[str], ti
         blocks = [_block(buffers[k]) for k in device]
     placed = [_copy(b, offset=offsets.get(k)) for k, b in enumerate(buffers)]
     total, lower = extent(blocks, device_offsets), lower_bound(blocks)
-    # any plan's rounded sizes end at most the largest padding above its own
-    bound = max(lower, base + assignment.bound - most_padding)
+    bound = max(lower, base + assignment.bound)
     if capacity is not None and total > capacity:
         searched = (f"by planning the sizes rounded up to multiples of {align}" if most_padding else
                     _searched(strategy, assignment.strategy, len(transient), time_limit))

@@ -160,7 +160,8 @@ def test_decode_and_a_prefill_chunk_allocate_nothing_outside_the_arena(tiny_fold
     call after earlier ones, over several key tiles, allocate no byte: every activation,
     scratch included, is a view of the arena. In bf16 and f16 too, where torch converts rows
     to float32 in ops of mixed dtypes (the norms'), and with random sampling. The one exception:
-    in bf16, a multi-token call's matrix products (oneDNN's) allocate scratch within each call."""
+    in bf16 and f16, a multi-token call's matrix products (oneDNN's, on CPUs with the instructions
+    it takes for that dtype: bf16 on AVX2, f16 with AVX512-FP16) allocate scratch within each call."""
     with torch.inference_mode():
         weights = assemble(open_source(Source(tiny_folder("gqa-tied"), "checkpoint")), dtype,
                            torch.device("cpu"))
@@ -169,7 +170,7 @@ def test_decode_and_a_prefill_chunk_allocate_nothing_outside_the_arena(tiny_fold
             session.forward(ids, Sampler())
         assert bytes_allocated(lambda: session.forward([3], Sampler())) == []
         made = allocations(lambda: session.forward(SEQUENCE[:6], Sampler()))
-        assert outside_products(made) == [] and (dtype == torch.bfloat16 or made == [])
+        assert outside_products(made) == [] and (dtype != torch.float32 or made == [])
         sampler = Sampler(0.8, 20, 0.9, seed=1)   # random sampling works in the arena too
         session.forward([4], sampler)
         assert bytes_allocated(lambda: session.forward([5], sampler)) == []

@@ -9,7 +9,7 @@ import time
 
 from ortools.sat.python import cp_model
 
-from .problem import Component
+from .problem import Block, Component, components
 from .stopping import solve
 
 # Wall seconds per block to build a model and hand it to CP-SAT: 21-35 µs on components of
@@ -101,6 +101,37 @@ def decide(comp: Component, capacity: int, deadline: float,
     top = capacity // comp.unit
     status, found, _ = _run(comp, top, top, None, deadline, stop)
     return found, (top + 1) * comp.unit if status == cp_model.INFEASIBLE else comp.lower
+
+
+def padded(blocks: list[Block], nbytes: list[int], lowest: int, highest: int,
+           deadline: float) -> tuple[list[int] | None, int]:
+    """The least top within [lowest, highest] bytes of a plan of `blocks` (sizes rounded up to
+    an alignment, planner/padding.py) in which block k ends at its offset + nbytes[k]: (the plan,
+    or None where none was found; a proven bound on the top). Offsets that are multiples of each
+    component's unit lose nothing: dropping every block onto the rounded tops below it makes
+    them so, and lowers every top."""
+    parts = components(blocks)
+    model = cp_model.CpModel()
+    top = model.new_int_var(lowest, highest, "top")
+    most = max(b.size - n for b, n in zip(blocks, nbytes))
+    placed = []
+    for comp in parts:
+        for k, y in zip(comp.blocks, rectangles(model, comp, (highest + most) // comp.unit)):
+            model.add(comp.unit * y + nbytes[k] <= top)
+            placed.append((k, comp.unit, y))
+    model.minimize(top)
+    solver = cp_model.CpSolver()
+    solver.parameters.max_time_in_seconds = max(0.01, deadline - time.monotonic())
+    status = solve(solver, model, None)
+    if status == cp_model.INFEASIBLE:
+        return None, highest + 1
+    if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
+        return None, lowest
+    offsets = [0] * len(blocks)         # a block of size 0 in no component
+    for k, unit, y in placed:
+        offsets[k] = unit * solver.value(y)
+    proven = solver.value(top) if status == cp_model.OPTIMAL else _whole_bound(solver.best_objective_bound, lowest)
+    return offsets, proven
 
 
 def _run(comp: Component, lowest: int, highest: int, hint: list[int] | None, deadline: float,
