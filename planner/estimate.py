@@ -12,9 +12,9 @@ import math
 
 from .calls import with_tile
 from .lifetimes import bind
-from .options import load_schedule
+from .reader import load
 from .plan import Plan, plan_lifetimes
-from .schedule import ELEMENT_BYTES
+from .schedule import ELEMENT_BYTES, SCHEDULES
 
 
 def weight_elements(dims: dict[str, int], tied: bool) -> int:
@@ -147,5 +147,5 @@ def run_plans(dims: dict[str, int], dtype: str, calls: set[int], strategy: str =
               tile: int | None = None) -> list[Plan]:
     """The plans of the Llama schedule for calls of each size in `calls` (tokens per call),
     attending to `tile` keys at a time (default: calls.key_tile), as a session binds them."""
-    schedule = load_schedule("llama")
+    schedule = load(SCHEDULES / "llama.yaml")     # the one that ships, whatever the working folder holds
     return [plan_lifetimes(bind(schedule, with_tile({**dims, "n": n}, tile), dtype), strategy) for n in sorted(calls)]

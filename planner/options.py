@@ -131,13 +131,17 @@ def load_schedule(name: str) -> schedule.Schedule:
                          "lifetime table (YAML, or markdown in a .md, .markdown or .txt file)")
     if not path.exists() and path.name != name and (schedule.SCHEDULES / f"{path.name}.yaml").exists():
         raise ArenaError(f"{name}: no such file; the schedule {path.name} that ships is named without a path")
+    if not path.exists() and path.name == name and not path.suffix:
+        shipped = ", ".join(sorted(p.stem for p in schedule.SCHEDULES.glob("*.yaml")))
+        raise ArenaError(f"{name}: no such file, nor a schedule that ships by that name ({shipped})")
     return reader.load(path)
 
 
 def schedule_path(name: str) -> Path:
-    """The file a SCHEDULE names: a path, or the bare name of one in schedules/ (`./llama` is a path)."""
+    """The file a SCHEDULE names: a path, or the bare name of one in schedules/ (`./llama` is a
+    path; a folder of that name is no schedule, and leaves the name to the one that ships)."""
     path = Path(name)
-    if not path.exists() and path.name == name and (schedule.SCHEDULES / f"{name}.yaml").exists():
+    if not path.is_file() and path.name == name and (schedule.SCHEDULES / f"{name}.yaml").exists():
         return schedule.SCHEDULES / f"{name}.yaml"
     return path
 

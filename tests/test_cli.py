@@ -218,11 +218,26 @@ def test_convert_prints_yaml_that_plans_like_the_layer(tmp_path, capsys):
     (["plan", "--csv", "docs/minimalloc.csv", "--capacity", "1e3"], "--capacity '1e3': not a size"),
     (["convert", "missing.md"], "missing.md: cannot read the table"),
     (["plan", "./llama", "--set", "n=2"], "./llama: no such file; the schedule llama that ships is named without a path"),
+    (["plan", "lama", "--set", "n=2"], "lama: no such file, nor a schedule that ships by that name (llama, llama-layer)"),
 ])
 def test_bad_input_is_one_clear_line_and_exit_2(args, message):
     code, out, err = arena(*args)
     assert code == 2, err
     assert message in " ".join(err.split()) and "Traceback" not in err
+
+
+def test_a_folder_named_as_a_shipped_schedule_leaves_the_name_to_it(tmp_path, monkeypatch, capsys):
+    """A folder named llama (a clone of Meta's repository, say) is no schedule; and the run's own
+    plans take the schedule that ships even beside a file named llama."""
+    from planner.estimate import run_plans
+    from planner.models import model_dims
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "llama").mkdir()
+    assert main(["plan", "llama", "--set", "n=2", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["arena"] > 0
+    (tmp_path / "llama").rmdir()
+    (tmp_path / "llama").write_text("echo hi\n")
+    assert [p.arena > 0 for p in run_plans(model_dims("smollm2-135m"), "f32", {1, 5})] == [True, True]
 
 
 def test_errors_are_printed_at_columns_0(monkeypatch):
