@@ -1035,6 +1035,7 @@ PyMODINIT_FUNC PyInit__kernels(void) {
     if (m) {
         PyModule_AddIntConstant(m, "avx2", avx2);
         PyModule_AddIntConstant(m, "XBLOCK_BYTES", sizeof(XBlock));   /* what matmul holds per 32 values of x */
+        PyModule_AddStringConstant(m, "SOURCE_SHA256", SOURCE_SHA256);   /* setup.py's; planner/compiled.py checks it */
     }
     return m;
 }

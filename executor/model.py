@@ -25,8 +25,7 @@ import torch.nn.functional as F
 
 from planner.errors import ArenaError
 
-from . import _kernels
-from .quant import bind, lookup
+from .quant import _kernels, bind, lookup
 from .sampling import Sampler, Scratch
 from .weights import Weights
 

@@ -10,13 +10,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import partial
+from pathlib import Path
 from typing import Callable
 
 import torch
 
+from planner.compiled import load
 from planner.estimate import BLOCK_BYTES, FLOAT_ROWS, GROUP, NATIVE, ROWS, XBLOCK_BYTES
 
-from . import _kernels
+_kernels = load("executor._kernels", Path(__file__).with_name("kernels.c"))
 
 # GROUP, BLOCK_BYTES: GGUF's block length and bytes. ROWS: the rows of x a product or lookup takes
 # at once (what it holds outside the arena grows with them). FLOAT_ROWS: the rows of x (decode's

@@ -66,3 +66,17 @@ def test_a_wheel_holds_the_schedules_and_the_compiled_parts(tmp_path):
     assert not any(n.startswith("schedules/") for n in names)      # no top-level folder of that name
     for extension in ("executor/_kernels", "planner/place/_canonical", "planner/place/_skyline"):
         assert any(n.startswith(extension) and n.endswith(".so") for n in names), extension
+
+
+def test_a_compiled_part_missing_or_built_from_another_source_says_to_build_it(tmp_path):
+    """A checkout changed after its build kept the old build: a TypeError deep in a run."""
+    from planner.compiled import load
+    source = tmp_path / "skyline.c"
+    source.write_text("/* another skyline.c */\n")
+    with pytest.raises(SystemExit, match=r"^arena: error: planner.place._skyline was built from another skyline.c "
+                                         r"than the one there now; rebuild it: pip install -e \."):
+        load("planner.place._skyline", source)
+    with pytest.raises(SystemExit, match=r"^arena: error: planner.place._nothing is not built \(.*\); build it"):
+        load("planner.place._nothing", source)
+    assert load("planner.place._skyline", tmp_path / "absent.c").skyline_pass      # an installed wheel: no source
+    assert load("planner.place._skyline", ROOT / "planner/place/skyline.c").skyline_pass

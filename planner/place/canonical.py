@@ -10,10 +10,13 @@ import random
 import threading
 import time
 from array import array
+from pathlib import Path
 
-from ._canonical import fit
+from ..compiled import load
 from .problem import Component
 from .stopping import stopped_when
+
+fit = load("planner.place._canonical", Path(__file__).with_name("canonical.c")).fit
 
 FIRST_BUDGET = 500      # nodes before the first restart; each round of orders gets 1.5 times more
 # Restarts with more orders than minimalloc's three: where plans are many, one order finds one

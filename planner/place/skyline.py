@@ -3,9 +3,13 @@ from __future__ import annotations
 
 import time
 from array import array
+from pathlib import Path
 
-from ._skyline import reweighed, skyline_pass as compiled_pass
+from ..compiled import load
 from .problem import Block, Sections, extent, lower_bound
+
+_skyline = load("planner.place._skyline", Path(__file__).with_name("skyline.c"))
+reweighed, compiled_pass = _skyline.reweighed, _skyline.skyline_pass
 
 # Candidate orders, best of all kept (their keys are in skyline.c's key_of, smaller first).
 # A candidate's key sees whether its top comes flush with a neighbouring floor (`flush`,
