@@ -31,13 +31,16 @@ class CapacityMissed(Exception):
     """No plan within `capacity` bytes: proven impossible when `bound` (the least arena any
     plan can have) is above it, else only not found within the time limit."""
 
-    def __init__(self, capacity: int, bound: int, best: int, searched: str):
-        """`searched` says how plans were looked for, e.g. 'in 10 s' or 'by skyline'."""
+    def __init__(self, capacity: int, bound: int, best: int, searched: str, align: int = 1):
+        """`searched` says how plans were looked for, e.g. 'in 10 s' or 'by skyline'; `align`,
+        the alignment every offset keeps (the proof is of plans that keep it: a CSV problem's
+        own alignments may be smaller)."""
         self.capacity, self.bound, self.best = capacity, bound, best
         self.proven = bound > capacity
+        aligned = f" (offsets multiples of {align:,})" if align > 1 else ""
         super().__init__(
             f"no plan fits in {capacity:,} {plural(capacity, 'byte')}: proven impossible, "
-            f"every plan needs at least {bound:,} {plural(bound, 'byte')}"
+            f"every plan needs at least {bound:,} {plural(bound, 'byte')}{aligned}"
             if self.proven else
             f"no plan within {capacity:,} {plural(capacity, 'byte')} found {searched}, and none proven impossible "
             f"(the best plan found needs {best:,} {plural(best, 'byte')})")

@@ -118,7 +118,7 @@ def place(buffers: list[Buffer], strategy: str, align: int, steps: list[str], ti
     if capacity is not None and total > capacity:
         searched = (f"by planning the sizes rounded up to multiples of {align}" if most_padding else
                     _searched(strategy, assignment.strategy, len(transient), time_limit))
-        raise CapacityMissed(capacity, bound, total, searched)
+        raise CapacityMissed(capacity, bound, total, searched, align)
     return Plan(total, lower, align, assignment.strategy, steps, placed, optimal=total == bound, bound=bound,
                 no_reuse=sum(b.size for b in rounded) + base - most_padding,
                 host_bytes=sum(b.size for b in buffers if b.memory == "host"))

@@ -1,4 +1,5 @@
 """minimalloc's CSV interchange: read, plan, write, read back."""
+import re
 import csv
 
 import pytest
@@ -288,3 +289,11 @@ def test_a_row_of_empty_fields_is_a_fault_not_a_blank_line(tmp_path):
     with pytest.raises(ArenaError) as e:
         read_problem(path)
     assert e.value.faults == [f"{path}:3: expected id,lower,upper,size with integers, got ',,,'"]
+
+
+def test_a_proven_miss_says_the_one_alignment_its_proof_is_of(tmp_path):
+    """The file's own alignments (4, 2, 8) allow a at 4, b at 8, c at 0: 13 bytes; our plans keep
+    --align 8 for all three, and the proof holds for those alone."""
+    path = write(tmp_path, "id,lower,upper,size,alignment\na,0,2,3,4\nb,0,2,5,2\nc,1,3,1,8\n")
+    with pytest.raises(CapacityMissed, match=re.escape("every plan needs at least 17 bytes (offsets multiples of 8)")):
+        place(read_problem(path, 8), "auto", 8, [], 5, 13, padded=True)
