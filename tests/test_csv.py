@@ -1,6 +1,6 @@
 """minimalloc's CSV interchange: read, plan, write, read back."""
-import re
 import csv
+import re
 
 import pytest
 from hypothesis import given, settings, strategies as st
