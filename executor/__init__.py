@@ -13,3 +13,12 @@ One module per job:
     cli.py         the `arena run` subcommand (llama_arena.cli registers it)
 The planner decides every offset; the executor only turns offsets into typed views.
 """
+import os
+
+# libgomp (torch's OpenMP, and kernels.c's) spins a waiting thread 300,000 times before it sleeps.
+# Where other processes hold the cores, the spinning takes their time and the run's: three runs
+# at once on 2 cores decoded 4-10 tok/s each, 17-35 with 10,000 spins, which cost nothing
+# measurable alone (docs/executor.md, Threads). It takes effect where the executor is imported
+# before torch (the arena command, the benchmarks' own runs), and passes to the processes the
+# run starts (--tp's ranks); an environment's own setting wins.
+os.environ.setdefault("GOMP_SPINCOUNT", "10000")

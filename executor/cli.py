@@ -232,9 +232,11 @@ def _why_not_finite(e, weights, path, dtype: str, ranks: bool) -> str:
     from .weights import not_finite
 
     culprit = not_finite(weights)
-    if culprit is not None:     # in f16 a finite weight past 65504 is an infinity too
-        cast = " in f16 (65504 at most: run in f32 or bf16)" if dtype == "f16" else ""
-        return f"{path}: {culprit} holds NaN or infinity{cast}, so {e}"
+    if culprit is not None:
+        role, nan = culprit
+        # in f16 a finite weight past 65504 is an infinity; no finite one is a NaN
+        cast = " in f16 (65504 at most: run in f32 or bf16)" if dtype == "f16" and not nan else ""
+        return f"{path}: {role} holds {'NaN' if nan else 'infinity'}{cast}, so {e}"
     if ranks:
         return f"{e}; this rank's share of the weights is finite (the other ranks' are not checked here)"
     if dtype != "f32":

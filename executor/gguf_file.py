@@ -18,30 +18,12 @@ import torch
 from planner.errors import ArenaError
 from planner.estimate import native_weight_bytes, shard_tensors
 from planner.gguf_header import read_header
-from planner.gguf_tensors import Tensor, tensors
+from planner.gguf_tensors import GLOBAL_NAMES, LAYER_NAMES, Tensor, tensors
 from planner.models import gguf_dims, gguf_meta, gguf_refusal, positive
 
 from .quant import BLOCK_BYTES, Packed
 from .weights import ModelConfig
 
-# transformers name -> GGUF name, for the tensors outside the layers
-GLOBAL_NAMES = {
-    "model.embed_tokens.weight": "token_embd.weight",
-    "model.norm.weight": "output_norm.weight",
-    "lm_head.weight": "output.weight",
-    "rope_freqs.weight": "rope_freqs.weight",
-}
-LAYER_NAMES = {
-    "input_layernorm.weight": "attn_norm.weight",
-    "self_attn.q_proj.weight": "attn_q.weight",
-    "self_attn.k_proj.weight": "attn_k.weight",
-    "self_attn.v_proj.weight": "attn_v.weight",
-    "self_attn.o_proj.weight": "attn_output.weight",
-    "post_attention_layernorm.weight": "ffn_norm.weight",
-    "mlp.gate_proj.weight": "ffn_gate.weight",
-    "mlp.up_proj.weight": "ffn_up.weight",
-    "mlp.down_proj.weight": "ffn_down.weight",
-}
 READ_BYTES = 16 << 20     # a float tensor is read this many bytes of the file at a time (get)
 _LAYER = re.compile(r"model\.layers\.(\d+)\.(.+)")
 
@@ -75,6 +57,7 @@ class GGUFFile:
         return self.stored_name(name) in self.tensors
 
     def get(self, name: str) -> torch.Tensor:
+        from gguf import GGMLQuantizationType
         from gguf.quants import dequantize
         gguf_name = self.stored_name(name)
         if gguf_name not in self.tensors:
@@ -89,7 +72,7 @@ class GGUFFile:
         # says nothing here: it shows in the logits, which name it
         for start in range(0, t.rows, step):
             with np.errstate(all="ignore"):
-                w[start:start + step] = dequantize(rows[start:start + step], t.kind)
+                w[start:start + step] = dequantize(rows[start:start + step], GGMLQuantizationType(t.type))
             self._drop_pages(t.offset + start * row_bytes, min(step, t.rows - start) * row_bytes)
         w = torch.from_numpy(w).reshape(tuple(reversed(t.shape)))  # GGUF lists dims innermost first
         heads = self._heads(name)
@@ -102,19 +85,19 @@ class GGUFFile:
         in the order get() returns them (Q and K unpermuted); None when its type has no native
         form (F32, F16, K-quants...)."""
         t = self.tensors[self.stored_name(name)]
-        if t.kind.name not in BLOCK_BYTES or len(t.shape) != 2:
+        if t.type_name not in BLOCK_BYTES or len(t.shape) != 2:
             return None
         blocks = torch.from_numpy(np.array(self._bytes(t).reshape(t.rows, -1)))
         self._drop_pages(t.offset, t.nbytes)
         heads = self._heads(name)
         if heads is not None and t.rows == heads * self.config.dh:
             blocks = unpermute(blocks, heads)
-        return Packed.from_file(t.kind.name, blocks, dtype)
+        return Packed.from_file(t.type_name, blocks, dtype)
 
     def native_nbytes(self, dtype: str, shard=None) -> int:
         """The bytes weights.assemble(native=True) holds for this file on CPU in `dtype` (a
         tensor-parallel rank's `shard` of them)."""
-        tensors = [(t.name, t.shape, t.kind.value) for t in self.tensors.values()]
+        tensors = [(t.name, t.shape, t.type) for t in self.tensors.values()]
         return native_weight_bytes(tensors if shard is None else shard_tensors(tensors, shard, self.config.dh), dtype)
 
     def _bytes(self, t: Tensor) -> np.ndarray:

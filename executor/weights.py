@@ -158,9 +158,9 @@ def assemble(file: TensorFile, dtype: torch.dtype, device: torch.device,
     return weights
 
 
-def not_finite(w: Weights) -> str | None:
+def not_finite(w: Weights) -> tuple[str, bool] | None:
     """The first weight holding NaN or infinity, named by its role (GGUF and transformers name
-    them differently), or None."""
+    them differently), and whether it holds a NaN; or None."""
     named = [("the token embedding", w.embedding), ("the output projection", w.output), ("the output norm", w.output_norm)]
     for i, layer in enumerate(w.layers):
         named += [(f"layer {i}'s {role}", t) for role, t in (
@@ -170,7 +170,7 @@ def not_finite(w: Weights) -> str | None:
     for name, t in named:
         values = t.dequantize() if isinstance(t, Packed) else t
         if not values.isfinite().all():
-            return name
+            return name, bool(values.isnan().any())
     return None
 
 

@@ -11,12 +11,6 @@ import signal
 import sys
 import threading
 
-# libgomp (torch's OpenMP, and kernels.c's) spins a waiting thread 300,000 times before it sleeps.
-# Where other processes hold the cores, the spinning takes their time and the run's: three runs
-# at once on 2 cores decoded 4-10 tok/s each, 17-35 with 10,000 spins, which cost nothing
-# measurable alone (docs/executor.md, Threads). Set before torch loads libgomp; a user's own wins.
-os.environ.setdefault("GOMP_SPINCOUNT", "10000")
-
 
 class Terminated(KeyboardInterrupt):
     """SIGTERM (`kill`, `timeout`), stopped as Ctrl-C is: the `with` blocks unwind, so a

@@ -12,8 +12,8 @@ REBUILD = "pip install -e . in the project's folder"
 
 
 def load(name: str, source: Path) -> ModuleType:
-    """The compiled module `name`, built by setup.py from `source` (which an installed wheel
-    leaves out: then there is nothing to compare)."""
+    """The compiled module `name`, built by setup.py from `source` (a wheel carries the source
+    it was built from beside it; where none is there, there is nothing to compare)."""
     try:
         module = importlib.import_module(name)
     except ImportError as e:

@@ -41,14 +41,27 @@ def assigned(rounded: list[Block], nbytes: list[int], align: int, strategy: str,
         if goal is None or proven <= goal or _top(offsets, nbytes) <= capacity:
             break       # a plan, or none ruled out at this goal: no reason to go on
     assignment = assignment._replace(offsets=offsets, bound=_least(rounded, nbytes, proven))
-    if strategy in HEURISTICS or len(rounded) > EXACT_MAX:
+    if not as_given(strategy, len(rounded)):
         return assignment
-    return _exact(rounded, nbytes, assignment, capacity, deadline)
+    return _exact(rounded, nbytes, assignment, capacity, min(deadline, time.monotonic() + EXACT_SHARE * time_limit))
 
 
-# The most blocks _exact hands to CP-SAT: the rounded plans' bound is loose by up to the largest
-# padding, and on a few blocks CP-SAT proves the least arena of the sizes as given at once.
+# The most blocks _exact hands to CP-SAT, and its share of the time limit at most: the rounded
+# plans' bound is loose by up to the largest padding; on a few blocks CP-SAT proves the least
+# arena of the sizes as given in milliseconds, on 64 that overlap much it can take all it gets.
 EXACT_MAX = 64
+EXACT_SHARE = 0.2
+
+
+def as_given(strategy: str, count: int) -> bool:
+    """Whether `assigned` may plan `count` blocks of the sizes as given (_exact)."""
+    return strategy not in HEURISTICS and count <= EXACT_MAX
+
+
+def searched(strategy: str, count: int, align: int, time_limit: float) -> str:
+    """How `assigned` looked for plans, as CapacityMissed says it."""
+    also = f", then as given for up to {EXACT_SHARE * time_limit:g} s" if as_given(strategy, count) else ""
+    return f"by planning the sizes rounded up to multiples of {align}{also}"
 
 
 def _exact(blocks: list[Block], nbytes: list[int], assignment, capacity: int | None, deadline: float):
@@ -89,7 +102,8 @@ def _lowest(blocks: list[Block], nbytes: list[int], assignment, offsets: list[in
 
 
 def _least(blocks: list[Block], nbytes: list[int], bound: int) -> int:
-    """A bound on the arena of the sizes as given, from `bound` on the rounded ones (as plan.py's)."""
+    """A bound on the arena of the sizes as given, from `bound` on the rounded ones: any plan's
+    rounded sizes end at most the largest padding above its own."""
     padding = max(b.size - n for b, n in zip(blocks, nbytes))
     return max(bound - padding, lower_bound([b._replace(size=n) for b, n in zip(blocks, nbytes)]))
 

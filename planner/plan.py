@@ -116,9 +116,10 @@ def place(buffers: list[Buffer], strategy: str, align: int, steps: list[str], ti
     total, lower = extent(blocks, device_offsets), lower_bound(blocks)
     bound = max(lower, base + assignment.bound)
     if capacity is not None and total > capacity:
-        searched = (f"by planning the sizes rounded up to multiples of {align}" if most_padding else
+        searched = (padding.searched(strategy, len(transient), align, time_limit) if most_padding else
                     _searched(strategy, assignment.strategy, len(transient), time_limit))
-        raise CapacityMissed(capacity, bound, total, searched, align)
+        # a bound above the peak may hold only for offsets that keep `align`, the file's own alignments smaller
+        raise CapacityMissed(capacity, bound, total, searched, align if most_padding and bound > lower else 1)
     return Plan(total, lower, align, assignment.strategy, steps, placed, optimal=total == bound, bound=bound,
                 no_reuse=sum(b.size for b in rounded) + base - most_padding,
                 host_bytes=sum(b.size for b in buffers if b.memory == "host"))

@@ -40,6 +40,16 @@ def test_a_plan_loads_neither_or_tools_nor_the_package_metadata():
     assert p.stderr.split() == ["False", "False"]
 
 
+@pytest.mark.slow
+def test_a_plan_of_a_gguf_file_loads_neither_gguf_nor_numpy(smollm2_path):
+    """Its header is read by planner/gguf_header.py, its tensors checked by gguf_tensors.py."""
+    code = (f"import sys; from llama_arena.cli import main; main(['plan', 'llama', '--model', {str(smollm2_path)!r}, "
+            "'--set', 'n=4']); print('gguf' in sys.modules, 'numpy' in sys.modules, file=sys.stderr)")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                       cwd=Path(__file__).parent.parent)
+    assert p.stderr.split() == ["False", "False"]
+
+
 def test_plan_json_has_the_documented_keys(capsys):
     assert main(["plan", "schedules/llama.yaml", "--set", "n=7", "--json"]) == 0
     plan = json.loads(capsys.readouterr().out)

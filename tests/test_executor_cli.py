@@ -527,22 +527,23 @@ def test_logits_that_are_not_finite_name_the_weight_that_holds_nan(folder, tmp_p
         w.add_token_merges(["w 5"])
     model = copy if kind == "checkpoint" else checkpoint_to_gguf(copy, tmp_path / "nan.gguf", metadata=vocabulary)
     assert main(["run", "--model", str(model), "--prompt", "w5", "--max-new-tokens", "2"]) == 2
-    assert capsys.readouterr().err.endswith(f"\narena: error: {model}: {role} holds NaN or infinity, so the logits "
+    assert capsys.readouterr().err.endswith(f"\narena: error: {model}: {role} holds NaN, so the logits "
                                             "are not finite (NaN or infinity)\n")
 
 
-def test_a_weight_past_f16s_range_is_blamed_on_f16_not_the_file(folder, tmp_path, capsys):
-    """Finite in the file, infinite once cast to f16: the file is not at fault."""
+@pytest.mark.parametrize("value, held", [(1e6, "infinity in f16 (65504 at most: run in f32 or bf16)"),
+                                         (float("nan"), "NaN")], ids=["past-f16", "nan"])
+def test_a_weight_past_f16s_range_is_blamed_on_f16_not_the_file(folder, tmp_path, capsys, value, held):
+    """Finite in the file, infinite once cast to f16: the file is not at fault; a NaN is the file's."""
     from safetensors.torch import load_file, save_file
     copy = copy_of(folder, tmp_path)
     file = next(copy.glob("*.safetensors"))
     tensors = load_file(file)
-    tensors["model.norm.weight"][0] = 1e6
+    tensors["model.norm.weight"][0] = value
     save_file(tensors, file, metadata={"format": "pt"})
     assert main(["run", "--model", str(copy), "--prompt", "w5", "--max-new-tokens", "2", "--dtype", "f16"]) == 2
-    assert capsys.readouterr().err.endswith(f"\narena: error: {copy}: the output norm holds NaN or infinity in f16 "
-                                            "(65504 at most: run in f32 or bf16), so the logits are not finite (NaN "
-                                            "or infinity)\n")
+    assert capsys.readouterr().err.endswith(f"\narena: error: {copy}: the output norm holds {held}, so the logits "
+                                            "are not finite (NaN or infinity)\n")
 
 
 def test_logits_that_overflow_in_f32_from_finite_weights_say_so(folder, tmp_path, capsys):

@@ -145,3 +145,10 @@ def test_what_llama_cpp_refuses_in_a_header_is_named(tmp_path, keys, tensors, me
     with pytest.raises(ArenaError, match=re.escape(message)):
         read_header(raw_gguf(tmp_path / "bad.gguf", keys, tensors))
     assert read_header(raw_gguf(tmp_path / "good.gguf", [], [("w", [8], 0), ("v", [8], 32)])).tensors["v"].shape == (8,)
+
+
+def test_the_planners_table_of_types_is_ggufs():
+    from planner.gguf_tensors import TYPES
+    for number, (name, block, size) in TYPES.items():
+        kind = gguf.GGMLQuantizationType(number)
+        assert (kind.name, *gguf.GGML_QUANT_SIZES[kind]) == (name, block, size)

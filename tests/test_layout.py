@@ -78,5 +78,5 @@ def test_a_compiled_part_missing_or_built_from_another_source_says_to_build_it(t
         load("planner.place._skyline", source)
     with pytest.raises(SystemExit, match=r"^arena: error: planner.place._nothing is not built \(.*\); build it"):
         load("planner.place._nothing", source)
-    assert load("planner.place._skyline", tmp_path / "absent.c").skyline_pass      # an installed wheel: no source
+    assert load("planner.place._skyline", tmp_path / "absent.c").skyline_pass      # no source to compare
     assert load("planner.place._skyline", ROOT / "planner/place/skyline.c").skyline_pass
