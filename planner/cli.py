@@ -10,11 +10,13 @@ from rich.text import Text
 
 from . import csvio, graph, markdown, schedule
 from .budget import Fitter, choose, describe
-from .options import add_plan_inputs, input_files, integer, load_schedule, plan_from_args, settle_inputs
+from .lifetimes import DEFAULT_ALIGN
+from .options import add_plan_inputs, input_files, integer, load_schedule, plan_from_args, schedule_path, settle_inputs
 from .errors import ArenaError, CapacityMissed, note, read_json_object
 from .estimate import estimate, native_weight_bytes, shard_tensors, workspace_bytes
 from .gguf_tensors import tensors
-from .models import SET_DIGITS, model_dims, model_file, model_header, gguf_refusal, parse_sets, run_refusal, tied_output
+from .models import (SET_DIGITS, gguf_refusal, is_gguf, model_dims, model_file, model_header, parse_sets, run_refusal,
+                     tied_output)
 from .output import check_targets, write_all, write_atomic
 from .plan import Plan
 from .shards import Shard, shards
@@ -107,13 +109,13 @@ def _note_refusal(model: str | None) -> None:
     if path is None:
         return
     dims = model_dims(model)
-    if path.suffix == ".gguf":
+    if is_gguf(path):
         try:        # its tensors' types and bytes, which the estimate only counts
             tensors(model_header(path), path)
         except ArenaError as e:
             note(f"note: arena run refuses {e}")
             return
-    refusal = gguf_refusal(model_header(path), path, dims) if path.suffix == ".gguf" else \
+    refusal = gguf_refusal(model_header(path), path, dims) if is_gguf(path) else \
         run_refusal(read_json_object(path, "config.json"), dims)
     if refusal:
         note(f"note: arena run refuses {path}: {refusal}")
@@ -122,10 +124,13 @@ def _note_refusal(model: str | None) -> None:
 def _fit(args, budget: int):
     """--budget: the chunk and tile of the llama schedule's run that fit, and the dims that plan
     the chunk (n = the chunk, tile = the tile); the prompt is n (--nctx or --set n=)."""
-    if args.csv or args.tp != 1 or not args.schedule or load_schedule(args.schedule).name != "llama":
-        raise ArenaError("--budget: fits a run of the llama schedule on one device (no --csv, no --tp)")
+    if args.tp != 1 or not _the_run_schedule(args):
+        raise ArenaError("--budget: fits a run of the llama schedule that ships, arena run's, on one device "
+                         "(no --csv, no --tp, no other schedule)")
     if args.strategy != "auto":   # the chunk and tile are chosen for the plans `arena run` makes
         raise ArenaError(f"--budget fits the plans arena run makes (--strategy auto), not --strategy {args.strategy}")
+    if args.align not in (None, DEFAULT_ALIGN):
+        raise ArenaError(f"--budget fits the plans arena run makes (--align {DEFAULT_ALIGN}), not --align {args.align}")
     dims = {**model_dims(args.model), **parse_sets(args.set)}
     if "n" not in dims:
         raise ArenaError("--budget: say the prompt's tokens with --nctx N or --set n=N")
@@ -147,10 +152,18 @@ def _fit(args, budget: int):
 def run_estimate(args, plan: Plan, shard: Shard | None = None) -> dict[str, int]:
     """Weights, KV cache, arena and their total for a plan of the Llama schedule (of one
     tensor-parallel rank's `shard`, whose dims the plan binds); {} for other schedules."""
-    if plan.schedule != "llama":
+    if not _the_run_schedule(args):
         return {}
     weights, workspace = held_weights(args.model, plan.dims, args.dtype, shard)
     return estimate([plan], args.dtype, tied_output(args.model), weights, workspace)
+
+
+def _the_run_schedule(args) -> bool:
+    """Whether SCHEDULE is the llama schedule that ships, the one `arena run` plans: only its
+    plans have a run's weights and KV cache beside them, and only it is fitted to a --budget. A
+    table named llama, or a changed copy, is another network (one without a vocabulary, say)."""
+    return bool(args.schedule) and not args.csv and \
+        schedule_path(args.schedule).resolve() == (schedule.SCHEDULES / "llama.yaml").resolve()
 
 
 def held_weights(model: str, dims: dict[str, int], dtype: str, shard: Shard | None = None) -> tuple[int | None, int]:
@@ -174,7 +187,7 @@ def _console() -> Console:
 
 def _gguf(model: str):
     path = model_file(model)
-    return path if path is not None and path.suffix == ".gguf" else None
+    return path if path is not None and is_gguf(path) else None
 
 
 def _plan_ranks(args) -> int:

@@ -42,11 +42,21 @@ _REQUIRED = object()
 
 
 def model_file(model: str) -> Path | None:
-    """The file --model names: None for a preset, a folder's config.json, else the path itself."""
+    """The file --model names, as `arena run` reads it (executor/source.py): None for a preset;
+    a folder's config.json, else its one .gguf file; else the path itself."""
     if model in PRESETS:
         return None
     path = Path(model)
-    return path / "config.json" if path.is_dir() else path
+    if not path.is_dir():
+        return path
+    ggufs = sorted(path.glob("*.gguf"))
+    return ggufs[0] if not (path / "config.json").is_file() and len(ggufs) == 1 else path / "config.json"
+
+
+def is_gguf(path: Path) -> bool:
+    """Whether a model file is read as GGUF: as `arena run` reads it, every file but a config
+    (.json), whatever its name (a Hugging Face cache's blobs have none)."""
+    return path.suffix.lower() != ".json"
 
 
 # What a checkpoint's folder is read for beside its *.safetensors: here (config and head), and by
@@ -83,9 +93,10 @@ def model_dims(model: str | None) -> dict[str, int]:
         raise ArenaError("--model: the name is empty; give a preset, a config.json or a .gguf file")
     path = model_file(model)
     if not path.exists():
-        raise ArenaError(f"--model: the folder '{model}' has no config.json" if Path(model).is_dir() else
+        raise ArenaError(f"--model: the folder '{model}' has no config.json (a Hugging Face checkpoint) and not "
+                         "exactly one .gguf file" if Path(model).is_dir() else
                          f"--model: '{model}' is neither a preset ({', '.join(PRESETS)}) nor an existing file")
-    if path.suffix == ".gguf":
+    if is_gguf(path):
         return gguf_dims(model_header(path), path)
     return config_dims(path)
 
@@ -112,7 +123,7 @@ def tied_output(model: str) -> bool:
     if model in PRESETS:
         return model in TIED_PRESETS
     path = model_file(model)
-    if path.suffix == ".gguf":
+    if is_gguf(path):
         return "output.weight" not in model_header(path).tensors
     return tied_embeddings(path, read_json_object(path, "config.json")) and not _stores_head(path.parent)
 

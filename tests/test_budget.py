@@ -107,7 +107,7 @@ def test_plan_budget_json_plans_the_chosen_chunk(capsys):
                              "weights' 513.13 MiB and the 40.00 MiB the run holds outside the arena; "
                              "the largest --nctx that fits is 1023"),
     (["--budget", "12 bytes"], "--budget '12 bytes': not a size"),
-    (["--budget", "1GiB", "--tp", "2"], "--budget: fits a run of the llama schedule on one device"),
+    (["--budget", "1GiB", "--tp", "2"], "--budget: fits a run of the llama schedule that ships, arena run's, on one device"),
     (["--budget", "2GiB", "--strategy", "naive"], "--budget fits the plans arena run makes (--strategy auto), "
                                                   "not --strategy naive"),
     (["--budget", "2GiB", "--set", "n=9000"],

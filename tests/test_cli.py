@@ -229,6 +229,8 @@ def test_convert_prints_yaml_that_plans_like_the_layer(tmp_path, capsys):
     (["convert", "missing.md"], "missing.md: cannot read the table"),
     (["plan", "./llama", "--set", "n=2"], "./llama: no such file; the schedule llama that ships is named without a path"),
     (["plan", "lama", "--set", "n=2"], "lama: no such file, nor a schedule that ships by that name (llama, llama-layer)"),
+    (["plan", "llama", "--nctx", "2048", "--budget", "700MiB", "--align", "1048576"],
+     "--budget fits the plans arena run makes (--align 256), not --align 1048576"),
 ])
 def test_bad_input_is_one_clear_line_and_exit_2(args, message):
     code, out, err = arena(*args)
@@ -248,6 +250,17 @@ def test_a_folder_named_as_a_shipped_schedule_leaves_the_name_to_it(tmp_path, mo
     (tmp_path / "llama").rmdir()
     (tmp_path / "llama").write_text("echo hi\n")
     assert [p.arena > 0 for p in run_plans(model_dims("smollm2-135m"), "f32", {1, 5})] == [True, True]
+
+
+def test_a_table_named_llama_is_not_the_run_schedule(tmp_path, monkeypatch, capsys):
+    """The seed's table saved as llama.md is named llama too: its plan had the run's estimate
+    added (a KeyError: it has no vocabulary), and --budget fitted the shipped schedule instead."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "llama.md").write_text(SEED.read_text())
+    assert main(["plan", "llama.md", "--set", "n=7", "--json"]) == 0
+    assert "total_bytes" not in json.loads(capsys.readouterr().out)
+    assert main(["plan", "llama.md", "--set", "n=7", "--budget", "1GiB"]) == 2
+    assert "--budget: fits a run of the llama schedule that ships" in capsys.readouterr().err
 
 
 def test_errors_are_printed_at_columns_0(monkeypatch):

@@ -9,7 +9,7 @@ import pytest
 
 from llama_arena.cli import main
 from planner.errors import ArenaError
-from planner.models import config_dims, parse_sets
+from planner.models import config_dims, model_dims, parse_sets
 
 SMOLLM2 = dict(hidden_size=576, num_attention_heads=9, num_key_value_heads=3, intermediate_size=1536,
                num_hidden_layers=30, vocab_size=49152, max_position_embeddings=8192)
@@ -159,7 +159,24 @@ def test_a_gguf_vocabulary_of_the_wrong_shape_is_named(tmp_path, capsys, embeddi
 
 def test_a_folder_without_config_json_is_named(tmp_path, capsys):
     assert main(["plan", "llama", "--model", str(tmp_path), "--set", "n=5"]) == 2
-    assert f"--model: the folder '{tmp_path}' has no config.json" in capsys.readouterr().err
+    assert f"--model: the folder '{tmp_path}' has no config.json (a Hugging Face checkpoint) and not exactly " \
+        "one .gguf file" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("where", ["folder", "MODEL.GGUF", "blob"])
+def test_a_gguf_file_is_found_as_arena_run_finds_it(tmp_path, capsys, where):
+    """A folder holding one .gguf, a suffix in capitals, none at all (a Hugging Face cache's
+    blobs): arena run reads each as GGUF, and the plan read them as a config.json."""
+    path = write_gguf(tmp_path / "model.gguf", (2, 576), None)
+    expected = model_dims(str(path))
+    if where == "folder":
+        model = tmp_path
+    else:
+        model = tmp_path / where
+        path.rename(model)
+    assert model_dims(str(model)) == expected
+    assert main(["plan", "llama", "--model", str(model), "--set", "n=5", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["weight_bytes"] > 0
 
 
 @pytest.mark.parametrize("overrides, message", [
