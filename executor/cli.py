@@ -315,7 +315,7 @@ def _read_prompt(path: str) -> str:
     if path == "":
         raise ArenaError("--prompt-file: the path is empty")
     try:
-        text = _read_stdin() if path == "-" else read_text(path, "prompt", "give a text file")
+        text = _read_stdin() if path == "-" else read_text(path, "prompt", "give a UTF-8 text file")
     except UnicodeDecodeError as e:
         raise ArenaError(f"--prompt-file -: standard input is not UTF-8 text (byte 0x{e.object[e.start]:02x} at "
                          f"offset {e.start})") from None
@@ -397,6 +397,8 @@ def _prompt_and_context(args, source, file):
     from .tokenizer import from_folder, from_gguf
 
     tokenizer = from_folder(source.path) if source.kind == "checkpoint" else from_gguf(file)
+    if args.chat and not tokenizer.chat_template:
+        raise ArenaError(f"--chat: the model {source.path} has no chat template")
     prompt = tokenizer.encode_chat(args.prompt) if args.chat else tokenizer.encode(args.prompt)
     given = "--prompt" if args.prompt_file is None else f"--prompt-file {args.prompt_file}"
     if not prompt:      # (with --chat, an empty message is the template's tokens, as from either option)

@@ -138,11 +138,8 @@ class GGUFFile:
     def _rope_scaling(self) -> dict | None:
         """As llama.cpp reads it: the type linear unless given, the factor from
         rope.scaling.factor or else the older rope.scale_linear, and none or 0 no scaling."""
-        kind = self.meta("llama.rope.scaling.type", "linear")
-        if kind == "none":
+        if self.meta("llama.rope.scaling.type", "linear") == "none":   # else linear (gguf_refusal)
             return None   # Llama 3's scaling, when present, is the rope_freqs tensor
-        if kind != "linear":
-            raise ArenaError(f"{self.path}: RoPE scaling '{kind}' is not supported (none, linear)")
         key = next((k for k in ("llama.rope.scaling.factor", "llama.rope.scale_linear")
                     if self.meta(k, None) is not None), None)
         if key is None or self.meta(key) == 0:

@@ -59,9 +59,8 @@ class TextTokenizer:
         return self.tokenizer.decode(ids, skip_special_tokens=True)
 
     def encode_chat(self, prompt: str) -> list[int]:
-        """The prompt as one user message in the model's chat template, ready for the reply."""
-        if not self.chat_template:
-            raise ArenaError("--chat: this model has no chat template")
+        """The prompt as one user message in the model's chat template (which the command has
+        checked there is), ready for the reply."""
         text = render_chat(self.chat_template, [{"role": "user", "content": prompt}], self.special,
                            self.template_source)
         ids = self.encode(text, add_special_tokens=False)   # the template writes any BOS itself

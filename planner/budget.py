@@ -147,8 +147,9 @@ def _nothing_fits(fitter: Fitter, budget: int, prompt: int, new_tokens: int | No
     largest = _last_true(range(1, nctx),
                          lambda m: _least(fitter, min(prompt, m), m)["total_bytes"] <= budget)
     instead = "no --nctx fits" if largest is None else f"the largest --nctx that fits is {largest}" + (
-        f", fewer positions than the prompt's {prompt} tokens" if largest < prompt else
-        f", which leaves room for --max-new-tokens {largest - prompt + 1} after the prompt's {prompt} tokens"
+        f", fewer positions than the prompt's {prompt} {plural(prompt, 'token')}" if largest < prompt else
+        f", which leaves room for --max-new-tokens {largest - prompt + 1} after the prompt's {prompt} "
+        f"{plural(prompt, 'token')}"
         if new_tokens is not None and largest < prompt + new_tokens - 1 else "")
     context = least["kv_bytes"] + least["rope_bytes"]
     if fitter.fixed + context > budget:

@@ -219,14 +219,17 @@ def rope_parameters(cfg: dict) -> tuple[str, object, object]:
 
 def gguf_refusal(header: Header, path: Path, dims: dict[str, int]) -> str | None:
     """What `arena run` refuses in a llama GGUF file the planner reads (None: nothing): biases,
-    which llama.cpp adds where present, RoPE over part of a head, an odd head size, a tensor
-    missing or left unread (gguf_tensors.unread)."""
+    which llama.cpp adds where present, RoPE over part of a head or scaled otherwise than
+    linearly, an odd head size, a tensor missing or left unread (gguf_tensors.unread)."""
     bias = next((name for name in header.tensors if name.endswith(".bias")), None)
     if bias:
         return f"tensor '{bias}' is a bias; layers with biases are not supported"
     rotated = gguf_meta(header, path, "llama.rope.dimension_count", dims["dh"])
     if rotated != dims["dh"]:
         return f"RoPE over {rotated} of {dims['dh']} head dimensions is not supported"
+    scaling = gguf_meta(header, path, "llama.rope.scaling.type", "linear")   # as llama.cpp reads it
+    if scaling not in ("none", "linear"):
+        return f"RoPE scaling '{scaling}' is not supported (none, linear)"
     # the planner does without a token embedding or a layer's tensor; a forward pass cannot
     return odd_head(dims["dh"]) or unread(header, dims["nlayers"])
 

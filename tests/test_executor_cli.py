@@ -582,3 +582,10 @@ def test_a_layer_count_past_the_files_layers_is_refused_before_planning(folder, 
     (copy / "config.json").write_text(json.dumps({**config, "num_hidden_layers": 60000}))
     assert main(["run", "--model", str(copy), "--prompt", "w5", "--max-new-tokens", "2"]) == 2
     assert "tensor 'model.layers.59999.input_layernorm.weight'" in capsys.readouterr().err
+
+
+def test_chat_without_a_template_names_the_model(folder, tmp_path, capsys):
+    copy = copy_of(folder, tmp_path)
+    (copy / "tokenizer_config.json").write_text(json.dumps({"eos_token": "</s>"}))
+    assert main(["run", "--model", str(copy), "--chat", "--prompt", "w5"]) == 2
+    assert capsys.readouterr().err.endswith(f"arena: error: --chat: the model {copy} has no chat template\n")

@@ -203,6 +203,7 @@ RUN_FAULTS = [   # what only a forward pass needs
     ({"rope.scaling.factor": -2.0}, "llama.rope.scaling.factor is -2.0; it must be a positive number"),
     ({"rope.scaling.type": "linear", "rope.scaling.factor": "2"},
      'llama.rope.scaling.factor is "2"; it must be a positive number'),
+    ({"rope.scaling.type": "yarn", "rope.scaling.factor": 4.0}, "RoPE scaling 'yarn' is not supported (none, linear)"),
 ]
 
 
@@ -230,6 +231,12 @@ def test_bad_metadata_is_exit_2_naming_key_and_value(tmp_path, capsys, more, mes
     assert main(["run", "--model", str(path), "--prompt", "hi"]) == 2
     err = " ".join(capsys.readouterr().err.split())
     assert f"bad.gguf: {message}" in err and "Traceback" not in err
+
+
+def test_plan_notes_rope_scaling_the_run_refuses(tmp_path, capsys):
+    path = minimal_gguf(tmp_path / "y.gguf", **{"rope.scaling.type": "yarn", "rope.scaling.factor": 4.0})
+    assert main(["plan", "llama", "--model", str(path), "--set", "n=2", "--json"]) == 0
+    assert capsys.readouterr().err == f"note: arena run refuses {path}: RoPE scaling 'yarn' is not supported (none, linear)\n"
 
 
 @pytest.mark.parametrize("more, message", DIMS_FAULTS, ids=metadata_id)
