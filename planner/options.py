@@ -49,8 +49,8 @@ def add_plan_inputs(parser: argparse.ArgumentParser) -> None:
                         help="a schedule YAML, a markdown lifetime table (.md/.markdown/.txt), or the name of one in "
                              f"schedules/ ({', '.join(sorted(p.stem for p in schedule.SCHEDULES.glob('*.yaml')))})")
     parser.add_argument("--csv", metavar="PROBLEM.csv", help="plan minimalloc's id,lower,upper,size instead")
-    parser.add_argument("--model", help=f"dimensions from a preset ({', '.join(PRESETS)}), a config.json "
-                                        f"or a .gguf (default: {DEFAULT_MODEL})")
+    parser.add_argument("--model", help=f"dimensions from a preset ({', '.join(PRESETS)}), a config.json, "
+                                        f"a .gguf file or a folder of either (default: {DEFAULT_MODEL})")
     parser.add_argument("--set", action="append", default=[], metavar="DIM=N",
                         help="bind a dimension, e.g. --set n=512 --set nctx=4096 (repeatable)")
     parser.add_argument("--dtype", choices=DTYPES, help=f"element type of Ta activations (and, in arena plan, of the estimate's float weights; default {DEFAULT_DTYPE})")

@@ -15,7 +15,8 @@ import pytest
 from llama_arena.cli import main
 from planner.estimate import RUNTIME_BYTES
 
-SEED = Path(__file__).resolve().parents[2] / "shared" / "seeds" / "000_a1c78c6a9d0b085a.txt"
+ROOT = Path(__file__).resolve().parents[1]
+SEED = ROOT.parent / "shared" / "seeds" / "000_a1c78c6a9d0b085a.txt"
 
 
 def arena(*args):
@@ -38,6 +39,16 @@ def test_a_plan_loads_neither_or_tools_nor_the_package_metadata():
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                        cwd=Path(__file__).parent.parent)
     assert p.stderr.split() == ["False", "False"]
+
+
+def test_arena_spins_openmp_threads_briefly_unless_told_otherwise():
+    """libgomp reads GOMP_SPINCOUNT as torch loads it: set before, by the executor's package."""
+    code = ("import os, sys; import llama_arena.cli; print(os.environ.get('GOMP_SPINCOUNT'), "
+            "'torch' in sys.modules)")
+    env = {k: v for k, v in os.environ.items() if k != "GOMP_SPINCOUNT"}
+    run = lambda **more: subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                                        env={**env, **more}, cwd=Path(__file__).parent.parent).stdout.split()
+    assert run() == ["10000", "False"] and run(GOMP_SPINCOUNT="5")[0] == "5"
 
 
 @pytest.mark.slow
@@ -231,6 +242,7 @@ def test_convert_prints_yaml_that_plans_like_the_layer(tmp_path, capsys):
     (["plan", "lama", "--set", "n=2"], "lama: no such file, nor a schedule that ships by that name (llama, llama-layer)"),
     (["plan", "llama", "--nctx", "2048", "--budget", "700MiB", "--align", "1048576"],
      "--budget fits the plans arena run makes (--align 256), not --align 1048576"),
+    (["plan", "lama", "--budget", "1GiB", "--set", "n=5"], "lama: no such file, nor a schedule that ships"),
 ])
 def test_bad_input_is_one_clear_line_and_exit_2(args, message):
     code, out, err = arena(*args)
@@ -261,6 +273,9 @@ def test_a_table_named_llama_is_not_the_run_schedule(tmp_path, monkeypatch, caps
     assert "total_bytes" not in json.loads(capsys.readouterr().out)
     assert main(["plan", "llama.md", "--set", "n=7", "--budget", "1GiB"]) == 2
     assert "--budget: fits a run of the llama schedule that ships" in capsys.readouterr().err
+    (tmp_path / "copy.yaml").write_bytes((ROOT / "schedules" / "llama.yaml").read_bytes())   # a copy is the same
+    assert main(["plan", "copy.yaml", "--model", "smollm2-135m", "--set", "n=7", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["total_bytes"] > 0
 
 
 def test_errors_are_printed_at_columns_0(monkeypatch):

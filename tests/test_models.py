@@ -163,6 +163,12 @@ def test_a_folder_without_config_json_is_named(tmp_path, capsys):
         "one .gguf file" in capsys.readouterr().err
 
 
+def test_a_config_is_read_whatever_its_name(tmp_path, capsys):
+    """A Hugging Face cache's blob of a config.json has no suffix; only a GGUF file starts with GGUF."""
+    (tmp_path / "blob").write_text(json.dumps(SMOLLM2))
+    assert model_dims(str(tmp_path / "blob"))["d"] == SMOLLM2["hidden_size"]
+
+
 @pytest.mark.parametrize("where", ["folder", "MODEL.GGUF", "blob"])
 def test_a_gguf_file_is_found_as_arena_run_finds_it(tmp_path, capsys, where):
     """A folder holding one .gguf, a suffix in capitals, none at all (a Hugging Face cache's
