@@ -11,10 +11,11 @@ import math
 import os
 import sys
 
-from planner.errors import MAX_FILE_BYTES, ArenaError, note, out_of_memory, plural, read_text, system_failure, utf8_text
+from planner.errors import (MAX_FILE_BYTES, ArenaError, WriteFailed, note, out_of_memory, plural, read_text, system_failure,
+                            unencodable, utf8_text)
 from planner.models import files_of
 from planner.options import integer, number
-from planner.output import check_target, check_targets
+from planner.output import check_target, check_targets, drop_stdout
 from planner.sizes import mib
 
 DEFAULT_DTYPE = {"cpu": "f32", "cuda": "bf16"}
@@ -107,8 +108,13 @@ def rank_main(args) -> None:
     except KeyboardInterrupt:   # Ctrl-C reaches every rank; the launcher says nothing more either
         code = 130
     except BrokenPipeError:     # rank 0's reader left (| head): quietly, as a single process does
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())     # (Python flushes again at exit)
+        drop_stdout()
         code = said([], 141)
+    except UnicodeEncodeError as e:
+        drop_stdout()
+        code = said([f"rank {rank}: {unencodable(e)}"], 1)
+    except WriteFailed as e:    # rank 0's --trace on a full disk
+        code = said([f"rank {rank}: {e}"], 1)
     except (MemoryError, RuntimeError, OSError) as e:     # out of memory; rank 0 writing the output
         line = system_failure(e)
         if line is None:
@@ -271,7 +277,7 @@ def _check_options(args) -> None:
     if args.prompt_file is not None:   # read once, here: the ranks --tp starts get the text
         args.prompt = _read_prompt(args.prompt_file)
     elif args.prompt is not None:
-        _check_utf8(args.prompt)
+        args.prompt = _utf8_argument(args.prompt)
     if args.trace is not None:   # before the run, not after it; writable before any model is looked for
         check_target(args.trace, "--trace")
         check_targets({"--trace": args.trace}, _inputs(args))
@@ -300,14 +306,19 @@ def _budget(args) -> int | None:
     return None if args.budget is None else parse_size(args.budget)
 
 
-def _check_utf8(prompt: str) -> None:
-    """--prompt as UTF-8 text: Python hands an argument's bytes that are not UTF-8 over as
-    surrogates, which no tokenizer takes."""
+def _utf8_argument(prompt: str) -> str:
+    """--prompt as UTF-8 text. Python hands over an argument's bytes that its locale's encoding
+    cannot read (ASCII, outside UTF-8 mode) as surrogates, which no tokenizer takes: the bytes
+    themselves are read as UTF-8 then."""
     try:
         prompt.encode("utf-8")
-    except UnicodeEncodeError as e:
-        data = prompt[:e.start].encode("utf-8")
-        raise ArenaError(f"--prompt: not UTF-8 text (at byte {len(data)})") from None
+        return prompt
+    except UnicodeEncodeError:
+        data = os.fsencode(prompt)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ArenaError(f"--prompt: not UTF-8 text (at byte {e.start})") from None
 
 
 def _read_prompt(path: str) -> str:

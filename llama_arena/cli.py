@@ -11,7 +11,8 @@ from rich.text import Text
 from executor import cli as run_cli
 from planner import cli as plan_cli
 from planner.check import PlanInvalid
-from planner.errors import ArenaError, CapacityMissed, WriteFailed, shown, system_failure
+from planner.errors import ArenaError, CapacityMissed, WriteFailed, shown, system_failure, unencodable
+from planner.output import drop_stdout
 from planner.report import OutputConsole
 from viz import cli as viz_cli
 
@@ -41,6 +42,10 @@ def _run(parser: argparse.ArgumentParser, argv) -> tuple[int, list[Text]]:
         args = parser.parse_args(argv)      # --help and --version print here
         if sys.stdout is None:      # started with standard output closed: every command prints there
             return 1, [error("standard output is closed")]
+        try:    # relative paths, and torch's own libraries, are found from it
+            os.getcwd()
+        except FileNotFoundError:
+            return 1, [error("the current folder no longer exists: cd to one that does")]
         return args.handler(args), []
     except ArenaError as e:
         more = len(e.faults) - SHOWN_FAULTS
@@ -53,27 +58,18 @@ def _run(parser: argparse.ArgumentParser, argv) -> tuple[int, list[Text]]:
     except PlanInvalid as e:   # a planner bug, never the user's input: say so plainly
         return 1, [error(str(e), "arena: internal error, the plan failed its check: ")]
     except BrokenPipeError:     # `arena plan ... | head`: the reader left, nothing more to say
-        _drop_stdout()
+        drop_stdout()
         return 141, []          # as a process killed by SIGPIPE
-    except UnicodeEncodeError as e:     # PYTHONIOENCODING=ascii, say, and a reply in another script
-        _drop_stdout()
-        return 1, [error(f"the output's encoding ({e.encoding}) cannot write {ascii(e.object[e.start:e.end])}; "
-                         "set PYTHONIOENCODING=utf-8")]
+    except UnicodeEncodeError as e:
+        drop_stdout()
+        return 1, [error(unencodable(e))]
     except (MemoryError, RuntimeError, OSError) as e:
         line = system_failure(e)
         if line is None:
             raise
         if isinstance(e, OSError):
-            _drop_stdout()
+            drop_stdout()
         return 1, [error(line)]
-
-
-def _drop_stdout() -> None:
-    """Python flushes stdout again at exit: let that go nowhere rather than fail once more."""
-    try:
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-    except (AttributeError, OSError, ValueError):      # no stdout at all
-        pass
 
 
 class _Parser(argparse.ArgumentParser):

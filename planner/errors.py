@@ -118,6 +118,12 @@ def system_failure(e: Exception) -> str | None:
     return "out of memory: the system refused an allocation" if out_of_memory(e) else None
 
 
+def unencodable(e: UnicodeEncodeError) -> str:
+    """The line for standard output's encoding failing the text (PYTHONIOENCODING=ascii, say,
+    and a reply in another script)."""
+    return f"the output's encoding ({e.encoding}) cannot write {ascii(e.object[e.start:e.end])}; set PYTHONIOENCODING=utf-8"
+
+
 def note(text: str) -> None:
     """One line on standard error beside the command's output. A full or closed standard error
     loses the line, never the output or the exit code (print(file=None) would write to stdout)."""

@@ -18,6 +18,15 @@ from .errors import ArenaError, WriteFailed
 TEMPORARY_NAME = 32   # characters of the target's name in its temporary file's, at most 4 bytes each
 
 
+def drop_stdout() -> None:
+    """After standard output failed (a reader that left, a full disk, an encoding): Python flushes
+    it again at exit; let that go nowhere rather than fail once more."""
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (AttributeError, OSError, ValueError):      # no stdout at all
+        pass
+
+
 def check_target(path, option: str = "--out") -> Path:
     """The file `path` names, resolved through symbolic links, once it is known to be
     writable: its folder exists and lets us write, and it is not itself a folder. One of this
@@ -89,6 +98,7 @@ def write_all(outputs: list[tuple[str, str, str | bytes]]) -> None:
         through = []
         for option, path, data in outputs:
             target, fd = check_target(path, option), _descriptor(path)
+            data = data.encode() if isinstance(data, str) else data    # UTF-8, whatever the locale's
             try:
                 if fd is not None or target.exists() and not stat.S_ISREG(target.stat().st_mode):
                     through.append((option, path, target, fd, data))
@@ -110,13 +120,13 @@ def write_all(outputs: list[tuple[str, str, str | bytes]]) -> None:
             os.unlink(tmp)
 
 
-def _stage(target: Path, data: str | bytes) -> str:
+def _stage(target: Path, data: bytes) -> str:
     """A temporary file beside `target` holding `data`, with the mode a plain open() would give:
     an existing target's own (and its owner and group, where this process may give them)."""
     # the temporary name holds the start of the target's: a name of 255 bytes has no room for more
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name[:TEMPORARY_NAME]}.")
     try:
-        with os.fdopen(fd, _mode(data)) as f:
+        with os.fdopen(fd, "wb") as f:
             f.write(data)
         if target.exists():
             old = target.stat()
@@ -135,19 +145,19 @@ def _stage(target: Path, data: str | bytes) -> str:
     return tmp
 
 
-def _write_through(target: Path, fd: int | None, data: str | bytes) -> None:
+def _write_through(target: Path, fd: int | None, data: bytes) -> None:
     """Write `data` into a special file. One of this process's descriptors (`fd`: /dev/stdout)
     is written on that descriptor, after what Python holds for it: opened anew, it would start at
     the beginning of a file the shell redirected it to, and the command's printing would then
     overwrite it."""
     if fd is None:
-        with open(target, _mode(data)) as f:
+        with open(target, "wb") as f:
             f.write(data)
         return
     for stream in (sys.stdout, sys.stderr):
         if stream is not None:      # None: the process started with it closed
             stream.flush()
-    view = memoryview(data.encode() if isinstance(data, str) else data)
+    view = memoryview(data)
     while view:
         view = view[os.write(fd, view):]
 
@@ -171,10 +181,6 @@ def _descriptor(path) -> int | None:
             return None
         name = os.path.normpath(os.path.join(os.path.dirname(name), os.readlink(name)))
     return None
-
-
-def _mode(data: str | bytes) -> str:
-    return "wb" if isinstance(data, bytes) else "w"
 
 
 # Write errors that are the system's (exit code 1, as when standard output fails), not the path's (2).

@@ -134,7 +134,8 @@ def test_an_output_that_replaces_a_file_keeps_its_mode(tmp_path, capsys):
 
 
 def test_a_plan_on_a_terminal_narrower_than_the_view_is_drawn_at_the_narrowest(tmp_path):
-    """On a terminal (a pseudo-terminal here) COLUMNS=0 drew nothing: the table takes 20 columns."""
+    """On a terminal (a pseudo-terminal here) COLUMNS=0 drew nothing: the summary takes 20 columns,
+    the table as many as its cells need (the terminal wraps it)."""
     import threading
     main_end, child_end = os.openpty()
     chunks = []
@@ -147,7 +148,8 @@ def test_a_plan_on_a_terminal_narrower_than_the_view_is_drawn_at_the_narrowest(t
     os.close(main_end)
     lines = re.sub(r"\x1b\[[0-9;]*m", "", b"".join(chunks).decode()).splitlines()     # less the styles
     assert p.returncode == 0 and any("arena" in line for line in lines)
-    assert max(len(line) for line in lines) == 20
+    assert any("x#0" in line and "6,912" in line for line in lines)
+    assert max(len(line) for line in lines[lines.index(next(line for line in lines if line.startswith("arena"))):]) == 20
 
 
 def _read_pty(fd: int) -> bytes:
@@ -528,6 +530,25 @@ def test_an_output_encoding_that_cannot_write_a_name_is_one_line(tmp_path):
                        capture_output=True, text=True, env={**os.environ, "PYTHONIOENCODING": "ascii"})
     assert (p.returncode, p.stderr) == (1, "arena: error: the output's encoding (ascii) cannot write '\\xe4'; "
                                            "set PYTHONIOENCODING=utf-8\n")
+
+
+def test_output_files_are_utf8_whatever_the_locale(tmp_path):
+    """A locale whose encoding is ASCII (no UTF-8 mode, no coercion) writes the files in UTF-8 still."""
+    (tmp_path / "u.csv").write_text("id,lower,upper,size\nbuf_\u00e9,0,2,4\nbuf_\u03c7,1,3,4\n", encoding="utf-8")
+    env = {**os.environ, "LC_ALL": "C", "PYTHONUTF8": "0", "PYTHONCOERCECLOCALE": "0", "PYTHONIOENCODING": "utf-8"}
+    p = subprocess.run([sys.executable, "-m", "llama_arena", "plan", "--csv", str(tmp_path / "u.csv"),
+                        "--out", str(tmp_path / "s.csv")], capture_output=True, text=True, env=env)
+    assert p.returncode == 0, p.stderr
+    assert "buf_\u00e9" in (tmp_path / "s.csv").read_bytes().decode("utf-8")
+    assert main(["plan", "--csv", str(tmp_path / "s.csv")]) == 0      # and it reads back
+
+
+def test_a_removed_current_folder_is_one_line(tmp_path):
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    p = subprocess.run(["sh", "-c", f'cd "{gone}" && rmdir "{gone}" && exec "$0" -m llama_arena plan llama',
+                        sys.executable], capture_output=True, text=True)
+    assert (p.returncode, p.stderr) == (1, "arena: error: the current folder no longer exists: cd to one that does\n")
 
 
 def test_names_that_are_emoji_codes_print_as_written(tmp_path, capsys):

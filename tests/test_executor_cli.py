@@ -169,6 +169,15 @@ def test_bad_option_is_exit_2_before_any_model_is_read(argv, message, capsys):
     assert message in err and "Traceback" not in err
 
 
+def test_a_prompt_of_utf8_bytes_that_the_locale_cannot_read_is_read_as_utf8(smollm2_path, capsys):
+    """Outside UTF-8 mode in the C locale Python hands "café" over as "caf\\udcc3\\udca9"."""
+    tokens = []
+    for prompt in ("caf\u00e9", "caf\udcc3\udca9"):
+        assert main(["run", "--model", str(smollm2_path), "--prompt", prompt, "--max-new-tokens", "1", "--json"]) == 0
+        tokens.append(json.loads(capsys.readouterr().out)["prompt_tokens"])
+    assert tokens[0] == tokens[1]
+
+
 def test_an_empty_prompt_is_the_same_from_either_option(smollm2_path, tmp_path, capsys):
     """SmolLM2 adds no start token: an empty prompt has no tokens to prefill, and is named as
     empty; with --chat it is an empty message in the template, from a file as from --prompt."""

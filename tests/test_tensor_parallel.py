@@ -253,6 +253,13 @@ def test_run_on_two_and_three_ranks_prints_one_ranks_tokens_and_each_ranks_bytes
     assert estimated["totals"]["total_bytes"] == sum(r["total_bytes"] for r in estimated["ranks"])
 
 
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="no /dev/full")
+def test_a_trace_on_a_full_disk_says_so_from_rank_0(word_folder):
+    p = arena_run("--model", str(word_folder), *PROMPT_WORDS, "--tp", "2", "--json", "--trace", "/dev/full")
+    assert p.returncode == 1 and p.stdout == ""
+    assert p.stderr.splitlines()[-1] == "arena: error: rank 0: --trace /dev/full: cannot write there: No space left on device"
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("localhost", 0))

@@ -202,6 +202,19 @@ def test_width_holds_on_a_dumb_terminal(monkeypatch):
     assert output_console(None).width == 80
 
 
+def test_a_console_that_cannot_hold_the_glyphs_gets_ascii_ones_in_their_places(smollm2):
+    """PYTHONIOENCODING=ascii, say: the map and the table print as with UTF-8, a character for each glyph."""
+    lifetimes, plan = smollm2
+    keep = terminal.shown_steps(lifetimes, None)
+    out = io.TextIOWrapper(io.BytesIO(), encoding="ascii")
+    terminal.render(Console(file=out, width=160), plan, lifetimes, keep)
+    out.flush()
+    lines = out.buffer.getvalue().decode("ascii").splitlines()
+    unicode = screen(plan, lifetimes, layers=None)
+    assert [len(line) for line in lines] == [len(line) for line in unicode]
+    assert any("< peak" in line for line in lines) and any("+ arena" in line for line in lines)
+
+
 def test_arena_map_wraps_to_the_terminal_width(smollm2):
     lifetimes, plan = smollm2
     lines = screen(plan, lifetimes, width=60)

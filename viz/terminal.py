@@ -38,6 +38,9 @@ LEGEND_TENSORS = 200
 # Without colour (a pipe, a file, NO_COLOR) a block is filled with a shade, each unlike the
 # shades of the blocks it touches where four allow it: a blank block would read as free bytes.
 SHADES = "░▒▓█"
+# The glyphs above and below as a console that cannot hold them prints them (PYTHONIOENCODING=ascii,
+# a Latin-1 locale), one character for one so every column stays where it was.
+ASCII = str.maketrans("⋮░▒▓█◀┬▲…┆", ":.:*#<+^~|")
 
 
 @dataclass
@@ -53,6 +56,15 @@ class Row:
 
 def render(console: Console, plan: Plan, lifetimes: Lifetimes | None, keep: set[int] | None = None) -> None:
     """Print the table and the map; `keep`: the repeated steps to show unfolded (None: all)."""
+    if console.options.ascii_only:      # (rich draws its own tables' lines in ASCII there)
+        with console.capture() as captured:
+            _render(console, plan, lifetimes, keep)
+        console.file.write(captured.get().translate(ASCII))
+    else:
+        _render(console, plan, lifetimes, keep)
+
+
+def _render(console: Console, plan: Plan, lifetimes: Lifetimes | None, keep: set[int] | None) -> None:
     all_rows = step_rows(plan, lifetimes)
     rows = fold(all_rows, keep)
     top = max((r.live for r in all_rows), default=0)
