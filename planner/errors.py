@@ -11,6 +11,8 @@ import sys
 import unicodedata
 from pathlib import Path
 
+# Write errors that are the system's (exit code 1, as when standard output fails), not the path's (2).
+SYSTEM_FAULTS = (errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EFBIG)
 MAX_FILE_BYTES = 4 << 20   # a schedule, table or prompt: a thousand times the largest that ships
 
 
@@ -113,7 +115,7 @@ def system_failure(e: Exception) -> str | None:
     an allocation it refused, or an OSError (the files the user names are checked first, so
     what is left is writing the output)."""
     if isinstance(e, OSError):
-        where = f": {e.filename}" if e.filename else " (writing the output)" if e.errno == errno.ENOSPC else ""
+        where = f": {e.filename}" if e.filename else " (writing the output)" if e.errno in SYSTEM_FAULTS else ""
         return f"{e.strerror or e}{where}"
     return "out of memory: the system refused an allocation" if out_of_memory(e) else None
 

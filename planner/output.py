@@ -8,13 +8,15 @@ from __future__ import annotations
 import errno
 import os
 import re
+import signal
 import stat
 import sys
 import tempfile
 from pathlib import Path
 
-from .errors import ArenaError, WriteFailed
+from .errors import SYSTEM_FAULTS, ArenaError, WriteFailed
 
+HELD_SIGNALS = {signal.SIGINT, signal.SIGTERM}
 TEMPORARY_NAME = 32   # characters of the target's name in its temporary file's, at most 4 bytes each
 
 
@@ -111,10 +113,15 @@ def write_all(outputs: list[tuple[str, str, str | bytes]]) -> None:
                 _write_through(target, fd, data)
             except OSError as e:
                 raise _failed(path, option, e) from None
-        while staged:
-            tmp, target = staged[0]
-            os.replace(tmp, target)
-            staged.pop(0)
+        # the renames, all of them: Ctrl-C or SIGTERM waits for the last (a rename over a file may
+        # flush its data first, which takes milliseconds)
+        held = signal.pthread_sigmask(signal.SIG_BLOCK, HELD_SIGNALS)
+        try:
+            while staged:
+                tmp, target = staged.pop(0)
+                os.replace(tmp, target)
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, held)
     finally:   # whatever stopped the writes, no temporary file stays behind
         for tmp, _ in staged:
             os.unlink(tmp)
@@ -181,10 +188,6 @@ def _descriptor(path) -> int | None:
             return None
         name = os.path.normpath(os.path.join(os.path.dirname(name), os.readlink(name)))
     return None
-
-
-# Write errors that are the system's (exit code 1, as when standard output fails), not the path's (2).
-SYSTEM_FAULTS = (errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EFBIG)
 
 
 def _failed(path, option: str, e: OSError) -> Exception:

@@ -460,6 +460,13 @@ def test_a_reader_that_leaves_early_ends_the_command_quietly(form, start):
     assert p.stderr.read() == b"" and p.wait() == 141
 
 
+def test_an_output_past_the_file_size_limit_is_named_as_the_output(tmp_path):
+    """ulimit -f: the write fails with EFBIG (Python ignores SIGXFSZ)."""
+    p = subprocess.run(["sh", "-c", f'ulimit -f 1 && exec "$0" -m llama_arena plan llama --set n=7 > "{tmp_path}/o.txt"',
+                        sys.executable], capture_output=True, text=True)
+    assert (p.returncode, p.stderr) == (1, "arena: error: File too large (writing the output)\n")
+
+
 @pytest.mark.skipif(not os.path.exists("/dev/full"), reason="no /dev/full")
 @pytest.mark.parametrize("json_option", [[], ["--json"]])
 def test_an_output_that_cannot_be_written_is_one_line(json_option):
@@ -498,6 +505,27 @@ def test_a_fault_keeps_its_exit_code_when_its_message_cannot_be_written(argv, co
 
 
 @pytest.mark.skipif(not os.path.exists("/dev/full"), reason="no /dev/full")
+def test_ctrl_c_among_the_renames_waits_for_the_last(tmp_path, monkeypatch):
+    """A command's outputs are renamed into place all together: Ctrl-C during the first rename
+    takes effect after the last, leaving every file new and no temporary file."""
+    import signal
+
+    from planner import output
+    for name in ("a.json", "b.json"):
+        (tmp_path / name).write_text("old")
+    replace = os.replace
+
+    def interrupted(src, dst):
+        os.kill(os.getpid(), signal.SIGINT)
+        replace(src, dst)
+
+    monkeypatch.setattr(output.os, "replace", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        output.write_all([("--out", str(tmp_path / "a.json"), "new"), ("--graph", str(tmp_path / "b.json"), "new")])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.json", "b.json"]
+    assert (tmp_path / "a.json").read_text() == (tmp_path / "b.json").read_text() == "new"
+
+
 def test_a_note_that_cannot_be_written_leaves_the_output_whole():
     """A note goes to standard error: full, it is lost; closed, it must not land in the JSON."""
     argv = [sys.executable, "-m", "llama_arena", "plan", "llama", "--nctx", "9000", "--json"]   # a note: past 8192
