@@ -58,7 +58,21 @@ def check_target(path, option: str = "--out") -> Path:
             raise ArenaError(f"{option} {path}: cannot write there: {why}")
     except OSError as e:   # a name too long, a loop of links: what the file system says
         raise ArenaError(_unwritable(path, option, e)) from None
+    if not target.exists() or target.is_file():
+        _try_staging(target, path, option)
     return target
+
+
+def _try_staging(target: Path, path, option: str) -> None:
+    """A file made and removed where write_all will stage `target`'s: a folder that says it may be
+    written (os.access) may still refuse new files (/proc, /sys to root), which must show before
+    the command's work, not after it."""
+    try:
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name[:TEMPORARY_NAME]}.")
+    except OSError as e:
+        raise ArenaError(f"{option} {path}: cannot make a file in {target.parent}: {e.strerror or e}") from None
+    os.close(fd)
+    os.unlink(tmp)
 
 
 def check_targets(outputs: dict[str, str], inputs: dict[str, str | None]) -> None:

@@ -1,6 +1,7 @@
 """`arena run`: output on a tiny checkpoint with its own tokenizer, and clear errors (exit 2,
 a message naming the file or option, no traceback) for everything a user can get wrong."""
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -161,6 +162,9 @@ def test_a_trace_never_overwrites_what_the_run_reads(folder, tmp_path, capsys, m
     (["--trace", ""], "--trace: the path is empty"),
     (["--trace", "-"], "--trace -: give a file's path (./- for a file named '-'"),
     (["--prompt", "Hello \udcff"], "--prompt: not UTF-8 text (at byte 6)"),    # argv's byte 0xff, as Python hands it over
+    # root may write /sys as far as os.access says, yet may make no file there
+    (["--trace", "/sys/kernel/t.json"], "--trace /sys/kernel/t.json: cannot " +
+     ("make a file in /sys/kernel: Permission denied" if os.geteuid() == 0 else "write there")),
 ])
 def test_bad_option_is_exit_2_before_any_model_is_read(argv, message, capsys):
     """The options come first: these fail the same with a model or without one."""
