@@ -6,7 +6,7 @@ import json
 from datetime import datetime
 from pathlib import Path
 
-from planner.errors import ArenaError
+from planner.errors import ArenaError, read_text
 
 # the special tokens transformers passes to a template by name, beside messages
 SPECIAL_TOKENS = ("bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token", "mask_token",
@@ -90,21 +90,30 @@ def _environment():
 
 
 def folder_template(folder: Path, config: dict) -> tuple[str | None, str]:
-    """The chat template of a checkpoint folder, and where it is. As transformers reads them:
-    template files, where there are any, replace tokenizer_config.json's; the default is
-    additional_chat_templates/default.jinja, else chat_template.jinja (None where the files
-    name only other templates). Else tokenizer_config.json's (a string, or a list of named
-    ones: the default)."""
+    """The chat template of a checkpoint folder, and where it is (without one: why, or "").
+    As transformers reads them: template files, where there are any, replace
+    tokenizer_config.json's; the default is additional_chat_templates/default.jinja, else
+    chat_template.jinja (none where the files name only other templates). Else
+    tokenizer_config.json's: a string, or named ones (a list of {"name", "template"}, or an
+    object of them by name), of which the default."""
     files = [folder / "additional_chat_templates" / "default.jinja", folder / "chat_template.jinja"]
-    if any(path.is_file() for path in files) or any((folder / "additional_chat_templates").glob("*.jinja")):
+    others = sorted(path.stem for path in (folder / "additional_chat_templates").glob("*.jinja"))
+    if any(path.is_file() for path in files) or others:
         jinja = next((path for path in files if path.is_file()), None)
-        return (jinja.read_text(encoding="utf-8", errors="replace"), str(jinja)) if jinja else (None, str(folder))
+        return (read_text(jinja, "chat template", "a template is UTF-8 text"), str(jinja)) if jinja \
+            else (None, _no_default(folder / "additional_chat_templates", others))
     source = f"{folder / 'tokenizer_config.json'}"
     template = config.get("chat_template")
     if isinstance(template, list) and all(isinstance(t, dict) and isinstance(t.get("name"), str)
                                           and isinstance(t.get("template"), str) for t in template):
-        return next((t["template"] for t in template if t["name"] == "default"), None), source
+        template = {t["name"]: t["template"] for t in template}
+    if isinstance(template, dict) and all(isinstance(t, str) for t in template.values()):
+        return (template["default"], source) if "default" in template else (None, _no_default(source, sorted(template)))
     if template is not None and not isinstance(template, str):
         raise ArenaError(f"{source}: chat_template is {json.dumps(template)[:40]}; it must be "
-                         "a template or a list of {\"name\": ..., \"template\": ...}")
-    return template, source
+                         "a template, or named ones (a list of {\"name\": ..., \"template\": ...})")
+    return (template, source) if template is not None else (None, "")
+
+
+def _no_default(where, names: list[str]) -> str:
+    return f"{where} names templates {', '.join(names)}, none of them 'default'"

@@ -409,7 +409,8 @@ def _prompt_and_context(args, source, file):
 
     tokenizer = from_folder(source.path) if source.kind == "checkpoint" else from_gguf(file)
     if args.chat and not tokenizer.chat_template:
-        raise ArenaError(f"--chat: the model {source.path} has no chat template")
+        why = f" ({tokenizer.template_source})" if tokenizer.template_source else ""
+        raise ArenaError(f"--chat: the model {source.path} has no chat template{why}")
     prompt = tokenizer.encode_chat(args.prompt) if args.chat else tokenizer.encode(args.prompt)
     given = "--prompt" if args.prompt_file is None else f"--prompt-file {args.prompt_file}"
     if not prompt:      # (with --chat, an empty message is the template's tokens, as from either option)

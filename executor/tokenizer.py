@@ -50,7 +50,11 @@ class TextTokenizer:
     eos_ids: set[int]
     chat_template: str | None = None
     special: dict = field(default_factory=dict)   # bos_token, eos_token, ... for the template
-    template_source: str | None = None            # the file (and key) it came from, for its faults
+    template_source: str = ""      # the file (and key) it came from, for its faults; without one, why
+    # a GGUF file's chat prompts as llama.cpp's: the BOS and EOS text the template writes at its
+    # ends give way to those the file adds to every prompt ("": none added); None: a folder's,
+    # as transformers', the template's text alone
+    file_ends: tuple[str, str] | None = None
 
     def encode(self, text: str, add_special_tokens: bool = True) -> list[int]:
         return self.tokenizer.encode(text, add_special_tokens=add_special_tokens).ids
@@ -63,7 +67,12 @@ class TextTokenizer:
         checked there is), ready for the reply."""
         text = render_chat(self.chat_template, [{"role": "user", "content": prompt}], self.special,
                            self.template_source)
-        ids = self.encode(text, add_special_tokens=False)   # the template writes any BOS itself
+        if self.file_ends is None:
+            ids = self.encode(text, add_special_tokens=False)   # the template writes any BOS itself
+        else:
+            bos, eos = self.file_ends
+            text = text[len(bos):] if bos and text.startswith(bos) else text
+            ids = self.encode(text[:-len(eos)] if eos and text.endswith(eos) else text)
         if not ids:
             raise ArenaError("--chat: the model's chat template renders the prompt as no tokens")
         return ids
@@ -115,7 +124,9 @@ def from_gguf(gguf) -> TextTokenizer:
     template = gguf.meta("tokenizer.chat_template", None)
     if template is not None and not isinstance(template, str):
         raise ArenaError(f"{gguf.path}: tokenizer.chat_template is {json.dumps(template)[:40]}; it must be a template")
-    return TextTokenizer(tok, stops, template, special, f"{gguf.path} (tokenizer.chat_template)")
+    added = (tokens[bos] if add_bos else "", tokens[eos] if add_eos else "")
+    source = f"{gguf.path} (tokenizer.chat_template)" if template is not None else ""
+    return TextTokenizer(tok, stops, template, special, source, added)
 
 
 def _ends(gguf, tokens: list[str]) -> set[int]:

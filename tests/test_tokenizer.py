@@ -123,6 +123,26 @@ def test_bos_and_eos_are_added_as_the_file_says(vocabulary, tmp_path, bos, eos):
         assert ours.encode(text, add_special_tokens=False) == sp.encode(text)
 
 
+@pytest.mark.parametrize("template", ["<|user|>{{ messages[0]['content'] }}<|assistant|>",      # TinyLlama's way
+                                      "{{ bos_token }}[INST] {{ messages[0]['content'] }} [/INST]"])  # Llama 2's
+@pytest.mark.parametrize("bos", [True, False])
+def test_a_gguf_chat_prompt_has_the_files_bos_once_as_llama_cpps(vocabulary, tmp_path, template, bos):
+    """llama.cpp takes a template's leading BOS text off when the file adds BOS to every prompt,
+    then adds it: one BOS, whether the template writes it or not."""
+    sp, folder, _ = vocabulary
+
+    def metadata(w):
+        _write_vocabulary(w, sp)
+        w.add_add_bos_token(bos)
+        w.add_chat_template(template)
+
+    ours = from_gguf(GGUFFile(checkpoint_to_gguf(folder, tmp_path / "chat.gguf", metadata=metadata)))
+    ids = ours.encode_chat("the KV cache")
+    writes_bos = "bos_token" in template
+    assert ids.count(sp.bos_id()) == (1 if bos or writes_bos else 0)
+    assert (ids[0] == sp.bos_id()) == (bos or writes_bos)
+
+
 def test_an_unknown_token_typed_in_a_prompt_is_that_token(vocabulary):
     """As llama.cpp parses a prompt: <unk> is matched whole, as a control token is, and the
     text after it gets a space in front."""
