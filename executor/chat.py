@@ -100,7 +100,7 @@ def folder_template(folder: Path, config: dict) -> tuple[str | None, str]:
     others = sorted(path.stem for path in (folder / "additional_chat_templates").glob("*.jinja"))
     if any(path.is_file() for path in files) or others:
         jinja = next((path for path in files if path.is_file()), None)
-        return (read_text(jinja, "chat template", "a template is UTF-8 text"), str(jinja)) if jinja \
+        return (read_text(jinja, "chat template", "a template is UTF-8 text", keep_mark=True), str(jinja)) if jinja \
             else (None, _no_default(folder / "additional_chat_templates", others))
     source = f"{folder / 'tokenizer_config.json'}"
     template = config.get("chat_template")
@@ -116,4 +116,4 @@ def folder_template(folder: Path, config: dict) -> tuple[str | None, str]:
 
 
 def _no_default(where, names: list[str]) -> str:
-    return f"{where} names templates {', '.join(names)}, none of them 'default'"
+    return f"{where} names templates {', '.join(names)}, none of them 'default'" if names else f"{where} names no templates"

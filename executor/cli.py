@@ -69,6 +69,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def run(args) -> int:
+    os.getcwd()     # torch's import ends the process on a fatal error where the current folder was removed
     from .parallel import launch, launched
 
     _check_options(args)

@@ -42,10 +42,6 @@ def _run(parser: argparse.ArgumentParser, argv) -> tuple[int, list[Text]]:
         args = parser.parse_args(argv)      # --help and --version print here
         if sys.stdout is None:      # started with standard output closed: every command prints there
             return 1, [error("standard output is closed")]
-        try:    # relative paths, and torch's own libraries, are found from it
-            os.getcwd()
-        except FileNotFoundError:
-            return 1, [error("the current folder no longer exists: cd to one that does")]
         return args.handler(args), []
     except ArenaError as e:
         more = len(e.faults) - SHOWN_FAULTS
@@ -64,12 +60,21 @@ def _run(parser: argparse.ArgumentParser, argv) -> tuple[int, list[Text]]:
         drop_stdout()
         return 1, [error(unencodable(e))]
     except (MemoryError, RuntimeError, OSError) as e:
-        line = system_failure(e)
+        line = "the current folder no longer exists: cd to one that does" if _cwd_removed(e) else system_failure(e)
         if line is None:
             raise
         if isinstance(e, OSError):
             drop_stdout()
         return 1, [error(line)]
+
+
+def _cwd_removed(e: Exception) -> bool:
+    """Whether `e` is a relative path's failing where the current folder was removed."""
+    try:
+        os.getcwd()
+        return False
+    except FileNotFoundError:
+        return isinstance(e, FileNotFoundError)
 
 
 class _Parser(argparse.ArgumentParser):

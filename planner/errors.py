@@ -158,17 +158,19 @@ def utf8_text(data: bytes) -> str:
         raise UnicodeDecodeError("utf-8", data, e.start + skipped, e.end + skipped, e.reason) from None
 
 
-def read_text(path, what: str, hint: str, most: int = MAX_FILE_BYTES) -> str:
+def read_text(path, what: str, hint: str, most: int = MAX_FILE_BYTES, keep_mark: bool = False) -> str:
     """The UTF-8 text of a user's file, less the byte-order mark some editors write first; an
     ArenaError naming the file (`what` it should be) when it cannot be read, or the first byte
-    that is not UTF-8 and `hint` when it is not text. Refused before a byte is read when it
+    that is not UTF-8 and `hint` when it is not text (`keep_mark`: the byte-order mark stays, as
+    transformers keeps it in a chat template). Refused before a byte is read when it
     is not a regular file (a device such as /dev/zero, or a pipe, may never end) or holds
     more than `most` bytes."""
     try:
         info = regular_file(path, what)
         if info.st_size > most:
             raise ArenaError(f"{path}: the {what} is {info.st_size:,} bytes; at most {most:,} are read")
-        return utf8_text(Path(path).read_bytes())
+        data = Path(path).read_bytes()
+        return data.decode("utf-8") if keep_mark else utf8_text(data)
     except OSError as e:
         raise ArenaError(f"{path}: cannot read the {what}: {e.strerror}") from None
     except UnicodeDecodeError as e:

@@ -12,11 +12,13 @@ import signal
 import stat
 import sys
 import tempfile
+import threading
+from contextlib import contextmanager
 from pathlib import Path
 
 from .errors import SYSTEM_FAULTS, ArenaError, WriteFailed
 
-HELD_SIGNALS = {signal.SIGINT, signal.SIGTERM}
+HELD_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 TEMPORARY_NAME = 32   # characters of the target's name in its temporary file's, at most 4 bytes each
 
 
@@ -69,8 +71,9 @@ def _try_staging(target: Path, path, option: str) -> None:
     the command's work, not after it."""
     try:
         fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name[:TEMPORARY_NAME]}.")
-    except OSError as e:
-        raise ArenaError(f"{option} {path}: cannot make a file in {target.parent}: {e.strerror or e}") from None
+    except OSError as e:    # out of inodes is the system's fault, as a full disk is
+        fault = f"{option} {path}: cannot make a file in {target.parent}: {e.strerror or e}"
+        raise (WriteFailed if e.errno in SYSTEM_FAULTS else ArenaError)(fault) from None
     os.close(fd)
     os.unlink(tmp)
 
@@ -109,7 +112,7 @@ def write_all(outputs: list[tuple[str, str, str | bytes]]) -> None:
     A path through a symbolic link writes the link's target; an existing file keeps its mode, but
     its other hard links keep the old content; an existing special file (a FIFO, a device such as
     /dev/stdout) is written through, never replaced, after the others are staged."""
-    staged: list[tuple[str, Path]] = []            # (temporary file, target), not yet renamed
+    staged: list[tuple[str, Path, str, str]] = []      # (temporary file, target, option, path), not yet renamed
     try:
         through = []
         for option, path, data in outputs:
@@ -119,7 +122,7 @@ def write_all(outputs: list[tuple[str, str, str | bytes]]) -> None:
                 if fd is not None or target.exists() and not stat.S_ISREG(target.stat().st_mode):
                     through.append((option, path, target, fd, data))
                 else:
-                    staged.append((_stage(target, data), target))
+                    staged.append((_stage(target, data), target, option, path))
             except OSError as e:
                 raise _failed(path, option, e) from None
         for option, path, target, fd, data in through:
@@ -127,18 +130,39 @@ def write_all(outputs: list[tuple[str, str, str | bytes]]) -> None:
                 _write_through(target, fd, data)
             except OSError as e:
                 raise _failed(path, option, e) from None
-        # the renames, all of them: Ctrl-C or SIGTERM waits for the last (a rename over a file may
-        # flush its data first, which takes milliseconds)
-        held = signal.pthread_sigmask(signal.SIG_BLOCK, HELD_SIGNALS)
-        try:
+        with _signals_deferred():   # a rename over a file may flush its data first: milliseconds
             while staged:
-                tmp, target = staged.pop(0)
-                os.replace(tmp, target)
-        finally:
-            signal.pthread_sigmask(signal.SIG_SETMASK, held)
+                tmp, target, option, path = staged[0]
+                try:
+                    os.replace(tmp, target)
+                except OSError as e:    # a file mounted over the target, say
+                    raise _failed(path, option, e) from None
+                staged.pop(0)
     finally:   # whatever stopped the writes, no temporary file stays behind
-        for tmp, _ in staged:
+        for tmp, *_ in staged:
             os.unlink(tmp)
+
+
+@contextmanager
+def _signals_deferred():
+    """Ctrl-C and SIGTERM held until the block ends, then acted on as they would have been.
+    Python runs its handlers in the main thread whichever thread the signal reaches (numpy's
+    and torch's threads included), so the main thread's handlers are swapped for ones that
+    note the signal; elsewhere signals cannot be held, and are not."""
+    previous = {number: signal.getsignal(number) for number in HELD_SIGNALS}
+    if threading.current_thread() is not threading.main_thread() or None in previous.values():
+        yield       # (None: a handler installed outside Python, which signal.signal cannot put back)
+        return
+    caught: list[int] = []
+    for number in HELD_SIGNALS:
+        signal.signal(number, lambda number, frame: caught.append(number))
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+        for number in caught[:1]:
+            signal.raise_signal(number)
 
 
 def _stage(target: Path, data: bytes) -> str:

@@ -40,7 +40,8 @@ class Waiting:
         if self._done.wait(DELAY_S):
             return
         if self.limit is None:
-            columns = [SpinnerColumn(), TextColumn(self.what, markup=False), TextColumn("{task.completed:.1f} s")]
+            spinner = SpinnerColumn("line" if self.console.options.ascii_only else "dots")   # -\\|/ in ASCII
+            columns = [spinner, TextColumn(self.what, markup=False), TextColumn("{task.completed:.1f} s")]
         else:
             columns = [TextColumn(self.what, markup=False), BarColumn(),
                        TextColumn("{task.completed:.1f} s of {task.total:g} s")]

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 from rich.console import Console
-from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
@@ -15,7 +14,6 @@ SHOWN_ROWS = 1000
 
 
 MIN_WIDTH = 20     # columns: the narrowest view drawn
-MAX_WIDTH = 10_000     # columns: wider than any table's longest words
 
 
 def output_console(width: int | None) -> OutputConsole:
@@ -42,17 +40,6 @@ class OutputConsole(Console):
         raise BrokenPipeError
 
 
-def _print_whole(console: Console, table: Table) -> None:
-    """`table` at least as wide as its longest words: rich would fit it to a narrower console
-    by blanking its cells, where the terminal's own wrapping loses nothing."""
-    width = console.width
-    console.width = max(width, Measurement.get(console, console.options.update_width(MAX_WIDTH), table).minimum)
-    try:
-        console.print(table)
-    finally:
-        console.width = width
-
-
 def print_plan(plan: Plan, console: Console) -> None:
     """The plan's instances as a table (the first SHOWN_ROWS in step order), then its
     summary. Names are the user's: print them with a console whose markup is off."""
@@ -69,7 +56,7 @@ def print_plan(plan: Plan, console: Console) -> None:
         offset = "-" if b.offset is None else f"{b.offset:,}"
         table.add_row(b.name, b.tensor, shape, f"{b.size:,}", offset, steps,
                       Text("host", style="cyan") if b.memory == "host" else "device")
-    _print_whole(console, table)
+    console.print(table)
     if len(rows) > SHOWN_ROWS:
         console.print(f"... {len(rows) - SHOWN_ROWS:,} more instances: --json or --out FILE lists them all")
     console.print(summary(plan))

@@ -54,6 +54,8 @@ def test_a_chat_template_file_that_is_not_utf8_is_named(tmp_path):
     (tmp_path / "chat_template.jinja").write_bytes(b"{{ bos_token }}\xff\xfe{{ messages[0].content }}")
     with pytest.raises(ArenaError, match=r"chat_template.jinja: not UTF-8 text \(byte 0xff at offset 15\)"):
         folder_template(tmp_path, {})
+    (tmp_path / "chat_template.jinja").write_bytes(b"\xef\xbb\xbfJINJA")     # a byte-order mark, which transformers keeps
+    assert folder_template(tmp_path, {})[0] == "\ufeffJINJA"
 
 
 def test_chat_template_jinja_wins_over_tokenizer_config(tmp_path):
@@ -91,6 +93,7 @@ def test_named_templates_take_the_default_and_malformed_ones_are_named(tmp_path)
     named = [{"name": "tool_use", "template": "T"}, {"name": "default", "template": "D"}]
     assert folder_template(tmp_path, {"chat_template": named})[0] == "D"
     assert folder_template(tmp_path, {"chat_template": {"tool_use": "T", "default": "D"}})[0] == "D"  # as transformers
+    assert folder_template(tmp_path, {"chat_template": []})[1].endswith("tokenizer_config.json names no templates")
     assert folder_template(tmp_path, {"chat_template": named[:1]}) == \
         (None, f"{tmp_path / 'tokenizer_config.json'} names templates tool_use, none of them 'default'")
     for bad in (5, [{"name": "default"}], [named[0], "bad"]):
