@@ -40,7 +40,7 @@ class Waiting:
         if self._done.wait(DELAY_S):
             return
         if self.limit is None:
-            spinner = SpinnerColumn("line" if self.console.options.ascii_only else "dots")   # -\\|/ in ASCII
+            spinner = SpinnerColumn("line" if self.console.options.ascii_only else "dots")   # a turning line in ASCII
             columns = [spinner, TextColumn(self.what, markup=False), TextColumn("{task.completed:.1f} s")]
         else:
             columns = [TextColumn(self.what, markup=False), BarColumn(),
