@@ -108,16 +108,23 @@ def test_generation_ends_at_tokens_llama_cpp_knows_as_ends_by_their_text(vocabul
     assert ours.encode("a<|im_end|>", add_special_tokens=False)[-1] == 8     # matched whole, as a control token
 
 
-@pytest.mark.parametrize("bos, eos", [(True, True), (False, True), (False, False)])
-def test_bos_and_eos_are_added_as_the_file_says(vocabulary, tmp_path, bos, eos):
+def _tokenizer_with(vocabulary, path, **keys):
+    """The tokenizer of the vocabulary's model file with `keys` written too (add_bos_token=True:
+    GGUFWriter.add_add_bos_token(True))."""
     sp, folder, _ = vocabulary
 
     def metadata(w):
         _write_vocabulary(w, sp)
-        w.add_add_bos_token(bos)
-        w.add_add_eos_token(eos)
+        for key, value in keys.items():
+            getattr(w, f"add_{key}")(value)
 
-    ours = from_gguf(GGUFFile(checkpoint_to_gguf(folder, tmp_path / "flags.gguf", metadata=metadata)))
+    return from_gguf(GGUFFile(checkpoint_to_gguf(folder, path, metadata=metadata)))
+
+
+@pytest.mark.parametrize("bos, eos", [(True, True), (False, True), (False, False)])
+def test_bos_and_eos_are_added_as_the_file_says(vocabulary, tmp_path, bos, eos):
+    sp = vocabulary[0]
+    ours = _tokenizer_with(vocabulary, tmp_path / "flags.gguf", add_bos_token=bos, add_eos_token=eos)
     for text in TEXTS[:4]:
         assert ours.encode(text) == sp.encode(text, add_bos=bos, add_eos=eos), text
         assert ours.encode(text, add_special_tokens=False) == sp.encode(text)
@@ -129,15 +136,9 @@ def test_bos_and_eos_are_added_as_the_file_says(vocabulary, tmp_path, bos, eos):
 def test_a_gguf_chat_prompt_has_the_files_bos_once_as_llama_cpps(vocabulary, tmp_path, template, bos):
     """llama.cpp takes a template's leading BOS text off when the file adds BOS to every prompt,
     then adds it: one BOS, whether the template writes it or not."""
-    sp, folder, _ = vocabulary
-
-    def metadata(w):
-        _write_vocabulary(w, sp)
-        w.add_add_bos_token(bos)
-        w.add_chat_template(template)
-
-    ours = from_gguf(GGUFFile(checkpoint_to_gguf(folder, tmp_path / "chat.gguf", metadata=metadata)))
-    ids = ours.encode_chat("the KV cache")
+    sp = vocabulary[0]
+    ids = _tokenizer_with(vocabulary, tmp_path / "chat.gguf", add_bos_token=bos, chat_template=template) \
+        .encode_chat("the KV cache")
     writes_bos = "bos_token" in template
     assert ids.count(sp.bos_id()) == (1 if bos or writes_bos else 0)
     assert (ids[0] == sp.bos_id()) == (bos or writes_bos)
