@@ -100,12 +100,6 @@ def child(argv=None) -> None:
 
 
 def ours(args, ids: list[int], torch) -> dict:
-    from executor import subnormals_flushed
-    with subnormals_flushed():      # as arena run's, before its first torch op
-        return _ours(args, ids, torch)
-
-
-def _ours(args, ids: list[int], torch) -> dict:
     from executor.cli import preflight
     from executor.generate import generate
     from executor.model import build_model

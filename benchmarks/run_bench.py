@@ -122,12 +122,6 @@ def run_engine(args) -> dict:
 
 
 def ours(args, ids, torch) -> dict:
-    from executor import subnormals_flushed
-    with subnormals_flushed():      # as arena run's, before its first torch op
-        return _ours(args, ids, torch)
-
-
-def _ours(args, ids, torch) -> dict:
     from benchmarks.decode_bench import read_rates
     from executor.generate import generate
     from executor.model import build_model

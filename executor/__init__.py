@@ -14,7 +14,6 @@ One module per job:
 The planner decides every offset; the executor only turns offsets into typed views.
 """
 import os
-from contextlib import contextmanager
 
 # libgomp (torch's OpenMP, and kernels.c's) spins a waiting thread 300,000 times before it sleeps.
 # Where other processes hold the cores, the spinning takes their time and the run's: three runs
@@ -23,21 +22,3 @@ from contextlib import contextmanager
 # before torch (the arena command), and passes to the processes started after it (--tp's ranks,
 # the run benchmark's engines); an environment's own setting wins.
 os.environ.setdefault("GOMP_SPINCOUNT", "10000")
-
-
-@contextmanager
-def subnormals_flushed():
-    """Floats under 2^-126 (subnormal) taken and made as zero, by this thread and by the OpenMP
-    threads started meanwhile (they inherit its setting, and keep it; those started before keep
-    theirs), so a run enters it before its first torch op. A product or division with a
-    subnormal operand or result takes a slow path in the CPU: softmax's smallest probabilities in
-    a sharp head made prefill attention's products 5-8 times slower, and SwiGLU's vector loop,
-    which also computes a result for clamped inputs and then discards it, 7-12 times
-    (docs/executor.md, Threads). Values that small change no token. On leaving, this thread's
-    setting is torch's default again, for a caller in the same process."""
-    import torch
-    torch.set_flush_denormal(True)
-    try:
-        yield
-    finally:
-        torch.set_flush_denormal(False)

@@ -129,27 +129,25 @@ def _generate(args) -> int:
     """The run, as the only rank or as one of several (a launcher's environment says which)."""
     import torch
 
-    from . import subnormals_flushed
     from .parallel import PeerLost, bad_input, join, launched, leave, own_launch, said
 
-    with subnormals_flushed():      # before any torch op
-        group = join(args.device) if launched() else None
-        try:
-            return _generate_in(args, group, torch)
-        except ArenaError as e:
-            if group is None:
-                raise
-            # said before the group is left: the other ranks fail as soon as it is, and the
-            # launcher may stop this one before it could say anything after
-            return bad_input([f"rank {group.rank}: {fault}" for fault in e.faults])
-        except PeerLost as e:
-            if own_launch():     # (--tp's launcher names the rank that failed first)
-                raise
-            # under torchrun: a peer that died or left fails every collective of the others; one
-            # line a rank, not gloo's C++ frames
-            return said([f"rank {group.rank}: {e}"], 1)
-        finally:
-            leave()
+    group = join(args.device) if launched() else None
+    try:
+        return _generate_in(args, group, torch)
+    except ArenaError as e:
+        if group is None:
+            raise
+        # said before the group is left: the other ranks fail as soon as it is, and the
+        # launcher may stop this one before it could say anything after
+        return bad_input([f"rank {group.rank}: {fault}" for fault in e.faults])
+    except PeerLost as e:
+        if own_launch():     # (--tp's launcher names the rank that failed first)
+            raise
+        # under torchrun: a peer that died or left fails every collective of the others; one
+        # line a rank, not gloo's C++ frames
+        return said([f"rank {group.rank}: {e}"], 1)
+    finally:
+        leave()
 
 
 def _generate_in(args, group, torch) -> int:
