@@ -7,6 +7,7 @@ for unbounded work: both are refused here (the limits, duplicate keys).
 """
 from __future__ import annotations
 
+import keyword
 import re
 from collections.abc import Hashable
 from pathlib import Path
@@ -222,13 +223,26 @@ def _long_key(text: str, e: yaml.YAMLError, file: str) -> str | None:
 def _yaml_fault(e: yaml.YAMLError, file: str) -> str:
     """One line for a YAML syntax error, at the line that holds the mistake: an unclosed
     bracket or quote is where it opens, not where the reader noticed."""
-    problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+    problem = _plain_words(getattr(e, "problem", None) or str(e).splitlines()[0])
     mark, context = getattr(e, "problem_mark", None), getattr(e, "context", None)
     context_mark = getattr(e, "context_mark", None)
     if context_mark and context and ("flow" in context or "quoted" in context):
         return (f"{where(file, context_mark.line + 1)}malformed YAML: {context} that starts here: {problem}"
                 + (f" (line {mark.line + 1})" if mark else ""))
     return f"{where(file, mark.line + 1 if mark else None)}malformed YAML: {problem}"
+
+
+# PyYAML's names for its tokens, as its messages quote them ('<block end>', '?'), in a user's words
+_TOKENS = {"block end": "the end of the block", "block sequence start": "a list item ('- ')",
+           "block mapping start": "a key: value", "flow mapping start": "'{'", "flow sequence start": "'['"}
+_TOKEN = re.compile(r"'?<([a-z ]+)>'?|'\?'")
+_TAB = "found character '\\t' that cannot start any token"
+
+
+def _plain_words(problem: str) -> str:
+    if problem == _TAB:     # YAML 1.2 allows a tab between tokens; PyYAML only inside quotes
+        return "a tab, which this reader takes only inside quoted text: use spaces"
+    return _TOKEN.sub(lambda m: _TOKENS.get(m[1], m[1]) if m[1] else "a key", problem)
 
 
 class _Reader:
@@ -282,6 +296,9 @@ class _Reader:
         for key, value in _plain(node).items():
             line = _key_line(node, key)
             name = expr.identifier(self.name(key, "dimension", line))
+            if keyword.iskeyword(name):     # a shape is read as Python reads an expression
+                self.fault(f"dimension '{key}' is a Python keyword, which a shape cannot name: call it "
+                           f"something else, e.g. '{name}_'", line)
             if name in dims:
                 self.fault(f"dimension '{key}' is '{name}' as a shape reads it, which is declared already", line)
             dims[name] = self.text(value, "a dimension's description", line)
@@ -382,7 +399,7 @@ class _Reader:
         if nested:
             self.fault("repeat blocks do not nest", line)
         elif not is_count(count) and count not in dims:
-            self.fault(f"repeat count '{count}' is neither an integer nor a declared dimension", line)
+            self.fault(f"repeat count '{count}' is neither a whole number (0 or more) nor a declared dimension", line)
         return Repeat(count, self.steps(item.get("steps"), tensors, dims, nested=True, line=line), line)
 
     def row(self, name, cells, line, tensors) -> StepRow:

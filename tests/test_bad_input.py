@@ -63,7 +63,7 @@ CASES = [
                     edit("  - s0: {a: +w}\n  - s1: {a: rx}\n", "  - repeat: L\n    steps:\n      - s0: {a: +wx}\n")),
      ["plan", "t.yaml"], "t.yaml:7: dimension 'L' (layers) is not bound: pass --set L=N"),
     ("t.yaml", edit("  - s0: {a: +w}\n  - s1: {a: rx}\n", "  - repeat: ²\n    steps:\n      - s0: {a: +wx}\n"),
-     ["plan", "t.yaml"], "t.yaml:7: repeat count '²' is neither an integer nor a declared dimension"),
+     ["plan", "t.yaml"], "t.yaml:7: repeat count '²' is neither a whole number (0 or more) nor a declared dimension"),
     ("t.yaml", TABLE, ["plan", "t.yaml", "--time-limit", "nan"], "--time-limit must be a positive number"),
     ("t.yaml", edit("  - s0: {a: +w}\n  - s1: {a: rx}\n",
                     "  - s.1: {a: +w}\n  - repeat: 2\n    steps:\n      - s: {a: r}\n  - s2: {a: rx}\n"),
@@ -107,6 +107,13 @@ CASES = [
     ("t.yaml", edit("a: Ta[n, d]", "1: Ta[n, d]").replace("{a: +w}", "{1: r}").replace("{a: rx}", "{1: +w}"),
      ["plan", "t.yaml"], "t.yaml:7: step 's0': tensor '1': 'r' reads the tensor before it is created"),
     ("t.yaml", MANY_FAULTS, ["plan", "t.yaml"], "... and 80 more faults"),
+    # YAML 1.2 takes a tab between tokens, PyYAML only inside quotes; its token names in plain words
+    ("t.yaml", edit("  a: Ta[n, d]\n", "  a: Ta[n, d]\t\n"), ["plan", "t.yaml"],
+     "t.yaml:5: malformed YAML: a tab, which this reader takes only inside quoted text: use spaces"),
+    ("t.yaml", edit("  - s1: {a: rx}\n", "  - s1: {a: rx}\n   steps: 3\n"), ["plan", "t.yaml"],
+     "malformed YAML: expected the end of the block, but found a key"),
+    ("t.yaml", edit("dims: {n: tokens, d: width}", "dims: {n: tokens, d: width, in: features}"), ["plan", "t.yaml"],
+     "t.yaml:2: dimension 'in' is a Python keyword, which a shape cannot name: call it something else, e.g. 'in_'"),
     # expressions too long to parse or evaluate within Python's recursion limit
     ("t.yaml", edit("a: Ta[n, d]", f"a: Ta[{'+'.join(['n'] * 1000)}]"), ["plan", "t.yaml"],
      "t.yaml:5: tensor 'a': the expression 'n+n+n"),
