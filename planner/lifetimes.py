@@ -15,7 +15,7 @@ import math
 from dataclasses import dataclass
 
 from . import expr
-from .errors import ArenaError, show, where
+from .errors import ArenaError, plural, show, where
 from .schedule import ACT, ELEMENT_BYTES, Repeat, Schedule, StepRow, is_count
 
 DEFAULT_ALIGN = 256   # bytes: the CUDA allocation granule
@@ -189,9 +189,23 @@ class _Walk:
     def __init__(self, schedule: Schedule, steps):
         self.schedule, self.steps = schedule, steps
         self.faults: list[str] = []
+        self.repeats: dict[tuple, list[int]] = {}    # (line, tensor) -> [its fault's index, the repeats of it]
 
     def fault(self, line, step, tensor, message):
+        """One fault for a cell: a repeat block's row would give it once a layer, hiding the
+        faults after it; the others are counted on it."""
+        if line is not None and (line, tensor) in self.repeats:
+            self.repeats[line, tensor][1] += 1
+            return
+        if line is not None:
+            self.repeats[line, tensor] = [len(self.faults), 0]
         self.faults.append(where(self.schedule.file, line, step, tensor) + message)
+
+    def raise_faults(self) -> None:
+        for at, more in self.repeats.values():
+            if more:
+                self.faults[at] += f" (and at {more} {plural(more, 'more step')} of the same row)"
+        raise ArenaError(*self.faults)
 
     def instances(self, shapes, dtype, align, dims) -> Lifetimes:
         last_step = len(self.steps) - 1
@@ -242,7 +256,7 @@ class _Walk:
                     live.pop(tensor)["last"] = step.index
                     ended[tensor] = step.name
         if self.faults:
-            raise ArenaError(*self.faults)
+            self.raise_faults()
 
         instances = []
         for s in spans:

@@ -107,6 +107,13 @@ CASES = [
     ("t.yaml", edit("a: Ta[n, d]", "1: Ta[n, d]").replace("{a: +w}", "{1: r}").replace("{a: rx}", "{1: +w}"),
      ["plan", "t.yaml"], "t.yaml:7: step 's0': tensor '1': 'r' reads the tensor before it is created"),
     ("t.yaml", MANY_FAULTS, ["plan", "t.yaml"], "... and 80 more faults"),
+    # a row of a repeat block faults once, however many layers repeat it, and the faults after it still show
+    ("t.yaml", edit("dims: {n: tokens, d: width}", "dims: {n: tokens, d: width, L: layers}",
+                    edit("  - s0: {a: +w}\n  - s1: {a: rx}\n",
+                         "  - s0: {a: +w}\n  - repeat: L\n    steps:\n      - s1: {a: rx}\n  - s2: {a: w}\n")),
+     ["plan", "t.yaml", "--set", "L=30"],
+     "t.yaml:10: step 's1.1': tensor 'a': 'rx' reads the tensor after it was destroyed at step 's1.0' (and at 28 more "
+     "steps of the same row) arena: error: t.yaml:11: step 's2': tensor 'a'"),
     # YAML 1.2 takes a tab between tokens, PyYAML only inside quotes; its token names in plain words
     ("t.yaml", edit("  a: Ta[n, d]\n", "  a: Ta[n, d]\t\n"), ["plan", "t.yaml"],
      "t.yaml:5: malformed YAML: a tab, which this reader takes only inside quoted text: use spaces"),
