@@ -910,12 +910,12 @@ static PyObject *swiglu(PyObject *self, PyObject *args) {
     long n, stride, di;
     if (!PyArg_ParseTuple(args, "pKlll", &bf16, &ffn, &n, &stride, &di)) return NULL;
 #if defined(__x86_64__)
-    /* Subnormals as zero (FTZ and DAZ) for the loop: for lanes whose input the exponential
-     * clamps, GCC also computes gate / (1 + e^88), then discards it, and that is subnormal for
-     * every gate under 1 in size, which the CPU takes its slow path for: the loop ran 7-12
-     * times slower (docs/executor.md, Speed). Results that small round to zero anyway. */
+    /* Subnormal results as zero (FTZ; inputs stay as they are) for the loop: for lanes whose
+     * input the exponential clamps, GCC also computes gate / (1 + e^88), then discards it, and
+     * that is subnormal for every gate under 1 in size, which the CPU takes its slow path for:
+     * the loop ran 7-12 times slower (docs/executor.md, Speed). */
     unsigned int csr = _mm_getcsr();
-    _mm_setcsr(csr | 0x8040);
+    _mm_setcsr(csr | 0x8000);
     (bf16 ? swiglu_rows_bf16 : swiglu_rows_f32)(P(ffn), n, stride, di);
     _mm_setcsr(csr);
 #else

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from dataclasses import dataclass
 
 from . import expr
@@ -189,17 +190,20 @@ class _Walk:
     def __init__(self, schedule: Schedule, steps):
         self.schedule, self.steps = schedule, steps
         self.faults: list[str] = []
-        self.repeats: dict[tuple, list[int]] = {}    # (line, tensor) -> [its fault's index, the repeats of it]
+        self.repeats: dict[tuple, list[int]] = {}    # a repeated fault's key -> [its index, the repeats of it]
 
-    def fault(self, line, step, tensor, message):
-        """One fault for a cell: a repeat block's row would give it once a layer, hiding the
-        faults after it; the others are counted on it."""
-        if line is not None and (line, tensor) in self.repeats:
-            self.repeats[line, tensor][1] += 1
+    def fault(self, line, step: Step, tensor, message):
+        """One fault for a cell of a repeat block's row that faults alike in every layer: each
+        layer's would hide the faults after it. The others are counted on it."""
+        if step.layer is None:
+            self.faults.append(where(self.schedule.file, line, step.name, tensor) + message)
             return
-        if line is not None:
-            self.repeats[line, tensor] = [len(self.faults), 0]
-        self.faults.append(where(self.schedule.file, line, step, tensor) + message)
+        key = (step.block, step.op, tensor, re.sub(r"\.\d+'", "'", message))     # 's1.3' as 's1'
+        if key in self.repeats:
+            self.repeats[key][1] += 1
+            return
+        self.repeats[key] = [len(self.faults), 0]
+        self.faults.append(where(self.schedule.file, line, step.name, tensor) + message)
 
     def raise_faults(self) -> None:
         for at, more in self.repeats.values():
@@ -233,25 +237,25 @@ class _Walk:
                 decl = self.schedule.tensors[tensor]
                 if symbols.startswith("+"):
                     if decl.persistent:
-                        self.fault(line, step.name, tensor, "a persistent tensor is live before step 0 and is never "
+                        self.fault(line, step, tensor, "a persistent tensor is live before step 0 and is never "
                                    "created (persistent tensors are in the arena; a host-mapped one is created with '+m')")
                     elif tensor in live:
                         first = self.steps[live[tensor]["first"]][0].name
-                        self.fault(line, step.name, tensor, f"'{symbols}' creates the tensor while its instance "
+                        self.fault(line, step, tensor, f"'{symbols}' creates the tensor while its instance "
                                    f"created at step '{first}' is still live (destroy it with 'x' first)")
                     else:
                         open_instance(tensor, step.index, host="m" in symbols)
                 elif tensor not in live:
                     use = "reads" if "r" in symbols else "writes" if "w" in symbols else "uses"
                     if tensor in ended:
-                        self.fault(line, step.name, tensor, f"'{symbols}' {use} the tensor after it was "
+                        self.fault(line, step, tensor, f"'{symbols}' {use} the tensor after it was "
                                    f"destroyed at step '{ended[tensor]}'")
                     else:
-                        self.fault(line, step.name, tensor, f"'{symbols}' {use} the tensor before it is created ('+')")
+                        self.fault(line, step, tensor, f"'{symbols}' {use} the tensor before it is created ('+')")
                     continue
                 if symbols.endswith("x") and tensor in live:
                     if decl.persistent:
-                        self.fault(line, step.name, tensor, "a persistent tensor is never destroyed")
+                        self.fault(line, step, tensor, "a persistent tensor is never destroyed")
                         continue
                     live.pop(tensor)["last"] = step.index
                     ended[tensor] = step.name

@@ -240,8 +240,10 @@ _TAB = "found character '\\t' that cannot start any token"
 
 
 def _plain_words(problem: str) -> str:
-    if problem == _TAB:     # YAML 1.2 allows a tab between tokens; PyYAML only inside quotes
-        return "a tab, which this reader takes only inside quoted text: use spaces"
+    if problem == _TAB:     # YAML 1.2 allows a tab between tokens; PyYAML not
+        return "a tab between tokens, which this reader takes only in quotes, comments and block text: use spaces"
+    if "<" not in problem:  # '?' is the key token only beside other tokens; elsewhere it is a character
+        return problem
     return _TOKEN.sub(lambda m: _TOKENS.get(m[1], m[1]) if m[1] else "a key", problem)
 
 
@@ -296,9 +298,6 @@ class _Reader:
         for key, value in _plain(node).items():
             line = _key_line(node, key)
             name = expr.identifier(self.name(key, "dimension", line))
-            if keyword.iskeyword(name):     # a shape is read as Python reads an expression
-                self.fault(f"dimension '{key}' is a Python keyword, which a shape cannot name: call it "
-                           f"something else, e.g. '{name}_'", line)
             if name in dims:
                 self.fault(f"dimension '{key}' is '{name}' as a shape reads it, which is declared already", line)
             dims[name] = self.text(value, "a dimension's description", line)
@@ -354,7 +353,10 @@ class _Reader:
                 try:
                     unknown = expr.names(axis) - set(dims)
                 except expr.ExprError as e:
-                    self.fault(str(e), line, tensor=name)
+                    # a shape is read as Python reads an expression: a dimension named 'in' cannot be in one
+                    named = [d for d in dims if keyword.iskeyword(d) and re.search(rf"\b{d}\b", axis)]
+                    self.fault(f"dimension '{named[0]}' is a Python keyword, which a shape cannot name: "
+                               f"call it something else, e.g. '{named[0]}_'" if named else str(e), line, tensor=name)
                     continue
                 for dim in sorted(unknown):
                     self.fault(f"unknown dimension '{dim}' in shape '{spec}' (declared dims: {', '.join(dims)})",

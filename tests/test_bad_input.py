@@ -114,13 +114,19 @@ CASES = [
      ["plan", "t.yaml", "--set", "L=30"],
      "t.yaml:10: step 's1.1': tensor 'a': 'rx' reads the tensor after it was destroyed at step 's1.0' (and at 28 more "
      "steps of the same row) arena: error: t.yaml:11: step 's2': tensor 'a'"),
+    # rows on one line (a flow list) are rows apart all the same
+    ("t.yaml", edit("  - s0: {a: +w}\n  - s1: {a: rx}\n", "  [{s0: {a: +w}}, {s1: {a: rx}}, {s2: {a: r}}, {s3: {a: w}}]\n"),
+     ["plan", "t.yaml"], "t.yaml:7: step 's2': tensor 'a': 'r' reads the tensor after it was destroyed at step 's1' "
+     "arena: error: t.yaml:7: step 's3': tensor 'a': 'w' writes"),
     # YAML 1.2 takes a tab between tokens, PyYAML only inside quotes; its token names in plain words
     ("t.yaml", edit("  a: Ta[n, d]\n", "  a: Ta[n, d]\t\n"), ["plan", "t.yaml"],
-     "t.yaml:5: malformed YAML: a tab, which this reader takes only inside quoted text: use spaces"),
+     "t.yaml:5: malformed YAML: a tab between tokens, which this reader takes only in quotes, comments and block text: use spaces"),
     ("t.yaml", edit("  - s1: {a: rx}\n", "  - s1: {a: rx}\n   steps: 3\n"), ["plan", "t.yaml"],
      "malformed YAML: expected the end of the block, but found a key"),
-    ("t.yaml", edit("dims: {n: tokens, d: width}", "dims: {n: tokens, d: width, in: features}"), ["plan", "t.yaml"],
-     "t.yaml:2: dimension 'in' is a Python keyword, which a shape cannot name: call it something else, e.g. 'in_'"),
+    ("t.yaml", edit("dims: {n: tokens, d: width}", "dims: {n: tokens, d: width, in: features}",
+                    edit("a: Ta[n, d]", "a: Ta[n, in]")), ["plan", "t.yaml"],
+     "t.yaml:5: tensor 'a': dimension 'in' is a Python keyword, which a shape cannot name: call it something else, "
+     "e.g. 'in_'"),
     # expressions too long to parse or evaluate within Python's recursion limit
     ("t.yaml", edit("a: Ta[n, d]", f"a: Ta[{'+'.join(['n'] * 1000)}]"), ["plan", "t.yaml"],
      "t.yaml:5: tensor 'a': the expression 'n+n+n"),
