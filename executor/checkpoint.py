@@ -42,6 +42,33 @@ class Checkpoint:
         return name
 
     def get(self, name: str) -> torch.Tensor:
+        return self.rows(name, 0, None)
+
+    def shape(self, name: str) -> tuple[int, ...]:
+        """The tensor's shape as its file's header gives it, nothing read."""
+        file, _ = self._float(name)
+        return tuple(self._header(file)[name][2])
+
+    def rows(self, name: str, start: int, stop: int | None) -> torch.Tensor:
+        """Rows start .. stop of the tensor (None: to the end), read into memory of their own,
+        not a view of safe_open's memory map, whose pages would stay in the process's resident
+        memory beside what is made of them (Q|K|V and gate|up fused, casts): runs of checkpoint
+        folders took 1.3 - 1.4 times their --budget. (safe_open has checked the header and the
+        offsets.)"""
+        file, dtype = self._float(name)
+        begin, end, shape = self._header(file)[name]
+        row = (end - begin) // shape[0] if shape and shape[0] else 0
+        stop = shape[0] if not shape or stop is None else stop
+        data = bytearray(row * (stop - start) if shape else end - begin)
+        with open(file, "rb") as f:
+            f.seek(begin + row * start)
+            if f.readinto(data) != len(data):
+                raise ArenaError(f"{file}: tensor '{name}' runs past the end of the file")
+        shape = [stop - start, *shape[1:]] if shape else shape
+        return torch.frombuffer(data, dtype=dtype).reshape(shape) if data else torch.empty(shape, dtype=dtype)
+
+    def _float(self, name: str) -> tuple[Path, torch.dtype]:
+        """The file holding the tensor, and its float dtype; ArenaError for another dtype."""
         if name not in self.files:
             raise ArenaError(f"{self.path}: no safetensors file holds tensor '{name}'")
         file = self.files[name]
@@ -49,7 +76,7 @@ class Checkpoint:
             handle = self._handle(file)
             kind = handle.get_slice(name).get_dtype()
             if kind in FLOATS:
-                return self._read(file, name, FLOATS[kind])
+                return file, FLOATS[kind]
             w = handle.get_tensor(name)
         except ArenaError:
             raise
@@ -59,24 +86,15 @@ class Checkpoint:
         raise ArenaError(f"{file}: tensor '{name}' is {str(w.dtype).removeprefix('torch.')}; "
                          "only float32, float16 and bfloat16 weights are supported")
 
-    def _read(self, file: Path, name: str, dtype: torch.dtype) -> torch.Tensor:
-        """The tensor read into memory of its own. safe_open's tensors are views of its memory
-        map, whose pages then stay in the process's resident memory beside what is made of them
-        (Q|K|V and gate|up fused, casts): runs of checkpoint folders took 1.3 - 1.4 times their
-        --budget. (safe_open has checked the header and the offsets.)"""
+    def _header(self, file: Path) -> dict[str, tuple[int, int, list[int]]]:
+        """Each tensor's (first byte, end byte, shape) in the file."""
         if file not in self._offsets:
             with open(file, "rb") as f:
                 length = int.from_bytes(f.read(8), "little")
                 header = json.loads(f.read(length))
             self._offsets[file] = {key: (8 + length + entry["data_offsets"][0], 8 + length + entry["data_offsets"][1],
                                          entry["shape"]) for key, entry in header.items() if key != "__metadata__"}
-        start, stop, shape = self._offsets[file][name]
-        data = bytearray(stop - start)
-        with open(file, "rb") as f:
-            f.seek(start)
-            if f.readinto(data) != len(data):
-                raise ArenaError(f"{file}: tensor '{name}' runs past the end of the file")
-        return torch.frombuffer(data, dtype=dtype).reshape(shape) if data else torch.empty(shape, dtype=dtype)
+        return self._offsets[file]
 
     def _handle(self, file: Path):
         from safetensors import safe_open

@@ -20,6 +20,7 @@ from planner.shards import Shard
 from .quant import Packed, cat_rows
 
 DTYPES = {"f32": torch.float32, "f16": torch.float16, "bf16": torch.bfloat16}
+SLAB_BYTES = 16 << 20   # a checkpoint's matrix is read at most this many bytes (of f32) at a time
 
 
 @dataclass
@@ -120,7 +121,28 @@ def assemble(file: TensorFile, dtype: torch.dtype, device: torch.device,
         """The (in, out) operand of the parts (name, (out, in) shape, rows, columns) stacked
         along out: packed when native allows, else a float tensor."""
         packed = _packed(file, parts, dtype, device) if native else None
-        return packed or operand(put(*(get(name, *shape)[rows, cols] for name, shape, rows, cols in parts)))
+        return packed or operand(stacked(parts))
+
+    def stacked(parts) -> torch.Tensor:
+        """The parts stacked along out, in the run's dtype. A checkpoint's rows are read a slab
+        at a time into their place: read whole, a tensor stored in another dtype than the run's
+        stood beside its cast copy (a 128,256-token f32 embedding run in bf16: 125 MiB over the
+        estimate), and the parts beside their concatenation."""
+        if not hasattr(file, "rows"):     # a GGUF file: dequantized whole, its Q and K rows reordered
+            return put(*(get(name, *shape)[rows, cols] for name, shape, rows, cols in parts))
+        spans = [range(*rows.indices(shape[0])) for _, shape, rows, _ in parts]
+        out = torch.empty(sum(map(len, spans)), len(range(*parts[0][3].indices(parts[0][1][1]))),
+                          dtype=dtype, device=device)
+        at = 0
+        for (name, shape, _, cols), span in zip(parts, spans):
+            if file.shape(name) != shape:
+                get(name, *shape)       # names the shape it has
+            step = max(1, SLAB_BYTES // (4 * shape[1]))
+            for a in range(span.start, span.stop, step):
+                b = min(a + step, span.stop)
+                out[at + a - span.start:at + b - span.start] = file.rows(name, a, b)[:, cols]
+            at += len(span)
+        return out
 
     whole = slice(None)
     embed = ("model.embed_tokens.weight", (c.vocab, c.d), whole, whole)
@@ -128,7 +150,7 @@ def assemble(file: TensorFile, dtype: torch.dtype, device: torch.device,
     if c.tied:
         embedding = output if isinstance(output, Packed) else output.t()
     else:
-        embedding = (_packed(file, [embed], dtype, device) if native else None) or put(get(embed[0], *embed[1]))
+        embedding = (_packed(file, [embed], dtype, device) if native else None) or stacked([embed])
     advance()
     layers = []
     for i in range(c.nlayers):
