@@ -45,7 +45,9 @@ class ModelConfig:
 
 
 class TensorFile(Protocol):
-    """What a reader offers: its config and float tensors by transformers name, layout included."""
+    """What a reader offers: its config and float tensors by transformers name, layout included.
+    A checkpoint also offers shape(name) and rows(name, start, stop), which `assemble` reads a
+    slab of rows at a time."""
     path: object
     config: ModelConfig
 
