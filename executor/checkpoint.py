@@ -57,14 +57,15 @@ class Checkpoint:
         offsets.)"""
         file, dtype = self._float(name)
         begin, end, shape = self._header(file)[name]
-        row = (end - begin) // shape[0] if shape and shape[0] else 0
-        stop = shape[0] if not shape or stop is None else stop
-        data = bytearray(row * (stop - start) if shape else end - begin)
+        if shape:       # (a scalar has no rows: it is read whole)
+            stop = shape[0] if stop is None else stop
+            row = (end - begin) // shape[0] if shape[0] else 0
+            begin, end, shape = begin + row * start, begin + row * stop, [stop - start, *shape[1:]]
+        data = bytearray(end - begin)
         with open(file, "rb") as f:
-            f.seek(begin + row * start)
+            f.seek(begin)
             if f.readinto(data) != len(data):
                 raise ArenaError(f"{file}: tensor '{name}' runs past the end of the file")
-        shape = [stop - start, *shape[1:]] if shape else shape
         return torch.frombuffer(data, dtype=dtype).reshape(shape) if data else torch.empty(shape, dtype=dtype)
 
     def _float(self, name: str) -> tuple[Path, torch.dtype]:

@@ -110,10 +110,13 @@ def assemble(file: TensorFile, dtype: torch.dtype, device: torch.device,
 
     def get(name: str, *shape: int) -> torch.Tensor:
         w = file.get(name)
-        if tuple(w.shape) != shape:
-            raise ArenaError(f"{file.path}: tensor '{file.stored_name(name)}' has shape {tuple(w.shape)}, "
-                             f"expected {shape} (as transformers lays it out)")
+        check_shape(name, tuple(w.shape), shape)
         return w
+
+    def check_shape(name: str, got: tuple[int, ...], shape: tuple[int, ...]) -> None:
+        if got != shape:
+            raise ArenaError(f"{file.path}: tensor '{file.stored_name(name)}' has shape {got}, "
+                             f"expected {shape} (as transformers lays it out)")
 
     def put(*parts: torch.Tensor) -> torch.Tensor:
         w = torch.cat(parts) if len(parts) > 1 else parts[0]
@@ -137,8 +140,7 @@ def assemble(file: TensorFile, dtype: torch.dtype, device: torch.device,
                           dtype=dtype, device=device)
         at = 0
         for (name, shape, _, cols), span in zip(parts, spans):
-            if file.shape(name) != shape:
-                get(name, *shape)       # names the shape it has
+            check_shape(name, file.shape(name), shape)
             step = max(1, SLAB_BYTES // (4 * shape[1]))
             for a in range(span.start, span.stop, step):
                 b = min(a + step, span.stop)

@@ -284,3 +284,15 @@ def test_a_matrix_is_read_a_slab_of_rows_at_a_time_into_its_place(tiny_folder, m
     assert max(read) <= 3 and torch.equal(slabs.output, whole.output)
     for a, b in zip(slabs.layers, whole.layers):
         assert torch.equal(a.wqkv, b.wqkv) and torch.equal(a.w_gate_up, b.w_gate_up) and torch.equal(a.w_down, b.w_down)
+
+
+@pytest.mark.parametrize("name", ["model.layers.0.input_layernorm.weight", "model.layers.0.self_attn.k_proj.weight"])
+def test_a_tensor_stored_as_a_scalar_names_its_shape(tiny_folder, tmp_path, name):
+    from safetensors.torch import load_file, save_file
+    folder = tmp_path / "scalar"
+    shutil.copytree(tiny_folder("gqa-tied"), folder)
+    tensors = load_file(folder / "model.safetensors")
+    tensors[name] = torch.tensor(1.0)
+    save_file(tensors, folder / "model.safetensors", metadata={"format": "pt"})
+    with pytest.raises(ArenaError, match=rf"tensor '{name}' has shape \(\), expected \("):
+        assemble(open_source(Source(folder, "checkpoint")), torch.float32, torch.device("cpu"))
