@@ -136,8 +136,8 @@ def assemble(file: TensorFile, dtype: torch.dtype, device: torch.device,
         if not hasattr(file, "rows"):     # a GGUF file: dequantized whole, its Q and K rows reordered
             return put(*(get(name, *shape)[rows, cols] for name, shape, rows, cols in parts))
         spans = [range(*rows.indices(shape[0])) for _, shape, rows, _ in parts]
-        out = torch.empty(sum(map(len, spans)), len(range(*parts[0][3].indices(parts[0][1][1]))),
-                          dtype=dtype, device=device)
+        _, (_, inputs), _, cols = parts[0]      # (the parts share their columns)
+        out = torch.empty(sum(map(len, spans)), len(range(*cols.indices(inputs))), dtype=dtype, device=device)
         at = 0
         for (name, shape, _, cols), span in zip(parts, spans):
             check_shape(name, file.shape(name), shape)

@@ -70,11 +70,13 @@ def _run(parser: argparse.ArgumentParser, argv) -> tuple[int, list[Text]]:
 
 def _cwd_removed(e: Exception) -> bool:
     """Whether `e` is a relative path's failing where the current folder was removed."""
+    if not isinstance(e, FileNotFoundError):
+        return False
     try:
         os.getcwd()
         return False
     except FileNotFoundError:
-        return isinstance(e, FileNotFoundError)
+        return True
 
 
 class _Parser(argparse.ArgumentParser):
