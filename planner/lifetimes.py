@@ -115,6 +115,7 @@ def _bind_shapes(schedule: Schedule, dims: dict[str, int]) -> dict[str, list[int
         raise ArenaError(*[f"{_first_use(schedule, d)}dimension '{d}'{_described(d, schedule.dims[d])} is not bound: "
                            f"pass --set {d}=N or a --model that has it" for d in unbound])
     shapes, faults = {}, []
+    not_positive: dict[tuple[str, ...], list[str]] = {}    # the shapes' faults, by the dims bound to 0 or less
     for t in schedule.tensors.values():
         try:
             shape = [expr.evaluate(axis, dims) for axis in t.shape]
@@ -122,15 +123,27 @@ def _bind_shapes(schedule: Schedule, dims: dict[str, int]) -> dict[str, list[int
             faults.append(f"{where(schedule.file, t.line, tensor=t.name)}shape {t.spec()}: {e}")
             continue
         if any(s <= 0 for s in shape):
-            faults.append(f"{where(schedule.file, t.line, tensor=t.name)}shape {t.spec()} evaluates to "
-                          f"({', '.join(map(_axis_text, shape))}): every dimension must be positive")
+            cause = tuple(sorted(n for axis in t.shape for n in expr.names(axis) if dims[n] <= 0))
+            not_positive.setdefault(cause, []).append(
+                f"{where(schedule.file, t.line, tensor=t.name)}shape {t.spec()} evaluates to "
+                f"({', '.join(map(_axis_text, shape))}): every dimension must be positive")
         elif math.prod(shape) > MAX_ELEMENTS:
             faults.append(f"{where(schedule.file, t.line, tensor=t.name)}shape {show(t.spec(), 100)} holds more "
                           f"than 2^62 elements ({show(', '.join(map(_axis_text, shape)), 100)})")
         shapes[t.name] = shape
+    faults += [_one_for_all(cause, same) for cause, same in not_positive.items()]
     if faults:
         raise ArenaError(*faults)
     return shapes
+
+
+def _one_for_all(cause: tuple[str, ...], faults: list[str]) -> str:
+    """The first of the shapes a dimension bound to 0 or less makes not positive, for all of them
+    (`--set n=0` would otherwise be a fault for every tensor of the schedule)."""
+    if not cause or len(faults) == 1:
+        return "\n".join(faults)
+    more = "1 more tensor's shape" if len(faults) == 2 else f"{len(faults) - 1} more tensors' shapes"
+    return f"{faults[0]} (and {more} with {', '.join(cause)} not positive)"
 
 
 def _axis_text(value: int) -> str:

@@ -304,6 +304,15 @@ def test_a_set_of_a_misspelt_dimension_is_named_beside_the_dimension_left_unboun
     assert "--set N: the schedule has no dimension 'N'" in err and "dimension 'n' (tokens in this call) is not bound" in err
 
 
+def test_a_dimension_set_to_zero_is_one_fault_for_every_shape_it_empties():
+    code, _, err = arena("plan", "llama", "--set", "n=0")
+    assert code == 2 and err.count("\n") == 1, err
+    assert err.startswith("arena: error: ") and "tensor 'tokens': shape Ttok[n] evaluates to (0)" in err
+    assert err.rstrip().endswith("(and 12 more tensors' shapes with n not positive)"), err
+    code, _, err = arena("plan", "llama", "--set", "n=0", "--set", "nctx=0")     # kv's nctx is a fault of its own
+    assert code == 2 and err.count("\n") == 3 and "tensor 'kv'" in err and "with n, tile not positive" in err, err
+
+
 def test_unwritable_output_leaves_no_file(tmp_path):
     code, _, err = arena("plan", "llama-layer", "--set", "n=7", "--out", str(tmp_path / "no" / "dir" / "p.json"))
     assert code == 2 and "--out" in err and "does not exist" in err
