@@ -201,7 +201,7 @@ def _generate_in(args, group, torch) -> int:
             if not out_of_memory(e):
                 raise
             raise ArenaError(f"--nctx {nctx}: the {device} could not hold the run's KV cache, arena and RoPE tables "
-                             f"({mib(cost['arena'] + cost['rope_bytes'])} beside the weights); a smaller --nctx, or "
+                             f"({mib(cost['arena_bytes'] + cost['rope_bytes'])} beside the weights); a smaller --nctx, or "
                              "--budget, fits") from None
         stream = TextStream(tokenizer.decode)
         echo = (lambda token: _write(stream.push(token))) if first and not args.json else (lambda token: None)
@@ -460,7 +460,7 @@ def _print_estimate(cost: dict[str, int], dtype: str, device) -> None:
     outside = "".join(f" + {name} {_mib(cost[key])}" for key, name in
                       (("rope_bytes", "RoPE tables"), ("workspace_bytes", "kernel workspace"),
                        ("runtime_bytes", "torch and session")) if cost[key])
-    note(f"estimate  weights {_mib(cost['weight_bytes'])} {dtype} + arena {_mib(cost['arena'])} "
+    note(f"estimate  weights {_mib(cost['weight_bytes'])} {dtype} + arena {_mib(cost['arena_bytes'])} "
          f"(KV cache {_mib(cost['kv_bytes'])}){outside} = {_mib(cost['total_bytes'])} on {device}")
 
 

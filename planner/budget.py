@@ -157,8 +157,8 @@ def _nothing_fits(fitter: Fitter, budget: int, prompt: int, new_tokens: int | No
                 f"{mib(fitter.weights)}{beside}; {instead} (the smallest budget at --nctx {nctx} is "
                 f"{mib(least['total_bytes'], up=True)})")
     held = f" and the {mib(outside + fitter.rope)} the run holds outside the arena (its RoPE tables included)"
-    return (f"{head} the weights ({mib(fitter.weights)}){held} and the arena of {min(CHUNK_STEP, prompt)}-token "
-            f"chunks ({mib(least['arena'])}) exceed it; {smallest}, or {instead}")
+    return (f"{head} the weights ({mib(fitter.weights)}){held} and the arena of a run in {min(CHUNK_STEP, prompt)}-token "
+            f"chunks ({mib(least['arena_bytes'])}) exceed it; {smallest}, or {instead}")
 
 
 def describe(choice: Choice, budget: int, prompt: int) -> str:

@@ -139,7 +139,7 @@ def estimate(plans: list[Plan], dtype: str, tied: bool, weights: int | None = No
     arena = max(p.arena for p in plans)
     weights = weight_bytes(dims, dtype, tied) if weights is None else weights
     rope = rope_bytes(dims, dtype)
-    return {"weight_bytes": weights, "kv_bytes": kv, "arena": arena, "rope_bytes": rope, "workspace_bytes": workspace,
+    return {"weight_bytes": weights, "kv_bytes": kv, "arena_bytes": arena, "rope_bytes": rope, "workspace_bytes": workspace,
             "runtime_bytes": runtime, "total_bytes": weights + arena + rope + workspace + runtime}
 
 

@@ -84,7 +84,7 @@ def estimate_table(cost: dict[str, int], dtype: str) -> Table:
     t.add_column(justify="left")
     t.add_column(justify="right")
     rows = [(f"weights ({dtype})", cost["weight_bytes"]), ("KV cache (in the arena)", cost["kv_bytes"]),
-            ("arena", cost["arena"]), ("RoPE tables", cost["rope_bytes"]), ("kernel workspace", cost["workspace_bytes"]),
+            ("arena", cost["arena_bytes"]), ("RoPE tables", cost["rope_bytes"]), ("kernel workspace", cost["workspace_bytes"]),
             ("torch and the session (CPU)", cost["runtime_bytes"]), ("total", cost["total_bytes"])]
     for k, v in rows:
         if v or k == "total":

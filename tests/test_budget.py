@@ -7,7 +7,7 @@ import json
 import pytest
 
 from llama_arena.cli import main
-from planner.budget import Fitter, _tiles, chunk_sizes, choose
+from planner.budget import Fitter, _least, _tiles, chunk_sizes, choose
 from planner.sizes import mib, parse_size
 from planner.calls import key_tile
 from planner.errors import ArenaError
@@ -48,7 +48,7 @@ def test_choice_fits_and_is_the_largest(dtype, budget):
     assert choice.cost["total_bytes"] <= budget
     # the session's binding: plans of the chunk, the last chunk and decode with this tile
     plans = run_plans({**SMOL, "nctx": nctx}, dtype, {choice.chunk, prompt % choice.chunk, 1}, tile=choice.tile)
-    assert estimate(plans, dtype, True)["arena"] == choice.cost["arena"]
+    assert estimate(plans, dtype, True)["arena_bytes"] == choice.cost["arena_bytes"]
     bigger = next(c for c in chunk_sizes(prompt) if c > choice.chunk)
     assert fitter.cost(prompt, bigger, 16)["total_bytes"] > budget   # no larger chunk fits, even with 16 keys
     tiles = _tiles(choice.chunk, nctx)
@@ -75,7 +75,7 @@ def test_too_small_for_the_activations_counts_what_the_run_holds_outside_the_are
     least = fitter.cost(64, 16, _tiles(16, 64)[0])["total_bytes"]
     # outside the arena: 40 MiB of runtime, and the RoPE tables (2 x 64 positions x 64 x 4 bytes, 0.03 MiB)
     with pytest.raises(ArenaError, match=r"the weights \(513\.13 MiB\) and the 40\.03 MiB the run holds outside "
-                                         r"the arena \(its RoPE tables included\) and the arena of 16-token chunks \(\d+\.\d\d MiB\) exceed it"):
+                                         r"the arena \(its RoPE tables included\) and the arena of a run in 16-token chunks \(\d+\.\d\d MiB\) exceed it"):
         choose(fitter, least - 1, 64)
     with pytest.raises(ArenaError, match="the smallest budget for this run is ") as e:
         choose(fitter, least - 1, 64)
@@ -101,6 +101,20 @@ def test_plan_budget_json_plans_the_chosen_chunk(capsys):
     assert out["dims"]["n"] == out["chunk"] < 8192 and out["dims"]["tile"] == out["tile"]
     assert captured.err.startswith(f"budget    520.00 MiB: prefill 8192 tokens in {-(-8192 // out['chunk'])} calls")
 
+
+
+def test_plan_budget_json_keeps_the_plans_arena_beside_the_runs(capsys):
+    """At the smallest budget of a long context, decode's plan (scores over every key) needs
+    more than the chosen chunk's: `arena` stays the extent of the plan shown, `arena_bytes` is
+    the run's arena, the largest of its calls'."""
+    nctx = 65536
+    least = _least(smol(nctx), 64)["total_bytes"]
+    assert main(["plan", "llama", "--nctx", str(nctx), "--set", "n=64", "--budget", str(least), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["arena"] == max(b["offset"] + b["size"] for b in out["buffers"] if b["offset"] is not None)
+    assert out["arena"] == out["lower_bound"] < out["arena_bytes"] and out["optimal"]
+    assert out["total_bytes"] == least == sum(out[k] for k in ("weight_bytes", "arena_bytes", "rope_bytes",
+                                                              "workspace_bytes", "runtime_bytes"))
 
 @pytest.mark.parametrize("argv, message", [
     (["--budget", "600MiB"], "--budget 600.00 MiB: the KV cache and RoPE tables at --nctx 8192 take 364.00 MiB beside the "

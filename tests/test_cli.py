@@ -98,7 +98,7 @@ def test_plan_estimate_counts_weights_kv_cache_and_arena(capsys):
     assert plan["kv_bytes"] == 30 * 2 * 512 * 3 * 64 * 4
     assert plan["weight_bytes"] == 538_060_032   # what executor.weights.assemble holds for SmolLM2 in f32
     assert plan["rope_bytes"] == 2 * 512 * 64 * 4          # cos and sin, a row of dh for each position
-    assert plan["total_bytes"] == plan["weight_bytes"] + plan["arena"] + plan["rope_bytes"] + plan["runtime_bytes"]
+    assert plan["total_bytes"] == plan["weight_bytes"] + plan["arena_bytes"] + plan["rope_bytes"] + plan["runtime_bytes"]
     assert plan["runtime_bytes"] == RUNTIME_BYTES and plan["workspace_bytes"] == 0
     assert main(["plan", "llama", "--nctx", "512", "--set", "n=16", "--dtype", "bf16"]) == 0
     out = capsys.readouterr().out

@@ -176,7 +176,8 @@ def test_cli_estimate_is_what_the_run_allocates(capsys):
     captured = capsys.readouterr()
     out = json.loads(captured.out)
     outside = ("rope_bytes", "workspace_bytes", "runtime_bytes")
-    assert out["estimate"] == {k: out[k] for k in ("weight_bytes", "kv_bytes", "arena", *outside, "total_bytes")}
+    held = {"arena_bytes": out["arena"], **{k: out[k] for k in ("weight_bytes", "kv_bytes", *outside, "total_bytes")}}
+    assert out["estimate"] == held
     assert out["total_bytes"] == out["weight_bytes"] + out["arena"] + out["rope_bytes"] + out["runtime_bytes"]
     assert captured.err.startswith("estimate  weights 513.13 MiB f32 + arena ")
     assert f" + torch and session {RUNTIME_BYTES / 2**20:.2f} MiB = " in captured.err
