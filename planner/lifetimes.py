@@ -131,19 +131,19 @@ def _bind_shapes(schedule: Schedule, dims: dict[str, int]) -> dict[str, list[int
             faults.append(f"{where(schedule.file, t.line, tensor=t.name)}shape {show(t.spec(), 100)} holds more "
                           f"than 2^62 elements ({show(', '.join(map(_axis_text, shape)), 100)})")
         shapes[t.name] = shape
-    faults += [_one_for_all(cause, same) for cause, same in not_positive.items()]
+    faults += [fault for cause, same in not_positive.items() for fault in _one_for_all(cause, same)]
     if faults:
         raise ArenaError(*faults)
     return shapes
 
 
-def _one_for_all(cause: tuple[str, ...], faults: list[str]) -> str:
-    """The first of the shapes a dimension bound to 0 or less makes not positive, for all of them
-    (`--set n=0` would otherwise be a fault for every tensor of the schedule)."""
+def _one_for_all(cause: tuple[str, ...], faults: list[str]) -> list[str]:
+    """The first of the shapes that dimensions bound to 0 or less (`cause`) make not positive, for
+    all of them (`--set n=0` would otherwise be a fault for every tensor of the schedule)."""
     if not cause or len(faults) == 1:
-        return "\n".join(faults)
+        return faults
     more = "1 more tensor's shape" if len(faults) == 2 else f"{len(faults) - 1} more tensors' shapes"
-    return f"{faults[0]} (and {more} with {', '.join(cause)} not positive)"
+    return [f"{faults[0]} (and {more} with {', '.join(cause)} not positive)"]
 
 
 def _axis_text(value: int) -> str:

@@ -313,6 +313,15 @@ def test_a_dimension_set_to_zero_is_one_fault_for_every_shape_it_empties():
     assert code == 2 and err.count("\n") == 3 and "tensor 'kv'" in err and "with n, tile not positive" in err, err
 
 
+
+def test_shapes_not_positive_for_want_of_a_dimension_bound_to_0_are_each_a_fault(tmp_path):
+    table = tmp_path / "t.yaml"
+    table.write_text("schedule: t\ndims: {n: rows}\ntypes: {Ta: act}\ntensors:\n  a: Ta[n - 8]\n  b: Ta[n - 9, 2]\n"
+                     "steps:\n  - s0: {a: +w, b: +w}\n  - s1: {a: rx, b: rx}\n")
+    code, _, err = arena("plan", str(table), "--set", "n=7")
+    assert code == 2 and err.count("arena: error: ") == 2 and "evaluates to (-1)" in err and "evaluates to (-2, 2)" in err
+
+
 def test_unwritable_output_leaves_no_file(tmp_path):
     code, _, err = arena("plan", "llama-layer", "--set", "n=7", "--out", str(tmp_path / "no" / "dir" / "p.json"))
     assert code == 2 and "--out" in err and "does not exist" in err
