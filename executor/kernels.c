@@ -945,6 +945,8 @@ static PyObject *attend_one(PyObject *self, PyObject *args) {
         PyErr_Format(PyExc_ValueError, "attend_one: %ld floats of scores, under one K/V head's %ld", room, group * end);
         return NULL;
     }
+    if (at_once > nkvh) at_once = nkvh;   /* attend_avx2 keeps at_once heads' maxima and sums on the stack: decode's
+                                           * scores have room for every head over the whole context, far more early on */
     append(bf16, P(q), P(k), P(v), nh, nkvh, dh, nctx, end);
     int fast = avx2 && dh % (bf16 ? 16 : 4) == 0;
     float *qf = F(q);   /* the queries as float32, scaled; in bf16 a copy, paired for the AVX2 scores */

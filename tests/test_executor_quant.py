@@ -377,6 +377,24 @@ def test_compiled_decode_attention_is_softmax_attention_with_the_append(end, nkv
     torch.testing.assert_close(row[:nkvh * group * dh].float(), want, rtol=tolerance, atol=tolerance)
 
 
+@pytest.mark.parametrize("avx2", [True, False], ids=["avx2", "plain"])
+def test_compiled_decode_attention_takes_scores_far_larger_than_its_context(avx2):
+    """Decode's scores hold every head over the whole context (32 heads x 131,072 positions on
+    Llama 3.1's shapes) while the context is still a token or two long: the kernel sized its
+    per-head maxima and sums by that room (16 MB on the stack here), and a run crashed."""
+    previous = _kernels.use_avx2(avx2)
+    gen = torch.Generator().manual_seed(0)
+    nkvh, group, dh, nctx, end, room = 2, 2, 64, 16, 1, 4_000_000
+    row = torch.randn(nkvh * group * dh + 2 * nkvh * dh, generator=gen)
+    keys, values, scores = torch.zeros(nkvh, dh, nctx), torch.zeros(nkvh, dh, nctx), torch.empty(room)
+    _kernels.attend_one(False, row.data_ptr(), keys.data_ptr(), values.data_ptr(), nkvh, group, dh, nctx, 0.125,
+                        scores.data_ptr(), room, end)
+    _kernels.use_avx2(previous)
+    # one position: each query head's output is its K/V head's value, the token's own
+    want = row[-nkvh * dh:].view(nkvh, 1, dh).expand(nkvh, group, dh).reshape(-1)
+    torch.testing.assert_close(row[:nkvh * group * dh], want)
+
+
 def test_compiled_decode_attention_needs_room_for_one_head_of_scores():
     row, cache = torch.zeros(3 * 64 + 2 * 64), torch.zeros(64, 100)
     with pytest.raises(ValueError, match="attend_one: 20 floats of scores, under one K/V head's 30"):
