@@ -6,7 +6,7 @@ import json
 from datetime import datetime
 from pathlib import Path
 
-from planner.errors import ArenaError, read_text
+from planner.errors import MAX_FILE_BYTES, ArenaError, plural, read_text
 
 # the special tokens transformers passes to a template by name, beside messages
 SPECIAL_TOKENS = ("bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token", "mask_token",
@@ -17,13 +17,23 @@ def render_chat(template: str, messages: list[dict], special: dict, source: str 
     """The conversation `messages` in `template`, ready for the assistant's reply; `special`:
     the special tokens by name (bos_token, eos_token, ...). Any failure of the template, not
     only jinja2's own errors, is an ArenaError, naming where the template came from (`source`)."""
+    where = f"the chat template in {source}" if source else "the model's chat template"
     try:
         compiled = _environment().from_string(template)
-        return compiled.render(messages=messages, tools=None, documents=None, add_generation_prompt=True, **special)
+        pieces = compiled.generate(messages=messages, tools=None, documents=None, add_generation_prompt=True, **special)
+        text, size = [], 0
+        for piece in pieces:    # a piece at a time: a loop's output is refused before it takes gigabytes
+            size += len(piece)
+            if size > MAX_FILE_BYTES:
+                raise ArenaError(f"--chat: {where} renders more than {MAX_FILE_BYTES:,} characters, more than a "
+                                 "prompt may hold")
+            text.append(piece)
+        return "".join(text)
+    except ArenaError:
+        raise
     except Exception as e:   # a template is code: TypeError, ZeroDivisionError, RecursionError...
         from jinja2 import TemplateError
         detail = str(e) if isinstance(e, TemplateError) else f"{type(e).__name__}: {e}"
-        where = f"the chat template in {source}" if source else "the model's chat template"
         raise ArenaError(f"--chat: {where} failed: {detail}") from None
 
 
@@ -82,7 +92,21 @@ def _environment():
                 raise SecurityError(f"Chat templates cannot store underscore-prefixed attributes on a namespace, "
                                     f"but got {name!r}")
 
-    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True, extensions=[Generation, loopcontrols])
+    class Environment(ImmutableSandboxedEnvironment):
+        """A string or list repeated (`'x' * n`) no longer than a prompt may be."""
+        intercepted_binops = frozenset(["*"])
+
+        def call_binop(self, context, operator, left, right):
+            if operator == "*" and {type(left), type(right)} & {str, list} and {type(left), type(right)} & {int}:
+                count, repeated = (left, right) if isinstance(left, int) else (right, left)
+                if count * len(repeated) > MAX_FILE_BYTES:
+                    unit = "character" if isinstance(repeated, str) else "item"
+                    what = f"a {type(repeated).__name__} of {len(repeated):,} {plural(len(repeated), unit)}"
+                    raise SecurityError(f"{what} repeated {count:,} times is more than a prompt may hold "
+                                        f"({MAX_FILE_BYTES:,} characters)")
+            return super().call_binop(context, operator, left, right)
+
+    env = Environment(trim_blocks=True, lstrip_blocks=True, extensions=[Generation, loopcontrols])
     env.filters["tojson"] = tojson
     env.globals.update(raise_exception=raise_exception, strftime_now=lambda f: datetime.now().strftime(f),
                        dict=TemplateDict(), namespace=TemplateNamespace)

@@ -19,6 +19,7 @@ TEMPLATES = {
                            "{% if add_generation_prompt %}>{% endif %}",
     "a system branch": "{% if messages[0]['role'] != 'system' %}<|system|>default\n{% endif %}"
                        "{% for m in messages %}<|{{ m.role }}|>{{ m.content | trim }}\n{% endfor %}<|assistant|>",
+    "repetition and products": "{{ '=' * 40 }}{{ 3 * messages[0]['content'] }}{{ [1, 2] * 2 }}{{ 6 * 7 }}{{ 1.5 * 2 }}",
 }
 
 
@@ -44,6 +45,10 @@ def test_a_template_renders_as_transformers_renders_it(reference, template):
     ("{% for i in range(10**9) %}x{% endfor %}", "failed: OverflowError"),
     ("{% set ns = namespace(_x='A') %}{{ ns._x }}", "failed: Chat templates cannot store underscore-prefixed"),
     ("{% set ns = namespace(a=1) %}{% set ns._b = 2 %}", "failed: Chat templates cannot store underscore-prefixed"),
+    # longer than a prompt may be: refused before the text (or the tokens) take gigabytes
+    ("{{ 'w1 ' * 100000000 }}", "failed: a str of 3 characters repeated 100,000,000 times is more than a prompt"),
+    ("{{ 10**9 * [0] }}", "failed: a list of 1 item repeated 1,000,000,000 times"),
+    ("{% for i in range(100000) %}{{ 'x' * 4000 }}{% endfor %}", "renders more than 4,194,304 characters"),
 ])
 def test_a_failing_template_is_one_arena_error(template, message):
     with pytest.raises(ArenaError, match=f"--chat: the model's chat template {message}"):
