@@ -54,7 +54,9 @@ def read_header(path: Path) -> Header:
     try:
         with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
             return _Parser(data, path).header()
-    except (ValueError, OSError, struct.error, OverflowError, KeyError) as e:
+    except _Corrupt as e:
+        raise ArenaError(f"{path}: not a readable GGUF file, truncated or corrupt ({e})") from None
+    except (ValueError, OSError, OverflowError) as e:   # mmap of an empty file, say
         raise ArenaError(f"{path}: not a readable GGUF file, truncated or corrupt ({type(e).__name__}: {e})") from None
 
 
@@ -67,42 +69,46 @@ def decoded(value: object) -> object:
     return value
 
 
+class _Corrupt(Exception):
+    """What the parser found wrong, in words."""
+
+
 class _Parser:
     def __init__(self, data: mmap.mmap, path: Path):
         self.data, self.path, self.pos = data, path, 0
 
     def header(self) -> Header:
         if self.take(4) != b"GGUF":
-            raise ValueError("no GGUF magic number")
+            raise _Corrupt("no GGUF magic number")
         version = self.scalar("I")
         if version not in (2, 3):
-            raise ValueError(f"version {version} (2 and 3 are read)")
+            raise _Corrupt(f"version {version} (2 and 3 are read)")
         count, keys = self.scalar("Q"), self.scalar("Q")
         fields = {}
         for _ in range(keys):
-            key = self.string().decode("utf-8")
+            key = self.text("a metadata key")
             if key in fields:       # which of the two counts? llama.cpp refuses the file, as here
-                raise ValueError(f"metadata key '{key}' appears twice")
+                raise _Corrupt(f"metadata key '{key}' appears twice")
             fields[key] = self.value(self.scalar("I"), key)
         infos = [self.tensor_info() for _ in range(count)]
         alignment = fields.get("general.alignment", 32)
         if type(alignment) is not int or alignment <= 0 or alignment & (alignment - 1):
-            raise ValueError(f"general.alignment is {alignment!r}, not a power of two")
+            raise _Corrupt(f"general.alignment is {alignment!r}, not a power of two")
         start = -(-self.pos // alignment) * alignment
         tensors = {}
         for t in infos:
             if t.name in tensors:
-                raise ValueError(f"tensor '{t.name}' appears twice")
+                raise _Corrupt(f"tensor '{t.name}' appears twice")
             if t.offset % alignment:
-                raise ValueError(f"tensor '{t.name}' starts at {t.offset}, not a multiple of the alignment {alignment}")
+                raise _Corrupt(f"tensor '{t.name}' starts at {t.offset}, not a multiple of the alignment {alignment}")
             tensors[t.name] = TensorInfo(t.name, t.shape, t.type, start + t.offset)
         return Header(fields, tensors, len(self.data))
 
     def tensor_info(self) -> TensorInfo:
-        name = self.string().decode("utf-8")
+        name = self.text("a tensor name")
         count = self.scalar("I")
         if count > _MAX_DIMS:
-            raise ValueError(f"tensor '{name}' has {count} dimensions; GGUF's have at most {_MAX_DIMS}")
+            raise _Corrupt(f"tensor '{name}' has {count} dimensions; GGUF's have at most {_MAX_DIMS}")
         shape = tuple(self.scalar("Q") for _ in range(count))
         return TensorInfo(name, shape, self.scalar("I"), self.scalar("Q"))
 
@@ -115,24 +121,38 @@ class _Parser:
                 raise ArenaError(f"{self.path}: GGUF metadata '{key}' nests arrays more than {_NESTING} deep")
             kind, length = self.scalar("I"), self.scalar("Q")
             if kind in _SCALARS:    # one unpack for the whole array
+                if length * struct.calcsize(_SCALARS[kind]) > len(self.data) - self.pos:
+                    raise _Corrupt(f"metadata '{key}' is an array of {length:,} values, past the end of the file")
                 return list(self.unpack(f"<{length}{_SCALARS[kind]}"))
             return [self.value(kind, key, depth + 1) for _ in range(length)]
-        return self.scalar(_SCALARS[kind])   # KeyError: an unknown type
+        if kind not in _SCALARS:
+            raise _Corrupt(f"metadata '{key}' has value type {kind}, which GGUF does not define")
+        return self.scalar(_SCALARS[kind])
 
     def string(self) -> bytes:
         return self.take(self.scalar("Q"))
+
+    def text(self, what: str) -> str:
+        """A string that must be UTF-8: a key or a tensor's name."""
+        at = self.pos
+        try:
+            return self.string().decode("utf-8")
+        except UnicodeDecodeError:
+            raise _Corrupt(f"{what} at offset {at} is not UTF-8") from None
 
     def scalar(self, code: str):
         return self.unpack("<" + code)[0]
 
     def unpack(self, layout: str) -> tuple:
+        if self.pos + struct.calcsize(layout) > len(self.data):
+            raise _Corrupt(f"{struct.calcsize(layout)} bytes asked at offset {self.pos}, past the end of the file")
         values = struct.unpack_from(layout, self.data, self.pos)
         self.pos += struct.calcsize(layout)
         return values
 
     def take(self, length: int) -> bytes:
         if self.pos + length > len(self.data):
-            raise ValueError(f"{length} bytes asked at offset {self.pos}, past the end of the file")
+            raise _Corrupt(f"{length} bytes asked at offset {self.pos}, past the end of the file")
         chunk = self.data[self.pos:self.pos + length]
         self.pos += length
         return chunk

@@ -80,6 +80,24 @@ def test_what_is_not_a_gguf_header_is_named(tmp_path, content):
         read_header(path)
 
 
+HEAD = b"GGUF" + struct.pack("<IQQ", 3, 0, 1) + struct.pack("<Q", 1) + b"k"     # no tensors, one key 'k'
+
+
+@pytest.mark.parametrize("content, message", [
+    (HEAD + struct.pack("<I", 13) + b"\0" * 8, "metadata 'k' has value type 13, which GGUF does not define"),
+    (HEAD + struct.pack("<I", 10) + b"\0" * 3, "8 bytes asked at offset 37, past the end of the file"),
+    (HEAD + struct.pack("<IIQ", 9, 4, 2**62), "metadata 'k' is an array of 4,611,686,018,427,387,904 values, past the end"),
+    (b"GGUF" + struct.pack("<IQQQ", 3, 0, 1, 1) + b"\xff" + struct.pack("<II", 4, 7), "a metadata key at offset 24 is not UTF-8"),
+    (b"GGUF" + struct.pack("<IQQQ", 3, 1, 0, 1) + b"\xfe" + struct.pack("<IQIQ", 1, 8, 0, 0), "a tensor name at offset 24 is not UTF-8"),
+])
+def test_a_corrupt_header_is_named_in_words(tmp_path, content, message):
+    """Not Python's KeyError: 13, struct.error or UnicodeDecodeError text."""
+    path = tmp_path / "bad.gguf"
+    path.write_bytes(content + bytes(64) * ("past the end" not in message))
+    with pytest.raises(ArenaError, match=f"truncated or corrupt \\({re.escape(message)}"):
+        read_header(path)
+
+
 def nested_arrays(path, depth):
     """A GGUF file whose one metadata value, 'deep', is `depth` arrays one inside the other around a u32 7."""
     array = struct.pack("<IQ", 9, 1)   # element type ARRAY, one element
