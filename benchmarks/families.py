@@ -2,8 +2,9 @@
 
 Each is a proxy: random lifetimes (spread, dense), a computation graph's table,
 rectangles cut by guillotine cuts, whose optimum is known, production-like packings
-filled by an allocator's sweep (`production`), and a program's lifetimes with every step
-topped up to the peak (`topup`). None is a production model's allocation problem;
+filled by an allocator's sweep (`production`), a program's lifetimes with every step
+topped up to the peak (`topup`), and a long pipeline of buffers each read for a few steps
+(`stair`). None is a production model's allocation problem;
 docs/measurements.md says what that leaves out.
 """
 from __future__ import annotations
@@ -74,6 +75,14 @@ def table(n: int, seed: int) -> list[Block]:
         life = rng.expovariate(1 / 3) if rng.random() < 0.9 else rng.expovariate(1 / 200)
         blocks.append(Block(i // 4, i // 4 + int(life), int(2 ** rng.uniform(0, 14)) * ALIGN))
     return blocks
+
+
+def stair(n: int, seed: int, width: int = 3) -> list[Block]:
+    """A pipeline: buffer i is made at step i and read for `width` steps, sizes uniform over
+    three orders of magnitude. Each step holds `width` buffers; one long, thin component,
+    whose optimum is the lower bound in every instance measured."""
+    rng = random.Random(seed)
+    return [Block(i, i + width - 1, rng.randint(1, 1000) * ALIGN) for i in range(n)]
 
 
 def topup(n: int, seed: int) -> list[Block]:

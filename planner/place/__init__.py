@@ -8,6 +8,7 @@
     canonical.py   minimalloc's canonical search, compiled (canonical.c): the first to decide a capacity
     search.py      the search that decides whether a component fits under a capacity
     cpsat.py       CP-SAT's no_overlap_2d model: the search's oracle, and the fallback
+    rolling.py     long components a window of time at a time, each window by CP-SAT
     stacking.py    plans from layer splits, differently seeded members racing
     exact.py       the exact strategy: capacities from the lower bound up, with a proof
     auto.py        the strategies by name, and the `auto` policy within one time limit

@@ -1,0 +1,69 @@
+"""Rolling windows in time: a long component planned WINDOW blocks at a time, in order of
+start, each window by CP-SAT with the blocks of the windows before it fixed where they are.
+
+Where each section holds a few blocks (a pipeline whose buffers are read a few steps after
+they are made), a window's offsets constrain only the next few blocks, and the windows plan
+in tenths of a second what a search over the whole component does not find in seconds:
+CP-SAT's model of 10^4 blocks takes longer to build and presolve than a question may last,
+and the canonical search's errors lie thousands of placements deep (a staircase of 10^4
+random sizes at its bound: docs/measurements.md). A window with no plan is planned again
+with the one before it, BACK windows at most; then the method gives up. It proves nothing.
+"""
+from __future__ import annotations
+
+import threading
+import time
+
+from ortools.sat.python import cp_model
+
+from .problem import Component
+from .stopping import solve
+
+WINDOW = 200
+BACK = 3
+WINDOW_LIMIT = 0.5      # seconds a window: those that plan take milliseconds
+
+
+def rolled(comp: Component, capacity: int, deadline: float, stop: threading.Event | None) -> list[int] | None:
+    """A plan of `comp` within `capacity`, or None (not found by `deadline`, or `stop` set)."""
+    windows = [range(k, min(k + WINDOW, len(comp.size))) for k in range(0, len(comp.size), WINDOW)]
+    offsets: dict[int, int] = {}
+    for i in range(len(windows)):
+        for first in range(i, max(-1, i - BACK - 1), -1):       # reopen the windows first..i
+            if stop is not None and stop.is_set() or time.monotonic() >= deadline:
+                return None
+            free = range(windows[first].start, windows[i].stop)
+            for k in free:
+                offsets.pop(k, None)
+            planned = _window(comp, free, offsets, capacity, min(deadline, time.monotonic() + WINDOW_LIMIT), stop)
+            if planned is not None:
+                offsets.update(planned)
+                break
+        else:
+            return None
+    return [offsets[k] for k in range(len(comp.size))]
+
+
+def _window(comp: Component, free: range, fixed: dict[int, int], capacity: int, deadline: float,
+            stop: threading.Event | None) -> dict[int, int] | None:
+    """Offsets of the blocks `free` within `capacity`, beside the `fixed` ones that meet them
+    in time; None where CP-SAT finds none by `deadline`."""
+    unit, top = comp.unit, capacity // comp.unit
+    start = comp.lo[free.start]                 # blocks are in order of start: the window's first
+    model = cp_model.CpModel()
+    times, spaces, offsets = [], [], {}
+    for k in free:
+        offsets[k] = model.new_int_var(0, top - comp.size[k] // unit, f"y{k}")
+        times.append(model.new_fixed_size_interval_var(comp.lo[k], comp.hi[k] - comp.lo[k], f"x{k}"))
+        spaces.append(model.new_fixed_size_interval_var(offsets[k], comp.size[k] // unit, f"b{k}"))
+    for k, offset in fixed.items():
+        if comp.hi[k] > start:
+            times.append(model.new_fixed_size_interval_var(comp.lo[k], comp.hi[k] - comp.lo[k], f"x{k}"))
+            spaces.append(model.new_fixed_size_interval_var(offset // unit, comp.size[k] // unit, f"b{k}"))
+    model.add_no_overlap_2d(times, spaces)
+    solver = cp_model.CpSolver()
+    solver.parameters.num_workers = 1       # a window's model is small: more workers only cost
+    solver.parameters.max_time_in_seconds = max(0.01, deadline - time.monotonic())
+    if solve(solver, model, stop) not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
+        return None
+    return {k: solver.value(y) * unit for k, y in offsets.items()}
