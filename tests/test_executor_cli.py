@@ -42,7 +42,8 @@ def test_preflight_estimate_is_what_the_run_allocates(folder, capsys):
     captured = capsys.readouterr()
     out = json.loads(captured.out)
     outside = ("rope_bytes", "workspace_bytes", "runtime_bytes")
-    assert out["estimate"] == {k: out[k] for k in ("weight_bytes", "kv_bytes", "arena", *outside, "total_bytes")}
+    held = {"arena_bytes": out["arena"], **{k: out[k] for k in ("weight_bytes", "kv_bytes", *outside, "total_bytes")}}
+    assert out["estimate"] == held
     assert out["total_bytes"] == out["weight_bytes"] + out["arena"] + out["rope_bytes"] + out["runtime_bytes"]
     assert out["workspace_bytes"] == 0 and out["runtime_bytes"] == RUNTIME_BYTES   # dequantized weights, on CPU
     assert captured.err.startswith("estimate  weights ") and captured.err.endswith(" on cpu\n")
