@@ -7,7 +7,8 @@ transformers, in one run.
 A decode token reads every weight once and the keys and values of every earlier position, so
 it takes at least (weight bytes + KV bytes per token) / read bandwidth: the memory bound. The
 read bandwidth is measured in the same run, before each context's timings, as a `sum` over a
-512 MiB float32 tensor; the rates at which torch's f32 and bf16 vector-matrix products stream
+512 MiB float32 tensor, and every row's bound takes the best of the run (on a shared machine
+one measurement can come out low, and a bound under the rate decode reached); the rates at which torch's f32 and bf16 vector-matrix products stream
 a 256 MiB matrix (in the layouts the executor stores) are printed beside it, since they, not
 memory, are what a dense decode runs into first.
 
@@ -27,25 +28,24 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from benchmarks import at_least  # noqa: E402
+
 GB = 1e9
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--weights", nargs="+", choices=["native", "f32", "bf16"], default=["f32", "bf16", "native"])
-    p.add_argument("--context", type=int, nargs="+", default=[16, 1000, 4000, 8000], help="positions before decode")
-    p.add_argument("--tokens", type=int, default=16, help="tokens decoded per run (16)")
-    p.add_argument("--repeats", type=int, default=3, help="runs per engine and context; the best counts (3)")
-    p.add_argument("--threads", type=int, help="torch threads (default: torch's own choice)")
+    p.add_argument("--context", type=at_least(1), nargs="+", default=[16, 1000, 4000, 8000], help="positions before decode")
+    p.add_argument("--tokens", type=at_least(1), default=16, help="tokens decoded per run (16)")
+    p.add_argument("--repeats", type=at_least(1), default=3, help="runs per engine and context; the best counts (3)")
+    p.add_argument("--threads", type=at_least(1), help="torch threads (default: torch's own choice)")
     p.add_argument("--no-transformers", action="store_true", help="ours alone")
     args = p.parse_args(argv)
     import torch
     if args.threads:
         torch.set_num_threads(args.threads)
-    print(f"{torch.get_num_threads()} threads, {args.tokens} tokens per run, best of {args.repeats}; "
-          "bound = read bandwidth / (weight + KV bytes per token)")
-    print(f"{'kind':7} {'context':>7} {'sum GB/s':>8} {'f32 mv':>6} {'bf16 mv':>7} {'MB/token':>8} "
-          f"{'bound':>6} {'ours':>6} {'of bound':>8} {'transformers':>12} {'of its bound':>12}")
+    rows = []
     with torch.inference_mode():
         for kind in args.weights:
             nctx = max(args.context) + args.tokens
@@ -53,10 +53,19 @@ def main(argv=None) -> int:
             theirs = None if args.no_transformers else Transformers("f32" if kind == "native" else kind, torch)
             for context in args.context:
                 rates = read_rates(torch)
-                row = [ours.rate(context, args.tokens, args.repeats)]
-                row += [theirs.rate(context, args.tokens, args.repeats)] if theirs else []
-                _print_row(kind, context, rates, row)
+                engines = [ours.rate(context, args.tokens, args.repeats)]
+                engines += [theirs.rate(context, args.tokens, args.repeats)] if theirs else []
+                rows.append((kind, context, rates, engines))
+                print(f"decode_bench: {kind} at {context} positions: " +
+                      ", ".join(f"{rate:.1f} tok/s" for rate, _ in engines), file=sys.stderr, flush=True)
             del ours, theirs
+    bandwidth = max(rates["sum"] for _, _, rates, _ in rows)
+    print(f"{torch.get_num_threads()} threads, {args.tokens} tokens per run, best of {args.repeats}; "
+          f"bound = read bandwidth (the run's best, {bandwidth / GB:.1f} GB/s) / (weight + KV bytes per token)")
+    print(f"{'kind':7} {'context':>7} {'sum GB/s':>8} {'f32 mv':>6} {'bf16 mv':>7} {'MB/token':>8} "
+          f"{'bound':>6} {'ours':>6} {'of bound':>8} {'transformers':>12} {'of its bound':>12}")
+    for row in rows:
+        _print_row(*row, bandwidth)
     return 0
 
 
@@ -156,13 +165,14 @@ class Transformers:
         return tokens / _best(run, repeats), self.weight_bytes + kv
 
 
-def _print_row(kind: str, context: int, rates: dict[str, float], engines: list[tuple[float, int]]) -> None:
+def _print_row(kind: str, context: int, rates: dict[str, float], engines: list[tuple[float, int]],
+               bandwidth: float) -> None:
     (ours, ours_bytes), *rest = engines
-    bound = bound_tok_s(ours_bytes, rates["sum"])
+    bound = bound_tok_s(ours_bytes, bandwidth)
     line = (f"{kind:7} {context:7d} {rates['sum'] / GB:8.1f} {rates['f32 mv'] / GB:6.1f} {rates['bf16 mv'] / GB:7.1f} "
             f"{ours_bytes / 1e6:8.0f} {bound:6.1f} {ours:6.1f} {ours / bound:8.0%}")
     for rate, nbytes in rest:
-        line += f" {rate:12.1f} {rate / bound_tok_s(nbytes, rates['sum']):12.0%}"
+        line += f" {rate:12.1f} {rate / bound_tok_s(nbytes, bandwidth):12.0%}"
     print(line, flush=True)
 
 

@@ -30,7 +30,8 @@ from benchmarks import graphs  # noqa: E402
 from benchmarks.families import ALIGN, README, aligned, cut, dense, production, spread, stair, table, topup  # noqa: E402
 from planner.calls import with_tile  # noqa: E402
 from planner.lifetimes import bind  # noqa: E402
-from planner.errors import CapacityMissed  # noqa: E402
+from planner.errors import ArenaError, CapacityMissed  # noqa: E402
+from planner.output import check_target  # noqa: E402
 from planner.models import PRESETS  # noqa: E402
 from planner.place import Block  # noqa: E402
 from planner.plan import CHOICES, Buffer, place, plan_lifetimes  # noqa: E402
@@ -143,6 +144,11 @@ def main(argv=None) -> None:
     args = ap.parse_args(argv)
     if args.seeds is not None and args.seeds < 1:
         ap.error(f"--seeds: at least 1, not {args.seeds}")
+    if args.arenas:     # before the run, which can take most of an hour
+        try:
+            check_target(args.arenas, "--arenas")
+        except ArenaError as e:
+            ap.error(str(e))
     if args.time_limit is not None and not 0 < args.time_limit < float("inf"):
         ap.error(f"--time-limit: a positive number of seconds, not {args.time_limit}")
     unknown = [s for s in args.strategies if s not in STRATEGIES + [FIT]]

@@ -19,10 +19,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from benchmarks import at_least  # noqa: E402
+
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--repeats", type=int, default=200, help="products per timing (200); the best of 3 counts")
+    p.add_argument("--repeats", type=at_least(1), default=200, help="products per timing (200); the best of 3 counts")
     args = p.parse_args(argv)
     import torch
 

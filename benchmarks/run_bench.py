@@ -34,6 +34,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from benchmarks import at_least, children_end_with_us  # noqa: E402
+from planner.sizes import parse_size  # noqa: E402
+
 DEFAULT_PROMPT = "Write a short story about a robot who learns to paint, in simple words."
 
 
@@ -41,11 +44,11 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", help="a .gguf file or a Hugging Face folder (default: the embedded SmolLM2)")
     p.add_argument("--prompt", default=DEFAULT_PROMPT)
-    p.add_argument("--tokens", type=int, default=64, help="new tokens per run (64)")
+    p.add_argument("--tokens", type=at_least(2), default=64, help="new tokens per run (64; decode needs 2)")
     p.add_argument("--dtype", choices=["f32", "f16", "bf16"], default="f32")
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
-    p.add_argument("--threads", type=int, help="torch threads (default: torch's own choice)")
-    p.add_argument("--repeats", type=int, default=3, help="measured runs per engine; the best counts (3)")
+    p.add_argument("--threads", type=at_least(1), help="torch threads (default: torch's own choice)")
+    p.add_argument("--repeats", type=at_least(1), default=3, help="measured runs per engine; the best counts (3)")
     p.add_argument("--json", action="store_true", help="print the results as JSON")
     p.add_argument("--tp", type=int, nargs="+", metavar="N",
                    help="instead: arena run --tp N for each N side by side (benchmarks/tp_bench.py)")
@@ -54,22 +57,22 @@ def main(argv=None) -> int:
     p.add_argument("--budget", nargs="+", metavar="SIZE",
                    help="instead: prefill under each byte budget beside the unbudgeted run and transformers, "
                         "f32 and bf16 (benchmarks/budget_bench.py)")
-    p.add_argument("--prompt-tokens", type=int, default=8192, metavar="N",
+    p.add_argument("--prompt-tokens", type=at_least(1), default=8192, metavar="N",
                    help="with --budget: the prompt's length in tokens (8192)")
     p.add_argument("--dtypes", nargs="+", choices=["f32", "bf16"], default=["f32", "bf16"],
                    help="with --budget: the dtypes measured (f32 bf16)")
-    p.add_argument("--rounds", type=int, default=1,
+    p.add_argument("--rounds", type=at_least(1), default=1,
                    help="with --weights: run every engine this many times, in turn, and keep each one's best "
                         "(on a shared machine, speed drifts over minutes; 1)")
     p.add_argument("--engine", choices=["ours", "transformers", "llama.cpp"], help=argparse.SUPPRESS)   # a child run
     p.add_argument("--kind", help=argparse.SUPPRESS)   # the child's weights
     p.add_argument("--ids", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
-    if args.rounds < 1:
-        p.error(f"--rounds: must be at least 1, not {args.rounds}")
     if args.engine:
         print(json.dumps(run_engine(args)))
         return 0
+    children_end_with_us()
+    ids = _checked(p, args)
     if args.budget:
         from benchmarks.budget_bench import budget_table
         return budget_table(args)
@@ -78,14 +81,41 @@ def main(argv=None) -> int:
         tp_table(args)
         return 0
     if args.weights:
-        weights_table(args, prompt_ids(args))
+        weights_table(args, ids)
         return 0
-    results = {engine: child(args, engine, prompt_ids(args)) for engine in ("ours", "transformers")}
+    results = {engine: child(args, engine, ids) for engine in ("ours", "transformers")}
     if args.json:
         print(json.dumps(results, indent=1))
     else:
         report(results, args)
     return 0
+
+
+def _checked(p: argparse.ArgumentParser, args) -> list[int]:
+    """The prompt's ids; what would fail only in a child, minutes in, said at once in one line
+    (exit 2)."""
+    from executor.source import resolve
+    from planner.errors import ArenaError
+    if args.device == "cuda":
+        import torch
+        if not torch.cuda.is_available():
+            p.error("--device cuda: torch sees no CUDA device here")
+    for size in args.budget or []:
+        dtype, _, given = size.rpartition("=")
+        if dtype and dtype not in args.dtypes:
+            p.error(f"--budget {size}: {dtype} is not among --dtypes ({' '.join(args.dtypes)})")
+        try:
+            parse_size(given, "--budget")
+        except ArenaError as e:
+            p.error(str(e))
+    try:
+        resolve(args.model)
+        ids = prompt_ids(args)
+    except ArenaError as e:
+        p.error(str(e))
+    if not ids:
+        p.error(f"--prompt {args.prompt!r}: no tokens")
+    return ids
 
 
 def prompt_ids(args) -> list[int]:
@@ -325,6 +355,9 @@ def weights_table(args, ids: list[int]) -> None:
             run = child(args, engine, ids, kind)
             if name not in runs or run["decode_tok_s"] > runs[name]["decode_tok_s"]:
                 runs[name] = run
+    if args.json:
+        print(json.dumps(runs, indent=1))
+        return
     first = runs[f"ours {args.weights[-1]}"]["tokens"]
     threads = next(iter(runs.values()))["threads"]
     table = Table(title=f"decode on {args.device}, {threads} threads, {len(ids)}-token prompt, "

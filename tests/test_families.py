@@ -1,6 +1,8 @@
 """The production-like family: a known plan at the capacity, the traits it is built to
 have, and no cut that would make it easier than the whole; the top-up family's steps all
 at the peak; the buffers of a real model's step."""
+import importlib
+
 import pytest
 
 from benchmarks.families import ALIGN, KIB, production, topup
@@ -80,3 +82,20 @@ def test_a_traced_step_has_a_buffer_per_result_and_views_share_it():
     weights = sum(w.numel() * 4 for w in model("gpt2", 1).parameters())
     end = max(b.last for b in training)
     assert sum(b.size for b in training if b.last == end) >= weights     # the step's results: every gradient
+
+
+@pytest.mark.parametrize("script, argv, message", [
+    ("plan_bench", ["--arenas", "/nonexistent/x.json"], "--arenas /nonexistent/x.json: the folder /nonexistent does not exist"),
+    ("run_bench", ["--tokens", "1"], "argument --tokens: must be at least 2, not 1"),
+    ("run_bench", ["--model", "/nonexistent.gguf"], "--model /nonexistent.gguf: no such file or folder"),
+    ("run_bench", ["--budget", "f16=300MiB", "--dtypes", "bf16"], "--budget f16=300MiB: f16 is not among --dtypes (bf16)"),
+    ("decode_bench", ["--context", "-5"], "argument --context: must be at least 1, not -5"),
+    ("quant_bench", ["--repeats", "0"], "argument --repeats: must be at least 1, not 0"),
+])
+def test_a_benchmarks_bad_option_is_one_line_before_any_run(script, argv, message, capsys):
+    """Not a traceback from a child run, minutes in (or, for plan_bench's --arenas, after it)."""
+    main = importlib.import_module(f"benchmarks.{script}").main
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and err.strip().splitlines()[-1].endswith(f": error: {message}"), err
