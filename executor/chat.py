@@ -21,12 +21,14 @@ def render_chat(template: str, messages: list[dict], special: dict, source: str 
     try:
         compiled = _environment().from_string(template)
         pieces = compiled.generate(messages=messages, tools=None, documents=None, add_generation_prompt=True, **special)
-        text, size = [], 0
-        for piece in pieces:    # a piece at a time: a loop's output is refused before it takes gigabytes
+        # a piece at a time: a loop's output is refused before it takes gigabytes; the template's
+        # own text may be as long as a prompt file, beside the messages it holds
+        text, size, most = [], 0, MAX_FILE_BYTES + sum(len(m["content"]) for m in messages)
+        for piece in pieces:
             size += len(piece)
-            if size > MAX_FILE_BYTES:
-                raise ArenaError(f"--chat: {where} renders more than {MAX_FILE_BYTES:,} characters, more than a "
-                                 "prompt may hold")
+            if size > most:
+                raise ArenaError(f"--chat: {where} renders {MAX_FILE_BYTES:,} characters or more beside the "
+                                 "messages, more than a prompt file may hold")
             text.append(piece)
         return "".join(text)
     except ArenaError:
@@ -93,15 +95,18 @@ def _environment():
                                     f"but got {name!r}")
 
     class Environment(ImmutableSandboxedEnvironment):
-        """A string or list repeated (`'x' * n`) no longer than a prompt may be."""
+        """A string, list or tuple repeated (`'x' * n`) no longer than a prompt may be."""
         intercepted_binops = frozenset(["*"])
 
         def call_binop(self, context, operator, left, right):
-            if operator == "*" and {type(left), type(right)} & {str, list} and {type(left), type(right)} & {int}:
+            sequences = (str, list, tuple)      # Markup, from |safe or |e, is a str
+            if operator == "*" and (isinstance(left, int) and isinstance(right, sequences)
+                                    or isinstance(left, sequences) and isinstance(right, int)):
                 count, repeated = (left, right) if isinstance(left, int) else (right, left)
                 if count * len(repeated) > MAX_FILE_BYTES:
                     unit = "character" if isinstance(repeated, str) else "item"
-                    what = f"a {type(repeated).__name__} of {len(repeated):,} {plural(len(repeated), unit)}"
+                    kind = "str" if isinstance(repeated, str) else type(repeated).__name__
+                    what = f"a {kind} of {len(repeated):,} {plural(len(repeated), unit)}"
                     raise SecurityError(f"{what} repeated {count:,} times is more than a prompt may hold "
                                         f"({MAX_FILE_BYTES:,} characters)")
             return super().call_binop(context, operator, left, right)

@@ -123,8 +123,7 @@ def _bind_shapes(schedule: Schedule, dims: dict[str, int]) -> dict[str, list[int
             faults.append(f"{where(schedule.file, t.line, tensor=t.name)}shape {t.spec()}: {e}")
             continue
         if any(s <= 0 for s in shape):
-            cause = tuple(sorted(n for axis in t.shape for n in expr.names(axis) if dims[n] <= 0))
-            not_positive.setdefault(cause, []).append(
+            not_positive.setdefault(_cause(t.shape, shape, dims), []).append(
                 f"{where(schedule.file, t.line, tensor=t.name)}shape {t.spec()} evaluates to "
                 f"({', '.join(map(_axis_text, shape))}): every dimension must be positive")
         elif math.prod(shape) > MAX_ELEMENTS:
@@ -135,6 +134,13 @@ def _bind_shapes(schedule: Schedule, dims: dict[str, int]) -> dict[str, list[int
     if faults:
         raise ArenaError(*faults)
     return shapes
+
+
+def _cause(axes: list[str], shape: list[int], dims: dict[str, int]) -> tuple[str, ...]:
+    """The dimensions bound to 0 or less that the axes evaluating to 0 or less name; () where
+    one such axis names none (its fault is its own: `k - 10` with k=4)."""
+    causes = [{n for n in expr.names(axis) if dims[n] <= 0} for axis, size in zip(axes, shape) if size <= 0]
+    return () if not all(causes) else tuple(sorted(set().union(*causes)))
 
 
 def _one_for_all(cause: tuple[str, ...], faults: list[str]) -> list[str]:

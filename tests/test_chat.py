@@ -48,7 +48,10 @@ def test_a_template_renders_as_transformers_renders_it(reference, template):
     # longer than a prompt may be: refused before the text (or the tokens) take gigabytes
     ("{{ 'w1 ' * 100000000 }}", "failed: a str of 3 characters repeated 100,000,000 times is more than a prompt"),
     ("{{ 10**9 * [0] }}", "failed: a list of 1 item repeated 1,000,000,000 times"),
-    ("{% for i in range(100000) %}{{ 'x' * 4000 }}{% endfor %}", "renders more than 4,194,304 characters"),
+    ("{{ ('x',) * 100000000 }}", "failed: a tuple of 1 item repeated 100,000,000 times"),
+    ("{{ ('x' | safe) * 300000000 }}", "failed: a str of 1 character repeated 300,000,000 times"),
+    ("{% for i in range(100000) %}{{ 'x' * 4000 }}{% endfor %}", "renders 4,194,304 characters or more beside the "
+                                                                  "messages"),
 ])
 def test_a_failing_template_is_one_arena_error(template, message):
     with pytest.raises(ArenaError, match=f"--chat: the model's chat template {message}"):
@@ -296,3 +299,11 @@ def test_special_tokens_map_null_takes_the_configs_token_away(tmp_path):
     assert render_chat(ours.chat_template, MESSAGES, ours.special) == \
         reference.apply_chat_template(MESSAGES, tokenize=False) == "[]" + MESSAGES[0]["content"]
     assert ours.encode("a <|start|> b") == reference("a <|start|> b")["input_ids"]
+
+
+def test_a_prompt_as_long_as_a_file_may_be_is_the_messages_not_the_templates():
+    """The cap on a template's output counts what it adds to the messages: a prompt file of
+    almost 4 MiB renders, and is refused later for its length in tokens, as without --chat."""
+    content = "hello world " * (4_194_300 // 12)
+    text = render_chat("<|user|>{{ messages[0]['content'] }}<|end|>", [{"role": "user", "content": content}], SPECIAL)
+    assert text == f"<|user|>{content}<|end|>"

@@ -314,6 +314,17 @@ def test_a_dimension_set_to_zero_is_one_fault_for_every_shape_it_empties():
 
 
 
+def test_the_faults_of_a_dimension_bound_to_0_count_each_shape_once_and_hide_no_other_cause(tmp_path):
+    table = tmp_path / "t.yaml"
+    table.write_text("schedule: t\ndims: {n: rows, d: width, k: keys}\ntypes: {Ta: act}\ntensors:\n  x: Ta[n, d]\n"
+                     "  mask: Ta[n, n]\n  f: Ta[n * n + 1, k - 10]\nsteps:\n  - s0: {x: +w, mask: +w, f: +w}\n"
+                     "  - s1: {x: rx, mask: rx, f: rx}\n")
+    code, _, err = arena("plan", str(table), "--set", "n=0", "--set", "d=8", "--set", "k=4")
+    assert code == 2 and err.count("arena: error: ") == 2, err
+    assert "tensor 'x'" in err and "(and 1 more tensor's shape with n not positive)" in err, err    # x and mask
+    assert "tensor 'f': shape Ta[n * n + 1, k - 10] evaluates to (1, -6)" in err, err    # k's, not n's
+
+
 def test_shapes_not_positive_for_want_of_a_dimension_bound_to_0_are_each_a_fault(tmp_path):
     table = tmp_path / "t.yaml"
     table.write_text("schedule: t\ndims: {n: rows}\ntypes: {Ta: act}\ntensors:\n  a: Ta[n - 8]\n  b: Ta[n - 9, 2]\n"

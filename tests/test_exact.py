@@ -798,3 +798,12 @@ def test_auto_plans_long_pipelines_at_their_bound(n):
     blocks = stair(n, 2)
     result = assign(blocks, "auto", 10)
     assert extent(blocks, result.offsets) == lower_bound(blocks) == result.bound, result.strategy
+
+
+def test_no_rolling_windows_once_the_head_start_has_answered():
+    """Its plan (or proof) is taken at once; the windows would only import OR-Tools first."""
+    (comp,) = components(stair(1200, 0))
+    answered = threading.Event()
+    answered.set()
+    assert exact._rolled(comp, comp.lower, time.monotonic() + 10, SimpleNamespace(answered=answered)) is None
+    assert exact._rolled(comp, comp.lower, time.monotonic() + 10, None) is not None

@@ -306,7 +306,8 @@ def _rolled(comp: Component, capacity: int, deadline: float, started: canonical.
     blocks or more where no layer splits follow; else None. Before the canonical search starts:
     making its orders holds the interpreter for a second on 10^4 blocks, and the windows' own
     Python work then took three times as long. (One `head_start` began goes on beside.)"""
-    if len(comp.size) < ROLL_MIN or comp.mostly_full(capacity) or not or_tools_in_time(deadline):
+    if len(comp.size) < ROLL_MIN or comp.mostly_full(capacity) or not or_tools_in_time(deadline) \
+            or started is not None and started.answered.is_set():
         return None
     from .rolling import rolled     # OR-Tools takes 0.4 s to import: only for the components that get here
     return rolled(comp, capacity, _share_end(ROLL_SHARE, deadline), started and started.answered)
