@@ -305,7 +305,7 @@ def _rolled(comp: Component, capacity: int, deadline: float, started: canonical.
     """Rolling windows' plan within `capacity` in ROLL_SHARE of the time, on components of ROLL_MIN
     blocks or more where no layer splits follow; else None. Before the canonical search starts:
     making its orders holds the interpreter for a second on 10^4 blocks, and the windows' own
-    Python work then took three times as long. (One `head_start` began goes on beside.)"""
+    Python work then took three times as long. (A search `head_start` began goes on beside them.)"""
     if len(comp.size) < ROLL_MIN or comp.mostly_full(capacity) or not or_tools_in_time(deadline) \
             or started is not None and started.answered.is_set():
         return None

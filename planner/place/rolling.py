@@ -3,7 +3,7 @@ start, each window by CP-SAT with the blocks of the windows before it fixed wher
 
 Where each section holds a few blocks (a pipeline whose buffers are read a few steps after
 they are made), a window's offsets constrain only the next few blocks, and the windows plan
-in tenths of a second what a search over the whole component does not find in seconds:
+in a second or two what a search over the whole component does not find in ten:
 CP-SAT's model of 10^4 blocks takes longer to build and presolve than a question may last,
 and the canonical search's errors lie thousands of placements deep (a staircase of 10^4
 random sizes at its bound: docs/measurements.md). A window with no plan is planned again
