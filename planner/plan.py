@@ -133,7 +133,8 @@ def _searched(strategy: str, used: str, count: int, time_limit: float) -> str:
     if not used.endswith(":no-search"):
         return f"in {time_limit:g} s"
     if count > auto.EXACT_MAX:
-        return f"by the heuristics alone (no search runs on more than {auto.EXACT_MAX:,} buffers)"
+        return (f"by the heuristics and rolling windows alone (no other search runs on more than "
+                f"{auto.EXACT_MAX:,} buffers)")
     return f"by the heuristics alone (they left too little of the {time_limit:g} s for a search)"
 
 

@@ -361,7 +361,7 @@ def test_capacity_missed_without_a_search_says_why(monkeypatch):
     monkeypatch.setattr(auto, "EXACT_MAX", 10)
     with pytest.raises(CapacityMissed) as missed:
         place(buffers(cut(300, 2, 60, 4096)), "exact", 1, [], time_limit=5, capacity=4096)
-    assert "by the heuristics alone (no search runs on more than 10 buffers)" in str(missed.value)
+    assert "by the heuristics and rolling windows alone (no other search runs on more than 10 buffers)" in str(missed.value)
 
 
 @pytest.mark.parametrize("seed", [0, 1])
@@ -807,3 +807,30 @@ def test_no_rolling_windows_once_the_head_start_has_answered():
     answered.set()
     assert exact._rolled(comp, comp.lower, time.monotonic() + 10, SimpleNamespace(answered=answered)) is None
     assert exact._rolled(comp, comp.lower, time.monotonic() + 10, None) is not None
+
+
+def test_above_exact_max_the_rolling_windows_follow_the_heuristics(monkeypatch):
+    """No other search runs there; a long pipeline is planned at its bound, and a component the
+    windows do not suit (a dense packing) keeps the heuristics' plan, named as before."""
+    monkeypatch.setattr(auto, "EXACT_MAX", 1000)
+    blocks = stair(3000, 3)
+    result = assign(blocks, "auto", 10)
+    assert result.strategy == "auto:exact" and extent(blocks, result.offsets) == lower_bound(blocks)
+    blocks, _, _ = production(150, 19)
+    monkeypatch.setattr(auto, "EXACT_MAX", 100)
+    assert assign(blocks, "auto", 10).strategy.endswith(":no-search")
+
+
+def test_the_windows_stop_when_their_pace_says_the_rest_would_not_fit_the_time(monkeypatch):
+    (comp,) = components(stair(6000, 0))
+    windows = []
+    slow = rolling._window
+
+    def paced(*args):
+        windows.append(args)
+        time.sleep(0.05)
+        return slow(*args)
+    monkeypatch.setattr(rolling, "_window", paced)
+    start = time.monotonic()
+    assert rolling.rolled(comp, comp.lower, start + 1.0, None) is None     # 30 windows at 0.05 s and more
+    assert len(windows) == rolling.PACED and time.monotonic() - start < 0.9

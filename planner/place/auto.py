@@ -19,12 +19,14 @@ CHOICES = ["auto", *HEURISTICS, "exact"]
 # The time budget of `auto` and `exact`, all in one place. The heuristics run cheapest
 # first (AUTO_HEURISTICS; on 10^5 blocks greedy-size's conflict lists take 6 s, `layered`
 # one pass of `skyline` in under one), any of them skipped once HEURISTIC_SHARE of the
-# time limit is spent (the whole limit above EXACT_MAX blocks, where no search follows);
+# time limit is spent (the whole limit above EXACT_MAX blocks, where no search follows but
+# the rolling windows on long, thin components, with what the heuristics leave);
 # `skyline`'s passes stop there too, and so does greedy-size; `layered` is dropped if not
 # even one pass is done. The exact search is skipped
 # above EXACT_MAX blocks (building its CP-SAT model alone overruns a 10 s limit) or when
 # less than EXACT_MIN_S remains and no canonical search was started beside `layered` (one
-# that was is given what is left); the strategy name then ends in ":no-search".
+# that was is given what is left); the strategy name then ends in ":no-search", as it does
+# where the windows alone ran and found nothing better.
 # (docs/measurements.md has the figures.)
 AUTO_HEURISTICS = ("best-fit", "layered", "greedy-size")
 HEURISTIC_SHARE = 0.5
@@ -74,10 +76,13 @@ def assign(blocks: list[Block], strategy: str, time_limit: float, capacity: int 
         # the search started beside `layered` is worth its answer however little time is left
         if left < EXACT_MIN_S and head is not None and not head.answered.wait(left):
             head = None
-        if not searched or left < EXACT_MIN_S and head is None:
-            return Assignment(f"{'auto:' + name if strategy == 'auto' else 'exact'}:no-search", offsets, bound)
+        no_search = f"{'auto:' + name if strategy == 'auto' else 'exact'}:no-search"
+        if left < EXACT_MIN_S and head is None:
+            return Assignment(no_search, offsets, bound)
         from . import exact
-        result = exact.solve(blocks, offsets, left, capacity, head)
+        result = exact.solve(blocks, offsets, left, capacity, head, not searched)    # above EXACT_MAX: the windows only
+    if not searched and extent(blocks, result.offsets) == size:
+        return Assignment(no_search, offsets, bound)      # the windows found nothing better, or did not suit
     if strategy == "auto" and extent(blocks, result.offsets) == size:
         return Assignment(f"auto:{name}", offsets, result.bound)     # the search found nothing better
     return Assignment("exact" if strategy == "exact" else "auto:exact", result.offsets, result.bound)

@@ -114,12 +114,14 @@ def _taken_out(blocks: list[Block], offsets: list[int], under: list[int], member
 
 
 def solve(blocks: list[Block], start: list[int], time_limit: float, capacity: int | None = None,
-          head: canonical.Decision | None = None) -> Result:
+          head: canonical.Decision | None = None, windows_only: bool = False) -> Result:
     """Minimize the arena of `blocks`, starting from the plan `start` (a heuristic's).
     Returns the best plan found and the best proven bound when `time_limit` runs out.
     With `capacity`, stop at the first plan within it instead; a bound above it proves
     that none exists. `head`: a search that `head_start` started on one component, taken
-    over there (minimizing, its answer at the bound is taken, and then it stops)."""
+    over there (minimizing, its answer at the bound is taken, and then it stops).
+    `windows_only`: each component gets the rolling windows at the goal and nothing else
+    (`auto` above its EXACT_MAX blocks)."""
     deadline = time.monotonic() + time_limit
     sys.setrecursionlimit(max(sys.getrecursionlimit(), 2 * len(blocks) + 1000))   # two frames a placed block
     offsets = [0 if b.size == 0 else o for o, b in zip(start, blocks)]
@@ -141,7 +143,7 @@ def solve(blocks: list[Block], start: list[int], time_limit: float, capacity: in
     if head is not None and all(plans[k].comp.blocks != head.comp.blocks for k in todo):
         head.stop()             # its component fits already: its core goes to the others
     while True:
-        bound = _round(plans, todo, bound, capacity, deadline, head)
+        bound = _round(plans, todo, bound, capacity, deadline, head, windows_only)
         head = None                         # taken over or stopped in the first round
         still = [k for k in todo if plans[k].top > max(bound, goal)]
         # time is left over only where a component was settled early; where none was, the
@@ -172,7 +174,7 @@ class _Part:
 
 
 def _round(plans: list[_Part], todo: list[int], bound: int, capacity: int | None,
-           deadline: float, head: canonical.Decision | None) -> int:
+           deadline: float, head: canonical.Decision | None, windows_only: bool) -> int:
     """One turn of the components `todo` (indices into `plans`, whose plans it replaces),
     each given an equal part of the time left; returns the proven bound."""
     for done, k in enumerate(todo):
@@ -186,6 +188,10 @@ def _round(plans: list[_Part], todo: list[int], bound: int, capacity: int | None
         if started is None and time.monotonic() >= deadline:
             continue                        # out of time (`auto` gives the search it started what is left)
         share_end = _share_end(1 / (len(todo) - done), deadline)
+        if windows_only:
+            goal = (bound if capacity is None else capacity) - base
+            part.plan = _rolled(comp, goal, share_end, None) or part.plan
+            continue
         if capacity is None:
             part.plan, proven = _minimize(comp, part.plan, bound - base, share_end, started)
         else:
@@ -285,7 +291,7 @@ def _decide(comp: Component, plan: list[int], capacity: int, deadline: float,
         if started.found is not None and started.capacity <= capacity:
             return started.found, comp.lower
         started = None
-    found = _rolled(comp, capacity, deadline, started)
+    found = _rolled(comp, capacity, _share_end(ROLL_SHARE, deadline), started)
     if found is not None:
         if started is not None:
             started.stop()
@@ -302,15 +308,15 @@ def _decide(comp: Component, plan: list[int], capacity: int, deadline: float,
 
 
 def _rolled(comp: Component, capacity: int, deadline: float, started: canonical.Decision | None) -> list[int] | None:
-    """Rolling windows' plan within `capacity` in ROLL_SHARE of the time, on components of ROLL_MIN
-    blocks or more where no layer splits follow; else None. Before the canonical search starts:
-    making its orders holds the interpreter for a second on 10^4 blocks, and the windows' own
-    Python work then took three times as long. (A search `head_start` began goes on beside them.)"""
+    """Rolling windows' plan within `capacity` by `deadline`, on components of ROLL_MIN blocks or
+    more where no layer splits follow; else None. Before the canonical search starts: making its
+    orders holds the interpreter for a second on 10^4 blocks, and the windows' own Python work
+    then took three times as long. (A search `head_start` began goes on beside them.)"""
     if len(comp.size) < ROLL_MIN or comp.mostly_full(capacity) or not or_tools_in_time(deadline) \
             or started is not None and started.answered.is_set():
         return None
     from .rolling import rolled     # OR-Tools takes 0.4 s to import: only for the components that get here
-    return rolled(comp, capacity, _share_end(ROLL_SHARE, deadline), started and started.answered)
+    return rolled(comp, capacity, deadline, started and started.answered)
 
 
 def _decide_beside(comp: Component, plan: list[int], capacity: int, deadline: float,

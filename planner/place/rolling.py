@@ -22,13 +22,18 @@ from .stopping import solve
 WINDOW = 200
 BACK = 3
 WINDOW_LIMIT = 0.5      # seconds a window: those that plan take milliseconds
+PACED = 10              # windows placed before their pace says whether the rest can be
 
 
 def rolled(comp: Component, capacity: int, deadline: float, stop: threading.Event | None) -> list[int] | None:
-    """A plan of `comp` within `capacity`, or None (not found by `deadline`, or `stop` set)."""
+    """A plan of `comp` within `capacity`, or None (not found by `deadline`, or `stop` set; or
+    not to be found by then at the pace of the windows so far)."""
     windows = [range(k, min(k + WINDOW, len(comp.size))) for k in range(0, len(comp.size), WINDOW)]
     offsets: dict[int, int] = {}
+    began = time.monotonic()
     for i in range(len(windows)):
+        if i >= PACED and (time.monotonic() - began) / i * (len(windows) - i) > deadline - time.monotonic():
+            return None     # the rest of the time would be waited out for nothing
         for first in range(i, max(-1, i - BACK - 1), -1):       # reopen the windows first..i
             if stop is not None and stop.is_set() or time.monotonic() >= deadline:
                 return None
