@@ -127,14 +127,18 @@ def place(buffers: list[Buffer], strategy: str, align: int, steps: list[str], ti
 
 def _searched(strategy: str, used: str, count: int, time_limit: float) -> str:
     """How plans were looked for, as CapacityMissed says it: `used` is the strategy that
-    placed them (auto's say ':no-search' where no search followed the heuristics)."""
+    placed them (auto's say ':no-search' where no search followed the heuristics, ':windows'
+    where only the rolling windows did)."""
     if strategy in HEURISTICS:
         return f"by {strategy}"
-    if not used.endswith(":no-search"):
+    if not used.endswith((":no-search", ":windows")):
         return f"in {time_limit:g} s"
-    if count > auto.EXACT_MAX:
+    if used.endswith(":windows"):
         return (f"by the heuristics and rolling windows alone (no other search runs on more than "
                 f"{auto.EXACT_MAX:,} buffers)")
+    if count > auto.EXACT_MAX:
+        return (f"by the heuristics alone (on more than {auto.EXACT_MAX:,} buffers only rolling windows, over long, "
+                "thin components, search further, and found nothing better here)")
     return f"by the heuristics alone (they left too little of the {time_limit:g} s for a search)"
 
 

@@ -22,7 +22,7 @@ from planner.place.heuristics import best_fit, greedy_size, naive
 from planner.place.layered import layered
 from planner.place.problem import MAX_LEVELS, components, stacked_components
 from planner.place.skyline import skyline
-from planner.plan import CHOICES, Buffer, place
+from planner.plan import CHOICES, Buffer, _searched, place
 
 from instances import ABOVE_BOUND, README, block, brute_force, buffers, cut, names
 
@@ -361,7 +361,8 @@ def test_capacity_missed_without_a_search_says_why(monkeypatch):
     monkeypatch.setattr(auto, "EXACT_MAX", 10)
     with pytest.raises(CapacityMissed) as missed:
         place(buffers(cut(300, 2, 60, 4096)), "exact", 1, [], time_limit=5, capacity=4096)
-    assert "by the heuristics and rolling windows alone (no other search runs on more than 10 buffers)" in str(missed.value)
+    assert "by the heuristics alone (on more than 10 buffers only rolling windows, over long, thin components, " \
+        "search further, and found nothing better here)" in str(missed.value)
 
 
 @pytest.mark.parametrize("seed", [0, 1])
@@ -815,7 +816,8 @@ def test_above_exact_max_the_rolling_windows_follow_the_heuristics(monkeypatch):
     monkeypatch.setattr(auto, "EXACT_MAX", 1000)
     blocks = stair(3000, 3)
     result = assign(blocks, "auto", 10)
-    assert result.strategy == "auto:exact" and extent(blocks, result.offsets) == lower_bound(blocks)
+    assert result.strategy == "auto:windows" and extent(blocks, result.offsets) == lower_bound(blocks)
+    assert _searched("auto", result.strategy, len(blocks), 10).startswith("by the heuristics and rolling windows alone")
     blocks, _, _ = production(150, 19)
     monkeypatch.setattr(auto, "EXACT_MAX", 100)
     assert assign(blocks, "auto", 10).strategy.endswith(":no-search")

@@ -26,7 +26,7 @@ CHOICES = ["auto", *HEURISTICS, "exact"]
 # above EXACT_MAX blocks (building its CP-SAT model alone overruns a 10 s limit) or when
 # less than EXACT_MIN_S remains and no canonical search was started beside `layered` (one
 # that was is given what is left); the strategy name then ends in ":no-search", as it does
-# where the windows alone ran and found nothing better.
+# where the windows could have run and found nothing better ("auto:windows" where they did).
 # (docs/measurements.md has the figures.)
 AUTO_HEURISTICS = ("best-fit", "layered", "greedy-size")
 HEURISTIC_SHARE = 0.5
@@ -81,8 +81,9 @@ def assign(blocks: list[Block], strategy: str, time_limit: float, capacity: int 
             return Assignment(no_search, offsets, bound)
         from . import exact
         result = exact.solve(blocks, offsets, left, capacity, head, not searched)    # above EXACT_MAX: the windows only
-    if not searched and extent(blocks, result.offsets) == size:
-        return Assignment(no_search, offsets, bound)      # the windows found nothing better, or did not suit
+    if not searched:        # the windows alone ran, where they suit
+        better = extent(blocks, result.offsets) < size
+        return Assignment(strategy + ":windows", result.offsets, bound) if better else Assignment(no_search, offsets, bound)
     if strategy == "auto" and extent(blocks, result.offsets) == size:
         return Assignment(f"auto:{name}", offsets, result.bound)     # the search found nothing better
     return Assignment("exact" if strategy == "exact" else "auto:exact", result.offsets, result.bound)

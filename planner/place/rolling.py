@@ -11,6 +11,7 @@ with the one before it, BACK windows at most; then the method gives up. It prove
 """
 from __future__ import annotations
 
+import statistics
 import threading
 import time
 
@@ -22,7 +23,7 @@ from .stopping import solve
 WINDOW = 200
 BACK = 3
 WINDOW_LIMIT = 0.5      # seconds a window: those that plan take milliseconds
-PACED = 10              # windows placed before their pace says whether the rest can be
+PACED = 10              # windows placed before their pace (the median) says whether the rest can be
 
 
 def rolled(comp: Component, capacity: int, deadline: float, stop: threading.Event | None) -> list[int] | None:
@@ -30,31 +31,39 @@ def rolled(comp: Component, capacity: int, deadline: float, stop: threading.Even
     not to be found by then at the pace of the windows so far)."""
     windows = [range(k, min(k + WINDOW, len(comp.size))) for k in range(0, len(comp.size), WINDOW)]
     offsets: dict[int, int] = {}
-    began = time.monotonic()
+    placed: list[int] = []      # the blocks placed that a window yet to be placed (again) may meet
+    took: list[float] = []      # seconds each window took, retries included
     for i in range(len(windows)):
-        if i >= PACED and (time.monotonic() - began) / i * (len(windows) - i) > deadline - time.monotonic():
-            return None     # the rest of the time would be waited out for nothing
+        if len(took) >= PACED and statistics.median(took) * (len(windows) - i) > deadline - time.monotonic():
+            return None         # the rest of the time would be waited out for nothing
+        began = time.monotonic()
+        reopened = comp.lo[windows[max(0, i - BACK)].start]    # the earliest start placed again
+        placed = [k for k in placed if comp.hi[k] > reopened]
         for first in range(i, max(-1, i - BACK - 1), -1):       # reopen the windows first..i
             if stop is not None and stop.is_set() or time.monotonic() >= deadline:
                 return None
             free = range(windows[first].start, windows[i].stop)
             for k in free:
                 offsets.pop(k, None)
-            planned = _window(comp, free, offsets, capacity, min(deadline, time.monotonic() + WINDOW_LIMIT), stop)
+            fixed = {k: offsets[k] for k in placed if k in offsets and comp.hi[k] > comp.lo[free.start]}
+            planned = _window(comp, free, fixed, capacity, min(deadline, time.monotonic() + WINDOW_LIMIT), stop)
             if planned is not None:
                 offsets.update(planned)
+                placed += windows[i]
                 break
         else:
             return None
+        took.append(time.monotonic() - began)
     return [offsets[k] for k in range(len(comp.size))]
 
 
 def _window(comp: Component, free: range, fixed: dict[int, int], capacity: int, deadline: float,
             stop: threading.Event | None) -> dict[int, int] | None:
-    """Offsets of the blocks `free` within `capacity`, beside the `fixed` ones that meet them
-    in time; None where CP-SAT finds none by `deadline`."""
+    """Offsets of the blocks `free` within `capacity`, beside the `fixed` ones; None where CP-SAT
+    finds none by `deadline`. The fixed blocks' lifetimes are cut to the window's sections: CP-SAT
+    refuses a model whose areas add up past 2^63."""
     unit, top = comp.unit, capacity // comp.unit
-    start = comp.lo[free.start]                 # blocks are in order of start: the window's first
+    start, end = comp.lo[free.start], max(comp.hi[k] for k in free)     # blocks are in order of start
     model = cp_model.CpModel()
     times, spaces, offsets = [], [], {}
     for k in free:
@@ -62,8 +71,9 @@ def _window(comp: Component, free: range, fixed: dict[int, int], capacity: int, 
         times.append(model.new_fixed_size_interval_var(comp.lo[k], comp.hi[k] - comp.lo[k], f"x{k}"))
         spaces.append(model.new_fixed_size_interval_var(offsets[k], comp.size[k] // unit, f"b{k}"))
     for k, offset in fixed.items():
-        if comp.hi[k] > start:
-            times.append(model.new_fixed_size_interval_var(comp.lo[k], comp.hi[k] - comp.lo[k], f"x{k}"))
+        lo, hi = max(comp.lo[k], start), min(comp.hi[k], end)
+        if lo < hi:
+            times.append(model.new_fixed_size_interval_var(lo, hi - lo, f"x{k}"))
             spaces.append(model.new_fixed_size_interval_var(offset // unit, comp.size[k] // unit, f"b{k}"))
     model.add_no_overlap_2d(times, spaces)
     solver = cp_model.CpSolver()
