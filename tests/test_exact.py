@@ -20,7 +20,7 @@ from planner.place import auto, canonical, cpsat, exact, rolling
 from planner.place.exact import solve
 from planner.place.heuristics import best_fit, greedy_size, naive
 from planner.place.layered import layered
-from planner.place.problem import MAX_LEVELS, components, stacked_components
+from planner.place.problem import MAX_LEVELS, components, stacked_components, whole_span
 from planner.place.skyline import skyline
 from planner.plan import CHOICES, Buffer, _searched, place
 
@@ -445,7 +445,7 @@ def test_above_exact_max_layered_runs_alone(monkeypatch):
     from planner.place import auto
     blocks, _, _ = production(150, 19)          # skyline's plain passes miss its bound
     plain, started = [], []
-    monkeypatch.setattr(auto, "EXACT_MAX", len(blocks) - 1)
+    monkeypatch.setattr(auto, "EXACT_MAX", len(blocks) - len(whole_span(blocks)) - 1)   # those go under the rest
     monkeypatch.setattr(auto, "skyline", lambda *args, **kwargs: plain.append(args))
     monkeypatch.setattr(exact, "head_start", lambda *args: started.append(args))
     assert assign(blocks, "auto", 10).strategy == "auto:layered:no-search"
@@ -836,3 +836,15 @@ def test_the_windows_stop_when_their_pace_says_the_rest_would_not_fit_the_time(m
     start = time.monotonic()
     assert rolling.rolled(comp, comp.lower, start + 1.0, None) is None     # 30 windows at 0.05 s and more
     assert len(windows) == rolling.PACED and time.monotonic() - start < 0.9
+
+
+def test_blocks_over_the_whole_span_do_not_count_toward_exact_max(monkeypatch):
+    """A training step's weights and optimizer state live the whole step: `exact` sets them at the
+    bottom, so 2,000 of them beside a 3,000-buffer pipeline leave the search to run (with
+    EXACT_MAX at 4,000 here), and the pipeline is planned at its bound."""
+    monkeypatch.setattr(auto, "EXACT_MAX", 4000)
+    pipeline = stair(3000, 3)
+    end = max(b.last for b in pipeline)
+    blocks = pipeline + [Block(0, end, (k % 7 + 1) * 256) for k in range(2000)]
+    result = assign(blocks, "auto", 10)
+    assert not result.strategy.endswith(":no-search") and extent(blocks, result.offsets) == lower_bound(blocks)

@@ -8,7 +8,7 @@ from typing import NamedTuple
 
 from .heuristics import best_fit, greedy_size, naive
 from .layered import layered
-from .problem import Block, extent, lower_bound
+from .problem import Block, extent, lower_bound, whole_span
 from .skyline import skyline
 
 # The heuristics: no proof, no clock (but in `auto`, see below).
@@ -50,7 +50,9 @@ def assign(blocks: list[Block], strategy: str, time_limit: float, capacity: int 
     goal = bound if capacity is None else capacity
     if strategy in HEURISTICS or bound > goal:
         return Assignment(strategy, HEURISTICS.get(strategy, best_fit)(blocks), bound)
-    searched = len(blocks) <= EXACT_MAX     # else no search follows, and the heuristics have all the time
+    # else no search follows, and the heuristics have all the time; blocks over the whole span (a
+    # training step's weights and optimizer state) go to the bottom in `exact` and do not count
+    searched = len(blocks) <= EXACT_MAX or len(blocks) - len(whole_span(blocks)) <= EXACT_MAX
     share_end = deadline - (1 - HEURISTIC_SHARE) * time_limit if searched else deadline
     best = head = None
     with contextlib.ExitStack() as running:
@@ -59,7 +61,7 @@ def assign(blocks: list[Block], strategy: str, time_limit: float, capacity: int 
                 continue
             if name == "layered":
                 offsets, head = _layered_beside_search(blocks, share_end, goal, capacity is not None, deadline,
-                                                       running)
+                                                       running, searched)
             else:
                 offsets = heuristic(name, blocks, share_end)
             if offsets is None:
@@ -96,16 +98,16 @@ def heuristic(name: str, blocks: list[Block], deadline: float) -> list[int] | No
 
 
 def _layered_beside_search(blocks: list[Block], deadline: float, goal: int, deciding: bool,
-                           search_deadline: float, running: contextlib.ExitStack):
+                           search_deadline: float, running: contextlib.ExitStack, searched: bool):
     """(`layered`'s plan, the canonical search started beside it or None). Where
     skyline's plain passes (milliseconds) miss `goal`, the search decides it (the
     capacity, or the lower bound when minimizing) on its own thread, entered in `running`,
     during `layered`'s half second: it often answers in milliseconds, and its plan stops
     `layered`; so does its proof that a capacity (`deciding`) is out of reach. Its orders
     cost 65 µs a block to make, which plans met at once do not pay.
-    Above EXACT_MAX blocks no search follows, so none starts (and the plain passes, seconds
-    at 10^5 blocks, are not run twice)."""
-    if len(blocks) > EXACT_MAX:
+    Where no search follows (`searched`: EXACT_MAX blocks or fewer), none starts (and the plain
+    passes, seconds at 10^5 blocks, are not run twice)."""
+    if not searched:
         return layered(blocks, deadline, goal), None
     plain = skyline(blocks, deadline, goal, work=0)
     if plain is None or extent(blocks, plain) <= goal:
