@@ -131,11 +131,11 @@ def _searched(strategy: str, used: str, count: int, time_limit: float) -> str:
     where only the rolling windows did)."""
     if strategy in HEURISTICS:
         return f"by {strategy}"
-    if not used.endswith((":no-search", ":windows")):
-        return f"in {time_limit:g} s"
     if used.endswith(":windows"):
         return (f"by the heuristics and rolling windows alone (no other search runs on more than "
                 f"{auto.EXACT_MAX:,} buffers)")
+    if not used.endswith(":no-search"):
+        return f"in {time_limit:g} s"
     if count > auto.EXACT_MAX:
         return (f"by the heuristics alone (on more than {auto.EXACT_MAX:,} buffers only rolling windows, over long, "
                 "thin components, search further, and found nothing better here)")

@@ -52,6 +52,7 @@ def assign(blocks: list[Block], strategy: str, time_limit: float, capacity: int 
         return Assignment(strategy, HEURISTICS.get(strategy, best_fit)(blocks), bound)
     # else no search follows, and the heuristics have all the time; blocks over the whole span (a
     # training step's weights and optimizer state) go to the bottom in `exact` and do not count
+    # (counted only past EXACT_MAX)
     searched = len(blocks) <= EXACT_MAX or len(blocks) - len(whole_span(blocks)) <= EXACT_MAX
     share_end = deadline - (1 - HEURISTIC_SHARE) * time_limit if searched else deadline
     best = head = None
@@ -85,7 +86,8 @@ def assign(blocks: list[Block], strategy: str, time_limit: float, capacity: int 
         result = exact.solve(blocks, offsets, left, capacity, head, not searched)    # above EXACT_MAX: the windows only
     if not searched:        # the windows alone ran, where they suit
         better = extent(blocks, result.offsets) < size
-        return Assignment(strategy + ":windows", result.offsets, bound) if better else Assignment(no_search, offsets, bound)
+        return Assignment(f"{strategy}:windows", result.offsets, bound) if better else \
+            Assignment(no_search, offsets, bound)
     if strategy == "auto" and extent(blocks, result.offsets) == size:
         return Assignment(f"auto:{name}", offsets, result.bound)     # the search found nothing better
     return Assignment("exact" if strategy == "exact" else "auto:exact", result.offsets, result.bound)

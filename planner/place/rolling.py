@@ -45,7 +45,7 @@ def rolled(comp: Component, capacity: int, deadline: float, stop: threading.Even
             free = range(windows[first].start, windows[i].stop)
             for k in free:
                 offsets.pop(k, None)
-            fixed = {k: offsets[k] for k in placed if k in offsets and comp.hi[k] > comp.lo[free.start]}
+            fixed = {k: offsets[k] for k in placed if k in offsets}
             planned = _window(comp, free, fixed, capacity, min(deadline, time.monotonic() + WINDOW_LIMIT), stop)
             if planned is not None:
                 offsets.update(planned)
@@ -59,9 +59,9 @@ def rolled(comp: Component, capacity: int, deadline: float, stop: threading.Even
 
 def _window(comp: Component, free: range, fixed: dict[int, int], capacity: int, deadline: float,
             stop: threading.Event | None) -> dict[int, int] | None:
-    """Offsets of the blocks `free` within `capacity`, beside the `fixed` ones; None where CP-SAT
-    finds none by `deadline`. The fixed blocks' lifetimes are cut to the window's sections: CP-SAT
-    refuses a model whose areas add up past 2^63."""
+    """Offsets of the blocks `free` within `capacity`, beside those of the `fixed` ones that meet
+    them in time; None where CP-SAT finds none by `deadline`. The fixed blocks' lifetimes are cut
+    to the window's sections: CP-SAT refuses a model whose areas add up past 2^63."""
     unit, top = comp.unit, capacity // comp.unit
     start, end = comp.lo[free.start], max(comp.hi[k] for k in free)     # blocks are in order of start
     model = cp_model.CpModel()
