@@ -8,9 +8,10 @@ A decode token reads every weight once and the keys and values of every earlier 
 it takes at least (weight bytes + KV bytes per token) / read bandwidth: the memory bound. The
 read bandwidth is measured in the same run, before each context's timings, as a `sum` over a
 512 MiB float32 tensor, and every row's bound takes the best of the run (on a shared machine
-one measurement can come out low, and a bound under the rate decode reached); the rates at which torch's f32 and bf16 vector-matrix products stream
-a 256 MiB matrix (in the layouts the executor stores) are printed beside it, since they, not
-memory, are what a dense decode runs into first.
+one measurement can come out low, and a bound under the rate decode reached); the rates at
+which torch's f32 and bf16 vector-matrix products stream a 256 MiB matrix (in the layouts the
+executor stores) are printed beside it, since they, not memory, are what a dense decode runs
+into first.
 
 The context is made, not prefilled: each engine's KV cache is filled with random keys and
 values for that many positions (decode's work does not depend on their values, and an

@@ -26,7 +26,7 @@ from typing import Callable
 ROOT = Path(__file__).resolve().parent.parent      # the repository: runs from any folder
 sys.path.insert(0, str(ROOT))
 
-from benchmarks import graphs  # noqa: E402
+from benchmarks import at_least, graphs  # noqa: E402
 from benchmarks.families import ALIGN, README, aligned, cut, dense, production, spread, stair, table, topup  # noqa: E402
 from planner.calls import with_tile  # noqa: E402
 from planner.lifetimes import bind  # noqa: E402
@@ -136,14 +136,12 @@ def main(argv=None) -> None:
                     help="seconds for auto/exact per instance (default 10, 2 with --quick)")
     ap.add_argument("--only", nargs="*", default=None, metavar="PREFIX",
                     help="run only the families whose name starts with one of these")
-    ap.add_argument("--seeds", type=int, default=None, metavar="N", help="at most N seeds of each family")
+    ap.add_argument("--seeds", type=at_least(1), default=None, metavar="N", help="at most N seeds of each family")
     ap.add_argument("--strategies", nargs="*", default=STRATEGIES + [FIT], metavar="NAME",
                     help=f"only these columns (of {', '.join(STRATEGIES)} and '{FIT}')")
     ap.add_argument("--arenas", metavar="FILE.json",
                     help="also write every instance's arena per strategy, to compare two runs exactly")
     args = ap.parse_args(argv)
-    if args.seeds is not None and args.seeds < 1:
-        ap.error(f"--seeds: at least 1, not {args.seeds}")
     if args.arenas:     # before the run, which can take most of an hour
         try:
             check_target(args.arenas, "--arenas")
