@@ -94,7 +94,6 @@ def main(argv=None) -> int:
 def _checked(p: argparse.ArgumentParser, args) -> list[int]:
     """The prompt's ids; what would fail only in a child, minutes in, said at once in one line
     (exit 2)."""
-    from executor.source import resolve
     from planner.errors import ArenaError
     if args.device == "cuda":
         import torch
@@ -109,8 +108,7 @@ def _checked(p: argparse.ArgumentParser, args) -> list[int]:
         except ArenaError as e:
             p.error(str(e))
     try:
-        resolve(args.model)
-        ids = prompt_ids(args)
+        ids = prompt_ids(args)      # the model resolved and read
     except ArenaError as e:
         p.error(str(e))
     if not ids:
