@@ -313,7 +313,6 @@ def test_a_dimension_set_to_zero_is_one_fault_for_every_shape_it_empties():
     assert code == 2 and err.count("\n") == 3 and "tensor 'kv'" in err and "with n, tile not positive" in err, err
 
 
-
 def test_the_faults_of_a_dimension_bound_to_0_count_each_shape_once_and_hide_no_other_cause(tmp_path):
     table = tmp_path / "t.yaml"
     table.write_text("schedule: t\ndims: {n: rows, d: width, k: keys}\ntypes: {Ta: act}\ntensors:\n  x: Ta[n, d]\n"
