@@ -122,8 +122,17 @@ def _small(seed: int) -> list[Block]:
     return blocks
 
 
+def _nested(n: int, seed: int) -> list[Block]:
+    """A training step's shape: activations made in the forward pass and read back in the
+    backward one (nested lifetimes), beside short temporaries."""
+    rng = random.Random(seed)
+    saved = [Block(i, 2 * n - i, rng.randrange(1, 50)) for i in range(n)]
+    return saved + [Block(t, t + rng.randrange(3), rng.randrange(1, 50)) for t in range(2 * n) for _ in range(2)]
+
+
 def test_the_compiled_skyline_pass_plans_as_the_python_one_did():
     instances = ([_small(seed) for seed in range(200)] + [_jagged(400, seed) for seed in range(3)]
+                 + [_nested(100, seed) for seed in range(3)]
                  + [production(150, seed, slack)[0] for seed in range(3) for slack in (0, 0.06)]
                  + [aligned(cut(150, seed, 37, 4096)) for seed in range(3)] + [table(2000, 0)])
     for blocks in instances:

@@ -167,6 +167,15 @@ static int due(Pass *P, double deadline) {
     return signalled() ? INTERRUPTED : DONE;
 }
 
+/* A section visited at level m hands the visit on to section t, the next along the run at m, if
+ * the run goes on there: it is the lowest, leftmost section now. Only the first section of a run
+ * is pushed when the run is made (a block placed over it, or a raise), the rest visited in turn:
+ * a pass that pushed every section a block covers took 23 s on 6,000 nested lifetimes of 10^4
+ * sections each. */
+static int next_in_run(Pass *P, int t, int64_t m) {
+    return t >= P->count || P->floor[t] != m || push(P, m, t);
+}
+
 /* One pass. DONE, LATE (the deadline passed), INTERRUPTED, NO_MEMORY, or STUCK: a section with no
  * level to rise to (a bug) */
 static int run(Pass *P, int rule, double deadline) {
@@ -176,15 +185,18 @@ static int run(Pass *P, int rule, double deadline) {
     for (int s = 0; s < P->count; s++) P->start_len[s] = P->start_at[s + 1] - P->start_at[s];
     P->heap_len = 0;
     P->run_valid = 0;
-    for (int s = 0; s < P->count; s++)
-        if (P->over[s] && !push(P, 0, s)) return NO_MEMORY;
+    if (P->count && !push(P, 0, 0)) return NO_MEMORY;
     while (P->heap_len) {
         int status;
         if (++P->steps % CLOCK_EVERY == 0 && (status = due(P, deadline)) != DONE) return status;
         Entry e = pop(P);
         int s = e.section;
         int64_t m = e.level;
-        if (P->floor[s] != m || !P->over[s]) continue;        /* a stale entry */
+        if (P->floor[s] != m) continue;                         /* a stale entry */
+        if (!P->over[s]) {                                      /* nothing left over it: on along the run */
+            if (!next_in_run(P, s + 1, m)) return NO_MEMORY;
+            continue;
+        }
         int run_end = run_end_at(P, s, m);
         int best = -1;
         wide best_key[KEYS], key[KEYS];
@@ -207,13 +219,13 @@ static int run(Pass *P, int rule, double deadline) {
             for (int t = s; t < P->hi[k]; t++) {
                 P->floor[t] = top;
                 P->over[t]--;
-                if (!push(P, top, t)) return NO_MEMORY;
             }
+            if (!push(P, top, s) || !next_in_run(P, P->hi[k], m)) return NO_MEMORY;
         } else {
             int64_t level = next_level(P, s, m, run_end);
             if (level < 0) return STUCK;
             P->floor[s] = level;
-            if (!push(P, level, s)) return NO_MEMORY;
+            if (!push(P, level, s) || !next_in_run(P, s + 1, m)) return NO_MEMORY;
         }
     }
     return DONE;
