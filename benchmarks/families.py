@@ -85,6 +85,22 @@ def stair(n: int, seed: int, width: int = 3) -> list[Block]:
     return [Block(i, i + width - 1, rng.randint(1, 1000) * ALIGN) for i in range(n)]
 
 
+def lanes(n: int, seed: int, count: int = 2) -> list[Block]:
+    """`stair(n, seed)` beside `count` lanes: in each, buffers of one size (64-256 units) back
+    to back over the whole time, each living 500-1,000 steps (a cache rebuilt now and then).
+    A lane's load is flat, so the optimum is the lower bound wherever the pipeline's is."""
+    rng = random.Random(seed)
+    blocks = stair(n, seed)
+    end = max(b.last for b in blocks)
+    for _ in range(count):
+        size, t = rng.choice([64, 128, 256]) * ALIGN, 0
+        while t <= end:
+            last = min(end, t + rng.randint(500, 1000))
+            blocks.append(Block(t, last, size))
+            t = last + 1
+    return blocks
+
+
 def topup(n: int, seed: int) -> list[Block]:
     """A program's lifetimes (a few buffers born a step, most living 1-8 steps, some 4-12) in
     sizes of 1-8 units, then, over every step below the peak, one buffer of exactly the

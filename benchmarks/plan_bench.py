@@ -27,7 +27,8 @@ ROOT = Path(__file__).resolve().parent.parent      # the repository: runs from a
 sys.path.insert(0, str(ROOT))
 
 from benchmarks import at_least, graphs  # noqa: E402
-from benchmarks.families import ALIGN, README, aligned, cut, dense, production, spread, stair, table, topup  # noqa: E402
+from benchmarks.families import (ALIGN, README, aligned, cut, dense, lanes, production, spread, stair,  # noqa: E402
+                                 table, topup)
 from planner.calls import with_tile  # noqa: E402
 from planner.lifetimes import bind  # noqa: E402
 from planner.errors import ArenaError, CapacityMissed  # noqa: E402
@@ -81,6 +82,8 @@ def instances(quick: bool, most_seeds: int | None = None) -> list[Instance]:
         out.append(Instance(f"table-{n}", table(n, 0)))
     for n in ([2000] if quick else [2000, 10_000, 20_000]):
         out += [Instance(f"stair-{n}", stair(n, s)) for s in seeds[:3]]
+    if not quick:
+        out += [Instance("lanes-10000", lanes(10_000, s)) for s in seeds[:3]]
     for arch, layers, batch, tokens, train in GRAPHS[:2] if quick else GRAPHS:
         out.append(Instance(f"graph-{arch}-L{layers}-{'train' if train else 'infer'}", None,
                             build=lambda args=(arch, layers, batch, tokens, train): graphs.graph(*args)))

@@ -1,5 +1,6 @@
 """The exact strategy and `auto`: proven optima on known cases, bounds kept honest, and the
 exact search only where the heuristics miss the lower bound."""
+import math
 import os
 import signal
 import subprocess
@@ -12,7 +13,7 @@ from types import SimpleNamespace
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from benchmarks.families import KIB, dense, production, stair, topup
+from benchmarks.families import ALIGN, KIB, dense, lanes, production, stair, topup
 from planner.check import check
 from planner.errors import CapacityMissed
 from planner.place import Block, assign, extent, lower_bound
@@ -793,6 +794,21 @@ def test_rolling_windows_plan_a_long_pipeline_at_its_bound_and_give_up_on_a_dens
     start = time.monotonic()
     assert rolling.rolled(comp, capacity, start + 30, None) is None
     assert time.monotonic() - start < 10
+
+
+def test_rolling_windows_place_the_long_lived_blocks_first(monkeypatch):
+    """A pipeline beside three lanes of buffers living 500-1,000 steps each: placed with the
+    windows, a lane's buffer lands where its own window fits it, and a later window it still
+    meets has no plan (as here, with LONG out of reach); placed first, at the bottom, the
+    windows plan the pipeline above the lanes at the bound."""
+    blocks = lanes(3000, 2, 3)
+    (comp,) = components(blocks)
+    plan = rolling.rolled(comp, comp.lower, time.monotonic() + 30, None)
+    check([str(k) for k in comp.blocks], comp.blocks_of(blocks), plan, comp.lower, 1)
+    long = [k for k in range(len(comp.size)) if comp.hi[k] - comp.lo[k] >= 500]
+    assert long and max(plan[k] + comp.size[k] for k in long) <= 3 * 256 * ALIGN
+    monkeypatch.setattr(rolling, "LONG", math.inf)
+    assert rolling.rolled(comp, comp.lower, time.monotonic() + 30, None) is None
 
 
 @pytest.mark.parametrize("n", [2000, 8000])

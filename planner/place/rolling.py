@@ -8,6 +8,11 @@ CP-SAT's model of 10^4 blocks takes longer to build and presolve than a question
 and the canonical search's errors lie thousands of placements deep (a staircase of 10^4
 random sizes at its bound: docs/measurements.md). A window with no plan is planned again
 with the one before it, BACK windows at most; then the method gives up. It proves nothing.
+
+Blocks that live LONG windows or more are placed before the windows, at the bottom (by
+`skyline`, among themselves): a window places such a block where its own blocks fit around
+it, and the windows after it, which it still meets, could not live with that (a pipeline of
+10^4 buffers beside a lane of long-lived ones, back to back, ended 7% above its optimum).
 """
 from __future__ import annotations
 
@@ -17,32 +22,37 @@ import time
 
 from ortools.sat.python import cp_model
 
-from .problem import Component
+from .problem import Block, Component, extent
+from .skyline import skyline
 from .stopping import solve
 
 WINDOW = 200
 BACK = 3
 WINDOW_LIMIT = 0.5      # seconds a window: those that plan take milliseconds
 PACED = 10              # windows placed before their pace (the median) says whether the rest can be
+LONG = 2                # windows' spans of time a block lives over, at least, to be placed before them
 
 
 def rolled(comp: Component, capacity: int, deadline: float, stop: threading.Event | None) -> list[int] | None:
     """A plan of `comp` within `capacity`, or None (not found by `deadline`, or `stop` set; or
     not to be found by then at the pace of the windows so far)."""
-    windows = [range(k, min(k + WINDOW, len(comp.size))) for k in range(0, len(comp.size), WINDOW)]
-    offsets: dict[int, int] = {}
-    placed: list[int] = []      # the blocks placed that a window yet to be placed (again) may meet
+    offsets = _long_ones_below(comp, capacity)
+    if offsets is None:
+        return None
+    rest = [k for k in range(len(comp.size)) if k not in offsets]
+    windows = [rest[k:k + WINDOW] for k in range(0, len(rest), WINDOW)]
+    placed = list(offsets)      # the blocks placed that a window yet to be placed (again) may meet
     took: list[float] = []      # seconds each window took, retries included
     for i in range(len(windows)):
         if len(took) >= PACED and statistics.median(took) * (len(windows) - i) > deadline - time.monotonic():
             return None         # the rest of the time would be waited out for nothing
         began = time.monotonic()
-        reopened = comp.lo[windows[max(0, i - BACK)].start]    # the earliest start placed again
+        reopened = comp.lo[windows[max(0, i - BACK)][0]]        # the earliest start placed again
         placed = [k for k in placed if comp.hi[k] > reopened]
         for first in range(i, max(-1, i - BACK - 1), -1):       # reopen the windows first..i
             if stop is not None and stop.is_set() or time.monotonic() >= deadline:
                 return None
-            free = range(windows[first].start, windows[i].stop)
+            free = [k for window in windows[first:i + 1] for k in window]
             for k in free:
                 offsets.pop(k, None)
             fixed = {k: offsets[k] for k in placed if k in offsets}
@@ -57,13 +67,25 @@ def rolled(comp: Component, capacity: int, deadline: float, stop: threading.Even
     return [offsets[k] for k in range(len(comp.size))]
 
 
-def _window(comp: Component, free: range, fixed: dict[int, int], capacity: int, deadline: float,
+def _long_ones_below(comp: Component, capacity: int) -> dict[int, int] | None:
+    """The offsets of the blocks that live LONG windows' spans or more (a window's span: the
+    sections from its first start to the next window's, the median of them), planned among
+    themselves from the bottom; None where they alone do not fit `capacity`."""
+    firsts = comp.lo[::WINDOW] + [len(comp.load)]
+    span = statistics.median(b - a for a, b in zip(firsts, firsts[1:]))
+    long = [k for k in range(len(comp.size)) if comp.hi[k] - comp.lo[k] >= LONG * max(1, span)]
+    own = [Block(comp.lo[k], comp.hi[k] - 1, comp.size[k]) for k in long]
+    plan = skyline(own, work=0)
+    return None if extent(own, plan) > capacity else dict(zip(long, plan))
+
+
+def _window(comp: Component, free: list[int], fixed: dict[int, int], capacity: int, deadline: float,
             stop: threading.Event | None) -> dict[int, int] | None:
     """Offsets of the blocks `free` within `capacity`, beside those of the `fixed` ones that meet
     them in time; None where CP-SAT finds none by `deadline`. The fixed blocks' lifetimes are cut
     to the window's sections: CP-SAT refuses a model whose areas add up past 2^63."""
     unit, top = comp.unit, capacity // comp.unit
-    start, end = comp.lo[free.start], max(comp.hi[k] for k in free)     # blocks are in order of start
+    start, end = comp.lo[free[0]], max(comp.hi[k] for k in free)       # blocks are in order of start
     model = cp_model.CpModel()
     times, spaces, offsets = [], [], {}
     for k in free:
