@@ -681,11 +681,24 @@ def test_ctrl_c_during_a_search_exits_130_at_once(tmp_path, options):
                           "--time-limit", "30", *options], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                          text=True, start_new_session=True, cwd=Path(__file__).parent.parent,
                          preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-    time.sleep(3.5)                             # CP-SAT is solving by then
+    _wait_for_or_tools(p.pid)
+    time.sleep(0.5)                             # CP-SAT is solving by then
     os.killpg(p.pid, signal.SIGINT)
     start = time.monotonic()
     _, err = p.communicate(timeout=60)
     assert p.returncode == 130 and err == "" and time.monotonic() - start < 2, err
+
+
+def _wait_for_or_tools(pid: int) -> None:
+    """Until OR-Tools' library is loaded into the process (a busy machine takes seconds longer to
+    get there: a signal sent before would not test what happens during a search)."""
+    import time
+
+    import psutil
+    process, until = psutil.Process(pid), time.monotonic() + 60
+    while not any("ortools" in m.path for m in process.memory_maps()):
+        assert time.monotonic() < until, "OR-Tools was never loaded"
+        time.sleep(0.1)
 
 
 def test_sigterm_on_a_terminal_exits_143_with_the_cursor_shown(tmp_path):

@@ -603,3 +603,30 @@ def test_chat_without_a_template_names_the_model(folder, tmp_path, capsys):
     (copy / "tokenizer_config.json").write_text(json.dumps({"eos_token": "</s>"}))
     assert main(["run", "--model", str(copy), "--chat", "--prompt", "w5"]) == 2
     assert capsys.readouterr().err.endswith(f"arena: error: --chat: the model {copy} has no chat template\n")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("ending", ["SIGINT", "SIGTERM", "reader gone"])
+def test_a_run_ended_mid_generation_exits_as_a_shell_expects(smollm2_path, tmp_path, ending):
+    """Ctrl-C (the terminal's whole group) 130, SIGTERM 143, a reader that left (`| head -c 1`)
+    141: each at once, with no traceback and no --trace file half written."""
+    import signal
+    import time
+    trace = tmp_path / "run.trace.json"
+    p = subprocess.Popen([sys.executable, "-m", "llama_arena", "run", "--prompt", "Once upon a time",
+                          "--max-new-tokens", "4000", "--ignore-eos", "--nctx", "4096", "--trace", str(trace)],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+                         cwd=Path(__file__).parent.parent)
+    assert p.stdout.read(1)                   # the first character streamed: generation is under way
+    if ending == "SIGINT":
+        os.killpg(p.pid, signal.SIGINT)
+    elif ending == "SIGTERM":
+        p.send_signal(signal.SIGTERM)
+    else:
+        p.stdout.close()
+    start = time.monotonic()
+    err = p.stderr.read().decode()
+    assert p.wait(timeout=60) == {"SIGINT": 130, "SIGTERM": 143, "reader gone": 141}[ending], err
+    assert time.monotonic() - start < 5 and "Traceback" not in err and not trace.exists(), err
+    if ending == "reader gone":               # quietly: nothing past the estimate printed before the run
+        assert [line for line in err.splitlines() if not line.startswith("estimate ")] == [], err

@@ -294,7 +294,7 @@ def test_a_float_tensor_is_read_a_few_pages_at_a_time(tmp_path, monkeypatch):
     from checkpoints import tiny_checkpoint
     folder = tiny_checkpoint(tmp_path / "wide", "mha-untied", vocab_size=65536)   # 16 MiB embedding and head
     source = open_source(Source(checkpoint_to_gguf(folder, tmp_path / "wide.gguf"), "gguf"))
-    monkeypatch.setattr(gguf_file, "READ_BYTES", 1 << 20, raising=False)
+    monkeypatch.setattr(gguf_file, "READ_BYTES", 1 << 20)
     with open("/proc/self/clear_refs", "w") as f:
         f.write("5")
     before = _status_bytes("VmRSS:")

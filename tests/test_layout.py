@@ -54,11 +54,18 @@ def test_planner_never_imports_torch():
 
 def test_a_wheel_holds_the_schedules_and_the_compiled_parts(tmp_path):
     """A plain `pip install .` (not -e) runs from site-packages: the schedules that plan and
-    run read must be installed beside the packages, where planner/schedule.py finds them."""
+    run read must be installed beside the packages, where planner/schedule.py finds them.
+    Built from a copy of the sources without what .gitignore names: pip builds in the folder
+    it is given, and setuptools' build/ keeps files of older builds, which would pass here."""
+    import shutil
     import subprocess
     import sys
     import zipfile
-    built = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(tmp_path), str(ROOT)],
+    source = tmp_path / "source"
+    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(
+        ".git", ".venv", "__pycache__", "*.egg-info", ".pytest_cache", ".hypothesis", "build", ".whl", "*.so",
+        "gpu-check"))
+    built = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(tmp_path), str(source)],
                            capture_output=True, text=True)
     assert built.returncode == 0, built.stderr
     names = zipfile.ZipFile(next(tmp_path.glob("*.whl"))).namelist()

@@ -56,6 +56,30 @@ def test_checker_rejects_overlap_misalignment_and_overflow():
         with pytest.raises(PlanInvalid):
             check(["a", "b"], blocks, offsets, arena, align)
 
+    # a block made at the step another was last read at, and one placed under a block live already
+    for blocks, offsets in (([(0, 2, 256), (2, 4, 256)], [0, 0]), ([(0, 4, 512), (1, 2, 512)], [256, 0])):
+        with pytest.raises(PlanInvalid):
+            check(["a", "b"], blocks, offsets, 1024, 256)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 6), st.integers(0, 3), st.integers(0, 4), st.integers(0, 4)),
+                min_size=1, max_size=7))
+def test_checker_finds_every_overlap_that_a_pairwise_test_finds(drawn):
+    """The checker sweeps the steps with one sorted list of live blocks; a test of every pair
+    of blocks live at a common step says the same."""
+    blocks = [(first, first + length, size * 256) for first, length, size, _ in drawn]
+    offsets = [slot * 256 for *_, slot in drawn]
+    overlap = any(a[0] <= b[1] and b[0] <= a[1] and oa < ob + b[2] and ob < oa + a[2]
+                  for i, (a, oa) in enumerate(zip(blocks, offsets)) for b, ob in list(zip(blocks, offsets))[i + 1:])
+    names = [f"b{i}" for i in range(len(blocks))]
+    try:
+        check(names, blocks, offsets, 16 * 256, 256)
+    except PlanInvalid:
+        assert overlap
+    else:
+        assert not overlap
+
 
 TENSORS = ["a", "b", "c", "d", "e"]
 
