@@ -225,6 +225,27 @@ def test_bad_input_is_one_clear_message_and_exit_2(tmp_path, monkeypatch, capsys
     assert "Traceback" not in err and len(err.splitlines()) <= 21
 
 
+@pytest.mark.parametrize("faults", [20, 21])
+def test_twenty_faults_show_whole_and_a_count_names_the_rest(tmp_path, capsys, faults):
+    (tmp_path / "t.yaml").write_text(TABLE.replace("  - s0: {a: +w}\n  - s1: {a: rx}\n",
+                                                   "".join(f"  - s{i}: {{a: r}}\n" for i in range(faults))))
+    assert main(["plan", str(tmp_path / "t.yaml"), "--set", "n=2"]) == 2
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == min(faults, 20) + (faults > 20)
+    assert ("more faults" in lines[-1]) == (faults > 20) and lines[-1].endswith("and 1 more faults") == (faults > 20)
+
+
+def test_a_plan_that_fails_its_check_is_an_internal_error_exit_1(tmp_path, monkeypatch, capsys):
+    """A strategy's wrong plan is the planner's fault, never the input's: exit 1, not 2."""
+    import planner.plan
+    from planner.place import Assignment
+    monkeypatch.setattr(planner.plan, "assign", lambda blocks, *rest: Assignment("naive", [0] * len(blocks), 0))
+    (tmp_path / "t.csv").write_text("id,lower,upper,size\na,0,2,4\nb,1,3,4\n")
+    assert main(["plan", "--csv", str(tmp_path / "t.csv")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("arena: internal error, the plan failed its check: ") and "overlap" in err, err
+
+
 def test_convert_of_an_empty_path_or_a_yaml_schedule_says_so(capsys):
     assert main(["convert", ""]) == 2
     assert capsys.readouterr().err == "arena: error: TABLE.md: the path is empty\n"

@@ -535,6 +535,7 @@ def test_ctrl_c_among_the_renames_waits_for_the_last(tmp_path, monkeypatch):
     """A command's outputs are renamed into place all together: Ctrl-C during the first rename
     takes effect after the last, leaving every file new and no temporary file; so too with
     another thread running, which the kernel may hand the signal to."""
+    import select
     import signal
     import threading
 
@@ -546,7 +547,18 @@ def test_ctrl_c_among_the_renames_waits_for_the_last(tmp_path, monkeypatch):
     replace = os.replace
 
     def interrupted(src, dst):
-        os.kill(os.getpid(), signal.SIGINT)
+        # the kernel may hand the signal to the other thread, which a busy machine runs only later:
+        # wait until Python's handler in C has it (it writes to the wakeup fd), whichever thread took it
+        wake, woken = os.pipe()
+        os.set_blocking(woken, False)
+        before = signal.set_wakeup_fd(woken)
+        try:
+            os.kill(os.getpid(), signal.SIGINT)
+            assert select.select([wake], [], [], 30)[0]
+        finally:
+            signal.set_wakeup_fd(before)
+            os.close(wake)
+            os.close(woken)
         replace(src, dst)
 
     monkeypatch.setattr(output.os, "replace", interrupted)
@@ -663,6 +675,22 @@ def test_nctx_beyond_the_models_context_is_planned_with_a_note(capsys):
                             "which arena run refuses\n")
     assert main(["plan", "llama", "--model", "llama-2-7b", "--nctx", "4096", "--json"]) == 0
     assert capsys.readouterr().err == ""
+    assert main(["plan", "llama", "--model", "llama-2-7b", "--nctx", "4097", "--json"]) == 0
+    assert capsys.readouterr().err.startswith("note: --nctx 4097 is more than the model's context")
+
+
+@pytest.mark.parametrize("n, nctx, message", [
+    (0, 8, "--budget: the prompt must have 1 or more tokens, not n=0"),
+    (9, 8, "--budget: the prompt of n=9 tokens is longer than the KV cache's nctx=8 positions"),
+    (8, 8, None),
+])
+def test_budget_takes_prompts_of_one_token_up_to_the_kv_cache(capsys, n, nctx, message):
+    code = main(["plan", "llama", "--budget", "1GiB", "--set", f"n={n}", "--set", f"nctx={nctx}"])
+    err = capsys.readouterr().err
+    if message is None:
+        assert code == 0 and err.startswith("budget    1.00 GiB: prefill 8 tokens in one call")
+    else:
+        assert (code, err) == (2, f"arena: error: {message}\n")
 
 
 @pytest.mark.parametrize("options", [["--strategy", "exact"], ["--capacity", "1048576"]])

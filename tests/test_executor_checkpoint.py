@@ -50,6 +50,20 @@ def test_a_second_multi_token_call_attends_to_the_cache(tiny):
         torch.testing.assert_close(session.logits()[0], expected[-1], atol=1e-4, rtol=1e-4)
 
 
+@pytest.mark.parametrize("n", [1, 2, 3])
+def test_prompts_of_a_few_tokens_match_transformers(tiny, n):
+    """A prefill whose queries all fall in the first key tile: with 2 tokens the mask hides one
+    key from one query, the least it ever hides, and a mask skipped there changed every later
+    word of a 2-token prompt ("Hello world")."""
+    folder, expected = tiny
+    with torch.inference_mode():
+        session = our_session(folder, "checkpoint", nctx=len(SEQUENCE), max_tokens=PROMPT)
+        session.forward(SEQUENCE[:n], Sampler())
+        torch.testing.assert_close(session.logits()[0], expected[n - 1], atol=1e-4, rtol=1e-4)
+        session.forward(SEQUENCE[n:n + 1], Sampler())      # decode reads the keys and values the prefill left
+        torch.testing.assert_close(session.logits()[0], expected[n], atol=1e-4, rtol=1e-4)
+
+
 # RoPE scaled as Llama 3.1 and 3.2 scale it (original_max_position_embeddings small enough that
 # the scaled frequencies matter within SEQUENCE), linearly, and a head size other than d / nh
 VARIANTS = {
@@ -138,7 +152,7 @@ def test_mistral_without_a_sliding_window_matches_transformers(tmp_path, capsys)
         open_source(Source(tmp_path, "checkpoint"))
 
 
-@pytest.mark.parametrize("tile", [3, 4])
+@pytest.mark.parametrize("tile", [2, 3, 4])
 def test_attention_over_key_tiles_gives_the_same_logits(tiny, tile):
     """Keys a few at a time (running max and sum per query), with the causal mask inside tiles,
     in one prefill, in two multi-token calls, and in decode."""

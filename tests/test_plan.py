@@ -52,7 +52,8 @@ def test_interference_graph_edges_are_conflicts():
 def test_checker_rejects_overlap_misalignment_and_overflow():
     blocks = [(0, 2, 256), (1, 3, 256)]
     check(["a", "b"], blocks, [0, 256], 512, 256)
-    for offsets, arena, align in (([0, 0], 512, 256), ([0, 128], 512, 128), ([0, 256], 256, 256), ([0, 100], 512, 256)):
+    for offsets, arena, align in (([0, 0], 512, 256), ([0, 128], 512, 128), ([0, 256], 256, 256), ([0, 100], 512, 256),
+                                  ([-256, 256], 512, 256)):
         with pytest.raises(PlanInvalid):
             check(["a", "b"], blocks, offsets, arena, align)
 
@@ -60,6 +61,9 @@ def test_checker_rejects_overlap_misalignment_and_overflow():
     for blocks, offsets in (([(0, 2, 256), (2, 4, 256)], [0, 0]), ([(0, 4, 512), (1, 2, 512)], [256, 0])):
         with pytest.raises(PlanInvalid):
             check(["a", "b"], blocks, offsets, 1024, 256)
+    # a block of no bytes at a's offset hid c's overlap with a (c's neighbour in order of offset)
+    with pytest.raises(PlanInvalid, match=r"c \[512, 768\) and a \[256, 768\)"):
+        check(["a", "b", "c"], [(0, 2, 512), (0, 2, 0), (1, 2, 256)], [256, 256, 512], 1024, 256)
 
 
 @settings(max_examples=300, deadline=None)
@@ -67,10 +71,10 @@ def test_checker_rejects_overlap_misalignment_and_overflow():
                 min_size=1, max_size=7))
 def test_checker_finds_every_overlap_that_a_pairwise_test_finds(drawn):
     """The checker sweeps the steps with one sorted list of live blocks; a test of every pair
-    of blocks live at a common step says the same."""
+    of blocks live at a common step says the same (a block of no bytes overlaps nothing)."""
     blocks = [(first, first + length, size * 256) for first, length, size, _ in drawn]
     offsets = [slot * 256 for *_, slot in drawn]
-    overlap = any(a[0] <= b[1] and b[0] <= a[1] and oa < ob + b[2] and ob < oa + a[2]
+    overlap = any(a[0] <= b[1] and b[0] <= a[1] and oa < ob + b[2] and ob < oa + a[2] and a[2] and b[2]
                   for i, (a, oa) in enumerate(zip(blocks, offsets)) for b, ob in list(zip(blocks, offsets))[i + 1:])
     names = [f"b{i}" for i in range(len(blocks))]
     try:

@@ -56,6 +56,19 @@ def test_a_tiny_temperature_is_greedy(temperature):
     assert out[0] == LOGITS.argmax()
 
 
+@pytest.mark.parametrize("top_p", [1e-6, 1e-300])
+def test_a_tiny_top_p_keeps_the_most_likely_token(top_p):
+    """At 1e-300, 1 - top_p rounds to 1: every cumulative probability is within it, the most
+    likely token's too, and only the rule that always keeps it stops a draw past the vocabulary."""
+    generator = torch.Generator().manual_seed(0)
+    for vocab in (2, 3, 10, 50):
+        logits = torch.randn(1, vocab, generator=generator)
+        out = torch.empty(1, dtype=torch.int64)
+        for seed in range(20):
+            Sampler(1.0, 0, top_p, seed=seed).choose(logits, out, torch.empty(1), scratch(vocab))
+            assert out[0] == logits.argmax(), (vocab, seed)
+
+
 @pytest.mark.parametrize("temperature", [1.0, 0.0])
 @pytest.mark.parametrize("bad", [float("nan"), float("inf"), "all -inf"])
 def test_logits_that_are_not_finite_are_an_arena_error_never_an_id_past_the_vocabulary(bad, temperature):

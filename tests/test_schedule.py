@@ -119,6 +119,13 @@ def test_a_repeat_of_no_rows_adds_no_steps_whatever_its_count():
     assert [s.name for s in lt.steps] == ["s0", "s1"]
 
 
+def test_a_repeat_of_zero_adds_none_of_its_rows():
+    steps = "  - s0: {a: +w}\n  - repeat: L\n    steps:\n      - s: {b: +wx}\n  - s1: {a: rx}\n"
+    schedule = loads(HEAD.replace("d: width}", "d: width, L: layers}") + steps, "t.yaml")
+    lt = bind(schedule, {"n": 2, "d": 64, "L": 0}, "f32", 256)
+    assert [s.name for s in lt.steps] == ["s0", "s1"]
+
+
 def test_a_comma_after_the_last_axis_adds_none():
     schedule = loads(HEAD.replace("a: Ta[n, d]", "a: Ta[n, d,]") + "  - s0: {a: +wx}\n", "t.yaml")
     assert schedule.tensors["a"].shape == ["n", "d"]
