@@ -562,11 +562,14 @@ def test_ctrl_c_among_the_renames_waits_for_the_last(tmp_path, monkeypatch):
         replace(src, dst)
 
     monkeypatch.setattr(output.os, "replace", interrupted)
+    # Ctrl-C as a terminal's command has it (a shell's background job starts with it ignored)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         with pytest.raises(KeyboardInterrupt):
             output.write_all([("--out", str(tmp_path / "a.json"), "new"), ("--graph", str(tmp_path / "b.json"), "new")])
     finally:
         done.set()
+        signal.signal(signal.SIGINT, previous)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.json", "b.json"]
     assert (tmp_path / "a.json").read_text() == (tmp_path / "b.json").read_text() == "new"
 

@@ -616,7 +616,8 @@ def test_a_run_ended_mid_generation_exits_as_a_shell_expects(smollm2_path, tmp_p
     p = subprocess.Popen([sys.executable, "-m", "llama_arena", "run", "--prompt", "Once upon a time",
                           "--max-new-tokens", "4000", "--ignore-eos", "--nctx", "4096", "--trace", str(trace)],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
-                         cwd=Path(__file__).parent.parent)
+                         cwd=Path(__file__).parent.parent,   # Ctrl-C heard, even where the tests started without it
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     assert p.stdout.read(1)                   # the first character streamed: generation is under way
     if ending == "SIGINT":
         os.killpg(p.pid, signal.SIGINT)
