@@ -18,12 +18,13 @@ def render_chat(template: str, messages: list[dict], special: dict, source: str 
     the special tokens by name (bos_token, eos_token, ...). Any failure of the template, not
     only jinja2's own errors, is an ArenaError, naming where the template came from (`source`)."""
     where = f"the chat template in {source}" if source else "the model's chat template"
+    # the template's own text may be as long as a prompt file, beside the messages it holds
+    most = MAX_FILE_BYTES + sum(len(m["content"]) for m in messages)
     try:
-        compiled = _environment().from_string(template)
+        compiled = _environment(most).from_string(template)
         pieces = compiled.generate(messages=messages, tools=None, documents=None, add_generation_prompt=True, **special)
-        # a piece at a time: a loop's output is refused before it takes gigabytes; the template's
-        # own text may be as long as a prompt file, beside the messages it holds
-        text, size, most = [], 0, MAX_FILE_BYTES + sum(len(m["content"]) for m in messages)
+        # a piece at a time: a loop's output is refused before it takes gigabytes
+        text, size = [], 0
         for piece in pieces:
             size += len(piece)
             if size > most:
@@ -39,10 +40,10 @@ def render_chat(template: str, messages: list[dict], special: dict, source: str 
         raise ArenaError(f"--chat: {where} failed: {detail}") from None
 
 
-def _environment():
+def _environment(most: int):
     """transformers' environment: sandboxed, trim_blocks and lstrip_blocks, `break` and
     `continue`, the `generation` tag, and its raise_exception, strftime_now, tojson, dict and
-    namespace."""
+    namespace. No text or list held longer than `most` (see `held`)."""
     from jinja2 import TemplateError, nodes
     from jinja2.exceptions import SecurityError
     from jinja2.utils import Namespace
@@ -76,17 +77,31 @@ def _environment():
         def fromkeys(self, *args, **kwargs):
             return dict.fromkeys(*args, **kwargs)
 
+    def held(value, what: str):
+        """`value` if no longer than `most`: a text doubled in a loop (a namespace's value, or a
+        macro's argument in each call) reached gigabytes before anything rendered."""
+        items = [value, *value] if isinstance(value, (list, tuple)) else [value]
+        for item in items:
+            if isinstance(item, (str, list, tuple)) and len(item) > most:
+                kind = "str" if isinstance(item, str) else type(item).__name__
+                unit = "character" if isinstance(item, str) else "item"
+                raise SecurityError(f"{what}: a {kind} of {len(item):,} {unit}s is more than the messages and "
+                                    f"a prompt file may hold ({most:,} characters)")
+        return value
+
     class TemplateNamespace(Namespace):
-        """A namespace that refuses attributes named with a leading underscore."""
+        """A namespace that refuses attributes named with a leading underscore, and values
+        longer than a prompt may be."""
         def __init__(*args, **kwargs):      # Namespace's signature: namespace(self=...) works
             self, attrs = args[0], dict(*args[1:], **kwargs)
-            for name in attrs:
+            for name, value in attrs.items():
                 TemplateNamespace.check(name)
+                held(value, f"namespace value {name}")
             Namespace.__init__(self, attrs)
 
         def __setitem__(self, name, value):
             TemplateNamespace.check(name)
-            Namespace.__setitem__(self, name, value)
+            Namespace.__setitem__(self, name, held(value, f"namespace value {name}"))
 
         @staticmethod
         def check(name):
@@ -95,8 +110,15 @@ def _environment():
                                     f"but got {name!r}")
 
     class Environment(ImmutableSandboxedEnvironment):
-        """A string, list or tuple repeated (`'x' * n`) no longer than a prompt may be."""
+        """A string, list or tuple repeated (`'x' * n`), or passed to a call, no longer than a
+        prompt may be."""
         intercepted_binops = frozenset(["*"])
+
+        def call(__self, __context, __obj, *args, **kwargs):     # (the sandbox's own names)
+            name = getattr(__obj, "__name__", None) or getattr(__obj, "name", None)    # a macro has a name
+            for value in [*args, *kwargs.values()]:
+                held(value, f"an argument of {name}" if name else "an argument")
+            return super().call(__context, __obj, *args, **kwargs)
 
         def call_binop(self, context, operator, left, right):
             sequences = (str, list, tuple)      # Markup, from |safe or |e, is a str

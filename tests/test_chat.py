@@ -52,6 +52,13 @@ def test_a_template_renders_as_transformers_renders_it(reference, template):
     ("{{ ('x' | safe) * 300000000 }}", "failed: a str of 1 character repeated 300,000,000 times"),
     ("{% for i in range(100000) %}{{ 'x' * 4000 }}{% endfor %}", "renders 4,194,304 characters or more beside the "
                                                                   "messages"),
+    # doubled in a loop, rendering nothing until the end: refused at the first value past the limit
+    ("{% set ns = namespace(s='x') %}{% for i in range(40) %}{% set ns.s = ns.s ~ ns.s %}{% endfor %}{{ ns.s }}",
+     "failed: namespace value s: a str of 8,388,608 characters is more than the messages and a prompt file may hold"),
+    ("{% set ns = namespace(s=['x']) %}{% for i in range(40) %}{% set ns.s = ns.s + ns.s %}{% endfor %}",
+     "failed: namespace value s: a list of 8,388,608 items"),
+    ("{% macro d(s, n) %}{% if n %}{{ d(s ~ s, n - 1) }}{% endif %}{% endmacro %}{{ d('x', 40) }}",
+     "failed: an argument of d: a str of 8,388,608 characters"),
 ])
 def test_a_failing_template_is_one_arena_error(template, message):
     with pytest.raises(ArenaError, match=f"--chat: the model's chat template {message}"):
