@@ -58,7 +58,8 @@ def add_plan_inputs(parser: argparse.ArgumentParser) -> None:
                         help=f"byte alignment of every offset (default {DEFAULT_ALIGN}; 1 for --csv)")
     parser.add_argument("--strategy", choices=CHOICES, default="auto", help="offset assignment (default auto)")
     parser.add_argument("--time-limit", type=number, default=10.0, metavar="S",
-                        help="seconds a searching strategy may take (default 10)")
+                        help="seconds auto and exact may take to place the buffers (default 10; the "
+                             "heuristics alone have no clock)")
     parser.add_argument("--capacity", default=None, metavar="BYTES",
                         help="find a plan within this many bytes (e.g. 1048576 or 1MiB), the first one "
                              "found, instead of the least arena; exit code 3 if none is found")
