@@ -50,6 +50,20 @@ def test_a_second_multi_token_call_attends_to_the_cache(tiny):
         torch.testing.assert_close(session.logits()[0], expected[-1], atol=1e-4, rtol=1e-4)
 
 
+def test_rope_tables_past_their_first_rows_are_transformers_own():
+    """The tables are made ROPE_ROWS positions at a time: every later block holds its own positions."""
+    from transformers import LlamaConfig
+    from transformers.models.llama.modeling_llama import LlamaRotaryEmbedding
+
+    from executor.model import ROPE_ROWS, rope_tables
+    nctx = 2 * ROPE_ROWS + 5
+    config = LlamaConfig(hidden_size=64, num_attention_heads=4, max_position_embeddings=nctx, rope_theta=10000.0)
+    cos, sin = LlamaRotaryEmbedding(config)(torch.zeros(1, 1, 16), torch.arange(nctx)[None])
+    ours = rope_tables(16, nctx, 10000.0, None, None, torch.device("cpu"), torch.float32)
+    torch.testing.assert_close(ours[0], cos[0], atol=1e-5, rtol=0)
+    torch.testing.assert_close(ours[1], sin[0], atol=1e-5, rtol=0)
+
+
 @pytest.mark.parametrize("n", [1, 2, 3])
 def test_prompts_of_a_few_tokens_match_transformers(tiny, n):
     """A prefill whose queries all fall in the first key tile: with 2 tokens the mask hides one
@@ -227,11 +241,14 @@ def test_other_safetensors_files_beside_model_safetensors_are_left_alone(tiny_fo
         open_source(Source(folder, "checkpoint"))
 
 
-def test_bf16_is_as_close_to_float32_as_transformers_bf16(tiny):
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=str)
+def test_16_bit_logits_are_as_close_to_float32_as_transformers_own(tiny, dtype):
+    """bf16 runs the compiled kernels on CPU; f16 runs torch's own operations (the norm, RoPE,
+    SiLU), the path CUDA takes too: each against transformers in the same dtype."""
     folder, expected = tiny
     with torch.inference_mode():
-        ours = teacher_forced(our_session(folder, "checkpoint", len(SEQUENCE), PROMPT, dtype=torch.bfloat16))
-        theirs = hf_model(folder).to(torch.bfloat16)(torch.tensor([SEQUENCE])).logits[0].float()
+        ours = teacher_forced(our_session(folder, "checkpoint", len(SEQUENCE), PROMPT, dtype=dtype))
+        theirs = hf_model(folder).to(dtype)(torch.tensor([SEQUENCE])).logits[0].float()
     our_error = (ours - expected[PROMPT - 1:]).abs().mean()
     their_error = (theirs - expected).abs()[PROMPT - 1:].mean()
     assert our_error < 1.5 * their_error

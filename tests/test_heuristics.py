@@ -82,6 +82,14 @@ def test_greedy_size_fills_the_smallest_gap_between_larger_blocks():
     assert extent(blocks, offsets) == lower_bound(blocks) == 9
 
 
+def test_greedy_size_takes_a_gap_of_exactly_the_size():
+    """A gap of exactly a block's size holds it: taking only larger gaps, the arena was 13."""
+    blocks = [Block(1, 5, 1), Block(2, 2, 4), Block(3, 4, 4), Block(1, 1, 4), Block(0, 3, 4), Block(4, 4, 4)]
+    offsets = greedy_size(blocks)
+    check(names(blocks), blocks, offsets, extent(blocks, offsets), 1)
+    assert extent(blocks, offsets) == lower_bound(blocks) == 9
+
+
 def test_greedy_size_gives_up_at_its_deadline():
     """`auto` gives it one: its conflict lists alone take seconds on 10^4 long lifetimes."""
     blocks = dense(300, 0)
