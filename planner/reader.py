@@ -378,8 +378,8 @@ class _Reader:
             if "repeat" in keys:
                 rows.append(self.repeat(item, line, tensors, dims, nested))
             elif len(keys) != 1:
-                self.fault(f"a step row is one mapping 'name: {{tensor: symbols}}', "
-                           f"got keys {', '.join(show(k) for k in keys)}", line)
+                got = f"got keys {', '.join(show(k) for k in keys)}" if keys else "got an empty mapping"
+                self.fault(f"a step row is one mapping 'name: {{tensor: symbols}}', {got}", line)
             else:
                 (name, cells), = keys.items()
                 rows.append(self.row(self.name(name, "step", line), cells, line, tensors))

@@ -107,6 +107,19 @@ CASES = [
     ("t.yaml", edit("a: Ta[n, d]", "1: Ta[n, d]").replace("{a: +w}", "{1: r}").replace("{a: rx}", "{1: +w}"),
      ["plan", "t.yaml"], "t.yaml:7: step 's0': tensor '1': 'r' reads the tensor before it is created"),
     ("t.yaml", MANY_FAULTS, ["plan", "t.yaml"], "... and 80 more faults"),
+    # the table's structure, each a line naming the place (a traceback when the check was taken out)
+    ("t.yaml", TABLE.split("steps:")[0], ["plan", "t.yaml"], "t.yaml:1: missing key 'steps'"),
+    ("t.yaml", edit("a: Ta[n, d]", "a: Tb[n, d]"), ["plan", "t.yaml"],
+     "t.yaml:5: tensor 'a': unknown type 'Tb' (declared: Ta)"),
+    ("t.yaml", edit("  - s1: {a: rx}\n", "  - repeat: 2\n    steps:\n      - repeat: 2\n        steps:\n"
+                                          "          - s1: {a: r}\n  - s2: {a: rx}\n"),
+     ["plan", "t.yaml"], "t.yaml:10: repeat blocks do not nest"),
+    ("t.yaml", edit("  - s1: {a: rx}\n", "  - {}\n  - s1: {a: rx}\n"), ["plan", "t.yaml"],
+     "t.yaml:8: a step row is one mapping 'name: {tensor: symbols}', got an empty mapping"),
+    ("t.yaml", edit("  - s1: {a: rx}\n", "  - repeat:\n    steps:\n      - s1: {a: rx}\n"), ["plan", "t.yaml"],
+     "t.yaml:8: a repeat count is an integer or a declared dimension, not empty"),
+    ("t.yaml", edit("  a: Ta[n, d]\n", "  a: Ta[n, d]\n  \x01b: Ta[n]\n"), ["plan", "t.yaml"],
+     "t.yaml:6: character U+0001 is not allowed in YAML"),
     # a row of a repeat block faults once, however many layers repeat it, and the faults after it still show
     ("t.yaml", edit("dims: {n: tokens, d: width}", "dims: {n: tokens, d: width, L: layers}",
                     edit("  - s0: {a: +w}\n  - s1: {a: rx}\n",

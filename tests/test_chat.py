@@ -19,6 +19,11 @@ TEMPLATES = {
                            "{% if add_generation_prompt %}>{% endif %}",
     "a system branch": "{% if messages[0]['role'] != 'system' %}<|system|>default\n{% endif %}"
                        "{% for m in messages %}<|{{ m.role }}|>{{ m.content | trim }}\n{% endfor %}<|assistant|>",
+    "block tags on lines of their own (trim_blocks, lstrip_blocks)": "{% for m in messages %}\n"
+                                                                     "  {% if m.role == 'user' %}\n"
+                                                                     "<|user|>{{ m.content }}\n"
+                                                                     "  {% endif %}\n"
+                                                                     "{% endfor %}\n<|assistant|>\n",
     "repetition and products": "{{ '=' * 40 }}{{ 3 * messages[0]['content'] }}{{ [1, 2] * 2 }}{{ 6 * 7 }}{{ 1.5 * 2 }}",
 }
 
