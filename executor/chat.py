@@ -2,11 +2,15 @@
 renders it (its sandbox, extensions, filters and variables), so the prompt ids are the same."""
 from __future__ import annotations
 
+import itertools
 import json
 from datetime import datetime
 from pathlib import Path
 
 from planner.errors import MAX_FILE_BYTES, ArenaError, plural, read_text
+
+# How deep `held` looks into the lists and dicts a template holds (a message's content is two down).
+HELD_DEPTH = 8
 
 # the special tokens transformers passes to a template by name, beside messages
 SPECIAL_TOKENS = ("bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token", "mask_token",
@@ -78,15 +82,20 @@ def _environment(most: int):
             return dict.fromkeys(*args, **kwargs)
 
     def held(value, what: str):
-        """`value` if no longer than `most`: a text doubled in a loop (a namespace's value, or a
-        macro's argument in each call) reached gigabytes before anything rendered."""
-        items = [value, *value] if isinstance(value, (list, tuple)) else [value]
-        for item in items:
-            if isinstance(item, (str, list, tuple)) and len(item) > most:
-                kind = "str" if isinstance(item, str) else type(item).__name__
-                unit = "character" if isinstance(item, str) else "item"
-                raise SecurityError(f"{what}: a {kind} of {len(item):,} {unit}s is more than the messages and "
-                                    f"a prompt file may hold ({most:,} characters)")
+        """`value` if its texts' characters and its containers' items, counted HELD_DEPTH deep,
+        come to no more than `most`: a text doubled in a loop (a namespace's value, or a macro's
+        argument in each call, alone or inside a list or a dict) reached gigabytes before
+        anything rendered. The count stops as soon as it is past `most`."""
+        total, todo = 0, [(value, 0)]
+        while todo:
+            item, depth = todo.pop()
+            if isinstance(item, (str, list, tuple, dict)):
+                total += len(item)
+                if total > most:
+                    raise SecurityError(f"{what} holds {total:,} characters and items or more, more than the "
+                                        f"messages and a prompt file may hold ({most:,} characters)")
+                if depth < HELD_DEPTH and not isinstance(item, str):
+                    todo += [(x, depth + 1) for x in (itertools.chain(*item.items()) if isinstance(item, dict) else item)]
         return value
 
     class TemplateNamespace(Namespace):

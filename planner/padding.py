@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 
 from .place import Block, assign, lower_bound
-from .place.auto import HEURISTICS, heuristic
+from .place.auto import HEURISTICS, bottom, heuristic
 from .place.problem import Sections
 
 # The least time a second turn at a capacity gets (rounded_capacities).
@@ -137,7 +137,7 @@ def settled(blocks: list[Block], offsets: list[int], nbytes: list[int]) -> list[
     """The plan of the rounded `blocks`, or the plan upside down, whichever ends lower by
     `nbytes`, once each of its blocks has dropped, in order of offset, onto the highest block
     below it live at a common step; or the blocks dropped in order of padding, least first
-    (the most padded on top). Dropping keeps a plan valid and aligned (each rounded top is a
+    (the most padded on top); or the plan with the blocks over the whole span dropped last. Dropping keeps a plan valid and aligned (each rounded top is a
     multiple of the alignment), and turning it over puts other buffers on top. Past DROP_MAX
     blocks or DROP_MAX_SPANS sections spanned in all, the blocks do not drop."""
     if not blocks:
@@ -149,7 +149,12 @@ def settled(blocks: list[Block], offsets: list[int], nbytes: list[int]) -> list[
     if len(blocks) <= DROP_MAX and sum(hi - lo for lo, hi in spans) <= DROP_MAX_SPANS:
         sizes = [b.size for b in blocks]
         padded_last = [(b.size - n, -b.size) for b, n in zip(blocks, nbytes)]
-        plans = [_dropped(spans, sizes, order, len(sections)) for order in (*plans, padded_last)]
+        # the blocks `assign` set at the bottom (over the whole span) dropped last, onto all the
+        # others, the most padded on top: there they end the arena at their own sizes
+        rest = set(bottom(blocks)[1])
+        spanning_last = [(k not in rest, padded_last[k] if k not in rest else (0, 0), offsets[k])
+                         for k in range(len(blocks))]
+        plans = [_dropped(spans, sizes, order, len(sections)) for order in (*plans, padded_last, spanning_last)]
     return min(plans, key=lambda plan: _top(plan, nbytes))
 
 

@@ -294,6 +294,16 @@ def test_a_context_too_short_for_the_new_tokens_says_how_many_fit():
     fewer = int(str(e.value).split("--max-new-tokens ")[1].split()[0])
     assert 1 <= fewer < new
     assert choose(smol(prompt + fewer - 1), budget, prompt, fewer).cost["total_bytes"] <= budget
+    with pytest.raises(ArenaError, match="which leaves room for --max-new-tokens "):    # and no more
+        choose(smol(prompt + fewer), budget, prompt, fewer + 1)
+
+
+@pytest.mark.parametrize("prompt, split", [(40, "in 2 calls of 32 (the last 8),"), (64, "in 2 calls of 32,"),
+                                           (32, "in one call,")])
+def test_the_choice_in_a_line_names_a_shorter_last_call_only(prompt, split):
+    from planner.budget import Choice, describe
+    line = describe(Choice(32, 16, {"total_bytes": 2**20}), 2**21, prompt)
+    assert line == f"budget    2.00 MiB: prefill {prompt} tokens {split} attention over tiles of 16 keys; total 1.00 MiB"
 
 
 def test_a_huge_prompt_or_context_is_searched_without_listing_its_candidates(capsys):

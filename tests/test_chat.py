@@ -59,11 +59,16 @@ def test_a_template_renders_as_transformers_renders_it(reference, template):
                                                                   "messages"),
     # doubled in a loop, rendering nothing until the end: refused at the first value past the limit
     ("{% set ns = namespace(s='x') %}{% for i in range(40) %}{% set ns.s = ns.s ~ ns.s %}{% endfor %}{{ ns.s }}",
-     "failed: namespace value s: a str of 8,388,608 characters is more than the messages and a prompt file may hold"),
+     "failed: namespace value s holds 8,388,608 characters and items or more, more than the messages and a prompt "
+     "file may hold"),
     ("{% set ns = namespace(s=['x']) %}{% for i in range(40) %}{% set ns.s = ns.s + ns.s %}{% endfor %}",
-     "failed: namespace value s: a list of 8,388,608 items"),
+     "failed: namespace value s holds [0-9,]+ characters and items or more"),
     ("{% macro d(s, n) %}{% if n %}{{ d(s ~ s, n - 1) }}{% endif %}{% endmacro %}{{ d('x', 40) }}",
-     "failed: an argument of d: a str of 8,388,608 characters"),
+     "failed: an argument of d holds 8,388,608 characters and items or more"),
+    ("{% set ns = namespace(d={'s': 'x'}) %}{% for i in range(40) %}{% set ns.d = {'s': ns.d.s ~ ns.d.s} %}"
+     "{% endfor %}", "failed: namespace value d holds 8,388,609 characters and items or more"),
+    ("{% macro d(l, n) %}{% if n %}{{ d([[l[0][0] ~ l[0][0]]], n - 1) }}{% endif %}{% endmacro %}{{ d([['x']], 40) }}",
+     "failed: an argument of d holds 8,388,610 characters and items or more"),
 ])
 def test_a_failing_template_is_one_arena_error(template, message):
     with pytest.raises(ArenaError, match=f"--chat: the model's chat template {message}"):

@@ -36,7 +36,7 @@ LONG = 2                # windows' spans of time a block lives over, at least, t
 def rolled(comp: Component, capacity: int, deadline: float, stop: threading.Event | None) -> list[int] | None:
     """A plan of `comp` within `capacity`, or None (not found by `deadline`, or `stop` set; or
     not to be found by then at the pace of the windows so far)."""
-    offsets = _long_ones_below(comp, capacity)
+    offsets = _long_ones_below(comp, capacity, deadline)
     if offsets is None:
         return None
     rest = [k for k in range(len(comp.size)) if k not in offsets]
@@ -67,16 +67,17 @@ def rolled(comp: Component, capacity: int, deadline: float, stop: threading.Even
     return [offsets[k] for k in range(len(comp.size))]
 
 
-def _long_ones_below(comp: Component, capacity: int) -> dict[int, int] | None:
+def _long_ones_below(comp: Component, capacity: int, deadline: float) -> dict[int, int] | None:
     """The offsets of the blocks that live LONG windows' spans or more (a window's span: the
     sections from its first start to the next window's, the median of them), planned among
-    themselves from the bottom; None where they alone do not fit `capacity`."""
+    themselves from the bottom; None where they alone do not fit `capacity`, or `skyline`
+    has no plan of them by `deadline` (most blocks of a dense component are long)."""
     firsts = comp.lo[::WINDOW] + [len(comp.load)]
     span = statistics.median(b - a for a, b in zip(firsts, firsts[1:]))
     long = [k for k in range(len(comp.size)) if comp.hi[k] - comp.lo[k] >= LONG * max(1, span)]
     own = [Block(comp.lo[k], comp.hi[k] - 1, comp.size[k]) for k in long]
-    plan = skyline(own, work=0)
-    return None if extent(own, plan) > capacity else dict(zip(long, plan))
+    plan = skyline(own, deadline, work=0)
+    return None if plan is None or extent(own, plan) > capacity else dict(zip(long, plan))
 
 
 def _window(comp: Component, free: list[int], fixed: dict[int, int], capacity: int, deadline: float,

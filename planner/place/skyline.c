@@ -43,6 +43,7 @@ typedef struct {
     int *first_start, *first_over;         /* start and over before a pass */
     int *over;                             /* per section: the unplaced blocks over it */
     int64_t *floor, *offsets;
+    int64_t *queued;                       /* per section: the level it was last pushed at (-1: none) */
     long steps;                            /* heap entries taken, over all passes: the work done */
     Entry *heap;
     long heap_len, heap_cap;
@@ -167,13 +168,22 @@ static int due(Pass *P, double deadline) {
     return signalled() ? INTERRUPTED : DONE;
 }
 
+/* Section s pushed at `level` unless it was pushed there already: a section of a run with nothing
+ * over it keeps its floor when visited, and a second entry would visit it, and hand the visit on,
+ * again (quadratic in the length of a run of such sections). */
+static int visit(Pass *P, int64_t level, int s) {
+    if (P->queued[s] == level) return 1;
+    P->queued[s] = level;
+    return push(P, level, s);
+}
+
 /* A section visited at level m hands the visit on to section t, the next along the run at m, if
  * the run goes on there: it is the lowest, leftmost section now. Only the first section of a run
  * is pushed when the run is made (a block placed over it, or a raise), the rest visited in turn:
  * a pass that pushed every section a block covers took 23 s on 6,000 nested lifetimes of 10^4
  * sections each. */
 static int next_in_run(Pass *P, int t, int64_t m) {
-    return t >= P->count || P->floor[t] != m || push(P, m, t);
+    return t >= P->count || P->floor[t] != m || visit(P, m, t);
 }
 
 /* One pass. DONE, LATE (the deadline passed), INTERRUPTED, NO_MEMORY, or STUCK: a section with no
@@ -183,9 +193,10 @@ static int run(Pass *P, int rule, double deadline) {
     memcpy(P->over, P->first_over, sizeof(int) * P->count);
     memset(P->floor, 0, sizeof(int64_t) * P->count);
     for (int s = 0; s < P->count; s++) P->start_len[s] = P->start_at[s + 1] - P->start_at[s];
+    for (int s = 0; s < P->count; s++) P->queued[s] = -1;
     P->heap_len = 0;
     P->run_valid = 0;
-    if (P->count && !push(P, 0, 0)) return NO_MEMORY;
+    if (P->count && !visit(P, 0, 0)) return NO_MEMORY;
     while (P->heap_len) {
         int status;
         if (++P->steps % CLOCK_EVERY == 0 && (status = due(P, deadline)) != DONE) return status;
@@ -220,12 +231,12 @@ static int run(Pass *P, int rule, double deadline) {
                 P->floor[t] = top;
                 P->over[t]--;
             }
-            if (!push(P, top, s) || !next_in_run(P, P->hi[k], m)) return NO_MEMORY;
+            if (!visit(P, top, s) || !next_in_run(P, P->hi[k], m)) return NO_MEMORY;
         } else {
             int64_t level = next_level(P, s, m, run_end);
             if (level < 0) return STUCK;
             P->floor[s] = level;
-            if (!push(P, level, s) || !next_in_run(P, s + 1, m)) return NO_MEMORY;
+            if (!visit(P, level, s) || !next_in_run(P, s + 1, m)) return NO_MEMORY;
         }
     }
     return DONE;
@@ -330,10 +341,11 @@ static PyObject *passes_stopped(PyObject *size_obj, PyObject *lo_obj, PyObject *
         P.over = calloc(count + 1, sizeof(int));
         P.first_over = calloc(count + 1, sizeof(int));
         P.floor = calloc(count + 1, sizeof(int64_t));
+        P.queued = calloc(count + 1, sizeof(int64_t));
         P.offsets = calloc(n + 1, sizeof(int64_t));
         best = calloc(n + 1, sizeof(int64_t));
-        if (P.start_at && P.start_len && P.start && P.first_start && P.over && P.first_over && P.floor && P.offsets
-            && best) {
+        if (P.start_at && P.start_len && P.start && P.first_start && P.over && P.first_over && P.floor && P.queued
+            && P.offsets && best) {
             for (int k = 0; k < P.n; k++) {
                 P.start_at[P.lo[k] + 1]++;
                 for (int t = P.lo[k]; t < P.hi[k]; t++) P.first_over[t]++;
@@ -362,7 +374,7 @@ static PyObject *passes_stopped(PyObject *size_obj, PyObject *lo_obj, PyObject *
         PyErr_NoMemory();
     }
     free(P.start_at); free(P.start_len); free(P.start); free(P.first_start); free(P.over); free(P.first_over);
-    free(P.floor); free(P.offsets); free(P.heap); free(best);
+    free(P.floor); free(P.queued); free(P.offsets); free(P.heap); free(best);
     PyBuffer_Release(&size_view); PyBuffer_Release(&lo_view); PyBuffer_Release(&hi_view);
     return result;
 }
