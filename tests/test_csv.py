@@ -118,6 +118,16 @@ def test_a_plan_turned_over_ends_lower_where_the_smaller_padding_is_on_top(tmp_p
     assert missed.value.proven
 
 
+@pytest.mark.parametrize("strategy", ["skyline", "layered"])
+def test_blocks_over_the_whole_span_set_at_the_bottom_may_end_the_arena_on_top(tmp_path, strategy):
+    """Three buffers over the whole time, set below the rest when planned rounded up to 256:
+    the arena in their own bytes is least with the most padded of them on top (1,798 bytes;
+    with them below, 1,976)."""
+    path = write(tmp_path, "id,lower,upper,size\n0,0,6,184\n1,0,4,483\n2,5,6,161\n3,0,6,300\n4,0,6,518\n")
+    plan = place(read_problem(path, 256), strategy, 256, [], padded=True)
+    assert (plan.arena, plan.optimal) == (1798, True)
+
+
 def test_a_capacity_between_multiples_of_align_is_decided_with_the_padding_on_top(tmp_path):
     """12 and 17 bytes at a common step need 29 bytes at --align 4, with 17 on top: the
     rounded sizes (12 and 20) fit only in 32, so 32 is decided, and the plan settled."""
