@@ -13,8 +13,8 @@ from __future__ import annotations
 import time
 
 from .place import Block, assign, lower_bound
-from .place.auto import HEURISTICS, bottom, heuristic
-from .place.problem import Sections
+from .place.auto import HEURISTICS, heuristic
+from .place.problem import Sections, bottom
 
 # The least time a second turn at a capacity gets (rounded_capacities).
 MIN_TURN_S = 0.1

@@ -21,7 +21,7 @@ from planner.place import auto, canonical, cpsat, exact, rolling
 from planner.place.exact import solve
 from planner.place.heuristics import best_fit, greedy_size, naive
 from planner.place.layered import layered
-from planner.place.problem import MAX_LEVELS, components, stacked_components, whole_span
+from planner.place.problem import MAX_LEVELS, bottom, components, stacked_components, whole_span
 from planner.place.skyline import skyline
 from planner.plan import CHOICES, Buffer, _searched, place
 
@@ -202,7 +202,7 @@ def test_above_exact_max_the_heuristics_have_the_whole_limit(monkeypatch):
     strategy, offsets, _ = assign(blocks, "auto", 10)
     assert [name for name, _ in deadlines] == ["layered", "greedy-size"]
     assert all(start + 9.9 < deadline < start + 10.1 for _, deadline in deadlines)
-    _, rest, base = auto.bottom(blocks)      # (the blocks over the whole span go below the rest)
+    _, rest, base = bottom(blocks)      # (the blocks over the whole span go below the rest)
     above = [blocks[i] for i in rest]
     assert strategy.endswith(":no-search") and extent(blocks, offsets) == base + min(
         extent(above, best_fit(above)), extent(above, greedy_size(above)))
@@ -213,7 +213,7 @@ def test_where_layered_runs_out_of_time_auto_keeps_skylines_plain_passes(monkeyp
     monkeypatch.setattr("planner.place.auto.layered", lambda *args: None)
     monkeypatch.setattr(exact, "solve", lambda blocks, offsets, *rest: exact.Result(offsets, 0, False))
     blocks = cut(150, 3, 40, 4096)
-    _, rest, base = auto.bottom(blocks)      # (the blocks over the whole span go below the rest)
+    _, rest, base = bottom(blocks)      # (the blocks over the whole span go below the rest)
     above = [blocks[i] for i in rest]
     plain = skyline(above, time.monotonic() + 10, 4096 - base, work=0)
     assert extent(above, plain) < min(extent(above, best_fit(above)), extent(above, greedy_size(above)))
@@ -883,7 +883,7 @@ def test_our_strategies_set_the_blocks_over_the_whole_span_below_the_rest(strate
     saved = [Block(i, 400 - i, (i % 3 + 1) * 256) for i in range(200)]
     temps = [Block(t, t + 1, 512) for t in range(150, 250)]
     blocks = weights + saved + temps
-    offsets, rest, base = auto.bottom(blocks)
+    offsets, rest, base = bottom(blocks)
     set_aside = sorted(set(range(len(blocks))) - set(rest))
     assert set_aside == list(range(300 + MAX_LEVELS))   # the weights and the outer MAX_LEVELS activations
     assert base == sum(blocks[i].size for i in set_aside)

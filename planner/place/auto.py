@@ -8,7 +8,7 @@ from typing import NamedTuple
 
 from .heuristics import best_fit, greedy_size, naive
 from .layered import layered
-from .problem import MAX_LEVELS, Block, extent, lower_bound, whole_span
+from .problem import Block, bottom, extent, lower_bound
 from .skyline import skyline
 
 # The heuristics: no proof, no clock (but in `auto`, see below).
@@ -55,25 +55,6 @@ def assign(blocks: list[Block], strategy: str, time_limit: float, capacity: int 
     for i, o in zip(rest, above.offsets):
         offsets[i] = base + o
     return Assignment(above.strategy, offsets, base + above.bound)
-
-
-def bottom(blocks: list[Block]) -> tuple[list[int], list[int], int]:
-    """The blocks over the whole span of those left set at the bottom, one on another, up
-    to MAX_LEVELS times over, while some are left above them: (offsets, 0 where not set; the
-    indices of the rest; the bytes set). Each such block conflicts with every block left, so
-    any plan can be rearranged that way: the optimum stays, and the heuristics and searches
-    above no longer go through it at every step (`skyline` took 173 s on a training step of
-    36,009 buffers, half of them weights and optimizer state over the whole step)."""
-    offsets, rest, base = [0] * len(blocks), list(range(len(blocks))), 0
-    for _ in range(MAX_LEVELS):
-        whole = whole_span([blocks[i] for i in rest]) if rest else []
-        if not whole or len(whole) == len(rest):
-            break
-        for k in whole:
-            offsets[rest[k]], base = base, base + blocks[rest[k]].size
-        taken = set(whole)
-        rest = [i for k, i in enumerate(rest) if k not in taken]
-    return offsets, rest, base
 
 
 def _assign(blocks: list[Block], strategy: str, time_limit: float, capacity: int | None) -> Assignment:
