@@ -108,6 +108,13 @@ def test_generation_ends_at_tokens_llama_cpp_knows_as_ends_by_their_text(vocabul
     assert ours.encode("a<|im_end|>", add_special_tokens=False)[-1] == 8     # matched whole, as a control token
 
 
+def test_generation_ends_at_the_files_eos_whatever_its_text(vocabulary, tmp_path):
+    """An EOS id naming a token that is no known end of turn by its text is an end all the same."""
+    sp = vocabulary[0]
+    ours = _tokenizer_with(vocabulary, tmp_path / "eos.gguf", eos_token_id=9)
+    assert 9 in ours.eos_ids and sp.id_to_piece(9) not in ("</s>", "<|eot_id|>", "<|im_end|>")
+
+
 def _tokenizer_with(vocabulary, path, **keys):
     """The tokenizer of the vocabulary's model file with `keys` written too (add_bos_token=True:
     GGUFWriter.add_add_bos_token(True))."""
@@ -142,6 +149,14 @@ def test_a_gguf_chat_prompt_has_the_files_bos_once_as_llama_cpps(vocabulary, tmp
     writes_bos = "bos_token" in template
     assert ids.count(sp.bos_id()) == (1 if bos or writes_bos else 0)
     assert (ids[0] == sp.bos_id()) == (bos or writes_bos)
+
+
+def test_a_gguf_chat_prompt_has_the_files_eos_once_as_llama_cpps(vocabulary, tmp_path):
+    """A template that writes EOS last, in a file that adds EOS to every prompt: one EOS, last."""
+    sp = vocabulary[0]
+    ids = _tokenizer_with(vocabulary, tmp_path / "chat.gguf", add_bos_token=False, add_eos_token=True,
+                          chat_template="{{ messages[0]['content'] }}{{ eos_token }}").encode_chat("the KV cache")
+    assert ids.count(sp.eos_id()) == 1 and ids[-1] == sp.eos_id()
 
 
 def test_an_unknown_token_typed_in_a_prompt_is_that_token(vocabulary):
