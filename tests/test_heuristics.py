@@ -82,6 +82,14 @@ def test_greedy_size_fills_the_smallest_gap_between_larger_blocks():
     assert extent(blocks, offsets) == lower_bound(blocks) == 9
 
 
+def test_best_fit_leaves_blocks_of_no_bytes_out_of_its_free_list():
+    """A hole of no bytes broke the free list's merges (KeyError)."""
+    blocks = [Block(4, 4, 319), Block(2, 2, 403), Block(3, 3, 124), Block(2, 2, 566), Block(5, 5, 628), Block(5, 5, 0),
+              Block(5, 5, 287), Block(0, 4, 24), Block(1, 1, 0), Block(0, 0, 0)]
+    offsets = best_fit(blocks)
+    check(names(blocks), blocks, offsets, extent(blocks, offsets), 1)
+
+
 def test_greedy_size_takes_a_gap_of_exactly_the_size():
     """A gap of exactly a block's size holds it: taking only larger gaps, the arena was 13."""
     blocks = [Block(1, 5, 1), Block(2, 2, 4), Block(3, 4, 4), Block(1, 1, 4), Block(0, 3, 4), Block(4, 4, 4)]

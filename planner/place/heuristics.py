@@ -119,7 +119,8 @@ def best_fit(blocks: list[Block]) -> list[int]:
     time release what ended before it, then give each new block (largest first) the
     smallest free hole that holds it, else grow the arena at its top."""
     offsets = [0] * len(blocks)
-    starts = sorted(range(len(blocks)), key=lambda i: (blocks[i].first, -blocks[i].size))
+    # a block of no bytes stays at 0, out of the free list (a hole of no bytes broke its merges)
+    starts = sorted((i for i in range(len(blocks)) if blocks[i].size > 0), key=lambda i: (blocks[i].first, -blocks[i].size))
     ending: list[tuple[int, int]] = []       # heap of (last, index) of allocated blocks
     free = FreeList()
     top = 0
