@@ -26,7 +26,7 @@ SKYLINE_RULES = (
 
 
 # The reweighed passes' work: heap steps in all (skyline.c), which keeps the plan the same
-# from run to run (a clock would not) and the time near a second on 450 blocks of the
+# from run to run (a clock would not) and the time about half a second on 450 blocks of the
 # production-like family (docs/measurements.md).
 WORK = 8_000_000
 
