@@ -149,12 +149,15 @@ def settled(blocks: list[Block], offsets: list[int], nbytes: list[int]) -> list[
     if len(blocks) <= DROP_MAX and sum(hi - lo for lo, hi in spans) <= DROP_MAX_SPANS:
         sizes = [b.size for b in blocks]
         padded_last = [(b.size - n, -b.size) for b, n in zip(blocks, nbytes)]
+        orders = [*plans, padded_last]
         # the blocks `assign` set at the bottom (over the whole span) dropped last, onto all the
-        # others, the most padded on top: there they end the arena at their own sizes
+        # others, the most padded on top: there they end the arena at their own sizes (where
+        # none was set there, this order is the plan's own, dropped already)
         rest = set(bottom(blocks)[1])
-        spanning_last = [(k not in rest, padded_last[k] if k not in rest else (0, 0), offsets[k])
-                         for k in range(len(blocks))]
-        plans = [_dropped(spans, sizes, order, len(sections)) for order in (*plans, padded_last, spanning_last)]
+        if len(rest) < len(blocks):
+            orders.append([(k not in rest, padded_last[k] if k not in rest else (0, 0), offsets[k])
+                           for k in range(len(blocks))])
+        plans = [_dropped(spans, sizes, order, len(sections)) for order in orders]
     return min(plans, key=lambda plan: _top(plan, nbytes))
 
 
