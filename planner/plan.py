@@ -16,6 +16,7 @@ from .check import check
 from .errors import ArenaError, CapacityMissed
 from .lifetimes import Lifetimes
 from .place import CHOICES, HEURISTICS, Block, assign, auto, extent, lower_bound
+from .place.problem import bottom
 
 # The compiled placers and CP-SAT compute offsets in 64-bit integers: the device buffers may
 # add up to this many bytes at most, so that no offset or sum of sizes overflows.
@@ -117,7 +118,7 @@ def place(buffers: list[Buffer], strategy: str, align: int, steps: list[str], ti
     bound = max(lower, base + assignment.bound)
     if capacity is not None and total > capacity:
         searched = (padding.searched(strategy, len(transient), align, time_limit) if most_padding else
-                    _searched(strategy, assignment.strategy, len(transient), time_limit))
+                    _searched(strategy, assignment.strategy, len(bottom(rounded)[1]), time_limit))
         # a bound above the peak may hold only for offsets that keep `align`, the file's own alignments smaller
         raise CapacityMissed(capacity, bound, total, searched, align if most_padding and bound > lower else 1)
     return Plan(total, lower, align, assignment.strategy, steps, placed, optimal=total == bound, bound=bound,
@@ -128,7 +129,8 @@ def place(buffers: list[Buffer], strategy: str, align: int, steps: list[str], ti
 def _searched(strategy: str, used: str, count: int, time_limit: float) -> str:
     """How plans were looked for, as CapacityMissed says it: `used` is the strategy that
     placed them (auto's say ':no-search' where no search followed the heuristics, ':windows'
-    where only the rolling windows did)."""
+    where only the rolling windows did); `count`, the buffers EXACT_MAX is held against (those
+    over the whole span, set at the bottom, do not count)."""
     if strategy in HEURISTICS:
         return f"by {strategy}"
     if used.endswith(":windows"):

@@ -370,6 +370,18 @@ def test_capacity_missed_without_a_search_says_why(monkeypatch):
         "search further, and found nothing better here)" in str(missed.value)
 
 
+def test_capacity_missed_counts_the_buffers_exact_max_counts(monkeypatch):
+    """Buffers over the whole span, set at the bottom, count toward EXACT_MAX no more in the
+    message than in the search: here the search was skipped for want of time, not of size."""
+    blocks = cut(300, 2, 60, 4096)
+    end = max(b.last for b in blocks)
+    monkeypatch.setattr(auto, "EXACT_MAX", len(blocks) + 10)
+    spanning = blocks + [Block(0, end, 256) for _ in range(20)]
+    with pytest.raises(CapacityMissed) as missed:
+        place(buffers(spanning), "auto", 1, [], time_limit=0.01, capacity=4096 + 20 * 256)
+    assert "by the heuristics alone (they left too little of the 0.01 s for a search)" in str(missed.value)
+
+
 @pytest.mark.parametrize("seed", [0, 1])
 def test_production_like_instance_fits_at_its_peak(seed):
     blocks, _, capacity = production(150, seed)
