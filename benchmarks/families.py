@@ -3,8 +3,9 @@
 Each is a proxy: random lifetimes (spread, dense), a computation graph's table,
 rectangles cut by guillotine cuts, whose optimum is known, production-like packings
 filled by an allocator's sweep (`production`), a program's lifetimes with every step
-topped up to the peak (`topup`), and a long pipeline of buffers each read for a few steps
-(`stair`). None is a production model's allocation problem;
+topped up to the peak (`topup`), a long pipeline of buffers each read for a few steps
+(`stair`, and beside long-lived lanes: `lanes`), and a serving trace of KV caches
+(`serving`). None is a production model's allocation problem;
 docs/measurements.md says what that leaves out.
 """
 from __future__ import annotations
@@ -98,6 +99,25 @@ def lanes(n: int, seed: int, count: int = 2) -> list[Block]:
             last = min(end, t + rng.randint(500, 1000))
             blocks.append(Block(t, last, size))
             t = last + 1
+    return blocks
+
+
+def serving(n: int, seed: int) -> list[Block]:
+    """A serving trace: 0-2 requests arrive a step, each holding its KV cache (a few prompt and
+    reply lengths) for 5-60 steps, beside 1-4 workspaces a step, sized by the batch, each living
+    one step. Large blocks of a few sizes over long, overlapping lifetimes, and small ones
+    between them; the optimum is not known (the lower bound or within a few percent of it, in
+    the instances planned at it or near it)."""
+    rng = random.Random(seed)
+    width, layers = rng.choice([2048, 4096]), rng.choice([16, 32])
+    blocks, t = [], 0
+    while len(blocks) < n:
+        for _ in range(rng.choice([0, 1, 1, 2])):
+            tokens = rng.choice([128, 256, 512, 1024, 2048]) + rng.choice([64, 128, 256])
+            blocks.append(Block(t, t + rng.randint(5, 60) - 1, tokens * 4 * width * layers // 64))
+        for _ in range(rng.randint(1, 4)):
+            blocks.append(Block(t, t, rng.choice([1, 8, 16, 32, 64]) * width * rng.choice([2, 4, 8])))
+        t += 1
     return blocks
 
 

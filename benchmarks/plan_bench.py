@@ -27,8 +27,8 @@ ROOT = Path(__file__).resolve().parent.parent      # the repository: runs from a
 sys.path.insert(0, str(ROOT))
 
 from benchmarks import at_least, graphs  # noqa: E402
-from benchmarks.families import (ALIGN, README, aligned, cut, dense, lanes, production, spread, stair,  # noqa: E402
-                                 table, topup)
+from benchmarks.families import (ALIGN, README, aligned, cut, dense, lanes, production, serving, spread,  # noqa: E402
+                                 stair, table, topup)
 from planner.calls import with_tile  # noqa: E402
 from planner.lifetimes import bind  # noqa: E402
 from planner.errors import ArenaError, CapacityMissed  # noqa: E402
@@ -84,6 +84,8 @@ def instances(quick: bool, most_seeds: int | None = None) -> list[Instance]:
         out += [Instance(f"stair-{n}", stair(n, s)) for s in seeds[:3]]
     if not quick:
         out += [Instance("lanes-10000", lanes(10_000, s)) for s in seeds[:3]]
+        for n in (1500, 3000):
+            out += [Instance(f"serving-{n}", serving(n, s)) for s in seeds[:3]]
     for arch, layers, batch, tokens, train in GRAPHS[:2] if quick else GRAPHS:
         out.append(Instance(f"graph-{arch}-L{layers}-{'train' if train else 'infer'}", None,
                             build=lambda args=(arch, layers, batch, tokens, train): graphs.graph(*args)))

@@ -843,6 +843,30 @@ def test_no_rolling_windows_once_the_head_start_has_answered():
     assert exact._rolled(comp, comp.lower, time.monotonic() + 10, None) is not None
 
 
+def test_minimizing_the_windows_step_down_from_the_best_plan_while_they_plan(monkeypatch):
+    """Where they did not plan the bound: each try DESCENT_GAP of the way down from the best plan
+    so far, on from each plan they make, and the plan before the first try that makes none."""
+    blocks = stair(1200, 0)
+    (comp,) = components(blocks)
+    plan = layered(blocks)
+    upper, bound = comp.extent(plan), comp.lower
+    assert upper > bound
+    asked = []
+
+    def windows(comp, capacity, deadline, started):
+        asked.append(capacity)
+        return rolling.rolled(comp, capacity, deadline, None) if len(asked) == 1 else None
+
+    monkeypatch.setattr(exact, "_rolled", windows)
+    first = (upper - int(exact.DESCENT_GAP * (upper - bound))) // comp.unit * comp.unit
+    found = exact._rolled_down(comp, plan, bound, time.monotonic() + 30)
+    check([str(k) for k in comp.blocks], comp.blocks_of(blocks), found, first, 1)
+    assert asked[0] == first and len(asked) == (1 if comp.extent(found) == bound else 2)
+    asked.clear()
+    monkeypatch.setattr(exact, "_rolled", lambda *args: asked.append(args[1]))
+    assert exact._rolled_down(comp, plan, bound, time.monotonic() + 30) is plan and asked == [first]
+
+
 def test_above_exact_max_the_rolling_windows_follow_the_heuristics(monkeypatch):
     """No other search runs there; a long pipeline is planned at its bound, and a component the
     windows do not suit (a dense packing) keeps the heuristics' plan, named as before."""

@@ -81,6 +81,10 @@ PROBE_MAX = 200
 # on the whole component go undecided; on others they give up within a few windows.
 ROLL_MIN = 1_000
 ROLL_SHARE = 0.5
+# Minimizing such a component, where the bound was not planned, the windows try again a step down
+# from the best plan, while they plan one, for ROLL_DOWN_SHARE of the time left: they plan serving
+# traces a few percent above the bound where the descent and CP-SAT leave `layered`'s plan as it is.
+ROLL_DOWN_SHARE = 0.8
 # Components still open go round again only with this much time left.
 REPEAT_MIN_S = 0.1
 
@@ -215,6 +219,7 @@ def _minimize(comp: Component, plan: list[int], bound: int, deadline: float,
         if comp.extent(found) <= bound:
             return found, bound
         bound, started = max(bound, proven), None
+        plan = _rolled_down(comp, plan, bound, _share_end(ROLL_DOWN_SHARE, deadline))
     if started is not None:                 # where layer splits follow: its answer comes first
         started.stop()
         if started.found is not None:
@@ -317,6 +322,21 @@ def _rolled(comp: Component, capacity: int, deadline: float, started: canonical.
         return None
     from .rolling import rolled     # OR-Tools takes 0.4 s to import: only for the components that get here
     return rolled(comp, capacity, deadline, started and started.answered)
+
+
+def _rolled_down(comp: Component, plan: list[int], bound: int, deadline: float) -> list[int]:
+    """Minimizing where the windows suit (`_rolled`) but did not plan the bound: the windows again,
+    each time DESCENT_GAP of the way down from the best plan to the bound, while they plan one
+    and until `deadline`; the best plan. (The descent works down from above by canonical steps
+    that on such components are too small to matter.)"""
+    while time.monotonic() < deadline:
+        upper = comp.extent(plan)
+        goal = (upper - max(comp.unit, int(DESCENT_GAP * (upper - bound)))) // comp.unit * comp.unit
+        found = _rolled(comp, goal, deadline, None) if goal >= bound else None
+        if found is None:
+            break
+        plan = found
+    return plan
 
 
 def _decide_beside(comp: Component, plan: list[int], capacity: int, deadline: float,
