@@ -210,7 +210,8 @@ def _minimize(comp: Component, plan: list[int], bound: int, deadline: float,
               started: canonical.Decision | None = None) -> tuple[list[int], int]:
     """The best plan of one component and a proven bound: no arena below it fits. Unless
     layer splits follow, the bound is decided first for BOUND_SHARE of the time (`started`,
-    the canonical search that `head_start` ran at the bound, is taken over there). Then the
+    the canonical search that `head_start` ran at the bound, is taken over there), and where
+    the windows suit but did not plan it, they try steps down from above (`_rolled_down`). Then the
     canonical search descends from above on its own thread (`canonical.Descent`); the
     other methods climb from the bound meanwhile, and each side's findings stop the other's
     work that they settle."""
