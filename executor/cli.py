@@ -480,8 +480,9 @@ def _load(file, dtype, device, shard, native: bool, bar: bool):
     columns = [TextColumn("loading {task.description}", markup=False), BarColumn(),
                TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn()]
     console = Console(stderr=True, markup=False, emoji=False)
-    # off a terminal, rich's bar would leave a blank line where it was
-    with Progress(*columns, console=console, transient=True, disable=not (bar and console.is_terminal)) as progress:
+    if not (bar and console.is_terminal):   # off a terminal rich leaves a blank line, a disabled bar's too (up to 14.2)
+        return assemble(file, dtype, device, shard=shard, native=native)
+    with Progress(*columns, console=console, transient=True) as progress:
         task = progress.add_task(file.path.name, total=steps)
         return assemble(file, dtype, device, advance=lambda: progress.advance(task), shard=shard, native=native)
 

@@ -334,7 +334,8 @@ def _rebuilt_as_class(tok, text: str, name: str | None, config: dict):
             rebuilt.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Split(Regex(QWEN2_SPLIT), "isolated"),
                                                              byte_level])
         rebuilt.decoder = decoders.ByteLevel()
-    rebuilt.post_processor = tok.post_processor
+    if tok.post_processor is not None:      # (tokenizers 0.19 refuses None)
+        rebuilt.post_processor = tok.post_processor
     if "added_tokens_decoder" not in config:    # an older config: the file's added tokens are the ones
         rebuilt.add_tokens([token for _, token in sorted(tok.get_added_tokens_decoder().items())])
     return rebuilt

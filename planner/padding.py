@@ -43,12 +43,13 @@ def assigned(rounded: list[Block], nbytes: list[int], align: int, strategy: str,
     assignment = assignment._replace(offsets=offsets, bound=_least(rounded, nbytes, proven))
     if not as_given(strategy, len(rounded)):
         return assignment
-    return _exact(rounded, nbytes, assignment, capacity, min(deadline, time.monotonic() + EXACT_SHARE * time_limit))
+    return _exact(rounded, nbytes, assignment, capacity, EXACT_SHARE * time_limit, deadline)
 
 
-# The most blocks _exact hands to CP-SAT, and its share of the time limit at most: the rounded
-# plans' bound is loose by up to the largest padding; on a few blocks CP-SAT proves the least
-# arena of the sizes as given in milliseconds, on 64 that overlap much it can take all it gets.
+# The most blocks _exact hands to CP-SAT, and its share of the time limit at most (once OR-Tools
+# is loaded: 0.4 s or more, which a short limit's share would not cover): the rounded plans' bound
+# is loose by up to the largest padding; on a few blocks CP-SAT proves the least arena of the
+# sizes as given in milliseconds, on 64 that overlap much it can take all it gets.
 EXACT_MAX = 64
 EXACT_SHARE = 0.2
 
@@ -60,19 +61,21 @@ def as_given(strategy: str, count: int) -> bool:
 
 def searched(strategy: str, count: int, align: int, time_limit: float) -> str:
     """How `assigned` looked for plans, as CapacityMissed says it."""
-    also = f", then as given for up to {EXACT_SHARE * time_limit:g} s" if as_given(strategy, count) else ""
+    also = f", then as given by CP-SAT for up to {EXACT_SHARE * time_limit:g} s" if as_given(strategy, count) else ""
     return f"by planning the sizes rounded up to multiples of {align}{also}"
 
 
-def _exact(blocks: list[Block], nbytes: list[int], assignment, capacity: int | None, deadline: float):
+def _exact(blocks: list[Block], nbytes: list[int], assignment, capacity: int | None, share: float,
+           deadline: float):
     """`assignment` (of the sizes as given), or CP-SAT's better plan or bound, where its plan ends
-    above its bound (minimizing) or above the capacity that its bound leaves possible."""
+    above its bound (minimizing) or above the capacity that its bound leaves possible; CP-SAT runs
+    for `share` seconds, up to `deadline`."""
     top = _top(assignment.offsets, nbytes)
     highest = top - 1 if capacity is None else capacity
     if not assignment.bound <= highest < top:
         return assignment
     from .place import cpsat    # only here: a plain plan never loads OR-Tools
-    offsets, bound = cpsat.padded(blocks, nbytes, assignment.bound, highest, deadline)
+    offsets, bound = cpsat.padded(blocks, nbytes, assignment.bound, highest, min(deadline, time.monotonic() + share))
     named = assignment.strategy.split(":")[0]
     if offsets is None:
         return assignment._replace(bound=bound)

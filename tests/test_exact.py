@@ -867,6 +867,28 @@ def test_minimizing_the_windows_step_down_from_the_best_plan_while_they_plan(mon
     assert exact._rolled_down(comp, plan, bound, time.monotonic() + 30) is plan and asked == [first]
 
 
+@pytest.mark.parametrize("strategy", ["auto", "exact"])
+def test_where_no_search_could_start_the_heuristics_have_the_whole_limit(monkeypatch, strategy):
+    """OR-Tools not to be loaded in the time the heuristics leave, and every component too large
+    for the canonical search: nothing could follow them, so they have the whole limit (they had
+    half, and the command returned with the other half unused), and the plan is named as one that
+    no search followed. With OR-Tools in time, they have half, and a search follows."""
+    blocks, _, _ = production(300, 0)
+    monkeypatch.setattr(canonical, "MAX_PAIRS", 0)
+    monkeypatch.setattr(auto, "or_tools_in_time", lambda deadline: False)
+    monkeypatch.setattr(exact, "or_tools_in_time", lambda deadline: False)
+    given = []
+    beside = auto._layered_beside_search
+    monkeypatch.setattr(auto, "_layered_beside_search", lambda blocks, deadline, *rest: given.append(deadline - time.monotonic())
+                        or beside(blocks, deadline, *rest))
+    result = assign(blocks, strategy, 4)
+    assert result.strategy.endswith(":no-search") and given[0] > 3.5
+    monkeypatch.setattr(auto, "or_tools_in_time", lambda deadline: True)
+    monkeypatch.setattr(exact, "or_tools_in_time", lambda deadline: True)
+    given.clear()
+    assert not assign(blocks, strategy, 4).strategy.endswith(":no-search") and given[0] < 2.1
+
+
 def test_above_exact_max_the_rolling_windows_follow_the_heuristics(monkeypatch):
     """No other search runs there; a long pipeline is planned at its bound, and a component the
     windows do not suit (a dense packing) keeps the heuristics' plan, named as before."""

@@ -8,6 +8,7 @@ from typing import NamedTuple
 
 from .heuristics import best_fit, greedy_size, naive
 from .layered import layered
+from .loading import or_tools_in_time
 from .problem import Block, bottom, extent, lower_bound
 from .skyline import skyline
 
@@ -26,7 +27,9 @@ PUBLISHED = ("naive", "greedy-size", "best-fit")    # as their authors wrote the
 # even one pass is done. The exact search is skipped
 # above EXACT_MAX blocks (building its CP-SAT model alone overruns a 10 s limit) or when
 # less than EXACT_MIN_S remains and no canonical search was started beside `layered` (one
-# that was is given what is left); the strategy name then ends in ":no-search", as it does
+# that was is given what is left), or where no search could start in what is left (OR-Tools not
+# loaded in time, every component too large for the canonical search: where that is so from the
+# start, the heuristics have the whole limit); the strategy name then ends in ":no-search", as it does
 # where the windows could have run and found nothing better ("auto:windows" where they did).
 # (docs/measurements.md has the figures.)
 AUTO_HEURISTICS = ("best-fit", "layered", "greedy-size")
@@ -64,7 +67,9 @@ def _assign(blocks: list[Block], strategy: str, time_limit: float, capacity: int
     if strategy in HEURISTICS or bound > goal:
         return Assignment(strategy, HEURISTICS.get(strategy, best_fit)(blocks), bound)
     searched = len(blocks) <= EXACT_MAX     # else no search follows, and the heuristics have all the time
-    share_end = deadline - (1 - HEURISTIC_SHARE) * time_limit if searched else deadline
+    rest = (1 - HEURISTIC_SHARE) * time_limit
+    # (so they do where no search could start in the rest)
+    share_end = deadline - rest if searched and _search_can_follow(blocks, rest) else deadline
     best = head = None
     with contextlib.ExitStack() as running:
         for name in AUTO_HEURISTICS:
@@ -93,6 +98,8 @@ def _assign(blocks: list[Block], strategy: str, time_limit: float, capacity: int
         if left < EXACT_MIN_S and head is None:
             return Assignment(no_search, offsets, bound)
         from . import exact
+        if searched and head is None and not exact.can_search(blocks, deadline):
+            return Assignment(no_search, offsets, bound)
         result = exact.solve(blocks, offsets, left, capacity, head, not searched)    # above EXACT_MAX: the windows only
     if not searched:        # the windows alone ran, where they suit
         better = extent(blocks, result.offsets) < size
@@ -101,6 +108,15 @@ def _assign(blocks: list[Block], strategy: str, time_limit: float, capacity: int
     if strategy == "auto" and extent(blocks, result.offsets) == size:
         return Assignment(f"auto:{name}", offsets, result.bound)     # the search found nothing better
     return Assignment("exact" if strategy == "exact" else "auto:exact", result.offsets, result.bound)
+
+
+def _search_can_follow(blocks: list[Block], seconds: float) -> bool:
+    """Whether a search can start with `seconds` left (`exact.can_search`; without loading the
+    search where OR-Tools can be loaded in that time)."""
+    if or_tools_in_time(time.monotonic() + seconds):
+        return True
+    from . import exact
+    return exact.can_search(blocks, time.monotonic() + seconds)
 
 
 def heuristic(name: str, blocks: list[Block], deadline: float) -> list[int] | None:

@@ -109,6 +109,13 @@ def head_start(blocks: list[Block], capacity: int, deadline: float) -> canonical
     return canonical.Decision(comp, capacity - base, deadline)
 
 
+def can_search(blocks: list[Block], deadline: float) -> bool:
+    """Whether a search can start on `blocks` by `deadline`: OR-Tools' methods (CP-SAT, the
+    windows, layer splits) where it can be loaded by then, else the canonical search where some
+    component is not too large for it."""
+    return or_tools_in_time(deadline) or any(not canonical.too_large(comp) for comp, _, _ in stacked_components(blocks)[0])
+
+
 def _taken_out(blocks: list[Block], offsets: list[int], under: list[int], members: list[int]) -> list[int]:
     """The offsets of `members` with the blocks `under` taken out of the plan: each moves down by
     the sizes of those below it (sorted, summed once: thousands of each on large tables)."""
