@@ -141,7 +141,7 @@ def _searched(strategy: str, used: str, count: int, time_limit: float) -> str:
     if count > auto.EXACT_MAX:
         return (f"by the heuristics alone (on more than {auto.EXACT_MAX:,} buffers only rolling windows, over long, "
                 "thin components, search further, and found nothing better here)")
-    return f"by the heuristics alone (they left too little of the {time_limit:g} s for a search)"
+    return f"by the heuristics alone (no search could start in what they left of the {time_limit:g} s)"
 
 
 def _check_total(buffers: list[Buffer], device: list[int], align: int) -> None:
