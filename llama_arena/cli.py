@@ -51,6 +51,10 @@ def _run(parser: argparse.ArgumentParser, argv) -> tuple[int, list[Text]]:
         return 1, [error(shown(str(e)))]
     except CapacityMissed as e:
         return 3, [error(str(e), "arena: ")]
+    except ModuleNotFoundError as e:    # an install without a dependency (torch on a Python it has no build for)
+        package = (e.name or "").split(".")[0]
+        return 1, [error(f"the module '{package}' is not installed, and this command needs it: "
+                         "install llama-arena's dependencies (see README.md)")]
     except PlanInvalid as e:   # a planner bug, never the user's input: say so plainly
         return 1, [error(str(e), "arena: internal error, the plan failed its check: ")]
     except BrokenPipeError:     # `arena plan ... | head`: the reader left, nothing more to say

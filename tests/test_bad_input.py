@@ -451,3 +451,11 @@ def test_convert_output_carries_any_name_a_table_accepts(name):
     except ArenaError:
         return                                     # a name the reader refuses, with a message
     assert loads(to_yaml(schedule)) == schedule
+
+
+def test_a_dependency_missing_from_the_install_is_one_line_exit_1(monkeypatch, capsys):
+    """torch not installed (a Python it has no build for): `arena run` names the module, no traceback."""
+    monkeypatch.setitem(sys.modules, "torch", None)     # `import torch` now fails as where it is not installed
+    assert main(["run", "--prompt", "hi"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("arena: error: the module 'torch' is not installed") and "Traceback" not in err, err
