@@ -40,6 +40,10 @@ def allocate_arena(nbytes: int, device: torch.device) -> torch.Tensor:
     arena = torch.empty(nbytes, dtype=torch.uint8, device=device)
     if device.type == "cpu":
         _huge_pages(arena)
+        # touched now, not by the first call: the pages of a KV cache of thousands of positions
+        # made it 10-35 times slower than the calls after it (the keys are stored nctx apart, so
+        # a few positions touch every page), and its speed said so
+        arena.zero_()
     return arena
 
 

@@ -327,3 +327,15 @@ def test_a_tensor_stored_as_a_scalar_names_its_shape(tiny_folder, tmp_path, name
     save_file(tensors, folder / "model.safetensors", metadata={"format": "pt"})
     with pytest.raises(ArenaError, match=rf"tensor '{name}' has shape \(\), expected \("):
         assemble(open_source(Source(folder, "checkpoint")), torch.float32, torch.device("cpu"))
+
+
+def test_the_arena_is_resident_once_allocated():
+    """Its pages are touched when it is made, not by the first call: a KV cache of thousands of
+    positions, whose keys lie nctx apart, made the first call 10-35 times slower than the rest."""
+    import psutil
+
+    from executor.session import allocate_arena
+    process = psutil.Process()
+    before = process.memory_info().rss
+    arena = allocate_arena(256 << 20, torch.device("cpu"))
+    assert process.memory_info().rss - before >= 0.9 * arena.numel()
