@@ -95,7 +95,8 @@ def _environment(most: int):
                     raise SecurityError(f"{what} holds {total:,} characters and items or more, more than the "
                                         f"messages and a prompt file may hold ({most:,} characters)")
                 if depth < HELD_DEPTH and not isinstance(item, str):
-                    todo += [(x, depth + 1) for x in (itertools.chain(*item.items()) if isinstance(item, dict) else item)]
+                    members = itertools.chain(*item.items()) if isinstance(item, dict) else item
+                    todo += [(x, depth + 1) for x in members]
         return value
 
     class TemplateNamespace(Namespace):

@@ -140,9 +140,10 @@ def settled(blocks: list[Block], offsets: list[int], nbytes: list[int]) -> list[
     """The plan of the rounded `blocks`, or the plan upside down, whichever ends lower by
     `nbytes`, once each of its blocks has dropped, in order of offset, onto the highest block
     below it live at a common step; or the blocks dropped in order of padding, least first
-    (the most padded on top); or the plan with the blocks over the whole span dropped last. Dropping keeps a plan valid and aligned (each rounded top is a
-    multiple of the alignment), and turning it over puts other buffers on top. Past DROP_MAX
-    blocks or DROP_MAX_SPANS sections spanned in all, the blocks do not drop."""
+    (the most padded on top); or the plan with the blocks over the whole span dropped last.
+    Dropping keeps a plan valid and aligned (each rounded top is a multiple of the alignment),
+    and turning it over puts other buffers on top. Past DROP_MAX blocks or DROP_MAX_SPANS
+    sections spanned in all, the blocks do not drop."""
     if not blocks:
         return offsets
     top = max(o + b.size for o, b in zip(offsets, blocks))

@@ -120,7 +120,8 @@ def best_fit(blocks: list[Block]) -> list[int]:
     smallest free hole that holds it, else grow the arena at its top."""
     offsets = [0] * len(blocks)
     # a block of no bytes stays at 0, out of the free list (a hole of no bytes broke its merges)
-    starts = sorted((i for i in range(len(blocks)) if blocks[i].size > 0), key=lambda i: (blocks[i].first, -blocks[i].size))
+    starts = sorted((i for i in range(len(blocks)) if blocks[i].size > 0),
+                    key=lambda i: (blocks[i].first, -blocks[i].size))
     ending: list[tuple[int, int]] = []       # heap of (last, index) of allocated blocks
     free = FreeList()
     top = 0
