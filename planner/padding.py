@@ -43,25 +43,25 @@ def assigned(rounded: list[Block], nbytes: list[int], align: int, strategy: str,
     assignment = assignment._replace(offsets=offsets, bound=_least(rounded, nbytes, proven))
     if not as_given(strategy, len(rounded)):
         return assignment
-    return _exact(rounded, nbytes, assignment, capacity, EXACT_SHARE * time_limit, deadline)
+    return _exact(rounded, nbytes, assignment, capacity, PADDED_SHARE * time_limit, deadline)
 
 
 # The most blocks _exact hands to CP-SAT, and its share of the time limit at most (once OR-Tools
 # is loaded: 0.4 s or more, which a short limit's share would not cover): the rounded plans' bound
 # is loose by up to the largest padding; on a few blocks CP-SAT proves the least arena of the
 # sizes as given in milliseconds, on 64 that overlap much it can take all it gets.
-EXACT_MAX = 64
-EXACT_SHARE = 0.2
+PADDED_MAX = 64
+PADDED_SHARE = 0.2
 
 
 def as_given(strategy: str, count: int) -> bool:
     """Whether `assigned` may plan `count` blocks of the sizes as given (_exact)."""
-    return strategy not in HEURISTICS and count <= EXACT_MAX
+    return strategy not in HEURISTICS and count <= PADDED_MAX
 
 
 def searched(strategy: str, count: int, align: int, time_limit: float) -> str:
     """How `assigned` looked for plans, as CapacityMissed says it."""
-    also = f", then as given by CP-SAT for up to {EXACT_SHARE * time_limit:g} s" if as_given(strategy, count) else ""
+    also = f", then as given by CP-SAT for up to {PADDED_SHARE * time_limit:g} s" if as_given(strategy, count) else ""
     return f"by planning the sizes rounded up to multiples of {align}{also}"
 
 
@@ -96,7 +96,7 @@ def _lowest(blocks: list[Block], nbytes: list[int], assignment, offsets: list[in
         if time.monotonic() > deadline:
             break
         plan = heuristic(name, blocks, deadline)
-        if plan is None:        # greedy-size out of time
+        if plan is None:        # out of time
             break
         plan = settled(blocks, plan, nbytes)
         if (top := _top(plan, nbytes)) < best[0]:

@@ -956,3 +956,13 @@ def test_our_strategies_set_the_blocks_over_the_whole_span_below_the_rest(strate
 def test_the_published_heuristics_plan_every_block_as_written(strategy):
     blocks = [Block(0, 9, 256), Block(0, 4, 512), Block(5, 9, 768), Block(2, 9, 256)]
     assert assign(blocks, strategy, 10).offsets == auto.HEURISTICS[strategy](blocks)
+
+
+def test_skyline_asked_for_a_capacity_stops_at_a_plan_within_it():
+    """`--strategy skyline --capacity C`: its passes stop at a plan within C, as they stop
+    at the lower bound when minimizing, rather than spending all their work on the bound."""
+    blocks = dense(200, 0)
+    plain = skyline(blocks, work=0)
+    capacity = extent(blocks, plain)
+    assert extent(blocks, skyline(blocks)) < capacity           # the reweighed passes go lower
+    assert extent(blocks, assign(blocks, "skyline", 10, capacity).offsets) == capacity

@@ -64,30 +64,16 @@ def _assign(blocks: list[Block], strategy: str, time_limit: float, capacity: int
     deadline = time.monotonic() + time_limit      # (the bound takes 0.4 s on 10^5 blocks)
     bound = lower_bound(blocks)
     goal = bound if capacity is None else capacity
-    if strategy in HEURISTICS or bound > goal:
-        return Assignment(strategy, HEURISTICS.get(strategy, best_fit)(blocks), bound)
+    if strategy in HEURISTICS or bound > goal:      # (under the bound no plan fits: best-fit's shows how far)
+        return Assignment(strategy, heuristic(strategy if strategy in HEURISTICS else "best-fit", blocks, None,
+                                              max(goal, bound)), bound)
     searched = len(blocks) <= EXACT_MAX     # else no search follows, and the heuristics have all the time
     rest = (1 - HEURISTIC_SHARE) * time_limit
     # (so they do where no search could start in the rest)
     share_end = deadline - rest if searched and _search_can_follow(blocks, rest) else deadline
-    best = head = None
     with contextlib.ExitStack() as running:
-        for name in AUTO_HEURISTICS:
-            if best is not None and time.monotonic() > share_end:
-                continue
-            if name == "layered":
-                offsets, head = _layered_beside_search(blocks, share_end, goal, capacity is not None, deadline,
-                                                       running, searched)
-            else:
-                offsets = heuristic(name, blocks, share_end)
-            if offsets is None:
-                continue
-            size = extent(blocks, offsets)
-            if best is None or size < best[0]:
-                best = (size, name, offsets)
-            if size <= goal or capacity is not None and head is not None and head.proven:
-                break           # (a capacity the search proved out of reach: no heuristic's plan can meet it)
-        size, name, offsets = best
+        size, name, offsets, head = _best_heuristic(blocks, goal, capacity is not None, share_end, deadline,
+                                                    running, searched)
         if strategy == "auto" and size <= goal:
             return Assignment(f"auto:{name}", offsets, bound)
         left = deadline - time.monotonic()
@@ -110,6 +96,30 @@ def _assign(blocks: list[Block], strategy: str, time_limit: float, capacity: int
     return Assignment("exact" if strategy == "exact" else "auto:exact", result.offsets, result.bound)
 
 
+def _best_heuristic(blocks: list[Block], goal: int, deciding: bool, share_end: float, deadline: float,
+                    running: contextlib.ExitStack, searched: bool):
+    """(arena, name, offsets) of the best plan of AUTO_HEURISTICS by `share_end`, and the
+    canonical search started beside `layered` or None (`_layered_beside_search`). They stop
+    at a plan within `goal`, or once that search proves a capacity (`deciding`) out of
+    reach: no heuristic's plan can meet it then."""
+    best = head = None
+    for name in AUTO_HEURISTICS:
+        if best is not None and time.monotonic() > share_end:
+            continue
+        if name == "layered":
+            offsets, head = _layered_beside_search(blocks, share_end, goal, deciding, deadline, running, searched)
+        else:
+            offsets = heuristic(name, blocks, share_end)
+        if offsets is None:
+            continue
+        size = extent(blocks, offsets)
+        if best is None or size < best[0]:
+            best = (size, name, offsets)
+        if size <= goal or deciding and head is not None and head.proven:
+            break
+    return (*best, head)
+
+
 def _search_can_follow(blocks: list[Block], seconds: float) -> bool:
     """Whether a search can start with `seconds` left (`exact.can_search`; without loading the
     search where OR-Tools can be loaded in that time)."""
@@ -119,9 +129,13 @@ def _search_can_follow(blocks: list[Block], seconds: float) -> bool:
     return exact.can_search(blocks, time.monotonic() + seconds)
 
 
-def heuristic(name: str, blocks: list[Block], deadline: float) -> list[int] | None:
-    """HEURISTICS[name]'s plan. greedy-size keeps `deadline` (None past it): its time grows
-    with the conflicting pairs, seconds on 10^4 blocks of long lifetimes."""
+def heuristic(name: str, blocks: list[Block], deadline: float | None, goal: int | None = None) -> list[int] | None:
+    """HEURISTICS[name]'s plan. greedy-size, `skyline` and `layered` keep `deadline` (None
+    past it): greedy-size's time grows with the conflicting pairs, seconds on 10^4 blocks of
+    long lifetimes, and a skyline pass can take seconds on jagged skylines. The skyline ones
+    stop at a plan within `goal` (default: the lower bound)."""
+    if name in ("skyline", "layered"):
+        return HEURISTICS[name](blocks, deadline, goal)
     return HEURISTICS[name](blocks, deadline) if name == "greedy-size" else HEURISTICS[name](blocks)
 
 
@@ -133,7 +147,7 @@ def _layered_beside_search(blocks: list[Block], deadline: float, goal: int, deci
     during `layered`'s half second: it often answers in milliseconds, and its plan stops
     `layered`; so does its proof that a capacity (`deciding`) is out of reach. Its orders
     cost 65 µs a block to make, which plans met at once do not pay.
-    Where no search follows (`searched`: EXACT_MAX blocks or fewer), none starts (and the plain
+    Where no search follows (not `searched`: above EXACT_MAX blocks), none starts (and the plain
     passes, seconds at 10^5 blocks, are not run twice)."""
     if not searched:
         return layered(blocks, deadline, goal), None

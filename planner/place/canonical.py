@@ -202,23 +202,21 @@ class _Background:
 
 class Decision(_Background):
     """Decides `capacity`. `answered` is set when it has (a plan, or the proof that none
-    exists), `planned` when it found a plan; `found` and `proven` are its answer."""
+    exists); `found` and `proven` are its answer."""
 
     def __init__(self, comp: Component, capacity: int, deadline: float):
         self.capacity = capacity
         self.found: list[int] | None = None
-        self.found_flag = bytearray(1)      # set with `planned`, and `answered_flag` with `answered`: stop
+        self.found_flag = bytearray(1)      # set with a plan, and `answered_flag` with `answered`: stop
         self.answered_flag = bytearray(1)   # flags for compiled work beside it
         self.proven = False
         self.answered = threading.Event()
-        self.planned = threading.Event()
         super().__init__(comp, deadline)
 
     def _work(self, comp: Component, deadline: float) -> None:
         self.found, self.proven = self._search(comp, self.capacity, deadline)
         if self.found is not None:
             self.found_flag[0] = 1
-            self.planned.set()
         if self.found is not None or self.proven:
             self.answered_flag[0] = 1
             self.answered.set()
@@ -230,16 +228,16 @@ class Decision(_Background):
 # come in milliseconds; where there is little, the steps down are what the time buys
 # (docs/measurements.md, "Minimizing by steps down").
 DESCENT_SHARE = 0.65
-PROBE_SHARE = 0.02
+STEP_SHARE = 0.02
 FINEST_STEP = 0.005
 
 
 class Descent(_Background):
     """The least arena from above, between `bound` (proven: no plan below it) and `upper`
-    (a plan's arena). First the bound, for PROBE_SHARE of the time: where it is the
+    (a plan's arena). First the bound, for STEP_SHARE of the time: where it is the
     optimum, a plan there often comes in milliseconds, sooner than by the steps down to
     it. Then, for DESCENT_SHARE of the time, steps down from `upper`: halfway to the bound
-    first, each for PROBE_SHARE of the time; a plan found lowers `upper` and the same step
+    first, each for STEP_SHARE of the time; a plan found lowers `upper` and the same step
     is taken from there, a capacity not decided in its time halves the step. Once the step
     is under FINEST_STEP of `upper`, the steps start again from halfway, each with twice the
     time: a capacity that takes seconds is worth more than the slivers under the best plan.
@@ -290,7 +288,7 @@ class Descent(_Background):
     def _work(self, comp: Component, deadline: float) -> None:
         start = time.monotonic()
         descent_end = start + DESCENT_SHARE * (deadline - start)
-        probe = PROBE_SHARE * (deadline - start)
+        probe = STEP_SHARE * (deadline - start)
         self._probe(comp, self.bound, min(deadline, start + probe))
         step = max(1, (self.upper - self.bound) // 2)
         while not self._stopping and self.bound < self.upper and time.monotonic() < descent_end:
