@@ -966,3 +966,16 @@ def test_skyline_asked_for_a_capacity_stops_at_a_plan_within_it():
     capacity = extent(blocks, plain)
     assert extent(blocks, skyline(blocks)) < capacity           # the reweighed passes go lower
     assert extent(blocks, assign(blocks, "skyline", 10, capacity).offsets) == capacity
+
+
+def test_deciding_above_the_bound_tries_the_bound_beside_the_search():
+    """A plan at the lower bound fits any capacity above it, and the canonical search at the
+    bound finds one where the search at the capacity has no slack to guide it."""
+    blocks, _, capacity = production(300, 0, 0.02)
+    (comp,) = components(blocks)
+    background = SimpleNamespace(ranks=canonical.orders(comp), answered=threading.Event())
+    found = exact._at_the_bound(comp, capacity, time.monotonic() + 10, background)
+    check([str(k) for k in comp.blocks], comp.blocks_of(blocks), found, comp.lower, 1)
+    assert exact._at_the_bound(comp, comp.lower, time.monotonic() + 10, background) is None   # nothing to try
+    background.answered.set()           # the search deciding the capacity answered: no more tries
+    assert exact._at_the_bound(comp, capacity, time.monotonic() + 10, background) is None

@@ -58,12 +58,15 @@ from .search import Search, Timeout
 # the optimum is a unit or two above it, it proves in a second what those methods never prove
 # (layer splits only look at the bound) or find late. On larger ones it seldom answers, and the
 # completions it delays plan production-like problems with slack later (docs/measurements.md).
+# Deciding a capacity above the lower bound, the completions wait while a second canonical search
+# tries the bound for BOUND_TRY_SHARE of the time: a plan there fits too (`_at_the_bound`).
 HEAD_START_SHARE = 0.02
 BOUND_SHARE = 0.5
 SEARCH_SHARE = 0.3
 SEARCH_SHARE_BRIEF = 0.02
 STACK_SHARE = 0.95
 COMPLETION_SHARE = 0.9
+BOUND_TRY_SHARE = 0.02
 PREFIXES = (0.95, 0.9, 0.85, 0.8, 0.75, 0.7, 0.6, 0.5)
 COMPLETION_LIMIT = 1.0
 CANONICAL_LIMIT = 0.1
@@ -382,13 +385,27 @@ def _decide_beside(comp: Component, plan: list[int], capacity: int, deadline: fl
         background.stop()                   # the layer splits race on every core
         found = stacked(comp, capacity, _share_end(STACK_SHARE, deadline))
     else:
-        found = _completed(comp, _share_end(COMPLETION_SHARE, deadline), background, stop)
+        found = _at_the_bound(comp, capacity, deadline, background) or \
+            _completed(comp, _share_end(COMPLETION_SHARE, deadline), background, stop)
     if found is None and not stop.is_set():
         if or_tools_in_time(deadline):
             from . import cpsat
             return cpsat.decide(comp, capacity, deadline, stop)
         background.run_until(deadline)          # the canonical search alone, to the end
     return found, comp.lower
+
+
+def _at_the_bound(comp: Component, capacity: int, deadline: float,
+                  background: canonical.Decision) -> list[int] | None:
+    """Deciding a capacity above the lower bound: the canonical search at the bound for
+    BOUND_TRY_SHARE of the time, beside the one deciding the capacity, until that answers. A
+    plan there fits the capacity too, and with no slack to wander in, the search at the bound
+    can find one in milliseconds where at the capacity it finds none in seconds
+    (docs/measurements.md, "The bound tried when deciding"). None where it finds none."""
+    if capacity <= comp.lower or background.answered.is_set() or not hasattr(background, "ranks"):
+        return None         # (no ranks: its orders are not made yet)
+    return canonical.complete(comp, comp.lower, [], _share_end(BOUND_TRY_SHARE, deadline), background.ranks,
+                              background.answered)
 
 
 def _completed(comp: Component, deadline: float, background: canonical.Decision | canonical.Descent,
