@@ -47,7 +47,7 @@ typedef struct {
     long steps;                            /* heap entries taken, over all passes: the work done */
     Entry *heap;
     long heap_len, heap_cap;
-    int run_valid, run_end;                /* the run of sections at the lowest level, as in _Run */
+    int run_valid, run_end;                /* the run of sections at the lowest level */
     int64_t run_level;
     double signals_at;                     /* when to let Python's signal handlers run next */
 } Pass;
