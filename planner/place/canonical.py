@@ -100,11 +100,13 @@ def complete(comp: Component, capacity: int, path: list[tuple[int, int]], deadli
             tops[s] = max(tops[s], offset + comp.size[k])
     placed = dict(path)
     rest = [k for k in range(len(comp.size)) if k not in placed]
-    kept = []
-    for rank in ranks:                      # a second on 10^4 blocks: the clock counts here too
-        if time.monotonic() > deadline:
-            return None
-        kept.append(_kept(rank, rest))
+    kept = ranks                            # with no path, the orders as they are
+    if path:
+        kept = []
+        for rank in ranks:                  # a second on 10^4 blocks: the clock counts here too
+            if time.monotonic() > deadline:
+                return None
+            kept.append(_kept(rank, rest))
     flag = bytearray(1)
     with stopped_when(until, lambda: flag.__setitem__(0, 1)):
         status, offsets = fit([comp.size[k] for k in rest], [comp.lo[k] for k in rest], [comp.hi[k] for k in rest],
