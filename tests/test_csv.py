@@ -310,7 +310,7 @@ def test_a_proven_miss_says_the_one_alignment_its_proof_is_of(tmp_path):
         place(read_problem(path, 8), "auto", 8, [], 5, 13, padded=True)
 
 
-def test_the_plans_settled_beside_the_strategys_stop_at_its_deadline(monkeypatch):
+def test_the_plans_settled_beside_the_strategys_get_its_deadline(monkeypatch):
     """`auto` settles cheap heuristics' plans beside its own (padding._lowest) within its
     deadline: skyline's passes get it too (without it they ran all their reweighed passes,
     0.8 s on 3,000 blocks where 0.3 s was left)."""

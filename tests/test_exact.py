@@ -979,3 +979,23 @@ def test_deciding_above_the_bound_tries_the_bound_beside_the_search():
     assert exact._at_the_bound(comp, comp.lower, time.monotonic() + 10, background) is None   # nothing to try
     background.answered.set()           # the search deciding the capacity answered: no more tries
     assert exact._at_the_bound(comp, capacity, time.monotonic() + 10, background) is None
+
+
+def test_a_decision_above_the_bound_takes_the_plan_the_try_at_the_bound_finds(monkeypatch):
+    """Wired into deciding: with the search at the capacity stalled and nothing after the try
+    planning, the plan comes from the try at the bound."""
+    blocks, _, capacity = production(300, 0, 0.02)
+    (comp,) = components(blocks)
+
+    def stalled(comp, capacity, deadline, stop, *rest):
+        while time.monotonic() < deadline and not stop[0]:
+            time.sleep(0.001)
+        return None, False
+
+    monkeypatch.setattr(canonical, "search", stalled)
+    monkeypatch.setattr(exact, "_completed", lambda *args: None)
+    monkeypatch.setattr(cpsat, "decide", lambda comp, capacity, deadline, stop: (None, comp.lower))
+    start = naive(comp.blocks_of(blocks))           # (a plan far above the capacity)
+    found, _ = exact._decide(comp, start, capacity, time.monotonic() + 10)
+    assert comp.extent(start) > capacity
+    check([str(k) for k in comp.blocks], comp.blocks_of(blocks), found, comp.lower, 1)
