@@ -123,10 +123,11 @@ def _best_heuristic(blocks: list[Block], goal: int, deciding: bool, share_end: f
 def _search_can_follow(blocks: list[Block], seconds: float) -> bool:
     """Whether a search can start with `seconds` left (`exact.can_search`; without loading the
     search where OR-Tools can be loaded in that time)."""
-    if or_tools_in_time(time.monotonic() + seconds):
+    deadline = time.monotonic() + seconds
+    if or_tools_in_time(deadline):
         return True
     from . import exact
-    return exact.can_search(blocks, time.monotonic() + seconds)
+    return exact.can_search(blocks, deadline)
 
 
 def heuristic(name: str, blocks: list[Block], deadline: float | None, goal: int | None = None) -> list[int] | None:

@@ -357,9 +357,9 @@ def _rolled_down(comp: Component, plan: list[int], bound: int, deadline: float) 
 def _decide_beside(comp: Component, plan: list[int], capacity: int, deadline: float,
                    background: canonical.Decision) -> tuple[list[int] | None, int]:
     """CP-SAT minimizing from `plan` for PROBE_SHARE of the time (up to PROBE_MAX blocks);
-    then where layer splits follow, the skyline search, then layer splits; elsewhere CP-SAT
-    completing the canonical search's deepest paths; then CP-SAT deciding, until `background`
-    answers: (plan or None, proven bound)."""
+    then where layer splits follow, the skyline search, then layer splits; elsewhere a brief try
+    at the bound (`_at_the_bound`), then CP-SAT completing the canonical search's deepest paths;
+    then CP-SAT deciding, until `background` answers: (plan or None, proven bound)."""
     stop = background.answered
     if stop.is_set():
         return None, comp.lower
