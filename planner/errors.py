@@ -33,19 +33,21 @@ class CapacityMissed(Exception):
     """No plan within `capacity` bytes: proven impossible when `bound` (the least arena any
     plan can have) is above it, else only not found within the time limit."""
 
-    def __init__(self, capacity: int, bound: int, best: int, searched: str, align: int = 1):
+    def __init__(self, capacity: int, bound: int, best: int, searched: str, align: int = 1, maker: str = ""):
         """`searched` says how plans were looked for, e.g. 'in 10 s' or 'by skyline'; `align`,
         the alignment every offset keeps (the proof is of plans that keep it: a CSV problem's
-        own alignments may be smaller)."""
+        own alignments may be smaller); `maker`, the heuristic whose plan is the best found, where
+        a search ran after it and found none better."""
         self.capacity, self.bound, self.best = capacity, bound, best
         self.proven = bound > capacity
         aligned = f" (offsets multiples of {align:,})" if align > 1 else ""
+        by = f", {maker}'s," if maker else ""
         super().__init__(
             f"no plan fits in {capacity:,} {plural(capacity, 'byte')}: proven impossible, "
             f"every plan needs at least {bound:,} {plural(bound, 'byte')}{aligned}"
             if self.proven else
             f"no plan within {capacity:,} {plural(capacity, 'byte')} found {searched}, and none proven impossible "
-            f"(the best plan found needs {best:,} {plural(best, 'byte')})")
+            f"(the best plan found{by} needs {best:,} {plural(best, 'byte')})")
 
 
 def shown(fault: str) -> str:

@@ -120,7 +120,8 @@ def place(buffers: list[Buffer], strategy: str, align: int, steps: list[str], ti
         searched = (padding.searched(strategy, len(transient), align, time_limit) if most_padding else
                     _searched(strategy, assignment.strategy, len(bottom(rounded)[1]), time_limit))
         # a bound above the peak may hold only for offsets that keep `align`, the file's own alignments smaller
-        raise CapacityMissed(capacity, bound, total, searched, align if most_padding and bound > lower else 1)
+        raise CapacityMissed(capacity, bound, total, searched, align if most_padding and bound > lower else 1,
+                             _maker(strategy, assignment.strategy))
     return Plan(total, lower, align, assignment.strategy, steps, placed, optimal=total == bound, bound=bound,
                 no_reuse=sum(b.size for b in rounded) + base - most_padding,
                 host_bytes=sum(b.size for b in buffers if b.memory == "host"))
@@ -142,6 +143,14 @@ def _searched(strategy: str, used: str, count: int, time_limit: float) -> str:
         return (f"by the heuristics alone (on more than {auto.EXACT_MAX:,} buffers only rolling windows, over long, "
                 "thin components, search further, and found nothing better here)")
     return f"by the heuristics alone (no search could start in what they left of the {time_limit:g} s)"
+
+
+def _maker(strategy: str, used: str) -> str:
+    """The heuristic whose plan `used` names ('auto:layered', 'exact:skyline'), where `strategy`
+    searched after it; else ''. A search deciding a capacity makes no plan above it, so a miss
+    shows the heuristics' best, and the message says so."""
+    named = [part for part in used.split(":") if part in HEURISTICS]
+    return named[0] if named and strategy not in HEURISTICS else ""
 
 
 def _check_total(buffers: list[Buffer], device: list[int], align: int) -> None:

@@ -14,6 +14,7 @@ import pytest
 
 from llama_arena.cli import main
 from planner.estimate import RUNTIME_BYTES
+from planner.place import HEURISTICS
 
 ROOT = Path(__file__).resolve().parents[1]
 SEED = ROOT.parent / "shared" / "seeds" / "000_a1c78c6a9d0b085a.txt"
@@ -208,6 +209,20 @@ def test_capacity_missed_is_one_line_and_exit_3(args, message):
     code, out, err = arena("plan", "--csv", "docs/unreachable.csv", *args)
     assert code == 3 and out == ""
     assert err.strip() == f"arena: {message}"
+
+
+def test_capacity_missed_after_a_search_names_the_heuristic_whose_plan_is_the_best(tmp_path):
+    """Deciding, the search makes no plan above the capacity: the best plan a miss reports is a
+    heuristic's, and the message names it."""
+    from benchmarks.families import production
+    blocks, _, capacity = production(450, 0)    # the search does not answer it in 30 s
+    rows = "".join(f"b{i},{b.first},{b.last + 1},{b.size}\n" for i, b in enumerate(blocks))
+    (tmp_path / "p.csv").write_text("id,lower,upper,size\n" + rows)
+    code, out, err = arena("plan", "--csv", str(tmp_path / "p.csv"), "--capacity", str(capacity), "--time-limit", "3")
+    named = re.fullmatch(r"arena: no plan within [\d,]+ bytes found in 3 s, and none proven impossible "
+                         r"\(the best plan found, ([a-z-]+)'s, needs ([\d,]+) bytes\)\n", err)
+    assert code == 3 and out == "" and named, err
+    assert named[1] in HEURISTICS and int(named[2].replace(",", "")) > capacity
 
 
 def test_convert_prints_yaml_that_plans_like_the_layer(tmp_path, capsys):
