@@ -214,15 +214,22 @@ def test_capacity_missed_is_one_line_and_exit_3(args, message):
 def test_capacity_missed_after_a_search_names_the_heuristic_whose_plan_is_the_best(tmp_path):
     """Deciding, the search makes no plan above the capacity: the best plan a miss reports is a
     heuristic's, and the message names it."""
-    from benchmarks.families import production
-    blocks, _, capacity = production(450, 0)    # the search does not answer it in 30 s
-    rows = "".join(f"b{i},{b.first},{b.last + 1},{b.size}\n" for i, b in enumerate(blocks))
-    (tmp_path / "p.csv").write_text("id,lower,upper,size\n" + rows)
+    capacity = _unanswered(tmp_path / "p.csv")
     code, out, err = arena("plan", "--csv", str(tmp_path / "p.csv"), "--capacity", str(capacity), "--time-limit", "3")
     named = re.fullmatch(r"arena: no plan within [\d,]+ bytes found in 3 s, and none proven impossible "
                          r"\(the best plan found, ([a-z-]+)'s, needs ([\d,]+) bytes\)\n", err)
     assert code == 3 and out == "" and named, err
     assert named[1] in HEURISTICS and int(named[2].replace(",", "")) > capacity
+
+
+def _unanswered(path: Path) -> int:
+    """Writes a production-like problem that the search does not answer in 30 s at its capacity
+    (prod-450 seed 0) to the CSV `path`; its capacity."""
+    from benchmarks.families import production
+    blocks, _, capacity = production(450, 0)
+    rows = "".join(f"b{i},{b.first},{b.last + 1},{b.size}\n" for i, b in enumerate(blocks))
+    path.write_text("id,lower,upper,size\n" + rows)
+    return capacity
 
 
 def test_convert_prints_yaml_that_plans_like_the_layer(tmp_path, capsys):
@@ -719,10 +726,7 @@ def test_ctrl_c_during_a_search_exits_130_at_once(tmp_path, options):
     import signal
     import time
 
-    from benchmarks.families import production
-    blocks, _, _ = production(450, 0)           # the search does not answer it in 30 s
-    rows = "".join(f"b{i},{b.first},{b.last + 1},{b.size}\n" for i, b in enumerate(blocks))
-    (tmp_path / "p.csv").write_text("id,lower,upper,size\n" + rows)
+    _unanswered(tmp_path / "p.csv")
     p = subprocess.Popen([sys.executable, "-m", "llama_arena", "plan", "--csv", str(tmp_path / "p.csv"),
                           "--time-limit", "30", *options], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                          text=True, start_new_session=True, cwd=Path(__file__).parent.parent,
@@ -755,10 +759,7 @@ def test_sigterm_on_a_terminal_exits_143_with_the_cursor_shown(tmp_path):
     import signal
     import time
 
-    from benchmarks.families import production
-    blocks, _, _ = production(450, 0)
-    rows = "".join(f"b{i},{b.first},{b.last + 1},{b.size}\n" for i, b in enumerate(blocks))
-    (tmp_path / "p.csv").write_text("id,lower,upper,size\n" + rows)
+    _unanswered(tmp_path / "p.csv")
     leader, follower = pty.openpty()
     p = subprocess.Popen([sys.executable, "-m", "llama_arena", "plan", "--csv", str(tmp_path / "p.csv"),
                           "--capacity", "1048576", "--time-limit", "30", "--out", str(tmp_path / "s.csv")],
