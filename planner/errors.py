@@ -37,7 +37,7 @@ class CapacityMissed(Exception):
         """`searched` says how plans were looked for, e.g. 'in 10 s' or 'by skyline'; `align`,
         the alignment every offset keeps (the proof is of plans that keep it: a CSV problem's
         own alignments may be smaller); `maker`, the heuristic whose plan is the best found, where
-        a search ran after it and found none better."""
+        the strategy asked for is not that heuristic alone."""
         self.capacity, self.bound, self.best = capacity, bound, best
         self.proven = bound > capacity
         aligned = f" (offsets multiples of {align:,})" if align > 1 else ""

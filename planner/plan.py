@@ -147,8 +147,9 @@ def _searched(strategy: str, used: str, count: int, time_limit: float) -> str:
 
 def _maker(strategy: str, used: str) -> str:
     """The heuristic whose plan `used` names ('auto:layered', 'exact:skyline'), where `strategy`
-    searched after it; else ''. A search deciding a capacity makes no plan above it, so a miss
-    shows the heuristics' best, and the message says so."""
+    is not that heuristic alone (auto and exact run several, and usually a search after them);
+    else ''. A search deciding a capacity makes no plan above it, so a miss shows the heuristics'
+    best, and the message says whose."""
     named = [part for part in used.split(":") if part in HEURISTICS]
     return named[0] if named and strategy not in HEURISTICS else ""
 
