@@ -70,9 +70,9 @@ enum { SORTED_QUEUE = 256 };
 /* A restart also ends after this many calls of the rules over a section per node of its budget. Half
  * the restarts on production-like problems take 10-40 such calls a node, a few hundreds or thousands
  * (nodes whose 30-300 candidates each fail only after propagating): 500 nodes of those held a search
- * for seconds, where the restarts after them planned the problem (docs/measurements.md, "Restarts that
- * end by their work"). */
-enum { WORK_PER_NODE = 40 };
+ * for seconds, where the restarts after them planned the problem. At 40, restarts of 40-70 a node were
+ * cut that a serving trace's windows need (docs/measurements.md, "Restarts that end by their work"). */
+enum { WORK_PER_NODE = 80 };
 
 typedef struct { int buffer; int64_t old; } Entry;   /* old == -1: the buffer was placed; buffer < 0: section
                                                        * -1 - buffer's top was old; buffer in [n, 2n): est of
