@@ -35,8 +35,7 @@
  *     above its floor cannot go there now. CP-SAT's presolve refutes the search's wrong early
  *     placements by this reasoning and no other (docs/measurements.md, "Deadlines").
  * The search restarts with another order of the buffers (the caller's `ranks`) each time it
- * spends its node budget, which grows by half every round of orders, or WORK_PER_NODE times as many
- * calls of the rules over a section. After the first round over
+ * spends its node budget, which grows by half every round of orders. After the first round over
  * them the restarts are guided: each takes the order of the restart that placed the most (area:
  * size x sections, at its deepest), moves a few buffers to random ranks (GUIDE_PER_MILLE), and
  * becomes the one to follow if it places at least as much; and the candidates' order is shaken at
@@ -67,12 +66,6 @@ enum { NOISE_PER_MILLE = 20, NOISE_WIDTH = 3 };
 enum { GUIDE_PER_MILLE = 30 };
 /* The longest queue of sections that propagation sorts by their failures. */
 enum { SORTED_QUEUE = 256 };
-/* A restart also ends after this many calls of the rules over a section per node of its budget. Half
- * the restarts on production-like problems take 10-40 such calls a node, a few hundreds or thousands
- * (nodes whose 30-300 candidates each fail only after propagating): 500 nodes of those held a search
- * for seconds, where the restarts after them planned the problem. At 40, restarts of 40-70 a node were
- * cut that a serving trace's windows need (docs/measurements.md, "Restarts that end by their work"). */
-enum { WORK_PER_NODE = 80 };
 
 typedef struct { int buffer; int64_t old; } Entry;   /* old == -1: the buffer was placed; buffer < 0: section
                                                        * -1 - buffer's top was old; buffer in [n, 2n): est of
@@ -100,7 +93,7 @@ typedef struct {
     uint64_t *zobrist;
     Key *failed;
     size_t failed_mask, failed_count;
-    long long nodes, budget, calls, call_budget;  /* calls: of the rules over a section */
+    long long nodes, budget, calls;        /* calls: of the rules over a section */
     double deadline;
     volatile const char *stop;           /* the caller's flag: nonzero stops the search */
     int stopped, timed_out;
@@ -466,7 +459,7 @@ static int forced(Search *S, int a, int b, int64_t base, int *candidates, int ke
 /* One part: sections [a, b), which no unplaced buffer crosses. */
 static int fit_part(Search *S, int a, int b, int64_t base) {
     if (S->stopped) return STOPPED;
-    if (++S->nodes >= S->budget || S->calls >= S->call_budget) { S->stopped = 1; return STOPPED; }
+    if (++S->nodes >= S->budget) { S->stopped = 1; return STOPPED; }
     /* the clock every 16 nodes: with propagation a node can take a millisecond on a large part */
     if ((S->nodes & 15) == 0 && (now() > S->deadline || *S->stop)) { S->stopped = S->timed_out = 1; return STOPPED; }
     if (S->deepest && S->deepest[0] && S->deep_depth > 0) answer_deepest(S);
@@ -748,7 +741,6 @@ static PyObject *py_fit(PyObject *self, PyObject *args) {
         S.noisy = guided;
         S.rng = (uint64_t)round << 40;
         S.budget = S.nodes + (long long)budget;
-        S.call_budget = S.calls + (long long)budget * WORK_PER_NODE;
         S.stopped = 0;
         S.furthest = 0;
         result = fit(&S, 0, nsec, 0);
