@@ -110,7 +110,7 @@ typedef struct {
     long long *queued, queue_stamp;      /* queued[s] == queue_stamp: s is in the ring */
     int64_t *fails;                      /* per section: how often the rules failed over it */
     int *jobs, *order, *low_order, *placed_jobs;  /* propagate_section's scratch, n each; low_order: the jobs
-                                          * by least offset, as section_rules sorted them */
+                                          * by least offset, as section_rules sorted them (order: by greatest top) */
     int64_t *low, *high, *low_was, *job_size;      /* low_was: low before the rules */
     int64_t *widest;                     /* section_rules' scratch, n + 1 */
 } Search;
@@ -272,7 +272,7 @@ static void queue_sections(Search *S, int k, int *tail) {
  * one pass of each rule here is enough. */
 static int section_rules(Search *S, int m, const int64_t *w) {
     int64_t *low = S->low, *high = S->high;
-    int *order = S->order;
+    int *order = S->low_order;          /* by low: propagate_section keeps this order */
     for (int j = 0; j < m; j++) {
         int64_t from = high[j] - w[j], to = low[j] + w[j];
         if (from >= to) continue;
@@ -285,7 +285,6 @@ static int section_rules(Search *S, int m, const int64_t *w) {
     }
     for (int i = 0; i < m; i++) order[i] = i;
     sort_by(order, m, low, 1);
-    memcpy(S->low_order, order, sizeof(int) * m);
     int64_t *widest = S->widest;         /* widest[i]: the largest job from the i-th on, in order */
     widest[m] = 0;
     for (int i = m - 1; i >= 0; i--) widest[i] = max64(widest[i + 1], w[order[i]]);
@@ -307,24 +306,24 @@ static int section_rules(Search *S, int m, const int64_t *w) {
     }
     /* by high, lowest first: most jobs' greatest top is the capacity, the highest there is, so
      * only the others need sorting (the same order as sorting them all, ties as they were) */
-    int below = 0;
+    int below = 0, *by_high = S->order;
     for (int i = 0; i < m; i++)
-        if (high[i] < S->capacity) order[below++] = i;
-    sort_by(order, below, high, 0);
+        if (high[i] < S->capacity) by_high[below++] = i;
+    sort_by(by_high, below, high, 0);
     for (int i = 0, r = below; i < m; i++)
-        if (high[i] >= S->capacity) order[r++] = i;
-    for (int i = m - 1; i >= 0; i--) widest[i] = max64(widest[i + 1], w[order[i]]);
+        if (high[i] >= S->capacity) by_high[r++] = i;
+    for (int i = m - 1; i >= 0; i--) widest[i] = max64(widest[i + 1], w[by_high[i]]);
     int64_t bottom = INT64_MAX;
     sizes = 0;
     for (int i = 0; i < m; i++) {
-        int j = order[i];
+        int j = by_high[i];
         sizes += w[j];
         if (low[j] < bottom) bottom = low[j];
-        if (i + 1 < m && high[order[i + 1]] == high[j]) continue;
+        if (i + 1 < m && high[by_high[i + 1]] == high[j]) continue;
         if (bottom + sizes > high[j]) return 0;
         if (bottom + sizes + widest[i + 1] <= high[j]) continue;
         for (int r = i + 1; r < m; r++) {
-            int k = order[r];
+            int k = by_high[r];
             if ((low[k] < bottom ? low[k] : bottom) + sizes + w[k] > high[j] && bottom + sizes > low[k]) {
                 low[k] = bottom + sizes;
                 if (low[k] + w[k] > high[k]) return 0;
