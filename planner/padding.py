@@ -76,11 +76,9 @@ def _exact(blocks: list[Block], nbytes: list[int], assignment, capacity: int | N
         return assignment
     from .place import cpsat    # only here: a plain plan never loads OR-Tools
     offsets, bound = cpsat.padded(blocks, nbytes, assignment.bound, highest, min(deadline, time.monotonic() + share))
-    named = assignment.strategy.split(":")[0]
     if offsets is None:
         return assignment._replace(bound=bound)
-    return assignment._replace(strategy="exact" if named == "exact" else f"{named}:exact", offsets=offsets,
-                               bound=bound)
+    return assignment._replace(maker="exact", offsets=offsets, bound=bound, search_skipped=False)
 
 
 # The heuristics whose plans `auto` and `exact` settle beside their own, cheapest first; each
@@ -100,7 +98,7 @@ def _lowest(blocks: list[Block], nbytes: list[int], assignment, offsets: list[in
             break
         plan = settled(blocks, plan, nbytes)
         if (top := _top(plan, nbytes)) < best[0]:
-            best = (top, assignment._replace(strategy=f"{assignment.strategy.split(':')[0]}:{name}"), plan)
+            best = (top, assignment._replace(maker=name), plan)
     return best[1], best[2]
 
 

@@ -15,7 +15,7 @@ from . import padding
 from .check import check
 from .errors import ArenaError, CapacityMissed
 from .lifetimes import Lifetimes
-from .place import CHOICES, HEURISTICS, Block, assign, auto, extent, lower_bound
+from .place import CHOICES, HEURISTICS, Assignment, Block, assign, auto, extent, lower_bound
 from .place.problem import bottom
 
 # The compiled placers and CP-SAT compute offsets in 64-bit integers: the device buffers may
@@ -118,26 +118,24 @@ def place(buffers: list[Buffer], strategy: str, align: int, steps: list[str], ti
     bound = max(lower, base + assignment.bound)
     if capacity is not None and total > capacity:
         searched = (padding.searched(strategy, len(transient), align, time_limit) if most_padding else
-                    _searched(strategy, assignment.strategy, len(bottom(rounded)[1]), time_limit))
+                    _searched(assignment, len(bottom(rounded)[1]), time_limit))
         # a bound above the peak may hold only for offsets that keep `align`, the file's own alignments smaller
         raise CapacityMissed(capacity, bound, total, searched, align if most_padding and bound > lower else 1,
-                             _maker(strategy, assignment.strategy))
-    return Plan(total, lower, align, assignment.strategy, steps, placed, optimal=total == bound, bound=bound,
+                             _maker(assignment))
+    return Plan(total, lower, align, assignment.name, steps, placed, optimal=total == bound, bound=bound,
                 no_reuse=sum(b.size for b in rounded) + base - most_padding,
                 host_bytes=sum(b.size for b in buffers if b.memory == "host"))
 
 
-def _searched(strategy: str, used: str, count: int, time_limit: float) -> str:
-    """How plans were looked for, as CapacityMissed says it: `used` is the strategy that
-    placed them (auto's say ':no-search' where no search followed the heuristics, ':windows'
-    where only the rolling windows did); `count`, the buffers EXACT_MAX is held against (those
-    over the whole span, set at the bottom, do not count)."""
-    if strategy in HEURISTICS:
-        return f"by {strategy}"
-    if used.endswith(":windows"):
+def _searched(assignment: Assignment, count: int, time_limit: float) -> str:
+    """How plans were looked for, as CapacityMissed says it; `count`, the buffers EXACT_MAX is
+    held against (those over the whole span, set at the bottom, do not count)."""
+    if assignment.strategy in HEURISTICS:
+        return f"by {assignment.strategy}"
+    if assignment.maker == "windows":
         return (f"by the heuristics and rolling windows alone (no other search runs on more than "
                 f"{auto.EXACT_MAX:,} buffers)")
-    if not used.endswith(":no-search"):
+    if not assignment.search_skipped:
         return f"in {time_limit:g} s"
     if count > auto.EXACT_MAX:
         return (f"by the heuristics alone (on more than {auto.EXACT_MAX:,} buffers only rolling windows, over long, "
@@ -145,13 +143,12 @@ def _searched(strategy: str, used: str, count: int, time_limit: float) -> str:
     return f"by the heuristics alone (no search could start in what they left of the {time_limit:g} s)"
 
 
-def _maker(strategy: str, used: str) -> str:
-    """The heuristic whose plan `used` names ('auto:layered', 'exact:skyline'), where `strategy`
-    is not that heuristic alone (auto and exact run several, and usually a search after them);
-    else ''. A search deciding a capacity makes no plan above it, so a miss shows the heuristics'
-    best, and the message says whose."""
-    named = [part for part in used.split(":") if part in HEURISTICS]
-    return named[0] if named and strategy not in HEURISTICS else ""
+def _maker(assignment: Assignment) -> str:
+    """The heuristic whose plan `assignment` is, where the strategy asked for is not that heuristic
+    alone (auto and exact run several, and usually a search after them); else ''. A search deciding
+    a capacity makes no plan above it, so a miss shows the heuristics' best, and the message says whose."""
+    named = assignment.maker in HEURISTICS and assignment.strategy not in HEURISTICS
+    return assignment.maker if named else ""
 
 
 def _check_total(buffers: list[Buffer], device: list[int], align: int) -> None:

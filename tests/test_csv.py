@@ -324,5 +324,5 @@ def test_the_plans_settled_beside_the_strategys_get_its_deadline(monkeypatch):
     nbytes = [5, 3, 7, 2]
     blocks = [Block(0, 2, 8), Block(1, 3, 8), Block(2, 4, 8), Block(0, 4, 8)]
     deadline = time.monotonic() + 5
-    padding._lowest(blocks, nbytes, auto.Assignment("auto:best-fit", [0, 8, 16, 24], 32), [0, 8, 16, 24], deadline)
+    padding._lowest(blocks, nbytes, auto.Assignment("auto", "best-fit", [0, 8, 16, 24], 32), [0, 8, 16, 24], deadline)
     assert handed == [deadline]

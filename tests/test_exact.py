@@ -23,7 +23,7 @@ from planner.place.heuristics import best_fit, greedy_size, naive
 from planner.place.layered import layered
 from planner.place.problem import MAX_LEVELS, bottom, components, stacked_components, whole_span
 from planner.place.skyline import skyline
-from planner.plan import CHOICES, Buffer, _searched, place
+from planner.plan import CHOICES, Buffer, _maker, _searched, place
 
 from instances import ABOVE_BOUND, README, block, brute_force, buffers, cut, names
 
@@ -57,6 +57,16 @@ def test_time_out_returns_the_start_plan_and_a_true_bound():
     result = solve(blocks, start, 0.0)
     assert extent(blocks, result.offsets) <= extent(blocks, start)
     assert lower_bound(blocks) <= result.bound <= 4096
+
+
+def test_solve_gives_back_the_recursion_limit_it_raised():
+    """Its Python search takes two frames a placed block; after it, the process has its own
+    limit again (a YAML nested too deeply is refused by that limit)."""
+    limit = sys.getrecursionlimit()
+    blocks = cut(300, 1, 60, 4096)
+    assert 2 * len(blocks) + 1000 > limit
+    solve(blocks, greedy_size(blocks), 0.5)
+    assert sys.getrecursionlimit() == limit
 
 
 def test_independent_parts_in_time_are_planned_separately():
@@ -110,11 +120,11 @@ def test_a_hard_component_does_not_take_the_time_of_the_others():
 
 def test_auto_falls_back_to_exact_only_when_the_heuristics_miss():
     easy = [Block(0, 1, 256), Block(1, 2, 256)]
-    assert assign(easy, "auto", 10).strategy == "auto:best-fit"
+    assert assign(easy, "auto", 10).name == "auto:best-fit"
     blocks = cut(150, 3, 40, 4096)               # every heuristic misses it
     assert all(extent(blocks, heuristic(blocks)) > 4096 for heuristic in (greedy_size, best_fit, skyline, layered))
-    strategy, offsets, bound = assign(blocks, "auto", 10)
-    assert (strategy, extent(blocks, offsets), bound) == ("auto:exact", 4096, 4096)
+    result = assign(blocks, "auto", 10)
+    assert (result.name, extent(blocks, result.offsets), result.bound) == ("auto:exact", 4096, 4096)
 
 
 def test_plan_reports_proof_with_persistent_buffers_below():
@@ -133,14 +143,17 @@ def test_place_leaves_the_buffers_it_is_given_as_they_were():
     assert all(b.offset is None for b in given_buffers) and all(b.offset is not None for b in plan.buffers)
 
 
-def test_auto_skips_the_search_when_too_little_time_is_left(monkeypatch):
-    """Where none started beside `layered` (over HEAD_START_MAX blocks, say)."""
+@pytest.mark.parametrize("strategy", ["auto", "exact"])
+def test_the_search_is_skipped_when_too_little_time_is_left(monkeypatch, strategy):
+    """Where none started beside `layered` (over HEAD_START_MAX blocks, say). The plan is a
+    heuristic's, and its name and a missed capacity's message say whose."""
     blocks = cut(300, 2, 60, 4096)               # every heuristic misses it
     assert all(extent(blocks, heuristic(blocks)) > 4096 for heuristic in (greedy_size, best_fit, layered))
     monkeypatch.setattr(exact, "head_start", lambda *args: None)
-    strategy, offsets, bound = assign(blocks, "auto", 0.01)
-    assert strategy.endswith(":no-search")
-    assert extent(blocks, offsets) >= bound == lower_bound(blocks)
+    result = assign(blocks, strategy, 0.01)
+    assert result.search_skipped and result.name == f"{strategy}:{result.maker}:no-search"
+    assert _maker(result) == result.maker in auto.AUTO_HEURISTICS
+    assert extent(blocks, result.offsets) >= result.bound == lower_bound(blocks)
 
 
 UNREACHABLE = [Block(0, 0, 2), Block(0, 1, 2), Block(1, 2, 1), Block(1, 3, 1), Block(2, 2, 1), Block(2, 3, 1),
@@ -153,7 +166,7 @@ def test_the_search_beside_layered_answers_however_little_time_is_left(capacity,
     `layered` has often answered in milliseconds: its proof or plan is taken, not dropped."""
     assert lower_bound(UNREACHABLE) == 4 < extent(UNREACHABLE, skyline(UNREACHABLE, work=0))
     result = assign(UNREACHABLE, strategy, 0.4, capacity)
-    assert result.bound == 5 and not result.strategy.endswith(":no-search")
+    assert result.bound == 5 and not result.search_skipped
     if capacity is None:
         assert extent(UNREACHABLE, result.offsets) == 5
 
@@ -180,9 +193,9 @@ def test_auto_gives_layered_half_the_time_and_goes_on_without_it(monkeypatch):
     monkeypatch.setattr("planner.place.auto.layered", late)
     blocks = cut(150, 3, 40, 4096)               # every heuristic misses it
     start = time.monotonic()
-    strategy, offsets, bound = assign(blocks, "auto", 10)
+    result = assign(blocks, "auto", 10)
     assert deadlines and deadlines[0] < start + 6          # half the limit, not all of it
-    assert strategy == "auto:exact" and extent(blocks, offsets) == bound == 4096
+    assert result.name == "auto:exact" and extent(blocks, result.offsets) == result.bound == 4096
 
 
 def test_above_exact_max_the_heuristics_have_the_whole_limit(monkeypatch):
@@ -199,12 +212,12 @@ def test_above_exact_max_the_heuristics_have_the_whole_limit(monkeypatch):
     monkeypatch.setitem(auto.HEURISTICS, "greedy-size", timed("greedy-size", greedy_size))
     blocks = cut(150, 3, 40, 4096)
     start = time.monotonic()
-    strategy, offsets, _ = assign(blocks, "auto", 10)
+    result = assign(blocks, "auto", 10)
     assert [name for name, _ in deadlines] == ["layered", "greedy-size"]
     assert all(start + 9.9 < deadline < start + 10.1 for _, deadline in deadlines)
     _, rest, base = bottom(blocks)      # (the blocks over the whole span go below the rest)
     above = [blocks[i] for i in rest]
-    assert strategy.endswith(":no-search") and extent(blocks, offsets) == base + min(
+    assert result.search_skipped and extent(blocks, result.offsets) == base + min(
         extent(above, best_fit(above)), extent(above, greedy_size(above)))
 
 
@@ -217,8 +230,8 @@ def test_where_layered_runs_out_of_time_auto_keeps_skylines_plain_passes(monkeyp
     above = [blocks[i] for i in rest]
     plain = skyline(above, time.monotonic() + 10, 4096 - base, work=0)
     assert extent(above, plain) < min(extent(above, best_fit(above)), extent(above, greedy_size(above)))
-    strategy, offsets, _ = assign(blocks, "auto", 10)
-    assert strategy == "auto:layered" and [offsets[i] - base for i in rest] == plain
+    result = assign(blocks, "auto", 10)
+    assert result.name == "auto:layered" and [result.offsets[i] - base for i in rest] == plain
 
 
 def test_without_time_to_load_or_tools_the_canonical_search_has_the_rest(monkeypatch):
@@ -452,7 +465,7 @@ def test_no_search_starts_where_skylines_plain_passes_meet_the_goal(monkeypatch)
     assert extent(blocks, best_fit(blocks)) > capacity == extent(blocks, skyline(blocks, work=0))
     started = []
     monkeypatch.setattr(exact, "head_start", lambda *args: started.append(args))
-    assert [assign(blocks, "auto", 10, goal).strategy for goal in (capacity, None)] == ["auto:layered"] * 2
+    assert [assign(blocks, "auto", 10, goal).name for goal in (capacity, None)] == ["auto:layered"] * 2
     assert started == []
 
 
@@ -465,7 +478,7 @@ def test_above_exact_max_layered_runs_alone(monkeypatch):
     monkeypatch.setattr(auto, "EXACT_MAX", len(blocks) - len(whole_span(blocks)) - 1)   # those go under the rest
     monkeypatch.setattr(auto, "skyline", lambda *args, **kwargs: plain.append(args))
     monkeypatch.setattr(exact, "head_start", lambda *args: started.append(args))
-    assert assign(blocks, "auto", 10).strategy == "auto:layered:no-search"
+    assert assign(blocks, "auto", 10).name == "auto:layered:no-search"
     assert plain == started == []
 
 
@@ -493,7 +506,7 @@ def test_the_canonical_search_runs_beside_layered_and_solve_takes_it_over(monkey
     ((comp, base, _),), _ = stacked_components(blocks)      # above the buffers over the whole time
     assert answered == [True] and heads[0].found is not None
     assert heads[0].capacity == capacity - base and capacity == lower_bound(blocks)
-    assert result.strategy == "auto:exact"
+    assert result.name == "auto:exact"
     assert [result.offsets[i] - base for i in comp.blocks] == heads[0].found
 
 
@@ -831,7 +844,7 @@ def test_auto_plans_long_pipelines_at_their_bound(n):
     busy machine; on a quiet one `auto` answers in 2-4 s either way.)"""
     blocks = stair(n, 2)
     result = assign(blocks, "auto", 60)
-    assert extent(blocks, result.offsets) == lower_bound(blocks) == result.bound, result.strategy
+    assert extent(blocks, result.offsets) == lower_bound(blocks) == result.bound, result.name
 
 
 def test_no_rolling_windows_once_the_head_start_has_answered():
@@ -882,11 +895,11 @@ def test_where_no_search_could_start_the_heuristics_have_the_whole_limit(monkeyp
     monkeypatch.setattr(auto, "_layered_beside_search", lambda blocks, deadline, *rest: given.append(deadline - time.monotonic())
                         or beside(blocks, deadline, *rest))
     result = assign(blocks, strategy, 4)
-    assert result.strategy.endswith(":no-search") and given[0] > 3.5
+    assert result.search_skipped and given[0] > 3.5
     monkeypatch.setattr(auto, "or_tools_in_time", lambda deadline: True)
     monkeypatch.setattr(exact, "or_tools_in_time", lambda deadline: True)
     given.clear()
-    assert not assign(blocks, strategy, 4).strategy.endswith(":no-search") and given[0] < 2.1
+    assert not assign(blocks, strategy, 4).search_skipped and given[0] < 2.1
 
 
 def test_above_exact_max_the_rolling_windows_follow_the_heuristics(monkeypatch):
@@ -895,11 +908,11 @@ def test_above_exact_max_the_rolling_windows_follow_the_heuristics(monkeypatch):
     monkeypatch.setattr(auto, "EXACT_MAX", 1000)
     blocks = stair(3000, 3)
     result = assign(blocks, "auto", 10)
-    assert result.strategy == "auto:windows" and extent(blocks, result.offsets) == lower_bound(blocks)
-    assert _searched("auto", result.strategy, len(blocks), 10).startswith("by the heuristics and rolling windows alone")
+    assert result.name == "auto:windows" and extent(blocks, result.offsets) == lower_bound(blocks)
+    assert _searched(result, len(blocks), 10).startswith("by the heuristics and rolling windows alone")
     blocks, _, _ = production(150, 19)
     monkeypatch.setattr(auto, "EXACT_MAX", 100)
-    assert assign(blocks, "auto", 10).strategy.endswith(":no-search")
+    assert assign(blocks, "auto", 10).search_skipped
 
 
 def test_the_windows_stop_when_their_pace_says_the_rest_would_not_fit_the_time(monkeypatch):
@@ -928,7 +941,7 @@ def test_blocks_over_the_whole_span_do_not_count_toward_exact_max(monkeypatch):
     end = max(b.last for b in pipeline)
     blocks = pipeline + [Block(0, end, (k % 7 + 1) * 256) for k in range(2000)]
     result = assign(blocks, "auto", 10)
-    assert not result.strategy.endswith(":no-search") and extent(blocks, result.offsets) == lower_bound(blocks)
+    assert not result.search_skipped and extent(blocks, result.offsets) == lower_bound(blocks)
 
 
 @pytest.mark.parametrize("strategy", ["skyline", "layered", "auto", "exact"])

@@ -29,8 +29,8 @@ PUBLISHED = ("naive", "greedy-size", "best-fit")    # as their authors wrote the
 # less than EXACT_MIN_S remains and no canonical search was started beside `layered` (one
 # that was is given what is left), or where no search could start in what is left (OR-Tools not
 # loaded in time, every component too large for the canonical search: where that is so from the
-# start, the heuristics have the whole limit); the strategy name then ends in ":no-search", as it does
-# where the windows could have run and found nothing better ("auto:windows" where they did).
+# start, the heuristics have the whole limit); the Assignment then says the search was skipped, as it
+# does where the windows could have run and found nothing better (its maker is "windows" where they did).
 # (docs/measurements.md has the figures.)
 AUTO_HEURISTICS = ("best-fit", "layered", "greedy-size")
 HEURISTIC_SHARE = 0.5
@@ -39,9 +39,18 @@ EXACT_MIN_S = 0.5
 
 
 class Assignment(NamedTuple):
-    strategy: str          # the strategy that made the offsets, e.g. "auto:best-fit"
+    strategy: str          # the strategy asked for: "auto", "exact" or a heuristic
+    maker: str             # what made the offsets: a heuristic, "exact" (the search) or "windows"
     offsets: list[int]
     bound: int             # the best proven lower bound on the arena of these blocks
+    search_skipped: bool = False    # auto or exact, where no search followed the heuristics
+
+    @property
+    def name(self) -> str:
+        """As a plan shows it: "best-fit", "auto:layered", "auto:exact", "exact", "auto:windows",
+        "exact:skyline:no-search"."""
+        return ":".join([self.strategy] + [self.maker] * (self.maker != self.strategy)
+                        + ["no-search"] * self.search_skipped)
 
 
 def assign(blocks: list[Block], strategy: str, time_limit: float, capacity: int | None = None) -> Assignment:
@@ -52,12 +61,12 @@ def assign(blocks: list[Block], strategy: str, time_limit: float, capacity: int 
     The published heuristics (PUBLISHED) plan all blocks as they are; the others plan what
     is left once the blocks over the whole span are set at the bottom (`bottom`)."""
     if strategy in PUBLISHED:
-        return Assignment(strategy, HEURISTICS[strategy](blocks), lower_bound(blocks))
+        return Assignment(strategy, strategy, HEURISTICS[strategy](blocks), lower_bound(blocks))
     offsets, rest, base = bottom(blocks)
     above = _assign([blocks[i] for i in rest], strategy, time_limit, None if capacity is None else capacity - base)
     for i, o in zip(rest, above.offsets):
         offsets[i] = base + o
-    return Assignment(above.strategy, offsets, base + above.bound)
+    return above._replace(offsets=offsets, bound=base + above.bound)
 
 
 def _assign(blocks: list[Block], strategy: str, time_limit: float, capacity: int | None) -> Assignment:
@@ -65,8 +74,8 @@ def _assign(blocks: list[Block], strategy: str, time_limit: float, capacity: int
     bound = lower_bound(blocks)
     goal = bound if capacity is None else capacity
     if strategy in HEURISTICS or bound > goal:      # (under the bound no plan fits: best-fit's shows how far)
-        return Assignment(strategy, heuristic(strategy if strategy in HEURISTICS else "best-fit", blocks, None,
-                                              max(goal, bound)), bound)
+        maker = strategy if strategy in HEURISTICS else "best-fit"
+        return Assignment(strategy, maker, heuristic(maker, blocks, None, max(goal, bound)), bound)
     searched = len(blocks) <= EXACT_MAX     # else no search follows, and the heuristics have all the time
     rest = (1 - HEURISTIC_SHARE) * time_limit
     # (so they do where no search could start in the rest)
@@ -75,25 +84,24 @@ def _assign(blocks: list[Block], strategy: str, time_limit: float, capacity: int
         size, name, offsets, head = _best_heuristic(blocks, goal, capacity is not None, share_end, deadline,
                                                     running, searched)
         if strategy == "auto" and size <= goal:
-            return Assignment(f"auto:{name}", offsets, bound)
+            return Assignment(strategy, name, offsets, bound)
         left = deadline - time.monotonic()
         # the search started beside `layered` is worth its answer however little time is left
         if left < EXACT_MIN_S and head is not None and not head.answered.wait(left):
             head = None
-        no_search = f"{'auto:' + name if strategy == 'auto' else 'exact'}:no-search"
+        no_search = Assignment(strategy, name, offsets, bound, search_skipped=True)
         if left < EXACT_MIN_S and head is None:
-            return Assignment(no_search, offsets, bound)
+            return no_search
         from . import exact
         if searched and head is None and not exact.can_search(blocks, deadline):
-            return Assignment(no_search, offsets, bound)
+            return no_search
         result = exact.solve(blocks, offsets, left, capacity, head, not searched)    # above EXACT_MAX: the windows only
     if not searched:        # the windows alone ran, where they suit
         better = extent(blocks, result.offsets) < size
-        return Assignment(f"{strategy}:windows", result.offsets, bound) if better else \
-            Assignment(no_search, offsets, bound)
+        return Assignment(strategy, "windows", result.offsets, bound) if better else no_search
     if strategy == "auto" and extent(blocks, result.offsets) == size:
-        return Assignment(f"auto:{name}", offsets, result.bound)     # the search found nothing better
-    return Assignment("exact" if strategy == "exact" else "auto:exact", result.offsets, result.bound)
+        return Assignment(strategy, name, offsets, result.bound)     # the search found nothing better
+    return Assignment(strategy, "exact", result.offsets, result.bound)
 
 
 def _best_heuristic(blocks: list[Block], goal: int, deciding: bool, share_end: float, deadline: float,

@@ -140,8 +140,16 @@ def solve(blocks: list[Block], start: list[int], time_limit: float, capacity: in
     over there (minimizing, its answer at the bound is taken, and then it stops).
     `windows_only`: each component gets the rolling windows at the goal and nothing else
     (`auto` above its EXACT_MAX blocks)."""
-    deadline = time.monotonic() + time_limit
-    sys.setrecursionlimit(max(sys.getrecursionlimit(), 2 * len(blocks) + 1000))   # two frames a placed block
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(limit, 2 * len(blocks) + 1000))   # two frames a placed block
+    try:
+        return _solve(blocks, start, time.monotonic() + time_limit, capacity, head, windows_only)
+    finally:        # (a deeper limit would let a YAML nested too deeply read on, in the same process)
+        sys.setrecursionlimit(limit)
+
+
+def _solve(blocks: list[Block], start: list[int], deadline: float, capacity: int | None,
+           head: canonical.Decision | None, windows_only: bool) -> Result:
     offsets = [0 if b.size == 0 else o for o, b in zip(start, blocks)]
     parts, fixed = stacked_components(blocks)
     plans = []
