@@ -100,13 +100,9 @@ def complete(comp: Component, capacity: int, path: list[tuple[int, int]], deadli
             tops[s] = max(tops[s], offset + comp.size[k])
     placed = dict(path)
     rest = [k for k in range(len(comp.size)) if k not in placed]
-    kept = ranks                            # with no path, the orders as they are
-    if path:
-        kept = []
-        for rank in ranks:                  # a second on 10^4 blocks: the clock counts here too
-            if time.monotonic() > deadline:
-                return None
-            kept.append(_kept(rank, rest))
+    kept = _kept(ranks, rest, deadline) if path else ranks      # with no path, the orders as they are
+    if kept is None:
+        return None
     flag = bytearray(1)
     with stopped_when(until, lambda: flag.__setitem__(0, 1)):
         status, offsets = fit([comp.size[k] for k in rest], [comp.lo[k] for k in rest], [comp.hi[k] for k in rest],
@@ -118,11 +114,17 @@ def complete(comp: Component, capacity: int, path: list[tuple[int, int]], deadli
     return [placed[k] for k in range(len(comp.size))]
 
 
-def _kept(rank: list[int], rest: list[int]) -> list[int]:
-    """The order `rank` among the blocks `rest` alone, ranked from 0."""
-    kept = [0] * len(rest)
-    for r, i in enumerate(sorted(range(len(rest)), key=lambda i: rank[rest[i]])):
-        kept[i] = r
+def _kept(ranks: list[list[int]], rest: list[int], deadline: float) -> list[list[int]] | None:
+    """Each order of `ranks` among the blocks `rest` alone, ranked from 0; None past `deadline`
+    (a second on 10^4 blocks: the clock counts here too)."""
+    kept = []
+    for rank in ranks:
+        if time.monotonic() > deadline:
+            return None
+        order = [0] * len(rest)
+        for r, i in enumerate(sorted(range(len(rest)), key=lambda i: rank[rest[i]])):
+            order[i] = r
+        kept.append(order)
     return kept
 
 
@@ -138,6 +140,7 @@ class _Background:
         self.asked: int | None = None       # the capacity it decides
         self._deepest = array("q", bytes(8 * (3 + 2 * len(comp.size))))
         self._stopping = False
+        self.ranks: list[list[int]] | None = None      # its orders, made on its thread (`orders`)
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._guarded, args=(comp, deadline), daemon=True)
         self._thread.start()

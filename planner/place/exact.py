@@ -413,7 +413,7 @@ def _at_the_bound(comp: Component, capacity: int, deadline: float,
     on components of more than HEAD_START_MAX blocks, where making the search takes more than
     its share (40 ms on 10^4 blocks)."""
     if capacity <= comp.lower or len(comp.size) > HEAD_START_MAX or background.answered.is_set() \
-            or not hasattr(background, "ranks"):       # (no ranks: its orders are not made yet)
+            or background.ranks is None:       # (its orders are not made yet)
         return None
     return canonical.complete(comp, comp.lower, [], _share_end(BOUND_TRY_SHARE, deadline), background.ranks,
                               background.answered)
