@@ -152,11 +152,15 @@ KIB = 1024
 UNITS = 1024        # the production capacity in KiB: 1 MiB, as in minimalloc's production set
 
 
-def production(n: int, seed: int, slack: float = 0.0) -> tuple[list[Block], list[int], int]:
+def production(n: int, seed: int, slack: float = 0.0, room: float = 0.0) -> tuple[list[Block], list[int], int]:
     """(blocks, a plan of them within the capacity, the capacity): `n` buffers packed by
     an allocator's sweep over time (`_Fill`), sizes and times in multiples of 1 KiB. With
     no slack the capacity is the peak live bytes; with slack, every size is scaled down
-    until the peak is that fraction below the capacity (the plan still fits)."""
+    until the peak is that fraction below the capacity (the plan still fits). Scaling
+    shrinks small buffers most (sizes stay whole KiB), so the sections full at the peak get
+    more slack than that fraction. With `room` instead, the sizes are as at the peak and the
+    capacity is that fraction above it (in whole KiB), as where a program's peak falls a
+    little short of a fixed memory: the plan fits at the peak, so that is the optimum."""
     rng = random.Random(seed)
     while True:
         packing = _Fill(n, rng).run()
@@ -165,7 +169,7 @@ def production(n: int, seed: int, slack: float = 0.0) -> tuple[list[Block], list
     if slack:
         packing = _shrunk(packing, slack)
     blocks = [Block(f * KIB, (l + 1) * KIB - 1, s * KIB) for f, l, _, s in packing]
-    return blocks, [o * KIB for _, _, o, _ in packing], UNITS * KIB
+    return blocks, [o * KIB for _, _, o, _ in packing], int(UNITS * (1 + room)) * KIB
 
 
 class _Fill:

@@ -8,7 +8,8 @@ Each cell is `mean arena/reference (worst) · proven optimal/instances · mean (
 where a family has a capacity (prod-*), the last column is `auto --capacity`: `plans
 within it/instances · median (max) seconds`.
 The reference is the optimum where it is known by construction (cut-*, readme, prod-N
-without slack), else the lower bound (max live bytes). graph-* are steps of real models
+without slack), else the lower bound (max live bytes). prod-N-roomR rows are prod-N's
+instances with a capacity R% above the peak: they have only the `auto --capacity` column. graph-* are steps of real models
 (benchmarks/graphs.py), traced when their rows run (seconds each). Every plan goes through `planner.plan.place`, hence
 through the independent checker; times are of that call and so include the check.
 """
@@ -51,6 +52,7 @@ class Instance:
     schedule: tuple[str, int] | None = None       # (preset, n) of schedules/llama.yaml
     capacity: int | None = None                   # a plan is known to fit within it
     build: Callable[[], list[Block]] | None = None    # the blocks, made only when the family runs
+    fit_only: bool = False      # only `auto --capacity`: minimizing, another row has the same blocks
 
 
 # Steps of real models (benchmarks/graphs.py): (architecture, layers, batch, tokens, training)
@@ -78,6 +80,10 @@ def instances(quick: bool, most_seeds: int | None = None) -> list[Instance]:
             for seed in range(min(3 if quick else 20, most_seeds or 20)):
                 blocks, _, capacity = production(n, seed, slack)
                 out.append(Instance(family, blocks, None if slack else capacity, capacity=capacity))
+        for room in () if quick else (0.02, 0.06):
+            for seed in range(min(20, most_seeds or 20)):
+                blocks, _, capacity = production(n, seed, room=room)
+                out.append(Instance(f"prod-{n}-room{round(100 * room)}", blocks, capacity=capacity, fit_only=True))
     for n in ([1000, 10_000] if quick else [1000, 10_000, 100_000]):
         out.append(Instance(f"table-{n}", table(n, 0)))
     for n in ([2000] if quick else [2000, 10_000, 20_000]):
@@ -127,6 +133,8 @@ def fit_cell(results) -> str:
 
 
 def cell(results) -> str:
+    if not results:
+        return ""
     ratios, proven, seconds, _ = zip(*results)
     mean_ratio, worst = statistics.mean(ratios), max(ratios)
     ratio = f"{mean_ratio:.3f}" + (f" ({worst:.3f})" if worst - mean_ratio >= 0.0005 else "")
@@ -168,16 +176,16 @@ def main(argv=None) -> None:
     for inst in everything:
         if args.only is not None and not inst.family.startswith(tuple(args.only)):
             continue
-        if not strategies and inst.capacity is None:
-            continue                        # only `auto --capacity` asked, and no capacity known
+        if not strategies and inst.capacity is None or not fit and inst.fit_only:
+            continue                        # no column asked for that it has
         if inst.build:
             inst.blocks = inst.build()
         row = rows.setdefault(inst.family, {s: [] for s in strategies + [FIT]})
-        for strategy in strategies:
+        for strategy in [] if inst.fit_only else strategies:
             row[strategy].append(run(inst, strategy, time_limit))
         if fit and inst.capacity is not None:
             row[FIT].append(decide(inst, time_limit))
-        print(f"  {inst.family}: " + " | ".join(f"{s} {row[s][-1][0]:.3f}" for s in strategies) +
+        print(f"  {inst.family}: " + " | ".join(f"{s} {row[s][-1][0]:.3f}" for s in strategies if row[s]) +
               (f" | fits {row[FIT][-1][0]} in {row[FIT][-1][1]:.2f}s" if row[FIT] else ""), file=sys.stderr, flush=True)
     columns = strategies + [FIT] * fit
     print(f"time limit {time_limit:g} s; cells: mean arena/reference (worst) · proven optimal · mean (max) time; "

@@ -31,6 +31,15 @@ def test_slack_lowers_the_peak_and_keeps_the_plan(slack):
     assert [(b.first, b.last) for b in blocks] == [(b.first, b.last) for b in tight]
 
 
+@pytest.mark.parametrize("room", [0.02, 0.06])
+def test_room_raises_the_capacity_above_the_same_blocks(room):
+    tight, offsets, peak = production(150, 4)
+    blocks, _, capacity = production(150, 4, room=room)
+    assert blocks == tight and capacity == int(1024 * (1 + room)) * KIB
+    assert 1 + room - 0.001 <= capacity / lower_bound(blocks) <= 1 + room
+    check(names(blocks), blocks, offsets, peak, KIB)
+
+
 def test_sizes_are_heavy_tailed_and_lifetimes_of_every_length():
     blocks, _, capacity = production(300, 5)
     sizes = sorted(b.size for b in blocks)
