@@ -9,9 +9,10 @@ where a family has a capacity (prod-*), the last column is `auto --capacity`: `p
 within it/instances · median (max) seconds`.
 The reference is the optimum where it is known by construction (cut-*, readme, prod-N
 without slack), else the lower bound (max live bytes). prod-N-roomR rows are prod-N's
-instances with a capacity R% above the peak: they have only the `auto --capacity` column. graph-* are steps of real models
-(benchmarks/graphs.py), traced when their rows run (seconds each). Every plan goes through `planner.plan.place`, hence
-through the independent checker; times are of that call and so include the check.
+instances with a capacity R% above the peak: they have only the `auto --capacity` column.
+graph-* are steps of real models (benchmarks/graphs.py), traced when their rows run (seconds
+each). Every plan goes through `planner.plan.place`, hence through the independent checker;
+times are of that call and so include the check.
 """
 from __future__ import annotations
 

@@ -252,7 +252,8 @@ def test_a_plan_that_fails_its_check_is_an_internal_error_exit_1(tmp_path, monke
     """A strategy's wrong plan is the planner's fault, never the input's: exit 1, not 2."""
     import planner.plan
     from planner.place import Assignment
-    monkeypatch.setattr(planner.plan, "assign", lambda blocks, *rest: Assignment("naive", "naive", [0] * len(blocks), 0))
+    monkeypatch.setattr(planner.plan, "assign",
+                        lambda blocks, *rest: Assignment("naive", "naive", [0] * len(blocks), 0))
     (tmp_path / "t.csv").write_text("id,lower,upper,size\na,0,2,4\nb,1,3,4\n")
     assert main(["plan", "--csv", str(tmp_path / "t.csv")]) == 1
     err = capsys.readouterr().err
