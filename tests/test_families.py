@@ -79,6 +79,17 @@ def test_the_benchmark_plans_the_llama_schedules_at_their_lower_bound(capsys):
     assert len(rows) == 8 and all("| 1.000 · 1/1 ·" in line for line in rows), rows
 
 
+def test_the_room_rows_run_only_the_capacity_column(capsys):
+    """prod-N-roomR repeats prod-N's blocks: minimizing them again would add nothing."""
+    from benchmarks.plan_bench import main
+    main(["--only", "prod-150-room", "--seeds", "2", "--strategies", "best-fit", "auto --capacity"])
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| prod-150-room")]
+    assert [line.split(" | ")[:3] for line in rows] == [["| prod-150-room2", "2", ""], ["| prod-150-room6", "2", ""]]
+    assert all(" | 2/2 · " in line for line in rows), rows        # both fit their capacity
+    main(["--only", "prod-150-room", "--seeds", "1", "--strategies", "best-fit"])
+    assert "prod-150-room" not in capsys.readouterr().out
+
+
 def test_a_traced_step_has_a_buffer_per_result_and_views_share_it():
     """GPT-2's forward pass: the logits (batch x tokens x vocabulary floats) live to the end;
     a view is no buffer of its own, so every buffer is read by a later call or is the result."""
