@@ -177,7 +177,7 @@ def main(argv=None) -> None:
     for inst in everything:
         if args.only is not None and not inst.family.startswith(tuple(args.only)):
             continue
-        if not strategies and inst.capacity is None or not fit and inst.fit_only:
+        if (not strategies and inst.capacity is None) or (not fit and inst.fit_only):
             continue                        # no column asked for that it has
         if inst.build:
             inst.blocks = inst.build()
