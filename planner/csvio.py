@@ -96,8 +96,8 @@ def _rows(path: Path) -> list[_Row]:
     try:
         reader = csv.reader(io.StringIO(text, newline=None))       # lines may end in \r alone, too
         for cells in reader:
-            broken = (f"a quote opens a field that runs to line {reader.line_num}; is its closing quote missing? "
-                      f"'{show(lines[last])}'") if reader.line_num > last + 1 else None
+            broken = (f"a quoted field runs on to line {reader.line_num}, but no field holds a line break "
+                      f"(a closing quote missing?) '{show(lines[last])}'") if reader.line_num > last + 1 else None
             rows.append(_Row(last + 1, cells, lines[last], broken))
             last = reader.line_num
     except csv.Error as e:

@@ -20,7 +20,7 @@ class ExprError(ValueError):
 def parse(text: str) -> ast.expr:
     text = str(text).strip()
     if not text:
-        raise ExprError("an axis is empty (two commas with nothing between them)")
+        raise ExprError("an axis is empty (a comma with nothing before it)")
     if len(text) > MAX_LENGTH:
         raise ExprError(f"the expression '{show(text)}' is {len(text):,} characters long; "
                         f"at most {MAX_LENGTH} are read")

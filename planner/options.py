@@ -130,9 +130,10 @@ def load_schedule(name: str) -> schedule.Schedule:
     if path.suffix.lower() == ".csv":   # an allocation problem given where a schedule goes
         raise ArenaError(f"{path}: a CSV is an allocation problem, read with --csv {name}; SCHEDULE is a "
                          "lifetime table (YAML, or markdown in a .md, .markdown or .txt file)")
-    if not path.exists() and path.name != name and (schedule.SCHEDULES / f"{path.name}.yaml").exists():
+    missing = not path.exists() and not path.is_symlink()   # a link to nowhere is read, to say why it fails
+    if missing and path.name != name and (schedule.SCHEDULES / f"{path.name}.yaml").exists():
         raise ArenaError(f"{name}: no such file; the schedule {path.name} that ships is named without a path")
-    if not path.exists() and path.name == name and not path.suffix:
+    if missing and path.name == name and not path.suffix:
         shipped = ", ".join(sorted(p.stem for p in schedule.SCHEDULES.glob("*.yaml")))
         raise ArenaError(f"{name}: no such file, nor a schedule that ships by that name ({shipped})")
     return reader.load(path)

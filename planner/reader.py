@@ -237,11 +237,14 @@ _TOKENS = {"block end": "the end of the block", "block sequence start": "a list 
            "block mapping start": "a key: value", "flow mapping start": "'{'", "flow sequence start": "'['"}
 _TOKEN = re.compile(r"'?<([a-z ]+)>'?|'\?'")
 _TAB = "found character '\\t' that cannot start any token"
+_MERGE = "expected a mapping or list of mappings for merging"
 
 
 def _plain_words(problem: str) -> str:
     if problem == _TAB:     # YAML 1.2 allows a tab between tokens; PyYAML not
         return "a tab between tokens, which this reader takes only in quotes, comments and block text: use spaces"
+    if problem.startswith(_MERGE):
+        return problem + " (a plain `<<` merges a mapping into this one: quote it, '<<', for a name)"
     if "<" not in problem:  # '?' is the key token only beside other tokens; elsewhere it is a character
         return problem
     return _TOKEN.sub(lambda m: _TOKENS.get(m[1], m[1]) if m[1] else "a key", problem)

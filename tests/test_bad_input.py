@@ -7,6 +7,7 @@ import stat
 import string
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import yaml
@@ -134,6 +135,10 @@ CASES = [
     # YAML 1.2 takes a tab between tokens, PyYAML only inside quotes; its token names in plain words
     ("t.yaml", edit("  a: Ta[n, d]\n", "  a: Ta[n, d]\t\n"), ["plan", "t.yaml"],
      "t.yaml:5: malformed YAML: a tab between tokens, which this reader takes only in quotes, comments and block text: use spaces"),
+    # `<<` merges a mapping, as in YAML 1.1: a tensor of that name is quoted
+    ("t.yaml", edit("  a: Ta[n, d]\n", "  <<: Ta[n, d]\n"), ["plan", "t.yaml"],
+     "t.yaml:5: malformed YAML: expected a mapping or list of mappings for merging, but found scalar "
+     "(a plain `<<` merges a mapping into this one: quote it, '<<', for a name)"),
     ("t.yaml", edit("  - s1: {a: rx}\n", "  - s1: {a: rx}\n   steps: 3\n"), ["plan", "t.yaml"],
      "malformed YAML: expected the end of the block, but found a key"),
     ("t.yaml", edit("dims: {n: tokens, d: width}", "dims: {n: tokens, d: width, in: features}",
@@ -203,7 +208,9 @@ CASES = [
      "tensor 'a': unknown tensor (declared: a\\u2028c)"),
     ("t.md", MARKDOWN.split("| s0")[0], ["plan", "t.md"], "t.md: the table has no steps (rows below its shapes)"),
     ("t.yaml", edit("a: Ta[n, d]", "a: Ta[n,, d]"), ["plan", "t.yaml"],
-     "t.yaml:5: tensor 'a': an axis is empty (two commas with nothing between them)"),
+     "t.yaml:5: tensor 'a': an axis is empty (a comma with nothing before it)"),
+    ("t.yaml", edit("a: Ta[n, d]", "a: Ta[, d]"), ["plan", "t.yaml"],
+     "t.yaml:5: tensor 'a': an axis is empty (a comma with nothing before it)"),
     ("t.yaml", edit("dims: {n: tokens, d: width}", "dims: {n: tokens, d: width, ｎ: more}"), ["plan", "t.yaml"],
      "t.yaml:2: dimension 'ｎ' is 'n' as a shape reads it, which is declared already"),
     # sizes past what 64-bit offsets (and Python's printing of integers) can hold
@@ -317,6 +324,14 @@ def test_names_with_brackets_print_as_written(tmp_path, capsys):
     assert main(["plan", str(tmp_path / "t.yaml"), "--set", "n=2", "--set", "d=4"]) == 0
     out = capsys.readouterr().out
     assert "[/x]#0" in out and "[red]#0" in out
+
+
+def test_a_link_that_leads_nowhere_says_why_it_cannot_be_read(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    Path("loop1").symlink_to("loop2")
+    Path("loop2").symlink_to("loop1")
+    assert main(["plan", "loop1"]) == 2
+    assert capsys.readouterr().err.startswith("arena: error: loop1: cannot read the schedule: Too many levels")
 
 
 def test_out_through_a_symbolic_link_writes_its_target_and_keeps_the_link(tmp_path):

@@ -270,14 +270,16 @@ def test_a_fault_names_the_line_its_row_starts_on_past_a_quoted_line_break(tmp_p
     path = write(tmp_path, 'id,lower,upper,size\na,0,2,4\n"b\nx",0,2,4\nc,5,4,4\n')
     with pytest.raises(ArenaError) as e:
         read_problem(path)
-    assert e.value.faults == [f"{path}:3: a quote opens a field that runs to line 4; is its closing quote missing? "
-                              "'\"b'", f"{path}:5: buffer 'c' has upper 4 <= lower 5 (upper is exclusive)"]
+    assert e.value.faults == [f"{path}:3: a quoted field runs on to line 4, but no field holds a line break "
+                              "(a closing quote missing?) '\"b'",
+                              f"{path}:5: buffer 'c' has upper 4 <= lower 5 (upper is exclusive)"]
 
 
 @pytest.mark.parametrize("text, message", [
-    ('id,lower,upper,size\na,0,3,4\n"b,0,3,4\nc,0,3,4\n', "problem.csv:3: a quote opens a field that runs to line 4; "
-                                                          "is its closing quote missing? '\"b,0,3,4'"),
-    ('id,lower,upper,"size\na,0,3,4\n', "problem.csv:1: a quote opens a field that runs to line 2"),
+    ('id,lower,upper,size\na,0,3,4\n"b,0,3,4\nc,0,3,4\n', "problem.csv:3: a quoted field runs on to line 4, "
+                                                          "but no field holds a line break (a closing quote "
+                                                          "missing?) '\"b,0,3,4'"),
+    ('id,lower,upper,"size\na,0,3,4\n', "problem.csv:1: a quoted field runs on to line 2"),
     ('id,lower,upper,size\r\na,0,3,"4"x\r\n', "problem.csv:2: expected id,lower,upper,size with integers, "
                                               "got 'a,0,3,\"4\"x'"),
     ('"id,lower",upper,size\na,0,3,4\n', "no column 'id', 'lower'"),
