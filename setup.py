@@ -1,5 +1,6 @@
 """The compiled parts: executor/kernels.c, GGUF block products; planner/place/canonical.c, the
-canonical search; planner/place/skyline.c, a pass of the skyline heuristic (see their headers). Everything else is in pyproject.toml."""
+canonical search; planner/place/skyline.c, a pass of the skyline heuristic; planner/place/reordered.c, the
+passes of the reordered heuristic (see their headers). Everything else is in pyproject.toml."""
 import hashlib
 
 from setuptools import Extension, setup
@@ -18,4 +19,5 @@ def compiled(name: str, source: str, flags: list[str], link: list[str] = ()) -> 
 setup(ext_modules=[compiled("executor._kernels", "executor/kernels.c",
                             ["-O3", "-fopenmp", "-fno-trapping-math", "-fno-math-errno"], ["-fopenmp"]),
                    compiled("planner.place._canonical", "planner/place/canonical.c", ["-O2"]),
-                   compiled("planner.place._skyline", "planner/place/skyline.c", ["-O2"])])
+                   compiled("planner.place._skyline", "planner/place/skyline.c", ["-O2"]),
+                   compiled("planner.place._reordered", "planner/place/reordered.c", ["-O2"])])

@@ -4,8 +4,9 @@ Each is a proxy: random lifetimes (spread, dense), a computation graph's table,
 rectangles cut by guillotine cuts, whose optimum is known, production-like packings
 filled by an allocator's sweep (`production`), a program's lifetimes with every step
 topped up to the peak (`topup`), a long pipeline of buffers each read for a few steps
-(`stair`, and beside long-lived lanes: `lanes`), and a serving trace of KV caches
-(`serving`). None is a production model's allocation problem;
+(`stair`, and beside long-lived lanes: `lanes`), a serving trace of KV caches
+(`serving`) and random lifetimes with sizes powers of two (`powers`). None is a production
+model's allocation problem;
 docs/measurements.md says what that leaves out.
 """
 from __future__ import annotations
@@ -118,6 +119,19 @@ def serving(n: int, seed: int) -> list[Block]:
         for _ in range(rng.randint(1, 4)):
             blocks.append(Block(t, t, rng.choice([1, 8, 16, 32, 64]) * width * rng.choice([2, 4, 8])))
         t += 1
+    return blocks
+
+
+def powers(n: int, seed: int) -> list[Block]:
+    """Random lifetimes with sizes powers of two, as allocators that round sizes up (buddy
+    allocators, tensors of power-of-two shapes) make them: n buffers born at random steps over
+    n/3, each living 1-60 steps, of 2^6 to 2^22 bytes, the exponent uniform. Sizes repeat, so
+    which of two equal ones goes first decides much; the optimum is not known."""
+    rng = random.Random(seed)
+    blocks = []
+    for _ in range(n):
+        first = rng.randrange(max(1, n // 3))
+        blocks.append(Block(first, first + rng.randint(1, 60) - 1, 2 ** rng.randint(6, 22)))
     return blocks
 
 

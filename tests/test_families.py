@@ -5,7 +5,7 @@ import importlib
 
 import pytest
 
-from benchmarks.families import ALIGN, KIB, production, topup
+from benchmarks.families import ALIGN, KIB, powers, production, topup
 from planner.check import check
 from planner.place import lower_bound
 from planner.place.problem import components, whole_span
@@ -69,6 +69,13 @@ def test_topup_fills_every_step_to_the_peak_with_small_sizes(seed):
     program = blocks[:60]
     assert {b.size // ALIGN for b in program} <= {1, 2, 3, 5, 8}
     assert all(b.first == b.last for b in blocks[60:])     # the fillers live one step each
+
+
+def test_powers_are_random_lifetimes_of_sizes_powers_of_two():
+    blocks = powers(1000, 0)
+    assert len(blocks) == 1000 and blocks == powers(1000, 0) != powers(1000, 1)
+    assert {b.size for b in blocks} <= {2 ** k for k in range(6, 23)} and len({b.size for b in blocks}) == 17
+    assert all(0 <= b.first < 333 and 1 <= b.last - b.first + 1 <= 60 for b in blocks)
 
 
 def test_the_benchmark_plans_the_llama_schedules_at_their_lower_bound(capsys):

@@ -10,11 +10,14 @@ import pytest
 from planner.check import check
 from planner.place import Block, extent, lower_bound
 from planner.place.heuristics import FreeList, best_fit, greedy_size, naive
+from planner.place import reordered as reordered_module
+from planner.place.auto import assign
 from planner.place.layered import layered
+from planner.place.reordered import reordered
 from planner.place.skyline import SKYLINE_RULES, skyline, skyline_pass
 
 import skyline_reference
-from benchmarks.families import aligned, cut, dense, production, table
+from benchmarks.families import aligned, cut, dense, powers, production, spread, table
 from instances import names
 
 # Forward in time every skyline order leaves a gap (arena 14); backward one order tiles
@@ -206,4 +209,64 @@ def test_ctrl_c_ends_a_compiled_skyline_pass_at_once():
         assert time.monotonic() - start < 2
     finally:
         timer.cancel()                      # (a pass ended first: no Ctrl-C later in the session)
+        signal.signal(signal.SIGINT, previous)
+
+
+def test_reordered_is_never_above_greedy_size_and_meets_the_bound_where_sizes_repeat():
+    """Its smallest-gap chain starts from greedy-size's plan and keeps no worse pass. On sizes
+    that are powers of two, greedy-size and `skyline` end 4-8% above the lower bound, where
+    other orders of the same placements meet it."""
+    for blocks in [powers(300, seed) for seed in range(3)] + [spread(200, 0), dense(100, 0), production(150, 0)[0]]:
+        offsets = reordered(blocks)
+        check(names(blocks), blocks, offsets, extent(blocks, offsets), 1)
+        assert extent(blocks, offsets) <= extent(blocks, greedy_size(blocks))
+        assert reordered(blocks) == offsets                 # the same plan every time
+    blocks = powers(300, 2)
+    assert extent(blocks, greedy_size(blocks)) > 1.07 * lower_bound(blocks)
+    assert extent(blocks, skyline(blocks)) > 1.04 * lower_bound(blocks)
+    assert extent(blocks, reordered(blocks)) == lower_bound(blocks)
+    blocks = powers(5000, 0)            # `auto`, where no search runs beside the heuristics
+    assignment = assign(blocks, "auto", 10)
+    assert assignment.name == "auto:reordered" and extent(blocks, assignment.offsets) == lower_bound(blocks)
+
+
+def test_reordered_stops_at_a_quarter_of_its_work_behind_a_rival(monkeypatch):
+    """On the production-like family `skyline` does better: behind its plan after a quarter of
+    their work, the passes stop there."""
+    blocks = production(300, 0)[0]
+    full, rival = reordered(blocks), extent(blocks, skyline(blocks))
+    assert extent(blocks, full) > rival
+    behind = reordered(blocks, rival=rival)
+    assert extent(blocks, behind) > extent(blocks, full)
+    monkeypatch.setattr(reordered_module, "WORK", reordered_module.WORK // 4)
+    assert reordered(blocks) == behind
+
+
+def test_reordered_gives_up_past_its_deadline_or_its_pairs(monkeypatch):
+    """None past the deadline, or above MAX_PAIRS conflicting pairs with a deadline (`auto`
+    has other plans); without one, best-fit's plan there. A set flag ends the passes after
+    the first ones."""
+    blocks = powers(1000, 0)
+    assert reordered(blocks, deadline=time.monotonic() - 1) is None
+    first = reordered(blocks, stop=bytearray(b"\x01"))
+    assert extent(blocks, first) <= extent(blocks, greedy_size(blocks)) and first != reordered(blocks)
+    monkeypatch.setattr(reordered_module, "MAX_PAIRS", 10)
+    assert reordered(blocks, deadline=time.monotonic() + 10) is None
+    assert reordered(blocks) == best_fit(blocks)
+
+
+def test_ctrl_c_ends_the_reordered_passes_at_once(monkeypatch):
+    """They run without the GIL; Ctrl-C's handler runs between passes."""
+    blocks = powers(20_000, 0)
+    monkeypatch.setattr(reordered_module, "WORK", 10**15)              # hours of passes
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)   # as a terminal's command has it
+    try:
+        start = time.monotonic()
+        timer = threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGINT))
+        timer.start()
+        with pytest.raises(KeyboardInterrupt):
+            reordered(blocks)
+        assert time.monotonic() - start < 3
+    finally:
+        timer.cancel()
         signal.signal(signal.SIGINT, previous)

@@ -4,6 +4,7 @@
     heuristics.py  naive, greedy-size, best-fit
     skyline.py     skyline: bottom-left on a skyline of per-section floors
     layered.py     layered: skyline on layers peeled off by the split model
+    reordered.py   reordered: greedy-size's placements over orders searched by reweighing
     layers.py      the split model (CP-SAT): which blocks form layers stacked one on another
     canonical.py   minimalloc's canonical search, compiled (canonical.c): the first to decide a capacity
     search.py      the search that decides whether a component fits under a capacity
