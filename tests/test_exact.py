@@ -22,6 +22,7 @@ from planner.place.exact import solve
 from planner.place.heuristics import best_fit, greedy_size, naive
 from planner.place.layered import layered
 from planner.place.problem import MAX_LEVELS, bottom, components, stacked_components, whole_span
+from planner.place.reordered import reordered
 from planner.place.skyline import skyline
 from planner.plan import CHOICES, Buffer, _maker, _searched, place
 
@@ -210,15 +211,16 @@ def test_above_exact_max_the_heuristics_have_the_whole_limit(monkeypatch):
     monkeypatch.setattr(auto, "EXACT_MAX", 100)
     monkeypatch.setattr(auto, "layered", timed("layered", lambda blocks: None))
     monkeypatch.setitem(auto.HEURISTICS, "greedy-size", timed("greedy-size", greedy_size))
+    monkeypatch.setattr(auto, "reordered", timed("reordered", reordered))
     blocks = cut(150, 3, 40, 4096)
     start = time.monotonic()
     result = assign(blocks, "auto", 10)
-    assert [name for name, _ in deadlines] == ["layered", "greedy-size"]
+    assert [name for name, _ in deadlines] == ["layered", "greedy-size", "reordered"]
     assert all(start + 9.9 < deadline < start + 10.1 for _, deadline in deadlines)
     _, rest, base = bottom(blocks)      # (the blocks over the whole span go below the rest)
     above = [blocks[i] for i in rest]
     assert result.search_skipped and extent(blocks, result.offsets) == base + min(
-        extent(above, best_fit(above)), extent(above, greedy_size(above)))
+        extent(above, best_fit(above)), extent(above, greedy_size(above)), extent(above, reordered(above)))
 
 
 def test_where_layered_runs_out_of_time_auto_keeps_skylines_plain_passes(monkeypatch):

@@ -88,7 +88,7 @@ static int conflicts(Passes *P, const int64_t *first, const int64_t *last, long 
     long long pairs = 0;
     for (int pass = 0; pass < 2 && ok; pass++) {
         int m = 0;
-        for (int r = 0; r < n; r++) {
+        for (int r = 0; r < n && pairs <= max_pairs; r++) {       /* (counting stops past max_pairs) */
             int i = order[r], kept = 0;
             for (int q = 0; q < m; q++) {
                 int j = live[q];
