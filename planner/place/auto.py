@@ -21,11 +21,12 @@ PUBLISHED = ("naive", "greedy-size", "best-fit")    # as their authors wrote the
 
 # The time budget of `auto` and `exact`, all in one place. The heuristics run cheapest
 # first (AUTO_HEURISTICS; on 10^5 blocks greedy-size's conflict lists take 6 s, `layered`
-# one pass of `skyline` in under one), any of them skipped once HEURISTIC_SHARE of the
-# time limit is spent (the whole limit above EXACT_MAX blocks, where no search follows but
+# one pass of `skyline` in under one; `reordered`'s passes, about a second, last, and a
+# quarter of that where they stay behind the others), any of them skipped once HEURISTIC_SHARE
+# of the time limit is spent (the whole limit above EXACT_MAX blocks, where no search follows but
 # the rolling windows on long, thin components, with what the heuristics leave);
-# `skyline`'s passes stop there too, and so does greedy-size; `layered` is dropped if not
-# even one pass is done. The exact search is skipped
+# `skyline`'s and `reordered`'s passes stop there too, and so does greedy-size; `layered` is
+# dropped if not even one pass is done. The exact search is skipped
 # above EXACT_MAX blocks (building its CP-SAT model alone overruns a 10 s limit) or when
 # less than EXACT_MIN_S remains and no canonical search was started beside `layered` (one
 # that was is given what is left), or where no search could start in what is left (OR-Tools not

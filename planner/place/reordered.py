@@ -20,7 +20,7 @@ from .problem import Block, lower_bound
 
 _reordered = load("planner.place._reordered", Path(__file__).with_name("reordered.c"))
 
-# The passes' work: conflicting pairs visited and blocks placed, in all. It keeps the plan the
+# The passes' work: conflicting pairs visited and blocks placed (reordered.c), in all. It keeps the plan the
 # same from run to run (a clock would not), and the time about a second on 5,000 blocks of
 # random lifetimes with sizes powers of two (docs/measurements.md).
 WORK = 100_000_000
@@ -42,12 +42,14 @@ def reordered(blocks: list[Block], deadline: float | None = None, goal: int | No
     if not live:
         return offsets
     # greedy-size's order: the longer first of two equal sizes, then the earlier
-    order = sorted(range(len(live)), key=lambda r: (blocks[live[r]].first - blocks[live[r]].last, blocks[live[r]].first))
+    order = sorted(range(len(live)), key=lambda r: (blocks[live[r]].first - blocks[live[r]].last,
+                                                    blocks[live[r]].first))
     rank = array("i", [0] * len(live))
     for place, r in enumerate(order):
         rank[r] = place
     goal = lower_bound(blocks) if goal is None else goal
-    placed = _reordered.reordered(array("q", (blocks[i].size for i in live)), array("q", (blocks[i].first for i in live)),
+    placed = _reordered.reordered(array("q", (blocks[i].size for i in live)),
+                                  array("q", (blocks[i].first for i in live)),
                                   array("q", (blocks[i].last for i in live)), rank, goal,
                                   _NONE if rival is None else rival, WORK,
                                   -1.0 if deadline is None else deadline, MAX_PAIRS, stop or bytearray())
