@@ -22,7 +22,7 @@
 /* A block placed costs about as much as BLOCK_WORK conflicting pairs visited (its share of the
  * pass's sort and draws, 300 ns here), where blocks conflict with few others (pipelines): counted
  * as one, 10^8 of work took 4-6 s on 2,000-20,000 of them, and 0.6-1.3 s elsewhere. */
-enum { REDRAW_PER_MILLE = 100, BLOCK_WORK = 40 };
+enum { REDRAW_PER_MILLE = 100, BLOCK_WORK = 40, INSERTION_MAX = 512 };
 /* A pass runs without the GIL: Python's signal handlers (Ctrl-C) run between passes, at most
  * every SIGNALS_EVERY_S. */
 #define SIGNALS_EVERY_S 0.1
@@ -56,9 +56,16 @@ static uint64_t splitmix(uint64_t *state) {
     return z ^ (z >> 31);
 }
 
-/* by lo: insertion sort, for a block's placed conflicting blocks are tens, where qsort's calls
- * cost more than the sort itself */
+static int by_lo(const void *p, const void *q) {
+    const Interval *a = p, *b = q;
+    return (a->lo > b->lo) - (a->lo < b->lo);
+}
+
+/* by lo: by insertion where they are few, as a block's placed conflicting blocks mostly are (tens:
+ * qsort's calls cost more than the sort itself, 70% of the time), else qsort (a long-lived block
+ * among 10^5 short ones) */
 static void sort_by_lo(Interval *items, int count) {
+    if (count > INSERTION_MAX) { qsort(items, count, sizeof(Interval), by_lo); return; }
     for (int i = 1; i < count; i++) {
         Interval x = items[i];
         int j = i;
