@@ -8,7 +8,7 @@ from pathlib import Path
 
 from . import csvio, markdown, reader, schedule
 from .calls import with_tile
-from .errors import ArenaError
+from .errors import ArenaError, where
 from .lifetimes import DEFAULT_ALIGN, Lifetimes, bind
 from .models import PRESETS, model_dims, model_files, parse_sets, uneven_heads
 from .plan import CHOICES, Plan, place, plan_lifetimes
@@ -117,7 +117,10 @@ def plan_from_args(args, dims: dict[str, int] | None = None,
         raise ArenaError(*unknown)
     _check_call(args, lifetimes.dims)
     with Waiting(f"planning {lifetimes.schedule}", args.time_limit):
-        return lifetimes, plan_lifetimes(lifetimes, args.strategy, args.time_limit, capacity)
+        try:
+            return lifetimes, plan_lifetimes(lifetimes, args.strategy, args.time_limit, capacity)
+        except ArenaError as e:     # the bytes of all instances at once, which the table's lines do not name
+            raise ArenaError(*[f"{where(table.file)}{fault}" for fault in e.faults]) from None
 
 
 MARKDOWN_SUFFIXES = (".md", ".markdown", ".txt")

@@ -475,6 +475,20 @@ def test_run_trace_lays_calls_end_to_end_with_measured_steps(tmp_path):
     assert max(v for _, v in counter) == 768 == toy_plan(1).lower_bound
 
 
+def test_a_tensor_named_steps_has_a_track_of_its_own_and_the_counter_starts_at_step_0():
+    plan = place([Buffer("steps#0", "steps", 1, 2, 256, None), Buffer("h#0", "h", 0, 2, 64, None, "host")],
+                 "auto", 256, ["s0", "s1", "s2"])
+    events = json.loads(trace.plan_trace(plan))["traceEvents"]
+    tracks = {e["args"]["name"]: e["tid"] for e in events if e["name"] == "thread_name"}
+    assert tracks == {"steps": trace.STEPS_TID, "steps (tensor)": trace.STEPS_TID + 1, "h": trace.STEPS_TID + 2}
+    assert {e["tid"] for e in slices(events, "step")} == {trace.STEPS_TID}
+    counter = [(e["ts"], e["args"]["arena bytes"]) for e in events if e["ph"] == "C"]
+    assert counter == [(0, 0), (1000, 256), (3000, 0)]
+    host_only = place([Buffer("h#0", "h", 0, 2, 64, None, "host")], "auto", 256, ["s0", "s1", "s2"])
+    assert [e["args"]["arena bytes"] for e in json.loads(trace.plan_trace(host_only))["traceEvents"]
+            if e["ph"] == "C"] == [0]
+
+
 def test_run_trace_needs_one_time_per_step(tmp_path):
     with pytest.raises(ValueError, match="needs 3 non-negative step times, got 2"):
         trace.write_run_trace(tmp_path / "run.json", [(toy_plan(1), [0.1, 0.2])])

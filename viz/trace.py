@@ -70,9 +70,11 @@ def _tracks(plans: list[Plan]) -> dict[str, int]:
 
 
 def _metadata(process: str, tids: dict[str, int], calls: bool, steps: bool) -> list[dict]:
-    named = ({"calls": CALLS_TID} if calls else {}) | ({"steps": STEPS_TID} if steps else {}) | tids
+    named = [("calls", CALLS_TID)] * calls + [("steps", STEPS_TID)] * steps
+    # a tensor may be called "steps" too: its track is told apart from the steps'
+    named += [(f"{t} (tensor)" if t in ("calls", "steps") else t, tid) for t, tid in tids.items()]
     events = [{"ph": "M", "pid": PID, "name": "process_name", "args": {"name": process}}]
-    for name, tid in named.items():
+    for name, tid in named:
         events.append({"ph": "M", "pid": PID, "tid": tid, "name": "thread_name", "args": {"name": name}})
         events.append({"ph": "M", "pid": PID, "tid": tid, "name": "thread_sort_index", "args": {"sort_index": tid}})
     return events
@@ -95,13 +97,15 @@ def _call_events(plan: Plan, at: Callable[[int], float], tids: dict[str, int]) -
 
 def _live_counter(plan: Plan, at: Callable[[int], float]) -> list[dict]:
     """The live-bytes counter, one value where any instance begins or ends: a running sum of
-    the sizes that begin minus those that ended, rather than a scan of all instances at each."""
+    the sizes that begin minus those that ended, rather than a scan of all instances at each.
+    It starts at the plan's first step (or CSV time), at 0 where nothing is live there yet."""
     device, change = plan.device(), collections.Counter()
     for b in device:
         change[b.first] += b.size
         change[b.last + 1] -= b.size
+    start = 0 if plan.steps else min((b.first for b in plan.buffers), default=0)
     events, live = [], 0
-    for t in Sections(device).cuts:
+    for t in sorted({start, *Sections(device).cuts}):
         live += change[t]
         events.append({"ph": "C", "pid": PID, "name": "live bytes", "ts": at(t), "args": {"arena bytes": live}})
     return events
