@@ -2,8 +2,11 @@
 renders it (its sandbox, extensions, filters and variables), so the prompt ids are the same."""
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
+import signal
+import threading
 from datetime import datetime
 from pathlib import Path
 
@@ -11,6 +14,9 @@ from planner.errors import MAX_FILE_BYTES, ArenaError, plural, read_text
 
 # How deep `held` looks into the lists and dicts a template holds (a message's content is two down).
 HELD_DEPTH = 8
+# Seconds a template may take to render: real ones take milliseconds; loops within loops that
+# write nothing (each range at the sandbox's 100,000) would run for hours.
+RENDER_SECONDS = 10
 
 # the special tokens transformers passes to a template by name, beside messages
 SPECIAL_TOKENS = ("bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token", "mask_token",
@@ -24,17 +30,19 @@ def render_chat(template: str, messages: list[dict], special: dict, source: str 
     where = f"the chat template in {source}" if source else "the model's chat template"
     # the template's own text may be as long as a prompt file, beside the messages it holds
     most = MAX_FILE_BYTES + sum(len(m["content"]) for m in messages)
+    too_long = ArenaError(f"--chat: {where} ran for more than {RENDER_SECONDS:g} s (a loop that writes nothing?)")
     try:
         compiled = _environment(most).from_string(template)
         pieces = compiled.generate(messages=messages, tools=None, documents=None, add_generation_prompt=True, **special)
         # a piece at a time: a loop's output is refused before it takes gigabytes
         text, size = [], 0
-        for piece in pieces:
-            size += len(piece)
-            if size > most:
-                raise ArenaError(f"--chat: {where} renders {MAX_FILE_BYTES:,} characters or more beside the "
-                                 "messages, more than a prompt file may hold")
-            text.append(piece)
+        with _raised_after(RENDER_SECONDS, too_long):
+            for piece in pieces:
+                size += len(piece)
+                if size > most:
+                    raise ArenaError(f"--chat: {where} renders {MAX_FILE_BYTES:,} characters or more beside the "
+                                     "messages, more than a prompt file may hold")
+                text.append(piece)
         return "".join(text)
     except ArenaError:
         raise
@@ -42,6 +50,27 @@ def render_chat(template: str, messages: list[dict], special: dict, source: str 
         from jinja2 import TemplateError
         detail = str(e) if isinstance(e, TemplateError) else f"{type(e).__name__}: {e}"
         raise ArenaError(f"--chat: {where} failed: {detail}") from None
+
+
+@contextlib.contextmanager
+def _raised_after(seconds: float, fault: Exception):
+    """`fault` raised in the block once `seconds` have passed. A loop that writes nothing is pure
+    bytecode, with no call to read a clock in, so the alarm signal interrupts it; only the main
+    thread gets signals, and elsewhere the block runs without a limit."""
+    if not hasattr(signal, "setitimer") or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def ring(number, frame):
+        raise fault
+
+    previous = signal.signal(signal.SIGALRM, ring)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 def _environment(most: int):

@@ -245,10 +245,11 @@ def _why_not_finite(e, weights, path, dtype: str, ranks: bool) -> str:
         cast = " in f16 (65504 at most: run in f32 or bf16)" if dtype == "f16" and not nan else ""
         return f"{path}: {role} holds {'NaN' if nan else 'infinity'}{cast}, so {e}"
     if ranks:
-        return f"{e}; this rank's share of the weights is finite (the other ranks' are not checked here)"
+        return f"{path}: {e}; this rank's share of the weights is finite (the other ranks' are not checked here)"
     if dtype != "f32":
-        return f"{e}: the model overflows in {dtype}; try --dtype f32"
-    return f"{e}, though every weight is finite: the model overflows even in f32 (see its norm and RoPE settings)"
+        return f"{path}: {e}: the model overflows in {dtype}; try --dtype f32"
+    return (f"{path}: {e}, though every weight is finite: the model overflows even in f32 (its weights, norms or "
+            "RoPE settings grow the activations past f32's range)")
 
 
 def _check_options(args) -> None:

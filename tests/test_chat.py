@@ -4,6 +4,7 @@ import pytest
 from tokenizers import Tokenizer, models
 from transformers import PreTrainedTokenizerFast
 
+from executor import chat
 from executor.chat import folder_template, render_chat
 from planner.errors import ArenaError
 
@@ -73,6 +74,14 @@ def test_a_template_renders_as_transformers_renders_it(reference, template):
 def test_a_failing_template_is_one_arena_error(template, message):
     with pytest.raises(ArenaError, match=f"--chat: the model's chat template {message}"):
         render_chat(template, MESSAGES, SPECIAL)
+
+
+def test_a_template_that_loops_without_end_is_stopped_by_the_clock(monkeypatch):
+    monkeypatch.setattr(chat, "RENDER_SECONDS", 0.2)
+    template = "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}x"
+    with pytest.raises(ArenaError, match=r"--chat: the model's chat template ran for more than 0.2 s \(a loop"):
+        render_chat(template, MESSAGES, SPECIAL)
+    assert render_chat("{{ messages[0].content }}", MESSAGES, SPECIAL) == MESSAGES[0]["content"]    # no alarm left
 
 
 def test_a_chat_template_file_that_is_not_utf8_is_named(tmp_path):

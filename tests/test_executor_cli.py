@@ -564,9 +564,9 @@ def test_logits_that_overflow_in_f32_from_finite_weights_say_so(folder, tmp_path
     copy = copy_of(folder, tmp_path)
     edit_json(copy / "config.json", rope_parameters={"rope_type": "default", "rope_theta": 1e-308})   # RoPE overflows
     assert main(["run", "--model", str(copy), "--prompt", "w5 w6", "--max-new-tokens", "2"]) == 2
-    assert capsys.readouterr().err.endswith("\narena: error: the logits are not finite (NaN or infinity), though every "
-                                            "weight is finite: the model overflows even in f32 (see its norm and "
-                                            "RoPE settings)\n")
+    assert capsys.readouterr().err.endswith(f"\narena: error: {copy}: the logits are not finite (NaN or infinity), "
+                                            "though every weight is finite: the model overflows even in f32 (its "
+                                            "weights, norms or RoPE settings grow the activations past f32's range)\n")
 
 
 def test_a_llama3_original_context_past_int64_runs(folder, tmp_path, capsys):
