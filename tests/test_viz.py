@@ -548,6 +548,27 @@ def test_times_over_the_whole_csv_range_are_drawn(tmp_path):
     assert (tmp_path / "wide.png").read_bytes().startswith(b"\x89PNG")
 
 
+def test_a_time_far_from_the_rest_leaves_the_picture_drawn_by_section(tmp_path):
+    """One buffer at 10^12 among times under 20: to a linear axis every other instance was
+    narrower than a pixel, and the map blank. By section, each is a column or more."""
+    from viz import picture
+    problem = tmp_path / "far.csv"
+    problem.write_text("id,lower,upper,size\na,0,10,100\nb,5,15,50\nc,10,20,100\nd,1000000000000,1000000000005,3\n")
+    _, plan = plan_from_args(args("--csv", str(problem)))
+    fig = picture.figure(plan)
+    widths = {p.get_gid(): (p.get_x(), p.get_width()) for ax in fig.axes for p in ax.patches if p.get_gid()}
+    assert widths == {"inst-0": (0, 2), "inst-1": (1, 2), "inst-2": (2, 2), "inst-3": (5, 1)}   # cuts 0 5 10 15 20 10^12 ..
+    fig.draw_without_rendering()
+    labels = [t.get_text() for t in fig.axes[0].get_xticklabels()]
+    assert "1,000,000,000,000" in labels and "5" in labels
+    near = tmp_path / "near.csv"        # times alike: the axis stays linear
+    near.write_text("id,lower,upper,size\na,0,10,100\nb,5,15,50\n")
+    _, plan = plan_from_args(args("--csv", str(near)))
+    widths = {p.get_gid(): (p.get_x(), p.get_width()) for ax in picture.figure(plan).axes for p in ax.patches
+              if p.get_gid()}
+    assert widths == {"inst-0": (0, 10), "inst-1": (5, 10)}
+
+
 # --- the command ----------------------------------------------------------------------------
 
 def test_viz_writes_every_file_it_is_asked_for(tmp_path, minimalloc, capsys):

@@ -11,6 +11,8 @@ nothing depends on a display: PNG goes through Agg.
 """
 from __future__ import annotations
 
+import copy
+import dataclasses
 import html as html_escape
 import io
 import re
@@ -24,6 +26,7 @@ from matplotlib.text import Text
 from matplotlib.ticker import FuncFormatter, MaxNLocator
 
 from planner.errors import show
+from planner.place.problem import Sections
 from planner.plan import Buffer, Plan
 
 from .timeline import PALETTE, colors, ink, live_bytes, peaks, spans
@@ -101,13 +104,21 @@ def tooltip(plan: Plan, b: Buffer) -> str:
 @matplotlib.rc_context(DRAWING)
 def figure(plan: Plan) -> Figure:
     time = spans(plan)
+    width = min(MAX_WIDTH, max(8, 4 + 0.4 * len(time)))       # inches
     # x is time less this: a CSV's times near 2^62 are exact only as integers; and as floats, for
     # a span of time past 2^64 is no integer matplotlib's arrays hold
     origin = time[0].first
+    ticks, x_label = (lambda x: f"{round(x) + origin:,}"), "step" if plan.steps else "time (the CSV's units)"
+    sectioned = not plan.steps and _under_a_pixel(plan, time, width)
+    if sectioned:
+        plan, cuts = _by_section(plan)
+        time, origin = spans(plan), 0
+        ticks = lambda x: f"{cuts[round(x)]:,}" if 0 <= round(x) < len(cuts) else ""     # noqa: E731
+        x_label = "time (the CSV's units), a column per section"
     device = [(i, b) for i, b in enumerate(plan.buffers) if b.memory == "device"]
     base = max((b.offset + b.size for _, b in device if b.persistent), default=0)
     split = 0 < base < plan.arena
-    fig = Figure(figsize=(min(MAX_WIDTH, max(8, 4 + 0.4 * len(time))), 6), dpi=DPI, layout="constrained")
+    fig = Figure(figsize=(width, 6), dpi=DPI, layout="constrained")
     if split:
         top, bottom = fig.subplots(2, 1, sharex=True, height_ratios=PANEL_HEIGHTS)
         panels = [(top, base, plan.arena), (bottom, 0, base)]
@@ -127,7 +138,9 @@ def figure(plan: Plan) -> Figure:
     shares = [h / sum(PANEL_HEIGHTS) for h in PANEL_HEIGHTS] if split else [1.0]
     byte_px = {ax: fig.get_figheight() * DPI * AXES_SHARE * h / (hi - lo) for (ax, lo, hi), h in zip(panels, shares)}
     _mark_bounds(plan, top, [ax for ax, _, _ in panels], time, origin)
-    legend, title = _axes_text(plan, fig, top, bottom, origin)
+    legend, title = _axes_text(plan, fig, top, bottom, ticks, x_label)
+    if sectioned:       # times far apart: their labels long
+        bottom.tick_params(axis="x", labelrotation=90)
     # lay out before the rectangles are added: whether a label fits depends on the final sizes, the
     # rectangles do not change them, and each draw of 10^4 rectangles took seconds
     fig.draw_without_rendering()
@@ -143,6 +156,26 @@ def figure(plan: Plan) -> Figure:
     for ax, buffers in drawn.items():
         _label(ax, buffers, palette, origin)
     return fig
+
+
+def _under_a_pixel(plan: Plan, time, width: float) -> bool:
+    """Whether, to a linear time axis `width` inches wide, some instance of a CSV plan is narrower
+    than a pixel: one time far from the rest (a buffer at 10^12 among times under 100) leaves
+    every other one a sliver."""
+    span = time[-1].last + 1 - time[0].first
+    narrowest = min((b.last - b.first + 1 for b in plan.device()), default=span)
+    return narrowest * width * DPI * AXES_SHARE < span
+
+
+def _by_section(plan: Plan) -> tuple[Plan, list[int]]:
+    """The plan with each time in units of sections (those the terminal view shows: within one the
+    live instances do not change), and the time where each section begins."""
+    cuts = Sections(plan.buffers).cuts
+    index = {t: s for s, t in enumerate(cuts)}
+    buffers = [copy.copy(b) for b in plan.buffers]
+    for b in buffers:
+        b.first, b.last = index[b.first], index[b.last + 1] - 1
+    return dataclasses.replace(plan, buffers=buffers), cuts
 
 
 def _mark_bounds(plan: Plan, top, axes, time, origin: int) -> None:
@@ -162,15 +195,15 @@ def _mark_bounds(plan: Plan, top, axes, time, origin: int) -> None:
     top.plot([], [], marker="v", color="red", linestyle="none", label=f"peak: {max(live, default=0):,} B live")
 
 
-def _axes_text(plan: Plan, fig: Figure, top, bottom, origin: int) -> tuple[Legend, Text]:
-    """The axes' labels (times as the plan has them, `origin` added back), and the legend and title (returned)."""
+def _axes_text(plan: Plan, fig: Figure, top, bottom, ticks, x_label: str) -> tuple[Legend, Text]:
+    """The axes' labels (`ticks`: the time at x, as the plan has it), and the legend and title (returned)."""
     if plan.steps and len(plan.steps) <= NAMED_STEPS:
         bottom.set_xticks([i + 0.5 for i in range(len(plan.steps))], [show(s, LEGEND_CHARS) for s in plan.steps],
                           rotation=90, fontsize=7)
     else:
         bottom.xaxis.set_major_locator(MaxNLocator(integer=True))
-        bottom.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{round(x) + origin:,}"))
-    bottom.set_xlabel("step" if plan.steps else "time (the CSV's units)")
+        bottom.xaxis.set_major_formatter(FuncFormatter(lambda x, _: ticks(x)))
+    bottom.set_xlabel(x_label)
     ratio = plan.arena / plan.lower_bound if plan.lower_bound else 1.0
     drawn = {b.tensor for b in plan.device()}
     handles = [Patch(color=c, label=show(t, LEGEND_CHARS)) for t, c in colors(plan).items() if t in drawn]
