@@ -14,7 +14,7 @@ from .lifetimes import DEFAULT_ALIGN
 from .options import add_plan_inputs, input_files, integer, load_schedule, plan_from_args, schedule_path, settle_inputs
 from .errors import ArenaError, CapacityMissed, note, read_json_object
 from .estimate import estimate, native_weight_bytes, shard_tensors, workspace_bytes
-from .gguf_tensors import tensors
+from .gguf_tensors import misshapen, tensors
 from .models import (SET_DIGITS, gguf_refusal, is_gguf, model_dims, model_file, model_header, parse_sets, run_refusal,
                      tied_output)
 from .output import check_targets, write_all, write_atomic
@@ -112,7 +112,8 @@ def _note_refusal(model: str | None) -> None:
     try:        # what the run reads and the plan does not: the tensors' types and bytes, RoPE scaling's key
         if is_gguf(path):
             tensors(model_header(path), path)
-            refusal = gguf_refusal(model_header(path), path, dims)
+            # (the run checks the shapes as it loads the tensors, after opening the file)
+            refusal = gguf_refusal(model_header(path), path, dims) or misshapen(model_header(path), dims)
         else:
             refusal = run_refusal(read_json_object(path, "config.json"), dims)
     except ArenaError as e:     # (its faults name the file)

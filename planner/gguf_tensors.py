@@ -84,6 +84,25 @@ def tensors(header: Header, path: Path) -> dict[str, Tensor]:
     return found
 
 
+def misshapen(header: Header, dims: dict[str, int]) -> str | None:
+    """The first tensor the file holds whose shape is not the one a forward pass at `dims` (the
+    model's) reads, as the executor checks it on loading (weights.assemble); None: none. Shapes in
+    transformers' order, GGUF's reversed; a tensor the file lacks is `unread`'s to name."""
+    d, di, vocab = dims["d"], dims["di"], dims["vocab"]
+    q, kv = dims["nh"] * dims["dh"], dims["nkvh"] * dims["dh"]
+    layer = {"attn_norm.weight": (d,), "attn_q.weight": (q, d), "attn_k.weight": (kv, d), "attn_v.weight": (kv, d),
+             "attn_output.weight": (d, q), "ffn_norm.weight": (d,), "ffn_gate.weight": (di, d),
+             "ffn_up.weight": (di, d), "ffn_down.weight": (d, di)}
+    expected = {"token_embd.weight": (vocab, d), "output_norm.weight": (d,), "output.weight": (vocab, d),
+                "rope_freqs.weight": (dims["dh"] // 2,),
+                **{f"blk.{i}.{name}": shape for i in range(dims["nlayers"]) for name, shape in layer.items()}}
+    for name, shape in expected.items():
+        t = header.tensors.get(name)
+        if t is not None and t.shape[::-1] != shape:
+            return f"tensor '{name}' has shape {t.shape[::-1]}, not the {shape} of the model's dimensions"
+    return None
+
+
 def _type_name(number: int) -> str:
     """An unsupported type by gguf's name for it (IQ4_NL), only now loading gguf."""
     from gguf import GGMLQuantizationType

@@ -174,6 +174,16 @@ def test_a_tensor_of_the_wrong_shape_is_named_as_the_file_names_it(tmp_path):
         assemble(file, torch.float32, torch.device("cpu"))
 
 
+def test_a_plan_of_a_file_whose_tensor_has_the_wrong_shape_notes_the_run_refuses_it(tmp_path, capsys):
+    """The plan's figures take the file's tensors; the note says they are not the model's."""
+    up = {"blk.0.ffn_up.weight": (np.ones((2048, 256), dtype=np.float32), None)}
+    path = minimal_gguf(tmp_path / "t.gguf", extra=up, omit=("blk.0.ffn_up.weight",))
+    assert main(["plan", "llama", "--model", str(path), "--set", "n=2", "--json"]) == 0
+    assert capsys.readouterr().err == (f"note: arena run refuses {path}: tensor 'blk.0.ffn_up.weight' has shape "
+                                       f"(2048, 256), not the ({model_dims(str(path))['di']}, 256) of the model's "
+                                       "dimensions\n")
+
+
 def test_unsupported_architecture_is_named(tmp_path):
     with pytest.raises(ArenaError, match="architecture 'gpt2' is not supported"):
         GGUFFile(minimal_gguf(tmp_path / "a.gguf", arch="gpt2"))
