@@ -458,15 +458,11 @@ def preflight(c, shard, dtype: str, prompt_len: int, nctx: int, packed: int | No
 
 
 def _print_estimate(cost: dict[str, int], dtype: str, device) -> None:
-    outside = "".join(f" + {name} {_mib(cost[key])}" for key, name in
+    outside = "".join(f" + {name} {mib(cost[key])}" for key, name in
                       (("rope_bytes", "RoPE tables"), ("workspace_bytes", "kernel workspace"),
                        ("runtime_bytes", "torch and session")) if cost[key])
-    note(f"estimate  weights {_mib(cost['weight_bytes'])} {dtype} + arena {_mib(cost['arena_bytes'])} "
-         f"(KV cache {_mib(cost['kv_bytes'])}){outside} = {_mib(cost['total_bytes'])} on {device}")
-
-
-def _mib(n: int) -> str:
-    return f"{n / 2**20:.2f} MiB"
+    note(f"estimate  weights {mib(cost['weight_bytes'])} {dtype} + arena {mib(cost['arena_bytes'])} "
+         f"(KV cache {mib(cost['kv_bytes'])}){outside} = {mib(cost['total_bytes'])} on {device}")
 
 
 def _load(file, dtype, device, shard, native: bool, bar: bool):
@@ -512,14 +508,14 @@ def _kind(s: dict) -> str:
 
 def _print_summary(s: dict) -> None:
     ratio = s["arena"] / s["lower_bound"]
-    print(f"plan    arena {_mib(s['arena'])} (lower bound {_mib(s['lower_bound'])}, {ratio:.3f}x), "
-          f"KV cache {_mib(s['kv_bytes'])} ({s['nctx']} positions), weights {_mib(s['weight_bytes'])} {_kind(s)}")
+    print(f"plan    arena {mib(s['arena'])} (lower bound {mib(s['lower_bound'])}, {ratio:.3f}x), "
+          f"KV cache {mib(s['kv_bytes'])} ({s['nctx']} positions), weights {mib(s['weight_bytes'])} {_kind(s)}")
     prefilled, decoded = len(s["prompt_tokens"]), len(s["tokens"]) - 1
     print(f"speed   prefill {prefilled} {plural(prefilled, 'token')} at {s['prefill_tok_s']:.1f} tok/s, "
           f"decode {decoded} {plural(decoded, 'token')} at {s['decode_tok_s']:.1f} tok/s "
           f"({s['device']}, stop: {s['stop']})")
     for rank, r in enumerate(s.get("ranks", [])):
-        print(f"rank {rank}  arena {_mib(r['arena'])}, KV cache {_mib(r['kv_bytes'])}, weights {_mib(r['weight_bytes'])}")
+        print(f"rank {rank}  arena {mib(r['arena'])}, KV cache {mib(r['kv_bytes'])}, weights {mib(r['weight_bytes'])}")
 
 
 def _write(text: str) -> None:

@@ -79,8 +79,11 @@ def test_too_small_for_the_activations_counts_what_the_run_holds_outside_the_are
         choose(fitter, least - 1, 64)
     with pytest.raises(ArenaError, match="the smallest budget for this run is ") as e:
         choose(fitter, least - 1, 64)
-    smallest = str(e.value).split("the smallest budget for this run is ")[1].split(",")[0]
+    smallest, exact = str(e.value).split("the smallest budget for this run is ")[1].split(" bytes)")[0].split(" (")
     assert choose(fitter, parse_size(smallest.replace(" ", "")), 64).cost["total_bytes"] <= parse_size(smallest.replace(" ", ""))
+    assert choose(fitter, int(exact.replace(",", "")), 64).cost["total_bytes"] == int(exact.replace(",", ""))
+    with pytest.raises(ArenaError, match=f"the smallest budget for this run is {smallest} \\({exact} bytes\\)"):
+        choose(fitter, int(exact.replace(",", "")) - 1, 64)
 
 
 def test_too_small_for_the_kv_cache_names_the_largest_nctx_that_fits():
