@@ -108,7 +108,8 @@ def figure(plan: Plan) -> Figure:
     # x is time less this: a CSV's times near 2^62 are exact only as integers; and as floats, for
     # a span of time past 2^64 is no integer matplotlib's arrays hold
     origin = time[0].first
-    ticks, x_label = (lambda x: f"{round(x) + origin:,}"), "step" if plan.steps else "time (the CSV's units)"
+    ticks = lambda x: f"{round(x) + origin:,}"     # noqa: E731 (the time at x)
+    x_label = "step" if plan.steps else "time (the CSV's units)"
     sectioned = not plan.steps and _under_a_pixel(plan, time, width)
     if sectioned:
         plan, cuts = _by_section(plan)
