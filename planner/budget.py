@@ -135,7 +135,8 @@ def _nothing_fits(fitter: Fitter, budget: int, prompt: int, new_tokens: int | No
     least = _least(fitter, prompt)
     head = f"--budget {mib(budget)}:"
     # in bytes too: rounded up to the hundredth, it can read as the budget given, a byte short of it
-    smallest = f"the smallest budget for this run is {mib(least['total_bytes'], up=True)} ({least['total_bytes']:,} bytes)"
+    total = least["total_bytes"]
+    smallest = f"the smallest budget for this run is {mib(total, up=True)} ({total:,} bytes)"
     outside = fitter.fixed - fitter.weights
     beside = f" and the {mib(outside)} the run holds outside the arena" if outside else ""
     if fitter.weights > budget:
