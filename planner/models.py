@@ -47,7 +47,16 @@ def model_file(model: str) -> Path | None:
     if model in PRESETS:
         return None
     path = Path(model)
-    return (folder_model(path) or path / "config.json") if path.is_dir() else path
+    try:
+        return (folder_model(path) or path / "config.json") if path.is_dir() else path
+    except OSError as e:
+        raise unreadable(model, e) from None
+
+
+def unreadable(model: str, e: OSError) -> ArenaError:
+    """--model naming a folder that may not be looked into: Python 3.11's is_dir and is_file
+    raise there (EACCES), where they answer False for a path that is not there."""
+    return ArenaError(f"--model {model}: cannot be read ({e.strerror or e}: {e.filename or model})")
 
 
 def folder_model(folder: Path) -> Path | None:

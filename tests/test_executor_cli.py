@@ -598,6 +598,24 @@ def test_a_layer_count_past_the_files_layers_is_refused_before_planning(folder, 
     assert "tensor 'model.layers.59999.input_layernorm.weight'" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("command", [["run", "--prompt", "w5"], ["plan", "llama", "--set", "n=2"]])
+def test_a_model_folder_that_may_not_be_looked_into_names_model_exit_2(tmp_path, monkeypatch, capsys, command):
+    """As a user who may not read the folder finds it (tests run as root, so the refusal is
+    made here): Python 3.11's Path.is_file raises EACCES, which was exit 1 naming no option."""
+    import pathlib
+    locked, is_file = tmp_path / "locked", pathlib.Path.is_file
+    locked.mkdir()
+
+    def refused(path):
+        if locked in path.parents:
+            raise PermissionError(13, "Permission denied", str(path))
+        return is_file(path)
+    monkeypatch.setattr(pathlib.Path, "is_file", refused)
+    assert main([*command, "--model", str(locked)]) == 2
+    assert capsys.readouterr().err.endswith(f"arena: error: --model {locked}: cannot be read (Permission denied: "
+                                            f"{locked / 'config.json'})\n")
+
+
 def test_chat_without_a_template_names_the_model(folder, tmp_path, capsys):
     copy = copy_of(folder, tmp_path)
     (copy / "tokenizer_config.json").write_text(json.dumps({"eos_token": "</s>"}))

@@ -281,7 +281,7 @@ def test_torchrun_across_two_machines_meeting_at_localhost(word_folder):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--tp", "0"], "--tp: must be 1 or more ranks, not 0"),
+    (["--tp", "0"], "--tp must be 1 or more ranks, not 0"),
     (["--tp", "5"], "--tp 5: a model with 4 query and 4 key-value heads splits over 1, 2, 3 or 4 ranks"),
     (["--tp", "1000"], "--tp 1000: a model with 4 query and 4 key-value heads splits over 1, 2, 3 or 4 ranks"),
     (["--tp", "2", "--nctx", "3"], "--nctx: the prompt (4 tokens) plus --max-new-tokens 12 need 15 positions"),
@@ -326,6 +326,27 @@ def test_ctrl_c_mid_run_stops_every_rank_with_exit_130_and_no_traceback(smollm2)
     _, err = p.communicate(timeout=120)
     assert p.returncode == 130 and "Traceback" not in err, err
     assert "death signal" not in err, err     # torch's elastic agent's warning, its logger's own level
+    assert not [w for w in workers if w.is_running() and w.status() != psutil.STATUS_ZOMBIE]
+
+
+@pytest.mark.slow
+def test_ctrl_c_while_the_ranks_load_exits_130_with_no_traceback(smollm2):
+    """Ctrl-C while the ranks import torch, before their own handlers: each printed the
+    KeyboardInterrupt's traceback of the import. (The `arena` script: spawned ranks import the
+    main module of a script, not a package's __main__, before torch.)"""
+    import signal
+    arena = shutil.which("arena", path=os.path.dirname(sys.executable))
+    p = subprocess.Popen([arena, "run", "--prompt", "Once upon a time", "--max-new-tokens", "8", "--tp", "2"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    launcher, workers = psutil.Process(p.pid), []
+    while len(workers) < 2 and p.poll() is None:
+        workers = [c for c in launcher.children(recursive=True) if "spawn_main" in " ".join(c.cmdline())
+                   and "resource_tracker" not in " ".join(c.cmdline())]
+        time.sleep(0.05)
+    time.sleep(0.3)         # past the interpreter's own start (its site module), into torch's import
+    os.killpg(p.pid, signal.SIGINT)
+    _, err = p.communicate(timeout=120)
+    assert p.returncode == 130 and "Traceback" not in err, err
     assert not [w for w in workers if w.is_running() and w.status() != psutil.STATUS_ZOMBIE]
 
 
