@@ -55,8 +55,17 @@ def cmd_plan(args) -> int:
     _note_refusal(args.model)
     budget = parse_size(args.budget) if args.budget is not None else None
     choice, dims = _fit(args, budget) if budget is not None else (None, None)
-    if args.tp != 1:
-        return _plan_ranks(args)
+    try:
+        return _plan_ranks(args) if args.tp != 1 else _plan_one(args, choice, dims, budget)
+    except CapacityMissed as e:
+        if args.json:       # a reader of the JSON gets an object too, beside the exit code 3
+            print(json.dumps({"capacity": e.capacity, "fits": False, "proven": e.proven, "bound": e.bound,
+                              "best": e.best, "message": str(e)}, indent=1))
+        raise
+
+
+def _plan_one(args, choice, dims, budget) -> int:
+    """One plan (no --tp), printed and saved; `choice`, `dims`: --budget's (or None)."""
     optional = {}
     _, plan = plan_from_args(args, dims, optional)
     cost = choice.cost if choice else run_estimate(args, plan)

@@ -46,8 +46,12 @@ class Waiting:
             columns = [TextColumn(self.what, markup=False), BarColumn(),
                        TextColumn("{task.completed:.1f} s of {task.total:g} s")]
         with Progress(*columns, console=self.console, transient=True, auto_refresh=False) as progress:
-            task = progress.add_task(self.what, total=self.limit)
+            task = progress.add_task(self.what, total=self.limit, completed=self._spent())     # not 0.0 s at first
+            progress.refresh()
             while not self._done.wait(REFRESH_S):
-                spent = time.monotonic() - self._start
-                progress.update(task, completed=spent if self.limit is None else min(self.limit, spent))
+                progress.update(task, completed=self._spent())
                 progress.refresh()
+
+    def _spent(self) -> float:
+        spent = time.monotonic() - self._start
+        return spent if self.limit is None else min(self.limit, spent)

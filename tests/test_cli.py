@@ -211,6 +211,18 @@ def test_capacity_missed_is_one_line_and_exit_3(args, message):
     assert err.strip() == f"arena: {message}"
 
 
+@pytest.mark.parametrize("capacity, proven, bound, best", [(4, True, 5, 5), (1, True, 4, 6)])
+def test_capacity_missed_with_json_prints_an_object_saying_so_and_writes_no_file(tmp_path, capacity, proven, bound,
+                                                                                   best):
+    """A reader of --json got empty input on a miss; the exit code and the stderr line stay."""
+    out_file = tmp_path / "p.json"
+    code, out, err = arena("plan", "--csv", "docs/unreachable.csv", "--capacity", str(capacity), "--json",
+                           "--out", str(out_file))
+    assert code == 3 and err.startswith("arena: no plan fits") and not out_file.exists()
+    assert json.loads(out) == {"capacity": capacity, "fits": False, "proven": proven, "bound": bound, "best": best,
+                               "message": err.strip().removeprefix("arena: ")}
+
+
 def test_capacity_missed_after_a_search_names_the_heuristic_whose_plan_is_the_best(tmp_path):
     """Deciding, the search makes no plan above the capacity: the best plan a miss reports is a
     heuristic's, and the message names it."""

@@ -28,6 +28,13 @@ def test_a_long_plan_shows_seconds_against_the_limit():
     assert "planning" in shown and " s of 2 s" in shown
 
 
+def test_the_bar_never_shows_less_than_the_delay_it_waited(monkeypatch):
+    monkeypatch.setattr(progress, "DELAY_S", 0.5)
+    monkeypatch.setattr(progress, "REFRESH_S", 0.2)     # the first frame, before any refresh of the loop
+    shown = _shown(True, 0.6)
+    assert " s of 2 s" in shown and "0.0 s of 2 s" not in shown, shown
+
+
 def test_a_quick_plan_shows_nothing():
     assert _shown(True, 0) == ""
 
