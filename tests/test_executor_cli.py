@@ -13,6 +13,7 @@ import torch
 
 from llama_arena.cli import main
 from planner.estimate import RUNTIME_BYTES
+from planner.sizes import mib
 
 from checkpoints import checkpoint_to_gguf, tiny_checkpoint
 
@@ -47,6 +48,8 @@ def test_preflight_estimate_is_what_the_run_allocates(folder, capsys):
     assert out["total_bytes"] == out["weight_bytes"] + out["arena"] + out["rope_bytes"] + out["runtime_bytes"]
     assert out["workspace_bytes"] == 0 and out["runtime_bytes"] == RUNTIME_BYTES   # dequantized weights, on CPU
     assert captured.err.startswith("estimate  weights ") and captured.err.endswith(" on cpu\n")
+    # each size in the unit it fills, as arena plan prints it: a tiny model's RoPE tables were "0.00 MiB"
+    assert f"RoPE tables {mib(out['rope_bytes'])} " in captured.err and " 0.00 MiB" not in captured.err
 
 
 def test_plan_counts_a_stored_head_where_the_config_ties_it_as_run_does(folder, tmp_path, capsys):
