@@ -120,9 +120,10 @@ def _note_refusal(model: str | None) -> None:
     dims = model_dims(model)
     try:        # what the run reads and the plan does not: the tensors' types and bytes, RoPE scaling's key
         if is_gguf(path):
-            tensors(model_header(path), path)
+            header = model_header(path)
+            tensors(header, path)
             # (the run checks the shapes as it loads the tensors, after opening the file)
-            refusal = gguf_refusal(model_header(path), path, dims) or misshapen(model_header(path), dims)
+            refusal = gguf_refusal(header, path, dims) or misshapen(header, dims)
         else:
             refusal = run_refusal(read_json_object(path, "config.json"), dims)
     except ArenaError as e:     # (its faults name the file)

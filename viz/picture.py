@@ -171,12 +171,12 @@ def _under_a_pixel(plan: Plan, time, width: float) -> bool:
 def _by_section(plan: Plan) -> tuple[Plan, list[int]]:
     """The plan with each time in units of sections (those the terminal view shows: within one the
     live instances do not change), and the time where each section begins."""
-    cuts = Sections(plan.buffers).cuts
-    index = {t: s for s, t in enumerate(cuts)}
+    sections = Sections(plan.buffers)
     buffers = [copy.copy(b) for b in plan.buffers]
     for b in buffers:
-        b.first, b.last = index[b.first], index[b.last + 1] - 1
-    return dataclasses.replace(plan, buffers=buffers), cuts
+        lo, hi = sections.span(b)
+        b.first, b.last = lo, hi - 1
+    return dataclasses.replace(plan, buffers=buffers), sections.cuts
 
 
 def _mark_bounds(plan: Plan, top, axes, time, origin: int) -> None:

@@ -34,7 +34,7 @@ def plan_trace(plan: Plan) -> str:
     millisecond, or less where a CSV's span of time would pass MAX_TRACE_US."""
     tids = _tracks([plan])
     events = _metadata(f"arena plan: {plan.schedule or 'CSV problem'}", tids, calls=False, steps=bool(plan.steps))
-    origin = min((b.first for b in plan.buffers), default=0) if not plan.steps else 0
+    origin = _first_time(plan)
     span = max((b.last + 1 for b in plan.buffers), default=origin) - origin
     # from the first time, in integers: a CSV's times near 2^62 lose their units as floats
     per, units = (PLANNED_STEP_US, 1) if span * PLANNED_STEP_US <= MAX_TRACE_US else (MAX_TRACE_US, span)
@@ -103,12 +103,16 @@ def _live_counter(plan: Plan, at: Callable[[int], float]) -> list[dict]:
     for b in device:
         change[b.first] += b.size
         change[b.last + 1] -= b.size
-    start = 0 if plan.steps else min((b.first for b in plan.buffers), default=0)
     events, live = [], 0
-    for t in sorted({start, *Sections(device).cuts}):
+    for t in sorted({_first_time(plan), *Sections(device).cuts}):
         live += change[t]
         events.append({"ph": "C", "pid": PID, "name": "live bytes", "ts": at(t), "args": {"arena bytes": live}})
     return events
+
+
+def _first_time(plan: Plan) -> int:
+    """Where a plan's time begins: step 0, or a CSV problem's first time."""
+    return min((b.first for b in plan.buffers), default=0) if not plan.steps else 0
 
 
 def _slice(name: str, begin: float, end: float, tid: int, category: str, args: dict) -> dict:
