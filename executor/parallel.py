@@ -182,7 +182,8 @@ def launch(ranks: int, entry: Callable, *args) -> int:
                           rdzv_backend="c10d", rdzv_endpoint=f"localhost:{_free_port()}", max_restarts=0,
                           monitor_interval=MONITOR_SECONDS, start_method="spawn",
                           logs_specs=DefaultLogsSpecs(log_dir=str(logs), redirects={r: Std.ERR for r in range(1, ranks)}))
-    try:
+    tempdir, tempfile.tempdir = tempfile.tempdir, str(logs)
+    try:        # torch's spawn leaves a failed rank's traceback in a temporary file: in logs, removed below
         elastic_launch(config, entry)(*args)
         return 0
     except ChildFailedError as e:
@@ -202,6 +203,7 @@ def launch(ranks: int, entry: Callable, *args) -> int:
     except SignalException as e:   # the launcher's own handler: Ctrl-C or a kill stopped every rank
         return 128 + e.sigval
     finally:
+        tempfile.tempdir = tempdir
         del os.environ[SAID]
         shutil.rmtree(logs, ignore_errors=True)
 

@@ -8,7 +8,9 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 import psutil
 import pytest
@@ -376,9 +378,11 @@ def test_a_ranks_bad_input_is_its_one_line_and_exit_2(word_folder, tmp_path):
     tensors = load_file(file)
     tensors["model.norm.weight"][0] = float("nan")
     save_file(tensors, file, metadata={"format": "pt"})
+    left = set(Path(tempfile.gettempdir()).glob("pytorch-errorfile-*"))
     p = arena_run("--model", str(copy), *PROMPT_WORDS, "--tp", "2", timeout=120)
     assert p.returncode == 2 and p.stderr.count("arena: error:") == 1, p.stderr
     assert "rank 0: " in p.stderr and "the output norm holds NaN, so" in p.stderr and "Traceback" not in p.stderr
+    assert set(Path(tempfile.gettempdir()).glob("pytorch-errorfile-*")) == left   # rank 1's traceback, once
 
 
 # --- a launcher's environment ------------------------------------------------------------
