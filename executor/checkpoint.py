@@ -8,7 +8,8 @@ from pathlib import Path
 import torch
 
 from planner.errors import ArenaError, read_json_object, regular_file
-from planner.models import ROPE_NUMBERS, config_dims, positive, rope_parameters, run_refusal, tied_embeddings
+from planner.models import (ROPE_NUMBERS, config_dims, positive, rms_norm_eps, rope_parameters, run_refusal,
+                            tied_embeddings)
 
 from .weights import ModelConfig
 
@@ -27,11 +28,17 @@ class Checkpoint:
         if refusal:
             raise ArenaError(f"{config}: {refusal}")
         theta, scaling = _rope(config, cfg)
-        self.config = ModelConfig(**dims, eps=positive(config, "rms_norm_eps", cfg.get("rms_norm_eps", 1e-6), float),
+        self.config = ModelConfig(**dims, eps=rms_norm_eps(config, cfg),
                                   rope_theta=theta, rope_scaling=scaling, tied=tied_embeddings(config, cfg))
         self._open: dict[Path, object] = {}
         self._offsets: dict[Path, dict[str, tuple[int, int, list[int]]]] = {}
-        self.files = self._weight_map()
+        stored = self._weight_map()
+        # a LlamaModel saved alone names its tensors without "model." and has no head; transformers
+        # loads it as a LlamaForCausalLM all the same (the head tied to the embedding where the
+        # config says so, else missing)
+        headless = "model.embed_tokens.weight" not in stored and "embed_tokens.weight" in stored
+        self.stored = {"model." + name if headless else name: name for name in stored}
+        self.files = {name: stored[self.stored[name]] for name in self.stored}
         # transformers ties the head to the embedding only where the file stores no head of its own
         self.config.tied = self.config.tied and not self.has("lm_head.weight")
 
@@ -39,7 +46,7 @@ class Checkpoint:
         return name in self.files
 
     def stored_name(self, name: str) -> str:
-        return name
+        return self.stored.get(name, name)
 
     def get(self, name: str) -> torch.Tensor:
         return self.rows(name, 0, None)
@@ -47,7 +54,7 @@ class Checkpoint:
     def shape(self, name: str) -> tuple[int, ...]:
         """The tensor's shape as its file's header gives it, nothing read."""
         file, _ = self._float(name)
-        return tuple(self._header(file)[name][2])
+        return tuple(self._header(file)[self.stored_name(name)][2])
 
     def rows(self, name: str, start: int, stop: int | None) -> torch.Tensor:
         """Rows start .. stop of the tensor (None: to the end), read into memory of their own,
@@ -56,7 +63,7 @@ class Checkpoint:
         folders took 1.3 - 1.4 times their --budget. (safe_open has checked the header and the
         offsets.)"""
         file, dtype = self._float(name)
-        begin, end, shape = self._header(file)[name]
+        begin, end, shape = self._header(file)[self.stored_name(name)]
         if shape:       # (a scalar has no rows: it is read whole)
             stop = shape[0] if stop is None else stop
             row = (end - begin) // shape[0] if shape[0] else 0
@@ -72,19 +79,19 @@ class Checkpoint:
         """The file holding the tensor, and its float dtype; ArenaError for another dtype."""
         if name not in self.files:
             raise ArenaError(f"{self.path}: no safetensors file holds tensor '{name}'")
-        file = self.files[name]
+        file, stored = self.files[name], self.stored_name(name)
         try:
             handle = self._handle(file)
-            kind = handle.get_slice(name).get_dtype()
+            kind = handle.get_slice(stored).get_dtype()
             if kind in FLOATS:
                 return file, FLOATS[kind]
-            w = handle.get_tensor(name)
+            w = handle.get_tensor(stored)
         except ArenaError:
             raise
         except Exception as e:  # safetensors' own error type: the index names a shard without it
-            raise ArenaError(f"{file}: cannot read tensor '{name}' ({e})") from None
+            raise ArenaError(f"{file}: cannot read tensor '{stored}' ({e})") from None
         # quantized or integer weights would be cast without their scales
-        raise ArenaError(f"{file}: tensor '{name}' is {str(w.dtype).removeprefix('torch.')}; "
+        raise ArenaError(f"{file}: tensor '{stored}' is {str(w.dtype).removeprefix('torch.')}; "
                          "only float32, float16 and bfloat16 weights are supported")
 
     def _header(self, file: Path) -> dict[str, tuple[int, int, list[int]]]:

@@ -15,8 +15,8 @@ from .options import add_plan_inputs, input_files, integer, load_schedule, plan_
 from .errors import ArenaError, CapacityMissed, note, read_json_object
 from .estimate import estimate, native_weight_bytes, shard_tensors, workspace_bytes
 from .gguf_tensors import misshapen, tensors
-from .models import (SET_DIGITS, gguf_refusal, is_gguf, model_dims, model_file, model_header, parse_sets, run_refusal,
-                     tied_output)
+from .models import (SET_DIGITS, gguf_refusal, is_gguf, model_dims, model_file, model_header, parse_sets,
+                     rms_norm_eps, run_refusal, tied_output)
 from .output import check_targets, write_all, write_atomic
 from .plan import Plan
 from .shards import Shard, shards
@@ -96,20 +96,25 @@ def _check_outputs(args) -> None:
 
 def _set_nctx(args) -> None:
     """--nctx N is --set nctx=N, and the call size n = N unless --set gives n."""
+    sets = parse_sets(args.set)
     if args.nctx is None:
+        _note_context("--set nctx=", sets.get("nctx"), args.model)
         return
     if args.nctx < 1:
         raise ArenaError(f"--nctx must be at least 1 position, not {args.nctx}")
     if args.nctx >= 10**SET_DIGITS:   # as --set takes a dimension
         raise ArenaError(f"--nctx {args.nctx}: too large, {SET_DIGITS} digits at most")
-    sets = parse_sets(args.set)
     if "nctx" in sets:
         raise ArenaError(f"--nctx {args.nctx} and --set nctx={sets['nctx']}: both bind nctx; give one")
-    model_nctx = model_dims(args.model).get("nctx")
-    if model_nctx is not None and args.nctx > model_nctx:   # an estimate still, of a run `arena run` refuses
-        note(f"note: --nctx {args.nctx} is more than the model's context of {model_nctx} positions, "
-             "which arena run refuses")
+    _note_context("--nctx ", args.nctx, args.model)
     args.set = [*args.set, f"nctx={args.nctx}"] + ([] if "n" in sets else [f"n={args.nctx}"])
+
+
+def _note_context(said: str, nctx: int | None, model: str | None) -> None:
+    """A context longer than the model's is an estimate still, of a run `arena run` refuses."""
+    model_nctx = None if nctx is None else model_dims(model).get("nctx")
+    if model_nctx is not None and nctx > model_nctx:
+        note(f"note: {said}{nctx} is more than the model's context of {model_nctx} positions, which arena run refuses")
 
 
 def _note_refusal(model: str | None) -> None:
@@ -125,7 +130,9 @@ def _note_refusal(model: str | None) -> None:
             # (the run checks the shapes as it loads the tensors, after opening the file)
             refusal = gguf_refusal(header, path, dims) or misshapen(header, dims)
         else:
-            refusal = run_refusal(read_json_object(path, "config.json"), dims)
+            cfg = read_json_object(path, "config.json")
+            rms_norm_eps(path, cfg)
+            refusal = run_refusal(cfg, dims)
     except ArenaError as e:     # (its faults name the file)
         note(f"note: arena run refuses {e}")
         return

@@ -318,6 +318,11 @@ def uneven_heads(nh: str, nkvh: str) -> str:
         "number of query heads"
 
 
+def rms_norm_eps(path: Path, cfg: dict) -> float:
+    """config.json's rms_norm_eps (transformers' default where absent), a positive number."""
+    return positive(path, "rms_norm_eps", cfg.get("rms_norm_eps", 1e-6), float)
+
+
 def positive(path: Path, key: str, value, kind: type = int):
     """`value` once it is a positive int (kind int: 576.0 is not one) or a positive finite number
     (kind float: an int will do); never a bool, which JSON and GGUF keep apart from numbers."""

@@ -714,6 +714,8 @@ def test_nctx_beyond_the_models_context_is_planned_with_a_note(capsys):
     assert capsys.readouterr().err == ""
     assert main(["plan", "llama", "--model", "llama-2-7b", "--nctx", "4097", "--json"]) == 0
     assert capsys.readouterr().err.startswith("note: --nctx 4097 is more than the model's context")
+    assert main(["plan", "llama", "--model", "llama-2-7b", "--set", "n=8", "--set", "nctx=4097", "--json"]) == 0
+    assert capsys.readouterr().err.startswith("note: --set nctx=4097 is more than the model's context")
 
 
 @pytest.mark.parametrize("n, nctx, message", [

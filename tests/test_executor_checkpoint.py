@@ -241,6 +241,22 @@ def test_other_safetensors_files_beside_model_safetensors_are_left_alone(tiny_fo
         open_source(Source(folder, "checkpoint"))
 
 
+def test_a_llama_model_saved_without_its_head_loads_as_transformers_loads_it(tmp_path):
+    """A bare LlamaModel names its tensors without "model." and stores no head: with a tied
+    head it is a whole language model to transformers, and to us; untied, its head is missing."""
+    from transformers import LlamaConfig, LlamaModel
+    torch.manual_seed(5)
+    config = LlamaConfig(**{**TINY["gqa-tied"], "max_position_embeddings": 64, "initializer_range": 0.25})
+    LlamaModel(config).eval().save_pretrained(tmp_path)
+    with torch.inference_mode():
+        ours = teacher_forced(our_session(tmp_path, "checkpoint", nctx=len(SEQUENCE), max_tokens=PROMPT))
+    torch.testing.assert_close(ours, reference_logits(tmp_path)[PROMPT - 1:], atol=1e-4, rtol=1e-4)
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps(json.loads(config.read_text()) | {"tie_word_embeddings": False}))
+    with pytest.raises(ArenaError, match="no safetensors file holds tensor 'lm_head.weight'"):
+        assemble(open_source(Source(tmp_path, "checkpoint")), torch.float32, torch.device("cpu"))
+
+
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=str)
 def test_16_bit_logits_are_as_close_to_float32_as_transformers_own(tiny, dtype):
     """bf16 runs the compiled kernels on CPU; f16 runs torch's own operations (the norm, RoPE,

@@ -209,6 +209,7 @@ def test_plan_refuses_networks_its_dimensions_do_not_describe(tmp_path, capsys, 
      'rope_scaling: RoPE scaling "yarn" is not supported (default, linear, llama3)'),
     (dict(model_type="llama", rope_parameters={"rope_type": "dynamic", "factor": 2.0, "rope_theta": 1e4}),
      'rope_parameters: RoPE scaling "dynamic" is not supported'),
+    (dict(model_type="llama", rms_norm_eps=0.0), "rms_norm_eps is 0.0; it must be a positive number"),
 ])
 def test_plan_notes_what_arena_run_refuses(tmp_path, capsys, overrides, refusal):
     """The estimate is still printed; the note says a run of the model will be refused, and why."""
