@@ -43,8 +43,10 @@ def add_parsers(sub) -> None:
                            "that fits; the plan shown is the chunk's")
     plan.set_defaults(handler=cmd_plan)
 
-    convert = sub.add_parser("convert", help="print the YAML of a markdown lifetime table (the seed's form)")
-    convert.add_argument("table", metavar="TABLE.md")
+    convert = sub.add_parser("convert", help="print the YAML of a markdown lifetime table (the seed's form)",
+                             description="Print the YAML of a markdown lifetime table, as arena plan reads it.")
+    convert.add_argument("table", metavar="TABLE.md",
+                         help="a .md, .markdown or .txt file; its first table whose second column is 'graph' is read")
     convert.set_defaults(handler=cmd_convert)
 
 
