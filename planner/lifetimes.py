@@ -110,7 +110,10 @@ def _first_use(schedule: Schedule, dim: str) -> str:
 
 
 def _bind_shapes(schedule: Schedule, dims: dict[str, int]) -> dict[str, list[int]]:
-    unbound = sorted(_needed(schedule) - set(dims))
+    unbound = _needed(schedule) - set(dims)
+    if unbound & {"n", "nctx"}:     # a tile is bound from them where --set gives none (calls.with_tile)
+        unbound.discard("tile")
+    unbound = sorted(unbound)
     if unbound:
         raise ArenaError(*[f"{_first_use(schedule, d)}dimension '{d}'{_described(d, schedule.dims[d])} is not bound: "
                            f"pass --set {d}=N or a --model that has it" for d in unbound])

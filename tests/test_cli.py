@@ -284,6 +284,14 @@ def test_bad_input_is_one_clear_line_and_exit_2(args, message):
     assert message in " ".join(err.split()) and "Traceback" not in err
 
 
+def test_an_unbound_call_size_is_named_alone_not_the_tile_it_would_give(capsys):
+    """The key tile is bound from n and nctx (calls.with_tile): asking for it too misled."""
+    assert main(["plan", "llama", "--set", "nctx=64"]) == 2
+    assert capsys.readouterr().err.count("\n") == 1
+    assert main(["plan", "llama", "--set", "n=4", "--set", "nctx=64", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["dims"]["tile"] == 64
+
+
 def test_a_folder_named_as_a_shipped_schedule_leaves_the_name_to_it(tmp_path, monkeypatch, capsys):
     """A folder named llama (a clone of Meta's repository, say) is no schedule; and the run's own
     plans take the schedule that ships even beside a file named llama."""
