@@ -8,8 +8,12 @@ minimalloc's optional columns: `alignment` (a buffer's offset is a multiple of i
 by `--align` when that is a multiple of every buffer's, and refused otherwise (a buffer's
 size is rounded up to `--align` for the strategies, and its own kept as `nbytes`: planned
 with `place(..., padded=True)`, it takes only those); `gaps`
-(times within a lifetime when a buffer's bytes are free) are not used: each buffer is
-planned as live from lower to upper, which a plan with its gaps also allows.
+(times within a lifetime when a buffer's bytes are free, `lower-upper` each, separated by spaces,
+and an `@begin:end` window of the bytes kept during one where minimalloc writes it) are not used
+for placing: each buffer is planned as live from lower to upper, which a plan with its gaps also
+allows. They are used for the bound (`gap_bound`), which must hold for the problem as written:
+there a buffer's bytes are counted as free throughout its gaps, windows too (a bound never above
+the true one, whatever a window keeps).
 """
 from __future__ import annotations
 
@@ -34,6 +38,7 @@ _MAX_DIGITS = 50               # more than any time or size in range has; few en
 _LIMITS = {"lower": f"lower is at least -2^63 = {MIN_TIME:,}", "upper": f"upper is at most 2^63 = {MAX_TIME:,}",
            "size": f"at most 2^62 = {MAX_BYTES:,} bytes are planned"}
 _INTEGER = re.compile(r"\s*-?[0-9]+\s*", re.ASCII)
+_GAP = re.compile(r"(-?[0-9]{1,50})-(-?[0-9]{1,50})(?:@[0-9]{1,50}:[0-9]{1,50})?", re.ASCII)
 
 
 def read_problem(path, align: int = 1, optional: dict | None = None) -> list[Buffer]:
@@ -66,6 +71,9 @@ def read_problem(path, align: int = 1, optional: dict | None = None) -> list[Buf
             if column in header:
                 optional.setdefault(column, {})[name] = _cell(row, header, column)
         gaps += bool(_cell(row, header, "gaps"))
+        if _gaps(_cell(row, header, "gaps")) is None:
+            faults.append(f"{path}:{number}: buffer '{name}' has gaps '{show(_cell(row, header, 'gaps'))}'; expected "
+                          "lower-upper times (upper exclusive, lower first), separated by spaces, as minimalloc writes them")
     faults += _unkept(path, alignments, align)
     if faults:
         raise ArenaError(*faults)
@@ -76,8 +84,8 @@ def read_problem(path, align: int = 1, optional: dict | None = None) -> list[Buf
         raise ArenaError(f"{path}: the buffers add up to {total:,} bytes; at most 2^62 = {MAX_BYTES:,} bytes "
                          "are planned, all buffers together")
     if gaps:
-        note(f"note: {path}: the gaps of {gaps} buffer(s) are not used; each buffer is planned as live "
-             f"from lower to upper")
+        note(f"note: {path}: the gaps of {gaps} buffer(s) are not used for placing; each buffer is planned as live "
+             f"from lower to upper (the lower bound counts its gaps free)")
     return buffers
 
 
@@ -181,6 +189,33 @@ def _row_fault(row: list[str], line: str, columns: list[int], width: int, seen: 
         if beyond:
             return f"buffer '{name}' has {column} {value:,}; {_LIMITS[column]}"
     return None
+
+
+def _gaps(text: str) -> list[tuple[int, int]] | None:
+    """The (lower, upper) times of a `gaps` cell ([] for none), None where it is not one."""
+    found = [_GAP.fullmatch(token) for token in text.split()]
+    if not all(found) or any(int(m[2]) < int(m[1]) for m in found):
+        return None
+    return [(int(m[1]), int(m[2])) for m in found]
+
+
+def gap_bound(buffers: list[Buffer], gaps: dict[str, str]) -> int:
+    """A lower bound on the arena of the problem as written, where a buffer's bytes are free in
+    its `gaps` (buffer name -> the cell, as read_problem checked it): the most bytes live at once,
+    each buffer its own size (not the one --align rounded up)."""
+    events = []
+    for b in buffers:
+        stretches, start = [], b.first      # where it is live: [first, last + 1) less its gaps
+        for lower, upper in sorted(_gaps(gaps.get(b.name, "")) or []):
+            stretches.append((start, min(lower, b.last + 1)))
+            start = max(start, upper)
+        stretches.append((start, b.last + 1))
+        events += [e for first, end in stretches if first < end for e in ((first, b.nbytes), (end, -b.nbytes))]
+    live = peak = 0
+    for _, change in sorted(events):        # at one time, frees (negative) before takes
+        live += change
+        peak = max(peak, live)
+    return peak
 
 
 def solution_csv(plan: Plan, optional: dict[str, dict[str, str]] | None = None) -> str:

@@ -39,6 +39,7 @@ class CapacityMissed(Exception):
         own alignments may be smaller); `maker`, the heuristic whose plan is the best found, where
         the strategy asked for is not that heuristic alone."""
         self.capacity, self.bound, self.best = capacity, bound, best
+        self.searched, self.align, self.maker = searched, align, maker
         self.proven = bound > capacity
         aligned = f" (offsets multiples of {align:,})" if align > 1 else ""
         by = f", {maker}'s," if maker else ""

@@ -1,5 +1,6 @@
 """minimalloc's CSV interchange: read, plan, write, read back."""
 import csv
+import json
 import time
 import re
 
@@ -263,7 +264,30 @@ def test_gaps_are_planned_through_with_a_note(tmp_path, capsys):
     text = "id,lower,upper,size,gaps\na,0,10,4,2-5\nb,3,4,4,\n"
     plan = place(read_problem(write(tmp_path, text)), "auto", 1, [])
     assert plan.arena == 8          # b overlaps a's gap, and still gets bytes of its own
-    assert "the gaps of 1 buffer(s) are not used" in capsys.readouterr().err
+    assert "the gaps of 1 buffer(s) are not used for placing" in capsys.readouterr().err
+
+
+def test_with_gaps_the_bound_and_proofs_are_of_the_problem_as_written(tmp_path, capsys):
+    """b lives only inside a's gap, so a plan of 4 bytes exists (a and b at 0): the 8 of the
+    stricter problem planned was called proven optimal, and a capacity of 4 proven impossible."""
+    path = write(tmp_path, "id,lower,upper,size,gaps\na,0,10,4,2-5\nb,3,4,4,\nc,0,2,1,\n")
+    assert main(["plan", "--csv", str(path), "--json"]) == 0
+    plan = json.loads(capsys.readouterr().out)
+    assert (plan["arena"], plan["lower_bound"], plan["bound"], plan["optimal"]) == (8, 5, 5, False)
+    assert main(["plan", "--csv", str(path), "--capacity", "5", "--json", "--time-limit", "1"]) == 3
+    assert json.loads(capsys.readouterr().out)["proven"] is False
+    assert main(["plan", "--csv", str(path), "--capacity", "4", "--json"]) == 3
+    assert json.loads(capsys.readouterr().out)["proven"] is True      # c and a live together at 0 and 1
+    path = write(tmp_path, "id,lower,upper,size,gaps\na,0,10,4,2-5 6-7@0:2\nb,3,4,4,\n")
+    assert main(["plan", "--csv", str(path), "--json"]) == 0    # minimalloc's windows: read, counted free
+    assert json.loads(capsys.readouterr().out)["lower_bound"] == 4
+
+
+@pytest.mark.parametrize("gaps", ["zzz", "5-2", "2-5,6-7", "2..5"])
+def test_gaps_that_are_not_lower_upper_times_are_refused(tmp_path, gaps):
+    path = write(tmp_path, f'id,lower,upper,size,gaps\na,0,10,4,"{gaps}"\n')
+    with pytest.raises(ArenaError, match=f"{path}:2: buffer 'a' has gaps '{gaps}'; expected lower-upper times"):
+        read_problem(path)
 
 
 def test_a_fault_names_the_line_its_row_starts_on_past_a_quoted_line_break(tmp_path):
