@@ -67,11 +67,16 @@ def summary(plan: Plan) -> Table:
     t.add_column(justify="left")
     t.add_column(justify="right")
     ratio = plan.arena / plan.lower_bound if plan.lower_bound else 1.0
+    # the proof is of plans whose offsets keep the alignment (a CSV's own alignments may be smaller)
+    of = f"offsets multiples of {plan.align:,}" if plan.align > 1 else ""
     rows = [("arena", _bytes(plan.arena)), ("lower bound", _bytes(plan.lower_bound)),
             ("arena / lower bound", f"{ratio:.3f}"),
-            ("proven optimal", "yes" if plan.optimal else f"no (best bound {_bytes(plan.bound)})"),
+            ("proven optimal", (f"yes ({of})" if of else "yes") if plan.optimal else
+             f"no (best bound {_bytes(plan.bound)}{', ' + of if of else ''})"),
             ("no-reuse total", _bytes(plan.no_reuse)), ("bytes saved", _bytes(plan.no_reuse - plan.arena)),
             ("host bytes", _bytes(plan.host_bytes))]
+    if plan.dims:       # bound by --set or the model's (a schedule of another network may share its names)
+        rows.insert(0, ("dims", " ".join(f"{k}={v}" for k, v in plan.dims.items())))
     for k, v in rows:
         t.add_row(k, v)
     return t

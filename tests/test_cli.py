@@ -80,6 +80,11 @@ def test_plan_table_shows_instances_and_summary(capsys):
     for word in ("x_#1", "attn#0", "f16[6, 9600]", "arena", "lower bound", "arena / lower bound", "1.000",
                  "no-reuse total", "bytes saved", "host bytes", "host"):
         assert word in out
+    assert re.search(r"dims +d=3200 nh=32 .* n=6\n", out)      # the dims, from the model and --set
+    assert re.search(r"proven optimal +yes \(offsets multiples of 256\)", out)
+    assert main(["plan", "--csv", "docs/minimalloc.csv"]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"proven optimal +yes\n", out) and "dims" not in out
 
 
 def test_plan_from_gguf_and_config_json(tmp_path, capsys):
