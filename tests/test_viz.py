@@ -476,11 +476,12 @@ def test_run_trace_lays_calls_end_to_end_with_measured_steps(tmp_path):
 
 
 def test_a_tensor_named_steps_has_a_track_of_its_own_and_the_counter_starts_at_step_0():
-    plan = place([Buffer("steps#0", "steps", 1, 2, 256, None), Buffer("h#0", "h", 0, 2, 64, None, "host")],
-                 "auto", 256, ["s0", "s1", "s2"])
+    plan = place([Buffer("steps#0", "steps", 1, 2, 256, None), Buffer("h#0", "h", 0, 2, 64, None, "host"),
+                  Buffer("live bytes#0", "live bytes", 0, 0, 64, None, "host")], "auto", 256, ["s0", "s1", "s2"])
     events = json.loads(trace.plan_trace(plan))["traceEvents"]
     tracks = {e["args"]["name"]: e["tid"] for e in events if e["name"] == "thread_name"}
-    assert tracks == {"steps": trace.STEPS_TID, "steps (tensor)": trace.STEPS_TID + 1, "h": trace.STEPS_TID + 2}
+    assert tracks == {"steps": trace.STEPS_TID, "steps (tensor)": trace.STEPS_TID + 1, "h": trace.STEPS_TID + 2,
+                      "live bytes (tensor)": trace.STEPS_TID + 3}
     assert {e["tid"] for e in slices(events, "step")} == {trace.STEPS_TID}
     counter = [(e["ts"], e["args"]["arena bytes"]) for e in events if e["ph"] == "C"]
     assert counter == [(0, 0), (1000, 256), (3000, 0)]

@@ -71,8 +71,8 @@ def _tracks(plans: list[Plan]) -> dict[str, int]:
 
 def _metadata(process: str, tids: dict[str, int], calls: bool, steps: bool) -> list[dict]:
     named = [("calls", CALLS_TID)] * calls + [("steps", STEPS_TID)] * steps
-    # a tensor may be called "steps" too: its track is told apart from the steps'
-    named += [(f"{t} (tensor)" if t in ("calls", "steps") else t, tid) for t, tid in tids.items()]
+    # a tensor may be called "steps" too: its track is told apart from the steps' (and the counter's)
+    named += [(f"{t} (tensor)" if t in ("calls", "steps", "live bytes") else t, tid) for t, tid in tids.items()]
     events = [{"ph": "M", "pid": PID, "name": "process_name", "args": {"name": process}}]
     for name, tid in named:
         events.append({"ph": "M", "pid": PID, "tid": tid, "name": "thread_name", "args": {"name": name}})
