@@ -190,7 +190,10 @@ def _unroll(schedule: Schedule, dims: dict[str, int]) -> list[tuple[Step, int | 
         else:
             add(r, None)
     if not steps:
-        raise ArenaError(f"{schedule.file}: the schedule has no steps")
+        empty = next((r for r in schedule.steps if isinstance(r, Repeat) and r.steps), None)
+        raise ArenaError(f"{schedule.file}: the schedule has no steps" if empty is None else
+                         f"{where(schedule.file, empty.line)}the schedule has no steps: repeat {empty.count} is "
+                         f"{counts[id(empty)]}, so its block unrolls to none")
     _check_unrolled_names(schedule, steps)
     return steps
 
