@@ -131,7 +131,7 @@ def _bind_shapes(schedule: Schedule, dims: dict[str, int]) -> dict[str, list[int
                 f"({', '.join(map(_axis_text, shape))}): every dimension must be positive")
         elif math.prod(shape) > MAX_ELEMENTS:
             faults.append(f"{where(schedule.file, t.line, tensor=t.name)}shape {show(t.spec(), 100)} holds more "
-                          f"than 2^62 elements ({show(', '.join(map(_axis_text, shape)), 100)})")
+                          f"than 2^62 elements: it evaluates to ({show(', '.join(map(_axis_text, shape)), 100)})")
         shapes[t.name] = shape
     faults += [fault for cause, same in not_positive.items() for fault in _one_for_all(cause, same)]
     if faults:

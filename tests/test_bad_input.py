@@ -220,7 +220,7 @@ CASES = [
      "t.yaml:2: dimension 'ｎ' is 'n' as a shape reads it, which is declared already"),
     # sizes past what 64-bit offsets (and Python's printing of integers) can hold
     ("t.yaml", edit("a: Ta[n, d]", "a: Ta[" + ", ".join(["9" * 199] * 30) + "]"), ["plan", "t.yaml"],
-     "holds more than 2^62 elements (over 2^62, over 2^62"),
+     "holds more than 2^62 elements: it evaluates to (over 2^62, over 2^62"),
     ("config.json", '{"model_type": "llama", "hidden_size": ' + "9" * 5000 + "}", ["plan", "llama", "--model", "config.json"],
      "config.json: not valid JSON (an integer of 5,000 digits, more than 4,300 are read)"),
     # explicit tags build what a plain cell or row never is
