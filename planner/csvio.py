@@ -70,10 +70,12 @@ def read_problem(path, align: int = 1, optional: dict | None = None) -> list[Buf
         for column in OPTIONAL if optional is not None else ():
             if column in header:
                 optional.setdefault(column, {})[name] = _cell(row, header, column)
-        gaps += bool(_cell(row, header, "gaps"))
-        if _gaps(_cell(row, header, "gaps")) is None:
-            faults.append(f"{path}:{number}: buffer '{name}' has gaps '{show(_cell(row, header, 'gaps'))}'; expected "
-                          "lower-upper times (upper exclusive, lower first), separated by spaces, as minimalloc writes them")
+        cell = _cell(row, header, "gaps")
+        gaps += bool(cell)
+        if _gaps(cell) is None:
+            faults.append(f"{path}:{number}: buffer '{name}' has gaps '{show(cell)}'; "
+                          "expected lower-upper times (upper exclusive, lower first), separated by spaces, "
+                          "as minimalloc writes them")
     faults += _unkept(path, alignments, align)
     if faults:
         raise ArenaError(*faults)
