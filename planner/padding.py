@@ -62,7 +62,8 @@ def as_given(strategy: str, count: int) -> bool:
 def searched(strategy: str, count: int, align: int, time_limit: float) -> str:
     """How `assigned` looked for plans, as CapacityMissed says it."""
     also = f", then as given by CP-SAT for up to {PADDED_SHARE * time_limit:g} s" if as_given(strategy, count) else ""
-    return f"by planning the sizes rounded up to multiples of {align}{also}"
+    how = f"by {strategy}, " if strategy in HEURISTICS else "by "     # (auto: the rounded plans were all it had)
+    return f"{how}planning the sizes rounded up to multiples of {align}{also}"
 
 
 def _exact(blocks: list[Block], nbytes: list[int], assignment, capacity: int | None, share: float,

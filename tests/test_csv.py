@@ -185,6 +185,8 @@ def test_a_capacity_missed_between_multiples_says_how_plans_were_looked_for(tmp_
         assert place(read_problem(path, 6), "auto", 6, [], 10, 50, padded=True).arena <= 50
     except CapacityMissed as missed:
         assert "found by planning the sizes rounded up to multiples of 6, and none proven" in str(missed)
+    with pytest.raises(CapacityMissed, match="found by reordered, planning the sizes rounded up to multiples of 6,"):
+        place(read_problem(path, 6), "reordered", 6, [], 10, 50, padded=True)
 
 
 def test_columns_in_any_order_a_byte_order_mark_and_a_plan_column_read_the_same(tmp_path):
