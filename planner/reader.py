@@ -262,7 +262,7 @@ class _Reader:
         if not isinstance(doc, dict):
             raise ArenaError(f"{self.file}: a schedule is a mapping with keys schedule, dims, types, tensors, steps")
         line = doc.get(LINE)
-        for key in ("dims", "types", "tensors", "steps"):
+        for key in ("types", "tensors", "steps"):     # (no dims: a table whose shapes are all numbers)
             if key not in doc:
                 self.fault(f"missing key '{key}'", line)
         unknown = set(_plain(doc)) - {"schedule", "dims", "types", "tensors", "steps"}
@@ -274,7 +274,7 @@ class _Reader:
                 self.fault(f"'{key}' must be a mapping (name: value), not {_kind(doc[key])}", _key_line(doc, key))
         if self.faults:
             raise ArenaError(*self.faults)
-        dims = self.dims(doc["dims"])
+        dims = self.dims(doc.get("dims", {}))
         types = self.types(doc["types"])
         tensors = self.tensors(doc["tensors"], dims, types)
         steps = self.steps(doc["steps"], tensors, dims, nested=False, line=_key_line(doc, "steps"))
@@ -361,9 +361,9 @@ class _Reader:
                     self.fault(f"dimension '{named[0]}' is a Python keyword, which a shape cannot name: "
                                f"call it something else, e.g. '{named[0]}_'" if named else str(e), line, tensor=name)
                     continue
+                declared = f"declared dims: {', '.join(dims)}" if dims else "no dims declared: add it under 'dims'"
                 for dim in sorted(unknown):
-                    self.fault(f"unknown dimension '{dim}' in shape '{spec}' (declared dims: {', '.join(dims)})",
-                               line, tensor=name)
+                    self.fault(f"unknown dimension '{dim}' in shape '{spec}' ({declared})", line, tensor=name)
             tensors[name] = TensorDecl(name, type_, axes, persistent, line)
         return tensors
 

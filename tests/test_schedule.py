@@ -173,6 +173,14 @@ def test_unknown_dimension_in_a_shape():
         loads(HEAD.replace("Ta[n, d]", "Ta[n, q]", 1) + "  - s0: {a: +w}\n", "t.yaml")
 
 
+def test_a_table_of_numbers_alone_needs_no_dims():
+    text = "types: {Tf: f32}\ntensors:\n  a: Tf[4]\n  b: Tf[8]\nsteps:\n  - s0: {a: +w}\n  - s1: {a: rx, b: +wx}\n"
+    lifetimes = bind(loads(text, "t.yaml"), {}, "f32", 1)
+    assert plan_lifetimes(lifetimes, "auto", 1.0).arena == 48
+    with pytest.raises(ArenaError, match=r"unknown dimension 'n' in shape 'Tf\[n\]' \(no dims declared: add it under"):
+        loads(text.replace("Tf[8]", "Tf[n]"), "t.yaml")
+
+
 def test_unbound_dimension():
     with pytest.raises(ArenaError, match="dimension 'd' \\(width\\) is not bound: pass --set d=N"):
         bind(loads(HEAD + "  - s0: {a: +w}\n", "t.yaml"), {"n": 2})
