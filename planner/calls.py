@@ -7,6 +7,7 @@ from __future__ import annotations
 # costs the fewest ops (decode always does); a longer prefill takes tiles of keys.
 TILE_ELEMENTS = 2**20
 TILE_STEP = 16   # a tile is the whole context or a multiple of this many keys
+TILE_FROM = {"n", "nctx"}   # the dims a default tile is made of (with_tile)
 
 
 def key_tile(n: int, nctx: int) -> int:
@@ -20,7 +21,7 @@ def with_tile(dims: dict[str, int], tile: int | None = None) -> dict[str, int]:
     """`dims` with the key tile where they bind n and nctx but no tile: `tile` keys (at most
     nctx) for a call of several tokens, else the default. Decode always takes the whole
     context: its scores are one row per head."""
-    if "tile" in dims or "n" not in dims or "nctx" not in dims:
+    if "tile" in dims or not TILE_FROM <= dims.keys():
         return dims
     n, nctx = dims["n"], dims["nctx"]
     return {**dims, "tile": min(tile, nctx) if tile and n > 1 else key_tile(n, nctx)}

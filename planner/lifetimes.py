@@ -16,6 +16,7 @@ import re
 from dataclasses import dataclass
 
 from . import expr
+from .calls import TILE_FROM
 from .errors import ArenaError, plural, show, where
 from .schedule import ACT, ELEMENT_BYTES, Repeat, Schedule, StepRow, is_count
 
@@ -111,7 +112,7 @@ def _first_use(schedule: Schedule, dim: str) -> str:
 
 def _bind_shapes(schedule: Schedule, dims: dict[str, int]) -> dict[str, list[int]]:
     unbound = _needed(schedule) - set(dims)
-    if unbound & {"n", "nctx"}:     # a tile is bound from them where --set gives none (calls.with_tile)
+    if unbound & TILE_FROM:     # a tile is bound from them where --set gives none (calls.with_tile)
         unbound.discard("tile")
     unbound = sorted(unbound)
     if unbound:
