@@ -11,7 +11,8 @@ from rich.text import Text
 from . import csvio, graph, markdown, schedule
 from .budget import Fitter, choose, describe
 from .lifetimes import DEFAULT_ALIGN
-from .options import add_plan_inputs, input_files, integer, load_schedule, plan_from_args, schedule_path, settle_inputs
+from .options import (add_plan_inputs, check_heads, input_files, integer, load_schedule, plan_from_args, schedule_path,
+                      settle_inputs)
 from .errors import ArenaError, CapacityMissed, note, read_json_object
 from .estimate import estimate, native_weight_bytes, shard_tensors, workspace_bytes
 from .gguf_tensors import misshapen, tensors
@@ -145,8 +146,7 @@ def _note_refusal(model: str | None) -> None:
 def _fit(args, budget: int):
     """--budget: the chunk and tile of the llama schedule's run that fit, and the dims that plan
     the chunk (n = the chunk, tile = the tile); the prompt is n (--nctx or --set n=)."""
-    if args.schedule:
-        load_schedule(args.schedule)        # a missing or bad one is named first
+    table = load_schedule(args.schedule) if args.schedule else None    # a missing or bad one is named first
     if args.tp != 1 or not _the_run_schedule(args):
         raise ArenaError("--budget: fits a run of the llama schedule that ships, arena run's, on one device "
                          "(no --csv, no --tp, no other schedule)")
@@ -155,6 +155,7 @@ def _fit(args, budget: int):
     if args.align not in (None, DEFAULT_ALIGN):
         raise ArenaError(f"--budget fits the plans arena run makes (--align {DEFAULT_ALIGN}), not --align {args.align}")
     dims = {**model_dims(args.model), **parse_sets(args.set)}
+    check_heads(args, dims, table.dims)
     if "n" not in dims:
         raise ArenaError("--budget: say the prompt's tokens with --nctx N or --set n=N")
     if dims["n"] < 1:

@@ -83,8 +83,9 @@ def settle_inputs(args) -> None:
 def plan_from_args(args, dims: dict[str, int] | None = None,
                    optional: dict | None = None) -> tuple[Lifetimes | None, Plan]:
     """The plan the options ask for; Lifetimes too when it comes from a schedule. `dims`, when
-    given, are the model's with the --set values already over them (a tensor-parallel rank's);
-    `optional` gets a CSV problem's optional columns (csvio.read_problem)."""
+    given, are the model's with the --set values already over them, and their heads already
+    checked by the caller (a --tp rank's share, or --budget's chunk and tile); `optional` gets a
+    CSV problem's optional columns (csvio.read_problem)."""
     settle_inputs(args)
     if not math.isfinite(args.time_limit) or args.time_limit <= 0:
         raise ArenaError(f"--time-limit must be a positive number of seconds, not {args.time_limit:g}")
@@ -100,12 +101,12 @@ def plan_from_args(args, dims: dict[str, int] | None = None,
         return None, _plan_csv(args, capacity, {} if optional is None else optional)
     if not args.schedule:
         raise ArenaError("say what to plan: a SCHEDULE (e.g. schedules/llama.yaml) or --csv PROBLEM.csv")
-    rank = dims is not None     # a rank's heads are checked by its split
-    if not rank:
+    checked = dims is not None
+    if not checked:
         dims = {**model_dims(args.model), **parse_sets(args.set)}
     table = load_schedule(args.schedule)
-    if not rank:
-        _check_heads(args, dims, table.dims)
+    if not checked:
+        check_heads(args, dims, table.dims)
     unknown = _unknown_sets(args, list(table.dims))
     try:    # a --set N=7 meant for n: its fault beside n's, which binding finds unbound
         lifetimes = bind(table, with_tile(dims), args.dtype, DEFAULT_ALIGN if args.align is None else args.align)
@@ -200,7 +201,7 @@ def _check_call(args, dims: dict[str, int]) -> None:
         raise ArenaError(f"{said('tile')}: a tile of keys longer than the context ({said('nctx')})")
 
 
-def _check_heads(args, dims: dict[str, int], declared) -> None:
+def check_heads(args, dims: dict[str, int], declared) -> None:
     """Query heads set by --set in groups over the key-value heads, as a model's file must have them,
     where the table has both (a table without nkvh has no groups to break)."""
     sets = parse_sets(args.set)

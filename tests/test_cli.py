@@ -269,6 +269,8 @@ def test_convert_prints_yaml_that_plans_like_the_layer(tmp_path, capsys):
     (["plan", "llama", "--set", "n=2", "--set", "q=3"], "--set q: the schedule has no dimension 'q'"),
     (["plan", "llama", "--set", "n=2", "--set", "nh=7"], "--set nh=7 is not a multiple of the model's nkvh=3"),
     (["plan", "llama", "--set", "n=2", "--set", "nh=2", "--set", "nkvh=8"], "--set nh=2 is not a multiple of --set nkvh=8"),
+    (["plan", "llama", "--set", "n=7", "--set", "nh=10", "--budget", "1GiB"],
+     "--set nh=10 is not a multiple of the model's nkvh=3"),
     (["plan", "llama", "--set", "n=2", "--align", "0"], "--align must be a positive number"),
     (["plan", "llama", "--nctx", "0"], "--nctx must be at least 1 position, not 0"),
     (["plan", "--csv", "missing.csv"], "missing.csv: cannot read the CSV"),
