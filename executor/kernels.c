@@ -1,5 +1,5 @@
 /* GGUF block kernels: matrix products and row lookups on Q4_0, Q4_1 and Q8_0 weights, held as
- * the file's blocks in groups of 8; and the small float32 ops of a step, decode attention among them.
+ * the file's blocks in groups of 8; and the small ops of a float32 or bf16 step, decode attention among them.
  *
  * A weight row is a run of blocks of 32 weights; each block is an f16 scale d (and for Q4_1 an
  * f16 offset m) followed by its values, as ggml lays them out:
@@ -34,6 +34,8 @@
  *     float32 rows. x's quantized rows, n * blocks * XBLOCK_BYTES, are held for the call.
  * lookup(kind, w, blocks, ids, n, rows, y, y_stride)
  *     y[i] = row ids[i] of w, float32, exact (d q is exact in float32); ids int64, checked.
+ * use_avx2(flag) chooses the products' and lookups' AVX2 code or their plain C; matvec, rms_norm,
+ * rope, swiglu and attend_one are the small ops (below, and their docstrings in `methods`).
  * Addresses are integers (torch's data_ptr()). Rows are split among OpenMP threads, one run of
  * rows each; with torch imported first, its libgomp is the one loaded, so torch.set_num_threads()
  * sets both. AVX2 code is chosen at run time where the CPU has it; elsewhere plain C does the same
@@ -475,7 +477,7 @@ static PyObject *group(PyObject *self, PyObject *args) {
     Py_RETURN_NONE;
 }
 
-/* ---- the small ops of a float32 step on the CPU (executor/model.py): one call each, where
+/* ---- the small ops of a float32 or bf16 step on the CPU (executor/model.py): one call each, where
  * torch takes two to five ops (microseconds each at a few hundred values). Plain loops; on x86
  * the compiler also makes an AVX2 copy of each, chosen when the library loads. ---- */
 

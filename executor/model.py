@@ -9,9 +9,11 @@ A kernel is `kernel(t, m, layer, call)`:
     layer  the layer index of the step, None outside the repeat block
     call   what changes per call: token ids, first position, RoPE rows, sampler, and the
            views of the KV cache (the arena's kv) at this call's positions, made once per call
-Kernels allocate nothing: their scratch is named in the schedule too (rope's swapped halves,
+Kernels make no tensor: their scratch is named in the schedule too (rope's swapped halves,
 attention's scores, mask, running output and statistics), so the arena holds every
-activation byte. The layout follows transformers' Llama, so logits compare.
+activation byte. The compiled kernels alone hold a bounded workspace outside it (x's rows
+quantized for a packed product, float32 copies of bf16 rows), which the estimate counts
+(planner.estimate.workspace_bytes). The layout follows transformers' Llama, so logits compare.
 """
 from __future__ import annotations
 
@@ -46,9 +48,6 @@ class Model:
     root_eps: torch.Tensor   # its square root, a (1, 1) float32 tensor (see _rms_norm_rows)
     root_d: torch.Tensor     # 1 / sqrt(d), (1, 1) float32 too: a Python number or a 0-d tensor as an
                              # operand is copied into a new tensor on every op
-    zero: torch.Tensor       # (1, 1) zero in the run dtype: rms_norm of a row (d,) writes out (1, d)
-    one_row_norm: bool       # rms_norm of one row in two ops: not on a GPU (.item() would wait for
-                             # it), not in f16 (the sum of squares would overflow its range)
     cos: torch.Tensor   # (nctx, dh): cos of each position's angles, both halves
     sin: torch.Tensor   # (nctx, dh): sin, first half negated (rotate_half's sign)
     swap: torch.Tensor  # [1, 0]: the halves of a head in swapped order, for rope's index_select
@@ -113,13 +112,11 @@ def build_model(weights: Weights, nctx: int, group: Group | None = None) -> Mode
     sin[:, :half].neg_()
     root_eps = torch.tensor([[math.sqrt(c.eps)]], device=device)
     root_d = torch.tensor([[c.d ** -0.5]], device=device)
-    zero = torch.zeros(1, 1, dtype=dtype, device=device)
-    one_row_norm = device.type == "cpu" and dtype != torch.float16
     dims = weights.dims()
     swap = torch.tensor([1, 0], device=device)
     keys_by_position = device.type == "cpu" and dtype != torch.float32
     compiled = device.type == "cpu" and dtype in (torch.float32, torch.bfloat16)
-    return Model(weights, dims["nh"], dims["nkvh"], c.dh, dims["di"], c.eps, root_eps, root_d, zero, one_row_norm,
+    return Model(weights, dims["nh"], dims["nkvh"], c.dh, dims["di"], c.eps, root_eps, root_d,
                  cos, sin, swap, c.dh ** -0.5, keys_by_position, compiled,
                  dtype == torch.bfloat16, group)
 
@@ -160,26 +157,14 @@ def _scaled(inv_freq: torch.Tensor, s: dict) -> torch.Tensor:
     raise ArenaError(f"RoPE scaling '{s['rope_type']}' is not supported (linear, llama3)")
 
 
-def rms_norm(t, x: torch.Tensor, x_t: torch.Tensor, m: Model, weight: torch.Tensor, out: torch.Tensor) -> None:
-    """out (n, d) = x / sqrt(mean(x^2) + eps) * weight, for x (n, d); x_t is x transposed, made
-    once per plan, so one row's sum of squares x x_t takes no view op per call; t, the step's
-    tensors, has the scratch (rms, normed) and keeps the compiled call (bound).
-
-    One row (decode) takes two torch ops where m.one_row_norm (see build_model), written out
-    here without helper calls: in place, with the weight stream evicting their code, every
-    op and every Python call costs microseconds, at 60 norms a token. The sum of squares
-    comes from torch.dot, which accumulates in float32 but rounds the sum to x's dtype: in
-    bf16 the rms is then within 2^-10, and SmolLM2's bf16 logits as close to float32 as
-    transformers' bf16 (vector_norm(dtype=float32) would copy x to float32 first, twice the
-    time). One addcmul then computes 0 + x * weight / rms in float32 and rounds once
-    (transformers rounds x / rms first, then the product with the weight: the same to within
-    a rounding, and the same in float32)."""
+def rms_norm(t, x: torch.Tensor, m: Model, weight: torch.Tensor, out: torch.Tensor) -> None:
+    """out (n, d) = x / sqrt(mean(x^2) + eps) * weight, for x (n, d); t, the step's tensors, has
+    the scratch (rms, normed) and keeps the compiled call (bound). On the CPU in float32 or
+    bf16 (m.compiled) one call to kernels.c, which sums the squares in float32 and rounds
+    once; elsewhere the rows through torch (_rms_norm_rows)."""
     if m.compiled:
         bound(t, lambda: partial(_kernels.rms_norm, m.bf16, x.data_ptr(), x.shape[0], x.stride(0), weight.data_ptr(),
                                  out.data_ptr(), out.stride(0), x.shape[1], m.eps))()
-    elif len(x) == 1 and m.one_row_norm:
-        squares = torch.mm(x, x_t, out=t.rms_one).item()   # the dot product, into rms
-        torch.addcmul(m.zero, x, weight, value=1 / math.sqrt(squares / x.shape[-1] + m.eps), out=out)
     else:
         _rms_norm_rows(x, m, weight, out, t.rms_rows, t.normed_rows)
 
@@ -220,21 +205,17 @@ def step_views(tensors: dict[str, torch.Tensor], m: Model, layer: int | None) ->
         stats = tensors["stats"].view(4, m.nkvh, group, n, 1)
         views["run_max"], views["run_sum"], views["tile_max"], views["tile_sum"] = stats
     if "rms" in tensors:
-        rms = tensors["rms"]   # float32 (n, 1); one row's sum of squares is in the run dtype, in its bytes
+        rms = tensors["rms"]   # float32 (n, 1)
         last = "out_norm" in tensors   # the output norm's one row
         views["rms_rows"] = rms[:1] if last else rms
         views["normed_rows"] = tensors["normed"][:1] if last else tensors["normed"]
-        views["rms_one"] = rms.view(tensors["x"].dtype)[:1, :1]
     if "probs" in tensors:
         drop = tensors["drop"].view(torch.bool)
         views["scratch"] = Scratch(tensors["probs"][:1], tensors["probs"][1:], tensors["order"], drop[:1], drop[1:])
     if "ffn" in tensors:
         views["gate"], views["up"] = tensors["ffn"][:, :m.di], tensors["ffn"][:, m.di:]
     if "x" in tensors:
-        x = tensors["x"]
-        views["x_t"] = x.t()                           # see rms_norm
-        views["last"] = x[-1:]                         # only the last token is sampled
-        views["last_t"] = views["last"].t()
+        views["last"] = tensors["x"][-1:]              # only the last token is sampled
     return views
 
 
@@ -271,7 +252,7 @@ def embedding(t, m: Model, layer, call: Call):
 
 
 def attn_norm(t, m: Model, layer, call: Call):
-    rms_norm(t, t.x, t.x_t, m, m.weights.layers[layer].attn_norm, t.x_)
+    rms_norm(t, t.x, m, m.weights.layers[layer].attn_norm, t.x_)
 
 
 def attn_qkv(t, m: Model, layer, call: Call):
@@ -390,7 +371,7 @@ def attn_allreduce(t, m: Model, layer, call: Call):
 
 
 def ffn_norm(t, m: Model, layer, call: Call):
-    rms_norm(t, t.x, t.x_t, m, m.weights.layers[layer].ffn_norm, t.x_)
+    rms_norm(t, t.x, m, m.weights.layers[layer].ffn_norm, t.x_)
 
 
 def ffn_up(t, m: Model, layer, call: Call):
@@ -416,7 +397,7 @@ def ffn_allreduce(t, m: Model, layer, call: Call):
 
 
 def output_norm(t, m: Model, layer, call: Call):
-    rms_norm(t, t.last, t.last_t, m, m.weights.output_norm, t.out_norm)
+    rms_norm(t, t.last, m, m.weights.output_norm, t.out_norm)
 
 
 def logits(t, m: Model, layer, call: Call):

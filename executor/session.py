@@ -1,8 +1,9 @@
 """A session: one arena for every tensor the schedule names, a plan per call size, the step walk.
 
 The planner gives, for a call of n tokens, the offset of every buffer instance. The session
-allocates the arena once, for the largest plan it will run (the prompt's prefill, n = prompt
-length, and decode, n = 1), turns each instance into a typed view of the arena at its offset,
+allocates the arena once, for the larger of two plans (its largest call, n = max_tokens: the
+prompt's prefill, or a --budget chunk of it; and decode, n = 1; a shorter call's plan is
+checked to fit when first bound), turns each instance into a typed view of the arena at its offset,
 and walks the steps in order, each step dispatching to its kernel. The KV cache is a
 persistent instance the planner puts at offset 0 in every plan of the schedule, so it
 survives from one call to the next; `length` counts the positions it holds.

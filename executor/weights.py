@@ -214,7 +214,7 @@ def hand_back_heap() -> None:
 def _packed(file: TensorFile, parts, dtype: torch.dtype, device: torch.device) -> Packed | None:
     """The parts' GGUF blocks, sliced and stacked; None off the CPU (where the kernels run), or
     where any part has no native form (a checkpoint, F32, a K-quant), the kinds differ, or a
-    slice would split a group."""
+    slice would split a block of 32 values."""
     if not hasattr(file, "blocks") or device.type != "cpu":
         return None
     got = []

@@ -57,7 +57,7 @@ class Fitter:
             self.fixed + self.rope + sized <= budget
 
     def _plan(self, nctx: int, n: int, tile: int | None):
-        key = nctx, n, tile if n > 1 else None   # decode takes the whole context
+        key = nctx, n, tile if n > 1 else None   # decode takes the default tile whatever `tile` is
         if key not in self._plans:
             dims = {**self.dims, "nctx": nctx}
             self._plans[key] = run_plans(dims, self.dtype, {n}, tile=tile)[0]

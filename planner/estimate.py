@@ -1,10 +1,12 @@
 """What a Llama run allocates, from the model's dimensions alone: weights, KV cache, arena.
 
 The weights are the executor's constants (executor/weights.py stores exactly these tensors,
-in the run dtype); the KV cache and every activation are the arena of the plan. So the
-total is known before anything is read or allocated. Beside them a run holds two things no
-plan places: the workspace of packed weights' products (the executor bounds it), and what a
-CPU process holds for the run itself (RUNTIME_BYTES).
+in the run dtype, or as a GGUF file's packed blocks where the caller gives their bytes); the
+KV cache and every activation are the arena of the plan. So the total is known before
+anything is read or allocated. Beside them a run holds three things no plan places: the
+RoPE tables (rope_bytes), the compiled kernels' workspace (workspace_bytes: packed weights'
+products, and float32 copies of bf16 rows), and what a CPU process holds for the run itself
+(RUNTIME_BYTES).
 """
 from __future__ import annotations
 

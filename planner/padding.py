@@ -5,7 +5,8 @@ the buffers themselves allow (no other aligned offset lies between a buffer's en
 rounded end), but a buffer on top of the arena ends at its own size, so which buffers end on
 top matters, and the rounded plans the strategies find equal may differ here. So: the
 capacity the strategies are given, and their plan settled so that it ends as low as it can;
-`auto` and `exact` also settle the plans of the cheap heuristics and keep the lowest.
+`auto` and `exact`, where their settled plan ends above the bound (or the capacity), also
+settle the plans of the cheap heuristics and keep the lowest.
 `naive` stacks the buffer with the most padding last, as the no-reuse total counts it.
 """
 from __future__ import annotations

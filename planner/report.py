@@ -41,7 +41,7 @@ class OutputConsole(Console):
 
 
 def print_plan(plan: Plan, console: Console) -> None:
-    """The plan's instances as a table (the first SHOWN_ROWS in step order), then its
+    """The plan's instances as a table (the first SHOWN_ROWS: device, then host, each by first step), then its
     summary. Names are the user's: print them with a console whose markup is off."""
     table = Table(title=f"plan of {plan.schedule or 'CSV problem'}  ({plan.strategy})", show_lines=False)
     for column in ("instance", "tensor", "shape", "bytes", "offset", "steps", "memory"):

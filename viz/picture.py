@@ -36,7 +36,7 @@ FONT = 8                       # points, the labels inside rectangles
 NAMED_STEPS = 60               # up to this many steps, the x axis names each one
 MAX_WIDTH = 24                 # inches: a figure of thousands of steps is no wider
 PANEL_HEIGHTS = [3, 1]         # the arena above the persistent tensors, where both are drawn
-AXES_SHARE = 0.75              # of the figure's width: the axes, beside the labels and legend
+AXES_SHARE = 0.75              # of the figure's width and height: the axes, beside the labels and legend
 MIN_OUTLINED_PX = 4            # narrower rectangles go without their white outline, which would hide them
 LEGEND_CHARS = 40              # a tensor's or step's name is cut to this many characters (the title's to twice)
 

@@ -1,6 +1,7 @@
 """OR-Tools CP-SAT on one component: one rectangle per block (sections by bytes, in units
-of the sizes' gcd), no two overlapping (no_overlap_2d). Two uses: the search's oracle,
-and the fallback that minimizes the capacity where the other methods stall."""
+of the sizes' gcd), no two overlapping (no_overlap_2d). It decides a capacity (`decide`),
+minimizes one where the other methods stall (`minimize`, also exact's probes and the
+completions of the search's paths), and plans CSV sizes padded to --align (`padded`)."""
 from __future__ import annotations
 
 import math

@@ -174,7 +174,7 @@ def whole_span(blocks: list[Block]) -> list[int]:
 
 
 # Peeling one level of whole-span blocks groups what is left again: lifetimes nested n deep
-# (block i over steps i..2n-i) took 8 s at n = 2,000. Below this many levels a component
+# (block i over steps i..2n-i) took 8 s at n = 2,000. Past this many levels a component
 # is planned as it is.
 MAX_LEVELS = 8
 

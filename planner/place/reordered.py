@@ -25,7 +25,7 @@ _reordered = load("planner.place._reordered", Path(__file__).with_name("reordere
 # random lifetimes with sizes powers of two (docs/measurements.md).
 WORK = 100_000_000
 # Above this many conflicting pairs (counted both ways: 4 bytes each), one pass takes seconds
-# and its lists hundreds of MB: best-fit's plan instead.
+# and its lists hundreds of MB: no passes then (None within `auto`, best-fit's plan alone).
 MAX_PAIRS = 1 << 25
 _NONE = (1 << 63) - 1       # no rival
 
@@ -36,7 +36,8 @@ def reordered(blocks: list[Block], deadline: float | None = None, goal: int | No
     (default: the lower bound), WORK is spent (a quarter of it, where no plan is within `rival`,
     another heuristic's arena: on the families where `skyline` does better, these passes stay
     behind it), `deadline` (time.monotonic()) passes or another thread sets `stop[0]`. None if
-    the deadline passes before the first passes are done."""
+    the deadline passes before the first passes are done, or (with a deadline) past MAX_PAIRS;
+    without a deadline, best-fit's plan there."""
     live = [i for i, b in enumerate(blocks) if b.size > 0]    # a block of no bytes stays at 0
     offsets = [0] * len(blocks)
     if not live:
