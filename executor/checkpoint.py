@@ -8,8 +8,7 @@ from pathlib import Path
 import torch
 
 from planner.errors import ArenaError, read_json_object, regular_file
-from planner.models import (ROPE_NUMBERS, config_dims, positive, rms_norm_eps, rope_parameters, run_refusal,
-                            tied_embeddings)
+from planner.models import config_dims, rms_norm_eps, rope_settings, run_refusal, tied_embeddings
 
 from .weights import ModelConfig
 
@@ -27,7 +26,7 @@ class Checkpoint:
         refusal = run_refusal(cfg, dims)
         if refusal:
             raise ArenaError(f"{config}: {refusal}")
-        theta, scaling = _rope(config, cfg)
+        theta, scaling = rope_settings(config, cfg)
         self.config = ModelConfig(**dims, eps=rms_norm_eps(config, cfg),
                                   rope_theta=theta, rope_scaling=scaling, tied=tied_embeddings(config, cfg))
         self._open: dict[Path, object] = {}
@@ -78,7 +77,8 @@ class Checkpoint:
     def _float(self, name: str) -> tuple[Path, torch.dtype]:
         """The file holding the tensor, and its float dtype; ArenaError for another dtype."""
         if name not in self.files:
-            raise ArenaError(f"{self.path}: no safetensors file holds tensor '{name}'")
+            why = " (tie_word_embeddings is not true)" if name == "lm_head.weight" else ""
+            raise ArenaError(f"{self.path}: no safetensors file holds tensor '{name}'{why}")
         file, stored = self.files[name], self.stored_name(name)
         try:
             handle = self._handle(file)
@@ -143,27 +143,3 @@ class Checkpoint:
                     raise ArenaError(f"{self.path}: tensor '{name}' is in both {found[name].name} and {file.name}, "
                                      f"and neither {SINGLE} nor {INDEX} says which to read")
         return found
-
-
-def _rope(path: Path, cfg: dict) -> tuple[float, dict | None]:
-    """(base, scaling) from transformers 5's rope_parameters or 4's rope_theta + rope_scaling,
-    each number checked here: the RoPE tables are built only after the weights are loaded (the
-    kind was checked with the rest of what a run refuses, `run_refusal`)."""
-    key, params, kind = rope_parameters(cfg)
-    if not isinstance(params, dict):
-        raise ArenaError(f"{path}: {key} is {json.dumps(params)[:40]}; it must be a JSON object")
-    params = dict(params)
-    theta_key = f"{key}.rope_theta" if "rope_theta" in params else "rope_theta"
-    theta = positive(path, theta_key, params.pop("rope_theta", cfg.get("rope_theta", 10000.0)), float)
-    if kind == "default":
-        return theta, None
-    if kind == "llama3":    # as transformers standardizes it: a top-level value wins, else the context
-        if "original_max_position_embeddings" in cfg:
-            params["original_max_position_embeddings"] = cfg["original_max_position_embeddings"]
-        params.setdefault("original_max_position_embeddings", cfg.get("max_position_embeddings"))
-    for name, kind_of in ROPE_NUMBERS[kind].items():
-        params[name] = positive(path, f"{key}.{name}", params.get(name), kind_of)
-    if kind == "llama3" and params["high_freq_factor"] <= params["low_freq_factor"]:
-        raise ArenaError(f"{path}: {key}: high_freq_factor ({params['high_freq_factor']}) must be above "
-                         f"low_freq_factor ({params['low_freq_factor']})")
-    return theta, {**params, "rope_type": kind}

@@ -410,9 +410,14 @@ def _prompt_and_context(args, source, file):
     """(the model's tokenizer, the prompt's ids, the context), the prompt checked against
     the model's vocabulary and the context."""
     from .generate import check_context
-    from .tokenizer import from_folder, from_gguf
+    from .parallel import first_rank
+    from .tokenizer import from_folder, from_gguf, unapplied_generation
 
     tokenizer = from_folder(source.path) if source.kind == "checkpoint" else from_gguf(file)
+    unapplied = unapplied_generation(source.path) if source.kind == "checkpoint" and first_rank() else []
+    if unapplied:
+        note(f"note: {source.path / 'generation_config.json'}: {', '.join(unapplied)} not applied; arena run picks "
+             "tokens as --temperature, --top-k and --top-p say, and stops at end of sequence or --max-new-tokens")
     if args.chat and not tokenizer.chat_template:
         why = f" ({tokenizer.template_source})" if tokenizer.template_source else ""
         raise ArenaError(f"--chat: the model {source.path} has no chat template{why}")
@@ -422,21 +427,24 @@ def _prompt_and_context(args, source, file):
         raise ArenaError(f"{given}: the prompt is empty" if args.prompt == "" else
                          f"{given}: the prompt has no tokens in this model's tokenizer")
     _check_vocabulary(prompt, file.config.vocab, source.path)
-    nctx = _nctx(args, given, len(prompt), file.config.nctx)
+    key = "max_position_embeddings" if source.kind == "checkpoint" else "llama.context_length"
+    nctx = _nctx(args, given, len(prompt), f"the model's context of {file.config.nctx} positions ({key})",
+                 file.config.nctx)
     check_context(len(prompt), args.max_new_tokens, nctx)
     return tokenizer, prompt, nctx
 
 
-def _nctx(args, given: str, prompt_len: int, model_nctx: int) -> int:
+def _nctx(args, given: str, prompt_len: int, context: str, model_nctx: int) -> int:
+    """The KV cache's positions; `context` names the model's (model_nctx) in faults."""
     if args.nctx is None and prompt_len > model_nctx:
-        raise ArenaError(f"{given}: the prompt ({prompt_len} tokens) is longer than the model's context of {model_nctx} positions")
+        raise ArenaError(f"{given}: the prompt ({prompt_len} tokens) is longer than {context}")
     if args.nctx is None:   # the last new token takes no position (generate.check_context)
         if prompt_len + args.max_new_tokens - 1 > model_nctx:
             raise ArenaError(f"--max-new-tokens: the prompt ({prompt_len} {plural(prompt_len, 'token')}) plus {args.max_new_tokens} "
-                             f"new tokens exceed the model's context of {model_nctx} positions")
+                             f"new tokens exceed {context}")
         return min(prompt_len + max(args.max_new_tokens, 1) - 1, model_nctx)
     if args.nctx > model_nctx:   # positions past it are untrained, and the cache grows with them
-        raise ArenaError(f"--nctx {args.nctx}: more than the model's context of {model_nctx} positions")
+        raise ArenaError(f"--nctx {args.nctx}: more than {context}")
     return args.nctx
 
 

@@ -432,6 +432,29 @@ def _eos_ids(folder: Path) -> set[int]:
     return set(ids)
 
 
+# generation_config.json's settings that change what transformers' generate picks or when it stops,
+# with the values that change nothing (GenerationConfig's defaults); the sampling ones only count
+# where do_sample is true. `arena run` applies none of them: its options say how it picks.
+GENERATION_DEFAULTS = {"min_length": 0, "min_new_tokens": None, "suppress_tokens": None,
+                       "begin_suppress_tokens": None, "bad_words_ids": None, "forced_bos_token_id": None,
+                       "forced_eos_token_id": None, "sequence_bias": None, "repetition_penalty": 1.0,
+                       "no_repeat_ngram_size": 0, "num_beams": 1, "penalty_alpha": None,
+                       "exponential_decay_length_penalty": None}
+SAMPLING_DEFAULTS = {"temperature": 1.0, "top_k": 50, "top_p": 1.0, "min_p": None, "typical_p": 1.0,
+                     "epsilon_cutoff": 0.0, "eta_cutoff": 0.0}
+
+
+def unapplied_generation(folder: Path) -> list[str]:
+    """The settings of the folder's generation_config.json that would change transformers'
+    tokens and that `arena run` does not apply, as `key=value`."""
+    config = _json(Path(folder) / "generation_config.json")
+    defaults = dict(GENERATION_DEFAULTS)
+    if config.get("do_sample") is True:
+        defaults.update(do_sample=False, **SAMPLING_DEFAULTS)
+    return [f"{key}={json.dumps(config[key])[:40]}" for key, value in defaults.items()
+            if key in config and config[key] != value]
+
+
 def _json(path: Path) -> dict:
     return read_json_object(path, path.name) if path.is_file() else {}
 

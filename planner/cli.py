@@ -17,7 +17,7 @@ from .errors import ArenaError, CapacityMissed, note, read_json_object
 from .estimate import estimate, native_weight_bytes, shard_tensors, workspace_bytes
 from .gguf_tensors import misshapen, tensors
 from .models import (SET_DIGITS, gguf_refusal, is_gguf, model_dims, model_file, model_header, parse_sets,
-                     rms_norm_eps, run_refusal, tied_output)
+                     rms_norm_eps, rope_settings, run_refusal, tied_output)
 from .output import check_targets, write_all, write_atomic
 from .plan import Plan
 from .shards import Shard, shards
@@ -136,6 +136,8 @@ def _note_refusal(model: str | None) -> None:
             cfg = read_json_object(path, "config.json")
             rms_norm_eps(path, cfg)
             refusal = run_refusal(cfg, dims)
+            if not refusal:     # (its numbers are checked once its kind is one the run computes)
+                rope_settings(path, cfg)
     except ArenaError as e:     # (its faults name the file)
         note(f"note: arena run refuses {e}")
         return

@@ -213,8 +213,10 @@ def run_refusal(cfg: dict, dims: dict[str, int]) -> str | None:
         return f"lacks 'model_type' ({SUPPORTED})"
     # transformers' MistralConfig windows attention at 4096 positions unless the file says null;
     # a window as long as the context never leaves a position out
+    # (a llama config may carry one too: transformers' forward then ignores it, but its generate
+    # windows the KV cache, so the two disagree)
     window = cfg.get("sliding_window", 4096 if cfg["model_type"] == "mistral" else None)
-    if cfg["model_type"] == "mistral" and window is not None and not (type(window) is int and window >= dims["nctx"]):
+    if window is not None and not (type(window) is int and window >= dims["nctx"]):
         return (f"sliding_window={window!r}{'' if 'sliding_window' in cfg else ' (Mistral default)'} "
                 f"is not supported: attention here covers every position, so the window must be null or a "
                 f"whole number of at least the context's {dims['nctx']} positions")
@@ -226,6 +228,11 @@ def run_refusal(cfg: dict, dims: dict[str, int]) -> str | None:
     key, _, kind = rope_parameters(cfg)
     if kind != "default" and (not isinstance(kind, str) or kind not in ROPE_NUMBERS):
         return f"{key}: RoPE scaling {json.dumps(kind)[:40]} is not supported (default, {', '.join(ROPE_NUMBERS)})"
+    # transformers' Llama rotates whole heads whatever this says, unless RoPE is scaled: then it fails
+    rotary = cfg.get("partial_rotary_factor", 1)
+    if kind != "default" and rotary != 1:
+        return (f"partial_rotary_factor={json.dumps(rotary)[:40]} with RoPE scaling '{kind}' is not supported "
+                "(RoPE over whole heads only)")
     return odd_head(dims["dh"])
 
 
@@ -237,6 +244,30 @@ def rope_parameters(cfg: dict) -> tuple[str, object, object]:
     params = cfg.get(key) or {}
     kind = params.get("rope_type", params.get("type", "default")) if isinstance(params, dict) else "default"
     return key, params, kind
+
+
+def rope_settings(path: Path, cfg: dict) -> tuple[float, dict | None]:
+    """(base, scaling) from transformers 5's rope_parameters or 4's rope_theta + rope_scaling,
+    each number checked (the kind is checked with the rest of what a run refuses, `run_refusal`):
+    `arena run` builds its RoPE tables from them, and `arena plan` notes what the run refuses."""
+    key, params, kind = rope_parameters(cfg)
+    if not isinstance(params, dict):
+        raise ArenaError(f"{path}: {key} is {json.dumps(params)[:40]}; it must be a JSON object")
+    params = dict(params)
+    theta_key = f"{key}.rope_theta" if "rope_theta" in params else "rope_theta"
+    theta = positive(path, theta_key, params.pop("rope_theta", cfg.get("rope_theta", 10000.0)), float)
+    if kind == "default":
+        return theta, None
+    if kind == "llama3":    # as transformers standardizes it: a top-level value wins, else the context
+        if "original_max_position_embeddings" in cfg:
+            params["original_max_position_embeddings"] = cfg["original_max_position_embeddings"]
+        params.setdefault("original_max_position_embeddings", cfg.get("max_position_embeddings"))
+    for name, kind_of in ROPE_NUMBERS[kind].items():
+        params[name] = positive(path, f"{key}.{name}", params.get(name), kind_of)
+    if kind == "llama3" and params["high_freq_factor"] <= params["low_freq_factor"]:
+        raise ArenaError(f"{path}: {key}: high_freq_factor ({params['high_freq_factor']}) must be above "
+                         f"low_freq_factor ({params['low_freq_factor']})")
+    return theta, {**params, "rope_type": kind}
 
 
 def gguf_refusal(header: Header, path: Path, dims: dict[str, int]) -> str | None:

@@ -253,7 +253,8 @@ def test_a_llama_model_saved_without_its_head_loads_as_transformers_loads_it(tmp
     torch.testing.assert_close(ours, reference_logits(tmp_path)[PROMPT - 1:], atol=1e-4, rtol=1e-4)
     config = tmp_path / "config.json"
     config.write_text(json.dumps(json.loads(config.read_text()) | {"tie_word_embeddings": False}))
-    with pytest.raises(ArenaError, match="no safetensors file holds tensor 'lm_head.weight'"):
+    with pytest.raises(ArenaError, match=r"no safetensors file holds tensor 'lm_head.weight' \(tie_word_embeddings "
+                                         r"is not true\)"):
         assemble(open_source(Source(tmp_path, "checkpoint")), torch.float32, torch.device("cpu"))
 
 

@@ -275,6 +275,23 @@ def test_folder_without_tokenizer_is_exit_2(tmp_path, capsys):
     assert "no tokenizer.json" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("settings, noted", [
+    ({"min_new_tokens": 4, "suppress_tokens": [3], "do_sample": True, "temperature": 0.6, "top_p": 1.0},
+     "min_new_tokens=4, suppress_tokens=[3], do_sample=true, temperature=0.6 not applied"),
+    ({"do_sample": False, "temperature": 0.6, "repetition_penalty": 1.0}, None),   # nothing transformers applies
+])
+def test_generation_settings_that_arena_run_does_not_apply_are_noted(folder, tmp_path, capsys, settings, noted):
+    """transformers' generate follows generation_config.json's settings; arena run follows its
+    options (and the file's end-of-sequence ids), and says which of the file's it leaves."""
+    model = tmp_path / "model"
+    shutil.copytree(folder, model)
+    (model / "generation_config.json").write_text(json.dumps({"eos_token_id": 1, **settings}))
+    assert main(["run", "--model", str(model), "--prompt", "w5", "--max-new-tokens", "1", "--json"]) == 0
+    notes = [line for line in capsys.readouterr().err.splitlines() if line.startswith("note:")]
+    assert notes == ([f"note: {model / 'generation_config.json'}: {noted}; arena run picks tokens as --temperature, "
+                      "--top-k and --top-p say, and stops at end of sequence or --max-new-tokens"] if noted else [])
+
+
 def test_unsupported_architecture_in_config_is_exit_2(folder, tmp_path, capsys):
     other = tmp_path / "other"
     other.mkdir()
@@ -308,6 +325,9 @@ def test_unsupported_architecture_in_config_is_exit_2(folder, tmp_path, capsys):
      "rope_parameters.original_max_position_embeddings is 8192.0; it must be a positive integer"),
     (dict(attention_bias=True), "attention_bias=True is not supported (only False)"),
     (dict(hidden_act="gelu"), "hidden_act='gelu' is not supported (only 'silu')"),
+    (dict(sliding_window=8), "sliding_window=8 is not supported: attention here covers every position"),
+    (dict(partial_rotary_factor=0.5, rope_parameters={"rope_type": "linear", "factor": 2.0}),
+     "partial_rotary_factor=0.5 with RoPE scaling 'linear' is not supported"),
     (dict(quantization_config={"quant_method": "fp8", "fmt": "e4m3"}),
      "quantized checkpoints (fp8) are not supported; use float weights, or a GGUF file"),
 ], ids=lambda v: json.dumps(v)[:50] if isinstance(v, dict) else None)
@@ -469,7 +489,7 @@ def test_a_prompt_longer_than_the_models_context_says_so(folder, tmp_path, capsy
     """Naming the option (and file) the prompt came from."""
     assert main(["run", "--model", str(folder), "--prompt", "w5 " * 65]) == 2
     assert capsys.readouterr().err == ("arena: error: --prompt: the prompt (65 tokens) is longer than the model's "
-                                       "context of 64 positions\n")
+                                       "context of 64 positions (max_position_embeddings)\n")
     (tmp_path / "p.txt").write_text("w5 " * 65)
     assert main(["run", "--model", str(folder), "--prompt-file", str(tmp_path / "p.txt")]) == 2
     assert capsys.readouterr().err.startswith(f"arena: error: --prompt-file {tmp_path / 'p.txt'}: the prompt (65 tokens)")

@@ -210,6 +210,13 @@ def test_plan_refuses_networks_its_dimensions_do_not_describe(tmp_path, capsys, 
     (dict(model_type="llama", rope_parameters={"rope_type": "dynamic", "factor": 2.0, "rope_theta": 1e4}),
      'rope_parameters: RoPE scaling "dynamic" is not supported'),
     (dict(model_type="llama", rms_norm_eps=0.0), "rms_norm_eps is 0.0; it must be a positive number"),
+    (dict(model_type="llama", sliding_window=1024), "sliding_window=1024 is not supported"),
+    (dict(model_type="llama", partial_rotary_factor=0.5, rope_parameters={"rope_type": "linear", "factor": 2.0}),
+     "partial_rotary_factor=0.5 with RoPE scaling 'linear' is not supported"),
+    (dict(model_type="llama", rope_theta=0), "rope_theta is 0; it must be a positive number"),
+    (dict(model_type="llama", rope_parameters={"rope_type": "llama3", "factor": 8.0}),
+     "rope_parameters.low_freq_factor is null; it must be a positive number"),
+    (dict(model_type="llama", rope_parameters="default"), 'rope_parameters is "default"; it must be a JSON object'),
 ])
 def test_plan_notes_what_arena_run_refuses(tmp_path, capsys, overrides, refusal):
     """The estimate is still printed; the note says a run of the model will be refused, and why."""
