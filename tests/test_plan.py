@@ -1,4 +1,8 @@
 """Plans of the llama schedules, and random valid tables: always checked, within their bounds."""
+import re
+import textwrap
+from pathlib import Path
+
 import pytest
 from hypothesis import given, settings, strategies as st
 
@@ -130,3 +134,13 @@ def test_schedule_and_lifetimes_round_trip_through_json():
     assert Schedule.from_dict(json.loads(json.dumps(schedule.to_dict()))) == schedule
     lt = bind(schedule, with_tile({**PRESETS["smollm2-135m"], "n": 4}))
     assert Lifetimes.from_dict(json.loads(json.dumps(lt.to_dict()))) == lt
+
+
+def test_the_readmes_python_example_runs_and_prints_what_it_says(capsys):
+    """README's pipeline from Python: run as written, printing the figures its comment gives."""
+    readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
+    block = re.search(r"```python\n(.*?)```", readme, re.S).group(1)
+    code = textwrap.dedent(block)
+    exec(compile(code, "README.md", "exec"), {})
+    said = re.search(r"print\(.*\)\s*# (.*)", code).group(1)
+    assert capsys.readouterr().out.strip() == said.strip()
