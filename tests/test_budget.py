@@ -19,7 +19,8 @@ SMOL = PRESETS["smollm2-135m"]
 
 @pytest.mark.parametrize("text, nbytes", [
     ("1073741824", 2**30), ("512MiB", 512 * 2**20), ("24GiB", 24 * 2**30), ("1.5GB", 1_500_000_000),
-    ("64 kib", 64 * 1024), ("2TB", 2 * 10**12), ("100B", 100), (".5KiB", 512), ("1.3GiB", 1_395_864_371)])
+    ("64 kib", 64 * 1024), ("2TB", 2 * 10**12), ("100B", 100), (".5KiB", 512), ("1.3GiB", 1_395_864_371),
+    ("1KB", 1000), ("1.", 1), ("2.GiB", 2 * 2**30)])
 def test_sizes_parse(text, nbytes):
     assert parse_size(text) == nbytes
 
@@ -336,3 +337,27 @@ def test_a_budget_past_any_memory_is_one_line(capsys):
 def test_a_one_token_prompt_reads_as_one_token(capsys):
     assert main(["plan", "llama", "--set", "n=1", "--budget", "2GiB"]) == 0
     assert capsys.readouterr().err.startswith("budget    2.00 GiB: prefill 1 token in one call, attention over tiles")
+
+
+def test_a_budget_a_byte_short_of_the_smallest_run_is_refused_decode_counted():
+    """At a long context the decode plan's arena (scores over every position) is the larger:
+    a chunk whose own plan fits is no run that fits."""
+    fitter = smol(131072)
+    least = _least(fitter, 64)["total_bytes"]
+    choice = choose(fitter, least, 64)
+    assert choice.cost["total_bytes"] <= least
+    with pytest.raises(ArenaError, match=rf"the smallest budget for this run is .* \({least:,} bytes\)"):
+        choose(fitter, least - 1, 64)
+
+
+def test_the_refusals_name_the_largest_context_that_fits_or_none():
+    fitter = smol(64)
+    with pytest.raises(ArenaError, match="no --nctx fits"):
+        choose(fitter, fitter.fixed + 1, 8)
+    exactly = _least(smol(40), 40)["total_bytes"]     # a context as long as the prompt, no longer
+    with pytest.raises(ArenaError) as e:
+        choose(fitter, exactly, 40)
+    assert str(e.value).endswith("the largest --nctx that fits is 40")
+    with pytest.raises(ArenaError) as e:              # the weights fit, exactly; with the rest they do not
+        choose(fitter, fitter.weights, 8)
+    assert "the weights alone" not in str(e.value) and f"the weights ({mib(fitter.weights)}, f32) and the" in str(e.value)

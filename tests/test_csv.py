@@ -285,6 +285,27 @@ def test_with_gaps_the_bound_and_proofs_are_of_the_problem_as_written(tmp_path, 
     assert json.loads(capsys.readouterr().out)["lower_bound"] == 4
 
 
+@pytest.mark.parametrize("rows, lower_bound", [
+    ("a,0,10,4,12-15\nb,11,20,4,\n", 4),      # a gap past a's lifetime frees nothing of it
+    ("a,0,10,4,2-8 3-5\nb,5,7,4,\n", 4),      # a gap inside another: a is free from 2 to 8
+    ("a,0,10,4,5-10\nb,5,8,4,\n", 4),         # a's bytes free at 5, where b takes its own
+    ("a,0,10,4,5-5\nb,3,6,4,\n", 8),          # an empty gap frees nothing
+    ("a,0,10,4\nb,3,6,4,2-4\n", 8),           # a row that stops before its empty gaps cell
+])
+def test_the_gaps_bound_counts_each_buffer_free_exactly_in_its_gaps(tmp_path, capsys, rows, lower_bound):
+    path = write(tmp_path, "id,lower,upper,size,gaps\n" + rows)
+    assert main(["plan", "--csv", str(path), "--json"]) == 0
+    plan = json.loads(capsys.readouterr().out)
+    assert plan["lower_bound"] == lower_bound
+    assert plan["optimal"] == (plan["arena"] == lower_bound)
+
+
+def test_sizes_up_to_2_62_bytes_are_planned(tmp_path, capsys):
+    path = write(tmp_path, f"id,lower,upper,size\na,0,10,{2 ** 62}\n")
+    assert main(["plan", "--csv", str(path), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["arena"] == 2 ** 62
+
+
 @pytest.mark.parametrize("gaps", ["zzz", "5-2", "2-5,6-7", "2..5"])
 def test_gaps_that_are_not_lower_upper_times_are_refused(tmp_path, gaps):
     path = write(tmp_path, f'id,lower,upper,size,gaps\na,0,10,4,"{gaps}"\n')

@@ -144,3 +144,16 @@ def test_the_readmes_python_example_runs_and_prints_what_it_says(capsys):
     exec(compile(code, "README.md", "exec"), {})
     said = re.search(r"print\(.*\)\s*# (.*)", code).group(1)
     assert capsys.readouterr().out.strip() == said.strip()
+
+
+@pytest.mark.parametrize("blocks, offsets, arena, align, fault", [
+    ([(0, 1, 4), (1, 2, 4)], [3, 0], 8, 1, r"b \[0, 4\) and a \[3, 7\) are live together and overlap"),   # by a byte, below
+    ([(0, 1, 4), (1, 2, 4)], [0, 3], 8, 1, r"b \[3, 7\) and a \[0, 4\) are live together and overlap"),   # above
+    ([(0, 0, 4), (1, 1, 4)], [2, 0], 8, 4, "a: offset 2 is not a non-negative multiple of 4"),
+    ([(0, 0, 4), (1, 1, 4)], [-4, 0], 8, 4, "a: offset -4 is not a non-negative multiple of 4"),
+    ([(0, 0, 4), (1, 1, 4)], [0, 0], 3, 1, r"a: \[0, 4\) runs past the arena of 3 bytes"),
+])
+def test_the_checker_refuses_each_kind_of_wrong_plan(blocks, offsets, arena, align, fault):
+    with pytest.raises(PlanInvalid, match=fault):
+        check(["a", "b"], blocks, offsets, arena, align)
+    check(["a", "b"], [(0, 0, 4), (1, 1, 4)], [0, 4], 8, 4)     # (and passes one that is right)

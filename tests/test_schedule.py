@@ -158,6 +158,9 @@ def test_dtype_sets_ta_and_alignment_rounds_up():
     ("  - s0: {a: rm}\n", "'m' (mapped from host) marks a creation"),
     ("  - s0: {zz: +w}\n", "step 's0': tensor 'zz': unknown tensor"),
     ("  - s0: {graph: kern, a: +w}\n", "graph column must be 'kernel' or 'graph'"),
+    ("  - s0: {a: +w}\n  - s1: {a: rrx}\n", "t.yaml:11: step 's1': tensor 'a': repeated symbol in 'rrx'"),
+    ("  - s0: {a: +w}\n  - repeat: ''\n    steps:\n      - s1: {a: r}\n",
+     "t.yaml:11: repeat count '' is neither a whole number (0 or more) nor a declared dimension"),
 ])
 def test_faults_name_their_location(steps, message):
     assert message in fault(steps)
@@ -339,3 +342,61 @@ def test_a_table_without_dimensions_converts_to_yaml_that_reads_back(tmp_path):
     (tmp_path / "c.md").write_text("| tensor | graph | a |\n|---|---|---|\n| | | Ta (4) |\n| s0 | kernel | +wx |\n")
     again = loads(to_yaml(convert(tmp_path / "c.md")), "c.yaml")
     assert again.dims == {} and bind(again, {}, "f32", 1).instances[0].nbytes == 16
+
+
+TINY = "types: {T: f32}\ntensors:\n  x: T[4]\nsteps:\n"
+
+
+@pytest.mark.parametrize("text, message", [
+    ("tensors: {x: 'T[4]'}\nsteps:\n  - a: {x: +w}\n", "t.yaml:1: missing key 'types'"),
+    ("dims: {tile: keys per tile}\n" + TINY.replace("T[4]", "T[tile]") + "  - a: {x: +w}\n",
+     "t.yaml:4: tensor 'x': dimension 'tile' (keys per tile) is not bound: pass --set tile=N"),
+    (TINY.replace("  x: T[4]", "  '  ': T[4]") + "  - a: {'  ': +w}\n", "t.yaml:3: tensor name is empty"),
+])
+def test_tables_missing_a_part_are_named_faults(text, message):
+    with pytest.raises(ArenaError) as e:
+        bind(loads(text, "t.yaml"), {})
+    assert str(e.value).startswith(message)
+
+
+def test_a_step_with_no_cells_is_a_step_where_nothing_happens():
+    lt = bind(loads(TINY + "  - a: {x: +w}\n  - idle:\n  - b: {x: rx}\n", "t.yaml"), {})
+    assert [s.name for s in lt.steps] == ["a", "idle", "b"]
+    assert [(i.first, i.last) for i in lt.instances] == [(0, 2)]
+
+
+def test_a_repeat_count_is_read_as_names_are_read():
+    """NFKC, as YAML keys and dimension names are: a full-width ｎ is n."""
+    text = "dims: {n: layers}\n" + TINY + "  - a: {x: +w}\n  - repeat: \uff4e\n    steps:\n      - b: {x: r}\n"
+    assert [s.name for s in bind(loads(text, "t.yaml"), {"n": 3}).steps] == ["a", "b.0", "b.1", "b.2"]
+
+
+def test_each_repeat_block_has_its_own_fault_with_its_own_count():
+    text = TINY + "".join("  - repeat: 2\n    steps:\n      - b: {x: r}\n" for _ in range(2))
+    with pytest.raises(ArenaError) as e:
+        bind(loads(text, "t.yaml"), {})
+    faults = str(e.value).splitlines()
+    assert len(faults) == 2 and all(f.endswith("(and at 1 more step of the same row)") for f in faults)
+
+
+def test_n_of_0_is_one_fault_for_every_shape_it_empties():
+    faults = fault("  - s0: {a: +w, b: +w, h: +w}\n", n=0).splitlines()
+    assert len(faults) == 1 and faults[0].endswith("(and 2 more tensors' shapes with n not positive)")
+
+
+def test_a_persistent_tensor_destroyed_is_one_fault():
+    text = TINY.replace("  x: T[4]", "  kv: {shape: 'T[4]', persistent: true}") + "  - a: {kv: rx}\n  - b: {kv: r}\n"
+    with pytest.raises(ArenaError) as e:
+        bind(loads(text, "t.yaml"), {})
+    assert str(e.value) == "t.yaml:5: step 'a': tensor 'kv': a persistent tensor is never destroyed"
+
+
+def test_the_limits_are_inclusive():
+    """1,000,000 steps, a name of 1,024 characters, an expression of 200: each is read."""
+    many = bind(loads(TINY + "  - a: {x: +w}\n  - repeat: 999999\n    steps:\n      - b: {x: r}\n", "t.yaml"), {})
+    assert len(many.steps) == 1_000_000
+    name = "y" * 1024
+    text = TINY.replace("  x: T[4]", f"  x: T[4]\n  {name}: T[4]") + f"  - a: {{x: +w, {name}: +w}}\n"
+    assert name in loads(text, "t.yaml").tensors
+    assert bind(loads(TINY.replace("T[4]", "T[" + "1" + "+1" * 99 + "0]") + "  - a: {x: +w}\n", "t.yaml"),
+                {}).instances[0].shape == [109]
