@@ -50,7 +50,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--budget", metavar="BYTES",
                    help="fit the run (weights, arena and what the run holds outside it) in BYTES, e.g. "
                         "512MiB, 24GiB, 1.5GB: the prompt is prefilled in the largest chunk of tokens, attending to the largest tile "
-                        "of keys, that fits; exit 2 naming what does not fit when none does")
+                        "of keys, that fits; exit 2 naming what does not fit when none does. The process's own Python, "
+                        "torch and tokenizer (about 250 MiB on CPU) come on top")
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="cpu (default) or cuda")
     p.add_argument("--dtype", choices=["f32", "f16", "bf16"],
                    help="run dtype of the arena, and of the weights unless native (default: the --weights dtype; "

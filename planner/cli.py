@@ -41,7 +41,8 @@ def add_parsers(sub) -> None:
     plan.add_argument("--budget", metavar="BYTES",
                       help="fit the llama schedule's run (weights, arena and what the run holds outside it) in BYTES (e.g. 512MiB, 24GiB, 1.5GB): "
                            "the prompt of n tokens is prefilled in the largest chunk, with the largest key tile, "
-                           "that fits; the plan shown is the chunk's")
+                           "that fits; the plan shown is the chunk's (the process's own Python, torch and tokenizer, "
+                           "about 250 MiB on CPU, come on top)")
     plan.set_defaults(handler=cmd_plan)
 
     convert = sub.add_parser("convert", help="print the YAML of a markdown lifetime table (the seed's form)",
