@@ -400,3 +400,12 @@ def test_the_limits_are_inclusive():
     assert name in loads(text, "t.yaml").tensors
     assert bind(loads(TINY.replace("T[4]", "T[" + "1" + "+1" * 99 + "0]") + "  - a: {x: +w}\n", "t.yaml"),
                 {}).instances[0].shape == [109]
+
+
+def test_the_instance_limit_is_inclusive_and_named(monkeypatch):
+    import planner.lifetimes
+    monkeypatch.setattr(planner.lifetimes, "MAX_INSTANCES", 4)
+    two = TINY.replace("  x: T[4]", "  x: T[4]\n  y: T[4]")
+    assert len(bind(loads(two + "  - a: {x: +wx, y: +wx}\n  - b: {x: +wx, y: +wx}\n", "t.yaml"), {}).instances) == 4
+    with pytest.raises(ArenaError, match="^t.yaml: the schedule has more than 4 instances; at most 4 are planned$"):
+        bind(loads(two + "  - a: {x: +wx, y: +wx}\n  - b: {x: +wx, y: +wx}\n  - c: {x: +wx}\n", "t.yaml"), {})
