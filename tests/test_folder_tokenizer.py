@@ -63,3 +63,20 @@ def test_a_qwen2_tokenizer_folder_splits_as_transformers_rebuilds_it(tmp_path):
     from executor.tokenizer import from_folder
     assert from_folder(folder).encode("31415") != Tokenizer.from_file(str(folder / "tokenizer.json")).encode("31415").ids
     _same_as_transformers(folder)
+
+
+def test_a_chat_prompt_is_the_templates_text_with_no_second_bos(tmp_path):
+    """The template writes the BOS; the file's post-processor, which adds one to a plain prompt,
+    adds none to the chat prompt (transformers tokenizes a rendered chat without special tokens)."""
+    from tokenizers import processors
+
+    from executor.tokenizer import from_folder
+    tok = Tokenizer(models.WordLevel({"<unk>": 0, "<s>": 1, "</s>": 2, "hi": 3, "[INST]": 4}, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    tok.add_special_tokens(["<s>", "</s>"])
+    tok.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", 1)])
+    tok.save(str(tmp_path / "tokenizer.json"))
+    (tmp_path / "tokenizer_config.json").write_text(json.dumps(
+        {"bos_token": "<s>", "eos_token": "</s>", "chat_template": "{{ bos_token }}[INST] {{ messages[0]['content'] }}"}))
+    ours = from_folder(tmp_path)
+    assert ours.encode("hi") == [1, 3] and ours.encode_chat("hi") == [1, 4, 3]

@@ -305,3 +305,36 @@ def test_a_failing_chat_template_names_its_file_and_key(vocabulary, tmp_path):
     path = checkpoint_to_gguf(folder, tmp_path / "n.gguf", metadata=with_template(5, gguf.GGUFValueType.UINT32))
     with pytest.raises(ArenaError, match=re.escape(f"{path}: tokenizer.chat_template is 5; it must be a template")):
         from_gguf(GGUFFile(path))
+
+
+class Metadata:
+    """A GGUF file's tokenizer metadata alone (from_gguf reads nothing else)."""
+    path = "fake.gguf"
+
+    def __init__(self, **meta):
+        self.fields = meta
+
+    def meta(self, key, default=None):
+        return self.fields.get(key, default)
+
+
+def test_user_defined_pieces_are_whole_tokens_in_text_and_in_merges():
+    """A SentencePiece vocabulary's user-defined pieces (token type 4): typed in a prompt they are
+    that token, and the merges reach one ('▁ab') as they reach a normal piece."""
+    tokens = ["<unk>", "<s>", "</s>", "▁", "a", "b", "▁a", "▁ab", "<tag>"]
+    tok = from_gguf(Metadata(**{"tokenizer.ggml.model": "llama", "tokenizer.ggml.tokens": tokens,
+                                "tokenizer.ggml.token_type": [2, 3, 3, 1, 1, 1, 1, 4, 4],
+                                "tokenizer.ggml.scores": [0.0, 0.0, 0.0, -1.0, -2.0, -3.0, -0.5, -0.2, 0.0],
+                                "tokenizer.ggml.add_bos_token": False}))
+    assert [tokens[i] for i in tok.encode("a<tag>b")] == ["▁a", "<tag>", "▁", "b"]
+    assert [tokens[i] for i in tok.encode("ab")] == ["▁ab"]
+
+
+def test_a_special_token_of_id_0_is_named_to_the_chat_template():
+    tokens = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "h", "i", "hi"]
+    tok = from_gguf(Metadata(**{"tokenizer.ggml.model": "gpt2", "tokenizer.ggml.pre": "gpt-2",
+                                "tokenizer.ggml.tokens": tokens, "tokenizer.ggml.token_type": [3, 3, 3, 1, 1, 1],
+                                "tokenizer.ggml.merges": ["h i"], "tokenizer.ggml.bos_token_id": 0,
+                                "tokenizer.ggml.eos_token_id": 2,
+                                "tokenizer.chat_template": "{{ bos_token }}<|im_start|>{{ messages[0]['content'] }}"}))
+    assert tok.encode_chat("hi") == [0, 1, 5]
