@@ -672,3 +672,15 @@ def test_a_run_ended_mid_generation_exits_as_a_shell_expects(smollm2_path, tmp_p
     assert time.monotonic() - start < 5 and "Traceback" not in err and not trace.exists(), err
     if ending == "reader gone":               # quietly: nothing past the estimate printed before the run
         assert [line for line in err.splitlines() if not line.startswith("estimate ")] == [], err
+
+
+def test_the_edges_of_the_options_that_are_accepted(folder, capsys):
+    """--nctx as long as the model's context, and a negative seed (torch takes any 64-bit one)."""
+    assert run_json(capsys, "--model", str(folder), "--prompt", "w5", "--nctx", "64", "--max-new-tokens", "2")["nctx"] == 64
+    assert run_json(capsys, "--model", str(folder), "--prompt", "w5", "--temperature", "1", "--seed", "-1",
+                    "--max-new-tokens", "2")["tokens"]
+
+
+def test_a_config_json_given_as_the_model_says_to_give_its_folder(folder, capsys):
+    assert main(["run", "--model", str(folder / "config.json"), "--prompt", "w5"]) == 2
+    assert "config.json: a .json file holds no weights" in capsys.readouterr().err

@@ -59,6 +59,13 @@ def test_a_tiny_temperature_is_greedy(temperature):
     out = torch.empty(1, dtype=torch.int64)
     Sampler(temperature, seed=0).choose(LOGITS, out, torch.empty(1), scratch(LOGITS.shape[-1]))
     assert out[0] == LOGITS.argmax()
+    # yet it is a temperature, not greedy: between two likeliest tokens it still draws
+    sampler, tied = Sampler(temperature, seed=0), torch.tensor([[2.0, 2.0, 0.0]])
+    drawn = set()
+    for _ in range(64):
+        sampler.choose(tied, out, torch.empty(1), scratch(3))
+        drawn.add(int(out[0]))
+    assert drawn == {0, 1}
 
 
 @pytest.mark.parametrize("top_p", [1e-6, 1e-300])
