@@ -80,3 +80,23 @@ def test_a_chat_prompt_is_the_templates_text_with_no_second_bos(tmp_path):
         {"bos_token": "<s>", "eos_token": "</s>", "chat_template": "{{ bos_token }}[INST] {{ messages[0]['content'] }}"}))
     ours = from_folder(tmp_path)
     assert ours.encode("hi") == [1, 3] and ours.encode_chat("hi") == [1, 4, 3]
+
+
+@pytest.mark.parametrize("decoder, added", [
+    ({"4": {"content": "<z>", "special": True}, "5": {"content": "<z>", "special": False}}, False),  # twice: the first
+    ({"6": {"content": "<z>", "special": True}}, True),     # the config's flags over tokenizer.json's own
+], ids=["twice", "over-the-file"])
+def test_the_configs_added_tokens_are_read_as_transformers_reads_them(tmp_path, decoder, added):
+    from tokenizers import AddedToken
+    from transformers import AutoTokenizer
+
+    from executor.tokenizer import from_folder
+    tok = Tokenizer(models.WordLevel({"<unk>": 0, "<s>": 1, "</s>": 2, "hi": 3, "<x>": 4, "<y>": 5, "<z>": 6},
+                                     unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    if added:
+        tok.add_tokens([AddedToken("<z>", special=False)])
+    tok.save(str(tmp_path / "tokenizer.json"))
+    (tmp_path / "tokenizer_config.json").write_text(json.dumps({"added_tokens_decoder": decoder}))
+    reference = AutoTokenizer.from_pretrained(str(tmp_path))
+    assert from_folder(tmp_path).decode([3, 6]) == reference.decode([3, 6], skip_special_tokens=True) == "hi"
