@@ -70,6 +70,8 @@ def test_a_template_renders_as_transformers_renders_it(reference, template):
      "{% endfor %}", "failed: namespace value d holds 8,388,609 characters and items or more"),
     ("{% macro d(l, n) %}{% if n %}{{ d([[l[0][0] ~ l[0][0]]], n - 1) }}{% endif %}{% endmacro %}{{ d([['x']], 40) }}",
      "failed: an argument of d holds 8,388,610 characters and items or more"),
+    ("{% set ns = namespace(d={'a': 1}) %}{% for i in range(24) %}{% set k = (ns.d|list)[0] %}"    # a key doubled
+     "{% set ns.d = {k ~ k: 1} %}{% endfor %}", "failed: namespace value d holds 8,388,609 characters and items"),
 ])
 def test_a_failing_template_is_one_arena_error(template, message):
     with pytest.raises(ArenaError, match=f"--chat: the model's chat template {message}"):
@@ -333,3 +335,9 @@ def test_a_prompt_as_long_as_a_file_may_be_is_the_messages_not_the_templates():
     content = "hello world " * (4_194_300 // 12)
     text = render_chat("<|user|>{{ messages[0]['content'] }}<|end|>", [{"role": "user", "content": content}], SPECIAL)
     assert text == f"<|user|>{content}<|end|>"
+
+
+def test_a_template_may_render_up_to_the_limit_beside_the_messages():
+    from planner.errors import MAX_FILE_BYTES
+    text = render_chat("{{ 'x' * %d }}{{ messages[0].content }}" % MAX_FILE_BYTES, MESSAGES, SPECIAL)
+    assert len(text) == MAX_FILE_BYTES + len(MESSAGES[0]["content"])
