@@ -747,3 +747,18 @@ def test_the_legend_names_host_memory_for_every_instance_of_a_tensor(tmp_path, c
                                      f"  - s2: {{h: '{cells[1]}'}}\n  - s3: {{h: rx}}\n")
     plan = plan_from_args(args(str(tmp_path / "h.yaml"), "--set", "n=4"))[1]
     assert terminal.legend(plan).plain.rstrip().endswith(f"h f32[4]{memory}")
+
+
+def test_a_folded_row_shows_the_most_live_bytes_of_the_rows_it_stands_for():
+    from viz import terminal
+    from viz.timeline import Span
+    rows = [terminal.Row(Span(i, i, f"s{i}"), live, layer=i, block=0) for i, live in enumerate([10, 20, 30, 10])]
+    assert [(r.span.label, r.live) for r in terminal.fold(rows, {0, 3})] == [("s0", 10), ("⋮ layers 1-2", 30),
+                                                                          ("s3", 10)]
+
+
+@pytest.mark.parametrize("color, text", [("#7f7f7f", "white"), ("#9467bd", "white"), ("#17becf", "black"),
+                                         ((1.0, 1.0, 1.0, 1.0), "black"), ((0.0, 0.0, 0.0, 1.0), "white")])
+def test_labels_take_the_ink_that_reads_on_their_colour(color, text):
+    from viz.timeline import ink
+    assert ink(color) == text
