@@ -762,3 +762,19 @@ def test_a_folded_row_shows_the_most_live_bytes_of_the_rows_it_stands_for():
 def test_labels_take_the_ink_that_reads_on_their_colour(color, text):
     from viz.timeline import ink
     assert ink(color) == text
+
+
+def test_a_folded_column_that_holds_several_instances_is_drawn_as_mixed(tmp_path):
+    path = tmp_path / "five.yaml"
+    path.write_text("dims: {n: n}\ntypes: {Ta: act}\ntensors: {a: 'Ta[n]'}\nsteps:\n  - {repeat: 5, steps: [{enc: {a: +wx}}]}\n")
+    lifetimes, plan = plan_from_args(args(str(path), "--set", "n=2"))
+    lines = screen(plan, lifetimes, width=60)
+    bottom = lines[lines.index(next(line for line in lines if line.startswith("arena map"))) + 2]
+    assert "a#0" in bottom and "a#4" in bottom and "┆" in bottom and "a#1" not in bottom
+
+
+@pytest.mark.parametrize("width", range(70, 90))
+def test_tensor_headers_are_whole_or_left_out(seed, width):
+    lifetimes, plan = seed
+    header = next(line for line in screen(plan, lifetimes, width=width) if "step" in line and "graph" in line)
+    assert "live bytes" in header or "live" not in header
