@@ -26,6 +26,7 @@ from typing import NamedTuple
 
 from .errors import ArenaError, note, read_text, show
 from .lifetimes import align_up
+from .place import Block, lower_bound
 from .plan import MAX_BYTES, Buffer, Plan
 from .schedule import name_problem
 
@@ -203,21 +204,16 @@ def _gaps(text: str) -> list[tuple[int, int]] | None:
 
 def gap_bound(buffers: list[Buffer], gaps: dict[str, str]) -> int:
     """A lower bound on the arena of the problem as written, where a buffer's bytes are free in
-    its `gaps` (buffer name -> the cell, as read_problem checked it): the most bytes live at once,
-    each buffer its own size (not the one --align rounded up)."""
-    events = []
+    its `gaps` (buffer name -> the cell, as read_problem checked it): the lower bound of its live
+    stretches, each buffer its own size (not the one --align rounded up)."""
+    stretches = []
     for b in buffers:
-        stretches, start = [], b.first      # where it is live: [first, last + 1) less its gaps
+        start = b.first      # where it is live: [first, last + 1) less its gaps
         for lower, upper in sorted(_gaps(gaps.get(b.name, "")) or []):
-            stretches.append((start, min(lower, b.last + 1)))
+            stretches.append(Block(start, min(lower, b.last + 1) - 1, b.nbytes))
             start = max(start, upper)
-        stretches.append((start, b.last + 1))
-        events += [e for first, end in stretches if first < end for e in ((first, b.nbytes), (end, -b.nbytes))]
-    live = peak = 0
-    for _, change in sorted(events):        # at one time, frees (negative) before takes
-        live += change
-        peak = max(peak, live)
-    return peak
+        stretches.append(Block(start, b.last, b.nbytes))
+    return lower_bound([s for s in stretches if s.first <= s.last])
 
 
 def solution_csv(plan: Plan, optional: dict[str, dict[str, str]] | None = None) -> str:
