@@ -173,7 +173,8 @@ def test_special_tokens_map_gives_the_templates_special_tokens_as_in_transformer
     {"additional_special_tokens": ["<p>"], "extra_special_tokens": {"image_token": "<q>"}},  # both read
     {"additional_special_tokens": ["<p>"], "extra_special_tokens": ["<q>"]},                 # the list alone
     {"additional_special_tokens": ["<p>", "<q>"], "image_token": "<|new|>"},
-], ids=["decoder", "additional-and-a-mapping", "additional-beside-a-list", "a-named-key"])
+    {"image_token": "<q>", "extra_special_tokens": {"bos_token": "<p>", "image_token": "<|new|>"}},  # the mapping's win
+], ids=["decoder", "additional-and-a-mapping", "additional-beside-a-list", "a-named-key", "a-mapping-over-keys"])
 def test_tokens_only_tokenizer_config_names_are_added_as_transformers_adds_them(tmp_path, names):
     """added_tokens_decoder entries (by id, flags included) and named or extra special tokens
     that are not added tokens yet: transformers 5 adds them, so prompts split at them, in its order."""
