@@ -50,13 +50,15 @@ def test_a_second_multi_token_call_attends_to_the_cache(tiny):
         torch.testing.assert_close(session.logits()[0], expected[-1], atol=1e-4, rtol=1e-4)
 
 
-def test_rope_tables_past_their_first_rows_are_transformers_own():
-    """The tables are made ROPE_ROWS positions at a time: every later block holds its own positions."""
+@pytest.mark.parametrize("past", [1, 5])
+def test_rope_tables_past_their_first_rows_are_transformers_own(past):
+    """The tables are made ROPE_ROWS positions at a time: every later block holds its own
+    positions, a last block of one position too."""
     from transformers import LlamaConfig
     from transformers.models.llama.modeling_llama import LlamaRotaryEmbedding
 
     from executor.model import ROPE_ROWS, rope_tables
-    nctx = 2 * ROPE_ROWS + 5
+    nctx = (past == 5) * ROPE_ROWS + ROPE_ROWS + past
     config = LlamaConfig(hidden_size=64, num_attention_heads=4, max_position_embeddings=nctx, rope_theta=10000.0)
     cos, sin = LlamaRotaryEmbedding(config)(torch.zeros(1, 1, 16), torch.arange(nctx)[None])
     ours = rope_tables(16, nctx, 10000.0, None, None, torch.device("cpu"), torch.float32)
@@ -256,6 +258,41 @@ def test_a_llama_model_saved_without_its_head_loads_as_transformers_loads_it(tmp
     with pytest.raises(ArenaError, match=r"no safetensors file holds tensor 'lm_head.weight' \(tie_word_embeddings "
                                          r"is not true\)"):
         assemble(open_source(Source(tmp_path, "checkpoint")), torch.float32, torch.device("cpu"))
+
+
+def test_a_large_rms_norm_eps_is_read_in_every_dtype(tmp_path):
+    """An eps of 0.5 moves every norm visibly (1e-5 moves none): the compiled norm (float32,
+    bf16) and torch's (float16, and every CUDA run) against transformers in the same dtype."""
+    folder = tiny_checkpoint(tmp_path / "eps", "gqa-tied", rms_norm_eps=0.5)
+    expected = reference_logits(folder)
+    for dtype in (torch.float32, torch.bfloat16, torch.float16):
+        with torch.inference_mode():
+            ours = teacher_forced(our_session(folder, "checkpoint", len(SEQUENCE), PROMPT, dtype=dtype))
+            theirs = hf_model(folder).to(dtype)(torch.tensor([SEQUENCE])).logits[0].float()
+        our_error = (ours - expected[PROMPT - 1:]).abs().mean()
+        assert our_error <= max(1.5 * (theirs - expected).abs()[PROMPT - 1:].mean(), 1e-5), dtype
+
+
+def test_a_call_past_the_context_is_refused_before_it_runs(tiny):
+    folder, _ = tiny
+    with torch.inference_mode():
+        session = our_session(folder, "checkpoint", nctx=8, max_tokens=8)
+        session.forward(SEQUENCE[:8], Sampler())
+        with pytest.raises(ArenaError, match=r"--nctx: 8 positions used plus 1 new exceed the context of 8"):
+            session.forward(SEQUENCE[8:9], Sampler())
+
+
+def test_a_stored_head_is_used_where_the_config_ties_it(tiny_folder, tmp_path):
+    """transformers ties the head to the embedding only where the file stores none."""
+    folder = tiny_folder("mha-untied")
+    shutil.copytree(folder, tmp_path / "tied")
+    config = tmp_path / "tied" / "config.json"
+    config.write_text(json.dumps(json.loads(config.read_text()) | {"tie_word_embeddings": True}))
+    expected = reference_logits(tmp_path / "tied")
+    torch.testing.assert_close(expected, reference_logits(folder))     # transformers kept the stored head
+    with torch.inference_mode():
+        ours = teacher_forced(our_session(tmp_path / "tied", "checkpoint", nctx=len(SEQUENCE), max_tokens=PROMPT))
+    torch.testing.assert_close(ours, expected[PROMPT - 1:], atol=1e-4, rtol=1e-4)
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=str)

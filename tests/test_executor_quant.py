@@ -164,6 +164,24 @@ def test_lookups_of_blocks_with_infinite_or_nan_scales_are_gguf_values(qtype):
 
 
 @pytest.mark.parametrize("qtype", NATIVE, ids=lambda q: q.name)
+def test_lookups_of_blocks_with_subnormal_scales_are_gguf_values(qtype):
+    """Weights near 1e-3 have f16 scales under 2^-14, subnormal: widened by the plain C code
+    (which every lookup takes, AVX2 or not), they must keep their value, not half of it."""
+    import numpy as np
+    from gguf import quants
+    blocks = quants.quantize((np.random.default_rng(0).standard_normal((4, 256)) * 1e-3).astype(np.float32), qtype)
+    expected = torch.from_numpy(quants.dequantize(blocks, qtype))
+    packed = Packed.from_file(qtype.name, torch.from_numpy(blocks), torch.float32)
+    assert torch.equal(packed.dequantize(), expected)
+    for avx2 in (True, False):
+        previous = _kernels.use_avx2(avx2)
+        rows = torch.empty(4, 256)
+        lookup(packed, torch.arange(4, dtype=torch.int32), rows)
+        _kernels.use_avx2(previous)
+        assert torch.equal(rows, expected), avx2
+
+
+@pytest.mark.parametrize("qtype", NATIVE, ids=lambda q: q.name)
 def test_products_of_rows_too_small_for_a_16_bit_scale_stay_near_the_weights_times_x(qtype):
     """A block of x under about 1e-34, where 32767 / max |x| overflows: every q was garbage."""
     import numpy as np
@@ -178,6 +196,21 @@ def test_products_of_rows_too_small_for_a_16_bit_scale_stay_near_the_weights_tim
         matmul(x, packed, out)
         _kernels.use_avx2(previous)
         assert (out.double() - expected).abs().max() <= 1e-2 * expected.abs().max(), avx2
+
+
+@pytest.mark.parametrize("avx2", [True, False], ids=["avx2", "plain"])
+def test_float_products_in_bf16_round_to_nearest_even_as_torch(avx2):
+    """out += x @ w with x = 1 and one column: the sum of two bf16 values is exact in float32, so
+    the kernel's one rounding to bf16 must give torch's bits (truncating gave other bits on
+    about half of them, each a small bias toward zero that no tolerance above sees)."""
+    gen = torch.Generator().manual_seed(0)
+    rows = 4096
+    w, base = (torch.randn(rows, 1, generator=gen).to(torch.bfloat16) for _ in range(2))
+    x, out = torch.ones(1, 1, dtype=torch.bfloat16), base.view(1, rows).clone()
+    previous = _kernels.use_avx2(avx2)
+    _kernels.matvec(True, w.data_ptr(), rows, 1, x.data_ptr(), 1, 1, out.data_ptr(), rows, True)
+    _kernels.use_avx2(previous)
+    assert torch.equal(out, (base.float() + w.float()).view(1, rows).to(torch.bfloat16))
 
 
 def test_lookup_names_a_token_outside_the_table(files):
@@ -198,6 +231,20 @@ def test_native_model_logits_equal_the_dequantized_model(files, qtype):
         assert native.nbytes < plain.nbytes
         got, expected = (teacher_forced(Session(build_model(w, len(SEQUENCE)), len(SEQUENCE), PROMPT))
                          for w in (native, plain))
+    assert (got - expected).abs().max() <= 1e-3 * expected.abs().max()
+
+
+def test_a_native_prefill_one_row_past_a_chunk_matches_the_dequantized_model(files):
+    """ROWS + 1 tokens: products take ROWS rows of x at a time, and the last chunk holds one row."""
+    prompt = torch.randint(0, 128, (ROWS + 1,), generator=torch.Generator().manual_seed(1)).tolist()
+    logits = []
+    with torch.inference_mode():
+        for native in (True, False):
+            weights = assemble(files[Q.Q8_0], torch.float32, CPU, native=native)
+            session = Session(build_model(weights, len(prompt)), len(prompt), len(prompt))
+            session.forward(prompt, Sampler())
+            logits.append(session.logits()[0].clone())
+    got, expected = logits
     assert (got - expected).abs().max() <= 1e-3 * expected.abs().max()
 
 
@@ -393,6 +440,25 @@ def test_compiled_decode_attention_takes_scores_far_larger_than_its_context(avx2
     # one position: each query head's output is its K/V head's value, the token's own
     want = row[-nkvh * dh:].view(nkvh, 1, dh).expand(nkvh, group, dh).reshape(-1)
     torch.testing.assert_close(row[:nkvh * group * dh], want)
+
+
+@pytest.mark.parametrize("avx2", [True, False], ids=["avx2", "plain"])
+@pytest.mark.parametrize("dh", [30, 64])
+def test_compiled_decode_attention_of_scores_all_far_below_zero(avx2, dh):
+    """Scores of -100, -95 and -90: the softmax subtracts the largest before its exponential,
+    which clamps under -87; counted from 0 every weight clamped alike, an even mean."""
+    nctx, end = 8, 3
+    scores = torch.tensor([-100.0, -95.0, -90.0])           # q . k at each position, with q = e0 and scale 1
+    row = torch.zeros(3 * dh)                               # q, then the token's key and value
+    row[0], row[dh], row[2 * dh] = 1.0, scores[2], 3.0
+    keys, values = torch.zeros(1, dh, nctx), torch.zeros(1, dh, nctx)
+    keys[0, 0, :2], values[0, 0, :2] = scores[:2], torch.tensor([1.0, 2.0])
+    room = torch.empty(64)                                  # held: the kernel writes there
+    previous = _kernels.use_avx2(avx2)
+    _kernels.attend_one(False, row.data_ptr(), keys.data_ptr(), values.data_ptr(), 1, 1, dh, nctx, 1.0,
+                        room.data_ptr(), 64, end)
+    _kernels.use_avx2(previous)
+    assert row[0].item() == pytest.approx((scores.softmax(-1) * torch.tensor([1.0, 2.0, 3.0])).sum().item(), abs=1e-4)
 
 
 def test_compiled_decode_attention_needs_room_for_one_head_of_scores():
