@@ -5,10 +5,11 @@ import time
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from benchmarks.families import production
+from benchmarks.families import ALIGN, production, topup
 from planner.check import check
 from planner.place import canonical
 from planner.place.problem import Block, components, extent
+from planner.place.layered import layered
 from planner.place.skyline import skyline
 
 from instances import ABOVE_BOUND, block, brute_force
@@ -23,6 +24,21 @@ def test_canonical_search_plans_at_the_optimum_and_proves_nothing_fits_below(blo
         plan, _ = canonical.search(comp, optimum, time.monotonic() + 10)
         check([str(i) for i in comp.blocks], own, plan, optimum, 1)
         assert canonical.search(comp, optimum - 1, time.monotonic() + 10) == (None, True)
+
+
+def test_canonical_search_plans_sizes_of_a_few_bytes_where_a_heuristic_meets_the_bound():
+    """Sizes of 1-8 bytes, every step at the peak (topup in bytes, not 256-byte units): a rule
+    that pruned a block one byte too soon proved such bounds impossible."""
+    met = 0
+    for n, seed in ((n, seed) for n in (15, 25) for seed in range(10)):
+        blocks = [Block(b.first, b.last, b.size // ALIGN) for b in topup(n, seed)]
+        for comp in components(blocks):
+            own = comp.blocks_of(blocks)
+            if extent(own, layered(own)) == comp.lower:
+                met += 1
+                plan, _ = canonical.search(comp, comp.lower, time.monotonic() + 10)
+                check([str(i) for i in comp.blocks], own, plan, comp.lower, 1)
+    assert met >= 20
 
 
 def test_canonical_search_proves_a_capacity_above_every_step_too_small():

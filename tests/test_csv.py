@@ -13,6 +13,8 @@ from planner.csvio import read_problem, solution_csv
 from planner.errors import ArenaError, CapacityMissed
 from planner.plan import CHOICES, place
 
+from instances import ABOVE_BOUND
+
 README_EXAMPLE = "id,lower,upper,size\nb1,0,3,4\nb2,3,9,4\nb3,0,9,4\nb4,9,21,4\nb5,0,21,4\n"
 
 
@@ -283,6 +285,18 @@ def test_with_gaps_the_bound_and_proofs_are_of_the_problem_as_written(tmp_path, 
     path = write(tmp_path, "id,lower,upper,size,gaps\na,0,10,4,2-5 6-7@0:2\nb,3,4,4,\n")
     assert main(["plan", "--csv", str(path), "--json"]) == 0    # minimalloc's windows: read, counted free
     assert json.loads(capsys.readouterr().out)["lower_bound"] == 4
+
+
+def test_a_proof_above_buffers_over_the_whole_span_counts_them(tmp_path, capsys):
+    """ABOVE_BOUND (optimum 9) over a 10-byte buffer live throughout, beside a part of its own
+    later in time: the proof of 9 above the 10 bytes is a proof of 19, not of 9."""
+    rows = "".join(f"{k},{b.first},{b.last + 1},{b.size}\n" for k, b in enumerate(ABOVE_BOUND))
+    path = write(tmp_path, "id,lower,upper,size\n" + rows + "8,0,8,10\n9,10,13,5\n")
+    assert main(["plan", "--csv", str(path), "--json", "--time-limit", "3"]) == 0
+    plan = json.loads(capsys.readouterr().out)
+    assert (plan["arena"], plan["lower_bound"], plan["bound"], plan["optimal"]) == (19, 18, 19, True)
+    assert main(["plan", "--csv", str(path), "--capacity", "18", "--time-limit", "3"]) == 3
+    assert capsys.readouterr().err.strip() == "arena: no plan fits in 18 bytes: proven impossible, every plan needs at least 19 bytes"
 
 
 @pytest.mark.parametrize("rows, lower_bound", [

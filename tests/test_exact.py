@@ -103,6 +103,19 @@ def test_a_search_started_at_the_lower_bound_proves_nothing_about_a_raised_one(s
     assert (plan.lower_bound, plan.arena, plan.bound, plan.optimal) == (17 * 256, 18 * 256, 18 * 256, True)
 
 
+def test_a_head_start_that_settled_nothing_proves_no_bound():
+    """A head start at the bound out of time (no plan, no proof) is taken over where layer
+    splits follow: it must not raise the bound. A rectangle of height 12 cut in 40 pieces."""
+    blocks = cut(40, 8, 10, 12)
+    comp = next(c for c in components(blocks) if c.extent(best_fit(c.blocks_of(blocks))) > c.lower)
+    started = canonical.Decision(comp, comp.lower, time.monotonic())
+    started._thread.join(5)
+    assert started.found is None and not started.proven
+    plan, bound = exact._minimize(comp, best_fit(comp.blocks_of(blocks)), comp.lower, time.monotonic() + 2, started)
+    check(names(comp.blocks_of(blocks)), comp.blocks_of(blocks), plan, comp.extent(plan), 1)
+    assert bound <= 12 and comp.extent(plan) >= bound
+
+
 def test_a_cp_sat_bound_past_2_53_units_never_rounds_above_the_whole_bound():
     assert float(2**60 + 129) > 2**60 + 129                 # the double CP-SAT hands out rounds up
     for whole in (2**60 + 129, 2**55 + 5, 2**53 + 1, 17):
@@ -117,6 +130,13 @@ def test_a_hard_component_does_not_take_the_time_of_the_others():
     result = solve(blocks, start, 2)
     check(names(blocks), blocks, result.offsets, extent(blocks, result.offsets), 1)
     assert extent(easy, result.offsets[len(hard):]) == 4096
+
+
+@pytest.mark.parametrize("time_limit", [0.4, 10])
+def test_a_heuristic_plan_at_the_bound_is_the_answer_not_a_skipped_search(time_limit):
+    """README's example: best-fit meets the lower bound, so no search is needed, let alone skipped."""
+    assignment = assign(README, "auto", time_limit)
+    assert (assignment.name, extent(README, assignment.offsets)) == ("auto:best-fit", lower_bound(README))
 
 
 def test_auto_falls_back_to_exact_only_when_the_heuristics_miss():

@@ -45,6 +45,12 @@ def test_best_fit_reuses_the_smallest_hole_that_holds_a_block():
     assert offsets == [0, 4, 7, 7] and extent(blocks, offsets) == 9
 
 
+def test_best_fit_grows_the_arena_from_a_free_hole_at_its_top():
+    """The 4 bytes freed at the top are taken with 4 more, not left below 8 new ones."""
+    blocks = [Block(0, 0, 4), Block(1, 1, 8)]
+    assert best_fit(blocks) == [0, 0]
+
+
 def test_best_fits_free_list_matches_a_walk_over_every_hole():
     """FreeList's two sorted views give what a walk over all holes gives: the smallest
     hole that holds the bytes (the lowest of those), neighbours merged when freed."""
@@ -222,7 +228,8 @@ def test_reordered_is_never_above_greedy_size_and_meets_the_bound_where_sizes_re
     """Its smallest-gap chain starts from greedy-size's plan and keeps no worse pass. On sizes
     that are powers of two, greedy-size and `skyline` end 4-8% above the lower bound, where
     other orders of the same placements meet it."""
-    for blocks in [powers(300, seed) for seed in range(3)] + [spread(200, 0), dense(100, 0), production(150, 0)[0]]:
+    for blocks in ([powers(300, seed) for seed in range(3)] + [spread(200, 0), dense(100, 0)]
+                   + [production(n, seed)[0] for n, seed in ((150, 0), (180, 0), (180, 1))]):
         offsets = reordered(blocks)
         check(names(blocks), blocks, offsets, extent(blocks, offsets), 1)
         assert extent(blocks, offsets) <= extent(blocks, greedy_size(blocks))

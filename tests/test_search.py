@@ -5,10 +5,11 @@ import time
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from benchmarks.families import production
+from benchmarks.families import production, topup
 from planner.check import check
-from planner.place import cpsat
+from planner.place import canonical, cpsat
 from planner.place.cpsat import Oracle
+from planner.place.heuristics import best_fit, naive
 from planner.place.problem import components
 from planner.place.search import Search, Timeout
 
@@ -20,6 +21,41 @@ def test_failed_search_names_the_next_capacity_worth_trying():
     search = Search(comp, 8, time.monotonic() + 5)
     assert not search.run() and search.short == 1
     assert Search(comp, 9, time.monotonic() + 5).run()
+
+
+def test_a_failed_search_never_names_a_capacity_past_the_optimum():
+    """topup: every step at the peak, the optimum often a unit or two above it (found here by
+    the canonical search, each capacity below it proven too small). Each capacity under the
+    optimum the search refutes names the least of its misses as the next worth trying."""
+    refuted = 0
+    for n, seed in ((n, seed) for n in (10, 14, 16) for seed in range(6)):
+        for comp in components(topup(n, seed)):
+            optimum = comp.lower
+            while (answer := canonical.search(comp, optimum, time.monotonic() + 10)) == (None, True):
+                optimum += comp.unit
+            assert answer[0] is not None
+            for capacity in range(comp.lower, optimum, comp.unit):
+                search = Search(comp, capacity, time.monotonic() + 10)
+                assert not search.run() and capacity + search.short <= optimum
+                refuted += 1
+    assert refuted >= 5
+
+
+def test_cpsat_bounds_are_never_above_its_plan_nor_a_known_one():
+    """The bound minimize proves is the least capacity left, not a unit above it; and a solve
+    cut short (here by its deadline) proves nothing, so a known plan at the capacity stays
+    within every bound it gives."""
+    blocks = topup(10, 3)
+    comp = max(components(blocks), key=lambda c: len(c.size))
+    for bound_first in (False, True):
+        found, bound = cpsat.minimize(comp, naive(comp.blocks_of(blocks)), comp.lower, time.monotonic() + 10,
+                                      bound_first=bound_first)
+        assert comp.lower < bound == comp.extent(found)       # the optimum, above the lower bound
+    blocks, _, capacity = production(120, 0)
+    comp = max(components(blocks), key=lambda c: len(c.size))
+    for seconds in (0.02, 0.05, 0.2):
+        found, bound = cpsat.minimize(comp, best_fit(comp.blocks_of(blocks)), comp.lower, time.monotonic() + seconds)
+        assert bound <= capacity and (found is None or comp.extent(found) >= bound)
 
 
 def test_oracle_completes_a_plan_or_refutes_a_placement():
