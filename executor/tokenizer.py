@@ -344,8 +344,9 @@ def _rebuilt_as_class(tok, text: str, name: str | None, config: dict):
 def _special_tokens(config: dict, special: dict) -> tuple[dict, list]:
     """(named special tokens, extra ones) as transformers 5 reads tokenizer_config.json: the
     standard names of `special`, then any other key ending in _token, then the names of an
-    extra_special_tokens mapping (a name given twice is the mapping's); and the extra_special_tokens list, or where there is none,
-    additional_special_tokens (the older name, ignored beside a list)."""
+    extra_special_tokens mapping (a name given twice is the mapping's); and the
+    extra_special_tokens list, or where there is none, additional_special_tokens (the older
+    name, ignored beside a list)."""
     named = {name: value for name, value in special.items() if name != "additional_special_tokens"}
     named.update({key: _content(value) for key, value in config.items() if key.endswith("_token")
                   and key not in SPECIAL_TOKENS and isinstance(value, (str, dict))})
