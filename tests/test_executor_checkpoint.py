@@ -295,6 +295,55 @@ def test_a_stored_head_is_used_where_the_config_ties_it(tiny_folder, tmp_path):
     torch.testing.assert_close(ours, expected[PROMPT - 1:], atol=1e-4, rtol=1e-4)
 
 
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=str)
+def test_a_checkpoint_stored_in_16_bits_gives_transformers_logits(tiny_folder, tmp_path, dtype):
+    """Most checkpoints are stored in 16 bits: each tensor read as its own type, run in float32."""
+    from safetensors.torch import load_file, save_file
+    folder = tmp_path / "stored"
+    shutil.copytree(tiny_folder("mha-untied"), folder)
+    file = folder / "model.safetensors"
+    save_file({name: t.to(dtype) for name, t in load_file(file).items()}, file, metadata={"format": "pt"})
+    expected = reference_logits(folder)
+    assert (expected - reference_logits(tiny_folder("mha-untied"))).abs().max() > 1e-3   # the rounding shows
+    with torch.inference_mode():
+        ours = teacher_forced(our_session(folder, "checkpoint", nctx=len(SEQUENCE), max_tokens=PROMPT))
+    torch.testing.assert_close(ours, expected[PROMPT - 1:], atol=1e-4, rtol=1e-4)
+
+
+def test_a_shard_the_index_lists_and_the_folder_lacks_is_named_when_it_is_opened(tmp_path):
+    from executor.checkpoint import Checkpoint
+    folder = tiny_checkpoint(tmp_path / "sharded", "mha-untied", shard_bytes=40_000)
+    last = sorted(folder.glob("model-*.safetensors"))[-1]
+    last.unlink()
+    with pytest.raises(ArenaError, match=f"model.safetensors.index.json: lists shard '{last.name}', which is missing"):
+        Checkpoint(folder)
+
+
+def test_a_file_cut_short_after_it_was_opened_is_named(tiny_folder, tmp_path):
+    """A file rewritten while it is read: its tensors past the new end are refused, not read as zeros."""
+    from executor.checkpoint import Checkpoint
+    shutil.copytree(tiny_folder("mha-untied"), tmp_path / "cut")
+    checkpoint = Checkpoint(tmp_path / "cut")
+    file = tmp_path / "cut" / "model.safetensors"
+    os.truncate(file, file.stat().st_size - 1000)
+    with pytest.raises(ArenaError, match="runs past the end of the file"):
+        for name in checkpoint.files:
+            checkpoint.get(name)
+
+
+def test_a_nan_in_the_head_is_named_as_the_output_projection(tiny_folder, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    from executor.weights import not_finite
+    shutil.copytree(tiny_folder("mha-untied"), tmp_path / "nan")
+    file = tmp_path / "nan" / "model.safetensors"
+    tensors = load_file(file)
+    tensors["lm_head.weight"][3, 5] = float("nan")
+    save_file(tensors, file, metadata={"format": "pt"})
+    weights = assemble(open_source(Source(tmp_path / "nan", "checkpoint")), torch.float32, torch.device("cpu"))
+    assert not_finite(weights) == ("the output projection", True)
+
+
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=str)
 def test_16_bit_logits_are_as_close_to_float32_as_transformers_own(tiny, dtype):
     """bf16 runs the compiled kernels on CPU; f16 runs torch's own operations (the norm, RoPE,

@@ -435,7 +435,7 @@ def test_biases_given_as_null_are_transformers_default_and_run(folder, tmp_path,
         run_json(capsys, "--model", str(folder), "--prompt", "w5", "--max-new-tokens", "2")["tokens"]
 
 
-@pytest.mark.parametrize("dtype", [torch.float8_e4m3fn, torch.int32, torch.bool])
+@pytest.mark.parametrize("dtype", [torch.float8_e4m3fn, torch.int8, torch.int32, torch.bool])
 def test_weights_that_are_not_floats_are_exit_2_naming_the_tensor(folder, tmp_path, capsys, dtype):
     """Cast to float, they would run without a word and give wrong tokens (an FP8 checkpoint's scales are
     tensors of their own)."""

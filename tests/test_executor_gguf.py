@@ -10,6 +10,7 @@ import torch
 from gguf import GGMLQuantizationType as Q
 
 from executor.gguf_file import GGUFFile
+from executor.source import Source
 from llama_arena.cli import main
 from planner.errors import ArenaError
 from planner.models import model_dims
@@ -174,6 +175,29 @@ def test_a_tensor_of_the_wrong_shape_is_named_as_the_file_names_it(tmp_path):
         assemble(file, torch.float32, torch.device("cpu"))
 
 
+@pytest.mark.parametrize("native", [True, False], ids=["native", "dequantized"])
+def test_a_quantized_tensor_of_the_wrong_shape_is_named(tmp_path, native):
+    """Held as blocks or dequantized: rows past the model's would be dropped without a word."""
+    from gguf.quants import quantize
+
+    from executor.weights import assemble
+    gate_up = {f"blk.0.ffn_{part}.weight": (quantize(np.ones((rows, 256), np.float32), Q.Q8_0), Q.Q8_0)
+               for part, rows in (("gate", 256), ("up", 512))}
+    file = GGUFFile(minimal_gguf(tmp_path / "t.gguf", extra=gate_up, tokens=[f"t{i}" for i in range(8)]))
+    with pytest.raises(ArenaError, match=re.escape("tensor 'blk.0.ffn_up.weight' has shape (512, 256), expected (256, 256)")):
+        assemble(file, torch.float32, torch.device("cpu"), native=native)
+
+
+def test_a_folder_of_one_gguf_file_is_that_file_and_a_blank_model_is_named(tiny_folder, tmp_path):
+    from executor.source import resolve
+    folder = tmp_path / "one"
+    folder.mkdir()
+    checkpoint_to_gguf(tiny_folder("mha-untied"), folder / "m.gguf")
+    assert resolve(str(folder)) == Source(folder / "m.gguf", "gguf")
+    with pytest.raises(ArenaError, match="--model: the path is empty"):
+        resolve("   ")
+
+
 def test_a_plan_of_a_file_whose_tensor_has_the_wrong_shape_notes_the_run_refuses_it(tmp_path, capsys):
     """The plan's figures take the file's tensors; the note says they are not the model's."""
     up = {"blk.0.ffn_up.weight": (np.ones((2048, 256), dtype=np.float32), None)}
@@ -294,12 +318,28 @@ def _status_bytes(key: str) -> int:
     return int(next(line.split()[1] for line in open("/proc/self/status") if line.startswith(key))) * 1024
 
 
+@pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="reads Linux's /proc")
+def test_native_blocks_leave_no_pages_of_the_file_resident(tmp_path):
+    """Blocks held as the file stores them are copies: the file's pages are dropped after each,
+    or the file would stay resident beside them (memory twice over)."""
+    from executor.source import open_source
+    from executor.weights import assemble
+    from checkpoints import tiny_checkpoint
+    folder = tiny_checkpoint(tmp_path / "wide", "mha-untied", vocab_size=65536)   # 16 MiB embedding and head
+    path = checkpoint_to_gguf(folder, tmp_path / "wide.gguf", Q.Q8_0)
+    source = open_source(Source(path, "gguf"))
+    before = _status_bytes("RssFile:")
+    weights = assemble(source, torch.float32, torch.device("cpu"), native=True)
+    size = path.stat().st_size
+    assert weights.nbytes > size / 2 and _status_bytes("RssFile:") - before < size / 10
+
+
 @pytest.mark.skipif(not os.access("/proc/self/clear_refs", os.W_OK), reason="resets Linux's peak resident memory")
 def test_a_float_tensor_is_read_a_few_pages_at_a_time(tmp_path, monkeypatch):
     """A whole tensor's pages of the file stayed resident beside its copy until it was read: the
     load's peak went past the weights by the largest tensor (97 MiB over a --budget)."""
     from executor import gguf_file
-    from executor.source import Source, open_source
+    from executor.source import open_source
     from executor.weights import assemble
     from checkpoints import tiny_checkpoint
     folder = tiny_checkpoint(tmp_path / "wide", "mha-untied", vocab_size=65536)   # 16 MiB embedding and head

@@ -309,7 +309,7 @@ def test_a_rank_that_dies_stops_every_rank_and_is_named(smollm2):
     assert p.stdout.read(1)                   # rank 0 streams its first character: generation is under way
     workers[1].kill()
     _, err = p.communicate(timeout=120)       # a hang fails here, not in the suite's own time
-    assert p.returncode != 0
+    assert p.returncode == 1                  # a system failure, not the signal's own code
     assert "rank 1 of 2 was killed by SIGKILL; the other ranks were stopped" in err and "Traceback" not in err
     assert not [w for w in workers if w.is_running() and w.status() != psutil.STATUS_ZOMBIE]
 
@@ -416,6 +416,8 @@ def test_what_ranks_under_torchrun_cannot_share_is_refused_before_they_meet(monk
     ({"WORLD_SIZE": "two"}, "WORLD_SIZE='two' in the environment"),
     ({"WORLD_SIZE": "²"}, "WORLD_SIZE='²' in the environment"),
     ({"WORLD_SIZE": "2", "RANK": "x", "MASTER_ADDR": "localhost", "MASTER_PORT": "1"}, "RANK='x' is not a number"),
+    ({"WORLD_SIZE": "2", "RANK": "\u0661", "MASTER_ADDR": "localhost", "MASTER_PORT": "1"},    # int() reads it as 1
+     "RANK='\u0661' is not a number"),
     ({"WORLD_SIZE": "2", "RANK": "0", "MASTER_ADDR": "localhost", "MASTER_PORT": "abc"}, "MASTER_PORT='abc' is not a number"),
 ])
 def test_a_partial_launcher_environment_is_one_line_and_exit_2(monkeypatch, capsys, env, message):
@@ -427,6 +429,14 @@ def test_a_partial_launcher_environment_is_one_line_and_exit_2(monkeypatch, caps
     assert main(["run", "--prompt", "Hi"]) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1, err
+
+
+def test_a_world_size_of_one_left_alone_is_a_single_run(monkeypatch):
+    from executor.parallel import first_rank, launched
+    for name in ("RANK", "MASTER_ADDR", "MASTER_PORT"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    assert not launched() and first_rank()
 
 
 def test_under_torchrun_only_rank_0_notes(monkeypatch, capsys):
