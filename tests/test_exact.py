@@ -116,6 +116,18 @@ def test_a_head_start_that_settled_nothing_proves_no_bound():
     assert bound <= 12 and comp.extent(plan) >= bound
 
 
+def test_a_head_start_that_proved_a_lower_capacity_impossible_proves_nothing_of_a_higher_one():
+    """ABOVE_BOUND: 8 bytes proven too few, then 9 asked (as where another component raised the
+    bound): the head start's proof is of 8, and 9 fits."""
+    (comp,) = components(ABOVE_BOUND)
+    started = canonical.Decision(comp, 8, time.monotonic() + 5)
+    assert started.answered.wait(5) and started.found is None and started.proven
+    stacked = [sum(comp.size[:k]) for k in range(len(comp.size))]
+    plan, bound = exact._decide(comp, stacked, 9, time.monotonic() + 3, started)
+    check(names(comp.blocks_of(ABOVE_BOUND)), comp.blocks_of(ABOVE_BOUND), plan, 9, 1)
+    assert bound <= 9
+
+
 def test_a_cp_sat_bound_past_2_53_units_never_rounds_above_the_whole_bound():
     assert float(2**60 + 129) > 2**60 + 129                 # the double CP-SAT hands out rounds up
     for whole in (2**60 + 129, 2**55 + 5, 2**53 + 1, 17):
