@@ -248,19 +248,22 @@ def from_folder(folder: Path) -> TextTokenizer:
     config = _json(config_path)
     model_config = _json(Path(folder) / "config.json")
     cls = _built_as(config.get("tokenizer_class") or model_config.get("tokenizer_class"), text, model_config)
-    tok = _rebuilt_as_class(tok, text, cls, config)
     # As transformers reads a folder: special_tokens_map.json's win, but only where the config
     # is of the kind written before added_tokens_decoder (which save_pretrained now always writes);
     # a token neither names (nor names null) is the class's default
-    legacy = [] if "added_tokens_decoder" in config else [_json(Path(folder) / "special_tokens_map.json")]
+    legacy_path = Path(folder) / "special_tokens_map.json"
+    legacy = [] if "added_tokens_decoder" in config else [(_json(legacy_path), legacy_path)]
     special = dict(CLASS_SPECIAL.get(cls, {}))
-    for source in (config, *legacy):
+    for source, where in ((config, config_path), *legacy):
         for name in (*SPECIAL_TOKENS, *special):
             if name in source:      # null (or empty): none, over the class's or the config's
-                special[name] = _content(source[name]) if source[name] else None
+                read = _tokens if name == "additional_special_tokens" else _token
+                special[name] = read(source[name], f"{where}: {name}") if source[name] else None
     special = {name: token for name, token in special.items() if token}
-    named, extra = _special_tokens(config, special)
-    _add_config_tokens(tok, config, [*named.values(), *extra], config_path, _written_flags(*legacy, config))
+    tok = _rebuilt_as_class(tok, text, cls, config)    # after the loop above checked its tokens
+    named, extra = _special_tokens(config, special, config_path)
+    _add_config_tokens(tok, config, [*named.values(), *extra], config_path,
+                       _written_flags(*(source for source, _ in legacy), config))
     split = config.get("split_special_tokens", False)   # true: special tokens typed in a prompt are plain text
     if not isinstance(split, bool):
         raise ArenaError(f"{config_path}: split_special_tokens is {json.dumps(split)[:40]}; it must be true or false")
@@ -318,7 +321,7 @@ def _rebuilt_as_class(tok, text: str, name: str | None, config: dict):
         prefix = True if prefix is None else bool(prefix)
         legacy = name == "LlamaTokenizer" and config.get("legacy", False)
         scheme = ("always" if legacy else "first") if prefix else "never"
-        unk = {"unk_token": _content(config.get("unk_token") or "<unk>")} if name == "CodeLlamaTokenizer" else {}
+        unk = {"unk_token": _token(config.get("unk_token") or "<unk>", "unk_token")} if name == "CodeLlamaTokenizer" else {}
         rebuilt = Tokenizer(BPE(vocab=vocab, merges=merges, fuse_unk=True, byte_fallback=True, dropout=None, **unk))
         rebuilt.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme=scheme, split=False)
         strip = prefix or name == "CodeLlamaTokenizer"
@@ -341,22 +344,24 @@ def _rebuilt_as_class(tok, text: str, name: str | None, config: dict):
     return rebuilt
 
 
-def _special_tokens(config: dict, special: dict) -> tuple[dict, list]:
-    """(named special tokens, extra ones) as transformers 5 reads tokenizer_config.json: the
-    standard names of `special`, then any other key ending in _token, then the names of an
+def _special_tokens(config: dict, special: dict, path: Path) -> tuple[dict, list]:
+    """(named special tokens, extra ones) as transformers 5 reads tokenizer_config.json (`path`):
+    the standard names of `special`, then any other key ending in _token, then the names of an
     extra_special_tokens mapping (a name given twice is the mapping's); and the
     extra_special_tokens list, or where there is none, additional_special_tokens (the older
-    name, ignored beside a list)."""
+    name, ignored beside a list; a mapping there names tokens too)."""
     named = {name: value for name, value in special.items() if name != "additional_special_tokens"}
-    named.update({key: _content(value) for key, value in config.items() if key.endswith("_token")
-                  and key not in SPECIAL_TOKENS and isinstance(value, (str, dict))})
-    extra = config.get("extra_special_tokens")
-    if isinstance(extra, dict):
-        named.update({name: _content(token) for name, token in extra.items()})     # over the keys' own, as transformers'
-    elif isinstance(extra, list) and extra:
-        return named, [_content(t) for t in extra]
+    named.update({key: value if isinstance(value, str) else value["content"] for key, value in config.items()
+                  if key.endswith("_token") and key not in SPECIAL_TOKENS
+                  and (isinstance(value, str) or isinstance(value, dict) and isinstance(value.get("content"), str))})
+    extra = _tokens(config.get("extra_special_tokens"), f"{path}: extra_special_tokens")
+    if isinstance(extra, list) and extra:
+        return named, extra
     additional = special.get("additional_special_tokens") or []
-    return named, additional if isinstance(additional, list) else [additional]
+    for mapping in (additional, extra):     # the extra mapping's names win, as transformers'
+        if isinstance(mapping, dict):
+            named.update(mapping)
+    return named, additional if isinstance(additional, list) else []
 
 
 FLAGS = ("single_word", "lstrip", "rstrip", "normalized", "special")
@@ -460,8 +465,25 @@ def _json(path: Path) -> dict:
     return read_json_object(path, path.name) if path.is_file() else {}
 
 
-def _content(token):
-    """A special token as tokenizer_config.json writes it: a string, an AddedToken's dict, or a list of them."""
-    if isinstance(token, list):
-        return [_content(t) for t in token]
-    return token.get("content") if isinstance(token, dict) else str(token)
+def _token(value, where: str) -> str:
+    """A special token as tokenizer_config.json (or special_tokens_map.json) writes one: a string,
+    or an AddedToken's object; `where` names the key."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict) and isinstance(value.get("content"), str):
+        return value["content"]
+    raise ArenaError(f"{where} is {json.dumps(value)[:40]}; it must be a token: a string, or an object "
+                     "with a \"content\" string")
+
+
+def _tokens(value, where: str) -> list | dict:
+    """Extra special tokens as written: a list of tokens, an object naming them, or one token."""
+    if not value:
+        return []
+    if isinstance(value, list):
+        return [_token(t, f"{where}[{i}]") for i, t in enumerate(value)]
+    if isinstance(value, dict) and "content" not in value:
+        return {name: _token(t, f"{where}.{name}") for name, t in value.items()}
+    if not isinstance(value, (str, dict)):
+        raise ArenaError(f"{where} is {json.dumps(value)[:40]}; it must be a list of tokens, or an object naming them")
+    return [_token(value, where)]

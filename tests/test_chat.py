@@ -174,7 +174,9 @@ def test_special_tokens_map_gives_the_templates_special_tokens_as_in_transformer
     {"additional_special_tokens": ["<p>"], "extra_special_tokens": ["<q>"]},                 # the list alone
     {"additional_special_tokens": ["<p>", "<q>"], "image_token": "<|new|>"},
     {"image_token": "<q>", "extra_special_tokens": {"bos_token": "<p>", "image_token": "<|new|>"}},  # the mapping's win
-], ids=["decoder", "additional-and-a-mapping", "additional-beside-a-list", "a-named-key", "a-mapping-over-keys"])
+    {"additional_special_tokens": {"image_token": "<q>"}, "extra_special_tokens": []},       # an older mapping
+], ids=["decoder", "additional-and-a-mapping", "additional-beside-a-list", "a-named-key", "a-mapping-over-keys",
+        "additional-as-a-mapping"])
 def test_tokens_only_tokenizer_config_names_are_added_as_transformers_adds_them(tmp_path, names):
     """added_tokens_decoder entries (by id, flags included) and named or extra special tokens
     that are not added tokens yet: transformers 5 adds them, so prompts split at them, in its order."""
@@ -205,8 +207,14 @@ def test_tokens_only_tokenizer_config_names_are_added_as_transformers_adds_them(
     ({"added_tokens_decoder": {"5": {"content": "<x>", "lstrip": "false"}}},
      "added_tokens_decoder['5'].lstrip is \"false\"; it must be true or false"),
     ({"split_special_tokens": "yes"}, 'split_special_tokens is "yes"; it must be true or false'),
+    ({"bos_token": 1}, 'bos_token is 1; it must be a token'),
+    ({"extra_special_tokens": {"image_token": 3}}, "extra_special_tokens.image_token is 3; it must be a token"),
+    ({"extra_special_tokens": ["<p>", None]}, "extra_special_tokens[1] is null; it must be a token"),
+    ({"additional_special_tokens": [["<p>"]]}, 'additional_special_tokens[0] is ["<p>"]; it must be a token'),
+    ({"extra_special_tokens": 7}, "extra_special_tokens is 7; it must be a list of tokens, or an object naming them"),
 ])
 def test_a_malformed_tokenizer_config_is_refused_naming_the_key(tmp_path, config, message):
+    """Each of these is a TypeError in transformers, or would make a token of a number."""
     import json
 
     from executor.tokenizer import from_folder
