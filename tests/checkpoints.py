@@ -3,6 +3,7 @@ permuted the way llama.cpp's converter does), and our session on any of them. Pl
 the executor tests (pytest puts tests/ on the path); the fixtures built from them are in conftest.py."""
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -54,6 +55,18 @@ def tiny_checkpoint(folder: Path, name: str, shard_bytes: int | None = None, **o
     kwargs = {"max_shard_size": shard_bytes} if shard_bytes else {}
     model.save_pretrained(folder, **kwargs)
     return folder
+
+
+def copy_with_tensors(folder: Path, copy: Path, change) -> Path:
+    """`folder` copied to `copy`, its safetensors file rewritten as transformers writes one, with
+    the tensors `change` is given (name -> tensor) changed in place, or the dict it returns."""
+    from safetensors.torch import load_file, save_file
+    shutil.copytree(folder, copy)
+    file = next(copy.glob("*.safetensors"))
+    tensors = load_file(file)
+    changed = change(tensors)
+    save_file(changed if isinstance(changed, dict) else tensors, file, metadata={"format": "pt"})
+    return copy
 
 
 def hf_model(folder: Path):

@@ -15,8 +15,8 @@ from executor.weights import assemble
 from planner.errors import ArenaError
 
 from arena_checks import allocations, bytes_allocated, outside_products
-from checkpoints import (PROMPT, SEQUENCE, TINY, checkpoint_to_gguf, hf_model, our_session, teacher_forced,
-                         tiny_checkpoint)
+from checkpoints import (PROMPT, SEQUENCE, TINY, checkpoint_to_gguf, copy_with_tensors, hf_model, our_session,
+                         teacher_forced, tiny_checkpoint)
 
 
 def reference_logits(folder) -> torch.Tensor:
@@ -294,11 +294,8 @@ def test_a_stored_head_is_used_where_the_config_ties_it(tiny_folder, tmp_path):
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=str)
 def test_a_checkpoint_stored_in_16_bits_gives_transformers_logits(tiny_folder, tmp_path, dtype):
     """Most checkpoints are stored in 16 bits: each tensor read as its own type, run in float32."""
-    from safetensors.torch import load_file, save_file
-    folder = tmp_path / "stored"
-    shutil.copytree(tiny_folder("mha-untied"), folder)
-    file = folder / "model.safetensors"
-    save_file({name: t.to(dtype) for name, t in load_file(file).items()}, file, metadata={"format": "pt"})
+    folder = copy_with_tensors(tiny_folder("mha-untied"), tmp_path / "stored",
+                               lambda tensors: {name: t.to(dtype) for name, t in tensors.items()})
     expected = reference_logits(folder)
     assert (expected - reference_logits(tiny_folder("mha-untied"))).abs().max() > 1e-3   # the rounding shows
     with torch.inference_mode():
@@ -328,15 +325,10 @@ def test_a_file_cut_short_after_it_was_opened_is_named(tiny_folder, tmp_path):
 
 
 def test_a_nan_in_the_head_is_named_as_the_output_projection(tiny_folder, tmp_path):
-    from safetensors.torch import load_file, save_file
-
     from executor.weights import not_finite
-    shutil.copytree(tiny_folder("mha-untied"), tmp_path / "nan")
-    file = tmp_path / "nan" / "model.safetensors"
-    tensors = load_file(file)
-    tensors["lm_head.weight"][3, 5] = float("nan")
-    save_file(tensors, file, metadata={"format": "pt"})
-    weights = assemble(open_source(Source(tmp_path / "nan", "checkpoint")), torch.float32, torch.device("cpu"))
+    folder = copy_with_tensors(tiny_folder("mha-untied"), tmp_path / "nan",
+                               lambda tensors: tensors["lm_head.weight"][3, 5].fill_(float("nan")))
+    weights = assemble(open_source(Source(folder, "checkpoint")), torch.float32, torch.device("cpu"))
     assert not_finite(weights) == ("the output projection", True)
 
 
@@ -423,12 +415,8 @@ def test_a_matrix_is_read_a_slab_of_rows_at_a_time_into_its_place(tiny_folder, m
 
 @pytest.mark.parametrize("name", ["model.layers.0.input_layernorm.weight", "model.layers.0.self_attn.k_proj.weight"])
 def test_a_tensor_stored_as_a_scalar_names_its_shape(tiny_folder, tmp_path, name):
-    from safetensors.torch import load_file, save_file
-    folder = tmp_path / "scalar"
-    shutil.copytree(tiny_folder("gqa-tied"), folder)
-    tensors = load_file(folder / "model.safetensors")
-    tensors[name] = torch.tensor(1.0)
-    save_file(tensors, folder / "model.safetensors", metadata={"format": "pt"})
+    folder = copy_with_tensors(tiny_folder("gqa-tied"), tmp_path / "scalar",
+                               lambda tensors: tensors.update({name: torch.tensor(1.0)}))
     with pytest.raises(ArenaError, match=rf"tensor '{name}' has shape \(\), expected \("):
         assemble(open_source(Source(folder, "checkpoint")), torch.float32, torch.device("cpu"))
 

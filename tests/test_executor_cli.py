@@ -15,7 +15,7 @@ from llama_arena.cli import main
 from planner.estimate import RUNTIME_BYTES
 from planner.sizes import mib
 
-from checkpoints import checkpoint_to_gguf, tiny_checkpoint
+from checkpoints import checkpoint_to_gguf, copy_with_tensors, tiny_checkpoint
 
 @pytest.fixture(scope="module")
 def folder(word_folder):
@@ -439,13 +439,9 @@ def test_biases_given_as_null_are_transformers_default_and_run(folder, tmp_path,
 def test_weights_that_are_not_floats_are_exit_2_naming_the_tensor(folder, tmp_path, capsys, dtype):
     """Cast to float, they would run without a word and give wrong tokens (an FP8 checkpoint's scales are
     tensors of their own)."""
-    from safetensors.torch import load_file, save_file
-    copy = copy_of(folder, tmp_path)
-    file = next(copy.glob("*.safetensors"))
-    tensors = load_file(file)
     name = "model.layers.0.mlp.up_proj.weight"
-    tensors[name] = tensors[name].to(dtype)
-    save_file(tensors, file, metadata={"format": "pt"})
+    copy = copy_with_tensors(folder, tmp_path / "copy", lambda tensors: tensors.update({name: tensors[name].to(dtype)}))
+    file = next(copy.glob("*.safetensors"))
     assert main(["run", "--model", str(copy), "--prompt", "w5", "--max-new-tokens", "2"]) == 2
     assert capsys.readouterr().err.endswith(f"\narena: error: {file}: tensor '{name}' is {str(dtype)[6:]}; "
                                             "only float32, float16 and bfloat16 weights are supported\n")
@@ -552,12 +548,7 @@ def test_gguf_rope_factors_that_are_not_positive_are_refused(folder, tmp_path):
 @pytest.mark.parametrize("kind", ["checkpoint", "gguf"])
 def test_logits_that_are_not_finite_name_the_weight_that_holds_nan(folder, tmp_path, capsys, tensor, role, kind):
     """Not 'try --dtype f32' for a run that is in f32 already: the weight at fault, by its role."""
-    from safetensors.torch import load_file, save_file
-    copy = copy_of(folder, tmp_path)
-    file = next(copy.glob("*.safetensors"))
-    tensors = load_file(file)
-    tensors[tensor][0] = float("nan")
-    save_file(tensors, file, metadata={"format": "pt"})
+    copy = copy_with_tensors(folder, tmp_path / "copy", lambda tensors: tensors[tensor][0].fill_(float("nan")))
     def vocabulary(w):      # printable ASCII, one token each, "w5", then fillers to the model's vocabulary
         w.add_tokenizer_model("gpt2")
         w.add_token_list([chr(c) for c in range(33, 127)] + ["w5"] + [f"<{i}>" for i in range(128 - 95)])
@@ -572,12 +563,7 @@ def test_logits_that_are_not_finite_name_the_weight_that_holds_nan(folder, tmp_p
                                          (float("nan"), "NaN")], ids=["past-f16", "nan"])
 def test_a_weight_past_f16s_range_is_blamed_on_f16_not_the_file(folder, tmp_path, capsys, value, held):
     """Finite in the file, infinite once cast to f16: the file is not at fault; a NaN is the file's."""
-    from safetensors.torch import load_file, save_file
-    copy = copy_of(folder, tmp_path)
-    file = next(copy.glob("*.safetensors"))
-    tensors = load_file(file)
-    tensors["model.norm.weight"][0] = value
-    save_file(tensors, file, metadata={"format": "pt"})
+    copy = copy_with_tensors(folder, tmp_path / "copy", lambda tensors: tensors["model.norm.weight"][0].fill_(value))
     assert main(["run", "--model", str(copy), "--prompt", "w5", "--max-new-tokens", "2", "--dtype", "f16"]) == 2
     assert capsys.readouterr().err.endswith(f"\narena: error: {copy}: the output norm holds {held}, so the logits "
                                             "are not finite (NaN or infinity)\n")
