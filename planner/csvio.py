@@ -42,11 +42,12 @@ _INTEGER = re.compile(r"\s*-?[0-9]+\s*", re.ASCII)
 _GAP = re.compile(r"(-?[0-9]{1,50})-(-?[0-9]{1,50})(?:@[0-9]{1,50}:[0-9]{1,50})?", re.ASCII)
 
 
-def read_problem(path, align: int = 1, optional: dict | None = None) -> list[Buffer]:
-    """The buffers of a problem; `optional`, where given, gets minimalloc's optional columns
-    the file has, as written (column -> buffer id -> text), for its solution to keep."""
+def read_problem(path, align: int | None = 1, optional: dict | None = None, kept=OPTIONAL) -> list[Buffer]:
+    """The buffers of a problem; `optional`, where given, gets the `kept` columns the file has,
+    as written (column -> buffer id -> text): minimalloc's optional columns, for its solution
+    to keep. `align` None: each buffer's size as written, its alignment for the caller to keep."""
     path = Path(path)
-    if align < 1:
+    if align is not None and align < 1:
         raise ArenaError(f"--align must be a positive number of bytes, not {align}")
     rows = _rows(path)
     top = next(k for k, row in enumerate(rows) if not _blank(row.cells))
@@ -66,9 +67,9 @@ def read_problem(path, align: int = 1, optional: dict | None = None) -> list[Buf
             continue
         name, lower, upper, size = _fields(row, columns)
         seen.add(name)
-        buffers.append(Buffer(name, name, lower, upper - 1, align_up(size, align), None, nbytes=size))
+        buffers.append(Buffer(name, name, lower, upper - 1, align_up(size, align or 1), None, nbytes=size))
         alignments.append((number, name, _alignment(row, header)))
-        for column in OPTIONAL if optional is not None else ():
+        for column in kept if optional is not None else ():
             if column in header:
                 optional.setdefault(column, {})[name] = _cell(row, header, column)
         cell = _cell(row, header, "gaps")
@@ -86,6 +87,9 @@ def read_problem(path, align: int = 1, optional: dict | None = None) -> list[Buf
     if total > MAX_BYTES:       # so that no offset or sum of sizes overflows, whatever the lifetimes
         raise ArenaError(f"{path}: the buffers add up to {total:,} bytes; at most 2^62 = {MAX_BYTES:,} bytes "
                          "are planned, all buffers together")
+    if "offset" in header and "offset" not in kept:
+        note(f"note: {path}: its offset column is not read; the buffers are planned anew (arena viz --plan "
+             f"{path} draws the plan it holds)")
     if gaps:
         note(f"note: {path}: the gaps of {gaps} buffer(s) are not used for placing; each buffer is planned as live "
              f"from lower to upper (the lower bound counts its gaps free)")
@@ -153,11 +157,11 @@ def _alignment(row: list[str], header: list[str]) -> int | str:
         else text or 1
 
 
-def _unkept(path: Path, alignments: list[tuple[int, str, int | str]], align: int) -> list[str]:
+def _unkept(path: Path, alignments: list[tuple[int, str, int | str]], align: int | None) -> list[str]:
     """Faults for alignments that are not positive integers or that `align` does not keep."""
     bad = [f"{path}:{number}: buffer '{name}' has alignment '{show(a)}'; alignments are positive integers up to 2^62"
            for number, name, a in alignments if isinstance(a, str)]
-    if bad:
+    if bad or align is None:
         return bad
     least = math.lcm(align, *(a for _, _, a in alignments))
     keeps = (f"--align {least} keeps every buffer's" if least <= MAX_BYTES else
@@ -214,6 +218,28 @@ def gap_bound(buffers: list[Buffer], gaps: dict[str, str]) -> int:
             start = max(start, upper)
         stretches.append(Block(start, b.last, b.nbytes))
     return lower_bound([s for s in stretches if s.first <= s.last])
+
+
+def read_solution(path) -> tuple[list[Buffer], list[int]]:
+    """The buffers of a solution (a problem with an `offset` column, as `arena plan --csv P --out
+    S.csv` and minimalloc write one) and their offsets, each a multiple of its row's alignment."""
+    cells: dict[str, dict[str, str]] = {}
+    buffers = read_problem(path, None, cells, kept=("alignment", "offset"))
+    if "offset" not in cells:
+        raise ArenaError(f"{path}: no 'offset' column, so no plan to draw: a problem, not a solution "
+                         f"(`arena plan --csv PROBLEM.csv --out SOLUTION.csv` writes one)")
+    offsets, faults = [], []
+    for b in buffers:
+        text, alignment = cells["offset"][b.name], int(cells.get("alignment", {}).get(b.name) or 1)
+        offset = int(text) if _INTEGER.fullmatch(text) and len(text) <= _MAX_DIGITS else -1
+        if offset < 0 or offset > MAX_BYTES:
+            faults.append(f"{path}: buffer '{b.name}' has offset '{show(text)}'; offsets are integers from 0 to 2^62")
+        elif offset % alignment:
+            faults.append(f"{path}: buffer '{b.name}' has offset {offset:,}, not a multiple of its alignment {alignment}")
+        offsets.append(offset)
+    if faults:
+        raise ArenaError(*faults)
+    return buffers, offsets
 
 
 def solution_csv(plan: Plan, optional: dict[str, dict[str, str]] | None = None) -> str:

@@ -62,15 +62,23 @@ def print_plan(plan: Plan, console: Console) -> None:
     console.print(summary(plan))
 
 
+def ratio(plan: Plan) -> str:
+    """arena / lower bound to three decimals, or as many more as show an arena above its bound."""
+    value = plan.arena / plan.lower_bound if plan.lower_bound else 1.0
+    digits = 3
+    while f"{value:.{digits}f}" == f"{1:.{digits}f}" and plan.arena > plan.lower_bound and digits < 12:
+        digits += 1
+    return f"{value:.{digits}f}"
+
+
 def summary(plan: Plan) -> Table:
     t = Table.grid(padding=(0, 2))
     t.add_column(justify="left")
     t.add_column(justify="right")
-    ratio = plan.arena / plan.lower_bound if plan.lower_bound else 1.0
     # the proof is of plans whose offsets keep the alignment (a CSV's own alignments may be smaller)
     of = f"offsets multiples of {plan.align:,}" if plan.align > 1 else ""
     rows = [("arena", _bytes(plan.arena)), ("lower bound", _bytes(plan.lower_bound)),
-            ("arena / lower bound", f"{ratio:.3f}"),
+            ("arena / lower bound", ratio(plan)),
             ("proven optimal", (f"yes ({of})" if of else "yes") if plan.optimal else
              f"no (best bound {_bytes(plan.bound)}{', ' + of if of else ''})"),
             ("no-reuse total", _bytes(plan.no_reuse)), ("bytes saved", _bytes(plan.no_reuse - plan.arena)),

@@ -1,4 +1,5 @@
 """Plans of the llama schedules, and random valid tables: always checked, within their bounds."""
+import json
 import re
 import textwrap
 from pathlib import Path
@@ -144,6 +145,9 @@ def test_the_readmes_python_example_runs_and_prints_what_it_says(capsys):
     exec(compile(code, "README.md", "exec"), {})
     said = re.search(r"print\(.*\)\s*# (.*)", code).group(1)
     assert capsys.readouterr().out.strip() == said.strip()
+    exec(compile(code.replace('"llama-layer.yaml"', '"llama.yaml"'), "README.md", "exec"), {})  # the whole model too
+    arena, bound, optimal = capsys.readouterr().out.split()
+    assert int(arena) > int(said.split()[0]) and optimal == "True"
 
 
 @pytest.mark.parametrize("blocks, offsets, arena, align, fault", [
@@ -157,3 +161,22 @@ def test_the_checker_refuses_each_kind_of_wrong_plan(blocks, offsets, arena, ali
     with pytest.raises(PlanInvalid, match=fault):
         check(["a", "b"], blocks, offsets, arena, align)
     check(["a", "b"], [(0, 0, 4), (1, 1, 4)], [0, 4], 8, 4)     # (and passes one that is right)
+
+
+@pytest.mark.parametrize("arena, bound, shown", [(1_000_001, 1_000_000, "1.000001"), (1_000, 1_000, "1.000"),
+                                                 (1_500, 1_000, "1.500"), (1_000_400, 1_000_000, "1.0004")])
+def test_an_arena_above_its_bound_never_reads_as_its_bound(arena, bound, shown):
+    from planner.report import ratio
+    assert ratio(Plan(arena, bound, 1, "naive", [], [])) == shown
+
+
+def test_a_plans_dict_is_its_own():
+    """Changing what to_dict gives leaves the plan as it was."""
+    plan = plan_lifetimes(bind(load("schedules/llama-layer.yaml"), {**PRESETS["smollm2-135m"], "n": 7}))
+    before = plan.to_json()
+    d = plan.to_dict()
+    d["buffers"][0]["offset"], d["dims"]["n"] = 12345, 99
+    d["steps"].append("more")
+    next(b for b in d["buffers"] if b["shape"])["shape"].append(2)
+    assert plan.to_json() == before
+    assert Plan.from_dict(json.loads(before)).to_json() == before

@@ -778,3 +778,89 @@ def test_tensor_headers_are_whole_or_left_out(seed, width):
     lifetimes, plan = seed
     header = next(line for line in screen(plan, lifetimes, width=width) if "step" in line and "graph" in line)
     assert "live bytes" in header or "live" not in header
+
+
+def trace_offsets(path) -> dict[str, int]:
+    return {e["name"]: e["args"]["offset"] for e in json.loads(path.read_text())["traceEvents"]
+            if e.get("ph") == "X" and "offset" in e.get("args", {})}
+
+
+@pytest.mark.parametrize("made, strategy", [(["llama-layer", "--set", "n=7"], "exact"),
+                                            (["llama", "--set", "n=3", "--set", "nlayers=2"], "greedy-size"),
+                                            (["--csv", "MINIMALLOC"], "naive")])
+def test_a_saved_plan_is_drawn_as_it_was_saved(tmp_path, minimalloc, capsys, made, strategy):
+    """`arena plan --out` then `arena viz --plan`: the saved offsets, not a new plan's (naive's
+    20 bytes for minimalloc's example, where a new plan takes 12), and the same summary."""
+    made = [minimalloc if a == "MINIMALLOC" else a for a in made]
+    saved = tmp_path / ("plan.csv" if "--csv" in made else "plan.json")
+    assert main(["plan", *made, "--strategy", strategy, "--out", str(saved)]) == 0
+    capsys.readouterr()
+    assert main(["plan", *made, "--strategy", strategy, "--json"]) == 0
+    plan = json.loads(capsys.readouterr().out)
+    assert main(["viz", "--plan", str(saved), "--trace", str(tmp_path / "t.json")]) == 0
+    assert trace_offsets(tmp_path / "t.json") == {b["name"]: b["offset"] for b in plan["buffers"]}
+    assert main(["viz", "--plan", str(saved), "--width", "120"]) == 0
+    shown = capsys.readouterr().out
+    assert re.search(rf"^arena +{plan['arena']:,}", shown, re.M), shown
+    if "--csv" in made:
+        assert plan["arena"] == 20 and re.search(r"^proven optimal +no \(best bound 12\)", shown, re.M)
+
+
+def test_viz_of_a_solution_as_a_problem_says_its_offsets_are_not_read(tmp_path, minimalloc, capsys):
+    solution = tmp_path / "s.csv"
+    assert main(["plan", "--csv", minimalloc, "--strategy", "naive", "--out", str(solution)]) == 0
+    capsys.readouterr()
+    assert main(["viz", "--csv", str(solution)]) == 0
+    assert f"note: {solution}: its offset column is not read; the buffers are planned anew " \
+           f"(arena viz --plan {solution} draws the plan it holds)" in capsys.readouterr().err
+
+
+def edited(plan: dict, change) -> dict:
+    plan = json.loads(json.dumps(plan))
+    change(plan, {b["name"]: b for b in plan["buffers"]})
+    return plan
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda p, b: b["attn#0"].update(offset=b["x#0"]["offset"]), "attn#0 [0, 26880) and x#0 [0, 16128) are live "
+                                                                  "together and overlap"),
+    (lambda p, b: b["x#0"].update(offset=1), "x#0: offset 1 is not a non-negative multiple of 256"),
+    (lambda p, b: p.update(arena=p["arena"] + 256), "arena 75,520, but its buffers end at 75,264"),
+    (lambda p, b: p.update(optimal=False), "proven optimal false, with arena 75,264 and best bound 75,264"),
+    (lambda p, b: p.update(lower_bound=p["lower_bound"] + 1), "lower bound 75,265, above the 75,264 bytes live"),
+    (lambda p, b: b["x_#0"].update(last=99), "buffer 'x_#0' lives at steps 2..99, outside the plan's 13 steps"),
+    (lambda p, b: b["x_#0"].update(size="12"), 'buffers[3].size is "12"; expected an integer'),
+    (lambda p, b: b["tokens#0"].update(offset=0), "buffer 'tokens#0' has an offset in host memory"),
+    (lambda p, b: p.pop("buffers"), "no 'buffers'; not a plan `arena plan` wrote"),
+    (lambda p, b: p.update(ranks=[]), "the plans of the ranks of `arena plan --tp`"),
+], ids=["overlap", "misaligned", "arena", "optimal", "lower-bound", "steps", "type", "host", "keys", "ranks"])
+def test_a_plan_file_that_is_no_plan_is_refused_naming_it(tmp_path, capsys, change, message):
+    good = tmp_path / "plan.json"
+    assert main(["plan", "llama-layer", "--set", "n=7", "--out", str(good)]) == 0
+    path = tmp_path / "edited.json"
+    path.write_text(json.dumps(edited(json.loads(good.read_text()), change)))
+    capsys.readouterr()
+    assert main(["viz", "--plan", str(path), "--svg", str(tmp_path / "p.svg")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"arena: error: {path}: {message}") and "Traceback" not in err, err
+    assert not (tmp_path / "p.svg").exists()
+
+
+@pytest.mark.parametrize("text, message", [
+    ("id,lower,upper,size\na,0,3,4\n", "no 'offset' column, so no plan to draw: a problem, not a solution"),
+    ("id,lower,upper,size,offset\na,0,3,4,x\n", "buffer 'a' has offset 'x'; offsets are integers from 0 to 2^62"),
+    ("id,lower,upper,size,offset\na,0,3,4,0\nb,2,5,4,2\n", "b [2, 6) and a [0, 4) are live together and overlap"),
+    ("id,lower,upper,size,alignment,offset\na,0,3,4,8,0\nb,0,3,4,8,4\n",
+     "buffer 'b' has offset 4, not a multiple of its alignment 8"),
+], ids=["problem", "not-a-number", "overlap", "alignment"])
+def test_a_csv_that_is_no_solution_is_refused_naming_it(tmp_path, capsys, text, message):
+    path = tmp_path / "s.csv"
+    path.write_text(text)
+    assert main(["viz", "--plan", str(path)]) == 2
+    assert capsys.readouterr().err.startswith(f"arena: error: {path}: {message}")
+
+
+@pytest.mark.parametrize("more", [["llama-layer"], ["--csv", "p.csv"], ["--strategy", "exact"], ["--set", "n=3"]])
+def test_plan_with_options_that_make_a_plan_is_refused(tmp_path, capsys, more):
+    assert main(["viz", "--plan", str(tmp_path / "plan.json"), *more]) == 2
+    assert "makes a plan; --plan" in capsys.readouterr().err

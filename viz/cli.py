@@ -8,15 +8,20 @@ from planner.options import add_plan_inputs, input_files, integer, plan_from_arg
 from planner.output import check_targets, write_all
 from planner.progress import Waiting
 from planner.report import MIN_WIDTH, output_console
+from planner.saved import load_plan
 
 from . import terminal, trace
 
 
 def add_parser(sub) -> None:
     viz = sub.add_parser("viz", help="draw a plan: lifetime table and arena map, PNG/SVG/HTML, trace JSON",
-                         description="Draw the plan of a schedule or a minimalloc CSV. Without a file option "
-                                     "it prints the lifetime table and the arena map; with any, it writes them.")
+                         description="Draw the plan of a schedule or a minimalloc CSV, or a plan saved by "
+                                     "arena plan (--plan). Without a file option it prints the lifetime table and "
+                                     "the arena map; with any, it writes them.")
     add_plan_inputs(viz)
+    viz.add_argument("--plan", metavar="FILE",
+                     help="draw a saved plan, checked first: the JSON of arena plan --out PLAN.json (or --json), "
+                          "or a CSV solution (arena plan --csv P --out S.csv, or minimalloc's)")
     viz.add_argument("--layers", metavar="A-B",
                      help="show these layers in the terminal, fold the others (default: the first and the last)")
     viz.add_argument("--width", type=integer, metavar="COLUMNS", help="terminal width to draw for (default: detected)")
@@ -35,7 +40,7 @@ def run(args) -> int:
     shaping = [option for option, value in (("--layers", args.layers), ("--width", args.width)) if value is not None]
     if files and shaping:   # else they would be ignored without a word
         raise ArenaError(f"{shaping[0]} shapes the terminal view, which {next(iter(files))} replaces; give one or the other")
-    lifetimes, plan = plan_from_args(args)
+    lifetimes, plan = (None, saved_plan(args)) if args.plan is not None else plan_from_args(args)
     keep = terminal.shown_steps(lifetimes, layers)
     if not files:
         terminal.render(output_console(args.width), plan, lifetimes, keep)
@@ -55,12 +60,26 @@ def run(args) -> int:
     return 0
 
 
+def saved_plan(args):
+    """The plan of --plan's file; the options that make a plan would be ignored, so they are refused."""
+    made = [option for option, given in (("SCHEDULE", args.schedule is not None), ("--csv", args.csv is not None),
+                                         ("--model", args.model is not None), ("--set", args.set),
+                                         ("--dtype", args.dtype is not None), ("--align", args.align is not None),
+                                         ("--strategy", args.strategy != "auto"), ("--time-limit", args.time_limit != 10),
+                                         ("--capacity", args.capacity is not None)) if given]
+    if made:
+        raise ArenaError(f"{made[0]} makes a plan; --plan {args.plan} draws the one saved there: give one or the other")
+    if args.plan == "":
+        raise ArenaError("--plan: the path is empty")
+    return load_plan(args.plan)
+
+
 def output_files(args) -> dict[str, str]:
     """{option: path} of the files asked for, each checked before any is drawn or written,
     so that one bad path leaves no file at all."""
     files = {option: path for option, path in (("--png", args.png), ("--svg", args.svg), ("--html", args.html),
                                                 ("--trace", args.trace)) if path is not None}
-    check_targets(files, input_files(args))
+    check_targets(files, {"--plan": args.plan} if args.plan is not None else input_files(args))
     return files
 
 

@@ -26,6 +26,7 @@ from matplotlib.text import Text
 from matplotlib.ticker import FuncFormatter, MaxNLocator
 
 from planner.errors import show
+from planner.report import ratio
 from planner.place.problem import Sections
 from planner.plan import Buffer, Plan
 
@@ -205,7 +206,6 @@ def _axes_text(plan: Plan, fig: Figure, top, bottom, ticks, x_label: str) -> tup
         bottom.xaxis.set_major_locator(MaxNLocator(integer=True))
         bottom.xaxis.set_major_formatter(FuncFormatter(lambda x, _: ticks(x)))
     bottom.set_xlabel(x_label)
-    ratio = plan.arena / plan.lower_bound if plan.lower_bound else 1.0
     drawn = {b.tensor for b in plan.device()}
     handles = [Patch(color=c, label=show(t, LEGEND_CHARS)) for t, c in colors(plan).items() if t in drawn]
     if len(handles) > len(PALETTE):   # colors repeat: the labels inside the rectangles say which is which
@@ -213,7 +213,7 @@ def _axes_text(plan: Plan, fig: Figure, top, bottom, ticks, x_label: str) -> tup
     handles += top.get_legend_handles_labels()[0]
     legend = fig.legend(handles=handles, loc="outside right upper", fontsize=8)
     return legend, fig.suptitle(f"arena map of {show(plan.schedule or 'the CSV problem', 2 * LEGEND_CHARS)}\n{plan.arena:,} bytes, "
-                                f"{ratio:.3f} x the lower bound ({plan.strategy})", fontsize=10, x=0.01, ha="left")
+                                f"{ratio(plan)} x the lower bound ({plan.strategy})", fontsize=10, x=0.01, ha="left")
 
 
 def _widen_under_title(fig: Figure, legend: Legend, title: Text) -> None:
