@@ -144,3 +144,25 @@ def test_members_end_with_a_parent_killed_outright():
         time.sleep(0.1)
     os.kill(member, signal.SIGKILL)
     pytest.fail("the member outlived its parent")
+
+
+@two_cores
+def test_sigterm_to_the_whole_group_ends_the_members_without_a_word():
+    """`timeout` and service managers signal the process group: a member that kept the parent's
+    SIGTERM handler raised its exception and multiprocessing printed the traceback."""
+    import subprocess
+    import sys
+    code = ("import signal, sys, time; sys.path[:0] = ['tests', '.']; import llama_arena, test_stacking as t; "
+            "from instances import cut; signal.signal(signal.SIGTERM, llama_arena._terminate)\n"
+            "try: t.race([t.Sleeps()], cut(30, 1, 12, 64), 64, time.monotonic() + 600)\n"
+            "except llama_arena.Terminated: sys.exit(143)")
+    parent = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True, start_new_session=True)
+    member = int(parent.stdout.readline())
+    os.killpg(parent.pid, signal.SIGTERM)
+    assert parent.wait(timeout=30) == 143
+    assert parent.stderr.read() == ""
+    with pytest.raises(ProcessLookupError):
+        for _ in range(50):
+            os.kill(member, 0)
+            time.sleep(0.1)

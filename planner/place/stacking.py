@@ -181,6 +181,7 @@ def _member(member: Stacking, blocks: list[Block], capacity: int, deadline: floa
 
 def _send(pipe, member: Stacking, blocks: list[Block], capacity: int, deadline: float, parent: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)    # Ctrl-C is the parent's to answer: it kills the members
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)   # not the parent's handler: its exception would print here
     _die_with(parent)
     pipe.send(_member(member, blocks, capacity, deadline))
 
