@@ -1,5 +1,6 @@
 """The bar `arena plan` shows on a terminal while a search takes long."""
 import io
+import re
 import time
 
 import pytest
@@ -56,3 +57,24 @@ def test_work_without_a_limit_shows_the_seconds_spent():
         time.sleep(0.3)
     shown = out.getvalue()
     assert "drawing the png" in shown and " s" in shown and " of " not in shown
+
+
+def test_past_the_limit_the_seconds_go_on():
+    """Checking and writing a large plan come after its search: the bar does not stop at the limit."""
+    out = io.StringIO()
+    with Waiting("planning", 0.1, Console(file=out, force_terminal=True, width=100)):
+        time.sleep(0.4)
+    seconds = [float(s) for s in re.findall(r"([0-9.]+) s of 0.1 s", out.getvalue())]
+    assert max(seconds) >= 0.3, seconds
+
+
+@pytest.mark.parametrize("strategy, limit", [("auto", 10.0), ("exact", 10.0), ("skyline", None), ("greedy-size", None)])
+def test_only_the_strategies_that_keep_the_limit_count_against_it(strategy, limit):
+    """The heuristics alone have no clock: a bar against --time-limit would sit full while they work on."""
+    import argparse
+
+    from planner import cli
+    from planner.options import clock
+    parser = argparse.ArgumentParser()
+    cli.add_parsers(parser.add_subparsers())
+    assert clock(parser.parse_args(["plan", "--csv", "p.csv", "--strategy", strategy])) == limit
