@@ -8,6 +8,7 @@ from __future__ import annotations
 import bisect
 import heapq
 import time
+from array import array
 
 from .problem import Block, conflicts
 
@@ -37,7 +38,9 @@ def greedy_size(blocks: list[Block], deadline: float | None = None) -> list[int]
     rank = [0] * len(blocks)
     for r, i in enumerate(order):
         rank[i] = r
-    earlier: list[list[int]] = [[] for _ in blocks]     # conflicting blocks placed before each one
+    # conflicting blocks placed before each one: 4 bytes a pair, where a list's pointer took 8
+    # (10^7 pairs on 10^4 blocks with a thousand live at once, 44 MB)
+    earlier = [array("i") for _ in blocks]
     for count, (a, b) in enumerate(conflicts(blocks)):
         if count % CLOCK_EVERY == 0 and late():
             return None
