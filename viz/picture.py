@@ -23,6 +23,7 @@ from matplotlib.figure import Figure
 from matplotlib.legend import Legend
 from matplotlib.patches import Patch, Rectangle
 from matplotlib.text import Text
+from matplotlib.transforms import TransformedPatchPath
 from matplotlib.ticker import FuncFormatter, MaxNLocator
 
 from planner.errors import show
@@ -148,12 +149,15 @@ def figure(plan: Plan) -> Figure:
     fig.draw_without_rendering()
     _widen_under_title(fig, legend, title)
     drawn = {ax: [] for ax, _, _ in panels}
+    # one clip path an axes: add_artist made each rectangle its own, 17 of 50 s at 10^5
+    clips = {ax: TransformedPatchPath(ax.patch) for ax, _, _ in panels}
     for i, b in device:
         ax = bottom if split and b.persistent else top
         outline = 0.8 if min((b.last - b.first + 1) * unit_px, b.size * byte_px[ax]) >= MIN_OUTLINED_PX else 0
         # add_artist, not add_patch: the limits are set, and updating them took most of the time at 10^4
         ax.add_artist(Rectangle((float(b.first - origin), b.offset), float(b.last - b.first + 1), b.size,
-                                facecolor=palette[b.tensor], edgecolor="white", linewidth=outline, gid=f"inst-{i}"))
+                                facecolor=palette[b.tensor], edgecolor="white", linewidth=outline, gid=f"inst-{i}",
+                                clip_path=clips[ax]))
         drawn[ax].append(b)
     for ax, buffers in drawn.items():
         _label(ax, buffers, palette, origin)
