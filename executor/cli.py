@@ -229,6 +229,7 @@ def _generate_in(args, group, torch) -> int:
     if args.trace is not None:
         from viz.trace import write_run_trace
         write_run_trace(args.trace, session.trace)
+        note(f"wrote {args.trace} (trace)")
     if args.json:
         print(json.dumps(summary))
     else:
@@ -519,15 +520,16 @@ def _kind(s: dict) -> str:
 
 
 def _print_summary(s: dict) -> None:
+    """The plan and the speed, on stderr as the estimate before them: stdout is the text alone."""
     ratio = s["arena"] / s["lower_bound"]
-    print(f"plan    arena {mib(s['arena'])} (lower bound {mib(s['lower_bound'])}, {ratio:.3f}x), "
+    note(f"plan    arena {mib(s['arena'])} (lower bound {mib(s['lower_bound'])}, {ratio:.3f}x), "
           f"KV cache {mib(s['kv_bytes'])} ({s['nctx']} positions), weights {mib(s['weight_bytes'])} {_kind(s)}")
     prefilled, decoded = len(s["prompt_tokens"]), len(s["tokens"]) - 1
-    print(f"speed   prefill {prefilled} {plural(prefilled, 'token')} at {s['prefill_tok_s']:.1f} tok/s, "
+    note(f"speed   prefill {prefilled} {plural(prefilled, 'token')} at {s['prefill_tok_s']:.1f} tok/s, "
           f"decode {decoded} {plural(decoded, 'token')} at {s['decode_tok_s']:.1f} tok/s "
           f"({s['device']}, stop: {s['stop']})")
     for rank, r in enumerate(s.get("ranks", [])):
-        print(f"rank {rank}  arena {mib(r['arena'])}, KV cache {mib(r['kv_bytes'])}, weights {mib(r['weight_bytes'])}")
+        note(f"rank {rank}  arena {mib(r['arena'])}, KV cache {mib(r['kv_bytes'])}, weights {mib(r['weight_bytes'])}")
 
 
 def _write(text: str) -> None:

@@ -100,12 +100,16 @@ def test_chat_template_wraps_the_prompt(folder, capsys):
 
 
 def test_text_streams_then_plan_and_speed(folder, capsys):
+    """The text alone on stdout (to pipe or save), the plan and the speed on stderr after the estimate."""
     assert main(["run", "--model", str(folder), "--prompt", "w5 w6", "--max-new-tokens", "4", "--ignore-eos"]) == 0
-    out = capsys.readouterr().out.splitlines()
-    assert out[-2].startswith("plan    arena ") and "lower bound" in out[-2] and "KV cache" in out[-2]
-    assert out[-1].startswith("speed   prefill 2 tokens") and "decode 3 tokens" in out[-1]
+    out, err = capsys.readouterr()
+    assert len(out.splitlines()) == 1 and out.endswith("\n") and "arena" not in out and "tok/s" not in out, out
+    err = err.splitlines()
+    assert err[0].startswith("estimate  ")
+    assert err[-2].startswith("plan    arena ") and "lower bound" in err[-2] and "KV cache" in err[-2]
+    assert err[-1].startswith("speed   prefill 2 tokens") and "decode 3 tokens" in err[-1]
     assert main(["run", "--model", str(folder), "--prompt", "w5", "--max-new-tokens", "2", "--ignore-eos"]) == 0
-    assert capsys.readouterr().out.splitlines()[-1].startswith("speed   prefill 1 token at ")
+    assert capsys.readouterr().err.splitlines()[-1].startswith("speed   prefill 1 token at ")
 
 
 @pytest.mark.parametrize("weights, kind", [("native", "native, run in f32"), ("f32", "f32")])
@@ -113,7 +117,7 @@ def test_summary_names_the_weights_as_held(folder, weights, kind, capsys):
     from executor.cli import _print_summary
     summary = run_json(capsys, "--model", str(folder), "--prompt", "w5 w6", "--max-new-tokens", "2")
     _print_summary({**summary, "weights": weights})
-    plan = capsys.readouterr().out.splitlines()[0]
+    plan = capsys.readouterr().err.splitlines()[0]
     assert plan.endswith(f" {kind}"), plan
 
 
