@@ -39,9 +39,11 @@ def check_context(prompt_len: int, max_new_tokens: int, nctx: int) -> None:
     if max_new_tokens < 1:
         raise ArenaError(f"--max-new-tokens: must be at least 1, not {max_new_tokens}")
     if prompt_len + max_new_tokens - 1 > nctx:    # the last new token is never fed back: it takes no position
+        need, room = prompt_len + max_new_tokens - 1, nctx - prompt_len + 1
+        fewer = f"--max-new-tokens {room} or less, or " if room >= 1 else ""
         raise ArenaError(f"--nctx: the prompt ({prompt_len} {plural(prompt_len, 'token')}) plus --max-new-tokens "
-                         f"{max_new_tokens} need {prompt_len + max_new_tokens - 1} positions (the last new token "
-                         f"takes none); the context has {nctx}")
+                         f"{max_new_tokens} need {need} positions (the last new token takes none); the context has "
+                         f"{nctx}: give {fewer}--nctx {need} or more")
 
 
 def generate(session: Session, prompt: list[int], max_new_tokens: int, sampler: Sampler,

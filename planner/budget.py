@@ -140,8 +140,9 @@ def _nothing_fits(fitter: Fitter, budget: int, prompt: int, new_tokens: int | No
     outside = fitter.fixed - fitter.weights
     beside = f" and the {mib(outside)} the run holds outside the arena" if outside else ""
     if fitter.weights > budget:
+        smaller = "; 16-bit weights take half (--dtype bf16 or f16)" if fitter.held == "f32" else ""
         return (f"{head} the weights alone take {mib(fitter.weights)} ({fitter.held}), "
-                f"{mib(fitter.weights - budget)} more; {smallest}")
+                f"{mib(fitter.weights - budget)} more{smaller}; {smallest}")
     if fitter.fixed > budget:
         return (f"{head} the weights ({mib(fitter.weights)}, {fitter.held}){beside} take "
                 f"{mib(fitter.fixed)}, {mib(fitter.fixed - budget)} more; {smallest}")

@@ -12,11 +12,11 @@ from . import csvio, graph, markdown, schedule
 from .budget import Fitter, choose, describe
 from .lifetimes import DEFAULT_ALIGN
 from .options import (add_plan_inputs, check_heads, input_files, integer, load_schedule, plan_from_args, schedule_path,
-                      settle_inputs)
+                      set_nctx, settle_inputs)
 from .errors import ArenaError, CapacityMissed, note, read_json_object
 from .estimate import estimate, native_weight_bytes, shard_tensors, workspace_bytes
 from .gguf_tensors import misshapen, tensors
-from .models import (SET_DIGITS, gguf_refusal, is_gguf, model_dims, model_file, model_header, parse_sets,
+from .models import (gguf_refusal, is_gguf, model_dims, model_file, model_header, parse_sets,
                      rms_norm_eps, rope_settings, run_refusal, tied_output)
 from .output import check_targets, write_all, write_atomic
 from .plan import Plan
@@ -34,8 +34,6 @@ def add_parsers(sub) -> None:
                       help="also save the plan: the JSON --json prints, or for --csv minimalloc's solution "
                            "(id,lower,upper,size, alignment and gaps where the problem has them, offset)")
     plan.add_argument("--graph", metavar="FILE.graphml", help="write the interference graph (networkx GraphML)")
-    plan.add_argument("--nctx", type=integer, metavar="N",
-                      help="KV cache positions (--set nctx=N); a call then prefills all N unless --set n= says less")
     plan.add_argument("--tp", type=integer, default=1, metavar="N",
                       help="tensor parallelism: plan each of N ranks, with its share of heads and FFN columns")
     plan.add_argument("--budget", metavar="BYTES",
@@ -55,7 +53,7 @@ def add_parsers(sub) -> None:
 def cmd_plan(args) -> int:
     settle_inputs(args)
     _check_outputs(args)
-    _set_nctx(args)
+    set_nctx(args)
     _note_refusal(args.model)
     budget = parse_size(args.budget) if args.budget is not None else None
     choice, dims = _fit(args, budget) if budget is not None else (None, None)
@@ -96,29 +94,6 @@ def _check_outputs(args) -> None:
     same file as the other or as the input."""
     outputs = {option: path for option, path in (("--out", args.out), ("--graph", args.graph)) if path is not None}
     check_targets(outputs, input_files(args))
-
-
-def _set_nctx(args) -> None:
-    """--nctx N is --set nctx=N, and the call size n = N unless --set gives n."""
-    sets = parse_sets(args.set)
-    if args.nctx is None:
-        _note_context("--set nctx=", sets.get("nctx"), args.model)
-        return
-    if args.nctx < 1:
-        raise ArenaError(f"--nctx must be at least 1 position, not {args.nctx}")
-    if args.nctx >= 10**SET_DIGITS:   # as --set takes a dimension
-        raise ArenaError(f"--nctx {args.nctx}: too large, {SET_DIGITS} digits at most")
-    if "nctx" in sets:
-        raise ArenaError(f"--nctx {args.nctx} and --set nctx={sets['nctx']}: both bind nctx; give one")
-    _note_context("--nctx ", args.nctx, args.model)
-    args.set = [*args.set, f"nctx={args.nctx}"] + ([] if "n" in sets else [f"n={args.nctx}"])
-
-
-def _note_context(said: str, nctx: int | None, model: str | None) -> None:
-    """A context longer than the model's is an estimate still, of a run `arena run` refuses."""
-    model_nctx = None if nctx is None else model_dims(model).get("nctx")
-    if model_nctx is not None and nctx > model_nctx:
-        note(f"note: {said}{nctx} is more than the model's context of {model_nctx} positions, which arena run refuses")
 
 
 def _note_refusal(model: str | None) -> None:

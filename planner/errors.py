@@ -43,12 +43,14 @@ class CapacityMissed(Exception):
         self.proven = bound > capacity
         aligned = f" (offsets multiples of {align:,})" if align > 1 else ""
         by = f", {maker}'s," if maker else ""
+        # where the clock, not the strategy, ended the search
+        more = "; more --time-limit may find one" if searched.startswith("in ") or "could start" in searched else ""
         super().__init__(
             f"no plan fits in {capacity:,} {plural(capacity, 'byte')}: proven impossible, "
             f"every plan needs at least {bound:,} {plural(bound, 'byte')}{aligned}"
             if self.proven else
             f"no plan within {capacity:,} {plural(capacity, 'byte')} found {searched}, and none proven impossible "
-            f"(the best plan found{by} needs {best:,} {plural(best, 'byte')})")
+            f"(the best plan found{by} needs {best:,} {plural(best, 'byte')}{more})")
 
 
 def shown(fault: str) -> str:

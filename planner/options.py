@@ -9,9 +9,9 @@ from pathlib import Path
 
 from . import csvio, markdown, reader, schedule
 from .calls import with_tile
-from .errors import ArenaError, CapacityMissed, where
+from .errors import ArenaError, CapacityMissed, note, where
 from .lifetimes import DEFAULT_ALIGN, Lifetimes, bind
-from .models import PRESETS, model_dims, model_files, parse_sets, uneven_heads
+from .models import PRESETS, SET_DIGITS, model_dims, model_files, parse_sets, uneven_heads
 from .plan import CHOICES, Plan, place, plan_lifetimes
 from .progress import Waiting
 from .sizes import parse_size
@@ -61,9 +61,34 @@ def add_plan_inputs(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--time-limit", type=number, default=10.0, metavar="S",
                         help="seconds auto and exact may take to place the buffers (default 10; the "
                              "heuristics alone have no clock)")
+    parser.add_argument("--nctx", type=integer, metavar="N",
+                        help="KV cache positions (--set nctx=N); a call then prefills all N unless --set n= says less")
     parser.add_argument("--capacity", default=None, metavar="BYTES",
                         help="find a plan within this many bytes (e.g. 1048576 or 1MiB), the first one "
                              "found, instead of the least arena; exit code 3 if none is found")
+
+
+def set_nctx(args) -> None:
+    """--nctx N is --set nctx=N, and the call size n = N unless --set gives n."""
+    sets = parse_sets(args.set)
+    if args.nctx is None:
+        _note_context("--set nctx=", sets.get("nctx"), args.model)
+        return
+    if args.nctx < 1:
+        raise ArenaError(f"--nctx must be at least 1 position, not {args.nctx}")
+    if args.nctx >= 10**SET_DIGITS:   # as --set takes a dimension
+        raise ArenaError(f"--nctx {args.nctx}: too large, {SET_DIGITS} digits at most")
+    if "nctx" in sets:
+        raise ArenaError(f"--nctx {args.nctx} and --set nctx={sets['nctx']}: both bind nctx; give one")
+    _note_context("--nctx ", args.nctx, args.model)
+    args.set = [*args.set, f"nctx={args.nctx}"] + ([] if "n" in sets else [f"n={args.nctx}"])
+
+
+def _note_context(said: str, nctx: int | None, model: str | None) -> None:
+    """A context longer than the model's is an estimate still, of a run `arena run` refuses."""
+    model_nctx = None if nctx is None else model_dims(model).get("nctx")
+    if model_nctx is not None and nctx > model_nctx:
+        note(f"note: {said}{nctx} is more than the model's context of {model_nctx} positions, which arena run refuses")
 
 
 def settle_inputs(args) -> None:

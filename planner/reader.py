@@ -351,7 +351,9 @@ class _Reader:
                 continue
             type_, axes = match.group(1), [a.strip() for a in split_axes(match.group(2))]
             if type_ not in types:
-                self.fault(f"unknown type '{type_}' (declared: {', '.join(types)})", line, tensor=name)
+                declared = f"declared: {', '.join(types)}" if types else "no types declared"
+                self.fault(f"unknown type '{type_}' ({declared}; declare it under 'types', e.g. T: f16)", line,
+                           tensor=name)
             for axis in axes:
                 try:
                     unknown = expr.names(axis) - set(dims)

@@ -116,7 +116,7 @@ CASES = [
     # the table's structure, each a line naming the place (a traceback when the check was taken out)
     ("t.yaml", TABLE.split("steps:")[0], ["plan", "t.yaml"], "t.yaml:1: missing key 'steps'"),
     ("t.yaml", edit("a: Ta[n, d]", "a: Tb[n, d]"), ["plan", "t.yaml"],
-     "t.yaml:5: tensor 'a': unknown type 'Tb' (declared: Ta)"),
+     "t.yaml:5: tensor 'a': unknown type 'Tb' (declared: Ta; declare it under 'types', e.g. T: f16)"),
     ("t.yaml", edit("  - s1: {a: rx}\n", "  - repeat: 2\n    steps:\n      - repeat: 2\n        steps:\n"
                                           "          - s1: {a: r}\n  - s2: {a: rx}\n"),
      ["plan", "t.yaml"], "t.yaml:10: repeat blocks do not nest"),

@@ -67,7 +67,8 @@ def test_a_budget_that_fits_one_call_keeps_one_call_and_the_default_tile():
 
 def test_too_small_for_the_weights_says_by_how_much():
     with pytest.raises(ArenaError, match=r"--budget 256\.00 MiB: the weights alone take 513\.13 MiB \(f32\), "
-                                         r"257\.13 MiB more; the smallest budget for this run is 9\d\d\.\d\d MiB"):
+                                         r"257\.13 MiB more; 16-bit weights take half \(--dtype bf16 or f16\); "
+                                         r"the smallest budget for this run is 9\d\d\.\d\d MiB"):
         choose(smol(8192), parse_size("256MiB"), 8192)
 
 

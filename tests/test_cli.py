@@ -234,7 +234,8 @@ def test_capacity_missed_after_a_search_names_the_heuristic_whose_plan_is_the_be
     capacity = _unanswered(tmp_path / "p.csv")
     code, out, err = arena("plan", "--csv", str(tmp_path / "p.csv"), "--capacity", str(capacity), "--time-limit", "3")
     named = re.fullmatch(r"arena: no plan within [\d,]+ bytes found in 3 s, and none proven impossible "
-                         r"\(the best plan found, ([a-z-]+)'s, needs ([\d,]+) bytes\)\n", err)
+                         r"\(the best plan found, ([a-z-]+)'s, needs ([\d,]+) bytes; more --time-limit may find one\)\n",
+                         err)
     assert code == 3 and out == "" and named, err
     assert named[1] in HEURISTICS and int(named[2].replace(",", "")) > capacity
 
@@ -263,7 +264,8 @@ def test_convert_prints_yaml_that_plans_like_the_layer(tmp_path, capsys):
 @pytest.mark.parametrize("args, message", [
     (["plan", "nope.yaml", "--set", "n=1"], "nope.yaml: cannot read the schedule"),
     (["plan", "llama", "--model", "no-such-model"], "--model: 'no-such-model' is neither a preset"),
-    (["plan", "llama"], "dimension 'n' (tokens in this call) is not bound: pass --set n=N"),
+    (["plan", "llama"], "dimension 'n' (tokens in this call) is not bound: pass --set n=N (or --nctx N, a call of "
+                        "the whole context) or a --model that has it"),
     (["plan", "llama", "--set", "n=0"], "evaluates to (0): every dimension must be positive (and 12 more"),
     (["plan", "llama", "--set", "n=x"], "--set n=x: expected NAME=INTEGER"),
     (["plan", "llama", "--set", "n=2", "--set", "q=3"], "--set q: the schedule has no dimension 'q'"),

@@ -254,7 +254,9 @@ def test_sampling_options_at_temperature_0_are_noted_unused(folder, capsys):
 def test_prompt_longer_than_nctx_is_exit_2(folder, capsys):
     assert main(["run", "--model", str(folder), "--prompt", "w5 w6 w7 w8", "--nctx", "3"]) == 2
     assert ("--nctx: the prompt (4 tokens) plus --max-new-tokens 64 need 67 positions (the last new token "
-            "takes none); the context has 3\n") in capsys.readouterr().err
+            "takes none); the context has 3: give --nctx 67 or more\n") in capsys.readouterr().err
+    assert main(["run", "--model", str(folder), "--prompt", "w5 w6", "--nctx", "5"]) == 2
+    assert capsys.readouterr().err.endswith("the context has 5: give --max-new-tokens 4 or less, or --nctx 65 or more\n")
 
 
 def test_the_last_new_token_takes_no_position(folder, capsys):

@@ -4,7 +4,7 @@ from __future__ import annotations
 import re
 
 from planner.errors import ArenaError, note
-from planner.options import add_plan_inputs, input_files, integer, plan_from_args
+from planner.options import add_plan_inputs, input_files, integer, plan_from_args, set_nctx
 from planner.output import check_targets, write_all
 from planner.progress import Waiting
 from planner.report import MIN_WIDTH, output_console
@@ -40,6 +40,8 @@ def run(args) -> int:
     shaping = [option for option, value in (("--layers", args.layers), ("--width", args.width)) if value is not None]
     if files and shaping:   # else they would be ignored without a word
         raise ArenaError(f"{shaping[0]} shapes the terminal view, which {next(iter(files))} replaces; give one or the other")
+    if args.plan is None:
+        set_nctx(args)
     lifetimes, plan = (None, saved_plan(args)) if args.plan is not None else plan_from_args(args)
     keep = terminal.shown_steps(lifetimes, layers)
     if not files:
@@ -66,7 +68,8 @@ def saved_plan(args):
                                          ("--model", args.model is not None), ("--set", args.set),
                                          ("--dtype", args.dtype is not None), ("--align", args.align is not None),
                                          ("--strategy", args.strategy != "auto"), ("--time-limit", args.time_limit != 10),
-                                         ("--capacity", args.capacity is not None)) if given]
+                                         ("--capacity", args.capacity is not None), ("--nctx", args.nctx is not None))
+            if given]
     if made:
         raise ArenaError(f"{made[0]} makes a plan; --plan {args.plan} draws the one saved there: give one or the other")
     if args.plan == "":
