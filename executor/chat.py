@@ -56,8 +56,10 @@ def render_chat(template: str, messages: list[dict], special: dict, source: str 
 def _raised_after(seconds: float, fault: Exception):
     """`fault` raised in the block once `seconds` have passed. A loop that writes nothing is pure
     bytecode, with no call to read a clock in, so the alarm signal interrupts it; only the main
-    thread gets signals, and elsewhere the block runs without a limit."""
-    if not hasattr(signal, "setitimer") or threading.current_thread() is not threading.main_thread():
+    thread gets signals, and elsewhere the block runs without a limit; so does it where the
+    process's own timer is set (a program calling this one's alarm), which is left to run."""
+    if not hasattr(signal, "setitimer") or threading.current_thread() is not threading.main_thread() or \
+            signal.getitimer(signal.ITIMER_REAL) != (0.0, 0.0):
         yield
         return
 

@@ -11,6 +11,8 @@ import signal
 import sys
 import threading
 
+from planner.compiled import NotBuilt
+
 
 class Terminated(KeyboardInterrupt):
     """SIGTERM (`kill`, `timeout`), stopped as Ctrl-C is: the `with` blocks unwind, so a
@@ -51,6 +53,9 @@ def main(argv=None) -> int:
         from .cli import main as run
         return run(argv)
     except (KeyboardInterrupt, ImportError) as e:
+        if isinstance(e, NotBuilt):
+            print(f"arena: error: {e}", file=sys.stderr)
+            return 1
         # Ctrl-C while a compiled module initializes (OR-Tools') comes out as its ImportError
         stop = e.__cause__ if isinstance(e, ImportError) else e
         if not isinstance(stop, KeyboardInterrupt):

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import math
 import re
 from pathlib import Path
 
@@ -12,14 +11,11 @@ from .calls import with_tile
 from .errors import ArenaError, CapacityMissed, note, where
 from .lifetimes import DEFAULT_ALIGN, Lifetimes, bind
 from .models import PRESETS, SET_DIGITS, model_dims, model_files, parse_sets, uneven_heads
-from .plan import CHOICES, Plan, place, plan_lifetimes
+from .plan import CHOICES, Plan, check_time_limit, place, plan_lifetimes
 from .progress import Waiting
 from .sizes import parse_size
 
 DTYPES = ["f32", "f16", "bf16"]
-# The longest --time-limit: the searches wait on threads for shares of it, and a wait of
-# more than about 9e9 s overflows the platform's clock.
-MAX_TIME_LIMIT = 1e6
 DEFAULT_MODEL, DEFAULT_DTYPE = "smollm2-135m", "f32"
 
 
@@ -112,10 +108,7 @@ def plan_from_args(args, dims: dict[str, int] | None = None,
     checked by the caller (a --tp rank's share, or --budget's chunk and tile); `optional` gets a
     CSV problem's optional columns (csvio.read_problem)."""
     settle_inputs(args)
-    if not math.isfinite(args.time_limit) or args.time_limit <= 0:
-        raise ArenaError(f"--time-limit must be a positive number of seconds, not {args.time_limit:g}")
-    if args.time_limit > MAX_TIME_LIMIT:
-        raise ArenaError(f"--time-limit {args.time_limit:g}: at most {MAX_TIME_LIMIT:g} seconds (11 days)")
+    check_time_limit(args.time_limit)       # before the input is read
     capacity = None if args.capacity is None else parse_size(args.capacity, "--capacity")
     for what, path in (("SCHEDULE", args.schedule), ("--csv", args.csv)):
         if path == "":      # else read as "." or as not given

@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field
 
 from . import padding
@@ -18,6 +19,9 @@ from .lifetimes import Lifetimes
 from .place import CHOICES, HEURISTICS, Assignment, Block, assign, auto, extent, lower_bound
 from .place.problem import bottom
 
+# The longest --time-limit: the searches wait on threads for shares of it, and a wait of
+# more than about 9e9 s overflows the platform's clock.
+MAX_TIME_LIMIT = 1e6
 # The compiled placers and CP-SAT compute offsets in 64-bit integers: the device buffers may
 # add up to this many bytes at most, so that no offset or sum of sizes overflows.
 MAX_BYTES = 2 ** 62
@@ -90,6 +94,7 @@ def place(buffers: list[Buffer], strategy: str, align: int, steps: list[str], ti
     count `nbytes`."""
     if strategy not in CHOICES:
         raise ArenaError(f"--strategy: unknown strategy '{strategy}' (choose from {', '.join(CHOICES)})")
+    check_time_limit(time_limit)
     device = [k for k, b in enumerate(buffers) if b.memory == "device"]
     _check_total(buffers, device, align)
     transient = [k for k in device if not buffers[k].persistent]
@@ -126,6 +131,16 @@ def place(buffers: list[Buffer], strategy: str, align: int, steps: list[str], ti
     return Plan(total, lower, align, assignment.name, steps, placed, optimal=total == bound, bound=bound,
                 no_reuse=sum(b.size for b in rounded) + base - most_padding,
                 host_bytes=sum(b.size for b in buffers if b.memory == "host"))
+
+
+def check_time_limit(seconds: float) -> None:
+    """A search's deadline is now + seconds: NaN would never come, infinity overflows a wait."""
+    if not isinstance(seconds, (int, float)):
+        raise ArenaError(f"--time-limit must be a number of seconds, not {seconds!r}")
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise ArenaError(f"--time-limit must be a positive number of seconds, not {seconds:g}")
+    if seconds > MAX_TIME_LIMIT:
+        raise ArenaError(f"--time-limit {seconds:g}: at most {MAX_TIME_LIMIT:g} seconds (11 days)")
 
 
 def _searched(assignment: Assignment, count: int, time_limit: float) -> str:

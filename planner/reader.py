@@ -173,6 +173,8 @@ def load(path) -> Schedule:
 
 
 def loads(text: str, file: str = "<schedule>") -> Schedule:
+    if not isinstance(text, str):     # (the handlers below read the loader, which then never was)
+        raise TypeError(f"loads takes the schedule's text as a str, not {type(text).__name__}")
     try:
         loader = _LineLoader(text, file)         # reading starts here: it may refuse a character
         try:

@@ -350,3 +350,16 @@ def test_a_template_may_render_up_to_the_limit_beside_the_messages():
     from planner.errors import MAX_FILE_BYTES
     text = render_chat("{{ 'x' * %d }}{{ messages[0].content }}" % MAX_FILE_BYTES, MESSAGES, SPECIAL)
     assert len(text) == MAX_FILE_BYTES + len(MESSAGES[0]["content"])
+
+
+def test_rendering_leaves_the_callers_alarm_alone():
+    """A program that set its own timer (a watchdog) keeps it: the render's limit would have
+    cancelled it, and taken its signal for a template too slow."""
+    import signal
+    signal.setitimer(signal.ITIMER_REAL, 30)
+    try:
+        assert render_chat("{% for m in messages %}{{ m['content'] }}{% endfor %}", MESSAGES, {}) == \
+            "".join(m["content"] for m in MESSAGES)
+        assert 0 < signal.getitimer(signal.ITIMER_REAL)[0] <= 30
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)

@@ -180,3 +180,17 @@ def test_a_plans_dict_is_its_own():
     next(b for b in d["buffers"] if b["shape"])["shape"].append(2)
     assert plan.to_json() == before
     assert Plan.from_dict(json.loads(before)).to_json() == before
+
+
+@pytest.mark.parametrize("seconds", [float("nan"), float("inf"), 0, -1, "10"])
+def test_place_refuses_a_time_limit_no_search_could_keep(seconds):
+    """From Python as from the command line: NaN never comes, infinity overflows a wait."""
+    from planner.errors import ArenaError
+    lifetimes = bind(load("schedules/llama-layer.yaml"), {**PRESETS["smollm2-135m"], "n": 7})
+    with pytest.raises(ArenaError, match="--time-limit must be a"):
+        plan_lifetimes(lifetimes, "exact", seconds)
+
+
+def test_a_schedules_text_of_another_type_is_a_type_error():
+    with pytest.raises(TypeError, match="loads takes the schedule's text as a str, not bytes"):
+        loads(b"schedule: t\n")

@@ -166,3 +166,18 @@ def test_sigterm_to_the_whole_group_ends_the_members_without_a_word():
         for _ in range(50):
             os.kill(member, 0)
             time.sleep(0.1)
+
+
+def _race_here(blocks, capacity):
+    from planner.place.stacking import MEMBERS
+    return race([Stacking(seed, share) for seed, share in MEMBERS], blocks, capacity, time.monotonic() + 60)
+
+
+@two_cores
+def test_a_race_in_a_pools_worker_runs_one_member_there():
+    """A multiprocessing.Pool's workers are daemonic, and a daemonic process may start none."""
+    import multiprocessing
+    blocks = cut(30, 1, 12, 64)
+    with multiprocessing.get_context("fork").Pool(1) as pool:
+        offsets = pool.apply(_race_here, (blocks, 64))
+    check([str(k) for k in range(len(blocks))], blocks, offsets, 64, 1)

@@ -143,7 +143,9 @@ def race(members: list[Stacking], blocks: list[Block], capacity: int, deadline: 
     given up (or died) or the deadline passed. Members at once need a second core, and
     fork (the blocks and the module as they are, at once), which is safe on Linux, where
     alone os.sched_getaffinity exists; elsewhere the first member runs alone, here."""
-    if not hasattr(os, "sched_getaffinity") or len(os.sched_getaffinity(0)) < 2:
+    # a daemonic process (a multiprocessing.Pool's worker) may start none
+    if not hasattr(os, "sched_getaffinity") or len(os.sched_getaffinity(0)) < 2 or \
+            multiprocessing.current_process().daemon:
         return _member(members[0], blocks, capacity, deadline)
     context = multiprocessing.get_context("fork")
     pipes, processes = [], []
