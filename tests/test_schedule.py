@@ -1,4 +1,5 @@
 """The lifetime table: each symbol's meaning, the seed's two x_ instances, and every fault."""
+import json
 import re
 
 import pytest
@@ -409,3 +410,19 @@ def test_the_instance_limit_is_inclusive_and_named(monkeypatch):
     assert len(bind(loads(two + "  - a: {x: +wx, y: +wx}\n  - b: {x: +wx, y: +wx}\n", "t.yaml"), {}).instances) == 4
     with pytest.raises(ArenaError, match="^t.yaml: the schedule has more than 4 instances; at most 4 are planned$"):
         bind(loads(two + "  - a: {x: +wx, y: +wx}\n  - b: {x: +wx, y: +wx}\n  - c: {x: +wx}\n", "t.yaml"), {})
+
+
+def test_the_whole_schedule_of_the_format_doc_plans_as_it_says(tmp_path, capsys):
+    """docs/schedule-format.md's whole example, planned by its own command: the figures it gives."""
+    from pathlib import Path
+
+    from llama_arena.cli import main
+    doc = (Path(__file__).parent.parent / "docs" / "schedule-format.md").read_text(encoding="utf-8")
+    section = doc[doc.index("## A whole schedule"):doc.index("## Symbols")]
+    (tmp_path / "mlp.yaml").write_text(re.search(r"```yaml\n(.*?)```", section, re.S)[1])
+    command = re.search(r"```bash\narena (.*)\n```", section)[1].split()
+    assert main([*command[:1], str(tmp_path / command[1]), *command[2:], "--json"]) == 0
+    plan = json.loads(capsys.readouterr().out)
+    offsets = {b["name"]: b["offset"] for b in plan["buffers"]}
+    assert plan["arena"] == plan["lower_bound"] == 24_576 and plan["no_reuse"] == 45_056
+    assert offsets["hidden#1"] == offsets["hidden#0"] and "hidden#2" not in offsets
