@@ -150,8 +150,9 @@ def rows_by_definition(plan, lifetimes) -> list[terminal.Row]:
         live = [b for b in plan.buffers if b.first <= span.last and b.last >= span.first]
         used = sum(b.size for b in live if b.memory == "device")
         if lifetimes is None:
-            cells = {b.tensor: ("+" if b.first >= span.first else "") + ("x" if b.last <= span.last else "") or "o"
-                     for b in live}
+            cells = {b.tensor: "o" if b.persistent else
+                     ("+" + "m" * (b.memory == "host") if b.first >= span.first else "") +
+                     ("x" if b.last <= span.last else "") or "o" for b in live}
             rows.append(terminal.Row(span, used, cells=cells))
         else:
             step = lifetimes.steps[span.first]
@@ -864,3 +865,17 @@ def test_a_csv_that_is_no_solution_is_refused_naming_it(tmp_path, capsys, text, 
 def test_plan_with_options_that_make_a_plan_is_refused(tmp_path, capsys, more):
     assert main(["viz", "--plan", str(tmp_path / "plan.json"), *more]) == 2
     assert "makes a plan; --plan" in capsys.readouterr().err
+
+
+def test_a_saved_schedules_table_shows_lifetimes_and_says_so(tmp_path, capsys):
+    """A plan keeps lifetimes, not cells: the persistent KV cache `o` on every row (never created
+    or destroyed), host tokens `+m` where they begin, and a caption that says what the rows are."""
+    saved = tmp_path / "plan.json"
+    assert main(["plan", "llama", "--set", "n=3", "--set", "nlayers=1", "--out", str(saved)]) == 0
+    capsys.readouterr()
+    assert main(["viz", "--plan", str(saved), "--width", "200"]) == 0
+    shown = capsys.readouterr().out
+    rows = [line.split() for line in shown.splitlines() if re.match(r"^ *\d+ [a-z]", line)]
+    assert len(rows) == 16 and all(row[2] == "o" for row in rows), rows      # kv's column
+    assert rows[0][:4] == ["0", "setup", "o", "+m"]
+    assert "from a saved plan: each instance's lifetime, not the schedule's cells" in shown

@@ -69,7 +69,7 @@ def _render(console: Console, plan: Plan, lifetimes: Lifetimes | None, keep: set
     rows = fold(all_rows, keep)
     top = max((r.live for r in all_rows), default=0)
     plain = not console.color_system or console.no_color
-    console.print(lifetime_table(plan, rows, top, console.width))
+    console.print(lifetime_table(plan, rows, top, console.width, saved=lifetimes is None and bool(plan.steps)))
     console.print()
     console.print(Text(f"arena map of {plan.schedule or 'the CSV problem'}: offset (y) over "
                        f"{'steps' if plan.steps else 'time'} (x)", style="bold"))
@@ -121,8 +121,12 @@ def _live_by_tensor(buffers: list[Buffer], time: list[Span]) -> Iterator[dict[st
 
 
 def _csv_cell(b: Buffer, span: Span) -> str:
-    """`+` where the instance begins within the span, `x` where it ends, else `o`."""
-    return ("+" if b.first >= span.first else "") + ("x" if b.last <= span.last else "") or "o"
+    """`+` where the instance begins within the span (`+m` in host memory), `x` where it ends,
+    else `o`; a persistent instance is never created or destroyed, so `o` throughout."""
+    if b.persistent:
+        return "o"
+    begins = ("+m" if b.memory == "host" else "+") if b.first >= span.first else ""
+    return begins + ("x" if b.last <= span.last else "") or "o"
 
 
 def shown_steps(lifetimes: Lifetimes | None, layers: range | None) -> set[int] | None:
@@ -179,7 +183,9 @@ def fold(rows: list[Row], keep: set[int] | None) -> list[Row]:
     return out
 
 
-def lifetime_table(plan: Plan, rows: list[Row], top: int, width: int) -> Table:
+def lifetime_table(plan: Plan, rows: list[Row], top: int, width: int, saved: bool = False) -> Table:
+    """The table; `saved`: a schedule's plan read back (arena viz --plan), which keeps each
+    instance's lifetime, not the cells, so the rows show `+`, `o` and `x` alone, and say so."""
     names = tensors(plan.buffers)
     kinds = any(r.kind for r in rows)
     headers = _headers(names, width - _fixed_width(rows, kinds, bool(plan.steps)))
@@ -187,6 +193,8 @@ def lifetime_table(plan: Plan, rows: list[Row], top: int, width: int) -> Table:
              else f"lifetime table of the CSV problem ({len(rows)} {plural(len(rows), 'section')} of time)")
     notes = [] if headers or not names else [f"{len(names)} {plural(len(names), 'tensor')} do not fit in {width} "
                                              "columns: see the arena map"]
+    if saved:
+        notes.append("from a saved plan: each instance's lifetime, not the schedule's cells")
     if len(rows) > TABLE_ROWS:
         notes.append(f"the first {TABLE_ROWS:,} rows of {len(rows):,}: --html, --svg or --trace show them all")
         rows = rows[:TABLE_ROWS]
