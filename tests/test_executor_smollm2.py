@@ -198,3 +198,22 @@ def test_plan_estimates_the_gguf_file_as_run_holds_it(smollm2_path, dtype, capsy
     assert run["weights"] == "native" and run["workspace_bytes"] > 0
     for key in ("weight_bytes", "kv_bytes", "workspace_bytes", "runtime_bytes"):
         assert plan[key] == run["estimate"][key], key
+
+
+def test_the_readmes_executor_example_runs_and_prints_what_it_says(smollm2_path, capsys):
+    """README's executor from Python, run as written: the text its comment gives, and the greedy
+    tokens transformers generates after the same prompt."""
+    import re
+    import textwrap
+    from pathlib import Path
+    readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
+    code = textwrap.dedent(next(b for b in re.findall(r"```python\n(.*?)```", readme, re.S) if "executor" in b))
+    scope = {}
+    exec(compile(code, "README.md", "exec"), scope)
+    said = re.search(r"print\(.*\)\s*# (.*)", code).group(1)
+    assert capsys.readouterr().out.strip() == said.strip()
+    from transformers import AutoModelForCausalLM
+    reference = AutoModelForCausalLM.from_pretrained(smollm2_path.parent, gguf_file=smollm2_path.name,
+                                                     torch_dtype=torch.float32)
+    expected = reference.generate(torch.tensor([scope["prompt"]]), max_new_tokens=8, do_sample=False)
+    assert scope["result"].tokens == expected[0, len(scope["prompt"]):].tolist()
