@@ -11,7 +11,13 @@ from planner.models import PRESETS
 from planner.reader import load, loads
 from planner.schedule import to_yaml
 
-SEED = Path(__file__).resolve().parents[2] / "shared" / "seeds" / "000_a1c78c6a9d0b085a.txt"
+SEED = Path(__file__).resolve().parents[1] / "docs" / "seed-layer.md"      # the seed's table, shipped as it is
+GIVEN = Path(__file__).resolve().parents[2] / "shared" / "seeds" / "000_a1c78c6a9d0b085a.txt"
+
+
+@pytest.mark.skipif(not GIVEN.is_file(), reason="the seed documents are not beside this checkout")
+def test_the_shipped_seed_table_is_the_seeds_own():
+    assert SEED.read_bytes() == GIVEN.read_bytes()
 
 
 def comparable(lifetimes):
