@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import signal
 import sys
@@ -20,7 +19,6 @@ from planner.output import check_target, check_targets, drop_stdout
 from planner.sizes import mib
 
 DEFAULT_DTYPE = {"cpu": "f32", "cuda": "bf16"}
-SEEDS = (-2**63, 2**64 - 1)   # what torch.Generator.manual_seed takes
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -357,15 +355,7 @@ def _read_stdin() -> str:
 
 
 def _sampler(args, Sampler):
-    # argparse's float() takes 'nan' and 'inf', which torch would meet mid-run
-    if not 0 <= args.temperature < math.inf:
-        raise ArenaError(f"--temperature: must be a finite number, 0 (greedy) or more, not {args.temperature}")
-    if args.top_k < 0:
-        raise ArenaError(f"--top-k: must be 0 (off) or more, not {args.top_k}")
-    if not 0 < args.top_p <= 1:
-        raise ArenaError(f"--top-p: must be in (0, 1], not {args.top_p}")
-    if args.seed is not None and not SEEDS[0] <= args.seed <= SEEDS[1]:
-        raise ArenaError(f"--seed: must fit in 64 bits ({SEEDS[0]} to {SEEDS[1]}), not {args.seed}")
+    """The sampler of the options, which it checks (sampling.Sampler.__post_init__)."""
     return Sampler(args.temperature, args.top_k, args.top_p, args.seed)
 
 

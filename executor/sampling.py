@@ -16,6 +16,9 @@ import torch
 from planner.errors import ArenaError
 
 
+SEEDS = (-2**63, 2**64 - 1)   # what torch.Generator.manual_seed takes
+
+
 @dataclass
 class Scratch:
     """Random sampling's working tensors, views of the arena (the schedule's probs, order, drop)."""
@@ -41,6 +44,17 @@ class Sampler:
     seed: int | None = None
     _generator: torch.Generator | None = field(default=None, repr=False)
     _constants: torch.Tensor | None = field(default=None, repr=False)
+
+    def __post_init__(self):
+        """The settings a run can draw with, named by the options that give them."""
+        if not (isinstance(self.temperature, (int, float)) and 0 <= self.temperature < math.inf):
+            raise ArenaError(f"--temperature: must be a finite number, 0 (greedy) or more, not {self.temperature}")
+        if not (isinstance(self.top_k, int) and self.top_k >= 0):
+            raise ArenaError(f"--top-k: must be 0 (off) or more, not {self.top_k}")
+        if not (isinstance(self.top_p, (int, float)) and 0 < self.top_p <= 1):
+            raise ArenaError(f"--top-p: must be in (0, 1], not {self.top_p}")
+        if self.seed is not None and not (isinstance(self.seed, int) and SEEDS[0] <= self.seed <= SEEDS[1]):
+            raise ArenaError(f"--seed: must fit in 64 bits ({SEEDS[0]} to {SEEDS[1]}), not {self.seed}")
 
     @property
     def greedy(self) -> bool:

@@ -1,9 +1,12 @@
 """The sampler against transformers' logits processors: the same filters in the same order
 (temperature, top-k, top-p) give the same distribution, drawn without allocating."""
+import re
+
 import pytest
 import torch
 
 from executor.sampling import Sampler, Scratch
+from planner.errors import ArenaError
 
 from arena_checks import bytes_allocated
 
@@ -93,3 +96,16 @@ def test_logits_that_are_not_finite_are_an_arena_error_never_an_id_past_the_voca
     with pytest.raises(ArenaError, match="the logits are not finite"):
         Sampler(temperature, seed=0).choose(logits, torch.empty(1, dtype=torch.int64), torch.empty(1),
                                     scratch(LOGITS.shape[-1]))
+
+
+@pytest.mark.parametrize("settings, message", [
+    ({"temperature": -1}, "--temperature: must be a finite number, 0 (greedy) or more, not -1"),
+    ({"temperature": float("nan")}, "--temperature: must be a finite number"),
+    ({"top_k": -3}, "--top-k: must be 0 (off) or more, not -3"),
+    ({"top_p": 0}, "--top-p: must be in (0, 1], not 0"),
+    ({"seed": 2**64}, "--seed: must fit in 64 bits"),
+])
+def test_a_sampler_from_python_refuses_what_the_options_refuse(settings, message):
+    """A temperature of -1 drew the least likely tokens, NaN a token past the vocabulary."""
+    with pytest.raises(ArenaError, match=re.escape(message)):
+        Sampler(**settings)
