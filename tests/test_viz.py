@@ -879,3 +879,12 @@ def test_a_saved_schedules_table_shows_lifetimes_and_says_so(tmp_path, capsys):
     assert len(rows) == 16 and all(row[2] == "o" for row in rows), rows      # kv's column
     assert rows[0][:4] == ["0", "setup", "o", "+m"]
     assert "from a saved plan: each instance's lifetime, not the schedule's cells" in shown
+
+
+def test_viz_takes_nctx_as_plan_does(tmp_path, capsys):
+    """The command that planned draws the same plan: --nctx N is --set nctx=N and n=N in both."""
+    assert main(["plan", "llama", "--model", "smollm2-135m", "--nctx", "32", "--json"]) == 0
+    planned = json.loads(capsys.readouterr().out)
+    assert main(["viz", "llama", "--model", "smollm2-135m", "--nctx", "32", "--trace", str(tmp_path / "t.json")]) == 0
+    assert trace_offsets(tmp_path / "t.json") == {b["name"]: b["offset"] for b in planned["buffers"]}
+    assert planned["dims"]["n"] == planned["dims"]["nctx"] == 32
