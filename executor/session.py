@@ -86,6 +86,9 @@ class Session:
                  tile: int | None = None):
         """A session for calls of at most `max_tokens` tokens, and at most `nctx` positions in all;
         calls of several tokens attend to `tile` keys at a time (default: planner.calls.key_tile)."""
+        if not 1 <= max_tokens <= nctx <= len(model.cos):     # else a call fails midway, at the first position past
+            raise ArenaError(f"a session of {nctx} positions and calls of {max_tokens} tokens: 1 <= calls <= positions "
+                             f"<= the {len(model.cos)} positions the model was built for (build_model's nctx)")
         self.model, self.nctx, self.max_tokens, self.strategy = model, nctx, max_tokens, strategy
         self.tile = tile
         self.device, self.dtype = model.weights.embedding.device, model.weights.dtype

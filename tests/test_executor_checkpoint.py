@@ -431,3 +431,14 @@ def test_the_arena_is_resident_once_allocated():
     before = process.memory_info().rss
     arena = allocate_arena(256 << 20, torch.device("cpu"))
     assert process.memory_info().rss - before >= 0.9 * arena.numel()
+
+
+@pytest.mark.parametrize("nctx, max_tokens", [(64, 4), (16, 20), (16, 0)])
+def test_a_session_past_its_models_rope_tables_is_refused_when_made(tiny_folder, nctx, max_tokens):
+    """A model built for 32 positions, a session of 64: it failed midway, at position 32."""
+    with torch.inference_mode():
+        weights = assemble(open_source(Source(tiny_folder("gqa-tied"), "checkpoint")), torch.float32,
+                           torch.device("cpu"))
+        with pytest.raises(ArenaError, match=rf"a session of {nctx} positions and calls of {max_tokens} tokens: "
+                                             r"1 <= calls <= positions <= the 32 positions the model was built for"):
+            Session(build_model(weights, 32), nctx, max_tokens)
