@@ -1038,3 +1038,21 @@ def test_a_decision_above_the_bound_takes_the_plan_the_try_at_the_bound_finds(mo
     found, _ = exact._decide(comp, start, capacity, time.monotonic() + 10)
     assert comp.extent(start) > capacity
     check([str(k) for k in comp.blocks], comp.blocks_of(blocks), found, comp.lower, 1)
+
+
+def test_solves_overlapping_in_threads_put_the_recursion_limit_back():
+    """The limit is the process's: a solve that put back what it found when it began, while
+    another solve was running, left it raised for good."""
+    import sys
+
+    from planner.place.exact import RecursionLimit
+    limit, deeper = sys.getrecursionlimit(), RecursionLimit()
+    first = deeper.at_least(limit + 4000)
+    first.__enter__()
+    second = deeper.at_least(limit + 6000)
+    second.__enter__()
+    assert sys.getrecursionlimit() == limit + 6000
+    first.__exit__(None, None, None)        # the first ends while the second still runs
+    assert sys.getrecursionlimit() == limit + 6000
+    second.__exit__(None, None, None)
+    assert sys.getrecursionlimit() == limit

@@ -888,3 +888,18 @@ def test_viz_takes_nctx_as_plan_does(tmp_path, capsys):
     assert main(["viz", "llama", "--model", "smollm2-135m", "--nctx", "32", "--trace", str(tmp_path / "t.json")]) == 0
     assert trace_offsets(tmp_path / "t.json") == {b["name"]: b["offset"] for b in planned["buffers"]}
     assert planned["dims"]["n"] == planned["dims"]["nctx"] == 32
+
+
+def test_drawing_in_threads_leaves_the_callers_matplotlib_settings(plans):
+    """rc_context is the process's: two threads drawing at once could leave one's settings behind."""
+    import threading
+
+    import matplotlib
+    before = dict(matplotlib.rcParams)
+    for _ in range(3):
+        threads = [threading.Thread(target=picture.svg, args=(plans["seed"],)) for _ in range(3)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert dict(matplotlib.rcParams) == before

@@ -16,6 +16,7 @@ import dataclasses
 import html as html_escape
 import io
 import re
+import threading
 import warnings
 
 import matplotlib
@@ -48,9 +49,14 @@ LEGEND_CHARS = 40              # a tensor's or step's name is cut to this many c
 DRAWING = {"text.parse_math": False}
 
 
+# matplotlib's settings (rc_context) and the warnings filters are the process's: one drawing at a
+# time, else two threads drawing could leave the caller's settings changed
+DRAWING_LOCK = threading.RLock()
+
+
 def _quiet_glyphs(draw):
     def drawn(*args, **kwargs):
-        with warnings.catch_warnings():
+        with DRAWING_LOCK, warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="Glyph .* missing from font")
             return draw(*args, **kwargs)
     return drawn

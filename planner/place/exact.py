@@ -17,7 +17,9 @@ import bisect
 import itertools
 import math
 import sys
+import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from . import canonical
@@ -140,12 +142,35 @@ def solve(blocks: list[Block], start: list[int], time_limit: float, capacity: in
     over there (minimizing, its answer at the bound is taken, and then it stops).
     `windows_only`: each component gets the rolling windows at the goal and nothing else
     (`auto` above its EXACT_MAX blocks)."""
-    limit = sys.getrecursionlimit()
-    sys.setrecursionlimit(max(limit, 2 * len(blocks) + 1000))   # two frames a placed block
-    try:
+    with RECURSION.at_least(2 * len(blocks) + 1000):    # two frames a placed block
         return _solve(blocks, start, time.monotonic() + time_limit, capacity, head, windows_only)
-    finally:        # (a deeper limit would let a YAML nested too deeply read on, in the same process)
-        sys.setrecursionlimit(limit)
+
+
+class RecursionLimit:
+    """sys's recursion limit is the process's, not a thread's: raised while any solve needs it
+    deeper, and put back as it was when the last one ends (two solves overlapping in threads, each
+    putting back what it found, left it raised: a YAML nested too deeply would then read on)."""
+
+    def __init__(self):
+        self.lock, self.running, self.before = threading.Lock(), 0, 0
+
+    @contextmanager
+    def at_least(self, frames: int):
+        with self.lock:
+            if not self.running:
+                self.before = sys.getrecursionlimit()
+            self.running += 1
+            sys.setrecursionlimit(max(sys.getrecursionlimit(), frames))
+        try:
+            yield
+        finally:
+            with self.lock:
+                self.running -= 1
+                if not self.running:
+                    sys.setrecursionlimit(self.before)
+
+
+RECURSION = RecursionLimit()
 
 
 def _solve(blocks: list[Block], start: list[int], deadline: float, capacity: int | None,
