@@ -95,6 +95,7 @@ def place(buffers: list[Buffer], strategy: str, align: int, steps: list[str], ti
     if strategy not in CHOICES:
         raise ArenaError(f"--strategy: unknown strategy '{strategy}' (choose from {', '.join(CHOICES)})")
     check_time_limit(time_limit)
+    _check_buffers(buffers)
     device = [k for k, b in enumerate(buffers) if b.memory == "device"]
     _check_total(buffers, device, align)
     transient = [k for k in device if not buffers[k].persistent]
@@ -165,6 +166,15 @@ def _maker(assignment: Assignment) -> str:
     a capacity makes no plan above it, so a miss shows the heuristics' best, and the message says whose."""
     named = assignment.maker in HEURISTICS and assignment.strategy not in HEURISTICS
     return assignment.maker if named else ""
+
+
+def _check_buffers(buffers: list[Buffer]) -> None:
+    """What the readers make sure of, for buffers made in Python: a negative size planned an arena
+    of its own, a memory of another name was counted as neither."""
+    for b in buffers:
+        if b.memory not in ("device", "host") or b.size < 0 or b.first > b.last:
+            raise ArenaError(f"buffer '{b.name}': memory {b.memory!r}, {b.size} bytes, steps {b.first}..{b.last}; "
+                             "memory is 'device' or 'host', sizes are not negative, and first <= last")
 
 
 def _check_total(buffers: list[Buffer], device: list[int], align: int) -> None:

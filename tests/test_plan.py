@@ -194,3 +194,14 @@ def test_place_refuses_a_time_limit_no_search_could_keep(seconds):
 def test_a_schedules_text_of_another_type_is_a_type_error():
     with pytest.raises(TypeError, match="loads takes the schedule's text as a str, not bytes"):
         loads(b"schedule: t\n")
+
+
+@pytest.mark.parametrize("change", [{"size": -8}, {"memory": "gpu"}, {"first": 3, "last": 1}])
+def test_place_refuses_buffers_no_reader_would_make(change):
+    """Buffers made in Python: -8 bytes planned an arena of 8, 'gpu' counted as neither memory."""
+    from planner.errors import ArenaError
+    from planner.plan import Buffer, place
+    buffers = [Buffer("a", "a", 0, 2, 8, None), Buffer("b", "b", 1, 4, 8, None)]
+    buffers[1].__dict__.update(change)
+    with pytest.raises(ArenaError, match="buffer 'b': memory"):
+        place(buffers, "auto", 1, [])
