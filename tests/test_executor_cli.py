@@ -155,6 +155,8 @@ def test_a_trace_never_overwrites_what_the_run_reads(folder, tmp_path, capsys, m
 
 @pytest.mark.parametrize("argv, message", [
     (["--model", "/no/such/model.gguf"], "--model /no/such/model.gguf: no such file or folder"),
+    (["--model", "llama-3-8b"], "--model llama-3-8b: no such file or folder (the presets, shapes without weights, "
+                                "are arena plan's)"),
     (["--model", ""], "--model: the path is empty"),
     (["--temperature", "-1"], "--temperature: must be a finite number, 0 (greedy) or more, not -1.0"),
     (["--temperature", "nan"], "--temperature: must be a finite number, 0 (greedy) or more, not nan"),
