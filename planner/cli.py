@@ -72,9 +72,11 @@ def _plan_one(args, choice, dims, budget) -> int:
     _, plan = plan_from_args(args, dims, optional)
     cost = choice.cost if choice else run_estimate(args, plan)
     chosen = {"budget": budget, "chunk": choice.chunk, "tile": choice.tile} if choice else {}
+    # as a miss's object says it (with exit code 3), so that a reader need not tell them apart by their keys
+    fitted = {"capacity": parse_size(args.capacity, "--capacity"), "fits": True} if args.capacity else {}
     # --json's, and --out's (as --tp's); not made for a table alone: 10^5 buffers take a while
-    text = json.dumps({**plan.to_dict(), **cost, **chosen}, indent=1) if args.json or args.out and not args.csv \
-        else None
+    text = json.dumps({**plan.to_dict(), **cost, **chosen, **fitted}, indent=1) \
+        if args.json or args.out and not args.csv else None
     outputs = [("--graph", args.graph, graph.graphml(graph.interference_graph(plan.buffers)))] if args.graph else []
     if args.out:
         outputs.append(("--out", args.out, csvio.solution_csv(plan, optional) if args.csv else text + "\n"))
@@ -83,7 +85,7 @@ def _plan_one(args, choice, dims, budget) -> int:
         print(text)
     else:
         console = _console()
-        print_plan(plan, console)
+        print_plan(plan, console, fitted.get("capacity"))
         if cost:
             console.print(estimate_table(cost, "native" if _gguf(args.model) else args.dtype))
     return 0

@@ -40,7 +40,7 @@ class OutputConsole(Console):
         raise BrokenPipeError
 
 
-def print_plan(plan: Plan, console: Console) -> None:
+def print_plan(plan: Plan, console: Console, capacity: int | None = None) -> None:
     """The plan's instances as a table (the first SHOWN_ROWS: device, then host, each by first step), then its
     summary. Names are the user's: print them with a console whose markup is off."""
     table = Table(title=f"plan of {plan.schedule or 'CSV problem'}  ({plan.strategy})", show_lines=False)
@@ -59,7 +59,7 @@ def print_plan(plan: Plan, console: Console) -> None:
     console.print(table)
     if len(rows) > SHOWN_ROWS:
         console.print(f"... {len(rows) - SHOWN_ROWS:,} more instances: --json or --out FILE lists them all")
-    console.print(summary(plan))
+    console.print(summary(plan, capacity))
 
 
 def ratio(plan: Plan) -> str:
@@ -71,7 +71,8 @@ def ratio(plan: Plan) -> str:
     return f"{value:.{digits}f}"
 
 
-def summary(plan: Plan) -> Table:
+def summary(plan: Plan, capacity: int | None = None) -> Table:
+    """The plan's figures; `capacity`, the one --capacity asked for, which the plan fits."""
     t = Table.grid(padding=(0, 2))
     t.add_column(justify="left")
     t.add_column(justify="right")
@@ -83,6 +84,8 @@ def summary(plan: Plan) -> Table:
              f"no (best bound {_bytes(plan.bound)}{', ' + of if of else ''})"),
             ("no-reuse total", _bytes(plan.no_reuse)), ("bytes saved", _bytes(plan.no_reuse - plan.arena)),
             ("host bytes", _bytes(plan.host_bytes))]
+    if capacity is not None:
+        rows.insert(0, ("capacity", f"{_bytes(capacity)}: fits"))
     if plan.dims:       # bound by --set or the model's (a schedule of another network may share its names)
         rows.insert(0, ("dims", " ".join(f"{k}={v}" for k, v in plan.dims.items())))
     for k, v in rows:

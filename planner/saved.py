@@ -47,7 +47,7 @@ def _plan_json(path: Path) -> Plan:
     if "ranks" in d:
         raise ArenaError(f"{path}: the plans of the ranks of `arena plan --tp`; a plan file holds one plan "
                          "(`arena plan` without --tp writes one)")
-    if "fits" in d:
+    if d.get("fits") is False:
         raise ArenaError(f"{path}: the answer of a --capacity miss, which holds no plan")
     faults = _typed(path, "", d, PLAN_FIELDS)
     if faults:

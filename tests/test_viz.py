@@ -903,3 +903,13 @@ def test_drawing_in_threads_leaves_the_callers_matplotlib_settings(plans):
         for t in threads:
             t.join()
         assert dict(matplotlib.rcParams) == before
+
+
+def test_a_plan_within_a_capacity_says_so_and_draws_again(tmp_path, minimalloc, capsys):
+    """Its JSON has the keys a miss's object has (fits true), and viz still reads it as a plan."""
+    saved = tmp_path / "plan.json"
+    assert main(["plan", "llama-layer", "--set", "n=7", "--capacity", "80000", "--out", str(saved)]) == 0
+    assert re.search(r"^capacity +80,000 \(78\.12 KiB\): fits$", capsys.readouterr().out, re.M)
+    plan = json.loads(saved.read_text())
+    assert plan["capacity"] == 80_000 and plan["fits"] is True and plan["arena"] <= 80_000
+    assert main(["viz", "--plan", str(saved), "--trace", str(tmp_path / "t.json")]) == 0
