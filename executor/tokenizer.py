@@ -352,9 +352,8 @@ def _special_tokens(config: dict, special: dict, path: Path) -> tuple[dict, list
     extra_special_tokens list, or where there is none, additional_special_tokens (the older
     name, ignored beside a list; a mapping there names tokens too)."""
     named = {name: value for name, value in special.items() if name != "additional_special_tokens"}
-    named.update({key: value if isinstance(value, str) else value["content"] for key, value in config.items()
-                  if key.endswith("_token") and key not in SPECIAL_TOKENS
-                  and (isinstance(value, str) or isinstance(value, dict) and isinstance(value.get("content"), str))})
+    named.update({key: _token(value, key) for key, value in config.items()     # others: not tokens, as there
+                  if key.endswith("_token") and key not in SPECIAL_TOKENS and _is_token(value)})
     extra = _tokens(config.get("extra_special_tokens"), f"{path}: extra_special_tokens")
     if isinstance(extra, list) and extra:
         return named, extra
@@ -466,13 +465,16 @@ def _json(path: Path) -> dict:
     return read_json_object(path, path.name) if path.is_file() else {}
 
 
-def _token(value, where: str) -> str:
+def _is_token(value) -> bool:
     """A special token as tokenizer_config.json (or special_tokens_map.json) writes one: a string,
-    or an AddedToken's object; `where` names the key."""
-    if isinstance(value, str):
-        return value
-    if isinstance(value, dict) and isinstance(value.get("content"), str):
-        return value["content"]
+    or an AddedToken's object."""
+    return isinstance(value, str) or isinstance(value, dict) and isinstance(value.get("content"), str)
+
+
+def _token(value, where: str) -> str:
+    """The text of a special token (`_is_token`); `where` names the key of one that is not."""
+    if _is_token(value):
+        return value if isinstance(value, str) else value["content"]
     raise ArenaError(f"{where} is {json.dumps(value)[:40]}; it must be a token: a string, or an object "
                      "with a \"content\" string")
 

@@ -168,13 +168,20 @@ def _maker(assignment: Assignment) -> str:
     return assignment.maker if named else ""
 
 
+def buffer_fault(b: Buffer) -> str | None:
+    """What no reader makes, for buffers made in Python or read back from a plan's file: a
+    negative size planned an arena of its own, a memory of another name was counted as neither."""
+    if b.memory not in ("device", "host") or b.size < 0 or b.first > b.last:
+        return (f"memory {b.memory!r}, {b.size} bytes, steps {b.first}..{b.last}; memory is 'device' or 'host', "
+                "sizes are not negative, and first <= last")
+    return None
+
+
 def _check_buffers(buffers: list[Buffer]) -> None:
-    """What the readers make sure of, for buffers made in Python: a negative size planned an arena
-    of its own, a memory of another name was counted as neither."""
     for b in buffers:
-        if b.memory not in ("device", "host") or b.size < 0 or b.first > b.last:
-            raise ArenaError(f"buffer '{b.name}': memory {b.memory!r}, {b.size} bytes, steps {b.first}..{b.last}; "
-                             "memory is 'device' or 'host', sizes are not negative, and first <= last")
+        fault = buffer_fault(b)
+        if fault:
+            raise ArenaError(f"buffer '{b.name}': {fault}")
 
 
 def _check_total(buffers: list[Buffer], device: list[int], align: int) -> None:

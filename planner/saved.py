@@ -10,9 +10,9 @@ from pathlib import Path
 
 from . import csvio
 from .check import PlanInvalid, check
-from .errors import ArenaError, read_json_object, show
+from .errors import ArenaError, read_json_object
 from .place import Block, extent, lower_bound
-from .plan import Buffer, Plan
+from .plan import Buffer, Plan, buffer_fault
 
 # Each field as Plan.to_dict writes it: its types (None: JSON's null)
 PLAN_FIELDS = {"arena": int, "lower_bound": int, "align": int, "strategy": str, "steps": list, "buffers": list,
@@ -103,13 +103,12 @@ def _check(path: Path, plan: Plan) -> None:
 
 
 def _buffer_faults(plan: Plan, b: Buffer) -> list[str]:
+    made = buffer_fault(b)      # as place() refuses it
+    if made:
+        return [f"has {made}"]
     faults = []
-    if b.memory not in ("device", "host"):
-        faults.append(f"has memory '{show(b.memory)}'; expected device or host")
-    elif (b.offset is None) != (b.memory == "host"):
+    if (b.offset is None) != (b.memory == "host"):
         faults.append("has an offset in host memory" if b.offset is not None else "has no offset in device memory")
-    if b.size < 0 or b.first > b.last:
-        faults.append(f"has size {b.size} and steps {b.first}..{b.last}; a size is not negative, first <= last")
-    elif plan.steps and not 0 <= b.first <= b.last < len(plan.steps):
+    if plan.steps and not 0 <= b.first <= b.last < len(plan.steps):
         faults.append(f"lives at steps {b.first}..{b.last}, outside the plan's {len(plan.steps)} steps")
     return faults
