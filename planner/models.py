@@ -184,6 +184,8 @@ def tied_embeddings(path: Path, cfg: dict) -> bool:
 
 
 SUPPORTED = "only llama, and mistral without a sliding window"
+# a table of another network still plans: its dimensions need no model
+OTHER_NETWORKS = "a table of another network takes its dimensions from --set"
 # the numbers each supported RoPE scaling reads (executor.model._scaled), and their kinds
 ROPE_NUMBERS = {"linear": {"factor": float},
                 "llama3": {"factor": float, "low_freq_factor": float, "high_freq_factor": float,
@@ -197,7 +199,7 @@ def check_architecture(path: Path, cfg: dict) -> None:
     model_type = cfg.get("model_type")
     if model_type is not None and model_type not in ("llama", "mistral"):
         shown = f"'{model_type}'" if isinstance(model_type, str) else json.dumps(model_type)[:40]
-        raise ArenaError(f"{path}: architecture {shown} is not supported ({SUPPORTED})")
+        raise ArenaError(f"{path}: architecture {shown} is not supported ({SUPPORTED}); {OTHER_NETWORKS}")
     if cfg.get("quantization_config"):   # its weights need scales and kernels of their own
         method = cfg["quantization_config"].get("quant_method") if isinstance(cfg["quantization_config"], dict) else None
         raise ArenaError(f"{path}: quantized checkpoints ({method or 'quantization_config'}) are not supported; "
@@ -314,7 +316,7 @@ def gguf_dims(header: Header, path: Path) -> dict[str, int]:
     meta = partial(gguf_meta, header, path)
     arch = meta("general.architecture")
     if arch != "llama":
-        raise ArenaError(f"{path}: architecture '{arch}' is not supported (only llama)")
+        raise ArenaError(f"{path}: architecture '{arch}' is not supported (only llama); {OTHER_NETWORKS}")
     experts = meta("llama.expert_count", 0)
     if experts != 0:   # Mixtral's files say llama too; their FFN tensors are per expert
         raise ArenaError(f"{path}: llama.expert_count is {json.dumps(experts)}: mixture-of-experts models "

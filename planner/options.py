@@ -125,6 +125,7 @@ def plan_from_args(args, dims: dict[str, int] | None = None,
     table = load_schedule(args.schedule)
     if not checked:
         check_heads(args, dims, table.dims)
+        _note_model_dims(args, table.dims)
     unknown = _unknown_sets(args, list(table.dims))
     try:    # a --set N=7 meant for n: its fault beside n's, which binding finds unbound
         lifetimes = bind(table, with_tile(dims), args.dtype, DEFAULT_ALIGN if args.align is None else args.align)
@@ -213,7 +214,7 @@ def _check_call(args, dims: dict[str, int]) -> None:
 
     def said(dim: str) -> str:
         if dim not in sets:
-            return f"the model's {dim}={dims[dim]}"
+            return _model_value(args, dim, dims[dim])
         given = _given(args, dim)
         return f"{given}={dims[dim]}" if given == f"--set {dim}" else given
 
@@ -233,8 +234,30 @@ def check_heads(args, dims: dict[str, int], declared) -> None:
     if ("nh" in sets or "nkvh" in sets) and {"nh", "nkvh"} <= set(declared) \
             and dims.get("nh", 0) > 0 and dims.get("nkvh", 0) > 0 \
             and dims["nh"] % dims["nkvh"]:
-        said = [f"--set {d}={dims[d]}" if d in sets else f"the model's {d}={dims[d]}" for d in ("nh", "nkvh")]
-        raise ArenaError(uneven_heads(*said))
+        said = [f"--set {d}={dims[d]}" if d in sets else _model_value(args, d, dims[d]) for d in ("nh", "nkvh")]
+        other = [d for d in ("nh", "nkvh") if d not in sets]
+        raise ArenaError(uneven_heads(*said) + (f"; --set {other[0]} too" if other else ""))
+
+
+def _note_model_dims(args, declared) -> None:
+    """Where --set gives some of a model's shape (d, nh, ...) and the model the rest of those the
+    table declares, the table may well describe another model: a note names what the model gave."""
+    model, sets = model_dims(args.model), parse_sets(args.set)
+    shape = set(model) - {"nctx"}       # the context is the call's as much as the model's
+    taken = [d for d in declared if d in shape and d not in sets]
+    if shape & set(sets) and taken:
+        note(f"note: {' '.join(f'{d}={model[d]}' for d in taken)} from the {_the_model(args)}, beside --set "
+             f"{' '.join(f'{d}={sets[d]}' for d in sets if d in shape)}; --set those too, or --model, if the table "
+             "describes another model")
+
+
+def _model_value(args, dim: str, value: int) -> str:
+    """A dimension the model gave, as a message says it."""
+    return f"the {_the_model(args)}'s {dim}={value}"
+
+
+def _the_model(args) -> str:
+    return f"default model {DEFAULT_MODEL}" if args.model == DEFAULT_MODEL else "model"
 
 
 def _given(args, dim: str) -> str:

@@ -269,10 +269,12 @@ def test_convert_prints_yaml_that_plans_like_the_layer(tmp_path, capsys):
     (["plan", "llama", "--set", "n=0"], "evaluates to (0): every dimension must be positive (and 12 more"),
     (["plan", "llama", "--set", "n=x"], "--set n=x: expected NAME=INTEGER"),
     (["plan", "llama", "--set", "n=2", "--set", "q=3"], "--set q: the schedule has no dimension 'q'"),
-    (["plan", "llama", "--set", "n=2", "--set", "nh=7"], "--set nh=7 is not a multiple of the model's nkvh=3"),
+    (["plan", "llama", "--set", "n=2", "--set", "nh=7"],
+     "--set nh=7 is not a multiple of the default model smollm2-135m's nkvh=3: grouped-query attention gives each "
+     "key-value head the same number of query heads; --set nkvh too"),
     (["plan", "llama", "--set", "n=2", "--set", "nh=2", "--set", "nkvh=8"], "--set nh=2 is not a multiple of --set nkvh=8"),
     (["plan", "llama", "--set", "n=7", "--set", "nh=10", "--budget", "1GiB"],
-     "--set nh=10 is not a multiple of the model's nkvh=3"),
+     "--set nh=10 is not a multiple of the default model smollm2-135m's nkvh=3"),
     (["plan", "llama", "--set", "n=2", "--align", "0"], "--align must be a positive number"),
     (["plan", "llama", "--nctx", "0"], "--nctx must be at least 1 position, not 0"),
     (["plan", "--csv", "missing.csv"], "missing.csv: cannot read the CSV"),
@@ -504,7 +506,7 @@ def test_an_output_through_a_loop_of_links_is_refused(tmp_path, capsys):
     (["llama", "--model", "open_llama_3b", "--set", "n=4096"],
      "--set n=4096: a call of 4096 tokens is longer than the context (the model's nctx=2048)"),
     (["llama", "--set", "n=7", "--set", "tile=9000"], "--set tile=9000: a tile of keys longer than the context "
-                                                      "(the model's nctx=8192)"),
+                                                      "(the default model smollm2-135m's nctx=8192)"),
     (["--csv", "docs/minimalloc.csv", "--nctx", "5"], "--nctx: is for a SCHEDULE; a --csv problem has no model"),
     (["--csv", "docs/minimalloc.csv", "--set", "n=5"], "--set: is for a SCHEDULE; a --csv problem has no model"),
     (["--csv", "docs/minimalloc.csv", "--model", "llama-2-7b"], "--model: is for a SCHEDULE; a --csv problem"),
@@ -836,3 +838,22 @@ def test_ctrl_c_while_a_compiled_module_loads_exits_130():
             "llama_arena.main()\n")
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert (p.returncode, p.stderr) == (130, "")
+
+
+def test_a_table_given_part_of_a_models_shape_by_set_names_the_rest_the_model_gave(tmp_path, capsys):
+    """--set d and nh over the default model's dh: the table may describe another model, so the
+    dimensions the default model filled in are named; a table bound by the model alone is not noted."""
+    table = tmp_path / "t.yaml"
+    table.write_text("schedule: t\ndims: {n: tokens, d: hidden, nh: heads, dh: head size}\ntypes: {Ta: act}\n"
+                     "tensors: {x: 'Ta[n, d]', ctx: 'Ta[n, nh * dh]'}\n"
+                     "steps:\n  - a: {graph: kernel, x: +w}\n  - b: {graph: kernel, x: rx, ctx: +wx}\n")
+    assert main(["plan", str(table), "--set", "n=4", "--set", "d=64", "--set", "nh=4", "--json"]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["dims"]["dh"] == 64
+    assert captured.err == ("note: dh=64 from the default model smollm2-135m, beside --set d=64 nh=4; --set those "
+                            "too, or --model, if the table describes another model\n")
+    assert main(["plan", str(table), "--set", "n=4", "--set", "d=64", "--set", "nh=4", "--set", "dh=16",
+                 "--json"]) == 0
+    assert capsys.readouterr().err == ""
+    assert main(["plan", str(table), "--set", "n=4", "--model", "llama-2-7b", "--json"]) == 0
+    assert capsys.readouterr().err == ""
