@@ -23,6 +23,17 @@ def _element(type_: str) -> str:
     return type_[1:] if type_.startswith("T") and type_[1:] in ELEMENT_BYTES else "i32"
 
 
+def guessed_types(table: Schedule) -> list[str]:
+    """A note for each type the table names that `_element` reads as int32 by default, not by
+    its name (the seed's Ttok and Tpos are ids): a typo of Ta or Tf16 would change the bytes."""
+    first = {}
+    for t in table.tensors.values():
+        first.setdefault(t.type, t)
+    return [f"note: {where(table.file, t.line, tensor=t.name)}type '{t.type}' is read as i32 (Ta is --dtype's "
+            "type, T and an element type that one, e.g. Tf16; any other name an integer id, as the seed's Ttok)"
+            for type_, t in first.items() if type_ not in ("Ta", "Ttok", "Tpos") and type_[1:] not in ELEMENT_BYTES]
+
+
 def convert(path) -> Schedule:
     path = Path(path)
     # lines end at \n, \r\n or \r, as an editor counts them: splitlines() also breaks at form

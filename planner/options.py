@@ -147,7 +147,10 @@ MARKDOWN_SUFFIXES = (".md", ".markdown", ".txt")
 def load_schedule(name: str) -> schedule.Schedule:
     path = schedule_path(name)
     if path.suffix.lower() in MARKDOWN_SUFFIXES:
-        return markdown.convert(path)
+        table = markdown.convert(path)
+        for line in markdown.guessed_types(table):
+            note(line)
+        return table
     if path.suffix.lower() == ".csv":   # an allocation problem given where a schedule goes
         raise ArenaError(f"{path}: a CSV is an allocation problem, read with --csv {name}; SCHEDULE is a "
                          "lifetime table (YAML, or markdown in a .md, .markdown or .txt file)")

@@ -139,6 +139,21 @@ def test_types_are_activations_an_element_type_or_int32(tmp_path):
     assert [(i.dtype, i.nbytes) for i in lifetimes.instances] == [("bf16", 8), ("i32", 16), ("f16", 24), ("i32", 16)]
 
 
+def test_a_type_read_as_int32_by_default_is_noted_where_it_is_planned(tmp_path, capsys):
+    """TA, Tfp16: typos of Ta and Tf16 would plan as ids; the seed's own Ttok and Tpos, or Ti8, are not noted."""
+    table = ("| tensor | graph | a | b | c | d | e | f |\n|---|---|---|---|---|---|---|---|\n"
+             "| | | TA (n) | Tfp16 (n) | Tfp16 (n) | Ttok (n) | Ti8 (n) | Ta (n) |\n"
+             "| s0 | kernel | +w | +w | +w | +w | +w | +w |\n| s1 | kernel | rx | rx | rx | rx | rx | rx |\n")
+    (tmp_path / "t.md").write_text(table)
+    assert main(["plan", str(tmp_path / "t.md"), "--set", "n=4", "--json"]) == 0
+    assert capsys.readouterr().err.splitlines() == [
+        f"note: {tmp_path / 't.md'}:3: tensor '{name}': type '{type_}' is read as i32 (Ta is --dtype's type, T and "
+        "an element type that one, e.g. Tf16; any other name an integer id, as the seed's Ttok)"
+        for name, type_ in (("a", "TA"), ("b", "Tfp16"))]
+    assert main(["plan", str(SEED), "--set", "n=4", "--json"]) == 0
+    assert capsys.readouterr().err == ""
+
+
 def test_a_table_in_fenced_code_is_an_example_not_the_table(tmp_path):
     """Markdown shows fenced code as it is: an example table there is not the lifetime table
     (nor is one in a ~~~ fence, in a longer fence that a shorter run does not close, or in
