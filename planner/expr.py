@@ -32,7 +32,8 @@ def parse(text: str) -> ast.expr:
     try:
         tree = ast.parse(source, mode="eval").body
     except SyntaxError:
-        raise ExprError(f"cannot read the expression '{show(text)}'") from None
+        times = "; write * for ×" if "×" in text else ""    # a seed's x, as typeset
+        raise ExprError(f"cannot read the expression '{show(text)}'{times}") from None
     for node in ast.walk(tree):
         ok = isinstance(node, (ast.BinOp, ast.Name, ast.Load, ast.UnaryOp, ast.USub, ast.UAdd) + tuple(_BINARY)) \
             or (isinstance(node, ast.Constant) and type(node.value) is int)

@@ -101,6 +101,12 @@ def _described(dim: str, description: str) -> str:
     return "" if description in ("", dim) else f" ({description})"
 
 
+def _numeric(dim: str, description: str) -> str:
+    """A hint where a table's 'dims' gives a number: its values describe, --set binds."""
+    return f" (under 'dims' {description} describes {dim}; --set {dim}={description} binds it)" \
+        if description.strip().isascii() and description.strip().isdigit() else ""
+
+
 def _first_use(schedule: Schedule, dim: str) -> str:
     """The place of the first tensor (or else repeat) that needs `dim`, as a fault's prefix."""
     for t in schedule.tensors.values():
@@ -118,7 +124,8 @@ def _bind_shapes(schedule: Schedule, dims: dict[str, int]) -> dict[str, list[int
     if unbound:
         whole = " (or --nctx N, a call of the whole context)" if "nctx" in schedule.dims else ""
         raise ArenaError(*[f"{_first_use(schedule, d)}dimension '{d}'{_described(d, schedule.dims[d])} is not bound: "
-                           f"pass --set {d}=N{whole if d == 'n' else ''} or a --model that has it" for d in unbound])
+                           f"pass --set {d}=N{whole if d == 'n' else ''} or a --model that has it"
+                           + _numeric(d, schedule.dims[d]) for d in unbound])
     shapes, faults = {}, []
     not_positive: dict[tuple[str, ...], list[str]] = {}    # the shapes' faults, by the dims bound to 0 or less
     for t in schedule.tensors.values():

@@ -50,7 +50,10 @@ def convert(path) -> Schedule:
     for name, spec in zip(names, shapes[2:]):
         match = _SHAPE.match(spec)
         if not match:
-            faults.append(f"{where(path, shape_line, tensor=name)}cannot read the shape '{show(spec)}'")
+            # a row of steps where the shapes go: the header has no shapes under it
+            step_cell = not spec or not symbol_problem(spec)
+            faults.append(f"{where(path, shape_line, tensor=name)}cannot read the shape '{show(spec)}'" +
+                          " (the row under the header gives each tensor's type and shape, e.g. Ta (n, d))" * step_cell)
             continue
         type_, axes = match.group(1), _axes(match.group(2))
         types.setdefault(type_, _element(type_))
@@ -119,8 +122,10 @@ def _table_with_graph_column(path, lines) -> list[tuple[int, list[str]]]:
     if not table or len(table[0][1]) < 3 or table[0][1][1] != "graph" or len(table) < 2:
         near = next((n for n, text in enumerate(lines, start=1)
                      if _PIPE.search(text) and _cells(text)[:1] == ["tensor"]), None)
+        yaml = "; a .txt file is read as markdown, and a YAML schedule is named .yaml" \
+            if path.suffix.lower() == ".txt" and any(line.startswith("steps:") for line in lines) else ""
         raise ArenaError(f"{path}{f':{near}' if near else ''}: no lifetime table found (a markdown table whose "
-                         f"columns are 'tensor | graph | <tensor names>...', then a row of shapes, then the steps)")
+                         f"columns are 'tensor | graph | <tensor names>...', then a row of shapes, then the steps){yaml}")
     header_cells = len(_split(lines[table[0][0] - 1]))
     lost = _lost_row(lines, end, header_cells) if end else None
     if lost:

@@ -92,8 +92,9 @@ class _LineLoader(yaml.SafeLoader):
         for count, (key_node, value_node) in enumerate(merged + own):
             key = self._key(key_node)
             if count >= len(merged) and key in lines and lines[key][1]:
-                raise ArenaError(f"{where(self.file, key_node.start_mark.line + 1)}key '{show(key)}' "
-                                 f"appears twice in one mapping (line {lines[key][0]} has it first)")
+                line = key_node.start_mark.line + 1
+                first = "earlier on this line" if lines[key][0] == line else f"line {lines[key][0]} has it first"
+                raise ArenaError(f"{where(self.file, line)}key '{show(key)}' appears twice in one mapping ({first})")
             lines[key] = (key_node.start_mark.line + 1, count >= len(merged))
             mapping[key] = self.construct_object(value_node, deep=deep)
         mapping[LINE] = node.start_mark.line + 1
@@ -409,7 +410,10 @@ class _Reader:
             self.fault("repeat blocks do not nest", line)
         elif not is_count(count) and count not in dims:
             self.fault(f"repeat count '{count}' is neither a whole number (0 or more) nor a declared dimension", line)
-        return Repeat(count, self.steps(item.get("steps"), tensors, dims, nested=True, line=line), line)
+        if "steps" not in item:
+            self.fault("a repeat block has no 'steps' (the list of rows it repeats)", line)
+            return Repeat(count, [], line)
+        return Repeat(count, self.steps(item["steps"], tensors, dims, nested=True, line=line), line)
 
     def row(self, name, cells, line, tensors) -> StepRow:
         if cells is not None and not isinstance(cells, dict):
@@ -418,7 +422,7 @@ class _Reader:
         lines = (cells or {}).get(LINES, {})
         cells = _plain(cells if cells is not None else {})
         kind = cells.pop("graph", None)
-        if kind not in (None,) + KINDS:
+        if kind not in (None,) + KINDS and "graph" not in tensors:     # (else the declaration's fault says why)
             self.fault(f"graph column must be 'kernel' or 'graph', not '{show(kind)}'", line, step=name)
         clean = {}
         for key, symbols in cells.items():

@@ -233,6 +233,22 @@ CASES = [
     ("t.yaml", TABLE + "  -\n", ["plan", "t.yaml"], "a step row must be a mapping 'name: {tensor: symbols}', not empty"),
     ("t.yaml", edit("steps:", "steps: !!omap"), ["plan", "t.yaml"],
      "a step row must be a mapping 'name: {tensor: symbols}', not '('s0', {'a': '+w'})'"),
+    # what a user writes by mistake, each told what to write instead
+    ("t.yaml", TABLE + "  - repeat: 2\n", ["plan", "t.yaml"],
+     "t.yaml:9: a repeat block has no 'steps' (the list of rows it repeats)"),
+    ("t.yaml", edit("{a: rx}", "{a: rx, a: r}"), ["plan", "t.yaml"],
+     "t.yaml:8: key 'a' appears twice in one mapping (earlier on this line)"),
+    ("t.yaml", edit("d: width", "d: width, q: 7", edit("Ta[n, d]", "Ta[n, q]")), ["plan", "t.yaml"],
+     "dimension 'q' (7) is not bound: pass --set q=N or a --model that has it (under 'dims' 7 describes q; "
+     "--set q=7 binds it)"),
+    ("t.md", MARKDOWN.replace("Ta (n, n)", "Ta (n × n)"), ["plan", "t.md"],
+     "t.md:3: tensor 'b': cannot read the expression 'n × n'; write * for ×"),
+    ("t.md", MARKDOWN.replace("| | | Ta (n) | Ta (n, n) |\n", ""), ["plan", "t.md"],
+     "t.md:3: tensor 'a': cannot read the shape '+w' (the row under the header gives each tensor's type and "
+     "shape, e.g. Ta (n, d))"),
+    ("t.txt", TABLE, ["plan", "t.txt"], "t.txt: no lifetime table found (a markdown table whose columns are "
+     "'tensor | graph | <tensor names>...', then a row of shapes, then the steps); a .txt file is read as markdown, "
+     "and a YAML schedule is named .yaml"),
     # an empty path is not the current folder, nor no path at all
     ("t.yaml", "", ["plan", ""], "SCHEDULE: the path is empty"),
     ("t.csv", "", ["plan", "--csv", ""], "--csv: the path is empty"),
@@ -248,6 +264,13 @@ def test_bad_input_is_one_clear_message_and_exit_2(tmp_path, monkeypatch, capsys
     assert code == 2, out + err
     assert message in " ".join(err.split()), err
     assert "Traceback" not in err and len(err.splitlines()) <= 21
+
+
+def test_a_tensor_named_graph_is_one_fault_not_also_its_cells(tmp_path, capsys):
+    (tmp_path / "t.yaml").write_text(edit("  a: Ta[n, d]", "  graph: Ta[n, d]").replace("{a: ", "{graph: "))
+    assert main(["plan", str(tmp_path / "t.yaml"), "--set", "n=2"]) == 2
+    assert capsys.readouterr().err == (f"arena: error: {tmp_path / 't.yaml'}:5: tensor name 'graph' is reserved: "
+                                       "a row's 'graph' is its kernel/graph column\n")
 
 
 @pytest.mark.parametrize("faults", [20, 21])
