@@ -10,6 +10,7 @@ from . import csvio, markdown, reader, schedule
 from .calls import with_tile
 from .errors import ArenaError, CapacityMissed, note, where
 from .lifetimes import DEFAULT_ALIGN, Lifetimes, bind
+from .lint import suspects
 from .models import PRESETS, SET_DIGITS, model_dims, model_files, parse_sets, uneven_heads
 from .plan import CHOICES, Plan, check_time_limit, place, plan_lifetimes
 from .progress import Waiting
@@ -134,6 +135,8 @@ def plan_from_args(args, dims: dict[str, int] | None = None,
     if unknown:
         raise ArenaError(*unknown)
     _check_call(args, lifetimes.dims)
+    for line in suspects(table, lifetimes):
+        note(line)
     with Waiting(f"planning {lifetimes.schedule}", clock(args)):
         try:
             return lifetimes, plan_lifetimes(lifetimes, args.strategy, args.time_limit, capacity)

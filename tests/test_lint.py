@@ -1,0 +1,44 @@
+"""Likely mistakes in a table that still plans are noted on stderr, once per row of a repeat block;
+the tables that ship give none."""
+import json
+
+import pytest
+
+from llama_arena.cli import main
+
+TABLE = """schedule: t
+dims: {n: tokens, nl: layers}
+types: {Ta: act}
+tensors:
+  a: Ta[n]
+  b: Ta[n]
+  junk: Ta[n]
+  never: Ta[n]
+  kv: {shape: "Ta[n]", persistent: true}
+steps:
+  - s0: {a: +w, junk: +, kv: r}
+  - s1: {a: rx, junk: x}
+  - repeat: nl
+    steps:
+      - s2: {b: +r}
+      - s3: {b: rx}
+"""
+
+
+def test_reads_of_unwritten_bytes_unused_instances_and_tensors_are_noted(tmp_path, capsys):
+    (tmp_path / "t.yaml").write_text(TABLE)
+    assert main(["plan", str(tmp_path / "t.yaml"), "--set", "n=4", "--set", "nl=3", "--json"]) == 0
+    captured = capsys.readouterr()
+    assert len(json.loads(captured.out)["buffers"]) == 6      # planned all the same
+    file = tmp_path / "t.yaml"
+    assert captured.err.splitlines() == [
+        f"note: {file}: step 's0': tensor 'junk': the instance created here is neither written nor read",
+        f"note: {file}: step 's2.0': tensor 'b': the instance created here is read but no cell writes it "
+        "(and 2 more like it, made by the same row)",
+        f"note: {file}:8: tensor 'never': declared, but no step uses it"]
+
+
+@pytest.mark.parametrize("table", ["llama", "llama-layer", "docs/seed-layer.md"])
+def test_the_tables_that_ship_have_nothing_to_note(capsys, table):
+    assert main(["plan", table, "--set", "n=3", "--json"]) == 0
+    assert capsys.readouterr().err == ""
