@@ -39,7 +39,7 @@ def suspects(table: Schedule, lifetimes: Lifetimes) -> list[str]:
     notes = [f"note: {where(table.file, None, step, tensor)}the instance created here {what}"
              + (f" (and {count - 1} more like it, made by the same row)" if count > 1 else "")
              for (tensor, _, what), (step, count) in found.items()]
-    used = {tensor for step in lifetimes.steps for tensor in step.cells} | persistent
+    used = {tensor for step in lifetimes.steps for tensor in step.cells}
     notes += [f"note: {where(table.file, t.line, tensor=t.name)}declared, but no step uses it"
               for t in table.tensors.values() if t.name not in used]
     if len(notes) > MOST:

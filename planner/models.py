@@ -185,7 +185,7 @@ def tied_embeddings(path: Path, cfg: dict) -> bool:
 
 SUPPORTED = "only llama, and mistral without a sliding window"
 # a table of another network still plans: its dimensions need no model
-OTHER_NETWORKS = "a table of another network takes its dimensions from --set"
+OTHER_NETWORKS = "`arena plan` of another network's table takes its dimensions from --set"
 # the numbers each supported RoPE scaling reads (executor.model._scaled), and their kinds
 ROPE_NUMBERS = {"linear": {"factor": float},
                 "llama3": {"factor": float, "low_freq_factor": float, "high_freq_factor": float,

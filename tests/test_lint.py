@@ -15,6 +15,7 @@ tensors:
   junk: Ta[n]
   never: Ta[n]
   kv: {shape: "Ta[n]", persistent: true}
+  cache: {shape: "Ta[n]", persistent: true}
 steps:
   - s0: {a: +w, junk: +, kv: r}
   - s1: {a: rx, junk: x}
@@ -29,13 +30,14 @@ def test_reads_of_unwritten_bytes_unused_instances_and_tensors_are_noted(tmp_pat
     (tmp_path / "t.yaml").write_text(TABLE)
     assert main(["plan", str(tmp_path / "t.yaml"), "--set", "n=4", "--set", "nl=3", "--json"]) == 0
     captured = capsys.readouterr()
-    assert len(json.loads(captured.out)["buffers"]) == 6      # planned all the same
+    assert len(json.loads(captured.out)["buffers"]) == 7      # planned all the same
     file = tmp_path / "t.yaml"
     assert captured.err.splitlines() == [
         f"note: {file}: step 's0': tensor 'junk': the instance created here is neither written nor read",
         f"note: {file}: step 's2.0': tensor 'b': the instance created here is read but no cell writes it "
         "(and 2 more like it, made by the same row)",
-        f"note: {file}:8: tensor 'never': declared, but no step uses it"]
+        f"note: {file}:8: tensor 'never': declared, but no step uses it",
+        f"note: {file}:10: tensor 'cache': declared, but no step uses it"]
 
 
 @pytest.mark.parametrize("table", ["llama", "llama-layer", "docs/seed-layer.md"])

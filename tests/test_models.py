@@ -187,7 +187,7 @@ def test_a_gguf_file_is_found_as_arena_run_finds_it(tmp_path, capsys, where):
 
 @pytest.mark.parametrize("overrides, message", [
     (dict(model_type="gpt2"), "architecture 'gpt2' is not supported (only llama, and mistral without a sliding window); "
-                                "a table of another network takes its dimensions from --set"),
+                                "`arena plan` of another network's table takes its dimensions from --set"),
     (dict(quantization_config={"quant_method": "gptq", "bits": 4}), "quantized checkpoints (gptq) are not supported"),
     (dict(model_type="mistral", num_key_value_heads=DROP),      # SmolLM2's 9 heads, MistralConfig's 8
      "num_attention_heads (9) is not a multiple of MistralConfig's default num_key_value_heads (8)"),
