@@ -93,7 +93,15 @@ def bind(schedule: Schedule, dims: dict[str, int], dtype: str = "f32", align: in
 
 def _needed(schedule: Schedule) -> set[str]:
     names = {n for t in schedule.tensors.values() for axis in t.shape for n in expr.names(axis)}
-    return names | {r.count for r in schedule.steps if isinstance(r, Repeat) and not is_count(r.count)}
+    return names.union(*(count_names(schedule.dims, r.count) for r in schedule.steps if isinstance(r, Repeat)))
+
+
+def count_names(declared, count: str) -> set[str]:
+    """The dimensions a repeat count names: none (a whole number), one (a declared dimension,
+    which may be named as a Python keyword, `in`), or those of an expression (`nlayers // 2`)."""
+    if is_count(count):
+        return set()
+    return {count} if count in declared else expr.names(count)
 
 
 def _described(dim: str, description: str) -> str:
@@ -112,7 +120,7 @@ def _first_use(schedule: Schedule, dim: str) -> str:
     for t in schedule.tensors.values():
         if any(dim in expr.names(axis) for axis in t.shape):
             return where(schedule.file, t.line, tensor=t.name)
-    line = next(r.line for r in schedule.steps if isinstance(r, Repeat) and r.count == dim)
+    line = next(r.line for r in schedule.steps if isinstance(r, Repeat) and dim in count_names(schedule.dims, r.count))
     return where(schedule.file, line)
 
 
@@ -171,8 +179,7 @@ def _axis_text(value: int) -> str:
 
 def _unroll(schedule: Schedule, dims: dict[str, int]) -> list[tuple[Step, int | None]]:
     """Steps in execution order, each with the line of its row for fault messages."""
-    counts = {id(r): int(r.count) if is_count(r.count) else dims[r.count]
-              for r in schedule.steps if isinstance(r, Repeat)}
+    counts = {id(r): _count(schedule, r, dims) for r in schedule.steps if isinstance(r, Repeat)}
     for r in schedule.steps:
         if isinstance(r, Repeat) and counts[id(r)] < 0:
             raise ArenaError(f"{where(schedule.file, r.line)}repeat count {r.count} = {counts[id(r)]}: "
@@ -205,6 +212,17 @@ def _unroll(schedule: Schedule, dims: dict[str, int]) -> list[tuple[Step, int | 
                          f"{counts[id(empty)]}, so its block unrolls to none")
     _check_unrolled_names(schedule, steps)
     return steps
+
+
+def _count(schedule: Schedule, r: Repeat, dims: dict[str, int]) -> int:
+    if is_count(r.count):
+        return int(r.count)
+    if r.count in schedule.dims:
+        return dims[r.count]
+    try:
+        return expr.evaluate(r.count, dims)
+    except expr.ExprError as e:     # a division by zero
+        raise ArenaError(f"{where(schedule.file, r.line)}repeat count {r.count}: {e}") from None
 
 
 def _check_unrolled_names(schedule: Schedule, steps: list[tuple[Step, int]]) -> None:

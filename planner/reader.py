@@ -409,11 +409,23 @@ class _Reader:
         if nested:
             self.fault("repeat blocks do not nest", line)
         elif not is_count(count) and count not in dims:
-            self.fault(f"repeat count '{count}' is neither a whole number (0 or more) nor a declared dimension", line)
+            self._check_count_expression(count, dims, line)
         if "steps" not in item:
             self.fault("a repeat block has no 'steps' (the list of rows it repeats)", line)
             return Repeat(count, [], line)
         return Repeat(count, self.steps(item["steps"], tensors, dims, nested=True, line=line), line)
+
+    def _check_count_expression(self, count: str, dims, line) -> None:
+        """A repeat count that is an expression (`nlayers // 2`) names declared dimensions only."""
+        try:
+            unknown = sorted(expr.names(count) - set(dims))
+        except expr.ExprError:
+            self.fault(f"repeat count '{count}' is neither a whole number (0 or more), a declared dimension "
+                       "nor an expression of them (+ - * // and parentheses)", line)
+            return
+        declared = f"declared dims: {', '.join(dims)}" if dims else "no dims declared: add it under 'dims'"
+        for dim in unknown:
+            self.fault(f"unknown dimension '{dim}' in repeat count '{count}' ({declared})", line)
 
     def row(self, name, cells, line, tensors) -> StepRow:
         if cells is not None and not isinstance(cells, dict):

@@ -67,7 +67,7 @@ CASES = [
                     edit("  - s0: {a: +w}\n  - s1: {a: rx}\n", "  - repeat: L\n    steps:\n      - s0: {a: +wx}\n")),
      ["plan", "t.yaml", "--set", "L=0"], "t.yaml:7: the schedule has no steps: repeat L is 0, so its block unrolls to none"),
     ("t.yaml", edit("  - s0: {a: +w}\n  - s1: {a: rx}\n", "  - repeat: ²\n    steps:\n      - s0: {a: +wx}\n"),
-     ["plan", "t.yaml"], "t.yaml:7: repeat count '²' is neither a whole number (0 or more) nor a declared dimension"),
+     ["plan", "t.yaml"], "t.yaml:7: repeat count '²' is neither a whole number (0 or more), a declared dimension nor an expression of them"),
     ("t.yaml", TABLE, ["plan", "t.yaml", "--time-limit", "nan"], "--time-limit must be a positive number"),
     ("t.yaml", edit("  - s0: {a: +w}\n  - s1: {a: rx}\n",
                     "  - s.1: {a: +w}\n  - repeat: 2\n    steps:\n      - s: {a: r}\n  - s2: {a: rx}\n"),

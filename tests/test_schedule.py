@@ -110,6 +110,28 @@ def test_repeat_unrolls_with_layer_names_and_new_instances():
     assert [i.name for i in lt.instances if i.tensor == "b"] == ["b#0", "b#1", "b#2"]
 
 
+@pytest.mark.parametrize("count, layers", [("L // 2", 2), ("2 * L - 1", 9), ("(L + 1) // 2", 3)])
+def test_a_repeat_count_may_be_an_expression_of_the_dimensions(count, layers):
+    """Gemma-2's alternating layers: a block of two layers, repeated for half the model's layers."""
+    steps = f"  - s0: {{a: +w}}\n  - repeat: {count}\n    steps:\n      - f: {{b: +wx}}\n  - s1: {{a: rx}}\n"
+    schedule = loads(HEAD.replace("d: width}", "d: width, L: layers}") + steps, "t.yaml")
+    lt = bind(schedule, {"n": 2, "d": 64, "L": 5}, "f32", 256)
+    assert [s.name for s in lt.steps] == ["s0", *(f"f.{k}" for k in range(layers)), "s1"]
+
+
+@pytest.mark.parametrize("count, dims, message", [
+    ("L // q", {"L": 5}, "t.yaml:11: unknown dimension 'q' in repeat count 'L // q' (declared dims: n, d, L)"),
+    ("L // (L - L)", {"L": 5}, "t.yaml:11: repeat count L // (L - L): 'L // (L - L)' divides by zero with L=5"),
+    ("L - 6", {"L": 5}, "t.yaml:11: repeat count L - 6 = -1: a block repeats 0 times or more"),
+    ("L // 2", {}, "t.yaml:11: dimension 'L' (layers) is not bound: pass --set L=N or a --model that has it"),
+])
+def test_a_repeat_counts_expression_faults_at_its_line(count, dims, message):
+    steps = f"  - s0: {{a: +w}}\n  - repeat: {count}\n    steps:\n      - f: {{b: +wx}}\n"
+    with pytest.raises(ArenaError) as e:
+        bind(loads(HEAD.replace("d: width}", "d: width, L: layers}") + steps, "t.yaml"), {"n": 2, "d": 64, **dims})
+    assert str(e.value) == message
+
+
 def test_a_repeat_of_no_rows_adds_no_steps_whatever_its_count():
     lt = lifetimes("""
   - s0: {a: +w}
@@ -161,7 +183,7 @@ def test_dtype_sets_ta_and_alignment_rounds_up():
     ("  - s0: {graph: kern, a: +w}\n", "graph column must be 'kernel' or 'graph'"),
     ("  - s0: {a: +w}\n  - s1: {a: rrx}\n", "t.yaml:11: step 's1': tensor 'a': repeated symbol in 'rrx'"),
     ("  - s0: {a: +w}\n  - repeat: ''\n    steps:\n      - s1: {a: r}\n",
-     "t.yaml:11: repeat count '' is neither a whole number (0 or more) nor a declared dimension"),
+     "t.yaml:11: repeat count '' is neither a whole number (0 or more), a declared dimension nor an expression of them"),
 ])
 def test_faults_name_their_location(steps, message):
     assert message in fault(steps)
@@ -245,7 +267,7 @@ def test_values_read_as_yaml_1_2_reads_them():
     assert [s.name for s in unrolled.steps] == [f"no.{i}" for i in range(10)]
     assert unrolled.instances[0].name == "on#0"
     for value, message in (("yes", "persistent must be true or false, not 'yes'"),
-                           ("2:30", "repeat count '2:30' is neither a whole number (0 or more) nor a declared dimension")):
+                           ("2:30", "repeat count '2:30' is neither a whole number (0 or more), a declared dimension nor an expression of them")):
         text = (HEAD.replace("a: Ta[n, d]", "a: {shape: 'Ta[n, d]', persistent: yes}") + "  - s: {b: +wx}\n"
                 if value == "yes" else HEAD + "  - repeat: 2:30\n    steps:\n      - s: {b: +wx}\n")
         with pytest.raises(ArenaError, match=re.escape(message)):
