@@ -231,7 +231,8 @@ def _generate_in(args, group, torch) -> int:
     if args.json:
         print(json.dumps(summary))
     else:
-        _write(stream.flush() + "\n")
+        # a newline ends the text where it has none of its own (--json's text is exact)
+        _write(stream.flush() + "\n" * (not summary["text"].endswith("\n")))
         _print_summary(summary)
     return 0
 

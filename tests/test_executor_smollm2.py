@@ -161,6 +161,18 @@ def test_cli_json_with_the_default_model_matches_transformers(reference, capsys)
     assert out["nctx"] == len(prompt) + 8 - 1       # the last new token takes no position
 
 
+@pytest.mark.parametrize("prompt, tokens", [("Count: 1\n2\n3\n4\n", 2), ("The capital of France is", 2)])
+def test_stdout_is_the_text_ended_by_one_newline(capsys, prompt, tokens):
+    """The text as --json has it, and a newline only where the text has none of its own."""
+    from llama_arena.cli import main
+    args = ["run", "--prompt", prompt, "--max-new-tokens", str(tokens), "--ignore-eos"]
+    assert main([*args, "--json"]) == 0
+    text = json.loads(capsys.readouterr().out)["text"]
+    assert main(args) == 0
+    assert capsys.readouterr().out == (text if text.endswith("\n") else text + "\n")
+    assert text.endswith("\n") == prompt.endswith("\n")      # one case of each
+
+
 def test_the_planners_weight_bytes_are_the_loaded_weights(ours):
     """The pre-flight estimate counts, from the dims alone, the bytes assemble() then holds."""
     from planner.estimate import weight_bytes
