@@ -516,9 +516,9 @@ def _print_summary(s: dict) -> None:
     note(f"plan    arena {mib(s['arena'])} (lower bound {mib(s['lower_bound'])}, {ratio:.3f}x), "
           f"KV cache {mib(s['kv_bytes'])} ({s['nctx']} positions), weights {mib(s['weight_bytes'])} {_kind(s)}")
     prefilled, decoded = len(s["prompt_tokens"]), len(s["tokens"]) - 1
+    rate = f" at {s['decode_tok_s']:.1f} tok/s" if decoded else ""
     note(f"speed   prefill {prefilled} {plural(prefilled, 'token')} at {s['prefill_tok_s']:.1f} tok/s, "
-          f"decode {decoded} {plural(decoded, 'token')} at {s['decode_tok_s']:.1f} tok/s "
-          f"({s['device']}, stop: {s['stop']})")
+          f"decode {decoded} {plural(decoded, 'token')}{rate} ({s['device']}, stop: {s['stop']})")
     for rank, r in enumerate(s.get("ranks", [])):
         note(f"rank {rank}  arena {mib(r['arena'])}, KV cache {mib(r['kv_bytes'])}, weights {mib(r['weight_bytes'])}")
 

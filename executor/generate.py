@@ -27,10 +27,11 @@ class Generation:
         return len(self.prompt_tokens) / self.prefill_seconds
 
     @property
-    def decode_tok_s(self) -> float:
-        """New tokens per second after the first, which the prefill call produces."""
+    def decode_tok_s(self) -> float | None:
+        """New tokens per second after the first, which the prefill call produces; None where
+        the first ended the text (no rate was measured)."""
         decoded = len(self.tokens) - 1
-        return decoded / self.decode_seconds if decoded else 0.0
+        return decoded / self.decode_seconds if decoded else None
 
 
 def check_context(prompt_len: int, max_new_tokens: int, nctx: int) -> None:

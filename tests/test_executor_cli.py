@@ -36,6 +36,15 @@ def test_json_output_has_tokens_plans_and_speeds(folder, capsys):
     assert out["plans"]["prefill"]["n"] == 3 and out["plans"]["decode"]["n"] == 1
 
 
+def test_one_new_token_has_no_decode_rate(folder, capsys):
+    """The prefill call makes the first new token: with one, nothing was decoded, and no rate is made up."""
+    out = run_json(capsys, "--model", str(folder), "--prompt", "w5 w6 w7", "--max-new-tokens", "1")
+    assert len(out["tokens"]) == 1 and out["decode_tok_s"] is None and out["prefill_tok_s"] > 0
+    assert main(["run", "--model", str(folder), "--prompt", "w5 w6 w7", "--max-new-tokens", "1"]) == 0
+    speed = capsys.readouterr().err.splitlines()[-1]
+    assert speed.startswith("speed   prefill 3 tokens at ") and ", decode 0 tokens (cpu, stop: " in speed
+
+
 def test_preflight_estimate_is_what_the_run_allocates(folder, capsys):
     """Printed on stderr before the weights load, and equal to the bytes the run then holds
     (an untied output head: the embedding and the head both counted)."""
