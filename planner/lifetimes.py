@@ -93,10 +93,10 @@ def bind(schedule: Schedule, dims: dict[str, int], dtype: str = "f32", align: in
 
 def _needed(schedule: Schedule) -> set[str]:
     names = {n for t in schedule.tensors.values() for axis in t.shape for n in expr.names(axis)}
-    return names.union(*(count_names(schedule.dims, r.count) for r in schedule.steps if isinstance(r, Repeat)))
+    return names.union(*(_count_names(schedule.dims, r.count) for r in schedule.steps if isinstance(r, Repeat)))
 
 
-def count_names(declared, count: str) -> set[str]:
+def _count_names(declared: dict[str, str], count: str) -> set[str]:
     """The dimensions a repeat count names: none (a whole number), one (a declared dimension,
     which may be named as a Python keyword, `in`), or those of an expression (`nlayers // 2`)."""
     if is_count(count):
@@ -120,7 +120,7 @@ def _first_use(schedule: Schedule, dim: str) -> str:
     for t in schedule.tensors.values():
         if any(dim in expr.names(axis) for axis in t.shape):
             return where(schedule.file, t.line, tensor=t.name)
-    line = next(r.line for r in schedule.steps if isinstance(r, Repeat) and dim in count_names(schedule.dims, r.count))
+    line = next(r.line for r in schedule.steps if isinstance(r, Repeat) and dim in _count_names(schedule.dims, r.count))
     return where(schedule.file, line)
 
 

@@ -65,7 +65,7 @@ class StepRow:
 
 @dataclass
 class Repeat:
-    count: str                 # a dimension name or an integer, e.g. "nlayers"
+    count: str                 # an integer, a dimension name or an expression of them, e.g. "nlayers"
     steps: list[StepRow]
     line: int | None = None
 
