@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .errors import ArenaError
+from .errors import ArenaError, plural
 
 # Far beyond any model (the largest have 128 query heads), and few enough that a split lists
 # each rank's heads and plans up to this many ranks.
@@ -67,8 +67,10 @@ def _check_split(nh: int, nkvh: int, di: int, ranks: int) -> None:
         raise ArenaError(f"--tp {ranks}: nh={nh} query heads do not split into nkvh={nkvh} equal groups, "
                          "one per key-value head")
     if ranks not in valid_ranks(nh, nkvh):
-        raise ArenaError(f"--tp {ranks}: a model with {nh} query and {nkvh} key-value heads splits over "
-                         f"{_listed(valid_ranks(nh, nkvh))} ranks (whole key-value groups per rank, "
+        valid = valid_ranks(nh, nkvh)
+        raise ArenaError(f"--tp {ranks}: a model with {nh} query {plural(nh, 'head')} and {nkvh} key-value "
+                         f"{plural(nkvh, 'head')} splits over {_listed(valid)} {plural(valid[-1], 'rank')} "
+                         "(whole key-value groups per rank, "
                          "or each key-value head on the same number of ranks)")
     if di < ranks:
         raise ArenaError(f"--tp {ranks}: di={di} FFN columns leave a rank without one")

@@ -284,8 +284,8 @@ def test_torchrun_across_two_machines_meeting_at_localhost(word_folder):
 
 @pytest.mark.parametrize("args, message", [
     (["--tp", "0"], "--tp must be 1 or more ranks, not 0"),
-    (["--tp", "5"], "--tp 5: a model with 4 query and 4 key-value heads splits over 1, 2, 3 or 4 ranks"),
-    (["--tp", "1000"], "--tp 1000: a model with 4 query and 4 key-value heads splits over 1, 2, 3 or 4 ranks"),
+    (["--tp", "5"], "--tp 5: a model with 4 query heads and 4 key-value heads splits over 1, 2, 3 or 4 ranks"),
+    (["--tp", "1000"], "--tp 1000: a model with 4 query heads and 4 key-value heads splits over 1, 2, 3 or 4 ranks"),
     (["--tp", "2", "--nctx", "3"], "--nctx: the prompt (4 tokens) plus --max-new-tokens 12 need 15 positions"),
 ])
 def test_bad_tp_is_exit_2_with_one_clear_message(word_folder, args, message):
@@ -500,3 +500,9 @@ def test_a_reader_that_leaves_ends_two_ranks_quietly_with_141(smollm2):
     p.stdout.close()
     err = p.stderr.read()
     assert p.wait(timeout=120) == 141 and "error" not in err and "Traceback" not in err, err
+
+
+def test_a_split_refused_counts_its_heads_and_ranks_in_words():
+    with pytest.raises(ArenaError) as e:
+        shards(1, 1, 8, 2)
+    assert str(e.value).startswith("--tp 2: a model with 1 query head and 1 key-value head splits over 1 rank (")
