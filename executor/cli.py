@@ -14,7 +14,7 @@ import sys
 from planner.errors import (MAX_FILE_BYTES, ArenaError, WriteFailed, note, out_of_memory, plural, read_text, system_failure,
                             unencodable, utf8_text)
 from planner.models import files_of
-from planner.options import integer, number
+from planner.options import integer, number, weights_dtype
 from planner.output import check_target, check_targets, drop_stdout
 from planner.sizes import mib
 
@@ -375,11 +375,9 @@ def _weights_and_dtype(args, kind: str, device_type: str) -> tuple[bool, str]:
     copies), and this CPU's bf16 arithmetic is slower than its float32.
     A checkpoint has no blocks: its weights take --dtype, as they always have."""
     weights = args.weights or ("native" if kind == "gguf" else None)
-    if weights in ("f32", "bf16", "f16"):
-        if args.dtype not in (None, weights):
-            raise ArenaError(f"--weights {weights} --dtype {args.dtype}: dequantized weights run in their own "
-                             f"dtype; give one of the two")
-        return False, weights
+    dequantized = weights_dtype(weights, args.dtype)
+    if dequantized:
+        return False, dequantized
     native = weights == "native" and kind == "gguf" and device_type == "cpu"
     return native, args.dtype or ("f32" if native else DEFAULT_DTYPE[device_type])
 

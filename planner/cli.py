@@ -12,7 +12,7 @@ from . import csvio, graph, markdown, schedule
 from .budget import Fitter, choose, describe
 from .lifetimes import DEFAULT_ALIGN
 from .options import (add_plan_inputs, check_heads, input_files, integer, load_schedule, plan_from_args, schedule_path,
-                      set_nctx, settle_inputs)
+                      set_nctx, settle_inputs, weights_dtype)
 from .errors import ArenaError, CapacityMissed, note, read_json_object
 from .estimate import estimate, native_weight_bytes, shard_tensors, workspace_bytes
 from .gguf_tensors import misshapen, tensors
@@ -36,6 +36,10 @@ def add_parsers(sub) -> None:
     plan.add_argument("--graph", metavar="FILE.graphml", help="write the interference graph (networkx GraphML)")
     plan.add_argument("--tp", type=integer, default=1, metavar="N",
                       help="tensor parallelism: plan each of N ranks, with its share of heads and FFN columns")
+    plan.add_argument("--weights", choices=["native", "f32", "bf16", "f16"],
+                      help="the weights in the llama schedule's estimate, as `arena run --weights` holds them: "
+                           "native (the default) keeps a GGUF file's Q4_0, Q4_1 and Q8_0 blocks; f32, bf16 or f16 "
+                           "dequantizes every weight, and the run takes that type")
     plan.add_argument("--budget", metavar="BYTES",
                       help="fit the llama schedule's run (weights, arena and what the run holds outside it) in BYTES (e.g. 512MiB, 24GiB, 1.5GB): "
                            "the prompt of n tokens is prefilled in the largest chunk, with the largest key tile, "
@@ -51,6 +55,9 @@ def add_parsers(sub) -> None:
 
 
 def cmd_plan(args) -> int:
+    if args.weights not in (None, "native") and args.csv:
+        raise ArenaError("--weights: is for the llama schedule's estimate; a --csv problem has no weights")
+    args.dtype = weights_dtype(args.weights, args.dtype) or args.dtype
     settle_inputs(args)
     _check_outputs(args)
     set_nctx(args)
@@ -87,7 +94,7 @@ def _plan_one(args, choice, dims, budget) -> int:
         console = _console()
         print_plan(plan, console, fitted.get("capacity"))
         if cost:
-            console.print(estimate_table(cost, "native" if _gguf(args.model) else args.dtype))
+            console.print(estimate_table(cost, _held(args)))
     return 0
 
 
@@ -147,7 +154,7 @@ def _fit(args, budget: int):
         raise ArenaError("--budget chooses the key tile: give --budget or --set tile=, not both")
     # the plans `arena run` makes (strategy auto): the estimate is of what it allocates
     fitter = Fitter({k: v for k, v in dims.items() if k != "n"}, args.dtype, tied_output(args.model),
-                    *held_weights(args.model, dims, args.dtype))
+                    *held_weights(args.model, dims, args.dtype, native=_native(args)))
     choice = choose(fitter, budget, dims["n"])
     note(describe(choice, budget, dims["n"]))
     return choice, {**dims, "n": choice.chunk, "tile": choice.tile}
@@ -158,7 +165,7 @@ def run_estimate(args, plan: Plan, shard: Shard | None = None) -> dict[str, int]
     tensor-parallel rank's `shard`, whose dims the plan binds); {} for other schedules."""
     if not _the_run_schedule(args):
         return {}
-    weights, workspace = held_weights(args.model, plan.dims, args.dtype, shard)
+    weights, workspace = held_weights(args.model, plan.dims, args.dtype, shard, _native(args))
     return estimate([plan], args.dtype, tied_output(args.model), weights, workspace)
 
 
@@ -173,13 +180,14 @@ def _the_run_schedule(args) -> bool:
     return path.resolve() == shipped.resolve() or path.is_file() and path.read_bytes() == shipped.read_bytes()
 
 
-def held_weights(model: str, dims: dict[str, int], dtype: str, shard: Shard | None = None) -> tuple[int | None, int]:
+def held_weights(model: str, dims: dict[str, int], dtype: str, shard: Shard | None = None,
+                 native: bool = True) -> tuple[int | None, int]:
     """(the weights' bytes, None where they are the model's in `dtype`; what the kernels hold
-    outside the arena), as `arena run` holds the model on CPU by default: a GGUF file's Q4_0, Q4_1
-    and Q8_0 matrices as their blocks (native), anything else in `dtype`. With a `shard`, the
+    outside the arena), as `arena run` holds the model on CPU: by default (`native`) a GGUF file's
+    Q4_0, Q4_1 and Q8_0 matrices as their blocks, anything else in `dtype`. With a `shard`, the
     part of a GGUF file's matrices that rank holds (`dims` are already the rank's)."""
     path = _gguf(model)
-    if path is None:
+    if path is None or not native:
         return None, workspace_bytes(dims, dtype, native=False)
     tensors = [(t.name, t.shape, t.type) for t in model_header(path).tensors.values()]
     if shard is not None:
@@ -190,6 +198,16 @@ def held_weights(model: str, dims: dict[str, int], dtype: str, shard: Shard | No
 def _console() -> Console:
     """Standard output for tables: piped output keeps whole rows rather than folding them to 80 columns."""
     return output_console(None if sys.stdout.isatty() else 160)
+
+
+def _native(args) -> bool:
+    """Whether the estimate holds a GGUF file's blocks as they are (not --weights f32, bf16 or f16)."""
+    return args.weights in (None, "native")
+
+
+def _held(args) -> str:
+    """The weights as the estimate's table names them: native blocks, or their dtype."""
+    return "native" if _native(args) and _gguf(args.model) else args.dtype
 
 
 def _gguf(model: str):
@@ -229,7 +247,7 @@ def _plan_ranks(args) -> int:
     if args.json:
         print(text)
     else:
-        _print_ranks(ranks, shares, costs, totals, "native" if _gguf(args.model) else args.dtype)
+        _print_ranks(ranks, shares, costs, totals, _held(args))
     if args.out:   # last: a fault before it leaves no file
         write_atomic(args.out, text + "\n")
     return 0

@@ -88,6 +88,17 @@ def _note_context(said: str, nctx: int | None, model: str | None) -> None:
         note(f"note: {said}{nctx} is more than the model's context of {model_nctx} positions, which arena run refuses")
 
 
+def weights_dtype(weights: str | None, dtype: str | None) -> str | None:
+    """The dtype that --weights f32, bf16 or f16 runs in (every weight dequantized to it; --dtype
+    may only repeat it), or None where the weights stay as they are (native, or not given)."""
+    if weights in (None, "native"):
+        return None
+    if dtype not in (None, weights):
+        raise ArenaError(f"--weights {weights} --dtype {dtype}: dequantized weights run in their own "
+                         f"dtype; give one of the two")
+    return weights
+
+
 def settle_inputs(args) -> None:
     """Refuse the options a --csv problem has no use for (they would be ignored without a
     word), or fill in the defaults of --model and --dtype for a schedule. Settling twice

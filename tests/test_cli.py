@@ -510,6 +510,8 @@ def test_an_output_through_a_loop_of_links_is_refused(tmp_path, capsys):
     (["--csv", "docs/minimalloc.csv", "--nctx", "5"], "--nctx: is for a SCHEDULE; a --csv problem has no model"),
     (["--csv", "docs/minimalloc.csv", "--set", "n=5"], "--set: is for a SCHEDULE; a --csv problem has no model"),
     (["--csv", "docs/minimalloc.csv", "--model", "llama-2-7b"], "--model: is for a SCHEDULE; a --csv problem"),
+    (["--csv", "docs/minimalloc.csv", "--weights", "bf16"], "--weights: is for the llama schedule's estimate; a --csv "
+                                                            "problem has no weights"),
     (["--csv", "docs/minimalloc.csv", "--dtype", "f16"], "--dtype: is for a SCHEDULE; a --csv problem"),
     (["--csv", "docs/minimalloc.csv", "--align", str(2**62)],
      f"--align {2**62}: the device buffers, each rounded up to a multiple of it, add up to"),

@@ -212,6 +212,26 @@ def test_plan_estimates_the_gguf_file_as_run_holds_it(smollm2_path, dtype, capsy
         assert plan[key] == run["estimate"][key], key
 
 
+@pytest.mark.parametrize("weights", ["bf16", "f32"])
+def test_plan_estimates_dequantized_weights_as_run_holds_them(smollm2_path, weights, capsys):
+    """`--weights bf16` dequantizes every block, and the run takes bf16: the plan counts the same bytes,
+    all of them, and names them by their type."""
+    from llama_arena.cli import main
+    common = ["--model", str(smollm2_path), "--nctx", "64", "--weights", weights]
+    assert main(["run", *common, "--prompt", "The capital of France is", "--max-new-tokens", "3", "--json"]) == 0
+    run = json.loads(capsys.readouterr().out)
+    assert run["weights"] == weights and run["dtype"] == weights
+    assert main(["plan", "llama", *common, "--set", f"n={len(run['prompt_tokens'])}", "--json"]) == 0
+    plan = json.loads(capsys.readouterr().out)
+    for key in ("weight_bytes", "kv_bytes", "arena_bytes", "workspace_bytes", "runtime_bytes", "total_bytes"):
+        assert plan[key] == run["estimate"][key], key
+    assert main(["plan", "llama", *common, "--set", "n=4"]) == 0
+    assert f"weights ({weights})" in capsys.readouterr().out
+    assert main(["plan", "llama", *common, "--dtype", "f16", "--set", "n=4"]) == 2
+    assert capsys.readouterr().err == (f"arena: error: --weights {weights} --dtype f16: dequantized weights run in "
+                                       "their own dtype; give one of the two\n")
+
+
 def test_the_readmes_executor_example_runs_and_prints_what_it_says(smollm2_path, capsys):
     """README's executor from Python, run as written: the text its comment gives, and the greedy
     tokens transformers generates after the same prompt."""
