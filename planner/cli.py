@@ -257,7 +257,7 @@ def _plan_rank(args, share: dict[str, int], rank: int) -> Plan:
     """The plan of one rank; its faults say which rank, as its dims are not the ones given."""
     where = f"--tp {args.tp}, rank {rank} ({_split(share)})"
     try:
-        return plan_from_args(args, share)[1]
+        return plan_from_args(args, share, notes=rank == 0)[1]
     except ArenaError as e:
         raise ArenaError(*[f"{where}: {fault}" for fault in e.faults]) from None
     except CapacityMissed as e:

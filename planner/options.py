@@ -113,12 +113,13 @@ def settle_inputs(args) -> None:
     args.dtype = args.dtype or DEFAULT_DTYPE
 
 
-def plan_from_args(args, dims: dict[str, int] | None = None,
-                   optional: dict | None = None) -> tuple[Lifetimes | None, Plan]:
+def plan_from_args(args, dims: dict[str, int] | None = None, optional: dict | None = None,
+                   notes: bool = True) -> tuple[Lifetimes | None, Plan]:
     """The plan the options ask for; Lifetimes too when it comes from a schedule. `dims`, when
     given, are the model's with the --set values already over them, and their heads already
     checked by the caller (a --tp rank's share, or --budget's chunk and tile); `optional` gets a
-    CSV problem's optional columns (csvio.read_problem)."""
+    CSV problem's optional columns (csvio.read_problem); `notes`: print the table's notes (once a
+    command: --tp plans the table once a rank)."""
     settle_inputs(args)
     check_time_limit(args.time_limit)       # before the input is read
     capacity = None if args.capacity is None else parse_size(args.capacity, "--capacity")
@@ -133,11 +134,12 @@ def plan_from_args(args, dims: dict[str, int] | None = None,
         raise ArenaError("say what to plan: a SCHEDULE (e.g. schedules/llama.yaml) or --csv PROBLEM.csv")
     checked = dims is not None
     if not checked:
-        dims = {**model_dims(args.model), **parse_sets(args.set)}
-    table = load_schedule(args.schedule)
+        model, sets = model_dims(args.model), parse_sets(args.set)
+        dims = {**model, **sets}
+    table = load_schedule(args.schedule, notes)
     if not checked:
         check_heads(args, dims, table.dims)
-        _note_model_dims(args, table.dims)
+        _note_model_dims(args, model, sets, table.dims)
     unknown = _unknown_sets(args, list(table.dims))
     try:    # a --set N=7 meant for n: its fault beside n's, which binding finds unbound
         lifetimes = bind(table, with_tile(dims), args.dtype, DEFAULT_ALIGN if args.align is None else args.align)
@@ -146,7 +148,7 @@ def plan_from_args(args, dims: dict[str, int] | None = None,
     if unknown:
         raise ArenaError(*unknown)
     _check_call(args, lifetimes.dims)
-    for line in suspects(table, lifetimes):
+    for line in suspects(table, lifetimes) if notes else []:
         note(line)
     with Waiting(f"planning {lifetimes.schedule}", clock(args)):
         try:
@@ -158,11 +160,12 @@ def plan_from_args(args, dims: dict[str, int] | None = None,
 MARKDOWN_SUFFIXES = (".md", ".markdown", ".txt")
 
 
-def load_schedule(name: str) -> schedule.Schedule:
+def load_schedule(name: str, notes: bool = False) -> schedule.Schedule:
+    """The table SCHEDULE names; `notes`: print a markdown table's notes (types read as int32)."""
     path = schedule_path(name)
     if path.suffix.lower() in MARKDOWN_SUFFIXES:
         table = markdown.convert(path)
-        for line in markdown.guessed_types(table):
+        for line in markdown.guessed_types(table) if notes else []:
             note(line)
         return table
     if path.suffix.lower() == ".csv":   # an allocation problem given where a schedule goes
@@ -256,10 +259,10 @@ def check_heads(args, dims: dict[str, int], declared) -> None:
         raise ArenaError(uneven_heads(*said) + (f"; --set {other[0]} too" if other else ""))
 
 
-def _note_model_dims(args, declared) -> None:
-    """Where --set gives some of a model's shape (d, nh, ...) and the model the rest of those the
-    table declares, the table may well describe another model: a note names what the model gave."""
-    model, sets = model_dims(args.model), parse_sets(args.set)
+def _note_model_dims(args, model: dict[str, int], sets: dict[str, int], declared) -> None:
+    """Where --set (`sets`) gives some of a `model`'s shape (d, nh, ...) and the model the rest of
+    those the table declares, the table may well describe another model: a note names what the
+    model gave."""
     shape = set(model) - {"nctx"}       # the context is the call's as much as the model's
     taken = [d for d in declared if d in shape and d not in sets]
     if shape & set(sets) and taken:

@@ -44,3 +44,13 @@ def test_reads_of_unwritten_bytes_unused_instances_and_tensors_are_noted(tmp_pat
 def test_the_tables_that_ship_have_nothing_to_note(capsys, table):
     assert main(["plan", table, "--set", "n=3", "--json"]) == 0
     assert capsys.readouterr().err == ""
+
+
+def test_a_table_planned_once_a_rank_is_noted_once(tmp_path, capsys):
+    """--tp plans the table for each rank; its notes are the table's, said once."""
+    (tmp_path / "t.md").write_text("| tensor | graph | a | b |\n|---|---|---|---|\n| | | TA (n, nh) | Ta (n, nkvh) |\n"
+                                   "| s0 | kernel | +w | + |\n| s1 | kernel | rx | x |\n")
+    assert main(["plan", str(tmp_path / "t.md"), "--set", "n=2", "--set", "nh=4", "--set", "nkvh=2", "--tp", "2",
+                 "--json"]) == 0
+    notes = capsys.readouterr().err.splitlines()
+    assert len(notes) == 2 and "type 'TA' is read as i32" in notes[0] and "neither written nor read" in notes[1]
