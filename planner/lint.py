@@ -18,11 +18,10 @@ def suspects(table: Schedule, lifetimes: Lifetimes) -> list[str]:
 
     def close(tensor: str) -> None:
         uses = open_.pop(tensor)
-        what = ("is read but no cell writes it" if "r" in uses["symbols"] else "is neither written nor read") \
-            if not set(uses["symbols"]) & set("wm") else None
-        if what:
-            key = (tensor, uses["op"], what)
-            found.setdefault(key, [uses["step"], 0])[1] += 1
+        if set(uses["symbols"]) & set("wm"):        # written (or mapped from the host): nothing to note
+            return
+        what = "is read but no cell writes it" if "r" in uses["symbols"] else "is neither written nor read"
+        found.setdefault((tensor, uses["op"], what), [uses["step"], 0])[1] += 1
 
     for step in lifetimes.steps:
         for tensor, symbols in step.cells.items():

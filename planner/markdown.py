@@ -18,9 +18,14 @@ _SHAPE = re.compile(r"^\s*([^\W\d]\w*)\s*\((.*)\)\s*$")
 def _element(type_: str) -> str:
     """`Ta`: activations, in the element type --dtype names; `T` and an element type (`Tf16`):
     that one; any other (the seed's `Ttok` and `Tpos`, token ids and positions): int32."""
+    return _named(type_) or "i32"
+
+
+def _named(type_: str) -> str | None:
+    """The element type a type's name says (`Ta`, `Tf16`), or None."""
     if type_ == "Ta":
         return ACT
-    return type_[1:] if type_.startswith("T") and type_[1:] in ELEMENT_BYTES else "i32"
+    return type_[1:] if type_.startswith("T") and type_[1:] in ELEMENT_BYTES else None
 
 
 def guessed_types(table: Schedule) -> list[str]:
@@ -31,7 +36,7 @@ def guessed_types(table: Schedule) -> list[str]:
         first.setdefault(t.type, t)
     return [f"note: {where(table.file, t.line, tensor=t.name)}type '{t.type}' is read as i32 (Ta is --dtype's "
             "type, T and an element type that one, e.g. Tf16; any other name an integer id, as the seed's Ttok)"
-            for type_, t in first.items() if type_ not in ("Ta", "Ttok", "Tpos") and type_[1:] not in ELEMENT_BYTES]
+            for type_, t in first.items() if type_ not in ("Ttok", "Tpos") and _named(type_) is None]
 
 
 def convert(path) -> Schedule:

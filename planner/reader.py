@@ -253,6 +253,11 @@ def _plain_words(problem: str) -> str:
     return _TOKEN.sub(lambda m: _TOKENS.get(m[1], m[1]) if m[1] else "a key", problem)
 
 
+def _declared_dims(dims) -> str:
+    """The dimensions a table declares, as a fault about an unknown one says them."""
+    return f"declared dims: {', '.join(dims)}" if dims else "no dims declared: add it under 'dims'"
+
+
 class _Reader:
     def __init__(self, file: str):
         self.file = file
@@ -366,7 +371,7 @@ class _Reader:
                     self.fault(f"dimension '{named[0]}' is a Python keyword, which a shape cannot name: "
                                f"call it something else, e.g. '{named[0]}_'" if named else str(e), line, tensor=name)
                     continue
-                declared = f"declared dims: {', '.join(dims)}" if dims else "no dims declared: add it under 'dims'"
+                declared = _declared_dims(dims)
                 for dim in sorted(unknown):
                     self.fault(f"unknown dimension '{dim}' in shape '{spec}' ({declared})", line, tensor=name)
             tensors[name] = TensorDecl(name, type_, axes, persistent, line)
@@ -423,7 +428,7 @@ class _Reader:
             self.fault(f"repeat count '{count}' is neither a whole number (0 or more), a declared dimension "
                        "nor an expression of them (+ - * // and parentheses)", line)
             return
-        declared = f"declared dims: {', '.join(dims)}" if dims else "no dims declared: add it under 'dims'"
+        declared = _declared_dims(dims)
         for dim in unknown:
             self.fault(f"unknown dimension '{dim}' in repeat count '{count}' ({declared})", line)
 

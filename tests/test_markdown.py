@@ -140,16 +140,17 @@ def test_types_are_activations_an_element_type_or_int32(tmp_path):
 
 
 def test_a_type_read_as_int32_by_default_is_noted_where_it_is_planned(tmp_path, capsys):
-    """TA, Tfp16: typos of Ta and Tf16 would plan as ids; the seed's own Ttok and Tpos, or Ti8, are not noted."""
-    table = ("| tensor | graph | a | b | c | d | e | f |\n|---|---|---|---|---|---|---|---|\n"
-             "| | | TA (n) | Tfp16 (n) | Tfp16 (n) | Ttok (n) | Ti8 (n) | Ta (n) |\n"
-             "| s0 | kernel | +w | +w | +w | +w | +w | +w |\n| s1 | kernel | rx | rx | rx | rx | rx | rx |\n")
+    """TA, Tfp16, Xf16: typos of Ta and Tf16 would plan as ids; the seed's own Ttok and Tpos, or Ti8, are not noted."""
+    table = ("| tensor | graph | a | b | c | d | e | f | g |\n|---|---|---|---|---|---|---|---|---|\n"
+             "| | | TA (n) | Tfp16 (n) | Tfp16 (n) | Ttok (n) | Ti8 (n) | Ta (n) | Xf16 (n) |\n"
+             "| s0 | kernel | +w | +w | +w | +w | +w | +w | +w |\n"
+             "| s1 | kernel | rx | rx | rx | rx | rx | rx | rx |\n")
     (tmp_path / "t.md").write_text(table)
     assert main(["plan", str(tmp_path / "t.md"), "--set", "n=4", "--json"]) == 0
     assert capsys.readouterr().err.splitlines() == [
         f"note: {tmp_path / 't.md'}:3: tensor '{name}': type '{type_}' is read as i32 (Ta is --dtype's type, T and "
         "an element type that one, e.g. Tf16; any other name an integer id, as the seed's Ttok)"
-        for name, type_ in (("a", "TA"), ("b", "Tfp16"))]
+        for name, type_ in (("a", "TA"), ("b", "Tfp16"), ("g", "Xf16"))]
     assert main(["plan", str(SEED), "--set", "n=4", "--json"]) == 0
     assert capsys.readouterr().err == ""
 
