@@ -6,10 +6,12 @@ import threading
 import time
 
 import pytest
+from hypothesis import given, settings, strategies as st
 
 from planner.check import check
 from planner.place import Block, extent, lower_bound
 from planner.place.heuristics import FreeList, best_fit, greedy_size, naive
+from planner.place.problem import conflict_count, conflicts
 from planner.place import reordered as reordered_module
 from planner.place.auto import assign
 from planner.place.layered import layered
@@ -105,6 +107,14 @@ def test_greedy_size_takes_a_gap_of_exactly_the_size():
     offsets = greedy_size(blocks)
     check(names(blocks), blocks, offsets, extent(blocks, offsets), 1)
     assert extent(blocks, offsets) == lower_bound(blocks) == 9
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 8), st.integers(0, 5)), max_size=30))
+def test_conflict_count_counts_the_pairs_that_share_a_step(drawn):
+    blocks = [Block(first, first + length, 1) for first, length in drawn]
+    pairs = sum(a.first <= b.last and b.first <= a.last for k, a in enumerate(blocks) for b in blocks[:k])
+    assert conflict_count(blocks) == pairs == sum(1 for _ in conflicts(blocks))
 
 
 def test_greedy_size_gives_up_at_its_deadline():

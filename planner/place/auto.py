@@ -9,7 +9,7 @@ from typing import NamedTuple
 from .heuristics import best_fit, greedy_size, naive
 from .layered import layered
 from .loading import or_tools_in_time
-from .problem import Block, bottom, extent, lower_bound
+from .problem import Block, bottom, conflict_count, extent, lower_bound
 from .reordered import reordered
 from .skyline import skyline
 
@@ -20,8 +20,9 @@ CHOICES = ["auto", *HEURISTICS, "exact"]
 PUBLISHED = ("naive", "greedy-size", "best-fit")    # as their authors wrote them, for comparison
 
 # The time budget of `auto` and `exact`, all in one place. The heuristics run cheapest
-# first (AUTO_HEURISTICS; on 10^5 blocks greedy-size's conflict lists take 6 s, `layered`
-# one pass of `skyline` in under one; `reordered`'s passes, about a second, last, and a
+# first (AUTO_HEURISTICS; on 10^5 blocks of long lifetimes greedy-size's conflict lists take
+# 6 s, `layered` one pass of `skyline` in under one, but seconds on a sawtooth of short ones,
+# so above EXACT_MAX their conflicting pairs decide, `_order`; `reordered`'s passes, about a second, last, and a
 # quarter of that where they stay behind the others), any of them skipped once HEURISTIC_SHARE
 # of the time limit is spent (the whole limit above EXACT_MAX blocks, where no search follows but
 # the rolling windows on long, thin components, with what the heuristics leave);
@@ -36,6 +37,12 @@ PUBLISHED = ("naive", "greedy-size", "best-fit")    # as their authors wrote the
 # (docs/measurements.md has the figures.)
 AUTO_HEURISTICS = ("best-fit", "layered", "greedy-size", "reordered")
 HEURISTIC_SHARE = 0.5
+# greedy-size's seconds: per conflicting pair and per block (10^5 blocks, 0.5-30 million
+# pairs: 0.51-0.77 us a pair, 4-8 us a block); where no search follows, it runs before
+# `layered` if that takes under GREEDY_FIRST of the time left (`_order`)
+GREEDY_PAIR_S = 0.6e-6
+GREEDY_BLOCK_S = 6e-6
+GREEDY_FIRST = 0.5
 EXACT_MAX = 20_000
 EXACT_MIN_S = 0.5
 
@@ -114,7 +121,7 @@ def _best_heuristic(blocks: list[Block], goal: int, deciding: bool, share_end: f
     reach: no heuristic's plan can meet it then. `layered` and `reordered` also stop once
     that search has a plan."""
     best = head = None
-    for name in AUTO_HEURISTICS:
+    for name in AUTO_HEURISTICS if searched else _order(blocks, share_end):
         if best is not None and time.monotonic() > share_end:
             continue
         if name == "layered":
@@ -131,6 +138,17 @@ def _best_heuristic(blocks: list[Block], goal: int, deciding: bool, share_end: f
         if size <= goal or deciding and head is not None and head.proven:
             break
     return (*best, head)
+
+
+def _order(blocks: list[Block], deadline: float) -> tuple[str, ...]:
+    """AUTO_HEURISTICS, with greedy-size before `layered` where it is cheap: on 10^5 blocks
+    `layered`'s skyline passes can take seconds and end worse, and the time may be up before
+    greedy-size's turn (a sawtooth of 10^5 buffers at --time-limit 5: best-fit's plan, 1.32 of
+    the bound, where greedy-size plans 1.17 in 0.9 s)."""
+    seconds = GREEDY_PAIR_S * conflict_count(blocks) + GREEDY_BLOCK_S * len(blocks)
+    if seconds > GREEDY_FIRST * (deadline - time.monotonic()):
+        return AUTO_HEURISTICS
+    return ("best-fit", "greedy-size", "layered", "reordered")
 
 
 def _search_can_follow(blocks: list[Block], seconds: float) -> bool:
