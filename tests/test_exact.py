@@ -895,9 +895,23 @@ def test_no_rolling_windows_once_the_head_start_has_answered():
     assert exact._rolled(comp, comp.lower, time.monotonic() + 10, None) is not None
 
 
-def test_minimizing_the_windows_step_down_from_the_best_plan_while_they_plan(monkeypatch):
+def test_minimizing_a_component_of_roll_min_blocks_the_windows_alone_ask_the_bound(monkeypatch):
+    """Not the canonical search too, as deciding does: its share goes to the windows' steps down."""
+    blocks = stair(1200, 0)
+    (comp,) = components(blocks)
+    asked, decided = [], []
+    monkeypatch.setattr(exact, "_rolled", lambda comp, capacity, *rest: asked.append(capacity))
+    monkeypatch.setattr(exact, "_decide", lambda comp, plan, capacity, *rest: decided.append(capacity) or (plan, capacity))
+    exact._minimize(comp, layered(blocks), comp.lower, time.monotonic() + 1)
+    assert asked[0] == comp.lower and decided == []
+    monkeypatch.setattr(exact, "ROLL_MIN", len(blocks) + 1)
+    exact._minimize(comp, layered(blocks), comp.lower, time.monotonic() + 1)
+    assert decided == [comp.lower]
+
+
+def test_minimizing_the_windows_step_down_from_the_best_plan_halving_the_step_they_miss(monkeypatch):
     """Where they did not plan the bound: each try DESCENT_GAP of the way down from the best plan
-    so far, on from each plan they make, and the plan before the first try that makes none."""
+    so far, on from each plan they make; after a try that makes none, half as far, down to a unit."""
     blocks = stair(1200, 0)
     (comp,) = components(blocks)
     plan = layered(blocks)
@@ -913,10 +927,13 @@ def test_minimizing_the_windows_step_down_from_the_best_plan_while_they_plan(mon
     first = (upper - int(exact.DESCENT_GAP * (upper - bound))) // comp.unit * comp.unit
     found = exact._rolled_down(comp, plan, bound, time.monotonic() + 30)
     check([str(k) for k in comp.blocks], comp.blocks_of(blocks), found, first, 1)
-    assert asked[0] == first and len(asked) == (1 if comp.extent(found) == bound else 2)
+    assert asked[0] == first and (len(asked) == 1) == (comp.extent(found) == bound)
     asked.clear()
     monkeypatch.setattr(exact, "_rolled", lambda *args: asked.append(args[1]))
-    assert exact._rolled_down(comp, plan, bound, time.monotonic() + 30) is plan and asked == [first]
+    assert exact._rolled_down(comp, plan, bound, time.monotonic() + 30) is plan
+    below = [upper - goal for goal in asked]        # how far under the plan each try was
+    assert asked[0] == first and below[-1] == comp.unit and len(below) > 3
+    assert all(abs(far - 2 * nearer) <= 2 * comp.unit for far, nearer in zip(below, below[1:]))
 
 
 @pytest.mark.parametrize("strategy", ["auto", "exact"])
