@@ -168,6 +168,7 @@ def launch(ranks: int, entry: Callable, *args) -> int:
     from torch.distributed.elastic.multiprocessing import DefaultLogsSpecs, Std
     from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.elastic.rendezvous.api import RendezvousError
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
     # a failure is reported below, in one line; torch's elastic modules set their loggers' own
@@ -175,11 +176,16 @@ def launch(ranks: int, entry: Callable, *args) -> int:
     for name in list(logging.Logger.manager.loggerDict):
         if name.startswith(("torch.distributed.elastic", "torch.multiprocessing")):
             logging.getLogger(name).setLevel(logging.CRITICAL)
+    try:
+        port = _free_port()
+    except OSError as e:        # a sandbox without a loopback network, or no name for localhost
+        note(f"arena: error: --tp: the ranks meet over the network on localhost, which failed here: {e.strerror or e}")
+        return 1
     logs = Path(tempfile.mkdtemp(prefix="arena-ranks-"))
     os.environ[SAID] = str(logs / "said")     # the spawned ranks inherit it
     (logs / "said").mkdir()
     config = LaunchConfig(min_nodes=1, max_nodes=1, nproc_per_node=ranks, run_id=uuid.uuid4().hex,
-                          rdzv_backend="c10d", rdzv_endpoint=f"localhost:{_free_port()}", max_restarts=0,
+                          rdzv_backend="c10d", rdzv_endpoint=f"localhost:{port}", max_restarts=0,
                           monitor_interval=MONITOR_SECONDS, start_method="spawn",
                           logs_specs=DefaultLogsSpecs(log_dir=str(logs), redirects={r: Std.ERR for r in range(1, ranks)}))
     tempdir, tempfile.tempdir = tempfile.tempdir, str(logs)
@@ -202,6 +208,10 @@ def launch(ranks: int, entry: Callable, *args) -> int:
         return code if code > 0 else 1
     except SignalException as e:   # the launcher's own handler: Ctrl-C or a kill stopped every rank
         return 128 + e.sigval
+    except RendezvousError as e:   # before any rank started (its cause's text holds C++ stack frames)
+        cause = str(e.__cause__ or e).splitlines()[0]
+        note(f"arena: error: --tp: the ranks could not meet on localhost:{port}: {cause}")
+        return 1
     finally:
         tempfile.tempdir = tempdir
         del os.environ[SAID]
@@ -224,6 +234,11 @@ def _show_log(logs: Path, rank: int) -> None:
 
 
 def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("localhost", 0))
-        return s.getsockname()[1]
+    """A free port on localhost, where the ranks meet, that takes a connection: where the
+    loopback network is down, torch's store would try for two minutes, printing C++ frames."""
+    with socket.socket() as server, socket.socket() as client:
+        server.bind(("localhost", 0))
+        server.listen()
+        client.settimeout(10)
+        client.connect(server.getsockname())
+        return server.getsockname()[1]

@@ -366,6 +366,53 @@ def test_bad_input_is_exit_2_when_another_rank_is_seen_failing_first(capfd):
     assert err.count("arena: error:") == 1 and "arena: error: the table's fault" in err, err
 
 
+def _rank_folders() -> set[Path]:
+    return set(Path(tempfile.gettempdir()).glob("arena-ranks-*"))
+
+
+def test_where_localhost_takes_no_connection_the_launcher_says_so_in_one_line(monkeypatch, capfd):
+    """No name for localhost, or no loopback network (a sandbox): one line and exit 1, before
+    the ranks' folder is made, where torch's store would have tried for two minutes."""
+    from executor import parallel
+    before = _rank_folders()
+
+    def unresolved(*args):
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+    monkeypatch.setattr(parallel.socket.socket, "bind", unresolved)
+    assert launch(2, ranks.run, {}) == 1
+    assert capfd.readouterr().err == ("arena: error: --tp: the ranks meet over the network on localhost, "
+                                      "which failed here: Name or service not known\n")
+    assert _rank_folders() == before
+
+
+def test_a_rendezvous_that_fails_is_one_line_and_exit_1(monkeypatch, capfd):
+    from torch.distributed.elastic.rendezvous.api import RendezvousConnectionError
+    from torch.distributed.launcher import api
+
+    def refused(config, entry):
+        def run(*args):
+            raise RendezvousConnectionError("The connection to the C10d store has failed.") from \
+                OSError("connect failed\nframe #0: c10::Error::Error")
+        return run
+    monkeypatch.setattr(api, "elastic_launch", refused)
+    before = _rank_folders()
+    assert launch(2, ranks.run, {}) == 1
+    err = capfd.readouterr().err
+    assert err.startswith("arena: error: --tp: the ranks could not meet on localhost:") and \
+        err.endswith(": connect failed\n") and _rank_folders() == before
+
+
+@pytest.mark.skipif(subprocess.run(["unshare", "-n", "true"], capture_output=True).returncode != 0 if shutil.which("unshare")
+                    else True, reason="needs unshare -n (root)")
+def test_without_a_loopback_network_arena_run_tp_is_one_line_at_once():
+    started = time.monotonic()
+    p = subprocess.run(["unshare", "-n", *ARENA, "run", "--prompt", "hi", "--max-new-tokens", "1", "--tp", "2"],
+                       capture_output=True, text=True, timeout=120)
+    assert (p.returncode, p.stdout) == (1, "") and time.monotonic() - started < 30
+    assert p.stderr == "arena: error: --tp: the ranks meet over the network on localhost, which failed here: " \
+                       "Network is unreachable\n"
+
+
 def test_a_ranks_bad_input_is_its_one_line_and_exit_2(word_folder, tmp_path):
     """A weight holding NaN in a rank's share: that rank names it, and the launcher adds no
     second line about the rank's exit."""
