@@ -3,7 +3,10 @@ and minimalloc's example, and checked for what it shows, not only that it exists
 import argparse
 import io
 import json
+import os
 import re
+import subprocess
+import sys
 import xml.etree.ElementTree as ET
 
 import matplotlib.image
@@ -583,6 +586,21 @@ def test_viz_writes_every_file_it_is_asked_for(tmp_path, minimalloc, capsys):
     assert "<svg" in out["html"].read_text()
     assert len(slices(json.loads(out["json"].read_text())["traceEvents"], "instance")) == 5
     assert capsys.readouterr().err.count("wrote ") == 4
+
+
+def test_pictures_take_neither_the_users_matplotlibrc_nor_another_backend(tmp_path, minimalloc):
+    """A notebook's MPLBACKEND failed matplotlib's import, and a matplotlibrc asking for TeX
+    (not installed) failed the drawing: the pictures are drawn the same in any environment."""
+    (tmp_path / "matplotlibrc").write_text("text.usetex: True\nfont.family: NoSuchFont\n")
+    drawn = {}
+    for name, env in (("plain", {}), ("theirs", {"MATPLOTLIBRC": str(tmp_path),
+                                                  "MPLBACKEND": "module://matplotlib_inline.backend_inline"})):
+        files = [tmp_path / f"{name}.{ext}" for ext in ("png", "svg")]
+        p = subprocess.run([sys.executable, "-m", "llama_arena", "viz", "--csv", minimalloc, "--png", str(files[0]),
+                            "--svg", str(files[1])], capture_output=True, text=True, env={**os.environ, **env})
+        assert p.returncode == 0 and p.stderr == "".join(f"wrote {f} ({f.suffix[1:]})\n" for f in files), p.stderr
+        drawn[name] = [f.read_bytes() for f in files]
+    assert drawn["plain"] == drawn["theirs"]
 
 
 def test_viz_prints_the_terminal_view_without_file_options(capsys):

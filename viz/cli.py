@@ -1,6 +1,8 @@
 """`arena viz`: the plan of a schedule (or a minimalloc CSV) as a terminal view, pictures, a trace."""
 from __future__ import annotations
 
+import os
+
 import re
 
 from planner.errors import ArenaError, note
@@ -49,7 +51,10 @@ def run(args) -> int:
         return 0
     outputs = []
     if files.keys() - {"--trace"}:
-        from . import picture   # matplotlib loads only when a picture is asked for
+        # matplotlib loads only when a picture is asked for, drawing files through Agg: another
+        # environment's MPLBACKEND (a notebook's inline backend) would fail its import
+        os.environ["MPLBACKEND"] = "agg"
+        from . import picture
         for option, draw in (("--png", picture.png), ("--svg", picture.svg), ("--html", picture.html)):
             if option in files:
                 with Waiting(f"drawing the {option[2:]}", None):

@@ -20,6 +20,7 @@ import threading
 import warnings
 
 import matplotlib
+import matplotlib.style
 from matplotlib.figure import Figure
 from matplotlib.legend import Legend
 from matplotlib.patches import Patch, Rectangle
@@ -54,22 +55,24 @@ DRAWING = {"text.parse_math": False}
 DRAWING_LOCK = threading.RLock()
 
 
-def _quiet_glyphs(draw):
+def _drawing(draw):
+    """`draw` under matplotlib's default settings, whatever the user's matplotlibrc says (TeX for
+    every text, fonts not installed), and without a warning per missing glyph."""
     def drawn(*args, **kwargs):
-        with DRAWING_LOCK, warnings.catch_warnings():
+        with DRAWING_LOCK, warnings.catch_warnings(), matplotlib.style.context("default"):
             warnings.filterwarnings("ignore", message="Glyph .* missing from font")
             return draw(*args, **kwargs)
     return drawn
 
 
-@_quiet_glyphs
+@_drawing
 def png(plan: Plan) -> bytes:
     buf = io.BytesIO()
     figure(plan).savefig(buf, format="png", dpi=DPI)
     return buf.getvalue()
 
 
-@_quiet_glyphs
+@_drawing
 def svg(plan: Plan) -> str:
     """The SVG, with a hover title in each instance's group."""
     buf = io.StringIO()
@@ -108,7 +111,7 @@ def tooltip(plan: Plan, b: Buffer) -> str:
     return f"{b.name} (tensor {b.tensor})\noffset {b.offset:,}, {b.size:,} bytes\n{steps}{shape}"
 
 
-@_quiet_glyphs
+@_drawing
 @matplotlib.rc_context(DRAWING)
 def figure(plan: Plan) -> Figure:
     time = spans(plan)
