@@ -75,6 +75,25 @@ def test_a_wheel_holds_the_schedules_and_the_compiled_parts(tmp_path):
         assert any(n.startswith(extension) and n.endswith(".so") for n in names), extension
 
 
+def test_the_sdist_holds_every_tracked_file_its_tests_and_readme_need(tmp_path):
+    """The tests import their helpers and benchmarks/families.py, the README links docs/, and
+    .ci/run is the test command: an sdist without them had tests that could not be collected."""
+    import subprocess
+    import sys
+    import tarfile
+    tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True)
+    if tracked.returncode != 0:
+        pytest.skip("not a git checkout")
+    built = subprocess.run([sys.executable, "setup.py", "-q", "egg_info", "--egg-base", str(tmp_path),
+                            "sdist", "-d", str(tmp_path)], cwd=ROOT, capture_output=True, text=True)
+    assert built.returncode == 0, built.stderr
+    with tarfile.open(next(tmp_path.glob("*.tar.gz"))) as sdist:
+        names = {name.split("/", 1)[1] for name in sdist.getnames() if "/" in name}
+    wanted = {name for name in tracked.stdout.splitlines() if name.startswith(("tests/", "benchmarks/", "docs/", ".ci/"))}
+    assert wanted and wanted <= names, sorted(wanted - names)
+    assert not any(name.endswith((".so", ".pyc")) for name in names)
+
+
 def test_a_compiled_part_missing_or_built_from_another_source_says_to_build_it(tmp_path):
     """A checkout changed after its build kept the old build: a TypeError deep in a run."""
     from planner.compiled import NotBuilt, load
