@@ -173,6 +173,8 @@ def _stage(target: Path, data: bytes) -> str:
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
+            f.flush()
+            os.fsync(f.fileno())    # on disk before the rename: else a crash may leave the target empty
         if target.exists():
             old = target.stat()
             try:

@@ -658,6 +658,29 @@ def test_a_rename_that_fails_names_the_output_and_leaves_no_temporary_file(tmp_p
     assert list(tmp_path.iterdir()) == []
 
 
+def test_an_output_is_on_disk_before_it_is_renamed_into_place_and_a_failed_sync_is_named(tmp_path, monkeypatch):
+    """Else a crash after the rename may leave the file empty; and a full disk may show only
+    at the sync (delayed allocation)."""
+    import errno
+
+    from planner import output
+    from planner.errors import WriteFailed
+    done, replace, fsync = [], output.os.replace, output.os.fsync
+    monkeypatch.setattr(output.os, "fsync", lambda fd: done.append(("fsync", os.readlink(f"/proc/self/fd/{fd}")))
+                        or fsync(fd))
+    monkeypatch.setattr(output.os, "replace", lambda src, dst: done.append(("replace", src)) or replace(src, dst))
+    output.write_all([("--out", str(tmp_path / "a.json"), "new")])
+    assert [step for step, _ in done] == ["fsync", "replace"] and done[0][1] == done[1][1]
+    assert (tmp_path / "a.json").read_text() == "new"
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    monkeypatch.setattr(output.os, "fsync", full)
+    with pytest.raises(WriteFailed, match="No space left on device"):
+        output.write_all([("--out", str(tmp_path / "b.json"), "new")])
+    assert [p.name for p in tmp_path.iterdir()] == ["a.json"]
+
+
 def test_a_note_that_cannot_be_written_leaves_the_output_whole():
     """A note goes to standard error: full, it is lost; closed, it must not land in the JSON."""
     argv = [sys.executable, "-m", "llama_arena", "plan", "llama", "--nctx", "9000", "--json"]   # a note: past 8192
