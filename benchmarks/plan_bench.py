@@ -29,8 +29,8 @@ ROOT = Path(__file__).resolve().parent.parent      # the repository: runs from a
 sys.path.insert(0, str(ROOT))
 
 from benchmarks import at_least, graphs  # noqa: E402
-from benchmarks.families import (ALIGN, README, aligned, cut, dense, lanes, powers, production, serving,  # noqa: E402
-                                 spread, stair, table, topup)
+from benchmarks.families import (ALIGN, README, aligned, cut, dense, lanes, powers, production, sawtooth,  # noqa: E402
+                                 serving, spread, stair, table, topup)
 from planner.calls import with_tile  # noqa: E402
 from planner.lifetimes import bind  # noqa: E402
 from planner.errors import ArenaError, CapacityMissed  # noqa: E402
@@ -95,6 +95,8 @@ def instances(quick: bool, most_seeds: int | None = None) -> list[Instance]:
             out += [Instance(f"serving-{n}", serving(n, s)) for s in seeds[:3]]
     for n in ([1000] if quick else [1000, 5000]):
         out += [Instance(f"powers-{n}", powers(n, s)) for s in seeds[:3]]
+    for n in ([] if quick else [500, 5000]):
+        out += [Instance(f"sawtooth-{n}", sawtooth(n, s)) for s in seeds[:3]]
     for arch, layers, batch, tokens, train in GRAPHS[:2] if quick else GRAPHS:
         out.append(Instance(f"graph-{arch}-L{layers}-{'train' if train else 'infer'}", None,
                             build=lambda args=(arch, layers, batch, tokens, train): graphs.graph(*args)))

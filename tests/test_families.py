@@ -5,7 +5,7 @@ import importlib
 
 import pytest
 
-from benchmarks.families import ALIGN, KIB, powers, production, topup
+from benchmarks.families import ALIGN, KIB, powers, production, sawtooth, topup
 from planner.check import check
 from planner.place import lower_bound
 from planner.place.problem import components, whole_span
@@ -69,6 +69,18 @@ def test_topup_fills_every_step_to_the_peak_with_small_sizes(seed):
     program = blocks[:60]
     assert {b.size // ALIGN for b in program} <= {1, 2, 3, 5, 8}
     assert all(b.first == b.last for b in blocks[60:])     # the fillers live one step each
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_sawtooth_buffers_live_longer_the_larger_they_are_and_the_load_repeats_each_period(seed):
+    blocks = sawtooth(300, seed)
+    lives = [b.last - b.first + 1 for b in blocks]
+    period = max(lives)
+    assert [b.first for b in blocks] == list(range(300)) and 17 <= period <= 29
+    assert sorted(set(lives)) == list(range(1, period + 1))
+    assert all(life * 1000 <= b.size < (life + 1) * 1000 for life, b in zip(lives, blocks))
+    live = [sorted(b.last - b.first + 1 for b in blocks if b.first <= t <= b.last) for t in range(period, 300)]
+    assert all(now == later for now, later in zip(live, live[period:]))      # the same lifetimes live
 
 
 def test_powers_are_random_lifetimes_of_sizes_powers_of_two():
