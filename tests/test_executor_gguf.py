@@ -167,11 +167,12 @@ def test_tensors_the_forward_pass_cannot_read_or_leaves_unread(tmp_path, capsys,
     assert err.startswith(f"note: arena run refuses {path}: {fault}") and err.count("\n") == 1, err
 
 
-def test_a_tensor_of_the_wrong_shape_is_named_as_the_file_names_it(tmp_path):
+@pytest.mark.parametrize("shape", [(255,), ()], ids=["short", "scalar"])
+def test_a_tensor_of_the_wrong_shape_is_named_as_the_file_names_it(tmp_path, shape):
     from executor.weights import assemble
-    norm = {"blk.0.attn_norm.weight": (np.ones(255, dtype=np.float32), None)}
+    norm = {"blk.0.attn_norm.weight": (np.ones(shape, dtype=np.float32), None)}
     file = GGUFFile(minimal_gguf(tmp_path / "t.gguf", extra=norm, tokens=[f"t{i}" for i in range(8)]))
-    with pytest.raises(ArenaError, match=re.escape("tensor 'blk.0.attn_norm.weight' has shape (255,), expected (256,)")):
+    with pytest.raises(ArenaError, match=re.escape(f"tensor 'blk.0.attn_norm.weight' has shape {shape}, expected (256,)")):
         assemble(file, torch.float32, torch.device("cpu"))
 
 
