@@ -194,6 +194,8 @@ def _generate_in(args, group, torch) -> int:
 
     with torch.inference_mode():
         weights = _load(file, DTYPES[dtype], device, shard, native, bar=first)
+        if native:
+            _check_float_weights(weights, source.path)
         del file
         hand_back_heap()
         try:
@@ -235,6 +237,18 @@ def _generate_in(args, group, torch) -> int:
         _write(stream.flush() + "\n" * (not summary["text"].endswith("\n")))
         _print_summary(summary)
     return 0
+
+
+def _check_float_weights(weights, path) -> None:
+    """A NaN or infinity the native kernels would hide (weights.hidden_not_finite), before the
+    run prints words for it."""
+    from .weights import hidden_not_finite
+
+    culprit = hidden_not_finite(weights)
+    if culprit is not None:
+        role, nan = culprit
+        raise ArenaError(f"{path}: {role} holds {'NaN' if nan else 'infinity'}, which the native kernels' "
+                         "quantized activations would hide (the text would be garbage)")
 
 
 def _why_not_finite(e, weights, path, dtype: str, ranks: bool) -> str:

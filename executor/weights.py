@@ -187,16 +187,34 @@ def assemble(file: TensorFile, dtype: torch.dtype, device: torch.device,
 def not_finite(w: Weights) -> tuple[str, bool] | None:
     """The first weight holding NaN or infinity, named by its role (GGUF and transformers name
     them differently), and whether it holds a NaN; or None."""
+    return _first_not_finite(_by_role(w))
+
+
+def hidden_not_finite(w: Weights) -> tuple[str, bool] | None:
+    """Where some weights are GGUF blocks (Packed), not_finite of the float ones (norms): the
+    kernels quantize the activations for the blocks with scales that pass a NaN by (fmaxf), so
+    the logits never show it; None where none is, or no weight is blocks."""
+    named = _by_role(w)
+    if not any(isinstance(t, Packed) for _, t in named):
+        return None
+    return _first_not_finite([(role, t) for role, t in named if not isinstance(t, Packed)])
+
+
+def _by_role(w: Weights) -> list[tuple[str, Operand]]:
     named = [("the token embedding", w.embedding), ("the output projection", w.output), ("the output norm", w.output_norm)]
     for i, layer in enumerate(w.layers):
         named += [(f"layer {i}'s {role}", t) for role, t in (
             ("attention norm", layer.attn_norm), ("Q, K or V projection", layer.wqkv),
             ("attention output projection", layer.wo), ("FFN norm", layer.ffn_norm),
             ("FFN gate or up projection", layer.w_gate_up), ("FFN down projection", layer.w_down))]
-    for name, t in named:
+    return named
+
+
+def _first_not_finite(named: list[tuple[str, Operand]]) -> tuple[str, bool] | None:
+    for role, t in named:
         values = t.dequantize() if isinstance(t, Packed) else t
         if not values.isfinite().all():
-            return name, bool(values.isnan().any())
+            return role, bool(values.isnan().any())
     return None
 
 

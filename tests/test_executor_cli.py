@@ -576,6 +576,25 @@ def test_logits_that_are_not_finite_name_the_weight_that_holds_nan(folder, tmp_p
                                             "are not finite (NaN or infinity)\n")
 
 
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_with_native_blocks_a_float_weight_not_finite_is_named_before_the_run(folder, tmp_path, capsys, value):
+    """The kernels' activation scales (fmaxf) pass a NaN by: the logits stayed finite and the
+    text was garbage, with exit 0."""
+    from gguf import GGMLQuantizationType as Q
+    copy = copy_with_tensors(folder, tmp_path / "copy", lambda tensors: tensors["model.layers.1.input_layernorm.weight"]
+                             .__setitem__(3, value))
+
+    def vocabulary(w):
+        w.add_tokenizer_model("gpt2")
+        w.add_token_list([chr(c) for c in range(33, 127)] + ["w5"] + [f"<{i}>" for i in range(128 - 95)])
+        w.add_token_merges(["w 5"])
+    model = checkpoint_to_gguf(copy, tmp_path / "q8.gguf", Q.Q8_0, metadata=vocabulary)
+    assert main(["run", "--model", str(model), "--prompt", "w5", "--max-new-tokens", "2"]) == 2
+    held = "NaN" if value != value else "infinity"
+    assert capsys.readouterr().err.endswith(f"arena: error: {model}: layer 1's attention norm holds {held}, which the "
+                                            "native kernels' quantized activations would hide (the text would be garbage)\n")
+
+
 @pytest.mark.parametrize("value, held", [(1e6, "infinity in f16 (65504 at most: run in f32 or bf16)"),
                                          (float("nan"), "NaN")], ids=["past-f16", "nan"])
 def test_a_weight_past_f16s_range_is_blamed_on_f16_not_the_file(folder, tmp_path, capsys, value, held):
