@@ -66,7 +66,7 @@ class GGUFFile:
         rows = self._bytes(t).reshape(t.rows, -1)
         row_bytes = rows.shape[1]
         step = max(1, READ_BYTES // max(1, row_bytes))
-        w = np.empty((t.rows, t.shape[0] if t.shape else 1), np.float32)    # (a scalar: the shape check names it)
+        w = np.empty((t.rows, t.shape[0]), np.float32)
         # rows a few MiB at a time, each run's pages dropped once read: a whole embedding's pages
         # stayed resident beside its copy (97 MiB over a --budget). A NaN or infinity dequantized
         # says nothing here: it shows in the logits, which name it

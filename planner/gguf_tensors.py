@@ -67,9 +67,9 @@ def tensors(header: Header, path: Path) -> dict[str, Tensor]:
             raise ArenaError(f"{path}: tensor '{t.name}' has quantization {_type_name(t.type)}, which is not "
                              f"supported (supported: {names})")
         name, block, size = TYPES[t.type]
-        if 0 in t.shape:
+        if not t.shape or 0 in t.shape:   # (no dimensions: a scalar, which a block type would count as 0 bytes)
             raise ArenaError(f"{path}: tensor '{t.name}' has shape {list(t.shape)}, no values")
-        if t.shape and t.shape[0] % block:    # the executor's reshapes take whole blocks
+        if t.shape[0] % block:    # the executor's reshapes take whole blocks
             raise ArenaError(f"{path}: tensor '{t.name}' has rows of {t.shape[0]} values, "
                              f"not whole {name} blocks of {block}")
         nbytes = math.prod(t.shape) // block * size   # exact: numpy's product wraps around at 2^64

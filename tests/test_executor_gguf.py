@@ -167,13 +167,26 @@ def test_tensors_the_forward_pass_cannot_read_or_leaves_unread(tmp_path, capsys,
     assert err.startswith(f"note: arena run refuses {path}: {fault}") and err.count("\n") == 1, err
 
 
-@pytest.mark.parametrize("shape", [(255,), ()], ids=["short", "scalar"])
-def test_a_tensor_of_the_wrong_shape_is_named_as_the_file_names_it(tmp_path, shape):
+def test_a_tensor_of_the_wrong_shape_is_named_as_the_file_names_it(tmp_path):
     from executor.weights import assemble
-    norm = {"blk.0.attn_norm.weight": (np.ones(shape, dtype=np.float32), None)}
+    norm = {"blk.0.attn_norm.weight": (np.ones(255, dtype=np.float32), None)}
     file = GGUFFile(minimal_gguf(tmp_path / "t.gguf", extra=norm, tokens=[f"t{i}" for i in range(8)]))
-    with pytest.raises(ArenaError, match=re.escape(f"tensor 'blk.0.attn_norm.weight' has shape {shape}, expected (256,)")):
+    with pytest.raises(ArenaError, match=re.escape("tensor 'blk.0.attn_norm.weight' has shape (255,), expected (256,)")):
         assemble(file, torch.float32, torch.device("cpu"))
+
+
+@pytest.mark.parametrize("qtype", [Q.F32, Q.Q4_1], ids=lambda q: q.name)
+def test_a_tensor_of_no_dimensions_is_named(tmp_path, qtype):
+    """A scalar where a weight belongs: in F32 its read failed (IndexError), and in a block type
+    it counted as 0 bytes, which passed the checks of size and truncation."""
+    scalar = {"blk.0.attn_q.weight": (np.ones((), dtype=np.float32), None)}
+    path = minimal_gguf(tmp_path / "t.gguf", extra=scalar, tokens=[f"t{i}" for i in range(8)])
+    data = bytearray(path.read_bytes())     # its type follows its name and its count of dimensions, 0
+    at = data.index(b"blk.0.attn_q.weight") + len("blk.0.attn_q.weight") + 4
+    data[at:at + 4] = int(qtype).to_bytes(4, "little")
+    path.write_bytes(data)
+    with pytest.raises(ArenaError, match=re.escape(f"{path}: tensor 'blk.0.attn_q.weight' has shape [], no values")):
+        GGUFFile(path)
 
 
 @pytest.mark.parametrize("native", [True, False], ids=["native", "dequantized"])
