@@ -111,9 +111,9 @@ def from_gguf(gguf) -> TextTokenizer:
     ids = {name: gguf.meta(f"tokenizer.ggml.{key}_token_id", None) for name, key in GGUF_SPECIAL.items()}
     ids.update(bos_token=bos, eos_token=eos)
     # llama.cpp's defaults: BOS first for SentencePiece and Llama 3's vocabularies, no EOS last
-    add_bos = bos is not None and bool(gguf.meta("tokenizer.ggml.add_bos_token", kind == "llama" or
-                                                 gguf.meta("tokenizer.ggml.pre", None) in LLAMA3_VOCABULARY))
-    add_eos = eos is not None and bool(gguf.meta("tokenizer.ggml.add_eos_token", False))
+    add_bos = bos is not None and _flag(gguf, "tokenizer.ggml.add_bos_token", kind == "llama" or
+                                        gguf.meta("tokenizer.ggml.pre", None) in LLAMA3_VOCABULARY)
+    add_eos = eos is not None and _flag(gguf, "tokenizer.ggml.add_eos_token", False)
     if add_bos or add_eos:
         first, last = [bos] if add_bos else [], [eos] if add_eos else []
         tok.post_processor = processors.TemplateProcessing(
@@ -199,7 +199,7 @@ def _sentencepiece_bpe(gguf, tokens: list[str], types: list[int]):
     unknown = _token_id(gguf, "tokenizer.ggml.unknown_token_id", len(tokens))
     tok = Tokenizer(models.BPE(vocab, [(a, b) for a, b, _ in merges], byte_fallback=True, fuse_unk=True,
                                unk_token=tokens[unknown] if unknown is not None else None))
-    prefix = [normalizers.Prepend("▁")] if gguf.meta("tokenizer.ggml.add_space_prefix", True) else []
+    prefix = [normalizers.Prepend("▁")] if _flag(gguf, "tokenizer.ggml.add_space_prefix", True) else []
     tok.normalizer = normalizers.Sequence([*prefix, normalizers.Replace(" ", "▁")])
     tok.decoder = decoders.Sequence([decoders.Replace("▁", " "), decoders.ByteFallback(), decoders.Fuse(),
                                      *([decoders.Strip(" ", 1, 0)] if prefix else [])])
@@ -214,6 +214,15 @@ def _array(gguf, key: str, value, kind, kinds: str, count: int | None = None) ->
     if count is not None and len(value) != count:
         raise ArenaError(f"{gguf.path}: GGUF metadata '{key}' has {len(value):,} entries; "
                          f"the vocabulary has {count:,} tokens")
+    return value
+
+
+def _flag(gguf, key: str, default: bool) -> bool:
+    """The true or false under metadata `key`, `default` when it is absent; an ArenaError when it
+    is anything else (the string "false" would read as true)."""
+    value = gguf.meta(key, default)
+    if type(value) is not bool:
+        raise ArenaError(f"{gguf.path}: GGUF metadata '{key}' is {value!r}; it must be true or false")
     return value
 
 

@@ -137,6 +137,21 @@ def test_bos_and_eos_are_added_as_the_file_says(vocabulary, tmp_path, bos, eos):
         assert ours.encode(text, add_special_tokens=False) == sp.encode(text)
 
 
+@pytest.mark.parametrize("key, value", [("add_bos_token", "false"), ("add_eos_token", [False]),
+                                        ("add_space_prefix", 0)])
+def test_a_flag_that_is_not_true_or_false_is_refused(vocabulary, tmp_path, key, value):
+    """The string "false" read as true (llama.cpp refuses it too)."""
+    sp, folder, _ = vocabulary
+
+    def metadata(w):
+        _write_vocabulary(w, sp)
+        getattr(w, {str: "add_string", list: "add_array", int: "add_uint32"}[type(value)])(f"tokenizer.ggml.{key}", value)
+    path = checkpoint_to_gguf(folder, tmp_path / "flag.gguf", metadata=metadata)
+    with pytest.raises(ArenaError, match=re.escape(f"{path}: GGUF metadata 'tokenizer.ggml.{key}' is {value!r}; "
+                                                   "it must be true or false")):
+        from_gguf(GGUFFile(path))
+
+
 @pytest.mark.parametrize("template", ["<|user|>{{ messages[0]['content'] }}<|assistant|>",      # TinyLlama's way
                                       "{{ bos_token }}[INST] {{ messages[0]['content'] }} [/INST]"])  # Llama 2's
 @pytest.mark.parametrize("bos", [True, False])
