@@ -69,16 +69,18 @@ def folder_model(folder: Path) -> Path | None:
 
 
 def is_gguf(path: Path) -> bool:
-    """Whether a model file is a GGUF file: by its first bytes, whatever its name (a Hugging
-    Face cache's blobs have none), or by its suffix where it is no regular file (a pipe would
-    block the read) or cannot be read (which the reader then names)."""
+    """Whether a model file is a GGUF file: by its suffix, or by its first bytes whatever its
+    name (a Hugging Face cache's blobs have none). A damaged .gguf file is one still, which the
+    reader names (not a config.json of 98 MB); a pipe is not read here (it would block)."""
+    if path.suffix.lower() == ".gguf":
+        return True
     try:
         if path.is_file():
             with open(path, "rb") as f:
                 return f.read(4) == b"GGUF"
     except OSError:
         pass
-    return path.suffix.lower() == ".gguf"
+    return False
 
 
 # What a checkpoint's folder is read for beside its *.safetensors: here (config and head), and by
@@ -279,9 +281,12 @@ def gguf_refusal(header: Header, path: Path, dims: dict[str, int]) -> str | None
     bias = next((name for name in header.tensors if name.endswith(".bias")), None)
     if bias:
         return f"tensor '{bias}' is a bias; layers with biases are not supported"
-    rotated = gguf_meta(header, path, "llama.rope.dimension_count", dims["dh"])
+    rotated = positive(path, "llama.rope.dimension_count", gguf_meta(header, path, "llama.rope.dimension_count", dims["dh"]))
     if rotated != dims["dh"]:
         return f"RoPE over {rotated} of {dims['dh']} head dimensions is not supported"
+    values = positive(path, "llama.attention.value_length", gguf_meta(header, path, "llama.attention.value_length", dims["dh"]))
+    if values != dims["dh"]:
+        return f"llama.attention.value_length is {values}, where the head size is {dims['dh']}: values and keys of two sizes are not supported"
     scaling = gguf_meta(header, path, "llama.rope.scaling.type", "linear")   # as llama.cpp reads it
     if scaling not in ("none", "linear"):
         return f"RoPE scaling '{scaling}' is not supported (none, linear)"
@@ -318,6 +323,8 @@ def gguf_dims(header: Header, path: Path) -> dict[str, int]:
     if arch != "llama":
         raise ArenaError(f"{path}: architecture '{arch}' is not supported (only llama); {OTHER_NETWORKS}")
     experts = meta("llama.expert_count", 0)
+    if type(experts) is not int or experts < 0:
+        raise ArenaError(f"{path}: llama.expert_count is {_shown(experts)}; it must be a count (0: no experts)")
     if experts != 0:   # Mixtral's files say llama too; their FFN tensors are per expert
         raise ArenaError(f"{path}: llama.expert_count is {json.dumps(experts)}: mixture-of-experts models "
                          "are not supported")

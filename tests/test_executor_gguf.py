@@ -241,6 +241,7 @@ DIMS_FAULTS = [
     ({"attention.key_length": 0}, "llama.attention.key_length is 0; it must be a positive integer"),
     ({"context_length": 0}, "llama.context_length is 0; it must be a positive integer"),
     ({"expert_count": 8}, "llama.expert_count is 8: mixture-of-experts models are not supported"),
+    ({"expert_count": "0"}, 'llama.expert_count is "0"; it must be a count (0: no experts)'),
 ]
 RUN_FAULTS = [   # what only a forward pass needs
     ({"attention.key_length": 63, "rope.dimension_count": 63}, "the head size is 63; RoPE needs an even one"),
@@ -252,6 +253,9 @@ RUN_FAULTS = [   # what only a forward pass needs
     ({"rope.scaling.type": "linear", "rope.scaling.factor": "2"},
      'llama.rope.scaling.factor is "2"; it must be a positive number'),
     ({"rope.scaling.type": "yarn", "rope.scaling.factor": 4.0}, "RoPE scaling 'yarn' is not supported (none, linear)"),
+    ({"rope.dimension_count": "64"}, 'llama.rope.dimension_count is "64"; it must be a positive integer'),
+    ({"attention.value_length": 32}, "llama.attention.value_length is 32, where the head size is 64: values and keys "
+                                     "of two sizes are not supported"),
 ]
 
 
@@ -307,11 +311,15 @@ def test_truncated_file_is_named_truncated(checkpoint, tmp_path, keep):
         GGUFFile(cut)
 
 
-def test_not_a_gguf_file_is_named(tmp_path):
+def test_not_a_gguf_file_is_named(tmp_path, capsys):
+    """By the run and by the plan, which read a damaged .gguf file as a config.json."""
     path = tmp_path / "text.gguf"
     path.write_text("hello")
     with pytest.raises(ArenaError, match="not a readable GGUF file"):
         GGUFFile(path)
+    assert main(["plan", "llama", "--model", str(path)]) == 2
+    assert capsys.readouterr().err == (f"arena: error: {path}: not a readable GGUF file, truncated or corrupt "
+                                       "(no GGUF magic number)\n")
 
 
 def test_tensors_that_share_bytes_are_refused(tmp_path):
