@@ -132,7 +132,7 @@ def _bind_shapes(schedule: Schedule, dims: dict[str, int]) -> dict[str, list[int
     if unbound:
         whole = " (or --nctx N, a call of the whole context)" if "nctx" in schedule.dims else ""
         raise ArenaError(*[f"{_first_use(schedule, d)}dimension '{d}'{_described(d, schedule.dims[d])} is not bound: "
-                           f"pass --set {d}=N{whole if d == 'n' else ''} or a --model that has it"
+                           f"pass --set {d}=N{whole if d == 'n' else ''}"     # (every model has its own dims)
                            + _numeric(d, schedule.dims[d]) for d in unbound])
     shapes, faults = {}, []
     not_positive: dict[tuple[str, ...], list[str]] = {}    # the shapes' faults, by the dims bound to 0 or less

@@ -239,7 +239,7 @@ CASES = [
     ("t.yaml", edit("{a: rx}", "{a: rx, a: r}"), ["plan", "t.yaml"],
      "t.yaml:8: key 'a' appears twice in one mapping (earlier on this line)"),
     ("t.yaml", edit("d: width", "d: width, q: 7", edit("Ta[n, d]", "Ta[n, q]")), ["plan", "t.yaml"],
-     "dimension 'q' (7) is not bound: pass --set q=N or a --model that has it (under 'dims' 7 describes q; "
+     "dimension 'q' (7) is not bound: pass --set q=N (under 'dims' 7 describes q; "
      "--set q=7 binds it)"),
     ("t.md", MARKDOWN.replace("Ta (n, n)", "Ta (n × n)"), ["plan", "t.md"],
      "t.md:3: tensor 'b': cannot read the expression 'n × n'; write * for ×"),

@@ -265,7 +265,7 @@ def test_convert_prints_yaml_that_plans_like_the_layer(tmp_path, capsys):
     (["plan", "nope.yaml", "--set", "n=1"], "nope.yaml: cannot read the schedule"),
     (["plan", "llama", "--model", "no-such-model"], "--model: 'no-such-model' is neither a preset"),
     (["plan", "llama"], "dimension 'n' (tokens in this call) is not bound: pass --set n=N (or --nctx N, a call of "
-                        "the whole context) or a --model that has it"),
+                        "the whole context)"),
     (["plan", "llama", "--set", "n=0"], "evaluates to (0): every dimension must be positive (and 12 more"),
     (["plan", "llama", "--set", "n=x"], "--set n=x: expected NAME=INTEGER"),
     (["plan", "llama", "--set", "n=2", "--set", "q=3"], "--set q: the schedule has no dimension 'q'"),

@@ -123,7 +123,7 @@ def test_a_repeat_count_may_be_an_expression_of_the_dimensions(count, layers):
     ("L // q", {"L": 5}, "t.yaml:11: unknown dimension 'q' in repeat count 'L // q' (declared dims: n, d, L)"),
     ("L // (L - L)", {"L": 5}, "t.yaml:11: repeat count L // (L - L): 'L // (L - L)' divides by zero with L=5"),
     ("L - 6", {"L": 5}, "t.yaml:11: repeat count L - 6 = -1: a block repeats 0 times or more"),
-    ("L // 2", {}, "t.yaml:11: dimension 'L' (layers) is not bound: pass --set L=N or a --model that has it"),
+    ("L // 2", {}, "t.yaml:11: dimension 'L' (layers) is not bound: pass --set L=N"),
 ])
 def test_a_repeat_counts_expression_faults_at_its_line(count, dims, message):
     steps = f"  - s0: {{a: +w}}\n  - repeat: {count}\n    steps:\n      - f: {{b: +wx}}\n"
