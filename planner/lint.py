@@ -18,7 +18,7 @@ def suspects(table: Schedule, lifetimes: Lifetimes) -> list[str]:
 
     def close(tensor: str) -> None:
         uses = open_.pop(tensor)
-        if set(uses["symbols"]) & set("wm"):        # written (or mapped from the host): nothing to note
+        if uses["symbols"] & set("wm"):        # written (or mapped from the host): nothing to note
             return
         what = "is read but no cell writes it" if "r" in uses["symbols"] else "is neither written nor read"
         found.setdefault((tensor, uses["op"], what), [uses["step"], 0])[1] += 1
@@ -28,9 +28,9 @@ def suspects(table: Schedule, lifetimes: Lifetimes) -> list[str]:
             if tensor in persistent:        # written by the calls before this one
                 continue
             if symbols.startswith("+"):
-                open_[tensor] = {"step": step.name, "op": step.op, "symbols": ""}
+                open_[tensor] = {"step": step.name, "op": step.op, "symbols": set()}
             if tensor in open_:
-                open_[tensor]["symbols"] += symbols
+                open_[tensor]["symbols"] |= set(symbols)    # (a set: a string grew with every step)
                 if symbols.endswith("x"):
                     close(tensor)
     for tensor in list(open_):
