@@ -25,6 +25,7 @@ _SHAPE = re.compile(r"^\s*([^\W\d]\w*)\s*\[(.*)\]\s*$", re.DOTALL)   # a line br
 
 # Limits no real schedule comes near: a few hundred bytes of YAML aliases can otherwise
 # expand to billions of nodes (a "billion laughs"), and nested brackets can exhaust the stack.
+# (The values written out are bounded by the file's size, MAX_FILE_BYTES.)
 MAX_YAML_NODES = 100_000
 # the keys under which the loader keeps each mapping's line and its keys' lines: objects, not
 # strings, so that no key of a schedule (a tensor named __line__) can meet them
@@ -79,9 +80,11 @@ class _LineLoader(yaml.SafeLoader):
 
     def get_single_node(self):
         node = super().get_single_node()
-        if node is not None and _expanded_size(node, {}) > MAX_YAML_NODES:
-            raise ArenaError(f"{self.file}: the YAML holds more than {MAX_YAML_NODES:,} values "
-                             "(its aliases expanded); a schedule needs far fewer")
+        sizes: dict[int, int] = {}
+        # what the aliases add: a large table written out is read (its file's size bounds it)
+        if node is not None and _expanded_size(node, sizes) - len(sizes) > MAX_YAML_NODES:
+            raise ArenaError(f"{self.file}: the YAML's aliases expand it by more than {MAX_YAML_NODES:,} values; "
+                             "a schedule needs far fewer")
         return node
 
     def construct_mapping(self, node, deep=False):

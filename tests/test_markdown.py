@@ -39,6 +39,22 @@ def test_printed_yaml_reads_back_to_the_same_lifetimes():
     assert comparable(bind(loads(to_yaml(seed), "converted.yaml"), dims)) == comparable(bind(seed, dims))
 
 
+def test_a_large_table_printed_as_yaml_reads_back(tmp_path):
+    """Every cell written out, 120,000 values: the limit that keeps YAML's aliases from
+    expanding a small file to billions of values refused what convert printed."""
+    tensors, steps = 60, 1000
+    rows = [f"| s{i} | kernel | " + " | ".join("+" if i == 0 else "x" if i == steps - 1 else "r" if i % 7 == k % 7 else "o"
+                                               for k in range(tensors)) + " |" for i in range(steps)]
+    table = tmp_path / "big.md"
+    table.write_text("\n".join([f"| step | graph | {' | '.join(f't{k}' for k in range(tensors))} |",
+                                 "|" + "---|" * (tensors + 2), "| | | " + " | ".join(["Ta (n)"] * tensors) + " |", *rows]))
+    converted = convert(table)
+    text = to_yaml(converted)
+    assert text.count(": o") > 50_000
+    dims = {"n": 4, "d": 1}
+    assert comparable(bind(loads(text, "big.yaml"), dims)) == comparable(bind(converted, dims))
+
+
 @pytest.mark.parametrize("strip", ["outer pipes", "leading pipes"])
 def test_a_table_without_outer_pipes_reads_as_with_them(tmp_path, strip):
     """GitHub's tables may leave out the pipes at either end of a row."""
