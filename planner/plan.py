@@ -185,10 +185,15 @@ def _check_buffers(buffers: list[Buffer]) -> None:
 
 
 def _check_total(buffers: list[Buffer], device: list[int], align: int) -> None:
+    limit = f"at most 2^62 = {MAX_BYTES:,} bytes are planned"
+    host = [b for b in buffers if b.memory == "host"]
+    if sum(b.size for b in host) > MAX_BYTES:   # (a plan's host bytes: a number JSON's readers must hold)
+        largest = max(host, key=lambda b: b.size)
+        raise ArenaError(f"the host-mapped buffers add up to {sum(b.size for b in host):,} bytes (the largest, "
+                         f"'{largest.name}', {largest.size:,}); {limit}")
     total = sum(buffers[k].size for k in device)
     if total <= MAX_BYTES:
         return
-    limit = f"at most 2^62 = {MAX_BYTES:,} bytes are planned"
     if sum(buffers[k].nbytes or buffers[k].size for k in device) <= MAX_BYTES:   # the alignment's doing
         raise ArenaError(f"--align {align}: the device buffers, each rounded up to a multiple of it, "
                          f"add up to {total:,} bytes; {limit}")

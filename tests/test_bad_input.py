@@ -86,6 +86,8 @@ CASES = [
     ("t.yaml", TABLE, ["plan", "llama", "--set", "d=999999999999999999"], "at most 2^62 = 4,611,686,018,427,387,904 bytes"),
     ("t.yaml", edit("Ta[n, d]", f"Ta[n, {2**61}]"), ["plan", "t.yaml"],     # 2^62 elements pass; their bytes do not
      "t.yaml: the device buffers add up to 18,446,744,073,709,551,616 bytes (the largest, 'a#0'"),
+    ("t.yaml", edit("Ta[n, d]", f"Ta[n, {2**61}]").replace("{a: +w}", "{a: +m}"), ["plan", "t.yaml"],
+     "t.yaml: the host-mapped buffers add up to 18,446,744,073,709,551,616 bytes (the largest, 'a#0'"),
     # what YAML accepts but a table never means
     ("t.yaml", edit("d: width}", "d: width, n: again}"), ["plan", "t.yaml"], "t.yaml:2: key 'n' appears twice"),
     ("t.yaml", edit("a: Ta[n, d]", "a: {shape: 'Ta[n, d]', persistant: true}"), ["plan", "t.yaml"],
