@@ -6,6 +6,7 @@ to register the subcommand, and `arena plan` should not pay for torch.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
@@ -16,6 +17,7 @@ from planner.errors import (MAX_FILE_BYTES, ArenaError, WriteFailed, note, out_o
 from planner.models import files_of
 from planner.options import integer, number, weights_dtype
 from planner.output import check_target, check_targets, drop_stdout
+from planner.progress import Waiting
 from planner.sizes import mib
 
 DEFAULT_DTYPE = {"cpu": "f32", "cuda": "bf16"}
@@ -209,11 +211,19 @@ def _generate_in(args, group, torch) -> int:
                              "--budget, fits") from None
         stream = TextStream(tokenizer.decode)
         echo = (lambda token: _write(stream.push(token))) if first and not args.json else (lambda token: None)
-        try:
-            result = generate(session, prompt, args.max_new_tokens, sampler, tokenizer.eos_ids,
-                              args.ignore_eos, echo)
-        except NotFinite as e:
-            raise ArenaError(_why_not_finite(e, weights, source.path, dtype, group is not None)) from None
+        # a long prompt's prefill takes minutes on a CPU: a spinner until its first token
+        with contextlib.ExitStack() as prefilling:
+            if first:
+                prefilling.enter_context(Waiting(f"prefilling {len(prompt):,} prompt {plural(len(prompt), 'token')}", None))
+
+            def on_token(token: int) -> None:
+                prefilling.close()
+                echo(token)
+            try:
+                result = generate(session, prompt, args.max_new_tokens, sampler, tokenizer.eos_ids,
+                                  args.ignore_eos, on_token)
+            except NotFinite as e:
+                raise ArenaError(_why_not_finite(e, weights, source.path, dtype, group is not None)) from None
 
     outside = {"rope_bytes": session.model.cos.nbytes + session.model.sin.nbytes,
                **{k: cost[k] for k in ("workspace_bytes", "runtime_bytes")}}

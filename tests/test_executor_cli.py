@@ -22,6 +22,28 @@ def folder(word_folder):
     return word_folder
 
 
+def test_a_spinner_shows_while_the_prompt_prefills_and_goes_before_the_first_token(folder, monkeypatch, capsys):
+    """A prompt of thousands of tokens prefills for minutes on a CPU: without it the terminal
+    showed nothing between the weights' bar and the first token."""
+    from executor import cli as run_cli
+    events = []
+
+    class Shown:
+        def __init__(self, what, limit):
+            events.append(what)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            events.append("gone")
+    write = run_cli._write
+    monkeypatch.setattr(run_cli, "Waiting", Shown)
+    monkeypatch.setattr(run_cli, "_write", lambda text: events.append("text") or write(text))
+    assert main(["run", "--model", str(folder), "--prompt", "w5 w6 w7", "--max-new-tokens", "3"]) == 0
+    assert events[:2] == ["prefilling 3 prompt tokens", "gone"] and set(events[2:]) == {"text"}, events
+
+
 def run_json(capsys, *argv) -> dict:
     assert main(["run", *argv, "--json"]) == 0
     return json.loads(capsys.readouterr().out)
