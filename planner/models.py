@@ -277,16 +277,18 @@ def rope_settings(path: Path, cfg: dict) -> tuple[float, dict | None]:
 def gguf_refusal(header: Header, path: Path, dims: dict[str, int]) -> str | None:
     """What `arena run` refuses in a llama GGUF file the planner reads (None: nothing): biases,
     which llama.cpp adds where present, RoPE over part of a head or scaled otherwise than
-    linearly, an odd head size, a tensor missing or left unread (gguf_tensors.unread)."""
+    linearly, values of another size than the keys, an odd head size, a tensor missing or left
+    unread (gguf_tensors.unread)."""
     bias = next((name for name in header.tensors if name.endswith(".bias")), None)
     if bias:
         return f"tensor '{bias}' is a bias; layers with biases are not supported"
-    rotated = positive(path, "llama.rope.dimension_count", gguf_meta(header, path, "llama.rope.dimension_count", dims["dh"]))
+    rotated, values = (positive(path, key, gguf_meta(header, path, key, dims["dh"]))
+                       for key in ("llama.rope.dimension_count", "llama.attention.value_length"))
     if rotated != dims["dh"]:
         return f"RoPE over {rotated} of {dims['dh']} head dimensions is not supported"
-    values = positive(path, "llama.attention.value_length", gguf_meta(header, path, "llama.attention.value_length", dims["dh"]))
     if values != dims["dh"]:
-        return f"llama.attention.value_length is {values}, where the head size is {dims['dh']}: values and keys of two sizes are not supported"
+        return (f"llama.attention.value_length is {values}, where the head size is {dims['dh']}: values and keys "
+                "of two sizes are not supported")
     scaling = gguf_meta(header, path, "llama.rope.scaling.type", "linear")   # as llama.cpp reads it
     if scaling not in ("none", "linear"):
         return f"RoPE scaling '{scaling}' is not supported (none, linear)"
