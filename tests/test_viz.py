@@ -241,6 +241,14 @@ def test_a_map_past_map_lines_is_left_to_the_pictures(tmp_path):
     assert len(lines) < 1_000
 
 
+def test_a_table_of_more_tensors_than_fit_says_how_many(tmp_path):
+    rows = "".join(f"b{i},{i},{i + 1 + i % 13},{1 + i * 37 % 101}\n" for i in range(1200))
+    (tmp_path / "many.csv").write_text("id,lower,upper,size\n" + rows)
+    _, plan = plan_from_args(args("--csv", str(tmp_path / "many.csv"), "--strategy", "best-fit"))
+    text = " ".join(" ".join(screen(plan, None, width=100)).split())
+    assert "1,200 tensors do not fit in 100 columns: see the arena map" in text
+
+
 def test_labels_of_wide_characters_keep_the_map_rows_even(tmp_path):
     """A CJK character or an emoji takes two cells of the terminal, not one."""
     from rich.cells import cell_len

@@ -191,7 +191,7 @@ def lifetime_table(plan: Plan, rows: list[Row], top: int, width: int, saved: boo
     headers = _headers(names, width - _fixed_width(rows, kinds, bool(plan.steps)))
     title = (f"lifetime table of {plan.schedule} ({len(plan.steps)} {plural(len(plan.steps), 'step')})" if plan.steps
              else f"lifetime table of the CSV problem ({len(rows)} {plural(len(rows), 'section')} of time)")
-    notes = [] if headers or not names else [f"{len(names)} {plural(len(names), 'tensor')} do not fit in {width} "
+    notes = [] if headers or not names else [f"{len(names):,} {plural(len(names), 'tensor')} do not fit in {width} "
                                              "columns: see the arena map"]
     if saved:
         notes.append("from a saved plan: each instance's lifetime, not the schedule's cells")
