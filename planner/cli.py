@@ -33,7 +33,8 @@ def add_parsers(sub) -> None:
     plan.add_argument("--out", metavar="FILE",
                       help="also save the plan: the JSON --json prints, or for --csv minimalloc's solution "
                            "(id,lower,upper,size, alignment and gaps where the problem has them, offset)")
-    plan.add_argument("--graph", metavar="FILE.graphml", help="write the interference graph (networkx GraphML)")
+    plan.add_argument("--graph", metavar="FILE.graphml",
+                      help=f"write the interference graph (networkx GraphML; up to {graph.MAX_EDGES:,} edges)")
     plan.add_argument("--tp", type=integer, default=1, metavar="N",
                       help="tensor parallelism: plan each of N ranks, with its share of heads and FFN columns")
     plan.add_argument("--weights", choices=["native", "f32", "bf16", "f16"],
@@ -84,6 +85,8 @@ def _plan_one(args, choice, dims, budget) -> int:
     # --json's, and --out's (as --tp's); not made for a table alone: 10^5 buffers take a while
     text = json.dumps({**plan.to_dict(), **cost, **chosen, **fitted}, indent=1) \
         if args.json or args.out and not args.csv else None
+    if args.graph and (fault := graph.too_large(plan.buffers)):     # before minutes of building it
+        raise ArenaError(f"--graph: {fault}")
     outputs = [("--graph", args.graph, graph.graphml(graph.interference_graph(plan.buffers)))] if args.graph else []
     if args.out:
         outputs.append(("--out", args.out, csvio.solution_csv(plan, optional) if args.csv else text + "\n"))

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings, strategies as st
 
+from llama_arena.cli import main
 from planner.calls import with_tile
 from planner.check import PlanInvalid, check
 from planner.graph import interference_graph
@@ -52,6 +53,23 @@ def test_interference_graph_edges_are_conflicts():
     assert g.has_edge("x_#0", "attn#0")       # attn_qkv reads x_ and creates attn
     assert not g.has_edge("attn#0", "x_#1")   # attn is gone before the second x_
     assert g.degree("x#0") == len(g) - 1      # x lives throughout
+
+
+def test_an_interference_graph_past_its_edges_limit_is_refused_before_it_is_made(tmp_path, capsys, monkeypatch):
+    """10^5 buffers of a pass's problem made 25 million edges: the process ran out of memory
+    after minutes. 120 buffers all live at once make 7,140 edges."""
+    from planner import graph
+    problem = tmp_path / "p.csv"
+    problem.write_text("id,lower,upper,size\n" + "".join(f"b{i},0,10,{i + 1}\n" for i in range(120)))
+    monkeypatch.setattr(graph, "MAX_EDGES", 7_139)
+    assert main(["plan", "--csv", str(problem), "--strategy", "best-fit", "--graph", str(tmp_path / "g.graphml")]) == 2
+    assert capsys.readouterr().err == ("arena: error: --graph: the interference graph would have 7,140 edges (pairs of "
+                                       "instances live at one step), about 4.09 MiB while it is made; at most 7,139 are "
+                                       "written\n")
+    assert not (tmp_path / "g.graphml").exists()
+    monkeypatch.setattr(graph, "MAX_EDGES", 7_140)
+    assert main(["plan", "--csv", str(problem), "--strategy", "best-fit", "--graph", str(tmp_path / "g.graphml")]) == 0
+    assert (tmp_path / "g.graphml").stat().st_size > 0
 
 
 def test_checker_rejects_overlap_misalignment_and_overflow():
