@@ -27,7 +27,7 @@ from typing import NamedTuple
 from .errors import ArenaError, note, read_text, show
 from .lifetimes import align_up
 from .place import Block, lower_bound
-from .plan import MAX_BYTES, Buffer, Plan
+from .plan import LIMIT, MAX_BYTES, Buffer, Plan
 from .schedule import name_problem
 
 COLUMNS = ["id", "lower", "upper", "size"]
@@ -37,7 +37,7 @@ MAX_FILE_BYTES = 128 << 20     # a million rows of over a hundred characters eac
 MIN_TIME, MAX_TIME = -2**63, 2**63   # lower and upper: first = lower and last = upper - 1 fit 64 bits
 _MAX_DIGITS = 50               # more than any time or size in range has; few enough for int() and a message
 _LIMITS = {"lower": f"lower is at least -2^63 = {MIN_TIME:,}", "upper": f"upper is at most 2^63 = {MAX_TIME:,}",
-           "size": f"at most 2^62 = {MAX_BYTES:,} bytes are planned"}
+           "size": LIMIT}
 _INTEGER = re.compile(r"\s*-?[0-9]+\s*", re.ASCII)
 _GAP = re.compile(r"(-?[0-9]{1,50})-(-?[0-9]{1,50})(?:@[0-9]{1,50}:[0-9]{1,50})?", re.ASCII)
 
@@ -85,8 +85,7 @@ def read_problem(path, align: int | None = 1, optional: dict | None = None, kept
         raise ArenaError(f"{path}: the CSV lists no buffers")
     total = sum(b.nbytes for b in buffers)
     if total > MAX_BYTES:       # so that no offset or sum of sizes overflows, whatever the lifetimes
-        raise ArenaError(f"{path}: the buffers add up to {total:,} bytes; at most 2^62 = {MAX_BYTES:,} bytes "
-                         "are planned, all buffers together")
+        raise ArenaError(f"{path}: the buffers add up to {total:,} bytes; {LIMIT}, all buffers together")
     if "offset" in header and "offset" not in kept:
         note(f"note: {path}: its offset column is not read; the buffers are planned anew (arena viz --plan "
              f"{path} draws the plan it holds)")

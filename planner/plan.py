@@ -25,6 +25,7 @@ MAX_TIME_LIMIT = 1e6
 # The compiled placers and CP-SAT compute offsets in 64-bit integers: the device buffers may
 # add up to this many bytes at most, so that no offset or sum of sizes overflows.
 MAX_BYTES = 2 ** 62
+LIMIT = f"at most 2^62 = {MAX_BYTES:,} bytes are planned"    # as a fault past it says
 
 
 @dataclass
@@ -185,21 +186,25 @@ def _check_buffers(buffers: list[Buffer]) -> None:
 
 
 def _check_total(buffers: list[Buffer], device: list[int], align: int) -> None:
-    limit = f"at most 2^62 = {MAX_BYTES:,} bytes are planned"
     host = [b for b in buffers if b.memory == "host"]
-    if sum(b.size for b in host) > MAX_BYTES:   # (a plan's host bytes: a number JSON's readers must hold)
-        largest = max(host, key=lambda b: b.size)
-        raise ArenaError(f"the host-mapped buffers add up to {sum(b.size for b in host):,} bytes (the largest, "
-                         f"'{largest.name}', {largest.size:,}); {limit}")
-    total = sum(buffers[k].size for k in device)
-    if total <= MAX_BYTES:
+    arena = [buffers[k] for k in device]
+    if _total(host) > MAX_BYTES:    # (a plan's host bytes: a number JSON's readers must hold)
+        raise ArenaError(_too_many("host-mapped", host))
+    if _total(arena) <= MAX_BYTES:
         return
-    if sum(buffers[k].nbytes or buffers[k].size for k in device) <= MAX_BYTES:   # the alignment's doing
+    if sum(b.nbytes or b.size for b in arena) <= MAX_BYTES:   # the alignment's doing
         raise ArenaError(f"--align {align}: the device buffers, each rounded up to a multiple of it, "
-                         f"add up to {total:,} bytes; {limit}")
-    largest = buffers[max(device, key=lambda k: buffers[k].size)]
-    raise ArenaError(f"the device buffers add up to {total:,} bytes (the largest, '{largest.name}', "
-                     f"{largest.size:,}); {limit}")
+                         f"add up to {_total(arena):,} bytes; {LIMIT}")
+    raise ArenaError(_too_many("device", arena))
+
+
+def _total(buffers: list[Buffer]) -> int:
+    return sum(b.size for b in buffers)
+
+
+def _too_many(what: str, buffers: list[Buffer]) -> str:
+    largest = max(buffers, key=lambda b: b.size)
+    return f"the {what} buffers add up to {_total(buffers):,} bytes (the largest, '{largest.name}', {largest.size:,}); {LIMIT}"
 
 
 def _copy(b: Buffer, **changes) -> Buffer:
